@@ -1,0 +1,200 @@
+"""TiO2 memristor device physics: pure functions over numpy arrays (SI units).
+
+State variable
+--------------
+Each device's state is its *read conductance* ``g`` (S): the chord conductance I/V measured at the
+reference read voltage ``v_ref`` (0.2 V).  Targets, reads and reports all speak this quantity.
+
+I-V (:func:`iv_current`)
+------------------------
+    I(V) = g · V · (1 + β V²) / (1 + β v_ref²)
+
+a cubic nonlinearity (β in 1/V²), so a half-selected cell at V/2 carries less than half the current
+of a cell at V, and I(v_ref) = g · v_ref exactly.
+
+Switching (:func:`switching_step`)
+----------------------------------
+No change while the cell voltage stays between the device's RESET and SET thresholds
+(−vth_reset < V < vth_set).  Above threshold, with overdrive od = |V| − vth:
+
+    ΔG_set   = + k_set   · s · (od / 1 V)^n · (w / w_ref)^α · ((g_max − g)/(g_max − g_min))^p_set   · ξ
+    ΔG_reset = − k_reset · s · (od / 1 V)^n · (w / w_ref)^α · ((g − g_min)/(g_max − g_min))^p_reset · ξ
+
+where s is the device's rate factor (device-to-device spread), ξ a log-normal cycle-to-cycle factor
+(median 1, shape σ_c2c), and the soft-bound windows slow each direction as the state approaches its
+bound (asymmetric up/down steps).  The step is monotonic in |V| and w for a fixed noise draw, and the
+result is clipped to the physical range [g_min, g_max].  After a step the device relaxes back toward
+its previous state by a fraction ``relax`` of the step.  Stuck devices never change.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DeviceParams:
+    """Physical parameters of one device population (all SI units).
+
+    Attributes:
+        g_min, g_max: physical conductance range, S.
+        beta: cubic I-V nonlinearity, 1/V².
+        v_ref: reference read voltage at which ``g`` is defined, V.
+        vth_set, vth_reset: mean SET / RESET threshold magnitudes, V.
+        vth_cov: device-to-device coefficient of variation of the thresholds.
+        k_set, k_reset: step at 1 V overdrive, ``width_ref`` and full window, S.
+        k_cov: device-to-device coefficient of variation of the rate (log-normal).
+        od_power: exponent n of the overdrive dependence.
+        width_ref: reference pulse width, s;  width_power: exponent α of the width dependence.
+        p_set, p_reset: soft-bound window exponents.
+        c2c_sigma: log-normal shape of the multiplicative cycle-to-cycle write noise.
+        relax: mean fraction of each step lost to post-write relaxation toward the previous state.
+        read_noise: relative standard deviation of a current reading.
+        stuck_lrs_frac, stuck_lrs_mean, stuck_lrs_std: share and Normal conductance (S) of devices
+            stuck in the low-resistance state.
+        stuck_hrs_frac, stuck_hrs_range: share and Uniform conductance range (S) of devices stuck in
+            the high-resistance state.
+        g_init_range: range (S) of the as-formed states of working devices (uniform).
+    """
+
+    g_min: float = 10e-6
+    g_max: float = 600e-6
+    beta: float = 0.3
+    v_ref: float = 0.2
+    vth_set: float = 1.0
+    vth_reset: float = 1.0
+    vth_cov: float = 0.10
+    k_set: float = 300e-6
+    k_reset: float = 300e-6
+    k_cov: float = 0.2
+    od_power: float = 2.0
+    width_ref: float = 1e-6
+    width_power: float = 0.6
+    p_set: float = 1.0
+    p_reset: float = 1.0
+    c2c_sigma: float = 0.3
+    relax: float = 0.02
+    read_noise: float = 1e-3
+    stuck_lrs_frac: float = 0.005
+    stuck_lrs_mean: float = 573e-6
+    stuck_lrs_std: float = 99e-6
+    stuck_hrs_frac: float = 0.005
+    stuck_hrs_range: tuple[float, float] = (10e-6, 100e-6)
+    g_init_range: tuple[float, float] = (100e-6, 400e-6)
+
+    def __post_init__(self):
+        if not 0 < self.g_min < self.g_max:
+            raise ValueError("DeviceParams needs 0 < g_min < g_max")
+        if self.vth_set <= 0 or self.vth_reset <= 0:
+            raise ValueError("DeviceParams thresholds are magnitudes and must be positive")
+        if self.stuck_lrs_frac + self.stuck_hrs_frac > 1:
+            raise ValueError("DeviceParams stuck fractions add up to more than 1")
+
+    def with_(self, **changes) -> "DeviceParams":
+        return replace(self, **changes)
+
+
+@dataclass
+class DevicePopulation:
+    """Per-device parameters drawn once per chip (manufacturing variation), arrays of the array's
+    shape: thresholds (V), rate factors, and the stuck mask with stuck conductances (S)."""
+
+    vth_set: np.ndarray
+    vth_reset: np.ndarray
+    rate: np.ndarray
+    stuck: np.ndarray
+    stuck_g: np.ndarray = field(repr=False)
+
+
+def iv_current(g, v, beta: float, v_ref: float):
+    """Current through devices of read conductance ``g`` (S) at voltage ``v`` (V), A."""
+    return g * v * (1.0 + beta * v * v) / (1.0 + beta * v_ref * v_ref)
+
+
+def iv_slope(g, v, beta: float, v_ref: float):
+    """dI/dV of :func:`iv_current`, S."""
+    return g * (1.0 + 3.0 * beta * v * v) / (1.0 + beta * v_ref * v_ref)
+
+
+def sample_population(shape, p: DeviceParams, rng: np.random.Generator) -> DevicePopulation:
+    """Draw per-device thresholds, rates and stuck devices for an array of ``shape``."""
+    vth_set = p.vth_set * (1.0 + p.vth_cov * rng.standard_normal(shape))
+    vth_reset = p.vth_reset * (1.0 + p.vth_cov * rng.standard_normal(shape))
+    floor = 0.2 * min(p.vth_set, p.vth_reset)  # a threshold never collapses to ~0
+    vth_set = np.maximum(vth_set, floor)
+    vth_reset = np.maximum(vth_reset, floor)
+    sig = np.sqrt(np.log1p(p.k_cov ** 2))
+    rate = np.exp(sig * rng.standard_normal(shape) - 0.5 * sig * sig)
+    u = rng.random(shape)
+    stuck_lrs = u < p.stuck_lrs_frac
+    stuck_hrs = (u >= p.stuck_lrs_frac) & (u < p.stuck_lrs_frac + p.stuck_hrs_frac)
+    g_lrs = np.clip(p.stuck_lrs_mean + p.stuck_lrs_std * rng.standard_normal(shape), p.g_min, p.g_max)
+    g_hrs = rng.uniform(*p.stuck_hrs_range, size=shape)
+    stuck_g = np.where(stuck_lrs, g_lrs, np.where(stuck_hrs, g_hrs, np.nan))
+    return DevicePopulation(vth_set, vth_reset, rate, stuck_lrs | stuck_hrs, stuck_g)
+
+
+def initial_state(pop: DevicePopulation, p: DeviceParams, rng: np.random.Generator) -> np.ndarray:
+    """As-formed conductances (S): uniform in ``g_init_range``; stuck devices at their stuck value."""
+    g = rng.uniform(*p.g_init_range, size=pop.stuck.shape)
+    return np.where(pop.stuck, pop.stuck_g, g)
+
+
+def switching_step(g, v, width, vth_set, vth_reset, rate, p: DeviceParams, xi):
+    """Conductance change (S) of devices at state ``g`` (S) under a pulse of ``v`` (V) for ``width``
+    (s).  ``xi`` is the cycle-to-cycle noise factor (same shape, median 1).  Pure; no clipping."""
+    span = p.g_max - p.g_min
+    wfac = (np.asarray(width, dtype=float) / p.width_ref) ** p.width_power
+    od_set = np.maximum(v - vth_set, 0.0)
+    od_reset = np.maximum(-v - vth_reset, 0.0)
+    up = p.k_set * od_set ** p.od_power * np.clip((p.g_max - g) / span, 0.0, 1.0) ** p.p_set
+    down = p.k_reset * od_reset ** p.od_power * np.clip((g - p.g_min) / span, 0.0, 1.0) ** p.p_reset
+    return (up - down) * wfac * rate * xi
+
+
+def c2c_noise(n: int, p: DeviceParams, rng: np.random.Generator) -> np.ndarray:
+    """``n`` log-normal cycle-to-cycle factors with median 1 and shape ``c2c_sigma``."""
+    return np.exp(p.c2c_sigma * rng.standard_normal(n))
+
+
+def apply_voltages(g, v, width, pop: DevicePopulation, p: DeviceParams, rng: np.random.Generator):
+    """New conductances after every device in ``g`` sees voltage ``v`` for ``width`` (broadcastable).
+
+    Only devices beyond a threshold draw noise (so the cost scales with the cells that switch).
+    Includes relaxation toward the previous state, clipping to [g_min, g_max], and stuck devices.
+    """
+    g = np.array(g, dtype=float)
+    v = np.broadcast_to(np.asarray(v, dtype=float), g.shape)
+    hit = (v > pop.vth_set) | (-v > pop.vth_reset)
+    flat = np.flatnonzero(hit)
+    if flat.size:
+        w = np.broadcast_to(np.asarray(width, dtype=float), g.shape).reshape(-1)[flat]
+        switch_at(g.reshape(-1), flat, v.reshape(-1)[flat], w, pop, p, rng)
+    return g
+
+
+def switch_at(g_flat, flat, v, width, pop: DevicePopulation, p: DeviceParams, rng: np.random.Generator):
+    """In place: devices at flat indices ``flat`` of ``g_flat`` (a flat view of the state, S) see
+    pulses of ``v`` (V) for ``width`` (s), one each.  Indices must be unique.  Same physics as
+    :func:`apply_voltages` (thresholds, noise, relaxation, clipping, stuck devices)."""
+    vs = pop.vth_set.reshape(-1)[flat]
+    vr = pop.vth_reset.reshape(-1)[flat]
+    live = ((v > vs) | (-v > vr)) & ~pop.stuck.reshape(-1)[flat]
+    if not live.any():
+        return
+    idx = flat[live]
+    gi = g_flat[idx]
+    xi = c2c_noise(idx.size, p, rng)
+    dg = switching_step(gi, v[live], width[live], vs[live], vr[live], pop.rate.reshape(-1)[idx], p, xi)
+    if p.relax > 0:
+        dg = dg * (1.0 - p.relax * rng.uniform(0.0, 2.0, size=dg.shape))
+    g_flat[idx] = np.clip(gi + dg, p.g_min, p.g_max)
+
+
+def read_conductance(g, v, p: DeviceParams, rng: np.random.Generator | None):
+    """Measured (current, chord conductance) of devices ``g`` read at ``v``, with read noise."""
+    i = iv_current(g, v, p.beta, p.v_ref)
+    if rng is not None and p.read_noise > 0:
+        i = i * (1.0 + p.read_noise * rng.standard_normal(np.shape(i)))
+    return i, i / v

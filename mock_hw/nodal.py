@@ -1,0 +1,269 @@
+"""Nodal analysis of a passive memristor crossbar (SI units: S, V, A, ohm).
+
+Geometry: ``R`` row lines x ``C`` column lines; device (i, j) joins row line i to column line j and
+carries ``iv_current(g, v_row - v_col)`` from the row to the column.  Row i's terminal (driver) sits
+at its column-0 end, column j's terminal (driver / sense amplifier) at its row-(R-1) end.  A terminal
+is DRIVEN at a known voltage or FLOATING (NaN).  With ``r_line`` > 0 every line is a ladder of
+``r_line`` segments: terminal -> first crosspoint -> ... -> last crosspoint, so each crosspoint has its
+own row node and column node (2*R*C unknowns).  With ``r_line == 0`` each line is a single node.
+
+KCL is solved by Newton's method on the device I-V of :mod:`mock_hw.device`, starting from the
+linear (beta = 0) solution.  Lines in a part of the network with no conductive path to any driven
+terminal carry no current; they are pinned at 0 V so the equations stay non-singular.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+from scipy.sparse.linalg import splu
+
+from mock_hw.device import iv_current, iv_slope
+
+DENSE_MAX = 512  # largest node count (r_line > 0) solved as a batched dense system
+
+
+@dataclass
+class NetworkSolution:
+    """Solved operating point of a batch of ``B`` crossbars.
+
+    Attributes:
+        v_cell: (B, R, C) voltage across each device, row node minus column node, V.
+        i_cell: (B, R, C) device currents, row -> column, A.
+        col_current: (B, C) current flowing out of each column terminal into its driver (what a
+            virtual-ground ammeter on that column reads), A; 0 for floating columns.
+        row_current: (B, R) current supplied by each row driver, A; 0 for floating rows.
+        iterations: Newton iterations (linear solves) used.
+        v_row, v_col: (B, R, C) row-line and column-line node voltages at each crosspoint, V.
+    """
+
+    v_cell: np.ndarray
+    i_cell: np.ndarray
+    col_current: np.ndarray
+    row_current: np.ndarray
+    iterations: int
+    v_row: np.ndarray
+    v_col: np.ndarray
+
+
+def _pin_isolated(g, row_v, col_v):
+    """Copies of ``row_v``/``col_v`` with floating lines that have no conductive path to a driven
+    terminal set to 0 V (they carry no current, so the physical solution is unchanged)."""
+    B, R, C = g.shape
+    row_v, col_v = row_v.copy(), col_v.copy()
+    if np.all(g > 0):  # complete bipartite graph: everything reaches a driven terminal
+        return row_v, col_v
+    for b in range(B):
+        i, j = np.nonzero(g[b] > 0)
+        adj = sp.csr_matrix((np.ones(i.size), (i, R + j)), shape=(R + C, R + C))
+        n, lab = connected_components(adj, directed=False)
+        v = np.concatenate([row_v[b], col_v[b]])
+        ok = np.bincount(lab, weights=~np.isnan(v), minlength=n) > 0
+        v[~ok[lab]] = 0.0
+        row_v[b], col_v[b] = v[:R], v[R:]
+    return row_v, col_v
+
+
+def _newton(x, residual, step, tol, max_iter, i_scale, v_scale):
+    """Newton iteration ``x += step(x, F)``; converged when max|F| <= tol*i_scale (A) or the last
+    step max|dx| <= tol*v_scale (V).  Returns (x, iterations)."""
+    for it in range(max_iter + 1):
+        F = residual(x)
+        err = np.max(np.abs(F), initial=0.0)
+        if not np.isfinite(err):
+            raise RuntimeError("nodal solve diverged (non-finite KCL residual)")
+        if err <= tol * i_scale:
+            return x, it
+        if it == max_iter:
+            break
+        dx = step(x, F)
+        if not np.all(np.isfinite(dx)):
+            raise RuntimeError("nodal solve: singular Jacobian (floating lines without a path to a driver?)")
+        x = x + dx
+        if np.max(np.abs(dx), initial=0.0) <= tol * v_scale:
+            return x, it + 1
+    raise RuntimeError(f"nodal Newton solve did not converge in {max_iter} iterations "
+                       f"(max KCL residual {err:.3e} A, tolerance {tol * i_scale:.3e} A)")
+
+
+def _solve_ideal(g, rv, cv, beta, v_ref, tol, max_iter, scales):
+    """r_line == 0: one node per line.  Returns line voltages (B, R+C) and iterations."""
+    B, R, C = g.shape
+    N = R + C
+    v = np.concatenate([rv, cv], axis=1)
+    fl = np.isnan(v)
+    x = np.where(fl, 0.0, v)
+    if not fl.any():
+        return x, 0
+    eye = np.eye(N, dtype=bool)
+    diag = np.arange(N)
+
+    def vcell(x):
+        return x[:, :R, None] - x[:, None, R:]
+
+    def residual(x, b=beta):  # net current leaving each line through its devices, A
+        i = iv_current(g, vcell(x), b, v_ref)
+        return np.where(fl, np.concatenate([i.sum(2), -i.sum(1)], axis=1), 0.0)
+
+    def step(x, F, b=beta):
+        s = iv_slope(g, vcell(x), b, v_ref)
+        J = np.zeros((B, N, N))
+        J[:, :R, R:] = -s
+        J[:, R:, :R] = -s.transpose(0, 2, 1)
+        J[:, diag, diag] = np.concatenate([s.sum(2), s.sum(1)], axis=1)
+        J = np.where(fl[:, :, None], J, eye)  # driven lines: identity rows, zero residual
+        return np.linalg.solve(J, -F[..., None])[..., 0]
+
+    x = x + step(x, residual(x, 0.0), 0.0)  # exact linear solution as the initial guess
+    x, it = _newton(x, residual, step, tol, max_iter, *scales)
+    return x, it + 1
+
+
+def _solve_lines(g, rv, cv, beta, v_ref, r_line, tol, max_iter, scales):
+    """r_line > 0: full nodal analysis.  Returns row and column node voltages (B, R, C), iterations."""
+    B, R, C = g.shape
+    M = R * C
+    N = 2 * M
+    G = 1.0 / r_line
+    rd, cd = ~np.isnan(rv), ~np.isnan(cv)
+    rv0, cv0 = np.where(rd, rv, 0.0), np.where(cd, cv, 0.0)
+    x0, it0 = _solve_ideal(g, rv, cv, beta, v_ref, tol, max_iter, scales)
+    x = np.concatenate([np.repeat(x0[:, :R], C, axis=1), np.tile(x0[:, R:], (1, R))], axis=1)
+
+    ir = np.arange(M).reshape(R, C)  # row node (i, j); column node (i, j) is ir + M
+    ic = ir + M
+    a = np.concatenate([ir[:, :-1].ravel(), ic[:-1, :].ravel()])  # line segments a -- b
+    b = np.concatenate([ir[:, 1:].ravel(), ic[1:, :].ravel()])
+    t = np.concatenate([ir[:, 0], ic[R - 1, :]])  # nodes next to a terminal
+    rr, cc = ir.ravel(), ic.ravel()
+    I_idx = np.concatenate([a, b, a, b, t, rr, cc, rr, cc])
+    J_idx = np.concatenate([a, b, b, a, t, rr, cc, cc, rr])
+    seg = np.broadcast_to(np.repeat([G, G, -G, -G], a.size), (B, 4 * a.size))
+    term = G * np.concatenate([rd, cd], axis=1).astype(float)
+
+    def split(x):
+        return x[:, :M].reshape(B, R, C), x[:, M:].reshape(B, R, C)
+
+    def residual(x):  # current leaving each node, A
+        vr, vc = split(x)
+        i = iv_current(g, vr - vc, beta, v_ref)
+        fr, fc = i.copy(), -i
+        s = G * (vr[:, :, :-1] - vr[:, :, 1:])
+        fr[:, :, :-1] += s
+        fr[:, :, 1:] -= s
+        s = G * (vc[:, :-1, :] - vc[:, 1:, :])
+        fc[:, :-1, :] += s
+        fc[:, 1:, :] -= s
+        fr[:, :, 0] += G * rd * (vr[:, :, 0] - rv0)
+        fc[:, -1, :] += G * cd * (vc[:, -1, :] - cv0)
+        return np.concatenate([fr.reshape(B, M), fc.reshape(B, M)], axis=1)
+
+    lus, last_err = [], [np.inf]
+
+    def step(x, F):
+        vr, vc = split(x)
+        s = iv_slope(g, vr - vc, beta, v_ref).reshape(B, M)
+        vals = np.concatenate([seg, term, s, s, -s, -s], axis=1)
+        if N <= DENSE_MAX:
+            flat = (np.arange(B)[:, None] * (N * N) + (I_idx * N + J_idx)[None, :]).ravel()
+            J = np.bincount(flat, weights=vals.ravel(), minlength=B * N * N).reshape(B, N, N)
+            return np.linalg.solve(J, -F[..., None])[..., 0]
+        # Sparse path: reuse the LU factors while the residual keeps falling >= 20x per step
+        # (chord Newton); refactor at the current point otherwise.
+        err = np.max(np.abs(F))
+        if not lus or err > 0.05 * last_err[0]:
+            lus.clear()
+            for k in range(B):
+                J = sp.csc_matrix((vals[k], (I_idx, J_idx)), shape=(N, N))
+                try:
+                    lus.append(splu(J, permc_spec="MMD_AT_PLUS_A"))
+                except RuntimeError as e:  # "Factor is exactly singular"
+                    raise RuntimeError(f"nodal solve: singular Jacobian for chip {k}: {e}") from e
+        last_err[0] = err
+        return np.stack([lu.solve(-F[k]) for k, lu in enumerate(lus)])
+
+    x, it = _newton(x, residual, step, tol, max_iter, *scales)
+    vr, vc = split(x)
+    return vr, vc, it0 + it
+
+
+def solve_network(g, row_v, col_v, beta: float, v_ref: float, r_line: float = 0.0,
+                  tol: float = 1e-12, max_iter: int = 50) -> NetworkSolution:
+    """Solve a batch of crossbars.
+
+    Args:
+        g: (B, R, C) device read conductances, S.
+        row_v: (B, R) row terminal voltages, V; NaN = floating.
+        col_v: (B, C) column terminal voltages, V; NaN = floating.
+        beta: I-V nonlinearity, 1/V^2;  v_ref: reference read voltage, V.
+        r_line: line resistance per segment, ohm (0 = ideal lines).
+        tol: relative Newton tolerance (KCL residual vs. V_max * largest line conductance, or the
+            voltage step vs. V_max).
+        max_iter: Newton iteration limit (RuntimeError beyond it).
+    Raises:
+        ValueError: bad shapes, negative r_line, or a chip whose rows (or columns) all float.
+    """
+    g = np.asarray(g, dtype=float)
+    if g.ndim != 3:
+        raise ValueError(f"g must have shape (B, R, C), got {g.shape}")
+    B, R, C = g.shape
+    row_v = np.array(np.broadcast_to(np.asarray(row_v, dtype=float), (B, R)))
+    col_v = np.array(np.broadcast_to(np.asarray(col_v, dtype=float), (B, C)))
+    if r_line < 0:
+        raise ValueError(f"r_line must be >= 0, got {r_line}")
+    rd, cd = ~np.isnan(row_v), ~np.isnan(col_v)
+    for name, drv in (("row", rd), ("column", cd)):
+        bad = np.nonzero(~drv.any(axis=1))[0]
+        if bad.size:
+            raise ValueError(f"every {name} line floats on chip(s) {bad.tolist()}: the network has "
+                             "no return path (drive at least one row and one column)")
+    rv, cv = _pin_isolated(g, row_v, col_v)
+    vd = np.concatenate([rv, cv], axis=1)
+    v_scale = max(np.abs(vd[~np.isnan(vd)]).max(initial=0.0), 1e-300)
+    i_scale = v_scale * max(g.sum(axis=2).max(initial=0.0), g.sum(axis=1).max(initial=0.0))
+    scales = (i_scale, v_scale)
+    if r_line == 0:
+        x, it = _solve_ideal(g, rv, cv, beta, v_ref, tol, max_iter, scales)
+        vr = np.repeat(x[:, :R, None], C, axis=2)
+        vc = np.repeat(x[:, None, R:], R, axis=1)
+    else:
+        vr, vc, it = _solve_lines(g, rv, cv, beta, v_ref, float(r_line), tol, max_iter, scales)
+    v_cell = vr - vc
+    i_cell = iv_current(g, v_cell, beta, v_ref)
+    # Terminal currents by KCL over the whole line (line segments are internal to it).
+    row_current = np.where(rd, i_cell.sum(axis=2), 0.0)
+    col_current = np.where(cd, i_cell.sum(axis=1), 0.0)
+    return NetworkSolution(v_cell, i_cell, col_current, row_current, int(it), vr, vc)
+
+
+def mvm_currents(g, v_rows, beta: float, v_ref: float, r_line: float = 0.0) -> np.ndarray:
+    """Column currents (B, N, C), A, for ``N`` input vectors ``v_rows`` (B, N, R), V, applied to the
+    rows with every column held at 0 V.  ``g``: (B, R, C), S; ``r_line``: ohm per segment."""
+    g = np.asarray(g, dtype=float)
+    v_rows = np.asarray(v_rows, dtype=float)
+    if r_line == 0:  # cell voltage = row voltage: I_j = sum_i g_ij f(v_i)
+        return np.matmul(iv_current(1.0, v_rows, beta, v_ref), g)
+    B, n, _ = v_rows.shape
+    col_v = np.zeros((B, g.shape[2]))
+    out = np.empty((B, n, g.shape[2]))
+    for k in range(n):
+        out[:, k] = solve_network(g, v_rows[:, k], col_v, beta, v_ref, r_line).col_current
+    return out
+
+
+def read_rows_grounded(g, v_read: float, beta: float, v_ref: float, r_line: float = 0.0) -> np.ndarray:
+    """Measured current (B, R, C), A, of cell (i, j) when row i is driven at ``v_read`` (V) and every
+    other line is held at 0 V, read at column j's terminal.  ``g``: (B, R, C), S; ``r_line``: ohm."""
+    g = np.asarray(g, dtype=float)
+    if r_line == 0:
+        return iv_current(g, v_read, beta, v_ref)
+    B, R, C = g.shape
+    col_v = np.zeros((B, C))
+    out = np.empty((B, R, C))
+    for i in range(R):
+        row_v = np.zeros((B, R))
+        row_v[:, i] = v_read
+        out[:, i] = solve_network(g, row_v, col_v, beta, v_ref, r_line).col_current
+    return out

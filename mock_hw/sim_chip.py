@@ -1,0 +1,280 @@
+"""A simulated passive TiO2 crossbar behind the :class:`~programming.crossbar.Crossbar` interface.
+
+Vectorized over a batch of ``n_chips`` independent chips (Monte Carlo studies) and over the lanes of
+one call.  Within a chip, pulses take effect in lane order, as on hardware:
+
+* **Fast path** (V/2 writes on ideal lines, the active lanes of each chip on distinct rows and
+  distinct columns — what the tuner issues): under V/2 a pulse changes only its own row and column,
+  so each cell is hit by at most one "row" pulse and one "column" pulse of the call.  The cells are
+  updated in two vectorized stages, the earlier-lane hit first — the same result as applying the
+  pulses one by one.
+* **General path** (V/3, floating lines, line resistance, or lanes sharing a line): the lanes are
+  applied one after another, each vectorized over all chips and cells.
+
+Reads and matrix-vector products stay below the switching thresholds (the limits enforce
+``v_read_max``), so they never disturb.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from programming.crossbar import Crossbar, PulseResult, ReadResult, ReadScheme, SafetyLimits, WriteScheme
+
+from . import nodal
+from .device import apply_voltages, initial_state, iv_current, read_conductance, sample_population, switch_at
+from .presets import DEFAULT_PRESET, ChipParams, get_preset
+
+
+class SimulatedCrossbar(Crossbar):
+    """``n_chips`` simulated chips of ``rows`` × ``cols`` devices.
+
+    Args:
+        rows, cols: array size.
+        n_chips: independent chips simulated at once.
+        preset: preset name or a :class:`ChipParams`.
+        seed: seeds both the manufacturing draw (thresholds, rates, stuck devices, initial states)
+            and the run-time noise; the same seed gives the same chip and the same run.
+        r_line: overrides the preset's line resistance, Ω per segment.
+        limits: overrides the preset's safety limits.
+    """
+
+    def __init__(self, rows: int, cols: int, n_chips: int = 1, preset: str | ChipParams = DEFAULT_PRESET,
+                 seed: int = 0, r_line: float | None = None, limits: SafetyLimits | None = None):
+        if int(rows) < 1 or int(cols) < 1 or int(n_chips) < 1:
+            raise ValueError(f"array size {rows}x{cols} with {n_chips} chips: all must be >= 1")
+        params = get_preset(preset) if isinstance(preset, str) else preset
+        if r_line is not None:
+            params = params.with_(r_line=float(r_line))
+        if limits is not None:
+            params = params.with_(limits=limits)
+        self.params = params
+        self.shape = (int(rows), int(cols))
+        self.n_chips = int(n_chips)
+        self.limits = params.limits
+        self.v_read = params.v_read
+        self.programming_window = params.programming_window
+        self.preferred_parallel = min(self.shape)
+        fab, run = np.random.default_rng(seed).spawn(2)
+        full = (self.n_chips, *self.shape)
+        self.population = sample_population(full, params.device, fab)
+        self._g = initial_state(self.population, params.device, fab)
+        self._rng = run
+        self.n_read_ops = 0
+        self.n_pulse_ops = 0
+
+    # ------------------------------------------------------------------ simulator-only truth
+    @property
+    def true_conductance(self) -> np.ndarray:
+        """The devices' actual read conductances, S (known only to a simulator)."""
+        return self._g.copy()
+
+    @property
+    def stuck_mask(self) -> np.ndarray:
+        return self.population.stuck.copy()
+
+    @property
+    def working_mask(self) -> np.ndarray:
+        return ~self.population.stuck
+
+    def set_conductances(self, g) -> None:
+        """Force the state of every working device (for tests and what-if studies), S."""
+        g = np.broadcast_to(np.asarray(g, dtype=float), self._g.shape)
+        d = self.params.device
+        self._g = np.where(self.population.stuck, self._g, np.clip(g, d.g_min, d.g_max))
+
+    # ------------------------------------------------------------------------------ reads
+    def _read(self, rows, cols, v_read, scheme, active) -> ReadResult:
+        d = self.params.device
+        b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)
+        if scheme is ReadScheme.GROUND and self.params.r_line == 0:
+            current, _ = read_conductance(self._g[b, rows, cols], v_read, d, None)
+        elif scheme is ReadScheme.GROUND:
+            # a grounded read depends only on the driven row: one network solve per distinct row
+            current = np.zeros(rows.shape)
+            chips = np.arange(self.n_chips)
+            for row in np.unique(rows[active]):
+                row_v, col_v = self._read_lines(np.full(self.n_chips, row), cols[:, 0], v_read, scheme)
+                sol = nodal.solve_network(self._g, row_v, col_v, d.beta, d.v_ref, self.params.r_line)
+                hit = rows == row
+                current[hit] = sol.col_current[np.broadcast_to(chips[:, None], rows.shape)[hit], cols[hit]]
+        else:
+            current = np.zeros(rows.shape)
+            for lane in range(rows.shape[1]):
+                row_v, col_v = self._read_lines(rows[:, lane], cols[:, lane], v_read, scheme)
+                sol = nodal.solve_network(self._g, row_v, col_v, d.beta, d.v_ref, self.params.r_line)
+                current[:, lane] = sol.col_current[np.arange(self.n_chips), cols[:, lane]]
+        current = self._noisy(current)
+        self.n_read_ops += int(active.sum())
+        current = np.where(active, current, np.nan)
+        duration = np.where(active, self.params.timing.read_s, 0.0)
+        return ReadResult(current / v_read, current, duration)
+
+    def _read_lines(self, r, c, v, scheme):
+        n_rows, n_cols = self.shape
+        fill = 0.0 if scheme is ReadScheme.GROUND else np.nan
+        row_v = np.full((self.n_chips, n_rows), fill)
+        col_v = np.full((self.n_chips, n_cols), fill)
+        chips = np.arange(self.n_chips)
+        row_v[chips, r] = v
+        col_v[chips, c] = 0.0
+        return row_v, col_v
+
+    def _noisy(self, current):
+        sigma = self.params.device.read_noise
+        if sigma > 0:
+            current = current * (1.0 + sigma * self._rng.standard_normal(np.shape(current)))
+        return current
+
+    def _read_array(self, v_read, scheme) -> np.ndarray:
+        d = self.params.device
+        if scheme is ReadScheme.GROUND:
+            current = nodal.read_rows_grounded(self._g, v_read, d.beta, d.v_ref, self.params.r_line)
+        else:
+            n_rows, n_cols = self.shape
+            rr, cc = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
+            res = self._read(np.broadcast_to(rr.ravel(), (self.n_chips, rr.size)),
+                             np.broadcast_to(cc.ravel(), (self.n_chips, cc.size)),
+                             v_read, scheme, np.ones((self.n_chips, rr.size), bool))
+            return res.conductance.reshape(self.n_chips, n_rows, n_cols)
+        self.n_read_ops += self._g.size
+        return self._noisy(current) / v_read
+
+    def _mvm(self, v_rows) -> np.ndarray:
+        d = self.params.device
+        per_chip = v_rows.ndim == 3
+        if per_chip and v_rows.shape[0] != self.n_chips:
+            raise ValueError(f"per-chip mvm input has {v_rows.shape[0]} chips, crossbar has {self.n_chips}")
+        v = v_rows if per_chip else np.broadcast_to(np.atleast_2d(v_rows), (self.n_chips, *np.atleast_2d(v_rows).shape))
+        out = nodal.mvm_currents(self._g, v, d.beta, d.v_ref, self.params.r_line)
+        out = self._noisy(out)
+        return out[:, 0, :] if v_rows.ndim == 1 else out
+
+    # ----------------------------------------------------------------------------- pulses
+    def _pulse(self, rows, cols, amplitude, width, scheme, active) -> PulseResult:
+        amplitude, compliance = self._apply_compliance(rows, cols, amplitude, active)
+        if scheme is WriteScheme.V2 and self.params.r_line == 0 and self._lines_distinct(rows, cols, active):
+            energy = self._pulse_v2_concurrent(rows, cols, amplitude, width, active)
+        else:
+            energy = np.zeros(rows.shape)
+            for lane in range(rows.shape[1]):
+                energy[:, lane] = self._pulse_one(rows[:, lane], cols[:, lane], amplitude[:, lane],
+                                                  width[:, lane], scheme, active[:, lane])
+        self.n_pulse_ops += int(active.sum())
+        duration = np.where(active, width + self.params.timing.pulse_overhead_s, 0.0)
+        return PulseResult(np.where(active, energy, 0.0), duration, compliance & active)
+
+    def _apply_compliance(self, rows, cols, amplitude, active):
+        """Where the selected device would draw more than the compliance current, the source
+        limits it: the amplitude drops to the voltage at which the device carries exactly
+        ``i_compliance`` (Newton on the cubic I-V)."""
+        d = self.params.device
+        i_c = self.limits.i_compliance
+        b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)
+        g_sel = self._g[b, rows, cols]
+        over = active & (np.abs(iv_current(g_sel, amplitude, d.beta, d.v_ref)) > i_c)
+        if not over.any():
+            return amplitude, over
+        v = np.abs(amplitude[over])
+        g = g_sel[over]
+        norm = 1.0 + d.beta * d.v_ref ** 2
+        for _ in range(30):
+            f = g * v * (1 + d.beta * v * v) / norm - i_c
+            v = v - f / (g * (1 + 3 * d.beta * v * v) / norm)
+        amplitude = amplitude.copy()
+        amplitude[over] = np.sign(amplitude[over]) * v
+        return amplitude, over
+
+    def _lines_distinct(self, rows, cols, active) -> bool:
+        b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)[active]
+        if b.size <= 1:
+            return True
+        row_keys = b * self.shape[0] + rows[active]
+        col_keys = b * self.shape[1] + cols[active]
+        return np.unique(row_keys).size == b.size and np.unique(col_keys).size == b.size
+
+    def _pulse_v2_concurrent(self, rows, cols, amplitude, width, active):
+        """V/2 pulses of lanes on distinct lines, applied exactly in lane order.
+
+        Every selected cell is hit by its own pulse only.  A half-selected cell lies on the row of
+        at most one lane and the column of at most one other: its hits are applied in lane order
+        (first hits, then second hits).  A half-select below the cell's threshold changes nothing,
+        so only the cells it can switch are listed — usually none, which keeps a step cheap.
+        """
+        d = self.params.device
+        n_rows, n_cols = self.shape
+        chip_idx, lane_idx = np.nonzero(active)
+        r, c = rows[chip_idx, lane_idx], cols[chip_idx, lane_idx]
+        v, w = amplitude[chip_idx, lane_idx], width[chip_idx, lane_idx]
+        energy = self._energy_v2(chip_idx, lane_idx, r, c, amplitude, width, rows.shape)
+        hit_b, hit_r, hit_c, hit_v, hit_w, hit_lane = [chip_idx], [r], [c], [v], [w], [lane_idx]
+        half = v / 2
+        pop = self.population
+        for axis_len, line_of in ((n_cols, "row"), (n_rows, "col")):
+            # thresholds of every cell on each lane's row (or column), for the lane's polarity
+            if line_of == "row":
+                vs, vr, stuck = pop.vth_set[chip_idx, r, :], pop.vth_reset[chip_idx, r, :], pop.stuck[chip_idx, r, :]
+            else:
+                vs, vr, stuck = pop.vth_set[chip_idx, :, c], pop.vth_reset[chip_idx, :, c], pop.stuck[chip_idx, :, c]
+            h = half[:, None]
+            live = ((h > vs) | (-h > vr)) & ~stuck
+            other = np.arange(axis_len)[None, :] != (c if line_of == "row" else r)[:, None]
+            k, pos = np.nonzero(live & other)
+            if k.size:
+                hit_b.append(chip_idx[k])
+                hit_r.append(r[k] if line_of == "row" else pos)
+                hit_c.append(pos if line_of == "row" else c[k])
+                hit_v.append(half[k])
+                hit_w.append(w[k])
+                hit_lane.append(lane_idx[k])
+        b, rr, cc, vv, ww, lane = (np.concatenate(x) for x in (hit_b, hit_r, hit_c, hit_v, hit_w, hit_lane))
+        flat = (b * n_rows + rr) * n_cols + cc
+        order = np.lexsort((lane, flat))
+        flat, vv, ww = flat[order], vv[order], ww[order]
+        first = np.ones(flat.size, bool)
+        first[1:] = flat[1:] != flat[:-1]
+        g_flat = self._g.reshape(-1)
+        switch_at(g_flat, flat[first], vv[first], ww[first], self.population, d, self._rng)
+        if not first.all():
+            second = ~first
+            switch_at(g_flat, flat[second], vv[second], ww[second], self.population, d, self._rng)
+        return energy
+
+    def _energy_v2(self, chip_idx, lane_idx, r, c, amplitude, width, shape):
+        """Energy of each V/2 pulse over the whole array (selected + half-selected cells), J.
+
+        The half-selected cells all see V/2, so their power is (V/2)²(1 + β V²/4)/(1 + β v_ref²)
+        times the sum of their conductances: row and column sums, no per-cell work."""
+        d = self.params.device
+        v = amplitude[chip_idx, lane_idx]
+        g_sel = self._g[chip_idx, r, c]
+        half = v / 2
+        g_half = self._g.sum(axis=2)[chip_idx, r] + self._g.sum(axis=1)[chip_idx, c] - 2 * g_sel
+        p_half = half * half * (1 + d.beta * half * half) / (1 + d.beta * d.v_ref ** 2) * g_half
+        energy = np.zeros(shape)
+        energy[chip_idx, lane_idx] = (v * iv_current(g_sel, v, d.beta, d.v_ref) + p_half) * width[chip_idx, lane_idx]
+        return energy
+
+    def _pulse_one(self, r, c, v, w, scheme, active):
+        """One pulse per chip (chips where ``active`` is False see nothing); returns energy, J."""
+        d = self.params.device
+        n_rows, n_cols = self.shape
+        chips = np.arange(self.n_chips)
+        v = np.where(active, v, 0.0)
+        if scheme is WriteScheme.FLOAT:
+            row_v = np.where(active[:, None], np.nan, 0.0) * np.ones((1, n_rows))
+            col_v = np.where(active[:, None], np.nan, 0.0) * np.ones((1, n_cols))
+        else:
+            frac_row, frac_col = (0.5, 0.5) if scheme is WriteScheme.V2 else (1 / 3, 2 / 3)
+            row_v = np.repeat((v * frac_row)[:, None], n_rows, axis=1)
+            col_v = np.repeat((v * frac_col)[:, None], n_cols, axis=1)
+        row_v[chips, r] = v
+        col_v[chips, c] = 0.0
+        if self.params.r_line == 0 and scheme is not WriteScheme.FLOAT:
+            v_cell = row_v[:, :, None] - col_v[:, None, :]
+            i_cell = iv_current(self._g, v_cell, d.beta, d.v_ref)
+        else:
+            sol = nodal.solve_network(self._g, row_v, col_v, d.beta, d.v_ref, self.params.r_line)
+            v_cell, i_cell = sol.v_cell, sol.i_cell
+        energy = (v_cell * i_cell).sum(axis=(1, 2)) * w
+        self._g = apply_voltages(self._g, v_cell, w[:, None, None], self.population, d, self._rng)
+        return energy

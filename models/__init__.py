@@ -1,0 +1,1 @@
+"""Torch layers, hardware-aware training, deployment and Monte Carlo evaluation."""

@@ -1,0 +1,51 @@
+"""Opening chips and making targets for the command line (the only place that picks a chip)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from mock_hw.presets import PRESETS
+from mock_hw.sim_chip import SimulatedCrossbar
+from programming.crossbar import Crossbar
+from programming.mapping import check_targets
+
+CHIPS = ("sim",)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'64x64' → (64, 64); a clear error otherwise."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", str(text))
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise ValueError(f"array size must look like ROWSxCOLS (e.g. 8x8), got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def open_chip(chip: str, size: tuple[int, int], preset: str, seed: int, n_chips: int = 1,
+              r_line: float | None = None) -> Crossbar:
+    """A crossbar for ``--chip``: ``sim`` is the simulated TiO2 chip (the embedded default)."""
+    if chip != "sim":
+        raise ValueError(f"unknown chip {chip!r}; available: {', '.join(CHIPS)}")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known presets: {', '.join(sorted(PRESETS))}")
+    return SimulatedCrossbar(*size, n_chips=n_chips, preset=preset, seed=seed, r_line=r_line)
+
+
+def make_targets(spec: str, xb: Crossbar, seed: int) -> np.ndarray:
+    """Targets (S) from ``random`` (uniform in the programming window, seeded) or a ``.npy`` file of
+    conductances in S with the array's shape (or one per chip)."""
+    lo, hi = xb.programming_window
+    if spec == "random":
+        rng = np.random.default_rng([seed, 0x7A2])
+        return rng.uniform(lo, hi, size=(xb.n_chips, *xb.shape))
+    path = Path(spec)
+    if path.suffix != ".npy":
+        raise ValueError(f"--targets must be 'random' or a .npy file of conductances in S, got {spec!r}")
+    if not path.is_file():
+        raise ValueError(f"targets file {spec} does not exist")
+    data = np.load(path, allow_pickle=False)
+    if data.shape not in (xb.shape, (xb.n_chips, *xb.shape)):
+        raise ValueError(f"targets file {spec} has shape {data.shape}, the array is {xb.shape[0]}x{xb.shape[1]}"
+                         + (f" with {xb.n_chips} chips" if xb.n_chips > 1 else ""))
+    return check_targets(np.broadcast_to(data, (xb.n_chips, *xb.shape)), lo, hi, allow_nan=True)

@@ -1,0 +1,46 @@
+"""Plain-text summary tables for the terminal (µS at this edge; SI everywhere else)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _rows(pairs) -> str:
+    width = max(len(k) for k, _ in pairs)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in pairs)
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.3f} %"
+
+
+def format_tune_summary(r: dict) -> str:
+    ppc = r["pulses_per_cell"]
+    pairs = [
+        ("chip", f"{r['chip']} ({r['preset']}, {r['size'][0]}x{r['size'][1]}, {r['chips']} chip(s), seed {r['seed']})"),
+        ("cells", r["cells"]),
+        ("converged", f"{r['converged']}  (yield {_pct(r['yield'])})"),
+        ("failed / disturbed", f"{r['failed']} / {r['disturbed']}"),
+        ("stuck flagged", r["stuck_flagged"]),
+        ("rel. error mean / max", f"{_pct(r['rel_error_mean'])} / {_pct(r['rel_error_max'])}  (tolerance {_pct(r['tolerance'])})"),
+        ("pulses per cell", f"mean {ppc['mean']:.1f}, median {ppc['median']:.0f}, p95 {ppc['p95']:.0f}"),
+        ("reads per cell", f"mean {r['reads_per_cell']['mean']:.1f}"),
+        ("energy", f"{r['energy_j'] * 1e6:.3f} µJ"),
+        ("instrument time", f"{r['instrument_time_s']:.2f} s"),
+        ("wall time", f"{r['wall_s']:.2f} s  ({r['passes_run']} pass(es))"),
+    ]
+    if "true_within_tol" in r:
+        pairs.append(("working cells", r["working"]))
+        pairs.append(("truly within tolerance", _pct(r["true_within_tol"])))
+        pairs.append(("stuck detected", f"{r['stuck_detected']} of {r['stuck_true']}"))
+    return "write-verify tuning\n" + _rows(pairs)
+
+
+def format_read_summary(g: np.ndarray, scheme: str) -> str:
+    us = g * 1e6
+    pairs = [
+        ("array", f"{g.shape[1]}x{g.shape[2]} ({g.shape[0]} chip(s)), {scheme} read"),
+        ("min / median / max", f"{us.min():.1f} / {np.median(us):.1f} / {us.max():.1f} µS"),
+        ("mean ± std", f"{us.mean():.1f} ± {us.std():.1f} µS"),
+        ("below 100 µS / above 500 µS", f"{int((us < 100).sum())} / {int((us > 500).sum())} cells"),
+    ]
+    return "conductance map\n" + _rows(pairs)

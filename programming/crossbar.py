@@ -1,0 +1,285 @@
+"""The Crossbar interface: the one seam between algorithms and chips.
+
+Every algorithm (write-verify tuner, deployment, in-situ training, procedures) talks only to
+:class:`Crossbar`; every chip (the simulated chip in ``mock_hw``, the instrument-driven chip in
+``instruments``) implements it.
+
+Batching model
+--------------
+A crossbar object holds ``n_chips`` independent chips of identical ``shape`` (rows, cols).  A real
+bench is a batch of one; a simulated chip may hold a thousand.  Cell operations (:meth:`read`,
+:meth:`pulse`) take index/amplitude arrays of shape ``(n_chips, L)``: ``L`` *lanes* per chip, each
+lane addressing one cell of its chip.  Within a chip the lanes take effect **in lane order**, exactly
+as if issued one after another on a bench; different chips are independent.  A boolean ``active``
+mask of the same shape skips lanes (nothing is sourced for them).  Scalars and ``(L,)`` arrays are
+broadcast to every chip.
+
+Units are SI throughout: siemens, volts, amperes, seconds, joules.
+
+Safety
+------
+The public methods validate every request against :class:`SafetyLimits` *before* calling the
+implementation (``_read``, ``_pulse``, ...), so an out-of-limit request raises
+:class:`LimitError` and nothing is written to a chip.  Implementations must not bypass them.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+
+class LimitError(ValueError):
+    """A request exceeds the chip's safe operating limits; nothing was sourced."""
+
+
+class WriteScheme(str, Enum):
+    """Biasing of the unselected lines during a write pulse.
+
+    * ``V/2``: selected row at V, selected column at 0, every other line at V/2 — the selected
+      row's and column's other cells are half-selected (V/2), the rest see 0.
+    * ``V/3``: unselected rows at V/3, unselected columns at 2V/3 — every unselected cell sees
+      ±V/3 (less disturbance, more power).
+    * ``float``: unselected lines left floating — their potentials, and so the voltage across every
+      other cell, follow from the network (sneak paths).
+    """
+
+    V2 = "v/2"
+    V3 = "v/3"
+    FLOAT = "float"
+
+
+class ReadScheme(str, Enum):
+    """Biasing during a read: ``ground`` (unselected lines grounded, the default) or ``float``
+    (unselected lines floating, so sneak paths add to the measured current)."""
+
+    GROUND = "ground"
+    FLOAT = "float"
+
+
+def parse_write_scheme(value: str | WriteScheme) -> WriteScheme:
+    try:
+        return WriteScheme(str(getattr(value, "value", value)).lower())
+    except ValueError:
+        raise ValueError(f"unknown write scheme {value!r}; expected one of "
+                         f"{[s.value for s in WriteScheme]}") from None
+
+
+def parse_read_scheme(value: str | ReadScheme) -> ReadScheme:
+    try:
+        return ReadScheme(str(getattr(value, "value", value)).lower())
+    except ValueError:
+        raise ValueError(f"unknown read scheme {value!r}; expected one of "
+                         f"{[s.value for s in ReadScheme]}") from None
+
+
+@dataclass(frozen=True)
+class SafetyLimits:
+    """Safe operating limits of a chip (checked before any command is written).
+
+    Attributes:
+        v_max: largest write-pulse amplitude magnitude, V.
+        v_read_max: largest read / matrix-vector input magnitude, V (keep it below the switching
+            threshold so reads do not disturb).
+        i_compliance: current compliance of the source, A.
+        width_min, width_max: allowed write-pulse widths, s.
+    """
+
+    v_max: float = 3.0
+    v_read_max: float = 0.5
+    i_compliance: float = 10e-3
+    width_min: float = 1e-7
+    width_max: float = 1e-3
+
+    def __post_init__(self):
+        for name in ("v_max", "v_read_max", "i_compliance", "width_min", "width_max"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value <= 0:
+                raise ValueError(f"SafetyLimits.{name} must be a positive finite number, got {value!r}")
+        if self.width_min > self.width_max:
+            raise ValueError("SafetyLimits.width_min must not exceed width_max")
+        if self.v_read_max > self.v_max:
+            raise ValueError("SafetyLimits.v_read_max must not exceed v_max")
+
+    def check_pulse(self, amplitude: np.ndarray, width: np.ndarray) -> None:
+        """Raise :class:`LimitError` if any amplitude or width is out of limits (or not finite)."""
+        amplitude = np.asarray(amplitude, dtype=float)
+        width = np.asarray(width, dtype=float)
+        if not np.all(np.isfinite(amplitude)):
+            raise LimitError("pulse amplitude is not finite")
+        if not np.all(np.isfinite(width)):
+            raise LimitError("pulse width is not finite")
+        worst = float(np.max(np.abs(amplitude), initial=0.0))
+        if worst > self.v_max + 1e-12:
+            raise LimitError(f"pulse amplitude {worst:.4g} V exceeds the limit v_max={self.v_max:.4g} V")
+        if width.size and (width.min() < self.width_min * (1 - 1e-9) or width.max() > self.width_max * (1 + 1e-9)):
+            raise LimitError(f"pulse width {width.min():.3g}..{width.max():.3g} s outside the limits "
+                             f"[{self.width_min:.3g}, {self.width_max:.3g}] s")
+
+    def check_read(self, voltage: np.ndarray, what: str = "read voltage") -> None:
+        voltage = np.asarray(voltage, dtype=float)
+        if not np.all(np.isfinite(voltage)):
+            raise LimitError(f"{what} is not finite")
+        worst = float(np.max(np.abs(voltage), initial=0.0))
+        if worst > self.v_read_max + 1e-12:
+            raise LimitError(f"{what} {worst:.4g} V exceeds the limit v_read_max={self.v_read_max:.4g} V "
+                             "(reads must stay below the switching threshold)")
+
+
+@dataclass
+class ReadResult:
+    """Result of reading lanes: arrays of shape (n_chips, L); NaN where the lane was inactive.
+
+    conductance: chord conductance I/V at the read voltage, S.  current: measured current, A.
+    duration: instrument time spent, s (0 for inactive lanes).
+    """
+
+    conductance: np.ndarray
+    current: np.ndarray
+    duration: np.ndarray
+
+
+@dataclass
+class PulseResult:
+    """Result of pulsing lanes: arrays of shape (n_chips, L).
+
+    energy: energy dissipated in the whole array by the pulse (selected and half-selected cells),
+    J.  duration: instrument time, s.  compliance: True where the source hit its current limit.
+    """
+
+    energy: np.ndarray
+    duration: np.ndarray
+    compliance: np.ndarray
+
+
+class Crossbar(abc.ABC):
+    """Abstract crossbar: ``n_chips`` independent chips of ``shape`` = (rows, cols).
+
+    Subclasses set ``shape``, ``n_chips``, ``limits``, ``v_read`` and implement the underscored
+    methods; callers use the public ones, which validate and broadcast first.
+    """
+
+    shape: tuple[int, int]
+    n_chips: int = 1
+    limits: SafetyLimits = SafetyLimits()
+    v_read: float = 0.2
+    #: conductance window the chip is meant to be programmed in, S (used to validate targets).
+    programming_window: tuple[float, float] = (100e-6, 500e-6)
+    #: how many cells of one chip an algorithm may interleave; 1 on a bench (strictly one cell at
+    #: a time, as operators expect), more on a simulated chip where interleaving is vectorized.
+    preferred_parallel: int = 1
+
+    # ----------------------------------------------------------------------------- public API
+    def read(self, rows, cols, v_read: float | None = None, scheme="ground", active=None) -> ReadResult:
+        """Read cells at ``v_read`` (default :attr:`v_read`) under a read ``scheme``."""
+        v = self.v_read if v_read is None else float(v_read)
+        self.limits.check_read(v)
+        if v == 0:
+            raise LimitError("read voltage must be non-zero")
+        scheme = parse_read_scheme(scheme)
+        rows, cols, active = self._lanes(rows, cols, active)
+        return self._read(rows, cols, v, scheme, active)
+
+    def pulse(self, rows, cols, amplitude, width, scheme="v/2", active=None) -> PulseResult:
+        """Apply one write pulse per active lane (amplitude in V, signed; width in s)."""
+        scheme = parse_write_scheme(scheme)
+        rows, cols, active = self._lanes(rows, cols, active)
+        amplitude = self._broadcast(amplitude, rows.shape, "amplitude")
+        width = self._broadcast(width, rows.shape, "width")
+        self.limits.check_pulse(amplitude[active], width[active])
+        return self._pulse(rows, cols, amplitude, width, scheme, active)
+
+    def read_array(self, v_read: float | None = None, scheme="ground") -> np.ndarray:
+        """Read every cell; returns conductances of shape (n_chips, rows, cols), S."""
+        v = self.v_read if v_read is None else float(v_read)
+        self.limits.check_read(v)
+        if v == 0:
+            raise LimitError("read voltage must be non-zero")
+        return self._read_array(v, parse_read_scheme(scheme))
+
+    def mvm(self, v_rows) -> np.ndarray:
+        """Analog matrix-vector product: drive rows with voltages, return column currents.
+
+        ``v_rows`` (V) has shape (rows,) or (N, rows), broadcast to every chip, or
+        (n_chips, N, rows), one set per chip; columns are held at virtual ground.  Returns column
+        currents (A) of shape (n_chips, cols) for a 1-D input, else (n_chips, N, cols).
+        """
+        v = np.asarray(v_rows, dtype=float)
+        if v.ndim not in (1, 2, 3) or v.shape[-1] != self.shape[0]:
+            raise ValueError(f"mvm input must have shape (rows,), (N, rows) or (n_chips, N, rows) with "
+                             f"rows={self.shape[0]}, got shape {v.shape}")
+        if v.ndim == 3 and v.shape[0] != self.n_chips:
+            raise ValueError(f"per-chip mvm input has {v.shape[0]} chips, crossbar has {self.n_chips}")
+        self.limits.check_read(v, "matrix-vector input voltage")
+        return self._mvm(v)
+
+    def close(self) -> None:
+        """Leave the chip safe (outputs off, relays open).  Idempotent."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # ------------------------------------------------------------------------ implementation
+    @abc.abstractmethod
+    def _read(self, rows, cols, v_read: float, scheme: ReadScheme, active) -> ReadResult: ...
+
+    @abc.abstractmethod
+    def _pulse(self, rows, cols, amplitude, width, scheme: WriteScheme, active) -> PulseResult: ...
+
+    @abc.abstractmethod
+    def _read_array(self, v_read: float, scheme: ReadScheme) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def _mvm(self, v_rows: np.ndarray) -> np.ndarray: ...
+
+    # ------------------------------------------------------------------------------ helpers
+    def _broadcast(self, value, shape, name) -> np.ndarray:
+        arr = np.asarray(value, dtype=float)
+        try:
+            return np.broadcast_to(arr, shape).astype(float)
+        except ValueError:
+            raise ValueError(f"{name} of shape {arr.shape} does not broadcast to lanes {shape}") from None
+
+    def _lanes(self, rows, cols, active):
+        """Broadcast lane indices to (n_chips, L) and check they address the array."""
+        r = np.asarray(rows)
+        c = np.asarray(cols)
+        shape = (self.n_chips, r.shape[-1] if r.ndim else 1)
+        if r.shape == shape and c.shape == shape and r.dtype == np.intp and c.dtype == np.intp:
+            # already in lane form (what the tuner passes): only check the addresses
+            act = np.ones(shape, bool) if active is None else np.asarray(active, bool)
+            if act.shape != shape:
+                act = np.broadcast_to(act, shape)
+            self._check_cells(r, c, act)
+            return r, c, act
+        if r.dtype.kind not in "iu" or c.dtype.kind not in "iu":
+            raise ValueError("row and column indices must be integers")
+        if r.ndim > 2 or c.ndim > 2:
+            raise ValueError("lane indices must have shape (L,) or (n_chips, L)")
+        if r.ndim == 2 and r.shape[0] not in (1, self.n_chips):
+            raise ValueError(f"lane rows have {r.shape[0]} chips, crossbar has {self.n_chips}")
+        r2 = np.atleast_1d(r)
+        c2 = np.atleast_1d(c)
+        lanes = max(r2.shape[-1], c2.shape[-1])
+        shape = (self.n_chips, lanes)
+        try:
+            r2 = np.broadcast_to(r2, shape).astype(np.intp)
+            c2 = np.broadcast_to(c2, shape).astype(np.intp)
+        except ValueError:
+            raise ValueError(f"rows {r.shape} and cols {c.shape} do not broadcast to (n_chips, L)") from None
+        act = np.ones(shape, bool) if active is None else np.broadcast_to(np.asarray(active, bool), shape)
+        self._check_cells(r2, c2, act)
+        return r2, c2, np.array(act)
+
+    def _check_cells(self, r, c, act) -> None:
+        n_rows, n_cols = self.shape
+        bad = act & ((r < 0) | (r >= n_rows) | (c < 0) | (c >= n_cols))
+        if bad.any():
+            b, l = np.argwhere(bad)[0]
+            raise ValueError(f"cell ({r[b, l]}, {c[b, l]}) is outside the {n_rows}x{n_cols} array")

@@ -1,0 +1,105 @@
+"""Which cell is tuned when: cell priorities and the slot scheduler of the write-verify tuner.
+
+The tuner keeps ``parallel`` *slots* per chip.  Each slot owns a fixed set of "major" lines (the
+rows when rows ≤ columns, else the columns; slot s owns lines s, s + P, s + 2P, ...) and tunes one
+of their cells at a time; when its cell finishes it takes the highest-priority remaining cell on its
+lines whose "minor" line (column, or row) no other busy slot is using.  So at every moment the busy
+cells of a chip share no row and no column: under V/2 or V/3 biasing no busy cell is ever the
+half-selected neighbour of another (and a simulated chip can apply their pulses concurrently,
+exactly).  With ``parallel == 1`` one slot owns every line and the cells are tuned strictly one
+after another in priority order — what a bench does.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+ORDERS = ("row", "column", "diagonal", "random")
+
+
+def cell_rank(shape: tuple[int, int], order: str = "row", rng: np.random.Generator | None = None) -> np.ndarray:
+    """Priority of every cell (0 = first), shape ``shape``: row-major, column-major, by diagonal
+    ((col − row) mod cols, then row) or random."""
+    n_rows, n_cols = shape
+    rr, cc = np.indices(shape)
+    if order == "row":
+        key = rr * n_cols + cc
+    elif order == "column":
+        key = cc * n_rows + rr
+    elif order == "diagonal":
+        key = ((cc - rr) % n_cols) * n_rows + rr
+    elif order == "random":
+        key = (rng or np.random.default_rng(0)).permutation(n_rows * n_cols).reshape(shape)
+    else:
+        raise ValueError(f"unknown cell order {order!r}; expected one of {ORDERS}")
+    return np.argsort(np.argsort(key, axis=None)).reshape(shape)
+
+
+def cell_order(shape: tuple[int, int], order: str = "row", rng: np.random.Generator | None = None):
+    """(rows, cols) of every cell in priority order."""
+    flat = np.argsort(cell_rank(shape, order, rng), axis=None)
+    return np.unravel_index(flat, shape)
+
+
+class SlotScheduler:
+    """Hands cells to the idle slots of ``n_chips`` chips (vectorized over chips and slots).
+
+    Args:
+        shape: array (rows, cols).
+        todo: bool (n_chips, rows, cols), the cells to tune.
+        rank: cell priorities from :func:`cell_rank`.
+        parallel: slots per chip (capped at the number of major lines).
+    """
+
+    def __init__(self, shape, todo: np.ndarray, rank: np.ndarray, parallel: int):
+        if int(parallel) < 1:
+            raise ValueError(f"parallel must be >= 1, got {parallel}")
+        self.shape = shape
+        self.major_is_row = shape[0] <= shape[1]
+        n_major = shape[0] if self.major_is_row else shape[1]
+        self.parallel = min(int(parallel), n_major)
+        # work in (chip, major, minor) coordinates
+        self.remaining = todo.copy() if self.major_is_row else todo.transpose(0, 2, 1).copy()
+        rank = rank if self.major_is_row else rank.T
+        self.n_chips, self.n_major, self.n_minor = self.remaining.shape
+        k = -(-self.n_major // self.parallel)  # major lines per slot (padded)
+        # candidate table per slot: (slot, k*minor) → (major, minor) and rank
+        major = np.arange(k * self.parallel).reshape(k, self.parallel).T  # slot s owns s, s+P, ...
+        self._major = np.repeat(major, self.n_minor, axis=1)               # (P, k*minor)
+        self._minor = np.tile(np.arange(self.n_minor), k)[None, :].repeat(self.parallel, 0)
+        self._valid = self._major < self.n_major
+        self._major = np.minimum(self._major, self.n_major - 1)
+        self._rank = np.where(self._valid, rank[self._major, self._minor], np.iinfo(np.int64).max)
+        self.busy_minor = np.zeros((self.n_chips, self.n_minor), bool)
+
+    def has_work(self) -> bool:
+        return bool(self.remaining.any())
+
+    def assign(self, idle: np.ndarray):
+        """Pick cells for the ``idle`` slots (bool (n_chips, P)).  Returns (chip, slot, row, col)
+        index arrays of the slots that got a cell; marks those cells taken and their lines busy."""
+        chip, slot = np.nonzero(idle)
+        if chip.size == 0:
+            return (np.empty(0, np.intp),) * 4
+        maj = self._major[slot]                         # (n, k*minor)
+        mnr = self._minor[slot]
+        ok = self._valid[slot] & self.remaining[chip[:, None], maj, mnr] & ~self.busy_minor[chip[:, None], mnr]
+        key = np.where(ok, self._rank[slot], np.iinfo(np.int64).max)
+        pick = key.argmin(axis=1)
+        got = ok[np.arange(chip.size), pick]
+        chip, slot, pick, key = chip[got], slot[got], pick[got], key[got, pick[got]]
+        maj = self._major[slot, pick]
+        mnr = self._minor[slot, pick]
+        # two slots of a chip wanting the same minor line: the higher-priority cell wins
+        order = np.lexsort((key, mnr, chip))
+        first = np.ones(order.size, bool)
+        first[1:] = (chip[order][1:] != chip[order][:-1]) | (mnr[order][1:] != mnr[order][:-1])
+        keep = order[first]
+        chip, slot, maj, mnr = chip[keep], slot[keep], maj[keep], mnr[keep]
+        self.remaining[chip, maj, mnr] = False
+        self.busy_minor[chip, mnr] = True
+        rows, cols = (maj, mnr) if self.major_is_row else (mnr, maj)
+        return chip, slot, rows, cols
+
+    def release(self, chip: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
+        """The slots tuning these cells are done with them: free their minor lines."""
+        self.busy_minor[chip, cols if self.major_is_row else rows] = False

@@ -1,0 +1,353 @@
+"""Closed-loop write-verify tuning of conductances, for any :class:`Crossbar`.
+
+One implementation drives a simulated batch of chips (vectorized over chips and over the cells
+tuned concurrently on each) and a bench (a batch of one chip, one cell at a time).
+
+Algorithm (per cell; the adaptive scheme of Alibart et al. 2012 as used at 3IT):
+
+1. optionally one RESET pulse of ``reset_amplitude`` (``initial_reset``, first pass only);
+2. read at V_read; if the reading is within the verify band ``target·(1 ± tolerance·(1 − guard))``
+   count it, and stop as *converged* after ``consecutive`` in-band reads in a row (no pulse between
+   them).  The guard gives hysteresis: a cell accepted inside the verify band is not thrown back by
+   read noise when it is checked against the full tolerance later;
+3. otherwise pulse toward the target: SET (positive) if below, RESET (negative) if above.  The
+   amplitude starts at ``v_set_start`` / ``v_reset_start`` and grows by ``v_step`` on each retry of
+   the same polarity up to ``v_set_max`` / ``v_reset_max``; it falls back to the start when the
+   polarity flips.  At the cap the width may grow by ``width_ramp`` per retry (up to ``width_max``);
+4. give up after ``pulses_at_cap`` pulses at the cap or ``max_pulses`` in all, and flag the cell
+   *failed*; a cell whose readings never moved by more than ``stuck_rel`` although its amplitude
+   has ramped ``stuck_ramp`` volts above the start is flagged *stuck* at once (a working device
+   has switched long before; ramping on to the cap would only disturb its neighbours).
+
+Cells are handed out by :class:`~programming.schedule.SlotScheduler` (``parallel`` at a time, never
+two on one line); after the first pass, up to ``passes − 1``
+re-verify passes read the array back and re-tune cells that later cells knocked out of band.  A
+read-back that finds a cell out of tolerance is confirmed by ``consecutive − 1`` more reads (their
+mean decides), so one noisy read neither re-tunes a good cell nor condemns it.  The last read-back
+gives each cell's final reading and relative error.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .crossbar import Crossbar, parse_read_scheme, parse_write_scheme
+from .mapping import check_targets
+from .schedule import ORDERS, SlotScheduler, cell_rank
+from .tune_result import CONVERGED, DISTURBED, FAILED, STATUS_NAMES, STUCK, UNTARGETED, TuneResult
+
+@dataclass(frozen=True)
+class TunerConfig:
+    """Write-verify settings (SI units: V, s).  Defaults follow the 3IT TiO2 recipe."""
+
+    tolerance: float = 0.01
+    guard: float = 0.2
+    consecutive: int = 2
+    v_set_start: float = 1.1
+    v_reset_start: float = 1.1
+    v_step: float = 0.05
+    v_set_max: float = 2.1
+    v_reset_max: float = 2.4
+    width: float = 1e-6
+    width_ramp: float = 1.0
+    width_max: float = 1e-4
+    max_pulses: int = 200
+    pulses_at_cap: int = 5
+    stuck_rel: float = 0.02
+    stuck_ramp: float = 0.6
+    initial_reset: bool = True
+    reset_amplitude: float = 2.0
+    reset_width: float = 1e-6
+    passes: int = 3
+    order: str = "row"
+    parallel: int | None = None
+    write_scheme: str = "v/2"
+    read_scheme: str = "ground"
+    v_read: float | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        positive = ("tolerance", "v_set_start", "v_reset_start", "v_step", "v_set_max", "v_reset_max",
+                    "width", "width_max", "reset_amplitude", "reset_width", "stuck_rel", "stuck_ramp")
+        for name in positive:
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
+                raise ValueError(f"TunerConfig.{name} must be a positive number, got {value!r}")
+        for name in ("consecutive", "max_pulses", "pulses_at_cap", "passes"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"TunerConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        if not 0 <= self.guard < 1:
+            raise ValueError(f"TunerConfig.guard is a fraction of the tolerance in [0, 1), got {self.guard!r}")
+        if self.tolerance >= 0.5:
+            raise ValueError(f"TunerConfig.tolerance is relative (0.01 = 1 %), got {self.tolerance}")
+        if self.v_set_start > self.v_set_max or self.v_reset_start > self.v_reset_max:
+            raise ValueError("TunerConfig start amplitudes must not exceed their caps")
+        if self.width > self.width_max:
+            raise ValueError("TunerConfig.width must not exceed width_max")
+        if self.width_ramp < 1:
+            raise ValueError("TunerConfig.width_ramp is a growth factor >= 1")
+        if self.order not in ORDERS:
+            raise ValueError(f"TunerConfig.order must be one of {ORDERS}, got {self.order!r}")
+        if self.parallel is not None and int(self.parallel) < 1:
+            raise ValueError("TunerConfig.parallel must be >= 1 (or None for the chip's preference)")
+        parse_write_scheme(self.write_scheme)
+        parse_read_scheme(self.read_scheme)
+
+    def check_limits(self, xb: Crossbar) -> None:
+        """Refuse settings the chip's limits forbid, before anything is sourced."""
+        lim = xb.limits
+        for name in ("v_set_max", "v_reset_max", "reset_amplitude"):
+            if getattr(self, name) > lim.v_max:
+                raise ValueError(f"TunerConfig.{name}={getattr(self, name)} V exceeds the chip limit "
+                                 f"v_max={lim.v_max} V")
+        widest = max(self.width_max if self.width_ramp > 1 else self.width, self.reset_width)
+        if min(self.width, self.reset_width) < lim.width_min or widest > lim.width_max:
+            raise ValueError(f"TunerConfig pulse widths must lie within the chip limits "
+                             f"[{lim.width_min:g}, {lim.width_max:g}] s")
+
+
+class _Slots:
+    """Working state of the tuner's slots, arrays of shape (n_chips, P); a slot is idle (``done``)
+    until the scheduler loads a cell into it."""
+
+    _RESET = (("status", 0), ("amp", 0.0), ("last_pol", 0), ("band", 0), ("at_cap", 0), ("pulses", 0),
+              ("reads", 0), ("energy", 0.0), ("time", 0.0), ("g_lo", np.inf), ("g_hi", -np.inf))
+
+    def __init__(self, n_chips: int, n_slots: int, cfg: TunerConfig):
+        shape = (n_chips, n_slots)
+        self.width0 = cfg.width
+        self.rows = np.zeros(shape, np.intp)
+        self.cols = np.zeros(shape, np.intp)
+        self.target = np.full(shape, np.nan)
+        self.done = np.ones(shape, bool)
+        self.finished = np.zeros(shape, bool)
+        self.pending_reset = np.zeros(shape, bool)
+        self.width = np.full(shape, cfg.width)
+        self.status = np.zeros(shape, np.int8)
+        self.last_pol = np.zeros(shape, np.int8)
+        self.amp, self.energy, self.time = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        self.band, self.at_cap = np.zeros(shape, np.int32), np.zeros(shape, np.int32)
+        self.pulses, self.reads = np.zeros(shape, np.int32), np.zeros(shape, np.int32)
+        self.g_lo, self.g_hi = np.full(shape, np.inf), np.full(shape, -np.inf)
+
+    def load(self, chip, slot, rows, cols, target) -> None:
+        """Start tuning cell (rows, cols) of ``chip`` in ``slot`` toward ``target`` (S)."""
+        self.rows[chip, slot] = rows
+        self.cols[chip, slot] = cols
+        self.target[chip, slot] = target
+        self.done[chip, slot] = False
+        self.width[chip, slot] = self.width0
+        for name, value in self._RESET:
+            getattr(self, name)[chip, slot] = value
+
+
+def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress: bool = False,
+         record_trace: bool = False) -> TuneResult:
+    """Tune every cell with a finite target to it.
+
+    Args:
+        xb: any crossbar.
+        targets: conductances (S) of shape (rows, cols) — the same for every chip — or
+            (n_chips, rows, cols); NaN marks a cell that is left alone.  Every finite target must
+            lie in the chip's programming window.
+        config: tuner settings (default :class:`TunerConfig`).
+        progress: show a progress bar (tqdm) on stderr.
+        record_trace: keep every read and pulse (chip, row, col, pass, kind, amplitude, width,
+            reading) as flat arrays in :attr:`TuneResult.trace`.
+    """
+    cfg = config or TunerConfig()
+    cfg.check_limits(xb)
+    full = (xb.n_chips, *xb.shape)
+    tgt = np.asarray(targets, dtype=float)
+    if tgt.shape == xb.shape:
+        tgt = np.broadcast_to(tgt, full)
+    lo, hi = xb.programming_window
+    tgt = check_targets(tgt, lo, hi, shape=full, allow_nan=True).copy()
+    targeted = ~np.isnan(tgt)
+    if not targeted.any():
+        raise ValueError("no cell has a finite target: nothing to tune")
+
+    t0 = time.perf_counter()
+    rank = cell_rank(xb.shape, cfg.order, np.random.default_rng(cfg.seed))
+    parallel = int(cfg.parallel or xb.preferred_parallel)
+    rec = {k: np.zeros(full, dt) for k, dt in
+           (("pulses", np.int32), ("reads", np.int32), ("energy", float), ("time", float))}
+    status = np.zeros(full, np.int8)
+    trace = {k: [] for k in ("chip", "row", "col", "pass", "kind", "amplitude", "width", "reading")} \
+        if record_trace else None
+    compliance = 0
+    verify_reads = 0
+    todo = targeted.copy()
+    passes_run = 0
+    final = np.full(full, np.nan)
+    bar = _progress(int(targeted.sum()), progress)
+    try:
+        for p in range(cfg.passes):
+            if not todo.any():
+                break
+            passes_run += 1
+            compliance += _tune_pass(xb, tgt, todo, rank, parallel, cfg, cfg.initial_reset and p == 0, p,
+                                     rec, status, trace, bar)
+            # read back every targeted cell: the re-verify check (after the last pass, the final read)
+            final = _read_back(xb, tgt, targeted, cfg, rec)
+            verify_reads += 1
+            todo = targeted & (status != STUCK) & (np.abs(final - tgt) > cfg.tolerance * tgt)
+            if todo.any() and p + 1 < cfg.passes:
+                bar.total += int(todo.sum())
+                bar.refresh()
+    finally:
+        bar.close()
+    rel_error = (final - tgt) / tgt
+    out_of_band = targeted & (np.abs(rel_error) > cfg.tolerance)
+    status = np.where(out_of_band & (status == CONVERGED), DISTURBED, status)
+    status = np.where(targeted & ~out_of_band & (status == FAILED), CONVERGED, status)
+    if trace is not None:
+        trace = {k: np.concatenate(v) if v else np.array([]) for k, v in trace.items()}
+    return TuneResult(tgt, status, rec["pulses"], rec["reads"], rec["energy"], rec["time"], final,
+                      rel_error, cfg, time.perf_counter() - t0, compliance, passes_run, verify_reads, trace)
+
+
+def _tune_pass(xb: Crossbar, tgt, todo, rank, parallel: int, cfg: TunerConfig, reset: bool, pass_no: int,
+               rec: dict, status, trace, bar) -> int:
+    """Tune every cell in ``todo`` once; accumulates into ``rec`` and ``status``.  Returns the
+    number of compliance events."""
+    sched = SlotScheduler(xb.shape, todo, rank, parallel)
+    n = _Slots(xb.n_chips, sched.parallel, cfg)
+    compliance = 0
+    while True:
+        if sched.has_work() and n.done.any():
+            chip, slot, r, c = sched.assign(n.done)
+            if chip.size:
+                n.load(chip, slot, r, c, tgt[chip, r, c])
+                n.pending_reset[chip, slot] = reset
+        if n.done.all():
+            if not sched.has_work():
+                return compliance
+            raise RuntimeError("write-verify scheduler made no progress (internal error)")
+        compliance += _step(xb, n, cfg, pass_no, trace)
+        if n.finished.any():
+            chip, slot = np.nonzero(n.finished)
+            r, c = n.rows[chip, slot], n.cols[chip, slot]
+            for key in rec:
+                rec[key][chip, r, c] += getattr(n, key)[chip, slot]
+            status[chip, r, c] = n.status[chip, slot]
+            sched.release(chip, r, c)
+            bar.update(int(chip.size))
+
+
+def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace) -> int:
+    """One read of every busy slot, then one pulse for those out of band; sets ``n.finished``.
+    Returns the number of compliance events."""
+    run = ~n.done & ~n.pending_reset
+    if run.any():
+        rd = xb.read(n.rows, n.cols, cfg.v_read, cfg.read_scheme, active=run)
+        g = rd.conductance
+        n.reads += run
+        n.time += rd.duration
+    else:
+        g = np.full(run.shape, np.nan)
+    n.g_lo = np.where(run, np.fmin(n.g_lo, g), n.g_lo)
+    n.g_hi = np.where(run, np.fmax(n.g_hi, g), n.g_hi)
+    _record(trace, n, run, pass_no, 0, 0.0, 0.0, g)
+
+    in_band = run & (np.abs(g - n.target) <= cfg.tolerance * (1 - cfg.guard) * n.target)
+    n.band = np.where(in_band, n.band + 1, 0)
+    converged = in_band & (n.band >= cfg.consecutive)
+    need = run & ~in_band
+    pol = np.where(g < n.target, 1, -1).astype(np.int8)
+    same = need & (pol == n.last_pol)
+    start = np.where(pol > 0, cfg.v_set_start, cfg.v_reset_start)
+    cap = np.where(pol > 0, cfg.v_set_max, cfg.v_reset_max)
+    amp = np.where(same, np.minimum(n.amp + cfg.v_step, cap), start)
+    at_cap = same & (amp >= cap - 1e-12)
+    n.at_cap = np.where(at_cap, n.at_cap + 1, 0)
+    width = np.where(at_cap, np.minimum(n.width * cfg.width_ramp, cfg.width_max), cfg.width)
+    unmoved = (n.g_hi - n.g_lo) <= cfg.stuck_rel * n.g_lo
+    stuck = need & unmoved & (amp >= start + cfg.stuck_ramp - 1e-9)
+    give_up = need & (stuck | (n.at_cap > cfg.pulses_at_cap) | (n.pulses >= cfg.max_pulses))
+    fire = need & ~give_up
+    n.amp = np.where(need, amp, n.amp)
+    n.width = np.where(need, width, n.width)
+    n.status = np.where(converged, CONVERGED, np.where(stuck, STUCK, np.where(give_up, FAILED, n.status)))
+    n.finished = converged | give_up
+    n.done |= n.finished
+    # cells loaded this step get their initial RESET in the same call as the others' pulses
+    reset = n.pending_reset
+    fire_any = fire | reset
+    if not fire_any.any():
+        return 0
+    signed = np.where(reset, -cfg.reset_amplitude, np.where(fire, pol * amp, 0.0))
+    widths = np.where(reset, cfg.reset_width, np.where(fire, width, cfg.width))
+    res = xb.pulse(n.rows, n.cols, signed, widths, cfg.write_scheme, active=fire_any)
+    _account_pulse(n, res, fire_any)
+    n.last_pol = np.where(fire, pol, n.last_pol)
+    _record(trace, n, fire_any, pass_no, 1, signed, widths, np.nan)
+    n.pending_reset[:] = False
+    return int(res.compliance.sum())
+
+
+def _read_back(xb, tgt, targeted, cfg: TunerConfig, rec) -> np.ndarray:
+    """Read every targeted cell once; re-read those out of tolerance ``consecutive − 1`` more times
+    and keep the mean.  Returns the conductances (S), NaN where untargeted."""
+    full = tgt.shape
+    rows, cols = (a.ravel() for a in np.indices(xb.shape))
+    sel = targeted.reshape(xb.n_chips, -1)
+    back = xb.read(rows, cols, cfg.v_read, cfg.read_scheme, active=sel)
+    rec["reads"] += targeted
+    rec["time"] += back.duration.reshape(full)
+    final = back.conductance.reshape(full)
+    doubt = targeted & (np.abs(final - tgt) > cfg.tolerance * tgt)
+    if doubt.any() and cfg.consecutive > 1:
+        total = np.where(doubt, final, 0.0)
+        for _ in range(cfg.consecutive - 1):
+            again = xb.read(rows, cols, cfg.v_read, cfg.read_scheme, active=doubt.reshape(xb.n_chips, -1))
+            total += np.where(doubt, again.conductance.reshape(full), 0.0)
+            rec["reads"] += doubt
+            rec["time"] += again.duration.reshape(full)
+        final = np.where(doubt, total / cfg.consecutive, final)
+    return final
+
+
+def _account_pulse(n: _Slots, res, fired):
+    n.pulses += fired
+    n.energy += res.energy
+    n.time += res.duration
+
+
+def _record(trace, n: _Slots, mask, pass_no, kind, amplitude, width, reading):
+    if trace is None or not mask.any():
+        return
+    chip, slot = np.nonzero(mask)
+    trace["chip"].append(chip)
+    trace["row"].append(n.rows[chip, slot])
+    trace["col"].append(n.cols[chip, slot])
+    trace["pass"].append(np.full(chip.size, pass_no))
+    trace["kind"].append(np.full(chip.size, kind, np.int8))  # 0 = read, 1 = pulse
+    for key, value in (("amplitude", amplitude), ("width", width), ("reading", reading)):
+        trace[key].append(np.broadcast_to(np.asarray(value, float), mask.shape)[chip, slot])
+
+
+class _NoBar:
+    total = 0
+
+    def update(self, n):
+        pass
+
+    def refresh(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(total=total, unit="cell", desc="tuning", smoothing=0.05)
+
+
+def config_dict(cfg: TunerConfig) -> dict:
+    return asdict(cfg)

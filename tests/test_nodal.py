@@ -1,0 +1,213 @@
+"""Physics tests for mock_hw.nodal (crossbar nodal analysis)."""
+import numpy as np
+import pytest
+
+import mock_hw.nodal as nodal
+from mock_hw.device import iv_current
+from mock_hw.nodal import mvm_currents, read_rows_grounded, solve_network
+
+BETA, VREF = 0.3, 0.2
+
+
+def rand_g(rng, shape):
+    return rng.uniform(20e-6, 500e-6, size=shape)
+
+
+def floating_case(rng, B=1, R=5, C=4):
+    g = rand_g(rng, (B, R, C))
+    row_v = rng.uniform(-0.3, 0.4, (B, R))
+    col_v = rng.uniform(-0.1, 0.1, (B, C))
+    row_v[:, [1, 3]] = np.nan
+    col_v[:, 2] = np.nan
+    return g, row_v, col_v
+
+
+def check_node_kcl(sol, row_v, col_v, r):
+    """KCL at every row and column node of the ladder network (r_line = r > 0)."""
+    vr, vc, i = sol.v_row, sol.v_col, sol.i_cell
+    drv_r = np.where(np.isnan(row_v), vr[:, :, 0], row_v)  # floating terminal: no current
+    left = np.concatenate([drv_r[:, :, None], vr[:, :, :-1]], axis=2)
+    right = np.concatenate([vr[:, :, 1:], vr[:, :, -1:]], axis=2)
+    f_row = (left - vr) / r - (vr - right) / r - i  # in from driver side - out - device
+    drv_c = np.where(np.isnan(col_v), vc[:, -1, :], col_v)
+    below = np.concatenate([vc[:, 1:, :], drv_c[:, None, :]], axis=1)  # towards the terminal
+    above = np.concatenate([vc[:, :1, :], vc[:, :-1, :]], axis=1)
+    f_col = i + (above - vc) / r - (vc - below) / r
+    scale = np.abs(i).max()
+    assert np.abs(f_row).max() < 1e-9 * scale
+    assert np.abs(f_col).max() < 1e-9 * scale
+    # terminal currents agree with the current through the first line segment
+    np.testing.assert_allclose(np.where(np.isnan(row_v), 0, (drv_r - vr[:, :, 0]) / r), sol.row_current,
+                               rtol=1e-6, atol=1e-9 * scale)
+    np.testing.assert_allclose(np.where(np.isnan(col_v), 0, (vc[:, -1, :] - drv_c) / r), sol.col_current,
+                               rtol=1e-6, atol=1e-9 * scale)
+
+
+def test_ideal_all_driven_is_direct():
+    rng = np.random.default_rng(1)
+    g = rand_g(rng, (2, 4, 3))
+    row_v, col_v = rng.uniform(-1, 1, (2, 4)), rng.uniform(-1, 1, (2, 3))
+    sol = solve_network(g, row_v, col_v, BETA, VREF)
+    v = row_v[:, :, None] - col_v[:, None, :]
+    np.testing.assert_array_equal(sol.v_cell, v)
+    np.testing.assert_allclose(sol.i_cell, iv_current(g, v, BETA, VREF), rtol=1e-15)
+    np.testing.assert_allclose(sol.col_current, sol.i_cell.sum(1), rtol=1e-13)
+    np.testing.assert_allclose(sol.row_current, sol.i_cell.sum(2), rtol=1e-13)
+    assert sol.iterations == 0
+
+
+@pytest.mark.parametrize("r_line", [0.0, 3.0])
+def test_kcl_at_floating_lines_and_charge_conservation(r_line):
+    rng = np.random.default_rng(2)
+    g, row_v, col_v = floating_case(rng)
+    sol = solve_network(g, row_v, col_v, BETA, VREF, r_line=r_line)
+    scale = np.abs(sol.i_cell).max()
+    assert scale > 1e-6
+    assert np.abs(sol.i_cell[:, [1, 3], :].sum(axis=2)).max() < 1e-10 * scale  # floating rows
+    assert np.abs(sol.i_cell[:, :, 2].sum(axis=1)).max() < 1e-10 * scale  # floating column
+    assert np.all(sol.row_current[:, [1, 3]] == 0) and np.all(sol.col_current[:, 2] == 0)
+    np.testing.assert_allclose(sol.row_current.sum(), sol.col_current.sum(), rtol=1e-9)
+    np.testing.assert_allclose(sol.i_cell, iv_current(g, sol.v_cell, BETA, VREF), rtol=1e-14)
+    if r_line > 0:
+        check_node_kcl(sol, row_v, col_v, r_line)
+        ideal = solve_network(g, row_v, col_v, BETA, VREF)
+        assert not np.allclose(sol.v_cell, ideal.v_cell, rtol=1e-4)  # the lines matter
+
+
+@pytest.mark.parametrize("r_line", [0.5, 4.0])
+def test_charge_conservation_sparse_path(r_line):
+    rng = np.random.default_rng(3)
+    g, row_v, col_v = floating_case(rng, B=2, R=12, C=24)  # 576 nodes > DENSE_MAX
+    assert 2 * 12 * 24 > nodal.DENSE_MAX
+    sol = solve_network(g, row_v, col_v, BETA, VREF, r_line=r_line)
+    np.testing.assert_allclose(sol.row_current.sum(1), sol.col_current.sum(1), rtol=1e-9)
+    check_node_kcl(sol, row_v, col_v, r_line)
+
+
+def test_dense_and_sparse_paths_agree(monkeypatch):
+    rng = np.random.default_rng(4)
+    g, row_v, col_v = floating_case(rng, B=2, R=6, C=5)
+    dense = solve_network(g, row_v, col_v, BETA, VREF, r_line=2.0)
+    monkeypatch.setattr(nodal, "DENSE_MAX", 0)
+    sparse = solve_network(g, row_v, col_v, BETA, VREF, r_line=2.0)
+    np.testing.assert_allclose(sparse.v_cell, dense.v_cell, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(sparse.col_current, dense.col_current, rtol=1e-10, atol=1e-16)
+
+
+@pytest.mark.parametrize("r_line", [0.0, 1e-9])
+def test_2x2_sneak_path_closed_form(r_line):
+    g00, g01, g10, g11 = 100e-6, 300e-6, 50e-6, 200e-6
+    g = np.array([[[g00, g01], [g10, g11]]])
+    V = 0.2
+    sol = solve_network(g, np.array([[V, np.nan]]), np.array([[0.0, np.nan]]), 0.0, VREF, r_line=r_line)
+    g_sneak = 1.0 / (1 / g01 + 1 / g11 + 1 / g10)
+    np.testing.assert_allclose(sol.col_current[0, 0], V * (g00 + g_sneak), rtol=1e-9)
+    np.testing.assert_allclose(sol.row_current[0, 0], V * (g00 + g_sneak), rtol=1e-9)
+    i_s = V * g_sneak  # the same current through the three sneak devices (1,1) conducts col -> row
+    np.testing.assert_allclose(sol.i_cell[0, [0, 1, 1], [1, 1, 0]], [i_s, -i_s, i_s], rtol=1e-9)
+    v_col1 = V - i_s / g01
+    np.testing.assert_allclose(sol.v_col[0, 0, 1], v_col1, rtol=1e-9)
+    np.testing.assert_allclose(sol.v_row[0, 1, 0], v_col1 - i_s / g11, rtol=1e-9)
+
+
+def test_2x2_nonlinear_series_chain():
+    g = np.array([[[100e-6, 300e-6], [50e-6, 200e-6]]])
+    sol = solve_network(g, np.array([[1.0, np.nan]]), np.array([[0.0, np.nan]]), BETA, VREF)
+    chain = sol.i_cell[0, [0, 1, 1], [1, 1, 0]] * [1, -1, 1]  # row0 -> col1 -> row1 -> col0
+    np.testing.assert_allclose(chain, chain[0], rtol=1e-10)
+    np.testing.assert_allclose((sol.v_cell[0, [0, 1, 1], [1, 1, 0]] * [1, -1, 1]).sum(), 1.0, rtol=1e-12)
+    # each device's chord conductance lies between g/(1+beta v_ref^2) (at 0 V) and that times
+    # (1 + beta * 1 V^2) (each device sees < 1 V), which bounds the chain current
+    lo = 1.0 / (1 / 300e-6 + 1 / 200e-6 + 1 / 50e-6) / (1 + BETA * VREF ** 2)
+    assert lo < chain[0] < lo * (1 + BETA)
+
+
+def test_ir_drop_grounded_read():
+    rng = np.random.default_rng(5)
+    R, C = 8, 8
+    g = np.full((1, R, C), 300e-6)
+    ideal = read_rows_grounded(g, 0.2, BETA, VREF)
+    np.testing.assert_allclose(ideal, iv_current(g, 0.2, BETA, VREF))
+    r1 = read_rows_grounded(g, 0.2, BETA, VREF, r_line=1.0)
+    r5 = read_rows_grounded(g, 0.2, BETA, VREF, r_line=5.0)
+    assert np.all(r1 < ideal) and np.all(r5 < r1)
+    d1, d5 = 1 - r1 / ideal, 1 - r5 / ideal
+    far, near = (0, C - 1), (R - 1, 0)
+    assert d1[0][far] > d1[0][near] and d5[0][far] > d5[0][near]
+    assert d5[0][far] > d1[0][far]
+    # deficit grows along the row (away from the row driver) and up the column (away from its sense)
+    assert np.all(np.diff(d5[0], axis=1) > 0) and np.all(np.diff(d5[0], axis=0) < 0)
+    g = rand_g(rng, (2, 5, 6))
+    tiny = read_rows_grounded(g, 0.2, BETA, VREF, r_line=1e-9)
+    np.testing.assert_allclose(tiny, read_rows_grounded(g, 0.2, BETA, VREF), rtol=1e-9)
+
+
+def test_tiny_r_line_matches_ideal_with_floating_lines():
+    rng = np.random.default_rng(6)
+    g, row_v, col_v = floating_case(rng, B=2)
+    a = solve_network(g, row_v, col_v, BETA, VREF, r_line=1e-9)
+    b = solve_network(g, row_v, col_v, BETA, VREF, r_line=0.0)
+    np.testing.assert_allclose(a.v_cell, b.v_cell, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(a.col_current, b.col_current, rtol=1e-9, atol=1e-15)
+
+
+def test_mvm_currents():
+    rng = np.random.default_rng(7)
+    B, N, R, C = 2, 3, 5, 4
+    g = rand_g(rng, (B, R, C))
+    v = rng.uniform(-0.3, 0.3, (B, N, R))
+    out = mvm_currents(g, v, BETA, VREF)
+    explicit = np.zeros((B, N, C))
+    for b in range(B):
+        for n in range(N):
+            for j in range(C):
+                explicit[b, n, j] = sum(iv_current(g[b, i, j], v[b, n, i], BETA, VREF) for i in range(R))
+    np.testing.assert_allclose(out, explicit, rtol=1e-12)
+    vp = np.abs(v)
+    full, half = mvm_currents(g, vp, BETA, VREF), mvm_currents(g, vp / 2, BETA, VREF)
+    assert np.all(half < full / 2)
+    np.testing.assert_allclose(mvm_currents(g, vp / 2, 0.0, VREF), mvm_currents(g, vp, 0.0, VREF) / 2)
+    lined = mvm_currents(g, vp, BETA, VREF, r_line=2.0)
+    assert np.all(lined < full)
+    sol = solve_network(g, vp[:, 1], np.zeros((B, C)), BETA, VREF, r_line=2.0)
+    np.testing.assert_allclose(lined[:, 1], sol.col_current, rtol=1e-12)
+    np.testing.assert_allclose(mvm_currents(g, vp, BETA, VREF, r_line=1e-9), full, rtol=1e-9)
+
+
+def test_no_return_path_raises():
+    g = np.full((1, 3, 3), 1e-4)
+    with pytest.raises(ValueError, match="no return path"):
+        solve_network(g, np.full((1, 3), np.nan), np.zeros((1, 3)), BETA, VREF)
+    with pytest.raises(ValueError, match="column"):
+        solve_network(g, np.zeros((1, 3)), np.full((1, 3), np.nan), BETA, VREF, r_line=1.0)
+
+
+def test_non_convergence_raises():
+    rng = np.random.default_rng(8)
+    g, row_v, col_v = floating_case(rng)
+    with pytest.raises(RuntimeError, match="did not converge"):
+        solve_network(g, 4 * row_v, col_v, 1.0, VREF, max_iter=1)
+
+
+@pytest.mark.parametrize("r_line", [0.0, 1e-9])
+def test_isolated_floating_line(r_line):
+    g = np.full((1, 3, 3), 1e-4)
+    g[0, 1, :] = 0.0  # row 1 touches nothing
+    row_v = np.array([[0.2, np.nan, np.nan]])
+    sol = solve_network(g, row_v, np.array([[0.0, np.nan, 0.0]]), BETA, VREF, r_line=r_line)
+    assert np.all(np.isfinite(sol.v_cell)) and np.all(sol.i_cell[0, 1] == 0)
+    assert sol.row_current[0, 1] == 0
+    np.testing.assert_allclose(sol.row_current.sum(), sol.col_current.sum(), rtol=1e-9)
+
+
+@pytest.mark.parametrize("r_line,R,C", [(0.0, 5, 4), (1.5, 5, 4), (1.5, 12, 24)])
+def test_batched_equals_separate(r_line, R, C):
+    rng = np.random.default_rng(9)
+    g, row_v, col_v = floating_case(rng, B=3, R=R, C=C)
+    col_v[1, :] = 0.0  # a chip with every column driven
+    batch = solve_network(g, row_v, col_v, BETA, VREF, r_line=r_line)
+    for b in range(3):
+        one = solve_network(g[b:b + 1], row_v[b:b + 1], col_v[b:b + 1], BETA, VREF, r_line=r_line)
+        np.testing.assert_allclose(batch.v_cell[b], one.v_cell[0], rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(batch.col_current[b], one.col_current[0], rtol=1e-10, atol=1e-16)
+        np.testing.assert_allclose(batch.row_current[b], one.row_current[0], rtol=1e-10, atol=1e-16)
