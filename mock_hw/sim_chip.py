@@ -85,6 +85,7 @@ class SimulatedCrossbar(Crossbar):
     # ------------------------------------------------------------------------------ reads
     def _read(self, rows, cols, v_read, scheme, active) -> ReadResult:
         d = self.params.device
+        rows, cols = self._park_inactive(rows, cols, active)
         b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)
         if scheme is ReadScheme.GROUND and self.params.r_line == 0:
             current, _ = read_conductance(self._g[b, rows, cols], v_read, d, None)
@@ -151,17 +152,31 @@ class SimulatedCrossbar(Crossbar):
 
     # ----------------------------------------------------------------------------- pulses
     def _pulse(self, rows, cols, amplitude, width, scheme, active) -> PulseResult:
-        amplitude, compliance = self._apply_compliance(rows, cols, amplitude, active)
+        rows, cols = self._park_inactive(rows, cols, active)
         if scheme is WriteScheme.V2 and self.params.r_line == 0 and self._lines_distinct(rows, cols, active):
+            # lanes on distinct lines never touch each other's selected cells: the compliance of
+            # every lane can be evaluated on the state at the start of the call
+            amplitude, compliance = self._apply_compliance(rows, cols, amplitude, active)
             energy = self._pulse_v2_concurrent(rows, cols, amplitude, width, active)
         else:
             energy = np.zeros(rows.shape)
+            compliance = np.zeros(rows.shape, bool)
             for lane in range(rows.shape[1]):
-                energy[:, lane] = self._pulse_one(rows[:, lane], cols[:, lane], amplitude[:, lane],
+                # compliance on the state the lane meets (earlier lanes may have disturbed its cell)
+                sl = slice(lane, lane + 1)
+                amp, comp = self._apply_compliance(rows[:, sl], cols[:, sl], amplitude[:, sl], active[:, sl])
+                compliance[:, lane] = comp[:, 0]
+                energy[:, lane] = self._pulse_one(rows[:, lane], cols[:, lane], amp[:, 0],
                                                   width[:, lane], scheme, active[:, lane])
         self.n_pulse_ops += int(active.sum())
         duration = np.where(active, width + self.params.timing.pulse_overhead_s, 0.0)
         return PulseResult(np.where(active, energy, 0.0), duration, compliance & active)
+
+    @staticmethod
+    def _park_inactive(rows, cols, active):
+        """Inactive lanes may carry any index (the interface checks only active ones): point them
+        at cell (0, 0) so indexing never fails; nothing is sourced for them."""
+        return np.where(active, rows, 0), np.where(active, cols, 0)
 
     def _apply_compliance(self, rows, cols, amplitude, active):
         """Where the selected device would draw more than the compliance current, the source

@@ -23,10 +23,17 @@ from .chips import CHIPS, make_targets, open_chip, parse_size
 from .tables import format_read_summary, format_tune_summary
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        return parse_size(text)
+    except ValueError as exc:  # argparse shows ArgumentTypeError messages verbatim
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _chip_args(p: argparse.ArgumentParser, default_size: str) -> None:
     p.add_argument("--chip", choices=CHIPS, default="sim", help="chip to use (default: the simulated chip)")
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS), help="simulated chip preset")
-    p.add_argument("--size", default=default_size, type=parse_size, help="array size ROWSxCOLS")
+    p.add_argument("--size", default=default_size, type=_size, help="array size ROWSxCOLS")
     p.add_argument("--chips", type=int, default=1, help="simulated chips run at once (Monte Carlo batch)")
     p.add_argument("--line-resistance", type=float, default=None, metavar="OHM",
                    help="line resistance per segment, Ω (default: the preset's)")

@@ -1,0 +1,82 @@
+"""Write-verify benchmark on the simulated TiO2 chip (figures, not a timed test).
+
+Prints, for random targets in the 100–500 µS window at 1 % tolerance:
+
+* a 64×64 ``tio2-3it`` array, with and without the initial RESET;
+* a batch of 1000 independent 8×8 chips, with and without the initial RESET;
+* the IR-drop study: 8×8 arrays with line resistance (grounded reads), truly-within-tolerance;
+
+and checks the targets: ≥ 99 % of working cells converged and truly within ±1 %, every stuck cell
+flagged, median ≤ 20 pulses per cell, 64×64 in ≤ 5 s and 1000 × 8×8 in ≤ 10 s of wall time.
+
+Usage: python benchmarks/tune_sim.py [--seed 0] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from mock_hw.sim_chip import SimulatedCrossbar
+from programming.tuner import CONVERGED, STUCK, TunerConfig, tune
+
+
+def run(rows, cols, chips, seed, reset, r_line=None):
+    xb = SimulatedCrossbar(rows, cols, n_chips=chips, seed=seed, r_line=r_line)
+    targets = np.random.default_rng(seed + 100).uniform(*xb.programming_window, size=(chips, rows, cols))
+    res = tune(xb, targets, TunerConfig(initial_reset=reset))
+    rep = res.summary(xb)
+    working = xb.working_mask
+    true_ok = np.abs(xb.true_conductance - targets) <= 0.01 * targets
+    rep["working_converged_true"] = float(((res.status == CONVERGED) & true_ok)[working].mean())
+    stuck_off = ~working & ~true_ok
+    rep["stuck_off_target"] = int(stuck_off.sum())
+    rep["stuck_off_target_flagged"] = int((stuck_off & (res.status == STUCK)).sum())
+    return rep
+
+
+def line(name, rep):
+    ppc = rep["pulses_per_cell"]
+    return (f"  {name:<26} yield {100 * rep['yield']:6.2f} %  working conv.+true {100 * rep['working_converged_true']:6.2f} %"
+            f"  true_within_tol {100 * rep['true_within_tol']:6.2f} %  stuck {rep['stuck_off_target_flagged']}/"
+            f"{rep['stuck_off_target']}  pulses med {ppc['median']:.0f} mean {ppc['mean']:.1f} p95 {ppc['p95']:.0f}"
+            f"  E {rep['energy_j'] * 1e6:8.2f} µJ  instr {rep['instrument_time_s']:7.1f} s  wall {rep['wall_s']:5.2f} s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="smaller batch (100 chips), no IR-drop study")
+    args = ap.parse_args()
+    batch = 100 if args.quick else 1000
+    print("write-verify on the simulated tio2-3it chip, 1 % tolerance, random targets 100–500 µS")
+    results = {}
+    for reset in (True, False):
+        tag = "reset" if reset else "no reset"
+        results[("64", reset)] = rep = run(64, 64, 1, args.seed, reset)
+        print(line(f"64x64, {tag}", rep))
+        results[("batch", reset)] = rep = run(8, 8, batch, args.seed, reset)
+        print(line(f"{batch} x 8x8, {tag}", rep))
+    if not args.quick:
+        print("IR drop (grounded reads, line resistance per segment), 8x8, reset:")
+        for r_line in (0.5, 2.0):
+            print(line(f"8x8 x 20, r_line {r_line} Ω", run(8, 8, 20, args.seed, True, r_line)))
+    print("targets:")
+    checks = []
+    for reset in (True, False):
+        for key in ("64", "batch"):
+            rep = results[(key, reset)]
+            checks.append((f"{key} reset={reset}: >= 99 % working converged and truly within 1 %",
+                           rep["working_converged_true"] >= 0.99))
+            checks.append((f"{key} reset={reset}: every off-target stuck cell flagged",
+                           rep["stuck_off_target_flagged"] == rep["stuck_off_target"]))
+            checks.append((f"{key} reset={reset}: median <= 20 pulses per cell", rep["pulses_per_cell"]["median"] <= 20))
+        checks.append((f"64x64 reset={reset} wall <= 5 s", results[("64", reset)]["wall_s"] <= 5.0))
+        if batch == 1000:
+            checks.append((f"1000 x 8x8 reset={reset} wall <= 10 s", results[("batch", reset)]["wall_s"] <= 10.0))
+    for name, ok in checks:
+        print(f"  [{'met' if ok else 'MISSED'}] {name}")
+
+
+if __name__ == "__main__":
+    main()

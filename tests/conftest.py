@@ -1,0 +1,53 @@
+"""Shared fixtures: a spy that wraps any Crossbar and records every call it forwards."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from programming.crossbar import Crossbar
+
+
+class SpyCrossbar(Crossbar):
+    """Forwards to ``inner`` after the interface's own validation, recording each call's lanes."""
+
+    def __init__(self, inner: Crossbar):
+        self.inner = inner
+        self.shape = inner.shape
+        self.n_chips = inner.n_chips
+        self.limits = inner.limits
+        self.v_read = inner.v_read
+        self.programming_window = inner.programming_window
+        self.preferred_parallel = inner.preferred_parallel
+        self.pulses: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.reads = 0
+
+    def _read(self, rows, cols, v_read, scheme, active):
+        self.reads += int(active.sum())
+        return self.inner._read(rows, cols, v_read, scheme, active)
+
+    def _pulse(self, rows, cols, amplitude, width, scheme, active):
+        self.pulses.append((rows.copy(), cols.copy(), amplitude.copy(), active.copy()))
+        return self.inner._pulse(rows, cols, amplitude, width, scheme, active)
+
+    def _read_array(self, v_read, scheme):
+        return self.inner._read_array(v_read, scheme)
+
+    def _mvm(self, v_rows):
+        return self.inner._mvm(v_rows)
+
+    @property
+    def true_conductance(self):
+        return self.inner.true_conductance
+
+    @property
+    def working_mask(self):
+        return self.inner.working_mask
+
+    def amplitudes(self) -> np.ndarray:
+        """Every sourced amplitude, V."""
+        return np.concatenate([a[act] for _, _, a, act in self.pulses]) if self.pulses else np.array([])
+
+
+@pytest.fixture
+def spy():
+    return SpyCrossbar

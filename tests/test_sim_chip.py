@@ -1,0 +1,506 @@
+"""Behaviour of mock_hw.sim_chip.SimulatedCrossbar through the public Crossbar API."""
+import numpy as np
+import pytest
+
+from mock_hw.device import iv_current
+from mock_hw.presets import get_preset
+from mock_hw.sim_chip import SimulatedCrossbar
+from programming.crossbar import LimitError, SafetyLimits
+
+W = 1e-6  # pulse width, s
+
+
+def ideal(rows=6, cols=6, n_chips=1, seed=0, **kw) -> SimulatedCrossbar:
+    return SimulatedCrossbar(rows, cols, n_chips=n_chips, preset="ideal", seed=seed, **kw)
+
+
+def random_state(xb, seed, lo=150e-6, hi=450e-6):
+    g = np.random.default_rng(seed).uniform(lo, hi, size=(xb.n_chips, *xb.shape))
+    xb.set_conductances(g)
+    np.testing.assert_array_equal(xb.true_conductance, g)
+    return g
+
+
+def apply_one_by_one(xb, rows, cols, amps, scheme="v/2", width=W):
+    for r, c, a in zip(rows, cols, amps):
+        xb.pulse([r], [c], a, width, scheme=scheme)
+
+
+class Spy:
+    """Counts calls of a SimulatedCrossbar method (to know which pulse path ran)."""
+
+    def __init__(self, xb, name):
+        self.n = 0
+        inner = getattr(xb, name)
+
+        def wrapper(*a, **k):
+            self.n += 1
+            return inner(*a, **k)
+
+        setattr(xb, name, wrapper)
+
+
+# ------------------------------------------------------------------------------ determinism
+def _workload(xb):
+    xb.pulse([0, 2, 5], [1, 4, 3], [2.2, -2.4, 1.8], W)  # fast V/2 path
+    r1 = xb.read([0, 1, 2, 3], [0, 1, 2, 3]).conductance
+    xb.pulse([1, 1], [2, 6], [2.6, -2.6], W, scheme="v/3")  # general path
+    xb.pulse(4, 4, 2.5, 1e-5, scheme="float")
+    m = xb.mvm(np.full(8, 0.3))
+    return r1, m, xb.read_array()
+
+
+def test_same_seed_same_run_different_seed_differs():
+    runs = []
+    for seed in (42, 42, 43):
+        xb = SimulatedCrossbar(8, 8, n_chips=2, seed=seed)  # tio2-3it: every noise source on
+        g0 = xb.true_conductance
+        out = _workload(xb)
+        runs.append((g0, xb.true_conductance, out))
+    (a0, a1, a_out), (b0, b1, b_out), (c0, c1, _) = runs
+    np.testing.assert_array_equal(a0, b0)
+    np.testing.assert_array_equal(a1, b1)
+    for x, y in zip(a_out, b_out):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a1, a0)  # the workload did write
+    assert not np.array_equal(a0, c0) and not np.array_equal(a1, c1)
+
+
+def test_same_chip_different_run_noise_still_same_chip():
+    """Identical seeds give identical chips; the run-time noise is a separate stream, so extra
+    reads change later write noise but never the manufactured chip."""
+    a = SimulatedCrossbar(6, 6, seed=5)
+    b = SimulatedCrossbar(6, 6, seed=5)
+    b.read([0], [0])  # consume run-time noise on b only
+    np.testing.assert_array_equal(a.population.vth_set, b.population.vth_set)
+    np.testing.assert_array_equal(a.true_conductance, b.true_conductance)
+    a.pulse([1], [1], 2.0, W)
+    b.pulse([1], [1], 2.0, W)
+    assert a.true_conductance[0, 1, 1] != b.true_conductance[0, 1, 1]
+
+
+# ------------------------------------------------------------------------------ reads
+def test_ideal_read_equals_true_conductance():
+    xb = ideal(5, 7, n_chips=3)
+    g = random_state(xb, 1, 20e-6, 590e-6)
+    rng = np.random.default_rng(2)
+    rows = rng.integers(0, 5, size=(3, 20))
+    cols = rng.integers(0, 7, size=(3, 20))
+    res = xb.read(rows, cols)
+    want = g[np.arange(3)[:, None], rows, cols]
+    np.testing.assert_allclose(res.conductance, want, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(res.current, want * xb.v_read, rtol=1e-15, atol=0)
+    np.testing.assert_array_equal(res.duration, xb.params.timing.read_s)
+    np.testing.assert_array_equal(xb.true_conductance, g)  # reads never disturb
+    np.testing.assert_allclose(xb.read_array(), g, rtol=1e-15, atol=0)
+
+
+def test_tio2_read_noise_is_about_0p1_percent():
+    xb = SimulatedCrossbar(8, 8, seed=3)
+    g = xb.true_conductance[0]
+    n = 4000
+    rows = np.tile(np.arange(8), n // 8)
+    cols = np.repeat(np.arange(8), n // 8) % 8
+    res = xb.read(rows, cols)
+    rel = res.conductance[0] / g[rows, cols] - 1
+    assert abs(rel.std() / xb.params.device.read_noise - 1) < 0.08
+    assert abs(rel.mean()) < 4 * xb.params.device.read_noise / np.sqrt(n)
+    np.testing.assert_array_equal(xb.true_conductance[0], g)
+
+
+def test_inactive_read_lanes_are_nan_and_free():
+    xb = SimulatedCrossbar(4, 4, n_chips=2, seed=4)
+    active = np.array([[True, False, True], [False, False, True]])
+    res = xb.read([0, 1, 2], [3, 2, 1], active=active)
+    assert np.array_equal(np.isnan(res.conductance), ~active)
+    assert np.array_equal(np.isnan(res.current), ~active)
+    np.testing.assert_array_equal(res.duration[~active], 0.0)
+    np.testing.assert_array_equal(res.duration[active], xb.params.timing.read_s)
+    assert xb.n_read_ops == active.sum()
+
+
+def test_inactive_lanes_may_hold_any_index():
+    """The interface validates only active lanes, so the indices of inactive ones are ignored."""
+    xb = ideal(4, 4)
+    g = random_state(xb, 5)
+    res = xb.read([0, 9], [1, -3], active=[True, False])
+    assert np.isnan(res.conductance[0, 1])
+    np.testing.assert_allclose(res.conductance[0, 0], g[0, 0, 1], rtol=1e-15)
+    pr = xb.pulse([2, 99], [2, 99], 2.0, W, active=[True, False])
+    assert pr.energy[0, 1] == 0 and pr.energy[0, 0] > 0
+    ref = ideal(4, 4)
+    ref.set_conductances(g)
+    ref.pulse([2], [2], 2.0, W)
+    np.testing.assert_array_equal(xb.true_conductance, ref.true_conductance)
+
+
+# ------------------------------------------------------------------------------ disturbance
+@pytest.mark.parametrize("amp", [2.4, -2.4])
+def test_half_select_disturbance_ordering_ideal(amp):
+    """Same pulse under V/3 and V/2 on identical chips: neighbours see V/3 (0.8 V, below the 1 V
+    threshold: untouched) or V/2 (1.2 V: they switch a little); all far less than the selected cell."""
+    r, c = 2, 3
+    changes = {}
+    for scheme in ("v/3", "v/2"):
+        xb = ideal(6, 6, seed=7)
+        g0 = random_state(xb, 8)[0]
+        xb.pulse([r], [c], amp, W, scheme=scheme)
+        changes[scheme] = xb.true_conductance[0] - g0
+    sel = changes["v/2"][r, c]
+    assert changes["v/3"][r, c] == sel  # the selected cell sees the full pulse either way
+    assert abs(sel) > 50e-6 and np.sign(sel) == np.sign(amp)
+    half = np.zeros((6, 6), bool)
+    half[r, :] = half[:, c] = True
+    half[r, c] = False
+    others = np.ones((6, 6), bool)
+    others[r, c] = False
+    np.testing.assert_array_equal(changes["v/3"][others], 0.0)  # every other cell sees |V/3| < vth
+    d2 = changes["v/2"]
+    assert np.all(np.sign(d2[half]) == np.sign(amp)) and np.all(d2[half] != 0)
+    unsel = ~half
+    unsel[r, c] = False
+    np.testing.assert_array_equal(d2[unsel], 0.0)  # V/2: unselected cells see 0 V
+    assert np.abs(d2[half]).max() < 0.2 * abs(sel)
+    assert np.abs(changes["v/3"]).sum() - abs(sel) < np.abs(d2).sum() - abs(sel)
+
+
+def test_disturbance_ordering_with_device_spread():
+    """tio2-3it, 2.8 V: under V/3 the 0.93 V bias reaches only the few low-threshold devices; under
+    V/2 every neighbour sees 1.4 V.  The float scheme sits in between on a uniform array."""
+    total = {}
+    for scheme in ("v/3", "float", "v/2"):
+        xb = SimulatedCrossbar(8, 8, n_chips=4, seed=9)
+        xb.set_conductances(300e-6)
+        g0 = xb.true_conductance
+        xb.pulse([3], [4], 2.8, W, scheme=scheme)
+        d = xb.true_conductance - g0
+        sel = d[:, 3, 4].copy()
+        d[:, 3, 4] = 0
+        total[scheme] = np.abs(d).sum(axis=(1, 2))
+        work = xb.working_mask[:, 3, 4]
+        assert np.all(sel[work] > 100e-6)
+        assert work.sum() >= 3
+        assert np.all(np.abs(d).max(axis=(1, 2))[work] < 0.5 * sel[work])
+    assert np.all(total["v/3"] < total["float"])
+    assert np.all(total["float"] < total["v/2"])
+    assert np.all(total["v/2"] > 50e-6)
+
+
+# ------------------------------------------------------------------------------ fast V/2 path
+# lanes on distinct rows and columns; (0,0) lies on lane 0's row and lane 1's column, (3,2) on
+# lane 1's row and lane 2's column, ... so several neighbours are hit twice, in lane order
+FAST_ROWS = [0, 3, 5, 6, 1]
+FAST_COLS = [2, 0, 7, 4, 5]
+FAST_AMPS = [2.4, -2.5, 2.3, -2.45, 2.5]
+
+
+def test_fast_v2_path_equals_sequential_pulses():
+    xb = ideal(8, 8, seed=1)
+    g0 = random_state(xb, 11)
+    fast, general = Spy(xb, "_pulse_v2_concurrent"), Spy(xb, "_pulse_one")
+    res = xb.pulse(FAST_ROWS, FAST_COLS, FAST_AMPS, W)
+    assert fast.n == 1 and general.n == 0
+    assert not res.compliance.any()
+
+    seq = ideal(8, 8, seed=1)
+    seq.set_conductances(g0)
+    apply_one_by_one(seq, FAST_ROWS, FAST_COLS, FAST_AMPS)
+    np.testing.assert_allclose(xb.true_conductance, seq.true_conductance, rtol=1e-13, atol=0)
+
+    # the test is sensitive to order: the reverse order ends elsewhere on the doubly-hit cells
+    rev = ideal(8, 8, seed=1)
+    rev.set_conductances(g0)
+    apply_one_by_one(rev, FAST_ROWS[::-1], FAST_COLS[::-1], FAST_AMPS[::-1])
+    diff = np.abs(rev.true_conductance - seq.true_conductance)[0]
+    assert diff[0, 0] > 1e-9 and diff[3, 2] > 1e-9
+    # and half-selects did switch: neighbours off the selected cells moved
+    moved = (xb.true_conductance != g0)[0]
+    assert moved.sum() > 3 * len(FAST_ROWS)
+
+
+def test_fast_v2_path_batch_of_chips_equals_sequential():
+    n = 3
+    rng = np.random.default_rng(12)
+    rows = np.stack([rng.permutation(8)[:4] for _ in range(n)])
+    cols = np.stack([rng.permutation(8)[:4] for _ in range(n)])
+    amps = rng.choice([-1, 1], size=(n, 4)) * rng.uniform(2.3, 2.5, size=(n, 4))
+    active = np.array([[1, 1, 1, 1], [1, 0, 1, 1], [0, 1, 1, 0]], bool)
+    xb = ideal(8, 8, n_chips=n, seed=2)
+    g0 = random_state(xb, 13)
+    fast = Spy(xb, "_pulse_v2_concurrent")
+    xb.pulse(rows, cols, amps, W, active=active)
+    assert fast.n == 1
+    seq = ideal(8, 8, n_chips=n, seed=2)
+    seq.set_conductances(g0)
+    for lane in range(4):
+        seq.pulse(rows[:, lane:lane + 1], cols[:, lane:lane + 1], amps[:, lane:lane + 1], W,
+                  active=active[:, lane:lane + 1])
+    np.testing.assert_allclose(xb.true_conductance, seq.true_conductance, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("scheme", ["v/2", "v/3"])
+def test_general_path_with_shared_lines_equals_sequential_pulses(scheme):
+    rows = [0, 0, 3, 5, 3]  # lanes 0/1 share row 0, lanes 1/2 share column 4, lanes 2/4 row 3
+    cols = [1, 4, 4, 2, 6]
+    amps = [2.5, 2.4, -2.5, 2.45, -2.3]
+    xb = ideal(8, 8, seed=3)
+    g0 = random_state(xb, 14)
+    fast, general = Spy(xb, "_pulse_v2_concurrent"), Spy(xb, "_pulse_one")
+    xb.pulse(rows, cols, amps, W, scheme=scheme)
+    assert fast.n == 0 and general.n == len(rows)
+    seq = ideal(8, 8, seed=3)
+    seq.set_conductances(g0)
+    apply_one_by_one(seq, rows, cols, amps, scheme=scheme)
+    np.testing.assert_allclose(xb.true_conductance, seq.true_conductance, rtol=1e-13, atol=0)
+    if scheme == "v/2":  # lane 1's selected cell was half-selected by lane 0 first
+        only = ideal(8, 8, seed=3)
+        only.set_conductances(g0)
+        only.pulse([0], [4], 2.4, W)
+        assert xb.true_conductance[0, 0, 4] != only.true_conductance[0, 0, 4]
+
+
+# ------------------------------------------------------------------------------ batches
+@pytest.mark.parametrize("scheme", ["v/2", "v/3", "float"])
+def test_batch_chips_are_independent(scheme):
+    xb = ideal(6, 6, n_chips=3, seed=4)
+    g0 = random_state(xb, 15)
+    rows = np.array([[0, 1], [2, 2], [4, 5]])  # chip 1's lanes share a row (general path)
+    cols = np.array([[0, 1], [1, 4], [3, 3]])
+    amps = np.array([[2.5, 2.5], [2.4, -2.5], [-2.5, 2.5]])
+    active = np.array([[False, False], [True, True], [False, False]])
+    res = xb.pulse(rows, cols, amps, W, scheme=scheme, active=active)
+    g1 = xb.true_conductance
+    np.testing.assert_array_equal(g1[[0, 2]], g0[[0, 2]])
+    assert np.all(res.energy[[0, 2]] == 0) and np.all(res.duration[[0, 2]] == 0)
+    single = ideal(6, 6, seed=99)
+    single.set_conductances(g0[1])
+    res1 = single.pulse(rows[1], cols[1], amps[1], W, scheme=scheme)
+    np.testing.assert_allclose(g1[1], single.true_conductance[0], rtol=1e-13, atol=0)
+    np.testing.assert_allclose(res.energy[1], res1.energy[0], rtol=1e-12)
+    assert not np.array_equal(g1[1], g0[1])
+
+
+def test_batch_fast_path_only_one_chip_pulsed():
+    xb = ideal(6, 6, n_chips=3, seed=4)
+    g0 = random_state(xb, 16)
+    active = np.array([[False] * 3, [True] * 3, [False] * 3])
+    xb.pulse([0, 2, 4], [1, 3, 5], [2.4, -2.4, 2.4], W, active=active)
+    g1 = xb.true_conductance
+    np.testing.assert_array_equal(g1[[0, 2]], g0[[0, 2]])
+    single = ideal(6, 6)
+    single.set_conductances(g0[1])
+    single.pulse([0, 2, 4], [1, 3, 5], [2.4, -2.4, 2.4], W)
+    np.testing.assert_allclose(g1[1], single.true_conductance[0], rtol=1e-13, atol=0)
+
+
+# ------------------------------------------------------------------------------ limits
+def _unchanged(xb, op):
+    g0, n_p, n_r = xb.true_conductance, xb.n_pulse_ops, xb.n_read_ops
+    with pytest.raises(LimitError):
+        op(xb)
+    np.testing.assert_array_equal(xb.true_conductance, g0)
+    assert xb.n_pulse_ops == n_p and xb.n_read_ops == n_r
+
+
+@pytest.mark.parametrize("op", [
+    lambda xb: xb.pulse([0, 1], [0, 1], [2.0, 3.2], W),  # one lane above v_max: nothing written
+    lambda xb: xb.pulse([0], [0], -3.01, W),
+    lambda xb: xb.pulse([0, 1], [0, 1], 2.0, [W, 1e-8]),  # width below width_min
+    lambda xb: xb.pulse([0], [0], 2.0, 2e-3),  # width above width_max
+    lambda xb: xb.pulse([0], [0], np.nan, W),
+    lambda xb: xb.pulse([0], [0], 2.0, np.inf),
+    lambda xb: xb.read([0], [0], v_read=0.6),
+    lambda xb: xb.read([0], [0], v_read=np.nan),
+    lambda xb: xb.read_array(v_read=-0.7),
+    lambda xb: xb.mvm(np.full(5, 0.6)),
+], ids=["v_max", "neg_v_max", "width_min", "width_max", "nan_amp", "inf_width", "v_read_max",
+        "nan_read", "read_array", "mvm"])
+def test_out_of_limit_requests_raise_and_write_nothing(op):
+    xb = SimulatedCrossbar(5, 4, n_chips=2, seed=6)
+    xb.pulse([1], [1], 2.0, W)  # some history first
+    _unchanged(xb, op)
+
+
+def test_limits_are_per_chip_configurable():
+    xb = SimulatedCrossbar(4, 4, seed=6, limits=SafetyLimits(v_max=2.0))
+    _unchanged(xb, lambda x: x.pulse([0], [0], 2.1, W))
+    xb.pulse([0], [0], 2.0, W)
+    assert xb.n_pulse_ops == 1
+
+
+@pytest.mark.parametrize("rows, cols", [([4], [0]), ([0], [5]), ([-1], [0]), ([0, 1], [2, 7]),
+                                        ([0.0], [1]), ([1], [np.float64(2)]), (["a"], [0])])
+def test_bad_cell_indices_raise_value_error(rows, cols):
+    xb = SimulatedCrossbar(4, 5, seed=0)
+    g0 = xb.true_conductance
+    for op in (lambda: xb.pulse(rows, cols, 2.0, W), lambda: xb.read(rows, cols)):
+        with pytest.raises(ValueError) as e:
+            op()
+        assert e.type is ValueError
+    np.testing.assert_array_equal(xb.true_conductance, g0)
+    assert xb.n_pulse_ops == 0 and xb.n_read_ops == 0
+
+
+# ------------------------------------------------------------------------------ compliance
+@pytest.mark.parametrize("preset", ["ideal", "tio2-3it"])
+@pytest.mark.parametrize("amp", [2.5, -2.5])
+def test_compliance_limits_the_step(preset, amp):
+    deltas, flags = [], []
+    for i_c in (10e-3, 1e-4):
+        xb = SimulatedCrossbar(4, 4, preset=preset, seed=8, limits=SafetyLimits(i_compliance=i_c))
+        g0 = np.full((1, 4, 4), 300e-6)
+        xb.set_conductances(g0)
+        res = xb.pulse([1], [1], amp, W)
+        deltas.append(xb.true_conductance[0, 1, 1] - 300e-6)
+        flags.append(bool(res.compliance[0, 0]))
+    assert flags == [False, True]  # 300 uS at 2.5 V draws ~0.75 mA
+    assert abs(deltas[1]) < abs(deltas[0])
+    assert abs(deltas[0]) > 50e-6
+
+
+def test_compliance_flags_only_the_lanes_over_the_limit():
+    xb = ideal(4, 4, limits=SafetyLimits(i_compliance=5e-4))
+    g = np.full((1, 4, 4), 300e-6)
+    g[0, 0, 0], g[0, 1, 1] = 500e-6, 100e-6
+    xb.set_conductances(g)
+    res = xb.pulse([0, 1, 2], [0, 1, 2], [2.0, 2.0, 2.0], W, active=[True, True, False])
+    np.testing.assert_array_equal(res.compliance[0], [True, False, False])  # 1 mA, 0.2 mA, inactive
+    g1 = xb.true_conductance[0]
+    assert g1[0, 0] == 500e-6  # limited to 0.5 mA / 500 uS = 1.0 V: exactly the threshold
+    assert g1[1, 1] > 150e-6
+
+
+def test_compliance_is_evaluated_when_the_lane_fires():
+    """General path: lane 1's device was raised by lane 0's half-select, so at its turn it draws
+    more than the compliance current although it did not when the call began."""
+    lim = SafetyLimits(i_compliance=1.19e-3)
+    xb = ideal(4, 4, limits=lim)
+    xb.set_conductances(400e-6)  # 400 uS at 2.9 V: 1.16 mA < 1.19 mA before any pulse
+    res = xb.pulse([0, 0], [0, 1], [2.9, 2.9], W)
+    seq = ideal(4, 4, limits=lim)
+    seq.set_conductances(400e-6)
+    r0 = seq.pulse([0], [0], 2.9, W)
+    r1 = seq.pulse([0], [1], 2.9, W)
+    assert not r0.compliance.any() and r1.compliance.all()
+    np.testing.assert_array_equal(res.compliance[0], [False, True])
+    np.testing.assert_allclose(xb.true_conductance, seq.true_conductance, rtol=1e-13, atol=0)
+
+
+# ------------------------------------------------------------------------------ read schemes
+def test_floating_read_includes_sneak_paths():
+    xb = ideal(4, 4)
+    g = np.full((1, 4, 4), 500e-6)
+    g[0, 1, 2] = 50e-6
+    xb.set_conductances(g)
+    ground = xb.read([1], [2], scheme="ground").conductance[0, 0]
+    floating = xb.read([1], [2], scheme="float").conductance[0, 0]
+    np.testing.assert_allclose(ground, 50e-6, rtol=1e-15)
+    # sneak path row 1 -> 3 cells -> 3 floating columns -> 9 cells -> 3 floating rows -> 3 cells -> column 2
+    sneak = 1 / (1 / 1500e-6 + 1 / 4500e-6 + 1 / 1500e-6)
+    np.testing.assert_allclose(floating, 50e-6 + sneak, rtol=1e-9)
+    assert floating > 10 * ground
+    np.testing.assert_allclose(xb.read_array(scheme="ground")[0], g[0], rtol=1e-15, atol=0)
+    arr_float = xb.read_array(scheme="float")[0]
+    assert arr_float[1, 2] == pytest.approx(floating, rel=1e-9)
+    assert np.all(arr_float > g[0])
+
+
+# ------------------------------------------------------------------------------ line resistance
+def test_line_resistance_lowers_reads_and_mvm():
+    g = np.random.default_rng(17).uniform(300e-6, 500e-6, size=(1, 8, 8))
+    out = {}
+    for r_line in (0.0, 5.0):
+        xb = ideal(8, 8, r_line=r_line)
+        xb.set_conductances(g)
+        far = xb.read([0], [7]).conductance[0, 0]  # row driver at column 0, column sense at row 7
+        near = xb.read([7], [0]).conductance[0, 0]
+        out[r_line] = (far, near, xb.read_array()[0], xb.mvm(np.full(8, 0.3))[0])
+    far0, near0, arr0, m0 = out[0.0]
+    far5, near5, arr5, m5 = out[5.0]
+    assert far0 == pytest.approx(g[0, 0, 7], rel=1e-15) and near0 == pytest.approx(g[0, 7, 0], rel=1e-15)
+    assert far5 < far0 * (1 - 1e-3)
+    assert (far0 - far5) / far0 > (near0 - near5) / near0  # more wire between drivers and the far cell
+    assert np.all(arr5 < arr0)
+    assert np.all(m5 < m0)
+    np.testing.assert_allclose(arr5[0, 7], far5, rtol=1e-9)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.3])
+def test_mvm_is_sum_of_device_currents(beta):
+    params = get_preset("ideal")
+    params = params.with_(device=params.device.with_(beta=beta))
+    xb = SimulatedCrossbar(5, 3, n_chips=2, preset=params, seed=0)
+    g = random_state(xb, 18, 20e-6, 590e-6)
+    rng = np.random.default_rng(19)
+    v1 = rng.uniform(-0.5, 0.5, 5)
+    out1 = xb.mvm(v1)
+    assert out1.shape == (2, 3)
+    want = iv_current(g, v1[None, :, None], beta, params.device.v_ref).sum(axis=1)
+    np.testing.assert_allclose(out1, want, rtol=1e-12)
+
+    v2 = rng.uniform(-0.5, 0.5, (4, 5))
+    out2 = xb.mvm(v2)
+    assert out2.shape == (2, 4, 3)
+    for k in range(4):
+        np.testing.assert_allclose(out2[:, k], iv_current(g, v2[k][None, :, None], beta, 0.2).sum(axis=1),
+                                   rtol=1e-12)
+
+    v3 = rng.uniform(-0.5, 0.5, (2, 4, 5))
+    out3 = xb.mvm(v3)
+    assert out3.shape == (2, 4, 3)
+    for b in range(2):
+        for k in range(4):
+            np.testing.assert_allclose(out3[b, k], iv_current(g[b], v3[b, k][:, None], beta, 0.2).sum(axis=0),
+                                       rtol=1e-12)
+    np.testing.assert_array_equal(xb.true_conductance, g)
+
+
+@pytest.mark.parametrize("shape", [(3,), (6,), (4, 3), (4, 6), (3, 4, 5), (1, 4, 5), (2, 2, 4, 5), ()])
+def test_mvm_rejects_wrong_shapes(shape):
+    xb = ideal(5, 3, n_chips=2)
+    with pytest.raises(ValueError):
+        xb.mvm(np.full(shape, 0.1))
+
+
+# ------------------------------------------------------------------------------ energy & timing
+def test_energy_and_duration_of_write_schemes():
+    R, C, g, v, w = 6, 6, 300e-6, 1.5, 2e-6
+    e = {}
+    for scheme in ("v/2", "v/3"):
+        xb = ideal(R, C)
+        xb.set_conductances(g)
+        res = xb.pulse([2, 4], [3, 0], [v, v], w, scheme=scheme, active=[True, False])
+        assert res.energy[0, 1] == 0 and res.duration[0, 1] == 0 and not res.compliance[0, 1]
+        assert res.duration[0, 0] == pytest.approx(w + xb.params.timing.pulse_overhead_s, rel=1e-15)
+        e[scheme] = res.energy[0, 0]
+    assert e["v/2"] == pytest.approx(w * g * (v ** 2 + (v / 2) ** 2 * (R + C - 2)), rel=1e-12)
+    assert e["v/3"] == pytest.approx(w * g * (v ** 2 + (v / 3) ** 2 * (R * C - 1)), rel=1e-12)
+    assert e["v/3"] > e["v/2"] > 0
+
+
+def test_energy_positive_on_noisy_chip_and_grows_with_width():
+    xb = SimulatedCrossbar(8, 8, seed=20)
+    r1 = xb.pulse([0, 3], [1, 5], [-1.5, 1.5], 1e-6)
+    r2 = xb.pulse([0, 3], [1, 5], [-1.5, 1.5], 1e-5)
+    assert np.all(r1.energy > 0)
+    assert np.all(r2.energy > 5 * r1.energy)
+    assert xb.n_pulse_ops == 4
+
+
+# ------------------------------------------------------------------------------ floating write
+def test_floating_write_changes_selected_cell():
+    R = C = 4
+    g, v = 300e-6, 2.0
+    xb = ideal(R, C)
+    xb.set_conductances(g)
+    res = xb.pulse([1], [1], v, W, scheme="float")
+    d = xb.true_conductance[0] - g
+    ref = ideal(R, C)
+    ref.set_conductances(g)
+    ref.pulse([1], [1], v, W, scheme="v/2")
+    assert d[1, 1] > 50e-6
+    assert d[1, 1] == ref.true_conductance[0, 1, 1] - g  # selected cell sees the full pulse
+    d[1, 1] = 0
+    np.testing.assert_array_equal(d, 0.0)  # uniform 4x4: others at 3V/7 or -V/7, below threshold
+    e = W * g * (v ** 2 + 6 * (3 * v / 7) ** 2 + 9 * (v / 7) ** 2)
+    assert res.energy[0, 0] == pytest.approx(e, rel=1e-9)

@@ -1,0 +1,211 @@
+"""The write-verify tuner on simulated chips: convergence, stuck cells, limits, options, errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mock_hw.presets import get_preset
+from mock_hw.sim_chip import SimulatedCrossbar
+from programming.crossbar import SafetyLimits
+from programming.mapping import MappingError
+from programming.tuner import CONVERGED, FAILED, STUCK, TunerConfig, tune
+from tests.conftest import SpyCrossbar
+
+
+def random_targets(shape, seed=0, window=(100e-6, 500e-6)):
+    return np.random.default_rng(seed).uniform(*window, size=shape)
+
+
+def test_converges_on_ideal_chip():
+    xb = SimulatedCrossbar(8, 8, preset="ideal", seed=3)
+    res = tune(xb, random_targets((8, 8), 1))
+    rep = res.summary(xb)
+    assert rep["cells"] == 64 and rep["converged"] == 64 and rep["yield"] == 1.0
+    assert rep["true_within_tol"] == 1.0
+    assert rep["rel_error_max"] <= 0.01
+    assert rep["pulses_per_cell"]["median"] <= 30
+
+
+def test_converges_on_tio2_and_flags_every_stuck_cell():
+    xb = SimulatedCrossbar(16, 16, n_chips=4, seed=7)  # tio2-3it: ~1 % stuck devices
+    targets = random_targets((4, 16, 16), 2)
+    res = tune(xb, targets)
+    rep = res.summary(xb)
+    stuck = ~xb.working_mask
+    assert stuck.sum() >= 3, "the seed should give this chip stuck devices"
+    # a stuck device whose frozen value already sits within tolerance is simply converged
+    off_target = stuck & (np.abs(xb.true_conductance - targets) > 0.01 * targets)
+    assert np.all(res.status[off_target] == STUCK)
+    assert not np.any(res.status[~stuck] == STUCK), "no working cell may be flagged stuck"
+    assert rep["true_within_tol"] >= 0.98
+    working_converged = (res.status == CONVERGED) & ~stuck
+    assert working_converged.sum() / (~stuck).sum() >= 0.98
+    json.dumps(rep)  # the report is JSON-ready
+
+
+def test_stuck_cells_stop_early_without_looping():
+    params = get_preset("tio2-3it")
+    params = params.with_(device=params.device.with_(stuck_lrs_frac=0.2, stuck_hrs_frac=0.2))
+    xb = SimulatedCrossbar(8, 8, preset=params, seed=5)
+    cfg = TunerConfig(initial_reset=False, passes=1)
+    res = tune(xb, random_targets((8, 8), 4), cfg)
+    stuck = ~xb.working_mask
+    flagged = res.status == STUCK
+    assert flagged.sum() >= 0.8 * stuck.sum()
+    assert not flagged[~stuck].any()
+    # stopped once the ramp passed stuck_ramp above the start: never ramped to the cap
+    budget = int(np.ceil(cfg.stuck_ramp / cfg.v_step)) + 1
+    assert res.pulses[flagged].max() <= budget
+
+
+def test_amplitude_ramps_and_falls_back_on_polarity_flip():
+    xb = SimulatedCrossbar(2, 2, preset="ideal", seed=0)
+    xb.set_conductances(np.full((2, 2), 150e-6))
+    cfg = TunerConfig(initial_reset=False, passes=1, parallel=1)
+    targets = np.full((2, 2), np.nan)
+    targets[0, 0] = 400e-6
+    res = tune(xb, targets, cfg, record_trace=True)
+    t = res.trace
+    amps = t["amplitude"][t["kind"] == 1]
+    assert amps[0] == pytest.approx(cfg.v_set_start)
+    pol = np.sign(amps)
+    for prev, cur, ps, cs in zip(amps[:-1], amps[1:], pol[:-1], pol[1:]):
+        if ps == cs:
+            expected = min(abs(prev) + cfg.v_step, cfg.v_set_max if cs > 0 else cfg.v_reset_max)
+            assert abs(cur) == pytest.approx(expected)
+        else:
+            assert abs(cur) == pytest.approx(cfg.v_set_start if cs > 0 else cfg.v_reset_start)
+    assert res.status[0, 0, 0] == CONVERGED
+    assert res.pulses[0, 0, 0] == amps.size
+
+
+def test_never_exceeds_limits_and_refuses_a_config_beyond_them():
+    inner = SimulatedCrossbar(8, 8, seed=2, limits=SafetyLimits(v_max=2.2))
+    xb = SpyCrossbar(inner)
+    cfg = TunerConfig(v_set_max=2.0, v_reset_max=2.2, reset_amplitude=2.2)
+    tune(xb, random_targets((8, 8), 9), cfg)
+    amps = xb.amplitudes()
+    assert amps.max() <= cfg.v_set_max + 1e-12
+    assert amps.min() >= -cfg.v_reset_max - 1e-12
+    before = len(xb.pulses)
+    with pytest.raises(ValueError, match="v_reset_max=2.4 V exceeds the chip limit"):
+        tune(xb, random_targets((8, 8), 9), TunerConfig())
+    assert len(xb.pulses) == before, "nothing may be sourced when the config is refused"
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda t: t * 2, "outside the programming window"),
+    (lambda t: np.where(np.arange(t.size).reshape(t.shape) == 3, np.inf, t), "Inf"),
+    (lambda t: np.full_like(t, np.nan), "nothing to tune"),
+    (lambda t: t[:, :3], "shape"),
+])
+def test_bad_targets_are_refused_before_anything_is_sourced(bad, message):
+    xb = SimulatedCrossbar(4, 4, seed=1)
+    g0 = xb.true_conductance
+    with pytest.raises(ValueError, match=message):
+        tune(xb, bad(random_targets((4, 4), 1)))
+    assert xb.n_pulse_ops == 0 and xb.n_read_ops == 0
+    np.testing.assert_array_equal(xb.true_conductance, g0)
+
+
+def test_out_of_window_error_names_cell_and_value():
+    xb = SimulatedCrossbar(4, 4, seed=1)
+    targets = random_targets((4, 4), 1)
+    targets[2, 1] = 612e-6
+    with pytest.raises(MappingError, match=r"612\.0 µS at \(0, 2, 1\)"):
+        tune(xb, targets)
+
+
+@pytest.mark.parametrize("field, value", [("tolerance", -0.01), ("v_step", 0.0), ("passes", 0),
+                                          ("order", "spiral"), ("write_scheme", "v/4"), ("guard", 1.0)])
+def test_invalid_config_names_the_field(field, value):
+    with pytest.raises(ValueError, match=field.split("_")[0] if field == "write_scheme" else field):
+        TunerConfig(**{field: value})
+
+
+def test_without_initial_reset_uses_fewer_pulses_and_less_energy():
+    reports = {}
+    for reset in (True, False):
+        xb = SimulatedCrossbar(16, 16, seed=11)
+        reports[reset] = tune(xb, random_targets((16, 16), 3), TunerConfig(initial_reset=reset)).summary(xb)
+    assert reports[False]["pulses_per_cell"]["mean"] < reports[True]["pulses_per_cell"]["mean"]
+    assert reports[False]["energy_j"] < reports[True]["energy_j"]
+    for rep in reports.values():
+        assert rep["true_within_tol"] >= 0.97
+
+
+def test_reverify_passes_repair_half_select_disturbance():
+    # a strong initial RESET under V/2 (V/2 = 1.2 V > 1.0 V thresholds) disturbs neighbours
+    cfg = dict(reset_amplitude=2.4)
+    out = {}
+    for passes in (1, 3):
+        xb = SimulatedCrossbar(16, 16, seed=21)
+        res = tune(xb, random_targets((16, 16), 5), TunerConfig(passes=passes, **cfg))
+        out[passes] = (res.summary(xb), res)
+    one, three = out[1][0], out[3][0]
+    assert one["true_within_tol"] < 0.97, "the strong reset should knock cells out of band"
+    assert three["passes_run"] > 1
+    assert three["true_within_tol"] > one["true_within_tol"] + 0.02
+    assert three["disturbed"] < one["disturbed"]
+
+
+def test_sequential_mode_tunes_one_cell_at_a_time_in_order():
+    xb = SimulatedCrossbar(4, 4, preset="ideal", seed=2)
+    cfg = TunerConfig(parallel=1, order="column", passes=1)
+    res = tune(xb, random_targets((4, 4), 6), cfg, record_trace=True)
+    t = res.trace
+    cell = t["row"] + 4 * t["col"]  # column-major index
+    first_seen = [cell[0]]
+    for c in cell[1:]:
+        if c != first_seen[-1]:
+            assert c not in first_seen, "a cell's operations must be contiguous"
+            first_seen.append(c)
+    assert first_seen == sorted(first_seen) == list(range(16))
+    # the trace accounts for every pulse and read the records count (final read-back excluded)
+    for r in range(4):
+        for c in range(4):
+            m = (t["row"] == r) & (t["col"] == c)
+            assert (t["kind"][m] == 1).sum() == res.pulses[0, r, c]
+            assert (t["kind"][m] == 0).sum() == res.reads[0, r, c] - res.verify_reads
+
+
+def test_parallel_slots_never_share_a_line():
+    xb = SpyCrossbar(SimulatedCrossbar(8, 12, n_chips=3, seed=4))
+    res = tune(xb, random_targets((3, 8, 12), 8))
+    assert res.summary(xb)["converged"] >= 0.95 * 3 * 96
+    lanes_seen = 0
+    for rows, cols, _, act in xb.pulses:
+        for b in range(3):
+            r, c = rows[b][act[b]], cols[b][act[b]]
+            assert np.unique(r).size == r.size and np.unique(c).size == c.size
+            lanes_seen = max(lanes_seen, r.size)
+    assert lanes_seen > 1, "a simulated chip should interleave several cells"
+
+
+def test_batch_of_chips_each_gets_its_own_targets():
+    xb = SimulatedCrossbar(6, 6, n_chips=5, preset="ideal", seed=1)
+    targets = random_targets((5, 6, 6), 12)
+    targets[2] = np.nan          # chip 2 left alone
+    targets[4, :3] = np.nan      # half of chip 4
+    g0 = xb.true_conductance
+    res = tune(xb, targets)
+    g = xb.true_conductance
+    np.testing.assert_array_equal(g[2], g0[2])
+    done = ~np.isnan(targets)
+    assert np.all(np.abs(g[done] - targets[done]) <= 0.01 * targets[done])
+    assert res.summary(xb)["cells"] == int(done.sum())
+    assert np.all(res.pulses[~done] == 0)
+
+
+def test_unreachable_targets_fail_and_stop_at_the_cap():
+    xb = SimulatedCrossbar(4, 4, preset="ideal", seed=0)
+    xb.set_conductances(np.full((4, 4), 120e-6))
+    cfg = TunerConfig(v_set_start=0.5, v_set_max=0.6, stuck_ramp=5.0, initial_reset=False, passes=1,
+                      pulses_at_cap=3)
+    res = tune(xb, np.full((4, 4), 450e-6), cfg)
+    assert np.all(res.status == FAILED)
+    ramp = int(round((cfg.v_set_max - cfg.v_set_start) / cfg.v_step))
+    assert np.all(res.pulses <= ramp + cfg.pulses_at_cap + 1)
+    assert res.summary(xb)["yield"] == 0.0
