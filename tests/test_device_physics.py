@@ -104,8 +104,9 @@ def test_repeated_strong_pulses_stay_within_physical_range():
     for k in range(40):
         v = 3.0 if (k // 10) % 2 == 0 else -3.0
         g = apply_voltages(g, v, 1e-4, pop, p, run)
-        assert g.min() >= p.g_min and g.max() <= p.g_max
         work = g[~pop.stuck]
+        assert work.min() >= p.g_min and work.max() <= p.g_max
+        np.testing.assert_array_equal(g[pop.stuck], pop.stuck_g[pop.stuck])
         # the strong pulses do drive the working devices to the bound (clipping is active)
         if k % 10 == 9:
             np.testing.assert_array_equal(work, p.g_max if v > 0 else p.g_min)
