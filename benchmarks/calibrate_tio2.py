@@ -3,12 +3,13 @@
 Prints, next to the measured values (Drolet et al. 2023; shared/data/tio2_3it_drift.json):
 
 1. neighbour drift: 8×8 arrays programmed cell by cell in column-major order (one pass, V/2, no
-   re-verify), the drift of each tuned cell's true conductance by the end of the array, versus the
-   number k of cells programmed after it (mean and σ over chips, µS);
+   re-verify, initial RESET at ``--reset-amplitude``, default −2.2 V), the drift of each tuned
+   cell's true conductance by the end of the array, versus the number k of cells programmed
+   after it (mean and σ over chips, µS);
 2. residual spread after tuning: σ of the true relative error of converged cells, binned by
    target conductance, versus σ_rel(G) = 0.691 % − 6.24e-4 %/µS · G.
 
-Usage: python benchmarks/calibrate_tio2.py [--chips 300] [--seed 0]
+Usage: python benchmarks/calibrate_tio2.py [--chips 300] [--seed 0] [--reset-amplitude 2.2]
 """
 from __future__ import annotations
 
@@ -30,11 +31,13 @@ def sigma_rel_measured(g_us):
     return 0.691 - 6.24e-4 * g_us  # %
 
 
-def drift_study(n_chips: int, seed: int, preset: str = "tio2-3it", scheme: str = "v/2"):
+def drift_study(n_chips: int, seed: int, preset: str = "tio2-3it", scheme: str = "v/2",
+                reset_amplitude: float = 2.2):
     xb = SimulatedCrossbar(8, 8, n_chips=n_chips, preset=preset, seed=seed)
     rng = np.random.default_rng(seed + 1)
     targets = rng.uniform(*xb.programming_window, size=(n_chips, 8, 8))
-    cfg = TunerConfig(passes=1, parallel=1, order="column", write_scheme=scheme)
+    cfg = TunerConfig(passes=1, parallel=1, order="column", write_scheme=scheme,
+                      reset_amplitude=reset_amplitude)
     rows, cols = cell_order((8, 8), "column")
     after_tune = np.full((n_chips, 8, 8), np.nan)
     status = np.zeros((n_chips, 8, 8), int)
@@ -64,11 +67,12 @@ def main() -> None:
     ap.add_argument("--chips", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scheme", default="v/2")
+    ap.add_argument("--reset-amplitude", type=float, default=2.2, help="initial RESET magnitude, V")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    table, rel, g = drift_study(args.chips, args.seed, scheme=args.scheme)
-    print(f"tio2-3it calibration, {args.chips} chips of 8x8, column-major, {args.scheme} "
-          f"({time.perf_counter() - t0:.1f} s)")
+    table, rel, g = drift_study(args.chips, args.seed, scheme=args.scheme, reset_amplitude=args.reset_amplitude)
+    print(f"tio2-3it calibration, {args.chips} chips of 8x8, column-major, {args.scheme}, initial RESET "
+          f"-{args.reset_amplitude} V ({time.perf_counter() - t0:.1f} s)")
     print("\nneighbour drift vs cells programmed later (µS)")
     print(f"  {'k':>3}  {'sim mean':>9} {'sim σ':>7}  {'meas mean':>9} {'meas σ':>7}  {'n':>6}")
     for k, (m, s, n) in table.items():

@@ -59,20 +59,19 @@ class ReadScheme(str, Enum):
     FLOAT = "float"
 
 
-def parse_write_scheme(value: str | WriteScheme) -> WriteScheme:
+def _parse_enum(cls, value, what: str):
     try:
-        return WriteScheme(str(getattr(value, "value", value)).lower())
+        return cls(str(getattr(value, "value", value)).lower())
     except ValueError:
-        raise ValueError(f"unknown write scheme {value!r}; expected one of "
-                         f"{[s.value for s in WriteScheme]}") from None
+        raise ValueError(f"unknown {what} {value!r}; expected one of {[s.value for s in cls]}") from None
+
+
+def parse_write_scheme(value: str | WriteScheme) -> WriteScheme:
+    return _parse_enum(WriteScheme, value, "write scheme")
 
 
 def parse_read_scheme(value: str | ReadScheme) -> ReadScheme:
-    try:
-        return ReadScheme(str(getattr(value, "value", value)).lower())
-    except ValueError:
-        raise ValueError(f"unknown read scheme {value!r}; expected one of "
-                         f"{[s.value for s in ReadScheme]}") from None
+    return _parse_enum(ReadScheme, value, "read scheme")
 
 
 @dataclass(frozen=True)
