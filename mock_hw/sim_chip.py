@@ -82,6 +82,31 @@ class SimulatedCrossbar(Crossbar):
         d = self.params.device
         self._g = np.where(self.population.stuck, self._g, np.clip(g, d.g_min, d.g_max))
 
+    def drive_lines(self, row_v, col_v, width: float | None = None):
+        """Hold line terminals at ``row_v`` (rows,) / ``col_v`` (cols,) volts, NaN = floating, on
+        chip 0 — what an emulated bench does through its switch matrix.  Returns the network
+        solution (device voltages and currents, terminal currents in A).  With ``width`` (s) the
+        devices also see that stress for that long (switching physics, disturbance included)."""
+        d = self.params.device
+        row_v = np.asarray(row_v, float).reshape(1, -1)
+        col_v = np.asarray(col_v, float).reshape(1, -1)
+        if row_v.shape[1] != self.shape[0] or col_v.shape[1] != self.shape[1]:
+            raise ValueError(f"drive_lines needs {self.shape[0]} row and {self.shape[1]} column voltages")
+        sol = nodal.solve_network(self._g[:1], row_v, col_v, d.beta, d.v_ref, self.params.r_line)
+        if width is not None and width > 0:
+            g0 = apply_voltages(self._g[:1], sol.v_cell, width, self._pop_chip0(), d, self._rng)
+            self._g = np.concatenate([g0, self._g[1:]]) if self.n_chips > 1 else g0
+        return sol
+
+    def _pop_chip0(self):
+        from .device import DevicePopulation
+        p = self.population
+        return DevicePopulation(p.vth_set[:1], p.vth_reset[:1], p.rate[:1], p.stuck[:1], p.stuck_g[:1])
+
+    def noisy_current(self, current):
+        """A current reading with the chip's read noise, A."""
+        return self._noisy(np.asarray(current, float))
+
     # ------------------------------------------------------------------------------ reads
     def _read(self, rows, cols, v_read, scheme, active) -> ReadResult:
         d = self.params.device

@@ -1,0 +1,242 @@
+"""The physical side of the mock bench: sources, switch-matrix relays and one simulated crossbar.
+
+Emulated instruments do not compute currents themselves.  They tell the bench what their hardware
+does — a source channel's level, output state and compliance, a pulse, a relay opening or
+closing — and ask it what an ammeter reads.  The bench works out which crossbar line is connected
+to which source (through every matrix's closed relays), solves the network with the crossbar
+physics and returns the current out of the source's HI terminal.
+
+Matrix model: a matrix has *inputs* (its rows: 707B rows A–H, B2200 input ports, the serial board's
+buses) wired to sources or ground, and *pins* (its outputs) wired to crossbar lines.  Closing
+(input, pin) connects that line to that input's source.  A line connected to nothing floats; a line
+connected to two different live sources is a short (recorded).
+
+Safety record: every relay operation while a source connected to it is live (output on at a
+non-zero level) is a **hot switch**; every level beyond the bench's limits is a **limit
+violation**; both are appended to :attr:`PhysicalBench.violations` so tests can assert there were
+none.  All methods are thread-safe (one lock for the bench): several instrument servers share it.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .sim_chip import SimulatedCrossbar
+
+GROUND = "GND"
+
+
+@dataclass
+class SourceState:
+    """One source channel (SMU channel or bias supply): level (V), output, compliance (A)."""
+
+    name: str
+    level: float = 0.0
+    on: bool = False
+    compliance: float = 0.1
+    on_since: float = 0.0        # wall-clock time the present DC level has been applied since
+    tripped: bool = False        # the last measurement hit compliance
+
+
+@dataclass
+class Violation:
+    kind: str                    # "hot-switch", "limit", "short"
+    detail: str
+    when: float = field(default_factory=time.monotonic)
+
+
+class PhysicalBench:
+    """Sources + matrices + one simulated crossbar (chip 0 of ``chip``).
+
+    Args:
+        chip: the simulated crossbar the bench is wired to.
+        v_limit: largest |level| a source may apply before it counts as a limit violation, V.
+        dc_stress: apply switching physics for the time a DC level above threshold stays on
+            (wall-clock seconds), as a real DC source would.
+    """
+
+    def __init__(self, chip: SimulatedCrossbar, v_limit: float = 3.0, dc_stress: bool = True):
+        self.chip = chip
+        self.v_limit = v_limit
+        self.dc_stress = dc_stress
+        self.lock = threading.RLock()
+        self.sources: dict[str, SourceState] = {}
+        self.inputs: dict[tuple[str, str], str] = {}      # (matrix, input) -> source name or GND
+        self.pins: dict[tuple[str, str], tuple[str, int]] = {}  # (matrix, pin) -> ("row"|"col", index)
+        self.closed: set[tuple[str, str, str]] = set()    # (matrix, input, pin)
+        self.stuck_open: set[tuple[str, str, str]] = set()  # fault injection: relays that never close
+        self.violations: list[Violation] = []
+        self.pulses = 0
+
+    # ------------------------------------------------------------------------------ wiring
+    def add_source(self, name: str) -> SourceState:
+        with self.lock:
+            return self.sources.setdefault(name, SourceState(name))
+
+    def wire_input(self, matrix: str, inp: str, source: str) -> None:
+        """Matrix ``matrix``'s input ``inp`` is wired to ``source`` (a source name or ``GND``)."""
+        if source != GROUND:
+            self.add_source(source)
+        self.inputs[(matrix, str(inp))] = source
+
+    def wire_pin(self, matrix: str, pin: str, line: tuple[str, int]) -> None:
+        """Matrix ``matrix``'s output ``pin`` is wired to crossbar line ("row"|"col", index)."""
+        kind, index = line
+        n = self.chip.shape[0] if kind == "row" else self.chip.shape[1]
+        if kind not in ("row", "col") or not 0 <= index < n:
+            raise ValueError(f"pin {pin} of {matrix}: no crossbar line {line}")
+        self.pins[(matrix, str(pin))] = (kind, int(index))
+
+    # ------------------------------------------------------------------------------ relays
+    def set_relay(self, matrix: str, inp: str, pin: str, closed: bool) -> None:
+        """Open or close one relay, recording a hot switch if a live source is on either side."""
+        key = (matrix, str(inp), str(pin))
+        with self.lock:
+            if (key in self.closed) == closed:
+                return
+            live = self._live_sources_at(matrix, str(inp), str(pin))
+            if live:
+                self.violations.append(Violation(
+                    "hot-switch", f"{matrix} relay {inp}-{pin} {'closed' if closed else 'opened'} "
+                                  f"while {', '.join(live)} live"))
+            self._settle_dc()
+            if closed and key not in self.stuck_open:
+                self.closed.add(key)
+            elif not closed:
+                self.closed.discard(key)
+
+    def open_all(self, matrix: str) -> None:
+        with self.lock:
+            for key in [k for k in self.closed if k[0] == matrix]:
+                self.set_relay(*key, closed=False)
+
+    def closed_relays(self, matrix: str) -> list[tuple[str, str]]:
+        with self.lock:
+            return sorted((i, p) for m, i, p in self.closed if m == matrix)
+
+    def _live_sources_at(self, matrix, inp, pin) -> list[str]:
+        names = set()
+        src = self.inputs.get((matrix, inp))
+        if src and src != GROUND:
+            names.add(src)
+        line = self.pins.get((matrix, pin))
+        if line is not None:
+            names |= {s for s in self._sources_on_line(line) if s != GROUND}
+        return sorted(n for n in names if self.sources[n].on and self.sources[n].level != 0)
+
+    def _sources_on_line(self, line) -> set[str]:
+        out = set()
+        for m, i, p in self.closed:
+            if self.pins.get((m, p)) == line and (m, i) in self.inputs:
+                out.add(self.inputs[(m, i)])
+        return out
+
+    # ------------------------------------------------------------------------------ sources
+    def set_source(self, name: str, level: float | None = None, on: bool | None = None,
+                   compliance: float | None = None) -> None:
+        with self.lock:
+            s = self.add_source(name)
+            self._settle_dc()
+            if level is not None:
+                if abs(level) > self.v_limit:
+                    self.violations.append(Violation("limit", f"{name} level {level:g} V beyond ±{self.v_limit:g} V"))
+                s.level = float(level)
+            if compliance is not None:
+                s.compliance = float(compliance)
+            if on is not None:
+                s.on = bool(on)
+
+    def _settle_dc(self) -> None:
+        """Apply the switching stress of DC levels held since the last change (wall-clock)."""
+        now = time.monotonic()
+        live = [s for s in self.sources.values() if s.on and s.level != 0]
+        if self.dc_stress and live:
+            width = max(now - min(s.on_since for s in live), 0.0)
+            if width > 0:
+                row_v, col_v = self._line_voltages()
+                self.chip.drive_lines(row_v, col_v, width)
+        for s in self.sources.values():
+            s.on_since = now
+
+    def _line_voltages(self, override: dict[str, float] | None = None):
+        """Terminal voltages of every line from the relays and sources; NaN = floating."""
+        n_rows, n_cols = self.chip.shape
+        v = {"row": np.full(n_rows, np.nan), "col": np.full(n_cols, np.nan)}
+        owner: dict[tuple[str, int], str] = {}
+        for m, i, p in self.closed:
+            line = self.pins.get((m, p))
+            src = self.inputs.get((m, i))
+            if line is None or src is None:
+                continue
+            if src == GROUND:
+                level = 0.0
+            else:
+                s = self.sources[src]
+                if not s.on and not (override and src in override):
+                    continue  # an output that is off is high impedance (a pulse turns it on)
+                level = override.get(src, s.level) if override else s.level
+            if line in owner and owner[line] != src:
+                prev = v[line[0]][line[1]]
+                if prev != level:
+                    self.violations.append(Violation("short", f"{line} driven by {owner[line]} and {src}"))
+            owner[line] = src
+            v[line[0]][line[1]] = level
+        return v["row"], v["col"]
+
+    def _lines_of(self, source: str) -> list[tuple[str, int]]:
+        return [self.pins[(m, p)] for m, i, p in self.closed
+                if self.inputs.get((m, i)) == source and (m, p) in self.pins]
+
+    # ---------------------------------------------------------------------------- measure
+    def measure_current(self, source: str) -> float:
+        """Current out of ``source``'s HI terminal (A), limited by its compliance; 0 if off."""
+        with self.lock:
+            s = self.add_source(source)
+            self._settle_dc()
+            s.tripped = False
+            if not s.on:
+                return 0.0
+            current = self._terminal_current(source, self._line_voltages())
+            current = float(self.chip.noisy_current(current))
+            if abs(current) > s.compliance:
+                s.tripped = True
+                current = float(np.sign(current) * s.compliance)
+            return current
+
+    def _terminal_current(self, source: str, lines) -> float:
+        row_v, col_v = lines
+        if np.all(np.isnan(row_v)) or np.all(np.isnan(col_v)):
+            return 0.0  # no closed path through the array
+        sol = self.chip.drive_lines(row_v, col_v)
+        total = 0.0
+        for kind, index in set(self._lines_of(source)):
+            # row_current: out of the driver into the row; col_current: out of the column into its driver
+            total += sol.row_current[0, index] if kind == "row" else -sol.col_current[0, index]
+        return total
+
+    def pulse(self, source: str, amplitude: float, width: float, base: float = 0.0) -> float:
+        """``source`` steps from ``base`` to ``amplitude`` for ``width`` s and back.  The array sees
+        the pulse through the closed relays; returns the current at the top of the pulse (A)."""
+        with self.lock:
+            s = self.add_source(source)
+            self._settle_dc()
+            if abs(amplitude) > self.v_limit:
+                self.violations.append(Violation("limit", f"{source} pulse {amplitude:g} V beyond ±{self.v_limit:g} V"))
+            self.pulses += 1
+            lines = self._line_voltages(override={source: amplitude})
+            if np.all(np.isnan(lines[0])) or np.all(np.isnan(lines[1])):
+                return 0.0
+            sol = self.chip.drive_lines(*lines, width=width)
+            current = 0.0
+            for kind, index in set(self._lines_of(source)):
+                current += sol.row_current[0, index] if kind == "row" else -sol.col_current[0, index]
+            s.tripped = abs(current) > s.compliance
+            return float(current)
+
+    def all_off(self) -> bool:
+        """True when every source output is off and every relay open."""
+        with self.lock:
+            return not self.closed and not any(s.on for s in self.sources.values())
