@@ -23,8 +23,17 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def open_chip(chip: str, size: tuple[int, int], preset: str, seed: int, n_chips: int = 1,
-              r_line: float | None = None) -> Crossbar:
-    """A crossbar for ``--chip``: ``sim`` is the simulated TiO2 chip (the embedded default)."""
+              r_line: float | None = None, station: str | Path | None = None) -> Crossbar:
+    """A crossbar: ``--station FILE`` opens the bench it describes (a real one, or the mock bench);
+    otherwise ``--chip sim`` is the simulated TiO2 chip (the embedded default)."""
+    if station is not None:
+        from instruments.hardware_crossbar import HardwareCrossbar
+        from instruments.station import load_station
+
+        st = load_station(station)
+        if size[0] > st.rows or size[1] > st.cols:
+            raise ValueError(f"--size {size[0]}x{size[1]} is larger than the station's {st.rows}x{st.cols} array")
+        return HardwareCrossbar(st)
     if chip != "sim":
         raise ValueError(f"unknown chip {chip!r}; available: {', '.join(CHIPS)}")
     if preset not in PRESETS:
@@ -32,13 +41,19 @@ def open_chip(chip: str, size: tuple[int, int], preset: str, seed: int, n_chips:
     return SimulatedCrossbar(*size, n_chips=n_chips, preset=preset, seed=seed, r_line=r_line)
 
 
-def make_targets(spec: str, xb: Crossbar, seed: int) -> np.ndarray:
-    """Targets (S) from ``random`` (uniform in the programming window, seeded) or a ``.npy`` file of
-    conductances in S with the array's shape (or one per chip)."""
+def make_targets(spec: str, xb: Crossbar, seed: int, block: tuple[int, int] | None = None) -> np.ndarray:
+    """Targets (S) from ``random`` (uniform in the programming window, seeded; only the top-left
+    ``block`` when given) or a ``.npy`` file of conductances in S with the array's shape (or one
+    per chip)."""
     lo, hi = xb.programming_window
     if spec == "random":
         rng = np.random.default_rng([seed, 0x7A2])
-        return rng.uniform(lo, hi, size=(xb.n_chips, *xb.shape))
+        targets = rng.uniform(lo, hi, size=(xb.n_chips, *xb.shape))
+        if block is not None and tuple(block) != xb.shape:
+            keep = np.zeros(xb.shape, bool)
+            keep[:block[0], :block[1]] = True
+            targets[:, ~keep] = np.nan  # tune the top-left block of a larger bench array
+        return targets
     path = Path(spec)
     if path.suffix != ".npy":
         raise ValueError(f"--targets must be 'random' or a .npy file of conductances in S, got {spec!r}")

@@ -3,6 +3,9 @@
     xbar tune --chip sim [--preset NAME] --size 64x64 --targets random|FILE.npy --tolerance 0.01
               [--no-reset] [--passes N] --seed S --json REPORT.json
     xbar read --chip sim --size RxC --seed S --out MAP.npy
+    xbar mock-bench --station-out STATION.toml [--preset NAME] [--size RxC] [--seed S]
+    xbar station check STATION.toml
+    xbar tune --station STATION.toml --size 4x4 ...      (any command: --station instead of --chip)
 
 Conductances are printed in µS; files hold SI units (S).
 """
@@ -19,6 +22,9 @@ from mock_hw.presets import DEFAULT_PRESET, PRESETS
 from programming.schedule import ORDERS
 from programming.tuner import TunerConfig, tune
 
+from instruments.roles import InstrumentError
+from mock_hw.mock_bench import VARIANTS
+
 from .chips import CHIPS, make_targets, open_chip, parse_size
 from .tables import format_read_summary, format_tune_summary
 
@@ -31,7 +37,10 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _chip_args(p: argparse.ArgumentParser, default_size: str) -> None:
-    p.add_argument("--chip", choices=CHIPS, default="sim", help="chip to use (default: the simulated chip)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--chip", choices=CHIPS, default="sim", help="chip to use (default: the simulated chip)")
+    which.add_argument("--station", type=Path, default=None, metavar="STATION.toml",
+                       help="drive the bench this station file describes instead")
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS), help="simulated chip preset")
     p.add_argument("--size", default=default_size, type=_size, help="array size ROWSxCOLS")
     p.add_argument("--chips", type=int, default=1, help="simulated chips run at once (Monte Carlo batch)")
@@ -58,6 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", type=Path, default=None, metavar="REPORT.json", help="write the report here")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    m = sub.add_parser("mock-bench", help="run emulated instruments wired to a simulated crossbar")
+    m.add_argument("--station-out", type=Path, required=True, metavar="STATION.toml",
+                   help="write a station file pointing at the emulated instruments here")
+    m.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
+    m.add_argument("--size", default="8x8", type=_size)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--variant", default="k2600-707b", choices=VARIANTS,
+                   help="which instruments the station file uses")
+    m.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)  # tests: stop after N s
+
+    s = sub.add_parser("station", help="station file tools")
+    ssub = s.add_subparsers(dest="station_command", required=True)
+    c = ssub.add_parser("check", help="connect, check identities and error queues, print the routing")
+    c.add_argument("file", type=Path, metavar="STATION.toml")
+
     r = sub.add_parser("read", help="read the conductance map of the array")
     _chip_args(r, "8x8")
     r.add_argument("--scheme", default="ground", choices=["ground", "float"], help="read biasing scheme")
@@ -69,12 +93,14 @@ def cmd_tune(args) -> int:
     cfg = TunerConfig(tolerance=args.tolerance, initial_reset=not args.no_reset, passes=args.passes,
                       order=args.order, parallel=args.parallel, write_scheme=args.scheme,
                       max_pulses=args.max_pulses, seed=args.seed)
-    with open_chip(args.chip, args.size, args.preset, args.seed, args.chips, args.line_resistance) as xb:
-        targets = make_targets(args.targets, xb, args.seed)
+    with open_chip(args.chip, args.size, args.preset, args.seed, args.chips, args.line_resistance,
+                   args.station) as xb:
+        targets = make_targets(args.targets, xb, args.seed, block=args.size)
         result = tune(xb, targets, cfg, progress=not args.quiet)
         report = result.summary(xb)
-    report = {"chip": args.chip, "preset": args.preset, "size": list(args.size), "chips": args.chips,
-              "seed": args.seed, **report}
+    chip = f"station {args.station}" if args.station else args.chip
+    report = {"chip": chip, "preset": None if args.station else args.preset, "size": list(args.size),
+              "chips": args.chips, "seed": args.seed, **report}
     print(format_tune_summary(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +110,8 @@ def cmd_tune(args) -> int:
 
 
 def cmd_read(args) -> int:
-    with open_chip(args.chip, args.size, args.preset, args.seed, args.chips, args.line_resistance) as xb:
+    with open_chip(args.chip, args.size, args.preset, args.seed, args.chips, args.line_resistance,
+                   args.station) as xb:
         g = xb.read_array(scheme=args.scheme)
     print(format_read_summary(g, args.scheme))
     if args.out:
@@ -94,14 +121,65 @@ def cmd_read(args) -> int:
     return 0
 
 
+def cmd_mock_bench(args) -> int:
+    import time
+
+    from mock_hw.mock_bench import MockBench
+
+    with MockBench(*args.size, preset=args.preset, seed=args.seed) as bench:
+        path = bench.write_station(args.station_out, variant=args.variant)
+        print(f"mock bench ({args.preset}, {args.size[0]}x{args.size[1]}, seed {args.seed}) running on 127.0.0.1:")
+        for name, server in bench.servers.items():
+            print(f"  {name:<6} {bench.resource(name)}")
+        print(f"station file: {path}\nCtrl-C to stop", flush=True)
+        t0 = time.monotonic()
+        try:
+            while args.duration is None or time.monotonic() - t0 < args.duration:
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            pass
+        if bench.violations:
+            print(f"safety violations recorded: {len(bench.violations)}")
+            for v in bench.violations[:20]:
+                print(f"  {v.kind}: {v.detail}")
+    print("mock bench stopped")
+    return 0
+
+
+def cmd_station_check(args) -> int:
+    from instruments.hardware_crossbar import check_station
+    from instruments.station import load_station
+
+    st = load_station(args.file)
+    report = check_station(st)
+    print(f"station {st.name} ({args.file}): {st.rows}x{st.cols}, writes {st.write_scheme}, "
+          f"read {st.v_read} V, limits |V| <= {st.limits.v_max} V, compliance {st.limits.i_compliance} A")
+    for e in report:
+        state = "ok" if e["ok"] else "PROBLEM"
+        print(f"  [{state}] {e['name']:<8} {e['driver']:<15} {e['resource']}")
+        print(f"         identity: {e.get('identity')!r} (expected to contain {e['expected']!r})")
+        if e.get("errors"):
+            print(f"         error queue: {e['errors']}")
+        if e.get("problem"):
+            print(f"         {e['problem']}")
+    print("routing:")
+    for what, where in st.routing_table():
+        print(f"  {what:<22} -> {where}")
+    return 0 if all(e["ok"] for e in report) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "tune":
             return cmd_tune(args)
+        if args.command == "mock-bench":
+            return cmd_mock_bench(args)
+        if args.command == "station":
+            return cmd_station_check(args)
         return cmd_read(args)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, InstrumentError) as exc:
         print(f"xbar {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -28,7 +28,7 @@ def format_tune_summary(r: dict) -> str:
         ("instrument time", f"{r['instrument_time_s']:.2f} s"),
         ("wall time", f"{r['wall_s']:.2f} s  ({r['passes_run']} pass(es))"),
     ]
-    if "true_within_tol" in r:
+    if r.get("true_within_tol") is not None:
         pairs.append(("working cells", r["working"]))
         pairs.append(("truly within tolerance", _pct(r["true_within_tol"])))
         pairs.append(("stuck detected", f"{r['stuck_detected']} of {r['stuck_true']}"))

@@ -134,6 +134,7 @@ class InstrumentServer:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._conns: list[socket.socket] = []
+        self.replies = 0          # reply lines sent: one per round trip of a query
         self._accept = threading.Thread(target=self._serve, name=f"emu-{instrument.name}", daemon=True)
         self._accept.start()
 
@@ -173,6 +174,7 @@ class InstrumentServer:
                     text = line.replace(b"\r", b"").decode("latin-1")
                     replies = self.instrument.process(text)
                     if replies:
+                        self.replies += len(replies)
                         try:
                             conn.sendall("".join(r + "\n" for r in replies).encode("latin-1"))
                         except OSError:

@@ -1,0 +1,277 @@
+"""The Crossbar interface on a real bench: SMU channels + a switch matrix (a batch of one chip).
+
+Routing for a cell (row r, column c) is static while the algorithm works on that cell, so a tuner's
+read–pulse–read sequence changes only source levels, never relays:
+
+* ``drive`` → row r; ``sense`` (0 V) → column c;
+* ``bias_rows`` → every other row, ``bias_cols`` → every other column (write schemes V/2, V/3 and
+  grounded reads); nothing for ``float``.
+
+Reads: biases at 0 V, drive at V_read, the current into ``sense`` is the selected cell's (the
+grounded-unselected read).  Writes: biases at V/2 (V/2) or V/3 and 2V/3 (V/3), one pulse on
+``drive``, biases back to 0 V.
+
+Safety, enforced here and proved by the mock-bench tests:
+
+* limits are checked by :class:`~programming.crossbar.Crossbar` before anything is written, and
+  the station's compliance is set on every channel before its output is enabled;
+* relays change only with every output off (:meth:`_outputs_off` first): no hot switching;
+* every exception, timeout or Ctrl-C inside an operation — and :meth:`close` — turns every output
+  off and opens every relay (each step attempted even if another fails);
+* a compliance trip or an instrument error-queue entry raises :class:`InstrumentError`.
+"""
+from __future__ import annotations
+
+import importlib
+import time
+
+import numpy as np
+
+from programming.crossbar import Crossbar, PulseResult, ReadResult, ReadScheme, WriteScheme
+
+from .roles import InstrumentError, InstrumentTimeout
+from .station import DRIVERS, Station
+
+
+def open_instruments(station: Station) -> dict:
+    """Connect every instrument of the station (no output is touched)."""
+    drivers = {}
+    try:
+        for name, spec in station.instruments.items():
+            module, cls, _ = DRIVERS[spec.driver]
+            klass = getattr(importlib.import_module(module), cls)
+            drivers[name] = klass(spec.resource, name=f"{name} ({spec.driver})", timeout_ms=spec.timeout_ms)
+    except Exception:
+        close_instruments(drivers)
+        raise
+    return drivers
+
+
+def close_instruments(drivers: dict) -> None:
+    for drv in drivers.values():
+        try:
+            drv.adapter.close()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
+
+
+def channel(drivers: dict, station: Station, spec: str):
+    """The SourceChannel object for ``"instrument.channel"``."""
+    inst, _, ch = spec.partition(".")
+    attr = DRIVERS[station.instruments[inst].driver][2][ch]
+    return getattr(drivers[inst], attr) if attr else drivers[inst]
+
+
+def check_station(station: Station) -> list[dict]:
+    """Connect, read identities and error queues, source nothing.  One dict per instrument:
+    name, driver, resource, identity, expected, ok, errors."""
+    drivers = open_instruments(station)
+    report = []
+    try:
+        for name, spec in station.instruments.items():
+            drv = drivers[name]
+            entry = {"name": name, "driver": spec.driver, "resource": spec.resource, "expected": spec.identity}
+            try:
+                entry["identity"] = drv.identity()
+                entry["errors"] = drv.drain_errors()
+                entry["ok"] = spec.identity.lower() in entry["identity"].lower() and not entry["errors"]
+            except (InstrumentTimeout, OSError, ValueError) as exc:
+                entry.update(identity=None, errors=[], ok=False, problem=str(exc))
+            report.append(entry)
+    finally:
+        close_instruments(drivers)
+    return report
+
+
+class HardwareCrossbar(Crossbar):
+    """One crossbar on a bench described by a :class:`Station` (``n_chips`` = 1).
+
+    Use it as a context manager; :meth:`close` leaves every output off and every relay open.
+    """
+
+    preferred_parallel = 1
+
+    def __init__(self, station: Station, drivers: dict | None = None):
+        self.station = station
+        self.shape = (station.rows, station.cols)
+        self.n_chips = 1
+        self.limits = station.limits
+        self.v_read = station.v_read
+        self.drivers = drivers if drivers is not None else open_instruments(station)
+        self.matrix = self.drivers[station.matrix]
+        self.ch = {role: channel(self.drivers, station, spec) for role, spec in station.roles.items()}
+        self._sources = list({id(c): c for c in self.ch.values()}.values())
+        self._routed: tuple | None = None
+        self._closed = False
+        self._last_g: dict[tuple[int, int], float] = {}
+        self.round_trips = 0
+        try:
+            self._safe_state()
+            for c in self._sources:
+                c.setup(station.limits.i_compliance, station.nplc)
+            self._check_errors()
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------------------ safety
+    def _outputs_off(self) -> None:
+        errors = []
+        for c in self._sources:
+            try:
+                c.disable()
+            except Exception as exc:  # noqa: BLE001 - keep turning the others off
+                errors.append(exc)
+        self._routed = None
+        if errors:
+            raise errors[0]
+
+    def _safe_state(self) -> None:
+        """Every output off, then every relay open (in that order: no hot switching)."""
+        try:
+            self._outputs_off()
+        finally:
+            self._routed = None
+            self.matrix.open_all()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._safe_state()
+        finally:
+            close_instruments(self.drivers)
+
+    def _guarded(self, fn, *args):
+        """Run one bench operation; on any exception or Ctrl-C make the bench safe first."""
+        try:
+            return fn(*args)
+        except BaseException:
+            try:
+                self._safe_state()
+            except Exception:  # noqa: BLE001 - the original error matters more
+                pass
+            raise
+
+    def _check_errors(self) -> None:
+        problems = []
+        for name, drv in self.drivers.items():
+            errs = drv.drain_errors()
+            if errs:
+                problems.append(f"{name}: " + "; ".join(f"{code} {msg}" for code, msg in errs))
+        if problems:
+            raise InstrumentError("instrument error queue: " + " | ".join(problems))
+
+    # ----------------------------------------------------------------------------- routing
+    def _connections(self, r: int, c: int, bias: bool) -> list[tuple[str, str]]:
+        st = self.station
+        conns = [(st.inputs[st.roles["drive"]], st.row_pins[r]), (st.inputs[st.roles["sense"]], st.col_pins[c])]
+        if bias and "bias_rows" in st.roles:
+            rows_in = st.inputs[st.roles["bias_rows"]]
+            cols_in = st.inputs[st.roles.get("bias_cols", st.roles["bias_rows"])]
+            conns += [(rows_in, p) for i, p in enumerate(st.row_pins) if i != r]
+            conns += [(cols_in, p) for j, p in enumerate(st.col_pins) if j != c]
+        return conns
+
+    def _route(self, r: int, c: int, bias: bool) -> None:
+        key = (r, c, bias)
+        if self._routed == key:
+            return
+        self._outputs_off()                 # never switch a live relay
+        self.matrix.open_all()
+        conns = self._connections(r, c, bias)
+        self.matrix.close(conns)
+        closed = self.matrix.closed()
+        self.round_trips += 1
+        missing = [f"{i}-{p}" for i, p in conns if (i, p) not in closed]
+        if missing:
+            raise InstrumentError(f"{self.station.matrix}: relays did not close: {', '.join(missing[:5])}")
+        self._check_errors()
+        self.round_trips += len(self.drivers)
+        for ch in self._sources:
+            ch.set_level(0.0)
+            ch.enable()
+        self._routed = key
+
+    def _bias(self, scheme: WriteScheme | None, v: float) -> None:
+        if "bias_rows" not in self.ch:
+            return
+        rows, cols = (0.0, 0.0) if scheme is None else ((v / 2, v / 2) if scheme is WriteScheme.V2 else (v / 3, 2 * v / 3))
+        self.ch["bias_rows"].set_level(rows)
+        if "bias_cols" in self.ch and self.ch["bias_cols"] is not self.ch["bias_rows"]:
+            self.ch["bias_cols"].set_level(cols)
+
+    # --------------------------------------------------------------------------- operations
+    def _lane_cells(self, rows, cols, active):
+        return [(int(rows[0, k]), int(cols[0, k])) for k in range(rows.shape[1]) if active[0, k]]
+
+    def _read(self, rows, cols, v_read, scheme, active) -> ReadResult:
+        current = np.full(rows.shape, np.nan)
+        duration = np.zeros(rows.shape)
+        for k in range(rows.shape[1]):
+            if active[0, k]:
+                t0 = time.perf_counter()
+                current[0, k] = self._guarded(self._read_cell, int(rows[0, k]), int(cols[0, k]), v_read, scheme)
+                duration[0, k] = time.perf_counter() - t0
+        return ReadResult(current / v_read, current, duration)
+
+    def _read_cell(self, r, c, v, scheme) -> float:
+        self._route(r, c, bias=scheme is ReadScheme.GROUND)
+        self._bias(None, 0.0)
+        self.ch["drive"].set_level(v)
+        i_sense = self.ch["sense"].measure_current()
+        self.round_trips += 1
+        self.ch["drive"].set_level(0.0)
+        if self.ch["sense"].compliance_tripped():
+            raise InstrumentError(f"{self.station.roles['sense']}: compliance tripped reading cell ({r}, {c}) "
+                                  f"at {v} V")
+        self.round_trips += 1
+        current = -i_sense  # the cell's current flows into the sense channel's HI terminal
+        self._last_g[(r, c)] = current / v
+        return current
+
+    def _pulse(self, rows, cols, amplitude, width, scheme, active) -> PulseResult:
+        energy = np.zeros(rows.shape)
+        duration = np.zeros(rows.shape)
+        tripped = np.zeros(rows.shape, bool)
+        for k in range(rows.shape[1]):
+            if active[0, k]:
+                t0 = time.perf_counter()
+                tripped[0, k] = self._guarded(self._pulse_cell, int(rows[0, k]), int(cols[0, k]),
+                                              float(amplitude[0, k]), float(width[0, k]), scheme)
+                duration[0, k] = time.perf_counter() - t0
+                # the SMUs do not report the current during a µs pulse: estimate the selected
+                # device's V·I·t as V²·G·t with G its last reading (half-selected cells not included)
+                g = self._last_g.get((int(rows[0, k]), int(cols[0, k])), 0.0)
+                energy[0, k] = amplitude[0, k] ** 2 * g * width[0, k]
+        return PulseResult(energy, duration, tripped)
+
+    def _pulse_cell(self, r, c, v, w, scheme) -> bool:
+        self._route(r, c, bias=scheme is not WriteScheme.FLOAT)
+        self._bias(scheme if scheme is not WriteScheme.FLOAT else None, v)
+        try:
+            drive = self.ch["drive"]
+            try:
+                drive.pulse(v, w)
+            except NotImplementedError:
+                drive.set_level(v)          # a DC source: the pulse lasts as long as the bus allows
+                drive.set_level(0.0)
+            return bool(drive.compliance_tripped())
+        finally:
+            self._bias(None, 0.0)
+
+    def _read_array(self, v_read, scheme) -> np.ndarray:
+        n_rows, n_cols = self.shape
+        rr, cc = np.indices(self.shape)
+        res = self._read(rr.reshape(1, -1), cc.reshape(1, -1), v_read, scheme, np.ones((1, rr.size), bool))
+        return res.conductance.reshape(1, n_rows, n_cols)
+
+    def _mvm(self, v_rows) -> np.ndarray:
+        """A bench with one drive channel cannot drive every row at once: the product is computed
+        from a read-back conductance map (linear in the input; the I-V nonlinearity at other
+        voltages is not measured)."""
+        g = self._read_array(self.v_read, ReadScheme.GROUND)[0]
+        v = np.asarray(v_rows, float)
+        out = v @ g
+        return out[None] if v.ndim < 3 else out

@@ -1,0 +1,277 @@
+"""Station files: which instruments a bench has, how the matrix wires them to the crossbar, limits.
+
+A station is a TOML file::
+
+    [station]
+    name = "3IT bench 2"
+    rows = 8                     # crossbar size
+    cols = 8
+    write_scheme = "v/2"         # default biasing of writes: v/2, v/3 or float
+    v_read = 0.2                 # V
+    nplc = 0.1                   # SMU integration time, power-line cycles
+    timeout_ms = 2000            # per query
+
+    [limits]                     # checked before any command is written
+    v_max = 2.5                  # |V| of any pulse
+    v_read_max = 0.5             # |V| of any read
+    i_compliance = 1e-3          # A, set on every source channel
+    width_min = 1e-6             # s
+    width_max = 1e-3             # s
+
+    [instruments.smu]            # one table per instrument; the name ("smu") is yours
+    driver = "keithley2600"      # see DRIVERS
+    resource = "TCPIP::192.0.2.10::5025::SOCKET"   # VISA resource, serial port or socket:// URL
+    identity = "2636B"           # expected substring of the identification string
+
+    [routing]
+    matrix = "matrix"            # the instrument that switches the crossbar lines
+    drive = "smu.a"              # channel that sources the selected row (reads and pulses)
+    sense = "smu.b"              # channel holding the selected column at 0 V; reads measure here
+    bias_rows = "bias.1"         # channel on the unselected rows (0 V for reads, V/2 or V/3 for writes)
+    bias_cols = "bias.2"         # channel on the unselected columns (0 V, V/2 or 2V/3)
+    inputs = { "smu.a" = "A", "smu.b" = "B", "bias.1" = "C", "bias.2" = "D" }  # matrix input per channel
+    row_pins = ["101", "102", ...]   # matrix pin of each crossbar row
+    col_pins = ["201", "202", ...]   # matrix pin of each crossbar column
+
+Channels are ``instrument.channel``: ``a``/``b`` on a 2600B, ``1``/``2`` on a B2900, ``1`` on a
+2450.  A single bias channel may serve rows and columns (then V/3 writes are refused).  Every
+error names the file and the key.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from programming.crossbar import SafetyLimits, parse_write_scheme
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: driver name → (module, class, {channel name: attribute} or None for a matrix)
+DRIVERS: dict[str, tuple[str, str, dict[str, str] | None]] = {
+    "keithley2450": ("instruments.keithley2450", "Keithley2450", {"1": ""}),
+    "keithley2600": ("instruments.keithley2600", "Keithley2600", {"a": "smua", "b": "smub"}),
+    "keysight_b2900": ("instruments.keysight_b2900", "KeysightB2900", {"1": "ch_1", "2": "ch_2"}),
+    "keithley707b": ("instruments.keithley707b", "Keithley707B", None),
+    "keysight_b2200": ("instruments.keysight_b2200", "KeysightB2200", None),
+    "switch_board": ("instruments.switch_board", "SwitchBoard", None),
+}
+
+ROLES = ("drive", "sense", "bias_rows", "bias_cols")
+
+
+class StationError(ValueError):
+    """An invalid station file; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class InstrumentSpec:
+    name: str
+    driver: str
+    resource: str
+    identity: str = ""
+    timeout_ms: int = 2000
+
+    @property
+    def is_matrix(self) -> bool:
+        return DRIVERS[self.driver][2] is None
+
+
+@dataclass(frozen=True)
+class Station:
+    """A validated station file."""
+
+    name: str
+    rows: int
+    cols: int
+    write_scheme: str
+    v_read: float
+    nplc: float
+    limits: SafetyLimits
+    instruments: dict[str, InstrumentSpec]
+    matrix: str
+    roles: dict[str, str]                   # role -> "instrument.channel"
+    inputs: dict[str, str]                  # "instrument.channel" -> matrix input
+    row_pins: tuple[str, ...]
+    col_pins: tuple[str, ...]
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def channel_of(self, role: str) -> tuple[str, str]:
+        inst, _, ch = self.roles[role].partition(".")
+        return inst, ch
+
+    def routing_table(self) -> list[tuple[str, str]]:
+        """Human-readable routing: (what, where)."""
+        rows = [(f"{role} ({self.roles[role]})", f"{self.matrix} input {self.inputs[self.roles[role]]}")
+                for role in ROLES if role in self.roles]
+        rows += [(f"row {i}", f"{self.matrix} pin {p}") for i, p in enumerate(self.row_pins)]
+        rows += [(f"col {j}", f"{self.matrix} pin {p}") for j, p in enumerate(self.col_pins)]
+        return rows
+
+
+def load_station(path: str | Path) -> Station:
+    """Read and validate a station file; :class:`StationError` names what is wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise StationError(f"station file {path}: cannot read ({exc.strerror or exc})") from None
+    return parse_station(text, str(path))
+
+
+def parse_station(text: str, source: str = "<station>") -> Station:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StationError(f"station file {source}: not valid TOML ({exc})") from None
+    v = _Validator(source)
+    v.only(data, "", {"station", "limits", "instruments", "routing"})
+    st = v.table(data, "station")
+    v.only(st, "station", {"name", "rows", "cols", "write_scheme", "v_read", "nplc", "timeout_ms"})
+    rows = v.integer(st, "station", "rows", minimum=1)
+    cols = v.integer(st, "station", "cols", minimum=1)
+    scheme = st.get("write_scheme", "v/2")
+    try:
+        scheme = parse_write_scheme(scheme).value
+    except ValueError as exc:
+        raise StationError(f"station file {source}: [station] write_scheme: {exc}") from None
+    v_read = v.number(st, "station", "v_read", default=0.2)
+    nplc = v.number(st, "station", "nplc", default=0.1)
+    timeout_ms = v.integer(st, "station", "timeout_ms", default=2000, minimum=1)
+
+    lim = v.table(data, "limits")
+    v.only(lim, "limits", {"v_max", "v_read_max", "i_compliance", "width_min", "width_max"})
+    try:
+        limits = SafetyLimits(**{k: v.number(lim, "limits", k) for k in lim})
+    except ValueError as exc:
+        raise StationError(f"station file {source}: [limits] {exc}") from None
+    if abs(v_read) > limits.v_read_max:
+        raise StationError(f"station file {source}: [station] v_read = {v_read} V exceeds [limits] "
+                           f"v_read_max = {limits.v_read_max} V")
+
+    insts = v.table(data, "instruments")
+    if not insts:
+        raise StationError(f"station file {source}: [instruments] lists no instrument")
+    instruments = {}
+    for name, spec in insts.items():
+        where = f"instruments.{name}"
+        if not isinstance(spec, dict):
+            raise StationError(f"station file {source}: [{where}] must be a table")
+        v.only(spec, where, {"driver", "resource", "identity", "timeout_ms"})
+        driver = v.string(spec, where, "driver")
+        if driver not in DRIVERS:
+            raise StationError(f"station file {source}: [{where}] driver = {driver!r} is unknown; "
+                               f"known drivers: {', '.join(sorted(DRIVERS))}")
+        instruments[name] = InstrumentSpec(name, driver, v.string(spec, where, "resource"),
+                                           spec.get("identity", ""), v.integer(spec, where, "timeout_ms",
+                                                                               default=timeout_ms, minimum=1))
+
+    rt = v.table(data, "routing")
+    v.only(rt, "routing", {"matrix", "inputs", "row_pins", "col_pins", *ROLES})
+    matrix = v.string(rt, "routing", "matrix")
+    if matrix not in instruments or not instruments[matrix].is_matrix:
+        raise StationError(f"station file {source}: [routing] matrix = {matrix!r} is not a switch-matrix "
+                           f"instrument of [instruments]")
+    roles = {}
+    for role in ROLES:
+        if role not in rt:
+            if role in ("drive", "sense"):
+                raise StationError(f"station file {source}: [routing] {role} is missing")
+            continue
+        roles[role] = _channel(v, rt, role, instruments, source)
+    inputs = rt.get("inputs", {})
+    if not isinstance(inputs, dict):
+        raise StationError(f"station file {source}: [routing] inputs must be a table of channel = input")
+    for ch in roles.values():
+        if ch not in inputs:
+            raise StationError(f"station file {source}: [routing] inputs has no entry for {ch!r}")
+    used = [str(inputs[ch]) for ch in set(roles.values())]
+    if len(set(used)) != len(used):
+        raise StationError(f"station file {source}: [routing] inputs: two channels share one matrix input")
+    row_pins = v.pins(rt, "row_pins", rows)
+    col_pins = v.pins(rt, "col_pins", cols)
+    if set(row_pins) & set(col_pins):
+        raise StationError(f"station file {source}: [routing] a pin is both a row and a column: "
+                           f"{sorted(set(row_pins) & set(col_pins))[0]}")
+    if scheme == "v/3" and roles.get("bias_rows") == roles.get("bias_cols"):
+        raise StationError(f"station file {source}: [station] write_scheme = 'v/3' needs distinct "
+                           f"[routing] bias_rows and bias_cols channels")
+    if scheme in ("v/2", "v/3") and "bias_rows" not in roles:
+        raise StationError(f"station file {source}: [routing] bias_rows is missing (needed by {scheme} writes)")
+    return Station(st.get("name", Path(source).stem), rows, cols, scheme, v_read, nplc, limits, instruments,
+                   matrix, roles, {str(k): str(val) for k, val in inputs.items()}, row_pins, col_pins, source)
+
+
+def _channel(v, rt, role, instruments, source) -> str:
+    text = v.string(rt, "routing", role)
+    inst, dot, ch = text.partition(".")
+    if not dot or inst not in instruments:
+        raise StationError(f"station file {source}: [routing] {role} = {text!r} must be 'instrument.channel' "
+                           f"with an instrument of [instruments]")
+    channels = DRIVERS[instruments[inst].driver][2]
+    if channels is None or ch not in channels:
+        raise StationError(f"station file {source}: [routing] {role} = {text!r}: {inst} "
+                           f"({instruments[inst].driver}) has no source channel {ch!r}"
+                           + (f"; channels: {', '.join(channels)}" if channels else ""))
+    return text
+
+
+class _Validator:
+    def __init__(self, source):
+        self.source = source
+
+    def fail(self, where, msg):
+        raise StationError(f"station file {self.source}: [{where}] {msg}" if where else f"station file {self.source}: {msg}")
+
+    def only(self, table, where, allowed):
+        for key in table:
+            if key not in allowed:
+                self.fail(where, f"unknown key {key!r}; allowed: {', '.join(sorted(allowed))}")
+
+    def table(self, data, key):
+        if key not in data:
+            self.fail("", f"the [{key}] table is missing")
+        if not isinstance(data[key], dict):
+            self.fail(key, "must be a table")
+        return data[key]
+
+    def string(self, table, where, key):
+        if key not in table:
+            self.fail(where, f"{key} is missing")
+        if not isinstance(table[key], str) or not table[key]:
+            self.fail(where, f"{key} must be a non-empty string, got {table[key]!r}")
+        return table[key]
+
+    def number(self, table, where, key, default=None):
+        if key not in table:
+            if default is None:
+                self.fail(where, f"{key} is missing")
+            return float(default)
+        val = table[key]
+        if isinstance(val, bool) or not isinstance(val, (int, float)):
+            self.fail(where, f"{key} must be a number, got {val!r}")
+        return float(val)
+
+    def integer(self, table, where, key, default=None, minimum=None):
+        if key not in table:
+            if default is None:
+                self.fail(where, f"{key} is missing")
+            return int(default)
+        val = table[key]
+        if isinstance(val, bool) or not isinstance(val, int) or (minimum is not None and val < minimum):
+            self.fail(where, f"{key} must be an integer >= {minimum}, got {val!r}")
+        return val
+
+    def pins(self, rt, key, n):
+        pins = rt.get(key)
+        if not isinstance(pins, list) or len(pins) != n or not all(isinstance(p, (str, int)) for p in pins):
+            self.fail("routing", f"{key} must list {n} matrix pins (one per {'row' if key == 'row_pins' else 'column'}), "
+                                 f"got {pins!r}")
+        pins = tuple(str(p) for p in pins)
+        if len(set(pins)) != len(pins):
+            self.fail("routing", f"{key} repeats a pin")
+        return pins

@@ -1,0 +1,158 @@
+"""The mock bench: emulated instruments on loopback TCP, all wired to one simulated crossbar.
+
+Instruments (each on its own 127.0.0.1 port): a Keithley 2450, a Keithley 2636B (smua, smub), a
+Keysight B2902A (channels 1, 2), a Keithley 707B with two 7174A-style 8×12 cards, a Keysight
+B2200 (one card, 14 inputs × 48 outputs) and the serial switch board.
+
+Wiring (what a bench's cables would do):
+
+=================  ===========  ==============  ===========
+source             707B input   B2200 input     board bus
+=================  ===========  ==============  ===========
+2636B smua         A            103             —
+2636B smub         B            104             —
+B2902A ch 1        C            101             A
+B2902A ch 2        D            102             B
+2450               E            105             C
+ground             F            106             D
+=================  ===========  ==============  ===========
+
+Crossbar rows go to 707B pins ``1xx`` (slot 1 columns 01..), columns to ``2xx`` (slot 2); B2200
+outputs ``101..`` rows then columns; board pins ``R<i>`` / ``C<j>``.
+
+:meth:`MockBench.station_toml` writes a station file for one of two benches: ``k2600-707b`` (the
+2636B drives and senses, the B2902A biases, the 707B switches) or ``b2900-board`` (B2902A ch 1
+drives, the 2450 senses, B2902A ch 2 biases rows and columns, the serial board switches).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .bench_physics import GROUND, PhysicalBench
+from .emulators.base import InstrumentServer
+from .presets import DEFAULT_PRESET
+from .sim_chip import SimulatedCrossbar
+
+VARIANTS = ("k2600-707b", "b2900-board")
+
+
+class MockBench:
+    """Start every emulated instrument; ``close()`` (or the context manager) stops them."""
+
+    def __init__(self, rows: int = 8, cols: int = 8, preset: str = DEFAULT_PRESET, seed: int = 0,
+                 v_limit: float = 3.0):
+        from .emulators.keithley707b import Keithley707BEmulator
+        from .emulators.keithley2450 import Keithley2450Emulator
+        from .emulators.keithley2600 import Keithley2600Emulator
+        from .emulators.keysight_b2200 import KeysightB2200Emulator
+        from .emulators.keysight_b2900 import KeysightB2900Emulator
+        from .emulators.switch_board import SwitchBoardEmulator
+
+        if rows > 12 or cols > 12 or rows + cols > 48:
+            raise ValueError("the mock bench's 707B cards take up to 12 rows and 12 columns")
+        self.rows, self.cols = rows, cols
+        self.chip = SimulatedCrossbar(rows, cols, preset=preset, seed=seed)
+        self.bench = bench = PhysicalBench(self.chip, v_limit=v_limit)
+        self.emulators = {
+            "K2450": Keithley2450Emulator(bench, name="K2450", source="K2450"),
+            "K2600": Keithley2600Emulator(bench, name="K2600", sources={"a": "K2600.a", "b": "K2600.b"}),
+            "B2900": KeysightB2900Emulator(bench, name="B2900", sources={1: "B2900.1", 2: "B2900.2"}),
+            "M707B": Keithley707BEmulator(bench, name="M707B", slots=2),
+            "B2200": KeysightB2200Emulator(bench, name="B2200"),
+            "BOARD": SwitchBoardEmulator(bench, name="BOARD", rows=rows, cols=cols),
+        }
+        for src, m707, b2200, board in (("K2600.a", "A", "103", None), ("K2600.b", "B", "104", None),
+                                        ("B2900.1", "C", "101", "A"), ("B2900.2", "D", "102", "B"),
+                                        ("K2450", "E", "105", "C"), (GROUND, "F", "106", "D")):
+            bench.wire_input("M707B", m707, src)
+            bench.wire_input("B2200", b2200, src)
+            if board:
+                bench.wire_input("BOARD", board, src)
+        for i in range(rows):
+            bench.wire_pin("M707B", self.pin_707b("row", i), ("row", i))
+            bench.wire_pin("B2200", self.pin_b2200("row", i), ("row", i))
+            bench.wire_pin("BOARD", f"R{i}", ("row", i))
+        for j in range(cols):
+            bench.wire_pin("M707B", self.pin_707b("col", j), ("col", j))
+            bench.wire_pin("B2200", self.pin_b2200("col", j), ("col", j))
+            bench.wire_pin("BOARD", f"C{j}", ("col", j))
+        self.servers = {}
+        try:
+            for name, emu in self.emulators.items():
+                self.servers[name] = InstrumentServer(emu)
+        except Exception:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------------------ naming
+    def pin_707b(self, kind: str, index: int) -> str:
+        return f"{1 if kind == 'row' else 2}{index + 1:02d}"
+
+    def pin_b2200(self, kind: str, index: int) -> str:
+        return f"1{index + 1 + (0 if kind == 'row' else self.rows):02d}"
+
+    def resource(self, name: str) -> str:
+        port = self.servers[name].port
+        return f"socket://127.0.0.1:{port}" if name == "BOARD" else f"TCPIP::127.0.0.1::{port}::SOCKET"
+
+    @property
+    def violations(self):
+        return self.bench.violations
+
+    # ----------------------------------------------------------------------------- station
+    def station_toml(self, variant: str = "k2600-707b", write_scheme: str = "v/2", v_max: float = 2.5,
+                     i_compliance: float = 1e-2, timeout_ms: int = 2000) -> str:
+        """A station file pointing at this bench's instruments."""
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown bench variant {variant!r}; choose one of {VARIANTS}")
+        insts = {
+            "smu": ("keithley2600", "K2600", "2636B"), "bias": ("keysight_b2900", "B2900", "B2902A"),
+            "sm2450": ("keithley2450", "K2450", "2450"), "matrix": ("keithley707b", "M707B", "707B"),
+            "b2200": ("keysight_b2200", "B2200", "B2200"), "board": ("switch_board", "BOARD", "SWITCHBOARD"),
+        }
+        if variant == "k2600-707b":
+            routing = dict(matrix="matrix", drive="smu.a", sense="smu.b", bias_rows="bias.1", bias_cols="bias.2")
+            inputs = {"smu.a": "A", "smu.b": "B", "bias.1": "C", "bias.2": "D"}
+            rows = [self.pin_707b("row", i) for i in range(self.rows)]
+            cols = [self.pin_707b("col", j) for j in range(self.cols)]
+        else:
+            routing = dict(matrix="board", drive="bias.1", sense="sm2450.1", bias_rows="bias.2", bias_cols="bias.2")
+            inputs = {"bias.1": "A", "bias.2": "B", "sm2450.1": "C"}
+            rows = [f"R{i}" for i in range(self.rows)]
+            cols = [f"C{j}" for j in range(self.cols)]
+            if write_scheme == "v/3":
+                raise ValueError("the b2900-board bench has one bias channel: no V/3 writes")
+        lines = [
+            "# written by xbar mock-bench: emulated instruments on 127.0.0.1",
+            "[station]", f'name = "mock bench ({variant})"', f"rows = {self.rows}", f"cols = {self.cols}",
+            f'write_scheme = "{write_scheme}"', "v_read = 0.2", "nplc = 0.1", f"timeout_ms = {timeout_ms}", "",
+            "[limits]", f"v_max = {v_max}", "v_read_max = 0.5", f"i_compliance = {i_compliance}",
+            "width_min = 1e-7", "width_max = 1e-3", "",
+        ]
+        for name, (driver, emu, ident) in insts.items():
+            lines += [f"[instruments.{name}]", f'driver = "{driver}"', f'resource = "{self.resource(emu)}"',
+                      f'identity = "{ident}"', ""]
+        lines += ["[routing]"] + [f'{k} = "{v}"' for k, v in routing.items()]
+        lines.append("inputs = { " + ", ".join(f'"{k}" = "{v}"' for k, v in inputs.items()) + " }")
+        lines.append("row_pins = [" + ", ".join(f'"{p}"' for p in rows) + "]")
+        lines.append("col_pins = [" + ", ".join(f'"{p}"' for p in cols) + "]")
+        return "\n".join(lines) + "\n"
+
+    def write_station(self, path: str | Path, **kwargs) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.station_toml(**kwargs))
+        return path
+
+    # ------------------------------------------------------------------------------ life
+    def close(self) -> None:
+        for server in self.servers.values():
+            server.close()
+        self.servers = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

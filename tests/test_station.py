@@ -1,0 +1,99 @@
+"""Station files: a valid one parses; every kind of mistake is refused naming the key."""
+from __future__ import annotations
+
+import pytest
+
+from instruments.station import StationError, load_station, parse_station
+
+GOOD = """
+[station]
+name = "bench"
+rows = 2
+cols = 3
+write_scheme = "v/2"
+v_read = 0.2
+
+[limits]
+v_max = 2.5
+v_read_max = 0.5
+i_compliance = 1e-3
+width_min = 1e-7
+width_max = 1e-3
+
+[instruments.smu]
+driver = "keithley2600"
+resource = "TCPIP::127.0.0.1::5025::SOCKET"
+identity = "2636B"
+
+[instruments.bias]
+driver = "keysight_b2900"
+resource = "TCPIP::127.0.0.1::5026::SOCKET"
+
+[instruments.matrix]
+driver = "keithley707b"
+resource = "TCPIP::127.0.0.1::5027::SOCKET"
+
+[routing]
+matrix = "matrix"
+drive = "smu.a"
+sense = "smu.b"
+bias_rows = "bias.1"
+bias_cols = "bias.2"
+inputs = { "smu.a" = "A", "smu.b" = "B", "bias.1" = "C", "bias.2" = "D" }
+row_pins = ["101", "102"]
+col_pins = ["201", "202", "203"]
+"""
+
+
+def test_good_station_parses():
+    st = parse_station(GOOD, "good.toml")
+    assert (st.rows, st.cols, st.write_scheme, st.v_read) == (2, 3, "v/2", 0.2)
+    assert st.limits.v_max == 2.5 and st.limits.i_compliance == 1e-3
+    assert st.channel_of("drive") == ("smu", "a")
+    assert st.instruments["matrix"].is_matrix and not st.instruments["smu"].is_matrix
+    table = dict(st.routing_table())
+    assert table["row 1"] == "matrix pin 102" and table["drive (smu.a)"] == "matrix input A"
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("[routing]", "[routingx]", r"unknown key 'routingx'"),
+    ('driver = "keithley2600"', 'driver = "keithley9999"', r"\[instruments.smu\] driver = 'keithley9999' is unknown"),
+    ('drive = "smu.a"', 'drive = "smu.c"', r"\[routing\] drive = 'smu.c': smu \(keithley2600\) has no source channel 'c'"),
+    ('drive = "smu.a"', 'drive = "nope.a"', r"\[routing\] drive = 'nope.a' must be 'instrument.channel'"),
+    ('sense = "smu.b"\n', "", r"\[routing\] sense is missing"),
+    ('row_pins = ["101", "102"]', 'row_pins = ["101"]', r"row_pins must list 2 matrix pins"),
+    ('col_pins = ["201", "202", "203"]', 'col_pins = ["201", "201", "203"]', r"col_pins repeats a pin"),
+    ('col_pins = ["201", "202", "203"]', 'col_pins = ["201", "202", "101"]', r"both a row and a column: 101"),
+    ('write_scheme = "v/2"', 'write_scheme = "v/5"', r"\[station\] write_scheme: unknown write scheme"),
+    ('bias_cols = "bias.2"', 'bias_cols = "bias.1"', None),  # fine for v/2 ...
+    ("v_read = 0.2", "v_read = 0.8", r"v_read = 0.8 V exceeds \[limits\] v_read_max"),
+    ("v_max = 2.5", 'v_max = "high"', r"\[limits\] v_max must be a number"),
+    ("i_compliance = 1e-3", "i_compliance = -1e-3", r"\[limits\] SafetyLimits.i_compliance must be a positive"),
+    ("rows = 2", "rows = 0", r"\[station\] rows must be an integer >= 1"),
+    ('matrix = "matrix"', 'matrix = "smu"', r"matrix = 'smu' is not a switch-matrix instrument"),
+    ('"bias.2" = "D"', '"bias.2" = "C"', r"two channels share one matrix input"),
+    ('"smu.b" = "B", ', "", r"inputs has no entry for 'smu.b'"),
+    ("[limits]", "[limits]\nvmax = 3", r"\[limits\] unknown key 'vmax'"),
+    ("rows = 2", "rows = 2\nrows = 3", r"not valid TOML"),
+])
+def test_bad_station_names_the_key(old, new, message):
+    text = GOOD.replace(old, new, 1)
+    assert text != GOOD
+    if message is None:
+        parse_station(text)
+        return
+    with pytest.raises(StationError, match=message):
+        parse_station(text, "bad.toml")
+
+
+def test_v3_needs_two_bias_channels():
+    text = GOOD.replace('write_scheme = "v/2"', 'write_scheme = "v/3"').replace('bias_cols = "bias.2"', 'bias_cols = "bias.1"')
+    with pytest.raises(StationError, match="v/3.*distinct"):
+        parse_station(text)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(StationError, match="cannot read"):
+        load_station(tmp_path / "nope.toml")
+    (tmp_path / "s.toml").write_text(GOOD)
+    assert load_station(tmp_path / "s.toml").name == "bench"
