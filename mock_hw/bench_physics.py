@@ -155,9 +155,9 @@ class PhysicalBench:
         live = [s for s in self.sources.values() if s.on and s.level != 0]
         if self.dc_stress and live:
             width = max(now - min(s.on_since for s in live), 0.0)
-            if width > 0:
-                row_v, col_v = self._line_voltages()
-                self.chip.drive_lines(row_v, col_v, width)
+            row_v, col_v = self._line_voltages()
+            if width > 0 and not (np.all(np.isnan(row_v)) or np.all(np.isnan(col_v))):
+                self.chip.drive_lines(row_v, col_v, width)  # no closed path: nothing is stressed
         for s in self.sources.values():
             s.on_since = now
 

@@ -130,6 +130,7 @@ class InstrumentServer:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", port))
         self._sock.listen(8)
+        self._sock.settimeout(0.2)  # before the accept thread starts: close() may come at once
         self.port = self._sock.getsockname()[1]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -143,7 +144,6 @@ class InstrumentServer:
         return ("127.0.0.1", self.port)
 
     def _serve(self) -> None:
-        self._sock.settimeout(0.2)
         while not self._stop.is_set():
             try:
                 conn, _ = self._sock.accept()
