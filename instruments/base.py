@@ -30,8 +30,28 @@ def adapter_for(resource, timeout_ms: int = DEFAULT_TIMEOUT_MS, termination: str
 
         conn = serial.serial_for_url(resource, timeout=timeout_ms / 1000, baudrate=115200)
         return SerialAdapter(conn, write_termination=termination, read_termination=termination)
-    return VISAAdapter(resource, visa_library="@py", read_termination=termination,
-                       write_termination=termination, timeout=timeout_ms)
+    adapter = VISAAdapter(resource, visa_library="@py", read_termination=termination,
+                          write_termination=termination, timeout=timeout_ms)
+    if resource.upper().endswith("::SOCKET"):
+        _tcp_no_delay(adapter.connection)
+    return adapter
+
+
+def _tcp_no_delay(resource) -> None:
+    """Disable Nagle's algorithm: a command followed by a query otherwise waits for Nagle plus the
+    peer's delayed ACK (~40 ms per exchange).  Only a speed setting: failure is harmless."""
+    import socket
+
+    import pyvisa.constants as c
+
+    try:
+        resource.set_visa_attribute(c.ResourceAttribute.tcpip_nodelay, c.VI_TRUE)
+        return
+    except Exception:  # noqa: BLE001 - pyvisa-py does not dispatch this attribute (yet)
+        pass
+    sock = getattr(getattr(resource.visalib, "sessions", {}).get(resource.session), "interface", None)
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class TimeoutNamingMixin:

@@ -104,6 +104,7 @@ class HardwareCrossbar(Crossbar):
         self._routed: tuple | None = None
         self._closed = False
         self._last_g: dict[tuple[int, int], float] = {}
+        self._bias_level: dict[int, float] = {}
         self.round_trips = 0
         try:
             self._safe_state()
@@ -127,12 +128,28 @@ class HardwareCrossbar(Crossbar):
             raise errors[0]
 
     def _safe_state(self) -> None:
-        """Every output off, then every relay open (in that order: no hot switching)."""
-        try:
-            self._outputs_off()
-        finally:
-            self._routed = None
-            self.matrix.open_all()
+        """Every output off, then every relay open (in that order: no hot switching), then ask
+        every instrument to confirm it.  Every step is attempted even if an earlier one fails; the
+        first failure is raised afterwards."""
+        errors = []
+        for step in (self._outputs_off, self._verify_off, self.matrix.open_all, self._verify_open):
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - keep making the bench safe
+                errors.append(exc)
+        self._routed = None
+        if errors:
+            raise errors[0]
+
+    def _verify_off(self) -> None:
+        live = [ch.name for ch in self._sources if ch.output_enabled()]
+        if live:
+            raise InstrumentError(f"outputs still on after switching them off: {', '.join(live)}")
+
+    def _verify_open(self) -> None:
+        closed = self.matrix.closed()
+        if closed:
+            raise InstrumentError(f"{self.station.matrix}: relays still closed: {sorted(closed)[:5]}")
 
     def close(self) -> None:
         if self._closed:
@@ -155,8 +172,12 @@ class HardwareCrossbar(Crossbar):
             raise
 
     def _check_errors(self) -> None:
+        """Drain the error queues of the instruments in use; any entry raises InstrumentError."""
         problems = []
+        in_use = {self.station.matrix} | {spec.partition(".")[0] for spec in self.station.roles.values()}
         for name, drv in self.drivers.items():
+            if name not in in_use:
+                continue
             errs = drv.drain_errors()
             if errs:
                 problems.append(f"{name}: " + "; ".join(f"{code} {msg}" for code, msg in errs))
@@ -178,7 +199,8 @@ class HardwareCrossbar(Crossbar):
         key = (r, c, bias)
         if self._routed == key:
             return
-        self._outputs_off()                 # never switch a live relay
+        self._outputs_off()                 # never switch a live relay: off, and confirmed off
+        self._verify_off()
         self.matrix.open_all()
         conns = self._connections(r, c, bias)
         self.matrix.close(conns)
@@ -188,19 +210,34 @@ class HardwareCrossbar(Crossbar):
         if missing:
             raise InstrumentError(f"{self.station.matrix}: relays did not close: {', '.join(missing[:5])}")
         self._check_errors()
-        self.round_trips += len(self.drivers)
         for ch in self._sources:
             ch.set_level(0.0)
             ch.enable()
+        self._sync(self._sources)
+        self._bias_level = {id(ch): 0.0 for ch in self._sources}
         self._routed = key
 
+    def _sync(self, channels) -> None:
+        """Instruments process writes on their own; a query to each instrument involved makes
+        sure its earlier writes took effect before another instrument measures or pulses."""
+        for ch in channels:
+            if not ch.output_enabled():
+                raise InstrumentError(f"{ch.name}: output is off after it was enabled")
+            self.round_trips += 1
+
     def _bias(self, scheme: WriteScheme | None, v: float) -> None:
+        """Set the bias channels (0 V for reads; V/2, or V/3 and 2V/3 for writes) and sync."""
         if "bias_rows" not in self.ch:
             return
         rows, cols = (0.0, 0.0) if scheme is None else ((v / 2, v / 2) if scheme is WriteScheme.V2 else (v / 3, 2 * v / 3))
-        self.ch["bias_rows"].set_level(rows)
-        if "bias_cols" in self.ch and self.ch["bias_cols"] is not self.ch["bias_rows"]:
-            self.ch["bias_cols"].set_level(cols)
+        changed = []
+        for ch, level in ((self.ch["bias_rows"], rows), (self.ch.get("bias_cols", self.ch["bias_rows"]), cols)):
+            if self._bias_level.get(id(ch)) != level:
+                ch.set_level(level)
+                self._bias_level[id(ch)] = level
+                changed.append(ch)
+        if changed:
+            self._sync(changed[-1:] if len(changed) == 2 and _same_instrument(*changed) else changed)
 
     # --------------------------------------------------------------------------- operations
     def _lane_cells(self, rows, cols, active):
@@ -261,6 +298,36 @@ class HardwareCrossbar(Crossbar):
         finally:
             self._bias(None, 0.0)
 
+    def write_verify_on_instrument(self, r: int, c: int, target: float, config=None) -> dict:
+        """Tune cell (r, c) with the write-verify loop running *on* a Keithley 2600B: one call,
+        one reply with the whole trace (see ``instruments/tsp/xbar_write_verify.lua``).
+
+        Needs ``drive`` and ``sense`` on the same 2600B.  The script drives only the selected row
+        and column, so the unselected lines float during the loop (no V/2 or V/3 biasing, sneak
+        paths in reads): use it on small arrays or isolated devices, and the host-driven tuner
+        (:func:`programming.tuner.tune`) where half-select biasing matters.
+        """
+        from programming.tuner import TunerConfig
+
+        cfg = config or TunerConfig()
+        cfg.check_limits(self)
+        lo, hi = self.programming_window
+        if not lo <= target <= hi:
+            raise ValueError(f"target {target * 1e6:.1f} µS is outside the programming window "
+                             f"{lo * 1e6:g}–{hi * 1e6:g} µS")
+        drive, sense = self.ch["drive"], self.ch["sense"]
+        inst = getattr(drive, "parent", None)
+        if inst is None or getattr(sense, "parent", None) is not inst or not hasattr(inst, "write_verify"):
+            raise ValueError("on-instrument write-verify needs drive and sense channels on one Keithley 2600B")
+        return self._guarded(self._write_verify_cell, inst, drive, sense, r, c, target, cfg)
+
+    def _write_verify_cell(self, inst, drive, sense, r, c, target, cfg) -> dict:
+        self._route(r, c, bias=False)
+        result = inst.write_verify(drive, target, cfg, sense=sense)
+        self.round_trips += 1
+        self._last_g[(r, c)] = result["final"]
+        return result
+
     def _read_array(self, v_read, scheme) -> np.ndarray:
         n_rows, n_cols = self.shape
         rr, cc = np.indices(self.shape)
@@ -275,3 +342,11 @@ class HardwareCrossbar(Crossbar):
         v = np.asarray(v_rows, float)
         out = v @ g
         return out[None] if v.ndim < 3 else out
+
+
+def _same_instrument(a, b) -> bool:
+    """Two channels of one instrument share its connection: one query syncs both."""
+    def owner(ch):
+        return getattr(ch, "parent", None) or getattr(ch, "instrument", None) or ch
+
+    return owner(a) is owner(b)

@@ -1,0 +1,486 @@
+"""Keithley 2600B System SourceMeter (TSP; channels ``smua`` / ``smub``), e.g. the 2636B.
+
+:class:`Keithley2600` extends pymeasure's own ``Keithley2600`` driver (its ``ChA`` / ``ChB``
+channels, ``next_error`` and ``check_errors`` stay available and unchanged) with:
+
+* two channels ``smua`` / ``smub`` of :class:`SmuChannel`, a
+  :class:`~instruments.roles.SourceChannel`.  They are new-style ``pymeasure.instruments.Channel``
+  objects whose properties are declared with ``"smu{ch}"`` placeholders.  pymeasure's old
+  ``keithley2600.Channel`` prefixes every command itself but drops the ``cast`` /
+  ``get_process`` arguments of its properties (its ``values()`` ignores them), so a query that
+  prints ``true`` / ``false`` (``smuX.source.compliance``) or a constant assignment
+  (``smuX.source.output = smuX.OUTPUT_ON``) could not be declared with it; with the placeholder
+  every string the driver sends is written out in full below and in the properties;
+* :class:`~instruments.roles.Identified` (``*IDN?``, ``errorqueue.next()``) and timeouts that name
+  the instrument and the command (:class:`~instruments.base.TimeoutNamingMixin`);
+* the on-instrument write-verify script ``instruments/tsp/xbar_write_verify.lua``: one call tunes
+  one routed cell and prints the whole trace in one line (:meth:`Keithley2600.write_verify`).
+
+Strings sent (channel ``a`` shown; ``b`` the same with ``smub`` and trigger timer 2):
+
+* setup(compliance=1e-3, nplc=1) — five lines, no reply::
+
+    smua.source.func = smua.OUTPUT_DCVOLTS
+    smua.source.levelv = 0
+    smua.source.limiti = 0.001
+    smua.measure.nplc = 1
+    smua.measure.autorangei = smua.AUTORANGE_ON
+
+* set_level(0.2): ``smua.source.levelv = 0.2``
+* enable(): ``smua.source.output = smua.OUTPUT_ON``; disable(): ``smua.source.levelv = 0`` then
+  ``smua.source.output = smua.OUTPUT_OFF``; output_enabled(): ``print(smua.source.output)``
+  (prints ``1.00000e+00`` / ``0.00000e+00``)
+* measure_current(): ``print(smua.measure.i())``; compliance_tripped():
+  ``print(smua.source.compliance)`` (prints ``true`` / ``false``)
+* pulse(1.5, 1e-6): ONE line, ONE reply — the output goes to 0 V and on, then a one-point
+  trigger-model sweep sources the amplitude; trigger timer 1, started by the source-complete
+  event, ends the pulse after ``width`` and the end-pulse action returns to the idle level
+  (``smua.source.levelv`` = 0 V); ``waitcomplete()`` waits for the sweep to finish and
+  ``print(1)`` (reply ``1.00000e+00``) tells the driver it is over::
+
+    smua.source.levelv = 0; smua.source.output = smua.OUTPUT_ON; smua.trigger.source.listv({1.5});
+    smua.trigger.source.action = smua.ENABLE; smua.trigger.measure.action = smua.DISABLE;
+    smua.trigger.arm.count = 1; smua.trigger.arm.stimulus = 0; smua.trigger.source.stimulus = 0;
+    smua.trigger.count = 1; smua.trigger.endpulse.action = smua.SOURCE_IDLE;
+    smua.trigger.endsweep.action = smua.SOURCE_IDLE; trigger.timer[1].count = 1;
+    trigger.timer[1].passthrough = false; trigger.timer[1].delay = 1e-06;
+    trigger.timer[1].stimulus = smua.trigger.SOURCE_COMPLETE_EVENT_ID;
+    smua.trigger.endpulse.stimulus = trigger.timer[1].EVENT_ID; smua.trigger.initiate(); waitcomplete();
+    print(1)
+
+  (sent on one line, ``"; "``-separated, as printed by :func:`pulse_command`).  The 2636B's
+  specified minimum pulse width is about 100 µs; a shorter width is programmed as asked but the
+  output does not settle, so the device sees a shorter, lower pulse.
+* identity(): ``*IDN?``; drain_errors(): ``print(errorqueue.next())`` until code 0 (reply
+  ``code<TAB>message<TAB>severity<TAB>node``).
+* load_write_verify(): ``loadscript xbarwv``, the script's lines, ``endscript``,
+  ``xbarwv.run()`` (defines ``xbar_wv``), then ``print(type(xbar_wv))`` -> ``function``.
+* write_verify("a", 300e-6, {"v_read": 0.2}, sense="b"): ONE line and ONE reply, e.g.
+  ``xbar_wv(smua, smub, 0.0003, 0.01, 0.2, 2, 1.1, 1.1, 0.05, 2.1, 2.4, 1e-06, 1, 0.0001, 0.2,
+  200, 5, 0.02, 0.6, 2, 1e-06)`` -> ``converged,19,20,3.01241e-04,-2.00000e+00,5.76857e-05,
+  1.10000e+00,6.04432e-05,...`` (arguments after the two SMUs: target, tolerance, guard,
+  consecutive, v_set_start, v_reset_start, v_step, v_set_max, v_reset_max, width, width_ramp,
+  width_max, v_read, max_pulses, pulses_at_cap, stuck_rel, stuck_ramp, RESET amplitude (0 = no
+  initial RESET), reset_width).  Without ``sense`` the row SMU also measures (``smua, smua``):
+  then every current the row draws counts, so route the cell so that nothing else conducts.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import warnings
+from importlib import resources
+
+from pymeasure.instruments import Channel, Instrument
+from pymeasure.instruments.keithley.keithley2600 import Keithley2600 as _PymeasureKeithley2600
+from pymeasure.instruments.validators import strict_discrete_set, strict_range
+
+from .base import DEFAULT_TIMEOUT_MS, TimeoutNamingMixin, adapter_for
+from .roles import InstrumentError, InstrumentTimeout
+
+#: name of the named TSP script holding the write-verify function, and the function it defines
+SCRIPT_NAME = "xbarwv"
+SCRIPT_FUNCTION = "xbar_wv"
+SCRIPT_RESOURCE = ("tsp", "xbar_write_verify.lua")
+#: the statuses the write-verify script reports
+WRITE_VERIFY_STATUSES = ("converged", "failed", "stuck")
+#: bound on error-queue reads, so a misbehaving instrument cannot keep drain_errors looping
+MAX_ERRORS = 100
+#: source range of a 2636B, V; current limit range, A; NPLC range
+VOLTAGE_RANGE = (-200.0, 200.0)
+LIMIT_I_RANGE = (1e-11, 1.5)
+NPLC_RANGE = (0.001, 25.0)
+#: pulse widths accepted, s (the trigger timer's delay)
+WIDTH_RANGE = (1e-6, 10.0)
+#: the trigger timer each channel's pulse() uses (the script uses timer 1)
+PULSE_TIMER = {"a": 1, "b": 2}
+
+#: write-verify settings and their defaults — the same names and values as
+#: :class:`programming.tuner.TunerConfig` (v_read has no chip default here: 0.2 V)
+WRITE_VERIFY_DEFAULTS = {
+    "tolerance": 0.01, "guard": 0.2, "consecutive": 2, "v_set_start": 1.1, "v_reset_start": 1.1,
+    "v_step": 0.05, "v_set_max": 2.1, "v_reset_max": 2.4, "width": 1e-6, "width_ramp": 1.0,
+    "width_max": 1e-4, "v_read": 0.2, "max_pulses": 200, "pulses_at_cap": 5, "stuck_rel": 0.02,
+    "stuck_ramp": 0.6, "initial_reset": True, "reset_amplitude": 2.0, "reset_width": 1e-6,
+}
+#: TunerConfig fields that concern the array-level tuner only; accepted and ignored
+_IGNORED_KEYS = {"passes", "order", "parallel", "write_scheme", "read_scheme", "seed"}
+
+
+def write_verify_script() -> str:
+    """The packaged TSP write-verify script (``instruments/tsp/xbar_write_verify.lua``)."""
+    return resources.files(__package__).joinpath(*SCRIPT_RESOURCE).read_text(encoding="utf-8")
+
+
+def script_lines(text: str | None = None) -> list[str]:
+    """The lines the driver sends between ``loadscript`` and ``endscript``: the script's non-blank
+    lines, trailing blanks removed."""
+    text = write_verify_script() if text is None else text
+    return [line.rstrip() for line in text.splitlines() if line.strip()]
+
+
+def _bool_reply(text) -> bool:
+    t = str(text).strip()
+    if t in ("true", "false"):
+        return t == "true"
+    raise ValueError(f"expected true/false, got {t[:30]!r}")
+
+
+def pulse_command(ch: str, amplitude: float, width: float) -> str:
+    """The one line :meth:`SmuChannel.pulse` sends for channel ``ch`` ("a" or "b")."""
+    smu, tmr = f"smu{ch}", f"trigger.timer[{PULSE_TIMER[ch]}]"
+    parts = [
+        f"{smu}.source.levelv = 0",
+        f"{smu}.source.output = {smu}.OUTPUT_ON",
+        f"{smu}.trigger.source.listv({{{amplitude:.6g}}})",
+        f"{smu}.trigger.source.action = {smu}.ENABLE",
+        f"{smu}.trigger.measure.action = {smu}.DISABLE",
+        f"{smu}.trigger.arm.count = 1",
+        f"{smu}.trigger.arm.stimulus = 0",
+        f"{smu}.trigger.source.stimulus = 0",
+        f"{smu}.trigger.count = 1",
+        f"{smu}.trigger.endpulse.action = {smu}.SOURCE_IDLE",
+        f"{smu}.trigger.endsweep.action = {smu}.SOURCE_IDLE",
+        f"{tmr}.count = 1",
+        f"{tmr}.passthrough = false",
+        f"{tmr}.delay = {width:.6g}",
+        f"{tmr}.stimulus = {smu}.trigger.SOURCE_COMPLETE_EVENT_ID",
+        f"{smu}.trigger.endpulse.stimulus = {tmr}.EVENT_ID",
+        f"{smu}.trigger.initiate()",
+        "waitcomplete()",
+        "print(1)",
+    ]
+    return "; ".join(parts)
+
+
+class SmuChannel(Channel):
+    """One 2600B SMU channel (``smua`` / ``smub``) as a :class:`~instruments.roles.SourceChannel`."""
+
+    level_v = Channel.control(
+        "print(smu{ch}.source.levelv)", "smu{ch}.source.levelv = %g",
+        """Control the DC voltage source level, V (smuX.source.levelv).""",
+        validator=strict_range, values=VOLTAGE_RANGE,
+    )
+    limit_i = Channel.control(
+        "print(smu{ch}.source.limiti)", "smu{ch}.source.limiti = %g",
+        """Control the current compliance limit, A (smuX.source.limiti).""",
+        validator=strict_range, values=LIMIT_I_RANGE,
+    )
+    nplc = Channel.control(
+        "print(smu{ch}.measure.nplc)", "smu{ch}.measure.nplc = %g",
+        """Control the measurement integration time, power-line cycles (smuX.measure.nplc).""",
+        validator=strict_range, values=NPLC_RANGE,
+    )
+    output = Channel.control(
+        "print(smu{ch}.source.output)", "smu{ch}.source.output = smu{ch}.OUTPUT_%s",
+        """Control the output state, True = on (smuX.source.output = smuX.OUTPUT_ON/OUTPUT_OFF;
+        the query prints 1 for on, 0 for off, 2 for high-Z).""",
+        validator=strict_discrete_set, values=(True, False),
+        set_process=lambda v: "ON" if v else "OFF", get_process=lambda v: v == 1,
+    )
+    source_function = Channel.control(
+        "print(smu{ch}.source.func)", "smu{ch}.source.func = smu{ch}.OUTPUT_DC%s",
+        """Control the source function, "voltage" or "current" (smuX.source.func =
+        smuX.OUTPUT_DCVOLTS / OUTPUT_DCAMPS; the query prints 1 / 0).""",
+        validator=strict_discrete_set, values=("voltage", "current"),
+        set_process=lambda v: "VOLTS" if v == "voltage" else "AMPS",
+        get_process=lambda v: "voltage" if v == 1 else "current",
+    )
+    current_autorange = Channel.setting(
+        "smu{ch}.measure.autorangei = smu{ch}.AUTORANGE_%s",
+        """Set current-measurement autoranging, True = on.""",
+        validator=strict_discrete_set, values=(True, False),
+        set_process=lambda v: "ON" if v else "OFF",
+    )
+    current = Channel.measurement(
+        "print(smu{ch}.measure.i())",
+        """Measure one current reading, A (positive = out of HI).""",
+    )
+    compliance = Channel.measurement(
+        "print(smu{ch}.source.compliance)",
+        """Get whether the source is in compliance (the instrument prints true / false).""",
+        cast=str, get_process=_bool_reply,
+    )
+
+    def __init__(self, parent, id, **kwargs):
+        super().__init__(parent, id, **kwargs)
+        self.name = f"2600B smu{id}"
+
+    # ------------------------------------------------------------------------ SourceChannel
+    def setup(self, compliance: float, nplc: float) -> None:
+        """Voltage source, autoranged current measurement, ``compliance`` (A), ``nplc``, level
+        0 V; the output state is left as it is.  Both values are checked before anything is sent."""
+        strict_range(compliance, LIMIT_I_RANGE)
+        strict_range(nplc, NPLC_RANGE)
+        self.source_function = "voltage"
+        self.level_v = 0
+        self.limit_i = compliance
+        self.nplc = nplc
+        self.current_autorange = True
+
+    def set_level(self, volts: float) -> None:
+        self.level_v = volts
+
+    def enable(self) -> None:
+        self.output = True
+
+    def disable(self) -> None:
+        """Level 0 V, then output off."""
+        self.level_v = 0
+        self.output = False
+
+    def output_enabled(self) -> bool:
+        return self.output
+
+    def measure_current(self) -> float:
+        value = self.current
+        if not isinstance(value, float):
+            raise InstrumentError(f"{self.parent.name}: {self.name} current reading {value!r} is not a number")
+        return value
+
+    def pulse(self, amplitude: float, width: float) -> None:
+        """One pulse 0 V -> ``amplitude`` (V) for ``width`` (s) -> 0 V through the trigger model
+        (one line, see :func:`pulse_command`); the output is left on at 0 V.  Returns once the
+        instrument has confirmed the end of the pulse (``waitcomplete()`` then ``print(1)``), so
+        a switch matrix is never switched while the pulse is still on: one round trip."""
+        strict_range(amplitude, VOLTAGE_RANGE)
+        strict_range(width, WIDTH_RANGE)
+        if not (math.isfinite(amplitude) and math.isfinite(width)):
+            raise ValueError("pulse amplitude and width must be finite")
+        reply = self.parent.ask(pulse_command(self.id, float(amplitude), float(width))).strip()
+        try:
+            done = float(reply) == 1
+        except ValueError:
+            done = False
+        if not done:
+            raise InstrumentError(f"{self.parent.name}: {self.name} pulse not confirmed (reply {reply[:40]!r})")
+
+    def compliance_tripped(self) -> bool:
+        return self.compliance
+
+
+class Keithley2600(TimeoutNamingMixin, _PymeasureKeithley2600):
+    """Keithley 2600B SourceMeter (2636B and relatives) over TSP.
+
+    Args:
+        resource: VISA resource (``TCPIP::host::5025::SOCKET``, GPIB, USB, ...), a serial port
+            or pyserial URL, or a pymeasure adapter.
+        name: instrument name used in error messages.
+        timeout_ms: read timeout.
+    """
+
+    smua = Instrument.ChannelCreator(SmuChannel, "a")
+    smub = Instrument.ChannelCreator(SmuChannel, "b")
+
+    def __init__(self, resource, name: str = "Keithley 2600B", timeout_ms: int = DEFAULT_TIMEOUT_MS, **kw):
+        with warnings.catch_warnings():
+            # pymeasure's driver declares SCPIUnknownMixin and warns about it on every instantiation
+            warnings.filterwarnings("ignore", message="It is not known whether this device support SCPI",
+                                    category=FutureWarning)
+            super().__init__(adapter_for(resource, timeout_ms), name, **kw)
+        self._wv_loaded = False
+
+    # -------------------------------------------------------------------------- Identified
+    def identity(self) -> str:
+        return self.ask("*IDN?").strip()
+
+    def drain_errors(self) -> list[tuple[int, str]]:
+        """Read ``errorqueue.next()`` until the queue is empty; [(code, message), ...]."""
+        errors = []
+        for _ in range(MAX_ERRORS):
+            reply = self.ask("print(errorqueue.next())").strip()
+            fields = reply.split("\t")
+            try:
+                if len(fields) < 2:
+                    raise ValueError
+                code = int(float(fields[0]))
+            except ValueError:
+                raise InstrumentError(f"{self.name}: unexpected error-queue reply {reply[:60]!r}") from None
+            if code == 0:
+                return errors
+            errors.append((code, fields[1]))
+        raise InstrumentError(f"{self.name}: error queue still not empty after {MAX_ERRORS} reads")
+
+    def check_errors(self) -> list:
+        return self.drain_errors()
+
+    def channel(self, which) -> SmuChannel:
+        """``"a"``, ``"b"``, ``"smua"``, ``"smub"`` or one of this instrument's channels."""
+        if isinstance(which, SmuChannel):
+            if which.parent is not self:
+                raise ValueError(f"{self.name}: {which.name} belongs to another instrument")
+            return which
+        key = str(which).lower().removeprefix("smu")
+        if key == "a":
+            return self.smua
+        if key == "b":
+            return self.smub
+        raise ValueError(f"{self.name}: no SMU channel {which!r} (expected 'a'/'smua' or 'b'/'smub')")
+
+    # ------------------------------------------------------------------------ write-verify
+    def load_write_verify(self) -> None:
+        """Send the packaged write-verify script as the named script ``xbarwv`` and run it once,
+        which defines ``xbar_wv``; checks that the function exists (InstrumentError if not)."""
+        self.write(f"loadscript {SCRIPT_NAME}")
+        for line in script_lines():
+            self.write(line)
+        self.write("endscript")
+        self.write(f"{SCRIPT_NAME}.run()")
+        kind = self.ask(f"print(type({SCRIPT_FUNCTION}))").strip()
+        if kind != "function":
+            errors = self.drain_errors()
+            raise InstrumentError(f"{self.name}: loading the write-verify script failed "
+                                  f"(type({SCRIPT_FUNCTION}) = {kind[:30]!r}); errors: {errors}")
+        self._wv_loaded = True
+
+    def write_verify(self, channel, target: float, config=None, *, sense=None,
+                     timeout_s: float = 60.0) -> dict:
+        """Tune the routed cell to ``target`` (S) on the instrument: ONE call line, ONE reply.
+
+        Args:
+            channel: the SMU driving the cell's row (``"a"``, ``"smub"``, ``inst.smua``, ...).
+            target: conductance, S.
+            config: write-verify settings — a dict with :data:`WRITE_VERIFY_DEFAULTS`' keys (any
+                subset; the names of :class:`programming.tuner.TunerConfig`) or a TunerConfig.
+            sense: the SMU holding the cell's column at 0 V and measuring the cell current;
+                default ``channel`` itself (it sources and measures).
+            timeout_s: read timeout for the reply (a tune takes up to ``max_pulses`` pulses).
+
+        Returns:
+            ``{"status": "converged"|"failed"|"stuck", "pulses": int, "reads": int,
+            "final": float (S, the last reading), "trace": [(amplitude V, reading S), ...]}`` —
+            one trace entry per read; amplitude is the signed pulse applied just before that
+            read, 0.0 when none.
+        """
+        src = self.channel(channel)
+        snk = src if sense is None else self.channel(sense)
+        command = write_verify_command(src.id, snk.id, target, config)
+        if not self._wv_loaded:
+            self.load_write_verify()
+        try:
+            with self._timeout(timeout_s):
+                reply = self.ask(command)
+        except InstrumentTimeout as exc:
+            errors = self.drain_errors()
+            if errors:
+                raise InstrumentError(f"{self.name}: write-verify failed: {errors}") from exc
+            raise
+        try:
+            return parse_write_verify_reply(reply)
+        except ValueError as exc:
+            raise InstrumentError(f"{self.name}: cannot parse the write-verify reply: {exc}") from None
+
+    @contextlib.contextmanager
+    def _timeout(self, seconds: float):
+        """Temporarily set the read timeout of a VISA or serial adapter (others: unchanged)."""
+        conn = getattr(self.adapter, "connection", None)
+        old = getattr(conn, "timeout", None) if conn is not None else None
+        if not isinstance(old, (int, float)):
+            yield
+            return
+        visa = type(self.adapter).__name__ == "VISAAdapter"
+        conn.timeout = seconds * 1000 if visa else seconds
+        try:
+            yield
+        finally:
+            conn.timeout = old
+
+
+def _as_dict(config) -> dict:
+    if config is None:
+        return {}
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dataclasses.asdict(config)
+    if isinstance(config, dict):
+        return dict(config)
+    raise TypeError(f"write-verify config must be a dict or a TunerConfig, not {type(config).__name__}")
+
+
+def write_verify_settings(target: float, config=None) -> dict:
+    """Validated write-verify settings (defaults filled in); ValueError names the bad one."""
+    given = _as_dict(config)
+    unknown = set(given) - set(WRITE_VERIFY_DEFAULTS) - _IGNORED_KEYS
+    if unknown:
+        raise ValueError(f"unknown write-verify settings: {sorted(unknown)}")
+    s = {k: given.get(k, v) for k, v in WRITE_VERIFY_DEFAULTS.items()}
+    if s["v_read"] is None:
+        s["v_read"] = WRITE_VERIFY_DEFAULTS["v_read"]
+
+    def number(name, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"write-verify {name} must be a finite number, got {value!r}")
+        return float(value)
+
+    target = number("target", target)
+    if target <= 0:
+        raise ValueError(f"write-verify target must be a positive conductance (S), got {target!r}")
+    for name in ("tolerance", "v_set_start", "v_reset_start", "v_step", "v_set_max", "v_reset_max",
+                 "width", "width_max", "v_read", "reset_amplitude", "reset_width", "stuck_rel", "stuck_ramp"):
+        s[name] = number(name, s[name])
+        if s[name] <= 0:
+            raise ValueError(f"write-verify {name} must be positive, got {s[name]!r}")
+    for name in ("guard", "width_ramp"):
+        s[name] = number(name, s[name])
+    for name in ("consecutive", "max_pulses", "pulses_at_cap"):
+        value = s[name]
+        integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, bool) or not integral:
+            raise ValueError(f"write-verify {name} must be an integer, got {value!r}")
+        s[name] = int(value)
+        if s[name] < 1:
+            raise ValueError(f"write-verify {name} must be >= 1, got {value!r}")
+    if not 0 <= s["guard"] < 1:
+        raise ValueError(f"write-verify guard is a fraction in [0, 1), got {s['guard']!r}")
+    if s["tolerance"] >= 0.5:
+        raise ValueError(f"write-verify tolerance is relative (0.01 = 1 %), got {s['tolerance']!r}")
+    if s["width_ramp"] < 1:
+        raise ValueError("write-verify width_ramp is a growth factor >= 1")
+    if s["v_set_start"] > s["v_set_max"] or s["v_reset_start"] > s["v_reset_max"]:
+        raise ValueError("write-verify start amplitudes must not exceed their caps")
+    if s["width"] > s["width_max"]:
+        raise ValueError("write-verify width must not exceed width_max")
+    for name in ("v_set_max", "v_reset_max", "reset_amplitude", "v_read"):
+        if s[name] > VOLTAGE_RANGE[1]:
+            raise ValueError(f"write-verify {name}={s[name]} V is beyond the 2600B's {VOLTAGE_RANGE[1]:g} V")
+    for name in ("width", "width_max", "reset_width"):
+        if not WIDTH_RANGE[0] <= s[name] <= WIDTH_RANGE[1]:
+            raise ValueError(f"write-verify {name}={s[name]} s is outside {WIDTH_RANGE}")
+    s["initial_reset"] = bool(s["initial_reset"])
+    s["target"] = target
+    return s
+
+
+def write_verify_arguments(target: float, config=None) -> list:
+    """The numeric arguments of ``xbar_wv`` after (src, sense), in the script's order."""
+    s = write_verify_settings(target, config)
+    return [s["target"], s["tolerance"], s["guard"], s["consecutive"], s["v_set_start"],
+            s["v_reset_start"], s["v_step"], s["v_set_max"], s["v_reset_max"], s["width"],
+            s["width_ramp"], s["width_max"], s["v_read"], s["max_pulses"], s["pulses_at_cap"],
+            s["stuck_rel"], s["stuck_ramp"], s["reset_amplitude"] if s["initial_reset"] else 0.0,
+            s["reset_width"]]
+
+
+def write_verify_command(src: str, sense: str, target: float, config=None) -> str:
+    """The one call line, e.g. ``xbar_wv(smua, smua, 0.0003, 0.01, ...)``."""
+    args = ", ".join(f"{a:d}" if isinstance(a, int) else f"{a:.9g}" for a in write_verify_arguments(target, config))
+    return f"{SCRIPT_FUNCTION}(smu{src}, smu{sense}, {args})"
+
+
+def parse_write_verify_reply(reply: str) -> dict:
+    """``status,pulses,reads,final,a1,g1,...`` -> dict (see :meth:`Keithley2600.write_verify`);
+    ValueError if the line is malformed or inconsistent."""
+    fields = [f.strip() for f in str(reply).strip().split(",")]
+    if len(fields) < 6 or fields[0] not in WRITE_VERIFY_STATUSES:
+        raise ValueError(f"unexpected reply {str(reply)[:80]!r}")
+    pulses, reads = int(fields[1]), int(fields[2])
+    final = float(fields[3])
+    values = [float(f) for f in fields[4:]]
+    if len(values) != 2 * reads:
+        raise ValueError(f"{reads} reads announced, {len(values) / 2:g} (amplitude, reading) pairs received")
+    trace = list(zip(values[0::2], values[1::2]))
+    if sum(1 for a, _ in trace if a != 0) != pulses:
+        raise ValueError(f"{pulses} pulses announced, the trace holds a different number")
+    if trace[-1][1] != final:
+        raise ValueError("the final reading differs from the last reading of the trace")
+    return {"status": fields[0], "pulses": pulses, "reads": reads, "final": final, "trace": trace}

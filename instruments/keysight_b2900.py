@@ -1,0 +1,231 @@
+"""Keysight B2900 series precision SMUs (B2902A, B2912A; two channels) over SCPI; each channel is a
+:class:`~instruments.roles.SourceChannel`.
+
+``KeysightB2900(resource).ch_1`` / ``.ch_2`` are :class:`KeysightB2900Channel` objects (named
+``"<instrument name> ch1"`` / ``"… ch2"``); the instrument itself is
+:class:`~instruments.roles.Identified`.  Single-channel models (B2901A, B2911A) use ``ch_1`` only.
+
+Commands sent by a channel (``1`` shown; ``{ch}`` in the declarations):
+
+* ``setup(compliance, nplc)`` — ``:SOUR1:FUNC:MODE VOLT``, ``:SOUR1:FUNC:SHAP DC``,
+  ``:SOUR1:VOLT 0``, ``:SENS1:CURR:PROT <A>``, ``:SENS1:CURR:NPLC <nplc>`` (both arguments checked
+  before the first write)
+* ``set_level(v)`` — ``:SOUR1:VOLT <V>`` (the DC level; in pulse shape, the base level)
+* ``enable()`` / ``disable()`` — ``:OUTP1 ON`` / ``:SOUR1:VOLT 0`` then ``:OUTP1 OFF``
+* ``output_enabled()`` — ``:OUTP1?``;  ``measure_current()`` — ``:MEAS:CURR? (@1)``
+* ``compliance_tripped()`` — ``:SENS1:CURR:PROT:TRIP?``
+* ``pulse(amplitude, width)`` — ``:SOUR1:VOLT 0`` (base), ``:SOUR1:FUNC:SHAP PULS``,
+  ``:SOUR1:PULS:WIDT <s>``, ``:SOUR1:PULS:DEL 0``, ``:SOUR1:VOLT:TRIG <V>`` (peak),
+  ``:INIT (@1)``, ``*OPC?`` (waits for the pulse to finish).  Nothing is restored afterwards: the
+  channel stays in pulse shape at its 0 V base (``setup`` returns it to DC).  The output is turned
+  on by the instrument's automatic output-on function (``:OUTP:ON:AUTO``, on after ``*RST``), so it
+  is left on at 0 V.
+* instrument: ``identity()`` — ``*IDN?``; ``drain_errors()`` — ``:SYST:ERR:NEXT?`` until
+  ``+0,"No error"``
+
+Pulse widths: the validator accepts 1 µs – 1 s, but the instruments' own minimum is 50 µs on the
+B2901A/B2902A and 10 µs on the B2911A/B2912A (shorter widths are refused by the instrument with an
+error in its queue; check :meth:`KeysightB2900.drain_errors`).  Voltage ±210 V, compliance
+1 nA – 3 A (the pulsed maximum; DC is limited to 1.5 A by the instrument), NPLC 4e-4 – 100.
+"""
+from __future__ import annotations
+
+import re
+
+from pymeasure.instruments import Channel, Instrument
+from pymeasure.instruments.generic_types import SCPIMixin
+from pymeasure.instruments.validators import strict_discrete_set, strict_range
+
+from .base import DEFAULT_TIMEOUT_MS, TimeoutNamingMixin, adapter_for
+
+V_MAX = 210.0
+COMPLIANCE_RANGE = (1e-9, 3.0)
+NPLC_RANGE = (4e-4, 100.0)
+WIDTH_RANGE = (1e-6, 1.0)
+DELAY_RANGE = (0.0, 99_999.9)
+#: minimum pulse widths of the instruments themselves, s
+MIN_PULSE_WIDTH = {"B2901A": 50e-6, "B2902A": 50e-6, "B2911A": 10e-6, "B2912A": 10e-6}
+MAX_ERRORS = 100
+
+_ERROR_RE = re.compile(r'^\s*([-+]?\d+)\s*,\s*"?(.*?)"?\s*$', re.S)
+
+
+def parse_error(reply: str) -> tuple[int, str]:
+    """``'-113,"Undefined header"'`` -> ``(-113, "Undefined header")``; ``'+0,"No error"'`` -> (0, ...)."""
+    m = _ERROR_RE.match(str(reply))
+    if not m:
+        raise ValueError(f"unreadable error-queue reply {str(reply)[:60]!r}")
+    return int(m.group(1)), m.group(2)
+
+
+def _on_off(value) -> str:
+    return "ON" if value else "OFF"
+
+
+class KeysightB2900Channel(Channel):
+    """One SMU channel of a B2900 (``id`` 1 or 2)."""
+
+    source_mode = Channel.control(
+        ":SOUR{ch}:FUNC:MODE?", ":SOUR{ch}:FUNC:MODE %s",
+        """Control the source function: 'VOLT' or 'CURR'.""",
+        validator=strict_discrete_set,
+        values=["VOLT", "CURR"],
+        cast=str,
+    )
+
+    source_shape = Channel.control(
+        ":SOUR{ch}:FUNC:SHAP?", ":SOUR{ch}:FUNC:SHAP %s",
+        """Control the output shape: 'DC' or 'PULS' (pulse).""",
+        validator=strict_discrete_set,
+        values=["DC", "PULS"],
+        cast=str,
+    )
+
+    source_voltage = Channel.control(
+        ":SOUR{ch}:VOLT?", ":SOUR{ch}:VOLT %g",
+        """Control the DC voltage level (the base level in pulse shape), V (±210 V).""",
+        validator=strict_range,
+        values=(-V_MAX, V_MAX),
+    )
+
+    pulse_peak = Channel.control(
+        ":SOUR{ch}:VOLT:TRIG?", ":SOUR{ch}:VOLT:TRIG %g",
+        """Control the triggered voltage level (the pulse peak in pulse shape), V (±210 V).""",
+        validator=strict_range,
+        values=(-V_MAX, V_MAX),
+    )
+
+    pulse_width = Channel.control(
+        ":SOUR{ch}:PULS:WIDT?", ":SOUR{ch}:PULS:WIDT %g",
+        """Control the pulse width, s (1 µs – 1 s accepted here; the instrument's own minimum is
+        50 µs on a B2902A, 10 µs on a B2912A).""",
+        validator=strict_range,
+        values=WIDTH_RANGE,
+    )
+
+    pulse_delay = Channel.control(
+        ":SOUR{ch}:PULS:DEL?", ":SOUR{ch}:PULS:DEL %g",
+        """Control the pulse delay (trigger to pulse start), s.""",
+        validator=strict_range,
+        values=DELAY_RANGE,
+    )
+
+    compliance_current = Channel.control(
+        ":SENS{ch}:CURR:PROT?", ":SENS{ch}:CURR:PROT %g",
+        """Control the current compliance of the voltage source, A (1 nA – 3 A).""",
+        validator=strict_range,
+        values=COMPLIANCE_RANGE,
+    )
+
+    compliance_current_tripped = Channel.measurement(
+        ":SENS{ch}:CURR:PROT:TRIP?",
+        """Get whether the channel hit its current compliance (bool).""",
+        cast=bool,
+    )
+
+    current_nplc = Channel.control(
+        ":SENS{ch}:CURR:NPLC?", ":SENS{ch}:CURR:NPLC %g",
+        """Control the current-measurement integration time, power-line cycles (4e-4 – 100).""",
+        validator=strict_range,
+        values=NPLC_RANGE,
+    )
+
+    output_on = Channel.control(
+        ":OUTP{ch}?", ":OUTP{ch} %s",
+        """Control the output state (bool): ``:OUTP1 ON`` / ``:OUTP1 OFF``.""",
+        validator=strict_discrete_set,
+        values=(True, False),
+        set_process=_on_off,
+        cast=bool,
+    )
+
+    current = Channel.measurement(
+        ":MEAS:CURR? (@{ch})",
+        """Get one spot current measurement, A.""",
+    )
+
+    @property
+    def name(self) -> str:
+        return f"{self.parent.name} ch{self.id}"
+
+    def initiate(self) -> None:
+        """Start the channel's trigger system (``:INIT (@n)``): one pulse in pulse shape."""
+        self.write(":INIT (@{ch})")
+
+    # ------------------------------------------------------------------ SourceChannel methods
+    def setup(self, compliance: float, nplc: float) -> None:
+        """Voltage source, DC shape, 0 V, current compliance (A), NPLC; output state unchanged."""
+        strict_range(compliance, COMPLIANCE_RANGE)
+        strict_range(nplc, NPLC_RANGE)
+        self.source_mode = "VOLT"
+        self.source_shape = "DC"
+        self.source_voltage = 0.0
+        self.compliance_current = compliance
+        self.current_nplc = nplc
+
+    def set_level(self, volts: float) -> None:
+        self.source_voltage = volts
+
+    def enable(self) -> None:
+        self.output_on = True
+
+    def disable(self) -> None:
+        """Level 0 V, then output off."""
+        self.source_voltage = 0.0
+        self.output_on = False
+
+    def output_enabled(self) -> bool:
+        return bool(self.output_on)
+
+    def measure_current(self) -> float:
+        return float(self.current)
+
+    def pulse(self, amplitude: float, width: float) -> None:
+        """One pulse 0 V → ``amplitude`` for ``width`` s → 0 V; returns when it is over."""
+        strict_range(amplitude, (-V_MAX, V_MAX))
+        strict_range(width, WIDTH_RANGE)
+        self.source_voltage = 0.0
+        self.source_shape = "PULS"
+        self.pulse_width = width
+        self.pulse_delay = 0.0
+        self.pulse_peak = amplitude
+        self.initiate()
+        self.ask("*OPC?")
+
+    def compliance_tripped(self) -> bool:
+        return bool(self.compliance_current_tripped)
+
+
+class KeysightB2900(TimeoutNamingMixin, SCPIMixin, Instrument):
+    """Keysight B2900-series SMU (B2902A / B2912A) with channels ``ch_1`` and ``ch_2``.
+
+    Args:
+        resource: VISA resource string (``TCPIP::host::5025::SOCKET``, ``USB0::…``, ``GPIB::23``),
+            a serial URL, or a ready pymeasure adapter.
+        name: shown in messages; the channels are named ``"<name> ch1"`` / ``"<name> ch2"``.
+        timeout_ms: per-query timeout; a query without a reply raises
+            :class:`~instruments.roles.InstrumentTimeout` naming this instrument and the command.
+    """
+
+    ch_1 = Instrument.ChannelCreator(KeysightB2900Channel, 1)
+    ch_2 = Instrument.ChannelCreator(KeysightB2900Channel, 2)
+
+    def __init__(self, resource, name: str = "Keysight B2900", timeout_ms: int = DEFAULT_TIMEOUT_MS, **kwargs):
+        super().__init__(adapter_for(resource, timeout_ms), name, **kwargs)
+
+    def identity(self) -> str:
+        return str(self.ask("*IDN?")).strip()
+
+    def drain_errors(self) -> list[tuple[int, str]]:
+        """Read ``:SYST:ERR:NEXT?`` until it reports code 0; returns [(code, message), ...]."""
+        errors = []
+        for _ in range(MAX_ERRORS):
+            reply = self.ask(":SYST:ERR:NEXT?")
+            try:
+                code, message = parse_error(reply)
+            except ValueError as exc:
+                raise ValueError(f"{self.name}: {exc}") from None
+            if code == 0:
+                break
+            errors.append((code, message))
+        return errors

@@ -1,0 +1,126 @@
+-- xbarlab: write-verify of one crossbar cell, run on a Keithley 2600B SourceMeter (TSP).
+-- Lua 5.0 syntax (the 2600B's TSP): no '#' or '%' operators, table.insert / table.concat only.
+--
+-- Load it as a named script and run it once; running only defines the global function xbar_wv:
+--   loadscript xbarwv  ...these lines...  endscript      then      xbarwv.run()
+--
+-- xbar_wv(src, sense, target, tol, guard, consecutive, vset0, vreset0, vstep, vsetmax, vresetmax,
+--         width, width_ramp, width_max, vread, maxpulses, pulses_at_cap, stuck_rel, stuck_ramp,
+--         reset_v, reset_width)
+-- tunes the cell that the switch matrix has already routed: SMU `src` drives the cell's row for
+-- reads and pulses; SMU `sense` holds the cell's column at 0 V and measures the cell current.
+-- Pass the same SMU twice (src == sense, e.g. a two-terminal device on its own) to source and
+-- measure on one channel.  A reading is G = I/vread (I = -sense current when sense is not src).
+-- Call the driver's channel setup (compliance, NPLC) first; outputs are left on at 0 V.
+--
+-- Algorithm (programming/tuner.py, one cell): an optional RESET pulse of -reset_v (reset_v = 0:
+-- none); then read; inside target*(1 +- tol*(1 - guard)) count, and stop "converged" after
+-- `consecutive` in-band reads in a row; otherwise pulse toward the target, SET (+) below, RESET (-)
+-- above, amplitude from vset0 / vreset0 growing by vstep while the polarity repeats, capped at
+-- vsetmax / vresetmax (at the cap the width grows by width_ramp up to width_max); give up
+-- ("failed") after more than pulses_at_cap pulses at the cap or maxpulses pulses in all; "stuck"
+-- when the readings never moved by more than stuck_rel although the amplitude ramped stuck_ramp
+-- volts above its start.
+--
+-- A pulse is one point of the SMU trigger model: source list {amplitude}, the end-pulse event
+-- comes from trigger timer 1 started by the source-complete event, after `width` seconds, and
+-- the end-pulse action returns the output to its idle level, smuX.source.levelv = 0.
+--
+-- Prints ONE line:  status,pulses,reads,final_g,a1,g1,a2,g2,...
+-- status = converged | failed | stuck; final_g = the last reading (S); gi = the i-th reading (S),
+-- ai = the signed amplitude (V) of the pulse applied just before it (0 when none).
+
+local function xbar_wv_pulse(src, amplitude, width)
+  src.trigger.source.listv({amplitude})
+  trigger.timer[1].delay = width
+  src.trigger.initiate()
+  waitcomplete()
+end
+
+local function xbar_wv_read(src, sense, vread)
+  src.source.levelv = vread
+  local i = sense.measure.i()
+  src.source.levelv = 0
+  if sense == src then
+    return i / vread
+  end
+  return -i / vread
+end
+
+function xbar_wv(src, sense, target, tol, guard, consecutive, vset0, vreset0, vstep, vsetmax,
+                 vresetmax, width0, width_ramp, width_max, vread, maxpulses, pulses_at_cap,
+                 stuck_rel, stuck_ramp, reset_v, reset_width)
+  src.source.func = src.OUTPUT_DCVOLTS
+  src.source.levelv = 0
+  src.source.output = src.OUTPUT_ON
+  if sense ~= src then
+    sense.source.func = sense.OUTPUT_DCVOLTS
+    sense.source.levelv = 0
+    sense.source.output = sense.OUTPUT_ON
+  end
+  src.trigger.arm.count = 1
+  src.trigger.arm.stimulus = 0
+  src.trigger.source.stimulus = 0
+  src.trigger.count = 1
+  src.trigger.source.action = src.ENABLE
+  src.trigger.measure.action = src.DISABLE
+  src.trigger.endpulse.action = src.SOURCE_IDLE
+  src.trigger.endsweep.action = src.SOURCE_IDLE
+  trigger.timer[1].count = 1
+  trigger.timer[1].passthrough = false
+  trigger.timer[1].stimulus = src.trigger.SOURCE_COMPLETE_EVENT_ID
+  src.trigger.endpulse.stimulus = trigger.timer[1].EVENT_ID
+
+  local pulses, reads, band, at_cap, last_pol = 0, 0, 0, 0, 0
+  local amp, width, applied, g = 0, width0, 0, 0
+  local g_lo, g_hi, status = nil, nil, nil
+  local trace = {}
+  if reset_v > 0 then
+    xbar_wv_pulse(src, -reset_v, reset_width)
+    pulses = 1
+    applied = -reset_v
+  end
+  while status == nil do
+    g = xbar_wv_read(src, sense, vread)
+    reads = reads + 1
+    table.insert(trace, string.format("%.5e,%.5e", applied, g))
+    applied = 0
+    if g_lo == nil or g < g_lo then g_lo = g end
+    if g_hi == nil or g > g_hi then g_hi = g end
+    if math.abs(g - target) <= tol * (1 - guard) * target then
+      band = band + 1
+      at_cap = 0
+      if band >= consecutive then status = "converged" end
+    else
+      band = 0
+      local pol, start, cap = 1, vset0, vsetmax
+      if g >= target then
+        pol, start, cap = -1, vreset0, vresetmax
+      end
+      local same = (pol == last_pol)
+      if same then
+        amp = math.min(amp + vstep, cap)
+      else
+        amp = start
+      end
+      if same and amp >= cap - 1e-12 then
+        at_cap = at_cap + 1
+        width = math.min(width * width_ramp, width_max)
+      else
+        at_cap = 0
+        width = width0
+      end
+      if (g_hi - g_lo) <= stuck_rel * g_lo and amp >= start + stuck_ramp - 1e-9 then
+        status = "stuck"
+      elseif at_cap > pulses_at_cap or pulses >= maxpulses then
+        status = "failed"
+      else
+        xbar_wv_pulse(src, pol * amp, width)
+        pulses = pulses + 1
+        last_pol = pol
+        applied = pol * amp
+      end
+    end
+  end
+  print(string.format("%s,%d,%d,%.5e,", status, pulses, reads, g) .. table.concat(trace, ","))
+end

@@ -1,0 +1,173 @@
+"""The whole stack: tuner → HardwareCrossbar → drivers → VISA/pyserial → loopback TCP → emulators →
+crossbar physics — and a fault-injection test for every safety rule."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from instruments.hardware_crossbar import HardwareCrossbar, check_station
+from instruments.roles import InstrumentError, InstrumentTimeout
+from instruments.station import load_station
+from mock_hw.mock_bench import MockBench
+from mock_hw.sim_chip import SimulatedCrossbar
+from procedures.cli import main
+from programming.crossbar import LimitError
+from programming.tuner import TunerConfig, tune
+
+
+@pytest.fixture
+def bench():
+    with MockBench(4, 4, preset="tio2-3it", seed=3) as b:
+        yield b
+
+
+@pytest.fixture
+def station(bench, tmp_path):
+    return bench.write_station(tmp_path / "station.toml", timeout_ms=1000)
+
+
+def targets(shape=(4, 4), seed=1):
+    return np.random.default_rng(seed).uniform(120e-6, 480e-6, size=shape)
+
+
+def assert_safe(bench):
+    assert bench.bench.all_off(), "outputs must be off and relays open"
+
+
+def test_station_check_sources_nothing(bench, station, capsys):
+    report = check_station(load_station(station))
+    assert all(e["ok"] for e in report), report
+    assert {e["name"] for e in report} == {"smu", "bias", "sm2450", "matrix", "b2200", "board"}
+    assert main(["station", "check", str(station)]) == 0
+    out = capsys.readouterr().out
+    assert "routing:" in out and "row 3" in out and "2636B" in out
+    assert bench.bench.pulses == 0 and not any(s.on for s in bench.bench.sources.values())
+
+
+@pytest.mark.parametrize("variant", ["k2600-707b", "b2900-board"])
+def test_tune_on_the_mock_bench_converges_without_violations(bench, tmp_path, variant):
+    path = bench.write_station(tmp_path / f"{variant}.toml", variant=variant)
+    with HardwareCrossbar(load_station(path)) as xb:
+        res = tune(xb, targets(), TunerConfig(initial_reset=False))
+        rep = res.summary(xb)
+    truth = bench.chip.true_conductance[0]
+    working = bench.chip.working_mask[0]
+    true_ok = np.abs(truth - res.targets[0]) <= 0.01 * res.targets[0]
+    assert rep["yield"] >= 14 / 16
+    assert true_ok[working].mean() >= 0.9
+    assert bench.violations == [], bench.violations[:3]
+    assert_safe(bench)
+
+
+def test_cli_tune_against_the_bench_reports_like_the_simulator(bench, station, tmp_path):
+    out_bench, out_sim = tmp_path / "bench.json", tmp_path / "sim.json"
+    assert main(["tune", "--station", str(station), "--size", "3x3", "--seed", "2", "--passes", "2",
+                 "--no-reset", "--quiet", "--json", str(out_bench)]) == 0
+    assert main(["tune", "--chip", "sim", "--size", "3x3", "--seed", "2", "--passes", "2",
+                 "--no-reset", "--quiet", "--json", str(out_sim)]) == 0
+    b, s = json.loads(out_bench.read_text()), json.loads(out_sim.read_text())
+    assert set(b) == set(s), "same report format"
+    assert b["cells"] == 9 and b["true_within_tol"] is None
+    assert b["converged"] >= 8
+    assert bench.violations == []
+    assert_safe(bench)
+
+
+def test_bench_agrees_statistically_with_the_simulated_chip(bench, station):
+    cfg = TunerConfig(initial_reset=False, passes=1, parallel=1)
+    sim = SimulatedCrossbar(4, 4, preset="tio2-3it", seed=3)  # the same chip as the bench's
+    rep_sim = tune(sim, targets(seed=5), cfg).summary(sim)
+    with HardwareCrossbar(load_station(station)) as xb:
+        rep_bench = tune(xb, targets(seed=5), cfg).summary(xb)
+    for rep in (rep_sim, rep_bench):
+        assert rep["yield"] >= 14 / 16
+    ratio = rep_bench["pulses_per_cell"]["mean"] / rep_sim["pulses_per_cell"]["mean"]
+    assert 0.5 < ratio < 2.0, (rep_bench["pulses_per_cell"], rep_sim["pulses_per_cell"])
+    assert abs(rep_bench["rel_error_mean"] - rep_sim["rel_error_mean"]) < 0.005
+
+
+# ------------------------------------------------------------------ safety: one test per rule
+def test_rule1_limits_are_checked_before_any_command(bench, station):
+    with HardwareCrossbar(load_station(station)) as xb:
+        sent = {name: len(emu.log) for name, emu in bench.emulators.items()}
+        with pytest.raises(LimitError, match="exceeds the limit v_max"):
+            xb.pulse(0, 0, 2.6, 1e-6)
+        with pytest.raises(LimitError, match="width"):
+            xb.pulse(0, 0, 1.5, 5e-3)
+        with pytest.raises(LimitError, match="v_read_max"):
+            xb.read(0, 0, v_read=0.7)
+        assert {name: len(emu.log) for name, emu in bench.emulators.items()} == sent, "nothing was written"
+    assert bench.bench.pulses == 0
+
+
+def test_rule2_no_hot_switching_and_the_detector_works(bench, station):
+    with HardwareCrossbar(load_station(station)) as xb:
+        for r, c in ((0, 0), (1, 2), (3, 3), (0, 0)):
+            xb.read(r, c)
+            xb.pulse(r, c, 1.3, 1e-6)
+    assert bench.violations == []
+    # negative control: a live source while a relay closes is recorded
+    bench.bench.set_source("K2600.a", level=1.0, on=True)
+    bench.bench.set_relay("M707B", "A", bench.pin_707b("row", 0), True)
+    assert [v.kind for v in bench.violations] == ["hot-switch"]
+
+
+def test_rule3_timeout_leaves_everything_off_and_open(bench, station):
+    with HardwareCrossbar(load_station(station)) as xb:
+        xb.read(1, 1)
+        bench.emulators["K2600"].faults.no_reply_next = 1
+        with pytest.raises(InstrumentTimeout, match="smu"):
+            xb.read(2, 2)
+        assert_safe(bench)
+    assert_safe(bench)
+    assert bench.violations == []
+
+
+def test_rule3_ctrl_c_and_exceptions_leave_everything_off_and_open(bench, station, monkeypatch):
+    xb = HardwareCrossbar(load_station(station))
+    calls = {"n": 0}
+    real = type(xb.ch["sense"]).measure_current
+
+    def interrupt(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(type(xb.ch["sense"]), "measure_current", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        with xb:
+            tune(xb, targets(), TunerConfig(initial_reset=False))
+    assert_safe(bench)
+    xb2 = HardwareCrossbar(load_station(station))
+    with pytest.raises(RuntimeError, match="boom"):
+        with xb2:
+            xb2.read(0, 1)
+            raise RuntimeError("boom")
+    assert_safe(bench)
+    assert bench.violations == []
+
+
+def test_rule4_compliance_trips_and_error_queues_are_reported(bench, tmp_path):
+    tight = bench.write_station(tmp_path / "tight.toml", i_compliance=1e-6)
+    with HardwareCrossbar(load_station(tight)) as xb:
+        with pytest.raises(InstrumentError, match="compliance"):
+            xb.read(0, 0)
+        assert_safe(bench)
+    ok = bench.write_station(tmp_path / "ok.toml")
+    with HardwareCrossbar(load_station(ok)) as xb:
+        bench.emulators["M707B"].faults.error_next = 1
+        with pytest.raises(InstrumentError, match="error queue"):
+            xb.read(1, 0)
+        assert_safe(bench)
+
+
+def test_stuck_relay_is_detected(bench, station):
+    bench.bench.stuck_open.add(("M707B", "B", bench.pin_707b("col", 2)))
+    with HardwareCrossbar(load_station(station)) as xb:
+        with pytest.raises(InstrumentError, match="did not close"):
+            xb.read(0, 2)
+        assert_safe(bench)
+        xb.read(0, 1)  # other cells still work
