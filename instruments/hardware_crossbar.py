@@ -185,8 +185,14 @@ class HardwareCrossbar(Crossbar):
             raise InstrumentError("instrument error queue: " + " | ".join(problems))
 
     # ----------------------------------------------------------------------------- routing
-    def _connections(self, r: int, c: int, bias: bool) -> list[tuple[str, str]]:
+    def _connections(self, r: int, c: int, bias) -> list[tuple[str, str]]:
         st = self.station
+        if bias == "on-instrument":
+            # drive on the row, ground on the column, the sense channel biases every other line
+            other = st.inputs[st.roles["sense"]]
+            return ([(st.inputs[st.roles["drive"]], st.row_pins[r]), (st.ground, st.col_pins[c])]
+                    + [(other, p) for i, p in enumerate(st.row_pins) if i != r]
+                    + [(other, p) for j, p in enumerate(st.col_pins) if j != c])
         conns = [(st.inputs[st.roles["drive"]], st.row_pins[r]), (st.inputs[st.roles["sense"]], st.col_pins[c])]
         if bias and "bias_rows" in st.roles:
             rows_in = st.inputs[st.roles["bias_rows"]]
@@ -302,10 +308,12 @@ class HardwareCrossbar(Crossbar):
         """Tune cell (r, c) with the write-verify loop running *on* a Keithley 2600B: one call,
         one reply with the whole trace (see ``instruments/tsp/xbar_write_verify.lua``).
 
-        Needs ``drive`` and ``sense`` on the same 2600B.  The script drives only the selected row
-        and column, so the unselected lines float during the loop (no V/2 or V/3 biasing, sneak
-        paths in reads): use it on small arrays or isolated devices, and the host-driven tuner
-        (:func:`programming.tuner.tune`) where half-select biasing matters.
+        Needs ``drive`` and ``sense`` on the same 2600B.  With a ``ground`` input in the station's
+        routing, the row goes to ``drive`` (which sources and measures), the column to ground and
+        every other line to ``sense``, which the script holds at V_read during reads (the row's
+        other cells see 0 V: an exact read) and at half the amplitude during pulses (V/2 writes).
+        Without ``ground`` only the row and column are routed and the other lines float (sneak
+        paths in reads, no half-select biasing).
         """
         from programming.tuner import TunerConfig
 
@@ -322,8 +330,12 @@ class HardwareCrossbar(Crossbar):
         return self._guarded(self._write_verify_cell, inst, drive, sense, r, c, target, cfg)
 
     def _write_verify_cell(self, inst, drive, sense, r, c, target, cfg) -> dict:
-        self._route(r, c, bias=False)
-        result = inst.write_verify(drive, target, cfg, sense=sense)
+        if self.station.ground is not None:
+            self._route(r, c, bias="on-instrument")
+            result = inst.write_verify(drive, target, cfg, bias=sense)
+        else:
+            self._route(r, c, bias=False)
+            result = inst.write_verify(drive, target, cfg, sense=sense)
         self.round_trips += 1
         self._last_g[(r, c)] = result["final"]
         return result

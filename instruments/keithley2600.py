@@ -334,7 +334,7 @@ class Keithley2600(TimeoutNamingMixin, _PymeasureKeithley2600):
                                   f"(type({SCRIPT_FUNCTION}) = {kind[:30]!r}); errors: {errors}")
         self._wv_loaded = True
 
-    def write_verify(self, channel, target: float, config=None, *, sense=None,
+    def write_verify(self, channel, target: float, config=None, *, sense=None, bias=None,
                      timeout_s: float = 60.0) -> dict:
         """Tune the routed cell to ``target`` (S) on the instrument: ONE call line, ONE reply.
 
@@ -345,6 +345,8 @@ class Keithley2600(TimeoutNamingMixin, _PymeasureKeithley2600):
                 subset; the names of :class:`programming.tuner.TunerConfig`) or a TunerConfig.
             sense: the SMU holding the cell's column at 0 V and measuring the cell current;
                 default ``channel`` itself (it sources and measures).
+            bias: an SMU wired to every unselected line (column on ground, ``sense`` None): at
+                V_read during reads, at half the amplitude during pulses (V/2 writes).
             timeout_s: read timeout for the reply (a tune takes up to ``max_pulses`` pulses).
 
         Returns:
@@ -355,7 +357,10 @@ class Keithley2600(TimeoutNamingMixin, _PymeasureKeithley2600):
         """
         src = self.channel(channel)
         snk = src if sense is None else self.channel(sense)
-        command = write_verify_command(src.id, snk.id, target, config)
+        bia = None if bias is None else self.channel(bias)
+        if bia is not None and (bia is src or bia is snk):
+            raise ValueError("the bias SMU must differ from the source and sense SMUs")
+        command = write_verify_command(src.id, snk.id, target, config, None if bia is None else bia.id)
         if not self._wv_loaded:
             self.load_write_verify()
         try:
@@ -461,10 +466,12 @@ def write_verify_arguments(target: float, config=None) -> list:
             s["reset_width"]]
 
 
-def write_verify_command(src: str, sense: str, target: float, config=None) -> str:
-    """The one call line, e.g. ``xbar_wv(smua, smua, 0.0003, 0.01, ...)``."""
+def write_verify_command(src: str, sense: str, target: float, config=None, bias: str | None = None) -> str:
+    """The one call line, e.g. ``xbar_wv(smua, smua, 0.0003, 0.01, ...)`` (``, smub`` appended
+    when a bias SMU holds the unselected lines)."""
     args = ", ".join(f"{a:d}" if isinstance(a, int) else f"{a:.9g}" for a in write_verify_arguments(target, config))
-    return f"{SCRIPT_FUNCTION}(smu{src}, smu{sense}, {args})"
+    tail = f", smu{bias}" if bias is not None else ""
+    return f"{SCRIPT_FUNCTION}(smu{src}, smu{sense}, {args}{tail})"
 
 
 def parse_write_verify_reply(reply: str) -> dict:

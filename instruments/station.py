@@ -30,6 +30,7 @@ A station is a TOML file::
     bias_rows = "bias.1"         # channel on the unselected rows (0 V for reads, V/2 or V/3 for writes)
     bias_cols = "bias.2"         # channel on the unselected columns (0 V, V/2 or 2V/3)
     inputs = { "smu.a" = "A", "smu.b" = "B", "bias.1" = "C", "bias.2" = "D" }  # matrix input per channel
+    ground = "F"                 # optional: matrix input wired to ground (on-instrument write-verify)
     row_pins = ["101", "102", ...]   # matrix pin of each crossbar row
     col_pins = ["201", "202", ...]   # matrix pin of each crossbar column
 
@@ -40,7 +41,7 @@ error names the file and the key.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from programming.crossbar import SafetyLimits, parse_write_scheme
@@ -98,7 +99,7 @@ class Station:
     row_pins: tuple[str, ...]
     col_pins: tuple[str, ...]
     source: str = ""
-    extra: dict = field(default_factory=dict)
+    ground: str | None = None               # matrix input wired to ground (optional)
 
     def channel_of(self, role: str) -> tuple[str, str]:
         inst, _, ch = self.roles[role].partition(".")
@@ -171,7 +172,7 @@ def parse_station(text: str, source: str = "<station>") -> Station:
                                                                                default=timeout_ms, minimum=1))
 
     rt = v.table(data, "routing")
-    v.only(rt, "routing", {"matrix", "inputs", "row_pins", "col_pins", *ROLES})
+    v.only(rt, "routing", {"matrix", "inputs", "row_pins", "col_pins", "ground", *ROLES})
     matrix = v.string(rt, "routing", "matrix")
     if matrix not in instruments or not instruments[matrix].is_matrix:
         raise StationError(f"station file {source}: [routing] matrix = {matrix!r} is not a switch-matrix "
@@ -192,6 +193,9 @@ def parse_station(text: str, source: str = "<station>") -> Station:
     used = [str(inputs[ch]) for ch in set(roles.values())]
     if len(set(used)) != len(used):
         raise StationError(f"station file {source}: [routing] inputs: two channels share one matrix input")
+    ground = str(rt["ground"]) if "ground" in rt else None
+    if ground is not None and ground in used:
+        raise StationError(f"station file {source}: [routing] ground = {ground!r} is also a channel's input")
     row_pins = v.pins(rt, "row_pins", rows)
     col_pins = v.pins(rt, "col_pins", cols)
     if set(row_pins) & set(col_pins):
@@ -203,7 +207,8 @@ def parse_station(text: str, source: str = "<station>") -> Station:
     if scheme in ("v/2", "v/3") and "bias_rows" not in roles:
         raise StationError(f"station file {source}: [routing] bias_rows is missing (needed by {scheme} writes)")
     return Station(st.get("name", Path(source).stem), rows, cols, scheme, v_read, nplc, limits, instruments,
-                   matrix, roles, {str(k): str(val) for k, val in inputs.items()}, row_pins, col_pins, source)
+                   matrix, roles, {str(k): str(val) for k, val in inputs.items()}, row_pins, col_pins, source,
+                   ground)
 
 
 def _channel(v, rt, role, instruments, source) -> str:

@@ -41,6 +41,21 @@ class SourceState:
     tripped: bool = False        # the last measurement hit compliance
 
 
+@dataclass(frozen=True)
+class BenchTiming:
+    """Optional realistic latencies (wall-clock s): an ammeter reading (integration + settling), a
+    relay operation, and the overhead of a pulse on top of its width.  All 0 by default."""
+
+    measure_s: float = 0.0
+    relay_s: float = 0.0
+    pulse_overhead_s: float = 0.0
+
+    @classmethod
+    def realistic(cls) -> "BenchTiming":
+        """NPLC 0.1 at 50 Hz plus settling (~2.5 ms), a reed relay (~3 ms), 0.1 ms pulse set-up."""
+        return cls(measure_s=2.5e-3, relay_s=3e-3, pulse_overhead_s=1e-4)
+
+
 @dataclass
 class Violation:
     kind: str                    # "hot-switch", "limit", "short"
@@ -58,8 +73,10 @@ class PhysicalBench:
             (wall-clock seconds), as a real DC source would.
     """
 
-    def __init__(self, chip: SimulatedCrossbar, v_limit: float = 3.0, dc_stress: bool = True):
+    def __init__(self, chip: SimulatedCrossbar, v_limit: float = 3.0, dc_stress: bool = True,
+                 timing: BenchTiming | None = None):
         self.chip = chip
+        self.timing = timing or BenchTiming()
         self.v_limit = v_limit
         self.dc_stress = dc_stress
         self.lock = threading.RLock()
@@ -103,6 +120,8 @@ class PhysicalBench:
                     "hot-switch", f"{matrix} relay {inp}-{pin} {'closed' if closed else 'opened'} "
                                   f"while {', '.join(live)} live"))
             self._settle_dc()
+            if self.timing.relay_s:
+                time.sleep(self.timing.relay_s)
             if closed and key not in self.stuck_open:
                 self.closed.add(key)
             elif not closed:
@@ -199,6 +218,8 @@ class PhysicalBench:
             s.tripped = False
             if not s.on:
                 return 0.0
+            if self.timing.measure_s:
+                time.sleep(self.timing.measure_s)
             current = self._terminal_current(source, self._line_voltages())
             current = float(self.chip.noisy_current(current))
             if abs(current) > s.compliance:
@@ -226,6 +247,8 @@ class PhysicalBench:
             if abs(amplitude) > self.v_limit:
                 self.violations.append(Violation("limit", f"{source} pulse {amplitude:g} V beyond ±{self.v_limit:g} V"))
             self.pulses += 1
+            if self.timing.pulse_overhead_s:
+                time.sleep(self.timing.pulse_overhead_s + width)
             lines = self._line_voltages(override={source: amplitude})
             if np.all(np.isnan(lines[0])) or np.all(np.isnan(lines[1])):
                 return 0.0

@@ -17,6 +17,10 @@ B2902A ch 2        D            102             B
 ground             F            106             D
 =================  ===========  ==============  ===========
 
+Fault injection: each emulator's ``faults`` (no reply, garbled reply, instrument error, latency),
+``bench.bench.stuck_open`` (relays that never close), a tight compliance in the station file
+(trips).  ``bench.violations`` lists every hot switch, short and limit violation.
+
 Crossbar rows go to 707B pins ``1xx`` (slot 1 columns 01..), columns to ``2xx`` (slot 2); B2200
 outputs ``101..`` rows then columns; board pins ``R<i>`` / ``C<j>``.
 
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .bench_physics import GROUND, PhysicalBench
+from .bench_physics import GROUND, BenchTiming, PhysicalBench
 from .emulators.base import InstrumentServer
 from .presets import DEFAULT_PRESET
 from .sim_chip import SimulatedCrossbar
@@ -40,7 +44,7 @@ class MockBench:
     """Start every emulated instrument; ``close()`` (or the context manager) stops them."""
 
     def __init__(self, rows: int = 8, cols: int = 8, preset: str = DEFAULT_PRESET, seed: int = 0,
-                 v_limit: float = 3.0):
+                 v_limit: float = 3.0, realistic_timing: bool = False):
         from .emulators.keithley707b import Keithley707BEmulator
         from .emulators.keithley2450 import Keithley2450Emulator
         from .emulators.keithley2600 import Keithley2600Emulator
@@ -52,7 +56,8 @@ class MockBench:
             raise ValueError("the mock bench's 707B cards take up to 12 rows and 12 columns")
         self.rows, self.cols = rows, cols
         self.chip = SimulatedCrossbar(rows, cols, preset=preset, seed=seed)
-        self.bench = bench = PhysicalBench(self.chip, v_limit=v_limit)
+        timing = BenchTiming.realistic() if realistic_timing else None
+        self.bench = bench = PhysicalBench(self.chip, v_limit=v_limit, timing=timing)
         self.emulators = {
             "K2450": Keithley2450Emulator(bench, name="K2450", source="K2450"),
             "K2600": Keithley2600Emulator(bench, name="K2600", sources={"a": "K2600.a", "b": "K2600.b"}),
@@ -113,11 +118,13 @@ class MockBench:
         if variant == "k2600-707b":
             routing = dict(matrix="matrix", drive="smu.a", sense="smu.b", bias_rows="bias.1", bias_cols="bias.2")
             inputs = {"smu.a": "A", "smu.b": "B", "bias.1": "C", "bias.2": "D"}
+            routing["ground"] = "F"
             rows = [self.pin_707b("row", i) for i in range(self.rows)]
             cols = [self.pin_707b("col", j) for j in range(self.cols)]
         else:
             routing = dict(matrix="board", drive="bias.1", sense="sm2450.1", bias_rows="bias.2", bias_cols="bias.2")
             inputs = {"bias.1": "A", "bias.2": "B", "sm2450.1": "C"}
+            routing["ground"] = "D"
             rows = [f"R{i}" for i in range(self.rows)]
             cols = [f"C{j}" for j in range(self.cols)]
             if write_scheme == "v/3":

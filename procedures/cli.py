@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--variant", default="k2600-707b", choices=VARIANTS,
                    help="which instruments the station file uses")
+    m.add_argument("--realistic-timing", action="store_true",
+                   help="add realistic latencies (measurement integration, relay switching, pulse set-up)")
     m.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)  # tests: stop after N s
 
     s = sub.add_parser("station", help="station file tools")
@@ -126,7 +128,7 @@ def cmd_mock_bench(args) -> int:
 
     from mock_hw.mock_bench import MockBench
 
-    with MockBench(*args.size, preset=args.preset, seed=args.seed) as bench:
+    with MockBench(*args.size, preset=args.preset, seed=args.seed, realistic_timing=args.realistic_timing) as bench:
         path = bench.write_station(args.station_out, variant=args.variant)
         print(f"mock bench ({args.preset}, {args.size[0]}x{args.size[1]}, seed {args.seed}) running on 127.0.0.1:")
         for name, server in bench.servers.items():

@@ -171,3 +171,44 @@ def test_stuck_relay_is_detected(bench, station):
             xb.read(0, 2)
         assert_safe(bench)
         xb.read(0, 1)  # other cells still work
+
+
+def test_plugin_fixture_gives_a_working_station(mock_bench_station):
+    bench, path = mock_bench_station
+    with HardwareCrossbar(load_station(path)) as xb:
+        g = xb.read(1, 1).conductance[0, 0]
+    assert g == pytest.approx(bench.chip.true_conductance[0, 1, 1], rel=0.01)
+    assert bench.violations == []
+
+
+def test_cli_mock_bench_serves_until_stopped(tmp_path, capsys):
+    import threading
+    import time
+
+    path = tmp_path / "st.toml"
+    done = {}
+    t = threading.Thread(target=lambda: done.setdefault("code", main(
+        ["mock-bench", "--station-out", str(path), "--size", "3x3", "--preset", "ideal", "--duration", "4"])))
+    t.start()
+    for _ in range(100):
+        if path.exists():
+            break
+        time.sleep(0.05)
+    assert main(["station", "check", str(path)]) == 0
+    assert main(["read", "--station", str(path), "--size", "3x3", "--out", str(tmp_path / "m.npy")]) == 0
+    t.join(timeout=10)
+    assert done["code"] == 0
+    g = np.load(tmp_path / "m.npy")
+    assert g.shape == (3, 3) and np.all((g > 50e-6) & (g < 600e-6))
+    assert "mock bench stopped" in capsys.readouterr().out
+
+
+def test_realistic_timing_slows_reads():
+    import time
+
+    with MockBench(2, 2, preset="ideal", realistic_timing=True) as b:
+        src = "K2600.b"
+        b.bench.set_source(src, level=0.0, on=True)
+        t0 = time.perf_counter()
+        b.bench.measure_current(src)
+        assert time.perf_counter() - t0 >= 2e-3

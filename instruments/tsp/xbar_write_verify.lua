@@ -11,6 +11,10 @@
 -- reads and pulses; SMU `sense` holds the cell's column at 0 V and measures the cell current.
 -- Pass the same SMU twice (src == sense, e.g. a two-terminal device on its own) to source and
 -- measure on one channel.  A reading is G = I/vread (I = -sense current when sense is not src).
+-- Optional last argument `bias`: an SMU wired to every unselected line (the selected column on
+-- ground, src == sense on the row).  It sits at vread during reads - the row's other cells then
+-- see 0 V, so src measures the selected cell alone - and at half the amplitude during pulses:
+-- exact reads and V/2 writes with one 2600B.
 -- Call the driver's channel setup (compliance, NPLC) first; outputs are left on at 0 V.
 --
 -- Algorithm (programming/tuner.py, one cell): an optional RESET pulse of -reset_v (reset_v = 0:
@@ -37,7 +41,8 @@ local function xbar_wv_pulse(src, amplitude, width)
   waitcomplete()
 end
 
-local function xbar_wv_read(src, sense, vread)
+local function xbar_wv_read(src, sense, vread, bias)
+  if bias ~= nil then bias.source.levelv = vread end
   src.source.levelv = vread
   local i = sense.measure.i()
   src.source.levelv = 0
@@ -49,7 +54,7 @@ end
 
 function xbar_wv(src, sense, target, tol, guard, consecutive, vset0, vreset0, vstep, vsetmax,
                  vresetmax, width0, width_ramp, width_max, vread, maxpulses, pulses_at_cap,
-                 stuck_rel, stuck_ramp, reset_v, reset_width)
+                 stuck_rel, stuck_ramp, reset_v, reset_width, bias)
   src.source.func = src.OUTPUT_DCVOLTS
   src.source.levelv = 0
   src.source.output = src.OUTPUT_ON
@@ -57,6 +62,11 @@ function xbar_wv(src, sense, target, tol, guard, consecutive, vset0, vreset0, vs
     sense.source.func = sense.OUTPUT_DCVOLTS
     sense.source.levelv = 0
     sense.source.output = sense.OUTPUT_ON
+  end
+  if bias ~= nil then
+    bias.source.func = bias.OUTPUT_DCVOLTS
+    bias.source.levelv = 0
+    bias.source.output = bias.OUTPUT_ON
   end
   src.trigger.arm.count = 1
   src.trigger.arm.stimulus = 0
@@ -76,12 +86,13 @@ function xbar_wv(src, sense, target, tol, guard, consecutive, vset0, vreset0, vs
   local g_lo, g_hi, status = nil, nil, nil
   local trace = {}
   if reset_v > 0 then
+    if bias ~= nil then bias.source.levelv = -reset_v / 2 end
     xbar_wv_pulse(src, -reset_v, reset_width)
     pulses = 1
     applied = -reset_v
   end
   while status == nil do
-    g = xbar_wv_read(src, sense, vread)
+    g = xbar_wv_read(src, sense, vread, bias)
     reads = reads + 1
     table.insert(trace, string.format("%.5e,%.5e", applied, g))
     applied = 0
@@ -115,6 +126,7 @@ function xbar_wv(src, sense, target, tol, guard, consecutive, vset0, vreset0, vs
       elseif at_cap > pulses_at_cap or pulses >= maxpulses then
         status = "failed"
       else
+        if bias ~= nil then bias.source.levelv = pol * amp / 2 end
         xbar_wv_pulse(src, pol * amp, width)
         pulses = pulses + 1
         last_pol = pol
@@ -122,5 +134,6 @@ function xbar_wv(src, sense, target, tol, guard, consecutive, vset0, vreset0, vs
       end
     end
   end
+  if bias ~= nil then bias.source.levelv = 0 end
   print(string.format("%s,%d,%d,%.5e,", status, pulses, reads, g) .. table.concat(trace, ","))
 end

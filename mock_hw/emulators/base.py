@@ -136,6 +136,7 @@ class InstrumentServer:
         self._threads: list[threading.Thread] = []
         self._conns: list[socket.socket] = []
         self.replies = 0          # reply lines sent: one per round trip of a query
+        self.busy_s = 0.0         # time spent processing messages (the "instrument" side), s
         self._accept = threading.Thread(target=self._serve, name=f"emu-{instrument.name}", daemon=True)
         self._accept.start()
 
@@ -172,7 +173,9 @@ class InstrumentServer:
                 while b"\n" in buf:
                     line, buf = buf.split(b"\n", 1)
                     text = line.replace(b"\r", b"").decode("latin-1")
+                    t0 = time.perf_counter()
                     replies = self.instrument.process(text)
+                    self.busy_s += time.perf_counter() - t0
                     if replies:
                         self.replies += len(replies)
                         try:

@@ -283,9 +283,9 @@ class Keithley2600Emulator(TspInstrument):
         st(r"trigger\.timer\[(\d)\]\.reset\(\)", lambda m: self._reset_timer(int(m.group(1))))
 
         ex(rf"type\(\s*{SCRIPT_FUNCTION}\s*\)", lambda m: "function" if self.wv_defined else "nil")
-        args = rf"\s*{_SMU}\s*,\s*{_SMU}\s*((?:,\s*{NUMBER}\s*){{{N_WV_ARGS}}})"
+        args = rf"\s*{_SMU}\s*,\s*{_SMU}\s*((?:,\s*{NUMBER}\s*){{{N_WV_ARGS}}})(?:,\s*{_SMU}\s*)?"
         st(rf"{SCRIPT_FUNCTION}\({args}\)",
-           lambda m: self._write_verify(m.group(1), m.group(2), m.group(3)))
+           lambda m: self._write_verify(m.group(1), m.group(2), m.group(3), m.group(4)))
         st(rf"{SCRIPT_FUNCTION}\(.*\)",
            lambda m: self._raise(-286, f"TSP Runtime error: bad arguments to {SCRIPT_FUNCTION}"))
 
@@ -436,7 +436,7 @@ class Keithley2600Emulator(TspInstrument):
         self.wv_defined = True
         return None
 
-    def _write_verify(self, src: str, sense: str, numbers: str) -> str:
+    def _write_verify(self, src: str, sense: str, numbers: str, bias: str | None = None) -> str:
         if not self.wv_defined:
             raise CommandError(-286, f"TSP Runtime error: attempt to call global `{SCRIPT_FUNCTION}' (a nil value)")
         values = [number(v) for v in numbers.strip().lstrip(",").split(",")]
@@ -446,7 +446,7 @@ class Keithley2600Emulator(TspInstrument):
         self.wv_runs += 1
         with self.bench.lock:
             # the script's set-up, through the same SMU model as the statements it executes
-            for ch in dict.fromkeys((src, sense)):
+            for ch in dict.fromkeys(c for c in (src, sense, bias) if c is not None):
                 self._set(ch, "source.func", 1.0)
                 self._set(ch, "source.levelv", 0.0)
                 self._set(ch, "source.output", 1.0)
@@ -461,15 +461,21 @@ class Keithley2600Emulator(TspInstrument):
             self._set(src, "trigger.endpulse.stimulus", float(timer_event(1)))
 
             def read():
+                if bias is not None:
+                    self._set(bias, "source.levelv", p["vread"])
                 self._set(src, "source.levelv", p["vread"])
                 i = self._measure(sense, "i")
                 self._set(src, "source.levelv", 0.0)
                 return i / p["vread"] if sense == src else -i / p["vread"]
 
             def pulse(amplitude, width):
+                if bias is not None:
+                    self._set(bias, "source.levelv", amplitude / 2)
                 self._sweep(src, [amplitude])
                 self._set_timer(1, "delay", float(width))
                 self._initiate(src)
 
             result = write_verify_loop(read, pulse, p)
+            if bias is not None:
+                self._set(bias, "source.levelv", 0.0)
         return format_write_verify(*result)

@@ -50,10 +50,21 @@ class ScpiTable:
 
     def __init__(self):
         self._entries: list[tuple[list[_Node], Callable, bool | None]] = []
+        # entries indexed by the short and long forms of their first node (entries whose first
+        # node is optional are candidates for every command)
+        self._by_head: dict[str, list[int]] = {}
+        self._any_head: list[int] = []
 
     def add(self, pattern: str, handler: Callable, query: bool | None = None) -> None:
         """``query``: True = only the query form, False = only the set form, None = both."""
-        self._entries.append((_parse_pattern(pattern), handler, query))
+        nodes = _parse_pattern(pattern)
+        index = len(self._entries)
+        self._entries.append((nodes, handler, query))
+        if not nodes or nodes[0].optional:
+            self._any_head.append(index)
+        else:
+            for form in {nodes[0].short, nodes[0].long}:
+                self._by_head.setdefault(form, []).append(index)
 
     def dispatch(self, command: str, last_path: list[str] | None = None):
         head, _, args = command.strip().partition(" ")
@@ -62,7 +73,10 @@ class ScpiTable:
         tokens = [t for t in head.split(":") if t]
         if not tokens:
             raise CommandError(-102, "Syntax error")
-        for nodes, handler, q in self._entries:
+        head_word = re.match(r"[A-Za-z*]*", tokens[0]).group(0).upper()
+        candidates = sorted(self._by_head.get(head_word, []) + self._any_head)
+        for index in candidates:
+            nodes, handler, q = self._entries[index]
             if q is not None and q != query:
                 continue
             suffixes = self._match(tokens, nodes)
