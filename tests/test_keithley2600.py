@@ -722,3 +722,45 @@ def test_tcp_write_verify_runtime_error_is_reported(k2600, served, bench):
     emu.faults.error_next = 1   # the call itself fails on the instrument: no reply, an error queued
     with pytest.raises(InstrumentError, match="-300"):
         k2600.write_verify("a", 300e-6, timeout_s=0.5)
+
+
+def test_lua_script_bias_smu_holds_vread_for_reads_and_half_amplitude_for_pulses():
+    """The optional bias SMU (every unselected line): at V_read while reading, so the row's other
+    cells see 0 V, and at half the amplitude while pulsing (V/2).  Real Lua, as above."""
+    lupa = pytest.importorskip("lupa")
+    runtimes = [m for m in ("lua51", "lua54") if _has(lupa, m)]
+    if not runtimes:
+        pytest.skip("no Lua runtime in lupa")
+    args = write_verify_arguments(300e-6, {})
+    p = dict(zip(WV_PARAMS, args))
+    plain = _Device(100e-6)
+    expected = format_write_verify(*write_verify_loop(lambda: plain.current(p["vread"]) / p["vread"], plain.pulse, p))
+    mod = __import__(f"lupa.{runtimes[0]}", fromlist=["LuaRuntime"])
+    rt = mod.LuaRuntime()
+    printed = []
+    rt.execute(_LUA_PRELUDE)
+    rt.globals().print = printed.append
+    rt.execute(write_verify_script())
+    g = rt.globals()
+    seen = []
+
+    class Watched(_Device):
+        def current(self, v):
+            seen.append(("read", float(g.bias.source.levelv), v))
+            return super().current(v)
+
+        def pulse(self, a, w):
+            seen.append(("pulse", float(g.bias.source.levelv), a))
+            super().pulse(a, w)
+
+    smu = g.make_smu(Watched(100e-6))
+    g.bias = g.make_smu(_Device(0.0))
+    g.xbar_wv(smu, smu, *args, g.bias)
+    assert printed == [expected], "the bias changes no reading of an isolated device"
+    reads = [s for s in seen if s[0] == "read"]
+    pulses = [s for s in seen if s[0] == "pulse"]
+    assert reads and pulses
+    assert all(level == pytest.approx(v) for _, level, v in reads)
+    assert all(level == pytest.approx(a / 2) for _, level, a in pulses)
+    assert float(g.bias.source.levelv) == 0.0
+    assert write_verify_command("a", "a", 300e-6, {}, "b").endswith(", smub)")

@@ -212,3 +212,22 @@ def test_realistic_timing_slows_reads():
         t0 = time.perf_counter()
         b.bench.measure_current(src)
         assert time.perf_counter() - t0 >= 2e-3
+
+
+def test_on_instrument_write_verify_one_round_trip_per_cell(bench, station):
+    servers = bench.servers.values()
+    with HardwareCrossbar(load_station(station)) as xb:
+        xb.drivers["smu"].load_write_verify()
+        t = targets(seed=9)
+        for r, c in ((0, 0), (1, 2), (3, 1)):
+            xb._route(r, c, bias="on-instrument")   # routing first, so only the loop is counted
+            n0 = sum(s.replies for s in servers)
+            res = xb.write_verify_on_instrument(r, c, float(t[r, c]), TunerConfig(initial_reset=False))
+            assert sum(s.replies for s in servers) - n0 == 1
+            assert res["status"] == "converged"
+            true = bench.chip.true_conductance[0, r, c]
+            assert abs(true - t[r, c]) <= 0.012 * t[r, c]  # exact read: within tolerance (+ noise)
+        with pytest.raises(ValueError, match="exceeds the chip limit"):
+            xb.write_verify_on_instrument(0, 0, 300e-6, TunerConfig(v_reset_max=2.6, reset_amplitude=2.6))
+    assert bench.violations == []
+    assert_safe(bench)
