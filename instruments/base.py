@@ -9,9 +9,11 @@
 """
 from __future__ import annotations
 
+import re
+
 from pymeasure.adapters import SerialAdapter, VISAAdapter
 
-from .roles import InstrumentTimeout
+from .roles import InstrumentError, InstrumentTimeout
 
 DEFAULT_TIMEOUT_MS = 2000
 
@@ -87,3 +89,92 @@ def _is_timeout(exc: Exception) -> bool:
     except ImportError:  # pragma: no cover
         pass
     return isinstance(exc, TimeoutError)
+
+
+MAX_ERRORS = 100
+_SCPI_ERROR = re.compile(r'^\s*([+-]?\d+)\s*,\s*"?(.*?)"?\s*$')
+
+
+def parse_scpi_error(reply: str) -> tuple[int, str]:
+    """``'-113,"Undefined header"'`` → (-113, 'Undefined header'); quotes optional
+    (``'0,No error'``, the switch board's form); ValueError when unreadable."""
+    m = _SCPI_ERROR.match(str(reply))
+    if not m:
+        raise ValueError(f"unreadable error reply {str(reply)[:60]!r}")
+    return int(m.group(1)), m.group(2)
+
+
+def parse_tsp_error(reply: str) -> tuple[int, str]:
+    """``print(errorqueue.next())``: ``'-2.85000e+02\\tmessage\\tseverity\\tnode'`` → (code, message)."""
+    fields = str(reply).strip().split("\t")
+    if len(fields) < 2:
+        raise ValueError(f"unreadable error reply {str(reply)[:60]!r}")
+    return int(float(fields[0])), fields[1]
+
+
+class ErrorQueueMixin:
+    """``identity()`` and ``drain_errors()`` (the Identified role) for any driver.
+
+    Subclasses set :attr:`error_query` and :attr:`parse_error_reply` for their dialect."""
+
+    error_query = ":SYST:ERR:NEXT?"
+    parse_error_reply = staticmethod(parse_scpi_error)
+
+    def identity(self) -> str:
+        return str(self.ask("*IDN?")).strip()
+
+    def drain_errors(self) -> list[tuple[int, str]]:
+        """Read the error queue until it reports code 0; [(code, message), ...]."""
+        errors = []
+        for _ in range(MAX_ERRORS):
+            reply = str(self.ask(self.error_query)).strip()
+            try:
+                code, message = self.parse_error_reply(reply)
+            except ValueError:
+                raise InstrumentError(f"{self.name}: unexpected error-queue reply {reply[:60]!r}") from None
+            if code == 0:
+                return errors
+            errors.append((code, message))
+        raise InstrumentError(f"{self.name}: error queue still not empty after {MAX_ERRORS} reads")
+
+    def check_errors(self) -> list:
+        return self.drain_errors()
+
+
+class LevelOutputMixin:
+    """The SourceChannel level/output/measure methods for a channel that has the properties
+    ``source_voltage`` (V), ``output_on`` (bool) and ``current`` (A)."""
+
+    def set_level(self, volts: float) -> None:
+        """DC source level, V."""
+        self.source_voltage = volts
+
+    def enable(self) -> None:
+        self.output_on = True
+
+    def disable(self) -> None:
+        """Level 0 V, then output off."""
+        self.source_voltage = 0.0
+        self.output_on = False
+
+    def output_enabled(self) -> bool:
+        return bool(self.output_on)
+
+    def measure_current(self) -> float:
+        """One current reading, A."""
+        return float(self.current)
+
+
+def channel_list_validator(model: str, pattern: re.Pattern, expected: str):
+    """A pymeasure validator for a matrix's channel list: a comma-separated string or an iterable
+    of channel names → the comma-separated string; ValueError names the first bad channel."""
+    def validate(value, values=()):
+        names = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+        names = [n.strip() for n in names]
+        if not names or names == [""]:
+            raise ValueError(f"{model} channel list is empty")
+        for n in names:
+            if not pattern.match(n):
+                raise ValueError(f"invalid {model} channel {n!r} (expected {expected})")
+        return ",".join(names)
+    return validate

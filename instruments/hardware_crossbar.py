@@ -246,9 +246,6 @@ class HardwareCrossbar(Crossbar):
             self._sync(changed[-1:] if len(changed) == 2 and _same_instrument(*changed) else changed)
 
     # --------------------------------------------------------------------------- operations
-    def _lane_cells(self, rows, cols, active):
-        return [(int(rows[0, k]), int(cols[0, k])) for k in range(rows.shape[1]) if active[0, k]]
-
     def _read(self, rows, cols, v_read, scheme, active) -> ReadResult:
         current = np.full(rows.shape, np.nan)
         duration = np.zeros(rows.shape)
@@ -263,6 +260,8 @@ class HardwareCrossbar(Crossbar):
         self._route(r, c, bias=scheme is ReadScheme.GROUND)
         self._bias(None, 0.0)
         self.ch["drive"].set_level(v)
+        if not _same_instrument(self.ch["drive"], self.ch["sense"]):
+            self._sync([self.ch["drive"]])  # the level must be on before another instrument measures
         i_sense = self.ch["sense"].measure_current()
         self.round_trips += 1
         self.ch["drive"].set_level(0.0)

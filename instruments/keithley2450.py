@@ -29,30 +29,23 @@ channel):
 """
 from __future__ import annotations
 
-import re
+
 
 from pymeasure.instruments import Instrument
 from pymeasure.instruments.keithley import Keithley2450 as _PymeasureKeithley2450
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
-from .base import DEFAULT_TIMEOUT_MS, TimeoutNamingMixin, adapter_for
+from .base import DEFAULT_TIMEOUT_MS, ErrorQueueMixin, LevelOutputMixin, TimeoutNamingMixin, adapter_for
 
 #: limits of the 2450 enforced by the validators
 V_MAX = 210.0
 ILIM_RANGE = (1e-9, 1.05)
 NPLC_RANGE = (0.01, 10.0)
 #: a safety net for :meth:`Keithley2450.drain_errors` (the 2450's queue holds fewer entries)
-MAX_ERRORS = 100
-
-_ERROR_RE = re.compile(r'^\s*([-+]?\d+)\s*,\s*"?(.*?)"?\s*$', re.S)
 
 
-def parse_error(reply: str) -> tuple[int, str]:
-    """``'-113,"Undefined header"'`` -> ``(-113, "Undefined header")``; ``'+0,"No error"'`` -> (0, ...)."""
-    m = _ERROR_RE.match(str(reply))
-    if not m:
-        raise ValueError(f"unreadable error-queue reply {str(reply)[:60]!r}")
-    return int(m.group(1)), m.group(2)
+
+
 
 
 def _on_off(value) -> str:
@@ -64,7 +57,7 @@ def _sense_function(reply) -> str:
     return str(reply).strip().strip("\"'").split(":")[0].upper()
 
 
-class Keithley2450(TimeoutNamingMixin, _PymeasureKeithley2450):
+class Keithley2450(TimeoutNamingMixin, LevelOutputMixin, ErrorQueueMixin, _PymeasureKeithley2450):
     """Keithley 2450 SourceMeter.
 
     Args:
@@ -148,25 +141,6 @@ class Keithley2450(TimeoutNamingMixin, _PymeasureKeithley2450):
         self.current_nplc = nplc
         self.compliance_current = compliance
 
-    def set_level(self, volts: float) -> None:
-        """DC source level, V."""
-        self.source_voltage = volts
-
-    def enable(self) -> None:
-        self.output_on = True
-
-    def disable(self) -> None:
-        """Level 0 V, then output off."""
-        self.source_voltage = 0.0
-        self.output_on = False
-
-    def output_enabled(self) -> bool:
-        return bool(self.output_on)
-
-    def measure_current(self) -> float:  # noqa: D401 - SourceChannel meaning, not pymeasure's
-        """One current reading (``:READ?``), A."""
-        return float(self.current)
-
     def configure_current_measurement(self, nplc=1, current=1.05e-4, auto_range=True) -> None:
         """pymeasure's ``Keithley2450.measure_current`` (configure current measurement)."""
         _PymeasureKeithley2450.measure_current(self, nplc=nplc, current=current, auto_range=auto_range)
@@ -178,19 +152,3 @@ class Keithley2450(TimeoutNamingMixin, _PymeasureKeithley2450):
         return bool(self.compliance_current_tripped)
 
     # --------------------------------------------------------------------- Identified methods
-    def identity(self) -> str:
-        return str(self.ask("*IDN?")).strip()
-
-    def drain_errors(self) -> list[tuple[int, str]]:
-        """Read ``:SYST:ERR:NEXT?`` until it reports code 0; returns [(code, message), ...]."""
-        errors = []
-        for _ in range(MAX_ERRORS):
-            reply = self.ask(":SYST:ERR:NEXT?")
-            try:
-                code, message = parse_error(reply)
-            except ValueError as exc:
-                raise ValueError(f"{self.name}: {exc}") from None
-            if code == 0:
-                break
-            errors.append((code, message))
-        return errors

@@ -76,7 +76,7 @@ from pymeasure.instruments import Channel, Instrument
 from pymeasure.instruments.keithley.keithley2600 import Keithley2600 as _PymeasureKeithley2600
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
-from .base import DEFAULT_TIMEOUT_MS, TimeoutNamingMixin, adapter_for
+from .base import DEFAULT_TIMEOUT_MS, ErrorQueueMixin, TimeoutNamingMixin, adapter_for, parse_tsp_error
 from .roles import InstrumentError, InstrumentTimeout
 
 #: name of the named TSP script holding the write-verify function, and the function it defines
@@ -86,7 +86,6 @@ SCRIPT_RESOURCE = ("tsp", "xbar_write_verify.lua")
 #: the statuses the write-verify script reports
 WRITE_VERIFY_STATUSES = ("converged", "failed", "stuck")
 #: bound on error-queue reads, so a misbehaving instrument cannot keep drain_errors looping
-MAX_ERRORS = 100
 #: source range of a 2636B, V; current limit range, A; NPLC range
 VOLTAGE_RANGE = (-200.0, 200.0)
 LIMIT_I_RANGE = (1e-11, 1.5)
@@ -260,7 +259,9 @@ class SmuChannel(Channel):
         return self.compliance
 
 
-class Keithley2600(TimeoutNamingMixin, _PymeasureKeithley2600):
+class Keithley2600(TimeoutNamingMixin, ErrorQueueMixin, _PymeasureKeithley2600):
+    error_query = "print(errorqueue.next())"
+    parse_error_reply = staticmethod(parse_tsp_error)
     """Keithley 2600B SourceMeter (2636B and relatives) over TSP.
 
     Args:
@@ -282,29 +283,6 @@ class Keithley2600(TimeoutNamingMixin, _PymeasureKeithley2600):
         self._wv_loaded = False
 
     # -------------------------------------------------------------------------- Identified
-    def identity(self) -> str:
-        return self.ask("*IDN?").strip()
-
-    def drain_errors(self) -> list[tuple[int, str]]:
-        """Read ``errorqueue.next()`` until the queue is empty; [(code, message), ...]."""
-        errors = []
-        for _ in range(MAX_ERRORS):
-            reply = self.ask("print(errorqueue.next())").strip()
-            fields = reply.split("\t")
-            try:
-                if len(fields) < 2:
-                    raise ValueError
-                code = int(float(fields[0]))
-            except ValueError:
-                raise InstrumentError(f"{self.name}: unexpected error-queue reply {reply[:60]!r}") from None
-            if code == 0:
-                return errors
-            errors.append((code, fields[1]))
-        raise InstrumentError(f"{self.name}: error queue still not empty after {MAX_ERRORS} reads")
-
-    def check_errors(self) -> list:
-        return self.drain_errors()
-
     def channel(self, which) -> SmuChannel:
         """``"a"``, ``"b"``, ``"smua"``, ``"smub"`` or one of this instrument's channels."""
         if isinstance(which, SmuChannel):

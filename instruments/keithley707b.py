@@ -22,7 +22,7 @@ import re
 
 from pymeasure.instruments import Instrument
 
-from .base import DEFAULT_TIMEOUT_MS, TimeoutNamingMixin, adapter_for
+from .base import DEFAULT_TIMEOUT_MS, ErrorQueueMixin, TimeoutNamingMixin, adapter_for, channel_list_validator, parse_tsp_error
 from .roles import InstrumentError
 
 #: one 707B/708B channel: slot 1-6, row A-H, column 01-12
@@ -30,21 +30,10 @@ CHANNEL_RE = re.compile(r"^[1-6][A-H](0[1-9]|1[0-2])$")
 _INPUT_RE = re.compile(r"^[A-H]$")
 _PIN_RE = re.compile(r"^[1-6](0[1-9]|1[0-2])$")
 #: bound on error-queue reads, so a misbehaving instrument cannot keep drain_errors looping
-MAX_ERRORS = 100
 
 
-def validate_channel_list(value, values=()):
-    """pymeasure validator: a comma-separated string or an iterable of 707B channel names ->
-    the comma-separated string; raises ValueError naming the first bad channel."""
-    names = value.split(",") if isinstance(value, str) else [str(v) for v in value]
-    names = [n.strip() for n in names]
-    if not names or names == [""]:
-        raise ValueError("707B channel list is empty")
-    for n in names:
-        if not CHANNEL_RE.match(n):
-            raise ValueError(f"invalid 707B channel {n!r} (expected slot 1-6, row A-H, column 01-12, "
-                             f"e.g. '1A01')")
-    return ",".join(names)
+validate_channel_list = channel_list_validator("707B", CHANNEL_RE, "slot 1-6, row A-H, column 01-12, e.g. '1A01'")
+
 
 
 def parse_getclose(reply) -> set[tuple[str, str]]:
@@ -69,7 +58,9 @@ def channel_name(inp: str, pin: str) -> str:
     return pin[0] + inp + pin[1:]
 
 
-class Keithley707B(TimeoutNamingMixin, Instrument):
+class Keithley707B(TimeoutNamingMixin, ErrorQueueMixin, Instrument):
+    error_query = "print(errorqueue.next())"
+    parse_error_reply = staticmethod(parse_tsp_error)
     """Keithley 707B / 708B switching matrix over TSP.
 
     Args:
@@ -141,25 +132,3 @@ class Keithley707B(TimeoutNamingMixin, Instrument):
             raise InstrumentError(f"{self.name}: cannot parse the closed-channel list: {exc}") from None
 
     # -------------------------------------------------------------------------- Identified
-    def identity(self) -> str:
-        return self.ask("*IDN?").strip()
-
-    def drain_errors(self) -> list[tuple[int, str]]:
-        """Read ``errorqueue.next()`` until the queue is empty."""
-        errors = []
-        for _ in range(MAX_ERRORS):
-            reply = self.ask("print(errorqueue.next())").strip()
-            fields = reply.split("\t")
-            try:
-                if len(fields) < 2:
-                    raise ValueError
-                code = int(float(fields[0]))
-            except ValueError:
-                raise InstrumentError(f"{self.name}: unexpected error-queue reply {reply[:60]!r}") from None
-            if code == 0:
-                return errors
-            errors.append((code, fields[1]))
-        raise InstrumentError(f"{self.name}: error queue still not empty after {MAX_ERRORS} reads")
-
-    def check_errors(self) -> list:
-        return self.drain_errors()

@@ -24,7 +24,7 @@ import re
 from pymeasure.instruments import Instrument
 from pymeasure.instruments.generic_types import SCPIMixin
 
-from .base import DEFAULT_TIMEOUT_MS, TimeoutNamingMixin, adapter_for
+from .base import DEFAULT_TIMEOUT_MS, ErrorQueueMixin, TimeoutNamingMixin, adapter_for, channel_list_validator
 from .roles import InstrumentError
 
 #: one channel: card 1-4, input 01-14, output 01-48
@@ -32,22 +32,10 @@ CHANNEL_RE = re.compile(r"^[1-4](0[1-9]|1[0-4])(0[1-9]|[1-3][0-9]|4[0-8])$")
 _INPUT_RE = re.compile(r"^[1-4](0[1-9]|1[0-4])$")
 _PIN_RE = re.compile(r"^[1-4](0[1-9]|[1-3][0-9]|4[0-8])$")
 _LIST_RE = re.compile(r"^\(@\s*([0-9,\s]*)\)$")
-_ERROR_RE = re.compile(r'^([-+]?\d+)\s*,\s*"?(.*?)"?$')
-MAX_ERRORS = 100
 
 
-def validate_channel_list(value, values=()):
-    """pymeasure validator: comma-separated string or iterable of 5-digit channels -> the
-    comma-separated string; raises ValueError naming the first bad channel."""
-    names = value.split(",") if isinstance(value, str) else [str(v) for v in value]
-    names = [n.strip() for n in names]
-    if not names or names == [""]:
-        raise ValueError("B2200 channel list is empty")
-    for n in names:
-        if not CHANNEL_RE.match(n):
-            raise ValueError(f"invalid B2200 channel {n!r} (expected card 1-4 + input 01-14 + "
-                             f"output 01-48, e.g. '10305')")
-    return ",".join(names)
+validate_channel_list = channel_list_validator("B2200", CHANNEL_RE, "card 1-4 + input 01-14 + output 01-48, e.g. '10305'")
+
 
 
 def parse_channel_list(reply) -> set[tuple[str, str]]:
@@ -78,7 +66,8 @@ def channel_name(inp: str, pin: str) -> str:
     return inp + pin[1:]
 
 
-class KeysightB2200(TimeoutNamingMixin, SCPIMixin, Instrument):
+class KeysightB2200(TimeoutNamingMixin, ErrorQueueMixin, SCPIMixin, Instrument):
+    error_query = ":SYST:ERR?"
     """Keysight B2200A / B2201A / E5250A switching matrix.
 
     Args:
@@ -151,21 +140,3 @@ class KeysightB2200(TimeoutNamingMixin, SCPIMixin, Instrument):
         return out
 
     # -------------------------------------------------------------------------- Identified
-    def identity(self) -> str:
-        return self.ask("*IDN?").strip()
-
-    def drain_errors(self) -> list[tuple[int, str]]:
-        errors = []
-        for _ in range(MAX_ERRORS):
-            reply = self.ask(":SYST:ERR?").strip()
-            m = _ERROR_RE.match(reply)
-            if not m:
-                raise InstrumentError(f"{self.name}: unexpected error-queue reply {reply[:60]!r}")
-            code = int(m.group(1))
-            if code == 0:
-                return errors
-            errors.append((code, m.group(2)))
-        raise InstrumentError(f"{self.name}: error queue still not empty after {MAX_ERRORS} reads")
-
-    def check_errors(self) -> list:
-        return self.drain_errors()

@@ -30,13 +30,13 @@ error in its queue; check :meth:`KeysightB2900.drain_errors`).  Voltage ±210 V,
 """
 from __future__ import annotations
 
-import re
+
 
 from pymeasure.instruments import Channel, Instrument
 from pymeasure.instruments.generic_types import SCPIMixin
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
-from .base import DEFAULT_TIMEOUT_MS, TimeoutNamingMixin, adapter_for
+from .base import DEFAULT_TIMEOUT_MS, ErrorQueueMixin, LevelOutputMixin, TimeoutNamingMixin, adapter_for
 
 V_MAX = 210.0
 COMPLIANCE_RANGE = (1e-9, 3.0)
@@ -45,24 +45,17 @@ WIDTH_RANGE = (1e-6, 1.0)
 DELAY_RANGE = (0.0, 99_999.9)
 #: minimum pulse widths of the instruments themselves, s
 MIN_PULSE_WIDTH = {"B2901A": 50e-6, "B2902A": 50e-6, "B2911A": 10e-6, "B2912A": 10e-6}
-MAX_ERRORS = 100
-
-_ERROR_RE = re.compile(r'^\s*([-+]?\d+)\s*,\s*"?(.*?)"?\s*$', re.S)
 
 
-def parse_error(reply: str) -> tuple[int, str]:
-    """``'-113,"Undefined header"'`` -> ``(-113, "Undefined header")``; ``'+0,"No error"'`` -> (0, ...)."""
-    m = _ERROR_RE.match(str(reply))
-    if not m:
-        raise ValueError(f"unreadable error-queue reply {str(reply)[:60]!r}")
-    return int(m.group(1)), m.group(2)
+
+
 
 
 def _on_off(value) -> str:
     return "ON" if value else "OFF"
 
 
-class KeysightB2900Channel(Channel):
+class KeysightB2900Channel(LevelOutputMixin, Channel):
     """One SMU channel of a B2900 (``id`` 1 or 2)."""
 
     source_mode = Channel.control(
@@ -163,23 +156,6 @@ class KeysightB2900Channel(Channel):
         self.compliance_current = compliance
         self.current_nplc = nplc
 
-    def set_level(self, volts: float) -> None:
-        self.source_voltage = volts
-
-    def enable(self) -> None:
-        self.output_on = True
-
-    def disable(self) -> None:
-        """Level 0 V, then output off."""
-        self.source_voltage = 0.0
-        self.output_on = False
-
-    def output_enabled(self) -> bool:
-        return bool(self.output_on)
-
-    def measure_current(self) -> float:
-        return float(self.current)
-
     def pulse(self, amplitude: float, width: float) -> None:
         """One pulse 0 V → ``amplitude`` for ``width`` s → 0 V; returns when it is over."""
         strict_range(amplitude, (-V_MAX, V_MAX))
@@ -196,7 +172,7 @@ class KeysightB2900Channel(Channel):
         return bool(self.compliance_current_tripped)
 
 
-class KeysightB2900(TimeoutNamingMixin, SCPIMixin, Instrument):
+class KeysightB2900(TimeoutNamingMixin, ErrorQueueMixin, SCPIMixin, Instrument):
     """Keysight B2900-series SMU (B2902A / B2912A) with channels ``ch_1`` and ``ch_2``.
 
     Args:
@@ -212,20 +188,3 @@ class KeysightB2900(TimeoutNamingMixin, SCPIMixin, Instrument):
 
     def __init__(self, resource, name: str = "Keysight B2900", timeout_ms: int = DEFAULT_TIMEOUT_MS, **kwargs):
         super().__init__(adapter_for(resource, timeout_ms), name, **kwargs)
-
-    def identity(self) -> str:
-        return str(self.ask("*IDN?")).strip()
-
-    def drain_errors(self) -> list[tuple[int, str]]:
-        """Read ``:SYST:ERR:NEXT?`` until it reports code 0; returns [(code, message), ...]."""
-        errors = []
-        for _ in range(MAX_ERRORS):
-            reply = self.ask(":SYST:ERR:NEXT?")
-            try:
-                code, message = parse_error(reply)
-            except ValueError as exc:
-                raise ValueError(f"{self.name}: {exc}") from None
-            if code == 0:
-                break
-            errors.append((code, message))
-        return errors

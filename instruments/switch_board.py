@@ -41,14 +41,12 @@ import re
 
 from pymeasure.instruments import Instrument
 
-from .base import DEFAULT_TIMEOUT_MS, TimeoutNamingMixin, adapter_for
+from .base import DEFAULT_TIMEOUT_MS, ErrorQueueMixin, TimeoutNamingMixin, adapter_for
 from .roles import InstrumentError
 
 BUSES = ("A", "B", "C", "D")
 PIN_RE = re.compile(r"^[RC](0|[1-9]\d{0,3})$")
 _STATE_RE = re.compile(r"^A:([^;]*);B:([^;]*);C:([^;]*);D:([^;]*)$")
-_ERROR_RE = re.compile(r"^(-?\d+),(.*)$")
-MAX_ERRORS = 100
 
 
 def validate_pin_list(value, values=()):
@@ -86,7 +84,8 @@ def parse_state(reply) -> set[tuple[str, str]]:
     return out
 
 
-class SwitchBoard(TimeoutNamingMixin, Instrument):
+class SwitchBoard(TimeoutNamingMixin, ErrorQueueMixin, Instrument):
+    error_query = "ERR?"
     """The serial crossbar switch board (protocol in the module docstring).
 
     Args:
@@ -163,21 +162,3 @@ class SwitchBoard(TimeoutNamingMixin, Instrument):
             raise InstrumentError(f"{self.name}: cannot parse the STATE? reply: {exc}") from None
 
     # -------------------------------------------------------------------------- Identified
-    def identity(self) -> str:
-        return self.ask("*IDN?").strip()
-
-    def drain_errors(self) -> list[tuple[int, str]]:
-        errors = []
-        for _ in range(MAX_ERRORS):
-            reply = self.ask("ERR?").strip()
-            m = _ERROR_RE.match(reply)
-            if not m:
-                raise InstrumentError(f"{self.name}: unexpected ERR? reply {reply[:60]!r}")
-            code = int(m.group(1))
-            if code == 0:
-                return errors
-            errors.append((code, m.group(2)))
-        raise InstrumentError(f"{self.name}: error queue still not empty after {MAX_ERRORS} reads")
-
-    def check_errors(self) -> list:
-        return self.drain_errors()

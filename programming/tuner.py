@@ -38,6 +38,9 @@ from .mapping import check_targets
 from .schedule import ORDERS, SlotScheduler, cell_rank
 from .tune_result import CONVERGED, DISTURBED, FAILED, STATUS_NAMES, STUCK, UNTARGETED, TuneResult
 
+__all__ = ["TunerConfig", "TuneResult", "tune", "config_dict", "CONVERGED", "DISTURBED", "FAILED",
+           "STATUS_NAMES", "STUCK", "UNTARGETED"]
+
 @dataclass(frozen=True)
 class TunerConfig:
     """Write-verify settings (SI units: V, s).  Defaults follow the 3IT TiO2 recipe."""

@@ -6,7 +6,9 @@ import pytest
 from pymeasure.instruments.keithley import Keithley2450 as PymeasureKeithley2450
 from pymeasure.test import expected_protocol
 
-from instruments.keithley2450 import Keithley2450, parse_error
+from instruments.keithley2450 import Keithley2450
+from instruments.base import parse_scpi_error as parse_error
+from instruments.roles import InstrumentError
 from instruments.roles import Identified, InstrumentTimeout, SourceChannel
 from mock_hw.bench_physics import PhysicalBench
 from mock_hw.emulators.base import InstrumentServer
@@ -89,7 +91,7 @@ def test_identity_and_drain_errors():
 
 def test_drain_errors_unreadable_reply_names_instrument():
     with expected_protocol(Keithley2450, [(":SYST:ERR:NEXT?", "garbage")], name="K1") as k:
-        with pytest.raises(ValueError, match="K1"):
+        with pytest.raises(InstrumentError, match="K1: unexpected error-queue reply 'garbage'"):
             k.drain_errors()
 
 
@@ -148,7 +150,7 @@ def test_validators_refuse_without_writing(prop, value):
 def test_configure_current_measurement_is_pymeasures():
     with expected_protocol(Keithley2450, [
         (":SENS:FUNC 'CURR';:SENS:CURR:NPLC 0.100000;", None), (":SENS:CURR:RANG:AUTO 1;", None),
-        ("SYST:ERR?", '+0,"No error"'),
+        (":SYST:ERR:NEXT?", '+0,"No error"'),
     ]) as k:
         k.configure_current_measurement(nplc=0.1)
 

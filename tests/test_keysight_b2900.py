@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from pymeasure.test import expected_protocol
 
-from instruments.keysight_b2900 import KeysightB2900, KeysightB2900Channel, parse_error
+from instruments.keysight_b2900 import KeysightB2900, KeysightB2900Channel
+from instruments.base import parse_scpi_error as parse_error
+from instruments.roles import InstrumentError
 from instruments.roles import Identified, InstrumentTimeout, SourceChannel
 from mock_hw.bench_physics import PhysicalBench
 from mock_hw.emulators.base import InstrumentServer
@@ -150,7 +152,7 @@ def test_identity_and_drain_errors():
 
 def test_drain_errors_unreadable_reply_names_instrument():
     with expected_protocol(KeysightB2900, [(":SYST:ERR:NEXT?", "?")], name="B1") as b:
-        with pytest.raises(ValueError, match="B1"):
+        with pytest.raises(InstrumentError, match="B1: unexpected error-queue reply"):
             b.drain_errors()
 
 

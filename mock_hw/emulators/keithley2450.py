@@ -34,7 +34,7 @@ import math
 
 from ..bench_physics import PhysicalBench
 from .base import CommandError
-from .scpi import ScpiInstrument, parse_bool, parse_number
+from .scpi import ScpiInstrument, choice, number, parse_bool
 
 OVERFLOW = 9.9e37
 V_MAX = 210.0
@@ -50,32 +50,6 @@ BUFFER_MAX = 100_000
 
 def fmt(value: float) -> str:
     return f"{float(value):.9E}"
-
-
-def choice(text: str, options: dict[str, str], what: str) -> str:
-    t = text.strip().strip("\"'").upper()
-    if not t:
-        raise CommandError(-109, f"Missing parameter: {what}")
-    if t not in options:
-        raise CommandError(-224, f"Illegal parameter value: {what} {text.strip()[:20]!r}")
-    return options[t]
-
-
-def number(text: str, lo: float, hi: float, what: str, default: float | None = None) -> float:
-    """A numeric argument with MIN/MAX/DEF, range-checked (-222 outside [lo, hi])."""
-    t = text.strip().upper()
-    if not t:
-        raise CommandError(-109, f"Missing parameter: {what}")
-    if t in ("MIN", "MINIMUM"):
-        return lo
-    if t in ("MAX", "MAXIMUM"):
-        return hi
-    if t in ("DEF", "DEFAULT") and default is not None:
-        return default
-    value = parse_number(t, what)
-    if not lo <= value <= hi:
-        raise CommandError(-222, f"Parameter data out of range: {what} {value:g}")
-    return value
 
 
 class Keithley2450Emulator(ScpiInstrument):

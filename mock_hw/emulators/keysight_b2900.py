@@ -36,7 +36,7 @@ import re
 
 from ..bench_physics import PhysicalBench
 from .base import CommandError
-from .scpi import ScpiInstrument, parse_bool, parse_number
+from .scpi import ScpiInstrument, choice, number, parse_bool
 
 V_MAX = 210.0
 I_MAX = 3.0
@@ -52,31 +52,6 @@ _LIST_RE = re.compile(r"^\(@([0-9,:\s]*)\)$")
 
 def fmt(value: float) -> str:
     return f"{float(value):+.9E}"
-
-
-def choice(text: str, options: dict[str, str], what: str) -> str:
-    t = text.strip().strip("\"'").upper()
-    if not t:
-        raise CommandError(-109, f"Missing parameter: {what}")
-    if t not in options:
-        raise CommandError(-224, f"Illegal parameter value: {what} {text.strip()[:20]!r}")
-    return options[t]
-
-
-def number(text: str, lo: float, hi: float, what: str, default: float | None = None) -> float:
-    t = text.strip().upper()
-    if not t:
-        raise CommandError(-109, f"Missing parameter: {what}")
-    if t in ("MIN", "MINIMUM"):
-        return lo
-    if t in ("MAX", "MAXIMUM"):
-        return hi
-    if t in ("DEF", "DEFAULT") and default is not None:
-        return default
-    value = parse_number(t, what)
-    if not lo <= value <= hi:
-        raise CommandError(-222, f"Data out of range: {what} {value:g}")
-    return value
 
 
 def _default_channel_state() -> dict:

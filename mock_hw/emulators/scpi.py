@@ -155,3 +155,30 @@ def parse_bool(text: str) -> bool:
     if t in ("0", "OFF"):
         return False
     raise CommandError(-104, f"Data type error: expected ON/OFF, got {text.strip()[:20]!r}")
+
+
+def choice(text: str, options: dict[str, str], what: str) -> str:
+    """A keyword argument (any case, quotes allowed) mapped through ``options`` (-224 otherwise)."""
+    t = text.strip().strip("\"'").upper()
+    if not t:
+        raise CommandError(-109, f"Missing parameter: {what}")
+    if t not in options:
+        raise CommandError(-224, f"Illegal parameter value: {what} {text.strip()[:20]!r}")
+    return options[t]
+
+
+def number(text: str, lo: float, hi: float, what: str, default: float | None = None) -> float:
+    """A numeric argument with MIN/MAX/DEF, range-checked (-222 outside [lo, hi])."""
+    t = text.strip().upper()
+    if not t:
+        raise CommandError(-109, f"Missing parameter: {what}")
+    if t in ("MIN", "MINIMUM"):
+        return lo
+    if t in ("MAX", "MAXIMUM"):
+        return hi
+    if t in ("DEF", "DEFAULT") and default is not None:
+        return default
+    value = parse_number(t, what)
+    if not lo <= value <= hi:
+        raise CommandError(-222, f"Data out of range: {what} {value:g}")
+    return value
