@@ -8,7 +8,8 @@ read–pulse–read sequence changes only source levels, never relays:
   grounded reads); nothing for ``float``.
 
 Reads: biases at 0 V, drive at V_read, the current into ``sense`` is the selected cell's (the
-grounded-unselected read).  Writes: biases at V/2 (V/2) or V/3 and 2V/3 (V/3), one pulse on
+grounded-unselected read).  Matrix-vector products drive one row at a time and sum the measured
+column currents (superposition).  Writes: biases at V/2 (V/2) or V/3 and 2V/3 (V/3), one pulse on
 ``drive``, biases back to 0 V.
 
 Safety, enforced here and proved by the mock-bench tests:
@@ -346,13 +347,24 @@ class HardwareCrossbar(Crossbar):
         return res.conductance.reshape(1, n_rows, n_cols)
 
     def _mvm(self, v_rows) -> np.ndarray:
-        """A bench with one drive channel cannot drive every row at once: the product is computed
-        from a read-back conductance map (linear in the input; the I-V nonlinearity at other
-        voltages is not measured)."""
-        g = self._read_array(self.v_read, ReadScheme.GROUND)[0]
+        """Drive rows, measure columns — by superposition, since a bench has one drive channel:
+        for every row and every distinct non-zero input level it carries, drive that row alone at
+        that level (all other lines grounded) and measure each column; a product is the sum of
+        its rows' column currents.  Exact for grounded columns on ideal lines, with the I-V
+        nonlinearity measured at the actual input voltages.  Costs rows × levels × columns reads."""
         v = np.asarray(v_rows, float)
-        out = v @ g
-        return out[None] if v.ndim < 3 else out
+        flat = (v[0] if v.ndim == 3 else v).reshape(-1, self.shape[0])
+        out = np.zeros((flat.shape[0], self.shape[1]))
+        for i in range(self.shape[0]):
+            for level in np.unique(flat[:, i]):
+                if level == 0:
+                    continue
+                currents = np.array([self._guarded(self._read_cell, i, j, float(level), ReadScheme.GROUND)
+                                     for j in range(self.shape[1])])
+                out[flat[:, i] == level] += currents
+        if v.ndim == 1:
+            return out[:1]
+        return out[None]
 
 
 def _same_instrument(a, b) -> bool:

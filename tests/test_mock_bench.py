@@ -231,3 +231,17 @@ def test_on_instrument_write_verify_one_round_trip_per_cell(bench, station):
             xb.write_verify_on_instrument(0, 0, 300e-6, TunerConfig(v_reset_max=2.6, reset_amplitude=2.6))
     assert bench.violations == []
     assert_safe(bench)
+
+
+def test_bench_mvm_drives_rows_and_measures_columns(tmp_path):
+    with MockBench(3, 4, preset="ideal", seed=4) as b:
+        st = load_station(b.write_station(tmp_path / "s.toml"))
+        v = np.array([[0.2, 0.0, 0.1], [0.1, 0.1, 0.0]])
+        with HardwareCrossbar(st) as xb:
+            got = xb.mvm(v)
+            one = xb.mvm(v[0])
+        want = b.chip.mvm(v)   # the same chip simulated directly (nonlinear I-V, ideal lines)
+        assert got.shape == (1, 2, 4) and one.shape == (1, 4)
+        np.testing.assert_allclose(got, want, rtol=3e-5)  # the SMU prints 6 digits
+        np.testing.assert_allclose(one[0], want[0, 0], rtol=3e-5)
+        assert b.violations == []
