@@ -21,10 +21,10 @@
 
     Matched (``benchmarks/calibrate_tio2.py``, 8×8 arrays programmed cell by cell, column-major):
     the residual spread right after tuning, σ_rel ≈ 0.44 % across 100–500 µS (measured
-    0.63 % → 0.38 %: same level, our spread does not fall with G); the neighbour drift after one and
-    two later-programmed cells, σ ≈ 5 and 8 µS with a negative mean (measured 6.7 and 8.2 µS) when
-    the initial RESET is −2.2 V (V/2 = −1.1 V half-selects the neighbours just past their RESET
-    threshold).  Not matched: the measured drift grows smoothly with k up to σ ≈ 18 µS at k = 30;
+    0.60 % → 0.41 % across the same bins: same level, our spread does not fall with G); the
+    neighbour drift after one and two later-programmed cells, σ ≈ 4 and 9 µS with a negative mean
+    (measured 6.7 and 8.2 µS) when the initial RESET is −2.2 V (V/2 = −1.1 V half-selects the
+    neighbours just past their RESET threshold).  Not matched: the measured drift grows smoothly with k up to σ ≈ 18 µS at k = 30;
     ours follows the row/column geometry of column-major order (large when later cells share the
     cell's column, small otherwise) — the measured smoothness suggests a time-dependent relaxation
     that this model does not include.
