@@ -30,22 +30,18 @@ channel):
 from __future__ import annotations
 
 
-
 from pymeasure.instruments import Instrument
 from pymeasure.instruments.keithley import Keithley2450 as _PymeasureKeithley2450
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
-from .base import DEFAULT_TIMEOUT_MS, ErrorQueueMixin, LevelOutputMixin, TimeoutNamingMixin, adapter_for
+from .base import (DEFAULT_TIMEOUT_MS, ErrorQueueMixin, LevelOutputMixin,
+                   TimeoutNamingMixin, adapter_for)
 
 #: limits of the 2450 enforced by the validators
 V_MAX = 210.0
 ILIM_RANGE = (1e-9, 1.05)
 NPLC_RANGE = (0.01, 10.0)
 #: a safety net for :meth:`Keithley2450.drain_errors` (the 2450's queue holds fewer entries)
-
-
-
-
 
 
 def _on_off(value) -> str:

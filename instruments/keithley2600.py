@@ -76,7 +76,8 @@ from pymeasure.instruments import Channel, Instrument
 from pymeasure.instruments.keithley.keithley2600 import Keithley2600 as _PymeasureKeithley2600
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
-from .base import DEFAULT_TIMEOUT_MS, ErrorQueueMixin, TimeoutNamingMixin, adapter_for, parse_tsp_error
+from .base import (DEFAULT_TIMEOUT_MS, ErrorQueueMixin, TimeoutNamingMixin,
+                   adapter_for, parse_tsp_error)
 from .roles import InstrumentError, InstrumentTimeout
 
 #: name of the named TSP script holding the write-verify function, and the function it defines
@@ -85,7 +86,6 @@ SCRIPT_FUNCTION = "xbar_wv"
 SCRIPT_RESOURCE = ("tsp", "xbar_write_verify.lua")
 #: the statuses the write-verify script reports
 WRITE_VERIFY_STATUSES = ("converged", "failed", "stuck")
-#: bound on error-queue reads, so a misbehaving instrument cannot keep drain_errors looping
 #: source range of a 2636B, V; current limit range, A; NPLC range
 VOLTAGE_RANGE = (-200.0, 200.0)
 LIMIT_I_RANGE = (1e-11, 1.5)

@@ -22,18 +22,18 @@ import re
 
 from pymeasure.instruments import Instrument
 
-from .base import DEFAULT_TIMEOUT_MS, ErrorQueueMixin, TimeoutNamingMixin, adapter_for, channel_list_validator, parse_tsp_error
+from .base import (DEFAULT_TIMEOUT_MS, ErrorQueueMixin, TimeoutNamingMixin,
+                   adapter_for, channel_list_validator, parse_tsp_error)
 from .roles import InstrumentError
 
 #: one 707B/708B channel: slot 1-6, row A-H, column 01-12
 CHANNEL_RE = re.compile(r"^[1-6][A-H](0[1-9]|1[0-2])$")
 _INPUT_RE = re.compile(r"^[A-H]$")
 _PIN_RE = re.compile(r"^[1-6](0[1-9]|1[0-2])$")
-#: bound on error-queue reads, so a misbehaving instrument cannot keep drain_errors looping
 
 
-validate_channel_list = channel_list_validator("707B", CHANNEL_RE, "slot 1-6, row A-H, column 01-12, e.g. '1A01'")
-
+validate_channel_list = channel_list_validator(
+    "707B", CHANNEL_RE, "slot 1-6, row A-H, column 01-12, e.g. '1A01'")
 
 
 def parse_getclose(reply) -> set[tuple[str, str]]:

@@ -24,7 +24,8 @@ import re
 from pymeasure.instruments import Instrument
 from pymeasure.instruments.generic_types import SCPIMixin
 
-from .base import DEFAULT_TIMEOUT_MS, ErrorQueueMixin, TimeoutNamingMixin, adapter_for, channel_list_validator
+from .base import (DEFAULT_TIMEOUT_MS, ErrorQueueMixin, TimeoutNamingMixin,
+                   adapter_for, channel_list_validator)
 from .roles import InstrumentError
 
 #: one channel: card 1-4, input 01-14, output 01-48
@@ -34,8 +35,8 @@ _PIN_RE = re.compile(r"^[1-4](0[1-9]|[1-3][0-9]|4[0-8])$")
 _LIST_RE = re.compile(r"^\(@\s*([0-9,\s]*)\)$")
 
 
-validate_channel_list = channel_list_validator("B2200", CHANNEL_RE, "card 1-4 + input 01-14 + output 01-48, e.g. '10305'")
-
+validate_channel_list = channel_list_validator(
+    "B2200", CHANNEL_RE, "card 1-4 + input 01-14 + output 01-48, e.g. '10305'")
 
 
 def parse_channel_list(reply) -> set[tuple[str, str]]:

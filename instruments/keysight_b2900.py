@@ -31,12 +31,12 @@ error in its queue; check :meth:`KeysightB2900.drain_errors`).  Voltage ±210 V,
 from __future__ import annotations
 
 
-
 from pymeasure.instruments import Channel, Instrument
 from pymeasure.instruments.generic_types import SCPIMixin
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
-from .base import DEFAULT_TIMEOUT_MS, ErrorQueueMixin, LevelOutputMixin, TimeoutNamingMixin, adapter_for
+from .base import (DEFAULT_TIMEOUT_MS, ErrorQueueMixin, LevelOutputMixin,
+                   TimeoutNamingMixin, adapter_for)
 
 V_MAX = 210.0
 COMPLIANCE_RANGE = (1e-9, 3.0)
@@ -45,10 +45,6 @@ WIDTH_RANGE = (1e-6, 1.0)
 DELAY_RANGE = (0.0, 99_999.9)
 #: minimum pulse widths of the instruments themselves, s
 MIN_PULSE_WIDTH = {"B2901A": 50e-6, "B2902A": 50e-6, "B2911A": 10e-6, "B2912A": 10e-6}
-
-
-
-
 
 
 def _on_off(value) -> str:
