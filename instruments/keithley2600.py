@@ -260,8 +260,6 @@ class SmuChannel(Channel):
 
 
 class Keithley2600(TimeoutNamingMixin, ErrorQueueMixin, _PymeasureKeithley2600):
-    error_query = "print(errorqueue.next())"
-    parse_error_reply = staticmethod(parse_tsp_error)
     """Keithley 2600B SourceMeter (2636B and relatives) over TSP.
 
     Args:
@@ -270,6 +268,9 @@ class Keithley2600(TimeoutNamingMixin, ErrorQueueMixin, _PymeasureKeithley2600):
         name: instrument name used in error messages.
         timeout_ms: read timeout.
     """
+
+    error_query = "print(errorqueue.next())"
+    parse_error_reply = staticmethod(parse_tsp_error)
 
     smua = Instrument.ChannelCreator(SmuChannel, "a")
     smub = Instrument.ChannelCreator(SmuChannel, "b")

@@ -59,8 +59,6 @@ def channel_name(inp: str, pin: str) -> str:
 
 
 class Keithley707B(TimeoutNamingMixin, ErrorQueueMixin, Instrument):
-    error_query = "print(errorqueue.next())"
-    parse_error_reply = staticmethod(parse_tsp_error)
     """Keithley 707B / 708B switching matrix over TSP.
 
     Args:
@@ -68,6 +66,9 @@ class Keithley707B(TimeoutNamingMixin, ErrorQueueMixin, Instrument):
         name: instrument name used in error messages.
         timeout_ms: read timeout.
     """
+
+    error_query = "print(errorqueue.next())"
+    parse_error_reply = staticmethod(parse_tsp_error)
 
     closed_channels = Instrument.measurement(
         'print(channel.getclose("allslots"))',

@@ -68,7 +68,6 @@ def channel_name(inp: str, pin: str) -> str:
 
 
 class KeysightB2200(TimeoutNamingMixin, ErrorQueueMixin, SCPIMixin, Instrument):
-    error_query = ":SYST:ERR?"
     """Keysight B2200A / B2201A / E5250A switching matrix.
 
     Args:
@@ -77,6 +76,8 @@ class KeysightB2200(TimeoutNamingMixin, ErrorQueueMixin, SCPIMixin, Instrument):
         timeout_ms: read timeout.
         cards: number of matrix cards installed (1-4); :meth:`closed` queries each.
     """
+
+    error_query = ":SYST:ERR?"
 
     close_channels = Instrument.setting(
         ":ROUT:CLOS (@%s)",

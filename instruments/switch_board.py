@@ -85,7 +85,6 @@ def parse_state(reply) -> set[tuple[str, str]]:
 
 
 class SwitchBoard(TimeoutNamingMixin, ErrorQueueMixin, Instrument):
-    error_query = "ERR?"
     """The serial crossbar switch board (protocol in the module docstring).
 
     Args:
@@ -95,6 +94,8 @@ class SwitchBoard(TimeoutNamingMixin, ErrorQueueMixin, Instrument):
         timeout_ms: read timeout.
         rows, cols: the board's line counts, if known: pins beyond them are refused before sending.
     """
+
+    error_query = "ERR?"
 
     state = Instrument.measurement(
         "STATE?",
