@@ -178,3 +178,8 @@ def channel_list_validator(model: str, pattern: re.Pattern, expected: str):
                 raise ValueError(f"invalid {model} channel {n!r} (expected {expected})")
         return ",".join(names)
     return validate
+
+
+def on_off(value) -> str:
+    """pymeasure set_process for SCPI booleans: True → ``ON``, False → ``OFF``."""
+    return "ON" if value else "OFF"

@@ -35,17 +35,13 @@ from pymeasure.instruments.keithley import Keithley2450 as _PymeasureKeithley245
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
 from .base import (DEFAULT_TIMEOUT_MS, ErrorQueueMixin, LevelOutputMixin,
-                   TimeoutNamingMixin, adapter_for)
+                   TimeoutNamingMixin, adapter_for, on_off)
 
 #: limits of the 2450 enforced by the validators
 V_MAX = 210.0
 ILIM_RANGE = (1e-9, 1.05)
 NPLC_RANGE = (0.01, 10.0)
 #: a safety net for :meth:`Keithley2450.drain_errors` (the 2450's queue holds fewer entries)
-
-
-def _on_off(value) -> str:
-    return "ON" if value else "OFF"
 
 
 def _sense_function(reply) -> str:
@@ -102,7 +98,7 @@ class Keithley2450(TimeoutNamingMixin, LevelOutputMixin, ErrorQueueMixin, _Pymea
         """Control the output state (bool): ``:OUTP ON`` / ``:OUTP OFF``.""",
         validator=strict_discrete_set,
         values=(True, False),
-        set_process=_on_off,
+        set_process=on_off,
         cast=bool,
     )
 

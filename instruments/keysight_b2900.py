@@ -36,7 +36,7 @@ from pymeasure.instruments.generic_types import SCPIMixin
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
 from .base import (DEFAULT_TIMEOUT_MS, ErrorQueueMixin, LevelOutputMixin,
-                   TimeoutNamingMixin, adapter_for)
+                   TimeoutNamingMixin, adapter_for, on_off)
 
 V_MAX = 210.0
 COMPLIANCE_RANGE = (1e-9, 3.0)
@@ -45,10 +45,6 @@ WIDTH_RANGE = (1e-6, 1.0)
 DELAY_RANGE = (0.0, 99_999.9)
 #: minimum pulse widths of the instruments themselves, s
 MIN_PULSE_WIDTH = {"B2901A": 50e-6, "B2902A": 50e-6, "B2911A": 10e-6, "B2912A": 10e-6}
-
-
-def _on_off(value) -> str:
-    return "ON" if value else "OFF"
 
 
 class KeysightB2900Channel(LevelOutputMixin, Channel):
@@ -124,7 +120,7 @@ class KeysightB2900Channel(LevelOutputMixin, Channel):
         """Control the output state (bool): ``:OUTP1 ON`` / ``:OUTP1 OFF``.""",
         validator=strict_discrete_set,
         values=(True, False),
-        set_process=_on_off,
+        set_process=on_off,
         cast=bool,
     )
 
