@@ -6,6 +6,7 @@
     xbar mock-bench --station-out STATION.toml [--preset NAME] [--size RxC] [--seed S]
     xbar station check STATION.toml
     xbar tune --station STATION.toml --size 4x4 ...      (any command: --station instead of --chip)
+    xbar train / deploy / evaluate ...                    (networks: see procedures/cli_models.py)
 
 Conductances are printed in µS; files hold SI units (S).
 """
@@ -26,6 +27,7 @@ from instruments.roles import InstrumentError
 from mock_hw.mock_bench import VARIANTS
 
 from .chips import CHIPS, make_targets, open_chip, parse_size
+from .cli_models import add_model_commands, cmd_deploy, cmd_evaluate, cmd_train
 from .tables import format_read_summary, format_tune_summary
 
 
@@ -88,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     _chip_args(r, "8x8")
     r.add_argument("--scheme", default="ground", choices=["ground", "float"], help="read biasing scheme")
     r.add_argument("--out", type=Path, default=None, metavar="MAP.npy", help="save the map (S) here")
+    add_model_commands(sub, _chip_args)
     return parser
 
 
@@ -180,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_mock_bench(args)
         if args.command == "station":
             return cmd_station_check(args)
+        if args.command == "train":
+            return cmd_train(args)
+        if args.command == "deploy":
+            return cmd_deploy(args, open_chip)
+        if args.command == "evaluate":
+            return cmd_evaluate(args, open_chip)
         return cmd_read(args)
     except (ValueError, OSError, InstrumentError) as exc:
         print(f"xbar {args.command}: error: {exc}", file=sys.stderr)

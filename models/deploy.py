@@ -1,0 +1,223 @@
+"""Deployment of a trained network onto any :class:`~programming.crossbar.Crossbar`.
+
+Steps (:func:`deploy`):
+
+1. **map** every layer's ``[W|b]`` to differential-pair conductance targets
+   (:class:`programming.mapping.ConductanceMapping`, one-sided, ``w_max = max|[W|b]|``, the chip's
+   programming window);
+2. **place** the layer blocks on the array (:func:`models.placement.plan_placement`);
+3. **tune** every block cell with the write-verify tuner (one call for all chips of a batch);
+4. **compensate stuck devices** (``compensate=True``): where the tuner flagged one device of a pair
+   stuck, the partner is re-targeted to ``g_stuck ∓ (G+ − G-)_target`` (clipped to the window) and
+   tuned again, restoring the pair's difference as far as the window allows;
+5. **read back** the array and report per-layer programming error and weight error;
+6. **infer** through the chip's analog matrix-vector product (:func:`chip_forward`) and, as a
+   cross-check, in software with the read-back weights.
+
+Inputs reach the rows as voltages: an augmented input ``[a, 1]`` (the 1 drives the bias row) is
+divided by ``s = max(1, max|a|)`` per example and multiplied by ``v_in`` (the chip's read voltage,
+at which its conductances are defined), so no row ever exceeds ``v_in``; the column currents give
+``[W|b]·[a, 1] = scale · s / v_in · (I+ − I-)``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from programming.crossbar import Crossbar
+from programming.mapping import ConductanceMapping, MappedWeights
+from programming.tune_result import CONVERGED, STATUS_NAMES, STUCK, TuneResult
+from programming.tuner import TunerConfig, tune
+
+from .datasets import Dataset, predictions
+from .layers import ACTIVATIONS, MLP
+from .model_io import check_model
+from .placement import Placement, plan_placement
+
+
+@dataclass
+class DeployConfig:
+    """Deployment settings: write-verify ``tolerance`` (relative), stuck ``compensate``, the
+    tuner's cell ``order``, ``passes``, ``initial_reset`` and ``seed``."""
+
+    tolerance: float = 0.01
+    compensate: bool = True
+    order: str = "row"
+    passes: int = 3
+    initial_reset: bool = True
+    seed: int = 0
+
+    def tuner(self, **changes) -> TunerConfig:
+        kw = dict(tolerance=self.tolerance, order=self.order, passes=self.passes,
+                  initial_reset=self.initial_reset, seed=self.seed)
+        kw.update(changes)
+        return TunerConfig(**kw)
+
+
+@dataclass
+class Deployment:
+    """What :func:`deploy` did: the mapping, placement, tuning records and the read-back map."""
+
+    model: MLP
+    mapped: list[MappedWeights]
+    placement: Placement
+    result: TuneResult
+    conductances: np.ndarray                 # read-back map (n_chips, rows, cols), S
+    compensated: np.ndarray                  # bool (n_chips, rows, cols): partners re-targeted
+    wall_s: float
+    report: dict = field(default_factory=dict)
+
+    def layer_conductances(self, layer: int) -> np.ndarray:
+        """Read-back conductances of one layer's block, (n_chips, rows, cols), S."""
+        return self.placement.cut(self.conductances, layer)
+
+    def readback_matrices(self) -> list[torch.Tensor]:
+        """Per layer, the ``[W|b]`` the read-back conductances encode, (n_chips, out, in+1)."""
+        return [torch.as_tensor(m.decode(self.layer_conductances(i)), dtype=torch.float32)
+                for i, m in enumerate(self.mapped)]
+
+
+def map_model(model: MLP, window: tuple[float, float]) -> list[MappedWeights]:
+    """Conductance targets of every layer (checked model; window in S)."""
+    check_model(model)
+    mapping = ConductanceMapping(g_min=window[0], g_max=window[1], mode="differential", split="one-sided")
+    return [mapping.encode(wb.numpy()) for wb in model.matrices()]
+
+
+def pair_compensation(targets: np.ndarray, stuck: np.ndarray, g_read: np.ndarray, window) -> np.ndarray:
+    """New targets (NaN = leave alone) for the partners of stuck devices, per pair block.
+
+    ``targets``, ``stuck``, ``g_read``: (..., rows, 2·out) block arrays (G+ even, G- odd columns).
+    """
+    lo, hi = window
+    d = targets[..., 0::2] - targets[..., 1::2]
+    gp, gn, sp, sn = g_read[..., 0::2], g_read[..., 1::2], stuck[..., 0::2], stuck[..., 1::2]
+    out = np.full(np.broadcast_shapes(targets.shape, stuck.shape), np.nan)
+    out[..., 1::2] = np.where(sp & ~sn, np.clip(gp - d, lo, hi), np.nan)
+    out[..., 0::2] = np.where(sn & ~sp, np.clip(gn + d, lo, hi), np.nan)
+    return out
+
+
+def chip_forward(xb: Crossbar, deployment_or_parts, x: torch.Tensor, v_in: float | None = None) -> np.ndarray:
+    """Network outputs computed by the chip's analog matrix-vector products, (n_chips, B, out).
+
+    ``deployment_or_parts`` is a :class:`Deployment` or ``(model, mapped, placement)``.
+    """
+    if isinstance(deployment_or_parts, Deployment):
+        model, mapped, placement = deployment_or_parts.model, deployment_or_parts.mapped, deployment_or_parts.placement
+    else:
+        model, mapped, placement = deployment_or_parts
+    v = min(xb.v_read if v_in is None else float(v_in), xb.limits.v_read_max)
+    act = ACTIVATIONS[model.activation]
+    a = np.asarray(x, dtype=float)                                   # (B, in) or (n_chips, B, in)
+    n_rows = xb.shape[0]
+    for i, (m, block) in enumerate(zip(mapped, placement.blocks)):
+        aug = np.concatenate([a, np.ones((*a.shape[:-1], 1))], axis=-1)
+        s = np.maximum(1.0, np.abs(aug).max(axis=-1, keepdims=True))
+        volts = np.zeros((*aug.shape[:-1], n_rows))
+        volts[..., block.row:block.row + block.rows] = aug / s * v
+        current = xb.mvm(volts)                                      # (n_chips, B, cols)
+        ib = current[..., block.col:block.col + block.cols]
+        a = m.scale * (ib[..., 0::2] - ib[..., 1::2]) * s / v
+        if i < len(mapped) - 1:
+            a = act(torch.as_tensor(a)).numpy()
+    return a
+
+
+def _layer_report(i: int, dep: Deployment, software_wb: np.ndarray) -> dict:
+    p, r = dep.placement, dep.result
+    tgt = p.cut(r.targets, i)
+    status = p.cut(r.status, i)
+    g = dep.layer_conductances(i)
+    rel = np.abs(g - tgt) / tgt
+    w_read = dep.mapped[i].decode(g)                                 # (n_chips, out, in+1)
+    w_max = dep.mapped[i].w_max
+    counts = {name: int((status == code).sum()) for code, name in STATUS_NAMES.items() if code}
+    return {
+        "layer": i, "block": p.blocks[i].to_dict(), "w_max": float(w_max),
+        "cells": int(tgt[0].size), "status": counts,
+        "compensated": int(p.cut(dep.compensated, i).sum()),
+        "rel_error_mean": float(rel.mean()), "rel_error_median": float(np.median(rel)),
+        "rel_error_max": float(rel.max()),
+        "within_tolerance": float((rel <= r.config.tolerance).mean()),
+        "weight_error_rms": float(np.sqrt(((w_read - software_wb) ** 2).mean()) / w_max),
+    }
+
+
+def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: DeployConfig | None = None,
+           progress: bool = False) -> Deployment:
+    """Map, place, tune, compensate, read back and (with ``data``) measure accuracy; see the
+    module docstring.  Works on any crossbar: one bench chip or a batch of simulated chips."""
+    cfg = config or DeployConfig()
+    t0 = time.perf_counter()
+    mapped = map_model(model, xb.programming_window)
+    placement = plan_placement([m.shape for m in mapped], xb.shape)
+    targets = placement.targets([m.targets for m in mapped])
+    result = tune(xb, targets, cfg.tuner(), progress=progress)
+    full = (xb.n_chips, *xb.shape)
+    compensated = np.zeros(full, bool)
+    g_read = result.final
+    if cfg.compensate and (result.status == STUCK).any():
+        new = np.full(full, np.nan)
+        stuck = result.status == STUCK
+        for i in range(len(mapped)):
+            rs, cs = placement.blocks[i].slices
+            new[:, rs, cs] = pair_compensation(np.broadcast_to(targets[rs, cs], stuck[:, rs, cs].shape),
+                                               stuck[:, rs, cs], result.final[:, rs, cs], xb.programming_window)
+        compensated = ~np.isnan(new)
+        if compensated.any():
+            second = tune(xb, new, cfg.tuner(initial_reset=False, seed=cfg.seed + 1), progress=progress)
+            for name in ("status", "pulses", "reads", "energy", "time"):
+                arr = getattr(result, name)
+                other = getattr(second, name)
+                if name in ("pulses", "reads", "energy", "time"):
+                    arr += other
+                else:
+                    arr[compensated] = other[compensated]
+            result.targets = np.where(compensated, new, result.targets)
+    g_read = xb.read_array()
+    tgt = result.targets
+    result.final = np.where(np.isnan(tgt), np.nan, g_read)
+    result.rel_error = (result.final - tgt) / tgt
+    dep = Deployment(model, mapped, placement, result, g_read, compensated, 0.0)
+    software = [wb.numpy() for wb in model.matrices()]
+    report = {
+        "chips": xb.n_chips, "chip_shape": list(xb.shape), "placement": placement.to_dict(),
+        "tolerance": cfg.tolerance, "compensate": cfg.compensate,
+        "tuning": result.summary(xb),
+        "layers": [_layer_report(i, dep, software[i]) for i in range(len(mapped))],
+    }
+    if xb.n_chips == 1:
+        bad = np.argwhere(~np.isnan(tgt[0]) & (result.status[0] != CONVERGED))
+        report["unconverged_cells"] = [
+            {"row": int(r), "col": int(c), "status": STATUS_NAMES[int(result.status[0, r, c])],
+             "target_uS": float(tgt[0, r, c] * 1e6), "read_uS": float(g_read[0, r, c] * 1e6)} for r, c in bad]
+    if data is not None:
+        report["accuracy"] = accuracy_report(dep, xb, data)
+    dep.wall_s = time.perf_counter() - t0
+    report["wall_s"] = dep.wall_s
+    dep.report = report
+    return dep
+
+
+def per_point_correct(outputs, data: Dataset) -> np.ndarray:
+    """Correctness of every test point, (n_chips, B) bool, from outputs (n_chips, B, out)."""
+    pred = predictions(torch.as_tensor(np.asarray(outputs, dtype=np.float32)), data.n_classes)
+    return (pred == data.y_test.long()).numpy()
+
+
+def accuracy_report(dep: Deployment, xb: Crossbar, data: Dataset) -> dict:
+    """Software accuracy, chip (matrix-vector product) accuracy and read-back-weights accuracy."""
+    with torch.no_grad():
+        software = float(per_point_correct(dep.model.eval()(data.x_test)[None], data).mean())
+        chip = per_point_correct(chip_forward(xb, dep, data.x_test), data).mean(axis=1)
+        readback = per_point_correct(_readback_outputs(dep, data), data).mean(axis=1)
+    return {"software": software, "chip_mvm": float(chip.mean()), "readback": float(readback.mean()),
+            "chip_mvm_per_chip": [float(a) for a in chip[:100]], "test_points": int(data.y_test.shape[0])}
+
+
+def _readback_outputs(dep: Deployment, data: Dataset) -> torch.Tensor:
+    return dep.model.forward_with(data.x_test, dep.readback_matrices())

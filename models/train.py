@@ -1,0 +1,163 @@
+"""Training of regular and hardware-aware networks (full-batch or mini-batch Adam).
+
+``aware=True`` builds :class:`~models.layers.CrossbarLinear` layers that sample a transfer in every
+training forward; ``aware=False`` builds plain ``nn.Linear`` layers — the regular baseline —
+optionally with multiplicative noise injection (``noise``) through ``CrossbarLinear(aware=False)``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+import torch.nn.functional as F
+
+from .datasets import DATASETS, Dataset, load_dataset, predictions
+from .layers import ACTIVATIONS, MLP
+from .runtime import torch_threads
+from .variability import get_variability
+
+#: default architecture per dataset: hidden sizes (Drolet et al. 2023 for moons)
+DEFAULT_HIDDEN = {"moons": (8,), "digits": (32,)}
+#: per-dataset training defaults that differ from :class:`TrainConfig`'s
+DATASET_DEFAULTS = {"moons": {}, "digits": {"epochs": 150, "lr": 0.01, "batch_size": 128}}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved with the model).
+
+    Attributes:
+        dataset: ``moons`` or ``digits``; data_seed: seed of the dataset draw and split.
+        hidden: hidden layer sizes (None: the dataset's default); activation: hidden activation.
+        aware: hardware-aware (transfer sampled in every forward) or regular training.
+        noise: multiplicative conductance noise injected in training (fraction; 0 = off).
+        variability: name of the variability model sampled by aware training.
+        transfers: transfers sampled per training step (every example runs through each).
+        epochs, batch_size (0 = full batch), lr (Adam), weight_decay, kl_weight (weight of the
+        variational KL term, per training example), seed (initialization and sampling).
+    """
+
+    dataset: str = "moons"
+    data_seed: int = 0
+    hidden: tuple[int, ...] | None = None
+    activation: str = "sigmoid"
+    aware: bool = True
+    noise: float = 0.0
+    variability: str = "tio2-3it"
+    transfers: int = 8
+    epochs: int = 1500
+    batch_size: int = 0
+    lr: float = 0.05
+    weight_decay: float = 1e-4
+    kl_weight: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; known datasets: {', '.join(DATASETS)}")
+        if self.hidden is None:
+            self.hidden = DEFAULT_HIDDEN[self.dataset]
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden sizes must be >= 1, got {self.hidden}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; expected one of {sorted(ACTIVATIONS)}")
+        if not 0 <= self.noise < 1:
+            raise ValueError(f"noise must be a fraction in [0, 1), got {self.noise!r}")
+        for name in ("epochs", "transfers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.batch_size < 0 or self.lr <= 0 or self.weight_decay < 0 or self.kl_weight < 0:
+            raise ValueError("batch_size, weight_decay and kl_weight must be >= 0 and lr > 0")
+        get_variability(self.variability)
+
+    @classmethod
+    def for_dataset(cls, dataset: str = "moons", **changes) -> "TrainConfig":
+        """A config with ``dataset``'s defaults (:data:`DATASET_DEFAULTS`), then ``changes``."""
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}; known datasets: {', '.join(DATASETS)}")
+        return cls(dataset=dataset, **{**DATASET_DEFAULTS[dataset], **changes})
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training config fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class TrainResult:
+    model: MLP
+    config: TrainConfig
+    dataset: Dataset
+    train_accuracy: float
+    test_accuracy: float
+    wall_s: float
+    history: list[float] = field(default_factory=list)   # loss every 10 % of the epochs
+
+
+def build_model(cfg: TrainConfig, n_features: int, n_classes: int) -> MLP:
+    """The network of ``cfg`` for a dataset of ``n_features`` inputs and ``n_classes`` classes."""
+    sizes = [n_features, *cfg.hidden, 1 if n_classes == 1 else n_classes]
+    if cfg.aware or cfg.noise > 0:
+        return MLP(sizes, cfg.activation, "crossbar", aware=cfg.aware, variability=get_variability(cfg.variability),
+                   noise=cfg.noise, transfers=cfg.transfers)
+    return MLP(sizes, cfg.activation, "linear")
+
+
+def loss_fn(outputs: torch.Tensor, y: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Mean loss of logits ``outputs`` (..., B, out) — any leading axes (sampled transfers)
+    share the targets ``y`` (B,)."""
+    if n_classes == 1:
+        logits = outputs[..., 0]
+        return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype).expand_as(logits))
+    return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), y.expand(outputs.shape[:-1]).reshape(-1))
+
+
+@torch.no_grad()
+def accuracy(model: MLP, x: torch.Tensor, y: torch.Tensor, n_classes: int) -> float:
+    model.eval()
+    return float((predictions(model(x), n_classes) == y.long()).float().mean())
+
+
+def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
+    """Train the network ``cfg`` describes; deterministic for a given config."""
+    data = dataset or load_dataset(cfg.dataset, cfg.data_seed)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, data.n_features, data.n_classes)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = data.x_train.shape[0]
+    bs = n if cfg.batch_size in (0, None) or cfg.batch_size >= n else cfg.batch_size
+    history = []
+    t0 = time.perf_counter()
+    model.train()
+    with torch_threads(1):
+        _fit(model, opt, cfg, data, bs, history)
+    wall = time.perf_counter() - t0
+    return TrainResult(model, cfg, data, accuracy(model, data.x_train, data.y_train, data.n_classes),
+                       accuracy(model, data.x_test, data.y_test, data.n_classes), wall, history)
+
+
+def _fit(model: MLP, opt, cfg: TrainConfig, data: Dataset, bs: int, history: list) -> None:
+    x, y = data.x_train, data.y_train
+    n = x.shape[0]
+    for epoch in range(cfg.epochs):
+        perm = torch.randperm(n) if bs < n else None
+        for start in range(0, n, bs):
+            idx = perm[start:start + bs] if perm is not None else slice(None)
+            loss = loss_fn(model(x[idx]), y[idx], data.n_classes)
+            if cfg.kl_weight > 0:
+                loss = loss + cfg.kl_weight * model.kl_divergence() / n
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if (epoch + 1) % max(1, cfg.epochs // 10) == 0:
+            history.append(float(loss.detach()))

@@ -1,0 +1,179 @@
+"""The network commands of ``xbar``: train, deploy, evaluate, insitu, finetune.
+
+    xbar train --dataset moons [--hidden 8] (--aware | --regular) [--noise 0.1] --seed S --out MODEL.pt
+    xbar deploy MODEL.pt --chip sim | --station STATION.toml [--tolerance 0.01] --json REPORT.json
+    xbar evaluate MODEL.pt --transfers N [--mode statistical | tuned] --seed S --json REPORT.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from models.datasets import DATASETS, load_dataset
+from models.variability import VARIABILITY_PRESETS, get_variability
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in str(text).split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--hidden takes sizes like 8 or 32,16, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"--hidden sizes must be >= 1, got {text!r}")
+    return sizes
+
+
+def _write_json(path: Path | None, report: dict) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"report written to {path}")
+
+
+def add_model_commands(sub, chip_args) -> None:
+    """Add the network subcommands; ``chip_args(parser, default_size)`` adds --chip/--station etc."""
+    t = sub.add_parser("train", help="train a network (regular or hardware-aware) and save it")
+    t.add_argument("--dataset", choices=DATASETS, default="moons")
+    t.add_argument("--hidden", type=_hidden, default=None, help="hidden layer sizes, e.g. 8 or 32,16")
+    mode = t.add_mutually_exclusive_group()
+    mode.add_argument("--aware", dest="aware", action="store_true", default=True,
+                      help="hardware-aware training (default)")
+    mode.add_argument("--regular", dest="aware", action="store_false", help="regular training")
+    t.add_argument("--noise", type=float, default=0.0, help="multiplicative conductance noise injected in training")
+    t.add_argument("--variability", default="tio2-3it", choices=sorted(VARIABILITY_PRESETS))
+    t.add_argument("--epochs", type=int, default=None, help="training epochs (default: the dataset's)")
+    t.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the dataset's)")
+    t.add_argument("--kl", type=float, default=0.0, help="weight of the variational KL regularizer")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", type=Path, required=True, metavar="MODEL.pt")
+
+    d = sub.add_parser("deploy", help="program a trained network onto a chip and measure its accuracy")
+    d.add_argument("model", type=Path, metavar="MODEL.pt")
+    chip_args(d, None)
+    d.add_argument("--tolerance", type=float, default=0.01, help="write-verify tolerance (0.01 = 1 %%)")
+    d.add_argument("--no-compensate", action="store_true", help="do not re-target partners of stuck devices")
+    d.add_argument("--json", type=Path, default=None, metavar="REPORT.json")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("evaluate", help="Monte Carlo robustness of a network over many transfers")
+    e.add_argument("model", type=Path, metavar="MODEL.pt")
+    e.add_argument("--transfers", type=int, default=1000)
+    e.add_argument("--mode", choices=("statistical", "tuned"), default="statistical")
+    e.add_argument("--variability", default="tio2-3it", choices=sorted(VARIABILITY_PRESETS),
+                   help="variability model (statistical mode)")
+    e.add_argument("--preset", default="tio2-3it", help="simulated chip preset (tuned mode)")
+    e.add_argument("--tolerance", type=float, default=0.01, help="write-verify tolerance (tuned mode)")
+    e.add_argument("--no-compensate", action="store_true", help="no stuck-device compensation")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--json", type=Path, default=None, metavar="REPORT.json")
+
+
+def _dataset_of(meta: dict):
+    train = meta.get("train") or {}
+    if "dataset" not in train:
+        raise ValueError("the model file does not record its dataset (train config missing)")
+    return load_dataset(train["dataset"], int(train.get("data_seed", 0)))
+
+
+def cmd_train(args) -> int:
+    from models.model_io import save_model
+    from models.train import TrainConfig, train
+
+    kw = dict(dataset=args.dataset, hidden=args.hidden, aware=args.aware, noise=args.noise,
+              variability=args.variability, kl_weight=args.kl, seed=args.seed)
+    if args.epochs is not None:
+        kw["epochs"] = args.epochs
+    if args.lr is not None:
+        kw["lr"] = args.lr
+    cfg = TrainConfig.for_dataset(**kw)
+    kind = "hardware-aware" if cfg.aware else "regular"
+    print(f"training {kind} {cfg.dataset} network {[*cfg.hidden]} hidden, noise {cfg.noise:g}, seed {cfg.seed} ...",
+          flush=True)
+    r = train(cfg)
+    metrics = {"train_accuracy": r.train_accuracy, "test_accuracy": r.test_accuracy, "wall_s": r.wall_s}
+    path = save_model(args.out, r.model, cfg.to_dict(), metrics)
+    print(f"  train accuracy {100 * r.train_accuracy:.2f} %, test accuracy {100 * r.test_accuracy:.2f} %, "
+          f"{r.wall_s:.1f} s\nmodel written to {path}")
+    return 0
+
+
+def cmd_deploy(args, open_chip) -> int:
+    from models.deploy import DeployConfig, deploy, map_model
+    from models.model_io import load_model
+    from models.placement import plan_placement
+
+    model, meta = load_model(args.model)
+    data = _dataset_of(meta)
+    size = args.size
+    if size is None and args.station is None:
+        size = plan_placement([m.shape for m in map_model(model, (100e-6, 500e-6))]).extent
+    if size is None:
+        size = (1, 1)  # a station's own array size is used
+    cfg = DeployConfig(tolerance=args.tolerance, compensate=not args.no_compensate, seed=args.seed)
+    with open_chip(args.chip, size, args.preset, args.seed, args.chips, args.line_resistance, args.station) as xb:
+        dep = deploy(model, xb, data, cfg, progress=not args.quiet)
+    rep = {"model": str(args.model), "chip": f"station {args.station}" if args.station else args.chip,
+           "preset": None if args.station else args.preset, "seed": args.seed, **dep.report}
+    print(format_deploy(rep))
+    _write_json(args.json, rep)
+    return 0
+
+
+def cmd_evaluate(args, open_chip) -> int:
+    from models.deploy import DeployConfig, map_model
+    from models.evaluate import evaluate_statistical, evaluate_tuned
+    from models.model_io import load_model
+    from models.placement import plan_placement
+
+    model, meta = load_model(args.model)
+    data = _dataset_of(meta)
+    if args.transfers < 1:
+        raise ValueError(f"--transfers must be >= 1, got {args.transfers}")
+    extra = {}
+    if args.mode == "statistical":
+        stats = evaluate_statistical(model, data, get_variability(args.variability), args.transfers, args.seed,
+                                     compensate=not args.no_compensate)
+        extra["variability"] = args.variability
+    else:
+        size = plan_placement([m.shape for m in map_model(model, (100e-6, 500e-6))]).extent
+        cfg = DeployConfig(tolerance=args.tolerance, compensate=not args.no_compensate, seed=args.seed)
+        with open_chip("sim", size, args.preset, args.seed, args.transfers) as chips:
+            stats, dep_report = evaluate_tuned(model, data, chips, cfg)
+        extra.update(preset=args.preset, tuning=dep_report["tuning"])
+    rep = {"model": str(args.model), "seed": args.seed, **stats.report(), **extra,
+           "software_accuracy": float((meta.get("metrics") or {}).get("test_accuracy", float("nan")))}
+    print(format_evaluate(rep))
+    _write_json(args.json, rep)
+    return 0
+
+
+def format_deploy(r: dict) -> str:
+    p = r["placement"]
+    lines = [f"deployment of {r['model']} on {r['chip']}"
+             + (f" ({r['preset']}, seed {r['seed']})" if r.get("preset") else ""),
+             f"  placement   {p['arrangement']} on {p['chip'][0]}x{p['chip'][1]}, "
+             f"{p['cells_used']} cells in {p['extent'][0]}x{p['extent'][1]}"]
+    for L in r["layers"]:
+        b = L["block"]
+        st = ", ".join(f"{k} {v}" for k, v in L["status"].items() if v)
+        lines.append(f"  layer {L['layer']}     rows {b['row']}..{b['row'] + b['rows'] - 1}, cols {b['col']}.."
+                     f"{b['col'] + b['cols'] - 1}: {st}; error mean {100 * L['rel_error_mean']:.2f} %, "
+                     f"max {100 * L['rel_error_max']:.2f} %, weight rms {100 * L['weight_error_rms']:.2f} % of w_max"
+                     + (f", {L['compensated']} partner(s) re-targeted" if L["compensated"] else ""))
+    a = r.get("accuracy")
+    if a:
+        lines.append(f"  accuracy    software {100 * a['software']:.2f} %, chip (analog MVM) {100 * a['chip_mvm']:.2f} %, "
+                     f"read-back weights {100 * a['readback']:.2f} %  ({a['test_points']} test points)")
+    lines.append(f"  wall time   {r['wall_s']:.2f} s")
+    return "\n".join(lines)
+
+
+def format_evaluate(r: dict) -> str:
+    return "\n".join([
+        f"Monte Carlo evaluation of {r['model']} ({r['mode']}, {r['transfers']} transfers, seed {r['seed']})",
+        f"  accuracy            mean {100 * r['mean_accuracy']:.2f} %, std {100 * r['std_accuracy']:.2f} %, "
+        f"min {100 * r['min_accuracy']:.2f} %  (software {100 * r['software_accuracy']:.2f} %)",
+        f"  points >= 95 %      {100 * r['frac_points_ge_95']:.2f} % of {r['test_points']}",
+        f"  wall time           {r['wall_s']:.2f} s",
+    ])
