@@ -87,6 +87,11 @@ def map_model(model: MLP, window: tuple[float, float]) -> list[MappedWeights]:
     return [mapping.encode(wb.numpy()) for wb in model.matrices()]
 
 
+def network_extent(model: MLP) -> tuple[int, int]:
+    """The smallest array (rows, cols) that holds the network (see :func:`plan_placement`)."""
+    return plan_placement([m.shape for m in map_model(model, (100e-6, 500e-6))]).extent
+
+
 def pair_compensation(targets: np.ndarray, stuck: np.ndarray, g_read: np.ndarray, window) -> np.ndarray:
     """New targets (NaN = leave alone) for the partners of stuck devices, per pair block.
 

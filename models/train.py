@@ -48,7 +48,7 @@ class TrainConfig:
     transfers: int = 8
     epochs: int = 1500
     batch_size: int = 0
-    lr: float = 0.05
+    lr: float = 0.3
     weight_decay: float = 1e-4
     kl_weight: float = 0.0
     seed: int = 0

@@ -1,8 +1,9 @@
-"""The network commands of ``xbar``: train, deploy, evaluate, insitu, finetune.
+"""The network commands of ``xbar``: train, deploy (and chip-in-the-loop fine-tuning), evaluate.
 
     xbar train --dataset moons [--hidden 8] (--aware | --regular) [--noise 0.1] --seed S --out MODEL.pt
     xbar deploy MODEL.pt --chip sim | --station STATION.toml [--tolerance 0.01] --json REPORT.json
     xbar evaluate MODEL.pt --transfers N [--mode statistical | tuned] --seed S --json REPORT.json
+    xbar deploy ... --finetune ROUNDS [--finetuned-out MODEL.pt]   (chip-in-the-loop fine-tuning)
 """
 from __future__ import annotations
 
@@ -53,6 +54,10 @@ def add_model_commands(sub, chip_args) -> None:
     chip_args(d, None)
     d.add_argument("--tolerance", type=float, default=0.01, help="write-verify tolerance (0.01 = 1 %%)")
     d.add_argument("--no-compensate", action="store_true", help="do not re-target partners of stuck devices")
+    d.add_argument("--finetune", type=int, default=0, metavar="ROUNDS",
+                   help="then fine-tune with the chip in the loop for this many rounds")
+    d.add_argument("--finetuned-out", type=Path, default=None, metavar="MODEL.pt",
+                   help="save the fine-tuned network here")
     d.add_argument("--json", type=Path, default=None, metavar="REPORT.json")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -99,32 +104,42 @@ def cmd_train(args) -> int:
 
 
 def cmd_deploy(args, open_chip) -> int:
-    from models.deploy import DeployConfig, deploy, map_model
+    from models.deploy import DeployConfig, deploy, network_extent
     from models.model_io import load_model
-    from models.placement import plan_placement
 
     model, meta = load_model(args.model)
     data = _dataset_of(meta)
     size = args.size
     if size is None and args.station is None:
-        size = plan_placement([m.shape for m in map_model(model, (100e-6, 500e-6))]).extent
+        size = network_extent(model)
     if size is None:
         size = (1, 1)  # a station's own array size is used
     cfg = DeployConfig(tolerance=args.tolerance, compensate=not args.no_compensate, seed=args.seed)
+    if args.finetune < 0:
+        raise ValueError(f"--finetune must be >= 0 rounds, got {args.finetune}")
     with open_chip(args.chip, size, args.preset, args.seed, args.chips, args.line_resistance, args.station) as xb:
         dep = deploy(model, xb, data, cfg, progress=not args.quiet)
-    rep = {"model": str(args.model), "chip": f"station {args.station}" if args.station else args.chip,
-           "preset": None if args.station else args.preset, "seed": args.seed, **dep.report}
-    print(format_deploy(rep))
+        rep = {"model": str(args.model), "chip": f"station {args.station}" if args.station else args.chip,
+               "preset": None if args.station else args.preset, "seed": args.seed, **dep.report}
+        print(format_deploy(rep))
+        if args.finetune:
+            from models.finetune import FinetuneConfig, finetune_on_chip
+            from models.model_io import save_model
+
+            tuned, ft = finetune_on_chip(dep, xb, data, FinetuneConfig(rounds=args.finetune, seed=args.seed), cfg)
+            rep["finetune"] = ft
+            print(f"  fine-tuned  chip accuracy {100 * ft['accuracy_before']:.2f} % -> {100 * ft['accuracy_after']:.2f} % "
+                  f"in {ft['rounds']} rounds ({ft['cells_retuned']} cells re-tuned, {ft['wall_s']:.1f} s)")
+            if args.finetuned_out:
+                print(f"fine-tuned model written to {save_model(args.finetuned_out, tuned, meta.get('train'))}")
     _write_json(args.json, rep)
     return 0
 
 
 def cmd_evaluate(args, open_chip) -> int:
-    from models.deploy import DeployConfig, map_model
+    from models.deploy import DeployConfig, network_extent
     from models.evaluate import evaluate_statistical, evaluate_tuned
     from models.model_io import load_model
-    from models.placement import plan_placement
 
     model, meta = load_model(args.model)
     data = _dataset_of(meta)
@@ -136,7 +151,7 @@ def cmd_evaluate(args, open_chip) -> int:
                                      compensate=not args.no_compensate)
         extra["variability"] = args.variability
     else:
-        size = plan_placement([m.shape for m in map_model(model, (100e-6, 500e-6))]).extent
+        size = network_extent(model)
         cfg = DeployConfig(tolerance=args.tolerance, compensate=not args.no_compensate, seed=args.seed)
         with open_chip("sim", size, args.preset, args.seed, args.transfers) as chips:
             stats, dep_report = evaluate_tuned(model, data, chips, cfg)

@@ -71,3 +71,12 @@ def test_bad_input_is_reported(model_file, tmp_path, capsys):
     assert "not a loadable model file" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--hidden", "0", "--out", str(tmp_path / "x.pt")])
+
+
+def test_deploy_with_finetuning(model_file, tmp_path, capsys):
+    out, tuned = tmp_path / "ft.json", tmp_path / "ft.pt"
+    assert main(["deploy", str(model_file), "--seed", "3", "--finetune", "2", "--finetuned-out", str(tuned),
+                 "--json", str(out), "--quiet"]) == 0
+    rep = json.loads(out.read_text())
+    assert len(rep["finetune"]["history"]) == 3 and tuned.is_file()
+    assert "fine-tuned" in capsys.readouterr().out

@@ -149,3 +149,27 @@ def test_tuned_evaluation_on_a_batch_of_chips(moons_net):
     assert stats.correct.shape == (4, 200)
     assert np.all(np.abs(stats.accuracies - moons_net.test_accuracy) <= 0.01)
     assert report["tuning"]["cells"] == 4 * 66
+
+
+def test_chip_in_the_loop_finetuning_recovers_accuracy_on_a_chip_with_stuck_cells(moons_net):
+    from models.finetune import FinetuneConfig, finetune_on_chip
+
+    xb = SimulatedCrossbar(9, 18, preset="ideal", seed=0)
+    mask = np.zeros((1, 9, 18), bool)
+    for r, c in [(0, 2), (1, 5), (2, 12), (4, 16), (7, 17)]:
+        mask[0, r, c] = True
+    stuck_g = np.where(np.random.default_rng(0).random((1, 9, 18)) < 0.5, 573e-6, 40e-6)
+    xb.population.stuck[:] = mask
+    xb.population.stuck_g[:] = stuck_g
+    xb._g = np.where(mask, stuck_g, xb._g)
+    dep = deploy(moons_net.model, xb, moons_net.dataset)
+    before = dep.report["accuracy"]["chip_mvm"]
+    stuck_before = xb.true_conductance[mask]
+    model, rep = finetune_on_chip(dep, xb, moons_net.dataset, FinetuneConfig(rounds=4, steps=30, lr=0.05))
+    assert rep["stuck_devices"] == 5 and rep["accuracy_before"] == before
+    assert before < 0.8                                           # the stuck cells hurt ...
+    assert rep["accuracy_after"] >= 0.97                          # ... and fine-tuning recovers
+    assert 0 < rep["cells_retuned"] < 4 * 66                      # only moved cells were re-tuned
+    np.testing.assert_array_equal(xb.true_conductance[mask], stuck_before)
+    with pytest.raises(ValueError, match="one chip"):
+        finetune_on_chip(dep, SimulatedCrossbar(9, 18, n_chips=2), moons_net.dataset)
