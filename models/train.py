@@ -7,7 +7,7 @@ optionally with multiplicative noise injection (``noise``) through ``CrossbarLin
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -83,15 +83,6 @@ class TrainConfig:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown training config fields: {sorted(unknown)}")
-        return cls(**d)
-
 
 @dataclass
 class TrainResult:
