@@ -27,7 +27,7 @@ from instruments.roles import InstrumentError
 from mock_hw.mock_bench import VARIANTS
 
 from .chips import CHIPS, make_targets, open_chip, parse_size
-from .cli_models import add_model_commands, cmd_deploy, cmd_evaluate, cmd_train
+from .cli_models import add_insitu_command, add_model_commands, cmd_deploy, cmd_evaluate, cmd_insitu, cmd_train
 from .tables import format_read_summary, format_tune_summary
 
 
@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scheme", default="ground", choices=["ground", "float"], help="read biasing scheme")
     r.add_argument("--out", type=Path, default=None, metavar="MAP.npy", help="save the map (S) here")
     add_model_commands(sub, _chip_args)
+    add_insitu_command(sub)
     return parser
 
 
@@ -189,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_deploy(args, open_chip)
         if args.command == "evaluate":
             return cmd_evaluate(args, open_chip)
+        if args.command == "insitu":
+            return cmd_insitu(args, open_chip)
         return cmd_read(args)
     except (ValueError, OSError, InstrumentError) as exc:
         print(f"xbar {args.command}: error: {exc}", file=sys.stderr)

@@ -4,6 +4,7 @@
     xbar deploy MODEL.pt --chip sim | --station STATION.toml [--tolerance 0.01] --json REPORT.json
     xbar evaluate MODEL.pt --transfers N [--mode statistical | tuned] --seed S --json REPORT.json
     xbar deploy ... --finetune ROUNDS [--finetuned-out MODEL.pt]   (chip-in-the-loop fine-tuning)
+    xbar insitu --rule sgd|manhattan|tiki-taka|shd [--preset asymmetric] [--epochs N] --seed S --json R.json
 """
 from __future__ import annotations
 
@@ -72,6 +73,39 @@ def add_model_commands(sub, chip_args) -> None:
     e.add_argument("--no-compensate", action="store_true", help="no stuck-device compensation")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", type=Path, default=None, metavar="REPORT.json")
+
+
+def add_insitu_command(sub) -> None:
+    from models.insitu import RULES
+
+    i = sub.add_parser("insitu", help="train a network in situ: weights on the chip, changed only by pulses")
+    i.add_argument("--rule", choices=RULES, default="shd", help="update rule")
+    i.add_argument("--dataset", choices=DATASETS, default="moons")
+    i.add_argument("--hidden", type=int, default=8)
+    i.add_argument("--preset", default="asymmetric", help="simulated chip preset")
+    i.add_argument("--epochs", type=int, default=20)
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--json", type=Path, default=None, metavar="REPORT.json")
+
+
+def cmd_insitu(args, open_chip) -> int:
+    from models.insitu import InSituConfig, chip_shape_for, train_in_situ
+
+    if args.hidden < 1:
+        raise ValueError(f"--hidden must be >= 1, got {args.hidden}")
+    data = load_dataset(args.dataset, 0)
+    cfg = InSituConfig(rule=args.rule, epochs=args.epochs, seed=args.seed)
+    n_out = 1 if data.n_classes == 1 else data.n_classes
+    shape = chip_shape_for(data.n_features, args.hidden, n_out, cfg)
+    print(f"in-situ {args.rule} training of {args.dataset} ({args.hidden} hidden) on a simulated "
+          f"{args.preset} {shape[0]}x{shape[1]} chip, seed {args.seed} ...", flush=True)
+    with open_chip("sim", shape, args.preset, args.seed) as xb:
+        result = train_in_situ(xb, data, args.hidden, cfg)
+    rep = {"preset": args.preset, "chip_shape": list(shape), **result.summary()}
+    print(f"  test accuracy {100 * rep['mean_test_accuracy']:.2f} %, {sum(rep['pulses'])} pulses, "
+          f"{rep['wall_s']:.1f} s")
+    _write_json(args.json, rep)
+    return 0
 
 
 def _dataset_of(meta: dict):

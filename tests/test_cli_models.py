@@ -80,3 +80,13 @@ def test_deploy_with_finetuning(model_file, tmp_path, capsys):
     rep = json.loads(out.read_text())
     assert len(rep["finetune"]["history"]) == 3 and tuned.is_file()
     assert "fine-tuned" in capsys.readouterr().out
+
+
+def test_insitu_trains_through_pulses_on_the_asymmetric_chip(tmp_path, capsys):
+    out = tmp_path / "insitu.json"
+    assert main(["insitu", "--rule", "manhattan", "--epochs", "1", "--seed", "0", "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["rule"] == "manhattan" and rep["preset"] == "asymmetric"
+    assert sum(rep["pulses"]) > 0 and 0 <= rep["mean_test_accuracy"] <= 1
+    assert "in-situ manhattan training" in capsys.readouterr().out
+    assert main(["insitu", "--hidden", "0"]) == 2

@@ -1,0 +1,315 @@
+"""Weight arrays on a crossbar for in-situ training: layout, analog reads and pulsed writes.
+
+Everything here talks to the chip through the public :class:`~programming.crossbar.Crossbar` API
+only (``mvm`` to read, ``pulse`` to write); the conductances are never set any other way.  Units
+are SI: siemens, volts, seconds.
+
+Weight encoding (differential pairs)
+------------------------------------
+A logical weight matrix ``W`` of shape ``(n_in, n_out)`` (rows are inputs, as on the chip) is held
+by ``n_in × 2·n_out`` devices: output ``o`` uses device column ``2o`` (G+) and ``2o + 1`` (G−), the
+layout of :mod:`programming.mapping`'s differential mode, and
+
+    w = scale · (G+ − G−) − w_ref                                      (scale in weight units / S)
+
+``w_ref`` is a digital reference held in the periphery: zero for the arrays that carry the
+network's weights, and the pair's measured symmetry point for the gradient-accumulating arrays of
+Tiki-Taka and SHD (Gokmen & Haensch 2020 program a reference array to the symmetry point of A;
+``w_ref`` plays that array's role).  A weight is moved *push-pull*: one "up" pulse is a SET pulse
+(+V) on G+ and a RESET pulse (−V) on G−, one "down" pulse the reverse, so the pair responds
+symmetrically around the point where both devices sit at their own symmetry points.
+
+Tiles and layout
+----------------
+Each device matrix is cut into tiles of at most ``tile × tile`` devices, and every tile of every
+array gets its own rows and its own columns of the chip (tiles sit block-diagonally).  Hence:
+
+* a read drives only one tile's rows per input vector (all tiles' vectors go in one ``mvm`` call),
+  so unused devices elsewhere on those lines never add current; partial sums of tiles that split
+  an array's inputs are added in the periphery;
+* the devices of all tiles split into ``tile`` *colours* ``(col − row) mod tile`` (tile-local
+  indices); devices of one colour share no row and no column, anywhere on the chip.  One
+  ``pulse`` call per colour therefore reaches every device once (and the simulated chip takes
+  its fast V/2 path): a pass over any set of devices costs ``tile`` calls per pulse level.
+
+V/2 biasing: half-selected devices see ±amplitude/2, which must stay below the switching
+thresholds (about ±1.0 V on the TiO2 presets, so amplitudes up to ~1.8 V).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from programming.crossbar import Crossbar
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Devices ``[in0:in1] × [dev0:dev1]`` of an array, placed with their top-left device at chip
+    cell ``(row0, col0)``."""
+
+    in0: int
+    in1: int
+    dev0: int
+    dev1: int
+    row0: int
+    col0: int
+
+
+@dataclass(frozen=True, eq=False)
+class WeightArray:
+    """A logical ``n_in × n_out`` weight matrix held as differential pairs on the chip.
+
+    ``rows``, ``cols``, ``colors``: chip row, chip column and pulse colour of every device, shape
+    ``(n_in, 2·n_out)``.
+    """
+
+    name: str
+    n_in: int
+    n_out: int
+    tiles: tuple[Tile, ...]
+    rows: np.ndarray
+    cols: np.ndarray
+    colors: np.ndarray
+
+    @property
+    def n_dev(self) -> int:
+        return 2 * self.n_out
+
+
+def _chunks(n: int, size: int) -> list[tuple[int, int]]:
+    return [(a, min(a + size, n)) for a in range(0, n, size)]
+
+
+def required_shape(specs: Sequence[tuple[str, int, int]], tile: int | None) -> tuple[int, int]:
+    """Chip rows and columns needed by arrays ``(name, n_in, n_out)`` cut into ``tile``-sized tiles
+    (``None``: one tile per array)."""
+    rows = cols = 0
+    for _, n_in, n_out in specs:
+        n_dev = 2 * n_out
+        t_in, t_dev = (n_in, n_dev) if tile is None else (tile, tile)
+        rows += n_in * len(_chunks(n_dev, t_dev))
+        cols += n_dev * len(_chunks(n_in, t_in))
+    return rows, cols
+
+
+def layout_arrays(specs: Sequence[tuple[str, int, int]], chip_shape: tuple[int, int],
+                  tile: int | None = 4) -> tuple[list[WeightArray], int]:
+    """Place arrays ``(name, n_in, n_out)`` on a chip of ``chip_shape``; returns the arrays and the
+    number of pulse colours.  Raises ValueError naming the needed size if the chip is too small."""
+    if tile is not None and (int(tile) != tile or tile < 1):
+        raise ValueError(f"tile must be a positive integer or None, got {tile!r}")
+    for name, n_in, n_out in specs:
+        if n_in < 1 or n_out < 1:
+            raise ValueError(f"array {name} needs n_in, n_out >= 1, got {n_in}x{n_out}")
+    need = required_shape(specs, tile)
+    if need[0] > chip_shape[0] or need[1] > chip_shape[1]:
+        what = ", ".join(f"{name} {n_in}x{n_out}" for name, n_in, n_out in specs)
+        raise ValueError(f"chip of {chip_shape[0]}x{chip_shape[1]} is too small: the weight arrays ({what}; "
+                         f"differential pairs, tile={tile}) need at least {need[0]}x{need[1]} devices")
+    n_colors = max(max(n_in, 2 * n_out) for _, n_in, n_out in specs) if tile is None else int(tile)
+    arrays, r0, c0 = [], 0, 0
+    for name, n_in, n_out in specs:
+        n_dev = 2 * n_out
+        rows = np.empty((n_in, n_dev), np.intp)
+        cols = np.empty((n_in, n_dev), np.intp)
+        colors = np.empty((n_in, n_dev), np.intp)
+        tiles = []
+        t_in, t_dev = (n_in, n_dev) if tile is None else (tile, tile)
+        for a, b in _chunks(n_in, t_in):
+            for c, d in _chunks(n_dev, t_dev):
+                tiles.append(Tile(a, b, c, d, r0, c0))
+                li, lj = np.meshgrid(np.arange(b - a), np.arange(d - c), indexing="ij")
+                rows[a:b, c:d] = r0 + li
+                cols[a:b, c:d] = c0 + lj
+                colors[a:b, c:d] = (lj - li) % n_colors
+                r0 += b - a
+                c0 += d - c
+        arrays.append(WeightArray(name, n_in, n_out, tuple(tiles), rows, cols, colors))
+    return arrays, n_colors
+
+
+class ChipArrays:
+    """The periphery of the weight arrays: analog reads through ``xb.mvm`` and push-pull writes
+    through ``xb.pulse``.
+
+    Args:
+        xb: the chip (all ``xb.n_chips`` chips are driven in lockstep, one network each).
+        arrays, n_colors: from :func:`layout_arrays`.
+        v_in: read / input voltage for an input of 1, V (``0 < v_in <= xb.limits.v_read_max``).
+        scale: weight units per siemens.
+        amplitude, width: the fixed write pulse, V (magnitude; SET +, RESET −) and s.
+
+    Counters: ``pulses`` (per chip, device pulses sourced), ``pulse_calls``, ``mvm_calls``.
+    """
+
+    def __init__(self, xb: Crossbar, arrays: list[WeightArray], n_colors: int, *, v_in: float,
+                 scale: float, amplitude: float, width: float):
+        lim = xb.limits
+        if not (np.isfinite(v_in) and 0 < v_in <= lim.v_read_max):
+            raise ValueError(f"input voltage v_in={v_in!r} V must be in (0, v_read_max={lim.v_read_max:g}] V")
+        if not (np.isfinite(amplitude) and 0 < amplitude <= lim.v_max):
+            raise ValueError(f"pulse amplitude {amplitude!r} V must be in (0, v_max={lim.v_max:g}] V")
+        if not (np.isfinite(width) and lim.width_min <= width <= lim.width_max):
+            raise ValueError(f"pulse width {width!r} s outside the chip limits "
+                             f"[{lim.width_min:g}, {lim.width_max:g}] s")
+        if not (np.isfinite(scale) and scale > 0):
+            raise ValueError(f"weight scale must be a positive number of weight units per siemens, got {scale!r}")
+        self.xb = xb
+        self.arrays = {a.name: a for a in arrays}
+        self.n_colors = n_colors
+        self.v_in = float(v_in)
+        self.scale = float(scale)
+        self.amplitude = float(amplitude)
+        self.width = float(width)
+        self.window = tuple(float(g) for g in xb.programming_window)
+        self.B = xb.n_chips
+        self.pulses = np.zeros(self.B, np.int64)
+        self.pulse_calls = 0
+        self.mvm_calls = 0
+        self._tables: dict = {}
+
+    # ---------------------------------------------------------------------------------- reads
+    def currents(self, requests: Sequence[tuple[WeightArray, np.ndarray]]) -> list[np.ndarray]:
+        """Analog products of inputs and device conductances, in one ``mvm`` call.
+
+        Each request is ``(array, x)`` with inputs ``x`` in [0, 1] of shape ``(B, N, n_in)``; the
+        rows of each tile are driven at ``v_in · x`` (one input vector per tile, other rows at
+        0 V).  Returns, per request, the column currents divided by ``v_in``, summed over the
+        tiles that split the inputs: ``Σ_i x_i G_ij`` (S), shape ``(B, N, 2·n_out)``.
+        """
+        n_rows = self.xb.shape[0]
+        total = sum(x.shape[1] * len(a.tiles) for a, x in requests)
+        v = np.zeros((self.B, total, n_rows))
+        m = 0
+        slots = []
+        for a, x in requests:
+            n = x.shape[1]
+            for t in a.tiles:
+                v[:, m:m + n, t.row0:t.row0 + t.in1 - t.in0] = self.v_in * x[:, :, t.in0:t.in1]
+                slots.append((m, n, t))
+                m += n
+        out = self.xb.mvm(v) / self.v_in
+        self.mvm_calls += 1
+        results, k = [], 0
+        for a, x in requests:
+            s = np.zeros((self.B, x.shape[1], a.n_dev))
+            for _ in a.tiles:
+                m, n, t = slots[k]
+                s[:, :, t.dev0:t.dev1] += out[:, m:m + n, t.col0:t.col0 + t.dev1 - t.dev0]
+                k += 1
+            results.append(s)
+        return results
+
+    def weights(self, s: np.ndarray) -> np.ndarray:
+        """Weight-unit values ``scale · (S+ − S−)`` of device-column quantities ``s (..., 2·n_out)``."""
+        return self.scale * (s[..., 0::2] - s[..., 1::2])
+
+    def one_hot(self, a: WeightArray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Inputs that read rows ``rows`` (default all) of ``a``: shape ``(B, len(rows), n_in)``."""
+        eye = np.eye(a.n_in)
+        sel = eye if rows is None else eye[np.asarray(rows)]
+        return np.broadcast_to(sel, (self.B, *sel.shape))
+
+    # --------------------------------------------------------------------------------- writes
+    def _tile_table(self, arrays: Sequence[WeightArray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the devices of ``arrays`` concatenated: chip rows, chip columns, and a table
+        ``(n_tiles, n_colors, n_colors)`` of the device indices of each tile's colours (padded with
+        the index one past the last device)."""
+        key = tuple(a.name for a in arrays)
+        if key not in self._tables:
+            rows = np.concatenate([a.rows.ravel() for a in arrays])
+            cols = np.concatenate([a.cols.ravel() for a in arrays])
+            pad = rows.size
+            table, base = [], 0
+            for a in arrays:
+                flat = np.arange(a.n_in * a.n_dev).reshape(a.n_in, a.n_dev) + base
+                for t in a.tiles:
+                    ent = np.full((self.n_colors, self.n_colors), pad, np.intp)
+                    f = flat[t.in0:t.in1, t.dev0:t.dev1].ravel()
+                    col = a.colors[t.in0:t.in1, t.dev0:t.dev1].ravel()
+                    for c in range(self.n_colors):  # at most n_colors devices per colour and tile
+                        sel = f[col == c]
+                        ent[c, :sel.size] = sel
+                    table.append(ent)
+                base += a.n_in * a.n_dev
+            self._tables[key] = (rows, cols, np.stack(table))
+        return self._tables[key]
+
+    def pulse_devices(self, items: Sequence[tuple[WeightArray, np.ndarray, np.ndarray]]) -> None:
+        """Apply ``counts`` pulses of polarity ``sign`` (+1 SET, −1 RESET) to the devices of each
+        ``(array, counts, sign)`` item (arrays ``(B, n_in, 2·n_out)``).
+
+        Each tile works through its colours one after another, a colour as many times as its
+        largest count (a device needing n pulses is in n calls); tiles (and chips) are
+        independent, so one call carries one colour of every tile, and a pass costs
+        max over tiles of Σ_colours max count calls.
+        """
+        if not items:
+            return
+        rows, cols, table = self._tile_table([a for a, _, _ in items])
+        B, T = self.B, self.n_colors
+        counts = np.concatenate([np.asarray(c).reshape(B, -1) for _, c, _ in items] + [np.zeros((B, 1))], axis=1)
+        counts = counts.astype(np.int64)
+        if counts.max() <= 0:
+            return
+        sign = np.concatenate([np.asarray(s).reshape(B, -1) for _, _, s in items] + [np.ones((B, 1))], axis=1)
+        amp = np.where(sign >= 0, self.amplitude, -self.amplitude)
+        rows = np.append(rows, 0)
+        cols = np.append(cols, 0)
+        need = counts[:, table].max(axis=3)                 # (B, tiles, colours): calls per colour
+        cum = np.cumsum(need, axis=2)
+        start = cum - need
+        b_idx = np.arange(B)[:, None, None]
+        t_idx = np.arange(table.shape[0])[None, :, None]
+        for j in range(int(cum[:, :, -1].max())):
+            color = np.minimum((cum <= j).sum(axis=2), T - 1)          # (B, tiles)
+            level = j - np.take_along_axis(start, color[..., None], axis=2)
+            busy = (j < cum[:, :, -1])[..., None]
+            devs = table[t_idx[..., 0], color]                          # (B, tiles, T)
+            act = busy & (counts[b_idx, devs] > level)
+            act = act.reshape(B, -1)
+            keep = act.any(axis=0)
+            devs = devs.reshape(B, -1)[:, keep]
+            act = act[:, keep]
+            self.xb.pulse(rows[devs], cols[devs], np.take_along_axis(amp, devs, axis=1), self.width,
+                          scheme="v/2", active=act)
+            self.pulses += act.sum(axis=1)
+            self.pulse_calls += 1
+
+    def pulse_weights(self, items: Sequence[tuple[WeightArray, np.ndarray, np.ndarray | None]]) -> None:
+        """Move weights by signed pulse counts ``k`` (``(B, n_in, n_out)`` integers) push-pull.
+
+        ``k > 0``: k SET pulses on G+ and k RESET pulses on G−; ``k < 0`` the reverse.  With the
+        devices' last read conductances ``g`` (``(B, n_in, 2·n_out)``, S), a device already at or
+        beyond an edge of ``xb.programming_window`` is not pulsed further out of it.
+        """
+        todo = []
+        lo, hi = self.window
+        for a, k, g in items:
+            k = np.asarray(k)
+            n = np.repeat(np.abs(k), 2, axis=-1)
+            s = np.sign(k)
+            sign = np.stack([s, -s], axis=-1).reshape(n.shape)
+            if g is not None:
+                n = np.where(((sign > 0) & (g >= hi)) | ((sign < 0) & (g <= lo)), 0, n)
+            todo.append((a, n, sign))
+        self.pulse_devices(todo)
+
+    def center(self, arrays: Sequence[WeightArray], cycles: int, coarse_width: float, fine_cycles: int) -> None:
+        """Bring every device of ``arrays`` to its own symmetry point: alternate one SET and one
+        RESET pulse per device, ``cycles`` times with ``coarse_width`` pulses (same amplitude, so
+        the same symmetry point, but larger steps), then ``fine_cycles`` times with the training
+        pulse.  On a soft-bounds device the SET step shrinks and the RESET step grows with G, so
+        alternating pulses converge to where they are equal."""
+        ones = [np.ones((self.B, a.n_in, a.n_dev), np.int64) for a in arrays]
+        width = self.width
+        try:
+            for cycle in range(cycles + fine_cycles):
+                self.width = coarse_width if cycle < cycles else width
+                for sign in (1, -1):
+                    self.pulse_devices([(a, o, np.full_like(o, sign)) for a, o in zip(arrays, ones)])
+        finally:
+            self.width = width
