@@ -164,7 +164,6 @@ def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: Deploy
     result = tune(xb, targets, cfg.tuner(), progress=progress)
     full = (xb.n_chips, *xb.shape)
     compensated = np.zeros(full, bool)
-    g_read = result.final
     if cfg.compensate and (result.status == STUCK).any():
         new = np.full(full, np.nan)
         stuck = result.status == STUCK
@@ -175,13 +174,9 @@ def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: Deploy
         compensated = ~np.isnan(new)
         if compensated.any():
             second = tune(xb, new, cfg.tuner(initial_reset=False, seed=cfg.seed + 1), progress=progress)
-            for name in ("status", "pulses", "reads", "energy", "time"):
-                arr = getattr(result, name)
-                other = getattr(second, name)
-                if name in ("pulses", "reads", "energy", "time"):
-                    arr += other
-                else:
-                    arr[compensated] = other[compensated]
+            for name in ("pulses", "reads", "energy", "time"):      # the costs of both runs add up
+                getattr(result, name)[...] += getattr(second, name)
+            result.status[compensated] = second.status[compensated]
             result.targets = np.where(compensated, new, result.targets)
     g_read = xb.read_array()
     tgt = result.targets
