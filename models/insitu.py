@@ -67,7 +67,7 @@ from models.insitu_net import (ChipNetwork, accuracy, augment, chip_shape_for, e
 from programming.crossbar import Crossbar
 
 __all__ = ["RULES", "InSituConfig", "InSituResult", "ChipNetwork", "train_in_situ", "train_software",
-           "evaluate_on_chip", "chip_shape_for"]
+           "evaluate_on_chip", "chip_shape_for", "gradient_pulses", "transfer_pulses"]
 
 RULES = ("sgd", "manhattan", "tiki-taka", "shd")
 #: defaults per rule (tuned on moons on the ``asymmetric`` preset): η (weight units per unit of
@@ -218,6 +218,31 @@ def _sr(u: np.ndarray, rng: np.random.Generator, cap: int) -> np.ndarray:
     return np.clip(np.floor(u + rng.random(u.shape)), -cap, cap).astype(np.int64)
 
 
+def gradient_pulses(cfg: InSituConfig, grads: list[np.ndarray], dw: np.ndarray,
+                    rng: np.random.Generator) -> list[np.ndarray]:
+    """Signed push-pull pulse counts of one gradient step, per layer (B, n_in, n_out): Manhattan
+    ``−n_M·sign(ĝ)``; every other rule ``sr(−η ĝ/dw)`` capped at ±max_pulses (onto W for pulse
+    SGD, onto A / P for Tiki-Taka / SHD).  ``dw`` (B,) is the weight step of one pulse."""
+    if cfg.rule == "manhattan":
+        return [(-cfg.manhattan_pulses * np.sign(g)).astype(np.int64) for g in grads]
+    return [_sr(-cfg.eta * g / dw[:, None, None], rng, cfg.max_pulses) for g in grads]
+
+
+def transfer_pulses(want: list[np.ndarray], residual: list[np.ndarray] | None, rng: np.random.Generator,
+                    cap: int) -> list[np.ndarray]:
+    """Pulse counts of a transfer ``λa/dw`` (pulse units) per layer: stochastic rounding, or with
+    ``residual`` (updated in place) the rounded value of residual + want, the rest kept."""
+    if residual is None:
+        return [_sr(u, rng, cap) for u in want]
+    out = []
+    for res, u in zip(residual, want):
+        res += u
+        k = np.clip(np.round(res), -cap, cap)
+        res -= k
+        out.append(k.astype(np.int64))
+    return out
+
+
 def _initialise(net: ChipNetwork, rng: np.random.Generator, cfg: InSituConfig) -> np.ndarray:
     """Centre every device on its symmetry point; measure ``dw`` from one push-pull pulse up and
     one down; take the hidden arrays' references there; program the visible weights to
@@ -273,17 +298,9 @@ class _Transfer:
         return out
 
     def __call__(self, g: dict) -> None:
-        cap = self.cfg.max_pulses
-        want = self.wanted()
-        if self.cfg.buffered_transfer:
-            ks = []
-            for res, u in zip(self.residual, want):
-                res += u
-                k = np.clip(np.round(res), -cap, cap)
-                res -= k
-                ks.append(k.astype(np.int64))
-        else:
-            ks = [_sr(u, self.rng, cap) for u in want]
+        """One transfer event; ``g``: the visible arrays' last conductance reads (window guard)."""
+        ks = transfer_pulses(self.wanted(), self.residual if self.cfg.buffered_transfer else None, self.rng,
+                             self.cfg.max_pulses)
         self.net.io.pulse_weights([(a, k, g[a.name]) for a, k in zip(self.net.vis, ks)])
 
 
@@ -322,10 +339,7 @@ def train_in_situ(xb: Crossbar, dataset: Dataset, hidden: int = 8, config: InSit
         for idx in minibatches(rng, B, len(data.x_train), cfg.batch_size):
             x1, h, x2, z2, g = net.forward(data.x_train[idx], read=True)
             grads = gradients(x1, h, x2, z2, data.t_train[idx], net.effective(1, g))
-            if cfg.rule == "manhattan":
-                ks = [(-cfg.manhattan_pulses * np.sign(gr)).astype(np.int64) for gr in grads]
-            else:
-                ks = [_sr(-cfg.eta * gr / dw[:, None, None], rng, cfg.max_pulses) for gr in grads]
+            ks = gradient_pulses(cfg, grads, dw, rng)
             io.pulse_weights([(a, k, g[a.name]) for a, k in zip(targets, ks)])
             step += 1
             if transfer is not None and step % cfg.period == 0:
