@@ -49,9 +49,10 @@ measured mean weight change of one push-pull pulse (calibrated at start-up); ``s
   look-ahead extension, not part of the paper.
 
 Transfer rounding: ``buffered_transfer=False`` turns ``λa/dw`` into pulses by stochastic rounding
-(TTv1, aihwkit ``TransferCompound``); ``True`` accumulates it in a digital residual per weight and
-pulses the rounded value, keeping the rest (Gokmen, Front. AI 4:699148 (2021), aihwkit
-``BufferedTransferCompound`` with momentum 0), which stops zero-mean noise on A/P from pulsing C/W.
+(TTv1, aihwkit ``TransferCompound``; the Tiki-Taka default); ``True`` accumulates it in a digital
+residual per weight and pulses the rounded value, keeping the rest (Gokmen, Front. AI 4:699148
+(2021), aihwkit ``BufferedTransferCompound`` with momentum 0; the SHD default), so zero-mean noise
+on A / P no longer pulses C / W, whose own asymmetric term would otherwise keep acting.
 """
 from __future__ import annotations
 
@@ -76,6 +77,7 @@ DEFAULT_LR = {"sgd": 6.0, "manhattan": 0.0, "tiki-taka": 16.0, "shd": 16.0}
 DEFAULT_TRANSFER_LR = {"tiki-taka": 0.1, "shd": 0.02}
 DEFAULT_TRANSFER_EVERY = {"tiki-taka": 1, "shd": 2}
 DEFAULT_GAMMA = {"tiki-taka": 0.3, "shd": 0.0}
+DEFAULT_BUFFERED = {"tiki-taka": False, "shd": True}
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ class InSituConfig:
         epochs, batch_size: training length.
         lr, transfer_lr, transfer_every, gamma: η, λ, transfer period and γ (None: the rule's
             default from :data:`DEFAULT_LR`, ...).
-        buffered_transfer: round transfers through a digital residual instead of stochastically.
+        buffered_transfer: round transfers through a digital residual instead of stochastically
+            (None: the rule's default, :data:`DEFAULT_BUFFERED`).
         manhattan_pulses: pulses per weight and mini-batch of the Manhattan rule.
         max_pulses: cap on the pulses one weight gets per update or transfer.
         amplitude, width: the one fixed write pulse, V (magnitude; SET +, RESET −) and s.  Under
@@ -111,7 +114,7 @@ class InSituConfig:
     transfer_lr: float | None = None
     transfer_every: int | None = None
     gamma: float | None = None
-    buffered_transfer: bool = False
+    buffered_transfer: bool | None = None
     manhattan_pulses: int = 1
     max_pulses: int = 8
     amplitude: float = 1.5
@@ -163,6 +166,13 @@ class InSituConfig:
     def period(self) -> int:
         """Transfer period in use, mini-batches."""
         return DEFAULT_TRANSFER_EVERY.get(self.rule, 1) if self.transfer_every is None else int(self.transfer_every)
+
+    @property
+    def buffered(self) -> bool:
+        """Whether transfers go through the digital residual."""
+        if self.buffered_transfer is None:
+            return DEFAULT_BUFFERED.get(self.rule, False)
+        return bool(self.buffered_transfer)
 
     @property
     def gam(self) -> float:
@@ -248,7 +258,9 @@ def _initialise(net: ChipNetwork, rng: np.random.Generator, cfg: InSituConfig) -
     one down; take the hidden arrays' references there; program the visible weights to
     U(±init_scale) open loop (two read-and-correct rounds).  Returns dw per chip."""
     io = net.io
-    io.center(net.all, cfg.center_cycles, min(cfg.center_width, io.xb.limits.width_max), cfg.center_fine_cycles)
+    lim = io.xb.limits
+    io.center(net.all, cfg.center_cycles, float(np.clip(cfg.center_width, lim.width_min, lim.width_max)),
+              cfg.center_fine_cycles)
     g0 = net.read()
     ones = [(a, np.ones((io.B, a.n_in, a.n_out), np.int64), None) for a in net.all]
     io.pulse_weights(ones)
@@ -299,7 +311,7 @@ class _Transfer:
 
     def __call__(self, g: dict) -> None:
         """One transfer event; ``g``: the visible arrays' last conductance reads (window guard)."""
-        ks = transfer_pulses(self.wanted(), self.residual if self.cfg.buffered_transfer else None, self.rng,
+        ks = transfer_pulses(self.wanted(), self.residual if self.cfg.buffered else None, self.rng,
                              self.cfg.max_pulses)
         self.net.io.pulse_weights([(a, k, g[a.name]) for a, k in zip(self.net.vis, ks)])
 

@@ -27,10 +27,12 @@ array gets its own rows and its own columns of the chip (tiles sit block-diagona
 * a read drives only one tile's rows per input vector (all tiles' vectors go in one ``mvm`` call),
   so unused devices elsewhere on those lines never add current; partial sums of tiles that split
   an array's inputs are added in the periphery;
-* the devices of all tiles split into ``tile`` *colours* ``(col − row) mod tile`` (tile-local
-  indices); devices of one colour share no row and no column, anywhere on the chip.  One
-  ``pulse`` call per colour therefore reaches every device once (and the simulated chip takes
-  its fast V/2 path): a pass over any set of devices costs ``tile`` calls per pulse level.
+* within a tile the devices split into ``tile`` *colours* ``(col − row) mod tile`` (tile-local
+  indices) that share no row and no column, and distinct tiles share no line at all.  So one
+  ``pulse`` call can carry one colour of every tile (each tile, and each chip, at its own point in
+  its list of colours), the lanes of a call never share a line, and the simulated chip takes its
+  fast V/2 path.  A device needing n pulses appears in n calls; a pass costs, over the tiles, the
+  largest sum over colours of the colour's largest pulse count (``tile`` calls for one pulse each).
 
 V/2 biasing: half-selected devices see ±amplitude/2, which must stay below the switching
 thresholds (about ±1.0 V on the TiO2 presets, so amplitudes up to ~1.8 V).
