@@ -106,28 +106,28 @@ def pair_compensation(targets: np.ndarray, stuck: np.ndarray, g_read: np.ndarray
     return out
 
 
-def chip_forward(xb: Crossbar, deployment_or_parts, x: torch.Tensor, v_in: float | None = None) -> np.ndarray:
-    """Network outputs computed by the chip's analog matrix-vector products, (n_chips, B, out).
-
-    ``deployment_or_parts`` is a :class:`Deployment` or ``(model, mapped, placement)``.
-    """
-    if isinstance(deployment_or_parts, Deployment):
-        model, mapped, placement = deployment_or_parts.model, deployment_or_parts.mapped, deployment_or_parts.placement
-    else:
-        model, mapped, placement = deployment_or_parts
+def chip_layer(xb: Crossbar, mapped: MappedWeights, block, a: np.ndarray, v_in: float | None = None) -> np.ndarray:
+    """One layer's pre-activations ``[W|b]·[a, 1]`` measured through the chip's matrix-vector
+    product: ``a`` (B, in) or (n_chips, B, in) → (n_chips, B, out).  The layer's ``block`` rows
+    are driven (at most ``v_in``, default the read voltage), every other row is held at 0 V."""
     v = min(xb.v_read if v_in is None else float(v_in), xb.limits.v_read_max)
-    act = ACTIVATIONS[model.activation]
+    a = np.asarray(a, dtype=float)
+    aug = np.concatenate([a, np.ones((*a.shape[:-1], 1))], axis=-1)
+    s = np.maximum(1.0, np.abs(aug).max(axis=-1, keepdims=True))
+    volts = np.zeros((*aug.shape[:-1], xb.shape[0]))
+    volts[..., block.row:block.row + block.rows] = aug / s * v
+    current = xb.mvm(volts)                                          # (n_chips, B, cols)
+    ib = current[..., block.col:block.col + block.cols]
+    return mapped.scale * (ib[..., 0::2] - ib[..., 1::2]) * s / v
+
+
+def chip_forward(xb: Crossbar, dep: Deployment, x: torch.Tensor, v_in: float | None = None) -> np.ndarray:
+    """Network outputs computed by the chip's analog matrix-vector products, (n_chips, B, out)."""
+    act = ACTIVATIONS[dep.model.activation]
     a = np.asarray(x, dtype=float)                                   # (B, in) or (n_chips, B, in)
-    n_rows = xb.shape[0]
-    for i, (m, block) in enumerate(zip(mapped, placement.blocks)):
-        aug = np.concatenate([a, np.ones((*a.shape[:-1], 1))], axis=-1)
-        s = np.maximum(1.0, np.abs(aug).max(axis=-1, keepdims=True))
-        volts = np.zeros((*aug.shape[:-1], n_rows))
-        volts[..., block.row:block.row + block.rows] = aug / s * v
-        current = xb.mvm(volts)                                      # (n_chips, B, cols)
-        ib = current[..., block.col:block.col + block.cols]
-        a = m.scale * (ib[..., 0::2] - ib[..., 1::2]) * s / v
-        if i < len(mapped) - 1:
+    for i, (m, block) in enumerate(zip(dep.mapped, dep.placement.blocks)):
+        a = chip_layer(xb, m, block, a, v_in)
+        if i < len(dep.mapped) - 1:
             a = act(torch.as_tensor(a)).numpy()
     return a
 

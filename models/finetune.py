@@ -30,7 +30,7 @@ from programming.tune_result import STUCK
 from programming.tuner import tune
 
 from .datasets import Dataset
-from .deploy import DeployConfig, Deployment, accuracy_report, chip_forward, pair_compensation
+from .deploy import DeployConfig, Deployment, accuracy_report, chip_layer, pair_compensation
 from .layers import ACTIVATIONS, MLP, linear_with
 from .runtime import torch_threads
 from .train import loss_fn
@@ -92,14 +92,13 @@ def finetune_on_chip(dep: Deployment, xb: Crossbar, data: Dataset, config: Finet
         x, y = data.x_train[idx], data.y_train[idx]
         z_chip, a_chip = _chip_preactivations(xb, dep, x)
         model.eval()
-        with torch.no_grad():
-            start = [l.effective_matrix().detach() for l in model.layers]
+        with torch.no_grad():   # the chip's measured mismatch at the round's start, per layer
+            mismatch = [z - linear_with(a0, l.effective_matrix()) for z, a0, l in zip(z_chip, a_chip, model.layers)]
         with torch_threads(1):
             for _ in range(cfg.steps):
                 a = x
                 for i, layer in enumerate(model.layers):
-                    # software pre-activation + the chip's measured mismatch at the round's start
-                    z = linear_with(a, layer.effective_matrix()) + (z_chip[i] - linear_with(a_chip[i], start[i]))
+                    z = linear_with(a, layer.effective_matrix()) + mismatch[i]
                     a = z if i == last else act(z)
                 loss = loss_fn(a, y, data.n_classes)
                 opt.zero_grad(set_to_none=True)
@@ -119,19 +118,12 @@ def _chip_preactivations(xb: Crossbar, dep: Deployment, x: torch.Tensor):
     act = ACTIVATIONS[dep.model.activation]
     a = x
     z_list, a_list = [], []
-    for i in range(len(dep.mapped)):
-        one = (dep.model, [dep.mapped[i]], _single(dep.placement, i))
-        z = torch.as_tensor(chip_forward(xb, one, a)[0], dtype=torch.float32)
+    for m, block in zip(dep.mapped, dep.placement.blocks):
+        z = torch.as_tensor(chip_layer(xb, m, block, a)[0], dtype=torch.float32)
         z_list.append(z)
         a_list.append(a)
         a = act(z)
     return z_list, a_list
-
-
-def _single(placement, i):
-    from .placement import Placement
-
-    return Placement(placement.shape, placement.arrangement, (placement.blocks[i],))
 
 
 def _reprogram(dep: Deployment, xb: Crossbar, model: MLP, mappings, stuck, dcfg: DeployConfig, rnd: int) -> int:
@@ -140,8 +132,7 @@ def _reprogram(dep: Deployment, xb: Crossbar, model: MLP, mappings, stuck, dcfg:
     old = dep.result.targets[0]
     new_full = np.full(old.shape, np.nan)
     for i, (layer, mapping) in enumerate(zip(model.layers, mappings)):
-        wb = torch.cat([layer.weight, layer.bias[:, None]], dim=1).detach().numpy()
-        m = mapping.encode(wb)
+        m = mapping.encode(layer.matrix().detach().numpy())
         dep.mapped[i] = m
         rs, cs = p.blocks[i].slices
         tgt = m.targets.copy()
