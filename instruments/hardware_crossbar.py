@@ -161,6 +161,14 @@ class HardwareCrossbar(Crossbar):
         finally:
             close_instruments(self.drivers)
 
+    def _wait(self, seconds: float) -> None:
+        """Between operations the cell stays routed with outputs on at 0 V: put the bench in its
+        safe idle state (outputs off and confirmed, relays open and confirmed) before sleeping.
+        The next operation routes again."""
+        if not self._closed:
+            self._guarded(self._safe_state)
+        time.sleep(seconds)
+
     def _guarded(self, fn, *args):
         """Run one bench operation; on any exception or Ctrl-C make the bench safe first."""
         try:

@@ -25,6 +25,13 @@ where s is the device's rate factor (device-to-device spread), ξ a log-normal c
 bound (asymmetric up/down steps).  The step is monotonic in |V| and w for a fixed noise draw, and the
 result is clipped to the physical range [g_min, g_max].  After a step the device relaxes back toward
 its previous state by a fraction ``relax`` of the step.  Stuck devices never change.
+
+Forming (:func:`switch_at`)
+---------------------------
+A pristine device is insulating (``g_pristine``, below g_min) and does not switch.  A pulse of at
+least its forming voltage (positive polarity, any width) forms it: it jumps to an as-formed state
+drawn uniformly in ``g_formed_range`` and switches normally from then on.  Populations without an
+``unformed`` mask are fully formed.  Retention (relaxation with time) is in :mod:`mock_hw.aging`.
 """
 from __future__ import annotations
 
@@ -55,7 +62,15 @@ class DeviceParams:
             stuck in the low-resistance state.
         stuck_hrs_frac, stuck_hrs_range: share and Uniform conductance range (S) of devices stuck in
             the high-resistance state.
-        g_init_range: range (S) of the as-formed states of working devices (uniform).
+        g_init_range: range (S) of the initial states of working devices of a formed chip (uniform).
+        g_pristine: conductance of an unformed (pristine) device, S; below ``g_min``.
+        v_form_mean, v_form_cov: mean forming voltage (V, positive polarity) and its
+            device-to-device coefficient of variation (Normal).
+        g_formed_range: range (S) of the as-formed state right after forming (uniform).
+        retention_nu: mean power-law exponent ν of retention loss (per device, log-normal).
+        retention_nu_cov: device-to-device coefficient of variation of ν.
+        retention_tau: time constant τ of retention loss, s.
+        retention_g_rest: conductance devices relax toward, S (None: ``g_min``).
     """
 
     g_min: float = 10e-6
@@ -82,6 +97,14 @@ class DeviceParams:
     stuck_hrs_frac: float = 0.005
     stuck_hrs_range: tuple[float, float] = (10e-6, 100e-6)
     g_init_range: tuple[float, float] = (100e-6, 400e-6)
+    g_pristine: float = 1e-6
+    v_form_mean: float = 2.2
+    v_form_cov: float = 0.07
+    g_formed_range: tuple[float, float] = (150e-6, 450e-6)
+    retention_nu: float = 0.004
+    retention_nu_cov: float = 0.5
+    retention_tau: float = 1.0
+    retention_g_rest: float | None = None
 
     def __post_init__(self):
         if not 0 < self.g_min < self.g_max:
@@ -90,6 +113,22 @@ class DeviceParams:
             raise ValueError("DeviceParams thresholds are magnitudes and must be positive")
         if self.stuck_lrs_frac + self.stuck_hrs_frac > 1:
             raise ValueError("DeviceParams stuck fractions add up to more than 1")
+        if not 0 < self.g_pristine < self.g_min:
+            raise ValueError("DeviceParams needs 0 < g_pristine < g_min (unformed devices are insulating)")
+        if self.v_form_mean <= 0 or self.v_form_cov < 0:
+            raise ValueError("DeviceParams needs v_form_mean > 0 and v_form_cov >= 0")
+        lo, hi = self.g_formed_range
+        if not self.g_min <= lo <= hi <= self.g_max:
+            raise ValueError("DeviceParams g_formed_range must lie inside [g_min, g_max]")
+        if self.retention_nu < 0 or self.retention_nu_cov < 0 or self.retention_tau <= 0:
+            raise ValueError("DeviceParams needs retention_nu >= 0, retention_nu_cov >= 0, retention_tau > 0")
+        if not self.g_min <= self.g_rest <= self.g_max:
+            raise ValueError("DeviceParams retention_g_rest must lie inside [g_min, g_max]")
+
+    @property
+    def g_rest(self) -> float:
+        """Conductance that retention loss relaxes toward, S."""
+        return self.g_min if self.retention_g_rest is None else self.retention_g_rest
 
     def with_(self, **changes) -> "DeviceParams":
         return replace(self, **changes)
@@ -98,13 +137,20 @@ class DeviceParams:
 @dataclass
 class DevicePopulation:
     """Per-device parameters drawn once per chip (manufacturing variation), arrays of the array's
-    shape: thresholds (V), rate factors, and the stuck mask with stuck conductances (S)."""
+    shape: thresholds (V), rate factors, and the stuck mask with stuck conductances (S).
+
+    Optional (None when not modelled): ``v_form`` forming voltages (V), ``unformed`` mask of devices
+    not yet formed (None: every device is formed; updated in place when a device forms), ``nu``
+    retention exponents (see :mod:`mock_hw.aging`)."""
 
     vth_set: np.ndarray
     vth_reset: np.ndarray
     rate: np.ndarray
     stuck: np.ndarray
     stuck_g: np.ndarray = field(repr=False)
+    v_form: np.ndarray | None = field(default=None, repr=False)
+    unformed: np.ndarray | None = field(default=None, repr=False)
+    nu: np.ndarray | None = field(default=None, repr=False)
 
 
 def iv_current(g, v, beta: float, v_ref: float):
@@ -160,31 +206,59 @@ def c2c_noise(n: int, p: DeviceParams, rng: np.random.Generator) -> np.ndarray:
     return np.exp(p.c2c_sigma * rng.standard_normal(n))
 
 
+_NONE = np.empty(0, dtype=np.intp)
+
+
 def apply_voltages(g, v, width, pop: DevicePopulation, p: DeviceParams, rng: np.random.Generator):
     """New conductances after every device in ``g`` sees voltage ``v`` for ``width`` (broadcastable).
 
     Only devices beyond a threshold draw noise (so the cost scales with the cells that switch).
-    Includes relaxation toward the previous state, clipping to [g_min, g_max], and stuck devices.
+    Includes relaxation toward the previous state, clipping to [g_min, g_max], stuck devices and
+    forming of unformed devices (``pop.unformed`` is updated in place).
     """
+    return apply_voltages_written(g, v, width, pop, p, rng)[0]
+
+
+def apply_voltages_written(g, v, width, pop: DevicePopulation, p: DeviceParams, rng: np.random.Generator):
+    """:func:`apply_voltages`, also returning the flat indices of the devices written (see
+    :func:`switch_at`)."""
     g = np.array(g, dtype=float)
     v = np.broadcast_to(np.asarray(v, dtype=float), g.shape)
     hit = (v > pop.vth_set) | (-v > pop.vth_reset)
+    if pop.unformed is not None:
+        hit |= pop.unformed & (v >= pop.v_form)
     flat = np.flatnonzero(hit)
-    if flat.size:
-        w = np.broadcast_to(np.asarray(width, dtype=float), g.shape).reshape(-1)[flat]
-        switch_at(g.reshape(-1), flat, v.reshape(-1)[flat], w, pop, p, rng)
-    return g
+    if not flat.size:
+        return g, _NONE
+    w = np.broadcast_to(np.asarray(width, dtype=float), g.shape).reshape(-1)[flat]
+    return g, switch_at(g.reshape(-1), flat, v.reshape(-1)[flat], w, pop, p, rng)
 
 
 def switch_at(g_flat, flat, v, width, pop: DevicePopulation, p: DeviceParams, rng: np.random.Generator):
     """In place: devices at flat indices ``flat`` of ``g_flat`` (a flat view of the state, S) see
     pulses of ``v`` (V) for ``width`` (s), one each.  Indices must be unique.  Same physics as
-    :func:`apply_voltages` (thresholds, noise, relaxation, clipping, stuck devices)."""
+    :func:`apply_voltages` (thresholds, noise, relaxation, clipping, stuck devices, forming).
+
+    Unformed devices (``pop.unformed``) do not switch; one that sees at least its forming voltage
+    forms: it takes an as-formed state uniform in ``g_formed_range`` and ``pop.unformed`` is
+    cleared for it (in place).  Returns the flat indices of the devices *written*: formed, or
+    pulsed beyond a threshold (a step clipped at a bound counts as a write).
+    """
     vs = pop.vth_set.reshape(-1)[flat]
     vr = pop.vth_reset.reshape(-1)[flat]
     live = ((v > vs) | (-v > vr)) & ~pop.stuck.reshape(-1)[flat]
+    formed = _NONE
+    if pop.unformed is not None:
+        unformed = pop.unformed.reshape(-1)[flat]
+        if unformed.any():
+            live &= ~unformed
+            forms = unformed & (v >= pop.v_form.reshape(-1)[flat]) & ~pop.stuck.reshape(-1)[flat]
+            formed = flat[forms]
+            if formed.size:
+                g_flat[formed] = rng.uniform(*p.g_formed_range, size=formed.size)
+                pop.unformed.flat[formed] = False
     if not live.any():
-        return
+        return formed
     idx = flat[live]
     gi = g_flat[idx]
     xi = c2c_noise(idx.size, p, rng)
@@ -192,6 +266,7 @@ def switch_at(g_flat, flat, v, width, pop: DevicePopulation, p: DeviceParams, rn
     if p.relax > 0:
         dg = dg * (1.0 - p.relax * rng.uniform(0.0, 2.0, size=dg.shape))
     g_flat[idx] = np.clip(gi + dg, p.g_min, p.g_max)
+    return np.concatenate([formed, idx]) if formed.size else idx
 
 
 def read_conductance(g, v, p: DeviceParams, rng: np.random.Generator | None):

@@ -41,10 +41,13 @@ VARIANTS = ("k2600-707b", "b2900-board")
 
 
 class MockBench:
-    """Start every emulated instrument; ``close()`` (or the context manager) stops them."""
+    """Start every emulated instrument; ``close()`` (or the context manager) stops them.
+
+    ``pristine=True`` wires the instruments to a chip of unformed devices (see
+    :class:`~mock_hw.sim_chip.SimulatedCrossbar`)."""
 
     def __init__(self, rows: int = 8, cols: int = 8, preset: str = DEFAULT_PRESET, seed: int = 0,
-                 v_limit: float = 3.0, realistic_timing: bool = False):
+                 v_limit: float = 3.0, realistic_timing: bool = False, pristine: bool = False):
         from .emulators.keithley707b import Keithley707BEmulator
         from .emulators.keithley2450 import Keithley2450Emulator
         from .emulators.keithley2600 import Keithley2600Emulator
@@ -55,7 +58,7 @@ class MockBench:
         if rows > 12 or cols > 12 or rows + cols > 48:
             raise ValueError("the mock bench's 707B cards take up to 12 rows and 12 columns")
         self.rows, self.cols = rows, cols
-        self.chip = SimulatedCrossbar(rows, cols, preset=preset, seed=seed)
+        self.chip = SimulatedCrossbar(rows, cols, preset=preset, seed=seed, pristine=pristine)
         timing = BenchTiming.realistic() if realistic_timing else None
         self.bench = bench = PhysicalBench(self.chip, v_limit=v_limit, timing=timing)
         self.emulators = {

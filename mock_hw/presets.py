@@ -29,8 +29,15 @@
     cell's column, small otherwise) — the measured smoothness suggests a time-dependent relaxation
     that this model does not include.
 
+    Forming (chips made ``pristine``): unformed devices at 1 µS, forming voltage 2.2 V ± 7 %
+    (positive; below the default v_max = 3 V, above a V/2 half-select), as-formed state
+    U(150, 450) µS.  Retention: power-law relaxation toward g_min with τ = 1 s and a per-device
+    exponent ν log-normal around 0.004 (50 % spread) — on average ~1.8 %, ~3.7 % and ~5.4 % of the distance to
+    g_min lost in 10², 10⁴ and 10⁶ s (see :mod:`mock_hw.aging`; not fitted to the 3IT data).
+
 ``ideal``
-    No noise of any kind, no stuck devices, no device-to-device spread, linear I-V, ideal lines.
+    No noise of any kind, no stuck devices, no device-to-device spread (forming voltages
+    included), no retention loss, linear I-V, ideal lines.
 
 ``asymmetric``
     For in-situ training studies (Onen et al. 2022): linear soft bounds with SET steps 1.6× the
@@ -94,7 +101,7 @@ PRESETS: dict[str, ChipParams] = {
     "ideal": ChipParams(
         "ideal",
         _TIO2.with_(beta=0.0, vth_cov=0.0, k_cov=0.0, c2c_sigma=0.0, relax=0.0, read_noise=0.0,
-                    stuck_lrs_frac=0.0, stuck_hrs_frac=0.0),
+                    stuck_lrs_frac=0.0, stuck_hrs_frac=0.0, v_form_cov=0.0, retention_nu=0.0),
         r_line=0.0,
     ),
     "asymmetric": ChipParams(

@@ -13,6 +13,15 @@ one call.  Within a chip, pulses take effect in lane order, as on hardware:
 
 Reads and matrix-vector products stay below the switching thresholds (the limits enforce
 ``v_read_max``), so they never disturb.
+
+Forming, retention, state
+-------------------------
+``pristine=True`` makes a chip whose working devices start unformed (insulating, ``g_pristine``)
+until a pulse reaches their forming voltage (every pulse path, :func:`~mock_hw.device.switch_at`).
+:meth:`SimulatedCrossbar.wait` advances a virtual clock (:attr:`~SimulatedCrossbar.clock`, s) and
+applies retention loss (:mod:`mock_hw.aging`); only ``wait`` advances it (reads and pulses take no
+virtual time).  :meth:`~SimulatedCrossbar.state_dict` / :func:`save_chip_state` capture everything
+needed to resume a chip exactly (:mod:`mock_hw.chip_state`).
 """
 from __future__ import annotations
 
@@ -21,8 +30,13 @@ import numpy as np
 from programming.crossbar import Crossbar, PulseResult, ReadResult, ReadScheme, SafetyLimits, WriteScheme
 
 from . import nodal
-from .device import apply_voltages, initial_state, iv_current, read_conductance, sample_population, switch_at
+from .aging import retention_relax, sample_forming_voltage, sample_retention_nu
+from .chip_state import chip_state_dict, load_chip_state, load_chip_state_dict, save_chip_state
+from .device import (DevicePopulation, apply_voltages_written, initial_state, iv_current, read_conductance,
+                     sample_population, switch_at)
 from .presets import DEFAULT_PRESET, ChipParams, get_preset
+
+__all__ = ["SimulatedCrossbar", "save_chip_state", "load_chip_state"]
 
 
 class SimulatedCrossbar(Crossbar):
@@ -36,10 +50,14 @@ class SimulatedCrossbar(Crossbar):
             and the run-time noise; the same seed gives the same chip and the same run.
         r_line: overrides the preset's line resistance, Ω per segment.
         limits: overrides the preset's safety limits.
+        pristine: every device that is not stuck starts unformed (``g_pristine``, insulating, no
+            switching) until a pulse of at least its forming voltage forms it.  The manufacturing
+            draw is the same as without ``pristine`` (same thresholds, rates, stuck devices).
     """
 
     def __init__(self, rows: int, cols: int, n_chips: int = 1, preset: str | ChipParams = DEFAULT_PRESET,
-                 seed: int = 0, r_line: float | None = None, limits: SafetyLimits | None = None):
+                 seed: int = 0, r_line: float | None = None, limits: SafetyLimits | None = None,
+                 pristine: bool = False):
         if int(rows) < 1 or int(cols) < 1 or int(n_chips) < 1:
             raise ValueError(f"array size {rows}x{cols} with {n_chips} chips: all must be >= 1")
         params = get_preset(preset) if isinstance(preset, str) else preset
@@ -54,11 +72,22 @@ class SimulatedCrossbar(Crossbar):
         self.v_read = params.v_read
         self.programming_window = params.programming_window
         self.preferred_parallel = min(self.shape)
-        fab, run = np.random.default_rng(seed).spawn(2)
+        # a third stream for forming voltages and retention exponents leaves the first two (and so
+        # every chip and run of earlier versions) unchanged
+        fab, run, aging = np.random.default_rng(seed).spawn(3)
         full = (self.n_chips, *self.shape)
-        self.population = sample_population(full, params.device, fab)
-        self._g = initial_state(self.population, params.device, fab)
+        d = params.device
+        pop = sample_population(full, d, fab)
+        self._g = initial_state(pop, d, fab)
+        pop.v_form = sample_forming_voltage(full, d, aging)
+        pop.nu = sample_retention_nu(full, d, aging)
+        if pristine:
+            pop.unformed = ~pop.stuck
+            self._g = np.where(pop.unformed, d.g_pristine, self._g)
+        self.population = pop
         self._rng = run
+        self._clock = 0.0
+        self._t_written = np.zeros(full)   # virtual time each device was last written, s
         self.n_read_ops = 0
         self.n_pulse_ops = 0
 
@@ -70,17 +99,60 @@ class SimulatedCrossbar(Crossbar):
 
     @property
     def stuck_mask(self) -> np.ndarray:
+        """Devices stuck at a fixed conductance (they never form or switch)."""
         return self.population.stuck.copy()
 
     @property
+    def formed_mask(self) -> np.ndarray:
+        """Devices that are formed (all of them on a chip made without ``pristine``).  Stuck
+        devices count as formed: they conduct at their stuck value but never switch."""
+        u = self.population.unformed
+        return np.ones(self._g.shape, bool) if u is None else ~u
+
+    @property
     def working_mask(self) -> np.ndarray:
-        return ~self.population.stuck
+        """Devices that switch: neither stuck nor unformed.  An unformed device is not working
+        until a forming pulse forms it; its true conductance is ``g_pristine``."""
+        u = self.population.unformed
+        return ~self.population.stuck if u is None else ~(self.population.stuck | u)
+
+    @property
+    def clock(self) -> float:
+        """Virtual time, s: advanced only by :meth:`wait`."""
+        return self._clock
 
     def set_conductances(self, g) -> None:
-        """Force the state of every working device (for tests and what-if studies), S."""
+        """Force the state of every working device (for tests and what-if studies), S.  Stuck and
+        unformed devices keep theirs; the forced devices count as just written."""
         g = np.broadcast_to(np.asarray(g, dtype=float), self._g.shape)
         d = self.params.device
-        self._g = np.where(self.population.stuck, self._g, np.clip(g, d.g_min, d.g_max))
+        working = self.working_mask
+        self._g = np.where(working, np.clip(g, d.g_min, d.g_max), self._g)
+        self._t_written[working] = self._clock
+
+    # ------------------------------------------------------------------- time and state
+    def _wait(self, seconds: float) -> None:
+        """Advance the virtual clock at once (no sleeping) and apply retention loss to every
+        working device, with its age counted from its last write."""
+        d = self.params.device
+        t0, t1 = self._clock, self._clock + seconds
+        if t1 > t0 and d.retention_nu > 0:
+            self._g = retention_relax(self._g, t0 - self._t_written, t1 - self._t_written,
+                                      self.population.nu, d.retention_tau, d.g_rest, self.working_mask)
+        self._clock = t1
+
+    def _mark_written(self, flat) -> None:
+        """Reset the age of the devices at flat indices ``flat`` (just written by a pulse)."""
+        self._t_written.reshape(-1)[flat] = self._clock
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Everything needed to resume this chip exactly (see :mod:`mock_hw.chip_state`)."""
+        return chip_state_dict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` of a chip of the same preset, shape and ``n_chips``
+        (ValueError otherwise); afterwards this chip behaves exactly like the saved one."""
+        load_chip_state_dict(self, state)
 
     def drive_lines(self, row_v, col_v, width: float | None = None):
         """Hold line terminals at ``row_v`` (rows,) / ``col_v`` (cols,) volts, NaN = floating, on
@@ -94,14 +166,16 @@ class SimulatedCrossbar(Crossbar):
             raise ValueError(f"drive_lines needs {self.shape[0]} row and {self.shape[1]} column voltages")
         sol = nodal.solve_network(self._g[:1], row_v, col_v, d.beta, d.v_ref, self.params.r_line)
         if width is not None and width > 0:
-            g0 = apply_voltages(self._g[:1], sol.v_cell, width, self._pop_chip0(), d, self._rng)
+            g0, written = apply_voltages_written(self._g[:1], sol.v_cell, width, self._pop_chip0(), d, self._rng)
             self._g = np.concatenate([g0, self._g[1:]]) if self.n_chips > 1 else g0
+            self._mark_written(written)                  # chip 0 comes first in flat order
         return sol
 
     def _pop_chip0(self):
-        from .device import DevicePopulation
+        """Chip 0's population as views (forming updates the chip's own ``unformed`` mask)."""
         p = self.population
-        return DevicePopulation(p.vth_set[:1], p.vth_reset[:1], p.rate[:1], p.stuck[:1], p.stuck_g[:1])
+        return DevicePopulation(*(None if a is None else a[:1] for a in (
+            p.vth_set, p.vth_reset, p.rate, p.stuck, p.stuck_g, p.v_form, p.unformed, p.nu)))
 
     def noisy_current(self, current):
         """A current reading with the chip's read noise, A."""
@@ -257,6 +331,10 @@ class SimulatedCrossbar(Crossbar):
                 vs, vr, stuck = pop.vth_set[chip_idx, :, c], pop.vth_reset[chip_idx, :, c], pop.stuck[chip_idx, :, c]
             h = half[:, None]
             live = ((h > vs) | (-h > vr)) & ~stuck
+            if pop.unformed is not None:  # a half-select that reaches a forming voltage
+                uf, vf = (pop.unformed[chip_idx, r, :], pop.v_form[chip_idx, r, :]) if line_of == "row" else \
+                    (pop.unformed[chip_idx, :, c], pop.v_form[chip_idx, :, c])
+                live |= uf & (h >= vf)
             other = np.arange(axis_len)[None, :] != (c if line_of == "row" else r)[:, None]
             k, pos = np.nonzero(live & other)
             if k.size:
@@ -273,10 +351,10 @@ class SimulatedCrossbar(Crossbar):
         first = np.ones(flat.size, bool)
         first[1:] = flat[1:] != flat[:-1]
         g_flat = self._g.reshape(-1)
-        switch_at(g_flat, flat[first], vv[first], ww[first], self.population, d, self._rng)
+        self._mark_written(switch_at(g_flat, flat[first], vv[first], ww[first], self.population, d, self._rng))
         if not first.all():
             second = ~first
-            switch_at(g_flat, flat[second], vv[second], ww[second], self.population, d, self._rng)
+            self._mark_written(switch_at(g_flat, flat[second], vv[second], ww[second], self.population, d, self._rng))
         return energy
 
     def _energy_v2(self, chip_idx, lane_idx, r, c, amplitude, width, shape):
@@ -316,5 +394,6 @@ class SimulatedCrossbar(Crossbar):
             sol = nodal.solve_network(self._g, row_v, col_v, d.beta, d.v_ref, self.params.r_line)
             v_cell, i_cell = sol.v_cell, sol.i_cell
         energy = (v_cell * i_cell).sum(axis=(1, 2)) * w
-        self._g = apply_voltages(self._g, v_cell, w[:, None, None], self.population, d, self._rng)
+        self._g, written = apply_voltages_written(self._g, v_cell, w[:, None, None], self.population, d, self._rng)
+        self._mark_written(written)
         return energy

@@ -73,3 +73,11 @@ def predictions(outputs: torch.Tensor, n_classes: int) -> torch.Tensor:
     if n_classes == 1:
         return (outputs[..., 0] > 0).long()
     return outputs.argmax(dim=-1)
+
+
+def dataset_of(meta: dict) -> Dataset:
+    """The dataset a saved model was trained on (from its file's ``train`` config)."""
+    train = meta.get("train") or {}
+    if "dataset" not in train:
+        raise ValueError("the model file does not record its dataset (train config missing)")
+    return load_dataset(train["dataset"], int(train.get("data_seed", 0)))

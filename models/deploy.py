@@ -30,6 +30,7 @@ import torch
 from programming.crossbar import Crossbar
 from programming.mapping import ConductanceMapping, MappedWeights
 from programming.tune_result import CONVERGED, STATUS_NAMES, STUCK, TuneResult
+from programming.tune_state import TuneLog
 from programming.tuner import TunerConfig, tune
 
 from .datasets import Dataset, predictions
@@ -78,6 +79,14 @@ class Deployment:
         """Per layer, the ``[W|b]`` the read-back conductances encode, (n_chips, out, in+1)."""
         return [torch.as_tensor(m.decode(self.layer_conductances(i)), dtype=torch.float32)
                 for i, m in enumerate(self.mapped)]
+
+
+def deployment_targets(model: MLP, xb: Crossbar) -> tuple[list[MappedWeights], Placement, np.ndarray]:
+    """The mapping, the placement on ``xb`` and the array's targets (rows, cols), S, NaN outside
+    the network's cells: what :func:`deploy` programs (deterministic for a model and a chip)."""
+    mapped = map_model(model, xb.programming_window)
+    placement = plan_placement([m.shape for m in mapped], xb.shape)
+    return mapped, placement, placement.targets([m.targets for m in mapped])
 
 
 def map_model(model: MLP, window: tuple[float, float]) -> list[MappedWeights]:
@@ -153,16 +162,19 @@ def _layer_report(i: int, dep: Deployment, software_wb: np.ndarray) -> dict:
 
 
 def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: DeployConfig | None = None,
-           progress: bool = False) -> Deployment:
+           progress=False, log: TuneLog | None = None) -> Deployment:
     """Map, place, tune, compensate, read back and (with ``data``) measure accuracy; see the
-    module docstring.  Works on any crossbar: one bench chip or a batch of simulated chips."""
+    module docstring.  Works on any crossbar: one bench chip or a batch of simulated chips.
+
+    ``progress`` is passed to the tuner (True for a bar, or a callable).  ``log`` journals the
+    tuning stages ``"main"`` and ``"compensation"`` and resumes them after an interruption."""
     cfg = config or DeployConfig()
+    log = log or TuneLog()
     t0 = time.perf_counter()
-    mapped = map_model(model, xb.programming_window)
-    placement = plan_placement([m.shape for m in mapped], xb.shape)
-    targets = placement.targets([m.targets for m in mapped])
-    result = tune(xb, targets, cfg.tuner(), progress=progress)
+    mapped, placement, targets = deployment_targets(model, xb)
     full = (xb.n_chips, *xb.shape)
+    result = tune(xb, targets, cfg.tuner(), progress=progress,
+                  **log.tune_kwargs("main", np.broadcast_to(targets, full)))
     compensated = np.zeros(full, bool)
     if cfg.compensate and (result.status == STUCK).any():
         new = np.full(full, np.nan)
@@ -173,7 +185,8 @@ def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: Deploy
                                                stuck[:, rs, cs], result.final[:, rs, cs], xb.programming_window)
         compensated = ~np.isnan(new)
         if compensated.any():
-            second = tune(xb, new, cfg.tuner(initial_reset=False, seed=cfg.seed + 1), progress=progress)
+            second = tune(xb, new, cfg.tuner(initial_reset=False, seed=cfg.seed + 1), progress=progress,
+                          **log.tune_kwargs("compensation", new))
             for name in ("pulses", "reads", "energy", "time"):      # the costs of both runs add up
                 getattr(result, name)[...] += getattr(second, name)
             result.status[compensated] = second.status[compensated]

@@ -23,22 +23,43 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def open_chip(chip: str, size: tuple[int, int], preset: str, seed: int, n_chips: int = 1,
-              r_line: float | None = None, station: str | Path | None = None) -> Crossbar:
+              r_line: float | None = None, station: str | Path | None = None, pristine: bool = False,
+              i_compliance: float | None = None) -> Crossbar:
     """A crossbar: ``--station FILE`` opens the bench it describes (a real one, or the mock bench);
-    otherwise ``--chip sim`` is the simulated TiO2 chip (the embedded default)."""
+    otherwise ``--chip sim`` is the simulated TiO2 chip (the embedded default).  ``pristine``: a
+    simulated chip whose devices still need forming.  ``i_compliance`` (A) lowers the current
+    compliance below the chip's or station's limit (never raises it)."""
+    if i_compliance is not None and not (np.isfinite(i_compliance) and i_compliance > 0):
+        raise ValueError(f"compliance must be a positive current in A, got {i_compliance!r}")
     if station is not None:
+        from dataclasses import replace
+
         from instruments.hardware_crossbar import HardwareCrossbar
         from instruments.station import load_station
 
         st = load_station(station)
         if size[0] > st.rows or size[1] > st.cols:
             raise ValueError(f"--size {size[0]}x{size[1]} is larger than the station's {st.rows}x{st.cols} array")
+        if i_compliance is not None:
+            if i_compliance > st.limits.i_compliance:
+                raise ValueError(f"compliance {i_compliance:g} A exceeds the station's limit "
+                                 f"{st.limits.i_compliance:g} A")
+            st = replace(st, limits=replace(st.limits, i_compliance=float(i_compliance)))
         return HardwareCrossbar(st)
     if chip != "sim":
         raise ValueError(f"unknown chip {chip!r}; available: {', '.join(CHIPS)}")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known presets: {', '.join(sorted(PRESETS))}")
-    return SimulatedCrossbar(*size, n_chips=n_chips, preset=preset, seed=seed, r_line=r_line)
+    limits = None
+    if i_compliance is not None:
+        from dataclasses import replace
+
+        base = PRESETS[preset].limits
+        if i_compliance > base.i_compliance:
+            raise ValueError(f"compliance {i_compliance:g} A exceeds the chip's limit {base.i_compliance:g} A")
+        limits = replace(base, i_compliance=float(i_compliance))
+    extra = {"pristine": True} if pristine else {}
+    return SimulatedCrossbar(*size, n_chips=n_chips, preset=preset, seed=seed, r_line=r_line, limits=limits, **extra)
 
 
 def make_targets(spec: str, xb: Crossbar, seed: int, block: tuple[int, int] | None = None) -> np.ndarray:

@@ -5,15 +5,24 @@
     xbar evaluate MODEL.pt --transfers N [--mode statistical | tuned] --seed S --json REPORT.json
     xbar deploy ... --finetune ROUNDS [--finetuned-out MODEL.pt]   (chip-in-the-loop fine-tuning)
     xbar insitu --rule sgd|manhattan|tiki-taka|shd [--preset asymmetric] [--epochs N] --seed S --json R.json
+    xbar fit-variability --chip sim [--preset P] --size 16x16 --seed S --out VARIABILITY.json
+                                               (train/evaluate --variability take a preset or such a file)
 """
 from __future__ import annotations
 
 import argparse
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 from models.datasets import DATASETS, load_dataset
-from models.variability import VARIABILITY_PRESETS, get_variability
+from models.variability import DRIFT_COUNTS, VARIABILITY_PRESETS
+from models.variability_fit import load_variability
+from programming.schedule import ORDERS
+
+#: help of --variability (train, evaluate)
+VARIABILITY_HELP = (f"variability model: a preset ({', '.join(sorted(VARIABILITY_PRESETS))}) or a "
+                    "VARIABILITY.json written by xbar fit-variability")
 
 
 def _hidden(text: str) -> tuple[int, ...]:
@@ -43,36 +52,43 @@ def add_model_commands(sub, chip_args) -> None:
                       help="hardware-aware training (default)")
     mode.add_argument("--regular", dest="aware", action="store_false", help="regular training")
     t.add_argument("--noise", type=float, default=0.0, help="multiplicative conductance noise injected in training")
-    t.add_argument("--variability", default="tio2-3it", choices=sorted(VARIABILITY_PRESETS))
+    t.add_argument("--variability", default="tio2-3it", metavar="PRESET|FILE.json",
+                   help=VARIABILITY_HELP + " (sampled by aware training)")
     t.add_argument("--epochs", type=int, default=None, help="training epochs (default: the dataset's)")
     t.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the dataset's)")
     t.add_argument("--kl", type=float, default=0.0, help="weight of the variational KL regularizer")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", type=Path, required=True, metavar="MODEL.pt")
 
-    d = sub.add_parser("deploy", help="program a trained network onto a chip and measure its accuracy")
-    d.add_argument("model", type=Path, metavar="MODEL.pt")
-    chip_args(d, None)
-    d.add_argument("--tolerance", type=float, default=0.01, help="write-verify tolerance (0.01 = 1 %%)")
-    d.add_argument("--no-compensate", action="store_true", help="do not re-target partners of stuck devices")
-    d.add_argument("--finetune", type=int, default=0, metavar="ROUNDS",
-                   help="then fine-tune with the chip in the loop for this many rounds")
-    d.add_argument("--finetuned-out", type=Path, default=None, metavar="MODEL.pt",
-                   help="save the fine-tuned network here")
-    d.add_argument("--json", type=Path, default=None, metavar="REPORT.json")
-    d.add_argument("--quiet", action="store_true", help="no progress bar")
-
     e = sub.add_parser("evaluate", help="Monte Carlo robustness of a network over many transfers")
     e.add_argument("model", type=Path, metavar="MODEL.pt")
     e.add_argument("--transfers", type=int, default=1000)
     e.add_argument("--mode", choices=("statistical", "tuned"), default="statistical")
-    e.add_argument("--variability", default="tio2-3it", choices=sorted(VARIABILITY_PRESETS),
-                   help="variability model (statistical mode)")
+    e.add_argument("--variability", default="tio2-3it", metavar="PRESET|FILE.json",
+                   help=VARIABILITY_HELP + " (statistical mode)")
     e.add_argument("--preset", default="tio2-3it", help="simulated chip preset (tuned mode)")
     e.add_argument("--tolerance", type=float, default=0.01, help="write-verify tolerance (tuned mode)")
     e.add_argument("--no-compensate", action="store_true", help="no stuck-device compensation")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", type=Path, default=None, metavar="REPORT.json")
+
+    f = sub.add_parser("fit-variability", help="tune targets with the trace on and fit the variability model "
+                                               "(tuning spread, neighbour drift, stuck devices) to the records")
+    chip_args(f, "16x16")
+    f.add_argument("--targets", default="random", help="'random' (uniform in the window) or FILE.npy (S)")
+    f.add_argument("--tolerance", type=float, default=0.01, help="write-verify tolerance (0.01 = 1 %%)")
+    f.add_argument("--passes", type=int, default=3, help="tuning passes incl. re-verify passes")
+    f.add_argument("--order", choices=ORDERS, default="row", help="cell order")
+    f.add_argument("--base", default="tio2-3it", metavar="PRESET|FILE.json",
+                   help="model supplying the window, the k clamp and every figure with too few samples")
+    f.add_argument("--drift-count", choices=DRIFT_COUNTS, default=None,
+                   help="cells counted in k: same row/column ('line') or all (default: the base model's)")
+    f.add_argument("--out", type=Path, required=True, metavar="VARIABILITY.json",
+                   help="write the fitted model here (for train/evaluate --variability)")
+    f.add_argument("--json", type=Path, default=None, metavar="REPORT.json",
+                   help="also write the fit report (binned figures, sample counts, fallbacks)")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.set_defaults(func=cmd_fit_variability)
 
 
 def add_insitu_command(sub) -> None:
@@ -115,7 +131,53 @@ def _dataset_of(meta: dict):
     return load_dataset(train["dataset"], int(train.get("data_seed", 0)))
 
 
+def cmd_fit_variability(args, open_chip) -> int:
+    """Tune (random) targets with the trace on, fit the variability model, write it as JSON."""
+    from models.variability_fit import fit_variability
+    from programming.tuner import TunerConfig, tune
+
+    from .chips import make_targets
+
+    base = load_variability(args.base)
+    cfg = TunerConfig(tolerance=args.tolerance, passes=args.passes, order=args.order, seed=args.seed)
+    chip = f"station {args.station}" if args.station else \
+        f"{args.chip} ({args.preset}, {args.size[0]}x{args.size[1]}, {args.chips} chip(s), seed {args.seed})"
+    print(f"tuning on {chip} with the trace on ...", flush=True)
+    with open_chip(args.chip, args.size, args.preset, args.seed, args.chips, args.line_resistance, args.station) as xb:
+        targets = make_targets(args.targets, xb, args.seed, block=args.size)
+        result = tune(xb, targets, cfg, progress=not args.quiet, record_trace=True)
+        tuning = result.summary(xb)
+    fit = fit_variability(result, base, drift_count=args.drift_count)
+    print(fit.format())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(fit.model.to_dict(), indent=2) + "\n")
+    print(f"variability model written to {args.out}")
+    _write_json(args.json, {"chip": chip, "preset": None if args.station else args.preset,
+                            "size": list(args.size), "seed": args.seed, **fit.to_dict(), "tuning": tuning})
+    return 0
+
+
+@contextmanager
+def _variability_name(spec: str):
+    """The name under which ``spec`` (a preset or a fitted JSON file) is known to training: a
+    file's model is registered under its path for the duration."""
+    model = load_variability(spec)
+    if spec in VARIABILITY_PRESETS:
+        yield spec
+        return
+    VARIABILITY_PRESETS[spec] = model
+    try:
+        yield spec
+    finally:
+        VARIABILITY_PRESETS.pop(spec, None)
+
+
 def cmd_train(args) -> int:
+    with _variability_name(args.variability):
+        return _train(args)
+
+
+def _train(args) -> int:
     from models.model_io import save_model
     from models.train import TrainConfig, train
 
@@ -137,39 +199,6 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_deploy(args, open_chip) -> int:
-    from models.deploy import DeployConfig, deploy, network_extent
-    from models.model_io import load_model
-
-    model, meta = load_model(args.model)
-    data = _dataset_of(meta)
-    size = args.size
-    if size is None and args.station is None:
-        size = network_extent(model)
-    if size is None:
-        size = (1, 1)  # a station's own array size is used
-    cfg = DeployConfig(tolerance=args.tolerance, compensate=not args.no_compensate, seed=args.seed)
-    if args.finetune < 0:
-        raise ValueError(f"--finetune must be >= 0 rounds, got {args.finetune}")
-    with open_chip(args.chip, size, args.preset, args.seed, args.chips, args.line_resistance, args.station) as xb:
-        dep = deploy(model, xb, data, cfg, progress=not args.quiet)
-        rep = {"model": str(args.model), "chip": f"station {args.station}" if args.station else args.chip,
-               "preset": None if args.station else args.preset, "seed": args.seed, **dep.report}
-        print(format_deploy(rep))
-        if args.finetune:
-            from models.finetune import FinetuneConfig, finetune_on_chip
-            from models.model_io import save_model
-
-            tuned, ft = finetune_on_chip(dep, xb, data, FinetuneConfig(rounds=args.finetune, seed=args.seed), cfg)
-            rep["finetune"] = ft
-            print(f"  fine-tuned  chip accuracy {100 * ft['accuracy_before']:.2f} % -> {100 * ft['accuracy_after']:.2f} % "
-                  f"in {ft['rounds']} rounds ({ft['cells_retuned']} cells re-tuned, {ft['wall_s']:.1f} s)")
-            if args.finetuned_out:
-                print(f"fine-tuned model written to {save_model(args.finetuned_out, tuned, meta.get('train'))}")
-    _write_json(args.json, rep)
-    return 0
-
-
 def cmd_evaluate(args, open_chip) -> int:
     from models.deploy import DeployConfig, network_extent
     from models.evaluate import evaluate_statistical, evaluate_tuned
@@ -177,11 +206,12 @@ def cmd_evaluate(args, open_chip) -> int:
 
     model, meta = load_model(args.model)
     data = _dataset_of(meta)
+    variability = load_variability(args.variability)
     if args.transfers < 1:
         raise ValueError(f"--transfers must be >= 1, got {args.transfers}")
     extra = {}
     if args.mode == "statistical":
-        stats = evaluate_statistical(model, data, get_variability(args.variability), args.transfers, args.seed,
+        stats = evaluate_statistical(model, data, variability, args.transfers, args.seed,
                                      compensate=not args.no_compensate)
         extra["variability"] = args.variability
     else:

@@ -44,3 +44,42 @@ def format_read_summary(g: np.ndarray, scheme: str) -> str:
         ("below 100 µS / above 500 µS", f"{int((us < 100).sum())} / {int((us > 500).sum())} cells"),
     ]
     return "conductance map\n" + _rows(pairs)
+
+
+def format_run(run) -> str:
+    """Summary of a run folder (:class:`procedures.run_data.RunData`) for ``xbar show``."""
+    m = run.meta
+    pairs = [("procedure", run.procedure), ("status", run.status), ("started", m.get("started", "?")),
+             ("ended", m.get("ended", "-")), ("resumes", m.get("resumes", 0)),
+             ("station", m.get("station", "?")), ("chip", m.get("chip_id", "?")),
+             ("software", m.get("software_version", "?")), ("records", len(run.data))]
+    if m.get("error"):
+        pairs.append(("error", m["error"]))
+    params = ", ".join(f"{k}={v}" for k, v in run.parameters.items())
+    lines = [f"run {run.path}", _rows(pairs), f"  parameters: {params}"]
+    if run.report:
+        flat = _flatten(run.report)
+        lines.append("report")
+        lines.append(_rows([(k, _fmt(v)) for k, v in flat if not isinstance(v, list) or len(v) <= 8]))
+    if run.maps:
+        lines.append("maps: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in sorted(run.maps.items())))
+    return "\n".join(lines)
+
+
+def _flatten(d: dict, prefix: str = ""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _flatten(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def format_report(title: str, report: dict) -> str:
+    """A report's scalar entries as a table (floats to 6 significant digits)."""
+    return title + "\n" + _rows([(k, _fmt(v)) for k, v in _flatten(report) if not isinstance(v, list) or len(v) <= 8])

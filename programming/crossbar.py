@@ -25,6 +25,8 @@ implementation (``_read``, ``_pulse``, ...), so an out-of-limit request raises
 from __future__ import annotations
 
 import abc
+import math
+import time
 from dataclasses import dataclass
 from enum import Enum
 
@@ -214,6 +216,19 @@ class Crossbar(abc.ABC):
         self.limits.check_read(v, "matrix-vector input voltage")
         return self._mvm(v)
 
+    def wait(self, seconds: float) -> None:
+        """Let ``seconds`` (s, finite, >= 0) pass with nothing sourced: the chip rests in its safe
+        idle state.  Used by retention procedures.  The default sleeps; a simulator may advance a
+        virtual clock instead (and age its devices).  Raises ValueError for a negative, NaN or
+        infinite duration."""
+        try:
+            s = float(seconds)
+        except (TypeError, ValueError):
+            raise ValueError(f"wait needs a duration in seconds, got {seconds!r}") from None
+        if not math.isfinite(s) or s < 0:
+            raise ValueError(f"wait duration must be a finite number of seconds >= 0, got {seconds!r}")
+        self._wait(s)
+
     def close(self) -> None:
         """Leave the chip safe (outputs off, relays open).  Idempotent."""
 
@@ -236,6 +251,10 @@ class Crossbar(abc.ABC):
 
     @abc.abstractmethod
     def _mvm(self, v_rows: np.ndarray) -> np.ndarray: ...
+
+    def _wait(self, seconds: float) -> None:
+        """Let validated ``seconds`` pass (default: sleep)."""
+        time.sleep(seconds)
 
     # ------------------------------------------------------------------------------ helpers
     def _broadcast(self, value, shape, name) -> np.ndarray:

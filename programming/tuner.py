@@ -29,6 +29,7 @@ gives each cell's final reading and relative error.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -37,9 +38,10 @@ from .crossbar import Crossbar, parse_read_scheme, parse_write_scheme
 from .mapping import check_targets
 from .schedule import ORDERS, SlotScheduler, cell_rank
 from .tune_result import CONVERGED, DISTURBED, FAILED, STATUS_NAMES, STUCK, UNTARGETED, TuneResult
+from .tune_state import TuneInterrupted, TuneJournal, TuneState
 
 __all__ = ["TunerConfig", "TuneResult", "tune", "config_dict", "CONVERGED", "DISTURBED", "FAILED",
-           "STATUS_NAMES", "STUCK", "UNTARGETED"]
+           "STATUS_NAMES", "STUCK", "UNTARGETED", "TuneInterrupted", "TuneJournal", "TuneState"]
 
 @dataclass(frozen=True)
 class TunerConfig:
@@ -116,7 +118,8 @@ class _Slots:
     until the scheduler loads a cell into it."""
 
     _RESET = (("status", 0), ("amp", 0.0), ("last_pol", 0), ("band", 0), ("at_cap", 0), ("pulses", 0),
-              ("reads", 0), ("energy", 0.0), ("time", 0.0), ("g_lo", np.inf), ("g_hi", -np.inf))
+              ("reads", 0), ("energy", 0.0), ("time", 0.0), ("g_lo", np.inf), ("g_hi", -np.inf),
+              ("last", np.nan))
 
     def __init__(self, n_chips: int, n_slots: int, cfg: TunerConfig):
         shape = (n_chips, n_slots)
@@ -134,6 +137,7 @@ class _Slots:
         self.band, self.at_cap = np.zeros(shape, np.int32), np.zeros(shape, np.int32)
         self.pulses, self.reads = np.zeros(shape, np.int32), np.zeros(shape, np.int32)
         self.g_lo, self.g_hi = np.full(shape, np.inf), np.full(shape, -np.inf)
+        self.last = np.full(shape, np.nan)  # last reading, S
 
     def load(self, chip, slot, rows, cols, target) -> None:
         """Start tuning cell (rows, cols) of ``chip`` in ``slot`` toward ``target`` (S)."""
@@ -146,8 +150,9 @@ class _Slots:
             getattr(self, name)[chip, slot] = value
 
 
-def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress: bool = False,
-         record_trace: bool = False) -> TuneResult:
+def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=False,
+         record_trace: bool = False, journal: TuneJournal | None = None, resume: TuneState | None = None,
+         should_stop: Callable[[], bool] | None = None) -> TuneResult:
     """Tune every cell with a finite target to it.
 
     Args:
@@ -156,9 +161,16 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress: boo
             (n_chips, rows, cols); NaN marks a cell that is left alone.  Every finite target must
             lie in the chip's programming window.
         config: tuner settings (default :class:`TunerConfig`).
-        progress: show a progress bar (tqdm) on stderr.
+        progress: show a progress bar (tqdm) on stderr, or a callable ``progress(done, total)``
+            called as cells finish.
         record_trace: keep every read and pulse (chip, row, col, pass, kind, amplitude, width,
             reading) as flat arrays in :attr:`TuneResult.trace`.
+        journal: told of every pass, finished cell, read and pulse as they happen
+            (:class:`~programming.tune_state.TuneJournal`), so an interrupted run can be resumed.
+        resume: continue an interrupted run from this state (rebuilt from its journal): the
+            pass in progress tunes only the cells it had not finished.
+        should_stop: polled between steps; when it returns True the run stops and raises
+            :class:`~programming.tune_state.TuneInterrupted` with the state to resume from.
     """
     cfg = config or TunerConfig()
     cfg.check_limits(xb)
@@ -171,76 +183,120 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress: boo
     targeted = ~np.isnan(tgt)
     if not targeted.any():
         raise ValueError("no cell has a finite target: nothing to tune")
+    if resume is not None and resume.todo.shape != full:
+        raise ValueError(f"resume state has shape {resume.todo.shape}, the run has {full}")
 
     t0 = time.perf_counter()
     rank = cell_rank(xb.shape, cfg.order, np.random.default_rng(cfg.seed))
     parallel = int(cfg.parallel or xb.preferred_parallel)
-    rec = {k: np.zeros(full, dt) for k, dt in
-           (("pulses", np.int32), ("reads", np.int32), ("energy", float), ("time", float))}
-    status = np.zeros(full, np.int8)
-    trace = {k: [] for k in ("chip", "row", "col", "pass", "kind", "amplitude", "width", "reading")} \
+    state = TuneState.fresh(targeted) if resume is None else resume
+    rec = {k: v.copy() for k, v in state.records.items()}
+    status = state.status.copy()
+    journal = journal or TuneJournal()
+    keep = {k: [] for k in ("chip", "row", "col", "pass", "kind", "amplitude", "width", "reading")} \
         if record_trace else None
-    compliance = 0
+    trace = _Trace(keep, journal)
+    run = _Run(xb, tgt, rank, parallel, cfg, rec, status, trace, journal, should_stop)
+    run.compliance = state.compliance
     verify_reads = 0
-    todo = targeted.copy()
-    passes_run = 0
+    p, todo = state.pass_no, state.todo & targeted
+    if resume is None:
+        journal.pass_started(0, todo)
     final = np.full(full, np.nan)
-    bar = _progress(int(targeted.sum()), progress)
+    bar = _progress(int(todo.sum()), progress)
     try:
-        for p in range(cfg.passes):
-            if not todo.any():
-                break
-            passes_run += 1
-            compliance += _tune_pass(xb, tgt, todo, rank, parallel, cfg, cfg.initial_reset and p == 0, p,
-                                     rec, status, trace, bar)
+        while True:
+            if todo.any():
+                run.tune_pass(todo, cfg.initial_reset and p == 0, p, bar)
             # read back every targeted cell: the re-verify check (after the last pass, the final read)
             final = _read_back(xb, tgt, targeted, cfg, rec)
             verify_reads += 1
+            journal.read_back(p, final)
+            journal.step_done()
             todo = targeted & (status != STUCK) & (np.abs(final - tgt) > cfg.tolerance * tgt)
-            if todo.any() and p + 1 < cfg.passes:
-                bar.total += int(todo.sum())
-                bar.refresh()
+            if not todo.any() or p + 1 >= cfg.passes:
+                break
+            p += 1
+            journal.pass_started(p, todo)
+            bar.total += int(todo.sum())
+            bar.refresh()
     finally:
         bar.close()
     rel_error = (final - tgt) / tgt
     out_of_band = targeted & (np.abs(rel_error) > cfg.tolerance)
     status = np.where(out_of_band & (status == CONVERGED), DISTURBED, status)
     status = np.where(targeted & ~out_of_band & (status == FAILED), CONVERGED, status)
-    if trace is not None:
-        trace = {k: np.concatenate(v) if v else np.array([]) for k, v in trace.items()}
+    kept = None if keep is None else {k: np.concatenate(v) if v else np.array([]) for k, v in keep.items()}
     return TuneResult(tgt, status, rec["pulses"], rec["reads"], rec["energy"], rec["time"], final,
-                      rel_error, cfg, time.perf_counter() - t0, compliance, passes_run, verify_reads, trace)
+                      rel_error, cfg, time.perf_counter() - t0, run.compliance, p + 1, verify_reads, kept)
 
 
-def _tune_pass(xb: Crossbar, tgt, todo, rank, parallel: int, cfg: TunerConfig, reset: bool, pass_no: int,
-               rec: dict, status, trace, bar) -> int:
-    """Tune every cell in ``todo`` once; accumulates into ``rec`` and ``status``.  Returns the
-    number of compliance events."""
-    sched = SlotScheduler(xb.shape, todo, rank, parallel)
-    n = _Slots(xb.n_chips, sched.parallel, cfg)
-    compliance = 0
-    while True:
-        if sched.has_work() and n.done.any():
-            chip, slot, r, c = sched.assign(n.done)
-            if chip.size:
-                n.load(chip, slot, r, c, tgt[chip, r, c])
-                n.pending_reset[chip, slot] = reset
-        if n.done.all():
-            if not sched.has_work():
-                return compliance
-            raise RuntimeError("write-verify scheduler made no progress (internal error)")
-        compliance += _step(xb, n, cfg, pass_no, trace)
-        if n.finished.any():
-            chip, slot = np.nonzero(n.finished)
-            r, c = n.rows[chip, slot], n.cols[chip, slot]
-            for key in rec:
-                rec[key][chip, r, c] += getattr(n, key)[chip, slot]
-            status[chip, r, c] = n.status[chip, slot]
-            sched.release(chip, r, c)
-            bar.update(int(chip.size))
+class _Trace:
+    """Every read and pulse, kept (``record_trace``) and/or sent to the journal."""
+
+    def __init__(self, keep: dict | None, journal: TuneJournal):
+        self.keep = keep
+        self.journal = journal
+        self.active = keep is not None or type(journal).trace is not TuneJournal.trace
+
+    def record(self, n: "_Slots", mask, pass_no, kind, amplitude, width, reading) -> None:
+        if not self.active or not mask.any():
+            return
+        chip, slot = np.nonzero(mask)
+        chunk = {"chip": chip, "row": n.rows[chip, slot], "col": n.cols[chip, slot],
+                 "pass": np.full(chip.size, pass_no), "kind": np.full(chip.size, kind, np.int8)}  # 0 read, 1 pulse
+        for key, value in (("amplitude", amplitude), ("width", width), ("reading", reading)):
+            chunk[key] = np.broadcast_to(np.asarray(value, float), mask.shape)[chip, slot]
+        if self.keep is not None:
+            for key, value in chunk.items():
+                self.keep[key].append(value)
+        self.journal.trace(chunk)
 
 
-def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace) -> int:
+class _Run:
+    """One write-verify run's shared state across its passes."""
+
+    def __init__(self, xb, tgt, rank, parallel, cfg, rec, status, trace, journal, should_stop):
+        self.xb, self.tgt, self.rank, self.parallel, self.cfg = xb, tgt, rank, parallel, cfg
+        self.rec, self.status, self.trace, self.journal = rec, status, trace, journal
+        self.should_stop = should_stop
+        self.compliance = 0
+
+    def tune_pass(self, todo, reset: bool, pass_no: int, bar) -> None:
+        """Tune every cell in ``todo`` once; accumulates into the records and statuses."""
+        xb, cfg = self.xb, self.cfg
+        sched = SlotScheduler(xb.shape, todo, self.rank, self.parallel)
+        n = _Slots(xb.n_chips, sched.parallel, cfg)
+        remaining = todo.copy()
+        while True:
+            if self.should_stop is not None and self.should_stop():
+                raise TuneInterrupted(TuneState(pass_no, remaining, self.status.copy(),
+                                                *(v.copy() for v in self.rec.values()), self.compliance))
+            if sched.has_work() and n.done.any():
+                chip, slot, r, c = sched.assign(n.done)
+                if chip.size:
+                    n.load(chip, slot, r, c, self.tgt[chip, r, c])
+                    n.pending_reset[chip, slot] = reset
+            if n.done.all():
+                if not sched.has_work():
+                    return
+                raise RuntimeError("write-verify scheduler made no progress (internal error)")
+            self.compliance += _step(xb, n, cfg, pass_no, self.trace)
+            if n.finished.any():
+                chip, slot = np.nonzero(n.finished)
+                r, c = n.rows[chip, slot], n.cols[chip, slot]
+                for key in self.rec:
+                    self.rec[key][chip, r, c] += getattr(n, key)[chip, slot]
+                self.status[chip, r, c] = n.status[chip, slot]
+                remaining[chip, r, c] = False
+                self.journal.cells_finished(pass_no, chip, r, c, self.tgt[chip, r, c], n.status[chip, slot],
+                                            n.last[chip, slot], *(getattr(n, k)[chip, slot] for k in self.rec))
+                sched.release(chip, r, c)
+                bar.update(int(chip.size))
+            self.journal.step_done()
+
+
+def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace) -> int:
     """One read of every busy slot, then one pulse for those out of band; sets ``n.finished``.
     Returns the number of compliance events."""
     run = ~n.done & ~n.pending_reset
@@ -253,7 +309,8 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace) -> int
         g = np.full(run.shape, np.nan)
     n.g_lo = np.where(run, np.fmin(n.g_lo, g), n.g_lo)
     n.g_hi = np.where(run, np.fmax(n.g_hi, g), n.g_hi)
-    _record(trace, n, run, pass_no, 0, 0.0, 0.0, g)
+    n.last = np.where(run, g, n.last)
+    trace.record(n, run, pass_no, 0, 0.0, 0.0, g)
 
     in_band = run & (np.abs(g - n.target) <= cfg.tolerance * (1 - cfg.guard) * n.target)
     n.band = np.where(in_band, n.band + 1, 0)
@@ -286,7 +343,7 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace) -> int
     res = xb.pulse(n.rows, n.cols, signed, widths, cfg.write_scheme, active=fire_any)
     _account_pulse(n, res, fire_any)
     n.last_pol = np.where(fire, pol, n.last_pol)
-    _record(trace, n, fire_any, pass_no, 1, signed, widths, np.nan)
+    trace.record(n, fire_any, pass_no, 1, signed, widths, np.nan)
     n.pending_reset[:] = False
     return int(res.compliance.sum())
 
@@ -319,19 +376,6 @@ def _account_pulse(n: _Slots, res, fired):
     n.time += res.duration
 
 
-def _record(trace, n: _Slots, mask, pass_no, kind, amplitude, width, reading):
-    if trace is None or not mask.any():
-        return
-    chip, slot = np.nonzero(mask)
-    trace["chip"].append(chip)
-    trace["row"].append(n.rows[chip, slot])
-    trace["col"].append(n.cols[chip, slot])
-    trace["pass"].append(np.full(chip.size, pass_no))
-    trace["kind"].append(np.full(chip.size, kind, np.int8))  # 0 = read, 1 = pulse
-    for key, value in (("amplitude", amplitude), ("width", width), ("reading", reading)):
-        trace[key].append(np.broadcast_to(np.asarray(value, float), mask.shape)[chip, slot])
-
-
 class _NoBar:
     total = 0
 
@@ -345,8 +389,24 @@ class _NoBar:
         pass
 
 
-def _progress(total: int, enabled: bool):
-    if not enabled:
+class _CallbackBar(_NoBar):
+    """Reports ``(done, total)`` cells to a callable instead of drawing a bar."""
+
+    def __init__(self, total: int, callback: Callable[[int, int], None]):
+        self.total, self.done, self.callback = total, 0, callback
+
+    def update(self, n):
+        self.done += n
+        self.callback(self.done, self.total)
+
+    def refresh(self):
+        self.callback(self.done, self.total)
+
+
+def _progress(total: int, progress):
+    if callable(progress):
+        return _CallbackBar(total, progress)
+    if not progress:
         return _NoBar()
     from tqdm import tqdm
     return tqdm(total=total, unit="cell", desc="tuning", smoothing=0.05)

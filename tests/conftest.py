@@ -51,3 +51,9 @@ class SpyCrossbar(Crossbar):
 @pytest.fixture
 def spy():
     return SpyCrossbar
+
+
+@pytest.fixture(autouse=True)
+def _runs_in_tmp(tmp_path, monkeypatch):
+    """Run folders made without --out go under the test's tmp folder, never into the project."""
+    monkeypatch.setenv("XBAR_RUNS", str(tmp_path / "runs"))

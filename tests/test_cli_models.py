@@ -74,9 +74,10 @@ def test_bad_input_is_reported(model_file, tmp_path, capsys):
 
 
 def test_deploy_with_finetuning(model_file, tmp_path, capsys):
-    out, tuned = tmp_path / "ft.json", tmp_path / "ft.pt"
-    assert main(["deploy", str(model_file), "--seed", "3", "--finetune", "2", "--finetuned-out", str(tuned),
-                 "--json", str(out), "--quiet"]) == 0
+    out, run = tmp_path / "ft.json", tmp_path / "run"
+    tuned = run / "finetuned.pt"
+    assert main(["deploy", str(model_file), "--seed", "3", "--finetune", "2", "--out", str(run),
+                 "--json", str(out), "--quiet", "--no-plots"]) == 0
     rep = json.loads(out.read_text())
     assert len(rep["finetune"]["history"]) == 3 and tuned.is_file()
     assert "fine-tuned" in capsys.readouterr().out
@@ -90,3 +91,41 @@ def test_insitu_trains_through_pulses_on_the_asymmetric_chip(tmp_path, capsys):
     assert sum(rep["pulses"]) > 0 and 0 <= rep["mean_test_accuracy"] <= 1
     assert "in-situ manhattan training" in capsys.readouterr().out
     assert main(["insitu", "--hidden", "0"]) == 2
+
+
+def test_fit_variability_writes_a_model_that_train_and_evaluate_take(model_file, tmp_path, capsys):
+    from models.model_io import load_model
+    from models.variability import VariabilityModel
+    from procedures.chips import open_chip
+    from procedures.cli import build_parser
+    from procedures.cli_models import cmd_fit_variability
+
+    out, report = tmp_path / "fit" / "variability.json", tmp_path / "fit_report.json"
+    args = build_parser().parse_args(["fit-variability", "--chip", "sim", "--size", "16x16", "--seed", "2",
+                                      "--out", str(out), "--json", str(report), "--quiet"])
+    assert args.func is cmd_fit_variability
+    assert cmd_fit_variability(args, open_chip) == 0
+    text = capsys.readouterr().out
+    assert "sigma_rel(G)" in text and "µS" in text and f"written to {out}" in text
+    fitted = VariabilityModel.from_dict(json.loads(out.read_text()))
+    rep = json.loads(report.read_text())
+    assert fitted.name == "fitted" and rep["model"] == fitted.to_dict()
+    assert fitted.stuck_frac == pytest.approx(rep["tuning"]["stuck_flagged"] / rep["tuning"]["cells"])
+    # --variability takes the file as well as a preset
+    ev = tmp_path / "ev.json"
+    assert main(["evaluate", str(model_file), "--transfers", "50", "--variability", str(out), "--seed", "1",
+                 "--json", str(ev)]) == 0
+    assert json.loads(ev.read_text())["variability"] == str(out)
+    net = tmp_path / "aware.pt"
+    assert main(["train", "--aware", "--hidden", "4", "--epochs", "3", "--variability", str(out),
+                 "--out", str(net)]) == 0
+    _, meta = load_model(net)
+    assert meta["layer_options"]["variability"] == fitted.to_dict()
+    capsys.readouterr()
+    for bad, why in ((tmp_path / "missing.json", "neither a preset"), ("nope", "unknown variability model")):
+        assert main(["evaluate", str(model_file), "--transfers", "5", "--variability", str(bad)]) == 2
+        assert why in capsys.readouterr().err
+    (tmp_path / "junk.json").write_text("[1, 2]")
+    assert main(["train", "--epochs", "1", "--variability", str(tmp_path / "junk.json"),
+                 "--out", str(tmp_path / "x.pt")]) == 2
+    assert "must hold a JSON object" in capsys.readouterr().err

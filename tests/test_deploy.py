@@ -5,7 +5,6 @@ import torch
 import torch.nn as nn
 
 from mock_hw.sim_chip import SimulatedCrossbar
-from models.datasets import load_dataset
 from models.deploy import DeployConfig, chip_forward, deploy, pair_compensation
 from models.evaluate import evaluate_statistical, evaluate_tuned
 from models.layers import MLP

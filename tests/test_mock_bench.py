@@ -195,7 +195,8 @@ def test_cli_mock_bench_serves_until_stopped(tmp_path, capsys):
             break
         time.sleep(0.05)
     assert main(["station", "check", str(path)]) == 0
-    assert main(["read", "--station", str(path), "--size", "3x3", "--out", str(tmp_path / "m.npy")]) == 0
+    assert main(["read", "--station", str(path), "--size", "3x3", "--map-file", str(tmp_path / "m.npy"),
+                 "--out", str(tmp_path / "run"), "--no-plots"]) == 0
     t.join(timeout=10)
     assert done["code"] == 0
     g = np.load(tmp_path / "m.npy")

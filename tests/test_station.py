@@ -97,3 +97,17 @@ def test_missing_file_is_a_clear_error(tmp_path):
         load_station(tmp_path / "nope.toml")
     (tmp_path / "s.toml").write_text(GOOD)
     assert load_station(tmp_path / "s.toml").name == "bench"
+
+
+def test_sample_station_files_load():
+    from pathlib import Path
+
+    from instruments.station import load_station
+
+    folder = Path(__file__).resolve().parents[1] / "instruments" / "stations"
+    names = sorted(p.name for p in folder.glob("*.toml"))
+    assert names == ["b2902a_switchboard.toml", "k2636b_707b.toml"]
+    a = load_station(folder / "k2636b_707b.toml")
+    assert a.instruments["smu"].driver == "keithley2600" and a.matrix == "matrix"
+    b = load_station(folder / "b2902a_switchboard.toml")
+    assert b.instruments["board"].driver == "switch_board" and b.roles["bias_rows"] == b.roles["bias_cols"]

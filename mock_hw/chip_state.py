@@ -1,0 +1,120 @@
+"""Save and restore a simulated chip's complete state (resume after a crash).
+
+A state is a ``dict[str, np.ndarray]`` (plain arrays only, so ``np.load(..., allow_pickle=False)``
+reads it back):
+
+* ``meta`` — 0-d unicode array, JSON: format version, preset name, shape, ``n_chips``, and the
+  device parameters and line resistance (a state only loads into a chip with the same physics);
+* ``g`` — conductances, S; ``t_written`` — virtual time each device was last written, s;
+  ``clock`` — virtual time, s (0-d);
+* population: ``vth_set``, ``vth_reset`` (V), ``rate``, ``stuck``, ``stuck_g`` (S), ``v_form`` (V),
+  ``unformed`` (bool; all False on a formed chip), ``nu``;
+* ``n_read_ops``, ``n_pulse_ops`` — op counters (0-d int64);
+* ``rng_state`` — 0-d unicode array, JSON of the run-time RNG's bit-generator state.
+
+After :func:`load_chip_state_dict` the chip produces exactly the reads, pulses and waits the saved
+chip would have.  :func:`save_chip_state` writes atomically (``path.tmp``, fsync, ``os.replace``).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+_POPULATION = ("vth_set", "vth_reset", "rate", "stuck", "stuck_g", "v_form", "unformed", "nu")
+_CELL_ARRAYS = ("g", "t_written") + _POPULATION
+
+
+def _meta(xb) -> dict:
+    return {"version": FORMAT_VERSION, "preset": xb.params.name, "shape": list(xb.shape),
+            "n_chips": xb.n_chips, "device": repr(xb.params.device), "r_line": xb.params.r_line}
+
+
+def chip_state_dict(xb) -> dict[str, np.ndarray]:
+    """The complete state of the simulated crossbar ``xb`` (copies), see the module docstring."""
+    pop = xb.population
+    out = {"meta": np.array(json.dumps(_meta(xb))), "g": xb._g.copy(), "t_written": xb._t_written.copy(),
+           "clock": np.array(float(xb._clock)), "n_read_ops": np.array(xb.n_read_ops, np.int64),
+           "n_pulse_ops": np.array(xb.n_pulse_ops, np.int64),
+           "rng_state": np.array(json.dumps(xb._rng.bit_generator.state))}
+    for name in _POPULATION:
+        value = getattr(pop, name)
+        if name == "unformed" and value is None:
+            value = np.zeros(xb._g.shape, bool)
+        out[name] = np.array(value, copy=True)
+    return out
+
+
+def load_chip_state_dict(xb, state: dict) -> None:
+    """Restore ``state`` (from :func:`chip_state_dict`) into ``xb``.  Raises ValueError, changing
+    nothing, when a key is missing or the preset, shape, ``n_chips`` or physics differ."""
+    missing = [k for k in ("meta", "clock", "n_read_ops", "n_pulse_ops", "rng_state") + _CELL_ARRAYS
+               if k not in state]
+    if missing:
+        raise ValueError(f"chip state lacks {', '.join(missing)}")
+    try:
+        meta = json.loads(str(np.asarray(state["meta"])[()]))
+        rng_state = json.loads(str(np.asarray(state["rng_state"])[()]))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ValueError(f"chip state metadata is unreadable: {exc}") from None
+    mine = _meta(xb)
+    if meta.get("version") != FORMAT_VERSION:
+        raise ValueError(f"chip state format {meta.get('version')!r}, expected {FORMAT_VERSION}")
+    for key, what in (("preset", "preset"), ("shape", "shape"), ("n_chips", "n_chips")):
+        if meta.get(key) != mine[key]:
+            raise ValueError(f"chip state is for {what} {meta.get(key)!r}, this chip has {mine[key]!r}")
+    for key, what in (("device", "device parameters"), ("r_line", "line resistance")):
+        if meta.get(key) != mine[key]:
+            raise ValueError(f"chip state was saved with different {what} (preset {mine['preset']!r})")
+    full = xb._g.shape
+    arrays = {}
+    for name in _CELL_ARRAYS:
+        arr = np.asarray(state[name])
+        if arr.shape != full:
+            raise ValueError(f"chip state array {name!r} has shape {arr.shape}, expected {full}")
+        arrays[name] = np.array(arr, dtype=bool if name in ("stuck", "unformed") else float, copy=True, order="C")
+    if not isinstance(rng_state, dict) or rng_state.get("bit_generator") != xb._rng.bit_generator.state["bit_generator"]:
+        raise ValueError("chip state's RNG state is for a different bit generator")
+    # validated: apply
+    xb._rng.bit_generator.state = rng_state
+    xb._g, xb._t_written = arrays.pop("g"), arrays.pop("t_written")
+    if not arrays["unformed"].any():
+        arrays["unformed"] = None
+    for name, value in arrays.items():
+        setattr(xb.population, name, value)
+    xb._clock = float(np.asarray(state["clock"]))
+    xb.n_read_ops = int(np.asarray(state["n_read_ops"]))
+    xb.n_pulse_ops = int(np.asarray(state["n_pulse_ops"]))
+
+
+def save_chip_state(xb, path) -> Path:
+    """Write ``xb.state_dict()`` to ``path`` (``.npz``) atomically: ``path.tmp`` first, flushed
+    to disk, then renamed over ``path`` — a crash leaves either the old file or the new one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    state = xb.state_dict()
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **state)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return path
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return path
+
+
+def load_chip_state(xb, path) -> None:
+    """Restore a state written by :func:`save_chip_state` into ``xb`` (ValueError on mismatch)."""
+    with np.load(Path(path), allow_pickle=False) as data:
+        xb.load_state_dict({k: data[k] for k in data.files})

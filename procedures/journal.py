@@ -1,0 +1,207 @@
+"""Crash-safe journals of write-verify runs in a run folder, and reading them back for ``--resume``.
+
+What goes where (all append-only, flushed as the run goes):
+
+* ``data.csv`` (the procedure's pymeasure results): one row per cell each time it finishes a
+  pass — stage, pass, chip, row, col, target, status, last reading, and the pass's pulses, reads,
+  energy and instrument time;
+* ``journal/passes-<stage>.jsonl``: every pass started, with the cells it will tune;
+* ``journal/trace-<stage>.bin``: every read and pulse (fixed-size binary records, :data:`TRACE_DTYPE`).
+
+Ordering makes a crash lose at most the cells in progress: on the simulated chip the chip's state
+is saved first (atomically), then the records it already contains are appended; on a bench the
+chip keeps its own state and records are written at every step.  A record cut short by ``kill -9``
+is dropped when the run is resumed (:func:`repair_tails`).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from programming.tune_result import STATUS_NAMES
+from programming.tune_state import TuneJournal, TuneLog, TuneState
+
+from .run_data import DATA_CSV, JOURNAL_DIR, read_data_csv
+
+TRACE_DTYPE = np.dtype([("chip", "<i4"), ("row", "<i4"), ("col", "<i4"), ("pass", "<i2"), ("kind", "i1"),
+                        ("amplitude", "<f8"), ("width", "<f8"), ("reading", "<f8")])
+
+#: data.csv columns of a tuning record (SI units)
+TUNE_COLUMNS = ["Stage", "Pass", "Chip", "Row", "Col", "Target (S)", "Status", "Reading (S)", "Pulses",
+                "Reads", "Energy (J)", "Instrument time (s)"]
+_STATUS_CODES = {name: code for code, name in STATUS_NAMES.items()}
+
+
+def _pack(mask: np.ndarray) -> str:
+    return base64.b64encode(np.packbits(np.asarray(mask, bool).ravel()).tobytes()).decode("ascii")
+
+
+def _unpack(text: str, shape) -> np.ndarray:
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(text), np.uint8))[: int(np.prod(shape))]
+    return bits.astype(bool).reshape(shape)
+
+
+class FileTuneLog(TuneLog):
+    """Journals every tuning stage of a procedure into its run folder and, when resuming, gives
+    each stage the state its journal records.
+
+    Args:
+        run_dir: the run folder.
+        emit: the procedure's ``emit`` (rows go out as ``emit("results", row)``).
+        snapshot: saves the simulated chip's state (None on a bench).
+        should_stop: polled by the tuner between steps.
+        resume: rebuild each stage's state from the journal.
+        interval: seconds between flushes on the simulated chip (a bench flushes every step).
+    """
+
+    def __init__(self, run_dir: Path, emit, snapshot=None, should_stop=None, resume: bool = False,
+                 interval: float = 0.5):
+        self.dir = Path(run_dir) / JOURNAL_DIR
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = Path(run_dir)
+        self.emit = emit
+        self.snapshot = snapshot
+        self.should_stop = should_stop
+        self.resume = resume
+        self.interval = interval if snapshot is not None else 0.0
+        self.journals: dict[str, "FileJournal"] = {}
+
+    def tune_kwargs(self, stage: str, targets: np.ndarray) -> dict:
+        state = None
+        if self.resume:
+            passes, cells = read_events(self.run_dir, stage, np.shape(targets))
+            if passes:
+                state = TuneState.from_events(targets, passes, cells)
+        journal = FileJournal(self, stage)
+        self.journals[stage] = journal
+        return {"journal": journal, "resume": state, "should_stop": self.should_stop}
+
+    def flush(self) -> None:
+        for j in self.journals.values():
+            j.flush()
+
+
+class FileJournal(TuneJournal):
+    """One stage's journal (see the module docstring)."""
+
+    def __init__(self, log: FileTuneLog, stage: str):
+        self.log, self.stage = log, stage
+        self.passes_path = log.dir / f"passes-{stage}.jsonl"
+        self.trace_path = log.dir / f"trace-{stage}.bin"
+        self._rows: list[dict] = []
+        self._passes: list[str] = []
+        self._trace: list[np.ndarray] = []
+        self._last = time.monotonic()
+        self.final: np.ndarray | None = None
+
+    def pass_started(self, pass_no, todo):
+        self._passes.append(json.dumps({"pass": int(pass_no), "shape": list(todo.shape), "todo": _pack(todo)}))
+        self.flush()
+
+    def cells_finished(self, pass_no, chip, row, col, target, status, reading, pulses, reads, energy, time_s):
+        for i in range(len(chip)):
+            self._rows.append({
+                "Stage": self.stage, "Pass": int(pass_no), "Chip": int(chip[i]), "Row": int(row[i]),
+                "Col": int(col[i]), "Target (S)": float(target[i]), "Status": STATUS_NAMES[int(status[i])],
+                "Reading (S)": float(reading[i]), "Pulses": int(pulses[i]), "Reads": int(reads[i]),
+                "Energy (J)": float(energy[i]), "Instrument time (s)": float(time_s[i])})
+
+    def trace(self, chunk):
+        rec = np.empty(len(chunk["chip"]), TRACE_DTYPE)
+        for name in TRACE_DTYPE.names:
+            rec[name] = chunk[name]
+        self._trace.append(rec)
+
+    def read_back(self, pass_no, final):
+        self.final = final.copy()
+
+    def step_done(self):
+        if time.monotonic() - self._last >= self.log.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Chip state first (simulated chip), then the records it already holds."""
+        self._last = time.monotonic()
+        if not (self._rows or self._passes or self._trace):
+            return
+        if self.log.snapshot is not None:
+            self.log.snapshot()
+        if self._passes:
+            with open(self.passes_path, "a", encoding="utf-8") as f:
+                f.write("".join(line + "\n" for line in self._passes))
+            self._passes.clear()
+        if self._trace:
+            with open(self.trace_path, "ab") as f:
+                f.write(np.concatenate(self._trace).tobytes())
+            self._trace.clear()
+        rows, self._rows = self._rows, []
+        for row in rows:
+            self.log.emit("results", row)
+
+
+def repair_tails(run_dir: Path) -> None:
+    """Drop a record cut short by a crash: a trailing partial line of ``data.csv`` and the
+    ``.jsonl`` journals, a partial record of the ``.bin`` traces."""
+    run_dir = Path(run_dir)
+    texts = [run_dir / DATA_CSV, *sorted((run_dir / JOURNAL_DIR).glob("*.jsonl"))]
+    for path in texts:
+        if path.is_file():
+            data = path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                with open(path, "r+b") as f:
+                    f.truncate(data.rfind(b"\n") + 1)
+    for path in (run_dir / JOURNAL_DIR).glob("*.bin"):
+        size = path.stat().st_size
+        if size % TRACE_DTYPE.itemsize:
+            with open(path, "r+b") as f:
+                f.truncate(size - size % TRACE_DTYPE.itemsize)
+
+
+def read_events(run_dir: Path, stage: str, shape) -> tuple[list, dict]:
+    """(passes, cells) of ``stage`` from a run folder's journal, for
+    :meth:`~programming.tune_state.TuneState.from_events`."""
+    run_dir = Path(run_dir)
+    passes = []
+    path = run_dir / JOURNAL_DIR / f"passes-{stage}.jsonl"
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                e = json.loads(line)
+                passes.append((int(e["pass"]), _unpack(e["todo"], tuple(e["shape"]))))
+            except (ValueError, KeyError):
+                continue  # a line cut short by a crash
+    df = read_data_csv(run_dir / DATA_CSV)
+    cells = {k: np.array([]) for k in ("pass", "chip", "row", "col", "target", "status", "pulses", "reads",
+                                       "energy", "time")}
+    if len(df) and "Stage" in df.columns:
+        df = df[df["Stage"] == stage].dropna(subset=TUNE_COLUMNS[:7])
+        df = df[df["Status"].isin(list(_STATUS_CODES))]
+        cells = {"pass": df["Pass"].to_numpy(int), "chip": df["Chip"].to_numpy(int),
+                 "row": df["Row"].to_numpy(int), "col": df["Col"].to_numpy(int),
+                 "target": df["Target (S)"].to_numpy(float),
+                 "status": df["Status"].map(_STATUS_CODES).to_numpy(np.int8),
+                 "pulses": df["Pulses"].fillna(0).to_numpy(int), "reads": df["Reads"].fillna(0).to_numpy(int),
+                 "energy": df["Energy (J)"].fillna(0).to_numpy(float),
+                 "time": df["Instrument time (s)"].fillna(0).to_numpy(float)}
+    return passes, cells
+
+
+def read_trace(run_dir: Path, stages: list[str]) -> dict | None:
+    """Every journaled read and pulse of ``stages`` as 1-D arrays (plus ``stage``, the index into
+    ``stages``), or None if none was journaled."""
+    parts = []
+    for k, stage in enumerate(stages):
+        path = Path(run_dir) / JOURNAL_DIR / f"trace-{stage}.bin"
+        if path.is_file():
+            raw = path.read_bytes()
+            rec = np.frombuffer(raw[: len(raw) - len(raw) % TRACE_DTYPE.itemsize], TRACE_DTYPE)
+            parts.append((k, rec))
+    if not parts:
+        return None
+    out = {name: np.concatenate([r[name] for _, r in parts]) for name in TRACE_DTYPE.names}
+    out["stage"] = np.concatenate([np.full(len(r), k, np.int8) for k, r in parts])
+    return out

@@ -1,0 +1,215 @@
+"""Plots of a run's per-cell maps (``run.h5`` ``maps/*``), and the figure helpers the other plots share.
+
+Every array in the run folder is SI (S, V); conductances are converted to µS only here, for display.
+Figures are :class:`matplotlib.figure.Figure` objects drawn on an Agg canvas: no pyplot global
+state, no display needed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+US = 1e6  # S → µS, A → µA
+
+#: map names drawn as heat maps, with a caption each
+MAP_NAMES = {
+    "before": "conductance before tuning",
+    "after": "conductance after tuning",
+    "final": "final read-back conductance",
+    "conductance": "conductance",
+    "targets": "target conductance (blank: untargeted)",
+}
+
+#: status codes of ``maps/status`` (see ``programming.tune_result``): name and colour
+STATUS_STYLE = {
+    1: ("converged", "tab:green"),
+    2: ("failed", "tab:red"),
+    3: ("stuck", "tab:purple"),
+    4: ("disturbed", "tab:orange"),
+    0: ("untargeted", "tab:gray"),
+}
+
+
+def new_figure(width: float = 6.4, height: float = 4.8, layout: str | None = "constrained") -> Figure:
+    """A figure attached to its own Agg canvas (no pyplot, no display)."""
+    fig = Figure(figsize=(width, height), dpi=100, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` and release it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    fig.clear()
+    return path
+
+
+def as_float(value) -> float | None:
+    """``value`` as a float (parameters may be strings), or None if it is not a finite number."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if np.isfinite(out) else None
+
+
+def chip_stack(value) -> np.ndarray | None:
+    """A map as a float array (n_chips, rows, cols); a 2-D map counts as one chip; else None."""
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.size == 0:
+        return None
+    return arr
+
+
+def targeted_mask(maps: dict, shape: tuple) -> np.ndarray:
+    """Cells with a finite target (every cell if there is no usable ``maps/targets``)."""
+    targets = chip_stack(maps["targets"]) if "targets" in maps else None
+    if targets is None or targets.shape != shape:
+        return np.ones(shape, dtype=bool)
+    return np.isfinite(targets)
+
+
+def plot_map(name: str, value, out_dir: Path) -> Path | None:
+    """``map_<name>.png``: heat map of chip 0 of a conductance map (S, shown in µS)."""
+    stack = chip_stack(value)
+    if stack is None or not np.isfinite(stack[0]).any():
+        return None  # not a map, or nothing to show
+    fig = new_figure(6.0, 5.0)
+    ax = fig.add_subplot()
+    image = ax.imshow(stack[0] * US, cmap="viridis", interpolation="nearest", origin="upper")
+    fig.colorbar(image, ax=ax, label="conductance (µS)")
+    title = f"{name}: {MAP_NAMES.get(name, name)}"
+    if stack.shape[0] > 1:
+        title += f"\nchip 0 of {stack.shape[0]}"
+    ax.set_title(title)
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+    return save(fig, out_dir / f"map_{name}.png")
+
+
+def plot_target_vs_achieved(maps: dict, out_dir: Path) -> Path | None:
+    """``target_vs_achieved.png``: final vs target conductance (µS) of targeted cells, coloured by
+    status code if ``maps/status`` is present."""
+    targets, final = chip_stack(maps["targets"]), chip_stack(maps["final"])
+    if targets is None or final is None or targets.shape != final.shape:
+        return None
+    sel = np.isfinite(targets)
+    if not sel.any():
+        return None
+    t, f = targets[sel] * US, final[sel] * US
+    fig = new_figure(5.6, 5.2)
+    ax = fig.add_subplot()
+    status = chip_stack(maps["status"]) if "status" in maps else None
+    if status is not None and status.shape == targets.shape:
+        codes = status[sel]
+        for code, (label, colour) in STATUS_STYLE.items():
+            pick = codes == code
+            if pick.any():
+                ax.scatter(t[pick], f[pick], s=10, color=colour, label=f"{label} ({int(pick.sum())})")
+        other = ~np.isin(codes, list(STATUS_STYLE))
+        if other.any():
+            ax.scatter(t[other], f[other], s=10, color="black", label=f"other ({int(other.sum())})")
+        ax.legend(loc="upper left", fontsize="small")
+    else:
+        ax.scatter(t, f, s=10, color="tab:blue")
+    finite = np.concatenate([t[np.isfinite(t)], f[np.isfinite(f)]])
+    lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+    ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, linestyle="--", label="_identity")
+    ax.set_xlabel("target conductance (µS)")
+    ax.set_ylabel("achieved conductance (µS)")
+    ax.set_title(f"target vs achieved ({int(sel.sum())} targeted cells)")
+    return save(fig, out_dir / "target_vs_achieved.png")
+
+
+def plot_error_hist(maps: dict, tolerance, out_dir: Path) -> Path | None:
+    """``error_hist.png``: histogram (%) of the relative error ``maps/rel_error`` (0.01 = 1 %) of
+    targeted cells, with ± ``tolerance`` (relative) as vertical lines if given."""
+    err = chip_stack(maps["rel_error"])
+    if err is None:
+        return None
+    values = err[targeted_mask(maps, err.shape)] * 100.0
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    fig = new_figure()
+    ax = fig.add_subplot()
+    ax.hist(values, bins=min(50, max(10, int(np.sqrt(values.size)))), color="tab:blue", edgecolor="white")
+    tol = as_float(tolerance)
+    if tol is not None:
+        lines = [tol * 100.0, -tol * 100.0] if values.min() < 0 else [tol * 100.0]
+        for x in lines:
+            ax.axvline(x, color="tab:red", linestyle="--", label="tolerance" if x > 0 else "_tolerance")
+        lo, hi = min(values.min(), *lines), max(values.max(), *lines)
+        pad = 0.05 * (hi - lo) if hi > lo else 1.0
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.legend()
+    ax.set_xlabel("relative error (%)")
+    ax.set_ylabel("cells")
+    ax.set_title(f"final relative error ({values.size} cells)")
+    return save(fig, out_dir / "error_hist.png")
+
+
+def plot_pulses_hist(maps: dict, out_dir: Path) -> Path | None:
+    """``pulses_hist.png``: histogram of the programming pulses per targeted cell (integer bins)."""
+    pulses = chip_stack(maps["pulses"])
+    if pulses is None:
+        return None
+    values = pulses[targeted_mask(maps, pulses.shape)]
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    lo, hi = int(np.floor(values.min())), int(np.ceil(values.max()))
+    step = max(1, int(np.ceil((hi - lo + 1) / 100)))
+    bins = np.arange(lo, hi + step + 1, step) - 0.5
+    fig = new_figure()
+    ax = fig.add_subplot()
+    ax.hist(values, bins=bins, color="tab:blue", edgecolor="white")
+    ax.axvline(float(np.median(values)), color="black", linestyle=":", label=f"median {np.median(values):g}")
+    ax.legend()
+    ax.set_xlabel("pulses per cell")
+    ax.set_ylabel("cells")
+    ax.set_title(f"programming pulses ({values.size} cells, mean {values.mean():.1f})")
+    return save(fig, out_dir / "pulses_hist.png")
+
+
+def plot_forming(maps: dict, out_dir: Path) -> Path | None:
+    """``forming.png``: histogram of forming voltages ``maps/forming_voltage`` (V, NaN where not
+    formed); the title gives the formed count of the total."""
+    volts = chip_stack(maps["forming_voltage"])
+    if volts is None:
+        return None
+    formed = volts[np.isfinite(volts)]
+    fig = new_figure()
+    ax = fig.add_subplot()
+    if formed.size:
+        ax.hist(formed, bins=min(40, max(5, int(np.sqrt(formed.size)))), color="tab:blue", edgecolor="white")
+    else:
+        ax.text(0.5, 0.5, "no cell formed", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("forming voltage (V)")
+    ax.set_ylabel("cells")
+    ax.set_title(f"forming: {formed.size} / {volts.size} cells formed")
+    return save(fig, out_dir / "forming.png")
+
+
+def map_plots(maps: dict, parameters: dict, out_dir: Path) -> list[tuple[str, object]]:
+    """(file name, zero-argument plotting function) for every map plot the run's maps allow."""
+    jobs: list[tuple[str, object]] = []
+    for name in MAP_NAMES:
+        if name in maps:
+            jobs.append((f"map_{name}.png", lambda n=name: plot_map(n, maps[n], out_dir)))
+    if "targets" in maps and "final" in maps:
+        jobs.append(("target_vs_achieved.png", lambda: plot_target_vs_achieved(maps, out_dir)))
+    if "rel_error" in maps:
+        tol = parameters.get("tolerance")
+        jobs.append(("error_hist.png", lambda: plot_error_hist(maps, tol, out_dir)))
+    if "pulses" in maps:
+        jobs.append(("pulses_hist.png", lambda: plot_pulses_hist(maps, out_dir)))
+    if "forming_voltage" in maps:
+        jobs.append(("forming.png", lambda: plot_forming(maps, out_dir)))
+    return jobs

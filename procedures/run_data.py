@@ -1,0 +1,160 @@
+"""Run folders: what every procedure writes, and how to reload it for analysis.
+
+A run folder (``--out RUN_DIR``, by default ``runs/<time stamp>-<procedure>``) holds::
+
+    run.json        metadata: procedure, parameters, station, chip ID, instrument identities,
+                    software version, start/end time, status (running | finished | interrupted |
+                    failed), the command line, resume count
+    data.csv        pymeasure Results: a commented header with the procedure, its parameters and
+                    metadata, then one row per record (flushed as the run goes)
+    journal/        crash-safe append-only journals of long jobs (tune, deploy): what ``--resume``
+                    reads back after Ctrl-C, a crash or ``kill -9``
+    run.h5          HDF5 (h5py): ``maps/<name>`` arrays (n_chips, rows, cols) in SI units or status
+                    codes; ``trace/<field>`` the tuner's every read and pulse (chip, row, col, pass,
+                    kind 0 = read / 1 = pulse, amplitude V, width s, reading S); ``series/<name>``
+                    other arrays (retention maps over time, ...)
+    report.json     the final report
+    plots/*.png, report.html     ``xbar plot RUN_DIR`` regenerates them
+
+All values in files are SI (S, V, A, s, J); µS appear only in plots and terminal tables.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+RUN_JSON, DATA_CSV, RUN_H5, REPORT_JSON = "run.json", "data.csv", "run.h5", "report.json"
+PLOTS_DIR, REPORT_HTML, JOURNAL_DIR = "plots", "report.html", "journal"
+
+
+class RunFolderError(ValueError):
+    """A path is not a readable run folder (the message says what is missing or broken)."""
+
+
+@dataclass
+class RunData:
+    """A run folder loaded for analysis.
+
+    Attributes:
+        path: the folder.
+        meta: ``run.json`` (procedure name under ``"procedure"``, parameters under ``"parameters"``).
+        data: the rows of ``data.csv`` as a pandas DataFrame (columns named with units, e.g.
+            ``"Conductance (S)"``); empty if the run wrote none.
+        maps: ``run.h5`` ``maps/*`` arrays, (n_chips, rows, cols).
+        trace: ``run.h5`` ``trace/*`` 1-D arrays of equal length, or None.
+        series: ``run.h5`` ``series/*`` arrays.
+        report: ``report.json``, or None if the run did not finish one.
+    """
+
+    path: Path
+    meta: dict
+    data: "object"
+    maps: dict = field(default_factory=dict)
+    trace: dict | None = None
+    series: dict = field(default_factory=dict)
+    report: dict | None = None
+
+    @property
+    def procedure(self) -> str:
+        return str(self.meta.get("procedure", "unknown"))
+
+    @property
+    def parameters(self) -> dict:
+        return dict(self.meta.get("parameters", {}))
+
+    @property
+    def status(self) -> str:
+        return str(self.meta.get("status", "unknown"))
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON atomically (a crash leaves the old file or the new one, never half of one)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, default=_json_default)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RunFolderError(f"{path} is not valid JSON: {exc}") from None
+
+
+def write_h5(path: Path, maps: dict | None = None, trace: dict | None = None, series: dict | None = None,
+             attrs: dict | None = None) -> None:
+    """Write ``run.h5`` (replacing it atomically): groups ``maps``, ``trace``, ``series``."""
+    import h5py
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        for group, content in (("maps", maps), ("trace", trace), ("series", series)):
+            if not content:
+                continue
+            g = f.create_group(group)
+            for name, value in content.items():
+                g.create_dataset(name, data=np.asarray(value), compression="gzip" if np.size(value) > 4096 else None)
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = json.dumps(value, default=_json_default)
+    os.replace(tmp, path)
+
+
+def read_h5(path: Path) -> tuple[dict, dict | None, dict]:
+    """(maps, trace or None, series) of a ``run.h5``."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            def group(name):
+                return {k: f[name][k][()] for k in f[name]} if name in f else {}
+            maps, trace, series = group("maps"), group("trace"), group("series")
+    except OSError as exc:
+        raise RunFolderError(f"{path} is not a readable HDF5 file: {exc}") from None
+    return maps, (trace or None), series
+
+
+def read_data_csv(path: Path):
+    """The data rows of a pymeasure results CSV as a DataFrame (the commented header skipped)."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path, comment="#", on_bad_lines="skip")
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
+def load_run(path: str | Path) -> RunData:
+    """Reload a run folder for analysis; a clear :class:`RunFolderError` if it is not one."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunFolderError(f"run folder {path} does not exist")
+    if not (path / RUN_JSON).is_file():
+        raise RunFolderError(f"{path} is not a run folder (no {RUN_JSON})")
+    meta = read_json(path / RUN_JSON)
+    data = read_data_csv(path / DATA_CSV)
+    maps, trace, series = read_h5(path / RUN_H5) if (path / RUN_H5).is_file() else ({}, None, {})
+    report = read_json(path / REPORT_JSON) if (path / REPORT_JSON).is_file() else None
+    return RunData(path, meta, data, maps, trace, series, report)

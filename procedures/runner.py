@@ -1,0 +1,211 @@
+"""Running a procedure from the command line into a run folder.
+
+:func:`run_procedure` is the terminal counterpart of pymeasure's ``Worker`` (which the live
+window uses): it runs ``startup → execute → shutdown`` in the main thread and writes the results
+file synchronously, one flushed line per record, so ``kill -9`` loses at most what was in
+progress.  Ctrl-C asks the procedure to stop at the next safe point (a second Ctrl-C stops at
+once); either way ``shutdown`` turns outputs off and opens relays, the data so far is saved, and
+a resume hint is printed.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pymeasure.experiment import Results
+
+from programming.tune_state import TuneInterrupted
+
+from .base import ProcedureStopped, XbarProcedure
+from .run_data import DATA_CSV, REPORT_JSON, RUN_H5, RUN_JSON, read_json, write_h5, write_json
+
+def default_runs() -> Path:
+    """Where runs go when ``--out`` is not given: ``$XBAR_RUNS``, else ``runs`` in the working
+    directory."""
+    return Path(os.environ.get("XBAR_RUNS", "runs"))
+
+
+@dataclass
+class RunOutcome:
+    """How a run ended: ``status`` is finished, interrupted or failed; ``error`` the message of a
+    failure."""
+
+    run_dir: Path
+    status: str
+    report: dict
+    error: str | None = None
+
+
+def new_run_dir(name: str, out: str | Path | None = None) -> Path:
+    """``out`` if given (it must not hold another run), else ``runs/<UTC time stamp>-<name>``."""
+    if out is not None:
+        path = Path(out)
+        if (path / RUN_JSON).exists():
+            raise ValueError(f"{path} already holds a run; use --resume {path} to continue it, "
+                             "or choose another --out")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = default_runs() / f"{stamp}-{name}"
+    path, k = base, 1
+    while path.exists():
+        k += 1
+        path = base.with_name(f"{base.name}-{k}")
+    path.mkdir(parents=True)
+    return path
+
+
+def parameter_values(proc: XbarProcedure) -> dict:
+    """The procedure's parameters, JSON-ready."""
+    out = {}
+    for name, param in proc.parameter_objects().items():
+        value = param.value
+        out[name] = value.item() if hasattr(value, "item") else value
+    return out
+
+
+class _Stopper:
+    """SIGINT → a stop request; a second SIGINT → KeyboardInterrupt at once."""
+
+    def __init__(self, quiet: bool):
+        self.requested = False
+        self.quiet = quiet
+        self._old = None
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after the current step (Ctrl-C again to stop at once)...", file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+class _Bar:
+    """Terminal progress bar fed by the procedure's ``count`` emissions (rate and ETA by tqdm)."""
+
+    def __init__(self, enabled: bool, desc: str):
+        self.enabled, self.desc, self.bar = enabled, desc, None
+
+    def update(self, done: int, total: int, unit: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, unit=unit, desc=self.desc, smoothing=0.05)
+        if total != self.bar.total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_procedure(proc: XbarProcedure, run_dir: Path, resume: bool = False, progress: bool = True,
+                  command: list[str] | None = None, plots: bool = True) -> RunOutcome:
+    """Run ``proc`` into ``run_dir`` (made by :func:`new_run_dir`, or the folder to resume)."""
+    run_dir = Path(run_dir)
+    proc.run_dir = run_dir
+    proc.resuming = resume
+    meta_path = run_dir / RUN_JSON
+    if resume:
+        meta = read_json(meta_path)
+        meta["resumes"] = int(meta.get("resumes", 0)) + 1
+        meta.setdefault("resumed_at", []).append(_now())
+    else:
+        meta = {"procedure": proc.NAME, "parameters": parameter_values(proc), "status": "running",
+                "started": _now(), "command": command or [], "resumes": 0}
+    meta["status"] = "running"
+    write_json(meta_path, meta)
+
+    proc.check()                            # refuse bad parameters before a file or chip is touched
+    results = Results(proc, str(run_dir / DATA_CSV))
+    bar = _Bar(progress, proc.NAME)
+    data_file = open(run_dir / DATA_CSV, "a", encoding="utf-8")
+
+    def emit(topic, record):
+        if topic == "results":
+            data_file.write(results.format(record) + "\n")
+            data_file.flush()
+        elif topic == "count":
+            bar.update(*record)
+
+    proc.emit = emit
+    status, error = "finished", None
+    with _Stopper(quiet=not progress) as stopper:
+        proc.should_stop = stopper
+        try:
+            try:
+                proc.startup()
+                if not resume:
+                    proc.evaluate_metadata()
+                    data_file.flush()
+                    results.store_metadata()
+                meta.update({k: proc.ident[k] for k in ("station", "chip_id", "instruments")},
+                            software_version=proc.version, operator=proc.operator)
+                write_json(meta_path, meta)
+                proc.execute()
+            finally:
+                bar.close()
+                proc.shutdown()
+        except (ProcedureStopped, TuneInterrupted, KeyboardInterrupt) as exc:
+            status, error = "interrupted", str(exc) or "interrupted"
+        except Exception as exc:  # noqa: BLE001 - recorded, then re-raised for the command line
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            _finish(proc, run_dir, meta, status, error, plots)
+            data_file.close()
+            raise
+    data_file.close()
+    _finish(proc, run_dir, meta, status, error, plots)
+    return RunOutcome(run_dir, status, proc.report, error)
+
+
+def _finish(proc, run_dir, meta, status, error, plots) -> None:
+    """Write what the procedure collected (maps, trace, report), the final metadata and plots."""
+    try:
+        proc.finalize()
+    except Exception as exc:  # noqa: BLE001 - never lose the metadata because a summary failed
+        error = (error + "; " if error else "") + f"finalize: {exc}"
+    if proc.maps or proc.trace or proc.series:
+        write_h5(run_dir / RUN_H5, proc.maps, proc.trace, proc.series)
+    report = dict(proc.report)
+    report["status"] = status
+    if error:
+        report["error"] = error
+    proc.report = report
+    write_json(run_dir / REPORT_JSON, report)
+    meta.update(status=status, ended=_now())
+    if error:
+        meta["error"] = error
+    write_json(run_dir / RUN_JSON, meta)
+    if plots:
+        try:
+            from .plots import plot_run
+            plot_run(run_dir)
+        except Exception as exc:  # noqa: BLE001 - plots are a convenience; the data is saved
+            print(f"warning: plots not made: {exc}", file=sys.stderr)
+
+
+def resume_hint(outcome: RunOutcome, command: str) -> str:
+    return f"data saved in {outcome.run_dir}; continue with: xbar {command} --resume {outcome.run_dir}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,133 @@
+"""Tune array: write-verify every cell of the array (or the top-left block) to its target.
+
+Records: one ``data.csv`` row per cell and pass (see :mod:`procedures.journal`); ``run.h5`` maps
+``before`` (the array read before tuning), ``targets``, ``final`` (the last read-back), ``status``,
+``pulses``, ``reads``, ``rel_error`` and the trace of every read and pulse.  Resumable: after
+Ctrl-C, a crash, ``kill -9`` or an instrument timeout, ``xbar tune --resume RUN_DIR`` continues
+without re-pulsing finished cells of the pass in progress.
+"""
+from __future__ import annotations
+
+import numpy as np
+from pymeasure.experiment import BooleanParameter, FloatParameter, IntegerParameter, ListParameter, Parameter
+
+from programming.schedule import ORDERS
+from programming.tune_result import STATUS_NAMES, TuneResult
+from programming.tuner import TunerConfig, tune
+
+from .base import XbarProcedure
+from .chips import make_targets
+from .journal import TUNE_COLUMNS, FileTuneLog, read_events, read_trace, repair_tails
+
+TARGETS_NPY = "targets.npy"
+
+
+class TuneLogMixin:
+    """Shared by the procedures that tune (tune array, deploy): the run folder's tuning journal."""
+
+    STAGES: tuple[str, ...] = ("tune",)
+
+    def tune_log(self) -> FileTuneLog:
+        if self.resuming:
+            repair_tails(self.run_dir)
+        snapshot = self.save_chip_state if hasattr(self.xb, "state_dict") else None
+        self.log = FileTuneLog(self.run_dir, self.emit, snapshot=snapshot, should_stop=self.should_stop,
+                               resume=self.resuming)
+        return self.log
+
+    def journal_maps(self, targets: np.ndarray, final: np.ndarray | None) -> None:
+        """Maps and trace rebuilt from the journal (complete even after an interruption)."""
+        full = targets.shape
+        state = None
+        for stage in self.STAGES:
+            passes, cells = read_events(self.run_dir, stage, full)
+            if passes:
+                from programming.tune_state import TuneState
+                s = TuneState.from_events(targets if stage == self.STAGES[0] else np.where(
+                    np.isnan(targets), np.nan, targets), passes, cells, rtol=np.inf)
+                if state is None:
+                    state = s
+                else:
+                    for k in ("pulses", "reads", "energy", "time"):
+                        getattr(state, k)[...] += getattr(s, k)
+                    moved = s.status != 0
+                    state.status[moved] = s.status[moved]
+        if state is not None:
+            self.maps.update(status=state.status, pulses=state.pulses, reads=state.reads)
+        self.maps["targets"] = targets
+        if final is not None:
+            self.maps["final"] = final
+            self.maps["rel_error"] = (final - targets) / targets
+        self.trace = read_trace(self.run_dir, list(self.STAGES))
+
+
+class TuneProcedure(TuneLogMixin, XbarProcedure):
+    """Write-verify tuning of every cell (``size`` block) to ``targets`` (random or FILE.npy, S)."""
+
+    NAME = "tune"
+    RESUMABLE = True
+    DATA_COLUMNS = TUNE_COLUMNS
+
+    targets = Parameter("Targets", default="random")
+    tolerance = FloatParameter("Tolerance", minimum=1e-4, maximum=0.49, default=0.01)
+    passes = IntegerParameter("Passes", minimum=1, maximum=20, default=3)
+    order = ListParameter("Order", choices=list(ORDERS), default="row")
+    parallel = IntegerParameter("Parallel cells", minimum=0, maximum=100000, default=0)
+    scheme = ListParameter("Write scheme", choices=["v/2", "v/3", "float"], default="v/2")
+    max_pulses = IntegerParameter("Max pulses", minimum=1, maximum=100000, default=200)
+    no_reset = BooleanParameter("No initial reset", default=False)
+
+    def config(self) -> TunerConfig:
+        return TunerConfig(tolerance=float(self.tolerance), initial_reset=not self.no_reset,
+                           passes=int(self.passes), order=self.order, parallel=int(self.parallel) or None,
+                           write_scheme=self.scheme, max_pulses=int(self.max_pulses), seed=int(self.seed))
+
+    def check(self) -> None:
+        super().check()
+        self.config()                                     # TunerConfig validates its settings
+
+    def run(self) -> None:
+        xb = self.xb
+        cfg = self.config()
+        cfg.check_limits(xb)
+        saved = self.run_dir / TARGETS_NPY
+        if self.resuming and saved.is_file():
+            tgt = np.load(saved, allow_pickle=False)
+        else:
+            tgt = make_targets(self.targets, xb, int(self.seed), block=self.array_size)
+            np.save(saved, tgt)
+            self.maps["before"] = xb.read_array()
+        self.tgt = tgt
+        log = self.tune_log()
+        try:
+            self.result: TuneResult = tune(xb, tgt, cfg, progress=lambda d, t: self.count(d, t),
+                                           **log.tune_kwargs("tune", tgt))
+        finally:
+            log.flush()                     # also on Ctrl-C or an instrument error: keep what finished
+
+    def finalize(self) -> None:
+        tgt = getattr(self, "tgt", None)
+        if tgt is None:
+            return
+        result = getattr(self, "result", None)
+        if self.resuming and "before" not in self.maps:
+            from .run_data import RUN_H5, read_h5
+            if (self.run_dir / RUN_H5).is_file():
+                self.maps["before"] = read_h5(self.run_dir / RUN_H5)[0].get("before")
+            if self.maps.get("before") is None:
+                self.maps.pop("before", None)
+        self.journal_maps(tgt, None if result is None else result.final)
+        if result is not None:
+            self.maps["status"] = result.status
+            self.report = result.summary(self.xb_for_summary)
+        else:
+            st = self.maps.get("status")
+            done = int((st != 0).sum()) if st is not None else 0
+            self.report = {"cells": int((~np.isnan(tgt)).sum()), "cells_finished": done,
+                           "status_counts": {STATUS_NAMES[c]: int((st == c).sum()) for c in STATUS_NAMES}
+                           if st is not None else {}}
+        self.report.update(chip_id=getattr(self, "chip_id", ""), size=list(self.array_size), chips=int(self.chips))
+
+    def shutdown(self):
+        self.xb_for_summary = self.xb if hasattr(self.xb, "true_conductance") else None
+        super().shutdown()

@@ -1,0 +1,139 @@
+"""Interruption and resume of write-verify runs: the journal the tuner reports to, and the state it
+continues from.
+
+The tuner (:func:`programming.tuner.tune`) tells a :class:`TuneJournal` about every pass it starts,
+every cell it finishes and every read and pulse it makes, as they happen.  A journal that writes
+these to disk (``procedures.journal``) survives Ctrl-C, a crash, ``kill -9`` or an instrument
+timeout; :meth:`TuneState.from_events` rebuilds from it where the run stood, and
+``tune(..., resume=state)`` continues: cells finished in the pass in progress are not tuned again
+(only a later re-verify pass may pulse them, like any other cell found out of tolerance), the
+records of the earlier run are kept, and the final report covers every cell once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .tune_result import UNTARGETED
+
+#: record fields of a finished cell, as the tuner reports them (per pass, not cumulative)
+CELL_FIELDS = ("pulses", "reads", "energy", "time")
+
+
+class TuneInterrupted(Exception):
+    """A write-verify run was stopped on request (``should_stop``) between two steps.  ``state``
+    says where it stood; the cells in progress were abandoned (they are tuned again on resume)."""
+
+    def __init__(self, state: "TuneState"):
+        super().__init__(f"write-verify stopped in pass {state.pass_no + 1} with "
+                         f"{int(state.todo.sum())} cell(s) of that pass still to tune")
+        self.state = state
+
+
+class TuneJournal:
+    """What the tuner reports as it goes; the base class records nothing.  Arrays are 1-D, one
+    entry per cell (chip, row, col indices into (n_chips, rows, cols))."""
+
+    def pass_started(self, pass_no: int, todo: np.ndarray) -> None:
+        """Pass ``pass_no`` (0-based) starts and will tune the cells where ``todo`` (bool,
+        (n_chips, rows, cols)) is True."""
+
+    def cells_finished(self, pass_no: int, chip, row, col, target, status, reading, pulses, reads,
+                       energy, time) -> None:
+        """Cells finished tuning in ``pass_no``: their target (S), status code, last reading (S),
+        and this pass's pulses, reads, energy (J) and instrument time (s)."""
+
+    def trace(self, chunk: dict) -> None:
+        """Reads and pulses just made: arrays ``chip, row, col, pass, kind`` (0 read, 1 pulse),
+        ``amplitude`` (V), ``width`` (s), ``reading`` (S, NaN for pulses)."""
+
+    def read_back(self, pass_no: int, final: np.ndarray) -> None:
+        """The read-back after pass ``pass_no``: conductances (S), NaN where untargeted."""
+
+    def step_done(self) -> None:
+        """A tuner step ended (a point where the chip and the records agree): a journal may flush."""
+
+
+@dataclass
+class TuneState:
+    """Where a write-verify run stands.
+
+    Attributes:
+        pass_no: the pass in progress (0-based).
+        todo: bool (n_chips, rows, cols), cells of that pass still to tune.
+        status: status codes so far (see :mod:`programming.tune_result`).
+        pulses, reads, energy, time: per-cell records summed over what is finished (J, s).
+        compliance: compliance events so far.
+    """
+
+    pass_no: int
+    todo: np.ndarray
+    status: np.ndarray
+    pulses: np.ndarray
+    reads: np.ndarray
+    energy: np.ndarray
+    time: np.ndarray
+    compliance: int = 0
+
+    @classmethod
+    def fresh(cls, targeted: np.ndarray) -> "TuneState":
+        shape = targeted.shape
+        return cls(0, targeted.copy(), np.full(shape, UNTARGETED, np.int8), np.zeros(shape, np.int32),
+                   np.zeros(shape, np.int32), np.zeros(shape), np.zeros(shape))
+
+    @property
+    def records(self) -> dict:
+        return {k: getattr(self, k) for k in CELL_FIELDS}
+
+    @classmethod
+    def from_events(cls, targets: np.ndarray, passes: list[tuple[int, np.ndarray]], cells: dict,
+                    rtol: float = 1e-3) -> "TuneState":
+        """Rebuild the state from journal events.
+
+        Args:
+            targets: the run's targets (n_chips, rows, cols), S, NaN where untargeted.
+            passes: ``(pass_no, todo)`` for every pass started, in order.
+            cells: finished-cell events as equal-length 1-D arrays ``pass, chip, row, col, target,
+                status`` and the :data:`CELL_FIELDS`.  A cell whose journaled target differs from
+                ``targets`` by more than ``rtol`` (relative) counts as not finished.
+        """
+        targets = np.asarray(targets, float)
+        targeted = ~np.isnan(targets)
+        state = cls.fresh(targeted)
+        if not passes:
+            return state
+        pass_no, todo = max(passes, key=lambda p: p[0])
+        if np.asarray(todo).shape != targets.shape:
+            raise ValueError(f"journaled pass {pass_no} covers shape {np.asarray(todo).shape}, "
+                             f"the run's targets have shape {targets.shape}")
+        state.pass_no = int(pass_no)
+        state.todo = np.asarray(todo, bool) & targeted
+        n = len(cells.get("chip", ()))
+        if n:
+            chip, row, col = (np.asarray(cells[k], np.intp) for k in ("chip", "row", "col"))
+            if ((chip < 0) | (chip >= targets.shape[0]) | (row < 0) | (row >= targets.shape[1])
+                    | (col < 0) | (col >= targets.shape[2])).any():
+                raise ValueError("journaled cells lie outside the run's array")
+            tgt = targets[chip, row, col]
+            same = np.isfinite(tgt) & (np.abs(np.asarray(cells["target"], float) - tgt) <= rtol * np.abs(tgt))
+            p = np.asarray(cells["pass"], int)
+            chip, row, col, p = chip[same], row[same], col[same], p[same]
+            for k in CELL_FIELDS:
+                np.add.at(getattr(state, k), (chip, row, col), np.asarray(cells[k])[same])
+            # events are in time order: the last one of a cell gives its status
+            state.status[chip, row, col] = np.asarray(cells["status"], np.int8)[same]
+            now = p == state.pass_no
+            state.todo[chip[now], row[now], col[now]] = False
+        return state
+
+
+class TuneLog:
+    """Journals and resume states of the write-verify runs of a multi-stage job (deployment tunes
+    the network's cells, then the partners of stuck devices).  The base class keeps nothing:
+    :meth:`tune_kwargs` gives ``tune()`` no journal, no resume state and no stop request."""
+
+    def tune_kwargs(self, stage: str, targets: np.ndarray) -> dict:
+        """Keyword arguments for ``tune()`` (``journal``, ``resume``, ``should_stop``) of ``stage``
+        with ``targets`` (n_chips, rows, cols), S."""
+        return {}

@@ -1,0 +1,129 @@
+"""The live window (procedures/gui.py) offscreen: queue a tune, watch it finish, abort one."""
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from procedures import gui  # noqa: E402 - imports without Qt
+from procedures.run_data import DATA_CSV, REPORT_JSON, RUN_H5, RUN_JSON, read_data_csv  # noqa: E402
+from procedures.tune_array import TuneProcedure  # noqa: E402
+
+
+def test_without_qt_the_module_imports_and_the_window_says_what_to_install(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "qtpy", None)          # "import qtpy" now raises ImportError
+    with pytest.raises(gui.GuiUnavailable, match=r"pip install -e '\.\[gui\]'"):
+        gui._require_qt()
+    assert gui.main([]) == 2
+    assert "install the gui extra" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def app():
+    pytest.importorskip("qtpy.QtWidgets")
+    pytest.importorskip("pyqtgraph")
+    from qtpy import QtWidgets
+    return QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+
+
+@pytest.fixture
+def window(app, tmp_path, monkeypatch):
+    monkeypatch.setenv("XBAR_RUNS", str(tmp_path))
+    w = gui.TuneWindow(plots=False)
+    yield w
+    w.close()
+    w.deleteLater()
+    app.processEvents()
+
+
+def wait(app, cond, timeout=60.0):
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, "timed out"
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def test_queued_tune_updates_trace_and_map_and_writes_the_run_folder(app, window, tmp_path):
+    from pymeasure.experiment import Procedure
+
+    assert window.inputs.size.value() == "16x16"           # the terminal's tune default
+    exp = window.queue(TuneProcedure(size="4x4", seed=5, tolerance=0.02))
+    wait(app, lambda: not window.manager.is_running())
+    proc = exp.procedure
+    assert proc.status == Procedure.FINISHED
+    assert proc.xb is None                                 # chip closed by shutdown
+
+    run_dir = proc.run_dir
+    assert run_dir.parent == tmp_path and exp.data_filename == str(run_dir / DATA_CSV)
+    data = read_data_csv(run_dir / DATA_CSV)
+    first = data[data["Pass"] == 0]
+    assert sorted(zip(first["Row"], first["Col"])) == [(r, c) for r in range(4) for c in range(4)]
+
+    meta = json.loads((run_dir / RUN_JSON).read_text())
+    assert meta["procedure"] == "tune" and meta["status"] == "finished"
+    assert meta["parameters"]["size"] == "4x4" and meta["parameters"]["seed"] == 5
+    assert meta["chip_id"].startswith("sim/")
+    assert (run_dir / RUN_H5).is_file()
+    assert json.loads((run_dir / REPORT_JSON).read_text())["cells"] == 16
+
+    trace, image = exp.curve_list[0], exp.curve_list[1]
+    x, y = trace.getData()
+    assert len(y) == len(data)
+    np.testing.assert_allclose(y, data["Reading (S)"])
+    np.testing.assert_allclose(x, data["Target (S)"])
+    window.trace_widget.update_x_column(window.trace_widget.columns_x.findText(gui.RECORD))
+    np.testing.assert_array_equal(trace.getData()[0], np.arange(len(data)))   # the running record number
+    assert image.image.shape == (4, 4) and np.isfinite(image.image).all()
+    last = data.drop_duplicates(["Row", "Col"], keep="last")
+    np.testing.assert_allclose(image.image[last["Col"], last["Row"]], last["Reading (S)"])
+
+    from procedures.run_data import load_run
+    from procedures.tables import format_run
+    assert "status     finished" in format_run(load_run(run_dir))   # xbar show
+
+
+def test_bad_parameters_are_refused_before_a_run_folder_is_made(app, window, tmp_path):
+    with pytest.raises(ValueError, match="ROWSxCOLS"):
+        window.queue(TuneProcedure(size="4by4"))
+    window.inputs.size.setValue("oops")
+    window.queue_button.click()                            # the button reports instead of raising
+    assert "not queued" in window.statusBar().currentMessage()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_abort_stops_the_tune_closes_the_chip_and_keeps_the_rows(app, window):
+    from pymeasure.experiment import Procedure
+
+    exp = window.queue(TuneProcedure(size="16x16", seed=1, parallel=1))
+    csv = exp.procedure.run_dir / DATA_CSV
+    wait(app, lambda: len(read_data_csv(csv)) > 0, timeout=30)
+    assert window.abort_button.isEnabled()
+    window.abort_button.click()
+    wait(app, lambda: not window.manager.is_running())
+
+    proc = exp.procedure
+    assert proc.status == Procedure.ABORTED
+    assert proc.xb is None
+    meta = json.loads((proc.run_dir / RUN_JSON).read_text())
+    assert meta["status"] == "interrupted"
+    rows = read_data_csv(csv)
+    assert 0 < len(rows) < 256
+    assert json.loads((proc.run_dir / REPORT_JSON).read_text())["cells_finished"] >= len(rows[rows["Pass"] == 0])
+    assert len(exp.curve_list[0].getData()[1]) == len(rows)     # the plot shows what was kept
+    assert (proc.run_dir / "chip_state.npz").is_file()          # resumable: xbar tune --resume RUN_DIR
+
+
+def test_a_failing_run_is_recorded_as_failed(app, window, tmp_path):
+    from pymeasure.experiment import Procedure
+
+    exp = window.queue(TuneProcedure(size="4x4", targets=str(tmp_path / "missing.npy")))
+    wait(app, lambda: not window.manager.is_running())
+    proc = exp.procedure
+    assert proc.status == Procedure.FAILED and proc.xb is None
+    meta = json.loads((proc.run_dir / RUN_JSON).read_text())
+    assert meta["status"] == "failed" and "missing.npy" in meta["error"]

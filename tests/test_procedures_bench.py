@@ -1,0 +1,118 @@
+"""Every operator procedure on the mock bench (drivers → VISA → emulators → physics), with no
+safety violation, outputs off and relays open afterwards, and an instrument timeout mid-tune that
+is resumed."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mock_hw.mock_bench import MockBench
+from procedures.cli import main
+from procedures.run_data import load_run
+
+
+@pytest.fixture
+def bench():
+    with MockBench(4, 4, preset="tio2-3it", seed=3) as b:
+        yield b
+
+
+@pytest.fixture
+def station(bench, tmp_path):
+    return bench.write_station(tmp_path / "station.toml", timeout_ms=1000)
+
+
+def run_on(bench, station, args, tmp_path, name):
+    out = tmp_path / name
+    code = main([*args, "--station", str(station), "--out", str(out), "--quiet", "--no-plots"])
+    assert bench.violations == []
+    assert bench.bench.all_off(), "outputs must be off and relays open after a procedure"
+    return code, out
+
+
+def test_read_tune_iv_endurance_retention_on_the_bench(bench, station, tmp_path):
+    code, out = run_on(bench, station, ["read", "--size", "4x4"], tmp_path, "read")
+    assert code == 0
+    r = load_run(out)
+    assert r.maps["conductance"].shape == (1, 4, 4) and "Model 707B" in str(r.meta["instruments"]["matrix"])
+    assert "station" in r.meta["station"] and r.meta["chip_id"]
+    # the bench reads what the emulated chip holds
+    np.testing.assert_allclose(r.maps["conductance"][0], bench.chip.true_conductance[0], rtol=0.02)
+
+    code, out = run_on(bench, station, ["tune", "--size", "2x2", "--seed", "1"], tmp_path, "tune")
+    assert code == 0
+    t = load_run(out)
+    assert len(t.data[t.data["Pass"] == 0]) == 4 and t.trace is not None
+
+    code, out = run_on(bench, station, ["iv", "--row", "3", "--col", "3", "--v-max", "1.4", "--v-step", "0.35"],
+                       tmp_path, "iv")
+    assert code == 0 and len(load_run(out).data) == 14
+    code, out = run_on(bench, station, ["iv", "--mode", "read", "--v-max", "0.2", "--v-step", "0.1"], tmp_path, "ivr")
+    d = load_run(out).data
+    assert code == 0 and np.all(np.sign(d["Current (A)"]) == np.sign(d["Voltage (V)"]))
+
+    code, out = run_on(bench, station, ["endurance", "--cycles", "5", "--cells", "2,2"], tmp_path, "end")
+    assert code == 0 and sorted(load_run(out).data["Cycle"]) == [1, 2, 5]
+
+    code, out = run_on(bench, station, ["retention", "--size", "4x4", "--interval", "0.01", "--reads", "3"],
+                       tmp_path, "ret")
+    assert code == 0 and load_run(out).series["maps"].shape == (3, 1, 4, 4)
+
+
+def test_forming_through_the_instruments(tmp_path):
+    with MockBench(3, 3, preset="tio2-3it", seed=2, pristine=True) as bench:
+        station = bench.write_station(tmp_path / "st.toml", v_max=2.9, timeout_ms=1000)
+        code, out = run_on(bench, station, ["form", "--size", "3x3", "--compliance", "1e-3"], tmp_path, "form")
+        assert code == 0
+        r = load_run(out)
+        assert r.report["newly_formed"] >= 7
+        assert bench.chip.formed_mask[0].sum() >= r.report["newly_formed"]
+
+
+def test_deploy_and_infer_on_the_bench(bench, station, tmp_path):
+    from models.model_io import save_model
+    from models.train import TrainConfig, train
+
+    cfg = TrainConfig.for_dataset("moons", hidden=(1,), aware=False, epochs=150, seed=0)
+    res = train(cfg)
+    model = tmp_path / "tiny.pt"
+    save_model(model, res.model, cfg.to_dict(), {"test_accuracy": res.test_accuracy})
+    code, out = run_on(bench, station, ["deploy", str(model), "--points", "20"], tmp_path, "dep")
+    assert code == 0
+    rep = load_run(out).report
+    assert rep["chip_shape"] == [4, 4] and rep["accuracy"]["test_points"] == 20
+    code, out = run_on(bench, station, ["infer", str(model), "--points", "20"], tmp_path, "inf")
+    assert code == 0
+    inf = load_run(out)
+    assert len(inf.data) == 20 and inf.report["accuracy"] == pytest.approx(inf.data["Correct"].mean())
+
+
+def test_instrument_timeout_mid_tune_is_resumed(bench, station, tmp_path, capsys):
+    """An instrument that stops answering fails the run safely (outputs off, relays open, data
+    kept, a resume hint); --resume continues on the same bench."""
+    import threading
+    import time
+
+    emu = bench.emulators["K2600"]
+    data = tmp_path / "tune" / "data.csv"
+
+    def fault_after_three_cells():
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60:
+            if data.exists() and sum(line.startswith("tune,") for line in data.read_text().splitlines()) >= 3:
+                emu.faults.no_reply_next = 1          # the SMU stops answering once
+                return
+            time.sleep(0.005)
+
+    threading.Thread(target=fault_after_three_cells, daemon=True).start()
+    code, out = run_on(bench, station, ["tune", "--size", "3x3", "--seed", "2", "--parallel", "1"], tmp_path, "tune")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--resume" in err and "outputs off, relays open" in err
+    r = load_run(out)
+    assert r.status == "failed" and "Timeout" in r.meta["error"] and len(r.data) >= 3
+    code, _ = run_on(bench, station, ["tune", "--resume", str(out)], tmp_path, "unused")
+    assert code == 0
+    r = load_run(out)
+    p0 = r.data[r.data["Pass"] == 0]
+    assert r.status == "finished" and len(p0) == 9 and not p0[["Row", "Col"]].duplicated().any()

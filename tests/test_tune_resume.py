@@ -1,0 +1,119 @@
+"""Interrupting and resuming the write-verify tuner (journal events → TuneState → resume)."""
+import numpy as np
+import pytest
+
+from mock_hw.sim_chip import SimulatedCrossbar
+from programming.tune_result import CONVERGED, STUCK
+from programming.tune_state import TuneInterrupted, TuneJournal, TuneState
+from programming.tuner import TunerConfig, tune
+
+
+class MemoryJournal(TuneJournal):
+    def __init__(self):
+        self.passes, self.cells, self.trace_chunks, self.read_backs = [], [], [], []
+
+    def pass_started(self, pass_no, todo):
+        self.passes.append((pass_no, todo.copy()))
+
+    def cells_finished(self, pass_no, chip, row, col, target, status, reading, pulses, reads, energy, time):
+        for i in range(len(chip)):
+            self.cells.append(dict(pass_=pass_no, chip=chip[i], row=row[i], col=col[i], target=target[i],
+                                   status=status[i], reading=reading[i], pulses=pulses[i], reads=reads[i],
+                                   energy=energy[i], time=time[i]))
+
+    def trace(self, chunk):
+        self.trace_chunks.append({k: np.array(v) for k, v in chunk.items()})
+
+    def read_back(self, pass_no, final):
+        self.read_backs.append((pass_no, final.copy()))
+
+    def events(self):
+        keys = ("chip", "row", "col", "target", "status", "pulses", "reads", "energy", "time")
+        cells = {k: np.array([c[k] for c in self.cells]) for k in keys}
+        cells["pass"] = np.array([c["pass_"] for c in self.cells], int)
+        return cells
+
+
+def _targets(shape, seed=3):
+    return np.random.default_rng(seed).uniform(120e-6, 480e-6, size=shape)
+
+
+def test_journal_sees_every_finished_cell_and_the_trace():
+    xb = SimulatedCrossbar(6, 6, seed=1)
+    j = MemoryJournal()
+    res = tune(xb, _targets((6, 6)), TunerConfig(seed=1), journal=j, record_trace=True)
+    assert j.passes[0][0] == 0 and j.passes[0][1].sum() == 36
+    pass0 = [c for c in j.cells if c["pass_"] == 0]
+    assert sorted((c["row"], c["col"]) for c in pass0) == [(r, c) for r in range(6) for c in range(6)]
+    # the journal's per-pass records add up to the result's totals
+    assert sum(c["pulses"] for c in j.cells) == res.pulses.sum()
+    # converged cells finished on an in-band reading
+    for c in pass0:
+        if c["status"] == CONVERGED:
+            assert abs(c["reading"] - c["target"]) <= 0.01 * c["target"]
+    n_trace = sum(len(ch["chip"]) for ch in j.trace_chunks)
+    assert n_trace == res.trace["chip"].size
+    assert len(j.read_backs) == res.passes_run
+
+
+def test_should_stop_raises_with_the_state_to_resume_from():
+    xb = SimulatedCrossbar(6, 6, seed=2)
+    j = MemoryJournal()
+    stop = lambda: len(j.cells) >= 10  # noqa: E731
+    with pytest.raises(TuneInterrupted) as info:
+        tune(xb, _targets((6, 6)), TunerConfig(seed=2, parallel=2), journal=j, should_stop=stop)
+    st = info.value.state
+    assert st.pass_no == 0
+    finished = {(c["row"], c["col"]) for c in j.cells}
+    assert len(finished) >= 10
+    assert not any(st.todo[0, r, c] for r, c in finished)
+    assert st.todo.sum() == 36 - len(finished)
+    # the journal rebuilds the same state
+    rebuilt = TuneState.from_events(np.broadcast_to(_targets((6, 6)), (1, 6, 6)), j.passes, j.events())
+    np.testing.assert_array_equal(rebuilt.todo, st.todo)
+    np.testing.assert_array_equal(rebuilt.pulses, st.pulses)
+    np.testing.assert_array_equal(rebuilt.status, st.status)
+
+
+def test_resume_finishes_every_cell_without_repulsing_finished_ones():
+    tg = _targets((8, 8), seed=5)
+    xb = SimulatedCrossbar(8, 8, seed=4)
+    j1 = MemoryJournal()
+    with pytest.raises(TuneInterrupted):
+        tune(xb, tg, TunerConfig(seed=4, parallel=3), journal=j1, should_stop=lambda: len(j1.cells) >= 25)
+    done_before = {(c["row"], c["col"]) for c in j1.cells}
+    state = TuneState.from_events(np.broadcast_to(tg, (1, 8, 8)), j1.passes, j1.events())
+    j2 = MemoryJournal()
+    res = tune(xb, tg, TunerConfig(seed=4, parallel=3), journal=j2, resume=state, record_trace=True)
+    # no new pass 0 was announced; pass 0 pulsed only cells that were not finished
+    assert all(p != 0 for p, _ in j2.passes)
+    tr = res.trace
+    pulsed0 = {(int(r), int(c)) for r, c, k, p in zip(tr["row"], tr["col"], tr["kind"], tr["pass"]) if k == 1 and p == 0}
+    assert not pulsed0 & done_before
+    assert {(c["row"], c["col"]) for c in j2.cells if c["pass_"] == 0} == \
+        {(r, c) for r in range(8) for c in range(8)} - done_before
+    # the result covers every cell, with the records of both runs
+    assert (res.status != 0).all()
+    working = xb.working_mask[0]
+    assert (res.status[0][working] == CONVERGED).mean() > 0.95
+    assert (res.status[0][~working] == STUCK).all()
+    assert res.pulses.sum() == sum(c["pulses"] for c in j1.cells) + sum(c["pulses"] for c in j2.cells)
+
+
+def test_journaled_cells_with_another_target_are_tuned_again():
+    tg = _targets((4, 4))
+    j = MemoryJournal()
+    xb = SimulatedCrossbar(4, 4, seed=0)
+    with pytest.raises(TuneInterrupted):
+        tune(xb, tg, TunerConfig(parallel=1), journal=j, should_stop=lambda: len(j.cells) >= 5)
+    moved = tg.copy()
+    moved[0, :] *= 1.1
+    st = TuneState.from_events(np.broadcast_to(moved, (1, 4, 4)), j.passes, j.events())
+    assert st.todo[0, 0].all()
+
+
+def test_resume_state_of_another_shape_is_refused():
+    xb = SimulatedCrossbar(4, 4, seed=0)
+    st = TuneState.fresh(np.ones((1, 3, 3), bool))
+    with pytest.raises(ValueError, match="shape"):
+        tune(xb, _targets((4, 4)), resume=st)
