@@ -15,7 +15,7 @@ import json
 from contextlib import contextmanager
 from pathlib import Path
 
-from models.datasets import DATASETS, load_dataset
+from models.datasets import DATASETS, dataset_of, load_dataset
 from models.variability import DRIFT_COUNTS, VARIABILITY_PRESETS
 from models.variability_fit import load_variability
 from programming.schedule import ORDERS
@@ -70,6 +70,7 @@ def add_model_commands(sub, chip_args) -> None:
     e.add_argument("--tolerance", type=float, default=0.01, help="write-verify tolerance (tuned mode)")
     e.add_argument("--no-compensate", action="store_true", help="no stuck-device compensation")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--quiet", action="store_true", help="no progress bar (tuned mode)")
     e.add_argument("--json", type=Path, default=None, metavar="REPORT.json")
 
     f = sub.add_parser("fit-variability", help="tune targets with the trace on and fit the variability model "
@@ -122,13 +123,6 @@ def cmd_insitu(args, open_chip) -> int:
           f"{rep['wall_s']:.1f} s")
     _write_json(args.json, rep)
     return 0
-
-
-def _dataset_of(meta: dict):
-    train = meta.get("train") or {}
-    if "dataset" not in train:
-        raise ValueError("the model file does not record its dataset (train config missing)")
-    return load_dataset(train["dataset"], int(train.get("data_seed", 0)))
 
 
 def cmd_fit_variability(args, open_chip) -> int:
@@ -205,7 +199,7 @@ def cmd_evaluate(args, open_chip) -> int:
     from models.model_io import load_model
 
     model, meta = load_model(args.model)
-    data = _dataset_of(meta)
+    data = dataset_of(meta)
     variability = load_variability(args.variability)
     if args.transfers < 1:
         raise ValueError(f"--transfers must be >= 1, got {args.transfers}")
@@ -218,7 +212,7 @@ def cmd_evaluate(args, open_chip) -> int:
         size = network_extent(model)
         cfg = DeployConfig(tolerance=args.tolerance, compensate=not args.no_compensate, seed=args.seed)
         with open_chip("sim", size, args.preset, args.seed, args.transfers) as chips:
-            stats, dep_report = evaluate_tuned(model, data, chips, cfg)
+            stats, dep_report = evaluate_tuned(model, data, chips, cfg, progress=not args.quiet)
         extra.update(preset=args.preset, tuning=dep_report["tuning"])
     rep = {"model": str(args.model), "seed": args.seed, **stats.report(), **extra,
            "software_accuracy": float((meta.get("metrics") or {}).get("test_accuracy", float("nan")))}

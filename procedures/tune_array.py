@@ -37,21 +37,21 @@ class TuneLogMixin:
 
     def journal_maps(self, targets: np.ndarray, final: np.ndarray | None) -> None:
         """Maps and trace rebuilt from the journal (complete even after an interruption)."""
-        full = targets.shape
+        from programming.tune_state import TuneState
+
         state = None
-        for stage in self.STAGES:
-            passes, cells = read_events(self.run_dir, stage, full)
-            if passes:
-                from programming.tune_state import TuneState
-                s = TuneState.from_events(targets if stage == self.STAGES[0] else np.where(
-                    np.isnan(targets), np.nan, targets), passes, cells, rtol=np.inf)
-                if state is None:
-                    state = s
-                else:
-                    for k in ("pulses", "reads", "energy", "time"):
-                        getattr(state, k)[...] += getattr(s, k)
-                    moved = s.status != 0
-                    state.status[moved] = s.status[moved]
+        for stage in self.STAGES:                      # later stages (re-targeted cells) add up
+            passes, cells = read_events(self.run_dir, stage, targets.shape)
+            if not passes:
+                continue
+            s = TuneState.from_events(targets, passes, cells, rtol=np.inf)
+            if state is None:
+                state = s
+                continue
+            for k in ("pulses", "reads", "energy", "time"):
+                getattr(state, k)[...] += getattr(s, k)
+            moved = s.status != 0
+            state.status[moved] = s.status[moved]
         if state is not None:
             self.maps.update(status=state.status, pulses=state.pulses, reads=state.reads)
         self.maps["targets"] = targets
