@@ -100,6 +100,24 @@ class XbarProcedure(Procedure):
             if not (src / RUN_JSON).is_file():
                 raise ValueError(f"--chip-from {src}: not a run folder (no {RUN_JSON})")
 
+    def check_limits(self, limits) -> None:
+        """Refuse voltages, widths or currents the chip's ``limits`` (a
+        :class:`~programming.crossbar.SafetyLimits`) forbid; procedures that source override it."""
+
+    def planned_limits(self):
+        """The limits of the chip this run will open, known before opening it: the preset's, or
+        the station file's."""
+        if self.chip == "station":
+            from instruments.station import load_station
+            return load_station(self.station).limits
+        from .chips import PRESETS
+        return PRESETS[self.preset].limits
+
+    def validate(self) -> None:
+        """Every check that needs no chip: the parameters, then the planned chip's limits."""
+        self.check()
+        self.check_limits(self.planned_limits())
+
     def adopt_chip_of(self, run_dir: Path) -> None:
         """Take the chip parameters of an earlier run (``chip_from``)."""
         meta = read_json(Path(run_dir) / RUN_JSON)
@@ -166,8 +184,13 @@ class XbarProcedure(Procedure):
 
     # ------------------------------------------------------------------------ pymeasure hooks
     def startup(self):
-        self.check()
+        self.validate()
         self.xb = self.open_crossbar()
+        try:
+            self.check_limits(self.xb.limits)     # the chip's own limits (e.g. a lowered compliance)
+        except BaseException:
+            self.shutdown()
+            raise
         ident = self.identity()
         self.station_name = ident["station"]
         self.chip_id = ident["chip_id"]

@@ -114,7 +114,7 @@ def cmd_procedure(args, formatter=None) -> int:
         run_dir = Path(resume)
     else:
         proc = build_procedure(args)
-        proc.check()
+        proc.validate()
         run_dir = new_run_dir(cls.NAME, args.out)
     try:
         outcome = run_procedure(proc, run_dir, resume=resume is not None, progress=not args.quiet,

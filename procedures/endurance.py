@@ -64,16 +64,12 @@ class EnduranceProcedure(XbarProcedure):
         parse_cells(self.cells, self.array_size)
         if not (float(self.v_set) > 0 and float(self.v_reset) > 0 and float(self.width) > 0):
             raise ValueError("--v-set, --v-reset (magnitudes) and --width must be positive")
-        if self.chip == "sim":
-            from .chips import PRESETS
-            self._check_limits(PRESETS[self.preset].limits)
 
-    def _check_limits(self, limits) -> None:
+    def check_limits(self, limits) -> None:
         limits.check_pulse(np.array([float(self.v_set), -float(self.v_reset)]), np.full(2, float(self.width)))
 
     def run(self) -> None:
         xb = self.xb
-        self._check_limits(xb.limits)
         rows, cols = parse_cells(self.cells, xb.shape)
         marks = check_cycles(int(self.cycles))
         self.rows, self.cols = rows, cols

@@ -55,6 +55,10 @@ class FormingProcedure(XbarProcedure):
     def chip_overrides(self) -> dict:
         return {"i_compliance": float(self.compliance)}
 
+    def check_limits(self, limits) -> None:
+        amps = self.amplitudes()
+        limits.check_pulse(amps, np.full(amps.shape, float(self.width)))
+
     def amplitudes(self) -> np.ndarray:
         n = int(np.floor((float(self.v_stop) - float(self.v_start)) / float(self.v_step) + 1e-9)) + 1
         return float(self.v_start) + float(self.v_step) * np.arange(n)
@@ -62,7 +66,6 @@ class FormingProcedure(XbarProcedure):
     def run(self) -> None:
         xb = self.xb
         amps = self.amplitudes()
-        xb.limits.check_pulse(amps, np.full(amps.shape, float(self.width)))   # before anything is sourced
         full = (xb.n_chips, *xb.shape)
         self.before = np.full(full, np.nan)
         self.after = np.full(full, np.nan)

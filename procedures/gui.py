@@ -240,7 +240,7 @@ def _classes() -> dict:
             if procedure.chip_from:
                 procedure.adopt_chip_of(Path(procedure.chip_from))
                 procedure.refresh_parameters()
-            procedure.check()
+            procedure.validate()
             run_dir = new_run_dir(procedure.NAME)
             attach_run(procedure, run_dir, plots=self.plots)
             results = Results(procedure, str(run_dir / DATA_CSV))

@@ -30,9 +30,9 @@ class RetentionProcedure(XbarProcedure):
         super().check()
         if not (np.isfinite(float(self.interval)) and float(self.interval) > 0):
             raise ValueError(f"--interval must be a positive time (s), got {self.interval}")
-        if self.chip == "sim":
-            from .chips import PRESETS
-            check_read_voltage(PRESETS[self.preset].limits, float(self.v_read))
+
+    def check_limits(self, limits) -> None:
+        check_read_voltage(limits, float(self.v_read))
 
     def times(self) -> np.ndarray:
         """Read times (s) from the first read."""
@@ -43,7 +43,6 @@ class RetentionProcedure(XbarProcedure):
 
     def run(self) -> None:
         xb = self.xb
-        check_read_voltage(xb.limits, float(self.v_read))
         times = self.times()
         self.t, self.g = [], []
         elapsed = 0.0

@@ -72,9 +72,8 @@ def parameter_values(proc: XbarProcedure) -> dict:
 class _Stopper:
     """SIGINT → a stop request; a second SIGINT → KeyboardInterrupt at once."""
 
-    def __init__(self, quiet: bool):
+    def __init__(self):
         self.requested = False
-        self.quiet = quiet
         self._old = None
 
     def __call__(self) -> bool:
@@ -135,7 +134,7 @@ def run_procedure(proc: XbarProcedure, run_dir: Path, resume: bool = False, prog
     meta["status"] = "running"
     write_json(meta_path, meta)
 
-    proc.check()                            # refuse bad parameters before a file or chip is touched
+    proc.validate()                         # refuse bad parameters before a file or chip is touched
     results = Results(proc, str(run_dir / DATA_CSV))
     bar = _Bar(progress, proc.NAME)
     data_file = open(run_dir / DATA_CSV, "a", encoding="utf-8")
@@ -149,7 +148,7 @@ def run_procedure(proc: XbarProcedure, run_dir: Path, resume: bool = False, prog
 
     proc.emit = emit
     status, error = "finished", None
-    with _Stopper(quiet=not progress) as stopper:
+    with _Stopper() as stopper:
         proc.should_stop = stopper
         try:
             try:

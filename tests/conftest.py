@@ -53,6 +53,44 @@ def spy():
     return SpyCrossbar
 
 
+@pytest.fixture
+def bench():
+    """A 4×4 ``tio2-3it`` mock bench (seed 3) on loopback."""
+    from mock_hw.mock_bench import MockBench
+
+    with MockBench(4, 4, preset="tio2-3it", seed=3) as b:
+        yield b
+
+
+@pytest.fixture
+def station(bench, tmp_path):
+    """The station file of :func:`bench` (1 s instrument timeout)."""
+    return bench.write_station(tmp_path / "station.toml", timeout_ms=1000)
+
+
+@pytest.fixture
+def stop_after(monkeypatch):
+    """``stop_after(n)``: the runner's stop request (Ctrl-C) turns true after ``n`` polls;
+    ``stop_after(None)`` restores the real one."""
+    import procedures.runner as runner
+
+    original = runner._Stopper
+
+    def arm(n):
+        if n is None:
+            monkeypatch.setattr(runner, "_Stopper", original)
+            return
+        calls = {"n": 0}
+
+        class StopAfter(original):
+            def __call__(self):
+                calls["n"] += 1
+                return calls["n"] > n
+
+        monkeypatch.setattr(runner, "_Stopper", StopAfter)
+    return arm
+
+
 @pytest.fixture(autouse=True)
 def _runs_in_tmp(tmp_path, monkeypatch):
     """Run folders made without --out go under the test's tmp folder, never into the project."""

@@ -17,17 +17,6 @@ from programming.crossbar import LimitError
 from programming.tuner import TunerConfig, tune
 
 
-@pytest.fixture
-def bench():
-    with MockBench(4, 4, preset="tio2-3it", seed=3) as b:
-        yield b
-
-
-@pytest.fixture
-def station(bench, tmp_path):
-    return bench.write_station(tmp_path / "station.toml", timeout_ms=1000)
-
-
 def targets(shape=(4, 4), seed=1):
     return np.random.default_rng(seed).uniform(120e-6, 480e-6, size=shape)
 

@@ -11,17 +11,6 @@ from procedures.cli import main
 from procedures.run_data import load_run
 
 
-@pytest.fixture
-def bench():
-    with MockBench(4, 4, preset="tio2-3it", seed=3) as b:
-        yield b
-
-
-@pytest.fixture
-def station(bench, tmp_path):
-    return bench.write_station(tmp_path / "station.toml", timeout_ms=1000)
-
-
 def run_on(bench, station, args, tmp_path, name):
     out = tmp_path / name
     code = main([*args, "--station", str(station), "--out", str(out), "--quiet", "--no-plots"])

@@ -84,20 +84,10 @@ def test_resume_refuses_finished_or_foreign_runs(tmp_path, capsys):
     assert main(["tune", "--resume", str(tmp_path / "none"), "--quiet"]) == 2
 
 
-def test_stop_request_interrupts_then_resume_completes(tmp_path, monkeypatch, capsys):
+def test_stop_request_interrupts_then_resume_completes(tmp_path, stop_after, capsys):
     """Ctrl-C (a stop request between steps) ends the run as interrupted with a resume hint;
     --resume finishes it."""
-    import procedures.runner as runner
-
-    calls = {"n": 0}
-
-    class StopAfter(runner._Stopper):
-        def __call__(self):
-            calls["n"] += 1
-            return calls["n"] > 150
-
-    original = runner._Stopper
-    monkeypatch.setattr(runner, "_Stopper", StopAfter)
+    stop_after(150)
     out = tmp_path / "t"
     assert main(["tune", "--size", "8x8", "--parallel", "1", "--out", str(out), "--quiet", "--no-plots"]) == 130
     err = capsys.readouterr().err
@@ -105,30 +95,20 @@ def test_stop_request_interrupts_then_resume_completes(tmp_path, monkeypatch, ca
     r = load_run(out)
     assert r.status == "interrupted" and 0 < len(r.data) < 64
     assert r.report["status"] == "interrupted" and r.report["cells_finished"] == len(r.data)
-    monkeypatch.setattr(runner, "_Stopper", original)
+    stop_after(None)
     start = _trace_len(out)
     assert main(["tune", "--resume", str(out), "--quiet", "--no-plots"]) == 0
     _check_resumed(out, "tune", 64, r.data, start)
 
 
-def test_deploy_interrupted_and_resumed(tmp_path, monkeypatch, capsys, model_file_small):
-    import procedures.runner as runner
-
-    calls = {"n": 0}
-
-    class StopAfter(runner._Stopper):
-        def __call__(self):
-            calls["n"] += 1
-            return calls["n"] > 40
-
-    original = runner._Stopper
-    monkeypatch.setattr(runner, "_Stopper", StopAfter)
+def test_deploy_interrupted_and_resumed(tmp_path, stop_after, model_file_small):
+    stop_after(40)
     out = tmp_path / "d"
     assert main(["deploy", str(model_file_small), "--out", str(out), "--quiet", "--no-plots"]) == 130
     r = load_run(out)
     assert r.status == "interrupted" and (out / "model.pt").is_file()
     killed = r.data
-    monkeypatch.setattr(runner, "_Stopper", original)
+    stop_after(None)
     start = _trace_len(out, "main")
     assert main(["deploy", "--resume", str(out), "--quiet", "--no-plots"]) == 0
     r = _check_resumed(out, "main", int(np.isfinite(r.maps["targets"]).sum()), killed, start)
