@@ -19,17 +19,13 @@ Usage: python benchmarks/insitu_moons.py [--seeds 3] [--epochs 20] [--seed 0] [-
 """
 from __future__ import annotations
 
-import os
+import argparse
+import json
+import time
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # tiny matrices: BLAS threads only add overhead
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-
-from mock_hw.sim_chip import SimulatedCrossbar  # noqa: E402
-from models.datasets import load_dataset  # noqa: E402
-from models.insitu import InSituConfig, chip_shape_for, train_in_situ, train_software  # noqa: E402
+from mock_hw.sim_chip import SimulatedCrossbar
+from models.datasets import load_dataset
+from models.insitu import InSituConfig, chip_shape_for, train_in_situ, train_software
 
 #: label → (rule, extra settings); the label is what --rules selects
 VARIANTS = {

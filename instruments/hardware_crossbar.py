@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import importlib
 import time
+from dataclasses import replace
 
 import numpy as np
 
-from programming.crossbar import Crossbar, PulseResult, ReadResult, ReadScheme, WriteScheme
+from programming.crossbar import Crossbar, PulseResult, ReadResult, ReadScheme, SafetyLimits, WriteScheme
 
 from .roles import InstrumentError, InstrumentTimeout
 from .station import DRIVERS, Station
@@ -61,6 +62,25 @@ def channel(drivers: dict, station: Station, spec: str):
     inst, _, ch = spec.partition(".")
     attr = DRIVERS[station.instruments[inst].driver][2][ch]
     return getattr(drivers[inst], attr) if attr else drivers[inst]
+
+
+def station_limits(station: Station) -> SafetyLimits:
+    """The limits a :class:`HardwareCrossbar` on ``station`` enforces: the station file's, with the
+    pulse widths narrowed to what the drive channel's instrument can source (its driver's
+    ``WIDTH_RANGE``: 1 µs – 10 s on a 2600B, 1 µs – 1 s on a B2900; a 2450 has no pulse mode).
+    A station file that allows 100 ns pulses on a 2600B therefore refuses them before anything is
+    written, instead of failing in the driver halfway through a job.  Needs no connection."""
+    lim = station.limits
+    inst, _ = station.channel_of("drive")
+    module = importlib.import_module(DRIVERS[station.instruments[inst].driver][0])
+    lo, hi = getattr(module, "WIDTH_RANGE", (0.0, float("inf")))
+    w_min, w_max = max(lim.width_min, float(lo)), min(lim.width_max, float(hi))
+    if w_min > w_max:
+        raise ValueError(f"station {station.name}: [limits] pulse widths {lim.width_min:g}..{lim.width_max:g} s "
+                         f"and the drive instrument's {lo:g}..{hi:g} s do not overlap")
+    if (w_min, w_max) == (lim.width_min, lim.width_max):
+        return lim
+    return replace(lim, width_min=w_min, width_max=w_max)
 
 
 def check_station(station: Station) -> list[dict]:
@@ -96,7 +116,7 @@ class HardwareCrossbar(Crossbar):
         self.station = station
         self.shape = (station.rows, station.cols)
         self.n_chips = 1
-        self.limits = station.limits
+        self.limits = station_limits(station)
         self.v_read = station.v_read
         self.drivers = drivers if drivers is not None else open_instruments(station)
         self.matrix = self.drivers[station.matrix]
@@ -361,15 +381,28 @@ class HardwareCrossbar(Crossbar):
         its rows' column currents.  Exact for grounded columns on ideal lines, with the I-V
         nonlinearity measured at the actual input voltages.  Costs rows × levels × columns reads."""
         v = np.asarray(v_rows, float)
+        n = 1 if v.ndim == 1 else v.shape[-2]
+        return self._mvm_needed(v, np.ones((1, n, self.shape[1]), bool))
+
+    def _mvm_needed(self, v_rows, need) -> np.ndarray:
+        """:meth:`_mvm` measuring only the cells that feed a needed current: cell (i, j) at level
+        V when some input vector drives row i at V and needs column j.  The cell is routed once
+        and measured at each of its levels in turn (relays change only between cells)."""
+        v = np.asarray(v_rows, float)
         flat = (v[0] if v.ndim == 3 else v).reshape(-1, self.shape[0])
+        need = np.asarray(need, bool).reshape(-1, self.shape[1])      # (N, cols): one chip
         out = np.zeros((flat.shape[0], self.shape[1]))
         for i in range(self.shape[0]):
-            for level in np.unique(flat[:, i]):
-                if level == 0:
-                    continue
-                currents = np.array([self._guarded(self._read_cell, i, j, float(level), ReadScheme.GROUND)
-                                     for j in range(self.shape[1])])
-                out[flat[:, i] == level] += currents
+            driven = flat[:, i] != 0
+            if not driven.any():
+                continue
+            levels, which = np.unique(flat[driven, i], return_inverse=True)
+            vectors = np.flatnonzero(driven)
+            for j in np.flatnonzero(need[driven].any(axis=0)):
+                for k, level in enumerate(levels):
+                    sel = vectors[which == k]
+                    if need[sel, j].any():
+                        out[sel, j] += self._guarded(self._read_cell, i, int(j), float(level), ReadScheme.GROUND)
         if v.ndim == 1:
             return out[:1]
         return out[None]

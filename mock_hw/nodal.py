@@ -13,6 +13,8 @@ terminal carry no current; they are pinned at 0 V so the equations stay non-sing
 """
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -238,13 +240,69 @@ def solve_network(g, row_v, col_v, beta: float, v_ref: float, r_line: float = 0.
     return NetworkSolution(v_cell, i_cell, col_current, row_current, int(it), vr, vc)
 
 
+#: smallest per-chip product size (N·R·C multiply-adds) for which :func:`mvm_currents` pins BLAS to
+#: one thread; below it BLAS libraries stay on one thread by themselves (OpenBLAS: up to 262144)
+BLAS_ONE_THREAD_MIN = 1 << 16
+
+_blas_state = {"libs": None, "depth": 0, "saved": []}
+_blas_lock = threading.Lock()
+
+
+def _blas_libs() -> list:
+    """threadpoolctl's controllers of the BLAS libraries numpy loaded (empty without
+    threadpoolctl, which scikit-learn brings)."""
+    if _blas_state["libs"] is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _blas_state["libs"] = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+        except Exception:  # noqa: BLE001 - not installed or an unknown BLAS: leave BLAS as it is
+            _blas_state["libs"] = []
+    return _blas_state["libs"]
+
+
+@contextmanager
+def blas_one_thread():
+    """Run BLAS on one thread inside the block (re-entrant, thread-safe; restored on exit).
+
+    The simulator's products are small: (N × R) @ (R × C) per chip with R, C ~ 10–100.  A threaded
+    BLAS (OpenBLAS by default) splits such a product over its threads once N·R·C passes its
+    threshold and gains little, but its worker threads then spin waiting for more work and slow
+    the single-threaded numpy code that runs next (measured in ``benchmarks/insitu_moons.py``:
+    a sim ``mvm`` of 800 inputs on 3 chips of 42x44 took ~6x longer).  The threads split the rows
+    and columns of the output, never the sums, so results are the same bit for bit."""
+    libs = _blas_libs()
+    if not libs:
+        yield
+        return
+    with _blas_lock:
+        if _blas_state["depth"] == 0:
+            _blas_state["saved"] = [lib.get_num_threads() for lib in libs]
+            for lib, n in zip(libs, _blas_state["saved"]):
+                if isinstance(n, int) and n != 1:
+                    lib.set_num_threads(1)
+        _blas_state["depth"] += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_state["depth"] -= 1
+            if _blas_state["depth"] == 0:
+                for lib, n in zip(libs, _blas_state["saved"]):
+                    if isinstance(n, int) and n != 1:
+                        lib.set_num_threads(n)
+
+
 def mvm_currents(g, v_rows, beta: float, v_ref: float, r_line: float = 0.0) -> np.ndarray:
     """Column currents (B, N, C), A, for ``N`` input vectors ``v_rows`` (B, N, R), V, applied to the
     rows with every column held at 0 V.  ``g``: (B, R, C), S; ``r_line``: ohm per segment."""
     g = np.asarray(g, dtype=float)
     v_rows = np.asarray(v_rows, dtype=float)
     if r_line == 0:  # cell voltage = row voltage: I_j = sum_i g_ij f(v_i)
-        return np.matmul(iv_current(1.0, v_rows, beta, v_ref), g)
+        f = iv_current(1.0, v_rows, beta, v_ref)
+        if f.shape[-2] * g.shape[-2] * g.shape[-1] < BLAS_ONE_THREAD_MIN:
+            return np.matmul(f, g)
+        with blas_one_thread():
+            return np.matmul(f, g)
     B, n, _ = v_rows.shape
     col_v = np.zeros((B, g.shape[2]))
     out = np.empty((B, n, g.shape[2]))

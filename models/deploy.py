@@ -3,8 +3,9 @@
 Steps (:func:`deploy`):
 
 1. **map** every layer's ``[W|b]`` to differential-pair conductance targets
-   (:class:`programming.mapping.ConductanceMapping`, one-sided, ``w_max = max|[W|b]|``, the chip's
-   programming window);
+   (:class:`programming.mapping.ConductanceMapping`, one-sided, the model's ``scales``: one
+   ``w_max[o] = max|[W|b][o]|`` per output or one ``max|[W|b]|`` per layer — see
+   :mod:`models.layers` — in the chip's programming window);
 2. **place** the layer blocks on the array (:func:`models.placement.plan_placement`);
 3. **tune** every block cell with the write-verify tuner (one call for all chips of a batch);
 4. **compensate stuck devices** (``compensate=True``): where the tuner flagged one device of a pair
@@ -17,7 +18,7 @@ Steps (:func:`deploy`):
 Inputs reach the rows as voltages: an augmented input ``[a, 1]`` (the 1 drives the bias row) is
 divided by ``s = max(1, max|a|)`` per example and multiplied by ``v_in`` (the chip's read voltage,
 at which its conductances are defined), so no row ever exceeds ``v_in``; the column currents give
-``[W|b]·[a, 1] = scale · s / v_in · (I+ − I-)``.
+``[W|b]·[a, 1] = scale · s / v_in · (I+ − I-)``, with each output's own ``scale``.
 """
 from __future__ import annotations
 
@@ -92,7 +93,8 @@ def deployment_targets(model: MLP, xb: Crossbar) -> tuple[list[MappedWeights], P
 def map_model(model: MLP, window: tuple[float, float]) -> list[MappedWeights]:
     """Conductance targets of every layer (checked model; window in S)."""
     check_model(model)
-    mapping = ConductanceMapping(g_min=window[0], g_max=window[1], mode="differential", split="one-sided")
+    mapping = ConductanceMapping(g_min=window[0], g_max=window[1], mode="differential", split="one-sided",
+                                 per_output=model.scales == "output")
     return [mapping.encode(wb.numpy()) for wb in model.matrices()]
 
 
@@ -149,15 +151,16 @@ def _layer_report(i: int, dep: Deployment, software_wb: np.ndarray) -> dict:
     rel = np.abs(g - tgt) / tgt
     w_read = dep.mapped[i].decode(g)                                 # (n_chips, out, in+1)
     w_max = dep.mapped[i].w_max
+    w_max_col = np.reshape(w_max, (-1, 1)) if np.ndim(w_max) else w_max   # each output's own full range
     counts = {name: int((status == code).sum()) for code, name in STATUS_NAMES.items() if code}
     return {
-        "layer": i, "block": p.blocks[i].to_dict(), "w_max": float(w_max),
+        "layer": i, "block": p.blocks[i].to_dict(), "w_max": np.atleast_1d(w_max).tolist(),
         "cells": int(tgt[0].size), "status": counts,
         "compensated": int(p.cut(dep.compensated, i).sum()),
         "rel_error_mean": float(rel.mean()), "rel_error_median": float(np.median(rel)),
         "rel_error_max": float(rel.max()),
         "within_tolerance": float((rel <= r.config.tolerance).mean()),
-        "weight_error_rms": float(np.sqrt(((w_read - software_wb) ** 2).mean()) / w_max),
+        "weight_error_rms": float(np.sqrt((((w_read - software_wb) / w_max_col) ** 2).mean())),
     }
 
 

@@ -56,7 +56,7 @@ def _software_twin(dep: Deployment, stuck: np.ndarray, window) -> MLP:
     """A trainable copy of the deployed network as CrossbarLinear layers (no sampling) with the
     chip's stuck devices (bool (rows, cols) of the array) substituted by their read-back values."""
     src = dep.model
-    twin = MLP(src.sizes, src.activation, "crossbar", aware=False, noise=0.0, transfers=1)
+    twin = MLP(src.sizes, src.activation, "crossbar", src.scales, aware=False, noise=0.0, transfers=1)
     for i, (dst, layer) in enumerate(zip(twin.layers, src.layers)):
         with torch.no_grad():
             dst.weight.copy_(layer.weight)
@@ -79,7 +79,8 @@ def finetune_on_chip(dep: Deployment, xb: Crossbar, data: Dataset, config: Finet
     window = xb.programming_window
     stuck = dep.result.status == STUCK
     model = _software_twin(dep, stuck[0], window)
-    mappings = [ConductanceMapping(window[0], window[1], w_max=m.w_max, clip=True) for m in dep.mapped]
+    mappings = [ConductanceMapping(window[0], window[1], w_max=m.w_max, clip=True, per_output=np.ndim(m.w_max) > 0)
+                for m in dep.mapped]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     act = ACTIVATIONS[model.activation]

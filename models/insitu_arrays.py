@@ -33,6 +33,9 @@ array gets its own rows and its own columns of the chip (tiles sit block-diagona
   its list of colours), the lanes of a call never share a line, and the simulated chip takes its
   fast V/2 path.  A device needing n pulses appears in n calls; a pass costs, over the tiles, the
   largest sum over colours of the colour's largest pulse count (``tile`` calls for one pulse each).
+* a bench (``xb.preferred_parallel == 1``) works one cell at a time and switches relays whenever
+  the cell changes: there one call carries every pulse of a pass, device after device, and a read
+  passes ``xb.mvm`` a ``need`` mask of the tiles' columns, so the bench measures only those cells.
 
 V/2 biasing: half-selected devices see ±amplitude/2, which must stay below the switching
 thresholds (about ±1.0 V on the TiO2 presets, so amplitudes up to ~1.8 V).
@@ -182,18 +185,20 @@ class ChipArrays:
         0 V).  Returns, per request, the column currents divided by ``v_in``, summed over the
         tiles that split the inputs: ``Σ_i x_i G_ij`` (S), shape ``(B, N, 2·n_out)``.
         """
-        n_rows = self.xb.shape[0]
+        n_rows, n_cols = self.xb.shape
         total = sum(x.shape[1] * len(a.tiles) for a, x in requests)
         v = np.zeros((self.B, total, n_rows))
-        m = 0
+        need = np.zeros((total, n_cols), bool)     # the tile's columns of each vector (a bench
+        m = 0                                      # measures nothing else)
         slots = []
         for a, x in requests:
             n = x.shape[1]
             for t in a.tiles:
                 v[:, m:m + n, t.row0:t.row0 + t.in1 - t.in0] = self.v_in * x[:, :, t.in0:t.in1]
+                need[m:m + n, t.col0:t.col0 + t.dev1 - t.dev0] = True
                 slots.append((m, n, t))
                 m += n
-        out = self.xb.mvm(v) / self.v_in
+        out = self.xb.mvm(v, need=need) / self.v_in
         self.mvm_calls += 1
         results, k = [], 0
         for a, x in requests:
@@ -247,7 +252,8 @@ class ChipArrays:
         Each tile works through its colours one after another, a colour as many times as its
         largest count (a device needing n pulses is in n calls); tiles (and chips) are
         independent, so one call carries one colour of every tile, and a pass costs
-        max over tiles of Σ_colours max count calls.
+        max over tiles of Σ_colours max count calls.  On a chip that works one cell at a time
+        (:attr:`one_at_a_time`) one call carries every pulse instead, device after device.
         """
         if not items:
             return
@@ -259,6 +265,9 @@ class ChipArrays:
             return
         sign = np.concatenate([np.asarray(s).reshape(B, -1) for _, _, s in items] + [np.ones((B, 1))], axis=1)
         amp = np.where(sign >= 0, self.amplitude, -self.amplitude)
+        if self.one_at_a_time:
+            self._pulse_in_turn(rows, cols, np.maximum(counts[:, :-1], 0), amp[:, :-1])
+            return
         rows = np.append(rows, 0)
         cols = np.append(cols, 0)
         need = counts[:, table].max(axis=3)                 # (B, tiles, colours): calls per colour
@@ -280,6 +289,32 @@ class ChipArrays:
                           scheme="v/2", active=act)
             self.pulses += act.sum(axis=1)
             self.pulse_calls += 1
+
+    @property
+    def one_at_a_time(self) -> bool:
+        """Whether the chip works strictly one cell at a time (``xb.preferred_parallel == 1``, a
+        bench): a bench changes relays whenever the cell changes, so there every device takes all
+        its pulses back to back (one routing per device) instead of the colours being interleaved.
+        Under V/2 biasing below the switching thresholds the order does not change what a device
+        receives."""
+        return self.xb.preferred_parallel == 1
+
+    def _pulse_in_turn(self, rows, cols, counts, amp) -> None:
+        """One ``xb.pulse`` call: device after device, each with all its ``counts`` (B, D) pulses
+        of amplitude ``amp`` (B, D), V; lanes of chips with fewer pulses are inactive."""
+        seqs = [np.repeat(np.arange(counts.shape[1]), counts[b]) for b in range(self.B)]
+        n_lanes = max(seq.size for seq in seqs)
+        if n_lanes == 0:
+            return
+        devs = np.zeros((self.B, n_lanes), np.intp)
+        act = np.zeros((self.B, n_lanes), bool)
+        for b, seq in enumerate(seqs):
+            devs[b, :seq.size] = seq
+            act[b, :seq.size] = True
+        self.xb.pulse(rows[devs], cols[devs], np.take_along_axis(amp, devs, axis=1), self.width, scheme="v/2",
+                      active=act)
+        self.pulses += act.sum(axis=1)
+        self.pulse_calls += 1
 
     def pulse_weights(self, items: Sequence[tuple[WeightArray, np.ndarray, np.ndarray | None]]) -> None:
         """Move weights by signed pulse counts ``k`` (``(B, n_in, n_out)`` integers) push-pull.
@@ -305,7 +340,21 @@ class ChipArrays:
         RESET pulse per device, ``cycles`` times with ``coarse_width`` pulses (same amplitude, so
         the same symmetry point, but larger steps), then ``fine_cycles`` times with the training
         pulse.  On a soft-bounds device the SET step shrinks and the RESET step grows with G, so
-        alternating pulses converge to where they are equal."""
+        alternating pulses converge to where they are equal.  One cell at a time
+        (:attr:`one_at_a_time`), each device gets its whole sequence in turn, in one call."""
+        if self.one_at_a_time:
+            n = cycles + fine_cycles
+            if n == 0 or not arrays:
+                return
+            rows, cols, _ = self._tile_table(arrays)
+            sign = np.tile([1.0, -1.0], n)                                  # SET, RESET, SET, ...
+            width = np.repeat([coarse_width] * cycles + [self.width] * fine_cycles, 2)
+            dev = np.repeat(np.arange(rows.size), sign.size)
+            self.xb.pulse(rows[dev], cols[dev], np.tile(sign, rows.size) * self.amplitude,
+                          np.tile(width, rows.size), scheme="v/2")
+            self.pulses += dev.size
+            self.pulse_calls += 1
+            return
         ones = [np.ones((self.B, a.n_in, a.n_dev), np.int64) for a in arrays]
         width = self.width
         try:

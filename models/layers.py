@@ -5,9 +5,17 @@ Storage on a crossbar
 A layer ``y = x Wᵀ + b`` with ``W`` of shape (out, in) is stored as the augmented matrix
 ``[W | b]`` (out, in + 1): **inputs on rows** (the bias is one more row, driven at the full input
 level), **outputs on column pairs** — ``G+`` of output ``o`` in column ``2o``, ``G-`` in column
-``2o + 1``, one-sided split (the unused device of a pair sits at ``g_min``), ``w_max = max|[W|b]|``
-mapped to ``g_max − g_min``.  This is :class:`programming.mapping.ConductanceMapping` in
-``differential`` / ``one-sided`` mode; :func:`weights_to_conductances` is its differentiable twin.
+``2o + 1``, one-sided split (the unused device of a pair sits at ``g_min``).  Scales (``scales``):
+
+* ``"output"`` (default): one scale per output, ``w_max[o] = max_i |[W|b][o, i]|`` mapped to
+  ``g_max − g_min``, so every column pair uses the whole window and the periphery multiplies its
+  current by its own gain ``scale[o]``.  A transfer's conductance errors are absolute (S); with one
+  scale for the whole layer an output whose weights are small holds them in a sliver of the window
+  and suffers those errors magnified in its own weight units;
+* ``"layer"``: one scale for the layer, ``w_max = max|[W|b]|`` (Drolet et al. 2023).
+
+This is :class:`programming.mapping.ConductanceMapping` in ``differential`` / ``one-sided`` mode
+(``per_output`` for ``"output"``); :func:`weights_to_conductances` is its differentiable twin.
 
 Training forward of :class:`CrossbarLinear` (``aware=True``)
 -----------------------------------------------------------
@@ -43,22 +51,36 @@ from programming.schedule import cell_rank
 from .variability import Transfer, VariabilityModel, compensate_pairs, drift_counts
 
 ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
+#: how weights are scaled onto conductances: one scale per output (column pair) or per layer
+SCALES = ("output", "layer")
 
 
-def weights_to_conductances(wb: torch.Tensor, g_min: float, g_max: float):
+def check_scales(scales: str) -> str:
+    if scales not in SCALES:
+        raise ValueError(f"unknown scales {scales!r}; expected one of {SCALES}")
+    return scales
+
+
+def weights_to_conductances(wb: torch.Tensor, g_min: float, g_max: float, scales: str = "output"):
     """Differentiable one-sided differential mapping of ``wb`` (out, in+1) → (G (in+1, 2·out) S,
-    scale in weight units per S).  ``w_max = max|wb|`` is detached (a fixed scale per forward)."""
-    w_max = wb.detach().abs().max().clamp(min=1e-12)
+    scale (out,) in weight units per S).  ``w_max`` — per output, ``max|wb[o]|``, or for the
+    whole layer, ``max|wb|`` (``scales``) — is detached (fixed scales per forward); an all-zero
+    output or layer gets ``w_max = 1``."""
+    mag = wb.detach().abs()
+    w_max = mag.amax(dim=1) if check_scales(scales) == "output" else mag.max().expand(wb.shape[0])
+    w_max = torch.where(w_max > 0, w_max, torch.ones_like(w_max))
     scale = w_max / (g_max - g_min)
-    gp = g_min + F.relu(wb) / scale
-    gn = g_min + F.relu(-wb) / scale
+    gp = g_min + F.relu(wb) / scale[:, None]
+    gn = g_min + F.relu(-wb) / scale[:, None]
     g = torch.stack([gp.T, gn.T], dim=-1).reshape(wb.shape[1], 2 * wb.shape[0])
     return g, scale
 
 
 def conductances_to_weights(g: torch.Tensor, scale) -> torch.Tensor:
-    """Effective ``[W|b]`` (..., out, in+1) from conductances (..., in+1, 2·out) (S)."""
-    return scale * (g[..., 0::2] - g[..., 1::2]).transpose(-1, -2)
+    """Effective ``[W|b]`` (..., out, in+1) from conductances (..., in+1, 2·out) (S) and the
+    output scales (out,) (or one scale for all)."""
+    scale = torch.as_tensor(scale, dtype=g.dtype, device=g.device)
+    return (scale[:, None] if scale.ndim == 1 else scale) * (g[..., 0::2] - g[..., 1::2]).transpose(-1, -2)
 
 
 def linear_with(x: torch.Tensor, wb: torch.Tensor) -> torch.Tensor:
@@ -86,11 +108,13 @@ class CrossbarLinear(nn.Module):
         compensate: the sampled transfers include the deployment's stuck compensation through the
             partner device (:func:`~models.variability.compensate_pairs`).
         order: the tuner's cell order on the layer's own block (sets the drift counts k).
+        scales: ``"output"`` or ``"layer"`` (see the module docstring).
     """
 
     def __init__(self, in_features: int, out_features: int, *, aware: bool = True,
                  variability: VariabilityModel | None = None, noise: float = 0.0, transfers: int = 1,
-                 stuck_dropout: bool = True, compensate: bool = True, order: str = "row"):
+                 stuck_dropout: bool = True, compensate: bool = True, order: str = "row",
+                 scales: str = "output"):
         super().__init__()
         if in_features < 1 or out_features < 1:
             raise ValueError(f"layer sizes must be >= 1, got {in_features} -> {out_features}")
@@ -105,6 +129,7 @@ class CrossbarLinear(nn.Module):
         self.transfers = int(transfers)
         self.stuck_dropout = bool(stuck_dropout)
         self.compensate = bool(compensate)
+        self.scales = check_scales(scales)
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.bias = nn.Parameter(torch.empty(out_features))
         bound = 1 / math.sqrt(in_features)
@@ -155,7 +180,7 @@ class CrossbarLinear(nn.Module):
         known = self.stuck_mask
         if not sampling and not bool(known.any()):
             return wb if n is None else wb.expand(n, *wb.shape)
-        g, scale = weights_to_conductances(wb, v.g_min, v.g_max)
+        g, scale = weights_to_conductances(wb, v.g_min, v.g_max, self.scales)
         if sampling and self.aware:
             t = v.sample(g, self.drift_k, n=n, generator=self.generator, stuck=self.stuck_dropout)
             gs, stuck, model = torch.where(known, self.stuck_g.to(g.dtype), t.g), t.stuck | known, v
@@ -187,9 +212,9 @@ class CrossbarLinear(nn.Module):
         spread of both devices of the pair, and the drift of each cell)."""
         v = self.variability
         wb = self.matrix()
-        g, scale = weights_to_conductances(wb, v.g_min, v.g_max)
+        g, scale = weights_to_conductances(wb, v.g_min, v.g_max, self.scales)
         var_g = (g * v.sigma_rel(g)) ** 2 + (g * v.offset_std) ** 2 + v.drift_sigma(self.drift_k).to(g.dtype) ** 2
-        var_w = scale ** 2 * (var_g[:, 0::2] + var_g[:, 1::2]).T
+        var_w = scale[:, None] ** 2 * (var_g[:, 0::2] + var_g[:, 1::2]).T
         var_w = var_w.clamp(min=1e-12)
         p2 = prior_sigma ** 2
         return 0.5 * (var_w / p2 + wb ** 2 / p2 - 1 - torch.log(var_w / p2)).sum()
@@ -202,10 +227,13 @@ class CrossbarLinear(nn.Module):
 class MLP(nn.Module):
     """A multilayer perceptron of :class:`CrossbarLinear` (``kind="crossbar"``) or ``nn.Linear``
     (``kind="linear"``, regular training) layers; the activation after every layer but the last,
-    which outputs logits."""
+    which outputs logits.  ``scales``: how deployment (and aware training) scales each layer's
+    weights onto conductances, ``"output"`` or ``"layer"`` (module docstring)."""
 
-    def __init__(self, sizes, activation: str = "sigmoid", kind: str = "crossbar", **layer_kwargs):
+    def __init__(self, sizes, activation: str = "sigmoid", kind: str = "crossbar", scales: str = "output",
+                 **layer_kwargs):
         super().__init__()
+        self.scales = check_scales(scales)
         sizes = [int(s) for s in sizes]
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"an MLP needs at least two positive layer sizes, got {sizes}")
@@ -215,7 +243,7 @@ class MLP(nn.Module):
             raise ValueError(f"unknown layer kind {kind!r}; expected 'crossbar' or 'linear'")
         self.sizes, self.activation, self.kind = sizes, activation, kind
         if kind == "crossbar":
-            layers = [CrossbarLinear(a, b, **layer_kwargs) for a, b in zip(sizes[:-1], sizes[1:])]
+            layers = [CrossbarLinear(a, b, scales=scales, **layer_kwargs) for a, b in zip(sizes[:-1], sizes[1:])]
         else:
             layers = [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
         self.layers = nn.ModuleList(layers)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .layers import ACTIVATIONS, MLP, CrossbarLinear
+from .layers import ACTIVATIONS, MLP, SCALES, CrossbarLinear
 from .variability import VariabilityModel
 
 FORMAT, VERSION = "xbarlab-model", 1
@@ -68,7 +68,7 @@ def save_model(path, model: MLP, train_config: dict | None = None, metrics: dict
     payload = {
         "format": FORMAT, "version": VERSION,
         "arch": {"sizes": list(model.sizes), "activation": model.activation,
-                 "layers": [type(l).__name__ for l in model.layers]},
+                 "layers": [type(l).__name__ for l in model.layers], "scales": model.scales},
         "layer_options": layer_options(model),
         "train": dict(train_config or {}),
         "metrics": {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in (metrics or {}).items()},
@@ -103,14 +103,17 @@ def load_model(path) -> tuple[MLP, dict]:
         raise ModelError(f"{path}: mixed layer types {kinds} are not supported")
     if activation not in ACTIVATIONS:
         raise ModelError(f"{path}: unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
+    scales = arch.get("scales", "layer")          # files written before per-output scales had one per layer
+    if scales not in SCALES:
+        raise ModelError(f"{path}: unknown scales {scales!r}; expected one of {SCALES}")
     opts = dict(payload.get("layer_options") or {})
     try:
         if kinds[0] == "CrossbarLinear":
             if "variability" in opts:
                 opts["variability"] = VariabilityModel.from_dict(opts["variability"])
-            model = MLP(sizes, activation, "crossbar", **opts)
+            model = MLP(sizes, activation, "crossbar", scales, **opts)
         else:
-            model = MLP(sizes, activation, "linear")
+            model = MLP(sizes, activation, "linear", scales)
         model.load_state_dict(payload.get("state_dict") or {}, strict=True)
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ModelError(f"{path}: weights do not match the architecture {sizes}: {exc}") from None

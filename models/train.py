@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .datasets import DATASETS, Dataset, load_dataset, predictions
-from .layers import ACTIVATIONS, MLP
+from .layers import ACTIVATIONS, MLP, check_scales
 from .runtime import torch_threads
 from .variability import get_variability
 
@@ -31,6 +31,8 @@ class TrainConfig:
         dataset: ``moons`` or ``digits``; data_seed: seed of the dataset draw and split.
         hidden: hidden layer sizes (None: the dataset's default); activation: hidden activation.
         aware: hardware-aware (transfer sampled in every forward) or regular training.
+        scales: how weights are scaled onto conductances at deployment (and in aware training):
+            ``"output"`` (one scale per output column pair) or ``"layer"``.
         noise: multiplicative conductance noise injected in training (fraction; 0 = off).
         variability: name of the variability model sampled by aware training.
         transfers: transfers sampled per training step (every example runs through each).
@@ -43,6 +45,7 @@ class TrainConfig:
     hidden: tuple[int, ...] | None = None
     activation: str = "sigmoid"
     aware: bool = True
+    scales: str = "output"
     noise: float = 0.0
     variability: str = "tio2-3it"
     transfers: int = 8
@@ -63,6 +66,7 @@ class TrainConfig:
             raise ValueError(f"hidden sizes must be >= 1, got {self.hidden}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; expected one of {sorted(ACTIVATIONS)}")
+        check_scales(self.scales)
         if not 0 <= self.noise < 1:
             raise ValueError(f"noise must be a fraction in [0, 1), got {self.noise!r}")
         for name in ("epochs", "transfers"):
@@ -99,9 +103,10 @@ def build_model(cfg: TrainConfig, n_features: int, n_classes: int) -> MLP:
     """The network of ``cfg`` for a dataset of ``n_features`` inputs and ``n_classes`` classes."""
     sizes = [n_features, *cfg.hidden, 1 if n_classes == 1 else n_classes]
     if cfg.aware or cfg.noise > 0:
-        return MLP(sizes, cfg.activation, "crossbar", aware=cfg.aware, variability=get_variability(cfg.variability),
+        return MLP(sizes, cfg.activation, "crossbar", cfg.scales, aware=cfg.aware,
+                   variability=get_variability(cfg.variability),
                    noise=cfg.noise, transfers=cfg.transfers)
-    return MLP(sizes, cfg.activation, "linear")
+    return MLP(sizes, cfg.activation, "linear", cfg.scales)
 
 
 def loss_fn(outputs: torch.Tensor, y: torch.Tensor, n_classes: int) -> torch.Tensor:

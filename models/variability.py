@@ -29,13 +29,17 @@ The sampler is in torch, differentiable with respect to the targets (the reparam
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, fields, replace
+
+from pathlib import Path
 
 import numpy as np
 import torch
 
 DRIFT_COUNTS = ("line", "all")
+REL_DISTS = ("normal", "uniform")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ class VariabilityModel:
         g_min, g_max: programming window, S.
         sigma_rel_a, sigma_rel_b: tuning imprecision σ_rel(g) = a + b·g (b in 1/S).
         offset_mean, offset_std: the per-device systematic relative offset o ~ N(mean, std).
+        rel_dist: distribution of the tuning imprecision's unit draw: ``"normal"`` (ε ~ N(0, 1)) or
+            ``"uniform"`` (ε ~ U(−√3, √3), also unit variance: a bounded error within
+            ±√3·σ_rel(g), what a write-verify stop band of that half-width leaves).
         drift_sigma_a, drift_sigma_b: σ_d(k) = a·k^b, a in S.
         drift_mu_a, drift_mu_b: μ_d(k) = a·k^b, a in S.
         drift_k_max: k is clamped to this.
@@ -73,6 +80,7 @@ class VariabilityModel:
     sigma_rel_b: float = -6.24
     offset_mean: float = -0.589e-2
     offset_std: float = 0.339e-2
+    rel_dist: str = "normal"
     drift_sigma_a: float = 6.78225e-6
     drift_sigma_b: float = 0.260443
     drift_mu_a: float = -0.460092e-6
@@ -89,7 +97,7 @@ class VariabilityModel:
     def __post_init__(self):
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name not in ("name", "drift_count") and not (isinstance(v, (int, float)) and math.isfinite(v)):
+            if f.name not in ("name", "drift_count", "rel_dist") and not (isinstance(v, (int, float)) and math.isfinite(v)):
                 raise ValueError(f"VariabilityModel.{f.name} must be a finite number, got {v!r}")
         if not 0 < self.g_min < self.g_max:
             raise ValueError(f"VariabilityModel window must satisfy 0 < g_min < g_max, got "
@@ -101,6 +109,8 @@ class VariabilityModel:
             raise ValueError("VariabilityModel stuck fractions add up to more than 1")
         if not 0 <= self.stuck_hrs_low <= self.stuck_hrs_high:
             raise ValueError("VariabilityModel needs 0 <= stuck_hrs_low <= stuck_hrs_high")
+        if self.rel_dist not in REL_DISTS:
+            raise ValueError(f"VariabilityModel.rel_dist must be one of {REL_DISTS}, got {self.rel_dist!r}")
         if self.drift_count not in DRIFT_COUNTS:
             raise ValueError(f"VariabilityModel.drift_count must be one of {DRIFT_COUNTS}, got {self.drift_count!r}")
         if self.drift_k_max < 1:
@@ -127,6 +137,12 @@ class VariabilityModel:
         kk = np.clip(np.asarray(k, float), 0, self.drift_k_max)
         return np.where(kk > 0, a * np.maximum(kk, 1) ** b, 0.0)
 
+    def unit_draw(self, shape, **kw) -> torch.Tensor:
+        """Unit-variance draws of the tuning imprecision (``rel_dist``); ``kw``: generator, dtype, device."""
+        if self.rel_dist == "uniform":
+            return (2 * torch.rand(shape, **kw) - 1) * math.sqrt(3.0)
+        return torch.randn(shape, **kw)
+
     @property
     def stuck_frac(self) -> float:
         return self.stuck_lrs_frac + self.stuck_hrs_frac
@@ -148,7 +164,7 @@ class VariabilityModel:
         dt = g.dtype if g.is_floating_point() else torch.float64
         kw = dict(generator=generator, dtype=dt, device=g.device)
         rel = self.offset_mean + self.offset_std * torch.randn(shape, **kw) \
-            + self.sigma_rel(g) * torch.randn(shape, **kw)
+            + self.sigma_rel(g) * self.unit_draw(shape, **kw)
         out = g * (1 + rel)
         if drift and k is not None:
             kt = torch.as_tensor(np.asarray(k) if not isinstance(k, torch.Tensor) else k, device=g.device)
@@ -191,12 +207,29 @@ VARIABILITY_PRESETS: dict[str, VariabilityModel] = {
 }
 
 
-def get_variability(name: str) -> VariabilityModel:
-    """The named variability model; a clear error lists the known ones."""
+def get_variability(spec: str | Path) -> VariabilityModel:
+    """A preset (:data:`VARIABILITY_PRESETS`) by name, or a JSON file of
+    :meth:`VariabilityModel.to_dict` (e.g. written by ``xbar fit-variability``); a clear
+    ValueError otherwise."""
+    text = str(spec)
+    if text in VARIABILITY_PRESETS:
+        return VARIABILITY_PRESETS[text]
+    known = ", ".join(sorted(VARIABILITY_PRESETS))
+    path = Path(text)
+    if not path.suffix and not path.exists():
+        raise ValueError(f"unknown variability model {text!r}; known: {known} (or a JSON file)")
+    if not path.is_file():
+        raise ValueError(f"variability {text!r} is neither a preset ({known}) nor an existing JSON file")
     try:
-        return VARIABILITY_PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown variability model {name!r}; known: {', '.join(sorted(VARIABILITY_PRESETS))}") from None
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"variability file {path} is not readable JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"variability file {path} must hold a JSON object of model fields")
+    try:
+        return VariabilityModel.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"variability file {path} is not a valid variability model: {exc}") from None
 
 
 def compensate_pairs(targets: torch.Tensor, transfer: Transfer, model: VariabilityModel,
@@ -217,7 +250,7 @@ def compensate_pairs(targets: torch.Tensor, transfer: Transfer, model: Variabili
     def retuned(target):
         kw = dict(generator=generator, dtype=target.dtype, device=target.device)
         rel = model.offset_mean + model.offset_std * torch.randn(target.shape, **kw) \
-            + model.sigma_rel(target) * torch.randn(target.shape, **kw)
+            + model.sigma_rel(target) * model.unit_draw(target.shape, **kw)
         return target * (1 + rel)
 
     gn = torch.where(sp & ~sn, retuned((gp - d).clamp(model.g_min, model.g_max)), gn)

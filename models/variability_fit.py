@@ -39,15 +39,13 @@ from ``base`` (default: the ``tio2-3it`` preset).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from programming.tune_result import FAILED, STUCK, TuneResult
 
-from .variability import DRIFT_COUNTS, VARIABILITY_PRESETS, VariabilityModel, get_variability
+from .variability import DRIFT_COUNTS, VariabilityModel, get_variability
 
 TRACE_KEYS = ("chip", "row", "col", "pass", "kind", "reading")
 
@@ -260,27 +258,3 @@ def _checked_trace(result: TuneResult):
     tr["pass"], tr["kind"], tr["reading"] = tr["pass"].astype(np.int64), tr["kind"].astype(np.int64), \
         tr["reading"].astype(float)
     return tr, shape
-
-
-def load_variability(spec: str | Path) -> VariabilityModel:
-    """A preset name, or a JSON file of :meth:`VariabilityModel.to_dict` (e.g. written by
-    ``xbar fit-variability``); a clear ValueError otherwise."""
-    text = str(spec)
-    if text in VARIABILITY_PRESETS:
-        return VARIABILITY_PRESETS[text]
-    path = Path(text)
-    if not path.suffix and not path.exists():
-        get_variability(text)  # raises the unknown-preset error
-    known = ", ".join(sorted(VARIABILITY_PRESETS))
-    if not path.is_file():
-        raise ValueError(f"variability {text!r} is neither a preset ({known}) nor an existing JSON file")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"variability file {path} is not readable JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"variability file {path} must hold a JSON object of model fields")
-    try:
-        return VariabilityModel.from_dict(data)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"variability file {path} is not a valid variability model: {exc}") from None

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("file", type=Path, metavar="STATION.toml")
 
     add_model_commands(sub, _chip_args)
-    add_insitu_command(sub)
+    add_insitu_command(sub, _chip_args)
     return parser
 
 

@@ -1,10 +1,12 @@
 """The network commands of ``xbar``: train, deploy (and chip-in-the-loop fine-tuning), evaluate.
 
-    xbar train --dataset moons [--hidden 8] (--aware | --regular) [--noise 0.1] --seed S --out MODEL.pt
+    xbar train --dataset moons [--hidden 8] (--aware | --regular) [--scales output|layer] [--noise 0.07]
+               [--transfers T] --seed S --out MODEL.pt
     xbar deploy MODEL.pt --chip sim | --station STATION.toml [--tolerance 0.01] --json REPORT.json
     xbar evaluate MODEL.pt --transfers N [--mode statistical | tuned] --seed S --json REPORT.json
     xbar deploy ... --finetune ROUNDS [--finetuned-out MODEL.pt]   (chip-in-the-loop fine-tuning)
-    xbar insitu --rule sgd|manhattan|tiki-taka|shd [--preset asymmetric] [--epochs N] --seed S --json R.json
+    xbar insitu --rule sgd|manhattan|tiki-taka|shd [--preset asymmetric | --station STATION.toml] [--epochs N]
+                --seed S --json R.json
     xbar fit-variability --chip sim [--preset P] --size 16x16 --seed S --out VARIABILITY.json
                                                (train/evaluate --variability take a preset or such a file)
 """
@@ -12,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from contextlib import contextmanager
 from pathlib import Path
 
 from models.datasets import DATASETS, dataset_of, load_dataset
-from models.variability import DRIFT_COUNTS, VARIABILITY_PRESETS
-from models.variability_fit import load_variability
+from models.layers import SCALES
+from models.variability import DRIFT_COUNTS, VARIABILITY_PRESETS, get_variability
 from programming.schedule import ORDERS
 
 #: help of --variability (train, evaluate)
@@ -51,7 +52,11 @@ def add_model_commands(sub, chip_args) -> None:
     mode.add_argument("--aware", dest="aware", action="store_true", default=True,
                       help="hardware-aware training (default)")
     mode.add_argument("--regular", dest="aware", action="store_false", help="regular training")
+    t.add_argument("--scales", choices=SCALES, default="output",
+                   help="weights onto conductances: one scale per output column pair (default) or per layer")
     t.add_argument("--noise", type=float, default=0.0, help="multiplicative conductance noise injected in training")
+    t.add_argument("--transfers", type=int, default=None,
+                   help="transfers (or noise draws) sampled per training step (default 8)")
     t.add_argument("--variability", default="tio2-3it", metavar="PRESET|FILE.json",
                    help=VARIABILITY_HELP + " (sampled by aware training)")
     t.add_argument("--epochs", type=int, default=None, help="training epochs (default: the dataset's)")
@@ -92,33 +97,115 @@ def add_model_commands(sub, chip_args) -> None:
     f.set_defaults(func=cmd_fit_variability)
 
 
-def add_insitu_command(sub) -> None:
-    from models.insitu import RULES
+def add_insitu_command(sub, chip_args) -> None:
+    """Add ``xbar insitu``; ``chip_args(parser, default_size)`` adds --chip/--station etc."""
+    from models.insitu import RULES, InSituConfig
 
+    d = InSituConfig()
     i = sub.add_parser("insitu", help="train a network in situ: weights on the chip, changed only by pulses")
     i.add_argument("--rule", choices=RULES, default="shd", help="update rule")
     i.add_argument("--dataset", choices=DATASETS, default="moons")
     i.add_argument("--hidden", type=int, default=8)
-    i.add_argument("--preset", default="asymmetric", help="simulated chip preset")
-    i.add_argument("--epochs", type=int, default=20)
-    i.add_argument("--seed", type=int, default=0)
+    chip_args(i, None)   # --size: the simulated chip's (default: what the network needs)
+    i.set_defaults(preset="asymmetric")
+    i.add_argument("--epochs", type=int, default=d.epochs)
+    i.add_argument("--batch-size", type=int, default=d.batch_size)
+    i.add_argument("--lr", type=float, default=None, help="η, weight units per unit of gradient (default: the rule's)")
+    i.add_argument("--amplitude", type=float, default=d.amplitude, metavar="V",
+                   help="the write pulse, V (SET +, RESET −; half-selected devices see half of it)")
+    i.add_argument("--width", type=float, default=d.width, metavar="S",
+                   help="the write pulse width, s (2600B and B2900 benches: at least 1e-6)")
+    i.add_argument("--tile", type=int, default=d.tile, help="tile size of the layout (0: one tile per array)")
+    i.add_argument("--center-cycles", type=int, default=d.center_cycles,
+                   help="coarse SET/RESET cycles that bring the devices to their symmetry points")
+    i.add_argument("--center-fine-cycles", type=int, default=d.center_fine_cycles,
+                   help="centring cycles with the training pulse")
+    i.add_argument("--train-points", type=int, default=0, metavar="N", help="first N training points (0 = all)")
+    i.add_argument("--test-points", type=int, default=0, metavar="N", help="first N test points (0 = all)")
+    i.add_argument("--quiet", action="store_true", help="no line per epoch")
     i.add_argument("--json", type=Path, default=None, metavar="REPORT.json")
 
 
+def _insitu_limits(cfg, limits, where: str, file_limits=None) -> None:
+    """Refuse the write pulse and input voltage that ``limits`` forbid, naming the option;
+    ``file_limits``: a station file's own, when the drive instrument narrows its widths."""
+    if cfg.amplitude > limits.v_max:
+        raise ValueError(f"--amplitude {cfg.amplitude:g} V exceeds {where} limit v_max={limits.v_max:g} V")
+    if not limits.width_min <= cfg.width <= limits.width_max:
+        narrowed = file_limits is not None and (file_limits.width_min, file_limits.width_max) != \
+            (limits.width_min, limits.width_max)
+        raise ValueError(f"--width {cfg.width:g} s is outside {where} pulse widths "
+                         f"[{limits.width_min:g}, {limits.width_max:g}] s"
+                         + (" (what its drive instrument sources; e.g. --width 1e-6 with --amplitude 1.3)"
+                            if narrowed else ""))
+    if cfg.v_in is not None and cfg.v_in > limits.v_read_max:
+        raise ValueError(f"input voltage {cfg.v_in:g} V exceeds {where} limit v_read_max={limits.v_read_max:g} V")
+
+
 def cmd_insitu(args, open_chip) -> int:
+    """Train in situ on the simulated chip (``--preset``, sized to the network unless ``--size``)
+    or on a station (the network's arrays in the top-left corner of the station's array).  Every
+    setting, the chip size and the pulse limits (the preset's, or the station's narrowed to what
+    its drive instrument sources) are checked before the chip is opened."""
+    from dataclasses import replace
+
     from models.insitu import InSituConfig, chip_shape_for, train_in_situ
 
     if args.hidden < 1:
         raise ValueError(f"--hidden must be >= 1, got {args.hidden}")
+    for name in ("train_points", "test_points"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0 (0 = all), got {getattr(args, name)}")
+    if args.tile < 0:
+        raise ValueError(f"--tile must be >= 0 (0 = one tile per array), got {args.tile}")
     data = load_dataset(args.dataset, 0)
-    cfg = InSituConfig(rule=args.rule, epochs=args.epochs, seed=args.seed)
+    if args.train_points:
+        data = replace(data, x_train=data.x_train[:args.train_points], y_train=data.y_train[:args.train_points])
+    if args.test_points:
+        data = replace(data, x_test=data.x_test[:args.test_points], y_test=data.y_test[:args.test_points])
+    cfg = InSituConfig(rule=args.rule, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                       amplitude=args.amplitude, width=args.width, tile=args.tile or None,
+                       center_cycles=args.center_cycles, center_fine_cycles=args.center_fine_cycles, seed=args.seed)
     n_out = 1 if data.n_classes == 1 else data.n_classes
     shape = chip_shape_for(data.n_features, args.hidden, n_out, cfg)
-    print(f"in-situ {args.rule} training of {args.dataset} ({args.hidden} hidden) on a simulated "
-          f"{args.preset} {shape[0]}x{shape[1]} chip, seed {args.seed} ...", flush=True)
-    with open_chip("sim", shape, args.preset, args.seed) as xb:
-        result = train_in_situ(xb, data, args.hidden, cfg)
-    rep = {"preset": args.preset, "chip_shape": list(shape), **result.summary()}
+    what = f"in-situ {args.rule} training of {args.dataset} ({args.hidden} hidden"
+    if args.station is not None:
+        from instruments.hardware_crossbar import station_limits
+        from instruments.station import load_station
+
+        if args.size is not None or args.chips != 1:
+            raise ValueError("--size and --chips apply to the simulated chip; a station is one chip, and the "
+                             "network uses the top-left corner of its array")
+        st = load_station(args.station)
+        if shape[0] > st.rows or shape[1] > st.cols:
+            raise ValueError(f"the network ({args.rule}, {args.hidden} hidden, tile {cfg.tile}) needs a "
+                             f"{shape[0]}x{shape[1]} array; station {args.station} has {st.rows}x{st.cols}")
+        _insitu_limits(cfg, station_limits(st), f"station {args.station}'s", st.limits)
+        chip = {"chip": f"station {args.station}", "preset": None,
+                "station": {"file": str(args.station), "name": st.name, "array": [st.rows, st.cols]}}
+        size, n_chips = shape, 1
+        print(f"{what}) on station {st.name} ({args.station}), {shape[0]}x{shape[1]} of its "
+              f"{st.rows}x{st.cols} array, seed {args.seed} ...", flush=True)
+    else:
+        from .chips import PRESETS
+
+        if args.preset not in PRESETS:
+            raise ValueError(f"unknown preset {args.preset!r}; known presets: {', '.join(sorted(PRESETS))}")
+        size = shape if args.size is None else tuple(args.size)
+        if size[0] < shape[0] or size[1] < shape[1]:
+            raise ValueError(f"the network ({args.rule}, {args.hidden} hidden, tile {cfg.tile}) needs a "
+                             f"{shape[0]}x{shape[1]} array; --size is {size[0]}x{size[1]}")
+        if args.chips < 1:
+            raise ValueError(f"--chips must be >= 1, got {args.chips}")
+        _insitu_limits(cfg, PRESETS[args.preset].limits, f"the {args.preset} chip's")
+        n_chips = args.chips
+        chip = {"chip": "sim", "preset": args.preset, "chips": n_chips, "array": list(size)}
+        print(f"{what}) on a simulated {args.preset} {size[0]}x{size[1]} chip"
+              + (f" ({n_chips} chips)" if n_chips > 1 else "") + f", seed {args.seed} ...", flush=True)
+    with open_chip(args.chip, size, args.preset, args.seed, n_chips, args.line_resistance, args.station) as xb:
+        result = train_in_situ(xb, data, args.hidden, cfg, log=None if args.quiet else (lambda m: print("  " + m)))
+    rep = {**chip, "seed": args.seed, "chip_shape": list(shape), "train_points": int(data.x_train.shape[0]),
+           "test_points": int(data.x_test.shape[0]), **result.summary()}
     print(f"  test accuracy {100 * rep['mean_test_accuracy']:.2f} %, {sum(rep['pulses'])} pulses, "
           f"{rep['wall_s']:.1f} s")
     _write_json(args.json, rep)
@@ -132,7 +219,7 @@ def cmd_fit_variability(args, open_chip) -> int:
 
     from .chips import make_targets
 
-    base = load_variability(args.base)
+    base = get_variability(args.base)
     cfg = TunerConfig(tolerance=args.tolerance, passes=args.passes, order=args.order, seed=args.seed)
     chip = f"station {args.station}" if args.station else \
         f"{args.chip} ({args.preset}, {args.size[0]}x{args.size[1]}, {args.chips} chip(s), seed {args.seed})"
@@ -151,39 +238,22 @@ def cmd_fit_variability(args, open_chip) -> int:
     return 0
 
 
-@contextmanager
-def _variability_name(spec: str):
-    """The name under which ``spec`` (a preset or a fitted JSON file) is known to training: a
-    file's model is registered under its path for the duration."""
-    model = load_variability(spec)
-    if spec in VARIABILITY_PRESETS:
-        yield spec
-        return
-    VARIABILITY_PRESETS[spec] = model
-    try:
-        yield spec
-    finally:
-        VARIABILITY_PRESETS.pop(spec, None)
-
-
 def cmd_train(args) -> int:
-    with _variability_name(args.variability):
-        return _train(args)
-
-
-def _train(args) -> int:
     from models.model_io import save_model
     from models.train import TrainConfig, train
 
-    kw = dict(dataset=args.dataset, hidden=args.hidden, aware=args.aware, noise=args.noise,
+    kw = dict(dataset=args.dataset, hidden=args.hidden, aware=args.aware, scales=args.scales, noise=args.noise,
               variability=args.variability, kl_weight=args.kl, seed=args.seed)
+    if args.transfers is not None:
+        kw["transfers"] = args.transfers
     if args.epochs is not None:
         kw["epochs"] = args.epochs
     if args.lr is not None:
         kw["lr"] = args.lr
     cfg = TrainConfig.for_dataset(**kw)
     kind = "hardware-aware" if cfg.aware else "regular"
-    print(f"training {kind} {cfg.dataset} network {[*cfg.hidden]} hidden, noise {cfg.noise:g}, seed {cfg.seed} ...",
+    print(f"training {kind} {cfg.dataset} network {[*cfg.hidden]} hidden, scales per {cfg.scales}, "
+          f"noise {cfg.noise:g}, seed {cfg.seed} ...",
           flush=True)
     r = train(cfg)
     metrics = {"train_accuracy": r.train_accuracy, "test_accuracy": r.test_accuracy, "wall_s": r.wall_s}
@@ -200,7 +270,7 @@ def cmd_evaluate(args, open_chip) -> int:
 
     model, meta = load_model(args.model)
     data = dataset_of(meta)
-    variability = load_variability(args.variability)
+    variability = get_variability(args.variability)
     if args.transfers < 1:
         raise ValueError(f"--transfers must be >= 1, got {args.transfers}")
     extra = {}

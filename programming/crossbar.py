@@ -200,12 +200,17 @@ class Crossbar(abc.ABC):
             raise LimitError("read voltage must be non-zero")
         return self._read_array(v, parse_read_scheme(scheme))
 
-    def mvm(self, v_rows) -> np.ndarray:
+    def mvm(self, v_rows, need=None) -> np.ndarray:
         """Analog matrix-vector product: drive rows with voltages, return column currents.
 
         ``v_rows`` (V) has shape (rows,) or (N, rows), broadcast to every chip, or
         (n_chips, N, rows), one set per chip; columns are held at virtual ground.  Returns column
         currents (A) of shape (n_chips, cols) for a 1-D input, else (n_chips, N, cols).
+
+        ``need`` (optional) is a boolean mask that broadcasts to that output shape: True for the
+        currents the caller will use.  The others come back as NaN, and a chip may skip them: a
+        bench, which measures one cell at a time, then measures only the cells that feed a needed
+        current.  The needed currents are the same as without a mask.
         """
         v = np.asarray(v_rows, dtype=float)
         if v.ndim not in (1, 2, 3) or v.shape[-1] != self.shape[0]:
@@ -213,8 +218,20 @@ class Crossbar(abc.ABC):
                              f"rows={self.shape[0]}, got shape {v.shape}")
         if v.ndim == 3 and v.shape[0] != self.n_chips:
             raise ValueError(f"per-chip mvm input has {v.shape[0]} chips, crossbar has {self.n_chips}")
+        if need is None:
+            self.limits.check_read(v, "matrix-vector input voltage")
+            return self._mvm(v)
+        out_shape = (self.n_chips, self.shape[1]) if v.ndim == 1 else (self.n_chips, v.shape[-2], self.shape[1])
+        mask = np.asarray(need)
+        if mask.dtype != bool:
+            raise ValueError(f"mvm need must be a boolean mask, got dtype {mask.dtype}")
+        try:
+            mask = np.broadcast_to(mask, out_shape)
+        except ValueError:
+            raise ValueError(f"mvm need mask of shape {mask.shape} does not broadcast to the output "
+                             f"shape {out_shape}") from None
         self.limits.check_read(v, "matrix-vector input voltage")
-        return self._mvm(v)
+        return np.where(mask, self._mvm_needed(v, mask), np.nan)
 
     def wait(self, seconds: float) -> None:
         """Let ``seconds`` (s, finite, >= 0) pass with nothing sourced: the chip rests in its safe
@@ -251,6 +268,11 @@ class Crossbar(abc.ABC):
 
     @abc.abstractmethod
     def _mvm(self, v_rows: np.ndarray) -> np.ndarray: ...
+
+    def _mvm_needed(self, v_rows: np.ndarray, need: np.ndarray) -> np.ndarray:
+        """The product where ``need`` (bool, the output's shape) is True; other entries may hold
+        anything.  Default: the whole product (a simulator computes every column at once)."""
+        return self._mvm(v_rows)
 
     def _wait(self, seconds: float) -> None:
         """Let validated ``seconds`` pass (default: sleep)."""

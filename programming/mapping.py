@@ -13,6 +13,15 @@ Modes
 * ``reference``: one device per weight plus one shared reference column at
   ``g_ref = (g_min + g_max)/2`` as the last column, ``w = scale * (G - G_ref)``; layout
   ``(n_in, n_out + 1)``.  ``|w| = w_max`` maps to ``|G - G_ref| = (g_max - g_min)/2``.
+
+Scales
+------
+By default one ``w_max`` (and ``scale``) serves the whole matrix.  With ``per_output=True`` every
+output has its own, ``w_max[o] = max_i |W[o, i]|``: each column (pair) uses the full window, so an
+output whose weights are small is not left with a sliver of it, where the conductance errors of a
+transfer (absolute, in S) would be large in its own weight units.  The periphery then multiplies
+each column's current by its own gain ``scale[o]`` (a per-column digital gain after the ADC), and
+``scale`` / ``w_max`` are arrays of shape ``(n_out,)``.
 """
 from __future__ import annotations
 
@@ -86,12 +95,13 @@ class MappedWeights:
     """Result of :meth:`ConductanceMapping.encode`.
 
     ``targets``: conductance targets in S, shape ``(n_in, n_cols)``; ``scale``: weight units per S;
-    ``w_max``: weight magnitude mapped to the full range.
+    ``w_max``: weight magnitude mapped to the full range — floats, or arrays ``(n_out,)`` (one per
+    output) for a ``per_output`` mapping.
     """
 
     targets: np.ndarray
-    scale: float
-    w_max: float
+    scale: float | np.ndarray
+    w_max: float | np.ndarray
     n_in: int
     n_out: int
     mode: str
@@ -112,24 +122,31 @@ class MappedWeights:
             dg = g[..., 0::2] - g[..., 1::2]
         else:
             dg = g[..., :self.n_out] - g[..., self.n_out:]
-        return self.scale * np.swapaxes(dg, -1, -2)
+        return self.scale_column * np.swapaxes(dg, -1, -2)
+
+    @property
+    def scale_column(self) -> float | np.ndarray:
+        """``scale`` shaped to multiply an ``(..., n_out, n_in)`` array: a float, or ``(n_out, 1)``."""
+        return self.scale if np.ndim(self.scale) == 0 else np.reshape(self.scale, (-1, 1))
 
 
 @dataclass(frozen=True)
 class ConductanceMapping:
     """Linear weight -> conductance mapping within the programming window ``[g_min, g_max]`` (S).
 
-    ``w_max=None`` uses ``max|W|`` of the matrix being encoded (1.0 if it is all zero).  With
-    ``clip=False`` a weight beyond ``±w_max`` raises :class:`MappingError`; with ``clip=True`` it
-    is clipped.
+    ``w_max=None`` uses ``max|W|`` of the matrix being encoded (1.0 if it is all zero); with
+    ``per_output`` the maximum of each output's weights (row of ``W``), and a given ``w_max`` may
+    then be one value per output.  With ``clip=False`` a weight beyond ``±w_max`` raises
+    :class:`MappingError`; with ``clip=True`` it is clipped.
     """
 
     g_min: float = 100e-6
     g_max: float = 500e-6
     mode: str = "differential"
     split: str = "one-sided"
-    w_max: float | None = None
+    w_max: float | tuple[float, ...] | None = None
     clip: bool = False
+    per_output: bool = False
 
     def __post_init__(self) -> None:
         for name in ("g_min", "g_max"):
@@ -142,8 +159,12 @@ class ConductanceMapping:
             raise MappingError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.split not in SPLITS:
             raise MappingError(f"split must be one of {SPLITS}, got {self.split!r}")
-        if self.w_max is not None and not (math.isfinite(self.w_max) and self.w_max > 0):
-            raise MappingError(f"w_max must be finite and > 0 (or None), got {self.w_max!r}")
+        if self.w_max is not None:
+            w = np.asarray(self.w_max, dtype=float)
+            if w.ndim > 1 or w.size == 0 or not (np.isfinite(w).all() and (w > 0).all()):
+                raise MappingError(f"w_max must be finite and > 0 (or None), got {self.w_max!r}")
+            if w.ndim == 1 and not self.per_output:
+                raise MappingError("one w_max per output needs per_output=True")
 
     @property
     def g_mid(self) -> float:
@@ -154,8 +175,8 @@ class ConductanceMapping:
         """Crossbar (rows, cols) used to store an ``(n_out, n_in)`` weight matrix."""
         return (n_in, 2 * n_out) if self.mode == "differential" else (n_in, n_out + 1)
 
-    def scale_for(self, w_max: float) -> float:
-        """Weight units per siemens for a given ``w_max``."""
+    def scale_for(self, w_max):
+        """Weight units per siemens for a given ``w_max`` (a float, or an array of them)."""
         span = self.g_max - self.g_min
         return w_max / (span if self.mode == "differential" else span / 2)
 
@@ -166,18 +187,16 @@ class ConductanceMapping:
             raise MappingError(f"weights must be 2-D (n_out, n_in), got shape {w.shape}")
         _nonfinite(w, "weights")
         n_out, n_in = w.shape
-        if self.w_max is not None:
-            w_max = float(self.w_max)
-        else:
-            m = float(np.abs(w).max()) if w.size else 0.0
-            w_max = m if m > 0 else 1.0
-        over = np.abs(w) > w_max
+        w_max = self._w_max(w)
+        limit = w_max if np.ndim(w_max) == 0 else w_max[:, None]
+        over = np.abs(w) > limit
         if over.any():
             if not self.clip:
                 idx = _first(over)
-                raise MappingError(f"weight {float(w[idx])!r} at {idx} exceeds w_max={w_max!r} "
+                bound = float(np.broadcast_to(limit, w.shape)[idx])
+                raise MappingError(f"weight {float(w[idx])!r} at {idx} exceeds w_max={bound!r} "
                                    "(set clip=True to clip)")
-            w = np.clip(w, -w_max, w_max)
+            w = np.clip(w, -limit, limit)
         scale = self.scale_for(w_max)
         wt = w.T  # (n_in, n_out)
         if self.mode == "differential":
@@ -195,6 +214,21 @@ class ConductanceMapping:
         np.clip(t, self.g_min, self.g_max, out=t)  # float rounding only
         return MappedWeights(targets=t, scale=scale, w_max=w_max, n_in=n_in, n_out=n_out,
                              mode=self.mode)
+
+    def _w_max(self, w: np.ndarray) -> float | np.ndarray:
+        """The full-range weight: a float, or one per output (``per_output``)."""
+        if not self.per_output:
+            if self.w_max is not None:
+                return float(self.w_max)
+            m = float(np.abs(w).max()) if w.size else 0.0
+            return m if m > 0 else 1.0
+        if self.w_max is not None:
+            given = np.asarray(self.w_max, dtype=float)
+            if given.ndim == 1 and given.size != w.shape[0]:
+                raise MappingError(f"{given.size} w_max values for {w.shape[0]} outputs")
+            return np.broadcast_to(given, (w.shape[0],)).copy()
+        m = np.abs(w).max(axis=1) if w.size else np.zeros(w.shape[0])
+        return np.where(m > 0, m, 1.0)
 
     def decode(self, conductances, mapped: MappedWeights) -> np.ndarray:
         """Effective weights ``(..., n_out, n_in)`` from conductances (S) ``(..., n_in, n_cols)``,

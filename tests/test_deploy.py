@@ -30,9 +30,19 @@ def test_placement_stacks_or_goes_side_by_side_and_names_sizes():
         plan_placement([(3, 16), (9, 2)], (8, 8))
 
 
-def test_ideal_chip_round_trip_reproduces_software_accuracy(moons_net):
+def _with_scales(model: MLP, scales: str) -> MLP:
+    twin = MLP(model.sizes, model.activation, "linear", scales)
+    twin.load_state_dict(model.state_dict())
+    return twin.eval()
+
+
+@pytest.mark.parametrize("scales", ["output", "layer"])
+def test_ideal_chip_round_trip_reproduces_software_accuracy(moons_net, scales):
     xb = SimulatedCrossbar(12, 16, preset="ideal", seed=0)
-    dep = deploy(moons_net.model, xb, moons_net.dataset)
+    dep = deploy(_with_scales(moons_net.model, scales), xb, moons_net.dataset)
+    w_max = [np.abs(m.numpy()).max(axis=1) for m in moons_net.model.matrices()]
+    for layer, wm in zip(dep.report["layers"], w_max):             # the mapping's full range per output
+        assert layer["w_max"] == pytest.approx(wm.tolist() if scales == "output" else [wm.max()])
     acc = dep.report["accuracy"]
     assert acc["software"] == pytest.approx(moons_net.test_accuracy)
     assert abs(acc["chip_mvm"] - acc["software"]) <= 0.01
@@ -88,9 +98,11 @@ def test_model_file_round_trip(tmp_path, moons_net):
     x = moons_net.dataset.x_test
     torch.testing.assert_close(model(x), moons_net.model.eval()(x))
     assert meta["train"]["dataset"] == "moons" and meta["arch"]["sizes"] == [2, 8, 1]
-    aware = MLP([2, 4, 1], noise=0.05)
+    assert model.scales == "output" == meta["arch"]["scales"]
+    aware = MLP([2, 4, 1], noise=0.05, scales="layer")
     model, meta = load_model(save_model(tmp_path / "a.pt", aware))
     assert model.layers[0].noise == 0.05 and meta["layer_options"]["variability"]["name"] == "tio2-3it"
+    assert model.scales == "layer" == model.layers[1].scales
 
 
 def test_bad_models_are_refused(tmp_path, moons_net):

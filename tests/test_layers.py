@@ -10,13 +10,33 @@ from programming.mapping import ConductanceMapping
 torch.manual_seed(0)
 
 
-def test_torch_mapping_is_the_programming_mapping():
+@pytest.mark.parametrize("scales", ["output", "layer"])
+def test_torch_mapping_is_the_programming_mapping(scales):
     wb = torch.randn(3, 5, dtype=torch.float64)
-    g, scale = weights_to_conductances(wb, 100e-6, 500e-6)
-    mapped = ConductanceMapping(100e-6, 500e-6).encode(wb.numpy())
+    g, scale = weights_to_conductances(wb, 100e-6, 500e-6, scales)
+    mapped = ConductanceMapping(100e-6, 500e-6, per_output=scales == "output").encode(wb.numpy())
     np.testing.assert_allclose(g.numpy(), mapped.targets, rtol=1e-12, atol=1e-18)
-    assert float(scale) == pytest.approx(mapped.scale)
+    np.testing.assert_allclose(scale.numpy(), mapped.scale, rtol=1e-12)
     torch.testing.assert_close(conductances_to_weights(g, scale), wb)
+    np.testing.assert_allclose(mapped.decode(g.numpy()), wb.numpy(), rtol=1e-9)
+
+
+def test_every_output_uses_the_whole_window():
+    """One scale per output: a row of small weights still spans g_min..g_max (not a sliver)."""
+    wb = torch.tensor([[10.0, -5.0, 2.0], [0.1, -0.05, 0.02], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    g, scale = weights_to_conductances(wb, 100e-6, 500e-6)
+    assert scale.tolist() == pytest.approx([10.0 / 400e-6, 0.1 / 400e-6, 1.0 / 400e-6])
+    assert g[:, 0].max().item() == pytest.approx(500e-6) and g[:, 2].max().item() == pytest.approx(500e-6)
+    assert g[:, 1].max().item() == pytest.approx(300e-6)          # G- of -5: half of output 0's range
+    assert torch.all(g[:, 4:] == 100e-6)                            # an all-zero output: both devices idle
+    # the same absolute conductance error is the same *relative* weight error for both outputs
+    err = conductances_to_weights(g + 4e-6 * torch.tensor([1.0, 0, 1.0, 0, 0, 0]), scale) - wb
+    assert (err[0] / wb[0, 0]).tolist() == pytest.approx((err[1] / wb[1, 0]).tolist())
+    # one scale per layer: the small output sits in 1 % of the window, its error 100× larger
+    g, scale = weights_to_conductances(wb, 100e-6, 500e-6, "layer")
+    assert scale.tolist() == pytest.approx([10.0 / 400e-6] * 3) and g[:, 2].max().item() == pytest.approx(104e-6)
+    with pytest.raises(ValueError, match="unknown scales"):
+        weights_to_conductances(wb, 100e-6, 500e-6, "column")
 
 
 def test_eval_forward_is_the_plain_linear_map():
@@ -64,7 +84,7 @@ def test_hardware_dropout_suppresses_updates_of_stuck_devices():
     assert layer.weight[0, 0] == before[0, 0]
     # the stuck device's value is what the forward uses (also in evaluation)
     eff = layer.eval().effective_matrix()
-    scale = layer.matrix().abs().max().item() / 400e-6
+    scale = layer.matrix()[0].abs().max().item() / 400e-6          # output 0's own scale
     assert eff[0, 0].item() == pytest.approx(scale * (573e-6 - 100e-6), rel=1e-5)
 
 

@@ -185,3 +185,28 @@ def test_check_targets():
         check_targets(t, G_MIN, G_MAX, allow_nan=True)
     # tolerance
     check_targets(np.array([500e-6 + 1e-12]), G_MIN, G_MAX, atol=1e-9)
+
+
+def test_per_output_scales_round_trip_and_use_the_whole_window():
+    w = np.array([[8.0, -2.0, 1.0], [0.2, 0.1, -0.4]])
+    mw = ConductanceMapping(per_output=True).encode(w)
+    assert mw.w_max.tolist() == [8.0, 0.4]
+    assert mw.scale.tolist() == pytest.approx([8.0 / 400e-6, 0.4 / 400e-6])
+    # each output's largest weight reaches g_max on its own column pair
+    assert mw.targets[:, 0:2].max() == pytest.approx(500e-6) and mw.targets[:, 2:4].max() == pytest.approx(500e-6)
+    np.testing.assert_allclose(mw.decode(mw.targets), w, rtol=1e-12)
+    np.testing.assert_allclose(mw.decode(np.stack([mw.targets] * 3)), np.stack([w] * 3), rtol=1e-12)
+
+
+def test_per_output_given_w_max_clips_or_names_the_weight():
+    w = np.array([[8.0, -2.0], [0.2, 0.5]])
+    with pytest.raises(MappingError, match=r"0\.5 at \(1, 1\) exceeds w_max=0\.4"):
+        ConductanceMapping(per_output=True, w_max=(10.0, 0.4)).encode(w)
+    mw = ConductanceMapping(per_output=True, w_max=(10.0, 0.4), clip=True).encode(w)
+    np.testing.assert_allclose(mw.decode(mw.targets), [[8.0, -2.0], [0.2, 0.4]], rtol=1e-12)
+    with pytest.raises(MappingError, match="2 w_max values for 3 outputs"):
+        ConductanceMapping(per_output=True, w_max=(1.0, 1.0)).encode(np.ones((3, 2)))
+    with pytest.raises(MappingError, match="needs per_output=True"):
+        ConductanceMapping(w_max=(1.0, 2.0))
+    with pytest.raises(MappingError, match="finite and > 0"):
+        ConductanceMapping(per_output=True, w_max=(1.0, -2.0))

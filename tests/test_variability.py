@@ -98,3 +98,19 @@ def test_invalid_models_are_refused_with_the_field_named():
         get_variability("nope")
     with pytest.raises(ValueError, match="unknown variability model fields"):
         VariabilityModel.from_dict({"bogus": 1})
+
+
+def test_uniform_tuning_error_is_bounded_with_the_configured_spread():
+    """``rel_dist="uniform"``: a ±10 % stop band is σ_rel = 10 %/√3, every error inside it."""
+    band = VariabilityModel(name="band", sigma_rel_a=0.10 / np.sqrt(3), sigma_rel_b=0.0, offset_mean=0.0,
+                            offset_std=0.0, rel_dist="uniform", drift_sigma_a=0.0, drift_mu_a=0.0,
+                            stuck_lrs_frac=0.0, stuck_hrs_frac=0.0)
+    g = torch.full((50, 40), 300e-6, dtype=torch.float64)
+    rel = (band.sample(g, n=20, generator=torch.Generator().manual_seed(1)).g / g - 1).numpy()
+    assert np.abs(rel).max() <= 0.10 + 1e-12 and np.abs(rel).max() > 0.099
+    assert rel.std() == pytest.approx(0.10 / np.sqrt(3), rel=0.02)
+    assert abs(rel.mean()) < 1e-3
+    normal = band.with_(rel_dist="normal").sample(g, n=20, generator=torch.Generator().manual_seed(1)).g / g - 1
+    assert float(normal.abs().max()) > 0.15                      # a Gaussian of the same σ is not bounded
+    with pytest.raises(ValueError, match="rel_dist"):
+        VariabilityModel(rel_dist="lognormal")

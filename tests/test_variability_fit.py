@@ -7,7 +7,7 @@ import torch
 
 from mock_hw.sim_chip import SimulatedCrossbar
 from models.variability import VariabilityModel, drift_counts, get_variability
-from models.variability_fit import FitReport, fit_variability, load_variability
+from models.variability_fit import FitReport, fit_variability
 from programming.schedule import cell_order, cell_rank
 from programming.tune_result import CONVERGED, DISTURBED, FAILED, STUCK, TuneResult
 from programming.tuner import TunerConfig, tune
@@ -188,19 +188,19 @@ def test_bad_input_is_refused():
         fit_variability(res, drift_count="diagonal")
 
 
-def test_load_variability_takes_a_preset_or_a_fitted_file(tmp_path):
-    assert load_variability("ideal") == get_variability("ideal")
+def test_get_variability_takes_a_preset_or_a_fitted_file(tmp_path):
+    assert get_variability("ideal").name == "ideal" and get_variability("ideal").sigma_rel_a == 0
     path = tmp_path / "fit.json"
     model = get_variability("tio2-3it").with_(name="fitted", offset_mean=0.001)
     path.write_text(json.dumps(model.to_dict()))
-    assert load_variability(path) == model and load_variability(str(path)) == model
+    assert get_variability(path) == model and get_variability(str(path)) == model
     with pytest.raises(ValueError, match="unknown variability model 'nope'"):
-        load_variability("nope")
+        get_variability("nope")
     with pytest.raises(ValueError, match="neither a preset"):
-        load_variability(tmp_path / "missing.json")
+        get_variability(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="not readable JSON"):
-        load_variability(tmp_path / "bad.json")
+        get_variability(tmp_path / "bad.json")
     (tmp_path / "odd.json").write_text(json.dumps({"bogus": 1}))
     with pytest.raises(ValueError, match="not a valid variability model.*bogus"):
-        load_variability(tmp_path / "odd.json")
+        get_variability(tmp_path / "odd.json")
