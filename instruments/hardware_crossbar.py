@@ -346,7 +346,7 @@ class HardwareCrossbar(Crossbar):
         from programming.tuner import TunerConfig
 
         cfg = config or TunerConfig()
-        cfg.check_limits(self)
+        cfg.check_limits(self.limits)
         lo, hi = self.programming_window
         if not lo <= target <= hi:
             raise ValueError(f"target {target * 1e6:.1f} µS is outside the programming window "

@@ -136,6 +136,20 @@ def layout_arrays(specs: Sequence[tuple[str, int, int]], chip_shape: tuple[int, 
     return arrays, n_colors
 
 
+def check_pulse_settings(limits, *, v_in: float | None, amplitude: float, width: float,
+                         where: str = "the chip's") -> None:
+    """Refuse an input voltage (V; None: not known yet), write amplitude (V) or pulse width (s) that
+    ``limits`` (:class:`~programming.crossbar.SafetyLimits`) forbid, naming the setting."""
+    if v_in is not None and not (np.isfinite(v_in) and 0 < v_in <= limits.v_read_max):
+        raise ValueError(f"input voltage v_in={v_in!r} V must be in (0, v_read_max={limits.v_read_max:g}] V "
+                         f"({where} limits)")
+    if not (np.isfinite(amplitude) and 0 < amplitude <= limits.v_max):
+        raise ValueError(f"pulse amplitude {amplitude!r} V must be in (0, v_max={limits.v_max:g}] V ({where} limits)")
+    if not (np.isfinite(width) and limits.width_min <= width <= limits.width_max):
+        raise ValueError(f"pulse width {width!r} s outside {where} limits "
+                         f"[{limits.width_min:g}, {limits.width_max:g}] s")
+
+
 class ChipArrays:
     """The periphery of the weight arrays: analog reads through ``xb.mvm`` and push-pull writes
     through ``xb.pulse``.
@@ -152,14 +166,7 @@ class ChipArrays:
 
     def __init__(self, xb: Crossbar, arrays: list[WeightArray], n_colors: int, *, v_in: float,
                  scale: float, amplitude: float, width: float):
-        lim = xb.limits
-        if not (np.isfinite(v_in) and 0 < v_in <= lim.v_read_max):
-            raise ValueError(f"input voltage v_in={v_in!r} V must be in (0, v_read_max={lim.v_read_max:g}] V")
-        if not (np.isfinite(amplitude) and 0 < amplitude <= lim.v_max):
-            raise ValueError(f"pulse amplitude {amplitude!r} V must be in (0, v_max={lim.v_max:g}] V")
-        if not (np.isfinite(width) and lim.width_min <= width <= lim.width_max):
-            raise ValueError(f"pulse width {width!r} s outside the chip limits "
-                             f"[{lim.width_min:g}, {lim.width_max:g}] s")
+        check_pulse_settings(xb.limits, v_in=v_in, amplitude=amplitude, width=width)
         if not (np.isfinite(scale) and scale > 0):
             raise ValueError(f"weight scale must be a positive number of weight units per siemens, got {scale!r}")
         self.xb = xb

@@ -106,10 +106,11 @@ class XbarProcedure(Procedure):
 
     def planned_limits(self):
         """The limits of the chip this run will open, known before opening it: the preset's, or
-        the station file's."""
+        the station file's (pulse widths narrowed to what its drive instrument sources)."""
         if self.chip == "station":
+            from instruments.hardware_crossbar import station_limits
             from instruments.station import load_station
-            return load_station(self.station).limits
+            return station_limits(load_station(self.station))
         from .chips import PRESETS
         return PRESETS[self.preset].limits
 

@@ -127,19 +127,17 @@ def add_insitu_command(sub, chip_args) -> None:
 
 
 def _insitu_limits(cfg, limits, where: str, file_limits=None) -> None:
-    """Refuse the write pulse and input voltage that ``limits`` forbid, naming the option;
+    """:func:`~models.insitu_arrays.check_pulse_settings` before the chip is opened;
     ``file_limits``: a station file's own, when the drive instrument narrows its widths."""
-    if cfg.amplitude > limits.v_max:
-        raise ValueError(f"--amplitude {cfg.amplitude:g} V exceeds {where} limit v_max={limits.v_max:g} V")
-    if not limits.width_min <= cfg.width <= limits.width_max:
-        narrowed = file_limits is not None and (file_limits.width_min, file_limits.width_max) != \
-            (limits.width_min, limits.width_max)
-        raise ValueError(f"--width {cfg.width:g} s is outside {where} pulse widths "
-                         f"[{limits.width_min:g}, {limits.width_max:g}] s"
-                         + (" (what its drive instrument sources; e.g. --width 1e-6 with --amplitude 1.3)"
-                            if narrowed else ""))
-    if cfg.v_in is not None and cfg.v_in > limits.v_read_max:
-        raise ValueError(f"input voltage {cfg.v_in:g} V exceeds {where} limit v_read_max={limits.v_read_max:g} V")
+    from models.insitu_arrays import check_pulse_settings
+
+    try:
+        check_pulse_settings(limits, v_in=cfg.v_in, amplitude=cfg.amplitude, width=cfg.width, where=where)
+    except ValueError as exc:
+        narrowed = file_limits is not None and "pulse width" in str(exc) and \
+            (file_limits.width_min, file_limits.width_max) != (limits.width_min, limits.width_max)
+        raise ValueError(str(exc) + (" (what its drive instrument sources; e.g. --width 1e-6 with --amplitude 1.3)"
+                                     if narrowed else "")) from None
 
 
 def cmd_insitu(args, open_chip) -> int:

@@ -86,10 +86,12 @@ class TuneProcedure(TuneLogMixin, XbarProcedure):
         super().check()
         self.config()                                     # TunerConfig validates its settings
 
+    def check_limits(self, limits) -> None:
+        self.config().check_limits(limits)
+
     def run(self) -> None:
         xb = self.xb
         cfg = self.config()
-        cfg.check_limits(xb)
         saved = self.run_dir / TARGETS_NPY
         if self.resuming and saved.is_file():
             tgt = np.load(saved, allow_pickle=False)

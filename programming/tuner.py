@@ -100,9 +100,9 @@ class TunerConfig:
         parse_write_scheme(self.write_scheme)
         parse_read_scheme(self.read_scheme)
 
-    def check_limits(self, xb: Crossbar) -> None:
-        """Refuse settings the chip's limits forbid, before anything is sourced."""
-        lim = xb.limits
+    def check_limits(self, lim) -> None:
+        """Refuse settings the chip's limits (:class:`~programming.crossbar.SafetyLimits`) forbid,
+        before anything is sourced."""
         for name in ("v_set_max", "v_reset_max", "reset_amplitude"):
             if getattr(self, name) > lim.v_max:
                 raise ValueError(f"TunerConfig.{name}={getattr(self, name)} V exceeds the chip limit "
@@ -173,7 +173,7 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
             :class:`~programming.tune_state.TuneInterrupted` with the state to resume from.
     """
     cfg = config or TunerConfig()
-    cfg.check_limits(xb)
+    cfg.check_limits(xb.limits)
     full = (xb.n_chips, *xb.shape)
     tgt = np.asarray(targets, dtype=float)
     if tgt.shape == xb.shape:

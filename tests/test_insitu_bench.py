@@ -155,7 +155,7 @@ def test_widths_the_drive_cannot_source_are_refused_before_any_pulse(moons, shar
     pulses, g0 = bench.bench.pulses, bench.chip.true_conductance
     with HardwareCrossbar(st) as xb:
         assert xb.limits.width_min == 1e-6
-        with pytest.raises(ValueError, match=r"pulse width 1e-07 s outside the chip limits \[1e-06, 0.001\]"):
+        with pytest.raises(ValueError, match=r"pulse width 1e-07 s outside the chip's limits \[1e-06, 0.001\]"):
             train_in_situ(xb, moons, 1, cfg)
     assert bench.bench.pulses == pulses and np.array_equal(bench.chip.true_conductance, g0)
     assert bench.violations == [] and bench.bench.all_off()
@@ -206,8 +206,8 @@ def test_xbar_insitu_on_a_station_writes_a_report(shared, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--width", "1e-7"], r"--width 1e-07 s is outside station .* pulse widths \[1e-06, 0.001\] s"),
-    (["--amplitude", "2.6"], r"--amplitude 2.6 V exceeds station .* limit v_max=2.5 V"),
+    (["--width", "1e-7"], r"pulse width 1e-07 s outside station .*'s limits \[1e-06, 0.001\] s \(what its drive"),
+    (["--amplitude", "2.6"], r"pulse amplitude 2.6 V must be in \(0, v_max=2.5\] V \(station .*'s limits\)"),
     (["--hidden", "3"], r"needs a 20x16 array; station .* has 10x8"),
     (["--size", "10x8"], r"--size and --chips apply to the simulated chip"),
 ])

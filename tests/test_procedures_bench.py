@@ -105,3 +105,20 @@ def test_instrument_timeout_mid_tune_is_resumed(bench, station, tmp_path, capsys
     r = load_run(out)
     p0 = r.data[r.data["Pass"] == 0]
     assert r.status == "finished" and len(p0) == 9 and not p0[["Row", "Col"]].duplicated().any()
+
+
+def test_station_runs_are_checked_against_what_the_drive_instrument_sources(bench, station, tmp_path):
+    """The station file allows 100 ns pulses, the 2636B that drives them does not: a procedure's
+    planned limits (checked before anything is opened) are the narrowed ones."""
+    from instruments.station import load_station
+    from procedures.iv_sweep import IVProcedure
+    from procedures.tune_array import TuneProcedure
+
+    assert load_station(station).limits.width_min == pytest.approx(1e-7)
+    tune = TuneProcedure(chip="station", station=str(station))
+    assert tune.planned_limits().width_min == pytest.approx(1e-6)
+    tune.validate()                                               # the tuner's pulses are long enough
+    iv = IVProcedure(chip="station", station=str(station), mode="pulsed", width=2e-7)
+    with pytest.raises(ValueError, match="width"):
+        iv.validate()
+    assert bench.violations == [] and bench.bench.all_off()
