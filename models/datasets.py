@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-DATASETS = ("moons", "digits")
+from .names import DATASETS
+
 
 
 @dataclass(frozen=True)

@@ -58,14 +58,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from models.datasets import Dataset
 from models.insitu_net import (ChipNetwork, accuracy, augment, chip_shape_for, evaluate_on_chip, gradients,
                                mean_loss, minibatches, prepare_data, sigmoid)
 from programming.crossbar import Crossbar
+
+if TYPE_CHECKING:
+    from models.datasets import Dataset
 
 __all__ = ["RULES", "InSituConfig", "InSituResult", "ChipNetwork", "train_in_situ", "train_software",
            "evaluate_on_chip", "chip_shape_for", "gradient_pulses", "transfer_pulses"]

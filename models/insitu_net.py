@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.datasets import Dataset
 from models.insitu_arrays import ChipArrays, layout_arrays, required_shape
 from programming.crossbar import Crossbar
 
 if TYPE_CHECKING:  # pragma: no cover
+    from models.datasets import Dataset
     from models.insitu import InSituConfig
 
 #: array names per rule: (visible weights, hidden accumulator or None)

@@ -48,11 +48,10 @@ import torch.nn.functional as F
 
 from programming.schedule import cell_rank
 
+from .names import SCALES
 from .variability import Transfer, VariabilityModel, compensate_pairs, drift_counts
 
 ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
-#: how weights are scaled onto conductances: one scale per output (column pair) or per layer
-SCALES = ("output", "layer")
 
 
 def check_scales(scales: str) -> str:

@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DRIFT_COUNTS = ("line", "all")
-REL_DISTS = ("normal", "uniform")
+from .names import DRIFT_COUNTS, REL_DISTS, VARIABILITY_PRESET_NAMES
+
 
 
 @dataclass(frozen=True)
@@ -205,6 +205,7 @@ VARIABILITY_PRESETS: dict[str, VariabilityModel] = {
     "ideal": VariabilityModel(name="ideal", sigma_rel_a=0.0, sigma_rel_b=0.0, offset_mean=0.0, offset_std=0.0,
                               drift_sigma_a=0.0, drift_mu_a=0.0, stuck_lrs_frac=0.0, stuck_hrs_frac=0.0),
 }
+assert tuple(VARIABILITY_PRESETS) == VARIABILITY_PRESET_NAMES
 
 
 def get_variability(spec: str | Path) -> VariabilityModel:

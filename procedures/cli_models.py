@@ -16,13 +16,11 @@ import argparse
 import json
 from pathlib import Path
 
-from models.datasets import DATASETS, dataset_of, load_dataset
-from models.layers import SCALES
-from models.variability import DRIFT_COUNTS, VARIABILITY_PRESETS, get_variability
+from models.names import DATASETS, DRIFT_COUNTS, SCALES, VARIABILITY_PRESET_NAMES
 from programming.schedule import ORDERS
 
 #: help of --variability (train, evaluate)
-VARIABILITY_HELP = (f"variability model: a preset ({', '.join(sorted(VARIABILITY_PRESETS))}) or a "
+VARIABILITY_HELP = (f"variability model: a preset ({', '.join(sorted(VARIABILITY_PRESET_NAMES))}) or a "
                     "VARIABILITY.json written by xbar fit-variability")
 
 
@@ -147,6 +145,7 @@ def cmd_insitu(args, open_chip) -> int:
     its drive instrument sources) are checked before the chip is opened."""
     from dataclasses import replace
 
+    from models.datasets import load_dataset
     from models.insitu import InSituConfig, chip_shape_for, train_in_situ
 
     if args.hidden < 1:
@@ -212,6 +211,7 @@ def cmd_insitu(args, open_chip) -> int:
 
 def cmd_fit_variability(args, open_chip) -> int:
     """Tune (random) targets with the trace on, fit the variability model, write it as JSON."""
+    from models.variability import get_variability
     from models.variability_fit import fit_variability
     from programming.tuner import TunerConfig, tune
 
@@ -264,7 +264,9 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args, open_chip) -> int:
     from models.deploy import DeployConfig, network_extent
     from models.evaluate import evaluate_statistical, evaluate_tuned
+    from models.datasets import dataset_of
     from models.model_io import load_model
+    from models.variability import get_variability
 
     model, meta = load_model(args.model)
     data = dataset_of(meta)

@@ -88,3 +88,15 @@ def test_unknown_preset_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["tune", "--preset", "nonesuch"])
     assert "nonesuch" in capsys.readouterr().err
+
+
+def test_the_command_line_starts_without_importing_torch():
+    """Building the parser (``xbar --help``, every procedure) must not pay for importing torch;
+    the network commands import it when they run."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from procedures.cli import build_parser; build_parser(); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
