@@ -249,13 +249,13 @@ _blas_lock = threading.Lock()
 
 
 def _blas_libs() -> list:
-    """threadpoolctl's controllers of the BLAS libraries numpy loaded (empty without
-    threadpoolctl, which scikit-learn brings)."""
+    """threadpoolctl's controllers of the BLAS libraries numpy loaded (empty when it cannot
+    control them)."""
     if _blas_state["libs"] is None:
         try:
             from threadpoolctl import ThreadpoolController
             _blas_state["libs"] = list(ThreadpoolController().select(user_api="blas").lib_controllers)
-        except Exception:  # noqa: BLE001 - not installed or an unknown BLAS: leave BLAS as it is
+        except Exception:  # noqa: BLE001 - an unknown BLAS (or no threadpoolctl): leave BLAS as it is
             _blas_state["libs"] = []
     return _blas_state["libs"]
 
