@@ -137,23 +137,11 @@ class HardwareCrossbar(Crossbar):
             raise
 
     # ------------------------------------------------------------------------------ safety
-    def _outputs_off(self) -> None:
+    def _attempt_each(self, steps) -> None:
+        """Call every step even if an earlier one fails (the bench must end up as safe as it can),
+        forget the routed cell, then raise the first failure."""
         errors = []
-        for c in self._sources:
-            try:
-                c.disable()
-            except Exception as exc:  # noqa: BLE001 - keep turning the others off
-                errors.append(exc)
-        self._routed = None
-        if errors:
-            raise errors[0]
-
-    def _safe_state(self) -> None:
-        """Every output off, then every relay open (in that order: no hot switching), then ask
-        every instrument to confirm it.  Every step is attempted even if an earlier one fails; the
-        first failure is raised afterwards."""
-        errors = []
-        for step in (self._outputs_off, self._verify_off, self.matrix.open_all, self._verify_open):
+        for step in steps:
             try:
                 step()
             except Exception as exc:  # noqa: BLE001 - keep making the bench safe
@@ -161,6 +149,15 @@ class HardwareCrossbar(Crossbar):
         self._routed = None
         if errors:
             raise errors[0]
+
+    def _outputs_off(self) -> None:
+        self._attempt_each([c.disable for c in self._sources])
+
+    def _safe_state(self) -> None:
+        """Every output off, then every relay open (in that order: no hot switching), then ask
+        every instrument to confirm it.  Every step is attempted even if an earlier one fails; the
+        first failure is raised afterwards."""
+        self._attempt_each((self._outputs_off, self._verify_off, self.matrix.open_all, self._verify_open))
 
     def _verify_off(self) -> None:
         live = [ch.name for ch in self._sources if ch.output_enabled()]

@@ -151,7 +151,6 @@ def _layer_report(i: int, dep: Deployment, software_wb: np.ndarray) -> dict:
     rel = np.abs(g - tgt) / tgt
     w_read = dep.mapped[i].decode(g)                                 # (n_chips, out, in+1)
     w_max = dep.mapped[i].w_max
-    w_max_col = np.reshape(w_max, (-1, 1)) if np.ndim(w_max) else w_max   # each output's own full range
     counts = {name: int((status == code).sum()) for code, name in STATUS_NAMES.items() if code}
     return {
         "layer": i, "block": p.blocks[i].to_dict(), "w_max": np.atleast_1d(w_max).tolist(),
@@ -160,7 +159,7 @@ def _layer_report(i: int, dep: Deployment, software_wb: np.ndarray) -> dict:
         "rel_error_mean": float(rel.mean()), "rel_error_median": float(np.median(rel)),
         "rel_error_max": float(rel.max()),
         "within_tolerance": float((rel <= r.config.tolerance).mean()),
-        "weight_error_rms": float(np.sqrt((((w_read - software_wb) / w_max_col) ** 2).mean())),
+        "weight_error_rms": float(np.sqrt((((w_read - software_wb) / dep.mapped[i].w_max_column) ** 2).mean())),
     }
 
 

@@ -218,20 +218,23 @@ class Crossbar(abc.ABC):
                              f"rows={self.shape[0]}, got shape {v.shape}")
         if v.ndim == 3 and v.shape[0] != self.n_chips:
             raise ValueError(f"per-chip mvm input has {v.shape[0]} chips, crossbar has {self.n_chips}")
-        if need is None:
-            self.limits.check_read(v, "matrix-vector input voltage")
+        mask = None if need is None else self._need_mask(need, v)
+        self.limits.check_read(v, "matrix-vector input voltage")
+        if mask is None:
             return self._mvm(v)
+        return np.where(mask, self._mvm_needed(v, mask), np.nan)
+
+    def _need_mask(self, need, v: np.ndarray) -> np.ndarray:
+        """``need`` checked and broadcast to the output shape of :meth:`mvm` for input ``v``."""
         out_shape = (self.n_chips, self.shape[1]) if v.ndim == 1 else (self.n_chips, v.shape[-2], self.shape[1])
         mask = np.asarray(need)
         if mask.dtype != bool:
             raise ValueError(f"mvm need must be a boolean mask, got dtype {mask.dtype}")
         try:
-            mask = np.broadcast_to(mask, out_shape)
+            return np.broadcast_to(mask, out_shape)
         except ValueError:
             raise ValueError(f"mvm need mask of shape {mask.shape} does not broadcast to the output "
                              f"shape {out_shape}") from None
-        self.limits.check_read(v, "matrix-vector input voltage")
-        return np.where(mask, self._mvm_needed(v, mask), np.nan)
 
     def wait(self, seconds: float) -> None:
         """Let ``seconds`` (s, finite, >= 0) pass with nothing sourced: the chip rests in its safe

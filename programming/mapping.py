@@ -90,6 +90,11 @@ def check_targets(targets, g_min: float, g_max: float, shape: tuple[int, ...] | 
     return t
 
 
+def _per_output_column(x):
+    """A float as it is; one value per output ``(n_out,)`` as a column ``(n_out, 1)``."""
+    return x if np.ndim(x) == 0 else np.reshape(x, (-1, 1))
+
+
 @dataclass(frozen=True, eq=False)
 class MappedWeights:
     """Result of :meth:`ConductanceMapping.encode`.
@@ -127,7 +132,12 @@ class MappedWeights:
     @property
     def scale_column(self) -> float | np.ndarray:
         """``scale`` shaped to multiply an ``(..., n_out, n_in)`` array: a float, or ``(n_out, 1)``."""
-        return self.scale if np.ndim(self.scale) == 0 else np.reshape(self.scale, (-1, 1))
+        return _per_output_column(self.scale)
+
+    @property
+    def w_max_column(self) -> float | np.ndarray:
+        """``w_max`` shaped like :attr:`scale_column`."""
+        return _per_output_column(self.w_max)
 
 
 @dataclass(frozen=True)
