@@ -1,10 +1,12 @@
 """Hardware-aware vs regular training: robustness of transfers onto TiO2 crossbars (figures, not a
 timed test).
 
-For each conductance scaling (``--scales``: one scale per layer, as Drolet et al. 2023, and one per
-output column pair, our default) and each training seed, trains the half-moons network
-(2 → 8 sigmoid → 1) regularly and hardware-aware, evaluates each over ``--statistical`` sampled transfers (the ``tio2-3it`` variability model)
-and ``--tuned`` pulse-level transfers (write-verify onto a batch of simulated ``tio2-3it`` chips),
+For each half-moons network (``--hidden``: 2 → 8 sigmoid → 1 as in Drolet et al. 2023, and
+2 → 16 → 1), each conductance scaling (``--scales``: one scale per layer, as Drolet et al., and one
+per output column pair, our default) and each training seed, trains the network regularly and
+hardware-aware with the moons recipe of :class:`~models.train.TrainConfig`, evaluates each over
+``--statistical`` sampled transfers (the ``tio2-3it`` variability model) and ``--tuned``
+pulse-level transfers (write-verify onto a batch of simulated ``tio2-3it`` chips),
 and prints the share of test points classified correctly in ≥ 95 % of transfers
 (``frac_points_ge_95``, Drolet et al. 2023), mean accuracies and wall times.  Then:
 
@@ -19,7 +21,7 @@ training ≤ 30 s; 5000 statistical transfers ≤ 0.5 s; 500 tuned transfers ≤
 moons ≥ 97 % under 10 % error; digits within 3 points after a tuned transfer.
 
 Usage: python benchmarks/moons_transfer.py [--seeds 0 1 2] [--statistical 5000] [--tuned 500]
-       [--scales layer output] [--quick]
+       [--scales layer output] [--hidden 8 16] [--quick]
 """
 from __future__ import annotations
 
@@ -45,13 +47,13 @@ MULT10_NORMAL = MULT10.with_(name="mult-10%-normal", sigma_rel_a=0.10, rel_dist=
 NOISE_TRAIN, NOISE_TRANSFERS = 0.07, 32
 
 
-def moons(seeds, n_stat, n_tuned, scales):
-    print(f"\nscales per {scales}")
+def moons(seeds, n_stat, n_tuned, scales, hidden):
+    print(f"\n2-{hidden}-1, scales per {scales}")
     rows = {}
     for aware in (False, True):
         name = "hardware-aware" if aware else "regular"
         for seed in seeds:
-            r = train(TrainConfig(aware=aware, seed=seed, scales=scales))
+            r = train(TrainConfig(aware=aware, seed=seed, scales=scales, hidden=(hidden,)))
             stat = evaluate_statistical(r.model, r.dataset, TIO2, n_stat, seed=1000 + seed).report()
             line = {"train_s": r.wall_s, "software": r.test_accuracy, "stat": stat}
             if n_tuned:
@@ -112,13 +114,16 @@ def main() -> None:
     ap.add_argument("--digits-chips", type=int, default=10)
     ap.add_argument("--scales", nargs="+", choices=SCALES, default=["layer", "output"],
                     help="conductance scaling(s) of the moons comparison")
+    ap.add_argument("--hidden", type=int, nargs="+", default=[8, 16],
+                    help="hidden units of the moons networks compared (8: Drolet et al.)")
     ap.add_argument("--quick", action="store_true", help="one seed, 1000 / 50 transfers")
     a = ap.parse_args()
     if a.quick:
         a.seeds, a.statistical, a.tuned, a.digits_chips = a.seeds[:1], 1000, 50, 2
     print(f"half moons, {len(a.seeds)} seed(s), tio2-3it model")
-    for scales in a.scales:
-        moons(a.seeds, a.statistical, a.tuned, scales)
+    for hidden in a.hidden:
+        for scales in a.scales:
+            moons(a.seeds, a.statistical, a.tuned, scales, hidden)
     print("\nnoise injection (10 % multiplicative conductance error)")
     noise_injection(a.seeds)
     print("\ndigits")

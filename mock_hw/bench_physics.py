@@ -11,6 +11,13 @@ buses) wired to sources or ground, and *pins* (its outputs) wired to crossbar li
 (input, pin) connects that line to that input's source.  A line connected to nothing floats; a line
 connected to two different live sources is a short (recorded).
 
+Aging: the chip ages with the bench's clock.  The bench remembers when its last physical event
+happened; before every read (:meth:`PhysicalBench.measure_current`), pulse and DC settle (every
+relay or source change) it advances the chip by the time since then, times ``time_scale``, through
+the chip's own :meth:`~mock_hw.sim_chip.SimulatedCrossbar.wait` (retention loss,
+:mod:`mock_hw.aging`).  So a retention procedure that waits real time between read maps sees the
+devices relax, as on a real chip or on ``--chip sim``.
+
 Safety record: every relay operation while a source connected to it is live (output on at a
 non-zero level) is a **hot switch**; every level beyond the bench's limits is a **limit
 violation**; both are appended to :attr:`PhysicalBench.violations` so tests can assert there were
@@ -18,8 +25,10 @@ none.  All methods are thread-safe (one lock for the bench): several instrument 
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +36,18 @@ import numpy as np
 from .sim_chip import SimulatedCrossbar
 
 GROUND = "GND"
+
+
+def check_time_scale(value, name: str = "time_scale") -> float:
+    """``value`` as a time scale (chip seconds per bench-clock second): a finite number >= 0, else
+    a ValueError naming the option ``name``."""
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number of chip seconds per wall second, got {value!r}") from None
+    if not math.isfinite(scale) or scale < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 (chip seconds per wall second), got {value!r}")
+    return scale
 
 
 @dataclass
@@ -37,7 +58,7 @@ class SourceState:
     level: float = 0.0
     on: bool = False
     compliance: float = 0.1
-    on_since: float = 0.0        # wall-clock time the present DC level has been applied since
+    on_since: float = 0.0        # bench-clock time (s) the present DC level has been applied since
     tripped: bool = False        # the last measurement hit compliance
 
 
@@ -70,15 +91,36 @@ class PhysicalBench:
         chip: the simulated crossbar the bench is wired to.
         v_limit: largest |level| a source may apply before it counts as a limit violation, V.
         dc_stress: apply switching physics for the time a DC level above threshold stays on
-            (wall-clock seconds), as a real DC source would.
+            (bench-clock seconds, not scaled by ``time_scale``), as a real DC source would.
+        timing: optional realistic latencies (:class:`BenchTiming`).
+        clock: the bench's clock, a callable returning seconds (default :func:`time.monotonic`);
+            inject a fake one for deterministic tests.  It times both aging and DC stress.
+        time_scale: chip seconds of aging per bench-clock second (>= 0, finite; default 1.0: one
+            wall second is one chip second, as on a real chip).  ``0`` freezes the chip's age
+            (no retention loss); ``1000`` lets a retention run of minutes show weeks of loss.
+            Only rest (retention) is accelerated: pulse widths and DC stress keep their real
+            duration.
+        min_age_step: chip time, s, below which elapsed time is accumulated rather than applied
+            at once (default 1 ms), so back-to-back reads and relay operations do not each
+            recompute every device's retention.  The accumulated time is applied at the next
+            event that brings the total to ``min_age_step`` or more, before every pulse, and by
+            :meth:`age_chip`.  Retention composes exactly over successive waits, so the total
+            loss is the same; the only approximation is that a device switched by a held DC level
+            (``dc_stress``) may count up to ``min_age_step`` as older.
     """
 
     def __init__(self, chip: SimulatedCrossbar, v_limit: float = 3.0, dc_stress: bool = True,
-                 timing: BenchTiming | None = None):
+                 timing: BenchTiming | None = None, clock: Callable[[], float] = time.monotonic,
+                 time_scale: float = 1.0, min_age_step: float = 1e-3):
         self.chip = chip
         self.timing = timing or BenchTiming()
         self.v_limit = v_limit
         self.dc_stress = dc_stress
+        self._time_scale = check_time_scale(time_scale)
+        if not (math.isfinite(float(min_age_step)) and min_age_step >= 0):
+            raise ValueError(f"min_age_step must be a finite time >= 0 s, got {min_age_step!r}")
+        self.min_age_step = float(min_age_step)
+        self.clock = clock
         self.lock = threading.RLock()
         self.sources: dict[str, SourceState] = {}
         self.inputs: dict[tuple[str, str], str] = {}      # (matrix, input) -> source name or GND
@@ -87,6 +129,44 @@ class PhysicalBench:
         self.stuck_open: set[tuple[str, str, str]] = set()  # fault injection: relays that never close
         self.violations: list[Violation] = []
         self.pulses = 0
+        self._last_event = float(clock())   # bench-clock time of the last physical event, s
+        self._pending_age = 0.0             # chip time not yet applied to the chip, s
+
+    # ------------------------------------------------------------------------------ aging
+    def _age(self, flush: bool = False) -> float:
+        """Advance the chip by the bench-clock time since the last physical event times
+        ``time_scale`` (chip s), through the chip's own ``wait``.  Less than ``min_age_step`` is
+        accumulated unless ``flush``.  A clock that goes backwards ages nothing.  Returns the
+        bench-clock time now, s."""
+        now = float(self.clock())
+        elapsed = now - self._last_event
+        self._last_event = now
+        if elapsed > 0 and self.time_scale > 0:
+            self._pending_age += elapsed * self.time_scale
+        if self._pending_age > 0 and (flush or self._pending_age >= self.min_age_step):
+            seconds, self._pending_age = self._pending_age, 0.0
+            self.chip.wait(seconds)
+        return now
+
+    @property
+    def time_scale(self) -> float:
+        """Chip seconds of aging per bench-clock second.  Setting it ages the chip to now at the
+        old scale first, so the new one counts from the change."""
+        return self._time_scale
+
+    @time_scale.setter
+    def time_scale(self, value: float) -> None:
+        scale = check_time_scale(value)
+        with self.lock:
+            self._age()
+            self._time_scale = scale
+
+    def age_chip(self) -> float:
+        """Bring the chip's age up to the bench clock now, accumulated time included (e.g. before
+        inspecting ``chip.true_conductance``).  Returns the chip's virtual clock, s."""
+        with self.lock:
+            self._age(flush=True)
+            return self.chip.clock
 
     # ------------------------------------------------------------------------------ wiring
     def add_source(self, name: str) -> SourceState:
@@ -168,9 +248,11 @@ class PhysicalBench:
             if on is not None:
                 s.on = bool(on)
 
-    def _settle_dc(self) -> None:
-        """Apply the switching stress of DC levels held since the last change (wall-clock)."""
-        now = time.monotonic()
+    def _settle_dc(self, flush_age: bool = False) -> None:
+        """Age the chip to now (:meth:`_age`, applying accumulated time if ``flush_age``), then
+        apply the switching stress of DC levels held since the last change (bench-clock seconds).
+        Every relay or source change, read and pulse starts here."""
+        now = self._age(flush=flush_age)
         live = [s for s in self.sources.values() if s.on and s.level != 0]
         if self.dc_stress and live:
             width = max(now - min(s.on_since for s in live), 0.0)
@@ -243,7 +325,7 @@ class PhysicalBench:
         the pulse through the closed relays; returns the current at the top of the pulse (A)."""
         with self.lock:
             s = self.add_source(source)
-            self._settle_dc()
+            self._settle_dc(flush_age=True)   # the devices it writes start their new age exactly
             if abs(amplitude) > self.v_limit:
                 self.violations.append(Violation("limit", f"{source} pulse {amplitude:g} V beyond ±{self.v_limit:g} V"))
             self.pulses += 1

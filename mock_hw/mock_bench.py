@@ -17,6 +17,10 @@ B2902A ch 2        D            102             B
 ground             F            106             D
 =================  ===========  ==============  ===========
 
+Aging: the chip ages with the bench's clock (``time_scale`` chip seconds per wall second, default
+1; see :class:`~mock_hw.bench_physics.PhysicalBench`), so a retention run against the bench sees
+the devices relax.
+
 Fault injection: each emulator's ``faults`` (no reply, garbled reply, instrument error, latency),
 ``bench.bench.stuck_open`` (relays that never close), a tight compliance in the station file
 (trips).  ``bench.violations`` lists every hot switch, short and limit violation.
@@ -30,9 +34,11 @@ drives, the 2450 senses, B2902A ch 2 biases rows and columns, the serial board s
 """
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from .bench_physics import GROUND, BenchTiming, PhysicalBench
+from .bench_physics import GROUND, BenchTiming, PhysicalBench, check_time_scale
 from .emulators.base import InstrumentServer
 from .presets import DEFAULT_PRESET
 from .sim_chip import SimulatedCrossbar
@@ -44,10 +50,13 @@ class MockBench:
     """Start every emulated instrument; ``close()`` (or the context manager) stops them.
 
     ``pristine=True`` wires the instruments to a chip of unformed devices (see
-    :class:`~mock_hw.sim_chip.SimulatedCrossbar`)."""
+    :class:`~mock_hw.sim_chip.SimulatedCrossbar`).  ``time_scale`` (chip seconds of retention
+    aging per clock second, >= 0; 0 freezes the chip's age) and ``clock`` (a callable returning
+    seconds, default :func:`time.monotonic`) go to :class:`~mock_hw.bench_physics.PhysicalBench`."""
 
     def __init__(self, rows: int = 8, cols: int = 8, preset: str = DEFAULT_PRESET, seed: int = 0,
-                 v_limit: float = 3.0, realistic_timing: bool = False, pristine: bool = False):
+                 v_limit: float = 3.0, realistic_timing: bool = False, pristine: bool = False,
+                 time_scale: float = 1.0, clock: Callable[[], float] = time.monotonic):
         from .emulators.keithley707b import Keithley707BEmulator
         from .emulators.keithley2450 import Keithley2450Emulator
         from .emulators.keithley2600 import Keithley2600Emulator
@@ -57,10 +66,12 @@ class MockBench:
 
         if rows > 12 or cols > 12 or rows + cols > 48:
             raise ValueError("the mock bench's 707B cards take up to 12 rows and 12 columns")
+        check_time_scale(time_scale)   # before anything is built or served
         self.rows, self.cols = rows, cols
         self.chip = SimulatedCrossbar(rows, cols, preset=preset, seed=seed, pristine=pristine)
         timing = BenchTiming.realistic() if realistic_timing else None
-        self.bench = bench = PhysicalBench(self.chip, v_limit=v_limit, timing=timing)
+        self.bench = bench = PhysicalBench(self.chip, v_limit=v_limit, timing=timing, clock=clock,
+                                           time_scale=time_scale)
         self.emulators = {
             "K2450": Keithley2450Emulator(bench, name="K2450", source="K2450"),
             "K2600": Keithley2600Emulator(bench, name="K2600", sources={"a": "K2600.a", "b": "K2600.b"}),

@@ -3,7 +3,7 @@
     xbar form | iv | read | tune | deploy | infer | retention | endurance  [--chip sim | --station FILE]
          [--out RUN_DIR] [--resume RUN_DIR] ...   (operator procedures: see procedures/procedure_commands.py)
     xbar show RUN_DIR / xbar plot RUN_DIR
-    xbar mock-bench --station-out STATION.toml [--preset NAME] [--size RxC] [--seed S]
+    xbar mock-bench --station-out STATION.toml [--preset NAME] [--size RxC] [--seed S] [--time-scale X]
     xbar station check STATION.toml
     xbar tune --station STATION.toml --size 4x4 ...      (any command: --station instead of --chip)
     xbar train / deploy / evaluate ...                    (networks: see procedures/cli_models.py)
@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--pristine", action="store_true", help="a chip of unformed devices (to practise forming)")
     m.add_argument("--realistic-timing", action="store_true",
                    help="add realistic latencies (measurement integration, relay switching, pulse set-up)")
+    m.add_argument("--time-scale", type=float, default=1.0, metavar="X",
+                   help="the emulated chip ages X chip seconds (retention loss) per wall second "
+                        "(default 1; 0 freezes it, 1000 shows a day's loss in ~86 s)")
     m.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)  # tests: stop after N s
 
     s = sub.add_parser("station", help="station file tools")
@@ -82,12 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_mock_bench(args) -> int:
     import time
 
+    from mock_hw.bench_physics import check_time_scale
     from mock_hw.mock_bench import MockBench
 
+    time_scale = check_time_scale(args.time_scale, "--time-scale")
     with MockBench(*args.size, preset=args.preset, seed=args.seed, realistic_timing=args.realistic_timing,
-                   pristine=args.pristine) as bench:
+                   pristine=args.pristine, time_scale=time_scale) as bench:
         path = bench.write_station(args.station_out, variant=args.variant)
-        print(f"mock bench ({args.preset}, {args.size[0]}x{args.size[1]}, seed {args.seed}) running on 127.0.0.1:")
+        aging = "" if time_scale == 1 else f", aging x{time_scale:g}"
+        print(f"mock bench ({args.preset}, {args.size[0]}x{args.size[1]}, seed {args.seed}{aging}) running on 127.0.0.1:")
         for name, server in bench.servers.items():
             print(f"  {name:<6} {bench.resource(name)}")
         print(f"station file: {path}\nCtrl-C to stop", flush=True)

@@ -1,7 +1,7 @@
 """The network commands of ``xbar``: train, deploy (and chip-in-the-loop fine-tuning), evaluate.
 
     xbar train --dataset moons [--hidden 8] (--aware | --regular) [--scales output|layer] [--noise 0.07]
-               [--transfers T] --seed S --out MODEL.pt
+               [--transfers T] [--weight-decay WD] --seed S --out MODEL.pt
     xbar deploy MODEL.pt --chip sim | --station STATION.toml [--tolerance 0.01] --json REPORT.json
     xbar evaluate MODEL.pt --transfers N [--mode statistical | tuned] --seed S --json REPORT.json
     xbar deploy ... --finetune ROUNDS [--finetuned-out MODEL.pt]   (chip-in-the-loop fine-tuning)
@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from models.names import DATASETS, DRIFT_COUNTS, SCALES, VARIABILITY_PRESET_NAMES
+from models.names import DATASETS, DRIFT_COUNTS, LR_SCHEDULES, SCALES, VARIABILITY_PRESET_NAMES
 from programming.schedule import ORDERS
 
 #: help of --variability (train, evaluate)
@@ -59,6 +59,9 @@ def add_model_commands(sub, chip_args) -> None:
                    help=VARIABILITY_HELP + " (sampled by aware training)")
     t.add_argument("--epochs", type=int, default=None, help="training epochs (default: the dataset's)")
     t.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the dataset's)")
+    t.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None,
+                   help="learning rate over the epochs (default: the dataset's; moons: cosine)")
+    t.add_argument("--weight-decay", type=float, default=None, help="Adam weight decay (default: the dataset's)")
     t.add_argument("--kl", type=float, default=0.0, help="weight of the variational KL regularizer")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", type=Path, required=True, metavar="MODEL.pt")
@@ -242,12 +245,9 @@ def cmd_train(args) -> int:
 
     kw = dict(dataset=args.dataset, hidden=args.hidden, aware=args.aware, scales=args.scales, noise=args.noise,
               variability=args.variability, kl_weight=args.kl, seed=args.seed)
-    if args.transfers is not None:
-        kw["transfers"] = args.transfers
-    if args.epochs is not None:
-        kw["epochs"] = args.epochs
-    if args.lr is not None:
-        kw["lr"] = args.lr
+    for key in ("transfers", "epochs", "lr", "lr_schedule", "weight_decay"):   # None: the dataset's default
+        if getattr(args, key) is not None:
+            kw[key] = getattr(args, key)
     cfg = TrainConfig.for_dataset(**kw)
     kind = "hardware-aware" if cfg.aware else "regular"
     print(f"training {kind} {cfg.dataset} network {[*cfg.hidden]} hidden, scales per {cfg.scales}, "

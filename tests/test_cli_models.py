@@ -41,14 +41,17 @@ def test_train_aware_with_noise(tmp_path, capsys):
 def test_train_with_layer_scales_and_more_transfers(tmp_path, capsys):
     path = tmp_path / "layer.pt"
     assert main(["train", "--dataset", "moons", "--regular", "--noise", "0.07", "--transfers", "4", "--scales", "layer",
-                 "--hidden", "3", "--epochs", "10", "--seed", "0", "--out", str(path)]) == 0
+                 "--hidden", "3", "--epochs", "10", "--weight-decay", "3e-4", "--seed", "0", "--out", str(path)]) == 0
     assert "scales per layer" in capsys.readouterr().out
     from models.model_io import load_model
 
     model, meta = load_model(path)
     assert model.scales == "layer" and meta["train"]["transfers"] == 4 and model.layers[0].transfers == 4
+    assert meta["train"]["weight_decay"] == 3e-4
     with pytest.raises(SystemExit):
         main(["train", "--scales", "column", "--out", str(tmp_path / "x.pt")])
+    assert main(["train", "--weight-decay", "-1", "--out", str(tmp_path / "x.pt")]) == 2
+    assert "weight_decay must be >= 0, got -1.0" in capsys.readouterr().err
 
 
 def test_deploy_on_the_simulated_chip(model_file, tmp_path, capsys):

@@ -38,8 +38,9 @@ def moons():
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
     """A 10x8 ``asymmetric`` bench for the tests that only need a corner of it or check that
-    nothing happens (a bench takes ~1 s to shut down); tests compare its counters before/after."""
-    with MockBench(10, 8, preset="asymmetric", seed=2) as bench:
+    nothing happens (a bench takes ~1 s to shut down); tests compare its counters before/after.
+    Its chip does not age (``time_scale=0``): "nothing happened" is checked on exact conductances."""
+    with MockBench(10, 8, preset="asymmetric", seed=2, time_scale=0) as bench:
         yield bench, bench.write_station(tmp_path_factory.mktemp("shared") / "st.toml")
 
 
@@ -49,7 +50,10 @@ def config(rule: str, **kw) -> InSituConfig:
 
 
 def bench_for(cfg: InSituConfig, hidden: int, preset: str, seed: int) -> MockBench:
-    return MockBench(*chip_shape_for(2, hidden, 1, cfg), preset=preset, seed=seed)
+    """A bench sized to the network.  Its chip does not age (``time_scale=0``): the tests compare
+    exact conductances (cells the run never writes keep theirs; bench vs simulated chip), which
+    retention loss over the run's wall-clock seconds would change."""
+    return MockBench(*chip_shape_for(2, hidden, 1, cfg), preset=preset, seed=seed, time_scale=0)
 
 
 def sent(bench) -> dict:

@@ -1,0 +1,214 @@
+"""The mock bench's emulated chip ages with the bench's clock: before every read, pulse and DC
+settle :class:`~mock_hw.bench_physics.PhysicalBench` advances its chip through the chip's own
+``wait`` (retention loss), by the clock's elapsed time times ``time_scale``.  A fake clock keeps
+these tests deterministic and instant."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mock_hw import mock_bench
+from mock_hw.bench_physics import GROUND, PhysicalBench
+from mock_hw.sim_chip import SimulatedCrossbar
+from procedures.cli import main
+from procedures.run_data import load_run
+
+PRESET, SEED = "tio2-3it", 5
+
+
+class FakeClock:
+    """A clock (s) that moves only when the test says so."""
+
+    def __init__(self, t: float = 100.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def wired_bench(clock, **kw) -> PhysicalBench:
+    """A 4x4 bench whose source SRC reaches row 0 and ground column 0 through matrix M."""
+    bench = PhysicalBench(SimulatedCrossbar(4, 4, preset=PRESET, seed=SEED), clock=clock, **kw)
+    bench.wire_input("M", "A", "SRC")
+    bench.wire_input("M", "G", GROUND)
+    bench.wire_pin("M", "r0", ("row", 0))
+    bench.wire_pin("M", "c0", ("col", 0))
+    bench.set_relay("M", "A", "r0", True)
+    bench.set_relay("M", "G", "c0", True)
+    return bench
+
+
+def program_and_read(bench) -> float:
+    """Pulse cell (0, 0) (a SET well above threshold), then read it at 0.2 V and turn the source off
+    (the idle state a bench waits in); returns the reading, A."""
+    bench.pulse("SRC", 1.6, 1e-5)
+    bench.set_source("SRC", level=0.2, on=True)
+    current = bench.measure_current("SRC")
+    bench.set_source("SRC", level=0.0, on=False)
+    return current
+
+
+def twin(chip: SimulatedCrossbar) -> SimulatedCrossbar:
+    """An identical chip in the same state (conductances, ages, virtual clock, RNG)."""
+    other = SimulatedCrossbar(*chip.shape, preset=PRESET, seed=SEED)
+    other.load_state_dict(chip.state_dict())
+    return other
+
+
+def test_a_programmed_device_relaxes_exactly_as_the_chip_would_wait():
+    clock = FakeClock()
+    bench = wired_bench(clock)
+    g_before = bench.chip.true_conductance
+    i0 = program_and_read(bench)
+    assert bench.pulses == 1 and bench.chip.true_conductance[0, 0, 0] > g_before[0, 0, 0], "the SET wrote (0, 0)"
+    ref = twin(bench.chip)
+    g0 = bench.chip.true_conductance
+
+    clock.advance(1e4)
+    bench.set_source("SRC", level=0.2, on=True)   # the first event after the wait ages the chip
+    i1 = bench.measure_current("SRC")
+    ref.wait(1e4)
+
+    assert bench.chip.clock == pytest.approx(1e4, rel=1e-12)
+    np.testing.assert_allclose(bench.chip.true_conductance, ref.true_conductance, rtol=1e-12)
+    g1, g_rest = bench.chip.true_conductance, ref.params.device.g_rest
+    working = bench.chip.working_mask
+    assert np.all(np.abs(g1 - g_rest)[working] < np.abs(g0 - g_rest)[working]), "every working device relaxed"
+    loss = 1 - (g1[0, 0, 0] - g_rest) / (g0[0, 0, 0] - g_rest)
+    assert 0.005 < loss < 0.2, loss       # ~3.6 % of the distance to g_rest in 1e4 s at ν = 0.004
+    assert i1 < i0 * (1 - 0.5 * loss), (i0, i1)   # and the bench's ammeter sees it
+
+
+def test_no_aging_while_the_clock_stands_still():
+    clock = FakeClock()
+    bench = wired_bench(clock)
+    program_and_read(bench)
+    g = bench.chip.true_conductance
+    bench.set_source("SRC", level=0.2, on=True)
+    for _ in range(20):
+        bench.measure_current("SRC")
+    bench.set_source("SRC", level=0.0, on=False)
+    bench.open_all("M")
+    assert bench.age_chip() == 0.0 and bench.chip.clock == 0.0
+    np.testing.assert_array_equal(bench.chip.true_conductance, g)
+
+
+def test_time_scale_multiplies_the_aging_and_zero_freezes_it():
+    clock = FakeClock()
+    fast = wired_bench(clock, time_scale=100.0)
+    frozen = wired_bench(clock, time_scale=0.0)
+    for bench in (fast, frozen):
+        program_and_read(bench)
+    ref, g_frozen = twin(fast.chip), frozen.chip.true_conductance
+    clock.advance(100.0)                          # 100 bench seconds ...
+    fast.set_source("SRC", level=0.2, on=True)
+    frozen.set_source("SRC", level=0.2, on=True)
+    ref.wait(1e4)                                 # ... are 1e4 chip seconds at time_scale 100
+    assert fast.chip.clock == pytest.approx(1e4, rel=1e-12)
+    np.testing.assert_allclose(fast.chip.true_conductance, ref.true_conductance, rtol=1e-12)
+    assert frozen.chip.clock == 0.0
+    np.testing.assert_array_equal(frozen.chip.true_conductance, g_frozen)
+
+
+def test_changing_time_scale_counts_from_the_change():
+    clock = FakeClock()
+    bench = wired_bench(clock)
+    clock.advance(10.0)
+    bench.time_scale = 3.0          # the 10 s before the change age at the old scale (1)
+    clock.advance(10.0)
+    assert bench.age_chip() == pytest.approx(10.0 + 30.0, rel=1e-12)
+
+
+def test_tiny_steps_accumulate_and_a_pulse_applies_them_first():
+    clock = FakeClock()
+    bench = wired_bench(clock, min_age_step=1e-3)
+    ref = twin(bench.chip)
+    bench.set_source("SRC", level=0.2, on=True)
+    for _ in range(2):
+        clock.advance(4e-4)
+        bench.measure_current("SRC")
+    assert bench.chip.clock == 0.0, "0.8 ms is still pending"
+    clock.advance(4e-4)
+    bench.measure_current("SRC")
+    assert bench.chip.clock == pytest.approx(1.2e-3, rel=1e-9), "1.2 ms reaches min_age_step: applied"
+    ref.wait(1.2e-3)
+    np.testing.assert_allclose(bench.chip.true_conductance, ref.true_conductance, rtol=1e-12)
+    bench.set_source("SRC", level=0.0, on=False)
+    clock.advance(1e-4)
+    bench.pulse("SRC", 1.6, 1e-5)
+    assert bench.chip.clock == pytest.approx(1.3e-3, rel=1e-9), "a pulse ages the chip fully first"
+
+
+def test_bad_time_scales_are_refused():
+    chip = SimulatedCrossbar(2, 2, preset="ideal")
+    for bad in (-1.0, float("nan"), float("inf"), "fast"):
+        with pytest.raises(ValueError, match="time_scale"):
+            PhysicalBench(chip, time_scale=bad)
+        with pytest.raises(ValueError, match="time_scale"):
+            mock_bench.MockBench(2, 2, preset="ideal", time_scale=bad)
+    bench = PhysicalBench(chip)
+    with pytest.raises(ValueError, match="time_scale"):
+        bench.time_scale = -2.0
+    assert bench.time_scale == 1.0
+
+
+@pytest.mark.parametrize("bad", ["-1", "nan", "inf"])
+def test_cli_refuses_a_bad_time_scale_naming_the_option(bad, tmp_path, capsys):
+    path = tmp_path / "st.toml"
+    assert main(["mock-bench", "--station-out", str(path), "--time-scale", bad, "--duration", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--time-scale" in err and "must be a finite number >= 0" in err, err
+    assert not path.exists(), "refused before any instrument is served"
+
+
+def test_cli_time_scale_reaches_the_bench_and_is_documented(tmp_path, capsys, monkeypatch):
+    with pytest.raises(SystemExit) as exc:
+        main(["mock-bench", "--help"])
+    assert exc.value.code == 0
+    assert "--time-scale" in capsys.readouterr().out
+    seen = {}
+
+    class Spy(mock_bench.MockBench):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen["time_scale"] = self.bench.time_scale
+
+    monkeypatch.setattr(mock_bench, "MockBench", Spy)
+    assert main(["mock-bench", "--station-out", str(tmp_path / "st.toml"), "--size", "2x2", "--preset", "ideal",
+                 "--time-scale", "1000", "--duration", "0"]) == 0
+    assert seen == {"time_scale": 1000.0}
+    assert "aging x1000" in capsys.readouterr().out
+
+
+def test_retention_through_the_instruments_matches_the_simulated_chip(tmp_path, monkeypatch):
+    """``xbar retention --station`` on the mock bench: the bench's ``wait`` (idle state, then
+    sleep) advances the fake clock instead of sleeping, so the run is instant and exact."""
+    from instruments.hardware_crossbar import HardwareCrossbar
+
+    clock = FakeClock()
+    idle = HardwareCrossbar._wait
+
+    def fake_wait(self, seconds):
+        idle(self, 0.0)             # outputs off, relays open, as before a real wait
+        clock.advance(seconds)
+
+    monkeypatch.setattr(HardwareCrossbar, "_wait", fake_wait)
+    args = ["retention", "--size", "4x4", "--interval", "1e4", "--reads", "3", "--quiet", "--no-plots"]
+    with mock_bench.MockBench(4, 4, preset=PRESET, seed=SEED, clock=clock) as bench:
+        station = bench.write_station(tmp_path / "st.toml", timeout_ms=1000)
+        assert main([*args, "--station", str(station), "--out", str(tmp_path / "bench")]) == 0
+        assert bench.violations == [] and bench.bench.all_off()
+        assert bench.bench.age_chip() == pytest.approx(2e4, rel=1e-12)
+        ref = SimulatedCrossbar(4, 4, preset=PRESET, seed=SEED)
+        ref.wait(2e4)               # reads below threshold change nothing: only the waits count
+        np.testing.assert_allclose(bench.chip.true_conductance, ref.true_conductance, rtol=1e-12)
+    assert main([*args, "--chip", "sim", "--preset", PRESET, "--seed", str(SEED), "--out", str(tmp_path / "sim")]) == 0
+    on_bench, on_sim = load_run(tmp_path / "bench"), load_run(tmp_path / "sim")
+    rel_bench = on_bench.report["mean_relative_change"]
+    rel_sim = on_sim.report["mean_relative_change"]
+    assert rel_sim < -0.02, "the simulated chip loses a few % in 2e4 s"
+    assert rel_bench == pytest.approx(rel_sim, abs=2e-3), (rel_bench, rel_sim)
+    np.testing.assert_allclose(on_bench.series["maps"], on_sim.series["maps"], rtol=5e-3)
