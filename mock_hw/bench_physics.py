@@ -25,13 +25,14 @@ none.  All methods are thread-safe (one lock for the bench): several instrument 
 """
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from programming.crossbar import finite_nonnegative
 
 from .sim_chip import SimulatedCrossbar
 
@@ -41,13 +42,7 @@ GROUND = "GND"
 def check_time_scale(value, name: str = "time_scale") -> float:
     """``value`` as a time scale (chip seconds per bench-clock second): a finite number >= 0, else
     a ValueError naming the option ``name``."""
-    try:
-        scale = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number of chip seconds per wall second, got {value!r}") from None
-    if not math.isfinite(scale) or scale < 0:
-        raise ValueError(f"{name} must be a finite number >= 0 (chip seconds per wall second), got {value!r}")
-    return scale
+    return finite_nonnegative(value, name, "chip seconds per wall second")
 
 
 @dataclass
@@ -117,9 +112,7 @@ class PhysicalBench:
         self.v_limit = v_limit
         self.dc_stress = dc_stress
         self._time_scale = check_time_scale(time_scale)
-        if not (math.isfinite(float(min_age_step)) and min_age_step >= 0):
-            raise ValueError(f"min_age_step must be a finite time >= 0 s, got {min_age_step!r}")
-        self.min_age_step = float(min_age_step)
+        self.min_age_step = finite_nonnegative(min_age_step, "min_age_step", "seconds")
         self.clock = clock
         self.lock = threading.RLock()
         self.sources: dict[str, SourceState] = {}

@@ -155,6 +155,18 @@ class PulseResult:
     compliance: np.ndarray
 
 
+
+def finite_nonnegative(value, what: str, unit: str) -> float:
+    """``value`` as a float that is finite and >= 0, else a ValueError naming ``what`` (and its
+    ``unit``, e.g. ``"seconds"``)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number of {unit}, got {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{what} must be a finite number of {unit} >= 0, got {value!r}")
+    return number
+
 class Crossbar(abc.ABC):
     """Abstract crossbar: ``n_chips`` independent chips of ``shape`` = (rows, cols).
 
@@ -241,13 +253,7 @@ class Crossbar(abc.ABC):
         idle state.  Used by retention procedures.  The default sleeps; a simulator may advance a
         virtual clock instead (and age its devices).  Raises ValueError for a negative, NaN or
         infinite duration."""
-        try:
-            s = float(seconds)
-        except (TypeError, ValueError):
-            raise ValueError(f"wait needs a duration in seconds, got {seconds!r}") from None
-        if not math.isfinite(s) or s < 0:
-            raise ValueError(f"wait duration must be a finite number of seconds >= 0, got {seconds!r}")
-        self._wait(s)
+        self._wait(finite_nonnegative(seconds, "wait duration", "seconds"))
 
     def close(self) -> None:
         """Leave the chip safe (outputs off, relays open).  Idempotent."""

@@ -160,7 +160,7 @@ def test_cli_refuses_a_bad_time_scale_naming_the_option(bad, tmp_path, capsys):
     path = tmp_path / "st.toml"
     assert main(["mock-bench", "--station-out", str(path), "--time-scale", bad, "--duration", "0"]) == 2
     err = capsys.readouterr().err
-    assert "--time-scale" in err and "must be a finite number >= 0" in err, err
+    assert "--time-scale must be a finite number of chip seconds per wall second >= 0" in err, err
     assert not path.exists(), "refused before any instrument is served"
 
 
