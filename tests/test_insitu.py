@@ -157,12 +157,16 @@ def test_manhattan_step_moves_every_weight_against_its_gradient():
         assert np.all(np.sign(moved) == -np.sign(gr))
 
 
-def test_tiki_taka_transfers_a_row_of_a_into_c():
-    cfg = InSituConfig(rule="tiki-taka", transfer_lr=1.0, buffered_transfer=True, center_cycles=10,
+def _buffered_net(rule: str, transfer_lr: float):
+    """A 2-4-1 two-array network of ``rule`` on an ideal chip, centred: (cfg, net, dw)."""
+    cfg = InSituConfig(rule=rule, transfer_lr=transfer_lr, buffered_transfer=True, center_cycles=10,
                        center_fine_cycles=4, max_pulses=16)
-    xb = chip(cfg, preset="ideal")
-    net = ChipNetwork(xb, 2, 4, 1, cfg)
-    dw = _initialise(net, np.random.default_rng(0), cfg)
+    net = ChipNetwork(chip(cfg, preset="ideal"), 2, 4, 1, cfg)
+    return cfg, net, _initialise(net, np.random.default_rng(0), cfg)
+
+
+def test_tiki_taka_transfers_a_row_of_a_into_c():
+    cfg, net, dw = _buffered_net("tiki-taka", 1.0)
     a1, c1 = net.hid[0], net.vis[0]
     k = np.zeros((1, a1.n_in, a1.n_out), np.int64)
     k[0, 0] = [4, -4, 2, 0]                                             # A1 row 0 ← (4, −4, 2, 0)·dw
@@ -180,11 +184,7 @@ def test_tiki_taka_transfers_a_row_of_a_into_c():
 
 
 def test_shd_moves_all_of_w_by_lambda_p_and_leaves_p():
-    cfg = InSituConfig(rule="shd", transfer_lr=0.5, buffered_transfer=True, center_cycles=10,
-                       center_fine_cycles=4, max_pulses=16)
-    xb = chip(cfg, preset="ideal")
-    net = ChipNetwork(xb, 2, 4, 1, cfg)
-    dw = _initialise(net, np.random.default_rng(0), cfg)
+    cfg, net, dw = _buffered_net("shd", 0.5)
     g = net.read()
     ks = [np.random.default_rng(5).integers(-6, 7, (1, a.n_in, a.n_out)) for a in net.hid]
     net.io.pulse_weights([(a, k, g[a.name]) for a, k in zip(net.hid, ks)])  # P ≈ k·dw
