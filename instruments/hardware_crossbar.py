@@ -9,8 +9,19 @@ read–pulse–read sequence changes only source levels, never relays:
 
 Reads: biases at 0 V, drive at V_read, the current into ``sense`` is the selected cell's (the
 grounded-unselected read).  Matrix-vector products drive one row at a time and sum the measured
-column currents (superposition).  Writes: biases at V/2 (V/2) or V/3 and 2V/3 (V/3), one pulse on
-``drive``, biases back to 0 V.
+column currents (superposition).
+
+Writes (:func:`write_levels`) use the scheme's levels shifted so that the drive idles at 0 V and
+every intermediate state is safe *whatever order* the instruments apply their changes in.  A V/2
+write of V keeps every unselected line at 0 V, holds the selected column (``sense``) at −V/2 and
+pulses the selected row (``drive``) from 0 to +V/2; a V/3 write holds the unselected columns
+(``bias_cols``) at +V/3, the selected column at −V/3, the unselected rows at 0 V and pulses the row
+to +2V/3.  The selected cell sees V during the pulse; with any subset of the held levels applied
+(while they are set up and taken down, in any order) no unselected cell sees more than V/2 (V/3)
+and the selected one no more than V/2 (V/3).  The textbook levels (unselected lines at V/2, or rows V/3 and columns 2V/3,
+with the drive at 0 V until the pulse) put −2V/3 across the selected row's cells under V/3 for as
+long as the bias is held — which disturbed 15 of 16 cells on the mock bench.  Held levels are
+confirmed (one query per instrument other than the drive's) before the pulse and removed after it.
 
 Safety, enforced here and proved by the mock-bench tests:
 
@@ -257,19 +268,25 @@ class HardwareCrossbar(Crossbar):
                 raise InstrumentError(f"{ch.name}: output is off after it was enabled")
             self.round_trips += 1
 
-    def _bias(self, scheme: WriteScheme | None, v: float) -> None:
-        """Set the bias channels (0 V for reads; V/2, or V/3 and 2V/3 for writes) and sync."""
-        if "bias_rows" not in self.ch:
-            return
-        rows, cols = (0.0, 0.0) if scheme is None else ((v / 2, v / 2) if scheme is WriteScheme.V2 else (v / 3, 2 * v / 3))
+    def _bias(self, levels: dict[str, float]) -> None:
+        """Set the held levels of the roles in ``levels`` (others: 0 V) on the sense and bias
+        channels, then confirm them with one query per instrument whose levels changed."""
         changed = []
-        for ch, level in ((self.ch["bias_rows"], rows), (self.ch.get("bias_cols", self.ch["bias_rows"]), cols)):
+        for role in ("sense", "bias_rows", "bias_cols"):
+            ch = self.ch.get(role)
+            if ch is None or (role == "bias_cols" and ch is self.ch.get("bias_rows") and role not in levels):
+                continue
+            level = levels.get(role, 0.0)
             if self._bias_level.get(id(ch)) != level:
                 ch.set_level(level)
                 self._bias_level[id(ch)] = level
                 changed.append(ch)
-        if changed:
-            self._sync(changed[-1:] if len(changed) == 2 and _same_instrument(*changed) else changed)
+        synced = []
+        for ch in changed:      # one query per instrument: its writes are processed in order
+            if not any(_same_instrument(ch, other) for other in synced):
+                synced.append(ch)
+        if synced:
+            self._sync(synced)
 
     # --------------------------------------------------------------------------- operations
     def _read(self, rows, cols, v_read, scheme, active) -> ReadResult:
@@ -284,7 +301,7 @@ class HardwareCrossbar(Crossbar):
 
     def _read_cell(self, r, c, v, scheme) -> float:
         self._route(r, c, bias=scheme is ReadScheme.GROUND)
-        self._bias(None, 0.0)
+        self._bias({})
         self.ch["drive"].set_level(v)
         if not _same_instrument(self.ch["drive"], self.ch["sense"]):
             self._sync([self.ch["drive"]])  # the level must be on before another instrument measures
@@ -316,18 +333,23 @@ class HardwareCrossbar(Crossbar):
         return PulseResult(energy, duration, tripped)
 
     def _pulse_cell(self, r, c, v, w, scheme) -> bool:
-        self._route(r, c, bias=scheme is not WriteScheme.FLOAT)
-        self._bias(scheme if scheme is not WriteScheme.FLOAT else None, v)
+        biased = scheme is not WriteScheme.FLOAT
+        self._route(r, c, bias=biased)
+        pulse_v, held = write_levels(scheme if biased and "bias_rows" in self.ch else WriteScheme.FLOAT, v)
+        if "bias_cols" in held and self.ch.get("bias_cols", self.ch["bias_rows"]) is self.ch["bias_rows"]:
+            raise ValueError(f"station {self.station.name}: V/3 writes need separate bias_rows and bias_cols "
+                             f"channels")
         try:
+            self._bias(held)
             drive = self.ch["drive"]
             try:
-                drive.pulse(v, w)
+                drive.pulse(pulse_v, w)
             except NotImplementedError:
-                drive.set_level(v)          # a DC source: the pulse lasts as long as the bus allows
+                drive.set_level(pulse_v)    # a DC source: the pulse lasts as long as the bus allows
                 drive.set_level(0.0)
             return bool(drive.compliance_tripped())
         finally:
-            self._bias(None, 0.0)
+            self._bias({})
 
     def write_verify_on_instrument(self, r: int, c: int, target: float, config=None) -> dict:
         """Tune cell (r, c) with the write-verify loop running *on* a Keithley 2600B: one call,
@@ -403,6 +425,22 @@ class HardwareCrossbar(Crossbar):
         if v.ndim == 1:
             return out[:1]
         return out[None]
+
+
+def write_levels(scheme: WriteScheme, v: float) -> tuple[float, dict[str, float]]:
+    """The drive's pulse amplitude and the held levels (V, by role; missing roles at 0 V) of a
+    write that puts ``v`` across the selected cell (see the module docstring):
+
+    * V/2: pulse +V/2, ``sense`` (selected column) at −V/2; every unselected line at 0 V;
+    * V/3: pulse +2V/3, ``sense`` at −V/3, ``bias_cols`` at +V/3, ``bias_rows`` at 0 V;
+    * float: pulse V, ``sense`` at 0 V (the other lines are not connected).
+
+    Unselected cells see at most |v|/2 (|v|/3) in every combination of applied levels."""
+    if scheme is WriteScheme.V2:
+        return v / 2, {"sense": -v / 2}
+    if scheme is WriteScheme.V3:
+        return 2 * v / 3, {"sense": -v / 3, "bias_cols": v / 3}
+    return v, {}
 
 
 def _same_instrument(a, b) -> bool:

@@ -21,7 +21,11 @@ devices relax, as on a real chip or on ``--chip sim``.
 Safety record: every relay operation while a source connected to it is live (output on at a
 non-zero level) is a **hot switch**; every level beyond the bench's limits is a **limit
 violation**; both are appended to :attr:`PhysicalBench.violations` so tests can assert there were
-none.  All methods are thread-safe (one lock for the bench): several instrument servers share it.
+none.  Every pulse appends a :class:`WriteRecord` to :attr:`PhysicalBench.writes`: the selected
+cell (the one that sees the largest voltage during the pulse), its voltage, and the largest voltage
+any *other* cell saw from the previous pulse through this one — in every DC state the sources and
+relays passed through (in the order the instruments actually applied them) and during the pulse.
+Voltages are line-terminal differences of driven lines; cells on a floating line are not counted.  All methods are thread-safe (one lock for the bench): several instrument servers share it.
 """
 from __future__ import annotations
 
@@ -70,6 +74,28 @@ class BenchTiming:
     def realistic(cls) -> "BenchTiming":
         """NPLC 0.1 at 50 Hz plus settling (~2.5 ms), a reed relay (~3 ms), 0.1 ms pulse set-up."""
         return cls(measure_s=2.5e-3, relay_s=3e-3, pulse_overhead_s=1e-4)
+
+
+@dataclass(frozen=True)
+class WriteRecord:
+    """One pulse as the array saw it (voltages are magnitudes, V).
+
+    Attributes:
+        row, col: the selected cell (largest |V| during the pulse).
+        v_selected: |V| across the selected cell during the pulse.
+        v_unselected: the largest |V| across any other cell in the DC states since the previous
+            pulse and during this one (the previous pulse's selected cell excluded from the DC
+            states: they are its own ramp-down).
+        v_unselected_pulse: the same during the pulse alone.
+        v_selected_dc: the largest |V| across the selected cell in those DC states.
+    """
+
+    row: int
+    col: int
+    v_selected: float
+    v_unselected: float
+    v_unselected_pulse: float
+    v_selected_dc: float
 
 
 @dataclass
@@ -121,7 +147,10 @@ class PhysicalBench:
         self.closed: set[tuple[str, str, str]] = set()    # (matrix, input, pin)
         self.stuck_open: set[tuple[str, str, str]] = set()  # fault injection: relays that never close
         self.violations: list[Violation] = []
+        self.writes: list[WriteRecord] = []
         self.pulses = 0
+        self._dc_peak = np.zeros(chip.shape)   # largest |V| per cell in the DC states since the last pulse
+        self._last_selected: tuple[int, int] | None = None
         self._last_event = float(clock())   # bench-clock time of the last physical event, s
         self._pending_age = 0.0             # chip time not yet applied to the chip, s
 
@@ -247,9 +276,11 @@ class PhysicalBench:
         Every relay or source change, read and pulse starts here."""
         now = self._age(flush=flush_age)
         live = [s for s in self.sources.values() if s.on and s.level != 0]
+        if live:
+            row_v, col_v = self._line_voltages()
+            self._dc_peak = np.fmax(self._dc_peak, _cell_voltages(row_v, col_v))
         if self.dc_stress and live:
             width = max(now - min(s.on_since for s in live), 0.0)
-            row_v, col_v = self._line_voltages()
             if width > 0 and not (np.all(np.isnan(row_v)) or np.all(np.isnan(col_v))):
                 self.chip.drive_lines(row_v, col_v, width)  # no closed path: nothing is stressed
         for s in self.sources.values():
@@ -325,6 +356,7 @@ class PhysicalBench:
             if self.timing.pulse_overhead_s:
                 time.sleep(self.timing.pulse_overhead_s + width)
             lines = self._line_voltages(override={source: amplitude})
+            self._record_write(_cell_voltages(*lines))
             if np.all(np.isnan(lines[0])) or np.all(np.isnan(lines[1])):
                 return 0.0
             sol = self.chip.drive_lines(*lines, width=width)
@@ -334,7 +366,35 @@ class PhysicalBench:
             s.tripped = abs(current) > s.compliance
             return float(current)
 
+    def _record_write(self, v_pulse: np.ndarray) -> None:
+        """Append the :class:`WriteRecord` of a pulse whose cell voltages are ``v_pulse`` (|V|)."""
+        sel = np.unravel_index(int(np.argmax(v_pulse)), v_pulse.shape)
+        others = np.ones(v_pulse.shape, bool)
+        others[sel] = False
+        dc = self._dc_peak.copy()
+        dc[sel] = 0.0
+        if self._last_selected is not None:
+            dc[self._last_selected] = 0.0
+        unsel_pulse = float(v_pulse[others].max()) if others.any() else 0.0
+        self.writes.append(WriteRecord(int(sel[0]), int(sel[1]), float(v_pulse[sel]),
+                                       max(unsel_pulse, float(dc.max())), unsel_pulse,
+                                       float(self._dc_peak[sel])))
+        self._dc_peak = np.zeros(v_pulse.shape)
+        self._last_selected = (int(sel[0]), int(sel[1]))
+
+    @property
+    def max_unselected(self) -> float:
+        """The largest voltage any unselected cell saw in any write so far, V (0 without writes)."""
+        with self.lock:
+            return max((w.v_unselected for w in self.writes), default=0.0)
+
     def all_off(self) -> bool:
         """True when every source output is off and every relay open."""
         with self.lock:
             return not self.closed and not any(s.on for s in self.sources.values())
+
+
+def _cell_voltages(row_v, col_v) -> np.ndarray:
+    """|V| across every cell from its line-terminal voltages (0 where a line floats)."""
+    v = np.abs(np.asarray(row_v, float)[:, None] - np.asarray(col_v, float)[None, :])
+    return np.nan_to_num(v, nan=0.0)

@@ -35,11 +35,26 @@ def test_station_check_sources_nothing(bench, station, capsys):
     assert bench.bench.pulses == 0 and not any(s.on for s in bench.bench.sources.values())
 
 
-@pytest.mark.parametrize("variant", ["k2600-707b", "b2900-board"])
-def test_tune_on_the_mock_bench_converges_without_violations(bench, tmp_path, variant):
-    path = bench.write_station(tmp_path / f"{variant}.toml", variant=variant)
+def assert_writes_within_scheme(bench, scheme, tol=1e-3):
+    """Every write: the selected cell saw at most the write voltage, and no other cell more than
+    the scheme's share of it (the DC states between two writes belong to one of them, so they are
+    held to the larger of the two); ``tol`` (V) is the levels' formatting and settling tolerance."""
+    share = {"v/2": 1 / 2, "v/3": 1 / 3}[scheme]
+    writes = bench.bench.writes
+    assert writes, "the run wrote"
+    for k, w in enumerate(writes):
+        v_prev = writes[k - 1].v_selected if k else 0.0
+        assert w.v_unselected_pulse <= share * w.v_selected + tol, (k, w)
+        assert w.v_unselected <= share * max(w.v_selected, v_prev) + tol, (k, w)
+        assert w.v_selected_dc <= w.v_selected + tol, (k, w)
+    assert bench.bench.max_unselected <= share * max(w.v_selected for w in writes) + tol
+
+
+@pytest.mark.parametrize("variant,scheme", [("k2600-707b", "v/2"), ("k2600-707b", "v/3"), ("b2900-board", "v/2")])
+def test_tune_on_the_mock_bench_converges_without_violations(bench, tmp_path, variant, scheme):
+    path = bench.write_station(tmp_path / f"{variant}.toml", variant=variant, write_scheme=scheme)
     with HardwareCrossbar(load_station(path)) as xb:
-        res = tune(xb, targets(), TunerConfig(initial_reset=False))
+        res = tune(xb, targets(), TunerConfig(initial_reset=False, write_scheme=scheme))
         rep = res.summary(xb)
     truth = bench.chip.true_conductance[0]
     working = bench.chip.working_mask[0]
@@ -47,7 +62,55 @@ def test_tune_on_the_mock_bench_converges_without_violations(bench, tmp_path, va
     assert rep["yield"] >= 14 / 16
     assert true_ok[working].mean() >= 0.9
     assert bench.violations == [], bench.violations[:3]
+    assert_writes_within_scheme(bench, scheme)
     assert_safe(bench)
+
+
+@pytest.mark.parametrize("scheme,share", [("v/2", 1 / 2), ("v/3", 1 / 3)])
+def test_write_levels_are_safe_in_any_order_of_application(scheme, share):
+    """Every subset of the held levels applied (the pulse fires only once all are confirmed): no
+    unselected cell above the scheme's share of V, the selected cell never above V, exactly V
+    during the pulse."""
+    import itertools
+
+    from instruments.hardware_crossbar import write_levels
+    from programming.crossbar import parse_write_scheme
+
+    for v in (1.7, -2.1):
+        pulse_v, held = write_levels(parse_write_scheme(scheme), v)
+        roles = sorted(held)
+        for n in range(len(roles) + 1):
+            for applied in itertools.combinations(roles, n):
+                for drive in (0.0, pulse_v) if n == len(roles) else (0.0,):
+                    lv = {role: held[role] if role in applied else 0.0 for role in roles}
+                    row = np.array([drive, 0.0, 0.0])                      # selected row, unselected rows
+                    col = np.array([lv.get("sense", 0.0)] + [lv.get("bias_cols", 0.0)] * 2)
+                    cell = np.abs(row[:, None] - col[None, :])
+                    assert cell[0, 0] <= abs(v) + 1e-12
+                    others = cell.copy()
+                    others[0, 0] = 0.0
+                    assert others.max() <= share * abs(v) + 1e-12, (applied, drive)
+        full = np.array([pulse_v, 0.0])[:, None] - np.array([held.get("sense", 0.0), held.get("bias_cols", 0.0)])
+        assert full[0, 0] == pytest.approx(v)
+
+
+def test_the_bench_record_catches_textbook_v3_sequencing(bench):
+    """Negative control: biases at V/3 and 2V/3 while the drive is still at 0 V (the old order)
+    put 2V/3 across the selected row's cells, and the record says so."""
+    b = bench.bench
+    for src, inp in (("K2600.a", "A"), ("K2600.b", "B"), ("B2900.1", "C"), ("B2900.2", "D")):
+        b.set_source(src, level=0.0, on=True)
+    b.set_relay("M707B", "A", bench.pin_707b("row", 0), True)
+    b.set_relay("M707B", "B", bench.pin_707b("col", 0), True)
+    for i in range(1, 4):
+        b.set_relay("M707B", "C", bench.pin_707b("row", i), True)
+        b.set_relay("M707B", "D", bench.pin_707b("col", i), True)
+    b.set_source("B2900.1", level=0.5)
+    b.set_source("B2900.2", level=1.0)
+    b.pulse("K2600.a", 1.5, 1e-6)
+    w = b.writes[-1]
+    assert (w.row, w.col, w.v_selected) == (0, 0, 1.5)
+    assert w.v_unselected == pytest.approx(1.0) and w.v_unselected_pulse == pytest.approx(0.5)
 
 
 def test_cli_tune_against_the_bench_reports_like_the_simulator(bench, station, tmp_path):
