@@ -1,0 +1,87 @@
+"""One sweep point, run on a Dask worker: the ``xbar`` command in this process, its report back.
+
+The command runs exactly as from the command line (the same parser, checks and code), in a
+temporary folder that holds its run folder or model file and is deleted afterwards; what comes
+back to the sweep is the command's JSON report, so the workers need no file system shared with the
+machine that runs ``xbar sweep`` (only the inputs a spec names, e.g. a model file).  A point never
+raises: a failure comes back as its error message.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+#: how many characters of a failed point's output are kept with its error
+OUTPUT_TAIL = 2000
+
+
+def _outputs(command: str) -> list[str]:
+    """The options that send a command's results into ``folder`` (written as ``{folder}``)."""
+    from .spec import command_parsers
+
+    sub = command_parsers()[command]
+    extra = ["--json", "{folder}/report.json"]
+    out = sub._option_string_actions.get("--out")
+    if out is not None:
+        metavar = str(out.metavar or "")
+        name = "model.pt" if metavar.endswith(".pt") else "out.json" if metavar.endswith(".json") else "run"
+        extra += ["--out", "{folder}/" + name]
+    for flag in ("--quiet", "--no-plots"):
+        if flag in sub._option_string_actions:
+            extra.append(flag)
+    return extra
+
+
+_OUTPUTS: dict[str, list[str]] = {}
+
+
+def run_point(argv: list[str]) -> dict:
+    """Run ``xbar *argv`` here; return ``{"status": "ok" | "failed", "error", "report",
+    "wall_s", "worker"}``."""
+    from procedures.cli import main
+
+    command = argv[0]
+    t0 = time.perf_counter()
+    out = io.StringIO()
+    status, error, report = "failed", None, {}
+    with tempfile.TemporaryDirectory(prefix="xbar-point-") as folder:
+        try:
+            if command not in _OUTPUTS:
+                _OUTPUTS[command] = _outputs(command)
+            full = [*argv, *(a.format(folder=folder) for a in _OUTPUTS[command])]
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                code = main(full)
+            path = Path(folder) / "report.json"
+            if path.is_file():
+                report = json.loads(path.read_text())
+            if code == 0 and path.is_file():
+                status = "ok"
+            else:
+                error = f"exit status {code}: " + _tail(out.getvalue())
+        except SystemExit as exc:                       # argparse refused the options
+            error = f"exit status {exc.code}: " + _tail(out.getvalue())
+        except BaseException as exc:  # noqa: BLE001 - a failed point is recorded, never fatal
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            error = f"{type(exc).__name__}: {exc}"
+    return {"status": status, "error": error, "report": report, "wall_s": time.perf_counter() - t0,
+            "worker": _worker_name()}
+
+
+def _tail(text: str) -> str:
+    text = " | ".join(line.strip() for line in text.strip().splitlines() if line.strip())
+    return text[-OUTPUT_TAIL:]
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return f"pid {os.getpid()}"

@@ -1,0 +1,150 @@
+"""xbar sweep: specs, derived seeds, resuming, failing points, and the same table on a real Dask
+cluster (a ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1) as on the embedded
+one, also when a worker is killed mid-sweep."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from procedures.sweep.runner import POINTS, load_records, run_sweep
+from procedures.sweep.spec import load_spec, parse_spec
+from procedures.sweep.summary import format_sweep
+from procedures.sweep.table import TIMING_COLUMNS, read_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SPEC = """
+command = "tune"
+seed = 5
+seeds = 2
+[fixed]
+size = "4x4"
+max-pulses = 40
+[grid]
+tolerance = [0.01, 0.03]
+chips = [1, 0]          # --chips 0 is refused by the command: those points fail and are recorded
+"""
+
+
+def _spec(tmp_path: Path, text: str = SPEC):
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    return load_spec(path)
+
+
+@pytest.mark.parametrize("text, words", [
+    ('command = "tune"\n[grid]\ntolrance = [0.01]', "no option 'tolrance'"),
+    ('command = "tune"\n[grid]\nseed = [1, 2]', "seed cannot be set"),
+    ('command = "tune"\n[fixed]\nstation = "s.toml"', "station cannot be set"),
+    ('command = "tune"\n[grid]\ntolerance = 0.01', "must be a non-empty list"),
+    ('command = "tune"\n[grid]\ntolerance = [0.01]\n[[points]]\ntolerance = 0.02', "not both"),
+    ('command = "tune"\n[grid]\ntolerance = ["lots"]', "--tolerance: invalid float value"),
+    ('command = "gui"', "command must be one of"),
+    ('command = "tune"\nseeds = 0', "seeds must be an integer >= 1"),
+    ('command = "tune"\n[fixed]\ntolerance = 0.01\n[grid]\ntolerance = [0.02]', "both fixed and swept"),
+])
+def test_bad_spec_is_refused_in_one_line_before_anything_runs(tmp_path, text, words):
+    with pytest.raises(ValueError) as err:
+        _spec(tmp_path, text)
+    assert words in str(err.value) and "\n" not in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.toml"]
+
+
+def test_points_seeds_are_derived_from_the_sweep_seed_and_the_point(tmp_path):
+    points = _spec(tmp_path).expand()
+    assert len(points) == 8 and len({p.seed for p in points}) == 8 and len({p.id for p in points}) == 8
+    assert [p.seed for p in points] == [p.seed for p in _spec(tmp_path).expand()]
+    other = parse_spec({"command": "tune", "seed": 6, "seeds": 2, "fixed": {"size": "4x4", "max-pulses": 40},
+                        "grid": {"tolerance": [0.01, 0.03], "chips": [1, 0]}})
+    assert not {p.seed for p in points} & {p.seed for p in other.expand()}
+    # a grid that grows keeps the points it had (same ids and seeds), so their results are reused
+    grown = parse_spec({"command": "tune", "seed": 5, "seeds": 2, "fixed": {"size": "4x4", "max-pulses": 40},
+                        "grid": {"tolerance": [0.01, 0.03, 0.05], "chips": [1, 0]}})
+    assert {(p.id, p.seed) for p in points} < {(p.id, p.seed) for p in grown.expand()}
+    assert points[0].argv[-2:] == ("--seed", str(points[0].seed))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """A real scheduler and two single-thread workers (no nanny: a killed worker stays dead)."""
+    from distributed import Client
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    logs = [open(tmp_path / f"dask-{k}.log", "w") for k in range(3)]
+    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port",
+                               str(port), "--no-dashboard"], env=env, stdout=logs[0], stderr=subprocess.STDOUT)]
+    try:
+        for k in (1, 2):
+            procs.append(subprocess.Popen([sys.executable, "-m", "dask", "worker", address, "--host", "127.0.0.1",
+                                           "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", f"w{k}"],
+                                          env=env, stdout=logs[k], stderr=subprocess.STDOUT))
+        with Client(address, timeout="120s") as client:        # waits until the scheduler answers
+            client.wait_for_workers(2, timeout=180)             # ... and both workers have joined
+        yield address, procs
+    finally:
+        for p in reversed(procs):
+            p.kill()
+            p.wait()
+        for f in logs:
+            f.close()
+
+
+def _comparable(df):
+    return df.drop(columns=[c for c in df.columns if c in TIMING_COLUMNS]).reset_index(drop=True)
+
+
+def test_cluster_sweep_equals_embedded_one_and_survives_a_killed_worker(tmp_path, dask_cluster):
+    address, procs = dask_cluster
+    spec = _spec(tmp_path)
+
+    killed = []
+
+    def kill_a_worker(record):
+        if not killed:                          # deterministically: as soon as the first result is in
+            procs[1].kill()
+            killed.append(record["point"])
+
+    remote = run_sweep(spec, tmp_path / "remote", scheduler=address, progress=False, plots=False,
+                       on_result=kill_a_worker)
+    assert killed and procs[1].wait() != 0
+    embedded = run_sweep(spec, tmp_path / "embedded", workers=1, progress=False)
+
+    for outcome in (remote, embedded):
+        assert (outcome.total, outcome.ok, outcome.failed, outcome.skipped) == (8, 4, 4, 0)
+    a, b = read_table(remote.table), read_table(embedded.table)
+    assert len(a) == 8 and list(a["index"]) == list(range(8))
+    assert _comparable(a).equals(_comparable(b))
+    failed = a[a["status"] == "failed"]
+    assert set(failed["chips"]) == {0} and failed["error"].str.contains("--chips 0").all()
+    ok = a[a["status"] == "ok"]
+    assert ok["error"].isna().all() and (ok["cells"] == 16).all() and ok["yield"].between(0, 1).all()
+    assert set(ok["tolerance"]) == {0.01, 0.03} and ok["seed"].nunique() == 4
+
+    # resuming: finished points are skipped, a lost one (and the failed ones) run again
+    lost = ok.iloc[0]["point"]
+    (tmp_path / "embedded" / POINTS / f"{lost}.json").unlink()
+    again = run_sweep(spec, tmp_path / "embedded", workers=1, progress=False, plots=False)
+    assert (again.skipped, again.ok, again.failed) == (3, 4, 4)
+    assert _comparable(read_table(again.table)).equals(_comparable(b))
+    records = load_records(tmp_path / "embedded")
+    assert json.loads((tmp_path / "embedded" / POINTS / f"{lost}.json").read_text())["status"] == "ok"
+    assert len(records) == 8
+
+    text = format_sweep(tmp_path / "embedded")
+    assert "4 ok, 4 failed of 8 points" in text and "swept       tolerance, chips" in text
+    assert "--chips 0" in text
+    assert (tmp_path / "embedded" / "plots" / "sweep-tolerance-vs-chips.png").is_file()
