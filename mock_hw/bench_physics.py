@@ -11,12 +11,22 @@ buses) wired to sources or ground, and *pins* (its outputs) wired to crossbar li
 (input, pin) connects that line to that input's source.  A line connected to nothing floats; a line
 connected to two different live sources is a short (recorded).
 
+Time: the bench's clock is by default an :class:`EmulatedClock` that advances only by what the
+instruments do — a source level change settles for ``settle_s``, a relay operates in ``relay_s``, a
+measurement integrates for ``measure_s``, a pulse lasts its width plus ``pulse_overhead_s`` (the
+:class:`BenchTiming` durations) — and by *explicit waits*: a spell of at least ``idle_wall_min``
+wall seconds with every output off and every relay open (the idle state
+:meth:`~programming.crossbar.Crossbar.wait` puts a bench in before it sleeps) counts its wall
+duration.  So a tuning run's aging and DC stress never depend on how loaded the host is.  A plain
+callable (``time.monotonic``: the ``--clock wall`` of ``xbar mock-bench``, or a test's fake clock)
+is used as it is.
+
 Aging: the chip ages with the bench's clock.  The bench remembers when its last physical event
 happened; before every read (:meth:`PhysicalBench.measure_current`), pulse and DC settle (every
 relay or source change) it advances the chip by the time since then, times ``time_scale``, through
 the chip's own :meth:`~mock_hw.sim_chip.SimulatedCrossbar.wait` (retention loss,
-:mod:`mock_hw.aging`).  So a retention procedure that waits real time between read maps sees the
-devices relax, as on a real chip or on ``--chip sim``.
+:mod:`mock_hw.aging`).  So a retention procedure that waits between read maps sees the devices
+relax, as on a real chip or on ``--chip sim``.
 
 Safety record: every relay operation while a source connected to it is live (output on at a
 non-zero level) is a **hot switch**; every level beyond the bench's limits is a **limit
@@ -63,17 +73,38 @@ class SourceState:
 
 @dataclass(frozen=True)
 class BenchTiming:
-    """Optional realistic latencies (wall-clock s): an ammeter reading (integration + settling), a
-    relay operation, and the overhead of a pulse on top of its width.  All 0 by default."""
+    """Instrument durations, s: an ammeter reading (integration + settling), a relay operation, the
+    overhead of a pulse on top of its width, and the settling of a source level change.
+
+    They advance an :class:`EmulatedClock` (:meth:`realistic` values); with a wall clock and
+    ``realistic_timing`` the host also sleeps them (a demonstration of a bench's pace)."""
 
     measure_s: float = 0.0
     relay_s: float = 0.0
     pulse_overhead_s: float = 0.0
+    settle_s: float = 0.0
 
     @classmethod
     def realistic(cls) -> "BenchTiming":
-        """NPLC 0.1 at 50 Hz plus settling (~2.5 ms), a reed relay (~3 ms), 0.1 ms pulse set-up."""
-        return cls(measure_s=2.5e-3, relay_s=3e-3, pulse_overhead_s=1e-4)
+        """NPLC 0.1 at 50 Hz (2 ms) plus settling, ~2.5 ms; a reed relay's operate time, ~3 ms
+        (Keithley 7174A card: 3 ms max actuation); 0.1 ms pulse set-up; 50 µs source settling
+        (2600B datasheet: source settling < 50 µs to 0.1 % on the 2 V range)."""
+        return cls(measure_s=2.5e-3, relay_s=3e-3, pulse_overhead_s=1e-4, settle_s=5e-5)
+
+
+class EmulatedClock:
+    """A bench clock (s) that moves only when the bench says an instrument spent time
+    (:meth:`advance`); ``EmulatedClock()`` starts at 0 s."""
+
+    def __init__(self, t0: float = 0.0):
+        self.t = float(t0)
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        if seconds > 0:
+            self.t += float(seconds)
 
 
 @dataclass(frozen=True)
@@ -113,9 +144,16 @@ class PhysicalBench:
         v_limit: largest |level| a source may apply before it counts as a limit violation, V.
         dc_stress: apply switching physics for the time a DC level above threshold stays on
             (bench-clock seconds, not scaled by ``time_scale``), as a real DC source would.
-        timing: optional realistic latencies (:class:`BenchTiming`).
-        clock: the bench's clock, a callable returning seconds (default :func:`time.monotonic`);
-            inject a fake one for deterministic tests.  It times both aging and DC stress.
+        timing: latencies the host sleeps (:class:`BenchTiming`; default none).
+        clock: the bench's clock: an :class:`EmulatedClock` (the default, a new one) advanced by
+            ``times`` and idle spells, or any callable returning seconds (:func:`time.monotonic`
+            for wall time, a fake one in tests) used as it is.  It times aging and DC stress.
+        times: the instrument durations that advance an emulated clock (default
+            :meth:`BenchTiming.realistic`).
+        idle_wall_min: wall seconds of continuous idle state (outputs off, relays open) from
+            which an emulated clock counts the spell as an explicit wait (default 1 s; shorter
+            spells, e.g. between opening and closing relays, count nothing).
+        wall: the host clock idle spells are measured with (default :func:`time.monotonic`).
         time_scale: chip seconds of aging per bench-clock second (>= 0, finite; default 1.0: one
             wall second is one chip second, as on a real chip).  ``0`` freezes the chip's age
             (no retention loss); ``1000`` lets a retention run of minutes show weeks of loss.
@@ -131,10 +169,17 @@ class PhysicalBench:
     """
 
     def __init__(self, chip: SimulatedCrossbar, v_limit: float = 3.0, dc_stress: bool = True,
-                 timing: BenchTiming | None = None, clock: Callable[[], float] = time.monotonic,
-                 time_scale: float = 1.0, min_age_step: float = 1e-3):
+                 timing: BenchTiming | None = None, clock: Callable[[], float] | None = None,
+                 time_scale: float = 1.0, min_age_step: float = 1e-3, times: BenchTiming | None = None,
+                 idle_wall_min: float = 1.0, wall: Callable[[], float] = time.monotonic):
         self.chip = chip
         self.timing = timing or BenchTiming()
+        clock = EmulatedClock() if clock is None else clock
+        self.emulated = isinstance(clock, EmulatedClock)
+        self.times = times or BenchTiming.realistic()
+        self.idle_wall_min = finite_nonnegative(idle_wall_min, "idle_wall_min", "seconds")
+        self.wall = wall
+        self._wall_last = float(wall())
         self.v_limit = v_limit
         self.dc_stress = dc_stress
         self._time_scale = check_time_scale(time_scale)
@@ -160,6 +205,11 @@ class PhysicalBench:
         ``time_scale`` (chip s), through the chip's own ``wait``.  Less than ``min_age_step`` is
         accumulated unless ``flush``.  A clock that goes backwards ages nothing.  Returns the
         bench-clock time now, s."""
+        if self.emulated:
+            wall = float(self.wall())
+            if wall - self._wall_last >= self.idle_wall_min and self._idle():
+                self.clock.advance(wall - self._wall_last)     # an explicit wait
+            self._wall_last = wall
         now = float(self.clock())
         elapsed = now - self._last_event
         self._last_event = now
@@ -169,6 +219,17 @@ class PhysicalBench:
             seconds, self._pending_age = self._pending_age, 0.0
             self.chip.wait(seconds)
         return now
+
+    def _spend(self, seconds: float, sleep: float = 0.0) -> None:
+        """An instrument spends ``seconds`` on its present operation: an emulated clock advances
+        by them; the host sleeps ``sleep`` (the :attr:`timing` latencies, 0 by default)."""
+        if self.emulated:
+            self.clock.advance(seconds)
+        if sleep:
+            time.sleep(sleep)
+
+    def _idle(self) -> bool:
+        return not self.closed and not any(s.on for s in self.sources.values())
 
     @property
     def time_scale(self) -> float:
@@ -222,12 +283,11 @@ class PhysicalBench:
                     "hot-switch", f"{matrix} relay {inp}-{pin} {'closed' if closed else 'opened'} "
                                   f"while {', '.join(live)} live"))
             self._settle_dc()
-            if self.timing.relay_s:
-                time.sleep(self.timing.relay_s)
             if closed and key not in self.stuck_open:
                 self.closed.add(key)
             elif not closed:
                 self.closed.discard(key)
+            self._spend(self.times.relay_s, self.timing.relay_s)
 
     def open_all(self, matrix: str) -> None:
         with self.lock:
@@ -269,6 +329,8 @@ class PhysicalBench:
                 s.compliance = float(compliance)
             if on is not None:
                 s.on = bool(on)
+            if level is not None or on is not None:
+                self._spend(self.times.settle_s)
 
     def _settle_dc(self, flush_age: bool = False) -> None:
         """Age the chip to now (:meth:`_age`, applying accumulated time if ``flush_age``), then
@@ -324,8 +386,7 @@ class PhysicalBench:
             s.tripped = False
             if not s.on:
                 return 0.0
-            if self.timing.measure_s:
-                time.sleep(self.timing.measure_s)
+            self._spend(self.times.measure_s, self.timing.measure_s)
             current = self._terminal_current(source, self._line_voltages())
             current = float(self.chip.noisy_current(current))
             if abs(current) > s.compliance:
@@ -353,8 +414,8 @@ class PhysicalBench:
             if abs(amplitude) > self.v_limit:
                 self.violations.append(Violation("limit", f"{source} pulse {amplitude:g} V beyond ±{self.v_limit:g} V"))
             self.pulses += 1
-            if self.timing.pulse_overhead_s:
-                time.sleep(self.timing.pulse_overhead_s + width)
+            self._spend(self.times.pulse_overhead_s + width,
+                        self.timing.pulse_overhead_s + width if self.timing.pulse_overhead_s else 0.0)
             lines = self._line_voltages(override={source: amplitude})
             self._record_write(_cell_voltages(*lines))
             if np.all(np.isnan(lines[0])) or np.all(np.isnan(lines[1])):

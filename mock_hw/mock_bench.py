@@ -17,9 +17,12 @@ B2902A ch 2        D            102             B
 ground             F            106             D
 =================  ===========  ==============  ===========
 
-Aging: the chip ages with the bench's clock (``time_scale`` chip seconds per wall second, default
-1; see :class:`~mock_hw.bench_physics.PhysicalBench`), so a retention run against the bench sees
-the devices relax.
+Time and aging: the bench's clock is emulated instrument time by default (``clock="emulated"``:
+integration, settling, relay and pulse durations, and explicit waits; see
+:class:`~mock_hw.bench_physics.EmulatedClock`), so a run's result does not depend on the host's
+load; ``clock="wall"`` uses the host's monotonic clock (``xbar mock-bench --clock wall``).  The chip
+ages with that clock (``time_scale`` chip seconds per bench second, default 1), so a retention run
+against the bench sees the devices relax.
 
 Fault injection: each emulator's ``faults`` (no reply, garbled reply, instrument error, latency),
 ``bench.bench.stuck_open`` (relays that never close), a tight compliance in the station file
@@ -38,12 +41,25 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .bench_physics import GROUND, BenchTiming, PhysicalBench, check_time_scale
+from .bench_physics import GROUND, BenchTiming, EmulatedClock, PhysicalBench, check_time_scale
 from .emulators.base import InstrumentServer
 from .presets import DEFAULT_PRESET
 from .sim_chip import SimulatedCrossbar
 
 VARIANTS = ("k2600-707b", "b2900-board")
+CLOCKS = ("emulated", "wall")
+
+
+def bench_clock(clock):
+    """The bench clock for ``clock``: ``"emulated"`` (a new :class:`EmulatedClock`), ``"wall"``
+    (:func:`time.monotonic`) or a callable returning seconds (as it is); else a ValueError."""
+    if callable(clock):
+        return clock
+    if clock == "emulated":
+        return EmulatedClock()
+    if clock == "wall":
+        return time.monotonic
+    raise ValueError(f"--clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
 
 
 class MockBench:
@@ -51,12 +67,13 @@ class MockBench:
 
     ``pristine=True`` wires the instruments to a chip of unformed devices (see
     :class:`~mock_hw.sim_chip.SimulatedCrossbar`).  ``time_scale`` (chip seconds of retention
-    aging per clock second, >= 0; 0 freezes the chip's age) and ``clock`` (a callable returning
-    seconds, default :func:`time.monotonic`) go to :class:`~mock_hw.bench_physics.PhysicalBench`."""
+    aging per clock second, >= 0; 0 freezes the chip's age) and ``clock`` (``"emulated"``, the
+    default; ``"wall"``; or a callable returning seconds) go to
+    :class:`~mock_hw.bench_physics.PhysicalBench`."""
 
     def __init__(self, rows: int = 8, cols: int = 8, preset: str = DEFAULT_PRESET, seed: int = 0,
                  v_limit: float = 3.0, realistic_timing: bool = False, pristine: bool = False,
-                 time_scale: float = 1.0, clock: Callable[[], float] = time.monotonic):
+                 time_scale: float = 1.0, clock: str | Callable[[], float] = "emulated"):
         from .emulators.keithley707b import Keithley707BEmulator
         from .emulators.keithley2450 import Keithley2450Emulator
         from .emulators.keithley2600 import Keithley2600Emulator
@@ -67,6 +84,7 @@ class MockBench:
         if rows > 12 or cols > 12 or rows + cols > 48:
             raise ValueError("the mock bench's 707B cards take up to 12 rows and 12 columns")
         check_time_scale(time_scale)   # before anything is built or served
+        clock = bench_clock(clock)
         self.rows, self.cols = rows, cols
         self.chip = SimulatedCrossbar(rows, cols, preset=preset, seed=seed, pristine=pristine)
         timing = BenchTiming.realistic() if realistic_timing else None

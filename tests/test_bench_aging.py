@@ -212,3 +212,55 @@ def test_retention_through_the_instruments_matches_the_simulated_chip(tmp_path, 
     assert rel_sim < -0.02, "the simulated chip loses a few % in 2e4 s"
     assert rel_bench == pytest.approx(rel_sim, abs=2e-3), (rel_bench, rel_sim)
     np.testing.assert_allclose(on_bench.series["maps"], on_sim.series["maps"], rtol=5e-3)
+
+
+def _tune_on_bench(tmp_path, latency_s: float, clock="emulated"):
+    """Tune a 3x3 bench with every instrument replying ``latency_s`` late (a loaded host);
+    returns the readings, the chip's true conductances and its age."""
+    from instruments.hardware_crossbar import HardwareCrossbar
+    from instruments.station import load_station
+    from programming.tuner import TunerConfig, tune
+
+    with mock_bench.MockBench(3, 3, preset=PRESET, seed=SEED, clock=clock) as bench:
+        for emu in bench.emulators.values():
+            emu.faults.latency_s = latency_s
+        path = bench.write_station(tmp_path / f"st{latency_s}.toml", timeout_ms=2000)
+        targets = np.random.default_rng(2).uniform(150e-6, 450e-6, (3, 3))
+        with HardwareCrossbar(load_station(path)) as xb:
+            res = tune(xb, targets, TunerConfig(initial_reset=False, passes=1))
+        return res.final, bench.chip.true_conductance, bench.bench.age_chip()
+
+
+def test_emulated_bench_time_makes_results_independent_of_host_load(tmp_path):
+    """The default (emulated) clock advances by instrument durations only: an idle host and one
+    whose every reply comes 2 ms late give bit-identical readings, conductances and chip age."""
+    idle, loaded = _tune_on_bench(tmp_path, 0.0), _tune_on_bench(tmp_path, 2e-3)
+    for a, b in zip(idle, loaded):
+        np.testing.assert_array_equal(a, b)
+    age = idle[2]
+    assert 0.05 < age < 30, f"the run's instrument time ages the chip ({age} s)"
+
+
+def test_emulated_clock_counts_instrument_durations_and_explicit_waits():
+    """Each event advances the emulated clock by its instrument duration; an idle spell of at
+    least idle_wall_min wall seconds (a host's explicit wait) counts its wall duration."""
+    from mock_hw.bench_physics import BenchTiming, EmulatedClock
+
+    wall = FakeClock(0.0)
+    times = BenchTiming(measure_s=2e-3, relay_s=3e-3, pulse_overhead_s=1e-4, settle_s=5e-5)
+    clock = EmulatedClock()
+    bench = PhysicalBench(SimulatedCrossbar(2, 2, preset=PRESET, seed=SEED), clock=clock, times=times, wall=wall)
+    bench.wire_input("M", "A", "SRC")
+    bench.wire_pin("M", "r0", ("row", 0))
+    bench.set_relay("M", "A", "r0", True)                  # 3 ms
+    wall.advance(5.0)                                      # a slow host while a relay is closed: nothing
+    bench.set_source("SRC", level=0.2, on=True)            # 50 µs
+    bench.measure_current("SRC")                           # 2 ms
+    bench.pulse("SRC", 1.2, 1e-4)                          # 100 µs + 100 µs
+    assert clock() == pytest.approx(3e-3 + 5e-5 + 2e-3 + 2e-4, rel=1e-12)
+    bench.set_source("SRC", level=0.0, on=False)           # 50 µs
+    bench.set_relay("M", "A", "r0", False)                 # 3 ms; now idle
+    t_idle = clock()
+    wall.advance(10.0)
+    bench.set_relay("M", "A", "r0", True)                  # 10 wall seconds later: an explicit wait
+    assert clock() == pytest.approx(t_idle + 10.0 + 3e-3, rel=1e-12)
