@@ -7,9 +7,11 @@ Line protocol
 -------------
 ASCII over a serial port (or a ``socket://host:port`` pyserial URL), 115200 baud 8N1.  Every
 message is one line terminated by ``"\\n"`` (a ``"\\r"`` is ignored); keywords, buses and pins
-are case-insensitive; empty lines are ignored.  **Every non-empty line gets exactly one reply
-line**: ``OK`` for an accepted command, the data for a query, or ``ERR <code>,<message>`` for a
-rejected line (which is then also queued for ``ERR?``).  A rejected command changes nothing.
+are case-insensitive.  **Every line gets exactly one reply line**, an empty one included: ``OK``
+for an accepted command, the data for a query, or ``ERR <code>,<message>`` for a rejected line
+(which is then also queued for ``ERR?``); an empty (or blank) line is ``ERR 101,Empty line``.  A
+rejected command changes nothing.  A line longer than 1024 characters is discarded and answered
+``ERR 104,Line too long (max 1024 characters)``.
 
 * ``*IDN?`` -> ``XBARLAB,SWITCHBOARD,<serial>,1.0``
 * ``CONN <bus> <pin>[,<pin>...]`` — connect the pins to ``<bus>`` -> ``OK``
@@ -24,8 +26,10 @@ it there, then connects it (break before make); a pin already on that bus stays 
 its pins (rows ascending, then columns ascending) separated by ``,``; it reports the relays as
 they are (a relay stuck open is not listed).
 
-Error codes: ``100`` unknown command, ``101`` syntax error, ``102`` invalid bus, ``103`` invalid
-pin (unknown name or out of range).  The queue keeps the latest 64 errors.
+Error codes: ``100`` unknown command, ``101`` syntax error (also an empty line), ``102`` invalid
+bus, ``103`` invalid pin (unknown name or out of range), ``104`` line too long, ``105`` error queue
+overflow.  The queue keeps 64 errors: when it is full, its newest entry becomes ``105,Error queue
+overflow`` and later errors are lost until ``ERR?`` makes room.
 
 Driver behaviour
 ----------------

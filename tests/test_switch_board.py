@@ -107,7 +107,9 @@ def test_emulator_commands(bench):
     assert emu.process("OPEN ALL") == ["OK"]
     assert emu.process("STATE?") == [EMPTY]
     assert emu.process("ERR?") == ["0,No error"]
-    assert emu.process("") == []
+    assert emu.process("") == ["ERR 101,Empty line"]   # every line is answered, an empty one too
+    assert emu.process("  \t") == ["ERR 101,Empty line"]
+    assert emu.process("ERR?") == ["101,Empty line"]
 
 
 @pytest.mark.parametrize("cmd, code", [("CONN E R0", 102), ("CONN A R4", 103), ("CONN A R0,C9", 103),

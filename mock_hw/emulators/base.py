@@ -6,9 +6,17 @@ commands against tables of patterns (:mod:`.scpi`, :mod:`.tsp`) and call Python 
 unknown or malformed command — and any exception a handler raises — becomes an entry in the
 instrument's error queue, as on the real instrument; the emulator itself never crashes on input.
 
+Handling a message has two phases: :meth:`EmulatedInstrument.parse` turns the text into actions
+(pure, linear-time pattern matching, **without** the instrument lock), then the actions run under
+:attr:`EmulatedInstrument.lock` (state changes and readings only).  So a client sending long or
+pathological text never makes another client wait on the lock.
+
 :class:`InstrumentServer` serves one instrument on ``127.0.0.1`` (never another interface) over TCP,
 newline-terminated, as a VISA ``TCPIP::host::port::SOCKET`` resource or a pyserial
-``socket://host:port`` URL expects.
+``socket://host:port`` URL expects.  Its memory is bounded by construction: a line longer than
+the instrument's ``max_line`` (default :data:`MAX_LINE` bytes) is an error and is discarded as it arrives (also when no newline ever
+comes), the message log keeps only the latest messages, finished connections are pruned, and at
+most :data:`MAX_CONNECTIONS` are served at once.  Every reply is 7-bit ASCII.
 """
 from __future__ import annotations
 
@@ -16,7 +24,41 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+
+#: longest accepted line, bytes (terminator excluded).  Real instruments' input buffers are of
+#: this order; an emulator needs no more (the longest line xbarlab sends is a trigger-model
+#: sweep list of a few kB)
+MAX_LINE = 65536
+#: connections served at once; a further client is closed at once (real LAN instruments allow a
+#: handful of sessions)
+MAX_CONNECTIONS = 32
+#: a client that does not read its replies for this long is disconnected, s
+SEND_TIMEOUT_S = 30.0
+#: error-queue depth (the 2450, 2600B and B2900 keep tens of entries; the SCPI standard, 1999,
+#: vol. 2 §21.8, requires at least two, the last being -350 on overflow)
+ERROR_QUEUE_DEPTH = 64
+#: the log keeps this many latest messages, each cut to LOG_WIDTH characters
+LOG_KEEP, LOG_WIDTH = 2048, 256
+
+
+#: Standard Event Status Register bits (IEEE 488.2-1992 §11.5.1)
+ESR_OPC, ESR_QYE, ESR_DDE, ESR_EXE, ESR_CME, ESR_PON = 1, 4, 8, 16, 32, 128
+#: Status Byte bits (IEEE 488.2 §11.2; SCPI 1999 vol. 1 §9: bit 2 = error/event queue not empty)
+STB_EAV, STB_ESB, STB_MSS = 4, 32, 64
+
+
+def esr_bit(code: int) -> int:
+    """The event-status bit an error sets: SCPI error classes -1xx command, -2xx execution,
+    -3xx (and instrument-specific positive codes) device-dependent, -4xx query."""
+    if -199 <= code <= -100:
+        return ESR_CME
+    if -299 <= code <= -200:
+        return ESR_EXE
+    if -499 <= code <= -400:
+        return ESR_QYE
+    return ESR_DDE
 
 
 class CommandError(Exception):
@@ -38,45 +80,133 @@ class Faults:
     latency_s: float = 0.0          # added before every reply
 
 
-class EmulatedInstrument:
-    """Base class: subclasses set :attr:`idn` and implement :meth:`execute`.
+def ascii_text(text: str, printable: bool = False) -> str:
+    """``text`` as 7-bit ASCII without line breaks: non-ASCII characters, ``\\n`` and ``\\r`` (and
+    with ``printable``, every control character) become ``\\xNN`` escapes — so an error message
+    quoting received bytes stays a valid IEEE 488.2 reply of one line."""
+    if text.isascii() and (text.isprintable() or (not printable and "\n" not in text and "\r" not in text)):
+        return text
+    keep = (lambda ch: " " <= ch <= "~") if printable else (lambda ch: ch.isascii() and ch not in "\r\n")
+    return "".join(ch if keep(ch) else (f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
+                   for ch in text)
 
-    :meth:`execute` gets one command (already split from a compound message) and returns a reply
-    string or None; it raises :class:`CommandError` for the instrument's own errors.
+
+class MessageLog:
+    """The latest :data:`LOG_KEEP` received messages (each cut to :data:`LOG_WIDTH` characters).
+
+    ``len(log)`` counts every message ever received; ``log[n:]`` is the retained messages from the
+    ``n``-th received on (older ones are gone); iterating gives the retained ones."""
+
+    def __init__(self, keep: int = LOG_KEEP, width: int = LOG_WIDTH):
+        self._items: deque[str] = deque(maxlen=keep)
+        self._width = width
+        self.count = 0
+
+    def append(self, message: str) -> None:
+        self._items.append(message[: self._width])
+        self.count += 1
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self):
+        return iter(list(self._items))
+
+    def __getitem__(self, index):
+        first = self.count - len(self._items)     # number of the oldest retained message
+        items = list(self._items)
+        if isinstance(index, slice):
+            if index.step not in (None, 1):
+                raise ValueError("MessageLog slices take no step")
+            start, stop, _ = index.indices(self.count)
+            return items[max(start - first, 0): max(stop - first, 0)]
+        i = index + self.count if index < 0 else index
+        if not first <= i < self.count:
+            raise IndexError(f"message {index} is not retained (the log keeps the latest {len(items)})")
+        return items[i - first]
+
+
+Action = Callable[[], "str | None"]
+
+
+def failing(error: CommandError) -> Action:
+    """An action that reports ``error`` when it runs (a parse error keeps its place in the order)."""
+    def action():
+        raise error
+    return action
+
+
+class EmulatedInstrument:
+    """Base class: subclasses set :attr:`idn` and implement :meth:`compile` (parse one command into
+    an action) or :meth:`execute` (parse and run in one go, under the lock).
+
+    An action takes no argument, runs under :attr:`lock`, returns a reply string or None and raises
+    :class:`CommandError` for the instrument's own errors.
     """
 
     idn = "xbarlab,Emulated instrument,0,0"
     #: error reported for a command no pattern matches: (code, message)
     unknown_command = (-113, "Undefined header")
+    #: error reported for a line longer than MAX_LINE (SCPI -363 "Input buffer overrun")
+    overlong_error = (-363, "Input buffer overrun")
+    #: the entry that replaces the newest when the queue is full (SCPI -350 "Queue overflow")
+    overflow_error = (-350, "Queue overflow")
     #: the text a query of the empty error queue returns
     no_error = '0,"No error"'
+    #: longest line accepted, bytes (terminator excluded); longer ones are discarded as they arrive
+    max_line = MAX_LINE
 
     def __init__(self, name: str):
         self.name = name
-        self.errors: deque[tuple[int, str]] = deque(maxlen=64)
+        self.errors: deque[tuple[int, str]] = deque()
         self.faults = Faults()
-        self.log: list[str] = []
+        self.log = MessageLog()
         self.lock = threading.RLock()
+        self.esr = ESR_PON      # IEEE 488.2 status: event status register (power on)
+        self.ese = 0            # its enable register
+        self.sre = 0            # the service request enable register
 
     # ---------------------------------------------------------------------------- messages
     def split(self, message: str) -> list[str]:
         """Split a received message into commands (SCPI: on ';'); subclasses override."""
         return [message]
 
+    def parse(self, message: str) -> list[Action]:
+        """The actions of one message (no lock held: pattern matching only, linear time)."""
+        actions = []
+        for command in self.split(message):
+            command = command.strip()
+            if not command:
+                continue
+            try:
+                actions.append(self.compile(command))
+            except CommandError as exc:
+                actions.append(failing(exc))
+            except Exception as exc:  # a parser bug must not take the instrument down
+                actions.append(failing(CommandError(-300, f"Device-specific error: {type(exc).__name__}")))
+        return actions
+
+    def compile(self, command: str) -> Action:
+        """One command -> its action.  The default runs :meth:`execute` under the lock."""
+        return lambda: self.execute(command)
+
+    def bind(self, message: str, actions: list[Action]) -> list[Action]:
+        """Under the lock, before running: subclasses whose parsing depends on state (a TSP
+        script being loaded) replace the actions here."""
+        return actions
+
     def process(self, message: str) -> list[str]:
-        """Handle one received message; returns the reply lines (possibly none)."""
+        """Handle one received message; returns the reply lines (possibly none), 7-bit ASCII."""
+        parsed = self.parse(message)
         with self.lock:
             self.log.append(message)
             replies = []
-            for command in self.split(message):
-                command = command.strip()
-                if not command:
-                    continue
+            for action in self.bind(message, parsed):
                 try:
                     if self.faults.error_next > 0:
                         self.faults.error_next -= 1
                         raise CommandError(-300, "Device-specific error (injected)")
-                    reply = self.execute(command)
+                    reply = action()
                 except CommandError as exc:
                     self.push_error(exc.code, exc.message)
                     continue
@@ -87,41 +217,84 @@ class EmulatedInstrument:
                     replies.append(str(reply))
             if replies and self.combine_replies():
                 replies = [";".join(replies)]
-            return self._apply_faults(replies)
+            replies, delay = self._apply_faults(replies)
+        if delay:
+            time.sleep(delay)
+        return [ascii_text(r) for r in replies]
+
+    def overlong_line(self, length: int) -> list[str]:
+        """A line longer than :attr:`max_line` arrived (and was discarded): queue the error;
+        returns the reply lines (none for SCPI / TSP instruments)."""
+        with self.lock:
+            self.push_error(self.overlong_error[0], f"{self.overlong_error[1]}: line longer than {self.max_line} bytes")
+        return []
 
     def combine_replies(self) -> bool:
         """SCPI joins the replies of a compound message with ';' into one line."""
         return True
 
-    def _apply_faults(self, replies: list[str]) -> list[str]:
+    def _apply_faults(self, replies: list[str]) -> tuple[list[str], float]:
         if not replies:
-            return replies
-        if self.faults.latency_s:
-            time.sleep(self.faults.latency_s)
+            return replies, 0.0
         if self.faults.no_reply_next > 0:
             self.faults.no_reply_next -= 1
-            return []
+            return [], self.faults.latency_s
         if self.faults.garbled_next > 0:
             self.faults.garbled_next -= 1
-            return ["\x15#?garbled?#"]
-        return replies
+            return ["\x15#?garbled?#"], self.faults.latency_s
+        return replies, self.faults.latency_s
+
+    def reset(self) -> None:
+        """The instrument's reset: subclasses restore their defaults (outputs off, relays open)."""
 
     def execute(self, command: str) -> str | None:  # pragma: no cover - abstract
         raise CommandError(*self.unknown_command)
 
     # ------------------------------------------------------------------------------ errors
     def push_error(self, code: int, message: str) -> None:
-        self.errors.append((int(code), message))
+        """Queue an error; a full queue keeps its entries and its newest becomes :attr:`overflow_error`."""
+        entry = (int(code), ascii_text(message, printable=True))
+        if len(self.errors) >= ERROR_QUEUE_DEPTH:
+            self.errors[-1] = self.overflow_error
+        else:
+            self.errors.append(entry)
+        self.esr |= esr_bit(self.errors[-1][0])
 
     def pop_error(self) -> tuple[int, str]:
         return self.errors.popleft() if self.errors else (0, "No error")
+
+    # ----------------------------------------------------------- IEEE 488.2 status reporting
+    def clear_status(self) -> None:
+        """``*CLS``: empty the error queue and the event status register."""
+        self.errors.clear()
+        self.esr = 0
+
+    def status_byte(self) -> int:
+        """``*STB?``: bit 2 error queue not empty, bit 5 ESB (ESR & ESE), bit 6 MSS (STB & SRE)."""
+        stb = (STB_EAV if self.errors else 0) | (STB_ESB if self.esr & self.ese else 0)
+        return stb | (STB_MSS if stb & self.sre & ~STB_MSS else 0)
+
+    def read_esr(self) -> int:
+        """``*ESR?``: the event status register, which the read clears."""
+        value, self.esr = self.esr, 0
+        return value
+
+    def set_register(self, name: str, value: int) -> None:
+        """``*ESE`` / ``*SRE`` (0..255; the SRE's bit 6 is ignored, IEEE 488.2 §11.3.2.3)."""
+        if not 0 <= value <= 255:
+            raise CommandError(-222, f"Data out of range: {name.upper()} {value}")
+        setattr(self, name, value & ~STB_MSS if name == "sre" else value)
 
 
 class InstrumentServer:
     """Serve an :class:`EmulatedInstrument` on 127.0.0.1:``port`` (0 = any free port).
 
     One thread accepts connections; each connection gets a thread that reads newline-terminated
-    messages (``\\r`` is ignored) and writes each reply line followed by ``\\n``.
+    messages (``\\r`` is ignored) and writes each reply line followed by ``\\n``.  Received bytes
+    are decoded as Latin-1 (every byte is a character; nothing received can fail to decode), replies
+    are 7-bit ASCII.  A line longer than the instrument's ``max_line`` is discarded as it arrives and reported
+    once through :meth:`EmulatedInstrument.overlong_line`.  A client that leaves its replies unread
+    is disconnected after :data:`SEND_TIMEOUT_S`; nothing a client sends ends its connection.
     """
 
     def __init__(self, instrument: EmulatedInstrument, port: int = 0):
@@ -129,12 +302,14 @@ class InstrumentServer:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", port))
-        self._sock.listen(8)
+        self._sock.listen(16)
         self._sock.settimeout(0.2)  # before the accept thread starts: close() may come at once
         self.port = self._sock.getsockname()[1]
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._conns: list[socket.socket] = []
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Condition()
+        self.connections = 0      # connections accepted in all
+        self.refused = 0          # connections closed at once (MAX_CONNECTIONS reached)
         self.replies = 0          # reply lines sent: one per round trip of a query
         self.busy_s = 0.0         # time spent processing messages (the "instrument" side), s
         self._accept = threading.Thread(target=self._serve, name=f"emu-{instrument.name}", daemon=True)
@@ -144,44 +319,91 @@ class InstrumentServer:
     def address(self) -> tuple[str, int]:
         return ("127.0.0.1", self.port)
 
+    @property
+    def open_connections(self) -> int:
+        with self._conns_lock:
+            return len(self._conns)
+
+    def wait_connections(self, at_most: int, timeout: float) -> bool:
+        """Block until at most ``at_most`` connections are open (woken by each one that ends), or
+        ``timeout`` s pass; returns whether the count got there."""
+        with self._conns_lock:
+            return self._conns_lock.wait_for(lambda: len(self._conns) <= at_most, timeout)
+
     def _serve(self) -> None:
         while not self._stop.is_set():
             try:
                 conn, _ = self._sock.accept()
             except (socket.timeout, OSError):
                 continue
+            with self._conns_lock:
+                full = len(self._conns) >= MAX_CONNECTIONS
+                if not full:
+                    self._conns.add(conn)
+            if full:
+                self.refused += 1
+                conn.close()
+                continue
+            self.connections += 1
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._conns.append(conn)
-            t = threading.Thread(target=self._client, args=(conn,), daemon=True)
-            t.start()
-            self._threads.append(t)
+            threading.Thread(target=self._client, args=(conn,), name=f"emu-{self.instrument.name}-conn",
+                             daemon=True).start()
 
     def _client(self, conn: socket.socket) -> None:
-        buf = b""
-        conn.settimeout(0.2)
-        with conn:
-            while not self._stop.is_set():
-                try:
-                    data = conn.recv(65536)
-                except socket.timeout:
+        try:
+            with conn:
+                self._session(conn)
+        except OSError:
+            pass          # the client went away (or close() shut the socket)
+        finally:
+            with self._conns_lock:
+                self._conns.discard(conn)
+                self._conns_lock.notify_all()
+
+    def _session(self, conn: socket.socket) -> None:
+        conn.settimeout(SEND_TIMEOUT_S)
+        pending = bytearray()       # the start of a line whose newline has not come yet
+        discarding = False          # inside an over-long line: drop bytes up to its newline
+        while not self._stop.is_set():
+            try:
+                data = conn.recv(65536)
+            except socket.timeout:
+                continue            # an idle client is fine
+            if not data:
+                return
+            parts = data.split(b"\n")
+            out: list[str] = []
+            limit = self.instrument.max_line
+            for part in parts[:-1]:          # complete lines
+                if discarding:
+                    discarding = False       # the end of an over-long line, already reported
+                    pending.clear()
                     continue
-                except OSError:
-                    return
-                if not data:
-                    return
-                buf += data
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    text = line.replace(b"\r", b"").decode("latin-1")
-                    t0 = time.perf_counter()
-                    replies = self.instrument.process(text)
-                    self.busy_s += time.perf_counter() - t0
-                    if replies:
-                        self.replies += len(replies)
-                        try:
-                            conn.sendall("".join(r + "\n" for r in replies).encode("latin-1"))
-                        except OSError:
-                            return
+                if len(pending) + len(part) > limit:
+                    out += self.instrument.overlong_line(len(pending) + len(part))
+                    pending.clear()
+                    continue
+                line = bytes(pending) + part if pending else part
+                pending.clear()
+                out += self._handle(line)
+            tail = parts[-1]
+            if not discarding:
+                if len(pending) + len(tail) > limit:
+                    out += self.instrument.overlong_line(len(pending) + len(tail))
+                    pending.clear()
+                    discarding = True
+                else:
+                    pending += tail
+            if out:
+                self.replies += len(out)
+                conn.sendall("".join(r + "\n" for r in out).encode("ascii", "backslashreplace"))
+
+    def _handle(self, line: bytes) -> list[str]:
+        text = line.replace(b"\r", b"").decode("latin-1")
+        t0 = time.perf_counter()
+        replies = self.instrument.process(text)
+        self.busy_s += time.perf_counter() - t0
+        return replies
 
     def close(self) -> None:
         self._stop.set()
@@ -189,7 +411,9 @@ class InstrumentServer:
             self._sock.close()
         except OSError:
             pass
-        for c in self._conns:
+        with self._conns_lock:
+            conns = list(self._conns)
+        for c in conns:
             try:
                 c.shutdown(socket.SHUT_RDWR)
             except OSError:

@@ -91,8 +91,6 @@ class Keithley2450Emulator(ScpiInstrument):
             "buffer": [],
             "buffer_points": 100_000,
             "last": float("nan"),
-            "ese": 0,
-            "sre": 0,
         }
         self._sync()
 
@@ -109,9 +107,6 @@ class Keithley2450Emulator(ScpiInstrument):
         for s in suffixes:
             if s not in (None, 1):
                 raise CommandError(-114, f"Header suffix out of range: {s}")
-
-    def format_error(self, code: int, message: str) -> str:
-        return super().format_error(code, message.replace('"', "'"))
 
     def _numeric(self, key, func, lo, hi, default=None, after=None, integer=False):
         """Handler for a numeric setting ``state[key][func]`` (or ``state[key]`` if func is None)."""
@@ -191,12 +186,7 @@ class Keithley2450Emulator(ScpiInstrument):
     # ------------------------------------------------------------------------------ commands
     def build(self) -> None:
         t = self.table
-        t.add("*WAI", lambda s, a, q: None, query=False)
         t.add("*TRG", lambda s, a, q: None, query=False)
-        t.add("*STB", lambda s, a, q: "0", query=True)
-        t.add("*ESR", lambda s, a, q: "0", query=True)
-        t.add("*SRE", self._numeric("sre", None, 0, 255, integer=True))
-        t.add("*ESE", self._numeric("ese", None, 0, 255, integer=True))
         t.add(":STATus:PRESet", self._no_op, query=False)
         t.add(":SYSTem:CLEar", lambda s, a, q: self.errors.clear(), query=False)
         t.add(":SYSTem:BEEPer[:IMMediate]", self._beep, query=False)

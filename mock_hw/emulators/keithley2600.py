@@ -252,14 +252,9 @@ class Keithley2600Emulator(TspInstrument):
     # ------------------------------------------------------------------------------ table
     def build(self) -> None:
         st, ex = self.statement, self.expression
-        st(r"\*IDN\?", lambda m: self.idn)
-        st(r"\*RST", lambda m: self.reset())
-        st(r"\*CLS", lambda m: self.errors.clear())
-        st(r"\*OPC\?", lambda m: "1")
-        st(r"\*OPC|\*WAI|waitcomplete\(\)", lambda m: None)
-        # the base class reports the model with the leading blank of ", Model 2636B"
-        self._expressions.insert(0, (re.compile(r"localnode\.model"), lambda m: "2636B"))
-        self._expressions.insert(0, (re.compile(r"localnode\.serialno"), lambda m: "4040404"))
+        # the measurement condition register: bit 0 VLMT, bit 1 ILMT (2600B reference manual,
+        # status.measurement.instrument.smuX); the emulated SMU sources voltage, so only ILMT
+        ex(rf"status\.measurement\.instrument\.{_SMU}\.condition", lambda m: self._condition(m.group(1)))
 
         st(rf"{_SMU}\.({_PATH})\s*=\s*(.+)", lambda m: self._set(m.group(1), m.group(2), self._value(m.group(3))))
         ex(rf"{_SMU}\.({_PATH})", lambda m: self.smu[m.group(1)].attrs[m.group(2)])
@@ -288,6 +283,9 @@ class Keithley2600Emulator(TspInstrument):
            lambda m: self._write_verify(m.group(1), m.group(2), m.group(3), m.group(4)))
         st(rf"{SCRIPT_FUNCTION}\(.*\)",
            lambda m: self._raise(-286, f"TSP Runtime error: bad arguments to {SCRIPT_FUNCTION}"))
+
+    def _condition(self, ch: str) -> int:
+        return 2 if self.bench.sources[self.sources[ch]].tripped else 0
 
     @staticmethod
     def _discard(value) -> None:

@@ -37,7 +37,6 @@ class Keithley707BEmulator(TspInstrument):
         super().__init__(name)
 
     def build(self) -> None:
-        self.statement(r"\*IDN\?", lambda m: self.idn)
         self.statement(rf"channel\.open\({_ARG}\)", lambda m: self._open(self._channels(m.group(1))))
         self.statement(rf"channel\.close\({_ARG}\)", lambda m: self._close(self._channels(m.group(1))))
         self.statement(rf"channel\.exclusiveclose\({_ARG}\)",

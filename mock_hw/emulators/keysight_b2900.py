@@ -101,9 +101,6 @@ class KeysightB2900Emulator(ScpiInstrument):
         self.bench.set_source(self.sources[n], level=st["level"]["VOLT"] if volt else 0.0,
                               on=st["output"] and volt, compliance=st["prot"]["CURR"])
 
-    def format_error(self, code: int, message: str) -> str:
-        return super().format_error(code, message.replace('"', "'"))
-
     # ----------------------------------------------------------------------------- helpers
     def _channel(self, suffixes) -> int:
         n = 1
@@ -184,7 +181,6 @@ class KeysightB2900Emulator(ScpiInstrument):
     # ------------------------------------------------------------------------------ commands
     def build(self) -> None:
         t = self.table
-        t.add("*WAI", lambda s, a, q: None, query=False)
         t.add(":FORMat[:DATA]", self._format)
         t.add(":FORMat:ELEMents:SENSe", self._elements)
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from .base import CommandError, EmulatedInstrument
+from .base import ESR_OPC, CommandError, EmulatedInstrument
 
 
 @dataclass
@@ -32,9 +32,15 @@ def _parse_pattern(pattern: str) -> list[_Node]:
     return nodes
 
 
+_TOKEN = re.compile(r"([A-Za-z*]+)(\d{0,9})")
+_HEAD_WORD = re.compile(r"[A-Za-z*]*")
+#: more header nodes than any command has: a syntax error (bounds the matcher's work)
+_MAX_NODES = 12
+
+
 def _node_matches(token: str, node: _Node):
     """Return the numeric suffix (or '' / None for no suffix) if ``token`` matches, else False."""
-    m = re.fullmatch(r"([A-Za-z*]+)(\d*)", token)
+    m = _TOKEN.fullmatch(token)
     if not m:
         return False
     word, digits = m.group(1).upper(), m.group(2)
@@ -66,14 +72,16 @@ class ScpiTable:
             for form in {nodes[0].short, nodes[0].long}:
                 self._by_head.setdefault(form, []).append(index)
 
-    def dispatch(self, command: str, last_path: list[str] | None = None):
+    def resolve(self, command: str):
+        """Parse ``command`` -> (handler, suffixes, args, query); CommandError if nothing matches.
+        Pure pattern matching: no handler runs, no state is read."""
         head, _, args = command.strip().partition(" ")
         query = head.endswith("?")
-        head = head.rstrip("?")
+        head = head[:-1] if query else head
         tokens = [t for t in head.split(":") if t]
-        if not tokens:
-            raise CommandError(-102, "Syntax error")
-        head_word = re.match(r"[A-Za-z*]*", tokens[0]).group(0).upper()
+        if not tokens or len(tokens) > _MAX_NODES:
+            raise CommandError(-102, f"Syntax error: {command.strip()[:60]}")
+        head_word = _HEAD_WORD.match(tokens[0]).group(0).upper()
         candidates = sorted(self._by_head.get(head_word, []) + self._any_head)
         for index in candidates:
             nodes, handler, q = self._entries[index]
@@ -81,8 +89,13 @@ class ScpiTable:
                 continue
             suffixes = self._match(tokens, nodes)
             if suffixes is not None:
-                return handler([None if s is None else int(s) for s in suffixes], args.strip(), query)
+                return handler, [None if s is None else int(s) for s in suffixes], args.strip(), query
         raise CommandError(-113, f"Undefined header: {command.strip()[:60]}")
+
+    def dispatch(self, command: str):
+        """Resolve ``command`` and run its handler."""
+        handler, suffixes, args, query = self.resolve(command)
+        return handler(suffixes, args, query)
 
     @staticmethod
     def _match(tokens: list[str], nodes: list[_Node]):
@@ -104,19 +117,35 @@ class ScpiTable:
 
 
 class ScpiInstrument(EmulatedInstrument):
-    """An emulated SCPI instrument: compound messages split on ';', common commands built in
-    (``*IDN?``, ``*RST``, ``*CLS``, ``*OPC?``, ``:SYSTem:ERRor[:NEXT]?``), the rest from
-    :attr:`table`, which subclasses fill in :meth:`build`."""
+    """An emulated SCPI instrument: compound messages split on ';', the IEEE 488.2 mandatory common
+    commands and status reporting built in, ``:SYSTem:ERRor[:NEXT]?`` / ``:SYSTem:ERRor:COUNt?``,
+    the rest from :attr:`table`, which subclasses fill in :meth:`build`.
+
+    Common commands (IEEE 488.2-1992 §10): ``*CLS`` (clears the error queue and the event status
+    register), ``*ESE <0-255>`` / ``*ESE?``, ``*ESR?`` (read and clear), ``*IDN?``, ``*OPC`` (sets the
+    OPC bit: every operation of the emulator is complete when its command returns), ``*OPC?`` (1),
+    ``*RST`` (:meth:`reset`; the status registers are kept), ``*SRE <0-255>`` / ``*SRE?``, ``*STB?``
+    (bit 2 error queue not empty, bit 5 ESB, bit 6 MSS), ``*TST?`` (0: self-test passed), ``*WAI``.
+    Every queued error sets its class's bit in the event status register (:func:`esr_bit`); the
+    register starts with PON set (power on).
+    """
 
     def __init__(self, name: str):
         super().__init__(name)
         self.table = ScpiTable()
-        self.table.add("*IDN", lambda s, a, q: self.idn, query=True)
-        self.table.add("*RST", lambda s, a, q: self.reset(), query=False)
-        self.table.add("*CLS", lambda s, a, q: self.errors.clear(), query=False)
-        self.table.add("*OPC", lambda s, a, q: "1", query=True)
-        self.table.add(":SYSTem:ERRor[:NEXT]", lambda s, a, q: self.format_error(*self.pop_error()), query=True)
-        self.table.add(":SYSTem:ERRor:COUNt", lambda s, a, q: str(len(self.errors)), query=True)
+        t = self.table
+        t.add("*IDN", lambda s, a, q: self.idn, query=True)
+        t.add("*RST", lambda s, a, q: self.reset(), query=False)
+        t.add("*CLS", lambda s, a, q: self.clear_status(), query=False)
+        t.add("*OPC", self._opc)
+        t.add("*WAI", lambda s, a, q: None, query=False)
+        t.add("*TST", lambda s, a, q: "0", query=True)
+        t.add("*ESR", lambda s, a, q: str(self.read_esr()), query=True)
+        t.add("*ESE", self._register("ese"))
+        t.add("*SRE", self._register("sre"))
+        t.add("*STB", lambda s, a, q: str(self.status_byte()), query=True)
+        t.add(":SYSTem:ERRor[:NEXT]", lambda s, a, q: self.format_error(*self.pop_error()), query=True)
+        t.add(":SYSTem:ERRor:COUNt", lambda s, a, q: str(len(self.errors)), query=True)
         self.build()
 
     def build(self) -> None:
@@ -125,13 +154,34 @@ class ScpiInstrument(EmulatedInstrument):
     def reset(self) -> None:
         """``*RST``: subclasses restore their defaults (and must leave outputs off)."""
 
+    def _opc(self, s, a, q):
+        if q:
+            return "1"
+        self.esr |= ESR_OPC
+
+    def _register(self, name: str):
+        def handler(s, a, q):
+            if q:
+                return str(getattr(self, name))
+            value = number(a, 0, 255, name.upper())
+            if value != int(value):
+                raise CommandError(-224, f"Illegal parameter value: {name.upper()} {a.strip()[:20]}")
+            self.set_register(name, int(value))
+        return handler
+
+    # ------------------------------------------------------------------------------ messages
     def format_error(self, code: int, message: str) -> str:
-        return f'{code:+d},"{message}"' if code else '+0,"No error"'
+        """``<code>,"<message>"`` (a quote inside the message becomes ``'``)."""
+        return f'{code:+d},"{message.replace(chr(34), chr(39))}"' if code else '+0,"No error"'
 
     def split(self, message: str) -> list[str]:
         # ';' separates commands; a following command without a leading ':' continues from the
         # root here (a simplification of SCPI's path rule that every well-formed driver satisfies)
-        return [part for part in message.split(";")]
+        return message.split(";")
+
+    def compile(self, command: str):
+        handler, suffixes, args, query = self.table.resolve(command)
+        return lambda: handler(suffixes, args, query)
 
     def execute(self, command: str):
         return self.table.dispatch(command)

@@ -11,10 +11,20 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from .base import CommandError, EmulatedInstrument
+from .base import ESR_OPC, CommandError, EmulatedInstrument, failing
 
-NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+#: longest script text ``loadscript`` stores, characters (bounds the emulator's memory)
+MAX_SCRIPT = 262_144
+
+#: a Lua number literal, written so that no input makes the matcher backtrack (each digit run
+#: is matched one way only): linear time on any text
+NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 STRING = r"\"[^\"]*\"|'[^']*'"
+_NUMBER = re.compile(NUMBER)
+_STRING = re.compile(STRING)
+_PRINT = re.compile(r"print\((.*)\)", re.DOTALL)
+_CALL = re.compile(r"([A-Za-z_]\w*)(?:\.run)?\(\)")
+_LOADSCRIPT = re.compile(r"loadscript\s+([A-Za-z_]\w*)")
 
 
 def fmt(value) -> str:
@@ -36,7 +46,7 @@ def unquote(text: str) -> str:
 
 
 def number(text: str) -> float:
-    if not re.fullmatch(NUMBER, text.strip()):
+    if not _NUMBER.fullmatch(text.strip()):
         raise CommandError(-285, f"Program syntax error: expected a number, got {text.strip()[:30]!r}")
     return float(text)
 
@@ -49,10 +59,18 @@ class TspInstrument(EmulatedInstrument):
     ``print(a, b)`` prints values separated by tabs.  ``errorqueue.next()`` returns
     (code, message, severity, node) as the 2600B/707B do; ``errorqueue.count`` the queue length.
     ``loadscript NAME`` ... ``endscript`` stores the script text under NAME without running it;
-    :meth:`run_script` is called for ``NAME()`` or ``NAME.run()``.
+    :meth:`run_script` is called for ``NAME()`` or ``NAME.run()``.  ``*IDN?`` answers
+    :attr:`idn`, ``localnode.model`` its model (``Model 2636B`` -> ``2636B``), ``localnode.serialno``
+    its serial number, ``localnode.linefreq`` the line frequency (:attr:`line_frequency`).
+
+    Matching (the regexes, outside the instrument lock) and running (the handlers, under the lock)
+    are separate: :meth:`compile` returns the action of one statement.  Statement regexes must
+    match in linear time (no nested or adjacent ambiguous repetitions).
     """
 
     unknown_command = (-285, "Program syntax error")
+    #: what localnode.linefreq reports, Hz (the mains the emulated bench pretends to run on)
+    line_frequency = 50.0
 
     def __init__(self, name: str):
         super().__init__(name)
@@ -60,12 +78,28 @@ class TspInstrument(EmulatedInstrument):
         self._expressions: list[tuple[re.Pattern, Callable]] = []
         self.scripts: dict[str, str] = {}
         self._loading: tuple[str, list[str]] | None = None
+        parts = [p.strip() for p in self.idn.split(",")]
+        self.model = parts[1].replace("Model ", "") if len(parts) > 1 else ""
+        self.serial = parts[2] if len(parts) > 2 else ""
+        # the IEEE 488.2 common commands, which TSP instruments accept as statements
+        self.statement(r"\*IDN\?", lambda m: self.idn)
+        self.statement(r"\*RST", lambda m: self.reset())
+        self.statement(r"\*CLS", lambda m: self.clear_status())
+        self.statement(r"\*OPC\?", lambda m: "1")
+        self.statement(r"\*OPC", lambda m: setattr(self, "esr", self.esr | ESR_OPC))
+        self.statement(r"\*WAI|waitcomplete\(\)", lambda m: None)
+        self.statement(r"\*TST\?", lambda m: "0")
+        self.statement(r"\*ESR\?", lambda m: str(self.read_esr()))
+        self.statement(r"\*STB\?", lambda m: str(self.status_byte()))
+        self.statement(r"\*(ESE|SRE)\?", lambda m: str(getattr(self, m.group(1).lower())))
+        self.statement(r"\*(ESE|SRE)\s+(\d{1,3})", lambda m: self.set_register(m.group(1).lower(), int(m.group(2))))
         self.expression(r"errorqueue\.next\(\)", lambda m: self._next_error())
         self.expression(r"errorqueue\.count", lambda m: len(self.errors))
         self.statement(r"errorqueue\.clear\(\)", lambda m: self.errors.clear())
         self.statement(r"reset\(\)", lambda m: self.reset())
-        self.expression(r"localnode\.model", lambda m: self.idn.split(",")[1].replace("Model ", ""))
-        self.expression(r"localnode\.serialno", lambda m: self.idn.split(",")[2])
+        self.expression(r"localnode\.model", lambda m: self.model)
+        self.expression(r"localnode\.serialno", lambda m: self.serial)
+        self.expression(r"localnode\.linefreq", lambda m: self.line_frequency)
         self.build()
 
     def build(self) -> None:
@@ -88,55 +122,89 @@ class TspInstrument(EmulatedInstrument):
         return False
 
     def split(self, message: str) -> list[str]:
-        if self._loading is not None or message.strip().startswith("loadscript"):
-            return [message]
         # several statements on one line are separated by whitespace in Lua; drivers here send one
         # statement per line, or separate them with ';' (also valid Lua)
-        return [part for part in message.split(";")]
+        if message.lstrip().startswith("loadscript"):
+            return []       # the whole line is the script header (see bind)
+        return message.split(";")
 
-    def execute(self, command: str):
-        command = command.strip()
+    def bind(self, message, actions):
+        """While a script is being loaded every line is script text, whatever it parsed as."""
+        text = message.strip()
         if self._loading is not None:
-            name, lines = self._loading
-            if command == "endscript":
-                self.scripts[name] = "\n".join(lines)
+            return [lambda: self._script_line(text)]
+        if text.startswith("loadscript"):
+            m = _LOADSCRIPT.fullmatch(text)
+            if not m:
+                return [failing(CommandError(-285, f"Program syntax error: {text[:60]}"))]
+            return [lambda: self._start_script(m.group(1))]
+        return actions
+
+    def _start_script(self, name: str) -> None:
+        self._loading = (name, [])
+
+    def _script_line(self, text: str) -> None:
+        name, lines = self._loading
+        if text == "endscript":
+            self.scripts[name] = "\n".join(lines)
+            self._loading = None
+        elif text:
+            if sum(map(len, lines)) + len(text) > MAX_SCRIPT:
                 self._loading = None
-            else:
-                lines.append(command)
-            return None
-        m = re.fullmatch(r"loadscript\s+([A-Za-z_]\w*)", command)
+                raise CommandError(-286, f"TSP Runtime error: script {name} longer than {MAX_SCRIPT} characters")
+            lines.append(text)
+
+    def compile(self, command: str):
+        m = _PRINT.fullmatch(command)
         if m:
-            self._loading = (m.group(1), [])
-            return None
-        m = re.fullmatch(r"print\((.*)\)", command)
-        if m:
-            return "\t".join(fmt(v) for v in self._evaluate_list(m.group(1)))
-        m = re.fullmatch(r"([A-Za-z_]\w*)(?:\.run)?\(\)", command)
-        if m and m.group(1) in self.scripts:
-            return self.run_script(m.group(1))
+            getters = self._compile_list(m.group(1))
+            return lambda: "\t".join(fmt(v) for v in self._values(getters))
+        statement = None
         for regex, handler in self._statements:
             sm = regex.fullmatch(command)
             if sm:
-                return handler(sm)
-        raise CommandError(-285, f"Program syntax error: {command[:60]}")
+                statement = (handler, sm)
+                break
+        call = _CALL.fullmatch(command)
+        if call:
+            name = call.group(1)
+            return lambda: self._call(name, statement, command)
+        if statement is None:
+            raise CommandError(-285, f"Program syntax error: {command[:60]}")
+        handler, sm = statement
+        return lambda: handler(sm)
 
-    def _evaluate_list(self, text: str) -> list:
+    def _call(self, name, statement, command):
+        """``NAME()`` runs a loaded script, else it is whatever statement it matched."""
+        if name in self.scripts:
+            return self.run_script(name)
+        if statement is None:
+            raise CommandError(-285, f"Program syntax error: {command[:60]}")
+        return statement[0](statement[1])
+
+    def _compile_list(self, text: str) -> list[Callable]:
+        return [self._compile_expression(part) for part in _split_args(text)]
+
+    @staticmethod
+    def _values(getters) -> list:
         values: list = []
-        for part in _split_args(text):
-            value = self._evaluate(part)
+        for get in getters:
+            value = get()
             values.extend(value if isinstance(value, tuple) else (value,))
         return values
 
-    def _evaluate(self, text: str):
+    def _compile_expression(self, text: str) -> Callable:
         text = text.strip()
-        if re.fullmatch(NUMBER, text):
-            return float(text)
-        if re.fullmatch(STRING, text):
-            return unquote(text)
+        if _NUMBER.fullmatch(text):
+            value = float(text)
+            return lambda: value
+        if _STRING.fullmatch(text):
+            s = text[1:-1]
+            return lambda: s
         for regex, handler in self._expressions:
             m = regex.fullmatch(text)
             if m:
-                return handler(m)
+                return lambda: handler(m)
         raise CommandError(-285, f"Program syntax error: cannot print {text[:60]}")
 
     def run_script(self, name: str):  # pragma: no cover - instruments that run scripts override
@@ -144,25 +212,22 @@ class TspInstrument(EmulatedInstrument):
 
 
 def _split_args(text: str) -> list[str]:
-    """Split a Lua argument list on top-level commas (respecting parentheses and quotes)."""
-    parts, depth, quote, cur = [], 0, None, ""
-    for ch in text:
+    """Split a Lua argument list on top-level commas (respecting parentheses and quotes), in one
+    pass (linear time)."""
+    parts, depth, quote, start = [], 0, None, 0
+    for i, ch in enumerate(text):
         if quote:
-            cur += ch
             if ch == quote:
                 quote = None
-            continue
-        if ch in "\"'":
+        elif ch in "\"'":
             quote = ch
-        elif ch == "(":
+        elif ch in "({[":
             depth += 1
-        elif ch == ")":
+        elif ch in ")}]":
             depth -= 1
         elif ch == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-            continue
-        cur += ch
-    if cur.strip():
-        parts.append(cur)
+            parts.append(text[start:i])
+            start = i + 1
+    if text[start:].strip():
+        parts.append(text[start:])
     return parts

@@ -1,0 +1,218 @@
+"""The emulators' servers and common protocol layer: IEEE 488.2 common commands and status
+reporting, bounded error queues, 7-bit ASCII replies, line limits, pruned connections, and
+property-based fuzzing (hypothesis, seeded, few examples) of every port of the mock bench."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mock_hw.emulators.base import (
+    ERROR_QUEUE_DEPTH, MAX_CONNECTIONS, MAX_LINE, SEND_TIMEOUT_S, MessageLog, ascii_text,
+)
+from mock_hw.emulators.probe import LineClient, probe_for
+from mock_hw.mock_bench import MockBench
+
+SCPI = ("K2450", "B2900", "B2200")
+TSP = ("K2600", "M707B")
+ALL = SCPI + TSP + ("BOARD",)
+
+
+@pytest.fixture(scope="module")
+def mock():
+    with MockBench(4, 4, seed=0) as b:
+        yield b
+
+
+def client(mock, name) -> LineClient:
+    return LineClient(mock.servers[name].port)
+
+
+def drain_errors(emu) -> None:
+    with emu.lock:
+        emu.clear_status()
+
+
+# ------------------------------------------------------------------ IEEE 488.2 (SCPI ports)
+@pytest.mark.parametrize("name", SCPI)
+def test_ieee488_common_commands_and_status(mock, name):
+    emu = mock.emulators[name]
+    with client(mock, name) as c:
+        c.send("*CLS\n")
+        assert c.query("*ESR?") == "0" and c.query("*STB?") == "0"
+        assert c.query("*IDN?") == emu.idn and c.query("*OPC?") == "1" and c.query("*TST?") == "0"
+        c.send("*ESE 60;*SRE 36\n")                       # enable CME|EXE|DDE|QYE; ESB|EAV
+        assert (c.query("*ESE?"), c.query("*SRE?")) == ("60", "36")
+        c.send("*OPC\n")
+        assert c.query("*ESR?") == "1"                    # OPC set, then cleared by the read
+        c.send(":NO:SUCH:HEADER\n")                        # a command error
+        stb = int(c.query("*STB?"))
+        assert stb == 4 | 32 | 64, stb                     # EAV, ESB, MSS
+        assert int(c.query("*ESR?")) == 32                 # CME
+        assert c.query(":SYST:ERR?").startswith("-113,")
+        assert c.query("*STB?") == "0"
+        c.send("*ESE 0;*SRE 0;*WAI;*RST\n")
+        assert c.query("*ESR?") == "0" and c.query(":SYST:ERR?") == '+0,"No error"'
+
+
+@pytest.mark.parametrize("name", SCPI + TSP)
+def test_error_queue_overflow_reports_350(mock, name):
+    emu = mock.emulators[name]
+    drain_errors(emu)
+    probe = probe_for(emu)
+    with client(mock, name) as c:
+        c.send((probe.bad + "\n") * (ERROR_QUEUE_DEPTH + 5))
+        assert probe.error_queued(c.query(probe.has_error))
+        codes = [code for code, _ in list(emu.errors)]
+    assert len(codes) == ERROR_QUEUE_DEPTH
+    assert codes[-1] == -350 and -350 not in codes[:-1]
+    drain_errors(emu)
+
+
+@pytest.mark.parametrize("name", SCPI)
+def test_non_ascii_bytes_are_an_error_answered_in_ascii(mock, name):
+    emu = mock.emulators[name]
+    drain_errors(emu)
+    with client(mock, name) as c:
+        c.send(":SOUR:VOLT 1\xb5V\n".encode("utf-8") + b"\xff\xfe:\x80?\n")
+        first = c.query(":SYST:ERR?")                     # readline decodes ASCII: raises otherwise
+        second = c.query(":SYST:ERR?")
+        assert first.startswith("-") and second.startswith("-")
+        assert "\\x" in first + second                    # the bytes are quoted as escapes
+        assert c.query("*IDN?") == emu.idn                 # the connection lives on
+
+
+@pytest.mark.parametrize("name", TSP)
+def test_tsp_common_commands_and_non_ascii(mock, name):
+    emu = mock.emulators[name]
+    drain_errors(emu)
+    with client(mock, name) as c:
+        c.send("*CLS\n")
+        assert c.query("*IDN?") == emu.idn and c.query("*OPC?") == "1" and c.query("*TST?") == "0"
+        c.send("print(\xb5)\n".encode("utf-8"))
+        reply = c.query("print(errorqueue.next())")
+        assert reply.startswith("-2.85000e+02\t") and "\\x" in reply
+        assert c.query("*STB?") == "0" and int(c.query("*ESR?")) == 16     # -285: execution error class
+        assert c.query("print(localnode.model)") == emu.idn.split(",")[1].strip().replace("Model ", "")
+
+
+def test_switch_board_answers_every_line(mock):
+    with client(mock, "BOARD") as c:
+        assert c.query("") == "ERR 101,Empty line"
+        c.send(b"\xff\x00\n")
+        assert c.readline() == "ERR 100,Unknown command \\xff\\x00"
+        c.send(b"CONN A R\xb5\n")
+        assert c.readline() == "ERR 103,Invalid pin 'R\\xb5'"
+        c.send(b"x" * 2000 + b"\n")
+        assert c.readline() == "ERR 104,Line too long (max 1024 characters)"
+        assert c.query("*IDN?") == mock.emulators["BOARD"].idn
+
+
+# ------------------------------------------------------------------------ server bounds
+@pytest.mark.parametrize("name", ("K2450", "K2600"))
+def test_overlong_line_is_discarded_and_reported_once(mock, name):
+    emu = mock.emulators[name]
+    drain_errors(emu)
+    n0 = len(emu.log)
+    with client(mock, name) as c:
+        for _ in range(4):                        # 4 × 48 KiB without a newline, then one
+            c.send(b"9" * 49152)
+        c.send(b"\n*IDN?\n")
+        assert c.readline() == emu.idn
+        c.send(b"A" * (MAX_LINE + 1) + b"\n")      # a complete line one byte too long
+        assert c.query("*IDN?") == emu.idn
+        assert [code for code, _ in emu.errors] == [-363, -363]
+    assert len(emu.log) - n0 == 2                 # only the two *IDN? were messages
+    drain_errors(emu)
+
+
+def test_log_is_bounded_and_counts_everything():
+    log = MessageLog(keep=3, width=4)
+    for k in range(10):
+        log.append(f"message {k}")
+    assert len(log) == 10 and list(log) == ["mess"] * 3
+    assert log[8:] == ["mess", "mess"] and log[:7] == []
+    with pytest.raises(IndexError):
+        log[2]
+
+
+def test_ascii_text():
+    assert ascii_text("a\tb") == "a\tb"
+    assert ascii_text("1 \xb5A\n") == "1 \\xb5A\\x0a"
+    assert ascii_text("x\x00", printable=True) == "x\\x00"
+
+
+def test_dead_connections_are_pruned_and_connections_bounded(mock):
+    server = mock.servers["M707B"]
+    assert server.wait_connections(0, timeout=10)
+    for _ in range(3 * MAX_CONNECTIONS):
+        with client(mock, "M707B") as c:
+            c.send(b"print(localnode.model)\n")
+            assert c.readline() == "707B"
+    assert server.wait_connections(0, timeout=10), "closed connections are pruned"
+    conns = [client(mock, "M707B") for _ in range(MAX_CONNECTIONS)]
+    try:
+        for c in conns:
+            assert c.query("*IDN?") == mock.emulators["M707B"].idn
+        extra = client(mock, "M707B")
+        with pytest.raises((ConnectionError, OSError)):
+            extra.query("*IDN?")                  # refused: the server closes it at once
+        extra.close()
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_unread_replies_do_not_end_the_connection(mock):
+    """A client that sends a burst of queries and reads the replies only afterwards gets them all
+    (the server blocks on the full socket instead of dropping the client; it waits up to
+    SEND_TIMEOUT_S for a reader)."""
+    assert SEND_TIMEOUT_S >= 10
+    emu = mock.emulators["B2900"]
+    n = 40_000                                    # ~2 MB of replies: more than the socket buffers
+    with client(mock, "B2900") as c:
+        c.send(b"*IDN?\n" * n)
+        assert all(c.readline() == emu.idn for _ in range(n))
+
+
+# ------------------------------------------------------------------------------ fuzzing
+FUZZ = settings(max_examples=12, derandomize=True, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+VOCABULARY = st.sampled_from([
+    b"*IDN?", b"*RST", b"*CLS", b"*ESR?", b"*STB?", b":SYST:ERR?", b":SOUR:VOLT 0.1", b":READ?",
+    b":OUTP?", b"print(errorqueue.next())", b"print(smua.source.levelv)", b"smua.measure.i()",
+    b"print(localnode.linefreq)", b"loadscript junk", b"endscript", b"channel.getclose(\"allslots\")",
+    b"STATE?", b"ERR?", b"CONN A R0", b":CLOS? (@10101)", b";;;", b"", b"\r", b"\xff\xfe", b"\xc2\xb5",
+    b"print(" + b"9" * 3000 + b")", b"smua.source.levelv = " + b"1" * 5000 + b"x",
+])
+GARBAGE = st.one_of(
+    st.binary(max_size=4096),
+    st.lists(VOCABULARY, max_size=60).map(b"\n".join),
+    st.builds(lambda n, b: bytes([b]) * n, st.integers(MAX_LINE - 4, MAX_LINE + 4096),
+              st.integers(0, 255)),
+)
+
+
+def _survives(mock, name, garbage: bytes) -> None:
+    emu = mock.emulators[name]
+    probe = probe_for(emu)
+    drain_errors(emu)
+    with client(mock, name) as c:
+        c.send(garbage)
+        # end any line (an over-long one included), then lines always rejected; then wait until
+        # the server has handled everything (it closes after the end of the stream)
+        c.send(b"\n" + probe.bad.encode() + b"\n")
+        c.finish()
+    with client(mock, name) as fresh:
+        assert fresh.query(probe.idn) == emu.idn
+        assert probe.error_queued(fresh.query(probe.has_error))
+    with emu.lock:
+        emu.reset()
+
+
+@pytest.mark.parametrize("name", ALL)
+@FUZZ
+@given(garbage=GARBAGE)
+def test_fuzz_every_port(mock, name, garbage):
+    _survives(mock, name, garbage)
