@@ -5,7 +5,7 @@ Built on pymeasure's display: the parameter inputs, Queue / Abort and the queue 
 ``Reading (S)`` by default; any column, or ``Record`` — the running record number — can be
 chosen) and the conductance map rebuilt from the rows as they arrive (x ``Col``, y ``Row``, z
 ``Reading (S)``; with several simulated chips side by side).  Runs are executed by pymeasure's
-``Worker`` (the terminal uses :func:`procedures.runner.run_procedure`) and write the same run
+``Worker`` (the terminal uses :func:`procedures.storage.runner.run_procedure`) and write the same run
 folder: ``run.json``, ``data.csv``, the journal, and at the end ``run.h5``, ``report.json`` and
 the plots, so ``xbar show`` / ``xbar plot`` / ``xbar tune --resume`` work on a window run.
 
@@ -25,9 +25,9 @@ import numpy as np
 
 from programming.tune_state import TuneInterrupted
 
-from .base import ProcedureStopped, XbarProcedure
-from .run_data import DATA_CSV, RUN_JSON, write_json
-from .runner import _finish, _now, new_run_dir, parameter_values
+from .ops.base import ProcedureStopped, XbarProcedure
+from .storage.run_data import DATA_CSV, RUN_JSON, write_json
+from .storage.runner import _finish, _now, new_run_dir, parameter_values
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def _classes() -> dict:
     from pymeasure.display.windows.managed_window import ManagedWindowBase
     from pymeasure.experiment import Results
 
-    from .tune_array import TuneProcedure
+    from .ops.tune_array import TuneProcedure
 
     class TraceCurve(ResultsCurve):
         """Every record as a dot (cells do not come in the order of any column)."""
@@ -272,20 +272,14 @@ def __getattr__(name: str):
 
 
 # ------------------------------------------------------------------------------- command line
-def add_gui_command(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("gui", help="live window: queue tunes, watch the conductance map and the trace "
-                       "(needs the gui extra)")
-    _gui_args(p)
-    return p
-
-
-def _gui_args(p: argparse.ArgumentParser) -> None:
+def gui_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``xbar gui`` (registered by procedures/cli/gui.py)."""
     p.add_argument("--runs", type=Path, default=None, metavar="DIR",
                    help="where run folders go (default: $XBAR_RUNS, else ./runs)")
     p.add_argument("--no-plots", action="store_true", help="do not draw the plots and report.html of each run")
 
 
-def cmd_gui(args) -> int:
+def run_window(args) -> int:
     """Open the window and run the Qt event loop until it is closed."""
     try:
         _require_qt()
@@ -304,8 +298,8 @@ def cmd_gui(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="xbar gui", description="Live window for write-verify tuning")
-    _gui_args(p)
-    return cmd_gui(p.parse_args(argv))
+    gui_arguments(p)
+    return run_window(p.parse_args(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

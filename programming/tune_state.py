@@ -3,7 +3,7 @@ continues from.
 
 The tuner (:func:`programming.tuner.tune`) tells a :class:`TuneJournal` about every pass it starts,
 every cell it finishes and every read and pulse it makes, as they happen.  A journal that writes
-these to disk (``procedures.journal``) survives Ctrl-C, a crash, ``kill -9`` or an instrument
+these to disk (``procedures.storage.journal``) survives Ctrl-C, a crash, ``kill -9`` or an instrument
 timeout; :meth:`TuneState.from_events` rebuilds from it where the run stood, and
 ``tune(..., resume=state)`` continues: cells finished in the pass in progress are not tuned again
 (only a later re-verify pass may pulse them, like any other cell found out of tolerance), the

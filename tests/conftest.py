@@ -72,7 +72,7 @@ def station(bench, tmp_path):
 def stop_after(monkeypatch):
     """``stop_after(n)``: the runner's stop request (Ctrl-C) turns true after ``n`` polls;
     ``stop_after(None)`` restores the real one."""
-    import procedures.runner as runner
+    import procedures.storage.runner as runner
 
     original = runner._Stopper
 

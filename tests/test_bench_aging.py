@@ -11,7 +11,7 @@ from mock_hw import mock_bench
 from mock_hw.bench_physics import GROUND, PhysicalBench
 from mock_hw.sim_chip import SimulatedCrossbar
 from procedures.cli import main
-from procedures.run_data import load_run
+from procedures.storage.run_data import load_run
 
 PRESET, SEED = "tio2-3it", 5
 

@@ -113,9 +113,9 @@ def test_insitu_trains_through_pulses_on_the_asymmetric_chip(tmp_path, capsys):
 def test_fit_variability_writes_a_model_that_train_and_evaluate_take(model_file, tmp_path, capsys):
     from models.model_io import load_model
     from models.variability import VariabilityModel
-    from procedures.chips import open_chip
+    from procedures.ops.chips import open_chip
     from procedures.cli import build_parser
-    from procedures.cli_models import cmd_fit_variability
+    from procedures.cli.models import cmd_fit_variability
 
     out, report = tmp_path / "fit" / "variability.json", tmp_path / "fit_report.json"
     args = build_parser().parse_args(["fit-variability", "--chip", "sim", "--size", "16x16", "--seed", "2",

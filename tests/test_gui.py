@@ -10,8 +10,8 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from procedures import gui  # noqa: E402 - imports without Qt
-from procedures.run_data import DATA_CSV, REPORT_JSON, RUN_H5, RUN_JSON, read_data_csv  # noqa: E402
-from procedures.tune_array import TuneProcedure  # noqa: E402
+from procedures.storage.run_data import DATA_CSV, REPORT_JSON, RUN_H5, RUN_JSON, read_data_csv  # noqa: E402
+from procedures.ops.tune_array import TuneProcedure  # noqa: E402
 
 
 def test_without_qt_the_module_imports_and_the_window_says_what_to_install(monkeypatch, capsys):
@@ -82,8 +82,8 @@ def test_queued_tune_updates_trace_and_map_and_writes_the_run_folder(app, window
     last = data.drop_duplicates(["Row", "Col"], keep="last")
     np.testing.assert_allclose(image.image[last["Col"], last["Row"]], last["Reading (S)"])
 
-    from procedures.run_data import load_run
-    from procedures.tables import format_run
+    from procedures.storage.run_data import load_run
+    from procedures.report.tables import format_run
     assert "status     finished" in format_run(load_run(run_dir))   # xbar show
 
 

@@ -6,9 +6,9 @@ import warnings
 import numpy as np
 import pytest
 
-from procedures.plots import make_plots, plot_run, select_trace_cells
-from procedures.report_html import flatten, format_value, write_report_html
-from procedures.run_data import RunFolderError, load_run, write_h5, write_json
+from procedures.report.plots import make_plots, plot_run, select_trace_cells
+from procedures.report.report_html import flatten, format_value, write_report_html
+from procedures.storage.run_data import RunFolderError, load_run, write_h5, write_json
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

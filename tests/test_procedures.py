@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from procedures import chips as chips_mod
+from procedures.ops import chips as chips_mod
 from procedures.cli import main
-from procedures.run_data import RunFolderError, load_run
+from procedures.storage.run_data import RunFolderError, load_run
 
 
 def run(args, capsys=None):
@@ -21,7 +21,7 @@ def test_tune_writes_a_self_describing_run_folder(tmp_path):
     assert r.procedure == "tune" and r.status == "finished"
     # the pymeasure header holds the parameters and the metadata
     head = (out / "data.csv").read_text().split("Stage,")[0]
-    for text in ("Procedure: <procedures.tune_array.TuneProcedure>", "Tolerance: 0.01", "Chip ID: sim/tio2-3it/seed 2/6x6",
+    for text in ("Procedure: <procedures.ops.tune_array.TuneProcedure>", "Tolerance: 0.01", "Chip ID: sim/tio2-3it/seed 2/6x6",
                  "Software: xbarlab", "Start time:", "Instruments: chip: SimulatedCrossbar"):
         assert text in head
     assert r.meta["chip_id"] == "sim/tio2-3it/seed 2/6x6" and r.meta["parameters"]["seed"] == 2
@@ -124,7 +124,7 @@ def test_bad_parameters_are_refused_before_anything_is_sourced(args, message, tm
         xb = real(*a, **k)
         opened.append(xb)
         return xb
-    monkeypatch.setattr("procedures.base.open_chip", spy)
+    monkeypatch.setattr("procedures.ops.base.open_chip", spy)
     assert run([*args, "--out", str(tmp_path / "x"), "--quiet", "--no-plots"]) == 2
     assert message in capsys.readouterr().err
     # nothing was pulsed or read on any chip that was opened

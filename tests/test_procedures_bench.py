@@ -8,7 +8,7 @@ import pytest
 
 from mock_hw.mock_bench import MockBench
 from procedures.cli import main
-from procedures.run_data import load_run
+from procedures.storage.run_data import load_run
 
 
 def run_on(bench, station, args, tmp_path, name):
@@ -111,8 +111,8 @@ def test_station_runs_are_checked_against_what_the_drive_instrument_sources(benc
     """The station file allows 100 ns pulses, the 2636B that drives them does not: a procedure's
     planned limits (checked before anything is opened) are the narrowed ones."""
     from instruments.station import load_station
-    from procedures.iv_sweep import IVProcedure
-    from procedures.tune_array import TuneProcedure
+    from procedures.ops.iv_sweep import IVProcedure
+    from procedures.ops.tune_array import TuneProcedure
 
     assert load_station(station).limits.width_min == pytest.approx(1e-7)
     tune = TuneProcedure(chip="station", station=str(station))

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from procedures.cli import main
-from procedures.journal import repair_tails
-from procedures.run_data import load_run
+from procedures.storage.journal import repair_tails
+from procedures.storage.run_data import load_run
 
 
 def _rows(path, stage="tune"):
@@ -20,7 +20,7 @@ def _rows(path, stage="tune"):
 
 
 def _trace_len(run_dir, stage="tune"):
-    from procedures.journal import TRACE_DTYPE
+    from procedures.storage.journal import TRACE_DTYPE
     path = run_dir / "journal" / f"trace-{stage}.bin"
     return path.stat().st_size // TRACE_DTYPE.itemsize if path.is_file() else 0
 

@@ -24,8 +24,8 @@ from pymeasure.experiment import (BooleanParameter, FloatParameter, IntegerParam
 from mock_hw.presets import DEFAULT_PRESET, PRESETS
 from programming.crossbar import Crossbar
 
-from .chips import open_chip, parse_size
-from .run_data import RUN_JSON, read_json
+from .chips import open_chip, parse_size, planned_limits
+from ..storage.run_data import RUN_JSON, read_json
 
 CHIP_STATE = "chip_state.npz"
 #: the parameters that define the chip (taken over from the run named by ``chip_from``)
@@ -107,12 +107,7 @@ class XbarProcedure(Procedure):
     def planned_limits(self):
         """The limits of the chip this run will open, known before opening it: the preset's, or
         the station file's (pulse widths narrowed to what its drive instrument sources)."""
-        if self.chip == "station":
-            from instruments.hardware_crossbar import station_limits
-            from instruments.station import load_station
-            return station_limits(load_station(self.station))
-        from .chips import PRESETS
-        return PRESETS[self.preset].limits
+        return planned_limits(self.preset, self.station if self.chip == "station" else None)
 
     def validate(self) -> None:
         """Every check that needs no chip: the parameters, then the planned chip's limits."""
@@ -128,7 +123,7 @@ class XbarProcedure(Procedure):
                 setattr(self, key, params[key])
 
     def chip_overrides(self) -> dict:
-        """Extra keyword arguments for :func:`procedures.chips.open_chip` (e.g. a compliance)."""
+        """Extra keyword arguments for :func:`procedures.ops.chips.open_chip` (e.g. a compliance)."""
         return {}
 
     # ------------------------------------------------------------------------- chip lifetime

@@ -1,49 +1,107 @@
 """``xbar`` subcommands of the operator procedures, built from their pymeasure parameters.
 
 Every parameter of a procedure becomes an option (``max_pulses`` → ``--max-pulses``; booleans are
-flags); the chip is chosen with ``--chip sim`` (default) or ``--station FILE``.  Every run writes
-a run folder (``--out RUN_DIR``, default ``runs/<time stamp>-<procedure>``); ``--resume RUN_DIR``
-continues an interrupted tune or deploy; ``xbar show RUN_DIR`` and ``xbar plot RUN_DIR`` read one.
+flags); the chip options are the shared ones (:func:`options.add_chip_options`): ``--chip sim``
+(default) or ``--station FILE``.  Every run writes a run folder (``--out RUN_DIR``, default
+``runs/<time stamp>-<procedure>``); ``--resume RUN_DIR`` continues an interrupted tune or deploy;
+``xbar show RUN_DIR`` and ``xbar plot RUN_DIR`` read one.  A finished run prints its terminal
+summary (:data:`FORMATTERS`).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
 from pymeasure.experiment import BooleanParameter, FloatParameter, IntegerParameter, ListParameter
 
-from .base import CHIP_KEYS, XbarProcedure
-from .run_data import RUN_JSON, load_run, read_json, write_json
-from .runner import new_run_dir, resume_hint, run_procedure
+from ..ops.base import CHIP_KEYS, XbarProcedure
+from ..ops.chips import load_station
+from ..ops.endurance import EnduranceProcedure
+from ..ops.forming import FormingProcedure
+from ..ops.iv_sweep import IVProcedure
+from ..ops.network import DeployProcedure, InferenceProcedure
+from ..ops.read_map import ReadMapProcedure
+from ..ops.retention import RetentionProcedure
+from ..ops.tune_array import TuneProcedure
+from ..report.tables import format_read_summary, format_report, format_tune_summary
+from ..storage.run_data import RUN_JSON, read_json, write_json
+from ..storage.runner import new_run_dir, resume_hint, run_procedure
+from .options import CHIP_PARAMS, add_chip_options, add_json_option, add_quiet_option
+from .registry import register
 
-#: parameters handled by the common chip options rather than one option each
-_CHIP_PARAMS = ("chip", "station")
+#: every operator procedure, by subcommand
+PROCEDURES = {cls.NAME: cls for cls in (FormingProcedure, IVProcedure, ReadMapProcedure, TuneProcedure,
+                                        DeployProcedure, InferenceProcedure, RetentionProcedure,
+                                        EnduranceProcedure)}
+HELP = {
+    "form": "electroform every cell with ramped pulses under compliance",
+    "iv": "IV sweep of one cell (DC read sweep or pulsed switching loop)",
+    "read": "read the conductance map of the array",
+    "tune": "tune every cell to a target conductance by write-verify",
+    "deploy": "program a trained network onto a chip and measure its accuracy",
+    "infer": "classify the test set through the chip's matrix-vector products",
+    "retention": "read the map at intervals (retention)",
+    "endurance": "SET/RESET cycling with periodic reads (endurance)",
+}
+SIZES = {"tune": "16x16", "deploy": "", "infer": ""}
+POSITIONAL = {"deploy": ("model",), "infer": ("model",)}
+#: parameters handled by the chip options rather than one option each (chip, station: set from --station)
+_SET_BY_STATION = ("chip", "station")
+
+
+def _tune_summary(proc) -> str:
+    r = dict(proc.report)
+    r.update(chip=proc.chip if proc.chip == "sim" else f"station {proc.station}", preset=proc.preset,
+             seed=proc.seed)
+    return format_tune_summary(r)
+
+
+def _deploy_summary(proc) -> str:
+    from .models import format_deploy
+    text = format_deploy({"chip": proc.chip if proc.chip == "sim" else f"station {proc.station}",
+                          "preset": proc.preset, "seed": proc.seed, **proc.report})
+    ft = proc.report.get("finetune")
+    if ft:
+        text += (f"\n  fine-tuned  chip accuracy {100 * ft['accuracy_before']:.2f} % -> "
+                 f"{100 * ft['accuracy_after']:.2f} % in {ft['rounds']} rounds ({ft['cells_retuned']} cells "
+                 f"re-tuned, {ft['wall_s']:.1f} s); model saved as {proc.run_dir / 'finetuned.pt'}")
+    return text
+
+
+#: terminal summary of a finished run, by subcommand
+FORMATTERS = {
+    "tune": _tune_summary,
+    "deploy": _deploy_summary,
+    "read": lambda proc: format_read_summary(proc.maps["conductance"], proc.scheme),
+    "form": lambda proc: format_report("forming", proc.report),
+    "iv": lambda proc: format_report("IV sweep", proc.report),
+    "infer": lambda proc: format_report("inference on chip", proc.report),
+    "retention": lambda proc: format_report("retention", proc.report),
+    "endurance": lambda proc: format_report("endurance", proc.report),
+}
 
 
 def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_procedure_command(sub, cls: type[XbarProcedure], help_text: str, size_default: str = "8x8",
-                          positional: tuple[str, ...] = ()) -> argparse.ArgumentParser:
-    """A subcommand for ``cls`` whose options are the procedure's parameters (``positional``
-    ones are arguments, e.g. ``xbar deploy MODEL.pt``)."""
-    p = sub.add_parser(cls.NAME, help=help_text, description=(cls.__doc__ or "").strip().split("\n")[0])
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--chip", choices=["sim"], default=None, help="the simulated chip (default)")
-    which.add_argument("--station", type=Path, default=None, metavar="STATION.toml",
-                       help="drive the bench this station file describes")
-    for name, param in cls().parameter_objects().items():
-        if name in _CHIP_PARAMS:
+def add_procedure_arguments(p: argparse.ArgumentParser, cls: type[XbarProcedure], size_default: str = "8x8",
+                            positional: tuple[str, ...] = ()) -> None:
+    """The options of ``xbar NAME``: the procedure's parameters (``positional`` ones are
+    arguments, e.g. ``xbar deploy MODEL.pt``)."""
+    params = cls().parameter_objects()
+    add_chip_options(p, size_default, params)
+    for name, param in params.items():
+        if name in CHIP_PARAMS:
             continue
         if name in positional:
             p.add_argument(name, nargs="?", default=None, metavar=name.upper(), help=param.name)
             continue
         flag = _option(name)
         units = f" ({param.units})" if getattr(param, "units", None) else ""
-        default = size_default if name == "size" else param.default
-        helptext = f"{param.name}{units} (default: {default})"
+        helptext = f"{param.name}{units} (default: {param.default})"
         if isinstance(param, BooleanParameter):
             p.add_argument(flag, dest=name, action="store_true", default=None, help=param.name)
         elif isinstance(param, ListParameter):
@@ -59,11 +117,10 @@ def add_procedure_command(sub, cls: type[XbarProcedure], help_text: str, size_de
     if cls.RESUMABLE:
         p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                        help="continue the interrupted run in RUN_DIR (its parameters are used)")
-    p.add_argument("--json", type=Path, default=None, metavar="REPORT.json", help="also write the report here")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_json_option(p)
+    add_quiet_option(p)
     p.add_argument("--no-plots", action="store_true", help="do not draw the plots and report.html")
     p.set_defaults(procedure=cls, size_default=size_default)
-    return p
 
 
 def build_procedure(args) -> XbarProcedure:
@@ -73,12 +130,10 @@ def build_procedure(args) -> XbarProcedure:
     proc = cls()
     values = {"size": args.size_default}
     if args.station is not None:
-        from instruments.station import load_station
-
         st = load_station(args.station)            # a bad station file is refused here, clearly
         values.update(chip="station", station=str(args.station), size=f"{st.rows}x{st.cols}")
     for name in proc.parameter_objects():
-        if name not in _CHIP_PARAMS and getattr(args, name, None) is not None:
+        if name not in _SET_BY_STATION and getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     if values.get("chip_from"):
         proc.adopt_chip_of(Path(values["chip_from"]))
@@ -97,9 +152,10 @@ def set_parameters(proc: XbarProcedure, values: dict) -> None:
             raise ValueError(f"{_option(name)} {value!r}: {exc}") from None
 
 
-def cmd_procedure(args, formatter=None) -> int:
+def cmd_procedure(args) -> int:
     """Run the procedure the command line describes (or resume one) and print its summary."""
     cls: type[XbarProcedure] = args.procedure
+    formatter = FORMATTERS.get(cls.NAME)
     resume = getattr(args, "resume", None)
     if resume is not None:
         meta = read_json(Path(resume) / RUN_JSON) if (Path(resume) / RUN_JSON).is_file() else None
@@ -138,23 +194,8 @@ def cmd_procedure(args, formatter=None) -> int:
     return 0
 
 
-def add_run_tools(sub) -> None:
-    s = sub.add_parser("show", help="print the summary of a run folder")
-    s.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    p = sub.add_parser("plot", help="(re)draw a run folder's plots and report.html")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-
-
-def cmd_show(args) -> int:
-    from .tables import format_run
-    print(format_run(load_run(args.run_dir)))
-    return 0
-
-
-def cmd_plot(args) -> int:
-    from .plots import plot_run
-    images, html = plot_run(args.run_dir)
-    for img in images:
-        print(f"  {img}")
-    print(f"report: {html}")
-    return 0
+for _name, _cls in PROCEDURES.items():
+    register(_name, HELP[_name],
+             functools.partial(add_procedure_arguments, cls=_cls, size_default=SIZES.get(_name, "8x8"),
+                               positional=POSITIONAL.get(_name, ())),
+             cmd_procedure, description=(_cls.__doc__ or "").strip().split("\n")[0])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .run_data import REPORT_HTML, RunData
+from ..storage.run_data import REPORT_HTML, RunData
 
 __all__ = ["write_report_html", "flatten", "format_value"]
 

@@ -1,10 +1,10 @@
-"""The network commands of ``xbar``: train, deploy (and chip-in-the-loop fine-tuning), evaluate.
+"""The network commands of ``xbar``: train, evaluate, fit-variability, insitu (``xbar deploy`` and
+``xbar infer`` are operator procedures: procedures.py; ``xbar deploy --finetune ROUNDS`` fine-tunes
+with the chip in the loop and saves the model as RUN_DIR/finetuned.pt).
 
     xbar train --dataset moons [--hidden 8] (--aware | --regular) [--scales output|layer] [--noise 0.07]
                [--transfers T] [--weight-decay WD] --seed S --out MODEL.pt
-    xbar deploy MODEL.pt --chip sim | --station STATION.toml [--tolerance 0.01] --json REPORT.json
     xbar evaluate MODEL.pt --transfers N [--mode statistical | tuned] --seed S --json REPORT.json
-    xbar deploy ... --finetune ROUNDS [--finetuned-out MODEL.pt]   (chip-in-the-loop fine-tuning)
     xbar insitu --rule sgd|manhattan|tiki-taka|shd [--preset asymmetric | --station STATION.toml] [--epochs N]
                 --seed S --json R.json
     xbar fit-variability --chip sim [--preset P] --size 16x16 --seed S --out VARIABILITY.json
@@ -18,6 +18,10 @@ from pathlib import Path
 
 from models.names import DATASETS, DRIFT_COUNTS, LR_SCHEDULES, SCALES, VARIABILITY_PRESET_NAMES
 from programming.schedule import ORDERS
+
+from ..ops.chips import open_chip as _open_chip
+from .options import add_chip_options, add_json_option, add_quiet_option
+from .registry import command
 
 #: help of --variability (train, evaluate)
 VARIABILITY_HELP = (f"variability model: a preset ({', '.join(sorted(VARIABILITY_PRESET_NAMES))}) or a "
@@ -41,9 +45,7 @@ def _write_json(path: Path | None, report: dict) -> None:
         print(f"report written to {path}")
 
 
-def add_model_commands(sub, chip_args) -> None:
-    """Add the network subcommands; ``chip_args(parser, default_size)`` adds --chip/--station etc."""
-    t = sub.add_parser("train", help="train a network (regular or hardware-aware) and save it")
+def _train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--dataset", choices=DATASETS, default="moons")
     t.add_argument("--hidden", type=_hidden, default=None, help="hidden layer sizes, e.g. 8 or 32,16")
     mode = t.add_mutually_exclusive_group()
@@ -66,7 +68,8 @@ def add_model_commands(sub, chip_args) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", type=Path, required=True, metavar="MODEL.pt")
 
-    e = sub.add_parser("evaluate", help="Monte Carlo robustness of a network over many transfers")
+
+def _evaluate_args(e: argparse.ArgumentParser) -> None:
     e.add_argument("model", type=Path, metavar="MODEL.pt")
     e.add_argument("--transfers", type=int, default=1000)
     e.add_argument("--mode", choices=("statistical", "tuned"), default="statistical")
@@ -76,12 +79,12 @@ def add_model_commands(sub, chip_args) -> None:
     e.add_argument("--tolerance", type=float, default=0.01, help="write-verify tolerance (tuned mode)")
     e.add_argument("--no-compensate", action="store_true", help="no stuck-device compensation")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--quiet", action="store_true", help="no progress bar (tuned mode)")
-    e.add_argument("--json", type=Path, default=None, metavar="REPORT.json")
+    add_quiet_option(e, "no progress bar (tuned mode)")
+    add_json_option(e)
 
-    f = sub.add_parser("fit-variability", help="tune targets with the trace on and fit the variability model "
-                                               "(tuning spread, neighbour drift, stuck devices) to the records")
-    chip_args(f, "16x16")
+
+def _fit_variability_args(f: argparse.ArgumentParser) -> None:
+    add_chip_options(f, "16x16")
     f.add_argument("--targets", default="random", help="'random' (uniform in the window) or FILE.npy (S)")
     f.add_argument("--tolerance", type=float, default=0.01, help="write-verify tolerance (0.01 = 1 %%)")
     f.add_argument("--passes", type=int, default=3, help="tuning passes incl. re-verify passes")
@@ -92,22 +95,18 @@ def add_model_commands(sub, chip_args) -> None:
                    help="cells counted in k: same row/column ('line') or all (default: the base model's)")
     f.add_argument("--out", type=Path, required=True, metavar="VARIABILITY.json",
                    help="write the fitted model here (for train/evaluate --variability)")
-    f.add_argument("--json", type=Path, default=None, metavar="REPORT.json",
-                   help="also write the fit report (binned figures, sample counts, fallbacks)")
-    f.add_argument("--quiet", action="store_true", help="no progress bar")
-    f.set_defaults(func=cmd_fit_variability)
+    add_json_option(f, "also write the fit report (binned figures, sample counts, fallbacks)")
+    add_quiet_option(f)
 
 
-def add_insitu_command(sub, chip_args) -> None:
-    """Add ``xbar insitu``; ``chip_args(parser, default_size)`` adds --chip/--station etc."""
+def _insitu_args(i: argparse.ArgumentParser) -> None:
     from models.insitu import RULES, InSituConfig
 
     d = InSituConfig()
-    i = sub.add_parser("insitu", help="train a network in situ: weights on the chip, changed only by pulses")
     i.add_argument("--rule", choices=RULES, default="shd", help="update rule")
     i.add_argument("--dataset", choices=DATASETS, default="moons")
     i.add_argument("--hidden", type=int, default=8)
-    chip_args(i, None)   # --size: the simulated chip's (default: what the network needs)
+    add_chip_options(i, None)   # --size: the simulated chip's (default: what the network needs)
     i.set_defaults(preset="asymmetric")
     i.add_argument("--epochs", type=int, default=d.epochs)
     i.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -123,8 +122,92 @@ def add_insitu_command(sub, chip_args) -> None:
                    help="centring cycles with the training pulse")
     i.add_argument("--train-points", type=int, default=0, metavar="N", help="first N training points (0 = all)")
     i.add_argument("--test-points", type=int, default=0, metavar="N", help="first N test points (0 = all)")
-    i.add_argument("--quiet", action="store_true", help="no line per epoch")
-    i.add_argument("--json", type=Path, default=None, metavar="REPORT.json")
+    add_quiet_option(i, "no line per epoch")
+    add_json_option(i)
+
+
+@command("train", help="train a network (regular or hardware-aware) and save it", arguments=_train_args)
+def cmd_train(args) -> int:
+    from models.model_io import save_model
+    from models.train import TrainConfig, train
+
+    kw = dict(dataset=args.dataset, hidden=args.hidden, aware=args.aware, scales=args.scales, noise=args.noise,
+              variability=args.variability, kl_weight=args.kl, seed=args.seed)
+    for key in ("transfers", "epochs", "lr", "lr_schedule", "weight_decay"):   # None: the dataset's default
+        if getattr(args, key) is not None:
+            kw[key] = getattr(args, key)
+    cfg = TrainConfig.for_dataset(**kw)
+    kind = "hardware-aware" if cfg.aware else "regular"
+    print(f"training {kind} {cfg.dataset} network {[*cfg.hidden]} hidden, scales per {cfg.scales}, "
+          f"noise {cfg.noise:g}, seed {cfg.seed} ...",
+          flush=True)
+    r = train(cfg)
+    metrics = {"train_accuracy": r.train_accuracy, "test_accuracy": r.test_accuracy, "wall_s": r.wall_s}
+    path = save_model(args.out, r.model, cfg.to_dict(), metrics)
+    print(f"  train accuracy {100 * r.train_accuracy:.2f} %, test accuracy {100 * r.test_accuracy:.2f} %, "
+          f"{r.wall_s:.1f} s\nmodel written to {path}")
+    return 0
+
+
+@command("evaluate", help="Monte Carlo robustness of a network over many transfers", arguments=_evaluate_args)
+def cmd_evaluate(args, open_chip=_open_chip) -> int:
+    from models.deploy import DeployConfig, network_extent
+    from models.evaluate import evaluate_statistical, evaluate_tuned
+    from models.datasets import dataset_of
+    from models.model_io import load_model
+    from models.variability import get_variability
+
+    model, meta = load_model(args.model)
+    data = dataset_of(meta)
+    variability = get_variability(args.variability)
+    if args.transfers < 1:
+        raise ValueError(f"--transfers must be >= 1, got {args.transfers}")
+    extra = {}
+    if args.mode == "statistical":
+        stats = evaluate_statistical(model, data, variability, args.transfers, args.seed,
+                                     compensate=not args.no_compensate)
+        extra["variability"] = args.variability
+    else:
+        size = network_extent(model)
+        cfg = DeployConfig(tolerance=args.tolerance, compensate=not args.no_compensate, seed=args.seed)
+        with open_chip("sim", size, args.preset, args.seed, args.transfers) as chips:
+            stats, dep_report = evaluate_tuned(model, data, chips, cfg, progress=not args.quiet)
+        extra.update(preset=args.preset, tuning=dep_report["tuning"])
+    rep = {"model": str(args.model), "seed": args.seed, **stats.report(), **extra,
+           "software_accuracy": float((meta.get("metrics") or {}).get("test_accuracy", float("nan")))}
+    print(format_evaluate(rep))
+    _write_json(args.json, rep)
+    return 0
+
+
+@command("fit-variability", help="tune targets with the trace on and fit the variability model "
+                                "(tuning spread, neighbour drift, stuck devices) to the records",
+         arguments=_fit_variability_args)
+def cmd_fit_variability(args, open_chip=_open_chip) -> int:
+    """Tune (random) targets with the trace on, fit the variability model, write it as JSON."""
+    from models.variability import get_variability
+    from models.variability_fit import fit_variability
+    from programming.tuner import TunerConfig, tune
+
+    from ..ops.chips import make_targets
+
+    base = get_variability(args.base)
+    cfg = TunerConfig(tolerance=args.tolerance, passes=args.passes, order=args.order, seed=args.seed)
+    chip = f"station {args.station}" if args.station else \
+        f"{args.chip} ({args.preset}, {args.size[0]}x{args.size[1]}, {args.chips} chip(s), seed {args.seed})"
+    print(f"tuning on {chip} with the trace on ...", flush=True)
+    with open_chip(args.chip, args.size, args.preset, args.seed, args.chips, args.line_resistance, args.station) as xb:
+        targets = make_targets(args.targets, xb, args.seed, block=args.size)
+        result = tune(xb, targets, cfg, progress=not args.quiet, record_trace=True)
+        tuning = result.summary(xb)
+    fit = fit_variability(result, base, drift_count=args.drift_count)
+    print(fit.format())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(fit.model.to_dict(), indent=2) + "\n")
+    print(f"variability model written to {args.out}")
+    _write_json(args.json, {"chip": chip, "preset": None if args.station else args.preset,
+                            "size": list(args.size), "seed": args.seed, **fit.to_dict(), "tuning": tuning})
+    return 0
 
 
 def _insitu_limits(cfg, limits, where: str, file_limits=None) -> None:
@@ -141,7 +224,9 @@ def _insitu_limits(cfg, limits, where: str, file_limits=None) -> None:
                                      if narrowed else "")) from None
 
 
-def cmd_insitu(args, open_chip) -> int:
+@command("insitu", help="train a network in situ: weights on the chip, changed only by pulses",
+         arguments=_insitu_args)
+def cmd_insitu(args, open_chip=_open_chip) -> int:
     """Train in situ on the simulated chip (``--preset``, sized to the network unless ``--size``)
     or on a station (the network's arrays in the top-left corner of the station's array).  Every
     setting, the chip size and the pulse limits (the preset's, or the station's narrowed to what
@@ -170,8 +255,7 @@ def cmd_insitu(args, open_chip) -> int:
     shape = chip_shape_for(data.n_features, args.hidden, n_out, cfg)
     what = f"in-situ {args.rule} training of {args.dataset} ({args.hidden} hidden"
     if args.station is not None:
-        from instruments.hardware_crossbar import station_limits
-        from instruments.station import load_station
+        from ..ops.chips import load_station, planned_limits
 
         if args.size is not None or args.chips != 1:
             raise ValueError("--size and --chips apply to the simulated chip; a station is one chip, and the "
@@ -180,14 +264,14 @@ def cmd_insitu(args, open_chip) -> int:
         if shape[0] > st.rows or shape[1] > st.cols:
             raise ValueError(f"the network ({args.rule}, {args.hidden} hidden, tile {cfg.tile}) needs a "
                              f"{shape[0]}x{shape[1]} array; station {args.station} has {st.rows}x{st.cols}")
-        _insitu_limits(cfg, station_limits(st), f"station {args.station}'s", st.limits)
+        _insitu_limits(cfg, planned_limits(station=args.station), f"station {args.station}'s", st.limits)
         chip = {"chip": f"station {args.station}", "preset": None,
                 "station": {"file": str(args.station), "name": st.name, "array": [st.rows, st.cols]}}
         size, n_chips = shape, 1
         print(f"{what}) on station {st.name} ({args.station}), {shape[0]}x{shape[1]} of its "
               f"{st.rows}x{st.cols} array, seed {args.seed} ...", flush=True)
     else:
-        from .chips import PRESETS
+        from ..ops.chips import PRESETS
 
         if args.preset not in PRESETS:
             raise ValueError(f"unknown preset {args.preset!r}; known presets: {', '.join(sorted(PRESETS))}")
@@ -208,85 +292,6 @@ def cmd_insitu(args, open_chip) -> int:
            "test_points": int(data.x_test.shape[0]), **result.summary()}
     print(f"  test accuracy {100 * rep['mean_test_accuracy']:.2f} %, {sum(rep['pulses'])} pulses, "
           f"{rep['wall_s']:.1f} s")
-    _write_json(args.json, rep)
-    return 0
-
-
-def cmd_fit_variability(args, open_chip) -> int:
-    """Tune (random) targets with the trace on, fit the variability model, write it as JSON."""
-    from models.variability import get_variability
-    from models.variability_fit import fit_variability
-    from programming.tuner import TunerConfig, tune
-
-    from .chips import make_targets
-
-    base = get_variability(args.base)
-    cfg = TunerConfig(tolerance=args.tolerance, passes=args.passes, order=args.order, seed=args.seed)
-    chip = f"station {args.station}" if args.station else \
-        f"{args.chip} ({args.preset}, {args.size[0]}x{args.size[1]}, {args.chips} chip(s), seed {args.seed})"
-    print(f"tuning on {chip} with the trace on ...", flush=True)
-    with open_chip(args.chip, args.size, args.preset, args.seed, args.chips, args.line_resistance, args.station) as xb:
-        targets = make_targets(args.targets, xb, args.seed, block=args.size)
-        result = tune(xb, targets, cfg, progress=not args.quiet, record_trace=True)
-        tuning = result.summary(xb)
-    fit = fit_variability(result, base, drift_count=args.drift_count)
-    print(fit.format())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(fit.model.to_dict(), indent=2) + "\n")
-    print(f"variability model written to {args.out}")
-    _write_json(args.json, {"chip": chip, "preset": None if args.station else args.preset,
-                            "size": list(args.size), "seed": args.seed, **fit.to_dict(), "tuning": tuning})
-    return 0
-
-
-def cmd_train(args) -> int:
-    from models.model_io import save_model
-    from models.train import TrainConfig, train
-
-    kw = dict(dataset=args.dataset, hidden=args.hidden, aware=args.aware, scales=args.scales, noise=args.noise,
-              variability=args.variability, kl_weight=args.kl, seed=args.seed)
-    for key in ("transfers", "epochs", "lr", "lr_schedule", "weight_decay"):   # None: the dataset's default
-        if getattr(args, key) is not None:
-            kw[key] = getattr(args, key)
-    cfg = TrainConfig.for_dataset(**kw)
-    kind = "hardware-aware" if cfg.aware else "regular"
-    print(f"training {kind} {cfg.dataset} network {[*cfg.hidden]} hidden, scales per {cfg.scales}, "
-          f"noise {cfg.noise:g}, seed {cfg.seed} ...",
-          flush=True)
-    r = train(cfg)
-    metrics = {"train_accuracy": r.train_accuracy, "test_accuracy": r.test_accuracy, "wall_s": r.wall_s}
-    path = save_model(args.out, r.model, cfg.to_dict(), metrics)
-    print(f"  train accuracy {100 * r.train_accuracy:.2f} %, test accuracy {100 * r.test_accuracy:.2f} %, "
-          f"{r.wall_s:.1f} s\nmodel written to {path}")
-    return 0
-
-
-def cmd_evaluate(args, open_chip) -> int:
-    from models.deploy import DeployConfig, network_extent
-    from models.evaluate import evaluate_statistical, evaluate_tuned
-    from models.datasets import dataset_of
-    from models.model_io import load_model
-    from models.variability import get_variability
-
-    model, meta = load_model(args.model)
-    data = dataset_of(meta)
-    variability = get_variability(args.variability)
-    if args.transfers < 1:
-        raise ValueError(f"--transfers must be >= 1, got {args.transfers}")
-    extra = {}
-    if args.mode == "statistical":
-        stats = evaluate_statistical(model, data, variability, args.transfers, args.seed,
-                                     compensate=not args.no_compensate)
-        extra["variability"] = args.variability
-    else:
-        size = network_extent(model)
-        cfg = DeployConfig(tolerance=args.tolerance, compensate=not args.no_compensate, seed=args.seed)
-        with open_chip("sim", size, args.preset, args.seed, args.transfers) as chips:
-            stats, dep_report = evaluate_tuned(model, data, chips, cfg, progress=not args.quiet)
-        extra.update(preset=args.preset, tuning=dep_report["tuning"])
-    rep = {"model": str(args.model), "seed": args.seed, **stats.report(), **extra,
-           "software_accuracy": float((meta.get("metrics") or {}).get("test_accuracy", float("nan")))}
-    print(format_evaluate(rep))
     _write_json(args.json, rep)
     return 0
 

@@ -47,7 +47,7 @@ def format_read_summary(g: np.ndarray, scheme: str) -> str:
 
 
 def format_run(run) -> str:
-    """Summary of a run folder (:class:`procedures.run_data.RunData`) for ``xbar show``."""
+    """Summary of a run folder (:class:`procedures.storage.run_data.RunData`) for ``xbar show``."""
     m = run.meta
     pairs = [("procedure", run.procedure), ("status", run.status), ("started", m.get("started", "?")),
              ("ended", m.get("ended", "-")), ("resumes", m.get("resumes", 0)),

@@ -21,7 +21,7 @@ from pymeasure.experiment import Results
 
 from programming.tune_state import TuneInterrupted
 
-from .base import ProcedureStopped, XbarProcedure
+from ..ops.base import ProcedureStopped, XbarProcedure
 from .run_data import DATA_CSV, REPORT_JSON, RUN_H5, RUN_JSON, read_json, write_h5, write_json
 
 def default_runs() -> Path:
@@ -196,7 +196,7 @@ def _finish(proc, run_dir, meta, status, error, plots) -> None:
     write_json(run_dir / RUN_JSON, meta)
     if plots:
         try:
-            from .plots import plot_run
+            from ..report.plots import plot_run
             plot_run(run_dir)
         except Exception as exc:  # noqa: BLE001 - plots are a convenience; the data is saved
             print(f"warning: plots not made: {exc}", file=sys.stderr)

@@ -3,7 +3,7 @@
 :func:`make_plots` draws whatever the run holds and skips the rest:
 
 * ``maps/*``: heat maps, target vs achieved, error and pulse histograms, forming voltages
-  (see :mod:`procedures.plot_maps`);
+  (see :mod:`procedures.report.plot_maps`);
 * ``trace/*``: tuning traces of a few cells (``traces.png``);
 * ``data.csv`` columns ``Voltage (V)``, ``Current (A)``: an IV sweep (``iv.png``);
 * ``series/times`` + ``series/maps``: retention (``retention.png``);
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .plot_maps import US, chip_stack, map_plots, new_figure, save
-from .run_data import PLOTS_DIR, RunData, load_run
+from ..storage.run_data import PLOTS_DIR, RunData, load_run
 
 __all__ = ["make_plots", "plot_run", "select_trace_cells"]
 
@@ -65,7 +65,7 @@ def select_trace_cells(trace: dict, targeted=None, n: int = MAX_TRACE_CELLS) -> 
     the median. Deterministic (ties broken by row, then column).
 
     Args:
-        trace: ``trace/*`` arrays (see :mod:`procedures.run_data`).
+        trace: ``trace/*`` arrays (see :mod:`procedures.storage.run_data`).
         targeted: optional bool map (rows, cols) of chip 0; cells outside it are not chosen
             (unless none of the traced cells is in it).
     Returns:
@@ -273,7 +273,7 @@ def make_plots(run: RunData) -> list[Path]:
 def plot_run(path: str | Path) -> tuple[list[Path], Path]:
     """Load a run folder, write its plots and ``report.html``; return (images, html path).
 
-    Raises :class:`procedures.run_data.RunFolderError` if ``path`` is not a run folder."""
+    Raises :class:`procedures.storage.run_data.RunFolderError` if ``path`` is not a run folder."""
     from .report_html import write_report_html
 
     run = load_run(path)

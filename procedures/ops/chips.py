@@ -1,4 +1,6 @@
-"""Opening chips and making targets for the command line (the only place that picks a chip)."""
+"""The one place that opens chips and stations: the simulated chip, or the bench a station file
+describes (a real one or the mock bench); the limits of either known before opening it; and the
+targets of a tune.  The command line, the window and the procedures all come here."""
 from __future__ import annotations
 
 import re
@@ -22,6 +24,27 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def load_station(path: str | Path):
+    """The :class:`~instruments.station.Station` a station file describes (a bad file is refused
+    with a ValueError naming what is wrong); nothing is connected."""
+    from instruments.station import load_station as _load
+
+    return _load(path)
+
+
+def planned_limits(preset: str | None = None, station=None):
+    """The :class:`~programming.crossbar.SafetyLimits` of the chip a run will open, known before
+    opening it: the ``station``'s (a file or a loaded station; pulse widths narrowed to what its
+    drive instrument sources), else the simulated ``preset``'s."""
+    if station is not None:
+        from instruments.hardware_crossbar import station_limits
+
+        return station_limits(station if hasattr(station, "limits") else load_station(station))
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known presets: {', '.join(sorted(PRESETS))}")
+    return PRESETS[preset].limits
+
+
 def open_chip(chip: str, size: tuple[int, int], preset: str, seed: int, n_chips: int = 1,
               r_line: float | None = None, station: str | Path | None = None, pristine: bool = False,
               i_compliance: float | None = None) -> Crossbar:
@@ -35,7 +58,6 @@ def open_chip(chip: str, size: tuple[int, int], preset: str, seed: int, n_chips:
         from dataclasses import replace
 
         from instruments.hardware_crossbar import HardwareCrossbar
-        from instruments.station import load_station
 
         st = load_station(station)
         if size[0] > st.rows or size[1] > st.cols:

@@ -1,6 +1,6 @@
 """Tune array: write-verify every cell of the array (or the top-left block) to its target.
 
-Records: one ``data.csv`` row per cell and pass (see :mod:`procedures.journal`); ``run.h5`` maps
+Records: one ``data.csv`` row per cell and pass (see :mod:`procedures.storage.journal`); ``run.h5`` maps
 ``before`` (the array read before tuning), ``targets``, ``final`` (the last read-back), ``status``,
 ``pulses``, ``reads``, ``rel_error`` and the trace of every read and pulse.  Resumable: after
 Ctrl-C, a crash, ``kill -9`` or an instrument timeout, ``xbar tune --resume RUN_DIR`` continues
@@ -17,7 +17,7 @@ from programming.tuner import TunerConfig, tune
 
 from .base import XbarProcedure
 from .chips import make_targets
-from .journal import TUNE_COLUMNS, FileTuneLog, read_events, read_trace, repair_tails
+from ..storage.journal import TUNE_COLUMNS, FileTuneLog, read_events, read_trace, repair_tails
 
 TARGETS_NPY = "targets.npy"
 
@@ -113,7 +113,7 @@ class TuneProcedure(TuneLogMixin, XbarProcedure):
             return
         result = getattr(self, "result", None)
         if self.resuming and "before" not in self.maps:
-            from .run_data import RUN_H5, read_h5
+            from ..storage.run_data import RUN_H5, read_h5
             if (self.run_dir / RUN_H5).is_file():
                 self.maps["before"] = read_h5(self.run_dir / RUN_H5)[0].get("before")
             if self.maps.get("before") is None:

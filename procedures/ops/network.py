@@ -22,7 +22,7 @@ from programming.schedule import ORDERS
 
 from .base import XbarProcedure
 from .chips import parse_size
-from .journal import TUNE_COLUMNS
+from ..storage.journal import TUNE_COLUMNS
 from .tune_array import TuneLogMixin
 
 MODEL_PT = "model.pt"

@@ -1,0 +1,85 @@
+"""``xbar mock-bench`` (emulated instruments wired to a simulated crossbar) and ``xbar station check``."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .options import add_chip_options
+from .registry import command
+
+
+def _mock_bench_args(m: argparse.ArgumentParser) -> None:
+    from mock_hw.mock_bench import VARIANTS
+
+    m.add_argument("--station-out", type=Path, required=True, metavar="STATION.toml",
+                   help="write a station file pointing at the emulated instruments here")
+    add_chip_options(m, "8x8", only=("preset", "size", "seed"))
+    m.add_argument("--variant", default="k2600-707b", choices=VARIANTS,
+                   help="which instruments the station file uses")
+    m.add_argument("--pristine", action="store_true", help="a chip of unformed devices (to practise forming)")
+    m.add_argument("--realistic-timing", action="store_true",
+                   help="add realistic latencies (measurement integration, relay switching, pulse set-up)")
+    m.add_argument("--time-scale", type=float, default=1.0, metavar="X",
+                   help="the emulated chip ages X chip seconds (retention loss) per wall second "
+                        "(default 1; 0 freezes it, 1000 shows a day's loss in ~86 s)")
+    m.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)  # tests: stop after N s
+
+
+@command("mock-bench", help="run emulated instruments wired to a simulated crossbar", arguments=_mock_bench_args)
+def cmd_mock_bench(args) -> int:
+    import time
+
+    from mock_hw.bench_physics import check_time_scale
+    from mock_hw.mock_bench import MockBench
+
+    time_scale = check_time_scale(args.time_scale, "--time-scale")
+    with MockBench(*args.size, preset=args.preset, seed=args.seed, realistic_timing=args.realistic_timing,
+                   pristine=args.pristine, time_scale=time_scale) as bench:
+        path = bench.write_station(args.station_out, variant=args.variant)
+        aging = "" if time_scale == 1 else f", aging x{time_scale:g}"
+        print(f"mock bench ({args.preset}, {args.size[0]}x{args.size[1]}, seed {args.seed}{aging}) running on 127.0.0.1:")
+        for name, server in bench.servers.items():
+            print(f"  {name:<6} {bench.resource(name)}")
+        print(f"station file: {path}\nCtrl-C to stop", flush=True)
+        t0 = time.monotonic()
+        try:
+            while args.duration is None or time.monotonic() - t0 < args.duration:
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            pass
+        if bench.violations:
+            print(f"safety violations recorded: {len(bench.violations)}")
+            for v in bench.violations[:20]:
+                print(f"  {v.kind}: {v.detail}")
+    print("mock bench stopped")
+    return 0
+
+
+def _station_args(s: argparse.ArgumentParser) -> None:
+    ssub = s.add_subparsers(dest="station_command", required=True)
+    c = ssub.add_parser("check", help="connect, check identities and error queues, print the routing")
+    c.add_argument("file", type=Path, metavar="STATION.toml")
+
+
+@command("station", help="station file tools", arguments=_station_args)
+def cmd_station_check(args) -> int:
+    from instruments.hardware_crossbar import check_station
+
+    from ..ops.chips import load_station
+
+    st = load_station(args.file)
+    report = check_station(st)
+    print(f"station {st.name} ({args.file}): {st.rows}x{st.cols}, writes {st.write_scheme}, "
+          f"read {st.v_read} V, limits |V| <= {st.limits.v_max} V, compliance {st.limits.i_compliance} A")
+    for e in report:
+        state = "ok" if e["ok"] else "PROBLEM"
+        print(f"  [{state}] {e['name']:<8} {e['driver']:<15} {e['resource']}")
+        print(f"         identity: {e.get('identity')!r} (expected to contain {e['expected']!r})")
+        if e.get("errors"):
+            print(f"         error queue: {e['errors']}")
+        if e.get("problem"):
+            print(f"         {e['problem']}")
+    print("routing:")
+    for what, where in st.routing_table():
+        print(f"  {what:<22} -> {where}")
+    return 0 if all(e["ok"] for e in report) else 1

@@ -1,0 +1,82 @@
+"""The one dispatch of ``xbar``: every subcommand registers its options and its handler here.
+
+    @command("station", help="...", arguments=_station_args)
+    def cmd_station(args) -> int: ...
+
+:func:`build_parser` imports the command modules (which register on import), adds one subparser
+per command in registration order and sets ``args.func`` to its handler; :func:`main` calls it.
+A handler returns the exit code; a ValueError, OSError or instrument error becomes one line on
+stderr and exit code 2, Ctrl-C exit code 130.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+#: the modules that register subcommands, in the order ``xbar --help`` lists them
+MODULES = ("procedures", "runs", "gui", "bench", "models")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ``xbar`` subcommand."""
+
+    name: str
+    """the subcommand (``xbar NAME``)"""
+    help: str
+    """one line for ``xbar --help``"""
+    arguments: Callable[[argparse.ArgumentParser], None]
+    """adds the subcommand's options to its parser"""
+    handler: Callable[[argparse.Namespace], int]
+    """runs the subcommand; returns the exit code"""
+    description: str | None = None
+    """the text at the top of ``xbar NAME --help`` (default: none)"""
+
+
+#: every registered subcommand, by name, in registration order
+COMMANDS: dict[str, Command] = {}
+
+
+def register(name: str, help: str, arguments: Callable, handler: Callable, description: str | None = None) -> None:
+    """Register a subcommand (a name registered twice is a programming error)."""
+    if name in COMMANDS:
+        raise RuntimeError(f"xbar {name} is registered twice")
+    COMMANDS[name] = Command(name, help, arguments, handler, description)
+
+
+def command(name: str, help: str, arguments: Callable | None = None, description: str | None = None):
+    """Decorator: register the decorated function as the handler of ``xbar NAME``."""
+    def decorate(handler: Callable) -> Callable:
+        register(name, help, arguments or (lambda p: None), handler, description)
+        return handler
+    return decorate
+
+
+def build_parser() -> argparse.ArgumentParser:
+    for module in MODULES:
+        importlib.import_module(f"{__package__}.{module}")
+    parser = argparse.ArgumentParser(prog="xbar", description="Passive memristor crossbar lab suite")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for c in COMMANDS.values():
+        p = sub.add_parser(c.name, help=c.help, description=c.description)
+        c.arguments(p)
+        p.set_defaults(func=c.handler)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from instruments.roles import InstrumentError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, OSError, InstrumentError) as exc:
+        print(f"xbar {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"xbar {args.command}: interrupted", file=sys.stderr)
+        return 130
