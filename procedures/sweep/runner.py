@@ -62,7 +62,7 @@ def _write_json(path: Path, data: dict) -> None:
 def prepare_folder(spec: SweepSpec, out: Path | None) -> Path:
     """The sweep folder: ``out`` (a new folder, or an earlier sweep of the same command to
     continue), else ``runs/<UTC time stamp>-sweep``."""
-    from procedures.runner import default_runs
+    from procedures.storage.runner import default_runs
 
     if out is None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
