@@ -302,9 +302,12 @@ class SimulatedCrossbar(Crossbar):
         b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)[active]
         if b.size <= 1:
             return True
+        # occupancy counts (linear time) rather than sorting: no line may carry two active lanes
         row_keys = b * self.shape[0] + rows[active]
+        if np.bincount(row_keys, minlength=self.n_chips * self.shape[0]).max() > 1:
+            return False
         col_keys = b * self.shape[1] + cols[active]
-        return np.unique(row_keys).size == b.size and np.unique(col_keys).size == b.size
+        return bool(np.bincount(col_keys, minlength=self.n_chips * self.shape[1]).max() <= 1)
 
     def _pulse_v2_concurrent(self, rows, cols, amplitude, width, active):
         """V/2 pulses of lanes on distinct lines, applied exactly in lane order.
@@ -323,21 +326,34 @@ class SimulatedCrossbar(Crossbar):
         hit_b, hit_r, hit_c, hit_v, hit_w, hit_lane = [chip_idx], [r], [c], [v], [w], [lane_idx]
         half = v / 2
         pop = self.population
+        screens = self._half_select_screens()
         for axis_len, line_of in ((n_cols, "row"), (n_rows, "col")):
-            # thresholds of every cell on each lane's row (or column), for the lane's polarity
+            # only lanes whose half-select reaches the lowest threshold on their line can switch a
+            # half-selected cell: the others' lines are not read at all (usually every lane)
+            line = r if line_of == "row" else c
+            lo_set, lo_reset, lo_form = screens[line_of]
+            cand = (half > lo_set[chip_idx, line]) | (-half > lo_reset[chip_idx, line])
+            if lo_form is not None:
+                cand |= half >= lo_form[chip_idx, line]
+            if not cand.any():
+                continue
+            q = np.flatnonzero(cand)
+            cb, cr, cc = chip_idx[q], r[q], c[q]
+            # thresholds of every cell on each candidate lane's row (or column), for its polarity
             if line_of == "row":
-                vs, vr, stuck = pop.vth_set[chip_idx, r, :], pop.vth_reset[chip_idx, r, :], pop.stuck[chip_idx, r, :]
+                vs, vr, stuck = pop.vth_set[cb, cr, :], pop.vth_reset[cb, cr, :], pop.stuck[cb, cr, :]
             else:
-                vs, vr, stuck = pop.vth_set[chip_idx, :, c], pop.vth_reset[chip_idx, :, c], pop.stuck[chip_idx, :, c]
-            h = half[:, None]
+                vs, vr, stuck = pop.vth_set[cb, :, cc], pop.vth_reset[cb, :, cc], pop.stuck[cb, :, cc]
+            h = half[q, None]
             live = ((h > vs) | (-h > vr)) & ~stuck
             if pop.unformed is not None:  # a half-select that reaches a forming voltage
-                uf, vf = (pop.unformed[chip_idx, r, :], pop.v_form[chip_idx, r, :]) if line_of == "row" else \
-                    (pop.unformed[chip_idx, :, c], pop.v_form[chip_idx, :, c])
+                uf, vf = (pop.unformed[cb, cr, :], pop.v_form[cb, cr, :]) if line_of == "row" else \
+                    (pop.unformed[cb, :, cc], pop.v_form[cb, :, cc])
                 live |= uf & (h >= vf)
-            other = np.arange(axis_len)[None, :] != (c if line_of == "row" else r)[:, None]
+            other = np.arange(axis_len)[None, :] != (cc if line_of == "row" else cr)[:, None]
             k, pos = np.nonzero(live & other)
             if k.size:
+                k = q[k]
                 hit_b.append(chip_idx[k])
                 hit_r.append(r[k] if line_of == "row" else pos)
                 hit_c.append(pos if line_of == "row" else c[k])
@@ -357,6 +373,27 @@ class SimulatedCrossbar(Crossbar):
             self._mark_written(switch_at(g_flat, flat[second], vv[second], ww[second], self.population, d, self._rng))
         return energy
 
+    def _half_select_screens(self) -> dict:
+        """Per line (``"row"``: (n_chips, rows), ``"col"``: (n_chips, cols)), the lowest SET and
+        RESET thresholds of its devices that can switch (stuck ones excluded), and the lowest
+        forming voltage of its unformed devices (None on a formed chip), V.  A half-select below
+        all three leaves the line unchanged.  Cached while the population's arrays are the same
+        objects (a state load replaces them); the forming screen follows ``unformed`` each call."""
+        pop = self.population
+        key = (pop.vth_set, pop.vth_reset, pop.stuck)
+        cache = getattr(self, "_screen_cache", None)
+        if cache is None or any(a is not b for a, b in zip(cache[0], key)):
+            vs = np.where(pop.stuck, np.inf, pop.vth_set)
+            vr = np.where(pop.stuck, np.inf, pop.vth_reset)
+            cache = (key, {"row": (vs.min(axis=2), vr.min(axis=2)), "col": (vs.min(axis=1), vr.min(axis=1))})
+            self._screen_cache = cache
+        (rs, rr), (cs, cr) = cache[1]["row"], cache[1]["col"]
+        form_row = form_col = None
+        if pop.unformed is not None and pop.unformed.any():
+            vf = np.where(pop.unformed, pop.v_form, np.inf)
+            form_row, form_col = vf.min(axis=2), vf.min(axis=1)
+        return {"row": (rs, rr, form_row), "col": (cs, cr, form_col)}
+
     def _energy_v2(self, chip_idx, lane_idx, r, c, amplitude, width, shape):
         """Energy of each V/2 pulse over the whole array (selected + half-selected cells), J.
 
@@ -366,7 +403,8 @@ class SimulatedCrossbar(Crossbar):
         v = amplitude[chip_idx, lane_idx]
         g_sel = self._g[chip_idx, r, c]
         half = v / 2
-        g_half = self._g.sum(axis=2)[chip_idx, r] + self._g.sum(axis=1)[chip_idx, c] - 2 * g_sel
+        # the pulsed lines only (not the whole array)
+        g_half = self._g[chip_idx, r, :].sum(axis=1) + self._g[chip_idx, :, c].sum(axis=1) - 2 * g_sel
         p_half = half * half * (1 + d.beta * half * half) / (1 + d.beta * d.v_ref ** 2) * g_half
         energy = np.zeros(shape)
         energy[chip_idx, lane_idx] = (v * iv_current(g_sel, v, d.beta, d.v_ref) + p_half) * width[chip_idx, lane_idx]

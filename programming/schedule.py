@@ -70,14 +70,20 @@ class SlotScheduler:
         self._major = np.minimum(self._major, self.n_major - 1)
         self._rank = np.where(self._valid, rank[self._major, self._minor], np.iinfo(np.int64).max)
         self.busy_minor = np.zeros((self.n_chips, self.n_minor), bool)
+        # cells left on each slot's lines: a slot with none is never searched again
+        per_major = np.zeros((self.n_chips, k * self.parallel), np.int64)
+        per_major[:, :self.n_major] = self.remaining.sum(axis=2)
+        self.slot_left = per_major.reshape(self.n_chips, k, self.parallel).sum(axis=1)
+        self.left = int(self.slot_left.sum())
 
     def has_work(self) -> bool:
-        return bool(self.remaining.any())
+        return self.left > 0
 
     def assign(self, idle: np.ndarray):
         """Pick cells for the ``idle`` slots (bool (n_chips, P)).  Returns (chip, slot, row, col)
-        index arrays of the slots that got a cell; marks those cells taken and their lines busy."""
-        chip, slot = np.nonzero(idle)
+        index arrays of the slots that got a cell; marks those cells taken and their lines busy.
+        Only idle slots with cells left on their lines are searched (the others could get none)."""
+        chip, slot = np.nonzero(idle & (self.slot_left > 0))
         if chip.size == 0:
             return (np.empty(0, np.intp),) * 4
         maj = self._major[slot]                         # (n, k*minor)
@@ -97,6 +103,8 @@ class SlotScheduler:
         chip, slot, maj, mnr = chip[keep], slot[keep], maj[keep], mnr[keep]
         self.remaining[chip, maj, mnr] = False
         self.busy_minor[chip, mnr] = True
+        self.slot_left[chip, slot] -= 1
+        self.left -= chip.size
         rows, cols = (maj, mnr) if self.major_is_row else (mnr, maj)
         return chip, slot, rows, cols
 

@@ -1,0 +1,113 @@
+"""The tuner's shortcuts change nothing: each is compared with the full computation it skips, in
+the same run (the scheduler searching every idle slot, the V/2 pulse reading every half-selected
+line, the line check sorting, the energy summing the whole array)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mock_hw.sim_chip as sim_chip
+from mock_hw.sim_chip import SimulatedCrossbar
+from programming.schedule import SlotScheduler, cell_rank
+from programming.tuner import TunerConfig, tune
+
+
+def _tune(preset, seed, pristine=False):
+    xb = SimulatedCrossbar(12, 12, n_chips=3, preset=preset, seed=seed, pristine=pristine)
+    targets = np.random.default_rng(seed).uniform(*xb.programming_window, size=(3, 12, 12))
+    cfg = TunerConfig(v_set_max=2.3, v_reset_max=2.4, max_pulses=60)
+    return xb, tune(xb, targets, cfg)
+
+
+@pytest.mark.parametrize("preset, pristine", [("tio2-3it", False), ("asymmetric", False), ("tio2-3it", True)])
+def test_screened_v2_pulses_and_line_sums_give_bit_identical_tuning(monkeypatch, preset, pristine):
+    fast_xb, fast = _tune(preset, 4, pristine)
+
+    # the reference: every lane's lines read (screens that let everything through), the line
+    # check by sorting, energy from whole-array sums; count the half-select hits it applies
+    def open_screens(self):
+        rows = np.full((self.n_chips, self.shape[0]), -np.inf)
+        cols = np.full((self.n_chips, self.shape[1]), -np.inf)
+        return {"row": (rows, rows, rows), "col": (cols, cols, cols)}
+
+    def sorted_check(self, rows, cols, active):
+        b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)[active]
+        return (np.unique(b * self.shape[0] + rows[active]).size == b.size
+                and np.unique(b * self.shape[1] + cols[active]).size == b.size)
+
+    def whole_sums(self, chip_idx, lane_idx, r, c, amplitude, width, shape):
+        d = self.params.device
+        v, g_sel = amplitude[chip_idx, lane_idx], self._g[chip_idx, r, c]
+        g_half = self._g.sum(axis=2)[chip_idx, r] + self._g.sum(axis=1)[chip_idx, c] - 2 * g_sel
+        half = v / 2
+        p_half = half * half * (1 + d.beta * half * half) / (1 + d.beta * d.v_ref ** 2) * g_half
+        energy = np.zeros(shape)
+        energy[chip_idx, lane_idx] = (v * sim_chip.iv_current(g_sel, v, d.beta, d.v_ref) + p_half) \
+            * width[chip_idx, lane_idx]
+        return energy
+
+    hits = {"cells": 0}
+    switch_at = sim_chip.switch_at
+
+    def counted(g_flat, flat, *args):
+        hits["cells"] += flat.size
+        return switch_at(g_flat, flat, *args)
+
+    monkeypatch.setattr(SimulatedCrossbar, "_half_select_screens", open_screens)
+    monkeypatch.setattr(SimulatedCrossbar, "_lines_distinct", sorted_check)
+    monkeypatch.setattr(SimulatedCrossbar, "_energy_v2", whole_sums)
+    monkeypatch.setattr(sim_chip, "switch_at", counted)
+    ref_xb, ref = _tune(preset, 4, pristine)
+
+    assert hits["cells"] > ref_xb.n_pulse_ops          # half-selected cells did switch in this run
+    np.testing.assert_array_equal(fast_xb.true_conductance, ref_xb.true_conductance)
+    for name in ("status", "pulses", "reads", "time", "final", "rel_error"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(ref, name), err_msg=name)
+    assert fast.passes_run == ref.passes_run and fast.compliance_events == ref.compliance_events
+    # energy: the same sums over fewer cells (equal up to the order of floating-point additions)
+    np.testing.assert_allclose(fast.energy, ref.energy, rtol=1e-12, atol=0)
+    if pristine:
+        assert (fast_xb.formed_mask == ref_xb.formed_mask).all()
+
+
+def test_line_check_by_counts_agrees_with_sorting():
+    xb = SimulatedCrossbar(6, 5, n_chips=4, preset="ideal", seed=0)
+    rng = np.random.default_rng(3)
+    answers = set()
+    for _ in range(300):
+        lanes = int(rng.integers(1, 5))
+        rows, cols = rng.integers(0, 6, size=(4, lanes)), rng.integers(0, 5, size=(4, lanes))
+        active = rng.random((4, lanes)) < 0.7
+        b = np.broadcast_to(np.arange(4)[:, None], rows.shape)[active]
+        expected = b.size <= 1 or (np.unique(b * 6 + rows[active]).size == b.size
+                                   and np.unique(b * 5 + cols[active]).size == b.size)
+        assert xb._lines_distinct(rows, cols, active) == expected
+        answers.add(expected)
+    assert answers == {True, False}
+
+
+@pytest.mark.parametrize("shape, parallel", [((6, 9), 4), ((9, 5), 5), ((7, 7), 3)])
+def test_scheduler_skipping_slots_without_cells_assigns_the_same(shape, parallel):
+    rng = np.random.default_rng(shape[0] * 10 + parallel)
+    todo = rng.random((3, *shape)) < 0.6
+    rank = cell_rank(shape, "random", rng)
+    fast = SlotScheduler(shape, todo, rank, parallel)
+    full = SlotScheduler(shape, todo, rank, parallel)
+    idle = np.ones((3, fast.parallel), bool)
+    busy = {}
+    steps = 0
+    while fast.has_work() or busy:
+        full.slot_left[:] = 10 ** 6                   # the reference searches every idle slot
+        picked = fast.assign(idle)
+        for a, b in zip(picked, full.assign(idle)):
+            np.testing.assert_array_equal(a, b)
+        for chip, slot, r, c in zip(*picked):
+            busy[(chip, slot)] = (r, c)
+            idle[chip, slot] = False
+        for key in list(busy)[: 1 + int(rng.integers(0, 3))]:     # finish a few busy cells
+            r, c = busy.pop(key)
+            for s in (fast, full):
+                s.release(np.array([key[0]]), np.array([r]), np.array([c]))
+            idle[key] = True
+        steps += 1
+    assert not full.remaining.any() and fast.left == 0 and steps > todo.sum() / (3 * fast.parallel)
