@@ -13,7 +13,7 @@ import re
 
 from pymeasure.adapters import SerialAdapter, VISAAdapter
 
-from .roles import InstrumentError, InstrumentTimeout
+from .roles import InstrumentConnectionError, InstrumentError, InstrumentTimeout
 
 DEFAULT_TIMEOUT_MS = 2000
 
@@ -57,13 +57,23 @@ def _tcp_no_delay(resource) -> None:
 
 
 class TimeoutNamingMixin:
-    """Raise :class:`InstrumentTimeout` ("<name>: no reply to '<command>' within <t> s")."""
+    """Raise :class:`InstrumentTimeout` ("<name>: no reply to '<command>' within <t> s") and, for a
+    dropped or refused connection (broken pipe, reset, a VISA "connection lost"),
+    :class:`~instruments.roles.InstrumentConnectionError` naming the instrument, its resource and
+    the command."""
 
     _last_command = ""
+    #: the resource string the driver was opened on (set by the driver or the station's opener)
+    resource_name = ""
 
     def write(self, command: str, **kwargs) -> None:
         self._last_command = command
-        super().write(command, **kwargs)
+        try:
+            super().write(command, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - pyvisa VisaIOError or OSError from a dead socket
+            if _is_timeout(exc) or not _is_connection_loss(exc):
+                raise
+            raise InstrumentConnectionError(self._connection_message("sending", command, exc)) from exc
 
     def read(self, **kwargs) -> str:
         try:
@@ -71,6 +81,9 @@ class TimeoutNamingMixin:
         except Exception as exc:  # pyvisa VisaIOError (timeout) or OSError from a dead socket
             if _is_timeout(exc):
                 raise InstrumentTimeout(self._timeout_message()) from exc
+            if _is_connection_loss(exc):
+                raise InstrumentConnectionError(self._connection_message("reading the reply to",
+                                                                         self._last_command, exc)) from exc
             raise
         if reply == "" and isinstance(getattr(self, "adapter", None), SerialAdapter):
             raise InstrumentTimeout(self._timeout_message())
@@ -78,6 +91,40 @@ class TimeoutNamingMixin:
 
     def _timeout_message(self) -> str:
         return f"{getattr(self, 'name', type(self).__name__)}: no reply to {self._last_command!r} (timeout)"
+
+    def _connection_message(self, doing: str, command: str, exc: Exception) -> str:
+        name = getattr(self, "name", type(self).__name__)
+        where = f" at {self.resource_name}" if self.resource_name else ""
+        return f"{name}{where}: connection lost {doing} {command[:60]!r} ({short_reason(exc)})"
+
+
+def short_reason(exc: BaseException) -> str:
+    """A one-line cause: ``[Errno 32] Broken pipe`` -> ``Broken pipe``."""
+    text = getattr(exc, "strerror", None) or getattr(exc, "description", None) or str(exc) or type(exc).__name__
+    return str(text).splitlines()[0][:160]
+
+
+def _is_connection_loss(exc: BaseException) -> bool:
+    """A socket/serial connection that is gone (not a timeout)."""
+    if isinstance(exc, (BrokenPipeError, ConnectionError, EOFError)):
+        return True
+    try:
+        import pyvisa
+
+        if isinstance(exc, pyvisa.errors.VisaIOError):
+            return exc.error_code in (pyvisa.constants.StatusCode.error_connection_lost,
+                                      pyvisa.constants.StatusCode.error_io,
+                                      pyvisa.constants.StatusCode.error_resource_not_found)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import serial
+
+        if isinstance(exc, serial.SerialException):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    return isinstance(exc, OSError) and not isinstance(exc, TimeoutError)
 
 
 def _is_timeout(exc: Exception) -> bool:

@@ -42,22 +42,43 @@ import numpy as np
 
 from programming.crossbar import Crossbar, PulseResult, ReadResult, ReadScheme, SafetyLimits, WriteScheme
 
-from .roles import InstrumentError, InstrumentTimeout
-from .station import DRIVERS, Station
+from .base import short_reason
+from .roles import InstrumentConnectionError, InstrumentError, InstrumentTimeout
+from .safe_state import SAFE_STATE_BUDGET_S, SafeSequence, SafeStateReport, deferred_signals
+from .station import DRIVERS, Station, source_ranges
 
 
 def open_instruments(station: Station) -> dict:
-    """Connect every instrument of the station (no output is touched)."""
+    """Connect every instrument of the station (no output is touched).  A refused or absent
+    connection raises :class:`InstrumentConnectionError` naming the instrument and its resource."""
     drivers = {}
     try:
         for name, spec in station.instruments.items():
             module, cls, _ = DRIVERS[spec.driver]
             klass = getattr(importlib.import_module(module), cls)
-            drivers[name] = klass(spec.resource, name=f"{name} ({spec.driver})", timeout_ms=spec.timeout_ms)
-    except Exception:
+            try:
+                drv = klass(spec.resource, name=f"{name} ({spec.driver})", timeout_ms=spec.timeout_ms)
+            except Exception as exc:  # noqa: BLE001 - pyvisa, pyserial and socket errors alike
+                raise InstrumentConnectionError(
+                    f"station {station.name}: [instruments.{name}] cannot connect to resource "
+                    f"{spec.resource!r} ({short_reason(exc)})") from exc
+            drv.resource_name = spec.resource
+            drivers[name] = drv
+    except BaseException:
         close_instruments(drivers)
         raise
     return drivers
+
+
+def verify_identities(drivers: dict, station: Station) -> None:
+    """Ask every instrument ``*IDN?`` (nothing else is sent first) and refuse the station when one
+    answers with an identity that does not contain the file's ``identity``: a wrong instrument
+    at a resource would receive commands in a dialect it may act on differently."""
+    for name, spec in station.instruments.items():
+        ident = drivers[name].identity()
+        if spec.identity.lower() not in ident.lower():
+            raise InstrumentError(f"station {station.name}: [instruments.{name}] identity {spec.identity!r} does "
+                                  f"not match the instrument at {spec.resource} ({ident[:80]!r}); refusing to run")
 
 
 def close_instruments(drivers: dict) -> None:
@@ -77,14 +98,13 @@ def channel(drivers: dict, station: Station, spec: str):
 
 def station_limits(station: Station) -> SafetyLimits:
     """The limits a :class:`HardwareCrossbar` on ``station`` enforces: the station file's, with the
-    pulse widths narrowed to what the drive channel's instrument can source (its driver's
-    ``WIDTH_RANGE``: 1 µs – 10 s on a 2600B, 1 µs – 1 s on a B2900; a 2450 has no pulse mode).
+    pulse widths narrowed to what the drive channel's instrument can source (its driver's pulse
+    widths, :func:`~instruments.station.source_ranges`; a 2450 has no pulse mode).
     A station file that allows 100 ns pulses on a 2600B therefore refuses them before anything is
     written, instead of failing in the driver halfway through a job.  Needs no connection."""
     lim = station.limits
     inst, _ = station.channel_of("drive")
-    module = importlib.import_module(DRIVERS[station.instruments[inst].driver][0])
-    lo, hi = getattr(module, "WIDTH_RANGE", (0.0, float("inf")))
+    lo, hi = source_ranges(station.instruments[inst]).get("width", (0.0, float("inf")))
     w_min, w_max = max(lim.width_min, float(lo)), min(lim.width_max, float(hi))
     if w_min > w_max:
         raise ValueError(f"station {station.name}: [limits] pulse widths {lim.width_min:g}..{lim.width_max:g} s "
@@ -122,6 +142,8 @@ class HardwareCrossbar(Crossbar):
     """
 
     preferred_parallel = 1
+    #: longest the safe-state sequence keeps starting steps, s
+    safe_state_budget_s = SAFE_STATE_BUDGET_S
 
     def __init__(self, station: Station, drivers: dict | None = None):
         self.station = station
@@ -130,9 +152,17 @@ class HardwareCrossbar(Crossbar):
         self.limits = station_limits(station)
         self.v_read = station.v_read
         self.drivers = drivers if drivers is not None else open_instruments(station)
+        try:
+            verify_identities(self.drivers, station)   # before any command that acts
+        except BaseException:
+            close_instruments(self.drivers)
+            raise
         self.matrix = self.drivers[station.matrix]
         self.ch = {role: channel(self.drivers, station, spec) for role, spec in station.roles.items()}
         self._sources = list({id(c): c for c in self.ch.values()}.values())
+        #: ("instrument.channel", channel) of every source channel in use, once each
+        self._source_specs = list({id(c): (station.roles[role], c) for role, c in self.ch.items()}.values())
+        self.safe_report: SafeStateReport | None = None
         self._routed: tuple | None = None
         self._closed = False
         self._last_g: dict[tuple[int, int], float] = {}
@@ -165,29 +195,65 @@ class HardwareCrossbar(Crossbar):
         self._attempt_each([c.disable for c in self._sources])
 
     def _safe_state(self) -> None:
-        """Every output off, then every relay open (in that order: no hot switching), then ask
-        every instrument to confirm it.  Every step is attempted even if an earlier one fails; the
-        first failure is raised afterwards."""
-        self._attempt_each((self._outputs_off, self._verify_off, self.matrix.open_all, self._verify_open))
+        """Every output off, then every relay open (in that order: no hot switching), each
+        confirmed by querying the instrument; signals are held until it is over and it is
+        bounded in time (:mod:`instruments.safe_state`).  What was confirmed, and what could not
+        be, is left in :attr:`safe_report`; the first failure is raised afterwards.
+
+        Relays are not switched while an instrument reports an output still on (that would be
+        a hot switch); they are opened when an instrument cannot be asked (connection lost):
+        disconnecting the chip from an instrument nobody controls any more is the safer side."""
+        with deferred_signals():
+            seq = SafeSequence(self.safe_state_budget_s)
+            groups: dict[str, list] = {}
+            for spec, ch in self._source_specs:
+                groups.setdefault(spec.partition(".")[0], []).append((spec.partition(".")[2], ch))
+            for inst, chans in groups.items():
+                for _, ch in chans:
+                    seq.attempt(inst, ch.disable)
+            live_somewhere = False
+            for inst, chans in groups.items():
+                what = f"{inst} outputs off ({', '.join(n for n, _ in chans)})"
+                live, reason = [], ""
+                for name, ch in chans:
+                    ran, result = seq.attempt(inst, ch.output_enabled)
+                    if not ran:
+                        reason = result
+                        break
+                    if result:
+                        live.append(name)
+                live_somewhere |= bool(live)
+                seq.confirm(what, not (reason or live), reason or f"still on: {', '.join(live)}")
+            m = self.station.matrix
+            what = f"{m} relays open"
+            if live_somewhere:
+                seq.confirm(what, False, "not switched (an output is still on)")
+            else:
+                seq.attempt(m, self.matrix.open_all)
+                ran, result = seq.attempt(m, self.matrix.closed)
+                seq.confirm(what, ran and not result,
+                            result if not ran else f"still closed: {', '.join(f'{i}-{p}' for i, p in sorted(result)[:5])}")
+        self._routed = None
+        self.safe_report = seq.report
+        if not seq.report.ok:
+            if seq.report.errors:
+                raise seq.report.errors[0]
+            raise InstrumentError("safe state not confirmed: " + "; ".join(seq.report.unconfirmed))
 
     def _verify_off(self) -> None:
         live = [ch.name for ch in self._sources if ch.output_enabled()]
         if live:
             raise InstrumentError(f"outputs still on after switching them off: {', '.join(live)}")
 
-    def _verify_open(self) -> None:
-        closed = self.matrix.closed()
-        if closed:
-            raise InstrumentError(f"{self.station.matrix}: relays still closed: {sorted(closed)[:5]}")
-
     def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
-        try:
-            self._safe_state()
-        finally:
-            close_instruments(self.drivers)
+        with deferred_signals():
+            try:
+                self._safe_state()
+            finally:
+                self._closed = True
+                close_instruments(self.drivers)
 
     def _wait(self, seconds: float) -> None:
         """Between operations the cell stays routed with outputs on at 0 V: put the bench in its
@@ -204,7 +270,7 @@ class HardwareCrossbar(Crossbar):
         except BaseException:
             try:
                 self._safe_state()
-            except Exception:  # noqa: BLE001 - the original error matters more
+            except Exception:  # noqa: BLE001 - the original error matters more (safe_report keeps the rest)
                 pass
             raise
 
@@ -317,6 +383,7 @@ class HardwareCrossbar(Crossbar):
         return current
 
     def _pulse(self, rows, cols, amplitude, width, scheme, active) -> PulseResult:
+        self.station.check_write_scheme(scheme, "write scheme")   # before anything is written
         energy = np.zeros(rows.shape)
         duration = np.zeros(rows.shape)
         tripped = np.zeros(rows.shape, bool)

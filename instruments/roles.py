@@ -29,6 +29,11 @@ class InstrumentError(RuntimeError):
     """An instrument reported errors (its error queue), named with the instrument."""
 
 
+class InstrumentConnectionError(InstrumentError):
+    """An instrument cannot be reached (refused, absent) or its connection dropped mid-run; the
+    message names the instrument, its resource and the command that failed."""
+
+
 @runtime_checkable
 class SourceChannel(Protocol):
     """One voltage-sourcing, current-measuring channel."""

@@ -40,6 +40,8 @@ error names the file and the key.
 """
 from __future__ import annotations
 
+import importlib
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +64,8 @@ DRIVERS: dict[str, tuple[str, str, dict[str, str] | None]] = {
 }
 
 ROLES = ("drive", "sense", "bias_rows", "bias_cols")
+#: the [limits] keys, all required (SafetyLimits' fields)
+LIMIT_KEYS = ("v_max", "v_read_max", "i_compliance", "width_min", "width_max")
 
 
 class StationError(ValueError):
@@ -100,6 +104,17 @@ class Station:
     col_pins: tuple[str, ...]
     source: str = ""
     ground: str | None = None               # matrix input wired to ground (optional)
+
+    def check_write_scheme(self, scheme, what: str = "--scheme") -> None:
+        """Refuse a write scheme the bias channels cannot serve (StationError naming ``what``):
+        V/2 and V/3 need a bias channel, V/3 two distinct ones (rows at V/3, columns at 2V/3)."""
+        scheme = parse_write_scheme(scheme).value
+        if scheme in ("v/2", "v/3") and "bias_rows" not in self.roles:
+            raise StationError(f"station file {self.source}: {what} = {scheme!r} needs a bias channel, but "
+                               f"[routing] has no bias_rows")
+        if scheme == "v/3" and self.roles.get("bias_rows") == self.roles.get("bias_cols", self.roles.get("bias_rows")):
+            raise StationError(f"station file {self.source}: {what} = 'v/3' needs distinct [routing] bias_rows and "
+                               f"bias_cols channels (this station has one bias channel: use v/2)")
 
     def channel_of(self, role: str) -> tuple[str, str]:
         inst, _, ch = self.roles[role].partition(".")
@@ -145,9 +160,9 @@ def parse_station(text: str, source: str = "<station>") -> Station:
     timeout_ms = v.integer(st, "station", "timeout_ms", default=2000, minimum=1)
 
     lim = v.table(data, "limits")
-    v.only(lim, "limits", {"v_max", "v_read_max", "i_compliance", "width_min", "width_max"})
-    try:
-        limits = SafetyLimits(**{k: v.number(lim, "limits", k) for k in lim})
+    v.only(lim, "limits", set(LIMIT_KEYS))
+    try:   # every limit is required: a forgotten v_max must not silently become a default
+        limits = SafetyLimits(**{k: v.number(lim, "limits", k) for k in LIMIT_KEYS})
     except ValueError as exc:
         raise StationError(f"station file {source}: [limits] {exc}") from None
     if abs(v_read) > limits.v_read_max:
@@ -167,9 +182,8 @@ def parse_station(text: str, source: str = "<station>") -> Station:
         if driver not in DRIVERS:
             raise StationError(f"station file {source}: [{where}] driver = {driver!r} is unknown; "
                                f"known drivers: {', '.join(sorted(DRIVERS))}")
-        instruments[name] = InstrumentSpec(name, driver, v.string(spec, where, "resource"),
-                                           spec.get("identity", ""), v.integer(spec, where, "timeout_ms",
-                                                                               default=timeout_ms, minimum=1))
+        instruments[name] = InstrumentSpec(name, driver, v.resource(spec, where), v.string(spec, where, "identity"),
+                                           v.integer(spec, where, "timeout_ms", default=timeout_ms, minimum=1))
 
     rt = v.table(data, "routing")
     v.only(rt, "routing", {"matrix", "inputs", "row_pins", "col_pins", "ground", *ROLES})
@@ -201,14 +215,106 @@ def parse_station(text: str, source: str = "<station>") -> Station:
     if set(row_pins) & set(col_pins):
         raise StationError(f"station file {source}: [routing] a pin is both a row and a column: "
                            f"{sorted(set(row_pins) & set(col_pins))[0]}")
-    if scheme == "v/3" and roles.get("bias_rows") == roles.get("bias_cols"):
-        raise StationError(f"station file {source}: [station] write_scheme = 'v/3' needs distinct "
-                           f"[routing] bias_rows and bias_cols channels")
-    if scheme in ("v/2", "v/3") and "bias_rows" not in roles:
-        raise StationError(f"station file {source}: [routing] bias_rows is missing (needed by {scheme} writes)")
-    return Station(st.get("name", Path(source).stem), rows, cols, scheme, v_read, nplc, limits, instruments,
-                   matrix, roles, {str(k): str(val) for k, val in inputs.items()}, row_pins, col_pins, source,
-                   ground)
+    _distinct_channels(roles, source)
+    inputs = {str(k): str(val) for k, val in inputs.items()}
+    _check_pins(instruments[matrix], [inputs[ch] for ch in roles.values()] + ([ground] if ground else []),
+                row_pins + col_pins, source)
+    _check_source_ranges(limits, roles, instruments, source)
+    station = Station(st.get("name", Path(source).stem), rows, cols, scheme, v_read, nplc, limits, instruments,
+                      matrix, roles, inputs, row_pins, col_pins, source, ground)
+    station.check_write_scheme(scheme, "[station] write_scheme")
+    return station
+
+
+def _distinct_channels(roles: dict[str, str], source: str) -> None:
+    """drive, sense and the bias channels are different channels (bias_rows may equal bias_cols:
+    one supply biasing every unselected line)."""
+    seen: dict[str, str] = {}
+    for role in ROLES:
+        ch = roles.get(role)
+        if ch is None:
+            continue
+        other = seen.get(ch)
+        if other is not None and {other, role} != {"bias_rows", "bias_cols"}:
+            raise StationError(f"station file {source}: [routing] {role} = {ch!r} is the same channel as {other}; "
+                               f"each role needs its own channel")
+        seen.setdefault(ch, role)
+
+
+def _check_pins(matrix: InstrumentSpec, inputs: list[str], pins: tuple[str, ...], source: str) -> None:
+    """Every matrix input and pin the routing names exists on the matrix (its driver's
+    ``channel_name``, which refuses a relay the instrument has not got)."""
+    module = importlib.import_module(DRIVERS[matrix.driver][0])
+    name_of = getattr(module, "channel_name", None)
+    if name_of is None:  # pragma: no cover - every matrix driver has one
+        return
+
+    def exists(inp, pin) -> bool:
+        try:
+            name_of(inp, pin)
+            return True
+        except ValueError:
+            return False
+
+    who = f"{matrix.name} ({matrix.driver})"
+    for inp in inputs:
+        if not any(exists(inp, p) for p in pins):
+            raise StationError(f"station file {source}: [routing] inputs/ground: {who} has no input {inp!r}")
+    for pin in pins:
+        if not any(exists(i, pin) for i in inputs):
+            raise StationError(f"station file {source}: [routing] row_pins/col_pins: {who} has no pin {pin!r}")
+
+
+def source_ranges(spec: InstrumentSpec) -> dict[str, tuple[float, float]]:
+    """What the instrument of ``spec`` can deliver, from its driver (the manual's figures live
+    there): ``voltage`` (V), ``current`` (compliance, A) and ``width`` (pulse, s), each (lo, hi)
+    when the driver states it.  The model's own limits (``MODEL_LIMITS`` keyed by model, matched
+    against the station's identity) win over the driver's family-wide constants."""
+    module = importlib.import_module(DRIVERS[spec.driver][0])
+    out: dict[str, tuple[float, float]] = {}
+    for model, lim in (getattr(module, "MODEL_LIMITS", None) or {}).items():
+        if spec.identity and str(model).lower() in spec.identity.lower():
+            for key, attr in (("voltage", "voltage"), ("current", "compliance_current"), ("width", "pulse_width")):
+                value = getattr(lim, attr, None)
+                if value is not None:
+                    out[key] = (float(value[0]), float(value[1]))
+            break
+    if "voltage" not in out:
+        rng = getattr(module, "VOLTAGE_RANGE", None)
+        v_max = getattr(module, "V_MAX", None)
+        if rng is not None:
+            out["voltage"] = (float(rng[0]), float(rng[1]))
+        elif v_max is not None:
+            out["voltage"] = (-float(v_max), float(v_max))
+    if "current" not in out:
+        for name in ("LIMIT_I_RANGE", "ILIM_RANGE", "COMPLIANCE_RANGE"):
+            if getattr(module, name, None) is not None:
+                out["current"] = tuple(float(x) for x in getattr(module, name))
+                break
+    if "width" not in out and getattr(module, "WIDTH_RANGE", None) is not None:
+        out["width"] = tuple(float(x) for x in module.WIDTH_RANGE)
+    return out
+
+
+def _check_source_ranges(limits: SafetyLimits, roles: dict[str, str], instruments: dict, source: str) -> None:
+    """Every source channel can deliver the limits: |v_max| and |v_read_max| within its voltage
+    range, i_compliance within its compliance range (so a typo like v_max = 250 or 1e308 is
+    refused before anything is opened)."""
+    for role, ch in roles.items():
+        spec = instruments[ch.partition(".")[0]]
+        rng = source_ranges(spec)
+        who = f"{role} channel {ch} ({spec.driver}{', ' + spec.identity if spec.identity else ''})"
+        v = rng.get("voltage")
+        if v is not None:
+            for key in ("v_max", "v_read_max"):
+                value = getattr(limits, key)
+                if value > min(abs(v[0]), abs(v[1])):
+                    raise StationError(f"station file {source}: [limits] {key} = {value:g} V is beyond what the "
+                                       f"{who} can source (±{min(abs(v[0]), abs(v[1])):g} V)")
+        i = rng.get("current")
+        if i is not None and not i[0] <= limits.i_compliance <= i[1]:
+            raise StationError(f"station file {source}: [limits] i_compliance = {limits.i_compliance:g} A is outside "
+                               f"the {who}'s compliance range {i[0]:g}..{i[1]:g} A")
 
 
 def _channel(v, rt, role, instruments, source) -> str:
@@ -251,14 +357,30 @@ class _Validator:
             self.fail(where, f"{key} must be a non-empty string, got {table[key]!r}")
         return table[key]
 
+    def resource(self, table, where):
+        """A VISA resource (``TCPIP::host::port::SOCKET``, ``GPIB0::26::INSTR``, ``USB0::...``), a
+        serial port (``/dev/ttyUSB0``, ``COM3``, ``ASRL...``) or a pyserial URL (``socket://``,
+        ``loop://``, ``rfc2217://``)."""
+        text = self.string(table, where, "resource").strip()
+        upper = text.upper()
+        if upper.startswith(("SOCKET://", "LOOP://", "RFC2217://")) or re.fullmatch(r"COM\d+", upper):
+            return text
+        if text.startswith("/dev/"):
+            return text
+        if "::" in text and re.match(r"^(TCPIP|GPIB|USB|ASRL|VXI|PXI)\d*::", upper):
+            return text
+        self.fail(where, f"resource = {text!r} is not an instrument resource (expected a VISA resource such "
+                         f"as 'TCPIP::192.0.2.10::5025::SOCKET' or 'GPIB0::26::INSTR', a serial port such as "
+                         f"'/dev/ttyUSB0' or 'COM3', or a URL such as 'socket://host:port')")
+
     def number(self, table, where, key, default=None):
         if key not in table:
             if default is None:
                 self.fail(where, f"{key} is missing")
             return float(default)
         val = table[key]
-        if isinstance(val, bool) or not isinstance(val, (int, float)):
-            self.fail(where, f"{key} must be a number, got {val!r}")
+        if isinstance(val, bool) or not isinstance(val, (int, float)) or val != val or abs(val) == float("inf"):
+            self.fail(where, f"{key} must be a finite number, got {val!r}")
         return float(val)
 
     def integer(self, table, where, key, default=None, minimum=None):

@@ -65,6 +65,13 @@ def validate_pin_list(value, values=()):
     return ",".join(pins)
 
 
+def channel_name(bus: str, pin: str) -> str:
+    """(bus, pin) -> ``"A:R0"``; ValueError for a bus or pin the board protocol has not got."""
+    if not isinstance(bus, str) or bus not in BUSES or not isinstance(pin, str) or not PIN_RE.match(pin):
+        raise ValueError(f"invalid switch-board relay (bus {bus!r}, pin {pin!r}): bus is A-D, pin is R<i> or C<j>")
+    return f"{bus}:{pin}"
+
+
 def pin_key(pin: str) -> tuple[int, int]:
     """Sort key: rows first, then columns, by index."""
     return (0 if pin[0] == "R" else 1, int(pin[1:]))

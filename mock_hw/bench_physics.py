@@ -196,6 +196,8 @@ class PhysicalBench:
         self.pulses = 0
         self._dc_peak = np.zeros(chip.shape)   # largest |V| per cell in the DC states since the last pulse
         self._last_selected: tuple[int, int] | None = None
+        #: called with each new :class:`Violation` (the safety record's writer)
+        self.on_violation: Callable[[Violation], None] | None = None
         self._last_event = float(clock())   # bench-clock time of the last physical event, s
         self._pending_age = 0.0             # chip time not yet applied to the chip, s
 
@@ -278,16 +280,16 @@ class PhysicalBench:
             if (key in self.closed) == closed:
                 return
             live = self._live_sources_at(matrix, str(inp), str(pin))
-            if live:
-                self.violations.append(Violation(
-                    "hot-switch", f"{matrix} relay {inp}-{pin} {'closed' if closed else 'opened'} "
-                                  f"while {', '.join(live)} live"))
             self._settle_dc()
             if closed and key not in self.stuck_open:
                 self.closed.add(key)
             elif not closed:
                 self.closed.discard(key)
             self._spend(self.times.relay_s, self.timing.relay_s)
+            if live:   # recorded once the relay has moved, so the record shows the state it left
+                self._violation(Violation(
+                    "hot-switch", f"{matrix} relay {inp}-{pin} {'closed' if closed else 'opened'} "
+                                  f"while {', '.join(live)} live"))
 
     def open_all(self, matrix: str) -> None:
         with self.lock:
@@ -323,7 +325,7 @@ class PhysicalBench:
             self._settle_dc()
             if level is not None:
                 if abs(level) > self.v_limit:
-                    self.violations.append(Violation("limit", f"{name} level {level:g} V beyond ±{self.v_limit:g} V"))
+                    self._violation(Violation("limit", f"{name} level {level:g} V beyond ±{self.v_limit:g} V"))
                 s.level = float(level)
             if compliance is not None:
                 s.compliance = float(compliance)
@@ -368,7 +370,7 @@ class PhysicalBench:
             if line in owner and owner[line] != src:
                 prev = v[line[0]][line[1]]
                 if prev != level:
-                    self.violations.append(Violation("short", f"{line} driven by {owner[line]} and {src}"))
+                    self._violation(Violation("short", f"{line} driven by {owner[line]} and {src}"))
             owner[line] = src
             v[line[0]][line[1]] = level
         return v["row"], v["col"]
@@ -412,7 +414,7 @@ class PhysicalBench:
             s = self.add_source(source)
             self._settle_dc(flush_age=True)   # the devices it writes start their new age exactly
             if abs(amplitude) > self.v_limit:
-                self.violations.append(Violation("limit", f"{source} pulse {amplitude:g} V beyond ±{self.v_limit:g} V"))
+                self._violation(Violation("limit", f"{source} pulse {amplitude:g} V beyond ±{self.v_limit:g} V"))
             self.pulses += 1
             self._spend(self.times.pulse_overhead_s + width,
                         self.timing.pulse_overhead_s + width if self.timing.pulse_overhead_s else 0.0)
@@ -448,6 +450,25 @@ class PhysicalBench:
         """The largest voltage any unselected cell saw in any write so far, V (0 without writes)."""
         with self.lock:
             return max((w.v_unselected for w in self.writes), default=0.0)
+
+    def _violation(self, v: Violation) -> None:
+        self.violations.append(v)
+        if self.on_violation is not None:
+            self.on_violation(v)
+
+    def safety_record(self) -> dict:
+        """The bench's safety record, JSON-ready: violations by kind, outputs on, relays closed,
+        the largest unselected-cell voltage."""
+        with self.lock:
+            kinds = ("hot-switch", "short", "limit")
+            return {
+                "counts": {k: sum(v.kind == k for v in self.violations) for k in kinds},
+                "violations": [{"kind": v.kind, "detail": v.detail, "when": v.when} for v in self.violations],
+                "outputs_on": sorted(n for n, s in self.sources.items() if s.on),
+                "relays_closed": [f"{m}:{i}-{p}" for m, i, p in sorted(self.closed)],
+                "max_unselected_cell_v": self.max_unselected,
+                "pulses": self.pulses,
+            }
 
     def all_off(self) -> bool:
         """True when every source output is off and every relay open."""

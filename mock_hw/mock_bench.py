@@ -37,6 +37,8 @@ drives, the 2450 senses, B2902A ch 2 biases rows and columns, the serial board s
 """
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -136,6 +138,32 @@ class MockBench:
     def violations(self):
         return self.bench.violations
 
+    # ------------------------------------------------------------------------ safety record
+    record_path: Path | None = None
+
+    def record_to(self, path: str | Path) -> Path:
+        """Keep the bench's safety record (:meth:`PhysicalBench.safety_record`: hot switches,
+        shorts, limit violations, outputs on, relays closed, largest unselected-cell voltage) in
+        ``path`` as JSON: written now, again at once on every violation, and by
+        :meth:`write_record` (``xbar mock-bench --record`` calls it on exit and on SIGTERM)."""
+        self.record_path = Path(path)
+        self.record_path.parent.mkdir(parents=True, exist_ok=True)
+        self.bench.on_violation = lambda v: self.write_record()
+        self.write_record()
+        return self.record_path
+
+    def write_record(self, running: bool = True) -> None:
+        """Replace the record file atomically (a reader never sees half of it)."""
+        if self.record_path is None:
+            return
+        record = {"running": running, **self.bench.safety_record()}
+        tmp = self.record_path.with_name(self.record_path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.record_path)
+
     # ----------------------------------------------------------------------------- station
     def station_toml(self, variant: str = "k2600-707b", write_scheme: str = "v/2", v_max: float = 2.5,
                      i_compliance: float = 1e-2, timeout_ms: int = 2000) -> str:
@@ -188,6 +216,7 @@ class MockBench:
         for server in self.servers.values():
             server.close()
         self.servers = {}
+        self.write_record(running=False)
 
     def __enter__(self):
         return self

@@ -28,10 +28,12 @@ identity = "2636B"
 [instruments.bias]
 driver = "keysight_b2900"
 resource = "TCPIP::127.0.0.1::5026::SOCKET"
+identity = "B2902A"
 
 [instruments.matrix]
 driver = "keithley707b"
 resource = "TCPIP::127.0.0.1::5027::SOCKET"
+identity = "707B"
 
 [routing]
 matrix = "matrix"
@@ -67,7 +69,23 @@ def test_good_station_parses():
     ('write_scheme = "v/2"', 'write_scheme = "v/5"', r"\[station\] write_scheme: unknown write scheme"),
     ('bias_cols = "bias.2"', 'bias_cols = "bias.1"', None),  # fine for v/2 ...
     ("v_read = 0.2", "v_read = 0.8", r"v_read = 0.8 V exceeds \[limits\] v_read_max"),
-    ("v_max = 2.5", 'v_max = "high"', r"\[limits\] v_max must be a number"),
+    ("v_max = 2.5", 'v_max = "high"', r"\[limits\] v_max must be a finite number"),
+    # safety limits are required and must be deliverable by the instruments (issue 12, case 6)
+    ("v_max = 2.5\n", "", r"\[limits\] v_max is missing"),
+    ("width_max = 1e-3\n", "", r"\[limits\] width_max is missing"),
+    ("v_max = 2.5", "v_max = 250", r"\[limits\] v_max = 250 V is beyond what the drive channel smu.a .* \(±200 V\)"),
+    ("v_max = 2.5", "v_max = 1e308", r"\[limits\] v_max = 1e\+308 V is beyond"),
+    ("v_max = 2.5", "v_max = nan", r"\[limits\] v_max must be a finite number"),
+    ("i_compliance = 1e-3", "i_compliance = 5.0", r"i_compliance = 5 A is outside the .* compliance range"),
+    ('identity = "2636B"\n', "", r"\[instruments.smu\] identity is missing"),
+    # routing: distinct channels, relays that exist, resources that are resources
+    ('sense = "smu.b"', 'sense = "smu.a"', r"\[routing\] sense = 'smu.a' is the same channel as drive"),
+    ('bias_rows = "bias.1"', 'bias_rows = "smu.b"', r"\[routing\] bias_rows = 'smu.b' is the same channel as sense"),
+    ('row_pins = ["101", "102"]', 'row_pins = ["101", "713"]', r"row_pins/col_pins: matrix \(keithley707b\) has no pin '713'"),
+    ('"bias.2" = "D"', '"bias.2" = "Q"', r"inputs/ground: matrix \(keithley707b\) has no input 'Q'"),
+    ('resource = "TCPIP::127.0.0.1::5025::SOCKET"', 'resource = "/home/me/bench.toml"',
+     r"\[instruments.smu\] resource = '/home/me/bench.toml' is not an instrument resource"),
+    ('resource = "TCPIP::127.0.0.1::5025::SOCKET"', 'resource = "192.0.2.1"', r"\[instruments.smu\] resource"),
     ("i_compliance = 1e-3", "i_compliance = -1e-3", r"\[limits\] SafetyLimits.i_compliance must be a positive"),
     ("rows = 2", "rows = 0", r"\[station\] rows must be an integer >= 1"),
     ('matrix = "matrix"', 'matrix = "smu"', r"matrix = 'smu' is not a switch-matrix instrument"),

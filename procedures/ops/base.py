@@ -84,6 +84,7 @@ class XbarProcedure(Procedure):
         self.series: dict[str, np.ndarray] = {}
         self.trace: dict | None = None
         self.report: dict = {}
+        self.safe_state: str | None = None       # what shutdown confirmed (None: no chip was opened)
 
     # --------------------------------------------------------------------------- parameters
     @property
@@ -110,9 +111,14 @@ class XbarProcedure(Procedure):
         return planned_limits(self.preset, self.station if self.chip == "station" else None)
 
     def validate(self) -> None:
-        """Every check that needs no chip: the parameters, then the planned chip's limits."""
+        """Every check that needs no chip: the parameters, then the planned chip's limits (and on
+        a station, that its bias channels can serve the write scheme asked for)."""
         self.check()
         self.check_limits(self.planned_limits())
+        scheme = getattr(self, "scheme", None)
+        if self.chip == "station" and scheme in ("v/2", "v/3", "float"):
+            from .chips import load_station
+            load_station(self.station).check_write_scheme(scheme, "--scheme")
 
     def adopt_chip_of(self, run_dir: Path) -> None:
         """Take the chip parameters of an earlier run (``chip_from``)."""
@@ -210,14 +216,29 @@ class XbarProcedure(Procedure):
         measured (also after an interruption: then with what there is)."""
 
     def shutdown(self):
-        """Outputs off, relays open (the crossbar's close); the simulated chip's state saved."""
+        """Outputs off, relays open (the crossbar's close); the simulated chip's state saved.
+        :attr:`safe_state` then says what the bench confirmed (see :meth:`safe_state_text`)."""
         if self.xb is None:
             return
         try:
             self.save_chip_state()
         finally:
             xb, self.xb = self.xb, None
-            xb.close()
+            try:
+                xb.close()
+            finally:
+                self.safe_state = self.safe_state_text(xb)
+
+    @staticmethod
+    def safe_state_text(xb) -> str:
+        """What the operator may be told about the chip's end state: for a bench, only what its
+        instruments confirmed when queried (and what they could not confirm, named)."""
+        report = getattr(xb, "safe_report", None)
+        if report is not None:
+            return report.text()
+        if hasattr(xb, "drivers"):
+            return "safe state not confirmed (the bench was not queried)"
+        return "simulated chip idle (nothing sourced)"
 
     # -------------------------------------------------------------------------------- helpers
     def stop_requested(self) -> bool:

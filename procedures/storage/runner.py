@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pymeasure.experiment import Results
 
+from instruments.safe_state import deferred_signals
 from programming.tune_state import TuneInterrupted
 
 from ..ops.base import ProcedureStopped, XbarProcedure
@@ -70,7 +71,8 @@ def parameter_values(proc: XbarProcedure) -> dict:
 
 
 class _Stopper:
-    """SIGINT → a stop request; a second SIGINT → KeyboardInterrupt at once."""
+    """SIGINT → a stop request; a second SIGINT → KeyboardInterrupt at once; SIGTERM → stop at
+    once.  Either way the shutdown (safe state) then runs with signals held."""
 
     def __init__(self):
         self.requested = False
@@ -80,6 +82,8 @@ class _Stopper:
         return self.requested
 
     def _handler(self, signum, frame):
+        if signum == signal.SIGTERM:
+            raise ProcedureStopped("terminated (SIGTERM)")
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
@@ -88,11 +92,13 @@ class _Stopper:
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             self._old = signal.signal(signal.SIGINT, self._handler)
+            self._old_term = signal.signal(signal.SIGTERM, self._handler)
         return self
 
     def __exit__(self, *exc):
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
+            signal.signal(signal.SIGTERM, self._old_term)
         return False
 
 
@@ -163,7 +169,8 @@ def run_procedure(proc: XbarProcedure, run_dir: Path, resume: bool = False, prog
                 proc.execute()
             finally:
                 bar.close()
-                proc.shutdown()
+                with deferred_signals():         # a second Ctrl-C cannot cut the safe state short
+                    proc.shutdown()
         except (ProcedureStopped, TuneInterrupted, KeyboardInterrupt) as exc:
             status, error = "interrupted", str(exc) or "interrupted"
         except Exception as exc:  # noqa: BLE001 - recorded, then re-raised for the command line
@@ -188,9 +195,13 @@ def _finish(proc, run_dir, meta, status, error, plots) -> None:
     report["status"] = status
     if error:
         report["error"] = error
+    if proc.safe_state is not None:
+        report["safe_state"] = proc.safe_state
     proc.report = report
     write_json(run_dir / REPORT_JSON, report)
     meta.update(status=status, ended=_now())
+    if proc.safe_state is not None:
+        meta["safe_state"] = proc.safe_state
     if error:
         meta["error"] = error
     write_json(run_dir / RUN_JSON, meta)
