@@ -100,3 +100,23 @@ def test_the_command_line_starts_without_importing_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_xbar_help_imports_nothing_heavy():
+    """``xbar --help`` (and a command's own --help) load no simulator, pymeasure.experiment,
+    pandas, pint, scipy.sparse or torch: the commands import them when they run (issue 17:
+    start-up <= 0.4 s of CPU)."""
+    import subprocess
+    import sys
+
+    heavy = ("pandas", "pint", "pymeasure.experiment", "scipy.sparse", "torch", "mock_hw.sim_chip")
+    code = ("import sys\nfrom procedures.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True, check=True)
+    assert "tune" in out.stdout and out.stdout.strip().splitlines()[-1] == "[]"
+    # a command's help builds only that command's options (tune's come from its pymeasure parameters)
+    out = subprocess.run([sys.executable, "-c", code, "evaluate", "--help"], capture_output=True, text=True,
+                         check=True)
+    assert "--transfers" in out.stdout and out.stdout.strip().splitlines()[-1] == "[]"
+    out = subprocess.run([sys.executable, "-c", code, "tune", "--help"], capture_output=True, text=True, check=True)
+    assert "--max-pulses" in out.stdout and "Write-verify tuning" in out.stdout

@@ -19,9 +19,15 @@ from pathlib import Path
 from models.names import DATASETS, DRIFT_COUNTS, LR_SCHEDULES, SCALES, VARIABILITY_PRESET_NAMES
 from programming.schedule import ORDERS
 
-from ..ops.chips import open_chip as _open_chip
 from .options import add_chip_options, add_json_option, add_quiet_option
 from .registry import command
+
+
+def _open_chip(*args, **kwargs):
+    """:func:`procedures.ops.chips.open_chip` (the simulator is imported when a chip is opened)."""
+    from ..ops.chips import open_chip
+
+    return open_chip(*args, **kwargs)
 
 #: help of --variability (train, evaluate)
 VARIABILITY_HELP = (f"variability model: a preset ({', '.join(sorted(VARIABILITY_PRESET_NAMES))}) or a "

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from mock_hw.presets import DEFAULT_PRESET, PRESETS
 
-from ..ops.chips import CHIPS, parse_size
-
 
 def array_size(text: str) -> tuple[int, int]:
     """argparse type of ``--size``: 'ROWSxCOLS' → (rows, cols)."""
+    from ..ops.chips import parse_size      # (the simulator: imported when a command is parsed)
+
     try:
         return parse_size(text)
     except ValueError as exc:  # argparse shows ArgumentTypeError messages verbatim
@@ -39,6 +39,8 @@ def add_chip_options(p: argparse.ArgumentParser, default_size: str | None, param
     ``--size`` stays text the procedure checks); otherwise ``--size`` is parsed here and the
     options default to ``default_size`` and the defaults above."""
     if only is None:
+        from ..ops.chips import CHIPS
+
         which = p.add_mutually_exclusive_group()
         which.add_argument("--chip", choices=CHIPS, default=None if params is not None else "sim",
                            help="chip to use (default: the simulated chip)")

@@ -11,30 +11,29 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pymeasure.experiment import BooleanParameter, FloatParameter, IntegerParameter, ListParameter
-
-from ..ops.base import CHIP_KEYS, XbarProcedure
-from ..ops.chips import load_station
-from ..ops.endurance import EnduranceProcedure
-from ..ops.forming import FormingProcedure
-from ..ops.iv_sweep import IVProcedure
-from ..ops.network import DeployProcedure, InferenceProcedure
-from ..ops.read_map import ReadMapProcedure
-from ..ops.retention import RetentionProcedure
-from ..ops.tune_array import TuneProcedure
-from ..report.tables import format_read_summary, format_report, format_tune_summary
-from ..storage.run_data import RUN_JSON, read_json, write_json
-from ..storage.runner import new_run_dir, resume_hint, run_procedure
 from .options import CHIP_PARAMS, add_chip_options, add_json_option, add_quiet_option
 from .registry import register
 
-#: every operator procedure, by subcommand
-PROCEDURES = {cls.NAME: cls for cls in (FormingProcedure, IVProcedure, ReadMapProcedure, TuneProcedure,
-                                        DeployProcedure, InferenceProcedure, RetentionProcedure,
-                                        EnduranceProcedure)}
+if TYPE_CHECKING:  # pragma: no cover
+    from ..ops.base import XbarProcedure
+
+#: every operator procedure, by subcommand: (module in procedures.ops, class), imported only when
+#: its command is used (so ``xbar --help`` loads neither pymeasure.experiment nor pandas)
+PROCEDURES = {
+    "form": ("forming", "FormingProcedure"),
+    "iv": ("iv_sweep", "IVProcedure"),
+    "read": ("read_map", "ReadMapProcedure"),
+    "tune": ("tune_array", "TuneProcedure"),
+    "deploy": ("network", "DeployProcedure"),
+    "infer": ("network", "InferenceProcedure"),
+    "retention": ("retention", "RetentionProcedure"),
+    "endurance": ("endurance", "EnduranceProcedure"),
+}
 HELP = {
     "form": "electroform every cell with ramped pulses under compliance",
     "iv": "IV sweep of one cell (DC read sweep or pulsed switching loop)",
@@ -45,6 +44,14 @@ HELP = {
     "retention": "read the map at intervals (retention)",
     "endurance": "SET/RESET cycling with periodic reads (endurance)",
 }
+
+
+def procedure_class(name: str) -> type[XbarProcedure]:
+    """The procedure class of ``xbar NAME``."""
+    module, cls = PROCEDURES[name]
+    return getattr(importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.ops.{module}"), cls)
+
+
 SIZES = {"tune": "16x16", "deploy": "", "infer": ""}
 POSITIONAL = {"deploy": ("model",), "infer": ("model",)}
 #: parameters handled by the chip options rather than one option each (chip, station: set from --station)
@@ -52,6 +59,8 @@ _SET_BY_STATION = ("chip", "station")
 
 
 def _tune_summary(proc) -> str:
+    from ..report.tables import format_tune_summary
+
     r = dict(proc.report)
     r.update(chip=proc.chip if proc.chip == "sim" else f"station {proc.station}", preset=proc.preset,
              seed=proc.seed)
@@ -70,16 +79,30 @@ def _deploy_summary(proc) -> str:
     return text
 
 
+def _read_summary(proc) -> str:
+    from ..report.tables import format_read_summary
+
+    return format_read_summary(proc.maps["conductance"], proc.scheme)
+
+
+def _report(title: str):
+    def summary(proc) -> str:
+        from ..report.tables import format_report
+
+        return format_report(title, proc.report)
+    return summary
+
+
 #: terminal summary of a finished run, by subcommand
 FORMATTERS = {
     "tune": _tune_summary,
     "deploy": _deploy_summary,
-    "read": lambda proc: format_read_summary(proc.maps["conductance"], proc.scheme),
-    "form": lambda proc: format_report("forming", proc.report),
-    "iv": lambda proc: format_report("IV sweep", proc.report),
-    "infer": lambda proc: format_report("inference on chip", proc.report),
-    "retention": lambda proc: format_report("retention", proc.report),
-    "endurance": lambda proc: format_report("endurance", proc.report),
+    "read": _read_summary,
+    "form": _report("forming"),
+    "iv": _report("IV sweep"),
+    "infer": _report("inference on chip"),
+    "retention": _report("retention"),
+    "endurance": _report("endurance"),
 }
 
 
@@ -87,10 +110,14 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_procedure_arguments(p: argparse.ArgumentParser, cls: type[XbarProcedure], size_default: str = "8x8",
+def add_procedure_arguments(p: argparse.ArgumentParser, name: str, size_default: str = "8x8",
                             positional: tuple[str, ...] = ()) -> None:
     """The options of ``xbar NAME``: the procedure's parameters (``positional`` ones are
     arguments, e.g. ``xbar deploy MODEL.pt``)."""
+    from pymeasure.experiment import BooleanParameter, FloatParameter, IntegerParameter, ListParameter
+
+    cls = procedure_class(name)
+    p.description = (cls.__doc__ or "").strip().split("\n")[0]
     params = cls().parameter_objects()
     add_chip_options(p, size_default, params)
     for name, param in params.items():
@@ -126,6 +153,9 @@ def add_procedure_arguments(p: argparse.ArgumentParser, cls: type[XbarProcedure]
 def build_procedure(args) -> XbarProcedure:
     """The procedure with the command line's parameters (parameters not given keep their defaults);
     a bad value raises a ValueError naming the option."""
+    from ..ops.base import CHIP_KEYS
+    from ..ops.chips import load_station
+
     cls: type[XbarProcedure] = args.procedure
     proc = cls()
     values = {"size": args.size_default}
@@ -154,6 +184,9 @@ def set_parameters(proc: XbarProcedure, values: dict) -> None:
 
 def cmd_procedure(args) -> int:
     """Run the procedure the command line describes (or resume one) and print its summary."""
+    from ..storage.run_data import RUN_JSON, read_json, write_json
+    from ..storage.runner import new_run_dir, resume_hint, run_procedure
+
     cls: type[XbarProcedure] = args.procedure
     formatter = FORMATTERS.get(cls.NAME)
     resume = getattr(args, "resume", None)
@@ -194,8 +227,8 @@ def cmd_procedure(args) -> int:
     return 0
 
 
-for _name, _cls in PROCEDURES.items():
+for _name in PROCEDURES:
     register(_name, HELP[_name],
-             functools.partial(add_procedure_arguments, cls=_cls, size_default=SIZES.get(_name, "8x8"),
+             functools.partial(add_procedure_arguments, name=_name, size_default=SIZES.get(_name, "8x8"),
                                positional=POSITIONAL.get(_name, ())),
-             cmd_procedure, description=(_cls.__doc__ or "").strip().split("\n")[0])
+             cmd_procedure)

@@ -55,14 +55,19 @@ def command(name: str, help: str, arguments: Callable | None = None, description
     return decorate
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser with every subcommand.  Given the command line ``argv``, only the subcommand it
+    names gets its options (they may import the simulator, pymeasure, pandas ...): ``xbar --help``
+    and ``xbar NAME`` stay cheap to start."""
     for module in MODULES:
         importlib.import_module(f"{__package__}.{module}")
     parser = argparse.ArgumentParser(prog="xbar", description="Passive memristor crossbar lab suite")
     sub = parser.add_subparsers(dest="command", required=True)
+    chosen = None if argv is None else next((a for a in argv if not a.startswith("-")), "")
     for c in COMMANDS.values():
         p = sub.add_parser(c.name, help=c.help, description=c.description)
-        c.arguments(p)
+        if chosen is None or chosen == c.name:
+            c.arguments(p)
         p.set_defaults(func=c.handler)
     return parser
 
@@ -70,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from instruments.roles import InstrumentError
 
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
