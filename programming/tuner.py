@@ -163,8 +163,10 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
         config: tuner settings (default :class:`TunerConfig`).
         progress: show a progress bar (tqdm) on stderr, or a callable ``progress(done, total)``
             called as cells finish.
-        record_trace: keep every read and pulse (chip, row, col, pass, kind, amplitude, width,
-            reading) as flat arrays in :attr:`TuneResult.trace`.
+        record_trace: keep every read and pulse (chip, row, col, pass, kind 0 read / 1 pulse,
+            amplitude V — the read voltage of a read, the signed pulse amplitude of a pulse —,
+            width s — 0 for a read —, reading S — NaN for a pulse) as flat arrays in
+            :attr:`TuneResult.trace`.
         journal: told of every pass, finished cell, read and pulse as they happen
             (:class:`~programming.tune_state.TuneJournal`), so an interrupted run can be resumed.
         resume: continue an interrupted run from this state (rebuilt from its journal): the
@@ -310,7 +312,7 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
     n.g_lo = np.where(run, np.fmin(n.g_lo, g), n.g_lo)
     n.g_hi = np.where(run, np.fmax(n.g_hi, g), n.g_hi)
     n.last = np.where(run, g, n.last)
-    trace.record(n, run, pass_no, 0, 0.0, 0.0, g)
+    trace.record(n, run, pass_no, 0, xb.v_read if cfg.v_read is None else cfg.v_read, 0.0, g)  # a read: its voltage
 
     in_band = run & (np.abs(g - n.target) <= cfg.tolerance * (1 - cfg.guard) * n.target)
     n.band = np.where(in_band, n.band + 1, 0)

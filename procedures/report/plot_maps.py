@@ -48,6 +48,11 @@ def save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def legend_outside(ax, **kw) -> None:
+    """The legend of ``ax`` to the right of its axes, where it hides no data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize="small", **kw)
+
+
 def as_float(value) -> float | None:
     """``value`` as a float (parameters may be strings), or None if it is not a finite number."""
     try:
@@ -103,7 +108,7 @@ def plot_target_vs_achieved(maps: dict, out_dir: Path) -> Path | None:
     if not sel.any():
         return None
     t, f = targets[sel] * US, final[sel] * US
-    fig = new_figure(5.6, 5.2)
+    fig = new_figure(7.2, 5.2)
     ax = fig.add_subplot()
     status = chip_stack(maps["status"]) if "status" in maps else None
     if status is not None and status.shape == targets.shape:
@@ -115,12 +120,12 @@ def plot_target_vs_achieved(maps: dict, out_dir: Path) -> Path | None:
         other = ~np.isin(codes, list(STATUS_STYLE))
         if other.any():
             ax.scatter(t[other], f[other], s=10, color="black", label=f"other ({int(other.sum())})")
-        ax.legend(loc="upper left", fontsize="small")
     else:
         ax.scatter(t, f, s=10, color="tab:blue")
     finite = np.concatenate([t[np.isfinite(t)], f[np.isfinite(f)]])
     lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
-    ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, linestyle="--", label="_identity")
+    ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, linestyle="--", label="achieved = target")
+    legend_outside(ax, title="status (cells)" if status is not None and status.shape == targets.shape else None)
     ax.set_xlabel("target conductance (µS)")
     ax.set_ylabel("achieved conductance (µS)")
     ax.set_title(f"target vs achieved ({int(sel.sum())} targeted cells)")
@@ -148,10 +153,10 @@ def plot_error_hist(maps: dict, tolerance, out_dir: Path) -> Path | None:
         lo, hi = min(values.min(), *lines), max(values.max(), *lines)
         pad = 0.05 * (hi - lo) if hi > lo else 1.0
         ax.set_xlim(lo - pad, hi + pad)
-        ax.legend()
+        legend_outside(ax)
     ax.set_xlabel("relative error (%)")
     ax.set_ylabel("cells")
-    ax.set_title(f"final relative error ({values.size} cells)")
+    ax.set_title(f"relative error of the final read-back ({values.size} targeted cells)")
     return save(fig, out_dir / "error_hist.png")
 
 
@@ -171,10 +176,10 @@ def plot_pulses_hist(maps: dict, out_dir: Path) -> Path | None:
     ax = fig.add_subplot()
     ax.hist(values, bins=bins, color="tab:blue", edgecolor="white")
     ax.axvline(float(np.median(values)), color="black", linestyle=":", label=f"median {np.median(values):g}")
-    ax.legend()
+    legend_outside(ax)
     ax.set_xlabel("pulses per cell")
     ax.set_ylabel("cells")
-    ax.set_title(f"programming pulses ({values.size} cells, mean {values.mean():.1f})")
+    ax.set_title(f"programming pulses per cell ({values.size} cells, mean {values.mean():.1f})")
     return save(fig, out_dir / "pulses_hist.png")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plot_maps import US, chip_stack, map_plots, new_figure, save
+from .plot_maps import US, as_float, chip_stack, legend_outside, map_plots, new_figure, save
 from ..storage.run_data import PLOTS_DIR, RunData, load_run
 
 __all__ = ["make_plots", "plot_run", "select_trace_cells"]
@@ -145,37 +145,47 @@ def plot_traces(trace: dict, maps: dict, out_dir: Path) -> Path | None:
     return save(fig, out_dir / "traces.png")
 
 
-def plot_iv(data, mode, out_dir: Path) -> Path | None:
-    """``iv.png``: current (µA) vs voltage (V), points joined in order; for ``mode == "pulsed"``
-    also conductance (µS, column ``Conductance (S)``) after each pulse vs pulse voltage."""
+def plot_iv(data, params: dict, out_dir: Path) -> Path | None:
+    """``iv.png``.  A read sweep (``mode`` read): current (µA) vs the applied voltage (V).  A
+    pulsed loop (``mode`` pulsed): the read current (µA, at ``v_read``) after each pulse vs the
+    pulse voltage, and the conductance (µS, column ``Conductance (S)``) after each pulse.  Points
+    are joined in measurement order and coloured by step (colour bar)."""
+    mode = str(params.get("mode") or "").strip().lower()
     v = data["Voltage (V)"].to_numpy(dtype=float)
     i = data["Current (A)"].to_numpy(dtype=float)
-    pulsed = str(mode).strip().lower() == "pulsed" and "Conductance (S)" in data.columns
-    fig = new_figure(11.0 if pulsed else 6.4, 4.8)
-    axes = fig.subplots(1, 2 if pulsed else 1, squeeze=False).ravel()
-    ax = axes[0]
-    ax.plot(v, i * US, "-", color="tab:blue", linewidth=0.8)
-    ax.scatter(v, i * US, c=np.arange(len(v)), cmap="viridis", s=10, zorder=3)
-    ax.plot(v[:1], i[:1] * US, "k^", markersize=7, label="start")
-    ax.axhline(0, color="gray", linewidth=0.4)
-    ax.axvline(0, color="gray", linewidth=0.4)
-    ax.set_xlabel("voltage (V)")
-    ax.set_ylabel("current (µA)")
-    ax.set_title("IV sweep" + (f" ({mode})" if mode else ""))
-    ax.legend(loc="upper left")
-    if pulsed:
-        g = data["Conductance (S)"].to_numpy(dtype=float)
-        axes[1].plot(v, g * US, "o-", color="tab:green", markersize=3, linewidth=0.8)
-        axes[1].plot(v[:1], g[:1] * US, "k^", markersize=7)
-        axes[1].set_xlabel("pulse voltage (V)")
-        axes[1].set_ylabel("conductance after pulse (µS)")
-        axes[1].set_title("conductance vs pulse voltage")
+    steps = data["Step"].to_numpy(dtype=float) if "Step" in data.columns else np.arange(len(v), dtype=float)
+    pulsed = mode == "pulsed"
+    v_read = as_float(params.get("v_read"))
+    read_at = f" at {v_read:g} V" if v_read is not None else ""
+    with_g = pulsed and "Conductance (S)" in data.columns
+    fig = new_figure(12.0 if with_g else 7.0, 4.8)
+    axes = fig.subplots(1, 2 if with_g else 1, squeeze=False).ravel()
+    cell = f"cell ({params['row']}, {params['col']})" if "row" in params and "col" in params else "one cell"
+    panels = [(axes[0], i * US, f"read current{read_at} after the pulse (µA)" if pulsed else "current (µA)",
+               f"read current after each pulse, {cell}" if pulsed else f"DC read sweep, {cell}")]
+    if with_g:
+        panels.append((axes[1], data["Conductance (S)"].to_numpy(dtype=float) * US, "conductance after the pulse (µS)",
+                       f"switching loop: conductance after each pulse, {cell}"))
+    for ax, y, ylabel, title in panels:
+        ax.plot(v, y, "-", color="gray", linewidth=0.6, zorder=1)
+        points = ax.scatter(v, y, c=steps, cmap="viridis", s=12, zorder=3)
+        ax.plot(v[:1], y[:1], "k^", markersize=7, label="first step")
+        ax.axhline(0, color="gray", linewidth=0.4)
+        ax.axvline(0, color="gray", linewidth=0.4)
+        ax.set_xlabel("pulse voltage (V)" if pulsed else "voltage (V)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize="medium")
+        fig.colorbar(points, ax=ax, label="step (measurement order)")
+    legend_outside(axes[-1])
     return save(fig, out_dir / "iv.png")
 
 
-def plot_retention(times, maps, out_dir: Path) -> Path | None:
-    """``retention.png``: mean ± std conductance (µS) over cells vs time (s), and the relative change
-    (%) of up to 20 cells. ``times`` (n,) s; ``maps`` (n, n_chips, rows, cols) or (n, rows, cols) S."""
+def plot_retention(times, maps, out_dir: Path, log: bool | None = None) -> Path | None:
+    """``retention.png``: mean ± std conductance (µS) over cells vs time since the first read
+    (s), and the relative change (%) of up to 20 cells.  ``times`` (n,) s; ``maps`` (n, n_chips,
+    rows, cols) or (n, rows, cols) S.  The time axis is logarithmic when ``log`` (the run's
+    logarithmic intervals) or when the times span more than two decades; the first read (t = 0,
+    the reference) then sits at the axis's left edge, marked."""
     times = np.asarray(times, dtype=float).ravel()
     g = np.asarray(maps, dtype=float)
     if g.ndim < 2 or len(times) == 0 or g.shape[0] != len(times):
@@ -183,54 +193,66 @@ def plot_retention(times, maps, out_dir: Path) -> Path | None:
     g = g.reshape(len(times), -1)
     order = np.argsort(times, kind="stable")
     times, g = times[order], g[order]
-    fig = new_figure(7.0, 7.0)
+    positive = times[times > 0]
+    use_log = positive.size > 1 and (bool(log) or _log_span(positive))
+    x = times.copy()
+    if use_log:
+        x[x <= 0] = positive.min() / 2.0          # the reference read, drawn at the left edge
+    fig = new_figure(8.5, 7.0)
     ax_mean, ax_rel = fig.subplots(2, 1, sharex=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN time steps
         mean, std = np.nanmean(g, axis=1) * US, np.nanstd(g, axis=1) * US
-    ax_mean.plot(times, mean, "o-", color="tab:blue", markersize=3, label="mean")
-    ax_mean.fill_between(times, mean - std, mean + std, color="tab:blue", alpha=0.25, label="± std")
+    ax_mean.plot(x, mean, "o-", color="tab:blue", markersize=3, label="mean")
+    ax_mean.fill_between(x, mean - std, mean + std, color="tab:blue", alpha=0.25, label="± std")
     ax_mean.set_ylabel("conductance (µS)")
-    ax_mean.set_title(f"retention ({g.shape[1]} cells, {len(times)} reads)")
-    ax_mean.legend()
+    ax_mean.set_title(f"retention: mean conductance of {g.shape[1]} cells over {len(times)} reads", fontsize="medium")
+    legend_outside(ax_mean)
     g0 = g[0]
     usable = np.flatnonzero(np.isfinite(g0) & (g0 > 0))
     shown = usable[np.linspace(0, len(usable) - 1, min(MAX_RETENTION_CELLS, len(usable))).astype(int)] \
         if len(usable) else usable
     for k in shown:
-        ax_rel.plot(times, (g[:, k] / g0[k] - 1.0) * 100.0, linewidth=0.7, alpha=0.8)
+        ax_rel.plot(x, (g[:, k] / g0[k] - 1.0) * 100.0, linewidth=0.7, alpha=0.8)
     ax_rel.axhline(0, color="black", linewidth=0.5)
     ax_rel.set_ylabel("change since first read (%)")
-    ax_rel.set_xlabel("time (s)")
-    ax_rel.set_title(f"{len(shown)} individual cells")
-    if _log_span(times):
+    ax_rel.set_title(f"relative change of {len(shown)} individual cells", fontsize="medium")
+    if use_log:
         ax_rel.set_xscale("log")
+        ax_rel.set_xlabel("time since first read (s, log scale; first read drawn at the left edge)")
+    else:
+        ax_rel.set_xlabel("time since first read (s)")
     return save(fig, out_dir / "retention.png")
 
 
 def plot_endurance(data, out_dir: Path) -> Path | None:
     """``endurance.png``: G SET and G RESET (µS) vs cycle, one colour per cell (columns ``Chip``,
-    ``Row``, ``Col`` if present)."""
+    ``Row``, ``Col`` if present); the legend (cells up to 5, else the line styles) outside the axes."""
     keys = [k for k in ("Chip", "Row", "Col") if k in data.columns]
     groups = list(data.groupby(keys, sort=True)) if keys else [((), data)]
-    fig = new_figure(7.5, 5.0)
+    fig = new_figure(9.0, 5.0)
     ax = fig.add_subplot()
     colours = [f"C{i % 10}" for i in range(len(groups))]
+    labelled = len(groups) <= 5
     for colour, (key, part) in zip(colours, groups):
         part = part.sort_values("Cycle", kind="stable")
         cyc = part["Cycle"].to_numpy(dtype=float)
         name = ", ".join(f"{k.lower()} {_label(v)}" for k, v in zip(keys, key if isinstance(key, tuple) else (key,)))
         ax.plot(cyc, part["G SET (S)"].to_numpy(dtype=float) * US, "-", color=colour, linewidth=1,
-                label=f"SET {name}".strip())
+                label=f"SET {name}".strip() if labelled else "_")
         ax.plot(cyc, part["G RESET (S)"].to_numpy(dtype=float) * US, "--", color=colour, linewidth=1,
-                label=f"RESET {name}".strip())
+                label=f"RESET {name}".strip() if labelled else "_")
+    if not labelled:
+        ax.plot([], [], "-", color="black", label="SET (each colour a cell)")
+        ax.plot([], [], "--", color="black", label="RESET")
     if _log_span(data["Cycle"].to_numpy(dtype=float)):
         ax.set_xscale("log")
-    ax.set_xlabel("cycle")
+        ax.set_xlabel("cycle (log scale)")
+    else:
+        ax.set_xlabel("cycle")
     ax.set_ylabel("conductance (µS)")
-    ax.set_title(f"endurance ({len(groups)} cell(s); solid SET, dashed RESET)")
-    if len(groups) <= 5:
-        ax.legend(fontsize="small")
+    ax.set_title(f"endurance: conductance after SET and RESET, {len(groups)} cell(s)", fontsize="medium")
+    legend_outside(ax)
     return save(fig, out_dir / "endurance.png")
 
 
@@ -244,9 +266,10 @@ def _jobs(run: RunData, out_dir: Path) -> list[tuple[str, object]]:
         jobs.append(("traces.png", lambda: plot_traces(run.trace, run.maps, out_dir)))
     data = run.data
     if _columns(data, "Voltage (V)", "Current (A)"):
-        jobs.append(("iv.png", lambda: plot_iv(data, params.get("mode"), out_dir)))
+        jobs.append(("iv.png", lambda: plot_iv(data, params, out_dir)))
     if "times" in run.series and "maps" in run.series:
-        jobs.append(("retention.png", lambda: plot_retention(run.series["times"], run.series["maps"], out_dir)))
+        log = str(params.get("log", "")).strip().lower() in ("true", "1", "yes")
+        jobs.append(("retention.png", lambda: plot_retention(run.series["times"], run.series["maps"], out_dir, log)))
     if _columns(data, "Cycle", "G SET (S)", "G RESET (S)"):
         jobs.append(("endurance.png", lambda: plot_endurance(data, out_dir)))
     return jobs

@@ -11,8 +11,11 @@ A run folder (``--out RUN_DIR``, by default ``runs/<time stamp>-<procedure>``) h
                     reads back after Ctrl-C, a crash or ``kill -9``
     run.h5          HDF5 (h5py): ``maps/<name>`` arrays (n_chips, rows, cols) in SI units or status
                     codes; ``trace/<field>`` the tuner's every read and pulse (chip, row, col, pass,
-                    kind 0 = read / 1 = pulse, amplitude V, width s, reading S); ``series/<name>``
-                    other arrays (retention maps over time, ...)
+                    kind 0 = read / 1 = pulse, amplitude V (a read's: the read voltage), width s,
+                    reading S); ``series/<name>`` other arrays (retention maps over time, ...).
+                    Every dataset carries its unit as the attribute ``units`` (:data:`H5_UNITS`)
+                    and every array of codes its legend as the attribute ``legend`` (JSON
+                    ``{"code": "meaning"}``, :data:`H5_LEGENDS`)
     report.json     the final report
     plots/*.png, report.html     ``xbar plot RUN_DIR`` regenerates them
 
@@ -26,6 +29,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from programming.tune_result import STATUS_NAMES
+
+#: the unit of each ``run.h5`` dataset, by group and name ("1": a dimensionless ratio; "code": see
+#: :data:`H5_LEGENDS`; "count", "index": integers)
+H5_UNITS = {
+    "maps": {"before": "S", "after": "S", "final": "S", "conductance": "S", "targets": "S", "first": "S",
+             "last": "S", "rel_error": "1", "pulses": "count", "reads": "count", "energy": "J", "time": "s",
+             "forming_voltage": "V", "formed": "code", "status": "code"},
+    "trace": {"chip": "index", "row": "index", "col": "index", "pass": "index", "stage": "index", "kind": "code",
+              "amplitude": "V", "width": "s", "reading": "S"},
+    "series": {"times": "s", "maps": "S", "voltage": "V", "current": "A", "conductance": "S", "cycles": "count",
+               "g_set": "S", "g_reset": "S", "rows": "index", "cols": "index"},
+}
+#: the meaning of each code of a ``run.h5`` array of codes, by group and name
+H5_LEGENDS = {
+    ("maps", "status"): {str(k): v for k, v in sorted(STATUS_NAMES.items())},
+    ("trace", "kind"): {"0": "read (amplitude: the read voltage)", "1": "pulse (amplitude: signed, V)"},
+    ("maps", "formed"): {"0": "not formed", "1": "formed"},
+}
 
 RUN_JSON, DATA_CSV, RUN_H5, REPORT_JSON = "run.json", "data.csv", "run.h5", "report.json"
 PLOTS_DIR, REPORT_HTML, JOURNAL_DIR = "plots", "report.html", "journal"
@@ -102,7 +125,8 @@ def read_json(path: Path) -> dict:
 
 def write_h5(path: Path, maps: dict | None = None, trace: dict | None = None, series: dict | None = None,
              attrs: dict | None = None) -> None:
-    """Write ``run.h5`` (replacing it atomically): groups ``maps``, ``trace``, ``series``."""
+    """Write ``run.h5`` (replacing it atomically): groups ``maps``, ``trace``, ``series``; each
+    dataset with its ``units`` (and ``legend``) attribute when :data:`H5_UNITS` knows it."""
     import h5py
 
     path = Path(path)
@@ -113,7 +137,11 @@ def write_h5(path: Path, maps: dict | None = None, trace: dict | None = None, se
                 continue
             g = f.create_group(group)
             for name, value in content.items():
-                g.create_dataset(name, data=np.asarray(value), compression="gzip" if np.size(value) > 4096 else None)
+                d = g.create_dataset(name, data=np.asarray(value), compression="gzip" if np.size(value) > 4096 else None)
+                if name in H5_UNITS[group]:
+                    d.attrs["units"] = H5_UNITS[group][name]
+                if (group, name) in H5_LEGENDS:
+                    d.attrs["legend"] = json.dumps(H5_LEGENDS[group, name])
         for key, value in (attrs or {}).items():
             f.attrs[key] = json.dumps(value, default=_json_default)
     os.replace(tmp, path)

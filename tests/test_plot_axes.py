@@ -1,0 +1,125 @@
+"""Every plot type says what it plots: axis labels with units, the right scales (log where the data
+are logarithmic), colour bars where colour encodes a value, and legends outside the data."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from procedures.report import plot_maps, plots
+
+
+def _describe(fig) -> dict:
+    """Title, labels, scales and legend placement of each data axes; the colour bars' labels."""
+    fig.canvas.draw()
+    axes, bars = [], []
+    for ax in fig.axes:
+        if ax.get_label() == "<colorbar>":
+            bars.append(ax.get_ylabel())
+            continue
+        if not ax.get_visible() or not (ax.lines or ax.collections or ax.images or ax.patches):
+            continue
+        leg = ax.get_legend()
+        axes.append({"title": ax.get_title(), "x": ax.get_xlabel(), "y": ax.get_ylabel(),
+                     "xscale": ax.get_xscale(), "yscale": ax.get_yscale(),
+                     "legend_outside": None if leg is None else
+                     bool(leg.get_window_extent().x0 >= ax.get_window_extent().x1)})
+    return {"axes": axes, "colorbars": bars, "suptitle": fig._suptitle.get_text() if fig._suptitle else ""}
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """Each saved plot's description, by file name."""
+    seen = {}
+    real = plot_maps.save
+
+    def capture(fig, path):
+        seen[path.name] = _describe(fig)
+        return real(fig, path)
+    monkeypatch.setattr(plot_maps, "save", capture)
+    monkeypatch.setattr(plots, "save", capture)
+    return seen
+
+
+def _maps(rng, shape=(1, 4, 5)):
+    targets = rng.uniform(100e-6, 500e-6, shape)
+    final = targets * (1 + rng.normal(0, 0.004, shape))
+    status = np.ones(shape, int)
+    status[0, 0, 0] = 3
+    return {"before": rng.uniform(20e-6, 60e-6, shape), "final": final, "targets": targets, "status": status,
+            "rel_error": (final - targets) / targets, "pulses": rng.integers(1, 30, shape).astype(float)}
+
+
+def test_map_plots_label_axes_colour_bars_and_legends(figures, tmp_path):
+    maps = _maps(np.random.default_rng(0))
+    for _, job in plot_maps.map_plots(maps, {"tolerance": 0.01}, tmp_path):
+        job()
+    heat = figures["map_final.png"]
+    assert heat["colorbars"] == ["conductance (µS)"]
+    assert heat["axes"][0]["x"] == "column" and heat["axes"][0]["y"] == "row" and "final" in heat["axes"][0]["title"]
+    tva = figures["target_vs_achieved.png"]["axes"][0]
+    assert (tva["x"], tva["y"]) == ("target conductance (µS)", "achieved conductance (µS)")
+    assert tva["legend_outside"] is True
+    err = figures["error_hist.png"]["axes"][0]
+    assert (err["x"], err["y"], err["legend_outside"]) == ("relative error (%)", "cells", True)
+    pulses = figures["pulses_hist.png"]["axes"][0]
+    assert (pulses["x"], pulses["y"], pulses["legend_outside"]) == ("pulses per cell", "cells", True)
+
+
+def test_forming_plot_labels(figures, tmp_path):
+    volts = np.full((1, 3, 3), np.nan)
+    volts[0, :2] = np.linspace(1.8, 2.6, 6).reshape(2, 3)
+    plot_maps.plot_forming({"forming_voltage": volts}, tmp_path)
+    ax = figures["forming.png"]["axes"][0]
+    assert (ax["x"], ax["y"]) == ("forming voltage (V)", "cells") and "6 / 9" in ax["title"]
+
+
+def test_traces_plot_labels_both_axes(figures, tmp_path):
+    n = 6
+    trace = {"chip": np.zeros(2 * n), "row": np.zeros(2 * n), "col": np.zeros(2 * n), "pass": np.zeros(2 * n),
+             "kind": np.tile([1, 0], n), "amplitude": np.tile([1.2, 0.2], n), "width": np.tile([1e-6, 0], n),
+             "reading": np.tile([np.nan, 2e-4], n)}
+    plots.plot_traces(trace, {"targets": np.full((1, 1, 1), 2e-4)}, tmp_path)
+    fig = figures["traces.png"]
+    labels = {(a["x"], a["y"]) for a in fig["axes"]}
+    assert ("operation", "conductance (µS)") in labels and ("", "pulse amplitude (V)") in labels
+    assert "traces" in fig["suptitle"]
+
+
+def test_iv_plots_pulsed_reads_labelled_and_steps_have_a_colour_bar(figures, tmp_path):
+    v = np.array([0.5, 1.0, 0.5, -0.5, -1.0, -0.5])
+    data = pd.DataFrame({"Step": np.arange(6), "Voltage (V)": v, "Current (A)": 2e-5 + 1e-6 * np.arange(6),
+                         "Conductance (S)": 1e-4 + 5e-6 * np.arange(6)})
+    plots.plot_iv(data, {"mode": "pulsed", "v_read": 0.2, "row": 1, "col": 2}, tmp_path)
+    fig = figures.pop("iv.png")
+    current, conductance = fig["axes"]
+    assert current["x"] == "pulse voltage (V)" and current["y"] == "read current at 0.2 V after the pulse (µA)"
+    assert conductance["y"] == "conductance after the pulse (µS)" and "(1, 2)" in conductance["title"]
+    assert fig["colorbars"] == ["step (measurement order)"] * 2
+    plots.plot_iv(data, {"mode": "read", "row": 0, "col": 0}, tmp_path)
+    fig = figures["iv.png"]
+    assert [(a["x"], a["y"]) for a in fig["axes"]] == [("voltage (V)", "current (µA)")]
+    assert fig["colorbars"] == ["step (measurement order)"]
+
+
+def test_retention_time_axis_is_logarithmic_for_log_intervals(figures, tmp_path):
+    rng = np.random.default_rng(1)
+    times = np.concatenate([[0.0], 60.0 * 2.0 ** np.arange(5)])    # --log --interval 60 --reads 6
+    maps = 3e-4 * (1 - 0.01 * np.log1p(times))[:, None, None] * rng.uniform(0.9, 1.1, (1, 3, 3))
+    plots.plot_retention(times, maps, tmp_path, log=True)
+    mean, rel = figures.pop("retention.png")["axes"]
+    assert rel["xscale"] == "log" and rel["x"].startswith("time since first read (s")
+    assert mean["y"] == "conductance (µS)" and rel["y"] == "change since first read (%)"
+    assert mean["legend_outside"] is True
+    plots.plot_retention(60.0 * np.arange(6), maps, tmp_path, log=False)        # linear intervals
+    assert figures["retention.png"]["axes"][1]["xscale"] == "linear"
+
+
+def test_endurance_legend_outside_and_log_cycles(figures, tmp_path):
+    cycles = np.array([1, 2, 5, 10, 100, 1000])
+    rows = [{"Cycle": c, "Chip": 0, "Row": r, "Col": 0, "G SET (S)": 3e-4, "G RESET (S)": 1e-4}
+            for c in cycles for r in range(8)]
+    plots.plot_endurance(pd.DataFrame(rows), tmp_path)
+    ax = figures["endurance.png"]["axes"][0]
+    assert (ax["x"], ax["y"]) == ("cycle (log scale)", "conductance (µS)") and ax["xscale"] == "log"
+    assert ax["legend_outside"] is True and "8 cell(s)" in ax["title"]
