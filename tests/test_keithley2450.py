@@ -389,3 +389,24 @@ def test_instrument_error_is_drained_with_code(driver):
     errs = driver.drain_errors()
     assert len(errs) == 1 and errs[0][0] == -113 and "Undefined header" in errs[0][1]
     assert driver.drain_errors() == []
+
+
+def test_emulator_buffer_arguments(emu):
+    """:TRAC:DATA? honours its index range, buffer and elements; :READ? returns the elements asked."""
+    assert emu.process(":OUTP ON;:SOUR:VOLT 0.2") == []
+    first = emu.process(':READ? "defbuffer1",SOUR,READ')[0].split(",")
+    assert len(first) == 2 and float(first[0]) == pytest.approx(0.2)
+    emu.process(":SOUR:VOLT 0.1")
+    emu.process(":READ?")
+    assert emu.process(":TRAC:ACT?") == ["2"]
+    one = emu.process(':TRAC:DATA? 1,1,"defbuffer1",READ')[0].split(",")
+    assert one == [first[1]]
+    both = emu.process(":TRAC:DATA? 1,2,'defbuffer1',SOUR,READ")[0].split(",")
+    assert [float(x) for x in both[::2]] == pytest.approx([0.2, 0.1])
+    assert emu.process(":TRAC:DATA? 2,3") == [] and errors(emu)[0][0] == -222    # only 2 readings
+    emu.process(":TRAC:MAKE 'mine',10;:TRAC:TRIG 'mine'")
+    assert emu.process(":TRAC:ACT? 'mine';:TRAC:ACT? 'defbuffer2'") == ["1;0"]
+    assert emu.process(":FETC? 'mine',UNIT,SOURUNIT") == ["Amp DC,Volt DC"]
+    emu.process(":TRAC:DEL 'mine';:TRAC:DEL 'defbuffer1'")
+    assert [code for code, _ in errors(emu)] == [-222]                           # a default buffer stays
+    emu.process(":OUTP OFF")

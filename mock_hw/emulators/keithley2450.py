@@ -1,8 +1,8 @@
 """Emulated Keithley 2450 SourceMeter (native SCPI command set) acting on a
 :class:`~mock_hw.bench_physics.PhysicalBench` source.
 
-Understands what :class:`instruments.keithley2450.Keithley2450` and pymeasure's own
-``Keithley2450`` send (short and long forms, any case, compound ``;`` messages):
+Understands what :class:`instruments.keithley2450.Keithley2450`, pymeasure's own ``Keithley2450`` and
+QCoDeS's ``Keithley2450`` send (short and long forms, any case, compound ``;`` messages):
 
 * source: ``:SOUR:FUNC VOLT|CURR``, ``:SOUR:VOLT[:LEV][:IMM][:AMPL]``, ``:SOUR:VOLT:RANG[:AUTO]``,
   ``:SOUR:VOLT:ILIM[:LEV]``, ``:SOUR:VOLT:ILIM:TRIP?``, ``:SOUR:VOLT:DEL[:AUTO]``, the same for
@@ -11,12 +11,22 @@ Understands what :class:`instruments.keithley2450.Keithley2450` and pymeasure's 
   ``:SENS:CURR:RANG[:UPP]``, ``:SENS:CURR:RANG:AUTO``, ``:SENS:CURR:AVER[:TCON|:COUN]``, the same
   for ``VOLT`` and ``RES`` (``:SENS:`` optional), ``:SENS:RES:RSEN``
 * output: ``:OUTP[:STAT] ON|OFF|1|0``, ``:OUTP?``, ``:OUTP:VOLT|CURR:SMOD``
-* readings: ``:READ?`` and ``:MEAS[:CURR|:VOLT|:RES]?`` (current from the bench),
-  ``:FETC?``, ``:INIT`` (one reading into the buffer), ``:ABOR``, ``:TRAC:CLE``, ``:TRAC:POIN``,
-  ``:TRAC:ACT?``, ``:TRAC:DATA?``, ``:TRAC:STAT:AVER|MAX|MIN|STDD?``
-* system: ``*RST``, ``*CLS``, ``*IDN?``, ``*OPC?``, ``*WAI``, ``*TRG``, ``*STB?``, ``*ESR?``,
-  ``*SRE``, ``*ESE``, ``:STAT:PRES``, ``:SYST:ERR[:NEXT]?``, ``:SYST:ERR:COUN?``, ``:SYST:CLE``,
-  ``:SYST:BEEP``, ``:ROUT:TERM FRON|REAR``, ``:FORM[:DATA] ASC``
+* readings and buffers: ``:READ? ['buf'[,elements]]`` and ``:MEAS[:CURR|:VOLT|:RES]? ['buf'[,elements]]``
+  (a reading from the bench, stored in the buffer, default ``defbuffer1``), ``:FETC? ['buf'[,elements]]``,
+  ``:INIT`` (the trigger model: the configured sweep, else one reading), ``:ABOR``,
+  ``:TRAC:MAKE 'name',size[,style]``, ``:TRAC:DEL 'name'``, ``:TRAC:CLE ['buf']``,
+  ``:TRAC:POIN[?] [size,]['buf']``, ``:TRAC:ACT? ['buf']``, ``:TRAC:TRIG ['buf']``,
+  ``:TRAC:DATA? start,end[,'buf'[,elements]]`` (readings start..end, each as its elements: READ,
+  SOUR, REL, SEC, FRAC, TST, DATE, TIME, UNIT, SOURUNIT, STAT, SOURSTAT, FORM, SOURFORM; the two
+  status elements are always 0), ``:TRAC:STAT:AVER|MAX|MIN|STDD? ['buf']``
+* sweeps: ``:SOUR:SWE:VOLT|CURR:LIN start,stop,points[,delay,count,rangeType,failAbort,dual,'buf']``
+  then ``:INIT`` (clears the buffer, turns the output on, one reading per level; the output stays on)
+* ``[:SENS]:<func>:AZER``, ``[:SENS]:AZER:ONCE``, ``[:SENS]:COUN``, ``[:SENS]:<func>:DEL:USER<n>``,
+  ``:SOUR:<func>:DEL:USER<n>``, ``[:SENS]:<func>:RSEN`` (remembered)
+* system: the IEEE 488.2 common commands (:class:`.scpi.ScpiInstrument`), ``*TRG``, ``*LANG?``
+  (``SCPI``: this emulator speaks the SCPI command set only), ``:STAT:PRES``, ``:STAT:CLE``,
+  ``:SYST:ERR[:NEXT]?``, ``:SYST:ERR:COUN?``, ``:SYST:CLE``, ``:SYST:BEEP``, ``:SYST:LFR?`` (50),
+  ``:ROUT:TERM FRON|REAR``, ``:FORM[:DATA] ASC``
 
 Bench mapping: output on in voltage-source mode → ``bench.set_source(source, level=<V>, on=True)``;
 the current limit is the bench compliance; a reading calls ``bench.measure_current(source)`` and the
@@ -31,10 +41,13 @@ range too small) reads ``9.9E+37`` as on the instrument.
 from __future__ import annotations
 
 import math
+import time
+from array import array
+from typing import NamedTuple
 
 from ..bench_physics import PhysicalBench
 from .base import CommandError
-from .scpi import ScpiInstrument, choice, number, parse_bool
+from .scpi import ScpiInstrument, choice, number, parse_bool, split_args
 
 OVERFLOW = 9.9e37
 V_MAX = 210.0
@@ -45,11 +58,123 @@ NPLC_RANGE = (0.01, 10.0)
 SENSE_FUNCS = {"CURR": "CURR", "CURRENT": "CURR", "VOLT": "VOLT", "VOLTAGE": "VOLT",
                "RES": "RES", "RESISTANCE": "RES"}
 SOURCE_FUNCS = {"VOLT": "VOLT", "VOLTAGE": "VOLT", "CURR": "CURR", "CURRENT": "CURR"}
+#: capacity of defbuffer1/2 after *RST, readings (2450 reference manual, :TRACe:POINts)
+BUFFER_DEFAULT = 100_000
 BUFFER_MAX = 100_000
+DEFAULT_BUFFERS = ("defbuffer1", "defbuffer2")
+#: the emulator's reading memory, readings over all buffers (24 bytes each: a bounded 7 MB; the
+#: instrument's own limit is larger, and it too refuses a buffer with -225 when memory runs out)
+READING_MEMORY = 300_000
+MAX_BUFFERS = 8
+#: the buffer elements of :TRACe:DATA? / :FETCh? / :READ? (2450 reference manual, :TRACe:DATA?)
+ELEMENTS = {e: e for e in ("DATE", "FORM", "FRAC", "READ", "REL", "SEC", "SOUR", "SOURFORM", "SOURSTAT",
+                           "SOURUNIT", "STAT", "TIME", "TST", "UNIT")}
+ELEMENTS.update({"FORMATTED": "FORM", "FRACTIONAL": "FRAC", "READING": "READ", "RELATIVE": "REL",
+                 "SECONDS": "SEC", "SOURCE": "SOUR", "SOURFORMATTED": "SOURFORM", "SOURSTATUS": "SOURSTAT",
+                 "STATUS": "STAT", "TSTAMP": "TST"})
+#: line frequency the emulated 2450 reports, Hz
+LINE_FREQUENCY = 50.0
+UNITS = {"CURR": "Amp DC", "VOLT": "Volt DC", "RES": "Ohm"}
+FUNCS = ("CURR", "VOLT", "RES")
+#: emulated time 0 of the bench clock is this date (the timestamps are deterministic)
+EPOCH = 1_735_689_600.0      # 2025-01-01 00:00:00 UTC
 
 
 def fmt(value: float) -> str:
     return f"{float(value):.9E}"
+
+
+def buffer_name(text: str) -> str:
+    """A reading-buffer argument, quoted (``'name'`` / ``"name"``) or not."""
+    t = text.strip()
+    if len(t) >= 2 and t[0] == t[-1] and t[0] in "'\"":
+        t = t[1:-1]
+    if not t or len(t) > 31:
+        raise CommandError(-224, f"Illegal parameter value: buffer name {text.strip()[:31]!r}")
+    return t
+
+
+class Reading(NamedTuple):
+    value: float
+    source: float
+    t: float            # bench clock, s
+    func: str           # measure function
+    source_func: str
+
+
+class ReadingBuffer:
+    """A 2450 reading buffer: a ring of ``points`` readings (the oldest is overwritten), stored in
+    flat arrays (24 bytes a reading)."""
+
+    def __init__(self, points: int):
+        self.points = int(points)
+        self.clear()
+
+    def clear(self) -> None:
+        self._v, self._s, self._t, self._f = array("d"), array("d"), array("d"), bytearray()
+        self._start = 0
+
+    def __len__(self) -> int:
+        return len(self._v)
+
+    def add(self, r: Reading) -> None:
+        code = FUNCS.index(r.func) | (FUNCS.index(r.source_func) << 2)
+        if len(self._v) < self.points:
+            self._v.append(r.value)
+            self._s.append(r.source)
+            self._t.append(r.t)
+            self._f.append(code)
+            return
+        i = self._start
+        self._v[i], self._s[i], self._t[i], self._f[i] = r.value, r.source, r.t, code
+        self._start = (i + 1) % self.points
+
+    @property
+    def data(self) -> list[Reading]:
+        n = len(self._v)
+        order = [(self._start + k) % n for k in range(n)] if n else []
+        return [Reading(self._v[i], self._s[i], self._t[i], FUNCS[self._f[i] & 3], FUNCS[self._f[i] >> 2])
+                for i in order]
+
+    def last(self) -> Reading | None:
+        data = self.data[-1:] if len(self._v) else []
+        return data[0] if data else None
+
+    def resize(self, points: int) -> None:
+        """A new capacity clears the buffer (as :TRACe:POINts does on the 2450)."""
+        self.points = int(points)
+        self.clear()
+
+    def first_time(self) -> float:
+        return self._t[self._start] if len(self._v) else 0.0
+
+    def element(self, r: Reading, name: str) -> str:
+        """One buffer element of reading ``r`` as the 2450 prints it."""
+        stamp = EPOCH + r.t
+        if name == "READ":
+            return fmt(r.value)
+        if name == "SOUR":
+            return fmt(r.source)
+        if name == "REL":
+            return fmt(r.t - self.first_time())
+        if name == "SEC":
+            return str(int(stamp))
+        if name == "FRAC":
+            return fmt(stamp - int(stamp))
+        if name in ("UNIT", "SOURUNIT"):
+            return UNITS[r.func if name == "UNIT" else r.source_func]
+        if name in ("STAT", "SOURSTAT"):
+            return "0"
+        if name in ("FORM", "SOURFORM"):
+            value, func = (r.value, r.func) if name == "FORM" else (r.source, r.source_func)
+            return f"{value:+.6E} {UNITS[func].split()[0][0]}"
+        tm = time.gmtime(stamp)
+        frac = f"{stamp - int(stamp):.9f}"[1:]
+        if name == "DATE":
+            return time.strftime("%m/%d/%Y", tm)
+        if name == "TIME":
+            return time.strftime("%H:%M:%S", tm) + frac
+        return time.strftime("%m/%d/%Y %H:%M:%S", tm) + frac     # TST
 
 
 class Keithley2450Emulator(ScpiInstrument):
@@ -62,6 +187,7 @@ class Keithley2450Emulator(ScpiInstrument):
         self.source = source
         bench.add_source(source)
         self.state: dict = {}
+        self.buffers: dict[str, ReadingBuffer] = {}
         super().__init__(name)
         self.reset()
 
@@ -85,13 +211,17 @@ class Keithley2450Emulator(ScpiInstrument):
             "aver": {"CURR": False, "VOLT": False, "RES": False},
             "aver_tcon": {"CURR": "REP", "VOLT": "REP", "RES": "REP"},
             "aver_count": {"CURR": 10, "VOLT": 10, "RES": 10},
-            "rsense": False,
+            "rsense": {"CURR": False, "VOLT": False, "RES": False},
             "smode": {"VOLT": "NORM", "CURR": "NORM"},
             "terminals": "FRON",
-            "buffer": [],
-            "buffer_points": 100_000,
-            "last": float("nan"),
+            "sense_count": 1,
+            "azero": {"CURR": True, "VOLT": True, "RES": True},
+            "sense_user_delay": {(f, n): 0.0 for f in ("CURR", "VOLT", "RES") for n in range(1, 6)},
+            "source_user_delay": {(f, n): 0.0 for f in ("VOLT", "CURR") for n in range(1, 6)},
+            "sweep": None,
         }
+        # *RST clears the default buffers and deletes user buffers (2450 reference manual, *RST)
+        self.buffers = {name: ReadingBuffer(BUFFER_DEFAULT) for name in DEFAULT_BUFFERS}
         self._sync()
 
     def _sync(self) -> None:
@@ -155,8 +285,10 @@ class Keithley2450Emulator(ScpiInstrument):
         self._suffix(s)
 
     # ----------------------------------------------------------------------------- readings
-    def _reading(self, func: str | None = None) -> float:
+    def _reading(self, func: str | None = None, buffer: str = "defbuffer1") -> Reading:
+        """Make one reading with the present settings and store it in ``buffer``."""
         st = self.state
+        store = self._buffer(buffer)
         func = func or st["sense_func"]
         current = self.bench.measure_current(self.source)
         on_v = st["output"] and st["source_func"] == "VOLT"
@@ -169,19 +301,174 @@ class Keithley2450Emulator(ScpiInstrument):
             value = volts / current if current else OVERFLOW
         if not st["sense_range_auto"][func] and abs(value) > 1.05 * st["sense_range"][func]:
             value = OVERFLOW
-        st["last"] = value
-        if len(st["buffer"]) >= st["buffer_points"]:
-            st["buffer"].pop(0)
-        st["buffer"].append(value)
-        return value
+        source_value = st["level"][st["source_func"]] if st["output"] else 0.0
+        clock = getattr(self.bench, "clock", None)
+        reading = Reading(value, source_value, float(clock()) if clock else 0.0, func, st["source_func"])
+        store.add(reading)
+        return reading
+
+    def _buffer(self, name: str) -> "ReadingBuffer":
+        if name not in self.buffers:
+            raise CommandError(-222, f"Data out of range: no reading buffer {name[:30]!r}")
+        return self.buffers[name]
+
+    def _buffer_and_elements(self, args: list[str]) -> tuple[str, list[str]]:
+        """``["'defbuffer1'", "READ", "SOUR"]`` -> ("defbuffer1", ["READ", "SOUR"]); no name = defbuffer1."""
+        if not args:
+            return "defbuffer1", ["READ"]
+        name = buffer_name(args[0])
+        elements = [choice(e, ELEMENTS, "buffer element") for e in args[1:]] or ["READ"]
+        return name, elements
+
+    def _measure_query(self, func: str | None):
+        def handler(s, a, q):
+            self._suffix(s)
+            name, elements = self._buffer_and_elements(split_args(a))
+            self._buffer(name)
+            reading = self._reading(func, name)
+            return ",".join(self.buffers[name].element(reading, e) for e in elements)
+        return handler
+
+    def _fetch(self, s, a, q):
+        name, elements = self._buffer_and_elements(split_args(a))
+        buf = self._buffer(name)
+        last = buf.last()
+        if last is None:
+            raise CommandError(-230, "Data corrupt or stale: the buffer is empty")
+        return ",".join(buf.element(last, e) for e in elements)
+
+    def _trace_data(self, s, a, q):
+        args = split_args(a)
+        if len(args) < 2:
+            raise CommandError(-109, "Missing parameter: start and end index")
+        name, elements = self._buffer_and_elements(args[2:])
+        buf = self._buffer(name)
+        start = int(number(args[0], 1, BUFFER_MAX, "start index"))
+        end = int(number(args[1], 1, BUFFER_MAX, "end index"))
+        if not start <= end <= len(buf):
+            raise CommandError(-222, f"Data out of range: indexes {start} to {end} of {len(buf)} readings")
+        data = buf.data[start - 1:end]
+        return ",".join(buf.element(r, e) for r in data for e in elements)
 
     def _stat(self, fn):
         def handler(s, a, q):
-            data = self.state["buffer"]
+            args = split_args(a)
+            data = [r.value for r in self._buffer(buffer_name(args[0]) if args else "defbuffer1").data]
             if not data:
                 return fmt(float("nan"))
             return fmt(fn(data))
         return handler
+
+    def _trace_make(self, s, a, q):
+        args = split_args(a)
+        if len(args) < 2:
+            raise CommandError(-109, "Missing parameter: buffer name and size")
+        name = buffer_name(args[0])
+        if name in self.buffers:
+            raise CommandError(-222, f"Data out of range: buffer {name[:30]!r} exists")
+        size = int(number(args[1], 10, BUFFER_MAX, "buffer size"))
+        if len(self.buffers) >= MAX_BUFFERS or self._memory() + size > READING_MEMORY:
+            raise CommandError(-225, "Out of memory: no room for the reading buffer")
+        if len(args) > 2:
+            choice(args[2], {"STAN": "STAN", "STANDARD": "STAN", "COMP": "COMP", "COMPACT": "COMP",
+                             "FULL": "FULL", "WRIT": "WRIT", "WRITABLE": "WRIT", "FULLWRIT": "FULLWRIT",
+                             "FULLWRITABLE": "FULLWRIT"}, "buffer style")
+        self.buffers[name] = ReadingBuffer(size)
+
+    def _trace_delete(self, s, a, q):
+        name = buffer_name(a)
+        self._buffer(name)
+        if name in DEFAULT_BUFFERS:
+            raise CommandError(-222, f"Data out of range: {name} cannot be deleted")
+        del self.buffers[name]
+
+    def _trace_points(self, s, a, q):
+        args = split_args(a)
+        if q:
+            return str(self._buffer(buffer_name(args[0]) if args else "defbuffer1").points)
+        if not args:
+            raise CommandError(-109, "Missing parameter: buffer size")
+        name = buffer_name(args[1]) if len(args) > 1 else "defbuffer1"
+        buf = self._buffer(name)
+        size = int(number(args[0], 1 if name in DEFAULT_BUFFERS else 10, BUFFER_MAX, "size"))
+        if self._memory() - buf.points + size > READING_MEMORY:
+            raise CommandError(-225, "Out of memory: no room for the reading buffer")
+        buf.resize(size)
+
+    def _memory(self) -> int:
+        return sum(b.points for b in self.buffers.values())
+
+    def _trace_arg(self, what):
+        def handler(s, a, q):
+            args = split_args(a)
+            buf = self._buffer(buffer_name(args[0]) if args else "defbuffer1")
+            if what == "clear":
+                buf.clear()
+                return None
+            if what == "actual":
+                return str(len(buf))
+            self._reading(None, buffer_name(args[0]) if args else "defbuffer1")   # :TRACe:TRIGger
+        return handler
+
+    def _user_delay(self, key, func):
+        def handler(s, a, q):
+            n = s[-1]
+            if n is None or not 1 <= n <= 5:
+                raise CommandError(-114, f"Header suffix out of range: USER{n}")
+            if q:
+                return fmt(self.state[key][(func, n)])
+            self.state[key][(func, n)] = number(a, 0.0, 10_000.0, "user delay", 0.0)
+        return handler
+
+    def _language(self, s, a, q):
+        """``*LANG?`` answers SCPI: this emulator speaks the SCPI command set only (``*LANG TSP``
+        is refused; on the instrument it takes effect after a power cycle)."""
+        if q:
+            return "SCPI"
+        choice(a, {"SCPI": "SCPI"}, "command set (this emulator speaks SCPI only)")
+
+    def _sweep_setup(self, func):
+        def handler(s, a, q):
+            self._suffix(s)
+            args = split_args(a)
+            if len(args) < 3:
+                raise CommandError(-109, "Missing parameter: start, stop, points")
+            hi = V_MAX if func == "VOLT" else I_MAX
+            start, stop = number(args[0], -hi, hi, "sweep start"), number(args[1], -hi, hi, "sweep stop")
+            points = int(number(args[2], 2, BUFFER_MAX, "sweep points"))
+            delay = number(args[3], -1, 10_000, "sweep delay") if len(args) > 3 else -1
+            count = int(number(args[4], 1, 1000, "sweep count")) if len(args) > 4 else 1
+            if len(args) > 5:
+                choice(args[5], {"AUTO": "AUTO", "BEST": "BEST", "FIX": "FIX", "FIXED": "FIX"}, "range type")
+            if len(args) > 6:
+                parse_bool(args[6])
+            dual = parse_bool(args[7]) if len(args) > 7 else False
+            name = buffer_name(args[8]) if len(args) > 8 else "defbuffer1"
+            self._buffer(name)
+            levels = [start + (stop - start) * k / (points - 1) for k in range(points)]
+            if dual:
+                levels += levels[::-1]
+            if func != self.state["source_func"]:
+                raise CommandError(-221, f"Settings conflict: the source function is {self.state['source_func']}")
+            self.state["sweep"] = {"func": func, "levels": levels * count, "delay": delay, "buffer": name}
+        return handler
+
+    def _initiate(self, s, a, q):
+        """The trigger model: the configured sweep (the sweep's trigger model first clears its
+        buffer, turns the output on, then sources each level and makes one reading into the buffer;
+        the output stays on at the last level), else the default model: one reading into
+        defbuffer1."""
+        sweep = self.state["sweep"]
+        if sweep is None:
+            self._reading()
+            return
+        st = self.state
+        self._buffer(sweep["buffer"]).clear()
+        st["output"] = True
+        for level in sweep["levels"]:
+            st["level"][sweep["func"]] = level
+            self._sync()
+            self._reading(None, sweep["buffer"])
 
     # ------------------------------------------------------------------------------ commands
     def build(self) -> None:
@@ -204,6 +491,7 @@ class Keithley2450Emulator(ScpiInstrument):
             t.add(f"{src}:DELay", self._numeric("src_delay", func, 0.0, 10_000.0, 0.0))
             t.add(f"{src}:DELay:AUTO", self._boolean("src_delay_auto", func))
             t.add(f"{src}:READ:BACK", self._boolean("readback", func))
+            t.add(f"{src}:DELay:USER#", self._user_delay("source_user_delay", func))
         t.add(":SOURce#:VOLTage:ILIMit[:LEVel]", self._numeric("ilim", None, *ILIM_RANGE, 105e-6, self._sync))
         t.add(":SOURce#:VOLTage:ILIMit[:LEVel]:TRIPped", self._ilim_tripped, query=True)
         t.add(":SOURce#:CURRent:VLIMit[:LEVel]", self._numeric("vlim", None, *VLIM_RANGE, 21.0))
@@ -221,7 +509,14 @@ class Keithley2450Emulator(ScpiInstrument):
             t.add(f"{sens}:AVERage:TCONtrol", self._choice("aver_tcon", func, {
                 "REP": "REP", "REPEAT": "REP", "MOV": "MOV", "MOVING": "MOV"}))
             t.add(f"{sens}:AVERage:COUNt", self._numeric("aver_count", func, 1, 100, 10, integer=True))
-        t.add("[:SENSe#]:RESistance:RSENse", self._boolean("rsense", None))
+            t.add(f"{sens}:RSENse", self._boolean("rsense", func))
+            t.add(f"{sens}:AZERo[:STATe]", self._boolean("azero", func))
+            t.add(f"{sens}:DELay:USER#", self._user_delay("sense_user_delay", func))
+        t.add("[:SENSe#]:AZERo:ONCE", self._no_op, query=False)
+        t.add("[:SENSe#]:COUNt", self._numeric("sense_count", None, 1, 300_000, 1, integer=True))
+        t.add("*LANG", self._language)
+        t.add(":SYSTem:LFRequency", lambda s, a, q: f"{LINE_FREQUENCY:g}", query=True)
+        t.add(":STATus:CLEar", lambda s, a, q: self.clear_status(), query=False)
 
         # output
         t.add(":OUTPut#[:STATe]", self._boolean("output", None, self._sync))
@@ -230,25 +525,30 @@ class Keithley2450Emulator(ScpiInstrument):
                 "HIMP": "HIMP", "HIMPEDANCE": "HIMP", "NORM": "NORM", "NORMAL": "NORM",
                 "ZERO": "ZERO", "GUAR": "GUAR", "GUARD": "GUAR"}))
 
-        # readings and buffer
-        t.add(":READ", lambda s, a, q: fmt(self._reading()), query=True)
-        t.add(":MEASure", lambda s, a, q: fmt(self._reading()), query=True)
-        t.add(":MEASure:CURRent[:DC]", lambda s, a, q: fmt(self._reading("CURR")), query=True)
-        t.add(":MEASure:VOLTage[:DC]", lambda s, a, q: fmt(self._reading("VOLT")), query=True)
-        t.add(":MEASure:RESistance", lambda s, a, q: fmt(self._reading("RES")), query=True)
-        t.add(":FETCh", lambda s, a, q: fmt(self.state["last"]), query=True)
+        # readings and buffers
+        t.add(":READ", self._measure_query(None), query=True)
+        t.add(":MEASure", self._measure_query(None), query=True)
+        t.add(":MEASure:CURRent[:DC]", self._measure_query("CURR"), query=True)
+        t.add(":MEASure:VOLTage[:DC]", self._measure_query("VOLT"), query=True)
+        t.add(":MEASure:RESistance", self._measure_query("RES"), query=True)
+        t.add(":FETCh", self._fetch, query=True)
         t.add(":INITiate[:IMMediate]", self._initiate, query=False)
         t.add(":ABORt", self._no_op, query=False)
-        t.add(":TRACe:CLEar", lambda s, a, q: self.state["buffer"].clear(), query=False)
-        t.add(":TRACe:POINts", self._buffer_points)
-        t.add(":TRACe:ACTual", lambda s, a, q: str(len(self.state["buffer"])), query=True)
-        t.add(":TRACe:DATA", lambda s, a, q: ",".join(fmt(v) for v in self.state["buffer"]), query=True)
+        t.add(":TRACe:MAKE", self._trace_make, query=False)
+        t.add(":TRACe:DELete", self._trace_delete, query=False)
+        t.add(":TRACe:CLEar", self._trace_arg("clear"), query=False)
+        t.add(":TRACe:POINts", self._trace_points)
+        t.add(":TRACe:ACTual", self._trace_arg("actual"), query=True)
+        t.add(":TRACe:TRIGger", self._trace_arg("trigger"), query=False)
+        t.add(":TRACe:DATA", self._trace_data, query=True)
         t.add(":TRACe:STATistics:AVERage", self._stat(lambda d: sum(d) / len(d)), query=True)
         t.add(":TRACe:STATistics:MAXimum", self._stat(max), query=True)
         t.add(":TRACe:STATistics:MINimum", self._stat(min), query=True)
         t.add(":TRACe:STATistics:STDDev", self._stat(
             lambda d: math.sqrt(sum((x - sum(d) / len(d)) ** 2 for x in d) / (len(d) - 1)) if len(d) > 1 else 0.0),
             query=True)
+        t.add(":SOURce#:SWEep:VOLTage:LINear", self._sweep_setup("VOLT"), query=False)
+        t.add(":SOURce#:SWEep:CURRent:LINear", self._sweep_setup("CURR"), query=False)
 
     # ------------------------------------------------------------------------- handlers
     def _source_function(self, s, a, q):
@@ -293,16 +593,6 @@ class Keithley2450Emulator(ScpiInstrument):
         self._suffix(s)
         src = self.bench.sources[self.source]
         return "1" if (self.state["source_func"] == "VOLT" and src.tripped) else "0"
-
-    def _initiate(self, s, a, q):
-        self._reading()             # the default trigger model: one reading into defbuffer1
-
-    def _buffer_points(self, s, a, q):
-        if q:
-            return str(self.state["buffer_points"])
-        first = a.split(",")[0]
-        self.state["buffer_points"] = int(number(first, 1, BUFFER_MAX, "buffer size"))
-        del self.state["buffer"][: max(0, len(self.state["buffer"]) - self.state["buffer_points"])]
 
     def _beep(self, s, a, q):
         parts = [p for p in a.split(",")]

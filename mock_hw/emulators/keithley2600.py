@@ -22,8 +22,12 @@ regular expression (:mod:`.tsp`) and handled in Python.  Understood (one stateme
 * trigger model: ``smuX.trigger.source.listv({v, ...})``, ``smuX.trigger.source.linearv(a, b, n)``,
   ``trigger.timer[N].delay / count / passthrough / stimulus`` (also printed), ``trigger.timer[N].reset()``,
   ``smuX.trigger.initiate()``, ``waitcomplete()``.
-* ``*IDN?``, ``*RST``, ``*CLS``, ``*OPC?``, ``*OPC``, ``*WAI``, ``print(errorqueue.next())``,
-  ``errorqueue.clear()``, ``print(errorqueue.count)``, ``print(localnode.model)``.
+* the IEEE 488.2 common commands, ``print(errorqueue.next())``, ``errorqueue.clear()``,
+  ``print(errorqueue.count)``, ``print(localnode.model)``, ``print(localnode.linefreq)`` (base
+  class, :mod:`.tsp`); ``print(a, b, ...)`` prints its values tab-separated, as QCoDeS's driver
+  reads ``print(smua.measure.i(), status.measurement.instrument.smua.condition)``.
+* ``status.measurement.instrument.smuX.condition`` — bit 1 (ILMT, 2) while the bench reports the
+  source in current compliance, else 0 (bit 0, VLMT, never: the emulated SMU sources voltage).
 * the write-verify script: ``loadscript xbarwv`` ... ``endscript`` is stored (base class);
   ``xbarwv.run()`` / ``xbarwv()`` checks that the stored text is xbarlab's packaged
   ``instruments/tsp/xbar_write_verify.lua`` (else -286 TSP runtime error) and only then counts

@@ -11,11 +11,13 @@ means channel 1):
 * measure: ``:SENS<n>:FUNC[:ON]``, ``:SENS<n>:CURR[:DC]:PROT[:LEV][:BOTH]``,
   ``:SENS<n>:CURR[:DC]:PROT:TRIP?``, ``:SENS<n>:CURR|VOLT[:DC]:NPLC``, ``…:APER``,
   ``…:RANG[:UPP]``, ``…:RANG:AUTO``, ``:SENS<n>:VOLT[:DC]:PROT[:LEV]``
+* remote sensing (4-wire): ``:SENS<n>:REM ON|OFF`` (remembered; the bench's lines have no lead
+  resistance, so it changes no reading)
 * output: ``:OUTP<n>[:STAT]``, ``:OUTP<n>:ON:AUTO``, ``:OUTP<n>:OFF:MODE``
 * triggering and readings: ``:INIT[:IMM][:ALL|:TRAN|:ACQ] (@n[,m])``, ``:ABOR[:ALL|:TRAN|:ACQ]``,
   ``:TRIG<n>[:ALL|:TRAN|:ACQ]:COUN|:SOUR``, ``:MEAS:CURR|VOLT|RES? (@n)``, ``:MEAS? (@n)`` (the
   elements of ``:FORM:ELEM:SENS``), ``:FETC[:SCAL][:CURR|:VOLT]? (@n)``
-* system: ``*RST``, ``*CLS``, ``*IDN?``, ``*OPC?``, ``*WAI``, ``:SYST:ERR[:NEXT]?``,
+* system: the IEEE 488.2 common commands (:class:`.scpi.ScpiInstrument`), ``:SYST:ERR[:NEXT]?``,
   ``:SYST:ERR:COUN?``, ``:FORM[:DATA] ASC``
 
 Bench mapping: the output (voltage-source mode) is ``bench.set_source(source, level=<DC level>,
@@ -56,7 +58,7 @@ def fmt(value: float) -> str:
 
 def _default_channel_state() -> dict:
     return {
-        "output": False, "auto_on": True, "off_mode": "NORM",
+        "output": False, "auto_on": True, "remote": False, "off_mode": "NORM",
         "mode": "VOLT", "shape": "DC",
         "level": {"VOLT": 0.0, "CURR": 0.0}, "trig": {"VOLT": 0.0, "CURR": 0.0},
         "src_mode": {"VOLT": "FIX", "CURR": "FIX"},
@@ -198,6 +200,7 @@ class KeysightB2900Emulator(ScpiInstrument):
         t.add(":SOURce#:PULSe:DELay", self._numeric("delay", None, *DELAY_RANGE, 0.0))
 
         t.add(":SENSe#:FUNCtion[:ON]", self._sense_function)
+        t.add(":SENSe#:REMote", self._boolean("remote", None))
         t.add(":SENSe#:CURRent[:DC]:PROTection[:LEVel][:BOTH]",
               self._numeric("prot", "CURR", *COMPLIANCE_RANGE, 1e-4, self._sync))
         t.add(":SENSe#:CURRent[:DC]:PROTection:TRIPped", self._tripped, query=True)
