@@ -52,6 +52,14 @@ from .sim_chip import SimulatedCrossbar
 
 GROUND = "GND"
 
+#: Series resistance of a bench's path from an instrument terminal to a crossbar line, Ω: one
+#: closed matrix relay plus the instrument's leads and the probe.  An assumed typical figure (order
+#: of 1 Ω for a reed-relay matrix path, ~0.1–0.2 Ω for 1–2 m of triax and a probe contact), not a
+#: value taken from the 707B/7174A or B2200 manuals.  It matters only on a chip with resistive
+#: lines (it adds in series with each line's first segment).
+R_RELAY_PATH = 1.0
+R_LEADS = 0.2
+
 
 def check_time_scale(value, name: str = "time_scale") -> float:
     """``value`` as a time scale (chip seconds per bench-clock second): a finite number >= 0, else
@@ -166,13 +174,18 @@ class PhysicalBench:
             :meth:`age_chip`.  Retention composes exactly over successive waits, so the total
             loss is the same; the only approximation is that a device switched by a held DC level
             (``dc_stress``) may count up to ``min_age_step`` as older.
+        r_access: series resistance of each path from a source to a crossbar line (relay, leads,
+            probe), Ω (default :data:`R_RELAY_PATH` + :data:`R_LEADS`); it adds to the first
+            segment of each line on a chip with resistive lines.
     """
 
     def __init__(self, chip: SimulatedCrossbar, v_limit: float = 3.0, dc_stress: bool = True,
                  timing: BenchTiming | None = None, clock: Callable[[], float] | None = None,
                  time_scale: float = 1.0, min_age_step: float = 1e-3, times: BenchTiming | None = None,
-                 idle_wall_min: float = 1.0, wall: Callable[[], float] = time.monotonic):
+                 idle_wall_min: float = 1.0, wall: Callable[[], float] = time.monotonic,
+                 r_access: float = R_RELAY_PATH + R_LEADS):
         self.chip = chip
+        self.r_access = finite_nonnegative(r_access, "r_access", "ohms")
         self.timing = timing or BenchTiming()
         clock = EmulatedClock() if clock is None else clock
         self.emulated = isinstance(clock, EmulatedClock)
@@ -346,7 +359,7 @@ class PhysicalBench:
         if self.dc_stress and live:
             width = max(now - min(s.on_since for s in live), 0.0)
             if width > 0 and not (np.all(np.isnan(row_v)) or np.all(np.isnan(col_v))):
-                self.chip.drive_lines(row_v, col_v, width)  # no closed path: nothing is stressed
+                self.chip.drive_lines(row_v, col_v, width, r_access=self.r_access)  # no closed path: nothing is stressed
         for s in self.sources.values():
             s.on_since = now
 
@@ -400,7 +413,7 @@ class PhysicalBench:
         row_v, col_v = lines
         if np.all(np.isnan(row_v)) or np.all(np.isnan(col_v)):
             return 0.0  # no closed path through the array
-        sol = self.chip.drive_lines(row_v, col_v)
+        sol = self.chip.drive_lines(row_v, col_v, r_access=self.r_access)
         total = 0.0
         for kind, index in set(self._lines_of(source)):
             # row_current: out of the driver into the row; col_current: out of the column into its driver
@@ -422,7 +435,7 @@ class PhysicalBench:
             self._record_write(_cell_voltages(*lines))
             if np.all(np.isnan(lines[0])) or np.all(np.isnan(lines[1])):
                 return 0.0
-            sol = self.chip.drive_lines(*lines, width=width)
+            sol = self.chip.drive_lines(*lines, width=width, r_access=self.r_access)
             current = 0.0
             for kind, index in set(self._lines_of(source)):
                 current += sol.row_current[0, index] if kind == "row" else -sol.col_current[0, index]

@@ -10,11 +10,17 @@ own row node and column node (2*R*C unknowns).  With ``r_line == 0`` each line i
 KCL is solved by Newton's method on the device I-V of :mod:`mock_hw.device`, starting from the
 linear (beta = 0) solution.  Lines in a part of the network with no conductive path to any driven
 terminal carry no current; they are pinned at 0 V so the equations stay non-singular.
+
+Fast path (:class:`LineSolver`): with resistive lines and every terminal driven (grounded reads,
+V/2 and V/3 writes, matrix-vector products) the linear part of the network is the same for every
+operation on the same conductances, whatever the terminal voltages.  Its sparse LU factorization
+(:class:`programming.line_model.LineNetwork`) is kept and reused — refactored only for the chips
+whose conductances changed — and the device nonlinearity is solved by a chord iteration on it,
+many terminal-voltage sets (reads of different rows, lanes of a pulse call, input vectors) at once
+as the columns of one right-hand side.
 """
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +29,8 @@ from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import splu
 
 from mock_hw.device import iv_current, iv_slope
+from programming.blas import BLAS_ONE_THREAD_MIN, blas_one_thread
+from programming.line_model import LineNetwork
 
 DENSE_MAX = 512  # largest node count (r_line > 0) solved as a batched dense system
 
@@ -123,12 +131,13 @@ def _solve_ideal(g, rv, cv, beta, v_ref, tol, max_iter, scales):
     return x, it + 1
 
 
-def _solve_lines(g, rv, cv, beta, v_ref, r_line, tol, max_iter, scales):
+def _solve_lines(g, rv, cv, beta, v_ref, r_line, tol, max_iter, scales, r_access=0.0):
     """r_line > 0: full nodal analysis.  Returns row and column node voltages (B, R, C), iterations."""
     B, R, C = g.shape
     M = R * C
     N = 2 * M
     G = 1.0 / r_line
+    Gt = 1.0 / (r_line + r_access)  # terminal -> first crosspoint: access path plus one segment
     rd, cd = ~np.isnan(rv), ~np.isnan(cv)
     rv0, cv0 = np.where(rd, rv, 0.0), np.where(cd, cv, 0.0)
     x0, it0 = _solve_ideal(g, rv, cv, beta, v_ref, tol, max_iter, scales)
@@ -143,7 +152,7 @@ def _solve_lines(g, rv, cv, beta, v_ref, r_line, tol, max_iter, scales):
     I_idx = np.concatenate([a, b, a, b, t, rr, cc, rr, cc])
     J_idx = np.concatenate([a, b, b, a, t, rr, cc, cc, rr])
     seg = np.broadcast_to(np.repeat([G, G, -G, -G], a.size), (B, 4 * a.size))
-    term = G * np.concatenate([rd, cd], axis=1).astype(float)
+    term = Gt * np.concatenate([rd, cd], axis=1).astype(float)
 
     def split(x):
         return x[:, :M].reshape(B, R, C), x[:, M:].reshape(B, R, C)
@@ -158,8 +167,8 @@ def _solve_lines(g, rv, cv, beta, v_ref, r_line, tol, max_iter, scales):
         s = G * (vc[:, :-1, :] - vc[:, 1:, :])
         fc[:, :-1, :] += s
         fc[:, 1:, :] -= s
-        fr[:, :, 0] += G * rd * (vr[:, :, 0] - rv0)
-        fc[:, -1, :] += G * cd * (vc[:, -1, :] - cv0)
+        fr[:, :, 0] += Gt * rd * (vr[:, :, 0] - rv0)
+        fc[:, -1, :] += Gt * cd * (vc[:, -1, :] - cv0)
         return np.concatenate([fr.reshape(B, M), fc.reshape(B, M)], axis=1)
 
     lus, last_err = [], [np.inf]
@@ -171,7 +180,8 @@ def _solve_lines(g, rv, cv, beta, v_ref, r_line, tol, max_iter, scales):
         if N <= DENSE_MAX:
             flat = (np.arange(B)[:, None] * (N * N) + (I_idx * N + J_idx)[None, :]).ravel()
             J = np.bincount(flat, weights=vals.ravel(), minlength=B * N * N).reshape(B, N, N)
-            return np.linalg.solve(J, -F[..., None])[..., 0]
+            with blas_one_thread():  # threads only slow a batch of small dense solves down
+                return np.linalg.solve(J, -F[..., None])[..., 0]
         # Sparse path: reuse the LU factors while the residual keeps falling >= 20x per step
         # (chord Newton); refactor at the current point otherwise.
         err = np.max(np.abs(F))
@@ -191,8 +201,97 @@ def _solve_lines(g, rv, cv, beta, v_ref, r_line, tol, max_iter, scales):
     return vr, vc, it0 + it
 
 
+@dataclass
+class DrivenSolution:
+    """Solved operating points of ``B`` crossbars under ``K`` sets of terminal voltages each (every
+    terminal driven).  v_cell, i_cell: (B, K, R, C), V and A; row_current (B, K, R): out of each
+    row driver, A; col_current (B, K, C): out of each column into its driver, A; iterations:
+    chord iterations (each one substitution with the kept factorization); v_row, v_col:
+    (B, K, R, C) row-line and column-line node voltages, V."""
+
+    v_cell: np.ndarray
+    i_cell: np.ndarray
+    row_current: np.ndarray
+    col_current: np.ndarray
+    iterations: int
+    v_row: np.ndarray
+    v_col: np.ndarray
+
+
+class LineSolver:
+    """Crossbars with resistive lines and every terminal driven, solved on a kept factorization.
+
+    The linear network (devices at their small-signal conductance g / (1 + β v_ref²), lines, the
+    terminals' access resistance) is factorized once per set of conductances and reused by every
+    call until a chip's conductances change (then only that chip is refactored).  The cubic part of
+    the device current is solved by the chord iteration ``x ← A⁻¹ (b − n(x))`` (``n``: the devices'
+    current beyond the linear part), which converges to the same KCL solution as Newton.
+
+    Args:
+        r_line: line resistance per segment, Ω (> 0).
+        beta, v_ref: device I-V nonlinearity (1/V²) and reference voltage (V).
+        r_access: series resistance between each terminal and its line, Ω.
+    """
+
+    def __init__(self, r_line: float, beta: float, v_ref: float, r_access: float = 0.0):
+        self.r_line, self.beta, self.v_ref, self.r_access = float(r_line), float(beta), float(v_ref), float(r_access)
+        self._norm = 1.0 + self.beta * self.v_ref ** 2
+        self.net: LineNetwork | None = None
+
+    def network(self, g) -> LineNetwork:
+        """The factorized linear network of conductances ``g`` (B, R, C), S (kept if unchanged)."""
+        gl = np.asarray(g, float) / self._norm
+        if self.net is None or self.net.shape != gl.shape:
+            self.net = LineNetwork(gl, self.r_line, self.r_access)
+        else:
+            self.net.update(gl)
+        return self.net
+
+    def solve(self, g, row_v, col_v, tol: float = 1e-12, max_iter: int = 200) -> DrivenSolution:
+        """Solve ``K`` operating points per chip: ``row_v`` (B, K, R) and ``col_v`` (B, K, C), V,
+        all finite.  Converged when the last chord step moved no node by more than ``tol`` times
+        the largest terminal voltage."""
+        with blas_one_thread():  # one pinning for every substitution of the iteration
+            return self._solve(g, row_v, col_v, tol, max_iter)
+
+    def _solve(self, g, row_v, col_v, tol, max_iter) -> DrivenSolution:
+        g = np.asarray(g, float)
+        row_v, col_v = np.asarray(row_v, float), np.asarray(col_v, float)
+        if not (np.all(np.isfinite(row_v)) and np.all(np.isfinite(col_v))):
+            raise ValueError("LineSolver needs every terminal driven (finite voltages)")
+        net = self.network(g)
+        b = net.injection(row_v, col_v)
+        x = net.solve(b)
+        v_scale = max(np.abs(row_v).max(initial=0.0), np.abs(col_v).max(initial=0.0), 1e-300)
+        it = 1
+        B, R, C = g.shape
+        gk = g[:, None]
+        if self.beta != 0:
+            c = self.beta / self._norm
+            for it in range(2, max_iter + 2):
+                vr, vc = net.split(x)
+                v = vr - vc
+                e = gk * c * v * v * v           # device current beyond the linear part, A
+                x_new = net.solve(b - np.concatenate([e, -e], axis=2).reshape(b.shape))
+                step = np.max(np.abs(x_new - x), initial=0.0)
+                x = x_new
+                if not np.isfinite(step):
+                    raise RuntimeError("line solve diverged (non-finite node voltages)")
+                if step <= tol * v_scale:
+                    break
+            else:
+                raise RuntimeError(f"line solve did not converge in {max_iter} chord iterations "
+                                   f"(last step {step:.3e} V)")
+        vr, vc = net.split(x)
+        v_cell = vr - vc
+        i_cell = iv_current(gk, v_cell, self.beta, self.v_ref)
+        row_current, col_current = net.terminal_currents(vr, vc, row_v, col_v)
+        return DrivenSolution(v_cell, i_cell, row_current, col_current, it, vr, vc)
+
+
 def solve_network(g, row_v, col_v, beta: float, v_ref: float, r_line: float = 0.0,
-                  tol: float = 1e-12, max_iter: int = 50) -> NetworkSolution:
+                  tol: float = 1e-12, max_iter: int = 50, solver: LineSolver | None = None,
+                  newton: bool = False, r_access: float = 0.0) -> NetworkSolution:
     """Solve a batch of crossbars.
 
     Args:
@@ -204,6 +303,12 @@ def solve_network(g, row_v, col_v, beta: float, v_ref: float, r_line: float = 0.
         tol: relative Newton tolerance (KCL residual vs. V_max * largest line conductance, or the
             voltage step vs. V_max).
         max_iter: Newton iteration limit (RuntimeError beyond it).
+        solver: with resistive lines and every terminal driven, solve on this
+            :class:`LineSolver`'s kept factorization (the fast path; by default a new one).
+        newton: solve by full Newton (batched dense below ``DENSE_MAX`` nodes, else sparse) even
+            where the fast path applies: the reference the fast path is tested against.
+        r_access: series resistance between each terminal and its line (a bench's relay and
+            leads), ohm; only with resistive lines (r_line > 0).
     Raises:
         ValueError: bad shapes, negative r_line, or a chip whose rows (or columns) all float.
     """
@@ -221,6 +326,12 @@ def solve_network(g, row_v, col_v, beta: float, v_ref: float, r_line: float = 0.
         if bad.size:
             raise ValueError(f"every {name} line floats on chip(s) {bad.tolist()}: the network has "
                              "no return path (drive at least one row and one column)")
+    if r_line > 0 and rd.all() and cd.all() and not newton:
+        ls = solver if solver is not None and (solver.r_line, solver.r_access) == (r_line, r_access) \
+            else LineSolver(r_line, beta, v_ref, r_access)
+        sol = ls.solve(g, row_v[:, None], col_v[:, None], tol=tol)
+        return NetworkSolution(sol.v_cell[:, 0], sol.i_cell[:, 0], sol.col_current[:, 0], sol.row_current[:, 0],
+                               sol.iterations, sol.v_row[:, 0], sol.v_col[:, 0])
     rv, cv = _pin_isolated(g, row_v, col_v)
     vd = np.concatenate([rv, cv], axis=1)
     v_scale = max(np.abs(vd[~np.isnan(vd)]).max(initial=0.0), 1e-300)
@@ -231,65 +342,13 @@ def solve_network(g, row_v, col_v, beta: float, v_ref: float, r_line: float = 0.
         vr = np.repeat(x[:, :R, None], C, axis=2)
         vc = np.repeat(x[:, None, R:], R, axis=1)
     else:
-        vr, vc, it = _solve_lines(g, rv, cv, beta, v_ref, float(r_line), tol, max_iter, scales)
+        vr, vc, it = _solve_lines(g, rv, cv, beta, v_ref, float(r_line), tol, max_iter, scales, float(r_access))
     v_cell = vr - vc
     i_cell = iv_current(g, v_cell, beta, v_ref)
     # Terminal currents by KCL over the whole line (line segments are internal to it).
     row_current = np.where(rd, i_cell.sum(axis=2), 0.0)
     col_current = np.where(cd, i_cell.sum(axis=1), 0.0)
     return NetworkSolution(v_cell, i_cell, col_current, row_current, int(it), vr, vc)
-
-
-#: smallest per-chip product size (N·R·C multiply-adds) for which :func:`mvm_currents` pins BLAS to
-#: one thread; below it BLAS libraries stay on one thread by themselves (OpenBLAS: up to 262144)
-BLAS_ONE_THREAD_MIN = 1 << 16
-
-_blas_state = {"libs": None, "depth": 0, "saved": []}
-_blas_lock = threading.Lock()
-
-
-def _blas_libs() -> list:
-    """threadpoolctl's controllers of the BLAS libraries numpy loaded (empty when it cannot
-    control them)."""
-    if _blas_state["libs"] is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-            _blas_state["libs"] = list(ThreadpoolController().select(user_api="blas").lib_controllers)
-        except Exception:  # noqa: BLE001 - an unknown BLAS (or no threadpoolctl): leave BLAS as it is
-            _blas_state["libs"] = []
-    return _blas_state["libs"]
-
-
-@contextmanager
-def blas_one_thread():
-    """Run BLAS on one thread inside the block (re-entrant, thread-safe; restored on exit).
-
-    The simulator's products are small: (N × R) @ (R × C) per chip with R, C ~ 10–100.  A threaded
-    BLAS (OpenBLAS by default) splits such a product over its threads once N·R·C passes its
-    threshold and gains little, but its worker threads then spin waiting for more work and slow
-    the single-threaded numpy code that runs next (measured in ``benchmarks/insitu_moons.py``:
-    a sim ``mvm`` of 800 inputs on 3 chips of 42x44 took ~6x longer).  The threads split the rows
-    and columns of the output, never the sums, so results are the same bit for bit."""
-    libs = _blas_libs()
-    if not libs:
-        yield
-        return
-    with _blas_lock:
-        if _blas_state["depth"] == 0:
-            _blas_state["saved"] = [lib.get_num_threads() for lib in libs]
-            for lib, n in zip(libs, _blas_state["saved"]):
-                if isinstance(n, int) and n != 1:
-                    lib.set_num_threads(1)
-        _blas_state["depth"] += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_state["depth"] -= 1
-            if _blas_state["depth"] == 0:
-                for lib, n in zip(libs, _blas_state["saved"]):
-                    if isinstance(n, int) and n != 1:
-                        lib.set_num_threads(n)
 
 
 def mvm_currents(g, v_rows, beta: float, v_ref: float, r_line: float = 0.0) -> np.ndarray:
@@ -304,11 +363,7 @@ def mvm_currents(g, v_rows, beta: float, v_ref: float, r_line: float = 0.0) -> n
         with blas_one_thread():
             return np.matmul(f, g)
     B, n, _ = v_rows.shape
-    col_v = np.zeros((B, g.shape[2]))
-    out = np.empty((B, n, g.shape[2]))
-    for k in range(n):
-        out[:, k] = solve_network(g, v_rows[:, k], col_v, beta, v_ref, r_line).col_current
-    return out
+    return LineSolver(r_line, beta, v_ref).solve(g, v_rows, np.zeros((B, n, g.shape[2]))).col_current
 
 
 def read_rows_grounded(g, v_read: float, beta: float, v_ref: float, r_line: float = 0.0) -> np.ndarray:
@@ -318,10 +373,5 @@ def read_rows_grounded(g, v_read: float, beta: float, v_ref: float, r_line: floa
     if r_line == 0:
         return iv_current(g, v_read, beta, v_ref)
     B, R, C = g.shape
-    col_v = np.zeros((B, C))
-    out = np.empty((B, R, C))
-    for i in range(R):
-        row_v = np.zeros((B, R))
-        row_v[:, i] = v_read
-        out[:, i] = solve_network(g, row_v, col_v, beta, v_ref, r_line).col_current
-    return out
+    row_v = np.broadcast_to(np.eye(R) * v_read, (B, R, R))
+    return LineSolver(r_line, beta, v_ref).solve(g, row_v, np.zeros((B, R, C))).col_current

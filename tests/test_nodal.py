@@ -211,3 +211,57 @@ def test_batched_equals_separate(r_line, R, C):
         np.testing.assert_allclose(batch.v_cell[b], one.v_cell[0], rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(batch.col_current[b], one.col_current[0], rtol=1e-10, atol=1e-16)
         np.testing.assert_allclose(batch.row_current[b], one.row_current[0], rtol=1e-10, atol=1e-16)
+
+
+# ------------------------------------------------------------------ fast path: kept factorization
+def _driven_sets(rng, B, K, R, C, v):
+    """K sets of all-driven terminal voltages per chip, up to ``v`` volts (reads to pulses)."""
+    return rng.uniform(-v, v, (B, K, R)), rng.uniform(-v, v, (B, K, C))
+
+
+@pytest.mark.parametrize("r_line,v", [(0.5, 0.2), (3.0, 0.2), (0.5, 2.0), (3.0, 2.0)])
+def test_line_solver_equals_dense_newton_reference(r_line, v):
+    rng = np.random.default_rng(11)
+    B, K, R, C = 2, 3, 6, 7
+    g = rand_g(rng, (B, R, C))
+    row_v, col_v = _driven_sets(rng, B, K, R, C, v)
+    fast = nodal.LineSolver(r_line, BETA, VREF).solve(g, row_v, col_v)
+    for k in range(K):
+        ref = solve_network(g, row_v[:, k], col_v[:, k], BETA, VREF, r_line=r_line, newton=True)
+        assert ref.iterations > 0 and 2 * R * C <= nodal.DENSE_MAX  # the dense Newton reference
+        for got, want in ((fast.col_current[:, k], ref.col_current), (fast.row_current[:, k], ref.row_current),
+                          (fast.i_cell[:, k], ref.i_cell), (fast.v_cell[:, k], ref.v_cell)):
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
+    # the default solve_network takes the fast path for all-driven terminals, with the same answer
+    one = solve_network(g, row_v[:, 0], col_v[:, 0], BETA, VREF, r_line=r_line)
+    np.testing.assert_allclose(one.col_current, fast.col_current[:, 0], rtol=1e-12)
+
+
+def test_line_solver_reuses_its_factorization_and_refactors_only_changed_chips():
+    rng = np.random.default_rng(12)
+    B, K, R, C = 3, 4, 5, 6
+    g = rand_g(rng, (B, R, C))
+    row_v, col_v = _driven_sets(rng, B, K, R, C, 0.3)
+    ls = nodal.LineSolver(1.0, BETA, VREF)
+    first = ls.solve(g, row_v, col_v)
+    again = ls.solve(g.copy(), row_v, col_v)
+    assert ls.net.factorizations == B  # the second call reused every chip's factors
+    for a, b in ((first.col_current, again.col_current), (first.v_cell, again.v_cell)):
+        np.testing.assert_array_equal(a, b)
+    g2 = g.copy()
+    g2[1, 2, 3] *= 1.5  # one cell of chip 1 changes
+    changed = ls.solve(g2, row_v, col_v)
+    assert ls.net.factorizations == B + 1
+    fresh = nodal.LineSolver(1.0, BETA, VREF).solve(g2, row_v, col_v)
+    np.testing.assert_array_equal(changed.col_current, fresh.col_current)
+    assert not np.allclose(changed.col_current[1], first.col_current[1], rtol=1e-9)
+    np.testing.assert_array_equal(changed.col_current[[0, 2]], first.col_current[[0, 2]])
+
+
+def test_access_resistance_adds_in_series_at_the_terminals():
+    """One device between one row and one column: the current sees r_line twice (terminal to the
+    crosspoint on each line) plus the access resistance at both terminals."""
+    g = np.array([[[200e-6]]])
+    ls = nodal.LineSolver(5.0, 0.0, VREF, r_access=20.0)
+    sol = ls.solve(g, np.full((1, 1, 1), 0.2), np.zeros((1, 1, 1)))
+    np.testing.assert_allclose(sol.col_current[0, 0, 0], 0.2 / (1 / 200e-6 + 2 * (5.0 + 20.0)), rtol=1e-12)

@@ -1,0 +1,140 @@
+"""The linear resistive network of crossbars with resistive lines (SI units: S, V, A, Ω).
+
+One definition of the network, used by the simulator (:mod:`mock_hw.nodal` solves its nonlinear
+devices around this linear network) and by the write-verify tuner's IR-drop correction
+(:mod:`programming.ir_correction`), which models the chip with its *estimated* conductances and
+line resistance.
+
+Geometry (as in :mod:`mock_hw.nodal`): ``R`` row lines × ``C`` column lines; device (i, j) joins row
+node (i, j) to column node (i, j).  Row i's terminal sits at its column-0 end, column j's at its
+row-(R−1) end.  Every line is a ladder of ``r_line`` segments (terminal → first crosspoint → … →
+last crosspoint); ``r_access`` (Ω) adds in series between each terminal and its line (a switch
+matrix's relay and the instrument's leads on a bench).  Here every terminal is *driven* (held at a
+known voltage): grounded reads, V/2 and V/3 writes and matrix-vector products.  Then the
+conductance matrix depends only on the conductances, not on the terminal voltages, so one sparse
+LU factorization serves every read, pulse and product that sees the same conductances: each is one
+forward/back substitution (many at once as the columns of one right-hand side).
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import splu
+
+from .blas import blas_one_thread
+
+
+class LineNetwork:
+    """Factorized conductance matrices of ``B`` crossbars with every terminal driven.
+
+    Args:
+        g: (B, R, C) device conductances, S (a linear device: I = g·V).
+        r_line: line resistance per segment, Ω (> 0).
+        r_access: series resistance between each terminal and its line, Ω (>= 0).
+
+    Node order per chip: row nodes (i, j) at ``i·C + j``, column nodes at ``R·C + i·C + j``.
+    """
+
+    def __init__(self, g, r_line: float, r_access: float = 0.0):
+        g = np.asarray(g, dtype=float)
+        if g.ndim != 3:
+            raise ValueError(f"g must have shape (B, R, C), got {g.shape}")
+        if not r_line > 0:
+            raise ValueError(f"a line network needs r_line > 0 Ω, got {r_line}")
+        if not r_access >= 0:
+            raise ValueError(f"r_access must be >= 0 Ω, got {r_access}")
+        self.shape = g.shape
+        self.r_line, self.r_access = float(r_line), float(r_access)
+        self.g_seg = 1.0 / self.r_line
+        self.g_term = 1.0 / (self.r_line + self.r_access)
+        B, R, C = g.shape
+        M = R * C
+        ir = np.arange(M).reshape(R, C)
+        ic = ir + M
+        a = np.concatenate([ir[:, :-1].ravel(), ic[:-1, :].ravel()])   # line segments a -- b
+        b = np.concatenate([ir[:, 1:].ravel(), ic[1:, :].ravel()])
+        t = np.concatenate([ir[:, 0], ic[R - 1, :]])                   # nodes next to a terminal
+        rr, cc = ir.ravel(), ic.ravel()
+        self._I = np.concatenate([a, b, a, b, t, rr, cc, rr, cc])
+        self._J = np.concatenate([a, b, b, a, t, rr, cc, cc, rr])
+        self._fixed = np.concatenate([np.full(2 * a.size, self.g_seg), np.full(2 * a.size, -self.g_seg),
+                                      np.full(t.size, self.g_term)])
+        self._lu: list = [None] * B
+        self._g = np.full(g.shape, np.nan)
+        self.factorizations = 0
+        self.update(g)
+
+    def update(self, g) -> int:
+        """Refactor the chips whose conductances differ from the factorized ones (others keep
+        their factors).  Returns how many chips were refactored."""
+        g = np.asarray(g, dtype=float)
+        if g.shape != self.shape:
+            raise ValueError(f"conductances of shape {g.shape}, network built for {self.shape}")
+        N = 2 * self.shape[1] * self.shape[2]
+        done = 0
+        with blas_one_thread():
+            done = self._refactor(g, N)
+        self.factorizations += done
+        return done
+
+    def _refactor(self, g, N) -> int:
+        done = 0
+        for k in range(self.shape[0]):
+            if self._lu[k] is not None and np.array_equal(g[k], self._g[k]):
+                continue
+            s = g[k].ravel()
+            vals = np.concatenate([self._fixed, s, s, -s, -s])
+            A = sp.csc_matrix((vals, (self._I, self._J)), shape=(N, N))
+            try:
+                self._lu[k] = splu(A, permc_spec="MMD_AT_PLUS_A")
+            except RuntimeError as e:  # "Factor is exactly singular"
+                raise RuntimeError(f"line network: singular conductance matrix for chip {k}: {e}") from e
+            self._g[k] = g[k]
+            done += 1
+        return done
+
+    def injection(self, row_v, col_v) -> np.ndarray:
+        """Right-hand sides (B, K, N), A: the current the terminals at ``row_v`` (B, K, R) and
+        ``col_v`` (B, K, C), V, inject into the nodes next to them."""
+        B, R, C = self.shape
+        row_v, col_v = np.asarray(row_v, float), np.asarray(col_v, float)
+        K = row_v.shape[1]
+        rhs = np.zeros((B, K, 2, R, C))
+        rhs[:, :, 0, :, 0] = self.g_term * row_v
+        rhs[:, :, 1, R - 1, :] = self.g_term * col_v
+        return rhs.reshape(B, K, 2 * R * C)
+
+    def solve(self, rhs) -> np.ndarray:
+        """Node voltages (B, K, N), V, for node current injections ``rhs`` (B, K, N), A."""
+        rhs = np.asarray(rhs, float)
+        out = np.empty_like(rhs)
+        with blas_one_thread():  # SuperLU's substitutions call BLAS: threads only slow them
+            for k, lu in enumerate(self._lu):
+                out[k] = lu.solve(np.asfortranarray(rhs[k].T)).T
+        return out
+
+    def split(self, x):
+        """Row-node and column-node voltages (B, K, R, C) of node voltages ``x`` (B, K, N)."""
+        B, R, C = self.shape
+        x = x.reshape(x.shape[0], x.shape[1], 2, R, C)
+        return x[:, :, 0], x[:, :, 1]
+
+    def terminal_currents(self, v_row, v_col, row_v, col_v):
+        """Currents (A) out of each row driver into its line (B, K, R) and out of each column line
+        into its driver (B, K, C), from the node voltages next to the terminals."""
+        return (self.g_term * (row_v - v_row[..., :, 0]),
+                self.g_term * (v_col[..., -1, :] - col_v))
+
+
+def grounded_read_currents(g, v_read: float, r_line: float, r_access: float = 0.0,
+                           network: LineNetwork | None = None) -> np.ndarray:
+    """Currents (B, R, C), A, a grounded read measures on linear devices ``g`` (B, R, C), S: cell
+    (i, j) read with row i at ``v_read`` (V), every other line at 0 V, at column j's terminal.
+    One factorization and one multi-column substitution for the whole array."""
+    g = np.asarray(g, float)
+    B, R, C = g.shape
+    net = network or LineNetwork(g, r_line, r_access)
+    row_v = np.broadcast_to(np.eye(R) * v_read, (B, R, R))
+    col_v = np.zeros((B, R, C))
+    v_row, v_col = net.split(net.solve(net.injection(row_v, col_v)))
+    return net.terminal_currents(v_row, v_col, row_v, col_v)[1]
