@@ -14,7 +14,7 @@ import pytest
 
 from procedures.sweep.runner import POINTS, load_records, run_sweep
 from procedures.sweep.spec import load_spec, parse_spec
-from procedures.sweep.summary import format_sweep
+from procedures.cli import main
 from procedures.sweep.table import TIMING_COLUMNS, read_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +107,7 @@ def _comparable(df):
     return df.drop(columns=[c for c in df.columns if c in TIMING_COLUMNS]).reset_index(drop=True)
 
 
-def test_cluster_sweep_equals_embedded_one_and_survives_a_killed_worker(tmp_path, dask_cluster):
+def test_cluster_sweep_equals_embedded_one_and_survives_a_killed_worker(tmp_path, capsys, dask_cluster):
     address, procs = dask_cluster
     spec = _spec(tmp_path)
 
@@ -121,11 +121,12 @@ def test_cluster_sweep_equals_embedded_one_and_survives_a_killed_worker(tmp_path
     remote = run_sweep(spec, tmp_path / "remote", scheduler=address, progress=False, plots=False,
                        on_result=kill_a_worker)
     assert killed and procs[1].wait() != 0
-    embedded = run_sweep(spec, tmp_path / "embedded", workers=1, progress=False)
-
-    for outcome in (remote, embedded):
-        assert (outcome.total, outcome.ok, outcome.failed, outcome.skipped) == (8, 4, 4, 0)
-    a, b = read_table(remote.table), read_table(embedded.table)
+    assert (remote.total, remote.ok, remote.failed, remote.skipped) == (8, 4, 4, 0)
+    # the same sweep from the command line, on the embedded cluster (exit 1: some points failed)
+    folder = tmp_path / "embedded"
+    assert main(["sweep", str(tmp_path / "spec.toml"), "--out", str(folder), "--workers", "1", "--quiet"]) == 1
+    assert "4 point(s) failed" in capsys.readouterr().out
+    a, b = read_table(remote.table), read_table(folder / "sweep.parquet")
     assert len(a) == 8 and list(a["index"]) == list(range(8))
     assert _comparable(a).equals(_comparable(b))
     failed = a[a["status"] == "failed"]
@@ -136,15 +137,31 @@ def test_cluster_sweep_equals_embedded_one_and_survives_a_killed_worker(tmp_path
 
     # resuming: finished points are skipped, a lost one (and the failed ones) run again
     lost = ok.iloc[0]["point"]
-    (tmp_path / "embedded" / POINTS / f"{lost}.json").unlink()
-    again = run_sweep(spec, tmp_path / "embedded", workers=1, progress=False, plots=False)
+    (folder / POINTS / f"{lost}.json").unlink()
+    again = run_sweep(spec, folder, workers=1, progress=False, plots=False)
     assert (again.skipped, again.ok, again.failed) == (3, 4, 4)
     assert _comparable(read_table(again.table)).equals(_comparable(b))
-    records = load_records(tmp_path / "embedded")
-    assert json.loads((tmp_path / "embedded" / POINTS / f"{lost}.json").read_text())["status"] == "ok"
+    records = load_records(folder)
+    assert json.loads((folder / POINTS / f"{lost}.json").read_text())["status"] == "ok"
     assert len(records) == 8
 
-    text = format_sweep(tmp_path / "embedded")
+    assert main(["show", str(folder)]) == 0
+    text = capsys.readouterr().out
     assert "4 ok, 4 failed of 8 points" in text and "swept       tolerance, chips" in text
     assert "--chips 0" in text
-    assert (tmp_path / "embedded" / "plots" / "sweep-tolerance-vs-chips.png").is_file()
+    assert (folder / "plots" / "sweep-tolerance-vs-chips.png").is_file()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--scheduler", "localhost:8786"], "--scheduler must be a Dask scheduler address"),
+    (["--workers", "0"], "--workers must be >= 1"),
+    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--workers sizes the embedded cluster"),
+])
+def test_sweep_command_refuses_bad_options_before_anything_is_written(tmp_path, capsys, args, words):
+    _spec(tmp_path)
+    assert main(["sweep", str(tmp_path / "spec.toml"), "--out", str(tmp_path / "out"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+    (tmp_path / "bad.toml").write_text('command = "tune"\n[grid]\ntolerance = [0.01, "x"]\n')
+    assert main(["sweep", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "out")]) == 2
+    assert "invalid float value: 'x'" in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -73,6 +73,7 @@ def _train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--kl", type=float, default=0.0, help="weight of the variational KL regularizer")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", type=Path, required=True, metavar="MODEL.pt")
+    add_json_option(t, "also write the report (the configuration and the accuracies) here")
 
 
 def _evaluate_args(e: argparse.ArgumentParser) -> None:
@@ -152,6 +153,7 @@ def cmd_train(args) -> int:
     path = save_model(args.out, r.model, cfg.to_dict(), metrics)
     print(f"  train accuracy {100 * r.train_accuracy:.2f} %, test accuracy {100 * r.test_accuracy:.2f} %, "
           f"{r.wall_s:.1f} s\nmodel written to {path}")
+    _write_json(args.json, {"model": str(path), **cfg.to_dict(), **metrics})
     return 0
 
 

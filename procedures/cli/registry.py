@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 #: the modules that register subcommands, in the order ``xbar --help`` lists them
-MODULES = ("procedures", "runs", "gui", "bench", "models")
+MODULES = ("procedures", "runs", "gui", "bench", "models", "sweep")
 
 
 @dataclass(frozen=True)
