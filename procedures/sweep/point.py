@@ -20,23 +20,6 @@ from pathlib import Path
 OUTPUT_TAIL = 2000
 
 
-def _outputs(command: str) -> list[str]:
-    """The options that send a command's results into ``folder`` (written as ``{folder}``)."""
-    from .spec import command_parsers
-
-    sub = command_parsers()[command]
-    extra = ["--json", "{folder}/report.json"]
-    out = sub._option_string_actions.get("--out")
-    if out is not None:
-        metavar = str(out.metavar or "")
-        name = "model.pt" if metavar.endswith(".pt") else "out.json" if metavar.endswith(".json") else "run"
-        extra += ["--out", "{folder}/" + name]
-    for flag in ("--quiet", "--no-plots"):
-        if flag in sub._option_string_actions:
-            extra.append(flag)
-    return extra
-
-
 _OUTPUTS: dict[str, list[str]] = {}
 
 
@@ -52,7 +35,9 @@ def run_point(argv: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="xbar-point-") as folder:
         try:
             if command not in _OUTPUTS:
-                _OUTPUTS[command] = _outputs(command)
+                from .spec import command_parsers, output_options
+
+                _OUTPUTS[command] = output_options(command_parsers()[command])
             full = [*argv, *(a.format(folder=folder) for a in _OUTPUTS[command])]
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
                 code = main(full)

@@ -72,6 +72,19 @@ def command_parsers() -> dict[str, argparse.ArgumentParser]:
     return out
 
 
+def output_options(sub: argparse.ArgumentParser) -> list[str]:
+    """The options the sweep adds to every run of a command, sending its results into a folder
+    (written ``{folder}``): ``--json``, ``--out`` (a run folder, model or JSON file, by its
+    metavar), ``--quiet`` and ``--no-plots`` where the command has them."""
+    extra = ["--json", "{folder}/report.json"]
+    out = sub._option_string_actions.get("--out")
+    if out is not None:
+        metavar = str(out.metavar or "")
+        name = "model.pt" if metavar.endswith(".pt") else "out.json" if metavar.endswith(".json") else "run"
+        extra += ["--out", "{folder}/" + name]
+    return extra + [flag for flag in ("--quiet", "--no-plots") if flag in sub._option_string_actions]
+
+
 def _key(name: str) -> str:
     return str(name).strip().lstrip("-").replace("-", "_")
 
@@ -264,9 +277,10 @@ def parse_spec(data: dict, base: Path = Path("."), text: str = "", where: str = 
         raise ValueError(f"{where}: {both[0]!r} is both fixed and swept")
     spec = SweepSpec(command, seed, seeds, fixed, grid, pts, Path(base), text)
     sub = parsers[command]
+    extra = [a.format(folder="sweep-point") for a in output_options(sub)]
     for point in spec.expand():
         try:
-            sub.parse_args(list(point.argv[1:]))
+            sub.parse_args([*point.argv[1:], *extra])
         except _ParseError as exc:
             raise ValueError(f"{where}: point {dict(point.params)}: {exc}") from None
     return spec
