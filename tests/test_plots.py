@@ -89,10 +89,14 @@ def test_tune_folder_plots_and_report(tmp_path):
     for name in names:
         assert f'<img src="plots/{name}"' in text
     assert text.count("<img") == len(images)
-    assert "pulses_per_cell.mean" in text and "19.25" in text and "0.965517" in text
-    assert "pulses_per_cell.p95" in text and "TiO2-A7" in text and "KEITHLEY 2636B" in text
-    assert "short" in text and "long" not in text.split("<h2>Summary</h2>")[1]
-    assert "<title>tune — 20240501-tune</title>" in text
+    summary = text.split("<h2>Summary</h2>")[1].split("<h2>Plots</h2>")[0]
+    assert "<h3>pulses per cell</h3>" in summary and ">19.2<" in summary and ">96.6 %<" in summary
+    assert ">0.987 %<" in summary and ">p95<" in summary
+    assert "KEITHLEY 2636B" in text and "<h3>Chip</h3>" in text and "<h3>Procedure</h3>" in text
+    assert "short" in summary and "long" not in summary
+    assert "<title>Write-verify tuning — 20240501-tune</title>" in text
+    assert 'id="headline">' in text
+    assert text.count("<figcaption>Figure ") == len(images)
 
 
 def test_trace_cell_selection_is_deterministic(tmp_path):

@@ -1,4 +1,5 @@
-"""``report.html`` of a run folder: metadata, the summary of ``report.json``, and the plots.
+"""``report.html`` of a run folder, for an operator: a headline that says whether the run met its goal,
+the report's quantities with units (grouped), the plots with captions, the parameters and metadata.
 
 Self-contained (inline CSS, no scripts, images referenced relative to the folder as
 ``plots/<file>``); every text is HTML-escaped.
@@ -12,44 +13,47 @@ from pathlib import Path
 import numpy as np
 
 from ..storage.run_data import REPORT_HTML, RunData
+from .quantities import TITLES, headline, label, meta_groups, parameter_groups, quantity
 
 __all__ = ["write_report_html", "flatten", "format_value"]
 
 MAX_LIST = 20
 
-#: metadata keys shown first, in this order (the other keys of run.json follow)
-META_ORDER = ("procedure", "status", "start_time", "started", "start", "end_time", "finished", "end",
-              "station", "chip", "chip_id", "software_version", "version", "instruments", "command",
-              "resume_count", "resumes")
-
 CAPTIONS = {
     "map_before": "Conductance map of chip 0 before tuning (µS).",
-    "map_after": "Conductance map of chip 0 after tuning (µS).",
+    "map_after": "Conductance map of chip 0 after the run (µS).",
     "map_final": "Final read-back conductance of chip 0 (µS).",
     "map_conductance": "Conductance map of chip 0 (µS).",
     "map_targets": "Target conductances of chip 0 (µS); blank cells are untargeted.",
-    "target_vs_achieved": "Achieved vs target conductance of the targeted cells (µS), by status; "
-                          "dashed: identity.",
-    "error_hist": "Relative error of the final read-back (%), with the tolerance.",
-    "pulses_hist": "Programming pulses per targeted cell.",
-    "traces": "Write-verify traces of selected cells: readings (µS, blue), target (dashed), "
-              "pulse amplitudes (V, red).",
-    "iv": "IV sweep: current (µA) vs voltage, points joined in measurement order.",
-    "retention": "Retention: mean ± std conductance (µS) over cells, and the relative change of "
-                 "individual cells.",
-    "endurance": "Endurance: SET and RESET conductance (µS) per cycle.",
-    "forming": "Forming voltages of the formed cells.",
+    "target_vs_achieved": "Achieved vs target conductance of every targeted cell (µS), coloured by status; "
+                          "dashed: achieved = target.",
+    "error_hist": "Relative error of the final read-back (%), with the tolerance (dashed).",
+    "pulses_hist": "Programming pulses per targeted cell, with the median (dotted).",
+    "traces": "Write-verify traces of selected cells (most, fewest and median pulses): readings (µS, blue), "
+              "target (dashed), pulse amplitudes (V, red); dotted lines separate passes.",
+    "iv": "IV sweep of one cell; colour: measurement step. Pulsed mode: the read current and the conductance "
+          "after each pulse, against the pulse voltage (the SET/RESET loop).",
+    "retention": "Retention: mean ± std conductance (µS) over the cells, and the relative change of "
+                 "individual cells since the first read.",
+    "endurance": "Endurance: conductance after SET (solid) and after RESET (dashed) per cycle (µS).",
+    "forming": "Forming voltages of the formed cells (V).",
 }
 
 CSS = """
-body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1200px; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.5em; }
-table { border-collapse: collapse; margin: 0.5em 0; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
-th { background: #f2f2f2; font-weight: normal; font-family: monospace; }
-td.num { text-align: right; font-family: monospace; }
-figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
-figcaption { font-size: 0.9em; color: #555; }
+body { font-family: sans-serif; margin: 2em auto; padding: 0 1.5em; color: #222; max-width: 1150px; }
+h1 { font-size: 1.5em; margin-bottom: 0.3em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
+h3 { font-size: 1em; margin: 1em 0 0.3em; color: #444; }
+p.headline { font-size: 1.15em; padding: 0.6em 0.9em; border-left: 6px solid #888; background: #f6f6f6; }
+p.headline.met { border-color: #2a8a2a; background: #eef8ee; }
+p.headline.missed { border-color: #c0392b; background: #fbeeee; }
+p.sub { color: #555; margin-top: 0; }
+table { border-collapse: collapse; margin: 0.3em 0 0.8em; max-width: 100%; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top;
+         overflow-wrap: anywhere; }
+th { background: #f2f2f2; font-weight: normal; min-width: 12em; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+figure { margin: 1.2em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
+figcaption { font-size: 0.9em; color: #444; margin-top: 0.3em; }
 """
 
 
@@ -89,6 +93,7 @@ def flatten(obj, prefix: str = "") -> list[tuple[str, object]]:
 
 
 def _table(rows: list[tuple[str, object]]) -> str:
+    """Key/value rows as a table, values as raw strings (dotted keys, 6 digits)."""
     if not rows:
         return "<p><em>none</em></p>"
     lines = ["<table>"]
@@ -100,18 +105,34 @@ def _table(rows: list[tuple[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def _meta_rows(meta: dict) -> list[tuple[str, object]]:
-    keys = [k for k in META_ORDER if k in meta] + [k for k in meta if k not in META_ORDER and k != "parameters"]
-    rows: list[tuple[str, object]] = []
-    for key in keys:
-        value = meta[key]
+def _quantities(rows: list[tuple[str, object]]) -> str:
+    """Key/value rows as a table of labelled quantities with units (:func:`quantities.quantity`)."""
+    if not rows:
+        return "<p><em>none</em></p>"
+    lines = ["<table>"]
+    for key, value in rows:
+        numeric = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+        cls = ' class="num"' if numeric else ""
+        lines.append(f"<tr><th>{html.escape(label(key))}</th>"
+                     f"<td{cls}>{html.escape(quantity(key, value))}</td></tr>")
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
+def _groups(groups: list[tuple[str, list[tuple[str, object]]]]) -> str:
+    return "\n".join(f"<h3>{html.escape(name)}</h3>\n{_quantities(rows)}" for name, rows in groups if rows)
+
+
+def summary_groups(report: dict) -> list[tuple[str, list[tuple[str, object]]]]:
+    """The report's scalars ("Outcome"), then one group per nested dict (e.g. "pulses per cell");
+    lists of more than 20 items are left out (they are in run.h5 / report.json)."""
+    top = [(k, v) for k, v in report.items() if not isinstance(v, dict) and k != "status"
+           and not (isinstance(v, (list, tuple)) and len(v) > MAX_LIST)]
+    groups = [("Outcome", top)]
+    for key, value in report.items():
         if isinstance(value, dict):
-            rows.extend(flatten(value, key) if value else [(key, "{}")])
-        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value) and key in ("command", "argv"):
-            rows.append((key, " ".join(value)))
-        else:
-            rows.append((key, value))
-    return rows
+            groups.append((label(key), [(f"{key}.{k}", v) for k, v in flatten(value)]))
+    return groups
 
 
 def _image_src(run_path: Path, image: Path) -> str:
@@ -122,34 +143,49 @@ def _image_src(run_path: Path, image: Path) -> str:
         return f"plots/{image.name}"
 
 
+def _caption(run: RunData, stem: str) -> str:
+    caption = CAPTIONS.get(stem, stem.replace("_", " ") + ".")
+    if stem == "retention" and str(run.parameters.get("log", "")).lower() in ("true", "1"):
+        caption += " Logarithmic intervals: the time axis is logarithmic."
+    return caption
+
+
 def write_report_html(run: RunData, images: list[Path]) -> Path:
-    """Write ``run.path / "report.html"``: metadata, parameters, the report summary (dotted keys of
-    ``report.json``) and every image with its caption. Returns the file's path."""
-    title = f"{run.procedure} — {Path(run.path).name}"
+    """Write ``run.path / "report.html"``: a title and a headline that says whether the run met its
+    goal; the report's quantities with units, grouped; the plots with captions; the parameters
+    (chip, procedure) and the run's metadata (run, bench and chip, software).  Returns its path."""
+    title = f"{TITLES.get(run.procedure, run.procedure)} — {Path(run.path).name}"
+    report = run.report if isinstance(run.report, dict) else None
+    head = headline(run.procedure, report, run.status, run.meta.get("error"))
+    state = {True: "met", False: "missed"}.get(head.met, "neutral")
+    chip = run.meta.get("chip_id")
+    sub = ", ".join(x for x in (f"status {run.status}", f"chip {chip}" if chip else "",
+                                f"station {run.meta['station']}" if run.meta.get("station") else "",
+                                f"started {run.meta['started']}" if run.meta.get("started") else "") if x)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(title)}</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        "<h2>Run</h2>",
-        _table(_meta_rows(run.meta)),
-        "<h2>Parameters</h2>",
-        _table(flatten(run.parameters)),
+        f'<p class="sub">{html.escape(sub)}</p>',
+        f'<p class="headline {state}" id="headline">{html.escape(head.text)}</p>',
         "<h2>Summary</h2>",
-        _table(flatten(run.report)) if isinstance(run.report, dict) and run.report
+        _groups(summary_groups(report)) if report
         else "<p><em>no report.json (the run did not finish one)</em></p>",
         "<h2>Plots</h2>",
     ]
     if not images:
         parts.append("<p><em>no plots: the run holds no data to plot</em></p>")
-    for image in images:
+    for n, image in enumerate(images, 1):
         image = Path(image)
-        caption = CAPTIONS.get(image.stem, image.stem.replace("_", " "))
         src = html.escape(_image_src(run.path, image), quote=True)
-        parts.append(f'<figure><img src="{src}" alt="{html.escape(image.stem, quote=True)}">'
-                     f"<figcaption>{html.escape(image.name)}: {html.escape(caption)}</figcaption></figure>")
-    parts.append("</body></html>")
+        caption = _caption(run, image.stem)
+        parts.append(f'<figure><img src="{src}" alt="{html.escape(caption, quote=True)}">'
+                     f"<figcaption>Figure {n}. {html.escape(caption)} ({html.escape(image.name)})</figcaption></figure>")
+    parts += ["<h2>Parameters</h2>", _groups(parameter_groups(run.parameters)),
+              "<h2>Run</h2>", _groups(meta_groups(run.meta)), "</body></html>"]
     out = Path(run.path) / REPORT_HTML
     out.write_text("\n".join(parts) + "\n", encoding="utf-8")
     return out

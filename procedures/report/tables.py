@@ -47,20 +47,30 @@ def format_read_summary(g: np.ndarray, scheme: str) -> str:
 
 
 def format_run(run) -> str:
-    """Summary of a run folder (:class:`procedures.storage.run_data.RunData`) for ``xbar show``."""
+    """Summary of a run folder (:class:`procedures.storage.run_data.RunData`) for ``xbar show``: the
+    headline of ``report.html``, the run's metadata, its parameters (chip, procedure) and the
+    report's quantities with units, grouped as in ``report.html``."""
+    from .quantities import TITLES, headline, label, parameter_groups, quantity
+    from .report_html import summary_groups
+
     m = run.meta
+    report = run.report if isinstance(run.report, dict) else None
+    head = headline(run.procedure, report, run.status, m.get("error"))
     pairs = [("procedure", run.procedure), ("status", run.status), ("started", m.get("started", "?")),
              ("ended", m.get("ended", "-")), ("resumes", m.get("resumes", 0)),
              ("station", m.get("station", "?")), ("chip", m.get("chip_id", "?")),
              ("software", m.get("software_version", "?")), ("records", len(run.data))]
     if m.get("error"):
         pairs.append(("error", m["error"]))
-    params = ", ".join(f"{k}={v}" for k, v in run.parameters.items())
-    lines = [f"run {run.path}", _rows(pairs), f"  parameters: {params}"]
-    if run.report:
-        flat = _flatten(run.report)
-        lines.append("report")
-        lines.append(_rows([(k, _fmt(v)) for k, v in flat if not isinstance(v, list) or len(v) <= 8]))
+    lines = [f"{TITLES.get(run.procedure, run.procedure)}: run {run.path}", f"  {head.text}", _rows(pairs)]
+    for name, rows in parameter_groups(run.parameters):
+        if rows:
+            lines.append(f"{name.lower()} parameters: " + ", ".join(f"{k}={v}" for k, v in rows))
+    if report:
+        for name, rows in summary_groups(report):
+            if rows:
+                lines.append(name.lower())
+                lines.append(_rows([(label(k), quantity(k, v)) for k, v in rows]))
     if run.maps:
         lines.append("maps: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in sorted(run.maps.items())))
     return "\n".join(lines)
