@@ -154,9 +154,13 @@ def test_dead_connections_are_pruned_and_connections_bounded(mock):
     try:
         for c in conns:
             assert c.query("*IDN?") == mock.emulators["M707B"].idn
-        extra = client(mock, "M707B")
-        with pytest.raises((ConnectionError, OSError)):
-            extra.query("*IDN?")                  # refused: the server closes it at once
+        extra = LineClient(server.port, timeout=0.5)
+        extra.send("*IDN?\n")
+        with pytest.raises(TimeoutError):
+            extra.readline()                      # waits in the backlog: the server is full ...
+        conns.pop().close()
+        extra.sock.settimeout(10)
+        assert extra.readline() == mock.emulators["M707B"].idn      # ... until a client leaves
         extra.close()
     finally:
         for c in conns:

@@ -20,6 +20,7 @@ most :data:`MAX_CONNECTIONS` are served at once.  Every reply is 7-bit ASCII.
 """
 from __future__ import annotations
 
+import selectors
 import socket
 import threading
 import time
@@ -31,11 +32,17 @@ from dataclasses import dataclass
 #: this order; an emulator needs no more (the longest line xbarlab sends is a trigger-model
 #: sweep list of a few kB)
 MAX_LINE = 65536
-#: connections served at once; a further client is closed at once (real LAN instruments allow a
-#: handful of sessions)
+#: connections served at once; further clients wait in the listen backlog until one leaves (real
+#: LAN instruments allow a handful of sessions)
 MAX_CONNECTIONS = 32
 #: a client that does not read its replies for this long is disconnected, s
 SEND_TIMEOUT_S = 30.0
+#: a client is not read while this many bytes of its lines wait to be handled ...
+READ_AHEAD = 131072
+#: ... or this many bytes of replies wait to be sent (TCP flow control holds the rest)
+OUT_AHEAD = 262144
+#: lines of one client handled before the next client's turn
+LINES_PER_TURN = 16
 #: error-queue depth (the 2450, 2600B and B2900 keep tens of entries; the SCPI standard, 1999,
 #: vol. 2 §21.8, requires at least two, the last being -350 on overflow)
 ERROR_QUEUE_DEPTH = 64
@@ -286,15 +293,41 @@ class EmulatedInstrument:
         setattr(self, name, value & ~STB_MSS if name == "sre" else value)
 
 
+class _Connection:
+    """One client of an :class:`InstrumentServer`: its partial line, queued lines and unsent replies."""
+
+    __slots__ = ("sock", "pending", "discarding", "lines", "queued", "out", "eof", "stalled_since")
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.pending = bytearray()      # the start of a line whose newline has not come yet
+        self.discarding = False         # inside an over-long line: drop bytes up to its newline
+        self.lines: deque = deque()     # complete lines to handle (None = an over-long line), in order
+        self.queued = 0                 # bytes in ``lines``
+        self.out = bytearray()          # replies not yet sent
+        self.eof = False                # the client has finished sending
+        self.stalled_since = None       # when replies began to wait on a client that does not read
+
+
 class InstrumentServer:
     """Serve an :class:`EmulatedInstrument` on 127.0.0.1:``port`` (0 = any free port).
 
-    One thread accepts connections; each connection gets a thread that reads newline-terminated
-    messages (``\\r`` is ignored) and writes each reply line followed by ``\\n``.  Received bytes
-    are decoded as Latin-1 (every byte is a character; nothing received can fail to decode), replies
-    are 7-bit ASCII.  A line longer than the instrument's ``max_line`` is discarded as it arrives and reported
-    once through :meth:`EmulatedInstrument.overlong_line`.  A client that leaves its replies unread
-    is disconnected after :data:`SEND_TIMEOUT_S`; nothing a client sends ends its connection.
+    One thread runs an event loop (:mod:`selectors`) over the listening socket and every client:
+    it reads newline-terminated messages (``\\r`` is ignored), hands them to the instrument one at
+    a time, and writes each reply line followed by ``\\n``.  Clients are served in turn, a few
+    lines each (:data:`LINES_PER_TURN`), so a client pipelining thousands of commands delays
+    another client's query by one turn, not by its whole burst.
+
+    Bounded by construction: a line longer than the instrument's ``max_line`` is discarded as it
+    arrives (with or without a newline) and reported once through
+    :meth:`EmulatedInstrument.overlong_line`; a client is not read while :data:`READ_AHEAD` bytes
+    of its lines wait to be handled or :data:`OUT_AHEAD` bytes of replies wait to be sent (TCP
+    flow control holds the rest in the client); at most :data:`MAX_CONNECTIONS` clients at once
+    (the next waits, connected, in the listen backlog until one leaves).
+    Received bytes are decoded as Latin-1 (nothing received can fail to decode); replies are 7-bit
+    ASCII.  A client whose replies make no progress for :data:`SEND_TIMEOUT_S` is disconnected;
+    nothing a client sends ends its connection or the server.  A client that shuts down its
+    sending side still gets the replies to everything it sent, then the server closes.
     """
 
     def __init__(self, instrument: EmulatedInstrument, port: int = 0):
@@ -302,18 +335,24 @@ class InstrumentServer:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", port))
-        self._sock.listen(16)
-        self._sock.settimeout(0.2)  # before the accept thread starts: close() may come at once
+        self._sock.listen(socket.SOMAXCONN)
+        self._sock.setblocking(False)
         self.port = self._sock.getsockname()[1]
         self._stop = threading.Event()
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Condition()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._sock, selectors.EVENT_READ, None)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._clients: dict[socket.socket, _Connection] = {}
+        self._listening = True
+        self._count = threading.Condition()
         self.connections = 0      # connections accepted in all
-        self.refused = 0          # connections closed at once (MAX_CONNECTIONS reached)
+        self.dropped = 0          # clients disconnected for not reading their replies
         self.replies = 0          # reply lines sent: one per round trip of a query
         self.busy_s = 0.0         # time spent processing messages (the "instrument" side), s
-        self._accept = threading.Thread(target=self._serve, name=f"emu-{instrument.name}", daemon=True)
-        self._accept.start()
+        self._thread = threading.Thread(target=self._run, name=f"emu-{instrument.name}", daemon=True)
+        self._thread.start()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -321,101 +360,184 @@ class InstrumentServer:
 
     @property
     def open_connections(self) -> int:
-        with self._conns_lock:
-            return len(self._conns)
+        with self._count:
+            return len(self._clients)
 
     def wait_connections(self, at_most: int, timeout: float) -> bool:
         """Block until at most ``at_most`` connections are open (woken by each one that ends), or
         ``timeout`` s pass; returns whether the count got there."""
-        with self._conns_lock:
-            return self._conns_lock.wait_for(lambda: len(self._conns) <= at_most, timeout)
+        with self._count:
+            return self._count.wait_for(lambda: len(self._clients) <= at_most, timeout)
 
-    def _serve(self) -> None:
+    # -------------------------------------------------------------------------- event loop
+    def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            with self._conns_lock:
-                full = len(self._conns) >= MAX_CONNECTIONS
-                if not full:
-                    self._conns.add(conn)
-            if full:
-                self.refused += 1
-                conn.close()
-                continue
-            self.connections += 1
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            threading.Thread(target=self._client, args=(conn,), name=f"emu-{self.instrument.name}-conn",
-                             daemon=True).start()
-
-    def _client(self, conn: socket.socket) -> None:
-        try:
-            with conn:
-                self._session(conn)
-        except OSError:
-            pass          # the client went away (or close() shut the socket)
-        finally:
-            with self._conns_lock:
-                self._conns.discard(conn)
-                self._conns_lock.notify_all()
-
-    def _session(self, conn: socket.socket) -> None:
-        conn.settimeout(SEND_TIMEOUT_S)
-        pending = bytearray()       # the start of a line whose newline has not come yet
-        discarding = False          # inside an over-long line: drop bytes up to its newline
-        while not self._stop.is_set():
-            try:
-                data = conn.recv(65536)
-            except socket.timeout:
-                continue            # an idle client is fine
-            if not data:
-                return
-            parts = data.split(b"\n")
-            out: list[str] = []
-            limit = self.instrument.max_line
-            for part in parts[:-1]:          # complete lines
-                if discarding:
-                    discarding = False       # the end of an over-long line, already reported
-                    pending.clear()
-                    continue
-                if len(pending) + len(part) > limit:
-                    out += self.instrument.overlong_line(len(pending) + len(part))
-                    pending.clear()
-                    continue
-                line = bytes(pending) + part if pending else part
-                pending.clear()
-                out += self._handle(line)
-            tail = parts[-1]
-            if not discarding:
-                if len(pending) + len(tail) > limit:
-                    out += self.instrument.overlong_line(len(pending) + len(tail))
-                    pending.clear()
-                    discarding = True
+            busy = any(c.lines for c in self._clients.values())
+            stalled = any(c.out for c in self._clients.values())
+            timeout = 0 if busy else (1.0 if stalled else None)
+            for key, events in self._selector.select(timeout):
+                if key.data == "wake":
+                    try:
+                        self._wake_r.recv(4096)
+                    except OSError:
+                        pass
+                elif key.fileobj is self._sock:
+                    self._accept()
                 else:
-                    pending += tail
-            if out:
-                self.replies += len(out)
-                conn.sendall("".join(r + "\n" for r in out).encode("ascii", "backslashreplace"))
+                    conn = self._clients.get(key.fileobj)
+                    if conn is None:
+                        continue
+                    if events & selectors.EVENT_WRITE:
+                        self._flush(conn)
+                    if events & selectors.EVENT_READ and conn.sock in self._clients:
+                        self._receive(conn)
+            for conn in list(self._clients.values()):
+                if conn.lines:
+                    self._serve_turn(conn)
+                if conn.sock in self._clients:
+                    self._settle(conn)
+        for conn in list(self._clients.values()):
+            self._drop(conn)
 
-    def _handle(self, line: bytes) -> list[str]:
-        text = line.replace(b"\r", b"").decode("latin-1")
-        t0 = time.perf_counter()
-        replies = self.instrument.process(text)
-        self.busy_s += time.perf_counter() - t0
-        return replies
+    def _accept(self) -> None:
+        while len(self._clients) < MAX_CONNECTIONS:
+            try:
+                sock, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            self.connections += 1
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Connection(sock)
+            with self._count:
+                self._clients[sock] = conn
+            self._selector.register(sock, selectors.EVENT_READ, conn)
+        # full: further clients wait in the listen backlog until one leaves
+        self._selector.unregister(self._sock)
+        self._listening = False
+
+    def _receive(self, conn: _Connection) -> None:
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._drop(conn)
+            return
+        if not data:
+            conn.eof = True
+            return
+        limit = self.instrument.max_line
+        parts = data.split(b"\n")
+        for part in parts[:-1]:              # complete lines
+            if conn.discarding:
+                conn.discarding = False      # the end of an over-long line, already reported
+                conn.pending.clear()
+                continue
+            if len(conn.pending) + len(part) > limit:
+                conn.pending.clear()
+                conn.lines.append(None)
+                continue
+            line = bytes(conn.pending) + part if conn.pending else part
+            conn.pending.clear()
+            conn.lines.append(line)
+            conn.queued += len(line) + 1
+        tail = parts[-1]
+        if not conn.discarding:
+            if len(conn.pending) + len(tail) > limit:
+                conn.pending.clear()
+                conn.discarding = True
+                conn.lines.append(None)
+            else:
+                conn.pending += tail
+
+    def _serve_turn(self, conn: _Connection) -> None:
+        """Handle up to LINES_PER_TURN of the client's lines (while its replies are not piling up)."""
+        out: list[str] = []
+        for _ in range(LINES_PER_TURN):
+            if not conn.lines or len(conn.out) > OUT_AHEAD:
+                break
+            line = conn.lines.popleft()
+            if line is None:
+                out += self.instrument.overlong_line(self.instrument.max_line + 1)
+                continue
+            conn.queued -= len(line) + 1
+            text = line.replace(b"\r", b"").decode("latin-1")
+            t0 = time.perf_counter()
+            replies = self.instrument.process(text)
+            self.busy_s += time.perf_counter() - t0
+            out += replies
+        if out:
+            self.replies += len(out)
+            conn.out += "".join(r + "\n" for r in out).encode("ascii", "backslashreplace")
+            self._flush(conn)
+
+    def _flush(self, conn: _Connection) -> None:
+        if not conn.out:
+            return
+        try:
+            sent = conn.sock.send(conn.out)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._drop(conn)
+            return
+        if sent:
+            del conn.out[:sent]
+            conn.stalled_since = time.monotonic() if conn.out else None   # progress: the wait restarts
+        elif conn.stalled_since is None:
+            conn.stalled_since = time.monotonic()
+
+    def _settle(self, conn: _Connection) -> None:
+        """Choose what to wait for on this client; close it when it is done or stalled too long."""
+        if conn.out and conn.stalled_since is not None and time.monotonic() - conn.stalled_since > SEND_TIMEOUT_S:
+            self.dropped += 1
+            self._drop(conn)
+            return
+        if conn.eof and not conn.lines and not conn.out:
+            self._drop(conn)
+            return
+        events = 0
+        if not conn.eof and conn.queued < READ_AHEAD and len(conn.out) <= OUT_AHEAD:
+            events |= selectors.EVENT_READ
+        if conn.out:
+            events |= selectors.EVENT_WRITE
+        if events == 0:
+            # not read until its queued lines are handled (the loop is busy with them meanwhile):
+            # a registration needs some event, and an idle socket is writable
+            events = selectors.EVENT_WRITE
+        key = self._selector.get_key(conn.sock)
+        if key.events != events:
+            self._selector.modify(conn.sock, events, conn)
+
+    def _drop(self, conn: _Connection) -> None:
+        try:
+            self._selector.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        try:
+            conn.sock.close()
+        except OSError:
+            pass
+        with self._count:
+            self._clients.pop(conn.sock, None)
+            self._count.notify_all()
+        if not self._listening and len(self._clients) < MAX_CONNECTIONS and not self._stop.is_set():
+            self._selector.register(self._sock, selectors.EVENT_READ, None)
+            self._listening = True
 
     def close(self) -> None:
         self._stop.set()
         try:
-            self._sock.close()
+            self._wake_w.send(b"x")
         except OSError:
             pass
-        with self._conns_lock:
-            conns = list(self._conns)
-        for c in conns:
+        self._thread.join(timeout=5)
+        for sock in (self._sock, self._wake_r, self._wake_w):
             try:
-                c.shutdown(socket.SHUT_RDWR)
+                sock.close()
             except OSError:
                 pass
-        self._accept.join(timeout=2)
+        self._selector.close()
