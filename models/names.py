@@ -3,7 +3,7 @@ options quickly): datasets, weight scalings, learning-rate schedules, drift-coun
 variability presets.  The modules that implement them import these tuples from here."""
 
 #: datasets of :func:`models.datasets.load_dataset`
-DATASETS = ("moons", "digits")
+DATASETS = ("moons", "moons-paper", "moons-paper-clean", "digits")
 #: how weights are scaled onto conductances: one scale per output (column pair) or per layer
 SCALES = ("output", "layer")
 #: learning-rate schedules of :class:`models.train.TrainConfig`

@@ -19,9 +19,9 @@ from .runtime import torch_threads
 from .variability import get_variability
 
 #: default architecture per dataset: hidden sizes (Drolet et al. 2023 for moons)
-DEFAULT_HIDDEN = {"moons": (8,), "digits": (32,)}
+DEFAULT_HIDDEN = {"moons": (8,), "moons-paper": (8,), "moons-paper-clean": (8,), "digits": (32,)}
 #: per-dataset training defaults that differ from :class:`TrainConfig`'s
-DATASET_DEFAULTS = {"moons": {},
+DATASET_DEFAULTS = {"moons": {}, "moons-paper": {}, "moons-paper-clean": {},
                     "digits": {"epochs": 150, "lr": 0.01, "batch_size": 128, "weight_decay": 1e-4,
                                "lr_schedule": "constant"}}
 #: the cosine schedule decays the learning rate to this share of ``lr`` by the last epoch
@@ -33,7 +33,9 @@ class TrainConfig:
     """Everything that defines a training run (saved with the model).
 
     Attributes:
-        dataset: ``moons`` or ``digits``; data_seed: seed of the dataset draw and split.
+        dataset: one of :data:`~models.names.DATASETS` (``moons``, ``moons-paper``,
+            ``moons-paper-clean``, ``digits``); data_seed: seed of the dataset draw and split (the
+            ``moons-paper`` sets are fixed and ignore it).
         hidden: hidden layer sizes (None: the dataset's default); activation: hidden activation.
         aware: hardware-aware (transfer sampled in every forward) or regular training.
         scales: how weights are scaled onto conductances at deployment (and in aware training):
