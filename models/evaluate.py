@@ -6,6 +6,10 @@ Two modes, both vectorized over transfers:
   :class:`~models.variability.VariabilityModel` (tuning imprecision, neighbour drift from the
   placement's programming order, stuck devices, and the deployment's stuck compensation) and runs
   the test set through every sampled network at once;
+* with the :class:`~models.drolet2023.Drolet2023Model` (``drolet2023``) it samples the published
+  transfer simulation of Drolet et al. 2023 instead (:func:`evaluate_drolet2023`: per-tensor
+  scaling, bootstrapped drift, no compensation; ``chip_shape``, ``compensate`` and ``order`` do not
+  apply);
 * :func:`evaluate_tuned` deploys the network with the pulse-level write-verify tuner onto a batch of
   ``n`` simulated chips (a :class:`~programming.crossbar.Crossbar` with ``n_chips = n``, built by the
   caller) and infers through each chip's matrix-vector product.
@@ -29,6 +33,7 @@ from .deploy import DeployConfig, chip_forward, deploy, map_model, per_point_cor
 from .layers import MLP, conductances_to_weights
 from .placement import plan_placement
 from .runtime import torch_threads
+from .drolet2023 import Drolet2023Model
 from .variability import VariabilityModel, compensate_pairs
 
 #: transfers sampled per chunk (bounds memory: chunk × rows × cols doubles per layer)
@@ -62,13 +67,15 @@ class TransferStats:
         }
 
 
-def evaluate_statistical(model: MLP, data: Dataset, variability: VariabilityModel, n: int, seed: int = 0,
-                         chip_shape: tuple[int, int] | None = None, compensate: bool = True,
+def evaluate_statistical(model: MLP, data: Dataset, variability: VariabilityModel | Drolet2023Model, n: int,
+                         seed: int = 0, chip_shape: tuple[int, int] | None = None, compensate: bool = True,
                          order: str = "row") -> TransferStats:
     """``n`` transfers sampled from ``variability``, the layers placed as :func:`deploy` would
     place them on ``chip_shape`` (default: the smallest array that holds them)."""
     if n < 1:
         raise ValueError(f"the number of transfers must be >= 1, got {n}")
+    if isinstance(variability, Drolet2023Model):
+        return evaluate_drolet2023(model, data, variability, n, seed)
     t0 = time.perf_counter()
     model.eval()
     mapped = map_model(model, (variability.g_min, variability.g_max))
@@ -88,6 +95,23 @@ def evaluate_statistical(model: MLP, data: Dataset, variability: VariabilityMode
                 mats.append(conductances_to_weights(t.g, mw.scale).to(torch.float32))
             chunks.append(per_point_correct(model.forward_with(data.x_test, mats), data))
     return TransferStats(np.concatenate(chunks), time.perf_counter() - t0, "statistical")
+
+
+def evaluate_drolet2023(model: MLP, data: Dataset, transfer: Drolet2023Model, n: int,
+                        seed: int = 0) -> TransferStats:
+    """``n`` transfers of ``model`` under Drolet et al. 2023's transfer simulation (every weight
+    matrix and bias vector scaled and perturbed on its own; see :mod:`models.drolet2023`)."""
+    if n < 1:
+        raise ValueError(f"the number of transfers must be >= 1, got {n}")
+    t0 = time.perf_counter()
+    model.eval()
+    gen = torch.Generator().manual_seed(int(seed))
+    chunks = []
+    with torch.no_grad(), torch_threads(1):
+        for start in range(0, n, CHUNK):
+            mats = [m.to(torch.float32) for m in transfer.sample_network(model.layers, min(CHUNK, n - start), gen)]
+            chunks.append(per_point_correct(model.forward_with(data.x_test, mats), data))
+    return TransferStats(np.concatenate(chunks), time.perf_counter() - t0, "drolet2023")
 
 
 def evaluate_tuned(model: MLP, data: Dataset, chips: Crossbar, config: DeployConfig | None = None,

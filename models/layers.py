@@ -48,6 +48,7 @@ import torch.nn.functional as F
 
 from programming.schedule import cell_rank
 
+from .drolet2023 import Drolet2023Model
 from .names import SCALES
 from .variability import Transfer, VariabilityModel, compensate_pairs, drift_counts
 
@@ -135,12 +136,19 @@ class CrossbarLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
         shape = self.crossbar_shape
-        k = drift_counts(torch.ones(shape, dtype=torch.bool).numpy(), cell_rank(shape, order),
+        k = torch.zeros(shape, dtype=torch.int64) if self.published else \
+            drift_counts(torch.ones(shape, dtype=torch.bool).numpy(), cell_rank(shape, order),
                          self.variability.drift_count)
         self.register_buffer("drift_k", torch.as_tensor(k))
         self.register_buffer("stuck_mask", torch.zeros(shape, dtype=torch.bool))
         self.register_buffer("stuck_g", torch.zeros(shape, dtype=torch.float32))
         self.generator: torch.Generator | None = None
+
+    @property
+    def published(self) -> bool:
+        """The layer samples Drolet et al. 2023's transfer simulation (``drolet2023``), which maps
+        its weight matrix and bias vector separately (:mod:`models.drolet2023`)."""
+        return isinstance(self.variability, Drolet2023Model)
 
     @property
     def crossbar_shape(self) -> tuple[int, int]:
@@ -176,6 +184,9 @@ class CrossbarLinear(nn.Module):
         v = self.variability
         wb = self.matrix()
         sampling = self.training and (self.aware or self.noise > 0)
+        if sampling and self.aware and self.published:
+            sampled = v.sample_layer(self.weight, self.bias, 1 if n is None else n, self.generator).to(wb.dtype)
+            return sampled[0] if n is None else sampled
         known = self.stuck_mask
         if not sampling and not bool(known.any()):
             return wb if n is None else wb.expand(n, *wb.shape)
@@ -210,6 +221,8 @@ class CrossbarLinear(nn.Module):
         σ_hw is the hardware's transfer spread in weight units (tuning imprecision and offset
         spread of both devices of the pair, and the drift of each cell)."""
         v = self.variability
+        if self.published:
+            raise ValueError("the KL regularizer needs a variability model's spreads; drolet2023 has none")
         wb = self.matrix()
         g, scale = weights_to_conductances(wb, v.g_min, v.g_max, self.scales)
         var_g = (g * v.sigma_rel(g)) ** 2 + (g * v.offset_std) ** 2 + v.drift_sigma(self.drift_k).to(g.dtype) ** 2

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from .layers import ACTIVATIONS, MLP, SCALES, CrossbarLinear
-from .variability import VariabilityModel
+from .variability import transfer_model_from_dict
 
 FORMAT, VERSION = "xbarlab-model", 1
 LAYER_TYPES = {"CrossbarLinear": CrossbarLinear, "Linear": nn.Linear}
@@ -110,7 +110,7 @@ def load_model(path) -> tuple[MLP, dict]:
     try:
         if kinds[0] == "CrossbarLinear":
             if "variability" in opts:
-                opts["variability"] = VariabilityModel.from_dict(opts["variability"])
+                opts["variability"] = transfer_model_from_dict(opts["variability"])
             model = MLP(sizes, activation, "crossbar", scales, **opts)
         else:
             model = MLP(sizes, activation, "linear", scales)

@@ -14,3 +14,5 @@ DRIFT_COUNTS = ("line", "all")
 REL_DISTS = ("normal", "uniform")
 #: names of :data:`models.variability.VARIABILITY_PRESETS`
 VARIABILITY_PRESET_NAMES = ("tio2-3it", "ideal")
+#: transfer models selectable beside the presets: Drolet et al. 2023's published simulation
+TRANSFER_MODEL_NAMES = ("drolet2023",)

@@ -94,7 +94,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; expected one of {LR_SCHEDULES}")
-        get_variability(self.variability)
+        if getattr(get_variability(self.variability), "name", None) == "drolet2023" and self.kl_weight > 0:
+            raise ValueError("kl_weight needs a variability model's spreads; the drolet2023 transfer model has none")
 
     @classmethod
     def for_dataset(cls, dataset: str = "moons", **changes) -> "TrainConfig":

@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .names import DRIFT_COUNTS, REL_DISTS, VARIABILITY_PRESET_NAMES
+from .drolet2023 import DROLET2023, NAME as DROLET2023_NAME, Drolet2023Model
+from .names import DRIFT_COUNTS, REL_DISTS, TRANSFER_MODEL_NAMES, VARIABILITY_PRESET_NAMES
 
 
 
@@ -206,16 +207,28 @@ VARIABILITY_PRESETS: dict[str, VariabilityModel] = {
                               drift_sigma_a=0.0, drift_mu_a=0.0, stuck_lrs_frac=0.0, stuck_hrs_frac=0.0),
 }
 assert tuple(VARIABILITY_PRESETS) == VARIABILITY_PRESET_NAMES
+#: transfer models that are not a :class:`VariabilityModel` (they sample whole tensors their own way)
+TRANSFER_MODELS = {DROLET2023_NAME: DROLET2023}
+assert tuple(TRANSFER_MODELS) == TRANSFER_MODEL_NAMES
 
 
-def get_variability(spec: str | Path) -> VariabilityModel:
-    """A preset (:data:`VARIABILITY_PRESETS`) by name, or a JSON file of
-    :meth:`VariabilityModel.to_dict` (e.g. written by ``xbar fit-variability``); a clear
-    ValueError otherwise."""
+def transfer_model_from_dict(d: dict) -> VariabilityModel | Drolet2023Model:
+    """The transfer model a model file records (its ``to_dict``), whichever kind it is."""
+    if d.get("name") == DROLET2023_NAME:
+        return Drolet2023Model.from_dict(d)
+    return VariabilityModel.from_dict(d)
+
+
+def get_variability(spec: str | Path) -> VariabilityModel | Drolet2023Model:
+    """A preset (:data:`VARIABILITY_PRESETS`) or transfer model (:data:`TRANSFER_MODELS`,
+    ``drolet2023``) by name, or a JSON file of :meth:`VariabilityModel.to_dict` (e.g. written by
+    ``xbar fit-variability``); a clear ValueError otherwise."""
     text = str(spec)
     if text in VARIABILITY_PRESETS:
         return VARIABILITY_PRESETS[text]
-    known = ", ".join(sorted(VARIABILITY_PRESETS))
+    if text in TRANSFER_MODELS:
+        return TRANSFER_MODELS[text]
+    known = ", ".join(sorted([*VARIABILITY_PRESETS, *TRANSFER_MODELS]))
     path = Path(text)
     if not path.suffix and not path.exists():
         raise ValueError(f"unknown variability model {text!r}; known: {known} (or a JSON file)")
