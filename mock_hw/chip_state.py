@@ -6,6 +6,7 @@ reads it back):
 * ``meta`` — 0-d unicode array, JSON: format version, preset name, shape, ``n_chips``, and the
   device parameters and line resistance (a state only loads into a chip with the same physics);
 * ``g`` — conductances, S; ``t_written`` — virtual time each device was last written, s;
+  ``n_disturb`` — half-select disturb events each device saw since it was last programmed;
   ``clock`` — virtual time, s (0-d);
 * population: ``vth_set``, ``vth_reset`` (V), ``rate``, ``stuck``, ``stuck_g`` (S), ``v_form`` (V),
   ``unformed`` (bool; all False on a formed chip), ``nu``;
@@ -25,7 +26,7 @@ import numpy as np
 
 FORMAT_VERSION = 1
 _POPULATION = ("vth_set", "vth_reset", "rate", "stuck", "stuck_g", "v_form", "unformed", "nu")
-_CELL_ARRAYS = ("g", "t_written") + _POPULATION
+_CELL_ARRAYS = ("g", "t_written", "n_disturb") + _POPULATION
 
 
 def _meta(xb) -> dict:
@@ -37,6 +38,7 @@ def chip_state_dict(xb) -> dict[str, np.ndarray]:
     """The complete state of the simulated crossbar ``xb`` (copies), see the module docstring."""
     pop = xb.population
     out = {"meta": np.array(json.dumps(_meta(xb))), "g": xb._g.copy(), "t_written": xb._t_written.copy(),
+           "n_disturb": xb._n_disturb.copy(),
            "clock": np.array(float(xb._clock)), "n_read_ops": np.array(xb.n_read_ops, np.int64),
            "n_pulse_ops": np.array(xb.n_pulse_ops, np.int64),
            "rng_state": np.array(json.dumps(xb._rng.bit_generator.state))}
@@ -80,7 +82,7 @@ def load_chip_state_dict(xb, state: dict) -> None:
         raise ValueError("chip state's RNG state is for a different bit generator")
     # validated: apply
     xb._rng.bit_generator.state = rng_state
-    xb._g, xb._t_written = arrays.pop("g"), arrays.pop("t_written")
+    xb._g, xb._t_written, xb._n_disturb = arrays.pop("g"), arrays.pop("t_written"), arrays.pop("n_disturb")
     if not arrays["unformed"].any():
         arrays["unformed"] = None
     for name, value in arrays.items():

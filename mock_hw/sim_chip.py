@@ -32,8 +32,8 @@ from programming.crossbar import Crossbar, PulseResult, ReadResult, ReadScheme, 
 from . import nodal
 from .aging import retention_relax, sample_forming_voltage, sample_retention_nu
 from .chip_state import chip_state_dict, load_chip_state, load_chip_state_dict, save_chip_state
-from .device import (DevicePopulation, apply_voltages_written, initial_state, iv_current, read_conductance,
-                     sample_population, switch_at)
+from .device import (DevicePopulation, apply_voltages_written, disturb_drift, initial_state, iv_current,
+                     read_conductance, sample_population, switch_at)
 from .presets import DEFAULT_PRESET, ChipParams, get_preset
 
 __all__ = ["SimulatedCrossbar", "save_chip_state", "load_chip_state"]
@@ -93,6 +93,7 @@ class SimulatedCrossbar(Crossbar):
         self._rng = run
         self._clock = 0.0
         self._t_written = np.zeros(full)   # virtual time each device was last written, s
+        self._n_disturb = np.zeros(full)   # disturb events each device saw since it was last programmed
         self.n_read_ops = 0
         self.n_pulse_ops = 0
         # resistive lines: the kept factorizations of the whole batch and of chip 0 (drive_lines)
@@ -137,6 +138,7 @@ class SimulatedCrossbar(Crossbar):
         working = self.working_mask
         self._g = np.where(working, np.clip(g, d.g_min, d.g_max), self._g)
         self._t_written[working] = self._clock
+        self._n_disturb[working] = 0.0
 
     # ------------------------------------------------------------------- time and state
     def _wait(self, seconds: float) -> None:
@@ -152,6 +154,25 @@ class SimulatedCrossbar(Crossbar):
     def _mark_written(self, flat) -> None:
         """Reset the age of the devices at flat indices ``flat`` (just written by a pulse)."""
         self._t_written.reshape(-1)[flat] = self._clock
+
+    def _disturb(self, selected, loud) -> None:
+        """Relaxation under programming activity (:func:`~mock_hw.device.disturb_drift`): the
+        devices at flat indices ``selected`` were just programmed (their event count restarts);
+        every other working device of chip ``b`` sees ``loud[b]`` more events (the pulses of
+        amplitude >= ``disturb_v`` on that chip)."""
+        d = self.params.device
+        n_flat = self._n_disturb.reshape(-1)
+        n_flat[selected] = 0.0
+        loud = np.asarray(loud)
+        if not d.disturbs or not loud.any():
+            return
+        ev = np.repeat(loud.astype(float), self.shape[0] * self.shape[1])
+        ev[selected] = 0.0
+        ev[~self.working_mask.reshape(-1)] = 0.0
+        cells = np.flatnonzero(ev)
+        g_flat = self._g.reshape(-1)
+        g_flat[cells] = disturb_drift(g_flat[cells], n_flat[cells], ev[cells], d, self._rng)
+        n_flat[cells] += ev[cells]
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to resume this chip exactly (see :mod:`mock_hw.chip_state`)."""
@@ -183,6 +204,13 @@ class SimulatedCrossbar(Crossbar):
             g0, written = apply_voltages_written(self._g[:1], sol.v_cell, width, self._pop_chip0(), d, self._rng)
             self._g = np.concatenate([g0, self._g[1:]]) if self.n_chips > 1 else g0
             self._mark_written(written)                  # chip 0 comes first in flat order
+            # the selected cells see (nearly) the full drive: more than 3/4 of the largest |V|
+            mag = np.abs(np.nan_to_num(sol.v_cell[0]))
+            top = float(mag.max())
+            selected = np.flatnonzero((mag > 0.75 * top) & (mag > 0))
+            loud = np.zeros(self.n_chips)
+            loud[0] = top >= d.disturb_v
+            self._disturb(selected, loud)
         return sol
 
     def _pop_chip0(self):
@@ -405,6 +433,8 @@ class SimulatedCrossbar(Crossbar):
         if not first.all():
             second = ~first
             self._mark_written(switch_at(g_flat, flat[second], vv[second], ww[second], self.population, d, self._rng))
+        sel = (chip_idx * n_rows + r) * n_cols + c
+        self._disturb(sel, np.bincount(chip_idx[np.abs(v) >= d.disturb_v], minlength=self.n_chips))
         return energy
 
     def _half_select_screens(self) -> dict:
@@ -497,4 +527,6 @@ class SimulatedCrossbar(Crossbar):
         energy = (v_cell * i_cell).sum(axis=(1, 2)) * w
         self._g, written = apply_voltages_written(self._g, v_cell, w[:, None, None], self.population, d, self._rng)
         self._mark_written(written)
+        sel = (chips[active] * n_rows + r[active]) * n_cols + c[active]
+        self._disturb(sel, active & (np.abs(v) >= d.disturb_v))
         return energy

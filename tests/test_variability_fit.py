@@ -25,6 +25,24 @@ def sim16():
     return _sim_run((16, 16), 2, 5)
 
 
+def test_the_simulated_chip_reproduces_the_measured_drift_law():
+    # the measurement's protocol: 8x8 arrays tuned cell by cell, column-major, one pass, k = all later
+    # cells; the fit must recover the law fitted to the 3IT samples, sigma(k) = 6.78 uS k^0.26
+    _, res = _sim_run((8, 8), 48, 3, parallel=1, passes=1)
+    m = fit_variability(res, drift_count="all").model
+    base = get_variability("tio2-3it")
+    for k in (1, 5, 15, 30):
+        assert float(m.drift_sigma(k)) == pytest.approx(float(base.drift_sigma(k)), rel=0.2), k
+    assert float(m.drift_mu(30)) == pytest.approx(float(base.drift_mu(30)), rel=0.3)
+    # and without the relaxation the chip's drift is far from it (the law comes from the physics)
+    xb = SimulatedCrossbar(8, 8, n_chips=48, preset="tio2-3it", seed=3)
+    xb.params = xb.params.with_(device=xb.params.device.with_(disturb_sigma=0.0, disturb_mu=0.0))
+    targets = np.random.default_rng(3).uniform(*xb.programming_window, size=(48, 8, 8))
+    quiet = fit_variability(tune(xb, targets, TunerConfig(order="column", seed=3, parallel=1, passes=1),
+                                 record_trace=True), drift_count="all").model
+    assert float(quiet.drift_sigma(1)) < 0.5 * float(base.drift_sigma(1))
+
+
 def test_fit_on_the_simulated_chip_matches_what_the_chip_shows(sim16):
     xb, res = sim16
     rep = fit_variability(res)
