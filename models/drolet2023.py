@@ -125,12 +125,13 @@ class Drolet2023Model:
         return torch.where(p == numel - 1, torch.zeros_like(k), k.clamp(max=K_MAX))
 
     def sample_drift(self, keys: torch.Tensor, n: int, generator: torch.Generator | None = None,
-                     outliers: bool = True, dtype=torch.float64) -> torch.Tensor:
-        """Bootstrapped drift (S), shape ``(n, *keys.shape)``: the inverse CDF of key k's measured
-        samples at a uniform draw (0 where k == 0); ``outliers``: the weight matrices' outlier rule."""
+                     outliers: bool = True, dtype=torch.float64, shape=None) -> torch.Tensor:
+        """Bootstrapped drift (S), shape ``(n, *keys.shape)`` (or ``shape``, which ``keys``
+        broadcasts to): the inverse CDF of key k's measured samples at a uniform draw (0 where
+        k == 0); ``outliers``: the weight matrices' outlier rule."""
         levels = torch.tensor(LEVELS, dtype=dtype)
         q = _quantile_table(dtype)                                  # (K_MAX + 1, L), µS
-        u = torch.rand((int(n), *keys.shape), generator=generator, dtype=dtype)
+        u = torch.rand(shape or (int(n), *keys.shape), generator=generator, dtype=dtype)
         j = torch.searchsorted(levels, u.contiguous(), right=True).clamp(1, len(LEVELS) - 1)
         p0, p1 = levels[j - 1], levels[j]
         kk = keys.expand(u.shape)
@@ -142,25 +143,44 @@ class Drolet2023Model:
         return torch.where(kk > 0, d, torch.zeros_like(d)) * 1e-6
 
     # --------------------------------------------------------------------------- devices
-    def _program(self, g: torch.Tensor, keys: torch.Tensor, outliers: bool, sign: float,
-                 generator: torch.Generator | None) -> torch.Tensor:
-        """Steps 1-4 of the module docstring on conductances ``g`` (n, *shape), S; returns them and
-        the stuck mask."""
-        kw = dict(generator=generator, dtype=g.dtype)
-        o = self.offset_mean + self.offset_std * torch.randn(g.shape, **kw)
-        g = g * (1 + sign * o)
-        g = g + (self.sigma_rel_a + self.sigma_rel_b * g) * g * torch.randn(g.shape, **kw)
-        if self.drift:
-            g = g + self.sample_drift(keys, g.shape[0], generator, outliers, g.dtype)
+    def draw(self, shape, keys: torch.Tensor, outliers: bool, generator: torch.Generator | None = None,
+             dtype=torch.float64) -> "Draws":
+        """The random part of steps 1-4 for devices of ``shape`` (n, ...): independent of the
+        conductances, so it can be drawn ahead (e.g. for many training steps at once)."""
+        kw = dict(generator=generator, dtype=dtype)
+        o = self.offset_mean + self.offset_std * torch.randn(shape, **kw)
+        eps = torch.randn(shape, **kw)
+        drift = self.sample_drift(keys, shape[0], generator, outliers, dtype, shape) if self.drift else None
+        stuck = None
         if self.stuck_frac > 0:
-            u = torch.rand(g.shape, **kw)
+            u = torch.rand(shape, **kw)
             lrs = u < self.stuck_lrs_frac
             hrs = (u >= self.stuck_lrs_frac) & (u < self.stuck_frac)
-            g_lrs = self.stuck_lrs_mean + self.stuck_lrs_std * torch.randn(g.shape, **kw)
-            g_hrs = self.stuck_hrs_low + (self.stuck_hrs_high - self.stuck_hrs_low) * torch.rand(g.shape, **kw)
-            g = torch.where(lrs, g_lrs, torch.where(hrs, g_hrs, g))
-            return g, lrs | hrs
-        return g, torch.zeros(g.shape, dtype=torch.bool)
+            g_lrs = self.stuck_lrs_mean + self.stuck_lrs_std * torch.randn(shape, **kw)
+            g_hrs = self.stuck_hrs_low + (self.stuck_hrs_high - self.stuck_hrs_low) * torch.rand(shape, **kw)
+            stuck = (lrs, hrs, g_lrs, g_hrs)
+        return Draws(o, eps, drift, stuck)
+
+    def _apply(self, g: torch.Tensor, d: "Draws", sign: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Steps 1-4 of the module docstring on conductances ``g`` (S) with the draws ``d``;
+        returns them and the stuck mask."""
+        g = g * (1 + sign * d.offset)
+        g = g + (self.sigma_rel_a + self.sigma_rel_b * g) * g * d.eps
+        if d.drift is not None:
+            g = g + d.drift
+        if d.stuck is None:
+            return g, torch.zeros(g.shape, dtype=torch.bool)
+        lrs, hrs, g_lrs, g_hrs = d.stuck
+        return torch.where(lrs, g_lrs, torch.where(hrs, g_hrs, g)), lrs | hrs
+
+    def draws_for(self, w_shape, n: int, generator: torch.Generator | None = None, bias: bool = False,
+                  nets: bool = False) -> tuple:
+        """Draws for ``n`` transfers of a tensor of ``w_shape`` on any path: single column, G+,
+        G− (the ``draws`` of :meth:`sample_tensor_stuck`)."""
+        tshape = tuple(w_shape[1:]) if nets else tuple(w_shape)
+        keys = self.drift_keys(tshape)
+        shape = (int(n), *w_shape)
+        return tuple(self.draw(shape, keys, not bias, generator) for _ in range(3))
 
     def sample_tensor(self, w: torch.Tensor, n: int, generator: torch.Generator | None = None,
                       bias: bool = False) -> torch.Tensor:
@@ -169,28 +189,45 @@ class Drolet2023Model:
         return self.sample_tensor_stuck(w, n, generator, bias)[0]
 
     def sample_tensor_stuck(self, w: torch.Tensor, n: int, generator: torch.Generator | None = None,
-                            bias: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`sample_tensor` and the mask (n, *w.shape) of elements with a stuck device."""
+                            bias: bool = False, nets: bool = False,
+                            draws: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`sample_tensor` and the mask (n, *w.shape) of elements with a stuck device.
+
+        ``nets=True``: ``w`` holds the same tensor of several independent networks along its first
+        axis (each mapped with its own scale and path), e.g. to train several seeds at once.
+        ``draws``: pre-drawn randomness from :meth:`draws_for` (n transfers), else drawn here."""
         wd = w.to(torch.float64)
+        tshape = tuple(w.shape[1:]) if nets else tuple(w.shape)
         shape = (int(n), *w.shape)
-        if w.numel() == 1:
+        if math.prod(tshape) == 1:
             return wd.expand(shape), torch.zeros(shape, dtype=torch.bool)
-        keys = self.drift_keys(w.shape)
+        keys = self.drift_keys(tshape)
         outliers = not bias
+
+        def take(i):
+            return draws[i] if draws is not None else self.draw(shape, keys, outliers, generator)
         mag = wd.detach()
-        if bool((mag >= 0).all()) or bool((mag <= 0).all()):              # single column
-            lo, hi = mag.min(), mag.max()
+        dims = tuple(range(1 if nets else 0, w.dim()))
+        lo, hi = mag.amin(dim=dims, keepdim=True), mag.amax(dim=dims, keepdim=True)
+        single = (lo >= 0) | (hi <= 0)                                     # one sign: single column
+        parts = []
+        if bool(single.any()):
             r = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
             g = self.g_min + (wd - lo) * (self.span / r)
-            g, stuck = self._program(g.expand(shape), keys, outliers, -1.0, generator)
-            return lo + (g - self.g_min) * (r / self.span), stuck
-        w_max = mag.abs().max()                                            # differential pair
-        s = self.span
-        gp = -s + 2 * s * torch.relu(wd) / w_max
-        gn = -s + 2 * s * torch.relu(-wd) / w_max
-        gp, sp = self._program(gp.expand(shape), keys, outliers, 1.0, generator)
-        gn, sn = self._program(gn.expand(shape), keys, outliers, 1.0, generator)
-        return (gp - gn) * (w_max / (2 * s)), sp | sn
+            g, stuck = self._apply(g.expand(shape), take(0), -1.0)
+            parts.append((lo + (g - self.g_min) * (r / self.span), stuck))
+        if not bool(single.all()):                                         # differential pairs
+            w_max = torch.maximum(hi, -lo)
+            s = self.span
+            gp = -s + 2 * s * torch.relu(wd) / w_max
+            gn = -s + 2 * s * torch.relu(-wd) / w_max
+            gp, sp = self._apply(gp.expand(shape), take(1), 1.0)
+            gn, sn = self._apply(gn.expand(shape), take(2), 1.0)
+            parts.append(((gp - gn) * (w_max / (2 * s)), sp | sn))
+        if len(parts) == 1:
+            return parts[0]
+        (w_sc, st_sc), (w_dc, st_dc) = parts
+        return torch.where(single, w_sc, w_dc), torch.where(single, st_sc, st_dc)
 
     def sample_layer(self, weight: torch.Tensor, bias: torch.Tensor, n: int,
                      generator: torch.Generator | None = None) -> torch.Tensor:
@@ -218,6 +255,24 @@ class Drolet2023Model:
         if unknown:
             raise ValueError(f"unknown drolet2023 model fields: {sorted(unknown)}")
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class Draws:
+    """Pre-drawn randomness of one device per element: the relative ``offset``, the unit tuning
+    draw ``eps``, the ``drift`` (S, or None) and ``stuck`` = (LRS mask, HRS mask, LRS value, HRS
+    value in S) or None."""
+
+    offset: torch.Tensor
+    eps: torch.Tensor
+    drift: torch.Tensor | None
+    stuck: tuple | None
+
+    def step(self, i: int) -> "Draws":
+        """The draws of transfer ``i`` (keeping a leading axis of 1)."""
+        sl = slice(i, i + 1)
+        return Draws(self.offset[sl], self.eps[sl], None if self.drift is None else self.drift[sl],
+                     None if self.stuck is None else tuple(t[sl] for t in self.stuck))
 
 
 _TABLES: dict = {}

@@ -11,11 +11,12 @@ the logit, 10 000 epochs of Adam at lr 0.1 over shuffled mini-batches of 256 (th
   whose device was stuck in that step's transfer get their previous values back;
 * **regular**: plain weights, no weight decay (their ``FeedForward`` gives Adam none).
 
-The mini-batch orders of all epochs are drawn at once (one seeded generator), so the loop does
-nothing but the steps.
+The mini-batch orders of all epochs are drawn at once (one seeded generator per network), and the
+networks of several seeds train together (stacked parameters), so the loop does nothing but the steps.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -26,6 +27,10 @@ from .datasets import Dataset
 from .drolet2023 import DROLET2023, Drolet2023Model
 from .layers import MLP
 from .runtime import torch_threads
+
+
+#: epochs whose transfers are drawn at once (the draws do not depend on the weights)
+CHUNK_EPOCHS = 50
 
 
 @dataclass(frozen=True)
@@ -45,41 +50,60 @@ class PaperRecipe:
     weight_decay_regular: float = 0.0
 
 
-def train_paper_recipe(data: Dataset, aware: bool, seed: int, recipe: PaperRecipe = PaperRecipe(),
-                       transfer: Drolet2023Model = DROLET2023) -> tuple[MLP, float]:
-    """Train one network with the published recipe; returns it (an xbarlab :class:`MLP` of plain
-    ``Linear`` layers, per-layer scales as in the paper) and the wall time, s."""
+def train_paper_recipe(data: Dataset, aware: bool, seeds, recipe: PaperRecipe = PaperRecipe(),
+                       transfer: Drolet2023Model = DROLET2023) -> tuple[list[MLP], float]:
+    """Train one network per seed of ``seeds`` with the published recipe, all at once (their
+    parameters stacked on a leading axis: Adam and weight decay act per element, the losses add,
+    so every network trains exactly as if alone, with its own initialization, batch order and
+    transfers).  Returns the networks (xbarlab :class:`MLP` of plain ``Linear`` layers, per-layer
+    scales as in the paper) and the wall time, s."""
     if data.n_classes != 1:
         raise ValueError("the published recipe trains a one-output binary classifier")
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("train_paper_recipe needs at least one seed")
     t0 = time.perf_counter()
-    gen = torch.Generator().manual_seed(int(seed))
-    torch.manual_seed(int(seed))
-    model = MLP([data.n_features, recipe.hidden, 1], "sigmoid", "linear", "layer")
-    for layer in model.layers:
-        torch.nn.init.xavier_uniform_(layer.weight)
-        torch.nn.init.constant_(layer.bias, 0.01)
-    params = [t for layer in model.layers for t in (layer.weight, layer.bias)]
-    is_bias = [False, True] * len(model.layers)
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    sizes = [(recipe.hidden, data.n_features), (recipe.hidden,), (1, recipe.hidden), (1,)]
+
+    def xavier(shape, g):                      # torch.nn.init.xavier_uniform_ with the seed's generator
+        bound = math.sqrt(6.0 / (shape[0] + shape[1]))
+        return (2 * torch.rand(shape, generator=g) - 1) * bound
+
+    params = [torch.nn.Parameter(torch.stack([xavier(sz, g) if len(sz) == 2 else torch.full(sz, 0.01)
+                                              for g in gens])) for sz in sizes]
+    is_bias = [False, True, False, True]
     opt = torch.optim.Adam(params, lr=recipe.lr,
                            weight_decay=recipe.weight_decay_aware if aware else recipe.weight_decay_regular)
     x, y = data.x_train, data.y_train
-    n, bs = x.shape[0], recipe.batch_size
-    orders = torch.argsort(torch.rand(recipe.epochs, n, generator=gen), dim=1)
-    batches = [(s, min(s + bs, n)) for s in range(0, n, bs)]
+    n, bs, S = x.shape[0], recipe.batch_size, len(seeds)
+    orders = torch.stack([torch.argsort(torch.rand(recipe.epochs, n, generator=g), dim=1) for g in gens], dim=1)
+    batches = [(a, min(a + bs, n)) for a in range(0, n, bs)]
+    gen = gens[0]
+    chunk = CHUNK_EPOCHS * len(batches)                                     # transfers drawn at once
+    step = 0
     with torch_threads(1):
         for epoch in range(recipe.epochs):
-            xe, ye = x[orders[epoch]], y[orders[epoch]]
+            xe, ye = x[orders[epoch]], y[orders[epoch]]                     # (S, n, in), (S, n)
             for a, b in batches:
                 if aware:
-                    drawn = [transfer.sample_tensor_stuck(p.detach(), 1, gen, bias=ib) for p, ib in zip(params, is_bias)]
+                    if step % chunk == 0:
+                        ahead = [transfer.draws_for(p.shape, chunk, gen, bias=ib, nets=True)
+                                 for p, ib in zip(params, is_bias)]
+                    i = step % chunk
+                    drawn = [transfer.sample_tensor_stuck(p.detach(), 1, bias=ib, nets=True,
+                                                          draws=tuple(d.step(i) for d in dr))
+                             for p, ib, dr in zip(params, is_bias, ahead)]
+                    step += 1
                     eff = [p + (w[0].to(p.dtype) - p).detach() for p, (w, _) in zip(params, drawn)]
                     stuck = [m[0] for _, m in drawn]
                     kept = [p.detach()[m].clone() for p, m in zip(params, stuck)]
                 else:
                     eff = params
                 w1, b1, w2, b2 = eff
-                out = torch.sigmoid(xe[a:b] @ w1.T + b1) @ w2.T + b2
-                loss = F.binary_cross_entropy_with_logits(out[:, 0], ye[a:b])
+                h = torch.sigmoid(xe[:, a:b] @ w1.transpose(1, 2) + b1[:, None, :])
+                out = (h @ w2.transpose(1, 2))[..., 0] + b2
+                loss = F.binary_cross_entropy_with_logits(out, ye[:, a:b], reduction="none").mean(dim=1).sum()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -87,5 +111,12 @@ def train_paper_recipe(data: Dataset, aware: bool, seed: int, recipe: PaperRecip
                     with torch.no_grad():
                         for p, m, v in zip(params, stuck, kept):
                             p[m] = v
-    model.eval()
-    return model, time.perf_counter() - t0
+    models = []
+    for i in range(S):
+        model = MLP([data.n_features, recipe.hidden, 1], "sigmoid", "linear", "layer")
+        with torch.no_grad():
+            for layer, (w, b) in zip(model.layers, ((params[0], params[1]), (params[2], params[3]))):
+                layer.weight.copy_(w[i])
+                layer.bias.copy_(b[i])
+        models.append(model.eval())
+    return models, time.perf_counter() - t0

@@ -6,6 +6,7 @@ optionally with multiplicative noise injection (``noise``) through ``CrossbarLin
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -45,6 +46,8 @@ class TrainConfig:
         transfers: transfers sampled per training step (every example runs through each).
         epochs, batch_size (0 = full batch), lr (Adam), weight_decay, kl_weight (weight of the
         variational KL term, per training example), seed (initialization and sampling).
+        tail: share of each example's sampled transfers its loss averages, the worst ones (1 = all
+            of them; e.g. 0.25 = the worst quarter — see :func:`loss_fn`).
         lr_schedule: ``"cosine"`` (the learning rate decays from ``lr`` to ``COSINE_FLOOR · lr``
             over the epochs) or ``"constant"``.
 
@@ -69,6 +72,7 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     weight_decay: float = 1e-5
     kl_weight: float = 0.0
+    tail: float = 1.0
     seed: int = 0
 
     def __post_init__(self):
@@ -90,6 +94,8 @@ class TrainConfig:
         for name in ("batch_size", "weight_decay", "kl_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0 < self.tail <= 1:
+            raise ValueError(f"tail must be a share in (0, 1], got {self.tail!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -131,13 +137,21 @@ def build_model(cfg: TrainConfig, n_features: int, n_classes: int) -> MLP:
     return MLP(sizes, cfg.activation, "linear", cfg.scales)
 
 
-def loss_fn(outputs: torch.Tensor, y: torch.Tensor, n_classes: int) -> torch.Tensor:
+def loss_fn(outputs: torch.Tensor, y: torch.Tensor, n_classes: int, tail: float = 1.0) -> torch.Tensor:
     """Mean loss of logits ``outputs`` (..., B, out) — any leading axes (sampled transfers)
-    share the targets ``y`` (B,)."""
+    share the targets ``y`` (B,).  ``tail`` < 1 (with a leading axis of T transfers): each
+    example's loss is the mean over its worst ``ceil(tail·T)`` transfers (the conditional value at
+    risk), so training cares about the transfers that break an example, not the average one."""
     if n_classes == 1:
         logits = outputs[..., 0]
-        return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype).expand_as(logits))
-    return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), y.expand(outputs.shape[:-1]).reshape(-1))
+        per = F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype).expand_as(logits), reduction="none")
+    else:
+        per = F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), y.expand(outputs.shape[:-1]).reshape(-1),
+                              reduction="none").reshape(outputs.shape[:-1])
+    if tail < 1 and per.dim() > 1:
+        worst = max(1, math.ceil(tail * per.shape[0]))
+        per = per.topk(worst, dim=0).values
+    return per.mean()
 
 
 @torch.no_grad()
@@ -174,7 +188,7 @@ def _fit(model: MLP, opt, cfg: TrainConfig, data: Dataset, bs: int, history: lis
         perm = torch.randperm(n) if bs < n else None
         for start in range(0, n, bs):
             idx = perm[start:start + bs] if perm is not None else slice(None)
-            loss = loss_fn(model(x[idx]), y[idx], data.n_classes)
+            loss = loss_fn(model(x[idx]), y[idx], data.n_classes, cfg.tail)
             if cfg.kl_weight > 0:
                 loss = loss + cfg.kl_weight * model.kl_divergence() / n
             opt.zero_grad(set_to_none=True)

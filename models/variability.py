@@ -222,7 +222,8 @@ def transfer_model_from_dict(d: dict) -> VariabilityModel | Drolet2023Model:
 def get_variability(spec: str | Path) -> VariabilityModel | Drolet2023Model:
     """A preset (:data:`VARIABILITY_PRESETS`) or transfer model (:data:`TRANSFER_MODELS`,
     ``drolet2023``) by name, or a JSON file of :meth:`VariabilityModel.to_dict` (e.g. written by
-    ``xbar fit-variability``); a clear ValueError otherwise."""
+    ``xbar fit-variability``) or of :meth:`~models.drolet2023.Drolet2023Model.to_dict`; a clear
+    ValueError otherwise."""
     text = str(spec)
     if text in VARIABILITY_PRESETS:
         return VARIABILITY_PRESETS[text]
@@ -241,7 +242,7 @@ def get_variability(spec: str | Path) -> VariabilityModel | Drolet2023Model:
     if not isinstance(data, dict):
         raise ValueError(f"variability file {path} must hold a JSON object of model fields")
     try:
-        return VariabilityModel.from_dict(data)
+        return transfer_model_from_dict(data)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"variability file {path} is not a valid variability model: {exc}") from None
 

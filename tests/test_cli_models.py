@@ -146,3 +146,22 @@ def test_fit_variability_writes_a_model_that_train_and_evaluate_take(model_file,
     assert main(["train", "--epochs", "1", "--variability", str(tmp_path / "junk.json"),
                  "--out", str(tmp_path / "x.pt")]) == 2
     assert "must hold a JSON object" in capsys.readouterr().err
+
+
+def test_train_and_evaluate_on_the_paper_data_under_the_published_transfer_model(model_file, tmp_path, capsys):
+    path = tmp_path / "paper.pt"
+    assert main(["train", "--dataset", "moons-paper", "--variability", "drolet2023", "--epochs", "5",
+                 "--transfers", "2", "--seed", "2", "--out", str(path)]) == 0
+    from models.model_io import load_model
+
+    _, meta = load_model(path)
+    assert meta["train"]["dataset"] == "moons-paper" and meta["layer_options"]["variability"]["name"] == "drolet2023"
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(path), "--transfers", "100", "--variability", "drolet2023", "--seed", "1",
+                 "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["mode"] == "drolet2023" and rep["dataset"] == "moons-paper" and rep["variability"] == "drolet2023"
+    assert "moons-paper / drolet2023" in capsys.readouterr().out
+    # the evaluator and the dataset are named in every report, whatever the model
+    assert main(["evaluate", str(model_file), "--transfers", "50", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["dataset"] == "moons"

@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from models.names import DATASETS, DRIFT_COUNTS, LR_SCHEDULES, SCALES, VARIABILITY_PRESET_NAMES
+from models.names import DATASETS, DRIFT_COUNTS, LR_SCHEDULES, SCALES, TRANSFER_MODEL_NAMES, VARIABILITY_PRESET_NAMES
 from programming.schedule import ORDERS
 
 from .options import add_chip_options, add_json_option, add_quiet_option
@@ -30,8 +30,9 @@ def _open_chip(*args, **kwargs):
     return open_chip(*args, **kwargs)
 
 #: help of --variability (train, evaluate)
-VARIABILITY_HELP = (f"variability model: a preset ({', '.join(sorted(VARIABILITY_PRESET_NAMES))}) or a "
-                    "VARIABILITY.json written by xbar fit-variability")
+VARIABILITY_HELP = (f"variability model: a preset ({', '.join(sorted(VARIABILITY_PRESET_NAMES))}), "
+                    f"{', '.join(TRANSFER_MODEL_NAMES)} (Drolet et al. 2023's published transfer simulation) "
+                    "or a VARIABILITY.json written by xbar fit-variability")
 
 
 def _hidden(text: str) -> tuple[int, ...]:
@@ -52,7 +53,9 @@ def _write_json(path: Path | None, report: dict) -> None:
 
 
 def _train_args(t: argparse.ArgumentParser) -> None:
-    t.add_argument("--dataset", choices=DATASETS, default="moons")
+    t.add_argument("--dataset", choices=DATASETS, default="moons",
+                   help="moons (noise 0.05), moons-paper (Drolet et al. 2023's data, noise 0.2, 172 of its 200 "
+                        "test points also in training), moons-paper-clean (same test points, no leak) or digits")
     t.add_argument("--hidden", type=_hidden, default=None, help="hidden layer sizes, e.g. 8 or 32,16")
     mode = t.add_mutually_exclusive_group()
     mode.add_argument("--aware", dest="aware", action="store_true", default=True,
@@ -96,6 +99,9 @@ def _fit_variability_args(f: argparse.ArgumentParser) -> None:
     f.add_argument("--tolerance", type=float, default=0.01, help="write-verify tolerance (0.01 = 1 %%)")
     f.add_argument("--passes", type=int, default=3, help="tuning passes incl. re-verify passes")
     f.add_argument("--order", choices=ORDERS, default="row", help="cell order")
+    f.add_argument("--parallel", type=int, default=None,
+                   help="cells tuned at once per chip (default: the tuner's; 1 = cell by cell, as the 3IT "
+                        "drift measurement)")
     f.add_argument("--base", default="tio2-3it", metavar="PRESET|FILE.json",
                    help="model supplying the window, the k clamp and every figure with too few samples")
     f.add_argument("--drift-count", choices=DRIFT_COUNTS, default=None,
@@ -181,7 +187,7 @@ def cmd_evaluate(args, open_chip=_open_chip) -> int:
         with open_chip("sim", size, args.preset, args.seed, args.transfers) as chips:
             stats, dep_report = evaluate_tuned(model, data, chips, cfg, progress=not args.quiet)
         extra.update(preset=args.preset, tuning=dep_report["tuning"])
-    rep = {"model": str(args.model), "seed": args.seed, **stats.report(), **extra,
+    rep = {"model": str(args.model), "dataset": data.name, "seed": args.seed, **stats.report(), **extra,
            "software_accuracy": float((meta.get("metrics") or {}).get("test_accuracy", float("nan")))}
     print(format_evaluate(rep))
     _write_json(args.json, rep)
@@ -200,7 +206,8 @@ def cmd_fit_variability(args, open_chip=_open_chip) -> int:
     from ..ops.chips import make_targets
 
     base = get_variability(args.base)
-    cfg = TunerConfig(tolerance=args.tolerance, passes=args.passes, order=args.order, seed=args.seed)
+    cfg = TunerConfig(tolerance=args.tolerance, passes=args.passes, order=args.order, seed=args.seed,
+                      parallel=args.parallel)
     chip = f"station {args.station}" if args.station else \
         f"{args.chip} ({args.preset}, {args.size[0]}x{args.size[1]}, {args.chips} chip(s), seed {args.seed})"
     print(f"tuning on {chip} with the trace on ...", flush=True)
@@ -328,6 +335,8 @@ def format_deploy(r: dict) -> str:
 def format_evaluate(r: dict) -> str:
     return "\n".join([
         f"Monte Carlo evaluation of {r['model']} ({r['mode']}, {r['transfers']} transfers, seed {r['seed']})",
+        f"  dataset / evaluator {r['dataset']} / "
+        + (r['variability'] if 'variability' in r else f"write-verify onto {r['preset']} chips"),
         f"  accuracy            mean {100 * r['mean_accuracy']:.2f} %, std {100 * r['std_accuracy']:.2f} %, "
         f"min {100 * r['min_accuracy']:.2f} %  (software {100 * r['software_accuracy']:.2f} %)",
         f"  points >= 95 %      {100 * r['frac_points_ge_95']:.2f} % of {r['test_points']}",
