@@ -220,3 +220,40 @@ def _survives(mock, name, garbage: bytes) -> None:
 @given(garbage=GARBAGE)
 def test_fuzz_every_port(mock, name, garbage):
     _survives(mock, name, garbage)
+
+
+@pytest.mark.parametrize("name, text", [("K2600", "print(" + "9" * 60_000 + "x)"),
+                                        ("K2600", "smua.source.levelv = " + "1" * 60_000 + "x"),
+                                        ("K2450", ":SOUR:VOLT " + "1" * 60_000 + "x"),
+                                        ("BOARD", "CONN A " + "R1," * 20_000)],
+                         ids=["tsp-print", "tsp-assign", "scpi", "board"])
+def test_parsing_never_takes_the_instrument_lock(mock, name, text):
+    """Parsing runs without the lock: it completes while another thread holds it (the actions
+    then run under the lock, one reported error)."""
+    import threading
+
+    emu = mock.emulators[name]
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with emu.lock:
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(30)
+    parsed = []
+    worker = threading.Thread(target=lambda: parsed.append(emu.parse(text)))
+    worker.start()
+    worker.join(30)
+    finished = not worker.is_alive()
+    release.set()
+    t.join(30)
+    worker.join(30)
+    assert finished, "parse() waited for the instrument lock"
+    assert len(parsed[0]) == 1
+    drain_errors(emu)
+    emu.process(text)
+    assert len(emu.errors) == 1           # rejected as a whole, once
+    drain_errors(emu)

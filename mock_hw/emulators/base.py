@@ -98,6 +98,29 @@ def ascii_text(text: str, printable: bool = False) -> str:
                    for ch in text)
 
 
+def split_args(text: str, nesting: bool = False) -> list[str]:
+    """An argument list split on the commas outside quotes (and with ``nesting``, outside
+    ``()``, ``{}``, ``[]``), each part stripped; one pass, linear time.  Empty text -> []."""
+    parts, depth, quote, start = [], 0, None, 0
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif nesting and ch in "({[":
+            depth += 1
+        elif nesting and ch in ")}]":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    last = text[start:].strip()
+    if parts or last:
+        parts.append(last)
+    return parts
+
+
 class MessageLog:
     """The latest :data:`LOG_KEEP` received messages (each cut to :data:`LOG_WIDTH` characters).
 

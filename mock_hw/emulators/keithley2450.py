@@ -46,8 +46,8 @@ from array import array
 from typing import NamedTuple
 
 from ..bench_physics import PhysicalBench
-from .base import CommandError
-from .scpi import ScpiInstrument, choice, number, parse_bool, split_args
+from .base import CommandError, split_args
+from .scpi import ScpiInstrument, choice, number, parse_bool
 
 OVERFLOW = 9.9e37
 V_MAX = 210.0

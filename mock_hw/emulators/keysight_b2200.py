@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import re
 
-from .base import CommandError
-from .scpi import ScpiInstrument, choice, number, split_args
+from .base import CommandError, split_args
+from .scpi import ScpiInstrument, choice, number
 
 
 class KeysightB2200Emulator(ScpiInstrument):

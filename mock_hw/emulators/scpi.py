@@ -187,24 +187,6 @@ class ScpiInstrument(EmulatedInstrument):
         return self.table.dispatch(command)
 
 
-def split_args(text: str) -> list[str]:
-    """A parameter list split on commas outside quotes (one pass, linear time); empty -> []."""
-    parts, quote, start = [], None, 0
-    for i, ch in enumerate(text):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-        elif ch == ",":
-            parts.append(text[start:i].strip())
-            start = i + 1
-    last = text[start:].strip()
-    if parts or last:
-        parts.append(last)
-    return parts
-
-
 def parse_number(text: str, name: str = "value") -> float:
     """A SCPI numeric argument (plain or with MIN/MAX/DEF not supported here)."""
     try:

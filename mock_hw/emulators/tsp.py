@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from .base import ESR_OPC, CommandError, EmulatedInstrument, failing
+from .base import ESR_OPC, CommandError, EmulatedInstrument, failing, split_args
 
 #: longest script text ``loadscript`` stores, characters (bounds the emulator's memory)
 MAX_SCRIPT = 262_144
@@ -183,7 +183,7 @@ class TspInstrument(EmulatedInstrument):
         return statement[0](statement[1])
 
     def _compile_list(self, text: str) -> list[Callable]:
-        return [self._compile_expression(part) for part in _split_args(text)]
+        return [self._compile_expression(part) for part in split_args(text, nesting=True)]
 
     @staticmethod
     def _values(getters) -> list:
@@ -209,25 +209,3 @@ class TspInstrument(EmulatedInstrument):
 
     def run_script(self, name: str):  # pragma: no cover - instruments that run scripts override
         raise CommandError(-286, f"TSP runtime error: script {name} cannot run on this emulator")
-
-
-def _split_args(text: str) -> list[str]:
-    """Split a Lua argument list on top-level commas (respecting parentheses and quotes), in one
-    pass (linear time)."""
-    parts, depth, quote, start = [], 0, None, 0
-    for i, ch in enumerate(text):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "({[":
-            depth += 1
-        elif ch in ")}]":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    if text[start:].strip():
-        parts.append(text[start:])
-    return parts
