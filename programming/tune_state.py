@@ -35,6 +35,10 @@ class TuneJournal:
     """What the tuner reports as it goes; the base class records nothing.  Arrays are 1-D, one
     entry per cell (chip, row, col indices into (n_chips, rows, cols))."""
 
+    #: :meth:`trace` is told of the reads and pulses of chips ``0 .. trace_chips - 1`` only (None:
+    #: every chip); a Monte Carlo batch of thousands of chips need not journal every pulse
+    trace_chips: int | None = None
+
     def pass_started(self, pass_no: int, todo: np.ndarray) -> None:
         """Pass ``pass_no`` (0-based) starts and will tune the cells where ``todo`` (bool,
         (n_chips, rows, cols)) is True."""

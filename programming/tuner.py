@@ -240,15 +240,21 @@ class _Trace:
         self.keep = keep
         self.journal = journal
         self.active = keep is not None or type(journal).trace is not TuneJournal.trace
+        # without a kept trace, only the chips the journal traces
+        self.chips = None if keep is not None else journal.trace_chips
 
     def record(self, n: "_Slots", mask, pass_no, kind, amplitude, width, reading) -> None:
-        if not self.active or not mask.any():
+        if not self.active:
+            return
+        if self.chips is not None:
+            mask = mask[:self.chips]
+        if not mask.any():
             return
         chip, slot = np.nonzero(mask)
         chunk = {"chip": chip, "row": n.rows[chip, slot], "col": n.cols[chip, slot],
                  "pass": np.full(chip.size, pass_no), "kind": np.full(chip.size, kind, np.int8)}  # 0 read, 1 pulse
         for key, value in (("amplitude", amplitude), ("width", width), ("reading", reading)):
-            chunk[key] = np.broadcast_to(np.asarray(value, float), mask.shape)[chip, slot]
+            chunk[key] = np.broadcast_to(np.asarray(value, float), n.rows.shape)[chip, slot]
         if self.keep is not None:
             for key, value in chunk.items():
                 self.keep[key].append(value)

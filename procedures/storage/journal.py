@@ -27,6 +27,12 @@ from programming.tune_state import TuneJournal, TuneLog, TuneState
 
 from .run_data import DATA_CSV, JOURNAL_DIR, read_data_csv
 
+#: chips of a batch whose reads and pulses the journal traces (the plots show chip 0's): a
+#: Monte Carlo batch of thousands of chips would otherwise write ~37 bytes per read and pulse of
+#: every cell (0.9 GB for 10 000 chips of 8x8)
+TRACE_CHIPS = 16
+#: a simulated chip's state is saved at most every SNAPSHOT_RATIO x the time the last save took
+SNAPSHOT_RATIO = 20
 TRACE_DTYPE = np.dtype([("chip", "<i4"), ("row", "<i4"), ("col", "<i4"), ("pass", "<i2"), ("kind", "i1"),
                         ("amplitude", "<f8"), ("width", "<f8"), ("reading", "<f8")])
 
@@ -55,11 +61,15 @@ class FileTuneLog(TuneLog):
         snapshot: saves the simulated chip's state (None on a bench).
         should_stop: polled by the tuner between steps.
         resume: rebuild each stage's state from the journal.
-        interval: seconds between flushes on the simulated chip (a bench flushes every step).
+        interval: seconds between flushes on the simulated chip (a bench flushes every step); at
+            least :data:`SNAPSHOT_RATIO` times the last snapshot's duration, so that saving a large
+            batch's state never takes more than a small share of the run.
+        trace_chips: the trace journals the reads and pulses of the first ``trace_chips`` chips of
+            a batch (None: all).
     """
 
     def __init__(self, run_dir: Path, emit, snapshot=None, should_stop=None, resume: bool = False,
-                 interval: float = 0.5):
+                 interval: float = 0.5, trace_chips: int | None = TRACE_CHIPS):
         self.dir = Path(run_dir) / JOURNAL_DIR
         self.dir.mkdir(parents=True, exist_ok=True)
         self.run_dir = Path(run_dir)
@@ -68,6 +78,7 @@ class FileTuneLog(TuneLog):
         self.should_stop = should_stop
         self.resume = resume
         self.interval = interval if snapshot is not None else 0.0
+        self.trace_chips = trace_chips
         self.journals: dict[str, "FileJournal"] = {}
 
     def tune_kwargs(self, stage: str, targets: np.ndarray) -> dict:
@@ -90,25 +101,45 @@ class FileJournal(TuneJournal):
 
     def __init__(self, log: FileTuneLog, stage: str):
         self.log, self.stage = log, stage
+        self.trace_chips = log.trace_chips
         self.passes_path = log.dir / f"passes-{stage}.jsonl"
         self.trace_path = log.dir / f"trace-{stage}.bin"
-        self._rows: list[dict] = []
+        self._rows: list[dict] = []           # blocks of cells: column -> array
+        self._wait = log.interval
+        # what this process journaled, kept for :meth:`events` (no need to parse data.csv back)
+        self._events: list[dict] = []
+        self._passes_seen: list[tuple[int, np.ndarray]] = []
         self._passes: list[str] = []
         self._trace: list[np.ndarray] = []
         self._last = time.monotonic()
         self.final: np.ndarray | None = None
 
     def pass_started(self, pass_no, todo):
+        self._passes_seen.append((int(pass_no), np.array(todo, bool)))
         self._passes.append(json.dumps({"pass": int(pass_no), "shape": list(todo.shape), "todo": _pack(todo)}))
         self.flush()
 
     def cells_finished(self, pass_no, chip, row, col, target, status, reading, pulses, reads, energy, time_s):
-        for i in range(len(chip)):
-            self._rows.append({
-                "Stage": self.stage, "Pass": int(pass_no), "Chip": int(chip[i]), "Row": int(row[i]),
-                "Col": int(col[i]), "Target (S)": float(target[i]), "Status": STATUS_NAMES[int(status[i])],
-                "Reading (S)": float(reading[i]), "Pulses": int(pulses[i]), "Reads": int(reads[i]),
-                "Energy (J)": float(energy[i]), "Instrument time (s)": float(time_s[i])})
+        self._events.append({"pass": np.full(len(chip), int(pass_no), np.int16), "chip": np.array(chip, np.int32),
+                             "row": np.array(row, np.int32), "col": np.array(col, np.int32),
+                             "target": np.array(target, float), "status": np.array(status, np.int8),
+                             "pulses": np.array(pulses, np.int32), "reads": np.array(reads, np.int32),
+                             "energy": np.array(energy, float), "time": np.array(time_s, float)})
+        names = np.array([STATUS_NAMES[c] for c in range(max(STATUS_NAMES) + 1)], dtype=object)
+        self._rows.append({
+            "Stage": self.stage, "Pass": int(pass_no), "Chip": np.array(chip, np.int64),
+            "Row": np.array(row, np.int64), "Col": np.array(col, np.int64),
+            "Target (S)": np.array(target, float), "Status": names[np.asarray(status, np.intp)],
+            "Reading (S)": np.array(reading, float), "Pulses": np.array(pulses, np.int64),
+            "Reads": np.array(reads, np.int64), "Energy (J)": np.array(energy, float),
+            "Instrument time (s)": np.array(time_s, float)})
+
+    def events(self) -> tuple[list, dict]:
+        """(passes, cells) this journal recorded, as :func:`read_events` reads them back from the
+        run folder (for a run that was not resumed, the same events)."""
+        keys = ("pass", "chip", "row", "col", "target", "status", "pulses", "reads", "energy", "time")
+        cells = {k: np.concatenate([e[k] for e in self._events]) if self._events else np.array([]) for k in keys}
+        return list(self._passes_seen), cells
 
     def trace(self, chunk):
         rec = np.empty(len(chunk["chip"]), TRACE_DTYPE)
@@ -120,7 +151,7 @@ class FileJournal(TuneJournal):
         self.final = final.copy()
 
     def step_done(self):
-        if time.monotonic() - self._last >= self.log.interval:
+        if time.monotonic() - self._last >= self._wait:
             self.flush()
 
     def flush(self) -> None:
@@ -130,6 +161,7 @@ class FileJournal(TuneJournal):
             return
         if self.log.snapshot is not None:
             self.log.snapshot()
+            self._wait = max(self.log.interval, SNAPSHOT_RATIO * (time.monotonic() - self._last))
         if self._passes:
             with open(self.passes_path, "a", encoding="utf-8") as f:
                 f.write("".join(line + "\n" for line in self._passes))
@@ -138,9 +170,19 @@ class FileJournal(TuneJournal):
             with open(self.trace_path, "ab") as f:
                 f.write(np.concatenate(self._trace).tobytes())
             self._trace.clear()
-        rows, self._rows = self._rows, []
-        for row in rows:
-            self.log.emit("results", row)
+        blocks, self._rows = self._rows, []
+        if getattr(self.log.emit, "tables", False):       # the terminal runner: one write per block
+            for block in blocks:
+                self.log.emit("results_table", block)
+            return
+        for block in blocks:                               # e.g. pymeasure's Worker: row by row
+            for i in range(len(block["Chip"])):
+                self.log.emit("results", {k: v if np.ndim(v) == 0 else _scalar(v[i]) for k, v in block.items()})
+
+
+def _scalar(value):
+    """A numpy scalar as the Python number it holds (a string stays a string)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def repair_tails(run_dir: Path) -> None:

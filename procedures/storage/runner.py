@@ -123,6 +123,25 @@ class _Bar:
             self.bar.close()
 
 
+def format_table(columns: list[str], table: dict) -> str:
+    """Many results rows at once, as the lines pymeasure's CSV formatter writes one by one:
+    ``table`` maps each column to an array (one entry per row) or to one value for every row;
+    numbers as Python prints them, a missing column as nan.  The counterpart of a procedure
+    emitting ``("results_table", table)`` instead of one ``("results", row)`` per row, for an
+    emit that accepts it (``emit.tables``)."""
+    import numpy as np
+
+    n = max((np.size(v) for v in table.values() if not isinstance(v, str)), default=0)
+    cols = []
+    for name in columns:
+        value = table.get(name, float("nan"))
+        if isinstance(value, str) or np.ndim(value) == 0:
+            cols.append([str(value)] * n)
+        else:
+            cols.append(np.asarray(value).astype(str).tolist())
+    return "".join(",".join(row) + "\n" for row in zip(*cols))
+
+
 def run_procedure(proc: XbarProcedure, run_dir: Path, resume: bool = False, progress: bool = True,
                   command: list[str] | None = None, plots: bool = True) -> RunOutcome:
     """Run ``proc`` into ``run_dir`` (made by :func:`new_run_dir`, or the folder to resume)."""
@@ -149,9 +168,13 @@ def run_procedure(proc: XbarProcedure, run_dir: Path, resume: bool = False, prog
         if topic == "results":
             data_file.write(results.format(record) + "\n")
             data_file.flush()
+        elif topic == "results_table":
+            data_file.write(format_table(results.formatter.columns, record))
+            data_file.flush()
         elif topic == "count":
             bar.update(*record)
 
+    emit.tables = True                      # accepts "results_table" (see format_table)
     proc.emit = emit
     status, error = "finished", None
     with _Stopper() as stopper:

@@ -1,0 +1,49 @@
+"""A tune run folder costs little per cell: records written a block at a time (the same text as
+pymeasure's row by row), maps from what the run journaled in memory (the same as parsing data.csv
+back), and a trace of the first chips of a batch only."""
+from __future__ import annotations
+
+import numpy as np
+from pymeasure.experiment import Results
+
+from procedures.cli import main
+from procedures.ops.tune_array import TuneProcedure
+from procedures.storage.journal import TRACE_CHIPS, read_events
+from procedures.storage.run_data import load_run
+from procedures.storage.runner import format_table
+from programming.tune_state import TuneState
+
+
+def test_block_of_records_is_written_as_pymeasure_writes_its_rows(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 50
+    block = {"Stage": "tune", "Pass": 2, "Chip": rng.integers(0, 9, n), "Row": rng.integers(0, 64, n),
+             "Col": rng.integers(0, 64, n), "Target (S)": rng.uniform(1e-4, 5e-4, n),
+             "Status": np.array(["converged", "stuck"] * (n // 2), dtype=object),
+             "Reading (S)": np.where(rng.random(n) < 0.1, np.nan, rng.uniform(1e-4, 5e-4, n)),
+             "Pulses": rng.integers(0, 200, n), "Reads": rng.integers(0, 300, n),
+             "Energy (J)": rng.uniform(0, 1e-6, n) * 10.0 ** rng.integers(-8, 3, n),
+             "Instrument time (s)": rng.uniform(0, 2, n)}
+    results = Results(TuneProcedure(), str(tmp_path / "data.csv"))
+    rows = [{k: v if np.ndim(v) == 0 else v[i].item() if isinstance(v[i], np.generic) else v[i]
+             for k, v in block.items()} for i in range(n)]
+    expected = "".join(results.format(r) + "\n" for r in rows)
+    assert format_table(results.formatter.columns, block) == expected
+
+
+def test_maps_from_the_journal_in_memory_equal_those_parsed_back_and_the_trace_is_bounded(tmp_path):
+    chips = TRACE_CHIPS + 3
+    run = tmp_path / "run"
+    assert main(["tune", "--size", "3x3", "--chips", str(chips), "--seed", "2", "--out", str(run),
+                 "--quiet", "--no-plots"]) == 0
+    data = load_run(run)
+    targets = np.load(run / "targets.npy")
+    state = TuneState.from_events(targets, *read_events(run, "tune", targets.shape), rtol=np.inf)
+    assert len(data.data) >= chips * 9                        # every cell's record is in data.csv
+    np.testing.assert_array_equal(data.maps["pulses"], state.pulses)
+    np.testing.assert_array_equal(data.maps["reads"], state.reads)
+    assert (data.maps["pulses"] > 0).any() and (data.maps["reads"] > 0).all()
+    # the trace holds every read and pulse of the first TRACE_CHIPS chips, none of the others
+    assert set(np.unique(data.trace["chip"])) == set(range(TRACE_CHIPS))
+    first = data.trace["chip"] == 0
+    assert (data.trace["kind"][first] == 1).sum() == data.maps["pulses"][0].sum()
