@@ -104,6 +104,7 @@ class Station:
     col_pins: tuple[str, ...]
     source: str = ""
     ground: str | None = None               # matrix input wired to ground (optional)
+    chip_id: str = ""                       # the chip on the bench (wafer/die label), as runs record it
 
     def check_write_scheme(self, scheme, what: str = "--scheme") -> None:
         """Refuse a write scheme the bias channels cannot serve (StationError naming ``what``):
@@ -147,7 +148,7 @@ def parse_station(text: str, source: str = "<station>") -> Station:
     v = _Validator(source)
     v.only(data, "", {"station", "limits", "instruments", "routing"})
     st = v.table(data, "station")
-    v.only(st, "station", {"name", "rows", "cols", "write_scheme", "v_read", "nplc", "timeout_ms"})
+    v.only(st, "station", {"name", "chip_id", "rows", "cols", "write_scheme", "v_read", "nplc", "timeout_ms"})
     rows = v.integer(st, "station", "rows", minimum=1)
     cols = v.integer(st, "station", "cols", minimum=1)
     scheme = st.get("write_scheme", "v/2")
@@ -221,7 +222,8 @@ def parse_station(text: str, source: str = "<station>") -> Station:
                 row_pins + col_pins, source)
     _check_source_ranges(limits, roles, instruments, source)
     station = Station(st.get("name", Path(source).stem), rows, cols, scheme, v_read, nplc, limits, instruments,
-                      matrix, roles, inputs, row_pins, col_pins, source, ground)
+                      matrix, roles, inputs, row_pins, col_pins, source, ground,
+                      v.string(st, "station", "chip_id") if "chip_id" in st else "")
     station.check_write_scheme(scheme, "[station] write_scheme")
     return station
 

@@ -88,6 +88,8 @@ class MockBench:
         check_time_scale(time_scale)   # before anything is built or served
         clock = bench_clock(clock)
         self.rows, self.cols = rows, cols
+        #: the emulated chip's ID, written into the station file (what a lab labels its die)
+        self.chip_id = f"mock-{preset}-seed{seed}-{rows}x{cols}" + ("-pristine" if pristine else "")
         self.chip = SimulatedCrossbar(rows, cols, preset=preset, seed=seed, pristine=pristine)
         timing = BenchTiming.realistic() if realistic_timing else None
         self.bench = bench = PhysicalBench(self.chip, v_limit=v_limit, timing=timing, clock=clock,
@@ -191,7 +193,8 @@ class MockBench:
                 raise ValueError("the b2900-board bench has one bias channel: no V/3 writes")
         lines = [
             "# written by xbar mock-bench: emulated instruments on 127.0.0.1",
-            "[station]", f'name = "mock bench ({variant})"', f"rows = {self.rows}", f"cols = {self.cols}",
+            "[station]", f'name = "mock bench ({variant})"', f'chip_id = "{self.chip_id}"',
+            f"rows = {self.rows}", f"cols = {self.cols}",
             f'write_scheme = "{write_scheme}"', "v_read = 0.2", "nplc = 0.1", f"timeout_ms = {timeout_ms}", "",
             "[limits]", f"v_max = {v_max}", "v_read_max = 0.5", f"i_compliance = {i_compliance}",
             "width_min = 1e-7", "width_max = 1e-3", "",

@@ -161,8 +161,9 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
             (n_chips, rows, cols); NaN marks a cell that is left alone.  Every finite target must
             lie in the chip's programming window.
         config: tuner settings (default :class:`TunerConfig`).
-        progress: show a progress bar (tqdm) on stderr, or a callable ``progress(done, total)``
-            called as cells finish.
+        progress: show a progress bar (tqdm) on stderr, one per pass, or a callable
+            ``progress(done, total, stage)`` called as cells finish: ``total`` the cells of the pass
+            (known when it starts, never grown), ``stage`` 'pass 1', 'pass 2 (re-verify)', ...
         record_trace: keep every read and pulse (chip, row, col, pass, kind 0 read / 1 pulse,
             amplitude V — the read voltage of a read, the signed pulse amplitude of a pulse —,
             width s — 0 for a read —, reading S — NaN for a pulse) as flat arrays in
@@ -205,7 +206,7 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
     if resume is None:
         journal.pass_started(0, todo)
     final = np.full(full, np.nan)
-    bar = _progress(int(todo.sum()), progress)
+    bar = _progress(int(todo.sum()), progress, p)
     try:
         while True:
             if todo.any():
@@ -220,8 +221,8 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
                 break
             p += 1
             journal.pass_started(p, todo)
-            bar.total += int(todo.sum())
-            bar.refresh()
+            bar.close()
+            bar = _progress(int(todo.sum()), progress, p)
     finally:
         bar.close()
     rel_error = (final - tgt) / tgt
@@ -398,26 +399,34 @@ class _NoBar:
 
 
 class _CallbackBar(_NoBar):
-    """Reports ``(done, total)`` cells to a callable instead of drawing a bar."""
+    """Reports ``(done, total, stage)`` cells of one pass to a callable instead of drawing a bar."""
 
-    def __init__(self, total: int, callback: Callable[[int, int], None]):
-        self.total, self.done, self.callback = total, 0, callback
+    def __init__(self, total: int, callback: Callable[[int, int, str], None], stage: str):
+        self.total, self.done, self.callback, self.stage = total, 0, callback, stage
+        self.callback(0, total, stage)
 
     def update(self, n):
         self.done += n
-        self.callback(self.done, self.total)
+        self.callback(self.done, self.total, self.stage)
 
     def refresh(self):
-        self.callback(self.done, self.total)
+        self.callback(self.done, self.total, self.stage)
 
 
-def _progress(total: int, progress):
+def _stage(pass_no: int) -> str:
+    """The progress label of a pass: 'pass 1', then 'pass 2 (re-verify)', ..."""
+    return f"pass {pass_no + 1}" + (" (re-verify)" if pass_no else "")
+
+
+def _progress(total: int, progress, pass_no: int = 0):
+    """The progress of one pass, whose ``total`` cells are known when it starts (a bar per pass,
+    so no total ever grows)."""
     if callable(progress):
-        return _CallbackBar(total, progress)
+        return _CallbackBar(total, progress, _stage(pass_no))
     if not progress:
         return _NoBar()
     from tqdm import tqdm
-    return tqdm(total=total, unit="cell", desc="tuning", smoothing=0.05)
+    return tqdm(total=total, unit="cell", desc=f"tuning {_stage(pass_no)}", smoothing=0.05)
 
 
 def config_dict(cfg: TunerConfig) -> dict:

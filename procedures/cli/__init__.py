@@ -26,6 +26,9 @@ def build_parser():
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``xbar`` with ``argv`` (default: the process's arguments); returns the exit code."""
+    import time
+
+    started = time.perf_counter()          # before the commands are imported: the whole command's time
     from .registry import main as _main
 
-    return _main(argv)
+    return _main(argv, started)

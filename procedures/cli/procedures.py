@@ -13,6 +13,7 @@ import argparse
 import functools
 import importlib
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,25 +59,40 @@ POSITIONAL = {"deploy": ("model",), "infer": ("model",)}
 _SET_BY_STATION = ("chip", "station")
 
 
+def chip_label(proc) -> str:
+    """What the run ran on, for its summary: the simulated chip by preset, size and seed; a bench by
+    its station (name and file) and the chip ID its station file declares."""
+    if proc.chip == "sim":
+        r, c = proc.array_size
+        return f"sim ({proc.preset}, {r}x{c}, {proc.chips} chip(s), seed {proc.seed})"
+    ident = getattr(proc, "ident", {}) or {}
+    return f"station {ident.get('station', proc.station)}, chip {ident.get('chip_id', '?')}"
+
+
 def _tune_summary(proc) -> str:
     from ..report.tables import format_tune_summary
 
-    r = dict(proc.report)
-    r.update(chip=proc.chip if proc.chip == "sim" else f"station {proc.station}", preset=proc.preset,
-             seed=proc.seed)
-    return format_tune_summary(r)
+    return format_tune_summary({**proc.report, "chip": chip_label(proc)})
 
 
 def _deploy_summary(proc) -> str:
     from .models import format_deploy
-    text = format_deploy({"chip": proc.chip if proc.chip == "sim" else f"station {proc.station}",
-                          "preset": proc.preset, "seed": proc.seed, **proc.report})
+    text = format_deploy({**proc.report, "chip": chip_label(proc), "preset": None})
     ft = proc.report.get("finetune")
     if ft:
         text += (f"\n  fine-tuned  chip accuracy {100 * ft['accuracy_before']:.2f} % -> "
                  f"{100 * ft['accuracy_after']:.2f} % in {ft['rounds']} rounds ({ft['cells_retuned']} cells "
                  f"re-tuned, {ft['wall_s']:.1f} s); model saved as {proc.run_dir / 'finetuned.pt'}")
     return text
+
+
+def _append_row(text: str, key: str, value: str) -> str:
+    """``text`` (a summary table of "  key  value" rows) with one more row, aligned with the last."""
+    import re
+
+    m = re.match(r"^  (\S.*?\s{2,})\S", text.splitlines()[-1])
+    width = max(len(m.group(1)) - 2, len(key)) if m else len(key)
+    return f"{text}\n  {key:<{width}}  {value}"
 
 
 def _read_summary(proc) -> str:
@@ -213,7 +229,11 @@ def cmd_procedure(args) -> int:
               + (f"; continue with: xbar {cls.NAME} --resume {run_dir}" if cls.RESUMABLE else ""), file=sys.stderr)
         raise
     if formatter is not None and outcome.status == "finished":
-        print(formatter(proc))
+        text = formatter(proc)
+        if getattr(args, "started", None) is not None:
+            text = _append_row(text, "wall time, command", f"{time.perf_counter() - args.started:.1f} s  "
+                               "(start-up, run, run folder and plots)")
+        print(text)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json, outcome.report)

@@ -72,12 +72,18 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, started: float | None = None) -> int:
+    """Run ``xbar argv``; ``started`` (``time.perf_counter()``) is when the command began (default:
+    now), so summaries can give the wall time of the whole command (``args.started``)."""
+    import time
+
     from instruments.roles import InstrumentError
 
+    started = time.perf_counter() if started is None else started
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    args.started = started
     try:
         return args.func(args)
     except (ValueError, OSError, InstrumentError) as exc:

@@ -176,9 +176,9 @@ class XbarProcedure(Procedure):
                 except Exception as exc:  # noqa: BLE001 - an identity is metadata, not a reason to stop
                     ids[name] = f"unknown ({exc})"
             st = getattr(xb, "station", None)
+            chip_id = getattr(st, "chip_id", "") or "unlabelled (set [station] chip_id in the station file)"
             return {"station": f"{getattr(st, 'name', '?')} ({self.station})",
-                    "chip_id": f"{getattr(st, 'name', 'station')} {xb.shape[0]}x{xb.shape[1]}",
-                    "instruments": ids}
+                    "chip_id": f"{chip_id}, {xb.shape[0]}x{xb.shape[1]}", "instruments": ids}
         r, c = self.array_size
         return {"station": "simulated", "chip_id": f"sim/{self.preset}/seed {self.seed}/{r}x{c}"
                 + (f"/{self.chips} chips" if int(self.chips) > 1 else "") + ("/pristine" if self.pristine else ""),
@@ -249,10 +249,11 @@ class XbarProcedure(Procedure):
         if self.stop_requested():
             raise ProcedureStopped(f"{self.NAME} stopped on request")
 
-    def count(self, done: int, total: int, unit: str = "cell") -> None:
-        """Progress: pymeasure's percentage (windows) and the count for the terminal bar."""
+    def count(self, done: int, total: int, unit: str = "cell", stage: str | None = None) -> None:
+        """Progress: pymeasure's percentage (windows) and the count for the terminal bar; a new
+        ``stage`` (e.g. 'pass 2 (re-verify)') starts a new bar whose total is known up front."""
         self.emit("progress", 100.0 * done / max(total, 1))
-        self.emit("count", (int(done), int(total), unit))
+        self.emit("count", (int(done), int(total), unit, stage))
 
     def cells(self) -> tuple[np.ndarray, np.ndarray]:
         """Row and column indices of every cell of the array (row-major), 1-D."""

@@ -97,7 +97,7 @@ class DeployProcedure(_ModelMixin, TuneLogMixin, XbarProcedure):
         cfg = self.config()
         log = self.tune_log()
         try:
-            self.dep = deploy(model, self.xb, data, cfg, progress=lambda d, t: self.count(d, t), log=log)
+            self.dep = deploy(model, self.xb, data, cfg, progress=lambda d, t, s: self.count(d, t, stage=s), log=log)
         finally:
             log.flush()                     # also on Ctrl-C or an instrument error: keep what finished
         self.final = self.dep.result.final

@@ -106,7 +106,7 @@ class TuneProcedure(TuneLogMixin, XbarProcedure):
         self.tgt = tgt
         log = self.tune_log()
         try:
-            self.result: TuneResult = tune(xb, tgt, cfg, progress=lambda d, t: self.count(d, t),
+            self.result: TuneResult = tune(xb, tgt, cfg, progress=lambda d, t, s: self.count(d, t, stage=s),
                                            **log.tune_kwargs("tune", tgt))
         finally:
             log.flush()                     # also on Ctrl-C or an instrument error: keep what finished

@@ -14,9 +14,10 @@ def _pct(x) -> str:
 
 
 def format_tune_summary(r: dict) -> str:
+    """The terminal summary of a tune report; ``r["chip"]`` says what it ran on."""
     ppc = r["pulses_per_cell"]
     pairs = [
-        ("chip", f"{r['chip']} ({r['preset']}, {r['size'][0]}x{r['size'][1]}, {r['chips']} chip(s), seed {r['seed']})"),
+        ("chip", r["chip"]),
         ("cells", r["cells"]),
         ("converged", f"{r['converged']}  (yield {_pct(r['yield'])})"),
         ("failed / disturbed", f"{r['failed']} / {r['disturbed']}"),
@@ -26,7 +27,7 @@ def format_tune_summary(r: dict) -> str:
         ("reads per cell", f"mean {r['reads_per_cell']['mean']:.1f}"),
         ("energy", f"{r['energy_j'] * 1e6:.3f} µJ"),
         ("instrument time", f"{r['instrument_time_s']:.2f} s"),
-        ("wall time", f"{r['wall_s']:.2f} s  ({r['passes_run']} pass(es))"),
+        ("wall time, tuning", f"{r['wall_s']:.2f} s  ({r['passes_run']} pass(es))"),
     ]
     if r.get("true_within_tol") is not None:
         pairs.append(("working cells", r["working"]))

@@ -103,24 +103,37 @@ class _Stopper:
 
 
 class _Bar:
-    """Terminal progress bar fed by the procedure's ``count`` emissions (rate and ETA by tqdm)."""
+    """Terminal progress bar fed by the procedure's ``count`` emissions: one bar per stage (e.g.
+    a tune's 'pass 2 (re-verify)'), whose total is known when the stage starts and never grows.
+    The rate (tqdm's, in the procedure's unit per second) is shown only when it was measured
+    over several updates: an array read in one go gets its elapsed time, not a rate."""
+
+    #: the bar of a stage finished in one update (no rate)
+    ONE_SHOT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {unit} [{elapsed}]"
 
     def __init__(self, enabled: bool, desc: str):
-        self.enabled, self.desc, self.bar = enabled, desc, None
+        self.enabled, self.desc, self.bar, self.stage, self.updates = enabled, desc, None, None, 0
 
-    def update(self, done: int, total: int, unit: str) -> None:
+    def update(self, done: int, total: int, unit: str, stage: str | None = None) -> None:
         if not self.enabled:
             return
+        if self.bar is not None and (stage != self.stage or total != self.bar.total or done < self.bar.n):
+            self.close()                                        # a new stage: a new bar
         if self.bar is None:
             from tqdm import tqdm
-            self.bar = tqdm(total=total, unit=unit, desc=self.desc, smoothing=0.05)
-        if total != self.bar.total:
-            self.bar.total = total
-        self.bar.update(done - self.bar.n)
+            self.stage, self.updates = stage, 0
+            self.bar = tqdm(total=total, unit=unit, desc=f"{self.desc} {stage}" if stage else self.desc,
+                            smoothing=0.05)
+        if done > self.bar.n:
+            self.bar.update(done - self.bar.n)
+            self.updates += 1
 
     def close(self) -> None:
         if self.bar is not None:
+            if self.updates <= 1:
+                self.bar.bar_format = self.ONE_SHOT
             self.bar.close()
+            self.bar = None
 
 
 def format_table(columns: list[str], table: dict) -> str:
