@@ -87,7 +87,7 @@ class MockBench:
             raise ValueError("the mock bench's 707B cards take up to 12 rows and 12 columns")
         check_time_scale(time_scale)   # before anything is built or served
         clock = bench_clock(clock)
-        self.rows, self.cols = rows, cols
+        self.rows, self.cols, self.pristine = rows, cols, pristine
         #: the emulated chip's ID, written into the station file (what a lab labels its die)
         self.chip_id = f"mock-{preset}-seed{seed}-{rows}x{cols}" + ("-pristine" if pristine else "")
         self.chip = SimulatedCrossbar(rows, cols, preset=preset, seed=seed, pristine=pristine)
@@ -167,9 +167,14 @@ class MockBench:
         os.replace(tmp, self.record_path)
 
     # ----------------------------------------------------------------------------- station
-    def station_toml(self, variant: str = "k2600-707b", write_scheme: str = "v/2", v_max: float = 2.5,
+    def station_toml(self, variant: str = "k2600-707b", write_scheme: str = "v/2", v_max: float | None = None,
                      i_compliance: float = 1e-2, timeout_ms: int = 2000) -> str:
-        """A station file pointing at this bench's instruments."""
+        """A station file pointing at this bench's instruments.  ``v_max`` (V): the largest pulse
+        the station allows; default 2.5 V, or for a pristine chip the emulated bench's own limit (3 V
+        by default), since forming needs pulses up to ~2.9 V (forming voltage ≈2.2 V ± 7 %, the
+        preset's; ``xbar form``'s default ramp stops at 2.9 V), as a real station is raised for forming."""
+        if v_max is None:
+            v_max = self.bench.v_limit if self.pristine else 2.5
         if variant not in VARIANTS:
             raise ValueError(f"unknown bench variant {variant!r}; choose one of {VARIANTS}")
         insts = {

@@ -25,17 +25,29 @@ def _mock_bench_args(m: argparse.ArgumentParser) -> None:
     m.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)  # tests: stop after N s
 
 
-@command("mock-bench", help="run emulated instruments wired to a simulated crossbar", arguments=_mock_bench_args)
-def cmd_mock_bench(args) -> int:
-    import time
-
+def start_mock_bench(args):
+    """The :class:`~mock_hw.mock_bench.MockBench` ``xbar mock-bench`` options describe, serving, with
+    its station file written to ``--station-out``; returns (bench, station file)."""
     from mock_hw.bench_physics import check_time_scale
     from mock_hw.mock_bench import MockBench
 
     time_scale = check_time_scale(args.time_scale, "--time-scale")
-    with MockBench(*args.size, preset=args.preset, seed=args.seed, realistic_timing=args.realistic_timing,
-                   pristine=args.pristine, time_scale=time_scale) as bench:
-        path = bench.write_station(args.station_out, variant=args.variant)
+    bench = MockBench(*args.size, preset=args.preset, seed=args.seed, realistic_timing=args.realistic_timing,
+                      pristine=args.pristine, time_scale=time_scale)
+    try:
+        return bench, bench.write_station(args.station_out, variant=args.variant)
+    except BaseException:
+        bench.close()
+        raise
+
+
+@command("mock-bench", help="run emulated instruments wired to a simulated crossbar", arguments=_mock_bench_args)
+def cmd_mock_bench(args) -> int:
+    import time
+
+    bench, path = start_mock_bench(args)
+    time_scale = args.time_scale
+    with bench:
         aging = "" if time_scale == 1 else f", aging x{time_scale:g}"
         print(f"mock bench ({args.preset}, {args.size[0]}x{args.size[1]}, seed {args.seed}{aging}) running on 127.0.0.1:")
         for name, server in bench.servers.items():

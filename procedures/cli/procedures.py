@@ -87,12 +87,13 @@ def _deploy_summary(proc) -> str:
 
 
 def _append_row(text: str, key: str, value: str) -> str:
-    """``text`` (a summary table of "  key  value" rows) with one more row, aligned with the last."""
+    """``text`` (a title, then "  key  value" rows) with one more row, every row re-aligned."""
     import re
 
-    m = re.match(r"^  (\S.*?\s{2,})\S", text.splitlines()[-1])
-    width = max(len(m.group(1)) - 2, len(key)) if m else len(key)
-    return f"{text}\n  {key:<{width}}  {value}"
+    rows = [re.match(r"^  (\S.*?)\s{2,}(\S.*)$", line) for line in text.splitlines()]
+    width = max([len(key)] + [len(m.group(1)) for m in rows if m])
+    lines = [f"  {m.group(1):<{width}}  {m.group(2)}" if m else line for m, line in zip(rows, text.splitlines())]
+    return "\n".join(lines + [f"  {key:<{width}}  {value}"])
 
 
 def _read_summary(proc) -> str:

@@ -10,7 +10,9 @@ def _rows(pairs) -> str:
 
 
 def _pct(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.3f} %"
+    from .quantities import quantity
+
+    return "n/a" if x is None else quantity("yield", float(x))
 
 
 def format_tune_summary(r: dict) -> str:
@@ -92,5 +94,9 @@ def _fmt(v) -> str:
 
 
 def format_report(title: str, report: dict) -> str:
-    """A report's scalar entries as a table (floats to 6 significant digits)."""
-    return title + "\n" + _rows([(k, _fmt(v)) for k, v in _flatten(report) if not isinstance(v, list) or len(v) <= 8])
+    """A report's entries as a table of labelled quantities with units and 3 significant digits
+    (lists of more than 8 items and the run status, printed elsewhere, are left out)."""
+    from .quantities import label, quantity
+
+    return title + "\n" + _rows([(label(k), quantity(k, v)) for k, v in _flatten(report)
+                                 if (not isinstance(v, list) or len(v) <= 8) and k != "status"])
