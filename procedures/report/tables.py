@@ -9,6 +9,12 @@ def _rows(pairs) -> str:
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in pairs)
 
 
+def _q(key: str, value) -> str:
+    from .quantities import quantity
+
+    return quantity(key, value)
+
+
 def _pct(x) -> str:
     from .quantities import quantity
 
@@ -27,7 +33,7 @@ def format_tune_summary(r: dict) -> str:
         ("rel. error mean / max", f"{_pct(r['rel_error_mean'])} / {_pct(r['rel_error_max'])}  (tolerance {_pct(r['tolerance'])})"),
         ("pulses per cell", f"mean {ppc['mean']:.1f}, median {ppc['median']:.0f}, p95 {ppc['p95']:.0f}"),
         ("reads per cell", f"mean {r['reads_per_cell']['mean']:.1f}"),
-        ("energy", f"{r['energy_j'] * 1e6:.3f} µJ"),
+        ("energy", _q("energy_j", r["energy_j"])),
         ("instrument time", f"{r['instrument_time_s']:.2f} s"),
         ("wall time, tuning", f"{r['wall_s']:.2f} s  ({r['passes_run']} pass(es))"),
     ]
