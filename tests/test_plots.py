@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from procedures.report.plots import make_plots, plot_run, select_trace_cells
-from procedures.report.report_html import flatten, format_value, write_report_html
+from procedures.report.quantities import headline, quantity
+from procedures.report.report_html import flatten, write_report_html
 from procedures.storage.run_data import RunFolderError, load_run, write_h5, write_json
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -215,8 +216,15 @@ def test_missing_folder_raises(tmp_path):
 def test_flatten_and_format():
     assert flatten({"a": {"b": 1, "c": {"d": 2.5}}, "e": list(range(21)), "f": [1, 2]}) == \
         [("a.b", 1), ("a.c.d", 2.5), ("f", [1, 2])]
-    assert format_value(0.1234567891) == "0.123457"
-    assert format_value(2.5e-7) == "2.5000e-07"
-    assert format_value(None) == "—"
-    assert format_value(True) == "true"
-    assert format_value(np.float32(0.5)) == "0.5"
+    assert quantity("rel_error_mean", 0.004120713) == "0.412 %"
+    assert quantity("g_min", 0.000320924) == "321 µS" and quantity("energy_j", 2.9861e-06) == "2.99 µJ"
+    assert quantity("wall_s", 1024.0) == "1024 s" and quantity("compliance_A", 1e-3) == "1.00 mA"
+    assert quantity("accuracy", 1.0) == "100 %" and quantity("cells", 64) == "64"
+    assert quantity("x", None) == "—" and quantity("initial_reset", True) == "yes"
+    assert quantity("ratio", np.float32(0.5)) == "0.500"
+    tune = {"cells": 256, "converged": 250, "failed": 2, "disturbed": 0, "stuck_flagged": 4, "tolerance": 0.01}
+    h = headline("tune", tune)
+    assert h.met is False and h.text.startswith("Goal missed: 250 of 252 working cells within 1 %; 4 stuck; 2 failed")
+    h = headline("tune", {**tune, "converged": 252, "failed": 0})
+    assert h.met is True and h.text == "Goal met: 252 of 252 working cells within 1 %; 4 stuck."
+    assert headline("tune", tune, "interrupted").met is False

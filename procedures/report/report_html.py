@@ -7,7 +7,6 @@ Self-contained (inline CSS, no scripts, images referenced relative to the folder
 from __future__ import annotations
 
 import html
-import math
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import numpy as np
 from ..storage.run_data import REPORT_HTML, RunData
 from .quantities import TITLES, headline, label, meta_groups, parameter_groups, quantity
 
-__all__ = ["write_report_html", "flatten", "format_value"]
+__all__ = ["write_report_html", "flatten", "summary_groups"]
 
 MAX_LIST = 20
 
@@ -57,25 +56,6 @@ figcaption { font-size: 0.9em; color: #444; margin-top: 0.3em; }
 """
 
 
-def format_value(value) -> str:
-    """A readable string for a report value: floats to 6 significant digits, None as an em dash."""
-    if value is None:
-        return "—"
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return str(value)
-        if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-3):
-            return f"{value:.4e}"
-        return f"{value:.6g}"
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return "[" + ", ".join(format_value(v) for v in np.asarray(value, dtype=object).ravel()) + "]"
-    return str(value)
-
-
 def flatten(obj, prefix: str = "") -> list[tuple[str, object]]:
     """(dotted key, value) pairs of a nested dict; lists/arrays of more than 20 items are dropped."""
     out: list[tuple[str, object]] = []
@@ -92,19 +72,6 @@ def flatten(obj, prefix: str = "") -> list[tuple[str, object]]:
     return out
 
 
-def _table(rows: list[tuple[str, object]]) -> str:
-    """Key/value rows as a table, values as raw strings (dotted keys, 6 digits)."""
-    if not rows:
-        return "<p><em>none</em></p>"
-    lines = ["<table>"]
-    for key, value in rows:
-        numeric = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-        cls = ' class="num"' if numeric else ""
-        lines.append(f"<tr><th>{html.escape(str(key))}</th><td{cls}>{html.escape(format_value(value))}</td></tr>")
-    lines.append("</table>")
-    return "\n".join(lines)
-
-
 def _quantities(rows: list[tuple[str, object]]) -> str:
     """Key/value rows as a table of labelled quantities with units (:func:`quantities.quantity`)."""
     if not rows:
@@ -113,8 +80,7 @@ def _quantities(rows: list[tuple[str, object]]) -> str:
     for key, value in rows:
         numeric = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
         cls = ' class="num"' if numeric else ""
-        lines.append(f"<tr><th>{html.escape(label(key))}</th>"
-                     f"<td{cls}>{html.escape(quantity(key, value))}</td></tr>")
+        lines.append(f"<tr><th>{html.escape(label(key))}</th><td{cls}>{html.escape(quantity(key, value))}</td></tr>")
     lines.append("</table>")
     return "\n".join(lines)
 

@@ -85,24 +85,11 @@ def format_run(run) -> str:
     return "\n".join(lines)
 
 
-def _flatten(d: dict, prefix: str = ""):
-    for k, v in d.items():
-        if isinstance(v, dict):
-            yield from _flatten(v, f"{prefix}{k}.")
-        else:
-            yield f"{prefix}{k}", v
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return str(v)
-
-
 def format_report(title: str, report: dict) -> str:
     """A report's entries as a table of labelled quantities with units and 3 significant digits
     (lists of more than 8 items and the run status, printed elsewhere, are left out)."""
     from .quantities import label, quantity
+    from .report_html import flatten
 
-    return title + "\n" + _rows([(label(k), quantity(k, v)) for k, v in _flatten(report)
+    return title + "\n" + _rows([(label(k), quantity(k, v)) for k, v in flatten(report)
                                  if (not isinstance(v, list) or len(v) <= 8) and k != "status"])
