@@ -20,6 +20,7 @@ most :data:`MAX_CONNECTIONS` are served at once.  Every reply is 7-bit ASCII.
 """
 from __future__ import annotations
 
+import re
 import selectors
 import socket
 import threading
@@ -87,15 +88,23 @@ class Faults:
     latency_s: float = 0.0          # added before every reply
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_LINE_BREAK = re.compile(r"[\r\n]")
+
+
+def _hex(m: re.Match) -> str:
+    return f"\\x{ord(m.group()):02x}"
+
+
 def ascii_text(text: str, printable: bool = False) -> str:
     """``text`` as 7-bit ASCII without line breaks: non-ASCII characters, ``\\n`` and ``\\r`` (and
-    with ``printable``, every control character) become ``\\xNN`` escapes — so an error message
-    quoting received bytes stays a valid IEEE 488.2 reply of one line."""
-    if text.isascii() and (text.isprintable() or (not printable and "\n" not in text and "\r" not in text)):
-        return text
-    keep = (lambda ch: " " <= ch <= "~") if printable else (lambda ch: ch.isascii() and ch not in "\r\n")
-    return "".join(ch if keep(ch) else (f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
-                   for ch in text)
+    with ``printable``, every control character) become ``\\xNN`` (``\\uNNNN``) escapes — so an
+    error message quoting received bytes stays a valid IEEE 488.2 reply of one line."""
+    if not text.isascii():
+        text = text.encode("ascii", "backslashreplace").decode("ascii")
+    if printable:
+        return text if text.isprintable() else _CONTROL.sub(_hex, text)
+    return _LINE_BREAK.sub(_hex, text) if ("\n" in text or "\r" in text) else text
 
 
 def split_args(text: str, nesting: bool = False) -> list[str]:

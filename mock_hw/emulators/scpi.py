@@ -56,8 +56,7 @@ class ScpiTable:
 
     def __init__(self):
         self._entries: list[tuple[list[_Node], Callable, bool | None]] = []
-        # entries indexed by the short and long forms of their first node (entries whose first
-        # node is optional are candidates for every command)
+        # entries indexed by the short and long forms of the nodes a command can start with
         self._by_head: dict[str, list[int]] = {}
         self._any_head: list[int] = []
 
@@ -66,11 +65,17 @@ class ScpiTable:
         nodes = _parse_pattern(pattern)
         index = len(self._entries)
         self._entries.append((nodes, handler, query))
-        if not nodes or nodes[0].optional:
-            self._any_head.append(index)
+        # index the entry under every node a command can start with: the first node, and while
+        # the leading nodes are optional, the next ones
+        for node in nodes:
+            for form in {node.short, node.long}:
+                entries = self._by_head.setdefault(form, [])
+                if not entries or entries[-1] != index:
+                    entries.append(index)
+            if not node.optional:
+                break
         else:
-            for form in {nodes[0].short, nodes[0].long}:
-                self._by_head.setdefault(form, []).append(index)
+            self._any_head.append(index)    # every node optional (or none): a candidate always
 
     def resolve(self, command: str):
         """Parse ``command`` -> (handler, suffixes, args, query); CommandError if nothing matches.
@@ -82,7 +87,7 @@ class ScpiTable:
         if not tokens or len(tokens) > _MAX_NODES:
             raise CommandError(-102, f"Syntax error: {command.strip()[:60]}")
         head_word = _HEAD_WORD.match(tokens[0]).group(0).upper()
-        candidates = sorted(self._by_head.get(head_word, []) + self._any_head)
+        candidates = sorted(set(self._by_head.get(head_word, [])).union(self._any_head))
         for index in candidates:
             nodes, handler, q = self._entries[index]
             if q is not None and q != query:
