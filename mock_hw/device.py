@@ -37,7 +37,8 @@ device was last programmed it has drifted by
 
 so each event adds the increment that takes n − 1 to n: a sub-diffusive relaxation (b < 1/2) that
 grows smoothly with the number of later-programmed cells of the array, whatever their row or column,
-and restarts when the device is programmed again.  This is the measured behaviour: Drolet et al.
+saturates after ``disturb_n_max`` = 46 events (where the measured drift stops growing), and
+restarts when the device is programmed again.  This is the measured behaviour: Drolet et al.
 2023's drift samples (``tio2_3it_drift.json``), taken cell by cell on 8×8 arrays, grow smoothly
 with k = the number of cells programmed later in the array, which row/column half-select geometry
 alone cannot produce (it gives a saw-tooth in k).  The exponents b = 0.26, q = 0.95 are those of
@@ -99,6 +100,8 @@ class DeviceParams:
             relaxation of every other programmed device of the array by one event, V.
         disturb_sigma, disturb_sigma_power: σ of the drift after n disturb events, σ_d·n^b (S).
         disturb_mu, disturb_mu_power: its mean, μ_d·n^q (S).
+        disturb_n_max: the relaxation saturates after this many events (the measured drift stops
+            growing at k ≈ 30–46; the variability model clamps k at 46 too).
     """
 
     g_min: float = 10e-6
@@ -138,6 +141,7 @@ class DeviceParams:
     disturb_sigma_power: float = 0.26
     disturb_mu: float = -0.2e-6
     disturb_mu_power: float = 0.95
+    disturb_n_max: float = 46.0
 
     def __post_init__(self):
         if not 0 < self.g_min < self.g_max:
@@ -157,9 +161,10 @@ class DeviceParams:
             raise ValueError("DeviceParams needs retention_nu >= 0, retention_nu_cov >= 0, retention_tau > 0")
         if not self.g_min <= self.g_rest <= self.g_max:
             raise ValueError("DeviceParams retention_g_rest must lie inside [g_min, g_max]")
-        if self.disturb_v <= 0 or self.disturb_sigma < 0 or self.disturb_sigma_power < 0 or self.disturb_mu_power < 0:
+        if self.disturb_v <= 0 or self.disturb_sigma < 0 or self.disturb_sigma_power < 0 or self.disturb_mu_power < 0 \
+                or self.disturb_n_max < 0:
             raise ValueError("DeviceParams needs disturb_v > 0 and disturb_sigma, disturb_sigma_power, "
-                             "disturb_mu_power >= 0")
+                             "disturb_mu_power, disturb_n_max >= 0")
 
     @property
     def disturbs(self) -> bool:
@@ -313,9 +318,10 @@ def switch_at(g_flat, flat, v, width, pop: DevicePopulation, p: DeviceParams, rn
 def disturb_drift(g, n_before, events, p: DeviceParams, rng: np.random.Generator):
     """Conductances (S) of devices at ``g`` after ``events`` more relaxation events, having seen
     ``n_before`` since their last programming (arrays of one shape): the increment of the drift
-    law N(μ_d·n^q, (σ_d·n^b)²) from ``n_before`` to ``n_before + events``, clipped to [g_min, g_max]."""
-    n0 = np.asarray(n_before, dtype=float)
-    n1 = n0 + events
+    law N(μ_d·n^q, (σ_d·n^b)²) from ``n_before`` to ``n_before + events`` (both capped at
+    ``disturb_n_max``), clipped to [g_min, g_max]."""
+    n0 = np.minimum(np.asarray(n_before, dtype=float), p.disturb_n_max)
+    n1 = np.minimum(n0 + events, p.disturb_n_max)
     var = p.disturb_sigma ** 2 * (n1 ** (2 * p.disturb_sigma_power) - n0 ** (2 * p.disturb_sigma_power))
     mean = p.disturb_mu * (n1 ** p.disturb_mu_power - n0 ** p.disturb_mu_power)
     return np.clip(g + mean + np.sqrt(var) * rng.standard_normal(np.shape(g)), p.g_min, p.g_max)

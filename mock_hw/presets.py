@@ -28,8 +28,9 @@
     (σ ≈ 18 µS at k = 30) comes from the relaxation under programming activity of
     :mod:`mock_hw.device` (``disturb_*``): ``fit_variability`` on 8×8 chips tuned cell by cell,
     column-major, one pass, counting all later cells, recovers the measured σ(k) = 6.78 µS·k^0.26
-    within 20 % at k = 1, 5, 15, 30, while re-verify passes keep the tuning figures (fine pulses
-    below 2 V do not advance the relaxation).
+    within 20 % at k = 1, 5, 15, 30, while re-verify passes repair it (fine pulses below 2 V do
+    not advance the relaxation; it saturates after 46 events).  The cost is pulses: on a 64×64
+    array with the initial RESET nearly every cell is re-tuned (median ~29 pulses per cell, was 19).
 
     Forming (chips made ``pristine``): unformed devices at 1 µS, forming voltage 2.2 V ± 7 %
     (positive; below the default v_max = 3 V, above a V/2 half-select), as-formed state
