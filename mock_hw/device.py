@@ -17,8 +17,8 @@ Switching (:func:`switching_step`)
 No change while the cell voltage stays between the device's RESET and SET thresholds
 (−vth_reset < V < vth_set).  Above threshold, with overdrive od = |V| − vth:
 
-    ΔG_set   = + k_set   · s · (od / 1 V)^n · (w / w_ref)^α · ((g_max − g)/(g_max − g_min))^p_set   · ξ
-    ΔG_reset = − k_reset · s · (od / 1 V)^n · (w / w_ref)^α · ((g − g_min)/(g_max − g_min))^p_reset · ξ
+    ΔG_set   = + k_set   · s · (od / 1 V)^n · ((g_max − g)/(g_max − g_min))^p_set   · ξ
+    ΔG_reset = − k_reset · s · (od / 1 V)^n · ((g − g_min)/(g_max − g_min))^p_reset · ξ
 
 where s is the device's rate factor (device-to-device spread), ξ a log-normal cycle-to-cycle factor
 (median 1, shape σ_c2c), and the soft-bound windows slow each direction as the state approaches its
@@ -51,6 +51,23 @@ k = 1, 5, 15, 30 (``tests/test_variability_fit.py``).  Fine write-verify pulses 
 ``disturb_v`` do not advance the clock, so re-verify passes repair the drift.  Half-select
 *switching* (above a device's threshold at V/2) is separate: it is the switching law itself.
 
+Pulse width (:func:`equivalent_voltage`): TiO2 switching is thermally activated ion drift whose
+rate grows exponentially with the applied bias, rate ∝ exp(|V|/V0) — the "voltage–time dilemma":
+the time to switch falls by orders of magnitude for a fraction of a volt more (Pickett et al.,
+J. Appl. Phys. 106, 074508 (2009): switching energy falls exponentially with the current;
+Menzel et al., Adv. Funct. Mater. 21, 4487 (2011): ~10 decades of switching time over ~1 V in
+valence-change oxides; Strukov & Williams, Appl. Phys. A 94, 515 (2009): exponential ionic drift at
+high field).  So a pulse of |V| for w has the effect of a pulse of
+
+    |V|_eq = |V| + v_per_decade · log10(w / width_ref)
+
+for ``width_ref`` (1 µs, the 3IT recipe's width, at which the thresholds and rates above are
+calibrated): a tenfold longer pulse acts like ``v_per_decade`` (0.1 V, V0 = 43 mV) more.  Thresholds
+and overdrive use |V|_eq: from 100 ns to 10 ms the effective SET/RESET threshold moves from 1.1 V to
+0.6 V, and the step per pulse at fixed V grows like (od + 0.1 V·log10(w/1 µs))² — logarithmically
+in width, not as a power law.  DC levels held for a time t stress the devices the same way
+(:meth:`~mock_hw.sim_chip.SimulatedCrossbar.drive_lines`).
+
 Forming (:func:`switch_at`)
 ---------------------------
 A pristine device is insulating (``g_pristine``, below g_min) and does not switch.  A pulse of at
@@ -78,7 +95,8 @@ class DeviceParams:
         k_set, k_reset: step at 1 V overdrive, ``width_ref`` and full window, S.
         k_cov: device-to-device coefficient of variation of the rate (log-normal).
         od_power: exponent n of the overdrive dependence.
-        width_ref: reference pulse width, s;  width_power: exponent α of the width dependence.
+        width_ref: reference pulse width at which thresholds and rates are given, s.
+        v_per_decade: voltage equivalent of a tenfold longer pulse, V (:func:`equivalent_voltage`).
         p_set, p_reset: soft-bound window exponents.
         c2c_sigma: log-normal shape of the multiplicative cycle-to-cycle write noise.
         relax: mean fraction of each step lost to post-write relaxation toward the previous state.
@@ -116,7 +134,7 @@ class DeviceParams:
     k_cov: float = 0.2
     od_power: float = 2.0
     width_ref: float = 1e-6
-    width_power: float = 0.6
+    v_per_decade: float = 0.1
     p_set: float = 1.0
     p_reset: float = 1.0
     c2c_sigma: float = 0.3
@@ -157,6 +175,8 @@ class DeviceParams:
         lo, hi = self.g_formed_range
         if not self.g_min <= lo <= hi <= self.g_max:
             raise ValueError("DeviceParams g_formed_range must lie inside [g_min, g_max]")
+        if not (self.width_ref > 0 and self.v_per_decade >= 0):
+            raise ValueError("DeviceParams needs width_ref > 0 and v_per_decade >= 0")
         if self.retention_nu < 0 or self.retention_nu_cov < 0 or self.retention_tau <= 0:
             raise ValueError("DeviceParams needs retention_nu >= 0, retention_nu_cov >= 0, retention_tau > 0")
         if not self.g_min <= self.g_rest <= self.g_max:
@@ -235,16 +255,25 @@ def initial_state(pop: DevicePopulation, p: DeviceParams, rng: np.random.Generat
     return np.where(pop.stuck, pop.stuck_g, g)
 
 
+def equivalent_voltage(v, width, p: DeviceParams):
+    """The voltage (V, signed like ``v``) a pulse of ``width_ref`` would need to act like ``v``
+    applied for ``width`` (s): |V| + v_per_decade·log10(width/width_ref), floored at 0 (see the
+    module docstring)."""
+    v = np.asarray(v, dtype=float)
+    shift = p.v_per_decade * np.log10(np.maximum(np.asarray(width, dtype=float), 1e-15) / p.width_ref)
+    return np.sign(v) * np.maximum(np.abs(v) + shift, 0.0)
+
+
 def switching_step(g, v, width, vth_set, vth_reset, rate, p: DeviceParams, xi):
     """Conductance change (S) of devices at state ``g`` (S) under a pulse of ``v`` (V) for ``width``
     (s).  ``xi`` is the cycle-to-cycle noise factor (same shape, median 1).  Pure; no clipping."""
     span = p.g_max - p.g_min
-    wfac = (np.asarray(width, dtype=float) / p.width_ref) ** p.width_power
+    v = equivalent_voltage(v, width, p)
     od_set = np.maximum(v - vth_set, 0.0)
     od_reset = np.maximum(-v - vth_reset, 0.0)
     up = p.k_set * od_set ** p.od_power * np.clip((p.g_max - g) / span, 0.0, 1.0) ** p.p_set
     down = p.k_reset * od_reset ** p.od_power * np.clip((g - p.g_min) / span, 0.0, 1.0) ** p.p_reset
-    return (up - down) * wfac * rate * xi
+    return (up - down) * rate * xi
 
 
 def c2c_noise(n: int, p: DeviceParams, rng: np.random.Generator) -> np.ndarray:
@@ -270,7 +299,8 @@ def apply_voltages_written(g, v, width, pop: DevicePopulation, p: DeviceParams, 
     :func:`switch_at`)."""
     g = np.array(g, dtype=float)
     v = np.broadcast_to(np.asarray(v, dtype=float), g.shape)
-    hit = (v > pop.vth_set) | (-v > pop.vth_reset)
+    v_eq = equivalent_voltage(v, np.broadcast_to(np.asarray(width, dtype=float), g.shape), p)
+    hit = (v_eq > pop.vth_set) | (-v_eq > pop.vth_reset)
     if pop.unformed is not None:
         hit |= pop.unformed & (v >= pop.v_form)
     flat = np.flatnonzero(hit)
@@ -292,7 +322,8 @@ def switch_at(g_flat, flat, v, width, pop: DevicePopulation, p: DeviceParams, rn
     """
     vs = pop.vth_set.reshape(-1)[flat]
     vr = pop.vth_reset.reshape(-1)[flat]
-    live = ((v > vs) | (-v > vr)) & ~pop.stuck.reshape(-1)[flat]
+    v_eq = equivalent_voltage(v, width, p)
+    live = ((v_eq > vs) | (-v_eq > vr)) & ~pop.stuck.reshape(-1)[flat]
     formed = _NONE
     if pop.unformed is not None:
         unformed = pop.unformed.reshape(-1)[flat]

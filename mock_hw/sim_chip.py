@@ -32,8 +32,8 @@ from programming.crossbar import Crossbar, PulseResult, ReadResult, ReadScheme, 
 from . import nodal
 from .aging import retention_relax, sample_forming_voltage, sample_retention_nu
 from .chip_state import chip_state_dict, load_chip_state, load_chip_state_dict, save_chip_state
-from .device import (DevicePopulation, apply_voltages_written, disturb_drift, initial_state, iv_current,
-                     read_conductance, sample_population, switch_at)
+from .device import (DevicePopulation, apply_voltages_written, disturb_drift, equivalent_voltage, initial_state,
+                     iv_current, read_conductance, sample_population, switch_at)
 from .presets import DEFAULT_PRESET, ChipParams, get_preset
 
 __all__ = ["SimulatedCrossbar", "save_chip_state", "load_chip_state"]
@@ -387,6 +387,7 @@ class SimulatedCrossbar(Crossbar):
         energy = self._energy_v2(chip_idx, lane_idx, r, c, amplitude, width, rows.shape)
         hit_b, hit_r, hit_c, hit_v, hit_w, hit_lane = [chip_idx], [r], [c], [v], [w], [lane_idx]
         half = v / 2
+        half_eq = equivalent_voltage(half, w, d)   # thresholds are compared with the width-equivalent voltage
         pop = self.population
         screens = self._half_select_screens()
         for axis_len, line_of in ((n_cols, "row"), (n_rows, "col")):
@@ -394,7 +395,7 @@ class SimulatedCrossbar(Crossbar):
             # half-selected cell: the others' lines are not read at all (usually every lane)
             line = r if line_of == "row" else c
             lo_set, lo_reset, lo_form = screens[line_of]
-            cand = (half > lo_set[chip_idx, line]) | (-half > lo_reset[chip_idx, line])
+            cand = (half_eq > lo_set[chip_idx, line]) | (-half_eq > lo_reset[chip_idx, line])
             if lo_form is not None:
                 cand |= half >= lo_form[chip_idx, line]
             if not cand.any():
@@ -406,12 +407,12 @@ class SimulatedCrossbar(Crossbar):
                 vs, vr, stuck = pop.vth_set[cb, cr, :], pop.vth_reset[cb, cr, :], pop.stuck[cb, cr, :]
             else:
                 vs, vr, stuck = pop.vth_set[cb, :, cc], pop.vth_reset[cb, :, cc], pop.stuck[cb, :, cc]
-            h = half[q, None]
+            h = half_eq[q, None]
             live = ((h > vs) | (-h > vr)) & ~stuck
             if pop.unformed is not None:  # a half-select that reaches a forming voltage
                 uf, vf = (pop.unformed[cb, cr, :], pop.v_form[cb, cr, :]) if line_of == "row" else \
                     (pop.unformed[cb, :, cc], pop.v_form[cb, :, cc])
-                live |= uf & (h >= vf)
+                live |= uf & (half[q, None] >= vf)
             other = np.arange(axis_len)[None, :] != (cc if line_of == "row" else cr)[:, None]
             k, pos = np.nonzero(live & other)
             if k.size:
