@@ -16,8 +16,8 @@ instruments do — a source level change settles for ``settle_s``, a relay opera
 measurement integrates for ``measure_s``, a pulse lasts its width plus ``pulse_overhead_s`` (the
 :class:`BenchTiming` durations) — and by *explicit waits*: a spell of at least ``idle_wall_min``
 wall seconds with every output off and every relay open (the idle state
-:meth:`~programming.crossbar.Crossbar.wait` puts a bench in before it sleeps) counts its wall
-duration.  So a tuning run's aging and DC stress never depend on how loaded the host is.  A plain
+:meth:`~programming.crossbar.Crossbar.wait` puts a bench in before it sleeps; not the spell before
+any source was first turned on) counts its wall duration.  So a tuning run's aging and DC stress never depend on how loaded the host is.  A plain
 callable (``time.monotonic``: the ``--clock wall`` of ``xbar mock-bench``, or a test's fake clock)
 is used as it is.
 
@@ -193,6 +193,7 @@ class PhysicalBench:
         self.idle_wall_min = finite_nonnegative(idle_wall_min, "idle_wall_min", "seconds")
         self.wall = wall
         self._wall_last = float(wall())
+        self._used = False                  # no idle spell counts before a source was first turned on
         self.v_limit = v_limit
         self.dc_stress = dc_stress
         self._time_scale = check_time_scale(time_scale)
@@ -222,7 +223,7 @@ class PhysicalBench:
         bench-clock time now, s."""
         if self.emulated:
             wall = float(self.wall())
-            if wall - self._wall_last >= self.idle_wall_min and self._idle():
+            if wall - self._wall_last >= self.idle_wall_min and self._idle() and self._used:
                 self.clock.advance(wall - self._wall_last)     # an explicit wait
             self._wall_last = wall
         now = float(self.clock())
@@ -344,6 +345,7 @@ class PhysicalBench:
                 s.compliance = float(compliance)
             if on is not None:
                 s.on = bool(on)
+                self._used |= s.on
             if level is not None or on is not None:
                 self._spend(self.times.settle_s)
 

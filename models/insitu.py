@@ -97,8 +97,10 @@ class InSituConfig:
         max_pulses: cap on the pulses one weight gets per update or transfer.
         amplitude, width: the one fixed write pulse, V (magnitude; SET +, RESET −) and s.  Under
             V/2 the half-selected devices see amplitude/2, which must stay below the switching
-            thresholds (~1.0 V on the TiO2 presets, so amplitude ≲ 1.8 V).  1.5 V, 100 ns moves an
-            ``asymmetric`` device by ~4 µS near its symmetry point (~1 % of the window).
+            thresholds (~1.0 V at 1 µs on the TiO2 presets, 0.1 V higher at 100 ns: so amplitude
+            ≲ 1.8 V).  1.35 V, 100 ns (which acts like 1.25 V at 1 µs, see :mod:`mock_hw.device`'s
+            width law) moves an ``asymmetric`` device by ~4 µS near its symmetry point (~1 % of the
+            window).
         v_in: input voltage for an input of 1, V (None: ``xb.v_read``).
         w_max: weight held by ``G+ − G− = g_hi − g_lo`` (the width of ``xb.programming_window``);
             scale = w_max/(g_hi − g_lo) weight units per S.
@@ -119,7 +121,7 @@ class InSituConfig:
     buffered_transfer: bool | None = None
     manhattan_pulses: int = 1
     max_pulses: int = 8
-    amplitude: float = 1.5
+    amplitude: float = 1.35
     width: float = 1e-7
     v_in: float | None = None
     w_max: float = 20.0

@@ -145,7 +145,7 @@ def test_manhattan_step_moves_every_weight_against_its_gradient():
     xb = chip(cfg, n_chips=2)
     net = ChipNetwork(xb, 2, 4, 1, cfg)
     dw = _initialise(net, np.random.default_rng(1), cfg)
-    assert np.all((dw > 0.2) & (dw < 0.8)), "a 1.5 V / 100 ns push-pull pulse moves ~0.4 weight units"
+    assert np.all((dw > 0.2) & (dw < 0.8)), "a 1.35 V / 100 ns push-pull pulse moves ~0.4 weight units"
     g = net.read()
     before = [net.w(a.name, g[a.name]) for a in net.vis]
     grads = [np.random.default_rng(2).standard_normal(b.shape) for b in before]
@@ -227,7 +227,8 @@ def test_tiki_taka_learns_on_the_asymmetric_chip_and_evaluates(moons):
     res = train_in_situ(chip(cfg, n_chips=2, seed=2), moons, hidden=4, config=cfg)
     assert np.all(res.train_loss[-1] < 0.6 * res.train_loss[0])
     acc = evaluate_on_chip(res.network, moons.x_test, moons.y_test)
-    np.testing.assert_allclose(acc, res.final_accuracy)                 # same chip, same test set
+    # same chip, same test set; the products carry read noise, so a borderline point or two may flip
+    np.testing.assert_allclose(acc, res.final_accuracy, atol=0.05)
     assert np.all(acc >= 0.75)
     with pytest.raises(ValueError, match="inputs contains NaN"):
         evaluate_on_chip(res.network, np.full((3, 2), np.nan), np.zeros(3))

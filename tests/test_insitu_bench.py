@@ -4,7 +4,7 @@ behind :class:`~instruments.hardware_crossbar.HardwareCrossbar`, and ``xbar insi
 Every bench here is sized to its network and trains on 10 moons points (2 mini-batches of 5) with
 one centring cycle of each kind, so a run costs a few seconds of loopback round trips.  The
 2636B that drives these benches sources pulses of 1 µs or longer, so the write pulse is 1.3 V,
-1 µs (a push-pull step of ~0.65 weight units, against ~0.43 for the 1.5 V, 100 ns default)."""
+1 µs (a push-pull step of ~0.65 weight units, against ~0.43 for the 1.35 V, 100 ns default)."""
 from __future__ import annotations
 
 import json

@@ -51,11 +51,19 @@ def assert_writes_within_scheme(bench, scheme, tol=1e-3):
 
 
 @pytest.mark.parametrize("variant,scheme", [("k2600-707b", "v/2"), ("k2600-707b", "v/3"), ("b2900-board", "v/2")])
-def test_tune_on_the_mock_bench_converges_without_violations(bench, tmp_path, variant, scheme):
-    path = bench.write_station(tmp_path / f"{variant}.toml", variant=variant, write_scheme=scheme)
-    with HardwareCrossbar(load_station(path)) as xb:
-        res = tune(xb, targets(), TunerConfig(initial_reset=False, write_scheme=scheme))
-        rep = res.summary(xb)
+def test_tune_on_the_mock_bench_converges_without_violations(tmp_path, variant, scheme):
+    """The loop and its safety through every layer; the chip's retention is frozen (time_scale 0)
+    so that what is asserted is convergence, not the drift of the first cells while the others
+    are tuned (seconds of instrument time; see benchmarks/bench_mock.py)."""
+    with MockBench(4, 4, preset="tio2-3it", seed=3, time_scale=0.0) as bench:
+        path = bench.write_station(tmp_path / f"{variant}.toml", variant=variant, write_scheme=scheme)
+        with HardwareCrossbar(load_station(path)) as xb:
+            res = tune(xb, targets(), TunerConfig(initial_reset=False, write_scheme=scheme))
+            rep = res.summary(xb)
+        _assert_converged_safely(bench, res, rep, scheme)
+
+
+def _assert_converged_safely(bench, res, rep, scheme):
     truth = bench.chip.true_conductance[0]
     working = bench.chip.working_mask[0]
     true_ok = np.abs(truth - res.targets[0]) <= 0.01 * res.targets[0]
@@ -127,11 +135,14 @@ def test_cli_tune_against_the_bench_reports_like_the_simulator(bench, station, t
     assert_safe(bench)
 
 
-def test_bench_agrees_statistically_with_the_simulated_chip(bench, station):
+def test_bench_agrees_statistically_with_the_simulated_chip(tmp_path):
+    """Like for like: the simulated chip does not age while it is tuned, so the bench's chip is
+    frozen too (time_scale 0); the bench keeps its own physics (held bias levels, routing)."""
     cfg = TunerConfig(initial_reset=False, passes=1, parallel=1)
     sim = SimulatedCrossbar(4, 4, preset="tio2-3it", seed=3)  # the same chip as the bench's
     rep_sim = tune(sim, targets(seed=5), cfg).summary(sim)
-    with HardwareCrossbar(load_station(station)) as xb:
+    with MockBench(4, 4, preset="tio2-3it", seed=3, time_scale=0.0) as bench, \
+            HardwareCrossbar(load_station(bench.write_station(tmp_path / "st.toml"))) as xb:
         rep_bench = tune(xb, targets(seed=5), cfg).summary(xb)
     for rep in (rep_sim, rep_bench):
         assert rep["yield"] >= 14 / 16
