@@ -432,6 +432,7 @@ class HardwareCrossbar(Crossbar):
         from programming.tuner import TunerConfig
 
         cfg = config or TunerConfig()
+        cfg = replace(cfg, v_read=cfg.v_read or self.v_read)   # None: the station's read voltage
         cfg.check_limits(self.limits)
         lo, hi = self.programming_window
         if not lo <= target <= hi:

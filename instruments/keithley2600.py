@@ -76,6 +76,8 @@ from pymeasure.instruments import Channel, Instrument
 from pymeasure.instruments.keithley.keithley2600 import Keithley2600 as _PymeasureKeithley2600
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
+from programming.tuner import TunerConfig
+
 from .base import (DEFAULT_TIMEOUT_MS, ErrorQueueMixin, TimeoutNamingMixin,
                    adapter_for, parse_tsp_error)
 from .roles import InstrumentError, InstrumentTimeout
@@ -95,16 +97,14 @@ WIDTH_RANGE = (1e-6, 10.0)
 #: the trigger timer each channel's pulse() uses (the script uses timer 1)
 PULSE_TIMER = {"a": 1, "b": 2}
 
-#: write-verify settings and their defaults — the same names and values as
-#: :class:`programming.tuner.TunerConfig` (v_read has no chip default here: 0.2 V)
-WRITE_VERIFY_DEFAULTS = {
-    "tolerance": 0.01, "guard": 0.2, "consecutive": 2, "v_set_start": 1.1, "v_reset_start": 1.1,
-    "v_step": 0.05, "v_set_max": 2.1, "v_reset_max": 2.4, "width": 1e-6, "width_ramp": 1.0,
-    "width_max": 1e-4, "v_read": 0.2, "max_pulses": 200, "pulses_at_cap": 5, "stuck_rel": 0.02,
-    "stuck_ramp": 0.6, "initial_reset": True, "reset_amplitude": 2.0, "reset_width": 1e-6,
-}
+#: the write-verify settings the script takes (names of :class:`programming.tuner.TunerConfig`) and
+#: their defaults — TunerConfig's own, the one definition; v_read (None there: the chip's) is 0.2 V
+_WV_KEYS = ("tolerance", "guard", "consecutive", "v_set_start", "v_reset_start", "v_step", "v_set_max",
+            "v_reset_max", "width", "width_ramp", "width_max", "v_read", "max_pulses", "pulses_at_cap",
+            "stuck_rel", "stuck_ramp", "initial_reset", "reset_amplitude", "reset_width")
+WRITE_VERIFY_DEFAULTS = {k: getattr(TunerConfig(), k) if k != "v_read" else 0.2 for k in _WV_KEYS}
 #: TunerConfig fields that concern the array-level tuner only; accepted and ignored
-_IGNORED_KEYS = {"passes", "order", "parallel", "write_scheme", "read_scheme", "seed"}
+_IGNORED_KEYS = {f.name for f in dataclasses.fields(TunerConfig)} - set(_WV_KEYS)
 
 
 def write_verify_script() -> str:

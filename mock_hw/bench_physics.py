@@ -460,6 +460,24 @@ class PhysicalBench:
         self._dc_peak = np.zeros(v_pulse.shape)
         self._last_selected = (int(sel[0]), int(sel[1]))
 
+    def writes_beyond(self, share: float, tol: float = 1e-3, v_read: float = 0.0) -> list[tuple[int, WriteRecord]]:
+        """The writes (index, record) that broke a write scheme allowing unselected cells
+        ``share`` of the write voltage (1/2 for V/2, 1/3 for V/3), ``tol`` volts of formatting and
+        settling allowed: a cell other than the selected one above share·V during the pulse, or in
+        the DC states before it above share·max(V, the previous write's V) (those states are the
+        previous write's ramp-down or this one's ramp-up) and above ``v_read`` (reads between
+        writes put the read voltage on the selected row), or the selected cell above V (above the
+        previous write's share in the DC states before it, where it was an unselected cell)."""
+        bad = []
+        with self.lock:
+            for k, w in enumerate(self.writes):
+                v_prev = self.writes[k - 1].v_selected if k else 0.0
+                if (w.v_unselected_pulse > share * w.v_selected + tol
+                        or w.v_unselected > max(share * max(w.v_selected, v_prev), v_read) + tol
+                        or w.v_selected_dc > max(w.v_selected, share * v_prev, v_read) + tol):
+                    bad.append((k, w))
+        return bad
+
     @property
     def max_unselected(self) -> float:
         """The largest voltage any unselected cell saw in any write so far, V (0 without writes)."""

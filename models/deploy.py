@@ -23,7 +23,7 @@ at which its conductances are defined), so no row ever exceeds ``v_in``; the col
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -43,7 +43,8 @@ from .placement import Placement, plan_placement
 @dataclass
 class DeployConfig:
     """Deployment settings: write-verify ``tolerance`` (relative), stuck ``compensate``, the
-    tuner's cell ``order``, ``passes``, ``initial_reset`` and ``seed``."""
+    tuner's cell ``order``, ``passes``, ``initial_reset`` and ``seed``; ``pulses``, a
+    :class:`TunerConfig` whose pulse width and amplitudes the tuner uses (None: the recipe's)."""
 
     tolerance: float = 0.01
     compensate: bool = True
@@ -51,12 +52,16 @@ class DeployConfig:
     passes: int = 3
     initial_reset: bool = True
     seed: int = 0
+    pulses: TunerConfig | None = None
 
     def tuner(self, **changes) -> TunerConfig:
+        """The tuner's settings: ``pulses`` (the pulse width and amplitude schedule, default the
+        recipe's :class:`TunerConfig`) with this deployment's tolerance, order, passes, initial
+        RESET and seed, and ``changes``."""
         kw = dict(tolerance=self.tolerance, order=self.order, passes=self.passes,
                   initial_reset=self.initial_reset, seed=self.seed)
         kw.update(changes)
-        return TunerConfig(**kw)
+        return replace(self.pulses or TunerConfig(), **kw)
 
 
 @dataclass

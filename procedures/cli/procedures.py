@@ -59,6 +59,17 @@ POSITIONAL = {"deploy": ("model",), "infer": ("model",)}
 _SET_BY_STATION = ("chip", "station")
 
 
+def _schedule_line(report: dict) -> str:
+    """One line: the pulse width and the amplitude schedule a tuning run used."""
+    sched = report.get("schedule")
+    if not sched:
+        return ""
+    s = sched["schedule"]
+    return (f"\n  pulses                  {s['width'] * 1e6:g} µs, SET {s['v_set_start']:.3g}..{s['v_set_max']:.3g} V, "
+            f"RESET {s['v_reset_start']:.3g}..{s['v_reset_max']:.3g} V, step {s['v_step'] * 1e3:g} mV "
+            f"({sched['mode']} schedule)")
+
+
 def chip_label(proc) -> str:
     """What the run ran on, for its summary: the simulated chip by preset, size and seed; a bench by
     its station (name and file) and the chip ID its station file declares."""
@@ -72,12 +83,12 @@ def chip_label(proc) -> str:
 def _tune_summary(proc) -> str:
     from ..report.tables import format_tune_summary
 
-    return format_tune_summary({**proc.report, "chip": chip_label(proc)})
+    return format_tune_summary({**proc.report, "chip": chip_label(proc)}) + _schedule_line(proc.report)
 
 
 def _deploy_summary(proc) -> str:
     from .models import format_deploy
-    text = format_deploy({**proc.report, "chip": chip_label(proc), "preset": None})
+    text = format_deploy({**proc.report, "chip": chip_label(proc), "preset": None}) + _schedule_line(proc.report)
     ft = proc.report.get("finetune")
     if ft:
         text += (f"\n  fine-tuned  chip accuracy {100 * ft['accuracy_before']:.2f} % -> "

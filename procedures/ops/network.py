@@ -23,6 +23,7 @@ from programming.schedule import ORDERS
 from .base import XbarProcedure
 from .chips import parse_size
 from ..storage.journal import TUNE_COLUMNS
+from .pulse_schedule import PulseScheduleMixin
 from .tune_array import TuneLogMixin
 
 MODEL_PT = "model.pt"
@@ -57,7 +58,7 @@ class _ModelMixin:
         return network_extent(self.load()[0])
 
 
-class DeployProcedure(_ModelMixin, TuneLogMixin, XbarProcedure):
+class DeployProcedure(PulseScheduleMixin, _ModelMixin, TuneLogMixin, XbarProcedure):
     """Program a trained network onto the chip, read it back and measure its accuracy."""
 
     NAME = "deploy"
@@ -80,10 +81,15 @@ class DeployProcedure(_ModelMixin, TuneLogMixin, XbarProcedure):
         self.load()
         self.config()
 
-    def config(self):
+    def config(self, limits=None):
         from models.deploy import DeployConfig
+        from programming.tuner import TunerConfig
         return DeployConfig(tolerance=float(self.tolerance), compensate=not self.no_compensate,
-                            order=self.order, passes=int(self.passes), seed=int(self.seed))
+                            order=self.order, passes=int(self.passes), seed=int(self.seed),
+                            pulses=self.pulse_config(TunerConfig(), limits))
+
+    def check_limits(self, limits) -> None:
+        self.config(limits).tuner().check_limits(limits)
 
     def run(self) -> None:
         from models.deploy import deploy, deployment_targets
@@ -94,7 +100,8 @@ class DeployProcedure(_ModelMixin, TuneLogMixin, XbarProcedure):
         if not self.resuming:
             shutil.copyfile(self.model_path(), self.run_dir / MODEL_PT)
         self.tgt = np.broadcast_to(deployment_targets(model, self.xb)[2], (self.xb.n_chips, *self.xb.shape)).copy()
-        cfg = self.config()
+        cfg = self.config(self.xb.limits)
+        cfg = replace(cfg, pulses=self.scheduled(cfg.pulses))
         log = self.tune_log()
         try:
             self.dep = deploy(model, self.xb, data, cfg, progress=lambda d, t, s: self.count(d, t, stage=s), log=log)
@@ -119,6 +126,8 @@ class DeployProcedure(_ModelMixin, TuneLogMixin, XbarProcedure):
         if dep is not None:
             self.maps.update(status=dep.result.status, targets=dep.result.targets, after=dep.conductances)
             self.report = {"model": str(self.model), **dep.report}
+            if getattr(self, "schedule_report", None):
+                self.report["schedule"] = self.schedule_report
         else:
             st = self.maps.get("status")
             self.report = {"model": str(self.model), "cells": int((~np.isnan(tgt)).sum()),

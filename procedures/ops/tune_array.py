@@ -17,6 +17,7 @@ from programming.tuner import TunerConfig, tune
 
 from .base import XbarProcedure
 from .chips import make_targets
+from .pulse_schedule import PulseScheduleMixin
 from ..storage.journal import TUNE_COLUMNS, FileTuneLog, read_events, read_trace, repair_tails
 
 TARGETS_NPY = "targets.npy"
@@ -65,8 +66,9 @@ class TuneLogMixin:
         self.trace = read_trace(self.run_dir, list(self.STAGES))
 
 
-class TuneProcedure(TuneLogMixin, XbarProcedure):
-    """Write-verify tuning of every cell (``size`` block) to ``targets`` (random or FILE.npy, S)."""
+class TuneProcedure(PulseScheduleMixin, TuneLogMixin, XbarProcedure):
+    """Write-verify tuning of every cell (``size`` block) to ``targets`` (random or FILE.npy, S),
+    at the pulse width and amplitude schedule of :mod:`procedures.ops.pulse_schedule`."""
 
     NAME = "tune"
     RESUMABLE = True
@@ -81,21 +83,22 @@ class TuneProcedure(TuneLogMixin, XbarProcedure):
     max_pulses = IntegerParameter("Max pulses", minimum=1, maximum=100000, default=200)
     no_reset = BooleanParameter("No initial reset", default=False)
 
-    def config(self) -> TunerConfig:
-        return TunerConfig(tolerance=float(self.tolerance), initial_reset=not self.no_reset,
+    def config(self, limits=None) -> TunerConfig:
+        base = TunerConfig(tolerance=float(self.tolerance), initial_reset=not self.no_reset,
                            passes=int(self.passes), order=self.order, parallel=int(self.parallel) or None,
                            write_scheme=self.scheme, max_pulses=int(self.max_pulses), seed=int(self.seed))
+        return self.pulse_config(base, limits)
 
     def check(self) -> None:
         super().check()
         self.config()                                     # TunerConfig validates its settings
 
     def check_limits(self, limits) -> None:
-        self.config().check_limits(limits)
+        self.config(limits).check_limits(limits)
 
     def run(self) -> None:
         xb = self.xb
-        cfg = self.config()
+        cfg = self.scheduled(self.config(xb.limits))
         saved = self.run_dir / TARGETS_NPY
         if self.resuming and saved.is_file():
             tgt = np.load(saved, allow_pickle=False)
@@ -133,6 +136,8 @@ class TuneProcedure(TuneLogMixin, XbarProcedure):
                            "status_counts": {STATUS_NAMES[c]: int((st == c).sum()) for c in STATUS_NAMES}
                            if st is not None else {}}
         self.report.update(chip_id=getattr(self, "chip_id", ""), size=list(self.array_size), chips=int(self.chips))
+        if getattr(self, "schedule_report", None):
+            self.report["schedule"] = self.schedule_report
 
     def shutdown(self):
         self.xb_for_summary = self.xb if hasattr(self.xb, "true_conductance") else None

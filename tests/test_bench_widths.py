@@ -1,0 +1,45 @@
+"""Tuning on the mock bench at the pulse widths real instruments give (100 µs on a 2636B, 50 µs on
+a B2902A): ``xbar tune --station`` takes the station's shortest width by default and the auto
+schedule; every write keeps unselected cells within the scheme's share of V."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mock_hw.mock_bench import MockBench
+from procedures.cli import main
+
+
+
+def station_with_min_width(bench, path, width_min, **kw):
+    """The bench's station file with ``[limits] width_min`` raised (what the drive instrument gives)."""
+    text = bench.station_toml(**kw).replace("width_min = 1e-7", f"width_min = {width_min:g}")
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("variant,scheme,width", [("k2600-707b", "v/3", 1e-4), ("b2900-board", "v/2", 5e-5)])
+def test_tune_at_the_station_width_converges_safely(tmp_path, variant, scheme, width):
+    with MockBench(8, 8, preset="tio2-3it", seed=2, time_scale=0.0) as bench:
+        station = station_with_min_width(bench, tmp_path / "st.toml", width, variant=variant, write_scheme=scheme)
+        out = tmp_path / "rep.json"
+        assert main(["tune", "--station", str(station), "--seed", "1", "--scheme", scheme, "--quiet",
+                     "--no-plots", "--out", str(tmp_path / "run"), "--json", str(out)]) == 0
+        rep = json.loads(out.read_text())
+        sched = rep["schedule"]
+        assert sched["mode"] == "auto" and sched["schedule"]["width"] == width, "the station's shortest pulse"
+        assert sched["schedule"]["v_set_start"] < 1.1, "longer pulses switch at lower amplitudes"
+        widths = {round(w.v_selected, 6) for w in bench.bench.writes}
+        assert len(widths) > 3
+        targets = np.load(tmp_path / "run" / "targets.npy")[0]
+        truth, working = bench.chip.true_conductance[0], bench.chip.working_mask[0]
+        ok = np.abs(truth - targets) <= 0.01 * targets
+        assert ok[working].mean() >= 0.95, ok[working].mean()
+        assert rep["pulses_per_cell"]["median"] <= 30
+        assert bench.violations == []
+        share = {"v/2": 1 / 2, "v/3": 1 / 3}[scheme]
+        assert bench.bench.writes_beyond(share, v_read=0.2) == []
+        assert 0 < bench.bench.max_unselected <= share * max(w.v_selected for w in bench.bench.writes) + 1e-3
+        assert bench.bench.all_off()
