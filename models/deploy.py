@@ -44,7 +44,8 @@ from .placement import Placement, plan_placement
 class DeployConfig:
     """Deployment settings: write-verify ``tolerance`` (relative), stuck ``compensate``, the
     tuner's cell ``order``, ``passes``, ``initial_reset`` and ``seed``; ``pulses``, a
-    :class:`TunerConfig` whose pulse width and amplitudes the tuner uses (None: the recipe's)."""
+    :class:`TunerConfig` whose pulse width and amplitudes the tuner uses (None: the recipe's);
+    ``on_instrument``: each cell's loop runs on the bench's instrument (see :func:`tune`)."""
 
     tolerance: float = 0.01
     compensate: bool = True
@@ -53,6 +54,7 @@ class DeployConfig:
     initial_reset: bool = True
     seed: int = 0
     pulses: TunerConfig | None = None
+    on_instrument: bool = False
 
     def tuner(self, **changes) -> TunerConfig:
         """The tuner's settings: ``pulses`` (the pulse width and amplitude schedule, default the
@@ -180,7 +182,7 @@ def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: Deploy
     t0 = time.perf_counter()
     mapped, placement, targets = deployment_targets(model, xb)
     full = (xb.n_chips, *xb.shape)
-    result = tune(xb, targets, cfg.tuner(), progress=progress,
+    result = tune(xb, targets, cfg.tuner(), progress=progress, on_instrument=cfg.on_instrument,
                   **log.tune_kwargs("main", np.broadcast_to(targets, full)))
     compensated = np.zeros(full, bool)
     if cfg.compensate and (result.status == STUCK).any():
@@ -193,7 +195,7 @@ def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: Deploy
         compensated = ~np.isnan(new)
         if compensated.any():
             second = tune(xb, new, cfg.tuner(initial_reset=False, seed=cfg.seed + 1), progress=progress,
-                          **log.tune_kwargs("compensation", new))
+                          on_instrument=cfg.on_instrument, **log.tune_kwargs("compensation", new))
             for name in ("pulses", "reads", "energy", "time"):      # the costs of both runs add up
                 getattr(result, name)[...] += getattr(second, name)
             result.status[compensated] = second.status[compensated]

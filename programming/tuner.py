@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -152,7 +152,7 @@ class _Slots:
 
 def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=False,
          record_trace: bool = False, journal: TuneJournal | None = None, resume: TuneState | None = None,
-         should_stop: Callable[[], bool] | None = None) -> TuneResult:
+         should_stop: Callable[[], bool] | None = None, on_instrument: bool = False) -> TuneResult:
     """Tune every cell with a finite target to it.
 
     Args:
@@ -174,9 +174,16 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
             pass in progress tunes only the cells it had not finished.
         should_stop: polled between steps; when it returns True the run stops and raises
             :class:`~programming.tune_state.TuneInterrupted` with the state to resume from.
+        on_instrument: run each cell's write-verify loop on the instrument (a crossbar with
+            ``write_verify_on_instrument``, e.g. a 2600B bench: one call per cell with this
+            config's settings), cell after cell in priority order; passes, read-backs, journal
+            and result are the host loop's.
     """
     cfg = config or TunerConfig()
     cfg.check_limits(xb.limits)
+    if on_instrument and not (hasattr(xb, "write_verify_on_instrument") and xb.n_chips == 1):
+        raise ValueError("the on-instrument write-verify loop needs a bench whose instrument runs it "
+                         "(a station with a Keithley 2600B driving and sensing)")
     full = (xb.n_chips, *xb.shape)
     tgt = np.asarray(targets, dtype=float)
     if tgt.shape == xb.shape:
@@ -210,7 +217,8 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
     try:
         while True:
             if todo.any():
-                run.tune_pass(todo, cfg.initial_reset and p == 0, p, bar)
+                tune_pass = run.tune_pass_on_instrument if on_instrument else run.tune_pass
+                tune_pass(todo, cfg.initial_reset and p == 0, p, bar)
             # read back every targeted cell: the re-verify check (after the last pass, the final read)
             final = _read_back(xb, tgt, targeted, cfg, rec)
             verify_reads += 1
@@ -232,6 +240,10 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
     kept = None if keep is None else {k: np.concatenate(v) if v else np.array([]) for k, v in keep.items()}
     return TuneResult(tgt, status, rec["pulses"], rec["reads"], rec["energy"], rec["time"], final,
                       rel_error, cfg, time.perf_counter() - t0, run.compliance, p + 1, verify_reads, kept)
+
+
+#: the on-instrument script's statuses, as the tuner's codes
+_ON_INSTRUMENT_STATUS = {"converged": CONVERGED, "failed": FAILED, "stuck": STUCK}
 
 
 class _Trace:
@@ -256,6 +268,19 @@ class _Trace:
                  "pass": np.full(chip.size, pass_no), "kind": np.full(chip.size, kind, np.int8)}  # 0 read, 1 pulse
         for key, value in (("amplitude", amplitude), ("width", width), ("reading", reading)):
             chunk[key] = np.broadcast_to(np.asarray(value, float), n.rows.shape)[chip, slot]
+        self.emit(chunk)
+
+    def record_cell(self, row, col, pass_no, kind, amplitude, width, reading) -> None:
+        """Reads and pulses of one cell of chip 0, in order (arrays of equal length)."""
+        if not self.active or (self.chips is not None and self.chips < 1) or not len(kind):
+            return
+        k = len(kind)
+        self.emit({"chip": np.zeros(k, np.intp), "row": np.full(k, row, np.intp), "col": np.full(k, col, np.intp),
+                   "pass": np.full(k, pass_no), "kind": np.asarray(kind, np.int8),
+                   "amplitude": np.asarray(amplitude, float), "width": np.asarray(width, float),
+                   "reading": np.asarray(reading, float)})
+
+    def emit(self, chunk: dict) -> None:
         if self.keep is not None:
             for key, value in chunk.items():
                 self.keep[key].append(value)
@@ -302,6 +327,54 @@ class _Run:
                                             n.last[chip, slot], *(getattr(n, k)[chip, slot] for k in self.rec))
                 sched.release(chip, r, c)
                 bar.update(int(chip.size))
+            self.journal.step_done()
+
+
+    def tune_pass_on_instrument(self, todo, reset: bool, pass_no: int, bar) -> None:
+        """Tune every cell in ``todo`` (chip 0) with the loop running on the instrument, one call
+        per cell (:meth:`~instruments.hardware_crossbar.HardwareCrossbar.write_verify_on_instrument`)
+        in priority order; the same records, statuses, journal events and trace as
+        :meth:`tune_pass`.  Pulse energy is estimated as V²·G·w with G the reading before the pulse
+        (what a bench estimates for its own pulses)."""
+        xb, cfg = self.xb, self.cfg
+        cell_cfg = replace(cfg, initial_reset=reset)
+        v_read = cfg.v_read or xb.v_read
+        rank = np.where(todo[0], self.rank, np.iinfo(np.int64).max)
+        remaining = todo.copy()
+        for flat in np.argsort(rank, axis=None)[: int(todo[0].sum())]:
+            if self.should_stop is not None and self.should_stop():
+                raise TuneInterrupted(TuneState(pass_no, remaining, self.status.copy(),
+                                                *(v.copy() for v in self.rec.values()), self.compliance))
+            r, c = (int(i) for i in np.unravel_index(flat, xb.shape))
+            t0 = time.perf_counter()
+            out = xb.write_verify_on_instrument(r, c, float(self.tgt[0, r, c]), cell_cfg)
+            took = time.perf_counter() - t0
+            amps = np.array([a for a, _ in out["trace"]], float)
+            reads = np.array([g for _, g in out["trace"]], float)
+            before = np.concatenate([[reads[0]], reads[:-1]])
+            fired = amps != 0
+            widths = np.where(amps == -cfg.reset_amplitude, cfg.reset_width, cfg.width)
+            energy = float(np.sum(np.where(fired, amps ** 2 * before * widths, 0.0)))
+            kind = np.zeros(fired.sum() + reads.size, np.int8)       # each read, after its pulse if any
+            pos = np.arange(reads.size) + np.cumsum(fired)
+            kind[pos[fired] - 1] = 1
+            amp = np.zeros(kind.size)
+            amp[pos[fired] - 1], amp[pos] = amps[fired], v_read
+            wid = np.zeros(kind.size)
+            wid[pos[fired] - 1] = widths[fired]
+            rd = np.full(kind.size, np.nan)
+            rd[pos] = reads
+            self.trace.record_cell(r, c, pass_no, kind, amp, wid, rd)
+            status = _ON_INSTRUMENT_STATUS[out["status"]]
+            done = {"pulses": out["pulses"], "reads": out["reads"], "energy": energy, "time": took}
+            for key, value in done.items():
+                self.rec[key][0, r, c] += value
+            self.status[0, r, c] = status
+            remaining[0, r, c] = False
+            one = np.zeros(1, np.intp)
+            self.journal.cells_finished(pass_no, one, one + r, one + c, self.tgt[0, r, c:c + 1], np.array([status]),
+                                        np.array([out["final"]]), *(np.array([done[k]]) for k in self.rec))
+            bar.update(1)
             self.journal.step_done()
 
 

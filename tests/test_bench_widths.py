@@ -43,3 +43,33 @@ def test_tune_at_the_station_width_converges_safely(tmp_path, variant, scheme, w
         assert bench.bench.writes_beyond(share, v_read=0.2) == []
         assert 0 < bench.bench.max_unselected <= share * max(w.v_selected for w in bench.bench.writes) + 1e-3
         assert bench.bench.all_off()
+
+
+def test_on_instrument_tune_from_the_command_line_writes_the_host_loops_run_and_resumes(tmp_path, stop_after):
+    """``xbar tune --station S --on-instrument``: the 2600B runs each cell's loop (one call per
+    cell, settings from the run's TunerConfig); the run folder, journal and report are the host
+    loop's, and an interrupted run resumes without re-tuning finished cells."""
+    from procedures.storage.run_data import load_run
+
+    with MockBench(3, 3, preset="tio2-3it", seed=2, time_scale=0.0) as bench:
+        station = bench.write_station(tmp_path / "st.toml")
+        args = ["tune", "--station", str(station), "--seed", "3", "--on-instrument", "--quiet", "--no-plots"]
+        stop_after(4)                                         # Ctrl-C after a few cells
+        assert main([*args, "--out", str(tmp_path / "run")]) == 130
+        stop_after(None)
+        calls = bench.emulators["K2600"].wv_runs
+        done = load_run(tmp_path / "run").data
+        assert 0 < len(done) < 9 and calls == len(done), "one on-instrument call per finished cell"
+        out = tmp_path / "rep.json"
+        assert main(["tune", "--resume", str(tmp_path / "run"), "--quiet", "--no-plots", "--json", str(out)]) == 0
+        rep = json.loads(out.read_text())
+        run = load_run(tmp_path / "run")
+        p0 = run.data[run.data["Pass"] == 0]
+        assert len(p0) == 9 and not p0[["Row", "Col"]].duplicated().any()
+        assert bench.emulators["K2600"].wv_runs - calls == len(run.data) - len(done), "one call per cell and pass"
+        assert not {tuple(x) for x in done[["Row", "Col"]].to_numpy()} & \
+            {tuple(x) for x in p0.iloc[len(done):][["Row", "Col"]].to_numpy()}, "finished cells were not tuned again"
+        assert rep["cells"] == 9 and rep["converged"] >= 8
+        assert set(run.trace["kind"]) == {0, 1}, "reads and pulses of the instrument's trace are journalled"
+        assert bench.violations == [] and bench.bench.all_off()
+    assert main(["tune", "--on-instrument", "--size", "2x2", "--quiet"]) == 2   # a simulated chip: refused

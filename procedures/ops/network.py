@@ -73,6 +73,7 @@ class DeployProcedure(PulseScheduleMixin, _ModelMixin, TuneLogMixin, XbarProcedu
     no_compensate = BooleanParameter("No stuck compensation", default=False)
     points = IntegerParameter("Test points for accuracy (0 = all)", minimum=0, default=0)
     finetune = IntegerParameter("Fine-tuning rounds", minimum=0, maximum=1000, default=0)
+    on_instrument = BooleanParameter("Write-verify loop on the instrument (2600B script)", default=False)
 
     def check(self) -> None:
         if not str(self.size).strip():
@@ -80,13 +81,15 @@ class DeployProcedure(PulseScheduleMixin, _ModelMixin, TuneLogMixin, XbarProcedu
         super().check()
         self.load()
         self.config()
+        if self.on_instrument and self.chip != "station":
+            raise ValueError("--on-instrument runs the write-verify loop on a bench's 2600B: it needs --station")
 
     def config(self, limits=None):
         from models.deploy import DeployConfig
         from programming.tuner import TunerConfig
         return DeployConfig(tolerance=float(self.tolerance), compensate=not self.no_compensate,
                             order=self.order, passes=int(self.passes), seed=int(self.seed),
-                            pulses=self.pulse_config(TunerConfig(), limits))
+                            pulses=self.pulse_config(TunerConfig(), limits), on_instrument=bool(self.on_instrument))
 
     def check_limits(self, limits) -> None:
         self.config(limits).tuner().check_limits(limits)

@@ -82,6 +82,7 @@ class TuneProcedure(PulseScheduleMixin, TuneLogMixin, XbarProcedure):
     scheme = ListParameter("Write scheme", choices=["v/2", "v/3", "float"], default="v/2")
     max_pulses = IntegerParameter("Max pulses", minimum=1, maximum=100000, default=200)
     no_reset = BooleanParameter("No initial reset", default=False)
+    on_instrument = BooleanParameter("Write-verify loop on the instrument (2600B script)", default=False)
 
     def config(self, limits=None) -> TunerConfig:
         base = TunerConfig(tolerance=float(self.tolerance), initial_reset=not self.no_reset,
@@ -92,6 +93,8 @@ class TuneProcedure(PulseScheduleMixin, TuneLogMixin, XbarProcedure):
     def check(self) -> None:
         super().check()
         self.config()                                     # TunerConfig validates its settings
+        if self.on_instrument and self.chip != "station":
+            raise ValueError("--on-instrument runs the write-verify loop on a bench's 2600B: it needs --station")
 
     def check_limits(self, limits) -> None:
         self.config(limits).check_limits(limits)
@@ -110,7 +113,7 @@ class TuneProcedure(PulseScheduleMixin, TuneLogMixin, XbarProcedure):
         log = self.tune_log()
         try:
             self.result: TuneResult = tune(xb, tgt, cfg, progress=lambda d, t, s: self.count(d, t, stage=s),
-                                           **log.tune_kwargs("tune", tgt))
+                                           on_instrument=bool(self.on_instrument), **log.tune_kwargs("tune", tgt))
         finally:
             log.flush()                     # also on Ctrl-C or an instrument error: keep what finished
 
