@@ -349,15 +349,18 @@ class PhysicalBench:
             if level is not None or on is not None:
                 self._spend(self.times.settle_s)
 
-    def _settle_dc(self, flush_age: bool = False) -> None:
+    def _settle_dc(self, flush_age: bool = False, change: bool = True) -> None:
         """Age the chip to now (:meth:`_age`, applying accumulated time if ``flush_age``), then
-        apply the switching stress of DC levels held since the last change (bench-clock seconds).
-        Every relay or source change, read and pulse starts here."""
+        apply the switching stress of the DC levels held since the last change (bench-clock
+        seconds), as one hold of that duration.  Every relay or source change, read and pulse
+        starts here; a read (``change`` False) changes no level, so the hold goes on through it."""
         now = self._age(flush=flush_age)
         live = [s for s in self.sources.values() if s.on and s.level != 0]
         if live:
             row_v, col_v = self._line_voltages()
             self._dc_peak = np.fmax(self._dc_peak, _cell_voltages(row_v, col_v))
+        if not change:
+            return
         if self.dc_stress and live:
             width = max(now - min(s.on_since for s in live), 0.0)
             if width > 0 and not (np.all(np.isnan(row_v)) or np.all(np.isnan(col_v))):
@@ -399,7 +402,7 @@ class PhysicalBench:
         """Current out of ``source``'s HI terminal (A), limited by its compliance; 0 if off."""
         with self.lock:
             s = self.add_source(source)
-            self._settle_dc()
+            self._settle_dc(change=False)
             s.tripped = False
             if not s.on:
                 return 0.0
@@ -438,6 +441,9 @@ class PhysicalBench:
             if np.all(np.isnan(lines[0])) or np.all(np.isnan(lines[1])):
                 return 0.0
             sol = self.chip.drive_lines(*lines, width=width, r_access=self.r_access)
+            # the held levels' hold goes on after the pulse; its width was the pulse's own (above)
+            for src in self.sources.values():
+                src.on_since = float(self.clock()) - self.times.pulse_overhead_s if self.emulated else src.on_since
             current = 0.0
             for kind, index in set(self._lines_of(source)):
                 current += sol.row_current[0, index] if kind == "row" else -sol.col_current[0, index]

@@ -62,8 +62,8 @@ _SET_BY_STATION = ("chip", "station")
 def _schedule_line(report: dict) -> str:
     """One line: the pulse width and the amplitude schedule a tuning run used."""
     sched = report.get("schedule")
-    if not sched:
-        return ""
+    if not sched or (sched["mode"] == "recipe" and sched["schedule"]["width"] == 1e-6):
+        return ""                       # the 3IT recipe as it is: nothing to add
     s = sched["schedule"]
     return (f"\n  pulses                  {s['width'] * 1e6:g} µs, SET {s['v_set_start']:.3g}..{s['v_set_max']:.3g} V, "
             f"RESET {s['v_reset_start']:.3g}..{s['v_reset_max']:.3g} V, step {s['v_step'] * 1e3:g} mV "

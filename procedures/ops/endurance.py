@@ -11,6 +11,7 @@ import numpy as np
 from pymeasure.experiment import FloatParameter, IntegerParameter, ListParameter, Parameter
 
 from .base import XbarProcedure
+from .pulse_schedule import chip_width
 
 
 def check_cycles(n: int) -> np.ndarray:
@@ -56,17 +57,22 @@ class EnduranceProcedure(XbarProcedure):
     cycles = IntegerParameter("Cycles", minimum=1, maximum=10**9, default=1000)
     v_set = FloatParameter("SET amplitude", units="V", default=1.6)
     v_reset = FloatParameter("RESET amplitude", units="V", default=1.8)
-    width = FloatParameter("Pulse width", units="s", default=1e-6)
+    width = FloatParameter("Pulse width (0 = 1 µs or the chip's shortest if longer)", units="s", minimum=0,
+                           default=0.0)
     scheme = ListParameter("Write scheme", choices=["v/2", "v/3", "float"], default="v/2")
 
     def check(self) -> None:
         super().check()
         parse_cells(self.cells, self.array_size)
-        if not (float(self.v_set) > 0 and float(self.v_reset) > 0 and float(self.width) > 0):
-            raise ValueError("--v-set, --v-reset (magnitudes) and --width must be positive")
+        if not (float(self.v_set) > 0 and float(self.v_reset) > 0 and float(self.width) >= 0):
+            raise ValueError("--v-set, --v-reset (magnitudes) must be positive and --width >= 0 (0: the default)")
 
     def check_limits(self, limits) -> None:
-        limits.check_pulse(np.array([float(self.v_set), -float(self.v_reset)]), np.full(2, float(self.width)))
+        limits.check_pulse(np.array([float(self.v_set), -float(self.v_reset)]), np.full(2, self.pulse_width(limits)))
+
+    def pulse_width(self, limits=None) -> float:
+        """The cycling pulse width, s (:func:`~.pulse_schedule.chip_width`, default 1 µs)."""
+        return chip_width(self.width, 1e-6, limits)
 
     def run(self) -> None:
         xb = self.xb
@@ -74,7 +80,7 @@ class EnduranceProcedure(XbarProcedure):
         marks = check_cycles(int(self.cycles))
         self.rows, self.cols = rows, cols
         self.log_cycles, self.g_set, self.g_reset = [], [], []
-        w = float(self.width)
+        w = self.pulse_width(xb.limits)
         for n in range(1, int(self.cycles) + 1):
             if n % 50 == 1:
                 self.stop_point()

@@ -15,6 +15,7 @@ import numpy as np
 from pymeasure.experiment import FloatParameter, ListParameter
 
 from .base import XbarProcedure
+from .pulse_schedule import chip_width
 
 
 def waves(shape: tuple[int, int]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -36,7 +37,8 @@ class FormingProcedure(XbarProcedure):
     v_start = FloatParameter("Start amplitude", units="V", default=1.5)
     v_stop = FloatParameter("Stop amplitude", units="V", default=2.9)
     v_step = FloatParameter("Amplitude step", units="V", default=0.05)
-    width = FloatParameter("Pulse width", units="s", default=1e-5)
+    width = FloatParameter("Pulse width (0 = 10 µs or the chip's shortest if longer)", units="s", minimum=0,
+                           default=0.0)
     compliance = FloatParameter("Compliance", units="A", default=1e-3)
     g_formed = FloatParameter("Formed above", units="S", default=50e-6)
     scheme = ListParameter("Write scheme", choices=["v/3", "v/2", "float"], default="v/3")
@@ -49,15 +51,19 @@ class FormingProcedure(XbarProcedure):
             raise ValueError(f"forming needs 0 < --v-start <= --v-stop, got {self.v_start} and {self.v_stop} V")
         if not float(self.v_step) > 0:
             raise ValueError(f"--v-step must be positive, got {self.v_step} V")
-        if not float(self.width) > 0 or not float(self.g_formed) > 0:
-            raise ValueError("--width and --g-formed must be positive")
+        if not float(self.width) >= 0 or not float(self.g_formed) > 0:
+            raise ValueError("--width must be >= 0 (0: the default) and --g-formed positive")
 
     def chip_overrides(self) -> dict:
         return {"i_compliance": float(self.compliance)}
 
     def check_limits(self, limits) -> None:
         amps = self.amplitudes()
-        limits.check_pulse(amps, np.full(amps.shape, float(self.width)))
+        limits.check_pulse(amps, np.full(amps.shape, self.pulse_width(limits)))
+
+    def pulse_width(self, limits=None) -> float:
+        """The forming pulse width, s (:func:`~.pulse_schedule.chip_width`, default 10 µs)."""
+        return chip_width(self.width, 1e-5, limits)
 
     def amplitudes(self) -> np.ndarray:
         n = int(np.floor((float(self.v_stop) - float(self.v_start)) / float(self.v_step) + 1e-9)) + 1
@@ -83,7 +89,7 @@ class FormingProcedure(XbarProcedure):
                 if not todo.any():
                     break
                 self.stop_point()
-                xb.pulse(rows, cols, v, float(self.width), self.scheme, active=todo)
+                xb.pulse(rows, cols, v, self.pulse_width(xb.limits), self.scheme, active=todo)
                 self.pulses[chips, rows, cols] += todo
                 g = np.where(todo, xb.read(rows, cols, active=todo).conductance, g)
                 formed = todo & (g >= thr)

@@ -26,6 +26,14 @@ SCHEDULE_FIELDS = ("width", "reset_width", "width_max", "v_set_start", "v_reset_
                    "v_reset_max", "reset_amplitude")
 
 
+def chip_width(width: float, default: float, limits=None) -> float:
+    """A procedure's pulse width, s: ``width`` if given (non-zero), else ``default`` raised to the
+    chip's shortest pulse (``limits.width_min``: on a station, what its drive instrument gives)."""
+    if float(width):
+        return float(width)
+    return max(default, limits.width_min) if limits is not None else default
+
+
 class PulseScheduleMixin:
     """Parameters and helpers of the pulse schedule (module docstring); for procedures with
     ``self.xb``, ``self.run_dir``, ``self.resuming`` and ``self.report``."""
@@ -38,9 +46,7 @@ class PulseScheduleMixin:
 
     def pulse_width(self, limits=None) -> float:
         """The write pulse width, s: ``--width``, else the chip's shortest (at least 1 µs)."""
-        if float(self.width):
-            return float(self.width)
-        return max(RECIPE.width, limits.width_min) if limits is not None else RECIPE.width
+        return chip_width(self.width, RECIPE.width, limits)
 
     def schedule_mode(self, limits=None) -> str:
         mode = str(self.schedule or "").strip().lower()
