@@ -25,9 +25,10 @@ def _mock_bench_args(m: argparse.ArgumentParser) -> None:
     m.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)  # tests: stop after N s
 
 
-def start_mock_bench(args):
+def start_mock_bench(args, **station):
     """The :class:`~mock_hw.mock_bench.MockBench` ``xbar mock-bench`` options describe, serving, with
-    its station file written to ``--station-out``; returns (bench, station file)."""
+    its station file written to ``--station-out`` (``station``: more settings of
+    :meth:`~mock_hw.mock_bench.MockBench.station_toml`); returns (bench, station file)."""
     from mock_hw.bench_physics import check_time_scale
     from mock_hw.mock_bench import MockBench
 
@@ -35,7 +36,7 @@ def start_mock_bench(args):
     bench = MockBench(*args.size, preset=args.preset, seed=args.seed, realistic_timing=args.realistic_timing,
                       pristine=args.pristine, time_scale=time_scale)
     try:
-        return bench, bench.write_station(args.station_out, variant=args.variant)
+        return bench, bench.write_station(args.station_out, variant=args.variant, **station)
     except BaseException:
         bench.close()
         raise

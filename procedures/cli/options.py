@@ -35,9 +35,10 @@ CHIP_PARAMS = ("chip", "station") + tuple(dest for _, dest, _, _ in CHIP_OPTIONS
 def add_chip_options(p: argparse.ArgumentParser, default_size: str | None, params: dict | None = None,
                      only: tuple[str, ...] | None = None) -> None:
     """The chip options (``only``: just these, by dest, without ``--chip``/``--station``).
-    ``params``: an operator procedure's parameter objects, which give the defaults (the options default to None, so a parameter not given keeps its default, and
-    ``--size`` stays text the procedure checks); otherwise ``--size`` is parsed here and the
-    options default to ``default_size`` and the defaults above."""
+    ``params``: an operator procedure's parameter objects, which give the defaults (the options
+    default to None, so a parameter not given keeps its default, and ``--size`` stays text the
+    procedure checks); otherwise ``--size`` is parsed here and the options default to
+    ``default_size`` and the defaults above."""
     if only is None:
         from ..ops.chips import CHIPS
 

@@ -71,9 +71,14 @@ def quantity(key: str, value) -> str:
         unit, factor = unit_of(key)
         return _digits(value * factor) + (f" {unit}" if unit else "")
     if isinstance(value, (list, tuple, np.ndarray)):
+        if len(value) == 0:
+            return "none"
+        if all(isinstance(v, dict) for v in value):
+            return "; ".join(", ".join(f"{label(k)} {quantity(k, x)}" for k, x in v.items()) for v in value)
         items = list(np.asarray(value, dtype=object).ravel())
-        if all(isinstance(v, (int, np.integer)) for v in items) and len(items) == 2 and key.endswith(("size", "cell")):
-            return f"{items[0]} × {items[1]}" if key.endswith("size") else f"({items[0]}, {items[1]})"
+        if all(isinstance(v, (int, np.integer)) for v in items) and len(items) == 2 and \
+                key.endswith(("size", "shape", "extent", "chip", "cell")):
+            return f"({items[0]}, {items[1]})" if key.endswith("cell") else f"{items[0]} × {items[1]}"
         return ", ".join(quantity(key, v) for v in items)
     return str(value)
 

@@ -90,14 +90,21 @@ def _groups(groups: list[tuple[str, list[tuple[str, object]]]]) -> str:
 
 
 def summary_groups(report: dict) -> list[tuple[str, list[tuple[str, object]]]]:
-    """The report's scalars ("Outcome"), then one group per nested dict (e.g. "pulses per cell");
-    lists of more than 20 items are left out (they are in run.h5 / report.json)."""
-    top = [(k, v) for k, v in report.items() if not isinstance(v, dict) and k != "status"
+    """The report's scalars ("Outcome"), then one group per nested dict (e.g. "pulses per cell")
+    and per dict of a list of dicts (e.g. "layers 0"); lists of more than 20 items are left out
+    (they are in run.h5 / report.json)."""
+    def is_records(v):
+        return isinstance(v, (list, tuple)) and v and all(isinstance(x, dict) for x in v)
+
+    top = [(k, v) for k, v in report.items() if not isinstance(v, dict) and not is_records(v) and k != "status"
            and not (isinstance(v, (list, tuple)) and len(v) > MAX_LIST)]
     groups = [("Outcome", top)]
     for key, value in report.items():
         if isinstance(value, dict):
             groups.append((label(key), [(f"{key}.{k}", v) for k, v in flatten(value)]))
+        elif is_records(value) and len(value) <= MAX_LIST:
+            groups += [(f"{label(key)} {i}", [(f"{key}.{k}", v) for k, v in flatten(item)])
+                       for i, item in enumerate(value)]
     return groups
 
 
