@@ -86,6 +86,11 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
     args.started = started
     try:
         return args.func(args)
+    except BrokenPipeError:              # the reader went away (xbar show RUN_DIR | head): not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())    # nothing more to write
+        return 141
     except (ValueError, OSError, InstrumentError) as exc:
         print(f"xbar {args.command}: error: {exc}", file=sys.stderr)
         return 2
