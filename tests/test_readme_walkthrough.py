@@ -53,7 +53,7 @@ def test_the_mock_bench_walkthrough_runs_as_written(tmp_path, monkeypatch, capsy
 def test_the_readme_sample_tune_output_is_what_the_command_prints(tmp_path, capsys):
     """The "What you see" sample is the output of set-up command 1 (wall times and rates vary)."""
     text = README.read_text(encoding="utf-8")
-    command = text.split("## Set-up", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0].split("&& xbar ", 1)[1]
+    command = text.split("## Set-up", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0].split("&& xbar ", 1)[1].strip()
     sample = text.split("## What you see", 1)[1].split("```\n", 1)[1].split("```", 1)[0].splitlines()
     expected = [line for line in sample if line.startswith("  ") and not line.startswith("  wall time")]
     assert main([*shlex.split(command), "--quiet", "--no-plots", "--out", str(tmp_path / "t")]) == 0
