@@ -57,3 +57,32 @@ def test_auto_schedule_says_clearly_when_nothing_switches():
                                  reset_amplitude=0.5), 1e-6)
     with pytest.raises(ValueError, match="none of the 4 probed cells changed"):
         auto_schedule(xb, cfg, ProbeSettings(cells=4))
+
+
+def test_procedures_take_the_chips_shortest_pulse_and_the_schedule_options():
+    """tune/deploy/form/endurance: width 0 = the chip's shortest (a 2636B station: 100 µs), never
+    below their own default; the schedule is auto at any width but the recipe's; form's ramp
+    answers to the schedule's option names too."""
+    from procedures.cli.registry import build_parser
+    from procedures.ops.endurance import EnduranceProcedure
+    from procedures.ops.forming import FormingProcedure
+    from procedures.ops.tune_array import TuneProcedure
+    from programming.crossbar import SafetyLimits
+
+    bench = SafetyLimits(width_min=1e-4, width_max=1e-2)
+    tp = TuneProcedure()
+    assert tp.pulse_width(bench) == 1e-4 and tp.schedule_mode(bench) == "auto"
+    assert tp.pulse_width(SafetyLimits()) == 1e-6 and tp.schedule_mode(SafetyLimits()) == "recipe"
+    cfg = tp.config(bench)
+    assert (cfg.width, cfg.reset_width) == (1e-4, 1e-4)
+    tp.amplitude_start, tp.amplitude_max = 0.9, 1.6
+    cfg = tp.config(bench)
+    assert (cfg.v_set_start, cfg.v_reset_start, cfg.v_set_max, cfg.v_reset_max) == (0.9, 0.9, 1.6, 1.6)
+    assert cfg.reset_amplitude <= 1.6
+    tp.schedule = "sometimes"
+    with pytest.raises(ValueError, match="--schedule must be one of auto, recipe"):
+        tp.config(bench)
+    assert FormingProcedure().pulse_width(bench) == 1e-4 and FormingProcedure().pulse_width(SafetyLimits()) == 1e-5
+    assert EnduranceProcedure().pulse_width(bench) == 1e-4
+    args = build_parser().parse_args(["form", "--amplitude-start", "1.7", "--amplitude-max", "2.5"])
+    assert (args.v_start, args.v_stop) == (1.7, 2.5)

@@ -138,6 +138,11 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+#: second names of procedure options, by subcommand: the amplitude schedule's names where a
+#: procedure's own ramp is the same thing (``xbar form --amplitude-start 1.5`` = ``--v-start 1.5``)
+ALIASES = {"form": {"v_start": "--amplitude-start", "v_step": "--amplitude-step", "v_stop": "--amplitude-max"}}
+
+
 def add_procedure_arguments(p: argparse.ArgumentParser, name: str, size_default: str = "8x8",
                             positional: tuple[str, ...] = ()) -> None:
     """The options of ``xbar NAME``: the procedure's parameters (``positional`` ones are
@@ -154,19 +159,19 @@ def add_procedure_arguments(p: argparse.ArgumentParser, name: str, size_default:
         if name in positional:
             p.add_argument(name, nargs="?", default=None, metavar=name.upper(), help=param.name)
             continue
-        flag = _option(name)
+        flags = [_option(name), *([ALIASES[cls.NAME][name]] if name in ALIASES.get(cls.NAME, {}) else [])]
         units = f" ({param.units})" if getattr(param, "units", None) else ""
         helptext = f"{param.name}{units} (default: {param.default})"
         if isinstance(param, BooleanParameter):
-            p.add_argument(flag, dest=name, action="store_true", default=None, help=param.name)
+            p.add_argument(*flags, dest=name, action="store_true", default=None, help=param.name)
         elif isinstance(param, ListParameter):
-            p.add_argument(flag, dest=name, choices=[str(c) for c in param.choices], default=None, help=helptext)
+            p.add_argument(*flags, dest=name, choices=[str(c) for c in param.choices], default=None, help=helptext)
         elif isinstance(param, IntegerParameter):
-            p.add_argument(flag, dest=name, type=int, default=None, help=helptext)
+            p.add_argument(*flags, dest=name, type=int, default=None, help=helptext)
         elif isinstance(param, FloatParameter):
-            p.add_argument(flag, dest=name, type=float, default=None, help=helptext)
+            p.add_argument(*flags, dest=name, type=float, default=None, help=helptext)
         else:
-            p.add_argument(flag, dest=name, default=None, help=helptext)
+            p.add_argument(*flags, dest=name, default=None, help=helptext)
     p.add_argument("--out", type=Path, default=None, metavar="RUN_DIR",
                    help="run folder to write (default: runs/<time stamp>-%s)" % cls.NAME)
     if cls.RESUMABLE:
