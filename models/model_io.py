@@ -78,6 +78,15 @@ def save_model(path, model: MLP, train_config: dict | None = None, metrics: dict
     return path
 
 
+def _load_failure(exc: BaseException) -> str:
+    """Why torch refused the file, in our words: torch's own message advises
+    ``weights_only=False`` (which would run the file's code) and is never passed on."""
+    text = str(exc)
+    if "weights_only" in text or "Unsupported global" in text or "GLOBAL" in text:
+        return "it holds pickled Python objects, which xbarlab never loads"
+    return f"not a torch tensor archive ({type(exc).__name__})"
+
+
 def load_model(path) -> tuple[MLP, dict]:
     """Load a model file (``weights_only=True``); returns the model (eval mode) and the file's
     metadata (``arch``, ``layer_options``, ``train``, ``metrics``)."""
@@ -87,7 +96,8 @@ def load_model(path) -> tuple[MLP, dict]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling refusal or corrupt file
-        raise ModelError(f"{path} is not a loadable model file: {type(exc).__name__}: {exc}") from None
+        raise ModelError(f"{path} is not an xbarlab model file ({_load_failure(exc)}); model files are "
+                         f"written by `xbar train` (tensors only)") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelError(f"{path} is not an xbarlab model file (no '{FORMAT}' format tag)")
     if payload.get("version") != VERSION:

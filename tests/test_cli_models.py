@@ -85,7 +85,16 @@ def test_bad_input_is_reported(model_file, tmp_path, capsys):
     assert "the chip is 4x4" in capsys.readouterr().err
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     assert main(["deploy", str(tmp_path / "junk.pt")]) == 2
-    assert "not a loadable model file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is not an xbarlab model file" in err and len(err.strip().splitlines()) == 1
+    from fractions import Fraction
+
+    import torch
+
+    torch.save({"x": Fraction(1, 3)}, tmp_path / "pickled.pt")          # a pickled object, not tensors
+    assert main(["deploy", str(tmp_path / "pickled.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "pickled Python objects, which xbarlab never loads" in err and "weights_only" not in err
     with pytest.raises(SystemExit):
         main(["train", "--hidden", "0", "--out", str(tmp_path / "x.pt")])
 

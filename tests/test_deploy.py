@@ -133,7 +133,7 @@ def test_bad_models_are_refused(tmp_path, moons_net):
         load_model(tmp_path / "bad2.pt")
     # arbitrary pickled objects are never unpickled
     torch.save({"format": "xbarlab-model", "obj": np.dtype}, tmp_path / "evil.pt")
-    with pytest.raises(ModelError, match="not a loadable model file"):
+    with pytest.raises(ModelError, match="not an xbarlab model file"):
         load_model(tmp_path / "evil.pt")
     with pytest.raises(ModelError, match="does not exist"):
         load_model(tmp_path / "missing.pt")

@@ -151,3 +151,205 @@ def test_case10_safety_record_is_flushed_as_events_happen(tmp_path):
     final = json.loads(rec.read_text())
     assert final["running"] is False and final["outputs_on"] == [] and final["relays_closed"] == []
     assert not list(tmp_path.glob("*.tmp"))
+
+
+# ------------------------------------------- cases 5, 8, 9: bad input, before any run folder
+def _bad_targets(tmp_path) -> dict:
+    import struct
+
+    import numpy as np
+
+    files = {}
+    for name, arr in (("shape", np.full((3, 4), 3e-4)), ("inf", np.full((4, 4), np.inf)),
+                      ("microsiemens", np.full((4, 4), 300.0))):
+        np.save(tmp_path / f"{name}.npy", arr)
+        files[name] = tmp_path / f"{name}.npy"
+    (tmp_path / "t.csv").write_text("1,2\n")
+    (tmp_path / "text.npy").write_text("300e-6 300e-6\n")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    hdr = "{'descr': '<f8', 'fortran_order': False, 'shape': (100000, 100000), }"
+    hdr += " " * (63 - (len(hdr) + 10) % 64) + "\n"
+    (tmp_path / "huge.npy").write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode())
+    files.update(csv=tmp_path / "t.csv", text=tmp_path / "text.npy", objects=tmp_path / "objects.npy",
+                 huge=tmp_path / "huge.npy", missing=tmp_path / "missing.npy")
+    return files
+
+
+@pytest.mark.parametrize("case, extra, message", [
+    ("shape", [], r"has shape \(3, 4\); expected \(4, 4\)"),
+    ("inf", [], r"Inf"),
+    ("microsiemens", [], r"look like µS .*divide them by 1e6"),
+    ("csv", [], r"--targets must be 'random' or a .npy file"),
+    ("text", [], r"is not a .npy array file"),
+    ("objects", [], r"holds Python objects, which xbarlab never loads"),
+    ("huge", [], r"has shape \(100000, 100000\)"),
+    ("missing", [], r"does not exist"),
+    (None, ["--size", "100000x100000"], r"would need about .* GiB of memory"),
+    (None, ["--tolerance", "-0.1"], r"--tolerance -0.1: must be between 0.0001 and 0.49"),
+    (None, ["--line-resistance", "nan"], r"--line-resistance nan: must be a finite number"),
+])
+def test_cases_5_8_9_bad_input_is_one_line_before_any_run_folder(tmp_path, capsys, case, extra, message):
+    import re
+
+    from procedures.cli import main
+
+    args = ["tune", "--size", "4x4", "--out", str(tmp_path / "run"), "--quiet", "--no-plots", *extra]
+    if case is not None:
+        args += ["--targets", str(_bad_targets(tmp_path)[case])]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+    assert "--resume" not in err and "allow_pickle" not in err and "weights_only" not in err
+    assert not (tmp_path / "run").exists(), "no run folder for bad input"
+
+
+def test_case8_size_larger_than_the_station_is_refused_before_opening(bench, station, tmp_path, capsys):
+    from procedures.cli import main
+
+    assert main(["tune", "--station", str(station), "--size", "16x16", "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--size 16x16 is larger than the station's 4x4 array" in err and "--resume" not in err
+    assert not (tmp_path / "run").exists()
+    assert all(len(emu.log) == 0 for emu in bench.emulators.values()), "nothing was even connected"
+
+
+def test_case9_line_resistance_with_chip_from_is_refused(tmp_path, capsys):
+    from procedures.cli import main
+
+    first = tmp_path / "first"
+    assert main(["read", "--size", "3x3", "--out", str(first), "--quiet", "--no-plots"]) == 0
+    assert main(["read", "--chip-from", str(first), "--line-resistance", "2.5", "--out", str(tmp_path / "b"),
+                 "--quiet", "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert "--line-resistance 2.5 cannot be combined with --chip-from" in err
+    assert not (tmp_path / "b").exists()
+
+
+# ------------------------------------------------ cases 3, 4: storage faults, resume recovery
+def _tune(tmp_path, out, *extra):
+    from procedures.cli import main
+
+    return main(["tune", "--size", "4x4", "--seed", "3", "--parallel", "1", "--passes", "1", "--out", str(out),
+                 "--quiet", "--no-plots", *extra])
+
+
+def _resume(out):
+    from procedures.cli import main
+
+    return main(["tune", "--resume", str(out), "--quiet", "--no-plots"])
+
+
+def _each_cell_once(out, cells=16):
+    from procedures.storage.run_data import load_run
+
+    r = load_run(out)
+    p0 = r.data[(r.data["Stage"] == "tune") & (r.data["Pass"] == 0)]
+    assert r.status == "finished" and len(p0) == cells and not p0[["Row", "Col"]].duplicated().any()
+    return r
+
+
+def test_case3_disk_full_mid_run(tmp_path, monkeypatch, capsys):
+    """The disk fills after the 5th record: one line naming the fault, run.json marked failed (in
+    place: no new file fits), no .tmp left, no run.h5 cut short; after space is freed the resume
+    reports every cell once."""
+    import errno
+    import shutil
+
+    import procedures.storage.run_data as run_data
+    import procedures.storage.runner as runner
+
+    out = tmp_path / "run"
+    real_open, full = open, []
+
+    def after_record(n):
+        if n == 5:
+            full.append(True)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def open_on_full_disk(path, mode="r", *a, **kw):
+        if full and ("w" in mode or "a" in mode) and not Path(path).exists():
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_open(path, mode, *a, **kw)
+
+    from collections import namedtuple
+    from pathlib import Path
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(runner, "after_record", after_record)
+    monkeypatch.setattr(run_data, "open", open_on_full_disk, raising=False)
+    real_usage = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1, 1, 0) if full else real_usage(p))
+    assert _tune(tmp_path, out) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("xbar tune: error: storage fault: No space left on device"), err
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "failed" and "No space left" in meta["error"]
+    assert not list(out.rglob("*.tmp")) and not (out / "run.h5").exists()
+    monkeypatch.undo()                                    # space freed
+    assert _resume(out) == 0
+    _each_cell_once(out)
+
+
+def test_case3_truncated_run_h5_is_refused_not_a_crash(tmp_path):
+    from procedures.storage.run_data import RunFolderError, load_run
+
+    out = tmp_path / "run"
+    assert _tune(tmp_path, out) == 0
+    data = (out / "run.h5").read_bytes()
+    (out / "run.h5").write_bytes(data[: len(data) // 2])
+    with pytest.raises(RunFolderError, match="run.h5 is incomplete"):
+        load_run(out)
+
+
+@pytest.mark.parametrize("journal", ["data.csv", "journal/passes-tune.jsonl"])
+def test_case4_corrupt_journal_resumes_from_the_valid_records(tmp_path, stop_after, capsys, journal):
+    """Random bytes in the middle of a journal: the resume names the file and line it set aside
+    (kept in <file>.dropped) and reports every cell once."""
+    out = tmp_path / "run"
+    stop_after(40)
+    assert _tune(tmp_path, out) == 130
+    stop_after(None)
+    path = out / journal
+    lines = path.read_bytes().split(b"\n")
+    k = next(i for i, line in enumerate(lines) if line.startswith(b"tune,")) + 1 if journal == "data.csv" else 0
+    lines[k] = b"\xff\xfe\x00garbage\x93" + lines[k][5:]
+    path.write_bytes(b"\n".join(lines))
+    capsys.readouterr()
+    assert _resume(out) == 0
+    err = capsys.readouterr().err
+    name = path.name
+    assert f"resume: {name}: dropped unreadable line {k + 1} (kept in {name}.dropped)" in err, err
+    assert (path.parent / f"{name}.dropped").read_bytes().startswith(b"\xff\xfe")
+    _each_cell_once(out)
+
+
+def test_case4_deleted_chip_state_refuses_the_resume(tmp_path, stop_after, capsys):
+    out = tmp_path / "run"
+    stop_after(40)
+    assert _tune(tmp_path, out) == 130
+    stop_after(None)
+    (out / "chip_state.npz").unlink()
+    capsys.readouterr()
+    assert _resume(out) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "chip_state.npz) is missing" in err and "continue with" not in err
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted", "the run is left as it was"
+
+
+def test_case4_two_processes_on_one_run_folder(tmp_path, stop_after, capsys):
+    from procedures.storage.runner import run_lock
+
+    out = tmp_path / "run"
+    stop_after(10)
+    assert _tune(tmp_path, out) == 130
+    stop_after(None)
+    before = (out / "data.csv").read_bytes()
+    with run_lock(out):                                  # another process is writing this folder
+        capsys.readouterr()
+        assert _resume(out) == 2
+        err = capsys.readouterr().err.strip()
+        assert "is being written by another xbar process" in err and len(err.splitlines()) == 1
+    assert (out / "data.csv").read_bytes() == before
+    assert _resume(out) == 0
+    _each_cell_once(out)

@@ -118,12 +118,23 @@ def test_abort_stops_the_tune_closes_the_chip_and_keeps_the_rows(app, window):
     assert (proc.run_dir / "chip_state.npz").is_file()          # resumable: xbar tune --resume RUN_DIR
 
 
-def test_a_failing_run_is_recorded_as_failed(app, window, tmp_path):
+def test_a_failing_run_is_recorded_as_failed(app, window, tmp_path, monkeypatch):
+    import pytest
     from pymeasure.experiment import Procedure
 
-    exp = window.queue(TuneProcedure(size="4x4", targets=str(tmp_path / "missing.npy")))
+    import procedures.ops.tune_array as tune_array
+
+    with pytest.raises(ValueError, match="missing.npy does not exist"):    # bad input: refused at queue time
+        window.queue(TuneProcedure(size="4x4", targets=str(tmp_path / "missing.npy")))
+    assert not (tmp_path / "runs").exists()
+
+    def broken(*args, **kwargs):
+        raise ValueError("targets generator broke")
+
+    monkeypatch.setattr(tune_array, "make_targets", broken)       # a failure once the run is under way
+    exp = window.queue(TuneProcedure(size="4x4"))
     wait(app, lambda: not window.manager.is_running())
     proc = exp.procedure
     assert proc.status == Procedure.FAILED and proc.xb is None
     meta = json.loads((proc.run_dir / RUN_JSON).read_text())
-    assert meta["status"] == "failed" and "missing.npy" in meta["error"]
+    assert meta["status"] == "failed" and "targets generator broke" in meta["error"]

@@ -240,27 +240,39 @@ def test_plugin_fixture_gives_a_working_station(mock_bench_station):
     assert bench.violations == []
 
 
-def test_cli_mock_bench_serves_until_stopped(tmp_path, capsys):
-    import threading
-    import time
+def test_cli_mock_bench_serves_until_sigterm_and_writes_its_record(tmp_path):
+    """`xbar mock-bench --record` in its own process: ready when it prints "Ctrl-C to stop" (no
+    fixed duration, no polling), stopped by SIGTERM, after which its safety record says every
+    output is off, every relay open and nothing was violated."""
+    import signal
+    import subprocess
+    import sys
 
-    path = tmp_path / "st.toml"
-    done = {}
-    t = threading.Thread(target=lambda: done.setdefault("code", main(
-        ["mock-bench", "--station-out", str(path), "--size", "3x3", "--preset", "ideal", "--duration", "4"])))
-    t.start()
-    for _ in range(100):
-        if path.exists():
-            break
-        time.sleep(0.05)
-    assert main(["station", "check", str(path)]) == 0
-    assert main(["read", "--station", str(path), "--size", "3x3", "--map-file", str(tmp_path / "m.npy"),
-                 "--out", str(tmp_path / "run"), "--no-plots"]) == 0
-    t.join(timeout=10)
-    assert done["code"] == 0
+    path, record = tmp_path / "st.toml", tmp_path / "record.json"
+    proc = subprocess.Popen([sys.executable, "-m", "procedures.cli", "mock-bench", "--station-out", str(path),
+                             "--size", "3x3", "--preset", "ideal", "--record", str(record)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if "Ctrl-C to stop" in line:
+                break
+        assert json.loads(record.read_text())["running"] is True
+        assert main(["station", "check", str(path)]) == 0
+        assert main(["read", "--station", str(path), "--size", "3x3", "--map-file", str(tmp_path / "m.npy"),
+                     "--out", str(tmp_path / "run"), "--no-plots", "--quiet"]) == 0
+        proc.send_signal(signal.SIGTERM)
+        out = proc.stdout.read()
+        assert proc.wait(timeout=120) == 0
+    finally:
+        proc.kill()
+    assert "mock bench stopped" in out
+    rec = json.loads(record.read_text())
+    assert rec["running"] is False and rec["outputs_on"] == [] and rec["relays_closed"] == []
+    assert rec["counts"] == {"hot-switch": 0, "short": 0, "limit": 0} and rec["violations"] == []
     g = np.load(tmp_path / "m.npy")
     assert g.shape == (3, 3) and np.all((g > 50e-6) & (g < 600e-6))
-    assert "mock bench stopped" in capsys.readouterr().out
+    safe = json.loads((tmp_path / "run" / "run.json").read_text())["safe_state"]
+    assert safe.startswith("confirmed ") and "relays open" in safe and "could not" not in safe
 
 
 def test_realistic_timing_slows_reads():

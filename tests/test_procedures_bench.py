@@ -76,28 +76,27 @@ def test_deploy_and_infer_on_the_bench(bench, station, tmp_path):
     assert len(inf.data) == 20 and inf.report["accuracy"] == pytest.approx(inf.data["Correct"].mean())
 
 
-def test_instrument_timeout_mid_tune_is_resumed(bench, station, tmp_path, capsys):
-    """An instrument that stops answering fails the run safely (outputs off, relays open, data
-    kept, a resume hint); --resume continues on the same bench."""
-    import threading
-    import time
+def test_instrument_timeout_mid_tune_is_resumed(bench, station, tmp_path, capsys, monkeypatch):
+    """An instrument that stops answering fails the run safely (outputs off, relays open — as
+    confirmed by the instruments and said so — data kept, a resume hint); --resume continues on
+    the same bench.  The fault is injected right after the third data.csv record (the runner's
+    record hook): deterministic, not timed."""
+    import procedures.storage.runner as runner
 
     emu = bench.emulators["K2600"]
-    data = tmp_path / "tune" / "data.csv"
 
-    def fault_after_three_cells():
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 60:
-            if data.exists() and sum(line.startswith("tune,") for line in data.read_text().splitlines()) >= 3:
-                emu.faults.no_reply_next = 1          # the SMU stops answering once
-                return
-            time.sleep(0.005)
+    injected = []
 
-    threading.Thread(target=fault_after_three_cells, daemon=True).start()
+    def fault_after_three_cells(n):
+        if n == 3 and not injected:
+            injected.append(n)
+            emu.faults.no_reply_next = 1          # the SMU stops answering once
+
+    monkeypatch.setattr(runner, "after_record", fault_after_three_cells)
     code, out = run_on(bench, station, ["tune", "--size", "3x3", "--seed", "2", "--parallel", "1"], tmp_path, "tune")
     assert code == 2
     err = capsys.readouterr().err
-    assert "--resume" in err and "outputs off, relays open" in err
+    assert "--resume" in err and "confirmed smu outputs off (a, b), bias outputs off (1, 2), matrix relays open" in err
     r = load_run(out)
     assert r.status == "failed" and "Timeout" in r.meta["error"] and len(r.data) >= 3
     code, _ = run_on(bench, station, ["tune", "--resume", str(out)], tmp_path, "unused")
@@ -115,10 +114,10 @@ def test_station_runs_are_checked_against_what_the_drive_instrument_sources(benc
     from procedures.ops.tune_array import TuneProcedure
 
     assert load_station(station).limits.width_min == pytest.approx(1e-7)
-    tune = TuneProcedure(chip="station", station=str(station))
+    tune = TuneProcedure(chip="station", station=str(station), size="4x4")
     assert tune.planned_limits().width_min == pytest.approx(1e-6)
     tune.validate()                                               # the tuner's pulses are long enough
-    iv = IVProcedure(chip="station", station=str(station), mode="pulsed", width=2e-7)
+    iv = IVProcedure(chip="station", station=str(station), size="4x4", mode="pulsed", width=2e-7)
     with pytest.raises(ValueError, match="width"):
         iv.validate()
     assert bench.violations == [] and bench.bench.all_off()

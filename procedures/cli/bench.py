@@ -22,7 +22,11 @@ def _mock_bench_args(m: argparse.ArgumentParser) -> None:
     m.add_argument("--time-scale", type=float, default=1.0, metavar="X",
                    help="the emulated chip ages X chip seconds (retention loss) per wall second "
                         "(default 1; 0 freezes it, 1000 shows a day's loss in ~86 s)")
-    m.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)  # tests: stop after N s
+    m.add_argument("--record", type=Path, default=None, metavar="RECORD.json",
+                   help="keep the bench's safety record here (hot switches, shorts, limit violations, outputs "
+                        "and relays, largest unselected-cell voltage): JSON, rewritten on every violation and "
+                        "when the bench stops (Ctrl-C or SIGTERM)")
+    m.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)  # stop after N s
 
 
 def start_mock_bench(args, **station):
@@ -44,8 +48,6 @@ def start_mock_bench(args, **station):
 
 @command("mock-bench", help="run emulated instruments wired to a simulated crossbar", arguments=_mock_bench_args)
 def cmd_mock_bench(args) -> int:
-    import time
-
     bench, path = start_mock_bench(args)
     time_scale = args.time_scale
     with bench:
@@ -53,19 +55,33 @@ def cmd_mock_bench(args) -> int:
         print(f"mock bench ({args.preset}, {args.size[0]}x{args.size[1]}, seed {args.seed}{aging}) running on 127.0.0.1:")
         for name, server in bench.servers.items():
             print(f"  {name:<6} {bench.resource(name)}")
+        if args.record is not None:
+            print(f"safety record: {bench.record_to(args.record)}")
         print(f"station file: {path}\nCtrl-C to stop", flush=True)
-        t0 = time.monotonic()
-        try:
-            while args.duration is None or time.monotonic() - t0 < args.duration:
-                time.sleep(0.1)
-        except KeyboardInterrupt:
-            pass
+        _wait_for_stop(args.duration)
         if bench.violations:
             print(f"safety violations recorded: {len(bench.violations)}")
             for v in bench.violations[:20]:
                 print(f"  {v.kind}: {v.detail}")
     print("mock bench stopped")
     return 0
+
+
+def _wait_for_stop(duration: float | None) -> None:
+    """Block until SIGINT or SIGTERM (or ``duration`` s, if given); the bench then closes, which
+    writes its final safety record."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        old = {s: signal.signal(s, lambda signum, frame: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stop.wait(duration)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def _station_args(s: argparse.ArgumentParser) -> None:

@@ -188,6 +188,7 @@ def build_procedure(args) -> XbarProcedure:
     a bad value raises a ValueError naming the option."""
     from ..ops.base import CHIP_KEYS
     from ..ops.chips import load_station
+    from ..storage.run_data import RUN_JSON
 
     cls: type[XbarProcedure] = args.procedure
     proc = cls()
@@ -199,26 +200,58 @@ def build_procedure(args) -> XbarProcedure:
         if name not in _SET_BY_STATION and getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     if values.get("chip_from"):
-        proc.adopt_chip_of(Path(values["chip_from"]))
+        src = Path(values["chip_from"])
+        if not (src / RUN_JSON).is_file():
+            raise ValueError(f"--chip-from {src}: not a run folder (no {RUN_JSON})")
+        proc.adopt_chip_of(src)
+        adopted = {key: getattr(proc, key) for key in CHIP_KEYS}
+        for key in CHIP_KEYS:             # a chip option that contradicts the chip of that run is refused
+            given = str(args.station) if key == "station" and args.station is not None else getattr(args, key, None)
+            if key != "chip" and given is not None and str(given) != str(adopted.get(key)):
+                raise ValueError(f"{_option(key)} {given} cannot be combined with --chip-from {src}: that run's "
+                                 f"chip has {key.replace('_', ' ')} {adopted.get(key)!r} (leave {_option(key)} out)")
         values = {k: v for k, v in values.items() if k not in CHIP_KEYS}
     set_parameters(proc, values)
     return proc
 
 
 def set_parameters(proc: XbarProcedure, values: dict) -> None:
+    """Set parameters from option values; one ValueError line naming the option and what it allows."""
+    import math
+
+    from pymeasure.experiment import FloatParameter
+
     params = proc.parameter_objects()
     for name, value in values.items():
+        param = params[name]
+        if isinstance(param, FloatParameter) and isinstance(value, (int, float)) and not math.isfinite(value):
+            raise ValueError(f"{_option(name)} {value!r}: must be a finite number")
         try:
             setattr(proc, name, value)
-            params[name].value = value
+            param.value = value
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"{_option(name)} {value!r}: {exc}") from None
+            raise ValueError(f"{_option(name)} {value!r}: {_allowed(param) or exc}") from None
+
+
+def _allowed(param) -> str:
+    """'must be between 0.0001 and 0.49' for a numeric parameter with bounds ('' otherwise)."""
+    from pymeasure.experiment import ListParameter
+
+    lo, hi = getattr(param, "minimum", None), getattr(param, "maximum", None)
+    units = f" {param.units}" if getattr(param, "units", None) else ""
+    if isinstance(param, ListParameter):
+        return f"must be one of {', '.join(str(c) for c in param.choices)}"
+    if lo is not None and hi is not None:
+        return f"must be between {lo:g} and {hi:g}{units}"
+    if lo is not None:
+        return f"must be >= {lo:g}{units}"
+    return ""
 
 
 def cmd_procedure(args) -> int:
     """Run the procedure the command line describes (or resume one) and print its summary."""
     from ..storage.run_data import RUN_JSON, read_json, write_json
-    from ..storage.runner import new_run_dir, resume_hint, run_procedure
+    from ..storage.runner import RunRefused, new_run_dir, resume_hint, run_procedure
 
     cls: type[XbarProcedure] = args.procedure
     formatter = FORMATTERS.get(cls.NAME)
@@ -241,8 +274,10 @@ def cmd_procedure(args) -> int:
     try:
         outcome = run_procedure(proc, run_dir, resume=resume is not None, progress=not args.quiet,
                                 command=sys.argv[1:], plots=not args.no_plots)
+    except RunRefused:
+        raise                               # nothing ran: the one line says why, no resume hint
     except Exception:
-        print(f"{cls.NAME} failed: outputs off, relays open; data saved in {run_dir}"
+        print(f"{cls.NAME} failed: {_end_state(proc)}data saved in {run_dir}"
               + (f"; continue with: xbar {cls.NAME} --resume {run_dir}" if cls.RESUMABLE else ""), file=sys.stderr)
         raise
     if formatter is not None and outcome.status == "finished":
@@ -257,11 +292,16 @@ def cmd_procedure(args) -> int:
         print(f"report written to {args.json}")
     print(f"run folder: {outcome.run_dir}")
     if outcome.status == "interrupted":
-        print(f"{cls.NAME} interrupted: outputs off, relays open.", file=sys.stderr)
+        print(f"{cls.NAME} interrupted" + (f": {proc.safe_state}." if proc.safe_state else "."), file=sys.stderr)
         if cls.RESUMABLE:
             print(resume_hint(outcome, cls.NAME), file=sys.stderr)
         return 130
     return 0
+
+
+def _end_state(proc: XbarProcedure) -> str:
+    """What the shutdown confirmed about the chip ('' when no chip was opened), then '; '."""
+    return f"{proc.safe_state}; " if proc.safe_state else ""
 
 
 for _name in PROCEDURES:

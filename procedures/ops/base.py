@@ -24,8 +24,8 @@ from pymeasure.experiment import (BooleanParameter, FloatParameter, IntegerParam
 from mock_hw.presets import DEFAULT_PRESET, PRESETS
 from programming.crossbar import Crossbar
 
-from .chips import open_chip, parse_size, planned_limits
-from ..storage.run_data import RUN_JSON, read_json
+from .chips import check_memory, load_station, open_chip, parse_size, planned_limits
+from ..storage.run_data import JOURNAL_DIR, RUN_JSON, read_json
 
 CHIP_STATE = "chip_state.npz"
 #: the parameters that define the chip (taken over from the run named by ``chip_from``)
@@ -100,6 +100,31 @@ class XbarProcedure(Procedure):
             src = Path(self.chip_from)
             if not (src / RUN_JSON).is_file():
                 raise ValueError(f"--chip-from {src}: not a run folder (no {RUN_JSON})")
+        r_line = float(self.line_resistance)
+        if not np.isfinite(r_line) or r_line < 0:
+            raise ValueError(f"--line-resistance {self.line_resistance!r}: must be a finite resistance >= 0 Ω")
+        size = self.array_size
+        if self.chip == "station":
+            st = load_station(self.station)
+            if size[0] > st.rows or size[1] > st.cols:
+                raise ValueError(f"--size {size[0]}x{size[1]} is larger than the station's {st.rows}x{st.cols} array")
+        else:
+            check_memory(size, int(self.chips), r_line or None)
+        self._state_source()                      # a resume's chip state is there (before anything opens)
+
+    def planned_shape(self) -> tuple[int, int]:
+        """The shape of the crossbar this run will open (a station's whole array), known before
+        opening it."""
+        if self.chip == "station":
+            st = load_station(self.station)
+            return st.rows, st.cols
+        return self.array_size
+
+    def planned_window(self) -> tuple[float, float]:
+        """The programming window (S) of the chip this run will open, known before opening it."""
+        if self.chip == "station":
+            return Crossbar.programming_window
+        return PRESETS[self.preset].programming_window
 
     def check_limits(self, limits) -> None:
         """Refuse voltages, widths or currents the chip's ``limits`` (a
@@ -117,7 +142,6 @@ class XbarProcedure(Procedure):
         self.check_limits(self.planned_limits())
         scheme = getattr(self, "scheme", None)
         if self.chip == "station" and scheme in ("v/2", "v/3", "float"):
-            from .chips import load_station
             load_station(self.station).check_write_scheme(scheme, "--scheme")
 
     def adopt_chip_of(self, run_dir: Path) -> None:
@@ -143,6 +167,10 @@ class XbarProcedure(Procedure):
             from mock_hw.sim_chip import load_chip_state
             try:
                 load_chip_state(xb, state)
+            except Exception as exc:  # noqa: BLE001 - a damaged file: one line naming it
+                xb.close()
+                raise ValueError(f"{state}: the saved chip state is unreadable ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:100] if str(exc) else ''})") from None
             except BaseException:
                 xb.close()
                 raise
@@ -151,7 +179,12 @@ class XbarProcedure(Procedure):
     def _state_source(self) -> Path | None:
         """The saved simulated-chip state to continue from: this run's own (on resume), else the
         ``chip_from`` run's."""
-        for folder in ((self.run_dir if self.resuming else None), (Path(self.chip_from) if self.chip_from else None)):
+        own = self.run_dir if self.resuming else None
+        if own is not None and self.chip == "sim" and not (own / CHIP_STATE).is_file() and any(
+                p.stat().st_size for p in (own / JOURNAL_DIR).glob("passes-*.jsonl")):
+            raise ValueError(f"--resume {own}: the simulated chip's saved state ({CHIP_STATE}) is missing, so the "
+                             f"cells already tuned cannot be continued on the same chip; start a new run")
+        for folder in (own, (Path(self.chip_from) if self.chip_from else None)):
             if folder is not None and (folder / CHIP_STATE).is_file():
                 return folder / CHIP_STATE
         if self.chip_from and self.chip == "sim":

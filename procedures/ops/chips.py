@@ -15,6 +15,80 @@ from programming.mapping import check_targets
 
 CHIPS = ("sim",)
 
+#: peak memory of a simulated chip during a tune, bytes per cell (measured with tracemalloc on a
+#: 64x64 tio2-3it chip: ~0.5 KiB; doubled for headroom) and with line resistance (nodal analysis:
+#: two nodes per crosspoint and the sparse factor's fill-in)
+SIM_BYTES_PER_CELL = 1024
+SIM_BYTES_PER_CELL_RLINE = 8192
+
+
+def memory_cap() -> int:
+    """The most memory a run may plan to use, bytes: half the machine's physical memory."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2)
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 8 * 2**30
+
+
+def check_memory(size: tuple[int, int], n_chips: int = 1, r_line: float | None = None) -> int:
+    """Estimated bytes for a simulated chip of ``size`` x ``n_chips``; ValueError above
+    :func:`memory_cap` (before anything is allocated)."""
+    per_cell = SIM_BYTES_PER_CELL_RLINE if r_line else SIM_BYTES_PER_CELL
+    need = int(size[0]) * int(size[1]) * max(int(n_chips), 1) * per_cell
+    cap = memory_cap()
+    if need > cap:
+        raise ValueError(f"--size {size[0]}x{size[1]}" + (f" x {n_chips} chips" if n_chips > 1 else "")
+                         + f" would need about {_gib(need)} of memory; this machine allows {_gib(cap)} "
+                           f"(half its RAM): choose a smaller array")
+    return need
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def read_npy(path: str | Path, what: str, shapes: tuple[tuple[int, ...], ...] | None = None,
+             max_bytes: int | None = None) -> np.ndarray:
+    """A plain numeric ``.npy`` array, checked from its header before anything is allocated:
+    refused (one ValueError line naming ``what`` and the file) when it is not a .npy file, holds
+    Python objects (never unpickled), has a shape not in ``shapes``, or is larger than
+    ``max_bytes`` (default :func:`memory_cap`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} {path} does not exist")
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(f)                  # the header only: no allocation
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise ValueError(f"{what} {path} is not a .npy array file ({_first_line(exc)}); "
+                         f"save the array with numpy.save") from None
+    if dtype.hasobject:
+        raise ValueError(f"{what} {path} holds Python objects, which xbarlab never loads; save plain "
+                         f"numbers (a float array) with numpy.save")
+    if dtype.kind not in "fiub":
+        raise ValueError(f"{what} {path} holds {dtype} values; expected numbers (float, in SI units)")
+    if shapes is not None and tuple(shape) not in shapes:
+        raise ValueError(f"{what} {path} has shape {tuple(shape)}; expected "
+                         + " or ".join(str(s) for s in shapes))
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if nbytes > (memory_cap() if max_bytes is None else max_bytes):
+        raise ValueError(f"{what} {path} declares {_gib(nbytes)} of data ({tuple(shape)}); too large")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{what} {path} is damaged ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of a library's message, without its advice (numpy suggests allow_pickle)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.split(". ")[0].split("allow_pickle")[0].rstrip(" ;,:")[:120]
+
 
 def parse_size(text: str) -> tuple[int, int]:
     """'64x64' → (64, 64); a clear error otherwise."""
@@ -54,6 +128,8 @@ def open_chip(chip: str, size: tuple[int, int], preset: str, seed: int, n_chips:
     compliance below the chip's or station's limit (never raises it)."""
     if i_compliance is not None and not (np.isfinite(i_compliance) and i_compliance > 0):
         raise ValueError(f"compliance must be a positive current in A, got {i_compliance!r}")
+    if r_line is not None and not (np.isfinite(r_line) and r_line >= 0):
+        raise ValueError(f"--line-resistance {r_line!r}: must be a finite resistance >= 0 Ω")
     if station is not None:
         from dataclasses import replace
 
@@ -70,6 +146,7 @@ def open_chip(chip: str, size: tuple[int, int], preset: str, seed: int, n_chips:
         return HardwareCrossbar(st)
     if chip != "sim":
         raise ValueError(f"unknown chip {chip!r}; available: {', '.join(CHIPS)}")
+    check_memory(size, n_chips, r_line)
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known presets: {', '.join(sorted(PRESETS))}")
     limits = None
@@ -97,13 +174,25 @@ def make_targets(spec: str, xb: Crossbar, seed: int, block: tuple[int, int] | No
             keep[:block[0], :block[1]] = True
             targets[:, ~keep] = np.nan  # tune the top-left block of a larger bench array
         return targets
+    return read_targets(spec, xb.shape, xb.n_chips, (lo, hi))
+
+
+def read_targets(spec: str, shape: tuple[int, int], n_chips: int, window: tuple[float, float]) -> np.ndarray:
+    """A targets file (``.npy``, conductances in S, the array's ``shape`` or one per chip) checked
+    against the programming ``window`` (S); one ValueError line naming the file otherwise, with a
+    unit hint when the values look like µS rather than S."""
     path = Path(spec)
     if path.suffix != ".npy":
         raise ValueError(f"--targets must be 'random' or a .npy file of conductances in S, got {spec!r}")
-    if not path.is_file():
-        raise ValueError(f"targets file {spec} does not exist")
-    data = np.load(path, allow_pickle=False)
-    if data.shape not in (xb.shape, (xb.n_chips, *xb.shape)):
-        raise ValueError(f"targets file {spec} has shape {data.shape}, the array is {xb.shape[0]}x{xb.shape[1]}"
-                         + (f" with {xb.n_chips} chips" if xb.n_chips > 1 else ""))
-    return check_targets(np.broadcast_to(data, (xb.n_chips, *xb.shape)), lo, hi, allow_nan=True)
+    shape = tuple(int(x) for x in shape)
+    data = read_npy(path, "targets file", (shape, (int(n_chips), *shape)))
+    try:
+        return check_targets(np.broadcast_to(data, (n_chips, *shape)), *window, allow_nan=True)
+    except ValueError as exc:
+        finite = np.abs(data[np.isfinite(data)]) if data.dtype.kind == "f" else np.abs(data).ravel()
+        hint = ""
+        if finite.size and np.median(finite) > 1e-2:
+            med = float(np.median(finite))
+            hint = (f"; target files hold siemens (S) and these values look like µS ({med:g} µS would be "
+                    f"{med * 1e-6:g} S): divide them by 1e6")
+        raise ValueError(f"targets file {spec}: {exc}{hint}") from None

@@ -16,7 +16,7 @@ from programming.tune_result import STATUS_NAMES, TuneResult
 from programming.tuner import TunerConfig, tune
 
 from .base import XbarProcedure
-from .chips import make_targets
+from .chips import make_targets, read_npy, read_targets
 from .pulse_schedule import PulseScheduleMixin
 from ..storage.journal import TUNE_COLUMNS, FileTuneLog, read_events, read_trace, repair_tails
 
@@ -30,7 +30,7 @@ class TuneLogMixin:
 
     def tune_log(self) -> FileTuneLog:
         if self.resuming:
-            repair_tails(self.run_dir)
+            repair_tails(self.run_dir)      # the runner did it before reading data.csv; a no-op now
         snapshot = self.save_chip_state if hasattr(self.xb, "state_dict") else None
         self.log = FileTuneLog(self.run_dir, self.emit, snapshot=snapshot, should_stop=self.should_stop,
                                resume=self.resuming)
@@ -95,6 +95,9 @@ class TuneProcedure(PulseScheduleMixin, TuneLogMixin, XbarProcedure):
         self.config()                                     # TunerConfig validates its settings
         if self.on_instrument and self.chip != "station":
             raise ValueError("--on-instrument runs the write-verify loop on a bench's 2600B: it needs --station")
+        if self.targets != "random" and not self.resuming:   # the file, before a run folder exists
+            read_targets(self.targets, self.planned_shape(), int(self.chips) if self.chip == "sim" else 1,
+                         self.planned_window())
 
     def check_limits(self, limits) -> None:
         self.config(limits).check_limits(limits)
@@ -104,7 +107,7 @@ class TuneProcedure(PulseScheduleMixin, TuneLogMixin, XbarProcedure):
         cfg = self.scheduled(self.config(xb.limits))
         saved = self.run_dir / TARGETS_NPY
         if self.resuming and saved.is_file():
-            tgt = np.load(saved, allow_pickle=False)
+            tgt = read_npy(saved, "the run's saved targets", ((xb.n_chips, *xb.shape),))
         else:
             tgt = make_targets(self.targets, xb, int(self.seed), block=self.array_size)
             np.save(saved, tgt)
@@ -123,9 +126,12 @@ class TuneProcedure(PulseScheduleMixin, TuneLogMixin, XbarProcedure):
             return
         result = getattr(self, "result", None)
         if self.resuming and "before" not in self.maps:
-            from ..storage.run_data import RUN_H5, read_h5
+            from ..storage.run_data import RUN_H5, RunFolderError, read_h5
             if (self.run_dir / RUN_H5).is_file():
-                self.maps["before"] = read_h5(self.run_dir / RUN_H5)[0].get("before")
+                try:
+                    self.maps["before"] = read_h5(self.run_dir / RUN_H5)[0].get("before")
+                except RunFolderError:          # cut short by a full disk: the journal holds the rest
+                    pass
             if self.maps.get("before") is None:
                 self.maps.pop("before", None)
         self.journal_maps(tgt, None if result is None else result.final)

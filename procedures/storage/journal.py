@@ -11,12 +11,13 @@ What goes where (all append-only, flushed as the run goes):
 Ordering makes a crash lose at most the cells in progress: on the simulated chip the chip's state
 is saved first (atomically), then the records it already contains are appended; on a bench the
 chip keeps its own state and records are written at every step.  A record cut short by ``kill -9``
-is dropped when the run is resumed (:func:`repair_tails`).
+is dropped when the run is resumed, and so is a corrupt one, named (:func:`repair_tails`).
 """
 from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 from pathlib import Path
 
@@ -185,22 +186,109 @@ def _scalar(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def repair_tails(run_dir: Path) -> None:
-    """Drop a record cut short by a crash: a trailing partial line of ``data.csv`` and the
-    ``.jsonl`` journals, a partial record of the ``.bin`` traces."""
+def repair_tails(run_dir: Path) -> list[str]:
+    """Make a run folder's journals trustworthy before a resume reads them: keep every valid
+    record, drop what a crash cut short or what is corrupt — a partial last line, a line that is
+    not UTF-8, has the wrong number of fields or values that do not parse (``data.csv``), or is
+    not a pass record (``journal/*.jsonl``), a partial record of the ``.bin`` traces.  Dropped
+    lines are appended to ``<file>.dropped`` (nothing is destroyed); returns one message per
+    file naming the lines dropped."""
     run_dir = Path(run_dir)
-    texts = [run_dir / DATA_CSV, *sorted((run_dir / JOURNAL_DIR).glob("*.jsonl"))]
-    for path in texts:
-        if path.is_file():
-            data = path.read_bytes()
-            if data and not data.endswith(b"\n"):
-                with open(path, "r+b") as f:
-                    f.truncate(data.rfind(b"\n") + 1)
+    notes = []
+    if (run_dir / DATA_CSV).is_file():
+        notes += _keep_valid_lines(run_dir / DATA_CSV, _csv_line_check(run_dir / DATA_CSV))
+    for path in sorted((run_dir / JOURNAL_DIR).glob("*.jsonl")):
+        notes += _keep_valid_lines(path, _pass_line_ok)
     for path in (run_dir / JOURNAL_DIR).glob("*.bin"):
         size = path.stat().st_size
         if size % TRACE_DTYPE.itemsize:
             with open(path, "r+b") as f:
                 f.truncate(size - size % TRACE_DTYPE.itemsize)
+    return notes
+
+
+def _keep_valid_lines(path: Path, ok) -> list[str]:
+    """Rewrite ``path`` (atomically) with only the lines ``ok`` accepts; the others go to
+    ``path.dropped``.  A last line without its newline (cut short) is dropped silently."""
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    tail = lines.pop()                       # b"" when the file ends with a newline
+    keep, dropped = [], []
+    for number, line in enumerate(lines, 1):
+        (keep if ok(line) else dropped).append((number, line))
+    if not dropped and not tail:
+        return []
+    keep_bytes = b"".join(line + b"\n" for _, line in keep)
+    if dropped:
+        with open(path.with_name(path.name + ".dropped"), "ab") as f:
+            f.write(b"".join(line + b"\n" for _, line in dropped))
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(keep_bytes)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if not dropped:
+        return []
+    numbers = [n for n, _ in dropped]
+    shown = ", ".join(str(n) for n in numbers[:5]) + (f" and {len(numbers) - 5} more" if len(numbers) > 5 else "")
+    return [f"{path.name}: dropped unreadable line{'s' if len(numbers) > 1 else ''} {shown} "
+            f"(kept in {path.name}.dropped); resuming from the valid records"]
+
+
+_INT_COLUMNS = {"Pass", "Chip", "Row", "Col", "Pulses", "Reads"}
+_FLOAT_COLUMNS = {"Target (S)", "Reading (S)", "Energy (J)", "Instrument time (s)"}
+
+
+def _csv_line_check(path: Path):
+    """A check for the data lines of a pymeasure results file: UTF-8, comment lines as they are,
+    the column line, then rows with one field per column whose tuning fields parse."""
+    import csv
+
+    header: list[str] = []
+
+    def ok(line: bytes) -> bool:
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        if text.startswith("#"):
+            return True
+        if "\x00" in text:
+            return False
+        try:
+            fields = next(csv.reader([text]))
+        except (csv.Error, StopIteration):
+            return False
+        if not header:
+            header.extend(fields)
+            return True
+        if len(fields) != len(header):
+            return False
+        for name, value in zip(header, fields):
+            try:
+                if name in _INT_COLUMNS:
+                    int(value)
+                elif name in _FLOAT_COLUMNS:
+                    float(value)
+                elif name == "Status" and "Stage" in header and value not in _STATUS_CODES:
+                    return False
+            except ValueError:
+                return False
+        return True
+
+    return ok
+
+
+def _pass_line_ok(line: bytes) -> bool:
+    try:
+        e = json.loads(line.decode("utf-8"))
+        shape = tuple(int(x) for x in e["shape"])
+        _unpack(e["todo"], shape)
+        int(e["pass"])
+        return True
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return False
 
 
 def read_events(run_dir: Path, stage: str, shape) -> tuple[list, dict]:
@@ -229,6 +317,12 @@ def read_events(run_dir: Path, stage: str, shape) -> tuple[list, dict]:
                  "pulses": df["Pulses"].fillna(0).to_numpy(int), "reads": df["Reads"].fillna(0).to_numpy(int),
                  "energy": df["Energy (J)"].fillna(0).to_numpy(float),
                  "time": df["Instrument time (s)"].fillna(0).to_numpy(float)}
+    known = {p for p, _ in passes}
+    for p in sorted(set(cells["pass"].tolist()) - known):
+        # a pass whose start record was lost (set aside as corrupt): it covered at most every
+        # cell, so every cell it did not finish is tuned (the first pass) or re-verified again
+        passes.append((int(p), np.ones(tuple(shape), bool)))
+    passes.sort(key=lambda p: p[0])
     return passes, cells
 
 

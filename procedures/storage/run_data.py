@@ -23,6 +23,7 @@ All values in files are SI (S, V, A, s, J); µS appear only in plots and termina
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -98,12 +99,40 @@ def write_json(path: Path, obj) -> None:
     """Write JSON atomically (a crash leaves the old file or the new one, never half of one)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, default=_json_default)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, default=_json_default)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)                 # never leave a half-written .tmp behind (a full disk)
+        raise
+
+
+def write_status(path: Path, meta: dict) -> None:
+    """Write ``run.json`` at the end of a run.  On a full disk, where even a small new file cannot
+    be created, the existing file is rewritten in place (it already owns its blocks), so the run is
+    never left marked "running"."""
+    try:
+        write_json(path, meta)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not Path(path).is_file():
+            raise
+        text = (json.dumps(meta, indent=2, default=_json_default) + "\n").encode("utf-8")
+        with open(path, "r+b") as f:
+            f.write(text)
+            f.truncate(len(text))
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _remove(path: Path) -> None:
+    try:
+        Path(path).unlink()
+    except OSError:
+        pass
 
 
 def _json_default(obj):
@@ -127,30 +156,78 @@ def write_h5(path: Path, maps: dict | None = None, trace: dict | None = None, se
              attrs: dict | None = None) -> None:
     """Write ``run.h5`` (replacing it atomically): groups ``maps``, ``trace``, ``series``; each
     dataset with its ``units`` (and ``legend``) attribute when :data:`H5_UNITS` knows it."""
+    import shutil
+
     import h5py
 
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        for group, content in (("maps", maps), ("trace", trace), ("series", series)):
-            if not content:
-                continue
-            g = f.create_group(group)
-            for name, value in content.items():
-                d = g.create_dataset(name, data=np.asarray(value), compression="gzip" if np.size(value) > 4096 else None)
-                if name in H5_UNITS[group]:
-                    d.attrs["units"] = H5_UNITS[group][name]
-                if (group, name) in H5_LEGENDS:
-                    d.attrs["legend"] = json.dumps(H5_LEGENDS[group, name])
-        for key, value in (attrs or {}).items():
-            f.attrs[key] = json.dumps(value, default=_json_default)
-    os.replace(tmp, path)
+    need = sum(np.asarray(v).nbytes for c in (maps, trace, series) if c for v in c.values()) + 2**20
+    free = shutil.disk_usage(path.parent).free
+    if free < need:                  # refuse before HDF5 starts (its own failure is noisy and may be partial)
+        raise OSError(errno.ENOSPC, f"No space left on device: {path.name} needs about {need / 2**20:.1f} MiB, "
+                                    f"{free / 2**20:.1f} MiB free", str(path))
+    try:
+        with h5py.File(tmp, "w") as f:
+            for group, content in (("maps", maps), ("trace", trace), ("series", series)):
+                if not content:
+                    continue
+                g = f.create_group(group)
+                for name, value in content.items():
+                    d = g.create_dataset(name, data=np.asarray(value),
+                                         compression="gzip" if np.size(value) > 4096 else None)
+                    if name in H5_UNITS[group]:
+                        d.attrs["units"] = H5_UNITS[group][name]
+                    if (group, name) in H5_LEGENDS:
+                        d.attrs["legend"] = json.dumps(H5_LEGENDS[group, name])
+            for key, value in (attrs or {}).items():
+                f.attrs[key] = json.dumps(value, default=_json_default)
+        if not h5_intact(tmp):
+            raise OSError(errno.EIO, f"{path.name} was not written completely", str(path))
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def h5_intact(path: Path) -> bool:
+    """Whether an HDF5 file is complete: its signature is there and the file is at least as long
+    as the end-of-file address its superblock records.  Checked before h5py opens a file, since
+    the HDF5 library can crash the interpreter on a truncated one."""
+    sig = b"\x89HDF\r\n\x1a\n"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(48)
+        size = Path(path).stat().st_size
+    except OSError:
+        return False
+    if len(head) < 36 or head[:8] != sig:
+        return False
+    version = head[8]
+    if version in (0, 1):
+        n_off = head[13]
+        at = 24 + 2 * n_off + (4 if version == 1 else 0)
+        # base address, free-space address, end-of-file address (each n_off bytes)
+        if n_off != 8 or len(head) < at + 8:
+            return n_off in (2, 4, 8) and size > 64
+    elif version in (2, 3):
+        n_off = head[9]
+        at = 12 + 2 * n_off
+        if n_off != 8:
+            return size > 48
+    else:
+        return False
+    eof = int.from_bytes(head[at:at + 8], "little")
+    return size >= eof
 
 
 def read_h5(path: Path) -> tuple[dict, dict | None, dict]:
     """(maps, trace or None, series) of a ``run.h5``."""
     import h5py
 
+    if not h5_intact(path):
+        raise RunFolderError(f"{path} is incomplete (cut short, e.g. by a full disk); its maps are rebuilt "
+                             f"from the journal by --resume")
     try:
         with h5py.File(path, "r") as f:
             def group(name):
@@ -169,9 +246,12 @@ def read_data_csv(path: Path):
     if not path.is_file() or path.stat().st_size == 0:
         return pd.DataFrame()
     try:
-        return pd.read_csv(path, comment="#", on_bad_lines="skip")
+        return pd.read_csv(path, comment="#", on_bad_lines="skip", encoding_errors="replace")
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
+    except (ValueError, OSError, pd.errors.ParserError) as exc:   # corrupt bytes (a resume repairs them)
+        raise RunFolderError(f"{path} is damaged ({str(exc).splitlines()[0][:100]}); "
+                             f"--resume keeps its valid records") from None
 
 
 def load_run(path: str | Path) -> RunData:

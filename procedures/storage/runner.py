@@ -9,10 +9,12 @@ a resume hint is printed.
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +25,20 @@ from instruments.safe_state import deferred_signals
 from programming.tune_state import TuneInterrupted
 
 from ..ops.base import ProcedureStopped, XbarProcedure
-from .run_data import DATA_CSV, REPORT_JSON, RUN_H5, RUN_JSON, read_json, write_h5, write_json
+from .run_data import DATA_CSV, REPORT_JSON, RUN_H5, RUN_JSON, read_json, write_h5, write_json, write_status
+
+#: test hook: with ``XBAR_KILL_AFTER_RECORDS=N`` in the environment the run process SIGKILLs itself
+#: right after its N-th data.csv record is flushed: a deterministic crash point (no timing) for
+#: the kill-and-resume tests and ``benchmarks/faults.py``
+KILL_AFTER_ENV = "XBAR_KILL_AFTER_RECORDS"
+
+
+def after_record(n: int) -> None:
+    """Called after the ``n``-th record of this process is flushed to data.csv (1-based)."""
+    kill_after = os.environ.get(KILL_AFTER_ENV)
+    if kill_after and n >= int(kill_after):
+        os.kill(os.getpid(), signal.SIGKILL)
+
 
 def default_runs() -> Path:
     """Where runs go when ``--out`` is not given: ``$XBAR_RUNS``, else ``runs`` in the working
@@ -155,14 +170,84 @@ def format_table(columns: list[str], table: dict) -> str:
     return "".join(",".join(row) + "\n" for row in zip(*cols))
 
 
+class RunRefused(ValueError):
+    """The run did not start (nothing sourced, the run folder's records untouched): bad
+    parameters, a folder another process is writing, a folder that cannot be written."""
+
+
+#: the lock file a running procedure holds in its run folder (``flock``: released by the kernel
+#: even after ``kill -9``), with the holder's pid
+LOCK_FILE = "run.lock"
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """Hold the run folder's lock for the block; :class:`RunRefused` if another process holds it
+    (two writers on one folder would interleave their records) or the folder is not writable."""
+    import fcntl
+
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise RunRefused(f"cannot write in the run folder {run_dir} ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise RunRefused(f"{run_dir} is being written by another xbar process (pid {holder}); one run folder "
+                         f"takes one process at a time") from None
+    try:
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode("ascii"))
+        except OSError:
+            pass                            # the pid is a courtesy; the lock is what matters
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+class StorageFault(OSError):
+    """A write to the run folder failed (disk full, read-only, quota, I/O error); its text is the
+    one line to show."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def storage_message(exc: OSError, run_dir: Path) -> str | None:
+    """One line for a storage fault (disk full, read-only, quota, I/O error), else None."""
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO, errno.EPERM):
+        where = exc.filename or run_dir
+        return f"storage fault: {exc.strerror or exc} writing {where}"
+    return None
+
+
 def run_procedure(proc: XbarProcedure, run_dir: Path, resume: bool = False, progress: bool = True,
                   command: list[str] | None = None, plots: bool = True) -> RunOutcome:
-    """Run ``proc`` into ``run_dir`` (made by :func:`new_run_dir`, or the folder to resume)."""
+    """Run ``proc`` into ``run_dir`` (made by :func:`new_run_dir`, or the folder to resume), holding
+    the folder's lock (:func:`run_lock`).  :class:`RunRefused` when it did not start."""
     run_dir = Path(run_dir)
     proc.run_dir = run_dir
     proc.resuming = resume
+    with run_lock(run_dir):
+        return _run_locked(proc, run_dir, resume, progress, command, plots)
+
+
+def _run_locked(proc, run_dir, resume, progress, command, plots) -> RunOutcome:
     meta_path = run_dir / RUN_JSON
+    try:
+        proc.validate()                     # refuse bad parameters before a file or chip is touched
+    except ValueError as exc:
+        raise RunRefused(str(exc)) from None
     if resume:
+        from .journal import repair_tails
+
+        for note in repair_tails(run_dir):      # corrupt or cut-short records: named, set aside
+            print(f"resume: {note}", file=sys.stderr)
         meta = read_json(meta_path)
         meta["resumes"] = int(meta.get("resumes", 0)) + 1
         meta.setdefault("resumed_at", []).append(_now())
@@ -170,20 +255,28 @@ def run_procedure(proc: XbarProcedure, run_dir: Path, resume: bool = False, prog
         meta = {"procedure": proc.NAME, "parameters": parameter_values(proc), "status": "running",
                 "started": _now(), "command": command or [], "resumes": 0}
     meta["status"] = "running"
-    write_json(meta_path, meta)
-
-    proc.validate()                         # refuse bad parameters before a file or chip is touched
-    results = Results(proc, str(run_dir / DATA_CSV))
+    try:
+        write_json(meta_path, meta)
+        results = Results(proc, str(run_dir / DATA_CSV))
+        data_file = open(run_dir / DATA_CSV, "a", encoding="utf-8")
+    except OSError as exc:
+        raise RunRefused(storage_message(exc, run_dir) or f"cannot write {meta_path}: {exc}") from None
     bar = _Bar(progress, proc.NAME)
-    data_file = open(run_dir / DATA_CSV, "a", encoding="utf-8")
+
+    written = [0]
 
     def emit(topic, record):
         if topic == "results":
             data_file.write(results.format(record) + "\n")
             data_file.flush()
+            written[0] += 1
+            after_record(written[0])
         elif topic == "results_table":
-            data_file.write(format_table(results.formatter.columns, record))
+            text = format_table(results.formatter.columns, record)
+            data_file.write(text)
             data_file.flush()
+            written[0] += text.count("\n")
+            after_record(written[0])
         elif topic == "count":
             bar.update(*record)
 
@@ -211,22 +304,42 @@ def run_procedure(proc: XbarProcedure, run_dir: Path, resume: bool = False, prog
             status, error = "interrupted", str(exc) or "interrupted"
         except Exception as exc:  # noqa: BLE001 - recorded, then re-raised for the command line
             status, error = "failed", f"{type(exc).__name__}: {exc}"
-            _finish(proc, run_dir, meta, status, error, plots)
-            data_file.close()
+            storage = storage_message(exc, run_dir) if isinstance(exc, OSError) else None
+            if storage:
+                error = storage
+            _close_quietly(data_file)
+            with deferred_signals():
+                _finish(proc, run_dir, meta, status, error, plots)
+            if storage:
+                raise StorageFault(exc.errno, storage) from None   # one line: what failed, where
             raise
-    data_file.close()
-    _finish(proc, run_dir, meta, status, error, plots)
+    _close_quietly(data_file)
+    with deferred_signals():
+        _finish(proc, run_dir, meta, status, error, plots)
     return RunOutcome(run_dir, status, proc.report, error)
 
 
+def _close_quietly(f) -> None:
+    try:
+        f.close()
+    except OSError:  # a full disk refuses the last flush: the record was incomplete anyway
+        pass
+
+
 def _finish(proc, run_dir, meta, status, error, plots) -> None:
-    """Write what the procedure collected (maps, trace, report), the final metadata and plots."""
+    """Write what the procedure collected (maps, trace, report), the final metadata and plots.
+    Each file is written atomically and on its own: a storage fault on one (disk full) is noted in
+    the metadata and never stops ``run.json`` from recording how the run ended."""
     try:
         proc.finalize()
     except Exception as exc:  # noqa: BLE001 - never lose the metadata because a summary failed
         error = (error + "; " if error else "") + f"finalize: {exc}"
+    problems = []
     if proc.maps or proc.trace or proc.series:
-        write_h5(run_dir / RUN_H5, proc.maps, proc.trace, proc.series)
+        try:
+            write_h5(run_dir / RUN_H5, proc.maps, proc.trace, proc.series)
+        except Exception as exc:  # noqa: BLE001 - h5py/OSError: the journal and data.csv still hold it
+            problems.append(f"{RUN_H5} not written ({str(exc).splitlines()[0][:100]})")
     report = dict(proc.report)
     report["status"] = status
     if error:
@@ -234,14 +347,17 @@ def _finish(proc, run_dir, meta, status, error, plots) -> None:
     if proc.safe_state is not None:
         report["safe_state"] = proc.safe_state
     proc.report = report
-    write_json(run_dir / REPORT_JSON, report)
+    try:
+        write_json(run_dir / REPORT_JSON, report)
+    except OSError as exc:
+        problems.append(f"{REPORT_JSON} not written ({exc.strerror or exc})")
     meta.update(status=status, ended=_now())
     if proc.safe_state is not None:
         meta["safe_state"] = proc.safe_state
-    if error:
-        meta["error"] = error
-    write_json(run_dir / RUN_JSON, meta)
-    if plots:
+    if error or problems:
+        meta["error"] = "; ".join([e for e in (error, *problems) if e])
+    write_status(run_dir / RUN_JSON, meta)
+    if plots and not problems:
         try:
             from ..report.plots import plot_run
             plot_run(run_dir)
