@@ -64,8 +64,17 @@ def bench():
 
 @pytest.fixture
 def station(bench, tmp_path):
-    """The station file of :func:`bench` (1 s instrument timeout)."""
-    return bench.write_station(tmp_path / "station.toml", timeout_ms=1000)
+    """The station file of :func:`bench`.  Its instrument timeout (30 s) is far above any reply
+    time, also on a loaded machine: no test depends on the host's speed.  Tests that inject a
+    dropped reply use :func:`fault_station`."""
+    return bench.write_station(tmp_path / "station.toml", timeout_ms=30000)
+
+
+@pytest.fixture
+def fault_station(bench, tmp_path):
+    """The station file of :func:`bench` for tests that drop a reply on purpose: the timeout
+    (3 s) is what such a test waits for, still ~100x a reply's time."""
+    return bench.write_station(tmp_path / "fault-station.toml", timeout_ms=3000)
 
 
 @pytest.fixture

@@ -198,7 +198,7 @@ def test_retention_through_the_instruments_matches_the_simulated_chip(tmp_path, 
     monkeypatch.setattr(HardwareCrossbar, "_wait", fake_wait)
     args = ["retention", "--size", "4x4", "--interval", "1e4", "--reads", "3", "--quiet", "--no-plots"]
     with mock_bench.MockBench(4, 4, preset=PRESET, seed=SEED, clock=clock) as bench:
-        station = bench.write_station(tmp_path / "st.toml", timeout_ms=1000)
+        station = bench.write_station(tmp_path / "st.toml", timeout_ms=30000)
         assert main([*args, "--station", str(station), "--out", str(tmp_path / "bench")]) == 0
         assert bench.violations == [] and bench.bench.all_off()
         assert bench.bench.age_chip() == pytest.approx(2e4, rel=1e-12)

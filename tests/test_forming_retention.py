@@ -246,7 +246,7 @@ def test_mock_bench_forms_a_cell_through_the_instruments(tmp_path):
         chip = bench.chip
         r, c = 1, 2
         assert not chip.stuck_mask[0, r, c]
-        station = load_station(bench.write_station(tmp_path / "station.toml", v_max=3.0, timeout_ms=1000))
+        station = load_station(bench.write_station(tmp_path / "station.toml", v_max=3.0, timeout_ms=30000))
         with HardwareCrossbar(station) as xb:
             before = xb.read(r, c).conductance[0, 0]
             assert before == pytest.approx(chip.params.device.g_pristine, rel=0.05)

@@ -173,8 +173,8 @@ def test_rule2_no_hot_switching_and_the_detector_works(bench, station):
     assert [v.kind for v in bench.violations] == ["hot-switch"]
 
 
-def test_rule3_timeout_leaves_everything_off_and_open(bench, station):
-    with HardwareCrossbar(load_station(station)) as xb:
+def test_rule3_timeout_leaves_everything_off_and_open(bench, fault_station):
+    with HardwareCrossbar(load_station(fault_station)) as xb:
         xb.read(1, 1)
         bench.emulators["K2600"].faults.no_reply_next = 1
         with pytest.raises(InstrumentTimeout, match="smu"):

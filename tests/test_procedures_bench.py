@@ -50,7 +50,7 @@ def test_read_tune_iv_endurance_retention_on_the_bench(bench, station, tmp_path)
 
 def test_forming_through_the_instruments(tmp_path):
     with MockBench(3, 3, preset="tio2-3it", seed=2, pristine=True) as bench:
-        station = bench.write_station(tmp_path / "st.toml", v_max=2.9, timeout_ms=1000)
+        station = bench.write_station(tmp_path / "st.toml", v_max=2.9, timeout_ms=30000)
         code, out = run_on(bench, station, ["form", "--size", "3x3", "--compliance", "1e-3"], tmp_path, "form")
         assert code == 0
         r = load_run(out)
@@ -76,7 +76,7 @@ def test_deploy_and_infer_on_the_bench(bench, station, tmp_path):
     assert len(inf.data) == 20 and inf.report["accuracy"] == pytest.approx(inf.data["Correct"].mean())
 
 
-def test_instrument_timeout_mid_tune_is_resumed(bench, station, tmp_path, capsys, monkeypatch):
+def test_instrument_timeout_mid_tune_is_resumed(bench, fault_station, tmp_path, capsys, monkeypatch):
     """An instrument that stops answering fails the run safely (outputs off, relays open — as
     confirmed by the instruments and said so — data kept, a resume hint); --resume continues on
     the same bench.  The fault is injected right after the third data.csv record (the runner's
@@ -93,13 +93,13 @@ def test_instrument_timeout_mid_tune_is_resumed(bench, station, tmp_path, capsys
             emu.faults.no_reply_next = 1          # the SMU stops answering once
 
     monkeypatch.setattr(runner, "after_record", fault_after_three_cells)
-    code, out = run_on(bench, station, ["tune", "--size", "3x3", "--seed", "2", "--parallel", "1"], tmp_path, "tune")
+    code, out = run_on(bench, fault_station, ["tune", "--size", "3x3", "--seed", "2", "--parallel", "1"], tmp_path, "tune")
     assert code == 2
     err = capsys.readouterr().err
     assert "--resume" in err and "confirmed smu outputs off (a, b), bias outputs off (1, 2), matrix relays open" in err
     r = load_run(out)
     assert r.status == "failed" and "Timeout" in r.meta["error"] and len(r.data) >= 3
-    code, _ = run_on(bench, station, ["tune", "--resume", str(out)], tmp_path, "unused")
+    code, _ = run_on(bench, fault_station, ["tune", "--resume", str(out)], tmp_path, "unused")
     assert code == 0
     r = load_run(out)
     p0 = r.data[r.data["Pass"] == 0]
