@@ -257,3 +257,17 @@ def test_parsing_never_takes_the_instrument_lock(mock, name, text):
     emu.process(text)
     assert len(emu.errors) == 1           # rejected as a whole, once
     drain_errors(emu)
+
+
+def test_tsp_anonymous_script_is_refused_whole(mock):
+    """QCoDeS's 2600 fast sweep sends `loadandrunscript` + Lua + `endscript` in one write: the
+    emulator runs no Lua, so the script is refused as a whole — none of its lines (here one that
+    would turn the output on) is executed on its own."""
+    emu = mock.emulators["K2600"]
+    drain_errors(emu)
+    with client(mock, "K2600") as c:
+        c.send("loadandrunscript\r\nsmua.source.output = 1\r\nfor i = 1, 3 do\r\nend\r\nendscript\n")
+        assert c.query("print(smua.source.output)") == "0.00000e+00"
+        reply = c.query("print(errorqueue.next())")
+        assert reply.startswith("-2.86000e+02\t") and "anonymous script" in reply
+        assert c.query("print(errorqueue.count)") == "0.00000e+00"

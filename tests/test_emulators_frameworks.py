@@ -95,6 +95,17 @@ def test_qcodes_keithley2450(serve):
     assert buffer.get_data(1, 1) == [pytest.approx(0.2 * g, rel=1e-6)]
     buffer.elements(["source_value", "measurement"])
     assert [float(x) for x in buffer.get_data(1, 1)] == [pytest.approx(0.2), pytest.approx(0.2 * g, rel=1e-6)]
+    buffer.trigger_start()                           # :TRAC:TRIG 'defbuffer1'
+    assert float(buffer.get_last_reading().split(",")[1]) == pytest.approx(0.2 * g, rel=1e-6)
+    with k.buffer("mine", size=100) as mine:         # :TRAC:MAKE ... :TRAC:DEL
+        assert mine.size() == 100 and mine.number_of_readings() == 0
+    k.buffer_name("defbuffer1")
+    k.sense.auto_zero_once()
+    k.clear_event_register()
+    k.clear_event_log()
+    k.abort()
+    k.wait()
+    no_errors(emu)
     k.source.sweep_setup(0.0, 0.2, 3)                # :SOUR:SWE:VOLT:LIN, :INIT, *WAI, :TRAC:DATA?
     assert list(k.sense.sweep()) == pytest.approx([0.0, 0.1 * g, 0.2 * g], rel=1e-6, abs=1e-15)
     k.output_enabled(False)

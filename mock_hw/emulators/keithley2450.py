@@ -369,7 +369,7 @@ class Keithley2450Emulator(ScpiInstrument):
         size = int(number(args[1], 10, BUFFER_MAX, "buffer size"))
         if len(self.buffers) >= MAX_BUFFERS or self._memory() + size > READING_MEMORY:
             raise CommandError(-225, "Out of memory: no room for the reading buffer")
-        if len(args) > 2:
+        if len(args) > 2 and args[2]:       # an empty style (QCoDeS sends "'name', size, ") is the default
             choice(args[2], {"STAN": "STAN", "STANDARD": "STAN", "COMP": "COMP", "COMPACT": "COMP",
                              "FULL": "FULL", "WRIT": "WRIT", "WRITABLE": "WRIT", "FULLWRIT": "FULLWRIT",
                              "FULLWRITABLE": "FULLWRIT"}, "buffer style")

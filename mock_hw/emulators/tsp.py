@@ -9,6 +9,7 @@ executed.  Numbers are printed the way a 2600B/707B prints them by default (``%.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Callable
 
 from .base import ESR_OPC, CommandError, EmulatedInstrument, failing, split_args
@@ -24,7 +25,8 @@ _NUMBER = re.compile(NUMBER)
 _STRING = re.compile(STRING)
 _PRINT = re.compile(r"print\((.*)\)", re.DOTALL)
 _CALL = re.compile(r"([A-Za-z_]\w*)(?:\.run)?\(\)")
-_LOADSCRIPT = re.compile(r"loadscript\s+([A-Za-z_]\w*)")
+_LOADSCRIPT = re.compile(r"(loadscript|loadandrunscript)(?:\s+([A-Za-z_]\w*))?")
+_SCRIPT_HEADS = ("loadscript", "loadandrunscript")
 
 
 def fmt(value) -> str:
@@ -51,6 +53,16 @@ def number(text: str) -> float:
     return float(text)
 
 
+@dataclass
+class _Loading:
+    """A script being received between ``loadscript`` / ``loadandrunscript`` and ``endscript``."""
+
+    name: str | None
+    run: bool
+    lines: list[str] = field(default_factory=list)
+    size: int = 0               # characters so far (bounded by MAX_SCRIPT)
+
+
 class TspInstrument(EmulatedInstrument):
     """An emulated TSP instrument.
 
@@ -59,7 +71,9 @@ class TspInstrument(EmulatedInstrument):
     ``print(a, b)`` prints values separated by tabs.  ``errorqueue.next()`` returns
     (code, message, severity, node) as the 2600B/707B do; ``errorqueue.count`` the queue length.
     ``loadscript NAME`` ... ``endscript`` stores the script text under NAME without running it;
-    :meth:`run_script` is called for ``NAME()`` or ``NAME.run()``.  ``*IDN?`` answers
+    :meth:`run_script` is called for ``NAME()`` or ``NAME.run()``; ``loadandrunscript [NAME]`` ...
+    ``endscript`` stores (if named) and then runs it the same way — an unnamed script is refused
+    (-286): its lines are never executed one by one.  ``*IDN?`` answers
     :attr:`idn`, ``localnode.model`` its model (``Model 2636B`` -> ``2636B``), ``localnode.serialno``
     its serial number, ``localnode.linefreq`` the line frequency (:attr:`line_frequency`).
 
@@ -77,7 +91,7 @@ class TspInstrument(EmulatedInstrument):
         self._statements: list[tuple[re.Pattern, Callable]] = []
         self._expressions: list[tuple[re.Pattern, Callable]] = []
         self.scripts: dict[str, str] = {}
-        self._loading: tuple[str, list[str]] | None = None
+        self._loading: _Loading | None = None
         parts = [p.strip() for p in self.idn.split(",")]
         self.model = parts[1].replace("Model ", "") if len(parts) > 1 else ""
         self.serial = parts[2] if len(parts) > 2 else ""
@@ -124,7 +138,7 @@ class TspInstrument(EmulatedInstrument):
     def split(self, message: str) -> list[str]:
         # several statements on one line are separated by whitespace in Lua; drivers here send one
         # statement per line, or separate them with ';' (also valid Lua)
-        if message.lstrip().startswith("loadscript"):
+        if message.lstrip().startswith(_SCRIPT_HEADS):
             return []       # the whole line is the script header (see bind)
         return message.split(";")
 
@@ -133,26 +147,37 @@ class TspInstrument(EmulatedInstrument):
         text = message.strip()
         if self._loading is not None:
             return [lambda: self._script_line(text)]
-        if text.startswith("loadscript"):
+        if text.startswith(_SCRIPT_HEADS):
             m = _LOADSCRIPT.fullmatch(text)
-            if not m:
+            if not m or (m.group(1) == "loadscript" and not m.group(2)):
                 return [failing(CommandError(-285, f"Program syntax error: {text[:60]}"))]
-            return [lambda: self._start_script(m.group(1))]
+            return [lambda: self._start_script(m.group(2), run=m.group(1) == "loadandrunscript")]
         return actions
 
-    def _start_script(self, name: str) -> None:
-        self._loading = (name, [])
+    def _start_script(self, name: str | None, run: bool) -> None:
+        self._loading = _Loading(name, run)
 
-    def _script_line(self, text: str) -> None:
-        name, lines = self._loading
+    def _script_line(self, text: str):
+        """One line of the script being loaded; ``endscript`` stores it (under its name) and, for
+        ``loadandrunscript``, runs it: only :meth:`run_script` decides what may run — the text of
+        an unnamed script is never executed, line by line or otherwise."""
+        loading = self._loading
         if text == "endscript":
-            self.scripts[name] = "\n".join(lines)
             self._loading = None
-        elif text:
-            if sum(map(len, lines)) + len(text) > MAX_SCRIPT:
+            if loading.name is not None:
+                self.scripts[loading.name] = "\n".join(loading.lines)
+            if not loading.run:
+                return None
+            if loading.name is None:
+                raise CommandError(-286, "TSP Runtime error: anonymous script not run (the emulator runs no Lua)")
+            return self.run_script(loading.name)
+        if text:
+            loading.size += len(text) + 1
+            if loading.size > MAX_SCRIPT:
                 self._loading = None
-                raise CommandError(-286, f"TSP Runtime error: script {name} longer than {MAX_SCRIPT} characters")
-            lines.append(text)
+                raise CommandError(-286, f"TSP Runtime error: script longer than {MAX_SCRIPT} characters")
+            loading.lines.append(text)
+        return None
 
     def compile(self, command: str):
         m = _PRINT.fullmatch(command)
