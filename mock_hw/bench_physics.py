@@ -194,6 +194,7 @@ class PhysicalBench:
         self.wall = wall
         self._wall_last = float(wall())
         self._used = False                  # no idle spell counts before a source was first turned on
+        self._relay_batch: str | None = None  # matrix whose relays are operating now (one command's)
         self.v_limit = v_limit
         self.dc_stress = dc_stress
         self._time_scale = check_time_scale(time_scale)
@@ -225,6 +226,7 @@ class PhysicalBench:
             wall = float(self.wall())
             if wall - self._wall_last >= self.idle_wall_min and self._idle() and self._used:
                 self.clock.advance(wall - self._wall_last)     # an explicit wait
+                self._relay_batch = None
             self._wall_last = wall
         now = float(self.clock())
         elapsed = now - self._last_event
@@ -299,7 +301,9 @@ class PhysicalBench:
                 self.closed.add(key)
             elif not closed:
                 self.closed.discard(key)
-            self._spend(self.times.relay_s, self.timing.relay_s)
+            if self._relay_batch != matrix:     # relays of one command operate together
+                self._spend(self.times.relay_s, self.timing.relay_s)
+            self._relay_batch = matrix
             if live:   # recorded once the relay has moved, so the record shows the state it left
                 self._violation(Violation(
                     "hot-switch", f"{matrix} relay {inp}-{pin} {'closed' if closed else 'opened'} "
@@ -309,6 +313,7 @@ class PhysicalBench:
         with self.lock:
             for key in [k for k in self.closed if k[0] == matrix]:
                 self.set_relay(*key, closed=False)
+            self._relay_batch = None            # the next command's relays operate on their own
 
     def closed_relays(self, matrix: str) -> list[tuple[str, str]]:
         with self.lock:
@@ -335,6 +340,7 @@ class PhysicalBench:
     def set_source(self, name: str, level: float | None = None, on: bool | None = None,
                    compliance: float | None = None) -> None:
         with self.lock:
+            self._relay_batch = None
             s = self.add_source(name)
             self._settle_dc()
             if level is not None:
@@ -401,6 +407,7 @@ class PhysicalBench:
     def measure_current(self, source: str) -> float:
         """Current out of ``source``'s HI terminal (A), limited by its compliance; 0 if off."""
         with self.lock:
+            self._relay_batch = None
             s = self.add_source(source)
             self._settle_dc(change=False)
             s.tripped = False
@@ -429,6 +436,7 @@ class PhysicalBench:
         """``source`` steps from ``base`` to ``amplitude`` for ``width`` s and back.  The array sees
         the pulse through the closed relays; returns the current at the top of the pulse (A)."""
         with self.lock:
+            self._relay_batch = None
             s = self.add_source(source)
             self._settle_dc(flush_age=True)   # the devices it writes start their new age exactly
             if abs(amplitude) > self.v_limit:

@@ -252,7 +252,10 @@ def test_emulated_clock_counts_instrument_durations_and_explicit_waits():
     bench = PhysicalBench(SimulatedCrossbar(2, 2, preset=PRESET, seed=SEED), clock=clock, times=times, wall=wall)
     bench.wire_input("M", "A", "SRC")
     bench.wire_pin("M", "r0", ("row", 0))
-    bench.set_relay("M", "A", "r0", True)                  # 3 ms
+    bench.wire_pin("M", "r1", ("row", 1))
+    bench.set_relay("M", "A", "r0", True)                  # 3 ms: the relays of one command
+    bench.set_relay("M", "A", "r1", True)                  # operate together
+    bench.set_relay("M", "A", "r1", False)
     wall.advance(5.0)                                      # a slow host while a relay is closed: nothing
     bench.set_source("SRC", level=0.2, on=True)            # 50 µs
     bench.measure_current("SRC")                           # 2 ms
