@@ -120,3 +120,45 @@ def model_file_small(tmp_path):
     path = tmp_path / "m.pt"
     save_model(path, res.model, cfg.to_dict(), {"test_accuracy": res.test_accuracy})
     return path
+
+
+def _pass0_pulsed_after(run_dir, start, stage="tune"):
+    from procedures.storage.journal import read_trace
+
+    tr = {k: v[start:] for k, v in read_trace(run_dir, [stage]).items()}
+    return {(int(a), int(b)) for a, b, k, p in zip(tr["row"], tr["col"], tr["kind"], tr["pass"]) if k == 1 and p == 0}
+
+
+def _finished_pass0(run_dir, stage="tune"):
+    from procedures.storage.run_data import read_data_csv
+
+    d = read_data_csv(run_dir / "data.csv")
+    d = d[(d["Stage"] == stage) & (d["Pass"] == 0)]
+    return {tuple(x) for x in d[["Row", "Col"]].to_numpy()}
+
+
+@pytest.mark.parametrize("kill_at", [1, 37])
+def test_sigkill_at_a_record_and_again_during_the_resume(tmp_path, kill_at):
+    """SIGKILL right after record ``kill_at`` (deterministic: the runner's hook), then again after
+    the 5th record of the resume itself; the last resume reports every cell once and no cell
+    finished before a kill is pulsed again in its pass."""
+    run_dir = tmp_path / "run"
+    base = [sys.executable, "-m", "procedures.cli", "tune", "--quiet", "--no-plots"]
+
+    def killed_run(args, n):
+        env = {**os.environ, "XBAR_KILL_AFTER_RECORDS": str(n)}
+        p = subprocess.run(base + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path, env=env)
+        assert p.returncode == -signal.SIGKILL, p.stderr.decode()
+
+    killed_run(["--size", "8x8", "--seed", "5", "--out", str(run_dir)], kill_at)
+    done1, start1 = _finished_pass0(run_dir), _trace_len(run_dir)
+    assert len(done1) == kill_at
+    killed_run(["--resume", str(run_dir)], 5)
+    done2, start2 = _finished_pass0(run_dir), _trace_len(run_dir)
+    assert done1 < done2 and not _pass0_pulsed_after(run_dir, start1) & done1
+    assert main(["tune", "--resume", str(run_dir), "--quiet", "--no-plots"]) == 0
+    r = load_run(run_dir)
+    d = r.data[r.data["Stage"] == "tune"]
+    assert r.status == "finished" and r.meta["resumes"] == 2
+    assert not d[["Pass", "Chip", "Row", "Col"]].duplicated().any() and len(d[d["Pass"] == 0]) == 64
+    assert not _pass0_pulsed_after(run_dir, start2) & done2

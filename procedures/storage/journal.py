@@ -156,17 +156,17 @@ class FileJournal(TuneJournal):
             self.flush()
 
     def flush(self) -> None:
-        """Chip state first (simulated chip), then the records it already holds."""
+        """Chip state first (simulated chip), then the records it already holds, in the order
+        they happened: the trace, the finished cells' rows, and only then the start of the next
+        pass (buffered rows all belong to earlier passes: a pass start flushes at once).  So a
+        kill between the rows and the pass start never hides a pass's unwritten rows behind a
+        later pass: the resume redoes those cells in their own pass."""
         self._last = time.monotonic()
         if not (self._rows or self._passes or self._trace):
             return
         if self.log.snapshot is not None:
             self.log.snapshot()
             self._wait = max(self.log.interval, SNAPSHOT_RATIO * (time.monotonic() - self._last))
-        if self._passes:
-            with open(self.passes_path, "a", encoding="utf-8") as f:
-                f.write("".join(line + "\n" for line in self._passes))
-            self._passes.clear()
         if self._trace:
             with open(self.trace_path, "ab") as f:
                 f.write(np.concatenate(self._trace).tobytes())
@@ -175,10 +175,14 @@ class FileJournal(TuneJournal):
         if getattr(self.log.emit, "tables", False):       # the terminal runner: one write per block
             for block in blocks:
                 self.log.emit("results_table", block)
-            return
-        for block in blocks:                               # e.g. pymeasure's Worker: row by row
-            for i in range(len(block["Chip"])):
-                self.log.emit("results", {k: v if np.ndim(v) == 0 else _scalar(v[i]) for k, v in block.items()})
+        else:
+            for block in blocks:                           # e.g. pymeasure's Worker: row by row
+                for i in range(len(block["Chip"])):
+                    self.log.emit("results", {k: v if np.ndim(v) == 0 else _scalar(v[i]) for k, v in block.items()})
+        if self._passes:
+            with open(self.passes_path, "a", encoding="utf-8") as f:
+                f.write("".join(line + "\n" for line in self._passes))
+            self._passes.clear()
 
 
 def _scalar(value):
