@@ -267,3 +267,23 @@ def test_emulated_clock_counts_instrument_durations_and_explicit_waits():
     wall.advance(10.0)
     bench.set_relay("M", "A", "r0", True)                  # 10 wall seconds later: an explicit wait
     assert clock() == pytest.approx(t_idle + 10.0 + 3e-3, rel=1e-12)
+
+
+def test_cli_clock_option_reaches_the_bench(tmp_path, capsys, monkeypatch):
+    """``xbar mock-bench --clock wall`` keeps the host's wall clock; the default is emulated."""
+    import time
+
+    from mock_hw.bench_physics import EmulatedClock
+    seen = []
+
+    class Spy(mock_bench.MockBench):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.bench.clock)
+
+    monkeypatch.setattr(mock_bench, "MockBench", Spy)
+    base = ["mock-bench", "--station-out", str(tmp_path / "st.toml"), "--size", "2x2", "--preset", "ideal",
+            "--duration", "0"]
+    assert main(base) == 0 and main([*base, "--clock", "wall"]) == 0
+    assert isinstance(seen[0], EmulatedClock) and seen[1] is time.monotonic
+    assert "wall clock" in capsys.readouterr().out

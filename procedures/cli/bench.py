@@ -20,8 +20,12 @@ def _mock_bench_args(m: argparse.ArgumentParser) -> None:
     m.add_argument("--realistic-timing", action="store_true",
                    help="add realistic latencies (measurement integration, relay switching, pulse set-up)")
     m.add_argument("--time-scale", type=float, default=1.0, metavar="X",
-                   help="the emulated chip ages X chip seconds (retention loss) per wall second "
+                   help="the emulated chip ages X chip seconds (retention loss) per bench second "
                         "(default 1; 0 freezes it, 1000 shows a day's loss in ~86 s)")
+    m.add_argument("--clock", choices=("emulated", "wall"), default="emulated",
+                   help="the bench's time: emulated instrument time (integration, settling, relays, pulses, "
+                        "and waits with everything off; results never depend on the host's load; default) "
+                        "or the host's wall clock (for demonstrations)")
     m.add_argument("--record", type=Path, default=None, metavar="RECORD.json",
                    help="keep the bench's safety record here (hot switches, shorts, limit violations, outputs "
                         "and relays, largest unselected-cell voltage): JSON, rewritten on every violation and "
@@ -38,7 +42,7 @@ def start_mock_bench(args, **station):
 
     time_scale = check_time_scale(args.time_scale, "--time-scale")
     bench = MockBench(*args.size, preset=args.preset, seed=args.seed, realistic_timing=args.realistic_timing,
-                      pristine=args.pristine, time_scale=time_scale)
+                      pristine=args.pristine, time_scale=time_scale, clock=args.clock)
     try:
         return bench, bench.write_station(args.station_out, variant=args.variant, **station)
     except BaseException:
@@ -51,7 +55,7 @@ def cmd_mock_bench(args) -> int:
     bench, path = start_mock_bench(args)
     time_scale = args.time_scale
     with bench:
-        aging = "" if time_scale == 1 else f", aging x{time_scale:g}"
+        aging = ("" if time_scale == 1 else f", aging x{time_scale:g}") + ("" if args.clock == "emulated" else ", wall clock")
         print(f"mock bench ({args.preset}, {args.size[0]}x{args.size[1]}, seed {args.seed}{aging}) running on 127.0.0.1:")
         for name, server in bench.servers.items():
             print(f"  {name:<6} {bench.resource(name)}")
