@@ -11,8 +11,9 @@ Trainers (2 → 8 sigmoid → 1, one network per seed):
 * ``xbarlab regular`` — xbarlab's recipe, plain weights.
 
 Evaluators, ``--transfers`` sampled transfers per network: ``drolet2023`` (the published transfer
-simulation, :mod:`models.drolet2023`) and ``xbarlab`` (the ``tio2-3it`` variability model with
-per-output scales and stuck compensation, :func:`models.evaluate.evaluate_statistical`).
+simulation, :mod:`models.drolet2023`) and ``xbarlab`` (xbarlab's pipeline: the ``tio2-3it``
+variability model, per-output scales and stuck compensation, for every network whatever its
+trainer; :func:`models.evaluate.evaluate_statistical`).
 
 Datasets: ``moons-paper`` (the paper's data, 172 of its 200 test points also training points) and
 ``moons-paper-clean`` (same test points, no leak).  Each row names its trainer, dataset and
@@ -25,12 +26,15 @@ Published: 79.5 % (aware) / 18.5 % (regular); the paper's code re-run: 76.3 ± 5
 under xbarlab's own pipeline ≥ 92 %.
 
 Usage: nice -n 10 python benchmarks/paper_drolet2023.py [--seeds 0 1 2 3 4] [--transfers 1000]
-       [--datasets moons-paper moons-paper-clean] [--quick]
+       [--datasets moons-paper moons-paper-clean] [--trainers NAME ...] [--json ROWS.json] [--quick]
+       python benchmarks/paper_drolet2023.py --table ROWS.json ...   (one table from parts run apart)
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -63,6 +67,18 @@ def trained(name: str, data, seeds, epochs_scale: float):
     return out
 
 
+HEAD = (f"{'trainer':<28}{'dataset':<19}{'evaluator':<12}{'N':>6}{'seeds':>6}{'points >= 95 %':>17}"
+        f"{'mean acc.':>11}{'software':>10}{'train s/net':>12}{'eval s':>8}")
+
+
+def row_text(r: dict) -> str:
+    frac = np.array(r["frac"])
+    sd = 100 * frac.std(ddof=1) if len(frac) > 1 else 0.0
+    return (f"{r['trainer']:<28}{r['dataset']:<19}{r['evaluator']:<12}{r['transfers']:>6}{len(frac):>6}"
+            f"{100 * frac.mean():9.1f} ± {sd:4.1f} %{100 * np.mean(r['acc']):10.1f} %{100 * r['software']:8.1f} %"
+            f"{r['train_s']:12.1f}{r['eval_s']:8.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -70,15 +86,22 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=["moons-paper", "moons-paper-clean"])
     ap.add_argument("--trainers", nargs="+", default=["paper aware", "paper regular", "xbarlab aware (drolet2023)",
                                                      "xbarlab aware (tio2-3it)", "xbarlab regular"])
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    ap.add_argument("--table", type=Path, nargs="+", default=None, help="print one table from these row files")
     ap.add_argument("--quick", action="store_true", help="2 seeds, 1/20 of the epochs, 200 transfers")
     a = ap.parse_args()
+    if a.table:
+        rows = [r for path in a.table for r in json.loads(path.read_text())]
+        print(HEAD)
+        for r in sorted(rows, key=lambda r: (r["dataset"], r["evaluator"], r["trainer"])):
+            print(row_text(r))
+        return
     scale = 1.0
     if a.quick:
         a.seeds, a.transfers, scale = a.seeds[:2], 200, 0.05
     print(f"Drolet et al. 2023 beside xbarlab: 2-8-1 half moons, seeds {a.seeds}, N = {a.transfers} transfers "
           f"per network and evaluator")
-    head = (f"{'trainer':<28}{'dataset':<19}{'evaluator':<12}{'points >= 95 %':>17}{'mean acc.':>11}"
-            f"{'software':>10}{'train s/net':>12}{'eval s':>8}")
+    print(HEAD)
     rows = []
     for ds in a.datasets:
         data = load_dataset(ds)
@@ -87,17 +110,18 @@ def main() -> None:
             soft = [float((m.eval()(data.x_test)[:, 0].detach() > 0).float().eq(data.y_test).float().mean())
                     for m, _ in nets]
             for ev_name, ev in EVALUATORS.items():
-                reps = [evaluate_statistical(m, data, ev, a.transfers, seed=1000 + s).report()
-                        for (m, _), s in zip(nets, a.seeds)]
-                frac = np.array([r["frac_points_ge_95"] for r in reps])
-                acc = np.array([r["mean_accuracy"] for r in reps])
-                rows.append((name, ds, ev_name, frac, acc, np.mean(soft), np.mean([w for _, w in nets]),
-                             np.mean([r["wall_s"] for r in reps])))
-                if len(rows) == 1:
-                    print(head)
-                print(f"{name:<28}{ds:<19}{ev_name:<12}{100 * frac.mean():9.1f} ± {100 * frac.std(ddof=1) if len(frac) > 1 else 0:4.1f} %"
-                      f"{100 * acc.mean():10.1f} %{100 * np.mean(soft):8.1f} %{rows[-1][6]:12.1f}{rows[-1][7]:8.2f}",
-                      flush=True)
+                reps = []
+                for (m, _), s in zip(nets, a.seeds):
+                    m.scales = "output" if ev_name == "xbarlab" else m.scales   # xbarlab's pipeline
+                    reps.append(evaluate_statistical(m, data, ev, a.transfers, seed=1000 + s).report())
+                rows.append({"trainer": name, "dataset": ds, "evaluator": ev_name, "transfers": a.transfers,
+                             "seeds": a.seeds, "frac": [r["frac_points_ge_95"] for r in reps],
+                             "acc": [r["mean_accuracy"] for r in reps], "software": float(np.mean(soft)),
+                             "train_s": float(np.mean([w for _, w in nets])),
+                             "eval_s": float(np.mean([r["wall_s"] for r in reps]))})
+                print(row_text(rows[-1]), flush=True)
+    if a.json:
+        a.json.write_text(json.dumps(rows, indent=1) + "\n")
     data = load_dataset(a.datasets[0])
     net = trained("xbarlab regular", data, [0], 0.01)[0][0]
     t0 = time.perf_counter()
