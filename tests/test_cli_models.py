@@ -174,3 +174,20 @@ def test_train_and_evaluate_on_the_paper_data_under_the_published_transfer_model
     # the evaluator and the dataset are named in every report, whatever the model
     assert main(["evaluate", str(model_file), "--transfers", "50", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["dataset"] == "moons"
+
+
+def test_fit_variability_follows_the_drift_measurement_protocol(tmp_path, capsys):
+    from procedures.cli import build_parser
+
+    args = build_parser().parse_args(["fit-variability", "--chip", "sim", "--size", "8x8", "--chips", "4",
+                                      "--order", "column", "--parallel", "1", "--passes", "1", "--drift-count",
+                                      "all", "--out", str(tmp_path / "v.json"), "--json", str(tmp_path / "r.json"),
+                                      "--quiet"])
+    assert args.parallel == 1
+    assert main(["fit-variability", "--chip", "sim", "--size", "8x8", "--chips", "4", "--order", "column",
+                 "--parallel", "1", "--passes", "1", "--drift-count", "all", "--out", str(tmp_path / "v.json"),
+                 "--json", str(tmp_path / "r.json"), "--quiet"]) == 0
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["model"]["drift_count"] == "all" and rep["tuning"]["passes_run"] == 1
+    # k reaches the far end of an 8x8 array: every later cell counts
+    assert max(row["k"] for row in rep["figures"]["drift"]["table"]) >= 40
