@@ -90,11 +90,22 @@ def main() -> None:
     ap.add_argument("--table", type=Path, nargs="+", default=None, help="print one table from these row files")
     ap.add_argument("--quick", action="store_true", help="2 seeds, 1/20 of the epochs, 200 transfers")
     a = ap.parse_args()
-    if a.table:
-        rows = [r for path in a.table for r in json.loads(path.read_text())]
+    if a.table:                         # parts run apart (e.g. seeds split over processes) join per row
+        rows: dict = {}
+        for path in a.table:
+            for r in json.loads(path.read_text()):
+                key = (r["dataset"], r["evaluator"], r["trainer"], r["transfers"])
+                if key in rows:
+                    m, k = rows[key], len(rows[key]["frac"])
+                    for f in ("software", "train_s", "eval_s"):
+                        m[f] = (m[f] * k + r[f] * len(r["frac"])) / (k + len(r["frac"]))
+                    for f in ("seeds", "frac", "acc"):
+                        m[f] = m[f] + r[f]
+                else:
+                    rows[key] = dict(r)
         print(HEAD)
-        for r in sorted(rows, key=lambda r: (r["dataset"], r["evaluator"], r["trainer"])):
-            print(row_text(r))
+        for key in sorted(rows):
+            print(row_text(rows[key]))
         return
     scale = 1.0
     if a.quick:
