@@ -85,15 +85,17 @@ def dask_cluster(tmp_path):
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     logs = [open(tmp_path / f"dask-{k}.log", "w") for k in range(3)]
+    local = ["--no-dashboard", "--dashboard-address", "127.0.0.1:0"]    # its HTTP server too: loopback only
     procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port",
-                               str(port), "--no-dashboard"], env=env, stdout=logs[0], stderr=subprocess.STDOUT)]
+                               str(port), *local], env=env, stdout=logs[0], stderr=subprocess.STDOUT)]
     try:
         for k in (1, 2):
             procs.append(subprocess.Popen([sys.executable, "-m", "dask", "worker", address, "--host", "127.0.0.1",
-                                           "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", f"w{k}"],
+                                           "--nthreads", "1", "--no-nanny", *local, "--name", f"w{k}"],
                                           env=env, stdout=logs[k], stderr=subprocess.STDOUT))
         with Client(address, timeout="120s") as client:        # waits until the scheduler answers
             client.wait_for_workers(2, timeout=180)             # ... and both workers have joined
+        assert _listening(p.pid for p in procs) <= {"127.0.0.1"}
         yield address, procs
     finally:
         for p in reversed(procs):
@@ -101,6 +103,23 @@ def dask_cluster(tmp_path):
             p.wait()
         for f in logs:
             f.close()
+
+
+def _listening(pids) -> set[str]:
+    """The addresses the processes ``pids`` listen on (TCP)."""
+    import psutil
+
+    return {c.laddr.ip for pid in pids for c in psutil.Process(pid).net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN}
+
+
+def test_the_embedded_cluster_listens_on_loopback_only():
+    from procedures.sweep.runner import _Cluster
+
+    with _Cluster(None, 1) as client:
+        pids = [os.getpid(), *client.run(os.getpid).values()]
+        addresses = _listening(pids)
+    assert addresses == {"127.0.0.1"}
 
 
 def _comparable(df):
