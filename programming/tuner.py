@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from .crossbar import Crossbar, parse_read_scheme, parse_write_scheme
+from .crossbar import Crossbar, WriteScheme, parse_read_scheme, parse_write_scheme
 from .mapping import check_targets
 from .schedule import ORDERS, SlotScheduler, cell_rank
 from .tune_result import CONVERGED, DISTURBED, FAILED, STATUS_NAMES, STUCK, UNTARGETED, TuneResult
@@ -184,6 +184,9 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
     if on_instrument and not (hasattr(xb, "write_verify_on_instrument") and xb.n_chips == 1):
         raise ValueError("the on-instrument write-verify loop needs a bench whose instrument runs it "
                          "(a station with a Keithley 2600B driving and sensing)")
+    if on_instrument and parse_write_scheme(cfg.write_scheme) is not WriteScheme.V2:
+        raise ValueError(f"the on-instrument write-verify loop writes with V/2 (its second SMU holds every "
+                         f"unselected line at half the amplitude), not {cfg.write_scheme}")
     full = (xb.n_chips, *xb.shape)
     tgt = np.asarray(targets, dtype=float)
     if tgt.shape == xb.shape:
