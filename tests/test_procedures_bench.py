@@ -58,7 +58,8 @@ def test_forming_through_the_instruments(tmp_path):
         assert bench.chip.formed_mask[0].sum() >= r.report["newly_formed"]
 
 
-def test_deploy_and_infer_on_the_bench(bench, station, tmp_path):
+@pytest.mark.parametrize("loop", [[], ["--on-instrument"]])
+def test_deploy_and_infer_on_the_bench(bench, station, tmp_path, loop):
     from models.model_io import save_model
     from models.train import TrainConfig, train
 
@@ -66,10 +67,12 @@ def test_deploy_and_infer_on_the_bench(bench, station, tmp_path):
     res = train(cfg)
     model = tmp_path / "tiny.pt"
     save_model(model, res.model, cfg.to_dict(), {"test_accuracy": res.test_accuracy})
-    code, out = run_on(bench, station, ["deploy", str(model), "--points", "20"], tmp_path, "dep")
+    code, out = run_on(bench, station, ["deploy", str(model), "--points", "20", *loop], tmp_path, "dep")
     assert code == 0
     rep = load_run(out).report
     assert rep["chip_shape"] == [4, 4] and rep["accuracy"]["test_points"] == 20
+    # the 2600B ran every cell's loop (one call per cell and pass) only when asked to
+    assert (bench.emulators["K2600"].wv_runs >= rep["tuning"]["cells"]) == bool(loop), rep["tuning"]
     code, out = run_on(bench, station, ["infer", str(model), "--points", "20"], tmp_path, "inf")
     assert code == 0
     inf = load_run(out)
