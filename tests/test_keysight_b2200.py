@@ -228,3 +228,22 @@ def test_garbled_reply_over_tcp(rig):
     emu.faults.garbled_next = 1
     with pytest.raises(InstrumentError, match="B2200"):
         inst.drain_errors()
+
+
+def test_emulator_bias_couple_and_auto_configuration(bench):
+    """B2200 User's Guide, chapter 5: bias mode connects the bias port to every bias-enabled output
+    no other input uses, and the bias port cannot be switched by hand; couple mode switches the
+    partner channel too; card 0 addresses the cards as one (auto configuration)."""
+    emu = KeysightB2200Emulator(bench, cards=2, inputs=14, outputs=12)
+    assert emu.process(":BIAS:PORT 1,10;:BIAS:CHAN:DIS:CARD 1;:BIAS:CHAN:ENAB (@11001:11003)") == []
+    emu.process(":CLOS (@10102);:BIAS 1,ON")
+    assert emu.process(":CLOS:CARD? 1") == ["(@10102,11001,11003)"]        # output 2 is in use
+    emu.process(":CLOS (@11005)")
+    assert emu.process(":SYST:ERR?")[0].startswith("-221,")                 # the bias port, by hand
+    emu.process(":OPEN (@10102)")
+    assert emu.process(":CLOS:CARD? 1") == ["(@11001,11002,11003)"]          # bias takes output 2 back
+    emu.process(":BIAS 1,OFF;:COUP:PORT 1,'3';:COUP 1,ON;:CLOS (@10305)")
+    assert emu.process(":CLOS:CARD? 1;:COUP:PORT? 1") == ["(@10305,10406);'3'"]
+    emu.process("*RST;:CLOS (@00115)")                                        # card 0: output 15 = card 2, output 3
+    assert emu.process(":CLOS:CARD? 2;:CLOS:CARD? 0") == ["(@20103);(@00115)"]
+    assert emu.process(":SYST:ERR?") == ['+0,"No error"']

@@ -99,18 +99,21 @@ class KeysightB2200Emulator(ScpiInstrument):
             return [int(a)]
         raise CommandError(-222, f"Data out of range: card {text.strip()[:10]!r}")
 
+    def _card_args(self, a: str, query: bool, what: str) -> tuple[list[str], list[int]]:
+        """(arguments, cards) of a per-card command: a query takes ``<card>``, a setting
+        ``<card>,<value>`` (-109 when missing)."""
+        args = split_args(a)
+        if (len(args) != 1) if query else (len(args) < 2):
+            raise CommandError(-109, "Missing parameter: card" + ("" if query else f" and {what}"))
+        return args, self._card(args[0])
+
     def _card_setting(self, key: str, options: dict):
         def handler(s, a, q):
-            args = split_args(a)
+            args, cards = self._card_args(a, q, key)
             if q:
-                if len(args) != 1:
-                    raise CommandError(-109, f"Missing parameter: card for {key}")
-                value = self.settings[self._card(args[0])[0]][key]
+                value = self.settings[cards[0]][key]
                 return ("1" if value else "0") if isinstance(value, bool) else value
-            if len(args) != 2:
-                raise CommandError(-109, f"Missing parameter: card and value for {key}")
-            cards = self._card(args[0])
-            value = choice(args[1], options, key)
+            value = choice(",".join(args[1:]), options, key)
             for card in cards:
                 self.settings[card][key] = value
                 self._apply_modes(card)
@@ -118,15 +121,10 @@ class KeysightB2200Emulator(ScpiInstrument):
 
     def _port(self, mode: str):
         def handler(s, a, q):
-            args = split_args(a)
+            args, cards = self._card_args(a, q, "input port")
             if q:
-                if len(args) != 1:
-                    raise CommandError(-109, "Missing parameter: card")
-                return str(self.settings[self._card(args[0])[0]][f"{mode}_port"])
-            if len(args) != 2:
-                raise CommandError(-109, "Missing parameter: card and input port")
-            cards = self._card(args[0])
-            port = int(number(args[1], -1, self.inputs, "input port"))
+                return str(self.settings[cards[0]][f"{mode}_port"])
+            port = int(number(",".join(args[1:]), -1, self.inputs, "input port"))
             if port == 0:
                 raise CommandError(-222, "Data out of range: input port 0")
             for card in cards:
@@ -137,14 +135,9 @@ class KeysightB2200Emulator(ScpiInstrument):
 
     def _port_list(self, key: str):
         def handler(s, a, q):
-            args = split_args(a)
+            args, cards = self._card_args(a, q, "port list")
             if q:
-                if len(args) != 1:
-                    raise CommandError(-109, "Missing parameter: card")
-                return "'" + ",".join(str(p) for p in self.settings[self._card(args[0])[0]][key]) + "'"
-            if len(args) < 2:
-                raise CommandError(-109, "Missing parameter: card and port list")
-            cards = self._card(args[0])
+                return "'" + ",".join(str(p) for p in self.settings[cards[0]][key]) + "'"
             text = ",".join(args[1:]).strip().strip("'\"")
             ports = []
             for item in (x.strip() for x in text.split(",") if x.strip()):
