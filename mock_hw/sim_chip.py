@@ -333,6 +333,52 @@ class SimulatedCrossbar(Crossbar):
         duration = np.where(active, width + self.params.timing.pulse_overhead_s, 0.0)
         return PulseResult(np.where(active, energy, 0.0), duration, compliance & active)
 
+    def _pulse_steps(self, rows, cols, amplitude, width, scheme, active) -> PulseResult:
+        """Steps (K, n_chips, L) of :meth:`~programming.crossbar.Crossbar.pulse_steps`.  When the
+        fast path's conditions hold for every step and no step can reach the compliance or switch a
+        half-selected cell (:meth:`_steps_plain`, checked once for all steps), each step is only
+        its selected cells' pulses: the same stages, in the same order with the same random draws,
+        as K :meth:`pulse` calls, so the result is bit for bit theirs.  Otherwise step by step."""
+        rows, cols = self._park_inactive(rows, cols, active)
+        if not (scheme is WriteScheme.V2 and self.params.r_line == 0 and self._steps_plain(rows, cols, amplitude,
+                                                                                            width, active)):
+            return super()._pulse_steps(rows, cols, amplitude, width, scheme, active)
+        energy = np.zeros(rows.shape)
+        for k in range(rows.shape[0]):
+            energy[k] = self._pulse_v2_concurrent(rows[k], cols[k], amplitude[k], width[k], active[k], screened=True)
+        self.n_pulse_ops += int(active.sum())
+        duration = np.where(active, width + self.params.timing.pulse_overhead_s, 0.0)
+        return PulseResult(np.where(active, energy, 0.0), duration, np.zeros(rows.shape, bool))
+
+    def _steps_plain(self, rows, cols, amplitude, width, active) -> bool:
+        """Whether, in every step (K, n_chips, L) of a V/2 :meth:`_pulse_steps`, the active lanes
+        of each chip are on distinct lines, no half-select reaches the lowest threshold on its line
+        (:meth:`_half_select_screens`; no unformed device), and no selected device can draw the
+        compliance current even at the largest conductance any device has or can reach."""
+        d = self.params.device
+        pop = self.population
+        if pop.unformed is not None and pop.unformed.any():
+            return False
+        k_idx, chip_idx, lane_idx = np.nonzero(active)
+        if not k_idx.size:
+            return True
+        v = amplitude[k_idx, chip_idx, lane_idx]
+        g_top = max(float(self._g.max()), d.g_max)          # switching clips to g_max; stuck ones stay
+        if float(np.abs(iv_current(g_top, np.abs(v).max(), d.beta, d.v_ref))) > self.limits.i_compliance:
+            return False
+        r, c = rows[k_idx, chip_idx, lane_idx], cols[k_idx, chip_idx, lane_idx]
+        step_chip = k_idx * self.n_chips + chip_idx
+        for keys in (step_chip * self.shape[0] + r, step_chip * self.shape[1] + c):
+            if np.bincount(keys).max() > 1:
+                return False
+        half_eq = equivalent_voltage(v / 2, width[k_idx, chip_idx, lane_idx], d)
+        screens = self._half_select_screens()
+        for line_of, line in (("row", r), ("col", c)):
+            lo_set, lo_reset, _ = screens[line_of]
+            if np.any((half_eq > lo_set[chip_idx, line]) | (-half_eq > lo_reset[chip_idx, line])):
+                return False
+        return True
+
     @staticmethod
     def _park_inactive(rows, cols, active):
         """Inactive lanes may carry any index (the interface checks only active ones): point them
@@ -371,13 +417,14 @@ class SimulatedCrossbar(Crossbar):
         col_keys = b * self.shape[1] + cols[active]
         return bool(np.bincount(col_keys, minlength=self.n_chips * self.shape[1]).max() <= 1)
 
-    def _pulse_v2_concurrent(self, rows, cols, amplitude, width, active):
+    def _pulse_v2_concurrent(self, rows, cols, amplitude, width, active, screened=False):
         """V/2 pulses of lanes on distinct lines, applied exactly in lane order.
 
         Every selected cell is hit by its own pulse only.  A half-selected cell lies on the row of
         at most one lane and the column of at most one other: its hits are applied in lane order
         (first hits, then second hits).  A half-select below the cell's threshold changes nothing,
         so only the cells it can switch are listed — usually none, which keeps a step cheap.
+        ``screened``: the caller has checked that no half-select can switch anything.
         """
         d = self.params.device
         n_rows, n_cols = self.shape
@@ -387,10 +434,11 @@ class SimulatedCrossbar(Crossbar):
         energy = self._energy_v2(chip_idx, lane_idx, r, c, amplitude, width, rows.shape)
         hit_b, hit_r, hit_c, hit_v, hit_w, hit_lane = [chip_idx], [r], [c], [v], [w], [lane_idx]
         half = v / 2
-        half_eq = equivalent_voltage(half, w, d)   # thresholds are compared with the width-equivalent voltage
         pop = self.population
-        screens = self._half_select_screens()
-        for axis_len, line_of in ((n_cols, "row"), (n_rows, "col")):
+        if not screened:
+            half_eq = equivalent_voltage(half, w, d)   # thresholds are compared with the width-equivalent voltage
+            screens = self._half_select_screens()
+        for axis_len, line_of in () if screened else ((n_cols, "row"), (n_rows, "col")):
             # only lanes whose half-select reaches the lowest threshold on their line can switch a
             # half-selected cell: the others' lines are not read at all (usually every lane)
             line = r if line_of == "row" else c

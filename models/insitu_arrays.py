@@ -259,13 +259,14 @@ class ChipArrays:
         Each tile works through its colours one after another, a colour as many times as its
         largest count (a device needing n pulses is in n calls); tiles (and chips) are
         independent, so one call carries one colour of every tile, and a pass costs
-        max over tiles of Σ_colours max count calls.  On a chip that works one cell at a time
+        max over tiles of Σ_colours max count calls.  The calls of a pass go to the chip as the
+        steps of one :meth:`~programming.crossbar.Crossbar.pulse_steps`.  On a chip that works one cell at a time
         (:attr:`one_at_a_time`) one call carries every pulse instead, device after device.
         """
         if not items:
             return
         rows, cols, table = self._tile_table([a for a, _, _ in items])
-        B, T = self.B, self.n_colors
+        B = self.B
         counts = np.concatenate([np.asarray(c).reshape(B, -1) for _, c, _ in items] + [np.zeros((B, 1))], axis=1)
         counts = counts.astype(np.int64)
         if counts.max() <= 0:
@@ -275,27 +276,34 @@ class ChipArrays:
         if self.one_at_a_time:
             self._pulse_in_turn(rows, cols, np.maximum(counts[:, :-1], 0), amp[:, :-1])
             return
-        rows = np.append(rows, 0)
-        cols = np.append(cols, 0)
-        need = counts[:, table].max(axis=3)                 # (B, tiles, colours): calls per colour
+        rows, cols, amp, act = self._color_steps(np.append(rows, 0), np.append(cols, 0), table, counts, amp)
+        self.xb.pulse_steps(rows, cols, amp, self.width, scheme="v/2", active=act)
+        self.pulses += act.sum(axis=(0, 2))
+        self.pulse_calls += act.shape[0]
+
+    def _color_steps(self, rows, cols, table, counts, amp):
+        """The pulse calls of a pass as steps ``(K, B, L)`` of :meth:`~programming.crossbar.Crossbar.
+        pulse_steps`: chip rows, chip columns, amplitudes (V) and the active mask of each lane, for
+        the devices' ``rows``, ``cols``, ``counts`` and ``amp`` (``(B, D + 1)``, padded) and the
+        colour ``table`` of :meth:`_tile_table`.  Step j carries, for each tile, the colour whose
+        turn it is (the colours one after another, each as many steps as its largest count) and
+        the devices of that colour with more than the colour's pulses so far; lanes inactive in
+        every step and chip are dropped."""
+        B, T = self.B, self.n_colors
+        need = counts[:, table].max(axis=3)                 # (B, tiles, colours): steps per colour
         cum = np.cumsum(need, axis=2)
         start = cum - need
-        b_idx = np.arange(B)[:, None, None]
-        t_idx = np.arange(table.shape[0])[None, :, None]
-        for j in range(int(cum[:, :, -1].max())):
-            color = np.minimum((cum <= j).sum(axis=2), T - 1)          # (B, tiles)
-            level = j - np.take_along_axis(start, color[..., None], axis=2)
-            busy = (j < cum[:, :, -1])[..., None]
-            devs = table[t_idx[..., 0], color]                          # (B, tiles, T)
-            act = busy & (counts[b_idx, devs] > level)
-            act = act.reshape(B, -1)
-            keep = act.any(axis=0)
-            devs = devs.reshape(B, -1)[:, keep]
-            act = act[:, keep]
-            self.xb.pulse(rows[devs], cols[devs], np.take_along_axis(amp, devs, axis=1), self.width,
-                          scheme="v/2", active=act)
-            self.pulses += act.sum(axis=1)
-            self.pulse_calls += 1
+        j = np.arange(int(cum[:, :, -1].max()))[:, None, None]                        # (K, 1, 1)
+        color = np.minimum((cum[None] <= j[..., None]).sum(axis=3), T - 1)           # (K, B, tiles)
+        level = j - np.take_along_axis(start[None], color[..., None], axis=3)[..., 0]
+        busy = j < cum[None, :, :, -1]
+        devs = table[np.arange(table.shape[0])[None, None, :], color]                # (K, B, tiles, T)
+        b_idx = np.arange(B)[None, :, None, None]
+        act = busy[..., None] & (counts[b_idx, devs] > level[..., None])
+        devs, act = devs.reshape(*act.shape[:2], -1), act.reshape(*act.shape[:2], -1)
+        keep = act.any(axis=(0, 1))
+        devs, act = devs[..., keep], act[..., keep]
+        return rows[devs], cols[devs], amp[b_idx[..., 0], devs], act
 
     @property
     def one_at_a_time(self) -> bool:

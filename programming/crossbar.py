@@ -204,6 +204,38 @@ class Crossbar(abc.ABC):
         self.limits.check_pulse(amplitude[active], width[active])
         return self._pulse(rows, cols, amplitude, width, scheme, active)
 
+    def pulse_steps(self, rows, cols, amplitude, width, scheme="v/2", active=None) -> PulseResult:
+        """``K`` :meth:`pulse` calls at once: step ``k`` is ``pulse(rows[k], cols[k], amplitude[k],
+        width[k], scheme, active[k])``, the steps applied in order.  ``rows`` / ``cols`` have shape
+        (K, L) (broadcast to every chip) or (K, n_chips, L); amplitude (V), width (s) and ``active``
+        are scalars or arrays of one of those shapes (or broadcast to them).  Every step is validated before the first is applied, so a bad
+        one raises and nothing is sourced.  Returns a :class:`PulseResult` of (K, n_chips, L) arrays.
+        A simulated chip applies the steps without the overhead of K calls."""
+        scheme = parse_write_scheme(scheme)
+        r, c = np.asarray(rows), np.asarray(cols)
+        if r.dtype.kind not in "iu" or c.dtype.kind not in "iu":
+            raise ValueError("row and column indices must be integers")
+        if r.ndim not in (2, 3) or c.ndim not in (2, 3) or r.shape[0] != c.shape[0]:
+            raise ValueError(f"pulse_steps lane indices must have shape (K, L) or (K, n_chips, L), got rows "
+                             f"{r.shape} and cols {c.shape}")
+        r, c = (a[:, None] if a.ndim == 2 else a for a in (r, c))
+        if r.shape[1] not in (1, self.n_chips) or c.shape[1] not in (1, self.n_chips):
+            raise ValueError(f"pulse_steps lanes have {max(r.shape[1], c.shape[1])} chips, crossbar has {self.n_chips}")
+        shape = (r.shape[0], self.n_chips, max(r.shape[-1], c.shape[-1]))
+        try:
+            r, c = (np.broadcast_to(a, shape).astype(np.intp) for a in (r, c))
+        except ValueError:
+            raise ValueError(f"rows {r.shape} and cols {c.shape} do not broadcast to (K, n_chips, L)") from None
+        def steps(value, name, dtype=float):   # (K, L) broadcast to every chip, like the lanes
+            value = np.asarray(value, dtype=dtype)
+            return self._broadcast(value[:, None] if value.ndim == 2 else value, shape, name, dtype)
+
+        act = np.ones(shape, bool) if active is None else steps(active, "active", bool)
+        self._check_cells(r.reshape(-1, shape[2]), c.reshape(-1, shape[2]), act.reshape(-1, shape[2]))
+        amplitude, width = steps(amplitude, "amplitude"), steps(width, "width")
+        self.limits.check_pulse(amplitude[act], width[act])
+        return self._pulse_steps(r, c, amplitude, width, scheme, act)
+
     def read_array(self, v_read: float | None = None, scheme="ground") -> np.ndarray:
         """Read every cell; returns conductances of shape (n_chips, rows, cols), S."""
         v = self.v_read if v_read is None else float(v_read)
@@ -278,6 +310,14 @@ class Crossbar(abc.ABC):
     @abc.abstractmethod
     def _mvm(self, v_rows: np.ndarray) -> np.ndarray: ...
 
+    def _pulse_steps(self, rows, cols, amplitude, width, scheme: WriteScheme, active) -> PulseResult:
+        """Validated steps (K, n_chips, L) of :meth:`pulse_steps`.  Default: one :meth:`_pulse` per
+        step, in order (what a bench does)."""
+        res = [self._pulse(rows[k], cols[k], amplitude[k], width[k], scheme, active[k]) for k in range(rows.shape[0])]
+        if not res:
+            return PulseResult(np.zeros(rows.shape), np.zeros(rows.shape), np.zeros(rows.shape, bool))
+        return PulseResult(*(np.stack([getattr(x, f) for x in res]) for f in ("energy", "duration", "compliance")))
+
     def _mvm_needed(self, v_rows: np.ndarray, need: np.ndarray) -> np.ndarray:
         """The product where ``need`` (bool, the output's shape) is True; other entries may hold
         anything.  Default: the whole product (a simulator computes every column at once)."""
@@ -288,10 +328,10 @@ class Crossbar(abc.ABC):
         time.sleep(seconds)
 
     # ------------------------------------------------------------------------------ helpers
-    def _broadcast(self, value, shape, name) -> np.ndarray:
-        arr = np.asarray(value, dtype=float)
+    def _broadcast(self, value, shape, name, dtype=float) -> np.ndarray:
+        arr = np.asarray(value, dtype=dtype)
         try:
-            return np.broadcast_to(arr, shape).astype(float)
+            return np.broadcast_to(arr, shape).astype(dtype)
         except ValueError:
             raise ValueError(f"{name} of shape {arr.shape} does not broadcast to lanes {shape}") from None
 

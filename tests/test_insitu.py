@@ -259,3 +259,19 @@ def test_multiclass_softmax_runs_and_learns():
 def test_software_sgd_baseline_solves_moons():
     res = train_software(load_dataset("moons"), hidden=8, config=InSituConfig(rule="sgd", epochs=20), runs=2)
     assert res.rule == "float" and np.all(res.final_accuracy >= 0.97)
+
+
+@pytest.mark.parametrize("rule", ["sgd", "manhattan", "tiki-taka", "shd"])
+def test_batched_pulse_steps_equal_one_pulse_call_per_step(moons, rule):
+    """The simulated chip applies a pass's pulse calls as the steps of one ``pulse_steps``; the
+    spy forwards them one ``_pulse`` at a time (the interface's default): bit for bit the same run."""
+    cfg = InSituConfig(rule=rule, epochs=1, batch_size=20, center_cycles=4, center_fine_cycles=2, seed=5)
+    fast = train_in_situ(chip(cfg, n_chips=2, seed=6), moons, hidden=4, config=cfg)
+    ref_chip = SpyCrossbar(chip(cfg, n_chips=2, seed=6))
+    ref = train_in_situ(ref_chip, moons, hidden=4, config=cfg)
+    assert len(ref_chip.pulses) == ref.pulse_calls == fast.pulse_calls
+    np.testing.assert_array_equal(fast.train_loss, ref.train_loss)
+    np.testing.assert_array_equal(fast.pulses, ref.pulses)
+    for a, b in zip(fast.weights, ref.weights):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(fast.network.io.xb.true_conductance, ref_chip.inner.true_conductance)

@@ -504,3 +504,56 @@ def test_floating_write_changes_selected_cell():
     np.testing.assert_array_equal(d, 0.0)  # uniform 4x4: others at 3V/7 or -V/7, below threshold
     e = W * g * (v ** 2 + 6 * (3 * v / 7) ** 2 + 9 * (v / 7) ** 2)
     assert res.energy[0, 0] == pytest.approx(e, rel=1e-9)
+
+
+# ------------------------------------------------------------------------------ pulse steps
+def _steps_case(case):
+    """(preset, rows, cols, amplitudes) of K = 3 steps on 2 chips of 8x8 (rows/cols (K, 2, L))."""
+    rng = np.random.default_rng(31)
+    rows = np.stack([np.stack([rng.permutation(8)[:4] for _ in range(2)]) for _ in range(3)])
+    cols = np.stack([np.stack([rng.permutation(8)[:4] for _ in range(2)]) for _ in range(3)])
+    sign = rng.choice([-1.0, 1.0], size=rows.shape)
+    if case == "plain":          # distinct lines, half-selects far below every threshold
+        return "asymmetric", rows, cols, 1.35 * sign
+    if case == "half-selects":   # V/2 of 2.4 V switches half-selected cells
+        return "ideal", rows, cols, 2.4 * sign
+    if case == "shared-lines":   # two lanes of a step on one row
+        rows[1, 0, 1] = rows[1, 0, 0]
+        return "asymmetric", rows, cols, 1.35 * sign
+    return "tio2-3it", rows, cols, 2.2 * sign   # "loud": every pulse is a disturb event elsewhere
+
+
+@pytest.mark.parametrize("case", ["plain", "half-selects", "shared-lines", "loud"])
+def test_pulse_steps_equal_one_pulse_call_per_step(case):
+    preset, rows, cols, amps = _steps_case(case)
+    active = np.ones(rows.shape, bool)
+    active[2, 1, 3] = False
+    make = lambda: SimulatedCrossbar(8, 8, n_chips=2, preset=preset, seed=5)  # noqa: E731
+    xb, ref = make(), make()
+    per_step = Spy(xb, "_pulse")
+    res = xb.pulse_steps(rows, cols, amps, 1e-7, active=active)
+    ref_res = [ref.pulse(rows[k], cols[k], amps[k], 1e-7, active=active[k]) for k in range(3)]
+    # bit for bit: same states, same later random draws, same energies and counters
+    np.testing.assert_array_equal(xb.true_conductance, ref.true_conductance)
+    np.testing.assert_array_equal(xb._n_disturb, ref._n_disturb)
+    np.testing.assert_array_equal(xb._t_written, ref._t_written)
+    assert xb._rng.random() == ref._rng.random()
+    np.testing.assert_array_equal(res.energy, np.stack([r.energy for r in ref_res]))
+    np.testing.assert_array_equal(res.duration, np.stack([r.duration for r in ref_res]))
+    assert xb.n_pulse_ops == ref.n_pulse_ops == active.sum()
+    assert not np.array_equal(xb.true_conductance, make().true_conductance)
+    assert per_step.n == (0 if case == "plain" else 3), "plain steps in one go, the others step by step"
+
+
+def test_pulse_steps_validate_every_step_before_the_first():
+    xb = SimulatedCrossbar(8, 8, preset="asymmetric", seed=5)
+    g0 = xb.true_conductance
+    amps = np.array([[1.3, -1.3], [1.3, 3.5]])             # the last step is over v_max
+    with pytest.raises(LimitError, match="exceeds the limit v_max"):
+        xb.pulse_steps([[0, 1], [2, 3]], [[0, 1], [2, 3]], amps, 1e-7)
+    with pytest.raises(ValueError, match="outside the 8x8 array"):
+        xb.pulse_steps([[0, 1], [2, 8]], [[0, 1], [2, 3]], 1.3, 1e-7)
+    with pytest.raises(ValueError, match=r"shape \(K, L\) or \(K, n_chips, L\)"):
+        xb.pulse_steps([0, 1], [0, 1], 1.3, 1e-7)
+    np.testing.assert_array_equal(xb.true_conductance, g0)
+    assert xb.n_pulse_ops == 0
