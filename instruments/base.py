@@ -190,22 +190,23 @@ class ErrorQueueMixin:
 
 class LevelOutputMixin:
     """The SourceChannel level/output/measure methods for a channel that has the properties
-    ``source_voltage`` (V), ``output_on`` (bool) and ``current`` (A)."""
+    ``source_voltage`` (V), ``source_enabled`` (bool) and ``current`` (A) — pymeasure's names for
+    them (``Keithley2400``/``Keithley2450``), shared by every xbarlab SMU driver."""
 
     def set_level(self, volts: float) -> None:
         """DC source level, V."""
         self.source_voltage = volts
 
     def enable(self) -> None:
-        self.output_on = True
+        self.source_enabled = True
 
     def disable(self) -> None:
         """Level 0 V, then output off."""
         self.source_voltage = 0.0
-        self.output_on = False
+        self.source_enabled = False
 
     def output_enabled(self) -> bool:
-        return bool(self.output_on)
+        return bool(self.source_enabled)
 
     def measure_current(self) -> float:
         """One current reading, A."""

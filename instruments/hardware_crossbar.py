@@ -43,9 +43,10 @@ import numpy as np
 from programming.crossbar import Crossbar, PulseResult, ReadResult, ReadScheme, SafetyLimits, WriteScheme
 
 from .base import short_reason
+from .limits import limits_for
 from .roles import InstrumentConnectionError, InstrumentError, InstrumentTimeout
 from .safe_state import SAFE_STATE_BUDGET_S, SafeSequence, SafeStateReport, deferred_signals
-from .station import DRIVERS, Station, source_ranges
+from .station import DRIVERS, PULSE_ROLE, ROLES, Station
 
 
 def open_instruments(station: Station) -> dict:
@@ -96,22 +97,65 @@ def channel(drivers: dict, station: Station, spec: str):
     return getattr(drivers[inst], attr) if attr else drivers[inst]
 
 
+def driver_class(station: Station, name: str) -> type:
+    """The driver class of instrument ``name`` of the station (imported, nothing connected)."""
+    module, cls, _ = DRIVERS[station.instruments[name].driver]
+    return getattr(importlib.import_module(module), cls)
+
+
+def instrument_limits(station: Station, name: str):
+    """What instrument ``name`` can do: its driver's record for the model the station names in
+    ``identity`` (:func:`instruments.limits.limits_for`; the family's most restrictive model when
+    the identity names none)."""
+    return limits_for(driver_class(station, name), station.instruments[name].identity)
+
+
+def write_instrument(station: Station) -> str:
+    """The instrument that gives the write pulses: the pulse generator when the station routes
+    one, else the drive channel's SMU."""
+    return station.channel_of("pulse" if "pulse" in station.roles else "drive")[0]
+
+
 def station_limits(station: Station) -> SafetyLimits:
-    """The limits a :class:`HardwareCrossbar` on ``station`` enforces: the station file's, with the
-    pulse widths narrowed to what the drive channel's instrument can source (its driver's pulse
-    widths, :func:`~instruments.station.source_ranges`; a 2450 has no pulse mode).
-    A station file that allows 100 ns pulses on a 2600B therefore refuses them before anything is
-    written, instead of failing in the driver halfway through a job.  Needs no connection."""
+    """The limits a :class:`HardwareCrossbar` on ``station`` enforces: the station file's, narrowed
+    to what its instruments can do (their drivers' ``MODEL_LIMITS``, from the manuals):
+
+    * pulse widths to the write instrument's (:func:`write_instrument`): 100 µs – 10 s on a 2600B,
+      50 µs – 100 ks on a B2900, 16 ns – 1000 ks on a 33500B; a 2450 has no pulse mode (its
+      pulses are DC steps, not narrowed);
+    * ``v_max`` to the write instrument's and the matrix's voltage, ``v_read_max`` to the drive
+      channel's; the compliance must be one every SMU of the routing can set.
+
+    A station file that allows 1 µs pulses on a 2636B therefore refuses them before anything is
+    written, instead of failing in the driver halfway through a job.  Needs no connection;
+    ValueError names the station, the instrument and the document when nothing is left."""
     lim = station.limits
-    inst, _ = station.channel_of("drive")
-    lo, hi = source_ranges(station.instruments[inst]).get("width", (0.0, float("inf")))
-    w_min, w_max = max(lim.width_min, float(lo)), min(lim.width_max, float(hi))
-    if w_min > w_max:
-        raise ValueError(f"station {station.name}: [limits] pulse widths {lim.width_min:g}..{lim.width_max:g} s "
-                         f"and the drive instrument's {lo:g}..{hi:g} s do not overlap")
-    if (w_min, w_max) == (lim.width_min, lim.width_max):
+    where = f"station {station.name}"
+    writer = write_instrument(station)
+    w = instrument_limits(station, writer)
+    w_min, w_max = lim.width_min, lim.width_max
+    if w.pulse_width is not None:
+        lo, hi = w.pulse_width
+        w_min, w_max = max(w_min, lo), min(w_max, hi)
+        if w_min > w_max:
+            raise ValueError(f"{where}: [limits] pulse widths {lim.width_min:g}..{lim.width_max:g} s and the "
+                             f"write instrument {writer} ({w.model})'s {lo:g}..{hi:g} s do not overlap "
+                             f"({w.document})")
+    matrix = instrument_limits(station, station.matrix)
+    v_max = min(lim.v_max, abs(w.voltage[0]), w.voltage[1], matrix.voltage_max)
+    drive = instrument_limits(station, station.channel_of("drive")[0])
+    v_read_max = min(lim.v_read_max, drive.voltage[1], matrix.voltage_max)
+    for role in ROLES:
+        if role in station.roles:
+            inst = station.channel_of(role)[0]
+            try:
+                instrument_limits(station, inst).check_compliance(lim.i_compliance)
+            except ValueError as exc:
+                raise ValueError(f"{where}: [limits] i_compliance: {inst} {exc}") from None
+    narrowed = dict(width_min=w_min, width_max=w_max, v_max=v_max, v_read_max=v_read_max)
+    if all(getattr(lim, k) == v for k, v in narrowed.items()):
         return lim
-    return replace(lim, width_min=w_min, width_max=w_max)
+    return replace(lim, **narrowed)
 
 
 def check_station(station: Station) -> list[dict]:
@@ -158,10 +202,17 @@ class HardwareCrossbar(Crossbar):
             close_instruments(self.drivers)
             raise
         self.matrix = self.drivers[station.matrix]
-        self.ch = {role: channel(self.drivers, station, spec) for role, spec in station.roles.items()}
+        self.ch = {role: channel(self.drivers, station, spec) for role, spec in station.roles.items()
+                   if role != PULSE_ROLE}
         self._sources = list({id(c): c for c in self.ch.values()}.values())
+        #: the pulse generator giving the write pulses (a PulseGenerator), or None: drive pulses
+        self.pulser = (channel(self.drivers, station, station.roles[PULSE_ROLE])
+                       if PULSE_ROLE in station.roles else None)
+        self._outputs = self._sources + ([self.pulser] if self.pulser is not None else [])
         #: ("instrument.channel", channel) of every source channel in use, once each
         self._source_specs = list({id(c): (station.roles[role], c) for role, c in self.ch.items()}.values())
+        if self.pulser is not None:
+            self._source_specs.append((station.roles[PULSE_ROLE], self.pulser))
         self.safe_report: SafeStateReport | None = None
         self._routed: tuple | None = None
         self._closed = False
@@ -172,6 +223,8 @@ class HardwareCrossbar(Crossbar):
             self._safe_state()
             for c in self._sources:
                 c.setup(station.limits.i_compliance, station.nplc)
+            if self.pulser is not None:
+                self.pulser.setup()
             self._check_errors()
         except BaseException:
             self.close()
@@ -192,7 +245,7 @@ class HardwareCrossbar(Crossbar):
             raise errors[0]
 
     def _outputs_off(self) -> None:
-        self._attempt_each([c.disable for c in self._sources])
+        self._attempt_each([c.disable for c in self._outputs])
 
     def _safe_state(self) -> None:
         """Every output off, then every relay open (in that order: no hot switching), each
@@ -241,7 +294,7 @@ class HardwareCrossbar(Crossbar):
             raise InstrumentError("safe state not confirmed: " + "; ".join(seq.report.unconfirmed))
 
     def _verify_off(self) -> None:
-        live = [ch.name for ch in self._sources if ch.output_enabled()]
+        live = [ch.name for ch in self._outputs if ch.output_enabled()]
         if live:
             raise InstrumentError(f"outputs still on after switching them off: {', '.join(live)}")
 
@@ -297,6 +350,8 @@ class HardwareCrossbar(Crossbar):
                     + [(other, p) for i, p in enumerate(st.row_pins) if i != r]
                     + [(other, p) for j, p in enumerate(st.col_pins) if j != c])
         conns = [(st.inputs[st.roles["drive"]], st.row_pins[r]), (st.inputs[st.roles["sense"]], st.col_pins[c])]
+        if PULSE_ROLE in st.roles:          # the generator shares the row (output off until a write)
+            conns.append((st.inputs[st.roles[PULSE_ROLE]], st.row_pins[r]))
         if bias and "bias_rows" in st.roles:
             rows_in = st.inputs[st.roles["bias_rows"]]
             cols_in = st.inputs[st.roles.get("bias_cols", st.roles["bias_rows"])]
@@ -406,9 +461,13 @@ class HardwareCrossbar(Crossbar):
         if "bias_cols" in held and self.ch.get("bias_cols", self.ch["bias_rows"]) is self.ch["bias_rows"]:
             raise ValueError(f"station {self.station.name}: V/3 writes need separate bias_rows and bias_cols "
                              f"channels")
+        if self.pulser is not None:
+            self.pulser.arm(pulse_v, w)     # checked against the generator's limits, output off
         try:
             self._bias(held)
             drive = self.ch["drive"]
+            if self.pulser is not None:
+                return self._generator_pulse(drive)
             try:
                 drive.pulse(pulse_v, w)
             except NotImplementedError:
@@ -417,6 +476,30 @@ class HardwareCrossbar(Crossbar):
             return bool(drive.compliance_tripped())
         finally:
             self._bias({})
+
+    def _generator_pulse(self, drive) -> bool:
+        """The armed pulse from the generator on the selected row, with ``drive`` (on the same row)
+        handed over so that the row is never floating and never driven by two different levels:
+        generator on (idling at 0 V, as drive is), drive off (confirmed), pulse (confirmed over),
+        drive back on at 0 V (confirmed), generator off (confirmed).  A generator has no current
+        limit: nothing trips (returns False)."""
+        gen = self.pulser
+        gen.enable()
+        if not gen.output_enabled():
+            raise InstrumentError(f"{gen.name}: output is off after it was enabled")
+        drive.disable()
+        if drive.output_enabled():
+            raise InstrumentError(f"{drive.name}: output still on before the generator's pulse")
+        gen.fire()
+        drive.set_level(0.0)
+        drive.enable()
+        if not drive.output_enabled():
+            raise InstrumentError(f"{drive.name}: output is off after the generator's pulse")
+        gen.disable()
+        if gen.output_enabled():
+            raise InstrumentError(f"{gen.name}: output still on after its pulse")
+        self.round_trips += 5
+        return False
 
     def write_verify_on_instrument(self, r: int, c: int, target: float, config=None) -> dict:
         """Tune cell (r, c) with the write-verify loop running *on* a Keithley 2600B: one call,

@@ -36,12 +36,20 @@ from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
 from .base import (DEFAULT_TIMEOUT_MS, ErrorQueueMixin, LevelOutputMixin,
                    TimeoutNamingMixin, adapter_for, on_off)
+from .limits import SourceLimits
 
-#: limits of the 2450 enforced by the validators
-V_MAX = 210.0
-ILIM_RANGE = (1e-9, 1.05)
+#: what a 2450 can source (Keithley 2450 Reference Manual, 2450-901-01: voltage source ranges up
+#: to 200 V (210 V programmable), ``:SOURce:VOLTage:ILIMit`` 1 nA – 1.05 A); the 2450 is a DC
+#: source-measure unit without a pulse mode, so ``pulse_width`` is None
+MODEL_LIMITS = {
+    "2450": SourceLimits(
+        "2450", "Keithley 2450 Reference Manual (2450-901-01), source ranges and :SOUR:VOLT:ILIM; "
+        "no pulse mode", voltage=(-210.0, 210.0), compliance_current=(1e-9, 1.05), pulse_width=None),
+}
+V_MAX = MODEL_LIMITS["2450"].voltage[1]
+ILIM_RANGE = MODEL_LIMITS["2450"].compliance_current
+#: ``:SENSe:CURRent:NPLCycles`` 0.01 – 10 (same manual)
 NPLC_RANGE = (0.01, 10.0)
-#: a safety net for :meth:`Keithley2450.drain_errors` (the 2450's queue holds fewer entries)
 
 
 def _sense_function(reply) -> str:
@@ -52,6 +60,8 @@ def _sense_function(reply) -> str:
 class Keithley2450(TimeoutNamingMixin, LevelOutputMixin, ErrorQueueMixin, _PymeasureKeithley2450):
     """Keithley 2450 SourceMeter.
 
+    ``MODEL_LIMITS`` / ``DEFAULT_MODEL``: what the model can source (:mod:`instruments.limits`).
+
     Args:
         resource: VISA resource string (``TCPIP::host::5025::SOCKET``, ``GPIB::18``, ``USB…``), a
             serial port / pyserial URL, or a ready pymeasure adapter.
@@ -59,6 +69,9 @@ class Keithley2450(TimeoutNamingMixin, LevelOutputMixin, ErrorQueueMixin, _Pymea
         timeout_ms: per-query timeout; a query without a reply raises
             :class:`~instruments.roles.InstrumentTimeout` naming this instrument and the command.
     """
+
+    MODEL_LIMITS = MODEL_LIMITS
+    DEFAULT_MODEL = "2450"
 
     def __init__(self, resource, name: str = "Keithley 2450", timeout_ms: int = DEFAULT_TIMEOUT_MS, **kwargs):
         super().__init__(adapter_for(resource, timeout_ms), name, **kwargs)
@@ -93,9 +106,10 @@ class Keithley2450(TimeoutNamingMixin, LevelOutputMixin, ErrorQueueMixin, _Pymea
         cast=bool,
     )
 
-    output_on = Instrument.control(
+    source_enabled = Instrument.control(
         ":OUTP?", ":OUTP %s",
-        """Control the output state (bool): ``:OUTP ON`` / ``:OUTP OFF``.""",
+        """Control the output state (bool): ``:OUTP ON`` / ``:OUTP OFF`` (pymeasure's name; its
+        2450 driver only reads it).""",
         validator=strict_discrete_set,
         values=(True, False),
         set_process=on_off,
@@ -138,7 +152,7 @@ class Keithley2450(TimeoutNamingMixin, LevelOutputMixin, ErrorQueueMixin, _Pymea
         _PymeasureKeithley2450.measure_current(self, nplc=nplc, current=current, auto_range=auto_range)
 
     def pulse(self, amplitude: float, width: float) -> None:
-        raise NotImplementedError("Keithley 2450 has no pulse mode")
+        raise NotImplementedError(f"Keithley 2450 has no pulse mode ({MODEL_LIMITS['2450'].document})")
 
     def compliance_tripped(self) -> bool:
         return bool(self.compliance_current_tripped)

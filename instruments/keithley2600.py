@@ -18,13 +18,15 @@ channels, ``next_error`` and ``check_errors`` stay available and unchanged) with
 
 Strings sent (channel ``a`` shown; ``b`` the same with ``smub`` and trigger timer 2):
 
-* setup(compliance=1e-3, nplc=1) — five lines, no reply::
+* setup(compliance=1e-3, nplc=1) — six lines, no reply (off means high impedance, so that a pulse
+  generator can drive the row this channel reads)::
 
     smua.source.func = smua.OUTPUT_DCVOLTS
     smua.source.levelv = 0
     smua.source.limiti = 0.001
     smua.measure.nplc = 1
     smua.measure.autorangei = smua.AUTORANGE_ON
+    smua.source.offmode = smua.OUTPUT_HIGH_Z
 
 * set_level(0.2): ``smua.source.levelv = 0.2``
 * enable(): ``smua.source.output = smua.OUTPUT_ON``; disable(): ``smua.source.levelv = 0`` then
@@ -32,7 +34,7 @@ Strings sent (channel ``a`` shown; ``b`` the same with ``smub`` and trigger time
   (prints ``1.00000e+00`` / ``0.00000e+00``)
 * measure_current(): ``print(smua.measure.i())``; compliance_tripped():
   ``print(smua.source.compliance)`` (prints ``true`` / ``false``)
-* pulse(1.5, 1e-6): ONE line, ONE reply — the output goes to 0 V and on, then a one-point
+* pulse(1.5, 1e-4): ONE line, ONE reply — the output goes to 0 V and on, then a one-point
   trigger-model sweep sources the amplitude; trigger timer 1, started by the source-complete
   event, ends the pulse after ``width`` and the end-pulse action returns to the idle level
   (``smua.source.levelv`` = 0 V); ``waitcomplete()`` waits for the sweep to finish and
@@ -43,14 +45,14 @@ Strings sent (channel ``a`` shown; ``b`` the same with ``smub`` and trigger time
     smua.trigger.arm.count = 1; smua.trigger.arm.stimulus = 0; smua.trigger.source.stimulus = 0;
     smua.trigger.count = 1; smua.trigger.endpulse.action = smua.SOURCE_IDLE;
     smua.trigger.endsweep.action = smua.SOURCE_IDLE; trigger.timer[1].count = 1;
-    trigger.timer[1].passthrough = false; trigger.timer[1].delay = 1e-06;
+    trigger.timer[1].passthrough = false; trigger.timer[1].delay = 0.0001;
     trigger.timer[1].stimulus = smua.trigger.SOURCE_COMPLETE_EVENT_ID;
     smua.trigger.endpulse.stimulus = trigger.timer[1].EVENT_ID; smua.trigger.initiate(); waitcomplete();
     print(1)
 
-  (sent on one line, ``"; "``-separated, as printed by :func:`pulse_command`).  The 2636B's
-  specified minimum pulse width is about 100 µs; a shorter width is programmed as asked but the
-  output does not settle, so the device sees a shorter, lower pulse.
+  (sent on one line, ``"; "``-separated, as printed by :func:`pulse_command`).  Widths below the
+  2600B's specified 100 µs are refused before anything is written (``MODEL_LIMITS``): the timer
+  would take them, but the output does not settle, so the device would see a shorter, lower pulse.
 * identity(): ``*IDN?``; drain_errors(): ``print(errorqueue.next())`` until code 0 (reply
   ``code<TAB>message<TAB>severity<TAB>node``).
 * load_write_verify(): ``loadscript xbarwv``, the script's lines, ``endscript``,
@@ -80,6 +82,7 @@ from programming.tuner import TunerConfig
 
 from .base import (DEFAULT_TIMEOUT_MS, ErrorQueueMixin, TimeoutNamingMixin,
                    adapter_for, parse_tsp_error)
+from .limits import SourceLimits
 from .roles import InstrumentError, InstrumentTimeout
 
 #: name of the named TSP script holding the write-verify function, and the function it defines
@@ -88,11 +91,30 @@ SCRIPT_FUNCTION = "xbar_wv"
 SCRIPT_RESOURCE = ("tsp", "xbar_write_verify.lua")
 #: the statuses the write-verify script reports
 WRITE_VERIFY_STATUSES = ("converged", "failed", "stuck")
-#: source range of a 2636B, V; current limit range, A; NPLC range
-VOLTAGE_RANGE = (-200.0, 200.0)
-LIMIT_I_RANGE = (1e-11, 1.5)
+_DOC = ("Series 2600B Reference Manual (2600BS-901-01): 'Although the 2600B can create pulses, it is "
+        "not a pulse generator'; 2600B data sheet, pulse characteristics: minimum programmable pulse "
+        "width 100 µs, resolution 1 µs; source ranges and smuX.source.limiti")
+
+
+def _model(name: str, volts: float, amps: float) -> SourceLimits:
+    return SourceLimits(name, _DOC, voltage=(-volts, volts), compliance_current=(1e-11, amps),
+                        pulse_width=(100e-6, 10.0), pulse_width_resolution=1e-6)
+
+
+#: per model: the 40 V / 3 A family (2601B, 2602B, 2604B) and the 200 V / 1.5 A family (2611B,
+#: 2612B, 2614B, 2634B, 2635B, 2636B); DC current limits (pulsed currents above them are not
+#: used here).  Pulses are built from the trigger model (:func:`pulse_command`) and specified from
+#: 100 µs; the longest is capped at 10 s by this driver (not an instrument limit).
+MODEL_LIMITS = {m: _model(m, 40.0, 3.0) for m in ("2601B", "2602B", "2604B")}
+MODEL_LIMITS.update({m: _model(m, 200.0, 1.5) for m in ("2611B", "2612B", "2614B", "2634B", "2635B", "2636B")})
+#: source range of a 2636B, V; current limit range, A; NPLC range (smuX.measure.nplc 0.001 – 25)
+VOLTAGE_RANGE = MODEL_LIMITS["2636B"].voltage
+LIMIT_I_RANGE = MODEL_LIMITS["2636B"].compliance_current
 NPLC_RANGE = (0.001, 25.0)
-#: pulse widths accepted, s (the trigger timer's delay)
+#: pulse widths :meth:`SmuChannel.pulse` accepts, s (the 2600B's specified pulses)
+PULSE_WIDTH_RANGE = MODEL_LIMITS["2636B"].pulse_width
+#: widths the on-instrument write-verify script accepts (its trigger timer's delay), s; the script
+#: still takes widths below the specified 100 µs (the output does not settle there)
 WIDTH_RANGE = (1e-6, 10.0)
 #: the trigger timer each channel's pulse() uses (the script uses timer 1)
 PULSE_TIMER = {"a": 1, "b": 2}
@@ -156,29 +178,29 @@ def pulse_command(ch: str, amplitude: float, width: float) -> str:
 class SmuChannel(Channel):
     """One 2600B SMU channel (``smua`` / ``smub``) as a :class:`~instruments.roles.SourceChannel`."""
 
-    level_v = Channel.control(
+    source_voltage = Channel.control(
         "print(smu{ch}.source.levelv)", "smu{ch}.source.levelv = %g",
         """Control the DC voltage source level, V (smuX.source.levelv).""",
         validator=strict_range, values=VOLTAGE_RANGE,
     )
-    limit_i = Channel.control(
+    compliance_current = Channel.control(
         "print(smu{ch}.source.limiti)", "smu{ch}.source.limiti = %g",
         """Control the current compliance limit, A (smuX.source.limiti).""",
         validator=strict_range, values=LIMIT_I_RANGE,
     )
-    nplc = Channel.control(
+    current_nplc = Channel.control(
         "print(smu{ch}.measure.nplc)", "smu{ch}.measure.nplc = %g",
         """Control the measurement integration time, power-line cycles (smuX.measure.nplc).""",
         validator=strict_range, values=NPLC_RANGE,
     )
-    output = Channel.control(
+    source_enabled = Channel.control(
         "print(smu{ch}.source.output)", "smu{ch}.source.output = smu{ch}.OUTPUT_%s",
         """Control the output state, True = on (smuX.source.output = smuX.OUTPUT_ON/OUTPUT_OFF;
         the query prints 1 for on, 0 for off, 2 for high-Z).""",
         validator=strict_discrete_set, values=(True, False),
         set_process=lambda v: "ON" if v else "OFF", get_process=lambda v: v == 1,
     )
-    source_function = Channel.control(
+    source_mode = Channel.control(
         "print(smu{ch}.source.func)", "smu{ch}.source.func = smu{ch}.OUTPUT_DC%s",
         """Control the source function, "voltage" or "current" (smuX.source.func =
         smuX.OUTPUT_DCVOLTS / OUTPUT_DCAMPS; the query prints 1 / 0).""",
@@ -186,7 +208,15 @@ class SmuChannel(Channel):
         set_process=lambda v: "VOLTS" if v == "voltage" else "AMPS",
         get_process=lambda v: "voltage" if v == 1 else "current",
     )
-    current_autorange = Channel.setting(
+    output_off_mode = Channel.control(
+        "print(smu{ch}.source.offmode)", "smu{ch}.source.offmode = smu{ch}.OUTPUT_%s",
+        """Control what output off means: "normal" (0 V through the off current limit), "zero" or
+        "high_z" (the output relay opens; 2600B reference manual, smuX.source.offmode; the query
+        prints 0 / 1 / 2).""",
+        validator=strict_discrete_set, values=("normal", "zero", "high_z"),
+        set_process=lambda v: v.upper(), get_process=lambda v: {0: "normal", 1: "zero", 2: "high_z"}.get(v, v),
+    )
+    current_range_auto = Channel.setting(
         "smu{ch}.measure.autorangei = smu{ch}.AUTORANGE_%s",
         """Set current-measurement autoranging, True = on.""",
         validator=strict_discrete_set, values=(True, False),
@@ -196,7 +226,7 @@ class SmuChannel(Channel):
         "print(smu{ch}.measure.i())",
         """Measure one current reading, A (positive = out of HI).""",
     )
-    compliance = Channel.measurement(
+    compliance_current_tripped = Channel.measurement(
         "print(smu{ch}.source.compliance)",
         """Get whether the source is in compliance (the instrument prints true / false).""",
         cast=str, get_process=_bool_reply,
@@ -212,25 +242,26 @@ class SmuChannel(Channel):
         0 V; the output state is left as it is.  Both values are checked before anything is sent."""
         strict_range(compliance, LIMIT_I_RANGE)
         strict_range(nplc, NPLC_RANGE)
-        self.source_function = "voltage"
-        self.level_v = 0
-        self.limit_i = compliance
-        self.nplc = nplc
-        self.current_autorange = True
+        self.source_mode = "voltage"
+        self.source_voltage = 0
+        self.compliance_current = compliance
+        self.current_nplc = nplc
+        self.current_range_auto = True
+        self.output_off_mode = "high_z"     # off: disconnected, so a pulse generator may share the row
 
     def set_level(self, volts: float) -> None:
-        self.level_v = volts
+        self.source_voltage = volts
 
     def enable(self) -> None:
-        self.output = True
+        self.source_enabled = True
 
     def disable(self) -> None:
         """Level 0 V, then output off."""
-        self.level_v = 0
-        self.output = False
+        self.source_voltage = 0
+        self.source_enabled = False
 
     def output_enabled(self) -> bool:
-        return self.output
+        return self.source_enabled
 
     def measure_current(self) -> float:
         value = self.current
@@ -243,10 +274,10 @@ class SmuChannel(Channel):
         (one line, see :func:`pulse_command`); the output is left on at 0 V.  Returns once the
         instrument has confirmed the end of the pulse (``waitcomplete()`` then ``print(1)``), so
         a switch matrix is never switched while the pulse is still on: one round trip."""
-        strict_range(amplitude, VOLTAGE_RANGE)
-        strict_range(width, WIDTH_RANGE)
         if not (math.isfinite(amplitude) and math.isfinite(width)):
             raise ValueError("pulse amplitude and width must be finite")
+        strict_range(amplitude, VOLTAGE_RANGE)
+        strict_range(width, PULSE_WIDTH_RANGE)
         reply = self.parent.ask(pulse_command(self.id, float(amplitude), float(width))).strip()
         try:
             done = float(reply) == 1
@@ -256,7 +287,7 @@ class SmuChannel(Channel):
             raise InstrumentError(f"{self.parent.name}: {self.name} pulse not confirmed (reply {reply[:40]!r})")
 
     def compliance_tripped(self) -> bool:
-        return self.compliance
+        return self.compliance_current_tripped
 
 
 class Keithley2600(TimeoutNamingMixin, ErrorQueueMixin, _PymeasureKeithley2600):
@@ -271,6 +302,9 @@ class Keithley2600(TimeoutNamingMixin, ErrorQueueMixin, _PymeasureKeithley2600):
 
     error_query = "print(errorqueue.next())"
     parse_error_reply = staticmethod(parse_tsp_error)
+
+    MODEL_LIMITS = MODEL_LIMITS
+    DEFAULT_MODEL = "2636B"
 
     smua = Instrument.ChannelCreator(SmuChannel, "a")
     smub = Instrument.ChannelCreator(SmuChannel, "b")

@@ -24,7 +24,17 @@ from pymeasure.instruments import Instrument
 
 from .base import (DEFAULT_TIMEOUT_MS, ErrorQueueMixin, TimeoutNamingMixin,
                    adapter_for, channel_list_validator, parse_tsp_error)
+from .limits import MatrixLimits
 from .roles import InstrumentError
+
+#: 707B mainframe: 6 slots sharing rows A–H over the backplane; the 7174A low-current matrix card
+#: is 8 rows x 12 columns, 200 V, 1 A switched (707B/708B Reference Manual; 7174A data sheet)
+MODEL_LIMITS = {
+    "707B": MatrixLimits("707B + 7174A", "707B/708B Reference Manual; 7174A Low Current Matrix Card data "
+                         "sheet", cards=6, inputs=8, outputs=12, voltage_max=200.0, current_max=1.0),
+    "708B": MatrixLimits("708B + 7174A", "707B/708B Reference Manual; 7174A Low Current Matrix Card data "
+                         "sheet", cards=1, inputs=8, outputs=12, voltage_max=200.0, current_max=1.0),
+}
 
 #: one 707B/708B channel: slot 1-6, row A-H, column 01-12
 CHANNEL_RE = re.compile(r"^[1-6][A-H](0[1-9]|1[0-2])$")
@@ -88,6 +98,9 @@ class Keithley707B(TimeoutNamingMixin, ErrorQueueMixin, Instrument):
         """Close exactly the channels given and open every other channel.""",
         validator=validate_channel_list,
     )
+
+    MODEL_LIMITS = MODEL_LIMITS
+    DEFAULT_MODEL = "707B"
 
     def __init__(self, resource, name: str = "Keithley 707B", timeout_ms: int = DEFAULT_TIMEOUT_MS, **kw):
         super().__init__(adapter_for(resource, timeout_ms), name, includeSCPI=False, **kw)

@@ -1,18 +1,19 @@
 """Keysight (Agilent) B2200A / B2201A / E5250A switching matrix (SCPI) as a
 :class:`~instruments.roles.Matrix`.
 
-Relay addressing (see :mod:`instruments.roles`): input = card digit + two-digit input port
-(``"103"`` = card 1, input 03), pin = card digit + two-digit output port (``"105"`` = card 1,
-output 05); the channel is ``card + input + output``: ("103", "105") -> ``10305``.  Input and pin
-must be on the same card; cards 1..``cards`` (card 0, the auto-configuration pseudo-card, is not
-used by this driver), inputs 01–14, outputs 01–48.
+Relay addressing (see :mod:`instruments.roles`): the mainframe's 14 input ports are shared by
+every matrix card (module) installed, and each card has 12 output ports (B2200 User's Guide, normal
+configuration mode).  So input = two-digit input port ``"01"``–``"14"``, pin = card digit 1–4 +
+two-digit output port 01–12 (``"205"`` = card 2, output 05); the channel is ``card + input +
+output``: ("03", "205") -> ``20305``.  Up to 4 cards: 48 crossbar lines on one mainframe.  (The
+auto-configuration mode, card 0, is not used by this driver.)
 
 Commands sent:
 
 * ``:ROUT:OPEN:CARD ALL``                — :meth:`KeysightB2200.open_all`
-* ``:ROUT:CLOS (@10305,10406)``          — :meth:`KeysightB2200.close` (one command)
-* ``:ROUT:CLOS:CARD? <card>``            — :meth:`KeysightB2200.closed`, once per card; the reply
-  is the closed channels of that card as a channel list, ``(@10305,10406)``, or ``(@)`` if none
+* ``:ROUT:CLOS (@10305,20406)``          — :meth:`KeysightB2200.close` (one command, any cards)
+* ``:ROUT:CLOS:CARD? ALL``               — :meth:`KeysightB2200.closed`; the reply is the closed
+  channels of every card as a channel list, ``(@10305,20406)``, or ``(@)`` if none
 * ``*IDN?``                              — :meth:`KeysightB2200.identity`
 * ``:SYST:ERR?``                         — :meth:`KeysightB2200.drain_errors`; ``+0,"No error"``
   ends the queue
@@ -26,21 +27,27 @@ from pymeasure.instruments.generic_types import SCPIMixin
 
 from .base import (DEFAULT_TIMEOUT_MS, ErrorQueueMixin, TimeoutNamingMixin,
                    adapter_for, channel_list_validator)
+from .limits import MatrixLimits
 from .roles import InstrumentError
 
-#: one channel: card 1-4, input 01-14, output 01-48
-CHANNEL_RE = re.compile(r"^[1-4](0[1-9]|1[0-4])(0[1-9]|[1-3][0-9]|4[0-8])$")
-_INPUT_RE = re.compile(r"^[1-4](0[1-9]|1[0-4])$")
-_PIN_RE = re.compile(r"^[1-4](0[1-9]|[1-3][0-9]|4[0-8])$")
+_DOC = ("Agilent B2200 User's Guide: 4 module slots, each B2210A (B2200A) / B2211A (B2201A) module "
+        "14 inputs x 12 outputs; ±200 V, 1 A per path")
+MODEL_LIMITS = {m: MatrixLimits(m, _DOC, cards=4, inputs=14, outputs=12, voltage_max=200.0, current_max=1.0)
+                for m in ("B2200A", "B2201A")}
+
+#: one channel: card 1-4, input 01-14, output 01-12
+CHANNEL_RE = re.compile(r"^[1-4](0[1-9]|1[0-4])(0[1-9]|1[0-2])$")
+_INPUT_RE = re.compile(r"^(0[1-9]|1[0-4])$")
+_PIN_RE = re.compile(r"^[1-4](0[1-9]|1[0-2])$")
 _LIST_RE = re.compile(r"^\(@\s*([0-9,\s]*)\)$")
 
 
 validate_channel_list = channel_list_validator(
-    "B2200", CHANNEL_RE, "card 1-4 + input 01-14 + output 01-48, e.g. '10305'")
+    "B2200", CHANNEL_RE, "card 1-4 + input 01-14 + output 01-12, e.g. '10305'")
 
 
 def parse_channel_list(reply) -> set[tuple[str, str]]:
-    """``"(@10305,10406)"`` / ``"(@)"`` -> {("103", "105"), ("104", "106")}."""
+    """``"(@10305,20406)"`` / ``"(@)"`` -> {("03", "105"), ("04", "206")}."""
     text = str(reply).strip()
     m = _LIST_RE.match(text)
     if not m:
@@ -52,19 +59,16 @@ def parse_channel_list(reply) -> set[tuple[str, str]]:
             continue
         if not CHANNEL_RE.match(ch):
             raise ValueError(f"unexpected channel {ch[:20]!r} in reply {text[:60]!r}")
-        out.add((ch[:3], ch[0] + ch[3:]))
+        out.add((ch[1:3], ch[0] + ch[3:]))
     return out
 
 
 def channel_name(inp: str, pin: str) -> str:
-    """(input, pin) -> channel: ("103", "105") -> "10305"."""
+    """(input, pin) -> channel: ("03", "205") -> "20305"."""
     if not isinstance(inp, str) or not isinstance(pin, str) or not _INPUT_RE.match(inp) or not _PIN_RE.match(pin):
-        raise ValueError(f"invalid B2200 relay (input {inp!r}, pin {pin!r}): input is card digit + "
-                         f"input port 01-14, pin is card digit + output port 01-48, e.g. ('103', '105')")
-    if inp[0] != pin[0]:
-        raise ValueError(f"invalid B2200 relay (input {inp!r}, pin {pin!r}): input and pin are on "
-                         f"different cards")
-    return inp + pin[1:]
+        raise ValueError(f"invalid B2200 relay (input {inp!r}, pin {pin!r}): input is the input port "
+                         f"01-14, pin is card digit 1-4 + output port 01-12, e.g. ('03', '205')")
+    return pin[0] + inp + pin[1:]
 
 
 class KeysightB2200(TimeoutNamingMixin, ErrorQueueMixin, SCPIMixin, Instrument):
@@ -74,7 +78,8 @@ class KeysightB2200(TimeoutNamingMixin, ErrorQueueMixin, SCPIMixin, Instrument):
         resource: VISA resource string (GPIB, ``TCPIP::host::port::SOCKET``, ...) or an adapter.
         name: instrument name used in error messages.
         timeout_ms: read timeout.
-        cards: number of matrix cards installed (1-4); :meth:`closed` queries each.
+        cards: number of matrix cards installed (1-4, default 4); relays on other cards are
+            refused before anything is sent.
     """
 
     error_query = ":SYST:ERR?"
@@ -91,8 +96,11 @@ class KeysightB2200(TimeoutNamingMixin, ErrorQueueMixin, SCPIMixin, Instrument):
         validator=validate_channel_list,
     )
 
+    MODEL_LIMITS = MODEL_LIMITS
+    DEFAULT_MODEL = "B2200A"
+
     def __init__(self, resource, name: str = "Keysight B2200", timeout_ms: int = DEFAULT_TIMEOUT_MS,
-                 cards: int = 1, **kw):
+                 cards: int = 4, **kw):
         if not 1 <= int(cards) <= 4:
             raise ValueError(f"{name}: a B2200 holds 1-4 cards, not {cards}")
         self.cards = int(cards)
@@ -131,14 +139,11 @@ class KeysightB2200(TimeoutNamingMixin, ErrorQueueMixin, SCPIMixin, Instrument):
             self.open_channels = ",".join(names)
 
     def closed(self) -> set[tuple[str, str]]:
-        out: set[tuple[str, str]] = set()
-        for card in range(1, self.cards + 1):
-            reply = self.ask(f":ROUT:CLOS:CARD? {card}")
-            try:
-                out |= parse_channel_list(reply)
-            except ValueError as exc:
-                raise InstrumentError(f"{self.name}: cannot parse the closed-channel list of card "
-                                      f"{card}: {exc}") from None
-        return out
+        """The relays every card reports closed, as (input, pin): one query."""
+        reply = self.ask(":ROUT:CLOS:CARD? ALL")
+        try:
+            return parse_channel_list(reply)
+        except ValueError as exc:
+            raise InstrumentError(f"{self.name}: cannot parse the closed-channel list: {exc}") from None
 
     # -------------------------------------------------------------------------- Identified

@@ -23,10 +23,14 @@ Commands sent by a channel (``1`` shown; ``{ch}`` in the declarations):
 * instrument: ``identity()`` — ``*IDN?``; ``drain_errors()`` — ``:SYST:ERR:NEXT?`` until
   ``+0,"No error"``
 
-Pulse widths: the validator accepts 1 µs – 1 s, but the instruments' own minimum is 50 µs on the
-B2901A/B2902A and 10 µs on the B2911A/B2912A (shorter widths are refused by the instrument with an
-error in its queue; check :meth:`KeysightB2900.drain_errors`).  Voltage ±210 V, compliance
-1 nA – 3 A (the pulsed maximum; DC is limited to 1.5 A by the instrument), NPLC 4e-4 – 100.
+Limits (``MODEL_LIMITS``, :mod:`instruments.limits`): pulse widths 50 µs – 100 000 s on every
+B2900 model (B2900 User's Guide, Edition 5, "Pulse Output": "The available values are 50 µs to
+100000 s"; Edition 2, "Pulse Source Supplemental Characteristics": minimum programmable pulse width
+50 µs, resolution 1 µs); shortest trigger interval, i.e. pulse period, 20 µs on the B2901A/B2902A
+and 10 µs on the B2911A/B2912A (B2900A Series Data Sheet, "Timer and triggering specification").
+The validators refuse anything shorter before writing.  Voltage ±210 V, compliance 1 nA – 3.03 A
+(the pulsed maximum; DC is limited to 1.515 A by the instrument; SCPI Command Reference, "Source
+Output Ranges"), NPLC 4e-4 – 100.
 """
 from __future__ import annotations
 
@@ -37,14 +41,27 @@ from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
 from .base import (DEFAULT_TIMEOUT_MS, ErrorQueueMixin, LevelOutputMixin,
                    TimeoutNamingMixin, adapter_for, on_off)
+from .limits import SourceLimits
 
+_DOC = ("Keysight B2900 User's Guide Ed. 5 (Pulse Output: widths 50 µs to 100000 s) and B2900A "
+        "Series Data Sheet (minimum trigger interval)")
+
+
+def _model(name: str, period_min: float) -> SourceLimits:
+    return SourceLimits(name, _DOC, voltage=(-210.0, 210.0), compliance_current=(1e-9, 3.03),
+                        pulse_width=(50e-6, 100_000.0), pulse_period_min=period_min,
+                        pulse_width_resolution=1e-6)
+
+
+#: per model: B2901A/B2902A trigger interval from 20 µs, B2911A/B2912A from 10 µs
+MODEL_LIMITS = {"B2901A": _model("B2901A", 20e-6), "B2902A": _model("B2902A", 20e-6),
+                "B2911A": _model("B2911A", 10e-6), "B2912A": _model("B2912A", 10e-6)}
 V_MAX = 210.0
-COMPLIANCE_RANGE = (1e-9, 3.0)
+COMPLIANCE_RANGE = MODEL_LIMITS["B2902A"].compliance_current
 NPLC_RANGE = (4e-4, 100.0)
-WIDTH_RANGE = (1e-6, 1.0)
+#: pulse widths every B2900 model accepts, s (the validators refuse anything else before writing)
+WIDTH_RANGE = MODEL_LIMITS["B2902A"].pulse_width
 DELAY_RANGE = (0.0, 99_999.9)
-#: minimum pulse widths of the instruments themselves, s
-MIN_PULSE_WIDTH = {"B2901A": 50e-6, "B2902A": 50e-6, "B2911A": 10e-6, "B2912A": 10e-6}
 
 
 class KeysightB2900Channel(LevelOutputMixin, Channel):
@@ -52,9 +69,10 @@ class KeysightB2900Channel(LevelOutputMixin, Channel):
 
     source_mode = Channel.control(
         ":SOUR{ch}:FUNC:MODE?", ":SOUR{ch}:FUNC:MODE %s",
-        """Control the source function: 'VOLT' or 'CURR'.""",
+        """Control the source function: 'voltage' or 'current' (pymeasure's values).""",
         validator=strict_discrete_set,
-        values=["VOLT", "CURR"],
+        values={"voltage": "VOLT", "current": "CURR"},
+        map_values=True,
         cast=str,
     )
 
@@ -82,8 +100,7 @@ class KeysightB2900Channel(LevelOutputMixin, Channel):
 
     pulse_width = Channel.control(
         ":SOUR{ch}:PULS:WIDT?", ":SOUR{ch}:PULS:WIDT %g",
-        """Control the pulse width, s (1 µs – 1 s accepted here; the instrument's own minimum is
-        50 µs on a B2902A, 10 µs on a B2912A).""",
+        """Control the pulse width, s (50 µs – 100 000 s, the instrument's range).""",
         validator=strict_range,
         values=WIDTH_RANGE,
     )
@@ -97,7 +114,7 @@ class KeysightB2900Channel(LevelOutputMixin, Channel):
 
     compliance_current = Channel.control(
         ":SENS{ch}:CURR:PROT?", ":SENS{ch}:CURR:PROT %g",
-        """Control the current compliance of the voltage source, A (1 nA – 3 A).""",
+        """Control the current compliance of the voltage source, A (1 nA – 3.03 A).""",
         validator=strict_range,
         values=COMPLIANCE_RANGE,
     )
@@ -115,7 +132,7 @@ class KeysightB2900Channel(LevelOutputMixin, Channel):
         values=NPLC_RANGE,
     )
 
-    output_on = Channel.control(
+    source_enabled = Channel.control(
         ":OUTP{ch}?", ":OUTP{ch} %s",
         """Control the output state (bool): ``:OUTP1 ON`` / ``:OUTP1 OFF``.""",
         validator=strict_discrete_set,
@@ -142,7 +159,7 @@ class KeysightB2900Channel(LevelOutputMixin, Channel):
         """Voltage source, DC shape, 0 V, current compliance (A), NPLC; output state unchanged."""
         strict_range(compliance, COMPLIANCE_RANGE)
         strict_range(nplc, NPLC_RANGE)
-        self.source_mode = "VOLT"
+        self.source_mode = "voltage"
         self.source_shape = "DC"
         self.source_voltage = 0.0
         self.compliance_current = compliance
@@ -174,6 +191,11 @@ class KeysightB2900(TimeoutNamingMixin, ErrorQueueMixin, SCPIMixin, Instrument):
         timeout_ms: per-query timeout; a query without a reply raises
             :class:`~instruments.roles.InstrumentTimeout` naming this instrument and the command.
     """
+
+    MODEL_LIMITS = MODEL_LIMITS
+    #: the model assumed when the identity is not known (every model has the same pulse widths;
+    #: the B2902A's longer trigger interval is the more restrictive)
+    DEFAULT_MODEL = "B2902A"
 
     ch_1 = Instrument.ChannelCreator(KeysightB2900Channel, 1)
     ch_2 = Instrument.ChannelCreator(KeysightB2900Channel, 2)

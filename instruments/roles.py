@@ -68,6 +68,33 @@ class SourceChannel(Protocol):
 
 
 @runtime_checkable
+class PulseGenerator(Protocol):
+    """One pulse-generator output routed to the selected row (the ``pulse`` role of a station):
+    short write pulses an SMU cannot give.  Its output idles at 0 V when enabled."""
+
+    name: str
+
+    def setup(self) -> None:
+        """One pulse per :meth:`fire`, output off."""
+
+    def arm(self, amplitude: float, width: float) -> None:
+        """Prepare one pulse 0 V -> ``amplitude`` (V) for ``width`` (s) -> 0 V with the output
+        off; ValueError (nothing written) outside the model's limits."""
+
+    def enable(self) -> None:
+        """Output on, idling at 0 V."""
+
+    def disable(self) -> None:
+        """Output off (high impedance)."""
+
+    def output_enabled(self) -> bool:
+        """Ask the instrument whether the output is on."""
+
+    def fire(self) -> None:
+        """Emit the armed pulse; returns once the instrument reports it over."""
+
+
+@runtime_checkable
 class Matrix(Protocol):
     """A switch matrix (or switch board)."""
 

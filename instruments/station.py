@@ -31,11 +31,13 @@ A station is a TOML file::
     bias_cols = "bias.2"         # channel on the unselected columns (0 V, V/2 or 2V/3)
     inputs = { "smu.a" = "A", "smu.b" = "B", "bias.1" = "C", "bias.2" = "D" }  # matrix input per channel
     ground = "F"                 # optional: matrix input wired to ground (on-instrument write-verify)
+    pulse = "fgen.1"             # optional: a pulse generator (keysight_33500b) routed to the selected
+                                 # row with drive; it gives the write pulses, drive reads (needs an input)
     row_pins = ["101", "102", ...]   # matrix pin of each crossbar row
     col_pins = ["201", "202", ...]   # matrix pin of each crossbar column
 
 Channels are ``instrument.channel``: ``a``/``b`` on a 2600B, ``1``/``2`` on a B2900, ``1`` on a
-2450.  A single bias channel may serve rows and columns (then V/3 writes are refused).  Every
+2450, ``1``/``2`` on a 33500B.  A single bias channel may serve rows and columns (then V/3 writes are refused).  Every
 error names the file and the key.
 """
 from __future__ import annotations
@@ -61,11 +63,17 @@ DRIVERS: dict[str, tuple[str, str, dict[str, str] | None]] = {
     "keithley707b": ("instruments.keithley707b", "Keithley707B", None),
     "keysight_b2200": ("instruments.keysight_b2200", "KeysightB2200", None),
     "switch_board": ("instruments.switch_board", "SwitchBoard", None),
+    "keysight_33500b": ("instruments.keysight_33500b", "Keysight33500B", {"1": "ch_1", "2": "ch_2"}),
 }
+#: drivers whose channels are pulse generators (the ``pulse`` role), not source-measure channels
+PULSE_GENERATORS = frozenset({"keysight_33500b"})
 
 ROLES = ("drive", "sense", "bias_rows", "bias_cols")
 #: the [limits] keys, all required (SafetyLimits' fields)
 LIMIT_KEYS = ("v_max", "v_read_max", "i_compliance", "width_min", "width_max")
+#: the optional role of a pulse generator routed to the selected row with ``drive``: it gives the
+#: write pulses (short ones an SMU cannot), ``drive`` reads
+PULSE_ROLE = "pulse"
 
 
 class StationError(ValueError):
@@ -124,7 +132,7 @@ class Station:
     def routing_table(self) -> list[tuple[str, str]]:
         """Human-readable routing: (what, where)."""
         rows = [(f"{role} ({self.roles[role]})", f"{self.matrix} input {self.inputs[self.roles[role]]}")
-                for role in ROLES if role in self.roles]
+                for role in (*ROLES, PULSE_ROLE) if role in self.roles]
         rows += [(f"row {i}", f"{self.matrix} pin {p}") for i, p in enumerate(self.row_pins)]
         rows += [(f"col {j}", f"{self.matrix} pin {p}") for j, p in enumerate(self.col_pins)]
         return rows
@@ -187,7 +195,7 @@ def parse_station(text: str, source: str = "<station>") -> Station:
                                            v.integer(spec, where, "timeout_ms", default=timeout_ms, minimum=1))
 
     rt = v.table(data, "routing")
-    v.only(rt, "routing", {"matrix", "inputs", "row_pins", "col_pins", "ground", *ROLES})
+    v.only(rt, "routing", {"matrix", "inputs", "row_pins", "col_pins", "ground", PULSE_ROLE, *ROLES})
     matrix = v.string(rt, "routing", "matrix")
     if matrix not in instruments or not instruments[matrix].is_matrix:
         raise StationError(f"station file {source}: [routing] matrix = {matrix!r} is not a switch-matrix "
@@ -199,6 +207,15 @@ def parse_station(text: str, source: str = "<station>") -> Station:
                 raise StationError(f"station file {source}: [routing] {role} is missing")
             continue
         roles[role] = _channel(v, rt, role, instruments, source)
+    for role, spec in roles.items():
+        if instruments[spec.partition(".")[0]].driver in PULSE_GENERATORS:
+            raise StationError(f"station file {source}: [routing] {role} = {spec!r} is a pulse generator; "
+                               f"it can only be the {PULSE_ROLE!r} role")
+    if PULSE_ROLE in rt:
+        roles[PULSE_ROLE] = _channel(v, rt, PULSE_ROLE, instruments, source)
+        if instruments[roles[PULSE_ROLE].partition(".")[0]].driver not in PULSE_GENERATORS:
+            raise StationError(f"station file {source}: [routing] {PULSE_ROLE} = {roles[PULSE_ROLE]!r} must be "
+                               f"a pulse generator ({', '.join(sorted(PULSE_GENERATORS))})")
     inputs = rt.get("inputs", {})
     if not isinstance(inputs, dict):
         raise StationError(f"station file {source}: [routing] inputs must be a table of channel = input")
@@ -274,13 +291,17 @@ def source_ranges(spec: InstrumentSpec) -> dict[str, tuple[float, float]]:
     against the station's identity) win over the driver's family-wide constants."""
     module = importlib.import_module(DRIVERS[spec.driver][0])
     out: dict[str, tuple[float, float]] = {}
-    for model, lim in (getattr(module, "MODEL_LIMITS", None) or {}).items():
-        if spec.identity and str(model).lower() in spec.identity.lower():
-            for key, attr in (("voltage", "voltage"), ("current", "compliance_current"), ("width", "pulse_width")):
-                value = getattr(lim, attr, None)
-                if value is not None:
-                    out[key] = (float(value[0]), float(value[1]))
-            break
+    klass = getattr(module, DRIVERS[spec.driver][1])
+    if getattr(klass, "MODEL_LIMITS", None):
+        from .limits import limits_for   # the model named by the identity, else the family's default
+
+        lim = limits_for(klass, spec.identity)
+        for key, attr in (("voltage", "voltage"), ("current", "compliance_current"), ("width", "pulse_width")):
+            value = getattr(lim, attr, None)
+            if value is not None:
+                out[key] = (float(value[0]), float(value[1]))
+        if getattr(lim, "pulse_width", 0) is None:
+            out["width"] = (0.0, float("inf"))   # no pulse mode: pulses are DC steps, not narrowed
     if "voltage" not in out:
         rng = getattr(module, "VOLTAGE_RANGE", None)
         v_max = getattr(module, "V_MAX", None)

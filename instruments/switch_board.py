@@ -46,9 +46,16 @@ import re
 from pymeasure.instruments import Instrument
 
 from .base import DEFAULT_TIMEOUT_MS, ErrorQueueMixin, TimeoutNamingMixin, adapter_for
+from .limits import MatrixLimits
 from .roles import InstrumentError
 
 BUSES = ("A", "B", "C", "D")
+#: the board's design (this module's protocol): 4 buses, lines R0..R9999 / C0..C9999; its relays
+#: are signal reed relays rated for the ±10 V of crossbar work (a design value, not a data sheet)
+MODEL_LIMITS = {
+    "SWITCHBOARD": MatrixLimits("SWITCHBOARD (xbarlab serial switch board)", "instruments/switch_board.py protocol (design)",
+                                cards=1, inputs=4, outputs=2 * 10_000, voltage_max=10.0, current_max=0.5),
+}
 PIN_RE = re.compile(r"^[RC](0|[1-9]\d{0,3})$")
 _STATE_RE = re.compile(r"^A:([^;]*);B:([^;]*);C:([^;]*);D:([^;]*)$")
 
@@ -113,6 +120,9 @@ class SwitchBoard(TimeoutNamingMixin, ErrorQueueMixin, Instrument):
         """Get the connected relays as a set of (bus, pin).""",
         cast=str, maxsplit=0, get_process=parse_state,
     )
+
+    MODEL_LIMITS = MODEL_LIMITS
+    DEFAULT_MODEL = "SWITCHBOARD"
 
     def __init__(self, resource, name: str = "Switch board", timeout_ms: int = DEFAULT_TIMEOUT_MS,
                  rows: int | None = None, cols: int | None = None, **kw):

@@ -1,20 +1,22 @@
 """The mock bench: emulated instruments on loopback TCP, all wired to one simulated crossbar.
 
 Instruments (each on its own 127.0.0.1 port): a Keithley 2450, a Keithley 2636B (smua, smub), a
-Keysight B2902A (channels 1, 2), a Keithley 707B with two 7174A-style 8×12 cards, a Keysight
-B2200 (one card, 14 inputs × 48 outputs) and the serial switch board.
+Keysight B2902A (channels 1, 2), a Keithley 707B with as many 7174A-style 8×12 cards as the size
+needs (2 to 6), a Keysight B2200 (as many 14x12 cards as the size needs, up to 4), the serial
+switch board and a Keysight 33512B pulse generator.
 
 Wiring (what a bench's cables would do):
 
 =================  ===========  ==============  ===========
 source             707B input   B2200 input     board bus
 =================  ===========  ==============  ===========
-2636B smua         A            103             —
-2636B smub         B            104             —
-B2902A ch 1        C            101             A
-B2902A ch 2        D            102             B
-2450               E            105             C
-ground             F            106             D
+2636B smua         A            03              —
+2636B smub         B            04              —
+B2902A ch 1        C            01              A
+B2902A ch 2        D            02              B
+2450               E            05              C
+ground             F            06              D
+33512B ch 1        G            07              —
 =================  ===========  ==============  ===========
 
 Time and aging: the bench's clock is emulated instrument time by default (``clock="emulated"``:
@@ -28,12 +30,19 @@ Fault injection: each emulator's ``faults`` (no reply, garbled reply, instrument
 ``bench.bench.stuck_open`` (relays that never close), a tight compliance in the station file
 (trips).  ``bench.violations`` lists every hot switch, short and limit violation.
 
-Crossbar rows go to 707B pins ``1xx`` (slot 1 columns 01..), columns to ``2xx`` (slot 2); B2200
-outputs ``101..`` rows then columns; board pins ``R<i>`` / ``C<j>``.
+Size: up to 64x64 (:data:`MAX_LINES`).  Crossbar rows go to 707B slots 1.. (12 columns each),
+columns to the slots after them (up to the 707B's 6 slots: e.g. 36x36, or 9x18 on 3 slots); B2200
+outputs rows then columns, 12 per card (up to its 4 cards: 48 lines); board pins ``R<i>`` /
+``C<j>`` (any size).  A matrix that cannot hold the crossbar is not wired, and a station file for
+it is refused with the reason.
 
-:meth:`MockBench.station_toml` writes a station file for one of two benches: ``k2600-707b`` (the
-2636B drives and senses, the B2902A biases, the 707B switches) or ``b2900-board`` (B2902A ch 1
-drives, the 2450 senses, B2902A ch 2 biases rows and columns, the serial board switches).
+:meth:`MockBench.station_toml` writes a station file for one of these benches: ``k2600-707b`` (the
+2636B drives and senses, the B2902A biases, the 707B switches, the 33512B gives the write pulses
+down to 100 ns), ``k2600-707b-smu`` (the same without the generator: the 2636B pulses, from
+100 µs), ``k2600-b2200`` (the ``k2600-707b`` instruments routed through the B2200's cards) or
+``b2900-board`` (B2902A ch 1 drives and pulses, from 50 µs, the 2450 senses, B2902A
+ch 2 biases rows and columns, the serial board switches).  Every emulator refuses what its
+instrument refuses (pulse widths included).
 """
 from __future__ import annotations
 
@@ -48,7 +57,6 @@ from .emulators.base import InstrumentServer
 from .presets import DEFAULT_PRESET
 from .sim_chip import SimulatedCrossbar
 
-VARIANTS = ("k2600-707b", "b2900-board")
 CLOCKS = ("emulated", "wall")
 
 
@@ -62,6 +70,19 @@ def bench_clock(clock):
     if clock == "wall":
         return time.monotonic
     raise ValueError(f"--clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+
+
+VARIANTS = ("k2600-707b", "k2600-707b-smu", "k2600-b2200", "b2900-board")
+#: largest crossbar the mock bench serves (the switch board; the 707B and B2200 hold fewer lines)
+MAX_LINES = 64
+#: a 707B has 6 slots of 12-column 7174A cards; a B2200 up to 4 cards of 12 outputs (their drivers'
+#: MODEL_LIMITS): 72 and 48 crossbar lines
+SLOTS_707B, CARDS_B2200 = 6, 4
+
+
+def _cards(lines: int) -> int:
+    """12-pin cards (707B slots, B2200 modules) needed for ``lines`` crossbar lines."""
+    return -(-lines // 12)
 
 
 class MockBench:
@@ -80,16 +101,23 @@ class MockBench:
         from .emulators.keithley2450 import Keithley2450Emulator
         from .emulators.keithley2600 import Keithley2600Emulator
         from .emulators.keysight_b2200 import KeysightB2200Emulator
+        from .emulators.keysight_33500b import Keysight33500BEmulator
         from .emulators.keysight_b2900 import KeysightB2900Emulator
         from .emulators.switch_board import SwitchBoardEmulator
 
-        if rows > 12 or cols > 12 or rows + cols > 48:
-            raise ValueError("the mock bench's 707B cards take up to 12 rows and 12 columns")
+        if not (1 <= rows <= MAX_LINES and 1 <= cols <= MAX_LINES):
+            raise ValueError(f"the mock bench serves 1..{MAX_LINES} rows and columns, not {rows}x{cols}")
         check_time_scale(time_scale)   # before anything is built or served
         clock = bench_clock(clock)
         self.rows, self.cols, self.pristine = rows, cols, pristine
         #: the emulated chip's ID, written into the station file (what a lab labels its die)
         self.chip_id = f"mock-{preset}-seed{seed}-{rows}x{cols}" + ("-pristine" if pristine else "")
+        #: 707B slots (rows on the first ones, columns on the next) and B2200 cards (rows then
+        #: columns, 12 outputs per card) this size needs; a matrix that cannot hold it is not wired
+        self.slots_707b = _cards(rows) + _cards(cols)
+        self.cards_b2200 = _cards(rows + cols)
+        self.has_707b = self.slots_707b <= SLOTS_707B
+        self.has_b2200 = self.cards_b2200 <= CARDS_B2200
         self.chip = SimulatedCrossbar(rows, cols, preset=preset, seed=seed, pristine=pristine)
         timing = BenchTiming.realistic() if realistic_timing else None
         self.bench = bench = PhysicalBench(self.chip, v_limit=v_limit, timing=timing, clock=clock,
@@ -98,25 +126,27 @@ class MockBench:
             "K2450": Keithley2450Emulator(bench, name="K2450", source="K2450"),
             "K2600": Keithley2600Emulator(bench, name="K2600", sources={"a": "K2600.a", "b": "K2600.b"}),
             "B2900": KeysightB2900Emulator(bench, name="B2900", sources={1: "B2900.1", 2: "B2900.2"}),
-            "M707B": Keithley707BEmulator(bench, name="M707B", slots=2),
-            "B2200": KeysightB2200Emulator(bench, name="B2200"),
+            "M707B": Keithley707BEmulator(bench, name="M707B", slots=min(max(2, self.slots_707b), SLOTS_707B)),
+            "B2200": KeysightB2200Emulator(bench, name="B2200", cards=min(self.cards_b2200, CARDS_B2200), outputs=12),
             "BOARD": SwitchBoardEmulator(bench, name="BOARD", rows=rows, cols=cols),
+            "FGEN": Keysight33500BEmulator(bench, name="FGEN", sources={1: "FGEN.1", 2: "FGEN.2"}),
         }
-        for src, m707, b2200, board in (("K2600.a", "A", "103", None), ("K2600.b", "B", "104", None),
-                                        ("B2900.1", "C", "101", "A"), ("B2900.2", "D", "102", "B"),
-                                        ("K2450", "E", "105", "C"), (GROUND, "F", "106", "D")):
+        for src, m707, b2200, board in (("K2600.a", "A", "03", None), ("K2600.b", "B", "04", None),
+                                        ("B2900.1", "C", "01", "A"), ("B2900.2", "D", "02", "B"),
+                                        ("K2450", "E", "05", "C"), (GROUND, "F", "06", "D"),
+                                        ("FGEN.1", "G", "07", None)):
             bench.wire_input("M707B", m707, src)
-            bench.wire_input("B2200", b2200, src)
+            for card in range(1, self.emulators["B2200"].cards + 1):   # the inputs reach every card
+                bench.wire_input("B2200", f"{card}{b2200}", src)
             if board:
                 bench.wire_input("BOARD", board, src)
-        for i in range(rows):
-            bench.wire_pin("M707B", self.pin_707b("row", i), ("row", i))
-            bench.wire_pin("B2200", self.pin_b2200("row", i), ("row", i))
-            bench.wire_pin("BOARD", f"R{i}", ("row", i))
-        for j in range(cols):
-            bench.wire_pin("M707B", self.pin_707b("col", j), ("col", j))
-            bench.wire_pin("B2200", self.pin_b2200("col", j), ("col", j))
-            bench.wire_pin("BOARD", f"C{j}", ("col", j))
+        for kind, n, board in (("row", rows, "R"), ("col", cols, "C")):
+            for i in range(n):
+                if self.has_707b:
+                    bench.wire_pin("M707B", self.pin_707b(kind, i), (kind, i))
+                if self.has_b2200:
+                    bench.wire_pin("B2200", self.pin_b2200(kind, i), (kind, i))
+                bench.wire_pin("BOARD", f"{board}{i}", (kind, i))
         self.servers = {}
         try:
             for name, emu in self.emulators.items():
@@ -127,10 +157,14 @@ class MockBench:
 
     # ------------------------------------------------------------------------------ naming
     def pin_707b(self, kind: str, index: int) -> str:
-        return f"{1 if kind == 'row' else 2}{index + 1:02d}"
+        """Row i on slot 1 + i // 12, column j on the slots after the rows'; column i % 12 + 1."""
+        slot = 1 + index // 12 + (0 if kind == "row" else _cards(self.rows))
+        return f"{slot}{index % 12 + 1:02d}"
 
     def pin_b2200(self, kind: str, index: int) -> str:
-        return f"1{index + 1 + (0 if kind == 'row' else self.rows):02d}"
+        """Rows, then columns, 12 outputs per card: card 1 + k // 12, output k % 12 + 1."""
+        k = index + (0 if kind == "row" else self.rows)
+        return f"{1 + k // 12}{k % 12 + 1:02d}"
 
     def resource(self, name: str) -> str:
         port = self.servers[name].port
@@ -181,11 +215,28 @@ class MockBench:
             "smu": ("keithley2600", "K2600", "2636B"), "bias": ("keysight_b2900", "B2900", "B2902A"),
             "sm2450": ("keithley2450", "K2450", "2450"), "matrix": ("keithley707b", "M707B", "707B"),
             "b2200": ("keysight_b2200", "B2200", "B2200"), "board": ("switch_board", "BOARD", "SWITCHBOARD"),
+            "fgen": ("keysight_33500b", "FGEN", "33512B"),
         }
-        if variant == "k2600-707b":
+        if variant.startswith("k2600-707b") and not self.has_707b:
+            raise ValueError(f"a {self.rows}x{self.cols} crossbar needs {self.slots_707b} 707B slots of 12 columns "
+                             f"(rows and columns on separate cards); the 707B has {SLOTS_707B}: use the "
+                             f"b2900-board variant")
+        if variant == "k2600-b2200" and not self.has_b2200:
+            raise ValueError(f"a {self.rows}x{self.cols} crossbar needs {self.rows + self.cols} B2200 outputs; four "
+                             f"cards have {12 * CARDS_B2200}: use the b2900-board variant")
+        if variant == "k2600-b2200":        # the same instruments routed through the B2200's cards
+            routing = dict(matrix="b2200", drive="smu.a", sense="smu.b", bias_rows="bias.1", bias_cols="bias.2",
+                           ground="06", pulse="fgen.1")
+            inputs = {"smu.a": "03", "smu.b": "04", "bias.1": "01", "bias.2": "02", "fgen.1": "07"}
+            rows = [self.pin_b2200("row", i) for i in range(self.rows)]
+            cols = [self.pin_b2200("col", j) for j in range(self.cols)]
+        elif variant.startswith("k2600-707b"):
             routing = dict(matrix="matrix", drive="smu.a", sense="smu.b", bias_rows="bias.1", bias_cols="bias.2")
             inputs = {"smu.a": "A", "smu.b": "B", "bias.1": "C", "bias.2": "D"}
             routing["ground"] = "F"
+            if variant == "k2600-707b":      # the 33500B gives the write pulses (µs), the 2636B reads
+                routing["pulse"] = "fgen.1"
+                inputs["fgen.1"] = "G"
             rows = [self.pin_707b("row", i) for i in range(self.rows)]
             cols = [self.pin_707b("col", j) for j in range(self.cols)]
         else:

@@ -130,7 +130,7 @@ def test_case7_v3_on_one_bias_channel_is_refused_before_anything(bench, tmp_path
         proc.validate()
     with HardwareCrossbar(load_station(path)) as xb:
         with pytest.raises(StationError, match="write scheme = 'v/3'"):
-            xb.pulse(0, 0, 1.5, 1e-6, scheme="v/3")
+            xb.pulse(0, 0, 1.5, 5e-5, scheme="v/3")
     assert bench.bench.pulses == 0
     assert_safe(bench)
 

@@ -149,17 +149,17 @@ def test_mvm_need_mask_skips_cells_on_a_bench_and_changes_nothing_on_a_sim(share
 
 
 # ------------------------------------------------------------------------------ safety
-def test_widths_the_drive_cannot_source_are_refused_before_any_pulse(moons, shared):
-    bench, path = shared
+def test_widths_the_drive_cannot_source_are_refused_before_any_pulse(moons, shared, tmp_path):
+    bench, _ = shared
     cfg = config("sgd", width=1e-7)   # the InSituConfig default: 100 ns
-    st = load_station(path)
+    st = load_station(bench.write_station(tmp_path / "smu.toml", variant="k2600-707b-smu"))
     assert st.limits.width_min == 1e-7, "the station file allows 100 ns ..."
-    assert station_limits(st).width_min == 1e-6, "... the 2636B that drives it does not"
-    assert station_limits(replace(st, limits=replace(st.limits, width_min=2e-6))).width_min == 2e-6
+    assert station_limits(st).width_min == 1e-4, "... the 2636B that pulses does not (from 100 µs)"
+    assert station_limits(replace(st, limits=replace(st.limits, width_min=2e-4))).width_min == 2e-4
     pulses, g0 = bench.bench.pulses, bench.chip.true_conductance
     with HardwareCrossbar(st) as xb:
-        assert xb.limits.width_min == 1e-6
-        with pytest.raises(ValueError, match=r"pulse width 1e-07 s outside the chip's limits \[1e-06, 0.001\]"):
+        assert xb.limits.width_min == 1e-4
+        with pytest.raises(ValueError, match=r"pulse width 1e-07 s outside the chip's limits \[0.0001, 0.001\]"):
             train_in_situ(xb, moons, 1, cfg)
     assert bench.bench.pulses == pulses and np.array_equal(bench.chip.true_conductance, g0)
     assert bench.violations == [] and bench.bench.all_off()
@@ -210,7 +210,7 @@ def test_xbar_insitu_on_a_station_writes_a_report(shared, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--width", "1e-7"], r"pulse width 1e-07 s outside station .*'s limits \[1e-06, 0.001\] s \(what its drive"),
+    (["--width", "1e-8"], r"pulse width 1e-08 s outside station .*'s limits \[1e-07, 0.001\] s"),
     (["--amplitude", "2.6"], r"pulse amplitude 2.6 V must be in \(0, v_max=2.5\] V \(station .*'s limits\)"),
     (["--hidden", "3"], r"needs a 20x16 array; station .* has 10x8"),
     (["--size", "10x8"], r"--size and --chips apply to the simulated chip"),

@@ -120,9 +120,9 @@ def test_properties():
         assert k.current_nplc == 10
         k.source_voltage = 1.25
         assert k.source_voltage == 1.25
-        k.output_on = True
-        k.output_on = False
-        assert k.output_on is True
+        k.source_enabled = True
+        k.source_enabled = False
+        assert k.source_enabled is True
         k.sense_function = "voltage"
         assert k.sense_function == "voltage"
         assert k.sense_function == "current"
@@ -137,7 +137,7 @@ def test_properties():
     ("compliance_current", 0), ("compliance_current", 1.06), ("compliance_current", -0.01),
     ("current_nplc", 0.005), ("current_nplc", 10.5),
     ("source_voltage", 210.01), ("source_voltage", -300),
-    ("output_on", "ON"), ("output_on", 2),
+    ("source_enabled", "ON"), ("source_enabled", 2),
     ("sense_function", "CURR"), ("sense_function", "power"),
     ("current_range_auto", "yes"),
 ])

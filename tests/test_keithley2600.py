@@ -65,15 +65,16 @@ def test_no_scpi_unknown_warning():
 
 
 @pytest.mark.parametrize("prop, value, command", [
-    ("level_v", 0.2, "smua.source.levelv = 0.2"),
-    ("level_v", -1.5, "smua.source.levelv = -1.5"),
-    ("limit_i", 1e-3, "smua.source.limiti = 0.001"),
-    ("nplc", 0.01, "smua.measure.nplc = 0.01"),
-    ("output", True, "smua.source.output = smua.OUTPUT_ON"),
-    ("output", False, "smua.source.output = smua.OUTPUT_OFF"),
-    ("source_function", "voltage", "smua.source.func = smua.OUTPUT_DCVOLTS"),
-    ("source_function", "current", "smua.source.func = smua.OUTPUT_DCAMPS"),
-    ("current_autorange", True, "smua.measure.autorangei = smua.AUTORANGE_ON"),
+    ("source_voltage", 0.2, "smua.source.levelv = 0.2"),
+    ("source_voltage", -1.5, "smua.source.levelv = -1.5"),
+    ("compliance_current", 1e-3, "smua.source.limiti = 0.001"),
+    ("current_nplc", 0.01, "smua.measure.nplc = 0.01"),
+    ("source_enabled", True, "smua.source.output = smua.OUTPUT_ON"),
+    ("source_enabled", False, "smua.source.output = smua.OUTPUT_OFF"),
+    ("source_mode", "voltage", "smua.source.func = smua.OUTPUT_DCVOLTS"),
+    ("source_mode", "current", "smua.source.func = smua.OUTPUT_DCAMPS"),
+    ("current_range_auto", True, "smua.measure.autorangei = smua.AUTORANGE_ON"),
+    ("output_off_mode", "high_z", "smua.source.offmode = smua.OUTPUT_HIGH_Z"),
 ])
 def test_property_set(prop, value, command):
     with expected_protocol(Keithley2600, [(command, None)]) as inst:
@@ -81,17 +82,17 @@ def test_property_set(prop, value, command):
 
 
 @pytest.mark.parametrize("prop, query, reply, value", [
-    ("level_v", "print(smub.source.levelv)", "2.00000e-01", 0.2),
-    ("limit_i", "print(smub.source.limiti)", "1.00000e-03", 1e-3),
-    ("nplc", "print(smub.measure.nplc)", "1.00000e+00", 1.0),
-    ("output", "print(smub.source.output)", "1.00000e+00", True),
-    ("output", "print(smub.source.output)", "0.00000e+00", False),
-    ("output", "print(smub.source.output)", "2.00000e+00", False),
-    ("source_function", "print(smub.source.func)", "1.00000e+00", "voltage"),
-    ("source_function", "print(smub.source.func)", "0.00000e+00", "current"),
+    ("source_voltage", "print(smub.source.levelv)", "2.00000e-01", 0.2),
+    ("compliance_current", "print(smub.source.limiti)", "1.00000e-03", 1e-3),
+    ("current_nplc", "print(smub.measure.nplc)", "1.00000e+00", 1.0),
+    ("source_enabled", "print(smub.source.output)", "1.00000e+00", True),
+    ("source_enabled", "print(smub.source.output)", "0.00000e+00", False),
+    ("source_enabled", "print(smub.source.output)", "2.00000e+00", False),
+    ("source_mode", "print(smub.source.func)", "1.00000e+00", "voltage"),
+    ("source_mode", "print(smub.source.func)", "0.00000e+00", "current"),
     ("current", "print(smub.measure.i())", "-5.99000e-05", -5.99e-5),
-    ("compliance", "print(smub.source.compliance)", "true", True),
-    ("compliance", "print(smub.source.compliance)", "false", False),
+    ("compliance_current_tripped", "print(smub.source.compliance)", "true", True),
+    ("compliance_current_tripped", "print(smub.source.compliance)", "false", False),
 ])
 def test_property_get(prop, query, reply, value):
     with expected_protocol(Keithley2600, [(query, reply)]) as inst:
@@ -100,9 +101,9 @@ def test_property_get(prop, query, reply, value):
 
 
 @pytest.mark.parametrize("prop, value", [
-    ("level_v", 200.5), ("level_v", -201), ("level_v", float("nan")), ("limit_i", 0), ("limit_i", 2.0),
-    ("nplc", 0.0001), ("nplc", 30), ("output", "on"), ("output", 3), ("source_function", "resistance"),
-    ("current_autorange", "yes"),
+    ("source_voltage", 200.5), ("source_voltage", -201), ("source_voltage", float("nan")), ("compliance_current", 0), ("compliance_current", 2.0),
+    ("current_nplc", 0.0001), ("current_nplc", 30), ("source_enabled", "on"), ("source_enabled", 3), ("source_mode", "resistance"),
+    ("current_range_auto", "yes"),
 ])
 def test_validators_write_nothing(prop, value):
     with expected_protocol(Keithley2600, []) as inst:
@@ -123,6 +124,7 @@ def test_setup():
         ("smua.source.limiti = 0.001", None),
         ("smua.measure.nplc = 1", None),
         ("smua.measure.autorangei = smua.AUTORANGE_ON", None),
+        ("smua.source.offmode = smua.OUTPUT_HIGH_Z", None),
     ]) as inst:
         inst.smua.setup(compliance=1e-3, nplc=1)
 
@@ -162,21 +164,23 @@ def test_measure_current_refuses_non_number():
 
 def test_pulse_is_one_trigger_model_line():
     assert pulse_command("a", 1.5, 1e-6) == PULSE_A
+    pulse_a = PULSE_A.replace("delay = 1e-06", "delay = 0.0001")
     pulse_b = PULSE_A.replace("smua", "smub").replace("timer[1]", "timer[2]").replace("{1.5}", "{-2.25}") \
-        .replace("delay = 1e-06", "delay = 0.0001")
-    with expected_protocol(Keithley2600, [(PULSE_A, "1.00000e+00"), (pulse_b, "1.00000e+00")]) as inst:
-        inst.smua.pulse(1.5, 1e-6)
-        inst.smub.pulse(-2.25, 1e-4)
+        .replace("delay = 1e-06", "delay = 0.00025")
+    with expected_protocol(Keithley2600, [(pulse_a, "1.00000e+00"), (pulse_b, "1.00000e+00")]) as inst:
+        inst.smua.pulse(1.5, 1e-4)
+        inst.smub.pulse(-2.25, 2.5e-4)
 
 
 def test_pulse_must_be_confirmed():
-    with expected_protocol(Keithley2600, [(PULSE_A, "nil")]) as inst:
+    with expected_protocol(Keithley2600, [(PULSE_A.replace("delay = 1e-06", "delay = 0.0001"), "nil")]) as inst:
         with pytest.raises(InstrumentError, match="pulse not confirmed"):
-            inst.smua.pulse(1.5, 1e-6)
+            inst.smua.pulse(1.5, 1e-4)
 
 
-@pytest.mark.parametrize("amplitude, width", [(250, 1e-6), (1.0, 0), (1.0, 1e-9), (1.0, 20.0),
-                                              (float("nan"), 1e-6), (1.0, float("inf"))])
+@pytest.mark.parametrize("amplitude, width", [(250, 1e-4), (1.0, 0), (1.0, 1e-9), (1.0, 20.0),
+                                              (float("nan"), 1e-4), (1.0, float("inf")),
+                                              (1.0, 1e-6), (1.0, 99e-6)])   # the 2600B's pulses: >= 100 µs
 def test_pulse_refuses_bad_values_writing_nothing(amplitude, width):
     with expected_protocol(Keithley2600, []) as inst:
         with pytest.raises(ValueError):
@@ -569,7 +573,7 @@ def test_tcp_read_and_pulse(k2600, bench):
     assert -k2600.smub.measure_current() == pytest.approx(0.2 * g0, rel=1e-5)
     assert not k2600.smub.compliance_tripped()
     k2600.smua.set_level(0)
-    k2600.smua.pulse(1.5, 1e-6)
+    k2600.smua.pulse(1.5, 1e-4)
     g1 = g_true(bench)
     assert g1 > g0 and bench.pulses == 1
     k2600.smua.set_level(0.2)
@@ -592,7 +596,7 @@ def test_tcp_brief_wiring_reads_the_network(k2600, bench):
     assert k2600.smua.measure_current() == pytest.approx(float(sol.row_current[0, 0]), rel=1e-6)
     k2600.smua.set_level(0)
     before = g_true(bench)
-    k2600.smua.pulse(-2.0, 1e-6)
+    k2600.smua.pulse(-2.0, 1e-4)
     assert g_true(bench) < before
 
 

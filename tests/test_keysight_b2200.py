@@ -26,32 +26,34 @@ def test_open_all():
 
 
 def test_close_is_one_command():
-    with expected_protocol(KeysightB2200, [(":ROUT:CLOS (@10305,10406,11448)", None)]) as inst:
-        inst.close([("103", "105"), ("104", "106"), ("114", "148")])
+    with expected_protocol(KeysightB2200, [(":ROUT:CLOS (@10305,10406,11412)", None)]) as inst:
+        inst.close([("03", "105"), ("04", "106"), ("14", "112")])
 
 
 def test_close_empty_and_open():
     with expected_protocol(KeysightB2200, [(":ROUT:OPEN (@10305)", None)]) as inst:
         inst.close([])
-        inst.open([("103", "105")])
+        inst.open([("03", "105")])
 
 
-def test_second_card():
-    with expected_protocol(KeysightB2200, [(":ROUT:CLOS (@20101)", None), (":ROUT:CLOS:CARD? 1", "(@10305)"),
-                                           (":ROUT:CLOS:CARD? 2", "(@20101)")], cards=2) as inst:
-        inst.close([("201", "201")])
-        assert inst.closed() == {("103", "105"), ("201", "201")}
+def test_inputs_are_shared_by_every_card():
+    """The mainframe's input ports reach all cards: one input, lines on four cards, one command."""
+    with expected_protocol(KeysightB2200, [(":ROUT:CLOS (@10112,20101,30106,40112)", None),
+                                           (":ROUT:CLOS:CARD? ALL", "(@10112,20101,30106,40112)")]) as inst:
+        inst.close([("01", "112"), ("01", "201"), ("01", "306"), ("01", "412")])
+        assert inst.closed() == {("01", "112"), ("01", "201"), ("01", "306"), ("01", "412")}
 
 
-@pytest.mark.parametrize("bad", [("100", "105"), ("115", "105"), ("103", "100"), ("103", "149"), ("103", "205"),
-                                 ("203", "205"), ("503", "505"), ("13", "105"), (103, "105"), "10305", ("103",)])
+@pytest.mark.parametrize("bad", [("00", "105"), ("15", "105"), ("03", "100"), ("03", "113"), ("03", "148"),
+                                 ("103", "105"), ("03", "505"), ("3", "105"), (3, "105"), "10305", ("03",),
+                                 ("03", "305")])    # the last: card 3 of a 2-card mainframe
 def test_close_refuses_bad_relay_writing_nothing(bad):
-    with expected_protocol(KeysightB2200, [], name="SW1") as inst:
+    with expected_protocol(KeysightB2200, [], name="SW1", cards=2) as inst:
         with pytest.raises(ValueError, match="SW1"):
-            inst.close([("103", "105"), bad])
+            inst.close([("03", "105"), bad])
 
 
-@pytest.mark.parametrize("bad", ["10300", "11505", "50101", "1030", "10305;*RST", "", "10305)"])
+@pytest.mark.parametrize("bad", ["10300", "11505", "50101", "1030", "10305;*RST", "", "10305)", "10313"])
 def test_setting_validator_refuses(bad):
     with expected_protocol(KeysightB2200, []) as inst:
         with pytest.raises(ValueError):
@@ -59,15 +61,15 @@ def test_setting_validator_refuses(bad):
 
 
 def test_closed_parses():
-    with expected_protocol(KeysightB2200, [(":ROUT:CLOS:CARD? 1", "(@10305,10406)"),
-                                           (":ROUT:CLOS:CARD? 1", "(@)")]) as inst:
-        assert inst.closed() == {("103", "105"), ("104", "106")}
+    with expected_protocol(KeysightB2200, [(":ROUT:CLOS:CARD? ALL", "(@10305,20406)"),
+                                           (":ROUT:CLOS:CARD? ALL", "(@)")]) as inst:
+        assert inst.closed() == {("03", "105"), ("04", "206")}
         assert inst.closed() == set()
 
 
 @pytest.mark.parametrize("reply", ["1,0", "(@10305,XYZ)", "(@1030)", "\x15#?garbled?#", ""])
 def test_closed_garbled_names_instrument(reply):
-    with expected_protocol(KeysightB2200, [(":ROUT:CLOS:CARD? 1", reply)], name="SW1") as inst:
+    with expected_protocol(KeysightB2200, [(":ROUT:CLOS:CARD? ALL", reply)], name="SW1") as inst:
         with pytest.raises(InstrumentError, match="SW1"):
             inst.closed()
 
@@ -87,7 +89,7 @@ def test_garbled_error_queue_reply():
 
 
 def test_parse_channel_list():
-    assert parse_channel_list(" (@ 10101, 20248 ) ") == {("101", "101"), ("202", "248")}
+    assert parse_channel_list(" (@ 10101, 20212 ) ") == {("01", "101"), ("02", "212")}
 
 
 # ------------------------------------------------------------------------------- emulator
@@ -100,7 +102,7 @@ def test_emulator_commands(bench):
     emu = KeysightB2200Emulator(bench, cards=2)
     assert emu.process("*IDN?") == [IDN]
     assert emu.process(":ROUT:CLOS (@10305,20406)") == []
-    assert bench.closed_relays("B2200") == [("103", "105"), ("204", "206")]
+    assert bench.closed_relays("B2200") == [("103", "105"), ("204", "206")]   # (card + input, pin)
     assert emu.process(":ROUT:CLOS:CARD? 1") == ["(@10305)"]
     assert emu.process(":ROUTE:CLOSE:CARD? ALL") == ["(@10305,20406)"]
     assert emu.process(":rout:clos? (@10305,10101)") == ["1,0"]
@@ -158,14 +160,16 @@ def hot_rig():
 
 def test_close_open_over_tcp(rig):
     bench, emu, inst = rig
-    bench.wire_input("B2200", "101", "SRC")
+    bench.wire_input("B2200", "101", "SRC")           # the emulator's relays: (card + input, pin)
     bench.wire_pin("B2200", "101", ("row", 0))
     assert inst.identity() == IDN
-    inst.close([("101", "101"), ("102", "105"), ("114", "148")])
+    inst.close([("01", "101"), ("02", "105"), ("14", "112")])
     reported = inst.closed()  # the query also waits until the instrument has handled the write
-    assert reported == set(bench.closed_relays("B2200")) == {("101", "101"), ("102", "105"), ("114", "148")}
-    inst.open([("102", "105")])
-    assert inst.closed() == set(bench.closed_relays("B2200")) == {("101", "101"), ("114", "148")}
+    assert reported == {("01", "101"), ("02", "105"), ("14", "112")}
+    assert set(bench.closed_relays("B2200")) == {("101", "101"), ("102", "105"), ("114", "112")}
+    inst.open([("02", "105")])
+    assert inst.closed() == {("01", "101"), ("14", "112")}
+    assert set(bench.closed_relays("B2200")) == {("101", "101"), ("114", "112")}
     inst.open_all()
     assert inst.closed() == set() and bench.closed_relays("B2200") == []
     assert inst.drain_errors() == []
@@ -186,8 +190,8 @@ def test_hot_switch_recorded(hot_rig):
     bench.wire_input("B2200", "101", "SRC")
     bench.wire_pin("B2200", "101", ("row", 0))
     bench.set_source("SRC", level=1.0, on=True)
-    inst.close([("101", "101")])
-    assert inst.closed() == {("101", "101")}
+    inst.close([("01", "101")])
+    assert inst.closed() == {("01", "101")}
     assert [v.kind for v in bench.violations] == ["hot-switch"]
 
 
@@ -197,8 +201,8 @@ def test_cold_switch_not_recorded(hot_rig):
     bench.wire_input("B2200", "101", "SRC")
     bench.wire_pin("B2200", "101", ("row", 0))
     bench.set_source("SRC", level=1.0, on=False)
-    inst.close([("101", "101")])
-    assert inst.closed() == {("101", "101")}
+    inst.close([("01", "101")])
+    assert inst.closed() == {("01", "101")}
     inst.open_all()
     assert inst.closed() == set()
     assert bench.violations == []
@@ -207,8 +211,8 @@ def test_cold_switch_not_recorded(hot_rig):
 def test_stuck_relay_not_reported(rig):
     bench, emu, inst = rig
     bench.stuck_open.add(("B2200", "102", "105"))
-    inst.close([("101", "101"), ("102", "105")])
-    assert inst.closed() == {("101", "101")}
+    inst.close([("01", "101"), ("02", "105")])
+    assert inst.closed() == {("01", "101")}
 
 
 def test_no_reply_times_out_naming_instrument_and_command(rig):
@@ -216,7 +220,7 @@ def test_no_reply_times_out_naming_instrument_and_command(rig):
     emu.faults.no_reply_next = 1
     with pytest.raises(InstrumentTimeout) as info:
         inst.closed()
-    assert "B2200" in str(info.value) and ":ROUT:CLOS:CARD? 1" in str(info.value)
+    assert "B2200" in str(info.value) and ":ROUT:CLOS:CARD? ALL" in str(info.value)
     assert inst.identity() == IDN  # the next exchange works
 
 

@@ -70,12 +70,14 @@ def test_level_output_measure_trip():
 
 
 def test_pulse():
-    with expected_protocol(KeysightB2900, pulse_commands(1, "2.5", "1e-06") + pulse_commands(2, "-1.8", "5e-05")) as b:
-        b.ch_1.pulse(2.5, 1e-6)
+    with expected_protocol(KeysightB2900, pulse_commands(1, "2.5", "0.0001") + pulse_commands(2, "-1.8", "5e-05")) as b:
+        b.ch_1.pulse(2.5, 1e-4)
         b.ch_2.pulse(-1.8, 50e-6)
 
 
-@pytest.mark.parametrize("amplitude, width", [(211, 1e-6), (-300, 1e-6), (2.0, 5e-7), (2.0, 1.5), (2.0, 0)])
+# the B2900's pulses are 50 µs – 100 000 s (user's guide): a 1 µs or 49 µs pulse is refused unwritten
+@pytest.mark.parametrize("amplitude, width", [(211, 1e-4), (-300, 1e-4), (2.0, 5e-7), (2.0, 1e-6), (2.0, 49e-6),
+                                              (2.0, 2e5), (2.0, 0)])
 def test_pulse_refuses_before_writing(amplitude, width):
     with expected_protocol(KeysightB2900, []) as b:
         with pytest.raises(ValueError):
@@ -104,8 +106,8 @@ def test_channel_properties():
         (":MEAS:CURR? (@2)", "+1.0E-03"),
         (":INIT (@2)", None),
     ]) as b:
-        b.ch_2.source_mode = "CURR"
-        assert b.ch_2.source_mode == "VOLT"
+        b.ch_2.source_mode = "current"
+        assert b.ch_2.source_mode == "voltage"
         b.ch_1.source_shape = "PULS"
         assert b.ch_1.source_shape == "DC"
         b.ch_2.source_voltage = -3.5
@@ -120,18 +122,18 @@ def test_channel_properties():
         assert b.ch_1.compliance_current == 0.01
         b.ch_2.current_nplc = 10
         assert b.ch_2.current_nplc == 10
-        b.ch_2.output_on = True
-        assert b.ch_2.output_on is True
+        b.ch_2.source_enabled = True
+        assert b.ch_2.source_enabled is True
         assert b.ch_1.compliance_current_tripped is True
         assert b.ch_2.current == 1e-3
         b.ch_2.initiate()
 
 
 @pytest.mark.parametrize("prop, value", [
-    ("source_mode", "RES"), ("source_mode", "volt"), ("source_shape", "PULSE"), ("source_shape", "AC"),
-    ("source_voltage", 210.1), ("pulse_peak", -500), ("pulse_width", 1e-7), ("pulse_width", 2),
+    ("source_mode", "RES"), ("source_mode", "VOLT"), ("source_shape", "PULSE"), ("source_shape", "AC"),
+    ("source_voltage", 210.1), ("pulse_peak", -500), ("pulse_width", 1e-7), ("pulse_width", 4e-5),
     ("pulse_delay", -1), ("compliance_current", 0), ("compliance_current", 3.1),
-    ("current_nplc", 1e-5), ("current_nplc", 200), ("output_on", "ON"), ("output_on", 5),
+    ("current_nplc", 1e-5), ("current_nplc", 200), ("source_enabled", "ON"), ("source_enabled", 5),
 ])
 def test_validators_refuse_without_writing(prop, value):
     with expected_protocol(KeysightB2900, []) as b:
@@ -258,7 +260,10 @@ def test_emulator_init_pulses_only_in_pulse_shape(emu):
     emu.process(":SOUR1:VOLT:TRIG 0.5")
     emu.process(":INIT (@1)")                       # DC shape: applies the DC level, turns on
     assert bench.pulses == 0 and bench.sources["B2900.1"].on and bench.sources["B2900.1"].level == 0.0
-    emu.process(":SOUR1:FUNC:SHAP PULS;:SOUR1:PULS:WIDT 1e-6")
+    emu.process(":SOUR1:FUNC:SHAP PULS;:SOUR1:PULS:WIDT 1e-6")  # the B2902A refuses < 50 µs
+    assert errors(emu) == [(-222, "Data out of range: width 1e-06")]
+    assert emu.process(":SOUR1:PULS:WIDT?") == ["+1.000000000E-04"]   # unchanged
+    emu.process(":SOUR1:PULS:WIDT 5e-5")
     emu.process(":INIT:IMM:TRAN (@1)")
     assert bench.pulses == 1
     emu.process(":OUTP1 OFF;:OUTP1:ON:AUTO OFF;:INIT (@1)")  # no automatic output-on: no pulse
@@ -339,11 +344,11 @@ def test_driver_pulses_over_tcp(served, driver):
     ch = driver.ch_1
     ch.setup(0.1, 0.1)
     g0 = bench.chip.true_conductance[0, 0, 0]
-    ch.pulse(0.5, 1e-6)                             # below the 1 V SET threshold
+    ch.pulse(0.5, 1e-4)                             # below the 1 V SET threshold
     assert bench.pulses == 1
     assert bench.chip.true_conductance[0, 0, 0] == g0
     assert ch.compliance_tripped() is False
-    ch.pulse(2.5, 1e-6)                             # SET
+    ch.pulse(2.5, 1e-4)                             # SET
     assert bench.pulses == 2
     assert bench.chip.true_conductance[0, 0, 0] > g0 + 50e-6
     assert ch.output_enabled()                      # left on at the 0 V base

@@ -28,7 +28,7 @@ def assert_safe(bench):
 def test_station_check_sources_nothing(bench, station, capsys):
     report = check_station(load_station(station))
     assert all(e["ok"] for e in report), report
-    assert {e["name"] for e in report} == {"smu", "bias", "sm2450", "matrix", "b2200", "board"}
+    assert {e["name"] for e in report} == {"smu", "bias", "sm2450", "matrix", "b2200", "board", "fgen"}
     assert main(["station", "check", str(station)]) == 0
     out = capsys.readouterr().out
     assert "routing:" in out and "row 3" in out and "2636B" in out
@@ -46,15 +46,18 @@ def assert_writes_within_scheme(bench, scheme):
     assert bench.bench.max_unselected <= share * max(w.v_selected for w in writes) + 1e-3
 
 
-@pytest.mark.parametrize("variant,scheme", [("k2600-707b", "v/2"), ("k2600-707b", "v/3"), ("b2900-board", "v/2")])
-def test_tune_on_the_mock_bench_converges_without_violations(tmp_path, variant, scheme):
-    """The loop and its safety through every layer; the chip's retention is frozen (time_scale 0)
-    so that what is asserted is convergence, not the drift of the first cells while the others
-    are tuned (seconds of instrument time; see benchmarks/bench_mock.py)."""
+@pytest.mark.parametrize("variant,scheme,width", [("k2600-707b", "v/2", 1e-6), ("k2600-707b", "v/3", 1e-6),
+                                                  ("b2900-board", "v/2", 50e-6)])
+def test_tune_on_the_mock_bench_converges_without_violations(tmp_path, variant, scheme, width):
+    """The loop and its safety through every layer: 1 µs pulses from the 33512B (the 2636B reads),
+    50 µs from the B2902A (its shortest).  The chip's retention is frozen (time_scale 0) so that
+    what is asserted is convergence, not the drift of the first cells while the others are tuned
+    (seconds of instrument time; see benchmarks/bench_mock.py)."""
     with MockBench(4, 4, preset="tio2-3it", seed=3, time_scale=0.0) as bench:
         path = bench.write_station(tmp_path / f"{variant}.toml", variant=variant, write_scheme=scheme)
         with HardwareCrossbar(load_station(path)) as xb:
-            res = tune(xb, targets(), TunerConfig(initial_reset=False, write_scheme=scheme))
+            res = tune(xb, targets(), TunerConfig(initial_reset=False, write_scheme=scheme, width=width,
+                                                  reset_width=width))
             rep = res.summary(xb)
         _assert_converged_safely(bench, res, rep, scheme)
 

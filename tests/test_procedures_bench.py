@@ -110,17 +110,22 @@ def test_instrument_timeout_mid_tune_is_resumed(bench, fault_station, tmp_path, 
 
 
 def test_station_runs_are_checked_against_what_the_drive_instrument_sources(bench, station, tmp_path):
-    """The station file allows 100 ns pulses, the 2636B that drives them does not: a procedure's
-    planned limits (checked before anything is opened) are the narrowed ones."""
+    """The station file allows 100 ns pulses, the 2636B that pulses on the SMU-only bench does not
+    (specified from 100 µs): a procedure's planned limits (checked before anything is opened) are
+    the narrowed ones.  With the 33512B giving the pulses, 100 ns stays allowed."""
     from instruments.station import load_station
     from procedures.ops.iv_sweep import IVProcedure
     from procedures.ops.tune_array import TuneProcedure
 
-    assert load_station(station).limits.width_min == pytest.approx(1e-7)
-    tune = TuneProcedure(chip="station", station=str(station), size="4x4")
-    assert tune.planned_limits().width_min == pytest.approx(1e-6)
-    tune.validate()                                               # the tuner's pulses are long enough
-    iv = IVProcedure(chip="station", station=str(station), size="4x4", mode="pulsed", width=2e-7)
+    smu_only = bench.write_station(tmp_path / "smu.toml", variant="k2600-707b-smu")
+    assert load_station(smu_only).limits.width_min == pytest.approx(1e-7)
+    smu_tune = TuneProcedure(chip="station", station=str(smu_only), size="4x4")
+    assert smu_tune.planned_limits().width_min == pytest.approx(1e-4)
+    smu_tune.validate()                                           # the tuner takes the station's 100 µs
+    iv = IVProcedure(chip="station", station=str(smu_only), size="4x4", mode="pulsed", width=2e-5)
     with pytest.raises(ValueError, match="width"):
         iv.validate()
+    tune = TuneProcedure(chip="station", station=str(station), size="4x4")
+    assert tune.planned_limits().width_min == pytest.approx(1e-7)
+    tune.validate()                                               # the generator gives the tuner's 1 µs
     assert bench.violations == [] and bench.bench.all_off()

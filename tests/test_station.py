@@ -124,7 +124,14 @@ def test_sample_station_files_load():
 
     folder = Path(__file__).resolve().parents[1] / "instruments" / "stations"
     names = sorted(p.name for p in folder.glob("*.toml"))
-    assert names == ["b2902a_switchboard.toml", "k2636b_707b.toml"]
+    assert names == ["b2902a_switchboard.toml", "k2636b_33500b_707b.toml", "k2636b_707b.toml"]
+    from instruments.hardware_crossbar import station_limits
+
+    # narrowed to the write instrument: the 2636B (100 µs), the 33512B (16 ns: the file's 100 ns),
+    # the B2902A (50 µs)
+    assert [station_limits(load_station(folder / n)).width_min for n in names] == [5e-5, 1e-7, 1e-4]
+    g = load_station(folder / "k2636b_33500b_707b.toml")
+    assert g.roles["pulse"] == "fgen.1" and g.inputs["fgen.1"] == "G"
     a = load_station(folder / "k2636b_707b.toml")
     assert a.instruments["smu"].driver == "keithley2600" and a.matrix == "matrix"
     b = load_station(folder / "b2902a_switchboard.toml")

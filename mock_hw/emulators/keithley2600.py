@@ -61,6 +61,7 @@ N_WV_ARGS = 19
 
 CONSTANTS = {
     "OUTPUT_OFF": 0, "OUTPUT_ON": 1, "OUTPUT_HIGH_Z": 2, "OUTPUT_DCAMPS": 0, "OUTPUT_DCVOLTS": 1,
+    "OUTPUT_NORMAL": 0, "OUTPUT_ZERO": 1,
     "AUTORANGE_OFF": 0, "AUTORANGE_ON": 1, "AUTORANGE_FOLLOW_LIMIT": 2, "DISABLE": 0, "ENABLE": 1,
     "SOURCE_IDLE": 0, "SOURCE_HOLD": 1, "SENSE_LOCAL": 0, "SENSE_REMOTE": 1, "SENSE_CALA": 3,
     "AUTOZERO_OFF": 0, "AUTOZERO_ONCE": 1, "AUTOZERO_AUTO": 2,
@@ -126,6 +127,7 @@ SMU_ATTRIBUTES = {
     "source.autorangev": (1, _discrete(0, 1)),
     "source.autorangei": (1, _discrete(0, 1)),
     "source.output": (0, _discrete(0, 1, 2)),
+    "source.offmode": (0, _discrete(0, 1, 2)),     # OUTPUT_NORMAL, OUTPUT_ZERO, OUTPUT_HIGH_Z
     "measure.nplc": (1.0, _span(0.001, 25.0)),
     "measure.rangev": (200.0, _span(-200.0, 200.0)),
     "measure.rangei": (1.5, _span(-1.5, 1.5)),

@@ -27,8 +27,9 @@ the output on first when the automatic output-on function is enabled (default), 
 ``:MEAS`` in pulse shape measures at the base level (no pulse is emitted).  Current sourcing is
 accepted and remembered but not modelled: the bench sees the output off.
 
-The pulse-width floor is ``min_pulse_width`` (default 1 µs, so fast simulated pulses work; the real
-B2902A refuses widths below 50 µs, the B2912A below 10 µs).  Errors: -113 undefined header,
+Pulse widths below ``min_pulse_width`` are refused as the real instrument refuses them (-222, the
+setting unchanged): 50 µs on every B2900 model (B2900 User's Guide Ed. 5, "Pulse Output": "50 µs
+to 100000 s"), the default.  Errors: -113 undefined header,
 -114 header suffix out of range (channel), -104 data type, -109 missing parameter, -222 out of
 range, -224 illegal parameter value; the queue answers ``+0,"No error"`` when empty.
 """
@@ -46,6 +47,8 @@ COMPLIANCE_RANGE = (1e-9, 3.0)
 NPLC_RANGE = (4e-4, 100.0)
 APERTURE_RANGE = (8e-6, 2.0)
 WIDTH_MAX = 100_000.0
+#: the B2900's shortest pulse, s (User's Guide Ed. 5, "Pulse Output")
+MIN_PULSE_WIDTH = 50e-6
 DELAY_RANGE = (0.0, 99_999.9)
 NAN_READING = 9.91e37
 ELEMENTS = ("VOLT", "CURR", "RES", "TIME", "STAT", "SOUR")
@@ -79,7 +82,7 @@ class KeysightB2900Emulator(ScpiInstrument):
     idn = "Keysight Technologies,B2902A,MY51140001,3.4.2011.5100"
 
     def __init__(self, bench: PhysicalBench, name: str = "B2900",
-                 sources: dict[int, str] | None = None, min_pulse_width: float = 1e-6):
+                 sources: dict[int, str] | None = None, min_pulse_width: float = MIN_PULSE_WIDTH):
         self.bench = bench
         self.sources = dict(sources) if sources is not None else {1: "B2900.1", 2: "B2900.2"}
         self.min_pulse_width = float(min_pulse_width)
