@@ -6,8 +6,9 @@ round trips per cell (reply lines the emulators sent), wall time per cell, media
 cell, the share of working cells *truly* within 1 % (the chip's own conductances), safety
 violations and the largest voltage any unselected cell saw in any write:
 
-* k2600-707b (2636B drive/sense, B2902A bias, 707B matrix): 100 µs pulses (the 2636B's shortest
-  specified pulse), V/2 and V/3, host loop and the 2600B on-instrument loop; 1 µs for reference;
+* k2600-707b-smu (2636B drive/sense, B2902A bias, 707B matrix): 100 µs pulses from the 2636B (its
+  shortest specified pulse), V/2 and V/3, host loop and the 2600B on-instrument loop;
+* k2600-707b (the same with a 33512B pulse generator giving the write pulses): 1 µs, the 3IT recipe;
 * b2900-board (B2902A drive, 2450 sense, serial board): 50 µs (the B2902A's shortest), V/2;
 * the 64×64 simulated chip at 100 µs and 50 µs (same tuner, vectorized).
 
@@ -116,25 +117,26 @@ def main() -> None:
     rows, cols = (int(x) for x in args.size.lower().split("x"))
     print(f"write-verify of a {rows}x{cols} tio2-3it array on the mock bench, 1 % tolerance, {args.passes} passes, "
           f"chip aging x{args.time_scale:g}; load average {os.getloadavg()[0]:.1f}")
-    cases = [("k2600-707b", 1e-6, "v/2", False), ("k2600-707b", 1e-4, "v/2", False), ("k2600-707b", 1e-4, "v/3", False),
-             ("k2600-707b", 1e-4, "v/2", True), ("b2900-board", 5e-5, "v/2", False)]
+    smu = "k2600-707b-smu"
+    cases = [("k2600-707b", 1e-6, "v/2", False), (smu, 1e-4, "v/2", False), (smu, 1e-4, "v/3", False),
+             (smu, 1e-4, "v/2", True), ("b2900-board", 5e-5, "v/2", False)]
     out = {}
-    hdr = (f"  {'variant':<12} {'width':>6} {'scheme':<6} {'loop':<13} {'start V':>7} {'trips/cell':>10} {'wall/cell':>10} "
+    hdr = (f"  {'variant':<14} {'width':>6} {'scheme':<6} {'loop':<13} {'start V':>7} {'trips/cell':>10} {'wall/cell':>10} "
            f"{'med pulses':>10} {'truly<1%':>8} {'viol':>4} {'max unsel V':>11} {'(of write V)':>12}")
     print(hdr)
     for variant, width, scheme, onin in cases:
         r = run_bench(rows, cols, args.seed, variant, width, scheme, args.passes, args.time_scale, onin)
         loop = "on-instrument" if onin else "host"
         if r is None:
-            print(f"  {variant:<12} {width * 1e6:4g}µs {scheme:<6} {loop:<13} (the drive instrument cannot source it)")
+            print(f"  {variant:<14} {width * 1e6:4g}µs {scheme:<6} {loop:<13} (the drive instrument cannot source it)")
             continue
         out[(variant, width, scheme, onin)] = r
-        print(f"  {variant:<12} {width * 1e6:4g}µs {scheme:<6} {loop:<13} {r['start']:7.3f} {r['trips']:10.1f} "
+        print(f"  {variant:<14} {width * 1e6:4g}µs {scheme:<6} {loop:<13} {r['start']:7.3f} {r['trips']:10.1f} "
               f"{r['wall_ms']:8.1f}ms {r['median_pulses']:10.0f} {100 * r['true_ok']:7.1f}% {r['violations']:4d} "
               f"{r['max_unsel']:11.3f} {r['max_write']:12.3f}")
-    onin = out[("k2600-707b", 1e-4, "v/2", True)]
-    loaded = run_bench(rows, cols, args.seed, "k2600-707b", 1e-4, "v/2", args.passes, args.time_scale, latency=2e-3)
-    base = out[("k2600-707b", 1e-4, "v/2", False)]
+    onin = out[(smu, 1e-4, "v/2", True)]
+    loaded = run_bench(rows, cols, args.seed, smu, 1e-4, "v/2", args.passes, args.time_scale, latency=2e-3)
+    base = out[(smu, 1e-4, "v/2", False)]
     same = np.array_equal(loaded["final"], base["final"]) and np.array_equal(loaded["truth"], base["truth"])
     print(f"  idle vs loaded host (every reply 2 ms late): results {'identical' if same else 'DIFFERENT'}")
     sims = {}
@@ -143,14 +145,14 @@ def main() -> None:
         print(f"  simulated {args.sim_size}x{args.sim_size} {width * 1e6:4g}µs v/2  start {s['start']:.3f} V   "
               f"truly<1% {100 * s['true_ok']:5.1f}%   median pulses {s['median_pulses']:.0f}   "
               f"wall/cell {s['wall_ms']:.2f} ms")
-    host = out.get(("k2600-707b", 1e-6, "v/2", False), out[("k2600-707b", 1e-4, "v/2", False)])
+    host = out.get(("k2600-707b", 1e-6, "v/2", False), out[(smu, 1e-4, "v/2", False)])
     print(f"  host overhead per round trip (wall minus instrument time): trivial query "
           f"{host['overhead_ms']:.3f} ms, whole host-driven loop {host['loop_overhead_ms']:.3f} ms")
 
     def mark(ok):
         return "met" if ok else "MISSED"
 
-    v2, v3 = out[("k2600-707b", 1e-4, "v/2", False)], out[("k2600-707b", 1e-4, "v/3", False)]
+    v2, v3 = out[(smu, 1e-4, "v/2", False)], out[(smu, 1e-4, "v/3", False)]
     b50 = out[("b2900-board", 5e-5, "v/2", False)]
     print("targets:")
     for name, r in (("8x8 bench 100 µs V/2", v2), ("8x8 bench 100 µs V/3", v3), ("8x8 bench 50 µs V/2", b50),
