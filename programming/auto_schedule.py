@@ -20,8 +20,9 @@ interface — only what a bench can measure:
 3. the schedule starts where the median probed cell turns on — as the recipe's 1.1 V does at 1 µs
    on devices with ~1 V thresholds — keeps the recipe's step, and keeps the recipe's head-room
    above the start for the caps (SET +1.0 V, RESET +1.3 V, initial RESET +0.9 V), within
-   ``v_max``.  Under V/2 (V/3) the caps are also held below 2× (3×) the lowest turn-on amplitude
-   found, so half-selected neighbours stay below their switching amplitude at this width.
+   ``v_max``.  Under V/2 (V/3) the caps are also held below 2× (3×) the start, so a half-selected
+   neighbour of typical threshold stays below its switching amplitude at this width (the recipe
+   at 1 µs: 1.1 V start, 2.1 V SET cap).
 
 Stuck cells never turn on and are ignored; if no probed cell turns on, a ValueError says so.  The
 probe's pulses change the probed cells slightly (a few tenths of a percent each way); they are
@@ -55,7 +56,7 @@ class ProbeSettings:
             config's verify band, tolerance·(1 − guard)/2).
     """
 
-    cells: int = 4
+    cells: int = 8
     v_low: float = 0.3
     step: float = 0.05
     reads: int = 2
@@ -128,7 +129,7 @@ def auto_schedule(xb: Crossbar, cfg: TunerConfig, settings: ProbeSettings | None
 
     share = {WriteScheme.V2: 2.0, WriteScheme.V3: 3.0}.get(parse_write_scheme(cfg.write_scheme), np.inf)
     start = {k: float(np.nanmedian(v)) for k, v in v_on.items()}
-    half_safe = {k: share * float(np.nanmin(v)) for k, v in v_on.items()}
+    half_safe = {k: share * v for k, v in start.items()}
 
     def cap(name, head):
         return float(min(start[name] + head, v_max, max(half_safe[name], start[name])))
