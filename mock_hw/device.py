@@ -337,13 +337,73 @@ def switch_at(g_flat, flat, v, width, pop: DevicePopulation, p: DeviceParams, rn
     if not live.any():
         return formed
     idx = flat[live]
-    gi = g_flat[idx]
-    xi = c2c_noise(idx.size, p, rng)
-    dg = switching_step(gi, v[live], width[live], vs[live], vr[live], pop.rate.reshape(-1)[idx], p, xi)
-    if p.relax > 0:
-        dg = dg * (1.0 - p.relax * rng.uniform(0.0, 2.0, size=dg.shape))
-    g_flat[idx] = np.clip(gi + dg, p.g_min, p.g_max)
+    _switch_sets(g_flat, idx, v[live], width[live], vs[live], vr[live], pop.rate.reshape(-1)[idx], [0, idx.size], p,
+                 rng)
     return np.concatenate([formed, idx]) if formed.size else idx
+
+
+def _switch_sets(g_flat, idx, v, width, vs, vr, rate, ends, p: DeviceParams, rng) -> np.ndarray:
+    """In place: the devices ``idx[ends[k]:ends[k + 1]]`` (unique within a set, every one beyond a
+    threshold) take their pulses ``v`` (V), ``width`` (s), set k after set k − 1: noise drawn set
+    by set (cycle-to-cycle, then relaxation), each switching step on the state its device has
+    then, clipping.  A device's pulses are applied in set order, round by round (its first pulse
+    in round 0, ...), so devices of different sets never wait for each other.  Returns each
+    pulse's state after it (S)."""
+    n = idx.size
+    xi = np.empty(n)
+    u = np.empty(n) if p.relax > 0 else None
+    for k in range(len(ends) - 1):
+        a, b = ends[k], ends[k + 1]
+        if a < b:
+            xi[a:b] = c2c_noise(b - a, p, rng)
+            if u is not None:
+                u[a:b] = rng.uniform(0.0, 2.0, size=b - a)
+    if len(ends) == 2:                                      # one set: one round
+        groups = [slice(None)]
+    else:
+        by_dev = np.argsort(idx, kind="stable")             # a device's pulses together, in set order
+        first = np.ones(n, bool)
+        first[1:] = idx[by_dev[1:]] != idx[by_dev[:-1]]
+        occ = np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0))
+        rounds = by_dev[np.argsort(occ, kind="stable")]
+        cuts = np.concatenate([[0], np.cumsum(np.bincount(occ, minlength=1))])
+        groups = [rounds[cuts[m]:cuts[m + 1]] for m in range(len(cuts) - 1)]
+    after = np.empty(n)
+    for e in groups:
+        i = idx[e]
+        gi = g_flat[i]
+        dg = switching_step(gi, v[e], width[e], vs[e], vr[e], rate[e], p, xi[e])
+        if u is not None:
+            dg = dg * (1.0 - p.relax * u[e])
+        after[e] = g_flat[i] = np.clip(gi + dg, p.g_min, p.g_max)
+    return after
+
+
+def switch_steps(g_flat, flat, v, width, bounds, pop: DevicePopulation, p: DeviceParams, rng: np.random.Generator):
+    """:func:`switch_at` for ``len(bounds) − 1`` sets of pulses in turn: set k is the devices
+    ``flat[bounds[k]:bounds[k + 1]]`` (unique within the set) with their ``v`` (V) and ``width``
+    (s).  The same states and the same random draws as one ``switch_at`` per set; what does not
+    depend on the state (thresholds, which devices switch) is evaluated once for all sets.
+    Returns the flat indices written (of every set, concatenated) and, per pulse, the device's
+    state right after it (S; NaN where the pulse wrote nothing)."""
+    bounds = np.asarray(bounds)
+    after = np.full(flat.size, np.nan)
+    if pop.unformed is not None and pop.unformed.reshape(-1)[flat].any():   # forming: set by set
+        out = [_NONE]
+        for k in range(bounds.size - 1):
+            s = slice(bounds[k], bounds[k + 1])
+            out.append(switch_at(g_flat, flat[s], v[s], width[s], pop, p, rng))
+            after[s] = np.where(np.isin(flat[s], out[-1]), g_flat[flat[s]], np.nan)
+        return np.concatenate(out), after
+    vs = pop.vth_set.reshape(-1)[flat]
+    vr = pop.vth_reset.reshape(-1)[flat]
+    v_eq = equivalent_voltage(v, width, p)
+    live = ((v_eq > vs) | (-v_eq > vr)) & ~pop.stuck.reshape(-1)[flat]
+    ends = np.concatenate([[0], np.cumsum(live)])[bounds]     # live devices before each set
+    idx = flat[live]
+    after[live] = _switch_sets(g_flat, idx, v[live], width[live], vs[live], vr[live], pop.rate.reshape(-1)[idx],
+                               ends, p, rng)
+    return idx, after
 
 
 def disturb_drift(g, n_before, events, p: DeviceParams, rng: np.random.Generator):

@@ -33,7 +33,7 @@ from . import nodal
 from .aging import retention_relax, sample_forming_voltage, sample_retention_nu
 from .chip_state import chip_state_dict, load_chip_state, load_chip_state_dict, save_chip_state
 from .device import (DevicePopulation, apply_voltages_written, disturb_drift, equivalent_voltage, initial_state,
-                     iv_current, read_conductance, sample_population, switch_at)
+                     iv_current, read_conductance, sample_population, switch_at, switch_steps)
 from .presets import DEFAULT_PRESET, ChipParams, get_preset
 
 __all__ = ["SimulatedCrossbar", "save_chip_state", "load_chip_state"]
@@ -340,12 +340,35 @@ class SimulatedCrossbar(Crossbar):
         its selected cells' pulses: the same stages, in the same order with the same random draws,
         as K :meth:`pulse` calls, so the result is bit for bit theirs.  Otherwise step by step."""
         rows, cols = self._park_inactive(rows, cols, active)
-        if not (scheme is WriteScheme.V2 and self.params.r_line == 0 and self._steps_plain(rows, cols, amplitude,
-                                                                                            width, active)):
+        if not (scheme is WriteScheme.V2 and self.params.r_line == 0 and rows.shape[0] * self._g.size <= 1 << 22
+                and self._steps_plain(rows, cols, amplitude, width, active)):   # (the states met: K x the chips)
             return super()._pulse_steps(rows, cols, amplitude, width, scheme, active)
         energy = np.zeros(rows.shape)
-        for k in range(rows.shape[0]):
-            energy[k] = self._pulse_v2_concurrent(rows[k], cols[k], amplitude[k], width[k], active[k], screened=True)
+        k_idx, chip_idx, lane_idx = np.nonzero(active)                  # step after step
+        if k_idx.size:
+            n_rows, n_cols = self.shape
+            r, c = rows[k_idx, chip_idx, lane_idx], cols[k_idx, chip_idx, lane_idx]
+            v, w = amplitude[k_idx, chip_idx, lane_idx], width[k_idx, chip_idx, lane_idx]
+            flat = (chip_idx * n_rows + r) * n_cols + c
+            bounds = np.searchsorted(k_idx, np.arange(rows.shape[0] + 1))
+            order = np.lexsort((flat, k_idx))          # in a step, cell order (as _pulse_v2_concurrent)
+            k_idx, chip_idx, lane_idx, r, c, v, w, flat = (x[order] for x in (k_idx, chip_idx, lane_idx, r, c, v, w,
+                                                                               flat))
+            g0 = self._g.copy()
+            written, after = switch_steps(self._g.reshape(-1), flat, v, w, bounds, self.population,
+                                          self.params.device, self._rng)
+            # the state each step met (for its energy): the start, then each pulse's result from the next step on
+            K = rows.shape[0]
+            last = np.full((K, g0.size), -1)
+            seen = np.flatnonzero(~np.isnan(after) & (k_idx < K - 1))
+            last[k_idx[seen] + 1, flat[seen]] = seen
+            np.maximum.accumulate(last, axis=0, out=last)
+            met = np.where(last >= 0, after[last], g0.reshape(-1)).reshape(K, *g0.shape)
+            g_sel = met[k_idx, chip_idx, r, c]
+            g_half = met[k_idx, chip_idx, r, :].sum(axis=1) + met[k_idx, chip_idx, :, c].sum(axis=1) - 2 * g_sel
+            energy[k_idx, chip_idx, lane_idx] = self._energy_v2_of(v, w, g_sel, g_half)
+            self._mark_written(written)
+            self._disturb(flat, np.zeros(self.n_chips))      # not loud (_steps_plain): their counts restart
         self.n_pulse_ops += int(active.sum())
         duration = np.where(active, width + self.params.timing.pulse_overhead_s, 0.0)
         return PulseResult(np.where(active, energy, 0.0), duration, np.zeros(rows.shape, bool))
@@ -353,8 +376,9 @@ class SimulatedCrossbar(Crossbar):
     def _steps_plain(self, rows, cols, amplitude, width, active) -> bool:
         """Whether, in every step (K, n_chips, L) of a V/2 :meth:`_pulse_steps`, the active lanes
         of each chip are on distinct lines, no half-select reaches the lowest threshold on its line
-        (:meth:`_half_select_screens`; no unformed device), and no selected device can draw the
-        compliance current even at the largest conductance any device has or can reach."""
+        (:meth:`_half_select_screens`; no unformed device), no pulse is loud enough to disturb the
+        rest of the array, and no selected device can draw the compliance current even at the
+        largest conductance any device has or can reach."""
         d = self.params.device
         pop = self.population
         if pop.unformed is not None and pop.unformed.any():
@@ -363,6 +387,8 @@ class SimulatedCrossbar(Crossbar):
         if not k_idx.size:
             return True
         v = amplitude[k_idx, chip_idx, lane_idx]
+        if d.disturbs and np.abs(v).max() >= d.disturb_v:       # loud: disturb draws step by step
+            return False
         g_top = max(float(self._g.max()), d.g_max)          # switching clips to g_max; stuck ones stay
         if float(np.abs(iv_current(g_top, np.abs(v).max(), d.beta, d.v_ref))) > self.limits.i_compliance:
             return False
@@ -417,14 +443,13 @@ class SimulatedCrossbar(Crossbar):
         col_keys = b * self.shape[1] + cols[active]
         return bool(np.bincount(col_keys, minlength=self.n_chips * self.shape[1]).max() <= 1)
 
-    def _pulse_v2_concurrent(self, rows, cols, amplitude, width, active, screened=False):
+    def _pulse_v2_concurrent(self, rows, cols, amplitude, width, active):
         """V/2 pulses of lanes on distinct lines, applied exactly in lane order.
 
         Every selected cell is hit by its own pulse only.  A half-selected cell lies on the row of
         at most one lane and the column of at most one other: its hits are applied in lane order
         (first hits, then second hits).  A half-select below the cell's threshold changes nothing,
         so only the cells it can switch are listed — usually none, which keeps a step cheap.
-        ``screened``: the caller has checked that no half-select can switch anything.
         """
         d = self.params.device
         n_rows, n_cols = self.shape
@@ -434,11 +459,10 @@ class SimulatedCrossbar(Crossbar):
         energy = self._energy_v2(chip_idx, lane_idx, r, c, amplitude, width, rows.shape)
         hit_b, hit_r, hit_c, hit_v, hit_w, hit_lane = [chip_idx], [r], [c], [v], [w], [lane_idx]
         half = v / 2
+        half_eq = equivalent_voltage(half, w, d)   # thresholds are compared with the width-equivalent voltage
         pop = self.population
-        if not screened:
-            half_eq = equivalent_voltage(half, w, d)   # thresholds are compared with the width-equivalent voltage
-            screens = self._half_select_screens()
-        for axis_len, line_of in () if screened else ((n_cols, "row"), (n_rows, "col")):
+        screens = self._half_select_screens()
+        for axis_len, line_of in ((n_cols, "row"), (n_rows, "col")):
             # only lanes whose half-select reaches the lowest threshold on their line can switch a
             # half-selected cell: the others' lines are not read at all (usually every lane)
             line = r if line_of == "row" else c
@@ -512,16 +536,21 @@ class SimulatedCrossbar(Crossbar):
 
         The half-selected cells all see V/2, so their power is (V/2)²(1 + β V²/4)/(1 + β v_ref²)
         times the sum of their conductances: row and column sums, no per-cell work."""
-        d = self.params.device
-        v = amplitude[chip_idx, lane_idx]
         g_sel = self._g[chip_idx, r, c]
-        half = v / 2
         # the pulsed lines only (not the whole array)
         g_half = self._g[chip_idx, r, :].sum(axis=1) + self._g[chip_idx, :, c].sum(axis=1) - 2 * g_sel
-        p_half = half * half * (1 + d.beta * half * half) / (1 + d.beta * d.v_ref ** 2) * g_half
         energy = np.zeros(shape)
-        energy[chip_idx, lane_idx] = (v * iv_current(g_sel, v, d.beta, d.v_ref) + p_half) * width[chip_idx, lane_idx]
+        energy[chip_idx, lane_idx] = self._energy_v2_of(amplitude[chip_idx, lane_idx], width[chip_idx, lane_idx],
+                                                        g_sel, g_half)
         return energy
+
+    def _energy_v2_of(self, v, width, g_sel, g_half):
+        """Energy (J) of V/2 pulses ``v`` (V), ``width`` (s) on selected devices ``g_sel`` whose
+        half-selected devices sum to ``g_half`` (S)."""
+        d = self.params.device
+        half = v / 2
+        p_half = half * half * (1 + d.beta * half * half) / (1 + d.beta * d.v_ref ** 2) * g_half
+        return (v * iv_current(g_sel, v, d.beta, d.v_ref) + p_half) * width
 
     def _pulse_lines(self, rows, cols, amplitude, width, scheme, active):
         """V/2 or V/3 pulses on resistive lines.  The network of every lane is solved at once on
