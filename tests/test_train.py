@@ -38,3 +38,20 @@ def test_dataset_defaults_do_not_leak_between_datasets():
 def test_bad_settings_are_refused_naming_the_field(changes, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**changes)
+
+
+def test_the_tail_loss_averages_each_examples_worst_transfers():
+    import torch
+
+    from models.train import TrainConfig, loss_fn
+
+    # 4 transfers x 2 examples: logits for the positive class
+    out = torch.tensor([[[3.0], [-1.0]], [[2.0], [0.0]], [[-2.0], [1.0]], [[1.0], [2.0]]])
+    y = torch.ones(2)
+    per = torch.nn.functional.binary_cross_entropy_with_logits(out[..., 0], y.expand(4, 2), reduction="none")
+    assert float(loss_fn(out, y, 1)) == pytest.approx(float(per.mean()))
+    worst = per.topk(2, dim=0).values                    # each example's two worst transfers
+    assert float(loss_fn(out, y, 1, tail=0.5)) == pytest.approx(float(worst.mean()))
+    assert float(loss_fn(out, y, 1, tail=0.5)) > float(loss_fn(out, y, 1))
+    with pytest.raises(ValueError, match="tail"):
+        TrainConfig(tail=0.0)

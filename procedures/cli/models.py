@@ -74,6 +74,8 @@ def _train_args(t: argparse.ArgumentParser) -> None:
                    help="learning rate over the epochs (default: the dataset's; moons: cosine)")
     t.add_argument("--weight-decay", type=float, default=None, help="Adam weight decay (default: the dataset's)")
     t.add_argument("--kl", type=float, default=0.0, help="weight of the variational KL regularizer")
+    t.add_argument("--tail", type=float, default=1.0, metavar="SHARE",
+                   help="each example's loss averages its worst SHARE of the sampled transfers (1 = all)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", type=Path, required=True, metavar="MODEL.pt")
     add_json_option(t, "also write the report (the configuration and the accuracies) here")
@@ -145,7 +147,7 @@ def cmd_train(args) -> int:
     from models.train import TrainConfig, train
 
     kw = dict(dataset=args.dataset, hidden=args.hidden, aware=args.aware, scales=args.scales, noise=args.noise,
-              variability=args.variability, kl_weight=args.kl, seed=args.seed)
+              variability=args.variability, kl_weight=args.kl, tail=args.tail, seed=args.seed)
     for key in ("transfers", "epochs", "lr", "lr_schedule", "weight_decay"):   # None: the dataset's default
         if getattr(args, key) is not None:
             kw[key] = getattr(args, key)
