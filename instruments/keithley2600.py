@@ -127,6 +127,8 @@ _WV_KEYS = ("tolerance", "guard", "consecutive", "v_set_start", "v_reset_start",
 WRITE_VERIFY_DEFAULTS = {k: getattr(TunerConfig(), k) if k != "v_read" else 0.2 for k in _WV_KEYS}
 #: TunerConfig fields that concern the array-level tuner only; accepted and ignored
 _IGNORED_KEYS = {f.name for f in dataclasses.fields(TunerConfig)} - set(_WV_KEYS)
+#: TunerConfig's IR-drop correction (programming.ir_correction): the script reads raw; refused if set
+_HOST_ONLY_KEYS = ("line_resistance", "access_resistance")
 
 
 def write_verify_script() -> str:
@@ -418,6 +420,10 @@ def _as_dict(config) -> dict:
 def write_verify_settings(target: float, config=None) -> dict:
     """Validated write-verify settings (defaults filled in); ValueError names the bad one."""
     given = _as_dict(config)
+    for key in _HOST_ONLY_KEYS:
+        if given.pop(key, 0.0):
+            raise ValueError(f"write-verify setting {key}: the on-instrument loop cannot correct its reads for "
+                             "IR drop; tune from the host (xbar tune) with a line estimate")
     unknown = set(given) - set(WRITE_VERIFY_DEFAULTS) - _IGNORED_KEYS
     if unknown:
         raise ValueError(f"unknown write-verify settings: {sorted(unknown)}")

@@ -260,28 +260,8 @@ class LineSolver:
         if not (np.all(np.isfinite(row_v)) and np.all(np.isfinite(col_v))):
             raise ValueError("LineSolver needs every terminal driven (finite voltages)")
         net = self.network(g)
-        b = net.injection(row_v, col_v)
-        x = net.solve(b)
-        v_scale = max(np.abs(row_v).max(initial=0.0), np.abs(col_v).max(initial=0.0), 1e-300)
-        it = 1
-        B, R, C = g.shape
+        x, it = net.solve_cubic(g, self.beta, self.v_ref, row_v, col_v, tol, max_iter)
         gk = g[:, None]
-        if self.beta != 0:
-            c = self.beta / self._norm
-            for it in range(2, max_iter + 2):
-                vr, vc = net.split(x)
-                v = vr - vc
-                e = gk * c * v * v * v           # device current beyond the linear part, A
-                x_new = net.solve(b - np.concatenate([e, -e], axis=2).reshape(b.shape))
-                step = np.max(np.abs(x_new - x), initial=0.0)
-                x = x_new
-                if not np.isfinite(step):
-                    raise RuntimeError("line solve diverged (non-finite node voltages)")
-                if step <= tol * v_scale:
-                    break
-            else:
-                raise RuntimeError(f"line solve did not converge in {max_iter} chord iterations "
-                                   f"(last step {step:.3e} V)")
         vr, vc = net.split(x)
         v_cell = vr - vc
         i_cell = iv_current(gk, v_cell, self.beta, self.v_ref)

@@ -40,7 +40,8 @@
 
 ``ideal``
     No noise of any kind, no stuck devices, no device-to-device spread (forming voltages
-    included), no retention loss, no relaxation under programming activity, linear I-V, ideal lines.
+    included), no retention loss, no relaxation under programming activity, linear I-V, ideal
+    (zero-resistance) lines.
 
 ``asymmetric``
     For in-situ training studies (Onen et al. 2022): linear soft bounds with SET steps 1.6× the
@@ -48,7 +49,10 @@
     g_sp = (k_set·g_max + k_reset·g_min)/(k_set + k_reset) ≈ 373 µS; moderate noise, no stuck devices,
     no relaxation under programming activity.
 
-Line resistance: ``r_line`` is per segment (Ω).  See the note on :data:`TIO2_3IT_R_LINE`.
+Line resistance: ``r_line`` is per segment (Ω).  ``tio2-3it`` has realistic lines, 0.67 Ω per
+segment, derived from a line geometry (700 nm wide lines of the 3IT process, assumed pitch, thickness
+and resistivity; see :data:`TIO2_3IT_R_LINE`); ``ideal`` keeps perfect lines; ``asymmetric`` (an
+in-situ training study of device asymmetry) keeps ideal lines too.
 """
 from __future__ import annotations
 
@@ -58,12 +62,22 @@ from programming.crossbar import SafetyLimits
 
 from .device import DeviceParams
 
-#: Line resistance of the ``tio2-3it`` preset, Ω per segment.  With the default grounded-unselected
-#: read, every cell of the selected row conducts, and the row's IR drop biases reads by
-#: roughly r·I_row·C/2: at 2 Ω on an 8×8 TiO2 array (100–500 µS) that is ~2 %, on 64×64 tens of %,
-#: far beyond a 1 % write-verify tolerance.  The preset therefore keeps ideal lines and the
-#: simulator exposes ``r_line`` (``--line-resistance`` on the command line) for IR-drop studies.
-TIO2_3IT_R_LINE = 0.0
+#: Line resistance of the ``tio2-3it`` preset, Ω per segment (rows and columns alike), derived
+#: from a line geometry, not measured: R = ρ·pitch/(width·thickness) with
+#:
+#: * width 700 nm — the electrode width of the 3IT CMOS-compatible passive TiO2 crossbars
+#:   (El Mesoudy et al., Microelectron. Eng. 2022, arXiv:2106.11808);
+#: * pitch 1.4 µm (line = space) and thickness 150 nm — assumed, typical of that process;
+#: * ρ = 5·10⁻⁸ Ω·m — an assumed thin-film resistivity for an Al-based line with its barrier
+#:   (bulk Al 2.65·10⁻⁸ Ω·m; thin lines and Ti/TiN barriers roughly double it).
+#:
+#: 5e-8 · 1.4e-6 / (0.7e-6 · 1.5e-7) = 0.67 Ω.  With the default grounded-unselected read every
+#: cell of the selected row loads the row line, so even this biases reads (random 100–500 µS
+#: targets, mean bias: −1 % on 8×8, −4 % on 16×16, −12 % on 32×32, −34 % on 64×64): the tuner
+#: corrects its reads through a line model with an estimate measured by ``xbar calibrate-lines``
+#: (``TunerConfig.line_resistance``).  A bench adds its relay and lead
+#: resistance in series with every line (:data:`mock_hw.bench_physics.R_RELAY_PATH`).
+TIO2_3IT_R_LINE = 0.67
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from programming.crossbar import Crossbar
+from programming.ir_correction import ReadCorrection, predistort_targets
 from programming.mapping import ConductanceMapping, MappedWeights
 from programming.tune_result import CONVERGED, STATUS_NAMES, STUCK, TuneResult
 from programming.tune_state import TuneLog
@@ -45,7 +46,14 @@ class DeployConfig:
     """Deployment settings: write-verify ``tolerance`` (relative), stuck ``compensate``, the
     tuner's cell ``order``, ``passes``, ``initial_reset`` and ``seed``; ``pulses``, a
     :class:`TunerConfig` whose pulse width and amplitudes the tuner uses (None: the recipe's);
-    ``on_instrument``: each cell's loop runs on the bench's instrument (see :func:`tune`)."""
+    ``on_instrument``: each cell's loop runs on the bench's instrument (see :func:`tune`).
+
+    IR drop: ``line_resistance`` (Ω per segment, measured by ``xbar calibrate-lines``; 0 = none)
+    and ``access_resistance`` (Ω) make the tuner correct its reads for the lines and the read-back
+    map be corrected the same way; ``predistort`` also pre-distorts every layer's targets so that
+    its matrix-vector product, with ``predistort_drive`` (fraction of the read voltage) on the
+    layer's input rows and the read voltage on its bias row, carries the intended currents
+    despite the lines' drop (:func:`programming.ir_correction.predistort_targets`)."""
 
     tolerance: float = 0.01
     compensate: bool = True
@@ -55,13 +63,18 @@ class DeployConfig:
     seed: int = 0
     pulses: TunerConfig | None = None
     on_instrument: bool = False
+    line_resistance: float = 0.0
+    access_resistance: float = 0.0
+    predistort: bool = False
+    predistort_drive: float = 0.5
 
     def tuner(self, **changes) -> TunerConfig:
         """The tuner's settings: ``pulses`` (the pulse width and amplitude schedule, default the
         recipe's :class:`TunerConfig`) with this deployment's tolerance, order, passes, initial
         RESET and seed, and ``changes``."""
         kw = dict(tolerance=self.tolerance, order=self.order, passes=self.passes,
-                  initial_reset=self.initial_reset, seed=self.seed)
+                  initial_reset=self.initial_reset, seed=self.seed, line_resistance=self.line_resistance,
+                  access_resistance=self.access_resistance)
         kw.update(changes)
         return replace(self.pulses or TunerConfig(), **kw)
 
@@ -103,6 +116,46 @@ def map_model(model: MLP, window: tuple[float, float]) -> list[MappedWeights]:
     mapping = ConductanceMapping(g_min=window[0], g_max=window[1], mode="differential", split="one-sided",
                                  per_output=model.scales == "output")
     return [mapping.encode(wb.numpy()) for wb in model.matrices()]
+
+
+def predistorted_targets(targets: np.ndarray, placement: Placement, xb: Crossbar, cfg: DeployConfig) -> np.ndarray:
+    """The array's targets (n_chips, rows, cols) with every layer's block pre-distorted for the IR
+    drop of its own product (that layer's rows driven: its inputs at ``predistort_drive`` × the
+    read voltage, its bias row — the block's last — at the read voltage; see
+    :class:`DeployConfig`).  The other cells are modelled at their state read (and corrected) now."""
+    full = np.broadcast_to(np.asarray(targets, float), (xb.n_chips, *xb.shape))
+    # the cells outside the network load the lines too: model them at their (corrected) read state
+    others = ReadCorrection(xb.shape, xb.n_chips, xb.v_read, cfg.line_resistance,
+                            cfg.access_resistance).fit(xb.read_array())
+    out = np.array(full)
+    lo, hi = xb.programming_window
+    v = min(xb.v_read, xb.limits.v_read_max)
+    for block in placement.blocks:
+        rows = np.zeros(xb.shape[0])
+        rows[block.row:block.row + block.rows] = cfg.predistort_drive * v
+        rows[block.row + block.rows - 1] = v
+        rs, cs = block.slices
+        want = full[:, rs, cs]
+        g = predistort_targets(full, rows, cfg.line_resistance, cfg.access_resistance, None, others)[:, rs, cs]
+        out[:, rs, cs] = _fit_pairs(want, g, lo, hi)
+    return out
+
+
+def _fit_pairs(want: np.ndarray, g: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Pre-distorted pair targets (G+ even, G- odd columns) brought into the window [lo, hi]
+    keeping each pair's *difference* where one side would leave it: with attenuations
+    ``f = want / g``, a side pushed above ``hi`` is set to ``hi`` and its partner moved so that
+    ``g+ f+ − g- f-`` stays ``want+ − want-`` (as far as the window allows)."""
+    f = want / g
+    wp, wn, fp, fn = want[..., 0::2], want[..., 1::2], f[..., 0::2], f[..., 1::2]
+    gp, gn = g[..., 0::2].copy(), g[..., 1::2].copy()
+    d = wp - wn
+    over_p, over_n = gp > hi, (gn > hi) & ~(g[..., 0::2] > hi)
+    gp, gn = np.where(over_p, hi, gp), np.where(over_p, (hi * fp - d) / fn, gn)
+    gn, gp = np.where(over_n, hi, gn), np.where(over_n, (hi * fn + d) / fp, gp)
+    out = np.empty_like(g)
+    out[..., 0::2], out[..., 1::2] = np.clip(gp, lo, hi), np.clip(gn, lo, hi)
+    return out
 
 
 def network_extent(model: MLP) -> tuple[int, int]:
@@ -181,6 +234,8 @@ def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: Deploy
     log = log or TuneLog()
     t0 = time.perf_counter()
     mapped, placement, targets = deployment_targets(model, xb)
+    if cfg.predistort and cfg.line_resistance > 0:
+        targets = predistorted_targets(targets, placement, xb, cfg)        # (n_chips, rows, cols)
     full = (xb.n_chips, *xb.shape)
     result = tune(xb, targets, cfg.tuner(), progress=progress, on_instrument=cfg.on_instrument,
                   **log.tune_kwargs("main", np.broadcast_to(targets, full)))
@@ -190,7 +245,7 @@ def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: Deploy
         stuck = result.status == STUCK
         for i in range(len(mapped)):
             rs, cs = placement.blocks[i].slices
-            new[:, rs, cs] = pair_compensation(np.broadcast_to(targets[rs, cs], stuck[:, rs, cs].shape),
+            new[:, rs, cs] = pair_compensation(np.broadcast_to(targets[..., rs, cs], stuck[:, rs, cs].shape),
                                                stuck[:, rs, cs], result.final[:, rs, cs], xb.programming_window)
         compensated = ~np.isnan(new)
         if compensated.any():
@@ -201,6 +256,9 @@ def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: Deploy
             result.status[compensated] = second.status[compensated]
             result.targets = np.where(compensated, new, result.targets)
     g_read = xb.read_array()
+    if cfg.line_resistance > 0:         # the read-back map, corrected for the lines like the tuner's reads
+        g_read = ReadCorrection(xb.shape, xb.n_chips, xb.v_read, cfg.line_resistance,
+                                cfg.access_resistance).fit(g_read)
     tgt = result.targets
     result.final = np.where(np.isnan(tgt), np.nan, g_read)
     result.rel_error = (result.final - tgt) / tgt

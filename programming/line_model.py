@@ -31,11 +31,14 @@ class LineNetwork:
         g: (B, R, C) device conductances, S (a linear device: I = g·V).
         r_line: line resistance per segment, Ω (> 0).
         r_access: series resistance between each terminal and its line, Ω (>= 0).
+        row_driven, col_driven: optional (R,) / (C,) masks of the terminals that are driven
+            (default: all); a terminal that is not driven floats (no current through it), so the
+            network is that of one biasing (e.g. a read with the unselected lines floating).
 
     Node order per chip: row nodes (i, j) at ``i·C + j``, column nodes at ``R·C + i·C + j``.
     """
 
-    def __init__(self, g, r_line: float, r_access: float = 0.0):
+    def __init__(self, g, r_line: float, r_access: float = 0.0, row_driven=None, col_driven=None):
         g = np.asarray(g, dtype=float)
         if g.ndim != 3:
             raise ValueError(f"g must have shape (B, R, C), got {g.shape}")
@@ -57,8 +60,11 @@ class LineNetwork:
         rr, cc = ir.ravel(), ic.ravel()
         self._I = np.concatenate([a, b, a, b, t, rr, cc, rr, cc])
         self._J = np.concatenate([a, b, b, a, t, rr, cc, cc, rr])
+        rd = np.ones(R, bool) if row_driven is None else np.asarray(row_driven, bool)
+        cd = np.ones(C, bool) if col_driven is None else np.asarray(col_driven, bool)
+        self.driven = (rd, cd)
         self._fixed = np.concatenate([np.full(2 * a.size, self.g_seg), np.full(2 * a.size, -self.g_seg),
-                                      np.full(t.size, self.g_term)])
+                                      self.g_term * np.concatenate([rd, cd])])
         self._lu: list = [None] * B
         self._g = np.full(g.shape, np.nan)
         self.factorizations = 0
@@ -99,9 +105,10 @@ class LineNetwork:
         B, R, C = self.shape
         row_v, col_v = np.asarray(row_v, float), np.asarray(col_v, float)
         K = row_v.shape[1]
+        rd, cd = self.driven
         rhs = np.zeros((B, K, 2, R, C))
-        rhs[:, :, 0, :, 0] = self.g_term * row_v
-        rhs[:, :, 1, R - 1, :] = self.g_term * col_v
+        rhs[:, :, 0, :, 0] = self.g_term * np.where(rd, row_v, 0.0)
+        rhs[:, :, 1, R - 1, :] = self.g_term * np.where(cd, col_v, 0.0)
         return rhs.reshape(B, K, 2 * R * C)
 
     def solve(self, rhs) -> np.ndarray:
@@ -113,6 +120,34 @@ class LineNetwork:
                 out[k] = lu.solve(np.asfortranarray(rhs[k].T)).T
         return out
 
+    def solve_cubic(self, g, beta: float, v_ref: float, row_v, col_v, tol: float = 1e-12,
+                    max_iter: int = 200):
+        """Node voltages (B, K, N), V, and iterations, of devices with the cubic I-V
+        ``I = g·V·(1 + β V²)/(1 + β v_ref²)`` (``g`` (B, R, C), S; β in 1/V²) when this network was
+        built on their small-signal conductances ``g / (1 + β v_ref²)``: the chord iteration
+        ``x ← A⁻¹ (b − n(x))``, ``n`` the devices' current beyond the linear part, on the kept
+        factorization.  Converged when the last step moved no node by more than ``tol`` times the
+        largest terminal voltage (RuntimeError after ``max_iter`` steps)."""
+        b = self.injection(row_v, col_v)
+        x = self.solve(b)
+        if beta == 0:
+            return x, 1
+        v_scale = max(np.abs(row_v).max(initial=0.0), np.abs(col_v).max(initial=0.0), 1e-300)
+        c = beta / (1.0 + beta * v_ref * v_ref)
+        gk = np.asarray(g, float)[:, None]
+        for it in range(2, max_iter + 2):
+            vr, vc = self.split(x)
+            v = vr - vc
+            e = gk * c * v * v * v               # device current beyond the linear part, A
+            x_new = self.solve(b - np.concatenate([e, -e], axis=2).reshape(b.shape))
+            step = np.max(np.abs(x_new - x), initial=0.0)
+            x = x_new
+            if not np.isfinite(step):
+                raise RuntimeError("line solve diverged (non-finite node voltages)")
+            if step <= tol * v_scale:
+                return x, it
+        raise RuntimeError(f"line solve did not converge in {max_iter} chord iterations (last step {step:.3e} V)")
+
     def split(self, x):
         """Row-node and column-node voltages (B, K, R, C) of node voltages ``x`` (B, K, N)."""
         B, R, C = self.shape
@@ -122,8 +157,9 @@ class LineNetwork:
     def terminal_currents(self, v_row, v_col, row_v, col_v):
         """Currents (A) out of each row driver into its line (B, K, R) and out of each column line
         into its driver (B, K, C), from the node voltages next to the terminals."""
-        return (self.g_term * (row_v - v_row[..., :, 0]),
-                self.g_term * (v_col[..., -1, :] - col_v))
+        rd, cd = self.driven
+        return (np.where(rd, self.g_term * (row_v - v_row[..., :, 0]), 0.0),
+                np.where(cd, self.g_term * (v_col[..., -1, :] - col_v), 0.0))
 
 
 def grounded_read_currents(g, v_read: float, r_line: float, r_access: float = 0.0,
@@ -138,3 +174,23 @@ def grounded_read_currents(g, v_read: float, r_line: float, r_access: float = 0.
     col_v = np.zeros((B, R, C))
     v_row, v_col = net.split(net.solve(net.injection(row_v, col_v)))
     return net.terminal_currents(v_row, v_col, row_v, col_v)[1]
+
+
+
+def float_read_currents(g, cells, v_read: float, r_line: float, r_access: float = 0.0,
+                        beta: float = 0.0, v_ref: float = 0.2) -> np.ndarray:
+    """Currents (B, K), A, float reads measure on devices ``g`` (B, R, C), S (cubic I-V with ``beta``,
+    1/V², around ``v_ref``, V): for each of the ``K`` cells (row, col) in ``cells``, that row at
+    ``v_read`` (V) and that column at 0 V, every other line floating; the current at the column's
+    terminal.  One factorization per cell."""
+    g = np.asarray(g, float)
+    B, R, C = g.shape
+    out = np.empty((B, len(cells)))
+    for k, (i, j) in enumerate(cells):
+        rd, cd = np.arange(R) == i, np.arange(C) == j
+        net = LineNetwork(g / (1.0 + beta * v_ref * v_ref), r_line, r_access, rd, cd)
+        row_v = np.broadcast_to(np.where(rd, float(v_read), 0.0), (B, 1, R))
+        col_v = np.zeros((B, 1, C))
+        v_row, v_col = net.split(net.solve_cubic(g, beta, v_ref, row_v, col_v, tol=1e-10)[0])
+        out[:, k] = net.terminal_currents(v_row, v_col, row_v, col_v)[1][:, 0, j]
+    return out

@@ -71,6 +71,8 @@ class TunerConfig:
     write_scheme: str = "v/2"
     read_scheme: str = "ground"
     v_read: float | None = None
+    line_resistance: float = 0.0
+    access_resistance: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
@@ -99,6 +101,12 @@ class TunerConfig:
             raise ValueError("TunerConfig.parallel must be >= 1 (or None for the chip's preference)")
         parse_write_scheme(self.write_scheme)
         parse_read_scheme(self.read_scheme)
+        for name in ("line_resistance", "access_resistance"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
+                raise ValueError(f"TunerConfig.{name} must be a number of ohms >= 0, got {value!r}")
+        if self.line_resistance > 0 and parse_read_scheme(self.read_scheme).value != "ground":
+            raise ValueError("TunerConfig.line_resistance corrects grounded reads: it needs read_scheme 'ground'")
 
     def check_limits(self, lim) -> None:
         """Refuse settings the chip's limits (:class:`~programming.crossbar.SafetyLimits`) forbid,
@@ -211,6 +219,7 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
     trace = _Trace(keep, journal)
     run = _Run(xb, tgt, rank, parallel, cfg, rec, status, trace, journal, should_stop)
     run.compliance = state.compliance
+    run.corr = _start_correction(xb, cfg, rec, parallel)
     verify_reads = 0
     p, todo = state.pass_no, state.todo & targeted
     if resume is None:
@@ -223,7 +232,7 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
                 tune_pass = run.tune_pass_on_instrument if on_instrument else run.tune_pass
                 tune_pass(todo, cfg.initial_reset and p == 0, p, bar)
             # read back every targeted cell: the re-verify check (after the last pass, the final read)
-            final = _read_back(xb, tgt, targeted, cfg, rec)
+            final = _read_back(xb, tgt, targeted, cfg, rec, run.corr)
             verify_reads += 1
             journal.read_back(p, final)
             journal.step_done()
@@ -298,6 +307,7 @@ class _Run:
         self.rec, self.status, self.trace, self.journal = rec, status, trace, journal
         self.should_stop = should_stop
         self.compliance = 0
+        self.corr = None    # the IR-drop read correction (programming.ir_correction), if any
 
     def tune_pass(self, todo, reset: bool, pass_no: int, bar) -> None:
         """Tune every cell in ``todo`` once; accumulates into the records and statuses."""
@@ -318,7 +328,7 @@ class _Run:
                 if not sched.has_work():
                     return
                 raise RuntimeError("write-verify scheduler made no progress (internal error)")
-            self.compliance += _step(xb, n, cfg, pass_no, self.trace)
+            self.compliance += _step(xb, n, cfg, pass_no, self.trace, self.corr)
             if n.finished.any():
                 chip, slot = np.nonzero(n.finished)
                 r, c = n.rows[chip, slot], n.cols[chip, slot]
@@ -330,6 +340,8 @@ class _Run:
                                             n.last[chip, slot], *(getattr(n, k)[chip, slot] for k in self.rec))
                 sched.release(chip, r, c)
                 bar.update(int(chip.size))
+                if self.corr is not None:
+                    self.corr.cells_finished(int(chip.size))
             self.journal.step_done()
 
 
@@ -381,13 +393,13 @@ class _Run:
             self.journal.step_done()
 
 
-def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace) -> int:
+def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace, corr=None) -> int:
     """One read of every busy slot, then one pulse for those out of band; sets ``n.finished``.
     Returns the number of compliance events."""
     run = ~n.done & ~n.pending_reset
     if run.any():
         rd = xb.read(n.rows, n.cols, cfg.v_read, cfg.read_scheme, active=run)
-        g = rd.conductance
+        g = rd.conductance if corr is None else corr.correct(n.rows, n.cols, rd.conductance, run)
         n.reads += run
         n.time += rd.duration
     else:
@@ -433,7 +445,24 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
     return int(res.compliance.sum())
 
 
-def _read_back(xb, tgt, targeted, cfg: TunerConfig, rec) -> np.ndarray:
+def _start_correction(xb, cfg: TunerConfig, rec, parallel: int):
+    """With an estimated line resistance: read every cell once and fit the IR-drop correction's
+    estimate of every conductance to those readings (:mod:`programming.ir_correction`)."""
+    if cfg.line_resistance <= 0:
+        return None
+    from .ir_correction import ReadCorrection
+
+    corr = ReadCorrection(xb.shape, xb.n_chips, cfg.v_read or xb.v_read, cfg.line_resistance,
+                          cfg.access_resistance, refresh_every=max(1, parallel // 2))
+    rows, cols = (a.ravel() for a in np.indices(xb.shape))
+    first = xb.read(rows, cols, cfg.v_read, cfg.read_scheme)
+    rec["reads"] += 1
+    rec["time"] += first.duration.reshape(rec["time"].shape)
+    corr.fit(first.conductance.reshape(xb.n_chips, *xb.shape))
+    return corr
+
+
+def _read_back(xb, tgt, targeted, cfg: TunerConfig, rec, corr=None) -> np.ndarray:
     """Read every targeted cell once; re-read those out of tolerance ``consecutive − 1`` more times
     and keep the mean.  Returns the conductances (S), NaN where untargeted."""
     full = tgt.shape
@@ -443,12 +472,15 @@ def _read_back(xb, tgt, targeted, cfg: TunerConfig, rec) -> np.ndarray:
     rec["reads"] += targeted
     rec["time"] += back.duration.reshape(full)
     final = back.conductance.reshape(full)
+    if corr is not None:
+        final = corr.correct_map(final)
     doubt = targeted & (np.abs(final - tgt) > cfg.tolerance * tgt)
     if doubt.any() and cfg.consecutive > 1:
         total = np.where(doubt, final, 0.0)
         for _ in range(cfg.consecutive - 1):
             again = xb.read(rows, cols, cfg.v_read, cfg.read_scheme, active=doubt.reshape(xb.n_chips, -1))
-            total += np.where(doubt, again.conductance.reshape(full), 0.0)
+            g = again.conductance.reshape(full) if corr is None else corr.correct_map(again.conductance.reshape(full))
+            total += np.where(doubt, g, 0.0)
             rec["reads"] += doubt
             rec["time"] += again.duration.reshape(full)
         final = np.where(doubt, total / cfg.consecutive, final)

@@ -14,6 +14,7 @@ from mock_hw.mock_bench import MockBench
 from mock_hw.sim_chip import SimulatedCrossbar
 from procedures.cli import main
 from programming.crossbar import LimitError
+from programming.ir_correction import measure_line_resistance
 from programming.tuner import TunerConfig, tune
 
 
@@ -56,8 +57,10 @@ def test_tune_on_the_mock_bench_converges_without_violations(tmp_path, variant, 
     with MockBench(4, 4, preset="tio2-3it", seed=3, time_scale=0.0) as bench:
         path = bench.write_station(tmp_path / f"{variant}.toml", variant=variant, write_scheme=scheme)
         with HardwareCrossbar(load_station(path)) as xb:
+            r_line = measure_line_resistance(xb, r_access=bench.bench.r_access)[0][0]   # reads only
             res = tune(xb, targets(), TunerConfig(initial_reset=False, write_scheme=scheme, width=width,
-                                                  reset_width=width))
+                                                  reset_width=width, line_resistance=r_line,
+                                                  access_resistance=bench.bench.r_access))
             rep = res.summary(xb)
         _assert_converged_safely(bench, res, rep, scheme)
 

@@ -34,6 +34,7 @@ PROCEDURES = {
     "infer": ("network", "InferenceProcedure"),
     "retention": ("retention", "RetentionProcedure"),
     "endurance": ("endurance", "EnduranceProcedure"),
+    "calibrate-lines": ("calibrate_lines", "CalibrateLinesProcedure"),
 }
 HELP = {
     "form": "electroform every cell with ramped pulses under compliance",
@@ -44,6 +45,7 @@ HELP = {
     "infer": "classify the test set through the chip's matrix-vector products",
     "retention": "read the map at intervals (retention)",
     "endurance": "SET/RESET cycling with periodic reads (endurance)",
+    "calibrate-lines": "measure the line resistance (for the tuner's IR-drop correction)",
 }
 
 
@@ -131,6 +133,7 @@ FORMATTERS = {
     "infer": _report("inference on chip"),
     "retention": _report("retention"),
     "endurance": _report("endurance"),
+    "calibrate-lines": _report("line calibration"),
 }
 
 

@@ -83,11 +83,31 @@ class TuneProcedure(PulseScheduleMixin, TuneLogMixin, XbarProcedure):
     max_pulses = IntegerParameter("Max pulses", minimum=1, maximum=100000, default=200)
     no_reset = BooleanParameter("No initial reset", default=False)
     on_instrument = BooleanParameter("Write-verify loop on the instrument (2600B script)", default=False)
+    line_estimate = Parameter("Line resistance per segment for the IR-drop correction (ohm, from xbar "
+                              "calibrate-lines; 0 = none; auto = measure before tuning)", default="auto")
+    access_estimate = FloatParameter("Known access path resistance (relay, leads) for the IR-drop correction",
+                                     units="ohm", minimum=0, default=0.0)
 
-    def config(self, limits=None) -> TunerConfig:
+    def line_estimate_ohm(self) -> float | None:
+        """The --line-estimate value in Ω, or None for 'auto' (ValueError naming a bad one)."""
+        text = str(self.line_estimate).strip().lower()
+        if text == "auto":
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"--line-estimate must be a resistance in ohms or 'auto', got {self.line_estimate!r}") from None
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(f"--line-estimate must be a finite resistance >= 0 ohm, got {self.line_estimate!r}")
+        return value
+
+    def config(self, limits=None, line_resistance: float | None = None) -> TunerConfig:
+        if line_resistance is None:
+            line_resistance = self.line_estimate_ohm() or 0.0
         base = TunerConfig(tolerance=float(self.tolerance), initial_reset=not self.no_reset,
                            passes=int(self.passes), order=self.order, parallel=int(self.parallel) or None,
-                           write_scheme=self.scheme, max_pulses=int(self.max_pulses), seed=int(self.seed))
+                           write_scheme=self.scheme, max_pulses=int(self.max_pulses), seed=int(self.seed),
+                           line_resistance=float(line_resistance), access_resistance=float(self.access_estimate))
         return self.pulse_config(base, limits)
 
     def check(self) -> None:
@@ -107,12 +127,20 @@ class TuneProcedure(PulseScheduleMixin, TuneLogMixin, XbarProcedure):
 
     def run(self) -> None:
         xb = self.xb
-        cfg = self.scheduled(self.config(xb.limits))
         saved = self.run_dir / TARGETS_NPY
         if self.resuming and saved.is_file():
             tgt = read_npy(saved, "the run's saved targets", ((xb.n_chips, *xb.shape),))
-        else:
+        else:                   # (a bad targets file is refused here, before anything is read)
             tgt = make_targets(self.targets, xb, int(self.seed), block=self.array_size)
+        r_line = self.line_estimate_ohm()
+        if r_line is None and self.on_instrument:
+            r_line = 0.0        # the on-instrument loop reads raw (no IR-drop correction on the 2600B)
+        if r_line is None:      # auto: measure the lines first (reads only), as xbar calibrate-lines does
+            from programming.ir_correction import measure_line_resistance
+            r_line = float(np.median(measure_line_resistance(xb, r_access=float(self.access_estimate))[0]))
+        self.line_estimate_used = r_line
+        cfg = self.scheduled(self.config(xb.limits, r_line))
+        if not (self.resuming and saved.is_file()):
             np.save(saved, tgt)
             self.maps["before"] = xb.read_array()
         self.tgt = tgt
@@ -147,7 +175,8 @@ class TuneProcedure(PulseScheduleMixin, TuneLogMixin, XbarProcedure):
             self.report = {"cells": int((~np.isnan(tgt)).sum()), "cells_finished": done,
                            "status_counts": {STATUS_NAMES[c]: int((st == c).sum()) for c in STATUS_NAMES}
                            if st is not None else {}}
-        self.report.update(chip_id=getattr(self, "chip_id", ""), size=list(self.array_size), chips=int(self.chips))
+        self.report.update(chip_id=getattr(self, "chip_id", ""), size=list(self.array_size), chips=int(self.chips),
+                           line_estimate_ohm=getattr(self, "line_estimate_used", None))
         if getattr(self, "schedule_report", None):
             self.report["schedule"] = self.schedule_report
 

@@ -1,0 +1,67 @@
+"""Calibrate lines: measure the crossbar's line resistance per segment from reads under two biasings.
+
+The tuner's IR-drop correction (:mod:`programming.ir_correction`) needs an estimate of the line
+resistance.  This procedure measures it on the chip itself, with nothing but reads below the
+switching threshold (so it can run before or after tuning and disturbs nothing):
+
+1. every cell read with the unselected lines grounded (``ground``);
+2. one cell per row (its column stepping by 3) read at half and at the full read voltage: the
+   devices' I-V curvature β (the model needs it for step 3);
+3. the same cells read with the unselected lines floating (``float``): their sneak paths route the
+   current through the lines differently from a grounded read.
+
+:func:`~programming.ir_correction.estimate_line_resistance` finds the resistance for which the
+conductances fitted to the grounded map reproduce the floating reads.  The result is written to
+``lines.json`` in the run folder and to the report; ``xbar tune --line-estimate OHMS`` uses it
+(``xbar tune`` measures it the same way by itself unless told a value).
+``--access-resistance`` is the known path from the instruments to the lines (relay, leads, probe),
+which a bench adds in series with every line.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from pymeasure.experiment import FloatParameter
+
+from programming.ir_correction import calibration_cells, measure_line_resistance
+
+from .base import XbarProcedure
+from .read_map import check_read_voltage
+
+LINES_JSON = "lines.json"
+
+
+class CalibrateLinesProcedure(XbarProcedure):
+    """Measure the line resistance per segment (grounded vs floating reads) for the tuner's IR-drop correction."""
+
+    NAME = "calibrate-lines"
+    DATA_COLUMNS = ["Chip", "Line resistance (ohm)", "Beta (1/V^2)"]
+
+    v_read = FloatParameter("Read voltage", units="V", default=0.2)
+    access_resistance = FloatParameter("Known access path resistance (relay, leads)", units="ohm",
+                                       minimum=0, default=0.0)
+
+    def check_limits(self, limits) -> None:
+        check_read_voltage(limits, float(self.v_read))
+
+    def run(self) -> None:
+        xb = self.xb
+        self.cells_sampled = calibration_cells(xb.shape)
+        total = xb.shape[0] * xb.shape[1] + 3 * len(self.cells_sampled)
+        self.count(0, total)
+        self.r_line, self.beta = measure_line_resistance(xb, float(self.v_read), float(self.access_resistance))
+        self.count(total, total)
+        for k in range(xb.n_chips):
+            self.emit("results", {"Chip": k, "Line resistance (ohm)": float(self.r_line[k]),
+                                  "Beta (1/V^2)": float(self.beta[k])})
+
+    def finalize(self) -> None:
+        r = getattr(self, "r_line", None)
+        if r is None:
+            return
+        self.report = {"line_resistance_ohm": float(np.median(r)), "line_resistance_per_chip_ohm": r.tolist(),
+                       "beta_per_v2": float(np.median(self.beta)), "access_resistance_ohm": float(self.access_resistance),
+                       "v_read": float(self.v_read), "cells_sampled": len(self.cells_sampled)}
+        if self.run_dir is not None:
+            (self.run_dir / LINES_JSON).write_text(json.dumps(self.report, indent=2) + "\n")

@@ -1,0 +1,259 @@
+"""IR-drop correction of verify reads: what a grounded read measures, mapped back to the device.
+
+On a chip with resistive lines a grounded read of cell (i, j) (row i at V_read, every other line at
+0 V, current measured at column j's terminal) is biased: row i carries the current of every cell on
+it, column j's current partly leaks into the other rows, and the cell sees less than V_read.  The
+tuner cannot see the devices, only readings; with an *estimate* of the line resistance (measured by
+``xbar calibrate-lines``, :mod:`procedures.calibrate_lines`) it models the chip as the linear
+network of :class:`~programming.line_model.LineNetwork` with its own estimate of every cell's
+conductance, and inverts each reading through that model:
+
+* the model gives, for the estimate ``ĝ``, the reading ``m̂`` of every cell and its sensitivity to
+  the cell's own conductance (an adjoint solve: one substitution per column for the whole array);
+* locally ``1/m = a/g + c`` (exact for a cell in series with a fixed resistance, and the first-order
+  form otherwise); ``a`` and ``c`` come from the model's reading and slope at ``ĝ``, so a reading
+  equal to the model's maps back to ``ĝ`` exactly and nearby readings to first order in the change;
+* every corrected reading updates the estimate; the model is refreshed as the estimate moves.
+
+Nothing here uses a simulator's truth: inputs are readings, the line-resistance estimate and the
+read voltage.  The devices are modelled as linear (their I-V curvature at the read voltage is a
+second-order effect of the IR drop).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .line_model import LineNetwork
+
+
+class ReadCorrection:
+    """Inverts grounded reads of ``n_chips`` chips of ``shape`` through a line model.
+
+    Args:
+        shape: (rows, cols).
+        n_chips: chips in the batch.
+        v_read: read voltage, V.
+        r_line: estimated line resistance per segment, Ω (> 0).
+        r_access: estimated series resistance of each terminal's path (relay, leads), Ω.
+        refresh_every: refresh the model after this many cells have finished tuning (their
+            estimates moved to their targets).
+    """
+
+    def __init__(self, shape, n_chips: int, v_read: float, r_line: float, r_access: float = 0.0,
+                 refresh_every: int = 8):
+        if not r_line > 0:
+            raise ValueError(f"a read correction needs an estimated line resistance > 0 Ω, got {r_line}")
+        self.shape = tuple(shape)
+        self.n_chips = int(n_chips)
+        self.v_read = float(v_read)
+        self.r_line, self.r_access = float(r_line), float(r_access)
+        self.est: np.ndarray | None = None       # estimated device conductances (B, R, C), S
+        self._net: LineNetwork | None = None
+        self._a = self._c = None
+        self.refreshes = 0
+        self.refresh_every = max(1, int(refresh_every))
+        self._finished = 0
+
+    # ----------------------------------------------------------------------------- model
+    def model(self, g):
+        """Model readings (B, R, C), S, of every cell for conductances ``g`` and their slopes
+        d(reading)/d(own conductance) (dimensionless)."""
+        g = np.asarray(g, float)
+        B, R, C = g.shape
+        if self._net is None or self._net.shape != g.shape:
+            self._net = LineNetwork(g, self.r_line, self.r_access)
+        else:
+            self._net.update(g)
+        net = self._net
+        row_v = np.broadcast_to(np.eye(R) * self.v_read, (B, R, R))
+        col_v = np.zeros((B, R, C))
+        xr, xc = net.split(net.solve(net.injection(row_v, col_v)))      # (B, R reads, R, C)
+        i_sense = net.terminal_currents(xr, xc, row_v, col_v)[1]         # (B, R reads, C)
+        # adjoint: w_j = A⁻¹ e (column j's node next to its terminal); I_j = g_term·x[that node]
+        unit = np.zeros((B, C, 2, R, C))
+        unit[:, np.arange(C), 1, R - 1, np.arange(C)] = 1.0
+        wr, wc = net.split(net.solve(unit.reshape(B, C, 2 * R * C)))      # (B, C, R, C)
+        ii = np.arange(R)
+        v_cell = xr[:, ii, ii, :] - xc[:, ii, ii, :]                       # read i, cell (i, j): (B, R, C)
+        dw = (np.diagonal(wr.transpose(0, 2, 1, 3), axis1=2, axis2=3)     # w_j at cell (i, j): (B, R, C)
+              - np.diagonal(wc.transpose(0, 2, 1, 3), axis1=2, axis2=3))
+        slope = -net.g_term * v_cell * dw / self.v_read                    # d(I/V)/dg of cell (i, j)
+        return i_sense / self.v_read, slope
+
+    def fit(self, readings, iterations: int = 12) -> np.ndarray:
+        """Estimate every cell's conductance from a full map of grounded ``readings`` (B, R, C),
+        S, by inverting the model (fixed point on the per-cell inversion).  Sets and returns
+        :attr:`est`."""
+        m = np.asarray(readings, float)
+        self.est = np.clip(np.where(np.isfinite(m), m, np.nanmean(m)), 1e-9, None)
+        for _ in range(iterations):
+            self.refresh()
+            self.est = self._invert(m, self._a, self._c, self.est)
+        self.refresh()
+        return self.est
+
+    def refresh(self) -> None:
+        """Recompute the model's local inversion (a, c per cell) at the present estimate."""
+        m_hat, slope = self.model(self.est)
+        g = self.est
+        a = np.maximum(slope, 1e-6) * g * g / (m_hat * m_hat)
+        self._a, self._c = a, 1.0 / m_hat - a / g
+        self.refreshes += 1
+
+    @staticmethod
+    def _invert(m, a, c, fallback):
+        den = 1.0 / np.where(np.isfinite(m) & (m > 0), m, np.nan) - c
+        g = a / den
+        return np.where(np.isfinite(g) & (g > 0), g, fallback)
+
+    def cells_finished(self, count: int) -> None:
+        """``count`` more cells finished tuning: refresh the model every ``refresh_every``."""
+        self._finished += count
+        if self._finished >= self.refresh_every:
+            self._finished = 0
+            self.refresh()
+
+    # ------------------------------------------------------------------------- readings
+    def correct(self, rows, cols, readings, active) -> np.ndarray:
+        """Corrected conductances (n_chips, L), S, of lane readings ``readings`` (S) of cells
+        (rows, cols); the estimate of every active lane's cell is updated to it."""
+        b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)
+        g = self._invert(readings, self._a[b, rows, cols], self._c[b, rows, cols], self.est[b, rows, cols])
+        g = np.where(active, g, np.nan)
+        self.est[b[active], rows[active], cols[active]] = g[active]
+        return g
+
+    def correct_map(self, readings) -> np.ndarray:
+        """Corrected conductances (B, R, C), S, of a full map of ``readings`` (NaN = not read):
+        the estimate is updated and the model refreshed twice on it."""
+        m = np.asarray(readings, float)
+        for _ in range(2):
+            self.est = np.where(np.isfinite(m), self._invert(m, self._a, self._c, self.est), self.est)
+            self.refresh()
+        return np.where(np.isfinite(m), self._invert(m, self._a, self._c, self.est), np.nan)
+
+
+
+def estimate_beta(g_low, g_high, v_low: float, v_high: float) -> float:
+    """The devices' cubic I-V coefficient β (1/V²) from chord conductances read at two voltages
+    (same cells): I/V = g (1 + β V²)/(1 + β v_ref²), so the ratio ρ of the readings at ``v_high``
+    and ``v_low`` gives β = (ρ − 1)/(v_high² − ρ v_low²).  Median over the cells."""
+    rho = np.asarray(g_high, float) / np.asarray(g_low, float)
+    beta = (rho - 1.0) / (v_high ** 2 - rho * v_low ** 2)
+    return float(np.nanmedian(beta))
+
+
+def estimate_line_resistance(ground_readings, float_readings, cells, v_read: float, r_access: float = 0.0,
+                             r_max: float = 50.0, beta: float = 0.0, v_ref: float = 0.2) -> np.ndarray:
+    """Line resistance per segment (Ω) of each chip, from reads under two biasings a bench can do:
+
+    * ``ground_readings`` (B, R, C), S: every cell read with the unselected lines grounded;
+    * ``float_readings`` (B, K), S: the ``cells`` (K (row, col) pairs) read with the unselected
+      lines floating, so the sneak paths through the whole array add to the current.
+
+    Grounded reads alone cannot tell line resistance from conductance (any line resistance fits
+    them with some conductances); the two biasings route the current through the lines
+    differently.  For a candidate resistance ``r`` the conductances are fitted to the grounded
+    readings through the line model (:meth:`ReadCorrection.fit`) and the model's float readings
+    compared with the measured ones; the root in ``r`` (Brent's method on [0, ``r_max``]) is the
+    estimate.  ``r_access`` (Ω, known from the station) is the path in series with each terminal;
+    ``beta`` (1/V², :func:`estimate_beta`) and ``v_ref`` (V) the devices' I-V curvature (the sneak
+    paths put cells at about a third of the read voltage).  A chip whose float readings need no line
+    resistance at all gets 0 Ω."""
+    from scipy.optimize import brentq
+
+    from .line_model import float_read_currents
+
+    m = np.asarray(ground_readings, float)
+    meas = np.asarray(float_readings, float)
+    B = m.shape[0]
+    out = np.zeros(B)
+    r_min = 1e-6
+    for k in range(B):
+        def mismatch(r, k=k):
+            est = ReadCorrection(m.shape[1:], 1, v_read, r, r_access).fit(m[k:k + 1])
+            model = float_read_currents(est, cells, v_read, r, r_access, beta, v_ref)[0] / v_read
+            return float(np.mean(np.log(model / meas[k])))
+
+        lo, hi = mismatch(r_min), mismatch(r_max)
+        if lo * hi > 0:
+            if abs(lo) <= abs(hi):
+                continue        # no measurable IR drop
+            raise ValueError(f"chip {k}: the float readings need a line resistance above {r_max:g} Ω "
+                             "(check the wiring and the read schemes)")
+        out[k] = brentq(mismatch, r_min, r_max, xtol=1e-4, rtol=1e-4)
+    return out
+
+
+def predistort_targets(targets, v_rows, r_line: float, r_access: float = 0.0, window=None,
+                       others=None, iterations: int = 12) -> np.ndarray:
+    """Targets (B, R, C) or (R, C), S, pre-distorted for the IR drop of a matrix-vector product.
+
+    With every row ``i`` at ``v_rows[i]`` (V; 0 for rows the product does not drive) and every
+    column at 0 V, the intended product is ``I_j = Σ_i g_ij v_i`` (ideal lines).  Through the line
+    model each driven cell sees less than its row's voltage and part of every column's current
+    leaks into the undriven rows before it reaches the column's terminal.  The fixed point
+    ``g'_ij = g_ij · (v_i / v_cell,ij) · (Σ_i g'_ij v_cell,ij / I'_j)`` gives every driven cell
+    its intended share and every column terminal its intended current.  The drop depends on the
+    inputs: a reference drive (e.g. the mean input) makes the product right on average.
+
+    NaN targets stay NaN; those cells are modelled at ``others`` (same shape, S; e.g. a corrected
+    read-back map) or else the window's low end.  ``window`` (lo, hi), S: results are clipped to
+    it (a target pushed past it loses part of its correction)."""
+    tgt = np.asarray(targets, float)
+    squeeze = tgt.ndim == 2
+    tgt = tgt[None] if squeeze else tgt
+    B, R, C = tgt.shape
+    v = np.broadcast_to(np.asarray(v_rows, float), (R,))
+    floor = window[0] if window is not None else np.nanmin(tgt)
+    rest = np.broadcast_to(floor if others is None else np.asarray(others, float), tgt.shape)
+    driven = (v != 0)[:, None] & ~np.isnan(tgt)
+    g = np.where(np.isnan(tgt), rest, tgt)
+    net = None
+    row_v = np.broadcast_to(v, (B, 1, R))
+    col_v = np.zeros((B, 1, C))
+    for _ in range(iterations):
+        net = LineNetwork(g, r_line, r_access) if net is None else net
+        net.update(g)
+        xr, xc = net.split(net.solve(net.injection(row_v, col_v)))
+        v_cell = (xr - xc)[:, 0]
+        i_col = net.terminal_currents(xr, xc, row_v, col_v)[1][:, 0]            # (B, C)
+        share = np.where(driven, g * v_cell, 0.0).sum(axis=1)                    # driven cells' current
+        leak = np.where(i_col > 0, share / np.where(i_col > 0, i_col, 1.0), 1.0)
+        safe = np.where(driven & (v_cell > 0), v_cell, 1.0)
+        g_new = np.where(driven, tgt * v[:, None] / safe * leak[:, None, :], g)
+        if window is not None:
+            g_new = np.where(driven, np.clip(g_new, *window), g_new)
+        done = np.allclose(g_new, g, rtol=1e-10, atol=0)
+        g = g_new
+        if done:
+            break
+    out = np.where(np.isnan(tgt), np.nan, g)
+    return out[0] if squeeze else out
+
+
+def calibration_cells(shape) -> list[tuple[int, int]]:
+    """The cells line calibration reads: one per row, the column stepping by 3 (mod cols)."""
+    rows, cols = shape
+    return [(k % rows, (3 * k) % cols) for k in range(max(rows, cols))]
+
+
+def measure_line_resistance(xb, v_read: float | None = None, r_access: float = 0.0):
+    """Measure every chip's line resistance per segment (Ω) and I-V curvature β (1/V²) on any
+    :class:`~programming.crossbar.Crossbar`, with reads only (below the switching threshold): the
+    grounded map, the sampled cells at half and at the read voltage (β, :func:`estimate_beta`)
+    and floating (:func:`estimate_line_resistance`).  ``r_access``: the known path resistance in
+    series with every terminal, Ω.  Returns (r_line (n_chips,), beta (n_chips,))."""
+    v = float(v_read or xb.v_read)
+    v_high = v          # never above the read voltage: a calibration sources nothing a read does not
+    cells = calibration_cells(xb.shape)
+    rr = np.array([c[0] for c in cells])
+    cc = np.array([c[1] for c in cells])
+    ground = xb.read_array(v, "ground")
+    low = xb.read(rr, cc, v / 2, "ground").conductance
+    high = xb.read(rr, cc, v_high, "ground").conductance
+    floating = xb.read(rr, cc, v, "float").conductance
+    beta = np.array([max(estimate_beta(low[k], high[k], v / 2, v_high), 0.0) for k in range(xb.n_chips)])
+    r = np.array([estimate_line_resistance(ground[k:k + 1], floating[k:k + 1], cells, v, r_access,
+                                           beta=beta[k], v_ref=v)[0] for k in range(xb.n_chips)])
+    return r, beta
