@@ -579,6 +579,10 @@ class SimulatedCrossbar(Crossbar):
                 self._g, written = apply_voltages_written(self._g, sol.v_cell[:, k], w[:, None, None],
                                                           self.population, d, self._rng)
                 self._mark_written(written)
+                on = active[:, k]
+                chips = np.arange(self.n_chips)[on]
+                sel = (chips * n_rows + rows[on, k]) * n_cols + cols[on, k]
+                self._disturb(sel, on & (np.abs(v[:, k]) >= d.disturb_v))   # as the other pulse paths
         return np.where(active, energy, 0.0)
 
     def _pulse_one(self, r, c, v, w, scheme, active):

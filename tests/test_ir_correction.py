@@ -8,21 +8,9 @@ import numpy as np
 import pytest
 
 from mock_hw.sim_chip import SimulatedCrossbar
-from programming.ir_correction import ReadCorrection, estimate_beta, estimate_line_resistance
+from programming.ir_correction import ReadCorrection, measure_line_resistance
 from programming.line_model import grounded_read_currents
 from programming.tuner import TunerConfig, tune
-
-
-def calibrate(xb, v=0.2, r_access=0.0) -> float:
-    """What ``xbar calibrate-lines`` does, on any Crossbar (chip 0)."""
-    rows, cols = xb.shape
-    cells = [(k % rows, (3 * k) % cols) for k in range(max(rows, cols))]
-    rr, cc = np.array([c[0] for c in cells]), np.array([c[1] for c in cells])
-    ground = xb.read_array(v, "ground")[:1]
-    beta = estimate_beta(xb.read(rr, cc, v / 2, "ground").conductance[0],
-                         xb.read(rr, cc, 2 * v, "ground").conductance[0], v / 2, 2 * v)
-    floating = xb.read(rr, cc, v, "float").conductance[:1]
-    return float(estimate_line_resistance(ground, floating, cells, v, r_access, beta=beta, v_ref=v)[0])
 
 
 def truly_within(xb, tgt, tol=0.01) -> float:
@@ -50,7 +38,7 @@ def test_tuner_with_measured_line_resistance_ends_truly_within_tolerance(r_line)
     xb = SimulatedCrossbar(16, 16, seed=2, r_line=r_line)
     r_true = xb.params.r_line
     assert r_true > 0                                          # the default preset has resistive lines
-    r_est = calibrate(xb)
+    r_est = measure_line_resistance(xb)[0][0]                  # xbar calibrate-lines' measurement
     assert abs(r_est / r_true - 1) < 0.15, (r_est, r_true)
     tgt = np.random.default_rng(7).uniform(*xb.programming_window, size=xb.shape)
     res = tune(xb, tgt, TunerConfig(line_resistance=r_est))
@@ -76,8 +64,6 @@ def test_mock_bench_8x8_with_line_resistance_agrees_with_the_simulated_chip(tmp_
     from instruments.hardware_crossbar import HardwareCrossbar
     from instruments.station import load_station
     from mock_hw.mock_bench import MockBench
-    from programming.ir_correction import measure_line_resistance
-
     tgt = np.full((8, 8), np.nan)
     cells = (np.arange(16) // 2, (np.arange(16) * 3) % 8)
     tgt[cells] = np.random.default_rng(4).uniform(120e-6, 480e-6, 16)
