@@ -140,12 +140,16 @@ def test_cli_tune_against_the_bench_reports_like_the_simulator(bench, station, t
 def test_bench_agrees_statistically_with_the_simulated_chip(tmp_path):
     """Like for like: the simulated chip does not age while it is tuned, so the bench's chip is
     frozen too (time_scale 0); the bench keeps its own physics (held bias levels, routing)."""
-    cfg = TunerConfig(initial_reset=False, passes=1, parallel=1)
+    cfg = dict(initial_reset=False, passes=1, parallel=1)
     sim = SimulatedCrossbar(4, 4, preset="tio2-3it", seed=3)  # the same chip as the bench's
-    rep_sim = tune(sim, targets(seed=5), cfg).summary(sim)
+    r_sim = measure_line_resistance(sim)[0][0]                # both correct for their measured lines
+    rep_sim = tune(sim, targets(seed=5), TunerConfig(line_resistance=r_sim, **cfg)).summary(sim)
     with MockBench(4, 4, preset="tio2-3it", seed=3, time_scale=0.0) as bench, \
             HardwareCrossbar(load_station(bench.write_station(tmp_path / "st.toml"))) as xb:
-        rep_bench = tune(xb, targets(seed=5), cfg).summary(xb)
+        r_access = bench.bench.r_access
+        r_bench = measure_line_resistance(xb, r_access=r_access)[0][0]
+        rep_bench = tune(xb, targets(seed=5), TunerConfig(line_resistance=r_bench, access_resistance=r_access,
+                                                         **cfg)).summary(xb)
     for rep in (rep_sim, rep_bench):
         assert rep["yield"] >= 14 / 16
     ratio = rep_bench["pulses_per_cell"]["mean"] / rep_sim["pulses_per_cell"]["mean"]
