@@ -6,6 +6,9 @@ read–pulse–read sequence changes only source levels, never relays:
 * ``drive`` → row r; ``sense`` (0 V) → column c;
 * ``bias_rows`` → every other row, ``bias_cols`` → every other column (write schemes V/2, V/3 and
   grounded reads); nothing for ``float``.
+* ``pulse`` (optional, a :class:`~instruments.roles.PulseGenerator` such as a 33500B) → row r too:
+  it gives the write pulses an SMU cannot (µs); its output is off except while ``drive`` hands it
+  the row for one pulse (:meth:`HardwareCrossbar._generator_pulse`).
 
 Reads: biases at 0 V, drive at V_read, the current into ``sense`` is the selected cell's (the
 grounded-unselected read).  Matrix-vector products drive one row at a time and sum the measured
