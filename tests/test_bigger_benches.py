@@ -37,7 +37,9 @@ def test_cells_on_every_card_are_routed(bench_9x18, tmp_path, variant):
 
 
 def test_64x64_is_served_by_the_switch_board(tmp_path):
-    with MockBench(64, 64, preset="tio2-3it", seed=1, time_scale=0) as b:
+    # ideal lines: what is asserted is the routing to the far corner, not the IR drop along 64-cell
+    # lines (tests/test_ir_correction.py)
+    with MockBench(64, 64, preset="ideal", seed=1, time_scale=0) as b:
         assert not b.has_707b and not b.has_b2200
         with pytest.raises(ValueError, match="needs 12 707B slots.*b2900-board"):
             b.station_toml("k2600-707b")
