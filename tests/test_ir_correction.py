@@ -104,3 +104,34 @@ def test_xbar_calibrate_lines_writes_the_estimate(tmp_path, capsys):
     bad = tmp_path / "t"
     assert main(["tune", "--line-estimate", "fast", "--size", "2x2", "--quiet", "--no-plots", "--out", str(bad)]) == 2
     assert "--line-estimate" in capsys.readouterr().err and not bad.exists()
+
+
+def test_predistorted_targets_give_the_intended_product_through_the_line_model():
+    from programming.ir_correction import predistort_targets
+    from programming.line_model import LineNetwork
+
+    rng = np.random.default_rng(5)
+    tgt = np.full((10, 12), np.nan)
+    tgt[:4] = rng.uniform(100e-6, 400e-6, (4, 12))               # a 4-row block; the rest idle
+    others = rng.uniform(100e-6, 500e-6, tgt.shape)
+    v = np.zeros(10)
+    v[:4] = [0.1, 0.05, 0.1, 0.2]
+
+    def product(g):
+        net = LineNetwork(np.where(np.isnan(tgt), others, g)[None], 2.0)
+        rv, cv = v[None, None], np.zeros((1, 1, 12))
+        xr, xc = net.split(net.solve(net.injection(rv, cv)))
+        return net.terminal_currents(xr, xc, rv, cv)[1][0, 0]
+
+    ideal = np.nansum(tgt * v[:, None], axis=0)
+    assert np.abs(product(tgt) / ideal - 1).max() > 0.02                   # the lines' drop and leak
+    pd = predistort_targets(tgt, v, 2.0, others=others)
+    np.testing.assert_allclose(product(pd), ideal, rtol=1e-6)
+    assert np.isnan(pd[4:]).all()
+
+
+def test_evaluate_refuses_a_bad_line_estimate(tmp_path, capsys):
+    from procedures.cli import main
+
+    assert main(["evaluate", str(tmp_path / "m.pt"), "--mode", "tuned", "--line-estimate", "-3"]) == 2
+    assert "--line-estimate" in capsys.readouterr().err

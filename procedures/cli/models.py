@@ -90,6 +90,11 @@ def _evaluate_args(e: argparse.ArgumentParser) -> None:
     e.add_argument("--preset", default="tio2-3it", help="simulated chip preset (tuned mode)")
     e.add_argument("--tolerance", type=float, default=0.01, help="write-verify tolerance (tuned mode)")
     e.add_argument("--no-compensate", action="store_true", help="no stuck-device compensation")
+    e.add_argument("--line-estimate", default="auto", metavar="auto|OHM",
+                   help="line resistance per segment for the tuner's IR-drop correction (tuned mode): "
+                        "auto = measured on each chip with reads (xbar calibrate-lines), 0 = none")
+    e.add_argument("--predistort", action="store_true",
+                   help="pre-distort the targets for the product's IR drop (tuned mode)")
     e.add_argument("--seed", type=int, default=0)
     add_quiet_option(e, "no progress bar (tuned mode)")
     add_json_option(e)
@@ -173,6 +178,9 @@ def cmd_evaluate(args, open_chip=_open_chip) -> int:
     from models.model_io import load_model
     from models.variability import get_variability
 
+    from ..ops.calibrate_lines import parse_line_estimate
+
+    r_line = parse_line_estimate(args.line_estimate)         # a bad value is refused before anything runs
     model, meta = load_model(args.model)
     data = dataset_of(meta)
     variability = get_variability(args.variability)
@@ -184,11 +192,19 @@ def cmd_evaluate(args, open_chip=_open_chip) -> int:
                                      compensate=not args.no_compensate)
         extra["variability"] = args.variability
     else:
+        import numpy as np
+
+        from programming.ir_correction import measure_line_resistance
+
         size = network_extent(model)
-        cfg = DeployConfig(tolerance=args.tolerance, compensate=not args.no_compensate, seed=args.seed)
         with open_chip("sim", size, args.preset, args.seed, args.transfers) as chips:
+            if r_line is None:
+                r_line = float(np.median(measure_line_resistance(chips)[0]))
+            cfg = DeployConfig(tolerance=args.tolerance, compensate=not args.no_compensate, seed=args.seed,
+                               line_resistance=r_line, predistort=args.predistort)
             stats, dep_report = evaluate_tuned(model, data, chips, cfg, progress=not args.quiet)
-        extra.update(preset=args.preset, tuning=dep_report["tuning"])
+        extra.update(preset=args.preset, tuning=dep_report["tuning"], line_estimate_ohm=r_line,
+                     predistort=args.predistort)
     rep = {"model": str(args.model), "dataset": data.name, "seed": args.seed, **stats.report(), **extra,
            "software_accuracy": float((meta.get("metrics") or {}).get("test_accuracy", float("nan")))}
     print(format_evaluate(rep))

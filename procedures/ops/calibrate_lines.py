@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from pymeasure.experiment import FloatParameter
+from pymeasure.experiment import FloatParameter, Parameter
 
 from programming.ir_correction import calibration_cells, measure_line_resistance
 
@@ -30,6 +30,46 @@ from .base import XbarProcedure
 from .read_map import check_read_voltage
 
 LINES_JSON = "lines.json"
+
+
+def parse_line_estimate(value) -> float | None:
+    """A ``--line-estimate`` value in Ω, or None for ``auto``; ValueError naming a bad one."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"--line-estimate must be a resistance in ohms or 'auto', got {value!r}") from None
+    if not np.isfinite(number) or number < 0:
+        raise ValueError(f"--line-estimate must be a finite resistance >= 0 ohm, got {value!r}")
+    return number
+
+
+class LineEstimateMixin:
+    """The IR-drop correction's line resistance for the procedures that tune (tune, deploy):
+    ``--line-estimate`` (a value measured by ``xbar calibrate-lines``, 0 for none, or ``auto``:
+    measured on the chip before tuning, with reads only) and ``--access-estimate`` (the known path
+    resistance of a bench, Ω)."""
+
+    line_estimate = Parameter("Line resistance per segment for the IR-drop correction (ohm, from xbar "
+                              "calibrate-lines; 0 = none; auto = measure before tuning)", default="auto")
+    access_estimate = FloatParameter("Known access path resistance (relay, leads) for the IR-drop correction",
+                                     units="ohm", minimum=0, default=0.0)
+
+    def line_estimate_ohm(self) -> float | None:
+        return parse_line_estimate(self.line_estimate)
+
+    def measured_line_estimate(self, xb) -> float:
+        """The estimate to tune with (Ω): the given value, or measured now for ``auto``.  The
+        on-instrument loop reads raw (no correction on the 2600B): 0 there."""
+        r_line = self.line_estimate_ohm()
+        if r_line is None and getattr(self, "on_instrument", False):
+            r_line = 0.0
+        if r_line is None:
+            r_line = float(np.median(measure_line_resistance(xb, r_access=float(self.access_estimate))[0]))
+        self.line_estimate_used = r_line
+        return r_line
 
 
 class CalibrateLinesProcedure(XbarProcedure):

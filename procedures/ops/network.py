@@ -21,6 +21,7 @@ from pymeasure.experiment import BooleanParameter, FloatParameter, IntegerParame
 from programming.schedule import ORDERS
 
 from .base import XbarProcedure
+from .calibrate_lines import LineEstimateMixin
 from .chips import parse_size
 from ..storage.journal import TUNE_COLUMNS
 from .pulse_schedule import PulseScheduleMixin
@@ -58,7 +59,7 @@ class _ModelMixin:
         return network_extent(self.load()[0])
 
 
-class DeployProcedure(PulseScheduleMixin, _ModelMixin, TuneLogMixin, XbarProcedure):
+class DeployProcedure(PulseScheduleMixin, LineEstimateMixin, _ModelMixin, TuneLogMixin, XbarProcedure):
     """Program a trained network onto the chip, read it back and measure its accuracy."""
 
     NAME = "deploy"
@@ -74,6 +75,7 @@ class DeployProcedure(PulseScheduleMixin, _ModelMixin, TuneLogMixin, XbarProcedu
     points = IntegerParameter("Test points for accuracy (0 = all)", minimum=0, default=0)
     finetune = IntegerParameter("Fine-tuning rounds", minimum=0, maximum=1000, default=0)
     on_instrument = BooleanParameter("Write-verify loop on the instrument (2600B script)", default=False)
+    predistort = BooleanParameter("Pre-distort the targets for the product's IR drop", default=False)
 
     def check(self) -> None:
         if not str(self.size).strip():
@@ -81,6 +83,7 @@ class DeployProcedure(PulseScheduleMixin, _ModelMixin, TuneLogMixin, XbarProcedu
         super().check()
         self.load()
         self.config()
+        self.line_estimate_ohm()                          # a bad --line-estimate is refused here
         if self.on_instrument and self.chip != "station":
             raise ValueError("--on-instrument runs the write-verify loop on a bench's 2600B: it needs --station")
 
@@ -104,13 +107,16 @@ class DeployProcedure(PulseScheduleMixin, _ModelMixin, TuneLogMixin, XbarProcedu
             shutil.copyfile(self.model_path(), self.run_dir / MODEL_PT)
         self.tgt = np.broadcast_to(deployment_targets(model, self.xb)[2], (self.xb.n_chips, *self.xb.shape)).copy()
         cfg = self.config(self.xb.limits)
-        cfg = replace(cfg, pulses=self.scheduled(cfg.pulses))
+        r_line = self.measured_line_estimate(self.xb)     # auto: measured now, reads only
+        cfg = replace(cfg, pulses=self.scheduled(cfg.pulses), line_resistance=r_line,
+                      access_resistance=float(self.access_estimate), predistort=bool(self.predistort))
         log = self.tune_log()
         try:
             self.dep = deploy(model, self.xb, data, cfg, progress=lambda d, t, s: self.count(d, t, stage=s), log=log)
         finally:
             log.flush()                     # also on Ctrl-C or an instrument error: keep what finished
         self.final = self.dep.result.final
+        self.dep.report.update(line_estimate_ohm=r_line, predistort=bool(self.predistort))
         if int(self.finetune):
             from models.finetune import FinetuneConfig, finetune_on_chip
             from models.model_io import save_model

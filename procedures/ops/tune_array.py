@@ -16,6 +16,7 @@ from programming.tune_result import STATUS_NAMES, TuneResult
 from programming.tuner import TunerConfig, tune
 
 from .base import XbarProcedure
+from .calibrate_lines import LineEstimateMixin
 from .chips import make_targets, read_npy, read_targets
 from .pulse_schedule import PulseScheduleMixin
 from ..storage.journal import TUNE_COLUMNS, FileTuneLog, read_events, read_trace, repair_tails
@@ -66,7 +67,7 @@ class TuneLogMixin:
         self.trace = read_trace(self.run_dir, list(self.STAGES))
 
 
-class TuneProcedure(PulseScheduleMixin, TuneLogMixin, XbarProcedure):
+class TuneProcedure(PulseScheduleMixin, LineEstimateMixin, TuneLogMixin, XbarProcedure):
     """Write-verify tuning of every cell (``size`` block) to ``targets`` (random or FILE.npy, S),
     at the pulse width and amplitude schedule of :mod:`procedures.ops.pulse_schedule`."""
 
@@ -83,23 +84,6 @@ class TuneProcedure(PulseScheduleMixin, TuneLogMixin, XbarProcedure):
     max_pulses = IntegerParameter("Max pulses", minimum=1, maximum=100000, default=200)
     no_reset = BooleanParameter("No initial reset", default=False)
     on_instrument = BooleanParameter("Write-verify loop on the instrument (2600B script)", default=False)
-    line_estimate = Parameter("Line resistance per segment for the IR-drop correction (ohm, from xbar "
-                              "calibrate-lines; 0 = none; auto = measure before tuning)", default="auto")
-    access_estimate = FloatParameter("Known access path resistance (relay, leads) for the IR-drop correction",
-                                     units="ohm", minimum=0, default=0.0)
-
-    def line_estimate_ohm(self) -> float | None:
-        """The --line-estimate value in Ω, or None for 'auto' (ValueError naming a bad one)."""
-        text = str(self.line_estimate).strip().lower()
-        if text == "auto":
-            return None
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"--line-estimate must be a resistance in ohms or 'auto', got {self.line_estimate!r}") from None
-        if not np.isfinite(value) or value < 0:
-            raise ValueError(f"--line-estimate must be a finite resistance >= 0 ohm, got {self.line_estimate!r}")
-        return value
 
     def config(self, limits=None, line_resistance: float | None = None) -> TunerConfig:
         if line_resistance is None:
@@ -132,13 +116,7 @@ class TuneProcedure(PulseScheduleMixin, TuneLogMixin, XbarProcedure):
             tgt = read_npy(saved, "the run's saved targets", ((xb.n_chips, *xb.shape),))
         else:                   # (a bad targets file is refused here, before anything is read)
             tgt = make_targets(self.targets, xb, int(self.seed), block=self.array_size)
-        r_line = self.line_estimate_ohm()
-        if r_line is None and self.on_instrument:
-            r_line = 0.0        # the on-instrument loop reads raw (no IR-drop correction on the 2600B)
-        if r_line is None:      # auto: measure the lines first (reads only), as xbar calibrate-lines does
-            from programming.ir_correction import measure_line_resistance
-            r_line = float(np.median(measure_line_resistance(xb, r_access=float(self.access_estimate))[0]))
-        self.line_estimate_used = r_line
+        r_line = self.measured_line_estimate(xb)     # auto: measured now, reads only
         cfg = self.scheduled(self.config(xb.limits, r_line))
         if not (self.resuming and saved.is_file()):
             np.save(saved, tgt)
