@@ -161,7 +161,7 @@ def _bad_targets(tmp_path) -> dict:
 
     files = {}
     for name, arr in (("shape", np.full((3, 4), 3e-4)), ("inf", np.full((4, 4), np.inf)),
-                      ("microsiemens", np.full((4, 4), 300.0))):
+                      ("microsiemens", np.full((4, 4), 300.0)), ("all-nan", np.full((4, 4), np.nan))):
         np.save(tmp_path / f"{name}.npy", arr)
         files[name] = tmp_path / f"{name}.npy"
     (tmp_path / "t.csv").write_text("1,2\n")
@@ -178,6 +178,7 @@ def _bad_targets(tmp_path) -> dict:
 @pytest.mark.parametrize("case, extra, message", [
     ("shape", [], r"has shape \(3, 4\); expected \(4, 4\)"),
     ("inf", [], r"Inf"),
+    ("all-nan", [], r"no cell has a finite target"),
     ("microsiemens", [], r"look like µS .*divide them by 1e6"),
     ("csv", [], r"--targets must be 'random' or a .npy file"),
     ("text", [], r"is not a .npy array file"),

@@ -186,6 +186,8 @@ def read_targets(spec: str, shape: tuple[int, int], n_chips: int, window: tuple[
         raise ValueError(f"--targets must be 'random' or a .npy file of conductances in S, got {spec!r}")
     shape = tuple(int(x) for x in shape)
     data = read_npy(path, "targets file", (shape, (int(n_chips), *shape)))
+    if data.dtype.kind == "f" and data.size and np.isnan(data).all():
+        raise ValueError(f"targets file {spec}: no cell has a finite target (NaN marks a cell not to tune)")
     try:
         return check_targets(np.broadcast_to(data, (n_chips, *shape)), *window, allow_nan=True)
     except ValueError as exc:
