@@ -10,7 +10,7 @@ with a matched soft-bounds device.  When aihwkit imports in this environment, it
 and like ours a forward pass over the training and the test set after every epoch)
 is measured in the same run; otherwise the script says why not.
 
-    PYTHONPATH=. python benchmarks/insitu_epoch.py [--extra 2] [--rules sgd,shd]
+    PYTHONPATH=. python benchmarks/insitu_epoch.py [--extra 2] [--rules sgd,shd] [--repeat 3]
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import argparse
 import os
 import time
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from mock_hw.sim_chip import SimulatedCrossbar
@@ -68,18 +69,33 @@ def aihwkit_epoch(epochs: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--extra", type=int, default=2, help="epochs added to the one-epoch run")
-    ap.add_argument("--rules", default="sgd,shd")
+    ap.add_argument("--rules", default="sgd,manhattan,tiki-taka,shd")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="alternated measurements of each; the fastest counts (a loaded machine only adds time)")
     args = ap.parse_args()
-    print(f"in-situ epoch on moons, asymmetric chip, one thread (load average {os.getloadavg()[0]:.2f})")
+    print(f"in-situ epoch on moons, asymmetric chip, one thread (load average {os.getloadavg()[0]:.2f}; "
+          f"fastest of {args.repeat} alternated runs)")
+    rules = args.rules.split(",")
+    best: dict[str, float] = {}
+    why = None
     with threadpool_limits(1):
-        for rule in args.rules.split(","):
-            one, more = ours(rule, 1), ours(rule, 1 + args.extra)
-            print(f"  {rule:<10} {1e3 * (more - one) / args.extra:8.1f} ms CPU per epoch "
-                  f"(1 epoch {one:.2f} s, {1 + args.extra} epochs {more:.2f} s, initialisation included)")
-        try:
-            print(f"  aihwkit analog SGD (soft bounds) {1e3 * aihwkit_epoch(1 + args.extra):8.1f} ms CPU per epoch")
-        except Exception as exc:  # noqa: BLE001 - report why the comparison cannot be made here
-            print(f"  aihwkit: not measured here ({type(exc).__name__}: {str(exc)[:200]})")
+        for _ in range(args.repeat):
+            for rule in rules:
+                one, more = ours(rule, 1), ours(rule, 1 + args.extra)
+                best[rule] = min(best.get(rule, np.inf), (more - one) / args.extra)
+            if why is None:
+                try:
+                    best["aihwkit"] = min(best.get("aihwkit", np.inf), aihwkit_epoch(1 + args.extra))
+                except Exception as exc:  # noqa: BLE001 - report why the comparison cannot be made here
+                    why = f"{type(exc).__name__}: {str(exc)[:200]}"
+    ref = best.get("aihwkit")
+    for rule in rules:
+        ratio = f"  ({best[rule] / ref:.2f}x aihwkit)" if ref else ""
+        print(f"  {rule:<10} {1e3 * best[rule]:8.1f} ms CPU per epoch{ratio}")
+    if ref:
+        print(f"  aihwkit analog SGD (soft bounds) {1e3 * ref:8.1f} ms CPU per epoch")
+    else:
+        print(f"  aihwkit: not measured here ({why})")
 
 
 if __name__ == "__main__":

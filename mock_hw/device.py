@@ -276,9 +276,10 @@ def switching_step(g, v, width, vth_set, vth_reset, rate, p: DeviceParams, xi):
     return (up - down) * rate * xi
 
 
-def c2c_noise(n: int, p: DeviceParams, rng: np.random.Generator) -> np.ndarray:
-    """``n`` log-normal cycle-to-cycle factors with median 1 and shape ``c2c_sigma``."""
-    return np.exp(p.c2c_sigma * rng.standard_normal(n))
+def c2c_noise(n: int, p: DeviceParams, rng: np.random.Generator | None, z: np.ndarray | None = None) -> np.ndarray:
+    """``n`` log-normal cycle-to-cycle factors with median 1 and shape ``c2c_sigma`` (from the
+    standard normal draws ``z`` when given)."""
+    return np.exp(p.c2c_sigma * (rng.standard_normal(n) if z is None else z))
 
 
 _NONE = np.empty(0, dtype=np.intp)
@@ -350,14 +351,17 @@ def _switch_sets(g_flat, idx, v, width, vs, vr, rate, ends, p: DeviceParams, rng
     in round 0, ...), so devices of different sets never wait for each other.  Returns each
     pulse's state after it (S)."""
     n = idx.size
-    xi = np.empty(n)
+    z = np.empty(n)
     u = np.empty(n) if p.relax > 0 else None
-    for k in range(len(ends) - 1):
+    for k in range(len(ends) - 1):          # the draws of one switch_at per set, in its order
         a, b = ends[k], ends[k + 1]
         if a < b:
-            xi[a:b] = c2c_noise(b - a, p, rng)
+            rng.standard_normal(out=z[a:b])
             if u is not None:
-                u[a:b] = rng.uniform(0.0, 2.0, size=b - a)
+                rng.random(out=u[a:b])       # uniform(0, 2) is 0 + 2·random(): the same numbers
+    xi = c2c_noise(n, p, None, z)
+    if u is not None:
+        u *= 2.0
     if len(ends) == 2:                                      # one set: one round
         groups = [slice(None)]
     else:

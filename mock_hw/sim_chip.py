@@ -44,6 +44,21 @@ __all__ = ["SimulatedCrossbar", "save_chip_state", "load_chip_state"]
 READ_TOL, PULSE_TOL = 1e-10, 1e-7
 
 
+class _StepsResult(PulseResult):
+    """A :class:`~programming.crossbar.PulseResult` whose energies are worked out from the kept
+    states when first read (in-situ training never reads them)."""
+
+    def __init__(self, energy, duration, compliance):  # energy: a function returning the array
+        self._energy_of, self._energy = energy, None
+        self.duration, self.compliance = duration, compliance
+
+    @property
+    def energy(self) -> np.ndarray:
+        if self._energy is None:
+            self._energy = self._energy_of()
+        return self._energy
+
+
 class SimulatedCrossbar(Crossbar):
     """``n_chips`` simulated chips of ``rows`` × ``cols`` devices.
 
@@ -343,8 +358,8 @@ class SimulatedCrossbar(Crossbar):
         if not (scheme is WriteScheme.V2 and self.params.r_line == 0 and rows.shape[0] * self._g.size <= 1 << 22
                 and self._steps_plain(rows, cols, amplitude, width, active)):   # (the states met: K x the chips)
             return super()._pulse_steps(rows, cols, amplitude, width, scheme, active)
-        energy = np.zeros(rows.shape)
         k_idx, chip_idx, lane_idx = np.nonzero(active)                  # step after step
+        energy = None
         if k_idx.size:
             n_rows, n_cols = self.shape
             r, c = rows[k_idx, chip_idx, lane_idx], cols[k_idx, chip_idx, lane_idx]
@@ -357,21 +372,26 @@ class SimulatedCrossbar(Crossbar):
             g0 = self._g.copy()
             written, after = switch_steps(self._g.reshape(-1), flat, v, w, bounds, self.population,
                                           self.params.device, self._rng)
-            # the state each step met (for its energy): the start, then each pulse's result from the next step on
-            K = rows.shape[0]
-            last = np.full((K, g0.size), -1)
-            seen = np.flatnonzero(~np.isnan(after) & (k_idx < K - 1))
-            last[k_idx[seen] + 1, flat[seen]] = seen
-            np.maximum.accumulate(last, axis=0, out=last)
-            met = np.where(last >= 0, after[last], g0.reshape(-1)).reshape(K, *g0.shape)
-            g_sel = met[k_idx, chip_idx, r, c]
-            g_half = met[k_idx, chip_idx, r, :].sum(axis=1) + met[k_idx, chip_idx, :, c].sum(axis=1) - 2 * g_sel
-            energy[k_idx, chip_idx, lane_idx] = self._energy_v2_of(v, w, g_sel, g_half)
             self._mark_written(written)
             self._disturb(flat, np.zeros(self.n_chips))      # not loud (_steps_plain): their counts restart
+
+            def energy():
+                """The energies, from the state each step met: the start, then each pulse's result
+                from the next step on."""
+                K = rows.shape[0]
+                last = np.full((K, g0.size), -1)
+                seen = np.flatnonzero(~np.isnan(after) & (k_idx < K - 1))
+                last[k_idx[seen] + 1, flat[seen]] = seen
+                np.maximum.accumulate(last, axis=0, out=last)
+                met = np.where(last >= 0, after[last], g0.reshape(-1)).reshape(K, *g0.shape)
+                g_sel = met[k_idx, chip_idx, r, c]
+                g_half = met[k_idx, chip_idx, r, :].sum(axis=1) + met[k_idx, chip_idx, :, c].sum(axis=1) - 2 * g_sel
+                out = np.zeros(rows.shape)
+                out[k_idx, chip_idx, lane_idx] = self._energy_v2_of(v, w, g_sel, g_half)
+                return out
         self.n_pulse_ops += int(active.sum())
         duration = np.where(active, width + self.params.timing.pulse_overhead_s, 0.0)
-        return PulseResult(np.where(active, energy, 0.0), duration, np.zeros(rows.shape, bool))
+        return _StepsResult(energy or (lambda: np.zeros(rows.shape)), duration, np.zeros(rows.shape, bool))
 
     def _steps_plain(self, rows, cols, amplitude, width, active) -> bool:
         """Whether, in every step (K, n_chips, L) of a V/2 :meth:`_pulse_steps`, the active lanes
@@ -399,6 +419,9 @@ class SimulatedCrossbar(Crossbar):
                 return False
         half_eq = equivalent_voltage(v / 2, width[k_idx, chip_idx, lane_idx], d)
         screens = self._half_select_screens()
+        lo_set, lo_reset, _ = screens["row"]              # the chip's lowest thresholds first
+        if half_eq.max() <= lo_set.min() and -half_eq.min() <= lo_reset.min():
+            return True
         for line_of, line in (("row", r), ("col", c)):
             lo_set, lo_reset, _ = screens[line_of]
             if np.any((half_eq > lo_set[chip_idx, line]) | (-half_eq > lo_reset[chip_idx, line])):

@@ -192,30 +192,47 @@ class ChipArrays:
         0 V).  Returns, per request, the column currents divided by ``v_in``, summed over the
         tiles that split the inputs: ``Σ_i x_i G_ij`` (S), shape ``(B, N, 2·n_out)``.
         """
-        n_rows, n_cols = self.xb.shape
-        total = sum(x.shape[1] * len(a.tiles) for a, x in requests)
-        v = np.zeros((self.B, total, n_rows))
-        need = np.zeros((total, n_cols), bool)     # the tile's columns of each vector (a bench
-        m = 0                                      # measures nothing else)
-        slots = []
-        for a, x in requests:
-            n = x.shape[1]
-            for t in a.tiles:
-                v[:, m:m + n, t.row0:t.row0 + t.in1 - t.in0] = self.v_in * x[:, :, t.in0:t.in1]
-                need[m:m + n, t.col0:t.col0 + t.dev1 - t.dev0] = True
-                slots.append((m, n, t))
-                m += n
-        out = self.xb.mvm(v, need=need) / self.v_in
+        drive, need, gather = self._read_layout(tuple((a, x.shape[1]) for a, x in requests))
+        v = np.zeros((self.B, need.size // self.xb.shape[1] * self.xb.shape[0]))
+        x_all = np.concatenate([x.reshape(self.B, -1) for _, x in requests], axis=1)
+        v[:, drive[0]] = self.v_in * x_all[:, drive[1]]
+        out = self.xb.mvm(v.reshape(self.B, -1, self.xb.shape[0]), need=need).reshape(self.B, -1)
         self.mvm_calls += 1
-        results, k = [], 0
-        for a, x in requests:
-            s = np.zeros((self.B, x.shape[1], a.n_dev))
-            for _ in a.tiles:
-                m, n, t = slots[k]
-                s[:, :, t.dev0:t.dev1] += out[:, m:m + n, t.col0:t.col0 + t.dev1 - t.dev0]
-                k += 1
+        results = []
+        for idx in gather:                      # (tiles splitting the inputs, N, 2·n_out) each
+            part = out[:, idx] / self.v_in
+            s = part[:, 0].copy()
+            for k in range(1, idx.shape[0]):     # partial sums added in the periphery, tile by tile
+                s += part[:, k]
             results.append(s)
         return results
+
+    def _read_layout(self, key):
+        """For requests ``(array, N)``: where the inputs drive the rows (flat positions in the
+        ``(vectors, rows)`` plane and in the concatenated inputs), the ``need`` mask of the tiles'
+        columns (a bench measures nothing else), and per request the flat positions of its
+        currents in the ``(vectors, cols)`` plane, ``(tiles splitting the inputs, N, 2·n_out)``."""
+        if key not in self._tables:
+            n_rows, n_cols = self.xb.shape
+            total = sum(n * len(a.tiles) for a, n in key)
+            need = np.zeros((total, n_cols), bool)
+            pos, src, gather = [], [], []
+            m = base = 0
+            for a, n in key:
+                in_starts = sorted({t.in0 for t in a.tiles})
+                idx = np.zeros((len(in_starts), n, a.n_dev), np.intp)
+                j = np.arange(n)[:, None]
+                for t in a.tiles:
+                    i = np.arange(t.in0, t.in1)[None, :]
+                    pos.append(((m + j) * n_rows + t.row0 + i - t.in0).ravel())
+                    src.append((base + j * a.n_in + i).ravel())
+                    need[m:m + n, t.col0:t.col0 + t.dev1 - t.dev0] = True
+                    idx[in_starts.index(t.in0), :, t.dev0:t.dev1] = (m + j) * n_cols + t.col0 + np.arange(t.dev1 - t.dev0)
+                    m += n
+                gather.append(idx)
+                base += n * a.n_in
+            self._tables[key] = ((np.concatenate(pos), np.concatenate(src)), need, gather)
+        return self._tables[key]
 
     def weights(self, s: np.ndarray) -> np.ndarray:
         """Weight-unit values ``scale · (S+ − S−)`` of device-column quantities ``s (..., 2·n_out)``."""
