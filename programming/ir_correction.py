@@ -175,13 +175,20 @@ def estimate_line_resistance(ground_readings, float_readings, cells, v_read: flo
             model = float_read_currents(est, cells, v_read, r, r_access, beta, v_ref)[0] / v_read
             return float(np.mean(np.log(model / meas[k])))
 
-        lo, hi = mismatch(r_min), mismatch(r_max)
-        if lo * hi > 0:
-            if abs(lo) <= abs(hi):
-                continue        # no measurable IR drop
+        # the mismatch rises with r while the fit holds; past the true value by far the fit itself
+        # breaks down, so bracket the root by stepping up a geometric grid from r_min
+        lo_r, lo = r_min, mismatch(r_min)
+        if lo >= 0:
+            continue            # no measurable IR drop
+        for r in np.geomspace(0.05, r_max, 16):
+            cur = mismatch(r)
+            if cur >= 0:
+                out[k] = brentq(mismatch, lo_r, r, xtol=1e-4, rtol=1e-4)
+                break
+            lo_r = r
+        else:
             raise ValueError(f"chip {k}: the float readings need a line resistance above {r_max:g} Ω "
                              "(check the wiring and the read schemes)")
-        out[k] = brentq(mismatch, r_min, r_max, xtol=1e-4, rtol=1e-4)
     return out
 
 
