@@ -41,10 +41,11 @@ vectorized over any number of transfers.  Units: S in code, as everywhere.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 import torch
 
+from .fields_dict import FieldsDict
 from .drolet2023_drift import DRIFT_QUANTILES_US, LEVELS, SIGMA_DICT_US
 
 #: the name of this transfer model (``--variability drolet2023``)
@@ -54,7 +55,7 @@ K_MAX = max(DRIFT_QUANTILES_US)
 
 
 @dataclass(frozen=True)
-class Drolet2023Model:
+class Drolet2023Model(FieldsDict):
     """The published transfer simulation's constants (SI units; fractions for relative figures).
     Sources: Drolet et al. 2023 (their Fig. 2 and failure data) and their code's defaults.
 
@@ -69,6 +70,8 @@ class Drolet2023Model:
             ``outlier_sigmas · σ_dict(k)`` is replaced by ``outlier_value`` (S).
         drift: include the neighbour drift.
     """
+
+    _kind = "drolet2023 model"
 
     name: str = NAME
     g_min: float = 100e-6
@@ -240,21 +243,6 @@ class Drolet2023Model:
         """``n`` transfers of every layer (anything with ``weight`` and ``bias``), as
         ``[W'|b']`` matrices for :meth:`models.layers.MLP.forward_with`."""
         return [self.sample_layer(l.weight, l.bias, n, generator) for l in layers]
-
-    # ------------------------------------------------------------------------ conversions
-    def with_(self, **changes) -> "Drolet2023Model":
-        return replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Drolet2023Model":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown drolet2023 model fields: {sorted(unknown)}")
-        return cls(**d)
 
 
 @dataclass(frozen=True)

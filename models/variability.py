@@ -31,16 +31,16 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .fields_dict import FieldsDict
 from .drolet2023 import DROLET2023, NAME as DROLET2023_NAME, Drolet2023Model
 from .names import DRIFT_COUNTS, REL_DISTS, TRANSFER_MODEL_NAMES, VARIABILITY_PRESET_NAMES
-
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Transfer:
 
 
 @dataclass(frozen=True)
-class VariabilityModel:
+class VariabilityModel(FieldsDict):
     """Per-device statistics of a transfer (SI units: S; relative figures as fractions).
 
     Attributes:
@@ -73,6 +73,8 @@ class VariabilityModel:
         stuck_hrs_frac, stuck_hrs_low, stuck_hrs_high: share and U(low, high) conductance (S) of
             devices stuck at HRS.
     """
+
+    _kind = "variability model"
 
     name: str = "tio2-3it"
     g_min: float = 100e-6
@@ -183,22 +185,6 @@ class VariabilityModel:
             mask = lrs | hrs
             out = torch.where(lrs, g_lrs, torch.where(hrs, g_hrs, out))
         return Transfer(out, mask)
-
-    # ------------------------------------------------------------------------ conversions
-    def with_(self, **changes) -> "VariabilityModel":
-        return replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        """Plain JSON-/torch-safe dict of the fields."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "VariabilityModel":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown variability model fields: {sorted(unknown)}")
-        return cls(**d)
 
 
 VARIABILITY_PRESETS: dict[str, VariabilityModel] = {
