@@ -54,6 +54,17 @@ NAME = "drolet2023"
 K_MAX = max(DRIFT_QUANTILES_US)
 
 
+#: The measured 3IT TiO2 device figures both transfer models start from (Drolet et al. 2023, their Fig. 2
+#: and failure data; shared/papers.md): programming window, S; tuning imprecision
+#: σ_rel(g) = a + b·g (b in 1/S) and relative offset; stuck-at-LRS and stuck-at-HRS fractions and values, S.
+MEASURED_3IT = dict(
+    g_min=100e-6, g_max=500e-6,
+    sigma_rel_a=0.691e-2, sigma_rel_b=-6.24, offset_mean=-0.589e-2, offset_std=0.339e-2,
+    stuck_lrs_frac=0.005, stuck_lrs_mean=573e-6, stuck_lrs_std=99e-6,
+    stuck_hrs_frac=0.005, stuck_hrs_low=10e-6, stuck_hrs_high=100e-6,
+)
+
+
 @dataclass(frozen=True)
 class Drolet2023Model(FieldsDict):
     """The published transfer simulation's constants (SI units; fractions for relative figures).
@@ -74,18 +85,18 @@ class Drolet2023Model(FieldsDict):
     _kind = "drolet2023 model"
 
     name: str = NAME
-    g_min: float = 100e-6
-    g_max: float = 500e-6
-    sigma_rel_a: float = 0.691e-2
-    sigma_rel_b: float = -6.24
-    offset_mean: float = -0.589e-2
-    offset_std: float = 0.339e-2
-    stuck_lrs_frac: float = 0.005
-    stuck_lrs_mean: float = 573e-6
-    stuck_lrs_std: float = 99e-6
-    stuck_hrs_frac: float = 0.005
-    stuck_hrs_low: float = 10e-6
-    stuck_hrs_high: float = 100e-6
+    g_min: float = MEASURED_3IT["g_min"]
+    g_max: float = MEASURED_3IT["g_max"]
+    sigma_rel_a: float = MEASURED_3IT["sigma_rel_a"]
+    sigma_rel_b: float = MEASURED_3IT["sigma_rel_b"]
+    offset_mean: float = MEASURED_3IT["offset_mean"]
+    offset_std: float = MEASURED_3IT["offset_std"]
+    stuck_lrs_frac: float = MEASURED_3IT["stuck_lrs_frac"]
+    stuck_lrs_mean: float = MEASURED_3IT["stuck_lrs_mean"]
+    stuck_lrs_std: float = MEASURED_3IT["stuck_lrs_std"]
+    stuck_hrs_frac: float = MEASURED_3IT["stuck_hrs_frac"]
+    stuck_hrs_low: float = MEASURED_3IT["stuck_hrs_low"]
+    stuck_hrs_high: float = MEASURED_3IT["stuck_hrs_high"]
     outlier_sigmas: float = 4.0
     outlier_value: float = 60e-6
     drift: bool = True

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from .fields_dict import FieldsDict
-from .drolet2023 import DROLET2023, NAME as DROLET2023_NAME, Drolet2023Model
+from .drolet2023 import DROLET2023, MEASURED_3IT, NAME as DROLET2023_NAME, Drolet2023Model
 from .names import DRIFT_COUNTS, REL_DISTS, TRANSFER_MODEL_NAMES, VARIABILITY_PRESET_NAMES
 
 
@@ -77,12 +77,12 @@ class VariabilityModel(FieldsDict):
     _kind = "variability model"
 
     name: str = "tio2-3it"
-    g_min: float = 100e-6
-    g_max: float = 500e-6
-    sigma_rel_a: float = 0.691e-2
-    sigma_rel_b: float = -6.24
-    offset_mean: float = -0.589e-2
-    offset_std: float = 0.339e-2
+    g_min: float = MEASURED_3IT["g_min"]
+    g_max: float = MEASURED_3IT["g_max"]
+    sigma_rel_a: float = MEASURED_3IT["sigma_rel_a"]
+    sigma_rel_b: float = MEASURED_3IT["sigma_rel_b"]
+    offset_mean: float = MEASURED_3IT["offset_mean"]
+    offset_std: float = MEASURED_3IT["offset_std"]
     rel_dist: str = "normal"
     drift_sigma_a: float = 6.78225e-6
     drift_sigma_b: float = 0.260443
@@ -90,12 +90,12 @@ class VariabilityModel(FieldsDict):
     drift_mu_b: float = 0.949616
     drift_k_max: int = 46
     drift_count: str = "line"
-    stuck_lrs_frac: float = 0.005
-    stuck_lrs_mean: float = 573e-6
-    stuck_lrs_std: float = 99e-6
-    stuck_hrs_frac: float = 0.005
-    stuck_hrs_low: float = 10e-6
-    stuck_hrs_high: float = 100e-6
+    stuck_lrs_frac: float = MEASURED_3IT["stuck_lrs_frac"]
+    stuck_lrs_mean: float = MEASURED_3IT["stuck_lrs_mean"]
+    stuck_lrs_std: float = MEASURED_3IT["stuck_lrs_std"]
+    stuck_hrs_frac: float = MEASURED_3IT["stuck_hrs_frac"]
+    stuck_hrs_low: float = MEASURED_3IT["stuck_hrs_low"]
+    stuck_hrs_high: float = MEASURED_3IT["stuck_hrs_high"]
 
     def __post_init__(self):
         for f in fields(self):
