@@ -23,6 +23,9 @@ from scipy.sparse.linalg import splu
 
 from .blas import blas_one_thread
 
+#: past iterates the chord iteration of :meth:`LineNetwork.solve_cubic` mixes (Anderson acceleration)
+ANDERSON_DEPTH = 2
+
 
 class LineNetwork:
     """Factorized conductance matrices of ``B`` crossbars with every terminal driven.
@@ -126,27 +129,69 @@ class LineNetwork:
         ``I = g·V·(1 + β V²)/(1 + β v_ref²)`` (``g`` (B, R, C), S; β in 1/V²) when this network was
         built on their small-signal conductances ``g / (1 + β v_ref²)``: the chord iteration
         ``x ← A⁻¹ (b − n(x))``, ``n`` the devices' current beyond the linear part, on the kept
-        factorization.  Converged when the last step moved no node by more than ``tol`` times the
-        largest terminal voltage (RuntimeError after ``max_iter`` steps)."""
+        factorization, started from the cubic part at the cell voltages of ideal lines (every terminal
+        driven) and accelerated by Anderson mixing of the last ``ANDERSON_DEPTH`` iterates.
+        Converged when the last chord step moved no node by more than ``tol`` times the largest
+        terminal voltage, or when the error bound ρ/(1 − ρ)·step (ρ the contraction measured on the
+        first two steps, < 0.5) is below it (RuntimeError after ``max_iter`` steps)."""
         b = self.injection(row_v, col_v)
-        x = self.solve(b)
         if beta == 0:
-            return x, 1
+            return self.solve(b), 1
+        row_v, col_v = np.asarray(row_v, float), np.asarray(col_v, float)
         v_scale = max(np.abs(row_v).max(initial=0.0), np.abs(col_v).max(initial=0.0), 1e-300)
         c = beta / (1.0 + beta * v_ref * v_ref)
         gk = np.asarray(g, float)[:, None]
+
+        def beyond(v):                            # the devices' node injections beyond the linear part, A
+            e = gk * c * v * v * v
+            return np.concatenate([e, -e], axis=2).reshape(b.shape)
+
+        rd, cd = self.driven
+        if rd.all() and cd.all():
+            # start from the cubic part at the cell voltages of ideal lines (terminal differences):
+            # the IR drop then only perturbs a small correction
+            x = self.solve(b - beyond(row_v[..., :, None] - col_v[..., None, :]))
+        else:
+            x = self.solve(b)
+        # Anderson acceleration (depth ANDERSON_DEPTH) of the chord map G(x) = A⁻¹ (b − n(x)), each
+        # operating point (chip, right-hand side) with its own mixing coefficients
+        shape = x.shape
+        S = shape[0] * shape[1]
+        dG, dF = [], []
+        g_prev = f_prev = None
+        rho = err_first = 1.0
         for it in range(2, max_iter + 2):
             vr, vc = self.split(x)
-            v = vr - vc
-            e = gk * c * v * v * v               # device current beyond the linear part, A
-            x_new = self.solve(b - np.concatenate([e, -e], axis=2).reshape(b.shape))
-            step = np.max(np.abs(x_new - x), initial=0.0)
-            x = x_new
-            if not np.isfinite(step):
+            gx = self.solve(b - beyond(vr - vc))
+            f = gx - x
+            err = np.max(np.abs(f), initial=0.0)
+            if not np.isfinite(err):
                 raise RuntimeError("line solve diverged (non-finite node voltages)")
-            if step <= tol * v_scale:
-                return x, it
-        raise RuntimeError(f"line solve did not converge in {max_iter} chord iterations (last step {step:.3e} V)")
+            if it == 3:     # two plain chord steps so far: their ratio is the map's contraction ρ
+                rho = min(err / err_first, 1.0) if err_first > 0 else 0.0
+            elif it == 2:
+                err_first = err
+            # G(x) is within ρ/(1 − ρ)·|G(x) − x| of the solution (a contraction); before ρ is
+            # known, and for a slow contraction, the step itself must be below the tolerance
+            if err <= tol * v_scale or (rho < 0.5 and err * rho / (1.0 - rho) <= tol * v_scale):
+                return gx, it
+            gf, ff = gx.reshape(S, -1), f.reshape(S, -1)
+            if g_prev is not None:
+                dG.append(gf - g_prev)
+                dF.append(ff - f_prev)
+                del dG[:-ANDERSON_DEPTH], dF[:-ANDERSON_DEPTH]
+            g_prev, f_prev = gf, ff
+            if not dF:
+                x = gx
+                continue
+            Fm, Gm = np.stack(dF, axis=1), np.stack(dG, axis=1)          # (S, m, N)
+            M = np.einsum("smn,stn->smt", Fm, Fm)
+            M += np.eye(len(dF)) * (1e-12 * np.trace(M, axis1=1, axis2=2)[:, None, None] + 1e-300)
+            gamma = np.linalg.solve(M, np.einsum("smn,sn->sm", Fm, ff)[..., None])[..., 0]
+            x = (gf - np.einsum("sm,smn->sn", gamma, Gm)).reshape(shape)
+            if not np.all(np.isfinite(x)):
+                x = gx
+        raise RuntimeError(f"line solve did not converge in {max_iter} chord iterations (last step {err:.3e} V)")
 
     def split(self, x):
         """Row-node and column-node voltages (B, K, R, C) of node voltages ``x`` (B, K, N)."""
