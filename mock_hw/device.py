@@ -338,18 +338,20 @@ def switch_at(g_flat, flat, v, width, pop: DevicePopulation, p: DeviceParams, rn
     if not live.any():
         return formed
     idx = flat[live]
-    _switch_sets(g_flat, idx, v[live], width[live], vs[live], vr[live], pop.rate.reshape(-1)[idx], [0, idx.size], p,
-                 rng)
+    _switch_sets(g_flat, idx, v_eq[live], vs[live], vr[live], pop.rate.reshape(-1)[idx], [0, idx.size], p, rng)
     return np.concatenate([formed, idx]) if formed.size else idx
 
 
-def _switch_sets(g_flat, idx, v, width, vs, vr, rate, ends, p: DeviceParams, rng) -> np.ndarray:
+def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng) -> np.ndarray:
     """In place: the devices ``idx[ends[k]:ends[k + 1]]`` (unique within a set, every one beyond a
-    threshold) take their pulses ``v`` (V), ``width`` (s), set k after set k − 1: noise drawn set
-    by set (cycle-to-cycle, then relaxation), each switching step on the state its device has
-    then, clipping.  A device's pulses are applied in set order, round by round (its first pulse
-    in round 0, ...), so devices of different sets never wait for each other.  Returns each
-    pulse's state after it (S)."""
+    threshold) take their pulses of width-equivalent voltage ``v_eq`` (V, :func:`equivalent_voltage`),
+    set k after set k − 1: noise drawn set by set (cycle-to-cycle, then relaxation), each switching
+    step on the state its device has then, clipping.  A device's pulses are applied in set order,
+    round by round (its first pulse in round 0, ...), so devices of different sets never wait for
+    each other.  Returns each pulse's state after it (S).
+
+    The arithmetic is :func:`switching_step`'s, in its order (so the states are bit for bit its
+    result), with what does not depend on the state worked out once for all rounds."""
     n = idx.size
     z = np.empty(n)
     u = np.empty(n) if p.relax > 0 else None
@@ -360,26 +362,43 @@ def _switch_sets(g_flat, idx, v, width, vs, vr, rate, ends, p: DeviceParams, rng
             if u is not None:
                 rng.random(out=u[a:b])       # uniform(0, 2) is 0 + 2·random(): the same numbers
     xi = c2c_noise(n, p, None, z)
-    if u is not None:
-        u *= 2.0
-    if len(ends) == 2:                                      # one set: one round
-        groups = [slice(None)]
+    # switching_step's factors that do not depend on the state: k·od^power per polarity
+    k_up = p.k_set * np.maximum(v_eq - vs, 0.0) ** p.od_power
+    k_down = p.k_reset * np.maximum(-v_eq - vr, 0.0) ** p.od_power
+    relax = None if u is None else 1.0 - p.relax * (u * 2.0)
+    span, g_lo, g_hi = p.g_max - p.g_min, p.g_min, p.g_max
+    if len(ends) == 2 or n < 2:                              # one set: one round
+        groups = [None]
     else:
         by_dev = np.argsort(idx, kind="stable")             # a device's pulses together, in set order
         first = np.ones(n, bool)
         first[1:] = idx[by_dev[1:]] != idx[by_dev[:-1]]
-        occ = np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0))
-        rounds = by_dev[np.argsort(occ, kind="stable")]
-        cuts = np.concatenate([[0], np.cumsum(np.bincount(occ, minlength=1))])
-        groups = [rounds[cuts[m]:cuts[m + 1]] for m in range(len(cuts) - 1)]
+        if first.all():                                     # no device pulsed twice: one round
+            groups = [None]
+        else:
+            occ = np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0))
+            rounds = by_dev[np.argsort(occ, kind="stable")]
+            cuts = np.concatenate([[0], np.cumsum(np.bincount(occ, minlength=1))])
+            groups = [rounds[cuts[m]:cuts[m + 1]] for m in range(len(cuts) - 1)]
     after = np.empty(n)
     for e in groups:
-        i = idx[e]
+        if e is None:
+            i, ku, kd, r, x, f = idx, k_up, k_down, rate, xi, relax
+        else:
+            i, ku, kd, r, x = idx[e], k_up[e], k_down[e], rate[e], xi[e]
+            f = None if relax is None else relax[e]
         gi = g_flat[i]
-        dg = switching_step(gi, v[e], width[e], vs[e], vr[e], rate[e], p, xi[e])
-        if u is not None:
-            dg = dg * (1.0 - p.relax * u[e])
-        after[e] = g_flat[i] = np.clip(gi + dg, p.g_min, p.g_max)
+        up = ku * np.minimum(np.maximum((g_hi - gi) / span, 0.0), 1.0) ** p.p_set
+        down = kd * np.minimum(np.maximum((gi - g_lo) / span, 0.0), 1.0) ** p.p_reset
+        dg = (up - down) * r * x
+        if f is not None:
+            dg = dg * f
+        g_new = np.minimum(np.maximum(gi + dg, g_lo), g_hi)
+        g_flat[i] = g_new
+        if e is None:
+            after = g_new
+        else:
+            after[e] = g_new
     return after
 
 
@@ -405,7 +424,7 @@ def switch_steps(g_flat, flat, v, width, bounds, pop: DevicePopulation, p: Devic
     live = ((v_eq > vs) | (-v_eq > vr)) & ~pop.stuck.reshape(-1)[flat]
     ends = np.concatenate([[0], np.cumsum(live)])[bounds]     # live devices before each set
     idx = flat[live]
-    after[live] = _switch_sets(g_flat, idx, v[live], width[live], vs[live], vr[live], pop.rate.reshape(-1)[idx],
+    after[live] = _switch_sets(g_flat, idx, v_eq[live], vs[live], vr[live], pop.rate.reshape(-1)[idx],
                                ends, p, rng)
     return idx, after
 

@@ -309,19 +309,22 @@ class SimulatedCrossbar(Crossbar):
         return self._noisy(current) / v_read
 
     def _mvm(self, v_rows) -> np.ndarray:
+        out = self._noisy(self._mvm_exact(v_rows))
+        return out[:, 0, :] if v_rows.ndim == 1 else out
+
+    def _mvm_exact(self, v_rows) -> np.ndarray:
+        """Noise-free column currents (n_chips, N, cols), A, of input ``v_rows`` (V)."""
         d = self.params.device
         per_chip = v_rows.ndim == 3
         if per_chip and v_rows.shape[0] != self.n_chips:
             raise ValueError(f"per-chip mvm input has {v_rows.shape[0]} chips, crossbar has {self.n_chips}")
         v = v_rows if per_chip else np.broadcast_to(np.atleast_2d(v_rows), (self.n_chips, *np.atleast_2d(v_rows).shape))
         if self._lines is None:
-            out = nodal.mvm_currents(self._g, v, d.beta, d.v_ref)
-        else:  # every input vector as one column of the right-hand side, in chunks
-            out = np.concatenate([self._lines.solve(self._g, v[:, k:k + 256], np.zeros((*v[:, k:k + 256].shape[:2],
-                                                                                     self.shape[1])), tol=READ_TOL)
-                                  .col_current for k in range(0, v.shape[1], 256)], axis=1)
-        out = self._noisy(out)
-        return out[:, 0, :] if v_rows.ndim == 1 else out
+            return nodal.mvm_currents(self._g, v, d.beta, d.v_ref)
+        # every input vector as one column of the right-hand side, in chunks
+        return np.concatenate([self._lines.solve(self._g, v[:, k:k + 256], np.zeros((*v[:, k:k + 256].shape[:2],
+                                                                                  self.shape[1])), tol=READ_TOL)
+                               .col_current for k in range(0, v.shape[1], 256)], axis=1)
 
     # ----------------------------------------------------------------------------- pulses
     def _pulse(self, rows, cols, amplitude, width, scheme, active) -> PulseResult:
@@ -354,26 +357,26 @@ class SimulatedCrossbar(Crossbar):
         half-selected cell (:meth:`_steps_plain`, checked once for all steps), each step is only
         its selected cells' pulses: the same stages, in the same order with the same random draws,
         as K :meth:`pulse` calls, so the result is bit for bit theirs.  Otherwise step by step."""
-        rows, cols = self._park_inactive(rows, cols, active)
-        if not (scheme is WriteScheme.V2 and self.params.r_line == 0 and rows.shape[0] * self._g.size <= 1 << 22
-                and self._steps_plain(rows, cols, amplitude, width, active)):   # (the states met: K x the chips)
-            return super()._pulse_steps(rows, cols, amplitude, width, scheme, active)
         k_idx, chip_idx, lane_idx = np.nonzero(active)                  # step after step
+        r, c = rows[k_idx, chip_idx, lane_idx], cols[k_idx, chip_idx, lane_idx]
+        v, w = amplitude[k_idx, chip_idx, lane_idx], width[k_idx, chip_idx, lane_idx]
+        if not (scheme is WriteScheme.V2 and self.params.r_line == 0 and rows.shape[0] * self._g.size <= 1 << 22
+                and self._steps_plain(k_idx, chip_idx, r, c, v, w)):    # (the states met: K x the chips)
+            return super()._pulse_steps(*self._park_inactive(rows, cols, active), amplitude, width, scheme, active)
         energy = None
         if k_idx.size:
             n_rows, n_cols = self.shape
-            r, c = rows[k_idx, chip_idx, lane_idx], cols[k_idx, chip_idx, lane_idx]
-            v, w = amplitude[k_idx, chip_idx, lane_idx], width[k_idx, chip_idx, lane_idx]
             flat = (chip_idx * n_rows + r) * n_cols + c
             bounds = np.searchsorted(k_idx, np.arange(rows.shape[0] + 1))
-            order = np.lexsort((flat, k_idx))          # in a step, cell order (as _pulse_v2_concurrent)
+            # in a step, cell order (as _pulse_v2_concurrent); (step, cell) pairs are distinct
+            order = np.argsort(k_idx * self._g.size + flat, kind="stable")
             k_idx, chip_idx, lane_idx, r, c, v, w, flat = (x[order] for x in (k_idx, chip_idx, lane_idx, r, c, v, w,
                                                                                flat))
             g0 = self._g.copy()
             written, after = switch_steps(self._g.reshape(-1), flat, v, w, bounds, self.population,
                                           self.params.device, self._rng)
             self._mark_written(written)
-            self._disturb(flat, np.zeros(self.n_chips))      # not loud (_steps_plain): their counts restart
+            self._n_disturb.reshape(-1)[flat] = 0.0      # not loud (_steps_plain): their counts restart
 
             def energy():
                 """The energies, from the state each step met: the start, then each pulse's result
@@ -389,38 +392,38 @@ class SimulatedCrossbar(Crossbar):
                 out = np.zeros(rows.shape)
                 out[k_idx, chip_idx, lane_idx] = self._energy_v2_of(v, w, g_sel, g_half)
                 return out
-        self.n_pulse_ops += int(active.sum())
+        self.n_pulse_ops += int(k_idx.size)
         duration = np.where(active, width + self.params.timing.pulse_overhead_s, 0.0)
         return _StepsResult(energy or (lambda: np.zeros(rows.shape)), duration, np.zeros(rows.shape, bool))
 
-    def _steps_plain(self, rows, cols, amplitude, width, active) -> bool:
-        """Whether, in every step (K, n_chips, L) of a V/2 :meth:`_pulse_steps`, the active lanes
-        of each chip are on distinct lines, no half-select reaches the lowest threshold on its line
-        (:meth:`_half_select_screens`; no unformed device), no pulse is loud enough to disturb the
-        rest of the array, and no selected device can draw the compliance current even at the
-        largest conductance any device has or can reach."""
+    def _steps_plain(self, k_idx, chip_idx, r, c, v, w) -> bool:
+        """Whether, in every step of a V/2 :meth:`_pulse_steps` (its active lanes: step, chip,
+        row, column, amplitude V, width s), the active lanes of each chip are on distinct lines, no
+        half-select reaches the lowest threshold on its line (:meth:`_half_select_screens`; no
+        unformed device), no pulse is loud enough to disturb the rest of the array, and no selected
+        device can draw the compliance current even at the largest conductance any device has or
+        can reach."""
         d = self.params.device
         pop = self.population
         if pop.unformed is not None and pop.unformed.any():
             return False
-        k_idx, chip_idx, lane_idx = np.nonzero(active)
         if not k_idx.size:
             return True
-        v = amplitude[k_idx, chip_idx, lane_idx]
-        if d.disturbs and np.abs(v).max() >= d.disturb_v:       # loud: disturb draws step by step
+        v_top = max(float(v.max()), -float(v.min()))
+        if d.disturbs and v_top >= d.disturb_v:              # loud: disturb draws step by step
             return False
         g_top = max(float(self._g.max()), d.g_max)          # switching clips to g_max; stuck ones stay
-        if float(np.abs(iv_current(g_top, np.abs(v).max(), d.beta, d.v_ref))) > self.limits.i_compliance:
+        if float(np.abs(iv_current(g_top, v_top, d.beta, d.v_ref))) > self.limits.i_compliance:
             return False
-        r, c = rows[k_idx, chip_idx, lane_idx], cols[k_idx, chip_idx, lane_idx]
         step_chip = k_idx * self.n_chips + chip_idx
         for keys in (step_chip * self.shape[0] + r, step_chip * self.shape[1] + c):
             if np.bincount(keys).max() > 1:
                 return False
-        half_eq = equivalent_voltage(v / 2, width[k_idx, chip_idx, lane_idx], d)
+        half_eq = equivalent_voltage(v / 2, w, d)
         screens = self._half_select_screens()
         lo_set, lo_reset, _ = screens["row"]              # the chip's lowest thresholds first
-        if half_eq.max() <= lo_set.min() and -half_eq.min() <= lo_reset.min():
+        low_set, low_reset = screens.get("lowest") or (lo_set.min(), lo_reset.min())
+        if half_eq.max() <= low_set and -half_eq.min() <= low_reset:
             return True
         for line_of, line in (("row", r), ("col", c)):
             lo_set, lo_reset, _ = screens[line_of]
@@ -536,23 +539,26 @@ class SimulatedCrossbar(Crossbar):
     def _half_select_screens(self) -> dict:
         """Per line (``"row"``: (n_chips, rows), ``"col"``: (n_chips, cols)), the lowest SET and
         RESET thresholds of its devices that can switch (stuck ones excluded), and the lowest
-        forming voltage of its unformed devices (None on a formed chip), V.  A half-select below
+        forming voltage of its unformed devices (None on a formed chip), V; ``"lowest"``: the
+        lowest SET and RESET thresholds of all.  A half-select below
         all three leaves the line unchanged.  Cached while the population's arrays are the same
         objects (a state load replaces them); the forming screen follows ``unformed`` each call."""
         pop = self.population
-        key = (pop.vth_set, pop.vth_reset, pop.stuck)
         cache = getattr(self, "_screen_cache", None)
-        if cache is None or any(a is not b for a, b in zip(cache[0], key)):
+        if cache is None or cache[0][0] is not pop.vth_set or cache[0][1] is not pop.vth_reset \
+                or cache[0][2] is not pop.stuck:
+            key = (pop.vth_set, pop.vth_reset, pop.stuck)
             vs = np.where(pop.stuck, np.inf, pop.vth_set)
             vr = np.where(pop.stuck, np.inf, pop.vth_reset)
-            cache = (key, {"row": (vs.min(axis=2), vr.min(axis=2)), "col": (vs.min(axis=1), vr.min(axis=1))})
+            cache = (key, {"row": (vs.min(axis=2), vr.min(axis=2)), "col": (vs.min(axis=1), vr.min(axis=1)),
+                           "lowest": (float(vs.min()), float(vr.min()))})
             self._screen_cache = cache
         (rs, rr), (cs, cr) = cache[1]["row"], cache[1]["col"]
         form_row = form_col = None
         if pop.unformed is not None and pop.unformed.any():
             vf = np.where(pop.unformed, pop.v_form, np.inf)
             form_row, form_col = vf.min(axis=2), vf.min(axis=1)
-        return {"row": (rs, rr, form_row), "col": (cs, cr, form_col)}
+        return {"row": (rs, rr, form_row), "col": (cs, cr, form_col), "lowest": cache[1]["lowest"]}
 
     def _energy_v2(self, chip_idx, lane_idx, r, c, amplitude, width, shape):
         """Energy of each V/2 pulse over the whole array (selected + half-selected cells), J.

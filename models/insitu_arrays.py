@@ -245,28 +245,31 @@ class ChipArrays:
         return np.broadcast_to(sel, (self.B, *sel.shape))
 
     # --------------------------------------------------------------------------------- writes
-    def _tile_table(self, arrays: Sequence[WeightArray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For the devices of ``arrays`` concatenated: chip rows, chip columns, and a table
-        ``(n_tiles, n_colors, n_colors)`` of the device indices of each tile's colours (padded with
-        the index one past the last device)."""
+    def _tile_table(self, arrays: Sequence[WeightArray]):
+        """For the devices of ``arrays`` concatenated (D of them): chip rows and columns, and for
+        each device its tile (numbered over the arrays), colour and lane (``tile · n_colors +``
+        its place among the tile's devices of its colour)."""
         key = tuple(a.name for a in arrays)
         if key not in self._tables:
             rows = np.concatenate([a.rows.ravel() for a in arrays])
             cols = np.concatenate([a.cols.ravel() for a in arrays])
-            pad = rows.size
-            table, base = [], 0
+            tile = np.empty(rows.size, np.intp)
+            color = np.empty(rows.size, np.intp)
+            lane = np.empty(rows.size, np.intp)
+            n_tiles, base = 0, 0
             for a in arrays:
                 flat = np.arange(a.n_in * a.n_dev).reshape(a.n_in, a.n_dev) + base
                 for t in a.tiles:
-                    ent = np.full((self.n_colors, self.n_colors), pad, np.intp)
                     f = flat[t.in0:t.in1, t.dev0:t.dev1].ravel()
                     col = a.colors[t.in0:t.in1, t.dev0:t.dev1].ravel()
+                    tile[f] = n_tiles
+                    color[f] = col
                     for c in range(self.n_colors):  # at most n_colors devices per colour and tile
                         sel = f[col == c]
-                        ent[c, :sel.size] = sel
-                    table.append(ent)
+                        lane[sel] = n_tiles * self.n_colors + np.arange(sel.size)
+                    n_tiles += 1
                 base += a.n_in * a.n_dev
-            self._tables[key] = (rows, cols, np.stack(table))
+            self._tables[key] = (rows, cols, tile, color, lane, n_tiles)
         return self._tables[key]
 
     def pulse_devices(self, items: Sequence[tuple[WeightArray, np.ndarray, np.ndarray]]) -> None:
@@ -282,45 +285,60 @@ class ChipArrays:
         """
         if not items:
             return
-        rows, cols, table = self._tile_table([a for a, _, _ in items])
         B = self.B
-        counts = np.concatenate([np.asarray(c).reshape(B, -1) for _, c, _ in items] + [np.zeros((B, 1))], axis=1)
+        counts = np.concatenate([np.asarray(c).reshape(B, -1) for _, c, _ in items], axis=1)
+        sign = np.concatenate([np.asarray(s).reshape(B, -1) for _, _, s in items], axis=1)
+        self._pulse_counts([a for a, _, _ in items], counts, sign)
+
+    def _pulse_counts(self, arrays: Sequence[WeightArray], counts: np.ndarray, sign: np.ndarray) -> None:
+        """:meth:`pulse_devices` for the devices of ``arrays`` concatenated: ``counts`` and
+        ``sign`` of shape (B, D)."""
         counts = counts.astype(np.int64)
-        if counts.max() <= 0:
+        if counts.max(initial=0) <= 0:
             return
-        sign = np.concatenate([np.asarray(s).reshape(B, -1) for _, _, s in items] + [np.ones((B, 1))], axis=1)
+        rows, cols, tile, color, lane, n_tiles = self._tile_table(arrays)
         amp = np.where(sign >= 0, self.amplitude, -self.amplitude)
         if self.one_at_a_time:
-            self._pulse_in_turn(rows, cols, np.maximum(counts[:, :-1], 0), amp[:, :-1])
+            self._pulse_in_turn(rows, cols, np.maximum(counts, 0), amp)
             return
-        rows, cols, amp, act = self._color_steps(np.append(rows, 0), np.append(cols, 0), table, counts, amp)
+        rows, cols, amp, act = self._color_steps(rows, cols, tile, color, lane, n_tiles, counts, amp)
         self.xb.pulse_steps(rows, cols, amp, self.width, scheme="v/2", active=act)
         self.pulses += act.sum(axis=(0, 2))
         self.pulse_calls += act.shape[0]
 
-    def _color_steps(self, rows, cols, table, counts, amp):
+    def _color_steps(self, rows, cols, tile, color, lane, n_tiles, counts, amp):
         """The pulse calls of a pass as steps ``(K, B, L)`` of :meth:`~programming.crossbar.Crossbar.
         pulse_steps`: chip rows, chip columns, amplitudes (V) and the active mask of each lane, for
-        the devices' ``rows``, ``cols``, ``counts`` and ``amp`` (``(B, D + 1)``, padded) and the
-        colour ``table`` of :meth:`_tile_table`.  Step j carries, for each tile, the colour whose
-        turn it is (the colours one after another, each as many steps as its largest count) and
-        the devices of that colour with more than the colour's pulses so far; lanes inactive in
-        every step and chip are dropped."""
+        the devices' ``rows``, ``cols``, tiles, colours and lanes (:meth:`_tile_table`) and their
+        ``counts`` and ``amp`` (``(B, D)``).  Each tile takes its colours one after another, each
+        for as many steps as the colour's largest count on that chip; a device with n pulses is
+        active in the first n steps of its colour.  Lanes (``tile · n_colors +`` the device's place
+        in its colour) inactive in every step and chip are dropped; inactive lanes point at cell
+        (0, 0)."""
         B, T = self.B, self.n_colors
-        need = counts[:, table].max(axis=3)                 # (B, tiles, colours): steps per colour
-        cum = np.cumsum(need, axis=2)
-        start = cum - need
-        j = np.arange(int(cum[:, :, -1].max()))[:, None, None]                        # (K, 1, 1)
-        color = np.minimum((cum[None] <= j[..., None]).sum(axis=3), T - 1)           # (K, B, tiles)
-        level = j - np.take_along_axis(start[None], color[..., None], axis=3)[..., 0]
-        busy = j < cum[None, :, :, -1]
-        devs = table[np.arange(table.shape[0])[None, None, :], color]                # (K, B, tiles, T)
-        b_idx = np.arange(B)[None, :, None, None]
-        act = busy[..., None] & (counts[b_idx, devs] > level[..., None])
-        devs, act = devs.reshape(*act.shape[:2], -1), act.reshape(*act.shape[:2], -1)
-        keep = act.any(axis=(0, 1))
-        devs, act = devs[..., keep], act[..., keep]
-        return rows[devs], cols[devs], amp[b_idx[..., 0], devs], act
+        need = np.zeros((B, n_tiles * T), np.int64)          # steps per (chip, tile, colour)
+        np.maximum.at(need, (np.arange(B)[:, None], tile * T + color), counts)
+        need = need.reshape(B, n_tiles, T)
+        end = np.cumsum(need, axis=2)                        # each tile's colours one after another
+        steps = int(end[:, :, -1].max())
+        start = (end - need).reshape(B, -1)
+        b, d = np.nonzero(counts > 0)
+        n = counts[b, d]
+        rep = np.repeat(np.arange(b.size), n)
+        level = np.arange(rep.size) - np.repeat(np.cumsum(n) - n, n)
+        b, d = b[rep], d[rep]
+        k = start[b, tile[d] * T + color[d]] + level
+        used, li = np.unique(lane[d], return_inverse=True)
+        shape = (steps, B, used.size)
+        r = np.zeros(shape, np.intp)
+        c = np.zeros(shape, np.intp)
+        a = np.zeros(shape)
+        act = np.zeros(shape, bool)
+        r[k, b, li] = rows[d]
+        c[k, b, li] = cols[d]
+        a[k, b, li] = amp[b, d]
+        act[k, b, li] = True
+        return r, c, a, act
 
     @property
     def one_at_a_time(self) -> bool:
@@ -355,17 +373,19 @@ class ChipArrays:
         devices' last read conductances ``g`` (``(B, n_in, 2·n_out)``, S), a device already at or
         beyond an edge of ``xb.programming_window`` is not pulsed further out of it.
         """
-        todo = []
-        lo, hi = self.window
-        for a, k, g in items:
-            k = np.asarray(k)
-            n = np.repeat(np.abs(k), 2, axis=-1)
-            s = np.sign(k)
-            sign = np.stack([s, -s], axis=-1).reshape(n.shape)
-            if g is not None:
-                n = np.where(((sign > 0) & (g >= hi)) | ((sign < 0) & (g <= lo)), 0, n)
-            todo.append((a, n, sign))
-        self.pulse_devices(todo)
+        if not items:
+            return
+        B = self.B
+        k = np.concatenate([np.asarray(k).reshape(B, -1) for _, k, _ in items], axis=1)
+        n = np.repeat(np.abs(k), 2, axis=1)              # device order: G+, G− of each weight
+        s = np.sign(k)
+        sign = np.stack([s, -s], axis=-1).reshape(n.shape)
+        if any(g is not None for _, _, g in items):
+            g = np.concatenate([np.full((B, 2 * np.size(k) // B), np.nan) if g is None else np.asarray(g).reshape(B, -1)
+                                for _, k, g in items], axis=1)
+            lo, hi = self.window
+            n = np.where(((sign > 0) & (g >= hi)) | ((sign < 0) & (g <= lo)), 0, n)
+        self._pulse_counts([a for a, _, _ in items], n, sign)
 
     def center(self, arrays: Sequence[WeightArray], cycles: int, coarse_width: float, fine_cycles: int) -> None:
         """Bring every device of ``arrays`` to its own symmetry point: alternate one SET and one
@@ -378,7 +398,7 @@ class ChipArrays:
             n = cycles + fine_cycles
             if n == 0 or not arrays:
                 return
-            rows, cols, _ = self._tile_table(arrays)
+            rows, cols = self._tile_table(arrays)[:2]
             sign = np.tile([1.0, -1.0], n)                                  # SET, RESET, SET, ...
             width = np.repeat([coarse_width] * cycles + [self.width] * fine_cycles, 2)
             dev = np.repeat(np.arange(rows.size), sign.size)

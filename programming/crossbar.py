@@ -108,22 +108,26 @@ class SafetyLimits:
         """Raise :class:`LimitError` if any amplitude or width is out of limits (or not finite)."""
         amplitude = np.asarray(amplitude, dtype=float)
         width = np.asarray(width, dtype=float)
-        if not np.all(np.isfinite(amplitude)):
+        # one pass per bound: a NaN makes its extreme NaN, an infinity makes it infinite
+        a_hi, a_lo = (float(amplitude.max()), float(amplitude.min())) if amplitude.size else (0.0, 0.0)
+        if not (math.isfinite(a_hi) and math.isfinite(a_lo)):
             raise LimitError("pulse amplitude is not finite")
-        if not np.all(np.isfinite(width)):
+        w_hi, w_lo = (float(width.max()), float(width.min())) if width.size else (None, None)
+        if width.size and not (math.isfinite(w_hi) and math.isfinite(w_lo)):
             raise LimitError("pulse width is not finite")
-        worst = float(np.max(np.abs(amplitude), initial=0.0))
+        worst = max(a_hi, -a_lo, 0.0)
         if worst > self.v_max + 1e-12:
             raise LimitError(f"pulse amplitude {worst:.4g} V exceeds the limit v_max={self.v_max:.4g} V")
-        if width.size and (width.min() < self.width_min * (1 - 1e-9) or width.max() > self.width_max * (1 + 1e-9)):
-            raise LimitError(f"pulse width {width.min():.3g}..{width.max():.3g} s outside the limits "
+        if width.size and (w_lo < self.width_min * (1 - 1e-9) or w_hi > self.width_max * (1 + 1e-9)):
+            raise LimitError(f"pulse width {w_lo:.3g}..{w_hi:.3g} s outside the limits "
                              f"[{self.width_min:.3g}, {self.width_max:.3g}] s")
 
     def check_read(self, voltage: np.ndarray, what: str = "read voltage") -> None:
         voltage = np.asarray(voltage, dtype=float)
-        if not np.all(np.isfinite(voltage)):
+        hi, lo = (float(voltage.max()), float(voltage.min())) if voltage.size else (0.0, 0.0)
+        if not (math.isfinite(hi) and math.isfinite(lo)):     # NaN or infinite somewhere
             raise LimitError(f"{what} is not finite")
-        worst = float(np.max(np.abs(voltage), initial=0.0))
+        worst = max(hi, -lo, 0.0)
         if worst > self.v_read_max + 1e-12:
             raise LimitError(f"{what} {worst:.4g} V exceeds the limit v_read_max={self.v_read_max:.4g} V "
                              "(reads must stay below the switching threshold)")
@@ -223,11 +227,15 @@ class Crossbar(abc.ABC):
             raise ValueError(f"pulse_steps lanes have {max(r.shape[1], c.shape[1])} chips, crossbar has {self.n_chips}")
         shape = (r.shape[0], self.n_chips, max(r.shape[-1], c.shape[-1]))
         try:
-            r, c = (np.broadcast_to(a, shape).astype(np.intp) for a in (r, c))
+            r, c = (a if a.shape == shape and a.dtype == np.intp else np.broadcast_to(a, shape).astype(np.intp)
+                    for a in (r, c))
         except ValueError:
             raise ValueError(f"rows {r.shape} and cols {c.shape} do not broadcast to (K, n_chips, L)") from None
+
         def steps(value, name, dtype=float):   # (K, L) broadcast to every chip, like the lanes
             value = np.asarray(value, dtype=dtype)
+            if value.shape == shape:             # already one value per lane: no copy
+                return value
             return self._broadcast(value[:, None] if value.ndim == 2 else value, shape, name, dtype)
 
         act = np.ones(shape, bool) if active is None else steps(active, "active", bool)
@@ -368,6 +376,8 @@ class Crossbar(abc.ABC):
 
     def _check_cells(self, r, c, act) -> None:
         n_rows, n_cols = self.shape
+        if r.size and r.min() >= 0 and c.min() >= 0 and r.max() < n_rows and c.max() < n_cols:
+            return                                   # every lane (active or not) addresses the array
         bad = act & ((r < 0) | (r >= n_rows) | (c < 0) | (c >= n_cols))
         if bad.any():
             b, l = np.argwhere(bad)[0]
