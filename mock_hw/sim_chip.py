@@ -312,6 +312,16 @@ class SimulatedCrossbar(Crossbar):
         out = self._noisy(self._mvm_exact(v_rows))
         return out[:, 0, :] if v_rows.ndim == 1 else out
 
+    def _mvm_needed(self, v_rows, need) -> np.ndarray:
+        """Only the needed currents are measured, so only they draw read noise (the same noise
+        per current as :meth:`_mvm`; the others keep their noise-free values)."""
+        out = self._mvm_exact(v_rows)
+        sigma = self.params.device.read_noise
+        if sigma > 0:
+            mask = need.reshape(out.shape)
+            out[mask] *= 1.0 + sigma * self._rng.standard_normal(int(np.count_nonzero(mask)))
+        return out[:, 0, :] if v_rows.ndim == 1 else out
+
     def _mvm_exact(self, v_rows) -> np.ndarray:
         """Noise-free column currents (n_chips, N, cols), A, of input ``v_rows`` (V)."""
         d = self.params.device

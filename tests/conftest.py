@@ -35,6 +35,9 @@ class SpyCrossbar(Crossbar):
     def _mvm(self, v_rows):
         return self.inner._mvm(v_rows)
 
+    def _mvm_needed(self, v_rows, need):
+        return self.inner._mvm_needed(v_rows, need)
+
     @property
     def true_conductance(self):
         return self.inner.true_conductance

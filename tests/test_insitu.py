@@ -38,6 +38,9 @@ class GuardSpy(SpyCrossbar):
     def _mvm(self, v_rows):
         return self._unchanged(self.inner._mvm, v_rows)
 
+    def _mvm_needed(self, v_rows, need):
+        return self._unchanged(self.inner._mvm_needed, v_rows, need)
+
     def _read(self, *args):
         return self._unchanged(self.inner._read, *args)
 

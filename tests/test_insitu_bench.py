@@ -122,7 +122,7 @@ def test_bench_and_simulated_chip_agree_on_an_ideal_chip(moons, tmp_path):
     assert ref.train_loss[-1, 0] < 0.8 * ref.train_loss[0, 0], "Manhattan steps lowered the loss"
 
 
-def test_mvm_need_mask_skips_cells_on_a_bench_and_changes_nothing_on_a_sim(shared):
+def test_mvm_need_mask_skips_cells_on_a_bench_and_measures_only_the_needed_currents_on_a_sim(shared):
     v = np.zeros((3, 10))
     v[0, :2] = [0.1, 0.2]
     v[1, :2] = [0.1, 0.05]
@@ -131,7 +131,10 @@ def test_mvm_need_mask_skips_cells_on_a_bench_and_changes_nothing_on_a_sim(share
     need[0, [0, 1]] = need[1, 1] = need[2, 7] = True
     a, b = (SimulatedCrossbar(10, 8, preset="asymmetric", seed=4) for _ in range(2))
     full, masked = a.mvm(v), b.mvm(v, need=need)
-    assert np.array_equal(masked[0][need], full[0][need]) and np.isnan(masked[0][~need]).all()
+    # the same currents up to their read noise (drawn for the needed currents only)
+    sigma = a.params.device.read_noise
+    np.testing.assert_allclose(masked[0][need], full[0][need], rtol=12 * sigma)
+    assert np.isnan(masked[0][~need]).all()
     with pytest.raises(ValueError, match="does not broadcast"):
         b.mvm(v, need=need[:, :3])
     bench, path = shared

@@ -425,6 +425,34 @@ def test_line_resistance_lowers_reads_and_mvm():
     np.testing.assert_allclose(arr5[0, 7], far5, rtol=1e-9)
 
 
+def test_masked_mvm_draws_the_same_read_noise_for_the_needed_currents_only():
+    """With a ``need`` mask the chip measures only the needed currents: each carries read noise of
+    the same size as an unmasked product's, unbiased, independent from current to current, and
+    the chip's random stream advances by one draw per needed current only."""
+    xb = SimulatedCrossbar(8, 8, n_chips=2, seed=3, r_line=0.0)
+    sigma = xb.params.device.read_noise
+    n = 3000
+    v = np.zeros((n, 8))
+    v[:, 2] = 0.1
+    need = np.zeros((n, 8), bool)
+    need[: n // 2, 1] = need[n // 2:, 5] = True
+    exact = iv_current(xb.true_conductance[:, 2, :], 0.1, xb.params.device.beta, xb.params.device.v_ref)
+    full = xb.mvm(v)
+    before = xb._rng.bit_generator.state
+    masked = xb.mvm(v, need=need)
+    twin = np.random.default_rng()
+    twin.bit_generator.state = before
+    twin.standard_normal(int(need.sum()) * xb.n_chips)     # one draw per needed current
+    assert twin.bit_generator.state == xb._rng.bit_generator.state
+    assert np.isnan(masked[:, ~need]).all()
+    for out, pick in ((full, lambda a: a[:, :, 1]), (masked, lambda a: a[:, : n // 2, 1])):
+        rel = (pick(out) / exact[:, None, 1] - 1).ravel()
+        assert abs(rel.std() / sigma - 1) < 0.06 and abs(rel.mean()) < 4 * sigma / np.sqrt(rel.size)
+    rel = masked[:, need] / np.broadcast_to(exact[:, None, :], masked.shape)[:, need] - 1
+    assert abs(rel.std() / sigma - 1) < 0.06
+    assert abs(np.corrcoef(rel[:, :-1].ravel(), rel[:, 1:].ravel())[0, 1]) < 0.05
+
+
 @pytest.mark.parametrize("beta", [0.0, 0.3])
 def test_mvm_is_sum_of_device_currents(beta):
     params = get_preset("ideal")
