@@ -541,6 +541,93 @@ class HardwareCrossbar(Crossbar):
         self._last_g[(r, c)] = result["final"]
         return result
 
+    # ------------------------------------------------- the on-instrument loop over TSP-Link
+    def on_instrument_problem(self) -> str | None:
+        """Why this bench cannot run the on-instrument loop (one line), or None."""
+        return self.station.on_instrument_problem()
+
+    def tsplink_layout(self) -> dict[str, list[str]]:
+        """The 707B channels the 2600B's script closes (``instruments.keithley707b.channel_name``):
+        ``drive`` (the drive SMU's input to each row), ``sense`` (the sense SMU's input to each
+        column), ``grow`` / ``gcol`` (the ground input to each row / column: every unselected
+        line is grounded, as in the host loop's reads and shifted V/2 writes)."""
+        from .keithley707b import channel_name
+
+        st = self.station
+        drive_in, sense_in = st.inputs[st.roles["drive"]], st.inputs[st.roles["sense"]]
+        return {"drive": [channel_name(drive_in, p) for p in st.row_pins],
+                "sense": [channel_name(sense_in, p) for p in st.col_pins],
+                "grow": [channel_name(st.ground, p) for p in st.row_pins],
+                "gcol": [channel_name(st.ground, p) for p in st.col_pins]}
+
+    def _on_instrument(self):
+        """(2600B, drive SMU, bias SMU, matrix node, layout), checking the station and, once per
+        crossbar, bringing TSP-Link up and putting the bench in its safe state (every output off
+        and every relay open, confirmed by queries) before the script takes over the routing."""
+        problem = self.station.on_instrument_problem()
+        if problem:
+            raise ValueError(problem)
+        drive, sense = self.ch["drive"], self.ch["sense"]
+        inst = drive.parent
+        node = self.station.instruments[self.station.matrix].tsplink_node
+        if getattr(self, "_tsplink", None) is None:
+            model = inst.tsplink_node_model(node)
+            self.round_trips += 3
+            if "707" not in model and "708" not in model:
+                raise InstrumentError(f"{self.station.name}: TSP-Link node {node} is a {model[:30]!r}, not the "
+                                      f"707B matrix the station names")
+            self._safe_state()       # the script starts from everything off and open, confirmed
+            self._tsplink = (inst, drive, sense, node, self.tsplink_layout())
+        return self._tsplink
+
+    def tune_on_instrument(self, cells, targets, config=None) -> list[dict]:
+        """Tune ``cells`` ((row, col) pairs) to ``targets`` (S) with the write-verify loop AND the
+        routing on the 2600B: one call, one reply for the whole list (``xbar_tune`` in
+        ``instruments/tsp/xbar_write_verify.lua``; the 707B is the 2600B's TSP-Link node).  The
+        script switches relays only with both SMUs off and confirmed off, reads the closed
+        channels back before an output goes on, and ends — also on any error — with the outputs
+        off and every relay open, confirmed.  Settings from ``config`` (a TunerConfig) as
+        :meth:`write_verify_on_instrument`; V/2 writes."""
+        from programming.tuner import TunerConfig
+
+        cfg = config or TunerConfig()
+        cfg = replace(cfg, v_read=cfg.v_read or self.v_read)
+        cfg.check_limits(self.limits)
+        lo, hi = self.programming_window
+        for t in targets:
+            if not lo <= t <= hi:
+                raise ValueError(f"target {t * 1e6:.1f} µS is outside the programming window "
+                                 f"{lo * 1e6:g}–{hi * 1e6:g} µS")
+        self._check_cell_list(cells)
+        inst, drive, sense, node, layout = self._on_instrument()
+        results = self._guarded(inst.tune_cells, drive, sense, node, layout, cells, targets, cfg)
+        self._routed = None
+        self.round_trips += 1
+        for (r, c), res in zip(cells, results):
+            self._last_g[(int(r), int(c))] = res["final"]
+        return results
+
+    def read_on_instrument(self, cells, v_read: float | None = None, repeats: int = 1) -> np.ndarray:
+        """Read ``cells`` (each ``repeats`` times, the mean kept) with the routing on the 2600B:
+        one call, one reply (``xbar_read``).  Conductances, S.  V_read is checked against the
+        station's limits before anything is sent."""
+        v = float(v_read or self.v_read)
+        if not 0 < abs(v) <= self.limits.v_read_max:
+            raise ValueError(f"read voltage {v} V is outside (0, {self.limits.v_read_max}] V")
+        self._check_cell_list(cells)
+        inst, drive, sense, node, layout = self._on_instrument()
+        g = self._guarded(inst.read_cells, drive, sense, node, layout, cells, v, repeats)
+        self._routed = None
+        self.round_trips += 1
+        for (r, c), value in zip(cells, g):
+            self._last_g[(int(r), int(c))] = value
+        return np.asarray(g, float)
+
+    def _check_cell_list(self, cells) -> None:
+        for r, c in cells:
+            if not (0 <= int(r) < self.shape[0] and 0 <= int(c) < self.shape[1]):
+                raise ValueError(f"cell ({r}, {c}) is outside the {self.shape[0]}x{self.shape[1]} crossbar")
+
     def _read_array(self, v_read, scheme) -> np.ndarray:
         n_rows, n_cols = self.shape
         rr, cc = np.indices(self.shape)

@@ -65,6 +65,13 @@ Strings sent (channel ``a`` shown; ``b`` the same with ``smub`` and trigger time
   width_max, v_read, max_pulses, pulses_at_cap, stuck_rel, stuck_ramp, RESET amplitude (0 = no
   initial RESET), reset_width).  Without ``sense`` the row SMU also measures (``smua, smua``):
   then every current the row draws counts, so route the cell so that nothing else conducts.
+* tsplink_node_model(2): ``print(tsplink.state)`` (and ``print(tsplink.reset())`` when offline),
+  then ``print(node[2].model)``.
+* tune_cells("a", "b", 2, layout, [(0, 0), (1, 2)], [3e-4, 2e-4], cfg): ONE line, ONE reply — the
+  script's ``xbar_tune(smua, smub, node[2], {"1A01",...}, {"2B01",...}, {"1F01",...},
+  {"2F01",...}, {1,2}, {1,3}, {0.0003,0.0002}, <the 18 settings after target>)`` routes each
+  cell through the 707B at TSP-Link node 2 itself and replies ``result;result`` (each as
+  ``xbar_wv`` prints it); read_cells(...) sends ``xbar_read(..., 0.2, 1)`` and gets the readings.
 """
 from __future__ import annotations
 
@@ -391,6 +398,95 @@ class Keithley2600(TimeoutNamingMixin, ErrorQueueMixin, _PymeasureKeithley2600):
         except ValueError as exc:
             raise InstrumentError(f"{self.name}: cannot parse the write-verify reply: {exc}") from None
 
+    # ------------------------------------------------------------- TSP-Link (a 707B as node[N])
+    def tsplink_node_model(self, node: int) -> str:
+        """Bring the TSP-Link network online if it is not (``print(tsplink.state)``; when
+        ``offline``, ``print(tsplink.reset())``) and return the model of ``node[node]``
+        (``print(node[N].model)``): 2-3 round trips, once per session.  InstrumentError when the
+        network does not come online or the node does not answer."""
+        node = _node_number(node)
+        state = self.ask("print(tsplink.state)").strip()
+        if state != "online":
+            self.ask("print(tsplink.reset())")
+            state = self.ask("print(tsplink.state)").strip()
+        if state != "online":
+            errors = self.drain_errors()
+            raise InstrumentError(f"{self.name}: TSP-Link is {state[:20]!r} after tsplink.reset() (is the "
+                                  f"matrix connected to the TSP-Link port and given node {node}?); errors: {errors}")
+        model = self.ask(f"print(node[{node}].model)").strip()
+        if not model or model == "nil":
+            raise InstrumentError(f"{self.name}: no TSP-Link node {node}; errors: {self.drain_errors()}")
+        return model
+
+    def tune_cells(self, channel, sense, node: int, layout: dict, cells, targets, config=None,
+                   timeout_s: float = 600.0) -> list[dict]:
+        """Tune a list of cells with the matrix at TSP-Link ``node[node]`` routing each one, the
+        script's ``xbar_tune``: ONE call line, ONE reply for the whole list.
+
+        ``layout`` holds the matrix channels
+        (:meth:`~instruments.hardware_crossbar.HardwareCrossbar.tsplink_layout`): ``drive`` (the
+        drive SMU's input to each row), ``sense`` (the sense SMU's input to each column),
+        ``grow`` / ``gcol`` (ground to each row / column).  Reads: drive at V_read, sense at 0 V
+        measures; writes: V/2 with shifted levels (sense at −V/2 while drive pulses +V/2).  ``cells`` are (row, col) pairs (0-based), ``targets`` their
+        conductances (S), ``config`` as :meth:`write_verify`.  Returns one dict per cell as
+        :meth:`write_verify` does."""
+        src, bia = self.channel(channel), self.channel(sense)
+        if src is bia:
+            raise ValueError("the sense SMU must differ from the source SMU")
+        cells = [(int(r), int(c)) for r, c in cells]
+        targets = [float(t) for t in targets]
+        if len(cells) != len(targets) or not cells:
+            raise ValueError("tune_cells needs one target per cell, and at least one cell")
+        settings = write_verify_arguments(targets[0], config)[1:]    # checked once; target per cell
+        for t in targets:
+            write_verify_settings(t, config)
+        head = _cells_head(src.id, bia.id, node, layout, cells)
+        args = ", ".join(f"{a:d}" if isinstance(a, int) else f"{a:.9g}" for a in settings)
+        reply = self._call(f"xbar_tune({head}, {_lua_table(targets)}, {args})", timeout_s)
+        parts = reply.strip().split(";")
+        if len(parts) != len(cells):
+            raise InstrumentError(f"{self.name}: xbar_tune answered {len(parts)} cells for {len(cells)}")
+        try:
+            return [parse_write_verify_reply(part) for part in parts]
+        except ValueError as exc:
+            raise InstrumentError(f"{self.name}: cannot parse the xbar_tune reply: {exc}") from None
+
+    def read_cells(self, channel, sense, node: int, layout: dict, cells, v_read: float, repeats: int = 1,
+                   timeout_s: float = 120.0) -> list[float]:
+        """Read a list of cells (each routed by the matrix at ``node[node]``, read ``repeats``
+        times, the mean kept), the script's ``xbar_read``: ONE call, ONE reply.  Conductances, S."""
+        src, bia = self.channel(channel), self.channel(sense)
+        if src is bia:
+            raise ValueError("the sense SMU must differ from the source SMU")
+        cells = [(int(r), int(c)) for r, c in cells]
+        v_read = float(v_read)
+        if not (math.isfinite(v_read) and 0 < abs(v_read) <= VOLTAGE_RANGE[1]):
+            raise ValueError(f"read voltage {v_read!r} V is not a usable level")
+        if int(repeats) < 1 or not cells:
+            raise ValueError("read_cells needs at least one cell and one read each")
+        head = _cells_head(src.id, bia.id, node, layout, cells)
+        reply = self._call(f"xbar_read({head}, {v_read:.9g}, {int(repeats):d})", timeout_s)
+        try:
+            values = [float(x) for x in reply.strip().split(",")]
+        except ValueError:
+            raise InstrumentError(f"{self.name}: cannot parse the xbar_read reply {reply[:60]!r}") from None
+        if len(values) != len(cells):
+            raise InstrumentError(f"{self.name}: xbar_read answered {len(values)} readings for {len(cells)} cells")
+        return values
+
+    def _call(self, command: str, timeout_s: float) -> str:
+        """Send one call line of the loaded script and return its one reply line."""
+        if not self._wv_loaded:
+            self.load_write_verify()
+        try:
+            with self._timeout(timeout_s):
+                return self.ask(command)
+        except InstrumentTimeout as exc:
+            errors = self.drain_errors()
+            if errors:
+                raise InstrumentError(f"{self.name}: {command.partition('(')[0]} failed: {errors}") from exc
+            raise
+
     @contextlib.contextmanager
     def _timeout(self, seconds: float):
         """Temporarily set the read timeout of a VISA or serial adapter (others: unchanged)."""
@@ -491,6 +587,38 @@ def write_verify_command(src: str, sense: str, target: float, config=None, bias:
     args = ", ".join(f"{a:d}" if isinstance(a, int) else f"{a:.9g}" for a in write_verify_arguments(target, config))
     tail = f", smu{bias}" if bias is not None else ""
     return f"{SCRIPT_FUNCTION}(smu{src}, smu{sense}, {args}{tail})"
+
+
+def _node_number(node) -> int:
+    if isinstance(node, bool) or not isinstance(node, int) or not 1 <= node <= 64:
+        raise ValueError(f"TSP-Link node numbers are 1 to 64, got {node!r}")
+    return node
+
+
+def _lua_table(values) -> str:
+    """A flat Lua table literal of numbers or strings (channel names: letters and digits only)."""
+    items = []
+    for v in values:
+        if isinstance(v, str):
+            if not v.isalnum():
+                raise ValueError(f"channel name {v!r} must be letters and digits")
+            items.append(f'"{v}"')
+        else:
+            items.append(f"{v:d}" if isinstance(v, int) else f"{v:.9g}")
+    return "{" + ",".join(items) + "}"
+
+
+def _cells_head(src: str, sense: str, node: int, layout: dict, cells) -> str:
+    """The common first arguments of xbar_tune / xbar_read: SMUs, node, the four channel tables
+    and the cells' 1-based rows and columns."""
+    node = _node_number(node)
+    tables = [_lua_table(layout[k]) for k in ("drive", "sense", "grow", "gcol")]
+    n_rows, n_cols = len(layout["drive"]), len(layout["sense"])
+    for r, c in cells:
+        if not (0 <= r < n_rows and 0 <= c < n_cols):
+            raise ValueError(f"cell ({r}, {c}) is outside the {n_rows}x{n_cols} layout")
+    return (f"smu{src}, smu{sense}, node[{node}], " + ", ".join(tables) + ", "
+            + _lua_table([r + 1 for r, _ in cells]) + ", " + _lua_table([c + 1 for _, c in cells]))
 
 
 def parse_write_verify_reply(reply: str) -> dict:

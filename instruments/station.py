@@ -22,6 +22,8 @@ A station is a TOML file::
     driver = "keithley2600"      # see DRIVERS
     resource = "TCPIP::192.0.2.10::5025::SOCKET"   # VISA resource, serial port or socket:// URL
     identity = "2636B"           # expected substring of the identification string
+    tsplink_node = 1             # optional (2600B, 707B): its TSP-Link node number; a 2600B and a 707B
+                                 # both on TSP-Link let the 2600B route each cell itself (--on-instrument)
 
     [routing]
     matrix = "matrix"            # the instrument that switches the crossbar lines
@@ -68,6 +70,10 @@ DRIVERS: dict[str, tuple[str, str, dict[str, str] | None]] = {
 #: drivers whose channels are pulse generators (the ``pulse`` role), not source-measure channels
 PULSE_GENERATORS = frozenset({"keysight_33500b"})
 
+#: drivers of instruments with a TSP-Link port (Series 2600B reference manual, "TSP-Link system";
+#: 707B/708B reference manual, tsplink functions): the 2600B master drives a 707B node over it
+TSPLINK_DRIVERS = frozenset({"keithley2600", "keithley707b"})
+
 ROLES = ("drive", "sense", "bias_rows", "bias_cols")
 #: the [limits] keys, all required (SafetyLimits' fields)
 LIMIT_KEYS = ("v_max", "v_read_max", "i_compliance", "width_min", "width_max")
@@ -87,6 +93,7 @@ class InstrumentSpec:
     resource: str
     identity: str = ""
     timeout_ms: int = 2000
+    tsplink_node: int | None = None        # TSP-Link node number (2600B, 707B), if on a TSP-Link network
 
     @property
     def is_matrix(self) -> bool:
@@ -124,6 +131,28 @@ class Station:
         if scheme == "v/3" and self.roles.get("bias_rows") == self.roles.get("bias_cols", self.roles.get("bias_rows")):
             raise StationError(f"station file {self.source}: {what} = 'v/3' needs distinct [routing] bias_rows and "
                                f"bias_cols channels (this station has one bias channel: use v/2)")
+
+    def on_instrument_problem(self) -> str | None:
+        """Why this station cannot run the on-instrument loop (one line), or None when it can: the
+        loop runs on a Keithley 2600B (``drive`` and ``sense`` its two SMUs) that routes every cell
+        itself through a Keithley 707B on its TSP-Link network (both with a ``tsplink_node``), with
+        a ``ground`` input on the matrix."""
+        where = f"station file {self.source}"
+        d_inst, s_inst = self.channel_of("drive")[0], self.channel_of("sense")[0]
+        drive = self.instruments[d_inst]
+        matrix = self.instruments[self.matrix]
+        if drive.driver != "keithley2600" or s_inst != d_inst:
+            return (f"{where}: --on-instrument runs the loop on a Keithley 2600B: [routing] drive and sense must be "
+                    f"its two SMUs (drive is {self.roles['drive']} on a {drive.driver})")
+        if matrix.driver != "keithley707b":
+            return (f"{where}: --on-instrument needs the 2600B to switch the matrix over TSP-Link; the "
+                    f"{matrix.driver} matrix {self.matrix!r} has no TSP-Link (use the host loop: drop --on-instrument)")
+        if drive.tsplink_node is None or matrix.tsplink_node is None:
+            return (f"{where}: --on-instrument needs tsplink_node = N in [instruments.{d_inst}] and "
+                    f"[instruments.{self.matrix}] (their TSP-Link node numbers)")
+        if self.ground is None:
+            return f"{where}: --on-instrument needs a [routing] ground input on the matrix (the selected column)"
+        return None
 
     def channel_of(self, role: str) -> tuple[str, str]:
         inst, _, ch = self.roles[role].partition(".")
@@ -186,13 +215,23 @@ def parse_station(text: str, source: str = "<station>") -> Station:
         where = f"instruments.{name}"
         if not isinstance(spec, dict):
             raise StationError(f"station file {source}: [{where}] must be a table")
-        v.only(spec, where, {"driver", "resource", "identity", "timeout_ms"})
+        v.only(spec, where, {"driver", "resource", "identity", "timeout_ms", "tsplink_node"})
         driver = v.string(spec, where, "driver")
         if driver not in DRIVERS:
             raise StationError(f"station file {source}: [{where}] driver = {driver!r} is unknown; "
                                f"known drivers: {', '.join(sorted(DRIVERS))}")
+        node = None
+        if "tsplink_node" in spec:
+            if driver not in TSPLINK_DRIVERS:
+                raise StationError(f"station file {source}: [{where}] tsplink_node: a {driver} has no TSP-Link "
+                                   f"(only {', '.join(sorted(TSPLINK_DRIVERS))})")
+            node = v.integer(spec, where, "tsplink_node", minimum=1)
+            if node > 64:
+                raise StationError(f"station file {source}: [{where}] tsplink_node = {node}: TSP-Link nodes are 1 to 64")
+            if node in {i.tsplink_node for i in instruments.values()}:
+                raise StationError(f"station file {source}: [{where}] tsplink_node = {node} is another instrument's")
         instruments[name] = InstrumentSpec(name, driver, v.resource(spec, where), v.string(spec, where, "identity"),
-                                           v.integer(spec, where, "timeout_ms", default=timeout_ms, minimum=1))
+                                           v.integer(spec, where, "timeout_ms", default=timeout_ms, minimum=1), node)
 
     rt = v.table(data, "routing")
     v.only(rt, "routing", {"matrix", "inputs", "row_pins", "col_pins", "ground", PULSE_ROLE, *ROLES})

@@ -19,6 +19,10 @@ ground             F            06              D
 33512B ch 1        G            07              —
 =================  ===========  ==============  ===========
 
+TSP-Link: the 2636B is node 1 and the 707B node 2 of one TSP-Link network (the emulated 2636B
+runs its scripts' ``node[2].channel.*`` calls on the emulated 707B), so ``--on-instrument`` runs
+the whole loop, routing included, on the 2636B.
+
 Time and aging: the bench's clock is emulated instrument time by default (``clock="emulated"``:
 integration, settling, relay and pulse durations, and explicit waits; see
 :class:`~mock_hw.bench_physics.EmulatedClock`), so a run's result does not depend on the host's
@@ -58,6 +62,8 @@ from .presets import DEFAULT_PRESET
 from .sim_chip import SimulatedCrossbar
 
 CLOCKS = ("emulated", "wall")
+#: TSP-Link node numbers of the emulated 2636B and 707B (the station file's tsplink_node)
+TSPLINK_NODES = {"smu": 1, "matrix": 2}
 
 
 def bench_clock(clock):
@@ -131,6 +137,8 @@ class MockBench:
             "BOARD": SwitchBoardEmulator(bench, name="BOARD", rows=rows, cols=cols),
             "FGEN": Keysight33500BEmulator(bench, name="FGEN", sources={1: "FGEN.1", 2: "FGEN.2"}),
         }
+        # TSP-Link: the 2636B (node 1) reaches the 707B as node[2] (its scripts switch the matrix)
+        self.emulators["K2600"].link(TSPLINK_NODES["matrix"], self.emulators["M707B"])
         for src, m707, b2200, board in (("K2600.a", "A", "03", None), ("K2600.b", "B", "04", None),
                                         ("B2900.1", "C", "01", "A"), ("B2900.2", "D", "02", "B"),
                                         ("K2450", "E", "05", "C"), (GROUND, "F", "06", "D"),
@@ -257,7 +265,9 @@ class MockBench:
         ]
         for name, (driver, emu, ident) in insts.items():
             lines += [f"[instruments.{name}]", f'driver = "{driver}"', f'resource = "{self.resource(emu)}"',
-                      f'identity = "{ident}"', ""]
+                      f'identity = "{ident}"']
+            lines += [f"tsplink_node = {TSPLINK_NODES[name]}"] if name in TSPLINK_NODES else []
+            lines.append("")
         lines += ["[routing]"] + [f'{k} = "{v}"' for k, v in routing.items()]
         lines.append("inputs = { " + ", ".join(f'"{k}" = "{v}"' for k, v in inputs.items()) + " }")
         lines.append("row_pins = [" + ", ".join(f'"{p}"' for p in rows) + "]")

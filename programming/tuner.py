@@ -182,16 +182,20 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
             pass in progress tunes only the cells it had not finished.
         should_stop: polled between steps; when it returns True the run stops and raises
             :class:`~programming.tune_state.TuneInterrupted` with the state to resume from.
-        on_instrument: run each cell's write-verify loop on the instrument (a crossbar with
-            ``write_verify_on_instrument``, e.g. a 2600B bench: one call per cell with this
-            config's settings), cell after cell in priority order; passes, read-backs, journal
-            and result are the host loop's.
+        on_instrument: run the write-verify loop, the routing and the read-backs on the
+            instrument (a crossbar with ``tune_on_instrument``: a 2600B that switches a 707B over
+            TSP-Link; one call per :data:`ON_INSTRUMENT_BATCH` cells with this config's settings,
+            one per read-back), cells in priority order; passes, journal and result are the host
+            loop's.
     """
     cfg = config or TunerConfig()
     cfg.check_limits(xb.limits)
-    if on_instrument and not (hasattr(xb, "write_verify_on_instrument") and xb.n_chips == 1):
+    if on_instrument and not (hasattr(xb, "tune_on_instrument") and xb.n_chips == 1):
         raise ValueError("the on-instrument write-verify loop needs a bench whose instrument runs it "
-                         "(a station with a Keithley 2600B driving and sensing)")
+                         "(a station with a Keithley 2600B driving and sensing and a 707B on its TSP-Link)")
+    problem = getattr(xb, "on_instrument_problem", None) if on_instrument else None
+    if problem is not None and problem():
+        raise ValueError(problem())
     if on_instrument and parse_write_scheme(cfg.write_scheme) is not WriteScheme.V2:
         raise ValueError(f"the on-instrument write-verify loop writes with V/2 (its second SMU holds every "
                          f"unselected line at half the amplitude), not {cfg.write_scheme}")
@@ -219,7 +223,7 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
     trace = _Trace(keep, journal)
     run = _Run(xb, tgt, rank, parallel, cfg, rec, status, trace, journal, should_stop)
     run.compliance = state.compliance
-    run.corr = _start_correction(xb, cfg, rec, parallel)
+    run.corr = _start_correction(xb, cfg, rec, parallel, on_instrument)
     verify_reads = 0
     p, todo = state.pass_no, state.todo & targeted
     if resume is None:
@@ -232,7 +236,8 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
                 tune_pass = run.tune_pass_on_instrument if on_instrument else run.tune_pass
                 tune_pass(todo, cfg.initial_reset and p == 0, p, bar)
             # read back every targeted cell: the re-verify check (after the last pass, the final read)
-            final = _read_back(xb, tgt, targeted, cfg, rec, run.corr)
+            final = (_read_back_on_instrument(xb, tgt, targeted, cfg, rec, run.corr) if on_instrument
+                     else _read_back(xb, tgt, targeted, cfg, rec, run.corr))
             verify_reads += 1
             journal.read_back(p, final)
             journal.step_done()
@@ -254,6 +259,9 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
                       rel_error, cfg, time.perf_counter() - t0, run.compliance, p + 1, verify_reads, kept)
 
 
+#: cells per call of the on-instrument loop (one call line, one reply each; the journal records the
+#: cells of a call when it returns, so an interrupted run loses at most this many cells' work)
+ON_INSTRUMENT_BATCH = 16
 #: the on-instrument script's statuses, as the tuner's codes
 _ON_INSTRUMENT_STATUS = {"converged": CONVERGED, "failed": FAILED, "stuck": STUCK}
 
@@ -346,51 +354,71 @@ class _Run:
 
 
     def tune_pass_on_instrument(self, todo, reset: bool, pass_no: int, bar) -> None:
-        """Tune every cell in ``todo`` (chip 0) with the loop running on the instrument, one call
-        per cell (:meth:`~instruments.hardware_crossbar.HardwareCrossbar.write_verify_on_instrument`)
-        in priority order; the same records, statuses, journal events and trace as
-        :meth:`tune_pass`.  Pulse energy is estimated as V²·G·w with G the reading before the pulse
-        (what a bench estimates for its own pulses)."""
+        """Tune every cell in ``todo`` (chip 0) with the loop — and the routing — running on the
+        instrument, :data:`ON_INSTRUMENT_BATCH` cells per call
+        (:meth:`~instruments.hardware_crossbar.HardwareCrossbar.tune_on_instrument`) in priority
+        order; the same records, statuses, journal events and trace as :meth:`tune_pass`.  Pulse
+        energy is estimated as V²·G·w with G the reading before the pulse (what a bench estimates
+        for its own pulses).
+
+        The instrument reads raw.  With an IR-drop correction (``line_resistance``) the host gives
+        the script each cell's target *as a reading*: what the line model
+        (:meth:`~programming.ir_correction.ReadCorrection.model`) says a grounded read of the cell
+        measures when every targeted cell is at its target and the others at their estimates."""
         xb, cfg = self.xb, self.cfg
-        cell_cfg = replace(cfg, initial_reset=reset)
+        cell_cfg = replace(cfg, initial_reset=reset, line_resistance=0.0, access_resistance=0.0)
         v_read = cfg.v_read or xb.v_read
+        script_tgt = self.tgt
+        if self.corr is not None:
+            g = np.where(np.isnan(self.tgt), self.corr.est, self.tgt)
+            script_tgt = np.where(np.isnan(self.tgt), np.nan, self.corr.model(g)[0])
         rank = np.where(todo[0], self.rank, np.iinfo(np.int64).max)
         remaining = todo.copy()
-        for flat in np.argsort(rank, axis=None)[: int(todo[0].sum())]:
+        order = [tuple(int(i) for i in np.unravel_index(f, xb.shape))
+                 for f in np.argsort(rank, axis=None)[: int(todo[0].sum())]]
+        for k in range(0, len(order), ON_INSTRUMENT_BATCH):
             if self.should_stop is not None and self.should_stop():
                 raise TuneInterrupted(TuneState(pass_no, remaining, self.status.copy(),
                                                 *(v.copy() for v in self.rec.values()), self.compliance))
-            r, c = (int(i) for i in np.unravel_index(flat, xb.shape))
+            batch = order[k:k + ON_INSTRUMENT_BATCH]
             t0 = time.perf_counter()
-            out = xb.write_verify_on_instrument(r, c, float(self.tgt[0, r, c]), cell_cfg)
-            took = time.perf_counter() - t0
-            amps = np.array([a for a, _ in out["trace"]], float)
-            reads = np.array([g for _, g in out["trace"]], float)
-            before = np.concatenate([[reads[0]], reads[:-1]])
-            fired = amps != 0
-            widths = np.where(amps == -cfg.reset_amplitude, cfg.reset_width, cfg.width)
-            energy = float(np.sum(np.where(fired, amps ** 2 * before * widths, 0.0)))
-            kind = np.zeros(fired.sum() + reads.size, np.int8)       # each read, after its pulse if any
-            pos = np.arange(reads.size) + np.cumsum(fired)
-            kind[pos[fired] - 1] = 1
-            amp = np.zeros(kind.size)
-            amp[pos[fired] - 1], amp[pos] = amps[fired], v_read
-            wid = np.zeros(kind.size)
-            wid[pos[fired] - 1] = widths[fired]
-            rd = np.full(kind.size, np.nan)
-            rd[pos] = reads
-            self.trace.record_cell(r, c, pass_no, kind, amp, wid, rd)
-            status = _ON_INSTRUMENT_STATUS[out["status"]]
-            done = {"pulses": out["pulses"], "reads": out["reads"], "energy": energy, "time": took}
-            for key, value in done.items():
-                self.rec[key][0, r, c] += value
-            self.status[0, r, c] = status
-            remaining[0, r, c] = False
-            one = np.zeros(1, np.intp)
-            self.journal.cells_finished(pass_no, one, one + r, one + c, self.tgt[0, r, c:c + 1], np.array([status]),
-                                        np.array([out["final"]]), *(np.array([done[k]]) for k in self.rec))
-            bar.update(1)
+            outs = xb.tune_on_instrument(batch, [float(script_tgt[0, r, c]) for r, c in batch], cell_cfg)
+            took = (time.perf_counter() - t0) / len(batch)
+            for (r, c), out in zip(batch, outs):
+                # the reading mapped back to a conductance (locally proportional about the target)
+                out = dict(out, final=out["final"] * self.tgt[0, r, c] / script_tgt[0, r, c])
+                self._cell_done(r, c, out, took, pass_no, v_read, remaining)
+                bar.update(1)
             self.journal.step_done()
+
+    def _cell_done(self, r, c, out, took, pass_no, v_read, remaining) -> None:
+        """Records, trace and journal of one cell the instrument tuned."""
+        cfg = self.cfg
+        amps = np.array([a for a, _ in out["trace"]], float)
+        reads = np.array([g for _, g in out["trace"]], float)
+        before = np.concatenate([[reads[0]], reads[:-1]])
+        fired = amps != 0
+        widths = np.where(amps == -cfg.reset_amplitude, cfg.reset_width, cfg.width)
+        energy = float(np.sum(np.where(fired, amps ** 2 * before * widths, 0.0)))
+        kind = np.zeros(fired.sum() + reads.size, np.int8)       # each read, after its pulse if any
+        pos = np.arange(reads.size) + np.cumsum(fired)
+        kind[pos[fired] - 1] = 1
+        amp = np.zeros(kind.size)
+        amp[pos[fired] - 1], amp[pos] = amps[fired], v_read
+        wid = np.zeros(kind.size)
+        wid[pos[fired] - 1] = widths[fired]
+        rd = np.full(kind.size, np.nan)
+        rd[pos] = reads
+        self.trace.record_cell(r, c, pass_no, kind, amp, wid, rd)
+        status = _ON_INSTRUMENT_STATUS[out["status"]]
+        done = {"pulses": out["pulses"], "reads": out["reads"], "energy": energy, "time": took}
+        for key, value in done.items():
+            self.rec[key][0, r, c] += value
+        self.status[0, r, c] = status
+        remaining[0, r, c] = False
+        one = np.zeros(1, np.intp)
+        self.journal.cells_finished(pass_no, one, one + r, one + c, self.tgt[0, r, c:c + 1], np.array([status]),
+                                    np.array([out["final"]]), *(np.array([done[k]]) for k in self.rec))
 
 
 def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace, corr=None) -> int:
@@ -445,9 +473,10 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
     return int(res.compliance.sum())
 
 
-def _start_correction(xb, cfg: TunerConfig, rec, parallel: int):
+def _start_correction(xb, cfg: TunerConfig, rec, parallel: int, on_instrument: bool = False):
     """With an estimated line resistance: read every cell once and fit the IR-drop correction's
-    estimate of every conductance to those readings (:mod:`programming.ir_correction`)."""
+    estimate of every conductance to those readings (:mod:`programming.ir_correction`); on the
+    instrument, the reads are one call (:meth:`read_on_instrument`)."""
     if cfg.line_resistance <= 0:
         return None
     from .ir_correction import ReadCorrection
@@ -455,10 +484,16 @@ def _start_correction(xb, cfg: TunerConfig, rec, parallel: int):
     corr = ReadCorrection(xb.shape, xb.n_chips, cfg.v_read or xb.v_read, cfg.line_resistance,
                           cfg.access_resistance, refresh_every=max(1, parallel // 2))
     rows, cols = (a.ravel() for a in np.indices(xb.shape))
-    first = xb.read(rows, cols, cfg.v_read, cfg.read_scheme)
+    t0 = time.perf_counter()
+    if on_instrument:
+        g = xb.read_on_instrument(list(zip(rows.tolist(), cols.tolist())), cfg.v_read).reshape(1, *xb.shape)
+        rec["time"] += (time.perf_counter() - t0) / rows.size
+    else:
+        first = xb.read(rows, cols, cfg.v_read, cfg.read_scheme)
+        rec["time"] += first.duration.reshape(rec["time"].shape)
+        g = first.conductance.reshape(xb.n_chips, *xb.shape)
     rec["reads"] += 1
-    rec["time"] += first.duration.reshape(rec["time"].shape)
-    corr.fit(first.conductance.reshape(xb.n_chips, *xb.shape))
+    corr.fit(g)
     return corr
 
 
@@ -484,6 +519,30 @@ def _read_back(xb, tgt, targeted, cfg: TunerConfig, rec, corr=None) -> np.ndarra
             rec["reads"] += doubt
             rec["time"] += again.duration.reshape(full)
         final = np.where(doubt, total / cfg.consecutive, final)
+    return final
+
+
+def _read_back_on_instrument(xb, tgt, targeted, cfg: TunerConfig, rec, corr=None) -> np.ndarray:
+    """:func:`_read_back` with the reads (and the routing) on the instrument: one call reads
+    every targeted cell, one more re-reads those out of tolerance ``consecutive − 1`` times
+    (:meth:`~instruments.hardware_crossbar.HardwareCrossbar.read_on_instrument`); raw readings
+    are corrected for IR drop on the host when ``corr`` is given."""
+    cells = [(int(r), int(c)) for r, c in zip(*np.nonzero(targeted[0]))]
+    raw = np.full(tgt.shape, np.nan)
+    t0 = time.perf_counter()
+    rows, cols = np.array(cells).T
+    raw[0, rows, cols] = xb.read_on_instrument(cells, cfg.v_read)
+    rec["reads"] += targeted
+    final = raw if corr is None else corr.correct_map(raw)
+    doubt = targeted & (np.abs(final - tgt) > cfg.tolerance * tgt)
+    if doubt.any() and cfg.consecutive > 1:
+        again = [(int(r), int(c)) for r, c in zip(*np.nonzero(doubt[0]))]
+        mean = xb.read_on_instrument(again, cfg.v_read, repeats=cfg.consecutive - 1)
+        ar, ac = np.array(again).T
+        raw[0, ar, ac] = (raw[0, ar, ac] + (cfg.consecutive - 1) * mean) / cfg.consecutive
+        rec["reads"] += doubt * (cfg.consecutive - 1)
+        final = raw if corr is None else corr.correct_map(raw)
+    rec["time"] += np.where(targeted, (time.perf_counter() - t0) / len(cells), 0.0)
     return final
 
 

@@ -43,12 +43,16 @@ def test_tune_at_the_station_width_converges_safely(tmp_path, variant, scheme, w
         assert bench.bench.all_off()
 
 
-def test_on_instrument_tune_from_the_command_line_writes_the_host_loops_run_and_resumes(tmp_path, stop_after):
-    """``xbar tune --station S --on-instrument``: the 2600B runs each cell's loop (one call per
-    cell, settings from the run's TunerConfig); the run folder, journal and report are the host
-    loop's, and an interrupted run resumes without re-tuning finished cells."""
+def test_on_instrument_tune_from_the_command_line_writes_the_host_loops_run_and_resumes(tmp_path, stop_after,
+                                                                                      monkeypatch):
+    """``xbar tune --station S --on-instrument``: the 2600B routes (707B over TSP-Link) and tunes a
+    batch of cells per call, and reads them back in one call per pass (settings from the run's
+    TunerConfig); the run folder, journal and report are the host loop's, and an interrupted run
+    resumes without re-tuning finished cells."""
+    import programming.tuner as tuner
     from procedures.storage.run_data import load_run
 
+    monkeypatch.setattr(tuner, "ON_INSTRUMENT_BATCH", 2)
     with MockBench(3, 3, preset="tio2-3it", seed=2, time_scale=0.0) as bench:
         station = bench.write_station(tmp_path / "st.toml")
         args = ["tune", "--station", str(station), "--seed", "3", "--on-instrument", "--quiet", "--no-plots"]
@@ -57,14 +61,17 @@ def test_on_instrument_tune_from_the_command_line_writes_the_host_loops_run_and_
         stop_after(None)
         calls = bench.emulators["K2600"].wv_runs
         done = load_run(tmp_path / "run").data
-        assert 0 < len(done) < 9 and calls == len(done), "one on-instrument call per finished cell"
+        # one call reads every cell for the IR-drop correction's fit, then one per batch of 2 cells
+        assert 0 < len(done) < 9 and calls == 1 + len(done) // 2, "one on-instrument call per batch of 2 cells"
         out = tmp_path / "rep.json"
         assert main(["tune", "--resume", str(tmp_path / "run"), "--quiet", "--no-plots", "--json", str(out)]) == 0
         rep = json.loads(out.read_text())
         run = load_run(tmp_path / "run")
         p0 = run.data[run.data["Pass"] == 0]
         assert len(p0) == 9 and not p0[["Row", "Col"]].duplicated().any()
-        assert bench.emulators["K2600"].wv_runs - calls == len(run.data) - len(done), "one call per cell and pass"
+        passes = int(run.data["Pass"].max()) + 1
+        assert bench.emulators["K2600"].wv_runs - calls <= 1 + -(-(len(run.data) - len(done)) // 2) + 2 * passes, \
+            "one call per batch, at most two per read-back"
         assert not {tuple(x) for x in done[["Row", "Col"]].to_numpy()} & \
             {tuple(x) for x in p0.iloc[len(done):][["Row", "Col"]].to_numpy()}, "finished cells were not tuned again"
         assert rep["cells"] == 9 and rep["converged"] >= 8

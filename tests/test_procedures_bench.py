@@ -72,7 +72,7 @@ def test_deploy_and_infer_on_the_bench(bench, station, tmp_path, loop):
     rep = load_run(out).report
     assert rep["chip_shape"] == [4, 4] and rep["accuracy"]["test_points"] == 20
     # the 2600B ran every cell's loop (one call per cell and pass) only when asked to
-    assert (bench.emulators["K2600"].wv_runs >= rep["tuning"]["cells"]) == bool(loop), rep["tuning"]
+    assert (bench.emulators["K2600"].wv_runs > 0) == bool(loop), rep["tuning"]   # the 2600B tuned (batches)
     code, out = run_on(bench, station, ["infer", str(model), "--points", "20"], tmp_path, "inf")
     assert code == 0
     inf = load_run(out)

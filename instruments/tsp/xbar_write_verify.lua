@@ -52,42 +52,30 @@ local function xbar_wv_read(src, sense, vread, bias)
   return -i / vread
 end
 
-function xbar_wv(src, sense, target, tol, guard, consecutive, vset0, vreset0, vstep, vsetmax,
-                 vresetmax, width0, width_ramp, width_max, vread, maxpulses, pulses_at_cap,
-                 stuck_rel, stuck_ramp, reset_v, reset_width, bias)
-  src.source.func = src.OUTPUT_DCVOLTS
-  src.source.levelv = 0
-  src.source.output = src.OUTPUT_ON
-  if sense ~= src then
-    sense.source.func = sense.OUTPUT_DCVOLTS
+-- one write pulse of `a` volts across the cell: with `split` (a V/2 write with shifted levels) the
+-- sense SMU holds the column at -a/2 while src pulses the row to +a/2 (every other line on
+-- ground: unselected cells see at most a/2, whatever order the levels change in); else src pulses
+-- the row to `a` with the optional bias SMU at a/2 on every unselected line
+local function xbar_wv_fire(src, sense, bias, split, a, w)
+  if split then
+    sense.source.levelv = -a / 2
+    xbar_wv_pulse(src, a / 2, w)
     sense.source.levelv = 0
-    sense.source.output = sense.OUTPUT_ON
+  else
+    if bias ~= nil then bias.source.levelv = a / 2 end
+    xbar_wv_pulse(src, a, w)
   end
-  if bias ~= nil then
-    bias.source.func = bias.OUTPUT_DCVOLTS
-    bias.source.levelv = 0
-    bias.source.output = bias.OUTPUT_ON
-  end
-  src.trigger.arm.count = 1
-  src.trigger.arm.stimulus = 0
-  src.trigger.source.stimulus = 0
-  src.trigger.count = 1
-  src.trigger.source.action = src.ENABLE
-  src.trigger.measure.action = src.DISABLE
-  src.trigger.endpulse.action = src.SOURCE_IDLE
-  src.trigger.endsweep.action = src.SOURCE_IDLE
-  trigger.timer[1].count = 1
-  trigger.timer[1].passthrough = false
-  trigger.timer[1].stimulus = src.trigger.SOURCE_COMPLETE_EVENT_ID
-  src.trigger.endpulse.stimulus = trigger.timer[1].EVENT_ID
+end
 
+local function xbar_wv_loop(src, sense, target, tol, guard, consecutive, vset0, vreset0, vstep, vsetmax,
+                            vresetmax, width0, width_ramp, width_max, vread, maxpulses, pulses_at_cap,
+                            stuck_rel, stuck_ramp, reset_v, reset_width, bias, split)
   local pulses, reads, band, at_cap, last_pol = 0, 0, 0, 0, 0
   local amp, width, applied, g = 0, width0, 0, 0
   local g_lo, g_hi, status = nil, nil, nil
   local trace = {}
   if reset_v > 0 then
-    if bias ~= nil then bias.source.levelv = -reset_v / 2 end
-    xbar_wv_pulse(src, -reset_v, reset_width)
+    xbar_wv_fire(src, sense, bias, split, -reset_v, reset_width)
     pulses = 1
     applied = -reset_v
   end
@@ -126,8 +114,7 @@ function xbar_wv(src, sense, target, tol, guard, consecutive, vset0, vreset0, vs
       elseif at_cap > pulses_at_cap or pulses >= maxpulses then
         status = "failed"
       else
-        if bias ~= nil then bias.source.levelv = pol * amp / 2 end
-        xbar_wv_pulse(src, pol * amp, width)
+        xbar_wv_fire(src, sense, bias, split, pol * amp, width)
         pulses = pulses + 1
         last_pol = pol
         applied = pol * amp
@@ -135,5 +122,141 @@ function xbar_wv(src, sense, target, tol, guard, consecutive, vset0, vreset0, vs
     end
   end
   if bias ~= nil then bias.source.levelv = 0 end
-  print(string.format("%s,%d,%d,%.5e,", status, pulses, reads, g) .. table.concat(trace, ","))
+  return string.format("%s,%d,%d,%.5e,", status, pulses, reads, g) .. table.concat(trace, ",")
+end
+
+local function xbar_wv_outputs_on(src, sense, bias)
+  src.source.func = src.OUTPUT_DCVOLTS
+  src.source.levelv = 0
+  src.source.output = src.OUTPUT_ON
+  if sense ~= src then
+    sense.source.func = sense.OUTPUT_DCVOLTS
+    sense.source.levelv = 0
+    sense.source.output = sense.OUTPUT_ON
+  end
+  if bias ~= nil then
+    bias.source.func = bias.OUTPUT_DCVOLTS
+    bias.source.levelv = 0
+    bias.source.output = bias.OUTPUT_ON
+  end
+end
+
+local function xbar_wv_trigger(src)
+  src.trigger.arm.count = 1
+  src.trigger.arm.stimulus = 0
+  src.trigger.source.stimulus = 0
+  src.trigger.count = 1
+  src.trigger.source.action = src.ENABLE
+  src.trigger.measure.action = src.DISABLE
+  src.trigger.endpulse.action = src.SOURCE_IDLE
+  src.trigger.endsweep.action = src.SOURCE_IDLE
+  trigger.timer[1].count = 1
+  trigger.timer[1].passthrough = false
+  trigger.timer[1].stimulus = src.trigger.SOURCE_COMPLETE_EVENT_ID
+  src.trigger.endpulse.stimulus = trigger.timer[1].EVENT_ID
+end
+
+function xbar_wv(src, sense, target, tol, guard, consecutive, vset0, vreset0, vstep, vsetmax,
+                 vresetmax, width0, width_ramp, width_max, vread, maxpulses, pulses_at_cap,
+                 stuck_rel, stuck_ramp, reset_v, reset_width, bias)
+  xbar_wv_outputs_on(src, sense, bias)
+  xbar_wv_trigger(src)
+  print(xbar_wv_loop(src, sense, target, tol, guard, consecutive, vset0, vreset0, vstep, vsetmax,
+                     vresetmax, width0, width_ramp, width_max, vread, maxpulses, pulses_at_cap,
+                     stuck_rel, stuck_ramp, reset_v, reset_width, bias))
+end
+
+-- ------------------------------------------------------------------ the matrix over TSP-Link
+-- With a switch matrix on the TSP-Link network (a 707B at node[N]; tsplink.reset() done and
+-- tsplink.state "online"), the 2600B routes each cell itself: ONE call tunes (xbar_tune) or reads
+-- (xbar_read) a whole list of cells and prints ONE line.  Routing: `src` on the cell's row
+-- (drive[r], a channel of the matrix), `sense` on its column (sense[c]), every other row and
+-- column on ground (grow[i], gcol[j]).  Reads: src at vread, sense at 0 V measures the cell's
+-- current alone (grounded-unselected read).  Writes: V/2 with shifted levels (xbar_wv_fire).
+-- Safety by construction: a relay changes only after both outputs are set to 0 V and off and the
+-- instrument reports them off; the closed channels are read back (getclose) before an output goes
+-- on; at the end, and on any error, both outputs go off (confirmed) and every relay opens
+-- (confirmed: getclose("allslots") is nil), then the error is raised again.
+
+local function xbar_off(src, sense)
+  src.source.levelv = 0
+  sense.source.levelv = 0
+  src.source.output = src.OUTPUT_OFF
+  sense.source.output = sense.OUTPUT_OFF
+  if src.source.output ~= src.OUTPUT_OFF or sense.source.output ~= sense.OUTPUT_OFF then
+    error("xbar: an output is still on; no relay switched")
+  end
+end
+
+local function xbar_route(src, sense, matrix, drive, sensecol, grow, gcol, r, c)
+  local route = {drive[r], sensecol[c]}
+  for i, ch in ipairs(grow) do
+    if i ~= r then table.insert(route, ch) end
+  end
+  for j, ch in ipairs(gcol) do
+    if j ~= c then table.insert(route, ch) end
+  end
+  xbar_off(src, sense)
+  matrix.channel.exclusiveclose(table.concat(route, ","))
+  local closed = matrix.channel.getclose("allslots")
+  if closed == nil then error("xbar: no relay closed") end
+  local have, n = ";" .. closed .. ";", 0
+  for _, ch in ipairs(route) do
+    if string.find(have, ";" .. ch .. ";", 1, true) == nil then error("xbar: relay " .. ch .. " did not close") end
+    n = n + 1
+  end
+  local _, extra = string.gsub(closed, ";", ";")
+  if extra + 1 ~= n then error("xbar: relays closed beyond the route") end
+  xbar_wv_outputs_on(src, sense, nil)
+end
+
+local function xbar_release(src, sense, matrix)
+  xbar_off(src, sense)
+  matrix.channel.open("allslots")
+  if matrix.channel.getclose("allslots") ~= nil then error("xbar: relays still closed") end
+end
+
+local function xbar_cells(src, sense, matrix, body)
+  local ok, err = pcall(body)
+  local safe, serr = pcall(function() xbar_release(src, sense, matrix) end)
+  if not ok then error(err, 0) end
+  if not safe then error(serr, 0) end
+end
+
+-- xbar_tune(src, sense, matrix, drive, sensecol, grow, gcol, rows, cols, targets, tol, guard,
+--           consecutive, vset0, vreset0, vstep, vsetmax, vresetmax, width, width_ramp, width_max,
+--           vread, maxpulses, pulses_at_cap, stuck_rel, stuck_ramp, reset_v, reset_width)
+-- tunes cell (rows[k], cols[k]) (1-based) to targets[k] for every k, with xbar_wv's loop, and
+-- prints the results separated by ';' (each as xbar_wv prints it).
+function xbar_tune(src, sense, matrix, drive, sensecol, grow, gcol, rows, cols, targets, tol, guard,
+                   consecutive, vset0, vreset0, vstep, vsetmax, vresetmax, width0, width_ramp, width_max,
+                   vread, maxpulses, pulses_at_cap, stuck_rel, stuck_ramp, reset_v, reset_width)
+  local out = {}
+  xbar_cells(src, sense, matrix, function()
+    for k, r in ipairs(rows) do
+      xbar_route(src, sense, matrix, drive, sensecol, grow, gcol, r, cols[k])
+      xbar_wv_trigger(src)
+      table.insert(out, xbar_wv_loop(src, sense, targets[k], tol, guard, consecutive, vset0, vreset0, vstep,
+                                     vsetmax, vresetmax, width0, width_ramp, width_max, vread, maxpulses,
+                                     pulses_at_cap, stuck_rel, stuck_ramp, reset_v, reset_width, nil, true))
+    end
+  end)
+  print(table.concat(out, ";"))
+end
+
+-- xbar_read(src, sense, matrix, drive, sensecol, grow, gcol, rows, cols, vread, repeats) reads
+-- every cell `repeats` times and prints the mean readings (S), comma-separated, in the order given.
+function xbar_read(src, sense, matrix, drive, sensecol, grow, gcol, rows, cols, vread, repeats)
+  local out = {}
+  xbar_cells(src, sense, matrix, function()
+    for k, r in ipairs(rows) do
+      xbar_route(src, sense, matrix, drive, sensecol, grow, gcol, r, cols[k])
+      local sum = 0
+      for i = 1, repeats do
+        sum = sum + xbar_wv_read(src, sense, vread, nil)
+      end
+      table.insert(out, string.format("%.5e", sum / repeats))
+    end
+  end)
+  print(table.concat(out, ","))
 end

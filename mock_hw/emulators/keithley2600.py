@@ -28,13 +28,19 @@ regular expression (:mod:`.tsp`) and handled in Python.  Understood (one stateme
   reads ``print(smua.measure.i(), status.measurement.instrument.smua.condition)``.
 * ``status.measurement.instrument.smuX.condition`` — bit 1 (ILMT, 2) while the bench reports the
   source in current compliance, else 0 (bit 0, VLMT, never: the emulated SMU sources voltage).
-* the write-verify script: ``loadscript xbarwv`` ... ``endscript`` is stored (base class);
-  ``xbarwv.run()`` / ``xbarwv()`` checks that the stored text is xbarlab's packaged
-  ``instruments/tsp/xbar_write_verify.lua`` (else -286 TSP runtime error) and only then counts
-  ``xbar_wv`` as defined; ``xbar_wv(smuX, smuY, <19 numbers>)`` runs :func:`write_verify_loop`, a
-  native Python implementation of the script's loop, through this emulator's own SMU model
-  (reads: level ``vread``, ``measure.i()``, level 0; pulses: one-point trigger-model sweeps) and
-  prints the line the script prints.  ``print(type(xbar_wv))`` -> ``function`` / ``nil``.
+* scripts: ``loadscript NAME`` ... ``endscript`` is stored (base class); ``NAME.run()`` /
+  ``NAME()`` runs it as real Lua in a sandbox (:mod:`.lua_sandbox`: no ``os`` / ``io`` / ``load``
+  / ``require`` / ``string.dump``, bounded memory and instructions) whose ``smua`` / ``smub``,
+  ``trigger.timer[N]``, ``waitcomplete`` and ``print`` are this emulator's; a call line
+  ``f(args)`` of a function a script defined (arguments: numbers, strings, booleans, ``nil``,
+  ``smua`` / ``smub``, ``node[N]``, flat tables — parsed, never evaluated) runs it there and
+  replies what it printed.  A failing, endless or memory-hungry script is TSP error -286; the
+  emulator carries on.  ``print(type(NAME))`` -> ``function`` / ``nil``.  So the packaged
+  ``instruments/tsp/xbar_write_verify.lua`` is the one definition of the on-instrument loop.
+* TSP-Link: :meth:`Keithley2600Emulator.link` puts an emulated 707B on the network as
+  ``node[N]``; ``tsplink.reset()`` brings it online, ``print(tsplink.state)``,
+  ``print(node[N].model)``; scripts call ``node[N].channel.open / close / exclusiveclose /
+  getclose`` on it (under the 707B's lock, with its errors).
 
 Bench mapping: level / output / ``limiti`` -> ``bench.set_source``; ``measure.i()`` ->
 ``bench.measure_current`` (``source.compliance`` reports the bench's ``tripped``); a triggered
@@ -49,15 +55,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 
 from .base import CommandError
-from .tsp import NUMBER, TspInstrument, number
+from .lua_sandbox import LuaSandbox, LuaStopped
+from .tsp import NUMBER, STRING, TspInstrument, fmt, number
 
-SCRIPT_NAME = "xbarwv"
-SCRIPT_FUNCTION = "xbar_wv"
-#: number of numeric arguments of xbar_wv after (src, sense)
-N_WV_ARGS = 19
 
 CONSTANTS = {
     "OUTPUT_OFF": 0, "OUTPUT_ON": 1, "OUTPUT_HIGH_Z": 2, "OUTPUT_DCAMPS": 0, "OUTPUT_DCVOLTS": 1,
@@ -165,77 +167,6 @@ class SmuState:
     buffer: list = field(default_factory=list)    # readings of the trigger model's measure action
 
 
-def packaged_script_lines() -> list[str]:
-    """xbarlab's write-verify script as the emulator stores a loaded script: stripped, non-blank lines."""
-    text = resources.files("instruments").joinpath("tsp", "xbar_write_verify.lua").read_text(encoding="utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-# ------------------------------------------------------------------- the write-verify loop
-WV_PARAMS = ("target", "tol", "guard", "consecutive", "vset0", "vreset0", "vstep", "vsetmax", "vresetmax",
-             "width0", "width_ramp", "width_max", "vread", "maxpulses", "pulses_at_cap", "stuck_rel",
-             "stuck_ramp", "reset_v", "reset_width")
-
-
-def write_verify_loop(read, pulse, p: dict):
-    """The loop of ``xbar_write_verify.lua``'s ``xbar_wv``, statement for statement, in Python.
-
-    ``read()`` returns one conductance reading (S); ``pulse(amplitude, width)`` applies one pulse;
-    ``p`` holds :data:`WV_PARAMS`.  Returns (status, pulses, reads, final reading, trace) with the
-    trace a list of (amplitude applied just before the read, reading)."""
-    pulses = reads = band = at_cap = last_pol = 0
-    amp, width, applied, g = 0.0, p["width0"], 0.0, 0.0
-    g_lo = g_hi = status = None
-    trace = []
-    if p["reset_v"] > 0:
-        pulse(-p["reset_v"], p["reset_width"])
-        pulses = 1
-        applied = -p["reset_v"]
-    while status is None:
-        g = read()
-        reads += 1
-        trace.append((applied, g))
-        applied = 0.0
-        if g_lo is None or g < g_lo:
-            g_lo = g
-        if g_hi is None or g > g_hi:
-            g_hi = g
-        if abs(g - p["target"]) <= p["tol"] * (1 - p["guard"]) * p["target"]:
-            band += 1
-            at_cap = 0
-            if band >= p["consecutive"]:
-                status = "converged"
-        else:
-            band = 0
-            pol, start, cap = 1, p["vset0"], p["vsetmax"]
-            if g >= p["target"]:
-                pol, start, cap = -1, p["vreset0"], p["vresetmax"]
-            same = pol == last_pol
-            amp = min(amp + p["vstep"], cap) if same else start
-            if same and amp >= cap - 1e-12:
-                at_cap += 1
-                width = min(width * p["width_ramp"], p["width_max"])
-            else:
-                at_cap = 0
-                width = p["width0"]
-            if (g_hi - g_lo) <= p["stuck_rel"] * g_lo and amp >= start + p["stuck_ramp"] - 1e-9:
-                status = "stuck"
-            elif at_cap > p["pulses_at_cap"] or pulses >= p["maxpulses"]:
-                status = "failed"
-            else:
-                pulse(pol * amp, width)
-                pulses += 1
-                last_pol = pol
-                applied = pol * amp
-    return status, pulses, reads, g, trace
-
-
-def format_write_verify(status, pulses, reads, final, trace) -> str:
-    """The line the script prints: ``status,pulses,reads,final,a1,g1,...`` (C's %d and %.5e)."""
-    head = f"{status},{int(pulses)},{int(reads)},{final:.5e},"
-    return head + ",".join(f"{a:.5e},{g:.5e}" for a, g in trace)
-
-
 class Keithley2600Emulator(TspInstrument):
     """A 2636B whose channels ``a`` / ``b`` are the bench sources named in ``sources``."""
 
@@ -248,9 +179,14 @@ class Keithley2600Emulator(TspInstrument):
             raise ValueError("a 2636B has channels 'a' and 'b': sources must map both")
         self.smu = {ch: SmuState() for ch in "ab"}
         self.timers = {n: {k: v for k, (v, _) in TIMER_ATTRIBUTES.items()} for n in range(1, 9)}
-        self.wv_defined = False
+        #: calls of functions that loaded scripts defined (each one call line, one reply)
         self.wv_runs = 0
-        self._script_lines = packaged_script_lines()
+        #: the sandboxed Lua running loaded scripts (made on first use)
+        self.lua: LuaSandbox | None = None
+        self._printed: list[str] = []
+        #: TSP-Link: node number -> linked emulated instrument (see :meth:`link`)
+        self.tsplink: dict[int, object] = {}
+        self.tsplink_state = "offline"
         super().__init__(name)
         for ch in "ab":
             self._push_to_bench(ch)
@@ -283,12 +219,13 @@ class Keithley2600Emulator(TspInstrument):
            lambda m: self._timer(int(m.group(1)))[m.group(2)])
         st(r"trigger\.timer\[(\d)\]\.reset\(\)", lambda m: self._reset_timer(int(m.group(1))))
 
-        ex(rf"type\(\s*{SCRIPT_FUNCTION}\s*\)", lambda m: "function" if self.wv_defined else "nil")
-        args = rf"\s*{_SMU}\s*,\s*{_SMU}\s*((?:,\s*{NUMBER}\s*){{{N_WV_ARGS}}})(?:,\s*{_SMU}\s*)?"
-        st(rf"{SCRIPT_FUNCTION}\({args}\)",
-           lambda m: self._write_verify(m.group(1), m.group(2), m.group(3), m.group(4)))
-        st(rf"{SCRIPT_FUNCTION}\(.*\)",
-           lambda m: self._raise(-286, f"TSP Runtime error: bad arguments to {SCRIPT_FUNCTION}"))
+        ex(r"tsplink\.state", lambda m: self.tsplink_state)
+        ex(r"tsplink\.reset\(\)", lambda m: self._tsplink_reset())
+        st(r"tsplink\.reset\(\)", lambda m: self._discard(self._tsplink_reset()))
+        ex(r"node\[(\d{1,2})\]\.model", lambda m: self._node_model(int(m.group(1))))
+        ex(r"type\(\s*([A-Za-z_]\w*)\s*\)", lambda m: self._script_type(m.group(1)))
+        # a call of a function a loaded script defined (last: every other statement comes first)
+        st(r"([A-Za-z_]\w*)\((.*)\)", lambda m: self._script_call(m.group(1), m.group(2)))
 
     def _condition(self, ch: str) -> int:
         return 2 if self.bench.sources[self.sources[ch]].tripped else 0
@@ -429,57 +366,264 @@ class Keithley2600Emulator(TspInstrument):
                 return float(timer["delay"]) * max(int(timer["count"]), 1)
         raise CommandError(-221, "Settings conflict: the end-pulse event is never generated by the emulator")
 
-    # ---------------------------------------------------------------------- write-verify
+    # ------------------------------------------------------------------- scripts (real Lua)
+    def _sandbox(self) -> LuaSandbox:
+        """The instrument's Lua, made on first use: the SMUs, trigger timers, ``print``,
+        ``waitcomplete`` and the TSP-Link nodes (``node[N]``) bound to this emulator."""
+        if self.lua is None:
+            self.lua = lua = LuaSandbox()
+            make_smu, make_node, make_timers = lua.runtime.execute(_LUA_BINDINGS)
+            env = lua.env
+            for ch in "ab":
+                env[f"smu{ch}"] = make_smu(ch, self._lua_get, self._lua_set, self._lua_call)
+            env.trigger = lua.runtime.table_from({"timer": make_timers(self._lua_timer_get, self._lua_timer_set)})
+            env.print = self._lua_print
+            env.waitcomplete = lambda *a: None
+            nodes = {n: make_node(n, self._link_call, self._link_model(n)) for n in self.tsplink}
+            env.node = lua.runtime.table_from(nodes)
+        return self.lua
+
     def run_script(self, name: str):
-        if name != SCRIPT_NAME:
-            raise CommandError(-286, f"TSP Runtime error: script {name} cannot run on this emulator "
-                                     f"(it runs no Lua)")
-        if self.scripts[name].split("\n") != self._script_lines:
-            raise CommandError(-286, f"TSP runtime error: script {name} is not xbarlab's packaged "
-                                     f"write-verify script (the emulator runs no Lua)")
-        self.wv_defined = True
+        """Run a loaded script in the sandboxed Lua (:mod:`.lua_sandbox`): it defines functions
+        (``xbar_wv``, ``xbar_tune``, ...) that call lines then run.  A script that fails, loops or
+        allocates without bound is stopped with TSP error -286; the emulator carries on."""
+        self._run_lua(lambda lua: lua.run(self.scripts[name], name))
         return None
 
-    def _write_verify(self, src: str, sense: str, numbers: str, bias: str | None = None) -> str:
-        if not self.wv_defined:
-            raise CommandError(-286, f"TSP Runtime error: attempt to call global `{SCRIPT_FUNCTION}' (a nil value)")
-        values = [number(v) for v in numbers.strip().lstrip(",").split(",")]
-        p = dict(zip(WV_PARAMS, values))
-        if p["vread"] == 0:
-            raise CommandError(-286, "TSP Runtime error: vread = 0 (division by zero)")
+    def _run_lua(self, fn):
+        self._printed = []
+        try:
+            fn(self._sandbox())
+        except CommandError:
+            raise
+        except LuaStopped as exc:
+            raise CommandError(-286, f"TSP Runtime error: {str(exc)[:200]}") from None
+        return "\n".join(self._printed) if self._printed else None
+
+    def _function(self, name: str):
+        if self.lua is None:
+            return None
+        f = self.lua.env[name]
+        return f if self.lua.runtime.eval("type")(f) == "function" else None
+
+    def _script_type(self, name: str) -> str:
+        if self.lua is None:
+            return "nil"
+        return str(self.lua.runtime.eval("type")(self.lua.env[name]))
+
+    def _script_call(self, name: str, args_text: str):
+        """``NAME(args)`` with NAME a function a loaded script defined: the arguments (numbers,
+        strings, ``true`` / ``false`` / ``nil``, ``smua`` / ``smub``, ``node[N]``, flat tables of
+        numbers and strings) are parsed, never evaluated, and the function runs in the sandbox;
+        what it prints is the reply."""
+        if self._function(name) is None:
+            raise CommandError(-286, f"TSP Runtime error: attempt to call global '{name}' (a nil value)")
+        args = parse_call_arguments(args_text)
         self.wv_runs += 1
-        with self.bench.lock:
-            # the script's set-up, through the same SMU model as the statements it executes
-            for ch in dict.fromkeys(c for c in (src, sense, bias) if c is not None):
-                self._set(ch, "source.func", 1.0)
-                self._set(ch, "source.levelv", 0.0)
-                self._set(ch, "source.output", 1.0)
-            for path, value in (("trigger.arm.count", 1.0), ("trigger.arm.stimulus", 0.0),
-                                ("trigger.source.stimulus", 0.0), ("trigger.count", 1.0),
-                                ("trigger.source.action", 1.0), ("trigger.measure.action", 0.0),
-                                ("trigger.endpulse.action", 0.0), ("trigger.endsweep.action", 0.0)):
-                self._set(src, path, value)
-            self._set_timer(1, "count", 1.0)
-            self._set_timer(1, "passthrough", False)
-            self._set_timer(1, "stimulus", float(smu_event(src, "SOURCE_COMPLETE_EVENT_ID")))
-            self._set(src, "trigger.endpulse.stimulus", float(timer_event(1)))
 
-            def read():
-                if bias is not None:
-                    self._set(bias, "source.levelv", p["vread"])
-                self._set(src, "source.levelv", p["vread"])
-                i = self._measure(sense, "i")
-                self._set(src, "source.levelv", 0.0)
-                return i / p["vread"] if sense == src else -i / p["vread"]
+        def call(lua):
+            values = [self._lua_value(lua, a) for a in args]
+            lua.call(lua.env[name], *values)
+        return self._run_lua(call)
 
-            def pulse(amplitude, width):
-                if bias is not None:
-                    self._set(bias, "source.levelv", amplitude / 2)
-                self._sweep(src, [amplitude])
-                self._set_timer(1, "delay", float(width))
-                self._initiate(src)
+    def _lua_value(self, lua, arg):
+        kind, value = arg
+        if kind == "smu":
+            return lua.env[f"smu{value}"]
+        if kind == "node":
+            if value not in self.tsplink:
+                raise CommandError(-286, f"TSP Runtime error: node[{value}] is not on the TSP-Link network")
+            return lua.env.node[value]
+        if kind == "table":
+            return lua.table(value)
+        return value
 
-            result = write_verify_loop(read, pulse, p)
-            if bias is not None:
-                self._set(bias, "source.levelv", 0.0)
-        return format_write_verify(*result)
+    def _lua_print(self, *values):
+        self._printed.append("\t".join(fmt(v) for v in values))
+
+    # the SMU attributes and functions, as the bindings ask for them
+    def _lua_get(self, ch, path):
+        if path in SMU_ATTRIBUTES:
+            return "value", float(self.smu[ch].attrs[path])
+        if path in CONSTANTS:
+            return "value", float(CONSTANTS[path])
+        if path.startswith("trigger.") and path[8:] in _SMU_EVENTS:
+            return "value", float(smu_event(ch, path[8:]))
+        if path == "source.compliance":
+            return "value", bool(self.bench.sources[self.sources[ch]].tripped)
+        if path in _SMU_FUNCTIONS:
+            return "func", None
+        if any(p.startswith(path + ".") for p in (*SMU_ATTRIBUTES, *_SMU_FUNCTIONS)):
+            return "node", None
+        raise CommandError(-286, f"TSP Runtime error: smu{ch}.{path} does not exist")
+
+    def _lua_set(self, ch, path, value):
+        if path not in SMU_ATTRIBUTES:
+            raise CommandError(-286, f"TSP Runtime error: smu{ch}.{path} cannot be set")
+        self._set(ch, path, float(value) if isinstance(value, int) and not isinstance(value, bool) else value)
+
+    def _lua_call(self, ch, path, *args):
+        if path in ("measure.i", "measure.v", "measure.r"):
+            return float(self._measure(ch, path[-1]))
+        if path == "measure.iv":
+            return tuple(float(x) for x in self._measure(ch, "iv"))
+        if path == "reset":
+            return self._reset_smu(ch)
+        if path == "trigger.initiate":
+            return self._initiate(ch)
+        if path == "trigger.source.listv":
+            values = list(args[0].values()) if args and hasattr(args[0], "values") else []
+            return self._sweep(ch, [float(v) for v in values])
+        if path == "trigger.source.linearv":
+            return self._linear(ch, *(float(a) for a in args[:3]))
+        raise CommandError(-286, f"TSP Runtime error: smu{ch}.{path}() does not exist")
+
+    def _lua_timer_get(self, n, name):
+        n = int(n)
+        if name == "EVENT_ID":
+            self._timer(n)
+            return float(timer_event(n))
+        value = self._timer(n)[name]
+        return value if isinstance(value, bool) else float(value)
+
+    def _lua_timer_set(self, n, name, value):
+        if name not in TIMER_ATTRIBUTES:
+            raise CommandError(-286, f"TSP Runtime error: trigger.timer[{n}].{name} cannot be set")
+        self._set_timer(int(n), name, float(value) if isinstance(value, int) and not isinstance(value, bool) else value)
+
+    # ---------------------------------------------------------------------------- TSP-Link
+    def link(self, node: int, instrument) -> None:
+        """Put ``instrument`` (an emulated 707B) on this 2600B's TSP-Link network as ``node``:
+        scripts reach its ``channel`` functions as ``node[N].channel.*``."""
+        self.tsplink[int(node)] = instrument
+        self.lua = None
+
+    def _link_model(self, n: int) -> str:
+        return self.tsplink[n].model
+
+    def _link_call(self, n, name, arg=None):
+        """``node[n].channel.<name>(arg)`` on the linked matrix, under its own lock (a remote
+        command over TSP-Link); errors are the matrix's."""
+        matrix = self.tsplink[int(n)]
+        if self.tsplink_state != "online":
+            raise CommandError(-286, "TSP Runtime error: TSP-Link is offline (run tsplink.reset())")
+        if name not in ("open", "close", "exclusiveclose", "getclose") or not isinstance(arg, str):
+            raise CommandError(-286, f"TSP Runtime error: node[{n}].channel.{name} cannot be called so")
+        with matrix.lock:
+            channels = matrix.channel_list(arg)
+            if name == "open":
+                return matrix._open(channels)
+            if name == "close":
+                return matrix._close(channels)
+            if name == "exclusiveclose":
+                return matrix._exclusive(channels)
+            return matrix._getclose(channels)
+
+    def _tsplink_reset(self) -> int:
+        """``tsplink.reset()``: the network comes online with every linked node; returns the number
+        of nodes (this one included).  With no node linked it stays offline (error 1205 on a
+        2600B: no other node found)."""
+        if not self.tsplink:
+            self.tsplink_state = "offline"
+            raise CommandError(-286, "TSP Runtime error: tsplink.reset() found no other node")
+        self.tsplink_state = "online"
+        return len(self.tsplink) + 1
+
+    def _node_model(self, n: int) -> str:
+        if self.tsplink_state != "online" or n not in self.tsplink:
+            raise CommandError(-286, f"TSP Runtime error: node[{n}] is not on the TSP-Link network")
+        return self.tsplink[n].model
+
+
+#: SMU functions scripts may call (relative to smuX)
+_SMU_FUNCTIONS = ("measure.i", "measure.v", "measure.r", "measure.iv", "reset", "trigger.initiate",
+                  "trigger.source.listv", "trigger.source.linearv")
+
+#: Lua bindings (trusted text, compiled outside the sandbox so that setmetatable is available to
+#: them and not to scripts): smuX proxies whose attribute reads, writes and calls go to Python
+_LUA_BINDINGS = """
+local function make_smu(ch, get, set, call)
+  local function proxy(prefix)
+    return setmetatable({}, {
+      __index = function(t, k)
+        local path = prefix .. k
+        local kind, v = get(ch, path)
+        if kind == "value" then return v end
+        if kind == "func" then return function(...) return call(ch, path, ...) end end
+        return proxy(path .. ".")
+      end,
+      __newindex = function(t, k, v) set(ch, prefix .. k, v) end,
+    })
+  end
+  return proxy("")
+end
+local function make_node(n, call, model)
+  local channel = {}
+  for _, name in ipairs({"open", "close", "exclusiveclose", "getclose"}) do
+    channel[name] = function(list) return call(n, name, list) end
+  end
+  return {channel = channel, model = model}
+end
+local function make_timers(get, set)
+  local timers = {}
+  for n = 1, 8 do
+    timers[n] = setmetatable({}, {
+      __index = function(t, k) return get(n, k) end,
+      __newindex = function(t, k, v) set(n, k, v) end,
+    })
+  end
+  return timers
+end
+return make_smu, make_node, make_timers
+"""
+
+#: one argument of a call line: number, string, true/false/nil, smua/smub, node[N], or a flat table
+_ARG_TOKEN = re.compile(rf"\s*(?:({NUMBER})|({STRING})|(true|false|nil)|smu([ab])|node\[(\d{{1,2}})\]|(\{{))\s*")
+_ITEM_TOKEN = re.compile(rf"\s*(?:({NUMBER})|({STRING}))\s*")
+
+
+def parse_call_arguments(text: str) -> list[tuple[str, object]]:
+    """The arguments of a call line as (kind, value) pairs, in one left-to-right scan (linear
+    time); CommandError -285 on anything else (nothing is evaluated)."""
+    args: list[tuple[str, object]] = []
+    pos, n = 0, len(text)
+    if not text.strip():
+        return args
+    while True:
+        m = _ARG_TOKEN.match(text, pos)
+        if not m:
+            raise CommandError(-285, f"Program syntax error: bad argument near {text[pos:pos + 30]!r}")
+        pos = m.end()
+        if m.group(1):
+            args.append(("value", float(m.group(1))))
+        elif m.group(2):
+            args.append(("value", m.group(2)[1:-1]))
+        elif m.group(3):
+            args.append(("value", {"true": True, "false": False, "nil": None}[m.group(3)]))
+        elif m.group(4):
+            args.append(("smu", m.group(4)))
+        elif m.group(5):
+            args.append(("node", int(m.group(5))))
+        else:
+            items = []
+            while True:
+                if text.startswith("}", pos):
+                    pos += 1
+                    break
+                im = _ITEM_TOKEN.match(text, pos)
+                if not im:
+                    raise CommandError(-285, f"Program syntax error: bad table near {text[pos:pos + 30]!r}")
+                items.append(float(im.group(1)) if im.group(1) else im.group(2)[1:-1])
+                pos = im.end()
+                if text.startswith(",", pos):
+                    pos += 1
+                elif not text.startswith("}", pos):
+                    raise CommandError(-285, f"Program syntax error: bad table near {text[pos:pos + 30]!r}")
+            args.append(("table", items))
+            while pos < n and text[pos].isspace():
+                pos += 1
+        if pos >= n:
+            return args
+        if text[pos] != ",":
+            raise CommandError(-285, f"Program syntax error: bad argument near {text[pos:pos + 30]!r}")
+        pos += 1

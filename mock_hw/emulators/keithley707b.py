@@ -49,7 +49,12 @@ class Keithley707BEmulator(TspInstrument):
 
     def _channels(self, literal: str) -> list[str]:
         """A quoted channel-list literal -> channel names; CommandError if any part is invalid."""
-        text = unquote(literal).strip()
+        return self.channel_list(unquote(literal))
+
+    def channel_list(self, text: str) -> list[str]:
+        """A channel list (the string's contents) -> channel names; CommandError if any part is
+        invalid.  Also the entry point of commands arriving over TSP-Link from a 2600B script."""
+        text = text.strip()
         if text.lower() == "allslots":
             return self.all_channels()
         names: list[str] = []

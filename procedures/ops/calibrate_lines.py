@@ -61,11 +61,10 @@ class LineEstimateMixin:
         return parse_line_estimate(self.line_estimate)
 
     def measured_line_estimate(self, xb) -> float:
-        """The estimate to tune with (Ω): the given value, or measured now for ``auto``.  The
-        on-instrument loop reads raw (no correction on the 2600B): 0 there."""
+        """The estimate to tune with (Ω): the given value, or measured now for ``auto``.  (The
+        on-instrument loop reads raw; the host maps its targets and read-backs through the same
+        correction.)"""
         r_line = self.line_estimate_ohm()
-        if r_line is None and getattr(self, "on_instrument", False):
-            r_line = 0.0
         if r_line is None:
             r_line = float(np.median(measure_line_resistance(xb, r_access=float(self.access_estimate))[0]))
         self.line_estimate_used = r_line

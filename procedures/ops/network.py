@@ -22,7 +22,7 @@ from programming.schedule import ORDERS
 
 from .base import XbarProcedure
 from .calibrate_lines import LineEstimateMixin
-from .chips import parse_size
+from .chips import load_station, parse_size
 from ..storage.journal import TUNE_COLUMNS
 from .pulse_schedule import PulseScheduleMixin
 from .tune_array import TuneLogMixin
@@ -86,6 +86,11 @@ class DeployProcedure(PulseScheduleMixin, LineEstimateMixin, _ModelMixin, TuneLo
         self.line_estimate_ohm()                          # a bad --line-estimate is refused here
         if self.on_instrument and self.chip != "station":
             raise ValueError("--on-instrument runs the write-verify loop on a bench's 2600B: it needs --station")
+
+        if self.on_instrument:
+            problem = load_station(self.station).on_instrument_problem()
+            if problem:
+                raise ValueError(problem)
 
     def config(self, limits=None):
         from models.deploy import DeployConfig

@@ -17,7 +17,7 @@ from programming.tuner import TunerConfig, tune
 
 from .base import XbarProcedure
 from .calibrate_lines import LineEstimateMixin
-from .chips import make_targets, read_npy, read_targets
+from .chips import load_station, make_targets, read_npy, read_targets
 from .pulse_schedule import PulseScheduleMixin
 from ..storage.journal import TUNE_COLUMNS, FileTuneLog, read_events, read_trace, repair_tails
 
@@ -99,6 +99,10 @@ class TuneProcedure(PulseScheduleMixin, LineEstimateMixin, TuneLogMixin, XbarPro
         self.config()                                     # TunerConfig validates its settings
         if self.on_instrument and self.chip != "station":
             raise ValueError("--on-instrument runs the write-verify loop on a bench's 2600B: it needs --station")
+        if self.on_instrument:
+            problem = load_station(self.station).on_instrument_problem()
+            if problem:
+                raise ValueError(problem)
         if self.on_instrument and self.scheme != "v/2":
             raise ValueError(f"--on-instrument writes with V/2 (the 2600B's second SMU holds the unselected lines), "
                              f"not --scheme {self.scheme}")

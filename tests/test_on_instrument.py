@@ -1,0 +1,99 @@
+"""The on-instrument loop: the 2600B's script (real Lua, sandboxed in the emulated 2636B) routes
+each cell through the 707B over TSP-Link, tunes a batch of cells per call and reads them back in
+one call; the sandbox stops runaway scripts with the 2600B's error and the emulator carries on."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from instruments.hardware_crossbar import HardwareCrossbar
+from instruments.keithley2600 import Keithley2600
+from instruments.station import load_station
+from mock_hw.mock_bench import MockBench
+from procedures.cli import main
+from programming.auto_schedule import auto_schedule, with_width
+from programming.tuner import TunerConfig, tune
+
+
+def _replies(bench) -> int:
+    return sum(s.replies for s in bench.servers.values())
+
+
+def test_on_instrument_tune_matches_the_host_loop_in_few_round_trips(tmp_path):
+    """Same chip (seeded), same TunerConfig: the script's loop and the host loop both bring every
+    cell truly within tolerance; the script takes at most 3 round trips per cell in all (routing
+    and read-backs included), switches no live relay and keeps unselected cells at V/2."""
+    targets = np.random.default_rng(5).uniform(150e-6, 450e-6, size=(3, 3))
+    truths, statuses = {}, {}
+    for loop in (False, True):
+        with MockBench(3, 3, preset="ideal", seed=3, time_scale=0.0) as bench:
+            station = load_station(bench.write_station(tmp_path / f"s{loop}.toml", variant="k2600-707b-smu"))
+            with HardwareCrossbar(station) as xb:
+                cfg = auto_schedule(xb, with_width(TunerConfig(seed=1), 1e-4))[0]   # the same probe both times
+                n0, calls0 = _replies(bench), bench.emulators["K2600"].wv_runs
+                res = tune(xb, targets, cfg, on_instrument=loop)
+                trips = _replies(bench) - n0
+                calls = bench.emulators["K2600"].wv_runs - calls0
+            truths[loop] = bench.chip.true_conductance[0].copy()
+            statuses[loop] = res.status[0].copy()
+            assert bench.violations == [] and bench.bench.all_off()
+            assert 0 < bench.bench.max_unselected <= 0.5 * max(w.v_selected for w in bench.bench.writes) + 1e-3
+            if loop:
+                assert trips <= 3 * targets.size, trips
+                # per pass: one call tunes the 9 cells (a batch), one or two read them back
+                assert 2 <= calls <= 3 * res.passes_run, calls
+    for loop, truth in truths.items():
+        ok = np.abs(truth - targets) <= 0.01 * targets
+        assert ok.sum() >= 8 and (ok == (statuses[loop] == 1)).all(), (loop, truth / targets, statuses[loop])
+    assert np.allclose(truths[True], truths[False], rtol=0.025)
+
+
+def test_a_runaway_script_is_stopped_with_the_2600b_error_and_the_server_survives():
+    with MockBench(2, 2, preset="ideal", seed=0) as bench:
+        emu = bench.emulators["K2600"]
+        emu._sandbox().max_instructions = 2_000_000            # a small budget: the test stays quick
+        inst = Keithley2600(bench.resource("K2600"), timeout_ms=2000)
+        try:
+            for line in ("loadscript spin", "function spin_f() while true do end end",
+                         "function hog_f() local t = {} local i = 0 while true do i = i + 1 "
+                         "t[i] = string.rep('x', 4096) .. i end end", "endscript", "spin.run()"):
+                inst.write(line)
+            assert inst.ask("print(type(spin_f))").strip() == "function"
+            inst.write("spin_f()")
+            assert inst.identity().startswith("Keithley")          # the server answers at once afterwards
+            errors = inst.drain_errors()
+            assert [c for c, _ in errors] == [-286] and "instruction" in errors[0][1]
+            inst.write("hog_f()")
+            errors = inst.drain_errors()
+            assert [c for c, _ in errors] == [-286] and "memory" in errors[0][1]
+            # the same Lua state still runs the packaged script afterwards
+            inst.load_write_verify()
+            assert inst.ask("print(type(xbar_tune))").strip() == "function"
+        finally:
+            inst.adapter.close()
+
+
+def test_a_bench_without_tsp_link_is_refused_in_one_line_before_anything_runs(tmp_path, capsys):
+    with MockBench(2, 2, preset="ideal", seed=0) as bench:
+        station = bench.write_station(tmp_path / "board.toml", variant="b2900-board")
+        n0 = _replies(bench)
+        assert main(["tune", "--station", str(station), "--on-instrument", "--quiet", "--no-plots",
+                     "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "2600B" in err[0], err
+        assert _replies(bench) == n0, "nothing was sent"
+        assert not (tmp_path / "run").exists()
+        st = load_station(bench.write_station(tmp_path / "b2200.toml", variant="k2600-b2200"))
+        assert "TSP-Link" in st.on_instrument_problem()
+
+
+@pytest.mark.parametrize("bad", ["node[2].channel.close('1A01')", "smua.source.levelv = 500"])
+def test_the_sandboxed_script_errors_are_the_instruments(bad):
+    """A script step the instrument refuses (a node that is not linked yet, an out-of-range level)
+    is a -286 / -222 error in the queue, as on the 2600B; nothing else changes."""
+    with MockBench(2, 2, preset="ideal", seed=0) as bench:
+        emu = bench.emulators["K2600"]
+        for line in ("loadscript bad", bad, "endscript", "bad.run()"):
+            emu.process(line)
+        assert [c for c, _ in emu.errors] in ([-286], [-222])
+        assert bench.bench.closed_relays("M707B") == set() or not bench.bench.closed_relays("M707B")
