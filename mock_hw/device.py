@@ -441,6 +441,21 @@ def disturb_drift(g, n_before, events, p: DeviceParams, rng: np.random.Generator
     return np.clip(g + mean + np.sqrt(var) * rng.standard_normal(np.shape(g)), p.g_min, p.g_max)
 
 
+def disturb_increments(p: DeviceParams, max_events: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`disturb_drift`'s increments tabulated for whole event counts: (mean, std), S, arrays
+    of shape (n_top + 1, max_events + 1) with n_top = ceil(``disturb_n_max``); entry [i, e] is the
+    increment of a device that has seen min(i, n_top) events and sees e more.  Computed by the
+    same expressions as :func:`disturb_drift`, so a lookup gives its very numbers (event counts
+    are whole numbers: they start at 0 and grow by whole pulses)."""
+    n_top = int(np.ceil(p.disturb_n_max))
+    n0 = np.minimum(np.arange(n_top + 1, dtype=float), p.disturb_n_max)[:, None]
+    n1 = np.minimum(n0 + np.arange(max_events + 1, dtype=float), p.disturb_n_max)
+    n0 = np.broadcast_to(n0, n1.shape)
+    var = p.disturb_sigma ** 2 * (n1 ** (2 * p.disturb_sigma_power) - n0 ** (2 * p.disturb_sigma_power))
+    mean = p.disturb_mu * (n1 ** p.disturb_mu_power - n0 ** p.disturb_mu_power)
+    return mean, np.sqrt(var)
+
+
 def read_conductance(g, v, p: DeviceParams, rng: np.random.Generator | None):
     """Measured (current, chord conductance) of devices ``g`` read at ``v``, with read noise."""
     i = iv_current(g, v, p.beta, p.v_ref)

@@ -32,7 +32,7 @@ from programming.crossbar import Crossbar, PulseResult, ReadResult, ReadScheme, 
 from . import nodal
 from .aging import retention_relax, sample_forming_voltage, sample_retention_nu
 from .chip_state import chip_state_dict, load_chip_state, load_chip_state_dict, save_chip_state
-from .device import (DevicePopulation, apply_voltages_written, disturb_drift, equivalent_voltage, initial_state,
+from .device import (DevicePopulation, apply_voltages_written, disturb_increments, equivalent_voltage, initial_state,
                      iv_current, read_conductance, sample_population, switch_at, switch_steps)
 from .presets import DEFAULT_PRESET, ChipParams, get_preset
 
@@ -174,20 +174,61 @@ class SimulatedCrossbar(Crossbar):
         """Relaxation under programming activity (:func:`~mock_hw.device.disturb_drift`): the
         devices at flat indices ``selected`` were just programmed (their event count restarts);
         every other working device of chip ``b`` sees ``loud[b]`` more events (the pulses of
-        amplitude >= ``disturb_v`` on that chip)."""
+        amplitude >= ``disturb_v`` on that chip).  Only the loud chips' devices are visited, in
+        flat order, and the drift increments come from a table of whole event counts
+        (:func:`~mock_hw.device.disturb_increments`): the numbers of ``disturb_drift`` itself."""
         d = self.params.device
         n_flat = self._n_disturb.reshape(-1)
         n_flat[selected] = 0.0
         loud = np.asarray(loud)
         if not d.disturbs or not loud.any():
             return
-        ev = np.repeat(loud.astype(float), self.shape[0] * self.shape[1])
-        ev[selected] = 0.0
-        ev[~self.working_mask.reshape(-1)] = 0.0
-        cells = np.flatnonzero(ev)
+        chips = np.flatnonzero(loud)
+        per = self.shape[0] * self.shape[1]
+        cells = (chips[:, None] * per + np.arange(per)).ravel()
+        mark = self._scratch_mask()
+        mark[selected] = True
+        keep = self._working_flat().take(cells) & ~mark.take(cells)
+        mark[selected] = False
+        cells = cells[keep]
+        events = np.repeat(loud.take(chips), per)[keep]
+        mean, sd = self._disturb_table(int(events.max(initial=0)))
+        n = n_flat.take(cells)
+        ti = np.minimum(n, mean.shape[0] - 1).astype(np.intp)
+        ti *= mean.shape[1]
+        ti += events.astype(np.intp)
         g_flat = self._g.reshape(-1)
-        g_flat[cells] = disturb_drift(g_flat[cells], n_flat[cells], ev[cells], d, self._rng)
-        n_flat[cells] += ev[cells]
+        g = g_flat.take(cells)
+        g += mean.take(ti)
+        g += sd.take(ti) * self._rng.standard_normal(cells.size)
+        np.clip(g, d.g_min, d.g_max, out=g)
+        g_flat[cells] = g
+        n_flat[cells] = n + events
+
+    def _disturb_table(self, max_events: int):
+        """The drift increments (mean, std) by event count (at least ``max_events`` more), cached."""
+        table = getattr(self, "_drift_table", None)
+        if table is None or table[0] is not self.params.device or table[1].shape[1] <= max_events:
+            d = self.params.device
+            self._drift_table = table = (d, *disturb_increments(d, max(max_events, *self.shape)))
+        return table[1], table[2]
+
+    def _working_flat(self) -> np.ndarray:
+        """:attr:`working_mask`, flat; cached on a formed chip while its stuck mask is the same object."""
+        pop = self.population
+        if pop.unformed is not None:
+            return self.working_mask.reshape(-1)
+        cache = getattr(self, "_working_cache", None)
+        if cache is None or cache[0] is not pop.stuck:
+            self._working_cache = cache = (pop.stuck, (~pop.stuck).reshape(-1))
+        return cache[1]
+
+    def _scratch_mask(self) -> np.ndarray:
+        """A flat all-False mask of the batch's cells for marking (left all False after use)."""
+        mark = getattr(self, "_scratch", None)
+        if mark is None or mark.size != self._g.size:
+            self._scratch = mark = np.zeros(self._g.size, bool)
+        return mark
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to resume this chip exactly (see :mod:`mock_hw.chip_state`)."""

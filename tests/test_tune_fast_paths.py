@@ -1,12 +1,14 @@
 """The tuner's shortcuts change nothing: each is compared with the full computation it skips, in
 the same run (the scheduler searching every idle slot, the V/2 pulse reading every half-selected
-line, the line check sorting, the energy summing the whole array)."""
+line, the line check sorting, the energy summing the whole array, the relaxation under programming
+activity evaluating the drift law over the whole batch)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 import mock_hw.sim_chip as sim_chip
+from mock_hw.device import DeviceParams, disturb_drift, disturb_increments
 from mock_hw.sim_chip import SimulatedCrossbar
 from programming.schedule import SlotScheduler, cell_rank
 from programming.tuner import TunerConfig, tune
@@ -47,8 +49,24 @@ def test_screened_v2_pulses_and_line_sums_give_bit_identical_tuning(monkeypatch,
             * width[chip_idx, lane_idx]
         return energy
 
-    hits = {"cells": 0}
+    hits = {"cells": 0, "drifted": 0}
     switch_at = sim_chip.switch_at
+
+    def full_disturb(self, selected, loud):       # the drift law over the whole batch, no table
+        d = self.params.device
+        n_flat = self._n_disturb.reshape(-1)
+        n_flat[selected] = 0.0
+        loud = np.asarray(loud)
+        if not d.disturbs or not loud.any():
+            return
+        ev = np.repeat(loud.astype(float), self.shape[0] * self.shape[1])
+        ev[selected] = 0.0
+        ev[~self.working_mask.reshape(-1)] = 0.0
+        cells = np.flatnonzero(ev)
+        hits["drifted"] += cells.size
+        g_flat = self._g.reshape(-1)
+        g_flat[cells] = disturb_drift(g_flat[cells], n_flat[cells], ev[cells], d, self._rng)
+        n_flat[cells] += ev[cells]
 
     def counted(g_flat, flat, *args):
         hits["cells"] += flat.size
@@ -57,11 +75,15 @@ def test_screened_v2_pulses_and_line_sums_give_bit_identical_tuning(monkeypatch,
     monkeypatch.setattr(SimulatedCrossbar, "_half_select_screens", open_screens)
     monkeypatch.setattr(SimulatedCrossbar, "_lines_distinct", sorted_check)
     monkeypatch.setattr(SimulatedCrossbar, "_energy_v2", whole_sums)
+    monkeypatch.setattr(SimulatedCrossbar, "_disturb", full_disturb)
     monkeypatch.setattr(sim_chip, "switch_at", counted)
     ref_xb, ref = _tune(preset, 4, pristine)
 
     assert hits["cells"] > ref_xb.n_pulse_ops          # half-selected cells did switch in this run
+    if not pristine:                                    # programmed cells drifted (tio2-3it)
+        assert (hits["drifted"] > 0) == ref_xb.params.device.disturbs
     np.testing.assert_array_equal(fast_xb.true_conductance, ref_xb.true_conductance)
+    np.testing.assert_array_equal(fast_xb._n_disturb, ref_xb._n_disturb)
     for name in ("status", "pulses", "reads", "time", "final", "rel_error"):
         np.testing.assert_array_equal(getattr(fast, name), getattr(ref, name), err_msg=name)
     assert fast.passes_run == ref.passes_run and fast.compliance_events == ref.compliance_events
@@ -112,3 +134,17 @@ def test_scheduler_skipping_slots_without_cells_assigns_the_same(shape, parallel
             idle[key] = True
         steps += 1
     assert not full.remaining.any() and fast.left == 0 and steps > todo.sum() / (3 * fast.parallel)
+
+
+@pytest.mark.parametrize("n_max", [46.0, 7.5])
+def test_drift_increment_table_gives_the_drift_law_numbers(n_max):
+    d = DeviceParams(disturb_n_max=n_max)
+    rng = np.random.default_rng(11)
+    n = rng.integers(0, 60, 5000).astype(float)           # beyond the cap too
+    events = rng.integers(0, 9, 5000)
+    g = rng.uniform(d.g_min, d.g_max, 5000)
+    ref = disturb_drift(g, n, events.astype(float), d, np.random.default_rng(2))
+    mean, sd = disturb_increments(d, 8)
+    i = np.minimum(n, mean.shape[0] - 1).astype(np.intp)
+    out = np.clip(g + mean[i, events] + sd[i, events] * np.random.default_rng(2).standard_normal(5000), d.g_min, d.g_max)
+    np.testing.assert_array_equal(out, ref)
