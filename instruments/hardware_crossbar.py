@@ -221,6 +221,8 @@ class HardwareCrossbar(Crossbar):
         self._closed = False
         self._last_g: dict[tuple[int, int], float] = {}
         self._bias_level: dict[int, float] = {}
+        #: the drive's return to 0 V after a read, written but not yet confirmed by a query
+        self._drive_unconfirmed = False
         self.round_trips = 0
         try:
             self._safe_state()
@@ -290,6 +292,7 @@ class HardwareCrossbar(Crossbar):
                 seq.confirm(what, ran and not result,
                             result if not ran else f"still closed: {', '.join(f'{i}-{p}' for i, p in sorted(result)[:5])}")
         self._routed = None
+        self._drive_unconfirmed = False     # turned off and asked (or it cannot be asked)
         self.safe_report = seq.report
         if not seq.report.ok:
             if seq.report.errors:
@@ -366,6 +369,7 @@ class HardwareCrossbar(Crossbar):
         key = (r, c, bias)
         if self._routed == key:
             return
+        self._confirm_drive()
         self._outputs_off()                 # never switch a live relay: off, and confirmed off
         self._verify_off()
         self.matrix.open_all()
@@ -381,6 +385,7 @@ class HardwareCrossbar(Crossbar):
             ch.set_level(0.0)
             ch.enable()
         self._sync(self._sources)
+        self._drive_unconfirmed = False
         self._bias_level = {id(ch): 0.0 for ch in self._sources}
         self._routed = key
 
@@ -392,9 +397,19 @@ class HardwareCrossbar(Crossbar):
                 raise InstrumentError(f"{ch.name}: output is off after it was enabled")
             self.round_trips += 1
 
+    def _confirm_drive(self) -> None:
+        """Confirm the drive's return to 0 V after a read (one query) before another instrument
+        changes anything: instruments process their writes on their own, so without it the next
+        change could reach the array while the drive is still at V_read, and which came first
+        would depend on the host's timing."""
+        if self._drive_unconfirmed:
+            self._drive_unconfirmed = False
+            self._sync([self.ch["drive"]])
+
     def _bias(self, levels: dict[str, float]) -> None:
         """Set the held levels of the roles in ``levels`` (others: 0 V) on the sense and bias
-        channels, then confirm them with one query per instrument whose levels changed."""
+        channels, then confirm them with one query per instrument whose levels changed (the
+        drive's return to 0 V after a read first, :meth:`_confirm_drive`)."""
         changed = []
         for role in ("sense", "bias_rows", "bias_cols"):
             ch = self.ch.get(role)
@@ -402,6 +417,7 @@ class HardwareCrossbar(Crossbar):
                 continue
             level = levels.get(role, 0.0)
             if self._bias_level.get(id(ch)) != level:
+                self._confirm_drive()
                 ch.set_level(level)
                 self._bias_level[id(ch)] = level
                 changed.append(ch)
@@ -429,9 +445,11 @@ class HardwareCrossbar(Crossbar):
         self.ch["drive"].set_level(v)
         if not _same_instrument(self.ch["drive"], self.ch["sense"]):
             self._sync([self.ch["drive"]])  # the level must be on before another instrument measures
+            self._drive_unconfirmed = False
         i_sense = self.ch["sense"].measure_current()
         self.round_trips += 1
-        self.ch["drive"].set_level(0.0)
+        self.ch["drive"].set_level(0.0)     # confirmed by the next query to its instrument
+        self._drive_unconfirmed = not _same_instrument(self.ch["drive"], self.ch["sense"])
         if self.ch["sense"].compliance_tripped():
             raise InstrumentError(f"{self.station.roles['sense']}: compliance tripped reading cell ({r}, {c}) "
                                   f"at {v} V")

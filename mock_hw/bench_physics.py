@@ -14,12 +14,12 @@ connected to two different live sources is a short (recorded).
 Time: the bench's clock is by default an :class:`EmulatedClock` that advances only by what the
 instruments do — a source level change settles for ``settle_s``, a relay operates in ``relay_s``, a
 measurement integrates for ``measure_s``, a pulse lasts its width plus ``pulse_overhead_s`` (the
-:class:`BenchTiming` durations) — and by *explicit waits*: a spell of at least ``idle_wall_min``
-wall seconds with every output off and every relay open (the idle state
-:meth:`~programming.crossbar.Crossbar.wait` puts a bench in before it sleeps; not the spell before
-any source was first turned on) counts its wall duration.  So a tuning run's aging and DC stress never depend on how loaded the host is.  A plain
-callable (``time.monotonic``: the ``--clock wall`` of ``xbar mock-bench``, or a test's fake clock)
-is used as it is.
+:class:`BenchTiming` durations) — and by explicit waits of a caller in the same process
+(:meth:`PhysicalBench.wait`).  It never reads the host's clock, so no result depends on how loaded
+the host is or how long it paused between commands (a host's own sleep, e.g. ``xbar retention``'s
+waits through a separate ``xbar mock-bench``, counts nothing on it).  A plain callable
+(``time.monotonic``: the ``--clock wall`` of ``xbar mock-bench``, where host waits age the chip, or
+a test's fake clock) is used as it is.
 
 Aging: the chip ages with the bench's clock.  The bench remembers when its last physical event
 happened; before every read (:meth:`PhysicalBench.measure_current`), pulse and DC settle (every
@@ -154,14 +154,10 @@ class PhysicalBench:
             (bench-clock seconds, not scaled by ``time_scale``), as a real DC source would.
         timing: latencies the host sleeps (:class:`BenchTiming`; default none).
         clock: the bench's clock: an :class:`EmulatedClock` (the default, a new one) advanced by
-            ``times`` and idle spells, or any callable returning seconds (:func:`time.monotonic`
+            ``times`` and explicit :meth:`wait` calls only, or any callable returning seconds (:func:`time.monotonic`
             for wall time, a fake one in tests) used as it is.  It times aging and DC stress.
         times: the instrument durations that advance an emulated clock (default
             :meth:`BenchTiming.realistic`).
-        idle_wall_min: wall seconds of continuous idle state (outputs off, relays open) from
-            which an emulated clock counts the spell as an explicit wait (default 1 s; shorter
-            spells, e.g. between opening and closing relays, count nothing).
-        wall: the host clock idle spells are measured with (default :func:`time.monotonic`).
         time_scale: chip seconds of aging per bench-clock second (>= 0, finite; default 1.0: one
             wall second is one chip second, as on a real chip).  ``0`` freezes the chip's age
             (no retention loss); ``1000`` lets a retention run of minutes show weeks of loss.
@@ -182,7 +178,6 @@ class PhysicalBench:
     def __init__(self, chip: SimulatedCrossbar, v_limit: float = 3.0, dc_stress: bool = True,
                  timing: BenchTiming | None = None, clock: Callable[[], float] | None = None,
                  time_scale: float = 1.0, min_age_step: float = 1e-3, times: BenchTiming | None = None,
-                 idle_wall_min: float = 1.0, wall: Callable[[], float] = time.monotonic,
                  r_access: float = R_RELAY_PATH + R_LEADS):
         self.chip = chip
         self.r_access = finite_nonnegative(r_access, "r_access", "ohms")
@@ -190,10 +185,6 @@ class PhysicalBench:
         clock = EmulatedClock() if clock is None else clock
         self.emulated = isinstance(clock, EmulatedClock)
         self.times = times or BenchTiming.realistic()
-        self.idle_wall_min = finite_nonnegative(idle_wall_min, "idle_wall_min", "seconds")
-        self.wall = wall
-        self._wall_last = float(wall())
-        self._used = False                  # no idle spell counts before a source was first turned on
         self._relay_batch: str | None = None  # matrix whose relays are operating now (one command's)
         self.v_limit = v_limit
         self.dc_stress = dc_stress
@@ -222,12 +213,6 @@ class PhysicalBench:
         ``time_scale`` (chip s), through the chip's own ``wait``.  Less than ``min_age_step`` is
         accumulated unless ``flush``.  A clock that goes backwards ages nothing.  Returns the
         bench-clock time now, s."""
-        if self.emulated:
-            wall = float(self.wall())
-            if wall - self._wall_last >= self.idle_wall_min and self._idle() and self._used:
-                self.clock.advance(wall - self._wall_last)     # an explicit wait
-                self._relay_batch = None
-            self._wall_last = wall
         now = float(self.clock())
         elapsed = now - self._last_event
         self._last_event = now
@@ -246,8 +231,15 @@ class PhysicalBench:
         if sleep:
             time.sleep(sleep)
 
-    def _idle(self) -> bool:
-        return not self.closed and not any(s.on for s in self.sources.values())
+    def wait(self, seconds: float) -> None:
+        """An explicit wait of ``seconds`` (s, >= 0) by a caller in this process, e.g. a test
+        standing in for a host's retention wait: an emulated clock advances by it and the chip ages
+        (DC levels held meanwhile stress the devices); another clock keeps its own time."""
+        seconds = finite_nonnegative(seconds, "wait", "seconds")
+        with self.lock:
+            self._relay_batch = None
+            self._spend(seconds)
+            self._settle_dc(change=False)
 
     @property
     def time_scale(self) -> float:
@@ -351,7 +343,6 @@ class PhysicalBench:
                 s.compliance = float(compliance)
             if on is not None:
                 s.on = bool(on)
-                self._used |= s.on
             if level is not None or on is not None:
                 self._spend(self.times.settle_s)
 
@@ -427,7 +418,7 @@ class PhysicalBench:
             return 0.0  # no closed path through the array
         sol = self.chip.drive_lines(row_v, col_v, r_access=self.r_access)
         total = 0.0
-        for kind, index in set(self._lines_of(source)):
+        for kind, index in sorted(set(self._lines_of(source))):   # a fixed order: the same sum bit for bit
             # row_current: out of the driver into the row; col_current: out of the column into its driver
             total += sol.row_current[0, index] if kind == "row" else -sol.col_current[0, index]
         return total
@@ -453,7 +444,7 @@ class PhysicalBench:
             for src in self.sources.values():
                 src.on_since = float(self.clock()) - self.times.pulse_overhead_s if self.emulated else src.on_since
             current = 0.0
-            for kind, index in set(self._lines_of(source)):
+            for kind, index in sorted(set(self._lines_of(source))):   # a fixed order: the same sum bit for bit
                 current += sol.row_current[0, index] if kind == "row" else -sol.col_current[0, index]
             s.tripped = abs(current) > s.compliance
             return float(current)

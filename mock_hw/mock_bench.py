@@ -24,11 +24,12 @@ runs its scripts' ``node[2].channel.*`` calls on the emulated 707B), so ``--on-i
 the whole loop, routing included, on the 2636B.
 
 Time and aging: the bench's clock is emulated instrument time by default (``clock="emulated"``:
-integration, settling, relay and pulse durations, and explicit waits; see
-:class:`~mock_hw.bench_physics.EmulatedClock`), so a run's result does not depend on the host's
-load; ``clock="wall"`` uses the host's monotonic clock (``xbar mock-bench --clock wall``).  The chip
-ages with that clock (``time_scale`` chip seconds per bench second, default 1), so a retention run
-against the bench sees the devices relax.
+integration, settling, relay and pulse durations, and explicit waits of an in-process caller,
+:meth:`~mock_hw.bench_physics.PhysicalBench.wait`; see :class:`~mock_hw.bench_physics.EmulatedClock`):
+it never reads the host's clock, so a run's result does not depend on the host's load or pauses.
+``clock="wall"`` uses the host's monotonic clock (``xbar mock-bench --clock wall``, for
+demonstrations: a retention run's host waits then age the chip).  The chip ages with the bench's
+clock (``time_scale`` chip seconds per bench second, default 1).
 
 Fault injection: each emulator's ``faults`` (no reply, garbled reply, instrument error, latency),
 ``bench.bench.stuck_open`` (relays that never close), a tight compliance in the station file

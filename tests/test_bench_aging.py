@@ -214,49 +214,71 @@ def test_retention_through_the_instruments_matches_the_simulated_chip(tmp_path, 
     np.testing.assert_allclose(on_bench.series["maps"], on_sim.series["maps"], rtol=5e-3)
 
 
-def _tune_on_bench(tmp_path, latency_s: float, clock="emulated"):
-    """Tune a 3x3 bench with every instrument replying ``latency_s`` late (a loaded host);
-    returns the readings, the chip's true conductances and its age."""
+def _tune_on_bench(tmp_path, variant: str, width: float, slow: dict[str, tuple[float, float]]):
+    """Tune a 2x2 bench (aging on: time_scale 1) at ``width`` pulses with the instruments in ``slow``
+    (emulator name -> (s before handling each message, s before each reply)) slow, as on a loaded
+    host; returns the readings, the chip's true conductances, its age and the write records."""
     from instruments.hardware_crossbar import HardwareCrossbar
     from instruments.station import load_station
+    from programming.auto_schedule import with_width
     from programming.tuner import TunerConfig, tune
 
-    with mock_bench.MockBench(3, 3, preset=PRESET, seed=SEED, clock=clock) as bench:
-        for emu in bench.emulators.values():
-            emu.faults.latency_s = latency_s
-        path = bench.write_station(tmp_path / f"st{latency_s}.toml", timeout_ms=2000)
-        targets = np.random.default_rng(2).uniform(150e-6, 450e-6, (3, 3))
+    with mock_bench.MockBench(2, 2, preset=PRESET, seed=SEED) as bench:
+        for name, (delay, latency) in slow.items():
+            bench.emulators[name].faults.delay_s = delay
+            bench.emulators[name].faults.latency_s = latency
+        path = bench.write_station(tmp_path / "st.toml", variant=variant, timeout_ms=10000)
+        targets = np.random.default_rng(2).uniform(150e-6, 450e-6, (2, 2))
+        cfg = with_width(TunerConfig(v_set_start=0.8, v_reset_start=0.8, v_set_max=1.6, v_reset_max=1.9,
+                                     reset_amplitude=1.5, passes=1), width)
         with HardwareCrossbar(load_station(path)) as xb:
-            res = tune(xb, targets, TunerConfig(initial_reset=False, passes=1))
-        return res.final, bench.chip.true_conductance, bench.bench.age_chip()
+            res = tune(xb, targets, cfg)
+        return res.final, bench.chip.true_conductance, bench.bench.age_chip(), bench.bench.writes
 
 
-def test_emulated_bench_time_makes_results_independent_of_host_load(tmp_path):
-    """The default (emulated) clock advances by instrument durations only: an idle host and one
-    whose every reply comes 2 ms late give bit-identical readings, conductances and chip age."""
-    idle, loaded = _tune_on_bench(tmp_path, 0.0), _tune_on_bench(tmp_path, 2e-3)
-    for a, b in zip(idle, loaded):
-        np.testing.assert_array_equal(a, b)
-    age = idle[2]
+def test_bench_results_are_bit_identical_whatever_the_hosts_timing(tmp_path):
+    """The same seeded tune on the same bench, once with every instrument prompt and once with some
+    slow to act on their messages or to reply: bit-identical readings, true conductances, chip age
+    and write records.  Instruments process their messages on their own, so this holds only if
+    the host confirms each instrument's change before another instrument acts (the drive's return
+    to 0 V after a read, before the next write's held levels) and the bench's clock is instrument
+    time alone (its chip ages by it here)."""
+    prompt = _tune_on_bench(tmp_path / "prompt", "b2900-board", 5e-5, {})   # the B2902A drives, the 2450 senses
+    for k, slow in enumerate(({"B2900": (5e-4, 0.0)}, {"K2450": (5e-4, 5e-4), "BOARD": (0.0, 1e-3)})):
+        late = _tune_on_bench(tmp_path / f"late{k}", "b2900-board", 5e-5, slow)
+        for a, b in zip(prompt[:3], late[:3]):
+            np.testing.assert_array_equal(a, b)
+        assert prompt[3] == late[3], "the same writes with the same voltages"
+    age = prompt[2]
     assert 0.05 < age < 30, f"the run's instrument time ages the chip ({age} s)"
 
 
-def test_emulated_clock_counts_instrument_durations_and_explicit_waits():
-    """Each event advances the emulated clock by its instrument duration; an idle spell of at
-    least idle_wall_min wall seconds (a host's explicit wait) counts its wall duration."""
+def test_emulated_clock_counts_instrument_durations_and_explicit_waits_only(monkeypatch):
+    """Each event advances the emulated clock by its instrument duration and an explicit
+    :meth:`~mock_hw.bench_physics.PhysicalBench.wait` by its length; the host's clock is never
+    read (here it jumps 1000 s at every look), so host pauses count nothing."""
+    import time
+
+    from mock_hw import bench_physics
     from mock_hw.bench_physics import BenchTiming, EmulatedClock
 
-    wall = FakeClock(0.0)
+    host = FakeClock(0.0)
+
+    def jumping():
+        host.advance(1000.0)
+        return host.t
+
+    monkeypatch.setattr(bench_physics, "time", type("Host", (), {"monotonic": staticmethod(jumping),
+                                                                 "sleep": staticmethod(time.sleep)}))
     times = BenchTiming(measure_s=2e-3, relay_s=3e-3, pulse_overhead_s=1e-4, settle_s=5e-5)
     clock = EmulatedClock()
-    bench = PhysicalBench(SimulatedCrossbar(2, 2, preset=PRESET, seed=SEED), clock=clock, times=times, wall=wall)
+    bench = PhysicalBench(SimulatedCrossbar(2, 2, preset=PRESET, seed=SEED), clock=clock, times=times)
     bench.wire_input("M", "A", "SRC")
     bench.wire_pin("M", "r0", ("row", 0))
     bench.wire_pin("M", "r1", ("row", 1))
     bench.set_relay("M", "A", "r0", True)                  # 3 ms: the relays of one command
     bench.set_relay("M", "A", "r1", True)                  # operate together
     bench.set_relay("M", "A", "r1", False)
-    wall.advance(5.0)                                      # a slow host while a relay is closed: nothing
     bench.set_source("SRC", level=0.2, on=True)            # 50 µs
     bench.measure_current("SRC")                           # 2 ms
     bench.pulse("SRC", 1.2, 1e-4)                          # 100 µs + 100 µs
@@ -264,9 +286,13 @@ def test_emulated_clock_counts_instrument_durations_and_explicit_waits():
     bench.set_source("SRC", level=0.0, on=False)           # 50 µs
     bench.set_relay("M", "A", "r0", False)                 # 3 ms; now idle
     t_idle = clock()
-    wall.advance(10.0)
-    bench.set_relay("M", "A", "r0", True)                  # 10 wall seconds later: an explicit wait
-    assert clock() == pytest.approx(t_idle + 10.0 + 3e-3, rel=1e-12)
+    bench.set_source("SRC", level=0.2)                     # however long the host paused: 50 µs
+    assert clock() == pytest.approx(t_idle + 5e-5, rel=1e-12)
+    bench.wait(10.0)                                       # an explicit wait
+    bench.set_relay("M", "A", "r0", True)                  # 3 ms
+    assert clock() == pytest.approx(t_idle + 5e-5 + 10.0 + 3e-3, rel=1e-12)
+    assert bench.age_chip() == pytest.approx(clock(), rel=1e-12), "the chip aged with it"
+    assert host.t == 0.0, "the host's clock was never read"
 
 
 def test_cli_clock_option_reaches_the_bench(tmp_path, capsys, monkeypatch):

@@ -197,19 +197,22 @@ def test_an_instrument_fault_mid_training_leaves_the_bench_safe(moons, shared):
 
 # ------------------------------------------------------------------------------ command line
 def test_xbar_insitu_on_a_station_writes_a_report(shared, tmp_path, capsys):
-    bench, path = shared
+    """On a station whose 2636B gives the pulses, the width defaults to its shortest (100 µs)."""
+    bench, _ = shared
+    path = bench.write_station(tmp_path / "smu.toml", variant="k2600-707b-smu")
     out = tmp_path / "insitu.json"
     pulses = bench.bench.pulses
-    assert main(["insitu", "--station", str(path), "--rule", "shd", "--hidden", "1", "--seed", "0", *FAST,
+    fast = [a for k, a in enumerate(FAST) if "--width" not in FAST[max(k - 1, 0):k + 1]]
+    assert main(["insitu", "--station", str(path), "--rule", "shd", "--hidden", "1", "--seed", "0", *fast,
                  "--json", str(out)]) == 0
     assert bench.violations == [] and bench.bench.all_off()
     rep = json.loads(out.read_text())
     assert bench.bench.pulses - pulses == sum(rep["pulses"]) + sum(rep["init_pulses"]) and sum(rep["pulses"]) > 0
     assert rep["chip"] == f"station {path}" and rep["preset"] is None
-    assert rep["station"] == {"file": str(path), "name": "mock bench (k2600-707b)", "array": [10, 8]}
+    assert rep["station"] == {"file": str(path), "name": "mock bench (k2600-707b-smu)", "array": [10, 8]}
     assert rep["chip_shape"] == [10, 8] and rep["train_points"] == 10 and rep["test_points"] == 4
-    assert rep["rule"] == "shd" and rep["config"]["width"] == 1e-6 and 0 <= rep["mean_test_accuracy"] <= 1
-    assert "on station mock bench (k2600-707b)" in capsys.readouterr().out
+    assert rep["rule"] == "shd" and rep["config"]["width"] == 1e-4 and 0 <= rep["mean_test_accuracy"] <= 1
+    assert "on station mock bench (k2600-707b-smu)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("extra, message", [

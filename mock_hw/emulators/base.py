@@ -86,6 +86,7 @@ class Faults:
     garbled_next: int = 0           # reply with garbage instead
     error_next: int = 0             # the next commands fail with an instrument error
     latency_s: float = 0.0          # added before every reply
+    delay_s: float = 0.0            # added before every message is handled (its writes take effect late)
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -236,6 +237,8 @@ class EmulatedInstrument:
 
     def process(self, message: str) -> list[str]:
         """Handle one received message; returns the reply lines (possibly none), 7-bit ASCII."""
+        if self.faults.delay_s:
+            time.sleep(self.faults.delay_s)
         parsed = self.parse(message)
         with self.lock:
             self.log.append(message)

@@ -23,9 +23,9 @@ def _mock_bench_args(m: argparse.ArgumentParser) -> None:
                    help="the emulated chip ages X chip seconds (retention loss) per bench second "
                         "(default 1; 0 freezes it, 1000 shows a day's loss in ~86 s)")
     m.add_argument("--clock", choices=("emulated", "wall"), default="emulated",
-                   help="the bench's time: emulated instrument time (integration, settling, relays, pulses, "
-                        "and waits with everything off; results never depend on the host's load; default) "
-                        "or the host's wall clock (for demonstrations)")
+                   help="the bench's time: emulated instrument time (integration, settling, relays, pulses; "
+                        "results never depend on the host's load; default) or the host's wall clock (for "
+                        "demonstrations: the host's waits, e.g. xbar retention's, age the chip too)")
     m.add_argument("--record", type=Path, default=None, metavar="RECORD.json",
                    help="keep the bench's safety record here (hot switches, shorts, limit violations, outputs "
                         "and relays, largest unselected-cell voltage): JSON, rewritten on every violation and "

@@ -133,8 +133,9 @@ def _insitu_args(i: argparse.ArgumentParser) -> None:
     i.add_argument("--lr", type=float, default=None, help="η, weight units per unit of gradient (default: the rule's)")
     i.add_argument("--amplitude", type=float, default=d.amplitude, metavar="V",
                    help="the write pulse, V (SET +, RESET −; half-selected devices see half of it)")
-    i.add_argument("--width", type=float, default=d.width, metavar="S",
-                   help="the write pulse width, s (2600B and B2900 benches: at least 1e-6)")
+    i.add_argument("--width", type=float, default=None, metavar="S",
+                   help=f"the write pulse width, s (default {d.width:g}, or on a station the shortest its write "
+                        f"instrument gives if longer: 1e-4 on a 2600B, 5e-5 on a B2900)")
     i.add_argument("--tile", type=int, default=d.tile, help="tile size of the layout (0: one tile per array)")
     i.add_argument("--center-cycles", type=int, default=d.center_cycles,
                    help="coarse SET/RESET cycles that bring the devices to their symmetry points")
@@ -281,8 +282,15 @@ def cmd_insitu(args, open_chip=_open_chip) -> int:
         data = replace(data, x_train=data.x_train[:args.train_points], y_train=data.y_train[:args.train_points])
     if args.test_points:
         data = replace(data, x_test=data.x_test[:args.test_points], y_test=data.y_test[:args.test_points])
+    width = args.width
+    if width is None:   # the default, raised to the shortest pulse the station's write instrument gives
+        from ..ops.chips import planned_limits
+        from ..ops.pulse_schedule import chip_width
+
+        width = chip_width(0.0, InSituConfig().width,
+                           planned_limits(station=args.station) if args.station is not None else None)
     cfg = InSituConfig(rule=args.rule, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                       amplitude=args.amplitude, width=args.width, tile=args.tile or None,
+                       amplitude=args.amplitude, width=width, tile=args.tile or None,
                        center_cycles=args.center_cycles, center_fine_cycles=args.center_fine_cycles, seed=args.seed)
     n_out = 1 if data.n_classes == 1 else data.n_classes
     shape = chip_shape_for(data.n_features, args.hidden, n_out, cfg)
