@@ -42,8 +42,15 @@ SEND_TIMEOUT_S = 30.0
 READ_AHEAD = 131072
 #: ... or this many bytes of replies wait to be sent (TCP flow control holds the rest)
 OUT_AHEAD = 262144
-#: lines of one client handled before the next client's turn
+#: lines of one client handled before the next client's turn ...
 LINES_PER_TURN = 16
+#: ... or once its turn has taken this long, s (whichever comes first; a turn handles at least one
+#: line): a client whose lines are costly delays the others by one line plus this, not by 16 lines
+TURN_S = 0.002
+#: commands one message may hold (';'-separated); a message with more is refused whole with
+#: :attr:`EmulatedInstrument.too_much_error`, nothing of it run.  An emulator bound on the work one
+#: line can cause (drivers send a few; xbarlab's longest, the 2600B pulse set-up, ~20)
+MAX_COMMANDS = 128
 #: error-queue depth (the 2450, 2600B and B2900 keep tens of entries; the SCPI standard, 1999,
 #: vol. 2 §21.8, requires at least two, the last being -350 on overflow)
 ERROR_QUEUE_DEPTH = 64
@@ -108,23 +115,41 @@ def ascii_text(text: str, printable: bool = False) -> str:
     return _LINE_BREAK.sub(_hex, text) if ("\n" in text or "\r" in text) else text
 
 
-def split_args(text: str, nesting: bool = False) -> list[str]:
+_ARG_MARKS = re.compile(r"[\"',]")
+_ARG_MARKS_NESTING = re.compile(r"[\"',(){}\[\]]")
+_BRACKETS = frozenset("(){}[]")
+
+
+def split_args(text: str, nesting: bool = False, limit: int | None = None) -> list[str]:
     """An argument list split on the commas outside quotes (and with ``nesting``, outside
-    ``()``, ``{}``, ``[]``), each part stripped; one pass, linear time.  Empty text -> []."""
+    ``()``, ``{}``, ``[]``), each part stripped; one pass, linear time.  Empty text -> [].
+    With ``limit``, splitting stops after ``limit + 1`` parts (the caller refuses so many): the
+    work is then bounded by the parts it needs, not by the text's length."""
+    if "\"" not in text and "'" not in text and not (nesting and not _BRACKETS.isdisjoint(text)):
+        pieces = text.split(",", limit) if limit is not None else text.split(",")   # no quotes: C speed
+        if len(pieces) == 1 and not pieces[0].strip():
+            return []
+        if limit is not None and len(pieces) > limit:
+            pieces[limit] = pieces[limit].split(",", 1)[0]
+        return [piece.strip() for piece in pieces]
     parts, depth, quote, start = [], 0, None, 0
-    for i, ch in enumerate(text):
+    for m in (_ARG_MARKS_NESTING if nesting else _ARG_MARKS).finditer(text):
+        ch = m.group()
         if quote:
             if ch == quote:
                 quote = None
         elif ch in "\"'":
             quote = ch
-        elif nesting and ch in "({[":
+        elif ch in "({[":
             depth += 1
-        elif nesting and ch in ")}]":
+        elif ch in ")}]":
             depth -= 1
-        elif ch == "," and depth == 0:
+        elif depth == 0:                  # a comma outside quotes and brackets
+            i = m.start()
             parts.append(text[start:i].strip())
             start = i + 1
+            if limit is not None and len(parts) > limit:
+                return parts
     last = text[start:].strip()
     if parts or last:
         parts.append(last)
@@ -170,9 +195,16 @@ Action = Callable[[], "str | None"]
 
 
 def failing(error: CommandError) -> Action:
-    """An action that reports ``error`` when it runs (a parse error keeps its place in the order)."""
+    """An action that reports ``error`` when it runs (a parse error keeps its place in the order).
+
+    It raises a new exception each time and keeps no reference to ``error``: a caught exception
+    holds its traceback, whose frames hold the action list, so keeping it would make a reference
+    cycle per rejected command — garbage only the cyclic collector frees, in pauses that grow
+    with the process's heap (a garbage flood then triggered 15-100 ms full collections)."""
+    code, message = error.code, error.message
+
     def action():
-        raise error
+        raise CommandError(code, message)
     return action
 
 
@@ -189,6 +221,8 @@ class EmulatedInstrument:
     unknown_command = (-113, "Undefined header")
     #: error reported for a line longer than MAX_LINE (SCPI -363 "Input buffer overrun")
     overlong_error = (-363, "Input buffer overrun")
+    #: error reported for a message of more than MAX_COMMANDS commands (SCPI -223 "Too much data")
+    too_much_error = (-223, "Too much data")
     #: the entry that replaces the newest when the queue is full (SCPI -350 "Queue overflow")
     overflow_error = (-350, "Queue overflow")
     #: the text a query of the empty error queue returns
@@ -213,8 +247,12 @@ class EmulatedInstrument:
 
     def parse(self, message: str) -> list[Action]:
         """The actions of one message (no lock held: pattern matching only, linear time)."""
+        commands = self.split(message)
+        if len(commands) > MAX_COMMANDS:
+            code, text = self.too_much_error
+            return [failing(CommandError(code, f"{text}: more than {MAX_COMMANDS} commands in one message"))]
         actions = []
-        for command in self.split(message):
+        for command in commands:
             command = command.strip()
             if not command:
                 continue
@@ -331,7 +369,8 @@ class EmulatedInstrument:
 class _Connection:
     """One client of an :class:`InstrumentServer`: its partial line, queued lines and unsent replies."""
 
-    __slots__ = ("sock", "pending", "discarding", "lines", "queued", "out", "eof", "stalled_since")
+    __slots__ = ("sock", "pending", "discarding", "lines", "queued", "out", "eof", "stalled_since", "events",
+                 "since")
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
@@ -342,6 +381,8 @@ class _Connection:
         self.out = bytearray()          # replies not yet sent
         self.eof = False                # the client has finished sending
         self.stalled_since = None       # when replies began to wait on a client that does not read
+        self.events = selectors.EVENT_READ   # what the selector waits for on this socket
+        self.since = 0                  # server's lines handled when the first queued line began to wait
 
 
 class InstrumentServer:
@@ -349,9 +390,13 @@ class InstrumentServer:
 
     One thread runs an event loop (:mod:`selectors`) over the listening socket and every client:
     it reads newline-terminated messages (``\\r`` is ignored), hands them to the instrument one at
-    a time, and writes each reply line followed by ``\\n``.  Clients are served in turn, a few
-    lines each (:data:`LINES_PER_TURN`), so a client pipelining thousands of commands delays
-    another client's query by one turn, not by its whole burst.
+    a time, and writes each reply line followed by ``\\n``.  Clients with lines to handle are served
+    in turn (round robin), each turn at most :data:`LINES_PER_TURN` lines and at most
+    :data:`TURN_S` (a turn handles at least one line; one message's work is bounded by
+    :data:`MAX_LINE` and :data:`MAX_COMMANDS`), so a client pipelining thousands of commands or
+    flooding garbage delays another client's query by one turn, not by its whole burst.
+    :attr:`max_wait_lines` records the most lines of other clients handled while a client's line
+    waited (the fairness bound, in lines: at most ``LINES_PER_TURN`` per other busy client).
 
     Bounded by construction: a line longer than the instrument's ``max_line`` is discarded as it
     arrives (with or without a newline) and reported once through
@@ -363,6 +408,9 @@ class InstrumentServer:
     ASCII.  A client whose replies make no progress for :data:`SEND_TIMEOUT_S` is disconnected;
     nothing a client sends ends its connection or the server.  A client that shuts down its
     sending side still gets the replies to everything it sent, then the server closes.
+
+    Per query the loop makes three system calls (wait, receive, send) and changes a socket's
+    registration only when what it waits for changes.
     """
 
     def __init__(self, instrument: EmulatedInstrument, port: int = 0):
@@ -380,12 +428,16 @@ class InstrumentServer:
         self._selector.register(self._sock, selectors.EVENT_READ, None)
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._clients: dict[socket.socket, _Connection] = {}
+        # clients with lines to handle, in the order of their next turn (a dict as an ordered set)
+        self._busy: dict[_Connection, None] = {}
         self._listening = True
         self._count = threading.Condition()
         self.connections = 0      # connections accepted in all
         self.dropped = 0          # clients disconnected for not reading their replies
         self.replies = 0          # reply lines sent: one per round trip of a query
         self.busy_s = 0.0         # time spent processing messages (the "instrument" side), s
+        self.handled = 0          # lines handled in all (over-long ones included)
+        self.max_wait_lines = 0   # most lines of other clients handled while one client's line waited
         self._thread = threading.Thread(target=self._run, name=f"emu-{instrument.name}", daemon=True)
         self._thread.start()
 
@@ -406,32 +458,40 @@ class InstrumentServer:
 
     # -------------------------------------------------------------------------- event loop
     def _run(self) -> None:
+        select, busy, clients = self._selector.select, self._busy, self._clients
+        read, write = selectors.EVENT_READ, selectors.EVENT_WRITE
+        sweep = time.monotonic()
         while not self._stop.is_set():
-            busy = any(c.lines for c in self._clients.values())
-            stalled = any(c.out for c in self._clients.values())
-            timeout = 0 if busy else (1.0 if stalled else None)
-            for key, events in self._selector.select(timeout):
-                if key.data == "wake":
+            if busy:
+                timeout = 0
+            else:
+                timeout = 1.0 if any(c.out for c in clients.values()) else None
+            for key, events in select(timeout):
+                conn = key.data
+                if conn.__class__ is _Connection:
+                    if events & write:
+                        self._flush(conn)
+                    if events & read and conn.sock in clients:
+                        self._receive(conn)
+                    if conn.sock in clients:
+                        self._settle(conn)
+                elif conn == "wake":
                     try:
                         self._wake_r.recv(4096)
                     except OSError:
                         pass
-                elif key.fileobj is self._sock:
-                    self._accept()
                 else:
-                    conn = self._clients.get(key.fileobj)
-                    if conn is None:
-                        continue
-                    if events & selectors.EVENT_WRITE:
-                        self._flush(conn)
-                    if events & selectors.EVENT_READ and conn.sock in self._clients:
-                        self._receive(conn)
-            for conn in list(self._clients.values()):
-                if conn.lines:
-                    self._serve_turn(conn)
-                if conn.sock in self._clients:
+                    self._accept()
+            for conn in list(busy):
+                self._serve_turn(conn)
+                if conn.sock in clients:
                     self._settle(conn)
-        for conn in list(self._clients.values()):
+            if time.monotonic() - sweep > 1.0:
+                # clients not reading their replies are checked once a second (SEND_TIMEOUT_S)
+                sweep = time.monotonic()
+                for conn in [c for c in clients.values() if c.out]:
+                    self._settle(conn)
+        for conn in list(clients.values()):
             self._drop(conn)
 
     def _accept(self) -> None:
@@ -448,7 +508,7 @@ class InstrumentServer:
             conn = _Connection(sock)
             with self._count:
                 self._clients[sock] = conn
-            self._selector.register(sock, selectors.EVENT_READ, conn)
+            self._selector.register(sock, conn.events, conn)
         # full: further clients wait in the listen backlog until one leaves
         self._selector.unregister(self._sock)
         self._listening = False
@@ -464,6 +524,9 @@ class InstrumentServer:
         if not data:
             conn.eof = True
             return
+        if not conn.lines:
+            conn.since = self.handled
+        lines = conn.lines
         limit = self.instrument.max_line
         parts = data.split(b"\n")
         for part in parts[:-1]:              # complete lines
@@ -471,42 +534,60 @@ class InstrumentServer:
                 conn.discarding = False      # the end of an over-long line, already reported
                 conn.pending.clear()
                 continue
-            if len(conn.pending) + len(part) > limit:
+            if conn.pending:
+                if len(conn.pending) + len(part) > limit:
+                    conn.pending.clear()
+                    lines.append(None)
+                    continue
+                part = bytes(conn.pending) + part
                 conn.pending.clear()
-                conn.lines.append(None)
+            elif len(part) > limit:
+                lines.append(None)
                 continue
-            line = bytes(conn.pending) + part if conn.pending else part
-            conn.pending.clear()
-            conn.lines.append(line)
-            conn.queued += len(line) + 1
+            lines.append(part)
+            conn.queued += len(part) + 1
         tail = parts[-1]
-        if not conn.discarding:
+        if tail and not conn.discarding:
             if len(conn.pending) + len(tail) > limit:
                 conn.pending.clear()
                 conn.discarding = True
-                conn.lines.append(None)
+                lines.append(None)
             else:
                 conn.pending += tail
+        if lines:
+            self._busy[conn] = None
 
     def _serve_turn(self, conn: _Connection) -> None:
-        """Handle up to LINES_PER_TURN of the client's lines (while its replies are not piling up)."""
-        out: list[str] = []
-        for _ in range(LINES_PER_TURN):
-            if not conn.lines or len(conn.out) > OUT_AHEAD:
-                break
-            line = conn.lines.popleft()
+        """Handle the client's next lines: up to LINES_PER_TURN, for up to TURN_S (at least one),
+        while its replies are not piling up.  Then the client goes to the end of the order."""
+        self._busy.pop(conn, None)
+        lines, out, process = conn.lines, [], self.instrument.process
+        wait = self.handled - conn.since
+        if wait > self.max_wait_lines:
+            self.max_wait_lines = wait
+        clock = time.perf_counter
+        t0 = clock()
+        end = t0 + TURN_S
+        n = 0
+        while lines and len(conn.out) <= OUT_AHEAD:
+            line = lines.popleft()
+            n += 1
             if line is None:
                 out += self.instrument.overlong_line(self.instrument.max_line + 1)
-                continue
-            conn.queued -= len(line) + 1
-            text = line.replace(b"\r", b"").decode("latin-1")
-            t0 = time.perf_counter()
-            replies = self.instrument.process(text)
-            self.busy_s += time.perf_counter() - t0
-            out += replies
+            else:
+                conn.queued -= len(line) + 1
+                out += process(line.replace(b"\r", b"").decode("latin-1"))
+            if n >= LINES_PER_TURN or clock() > end:
+                break
+        self.busy_s += clock() - t0
+        self.handled += n
+        if lines:
+            conn.since = self.handled
+            if len(conn.out) <= OUT_AHEAD:
+                self._busy[conn] = None       # the next turn after every other busy client's
         if out:
             self.replies += len(out)
-            conn.out += "".join(r + "\n" for r in out).encode("ascii", "backslashreplace")
+            conn.out += ("\n".join(out) + "\n").encode("ascii", "backslashreplace")
             self._flush(conn)
 
     def _flush(self, conn: _Connection) -> None:
@@ -519,35 +600,43 @@ class InstrumentServer:
         except OSError:
             self._drop(conn)
             return
-        if sent:
+        if sent == len(conn.out):
+            conn.out.clear()
+            conn.stalled_since = None
+        elif sent:
             del conn.out[:sent]
-            conn.stalled_since = time.monotonic() if conn.out else None   # progress: the wait restarts
+            conn.stalled_since = time.monotonic()    # progress: the wait restarts
         elif conn.stalled_since is None:
             conn.stalled_since = time.monotonic()
+        if not conn.out and conn.lines and conn not in self._busy:
+            conn.since = self.handled    # its replies had piled up: its lines wait for a turn again
+            self._busy[conn] = None
 
     def _settle(self, conn: _Connection) -> None:
         """Choose what to wait for on this client; close it when it is done or stalled too long."""
-        if conn.out and conn.stalled_since is not None and time.monotonic() - conn.stalled_since > SEND_TIMEOUT_S:
-            self.dropped += 1
-            self._drop(conn)
-            return
-        if conn.eof and not conn.lines and not conn.out:
+        if conn.out:
+            if conn.stalled_since is not None and time.monotonic() - conn.stalled_since > SEND_TIMEOUT_S:
+                self.dropped += 1
+                self._drop(conn)
+                return
+        elif conn.eof and not conn.lines:
             self._drop(conn)
             return
         events = 0
         if not conn.eof and conn.queued < READ_AHEAD and len(conn.out) <= OUT_AHEAD:
-            events |= selectors.EVENT_READ
+            events = selectors.EVENT_READ
         if conn.out:
             events |= selectors.EVENT_WRITE
         if events == 0:
             # not read until its queued lines are handled (the loop is busy with them meanwhile):
             # a registration needs some event, and an idle socket is writable
             events = selectors.EVENT_WRITE
-        key = self._selector.get_key(conn.sock)
-        if key.events != events:
+        if conn.events != events:
+            conn.events = events
             self._selector.modify(conn.sock, events, conn)
 
     def _drop(self, conn: _Connection) -> None:
+        self._busy.pop(conn, None)
         try:
             self._selector.unregister(conn.sock)
         except (KeyError, ValueError):

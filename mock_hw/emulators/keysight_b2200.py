@@ -250,8 +250,14 @@ class KeysightB2200Emulator(ScpiInstrument):
         m = re.fullmatch(r"\(\s*@([^()]*)\)", args.strip())
         if not m or not m.group(1).strip():
             raise CommandError(-104, f"Data type error: expected a channel list (@...), got {args.strip()[:30]!r}")
+        # a list naming more channels than the matrix has is refused before it is expanded (the
+        # work of one command stays bounded whatever its repetitions)
+        most = self.cards * self.inputs * self.outputs
+        parts = m.group(1).split(",")
+        if len(parts) > most:
+            raise CommandError(-223, f"Too much data: more than {most} channels in a list")
         channels: list[str] = []
-        for part in m.group(1).split(","):
+        for part in parts:
             part = part.strip()
             r = re.fullmatch(r"(\d)(\d\d)(\d\d)(?::(\d)(\d\d)(\d\d))?", part)
             if not r:
@@ -265,6 +271,8 @@ class KeysightB2200Emulator(ScpiInstrument):
             self._check(c2, i2, o2, part)
             if c1 != c2:
                 raise CommandError(-222, f"Data out of range: range {part} spans cards")
+            if len(channels) + (abs(i2 - i1) + 1) * (abs(o2 - o1) + 1) > most:
+                raise CommandError(-223, f"Too much data: more than {most} channels in a list")
             for i in range(min(i1, i2), max(i1, i2) + 1):
                 for o in range(min(o1, o2), max(o1, o2) + 1):
                     channels.append(self._physical(c1, i, o))

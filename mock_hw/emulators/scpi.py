@@ -36,6 +36,8 @@ _TOKEN = re.compile(r"([A-Za-z*]+)(\d{0,9})")
 _HEAD_WORD = re.compile(r"[A-Za-z*]*")
 #: more header nodes than any command has: a syntax error (bounds the matcher's work)
 _MAX_NODES = 12
+#: headers whose resolution a table remembers (emptied when full: bounded whatever arrives)
+_HEAD_CACHE = 256
 
 
 def _node_matches(token: str, node: _Node):
@@ -59,10 +61,14 @@ class ScpiTable:
         # entries indexed by the short and long forms of the nodes a command can start with
         self._by_head: dict[str, list[int]] = {}
         self._any_head: list[int] = []
+        # header text -> (handler, suffixes, query) of headers that matched: a driver repeats a
+        # few headers, so most commands skip the matcher (only matches are kept: garbage is not)
+        self._resolved: dict[str, tuple] = {}
 
     def add(self, pattern: str, handler: Callable, query: bool | None = None) -> None:
         """``query``: True = only the query form, False = only the set form, None = both."""
         nodes = _parse_pattern(pattern)
+        self._resolved.clear()
         index = len(self._entries)
         self._entries.append((nodes, handler, query))
         # index the entry under every node a command can start with: the first node, and while
@@ -81,6 +87,16 @@ class ScpiTable:
         """Parse ``command`` -> (handler, suffixes, args, query); CommandError if nothing matches.
         Pure pattern matching: no handler runs, no state is read."""
         head, _, args = command.strip().partition(" ")
+        hit = self._resolved.get(head)
+        if hit is None:
+            hit = self._resolve_head(head, command)
+            if len(self._resolved) >= _HEAD_CACHE:
+                self._resolved.clear()
+            self._resolved[head] = hit
+        handler, suffixes, query = hit
+        return handler, list(suffixes), args.strip(), query
+
+    def _resolve_head(self, head: str, command: str):
         query = head.endswith("?")
         head = head[:-1] if query else head
         tokens = [t for t in head.split(":") if t]
@@ -94,7 +110,7 @@ class ScpiTable:
                 continue
             suffixes = self._match(tokens, nodes)
             if suffixes is not None:
-                return handler, [None if s is None else int(s) for s in suffixes], args.strip(), query
+                return handler, tuple(None if s is None else int(s) for s in suffixes), query
         raise CommandError(-113, f"Undefined header: {command.strip()[:60]}")
 
     def dispatch(self, command: str):
@@ -103,22 +119,22 @@ class ScpiTable:
         return handler(suffixes, args, query)
 
     @staticmethod
-    def _match(tokens: list[str], nodes: list[_Node]):
-        """Match tokens against nodes allowing optional nodes to be omitted."""
-        def rec(ti, ni, acc):
-            if ni == len(nodes):
-                return acc if ti == len(tokens) else None
-            node = nodes[ni]
-            if ti < len(tokens):
-                got = _node_matches(tokens[ti], node)
-                if got is not False:
-                    res = rec(ti + 1, ni + 1, acc + ([got] if node.suffix else []))
-                    if res is not None:
-                        return res
-            if node.optional:
-                return rec(ti, ni + 1, acc + ([None] if node.suffix else []))
-            return None
-        return rec(0, 0, [])
+    def _match(tokens: list[str], nodes: list[_Node], ti: int = 0, ni: int = 0, acc: tuple = ()):
+        """Match tokens[ti:] against nodes[ni:] allowing optional nodes to be omitted; returns the
+        suffixes or None.  (Plain recursion: a nested function calling itself would be a reference
+        cycle per call, garbage for the cyclic collector.)"""
+        if ni == len(nodes):
+            return list(acc) if ti == len(tokens) else None
+        node = nodes[ni]
+        if ti < len(tokens):
+            got = _node_matches(tokens[ti], node)
+            if got is not False:
+                res = ScpiTable._match(tokens, nodes, ti + 1, ni + 1, acc + (got,) if node.suffix else acc)
+                if res is not None:
+                    return res
+        if node.optional:
+            return ScpiTable._match(tokens, nodes, ti, ni + 1, acc + (None,) if node.suffix else acc)
+        return None
 
 
 class ScpiInstrument(EmulatedInstrument):

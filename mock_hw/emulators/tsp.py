@@ -16,6 +16,9 @@ from .base import ESR_OPC, CommandError, EmulatedInstrument, failing, split_args
 
 #: longest script text ``loadscript`` stores, characters (bounds the emulator's memory)
 MAX_SCRIPT = 262_144
+#: most values one ``print(...)`` takes: Lua (5.0, 5.1; TSP is Lua) gives a function 250 registers
+#: (MAXSTACK, llimits.h) and refuses a longer call, "function or expression too complex"
+MAX_PRINT_VALUES = 250
 
 #: a Lua number literal, written so that no input makes the matcher backtrack (each digit run
 #: is matched one way only): linear time on any text
@@ -208,7 +211,11 @@ class TspInstrument(EmulatedInstrument):
         return statement[0](statement[1])
 
     def _compile_list(self, text: str) -> list[Callable]:
-        return [self._compile_expression(part) for part in split_args(text, nesting=True)]
+        parts = split_args(text, nesting=True, limit=MAX_PRINT_VALUES)
+        if len(parts) > MAX_PRINT_VALUES:
+            raise CommandError(-285, f"Program syntax error: function or expression too complex "
+                                     f"(more than {MAX_PRINT_VALUES} values)")
+        return [self._compile_expression(part) for part in parts]
 
     @staticmethod
     def _values(getters) -> list:
