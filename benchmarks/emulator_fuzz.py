@@ -1,6 +1,7 @@
-"""Garbage against every port of the mock bench (figures, not a timed test).
+"""Garbage against every port of the mock bench, and lock-step throughput (figures, not a timed test).
 
-Starts ``MockBench`` in a child process, then attacks each emulator's port in turn with:
+Starts ``xbar mock-bench`` (4x4) in a child process, as a user runs it, then attacks each emulator's
+port in turn with:
 
 * ``long``: over-long lines (1 MiB each, newline-terminated) and one stream without any newline;
 * ``bytes``: random bytes (with newlines: short garbage lines, non-ASCII, control characters);
@@ -8,49 +9,89 @@ Starts ``MockBench`` in a child process, then attacks each emulator's port in tu
 * ``burst``: pipelined valid queries, written without waiting for replies (a reader drains them);
 * ``churn``: connections opened, sent a line, closed.
 
-While an attack runs, a second connection sends the identification query and waits for its reply
-in a loop: its worst round trip is the "concurrent *IDN?" latency.  Every attack connection ends by
-sending the identification query and reading until its reply: a connection the emulator closed,
-reset or left unanswered counts as a death.  Printed per port: bytes and messages sent,
-connections opened, RSS growth of the bench process over the attacks, worst concurrent latency,
-deaths; then the raw-socket throughput of lock-step queries on one connection.
+While an attack runs, a probe in a separate process (so the attacker's threads never delay it)
+sends the identification query on its own connection and waits for the reply, in a loop: its
+round trips are the "concurrent *IDN?" latency (worst, 99th percentile, median; worst per attack).
+Every attack connection ends by sending the identification query and reading until its reply: a
+connection the emulator closed, reset or left unanswered counts as a death.  Then the raw-socket
+throughput: one client sends ``*IDN?``, reads the reply, repeats (TCP_NODELAY, buffered reads),
+in three windows; printed per wall second (median window) and per CPU second of the bench process
+(which a loaded machine distorts far less), with the client's own CPU per query (to show the
+client is not the limit).  Printed per port: bytes and messages sent, connections opened, RSS
+growth of the bench process, the latencies, deaths, the throughputs; the load average before and
+after each port.
 
-Targets (issue 14): RSS growth <= 10 MB after 100 MB of garbage; concurrent *IDN? <= 50 ms;
-0 connection deaths; raw-socket throughput >= 10 000 queries/s.
+With ``--baseline DIR`` a second mock bench runs from the source tree DIR (e.g. a worktree of an
+older commit) and every port is measured on both, alternately, so the two are compared under the
+same load.
 
-Usage: python benchmarks/emulator_fuzz.py [--megabytes 100] [--seed 0] [--ports K2450,...]
+Targets (issue 14): RSS growth <= 10 MB after 100 MB of garbage; concurrent *IDN? <= 50 ms during
+any attack; 0 connection deaths; raw-socket throughput >= 10 000 queries/s.
+
+Usage: python benchmarks/emulator_fuzz.py [--quick] [--megabytes 100] [--seed 0] [--ports K2450,...]
+       [--baseline DIR]
 """
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
-from mock_hw.emulators.probe import LineClient
-
 PROBE = {"K2450": "scpi", "B2900": "scpi", "B2200": "scpi", "K2600": "tsp", "M707B": "tsp", "BOARD": "board"}
-IDN_PREFIX = {"K2450": "KEITHLEY", "B2900": "Keysight", "B2200": "Agilent", "K2600": "Keithley",
-              "M707B": "Keithley", "BOARD": "XBARLAB"}
+IDN_PREFIX = {"K2450": b"KEITHLEY", "B2900": b"Keysight", "B2200": b"Agilent", "K2600": b"Keithley",
+              "M707B": b"Keithley", "BOARD": b"XBARLAB"}
 DIGITS = {"scpi": ":SOUR:VOLT ", "tsp": "smua.source.levelv = ", "board": "CONN A R"}
 BURST = {"scpi": ":SYST:ERR?", "tsp": "print(errorqueue.count)", "board": "STATE?"}
+QUERY = b"*IDN?\n"
 
 
-def serve() -> None:
-    """Child process: run the bench, print its ports as JSON, stop when stdin closes."""
-    from mock_hw.mock_bench import MockBench
-    with MockBench(4, 4, seed=0) as bench:
-        print(json.dumps({name: s.port for name, s in bench.servers.items()}), flush=True)
-        sys.stdin.read()
+# ------------------------------------------------------------------------------ helpers
+def connect(port: int, timeout: float = 60.0) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # no Nagle wait on small queries
+    return sock
+
+
+class Lines:
+    """Buffered reading of newline-terminated replies (one recv serves many lines)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock, self.buf = sock, b""
+
+    def readline(self) -> bytes:
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                line, self.buf = self.buf[:i], self.buf[i + 1:]
+                return line
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the emulator closed the connection")
+            self.buf += chunk
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far, s."""
+    """CPU time of every thread of process ``pid`` so far, s (scheduler nanoseconds where the kernel
+    gives them, else clock ticks)."""
+    total, found = 0, False
+    for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
+        try:
+            with open(path) as f:
+                total += int(f.read().split()[0])
+            found = True
+        except (OSError, ValueError, IndexError):
+            pass
+    if found:
+        return total / 1e9
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -64,94 +105,174 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
+def load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+# ----------------------------------------------------------------------------- the bench
+class Bench:
+    """``xbar mock-bench`` from source tree ``tree`` in a child process; ``ports`` by name."""
+
+    def __init__(self, tree: str, workdir: str, label: str):
+        self.label = label
+        env = dict(os.environ, PYTHONPATH=tree)
+        station = os.path.join(workdir, f"station-{label}.toml")
+        self.proc = subprocess.Popen([sys.executable, "-m", "procedures.cli", "mock-bench", "--size", "4x4",
+                                      "--station-out", station], stdout=subprocess.PIPE, text=True, env=env,
+                                     cwd=workdir)
+        self.ports: dict[str, int] = {}
+        for line in self.proc.stdout:
+            parts = line.split()
+            if len(parts) == 2 and parts[0] in PROBE:
+                self.ports[parts[0]] = int(parts[1].replace("::SOCKET", "").rsplit(":", 1)[1])
+            if line.startswith("Ctrl-C to stop"):
+                break
+        if len(self.ports) < len(PROBE):
+            self.close()
+            raise RuntimeError(f"xbar mock-bench ({tree}) did not start: ports {self.ports}")
+        self.pid = self.proc.pid
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
+
+
+# ------------------------------------------------------------------------ the probe
+def probe_main(port: int) -> None:
+    """Child process: lock-step ``*IDN?`` until stdin closes; then print [start, round trip] pairs
+    (monotonic clock, s) as JSON."""
+    sock = connect(port, timeout=30)
+    lines = Lines(sock)
+    sock.sendall(QUERY)
+    lines.readline()                          # connected and warm before timing
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    print("ready", flush=True)
+    samples, failure = [], None
+    try:
+        while not stop.is_set():
+            t0 = time.monotonic()
+            sock.sendall(QUERY)
+            lines.readline()
+            samples.append((t0, time.monotonic() - t0))
+    except (OSError, ConnectionError) as exc:
+        failure = f"{type(exc).__name__}: {exc}"
+    print(json.dumps({"samples": samples, "failure": failure}), flush=True)
+
+
+class Probe:
+    def __init__(self, port: int):
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--probe", str(port)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc.stdout.readline()               # "ready"
+
+    def finish(self) -> dict:
+        self.proc.stdin.close()
+        out = json.loads(self.proc.stdout.readline())
+        self.proc.wait(30)
+        return out
+
+
+# ------------------------------------------------------------------------------ attacks
 class Stats:
     def __init__(self):
         self.bytes = self.messages = self.connections = self.deaths = 0
-        self.lock = threading.Lock()
-        self.phase = "start"
-        self.worst: dict[str, float] = {}       # worst concurrent *IDN? round trip per attack, s
-        self.latencies: list[float] = []        # every concurrent *IDN? round trip, s
+        self.phases: list[tuple[str, float, float]] = []     # (attack, start, end), monotonic s
 
     def add(self, nbytes, messages, connections=0):
-        with self.lock:
-            self.bytes += nbytes
-            self.messages += messages
-            self.connections += connections
+        self.bytes += nbytes
+        self.messages += messages
+        self.connections += connections
 
 
-def synced(port: int, name: str, send, stats: Stats) -> None:
+def synced(port: int, prefix: bytes, send, stats: Stats) -> None:
     """Open a connection, let ``send(sock)`` attack through it, then end the line, ask for the
-    identification and read until it comes (a reader thread drains replies meanwhile)."""
+    identification and read until it comes (a reader thread drains replies meanwhile, in bulk)."""
     stats.add(0, 0, 1)
-    c = LineClient(port, timeout=60)
+    sock = connect(port)
     done = threading.Event()
     got = {"idn": False, "dead": False}
 
     def reader():
+        tail = b""
         try:
             while True:
-                line = c.readline()
-                if done.is_set() and line.startswith(IDN_PREFIX[name]):
-                    got["idn"] = True
+                chunk = sock.recv(1 << 17)
+                if not chunk:
+                    got["dead"] = True
                     return
-        except (OSError, ConnectionError, UnicodeDecodeError):
+                if done.is_set():
+                    data = tail + chunk
+                    if data.startswith(prefix) or (b"\n" + prefix) in data:
+                        got["idn"] = True
+                        return
+                    tail = data[-len(prefix) - 1:]
+                else:
+                    tail = chunk[-len(prefix) - 1:]
+        except OSError:
             got["dead"] = True
 
     t = threading.Thread(target=reader, daemon=True)
     t.start()
     try:
-        send(c)
+        send(sock)
         done.set()
-        c.send(b"\n*IDN?\n")
+        sock.sendall(b"\n" + QUERY)
     except OSError:
         got["dead"] = True
     t.join(120)
-    c.close()
+    sock.close()
     if got["dead"] or not got["idn"]:
         stats.deaths += 1
 
 
 def attack(port: int, name: str, megabytes: float, rng: random.Random, stats: Stats) -> None:
-    kind = PROBE[name]
+    kind, prefix = PROBE[name], IDN_PREFIX[name]
     mib = 1 << 20
     long_line = bytes(rng.getrandbits(8) | 0x20 for _ in range(4096)).replace(b"\n", b"x") * 256   # 1 MiB
     n_long = max(1, int(megabytes * 0.45))
 
-    def long_lines(c):
+    def long_lines(s):
         for _ in range(n_long):
-            c.send(long_line + b"\n")
+            s.sendall(long_line + b"\n")
         stats.add(n_long * (mib + 1), n_long)
 
-    def no_newline(c):
+    def no_newline(s):
         for _ in range(n_long):
-            c.send(long_line)
+            s.sendall(long_line)
         stats.add(n_long * mib, 1)
 
-    blob = bytes(rng.getrandbits(8) for _ in range(mib))
+    blob = rng.randbytes(mib)
     n_blob = max(1, int(megabytes * 0.08))
 
-    def random_bytes(c):
+    def random_bytes(s):
         for _ in range(n_blob):
-            c.send(blob)
+            s.sendall(blob)
         stats.add(n_blob * mib, n_blob * blob.count(b"\n"))
 
     digit_line = (DIGITS[kind] + "1" * 60_000 + "x\n").encode()
 
-    def digits(c):
+    def digits(s):
         for _ in range(8):
-            c.send(digit_line)
+            s.sendall(digit_line)
         stats.add(8 * len(digit_line), 8)
 
     query = (BURST[kind] + "\n").encode()
 
-    def burst(c):
-        c.send(query * 20_000)
+    def burst(s):
+        s.sendall(query * 20_000)
         stats.add(20_000 * len(query), 20_000)
 
     for send in (long_lines, no_newline, random_bytes, digits, burst):
-        stats.phase = send.__name__
-        synced(port, name, send, stats)
-    stats.phase = "churn"
+        t0 = time.monotonic()
+        synced(port, prefix, send, stats)
+        stats.phases.append((send.__name__, t0, time.monotonic()))
+    t0 = time.monotonic()
     for _ in range(200):                          # connection churn
         stats.add(len(query), 1, 1)
         try:
@@ -159,92 +280,125 @@ def attack(port: int, name: str, megabytes: float, rng: random.Random, stats: St
                 s.sendall(query)
         except OSError:
             stats.deaths += 1
+    stats.phases.append(("churn", t0, time.monotonic()))
 
 
-def latency_probe(port: int, stop: threading.Event, stats: Stats, failures: list) -> None:
-    try:
-        with LineClient(port, timeout=10) as c:
-            c.query("*IDN?")                      # connected and warm before timing
-            while not stop.is_set():
-                phase = stats.phase
-                t0 = time.perf_counter()
-                c.query("*IDN?")
-                dt = time.perf_counter() - t0
-                stats.worst[phase] = max(stats.worst.get(phase, 0.0), dt)
-                stats.latencies.append(dt)
-    except (OSError, ConnectionError) as exc:
-        failures.append(exc)
-
-
-def throughput(port: int, pid: int, n: int = 20_000) -> tuple[float, float]:
-    """Lock-step *IDN? round trips on one raw socket: (queries per wall second, queries per CPU
-    second of the bench process — the figure a loaded machine does not distort)."""
-    with LineClient(port) as c:
-        c0, t0 = cpu_s(pid), time.perf_counter()
+def throughput(port: int, pid: int, n: int, windows: int = 3) -> dict:
+    """Lock-step ``*IDN?`` round trips on one raw socket, ``windows`` windows of ``n``: queries per
+    wall second (median window), per CPU second of the bench process (all windows), and the
+    client's CPU per query, µs."""
+    sock = connect(port)
+    lines = Lines(sock)
+    for _ in range(200):                          # warm
+        sock.sendall(QUERY)
+        lines.readline()
+    rates, cpu, client = [], 0.0, 0.0
+    for _ in range(windows):
+        c0, k0, t0 = cpu_s(pid), time.thread_time(), time.perf_counter()
         for _ in range(n):
-            c.send(b"*IDN?\n")
-            c.readline()
-        wall, cpu = time.perf_counter() - t0, cpu_s(pid) - c0
-        return n / wall, n / max(cpu, 1e-9)
+            sock.sendall(QUERY)
+            lines.readline()
+        rates.append(n / (time.perf_counter() - t0))
+        client += time.thread_time() - k0
+        cpu += cpu_s(pid) - c0
+    sock.close()
+    return {"wall": sorted(rates)[len(rates) // 2], "cpu": windows * n / max(cpu, 1e-9),
+            "client_us": client / (windows * n) * 1e6}
+
+
+def measure(bench: Bench, name: str, megabytes: float, seed: int, n_queries: int) -> dict:
+    port, stats = bench.ports[name], Stats()
+    load0, before = load(), rss_mb(bench.pid)
+    probe = Probe(port)
+    attack(port, name, megabytes, random.Random(seed), stats)
+    result = probe.finish()
+    growth = rss_mb(bench.pid) - before
+    samples = result["samples"]
+    worst: dict[str, float] = {}
+    for t0, dt in samples:
+        phase = next((p for p, a, b in stats.phases if a <= t0 <= b), "between")
+        worst[phase] = max(worst.get(phase, 0.0), dt)
+    lat = sorted(dt for _, dt in samples) or [0.0]
+    tp = throughput(port, bench.pid, n_queries)
+    return {"bytes": stats.bytes, "messages": stats.messages, "connections": stats.connections, "rss": growth,
+            "worst": lat[-1], "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))], "p50": lat[len(lat) // 2],
+            "probes": len(samples), "deaths": stats.deaths + (result["failure"] is not None),
+            "by_attack": worst, "load": (load0, load()), **tp}
+
+
+def row(label: str, r: dict) -> str:
+    return (f"{label:15} {r['bytes'] / 1e6:7.1f} {r['messages']:8d} {r['connections']:5d} {r['rss']:7.1f} "
+            f"{r['worst'] * 1e3:7.1f} {r['p99'] * 1e3:6.1f} {r['p50'] * 1e3:5.2f} {r['deaths']:6d} "
+            f"{r['wall']:8.0f} {r['cpu']:8.0f} {r['client_us']:6.1f}  {r['load'][0]:>14} -> {r['load'][1]:<14} "
+            + " ".join(f"{k}:{v * 1e3:.0f}" for k, v in r["by_attack"].items()))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--megabytes", type=float, default=100.0, help="garbage per port, MB (default 100)")
+    ap.add_argument("--quick", action="store_true", help="10 MB of garbage and 3 x 2000 queries per port")
+    ap.add_argument("--megabytes", type=float, default=None, help="garbage per port, MB (default 100)")
+    ap.add_argument("--queries", type=int, default=None, help="lock-step queries per window (default 10000)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ports", default=",".join(PROBE), help="comma-separated emulator names")
-    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--baseline", default=None, metavar="DIR",
+                    help="also measure a mock bench run from source tree DIR, alternately (same load)")
+    ap.add_argument("--probe", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.serve:
-        serve()
+    if args.probe is not None:
+        probe_main(args.probe)
         return 0
-    # the measuring side: its attack, reader and probe threads share one interpreter, so switch
-    # between them often (a probe waiting on the GIL would count against the emulator)
-    sys.setswitchinterval(0.0005)
+    megabytes = args.megabytes if args.megabytes is not None else (10.0 if args.quick else 100.0)
+    n_queries = args.queries if args.queries is not None else (2000 if args.quick else 10_000)
     names = [n.strip() for n in args.ports.split(",") if n.strip()]
     unknown = [n for n in names if n not in PROBE]
     if unknown:
         print(f"error: unknown port(s) {unknown}; choose from {list(PROBE)}", file=sys.stderr)
         return 2
-    child = subprocess.Popen([sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             text=True, env=dict(os.environ))
-    try:
-        ports = json.loads(child.stdout.readline())
-        rng = random.Random(args.seed)
-        rss0 = rss_mb(child.pid)
-        print(f"load average: {os.getloadavg()}")
-        print(f"bench process RSS at start: {rss0:.1f} MB")
-        print("concurrent *IDN? round trip during the attacks: worst, 99th percentile, median (ms); "
-              "raw-socket lock-step *IDN?: per wall second and per CPU second of the bench process")
-        print(f"{'port':6} {'MB sent':>8} {'messages':>9} {'conns':>6} {'RSS +MB':>8} {'worst':>8} {'p99':>6} "
-              f"{'p50':>6} {'deaths':>6}  {'q/s wall':>9} {'q/s CPU':>9}   worst ms per attack")
-        ok = True
-        for name in names:
-            stats = Stats()
-            before = rss_mb(child.pid)
-            stop, failures = threading.Event(), []
-            probe = threading.Thread(target=latency_probe, args=(ports[name], stop, stats, failures), daemon=True)
-            probe.start()
-            attack(ports[name], name, args.megabytes, rng, stats)
-            stop.set()
-            probe.join(30)
-            growth = rss_mb(child.pid) - before
-            deaths = stats.deaths + len(failures)
-            qps, qps_cpu = throughput(ports[name], child.pid)
-            worst = max(stats.worst.values(), default=0.0)
-            lat = sorted(stats.latencies) or [0.0]
-            p50, p99 = lat[len(lat) // 2], lat[min(len(lat) - 1, int(0.99 * len(lat)))]
-            ok &= growth <= 10 and worst <= 0.050 and deaths == 0 and qps >= 10_000
-            print(f"{name:6} {stats.bytes / 1e6:8.1f} {stats.messages:9d} {stats.connections:6d} {growth:8.1f} "
-                  f"{worst * 1e3:8.1f} {p99 * 1e3:6.1f} {p50 * 1e3:6.2f} {deaths:6d}  {qps:9.0f} {qps_cpu:9.0f}   "
-                  + " ".join(f"{k}:{v * 1e3:.0f}" for k, v in stats.worst.items()))
-        print(f"bench process RSS at end: {rss_mb(child.pid):.1f} MB (growth {rss_mb(child.pid) - rss0:.1f} MB)")
-        print(f"load average: {os.getloadavg()}")
-        print("targets (RSS <= 10 MB per port, IDN <= 50 ms, 0 deaths, >= 10000 queries/s):",
-              "met" if ok else "MISSED")
-    finally:
-        child.stdin.close()
-        child.wait(30)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if args.baseline is not None and not os.path.isdir(os.path.join(args.baseline, "mock_hw")):
+        print(f"error: --baseline {args.baseline}: not a source tree (no mock_hw/ in it)", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="emulator_fuzz-") as workdir:
+        benches = [Bench(here, workdir, "this tree")]
+        try:
+            if args.baseline is not None:
+                benches.append(Bench(os.path.abspath(args.baseline), workdir, "baseline"))
+            print(f"load average at start: {load()}; {os.cpu_count()} CPUs; {megabytes:g} MB of garbage per port; "
+                  f"3 x {n_queries} lock-step queries")
+            for b in benches:
+                print(f"bench process ({b.label}) RSS at start: {rss_mb(b.pid):.1f} MB")
+            print("latency: concurrent *IDN? round trip during the attacks (ms); q/s wall: lock-step *IDN? per wall "
+                  "second (median of 3 windows); q/s CPU: per CPU second of the bench process; client: the "
+                  "client's CPU per query (us)")
+            print(f"{'port':15} {'MB sent':>7} {'messages':>8} {'conns':>5} {'RSS +MB':>7} {'worst':>7} {'p99':>6} "
+                  f"{'p50':>5} {'deaths':>6} {'q/s wall':>8} {'q/s CPU':>8} {'client':>6}  {'load before -> after':^32} "
+                  "worst ms per attack")
+            ok = True
+            results: dict[tuple[str, str], dict] = {}
+            for i, name in enumerate(names):
+                order = benches if i % 2 == 0 else benches[::-1]      # alternate which goes first
+                for b in order:
+                    r = measure(b, name, megabytes, args.seed, n_queries)
+                    results[(name, b.label)] = r
+                    label = name if len(benches) == 1 else f"{name} {b.label[:8]}"
+                    print(row(label, r), flush=True)
+                    if b is benches[0]:
+                        ok &= r["rss"] <= 10 and r["worst"] <= 0.050 and r["deaths"] == 0 and r["wall"] >= 10_000
+            for b in benches:
+                print(f"bench process ({b.label}) RSS at end: {rss_mb(b.pid):.1f} MB")
+            if len(benches) == 2:
+                print("this tree / baseline, per port: q/s wall, q/s CPU, worst latency")
+                for name in names:
+                    a, z = results[(name, "this tree")], results[(name, "baseline")]
+                    print(f"  {name:6} {a['wall'] / z['wall']:5.2f} {a['cpu'] / z['cpu']:5.2f} "
+                          f"{a['worst'] / max(z['worst'], 1e-9):5.2f}")
+            print(f"load average at end: {load()}; {time.perf_counter() - started:.0f} s")
+            print("targets (RSS <= 10 MB per port, IDN <= 50 ms, 0 deaths, >= 10000 queries/s):",
+                  "met" if ok else "MISSED")
+        finally:
+            for b in benches:
+                b.close()
     return 0
 
 

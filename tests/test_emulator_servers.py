@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mock_hw.emulators.base import (
-    ERROR_QUEUE_DEPTH, MAX_CONNECTIONS, MAX_LINE, SEND_TIMEOUT_S, MessageLog, ascii_text,
+    ERROR_QUEUE_DEPTH, LINES_PER_TURN, MAX_COMMANDS, MAX_CONNECTIONS, MAX_LINE, SEND_TIMEOUT_S, MessageLog,
+    ascii_text, split_args,
 )
 from mock_hw.emulators.probe import LineClient, probe_for
 from mock_hw.mock_bench import MockBench
@@ -179,6 +180,101 @@ def test_unread_replies_do_not_end_the_connection(mock):
         assert all(c.readline() == emu.idn for _ in range(n))
 
 
+def test_a_flooding_client_delays_another_by_one_turn(mock):
+    """Client A has thousands of garbage lines queued when client B asks ``*IDN?``: B is answered
+    after at most two turns of A's (the one in progress and one more: 2 x LINES_PER_TURN lines),
+    and waits at most one turn from its line's arrival — counted in lines handled, not in time.
+    The server is held at A's first line until B's query has reached B's server socket, so the
+    order of events is fixed whatever the machine's speed."""
+    import select
+    import threading
+
+    name = "K2450"
+    emu, server = mock.emulators[name], mock.servers[name]
+    handled: list[str] = []
+    started, go = threading.Event(), threading.Event()
+    process = emu.process
+
+    def recording(message):             # runs in the server's thread
+        handled.append(message)
+        if len(handled) == 1:
+            started.set()
+            go.wait(30)
+        return process(message)
+
+    flood = b"".join(b":XBARLAB:GARBAGE%d\n" % k for k in range(3000))
+    with client(mock, name) as a, client(mock, name) as b:
+        assert a.query("*IDN?") == b.query("*IDN?") == emu.idn         # both connected
+        b_there = next(c.sock for c in list(server._clients.values())
+                       if c.sock.getpeername() == b.sock.getsockname())
+        emu.process = recording
+        server.max_wait_lines = 0
+        try:
+            a.send(flood + b"*IDN?\n")
+            assert started.wait(30)                         # the server is in A's first turn
+            b.send("*IDN?\n")
+            assert select.select([b_there], [], [], 30)[0]   # B's query has reached the server
+            go.set()
+            assert b.readline() == emu.idn
+            assert a.readline() == emu.idn                  # after A's whole flood
+        finally:
+            go.set()
+            del emu.process                                  # the class's method again
+    assert len(handled) == 3002 and handled[-1] == "*IDN?"
+    a_before_b = handled.index("*IDN?")
+    assert 0 < a_before_b <= 2 * LINES_PER_TURN, a_before_b
+    assert 0 < server.max_wait_lines <= LINES_PER_TURN, server.max_wait_lines
+    drain_errors(emu)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_rejected_input_leaves_no_cyclic_garbage(mock, name):
+    """Rejected commands are freed as they are handled: none is left for the cyclic collector (whose
+    full passes over a big heap paused every client for tens of ms during a garbage flood)."""
+    import gc
+    import random
+
+    emu = mock.emulators[name]
+    lines = bytes(random.Random(3).randbytes(20_000)).split(b"\n")
+    lines += [b":XBARLAB:UNDEFINED;*IDN?;:SOUR:NOSUCH 1", b"print(1, nosuch)", b"CONN A R999", b"a;" * 200]
+    gc.collect()
+    gc.disable()
+    try:
+        for line in lines:
+            emu.process(line.decode("latin-1"))
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+        drain_errors(emu)
+
+
+@pytest.mark.parametrize("name", SCPI + TSP)
+def test_too_many_commands_in_one_message_are_refused_whole(mock, name):
+    emu = mock.emulators[name]
+    drain_errors(emu)
+    assert emu.process(";".join(["*IDN?"] * MAX_COMMANDS)) != []          # the most accepted
+    assert emu.process(";".join(["*IDN?"] * (MAX_COMMANDS + 1))) == []    # refused, nothing run
+    assert [code for code, _ in emu.errors] == [-223]
+    drain_errors(emu)
+
+
+def test_bounded_argument_lists(mock):
+    """A TSP print takes at most 250 values (Lua's register limit); a B2200 channel list names at
+    most the matrix's channels; split_args stops after the parts its caller accepts."""
+    k2600, b2200 = mock.emulators["K2600"], mock.emulators["B2200"]
+    drain_errors(k2600)
+    assert k2600.process("print(" + ",".join(["1"] * 250) + ")")[0].count("\t") == 249
+    assert k2600.process("print(" + "1," * 30_000 + "1)") == []
+    assert [code for code, _ in k2600.errors] == [-285] and "too complex" in k2600.errors[0][1]
+    drain_errors(b2200)
+    b2200.process(":ROUT:CLOS (@" + "10101:11412," * 2 + "10101)")
+    assert [code for code, _ in b2200.errors] == [-223] and b2200.closed_channels() == []
+    drain_errors(b2200)
+    assert split_args("a, b ,c,d", limit=2) == ["a", "b", "c"]
+    assert split_args('"x,y", (1,2), z', nesting=True, limit=1) == ['"x,y"', "(1,2)"]
+    assert split_args(" ") == [] and split_args("a,") == ["a", ""]
+
+
 # ------------------------------------------------------------------------------ fuzzing
 FUZZ = settings(max_examples=12, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -271,3 +367,16 @@ def test_tsp_anonymous_script_is_refused_whole(mock):
         reply = c.query("print(errorqueue.next())")
         assert reply.startswith("-2.86000e+02\t") and "anonymous script" in reply
         assert c.query("print(errorqueue.count)") == "0.00000e+00"
+
+
+def test_frozen_heap_freezes_while_serving_only():
+    """``xbar mock-bench`` serves with its start-up heap frozen out of the cyclic collector's reach,
+    and gives it back when it stops (a process that goes on is left as it was)."""
+    import gc
+
+    from mock_hw.mock_bench import frozen_heap
+
+    assert gc.get_freeze_count() == 0
+    with frozen_heap():
+        assert gc.get_freeze_count() > 1000
+    assert gc.get_freeze_count() == 0

@@ -52,9 +52,11 @@ def start_mock_bench(args, **station):
 
 @command("mock-bench", help="run emulated instruments wired to a simulated crossbar", arguments=_mock_bench_args)
 def cmd_mock_bench(args) -> int:
+    from mock_hw.mock_bench import frozen_heap
+
     bench, path = start_mock_bench(args)
     time_scale = args.time_scale
-    with bench:
+    with bench, frozen_heap():          # the process only serves meanwhile
         aging = ("" if time_scale == 1 else f", aging x{time_scale:g}") + ("" if args.clock == "emulated" else ", wall clock")
         print(f"mock bench ({args.preset}, {args.size[0]}x{args.size[1]}, seed {args.seed}{aging}) running on 127.0.0.1:")
         for name, server in bench.servers.items():
