@@ -379,13 +379,14 @@ class SimulatedCrossbar(Crossbar):
 
     # ----------------------------------------------------------------------------- pulses
     def _pulse(self, rows, cols, amplitude, width, scheme, active) -> PulseResult:
+        if scheme is WriteScheme.V2 and self.params.r_line == 0:
+            lanes = self._active_lanes(rows, cols, active)
+            if self._keys_distinct(*lanes[1:4]):
+                # lanes on distinct lines never touch each other's selected cells: the compliance
+                # of every lane can be evaluated on the state at the start of the call
+                return self._pulse_v2_concurrent(lanes, amplitude, width, active)
         rows, cols = self._park_inactive(rows, cols, active)
-        if scheme is WriteScheme.V2 and self.params.r_line == 0 and self._lines_distinct(rows, cols, active):
-            # lanes on distinct lines never touch each other's selected cells: the compliance of
-            # every lane can be evaluated on the state at the start of the call
-            amplitude, compliance = self._apply_compliance(rows, cols, amplitude, active)
-            energy = self._pulse_v2_concurrent(rows, cols, amplitude, width, active)
-        elif self._lines is not None and scheme is not WriteScheme.FLOAT:
+        if self._lines is not None and scheme is not WriteScheme.FLOAT:
             amplitude, compliance = self._apply_compliance(rows, cols, amplitude, active)
             energy = self._pulse_lines(rows, cols, amplitude, width, scheme, active)
         else:
@@ -401,6 +402,26 @@ class SimulatedCrossbar(Crossbar):
         self.n_pulse_ops += int(active.sum())
         duration = np.where(active, width + self.params.timing.pulse_overhead_s, 0.0)
         return PulseResult(np.where(active, energy, 0.0), duration, compliance & active)
+
+    def _active_lanes(self, rows, cols, active):
+        """The active lanes of a call, in lane order chip by chip: (flat lane index, chip, row,
+        column, flat cell index)."""
+        li = np.flatnonzero(active)
+        chip_idx = li // rows.shape[1]
+        r, c = rows.take(li), cols.take(li)
+        flat = chip_idx * self.shape[0]
+        flat += r
+        flat *= self.shape[1]
+        flat += c
+        return li, chip_idx, r, c, flat
+
+    def _keys_distinct(self, chip_idx, r, c) -> bool:
+        """No row and no column of a chip carries two of these lanes (occupancy counts)."""
+        if chip_idx.size <= 1:
+            return True
+        if np.bincount(chip_idx * self.shape[0] + r, minlength=self.n_chips * self.shape[0]).max() > 1:
+            return False
+        return bool(np.bincount(chip_idx * self.shape[1] + c, minlength=self.n_chips * self.shape[1]).max() <= 1)
 
     def _pulse_steps(self, rows, cols, amplitude, width, scheme, active) -> PulseResult:
         """Steps (K, n_chips, L) of :meth:`~programming.crossbar.Crossbar.pulse_steps`.  When the
@@ -491,7 +512,7 @@ class SimulatedCrossbar(Crossbar):
     def _apply_compliance(self, rows, cols, amplitude, active):
         """Where the selected device would draw more than the compliance current, the source
         limits it: the amplitude drops to the voltage at which the device carries exactly
-        ``i_compliance`` (Newton on the cubic I-V)."""
+        ``i_compliance`` (:meth:`_compliance_voltage`)."""
         d = self.params.device
         i_c = self.limits.i_compliance
         b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)
@@ -499,54 +520,66 @@ class SimulatedCrossbar(Crossbar):
         over = active & (np.abs(iv_current(g_sel, amplitude, d.beta, d.v_ref)) > i_c)
         if not over.any():
             return amplitude, over
-        v = np.abs(amplitude[over])
-        g = g_sel[over]
+        amplitude = amplitude.copy()
+        amplitude[over] = self._compliance_voltage(g_sel[over], amplitude[over])
+        return amplitude, over
+
+    def _compliance_voltage(self, g, amplitude):
+        """The signed voltage at which devices ``g`` (S) pulsed at ``amplitude`` (V) carry exactly
+        ``i_compliance`` (Newton on the cubic I-V)."""
+        d = self.params.device
+        i_c = self.limits.i_compliance
+        v = np.abs(amplitude)
         norm = 1.0 + d.beta * d.v_ref ** 2
         for _ in range(30):
             f = g * v * (1 + d.beta * v * v) / norm - i_c
             v = v - f / (g * (1 + 3 * d.beta * v * v) / norm)
-        amplitude = amplitude.copy()
-        amplitude[over] = np.sign(amplitude[over]) * v
-        return amplitude, over
+        return np.sign(amplitude) * v
 
-    def _lines_distinct(self, rows, cols, active) -> bool:
-        b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)[active]
-        if b.size <= 1:
-            return True
-        # occupancy counts (linear time) rather than sorting: no line may carry two active lanes
-        row_keys = b * self.shape[0] + rows[active]
-        if np.bincount(row_keys, minlength=self.n_chips * self.shape[0]).max() > 1:
-            return False
-        col_keys = b * self.shape[1] + cols[active]
-        return bool(np.bincount(col_keys, minlength=self.n_chips * self.shape[1]).max() <= 1)
-
-    def _pulse_v2_concurrent(self, rows, cols, amplitude, width, active):
-        """V/2 pulses of lanes on distinct lines, applied exactly in lane order.
+    def _pulse_v2_concurrent(self, lanes, amplitude, width, active) -> PulseResult:
+        """V/2 pulses of lanes on distinct lines (``lanes``: :meth:`_active_lanes`), applied
+        exactly in lane order; the compliance of every lane on the state at the start of the call.
 
         Every selected cell is hit by its own pulse only.  A half-selected cell lies on the row of
         at most one lane and the column of at most one other: its hits are applied in lane order
         (first hits, then second hits).  A half-select below the cell's threshold changes nothing,
         so only the cells it can switch are listed — usually none, which keeps a step cheap.
+        Works on the active lanes only.
         """
         d = self.params.device
         n_rows, n_cols = self.shape
-        chip_idx, lane_idx = np.nonzero(active)
-        r, c = rows[chip_idx, lane_idx], cols[chip_idx, lane_idx]
-        v, w = amplitude[chip_idx, lane_idx], width[chip_idx, lane_idx]
-        energy = self._energy_v2(chip_idx, lane_idx, r, c, amplitude, width, rows.shape)
+        li, chip_idx, r, c, sel = lanes
+        L = active.shape[1]
+        lane_idx = li - chip_idx * L
+        v, w = amplitude.take(li), width.take(li)
+        g_flat = self._g.reshape(-1)
+        g_sel = g_flat.take(sel)
+        # the source's compliance: the amplitude drops to where the device carries i_compliance
+        over = np.abs(iv_current(g_sel, v, d.beta, d.v_ref)) > self.limits.i_compliance
+        compliance = np.zeros(active.shape, bool)
+        if over.any():
+            v = v.copy()
+            v[over] = self._compliance_voltage(g_sel[over], v[over])
+            compliance.put(li[over], True)
+        energy = np.zeros(active.shape)
+        energy.put(li, self._energy_v2(chip_idx, r, c, v, w, g_sel))
         hit_b, hit_r, hit_c, hit_v, hit_w, hit_lane = [chip_idx], [r], [c], [v], [w], [lane_idx]
         half = v / 2
         half_eq = equivalent_voltage(half, w, d)   # thresholds are compared with the width-equivalent voltage
         pop = self.population
         screens = self._half_select_screens()
-        for axis_len, line_of in ((n_cols, "row"), (n_rows, "col")):
+        lowest = screens.get("lowest")         # below the chip's lowest thresholds: no line is read
+        quiet = lowest is not None and screens["row"][2] is None and half_eq.max(initial=0.0) <= lowest[0] \
+            and -half_eq.min(initial=0.0) <= lowest[1]
+        for axis_len, line_of in (() if quiet else ((n_cols, "row"), (n_rows, "col"))):
             # only lanes whose half-select reaches the lowest threshold on their line can switch a
             # half-selected cell: the others' lines are not read at all (usually every lane)
             line = r if line_of == "row" else c
             lo_set, lo_reset, lo_form = screens[line_of]
-            cand = (half_eq > lo_set[chip_idx, line]) | (-half_eq > lo_reset[chip_idx, line])
+            key = chip_idx * lo_set.shape[1] + line
+            cand = (half_eq > lo_set.take(key)) | (-half_eq > lo_reset.take(key))
             if lo_form is not None:
-                cand |= half >= lo_form[chip_idx, line]
+                cand |= half >= lo_form.take(key)
             if not cand.any():
                 continue
             q = np.flatnonzero(cand)
@@ -572,20 +605,25 @@ class SimulatedCrossbar(Crossbar):
                 hit_v.append(half[k])
                 hit_w.append(w[k])
                 hit_lane.append(lane_idx[k])
-        b, rr, cc, vv, ww, lane = (np.concatenate(x) for x in (hit_b, hit_r, hit_c, hit_v, hit_w, hit_lane))
-        flat = (b * n_rows + rr) * n_cols + cc
-        order = np.lexsort((lane, flat))
-        flat, vv, ww = flat[order], vv[order], ww[order]
-        first = np.ones(flat.size, bool)
-        first[1:] = flat[1:] != flat[:-1]
-        g_flat = self._g.reshape(-1)
-        self._mark_written(switch_at(g_flat, flat[first], vv[first], ww[first], self.population, d, self._rng))
-        if not first.all():
-            second = ~first
-            self._mark_written(switch_at(g_flat, flat[second], vv[second], ww[second], self.population, d, self._rng))
-        sel = (chip_idx * n_rows + r) * n_cols + c
-        self._disturb(sel, np.bincount(chip_idx[np.abs(v) >= d.disturb_v], minlength=self.n_chips))
-        return energy
+        if len(hit_b) == 1:                     # the selected cells only: one hit each, in cell order
+            order = np.argsort(sel, kind="stable")
+            self._mark_written(switch_at(g_flat, sel[order], v[order], w[order], pop, d, self._rng))
+        else:
+            b, rr, cc, vv, ww, lane = (np.concatenate(x) for x in (hit_b, hit_r, hit_c, hit_v, hit_w, hit_lane))
+            flat = (b * n_rows + rr) * n_cols + cc
+            order = np.lexsort((lane, flat))
+            flat, vv, ww = flat[order], vv[order], ww[order]
+            first = np.ones(flat.size, bool)
+            first[1:] = flat[1:] != flat[:-1]
+            self._mark_written(switch_at(g_flat, flat[first], vv[first], ww[first], pop, d, self._rng))
+            if not first.all():
+                second = ~first
+                self._mark_written(switch_at(g_flat, flat[second], vv[second], ww[second], pop, d, self._rng))
+        loud = np.abs(v) >= d.disturb_v
+        self._disturb(sel, np.bincount(chip_idx[loud], minlength=self.n_chips) if loud.any() else ())
+        self.n_pulse_ops += li.size
+        duration = np.where(active, width + self.params.timing.pulse_overhead_s, 0.0)
+        return PulseResult(energy, duration, compliance)
 
     def _half_select_screens(self) -> dict:
         """Per line (``"row"``: (n_chips, rows), ``"col"``: (n_chips, cols)), the lowest SET and
@@ -611,18 +649,16 @@ class SimulatedCrossbar(Crossbar):
             form_row, form_col = vf.min(axis=2), vf.min(axis=1)
         return {"row": (rs, rr, form_row), "col": (cs, cr, form_col), "lowest": cache[1]["lowest"]}
 
-    def _energy_v2(self, chip_idx, lane_idx, r, c, amplitude, width, shape):
-        """Energy of each V/2 pulse over the whole array (selected + half-selected cells), J.
+    def _energy_v2(self, chip_idx, r, c, v, width, g_sel):
+        """Energy (J) of V/2 pulses ``v`` (V), ``width`` (s) on cells (r, c) of chips ``chip_idx``
+        whose selected devices are ``g_sel`` (S), over the whole array (selected + half-selected
+        cells).
 
         The half-selected cells all see V/2, so their power is (V/2)²(1 + β V²/4)/(1 + β v_ref²)
         times the sum of their conductances: row and column sums, no per-cell work."""
-        g_sel = self._g[chip_idx, r, c]
         # the pulsed lines only (not the whole array)
         g_half = self._g[chip_idx, r, :].sum(axis=1) + self._g[chip_idx, :, c].sum(axis=1) - 2 * g_sel
-        energy = np.zeros(shape)
-        energy[chip_idx, lane_idx] = self._energy_v2_of(amplitude[chip_idx, lane_idx], width[chip_idx, lane_idx],
-                                                        g_sel, g_half)
-        return energy
+        return self._energy_v2_of(v, width, g_sel, g_half)
 
     def _energy_v2_of(self, v, width, g_sel, g_half):
         """Energy (J) of V/2 pulses ``v`` (V), ``width`` (s) on selected devices ``g_sel`` whose

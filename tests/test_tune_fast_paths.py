@@ -33,21 +33,17 @@ def test_screened_v2_pulses_and_line_sums_give_bit_identical_tuning(monkeypatch,
         cols = np.full((self.n_chips, self.shape[1]), -np.inf)
         return {"row": (rows, rows, rows), "col": (cols, cols, cols)}
 
-    def sorted_check(self, rows, cols, active):
-        b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)[active]
-        return (np.unique(b * self.shape[0] + rows[active]).size == b.size
-                and np.unique(b * self.shape[1] + cols[active]).size == b.size)
+    def sorted_check(self, chip_idx, r, c):
+        return np.unique(chip_idx * self.shape[0] + r).size == chip_idx.size \
+            and np.unique(chip_idx * self.shape[1] + c).size == chip_idx.size
 
-    def whole_sums(self, chip_idx, lane_idx, r, c, amplitude, width, shape):
+    def whole_sums(self, chip_idx, r, c, v, width, g_sel):
         d = self.params.device
-        v, g_sel = amplitude[chip_idx, lane_idx], self._g[chip_idx, r, c]
+        g_sel = self._g[chip_idx, r, c]
         g_half = self._g.sum(axis=2)[chip_idx, r] + self._g.sum(axis=1)[chip_idx, c] - 2 * g_sel
         half = v / 2
         p_half = half * half * (1 + d.beta * half * half) / (1 + d.beta * d.v_ref ** 2) * g_half
-        energy = np.zeros(shape)
-        energy[chip_idx, lane_idx] = (v * sim_chip.iv_current(g_sel, v, d.beta, d.v_ref) + p_half) \
-            * width[chip_idx, lane_idx]
-        return energy
+        return (v * sim_chip.iv_current(g_sel, v, d.beta, d.v_ref) + p_half) * width
 
     hits = {"cells": 0, "drifted": 0}
     switch_at = sim_chip.switch_at
@@ -73,7 +69,7 @@ def test_screened_v2_pulses_and_line_sums_give_bit_identical_tuning(monkeypatch,
         return switch_at(g_flat, flat, *args)
 
     monkeypatch.setattr(SimulatedCrossbar, "_half_select_screens", open_screens)
-    monkeypatch.setattr(SimulatedCrossbar, "_lines_distinct", sorted_check)
+    monkeypatch.setattr(SimulatedCrossbar, "_keys_distinct", sorted_check)
     monkeypatch.setattr(SimulatedCrossbar, "_energy_v2", whole_sums)
     monkeypatch.setattr(SimulatedCrossbar, "_disturb", full_disturb)
     monkeypatch.setattr(sim_chip, "switch_at", counted)
@@ -104,7 +100,7 @@ def test_line_check_by_counts_agrees_with_sorting():
         b = np.broadcast_to(np.arange(4)[:, None], rows.shape)[active]
         expected = b.size <= 1 or (np.unique(b * 6 + rows[active]).size == b.size
                                    and np.unique(b * 5 + cols[active]).size == b.size)
-        assert xb._lines_distinct(rows, cols, active) == expected
+        assert xb._keys_distinct(b, rows[active], cols[active]) == expected
         answers.add(expected)
     assert answers == {True, False}
 
