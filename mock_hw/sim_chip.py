@@ -282,6 +282,8 @@ class SimulatedCrossbar(Crossbar):
     # ------------------------------------------------------------------------------ reads
     def _read(self, rows, cols, v_read, scheme, active) -> ReadResult:
         d = self.params.device
+        if scheme is ReadScheme.GROUND and self.params.r_line == 0:
+            return self._read_ideal(rows, cols, v_read, active)
         rows, cols = self._park_inactive(rows, cols, active)
         b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)
         if scheme is ReadScheme.GROUND and self.params.r_line == 0:
@@ -309,6 +311,23 @@ class SimulatedCrossbar(Crossbar):
         current = np.where(active, current, np.nan)
         duration = np.where(active, self.params.timing.read_s, 0.0)
         return ReadResult(current / v_read, current, duration)
+
+    def _read_ideal(self, rows, cols, v_read, active) -> ReadResult:
+        """Grounded reads on ideal lines: each cell's own I-V, the active lanes only (the read
+        noise is drawn for every lane, as :meth:`_noisy` does, so the random stream is the same)."""
+        d = self.params.device
+        li, _, _, _, flat = self._active_lanes(rows, cols, active)
+        current = iv_current(self._g.reshape(-1).take(flat), v_read, d.beta, d.v_ref)
+        if d.read_noise > 0:
+            current = current * (1.0 + d.read_noise * self._rng.standard_normal(rows.shape).take(li))
+        self.n_read_ops += li.size
+        out = np.full(rows.shape, np.nan)
+        out.put(li, current)
+        conductance = np.full(rows.shape, np.nan)
+        conductance.put(li, current / v_read)
+        duration = np.zeros(rows.shape)
+        duration.put(li, self.params.timing.read_s)
+        return ReadResult(conductance, out, duration)
 
     def _grounded_rows(self, v_read) -> np.ndarray:
         """Noise-free grounded-read currents (n_chips, rows, cols), A, of every cell (resistive

@@ -123,11 +123,15 @@ class SafetyLimits:
                              f"[{self.width_min:.3g}, {self.width_max:.3g}] s")
 
     def check_read(self, voltage: np.ndarray, what: str = "read voltage") -> None:
-        voltage = np.asarray(voltage, dtype=float)
-        hi, lo = (float(voltage.max()), float(voltage.min())) if voltage.size else (0.0, 0.0)
-        if not (math.isfinite(hi) and math.isfinite(lo)):     # NaN or infinite somewhere
+        if type(voltage) is float:                 # one voltage (every read): no array needed
+            finite, worst = math.isfinite(voltage), abs(voltage)
+        else:
+            voltage = np.asarray(voltage, dtype=float)
+            hi, lo = (float(voltage.max()), float(voltage.min())) if voltage.size else (0.0, 0.0)
+            finite = math.isfinite(hi) and math.isfinite(lo)     # NaN or infinite somewhere
+            worst = max(hi, -lo, 0.0)
+        if not finite:
             raise LimitError(f"{what} is not finite")
-        worst = max(hi, -lo, 0.0)
         if worst > self.v_read_max + 1e-12:
             raise LimitError(f"{what} {worst:.4g} V exceeds the limit v_read_max={self.v_read_max:.4g} V "
                              "(reads must stay below the switching threshold)")
