@@ -27,13 +27,14 @@ from .base import (DEFAULT_TIMEOUT_MS, ErrorQueueMixin, TimeoutNamingMixin,
 from .limits import MatrixLimits
 from .roles import InstrumentError
 
-#: 707B mainframe: 6 slots sharing rows A–H over the backplane; the 7174A low-current matrix card
-#: is 8 rows x 12 columns, 200 V, 1 A switched (707B/708B Reference Manual; 7174A data sheet)
+#: 707B mainframe: 6 slots sharing rows A–H over the backplane (707B/708B Reference Manual
+#: 707B-901-01); the 7174A low-current matrix card is 8 rows x 12 columns.  Its 200 V / 1 A rating
+#: is NOT verified against a 7174A data-sheet page (none could be retrieved; see instruments.limits)
+_DOC_707B = ("707B/708B Reference Manual 707B-901-01 (6 slots, 8x12 cards); 7174A rating 200 V / 1 A "
+             "unverified (no 7174A data-sheet page retrieved)")
 MODEL_LIMITS = {
-    "707B": MatrixLimits("707B + 7174A", "707B/708B Reference Manual; 7174A Low Current Matrix Card data "
-                         "sheet", cards=6, inputs=8, outputs=12, voltage_max=200.0, current_max=1.0),
-    "708B": MatrixLimits("708B + 7174A", "707B/708B Reference Manual; 7174A Low Current Matrix Card data "
-                         "sheet", cards=1, inputs=8, outputs=12, voltage_max=200.0, current_max=1.0),
+    "707B": MatrixLimits("707B + 7174A", _DOC_707B, cards=6, inputs=8, outputs=12, voltage_max=200.0, current_max=1.0),
+    "708B": MatrixLimits("708B + 7174A", _DOC_707B, cards=1, inputs=8, outputs=12, voltage_max=200.0, current_max=1.0),
 }
 
 #: one 707B/708B channel: slot 1-6, row A-H, column 01-12

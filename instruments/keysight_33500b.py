@@ -60,7 +60,10 @@ def _model(name: str, period_min: float) -> SourceLimits:
 #: 20 MHz models: pulses up to 20 MHz (period 50 ns); 30 MHz models: 33.3 ns
 MODEL_LIMITS = {m: _model(m, 50e-9) for m in ("33509B", "33510B", "33511B", "33512B")}
 MODEL_LIMITS.update({m: _model(m, 1 / 30e6) for m in ("33519B", "33520B", "33521B", "33522B")})
-#: edge (transition) times, s
+#: edge (transition) times, s (33500 Series Operating and Service Guide, Pulse Waveforms).  An edge
+#: must also fit the width: edge <= 0.625 x width — the 33250A User's Guide's documented rule
+#: (PULSe:TRANsition), ASSUMED for the 33500B (its guide: "edges > 8.4 ns need a width of at least
+#: 20 ns; the longer the edges, the greater the minimum pulse width", no formula; see instruments.limits)
 EDGE_RANGE = (8.4e-9, 1e-6)
 #: amplitude into an open circuit (``OUTP:LOAD INF``), Vpp
 AMPLITUDE_RANGE = (2e-3, 20.0)

@@ -30,8 +30,10 @@ from .base import (DEFAULT_TIMEOUT_MS, ErrorQueueMixin, TimeoutNamingMixin,
 from .limits import MatrixLimits
 from .roles import InstrumentError
 
+#: ±200 V / 1 A per path is NOT verified: the B2200 User's Guide (Edition 2) specification pages
+#: retrieved give only the supplemental data (offset current, settling, bandwidth); see instruments.limits
 _DOC = ("Agilent B2200 User's Guide: 4 module slots, each B2210A (B2200A) / B2211A (B2201A) module "
-        "14 inputs x 12 outputs; ±200 V, 1 A per path")
+        "14 inputs x 12 outputs; ±200 V, 1 A per path unverified (not on the specification pages retrieved)")
 MODEL_LIMITS = {m: MatrixLimits(m, _DOC, cards=4, inputs=14, outputs=12, voltage_max=200.0, current_max=1.0)
                 for m in ("B2200A", "B2201A")}
 

@@ -9,6 +9,38 @@ records of the instruments it uses, before anything is written.
 
 The drivers' validators refuse values outside these ranges (``ValueError`` before any write), and
 the emulators in :mod:`mock_hw.emulators` refuse what the real instruments refuse.
+
+Figures checked against a manual page (2026-12-06, issue 13), and those that could not be:
+
+* Keithley 2600B: pulses specified from 100 µs, 1 µs resolution; "not a pulse generator"
+  (Series 2600B Reference Manual 2600BS-901-01; 2600B data sheet) — checked in issue 13's first
+  half.  TSP-Link: a master addresses a subordinate as ``node[N]`` ("All TSP-accessible remote
+  commands can be accessed as elements of the specific node"), ``tsplink.reset()`` initializes
+  the network and returns the nodes found, ``tsplink.state`` is ``"online"`` / ``"offline"``
+  (2600BS-901-01 Rev. B, section 6, "TSP-Link system", p. 6-49; Series 2600A reference manual,
+  tsplink.reset / tsplink.state) — checked.
+* Keithley 707B: ``channel.open`` / ``close`` / ``exclusiveclose`` / ``getclose`` are "TSP-Link
+  accessible: Yes"; ``getclose`` answers a ``;``-separated list (707B/708B Reference Manual
+  707B-901-01 Rev. A, section 7, pp. 7-24, 7-35; Rev. B p. 7-24) — checked.
+* Keithley 7174A card, 200 V / 1 A: **not verified** — no 7174A data-sheet or manual page with its
+  signal ratings could be retrieved; the figure is the one this project has used (8x12 matrix,
+  200 V, 1 A) and stays marked unverified in :data:`instruments.keithley707b.MODEL_LIMITS`.
+* Keysight B2200A/B2201A, ±200 V / 1 A per path: **not verified** — the B2200 User's Guide
+  (Edition 2) specification pages retrieved give the supplemental data of the B2200A/B2210A (offset
+  current < 10 fA, settling 2.0 s, 30 MHz bandwidth, 145 pF guard capacitance) but not the
+  maximum voltage and current; marked unverified in
+  :data:`instruments.keysight_b2200.MODEL_LIMITS`.  4 module slots of 14 inputs x 12 outputs:
+  as before (User's Guide, normal configuration).
+* Keysight 33500B pulse edges: the 33500 Series Operating and Service Guide, "Pulse Waveforms"
+  (p. 69), gives width 16 ns – 1,000,000 s and "to achieve edges > 8.4 ns (the minimum edge
+  time), the pulse width must be at least 20 ns. The longer the edges, the greater the minimum
+  pulse width" — checked; it gives no formula.  The rule applied (edge time <= 0.625 x width, i.e.
+  width >= 1.6 x edge) is the one the 33250A User's Guide states for ``PULSe:TRANsition`` (ch. 4,
+  "Edge Time < 0.625 X Pulse Width"); for the 33500B it is **an assumption** consistent with its
+  guide's example (1.6 x 8.4 ns = 13.4 ns <= 20 ns), not a documented 33500B figure.
+* xbarlab serial switch board: our own design; its rating (±10 V, 0.5 A per path: signal reed
+  relays) is a **design value**, not a measured or data-sheet figure
+  (:data:`instruments.switch_board.MODEL_LIMITS`).
 """
 from __future__ import annotations
 

@@ -51,7 +51,8 @@ from .roles import InstrumentError
 
 BUSES = ("A", "B", "C", "D")
 #: the board's design (this module's protocol): 4 buses, lines R0..R9999 / C0..C9999; its relays
-#: are signal reed relays rated for the ±10 V of crossbar work (a design value, not a data sheet)
+#: are signal reed relays rated for the ±10 V, 0.5 A of crossbar work.  Our own board: these are
+#: DESIGN VALUES (what it is built for), not a data-sheet or measured rating (see instruments.limits)
 MODEL_LIMITS = {
     "SWITCHBOARD": MatrixLimits("SWITCHBOARD (xbarlab serial switch board)", "instruments/switch_board.py protocol (design)",
                                 cards=1, inputs=4, outputs=2 * 10_000, voltage_max=10.0, current_max=0.5),

@@ -16,7 +16,8 @@ What the real instrument refuses is refused here, the setting left unchanged (33
 Operating and Service Guide): a width outside 16 ns – 1 000 000 s, an edge time outside
 8.4 ns – 1 µs, an amplitude or offset outside the output's range for the load setting (±5 V into
 50 Ω, ±10 V into an open circuit, |offset| + Vpp/2 within it) are ``-222,"Data out of range"``; a
-width that does not fit the period (width > period - 16 ns, or edges longer than width / 1.6) is
+width that does not fit the period (width > period - 16 ns, or edges longer than width / 1.6: the
+33250A's documented rule, assumed for the 33500B, see :mod:`instruments.limits`) is
 ``-221,"Settings conflict"``; ``*TRG`` without ``TRIG:SOUR BUS`` is ``-211,"Trigger ignored"``.
 
 Bench mapping: an enabled output holds its idle level (the pulse's low level, mirrored about the
