@@ -211,7 +211,8 @@ def on_instrument_rows(rows, cols, seed, passes, time_scale) -> None:
         if problem is None and scheme != "v/2":
             problem = "the script writes V/2 only (its two SMUs: drive and sense; every other line grounded)"
         if problem:
-            print(f"  {variant:<14} {width * 1e6:4g}µs {scheme:<6} {'':<8} not run: {problem.split(': ', 1)[-1]}")
+            why = problem.split(": ", 1)[1] if problem.startswith("station file ") else problem
+            print(f"  {variant:<14} {width * 1e6:4g}µs {scheme:<6} {'':<8} not run: {why}")
             continue
         r = run_bench(rows, cols, seed, variant, width, scheme, passes, time_scale, True, line_estimate=corr)
         results.append(r)

@@ -49,7 +49,7 @@ from .base import short_reason
 from .limits import limits_for
 from .roles import InstrumentConnectionError, InstrumentError, InstrumentTimeout
 from .safe_state import SAFE_STATE_BUDGET_S, SafeSequence, SafeStateReport, deferred_signals
-from .station import DRIVERS, PULSE_ROLE, ROLES, Station
+from .station import DRIVERS, PULSE_COL_ROLE, PULSE_ROLE, PULSE_ROLES, ROLES, Station
 
 
 def open_instruments(station: Station) -> dict:
@@ -206,16 +206,21 @@ class HardwareCrossbar(Crossbar):
             raise
         self.matrix = self.drivers[station.matrix]
         self.ch = {role: channel(self.drivers, station, spec) for role, spec in station.roles.items()
-                   if role != PULSE_ROLE}
+                   if role not in PULSE_ROLES}
         self._sources = list({id(c): c for c in self.ch.values()}.values())
         #: the pulse generator giving the write pulses (a PulseGenerator), or None: drive pulses
         self.pulser = (channel(self.drivers, station, station.roles[PULSE_ROLE])
                        if PULSE_ROLE in station.roles else None)
-        self._outputs = self._sources + ([self.pulser] if self.pulser is not None else [])
+        #: the generator's other channel on the selected column (the column's half of a write), or None
+        self.pulser_col = (channel(self.drivers, station, station.roles[PULSE_COL_ROLE])
+                           if PULSE_COL_ROLE in station.roles else None)
+        self._pulsers = [p for p in (self.pulser, self.pulser_col) if p is not None]
+        self._outputs = self._sources + self._pulsers
         #: ("instrument.channel", channel) of every source channel in use, once each
         self._source_specs = list({id(c): (station.roles[role], c) for role, c in self.ch.items()}.values())
-        if self.pulser is not None:
-            self._source_specs.append((station.roles[PULSE_ROLE], self.pulser))
+        for prole, p in ((PULSE_ROLE, self.pulser), (PULSE_COL_ROLE, self.pulser_col)):
+            if p is not None:
+                self._source_specs.append((station.roles[prole], p))
         self.safe_report: SafeStateReport | None = None
         self._routed: tuple | None = None
         self._closed = False
@@ -228,8 +233,8 @@ class HardwareCrossbar(Crossbar):
             self._safe_state()
             for c in self._sources:
                 c.setup(station.limits.i_compliance, station.nplc)
-            if self.pulser is not None:
-                self.pulser.setup()
+            for p in self._pulsers:
+                p.setup()
             self._check_errors()
         except BaseException:
             self.close()
@@ -358,6 +363,8 @@ class HardwareCrossbar(Crossbar):
         conns = [(st.inputs[st.roles["drive"]], st.row_pins[r]), (st.inputs[st.roles["sense"]], st.col_pins[c])]
         if PULSE_ROLE in st.roles:          # the generator shares the row (output off until a write)
             conns.append((st.inputs[st.roles[PULSE_ROLE]], st.row_pins[r]))
+        if PULSE_COL_ROLE in st.roles:      # and its other channel the column, with sense
+            conns.append((st.inputs[st.roles[PULSE_COL_ROLE]], st.col_pins[c]))
         if bias and "bias_rows" in st.roles:
             rows_in = st.inputs[st.roles["bias_rows"]]
             cols_in = st.inputs[st.roles.get("bias_cols", st.roles["bias_rows"])]
@@ -482,13 +489,17 @@ class HardwareCrossbar(Crossbar):
         if "bias_cols" in held and self.ch.get("bias_cols", self.ch["bias_rows"]) is self.ch["bias_rows"]:
             raise ValueError(f"station {self.station.name}: V/3 writes need separate bias_rows and bias_cols "
                              f"channels")
+        col_v = 0.0
         if self.pulser is not None:
             self.pulser.arm(pulse_v, w)     # checked against the generator's limits, output off
+            if self.pulser_col is not None and held.get("sense", 0.0) != 0.0:
+                col_v = held.pop("sense")   # the column's half, pulsed with the row's: no hold
+                self.pulser_col.arm(col_v, w)
+        drive = self.ch["drive"]
+        if self.pulser is not None:
+            return self._generator_pulse(drive, held, col_v != 0.0)
         try:
             self._bias(held)
-            drive = self.ch["drive"]
-            if self.pulser is not None:
-                return self._generator_pulse(drive)
             try:
                 drive.pulse(pulse_v, w)
             except NotImplementedError:
@@ -498,28 +509,50 @@ class HardwareCrossbar(Crossbar):
         finally:
             self._bias({})
 
-    def _generator_pulse(self, drive) -> bool:
-        """The armed pulse from the generator on the selected row, with ``drive`` (on the same row)
-        handed over so that the row is never floating and never driven by two different levels:
-        generator on (idling at 0 V, as drive is), drive off (confirmed), pulse (confirmed over),
-        drive back on at 0 V (confirmed), generator off (confirmed).  A generator has no current
-        limit: nothing trips (returns False)."""
-        gen = self.pulser
-        gen.enable()
-        if not gen.output_enabled():
-            raise InstrumentError(f"{gen.name}: output is off after it was enabled")
-        drive.disable()
-        if drive.output_enabled():
-            raise InstrumentError(f"{drive.name}: output still on before the generator's pulse")
-        gen.fire()
-        drive.set_level(0.0)
-        drive.enable()
-        if not drive.output_enabled():
-            raise InstrumentError(f"{drive.name}: output is off after the generator's pulse")
-        gen.disable()
-        if gen.output_enabled():
-            raise InstrumentError(f"{gen.name}: output still on after its pulse")
-        self.round_trips += 5
+    def _generator_pulse(self, drive, held: dict[str, float], column: bool) -> bool:
+        """The armed pulse from the generator, with the SMUs handed over so that no line is ever
+        floating or driven by two levels, and no level but 0 V is held outside the pulse:
+
+        1. generator on (idling at 0 V, as drive is) — and its column channel, when ``column`` —
+           confirmed;
+        2. drive off (and sense off, when ``column``), confirmed: the generator holds the row (and
+           the column) at 0 V;
+        3. the held levels (``held``: V/3's +V/3 on the unselected columns; none for V/2 with a
+           column channel) set and confirmed — only now, so that they are held for the pulse and
+           its confirmation alone;
+        4. one trigger: the row's pulse (and the column's, at once), confirmed over;
+        5. held levels back to 0 V (confirmed), drive (and sense) back on at 0 V (confirmed),
+           generator off (confirmed).
+
+        Every intermediate state puts at most the scheme's share of V on an unselected cell (the
+        levels of :func:`write_levels`, applied in any subset).  A generator has no current limit:
+        nothing trips (returns False)."""
+        gens = [self.pulser] + ([self.pulser_col] if column else [])
+        smus = [drive] + ([self.ch["sense"]] if column else [])
+        for gen in gens:
+            gen.enable()
+            if not gen.output_enabled():
+                raise InstrumentError(f"{gen.name}: output is off after it was enabled")
+        for smu in smus:
+            smu.disable()
+            if smu.output_enabled():
+                raise InstrumentError(f"{smu.name}: output still on before the generator's pulse")
+            self._bias_level[id(smu)] = 0.0
+        try:
+            self._bias(held)
+            self.pulser.fire()              # one *TRG fires both channels of the generator
+        finally:
+            self._bias({})
+        for smu in smus:
+            smu.set_level(0.0)
+            smu.enable()
+            if not smu.output_enabled():
+                raise InstrumentError(f"{smu.name}: output is off after the generator's pulse")
+        for gen in gens:
+            gen.disable()
+            if gen.output_enabled():
+                raise InstrumentError(f"{gen.name}: output still on after its pulse")
+        self.round_trips += 3 + 2 * len(gens) + 2 * len(smus) - 2
         return False
 
     def write_verify_on_instrument(self, r: int, c: int, target: float, config=None) -> dict:

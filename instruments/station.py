@@ -35,6 +35,8 @@ A station is a TOML file::
     ground = "F"                 # optional: matrix input wired to ground (on-instrument write-verify)
     pulse = "fgen.1"             # optional: a pulse generator (keysight_33500b) routed to the selected
                                  # row with drive; it gives the write pulses, drive reads (needs an input)
+    pulse_col = "fgen.2"         # optional: its other channel, routed to the selected column with sense:
+                                 # it gives the column's half of each write in the same trigger
     row_pins = ["101", "102", ...]   # matrix pin of each crossbar row
     col_pins = ["201", "202", ...]   # matrix pin of each crossbar column
 
@@ -80,6 +82,11 @@ LIMIT_KEYS = ("v_max", "v_read_max", "i_compliance", "width_min", "width_max")
 #: the optional role of a pulse generator routed to the selected row with ``drive``: it gives the
 #: write pulses (short ones an SMU cannot), ``drive`` reads
 PULSE_ROLE = "pulse"
+#: the optional second channel of the same generator, routed to the selected column: it gives the
+#: column's half of a write (−V/2, or −V/3) in the same trigger as ``pulse`` gives the row's, so no
+#: level is held on any line outside the pulse (``sense`` hands the column over as ``drive`` the row)
+PULSE_COL_ROLE = "pulse_col"
+PULSE_ROLES = (PULSE_ROLE, PULSE_COL_ROLE)
 
 
 class StationError(ValueError):
@@ -161,7 +168,7 @@ class Station:
     def routing_table(self) -> list[tuple[str, str]]:
         """Human-readable routing: (what, where)."""
         rows = [(f"{role} ({self.roles[role]})", f"{self.matrix} input {self.inputs[self.roles[role]]}")
-                for role in (*ROLES, PULSE_ROLE) if role in self.roles]
+                for role in (*ROLES, *PULSE_ROLES) if role in self.roles]
         rows += [(f"row {i}", f"{self.matrix} pin {p}") for i, p in enumerate(self.row_pins)]
         rows += [(f"col {j}", f"{self.matrix} pin {p}") for j, p in enumerate(self.col_pins)]
         return rows
@@ -234,7 +241,7 @@ def parse_station(text: str, source: str = "<station>") -> Station:
                                            v.integer(spec, where, "timeout_ms", default=timeout_ms, minimum=1), node)
 
     rt = v.table(data, "routing")
-    v.only(rt, "routing", {"matrix", "inputs", "row_pins", "col_pins", "ground", PULSE_ROLE, *ROLES})
+    v.only(rt, "routing", {"matrix", "inputs", "row_pins", "col_pins", "ground", *PULSE_ROLES, *ROLES})
     matrix = v.string(rt, "routing", "matrix")
     if matrix not in instruments or not instruments[matrix].is_matrix:
         raise StationError(f"station file {source}: [routing] matrix = {matrix!r} is not a switch-matrix "
@@ -250,11 +257,18 @@ def parse_station(text: str, source: str = "<station>") -> Station:
         if instruments[spec.partition(".")[0]].driver in PULSE_GENERATORS:
             raise StationError(f"station file {source}: [routing] {role} = {spec!r} is a pulse generator; "
                                f"it can only be the {PULSE_ROLE!r} role")
-    if PULSE_ROLE in rt:
-        roles[PULSE_ROLE] = _channel(v, rt, PULSE_ROLE, instruments, source)
-        if instruments[roles[PULSE_ROLE].partition(".")[0]].driver not in PULSE_GENERATORS:
-            raise StationError(f"station file {source}: [routing] {PULSE_ROLE} = {roles[PULSE_ROLE]!r} must be "
+    for prole in PULSE_ROLES:
+        if prole not in rt:
+            continue
+        roles[prole] = _channel(v, rt, prole, instruments, source)
+        if instruments[roles[prole].partition(".")[0]].driver not in PULSE_GENERATORS:
+            raise StationError(f"station file {source}: [routing] {prole} = {roles[prole]!r} must be "
                                f"a pulse generator ({', '.join(sorted(PULSE_GENERATORS))})")
+    if PULSE_COL_ROLE in roles:
+        if PULSE_ROLE not in roles or roles[PULSE_ROLE].partition(".")[0] != roles[PULSE_COL_ROLE].partition(".")[0] \
+                or roles[PULSE_ROLE] == roles[PULSE_COL_ROLE]:
+            raise StationError(f"station file {source}: [routing] {PULSE_COL_ROLE} must be the other channel of the "
+                               f"{PULSE_ROLE} generator (one trigger fires both)")
     inputs = rt.get("inputs", {})
     if not isinstance(inputs, dict):
         raise StationError(f"station file {source}: [routing] inputs must be a table of channel = input")

@@ -423,11 +423,17 @@ class PhysicalBench:
             total += sol.row_current[0, index] if kind == "row" else -sol.col_current[0, index]
         return total
 
-    def pulse(self, source: str, amplitude: float, width: float, base: float = 0.0) -> float:
+    def pulse(self, source: str, amplitude: float, width: float, base: float = 0.0,
+              together: dict[str, float] | None = None) -> float:
         """``source`` steps from ``base`` to ``amplitude`` for ``width`` s and back.  The array sees
-        the pulse through the closed relays; returns the current at the top of the pulse (A)."""
+        the pulse through the closed relays; returns the current at the top of the pulse (A).
+        ``together``: other sources pulsing at the same time, to their given levels (V), for the
+        same width (the two channels of one generator fired by one trigger)."""
+        together = dict(together or {})
         with self.lock:
             self._relay_batch = None
+            for other in together:
+                self.add_source(other)
             s = self.add_source(source)
             self._settle_dc(flush_age=True)   # the devices it writes start their new age exactly
             if abs(amplitude) > self.v_limit:
@@ -435,7 +441,10 @@ class PhysicalBench:
             self.pulses += 1
             self._spend(self.times.pulse_overhead_s + width,
                         self.timing.pulse_overhead_s + width if self.timing.pulse_overhead_s else 0.0)
-            lines = self._line_voltages(override={source: amplitude})
+            for other, level in together.items():
+                if abs(level) > self.v_limit:
+                    self._violation(Violation("limit", f"{other} pulse {level:g} V beyond ±{self.v_limit:g} V"))
+            lines = self._line_voltages(override={**together, source: amplitude})
             self._record_write(_cell_voltages(*lines))
             if np.all(np.isnan(lines[0])) or np.all(np.isnan(lines[1])):
                 return 0.0

@@ -17,6 +17,7 @@ B2902A ch 2        D            02              B
 2450               E            05              C
 ground             F            06              D
 33512B ch 1        G            07              —
+33512B ch 2        H            08              —
 =================  ===========  ==============  ===========
 
 TSP-Link: the 2636B is node 1 and the 707B node 2 of one TSP-Link network (the emulated 2636B
@@ -43,7 +44,7 @@ it is refused with the reason.
 
 :meth:`MockBench.station_toml` writes a station file for one of these benches: ``k2600-707b`` (the
 2636B drives and senses, the B2902A biases, the 707B switches, the 33512B gives the write pulses
-down to 100 ns), ``k2600-707b-smu`` (the same without the generator: the 2636B pulses, from
+down to 100 ns: channel 1 the row's half, channel 2 the column's, in one trigger), ``k2600-707b-smu`` (the same without the generator: the 2636B pulses, from
 100 µs), ``k2600-b2200`` (the ``k2600-707b`` instruments routed through the B2200's cards) or
 ``b2900-board`` (B2902A ch 1 drives and pulses, from 50 µs, the 2450 senses, B2902A
 ch 2 biases rows and columns, the serial board switches).  Every emulator refuses what its
@@ -160,7 +161,7 @@ class MockBench:
         for src, m707, b2200, board in (("K2600.a", "A", "03", None), ("K2600.b", "B", "04", None),
                                         ("B2900.1", "C", "01", "A"), ("B2900.2", "D", "02", "B"),
                                         ("K2450", "E", "05", "C"), (GROUND, "F", "06", "D"),
-                                        ("FGEN.1", "G", "07", None)):
+                                        ("FGEN.1", "G", "07", None), ("FGEN.2", "H", "08", None)):
             bench.wire_input("M707B", m707, src)
             for card in range(1, self.emulators["B2200"].cards + 1):   # the inputs reach every card
                 bench.wire_input("B2200", f"{card}{b2200}", src)
@@ -252,17 +253,19 @@ class MockBench:
                              f"cards have {12 * CARDS_B2200}: use the b2900-board variant")
         if variant == "k2600-b2200":        # the same instruments routed through the B2200's cards
             routing = dict(matrix="b2200", drive="smu.a", sense="smu.b", bias_rows="bias.1", bias_cols="bias.2",
-                           ground="06", pulse="fgen.1")
-            inputs = {"smu.a": "03", "smu.b": "04", "bias.1": "01", "bias.2": "02", "fgen.1": "07"}
+                           ground="06", pulse="fgen.1", pulse_col="fgen.2")
+            inputs = {"smu.a": "03", "smu.b": "04", "bias.1": "01", "bias.2": "02", "fgen.1": "07", "fgen.2": "08"}
             rows = [self.pin_b2200("row", i) for i in range(self.rows)]
             cols = [self.pin_b2200("col", j) for j in range(self.cols)]
         elif variant.startswith("k2600-707b"):
             routing = dict(matrix="matrix", drive="smu.a", sense="smu.b", bias_rows="bias.1", bias_cols="bias.2")
             inputs = {"smu.a": "A", "smu.b": "B", "bias.1": "C", "bias.2": "D"}
             routing["ground"] = "F"
-            if variant == "k2600-707b":      # the 33500B gives the write pulses (µs), the 2636B reads
-                routing["pulse"] = "fgen.1"
+            if variant == "k2600-707b":      # the 33500B gives the write pulses (µs), the 2636B reads:
+                routing["pulse"] = "fgen.1"  # ch 1 the row's half, ch 2 the column's, in one trigger
+                routing["pulse_col"] = "fgen.2"
                 inputs["fgen.1"] = "G"
+                inputs["fgen.2"] = "H"
             rows = [self.pin_707b("row", i) for i in range(self.rows)]
             cols = [self.pin_707b("col", j) for j in range(self.cols)]
         else:

@@ -97,3 +97,27 @@ def test_the_sandboxed_script_errors_are_the_instruments(bad):
             emu.process(line)
         assert [c for c, _ in emu.errors] in ([-286], [-222])
         assert bench.bench.closed_relays("M707B") == set() or not bench.bench.closed_relays("M707B")
+
+
+@pytest.mark.parametrize("scheme,share", [("v/2", 1 / 2), ("v/3", 1 / 3)])
+def test_generator_writes_hold_no_level_outside_the_pulse(tmp_path, scheme, share):
+    """The 33512B's two channels give the row's and the column's halves of a write in one trigger,
+    the SMUs handing both lines over: the selected cell sees nothing between pulses (V/2: no held
+    level at all; V/3: only the unselected columns' V/3 while the pulse fires), and no unselected
+    cell ever sees more than the scheme's share of V (DC states and pulse)."""
+    from programming.crossbar import WriteScheme
+
+    with MockBench(3, 3, preset="ideal", seed=1, time_scale=0.0) as bench:
+        station = load_station(bench.write_station(tmp_path / "g.toml", variant="k2600-707b", write_scheme=scheme))
+        assert station.roles["pulse_col"] == "fgen.2"
+        with HardwareCrossbar(station) as xb:
+            for (r, c), v in (((0, 0), 1.6), ((1, 2), -1.8), ((2, 1), 2.0)):
+                xb.pulse(np.array([[r]]), np.array([[c]]), np.array([[v]]), np.array([[1e-6]]),
+                         WriteScheme(scheme))
+        writes = bench.bench.writes
+        assert [(w.row, w.col) for w in writes] == [(0, 0), (1, 2), (2, 1)]
+        for w, v in zip(writes, (1.6, 1.8, 2.0)):
+            assert w.v_selected == pytest.approx(v, rel=0.02)
+            assert w.v_selected_dc <= (0.0 if scheme == "v/2" else share * v) + 1e-9, w
+            assert w.v_unselected <= share * v + 1e-3, w
+        assert bench.violations == [] and bench.bench.all_off()

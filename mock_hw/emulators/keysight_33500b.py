@@ -23,7 +23,9 @@ width that does not fit the period (width > period - 16 ns, or edges longer than
 Bench mapping: an enabled output holds its idle level (the pulse's low level, mirrored about the
 offset when inverted) through ``bench.set_source(source, level=idle, on=True)``; a software trigger
 in triggered-burst pulse mode applies ``NCYC`` pulses through ``bench.pulse(source, peak, width,
-base=idle)``.  The 50 Ω output impedance is not modelled (see :mod:`instruments.keysight_33500b`).
+base=idle)``; the channels one trigger fires with the same width and count pulse at once (one
+``bench.pulse`` with ``together``), as the two outputs of a 33512B triggered together do.  The
+50 Ω output impedance is not modelled (see :mod:`instruments.keysight_33500b`).
 """
 from __future__ import annotations
 
@@ -252,7 +254,10 @@ class Keysight33500BEmulator(ScpiInstrument):
         self.ch[n]["ncyc"] = int(round(number(a, 1, 100_000_000, "burst count", 1)))
 
     def _trigger(self, channels: list[int]) -> None:
+        """A software trigger: every channel waiting on BUS with its output on fires its burst;
+        channels of one trigger with the same width and count pulse together (at once)."""
         fired = False
+        ready = []
         for n in channels:
             st = self.ch[n]
             if st["trig_source"] != "BUS":
@@ -261,7 +266,13 @@ class Keysight33500BEmulator(ScpiInstrument):
             if not (st["output"] and st["burst"] and st["burst_mode"] == "TRIG" and st["func"] == "PULS"):
                 continue
             idle, peak = (v * self._scale(st) for v in self._levels(st))
-            for _ in range(st["ncyc"]):
-                self.bench.pulse(self.sources[n], peak, st["width"], base=idle)
+            ready.append((n, idle, peak, st["width"], st["ncyc"]))
         if not fired:
             raise CommandError(-211, "Trigger ignored")
+        while ready:
+            n, idle, peak, width, ncyc = ready.pop(0)
+            with_it = [r for r in ready if r[3] == width and r[4] == ncyc]
+            ready = [r for r in ready if r not in with_it]
+            together = {self.sources[m]: p for m, _, p, _, _ in with_it}
+            for _ in range(ncyc):
+                self.bench.pulse(self.sources[n], peak, width, base=idle, together=together)
