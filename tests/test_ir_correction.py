@@ -4,6 +4,8 @@ The line resistance the tuner uses is *measured* (``xbar calibrate-lines``' esti
 and floating reads), never taken from the simulator."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -101,6 +103,20 @@ def test_xbar_calibrate_lines_writes_the_estimate(tmp_path, capsys):
     assert abs(lines["line_resistance_ohm"] / 2.0 - 1) < 0.15
     assert 0.15 < lines["beta_per_v2"] < 0.45               # the preset's devices: beta = 0.3 / V^2
     assert "line resistance" in capsys.readouterr().out
+    assert lines["chip"] == {"preset": "tio2-3it", "seed": 2, "rows": 8, "cols": 8, "chips": 1,
+                             "line_resistance": 2.0, "pristine": False}
+    # the next run on that chip uses the stored estimate instead of measuring again
+    tuned = tmp_path / "tuned"
+    assert main(["tune", "--chip-from", str(out), "--line-estimate", "stored", "--targets", "random",
+                 "--passes", "1", "--out", str(tuned), "--quiet", "--no-plots"]) == 0
+    report = json.loads((tuned / "report.json").read_text())
+    assert report["line_estimate_ohm"] == lines["line_resistance_ohm"]
+    assert report["line_estimate_source"].startswith("stored")
+    capsys.readouterr()
+    none = tmp_path / "none"                # a fresh chip has nothing stored: refused before a run folder
+    assert main(["tune", "--size", "2x2", "--line-estimate", "stored", "--quiet", "--no-plots",
+                 "--out", str(none)]) == 2
+    assert "no estimate is stored" in capsys.readouterr().err and not none.exists()
     bad = tmp_path / "t"
     assert main(["tune", "--line-estimate", "fast", "--size", "2x2", "--quiet", "--no-plots", "--out", str(bad)]) == 2
     assert "--line-estimate" in capsys.readouterr().err and not bad.exists()
@@ -135,3 +151,41 @@ def test_evaluate_refuses_a_bad_line_estimate(tmp_path, capsys):
 
     assert main(["evaluate", str(tmp_path / "m.pt"), "--mode", "tuned", "--line-estimate", "-3"]) == 2
     assert "--line-estimate" in capsys.readouterr().err
+
+
+def test_the_estimate_is_stored_with_the_station_and_validated_on_load(tmp_path):
+    """calibrate-lines on a station writes STATION.lines.json; tune's --line-estimate stored/auto
+    read it back for the same chip only, and a damaged or foreign file is named and refused."""
+    import json
+    import shutil
+
+    from procedures.ops.calibrate_lines import CalibrateLinesProcedure, load_line_store, station_store
+    from procedures.ops.tune_array import TuneProcedure
+
+    station = tmp_path / "bench.toml"
+    shutil.copy(Path(__file__).parents[1] / "instruments" / "stations" / "k2636b_707b.toml", station)
+    cal = CalibrateLinesProcedure(chip="station", station=str(station), access_resistance=1.2)
+    cal.r_line, cal.beta, cal.cells_sampled = np.array([0.7]), np.array([0.3]), [(0, 0)] * 8
+    cal.finalize()                                        # what the procedure writes when it ends
+    store = station_store(station)
+    assert store == tmp_path / "bench.lines.json" and cal.report["stored_with_station"] == str(store)
+
+    def estimate(choice):
+        return TuneProcedure(chip="station", station=str(station), line_estimate=choice).line_estimate_ohm()
+
+    assert estimate("stored") == estimate("auto") == 0.7
+    assert estimate("measure") is None and estimate("0.4") == 0.4
+    station.write_text(station.read_text().replace('chip_id = "W01-D07"', 'chip_id = "W01-D08"'))
+    with pytest.raises(ValueError, match="another chip.*chip_id"):
+        estimate("stored")
+    assert estimate("auto") is None                       # another chip on the bench: measured anew
+    data = json.loads(store.read_text())
+    for key, value, what in (("line_resistance_ohm", -1.0, "line_resistance_ohm"),
+                             ("line_resistance_ohm", float("nan"), "line_resistance_ohm"),
+                             ("pickle", 1, "unknown key 'pickle'")):
+        store.write_text(json.dumps({**data, key: value}))
+        with pytest.raises(ValueError, match=what):
+            load_line_store(store, data["chip"])
+    store.write_text("not json")
+    with pytest.raises(ValueError, match="bench.lines.json: not a readable"):
+        load_line_store(store, data["chip"])

@@ -158,7 +158,8 @@ class TuneProcedure(PulseScheduleMixin, LineEstimateMixin, TuneLogMixin, XbarPro
                            "status_counts": {STATUS_NAMES[c]: int((st == c).sum()) for c in STATUS_NAMES}
                            if st is not None else {}}
         self.report.update(chip_id=getattr(self, "chip_id", ""), size=list(self.array_size), chips=int(self.chips),
-                           line_estimate_ohm=getattr(self, "line_estimate_used", None))
+                           line_estimate_ohm=getattr(self, "line_estimate_used", None),
+                           line_estimate_source=getattr(self, "line_estimate_source", None))
         if getattr(self, "schedule_report", None):
             self.report["schedule"] = self.schedule_report
 
