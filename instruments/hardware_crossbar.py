@@ -11,7 +11,8 @@ read–pulse–read sequence changes only source levels, never relays:
   the row for one pulse (:meth:`HardwareCrossbar._generator_pulse`).
 
 Reads: biases at 0 V, drive at V_read, the current into ``sense`` is the selected cell's (the
-grounded-unselected read).  Matrix-vector products drive one row at a time and sum the measured
+grounded-unselected read); the ``isolate`` scheme (if the station lists it) holds ``bias_cols`` at
+V_read during the read, so no other cell of the selected row or column sees a voltage.  Matrix-vector products drive one row at a time and sum the measured
 column currents (superposition).
 
 Writes (:func:`write_levels`) use the scheme's levels shifted so that the drive idles at 0 V and
@@ -195,6 +196,7 @@ class HardwareCrossbar(Crossbar):
     def __init__(self, station: Station, drivers: dict | None = None):
         self.station = station
         self.shape = (station.rows, station.cols)
+        self.read_schemes = station.read_schemes
         self.n_chips = 1
         self.limits = station_limits(station)
         self.v_read = station.v_read
@@ -447,8 +449,10 @@ class HardwareCrossbar(Crossbar):
         return ReadResult(current / v_read, current, duration)
 
     def _read_cell(self, r, c, v, scheme) -> float:
-        self._route(r, c, bias=scheme is ReadScheme.GROUND)
-        self._bias({})
+        self._route(r, c, bias=scheme is not ReadScheme.FLOAT)
+        # isolate: the unselected columns held at the read voltage (the unselected rows stay at the
+        # sense potential, 0 V), confirmed before the row is driven; every level is a read level
+        self._bias({"bias_cols": v} if scheme is ReadScheme.ISOLATE else {})
         self.ch["drive"].set_level(v)
         if not _same_instrument(self.ch["drive"], self.ch["sense"]):
             self._sync([self.ch["drive"]])  # the level must be on before another instrument measures
@@ -457,6 +461,8 @@ class HardwareCrossbar(Crossbar):
         self.round_trips += 1
         self.ch["drive"].set_level(0.0)     # confirmed by the next query to its instrument
         self._drive_unconfirmed = not _same_instrument(self.ch["drive"], self.ch["sense"])
+        if scheme is ReadScheme.ISOLATE:
+            self._bias({})                  # the unselected columns back to 0 V (confirmed)
         if self.ch["sense"].compliance_tripped():
             raise InstrumentError(f"{self.station.roles['sense']}: compliance tripped reading cell ({r}, {c}) "
                                   f"at {v} V")

@@ -7,6 +7,9 @@ A station is a TOML file::
     rows = 8                     # crossbar size
     cols = 8
     write_scheme = "v/2"         # default biasing of writes: v/2, v/3 or float
+    read_schemes = ["ground", "float", "isolate"]   # reads the channels can bias (default: ground, float;
+                                 # isolate needs distinct bias_rows and bias_cols channels whose
+                                 # compliance carries the reverse-biased array's current)
     v_read = 0.2                 # V
     nplc = 0.1                   # SMU integration time, power-line cycles
     timeout_ms = 2000            # per query
@@ -52,7 +55,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from programming.crossbar import SafetyLimits, parse_write_scheme
+from programming.crossbar import SafetyLimits, parse_read_scheme, parse_write_scheme
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -127,6 +130,7 @@ class Station:
     source: str = ""
     ground: str | None = None               # matrix input wired to ground (optional)
     chip_id: str = ""                       # the chip on the bench (wafer/die label), as runs record it
+    read_schemes: tuple[str, ...] = ("ground", "float")   # read schemes the channels can bias
 
     def check_write_scheme(self, scheme, what: str = "--scheme") -> None:
         """Refuse a write scheme the bias channels cannot serve (StationError naming ``what``):
@@ -161,6 +165,16 @@ class Station:
             return f"{where}: --on-instrument needs a [routing] ground input on the matrix (the selected column)"
         return None
 
+    def check_read_schemes(self, what: str = "[station] read_schemes") -> None:
+        """Refuse a listed read scheme the bias channels cannot serve (StationError naming
+        ``what``): ``isolate`` holds the unselected columns at V_read and the unselected rows at
+        0 V, so it needs distinct bias_rows and bias_cols channels."""
+        if "isolate" in self.read_schemes and (
+                "bias_rows" not in self.roles
+                or self.roles.get("bias_rows") == self.roles.get("bias_cols", self.roles.get("bias_rows"))):
+            raise StationError(f"station file {self.source}: {what} lists 'isolate', which needs distinct "
+                               f"[routing] bias_rows and bias_cols channels")
+
     def channel_of(self, role: str) -> tuple[str, str]:
         inst, _, ch = self.roles[role].partition(".")
         return inst, ch
@@ -192,7 +206,8 @@ def parse_station(text: str, source: str = "<station>") -> Station:
     v = _Validator(source)
     v.only(data, "", {"station", "limits", "instruments", "routing"})
     st = v.table(data, "station")
-    v.only(st, "station", {"name", "chip_id", "rows", "cols", "write_scheme", "v_read", "nplc", "timeout_ms"})
+    v.only(st, "station", {"name", "chip_id", "rows", "cols", "write_scheme", "read_schemes", "v_read", "nplc",
+                           "timeout_ms"})
     rows = v.integer(st, "station", "rows", minimum=1)
     cols = v.integer(st, "station", "cols", minimum=1)
     scheme = st.get("write_scheme", "v/2")
@@ -200,6 +215,14 @@ def parse_station(text: str, source: str = "<station>") -> Station:
         scheme = parse_write_scheme(scheme).value
     except ValueError as exc:
         raise StationError(f"station file {source}: [station] write_scheme: {exc}") from None
+    read_schemes = st.get("read_schemes", ["ground", "float"])
+    if not isinstance(read_schemes, list) or not read_schemes:
+        raise StationError(f"station file {source}: [station] read_schemes must be a non-empty list of read "
+                           f"schemes (ground, float, isolate)")
+    try:
+        read_schemes = tuple(dict.fromkeys(parse_read_scheme(x).value for x in read_schemes))
+    except ValueError as exc:
+        raise StationError(f"station file {source}: [station] read_schemes: {exc}") from None
     v_read = v.number(st, "station", "v_read", default=0.2)
     nplc = v.number(st, "station", "nplc", default=0.1)
     timeout_ms = v.integer(st, "station", "timeout_ms", default=2000, minimum=1)
@@ -293,8 +316,9 @@ def parse_station(text: str, source: str = "<station>") -> Station:
     _check_source_ranges(limits, roles, instruments, source)
     station = Station(st.get("name", Path(source).stem), rows, cols, scheme, v_read, nplc, limits, instruments,
                       matrix, roles, inputs, row_pins, col_pins, source, ground,
-                      v.string(st, "station", "chip_id") if "chip_id" in st else "")
+                      v.string(st, "station", "chip_id") if "chip_id" in st else "", read_schemes)
     station.check_write_scheme(scheme, "[station] write_scheme")
+    station.check_read_schemes()
     return station
 
 

@@ -276,11 +276,14 @@ class MockBench:
             cols = [f"C{j}" for j in range(self.cols)]
             if write_scheme == "v/3":
                 raise ValueError("the b2900-board bench has one bias channel: no V/3 writes")
+        # the isolating read holds the unselected columns at V_read and the rows at 0 V: two bias channels
+        read_schemes = ("ground", "float") + (("isolate",) if routing["bias_rows"] != routing["bias_cols"] else ())
         lines = [
             "# written by xbar mock-bench: emulated instruments on 127.0.0.1",
             "[station]", f'name = "mock bench ({variant})"', f'chip_id = "{self.chip_id}"',
             f"rows = {self.rows}", f"cols = {self.cols}",
-            f'write_scheme = "{write_scheme}"', "v_read = 0.2", "nplc = 0.1", f"timeout_ms = {timeout_ms}", "",
+            f'write_scheme = "{write_scheme}"', f"read_schemes = {list(read_schemes)!r}".replace("'", '"'),
+            "v_read = 0.2", "nplc = 0.1", f"timeout_ms = {timeout_ms}", "",
             "[limits]", f"v_max = {v_max}", "v_read_max = 0.5", f"i_compliance = {i_compliance}",
             "width_min = 1e-7", "width_max = 1e-3", "",
         ]

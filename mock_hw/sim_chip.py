@@ -42,6 +42,8 @@ __all__ = ["SimulatedCrossbar", "save_chip_state", "load_chip_state"]
 #: voltage): reads and products to 1e-10, far below the 0.1 % read noise; pulses to 1e-7 (0.2 µV
 #: at 2 V, far below the spread of the switching thresholds)
 READ_TOL, PULSE_TOL = 1e-10, 1e-7
+#: isolating reads on resistive lines solved per call (each its own operating point): bounds memory
+ISOLATE_CHUNK = 64
 
 
 class _StepsResult(PulseResult):
@@ -92,6 +94,7 @@ class SimulatedCrossbar(Crossbar):
         self.v_read = params.v_read
         self.programming_window = params.programming_window
         self.preferred_parallel = min(self.shape)
+        self.read_schemes = ("ground", "float", "isolate")   # a simulated chip can bias its lines any way
         # a third stream for forming voltages and retention exponents leaves the first two (and so
         # every chip and run of earlier versions) unchanged
         fab, run, aging = np.random.default_rng(seed).spawn(3)
@@ -286,8 +289,12 @@ class SimulatedCrossbar(Crossbar):
             return self._read_ideal(rows, cols, v_read, active)
         rows, cols = self._park_inactive(rows, cols, active)
         b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)
-        if scheme is ReadScheme.GROUND and self.params.r_line == 0:
+        if scheme is not ReadScheme.FLOAT and self.params.r_line == 0:
+            # ideal lines: grounded or isolating, the selected cell alone sees the read voltage
+            # and sends its current into the sensed column
             current, _ = read_conductance(self._g[b, rows, cols], v_read, d, None)
+        elif scheme is ReadScheme.ISOLATE:
+            current = self._isolated_reads(rows, cols, v_read, active)
         elif scheme is ReadScheme.GROUND:
             # a grounded read depends only on the driven row: with more lanes than rows, solve every
             # row once; else one solve per lane — all on the kept factorization (nodal.LineSolver)
@@ -335,6 +342,27 @@ class SimulatedCrossbar(Crossbar):
         n_rows, n_cols = self.shape
         row_v = np.broadcast_to(np.eye(n_rows) * v_read, (self.n_chips, n_rows, n_rows))
         return self._lines.solve(self._g, row_v, np.zeros((self.n_chips, n_rows, n_cols)), tol=READ_TOL).col_current
+
+    def _isolated_reads(self, rows, cols, v_read, active) -> np.ndarray:
+        """Noise-free currents (n_chips, L), A, of isolating reads on resistive lines: per lane,
+        row r at ``v_read``, column c at 0 V, the other rows at 0 V and the other columns at
+        ``v_read`` (inactive lanes source nothing); every terminal is driven, so each lane is one
+        right-hand side on the kept factorization, ``ISOLATE_CHUNK`` lanes per solve."""
+        n_rows, n_cols = self.shape
+        L = rows.shape[1]
+        out = np.zeros(rows.shape)
+        for k0 in range(0, L, ISOLATE_CHUNK):
+            r, c, on = rows[:, k0:k0 + ISOLATE_CHUNK], cols[:, k0:k0 + ISOLATE_CHUNK], active[:, k0:k0 + ISOLATE_CHUNK]
+            b = np.broadcast_to(np.arange(self.n_chips)[:, None], r.shape)
+            lane = np.broadcast_to(np.arange(r.shape[1]), r.shape)
+            v = np.where(on, v_read, 0.0)
+            row_v = np.zeros((*r.shape, n_rows))
+            row_v[b, lane, r] = v
+            col_v = np.repeat(v[..., None], n_cols, axis=2)
+            col_v[b, lane, c] = 0.0
+            sol = self._lines.solve(self._g, row_v, col_v, tol=READ_TOL)
+            out[:, k0:k0 + ISOLATE_CHUNK] = sol.col_current[b, lane, c]
+        return out
 
     def _read_lines(self, r, c, v, scheme):
         n_rows, n_cols = self.shape

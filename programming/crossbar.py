@@ -54,11 +54,22 @@ class WriteScheme(str, Enum):
 
 
 class ReadScheme(str, Enum):
-    """Biasing during a read: ``ground`` (unselected lines grounded, the default) or ``float``
-    (unselected lines floating, so sneak paths add to the measured current)."""
+    """Biasing during a read of cell (r, c): row r at V_read, column c at the sense potential (0 V),
+    and the unselected lines:
+
+    * ``ground`` (the default): every unselected line at 0 V.  On resistive lines row r carries the
+      current of every cell on it, so the selected cell sees less than V_read.
+    * ``float``: unselected lines floating, so sneak paths add to the measured current.
+    * ``isolate``: unselected rows at the sense potential (0 V), unselected columns at V_read.  No
+      other cell of row r or column c sees a voltage (on ideal lines), so the selected lines carry
+      only the selected cell's current; the rest of the array is reverse-biased at −V_read through
+      its own lines (and draws its current from the bias channels).  A bench needs two bias
+      channels for it (rows and columns at different levels).
+    """
 
     GROUND = "ground"
     FLOAT = "float"
+    ISOLATE = "isolate"
 
 
 def _parse_enum(cls, value, what: str):
@@ -188,6 +199,8 @@ class Crossbar(abc.ABC):
     v_read: float = 0.2
     #: conductance window the chip is meant to be programmed in, S (used to validate targets).
     programming_window: tuple[float, float] = (100e-6, 500e-6)
+    #: the read schemes this chip's channels can apply (a station lists its own)
+    read_schemes: tuple[str, ...] = ("ground", "float")
     #: how many cells of one chip an algorithm may interleave; 1 on a bench (strictly one cell at
     #: a time, as operators expect), more on a simulated chip where interleaving is vectorized.
     preferred_parallel: int = 1
@@ -199,7 +212,7 @@ class Crossbar(abc.ABC):
         self.limits.check_read(v)
         if v == 0:
             raise LimitError("read voltage must be non-zero")
-        scheme = parse_read_scheme(scheme)
+        scheme = self._check_read_scheme(scheme)
         rows, cols, active = self._lanes(rows, cols, active)
         return self._read(rows, cols, v, scheme, active)
 
@@ -254,7 +267,15 @@ class Crossbar(abc.ABC):
         self.limits.check_read(v)
         if v == 0:
             raise LimitError("read voltage must be non-zero")
-        return self._read_array(v, parse_read_scheme(scheme))
+        return self._read_array(v, self._check_read_scheme(scheme))
+
+    def _check_read_scheme(self, scheme) -> ReadScheme:
+        """The read scheme, refused (ValueError, nothing sourced) if this chip cannot apply it."""
+        scheme = parse_read_scheme(scheme)
+        if scheme.value not in self.read_schemes:
+            raise ValueError(f"read scheme {scheme.value!r} is not available on this chip (its channels allow "
+                             f"{', '.join(self.read_schemes)})")
+        return scheme
 
     def mvm(self, v_rows, need=None) -> np.ndarray:
         """Analog matrix-vector product: drive rows with voltages, return column currents.

@@ -40,9 +40,12 @@ class ReadCorrection:
     """
 
     def __init__(self, shape, n_chips: int, v_read: float, r_line: float, r_access: float = 0.0,
-                 refresh_every: int = 8):
+                 refresh_every: int = 8, scheme: str = "ground"):
         if not r_line > 0:
             raise ValueError(f"a read correction needs an estimated line resistance > 0 Ω, got {r_line}")
+        if scheme not in ("ground", "isolate"):
+            raise ValueError(f"a read correction models the 'ground' and 'isolate' read schemes, not {scheme!r}")
+        self.scheme = scheme
         self.shape = tuple(shape)
         self.n_chips = int(n_chips)
         self.v_read = float(v_read)
@@ -75,9 +78,19 @@ class ReadCorrection:
         wr, wc = net.split(net.solve(unit.reshape(B, C, 2 * R * C)))      # (B, C, R, C)
         ii = np.arange(R)
         v_cell = xr[:, ii, ii, :] - xc[:, ii, ii, :]                       # read i, cell (i, j): (B, R, C)
-        dw = (np.diagonal(wr.transpose(0, 2, 1, 3), axis1=2, axis2=3)     # w_j at cell (i, j): (B, R, C)
-              - np.diagonal(wc.transpose(0, 2, 1, 3), axis1=2, axis2=3))
-        slope = -net.g_term * v_cell * dw / self.v_read                    # d(I/V)/dg of cell (i, j)
+        w_at = (np.diagonal(wr.transpose(0, 2, 1, 3), axis1=2, axis2=3),  # w_j at cell (i, j)'s row and
+                np.diagonal(wc.transpose(0, 2, 1, 3), axis1=2, axis2=3))  # column nodes: (B, R, C) each
+        if self.scheme == "isolate":
+            # cell (i, j) read with the other columns at V as well: by superposition the grounded
+            # read of row i plus every column at V minus column j at V; a column terminal at 1 V
+            # gives the node voltages g_term·w_j (A is symmetric)
+            gt = net.g_term
+            w_term = wc[:, :, R - 1, :]                                    # w_j at column k's terminal node
+            all_r, all_c = gt * wr.sum(axis=1), gt * wc.sum(axis=1)        # every column at 1 V: (B, R, C)
+            i_sense = i_sense + self.v_read * gt * (gt * w_term.sum(axis=1)[:, None, :]
+                                                    - gt * np.diagonal(w_term, axis1=1, axis2=2)[:, None, :])
+            v_cell = v_cell + self.v_read * ((all_r - all_c) - gt * (w_at[0] - w_at[1]))
+        slope = -net.g_term * v_cell * (w_at[0] - w_at[1]) / self.v_read  # d(I/V)/dg of cell (i, j)
         return i_sense / self.v_read, slope
 
     def fit(self, readings, iterations: int = 12) -> np.ndarray:

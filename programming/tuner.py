@@ -105,8 +105,9 @@ class TunerConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
                 raise ValueError(f"TunerConfig.{name} must be a number of ohms >= 0, got {value!r}")
-        if self.line_resistance > 0 and parse_read_scheme(self.read_scheme).value != "ground":
-            raise ValueError("TunerConfig.line_resistance corrects grounded reads: it needs read_scheme 'ground'")
+        if self.line_resistance > 0 and parse_read_scheme(self.read_scheme).value == "float":
+            raise ValueError("TunerConfig.line_resistance corrects grounded and isolating reads: it needs "
+                             "read_scheme 'ground' or 'isolate'")
 
     def check_limits(self, lim) -> None:
         """Refuse settings the chip's limits (:class:`~programming.crossbar.SafetyLimits`) forbid,
@@ -482,7 +483,8 @@ def _start_correction(xb, cfg: TunerConfig, rec, parallel: int, on_instrument: b
     from .ir_correction import ReadCorrection
 
     corr = ReadCorrection(xb.shape, xb.n_chips, cfg.v_read or xb.v_read, cfg.line_resistance,
-                          cfg.access_resistance, refresh_every=max(1, parallel // 2))
+                          cfg.access_resistance, refresh_every=max(1, parallel // 2),
+                          scheme=parse_read_scheme(cfg.read_scheme).value)
     rows, cols = (a.ravel() for a in np.indices(xb.shape))
     t0 = time.perf_counter()
     if on_instrument:

@@ -52,9 +52,10 @@ def test_tuner_with_measured_line_resistance_ends_truly_within_tolerance(r_line)
     assert np.mean(np.abs(raw / xb.true_conductance[0] - 1) > 0.01) > (0.3 if r_line else 0.05)
 
 
-def test_line_resistance_estimate_needs_a_line_resistance_config_for_ground_reads_only():
-    with pytest.raises(ValueError, match="read_scheme 'ground'"):
+def test_line_resistance_estimate_needs_a_line_resistance_config_for_driven_reads_only():
+    with pytest.raises(ValueError, match="read_scheme 'ground' or 'isolate'"):
         TunerConfig(line_resistance=1.0, read_scheme="float")
+    TunerConfig(line_resistance=1.0, read_scheme="isolate")
     with pytest.raises(ValueError, match="line_resistance"):
         TunerConfig(line_resistance=-1.0)
 
@@ -189,3 +190,79 @@ def test_the_estimate_is_stored_with_the_station_and_validated_on_load(tmp_path)
     store.write_text("not json")
     with pytest.raises(ValueError, match="bench.lines.json: not a readable"):
         load_line_store(store, data["chip"])
+
+
+def test_isolating_read_on_the_mock_bench_matches_the_line_model(tmp_path):
+    """The isolating read (unselected rows at 0 V, unselected columns at V_read) through the
+    station's two bias channels measures what the line model of that biasing gives (lines plus
+    the bench's access path), not what a grounded read gives; a station with one bias channel
+    cannot list it."""
+    from instruments.hardware_crossbar import HardwareCrossbar
+    from instruments.station import StationError, load_station
+    from mock_hw import nodal
+    from mock_hw.mock_bench import MockBench
+
+    rows, cols = np.arange(8), (3 * np.arange(8)) % 8
+    with MockBench(8, 8, seed=3, time_scale=0.0) as bench:
+        st = load_station(bench.write_station(tmp_path / "s.toml", timeout_ms=20000))
+        assert st.read_schemes == ("ground", "float", "isolate")
+        with HardwareCrossbar(st) as xb:
+            iso = xb.read(rows, cols, scheme="isolate").conductance[0]
+            gnd = xb.read(rows, cols, scheme="ground").conductance[0]
+        assert bench.violations == []
+        chip = bench.chip
+        d = chip.params.device
+        want = []
+        for r, c in zip(rows, cols):
+            rv, cv = np.where(np.arange(8) == r, 0.2, 0.0), np.where(np.arange(8) == c, 0.0, 0.2)
+            sol = nodal.solve_network(chip.true_conductance[:1], rv[None], cv[None], d.beta, d.v_ref,
+                                      chip.params.r_line, r_access=bench.bench.r_access)
+            want.append(sol.col_current[0, c] / 0.2)
+    np.testing.assert_allclose(iso, want, rtol=5e-3)               # the chip's 0.1 % read noise
+    assert np.abs(iso / gnd - 1).mean() > 0.01                     # the biasing made a difference
+    text = st.source and Path(st.source).read_text()
+    one = text.replace('bias_cols = "bias.2"', 'bias_cols = "bias.1"')
+    (tmp_path / "one.toml").write_text(one)
+    with pytest.raises(StationError, match="read_schemes lists 'isolate'"):
+        load_station(tmp_path / "one.toml")
+
+
+def test_isolating_read_model_and_its_sensitivity():
+    """The correction's model of isolating reads (superposed unit responses: R + C substitutions
+    for the whole array) equals a solve of every cell's own biasing, and its slope the finite
+    difference; the simulated chip reads the same through its nonlinear devices on ideal lines."""
+    from programming.line_model import LineNetwork
+
+    rng = np.random.default_rng(0)
+    R, C, r, ra, V = 5, 7, 2.0, 1.0, 0.2
+    g = rng.uniform(100e-6, 500e-6, (1, R, C))
+    m, slope = ReadCorrection((R, C), 1, V, r, ra, scheme="isolate").model(g)
+    net = LineNetwork(g, r, ra)
+
+    def reads(gg):
+        net.update(gg)
+        rv = np.zeros((1, R * C, R))
+        cv = np.full((1, R * C, C), V)
+        k = np.arange(R * C)
+        rv[0, k, k // C] = V
+        cv[0, k, k % C] = 0.0
+        xr, xc = net.split(net.solve(net.injection(rv, cv)))
+        return net.terminal_currents(xr, xc, rv, cv)[1][0, k, k % C].reshape(R, C) / V
+
+    ref = reads(g)
+    np.testing.assert_allclose(m[0], ref, rtol=1e-9)
+    assert np.abs(ref / ReadCorrection((R, C), 1, V, r, ra).model(g)[0][0] - 1).max() > 0.01   # not a grounded read
+    h = 1e-10
+    num = np.empty((R, C))
+    for i in range(R):
+        for j in range(C):
+            gp = g.copy()
+            gp[0, i, j] += h
+            num[i, j] = (reads(gp)[i, j] - ref[i, j]) / h
+    np.testing.assert_allclose(slope[0], num, rtol=1e-5)
+    with pytest.raises(ValueError, match="'ground' and 'isolate'"):
+        ReadCorrection((R, C), 1, V, r, scheme="float")
+    ideal = SimulatedCrossbar(4, 4, seed=1, r_line=0.0, preset="ideal")
+    rows, cols = np.arange(4), np.array([2, 0, 3, 1])
+    np.testing.assert_allclose(ideal.read(rows, cols, scheme="isolate").conductance,
+                               ideal.true_conductance[0, rows, cols][None], rtol=1e-12)
