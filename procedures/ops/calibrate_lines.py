@@ -7,11 +7,13 @@ switching threshold (so it can run before or after tuning and disturbs nothing):
 1. every cell read with the unselected lines grounded (``ground``);
 2. one cell per row (its column stepping by 3) read at half and at the full read voltage: the
    devices' I-V curvature β (the model needs it for step 3);
-3. the same cells read with the unselected lines floating (``float``): their sneak paths route the
-   current through the lines differently from a grounded read.
+3. the same cells read under a second biasing that routes the current through the lines
+   differently: the isolating read (``isolate``: unselected rows at 0 V, unselected columns at
+   V_read) where the chip's channels allow it (a station's ``read_schemes``), else with the
+   unselected lines floating (``float``, whose sneak paths do the same job less precisely).
 
 :func:`~programming.ir_correction.estimate_line_resistance` finds the resistance for which the
-conductances fitted to the grounded map reproduce the floating reads.  The result is written to
+conductances fitted to the grounded map reproduce the second biasing's reads.  The result is written to
 ``lines.json`` in the run folder and to the report, with the identity of the chip it was measured
 on (station, chip ID and array size; for the simulated chip its preset, seed, size and line
 resistance).  On a station it is also stored *with the station*: a sidecar next to the station file
@@ -54,7 +56,7 @@ LINES_JSON = "lines.json"
 LINE_CHOICES = ("auto", "stored", "measure")
 #: the keys of a stored estimate (lines.json, STATION.lines.json)
 STORE_KEYS = {"line_resistance_ohm", "line_resistance_per_chip_ohm", "beta_per_v2", "access_resistance_ohm",
-              "v_read", "cells_sampled", "chip", "measured_at"}
+              "v_read", "cells_sampled", "second_read_scheme", "chip", "measured_at"}
 
 
 def parse_line_estimate(value) -> float | None:
@@ -222,7 +224,9 @@ class CalibrateLinesProcedure(XbarProcedure):
         self.cells_sampled = calibration_cells(xb.shape)
         total = xb.shape[0] * xb.shape[1] + 3 * len(self.cells_sampled)
         self.count(0, total)
-        self.r_line, self.beta = measure_line_resistance(xb, float(self.v_read), float(self.access_resistance))
+        self.second_scheme = "isolate" if "isolate" in getattr(xb, "read_schemes", ()) else "float"
+        self.r_line, self.beta = measure_line_resistance(xb, float(self.v_read), float(self.access_resistance),
+                                                         scheme=self.second_scheme)
         self.count(total, total)
         for k in range(xb.n_chips):
             self.emit("results", {"Chip": k, "Line resistance (ohm)": float(self.r_line[k]),
@@ -235,6 +239,7 @@ class CalibrateLinesProcedure(XbarProcedure):
         self.report = {"line_resistance_ohm": float(np.median(r)), "line_resistance_per_chip_ohm": r.tolist(),
                        "beta_per_v2": float(np.median(self.beta)), "access_resistance_ohm": float(self.access_resistance),
                        "v_read": float(self.v_read), "cells_sampled": len(self.cells_sampled),
+                       "second_read_scheme": getattr(self, "second_scheme", "float"),
                        "chip": LineEstimateMixin.chip_key(self),
                        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         if self.run_dir is not None:
