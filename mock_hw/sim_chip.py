@@ -299,14 +299,20 @@ class SimulatedCrossbar(Crossbar):
             # a grounded read depends only on the driven row: with more lanes than rows, solve every
             # row once; else one solve per lane — all on the kept factorization (nodal.LineSolver)
             n_rows = self.shape[0]
-            if rows.shape[1] >= n_rows:
+            on_lanes = np.flatnonzero(active.any(axis=0))
+            if on_lanes.size >= n_rows:
                 current = self._grounded_rows(v_read)[b, rows, cols]
-            else:
-                lane = np.broadcast_to(np.arange(rows.shape[1]), rows.shape)
-                row_v = np.zeros((self.n_chips, rows.shape[1], n_rows))
-                row_v[b, lane, rows] = np.where(active, v_read, 0.0)
-                sol = self._lines.solve(self._g, row_v, np.zeros((*rows.shape, self.shape[1])), tol=READ_TOL)
-                current = sol.col_current[b, lane, cols]
+            elif not on_lanes.size:
+                current = np.zeros(rows.shape)
+            else:           # the lanes active on some chip, one right-hand side each
+                r_on, c_on = rows[:, on_lanes], cols[:, on_lanes]
+                b_on = b[:, on_lanes]
+                lane = np.broadcast_to(np.arange(on_lanes.size), r_on.shape)
+                row_v = np.zeros((self.n_chips, on_lanes.size, n_rows))
+                row_v[b_on, lane, r_on] = np.where(active[:, on_lanes], v_read, 0.0)
+                sol = self._lines.solve(self._g, row_v, np.zeros((*r_on.shape, self.shape[1])), tol=READ_TOL)
+                current = np.zeros(rows.shape)
+                current[:, on_lanes] = sol.col_current[b_on, lane, c_on]
         else:
             current = np.zeros(rows.shape)
             for lane in range(rows.shape[1]):
@@ -351,8 +357,10 @@ class SimulatedCrossbar(Crossbar):
         n_rows, n_cols = self.shape
         L = rows.shape[1]
         out = np.zeros(rows.shape)
-        for k0 in range(0, L, ISOLATE_CHUNK):
-            r, c, on = rows[:, k0:k0 + ISOLATE_CHUNK], cols[:, k0:k0 + ISOLATE_CHUNK], active[:, k0:k0 + ISOLATE_CHUNK]
+        on_lanes = np.flatnonzero(active.any(axis=0))     # the others source nothing
+        for k0 in range(0, on_lanes.size, ISOLATE_CHUNK):
+            q = on_lanes[k0:k0 + ISOLATE_CHUNK]
+            r, c, on = rows[:, q], cols[:, q], active[:, q]
             b = np.broadcast_to(np.arange(self.n_chips)[:, None], r.shape)
             lane = np.broadcast_to(np.arange(r.shape[1]), r.shape)
             v = np.where(on, v_read, 0.0)
@@ -361,7 +369,7 @@ class SimulatedCrossbar(Crossbar):
             col_v = np.repeat(v[..., None], n_cols, axis=2)
             col_v[b, lane, c] = 0.0
             sol = self._lines.solve(self._g, row_v, col_v, tol=READ_TOL)
-            out[:, k0:k0 + ISOLATE_CHUNK] = sol.col_current[b, lane, c]
+            out[:, q] = sol.col_current[b, lane, c]
         return out
 
     def _read_lines(self, r, c, v, scheme):
@@ -734,13 +742,33 @@ class SimulatedCrossbar(Crossbar):
         col_v = np.repeat((v * frac_col)[:, :, None], n_cols, axis=2)
         row_v[b, lane, rows] = v
         col_v[b, lane, cols] = 0.0
-        sol = self._lines.solve(self._g, row_v, col_v, tol=PULSE_TOL)
-        energy = (sol.v_cell * sol.i_cell).sum(axis=(2, 3)) * width
-        for k in range(L):
+        # only the lanes active on some chip are solved (the others source nothing)
+        on_lanes = np.flatnonzero(active.any(axis=0))
+        if not on_lanes.size:
+            return np.zeros(rows.shape)
+        sol = self._lines.solve(self._g, row_v[:, on_lanes], col_v[:, on_lanes], tol=PULSE_TOL)
+        energy = np.zeros(rows.shape)
+        energy[:, on_lanes] = (sol.v_cell * sol.i_cell).sum(axis=(2, 3)) * width[:, on_lanes]
+        pop = self.population
+        w_on = np.where(active[:, on_lanes], width[:, on_lanes], 0.0)[:, :, None, None]    # (n_chips, K, 1, 1)
+        screened = pop.unformed is None or not pop.unformed.any()
+        if screened:
+            # which devices each lane's voltages reach beyond a threshold, for every lane at once
+            # (thresholds do not change; forming, which does change the population, takes the
+            # lane-by-lane path below)
+            v_eq = equivalent_voltage(sol.v_cell, w_on, d)
+            hit = (v_eq > pop.vth_set[:, None]) | (-v_eq > pop.vth_reset[:, None])
+            self._g = np.ascontiguousarray(self._g)
+        for q, k in enumerate(on_lanes):
             if active[:, k].any():
-                w = np.where(active[:, k], width[:, k], 0.0)
-                self._g, written = apply_voltages_written(self._g, sol.v_cell[:, k], w[:, None, None],
-                                                          self.population, d, self._rng)
+                if screened:    # as apply_voltages_written does, on the devices the screen found
+                    flat = np.flatnonzero(hit[:, q])
+                    written = flat if not flat.size else switch_at(
+                        self._g.reshape(-1), flat, sol.v_cell[:, q].reshape(-1)[flat],
+                        np.broadcast_to(w_on[:, q], self._g.shape).reshape(-1)[flat], pop, d, self._rng)
+                else:
+                    self._g, written = apply_voltages_written(self._g, sol.v_cell[:, q], w_on[:, q], pop, d,
+                                                              self._rng)
                 self._mark_written(written)
                 on = active[:, k]
                 chips = np.arange(self.n_chips)[on]
