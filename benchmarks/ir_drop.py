@@ -40,10 +40,10 @@ def tune_case(n: int, r_line: float, seed: int) -> dict:
     xb = SimulatedCrossbar(n, n, seed=seed, r_line=r_line)
     targets = np.random.default_rng(seed + 100).uniform(*xb.programming_window, size=(n, n))
     t0, c0 = time.perf_counter(), time.process_time()
-    r_est = float(measure_line_resistance(xb)[0][0]) if r_line > 0 else 0.0
+    r_est, beta = (float(x[0]) for x in measure_line_resistance(xb)) if r_line > 0 else (0.0, 0.0)
     t_cal = time.perf_counter() - t0
     t1, c1 = time.perf_counter(), time.process_time()
-    res = tune(xb, targets, TunerConfig(line_resistance=r_est))
+    res = tune(xb, targets, TunerConfig(line_resistance=r_est, device_beta=beta))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     working = xb.working_mask[0]
     truly = np.abs(xb.true_conductance[0] - targets) <= 0.01 * targets

@@ -37,10 +37,19 @@ class ReadCorrection:
         r_access: estimated series resistance of each terminal's path (relay, leads), Ω.
         refresh_every: refresh the model after this many cells have finished tuning (their
             estimates moved to their targets).
+        scheme: the read scheme corrected, ``ground`` or ``isolate``.
+        beta: the devices' measured cubic I-V coefficient, 1/V² (``xbar calibrate-lines``;
+            grounded reads): the model's devices then carry ``g·V·(1 + βV²)/(1 + βV_read²)`` at their
+            own voltage (``g`` the chord conductance at the read voltage, what the tuner targets),
+            so a selected cell that the lines leave below V_read is not read as if it saw it (on
+            64×64 at 0.67 Ω a cell at 2/3 of V_read conducts 0.7 % less than its chord at V_read).
     """
 
     def __init__(self, shape, n_chips: int, v_read: float, r_line: float, r_access: float = 0.0,
-                 refresh_every: int = 8, scheme: str = "ground"):
+                 refresh_every: int = 8, scheme: str = "ground", beta: float = 0.0):
+        if not (np.isfinite(beta) and beta >= 0):
+            raise ValueError(f"a read correction needs a device I-V coefficient beta >= 0 1/V^2, got {beta}")
+        self.beta = float(beta)
         if not r_line > 0:
             raise ValueError(f"a read correction needs an estimated line resistance > 0 Ω, got {r_line}")
         if scheme not in ("ground", "isolate"):
@@ -63,14 +72,20 @@ class ReadCorrection:
         d(reading)/d(own conductance) (dimensionless)."""
         g = np.asarray(g, float)
         B, R, C = g.shape
+        cubic = self.beta > 0 and self.scheme == "ground"
+        norm = 1.0 + self.beta * self.v_read ** 2 if cubic else 1.0
         if self._net is None or self._net.shape != g.shape:
-            self._net = LineNetwork(g, self.r_line, self.r_access)
+            self._net = LineNetwork(g / norm, self.r_line, self.r_access)
         else:
-            self._net.update(g)
+            self._net.update(g / norm)
         net = self._net
         row_v = np.broadcast_to(np.eye(R) * self.v_read, (B, R, R))
         col_v = np.zeros((B, R, C))
-        xr, xc = net.split(net.solve(net.injection(row_v, col_v)))      # (B, R reads, R, C)
+        if cubic:           # the devices' own I-V around the linear network of their small-signal g
+            x = net.solve_cubic(g, self.beta, self.v_read, row_v, col_v, tol=1e-9)[0]
+        else:
+            x = net.solve(net.injection(row_v, col_v))
+        xr, xc = net.split(x)                                              # (B, R reads, R, C)
         i_sense = net.terminal_currents(xr, xc, row_v, col_v)[1]         # (B, R reads, C)
         # adjoint: w_j = A⁻¹ e (column j's node next to its terminal); I_j = g_term·x[that node]
         unit = np.zeros((B, C, 2, R, C))
@@ -90,6 +105,8 @@ class ReadCorrection:
             i_sense = i_sense + self.v_read * gt * (gt * w_term.sum(axis=1)[:, None, :]
                                                     - gt * np.diagonal(w_term, axis1=1, axis2=2)[:, None, :])
             v_cell = v_cell + self.v_read * ((all_r - all_c) - gt * (w_at[0] - w_at[1]))
+        if cubic:           # a device's current per unit g at its own voltage
+            v_cell = v_cell * (1.0 + self.beta * v_cell * v_cell) / norm
         slope = -net.g_term * v_cell * (w_at[0] - w_at[1]) / self.v_read  # d(I/V)/dg of cell (i, j)
         return i_sense / self.v_read, slope
 

@@ -73,6 +73,7 @@ class TunerConfig:
     v_read: float | None = None
     line_resistance: float = 0.0
     access_resistance: float = 0.0
+    device_beta: float = 0.0     # the devices' cubic I-V coefficient for the IR-drop correction, 1/V² (calibrate-lines)
     seed: int = 0
 
     def __post_init__(self):
@@ -101,6 +102,9 @@ class TunerConfig:
             raise ValueError("TunerConfig.parallel must be >= 1 (or None for the chip's preference)")
         parse_write_scheme(self.write_scheme)
         parse_read_scheme(self.read_scheme)
+        if not (isinstance(self.device_beta, (int, float)) and np.isfinite(self.device_beta)
+                and self.device_beta >= 0):
+            raise ValueError(f"TunerConfig.device_beta must be a number of 1/V^2 >= 0, got {self.device_beta!r}")
         for name in ("line_resistance", "access_resistance"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
@@ -484,7 +488,7 @@ def _start_correction(xb, cfg: TunerConfig, rec, parallel: int, on_instrument: b
 
     corr = ReadCorrection(xb.shape, xb.n_chips, cfg.v_read or xb.v_read, cfg.line_resistance,
                           cfg.access_resistance, refresh_every=max(1, parallel // 2),
-                          scheme=parse_read_scheme(cfg.read_scheme).value)
+                          scheme=parse_read_scheme(cfg.read_scheme).value, beta=cfg.device_beta)
     rows, cols = (a.ravel() for a in np.indices(xb.shape))
     t0 = time.perf_counter()
     if on_instrument:

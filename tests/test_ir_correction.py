@@ -266,3 +266,20 @@ def test_isolating_read_model_and_its_sensitivity():
     rows, cols = np.arange(4), np.array([2, 0, 3, 1])
     np.testing.assert_allclose(ideal.read(rows, cols, scheme="isolate").conductance,
                                ideal.true_conductance[0, rows, cols][None], rtol=1e-12)
+
+
+def test_correction_model_with_the_devices_curvature_is_the_chip_s_grounded_read():
+    """With the measured I-V curvature the correction's model of a grounded read is the
+    simulator's nonlinear read of the same conductances (what a chip with those devices gives);
+    the linear model misses it by the selected cells' own IR-drop-lowered chord conductance."""
+    from mock_hw.nodal import read_rows_grounded
+
+    rng = np.random.default_rng(2)
+    g = rng.uniform(100e-6, 500e-6, (1, 12, 12))
+    truth = read_rows_grounded(g, 0.2, 0.3, 0.2, r_line=3.0) / 0.2
+    cubic = ReadCorrection((12, 12), 1, 0.2, 3.0, beta=0.3).model(g)[0]
+    linear = ReadCorrection((12, 12), 1, 0.2, 3.0).model(g)[0]
+    np.testing.assert_allclose(cubic, truth, rtol=1e-7)       # the model solves to 1e-9 of V_read
+    assert np.abs(linear / truth - 1).max() > 1e-3
+    with pytest.raises(ValueError, match="beta"):
+        ReadCorrection((12, 12), 1, 0.2, 3.0, beta=-1.0)

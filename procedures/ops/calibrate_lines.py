@@ -107,10 +107,11 @@ def load_line_store(path: Path, chip: dict) -> dict:
     unknown = sorted(set(data) - STORE_KEYS)
     if unknown:
         raise ValueError(f"{path}: unknown key {unknown[0]!r} in the line-resistance estimate")
-    for key in ("line_resistance_ohm", "access_resistance_ohm"):
-        value = data.get(key)
+    for key in ("line_resistance_ohm", "access_resistance_ohm", "beta_per_v2"):
+        value = data.get(key, 0.0 if key == "beta_per_v2" else None)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{path}: {key} must be a finite number of ohms >= 0, got {value!r}")
+            unit = "1/V^2" if key == "beta_per_v2" else "ohms"
+            raise ValueError(f"{path}: {key} must be a finite number of {unit} >= 0, got {value!r}")
     stored = data.get("chip")
     if not isinstance(stored, dict):
         raise ValueError(f"{path}: the estimate names no chip (key 'chip')")
@@ -192,17 +193,19 @@ class LineEstimateMixin:
         on-instrument loop reads raw; the host maps its targets and read-backs through the same
         correction.)"""
         mode, value = parse_line_choice(self.line_estimate)
-        source = "given"
+        source, beta = "given", 0.0
         if mode in ("auto", "stored"):
             stored = self.stored_line_estimate(required=mode == "stored")
             if stored is not None:
                 value, source = float(stored["line_resistance_ohm"]), f"stored ({self.line_store()})"
                 self.access_estimate = float(stored["access_resistance_ohm"])
+                beta = float(stored.get("beta_per_v2", 0.0))
         if value is None:
-            value = float(np.median(measure_line_resistance(xb, r_access=float(self.access_estimate))[0]))
-            source = "measured"
+            r, b = measure_line_resistance(xb, r_access=float(self.access_estimate))
+            value, beta, source = float(np.median(r)), float(np.median(b)), "measured"
         self.line_estimate_used = value
         self.line_estimate_source = source
+        self.device_beta_used = beta          # the devices' measured I-V curvature, 1/V² (0: unknown)
         return value
 
 

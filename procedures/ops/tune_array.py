@@ -91,7 +91,8 @@ class TuneProcedure(PulseScheduleMixin, LineEstimateMixin, TuneLogMixin, XbarPro
         base = TunerConfig(tolerance=float(self.tolerance), initial_reset=not self.no_reset,
                            passes=int(self.passes), order=self.order, parallel=int(self.parallel) or None,
                            write_scheme=self.scheme, max_pulses=int(self.max_pulses), seed=int(self.seed),
-                           line_resistance=float(line_resistance), access_resistance=float(self.access_estimate))
+                           line_resistance=float(line_resistance), access_resistance=float(self.access_estimate),
+                           device_beta=float(getattr(self, "device_beta_used", 0.0)))
         return self.pulse_config(base, limits)
 
     def check(self) -> None:
