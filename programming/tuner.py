@@ -428,39 +428,51 @@ class _Run:
 
 def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace, corr=None) -> int:
     """One read of every busy slot, then one pulse for those out of band; sets ``n.finished``.
-    Returns the number of compliance events."""
-    run = ~n.done & ~n.pending_reset
+    Returns the number of compliance events.  The slots' state is updated in place (masked
+    ufuncs), with the arithmetic of the rule as written in the module docstring."""
+    run = ~n.done
+    run &= ~n.pending_reset
     if run.any():
         rd = xb.read(n.rows, n.cols, cfg.v_read, cfg.read_scheme, active=run)
         g = rd.conductance if corr is None else corr.correct(n.rows, n.cols, rd.conductance, run)
         n.reads += run
         n.time += rd.duration
+        np.fmin(n.g_lo, g, out=n.g_lo, where=run)
+        np.fmax(n.g_hi, g, out=n.g_hi, where=run)
+        np.copyto(n.last, g, where=run)
     else:
         g = np.full(run.shape, np.nan)
-    n.g_lo = np.where(run, np.fmin(n.g_lo, g), n.g_lo)
-    n.g_hi = np.where(run, np.fmax(n.g_hi, g), n.g_hi)
-    n.last = np.where(run, g, n.last)
     trace.record(n, run, pass_no, 0, xb.v_read if cfg.v_read is None else cfg.v_read, 0.0, g)  # a read: its voltage
 
-    in_band = run & (np.abs(g - n.target) <= cfg.tolerance * (1 - cfg.guard) * n.target)
-    n.band = np.where(in_band, n.band + 1, 0)
+    in_band = np.abs(g - n.target) <= cfg.tolerance * (1 - cfg.guard) * n.target
+    in_band &= run
+    n.band += 1
+    n.band *= in_band
     converged = in_band & (n.band >= cfg.consecutive)
     need = run & ~in_band
-    pol = np.where(g < n.target, 1, -1).astype(np.int8)
+    up = g < n.target
+    pol = np.where(up, np.int8(1), np.int8(-1))
     same = need & (pol == n.last_pol)
-    start = np.where(pol > 0, cfg.v_set_start, cfg.v_reset_start)
-    cap = np.where(pol > 0, cfg.v_set_max, cfg.v_reset_max)
+    start = cfg.v_set_start if cfg.v_set_start == cfg.v_reset_start else np.where(up, cfg.v_set_start, cfg.v_reset_start)
+    cap = np.where(up, cfg.v_set_max, cfg.v_reset_max)
     amp = np.where(same, np.minimum(n.amp + cfg.v_step, cap), start)
     at_cap = same & (amp >= cap - 1e-12)
-    n.at_cap = np.where(at_cap, n.at_cap + 1, 0)
-    width = np.where(at_cap, np.minimum(n.width * cfg.width_ramp, cfg.width_max), cfg.width)
+    n.at_cap += 1
+    n.at_cap *= at_cap
+    if cfg.width_ramp == 1:         # every width stays cfg.width
+        width = n.width
+    else:
+        width = np.where(at_cap, np.minimum(n.width * cfg.width_ramp, cfg.width_max), cfg.width)
+        np.copyto(n.width, width, where=need)
     unmoved = (n.g_hi - n.g_lo) <= cfg.stuck_rel * n.g_lo
     stuck = need & unmoved & (amp >= start + cfg.stuck_ramp - 1e-9)
-    give_up = need & (stuck | (n.at_cap > cfg.pulses_at_cap) | (n.pulses >= cfg.max_pulses))
+    give_up = stuck | (n.at_cap > cfg.pulses_at_cap) | (n.pulses >= cfg.max_pulses)
+    give_up &= need
     fire = need & ~give_up
-    n.amp = np.where(need, amp, n.amp)
-    n.width = np.where(need, width, n.width)
-    n.status = np.where(converged, CONVERGED, np.where(stuck, STUCK, np.where(give_up, FAILED, n.status)))
+    np.copyto(n.amp, amp, where=need)
+    np.copyto(n.status, FAILED, where=give_up)
+    np.copyto(n.status, STUCK, where=stuck)
+    np.copyto(n.status, CONVERGED, where=converged)
     n.finished = converged | give_up
     n.done |= n.finished
     # cells loaded this step get their initial RESET in the same call as the others' pulses
@@ -469,12 +481,15 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
     if not fire_any.any():
         return 0
     signed = np.where(reset, -cfg.reset_amplitude, np.where(fire, pol * amp, 0.0))
-    widths = np.where(reset, cfg.reset_width, np.where(fire, width, cfg.width))
+    if cfg.width_ramp == 1 and cfg.reset_width == cfg.width:
+        widths = cfg.width
+    else:
+        widths = np.where(reset, cfg.reset_width, np.where(fire, width, cfg.width))
     res = xb.pulse(n.rows, n.cols, signed, widths, cfg.write_scheme, active=fire_any)
     _account_pulse(n, res, fire_any)
-    n.last_pol = np.where(fire, pol, n.last_pol)
+    np.copyto(n.last_pol, pol, where=fire)
     trace.record(n, fire_any, pass_no, 1, signed, widths, np.nan)
-    n.pending_reset[:] = False
+    n.pending_reset.fill(False)
     return int(res.compliance.sum())
 
 
