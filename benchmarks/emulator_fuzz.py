@@ -337,7 +337,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="10 MB of garbage and 3 x 2000 queries per port")
     ap.add_argument("--megabytes", type=float, default=None, help="garbage per port, MB (default 100)")
-    ap.add_argument("--queries", type=int, default=None, help="lock-step queries per window (default 10000)")
+    ap.add_argument("--queries", type=int, default=None, help="lock-step queries per window (default 5000)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ports", default=",".join(PROBE), help="comma-separated emulator names")
     ap.add_argument("--baseline", default=None, metavar="DIR",
@@ -348,7 +348,7 @@ def main(argv=None) -> int:
         probe_main(args.probe)
         return 0
     megabytes = args.megabytes if args.megabytes is not None else (10.0 if args.quick else 100.0)
-    n_queries = args.queries if args.queries is not None else (2000 if args.quick else 10_000)
+    n_queries = args.queries if args.queries is not None else (2000 if args.quick else 5000)
     names = [n.strip() for n in args.ports.split(",") if n.strip()]
     unknown = [n for n in names if n not in PROBE]
     if unknown:
