@@ -473,7 +473,7 @@ class InstrumentServer:
                         self._flush(conn)
                     if events & read and conn.sock in clients:
                         self._receive(conn)
-                    if conn.sock in clients:
+                    if conn.sock in clients and conn not in busy:     # (a busy one is settled after its turn)
                         self._settle(conn)
                 elif conn == "wake":
                     try:
