@@ -380,3 +380,25 @@ def test_frozen_heap_freezes_while_serving_only():
     with frozen_heap():
         assert gc.get_freeze_count() > 1000
     assert gc.get_freeze_count() == 0
+
+
+def test_an_emulator_bug_does_not_end_the_server(mock):
+    """An exception escaping the instrument (a bug) is queued as -300; the connection and the
+    server's thread go on."""
+    emu = mock.emulators["B2900"]
+    drain_errors(emu)
+    process = emu.process
+
+    def buggy(message):
+        if message == "XBARLAB_BUG":
+            raise RuntimeError("a handler bug")
+        return process(message)
+
+    emu.process = buggy
+    try:
+        with client(mock, "B2900") as c:
+            c.send("XBARLAB_BUG\n")
+            assert c.query("*IDN?") == emu.idn
+            assert c.query(":SYST:ERR?") == '-300,"Device-specific error: RuntimeError"'
+    finally:
+        del emu.process

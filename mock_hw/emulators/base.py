@@ -572,11 +572,15 @@ class InstrumentServer:
         while lines and len(conn.out) <= OUT_AHEAD:
             line = lines.popleft()
             n += 1
-            if line is None:
-                out += self.instrument.overlong_line(self.instrument.max_line + 1)
-            else:
-                conn.queued -= len(line) + 1
-                out += process(line.replace(b"\r", b"").decode("latin-1"))
+            try:
+                if line is None:
+                    out += self.instrument.overlong_line(self.instrument.max_line + 1)
+                else:
+                    conn.queued -= len(line) + 1
+                    out += process(line.replace(b"\r", b"").decode("latin-1"))
+            except Exception as exc:     # an emulator bug must not end the server's thread
+                with self.instrument.lock:
+                    self.instrument.push_error(-300, f"Device-specific error: {type(exc).__name__}")
             if n >= LINES_PER_TURN or clock() > end:
                 break
         self.busy_s += clock() - t0
