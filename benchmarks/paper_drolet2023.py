@@ -5,8 +5,10 @@ Trainers (2 → 8 sigmoid → 1, one network per seed):
 * ``paper aware`` / ``paper regular`` — the published recipe re-implemented
   (:mod:`models.drolet2023_recipe`: 10 000 epochs of Adam at 0.1, batches of 256, weight decay 1e-4
   for the aware network, straight-through transfers of the published model);
-* ``xbarlab aware (drolet2023)`` — xbarlab's hardware-aware training sampling the published
-  transfer model in every forward (:data:`XBARLAB_AWARE`);
+* ``xbarlab aware (drolet2023)`` — xbarlab's hardware-aware training against the published
+  transfer model (:data:`XBARLAB_AWARE`): a regular 2-2-1 network replicated into 2-8-1 (each unit
+  four times), then fine-tuned on the robust share with every single-stuck event of the published
+  model enumerated per step (:mod:`models.robust_train`);
 * ``xbarlab aware (tio2-3it)`` — xbarlab's own recipe against its own variability model;
 * ``xbarlab regular`` — xbarlab's recipe, plain weights.
 
@@ -46,29 +48,35 @@ from models.train import TrainConfig, train
 from models.variability import get_variability
 
 #: xbarlab's hardware-aware recipe against the published transfer model
-XBARLAB_AWARE = dict(variability="drolet2023", transfers=16, tail=0.25)
+XBARLAB_AWARE = dict(variability="drolet2023", transfers=16, replicas=4, robust_epochs=800)
 EVALUATORS = {"drolet2023": DROLET2023, "xbarlab": get_variability("tio2-3it")}
 
 
 def trained(name: str, data, seeds, epochs_scale: float):
-    """[(model, train wall per network)] of trainer ``name``, one per seed."""
+    """[(model, train wall per network, train CPU per network)] of trainer ``name``, one per seed
+    (CPU: this process's CPU time, s — what a loaded machine does not inflate)."""
     if name.startswith("paper"):
         recipe = PaperRecipe(epochs=max(1, int(PaperRecipe().epochs * epochs_scale)))
+        c0 = time.process_time()
         models, wall = train_paper_recipe(data, name == "paper aware", seeds, recipe)
-        return [(m, wall / len(seeds)) for m in models]
+        cpu = time.process_time() - c0
+        return [(m, wall / len(seeds), cpu / len(seeds)) for m in models]
     kw = {"xbarlab aware (drolet2023)": dict(XBARLAB_AWARE), "xbarlab aware (tio2-3it)": {},
           "xbarlab regular": dict(aware=False)}[name]
     out = []
     for seed in seeds:
         cfg = TrainConfig(dataset=data.name, seed=seed, **kw)
         cfg.epochs = max(1, int(cfg.epochs * epochs_scale))
+        if cfg.robust_epochs:
+            cfg.robust_epochs = max(1, int(cfg.robust_epochs * epochs_scale))
+        c0 = time.process_time()
         r = train(cfg, data)
-        out.append((r.model, r.wall_s))
+        out.append((r.model, r.wall_s, time.process_time() - c0))
     return out
 
 
 HEAD = (f"{'trainer':<28}{'dataset':<19}{'evaluator':<12}{'N':>6}{'seeds':>6}{'points >= 95 %':>17}"
-        f"{'mean acc.':>11}{'software':>10}{'train s/net':>12}{'eval s':>8}")
+        f"{'mean acc.':>11}{'software':>10}{'train s/net':>12}{'CPU s/net':>10}{'eval s':>8}")
 
 
 def row_text(r: dict) -> str:
@@ -76,7 +84,7 @@ def row_text(r: dict) -> str:
     sd = 100 * frac.std(ddof=1) if len(frac) > 1 else 0.0
     return (f"{r['trainer']:<28}{r['dataset']:<19}{r['evaluator']:<12}{r['transfers']:>6}{len(frac):>6}"
             f"{100 * frac.mean():9.1f} ± {sd:4.1f} %{100 * np.mean(r['acc']):10.1f} %{100 * r['software']:8.1f} %"
-            f"{r['train_s']:12.1f}{r['eval_s']:8.2f}")
+            f"{r['train_s']:12.1f}{r.get('train_cpu_s', float('nan')):10.1f}{r['eval_s']:8.2f}")
 
 
 def main() -> None:
@@ -97,8 +105,8 @@ def main() -> None:
                 key = (r["dataset"], r["evaluator"], r["trainer"], r["transfers"])
                 if key in rows:
                     m, k = rows[key], len(rows[key]["frac"])
-                    for f in ("software", "train_s", "eval_s"):
-                        m[f] = (m[f] * k + r[f] * len(r["frac"])) / (k + len(r["frac"]))
+                    for f in ("software", "train_s", "train_cpu_s", "eval_s"):
+                        m[f] = (m.get(f, np.nan) * k + r.get(f, np.nan) * len(r["frac"])) / (k + len(r["frac"]))
                     for f in ("seeds", "frac", "acc"):
                         m[f] = m[f] + r[f]
                 else:
@@ -119,16 +127,17 @@ def main() -> None:
         for name in a.trainers:
             nets = trained(name, data, a.seeds, scale)
             soft = [float((m.eval()(data.x_test)[:, 0].detach() > 0).float().eq(data.y_test).float().mean())
-                    for m, _ in nets]
+                    for m, _, _ in nets]
             for ev_name, ev in EVALUATORS.items():
                 reps = []
-                for (m, _), s in zip(nets, a.seeds):
+                for (m, _, _), s in zip(nets, a.seeds):
                     m.scales = "output" if ev_name == "xbarlab" else m.scales   # xbarlab's pipeline
                     reps.append(evaluate_statistical(m, data, ev, a.transfers, seed=1000 + s).report())
                 rows.append({"trainer": name, "dataset": ds, "evaluator": ev_name, "transfers": a.transfers,
                              "seeds": a.seeds, "frac": [r["frac_points_ge_95"] for r in reps],
                              "acc": [r["mean_accuracy"] for r in reps], "software": float(np.mean(soft)),
-                             "train_s": float(np.mean([w for _, w in nets])),
+                             "train_s": float(np.mean([w for _, w, _ in nets])),
+                             "train_cpu_s": float(np.mean([c for _, _, c in nets])),
                              "eval_s": float(np.mean([r["wall_s"] for r in reps]))})
                 print(row_text(rows[-1]), flush=True)
     if a.json:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from .datasets import DATASETS, Dataset, load_dataset, predictions
 from .layers import ACTIVATIONS, MLP, check_scales
 from .names import LR_SCHEDULES
+from .robust_train import base_hidden, replicate_hidden, robust_loss
 from .runtime import torch_threads
 from .variability import get_variability
 
@@ -50,6 +51,15 @@ class TrainConfig:
             of them; e.g. 0.25 = the worst quarter — see :func:`loss_fn`).
         lr_schedule: ``"cosine"`` (the learning rate decays from ``lr`` to ``COSINE_FLOOR · lr``
             over the epochs) or ``"constant"``.
+        replicas: hidden units trained as this many copies of each (one hidden layer): a regular
+            network of ``ceil(hidden / replicas)`` units is trained first (these settings, no
+            transfer), then each unit is copied (:func:`models.robust_train.replicate_hidden`);
+            1 = off.
+        robust_epochs: full-batch epochs of fine-tuning on the robust share after the training
+            above (:mod:`models.robust_train`: every single-stuck event of the ``drolet2023``
+            transfer model enumerated, plus ``transfers`` transfers with no stuck device, per
+            step); 0 = off.  Needs ``variability="drolet2023"`` and one output.
+        robust_lr: Adam learning rate of that fine-tuning (cosine decay to ``COSINE_FLOOR`` of it).
 
     The moons defaults (3000 epochs of full-batch Adam at 0.3 with a cosine decay, weight decay
     1e-5) are what makes the hardware-aware 2-8-1 network robust: its sigmoid hidden units grow
@@ -73,6 +83,9 @@ class TrainConfig:
     weight_decay: float = 1e-5
     kl_weight: float = 0.0
     tail: float = 1.0
+    replicas: int = 1
+    robust_epochs: int = 0
+    robust_lr: float = 0.03
     seed: int = 0
 
     def __post_init__(self):
@@ -91,6 +104,17 @@ class TrainConfig:
         for name in ("epochs", "transfers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.replicas < 1 or self.robust_epochs < 0:
+            raise ValueError(f"replicas must be >= 1 and robust_epochs >= 0, got {self.replicas!r}, "
+                             f"{self.robust_epochs!r}")
+        if self.replicas > 1 and len(self.hidden) != 1:
+            raise ValueError(f"replicas needs one hidden layer, got hidden sizes {self.hidden}")
+        if not self.robust_lr > 0:
+            raise ValueError(f"robust_lr must be > 0, got {self.robust_lr!r}")
+        if self.robust_epochs and (getattr(get_variability(self.variability), "name", None) != "drolet2023"
+                                   or not self.aware):
+            raise ValueError("robust_epochs needs aware training with variability drolet2023 "
+                             "(the fine-tuning enumerates that model's stuck devices)")
         for name in ("batch_size", "weight_decay", "kl_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
@@ -163,19 +187,51 @@ def accuracy(model: MLP, x: torch.Tensor, y: torch.Tensor, n_classes: int) -> fl
 def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
     """Train the network ``cfg`` describes; deterministic for a given config."""
     data = dataset or load_dataset(cfg.dataset, cfg.data_seed)
+    if cfg.robust_epochs and data.n_classes != 1:
+        raise ValueError("robust_epochs trains a one-output binary classifier; "
+                         f"dataset {cfg.dataset!r} has {data.n_classes} classes")
+    t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, data.n_features, data.n_classes)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    n = data.x_train.shape[0]
-    bs = n if cfg.batch_size in (0, None) or cfg.batch_size >= n else cfg.batch_size
     history = []
-    t0 = time.perf_counter()
-    model.train()
-    with torch_threads(1):
-        final_lr = _fit(model, opt, cfg, data, bs, history)
+    if cfg.replicas > 1:
+        base = train(replace(cfg, hidden=(base_hidden(cfg.hidden[0], cfg.replicas),), aware=False, noise=0.0,
+                             replicas=1, robust_epochs=0), data)
+        replicate_hidden(base.model, model, cfg.replicas)
+        history, final_lr = list(base.history), base.final_lr
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        n = data.x_train.shape[0]
+        bs = n if cfg.batch_size in (0, None) or cfg.batch_size >= n else cfg.batch_size
+        model.train()
+        with torch_threads(1):
+            final_lr = _fit(model, opt, cfg, data, bs, history)
+    if cfg.robust_epochs:
+        with torch_threads(1):
+            final_lr = _fit_robust(model, cfg, data, history)
     wall = time.perf_counter() - t0
     return TrainResult(model, cfg, data, accuracy(model, data.x_train, data.y_train, data.n_classes),
                        accuracy(model, data.x_test, data.y_test, data.n_classes), wall, history, final_lr)
+
+
+def _fit_robust(model: MLP, cfg: TrainConfig, data: Dataset, history: list) -> float:
+    """Fine-tuning on the robust share (:func:`models.robust_train.robust_loss`), full batch;
+    returns the learning rate the schedule ended at."""
+    transfer = get_variability(cfg.variability)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.robust_lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.robust_epochs, eta_min=COSINE_FLOOR * cfg.robust_lr)
+    x, y = data.x_train, data.y_train
+    model.train()
+    for epoch in range(cfg.robust_epochs):
+        loss = robust_loss(model, x, y, transfer, cfg.transfers, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if (epoch + 1) % max(1, cfg.robust_epochs // 10) == 0:
+            history.append(float(loss.detach()))
+    return float(opt.param_groups[0]["lr"])
 
 
 def _fit(model: MLP, opt, cfg: TrainConfig, data: Dataset, bs: int, history: list) -> float:

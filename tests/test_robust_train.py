@@ -1,0 +1,78 @@
+"""Training aimed at the robust share under drolet2023: the enumerated single-stuck events are the
+model's own (one device, both stuck states, every device once, probabilities of the model), replication
+keeps the function, and a short fine-tuning raises the share of robust points (direction only)."""
+import math
+
+import pytest
+import torch
+
+from models.datasets import load_dataset
+from models.drolet2023 import DROLET2023
+from models.evaluate import evaluate_statistical
+from models.layers import MLP
+from models.robust_train import event_transfers, replicate_hidden
+from models.train import TrainConfig, train
+
+#: the published model with only its stuck devices (no offset, tuning imprecision or drift)
+STUCK_ONLY = DROLET2023.with_(offset_mean=0.0, offset_std=0.0, sigma_rel_a=0.0, sigma_rel_b=0.0, drift=False)
+
+
+def test_events_stick_one_device_each_in_both_states_with_the_models_probabilities():
+    w = torch.tensor([[0.5, -1.0], [0.25, 2.0]], dtype=torch.float64)   # mixed signs: pairs, w_max = 2
+    (t,), p = event_transfers([(w, False)], STUCK_ONLY, k=3, generator=torch.Generator().manual_seed(0))
+    assert t.shape == (3 + 2 * 2 * 4, 2, 2) and p.shape == (19,)
+    assert torch.allclose(t[:3], w.expand(3, 2, 2))                     # no stuck device: exact here
+    changed = ((t[3:] - w).abs() > 1e-9).reshape(16, 4)            # beyond the mapping's round-off
+    assert changed.sum(dim=1).tolist() == [1] * 16                      # one element per event
+    assert changed.sum(dim=0).tolist() == [4] * 4                       # each element: 2 devices x 2 states
+    s, w_max = STUCK_ONLY.span, 2.0
+    # element (1, 1) = w_max: G+ at +S, G- at -S; its G- stuck at HRS lands in [10, 100] µS
+    ev = t[3 + 12:3 + 16, 1, 1]
+    lo = (s - STUCK_ONLY.stuck_hrs_high) * w_max / (2 * s)
+    hi = (s - STUCK_ONLY.stuck_hrs_low) * w_max / (2 * s)
+    assert lo <= float(ev[3]) <= hi
+    q = 1 - STUCK_ONLY.stuck_frac
+    raw = torch.tensor([q ** 8 / 3] * 3 + [STUCK_ONLY.stuck_lrs_frac * q ** 7, STUCK_ONLY.stuck_hrs_frac * q ** 7] * 8,
+                       dtype=torch.float64)
+    assert torch.allclose(p, raw / raw.sum()) and math.isclose(float(p.sum()), 1.0)
+
+
+def test_single_sign_tensor_has_one_device_per_element_and_one_element_tensor_none():
+    w = torch.tensor([0.1, 0.4, 0.9], dtype=torch.float64)
+    b = torch.tensor([0.3], dtype=torch.float64)
+    (tw, tb), p = event_transfers([(w, True), (b, True)], STUCK_ONLY, k=2)
+    assert tw.shape[0] == 2 + 2 * 3 and tb.shape[0] == 8 and p.shape == (8,)
+    assert (((tw[2:] - w).abs() > 1e-9).sum(dim=1) == 1).all() and torch.equal(tb, b.expand(8, 1))
+
+
+def test_replicated_network_computes_the_same_function():
+    torch.manual_seed(0)
+    src, dst = MLP([2, 3, 1], kind="linear"), MLP([2, 8, 1], kind="linear")
+    replicate_hidden(src, dst, 3)
+    x = torch.rand(50, 2)
+    assert torch.allclose(src(x), dst(x), atol=1e-5)
+    assert torch.equal(dst.layers[0].weight[3], src.layers[0].weight[0])
+
+
+def test_robust_fine_tuning_raises_the_robust_share():
+    """A short run: the replicated network before and after 40 robust epochs, judged by the published
+    model on the test points (direction of the effect, not the benchmark's figure)."""
+    data = load_dataset("moons-paper-clean")
+    base = dict(dataset="moons-paper-clean", variability="drolet2023", replicas=4, epochs=300, transfers=4)
+    before = train(TrainConfig(**base), data).model
+    after = train(TrainConfig(**base, robust_epochs=40), data).model
+
+    def share(m):
+        return evaluate_statistical(m, data, DROLET2023, 300, seed=3).report()["frac_points_ge_95"]
+    assert share(after) > share(before) + 0.02
+
+
+def test_robust_options_are_checked():
+    with pytest.raises(ValueError, match="drolet2023"):
+        TrainConfig(dataset="moons-paper", robust_epochs=10)                 # tio2-3it: no event enumeration
+    with pytest.raises(ValueError, match="one hidden layer"):
+        TrainConfig(dataset="moons-paper", hidden=(4, 4), replicas=2)
+    with pytest.raises(ValueError, match="replicas"):
+        TrainConfig(dataset="moons-paper", replicas=0)
+    with pytest.raises(ValueError, match="binary"):
+        train(TrainConfig(dataset="digits", variability="drolet2023", robust_epochs=1, epochs=1))
