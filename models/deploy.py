@@ -13,7 +13,12 @@ Steps (:func:`deploy`):
    tuned again, restoring the pair's difference as far as the window allows;
 5. **read back** the array and report per-layer programming error and weight error;
 6. **infer** through the chip's analog matrix-vector product (:func:`chip_forward`) and, as a
-   cross-check, in software with the read-back weights.
+   cross-check, in software with the read-back weights;
+7. on resistive lines, **pre-distort** (``predistort``, the default): the product's accuracy is
+   measured as tuned so far (the figure *without* pre-distortion), then every network cell is
+   re-targeted so that the product carries the intended weights despite the lines' IR drop
+   (:func:`predistortion`) and tuned again from where it is; the accuracy is measured again
+   (*with*).  Both figures go in the report.
 
 Inputs reach the rows as voltages: an augmented input ``[a, 1]`` (the 1 drives the bias row) is
 divided by ``s = max(1, max|a|)`` per example and multiplied by ``v_in`` (the chip's read voltage,
@@ -29,7 +34,7 @@ import numpy as np
 import torch
 
 from programming.crossbar import Crossbar
-from programming.ir_correction import ReadCorrection, predistort_targets
+from programming.ir_correction import ReadCorrection, product_targets
 from programming.mapping import ConductanceMapping, MappedWeights
 from programming.tune_result import CONVERGED, STATUS_NAMES, STUCK, TuneResult
 from programming.tune_state import TuneLog
@@ -50,10 +55,9 @@ class DeployConfig:
 
     IR drop: ``line_resistance`` (Ω per segment, measured by ``xbar calibrate-lines``; 0 = none)
     and ``access_resistance`` (Ω) make the tuner correct its reads for the lines and the read-back
-    map be corrected the same way; ``predistort`` also pre-distorts every layer's targets so that
-    its matrix-vector product, with ``predistort_drive`` (fraction of the read voltage) on the
-    layer's input rows and the read voltage on its bias row, carries the intended currents
-    despite the lines' drop (:func:`programming.ir_correction.predistort_targets`)."""
+    map be corrected the same way; with a line resistance, ``predistort`` (default on) then
+    re-targets the network so that its matrix-vector products carry the intended weights despite
+    the lines' drop (:func:`predistortion`), measuring the accuracy before and after."""
 
     tolerance: float = 0.01
     compensate: bool = True
@@ -65,8 +69,7 @@ class DeployConfig:
     on_instrument: bool = False
     line_resistance: float = 0.0
     access_resistance: float = 0.0
-    predistort: bool = False
-    predistort_drive: float = 0.5
+    predistort: bool = True
 
     def tuner(self, **changes) -> TunerConfig:
         """The tuner's settings: ``pulses`` (the pulse width and amplitude schedule, default the
@@ -87,75 +90,91 @@ class Deployment:
     mapped: list[MappedWeights]
     placement: Placement
     result: TuneResult
-    conductances: np.ndarray                 # read-back map (n_chips, rows, cols), S
+    conductances: np.ndarray                 # read-back map (n_chips, rows, cols), S (corrected for the lines)
     compensated: np.ndarray                  # bool (n_chips, rows, cols): partners re-targeted
     wall_s: float
     report: dict = field(default_factory=dict)
+    #: the grounded-read map as measured (n_chips, rows, cols), S: on resistive lines the weights
+    #: the chip's product carries (:func:`programming.ir_correction.product_targets`); None = ``conductances``
+    product_conductances: np.ndarray | None = None
+    #: correctness of every test point through the chip's product (n_chips, B) bool, per stage:
+    #: ``"final"`` and, when pre-distorted, ``"without_predistortion"``
+    correct: dict = field(default_factory=dict)
+    #: the conductance window (lo, hi), S, the weights are mapped onto: the chip's programming
+    #: window, or with its top lowered where pre-distortion needs headroom (:func:`predistortion`)
+    window: tuple[float, float] | None = None
 
     def layer_conductances(self, layer: int) -> np.ndarray:
         """Read-back conductances of one layer's block, (n_chips, rows, cols), S."""
         return self.placement.cut(self.conductances, layer)
 
     def readback_matrices(self) -> list[torch.Tensor]:
-        """Per layer, the ``[W|b]`` the read-back conductances encode, (n_chips, out, in+1)."""
-        return [torch.as_tensor(m.decode(self.layer_conductances(i)), dtype=torch.float32)
+        """Per layer, the ``[W|b]`` the chip's product carries as the grounded reads measure it
+        (on ideal lines, the read-back conductances), (n_chips, out, in+1)."""
+        g = self.conductances if self.product_conductances is None else self.product_conductances
+        return [torch.as_tensor(m.decode(self.placement.cut(g, i)), dtype=torch.float32)
                 for i, m in enumerate(self.mapped)]
 
 
-def deployment_targets(model: MLP, xb: Crossbar) -> tuple[list[MappedWeights], Placement, np.ndarray]:
+def deployment_targets(model: MLP, xb: Crossbar, window: tuple[float, float] | None = None
+                       ) -> tuple[list[MappedWeights], Placement, np.ndarray]:
     """The mapping, the placement on ``xb`` and the array's targets (rows, cols), S, NaN outside
-    the network's cells: what :func:`deploy` programs (deterministic for a model and a chip)."""
-    mapped = map_model(model, xb.programming_window)
+    the network's cells: what :func:`deploy` programs first (deterministic for a model and a chip).
+    ``window``: map onto this window (S) instead of the chip's (a pre-distorted deployment's
+    :attr:`Deployment.window`)."""
+    mapped = map_model(model, xb.programming_window if window is None else window)
     placement = plan_placement([m.shape for m in mapped], xb.shape)
     return mapped, placement, placement.targets([m.targets for m in mapped])
 
 
 def map_model(model: MLP, window: tuple[float, float]) -> list[MappedWeights]:
-    """Conductance targets of every layer (checked model; window in S)."""
+    """Conductance targets of every layer (checked model; window (lo, hi) in S: each output's
+    largest weight maps onto ``hi − lo``)."""
     check_model(model)
     mapping = ConductanceMapping(g_min=window[0], g_max=window[1], mode="differential", split="one-sided",
                                  per_output=model.scales == "output")
     return [mapping.encode(wb.numpy()) for wb in model.matrices()]
 
 
-def predistorted_targets(targets: np.ndarray, placement: Placement, xb: Crossbar, cfg: DeployConfig) -> np.ndarray:
-    """The array's targets (n_chips, rows, cols) with every layer's block pre-distorted for the IR
-    drop of its own product (that layer's rows driven: its inputs at ``predistort_drive`` × the
-    read voltage, its bias row — the block's last — at the read voltage; see
-    :class:`DeployConfig`).  The other cells are modelled at their state read (and corrected) now."""
-    full = np.broadcast_to(np.asarray(targets, float), (xb.n_chips, *xb.shape))
-    # the cells outside the network load the lines too: model them at their (corrected) read state
-    others = ReadCorrection(xb.shape, xb.n_chips, xb.v_read, cfg.line_resistance,
-                            cfg.access_resistance).fit(xb.read_array())
-    out = np.array(full)
+def predistortion(model: MLP, placement: Placement, xb: Crossbar, cfg: DeployConfig, g_true: np.ndarray,
+                  g_raw: np.ndarray, stuck: np.ndarray) -> tuple[list[MappedWeights], np.ndarray, tuple]:
+    """Mapping and targets (n_chips, rows, cols), S (NaN: not tuned), that make every layer's
+    matrix-vector product carry the intended weights through resistive lines.
+
+    Through the lines the product's effective weights are the grounded-read map, not the devices'
+    conductances (:func:`programming.ir_correction.product_targets`): a cell's current shrinks with
+    the drop along its row and column.  The network's cells are re-targeted to the conductances
+    whose *modelled* grounded reads — on the tuner's own line-resistance estimate
+    (``cfg.line_resistance``, ``cfg.access_resistance``) and its corrected read-back ``g_true`` of
+    every cell — equal the mapped targets; the cells outside the network and the stuck devices
+    (``stuck``) load the lines at their read-back values.  A boosted target must stay in the
+    programming window, so the mapping's top is lowered until the largest boosted target fits
+    (headroom: the weights map onto ``[lo, top]``, each output's gain ``scale`` grows by the same
+    factor — a digital gain after the ADC, see :mod:`programming.mapping`).  Stuck devices'
+    partners are compensated on their *product* weight (``g_raw``, the measured grounded reads).
+    Returns (mapped, targets, window)."""
     lo, hi = xb.programming_window
-    v = min(xb.v_read, xb.limits.v_read_max)
-    for block in placement.blocks:
-        rows = np.zeros(xb.shape[0])
-        rows[block.row:block.row + block.rows] = cfg.predistort_drive * v
-        rows[block.row + block.rows - 1] = v
-        rs, cs = block.slices
-        want = full[:, rs, cs]
-        g = predistort_targets(full, rows, cfg.line_resistance, cfg.access_resistance, None, others)[:, rs, cs]
-        out[:, rs, cs] = _fit_pairs(want, g, lo, hi)
-    return out
-
-
-def _fit_pairs(want: np.ndarray, g: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Pre-distorted pair targets (G+ even, G- odd columns) brought into the window [lo, hi]
-    keeping each pair's *difference* where one side would leave it: with attenuations
-    ``f = want / g``, a side pushed above ``hi`` is set to ``hi`` and its partner moved so that
-    ``g+ f+ − g- f-`` stays ``want+ − want-`` (as far as the window allows)."""
-    f = want / g
-    wp, wn, fp, fn = want[..., 0::2], want[..., 1::2], f[..., 0::2], f[..., 1::2]
-    gp, gn = g[..., 0::2].copy(), g[..., 1::2].copy()
-    d = wp - wn
-    over_p, over_n = gp > hi, (gn > hi) & ~(g[..., 0::2] > hi)
-    gp, gn = np.where(over_p, hi, gp), np.where(over_p, (hi * fp - d) / fn, gn)
-    gn, gp = np.where(over_n, hi, gn), np.where(over_n, (hi * fn + d) / fp, gp)
-    out = np.empty_like(g)
-    out[..., 0::2], out[..., 1::2] = np.clip(gp, lo, hi), np.clip(gn, lo, hi)
-    return out
+    full = (xb.n_chips, *xb.shape)
+    top = hi
+    for _ in range(8):
+        mapped = map_model(model, (lo, top))
+        tgt = np.array(np.broadcast_to(placement.targets([m.targets for m in mapped]), full))
+        partner = np.zeros(full, bool)
+        if cfg.compensate and stuck.any():
+            for i, block in enumerate(placement.blocks):
+                rs, cs = block.slices
+                comp = pair_compensation(tgt[:, rs, cs], stuck[:, rs, cs], g_raw[:, rs, cs], (lo, hi))
+                partner[:, rs, cs] = ~np.isnan(comp)
+                tgt[:, rs, cs] = np.where(partner[:, rs, cs], comp, tgt[:, rs, cs])
+        tgt[stuck] = np.nan
+        fixed = np.where(np.isnan(tgt), g_true, np.nan)
+        g = product_targets(tgt, xb.v_read, cfg.line_resistance, cfg.access_resistance, fixed)
+        # a stuck device's partner follows the stuck value, not the mapping: clipped as without lines
+        peak = float(np.nanmax(np.where(partner, np.nan, g)))
+        if peak <= hi * (1 + 1e-3) or top <= lo + 0.25 * (hi - lo):
+            break
+        top = max(top * hi / peak, lo + 0.25 * (hi - lo))   # the peak scales with the top: one or two steps
+    return mapped, np.clip(g, lo, hi), (lo, top)
 
 
 def network_extent(model: MLP) -> tuple[int, int]:
@@ -192,6 +211,23 @@ def chip_layer(xb: Crossbar, mapped: MappedWeights, block, a: np.ndarray, v_in: 
     return mapped.scale * (ib[..., 0::2] - ib[..., 1::2]) * s / v
 
 
+def product_error(xb: Crossbar, dep: Deployment, x: torch.Tensor) -> list[float]:
+    """Per layer, the relative rms error of the chip's matrix-vector product: every layer fed
+    with the software network's activations of ``x`` (B, in), its pre-activations measured through
+    the chip (:func:`chip_layer`) against the software ones, rms over chips, points and outputs
+    divided by the rms of the software pre-activations."""
+    act = ACTIVATIONS[dep.model.activation]
+    a = np.asarray(x, dtype=float)
+    out = []
+    for i, (wb, m, block) in enumerate(zip(dep.model.matrices(), dep.mapped, dep.placement.blocks)):
+        wb = wb.detach().double().numpy()
+        z_sw = a @ wb[:, :-1].T + wb[:, -1]
+        z_chip = chip_layer(xb, m, block, a)
+        out.append(float(np.sqrt(((z_chip - z_sw) ** 2).mean() / (z_sw ** 2).mean())))
+        a = act(torch.as_tensor(z_sw)).numpy()
+    return out
+
+
 def chip_forward(xb: Crossbar, dep: Deployment, x: torch.Tensor, v_in: float | None = None) -> np.ndarray:
     """Network outputs computed by the chip's analog matrix-vector products, (n_chips, B, out)."""
     act = ACTIVATIONS[dep.model.activation]
@@ -209,7 +245,8 @@ def _layer_report(i: int, dep: Deployment, software_wb: np.ndarray) -> dict:
     status = p.cut(r.status, i)
     g = dep.layer_conductances(i)
     rel = np.abs(g - tgt) / tgt
-    w_read = dep.mapped[i].decode(g)                                 # (n_chips, out, in+1)
+    product = dep.conductances if dep.product_conductances is None else dep.product_conductances
+    w_read = dep.mapped[i].decode(p.cut(product, i))                 # (n_chips, out, in+1): the product's
     w_max = dep.mapped[i].w_max
     counts = {name: int((status == code).sum()) for code, name in STATUS_NAMES.items() if code}
     return {
@@ -223,19 +260,33 @@ def _layer_report(i: int, dep: Deployment, software_wb: np.ndarray) -> dict:
     }
 
 
+def _read_back(xb: Crossbar, cfg: DeployConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The array read (grounded), as measured and corrected for the lines (n_chips, rows, cols), S."""
+    raw = xb.read_array()
+    if cfg.line_resistance > 0:         # corrected for the lines like the tuner's reads
+        return raw, ReadCorrection(xb.shape, xb.n_chips, xb.v_read, cfg.line_resistance,
+                                   cfg.access_resistance).fit(raw)
+    return raw, raw
+
+
+def _add_costs(result: TuneResult, other: TuneResult) -> None:
+    for name in ("pulses", "reads", "energy", "time"):          # the costs of both runs add up
+        getattr(result, name)[...] += getattr(other, name)
+
+
 def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: DeployConfig | None = None,
            progress=False, log: TuneLog | None = None) -> Deployment:
-    """Map, place, tune, compensate, read back and (with ``data``) measure accuracy; see the
-    module docstring.  Works on any crossbar: one bench chip or a batch of simulated chips.
+    """Map, place, tune, compensate, read back, (on resistive lines) pre-distort, and (with
+    ``data``) measure accuracy; see the module docstring.  Works on any crossbar: one bench chip or
+    a batch of simulated chips.
 
     ``progress`` is passed to the tuner (True for a bar, or a callable).  ``log`` journals the
-    tuning stages ``"main"`` and ``"compensation"`` and resumes them after an interruption."""
+    tuning stages ``"main"``, ``"compensation"`` and ``"predistortion"`` and resumes them after an
+    interruption (a deployment resumed within its pre-distortion has no figure without it)."""
     cfg = config or DeployConfig()
     log = log or TuneLog()
     t0 = time.perf_counter()
     mapped, placement, targets = deployment_targets(model, xb)
-    if cfg.predistort and cfg.line_resistance > 0:
-        targets = predistorted_targets(targets, placement, xb, cfg)        # (n_chips, rows, cols)
     full = (xb.n_chips, *xb.shape)
     result = tune(xb, targets, cfg.tuner(), progress=progress, on_instrument=cfg.on_instrument,
                   **log.tune_kwargs("main", np.broadcast_to(targets, full)))
@@ -251,24 +302,40 @@ def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: Deploy
         if compensated.any():
             second = tune(xb, new, cfg.tuner(initial_reset=False, seed=cfg.seed + 1), progress=progress,
                           on_instrument=cfg.on_instrument, **log.tune_kwargs("compensation", new))
-            for name in ("pulses", "reads", "energy", "time"):      # the costs of both runs add up
-                getattr(result, name)[...] += getattr(second, name)
+            _add_costs(result, second)
             result.status[compensated] = second.status[compensated]
             result.targets = np.where(compensated, new, result.targets)
-    g_read = xb.read_array()
-    if cfg.line_resistance > 0:         # the read-back map, corrected for the lines like the tuner's reads
-        g_read = ReadCorrection(xb.shape, xb.n_chips, xb.v_read, cfg.line_resistance,
-                                cfg.access_resistance).fit(g_read)
+    g_raw, g_read = _read_back(xb, cfg)
+    dep = Deployment(model, mapped, placement, result, g_read, compensated, 0.0, product_conductances=g_raw,
+                     window=tuple(xb.programming_window))
+    predistorting = cfg.predistort and cfg.line_resistance > 0
+    pre = {}
+    if predistorting:
+        if data is not None and not log.started("predistortion"):
+            dep.correct["without_predistortion"] = chip_correct(xb, dep, data)
+            pre.update(readback=readback_accuracy(dep, data), product_error=product_error(xb, dep, data.x_test))
+        stuck = (result.status == STUCK) & ~np.isnan(result.targets)
+        mapped, new, window = predistortion(model, placement, xb, cfg, g_read, g_raw, stuck)
+        third = tune(xb, new, cfg.tuner(initial_reset=False, seed=cfg.seed + 2), progress=progress,
+                     on_instrument=cfg.on_instrument, **log.tune_kwargs("predistortion", new))
+        _add_costs(result, third)
+        moved = ~np.isnan(new)
+        result.status[moved] = third.status[moved]
+        result.targets = np.where(moved, new, result.targets)
+        g_raw, g_read = _read_back(xb, cfg)
+        dep = replace(dep, mapped=mapped, conductances=g_read, product_conductances=g_raw, window=window)
     tgt = result.targets
     result.final = np.where(np.isnan(tgt), np.nan, g_read)
     result.rel_error = (result.final - tgt) / tgt
-    dep = Deployment(model, mapped, placement, result, g_read, compensated, 0.0)
     software = [wb.numpy() for wb in model.matrices()]
     report = {
         "chips": xb.n_chips, "chip_shape": list(xb.shape), "placement": placement.to_dict(),
         "tolerance": cfg.tolerance, "compensate": cfg.compensate,
         "tuning": result.summary(xb),
         "layers": [_layer_report(i, dep, software[i]) for i in range(len(mapped))],
+        "line_resistance_ohm": cfg.line_resistance,
+        "predistortion": {"applied": predistorting,
+                          "mapping_window_uS": [1e6 * w for w in dep.window]},
     }
     if xb.n_chips == 1:
         bad = np.argwhere(~np.isnan(tgt[0]) & (result.status[0] != CONVERGED))
@@ -276,7 +343,14 @@ def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: Deploy
             {"row": int(r), "col": int(c), "status": STATUS_NAMES[int(result.status[0, r, c])],
              "target_uS": float(tgt[0, r, c] * 1e6), "read_uS": float(g_read[0, r, c] * 1e6)} for r, c in bad]
     if data is not None:
-        report["accuracy"] = accuracy_report(dep, xb, data)
+        dep.correct["final"] = chip_correct(xb, dep, data)
+        report["accuracy"] = accuracy_report(dep, xb, data, dep.correct["final"])
+        if "without_predistortion" in dep.correct:
+            acc = dep.correct["without_predistortion"].mean(axis=1)
+            report["accuracy"].update(chip_mvm_without_predistortion=float(acc.mean()),
+                                      chip_mvm_without_predistortion_per_chip=[float(a) for a in acc[:100]],
+                                      readback_without_predistortion=pre["readback"],
+                                      product_error_without_predistortion=pre["product_error"])
     dep.wall_s = time.perf_counter() - t0
     report["wall_s"] = dep.wall_s
     dep.report = report
@@ -289,15 +363,24 @@ def per_point_correct(outputs, data: Dataset) -> np.ndarray:
     return (pred == data.y_test.long()).numpy()
 
 
-def accuracy_report(dep: Deployment, xb: Crossbar, data: Dataset) -> dict:
-    """Software accuracy, chip (matrix-vector product) accuracy and read-back-weights accuracy."""
+def chip_correct(xb: Crossbar, dep: Deployment, data: Dataset) -> np.ndarray:
+    """Correctness of every test point through the chip's matrix-vector products, (n_chips, B)."""
+    with torch.no_grad():
+        return per_point_correct(chip_forward(xb, dep, data.x_test), data)
+
+
+def readback_accuracy(dep: Deployment, data: Dataset) -> float:
+    """Mean accuracy, in software, of the weights the read-back map encodes (the product's)."""
+    with torch.no_grad():
+        return float(per_point_correct(dep.model.eval().forward_with(data.x_test, dep.readback_matrices()), data).mean())
+
+
+def accuracy_report(dep: Deployment, xb: Crossbar, data: Dataset, correct: np.ndarray | None = None) -> dict:
+    """Software accuracy, chip (matrix-vector product) accuracy and read-back-weights accuracy;
+    ``correct``: the chip's per-point correctness if measured already (else measured now)."""
     with torch.no_grad():
         software = float(per_point_correct(dep.model.eval()(data.x_test)[None], data).mean())
-        chip = per_point_correct(chip_forward(xb, dep, data.x_test), data).mean(axis=1)
-        readback = per_point_correct(_readback_outputs(dep, data), data).mean(axis=1)
-    return {"software": software, "chip_mvm": float(chip.mean()), "readback": float(readback.mean()),
+    chip = (chip_correct(xb, dep, data) if correct is None else correct).mean(axis=1)
+    return {"software": software, "chip_mvm": float(chip.mean()), "readback": readback_accuracy(dep, data),
+            "product_error": product_error(xb, dep, data.x_test),
             "chip_mvm_per_chip": [float(a) for a in chip[:100]], "test_points": int(data.y_test.shape[0])}
-
-
-def _readback_outputs(dep: Deployment, data: Dataset) -> torch.Tensor:
-    return dep.model.forward_with(data.x_test, dep.readback_matrices())

@@ -79,7 +79,8 @@ def finetune_on_chip(dep: Deployment, xb: Crossbar, data: Dataset, config: Finet
     window = xb.programming_window
     stuck = dep.result.status == STUCK
     model = _software_twin(dep, stuck[0], window)
-    mappings = [ConductanceMapping(window[0], window[1], w_max=m.w_max, clip=True, per_output=np.ndim(m.w_max) > 0)
+    lo, top = dep.window or window             # the deployment's mapping (headroom under pre-distortion)
+    mappings = [ConductanceMapping(lo, top, w_max=m.w_max, clip=True, per_output=np.ndim(m.w_max) > 0)
                 for m in dep.mapped]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)

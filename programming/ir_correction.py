@@ -110,15 +110,18 @@ class ReadCorrection:
         slope = -net.g_term * v_cell * (w_at[0] - w_at[1]) / self.v_read  # d(I/V)/dg of cell (i, j)
         return i_sense / self.v_read, slope
 
-    def fit(self, readings, iterations: int = 12) -> np.ndarray:
+    def fit(self, readings, iterations: int = 12, fixed=None) -> np.ndarray:
         """Estimate every cell's conductance from a full map of grounded ``readings`` (B, R, C),
-        S, by inverting the model (fixed point on the per-cell inversion).  Sets and returns
-        :attr:`est`."""
+        S, by inverting the model (fixed point on the per-cell inversion).  ``fixed`` (same shape,
+        S, NaN = free): cells whose conductance is known and held (their readings are ignored).
+        Sets and returns :attr:`est`."""
         m = np.asarray(readings, float)
-        self.est = np.clip(np.where(np.isfinite(m), m, np.nanmean(m)), 1e-9, None)
+        hold = None if fixed is None else np.broadcast_to(np.asarray(fixed, float), m.shape)
+        keep = (lambda g: g) if hold is None else (lambda g: np.where(np.isfinite(hold), hold, g))
+        self.est = keep(np.clip(np.where(np.isfinite(m), m, np.nanmean(m)), 1e-9, None))
         for _ in range(iterations):
             self.refresh()
-            self.est = self._invert(m, self._a, self._c, self.est)
+            self.est = keep(self._invert(m, self._a, self._c, self.est))
         self.refresh()
         return self.est
 
@@ -231,57 +234,43 @@ def estimate_line_resistance(ground_readings, float_readings, cells, v_read: flo
     return out
 
 
-def predistort_targets(targets, v_rows, r_line: float, r_access: float = 0.0, window=None,
-                       others=None, iterations: int = 12) -> np.ndarray:
-    """Targets (B, R, C) or (R, C), S, pre-distorted for the IR drop of a matrix-vector product.
+def product_targets(targets, v_read: float, r_line: float, r_access: float = 0.0, fixed=None,
+                    iterations: int = 12) -> np.ndarray:
+    """Conductances (B, R, C), S, whose matrix-vector product through resistive lines carries the
+    intended one: ``targets`` (B, R, C), S, NaN for cells not targeted.
 
-    With every row ``i`` at ``v_rows[i]`` (V; 0 for rows the product does not drive) and every
-    column at 0 V, the intended product is ``I_j = Σ_i g_ij v_i`` (ideal lines).  Through the line
-    model each driven cell sees less than its row's voltage and part of every column's current
-    leaks into the undriven rows before it reaches the column's terminal.  The fixed point
-    ``g'_ij = g_ij · (v_i / v_cell,ij) · (Σ_i g'_ij v_cell,ij / I'_j)`` gives every driven cell
-    its intended share and every column terminal its intended current.  The drop depends on the
-    inputs: a reference drive (e.g. the mean input) makes the product right on average.
-
-    NaN targets stay NaN; those cells are modelled at ``others`` (same shape, S; e.g. a corrected
-    read-back map) or else the window's low end.  ``window`` (lo, hi), S: results are clipped to
-    it (a target pushed past it loses part of its correction)."""
+    With its columns held at 0 V (virtual ground) and rows driven, a chip of linear devices is a
+    linear network: column ``j``'s current is ``I_j = Σ_i T_ij v_i`` for any row voltages ``v``, and
+    ``T_ij`` is exactly what a grounded read of cell (i, j) measures (row ``i`` driven, every other
+    line at 0 V — the same terminals as the product's).  So the product's effective weights are the
+    grounded-read map, and the conductances whose *modelled* grounded reads equal the targets give
+    the intended product for every input, whatever rows drive it.  They are found by inverting the
+    line model (:meth:`ReadCorrection.fit`) with the targets as readings, on the estimated line
+    resistance ``r_line`` and access path ``r_access`` (Ω), at the read voltage ``v_read`` (V).
+    ``fixed`` (same shape, S, NaN = free): the cells the product cannot move — those outside the
+    targets (they load the lines too) and stuck devices — at their (corrected) read conductances;
+    a cell neither targeted nor fixed is modelled at the mean target.  The result is not clipped: a
+    target whose lines drop a share ``ε`` of its current needs ``≈ 1/(1 − ε)`` of it, so a mapping
+    meant for pre-distortion leaves that headroom below the window's top."""
     tgt = np.asarray(targets, float)
-    squeeze = tgt.ndim == 2
-    tgt = tgt[None] if squeeze else tgt
     B, R, C = tgt.shape
-    v = np.broadcast_to(np.asarray(v_rows, float), (R,))
-    floor = window[0] if window is not None else np.nanmin(tgt)
-    rest = np.broadcast_to(floor if others is None else np.asarray(others, float), tgt.shape)
-    driven = (v != 0)[:, None] & ~np.isnan(tgt)
-    g = np.where(np.isnan(tgt), rest, tgt)
-    net = None
-    row_v = np.broadcast_to(v, (B, 1, R))
-    col_v = np.zeros((B, 1, C))
-    for _ in range(iterations):
-        net = LineNetwork(g, r_line, r_access) if net is None else net
-        net.update(g)
-        xr, xc = net.split(net.solve(net.injection(row_v, col_v)))
-        v_cell = (xr - xc)[:, 0]
-        i_col = net.terminal_currents(xr, xc, row_v, col_v)[1][:, 0]            # (B, C)
-        share = np.where(driven, g * v_cell, 0.0).sum(axis=1)                    # driven cells' current
-        leak = np.where(i_col > 0, share / np.where(i_col > 0, i_col, 1.0), 1.0)
-        safe = np.where(driven & (v_cell > 0), v_cell, 1.0)
-        g_new = np.where(driven, tgt * v[:, None] / safe * leak[:, None, :], g)
-        if window is not None:
-            g_new = np.where(driven, np.clip(g_new, *window), g_new)
-        done = np.allclose(g_new, g, rtol=1e-10, atol=0)
-        g = g_new
-        if done:
-            break
-    out = np.where(np.isnan(tgt), np.nan, g)
-    return out[0] if squeeze else out
+    hold = np.full(tgt.shape, np.nan) if fixed is None else np.array(np.broadcast_to(fixed, tgt.shape), float)
+    hold = np.where(np.isnan(tgt), hold, np.nan)                    # a targeted cell is never held
+    est = ReadCorrection((R, C), B, v_read, r_line, r_access).fit(tgt, iterations, hold)
+    return np.where(np.isnan(tgt), np.nan, est)
 
 
 def calibration_cells(shape) -> list[tuple[int, int]]:
     """The cells line calibration reads: one per row, the column stepping by 3 (mod cols)."""
     rows, cols = shape
     return [(k % rows, (3 * k) % cols) for k in range(max(rows, cols))]
+
+
+def line_estimate(xb, r_access: float = 0.0) -> float:
+    """The line resistance per segment (Ω) to correct with on ``xb``: measured with reads only
+    (:func:`measure_line_resistance`), the median over a batch's chips — what ``xbar tune`` and
+    ``xbar deploy`` use with ``--line-estimate auto``."""
+    return float(np.median(measure_line_resistance(xb, r_access=r_access)[0]))
 
 
 def measure_line_resistance(xb, v_read: float | None = None, r_access: float = 0.0, scheme: str | None = None):

@@ -141,3 +141,7 @@ class TuneLog:
         """Keyword arguments for ``tune()`` (``journal``, ``resume``, ``should_stop``) of ``stage``
         with ``targets`` (n_chips, rows, cols), S."""
         return {}
+
+    def started(self, stage: str) -> bool:
+        """Whether ``stage`` had begun before this run (a resume within it)."""
+        return False

@@ -123,28 +123,70 @@ def test_xbar_calibrate_lines_writes_the_estimate(tmp_path, capsys):
     assert "--line-estimate" in capsys.readouterr().err and not bad.exists()
 
 
-def test_predistorted_targets_give_the_intended_product_through_the_line_model():
-    from programming.ir_correction import predistort_targets
+def test_product_targets_give_the_intended_product_for_any_drive_through_the_line_model():
+    from programming.ir_correction import product_targets
     from programming.line_model import LineNetwork
 
     rng = np.random.default_rng(5)
-    tgt = np.full((10, 12), np.nan)
-    tgt[:4] = rng.uniform(100e-6, 400e-6, (4, 12))               # a 4-row block; the rest idle
+    tgt = np.full((1, 10, 12), np.nan)
+    tgt[0, :4] = rng.uniform(100e-6, 400e-6, (4, 12))            # a 4-row block; the rest idle
     others = rng.uniform(100e-6, 500e-6, tgt.shape)
-    v = np.zeros(10)
-    v[:4] = [0.1, 0.05, 0.1, 0.2]
 
-    def product(g):
-        net = LineNetwork(np.where(np.isnan(tgt), others, g)[None], 2.0)
-        rv, cv = v[None, None], np.zeros((1, 1, 12))
+    def product(g, v):
+        net = LineNetwork(np.where(np.isnan(tgt), others, g), 2.0, 0.5)
+        rv, cv = v[None, :, :], np.zeros((1, len(v), 12))
         xr, xc = net.split(net.solve(net.injection(rv, cv)))
-        return net.terminal_currents(xr, xc, rv, cv)[1][0, 0]
+        return net.terminal_currents(xr, xc, rv, cv)[1][0]
 
-    ideal = np.nansum(tgt * v[:, None], axis=0)
-    assert np.abs(product(tgt) / ideal - 1).max() > 0.02                   # the lines' drop and leak
-    pd = predistort_targets(tgt, v, 2.0, others=others)
-    np.testing.assert_allclose(product(pd), ideal, rtol=1e-6)
-    assert np.isnan(pd[4:]).all()
+    v = np.zeros((3, 10))
+    v[:, :4] = [[0.1, 0.05, 0.1, 0.2], [0.2, 0.2, 0.2, 0.2], [0.0, 0.15, 0.02, 0.2]]   # any drive of the block
+    ideal = v[:, :4] @ tgt[0, :4]
+    assert np.abs(product(tgt, v) / ideal - 1).max() > 0.02             # the lines' drop and leak
+    pd = product_targets(tgt, 0.2, 2.0, 0.5, others)
+    np.testing.assert_allclose(product(pd, v), ideal, rtol=1e-6)
+    assert np.isnan(pd[0, 4:]).all() and (pd[0, :4] > tgt[0, :4]).all()
+
+
+def _tiny_task(sizes, seed=0):
+    """A network with random weights and a test set it classifies perfectly in software."""
+    import torch
+
+    from models.datasets import Dataset
+    from models.layers import MLP
+
+    torch.manual_seed(seed)
+    model = MLP(sizes, "relu", "linear", "output").eval()
+    x = torch.rand(100, sizes[0]) * 2 - 1
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return model, Dataset("tiny", x, y, x, y, sizes[-1])
+
+
+def test_predistortion_makes_the_chips_product_carry_the_weights_through_ir_drop():
+    from models.deploy import DeployConfig, deploy
+    from programming.ir_correction import line_estimate
+
+    model, data = _tiny_task([3, 3, 2])
+    xb = SimulatedCrossbar(8, 8, seed=1, r_line=2.0)
+    r_est = line_estimate(xb)                                    # measured with reads, as xbar deploy does
+    assert abs(r_est / 2.0 - 1) < 0.1
+    dep = deploy(model, xb, data, DeployConfig(line_resistance=r_est, seed=1))
+    acc = dep.report["accuracy"]
+    # both figures through the chip's own product: as tuned (true conductances on target), then
+    # re-targeted for the lines' drop
+    without, with_ = acc["product_error_without_predistortion"], acc["product_error"]
+    assert min(without) > 0.01                                   # the lines' drop shows in the product
+    assert all(w < 0.5 * wo for w, wo in zip(with_, without)), (with_, without)
+    assert {"chip_mvm", "chip_mvm_without_predistortion", "software"} <= acc.keys()
+    lo, top = dep.window                                         # headroom below the window's top
+    assert lo == xb.programming_window[0] and 0.9 * xb.programming_window[1] < top < xb.programming_window[1]
+    assert dep.report["predistortion"] == {"applied": True, "mapping_window_uS": [1e6 * lo, 1e6 * top]}
+    tgt = dep.result.targets[~np.isnan(dep.result.targets)]
+    assert (tgt >= lo).all() and (tgt <= xb.programming_window[1]).all()
+    # without a line resistance nothing is pre-distorted and the report has one figure
+    ideal = deploy(model, SimulatedCrossbar(8, 8, seed=1, r_line=0.0), data, DeployConfig(seed=1))
+    assert "chip_mvm_without_predistortion" not in ideal.report["accuracy"]
+    assert ideal.report["predistortion"]["applied"] is False
 
 
 def test_evaluate_refuses_a_bad_line_estimate(tmp_path, capsys):

@@ -93,8 +93,9 @@ def _evaluate_args(e: argparse.ArgumentParser) -> None:
     e.add_argument("--line-estimate", default="auto", metavar="auto|OHM",
                    help="line resistance per segment for the tuner's IR-drop correction (tuned mode): "
                         "auto = measured on each chip with reads (xbar calibrate-lines), 0 = none")
-    e.add_argument("--predistort", action="store_true",
-                   help="pre-distort the targets for the product's IR drop (tuned mode)")
+    e.add_argument("--no-predistort", action="store_true",
+                   help="do not pre-distort the targets for the product's IR drop (tuned mode; by default the "
+                        "accuracy is measured without, then with pre-distortion)")
     e.add_argument("--seed", type=int, default=0)
     add_quiet_option(e, "no progress bar (tuned mode)")
     add_json_option(e)
@@ -193,19 +194,19 @@ def cmd_evaluate(args, open_chip=_open_chip) -> int:
                                      compensate=not args.no_compensate)
         extra["variability"] = args.variability
     else:
-        import numpy as np
-
-        from programming.ir_correction import measure_line_resistance
+        from programming.ir_correction import line_estimate
 
         size = network_extent(model)
         with open_chip("sim", size, args.preset, args.seed, args.transfers) as chips:
             if r_line is None:
-                r_line = float(np.median(measure_line_resistance(chips)[0]))
+                r_line = line_estimate(chips)
             cfg = DeployConfig(tolerance=args.tolerance, compensate=not args.no_compensate, seed=args.seed,
-                               line_resistance=r_line, predistort=args.predistort)
+                               line_resistance=r_line, predistort=not args.no_predistort)
             stats, dep_report = evaluate_tuned(model, data, chips, cfg, progress=not args.quiet)
         extra.update(preset=args.preset, tuning=dep_report["tuning"], line_estimate_ohm=r_line,
-                     predistort=args.predistort)
+                     predistortion=dep_report["predistortion"])
+        if "without_predistortion" in dep_report:
+            extra["without_predistortion"] = dep_report["without_predistortion"]
     rep = {"model": str(args.model), "dataset": data.name, "seed": args.seed, **stats.report(), **extra,
            "software_accuracy": float((meta.get("metrics") or {}).get("test_accuracy", float("nan")))}
     print(format_evaluate(rep))
@@ -352,8 +353,19 @@ def format_deploy(r: dict) -> str:
                      + (f", {L['compensated']} partner(s) re-targeted" if L["compensated"] else ""))
     a = r.get("accuracy")
     if a:
-        lines.append(f"  accuracy    software {100 * a['software']:.2f} %, chip (analog MVM) {100 * a['chip_mvm']:.2f} %, "
-                     f"read-back weights {100 * a['readback']:.2f} %  ({a['test_points']} test points)")
+        pd = "chip_mvm_without_predistortion" in a
+        lines.append(f"  accuracy    software {100 * a['software']:.2f} %, chip (analog MVM) {100 * a['chip_mvm']:.2f} %"
+                     + (" with pre-distortion" if pd else "")
+                     + f", read-back weights {100 * a['readback']:.2f} %  ({a['test_points']} test points)")
+        err = ", ".join(f"{100 * e:.2f} %" for e in a["product_error"])
+        if pd:
+            top = r["predistortion"]["mapping_window_uS"][1]
+            lines.append(f"  without pre-distortion  chip (analog MVM) {100 * a['chip_mvm_without_predistortion']:.2f} %, "
+                         f"product error per layer {', '.join(f'{100 * e:.2f} %' for e in a['product_error_without_predistortion'])}"
+                         f" -> {err} with (line estimate {r.get('line_estimate_ohm', r['line_resistance_ohm']):.3g} ohm; "
+                         f"weights mapped up to {top:.0f} uS)")
+        else:
+            lines.append(f"  product error per layer {err} (chip's product vs the software pre-activations, rms)")
     lines.append(f"  wall time   {r['wall_s']:.2f} s")
     return "\n".join(lines)
 
@@ -366,5 +378,9 @@ def format_evaluate(r: dict) -> str:
         f"  accuracy            mean {100 * r['mean_accuracy']:.2f} %, std {100 * r['std_accuracy']:.2f} %, "
         f"min {100 * r['min_accuracy']:.2f} %  (software {100 * r['software_accuracy']:.2f} %)",
         f"  points >= 95 %      {100 * r['frac_points_ge_95']:.2f} % of {r['test_points']}",
+        *([f"  without pre-dist.   mean {100 * w['mean_accuracy']:.2f} %, std {100 * w['std_accuracy']:.2f} %, "
+           f"min {100 * w['min_accuracy']:.2f} %, points >= 95 % {100 * w['frac_points_ge_95']:.2f} % "
+           f"(same chips before pre-distortion; line estimate {r['line_estimate_ohm']:.3g} ohm)"]
+          if (w := r.get("without_predistortion")) else []),
         f"  wall time           {r['wall_s']:.2f} s",
     ])

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 from pymeasure.experiment import FloatParameter, Parameter
 
-from programming.ir_correction import calibration_cells, measure_line_resistance
+from programming.ir_correction import calibration_cells, line_estimate, measure_line_resistance
 
 from .base import XbarProcedure
 from .read_map import check_read_voltage

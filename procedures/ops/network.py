@@ -24,6 +24,7 @@ from .base import XbarProcedure
 from .calibrate_lines import LineEstimateMixin
 from .chips import load_station, parse_size
 from ..storage.journal import TUNE_COLUMNS
+from ..storage.run_data import REPORT_JSON, read_json
 from .pulse_schedule import PulseScheduleMixin
 from .tune_array import TuneLogMixin
 
@@ -64,7 +65,7 @@ class DeployProcedure(PulseScheduleMixin, LineEstimateMixin, _ModelMixin, TuneLo
 
     NAME = "deploy"
     RESUMABLE = True
-    STAGES = ("main", "compensation")
+    STAGES = ("main", "compensation", "predistortion")
     DATA_COLUMNS = TUNE_COLUMNS
 
     model = Parameter("Model file", default="")
@@ -75,7 +76,7 @@ class DeployProcedure(PulseScheduleMixin, LineEstimateMixin, _ModelMixin, TuneLo
     points = IntegerParameter("Test points for accuracy (0 = all)", minimum=0, default=0)
     finetune = IntegerParameter("Fine-tuning rounds", minimum=0, maximum=1000, default=0)
     on_instrument = BooleanParameter("Write-verify loop on the instrument (2600B script)", default=False)
-    predistort = BooleanParameter("Pre-distort the targets for the product's IR drop", default=False)
+    no_predistort = BooleanParameter("No pre-distortion of the targets for the product's IR drop", default=False)
 
     def check(self) -> None:
         if not str(self.size).strip():
@@ -114,14 +115,14 @@ class DeployProcedure(PulseScheduleMixin, LineEstimateMixin, _ModelMixin, TuneLo
         cfg = self.config(self.xb.limits)
         r_line = self.measured_line_estimate(self.xb)     # auto: measured now, reads only
         cfg = replace(cfg, pulses=self.scheduled(cfg.pulses), line_resistance=r_line,
-                      access_resistance=float(self.access_estimate), predistort=bool(self.predistort))
+                      access_resistance=float(self.access_estimate), predistort=not self.no_predistort)
         log = self.tune_log()
         try:
             self.dep = deploy(model, self.xb, data, cfg, progress=lambda d, t, s: self.count(d, t, stage=s), log=log)
         finally:
             log.flush()                     # also on Ctrl-C or an instrument error: keep what finished
         self.final = self.dep.result.final
-        self.dep.report.update(line_estimate_ohm=r_line, predistort=bool(self.predistort))
+        self.dep.report.update(line_estimate_ohm=r_line)
         if int(self.finetune):
             from models.finetune import FinetuneConfig, finetune_on_chip
             from models.model_io import save_model
@@ -166,6 +167,15 @@ class InferenceProcedure(_ModelMixin, XbarProcedure):
             raise ValueError("inference on the simulated chip needs --chip-from DEPLOY_RUN (the run folder "
                              "of the deployment whose chip to use)")
 
+    def deployed_window(self) -> tuple[float, float] | None:
+        """The window (S) the ``chip_from`` deployment mapped the weights onto (a pre-distorted
+        deployment leaves headroom below the window's top), or None for the chip's own."""
+        path = Path(self.chip_from) / REPORT_JSON if self.chip_from else None
+        if path is None or not path.is_file():
+            return None
+        window = ((read_json(path) or {}).get("predistortion") or {}).get("mapping_window_uS")
+        return None if window is None else (1e-6 * float(window[0]), 1e-6 * float(window[1]))
+
     def run(self) -> None:
         import torch
 
@@ -173,7 +183,7 @@ class InferenceProcedure(_ModelMixin, XbarProcedure):
         from models.datasets import predictions
 
         model, meta, data = self.load()
-        mapped, placement, _ = deployment_targets(model, self.xb)
+        mapped, placement, _ = deployment_targets(model, self.xb, self.deployed_window())
         dep = Deployment(model, mapped, placement, None, None, None, 0.0)
         n = int(self.points) or int(data.y_test.shape[0])
         x, y = data.x_test[:n], data.y_test[:n]

@@ -23,10 +23,12 @@ LABELS = {"rel_error_mean": "relative error, mean", "rel_error_max": "relative e
           "stuck_true": "stuck (true)", "compliance_A": "compliance", "g_min": "conductance, min",
           "g_max": "conductance, max", "g_median": "conductance, median", "g_mean": "conductance, mean",
           "g_std": "conductance, std", "v_read": "read voltage", "v_max": "sweep amplitude",
-          "on_off_ratio": "on/off ratio", "chip_mvm": "chip (analog MVM)", "readback": "read-back weights"}
+          "on_off_ratio": "on/off ratio", "chip_mvm": "chip (analog MVM)", "readback": "read-back weights",
+          "chip_mvm_without_predistortion": "chip (analog MVM) without pre-distortion",
+          "readback_without_predistortion": "read-back weights without pre-distortion"}
 
 _PERCENT = ("yield", "tolerance", "true_within_tol", "accuracy", "rel_error", "relative_change", "frac_",
-            "weight_error", "software", "chip_mvm", "readback")
+            "weight_error", "software", "chip_mvm", "readback", "product_error")
 
 
 def _digits(x: float, sig: int = 3) -> str:

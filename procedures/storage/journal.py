@@ -92,6 +92,10 @@ class FileTuneLog(TuneLog):
         self.journals[stage] = journal
         return {"journal": journal, "resume": state, "should_stop": self.should_stop}
 
+    def started(self, stage: str) -> bool:
+        path = self.dir / f"passes-{stage}.jsonl"
+        return self.resume and path.is_file() and path.stat().st_size > 0
+
     def flush(self) -> None:
         for j in self.journals.values():
             j.flush()
