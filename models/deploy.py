@@ -55,7 +55,7 @@ class DeployConfig:
 
     IR drop: ``line_resistance`` (Ω per segment, measured by ``xbar calibrate-lines``; 0 = none)
     and ``access_resistance`` (Ω) make the tuner correct its reads for the lines and the read-back
-    map be corrected the same way; with a line resistance, ``predistort`` (default on) then
+    map be corrected the same way (``device_beta``, 1/V²: the devices' measured I-V curvature); with a line resistance, ``predistort`` (default on) then
     re-targets the network so that its matrix-vector products carry the intended weights despite
     the lines' drop (:func:`predistortion`), measuring the accuracy before and after."""
 
@@ -69,6 +69,7 @@ class DeployConfig:
     on_instrument: bool = False
     line_resistance: float = 0.0
     access_resistance: float = 0.0
+    device_beta: float = 0.0
     predistort: bool = True
 
     def tuner(self, **changes) -> TunerConfig:
@@ -77,7 +78,7 @@ class DeployConfig:
         RESET and seed, and ``changes``."""
         kw = dict(tolerance=self.tolerance, order=self.order, passes=self.passes,
                   initial_reset=self.initial_reset, seed=self.seed, line_resistance=self.line_resistance,
-                  access_resistance=self.access_resistance)
+                  access_resistance=self.access_resistance, device_beta=self.device_beta)
         kw.update(changes)
         return replace(self.pulses or TunerConfig(), **kw)
 
@@ -264,8 +265,8 @@ def _read_back(xb: Crossbar, cfg: DeployConfig) -> tuple[np.ndarray, np.ndarray]
     """The array read (grounded), as measured and corrected for the lines (n_chips, rows, cols), S."""
     raw = xb.read_array()
     if cfg.line_resistance > 0:         # corrected for the lines like the tuner's reads
-        return raw, ReadCorrection(xb.shape, xb.n_chips, xb.v_read, cfg.line_resistance,
-                                   cfg.access_resistance).fit(raw)
+        return raw, ReadCorrection(xb.shape, xb.n_chips, xb.v_read, cfg.line_resistance, cfg.access_resistance,
+                                   beta=cfg.device_beta).fit(raw)
     return raw, raw
 
 

@@ -266,11 +266,12 @@ def calibration_cells(shape) -> list[tuple[int, int]]:
     return [(k % rows, (3 * k) % cols) for k in range(max(rows, cols))]
 
 
-def line_estimate(xb, r_access: float = 0.0) -> float:
-    """The line resistance per segment (Ω) to correct with on ``xb``: measured with reads only
-    (:func:`measure_line_resistance`), the median over a batch's chips — what ``xbar tune`` and
-    ``xbar deploy`` use with ``--line-estimate auto``."""
-    return float(np.median(measure_line_resistance(xb, r_access=r_access)[0]))
+def line_estimate(xb, r_access: float = 0.0) -> tuple[float, float]:
+    """The line resistance per segment (Ω) and device I-V coefficient β (1/V²) to correct with on
+    ``xb``: measured with reads only (:func:`measure_line_resistance`), the medians over a batch's
+    chips — what ``xbar tune`` and ``xbar deploy`` use with ``--line-estimate auto``."""
+    r, beta = measure_line_resistance(xb, r_access=r_access)
+    return float(np.median(r)), float(np.median(beta))
 
 
 def measure_line_resistance(xb, v_read: float | None = None, r_access: float = 0.0, scheme: str | None = None):

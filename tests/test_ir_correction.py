@@ -168,15 +168,16 @@ def test_predistortion_makes_the_chips_product_carry_the_weights_through_ir_drop
 
     model, data = _tiny_task([3, 3, 2])
     xb = SimulatedCrossbar(8, 8, seed=1, r_line=2.0)
-    r_est = line_estimate(xb)                                    # measured with reads, as xbar deploy does
+    r_est, beta = line_estimate(xb)                              # measured with reads, as xbar deploy does
     assert abs(r_est / 2.0 - 1) < 0.1
-    dep = deploy(model, xb, data, DeployConfig(line_resistance=r_est, seed=1))
+    dep = deploy(model, xb, data, DeployConfig(line_resistance=r_est, device_beta=beta, seed=1))
     acc = dep.report["accuracy"]
     # both figures through the chip's own product: as tuned (true conductances on target), then
     # re-targeted for the lines' drop
     without, with_ = acc["product_error_without_predistortion"], acc["product_error"]
     assert min(without) > 0.01                                   # the lines' drop shows in the product
-    assert all(w < 0.5 * wo for w, wo in zip(with_, without)), (with_, without)
+    # with: down to the floor of the devices' I-V curvature at the product's lower voltages (~1 %)
+    assert all(w < 0.6 * wo for w, wo in zip(with_, without)) and max(with_) < 0.012, (with_, without)
     assert {"chip_mvm", "chip_mvm_without_predistortion", "software"} <= acc.keys()
     lo, top = dep.window                                         # headroom below the window's top
     assert lo == xb.programming_window[0] and 0.9 * xb.programming_window[1] < top < xb.programming_window[1]

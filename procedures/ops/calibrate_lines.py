@@ -201,8 +201,8 @@ class LineEstimateMixin:
                 self.access_estimate = float(stored["access_resistance_ohm"])
                 beta = float(stored.get("beta_per_v2", 0.0))
         if value is None:
-            r, b = measure_line_resistance(xb, r_access=float(self.access_estimate))
-            value, beta, source = float(np.median(r)), float(np.median(b)), "measured"
+            value, beta = line_estimate(xb, float(self.access_estimate))
+            source = "measured"
         self.line_estimate_used = value
         self.line_estimate_source = source
         self.device_beta_used = beta          # the devices' measured I-V curvature, 1/V² (0: unknown)

@@ -115,7 +115,8 @@ class DeployProcedure(PulseScheduleMixin, LineEstimateMixin, _ModelMixin, TuneLo
         cfg = self.config(self.xb.limits)
         r_line = self.measured_line_estimate(self.xb)     # auto: measured now, reads only
         cfg = replace(cfg, pulses=self.scheduled(cfg.pulses), line_resistance=r_line,
-                      access_resistance=float(self.access_estimate), predistort=not self.no_predistort)
+                      access_resistance=float(self.access_estimate), predistort=not self.no_predistort,
+                      device_beta=float(getattr(self, "device_beta_used", 0.0)))
         log = self.tune_log()
         try:
             self.dep = deploy(model, self.xb, data, cfg, progress=lambda d, t, s: self.count(d, t, stage=s), log=log)
