@@ -75,13 +75,13 @@ def network_case(model, data, extent, r_line: float, seed: int) -> dict:
     per segment, as ``xbar deploy`` does it by default: the line resistance and device curvature
     measured with reads, the tuner's correction on that estimate and pre-distortion (the accuracy
     through the chip's product measured before and after it)."""
-    from models.deploy import DeployConfig, deploy
-    from programming.ir_correction import line_estimate
+    from models.deploy import DeployConfig, deploy, with_line_estimate
 
     t0 = time.perf_counter()
     xb = SimulatedCrossbar(*extent, seed=3000 + seed, r_line=r_line)
-    est, beta = line_estimate(xb) if r_line > 0 else (0.0, 0.0)
-    dep = deploy(model, xb, data, DeployConfig(seed=seed, line_resistance=est, device_beta=beta))
+    cfg = with_line_estimate(DeployConfig(seed=seed), xb)
+    est = cfg.line_resistance
+    dep = deploy(model, xb, data, cfg)
     a = dep.report["accuracy"]
     return {"estimate": est, "software": a["software"], "with": a["chip_mvm"],
             "without": a.get("chip_mvm_without_predistortion", a["chip_mvm"]),

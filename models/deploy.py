@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from programming.crossbar import Crossbar
-from programming.ir_correction import ReadCorrection, product_targets
+from programming.ir_correction import ReadCorrection, line_estimate, product_targets
 from programming.mapping import ConductanceMapping, MappedWeights
 from programming.tune_result import CONVERGED, STATUS_NAMES, STUCK, TuneResult
 from programming.tune_state import TuneLog
@@ -81,6 +81,14 @@ class DeployConfig:
                   access_resistance=self.access_resistance, device_beta=self.device_beta)
         kw.update(changes)
         return replace(self.pulses or TunerConfig(), **kw)
+
+
+def with_line_estimate(cfg: DeployConfig, xb: Crossbar) -> DeployConfig:
+    """``cfg`` with the line resistance and device I-V curvature measured on ``xb`` with reads only
+    (:func:`programming.ir_correction.line_estimate`, the access path ``cfg.access_resistance``):
+    what ``xbar deploy`` and ``xbar evaluate --mode tuned`` do with ``--line-estimate auto``."""
+    r_line, beta = line_estimate(xb, cfg.access_resistance)
+    return replace(cfg, line_resistance=r_line, device_beta=beta)
 
 
 @dataclass

@@ -266,15 +266,18 @@ def calibration_cells(shape) -> list[tuple[int, int]]:
     return [(k % rows, (3 * k) % cols) for k in range(max(rows, cols))]
 
 
-def line_estimate(xb, r_access: float = 0.0) -> tuple[float, float]:
+def line_estimate(xb, r_access: float = 0.0, max_chips: int | None = 8) -> tuple[float, float]:
     """The line resistance per segment (Ω) and device I-V coefficient β (1/V²) to correct with on
     ``xb``: measured with reads only (:func:`measure_line_resistance`), the medians over a batch's
-    chips — what ``xbar tune`` and ``xbar deploy`` use with ``--line-estimate auto``."""
-    r, beta = measure_line_resistance(xb, r_access=r_access)
+    chips — what ``xbar tune``, ``xbar deploy`` and ``xbar evaluate --mode tuned`` use with
+    ``--line-estimate auto``.  The chips of a batch share one process (same lines), so the
+    estimate is taken on the first ``max_chips`` of them (None: all)."""
+    r, beta = measure_line_resistance(xb, r_access=r_access, max_chips=max_chips)
     return float(np.median(r)), float(np.median(beta))
 
 
-def measure_line_resistance(xb, v_read: float | None = None, r_access: float = 0.0, scheme: str | None = None):
+def measure_line_resistance(xb, v_read: float | None = None, r_access: float = 0.0, scheme: str | None = None,
+                            max_chips: int | None = None):
     """Measure every chip's line resistance per segment (Ω) and I-V curvature β (1/V²) on any
     :class:`~programming.crossbar.Crossbar`, with reads only (below the switching threshold): the
     grounded map, the sampled cells at half and at the read voltage (β, :func:`estimate_beta`)
@@ -282,7 +285,8 @@ def measure_line_resistance(xb, v_read: float | None = None, r_access: float = 0
     isolating read where the chip lists it (``xb.read_schemes``; measured on the simulated chip: 8×8
     at 0.5–2 Ω within 4 % where floating reads missed by up to 34 %, 16×16 alike, 3× faster),
     else floating.  ``r_access``: the known path resistance in
-    series with every terminal, Ω.  Returns (r_line (n_chips,), beta (n_chips,))."""
+    series with every terminal, Ω.  ``max_chips``: estimate the first that many chips of a batch
+    only (the reads are one call for all).  Returns (r_line (n,), beta (n,)), n the chips estimated."""
     v = float(v_read or xb.v_read)
     v_high = v          # never above the read voltage: a calibration sources nothing a read does not
     cells = calibration_cells(xb.shape)
@@ -294,7 +298,8 @@ def measure_line_resistance(xb, v_read: float | None = None, r_access: float = 0
     if scheme is None:      # the isolating read where the chip's channels allow it
         scheme = "isolate" if "isolate" in getattr(xb, "read_schemes", ()) else "float"
     second = xb.read(rr, cc, v, scheme).conductance
-    beta = np.array([max(estimate_beta(low[k], high[k], v / 2, v_high), 0.0) for k in range(xb.n_chips)])
+    n = xb.n_chips if max_chips is None else max(1, min(int(max_chips), xb.n_chips))
+    beta = np.array([max(estimate_beta(low[k], high[k], v / 2, v_high), 0.0) for k in range(n)])
     r = np.array([estimate_line_resistance(ground[k:k + 1], second[k:k + 1], cells, v, r_access,
-                                           beta=beta[k], v_ref=v, scheme=scheme)[0] for k in range(xb.n_chips)])
+                                           beta=beta[k], v_ref=v, scheme=scheme)[0] for k in range(n)])
     return r, beta

@@ -194,15 +194,15 @@ def cmd_evaluate(args, open_chip=_open_chip) -> int:
                                      compensate=not args.no_compensate)
         extra["variability"] = args.variability
     else:
-        from programming.ir_correction import line_estimate
+        from models.deploy import with_line_estimate
 
         size = network_extent(model)
         with open_chip("sim", size, args.preset, args.seed, args.transfers) as chips:
-            beta = 0.0
-            if r_line is None:
-                r_line, beta = line_estimate(chips)
             cfg = DeployConfig(tolerance=args.tolerance, compensate=not args.no_compensate, seed=args.seed,
-                               line_resistance=r_line, device_beta=beta, predistort=not args.no_predistort)
+                               line_resistance=r_line or 0.0, predistort=not args.no_predistort)
+            if r_line is None:
+                cfg = with_line_estimate(cfg, chips)
+                r_line = cfg.line_resistance
             stats, dep_report = evaluate_tuned(model, data, chips, cfg, progress=not args.quiet)
         extra.update(preset=args.preset, tuning=dep_report["tuning"], line_estimate_ohm=r_line,
                      predistortion=dep_report["predistortion"])
