@@ -337,7 +337,12 @@ def mvm_currents(g, v_rows, beta: float, v_ref: float, r_line: float = 0.0) -> n
     g = np.asarray(g, dtype=float)
     v_rows = np.asarray(v_rows, dtype=float)
     if r_line == 0:  # cell voltage = row voltage: I_j = sum_i g_ij f(v_i)
-        f = iv_current(1.0, v_rows, beta, v_ref)
+        # f = iv_current(1.0, v_rows, ...) = v·((1 + β·v·v)/(1 + β·v_ref²)), in place (same bits)
+        f = beta * v_rows
+        f *= v_rows
+        f += 1.0
+        f /= 1.0 + beta * v_ref * v_ref
+        f *= v_rows
         if f.shape[-2] * g.shape[-2] * g.shape[-1] < BLAS_ONE_THREAD_MIN:
             return np.matmul(f, g)
         with blas_one_thread():

@@ -229,7 +229,7 @@ class InSituResult:
 # ------------------------------------------------------------------------------------ training
 def _sr(u: np.ndarray, rng: np.random.Generator, cap: int) -> np.ndarray:
     """Stochastic rounding ⌊u + ξ⌋ (unbiased), clipped to ±cap, as integer pulse counts."""
-    return np.clip(np.floor(u + rng.random(u.shape)), -cap, cap).astype(np.int64)
+    return np.minimum(np.maximum(np.floor(u + rng.random(u.shape)), -cap), cap).astype(np.int64)
 
 
 def gradient_pulses(cfg: InSituConfig, grads: list[np.ndarray], dw: np.ndarray,
@@ -251,7 +251,7 @@ def transfer_pulses(want: list[np.ndarray], residual: list[np.ndarray] | None, r
     out = []
     for res, u in zip(residual, want):
         res += u
-        k = np.clip(np.round(res), -cap, cap)
+        k = np.minimum(np.maximum(np.round(res), -cap), cap)
         res -= k
         out.append(k.astype(np.int64))
     return out

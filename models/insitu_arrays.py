@@ -193,16 +193,19 @@ class ChipArrays:
         tiles that split the inputs: ``Σ_i x_i G_ij`` (S), shape ``(B, N, 2·n_out)``.
         """
         drive, need, gather = self._read_layout(tuple((a, x.shape[1]) for a, x in requests))
-        v = np.zeros((self.B, need.size // self.xb.shape[1] * self.xb.shape[0]))
-        x_all = np.concatenate([x.reshape(self.B, -1) for _, x in requests], axis=1)
+        B = self.B
+        v = np.zeros((B, need.size // self.xb.shape[1] * self.xb.shape[0]))
+        x_all = requests[0][1].reshape(B, -1) if len(requests) == 1 else \
+            np.concatenate([x.reshape(B, -1) for _, x in requests], axis=1)
         v[:, drive[0]] = self.v_in * x_all[:, drive[1]]
-        out = self.xb.mvm(v.reshape(self.B, -1, self.xb.shape[0]), need=need).reshape(self.B, -1)
+        out = self.xb.mvm(v.reshape(B, -1, self.xb.shape[0]), need=need).reshape(B, -1)
         self.mvm_calls += 1
+        parts = out[:, gather[0]] / self.v_in     # every request's currents, one gather
         results = []
-        for idx in gather:                      # (tiles splitting the inputs, N, 2·n_out) each
-            part = out[:, idx] / self.v_in
+        for sl, shape in gather[1]:             # (tiles splitting the inputs, N, 2·n_out) each
+            part = parts[:, sl].reshape(B, *shape)
             s = part[:, 0].copy()
-            for k in range(1, idx.shape[0]):     # partial sums added in the periphery, tile by tile
+            for k in range(1, shape[0]):         # partial sums added in the periphery, tile by tile
                 s += part[:, k]
             results.append(s)
         return results
@@ -210,8 +213,9 @@ class ChipArrays:
     def _read_layout(self, key):
         """For requests ``(array, N)``: where the inputs drive the rows (flat positions in the
         ``(vectors, rows)`` plane and in the concatenated inputs), the ``need`` mask of the tiles'
-        columns (a bench measures nothing else), and per request the flat positions of its
-        currents in the ``(vectors, cols)`` plane, ``(tiles splitting the inputs, N, 2·n_out)``."""
+        columns (a bench measures nothing else), and the flat positions of the requests' currents
+        in the ``(vectors, cols)`` plane, concatenated, with each request's slice of them and
+        its shape ``(tiles splitting the inputs, N, 2·n_out)``."""
         if key not in self._tables:
             n_rows, n_cols = self.xb.shape
             total = sum(n * len(a.tiles) for a, n in key)
@@ -231,6 +235,9 @@ class ChipArrays:
                     m += n
                 gather.append(idx)
                 base += n * a.n_in
+            ends = np.cumsum([0] + [idx.size for idx in gather])
+            gather = (np.concatenate([idx.ravel() for idx in gather]),
+                      [(slice(a, b), idx.shape) for a, b, idx in zip(ends[:-1], ends[1:], gather)])
             self._tables[key] = ((np.concatenate(pos), np.concatenate(src)), need, gather)
         return self._tables[key]
 
@@ -239,10 +246,14 @@ class ChipArrays:
         return self.scale * (s[..., 0::2] - s[..., 1::2])
 
     def one_hot(self, a: WeightArray, rows: np.ndarray | None = None) -> np.ndarray:
-        """Inputs that read rows ``rows`` (default all) of ``a``: shape ``(B, len(rows), n_in)``."""
-        eye = np.eye(a.n_in)
-        sel = eye if rows is None else eye[np.asarray(rows)]
-        return np.broadcast_to(sel, (self.B, *sel.shape))
+        """Inputs that read rows ``rows`` (default all) of ``a``: shape ``(B, len(rows), n_in)``
+        (read-only, kept for the next call)."""
+        key = ("one-hot", a.n_in, None if rows is None else tuple(int(r) for r in np.ravel(rows)))
+        if key not in self._tables:
+            eye = np.eye(a.n_in)
+            sel = eye if rows is None else eye[np.asarray(rows)]
+            self._tables[key] = np.broadcast_to(sel, (self.B, *sel.shape))
+        return self._tables[key]
 
     # --------------------------------------------------------------------------------- writes
     def _tile_table(self, arrays: Sequence[WeightArray]):
