@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from programming.durable import fsync
+
 FORMAT_VERSION = 1
 _POPULATION = ("vth_set", "vth_reset", "rate", "stuck", "stuck_g", "v_form", "unformed", "nu")
 _CELL_ARRAYS = ("g", "t_written", "n_disturb") + _POPULATION
@@ -101,14 +103,14 @@ def save_chip_state(xb, path) -> Path:
     with open(tmp, "wb") as fh:
         np.savez(fh, **state)
         fh.flush()
-        os.fsync(fh.fileno())
+        fsync(fh.fileno())
     os.replace(tmp, path)
     try:  # make the rename itself durable
         fd = os.open(path.parent, os.O_RDONLY)
     except OSError:
         return path
     try:
-        os.fsync(fd)
+        fsync(fd)
     except OSError:
         pass
     finally:

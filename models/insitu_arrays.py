@@ -327,28 +327,30 @@ class ChipArrays:
         in its colour) inactive in every step and chip are dropped; inactive lanes point at cell
         (0, 0)."""
         B, T = self.B, self.n_colors
-        need = np.zeros((B, n_tiles * T), np.int64)          # steps per (chip, tile, colour)
-        np.maximum.at(need, (np.arange(B)[:, None], tile * T + color), counts)
-        need = need.reshape(B, n_tiles, T)
-        end = np.cumsum(need, axis=2)                        # each tile's colours one after another
-        steps = int(end[:, :, -1].max())
-        start = (end - need).reshape(B, -1)
         b, d = np.nonzero(counts > 0)
         n = counts[b, d]
+        slot = b * (n_tiles * T) + tile[d] * T + color[d]     # (chip, tile, colour) of each device
+        need = np.zeros((B, n_tiles, T), np.int64)          # steps per (chip, tile, colour)
+        np.maximum.at(need.reshape(-1), slot, n)
+        end = np.cumsum(need, axis=2)                        # each tile's colours one after another
+        steps = int(end[:, :, -1].max())
+        start = (end - need).reshape(-1)
         rep = np.repeat(np.arange(b.size), n)
-        level = np.arange(rep.size) - np.repeat(np.cumsum(n) - n, n)
+        k = np.repeat(start[slot] - (np.cumsum(n) - n), n) + np.arange(rep.size)   # start + level
         b, d = b[rep], d[rep]
-        k = start[b, tile[d] * T + color[d]] + level
-        used, li = np.unique(lane[d], return_inverse=True)
-        shape = (steps, B, used.size)
+        used = np.zeros(n_tiles * T, bool)
+        used[lane[d]] = True
+        li = (np.cumsum(used) - 1)[lane[d]]
+        shape = (steps, B, int(np.count_nonzero(used)))
+        at = (k * B + b) * shape[2] + li
         r = np.zeros(shape, np.intp)
         c = np.zeros(shape, np.intp)
         a = np.zeros(shape)
         act = np.zeros(shape, bool)
-        r[k, b, li] = rows[d]
-        c[k, b, li] = cols[d]
-        a[k, b, li] = amp[b, d]
-        act[k, b, li] = True
+        r.reshape(-1)[at] = rows[d]
+        c.reshape(-1)[at] = cols[d]
+        a.reshape(-1)[at] = amp[b, d]
+        act.reshape(-1)[at] = True
         return r, c, a, act
 
     @property

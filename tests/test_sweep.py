@@ -184,3 +184,25 @@ def test_sweep_command_refuses_bad_options_before_anything_is_written(tmp_path, 
     (tmp_path / "bad.toml").write_text('command = "tune"\n[grid]\ntolerance = [0.01, "x"]\n')
     assert main(["sweep", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "out")]) == 2
     assert "invalid float value: 'x'" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_a_point_runs_without_flushing_its_temporary_run_folder(tmp_path, monkeypatch):
+    """Run folders are flushed to the disk (fsync), except a sweep point's, which is deleted as
+    soon as its report is read; the point reports its CPU time too."""
+    from procedures.storage.run_data import write_json
+    from procedures.sweep.point import run_point
+    from programming.durable import skipped
+
+    flushed = []
+    monkeypatch.setattr(os, "fsync", lambda fd: flushed.append(fd))
+    write_json(tmp_path / "a.json", {"a": 1})
+    assert len(flushed) == 1
+    with skipped():
+        write_json(tmp_path / "b.json", {"b": 2})
+    assert len(flushed) == 1 and json.loads((tmp_path / "b.json").read_text()) == {"b": 2}
+    res = run_point(["tune", "--size", "2x2", "--preset", "asymmetric", "--max-pulses", "5", "--seed", "1"])
+    assert res["status"] == "ok", res["error"]
+    assert len(flushed) == 1, "the point's run folder was flushed"
+    assert 0 < res["cpu_s"] and res["report"]
+    write_json(tmp_path / "c.json", {"c": 3})
+    assert len(flushed) == 2

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from programming.durable import fsync
 from programming.tune_result import STATUS_NAMES
 from programming.tune_state import TuneJournal, TuneLog, TuneState
 
@@ -234,7 +235,7 @@ def _keep_valid_lines(path: Path, ok) -> list[str]:
     with open(tmp, "wb") as f:
         f.write(keep_bytes)
         f.flush()
-        os.fsync(f.fileno())
+        fsync(f.fileno())
     os.replace(tmp, path)
     if not dropped:
         return []

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from programming.durable import fsync
 from programming.tune_result import STATUS_NAMES
 
 #: the unit of each ``run.h5`` dataset, by group and name ("1": a dimensionless ratio; "code": see
@@ -104,7 +105,7 @@ def write_json(path: Path, obj) -> None:
             json.dump(obj, f, indent=2, default=_json_default)
             f.write("\n")
             f.flush()
-            os.fsync(f.fileno())
+            fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         _remove(tmp)                 # never leave a half-written .tmp behind (a full disk)
@@ -125,7 +126,7 @@ def write_status(path: Path, meta: dict) -> None:
             f.write(text)
             f.truncate(len(text))
             f.flush()
-            os.fsync(f.fileno())
+            fsync(f.fileno())
 
 
 def _remove(path: Path) -> None:

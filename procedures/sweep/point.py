@@ -25,11 +25,13 @@ _OUTPUTS: dict[str, list[str]] = {}
 
 def run_point(argv: list[str]) -> dict:
     """Run ``xbar *argv`` here; return ``{"status": "ok" | "failed", "error", "report",
-    "wall_s", "worker"}``."""
+    "wall_s", "cpu_s", "worker"}`` (wall and CPU time of the point in this process, s).  The run
+    folder is temporary, so its files are not flushed to the disk (:mod:`programming.durable`)."""
     from procedures.cli import main
+    from programming.durable import skipped
 
     command = argv[0]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = io.StringIO()
     status, error, report = "failed", None, {}
     with tempfile.TemporaryDirectory(prefix="xbar-point-") as folder:
@@ -39,7 +41,7 @@ def run_point(argv: list[str]) -> dict:
 
                 _OUTPUTS[command] = output_options(command_parsers()[command])
             full = [*argv, *(a.format(folder=folder) for a in _OUTPUTS[command])]
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), skipped():
                 code = main(full)
             path = Path(folder) / "report.json"
             if path.is_file():
@@ -55,7 +57,7 @@ def run_point(argv: list[str]) -> dict:
                 raise
             error = f"{type(exc).__name__}: {exc}"
     return {"status": status, "error": error, "report": report, "wall_s": time.perf_counter() - t0,
-            "worker": _worker_name()}
+            "cpu_s": time.process_time() - c0, "worker": _worker_name()}
 
 
 def _tail(text: str) -> str:

@@ -94,7 +94,7 @@ def load_records(folder: Path) -> dict[str, dict]:
 def _record(point: Point, result: dict) -> dict:
     return {"point": point.id, "index": point.index, "replicate": point.replicate, "seed": point.seed,
             "params": point.params, "argv": list(point.argv), "status": result["status"],
-            "error": result.get("error"), "point_wall_s": result.get("wall_s"),
+            "error": result.get("error"), "point_wall_s": result.get("wall_s"), "point_cpu_s": result.get("cpu_s"),
             "worker": result.get("worker"), "report": result.get("report") or {}}
 
 
@@ -157,12 +157,10 @@ def run_sweep(spec: SweepSpec, out: Path | None = None, scheduler: str | None = 
                     from tqdm import tqdm
                     bar = tqdm(total=len(points), initial=skipped, unit="point", desc=f"sweep {spec.command}",
                                smoothing=0.1)
-                by_key = {}
-                futures = []
-                for p in todo:
-                    fut = client.submit(run_point, list(p.argv), key=f"xbar-{spec.command}-{p.id}", pure=False)
-                    by_key[fut.key] = p
-                    futures.append(fut)
+                # one message to the scheduler for every point (not a round trip per point)
+                futures = client.map(run_point, [list(p.argv) for p in todo],
+                                     key=[f"xbar-{spec.command}-{p.id}" for p in todo], pure=False)
+                by_key = {fut.key: p for fut, p in zip(futures, todo)}
                 for fut in as_completed(futures):
                     p = by_key[fut.key]
                     if fut.status == "finished":

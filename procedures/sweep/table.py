@@ -1,9 +1,9 @@
 """A sweep's results as one tidy table: a row per point, a column per option and per report figure.
 
 Columns: ``point`` (id), ``index``, ``replicate``, ``seed``, ``status`` (ok | failed), ``error``,
-``point_wall_s`` (the point's wall time on its worker, s), ``worker``; then the point's options
-under their own names; then every scalar of the command's report (nested figures joined with a
-dot, ``pulses_per_cell.mean``; short lists as text).  A report figure with the name of an option
+``point_wall_s`` and ``point_cpu_s`` (the point's wall and CPU time on its worker, s),
+``worker``; then the point's options under their own names; then every scalar of the command's
+report (nested figures joined with a dot, ``pulses_per_cell.mean``; short lists as text).  A report figure with the name of an option
 is kept as ``report.<name>`` when it differs from the option.  Written as Parquet.
 """
 from __future__ import annotations
@@ -13,10 +13,10 @@ import math
 from pathlib import Path
 
 #: the columns every sweep table starts with
-ID_COLUMNS = ("point", "index", "replicate", "seed", "status", "error", "point_wall_s", "worker")
+ID_COLUMNS = ("point", "index", "replicate", "seed", "status", "error", "point_wall_s", "point_cpu_s", "worker")
 #: columns that depend on the machine or on timing, not on the physics (left out when two runs of
 #: one sweep are compared)
-TIMING_COLUMNS = ("point_wall_s", "worker", "wall_s", "instrument_wall_s")
+TIMING_COLUMNS = ("point_wall_s", "point_cpu_s", "worker", "wall_s", "instrument_wall_s")
 
 TABLE = "sweep.parquet"
 
