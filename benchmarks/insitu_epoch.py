@@ -43,7 +43,8 @@ def ours(rule: str, epochs: int, seed: int = 0) -> float:
 #: (``TransferCompound`` of two soft-bounds devices) for Tiki-Taka and for SHD (aihwkit has no SHD;
 #: TransferCompound is its two-array rule with transfers, set to SHD's transfer period and a read
 #: of every input row per transfer, as ours does)
-AIHWKIT_REF = {"sgd": "analog SGD", "manhattan": "analog SGD", "tiki-taka": "Tiki-Taka", "shd": "Tiki-Taka (SHD's transfers)"}
+AIHWKIT_REF = {"sgd": "analog SGD", "manhattan": "analog SGD", "tiki-taka": "Tiki-Taka",
+               "shd": "Tiki-Taka (SHD's transfers)"}
 
 
 def _aihwkit_configs(kind: str):

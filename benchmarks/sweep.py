@@ -1,26 +1,31 @@
 """Sweep throughput: a 200-point ``tune`` sweep on a local Dask cluster with 1 and with 2 worker
-processes, alternated in one run (1, 2, 2, 1 workers: a load that changes during the run cancels
-in the ratios).
+processes, alternated in one run: the sweep in two halves of 100 points (two sweep seeds), run on
+1, 2, 2, then 1 workers, so each worker count runs all 200 points and a load that changes during
+the run cancels in the ratios.
 
-Both clusters are started once, before the sweeps (their start-up, and each worker's first
-imports, are timed and printed separately); each sweep then runs through ``run_sweep`` on its
-cluster exactly as ``xbar sweep --scheduler`` does (a fresh sweep folder, every point recorded,
+Both clusters are started once, before the sweeps, as ``xbar sweep`` starts its embedded one
+(their start-up, and each worker's first imports, are timed and printed separately); each sweep
+then runs through ``run_sweep`` on its cluster exactly as ``xbar sweep --scheduler`` does (a fresh sweep folder, every point recorded,
 the table written).  Per sweep it prints the wall time, the points' own wall and CPU time on their
 workers, the CPU time of the worker processes and of this process (client and scheduler), and the
 overhead per point, both ways:
 
 * wall: ``(wall × workers − Σ point wall) / points``, what the sweep machinery adds to each
   point's time on a worker (includes waiting for the scheduler and the client);
-* CPU: ``(CPU of the workers and of this process − Σ point CPU) / points``, the machinery's own
-  work, which a loaded machine does not inflate.
+* CPU: ``(CPU of the workers and of this process − their CPU while idle × wall − Σ point CPU) /
+  points``, the machinery's own work per point, which a loaded machine does not inflate (the idle
+  clusters' background CPU, measured first, is printed on its own).
 
 Then the speed-up from 1 to 2 workers: the wall-time ratio of the alternated sweeps, and, robust
 to load, the one the measured CPU times give on an idle machine (a sweep then takes the CPU time
-of its busiest worker, or all its processes' CPU time spread over the cores, whichever is more).  Targets (issue 17): speed-up
->= 1.8x, overhead <= 50 ms per point.  The machine is shared: the load average is printed.
-About 3 minutes on an idle 2-core machine.
+of its busiest worker, or all its processes' CPU time spread over the cores, whichever is more).
+Targets (issue 17): speed-up >= 1.8x, overhead <= 50 ms per point.  The machine is shared: the
+load average is printed.  About 2 minutes on an idle 2-core machine.
 
     PYTHONPATH=. python benchmarks/sweep.py [--points 200] [--size 8x8] [--preset asymmetric] [--rounds 1]
+
+(``asymmetric``: the preset with ideal lines, ~0.3 s of CPU per 8x8 point; the default ``tio2-3it``
+chip's resistive lines make a point ~4x dearer and the run too long.)
 """
 from __future__ import annotations
 
@@ -48,20 +53,25 @@ def _cpu() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--points", type=int, default=200, help="points (a multiple of 20)")
+    ap.add_argument("--points", type=int, default=200, help="points (a multiple of 40)")
     ap.add_argument("--size", default="8x8")
     ap.add_argument("--preset", default="asymmetric", help="chip preset of every point")
-    ap.add_argument("--rounds", type=int, default=1, help="rounds of (1, 2, 2, 1)-worker sweeps")
+    ap.add_argument("--rounds", type=int, default=1, help="rounds of the (1, 2, 2, 1)-worker half sweeps")
     args = ap.parse_args()
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    from procedures.sweep.runner import load_records, run_sweep
+    from procedures.sweep.runner import load_records, local_cluster, run_sweep
     from procedures.sweep.spec import parse_spec
 
-    spec = parse_spec({"command": "tune", "seed": 1, "seeds": max(1, args.points // 20),
-                       "fixed": {"size": args.size, "preset": args.preset},
-                       "grid": {"tolerance": [0.005, 0.01, 0.02, 0.03, 0.05], "max-pulses": [25, 50, 100, 200]}})
-    n = len(spec.expand())
+    half = max(1, args.points // 40)            # seeds per half: 20 grid points x seeds = points / 2
+
+    def spec_of(sweep_seed):
+        return parse_spec({"command": "tune", "seed": sweep_seed, "seeds": half,
+                           "fixed": {"size": args.size, "preset": args.preset},
+                           "grid": {"tolerance": [0.005, 0.01, 0.02, 0.03, 0.05],
+                                    "max-pulses": [25, 50, 100, 200]}})
+    halves = [spec_of(1), spec_of(2)]
+    n = sum(len(h.expand()) for h in halves)
     logging.getLogger("distributed").setLevel(logging.ERROR)     # no INFO lines when the clusters close
     begin = time.perf_counter()
     print(f"{n}-point tune sweep ({args.size}, {args.preset}), load average {os.getloadavg()[0]:.2f} at start")
@@ -70,31 +80,49 @@ def main() -> None:
     try:
         for w in (1, 2):
             t0 = time.perf_counter()
-            clusters[w] = LocalCluster(n_workers=w, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                       dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
+            clusters[w] = local_cluster(w)           # as xbar sweep's embedded cluster
             clients[w] = Client(clusters[w])
             started = time.perf_counter() - t0
             cpu = clients[w].run(_warm)
             print(f"  {w}-worker cluster: started in {started:.2f} s; each worker's first imports "
                   f"{statistics.mean(cpu.values()):.2f} s CPU (counted in neither sweep below)")
+        t0 = time.perf_counter()
+        c0, wc0 = _cpu(), {w: sum(clients[w].run(_cpu).values()) for w in clients}
+        time.sleep(3.0)
+        dt = time.perf_counter() - t0
+        idle = {"this": (_cpu() - c0) / dt, **{w: (sum(clients[w].run(_cpu).values()) - wc0[w]) / dt for w in clients}}
+        print(f"  idle clusters: this process (both schedulers and clients) {1e3 * idle['this']:.0f} ms CPU per s, "
+              f"workers {1e3 * idle[1]:.0f} / {1e3 * idle[2]:.0f} ms CPU per s (1 / 2 workers); the CPU "
+              f"overheads below leave this background out")
         with tempfile.TemporaryDirectory() as tmp:
-            for i, w in enumerate([1, 2, 2, 1] * args.rounds):
+            for i, (w, h) in enumerate([(1, 0), (2, 0), (2, 1), (1, 1)] * args.rounds):
                 folder = Path(tmp) / f"{i}-w{w}"
                 c0, wc0 = _cpu(), clients[w].run(_cpu)
                 t0 = time.perf_counter()
-                out = run_sweep(spec, folder, scheduler=clusters[w].scheduler_address, progress=False, plots=False)
+                out = run_sweep(halves[h], folder, scheduler=clusters[w].scheduler_address, progress=False,
+                                plots=False)
                 wall = time.perf_counter() - t0
                 own = _cpu() - c0
                 wcpu = {k: v - wc0[k] for k, v in clients[w].run(_cpu).items()}
-                recs = load_records(folder).values()
+                recs = list(load_records(folder).values())
+                m = len(recs)
                 p_wall = sum(r["point_wall_s"] for r in recs)
                 p_cpu = sum(r["point_cpu_s"] for r in recs)
-                s = {"wall": wall, "busiest": max(wcpu.values()), "cpu": own + sum(wcpu.values())}
+                s = {"wall": wall, "busiest": max(wcpu.values()), "cpu": own + sum(wcpu.values()),
+                     "p_wall": p_wall, "p_cpu": p_cpu, "n": m,
+                     "net": own + sum(wcpu.values()) - (idle["this"] + idle[w]) * wall - p_cpu}
                 stats[w].append(s)
-                print(f"  {w} worker(s): {wall:6.2f} s wall, {out.ok} ok / {out.failed} failed; points "
-                      f"{1e3 * p_wall / n:.0f} ms wall, {1e3 * p_cpu / n:.0f} ms CPU each; CPU: workers "
+                print(f"  {w} worker(s), half {h + 1}: {wall:6.2f} s wall, {out.ok} ok / {out.failed} failed; "
+                      f"points {1e3 * p_wall / m:.0f} ms wall, {1e3 * p_cpu / m:.0f} ms CPU each; CPU: workers "
                       f"{sum(wcpu.values()):.2f} s, this process {own:.2f} s; overhead per point "
-                      f"{1e3 * (wall * w - p_wall) / n:.1f} ms wall, {1e3 * (s['cpu'] - p_cpu) / n:.1f} ms CPU")
+                      f"{1e3 * (wall * w - p_wall) / m:.1f} ms wall, {1e3 * s['net'] / m:.1f} ms CPU")
+        for w in (1, 2):
+            wall = sum(s["wall"] for s in stats[w])
+            m = sum(s["n"] for s in stats[w])
+            over_wall = (wall * w - sum(s["p_wall"] for s in stats[w])) / m
+            over_cpu = sum(s["net"] for s in stats[w]) / m
+            print(f"  {m} points on {w} worker(s): {wall:.2f} s wall; overhead per point {1e3 * over_wall:.1f} ms "
+                  f"wall, {1e3 * over_cpu:.1f} ms CPU (target <= 50 ms)")
     finally:
         for w in clients:
             clients[w].close()
@@ -103,9 +131,9 @@ def main() -> None:
     wall_ratio = sum(s["wall"] for s in stats[1]) / sum(s["wall"] for s in stats[2])
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
-    def idle(w):   # the sweep's time on an idle machine: its busiest process, or all its CPU time on the cores
-        return min(max(s["busiest"], s["cpu"] / cores) for s in stats[w])
-    cpu_ratio = idle(1) / idle(2)
+    def idle_time(w):   # a sweep's time on an idle machine: its busiest process, or all its CPU time on the cores
+        return sum(max(s["busiest"], s["cpu"] / cores) for s in stats[w])
+    cpu_ratio = idle_time(1) / idle_time(2)
     print(f"  speed-up 1 -> 2 workers: {wall_ratio:.2f}x in wall time (alternated pairs: "
           f"{', '.join(f'{r:.2f}x' for r in pairs)}); {cpu_ratio:.2f}x from the CPU times on an idle "
           f"{cores}-core machine (target >= 1.8x)")
