@@ -29,9 +29,13 @@ number of cells, loud pulses and half-select switches.
 
 This models ideal lines (the configuration ``benchmarks/tune_sim.py`` quotes its 3x target for).
 On the default ``tio2-3it`` lines (0.67 Ω) every read and pulse is a nodal solve and the IR-drop
-correction inverts every reading: :func:`floor_step_s` with ``lines=True`` adds the same line
-solves (:class:`mock_hw.nodal.LineSolver`, one right-hand side per busy read and pulse) to the
-floor, so the ratio shows how much the tuner adds on top of the solver.
+correction inverts every reading: :func:`floor_step_s` with ``lines=True`` adds the chip's line
+solves (:class:`mock_hw.nodal.LineSolver`, one right-hand side per busy read and per pulse, the
+thresholds tested on every cell's solved voltage), the correction's inversion of each reading and
+its model refreshes as often as the tuner's run refreshed it (:class:`~programming.ir_correction.ReadCorrection`,
+fitted before the timing as the tuner's is before its first step).  Its pulses then switch the
+cells of the ideal-line model (the selected ones and the half-selected lines): the voltage drops
+along the lines change how far they switch, not how much work that is.
 
     PYTHONPATH=. python benchmarks/tune_floor.py
 """
@@ -43,7 +47,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import programming.tuner as tuner_module
+from mock_hw.presets import get_preset
 from mock_hw.sim_chip import SimulatedCrossbar
+from programming.ir_correction import ReadCorrection
 from programming.tuner import TuneInterrupted, TunerConfig, tune
 
 
@@ -56,8 +62,11 @@ def make_run(rows: int, cols: int, chips: int, seed: int, r_line: float = 0.0):
 
 def config_for(r_line: float) -> TunerConfig:
     """The tuner settings of the benchmark: defaults, with the read correction on resistive lines
-    (estimate = the chip's line resistance; ``xbar tune`` measures it)."""
-    return TunerConfig(line_resistance=r_line)
+    (line resistance and I-V coefficient as ``xbar calibrate-lines`` measures them: here the
+    chip's own values, so the figure does not depend on a calibration run)."""
+    if not r_line:
+        return TunerConfig()
+    return TunerConfig(line_resistance=r_line, device_beta=get_preset("tio2-3it").device.beta)
 
 
 @dataclass
@@ -77,6 +86,7 @@ class Workload:
     r_line: float = 0.0
     reads: list = field(default_factory=list)
     pulses: list = field(default_factory=list)
+    refreshes: list = field(default_factory=list)
 
     @property
     def busy(self) -> float:
@@ -107,8 +117,13 @@ def record_workload(rows: int, cols: int, chips: int, seed: int, r_line: float =
     w = Workload((chips, rows, cols), xb.params, xb.true_conductance.ravel(), pop.vth_set.ravel().copy(),
                  pop.vth_reset.ravel().copy(), pop.rate.ravel().copy(), pop.stuck.ravel().copy(),
                  xb.working_mask.ravel(), targets.ravel().copy(), r_line)
-    step, read, pulse = tuner_module._step, xb.read, xb.pulse
+    step, read, pulse, refresh = tuner_module._step, xb.read, xb.pulse, ReadCorrection.refresh
     inside = {"on": False}
+
+    def rec_refresh(self):      # after a step (cells finished, read-backs): counted with it
+        if w.refreshes:
+            w.refreshes[-1] += 1
+        return refresh(self)
 
     def flat(rows_, cols_, active):
         chip = np.broadcast_to(np.arange(chips)[:, None], rows_.shape)[active]
@@ -129,6 +144,7 @@ def record_workload(rows: int, cols: int, chips: int, seed: int, r_line: float =
     def rec_step(xb_, n, *args):
         inside["on"] = True
         w.pulses.append(None)
+        w.refreshes.append(0)
         try:
             out = step(xb_, n, *args)
         finally:
@@ -138,11 +154,11 @@ def record_workload(rows: int, cols: int, chips: int, seed: int, r_line: float =
         return out
 
     xb.read, xb.pulse = rec_read, rec_pulse
-    tuner_module._step = rec_step
+    tuner_module._step, ReadCorrection.refresh = rec_step, rec_refresh
     try:
         run_tuner(xb, targets, r_line, max_steps)
     finally:
-        tuner_module._step = step
+        tuner_module._step, ReadCorrection.refresh = step, refresh
     return w
 
 
@@ -174,10 +190,14 @@ def floor_step_s(w: Workload, steps: int | None = None, seed: int = 0, lines: bo
     c_read = p.v_read * (1 + d.beta * p.v_read ** 2) / norm
     span = d.g_max - d.g_min
     band = 0.01 * 0.8
-    solver = None
-    if lines:
+    solver = corr = None
+    if lines:              # the chip's line solver, and the tuner's read correction fitted (untimed)
         from mock_hw.nodal import LineSolver
         solver = LineSolver(w.r_line, d.beta, d.v_ref)
+        cfg = config_for(w.r_line)
+        corr = ReadCorrection((R, C), B, p.v_read, cfg.line_resistance, beta=cfg.device_beta)
+        corr.est = g3.copy()
+        corr.refresh()
     steps = len(w.reads) if steps is None else min(steps, len(w.reads))
     t0 = time.process_time()
     for k in range(steps):
@@ -191,6 +211,11 @@ def floor_step_s(w: Workload, steps: int | None = None, seed: int = 0, lines: bo
             i = g.take(rf) * c_read
             i *= 1 + d.read_noise * rng.standard_normal(rf.size)               # read noise
             reading = i / p.v_read
+            if corr is not None:                                                # IR-drop correction
+                reading = corr._a.reshape(-1).take(rf) / (1.0 / reading - corr._c.reshape(-1).take(rf))
+                corr.est.reshape(-1)[rf] = reading
+                for _ in range(w.refreshes[k]):
+                    corr.refresh()
             t = w.target.take(rf)
             pol = np.where(reading < t, 1, -1).astype(np.int8)                  # band test, ramp
             _need = np.abs(reading - t) > band * t
@@ -206,7 +231,9 @@ def floor_step_s(w: Workload, steps: int | None = None, seed: int = 0, lines: bo
             col_v = np.repeat((v / 2)[None, :, None], C, axis=2) * np.ones((B, 1, 1))
             row_v[chip, lane, r] = v
             col_v[chip, lane, c] = 0.0
-            solver.solve(g3, row_v, col_v, tol=1e-7)
+            sol = solver.solve(g3, row_v, col_v, tol=1e-7)
+            beyond = (sol.v_cell > vs3[:, None]) | (-sol.v_cell > vr3[:, None])   # every cell sees a voltage
+            _cells = np.flatnonzero(beyond.any(axis=1))
         gp = g.take(pf)
         shift = d.v_per_decade * np.log10(wd / d.width_ref)                     # pulse-width law
         mag = np.maximum(np.abs(v) + shift, 0.0)
