@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 ORDERS = ("row", "column", "diagonal", "random")
+_NO_RANK = np.iinfo(np.int64).max      # the key of a cell that cannot be picked
 
 
 def cell_rank(shape: tuple[int, int], order: str = "row", rng: np.random.Generator | None = None) -> np.ndarray:
@@ -68,7 +69,7 @@ class SlotScheduler:
         self._minor = np.tile(np.arange(self.n_minor), k)[None, :].repeat(self.parallel, 0)
         self._valid = self._major < self.n_major
         self._major = np.minimum(self._major, self.n_major - 1)
-        self._rank = np.where(self._valid, rank[self._major, self._minor], np.iinfo(np.int64).max)
+        self._rank = np.where(self._valid, rank[self._major, self._minor], _NO_RANK)
         self.busy_minor = np.zeros((self.n_chips, self.n_minor), bool)
         # cells left on each slot's lines: a slot with none is never searched again
         per_major = np.zeros((self.n_chips, k * self.parallel), np.int64)
@@ -89,7 +90,7 @@ class SlotScheduler:
         maj = self._major[slot]                         # (n, k*minor)
         mnr = self._minor[slot]
         ok = self._valid[slot] & self.remaining[chip[:, None], maj, mnr] & ~self.busy_minor[chip[:, None], mnr]
-        key = np.where(ok, self._rank[slot], np.iinfo(np.int64).max)
+        key = np.where(ok, self._rank[slot], _NO_RANK)
         pick = key.argmin(axis=1)
         got = ok[np.arange(chip.size), pick]
         chip, slot, pick, key = chip[got], slot[got], pick[got], key[got, pick[got]]
