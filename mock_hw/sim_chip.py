@@ -194,12 +194,16 @@ class SimulatedCrossbar(Crossbar):
         keep = self._working_flat().take(cells) & ~mark.take(cells)
         mark[selected] = False
         cells = cells[keep]
-        events = np.repeat(loud.take(chips), per)[keep]
-        mean, sd = self._disturb_table(int(events.max(initial=0)))
+        ev = loud.take(chips)
+        if (ev == ev[0]).all():              # one count for every loud chip (usually 1)
+            events = int(ev[0])
+        else:
+            events = np.repeat(ev, per)[keep].astype(np.intp)
+        mean, sd = self._disturb_table(int(ev.max()))
         n = n_flat.take(cells)
         ti = np.minimum(n, mean.shape[0] - 1).astype(np.intp)
         ti *= mean.shape[1]
-        ti += events.astype(np.intp)
+        ti += events
         g_flat = self._g.reshape(-1)
         g = g_flat.take(cells)
         g += mean.take(ti)

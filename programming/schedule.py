@@ -96,12 +96,13 @@ class SlotScheduler:
         chip, slot, pick, key = chip[got], slot[got], pick[got], key[got, pick[got]]
         maj = self._major[slot, pick]
         mnr = self._minor[slot, pick]
-        # two slots of a chip wanting the same minor line: the higher-priority cell wins
-        order = np.lexsort((key, mnr, chip))
-        first = np.ones(order.size, bool)
-        first[1:] = (chip[order][1:] != chip[order][:-1]) | (mnr[order][1:] != mnr[order][:-1])
-        keep = order[first]
-        chip, slot, maj, mnr = chip[keep], slot[keep], maj[keep], mnr[keep]
+        if chip.size > 1:
+            # two slots of a chip wanting the same minor line: the higher-priority cell wins
+            order = np.lexsort((key, mnr, chip))
+            first = np.ones(order.size, bool)
+            first[1:] = (chip[order][1:] != chip[order][:-1]) | (mnr[order][1:] != mnr[order][:-1])
+            keep = order[first]
+            chip, slot, maj, mnr = chip[keep], slot[keep], maj[keep], mnr[keep]
         self.remaining[chip, maj, mnr] = False
         self.busy_minor[chip, mnr] = True
         self.slot_left[chip, slot] -= 1

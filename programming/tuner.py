@@ -345,12 +345,13 @@ class _Run:
             if n.finished.any():
                 chip, slot = np.nonzero(n.finished)
                 r, c = n.rows[chip, slot], n.cols[chip, slot]
-                for key in self.rec:
-                    self.rec[key][chip, r, c] += getattr(n, key)[chip, slot]
-                self.status[chip, r, c] = n.status[chip, slot]
+                done = [getattr(n, key)[chip, slot] for key in self.rec]
+                for key, value in zip(self.rec, done):
+                    self.rec[key][chip, r, c] += value
+                status = n.status[chip, slot]
+                self.status[chip, r, c] = status
                 remaining[chip, r, c] = False
-                self.journal.cells_finished(pass_no, chip, r, c, self.tgt[chip, r, c], n.status[chip, slot],
-                                            n.last[chip, slot], *(getattr(n, k)[chip, slot] for k in self.rec))
+                self.journal.cells_finished(pass_no, chip, r, c, self.tgt[chip, r, c], status, n.last[chip, slot], *done)
                 sched.release(chip, r, c)
                 bar.update(int(chip.size))
                 if self.corr is not None:
