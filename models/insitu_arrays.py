@@ -304,7 +304,7 @@ class ChipArrays:
     def _pulse_counts(self, arrays: Sequence[WeightArray], counts: np.ndarray, sign: np.ndarray) -> None:
         """:meth:`pulse_devices` for the devices of ``arrays`` concatenated: ``counts`` and
         ``sign`` of shape (B, D)."""
-        counts = counts.astype(np.int64)
+        counts = np.asarray(counts, dtype=np.int64)
         if counts.max(initial=0) <= 0:
             return
         rows, cols, tile, color, lane, n_tiles = self._tile_table(arrays)
@@ -389,7 +389,8 @@ class ChipArrays:
         if not items:
             return
         B = self.B
-        k = np.concatenate([np.asarray(k).reshape(B, -1) for _, k, _ in items], axis=1)
+        ks = [np.asarray(k).reshape(B, -1) for _, k, _ in items]
+        k = ks[0] if len(ks) == 1 else np.concatenate(ks, axis=1)
         n = np.repeat(np.abs(k), 2, axis=1)              # device order: G+, G− of each weight
         s = np.sign(k)
         sign = np.stack([s, -s], axis=-1).reshape(n.shape)
