@@ -70,9 +70,9 @@ FLOOR_CASES = ((64, 64, 1, 0.0, None), (8, 8, "batch", 0.0, None), (64, 64, 1, T
                (8, 8, 100, TIO2_3IT_R_LINE, 40))
 
 
-def floor_ratios(seed, batch, lines=True) -> list[tuple[str, bool]]:
-    """Tuner step vs the numpy floor on the same workload, alternated twice per case; the best of
-    each is compared (the target applies to ideal lines)."""
+def floor_ratios(seed, batch, lines=True, repeat=3) -> list[tuple[str, bool]]:
+    """Tuner step vs the numpy floor on the same workload, alternated ``repeat`` times per case;
+    the best of each is compared (the target applies to ideal lines)."""
     checks = []
     print(f"tuner step vs numpy floor (CPU time; load average {os.getloadavg()[0]:.2f}):")
     for rows, cols, chips, r_line, max_steps in FLOOR_CASES:
@@ -81,7 +81,7 @@ def floor_ratios(seed, batch, lines=True) -> list[tuple[str, bool]]:
             continue
         work = record_workload(rows, cols, chips, seed, r_line, max_steps)
         tuner_s, floor_s = [], []
-        for _ in range(2):
+        for _ in range(repeat if not r_line else 2):
             t, steps = tuner_step(rows, cols, chips, seed, r_line, max_steps)
             tuner_s.append(t)
             floor_s.append(floor_step_s(work, seed=seed, lines=r_line > 0))
