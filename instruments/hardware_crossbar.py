@@ -637,14 +637,16 @@ class HardwareCrossbar(Crossbar):
             self._tsplink = (inst, drive, sense, node, self.tsplink_layout())
         return self._tsplink
 
-    def tune_on_instrument(self, cells, targets, config=None) -> list[dict]:
+    def tune_on_instrument(self, cells, targets, config=None, readings=None) -> list[dict]:
         """Tune ``cells`` ((row, col) pairs) to ``targets`` (S) with the write-verify loop AND the
         routing on the 2600B: one call, one reply for the whole list (``xbar_tune`` in
         ``instruments/tsp/xbar_write_verify.lua``; the 707B is the 2600B's TSP-Link node).  The
         script switches relays only with both SMUs off and confirmed off, reads the closed
         channels back before an output goes on, and ends — also on any error — with the outputs
         off and every relay open, confirmed.  Settings from ``config`` (a TunerConfig) as
-        :meth:`write_verify_on_instrument`; V/2 writes."""
+        :meth:`write_verify_on_instrument`; V/2 writes.  ``readings`` (S, optional): what the script
+        aims each cell's raw reading at instead of its target (the tuner's IR-drop mapping of the
+        targets, which must lie in the programming window)."""
         from programming.tuner import TunerConfig
 
         cfg = config or TunerConfig()
@@ -657,7 +659,8 @@ class HardwareCrossbar(Crossbar):
                                  f"{lo * 1e6:g}–{hi * 1e6:g} µS")
         self._check_cell_list(cells)
         inst, drive, sense, node, layout = self._on_instrument()
-        results = self._guarded(inst.tune_cells, drive, sense, node, layout, cells, targets, cfg)
+        aims = targets if readings is None else readings
+        results = self._guarded(inst.tune_cells, drive, sense, node, layout, cells, aims, cfg)
         self._routed = None
         self.round_trips += 1
         for (r, c), res in zip(cells, results):

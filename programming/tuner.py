@@ -388,7 +388,8 @@ class _Run:
                                                 *(v.copy() for v in self.rec.values()), self.compliance))
             batch = order[k:k + ON_INSTRUMENT_BATCH]
             t0 = time.perf_counter()
-            outs = xb.tune_on_instrument(batch, [float(script_tgt[0, r, c]) for r, c in batch], cell_cfg)
+            outs = xb.tune_on_instrument(batch, [float(self.tgt[0, r, c]) for r, c in batch], cell_cfg,
+                                         readings=[float(script_tgt[0, r, c]) for r, c in batch])
             took = (time.perf_counter() - t0) / len(batch)
             for (r, c), out in zip(batch, outs):
                 # the reading mapped back to a conductance (locally proportional about the target)

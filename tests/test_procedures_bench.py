@@ -99,7 +99,7 @@ def test_instrument_timeout_mid_tune_is_resumed(bench, fault_station, tmp_path, 
     code, out = run_on(bench, fault_station, ["tune", "--size", "3x3", "--seed", "2", "--parallel", "1"], tmp_path, "tune")
     assert code == 2
     err = capsys.readouterr().err
-    assert "--resume" in err and "confirmed smu outputs off (a, b), bias outputs off (1, 2), fgen outputs off (1), matrix relays open" in err
+    assert "--resume" in err and "confirmed smu outputs off (a, b), bias outputs off (1, 2), fgen outputs off (1, 2), matrix relays open" in err
     r = load_run(out)
     assert r.status == "failed" and "Timeout" in r.meta["error"] and len(r.data) >= 3
     code, _ = run_on(bench, fault_station, ["tune", "--resume", str(out)], tmp_path, "unused")
