@@ -160,12 +160,13 @@ def test_fit_variability_writes_a_model_that_train_and_evaluate_take(model_file,
 def test_train_and_evaluate_on_the_paper_data_under_the_published_transfer_model(model_file, tmp_path, capsys):
     path = tmp_path / "paper.pt"
     assert main(["train", "--dataset", "moons-paper", "--variability", "drolet2023", "--epochs", "5",
-                 "--transfers", "4", "--tail", "0.25", "--seed", "2", "--out", str(path)]) == 0
+                 "--transfers", "4", "--tail", "0.25", "--replicas", "4", "--robust-epochs", "2", "--seed", "2",
+                 "--out", str(path)]) == 0
     from models.model_io import load_model
 
     _, meta = load_model(path)
     assert meta["train"]["dataset"] == "moons-paper" and meta["layer_options"]["variability"]["name"] == "drolet2023"
-    assert meta["train"]["tail"] == 0.25
+    assert meta["train"]["tail"] == 0.25 and meta["train"]["replicas"] == 4 and meta["train"]["robust_epochs"] == 2
     out = tmp_path / "eval.json"
     assert main(["evaluate", str(path), "--transfers", "100", "--variability", "drolet2023", "--seed", "1",
                  "--json", str(out)]) == 0

@@ -76,6 +76,11 @@ def _train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--kl", type=float, default=0.0, help="weight of the variational KL regularizer")
     t.add_argument("--tail", type=float, default=1.0, metavar="SHARE",
                    help="each example's loss averages its worst SHARE of the sampled transfers (1 = all)")
+    t.add_argument("--replicas", type=int, default=1, metavar="N",
+                   help="train ceil(hidden/N) units regularly, then copy each N times (one hidden layer; 1 = off)")
+    t.add_argument("--robust-epochs", type=int, default=0, metavar="N",
+                   help="then N epochs of fine-tuning on the share of points correct in >= 95 %% of transfers, "
+                        "every single stuck device enumerated (--variability drolet2023, one output; 0 = off)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", type=Path, required=True, metavar="MODEL.pt")
     add_json_option(t, "also write the report (the configuration and the accuracies) here")
@@ -154,7 +159,8 @@ def cmd_train(args) -> int:
     from models.train import TrainConfig, train
 
     kw = dict(dataset=args.dataset, hidden=args.hidden, aware=args.aware, scales=args.scales, noise=args.noise,
-              variability=args.variability, kl_weight=args.kl, tail=args.tail, seed=args.seed)
+              variability=args.variability, kl_weight=args.kl, tail=args.tail, seed=args.seed,
+              replicas=args.replicas, robust_epochs=args.robust_epochs)
     for key in ("transfers", "epochs", "lr", "lr_schedule", "weight_decay"):   # None: the dataset's default
         if getattr(args, key) is not None:
             kw[key] = getattr(args, key)
