@@ -377,7 +377,10 @@ class _Run:
         script_tgt = self.tgt
         if self.corr is not None:
             g = np.where(np.isnan(self.tgt), self.corr.est, self.tgt)
-            script_tgt = np.where(np.isnan(self.tgt), np.nan, self.corr.model(g)[0])
+            # a reading of a target at the window's edge can fall just outside it, which the
+            # instrument refuses: the script aims at the window's edge there (a fraction of a %)
+            script_tgt = np.clip(np.where(np.isnan(self.tgt), np.nan, self.corr.model(g)[0]),
+                                 *xb.programming_window)
         rank = np.where(todo[0], self.rank, np.iinfo(np.int64).max)
         remaining = todo.copy()
         order = [tuple(int(i) for i in np.unravel_index(f, xb.shape))
