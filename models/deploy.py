@@ -179,7 +179,8 @@ def predistortion(model: MLP, placement: Placement, xb: Crossbar, cfg: DeployCon
         fixed = np.where(np.isnan(tgt), g_true, np.nan)
         g = product_targets(tgt, xb.v_read, cfg.line_resistance, cfg.access_resistance, fixed)
         # a stuck device's partner follows the stuck value, not the mapping: clipped as without lines
-        peak = float(np.nanmax(np.where(partner, np.nan, g)))
+        free = np.where(partner, np.nan, g)
+        peak = float(np.nanmax(free)) if np.isfinite(free).any() else lo     # (every cell stuck: nothing to fit)
         if peak <= hi * (1 + 1e-3) or top <= lo + 0.25 * (hi - lo):
             break
         top = max(top * hi / peak, lo + 0.25 * (hi - lo))   # the peak scales with the top: one or two steps
