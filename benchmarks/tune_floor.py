@@ -162,6 +162,12 @@ def record_workload(rows: int, cols: int, chips: int, seed: int, r_line: float =
     return w
 
 
+def _lane_in_chip(chip: np.ndarray, n_chips: int):
+    """Each lane's position among its chip's lanes (``chip`` ascending) and the most lanes of a chip."""
+    counts = np.bincount(chip, minlength=n_chips)
+    return np.arange(chip.size) - (np.cumsum(counts) - counts)[chip], max(int(counts.max(initial=0)), 1)
+
+
 def floor_step_s(w: Workload, steps: int | None = None, seed: int = 0, lines: bool = False) -> float:
     """Mean CPU time of one minimal step over the first ``steps`` steps of workload ``w``, s.
     ``lines``: add the nodal line solves of resistive lines (reads and pulses)."""
@@ -204,10 +210,11 @@ def floor_step_s(w: Workload, steps: int | None = None, seed: int = 0, lines: bo
         rf = w.reads[k]
         if rf.size:
             if solver is not None:                                              # grounded reads, lane by lane
-                rc = (rf // C) % R
-                row_v = np.zeros((B, rf.size, R))
-                row_v[rf // (R * C), np.arange(rf.size), rc] = p.v_read
-                solver.solve(g3, row_v, np.zeros((B, rf.size, C)), tol=1e-10)
+                rchip = rf // (R * C)
+                pos, K = _lane_in_chip(rchip, B)
+                row_v = np.zeros((B, K, R))
+                row_v[rchip, pos, (rf // C) % R] = p.v_read
+                solver.solve(g3, row_v, np.zeros((B, K, C)), tol=1e-10)
             i = g.take(rf) * c_read
             i *= 1 + d.read_noise * rng.standard_normal(rf.size)               # read noise
             reading = i / p.v_read
@@ -226,9 +233,11 @@ def floor_step_s(w: Workload, steps: int | None = None, seed: int = 0, lines: bo
             continue
         pf, chip, r, c, v, wd = w.pulses[k]
         if solver is not None:                                                  # V/2 pulses on the lines
-            lane = np.arange(pf.size)
-            row_v = np.repeat((v / 2)[None, :, None], R, axis=2) * np.ones((B, 1, 1))
-            col_v = np.repeat((v / 2)[None, :, None], C, axis=2) * np.ones((B, 1, 1))
+            lane, K = _lane_in_chip(chip, B)
+            half_v = np.zeros((B, K))
+            half_v[chip, lane] = v / 2
+            row_v = np.repeat(half_v[:, :, None], R, axis=2)
+            col_v = np.repeat(half_v[:, :, None], C, axis=2)
             row_v[chip, lane, r] = v
             col_v[chip, lane, c] = 0.0
             sol = solver.solve(g3, row_v, col_v, tol=1e-7)
