@@ -12,8 +12,10 @@ violations and the largest voltage any unselected cell saw in any write:
 * b2900-board (B2902A drive, 2450 sense, serial board): 50 µs (the B2902A's shortest), V/2;
 * the 64×64 simulated chip at 100 µs and 50 µs (same tuner, vectorized).
 
-Amplitudes come from the auto schedule (``programming.auto_schedule``) at every width but 1 µs
-(the 3IT recipe).  The bench's clock is emulated instrument time and its chip ages by it
+Every host row runs as ``xbar tune`` does by default: the line resistance measured first with
+reads only (``--line-estimate auto``), the tuner's default settings (passes: ``--passes``, default
+TunerConfig's), amplitudes from the auto schedule (``programming.auto_schedule``) at every width
+but 1 µs (the 3IT recipe).  The bench's clock is emulated instrument time and its chip ages by it
 (``--time-scale``, chip seconds per bench second, default 1: what a real chip does while the
 array is tuned).  The same 8×8 run is repeated with every emulator reply delayed 2 ms (a loaded
 host) and must give identical results.  Also the host's overhead per round trip (wall time minus
@@ -29,7 +31,7 @@ The on-instrument rows (:func:`on_instrument_rows`; ``--on-instrument-only`` pri
 them back, one call each; with and without the host's IR-drop correction (a line calibration
 first, its round trips counted apart); benches it cannot serve say why in one line.
 
-Usage: python benchmarks/bench_mock.py [--size 8x8] [--seed 0] [--passes 3] [--time-scale 1] [--on-instrument-only]
+Usage: python benchmarks/bench_mock.py [--size 8x8] [--seed 0] [--passes N] [--time-scale 1] [--on-instrument-only]
 """
 from __future__ import annotations
 
@@ -60,8 +62,10 @@ def busy(bench: MockBench) -> float:
     return sum(s.busy_s for s in bench.servers.values())
 
 
-def schedule(xb, width: float, scheme: str, passes: int) -> TunerConfig:
-    cfg = with_width(TunerConfig(write_scheme=scheme, passes=passes), width)
+def schedule(xb, width: float, scheme: str, passes: int | None) -> TunerConfig:
+    """The tuner's defaults (``passes`` None: TunerConfig's) at ``width``, with ``xbar tune``'s
+    schedule: the recipe at 1 µs, else the auto schedule probed on the chip."""
+    cfg = with_width(TunerConfig(write_scheme=scheme, passes=passes or TunerConfig().passes), width)
     return cfg if width == TunerConfig().width else auto_schedule(xb, cfg)[0]
 
 
@@ -110,8 +114,11 @@ def run_bench(rows, cols, seed, variant, width, scheme, passes, time_scale, on_i
 
 
 def run_sim(n, seed, width, scheme, passes):
+    """The simulated chip as ``xbar tune --chip sim`` tunes it: line resistance measured (reads
+    only, ``--line-estimate auto``), then the schedule at ``width``."""
     xb = SimulatedCrossbar(n, n, preset="tio2-3it", seed=seed)
-    cfg = schedule(xb, width, scheme, passes)
+    r_line = float(np.median(measure_line_resistance(xb)[0]))
+    cfg = replace(schedule(xb, width, scheme, passes), line_resistance=r_line)
     targets = np.random.default_rng(seed + 1).uniform(120e-6, 480e-6, size=(n, n))
     t0 = time.perf_counter()
     res = tune(xb, targets, cfg)
@@ -126,7 +133,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="8x8")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--passes", type=int, default=3)
+    ap.add_argument("--passes", type=int, default=None, help="tuning passes at most (default: TunerConfig's)")
     ap.add_argument("--time-scale", type=float, default=1.0)
     ap.add_argument("--sim-size", type=int, default=64)
     ap.add_argument("--on-instrument-only", action="store_true", help="print only the on-instrument rows")
@@ -135,8 +142,10 @@ def main() -> None:
     if args.on_instrument_only:
         on_instrument_rows(rows, cols, args.seed, args.passes, args.time_scale)
         return
-    print(f"write-verify of a {rows}x{cols} tio2-3it array on the mock bench, 1 % tolerance, {args.passes} passes, "
-          f"chip aging x{args.time_scale:g}; load average {os.getloadavg()[0]:.1f}")
+    passes = args.passes or TunerConfig().passes
+    print(f"write-verify of a {rows}x{cols} tio2-3it array on the mock bench, 1 % tolerance, at most {passes} passes, "
+          f"line resistance measured first (xbar tune's --line-estimate auto), chip aging x{args.time_scale:g}; "
+          f"load average {os.getloadavg()[0]:.1f}")
     smu = "k2600-707b-smu"
     cases = [("k2600-707b", 1e-6, "v/2", False), (smu, 1e-4, "v/2", False), (smu, 1e-4, "v/3", False),
              ("b2900-board", 5e-5, "v/2", False)]
@@ -145,7 +154,8 @@ def main() -> None:
            f"{'med pulses':>10} {'truly<1%':>8} {'viol':>4} {'max unsel V':>11} {'(of write V)':>12}")
     print(hdr)
     for variant, width, scheme, onin in cases:
-        r = run_bench(rows, cols, args.seed, variant, width, scheme, args.passes, args.time_scale, onin)
+        r = run_bench(rows, cols, args.seed, variant, width, scheme, args.passes, args.time_scale, onin,
+                      line_estimate=True)
         loop = "on-instrument" if onin else "host"
         if r is None:
             print(f"  {variant:<14} {width * 1e6:4g}µs {scheme:<6} {loop:<13} (the drive instrument cannot source it)")
@@ -154,7 +164,8 @@ def main() -> None:
         print(f"  {variant:<14} {width * 1e6:4g}µs {scheme:<6} {loop:<13} {r['start']:7.3f} {r['trips']:10.1f} "
               f"{r['wall_ms']:8.1f}ms {r['median_pulses']:10.0f} {100 * r['true_ok']:7.1f}% {r['violations']:4d} "
               f"{r['max_unsel']:11.3f} {r['max_write']:12.3f}")
-    loaded = run_bench(rows, cols, args.seed, smu, 1e-4, "v/2", args.passes, args.time_scale, latency=2e-3)
+    loaded = run_bench(rows, cols, args.seed, smu, 1e-4, "v/2", args.passes, args.time_scale, latency=2e-3,
+                       line_estimate=True)
     base = out[(smu, 1e-4, "v/2", False)]
     same = np.array_equal(loaded["final"], base["final"]) and np.array_equal(loaded["truth"], base["truth"])
     print(f"  idle vs loaded host (every reply 2 ms late): results {'identical' if same else 'DIFFERENT'}")

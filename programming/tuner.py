@@ -20,11 +20,16 @@ Algorithm (per cell; the adaptive scheme of Alibart et al. 2012 as used at 3IT):
    has switched long before; ramping on to the cap would only disturb its neighbours).
 
 Cells are handed out by :class:`~programming.schedule.SlotScheduler` (``parallel`` at a time, never
-two on one line); after the first pass, up to ``passes − 1``
-re-verify passes read the array back and re-tune cells that later cells knocked out of band.  A
-read-back that finds a cell out of tolerance is confirmed by ``consecutive − 1`` more reads (their
-mean decides), so one noisy read neither re-tunes a good cell nor condemns it.  The last read-back
-gives each cell's final reading and relative error.
+two on one line).  After each pass the array is read back and the cells that no longer *hold* —
+whose reading is off by more than the hold band ``tolerance·(1 − hold_guard)`` (0.9 % at the
+defaults), knocked out by later cells' pulses or relaxed since they converged — are re-tuned in a
+re-verify pass, until every cell holds, ``passes`` passes are spent, or a re-verify pass leaves at
+least as many cells out as it re-tuned (those cells do not hold: more passes would not help).  The
+hold band leaves a margin under the tolerance for what a reading cannot see (read noise, the
+IR-drop correction's error), so that a cell that reads within it is truly within the tolerance.
+A read-back that finds a cell out of the hold band is confirmed by ``consecutive − 1`` more reads
+(their mean decides), so one noisy read neither re-tunes a good cell nor condemns it.  The last
+read-back gives each cell's final reading and relative error.
 """
 from __future__ import annotations
 
@@ -49,6 +54,7 @@ class TunerConfig:
 
     tolerance: float = 0.01
     guard: float = 0.2
+    hold_guard: float = 0.1     # re-verify re-tunes a cell read off by more than tolerance·(1 − hold_guard)
     consecutive: int = 2
     v_set_start: float = 1.1
     v_reset_start: float = 1.1
@@ -65,7 +71,7 @@ class TunerConfig:
     initial_reset: bool = True
     reset_amplitude: float = 2.0
     reset_width: float = 1e-6
-    passes: int = 3
+    passes: int = 8             # at most (re-verify passes stop once every cell holds or none gains)
     order: str = "row"
     parallel: int | None = None
     write_scheme: str = "v/2"
@@ -88,6 +94,9 @@ class TunerConfig:
                 raise ValueError(f"TunerConfig.{name} must be >= 1, got {getattr(self, name)!r}")
         if not 0 <= self.guard < 1:
             raise ValueError(f"TunerConfig.guard is a fraction of the tolerance in [0, 1), got {self.guard!r}")
+        if not 0 <= self.hold_guard <= self.guard:
+            raise ValueError(f"TunerConfig.hold_guard is a fraction of the tolerance in [0, guard], got "
+                             f"{self.hold_guard!r}")
         if self.tolerance >= 0.5:
             raise ValueError(f"TunerConfig.tolerance is relative (0.01 = 1 %), got {self.tolerance}")
         if self.v_set_start > self.v_set_max or self.v_reset_start > self.v_reset_max:
@@ -112,6 +121,11 @@ class TunerConfig:
         if self.line_resistance > 0 and parse_read_scheme(self.read_scheme).value == "float":
             raise ValueError("TunerConfig.line_resistance corrects grounded and isolating reads: it needs "
                              "read_scheme 'ground' or 'isolate'")
+
+    @property
+    def hold_band(self) -> float:
+        """The relative error beyond which a read-back re-tunes a cell: ``tolerance·(1 − hold_guard)``."""
+        return self.tolerance * (1 - self.hold_guard)
 
     def check_limits(self, lim) -> None:
         """Refuse settings the chip's limits (:class:`~programming.crossbar.SafetyLimits`) forbid,
@@ -246,8 +260,9 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
             verify_reads += 1
             journal.read_back(p, final)
             journal.step_done()
-            todo = targeted & (status != STUCK) & (np.abs(final - tgt) > cfg.tolerance * tgt)
-            if not todo.any() or p + 1 >= cfg.passes:
+            retuned = int(todo.sum())
+            todo = targeted & (status != STUCK) & (np.abs(final - tgt) > cfg.hold_band * tgt)
+            if not todo.any() or p + 1 >= cfg.passes or (p > state.pass_no and todo.sum() >= retuned):
                 break
             p += 1
             journal.pass_started(p, todo)
@@ -535,7 +550,7 @@ def _read_back(xb, tgt, targeted, cfg: TunerConfig, rec, corr=None) -> np.ndarra
     final = back.conductance.reshape(full)
     if corr is not None:
         final = corr.correct_map(final)
-    doubt = targeted & (np.abs(final - tgt) > cfg.tolerance * tgt)
+    doubt = targeted & (np.abs(final - tgt) > cfg.hold_band * tgt)
     if doubt.any() and cfg.consecutive > 1:
         total = np.where(doubt, final, 0.0)
         for _ in range(cfg.consecutive - 1):
@@ -560,7 +575,7 @@ def _read_back_on_instrument(xb, tgt, targeted, cfg: TunerConfig, rec, corr=None
     raw[0, rows, cols] = xb.read_on_instrument(cells, cfg.v_read)
     rec["reads"] += targeted
     final = raw if corr is None else corr.correct_map(raw)
-    doubt = targeted & (np.abs(final - tgt) > cfg.tolerance * tgt)
+    doubt = targeted & (np.abs(final - tgt) > cfg.hold_band * tgt)
     if doubt.any() and cfg.consecutive > 1:
         again = [(int(r), int(c)) for r, c in zip(*np.nonzero(doubt[0]))]
         mean = xb.read_on_instrument(again, cfg.v_read, repeats=cfg.consecutive - 1)

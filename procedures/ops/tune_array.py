@@ -77,7 +77,7 @@ class TuneProcedure(PulseScheduleMixin, LineEstimateMixin, TuneLogMixin, XbarPro
 
     targets = Parameter("Targets", default="random")
     tolerance = FloatParameter("Tolerance", minimum=1e-4, maximum=0.49, default=0.01)
-    passes = IntegerParameter("Passes", minimum=1, maximum=20, default=3)
+    passes = IntegerParameter("Passes (at most)", minimum=1, maximum=20, default=TunerConfig().passes)
     order = ListParameter("Order", choices=list(ORDERS), default="row")
     parallel = IntegerParameter("Parallel cells", minimum=0, maximum=100000, default=0)
     scheme = ListParameter("Write scheme", choices=["v/2", "v/3", "float"], default="v/2")
