@@ -210,3 +210,47 @@ def test_unreachable_targets_fail_and_stop_at_the_cap():
     ramp = int(round((cfg.v_set_max - cfg.v_set_start) / cfg.v_step))
     assert np.all(res.pulses <= ramp + cfg.pulses_at_cap + 1)
     assert res.summary(xb)["yield"] == 0.0
+
+
+class _Knock(SpyCrossbar):
+    """An ideal chip whose cell (0, 0) is pushed to ``target·(1 + 0.95 %)`` and cell (1, 1) to
+    ``target·(1 + 0.85 %)`` just before the whole-array read-backs listed in ``at`` (0: the first)."""
+
+    def __init__(self, inner, targets, at):
+        super().__init__(inner)
+        self.targets, self.at, self.read_backs = targets, at, 0
+        self.pulsed_after = set()       # cells pulsed after the first read-back
+
+    def _pulse(self, rows, cols, amplitude, width, scheme, active):
+        if self.read_backs:
+            self.pulsed_after |= {(int(r), int(c)) for r, c in zip(rows[active], cols[active])}
+        return super()._pulse(rows, cols, amplitude, width, scheme, active)
+
+    def _read(self, rows, cols, v_read, scheme, active):
+        if active.sum() == self.shape[0] * self.shape[1]:        # a read-back of every cell
+            if self.read_backs in self.at:
+                g = self.inner.true_conductance[0].copy()
+                g[0, 0], g[1, 1] = self.targets[0, 0] * 1.0095, self.targets[1, 1] * 1.0085
+                self.inner.set_conductances(g)
+            self.read_backs += 1
+        return super()._read(rows, cols, v_read, scheme, active)
+
+
+@pytest.mark.parametrize("knocked_at, passes_run, holds", [((0,), 2, True), ((0, 1, 2, 3), 2, False)])
+def test_reverify_retunes_cells_outside_the_hold_band_until_every_cell_holds(knocked_at, passes_run, holds):
+    """A read-back re-tunes the cells read off by more than the hold band (0.9 %; a cell at 0.95 %
+    is still within the 1 % tolerance) and leaves those within it (0.85 %); re-verify passes go
+    on until every cell holds — or stop when a pass leaves as many cells out as it re-tuned (here
+    the same cell knocked out again at every read-back), well before the 8-pass budget."""
+    targets = random_targets((4, 4), 3, (150e-6, 450e-6))
+    xb = _Knock(SimulatedCrossbar(4, 4, preset="ideal", seed=1, r_line=0.0), targets, knocked_at)
+    res = tune(xb, targets, TunerConfig(initial_reset=False))
+    assert TunerConfig().passes == 8 and TunerConfig().hold_band == pytest.approx(0.009)
+    assert res.passes_run == passes_run
+    assert xb.pulsed_after == {(0, 0)}, "only the cell beyond the hold band was re-tuned"
+    err = np.abs(res.rel_error[0])
+    assert err[1, 1] == pytest.approx(0.0085, abs=1e-9), "within the hold band: left alone"
+    if holds:
+        assert err[0, 0] <= 0.008 and res.status[0, 0, 0] == CONVERGED
+    else:
+        assert err[0, 0] == pytest.approx(0.0095, abs=1e-9), "knocked out again by the last read-back"
