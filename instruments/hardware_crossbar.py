@@ -378,9 +378,9 @@ class HardwareCrossbar(Crossbar):
         key = (r, c, bias)
         if self._routed == key:
             return
-        self._confirm_drive()
         self._outputs_off()                 # never switch a live relay: off, and confirmed off
-        self._verify_off()
+        self._verify_off()                  # (a drive left at a read level went to 0 V before it went off)
+        self._drive_unconfirmed = False
         self.matrix.open_all()
         conns = self._connections(r, c, bias)
         self.matrix.close(conns)
@@ -408,9 +408,10 @@ class HardwareCrossbar(Crossbar):
 
     def _confirm_drive(self) -> None:
         """Confirm the drive's return to 0 V after a read (one query) before another instrument
-        changes anything: instruments process their writes on their own, so without it the next
-        change could reach the array while the drive is still at V_read, and which came first
-        would depend on the host's timing."""
+        changes a level: instruments process their writes on their own, so without it the next
+        write's held level could reach the array while the drive is still at V_read, and which
+        came first would depend on the host's timing.  (Routing needs no such query: every output
+        goes off, read levels at most, and is confirmed off before any relay moves.)"""
         if self._drive_unconfirmed:
             self._drive_unconfirmed = False
             self._sync([self.ch["drive"]])

@@ -23,9 +23,7 @@ Cells are handed out by :class:`~programming.schedule.SlotScheduler` (``parallel
 two on one line).  After each pass the array is read back and the cells that no longer *hold* —
 whose reading is off by more than the hold band ``tolerance·(1 − hold_guard)`` (0.9 % at the
 defaults), knocked out by later cells' pulses or relaxed since they converged — are re-tuned in a
-re-verify pass, until every cell holds, ``passes`` passes are spent, or a re-verify pass leaves at
-least as many cells out as it re-tuned (those cells do not hold: more passes would not help).  The
-hold band leaves a margin under the tolerance for what a reading cannot see (read noise, the
+re-verify pass, until every cell holds or ``passes`` passes are spent.  The hold band leaves a margin under the tolerance for what a reading cannot see (read noise, the
 IR-drop correction's error), so that a cell that reads within it is truly within the tolerance.
 A read-back that finds a cell out of the hold band is confirmed by ``consecutive − 1`` more reads
 (their mean decides), so one noisy read neither re-tunes a good cell nor condemns it.  The last
@@ -71,7 +69,7 @@ class TunerConfig:
     initial_reset: bool = True
     reset_amplitude: float = 2.0
     reset_width: float = 1e-6
-    passes: int = 8             # at most (re-verify passes stop once every cell holds or none gains)
+    passes: int = 8             # at most (re-verify passes stop once every cell holds)
     order: str = "row"
     parallel: int | None = None
     write_scheme: str = "v/2"
@@ -260,9 +258,8 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
             verify_reads += 1
             journal.read_back(p, final)
             journal.step_done()
-            retuned = int(todo.sum())
             todo = targeted & (status != STUCK) & (np.abs(final - tgt) > cfg.hold_band * tgt)
-            if not todo.any() or p + 1 >= cfg.passes or (p > state.pass_no and todo.sum() >= retuned):
+            if not todo.any() or p + 1 >= cfg.passes:
                 break
             p += 1
             journal.pass_started(p, todo)
