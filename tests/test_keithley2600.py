@@ -456,12 +456,7 @@ def test_script_run_by_the_emulator_equals_tuner_per_cell_loop():
         reads = [float(g) for k, g in zip(trace["kind"], trace["reading"]) if k == 0]
 
         bench = PhysicalBench(SimulatedCrossbar(1, 1, preset="ideal", seed=0))
-        bench.wire_input("M", "A", "K2600.a")
-        bench.wire_input("M", "G", "GND")
-        bench.wire_pin("M", "r0", ("row", 0))
-        bench.wire_pin("M", "c0", ("col", 0))
-        bench.set_relay("M", "A", "r0", True)
-        bench.set_relay("M", "G", "c0", True)
+        wire_brief(bench)
         emu = Keithley2600Emulator(bench)
         for line in ["loadscript xbarwv", *script_lines(), "endscript", "xbarwv.run()"]:
             emu.process(line)
