@@ -314,7 +314,8 @@ class SimulatedCrossbar(Crossbar):
                 lane = np.broadcast_to(np.arange(on_lanes.size), r_on.shape)
                 row_v = np.zeros((self.n_chips, on_lanes.size, n_rows))
                 row_v[b_on, lane, r_on] = np.where(active[:, on_lanes], v_read, 0.0)
-                sol = self._lines.solve(self._g, row_v, np.zeros((*r_on.shape, self.shape[1])), tol=READ_TOL)
+                sol = self._lines.solve(self._g, row_v, np.zeros((*r_on.shape, self.shape[1])), tol=READ_TOL,
+                                        focus=(np.where(active[:, on_lanes], r_on, -1), -1))
                 current = np.zeros(rows.shape)
                 current[:, on_lanes] = sol.col_current[b_on, lane, c_on]
         else:
@@ -351,7 +352,8 @@ class SimulatedCrossbar(Crossbar):
         lines): row i driven at ``v_read`` for the cells of row i, every other line at 0 V."""
         n_rows, n_cols = self.shape
         row_v = np.broadcast_to(np.eye(n_rows) * v_read, (self.n_chips, n_rows, n_rows))
-        return self._lines.solve(self._g, row_v, np.zeros((self.n_chips, n_rows, n_cols)), tol=READ_TOL).col_current
+        return self._lines.solve(self._g, row_v, np.zeros((self.n_chips, n_rows, n_cols)), tol=READ_TOL,
+                                 focus=(np.broadcast_to(np.arange(n_rows), (self.n_chips, n_rows)), -1)).col_current
 
     def _isolated_reads(self, rows, cols, v_read, active) -> np.ndarray:
         """Noise-free currents (n_chips, L), A, of isolating reads on resistive lines: per lane,
@@ -372,7 +374,7 @@ class SimulatedCrossbar(Crossbar):
             row_v[b, lane, r] = v
             col_v = np.repeat(v[..., None], n_cols, axis=2)
             col_v[b, lane, c] = 0.0
-            sol = self._lines.solve(self._g, row_v, col_v, tol=READ_TOL)
+            sol = self._lines.solve(self._g, row_v, col_v, tol=READ_TOL, focus=(np.where(on, r, -1), np.where(on, c, -1)))
             out[:, q] = sol.col_current[b, lane, c]
         return out
 
@@ -750,7 +752,9 @@ class SimulatedCrossbar(Crossbar):
         on_lanes = np.flatnonzero(active.any(axis=0))
         if not on_lanes.size:
             return np.zeros(rows.shape)
-        sol = self._lines.solve(self._g, row_v[:, on_lanes], col_v[:, on_lanes], tol=PULSE_TOL)
+        lit = active[:, on_lanes]           # the selected row and column of each lit lane carry its nonlinearity
+        sol = self._lines.solve(self._g, row_v[:, on_lanes], col_v[:, on_lanes], tol=PULSE_TOL,
+                                focus=(np.where(lit, rows[:, on_lanes], -1), np.where(lit, cols[:, on_lanes], -1)))
         energy = np.zeros(rows.shape)
         energy[:, on_lanes] = (sol.v_cell * sol.i_cell).sum(axis=(2, 3)) * width[:, on_lanes]
         pop = self.population

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg.lapack import dgtsv as gtsv
 from scipy.sparse.linalg import splu
 
 from .blas import blas_one_thread
@@ -124,7 +125,7 @@ class LineNetwork:
         return out
 
     def solve_cubic(self, g, beta: float, v_ref: float, row_v, col_v, tol: float = 1e-12,
-                    max_iter: int = 200):
+                    max_iter: int = 200, focus=None):
         """Node voltages (B, K, N), V, and iterations, of devices with the cubic I-V
         ``I = g·V·(1 + β V²)/(1 + β v_ref²)`` (``g`` (B, R, C), S; β in 1/V²) when this network was
         built on their small-signal conductances ``g / (1 + β v_ref²)``: the chord iteration
@@ -133,7 +134,16 @@ class LineNetwork:
         driven) and accelerated by Anderson mixing of the last ``ANDERSON_DEPTH`` iterates.
         Converged when the last chord step moved no node by more than ``tol`` times the largest
         terminal voltage, or when the error bound ρ/(1 − ρ)·step (ρ the contraction measured on the
-        first two steps, < 0.5) is below it (RuntimeError after ``max_iter`` steps)."""
+        first two steps, < 0.5) is below it (RuntimeError after ``max_iter`` steps).
+
+        ``focus``: optional (rows, cols), each (B, K) ints (−1: none), the row line and the column
+        line of each operating point that carry its strongly nonlinear devices (a pulse's selected
+        row and column, a grounded read's driven row).  Every iterate then also takes one Newton
+        step of KCL on those lines' nodes with every other node held (:meth:`line_newton`: a
+        tridiagonal solve per line), which removes the slow mode of the chord iteration — the
+        devices along one line drawing more (or less) than their small-signal current through the
+        same line resistance.  The solution is the same (a Newton step at the solution moves
+        nothing); it converges in fewer substitutions."""
         b = self.injection(row_v, col_v)
         if beta == 0:
             return self.solve(b), 1
@@ -147,10 +157,26 @@ class LineNetwork:
             return np.concatenate([e, -e], axis=2).reshape(b.shape)
 
         rd, cd = self.driven
+        if focus is not None and not (rd.all() and cd.all()):
+            raise ValueError("solve_cubic: focus lines need every terminal driven")
+
+        def fix(x):                               # the focus lines' Newton step (none without focus)
+            return x if focus is None else self.line_newton(x, g, beta, v_ref, row_v, col_v, *focus)
+
         if rd.all() and cd.all():
-            # start from the cubic part at the cell voltages of ideal lines (terminal differences):
-            # the IR drop then only perturbs a small correction
-            x = self.solve(b - beyond(row_v[..., :, None] - col_v[..., None, :]))
+            # start from the cubic part at the cell voltages of ideal lines (terminal differences),
+            # with the focus lines' own drop already solved: the IR drop then only perturbs a small
+            # correction
+            B, R, C = self.shape
+            if focus is None:
+                v0 = row_v[..., :, None] - col_v[..., None, :]
+            else:
+                x0 = np.empty(b.shape).reshape(B, -1, 2, R, C)
+                x0[:, :, 0] = row_v[..., :, None]
+                x0[:, :, 1] = col_v[..., None, :]
+                vr0, vc0 = self.split(fix(x0.reshape(b.shape)))
+                v0 = vr0 - vc0
+            x = fix(self.solve(b - beyond(v0)))
         else:
             x = self.solve(b)
         # Anderson acceleration (depth ANDERSON_DEPTH) of the chord map G(x) = A⁻¹ (b − n(x)), each
@@ -162,7 +188,7 @@ class LineNetwork:
         rho = err_first = 1.0
         for it in range(2, max_iter + 2):
             vr, vc = self.split(x)
-            gx = self.solve(b - beyond(vr - vc))
+            gx = fix(self.solve(b - beyond(vr - vc)))
             f = gx - x
             err = np.max(np.abs(f), initial=0.0)
             if not np.isfinite(err):
@@ -192,6 +218,53 @@ class LineNetwork:
             if not np.all(np.isfinite(x)):
                 x = gx
         raise RuntimeError(f"line solve did not converge in {max_iter} chord iterations (last step {err:.3e} V)")
+
+    def line_newton(self, x, g, beta: float, v_ref: float, row_v, col_v, rows, cols) -> np.ndarray:
+        """Node voltages ``x`` (B, K, N), V, after one Newton step of KCL on row line ``rows[b, k]``
+        and then on column line ``cols[b, k]`` of each operating point (−1: that line is left as
+        it is), every other node held: each line is a ladder (its segments, its terminal at
+        ``row_v``/``col_v``, V, behind ``g_term``, and its devices ``g`` (B, R, C), S, with the
+        cubic I-V of β, 1/V², around ``v_ref``, V, to the held nodes), so its Jacobian is
+        tridiagonal; all the lines are solved by one tridiagonal solve (LAPACK ``gtsv``)."""
+        B, R, C = self.shape
+        x = np.array(x, dtype=float).reshape(B, -1, 2, R, C)
+        g = np.asarray(g, float)
+        norm = 1.0 + beta * v_ref * v_ref
+        for axis, lines, term in ((0, np.asarray(rows), row_v), (1, np.asarray(cols), col_v)):
+            bb, kk = np.nonzero(lines >= 0)
+            if not bb.size:
+                continue
+            ln = lines[bb, kk]
+            if axis == 0:       # row line: its nodes (i, 0..C-1), terminal before node 0
+                own, other, gg = x[bb, kk, 0, ln, :], x[bb, kk, 1, ln, :], g[bb, ln, :]
+                v = own - other
+                sign, t_end = 1.0, 0
+            else:               # column line: its nodes (0..R-1, j), terminal after node R-1
+                own, other, gg = x[bb, kk, 1, :, ln], x[bb, kk, 0, :, ln], g[bb, :, ln]
+                v = other - own
+                sign, t_end = -1.0, -1
+            v2 = v * v
+            F = sign * gg * v * (1.0 + beta * v2) / norm          # device current leaving the node, A
+            d = gg * (1.0 + 3.0 * beta * v2) / norm                # its derivative in the node voltage
+            seg = self.g_seg * (own[:, :-1] - own[:, 1:])
+            F[:, :-1] += seg
+            F[:, 1:] -= seg
+            F[:, t_end] += self.g_term * (own[:, t_end] - term[bb, kk, ln])
+            d[:, :-1] += self.g_seg
+            d[:, 1:] += self.g_seg
+            d[:, t_end] += self.g_term
+            n = own.shape[1]
+            off = np.full(d.size - 1, -self.g_seg)
+            off[n - 1::n] = 0.0                                    # no coupling between lines
+            _, _, _, step, info = gtsv(off, d.ravel(), off.copy(), -F.reshape(-1, 1))
+            if info != 0:
+                raise RuntimeError(f"line Newton step: singular tridiagonal system (info {info})")
+            own = own + step.reshape(own.shape)
+            if axis == 0:
+                x[bb, kk, 0, ln, :] = own
+            else:
+                x[bb, kk, 1, :, ln] = own
+        return x.reshape(B, -1, 2 * R * C)
 
     def split(self, x):
         """Row-node and column-node voltages (B, K, R, C) of node voltages ``x`` (B, K, N)."""

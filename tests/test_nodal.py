@@ -265,3 +265,67 @@ def test_access_resistance_adds_in_series_at_the_terminals():
     ls = nodal.LineSolver(5.0, 0.0, VREF, r_access=20.0)
     sol = ls.solve(g, np.full((1, 1, 1), 0.2), np.zeros((1, 1, 1)))
     np.testing.assert_allclose(sol.col_current[0, 0, 0], 0.2 / (1 / 200e-6 + 2 * (5.0 + 20.0)), rtol=1e-12)
+
+
+def _pulse_and_read_sets(rng, B, K, R, C, v, unfocused=True):
+    """Per lane a V/2 pulse of ``v`` on a random cell (selected row at v, column at 0, the other lines
+    at v/2) except the last lane, a grounded read of a random row at ``v``/10; with the focus lines
+    of each (a read's driven row only) and, if ``unfocused``, the first lane of the last chip left
+    without focus."""
+    rows, cols = rng.integers(0, R, (B, K)), rng.integers(0, C, (B, K))
+    b, k = np.indices((B, K))
+    row_v, col_v = np.full((B, K, R), v / 2), np.full((B, K, C), v / 2)
+    row_v[b, k, rows] = v
+    col_v[b, k, cols] = 0.0
+    row_v[:, -1], col_v[:, -1] = 0.0, 0.0
+    row_v[np.arange(B), -1, rows[:, -1]] = v / 10
+    focus_rows, focus_cols = rows.copy(), np.where(k == K - 1, -1, cols)
+    if unfocused:
+        focus_rows[-1, 0] = focus_cols[-1, 0] = -1
+    return row_v, col_v, (focus_rows, focus_cols)
+
+
+@pytest.mark.parametrize("r_line,r_access,v", [(0.5, 0.0, 2.0), (3.0, 10.0, 2.0), (3.0, 0.0, -2.4), (0.5, 4.0, 0.4)])
+def test_focus_lines_solve_equals_dense_newton_reference(r_line, r_access, v):
+    """Pulses and reads solved with a Newton step on their selected lines (focus) in every chord
+    iteration: the dense Newton reference's answer, and the plain chord iteration's."""
+    rng = np.random.default_rng(14)
+    B, K, R, C = 2, 4, 6, 7
+    g = rand_g(rng, (B, R, C))
+    row_v, col_v, focus = _pulse_and_read_sets(rng, B, K, R, C, v)
+    ls = nodal.LineSolver(r_line, BETA, VREF, r_access=r_access)
+    fast = ls.solve(g, row_v, col_v, focus=focus)
+    for k in range(K):
+        ref = solve_network(g, row_v[:, k], col_v[:, k], BETA, VREF, r_line=r_line, newton=True, r_access=r_access)
+        for got, want in ((fast.col_current[:, k], ref.col_current), (fast.row_current[:, k], ref.row_current),
+                          (fast.i_cell[:, k], ref.i_cell), (fast.v_cell[:, k], ref.v_cell)):
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
+    plain = ls.solve(g, row_v, col_v)
+    np.testing.assert_allclose(fast.v_cell, plain.v_cell, rtol=1e-9, atol=1e-12 * abs(v))
+
+
+def test_focus_lines_need_fewer_substitutions_and_leave_a_solution_unchanged():
+    """On a 24x24 array with 1 Ω lines, V/2 pulses of 2 V converge in fewer chord iterations with
+    their lines in focus (the same tolerance); a Newton step on the lines of the converged
+    solution moves no node."""
+    rng = np.random.default_rng(15)
+    B, K, R, C = 1, 5, 24, 24
+    g = rand_g(rng, (B, R, C))
+    row_v, col_v, focus = _pulse_and_read_sets(rng, B, K, R, C, 2.0, unfocused=False)
+    ls = nodal.LineSolver(1.0, BETA, VREF)
+    fast, plain = ls.solve(g, row_v, col_v, tol=1e-7, focus=focus), ls.solve(g, row_v, col_v, tol=1e-7)
+    assert fast.iterations < plain.iterations
+    np.testing.assert_allclose(fast.v_cell, plain.v_cell, rtol=0, atol=1e-6 * 2.0)
+    exact = ls.solve(g, row_v, col_v, tol=1e-14)
+    x = np.concatenate([exact.v_row, exact.v_col], axis=2).reshape(B, K, -1)
+    moved = ls.net.line_newton(x, g, BETA, VREF, row_v, col_v, *focus) - x
+    assert np.abs(moved).max() <= 1e-12 * 2.0
+
+
+def test_focus_lines_need_every_terminal_driven():
+    from programming.line_model import LineNetwork
+    rng = np.random.default_rng(16)
+    g = rand_g(rng, (1, 3, 3))
+    net = LineNetwork(g, 1.0, row_driven=[True, False, True])
+    with pytest.raises(ValueError, match="every terminal driven"):
+        net.solve_cubic(g, BETA, VREF, np.zeros((1, 1, 3)), np.zeros((1, 1, 3)), focus=(np.zeros((1, 1), int),) * 2)
