@@ -168,6 +168,51 @@ def test_dead_connections_are_pruned_and_connections_bounded(mock):
             c.close()
 
 
+def test_accepted_sockets_send_at_once(mock):
+    """Nagle's algorithm is off on every accepted socket (TCP_NODELAY): a reply is not held back
+    waiting for the client's acknowledgement of the previous one."""
+    import socket
+
+    server = mock.servers["K2450"]
+    with client(mock, "K2450") as a, client(mock, "K2450") as b:
+        assert a.query("*IDN?") == b.query("*IDN?")          # both accepted
+        socks = [c.sock for c in list(server._clients.values())]
+        assert len(socks) >= 2
+        assert all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in socks)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 13, 64, 4096, 1 << 20])
+def test_lines_are_assembled_whatever_the_chunking(chunk):
+    """The server cuts a byte stream into the same lines however the network splits it: lines up to
+    the instrument's ``max_line`` as they are, longer ones (with or without a newline yet) as one
+    over-long mark each, ``\\r\\n`` endings included."""
+    import select
+    import socket
+
+    from mock_hw.emulators.base import EmulatedInstrument, InstrumentServer, _Connection
+
+    emu = EmulatedInstrument("chunks")
+    emu.max_line = 8
+    server = InstrumentServer(emu)
+    server.close()                                # its loop stopped: _receive is driven by hand
+    stream = (b"*IDN?\n" + b"12345678\n" + b"123456789\n" + b"\n" + b"ab\r\n" + b"x" * 30 + b"\n"
+              + b"12345678" + b"9" * 20 + b"\n" + b"tail\n" + b"y" * 20)
+    expected = [b"*IDN?", b"12345678", None, b"", b"ab\r", None, None, b"tail", None]
+    here, there = socket.socketpair()
+    there.setblocking(False)
+    conn = _Connection(there)
+    try:
+        for i in range(0, len(stream), chunk):
+            here.sendall(stream[i:i + chunk])
+            while select.select([there], [], [], 0)[0]:      # everything sent so far, read
+                server._receive(conn)
+        assert list(conn.lines) == expected
+        assert conn.queued == sum(len(line) + 1 for line in expected if line is not None)
+    finally:
+        here.close()
+        there.close()
+
+
 def test_unread_replies_do_not_end_the_connection(mock):
     """A client that sends a burst of queries and reads the replies only afterwards gets them all
     (the server blocks on the full socket instead of dropping the client; it waits up to

@@ -21,6 +21,7 @@ most :data:`MAX_CONNECTIONS` are served at once.  Every reply is 7-bit ASCII.
 from __future__ import annotations
 
 import re
+import select
 import selectors
 import socket
 import threading
@@ -275,16 +276,18 @@ class EmulatedInstrument:
 
     def process(self, message: str) -> list[str]:
         """Handle one received message; returns the reply lines (possibly none), 7-bit ASCII."""
-        if self.faults.delay_s:
-            time.sleep(self.faults.delay_s)
+        faults = self.faults
+        if faults.delay_s:
+            time.sleep(faults.delay_s)
         parsed = self.parse(message)
+        delay = 0.0
         with self.lock:
             self.log.append(message)
             replies = []
             for action in self.bind(message, parsed):
                 try:
-                    if self.faults.error_next > 0:
-                        self.faults.error_next -= 1
+                    if faults.error_next > 0:
+                        faults.error_next -= 1
                         raise CommandError(-300, "Device-specific error (injected)")
                     reply = action()
                 except CommandError as exc:
@@ -294,12 +297,16 @@ class EmulatedInstrument:
                     self.push_error(-300, f"Device-specific error: {type(exc).__name__}: {exc}")
                     continue
                 if reply is not None:
-                    replies.append(str(reply))
-            if replies and self.combine_replies():
-                replies = [";".join(replies)]
-            replies, delay = self._apply_faults(replies)
+                    replies.append(reply if reply.__class__ is str else str(reply))
+            if replies:
+                if len(replies) > 1 and self.combine_replies():
+                    replies = [";".join(replies)]
+                if faults.no_reply_next > 0 or faults.garbled_next > 0 or faults.latency_s:
+                    replies, delay = self._apply_faults(replies)
         if delay:
             time.sleep(delay)
+        if len(replies) == 1:
+            return [ascii_text(replies[0])]
         return [ascii_text(r) for r in replies]
 
     def overlong_line(self, length: int) -> list[str]:
@@ -366,14 +373,49 @@ class EmulatedInstrument:
         setattr(self, name, value & ~STB_MSS if name == "sre" else value)
 
 
+if hasattr(select, "epoll"):
+    _IN, _OUT = select.EPOLLIN, select.EPOLLOUT
+    _Poller = select.epoll
+else:   # pragma: no cover - platforms without epoll (the CI runs Linux)
+    _IN, _OUT = 1, 4
+
+    class _Poller:
+        """:class:`select.epoll`'s interface (file numbers, EPOLLIN / EPOLLOUT masks) over
+        :mod:`selectors`, where the platform has no epoll."""
+
+        def __init__(self):
+            self._selector = selectors.DefaultSelector()
+
+        @staticmethod
+        def _events(mask: int) -> int:
+            return (selectors.EVENT_READ if mask & _IN else 0) | (selectors.EVENT_WRITE if mask & _OUT else 0)
+
+        def register(self, fd: int, mask: int) -> None:
+            self._selector.register(fd, self._events(mask))
+
+        def modify(self, fd: int, mask: int) -> None:
+            self._selector.modify(fd, self._events(mask))
+
+        def unregister(self, fd: int) -> None:
+            self._selector.unregister(fd)
+
+        def poll(self, timeout: float | None = None) -> list[tuple[int, int]]:
+            return [(key.fd, (_IN if ev & selectors.EVENT_READ else 0) | (_OUT if ev & selectors.EVENT_WRITE else 0))
+                    for key, ev in self._selector.select(timeout)]
+
+        def close(self) -> None:
+            self._selector.close()
+
+
 class _Connection:
     """One client of an :class:`InstrumentServer`: its partial line, queued lines and unsent replies."""
 
-    __slots__ = ("sock", "pending", "discarding", "lines", "queued", "out", "eof", "stalled_since", "events",
-                 "since")
+    __slots__ = ("sock", "fd", "pending", "discarding", "lines", "queued", "out", "eof", "stalled_since",
+                 "events", "since")
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
+        self.fd = sock.fileno()
         self.pending = bytearray()      # the start of a line whose newline has not come yet
         self.discarding = False         # inside an over-long line: drop bytes up to its newline
         self.lines: deque = deque()     # complete lines to handle (None = an over-long line), in order
@@ -381,14 +423,15 @@ class _Connection:
         self.out = bytearray()          # replies not yet sent
         self.eof = False                # the client has finished sending
         self.stalled_since = None       # when replies began to wait on a client that does not read
-        self.events = selectors.EVENT_READ   # what the selector waits for on this socket
+        self.events = _IN               # what the poller waits for on this socket (EPOLLIN / EPOLLOUT)
         self.since = 0                  # server's lines handled when the first queued line began to wait
 
 
 class InstrumentServer:
     """Serve an :class:`EmulatedInstrument` on 127.0.0.1:``port`` (0 = any free port).
 
-    One thread runs an event loop (:mod:`selectors`) over the listening socket and every client:
+    One thread runs an event loop (:func:`select.epoll`; :mod:`selectors` where there is none) over
+    the listening socket and every client:
     it reads newline-terminated messages (``\\r`` is ignored), hands them to the instrument one at
     a time, and writes each reply line followed by ``\\n``.  Clients with lines to handle are served
     in turn (round robin), each turn at most :data:`LINES_PER_TURN` lines and at most
@@ -409,8 +452,11 @@ class InstrumentServer:
     nothing a client sends ends its connection or the server.  A client that shuts down its
     sending side still gets the replies to everything it sent, then the server closes.
 
-    Per query the loop makes three system calls (wait, receive, send) and changes a socket's
-    registration only when what it waits for changes.
+    Accepted sockets have Nagle's algorithm off (``TCP_NODELAY``): a reply goes out at once, in one
+    segment, instead of waiting for the client's acknowledgement of the previous one.  Per
+    lock-step query the loop makes three system calls (wait, receive, send: the turn's replies
+    leave in one ``send``), changes a socket's registration only when what it waits for changes,
+    and reads the clock twice (the turn's time limit).
     """
 
     def __init__(self, instrument: EmulatedInstrument, port: int = 0):
@@ -424,12 +470,16 @@ class InstrumentServer:
         self._stop = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._sock, selectors.EVENT_READ, None)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._poller = _Poller()
+        self._listen_fd, self._wake_fd = self._sock.fileno(), self._wake_r.fileno()
+        self._poller.register(self._listen_fd, _IN)
+        self._poller.register(self._wake_fd, _IN)
         self._clients: dict[socket.socket, _Connection] = {}
+        self._by_fd: dict[int, _Connection] = {}
         # clients with lines to handle, in the order of their next turn (a dict as an ordered set)
         self._busy: dict[_Connection, None] = {}
+        # clients with replies waiting to be sent (checked once a second for SEND_TIMEOUT_S)
+        self._unsent: set[_Connection] = set()
         self._listening = True
         self._count = threading.Condition()
         self.connections = 0      # connections accepted in all
@@ -458,40 +508,38 @@ class InstrumentServer:
 
     # -------------------------------------------------------------------------- event loop
     def _run(self) -> None:
-        select, busy, clients = self._selector.select, self._busy, self._clients
-        read, write = selectors.EVENT_READ, selectors.EVENT_WRITE
-        sweep = time.monotonic()
-        while not self._stop.is_set():
-            if busy:
-                timeout = 0
-            else:
-                timeout = 1.0 if any(c.out for c in clients.values()) else None
-            for key, events in select(timeout):
-                conn = key.data
-                if conn.__class__ is _Connection:
-                    if events & write:
+        poll, by_fd, busy, unsent = self._poller.poll, self._by_fd, self._busy, self._unsent
+        stopping, monotonic = self._stop.is_set, time.monotonic
+        sweep = monotonic()
+        while not stopping():
+            for fd, ev in poll(0 if busy else (1.0 if unsent else None)):
+                conn = by_fd.get(fd)
+                if conn is not None:
+                    # what the socket is registered for, of what it reports (a hang-up or an error
+                    # is both: the receive or the send then finds out)
+                    if ev & ~_IN and conn.events & _OUT:
                         self._flush(conn)
-                    if events & read and conn.sock in clients:
+                    if ev & ~_OUT and conn.events & _IN and conn.fd in by_fd:
                         self._receive(conn)
-                    if conn.sock in clients and conn not in busy:     # (a busy one is settled after its turn)
+                    if conn not in busy and conn.fd in by_fd:      # (a busy one is settled after its turn)
                         self._settle(conn)
-                elif conn == "wake":
+                elif fd == self._wake_fd:
                     try:
                         self._wake_r.recv(4096)
                     except OSError:
                         pass
-                else:
+                elif fd == self._listen_fd:
                     self._accept()
             for conn in list(busy):
                 self._serve_turn(conn)
-                if conn.sock in clients:
+                if conn.fd in by_fd:
                     self._settle(conn)
-            if time.monotonic() - sweep > 1.0:
+            if unsent and monotonic() - sweep > 1.0:
                 # clients not reading their replies are checked once a second (SEND_TIMEOUT_S)
-                sweep = time.monotonic()
-                for conn in [c for c in clients.values() if c.out]:
+                sweep = monotonic()
+                for conn in list(unsent):
                     self._settle(conn)
-        for conn in list(clients.values()):
+        for conn in list(self._clients.values()):
             self._drop(conn)
 
     def _accept(self) -> None:
@@ -508,9 +556,10 @@ class InstrumentServer:
             conn = _Connection(sock)
             with self._count:
                 self._clients[sock] = conn
-            self._selector.register(sock, conn.events, conn)
+            self._by_fd[conn.fd] = conn
+            self._poller.register(conn.fd, conn.events)
         # full: further clients wait in the listen backlog until one leaves
-        self._selector.unregister(self._sock)
+        self._poller.unregister(self._listen_fd)
         self._listening = False
 
     def _receive(self, conn: _Connection) -> None:
@@ -524,29 +573,33 @@ class InstrumentServer:
         if not data:
             conn.eof = True
             return
-        if not conn.lines:
-            conn.since = self.handled
         lines = conn.lines
+        if not lines:
+            conn.since = self.handled
         limit = self.instrument.max_line
         parts = data.split(b"\n")
-        for part in parts[:-1]:              # complete lines
-            if conn.discarding:
-                conn.discarding = False      # the end of an over-long line, already reported
-                conn.pending.clear()
-                continue
-            if conn.pending:
-                if len(conn.pending) + len(part) > limit:
+        tail = parts.pop()
+        if parts and not conn.pending and not conn.discarding and (len(data) <= limit or max(map(len, parts)) <= limit):
+            lines.extend(parts)                  # complete lines, none over-long: the usual case
+            conn.queued += len(data) - len(tail)
+        else:
+            for part in parts:
+                if conn.discarding:
+                    conn.discarding = False      # the end of an over-long line, already reported
                     conn.pending.clear()
+                    continue
+                if conn.pending:
+                    if len(conn.pending) + len(part) > limit:
+                        conn.pending.clear()
+                        lines.append(None)
+                        continue
+                    part = bytes(conn.pending) + part
+                    conn.pending.clear()
+                elif len(part) > limit:
                     lines.append(None)
                     continue
-                part = bytes(conn.pending) + part
-                conn.pending.clear()
-            elif len(part) > limit:
-                lines.append(None)
-                continue
-            lines.append(part)
-            conn.queued += len(part) + 1
-        tail = parts[-1]
+                lines.append(part)
+                conn.queued += len(part) + 1
         if tail and not conn.discarding:
             if len(conn.pending) + len(tail) > limit:
                 conn.pending.clear()
@@ -561,29 +614,31 @@ class InstrumentServer:
         """Handle the client's next lines: up to LINES_PER_TURN, for up to TURN_S (at least one),
         while its replies are not piling up.  Then the client goes to the end of the order."""
         self._busy.pop(conn, None)
-        lines, out, process = conn.lines, [], self.instrument.process
+        lines, out, instrument = conn.lines, [], self.instrument
+        process = instrument.process
         wait = self.handled - conn.since
         if wait > self.max_wait_lines:
             self.max_wait_lines = wait
         clock = time.perf_counter
         t0 = clock()
         end = t0 + TURN_S
-        n = 0
+        n, t1 = 0, t0
         while lines and len(conn.out) <= OUT_AHEAD:
             line = lines.popleft()
             n += 1
             try:
                 if line is None:
-                    out += self.instrument.overlong_line(self.instrument.max_line + 1)
+                    out += instrument.overlong_line(instrument.max_line + 1)
                 else:
                     conn.queued -= len(line) + 1
-                    out += process(line.replace(b"\r", b"").decode("latin-1"))
+                    out += process((line.replace(b"\r", b"") if b"\r" in line else line).decode("latin-1"))
             except Exception as exc:     # an emulator bug must not end the server's thread
-                with self.instrument.lock:
-                    self.instrument.push_error(-300, f"Device-specific error: {type(exc).__name__}")
-            if n >= LINES_PER_TURN or clock() > end:
+                with instrument.lock:
+                    instrument.push_error(-300, f"Device-specific error: {type(exc).__name__}")
+            t1 = clock()
+            if n >= LINES_PER_TURN or t1 > end:
                 break
-        self.busy_s += clock() - t0
+        self.busy_s += t1 - t0
         self.handled += n
         if lines:
             conn.since = self.handled
@@ -591,8 +646,27 @@ class InstrumentServer:
                 self._busy[conn] = None       # the next turn after every other busy client's
         if out:
             self.replies += len(out)
-            conn.out += ("\n".join(out) + "\n").encode("ascii", "backslashreplace")
-            self._flush(conn)
+            data = (out[0] + "\n" if len(out) == 1 else "\n".join(out) + "\n").encode("ascii", "backslashreplace")
+            if conn.out:
+                conn.out += data
+                self._flush(conn)
+            else:
+                self._send(conn, data)
+
+    def _send(self, conn: _Connection, data: bytes) -> None:
+        """Send the turn's replies to a client that has none waiting: one ``send``; what the socket
+        does not take waits in ``conn.out``."""
+        try:
+            sent = conn.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._drop(conn)
+            return
+        if sent < len(data):
+            conn.out += data[sent:]
+            conn.stalled_since = time.monotonic()
+            self._unsent.add(conn)
 
     def _flush(self, conn: _Connection) -> None:
         if not conn.out:
@@ -607,11 +681,14 @@ class InstrumentServer:
         if sent == len(conn.out):
             conn.out.clear()
             conn.stalled_since = None
-        elif sent:
-            del conn.out[:sent]
-            conn.stalled_since = time.monotonic()    # progress: the wait restarts
-        elif conn.stalled_since is None:
-            conn.stalled_since = time.monotonic()
+            self._unsent.discard(conn)
+        else:
+            self._unsent.add(conn)
+            if sent:
+                del conn.out[:sent]
+                conn.stalled_since = time.monotonic()    # progress: the wait restarts
+            elif conn.stalled_since is None:
+                conn.stalled_since = time.monotonic()
         if not conn.out and conn.lines and conn not in self._busy:
             conn.since = self.handled    # its replies had piled up: its lines wait for a turn again
             self._busy[conn] = None
@@ -626,25 +703,26 @@ class InstrumentServer:
         elif conn.eof and not conn.lines:
             self._drop(conn)
             return
-        events = 0
-        if not conn.eof and conn.queued < READ_AHEAD and len(conn.out) <= OUT_AHEAD:
-            events = selectors.EVENT_READ
+        events = _IN if not conn.eof and conn.queued < READ_AHEAD and len(conn.out) <= OUT_AHEAD else 0
         if conn.out:
-            events |= selectors.EVENT_WRITE
+            events |= _OUT
         if events == 0:
             # not read until its queued lines are handled (the loop is busy with them meanwhile):
             # a registration needs some event, and an idle socket is writable
-            events = selectors.EVENT_WRITE
+            events = _OUT
         if conn.events != events:
             conn.events = events
-            self._selector.modify(conn.sock, events, conn)
+            self._poller.modify(conn.fd, events)
 
     def _drop(self, conn: _Connection) -> None:
         self._busy.pop(conn, None)
-        try:
-            self._selector.unregister(conn.sock)
-        except (KeyError, ValueError):
-            pass
+        self._unsent.discard(conn)
+        if self._by_fd.pop(conn.fd, None) is not None:
+            try:
+                self._poller.unregister(conn.fd)
+            except (KeyError, ValueError, OSError):
+                pass
+        conn.fd = -1                    # closed (its number may be reused by the next client)
         try:
             conn.sock.close()
         except OSError:
@@ -653,7 +731,7 @@ class InstrumentServer:
             self._clients.pop(conn.sock, None)
             self._count.notify_all()
         if not self._listening and len(self._clients) < MAX_CONNECTIONS and not self._stop.is_set():
-            self._selector.register(self._sock, selectors.EVENT_READ, None)
+            self._poller.register(self._listen_fd, _IN)
             self._listening = True
 
     def close(self) -> None:
@@ -668,4 +746,4 @@ class InstrumentServer:
                 sock.close()
             except OSError:
                 pass
-        self._selector.close()
+        self._poller.close()
