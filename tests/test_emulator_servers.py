@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mock_hw.emulators.base import (
-    ERROR_QUEUE_DEPTH, LINES_PER_TURN, MAX_COMMANDS, MAX_CONNECTIONS, MAX_LINE, SEND_TIMEOUT_S, MessageLog,
-    ascii_text, split_args,
+    ERROR_QUEUE_DEPTH, LINES_PER_TURN, MAX_COMMANDS, MAX_CONNECTIONS, MAX_LINE, PARSED_KEEP, PARSED_WIDTH,
+    SEND_TIMEOUT_S, MessageLog, ascii_text, split_args,
 )
 from mock_hw.emulators.probe import LineClient, probe_for
 from mock_hw.mock_bench import MockBench
@@ -301,6 +301,41 @@ def test_too_many_commands_in_one_message_are_refused_whole(mock, name):
     assert emu.process(";".join(["*IDN?"] * (MAX_COMMANDS + 1))) == []    # refused, nothing run
     assert [code for code, _ in emu.errors] == [-223]
     drain_errors(emu)
+
+
+@pytest.mark.parametrize("name, query, setting", [
+    ("K2450", ":SOUR:VOLT:LEV?", ":SOUR:VOLT:LEV {}"),
+    ("K2600", "print(smua.source.levelv)", "smua.source.levelv = {}"),
+])
+def test_a_repeated_message_is_parsed_once_and_runs_every_time(mock, name, query, setting):
+    """A short message's actions are kept and run again when it comes again: its reply follows the
+    instrument's state, its error is queued each time; the memo is bounded whatever arrives, and a
+    long message is parsed every time."""
+    emu = mock.emulators[name]
+    drain_errors(emu)
+    parsed: list[str] = []
+    parse = emu.parse
+    emu.parse = lambda message: (parsed.append(message), parse(message))[1]
+    try:
+        for volts in (0.25, -0.5, 0.125):
+            emu.process(setting.format(volts))
+            assert float(emu.process(query)[0]) == volts
+        assert parsed.count(query) == 1
+        emu.process("xbarlab_nosuch_command")
+        emu.process("xbarlab_nosuch_command")
+        assert len(emu.errors) == 2 and parsed.count("xbarlab_nosuch_command") == 1
+        for k in range(3 * PARSED_KEEP):
+            emu.process(f"xbarlab_nosuch_{k}")
+        assert 0 < len(emu._parsed) <= PARSED_KEEP
+        long = setting.format("0." + "0" * PARSED_WIDTH + "1")
+        emu.process(long)
+        emu.process(long)
+        assert parsed.count(long) == 2
+    finally:
+        del emu.parse                               # the class's method again
+        with emu.lock:
+            emu.reset()
+        drain_errors(emu)
 
 
 def test_bounded_argument_lists(mock):

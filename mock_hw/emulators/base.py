@@ -57,6 +57,10 @@ MAX_COMMANDS = 128
 ERROR_QUEUE_DEPTH = 64
 #: the log keeps this many latest messages, each cut to LOG_WIDTH characters
 LOG_KEEP, LOG_WIDTH = 2048, 256
+#: an instrument remembers the actions of up to PARSED_KEEP messages of at most PARSED_WIDTH
+#: characters (emptied when full: bounded whatever arrives): a driver repeats a few messages
+#: (``*IDN?``, ``:MEAS:CURR?``, ``print(smua.measure.i())``), which are then parsed once
+PARSED_KEEP, PARSED_WIDTH = 256, 128
 
 
 #: Standard Event Status Register bits (IEEE 488.2-1992 §11.5.1)
@@ -236,6 +240,7 @@ class EmulatedInstrument:
         self.errors: deque[tuple[int, str]] = deque()
         self.faults = Faults()
         self.log = MessageLog()
+        self._parsed: dict[str, list[Action]] = {}     # message -> its actions (see PARSED_KEEP)
         self.lock = threading.RLock()
         self.esr = ESR_PON      # IEEE 488.2 status: event status register (power on)
         self.ese = 0            # its enable register
@@ -247,7 +252,11 @@ class EmulatedInstrument:
         return [message]
 
     def parse(self, message: str) -> list[Action]:
-        """The actions of one message (no lock held: pattern matching only, linear time)."""
+        """The actions of one message (no lock held: pattern matching only, linear time).
+
+        Parsing is pure: the actions depend on the text only (never on the instrument's state,
+        which they read when they run), and running them leaves them as they were — so
+        :meth:`process` runs a repeated message's actions again instead of parsing it again."""
         commands = self.split(message)
         if len(commands) > MAX_COMMANDS:
             code, text = self.too_much_error
@@ -279,7 +288,13 @@ class EmulatedInstrument:
         faults = self.faults
         if faults.delay_s:
             time.sleep(faults.delay_s)
-        parsed = self.parse(message)
+        parsed = self._parsed.get(message)
+        if parsed is None:
+            parsed = self.parse(message)
+            if len(message) <= PARSED_WIDTH:
+                if len(self._parsed) >= PARSED_KEEP:
+                    self._parsed.clear()
+                self._parsed[message] = parsed
         delay = 0.0
         with self.lock:
             self.log.append(message)
