@@ -255,12 +255,20 @@ def initial_state(pop: DevicePopulation, p: DeviceParams, rng: np.random.Generat
     return np.where(pop.stuck, pop.stuck_g, g)
 
 
-def equivalent_voltage(v, width, p: DeviceParams):
+def equivalent_shift(width, p: DeviceParams):
+    """The width term of :func:`equivalent_voltage`: v_per_decade·log10(width/width_ref), V, for
+    pulses of ``width`` (s)."""
+    return p.v_per_decade * np.log10(np.maximum(np.asarray(width, dtype=float), 1e-15) / p.width_ref)
+
+
+def equivalent_voltage(v, width, p: DeviceParams, shift=None):
     """The voltage (V, signed like ``v``) a pulse of ``width_ref`` would need to act like ``v``
     applied for ``width`` (s): |V| + v_per_decade·log10(width/width_ref), floored at 0 (see the
-    module docstring)."""
+    module docstring).  ``shift``: that width term when already worked out
+    (:func:`equivalent_shift`; ``width`` is then not used)."""
     v = np.asarray(v, dtype=float)
-    shift = p.v_per_decade * np.log10(np.maximum(np.asarray(width, dtype=float), 1e-15) / p.width_ref)
+    if shift is None:
+        shift = equivalent_shift(width, p)
     return np.sign(v) * np.maximum(np.abs(v) + shift, 0.0)
 
 
@@ -355,8 +363,8 @@ def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng) ->
     n = idx.size
     z = np.empty(n)
     u = np.empty(n) if p.relax > 0 else None
-    for k in range(len(ends) - 1):          # the draws of one switch_at per set, in its order
-        a, b = ends[k], ends[k + 1]
+    ends = ends.tolist() if isinstance(ends, np.ndarray) else list(ends)
+    for a, b in zip(ends[:-1], ends[1:]):   # the draws of one switch_at per set, in its order
         if a < b:
             rng.standard_normal(out=z[a:b])
             if u is not None:
@@ -367,61 +375,102 @@ def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng) ->
     k_down = p.k_reset * np.maximum(-v_eq - vr, 0.0) ** p.od_power
     relax = None if u is None else 1.0 - p.relax * (u * 2.0)
     span, g_lo, g_hi = p.g_max - p.g_min, p.g_min, p.g_max
-    if len(ends) == 2 or n < 2:                              # one set: one round
-        groups = [None]
-    else:
+    order = None                                            # one round: every device pulsed once
+    if len(ends) > 2 and n > 1:
         by_dev = np.argsort(idx, kind="stable")             # a device's pulses together, in set order
         first = np.ones(n, bool)
         first[1:] = idx[by_dev[1:]] != idx[by_dev[:-1]]
-        if first.all():                                     # no device pulsed twice: one round
-            groups = [None]
-        else:
+        if not first.all():
             occ = np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0))
-            rounds = by_dev[np.argsort(occ, kind="stable")]
-            cuts = np.concatenate([[0], np.cumsum(np.bincount(occ, minlength=1))])
-            groups = [rounds[cuts[m]:cuts[m + 1]] for m in range(len(cuts) - 1)]
+            order = by_dev[np.argsort(occ, kind="stable")]  # round after round
+            cuts = np.concatenate([[0], np.cumsum(np.bincount(occ, minlength=1))]).tolist()
+    # one polarity per pulse (the thresholds are positive): with the same exponent for both, a
+    # pulse's step is ks·clip((bound − gi)/sspan, 0, 1)^p with ks = k_up, bound = g_hi, sspan = span
+    # for SET and ks = −k_down, bound = g_lo, sspan = −span for RESET, which is up − down bit for
+    # bit (a zero term drops out exactly; negation and the division by ±span are exact)
+    signed = p.p_set == p.p_reset and not ((k_up > 0) & (k_down > 0)).any()
+    if signed:
+        down = k_down > 0
+        ks = np.where(down, -k_down, k_up)
+        bound = np.where(down, g_lo, g_hi)
+        sspan = np.where(down, -span, span)
+    if order is None:
+        groups = [slice(0, n)]
+    else:                                                   # in round order once: each round a slice
+        idx, k_up, k_down, rate, xi = idx[order], k_up[order], k_down[order], rate[order], xi[order]
+        relax = None if relax is None else relax[order]
+        if signed:
+            ks, bound, sspan = ks[order], bound[order], sspan[order]
+        groups = [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
     after = np.empty(n)
     for e in groups:
-        if e is None:
-            i, ku, kd, r, x, f = idx, k_up, k_down, rate, xi, relax
-        else:
-            i, ku, kd, r, x = idx[e], k_up[e], k_down[e], rate[e], xi[e]
-            f = None if relax is None else relax[e]
+        i, r, x = idx[e], rate[e], xi[e]
         gi = g_flat[i]
-        up = ku * np.minimum(np.maximum((g_hi - gi) / span, 0.0), 1.0) ** p.p_set
-        down = kd * np.minimum(np.maximum((gi - g_lo) / span, 0.0), 1.0) ** p.p_reset
-        dg = (up - down) * r * x
-        if f is not None:
-            dg = dg * f
-        g_new = np.minimum(np.maximum(gi + dg, g_lo), g_hi)
-        g_flat[i] = g_new
-        if e is None:
-            after = g_new
+        # up = ku·clip((g_hi − gi)/span, 0, 1)^p_set, down likewise, dg = (up − down)·r·x(·f),
+        # g_new = clip(gi + dg): the same operations in place (x^1 is x)
+        if signed:
+            up = bound[e] - gi
+            up /= sspan[e]
+            np.maximum(up, 0.0, out=up)
+            np.minimum(up, 1.0, out=up)
+            if p.p_set != 1:
+                up **= p.p_set
+            up *= ks[e]
         else:
-            after[e] = g_new
+            up = g_hi - gi
+            up /= span
+            np.maximum(up, 0.0, out=up)
+            np.minimum(up, 1.0, out=up)
+            if p.p_set != 1:
+                up **= p.p_set
+            up *= k_up[e]
+            down = gi - g_lo
+            down /= span
+            np.maximum(down, 0.0, out=down)
+            np.minimum(down, 1.0, out=down)
+            if p.p_reset != 1:
+                down **= p.p_reset
+            down *= k_down[e]
+            up -= down
+        up *= r
+        up *= x
+        if relax is not None:
+            up *= relax[e]
+        up += gi
+        np.maximum(up, g_lo, out=up)
+        g_flat[i] = np.minimum(up, g_hi, out=after[e])
+    if order is not None:
+        after[order] = after.copy()                         # back in the order of the pulses
     return after
 
 
-def switch_steps(g_flat, flat, v, width, bounds, pop: DevicePopulation, p: DeviceParams, rng: np.random.Generator):
+def switch_steps(g_flat, flat, v, width, bounds, pop: DevicePopulation, p: DeviceParams, rng: np.random.Generator,
+                 shift=None):
     """:func:`switch_at` for ``len(bounds) − 1`` sets of pulses in turn: set k is the devices
     ``flat[bounds[k]:bounds[k + 1]]`` (unique within the set) with their ``v`` (V) and ``width``
-    (s).  The same states and the same random draws as one ``switch_at`` per set; what does not
-    depend on the state (thresholds, which devices switch) is evaluated once for all sets.
-    Returns the flat indices written (of every set, concatenated) and, per pulse, the device's
-    state right after it (S; NaN where the pulse wrote nothing)."""
+    (s; ``shift``: its :func:`equivalent_shift` when already worked out).  The same states and the
+    same random draws as one ``switch_at`` per set; what does not depend on the state (thresholds,
+    which devices switch) is evaluated once for all sets.  Returns the flat indices written (of
+    every set, concatenated) and, per pulse, the device's state right after it (S; NaN where the
+    pulse wrote nothing)."""
     bounds = np.asarray(bounds)
-    after = np.full(flat.size, np.nan)
     if pop.unformed is not None and pop.unformed.reshape(-1)[flat].any():   # forming: set by set
+        after = np.full(flat.size, np.nan)
         out = [_NONE]
         for k in range(bounds.size - 1):
             s = slice(bounds[k], bounds[k + 1])
             out.append(switch_at(g_flat, flat[s], v[s], width[s], pop, p, rng))
             after[s] = np.where(np.isin(flat[s], out[-1]), g_flat[flat[s]], np.nan)
         return np.concatenate(out), after
-    vs = pop.vth_set.reshape(-1)[flat]
-    vr = pop.vth_reset.reshape(-1)[flat]
-    v_eq = equivalent_voltage(v, width, p)
-    live = ((v_eq > vs) | (-v_eq > vr)) & ~pop.stuck.reshape(-1)[flat]
+    vs = pop.vth_set.reshape(-1).take(flat)
+    vr = pop.vth_reset.reshape(-1).take(flat)
+    v_eq = equivalent_voltage(v, width, p, shift)
+    live = v_eq > vs
+    live |= -v_eq > vr
+    live &= ~pop.stuck.reshape(-1).take(flat)
+    if live.all():                                          # every pulse switches its device
+        return flat, _switch_sets(g_flat, flat, v_eq, vs, vr, pop.rate.reshape(-1).take(flat), bounds, p, rng)
+    after = np.full(flat.size, np.nan)
     ends = np.concatenate([[0], np.cumsum(live)])[bounds]     # live devices before each set
     idx = flat[live]
     after[live] = _switch_sets(g_flat, idx, v_eq[live], vs[live], vr[live], pop.rate.reshape(-1)[idx],

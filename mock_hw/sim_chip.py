@@ -32,8 +32,8 @@ from programming.crossbar import Crossbar, PulseResult, ReadResult, ReadScheme, 
 from . import nodal
 from .aging import retention_relax, sample_forming_voltage, sample_retention_nu
 from .chip_state import chip_state_dict, load_chip_state, load_chip_state_dict, save_chip_state
-from .device import (DevicePopulation, apply_voltages_written, disturb_increments, equivalent_voltage, initial_state,
-                     iv_current, read_conductance, sample_population, switch_at, switch_steps)
+from .device import (DevicePopulation, apply_voltages_written, disturb_increments, equivalent_shift, equivalent_voltage,
+                     initial_state, iv_current, read_conductance, sample_population, switch_at, switch_steps)
 from .presets import DEFAULT_PRESET, ChipParams, get_preset
 
 __all__ = ["SimulatedCrossbar", "save_chip_state", "load_chip_state"]
@@ -47,18 +47,21 @@ ISOLATE_CHUNK = 64
 
 
 class _StepsResult(PulseResult):
-    """A :class:`~programming.crossbar.PulseResult` whose energies are worked out from the kept
-    states when first read (in-situ training never reads them)."""
+    """A :class:`~programming.crossbar.PulseResult` whose arrays are worked out (energies from the
+    kept states) when first read (in-situ training never reads them)."""
 
-    def __init__(self, energy, duration, compliance):  # energy: a function returning the array
-        self._energy_of, self._energy = energy, None
-        self.duration, self.compliance = duration, compliance
+    def __init__(self, energy, duration, compliance):  # each a function returning the array
+        self._of = {"energy": energy, "duration": duration, "compliance": compliance}
+        self._done = {}
 
-    @property
-    def energy(self) -> np.ndarray:
-        if self._energy is None:
-            self._energy = self._energy_of()
-        return self._energy
+    def _get(self, name):
+        if name not in self._done:
+            self._done[name] = self._of[name]()
+        return self._done[name]
+
+    energy = property(lambda self: self._get("energy"))
+    duration = property(lambda self: self._get("duration"))
+    compliance = property(lambda self: self._get("compliance"))
 
 
 class SimulatedCrossbar(Crossbar):
@@ -490,31 +493,37 @@ class SimulatedCrossbar(Crossbar):
         half-selected cell (:meth:`_steps_plain`, checked once for all steps), each step is only
         its selected cells' pulses: the same stages, in the same order with the same random draws,
         as K :meth:`pulse` calls, so the result is bit for bit theirs.  Otherwise step by step."""
-        k_idx, chip_idx, lane_idx = np.nonzero(active)                  # step after step
-        r, c = rows[k_idx, chip_idx, lane_idx], cols[k_idx, chip_idx, lane_idx]
-        v, w = amplitude[k_idx, chip_idx, lane_idx], width[k_idx, chip_idx, lane_idx]
-        if not (scheme is WriteScheme.V2 and self.params.r_line == 0 and rows.shape[0] * self._g.size <= 1 << 22
-                and self._steps_plain(k_idx, chip_idx, r, c, v, w)):    # (the states met: K x the chips)
+        K, B, L = rows.shape
+        li = np.flatnonzero(active)                                     # step after step, chip after chip
+        r, c, v, w = rows.take(li), cols.take(li), amplitude.take(li), width.take(li)
+        sc = li // L                                                    # step · n_chips + chip
+        plain = scheme is WriteScheme.V2 and self.params.r_line == 0 and K * self._g.size <= 1 << 22
+        shift = equivalent_shift(w, self.params.device) if plain and li.size else None
+        if not (plain and self._steps_plain(sc, r, c, v, shift)):      # (the states met: K x the chips)
             return super()._pulse_steps(*self._park_inactive(rows, cols, active), amplitude, width, scheme, active)
         energy = None
-        if k_idx.size:
+        if li.size:
             n_rows, n_cols = self.shape
-            flat = (chip_idx * n_rows + r) * n_cols + c
-            bounds = np.searchsorted(k_idx, np.arange(rows.shape[0] + 1))
-            # in a step, cell order (as _pulse_v2_concurrent); (step, cell) pairs are distinct
-            order = np.argsort(k_idx * self._g.size + flat, kind="stable")
-            k_idx, chip_idx, lane_idx, r, c, v, w, flat = (x[order] for x in (k_idx, chip_idx, lane_idx, r, c, v, w,
-                                                                               flat))
+            key = sc * n_rows
+            key += r
+            key *= n_cols
+            key += c                         # (step, chip, row, column): in a step, cell order
+            if li.size > 1 and not (key[1:] > key[:-1]).all():
+                # (as _pulse_v2_concurrent); (step, cell) pairs are distinct
+                order = np.argsort(key, kind="stable")
+                li, sc, r, c, v, w, shift, key = (x[order] for x in (li, sc, r, c, v, w, shift, key))
+            flat = key % self._g.size
+            bounds = np.searchsorted(sc, np.arange(K + 1) * B)
             g0 = self._g.copy()
             written, after = switch_steps(self._g.reshape(-1), flat, v, w, bounds, self.population,
-                                          self.params.device, self._rng)
+                                          self.params.device, self._rng, shift=shift)
             self._mark_written(written)
             self._n_disturb.reshape(-1)[flat] = 0.0      # not loud (_steps_plain): their counts restart
 
             def energy():
                 """The energies, from the state each step met: the start, then each pulse's result
                 from the next step on."""
-                K = rows.shape[0]
+                k_idx, chip_idx = np.divmod(sc, B)
                 last = np.full((K, g0.size), -1)
                 seen = np.flatnonzero(~np.isnan(after) & (k_idx < K - 1))
                 last[k_idx[seen] + 1, flat[seen]] = seen
@@ -523,41 +532,52 @@ class SimulatedCrossbar(Crossbar):
                 g_sel = met[k_idx, chip_idx, r, c]
                 g_half = met[k_idx, chip_idx, r, :].sum(axis=1) + met[k_idx, chip_idx, :, c].sum(axis=1) - 2 * g_sel
                 out = np.zeros(rows.shape)
-                out[k_idx, chip_idx, lane_idx] = self._energy_v2_of(v, w, g_sel, g_half)
+                out.reshape(-1)[li] = self._energy_v2_of(v, w, g_sel, g_half)
                 return out
-        self.n_pulse_ops += int(k_idx.size)
-        duration = np.where(active, width + self.params.timing.pulse_overhead_s, 0.0)
-        return _StepsResult(energy or (lambda: np.zeros(rows.shape)), duration, np.zeros(rows.shape, bool))
+        self.n_pulse_ops += int(li.size)
+        overhead = self.params.timing.pulse_overhead_s
+        return _StepsResult(energy or (lambda: np.zeros(rows.shape)),
+                            lambda: np.where(active, width + overhead, 0.0), lambda: np.zeros(rows.shape, bool))
 
-    def _steps_plain(self, k_idx, chip_idx, r, c, v, w) -> bool:
-        """Whether, in every step of a V/2 :meth:`_pulse_steps` (its active lanes: step, chip,
-        row, column, amplitude V, width s), the active lanes of each chip are on distinct lines, no
-        half-select reaches the lowest threshold on its line (:meth:`_half_select_screens`; no
-        unformed device), no pulse is loud enough to disturb the rest of the array, and no selected
-        device can draw the compliance current even at the largest conductance any device has or
-        can reach."""
+    def _steps_plain(self, sc, r, c, v, shift) -> bool:
+        """Whether, in every step of a V/2 :meth:`_pulse_steps` (its active lanes: step · n_chips +
+        chip, row, column, amplitude V, and the width's :func:`~mock_hw.device.equivalent_shift`,
+        V), the active lanes of each chip are on distinct lines, no half-select reaches the lowest
+        threshold on its line (:meth:`_half_select_screens`; no unformed device), no pulse is loud
+        enough to disturb the rest of the array, and no selected device can draw the compliance
+        current even at the largest conductance any device has or can reach."""
         d = self.params.device
         pop = self.population
         if pop.unformed is not None and pop.unformed.any():
             return False
-        if not k_idx.size:
+        if not sc.size:
             return True
-        v_top = max(float(v.max()), -float(v.min()))
+        v_hi, v_lo = float(v.max()), float(v.min())
+        v_top = max(v_hi, -v_lo)
         if d.disturbs and v_top >= d.disturb_v:              # loud: disturb draws step by step
             return False
         g_top = max(float(self._g.max()), d.g_max)          # switching clips to g_max; stuck ones stay
         if float(np.abs(iv_current(g_top, v_top, d.beta, d.v_ref))) > self.limits.i_compliance:
             return False
-        step_chip = k_idx * self.n_chips + chip_idx
-        for keys in (step_chip * self.shape[0] + r, step_chip * self.shape[1] + c):
-            if np.bincount(keys).max() > 1:
-                return False
-        half_eq = equivalent_voltage(v / 2, w, d)
-        screens = self._half_select_screens()
-        lo_set, lo_reset, _ = screens["row"]              # the chip's lowest thresholds first
-        low_set, low_reset = screens.get("lowest") or (lo_set.min(), lo_reset.min())
-        if half_eq.max() <= low_set and -half_eq.min() <= low_reset:
+        rows_key = sc * self.shape[0] + r
+        if sc.size > 1 and not (rows_key[1:] > rows_key[:-1]).all() and np.bincount(rows_key).max() > 1:
+            return False                                     # (increasing keys: distinct rows)
+        if np.bincount(sc * self.shape[1] + c).max() > 1:
+            return False
+        # equivalent voltages are monotone in v: the extremes come from the extreme amplitudes
+        # when every pulse has the same width, else from every pulse
+        if shift.size > 1 and shift.min() != shift.max():
+            half_eq = equivalent_voltage(v / 2, None, d, shift=shift)
+            eq_hi, eq_lo = float(half_eq.max()), float(half_eq.min())
+        else:
+            eq_hi, eq_lo = (float(x) for x in equivalent_voltage(np.array([v_hi, v_lo]) / 2, None, d,
+                                                                  shift=shift[:1]))
+        low_set, low_reset = self._lowest_screen()
+        if eq_hi <= low_set and -eq_lo <= low_reset:
             return True
+        screens = self._half_select_screens()
+        k_idx, chip_idx = np.divmod(sc, self.n_chips)
+        half_eq = equivalent_voltage(v / 2, None, d, shift=shift)
         for line_of, line in (("row", r), ("col", c)):
             lo_set, lo_reset, _ = screens[line_of]
             if np.any((half_eq > lo_set[chip_idx, line]) | (-half_eq > lo_reset[chip_idx, line])):
@@ -694,6 +714,17 @@ class SimulatedCrossbar(Crossbar):
         all three leaves the line unchanged.  Cached while the population's arrays are the same
         objects (a state load replaces them); the forming screen follows ``unformed`` each call."""
         pop = self.population
+        table = self._screen_table()
+        (rs, rr), (cs, cr) = table["row"], table["col"]
+        form_row = form_col = None
+        if pop.unformed is not None and pop.unformed.any():
+            vf = np.where(pop.unformed, pop.v_form, np.inf)
+            form_row, form_col = vf.min(axis=2), vf.min(axis=1)
+        return {"row": (rs, rr, form_row), "col": (cs, cr, form_col), "lowest": table["lowest"]}
+
+    def _screen_table(self) -> dict:
+        """The thresholds of :meth:`_half_select_screens` without the forming screen, cached."""
+        pop = self.population
         cache = getattr(self, "_screen_cache", None)
         if cache is None or cache[0][0] is not pop.vth_set or cache[0][1] is not pop.vth_reset \
                 or cache[0][2] is not pop.stuck:
@@ -703,12 +734,11 @@ class SimulatedCrossbar(Crossbar):
             cache = (key, {"row": (vs.min(axis=2), vr.min(axis=2)), "col": (vs.min(axis=1), vr.min(axis=1)),
                            "lowest": (float(vs.min()), float(vr.min()))})
             self._screen_cache = cache
-        (rs, rr), (cs, cr) = cache[1]["row"], cache[1]["col"]
-        form_row = form_col = None
-        if pop.unformed is not None and pop.unformed.any():
-            vf = np.where(pop.unformed, pop.v_form, np.inf)
-            form_row, form_col = vf.min(axis=2), vf.min(axis=1)
-        return {"row": (rs, rr, form_row), "col": (cs, cr, form_col), "lowest": cache[1]["lowest"]}
+        return cache[1]
+
+    def _lowest_screen(self) -> tuple[float, float]:
+        """The chip's lowest SET and RESET thresholds of devices that can switch, V (cached)."""
+        return self._screen_table()["lowest"]
 
     def _energy_v2(self, chip_idx, r, c, v, width, g_sel):
         """Energy (J) of V/2 pulses ``v`` (V), ``width`` (s) on cells (r, c) of chips ``chip_idx``

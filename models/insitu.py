@@ -64,6 +64,7 @@ import numpy as np
 
 from models.insitu_net import (ChipNetwork, accuracy, augment, chip_shape_for, evaluate_on_chip, gradients,
                                mean_loss, minibatches, prepare_data, sigmoid)
+from programming.blas import blas_one_thread
 from programming.crossbar import Crossbar
 
 if TYPE_CHECKING:
@@ -349,6 +350,18 @@ def train_in_situ(xb: Crossbar, dataset: Dataset, hidden: int = 8, config: InSit
     def evaluate():
         return mean_loss(net.forward(x_tr)[3], t_tr), accuracy(net.forward(x_te)[3], t_te)
 
+    with blas_one_thread():      # once for the run: the chip's products enter it at every read
+        hist = _train_epochs(net, data, cfg, dw, rng, transfer, targets, evaluate, log, init_pulses)
+    g = net.read()
+    return InSituResult(cfg.rule, cfg, np.array([h for h, _ in hist]), np.array([a for _, a in hist]),
+                        io.pulses - init_pulses, init_pulses, io.pulse_calls, io.mvm_calls, dw,
+                        [net.effective(layer, g) for layer in range(2)], time.perf_counter() - t0, net)
+
+
+def _train_epochs(net: ChipNetwork, data, cfg: InSituConfig, dw: np.ndarray, rng: np.random.Generator,
+                  transfer: _Transfer | None, targets, evaluate, log, init_pulses) -> list:
+    """The epochs of :func:`train_in_situ`; returns its history of (train loss, test accuracy)."""
+    io, B = net.io, net.io.B
     hist = [evaluate()]
     step = 0
     for epoch in range(cfg.epochs):
@@ -364,10 +377,7 @@ def train_in_situ(xb: Crossbar, dataset: Dataset, hidden: int = 8, config: InSit
         if log is not None:
             log(f"{cfg.rule} epoch {epoch + 1}: train loss {hist[-1][0].mean():.4f}, "
                 f"test accuracy {hist[-1][1].mean():.4f}, pulses {int((io.pulses - init_pulses).mean())}")
-    g = net.read()
-    return InSituResult(cfg.rule, cfg, np.array([h for h, _ in hist]), np.array([a for _, a in hist]),
-                        io.pulses - init_pulses, init_pulses, io.pulse_calls, io.mvm_calls, dw,
-                        [net.effective(layer, g) for layer in range(2)], time.perf_counter() - t0, net)
+    return hist
 
 
 def train_software(dataset: Dataset, hidden: int = 8, config: InSituConfig | None = None,

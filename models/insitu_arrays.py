@@ -47,7 +47,7 @@ from typing import Sequence
 
 import numpy as np
 
-from programming.crossbar import Crossbar
+from programming.crossbar import Crossbar, WriteScheme
 
 
 @dataclass(frozen=True)
@@ -194,13 +194,15 @@ class ChipArrays:
         """
         drive, need, gather = self._read_layout(tuple((a, x.shape[1]) for a, x in requests))
         B = self.B
-        v = np.zeros((B, need.size // self.xb.shape[1] * self.xb.shape[0]))
+        v = np.zeros((B, need.shape[1] * self.xb.shape[0]))
         x_all = requests[0][1].reshape(B, -1) if len(requests) == 1 else \
             np.concatenate([x.reshape(B, -1) for _, x in requests], axis=1)
         v[:, drive[0]] = self.v_in * x_all[:, drive[1]]
         out = self.xb.mvm(v.reshape(B, -1, self.xb.shape[0]), need=need).reshape(B, -1)
         self.mvm_calls += 1
         parts = out[:, gather[0]] / self.v_in     # every request's currents, one gather
+        # (tiles splitting the inputs, N, 2·n_out) each: partial sums added in the periphery, tile
+        # after tile (a sum over that axis adds them in order)
         results = []
         for sl, shape in gather[1]:             # (tiles splitting the inputs, N, 2·n_out) each
             part = parts[:, sl].reshape(B, *shape)
@@ -238,6 +240,7 @@ class ChipArrays:
             ends = np.cumsum([0] + [idx.size for idx in gather])
             gather = (np.concatenate([idx.ravel() for idx in gather]),
                       [(slice(a, b), idx.shape) for a, b, idx in zip(ends[:-1], ends[1:], gather)])
+            need = np.broadcast_to(need, (self.B, *need.shape))    # the shape of the product: used as is
             self._tables[key] = ((np.concatenate(pos), np.concatenate(src)), need, gather)
         return self._tables[key]
 
@@ -248,7 +251,8 @@ class ChipArrays:
     def one_hot(self, a: WeightArray, rows: np.ndarray | None = None) -> np.ndarray:
         """Inputs that read rows ``rows`` (default all) of ``a``: shape ``(B, len(rows), n_in)``
         (read-only, kept for the next call)."""
-        key = ("one-hot", a.n_in, None if rows is None else tuple(int(r) for r in np.ravel(rows)))
+        key = ("one-hot", a.n_in, None if rows is None else tuple(int(r) for r in np.ravel(rows))
+               if not isinstance(rows, list) else tuple(rows))
         if key not in self._tables:
             eye = np.eye(a.n_in)
             sel = eye if rows is None else eye[np.asarray(rows)]
@@ -299,59 +303,78 @@ class ChipArrays:
         B = self.B
         counts = np.concatenate([np.asarray(c).reshape(B, -1) for _, c, _ in items], axis=1)
         sign = np.concatenate([np.asarray(s).reshape(B, -1) for _, _, s in items], axis=1)
-        self._pulse_counts([a for a, _, _ in items], counts, sign)
+        counts = np.maximum(counts, 0).astype(np.int64)
+        self._pulse_signed([a for a, _, _ in items], np.where(sign >= 0, counts, -counts))
 
-    def _pulse_counts(self, arrays: Sequence[WeightArray], counts: np.ndarray, sign: np.ndarray) -> None:
-        """:meth:`pulse_devices` for the devices of ``arrays`` concatenated: ``counts`` and
-        ``sign`` of shape (B, D)."""
-        counts = np.asarray(counts, dtype=np.int64)
-        if counts.max(initial=0) <= 0:
-            return
-        rows, cols, tile, color, lane, n_tiles = self._tile_table(arrays)
-        amp = np.where(sign >= 0, self.amplitude, -self.amplitude)
+    def _pulse_signed(self, arrays: Sequence[WeightArray], dev: np.ndarray) -> None:
+        """:meth:`pulse_devices` for the devices of ``arrays`` concatenated, with signed pulse
+        counts ``dev`` (B, D) integers: ``dev > 0`` SET pulses, ``dev < 0`` RESET pulses."""
         if self.one_at_a_time:
-            self._pulse_in_turn(rows, cols, np.maximum(counts, 0), amp)
+            counts = np.abs(dev)
+            if counts.max(initial=0) <= 0:
+                return
+            rows, cols = self._tile_table(arrays)[:2]
+            self._pulse_in_turn(rows, cols, counts, np.where(dev >= 0, self.amplitude, -self.amplitude))
             return
-        rows, cols, amp, act = self._color_steps(rows, cols, tile, color, lane, n_tiles, counts, amp)
-        self.xb.pulse_steps(rows, cols, amp, self.width, scheme="v/2", active=act)
+        steps = self._color_steps(arrays, dev)
+        if steps is None:
+            return
+        rows, cols, amp, act = steps
+        self.xb.pulse_steps(rows, cols, amp, self.width, scheme=WriteScheme.V2, active=act)
         self.pulses += act.sum(axis=(0, 2))
         self.pulse_calls += act.shape[0]
 
-    def _color_steps(self, rows, cols, tile, color, lane, n_tiles, counts, amp):
+    def _step_table(self, arrays: Sequence[WeightArray]):
+        """Flat-index tables of :meth:`_color_steps` for the devices of ``arrays`` concatenated (D
+        of them; :meth:`_tile_table`), with T = ``n_colors``: ``slots`` (n_tiles, T + 1, T) holds
+        the device at each (tile, colour, place in the colour), D where the colour has fewer
+        devices and in the extra colour T (a tile that has finished); ``per`` (B, n_tiles·T·T) the
+        flat positions of the colours' devices in a (B, D + 1) array; ``base`` (n_tiles, T) the
+        flat position of (tile, colour 0, place) in ``slots``; ``chip`` (B, 1, 1) the offset of
+        each chip's row in a (B, D + 1) array; chip rows and columns of the devices with (0, 0)
+        for D."""
+        key = ("steps",) + tuple(a.name for a in arrays)
+        if key not in self._tables:
+            rows, cols, tile, color, lane, n_tiles = self._tile_table(arrays)
+            T, D, B = self.n_colors, rows.size, self.B
+            slots = np.full((n_tiles, T + 1, T), D, np.intp)
+            slots[tile, color, lane - tile * T] = np.arange(D)
+            chip = np.arange(B)[:, None, None] * (D + 1)
+            per = (chip[:, :, 0] + slots[:, :T].reshape(1, -1))
+            base = np.arange(n_tiles)[:, None] * ((T + 1) * T) + np.arange(T)
+            self._tables[key] = (slots.ravel(), per, base, chip, np.append(rows, 0), np.append(cols, 0))
+        return self._tables[key]
+
+    def _color_steps(self, arrays: Sequence[WeightArray], dev: np.ndarray):
         """The pulse calls of a pass as steps ``(K, B, L)`` of :meth:`~programming.crossbar.Crossbar.
-        pulse_steps`: chip rows, chip columns, amplitudes (V) and the active mask of each lane, for
-        the devices' ``rows``, ``cols``, tiles, colours and lanes (:meth:`_tile_table`) and their
-        ``counts`` and ``amp`` (``(B, D)``).  Each tile takes its colours one after another, each
-        for as many steps as the colour's largest count on that chip; a device with n pulses is
-        active in the first n steps of its colour.  Lanes (``tile · n_colors +`` the device's place
-        in its colour) inactive in every step and chip are dropped; inactive lanes point at cell
-        (0, 0)."""
-        B, T = self.B, self.n_colors
-        b, d = np.nonzero(counts > 0)
-        n = counts[b, d]
-        slot = b * (n_tiles * T) + tile[d] * T + color[d]     # (chip, tile, colour) of each device
-        need = np.zeros((B, n_tiles, T), np.int64)          # steps per (chip, tile, colour)
-        np.maximum.at(need.reshape(-1), slot, n)
-        end = np.cumsum(need, axis=2)                        # each tile's colours one after another
-        steps = int(end[:, :, -1].max())
-        start = (end - need).reshape(-1)
-        rep = np.repeat(np.arange(b.size), n)
-        k = np.repeat(start[slot] - (np.cumsum(n) - n), n) + np.arange(rep.size)   # start + level
-        b, d = b[rep], d[rep]
-        used = np.zeros(n_tiles * T, bool)
-        used[lane[d]] = True
-        li = (np.cumsum(used) - 1)[lane[d]]
-        shape = (steps, B, int(np.count_nonzero(used)))
-        at = (k * B + b) * shape[2] + li
-        r = np.zeros(shape, np.intp)
-        c = np.zeros(shape, np.intp)
-        a = np.zeros(shape)
-        act = np.zeros(shape, bool)
-        r.reshape(-1)[at] = rows[d]
-        c.reshape(-1)[at] = cols[d]
-        a.reshape(-1)[at] = amp[b, d]
-        act.reshape(-1)[at] = True
-        return r, c, a, act
+        pulse_steps` (None when nothing is pulsed): chip rows, chip columns, amplitudes (V) and the
+        active mask of each lane, for the signed pulse counts ``dev`` (B, D) of the devices of
+        ``arrays``.  Each tile takes its colours one after another, each for as many steps as the
+        colour's largest count on that chip; a device with n pulses is active in the first n steps
+        of its colour.  Lane ``tile · n_colors + p`` carries, in each step, the device at place p
+        of the colour its tile is working on; inactive lanes point at a device of their tile (or
+        at cell (0, 0))."""
+        slots, per, base, chip, rows, cols = self._step_table(arrays)
+        B, D = dev.shape
+        T = self.n_colors
+        signed = np.zeros((B, D + 1), np.int64)
+        signed[:, :D] = dev
+        n = np.abs(signed)
+        need = n.take(per).reshape(B, -1, T, T).max(axis=3)    # steps per (chip, tile, colour)
+        end = np.cumsum(need, axis=2)                          # each tile's colours one after another
+        K = int(end[:, :, -1].max())
+        if K <= 0:
+            return None
+        k = np.arange(K)[:, None, None]
+        done = k[..., None] >= end                             # (K, B, tile, colour): colours finished by step k
+        colour = done.sum(axis=3)                              # the colour worked on (T: the tile is done)
+        level = k - (need * done).sum(axis=3)                  # step − that colour's first step
+        d = slots.take(colour[..., None] * T + base)           # (K, B, tile, place): the devices of that colour
+        at = d + chip
+        act = level[..., None] < n.take(at)                    # the first n steps of a device with n pulses
+        amp = np.where(signed >= 0, self.amplitude, -self.amplitude)
+        shape = (K, B, d.shape[2] * T)
+        return rows.take(d).reshape(shape), cols.take(d).reshape(shape), amp.take(at).reshape(shape), act.reshape(shape)
 
     @property
     def one_at_a_time(self) -> bool:
@@ -390,16 +413,14 @@ class ChipArrays:
             return
         B = self.B
         ks = [np.asarray(k).reshape(B, -1) for _, k, _ in items]
-        k = ks[0] if len(ks) == 1 else np.concatenate(ks, axis=1)
-        n = np.repeat(np.abs(k), 2, axis=1)              # device order: G+, G− of each weight
-        s = np.sign(k)
-        sign = np.stack([s, -s], axis=-1).reshape(n.shape)
+        dev = np.repeat(ks[0] if len(ks) == 1 else np.concatenate(ks, axis=1), 2, axis=1).astype(np.int64)
+        dev[:, 1::2] *= -1                               # device order G+, G−: G− takes the opposite pulses
         if any(g is not None for _, _, g in items):
             g = np.concatenate([np.full((B, 2 * np.size(k) // B), np.nan) if g is None else np.asarray(g).reshape(B, -1)
                                 for _, k, g in items], axis=1)
             lo, hi = self.window
-            n = np.where(((sign > 0) & (g >= hi)) | ((sign < 0) & (g <= lo)), 0, n)
-        self._pulse_counts([a for a, _, _ in items], n, sign)
+            dev[((dev > 0) & (g >= hi)) | ((dev < 0) & (g <= lo))] = 0
+        self._pulse_signed([a for a, _, _ in items], dev)
 
     def center(self, arrays: Sequence[WeightArray], cycles: int, coarse_width: float, fine_cycles: int) -> None:
         """Bring every device of ``arrays`` to its own symmetry point: alternate one SET and one

@@ -73,6 +73,8 @@ class ReadScheme(str, Enum):
 
 
 def _parse_enum(cls, value, what: str):
+    if isinstance(value, cls):
+        return value
     try:
         return cls(str(getattr(value, "value", value)).lower())
     except ValueError:
@@ -307,6 +309,8 @@ class Crossbar(abc.ABC):
         mask = np.asarray(need)
         if mask.dtype != bool:
             raise ValueError(f"mvm need must be a boolean mask, got dtype {mask.dtype}")
+        if mask.shape == out_shape:
+            return mask
         try:
             return np.broadcast_to(mask, out_shape)
         except ValueError:
@@ -363,6 +367,8 @@ class Crossbar(abc.ABC):
     # ------------------------------------------------------------------------------ helpers
     def _broadcast(self, value, shape, name, dtype=float) -> np.ndarray:
         arr = np.asarray(value, dtype=dtype)
+        if arr.ndim == 0:                          # one value for every lane
+            return np.full(shape, arr, dtype)
         try:
             return np.broadcast_to(arr, shape).astype(dtype)
         except ValueError:

@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from mock_hw.device import (DeviceParams, DevicePopulation, apply_voltages, c2c_noise, initial_state,
-                            iv_current, sample_population, switch_at, switching_step)
+from mock_hw.device import (DeviceParams, DevicePopulation, apply_voltages, c2c_noise, equivalent_voltage,
+                            initial_state, iv_current, sample_population, switch_at, switch_steps, switching_step)
 from mock_hw.presets import get_preset
 
 TIO2 = get_preset("tio2-3it").device
@@ -320,6 +320,45 @@ def test_noise_free_apply_voltages_equals_clipped_switching_step():
     g1 = apply_voltages(g, v, 1e-6, pop, p, np.random.default_rng(0))
     np.testing.assert_array_equal(g1, np.clip(g + dg, p.g_min, p.g_max))
     assert np.any(dg != 0) and np.any(dg == 0)
+
+
+@pytest.mark.parametrize("p", [ASYM, TIO2.with_(relax=0.05), ASYM.with_(p_set=1.5, p_reset=0.8)],
+                         ids=["asymmetric", "tio2-relax", "unequal-exponents"])
+def test_switch_steps_equal_switching_step_set_after_set(p):
+    """Sets of pulses, devices pulsed in several sets with both polarities (one polarity per
+    device, as a pass sends, and mixed, as any caller may): the states after each pulse are bit for
+    bit those of switching_step applied set after set with the same draws (normal, then uniform,
+    per set), relaxation and clipping."""
+    rng = np.random.default_rng(21)
+    shape = (6, 10)
+    pop = sample_population(shape, p, rng)
+    pop.stuck.reshape(-1)[:3] = True                                  # stuck devices never switch
+    g0 = rng.uniform(p.g_min, p.g_max, shape).ravel()
+    polarity = rng.choice([-1.0, 1.0], g0.size)
+    for mixed in (False, True):
+        sets = [rng.permutation(g0.size)[:rng.integers(5, 40)] for _ in range(7)]
+        flat = np.concatenate([np.sort(s) for s in sets])
+        v = 1.6 * (rng.choice([-1.0, 1.0], flat.size) if mixed else polarity[flat])
+        w = np.full(flat.size, 1e-6)
+        bounds = np.cumsum([0] + [s.size for s in sets])
+        g = g0.copy()
+        _, after = switch_steps(g, flat, v, w, bounds, pop, p, np.random.default_rng(5))
+        ref, draws, out = g0.copy(), np.random.default_rng(5), np.full(flat.size, np.nan)
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            i = flat[a:b]
+            v_eq = equivalent_voltage(v[a:b], w[a:b], p)
+            live = ((v_eq > pop.vth_set.ravel()[i]) | (-v_eq > pop.vth_reset.ravel()[i])) & ~pop.stuck.ravel()[i]
+            xi = np.ones(i.size)
+            xi[live] = c2c_noise(int(live.sum()), p, draws)          # the set's normal draws, then ...
+            dg = switching_step(ref[i], v[a:b], w[a:b], pop.vth_set.ravel()[i], pop.vth_reset.ravel()[i],
+                                pop.rate.ravel()[i], p, xi)
+            if p.relax > 0:                                           # ... its uniform ones
+                dg[live] = dg[live] * (1.0 - p.relax * (draws.random(int(live.sum())) * 2.0))
+            ref[i[live]] = np.clip(ref[i] + dg, p.g_min, p.g_max)[live]
+            out[a:b][live] = ref[i[live]]
+        np.testing.assert_array_equal(after, out)
+        np.testing.assert_array_equal(g, ref)
+        assert (after[~np.isnan(after)] != g0[flat][~np.isnan(after)]).mean() > 0.5
 
 
 def test_relaxation_loses_a_mean_fraction_of_each_step():

@@ -73,6 +73,42 @@ def test_layout_colours_never_share_a_line_and_tiles_do_not_overlap():
         row_owner[r0:r0 + nr] = i
 
 
+@pytest.mark.parametrize("tile, n_chips", [(4, 1), (4, 3), (None, 2)])
+def test_colour_steps_schedule_every_pulse_of_a_pass_in_its_colours_turn(tile, n_chips):
+    """The pass schedule, checked against the rule written out tile by tile: each tile takes its
+    colours in order, each for as many steps as its largest count on that chip; a device with n
+    pulses is in the first n steps of its colour's turn, with its polarity's amplitude."""
+    cfg = InSituConfig(rule="tiki-taka", tile=tile)
+    net = ChipNetwork(chip(cfg, hidden=8, n_chips=n_chips), 2, 8, 1, cfg)
+    io, arrays = net.io, net.hid
+    rng = np.random.default_rng(4)
+    dev = rng.integers(-5, 6, (n_chips, sum(a.n_in * a.n_dev for a in arrays))) * (rng.random((n_chips, 1)) < 0.9)
+    rows, cols, amp, act = io._color_steps(arrays, dev)
+    want = {}                                             # (step, chip) -> {(row, col, amplitude)}
+    r_all, c_all, tile_of, colour, _, n_tiles = io._tile_table(arrays)
+    K = 0
+    for b in range(n_chips):
+        for t in range(n_tiles):
+            step = 0
+            for c in range(io.n_colors):
+                sel = np.flatnonzero((tile_of == t) & (colour == c))
+                n = np.abs(dev[b, sel])
+                for d, k in zip(sel, n):
+                    for j in range(k):
+                        amp_d = io.amplitude if dev[b, d] > 0 else -io.amplitude
+                        want.setdefault((step + j, b), set()).add((r_all[d], c_all[d], amp_d))
+                step += int(n.max(initial=0))
+            K = max(K, step)
+    assert rows.shape[0] == K > 0
+    got = {}
+    for k, b, lane in zip(*np.nonzero(act)):
+        got.setdefault((k, b), set()).add((rows[k, b, lane], cols[k, b, lane], amp[k, b, lane]))
+    assert got == want
+    for (k, b), cells in got.items():       # a step's lanes never share a line on a chip
+        assert len({r for r, _, _ in cells}) == len(cells) == len({c for _, c, _ in cells})
+    assert io._color_steps(arrays, np.zeros_like(dev)) is None
+
+
 def test_chip_too_small_is_refused_naming_the_size(moons):
     cfg = InSituConfig(rule="tiki-taka", epochs=1)
     xb = GuardSpy(SimulatedCrossbar(16, 16, preset="asymmetric", seed=0))
