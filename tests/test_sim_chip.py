@@ -587,15 +587,18 @@ def test_pulse_steps_validate_every_step_before_the_first():
     assert xb.n_pulse_ops == 0
 
 
-@pytest.mark.parametrize("scheme", ["ground", "isolate"])
-def test_line_reads_and_pulse_energies_equal_the_dense_newton_reference(scheme):
+@pytest.mark.parametrize("scheme,r_line", [("ground", 2.0), ("ground", 10.0), ("isolate", 10.0)])
+def test_line_reads_and_pulse_energies_equal_the_dense_newton_reference(scheme, r_line):
     """On resistive lines with the cubic I-V (tio2-3it devices, no read noise), the chip's reads and
     V/2 pulse energies (each lane solved on the state at the start of the call) equal the dense
-    Newton solution of each lane's biasing."""
+    Newton solution of each lane's biasing: on short lines (2 Ω on 6x7: plain chord iteration) and
+    on lines long enough for the selected lines' Newton step (10 Ω: FOCUS_MIN_DROP)."""
     from mock_hw.nodal import solve_network
+    from mock_hw.sim_chip import FOCUS_MIN_DROP
     p = get_preset("tio2-3it")
-    p = p.with_(device=p.device.with_(read_noise=0.0), r_line=2.0)
+    p = p.with_(device=p.device.with_(read_noise=0.0), r_line=r_line)
     xb = SimulatedCrossbar(6, 7, n_chips=2, preset=p, seed=4)
+    assert (r_line * 300e-6 * 28 >= FOCUS_MIN_DROP) == (r_line == 10.0)
     d = p.device
     rows, cols = np.array([[0, 3, 5], [2, 4, 1]]), np.array([[6, 1, 2], [0, 3, 5]])
     active = np.array([[True, True, True], [True, False, True]])
@@ -605,12 +608,12 @@ def test_line_reads_and_pulse_energies_equal_the_dense_newton_reference(scheme):
         fill = 0.0 if scheme == "ground" else xb.v_read
         row_v, col_v = np.zeros(6), np.full(7, fill)
         row_v[rows[b, k]], col_v[cols[b, k]] = xb.v_read, 0.0
-        ref = solve_network(g[b:b + 1], row_v, col_v, d.beta, d.v_ref, r_line=2.0, newton=True)
+        ref = solve_network(g[b:b + 1], row_v, col_v, d.beta, d.v_ref, r_line=r_line, newton=True)
         np.testing.assert_allclose(res.current[b, k], ref.col_current[0, cols[b, k]], rtol=1e-9)
     amp = np.array([[1.6, -1.8, 2.0], [-2.2, 1.0, 1.4]])
     out = xb.pulse(rows, cols, amp, W, active=active)
     for b, k in zip(*np.nonzero(active)):
         row_v, col_v = np.full(6, amp[b, k] / 2), np.full(7, amp[b, k] / 2)
         row_v[rows[b, k]], col_v[cols[b, k]] = amp[b, k], 0.0
-        ref = solve_network(g[b:b + 1], row_v, col_v, d.beta, d.v_ref, r_line=2.0, newton=True)
+        ref = solve_network(g[b:b + 1], row_v, col_v, d.beta, d.v_ref, r_line=r_line, newton=True)
         np.testing.assert_allclose(out.energy[b, k], (ref.v_cell * ref.i_cell).sum() * W, rtol=1e-6)
