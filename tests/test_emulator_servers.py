@@ -213,6 +213,59 @@ def test_lines_are_assembled_whatever_the_chunking(chunk):
         there.close()
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity")
+                    or len(__import__("os").sched_getaffinity(0)) < 2, reason="needs Linux and two CPUs")
+def test_the_server_thread_follows_its_client_to_its_cpu(mock):
+    """Every FOLLOW_TURNS turns the server's thread moves to the CPU its client's lines were sent
+    from (SO_INCOMING_CPU) if that is another one; its CPU set is left as it was (it is never left
+    pinned to one CPU)."""
+    import os
+    import socket
+    import threading
+
+    from mock_hw.emulators.base import FOLLOW_TURNS, EmulatedInstrument, InstrumentServer, _Connection
+
+    cpus = os.sched_getaffinity(0)
+    first, second = sorted(cpus)[:2]
+    server = InstrumentServer(EmulatedInstrument("follow"))
+    server.close()                               # its loop stopped: _follow is called by hand
+    listener = socket.create_server(("127.0.0.1", 0))
+    sender = socket.create_connection(listener.getsockname())
+    accepted, _ = listener.accept()
+    conn = _Connection(accepted)
+
+    def send_from(cpu):
+        def run():
+            os.sched_setaffinity(0, {cpu})
+            sender.sendall(b"*IDN?\n")
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+        assert accepted.recv(64) == b"*IDN?\n"
+
+    server._cpu_now = lambda: first              # the thread that calls _follow runs on `first`
+    try:
+        send_from(first)
+        server._follow(conn)
+        assert server.moves == 0                 # the client is on the server's CPU already
+        send_from(second)
+        server._follow(conn)
+        assert server.moves == 1                 # it was not: the server's thread moved to it
+        assert os.sched_getaffinity(0) == cpus
+        assert server._next_follow == server._turns + FOLLOW_TURNS
+    finally:
+        os.sched_setaffinity(0, cpus)
+        for sock in (sender, accepted, listener):
+            sock.close()
+    # a real server: after many lock-step queries its thread may still run on every CPU
+    live = mock.servers["B2200"]
+    with client(mock, "B2200") as c:
+        for _ in range(3 * FOLLOW_TURNS):
+            assert c.query("*IDN?") == mock.emulators["B2200"].idn
+    assert os.sched_getaffinity(live._thread.native_id) == cpus
+    assert live.moves <= live._turns // FOLLOW_TURNS
+
+
 def test_unread_replies_do_not_end_the_connection(mock):
     """A client that sends a burst of queries and reads the replies only afterwards gets them all
     (the server blocks on the full socket instead of dropping the client; it waits up to

@@ -20,10 +20,12 @@ most :data:`MAX_CONNECTIONS` are served at once.  Every reply is 7-bit ASCII.
 """
 from __future__ import annotations
 
+import os
 import re
 import select
 import selectors
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -48,6 +50,11 @@ LINES_PER_TURN = 16
 #: ... or once its turn has taken this long, s (whichever comes first; a turn handles at least one
 #: line): a client whose lines are costly delays the others by one line plus this, not by 16 lines
 TURN_S = 0.002
+#: every this many turns the server's thread checks on which CPU its last client's lines were sent
+#: (``SO_INCOMING_CPU``) and, if on another than its own, moves there (and may run anywhere again
+#: at once): a lock-step client and the server then wake each other on one CPU instead of across
+#: two, which on a virtual machine costs both sides tens of microseconds per wake-up
+FOLLOW_TURNS = 256
 #: commands one message may hold (';'-separated); a message with more is refused whole with
 #: :attr:`EmulatedInstrument.too_much_error`, nothing of it run.  An emulator bound on the work one
 #: line can cause (drivers send a few; xbarlab's longest, the 2600B pulse set-up, ~20)
@@ -422,6 +429,11 @@ else:   # pragma: no cover - platforms without epoll (the CI runs Linux)
             self._selector.close()
 
 
+#: SO_INCOMING_CPU (Linux 3.19; Python names it from 3.11 on); FOLLOW_TURNS needs it and /proc
+_SO_INCOMING_CPU = getattr(socket, "SO_INCOMING_CPU", 49)
+_FOLLOW = sys.platform.startswith("linux") and hasattr(os, "sched_setaffinity")
+
+
 class _Connection:
     """One client of an :class:`InstrumentServer`: its partial line, queued lines and unsent replies."""
 
@@ -471,7 +483,10 @@ class InstrumentServer:
     segment, instead of waiting for the client's acknowledgement of the previous one.  Per
     lock-step query the loop makes three system calls (wait, receive, send: the turn's replies
     leave in one ``send``), changes a socket's registration only when what it waits for changes,
-    and reads the clock twice (the turn's time limit).
+    and reads the clock twice (the turn's time limit).  Every :data:`FOLLOW_TURNS` turns its thread
+    moves to the CPU its last client sends from, if that is another one (:meth:`_follow`): lock-step
+    round trips then wake both sides on one CPU (measured on the 2-vCPU CI VM: 9 + 5 us of server and
+    client CPU per query on one CPU, 55 + 42 us across two; a bare echo server 4.5 + 4.5 us vs 43 + 43).
     """
 
     def __init__(self, instrument: EmulatedInstrument, port: int = 0):
@@ -503,6 +518,9 @@ class InstrumentServer:
         self.busy_s = 0.0         # time spent processing messages (the "instrument" side), s
         self.handled = 0          # lines handled in all (over-long ones included)
         self.max_wait_lines = 0   # most lines of other clients handled while one client's line waited
+        self.moves = 0            # times the server's thread moved to its client's CPU (FOLLOW_TURNS)
+        self._turns = 0
+        self._next_follow = FOLLOW_TURNS if _FOLLOW else float("inf")
         self._thread = threading.Thread(target=self._run, name=f"emu-{instrument.name}", daemon=True)
         self._thread.start()
 
@@ -659,6 +677,9 @@ class InstrumentServer:
             conn.since = self.handled
             if len(conn.out) <= OUT_AHEAD:
                 self._busy[conn] = None       # the next turn after every other busy client's
+        self._turns += 1
+        if self._turns >= self._next_follow:
+            self._follow(conn)
         if out:
             self.replies += len(out)
             data = (out[0] + "\n" if len(out) == 1 else "\n".join(out) + "\n").encode("ascii", "backslashreplace")
@@ -667,6 +688,32 @@ class InstrumentServer:
                 self._flush(conn)
             else:
                 self._send(conn, data)
+
+    def _follow(self, conn: _Connection) -> None:
+        """Move the server's thread to the CPU the client's lines were last sent from, if that is
+        another one; its CPU set is left as it was (the scheduler may move it again).  Where the
+        system cannot tell (no ``SO_INCOMING_CPU``, no ``/proc``, a fixed CPU set), never again."""
+        self._next_follow = self._turns + FOLLOW_TURNS
+        try:
+            there = conn.sock.getsockopt(socket.SOL_SOCKET, _SO_INCOMING_CPU)
+            if there == self._cpu_now():
+                return
+            cpus = os.sched_getaffinity(0)
+            if there not in cpus:
+                return
+            try:
+                os.sched_setaffinity(0, {there})    # the move ...
+            finally:
+                os.sched_setaffinity(0, cpus)       # ... and free to run anywhere again
+            self.moves += 1
+        except (OSError, ValueError, IndexError, AttributeError):
+            self._next_follow = float("inf")
+
+    @staticmethod
+    def _cpu_now() -> int:
+        """The CPU the calling thread runs on (field 39 of its /proc stat)."""
+        with open("/proc/thread-self/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[36])
 
     def _send(self, conn: _Connection, data: bytes) -> None:
         """Send the turn's replies to a client that has none waiting: one ``send``; what the socket
