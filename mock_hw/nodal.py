@@ -201,21 +201,32 @@ def _solve_lines(g, rv, cv, beta, v_ref, r_line, tol, max_iter, scales, r_access
     return vr, vc, it0 + it
 
 
-@dataclass
 class DrivenSolution:
     """Solved operating points of ``B`` crossbars under ``K`` sets of terminal voltages each (every
-    terminal driven).  v_cell, i_cell: (B, K, R, C), V and A; row_current (B, K, R): out of each
-    row driver, A; col_current (B, K, C): out of each column into its driver, A; iterations:
-    chord iterations (each one substitution with the kept factorization); v_row, v_col:
-    (B, K, R, C) row-line and column-line node voltages, V."""
+    terminal driven).  v_cell, i_cell: (B, K, R, C), V and A (worked out when first read: a read
+    needs only the terminal currents); row_current (B, K, R): out of each row driver, A;
+    col_current (B, K, C): out of each column into its driver, A; iterations: chord iterations
+    (each one substitution with the kept factorization); v_row, v_col: (B, K, R, C) row-line and
+    column-line node voltages, V."""
 
-    v_cell: np.ndarray
-    i_cell: np.ndarray
-    row_current: np.ndarray
-    col_current: np.ndarray
-    iterations: int
-    v_row: np.ndarray
-    v_col: np.ndarray
+    def __init__(self, v_row, v_col, row_current, col_current, iterations, g, beta, v_ref):
+        self.v_row, self.v_col = v_row, v_col
+        self.row_current, self.col_current = row_current, col_current
+        self.iterations = iterations
+        self._g, self._beta, self._v_ref = g, beta, v_ref
+        self._v_cell = self._i_cell = None
+
+    @property
+    def v_cell(self) -> np.ndarray:
+        if self._v_cell is None:
+            self._v_cell = self.v_row - self.v_col
+        return self._v_cell
+
+    @property
+    def i_cell(self) -> np.ndarray:
+        if self._i_cell is None:
+            self._i_cell = iv_current(self._g[:, None], self.v_cell, self._beta, self._v_ref)
+        return self._i_cell
 
 
 class LineSolver:
@@ -267,12 +278,9 @@ class LineSolver:
         if focus is not None:
             focus = tuple(np.broadcast_to(np.asarray(f, np.intp), row_v.shape[:2]) for f in focus)
         x, it = net.solve_cubic(g, self.beta, self.v_ref, row_v, col_v, tol, max_iter, focus=focus)
-        gk = g[:, None]
         vr, vc = net.split(x)
-        v_cell = vr - vc
-        i_cell = iv_current(gk, v_cell, self.beta, self.v_ref)
         row_current, col_current = net.terminal_currents(vr, vc, row_v, col_v)
-        return DrivenSolution(v_cell, i_cell, row_current, col_current, it, vr, vc)
+        return DrivenSolution(vr, vc, row_current, col_current, it, g, self.beta, self.v_ref)
 
 
 def solve_network(g, row_v, col_v, beta: float, v_ref: float, r_line: float = 0.0,

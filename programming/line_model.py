@@ -61,6 +61,7 @@ class LineNetwork:
         a = np.concatenate([ir[:, :-1].ravel(), ic[:-1, :].ravel()])   # line segments a -- b
         b = np.concatenate([ir[:, 1:].ravel(), ic[1:, :].ravel()])
         t = np.concatenate([ir[:, 0], ic[R - 1, :]])                   # nodes next to a terminal
+        self._t = t
         rr, cc = ir.ravel(), ic.ravel()
         self._I = np.concatenate([a, b, a, b, t, rr, cc, rr, cc])
         self._J = np.concatenate([a, b, b, a, t, rr, cc, cc, rr])
@@ -118,8 +119,10 @@ class LineNetwork:
     def solve(self, rhs) -> np.ndarray:
         """Node voltages (B, K, N), V, for node current injections ``rhs`` (B, K, N), A."""
         rhs = np.asarray(rhs, float)
-        out = np.empty_like(rhs)
         with blas_one_thread():  # SuperLU's substitutions call BLAS: threads only slow them
+            if len(self._lu) == 1:      # the (N, K) Fortran-order solution's transpose, no copy
+                return self._lu[0].solve(np.asfortranarray(rhs[0].T)).T[None]
+            out = np.empty_like(rhs)
             for k, lu in enumerate(self._lu):
                 out[k] = lu.solve(np.asfortranarray(rhs[k].T)).T
         return out
@@ -150,33 +153,43 @@ class LineNetwork:
         row_v, col_v = np.asarray(row_v, float), np.asarray(col_v, float)
         v_scale = max(np.abs(row_v).max(initial=0.0), np.abs(col_v).max(initial=0.0), 1e-300)
         c = beta / (1.0 + beta * v_ref * v_ref)
-        gk = np.asarray(g, float)[:, None]
+        B, R, C = self.shape
+        n_c = R * C
+        gc = np.asarray(g, float).reshape(B, 1, n_c) * c
+        t = self._t
 
-        def beyond(v):                            # the devices' node injections beyond the linear part, A
-            e = gk * c * v * v * v
-            return np.concatenate([e, -e], axis=2).reshape(b.shape)
+        def rhs_of(v):      # b − n: the injections less the devices' current beyond the linear part, A
+            e = v * v       # v: (B, K, R·C) cell voltages
+            e *= v
+            e *= gc
+            out = np.empty(b.shape)
+            np.negative(e, out=out[..., :n_c])
+            out[..., n_c:] = e
+            out[..., t] += b[..., t]              # b is zero away from the terminals' nodes
+            return out
+
+        def cells(x):       # row node minus column node of every cell, (B, K, R·C)
+            return x[..., :n_c] - x[..., n_c:]
 
         rd, cd = self.driven
         if focus is not None and not (rd.all() and cd.all()):
             raise ValueError("solve_cubic: focus lines need every terminal driven")
 
-        def fix(x):                               # the focus lines' Newton step (none without focus)
-            return x if focus is None else self.line_newton(x, g, beta, v_ref, row_v, col_v, *focus)
+        def fix(x):         # the focus lines' Newton step, in place (none without focus)
+            return x if focus is None else self.line_newton(x, g, beta, v_ref, row_v, col_v, *focus, copy=False)
 
         if rd.all() and cd.all():
             # start from the cubic part at the cell voltages of ideal lines (terminal differences),
             # with the focus lines' own drop already solved: the IR drop then only perturbs a small
             # correction
-            B, R, C = self.shape
             if focus is None:
-                v0 = row_v[..., :, None] - col_v[..., None, :]
+                v0 = (row_v[..., :, None] - col_v[..., None, :]).reshape(B, -1, n_c)
             else:
                 x0 = np.empty(b.shape).reshape(B, -1, 2, R, C)
                 x0[:, :, 0] = row_v[..., :, None]
                 x0[:, :, 1] = col_v[..., None, :]
-                vr0, vc0 = self.split(fix(x0.reshape(b.shape)))
-                v0 = vr0 - vc0
-            x = fix(self.solve(b - beyond(v0)))
+                v0 = cells(fix(x0.reshape(b.shape)))
+            x = fix(self.solve(rhs_of(v0)))
         else:
             x = self.solve(b)
         # Anderson acceleration (depth ANDERSON_DEPTH) of the chord map G(x) = A⁻¹ (b − n(x)), each
@@ -187,10 +200,9 @@ class LineNetwork:
         g_prev = f_prev = None
         rho = err_first = 1.0
         for it in range(2, max_iter + 2):
-            vr, vc = self.split(x)
-            gx = fix(self.solve(b - beyond(vr - vc)))
+            gx = fix(self.solve(rhs_of(cells(x))))
             f = gx - x
-            err = np.max(np.abs(f), initial=0.0)
+            err = max(f.max(initial=0.0), -f.min(initial=0.0))
             if not np.isfinite(err):
                 raise RuntimeError("line solve diverged (non-finite node voltages)")
             if it == 3:     # two plain chord steps so far: their ratio is the map's contraction ρ
@@ -219,15 +231,16 @@ class LineNetwork:
                 x = gx
         raise RuntimeError(f"line solve did not converge in {max_iter} chord iterations (last step {err:.3e} V)")
 
-    def line_newton(self, x, g, beta: float, v_ref: float, row_v, col_v, rows, cols) -> np.ndarray:
+    def line_newton(self, x, g, beta: float, v_ref: float, row_v, col_v, rows, cols, copy: bool = True) -> np.ndarray:
         """Node voltages ``x`` (B, K, N), V, after one Newton step of KCL on row line ``rows[b, k]``
         and then on column line ``cols[b, k]`` of each operating point (−1: that line is left as
         it is), every other node held: each line is a ladder (its segments, its terminal at
         ``row_v``/``col_v``, V, behind ``g_term``, and its devices ``g`` (B, R, C), S, with the
         cubic I-V of β, 1/V², around ``v_ref``, V, to the held nodes), so its Jacobian is
-        tridiagonal; all the lines are solved by one tridiagonal solve (LAPACK ``gtsv``)."""
+        tridiagonal; all the lines are solved by one tridiagonal solve (LAPACK ``gtsv``).  With
+        ``copy=False`` a C-contiguous ``x`` is updated in place."""
         B, R, C = self.shape
-        x = np.array(x, dtype=float).reshape(B, -1, 2, R, C)
+        x = (np.array if copy else np.asarray)(x, dtype=float).reshape(B, -1, 2, R, C)
         g = np.asarray(g, float)
         norm = 1.0 + beta * v_ref * v_ref
         for axis, lines, term in ((0, np.asarray(rows), row_v), (1, np.asarray(cols), col_v)):
