@@ -388,10 +388,10 @@ def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng) ->
     # pulse's step is ks·clip((bound − gi)/sspan, 0, 1)^p with ks = k_up, bound = g_hi, sspan = span
     # for SET and ks = −k_down, bound = g_lo, sspan = −span for RESET, which is up − down bit for
     # bit (a zero term drops out exactly; negation and the division by ±span are exact)
-    signed = p.p_set == p.p_reset and not ((k_up > 0) & (k_down > 0)).any()
+    signed = p.p_set == p.p_reset and not np.minimum(k_up, k_down).max(initial=0.0) > 0
     if signed:
-        down = k_down > 0
-        ks = np.where(down, -k_down, k_up)
+        ks = k_up - k_down                                  # k_up, or −k_down (the other is +0)
+        down = ks < 0
         bound = np.where(down, g_lo, g_hi)
         sspan = np.where(down, -span, span)
     if order is None:

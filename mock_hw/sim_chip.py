@@ -515,16 +515,18 @@ class SimulatedCrossbar(Crossbar):
         sc = li // L                                                    # step · n_chips + chip
         plain = scheme is WriteScheme.V2 and self.params.r_line == 0 and K * self._g.size <= 1 << 22
         shift = equivalent_shift(w, self.params.device) if plain and li.size else None
-        if not (plain and self._steps_plain(sc, r, c, v, shift)):      # (the states met: K x the chips)
-            return super()._pulse_steps(*self._park_inactive(rows, cols, active), amplitude, width, scheme, active)
+        n_rows, n_cols = self.shape
+        rows_key = sc * n_rows
+        rows_key += r                        # (step, chip, row)
+        in_order = li.size < 2 or bool((rows_key[1:] > rows_key[:-1]).all())
+        if not (plain and self._steps_plain(sc, r, c, v, shift, rows_key, in_order)):  # (the states met:
+            return super()._pulse_steps(*self._park_inactive(rows, cols, active), amplitude, width, scheme,
+                                        active)                                     # K x the chips)
         energy = None
         if li.size:
-            n_rows, n_cols = self.shape
-            key = sc * n_rows
-            key += r
-            key *= n_cols
+            key = rows_key * n_cols
             key += c                         # (step, chip, row, column): in a step, cell order
-            if li.size > 1 and not (key[1:] > key[:-1]).all():
+            if not in_order:                 # (increasing rows: increasing keys)
                 # (as _pulse_v2_concurrent); (step, cell) pairs are distinct
                 order = np.argsort(key, kind="stable")
                 li, sc, r, c, v, w, shift, key = (x[order] for x in (li, sc, r, c, v, w, shift, key))
@@ -555,10 +557,11 @@ class SimulatedCrossbar(Crossbar):
         return _StepsResult(energy or (lambda: np.zeros(rows.shape)),
                             lambda: np.where(active, width + overhead, 0.0), lambda: np.zeros(rows.shape, bool))
 
-    def _steps_plain(self, sc, r, c, v, shift) -> bool:
+    def _steps_plain(self, sc, r, c, v, shift, rows_key, in_order) -> bool:
         """Whether, in every step of a V/2 :meth:`_pulse_steps` (its active lanes: step · n_chips +
         chip, row, column, amplitude V, and the width's :func:`~mock_hw.device.equivalent_shift`,
-        V), the active lanes of each chip are on distinct lines, no half-select reaches the lowest
+        V; ``rows_key`` = (step · n_chips + chip) · rows + row, ``in_order``: whether it increases
+        from lane to lane), the active lanes of each chip are on distinct lines, no half-select reaches the lowest
         threshold on its line (:meth:`_half_select_screens`; no unformed device), no pulse is loud
         enough to disturb the rest of the array, and no selected device can draw the compliance
         current even at the largest conductance any device has or can reach."""
@@ -575,8 +578,7 @@ class SimulatedCrossbar(Crossbar):
         g_top = max(float(self._g.max()), d.g_max)          # switching clips to g_max; stuck ones stay
         if float(np.abs(iv_current(g_top, v_top, d.beta, d.v_ref))) > self.limits.i_compliance:
             return False
-        rows_key = sc * self.shape[0] + r
-        if sc.size > 1 and not (rows_key[1:] > rows_key[:-1]).all() and np.bincount(rows_key).max() > 1:
+        if not in_order and np.bincount(rows_key).max() > 1:
             return False                                     # (increasing keys: distinct rows)
         if np.bincount(sc * self.shape[1] + c).max() > 1:
             return False
@@ -585,9 +587,15 @@ class SimulatedCrossbar(Crossbar):
         if shift.size > 1 and shift.min() != shift.max():
             half_eq = equivalent_voltage(v / 2, None, d, shift=shift)
             eq_hi, eq_lo = float(half_eq.max()), float(half_eq.min())
-        else:
-            eq_hi, eq_lo = (float(x) for x in equivalent_voltage(np.array([v_hi, v_lo]) / 2, None, d,
-                                                                  shift=shift[:1]))
+        else:                                # (the same few amplitudes and widths pass after pass: kept)
+            cache = self.__dict__.setdefault("_half_eq_cache", {})
+            key = (v_hi, v_lo, float(shift[0]))          # (the shift carries the width and the device)
+            if key not in cache:
+                if len(cache) > 64:
+                    cache.clear()
+                cache[key] = tuple(float(x) for x in equivalent_voltage(np.array([v_hi, v_lo]) / 2, None, d,
+                                                                        shift=shift[:1]))
+            eq_hi, eq_lo = cache[key]
         low_set, low_reset = self._lowest_screen()
         if eq_hi <= low_set and -eq_lo <= low_reset:
             return True

@@ -182,6 +182,7 @@ class ChipArrays:
         self.pulse_calls = 0
         self.mvm_calls = 0
         self._tables: dict = {}
+        self._fixed_inputs: dict = {}     # the one-hot inputs (cached, never changed) by id
 
     # ---------------------------------------------------------------------------------- reads
     def currents(self, requests: Sequence[tuple[WeightArray, np.ndarray]]) -> list[np.ndarray]:
@@ -192,12 +193,15 @@ class ChipArrays:
         0 V).  Returns, per request, the column currents divided by ``v_in``, summed over the
         tiles that split the inputs: ``Σ_i x_i G_ij`` (S), shape ``(B, N, 2·n_out)``.
         """
-        drive, need, gather = self._read_layout(tuple((a, x.shape[1]) for a, x in requests))
+        fixed = self._fixed_inputs
+        drive, need, gather, v0 = self._read_layout(tuple((a, x.shape[1], id(x) if id(x) in fixed else None)
+                                                          for a, x in requests))
         B = self.B
-        v = np.zeros((B, need.shape[1] * self.xb.shape[0]))
-        x_all = requests[0][1].reshape(B, -1) if len(requests) == 1 else \
-            np.concatenate([x.reshape(B, -1) for _, x in requests], axis=1)
-        v[:, drive[0]] = self.v_in * x_all[:, drive[1]]
+        v = v0.copy()                          # the fixed inputs' drive (one-hot reads) in place
+        xs = [x for a, x in requests if id(x) not in fixed]
+        if xs:
+            x_all = xs[0].reshape(B, -1) if len(xs) == 1 else np.concatenate([x.reshape(B, -1) for x in xs], axis=1)
+            v[:, drive[0]] = self.v_in * x_all[:, drive[1]]
         out = self.xb.mvm(v.reshape(B, -1, self.xb.shape[0]), need=need).reshape(B, -1)
         self.mvm_calls += 1
         parts = out[:, gather[0]] / self.v_in     # every request's currents, one gather
@@ -213,35 +217,45 @@ class ChipArrays:
         return results
 
     def _read_layout(self, key):
-        """For requests ``(array, N)``: where the inputs drive the rows (flat positions in the
-        ``(vectors, rows)`` plane and in the concatenated inputs), the ``need`` mask of the tiles'
-        columns (a bench measures nothing else), and the flat positions of the requests' currents
-        in the ``(vectors, cols)`` plane, concatenated, with each request's slice of them and
-        its shape ``(tiles splitting the inputs, N, 2·n_out)``."""
+        """For requests ``(array, N, id of a fixed x or None)``: where the inputs drive the rows (flat positions
+        in the ``(vectors, rows)`` plane and in the concatenated inputs of the requests without a
+        fixed ``x``), the ``need`` mask of the tiles' columns in the product's shape (a bench
+        measures nothing else), the flat positions of the requests' currents in the ``(vectors,
+        cols)`` plane, concatenated, with each request's slice of them and its shape ``(tiles
+        splitting the inputs, N, 2·n_out)``, and the row voltages (B, vectors·rows) of the fixed
+        inputs ``x`` (:meth:`one_hot`), zero elsewhere."""
         if key not in self._tables:
             n_rows, n_cols = self.xb.shape
-            total = sum(n * len(a.tiles) for a, n in key)
+            total = sum(n * len(a.tiles) for a, n, _ in key)
             need = np.zeros((total, n_cols), bool)
+            v0 = np.zeros((self.B, total * n_rows))
             pos, src, gather = [], [], []
             m = base = 0
-            for a, n in key:
+            for a, n, fixed in key:
                 in_starts = sorted({t.in0 for t in a.tiles})
                 idx = np.zeros((len(in_starts), n, a.n_dev), np.intp)
                 j = np.arange(n)[:, None]
                 for t in a.tiles:
                     i = np.arange(t.in0, t.in1)[None, :]
-                    pos.append(((m + j) * n_rows + t.row0 + i - t.in0).ravel())
-                    src.append((base + j * a.n_in + i).ravel())
+                    at = ((m + j) * n_rows + t.row0 + i - t.in0).ravel()
+                    if fixed is None:
+                        pos.append(at)
+                        src.append((base + j * a.n_in + i).ravel())
+                    else:                       # the same products as for any input, once
+                        x = self._fixed_inputs[fixed].reshape(self.B, -1)
+                        v0[:, at] = self.v_in * x[:, (j * a.n_in + i).ravel()]
                     need[m:m + n, t.col0:t.col0 + t.dev1 - t.dev0] = True
                     idx[in_starts.index(t.in0), :, t.dev0:t.dev1] = (m + j) * n_cols + t.col0 + np.arange(t.dev1 - t.dev0)
                     m += n
                 gather.append(idx)
-                base += n * a.n_in
+                if fixed is None:
+                    base += n * a.n_in
             ends = np.cumsum([0] + [idx.size for idx in gather])
             gather = (np.concatenate([idx.ravel() for idx in gather]),
                       [(slice(a, b), idx.shape) for a, b, idx in zip(ends[:-1], ends[1:], gather)])
             need = np.broadcast_to(need, (self.B, *need.shape))    # the shape of the product: used as is
-            self._tables[key] = ((np.concatenate(pos), np.concatenate(src)), need, gather)
+            drive = (np.concatenate(pos), np.concatenate(src)) if pos else None
+            self._tables[key] = (drive, need, gather, v0)
         return self._tables[key]
 
     def weights(self, s: np.ndarray) -> np.ndarray:
@@ -257,6 +271,7 @@ class ChipArrays:
             eye = np.eye(a.n_in)
             sel = eye if rows is None else eye[np.asarray(rows)]
             self._tables[key] = np.broadcast_to(sel, (self.B, *sel.shape))
+            self._fixed_inputs[id(self._tables[key])] = self._tables[key]    # kept for the object's life
         return self._tables[key]
 
     # --------------------------------------------------------------------------------- writes
@@ -345,6 +360,13 @@ class ChipArrays:
             self._tables[key] = (slots.ravel(), per, base, chip, np.append(rows, 0), np.append(cols, 0))
         return self._tables[key]
 
+    def _steps_range(self, K: int) -> np.ndarray:
+        """``arange(K)`` shaped (K, 1, 1), cached."""
+        ks = self._tables.get("steps-range")
+        if ks is None or ks.shape[0] < K:
+            ks = self._tables["steps-range"] = np.arange(max(K, 64))[:, None, None]
+        return ks[:K]
+
     def _color_steps(self, arrays: Sequence[WeightArray], dev: np.ndarray):
         """The pulse calls of a pass as steps ``(K, B, L)`` of :meth:`~programming.crossbar.Crossbar.
         pulse_steps` (None when nothing is pulsed): chip rows, chip columns, amplitudes (V) and the
@@ -365,7 +387,7 @@ class ChipArrays:
         K = int(end[:, :, -1].max())
         if K <= 0:
             return None
-        k = np.arange(K)[:, None, None]
+        k = self._steps_range(K)
         done = k[..., None] >= end                             # (K, B, tile, colour): colours finished by step k
         colour = done.sum(axis=3)                              # the colour worked on (T: the tile is done)
         level = k - (need * done).sum(axis=3)                  # step − that colour's first step
@@ -413,7 +435,7 @@ class ChipArrays:
             return
         B = self.B
         ks = [np.asarray(k).reshape(B, -1) for _, k, _ in items]
-        dev = np.repeat(ks[0] if len(ks) == 1 else np.concatenate(ks, axis=1), 2, axis=1).astype(np.int64)
+        dev = np.repeat(ks[0] if len(ks) == 1 else np.concatenate(ks, axis=1), 2, axis=1).astype(np.int64, copy=False)
         dev[:, 1::2] *= -1                               # device order G+, G−: G− takes the opposite pulses
         if any(g is not None for _, _, g in items):
             g = np.concatenate([np.full((B, 2 * np.size(k) // B), np.nan) if g is None else np.asarray(g).reshape(B, -1)
