@@ -30,6 +30,7 @@ from scipy.sparse.linalg import splu
 
 from mock_hw.device import iv_current, iv_slope
 from programming.blas import BLAS_ONE_THREAD_MIN, blas_one_thread
+from programming.line_batch import line_network, network_kind
 from programming.line_model import LineNetwork
 
 DENSE_MAX = 512  # largest node count (r_line > 0) solved as a batched dense system
@@ -252,8 +253,9 @@ class LineSolver:
     def network(self, g) -> LineNetwork:
         """The factorized linear network of conductances ``g`` (B, R, C), S (kept if unchanged)."""
         gl = np.asarray(g, float) / self._norm
-        if self.net is None or self.net.shape != gl.shape:
-            self.net = LineNetwork(gl, self.r_line, self.r_access)
+        if self.net is None or self.net.shape != gl.shape or \
+                type(self.net) is not network_kind(gl, self.r_line, self.r_access):
+            self.net = line_network(gl, self.r_line, self.r_access)     # relaxed where the lines load little
         else:
             self.net.update(gl)
         return self.net

@@ -237,7 +237,8 @@ def test_line_solver_equals_dense_newton_reference(r_line, v):
     np.testing.assert_allclose(one.col_current, fast.col_current[:, 0], rtol=1e-12)
 
 
-def test_line_solver_reuses_its_factorization_and_refactors_only_changed_chips():
+def test_line_solver_reuses_its_factorization_and_refactors_only_changed_chips(monkeypatch):
+    monkeypatch.setattr("programming.line_batch.RHO_BATCH", -1.0)   # the factorized path (large arrays)
     rng = np.random.default_rng(12)
     B, K, R, C = 3, 4, 5, 6
     g = rand_g(rng, (B, R, C))

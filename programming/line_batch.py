@@ -1,0 +1,255 @@
+"""Line solves for many small crossbars at once, without a factorization per chip (SI units).
+
+The same network as :class:`programming.line_model.LineNetwork` (every terminal driven; row i's
+terminal at its column-0 end, column j's at its row-(R−1) end; ``r_line`` per segment, ``r_access``
+in series with each terminal), solved by relaxation of the lines against the devices, vectorized
+over chips and right-hand sides: memory O(B·K·R·C) in chunks of chips, no per-chip objects and no
+Python loop over chips.
+
+With the terminals at ``V_r`` (rows) and ``V_c`` (columns) every row node sits at its terminal's
+voltage minus the drop the devices' currents cause along its line, and every column node at its
+terminal's voltage plus the rise:
+
+    v_row = V_r − L_r⁻¹ I(v_row − v_col),    v_col = V_c + L_c⁻¹ I(v_row − v_col),
+
+``I`` the devices' currents (row → column) and ``L⁻¹`` a ladder's resistance matrix: node k of a
+line (counted from its terminal) and node m share the path ``r_line + r_access + r_line·min(k, m)``,
+so ``L⁻¹ I`` is two cumulative sums along the line.  Only the sum of the drop and the rise,
+``u = L_r⁻¹ I + L_c⁻¹ I``, enters the cell voltages ``v_cell = (V_r − V_c) − u``: the iteration is
+``u ← (L_r⁻¹ + L_c⁻¹) I(V_r − V_c − u)`` from ``u = 0`` (ideal lines).  It is a contraction with
+constant ρ ≤ max over nodes of ``(L_r⁻¹ + L_c⁻¹)·s`` (:func:`contraction`, ``s`` the largest slope
+dI/dV any device can have in the solve), so after a step ``Δu`` the error is at most
+``ρ/(1 − ρ)·|Δu|``: each operating point stops when that bound is below the tolerance (a proven
+tolerance, each point on its own: its answer does not depend on what else is in the batch).  On
+small arrays the lines barely load the devices (r·g ~ 3e-4 per segment: ρ ~ 0.02 on 8×8 at
+0.67 Ω), so a read converges to 1e-10 in about five steps.  Where ρ is not small (large arrays,
+high resistances) :func:`line_network` keeps the factorized :class:`LineNetwork`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .blas import blas_one_thread
+from .line_model import LineNetwork
+
+#: largest contraction bound of the linear network (devices at their small-signal conductance)
+#: for which :func:`line_network` relaxes instead of factorizing; 8×8 at 0.67 Ω and 600 µS per
+#: device is 0.03, 16×16 0.11
+RHO_BATCH = 0.05
+#: a solve whose bound (with the devices' cubic slope at the solve's voltages) is above this is
+#: handed to a factorized :class:`LineNetwork` (relaxation would need too many steps); the bound
+#: is pessimistic (6×7 at 3 Ω and 2 V: bound 0.47, 14 steps to 1e-12)
+RHO_SOLVE = 0.8
+#: node values (chips × right-hand sides × R × C) relaxed per chunk: bounds memory and keeps the
+#: working arrays in cache
+CHUNK = 1 << 16
+#: tolerance of the linear solves (:meth:`BatchLines.solve`), relative to the largest voltage the
+#: injections give the nodes; the factorized network's substitution is exact to rounding
+LINEAR_TOL = 1e-13
+
+
+def _row_t(i, r_t: float, r: float):
+    """L_r⁻¹ i along the last axis (rows: terminal at index 0): the drop (V) the currents ``i``
+    (A, drawn from the row nodes) cause, ``(r_t − r)·S₀ + r·Σ_{s≤k} S_s`` with ``S_s = Σ_{m≥s} i_m``."""
+    s = np.cumsum(i[..., ::-1], axis=-1)[..., ::-1]
+    out = np.cumsum(s, axis=-1)
+    out *= r
+    out += (r_t - r) * s[..., :1]
+    return out
+
+
+def _col_t(i, r_t: float, r: float):
+    """L_c⁻¹ i along the second-last axis (columns: terminal at index R−1): the rise (V) the
+    currents ``i`` (A, into the column nodes) cause, ``(r_t − r)·P_{R−1} + r·Σ_{s≥k} P_s`` with
+    ``P_s = Σ_{m≤s} i_m``."""
+    p = np.cumsum(i, axis=-2)
+    out = np.cumsum(p[..., ::-1, :], axis=-2)[..., ::-1, :]
+    out *= r
+    out += (r_t - r) * p[..., -1:, :]
+    return out
+
+
+def contraction(slope, r_line: float, r_access: float = 0.0) -> np.ndarray:
+    """Contraction bound ρ (B,) of the relaxation on chips whose devices have slopes dI/dV of at
+    most ``slope`` (B, R, C), S: the largest row sum of ``(L_r⁻¹ + L_c⁻¹)·diag(slope)``."""
+    s = np.asarray(slope, float)
+    r_t = float(r_line) + float(r_access)
+    rho = _row_t(s, r_t, float(r_line)) + _col_t(s, r_t, float(r_line))
+    return rho.reshape(s.shape[0], -1).max(axis=1)
+
+
+def batch_suits(g_lin, r_line: float, r_access: float = 0.0) -> bool:
+    """Whether :class:`BatchLines` solves the network of linear conductances ``g_lin`` (B, R, C),
+    S, in few steps (:data:`RHO_BATCH`)."""
+    g_lin = np.asarray(g_lin, float)
+    return g_lin.size > 0 and float(contraction(g_lin, r_line, r_access).max()) <= RHO_BATCH
+
+
+def line_network(g_lin, r_line: float, r_access: float = 0.0) -> LineNetwork:
+    """The network of linear conductances ``g_lin`` (B, R, C), S: relaxed (:class:`BatchLines`)
+    where the lines barely load the devices, else factorized (:class:`LineNetwork`)."""
+    kind = BatchLines if batch_suits(g_lin, r_line, r_access) else LineNetwork
+    return kind(g_lin, r_line, r_access)
+
+
+def network_kind(g_lin, r_line: float, r_access: float = 0.0) -> type:
+    """The class :func:`line_network` builds for ``g_lin``."""
+    return BatchLines if batch_suits(g_lin, r_line, r_access) else LineNetwork
+
+
+class BatchLines(LineNetwork):
+    """:class:`LineNetwork`'s interface (every terminal driven) solved by relaxation: keeps the
+    conductances only (B·R·C numbers), never a factorization per chip.
+
+    Args:
+        g: (B, R, C) linear device conductances, S.
+        r_line: line resistance per segment, Ω (> 0).
+        r_access: series resistance between each terminal and its line, Ω (>= 0).
+    """
+
+    def __init__(self, g, r_line: float, r_access: float = 0.0):  # noqa: D107 - no factorization
+        g = np.asarray(g, dtype=float)
+        if g.ndim != 3:
+            raise ValueError(f"g must have shape (B, R, C), got {g.shape}")
+        if not r_line > 0:
+            raise ValueError(f"a line network needs r_line > 0 Ω, got {r_line}")
+        if not r_access >= 0:
+            raise ValueError(f"r_access must be >= 0 Ω, got {r_access}")
+        self.shape = g.shape
+        self.r_line, self.r_access = float(r_line), float(r_access)
+        self.g_seg = 1.0 / self.r_line
+        self.g_term = 1.0 / (self.r_line + self.r_access)
+        self.driven = (np.ones(g.shape[1], bool), np.ones(g.shape[2], bool))
+        self.factorizations = 0
+        self.update(g)
+
+    def update(self, g) -> int:
+        """Take new conductances (B, R, C), S; nothing is factorized (returns 0)."""
+        g = np.asarray(g, dtype=float)
+        if g.shape != self.shape:
+            raise ValueError(f"conductances of shape {g.shape}, network built for {self.shape}")
+        self._g = g.copy()
+        return 0
+
+    def _factorized(self) -> LineNetwork:
+        """The factorized network of the same conductances (for a solve that would relax slowly)."""
+        return LineNetwork(self._g, self.r_line, self.r_access)
+
+    # ------------------------------------------------------------------------------ solves
+    def solve(self, rhs) -> np.ndarray:
+        """Node voltages (B, K, N), V, for node current injections ``rhs`` (B, K, N), A (linear
+        devices), to :data:`LINEAR_TOL`."""
+        rhs = np.asarray(rhs, float)
+        B, R, C = self.shape
+        inj = rhs.reshape(B, rhs.shape[1], 2, R, C)
+        r_t = self.r_line + self.r_access
+        base_r = _row_t(inj[:, :, 0], r_t, self.r_line)      # node voltages with no devices
+        base_c = _col_t(inj[:, :, 1], r_t, self.r_line)
+        scale = np.maximum(np.abs(base_r).max(axis=(2, 3)), np.abs(base_c).max(axis=(2, 3)))   # (B, K)
+        rho = contraction(self._g, self.r_line, self.r_access)[:, None]
+        if rho.max(initial=0.0) > RHO_SOLVE:
+            return self._factorized().solve(rhs)
+        x, _ = self._relax(self._g, None, base_r, base_c, rho, LINEAR_TOL * scale, 200)
+        return x
+
+    def solve_cubic(self, g, beta: float, v_ref: float, row_v, col_v, tol: float = 1e-12,
+                    max_iter: int = 200):
+        """:meth:`LineNetwork.solve_cubic` by relaxation: node voltages (B, K, N), V, and steps, of
+        devices ``I = g·V·(1 + β V²)/(1 + β v_ref²)`` (``g`` (B, R, C), S) with terminals at
+        ``row_v`` (B, K, R) and ``col_v`` (B, K, C), V; converged when the proven error bound
+        ρ/(1 − ρ)·|Δu| of every node is below ``tol`` times the largest terminal voltage of its
+        operating point (each point on its own, so its answer is the same in any batch)."""
+        row_v, col_v = np.asarray(row_v, float), np.asarray(col_v, float)
+        g = np.asarray(g, float)
+        norm = 1.0 + beta * v_ref * v_ref
+        g_lin = g / norm
+        g_cub = g * (beta / norm) if beta != 0 else None
+        v_scale = np.maximum(np.abs(row_v).max(axis=2, initial=0.0), np.abs(col_v).max(axis=2, initial=0.0))
+        # the largest cell voltage of the solution is its terminals' span (a network of monotone
+        # devices has its node voltages between its terminals'), 1 % margin for the iterates; the
+        # bound is linear in the slopes g_lin + 3·g_cub·v², so per operating point (B, K)
+        span = 1.01 * (np.maximum(row_v.max(axis=2), col_v.max(axis=2)) - np.minimum(row_v.min(axis=2),
+                                                                                    col_v.min(axis=2)))
+        rho = contraction(g_lin, self.r_line, self.r_access)[:, None] + (
+            0.0 if g_cub is None else 3.0 * span ** 2 * contraction(g_cub, self.r_line, self.r_access)[:, None])
+        if rho.max(initial=0.0) > RHO_SOLVE:
+            return self._factorized().solve_cubic(g, beta, v_ref, row_v, col_v, tol, max_iter)
+        return self._relax(g_lin, g_cub, row_v[..., :, None], col_v[..., None, :], rho, tol * v_scale, max_iter)
+
+    def _relax(self, g_lin, g_cub, base_r, base_c, rho, atol, max_iter: int):
+        """Relax every chip's ``K`` operating points: ``base_r`` / ``base_c`` (broadcastable to
+        (B, K, R, C)) the row / column node voltages without devices, V; ``g_cub`` None for
+        linear devices; ``rho`` (B, 1) or (B, K) the contraction bound and ``atol`` (B, K) the
+        error bound each point must reach, V.  Returns node voltages (B, K, N) and the most steps any point took."""
+        B, R, C = self.shape
+        K = np.broadcast_shapes(base_r.shape, base_c.shape)[1]
+        x = np.empty((B, K, 2, R, C))
+        per_chip = max(1, CHUNK // max(1, K * R * C))
+        steps = 1
+        with blas_one_thread():             # small products: threads only slow them
+            for b0 in range(0, B, per_chip):
+                sl = slice(b0, b0 + per_chip)
+                br = np.broadcast_to(base_r[sl], (min(B, b0 + per_chip) - b0, K, R, C))
+                bc = np.broadcast_to(base_c[sl], br.shape)
+                steps = max(steps, self._relax_chunk(g_lin[sl], None if g_cub is None else g_cub[sl], br, bc,
+                                                     rho[sl], atol[sl], max_iter, x[sl]))
+        return x.reshape(B, K, 2 * R * C), steps
+
+    def _transfer(self):
+        """The drop and rise matrices (R·C, R·C), Ω: ``i_flat @ W_row`` is L_r⁻¹ i and
+        ``i_flat @ W_col`` is L_c⁻¹ i for currents ``i`` (n, R, C) flattened row-major; their sum
+        relaxes every node at once as one matrix product (BLAS)."""
+        cached = getattr(self, "_w", None)
+        if cached is None:
+            _, R, C = self.shape
+            r, r_t = self.r_line, self.r_line + self.r_access
+            # unit currents at each node: the drop/rise they cause everywhere
+            eye = np.eye(R * C).reshape(R * C, R, C)
+            cached = self._w = tuple(m.reshape(R * C, R * C) for m in (_row_t(eye, r_t, r), _col_t(eye, r_t, r)))
+            self._w_sum = cached[0] + cached[1]
+        return cached
+
+    def _relax_chunk(self, g_lin, g_cub, base_r, base_c, rho, atol, max_iter, out) -> int:
+        """One chunk of :meth:`_relax`, written into ``out`` (P, K, 2, R, C); the points that have
+        converged leave the working set (their answers are final)."""
+        P, K, R, C = base_r.shape
+        w_row, w_col = self._transfer()
+        w = self._w_sum
+        v0 = (base_r - base_c).reshape(P * K, R * C)
+        gl = np.repeat(g_lin.reshape(P, R * C), K, axis=0)
+        gc = None if g_cub is None else np.repeat(g_cub.reshape(P, R * C), K, axis=0)
+        bound = np.broadcast_to(rho / (1.0 - rho), (P, K)).reshape(P * K)   # error per unit step
+        atol = np.broadcast_to(atol, (P, K)).reshape(P * K)
+        live = np.arange(P * K)                               # points still relaxing
+        u = np.zeros_like(v0)
+        outf = out.reshape(P * K, 2, R * C)
+        br, bc = base_r.reshape(P * K, R * C), base_c.reshape(P * K, R * C)
+        for it in range(1, max_iter + 1):
+            v = v0 - u
+            if gc is None:
+                i = gl * v
+            else:
+                i = v * v
+                i *= gc
+                i += gl
+                i *= v
+            u_new = i @ w
+            step = np.abs(u_new - u).max(axis=1)
+            if not np.all(np.isfinite(step)):
+                raise RuntimeError("line relaxation diverged (non-finite node voltages)")
+            done = bound * step <= atol
+            if done.any():
+                q = live[done]
+                i_done = i[done]
+                outf[q, 0] = br[q] - i_done @ w_row
+                outf[q, 1] = bc[q] + i_done @ w_col
+                if done.all():
+                    return it
+                keep = ~done
+                live, v0, gl, bound, atol, u = live[keep], v0[keep], gl[keep], bound[keep], atol[keep], u_new[keep]
+                if gc is not None:
+                    gc = gc[keep]
+            else:
+                u = u_new
+        raise RuntimeError(f"line relaxation did not converge in {max_iter} steps "
+                           f"(largest error bound {float((bound * step).max()):.3e} V)")

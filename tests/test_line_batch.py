@@ -1,0 +1,95 @@
+"""The relaxed line solver for many small arrays (programming.line_batch) against the references."""
+import gc
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import mock_hw.nodal as nodal
+from programming import line_batch
+from programming.ir_correction import ReadCorrection
+from programming.line_batch import BatchLines, line_network
+from programming.line_model import LineNetwork
+
+BETA, VREF = 0.3, 0.2
+
+
+@pytest.mark.parametrize("r_line,r_access,v", [(0.67, 0.0, 0.2), (0.67, 4.0, 0.2), (2.0, 1.0, 2.0)])
+def test_relaxed_solve_equals_the_dense_newton_reference(r_line, r_access, v):
+    rng = np.random.default_rng(21)
+    B, K, R, C = 3, 4, 5, 6
+    g = rng.uniform(10e-6, 600e-6, (B, R, C))
+    row_v, col_v = rng.uniform(-v, v, (B, K, R)), rng.uniform(-v, v, (B, K, C))
+    ls = nodal.LineSolver(r_line, BETA, VREF, r_access)
+    fast = ls.solve(g, row_v, col_v)
+    assert isinstance(ls.net, BatchLines) and fast.iterations > 1
+    for k in range(K):
+        ref = nodal.solve_network(g, row_v[:, k], col_v[:, k], BETA, VREF, r_line=r_line, newton=True,
+                                  r_access=r_access)
+        for got, want in ((fast.col_current[:, k], ref.col_current), (fast.row_current[:, k], ref.row_current),
+                          (fast.i_cell[:, k], ref.i_cell), (fast.v_row[:, k], ref.v_row)):
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
+
+
+def test_linear_solves_equal_the_factorization_and_the_read_model_is_unchanged(monkeypatch):
+    rng = np.random.default_rng(22)
+    g = rng.uniform(10e-6, 600e-6, (4, 8, 8))
+    rhs = rng.normal(0.0, 1e-4, (4, 5, 128))
+    want = LineNetwork(g, 0.67, 2.0).solve(rhs)
+    np.testing.assert_allclose(BatchLines(g, 0.67, 2.0).solve(rhs), want, rtol=0, atol=1e-12 * np.abs(want).max())
+    # the tuner's IR-drop model (grounded reads with the devices' curvature, and the adjoint slopes)
+    relaxed = ReadCorrection((8, 8), 4, 0.2, 0.67, beta=BETA).model(g)
+    assert isinstance(ReadCorrection((8, 8), 4, 0.2, 0.67)._net or line_network(g, 0.67), BatchLines)
+    monkeypatch.setattr(line_batch, "RHO_BATCH", -1.0)          # the factorized path
+    factorized = ReadCorrection((8, 8), 4, 0.2, 0.67, beta=BETA).model(g)
+    # the model solves to 1e-9 of the read voltage on the nodes: a reading (the small rise at the
+    # column's terminal node times g_term) is good to ~1e-6 either way
+    for a, b in zip(relaxed, factorized):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_each_operating_point_is_solved_on_its_own():
+    """A chip's answer does not depend on the other chips or right-hand sides of the call."""
+    rng = np.random.default_rng(23)
+    g = rng.uniform(10e-6, 600e-6, (5, 8, 8))
+    row_v, col_v = rng.uniform(-2, 2, (5, 3, 8)), rng.uniform(-2, 2, (5, 3, 8))
+    net = BatchLines(g / (1 + BETA * VREF ** 2), 0.67)
+    full, _ = net.solve_cubic(g, BETA, VREF, row_v, col_v, tol=1e-10)
+    one = BatchLines(g[2:3] / (1 + BETA * VREF ** 2), 0.67)
+    alone, _ = one.solve_cubic(g[2:3], BETA, VREF, row_v[2:3, 1:2], col_v[2:3, 1:2], tol=1e-10)
+    np.testing.assert_array_equal(alone[0, 0], full[2, 1])
+
+
+def test_dispatch_relaxes_small_arrays_and_factorizes_large_ones():
+    g8 = np.full((2, 8, 8), 600e-6)
+    g64 = np.full((1, 64, 64), 300e-6)
+    assert type(line_network(g8, 0.67)) is BatchLines
+    assert type(line_network(g64, 0.67)) is LineNetwork
+    # a solve past the relaxation's reach is handed to a factorization, same answer
+    rng = np.random.default_rng(24)
+    g = rng.uniform(10e-6, 600e-6, (1, 8, 8))
+    net = BatchLines(g, 40.0)                 # bound far above RHO_SOLVE
+    rhs = rng.normal(0.0, 1e-4, (1, 2, 128))
+    np.testing.assert_allclose(net.solve(rhs), LineNetwork(g, 40.0).solve(rhs), rtol=1e-12)
+
+
+def test_memory_holds_no_per_chip_objects_and_stays_bounded():
+    """The network keeps a fixed set of arrays whatever the chip count (no factorization per chip),
+    and a solve's peak allocation is its output plus a bounded working chunk."""
+    def objects(B):
+        net = BatchLines(np.full((B, 8, 8), 300e-6), 0.67)
+        return sorted((k, type(v).__name__) for k, v in vars(net).items()), net
+
+    few, _ = objects(2)
+    many, net = objects(3000)
+    assert few == many and all(t in ("ndarray", "float", "int", "tuple") for _, t in many)
+    B, K = 3000, 8
+    row_v = np.broadcast_to(np.eye(8) * 0.2, (B, K, 8))
+    col_v = np.zeros((B, K, 8))
+    gc.collect()
+    tracemalloc.start()
+    x, _ = net.solve_cubic(np.full((B, 8, 8), 300e-6), BETA, VREF, row_v, col_v, tol=1e-10)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    out = x.nbytes                                    # B·K·2·R·C doubles
+    assert peak < out + 40 * line_batch.CHUNK * 8 + B * K * 8 * 8, (peak, out)
