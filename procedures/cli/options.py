@@ -25,11 +25,12 @@ CHIP_OPTIONS = (
     ("--size", "size", dict(metavar="ROWSxCOLS", help="array size ROWSxCOLS"), None),
     ("--chips", "chips", dict(type=int, help="simulated chips run at once (Monte Carlo batch)"), 1),
     ("--line-resistance", "line_resistance",
-     dict(type=float, metavar="OHM", help="line resistance per segment, Ω (0 or not given: the preset's)"), None),
+     dict(type=float, metavar="OHM", help="line resistance per segment of the simulated chip, Ω (not given: the "
+                                          "preset's; 0: ideal lines)"), None),
     ("--seed", "seed", dict(type=int, help="seed of the chip and of every random choice"), 0),
 )
-#: the parameters of a procedure the chip options stand for
-CHIP_PARAMS = ("chip", "station") + tuple(dest for _, dest, _, _ in CHIP_OPTIONS)
+#: the parameters of a procedure the chip options stand for (``ideal_lines``: ``--line-resistance 0``)
+CHIP_PARAMS = ("chip", "station", "ideal_lines") + tuple(dest for _, dest, _, _ in CHIP_OPTIONS)
 
 
 def add_chip_options(p: argparse.ArgumentParser, default_size: str | None, params: dict | None = None,

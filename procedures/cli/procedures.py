@@ -202,6 +202,8 @@ def build_procedure(args) -> XbarProcedure:
     for name in proc.parameter_objects():
         if name not in _SET_BY_STATION and getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
+    if values.get("line_resistance") == 0 and "ideal_lines" in proc.parameter_objects():
+        values["ideal_lines"] = args.ideal_lines = True      # --line-resistance 0: ideal lines, not the preset's
     if values.get("chip_from"):
         src = Path(values["chip_from"])
         if not (src / RUN_JSON).is_file():

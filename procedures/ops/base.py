@@ -29,7 +29,7 @@ from ..storage.run_data import JOURNAL_DIR, RUN_JSON, read_json
 
 CHIP_STATE = "chip_state.npz"
 #: the parameters that define the chip (taken over from the run named by ``chip_from``)
-CHIP_KEYS = ("chip", "station", "preset", "size", "chips", "seed", "pristine", "line_resistance")
+CHIP_KEYS = ("chip", "station", "preset", "size", "chips", "seed", "pristine", "line_resistance", "ideal_lines")
 
 
 class ProcedureStopped(Exception):
@@ -66,6 +66,9 @@ class XbarProcedure(Procedure):
     seed = IntegerParameter("Seed", minimum=0, maximum=2**31 - 1, default=0)
     pristine = BooleanParameter("Pristine chip", default=False)
     line_resistance = FloatParameter("Line resistance (0 = the preset's)", units="ohm", minimum=0, default=0.0)
+    # `--line-resistance 0` on the command line: ideal lines whatever the preset (a separate flag, so
+    # a stored run's line_resistance 0.0 keeps meaning the preset's)
+    ideal_lines = BooleanParameter("Ideal lines (0 ohm, whatever the preset)", default=False)
     chip_from = Parameter("Continue on the chip of run", default="")
 
     station_name = Metadata("Station", default="")
@@ -103,14 +106,20 @@ class XbarProcedure(Procedure):
         r_line = float(self.line_resistance)
         if not np.isfinite(r_line) or r_line < 0:
             raise ValueError(f"--line-resistance {self.line_resistance!r}: must be a finite resistance >= 0 Ω")
+        r_line = self.r_line_override()
         size = self.array_size
         if self.chip == "station":
             st = load_station(self.station)
             if size[0] > st.rows or size[1] > st.cols:
                 raise ValueError(f"--size {size[0]}x{size[1]} is larger than the station's {st.rows}x{st.cols} array")
         else:
-            check_memory(size, int(self.chips), r_line or None)
+            check_memory(size, int(self.chips), r_line)
         self._state_source()                      # a resume's chip state is there (before anything opens)
+
+    def r_line_override(self) -> float | None:
+        """The simulated chip's line resistance per segment, Ω: 0 for ideal lines, the given value,
+        or None for the preset's."""
+        return 0.0 if self.ideal_lines else (float(self.line_resistance) or None)
 
     def planned_shape(self) -> tuple[int, int]:
         """The shape of the crossbar this run will open (a station's whole array), known before
@@ -160,7 +169,7 @@ class XbarProcedure(Procedure):
     def open_crossbar(self) -> Crossbar:
         station = self.station if self.chip == "station" else None
         xb = open_chip("sim", self.array_size, self.preset, int(self.seed), int(self.chips),
-                       float(self.line_resistance) or None, station,
+                       self.r_line_override(), station,
                        pristine=bool(self.pristine), **self.chip_overrides())
         state = self._state_source()
         if state is not None and hasattr(xb, "load_state_dict"):

@@ -154,8 +154,11 @@ class LineEstimateMixin:
             st = load_station(self.station)
             return {"station": st.name, "chip_id": st.chip_id, "rows": st.rows, "cols": st.cols}
         r, c = self.array_size
-        return {"preset": self.preset, "seed": int(self.seed), "rows": r, "cols": c, "chips": int(self.chips),
-                "line_resistance": float(self.line_resistance), "pristine": bool(self.pristine)}
+        key = {"preset": self.preset, "seed": int(self.seed), "rows": r, "cols": c, "chips": int(self.chips),
+               "line_resistance": float(self.line_resistance), "pristine": bool(self.pristine)}
+        if getattr(self, "ideal_lines", False):
+            key["ideal_lines"] = True
+        return key
 
     def line_store(self) -> Path | None:
         """Where this chip's estimate is stored: the station's sidecar, or the ``--chip-from``

@@ -168,7 +168,8 @@ def _headline(procedure: str, r: dict) -> Headline:
 
 
 #: parameters that describe the chip (the rest describe the procedure)
-CHIP_PARAMETERS = ("chip", "station", "chip_from", "preset", "size", "chips", "seed", "pristine", "line_resistance")
+CHIP_PARAMETERS = ("chip", "station", "chip_from", "preset", "size", "chips", "seed", "pristine", "line_resistance",
+                   "ideal_lines")
 #: run.json keys by group, in order (keys not listed go to "Run")
 META_GROUPS = {
     "Run": ("procedure", "status", "started", "ended", "resumes", "resumed_at", "error", "command"),
