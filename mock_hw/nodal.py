@@ -30,7 +30,7 @@ from scipy.sparse.linalg import splu
 
 from mock_hw.device import iv_current, iv_slope
 from programming.blas import BLAS_ONE_THREAD_MIN, blas_one_thread
-from programming.line_batch import line_network, network_kind
+from programming.line_batch import BatchLines, line_network, network_kind
 from programming.line_model import LineNetwork
 
 DENSE_MAX = 512  # largest node count (r_line > 0) solved as a batched dense system
@@ -259,6 +259,12 @@ class LineSolver:
         else:
             self.net.update(gl)
         return self.net
+
+    def relaxed(self, g) -> bool:
+        """Whether solves on conductances ``g`` relax the lines (many small arrays,
+        :mod:`programming.line_batch`: an operating point costs only while it has current) rather
+        than substitute in a factorization (any right-hand side costs the same)."""
+        return network_kind(np.asarray(g, float) / self._norm, self.r_line, self.r_access) is BatchLines
 
     def solve(self, g, row_v, col_v, tol: float = 1e-12, max_iter: int = 200, focus=None) -> DrivenSolution:
         """Solve ``K`` operating points per chip: ``row_v`` (B, K, R) and ``col_v`` (B, K, C), V,

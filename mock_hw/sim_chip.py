@@ -313,10 +313,11 @@ class SimulatedCrossbar(Crossbar):
             current = self._isolated_reads(rows, cols, v_read, active)
         elif scheme is ReadScheme.GROUND:
             # a grounded read depends only on the driven row: with more lanes than rows, solve every
-            # row once; else one solve per lane — all on the kept factorization (nodal.LineSolver)
+            # row once; else one solve per lane — all on the kept factorization (nodal.LineSolver);
+            # relaxed lines solve per lane (a lane idle on a chip costs nothing there)
             n_rows = self.shape[0]
             on_lanes = np.flatnonzero(active.any(axis=0))
-            if on_lanes.size >= n_rows:
+            if on_lanes.size >= n_rows and not self._lines.relaxed(self._g):
                 current = self._grounded_rows(v_read)[b, rows, cols]
             elif not on_lanes.size:
                 current = np.zeros(rows.shape)

@@ -174,12 +174,16 @@ class ReadCorrection:
         self.refresh()
         return self.est
 
-    def refresh(self) -> None:
-        """Recompute the model's local inversion (a, c per cell) at the present estimate."""
-        m_hat, slope = self.model(self.est)
-        g = self.est
+    def refresh(self, chips=None) -> None:
+        """Recompute the model's local inversion (a, c per cell) at the present estimate, of the
+        chips ``chips`` only (an index array; default every chip)."""
+        g = self.est if chips is None else self.est[chips]
+        m_hat, slope = self.model(g)
         a = np.maximum(slope, 1e-6) * g * g / (m_hat * m_hat)
-        self._a, self._c = a, 1.0 / m_hat - a / g
+        if chips is None:
+            self._a, self._c = a, 1.0 / m_hat - a / g
+        else:
+            self._a[chips], self._c[chips] = a, 1.0 / m_hat - a / g
         self.refreshes += 1
 
     @staticmethod
@@ -188,8 +192,20 @@ class ReadCorrection:
         g = a / den
         return np.where(np.isfinite(g) & (g > 0), g, fallback)
 
-    def cells_finished(self, count: int) -> None:
-        """``count`` more cells finished tuning: refresh the model every ``refresh_every``."""
+    def cells_finished(self, count: int, chips=None) -> None:
+        """``count`` more cells finished tuning: refresh the model every ``refresh_every``.  With
+        ``chips`` (the chip of each finished cell) every chip counts its own cells and only the chips
+        that reach ``refresh_every`` are refreshed: a chip's correction does not depend on the batch
+        it is tuned in, and a batch of many chips is not refreshed whole at every step."""
+        if chips is not None:
+            if not isinstance(self._finished, np.ndarray):
+                self._finished = np.zeros(self.n_chips, np.intp)
+            np.add.at(self._finished, np.asarray(chips), 1)
+            due = np.flatnonzero(self._finished >= self.refresh_every)
+            if due.size:
+                self._finished[due] = 0
+                self.refresh(due)
+            return
         self._finished += count
         if self._finished >= self.refresh_every:
             self._finished = 0

@@ -36,6 +36,8 @@ from .line_model import LineNetwork
 #: for which :func:`line_network` relaxes instead of factorizing; 8×8 at 0.67 Ω and 600 µS per
 #: device is 0.03, 16×16 0.11
 RHO_BATCH = 0.05
+#: fewest chips relaxed: a few chips factorize faster than they relax (one sparse LU each)
+BATCH_MIN_CHIPS = 32
 #: a solve whose bound (with the devices' cubic slope at the solve's voltages) is above this is
 #: handed to a factorized :class:`LineNetwork` (relaxation would need too many steps); the bound
 #: is pessimistic (6×7 at 3 Ω and 2 V: bound 0.47, 14 steps to 1e-12)
@@ -80,9 +82,10 @@ def contraction(slope, r_line: float, r_access: float = 0.0) -> np.ndarray:
 
 def batch_suits(g_lin, r_line: float, r_access: float = 0.0) -> bool:
     """Whether :class:`BatchLines` solves the network of linear conductances ``g_lin`` (B, R, C),
-    S, in few steps (:data:`RHO_BATCH`)."""
+    S, in few steps (:data:`RHO_BATCH`) and for enough chips (:data:`BATCH_MIN_CHIPS`)."""
     g_lin = np.asarray(g_lin, float)
-    return g_lin.size > 0 and float(contraction(g_lin, r_line, r_access).max()) <= RHO_BATCH
+    return g_lin.shape[0] >= BATCH_MIN_CHIPS and g_lin.size > 0 and \
+        float(contraction(g_lin, r_line, r_access).max()) <= RHO_BATCH
 
 
 def line_network(g_lin, r_line: float, r_access: float = 0.0) -> LineNetwork:
@@ -153,12 +156,14 @@ class BatchLines(LineNetwork):
         return x
 
     def solve_cubic(self, g, beta: float, v_ref: float, row_v, col_v, tol: float = 1e-12,
-                    max_iter: int = 200):
+                    max_iter: int = 200, focus=None):
         """:meth:`LineNetwork.solve_cubic` by relaxation: node voltages (B, K, N), V, and steps, of
         devices ``I = g·V·(1 + β V²)/(1 + β v_ref²)`` (``g`` (B, R, C), S) with terminals at
         ``row_v`` (B, K, R) and ``col_v`` (B, K, C), V; converged when the proven error bound
         ρ/(1 − ρ)·|Δu| of every node is below ``tol`` times the largest terminal voltage of its
-        operating point (each point on its own, so its answer is the same in any batch)."""
+        operating point (each point on its own, so its answer is the same in any batch).
+        ``focus`` (the factorized network's Newton lines) is not needed: every device's
+        nonlinearity is relaxed with the lines."""
         row_v, col_v = np.asarray(row_v, float), np.asarray(col_v, float)
         g = np.asarray(g, float)
         norm = 1.0 + beta * v_ref * v_ref
@@ -173,7 +178,7 @@ class BatchLines(LineNetwork):
         rho = contraction(g_lin, self.r_line, self.r_access)[:, None] + (
             0.0 if g_cub is None else 3.0 * span ** 2 * contraction(g_cub, self.r_line, self.r_access)[:, None])
         if rho.max(initial=0.0) > RHO_SOLVE:
-            return self._factorized().solve_cubic(g, beta, v_ref, row_v, col_v, tol, max_iter)
+            return self._factorized().solve_cubic(g, beta, v_ref, row_v, col_v, tol, max_iter, focus=focus)
         return self._relax(g_lin, g_cub, row_v[..., :, None], col_v[..., None, :], rho, tol * v_scale, max_iter)
 
     def _relax(self, g_lin, g_cub, base_r, base_c, rho, atol, max_iter: int):
@@ -220,10 +225,20 @@ class BatchLines(LineNetwork):
         gc = None if g_cub is None else np.repeat(g_cub.reshape(P, R * C), K, axis=0)
         bound = np.broadcast_to(rho / (1.0 - rho), (P, K)).reshape(P * K)   # error per unit step
         atol = np.broadcast_to(atol, (P, K)).reshape(P * K)
-        live = np.arange(P * K)                               # points still relaxing
-        u = np.zeros_like(v0)
         outf = out.reshape(P * K, 2, R * C)
         br, bc = base_r.reshape(P * K, R * C), base_c.reshape(P * K, R * C)
+        # a point whose devices all see 0 V carries no current: its lines stay at their terminals'
+        live = np.flatnonzero(np.any(v0 != 0.0, axis=1))      # points still relaxing
+        if live.size < P * K:
+            idle = np.ones(P * K, bool)
+            idle[live] = False
+            outf[idle, 0], outf[idle, 1] = br[idle], bc[idle]
+            if not live.size:
+                return 1
+            v0, gl, bound, atol = v0[live], gl[live], bound[live], atol[live]
+            if gc is not None:
+                gc = gc[live]
+        u = np.zeros_like(v0)
         for it in range(1, max_iter + 1):
             v = v0 - u
             if gc is None:

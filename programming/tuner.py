@@ -367,7 +367,7 @@ class _Run:
                 sched.release(chip, r, c)
                 bar.update(int(chip.size))
                 if self.corr is not None:
-                    self.corr.cells_finished(int(chip.size))
+                    self.corr.cells_finished(int(chip.size), chip)     # each chip's own count
             self.journal.step_done()
 
 

@@ -14,6 +14,12 @@ from programming.line_model import LineNetwork
 BETA, VREF = 0.3, 0.2
 
 
+@pytest.fixture(autouse=True)
+def relax_few_chips(monkeypatch):
+    """The tests' small batches take the relaxed path (a run relaxes from BATCH_MIN_CHIPS on)."""
+    monkeypatch.setattr(line_batch, "BATCH_MIN_CHIPS", 1)
+
+
 @pytest.mark.parametrize("r_line,r_access,v", [(0.67, 0.0, 0.2), (0.67, 4.0, 0.2), (2.0, 1.0, 2.0)])
 def test_relaxed_solve_equals_the_dense_newton_reference(r_line, r_access, v):
     rng = np.random.default_rng(21)
@@ -60,11 +66,14 @@ def test_each_operating_point_is_solved_on_its_own():
     np.testing.assert_array_equal(alone[0, 0], full[2, 1])
 
 
-def test_dispatch_relaxes_small_arrays_and_factorizes_large_ones():
+def test_dispatch_relaxes_small_arrays_and_factorizes_large_ones(monkeypatch):
     g8 = np.full((2, 8, 8), 600e-6)
     g64 = np.full((1, 64, 64), 300e-6)
     assert type(line_network(g8, 0.67)) is BatchLines
     assert type(line_network(g64, 0.67)) is LineNetwork
+    monkeypatch.setattr(line_batch, "BATCH_MIN_CHIPS", 32)      # as in a run: a few chips factorize
+    assert type(line_network(g8, 0.67)) is LineNetwork
+    assert type(line_network(np.full((32, 8, 8), 600e-6), 0.67)) is BatchLines
     # a solve past the relaxation's reach is handed to a factorization, same answer
     rng = np.random.default_rng(24)
     g = rng.uniform(10e-6, 600e-6, (1, 8, 8))
@@ -93,3 +102,23 @@ def test_memory_holds_no_per_chip_objects_and_stays_bounded():
     tracemalloc.stop()
     out = x.nbytes                                    # B·K·2·R·C doubles
     assert peak < out + 40 * line_batch.CHUNK * 8 + B * K * 8 * 8, (peak, out)
+
+
+def test_the_read_correction_refreshes_each_chip_on_its_own_count():
+    """Finished cells of other chips neither refresh a chip's model nor change it."""
+    rng = np.random.default_rng(25)
+    g = rng.uniform(50e-6, 500e-6, (2, 6, 6))
+    pair = ReadCorrection((6, 6), 2, 0.2, 0.67, refresh_every=2)
+    alone = ReadCorrection((6, 6), 1, 0.2, 0.67, refresh_every=2)
+    pair.fit(g)
+    alone.fit(g[:1])
+    fitted = alone.refreshes
+    step = rng.uniform(0.98, 1.02, g.shape)
+    for k in range(4):
+        pair.est, alone.est = pair.est * step, alone.est * step[:1]
+        pair.cells_finished(5, np.array([1, 1, 1, 1, 0]))     # chip 1 finishes more cells
+        alone.cells_finished(1, np.array([0]))
+    assert alone.refreshes == fitted + 2                      # chip 0 twice
+    np.testing.assert_array_equal(pair._a[0], alone._a[0])
+    np.testing.assert_array_equal(pair._c[0], alone._c[0])
+    assert pair.refreshes > alone.refreshes
