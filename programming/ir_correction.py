@@ -30,6 +30,10 @@ from .line_batch import line_network, network_kind
 from .line_model import LineNetwork
 
 
+#: the most sensitivities (chips × cells × (rows + cols)) :class:`ReadCorrection` keeps to follow
+#: the other cells between refreshes (a 64×64 chip needs 5·10⁵; larger batches go without)
+CROSS_MAX = 10_000_000
+
 #: past steps :meth:`ReadCorrection.fit` mixes (Anderson acceleration of the joint inversion)
 FIT_ANDERSON_DEPTH = 4
 
@@ -74,6 +78,7 @@ class ReadCorrection:
         self.est: np.ndarray | None = None       # estimated device conductances (B, R, C), S
         self._net: LineNetwork | None = None
         self._a = self._c = None
+        self._m_hat = self._ref = self._cross = self._model_cross = None
         self.refreshes = 0
         self.refresh_every = max(1, int(refresh_every))
         self._finished = 0
@@ -121,6 +126,15 @@ class ReadCorrection:
         if cubic:           # a device's current per unit g at its own voltage
             v_cell = v_cell * (1.0 + self.beta * v_cell * v_cell) / norm
         slope = -net.g_term * v_cell * (w_at[0] - w_at[1]) / self.v_read  # d(I/V)/dg of cell (i, j)
+        self._model_cross = None
+        if self.scheme == "ground" and B * R * C * (R + C) <= CROSS_MAX:
+            # every cell's share in every reading: d(reading of (i, j))/d(g of (k, l)) is
+            # −g_term·φ_i(k, l)·u_j(k, l)/V_read, φ_i the current per unit g of cell (k, l) in the
+            # read of row i, u_j = w_j at its row node minus its column node (the adjoint)
+            phi = xr - xc
+            if cubic:
+                phi = phi * (1.0 + self.beta * phi * phi) / norm
+            self._model_cross = (phi, wr - wc, net.g_term)
         return i_sense / self.v_read, slope
 
     def fit(self, readings, iterations: int = 60, fixed=None, start=None, tol: float = 1e-8) -> np.ndarray:
@@ -182,9 +196,36 @@ class ReadCorrection:
         a = np.maximum(slope, 1e-6) * g * g / (m_hat * m_hat)
         if chips is None:
             self._a, self._c = a, 1.0 / m_hat - a / g
+            self._m_hat, self._ref, self._cross = m_hat, g.copy(), self._model_cross
         else:
             self._a[chips], self._c[chips] = a, 1.0 / m_hat - a / g
+            self._m_hat[chips], self._ref[chips] = m_hat, g
+            if self._cross is not None and self._model_cross is not None:
+                self._cross[0][chips], self._cross[1][chips] = self._model_cross[:2]
+            else:
+                self._cross = None
         self.refreshes += 1
+
+    def _shifted_c(self, b, rows, cols) -> np.ndarray:
+        """``c`` of cells (rows, cols) of chips ``b`` (B, L) with the other cells' estimates as
+        they are now: the model's reading of each cell moves, to first order, by every other
+        cell's change since the last refresh times its share in that reading (the kept
+        sensitivities).  A cell tuned right after a neighbour on its row finished (the scheduler
+        loads the next cell of a freed row at once) is then not read against the neighbour's
+        state before it was tuned (on 64×64 at 0.67 Ω one neighbour's swing across the window
+        moves a reading by ~0.4 %)."""
+        c = self._c[b, rows, cols]
+        if self._cross is None:
+            return c
+        delta = self.est - self._ref
+        if not delta.any():
+            return c
+        phi, u, gt = self._cross
+        share = np.einsum("blkm,blkm,bkm->bl", phi[b, rows], u[b, cols], delta)
+        share -= phi[b, rows, rows, cols] * u[b, cols, rows, cols] * delta[b, rows, cols]   # not its own
+        m_hat = self._m_hat[b, rows, cols]
+        moved = m_hat - gt * share / self.v_read
+        return c + 1.0 / np.where(moved > 0, moved, m_hat) - 1.0 / m_hat
 
     @staticmethod
     def _invert(m, a, c, fallback):
@@ -216,7 +257,7 @@ class ReadCorrection:
         """Corrected conductances (n_chips, L), S, of lane readings ``readings`` (S) of cells
         (rows, cols); the estimate of every active lane's cell is updated to it."""
         b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)
-        g = self._invert(readings, self._a[b, rows, cols], self._c[b, rows, cols], self.est[b, rows, cols])
+        g = self._invert(readings, self._a[b, rows, cols], self._shifted_c(b, rows, cols), self.est[b, rows, cols])
         g = np.where(active, g, np.nan)
         self.est[b[active], rows[active], cols[active]] = g[active]
         return g

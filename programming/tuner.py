@@ -537,16 +537,19 @@ def _start_correction(xb, cfg: TunerConfig, rec, parallel: int, on_instrument: b
 
 def _read_back(xb, tgt, targeted, cfg: TunerConfig, rec, corr=None) -> np.ndarray:
     """Read every targeted cell once; re-read those out of tolerance ``consecutive − 1`` more times
-    and keep the mean.  Returns the conductances (S), NaN where untargeted."""
+    and keep the mean.  Returns the conductances (S), NaN where untargeted.  With an IR-drop
+    correction every cell is read (the untargeted ones load the same lines and drift under the
+    others' pulses: their stale estimates biased a 64×64 chip's corrected read-back of 512 tuned
+    cells by 0.85 % rms) and the map is inverted jointly."""
     full = tgt.shape
     rows, cols = (a.ravel() for a in np.indices(xb.shape))
-    sel = targeted.reshape(xb.n_chips, -1)
-    back = xb.read(rows, cols, cfg.v_read, cfg.read_scheme, active=sel)
-    rec["reads"] += targeted
+    read = targeted if corr is None else np.ones(full, bool)
+    back = xb.read(rows, cols, cfg.v_read, cfg.read_scheme, active=read.reshape(xb.n_chips, -1))
+    rec["reads"] += read
     rec["time"] += back.duration.reshape(full)
     final = back.conductance.reshape(full)
     if corr is not None:
-        final = corr.correct_map(final)
+        final = np.where(targeted, corr.correct_map(final), np.nan)
     doubt = targeted & (np.abs(final - tgt) > cfg.hold_band * tgt)
     if doubt.any() and cfg.consecutive > 1:
         total = np.where(doubt, final, 0.0)
@@ -565,13 +568,14 @@ def _read_back_on_instrument(xb, tgt, targeted, cfg: TunerConfig, rec, corr=None
     every targeted cell, one more re-reads those out of tolerance ``consecutive − 1`` times
     (:meth:`~instruments.hardware_crossbar.HardwareCrossbar.read_on_instrument`); raw readings
     are corrected for IR drop on the host when ``corr`` is given."""
-    cells = [(int(r), int(c)) for r, c in zip(*np.nonzero(targeted[0]))]
+    read = targeted if corr is None else np.ones(tgt.shape, bool)      # (as _read_back)
+    cells = [(int(r), int(c)) for r, c in zip(*np.nonzero(read[0]))]
     raw = np.full(tgt.shape, np.nan)
     t0 = time.perf_counter()
     rows, cols = np.array(cells).T
     raw[0, rows, cols] = xb.read_on_instrument(cells, cfg.v_read)
-    rec["reads"] += targeted
-    final = raw if corr is None else corr.correct_map(raw)
+    rec["reads"] += read
+    final = raw if corr is None else np.where(targeted, corr.correct_map(raw), np.nan)
     doubt = targeted & (np.abs(final - tgt) > cfg.hold_band * tgt)
     if doubt.any() and cfg.consecutive > 1:
         again = [(int(r), int(c)) for r, c in zip(*np.nonzero(doubt[0]))]
@@ -579,7 +583,7 @@ def _read_back_on_instrument(xb, tgt, targeted, cfg: TunerConfig, rec, corr=None
         ar, ac = np.array(again).T
         raw[0, ar, ac] = (raw[0, ar, ac] + (cfg.consecutive - 1) * mean) / cfg.consecutive
         rec["reads"] += doubt * (cfg.consecutive - 1)
-        final = raw if corr is None else corr.correct_map(raw)
+        final = raw if corr is None else np.where(targeted, corr.correct_map(raw), np.nan)
     rec["time"] += np.where(targeted, (time.perf_counter() - t0) / len(cells), 0.0)
     return final
 
