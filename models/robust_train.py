@@ -71,12 +71,13 @@ def event_transfers(tensors, transfer: Drolet2023Model, k: int, generator: torch
     counts = [_events(w.detach(), transfer) for w, _ in tensors]
     n_dev = sum(c[0] for c in counts)
     r = int(k) + sum(c[1] for c in counts)
-    q = 1.0 - transfer.stuck_frac
-    probs = [torch.full((int(k),), q ** n_dev / max(int(k), 1), dtype=torch.float64)]
+    probs = []
     for dev, ev in counts:
         typ = torch.arange(ev) % 2                                    # 0: LRS, 1: HRS
         frac = torch.where(typ == 0, torch.tensor(transfer.stuck_lrs_frac), torch.tensor(transfer.stuck_hrs_frac))
-        probs.append(frac.to(torch.float64) * q ** (n_dev - 1))
+        probs.append(frac.to(torch.float64))
+    events = float(sum(p.sum() for p in probs)) if probs else 0.0
+    probs.insert(0, torch.full((int(k),), max(1.0 - events, 0.0) / max(int(k), 1), dtype=torch.float64))
     out, start = [], int(k)
     for (w, bias), (dev, ev) in zip(tensors, counts):
         shape = tuple(w.shape)
