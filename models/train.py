@@ -13,10 +13,11 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
+from .drolet2023 import Drolet2023Model
 from .datasets import DATASETS, Dataset, load_dataset, predictions
 from .layers import ACTIVATIONS, MLP, check_scales
 from .names import LR_SCHEDULES
-from .robust_train import base_hidden, replicate_hidden, robust_loss
+from .robust_train import base_hidden, positive_output_weights, replicate_hidden, robust_loss
 from .runtime import torch_threads
 from .variability import get_variability
 
@@ -56,9 +57,10 @@ class TrainConfig:
             transfer), then each unit is copied (:func:`models.robust_train.replicate_hidden`);
             1 = off.
         robust_epochs: full-batch epochs of fine-tuning on the robust share after the training
-            above (:mod:`models.robust_train`: every single-stuck event of the ``drolet2023``
-            transfer model enumerated, plus ``transfers`` transfers with no stuck device, per
-            step); 0 = off.  Needs ``variability="drolet2023"`` and one output.
+            above (:mod:`models.robust_train`), judged per step by ``transfers`` transfers of
+            ``variability`` (under ``drolet2023``: transfers with no stuck device plus every
+            single-stuck event enumerated, and the output weights kept non-negative); 0 = off.
+            Needs aware training and one output.
         robust_lr: Adam learning rate of that fine-tuning (cosine decay to ``COSINE_FLOOR`` of it).
 
     The moons defaults (3000 epochs of full-batch Adam at 0.3 with a cosine decay, weight decay
@@ -111,10 +113,9 @@ class TrainConfig:
             raise ValueError(f"replicas needs one hidden layer, got hidden sizes {self.hidden}")
         if not self.robust_lr > 0:
             raise ValueError(f"robust_lr must be > 0, got {self.robust_lr!r}")
-        if self.robust_epochs and (getattr(get_variability(self.variability), "name", None) != "drolet2023"
-                                   or not self.aware):
-            raise ValueError("robust_epochs needs aware training with variability drolet2023 "
-                             "(the fine-tuning enumerates that model's stuck devices)")
+        if self.robust_epochs and not self.aware:
+            raise ValueError("robust_epochs needs aware training (the fine-tuning samples the variability "
+                             "model's transfers)")
         for name in ("batch_size", "weight_decay", "kl_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
@@ -223,11 +224,17 @@ def _fit_robust(model: MLP, cfg: TrainConfig, data: Dataset, history: list) -> f
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.robust_epochs, eta_min=COSINE_FLOOR * cfg.robust_lr)
     x, y = data.x_train, data.y_train
     model.train()
+    canon = isinstance(transfer, Drolet2023Model) and cfg.activation == "sigmoid" and len(cfg.hidden) == 1
+    if canon:
+        positive_output_weights(model)
     for epoch in range(cfg.robust_epochs):
         loss = robust_loss(model, x, y, transfer, cfg.transfers, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if canon:
+            with torch.no_grad():
+                model.layers[-1].weight.clamp_(min=0.0)
         sched.step()
         if (epoch + 1) % max(1, cfg.robust_epochs // 10) == 0:
             history.append(float(loss.detach()))

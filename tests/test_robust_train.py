@@ -10,7 +10,8 @@ from models.datasets import load_dataset
 from models.drolet2023 import DROLET2023
 from models.evaluate import evaluate_statistical
 from models.layers import MLP
-from models.robust_train import event_transfers, replicate_hidden
+from models.robust_train import event_transfers, positive_output_weights, replicate_hidden, sampled_transfers
+from models.variability import get_variability
 from models.train import TrainConfig, train
 
 #: the published model with only its stuck devices (no offset, tuning imprecision or drift)
@@ -31,10 +32,11 @@ def test_events_stick_one_device_each_in_both_states_with_the_models_probabiliti
     lo = (s - STUCK_ONLY.stuck_hrs_high) * w_max / (2 * s)
     hi = (s - STUCK_ONLY.stuck_hrs_low) * w_max / (2 * s)
     assert lo <= float(ev[3]) <= hi
-    q = 1 - STUCK_ONLY.stuck_frac
-    raw = torch.tensor([q ** 8 / 3] * 3 + [STUCK_ONLY.stuck_lrs_frac * q ** 7, STUCK_ONLY.stuck_hrs_frac * q ** 7] * 8,
-                       dtype=torch.float64)
-    assert torch.allclose(p, raw / raw.sum()) and math.isclose(float(p.sum()), 1.0)
+    # each event weighs its device's marginal stuck share (what the evaluator's transfers give it to
+    # first order), the no-stuck transfers share the rest
+    rest = 1 - 8 * STUCK_ONLY.stuck_frac
+    raw = torch.tensor([rest / 3] * 3 + [STUCK_ONLY.stuck_lrs_frac, STUCK_ONLY.stuck_hrs_frac] * 8, dtype=torch.float64)
+    assert torch.allclose(p, raw) and math.isclose(float(p.sum()), 1.0)
 
 
 def test_single_sign_tensor_has_one_device_per_element_and_one_element_tensor_none():
@@ -61,6 +63,7 @@ def test_robust_fine_tuning_raises_the_robust_share():
     base = dict(dataset="moons-paper-clean", variability="drolet2023", replicas=4, epochs=300, transfers=4)
     before = train(TrainConfig(**base), data).model
     after = train(TrainConfig(**base, robust_epochs=40), data).model
+    assert (after.layers[1].weight >= 0).all()             # kept one-signed: single columns under drolet2023
 
     def share(m):
         return evaluate_statistical(m, data, DROLET2023, 300, seed=3).report()["frac_points_ge_95"]
@@ -68,11 +71,52 @@ def test_robust_fine_tuning_raises_the_robust_share():
 
 
 def test_robust_options_are_checked():
-    with pytest.raises(ValueError, match="drolet2023"):
-        TrainConfig(dataset="moons-paper", robust_epochs=10)                 # tio2-3it: no event enumeration
+    with pytest.raises(ValueError, match="aware"):
+        TrainConfig(dataset="moons-paper", robust_epochs=10, aware=False)   # no transfer model in the layers
     with pytest.raises(ValueError, match="one hidden layer"):
         TrainConfig(dataset="moons-paper", hidden=(4, 4), replicas=2)
     with pytest.raises(ValueError, match="replicas"):
         TrainConfig(dataset="moons-paper", replicas=0)
     with pytest.raises(ValueError, match="binary"):
         train(TrainConfig(dataset="digits", variability="drolet2023", robust_epochs=1, epochs=1))
+
+
+def test_positive_output_weights_keep_the_function():
+    torch.manual_seed(1)
+    net = MLP([2, 6, 1], kind="linear")
+    x = torch.rand(40, 2)
+    before = net(x)
+    assert (net.layers[1].weight < 0).any()
+    positive_output_weights(net)
+    assert (net.layers[1].weight >= 0).all()
+    assert torch.allclose(net(x), before, atol=1e-5)
+
+
+def test_sampled_transfers_of_a_variability_model_come_from_the_layers_and_carry_gradients():
+    tio2 = get_variability("tio2-3it")
+    torch.manual_seed(0)
+    net = MLP([2, 8, 1], variability=tio2)
+    net.train()
+    mats, p = sampled_transfers(net, tio2, 5)
+    assert [tuple(m.shape) for m in mats] == [(5, 8, 3), (5, 1, 9)]
+    assert torch.allclose(p, torch.full((5,), 0.2, dtype=torch.float64))
+    assert not torch.allclose(mats[0][0], mats[0][1])               # independent transfers
+    mats[1].sum().backward()
+    assert net.layers[1].weight.grad is not None and net.layers[1].weight.grad.abs().sum() > 0
+    net.eval()
+    with pytest.raises(ValueError, match="training mode"):
+        sampled_transfers(net, tio2, 5)
+
+
+def test_robust_fine_tuning_under_xbarlabs_own_model_raises_its_robust_share():
+    """The same loss through the tio2-3it layers' own transfers (scales per output, compensation),
+    judged by xbarlab's evaluator (direction of the effect)."""
+    data = load_dataset("moons-paper-clean")
+    base = dict(dataset="moons-paper-clean", epochs=200, transfers=16)
+    before = train(TrainConfig(**base), data).model
+    after = train(TrainConfig(**base, robust_epochs=40), data).model
+    tio2 = get_variability("tio2-3it")
+
+    def share(m):
+        return evaluate_statistical(m, data, tio2, 300, seed=3).report()["frac_points_ge_95"]
+    assert share(after) > share(before) + 0.02

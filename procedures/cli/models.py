@@ -79,8 +79,9 @@ def _train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--replicas", type=int, default=1, metavar="N",
                    help="train ceil(hidden/N) units regularly, then copy each N times (one hidden layer; 1 = off)")
     t.add_argument("--robust-epochs", type=int, default=0, metavar="N",
-                   help="then N epochs of fine-tuning on the share of points correct in >= 95 %% of transfers, "
-                        "every single stuck device enumerated (--variability drolet2023, one output; 0 = off)")
+                   help="then N epochs of fine-tuning on the share of points correct in >= 95 %% of --transfers "
+                        "transfers of --variability (drolet2023: plus every single stuck device enumerated); "
+                        "aware, one output; 0 = off")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", type=Path, required=True, metavar="MODEL.pt")
     add_json_option(t, "also write the report (the configuration and the accuracies) here")
