@@ -6,10 +6,12 @@ Trainers (2 → 8 sigmoid → 1, one network per seed):
   (:mod:`models.drolet2023_recipe`: 10 000 epochs of Adam at 0.1, batches of 256, weight decay 1e-4
   for the aware network, straight-through transfers of the published model);
 * ``xbarlab aware (drolet2023)`` — xbarlab's hardware-aware training against the published
-  transfer model (:data:`XBARLAB_AWARE`): a regular 2-2-1 network replicated into 2-8-1 (each unit
-  four times), then fine-tuned on the robust share with every single-stuck event of the published
-  model enumerated per step (:mod:`models.robust_train`);
+  transfer model (:data:`XBARLAB_AWARE`): xbarlab's aware recipe (3000 epochs, 16 sampled
+  transfers per step), then fine-tuned on the robust share with every single-stuck event of the
+  published model enumerated per step, output weights kept non-negative (:mod:`models.robust_train`);
 * ``xbarlab aware (tio2-3it)`` — xbarlab's own recipe against its own variability model;
+* ``xbarlab robust (tio2-3it)`` — the same, then the same robust-share fine-tuning judged by
+  transfers of xbarlab's own pipeline (:data:`XBARLAB_ROBUST_TIO2`);
 * ``xbarlab regular`` — xbarlab's recipe, plain weights.
 
 Evaluators, ``--transfers`` sampled transfers per network: ``drolet2023`` (the published transfer
@@ -48,7 +50,9 @@ from models.train import TrainConfig, train
 from models.variability import get_variability
 
 #: xbarlab's hardware-aware recipe against the published transfer model
-XBARLAB_AWARE = dict(variability="drolet2023", transfers=16, replicas=4, robust_epochs=800)
+XBARLAB_AWARE = dict(variability="drolet2023", transfers=16, robust_epochs=800)
+#: xbarlab's hardware-aware recipe, then the robust-share fine-tuning against its own pipeline (tio2-3it)
+XBARLAB_ROBUST_TIO2 = dict(variability="tio2-3it", transfers=64, robust_epochs=400)
 EVALUATORS = {"drolet2023": DROLET2023, "xbarlab": get_variability("tio2-3it")}
 
 
@@ -62,7 +66,7 @@ def trained(name: str, data, seeds, epochs_scale: float):
         cpu = time.process_time() - c0
         return [(m, wall / len(seeds), cpu / len(seeds)) for m in models]
     kw = {"xbarlab aware (drolet2023)": dict(XBARLAB_AWARE), "xbarlab aware (tio2-3it)": {},
-          "xbarlab regular": dict(aware=False)}[name]
+          "xbarlab robust (tio2-3it)": dict(XBARLAB_ROBUST_TIO2), "xbarlab regular": dict(aware=False)}[name]
     out = []
     for seed in seeds:
         cfg = TrainConfig(dataset=data.name, seed=seed, **kw)
@@ -93,7 +97,8 @@ def main() -> None:
     ap.add_argument("--transfers", type=int, default=1000)
     ap.add_argument("--datasets", nargs="+", default=["moons-paper", "moons-paper-clean"])
     ap.add_argument("--trainers", nargs="+", default=["paper aware", "paper regular", "xbarlab aware (drolet2023)",
-                                                     "xbarlab aware (tio2-3it)", "xbarlab regular"])
+                                                     "xbarlab aware (tio2-3it)", "xbarlab robust (tio2-3it)",
+                                                     "xbarlab regular"])
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
     ap.add_argument("--table", type=Path, nargs="+", default=None, help="print one table from these row files")
     ap.add_argument("--quick", action="store_true", help="2 seeds, 1/20 of the epochs, 200 transfers")
