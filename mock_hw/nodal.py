@@ -30,7 +30,7 @@ from scipy.sparse.linalg import splu
 
 from mock_hw.device import iv_current, iv_slope
 from programming.blas import BLAS_ONE_THREAD_MIN, blas_one_thread
-from programming.line_batch import BatchLines, line_network, network_kind
+from programming.line_batch import BatchLines, kept_network
 from programming.line_model import LineNetwork
 
 DENSE_MAX = 512  # largest node count (r_line > 0) solved as a batched dense system
@@ -253,18 +253,14 @@ class LineSolver:
     def network(self, g) -> LineNetwork:
         """The factorized linear network of conductances ``g`` (B, R, C), S (kept if unchanged)."""
         gl = np.asarray(g, float) / self._norm
-        if self.net is None or self.net.shape != gl.shape or \
-                type(self.net) is not network_kind(gl, self.r_line, self.r_access):
-            self.net = line_network(gl, self.r_line, self.r_access)     # relaxed where the lines load little
-        else:
-            self.net.update(gl)
+        self.net = kept_network(self.net, gl, self.r_line, self.r_access)   # relaxed where the lines load little
         return self.net
 
     def relaxed(self, g) -> bool:
         """Whether solves on conductances ``g`` relax the lines (many small arrays,
         :mod:`programming.line_batch`: an operating point costs only while it has current) rather
         than substitute in a factorization (any right-hand side costs the same)."""
-        return network_kind(np.asarray(g, float) / self._norm, self.r_line, self.r_access) is BatchLines
+        return isinstance(self.network(g), BatchLines)
 
     def solve(self, g, row_v, col_v, tol: float = 1e-12, max_iter: int = 200, focus=None) -> DrivenSolution:
         """Solve ``K`` operating points per chip: ``row_v`` (B, K, R) and ``col_v`` (B, K, C), V,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .line_batch import line_network, network_kind
+from .line_batch import kept_network
 from .line_model import LineNetwork
 
 
@@ -91,12 +91,7 @@ class ReadCorrection:
         B, R, C = g.shape
         cubic = self.beta > 0 and self.scheme == "ground"
         norm = 1.0 + self.beta * self.v_ref ** 2 if cubic else 1.0
-        if self._net is None or self._net.shape != g.shape or \
-                type(self._net) is not network_kind(g / norm, self.r_line, self.r_access):
-            self._net = line_network(g / norm, self.r_line, self.r_access)
-        else:
-            self._net.update(g / norm)
-        net = self._net
+        net = self._net = kept_network(self._net, g / norm, self.r_line, self.r_access)
         row_v = np.broadcast_to(np.eye(R) * self.v_read, (B, R, R))
         col_v = np.zeros((B, R, C))
         if cubic:           # the devices' own I-V around the linear network of their small-signal g

@@ -95,9 +95,23 @@ def line_network(g_lin, r_line: float, r_access: float = 0.0) -> LineNetwork:
     return kind(g_lin, r_line, r_access)
 
 
-def network_kind(g_lin, r_line: float, r_access: float = 0.0) -> type:
-    """The class :func:`line_network` builds for ``g_lin``."""
-    return BatchLines if batch_suits(g_lin, r_line, r_access) else LineNetwork
+def kept_network(net: LineNetwork | None, g_lin, r_line: float, r_access: float = 0.0) -> LineNetwork:
+    """``net`` updated to the linear conductances ``g_lin`` (B, R, C), S, when it is of the kind
+    they need (:func:`line_network`: a relaxed network refers to its contraction bound, computed
+    once per set of conductances), else a new network of that kind."""
+    g_lin = np.asarray(g_lin, float)
+    same = net is not None and net.shape == g_lin.shape and (net.r_line, net.r_access) == (r_line, r_access)
+    if same and type(net) is BatchLines:
+        net.update(g_lin)
+        if g_lin.shape[0] >= BATCH_MIN_CHIPS and net.rho_lin.max(initial=0.0) <= RHO_BATCH:
+            return net
+        return LineNetwork(g_lin, r_line, r_access)
+    if batch_suits(g_lin, r_line, r_access):
+        return BatchLines(g_lin, r_line, r_access)
+    if same and type(net) is LineNetwork:
+        net.update(g_lin)
+        return net
+    return LineNetwork(g_lin, r_line, r_access)
 
 
 class BatchLines(LineNetwork):
@@ -127,11 +141,14 @@ class BatchLines(LineNetwork):
         self.update(g)
 
     def update(self, g) -> int:
-        """Take new conductances (B, R, C), S; nothing is factorized (returns 0)."""
+        """Take new conductances (B, R, C), S, and their contraction bound :attr:`rho_lin` (B,);
+        nothing is factorized (returns 0)."""
         g = np.asarray(g, dtype=float)
         if g.shape != self.shape:
             raise ValueError(f"conductances of shape {g.shape}, network built for {self.shape}")
-        self._g = g.copy()
+        if getattr(self, "_g", None) is None or not np.array_equal(g, self._g):
+            self._g = g.copy()
+            self.rho_lin = contraction(g, self.r_line, self.r_access)
         return 0
 
     def _factorized(self) -> LineNetwork:
@@ -149,7 +166,7 @@ class BatchLines(LineNetwork):
         base_r = _row_t(inj[:, :, 0], r_t, self.r_line)      # node voltages with no devices
         base_c = _col_t(inj[:, :, 1], r_t, self.r_line)
         scale = np.maximum(np.abs(base_r).max(axis=(2, 3)), np.abs(base_c).max(axis=(2, 3)))   # (B, K)
-        rho = contraction(self._g, self.r_line, self.r_access)[:, None]
+        rho = self.rho_lin[:, None]
         if rho.max(initial=0.0) > RHO_SOLVE:
             return self._factorized().solve(rhs)
         x, _ = self._relax(self._g, None, base_r, base_c, rho, LINEAR_TOL * scale, 200)
@@ -172,11 +189,11 @@ class BatchLines(LineNetwork):
         v_scale = np.maximum(np.abs(row_v).max(axis=2, initial=0.0), np.abs(col_v).max(axis=2, initial=0.0))
         # the largest cell voltage of the solution is its terminals' span (a network of monotone
         # devices has its node voltages between its terminals'), 1 % margin for the iterates; the
-        # bound is linear in the slopes g_lin + 3·g_cub·v², so per operating point (B, K)
+        # bound is linear in the slopes g_lin·(1 + 3·β·v²) (this network's conductances are g_lin),
+        # so per operating point (B, K)
         span = 1.01 * (np.maximum(row_v.max(axis=2), col_v.max(axis=2)) - np.minimum(row_v.min(axis=2),
                                                                                     col_v.min(axis=2)))
-        rho = contraction(g_lin, self.r_line, self.r_access)[:, None] + (
-            0.0 if g_cub is None else 3.0 * span ** 2 * contraction(g_cub, self.r_line, self.r_access)[:, None])
+        rho = self.rho_lin[:, None] * (1.0 + 3.0 * abs(beta) * span ** 2)
         if rho.max(initial=0.0) > RHO_SOLVE:
             return self._factorized().solve_cubic(g, beta, v_ref, row_v, col_v, tol, max_iter, focus=focus)
         return self._relax(g_lin, g_cub, row_v[..., :, None], col_v[..., None, :], rho, tol * v_scale, max_iter)
