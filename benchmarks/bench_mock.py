@@ -12,8 +12,10 @@ violations and the largest voltage any unselected cell saw in any write:
 * b2900-board (B2902A drive, 2450 sense, serial board): 50 µs (the B2902A's shortest), V/2;
 * the 64×64 simulated chip at 100 µs and 50 µs (same tuner, vectorized).
 
-Every host row runs as ``xbar tune`` does by default: the line resistance measured first with
-reads only (``--line-estimate auto``), the tuner's default settings (passes: ``--passes``, default
+Every host row runs as ``xbar tune --access-estimate 1`` does: the line resistance and the
+devices' I-V curvature measured first with reads only (``--line-estimate auto``), with the bench's
+known access path (one matrix relay and the leads, :data:`~mock_hw.bench_physics.R_RELAY_PATH`:
+what an operator measures once on a bench, not a property of the chip), the tuner's default settings (passes: ``--passes``, default
 TunerConfig's), amplitudes from the auto schedule (``programming.auto_schedule``) at every width
 but 1 µs (the 3IT recipe).  The bench's clock is emulated instrument time and its chip ages by it
 (``--time-scale``, chip seconds per bench second, default 1: what a real chip does while the
@@ -49,7 +51,8 @@ from instruments.station import load_station
 from mock_hw.mock_bench import MockBench
 from mock_hw.sim_chip import SimulatedCrossbar
 from programming.auto_schedule import auto_schedule, with_width
-from programming.ir_correction import measure_line_resistance
+from mock_hw.bench_physics import R_RELAY_PATH
+from programming.ir_correction import line_estimate
 from programming.tuner import TunerConfig, tune
 
 
@@ -84,8 +87,8 @@ def run_bench(rows, cols, seed, variant, width, scheme, passes, time_scale, on_i
             calib_trips, r_line = 0, 0.0
             if line_estimate:               # xbar calibrate-lines (host reads), once per chip
                 c0 = replies(bench)
-                r_line = float(np.median(measure_line_resistance(xb)[0]))
-                cfg = replace(cfg, line_resistance=r_line)
+                r_line, beta = line_estimate(xb, R_RELAY_PATH)
+                cfg = replace(cfg, line_resistance=r_line, access_resistance=R_RELAY_PATH, device_beta=beta)
                 calib_trips = replies(bench) - c0
             n0, t0, b0 = replies(bench), time.perf_counter(), busy(bench)
             loop0 = bench.emulators["K2600"].wv_runs
@@ -117,8 +120,8 @@ def run_sim(n, seed, width, scheme, passes):
     """The simulated chip as ``xbar tune --chip sim`` tunes it: line resistance measured (reads
     only, ``--line-estimate auto``), then the schedule at ``width``."""
     xb = SimulatedCrossbar(n, n, preset="tio2-3it", seed=seed)
-    r_line = float(np.median(measure_line_resistance(xb)[0]))
-    cfg = replace(schedule(xb, width, scheme, passes), line_resistance=r_line)
+    r_line, beta = line_estimate(xb)
+    cfg = replace(schedule(xb, width, scheme, passes), line_resistance=r_line, device_beta=beta)
     targets = np.random.default_rng(seed + 1).uniform(120e-6, 480e-6, size=(n, n))
     t0 = time.perf_counter()
     res = tune(xb, targets, cfg)

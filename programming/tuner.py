@@ -53,6 +53,7 @@ class TunerConfig:
     tolerance: float = 0.01
     guard: float = 0.2
     hold_guard: float = 0.1     # re-verify re-tunes a cell read off by more than tolerance·(1 − hold_guard)
+    relax_compensation: float = 1.0   # share of the measured post-convergence relaxation later passes pre-compensate
     consecutive: int = 2
     v_set_start: float = 1.1
     v_reset_start: float = 1.1
@@ -92,6 +93,8 @@ class TunerConfig:
                 raise ValueError(f"TunerConfig.{name} must be >= 1, got {getattr(self, name)!r}")
         if not 0 <= self.guard < 1:
             raise ValueError(f"TunerConfig.guard is a fraction of the tolerance in [0, 1), got {self.guard!r}")
+        if not (isinstance(self.relax_compensation, (int, float)) and 0 <= self.relax_compensation <= 1):
+            raise ValueError(f"TunerConfig.relax_compensation is a share in [0, 1], got {self.relax_compensation!r}")
         if not 0 <= self.hold_guard <= self.guard:
             raise ValueError(f"TunerConfig.hold_guard is a fraction of the tolerance in [0, guard], got "
                              f"{self.hold_guard!r}")
@@ -119,6 +122,11 @@ class TunerConfig:
         if self.line_resistance > 0 and parse_read_scheme(self.read_scheme).value == "float":
             raise ValueError("TunerConfig.line_resistance corrects grounded and isolating reads: it needs "
                              "read_scheme 'ground' or 'isolate'")
+
+    @property
+    def verify_band(self) -> float:
+        """The relative half-width of the verify band: ``tolerance·(1 − guard)``."""
+        return self.tolerance * (1 - self.guard)
 
     @property
     def hold_band(self) -> float:
@@ -152,6 +160,7 @@ class _Slots:
         self.rows = np.zeros(shape, np.intp)
         self.cols = np.zeros(shape, np.intp)
         self.target = np.full(shape, np.nan)
+        self.half = np.full(shape, cfg.verify_band)     # the verify band's relative half-width
         self.done = np.ones(shape, bool)
         self.finished = np.zeros(shape, bool)
         self.pending_reset = np.zeros(shape, bool)
@@ -164,11 +173,13 @@ class _Slots:
         self.g_lo, self.g_hi = np.full(shape, np.inf), np.full(shape, -np.inf)
         self.last = np.full(shape, np.nan)  # last reading, S
 
-    def load(self, chip, slot, rows, cols, target) -> None:
-        """Start tuning cell (rows, cols) of ``chip`` in ``slot`` toward ``target`` (S)."""
+    def load(self, chip, slot, rows, cols, target, half) -> None:
+        """Start tuning cell (rows, cols) of ``chip`` in ``slot`` toward ``target`` (S), accepting
+        readings within ``target·(1 ± half)``."""
         self.rows[chip, slot] = rows
         self.cols[chip, slot] = cols
         self.target[chip, slot] = target
+        self.half[chip, slot] = half
         self.done[chip, slot] = False
         self.width[chip, slot] = self.width0
         for name, value in self._RESET:
@@ -258,9 +269,11 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
             verify_reads += 1
             journal.read_back(p, final)
             journal.step_done()
+            run.learn_relaxation(final)
             todo = targeted & (status != STUCK) & (np.abs(final - tgt) > cfg.hold_band * tgt)
             if not todo.any() or p + 1 >= cfg.passes:
                 break
+            todo |= targeted & (status != STUCK) & run.at_risk(final)
             p += 1
             journal.pass_started(p, todo)
             bar.close()
@@ -276,6 +289,8 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
                       rel_error, cfg, time.perf_counter() - t0, run.compliance, p + 1, verify_reads, kept)
 
 
+#: the fewest cells converged in a pass whose relaxation sets the next passes' verify band
+RELAX_MIN_CELLS = 8
 #: cells per call of the on-instrument loop (one call line, one reply each; the journal records the
 #: cells of a call when it returns, so an interrupted run loses at most this many cells' work)
 ON_INSTRUMENT_BATCH = 16
@@ -333,6 +348,41 @@ class _Run:
         self.should_stop = should_stop
         self.compliance = 0
         self.corr = None    # the IR-drop read correction (programming.ir_correction), if any
+        self.shift = 0.0    # the relative relaxation the verify band pre-compensates (learn_relaxation)
+        self.settled = np.full(tgt.shape, np.nan)   # each cell's reading when it converged in this pass, S
+
+    @property
+    def half(self) -> float:
+        """The verify band's relative half-width with the compensation: the band keeps its edge on
+        the side the cells relax toward and narrows on the other by the shift."""
+        return self.cfg.verify_band - abs(self.shift) / 2
+
+    def at_risk(self, back) -> np.ndarray:
+        """Cells a re-verify pass re-tunes although they hold (it runs anyway for the others): those
+        read within the learnt relaxation of the hold band's edge they relax toward, likely to cross
+        it before the run ends."""
+        if self.shift == 0:
+            return np.zeros(back.shape, bool)
+        rel = (back - self.tgt) / self.tgt * np.sign(self.shift)
+        return rel < -(self.cfg.hold_band - abs(self.shift))
+
+    def learn_relaxation(self, back) -> None:
+        """Learn from a read-back ``back`` (S) how far cells move between converging and the next
+        read-back: the median relative change d of the cells that converged in the pass just ended
+        (with fewer than :data:`RELAX_MIN_CELLS` of them, the shift learnt before stays).  The
+        shift is ``−relax_compensation·d``, at most half the verify band: later passes accept a
+        cell only in the part of the verify band away from where cells move (:attr:`half`, aiming
+        at ``target·(1 + shift/2)``), and re-tune the cells at risk (:meth:`at_risk`).  A bench's
+        cells relax after every write (TiO2 retention; on the mock bench
+        :func:`mock_hw.aging.retention_relax`, a few tenths of a % in the first seconds) and drift
+        under later cells' loud pulses: measured here from the cells' own readings, never from a
+        model."""
+        moved = ~np.isnan(self.settled) & ~np.isnan(back)
+        if moved.sum() >= RELAX_MIN_CELLS:
+            d = float(np.median((back[moved] - self.settled[moved]) / self.settled[moved]))
+            b = self.cfg.verify_band
+            self.shift = float(np.clip(-self.cfg.relax_compensation * d, -b / 2, b / 2))
+        self.settled.fill(np.nan)
 
     def tune_pass(self, todo, reset: bool, pass_no: int, bar) -> None:
         """Tune every cell in ``todo`` once; accumulates into the records and statuses."""
@@ -347,7 +397,7 @@ class _Run:
             if sched.has_work() and n.done.any():
                 chip, slot, r, c = sched.assign(n.done)
                 if chip.size:
-                    n.load(chip, slot, r, c, self.tgt[chip, r, c])
+                    n.load(chip, slot, r, c, self.tgt[chip, r, c] * (1 + self.shift / 2), self.half)
                     n.pending_reset[chip, slot] = reset
             if n.done.all():
                 if not sched.has_work():
@@ -362,6 +412,7 @@ class _Run:
                     self.rec[key][chip, r, c] += value
                 status = n.status[chip, slot]
                 self.status[chip, r, c] = status
+                self.settled[chip, r, c] = np.where(status == CONVERGED, n.last[chip, slot], np.nan)
                 remaining[chip, r, c] = False
                 self.journal.cells_finished(pass_no, chip, r, c, self.tgt[chip, r, c], status, n.last[chip, slot], *done)
                 sched.release(chip, r, c)
@@ -384,7 +435,10 @@ class _Run:
         (:meth:`~programming.ir_correction.ReadCorrection.model`) says a grounded read of the cell
         measures when every targeted cell is at its target and the others at their estimates."""
         xb, cfg = self.xb, self.cfg
-        cell_cfg = replace(cfg, initial_reset=reset, line_resistance=0.0, access_resistance=0.0)
+        # the verify band with the relaxation compensation (learn_relaxation): its half-width as
+        # the script's guard, its centre in the readings the script aims at
+        cell_cfg = replace(cfg, initial_reset=reset, line_resistance=0.0, access_resistance=0.0,
+                           guard=1 - self.half / cfg.tolerance)
         v_read = cfg.v_read or xb.v_read
         script_tgt = self.tgt
         if self.corr is not None:
@@ -403,8 +457,9 @@ class _Run:
                                                 *(v.copy() for v in self.rec.values()), self.compliance))
             batch = order[k:k + ON_INSTRUMENT_BATCH]
             t0 = time.perf_counter()
+            aims = np.clip([script_tgt[0, r, c] * (1 + self.shift / 2) for r, c in batch], *xb.programming_window)
             outs = xb.tune_on_instrument(batch, [float(self.tgt[0, r, c]) for r, c in batch], cell_cfg,
-                                         readings=[float(script_tgt[0, r, c]) for r, c in batch])
+                                         readings=[float(a) for a in aims])
             took = (time.perf_counter() - t0) / len(batch)
             for (r, c), out in zip(batch, outs):
                 # the reading mapped back to a conductance (locally proportional about the target)
@@ -437,6 +492,7 @@ class _Run:
         for key, value in done.items():
             self.rec[key][0, r, c] += value
         self.status[0, r, c] = status
+        self.settled[0, r, c] = out["final"] if status == CONVERGED else np.nan
         remaining[0, r, c] = False
         one = np.zeros(1, np.intp)
         self.journal.cells_finished(pass_no, one, one + r, one + c, self.tgt[0, r, c:c + 1], np.array([status]),
@@ -461,7 +517,7 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
         g = np.full(run.shape, np.nan)
     trace.record(n, run, pass_no, 0, xb.v_read if cfg.v_read is None else cfg.v_read, 0.0, g)  # a read: its voltage
 
-    in_band = np.abs(g - n.target) <= cfg.tolerance * (1 - cfg.guard) * n.target
+    in_band = np.abs(g - n.target) <= n.half * n.target
     in_band &= run
     n.band += 1
     n.band *= in_band

@@ -254,3 +254,74 @@ def test_reverify_retunes_cells_outside_the_hold_band_until_every_cell_holds(kno
         assert err[0, 0] <= 0.008 and res.status[0, 0, 0] == CONVERGED
     else:
         assert err[0, 0] == pytest.approx(0.0095, abs=1e-9), "knocked out again by the last read-back"
+
+
+class _Relaxing(SpyCrossbar):
+    """An ideal chip whose cells relax like a bench's (retention after a write): just before each
+    whole-array read-back, every cell pulsed since the read-back before loses ``young`` of its
+    conductance and every other cell ``old`` (a relaxation that slows with the time since the
+    cell's last write)."""
+
+    def __init__(self, inner, young=0.005, old=0.001):
+        super().__init__(inner)
+        self.young, self.old = young, old
+        self.fresh = np.zeros(inner.shape, bool)
+
+    def _pulse(self, rows, cols, amplitude, width, scheme, active):
+        self.fresh[rows[active], cols[active]] = True
+        return super()._pulse(rows, cols, amplitude, width, scheme, active)
+
+    def _read(self, rows, cols, v_read, scheme, active):
+        if active.sum() == self.shape[0] * self.shape[1]:        # a read-back of every cell
+            g = self.inner.true_conductance[0]
+            self.inner.set_conductances(g * np.where(self.fresh, 1 - self.young, 1 - self.old))
+            self.fresh[:] = False
+        return super()._read(rows, cols, v_read, scheme, active)
+
+
+def _relaxing_tune(**kw):
+    targets = random_targets((6, 6), 4, (150e-6, 450e-6))
+    xb = _Relaxing(SimulatedCrossbar(6, 6, preset="ideal", seed=2, r_line=0.0))
+    res = tune(xb, targets, TunerConfig(initial_reset=False, **kw), record_trace=True)
+    return targets, xb, res
+
+
+def test_reverify_compensates_the_relaxation_it_measured_on_the_cells():
+    """Cells lose 0.5 % between converging and the next read-back: the tuner measures that on
+    the cells that converged in a pass (their converging read against the read-back) and later
+    passes accept a cell only in the upper part of the verify band (at most half the band: from
+    −0.4 % to +0.8 %), and re-tune cells read within that much of the hold band's lower edge.
+    Without the compensation the same chip ends with cells out or spends more passes."""
+    targets, xb, res = _relaxing_tune()
+    tr = res.trace
+    later = (tr["pass"] >= 1) & (tr["kind"] == 0)
+    rows, cols, reading = tr["row"][later], tr["col"][later], tr["reading"][later]
+    # each re-tuned cell's last read of the pass is its converging read
+    last = {}
+    for r, c, g, p in zip(rows, cols, reading, tr["pass"][later]):
+        last[(int(r), int(c), int(p))] = g
+    err = np.array([g / targets[r, c] - 1 for (r, c, _), g in last.items()])
+    assert err.size, "re-verify passes re-tuned cells"
+    assert np.all(err >= -0.004 - 1e-12) and np.all(err <= 0.008 + 1e-12), err
+    assert np.any(err > 0.004), "the band keeps its upper edge"
+    true_err = np.abs(xb.inner.true_conductance[0] / targets - 1)
+    assert true_err.max() <= 0.01, true_err.max()
+    _, plain_xb, plain = _relaxing_tune(relax_compensation=0.0)
+    plain_err = np.abs(plain_xb.inner.true_conductance[0] / targets - 1)
+    assert plain.passes_run > res.passes_run or plain_err.max() > 0.01, (plain.passes_run, res.passes_run)
+
+
+def test_no_compensation_where_cells_do_not_move():
+    """On a chip whose cells stay where they converged, the tuner with its relaxation
+    compensation does exactly what it does without it."""
+    targets = random_targets((4, 4), 5, (150e-6, 450e-6))
+    runs = [tune(SimulatedCrossbar(4, 4, preset="ideal", seed=3, r_line=0.0), targets,
+                 TunerConfig(relax_compensation=rc)) for rc in (1.0, 0.0)]
+    np.testing.assert_array_equal(runs[0].final, runs[1].final)
+    np.testing.assert_array_equal(runs[0].pulses, runs[1].pulses)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "1"])
+def test_relax_compensation_is_a_share(bad):
+    with pytest.raises(ValueError, match="relax_compensation"):
+        TunerConfig(relax_compensation=bad)
