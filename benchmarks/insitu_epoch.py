@@ -130,10 +130,12 @@ def main() -> None:
           f"target (ratio <= 1)")
     for rule in rules:
         ref = best.get(AIHWKIT_REF[rule])
-        ratio = best[rule] / ref if ref else None
-        verdict = "" if ratio is None else ("met" if ratio <= 1 else "NOT met")
-        print(f"  {names.get(rule, rule):<10} {1e3 * best[rule]:12.1f}   {AIHWKIT_REF[rule]:<28} "
-              f"{'' if ref is None else f'{1e3 * ref:12.1f}':>12} {'' if ratio is None else f'{ratio:6.2f}':>6}  {verdict}")
+        theirs, ratio, verdict = "", "", ""
+        if ref:
+            theirs, ratio = f"{1e3 * ref:.1f}", f"{best[rule] / ref:.2f}"
+            verdict = "met" if best[rule] <= ref else "NOT met"
+        print(f"  {names.get(rule, rule):<10} {1e3 * best[rule]:12.1f}   {AIHWKIT_REF[rule]:<28} {theirs:>12} {ratio:>6}  "
+              f"{verdict}")
     if why is not None:
         print(f"  aihwkit: not measured here ({why})")
     print(f"  load average {os.getloadavg()[0]:.2f} at the end")

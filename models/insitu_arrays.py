@@ -197,7 +197,8 @@ class ChipArrays:
         drive, need, gather, v0 = self._read_layout(tuple((a, x.shape[1], id(x) if id(x) in fixed else None)
                                                           for a, x in requests))
         B = self.B
-        v = v0.copy()                          # the fixed inputs' drive (one-hot reads) in place
+        # the fixed inputs' drive (one-hot reads) in place, if any
+        v = np.zeros((B, need.shape[1] * self.xb.shape[0])) if v0 is None else v0.copy()
         xs = [x for a, x in requests if id(x) not in fixed]
         if xs:
             x_all = xs[0].reshape(B, -1) if len(xs) == 1 else np.concatenate([x.reshape(B, -1) for x in xs], axis=1)
@@ -205,8 +206,6 @@ class ChipArrays:
         out = self.xb.mvm(v.reshape(B, -1, self.xb.shape[0]), need=need).reshape(B, -1)
         self.mvm_calls += 1
         parts = out[:, gather[0]] / self.v_in     # every request's currents, one gather
-        # (tiles splitting the inputs, N, 2·n_out) each: partial sums added in the periphery, tile
-        # after tile (a sum over that axis adds them in order)
         results = []
         for sl, shape in gather[1]:             # (tiles splitting the inputs, N, 2·n_out) each
             part = parts[:, sl].reshape(B, *shape)
@@ -217,8 +216,8 @@ class ChipArrays:
         return results
 
     def _read_layout(self, key):
-        """For requests ``(array, N, id of a fixed x or None)``: where the inputs drive the rows (flat positions
-        in the ``(vectors, rows)`` plane and in the concatenated inputs of the requests without a
+        """For requests ``(array, N, id of a fixed x or None)``: where the inputs drive the rows
+        (flat positions in the ``(vectors, rows)`` plane and in the concatenated inputs of the requests without a
         fixed ``x``), the ``need`` mask of the tiles' columns in the product's shape (a bench
         measures nothing else), the flat positions of the requests' currents in the ``(vectors,
         cols)`` plane, concatenated, with each request's slice of them and its shape ``(tiles
@@ -228,7 +227,7 @@ class ChipArrays:
             n_rows, n_cols = self.xb.shape
             total = sum(n * len(a.tiles) for a, n, _ in key)
             need = np.zeros((total, n_cols), bool)
-            v0 = np.zeros((self.B, total * n_rows))
+            v0 = np.zeros((self.B, total * n_rows)) if any(fixed is not None for _, _, fixed in key) else None
             pos, src, gather = [], [], []
             m = base = 0
             for a, n, fixed in key:
@@ -265,8 +264,9 @@ class ChipArrays:
     def one_hot(self, a: WeightArray, rows: np.ndarray | None = None) -> np.ndarray:
         """Inputs that read rows ``rows`` (default all) of ``a``: shape ``(B, len(rows), n_in)``
         (read-only, kept for the next call)."""
-        key = ("one-hot", a.n_in, None if rows is None else tuple(int(r) for r in np.ravel(rows))
-               if not isinstance(rows, list) else tuple(rows))
+        if rows is not None:
+            rows = tuple(rows) if isinstance(rows, list) else tuple(int(r) for r in np.ravel(rows))
+        key = ("one-hot", a.n_in, rows)
         if key not in self._tables:
             eye = np.eye(a.n_in)
             sel = eye if rows is None else eye[np.asarray(rows)]
