@@ -3,7 +3,7 @@
 Prints, for the default ``tio2-3it`` preset's resistive lines (``TIO2_3IT_R_LINE`` per segment)
 against the same chip with ideal lines:
 
-* the CPU time of a tune's first ``--steps`` steps with IR drop (the tuner with its read correction,
+* the CPU time of a tune's first ``--steps`` steps (0: the whole tune) with IR drop (the tuner with its read correction,
   as ``benchmarks/tune_sim.py`` and ``benchmarks/tune_floor.py`` run it) and on ideal lines (the
   tuner's defaults), per step (timed from the first step) and for the whole call (set-up included:
   the target checks and the read correction's first fit), measured alternately in this run so
@@ -12,7 +12,7 @@ against the same chip with ideal lines:
 * the CPU time of a 64×64 full-array read with IR drop (every cell, grounded reads: one factorization
   and one multi-column solve; target ≤ 0.2 s), alternated with its read on ideal lines.
 
-Usage: python benchmarks/ir_speed.py [--steps 100] [--repeat 2] [--sizes 64] [--seed 0]
+Usage: python benchmarks/ir_speed.py [--steps 300] [--repeat 2] [--sizes 64] [--seed 0]
 """
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tune_floor import make_run, run_tuner  # noqa: E402
 
 
-def timed_tune(size: int, seed: int, r_line: float, steps: int) -> tuple[float, float, int]:
+def timed_tune(size: int, seed: int, r_line: float, steps: int | None) -> tuple[float, float, int]:
     """(CPU s per step from the first step, CPU s of the whole call, steps) of the first ``steps``
-    steps of a ``size``×``size`` tune on lines of ``r_line`` Ω per segment."""
+    steps (None: all) of a ``size``×``size`` tune on lines of ``r_line`` Ω per segment."""
     count = {"steps": 0, "t0": None}
     step = tuner_module._step
 
@@ -65,7 +65,8 @@ def timed_read(size: int, seed: int, r_line: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=100, help="tuner steps timed per tune (default 100)")
+    ap.add_argument("--steps", type=int, default=300,
+                    help="tuner steps timed per tune (default 300; 0: the whole tune, minutes on 64x64)")
     ap.add_argument("--repeat", type=int, default=2, help="alternations; the best of each side is quoted")
     ap.add_argument("--sizes", type=int, nargs="+", default=[64], help="array sizes (square), default 64")
     ap.add_argument("--seed", type=int, default=0)
@@ -76,16 +77,16 @@ def main() -> None:
     for size in args.sizes:
         ideal, lines = [], []
         for _ in range(args.repeat):
-            ideal.append(timed_tune(size, args.seed, 0.0, args.steps))
-            lines.append(timed_tune(size, args.seed, TIO2_3IT_R_LINE, args.steps))
+            ideal.append(timed_tune(size, args.seed, 0.0, args.steps or None))
+            lines.append(timed_tune(size, args.seed, TIO2_3IT_R_LINE, args.steps or None))
         i_step, l_step = min(t[0] for t in ideal), min(t[0] for t in lines)
         i_all, l_all = min(t[1] for t in ideal), min(t[1] for t in lines)
         steps = lines[0][2]
-        print(f"  {size}x{size} tune, first {steps} steps: IR drop {1e3 * l_step:.2f} ms/step, ideal "
+        print(f"  {size}x{size} tune, {'first ' if args.steps else 'all '}{steps} steps: IR drop {1e3 * l_step:.2f} ms/step, ideal "
               f"{1e3 * i_step:.3f} ms/step: {l_step / i_step:.1f}x per step; whole call {l_all:.2f} s vs "
               f"{i_all:.3f} s: {l_all / i_all:.1f}x")
         if size == 64:
-            checks.append((f"64x64 tune with IR drop within 10x of ideal lines (per step, first {steps} steps)",
+            checks.append((f"64x64 tune with IR drop within 10x of ideal lines (per step, {steps} steps)",
                            l_step / i_step <= 10.0))
     reads_l, reads_i = [], []
     for _ in range(max(args.repeat, 3)):
