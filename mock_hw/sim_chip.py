@@ -554,18 +554,19 @@ class SimulatedCrossbar(Crossbar):
                 out.reshape(-1)[li] = self._energy_v2_of(v, w, g_sel, g_half)
                 return out
         self.n_pulse_ops += int(li.size)
-        overhead = self.params.timing.pulse_overhead_s
-        return _StepsResult(energy or (lambda: np.zeros(rows.shape)),
-                            lambda: np.where(active, width + overhead, 0.0), lambda: np.zeros(rows.shape, bool))
+        duration = np.where(active, width + self.params.timing.pulse_overhead_s, 0.0)
+        return _StepsResult(energy or (lambda: np.zeros(rows.shape)), lambda: duration,
+                            lambda: np.zeros(rows.shape, bool))
 
     def _steps_plain(self, sc, r, c, v, shift, rows_key, in_order) -> bool:
         """Whether, in every step of a V/2 :meth:`_pulse_steps` (its active lanes: step · n_chips +
         chip, row, column, amplitude V, and the width's :func:`~mock_hw.device.equivalent_shift`,
         V; ``rows_key`` = (step · n_chips + chip) · rows + row, ``in_order``: whether it increases
-        from lane to lane), the active lanes of each chip are on distinct lines, no half-select reaches the lowest
-        threshold on its line (:meth:`_half_select_screens`; no unformed device), no pulse is loud
-        enough to disturb the rest of the array, and no selected device can draw the compliance
-        current even at the largest conductance any device has or can reach."""
+        from lane to lane), the active lanes of each chip are on distinct lines, no half-select
+        reaches the lowest threshold on its line (:meth:`_half_select_screens`; no unformed
+        device), no pulse is loud enough to disturb the rest of the array, and no selected device
+        can draw the compliance current even at the largest conductance any device has or can
+        reach."""
         d = self.params.device
         pop = self.population
         if pop.unformed is not None and pop.unformed.any():
