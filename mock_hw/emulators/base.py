@@ -50,10 +50,11 @@ LINES_PER_TURN = 16
 #: ... or once its turn has taken this long, s (whichever comes first; a turn handles at least one
 #: line): a client whose lines are costly delays the others by one line plus this, not by 16 lines
 TURN_S = 0.002
-#: every this many turns the server's thread checks on which CPU its last client's lines were sent
-#: (``SO_INCOMING_CPU``) and, if on another than its own, moves there (and may run anywhere again
-#: at once): a lock-step client and the server then wake each other on one CPU instead of across
-#: two, which on a virtual machine costs both sides tens of microseconds per wake-up
+#: every this many turns (at the next turn of one line with no other client waiting: a lock-step
+#: client) the server's thread checks on which CPU that client's line was sent (``SO_INCOMING_CPU``)
+#: and, if on another than its own, moves there (and may run anywhere again at once): the client
+#: and the server then wake each other on one CPU instead of across two, which on a virtual
+#: machine costs both sides tens of microseconds per wake-up
 FOLLOW_TURNS = 256
 #: commands one message may hold (';'-separated); a message with more is refused whole with
 #: :attr:`EmulatedInstrument.too_much_error`, nothing of it run.  An emulator bound on the work one
@@ -484,7 +485,7 @@ class InstrumentServer:
     lock-step query the loop makes three system calls (wait, receive, send: the turn's replies
     leave in one ``send``), changes a socket's registration only when what it waits for changes,
     and reads the clock twice (the turn's time limit).  Every :data:`FOLLOW_TURNS` turns its thread
-    moves to the CPU its last client sends from, if that is another one (:meth:`_follow`): lock-step
+    moves to the CPU a lock-step client sends from, if that is another one (:meth:`_follow`): lock-step
     round trips then wake both sides on one CPU (measured on the 2-vCPU CI VM: 9 + 5 us of server and
     client CPU per query on one CPU, 55 + 42 us across two; a bare echo server 4.5 + 4.5 us vs 43 + 43).
     """
@@ -678,8 +679,8 @@ class InstrumentServer:
             if len(conn.out) <= OUT_AHEAD:
                 self._busy[conn] = None       # the next turn after every other busy client's
         self._turns += 1
-        if self._turns >= self._next_follow:
-            self._follow(conn)
+        if self._turns >= self._next_follow and n == 1 and not self._busy:
+            self._follow(conn)          # a lock-step client, alone: worth a move (a flood is not)
         if out:
             self.replies += len(out)
             data = (out[0] + "\n" if len(out) == 1 else "\n".join(out) + "\n").encode("ascii", "backslashreplace")
