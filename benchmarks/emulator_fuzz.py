@@ -323,6 +323,7 @@ def throughput(port: int, pid: int, n: int, windows: int = 3, pinned: bool = Fal
 
     ``pinned``: the client and every thread of the bench process run on one CPU (the client's)
     meanwhile, so every wake-up stays on that CPU; their CPU sets are restored afterwards."""
+    load0 = load()
     sock = connect(port)
     sock.settimeout(None)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 60, 0))
@@ -376,7 +377,7 @@ def throughput(port: int, pid: int, n: int, windows: int = 3, pinned: bool = Fal
     return {"wall": rates[len(rates) // 2], "wall_min": rates[0], "wall_max": rates[-1],
             "cpu": queries / max(cpu_time, 1e-9), "server_us": cpu_time / queries * 1e6,
             "client_us": client / queries * 1e6, "recvs": 1 + receives / queries,
-            "same_cpu": together / max(samples, 1)}
+            "same_cpu": together / max(samples, 1), "load": load0}
 
 
 def measure(bench: Bench, name: str, megabytes: float, seed: int, n_queries: int) -> dict:
@@ -392,9 +393,8 @@ def measure(bench: Bench, name: str, megabytes: float, seed: int, n_queries: int
         phase = next((p for p, a, b in stats.phases if a <= t0 <= b), "between")
         worst[phase] = max(worst.get(phase, 0.0), dt)
     lat = sorted(dt for _, dt in samples) or [0.0]
-    load1 = load()
-    tp = {"free": throughput(port, bench.pid, n_queries), "pinned": throughput(port, bench.pid, n_queries, pinned=True)}
-    return {"tp_load": load1, "bytes": stats.bytes, "messages": stats.messages, "connections": stats.connections, "rss": growth,
+    tp = {"free": throughput(port, bench.pid, n_queries)}     # pinned: after every port's free run (main)
+    return {"bytes": stats.bytes, "messages": stats.messages, "connections": stats.connections, "rss": growth,
             "worst": lat[-1], "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))], "p50": lat[len(lat) // 2],
             "probes": len(samples), "deaths": stats.deaths + (result["failure"] is not None),
             "by_attack": worst, "load": (load0, load()), **tp}
@@ -417,7 +417,7 @@ def throughput_rows(label: str, r: dict) -> list[str]:
         t = r[mode]
         rows.append(f"{label:15} {mode:6} {t['wall']:9.0f} {t['wall_min']:7.0f}-{t['wall_max']:<7.0f} "
                     f"{t['same_cpu']:8.0%} {t['cpu']:9.0f} {t['server_us']:10.1f} {t['client_us']:11.1f} "
-                    f"{t['recvs']:10.2f}  {r['tp_load']}  "
+                    f"{t['recvs']:10.2f}  {t['load']}  "
                     f"{'ok' if t['wall'] >= THROUGHPUT_TARGET else f'BELOW {THROUGHPUT_TARGET}'}")
     return rows
 
@@ -473,14 +473,19 @@ def main(argv=None) -> int:
                     print(row(_label(name, b, benches), r), flush=True)
             for b in benches:
                 print(f"bench process ({b.label}) RSS at end: {rss_mb(b.pid):.1f} MB")
-            print(f"\nlock-step throughput, raw socket, *IDN? (after each port's attacks), 3 windows of {n_queries} "
+            # the pinned runs last: a pinned run leaves the threads where it put them, which would
+            # decide the next port's free run
+            for name in names:
+                for b in benches:
+                    results[(name, b.label)]["pinned"] = throughput(b.ports[name], b.pid, n_queries, pinned=True)
+            print(f"\nlock-step throughput, raw socket, *IDN? (free: after each port's attacks; pinned: after all ports), 3 windows of {n_queries} "
                   "queries: mode free = client and bench placed by the scheduler, as a user runs them; pinned = "
                   "client and every thread of the bench on one CPU meanwhile; q/s wall = queries per wall second "
                   "(median window; lowest-highest); same CPU = share of samples finding the client and the "
                   "emulator's thread on one CPU (on this VM a wake-up across CPUs costs both sides tens of us); "
                   "q/s CPU = per CPU second of the bench process (what a busy machine distorts least); bench / "
                   "client us/q = CPU per query of the bench process / of the client; recv/reply = receives per "
-                  "reply (1: each reply in one segment); load = 1/5/15-min load average before the port's run")
+                  "reply (1: each reply in one segment); load = 1/5/15-min load average when the run began")
             print(THROUGHPUT_HEAD)
             for name in names:
                 for b in benches:
