@@ -29,6 +29,9 @@ import numpy as np
 from .line_batch import kept_network
 from .line_model import LineNetwork
 
+#: chips modelled at once (bounds the memory of a batch's model: 1024 chips of 8×8, ~30 MB)
+MODEL_CHIPS = 1024
+
 
 #: the most sensitivities (chips × cells × (rows + cols)) :class:`ReadCorrection` keeps to follow
 #: the other cells between refreshes (a 64×64 chip needs 5·10⁵; larger batches go without)
@@ -88,6 +91,9 @@ class ReadCorrection:
         """Model readings (B, R, C), S, of every cell for conductances ``g`` and their slopes
         d(reading)/d(own conductance) (dimensionless)."""
         g = np.asarray(g, float)
+        if g.shape[0] > MODEL_CHIPS:        # many chips: chunk by chunk (the model's solves hold B·R·2RC)
+            parts = [self.model(g[k:k + MODEL_CHIPS]) for k in range(0, g.shape[0], MODEL_CHIPS)]
+            return tuple(np.concatenate(p) for p in zip(*parts))
         B, R, C = g.shape
         cubic = self.beta > 0 and self.scheme == "ground"
         norm = 1.0 + self.beta * self.v_ref ** 2 if cubic else 1.0

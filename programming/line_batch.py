@@ -158,19 +158,21 @@ class BatchLines(LineNetwork):
     # ------------------------------------------------------------------------------ solves
     def solve(self, rhs) -> np.ndarray:
         """Node voltages (B, K, N), V, for node current injections ``rhs`` (B, K, N), A (linear
-        devices), to :data:`LINEAR_TOL`."""
+        devices), to :data:`LINEAR_TOL` of each operating point's largest device-free node voltage."""
         rhs = np.asarray(rhs, float)
         B, R, C = self.shape
+        if self.rho_lin.max(initial=0.0) > RHO_SOLVE:
+            return self._factorized().solve(rhs)
         inj = rhs.reshape(B, rhs.shape[1], 2, R, C)
         r_t = self.r_line + self.r_access
-        base_r = _row_t(inj[:, :, 0], r_t, self.r_line)      # node voltages with no devices
-        base_c = _col_t(inj[:, :, 1], r_t, self.r_line)
-        scale = np.maximum(np.abs(base_r).max(axis=(2, 3)), np.abs(base_c).max(axis=(2, 3)))   # (B, K)
-        rho = self.rho_lin[:, None]
-        if rho.max(initial=0.0) > RHO_SOLVE:
-            return self._factorized().solve(rhs)
-        x, _ = self._relax(self._g, None, base_r, base_c, rho, LINEAR_TOL * scale, 200)
-        return x
+
+        def bases(sl):          # node voltages with no devices, chunk by chunk (bounded memory)
+            base_r = _row_t(inj[sl, :, 0], r_t, self.r_line)
+            base_c = _col_t(inj[sl, :, 1], r_t, self.r_line)
+            scale = np.maximum(np.abs(base_r).max(axis=(2, 3)), np.abs(base_c).max(axis=(2, 3)))
+            return base_r, base_c, LINEAR_TOL * scale
+
+        return self._relax(self._g, None, bases, self.rho_lin[:, None], 200, rhs.shape[1])[0]
 
     def solve_cubic(self, g, beta: float, v_ref: float, row_v, col_v, tol: float = 1e-12,
                     max_iter: int = 200, focus=None):
@@ -196,25 +198,28 @@ class BatchLines(LineNetwork):
         rho = self.rho_lin[:, None] * (1.0 + 3.0 * abs(beta) * span ** 2)
         if rho.max(initial=0.0) > RHO_SOLVE:
             return self._factorized().solve_cubic(g, beta, v_ref, row_v, col_v, tol, max_iter, focus=focus)
-        return self._relax(g_lin, g_cub, row_v[..., :, None], col_v[..., None, :], rho, tol * v_scale, max_iter)
+        atol = tol * v_scale
+        return self._relax(g_lin, g_cub, lambda sl: (row_v[sl, :, :, None], col_v[sl, :, None, :], atol[sl]),
+                           rho, max_iter, row_v.shape[1])
 
-    def _relax(self, g_lin, g_cub, base_r, base_c, rho, atol, max_iter: int):
-        """Relax every chip's ``K`` operating points: ``base_r`` / ``base_c`` (broadcastable to
-        (B, K, R, C)) the row / column node voltages without devices, V; ``g_cub`` None for
-        linear devices; ``rho`` (B, 1) or (B, K) the contraction bound and ``atol`` (B, K) the
-        error bound each point must reach, V.  Returns node voltages (B, K, N) and the most steps any point took."""
+    def _relax(self, g_lin, g_cub, bases, rho, max_iter: int, K: int):
+        """Relax every chip's ``K`` operating points, chunk by chunk of chips: ``bases(chips)``
+        gives their row / column node voltages without devices, V (broadcastable to
+        (chips, K, R, C)), and the error bound each point must reach, V (chips, K); ``g_cub`` None
+        for linear devices; ``rho`` (B, 1) or (B, K) the contraction bound.  Returns node voltages
+        (B, K, N) and the most steps any point took."""
         B, R, C = self.shape
-        K = np.broadcast_shapes(base_r.shape, base_c.shape)[1]
         x = np.empty((B, K, 2, R, C))
         per_chip = max(1, CHUNK // max(1, K * R * C))
         steps = 1
         with blas_one_thread():             # small products: threads only slow them
             for b0 in range(0, B, per_chip):
                 sl = slice(b0, b0 + per_chip)
-                br = np.broadcast_to(base_r[sl], (min(B, b0 + per_chip) - b0, K, R, C))
-                bc = np.broadcast_to(base_c[sl], br.shape)
+                base_r, base_c, atol = bases(sl)
+                br = np.broadcast_to(base_r, (min(B, b0 + per_chip) - b0, K, R, C))
+                bc = np.broadcast_to(base_c, br.shape)
                 steps = max(steps, self._relax_chunk(g_lin[sl], None if g_cub is None else g_cub[sl], br, bc,
-                                                     rho[sl], atol[sl], max_iter, x[sl]))
+                                                     rho[sl], atol, max_iter, x[sl]))
         return x.reshape(B, K, 2 * R * C), steps
 
     def _transfer(self):
