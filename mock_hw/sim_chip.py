@@ -314,10 +314,12 @@ class SimulatedCrossbar(Crossbar):
         elif scheme is ReadScheme.GROUND:
             # a grounded read depends only on the driven row: with more lanes than rows, solve every
             # row once; else one solve per lane — all on the kept factorization (nodal.LineSolver);
-            # relaxed lines solve per lane (a lane idle on a chip costs nothing there)
+            # relaxed lines solve per lane (a lane idle on a chip costs nothing there) unless the
+            # chips read more cells than they have rows
             n_rows = self.shape[0]
             on_lanes = np.flatnonzero(active.any(axis=0))
-            if on_lanes.size >= n_rows and not self._lines.relaxed(self._g):
+            if on_lanes.size >= n_rows and (not self._lines.relaxed(self._g)
+                                            or np.count_nonzero(active) >= self.n_chips * n_rows):
                 current = self._grounded_rows(v_read)[b, rows, cols]
             elif not on_lanes.size:
                 current = np.zeros(rows.shape)
