@@ -91,10 +91,17 @@ class ReadCorrection:
         """Model readings (B, R, C), S, of every cell for conductances ``g`` and their slopes
         d(reading)/d(own conductance) (dimensionless)."""
         g = np.asarray(g, float)
-        if g.shape[0] > MODEL_CHIPS:        # many chips: chunk by chunk (the model's solves hold B·R·2RC)
-            parts = [self.model(g[k:k + MODEL_CHIPS]) for k in range(0, g.shape[0], MODEL_CHIPS)]
-            return tuple(np.concatenate(p) for p in zip(*parts))
         B, R, C = g.shape
+        if B > MODEL_CHIPS:        # many chips: chunk by chunk (the model's solves hold B·R·2RC)
+            parts, cross = [], []
+            for k in range(0, B, MODEL_CHIPS):
+                parts.append(self.model(g[k:k + MODEL_CHIPS]))
+                cross.append(self._model_cross)
+            # the kept sensitivities of the whole batch, within the same bound as unchunked
+            whole = B * R * C * (R + C) <= CROSS_MAX and all(c is not None for c in cross)
+            self._model_cross = (np.concatenate([c[0] for c in cross]), np.concatenate([c[1] for c in cross]),
+                                 cross[0][2]) if whole else None
+            return tuple(np.concatenate(p) for p in zip(*parts))
         cubic = self.beta > 0 and self.scheme == "ground"
         norm = 1.0 + self.beta * self.v_ref ** 2 if cubic else 1.0
         net = self._net = kept_network(self._net, g / norm, self.r_line, self.r_access)

@@ -122,3 +122,23 @@ def test_the_read_correction_refreshes_each_chip_on_its_own_count():
     np.testing.assert_array_equal(pair._a[0], alone._a[0])
     np.testing.assert_array_equal(pair._c[0], alone._c[0])
     assert pair.refreshes > alone.refreshes
+
+
+def test_the_tuner_s_correction_modelled_in_chunks_of_chips_gives_the_same_run(monkeypatch):
+    """More chips than MODEL_CHIPS: the read model (and its kept sensitivities) in chunks of chips
+    is the whole batch's, bit for bit."""
+    from mock_hw.sim_chip import SimulatedCrossbar
+    from programming import ir_correction
+    from programming.tuner import TunerConfig, tune
+
+    runs = []
+    for chunk in (5, 100):
+        monkeypatch.setattr(ir_correction, "MODEL_CHIPS", chunk)
+        xb = SimulatedCrossbar(6, 6, n_chips=12, seed=3)
+        lo, hi = xb.programming_window
+        tgt = np.random.default_rng(0).uniform(lo, hi, (12, 6, 6))
+        runs.append((tune(xb, tgt, TunerConfig(line_resistance=0.67, device_beta=BETA, passes=2)),
+                     xb.true_conductance))
+    (a, ga), (b, gb) = runs
+    np.testing.assert_array_equal(a.final, b.final)
+    np.testing.assert_array_equal(ga, gb)
