@@ -8,7 +8,8 @@ violations and the largest voltage any unselected cell saw in any write:
 
 * k2600-707b-smu (2636B drive/sense, B2902A bias, 707B matrix): 100 µs pulses from the 2636B (its
   shortest specified pulse), V/2 and V/3, host loop (the on-instrument loop: below);
-* k2600-707b (the same with a 33512B pulse generator giving the write pulses): 1 µs, the 3IT recipe;
+* k2600-707b (the same with a 33512B pulse generator giving the write pulses): 1 µs, the 3IT recipe,
+  V/2 and V/3;
 * b2900-board (B2902A drive, 2450 sense, serial board): 50 µs (the B2902A's shortest), V/2;
 * the 64×64 simulated chip at 100 µs and 50 µs (same tuner, vectorized).
 
@@ -52,7 +53,7 @@ from mock_hw.mock_bench import MockBench
 from mock_hw.sim_chip import SimulatedCrossbar
 from programming.auto_schedule import auto_schedule, with_width
 from mock_hw.bench_physics import R_RELAY_PATH
-from programming.ir_correction import line_estimate
+from programming.ir_correction import line_estimate as estimate_lines
 from programming.tuner import TunerConfig, tune
 
 
@@ -87,7 +88,7 @@ def run_bench(rows, cols, seed, variant, width, scheme, passes, time_scale, on_i
             calib_trips, r_line = 0, 0.0
             if line_estimate:               # xbar calibrate-lines (host reads), once per chip
                 c0 = replies(bench)
-                r_line, beta = line_estimate(xb, R_RELAY_PATH)
+                r_line, beta = estimate_lines(xb, R_RELAY_PATH)
                 cfg = replace(cfg, line_resistance=r_line, access_resistance=R_RELAY_PATH, device_beta=beta)
                 calib_trips = replies(bench) - c0
             n0, t0, b0 = replies(bench), time.perf_counter(), busy(bench)
@@ -120,7 +121,7 @@ def run_sim(n, seed, width, scheme, passes):
     """The simulated chip as ``xbar tune --chip sim`` tunes it: line resistance measured (reads
     only, ``--line-estimate auto``), then the schedule at ``width``."""
     xb = SimulatedCrossbar(n, n, preset="tio2-3it", seed=seed)
-    r_line, beta = line_estimate(xb)
+    r_line, beta = estimate_lines(xb)
     cfg = replace(schedule(xb, width, scheme, passes), line_resistance=r_line, device_beta=beta)
     targets = np.random.default_rng(seed + 1).uniform(120e-6, 480e-6, size=(n, n))
     t0 = time.perf_counter()
@@ -150,7 +151,8 @@ def main() -> None:
           f"line resistance measured first (xbar tune's --line-estimate auto), chip aging x{args.time_scale:g}; "
           f"load average {os.getloadavg()[0]:.1f}")
     smu = "k2600-707b-smu"
-    cases = [("k2600-707b", 1e-6, "v/2", False), (smu, 1e-4, "v/2", False), (smu, 1e-4, "v/3", False),
+    cases = [("k2600-707b", 1e-6, "v/2", False), ("k2600-707b", 1e-6, "v/3", False), (smu, 1e-4, "v/2", False),
+             (smu, 1e-4, "v/3", False),
              ("b2900-board", 5e-5, "v/2", False)]
     out = {}
     hdr = (f"  {'variant':<14} {'width':>6} {'scheme':<6} {'loop':<13} {'start V':>7} {'trips/cell':>10} {'wall/cell':>10} "
@@ -193,8 +195,10 @@ def main() -> None:
                     (f"{args.sim_size}x{args.sim_size} sim 50 µs", sims[5e-5])):
         print(f"  [{mark(r['true_ok'] >= 0.99)}] {name}: >= 99 % truly within 1 % ({100 * r['true_ok']:.1f} %); "
               f"[{mark(r['median_pulses'] <= 25)}] median <= 25 pulses ({r['median_pulses']:.0f})")
-    print(f"  [{mark(abs(v3['true_ok'] - v2['true_ok']) <= 0.01 or v3['true_ok'] >= v2['true_ok'])}] V/3 within 1 point of V/2 "
-          f"({100 * v3['true_ok']:.1f} vs {100 * v2['true_ok']:.1f} %)")
+    for name, a2, a3 in (("100 µs", v2, v3), ("1 µs (33512B)", out[("k2600-707b", 1e-6, "v/2", False)],
+                                               out[("k2600-707b", 1e-6, "v/3", False)])):
+        print(f"  [{mark(a3['true_ok'] >= a2['true_ok'] - 0.01)}] {name}: V/3 within 1 point of V/2 "
+              f"({100 * a3['true_ok']:.1f} vs {100 * a2['true_ok']:.1f} %)")
     print(f"  [{mark(all(r['violations'] == 0 for r in out.values()))}] 0 safety violations; largest unselected "
           f"voltage / write voltage: V/2 {v2['max_unsel'] / v2['max_write']:.3f}, V/3 {v3['max_unsel'] / v3['max_write']:.3f}")
     print(f"  [{mark(same)}] identical results on an idle and a loaded host")

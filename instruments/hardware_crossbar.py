@@ -537,13 +537,9 @@ class HardwareCrossbar(Crossbar):
         gens = [self.pulser] + ([self.pulser_col] if column else [])
         smus = [drive] + ([self.ch["sense"]] if column else [])
         for gen in gens:
-            gen.enable()
-            if not gen.output_enabled():
-                raise InstrumentError(f"{gen.name}: output is off after it was enabled")
+            self._set_output(gen, True, "output is off after it was enabled")
         for smu in smus:
-            smu.disable()
-            if smu.output_enabled():
-                raise InstrumentError(f"{smu.name}: output still on before the generator's pulse")
+            self._set_output(smu, False, "output still on before the generator's pulse")
             self._bias_level[id(smu)] = 0.0
         try:
             self._bias(held)
@@ -552,15 +548,22 @@ class HardwareCrossbar(Crossbar):
             self._bias({})
         for smu in smus:
             smu.set_level(0.0)
-            smu.enable()
-            if not smu.output_enabled():
-                raise InstrumentError(f"{smu.name}: output is off after the generator's pulse")
+            self._set_output(smu, True, "output is off after the generator's pulse")
         for gen in gens:
-            gen.disable()
-            if gen.output_enabled():
-                raise InstrumentError(f"{gen.name}: output still on after its pulse")
+            self._set_output(gen, False, "output still on after its pulse")
         self.round_trips += 3 + 2 * len(gens) + 2 * len(smus) - 2
         return False
+
+    @staticmethod
+    def _set_output(instr, on: bool, message: str) -> None:
+        """Switch ``instr``'s output on (``on``) or off and confirm it with a query; if the query
+        disagrees, InstrumentError naming the instrument and ``message``."""
+        if on:
+            instr.enable()
+        else:
+            instr.disable()
+        if bool(instr.output_enabled()) != on:
+            raise InstrumentError(f"{instr.name}: {message}")
 
     def write_verify_on_instrument(self, r: int, c: int, target: float, config=None) -> dict:
         """Tune cell (r, c) with the write-verify loop running *on* a Keithley 2600B: one call,

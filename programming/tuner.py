@@ -28,6 +28,12 @@ IR-drop correction's error), so that a cell that reads within it is truly within
 A read-back that finds a cell out of the hold band is confirmed by ``consecutive − 1`` more reads
 (their mean decides), so one noisy read neither re-tunes a good cell nor condemns it.  The last
 read-back gives each cell's final reading and relative error.
+
+Each read-back also measures how far the cells that converged in the pass moved since their
+converging read (a bench's fresh cells relax: retention) and later passes compensate it
+(``relax_compensation``, :meth:`_Run.learn_relaxation`): they accept a cell only in the part of the
+verify band away from where cells move, and re-tune the cells read that close to the hold band's
+edge.
 """
 from __future__ import annotations
 
@@ -53,7 +59,7 @@ class TunerConfig:
     tolerance: float = 0.01
     guard: float = 0.2
     hold_guard: float = 0.1     # re-verify re-tunes a cell read off by more than tolerance·(1 − hold_guard)
-    relax_compensation: float = 1.0   # share of the measured post-convergence relaxation later passes pre-compensate
+    relax_compensation: float = 1.0   # share of the cells' measured move after converging that later passes compensate
     consecutive: int = 2
     v_set_start: float = 1.1
     v_reset_start: float = 1.1
@@ -438,7 +444,7 @@ class _Run:
         # the verify band with the relaxation compensation (learn_relaxation): its half-width as
         # the script's guard, its centre in the readings the script aims at
         cell_cfg = replace(cfg, initial_reset=reset, line_resistance=0.0, access_resistance=0.0,
-                           guard=1 - self.half / cfg.tolerance)
+                           guard=cfg.guard if self.shift == 0 else 1 - self.half / cfg.tolerance)
         v_read = cfg.v_read or xb.v_read
         script_tgt = self.tgt
         if self.corr is not None:

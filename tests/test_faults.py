@@ -5,6 +5,7 @@ sequence, a bench closed between two operations), never by timing."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 
 import pytest
@@ -354,3 +355,25 @@ def test_case4_two_processes_on_one_run_folder(tmp_path, stop_after, capsys):
     assert (out / "data.csv").read_bytes() == before
     assert _resume(out) == 0
     _each_cell_once(out)
+
+
+@pytest.mark.parametrize("who, switch, message", [
+    ("pulser", "enable", "output is off after it was enabled"),
+    ("drive", "disable", "output still on before the generator's pulse"),
+])
+def test_generator_pulse_confirms_every_output_change(bench, tmp_path, monkeypatch, who, switch, message):
+    """A write through the 33512B hands the lines from the SMUs to the generator and back, each
+    change confirmed by a query: an output that ignores its command (the generator not coming
+    on; the drive not going off before the pulse) stops the write with the instrument named and
+    no pulse given, and the bench is left safe."""
+    xb = HardwareCrossbar(load_station(bench.write_station(tmp_path / "st.toml", variant="k2600-707b",
+                                                           timeout_ms=30000)))
+    ch = xb.pulser if who == "pulser" else xb.ch["drive"]
+    ignored = []
+    monkeypatch.setattr(ch, switch, lambda: ignored.append(ch.name), raising=False)
+    with pytest.raises(InstrumentError, match=re.escape(f"{ch.name}: {message}")):
+        xb.pulse(0, 1, 1.2, 1e-6)
+    monkeypatch.undo()
+    assert ignored and bench.bench.pulses == 0, "no pulse reached the array"
+    xb.close()
+    assert_safe(bench)

@@ -325,3 +325,51 @@ def test_no_compensation_where_cells_do_not_move():
 def test_relax_compensation_is_a_share(bad):
     with pytest.raises(ValueError, match="relax_compensation"):
         TunerConfig(relax_compensation=bad)
+
+
+class _RelaxingInstrument(_Relaxing):
+    """:class:`_Relaxing` with an on-instrument loop that lands every cell at the lower edge of
+    the band it is given (the worst a converging loop may do), recording each call's settings."""
+
+    def __init__(self, inner, **kw):
+        super().__init__(inner, **kw)
+        self.calls = []
+
+    def tune_on_instrument(self, cells, targets, config, readings=None):
+        self.calls.append((config, list(targets), list(readings)))
+        g = self.inner.true_conductance[0].copy()
+        out = []
+        for (r, c), aim in zip(cells, readings):
+            g[r, c] = aim * (1 - config.tolerance * (1 - config.guard))
+            self.fresh[r, c] = True
+            out.append({"trace": [(1.0, g[r, c])], "status": "converged", "pulses": 1, "reads": 1,
+                        "final": g[r, c]})
+        self.inner.set_conductances(g)
+        return out
+
+    def read_on_instrument(self, cells, v_read=None, repeats=1):
+        if len(cells) == self.shape[0] * self.shape[1]:          # a read-back of every cell
+            g = self.inner.true_conductance[0]
+            self.inner.set_conductances(g * np.where(self.fresh, 1 - self.young, 1 - self.old))
+            self.fresh[:] = False
+        g = self.inner.true_conductance[0]
+        return np.array([g[r, c] for r, c in cells])
+
+
+@pytest.mark.parametrize("compensation", [1.0, 0.0])
+def test_on_instrument_passes_get_the_compensated_band(compensation):
+    """The on-instrument loop gets the compensation as its settings: later calls carry the
+    narrowed band as their guard and aim above the targets; cells landing at the band's lower
+    edge then hold (2 passes), where without it they relax out at every read-back."""
+    targets = random_targets((3, 3), 6, (150e-6, 450e-6))
+    xb = _RelaxingInstrument(SimulatedCrossbar(3, 3, preset="ideal", seed=2, r_line=0.0), young=0.003, old=0.0)
+    res = tune(xb, targets, TunerConfig(initial_reset=False, relax_compensation=compensation), on_instrument=True)
+    first, later = xb.calls[0], xb.calls[-1]
+    assert first[0].guard == TunerConfig().guard and first[2] == first[1], "pass 1: the plain band, the targets"
+    if compensation:
+        assert res.passes_run == 2 and np.all(np.abs(res.rel_error) <= TunerConfig().hold_band)
+        assert later[0].guard == pytest.approx(1 - (0.008 - 0.003 / 2) / 0.01, rel=1e-6)
+        np.testing.assert_allclose(later[2], np.array(later[1]) * (1 + 0.003 / 2), rtol=1e-6)
+    else:
+        assert res.passes_run == TunerConfig().passes and later[0].guard == TunerConfig().guard
+        assert np.all(np.abs(res.rel_error) > TunerConfig().hold_band)
