@@ -97,6 +97,13 @@ def frozen_heap():
         gc.unfreeze()
 
 
+#: per-query VISA timeout of the station files a mock bench writes, ms.  The emulators answer in
+#: emulated instrument time, but their replies still wait for the host's scheduler: on a loaded
+#: machine (a CI runner, a laptop running a study) a 2 s timeout was seen to expire on a healthy
+#: bench.  A timeout only costs time when an instrument stops answering (the fault tests set their
+#: own, shorter one); a real station file sets its own (instruments/station.py: 2000 ms by default).
+MOCK_TIMEOUT_MS = 20000
+
 VARIANTS = ("k2600-707b", "k2600-707b-smu", "k2600-b2200", "b2900-board")
 #: largest crossbar the mock bench serves (the switch board; the 707B and B2200 hold fewer lines)
 MAX_LINES = 64
@@ -229,8 +236,9 @@ class MockBench:
 
     # ----------------------------------------------------------------------------- station
     def station_toml(self, variant: str = "k2600-707b", write_scheme: str = "v/2", v_max: float | None = None,
-                     i_compliance: float = 1e-2, timeout_ms: int = 2000) -> str:
-        """A station file pointing at this bench's instruments.  ``v_max`` (V): the largest pulse
+                     i_compliance: float = 1e-2, timeout_ms: int = MOCK_TIMEOUT_MS) -> str:
+        """A station file pointing at this bench's instruments.  ``timeout_ms``: per query (default
+        :data:`MOCK_TIMEOUT_MS`).  ``v_max`` (V): the largest pulse
         the station allows; default 2.5 V, or for a pristine chip the emulated bench's own limit (3 V
         by default), since forming needs pulses up to ~2.9 V (forming voltage ≈2.2 V ± 7 %, the
         preset's; ``xbar form``'s default ramp stops at 2.9 V), as a real station is raised for forming."""
