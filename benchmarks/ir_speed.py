@@ -22,37 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-import programming.tuner as tuner_module
 from mock_hw.presets import TIO2_3IT_R_LINE
 from mock_hw.sim_chip import SimulatedCrossbar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tune_floor import make_run, run_tuner  # noqa: E402
-
-
-def timed_tune(size: int, seed: int, r_line: float, steps: int | None) -> tuple[float, float, int]:
-    """(CPU s per step from the first step, CPU s of the whole call, steps) of the first ``steps``
-    steps (None: all) of a ``size``×``size`` tune on lines of ``r_line`` Ω per segment."""
-    count = {"steps": 0, "t0": None}
-    step = tuner_module._step
-
-    def counted(*args):
-        if count["t0"] is None:
-            count["t0"] = time.process_time()
-        count["steps"] += 1
-        return step(*args)
-
-    xb, targets = make_run(size, size, 1, seed, r_line)
-    tuner_module._step = counted
-    try:
-        t0 = time.process_time()
-        run_tuner(xb, targets, r_line, steps)
-        t1 = time.process_time()
-    finally:
-        tuner_module._step = step
-    return (t1 - count["t0"]) / max(count["steps"], 1), t1 - t0, count["steps"]
+from tune_floor import timed_tune  # noqa: E402
 
 
 def timed_read(size: int, seed: int, r_line: float) -> float:
@@ -77,8 +51,8 @@ def main() -> None:
     for size in args.sizes:
         ideal, lines = [], []
         for _ in range(args.repeat):
-            ideal.append(timed_tune(size, args.seed, 0.0, args.steps or None))
-            lines.append(timed_tune(size, args.seed, TIO2_3IT_R_LINE, args.steps or None))
+            ideal.append(timed_tune(size, size, 1, args.seed, 0.0, args.steps or None))
+            lines.append(timed_tune(size, size, 1, args.seed, TIO2_3IT_R_LINE, args.steps or None))
         i_step, l_step = min(t[0] for t in ideal), min(t[0] for t in lines)
         i_all, l_all = min(t[1] for t in ideal), min(t[1] for t in lines)
         steps = lines[0][2]

@@ -108,6 +108,31 @@ def run_tuner(xb, targets, r_line: float = 0.0, max_steps: int | None = None) ->
         pass
 
 
+def timed_tune(rows: int, cols: int, chips: int, seed: int, r_line: float = 0.0,
+               max_steps: int | None = None) -> tuple[float, float, int]:
+    """(CPU s per tuner step timed from the first step, CPU s of the whole call, steps) of one tune
+    (its first ``max_steps`` steps if given); the per-step figure leaves out the one-time set-up
+    (target checks, the read correction's first fit)."""
+    count = {"steps": 0, "t0": None}
+    step = tuner_module._step
+
+    def counted(*args):
+        if count["t0"] is None:
+            count["t0"] = time.process_time()
+        count["steps"] += 1
+        return step(*args)
+
+    xb, targets = make_run(rows, cols, chips, seed, r_line)
+    tuner_module._step = counted
+    try:
+        t0 = time.process_time()
+        run_tuner(xb, targets, r_line, max_steps)
+        t1 = time.process_time()
+    finally:
+        tuner_module._step = step
+    return (t1 - count["t0"]) / max(count["steps"], 1), t1 - t0, count["steps"]
+
+
 def record_workload(rows: int, cols: int, chips: int, seed: int, r_line: float = 0.0,
                     max_steps: int | None = None) -> Workload:
     """Run the tuner once (untimed) and keep every step's reads and pulses (the first

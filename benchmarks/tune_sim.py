@@ -25,40 +25,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-import programming.tuner as tuner_module
 from mock_hw.presets import TIO2_3IT_R_LINE
 from mock_hw.sim_chip import SimulatedCrossbar
 from programming.tuner import CONVERGED, STUCK, TunerConfig, tune
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tune_floor import floor_step_s, make_run, record_workload, run_tuner  # noqa: E402
+from tune_floor import floor_step_s, record_workload, timed_tune  # noqa: E402
 
 
 def tuner_step(rows, cols, chips, seed, r_line=0.0, max_steps=None) -> tuple[float, int]:
     """(CPU s per tuner step, steps) of one tune (its first ``max_steps`` steps if given), timed
     from its first step (not the one-time set-up: target checks, the read correction's first fit)."""
-    count = {"steps": 0, "t0": None}
-    step = tuner_module._step
-
-    def counted(*args):
-        if count["t0"] is None:
-            count["t0"] = time.process_time()
-        count["steps"] += 1
-        return step(*args)
-
-    xb, targets = make_run(rows, cols, chips, seed, r_line)
-    tuner_module._step = counted
-    try:
-        run_tuner(xb, targets, r_line, max_steps)
-        cpu = time.process_time() - count["t0"]
-    finally:
-        tuner_module._step = step
-    return cpu / count["steps"], count["steps"]
+    per_step, _, steps = timed_tune(rows, cols, chips, seed, r_line, max_steps)
+    return per_step, steps
 
 
 #: (rows, cols, chips, line resistance Ω, steps timed or None for the whole tune): the 3x target's

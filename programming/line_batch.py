@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from .blas import blas_one_thread
-from .line_model import LineNetwork
+from .line_model import LineNetwork, init_lines
 
 #: largest contraction bound of the linear network (devices at their small-signal conductance)
 #: for which :func:`line_network` relaxes instead of factorizing; 8×8 at 0.67 Ω and 600 µS per
@@ -125,17 +125,7 @@ class BatchLines(LineNetwork):
     """
 
     def __init__(self, g, r_line: float, r_access: float = 0.0):  # noqa: D107 - no factorization
-        g = np.asarray(g, dtype=float)
-        if g.ndim != 3:
-            raise ValueError(f"g must have shape (B, R, C), got {g.shape}")
-        if not r_line > 0:
-            raise ValueError(f"a line network needs r_line > 0 Ω, got {r_line}")
-        if not r_access >= 0:
-            raise ValueError(f"r_access must be >= 0 Ω, got {r_access}")
-        self.shape = g.shape
-        self.r_line, self.r_access = float(r_line), float(r_access)
-        self.g_seg = 1.0 / self.r_line
-        self.g_term = 1.0 / (self.r_line + self.r_access)
+        g = init_lines(self, g, r_line, r_access)
         self.driven = (np.ones(g.shape[1], bool), np.ones(g.shape[2], bool))
         self.factorizations = 0
         self.update(g)

@@ -28,6 +28,23 @@ from .blas import blas_one_thread
 ANDERSON_DEPTH = 2
 
 
+def init_lines(net, g, r_line: float, r_access: float) -> np.ndarray:
+    """Check a line network's arguments and set what every kind of network keeps (``shape``,
+    ``r_line``, ``r_access`` in Ω; ``g_seg``, ``g_term`` in S); returns ``g`` (B, R, C) as floats, S."""
+    g = np.asarray(g, dtype=float)
+    if g.ndim != 3:
+        raise ValueError(f"g must have shape (B, R, C), got {g.shape}")
+    if not r_line > 0:
+        raise ValueError(f"a line network needs r_line > 0 Ω, got {r_line}")
+    if not r_access >= 0:
+        raise ValueError(f"r_access must be >= 0 Ω, got {r_access}")
+    net.shape = g.shape
+    net.r_line, net.r_access = float(r_line), float(r_access)
+    net.g_seg = 1.0 / net.r_line
+    net.g_term = 1.0 / (net.r_line + net.r_access)
+    return g
+
+
 class LineNetwork:
     """Factorized conductance matrices of ``B`` crossbars with every terminal driven.
 
@@ -43,17 +60,7 @@ class LineNetwork:
     """
 
     def __init__(self, g, r_line: float, r_access: float = 0.0, row_driven=None, col_driven=None):
-        g = np.asarray(g, dtype=float)
-        if g.ndim != 3:
-            raise ValueError(f"g must have shape (B, R, C), got {g.shape}")
-        if not r_line > 0:
-            raise ValueError(f"a line network needs r_line > 0 Ω, got {r_line}")
-        if not r_access >= 0:
-            raise ValueError(f"r_access must be >= 0 Ω, got {r_access}")
-        self.shape = g.shape
-        self.r_line, self.r_access = float(r_line), float(r_access)
-        self.g_seg = 1.0 / self.r_line
-        self.g_term = 1.0 / (self.r_line + self.r_access)
+        g = init_lines(self, g, r_line, r_access)
         B, R, C = g.shape
         M = R * C
         ir = np.arange(M).reshape(R, C)
