@@ -350,6 +350,18 @@ def switch_at(g_flat, flat, v, width, pop: DevicePopulation, p: DeviceParams, rn
     return np.concatenate([formed, idx]) if formed.size else idx
 
 
+def _window_term(x, span, power, k):
+    """``k·clip(x/span, 0, 1)^power`` computed in place in ``x`` (a fresh array) and returned: one
+    polarity's step of :func:`switching_step`'s window law, the same operations in the same order."""
+    x /= span
+    np.maximum(x, 0.0, out=x)
+    np.minimum(x, 1.0, out=x)
+    if power != 1:                                          # x^1 is x
+        x **= power
+    x *= k
+    return x
+
+
 def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng) -> np.ndarray:
     """In place: the devices ``idx[ends[k]:ends[k + 1]]`` (unique within a set, every one beyond a
     threshold) take their pulses of width-equivalent voltage ``v_eq`` (V, :func:`equivalent_voltage`),
@@ -409,29 +421,10 @@ def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng) ->
         # up = ku·clip((g_hi − gi)/span, 0, 1)^p_set, down likewise, dg = (up − down)·r·x(·f),
         # g_new = clip(gi + dg): the same operations in place (x^1 is x)
         if signed:
-            up = bound[e] - gi
-            up /= sspan[e]
-            np.maximum(up, 0.0, out=up)
-            np.minimum(up, 1.0, out=up)
-            if p.p_set != 1:
-                up **= p.p_set
-            up *= ks[e]
+            up = _window_term(bound[e] - gi, sspan[e], p.p_set, ks[e])
         else:
-            up = g_hi - gi
-            up /= span
-            np.maximum(up, 0.0, out=up)
-            np.minimum(up, 1.0, out=up)
-            if p.p_set != 1:
-                up **= p.p_set
-            up *= k_up[e]
-            down = gi - g_lo
-            down /= span
-            np.maximum(down, 0.0, out=down)
-            np.minimum(down, 1.0, out=down)
-            if p.p_reset != 1:
-                down **= p.p_reset
-            down *= k_down[e]
-            up -= down
+            up = _window_term(g_hi - gi, span, p.p_set, k_up[e])
+            up -= _window_term(gi - g_lo, span, p.p_reset, k_down[e])
         up *= r
         up *= x
         if relax is not None:
