@@ -160,13 +160,13 @@ class _Slots:
               ("reads", 0), ("energy", 0.0), ("time", 0.0), ("g_lo", np.inf), ("g_hi", -np.inf),
               ("last", np.nan))
 
-    def __init__(self, n_chips: int, n_slots: int, cfg: TunerConfig):
+    def __init__(self, n_chips: int, n_slots: int, cfg: TunerConfig, half: float):
         shape = (n_chips, n_slots)
         self.width0 = cfg.width
         self.rows = np.zeros(shape, np.intp)
         self.cols = np.zeros(shape, np.intp)
         self.target = np.full(shape, np.nan)
-        self.half = np.full(shape, cfg.verify_band)     # the verify band's relative half-width
+        self.half = half    # the verify band's relative half-width (one for every cell of a pass)
         self.done = np.ones(shape, bool)
         self.finished = np.zeros(shape, bool)
         self.pending_reset = np.zeros(shape, bool)
@@ -179,13 +179,12 @@ class _Slots:
         self.g_lo, self.g_hi = np.full(shape, np.inf), np.full(shape, -np.inf)
         self.last = np.full(shape, np.nan)  # last reading, S
 
-    def load(self, chip, slot, rows, cols, target, half) -> None:
+    def load(self, chip, slot, rows, cols, target) -> None:
         """Start tuning cell (rows, cols) of ``chip`` in ``slot`` toward ``target`` (S), accepting
         readings within ``target·(1 ± half)``."""
         self.rows[chip, slot] = rows
         self.cols[chip, slot] = cols
         self.target[chip, slot] = target
-        self.half[chip, slot] = half
         self.done[chip, slot] = False
         self.width[chip, slot] = self.width0
         for name, value in self._RESET:
@@ -394,7 +393,7 @@ class _Run:
         """Tune every cell in ``todo`` once; accumulates into the records and statuses."""
         xb, cfg = self.xb, self.cfg
         sched = SlotScheduler(xb.shape, todo, self.rank, self.parallel)
-        n = _Slots(xb.n_chips, sched.parallel, cfg)
+        n = _Slots(xb.n_chips, sched.parallel, cfg, self.half)
         remaining = todo.copy()
         while True:
             if self.should_stop is not None and self.should_stop():
@@ -403,7 +402,7 @@ class _Run:
             if sched.has_work() and n.done.any():
                 chip, slot, r, c = sched.assign(n.done)
                 if chip.size:
-                    n.load(chip, slot, r, c, self.tgt[chip, r, c] * (1 + self.shift / 2), self.half)
+                    n.load(chip, slot, r, c, self.tgt[chip, r, c] * (1 + self.shift / 2))
                     n.pending_reset[chip, slot] = reset
             if n.done.all():
                 if not sched.has_work():
