@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from .line_batch import kept_network
-from .line_model import LineNetwork
+from .line_model import Anderson, LineNetwork
 
 #: chips modelled at once (bounds the memory of a batch's model: 1024 chips of 8×8, ~30 MB)
 MODEL_CHIPS = 1024
@@ -166,8 +166,7 @@ class ReadCorrection:
         self.est = keep(np.clip(np.where(np.isfinite(first), first, np.nanmean(m)), 1e-9, None))
         B = m.shape[0]
         y = np.log(self.est).reshape(B, -1)
-        dG, dF = [], []
-        g_prev = f_prev = None
+        mix = Anderson(FIT_ANDERSON_DEPTH)
         self.fit_steps = 0
         for _ in range(iterations):
             self.refresh()
@@ -177,20 +176,7 @@ class ReadCorrection:
             if np.max(np.abs(f), initial=0.0) <= tol:
                 y = gy
                 break
-            if g_prev is not None:
-                dG.append(gy - g_prev)
-                dF.append(f - f_prev)
-                del dG[:-FIT_ANDERSON_DEPTH], dF[:-FIT_ANDERSON_DEPTH]
-            g_prev, f_prev = gy, f
-            if dF:
-                Fm, Gm = np.stack(dF, axis=1), np.stack(dG, axis=1)            # (B, k, N)
-                M = np.einsum("bkn,bln->bkl", Fm, Fm)
-                M += np.eye(len(dF)) * (1e-12 * np.trace(M, axis1=1, axis2=2)[:, None, None] + 1e-300)
-                gamma = np.linalg.solve(M, np.einsum("bkn,bn->bk", Fm, f)[..., None])[..., 0]
-                y_new = gy - np.einsum("bk,bkn->bn", gamma, Gm)
-                y = y_new if np.all(np.isfinite(y_new)) else gy
-            else:
-                y = gy
+            y = mix.step(gy, f)
             self.est = keep(np.exp(y).reshape(m.shape))
         self.est = keep(np.exp(y).reshape(m.shape))
         self.refresh()

@@ -28,6 +28,37 @@ from .blas import blas_one_thread
 ANDERSON_DEPTH = 2
 
 
+class Anderson:
+    """Anderson mixing of a fixed-point iteration ``x ← G(x)`` (depth ``depth``), each of ``S``
+    independent problems (rows) with its own mixing coefficients: the next iterate is the
+    combination of the last ``depth + 1`` values of ``G`` whose residuals ``G(x) − x`` cancel best
+    (a regularised least-squares fit per row); a non-finite mix falls back to the plain step."""
+
+    def __init__(self, depth: int):
+        self.depth = depth
+        self._dG: list[np.ndarray] = []
+        self._dF: list[np.ndarray] = []
+        self._prev = None
+
+    def step(self, gx, f) -> np.ndarray:
+        """The next iterate (S, N) from the map's value ``gx`` (S, N) at the present iterate and
+        its residual ``f = gx − x`` (S, N)."""
+        if self._prev is not None:
+            g_prev, f_prev = self._prev
+            self._dG.append(gx - g_prev)
+            self._dF.append(f - f_prev)
+            del self._dG[:-self.depth], self._dF[:-self.depth]
+        self._prev = (gx, f)
+        if not self._dF:
+            return gx
+        Fm, Gm = np.stack(self._dF, axis=1), np.stack(self._dG, axis=1)          # (S, m, N)
+        M = np.einsum("smn,stn->smt", Fm, Fm)
+        M += np.eye(len(self._dF)) * (1e-12 * np.trace(M, axis1=1, axis2=2)[:, None, None] + 1e-300)
+        gamma = np.linalg.solve(M, np.einsum("smn,sn->sm", Fm, f)[..., None])[..., 0]
+        x = gx - np.einsum("sm,smn->sn", gamma, Gm)
+        return x if np.all(np.isfinite(x)) else gx
+
+
 def init_lines(net, g, r_line: float, r_access: float) -> np.ndarray:
     """Check a line network's arguments and set what every kind of network keeps (``shape``,
     ``r_line``, ``r_access`` in Ω; ``g_seg``, ``g_term`` in S); returns ``g`` (B, R, C) as floats, S."""
@@ -203,8 +234,7 @@ class LineNetwork:
         # operating point (chip, right-hand side) with its own mixing coefficients
         shape = x.shape
         S = shape[0] * shape[1]
-        dG, dF = [], []
-        g_prev = f_prev = None
+        mix = Anderson(ANDERSON_DEPTH)
         rho = err_first = 1.0
         for it in range(2, max_iter + 2):
             gx = fix(self.solve(rhs_of(cells(x))))
@@ -220,22 +250,7 @@ class LineNetwork:
             # known, and for a slow contraction, the step itself must be below the tolerance
             if err <= tol * v_scale or (rho < 0.5 and err * rho / (1.0 - rho) <= tol * v_scale):
                 return gx, it
-            gf, ff = gx.reshape(S, -1), f.reshape(S, -1)
-            if g_prev is not None:
-                dG.append(gf - g_prev)
-                dF.append(ff - f_prev)
-                del dG[:-ANDERSON_DEPTH], dF[:-ANDERSON_DEPTH]
-            g_prev, f_prev = gf, ff
-            if not dF:
-                x = gx
-                continue
-            Fm, Gm = np.stack(dF, axis=1), np.stack(dG, axis=1)          # (S, m, N)
-            M = np.einsum("smn,stn->smt", Fm, Fm)
-            M += np.eye(len(dF)) * (1e-12 * np.trace(M, axis1=1, axis2=2)[:, None, None] + 1e-300)
-            gamma = np.linalg.solve(M, np.einsum("smn,sn->sm", Fm, ff)[..., None])[..., 0]
-            x = (gf - np.einsum("sm,smn->sn", gamma, Gm)).reshape(shape)
-            if not np.all(np.isfinite(x)):
-                x = gx
+            x = mix.step(gx.reshape(S, -1), f.reshape(S, -1)).reshape(shape)
         raise RuntimeError(f"line solve did not converge in {max_iter} chord iterations (last step {err:.3e} V)")
 
     def line_newton(self, x, g, beta: float, v_ref: float, row_v, col_v, rows, cols, copy: bool = True) -> np.ndarray:
