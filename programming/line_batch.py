@@ -213,25 +213,24 @@ class BatchLines(LineNetwork):
         return x.reshape(B, K, 2 * R * C), steps
 
     def _transfer(self):
-        """The drop and rise matrices (R·C, R·C), Ω: ``i_flat @ W_row`` is L_r⁻¹ i and
-        ``i_flat @ W_col`` is L_c⁻¹ i for currents ``i`` (n, R, C) flattened row-major; their sum
-        relaxes every node at once as one matrix product (BLAS)."""
+        """The drop and rise matrices (R·C, R·C), Ω, and their sum: ``i_flat @ W_row`` is L_r⁻¹ i
+        and ``i_flat @ W_col`` is L_c⁻¹ i for currents ``i`` (n, R, C) flattened row-major; the sum
+        relaxes every node at once as one matrix product (BLAS).  Computed once per network."""
         cached = getattr(self, "_w", None)
         if cached is None:
             _, R, C = self.shape
             r, r_t = self.r_line, self.r_line + self.r_access
             # unit currents at each node: the drop/rise they cause everywhere
             eye = np.eye(R * C).reshape(R * C, R, C)
-            cached = self._w = tuple(m.reshape(R * C, R * C) for m in (_row_t(eye, r_t, r), _col_t(eye, r_t, r)))
-            self._w_sum = cached[0] + cached[1]
+            w_row, w_col = (m.reshape(R * C, R * C) for m in (_row_t(eye, r_t, r), _col_t(eye, r_t, r)))
+            cached = self._w = (w_row, w_col, w_row + w_col)
         return cached
 
     def _relax_chunk(self, g_lin, g_cub, base_r, base_c, rho, atol, max_iter, out) -> int:
         """One chunk of :meth:`_relax`, written into ``out`` (P, K, 2, R, C); the points that have
         converged leave the working set (their answers are final)."""
         P, K, R, C = base_r.shape
-        w_row, w_col = self._transfer()
-        w = self._w_sum
+        w_row, w_col, w = self._transfer()
         v0 = (base_r - base_c).reshape(P * K, R * C)
         gl = np.repeat(g_lin.reshape(P, R * C), K, axis=0)
         gc = None if g_cub is None else np.repeat(g_cub.reshape(P, R * C), K, axis=0)
