@@ -13,7 +13,7 @@ terminal carry no current; they are pinned at 0 V so the equations stay non-sing
 
 Fast path (:class:`LineSolver`): with resistive lines and every terminal driven (grounded reads,
 V/2 and V/3 writes, matrix-vector products) the linear part of the network is the same for every
-operation on the same conductances, whatever the terminal voltages.  Its sparse LU factorization
+operation on the same conductances, whatever the terminal voltages.  Its factorization
 (:class:`programming.line_model.LineNetwork`) is kept and reused — refactored only for the chips
 whose conductances changed — and the device nonlinearity is solved by a chord iteration on it,
 many terminal-voltage sets (reads of different rows, lanes of a pulse call, input vectors) at once

@@ -330,3 +330,43 @@ def test_focus_lines_need_every_terminal_driven():
     net = LineNetwork(g, 1.0, row_driven=[True, False, True])
     with pytest.raises(ValueError, match="every terminal driven"):
         net.solve_cubic(g, BETA, VREF, np.zeros((1, 1, 3)), np.zeros((1, 1, 3)), focus=(np.zeros((1, 1), int),) * 2)
+
+
+@pytest.mark.parametrize("R,C,r_access", [(5, 7, 0.0), (7, 5, 10.0), (1, 6, 4.0), (6, 1, 0.0)])
+def test_block_factorization_equals_the_sparse_lu(R, C, r_access, monkeypatch):
+    """The line network's block factorization (row lines in closed form, column nodes by block
+    elimination) gives the sparse LU's node voltages, with every terminal driven and with floating
+    ones; above BLOCK_MAX the network keeps the sparse LU."""
+    import programming.line_model as line_model
+    rng = np.random.default_rng(17)
+    B, K = 2, 3
+    g = rand_g(rng, (B, R, C))
+    rhs = rng.standard_normal((B, K, 2 * R * C)) * 1e-3
+    masks = [(None, None), (np.arange(R) == R // 2, np.arange(C) == C - 1)]
+    for rd, cd in masks:
+        block = line_model.LineNetwork(g, 0.8, r_access, rd, cd)
+        with monkeypatch.context() as m:
+            m.setattr(line_model, "BLOCK_MAX", B * R * C * C - 1)
+            sparse = line_model.LineNetwork(g, 0.8, r_access, rd, cd)
+        assert block._blocks is not None and sparse._blocks is None
+        want = sparse.solve(rhs)
+        np.testing.assert_allclose(block.solve(rhs), want, rtol=0, atol=1e-9 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("r_access", [0.0, 4.0, 10.0])
+def test_line_solver_on_64x64_equals_the_newton_reference(r_access):
+    """A V/2 pulse (2 V, with its lines in focus) and a grounded read on a 64×64 chip with the
+    default 0.67 Ω lines and β = 0.3: the full Newton solve's currents and cell voltages."""
+    rng = np.random.default_rng(18)
+    R = C = 64
+    g = rand_g(rng, (1, R, C))
+    row_v, col_v = np.full((1, 2, R), 1.0), np.full((1, 2, C), 1.0)
+    row_v[0, 0, 40], col_v[0, 0, 9] = 2.0, 0.0          # pulse on cell (40, 9)
+    row_v[0, 1], col_v[0, 1] = 0.0, 0.0
+    row_v[0, 1, 5] = 0.2                                 # grounded read of row 5
+    focus = (np.array([[40, 5]]), np.array([[9, -1]]))
+    fast = nodal.LineSolver(0.67, BETA, VREF, r_access=r_access).solve(g, row_v, col_v, focus=focus)
+    for k in range(2):
+        ref = solve_network(g, row_v[:, k], col_v[:, k], BETA, VREF, r_line=0.67, newton=True, r_access=r_access)
+        for got, want in ((fast.col_current[:, k], ref.col_current), (fast.v_cell[:, k], ref.v_cell)):
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
