@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg.lapack import dgetrf as getrf
+from scipy.linalg.lapack import dgetri as getri
 from scipy.linalg.lapack import dgtsv as gtsv
 from scipy.sparse.linalg import splu
 
@@ -67,6 +69,25 @@ def _tridiagonal_inverse(d, off: float) -> np.ndarray:
     return inv
 
 
+def _inverse(D) -> np.ndarray:
+    """Inverses of the matrices ``D`` (b, n, n): LAPACK's LU inverse called directly for a few
+    (numpy's batched inverse costs more per call than a 32×32 inverse itself), batched for many.
+    Raises RuntimeError for a singular one."""
+    if D.shape[0] > 4:
+        try:
+            return np.linalg.inv(D)
+        except np.linalg.LinAlgError as e:
+            raise RuntimeError(f"line network: singular conductance matrix ({e})") from e
+    out = np.empty_like(D)
+    for k in range(D.shape[0]):
+        lu, piv, info = getrf(D[k])
+        if info == 0:
+            out[k], info = getri(lu, piv)
+        if info != 0:
+            raise RuntimeError(f"line network: singular conductance matrix (LAPACK info {info})")
+    return out
+
+
 def block_factor(g, g_seg: float, g_term: float, row_driven, col_driven):
     """Block factorization of the network of conductances ``g`` (B, R, C), S, with line segments
     of ``g_seg`` and terminal paths of ``g_term`` (S) on the driven rows / columns (``(R,)`` /
@@ -101,38 +122,52 @@ def block_factor(g, g_seg: float, g_term: float, row_driven, col_driven):
     o2 = g_seg * g_seg
     for i in range(R):
         D = S[:, i] if i == 0 else S[:, i] - o2 * dinv[:, i - 1]
-        try:
-            dinv[:, i] = np.linalg.inv(D)
-        except np.linalg.LinAlgError as e:
-            raise RuntimeError(f"line network: singular conductance matrix ({e})") from e
+        dinv[:, i] = _inverse(D)
     if not (np.all(np.isfinite(dinv)) and np.all(np.isfinite(tinv))):
         raise RuntimeError("line network: singular conductance matrix (a part with no driven terminal)")
     return tinv, dinv
 
 
-def block_solve(g, tinv, dinv, g_seg: float, rhs) -> np.ndarray:
+def block_solve(g, tinv, dinv, g_seg: float, rhs, cell=None) -> np.ndarray:
     """Node voltages (B, K, N), V, of the network factorized by :func:`block_factor` (``g``
     (B, R, C), S; ``tinv``, ``dinv``) for node current injections ``rhs`` (B, K, N), A: the row
     lines' injections moved onto the column nodes through ``T⁻¹``, the block-tridiagonal system
     of the column nodes swept forward and back over the rows of crosspoints, then each row line
-    from its column nodes — every right-hand side at once (small dense products)."""
+    from its column nodes — every right-hand side at once (small dense products).
+
+    ``cell``: optional (B, K, R·C) currents, A, each injected into a cell's row node and drawn
+    from its column node (less the devices' current beyond the linear part, in a chord
+    iteration), with ``rhs`` then zero away from the terminals' nodes
+    (:meth:`LineNetwork.injection`): the right-hand side is ``rhs`` plus those currents, without
+    forming it."""
     B, R, C = g.shape
     K = rhs.shape[1]
     b = np.asarray(rhs, float).reshape(B, K, 2, R, C)
-    tb = np.matmul(b[:, :, 0].transpose(0, 2, 1, 3), tinv)           # (B, R, K, C): T_i⁻¹ b_row
-    y = g[:, :, None, :] * tb
-    y += b[:, :, 1].transpose(0, 2, 1, 3)                              # the column nodes' right-hand side
-    for i in range(1, R):                                              # forward: y_i += g_seg D_{i−1}⁻¹ y_{i−1}
-        y[:, i] += g_seg * np.matmul(y[:, i - 1], dinv[:, i - 1])
-    c = y                                                              # back, in place: c_i = D_i⁻¹(y_i + g_seg c_{i+1})
-    c[:, R - 1] = np.matmul(y[:, R - 1], dinv[:, R - 1])
-    for i in range(R - 2, -1, -1):
-        c[:, i] = np.matmul(y[:, i] + g_seg * c[:, i + 1], dinv[:, i])
     out = np.empty((B, K, 2, R, C))
-    out[:, :, 1] = c.transpose(0, 2, 1, 3)
-    c *= g[:, :, None, :]
-    tb += np.matmul(c, tinv)                                           # row nodes: T_i⁻¹ (b_row + G_i c_i)
-    out[:, :, 0] = tb.transpose(0, 2, 1, 3)
+    x_r, x_c = out[:, :, 0], out[:, :, 1]               # row and column nodes (B, K, R, C)
+    t_r = x_r.transpose(0, 2, 1, 3)                     # the same, per row line i: (B, R, K, C)
+    gk = g[:, None]
+    if cell is None:
+        np.matmul(b[:, :, 0].transpose(0, 2, 1, 3), tinv, out=t_r)      # T_i⁻¹ b_row
+        np.multiply(x_r, gk, out=x_c)
+        x_c += b[:, :, 1]                                               # the column nodes' right-hand side
+    else:
+        e = cell.reshape(B, K, R, C)
+        np.copyto(x_c, e)                               # scratch: the row nodes' injections
+        x_c[:, :, :, 0] += b[:, :, 0, :, 0]             # row terminals: each row line's node 0 only
+        np.matmul(x_c.transpose(0, 2, 1, 3), tinv, out=t_r)
+        np.multiply(x_r, gk, out=x_c)
+        x_c -= e
+        x_c[:, :, R - 1] += b[:, :, 1, R - 1]                           # column terminals: row R−1's nodes only
+    for i in range(1, R):                                               # forward: y_i += g_seg D_{i−1}⁻¹ y_{i−1}
+        x_c[:, :, i] += g_seg * np.matmul(x_c[:, :, i - 1], dinv[:, i - 1])
+    x_c[:, :, R - 1] = np.matmul(x_c[:, :, R - 1], dinv[:, R - 1])      # back: c_i = D_i⁻¹(y_i + g_seg c_{i+1})
+    for i in range(R - 2, -1, -1):
+        y = x_c[:, :, i + 1] * g_seg
+        y += x_c[:, :, i]
+        np.matmul(y, dinv[:, i], out=x_c[:, :, i])
+    gc = x_c * gk                                                       # row nodes: T_i⁻¹ (b_row + G_i c_i)
+    t_r += np.matmul(gc.transpose(0, 2, 1, 3), tinv)
     return out.reshape(B, K, 2 * R * C)
 
 
@@ -314,17 +349,21 @@ class LineNetwork:
         B, R, C = self.shape
         n_c = R * C
         gc = np.asarray(g, float).reshape(B, 1, n_c) * c
+        neg_gc = -gc
         t = self._t
 
-        def rhs_of(v):      # b − n: the injections less the devices' current beyond the linear part, A
+        def chord(v):       # A⁻¹ (b − n): node voltages for the devices' current beyond the linear part at v
             e = v * v       # v: (B, K, R·C) cell voltages
             e *= v
+            if self._blocks is not None:        # b is zero away from the terminals' nodes
+                e *= neg_gc
+                return block_solve(self._g, *self._blocks, self.g_seg, b, cell=e)
             e *= gc
             out = np.empty(b.shape)
             np.negative(e, out=out[..., :n_c])
             out[..., n_c:] = e
-            out[..., t] += b[..., t]              # b is zero away from the terminals' nodes
-            return out
+            out[..., t] += b[..., t]
+            return self.solve(out)
 
         def cells(x):       # row node minus column node of every cell, (B, K, R·C)
             return x[..., :n_c] - x[..., n_c:]
@@ -347,7 +386,7 @@ class LineNetwork:
                 x0[:, :, 0] = row_v[..., :, None]
                 x0[:, :, 1] = col_v[..., None, :]
                 v0 = cells(fix(x0.reshape(b.shape)))
-            x = fix(self.solve(rhs_of(v0)))
+            x = fix(chord(v0))
         else:
             x = self.solve(b)
         # Anderson acceleration (depth ANDERSON_DEPTH) of the chord map G(x) = A⁻¹ (b − n(x)), each
@@ -357,7 +396,7 @@ class LineNetwork:
         mix = Anderson(ANDERSON_DEPTH)
         rho = err_first = 1.0
         for it in range(2, max_iter + 2):
-            gx = fix(self.solve(rhs_of(cells(x))))
+            gx = fix(chord(cells(x)))
             f = gx - x
             err = max(f.max(initial=0.0), -f.min(initial=0.0))
             if not np.isfinite(err):
