@@ -727,6 +727,7 @@ class HardwareCrossbar(Crossbar):
                     sel = vectors[which == k]
                     if need[sel, j].any():
                         out[sel, j] += self._guarded(self._read_cell, i, int(j), float(level), ReadScheme.GROUND)
+        out[~need] = np.nan
         if v.ndim == 1:
             return out[:1]
         return out[None]

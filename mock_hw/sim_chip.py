@@ -51,6 +51,10 @@ ISOLATE_CHUNK = 64
 #: substitutions without the step, which then only costs: measured on tio2-3it (0.67 Ω), 16×16
 #: (estimate 0.026) 20 % slower per tuner step with it, 24×24 (0.058) 10 % faster, 64×64 1.7× faster
 FOCUS_MIN_DROP = 0.04
+#: a masked product on ideal lines of at least this many multiply-adds (inputs × rows × columns per
+#: chip) is worked out run by run of inputs on their driven rows and needed columns
+#: (:meth:`SimulatedCrossbar._mvm_blocks`); below it one dense product costs less than the runs' calls
+MVM_BLOCKS_MIN = 1 << 19
 
 
 class _StepsResult(PulseResult):
@@ -438,13 +442,62 @@ class SimulatedCrossbar(Crossbar):
 
     def _mvm_needed(self, v_rows, need) -> np.ndarray:
         """Only the needed currents are measured, so only they draw read noise (the same noise
-        per current as :meth:`_mvm`; the others keep their noise-free values)."""
+        per current as :meth:`_mvm`); the others come back as NaN."""
+        out = self._mvm_blocks(v_rows, need) if self._lines is None else None
+        if out is not None:
+            return out
         out = self._mvm_exact(v_rows)
         sigma = self.params.device.read_noise
         if sigma > 0:
             mask = need.reshape(out.shape)
             out[mask] *= 1.0 + sigma * self._rng.standard_normal(int(np.count_nonzero(mask)))
+        out = np.where(need.reshape(out.shape), out, np.nan)
         return out[:, 0, :] if v_rows.ndim == 1 else out
+
+    def _mvm_blocks(self, v_rows, need) -> np.ndarray | None:
+        """:meth:`_mvm_needed` of a large product on ideal lines whose inputs come in runs that each
+        need the same columns and drive a few rows (the tiles of :mod:`models.insitu_arrays`'
+        layout, e.g. an evaluation over a whole data set), worked out run by run on its driven rows
+        and needed columns only: the rows left out are at 0 V and carry no current, the columns
+        left out are not needed.  The same currents and read noise, bit for bit, as the whole
+        product; None where that saves nothing (a small product, a 1-D input, more than one run
+        per 64 inputs) or the chips need different currents."""
+        n_chips, (n_rows, n_cols) = self.n_chips, self.shape
+        if v_rows.ndim == 1 or v_rows.shape[-2] * n_rows * n_cols < MVM_BLOCKS_MIN:
+            return None
+        n = v_rows.shape[-2]
+        mask = need.reshape(n_chips, n, n_cols)
+        if n_chips > 1 and mask.strides[0] != 0 and not (mask == mask[:1]).all():
+            return None
+        cols_of = mask[0]                                                   # (N, cols), every chip's
+        starts = np.unique(np.flatnonzero(cols_of[1:] != cols_of[:-1]) // n_cols) + 1
+        if starts.size + 1 > n // 64:
+            return None
+        d = self.params.device
+        v = v_rows if v_rows.ndim == 3 else np.broadcast_to(v_rows, (n_chips, *v_rows.shape))
+        bounds = [0, *starts.tolist(), n]
+        runs = [(a, b, np.flatnonzero(cols_of[a])) for a, b in zip(bounds[:-1], bounds[1:])]
+        per_chip = [0]
+        for a, b, cols in runs:
+            per_chip.append(per_chip[-1] + (b - a) * cols.size)
+        sigma = d.read_noise
+        if sigma > 0:       # one draw for every needed current, chip after chip, in the output's order
+            noise = self._rng.standard_normal(n_chips * per_chip[-1]).reshape(n_chips, -1)
+            noise *= sigma
+            noise += 1.0
+        out = np.full((n_chips, n, n_cols), np.nan)
+        for (a, b, cols), o0, o1 in zip(runs, per_chip[:-1], per_chip[1:]):
+            if not cols.size:
+                continue
+            rows = np.flatnonzero((v[:, a:b] != 0).any(axis=(0, 1)))
+            if rows.size:
+                block = nodal.mvm_currents(self._g[:, rows][:, :, cols], v[:, a:b, rows], d.beta, d.v_ref)
+            else:
+                block = np.zeros((n_chips, b - a, cols.size))
+            if sigma > 0:
+                block *= noise[:, o0:o1].reshape(block.shape)
+            out[:, a:b, cols] = block
+        return out
 
     def _mvm_exact(self, v_rows) -> np.ndarray:
         """Noise-free column currents (n_chips, N, cols), A, of input ``v_rows`` (V)."""

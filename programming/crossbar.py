@@ -301,7 +301,7 @@ class Crossbar(abc.ABC):
         self.limits.check_read(v, "matrix-vector input voltage")
         if mask is None:
             return self._mvm(v)
-        return np.where(mask, self._mvm_needed(v, mask), np.nan)
+        return self._mvm_needed(v, mask)
 
     def _need_mask(self, need, v: np.ndarray) -> np.ndarray:
         """``need`` checked and broadcast to the output shape of :meth:`mvm` for input ``v``."""
@@ -356,9 +356,9 @@ class Crossbar(abc.ABC):
         return PulseResult(*(np.stack([getattr(x, f) for x in res]) for f in ("energy", "duration", "compliance")))
 
     def _mvm_needed(self, v_rows: np.ndarray, need: np.ndarray) -> np.ndarray:
-        """The product where ``need`` (bool, the output's shape) is True; other entries may hold
-        anything.  Default: the whole product (a simulator computes every column at once)."""
-        return self._mvm(v_rows)
+        """The product where ``need`` (bool, the output's shape) is True, NaN elsewhere.  Default:
+        the whole product, masked."""
+        return np.where(need, self._mvm(v_rows), np.nan)
 
     def _wait(self, seconds: float) -> None:
         """Let validated ``seconds`` pass (default: sleep)."""

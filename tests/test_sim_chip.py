@@ -453,6 +453,39 @@ def test_masked_mvm_draws_the_same_read_noise_for_the_needed_currents_only():
     assert abs(np.corrcoef(rel[:, :-1].ravel(), rel[:, 1:].ravel())[0, 1]) < 0.05
 
 
+@pytest.mark.parametrize("same_need_on_every_chip", [True, False])
+def test_large_masked_mvm_worked_out_run_by_run_equals_the_whole_product(monkeypatch, same_need_on_every_chip):
+    """A large masked product whose inputs come in runs (each driving a few rows and needing a few
+    columns, as in-situ training's tiles) is worked out run by run on those rows and columns:
+    the same currents and read noise, bit for bit, as the whole product, NaN where not needed."""
+    import mock_hw.sim_chip as sim_chip
+
+    n = 6000                                          # 6000 x 12 x 10 multiply-adds: run by run
+    assert n * 12 * 10 >= sim_chip.MVM_BLOCKS_MIN
+    rng = np.random.default_rng(1)
+    v = np.zeros((2, n, 12))
+    v[:, :2000, 0:3] = rng.uniform(0, 0.2, (2, 2000, 3))
+    v[:, 2000:4500, 5:9] = rng.uniform(0, 0.2, (2, 2500, 4)) * (rng.random((2, 2500, 4)) < 0.7)
+    v[:, 4500:, 9] = 0.1
+    need = np.zeros((2, n, 10), bool)
+    need[:, :2000, 0:4] = need[:, 2000:4500, 4:8] = True    # the last run needs nothing
+    if not same_need_on_every_chip:
+        need[1, :2000, 8] = True
+    chips = [SimulatedCrossbar(12, 10, n_chips=2, preset="asymmetric", seed=7, r_line=0.0) for _ in range(2)]
+    calls = []
+    blocks = sim_chip.SimulatedCrossbar._mvm_blocks
+    monkeypatch.setattr(sim_chip.SimulatedCrossbar, "_mvm_blocks",
+                        lambda self, *a: calls.append(blocks(self, *a)) or calls[-1])
+    runs = chips[0].mvm(v, need=need)
+    assert (calls[-1] is not None) == same_need_on_every_chip
+    monkeypatch.setattr(sim_chip, "MVM_BLOCKS_MIN", 1 << 62)       # the whole product
+    whole = chips[1].mvm(v, need=need)
+    assert calls[-1] is None
+    np.testing.assert_array_equal(runs, whole)
+    assert np.isnan(runs[~need]).all() and not np.isnan(runs[need]).any()
+    assert chips[0]._rng.bit_generator.state == chips[1]._rng.bit_generator.state
+
+
 @pytest.mark.parametrize("beta", [0.0, 0.3])
 def test_mvm_is_sum_of_device_currents(beta):
     params = get_preset("ideal")
