@@ -29,7 +29,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import splu
 
 from mock_hw.device import iv_current, iv_slope
-from programming.blas import BLAS_ONE_THREAD_MIN, blas_one_thread
+from programming.blas import BLAS_ONE_THREAD_MIN, blas_held, blas_one_thread
 from programming.line_batch import BatchLines, kept_network
 from programming.line_model import LineNetwork
 
@@ -361,7 +361,7 @@ def mvm_currents(g, v_rows, beta: float, v_ref: float, r_line: float = 0.0) -> n
         f += 1.0
         f /= 1.0 + beta * v_ref * v_ref
         f *= v_rows
-        if f.shape[-2] * g.shape[-2] * g.shape[-1] < BLAS_ONE_THREAD_MIN:
+        if f.shape[-2] * g.shape[-2] * g.shape[-1] < BLAS_ONE_THREAD_MIN or blas_held():
             return np.matmul(f, g)
         with blas_one_thread():
             return np.matmul(f, g)

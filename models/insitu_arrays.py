@@ -209,8 +209,11 @@ class ChipArrays:
         results = []
         for sl, shape in gather[1]:             # (tiles splitting the inputs, N, 2·n_out) each
             part = parts[:, sl].reshape(B, *shape)
-            s = part[:, 0].copy()
-            for k in range(1, shape[0]):         # partial sums added in the periphery, tile by tile
+            if shape[0] == 1:
+                results.append(part[:, 0])
+                continue
+            s = np.add(part[:, 0], part[:, 1], order="C")    # partial sums added in the periphery, tile by tile
+            for k in range(2, shape[0]):
                 s += part[:, k]
             results.append(s)
         return results

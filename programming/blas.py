@@ -26,6 +26,11 @@ def _blas_libs() -> list:
     return _blas_state["libs"]
 
 
+def blas_held() -> bool:
+    """Whether some :func:`blas_one_thread` block is open (BLAS is on one thread already)."""
+    return _blas_state["depth"] > 0
+
+
 @contextmanager
 def blas_one_thread():
     """Run BLAS on one thread inside the block (re-entrant, thread-safe; restored on exit).
