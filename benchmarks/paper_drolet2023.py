@@ -5,13 +5,18 @@ Trainers (2 → 8 sigmoid → 1, one network per seed):
 * ``paper aware`` / ``paper regular`` — the published recipe re-implemented
   (:mod:`models.drolet2023_recipe`: 10 000 epochs of Adam at 0.1, batches of 256, weight decay 1e-4
   for the aware network, straight-through transfers of the published model);
-* ``xbarlab aware (drolet2023)`` — xbarlab's hardware-aware training against the published
-  transfer model (:data:`XBARLAB_AWARE`): xbarlab's aware recipe (3000 epochs, 16 sampled
-  transfers per step), then fine-tuned on the robust share with every single-stuck event of the
-  published model enumerated per step, output weights kept non-negative (:mod:`models.robust_train`);
+* ``xbarlab robust (drolet2023)`` — xbarlab's hardware-aware training for the published transfer
+  model (:data:`XBARLAB_DROLET`): the ``xbarlab robust (tio2-3it)`` network below, then finished
+  with 800 epochs of the robust-share fine-tuning against the published model (every single-stuck
+  event enumerated per step beside 16 transfers with no stuck device, output weights kept
+  non-negative; :mod:`models.robust_train`) — ``xbar train --variability tio2-3it --transfers 64
+  --robust-epochs 400 --finish-variability drolet2023 --finish-epochs 800``;
+* ``xbarlab aware (drolet2023)`` — the previous recipe (not run by default,
+  :data:`XBARLAB_AWARE`): xbarlab's aware recipe against the published model (3000 epochs, 16
+  sampled transfers per step), then the same 800 epochs of fine-tuning against it;
 * ``xbarlab aware (tio2-3it)`` — xbarlab's own recipe against its own variability model;
-* ``xbarlab robust (tio2-3it)`` — the same, then the same robust-share fine-tuning judged by
-  transfers of xbarlab's own pipeline (:data:`XBARLAB_ROBUST_TIO2`);
+* ``xbarlab robust (tio2-3it)`` — the same with 64 transfers per step, then 400 epochs of the same
+  robust-share fine-tuning judged by transfers of xbarlab's own pipeline (:data:`XBARLAB_ROBUST_TIO2`);
 * ``xbarlab regular`` — xbarlab's recipe, plain weights.
 
 Evaluators, ``--transfers`` sampled transfers per network: ``drolet2023`` (the published transfer
@@ -20,14 +25,15 @@ variability model, per-output scales and stuck compensation, for every network w
 trainer; :func:`models.evaluate.evaluate_statistical`).
 
 Datasets: ``moons-paper`` (the paper's data, 172 of its 200 test points also training points) and
-``moons-paper-clean`` (same test points, no leak).  Each row names its trainer, dataset and
+``moons-paper-clean`` (same test points, no leak); ``--datasets moons`` adds xbarlab's own data
+(noise 0.05), where the ≥ 92 % target under xbarlab's pipeline is measured.  Each row names its trainer, dataset and
 evaluator; rows are never mixed.  Figures: share of test points correct in ≥ 95 % of transfers
 (mean ± sd over seeds), mean accuracy, training wall time per network (the paper recipe trains its
 seeds together: its time is per network, i.e. the batch's time over the seeds), evaluation wall time.
 
 Published: 79.5 % (aware) / 18.5 % (regular); the paper's code re-run: 76.3 ± 5.6 % and
-18.4 ± 5.0 % (5 seeds, N = 1000).  Targets: xbarlab aware under drolet2023 ≥ 85 % on both datasets;
-under xbarlab's own pipeline ≥ 92 %.
+18.4 ± 5.0 % (5 seeds, N = 1000).  Targets: xbarlab's training under drolet2023 ≥ 85 % on both
+paper datasets; under xbarlab's own pipeline ≥ 92 % (on ``moons``).
 
 Usage: nice -n 10 python benchmarks/paper_drolet2023.py [--seeds 0 1 2 3 4] [--transfers 1000]
        [--datasets moons-paper moons-paper-clean] [--trainers NAME ...] [--json ROWS.json] [--quick]
@@ -36,8 +42,10 @@ Usage: nice -n 10 python benchmarks/paper_drolet2023.py [--seeds 0 1 2 3 4] [--t
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,13 +54,15 @@ from models.datasets import load_dataset
 from models.drolet2023 import DROLET2023
 from models.drolet2023_recipe import PaperRecipe, train_paper_recipe
 from models.evaluate import evaluate_statistical
-from models.train import TrainConfig, train
+from models.train import TrainConfig, finish, train
 from models.variability import get_variability
 
-#: xbarlab's hardware-aware recipe against the published transfer model
-XBARLAB_AWARE = dict(variability="drolet2023", transfers=16, robust_epochs=800)
 #: xbarlab's hardware-aware recipe, then the robust-share fine-tuning against its own pipeline (tio2-3it)
 XBARLAB_ROBUST_TIO2 = dict(variability="tio2-3it", transfers=64, robust_epochs=400)
+#: the same, finished by the robust-share fine-tuning against the published transfer model
+XBARLAB_DROLET = dict(XBARLAB_ROBUST_TIO2, finish_variability="drolet2023", finish_epochs=800, finish_transfers=16)
+#: the previous recipe: xbarlab's aware recipe and the fine-tuning, both against the published model
+XBARLAB_AWARE = dict(variability="drolet2023", transfers=16, robust_epochs=800)
 EVALUATORS = {"drolet2023": DROLET2023, "xbarlab": get_variability("tio2-3it")}
 
 
@@ -65,18 +75,33 @@ def trained(name: str, data, seeds, epochs_scale: float):
         models, wall = train_paper_recipe(data, name == "paper aware", seeds, recipe)
         cpu = time.process_time() - c0
         return [(m, wall / len(seeds), cpu / len(seeds)) for m in models]
-    kw = {"xbarlab aware (drolet2023)": dict(XBARLAB_AWARE), "xbarlab aware (tio2-3it)": {},
+    kw = {"xbarlab robust (drolet2023)": dict(XBARLAB_DROLET), "xbarlab aware (drolet2023)": dict(XBARLAB_AWARE),
+          "xbarlab aware (tio2-3it)": {},
           "xbarlab robust (tio2-3it)": dict(XBARLAB_ROBUST_TIO2), "xbarlab regular": dict(aware=False)}[name]
     out = []
     for seed in seeds:
         cfg = TrainConfig(dataset=data.name, seed=seed, **kw)
         cfg.epochs = max(1, int(cfg.epochs * epochs_scale))
-        if cfg.robust_epochs:
-            cfg.robust_epochs = max(1, int(cfg.robust_epochs * epochs_scale))
-        c0 = time.process_time()
-        r = train(cfg, data)
-        out.append((r.model, r.wall_s, time.process_time() - c0))
+        for f in ("robust_epochs", "finish_epochs"):
+            if getattr(cfg, f):
+                setattr(cfg, f, max(1, int(getattr(cfg, f) * epochs_scale)))
+        first = replace(cfg, finish_variability="", finish_epochs=0)
+        key = (data.name, json.dumps(first.to_dict(), sort_keys=True))
+        if key not in _STAGES:                                 # trained once for every recipe that starts so
+            c0 = time.process_time()
+            r = train(first, data)
+            _STAGES[key] = (r.model, r.wall_s, time.process_time() - c0)
+        model, wall, cpu = _STAGES[key]
+        if cfg.finish_epochs:                                  # finished as train(cfg) would, on a copy
+            model, t0, c0 = copy.deepcopy(model), time.perf_counter(), time.process_time()
+            finish(model, cfg, data)
+            wall, cpu = wall + time.perf_counter() - t0, cpu + time.process_time() - c0
+        out.append((model, wall, cpu))
     return out
+
+
+#: networks trained without their finish stage, by (dataset, config): shared by the recipes that start so
+_STAGES: dict = {}
 
 
 HEAD = (f"{'trainer':<28}{'dataset':<19}{'evaluator':<12}{'N':>6}{'seeds':>6}{'points >= 95 %':>17}"
@@ -96,7 +121,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--transfers", type=int, default=1000)
     ap.add_argument("--datasets", nargs="+", default=["moons-paper", "moons-paper-clean"])
-    ap.add_argument("--trainers", nargs="+", default=["paper aware", "paper regular", "xbarlab aware (drolet2023)",
+    ap.add_argument("--trainers", nargs="+", default=["paper aware", "paper regular", "xbarlab robust (drolet2023)",
                                                      "xbarlab aware (tio2-3it)", "xbarlab robust (tio2-3it)",
                                                      "xbarlab regular"])
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
@@ -153,7 +178,8 @@ def main() -> None:
     evaluate_statistical(net, data, DROLET2023, 1000, seed=0)
     print(f"\n1000 drolet2023 transfers x {data.x_test.shape[0]} points: {time.perf_counter() - t0:.3f} s")
     print("published: aware 79.5 %, regular 18.5 %; the paper's code re-run: 76.3 ± 5.6 %, 18.4 ± 5.0 % "
-          "(5 seeds, N = 1000); targets: xbarlab aware >= 85 % under drolet2023, >= 92 % under xbarlab")
+          "(5 seeds, N = 1000); targets: xbarlab robust (drolet2023) >= 85 % under drolet2023 on moons-paper and "
+          "moons-paper-clean; >= 92 % under xbarlab on moons")
 
 
 if __name__ == "__main__":

@@ -62,6 +62,13 @@ class TrainConfig:
             single-stuck event enumerated, and the output weights kept non-negative); 0 = off.
             Needs aware training and one output.
         robust_lr: Adam learning rate of that fine-tuning (cosine decay to ``COSINE_FLOOR`` of it).
+        finish_variability: a second robust-share fine-tuning after everything above, judged by
+            this transfer model instead of ``variability`` (e.g. train against xbarlab's own
+            pipeline, ``tio2-3it``, then finish against the published one, ``drolet2023``); ""
+            = none.  Same loss, learning rate and schedule as the first.
+        finish_epochs: its full-batch epochs (needed with ``finish_variability``, >= 1).
+        finish_transfers: transfers per step of it (under ``drolet2023``: the transfers with no
+            stuck device, beside every single-stuck event enumerated).
 
     The moons defaults (3000 epochs of full-batch Adam at 0.3 with a cosine decay, weight decay
     1e-5) are what makes the hardware-aware 2-8-1 network robust: its sigmoid hidden units grow
@@ -88,6 +95,9 @@ class TrainConfig:
     replicas: int = 1
     robust_epochs: int = 0
     robust_lr: float = 0.03
+    finish_variability: str = ""
+    finish_epochs: int = 0
+    finish_transfers: int = 16
     seed: int = 0
 
     def __post_init__(self):
@@ -116,6 +126,18 @@ class TrainConfig:
         if self.robust_epochs and not self.aware:
             raise ValueError("robust_epochs needs aware training (the fine-tuning samples the variability "
                              "model's transfers)")
+        if bool(self.finish_variability) != (self.finish_epochs > 0) or self.finish_epochs < 0:
+            raise ValueError(f"finish_variability and finish_epochs >= 1 go together, got "
+                             f"{self.finish_variability!r} and {self.finish_epochs!r}")
+        if self.finish_variability:
+            fin = get_variability(self.finish_variability)   # an unknown model is named before training
+            if not isinstance(fin, Drolet2023Model) and self.finish_variability != self.variability:
+                raise ValueError(f"finish_variability {self.finish_variability!r} must be drolet2023 or the network's "
+                                 f"own variability {self.variability!r} (its layers sample that one)")
+            if not self.aware:
+                raise ValueError("finish_variability needs aware training (the fine-tuning samples transfers)")
+        if self.finish_transfers < 1:
+            raise ValueError(f"finish_transfers must be >= 1, got {self.finish_transfers!r}")
         for name in ("batch_size", "weight_decay", "kl_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
@@ -188,8 +210,8 @@ def accuracy(model: MLP, x: torch.Tensor, y: torch.Tensor, n_classes: int) -> fl
 def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
     """Train the network ``cfg`` describes; deterministic for a given config."""
     data = dataset or load_dataset(cfg.dataset, cfg.data_seed)
-    if cfg.robust_epochs and data.n_classes != 1:
-        raise ValueError("robust_epochs trains a one-output binary classifier; "
+    if (cfg.robust_epochs or cfg.finish_epochs) and data.n_classes != 1:
+        raise ValueError("robust_epochs and finish_epochs train a one-output binary classifier; "
                          f"dataset {cfg.dataset!r} has {data.n_classes} classes")
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
@@ -197,7 +219,7 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
     history = []
     if cfg.replicas > 1:
         base = train(replace(cfg, hidden=(base_hidden(cfg.hidden[0], cfg.replicas),), aware=False, noise=0.0,
-                             replicas=1, robust_epochs=0), data)
+                             replicas=1, robust_epochs=0, finish_variability="", finish_epochs=0), data)
         replicate_hidden(base.model, model, cfg.replicas)
         history, final_lr = list(base.history), base.final_lr
     else:
@@ -209,26 +231,42 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
             final_lr = _fit(model, opt, cfg, data, bs, history)
     if cfg.robust_epochs:
         with torch_threads(1):
-            final_lr = _fit_robust(model, cfg, data, history)
+            final_lr = _fit_robust(model, cfg, data, history, cfg.variability, cfg.robust_epochs, cfg.transfers)
+    if cfg.finish_epochs:
+        final_lr = finish(model, cfg, data, history)
     wall = time.perf_counter() - t0
     return TrainResult(model, cfg, data, accuracy(model, data.x_train, data.y_train, data.n_classes),
                        accuracy(model, data.x_test, data.y_test, data.n_classes), wall, history, final_lr)
 
 
-def _fit_robust(model: MLP, cfg: TrainConfig, data: Dataset, history: list) -> float:
-    """Fine-tuning on the robust share (:func:`models.robust_train.robust_loss`), full batch;
-    returns the learning rate the schedule ended at."""
-    transfer = get_variability(cfg.variability)
+def finish(model: MLP, cfg: TrainConfig, data: Dataset, history: list | None = None) -> float:
+    """The last stage of :func:`train`: ``cfg.finish_epochs`` of robust-share fine-tuning of
+    ``model`` (in place) against ``cfg.finish_variability`` — so a network trained by ``cfg``
+    without its finish (e.g. shared by several recipes) can be finished exactly as :func:`train`
+    would; returns the learning rate the schedule ended at."""
+    if not cfg.finish_epochs:
+        raise ValueError("the config has no finish stage (finish_variability, finish_epochs)")
+    with torch_threads(1):
+        return _fit_robust(model, cfg, data, [] if history is None else history, cfg.finish_variability,
+                           cfg.finish_epochs, cfg.finish_transfers)
+
+
+def _fit_robust(model: MLP, cfg: TrainConfig, data: Dataset, history: list, variability: str, epochs: int,
+                transfers: int) -> float:
+    """``epochs`` of fine-tuning on the robust share (:func:`models.robust_train.robust_loss`) judged
+    by ``transfers`` transfers of ``variability`` per step, full batch; returns the learning rate
+    the schedule ended at."""
+    transfer = get_variability(variability)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.robust_lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.robust_epochs, eta_min=COSINE_FLOOR * cfg.robust_lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs, eta_min=COSINE_FLOOR * cfg.robust_lr)
     x, y = data.x_train, data.y_train
     model.train()
     canon = isinstance(transfer, Drolet2023Model) and cfg.activation == "sigmoid" and len(cfg.hidden) == 1
     if canon:
         positive_output_weights(model)
-    for epoch in range(cfg.robust_epochs):
-        loss = robust_loss(model, x, y, transfer, cfg.transfers, gen)
+    for epoch in range(epochs):
+        loss = robust_loss(model, x, y, transfer, transfers, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -236,7 +274,7 @@ def _fit_robust(model: MLP, cfg: TrainConfig, data: Dataset, history: list) -> f
             with torch.no_grad():
                 model.layers[-1].weight.clamp_(min=0.0)
         sched.step()
-        if (epoch + 1) % max(1, cfg.robust_epochs // 10) == 0:
+        if (epoch + 1) % max(1, epochs // 10) == 0:
             history.append(float(loss.detach()))
     return float(opt.param_groups[0]["lr"])
 

@@ -161,12 +161,18 @@ def test_train_and_evaluate_on_the_paper_data_under_the_published_transfer_model
     path = tmp_path / "paper.pt"
     assert main(["train", "--dataset", "moons-paper", "--variability", "drolet2023", "--epochs", "5",
                  "--transfers", "4", "--tail", "0.25", "--replicas", "4", "--robust-epochs", "2", "--seed", "2",
+                 "--finish-variability", "drolet2023", "--finish-epochs", "2", "--finish-transfers", "3",
                  "--out", str(path)]) == 0
     from models.model_io import load_model
 
     _, meta = load_model(path)
     assert meta["train"]["dataset"] == "moons-paper" and meta["layer_options"]["variability"]["name"] == "drolet2023"
     assert meta["train"]["tail"] == 0.25 and meta["train"]["replicas"] == 4 and meta["train"]["robust_epochs"] == 2
+    assert (meta["train"]["finish_variability"], meta["train"]["finish_epochs"], meta["train"]["finish_transfers"]) \
+        == ("drolet2023", 2, 3)
+    bad = tmp_path / "bad.pt"
+    assert main(["train", "--dataset", "moons-paper", "--epochs", "1", "--finish-epochs", "3", "--out", str(bad)]) == 2
+    assert "finish_variability and finish_epochs" in capsys.readouterr().err and not bad.exists()
     out = tmp_path / "eval.json"
     assert main(["evaluate", str(path), "--transfers", "100", "--variability", "drolet2023", "--seed", "1",
                  "--json", str(out)]) == 0

@@ -82,6 +82,12 @@ def _train_args(t: argparse.ArgumentParser) -> None:
                    help="then N epochs of fine-tuning on the share of points correct in >= 95 %% of --transfers "
                         "transfers of --variability (drolet2023: plus every single stuck device enumerated); "
                         "aware, one output; 0 = off")
+    t.add_argument("--finish-variability", default="", metavar="drolet2023|PRESET",
+                   help="then a second such fine-tuning judged by this transfer model (drolet2023, or the "
+                        "network's own --variability), e.g. trained against tio2-3it, finished against drolet2023")
+    t.add_argument("--finish-epochs", type=int, default=0, metavar="N", help="epochs of that second fine-tuning")
+    t.add_argument("--finish-transfers", type=int, default=16, metavar="T",
+                   help="transfers per step of that second fine-tuning (default 16)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", type=Path, required=True, metavar="MODEL.pt")
     add_json_option(t, "also write the report (the configuration and the accuracies) here")
@@ -161,7 +167,8 @@ def cmd_train(args) -> int:
 
     kw = dict(dataset=args.dataset, hidden=args.hidden, aware=args.aware, scales=args.scales, noise=args.noise,
               variability=args.variability, kl_weight=args.kl, tail=args.tail, seed=args.seed,
-              replicas=args.replicas, robust_epochs=args.robust_epochs)
+              replicas=args.replicas, robust_epochs=args.robust_epochs, finish_variability=args.finish_variability,
+              finish_epochs=args.finish_epochs, finish_transfers=args.finish_transfers)
     for key in ("transfers", "epochs", "lr", "lr_schedule", "weight_decay"):   # None: the dataset's default
         if getattr(args, key) is not None:
             kw[key] = getattr(args, key)
