@@ -262,23 +262,28 @@ class LineSolver:
         than substitute in a factorization (any right-hand side costs the same)."""
         return isinstance(self.network(g), BatchLines)
 
-    def solve(self, g, row_v, col_v, tol: float = 1e-12, max_iter: int = 200, focus=None) -> DrivenSolution:
+    def solve(self, g, row_v, col_v, tol: float = 1e-12, max_iter: int = 200, focus=None,
+              chips: slice | None = None) -> DrivenSolution:
         """Solve ``K`` operating points per chip: ``row_v`` (B, K, R) and ``col_v`` (B, K, C), V,
         all finite.  Converged when the last chord step moved no node by more than ``tol`` times
         the largest terminal voltage.  ``focus``: optional (rows, cols), (B, K) ints (−1: none),
         the line of each operating point whose devices carry the strong nonlinearity (a pulse's
         selected row and column, a read's driven row): solved by a Newton step on those lines in
         every iteration (:meth:`~programming.line_model.LineNetwork.solve_cubic`), the same
-        solution in fewer substitutions."""
+        solution in fewer substitutions.  ``chips``: solve only the chips ``chips`` (a slice) of
+        the batch ``g`` on its kept network, relaxed (:meth:`relaxed`) — ``row_v``, ``col_v`` and
+        ``focus`` are then those chips' (a large batch solved chunk by chunk)."""
         with blas_one_thread():  # one pinning for every substitution of the iteration
-            return self._solve(g, row_v, col_v, tol, max_iter, focus)
+            return self._solve(g, row_v, col_v, tol, max_iter, focus, chips)
 
-    def _solve(self, g, row_v, col_v, tol, max_iter, focus=None) -> DrivenSolution:
+    def _solve(self, g, row_v, col_v, tol, max_iter, focus=None, chips=None) -> DrivenSolution:
         g = np.asarray(g, float)
         row_v, col_v = np.asarray(row_v, float), np.asarray(col_v, float)
         if not (np.all(np.isfinite(row_v)) and np.all(np.isfinite(col_v))):
             raise ValueError("LineSolver needs every terminal driven (finite voltages)")
         net = self.network(g)
+        if chips is not None:
+            net, g = net.chips(chips), g[chips]
         if focus is not None:
             focus = tuple(np.broadcast_to(np.asarray(f, np.intp), row_v.shape[:2]) for f in focus)
         x, it = net.solve_cubic(g, self.beta, self.v_ref, row_v, col_v, tol, max_iter, focus=focus)

@@ -44,6 +44,11 @@ __all__ = ["SimulatedCrossbar", "save_chip_state", "load_chip_state"]
 READ_TOL, PULSE_TOL = 1e-10, 1e-7
 #: isolating reads on resistive lines solved per call (each its own operating point): bounds memory
 ISOLATE_CHUNK = 64
+#: chips a relaxed line solve (many small chips, :mod:`programming.line_batch`) works at once: the
+#: node voltages of a call's operating points are held for this many chips only (1024 chips × 8
+#: operating points of 8×8: 8 MB), never for the whole batch (10 000 chips: 82 MB, and the pulse's
+#: cell voltages, currents and threshold screens ~300 MB)
+LINE_CHIPS = 1024
 #: reads and pulses on resistive lines take a Newton step on their selected lines in every chord
 #: iteration (``focus`` of :meth:`mock_hw.nodal.LineSolver.solve`) where a line's own IR drop,
 #: estimated as r_line·ḡ·n(n + 1)/2 (n cells fed from one end, ḡ the middle of the programming
@@ -333,10 +338,11 @@ class SimulatedCrossbar(Crossbar):
                 lane = np.broadcast_to(np.arange(on_lanes.size), r_on.shape)
                 row_v = np.zeros((self.n_chips, on_lanes.size, n_rows))
                 row_v[b_on, lane, r_on] = np.where(active[:, on_lanes], v_read, 0.0)
-                sol = self._lines.solve(self._g, row_v, np.zeros((*r_on.shape, self.shape[1])), tol=READ_TOL,
-                                        focus=self._focus_of(np.where(active[:, on_lanes], r_on, -1), -1))
                 current = np.zeros(rows.shape)
-                current[:, on_lanes] = sol.col_current[b_on, lane, c_on]
+                current[:, on_lanes], = self._line_solve(
+                    row_v, np.zeros((*r_on.shape, self.shape[1])), READ_TOL,
+                    self._focus_of(np.where(active[:, on_lanes], r_on, -1), -1),
+                    lambda sol, sl: (np.take_along_axis(sol.col_current, c_on[sl, :, None], axis=2)[:, :, 0],))
         else:
             current = np.zeros(rows.shape)
             for lane in range(rows.shape[1]):
@@ -371,14 +377,30 @@ class SimulatedCrossbar(Crossbar):
         lines): row i driven at ``v_read`` for the cells of row i, every other line at 0 V."""
         n_rows, n_cols = self.shape
         row_v = np.broadcast_to(np.eye(n_rows) * v_read, (self.n_chips, n_rows, n_rows))
-        return self._lines.solve(self._g, row_v, np.zeros((self.n_chips, n_rows, n_cols)), tol=READ_TOL,
-                                 focus=self._focus_of(np.broadcast_to(np.arange(n_rows), (self.n_chips, n_rows)),
-                                                      -1)).col_current
+        return self._line_solve(row_v, np.zeros((self.n_chips, n_rows, n_cols)), READ_TOL,
+                                self._focus_of(np.broadcast_to(np.arange(n_rows), (self.n_chips, n_rows)), -1),
+                                lambda sol, sl: (sol.col_current,))[0]
 
     def _focus_of(self, rows, cols):
         """The ``focus`` lines of a line solve (each operating point's selected row and column,
         −1: none), or None where the lines are too short for the focus to pay (:data:`FOCUS_MIN_DROP`)."""
         return (rows, cols) if self._focus else None
+
+    def _line_solve(self, row_v, col_v, tol, focus, take):
+        """``take(solution, chips)`` of the line solve (:class:`~mock_hw.nodal.LineSolver`) of
+        every chip's operating points ``row_v`` (B, K, R) / ``col_v`` (B, K, C), V (``focus`` as
+        :meth:`_focus_of` gives it): a tuple of arrays over the chips.  Where the lines relax and
+        the batch is large, :data:`LINE_CHIPS` chips at a time (the same answers: each chip's
+        relaxation is its own), so the whole batch's node voltages are never held."""
+        B = self.n_chips
+        if B <= LINE_CHIPS or not self._lines.relaxed(self._g):
+            return take(self._lines.solve(self._g, row_v, col_v, tol=tol, focus=focus), slice(None))
+        parts = []
+        for b0 in range(0, B, LINE_CHIPS):
+            sl = slice(b0, b0 + LINE_CHIPS)
+            f = None if focus is None else tuple(x[sl] if np.ndim(x) else x for x in focus)
+            parts.append(take(self._lines.solve(self._g, row_v[sl], col_v[sl], tol=tol, focus=f, chips=sl), sl))
+        return tuple(np.concatenate(p) for p in zip(*parts))
 
     def _isolated_reads(self, rows, cols, v_read, active) -> np.ndarray:
         """Noise-free currents (n_chips, L), A, of isolating reads on resistive lines: per lane,
@@ -399,9 +421,10 @@ class SimulatedCrossbar(Crossbar):
             row_v[b, lane, r] = v
             col_v = np.repeat(v[..., None], n_cols, axis=2)
             col_v[b, lane, c] = 0.0
-            sol = self._lines.solve(self._g, row_v, col_v, tol=READ_TOL,
-                                    focus=self._focus_of(np.where(on, r, -1), np.where(on, c, -1)))
-            out[:, q] = sol.col_current[b, lane, c]
+            out[:, q], = self._line_solve(row_v, col_v, READ_TOL,
+                                          self._focus_of(np.where(on, r, -1), np.where(on, c, -1)),
+                                          lambda sol, sl: (np.take_along_axis(sol.col_current, c[sl, :, None],
+                                                                              axis=2)[:, :, 0],))
         return out
 
     def _read_lines(self, r, c, v, scheme):
@@ -864,37 +887,58 @@ class SimulatedCrossbar(Crossbar):
         if not on_lanes.size:
             return np.zeros(rows.shape)
         lit = active[:, on_lanes]           # the selected row and column of each lit lane carry its nonlinearity
-        sol = self._lines.solve(self._g, row_v[:, on_lanes], col_v[:, on_lanes], tol=PULSE_TOL,
-                                focus=self._focus_of(np.where(lit, rows[:, on_lanes], -1),
-                                                     np.where(lit, cols[:, on_lanes], -1)))
+        focus = self._focus_of(np.where(lit, rows[:, on_lanes], -1), np.where(lit, cols[:, on_lanes], -1))
         energy = np.zeros(rows.shape)
-        energy[:, on_lanes] = (sol.v_cell * sol.i_cell).sum(axis=(2, 3)) * width[:, on_lanes]
         pop = self.population
         w_on = np.where(active[:, on_lanes], width[:, on_lanes], 0.0)[:, :, None, None]    # (n_chips, K, 1, 1)
-        screened = pop.unformed is None or not pop.unformed.any()
-        if screened:
-            # which devices each lane's voltages reach beyond a threshold, for every lane at once
-            # (thresholds do not change; forming, which does change the population, takes the
-            # lane-by-lane path below)
-            v_eq = equivalent_voltage(sol.v_cell, w_on, d)
-            hit = (v_eq > pop.vth_set[:, None]) | (-v_eq > pop.vth_reset[:, None])
-            self._g = np.ascontiguousarray(self._g)
-        for q, k in enumerate(on_lanes):
-            if active[:, k].any():
-                if screened:    # as apply_voltages_written does, on the devices the screen found
-                    flat = np.flatnonzero(hit[:, q])
-                    written = flat if not flat.size else switch_at(
-                        self._g.reshape(-1), flat, sol.v_cell[:, q].reshape(-1)[flat],
-                        np.broadcast_to(w_on[:, q], self._g.shape).reshape(-1)[flat], pop, d, self._rng)
-                else:
+        row_v, col_v = row_v[:, on_lanes], col_v[:, on_lanes]
+        if pop.unformed is not None and pop.unformed.any():
+            # forming changes the population: lane by lane on the whole voltage maps
+            sol = self._lines.solve(self._g, row_v, col_v, tol=PULSE_TOL, focus=focus)
+            energy[:, on_lanes] = (sol.v_cell * sol.i_cell).sum(axis=(2, 3)) * width[:, on_lanes]
+            for q, k in enumerate(on_lanes):
+                if active[:, k].any():
                     self._g, written = apply_voltages_written(self._g, sol.v_cell[:, q], w_on[:, q], pop, d,
                                                               self._rng)
-                self._mark_written(written)
-                on = active[:, k]
-                chips = np.arange(self.n_chips)[on]
-                sel = (chips * n_rows + rows[on, k]) * n_cols + cols[on, k]
-                self._disturb(sel, on & (np.abs(v[:, k]) >= d.disturb_v))   # as the other pulse paths
+                    self._pulse_lane_done(written, rows, cols, v, active, k)
+            return np.where(active, energy, 0.0)
+        per_chip = n_rows * n_cols
+
+        def take(sol, sl):
+            """The chips' energies (chips, K) and the devices each lane's voltages reach beyond a
+            threshold, for every lane at once (thresholds do not change): lane, flat index,
+            voltage and width of each, in lane then flat order."""
+            e = (sol.v_cell * sol.i_cell).sum(axis=(2, 3)) * width[sl, on_lanes]
+            v_eq = equivalent_voltage(sol.v_cell, w_on[sl], d)
+            hit = (v_eq > pop.vth_set[sl, None]) | (-v_eq > pop.vth_reset[sl, None])
+            q, b, i, j = np.nonzero(hit.transpose(1, 0, 2, 3))
+            return (e, q, (b + (sl.start or 0)) * per_chip + i * n_cols + j,
+                    sol.v_cell[b, q, i, j], w_on[sl][b, q, 0, 0])
+
+        e, lane_of, flat, v_hit, w_hit = self._line_solve(row_v, col_v, PULSE_TOL, focus, take)
+        energy[:, on_lanes] = e
+        # each lane's devices in flat order (the chunks come in chip order)
+        order = np.argsort(lane_of, kind="stable")
+        bounds = np.searchsorted(lane_of[order], np.arange(on_lanes.size + 1))
+        self._g = np.ascontiguousarray(self._g)
+        for q, k in enumerate(on_lanes):
+            if active[:, k].any():      # as apply_voltages_written does, on the devices the screen found
+                at = order[bounds[q]:bounds[q + 1]]
+                written = at if not at.size else switch_at(self._g.reshape(-1), flat[at], v_hit[at], w_hit[at],
+                                                           pop, d, self._rng)
+                self._pulse_lane_done(written, rows, cols, v, active, k)
         return np.where(active, energy, 0.0)
+
+    def _pulse_lane_done(self, written, rows, cols, v, active, k) -> None:
+        """After lane ``k`` of a resistive-line pulse: the devices it wrote (flat indices) restart
+        their age, its selected cells their disturb counts, and the other devices of its loud chips
+        see one more disturb event (as the other pulse paths)."""
+        n_rows, n_cols = self.shape
+        self._mark_written(written)
+        on = active[:, k]
+        chips = np.arange(self.n_chips)[on]
+        sel = (chips * n_rows + rows[on, k]) * n_cols + cols[on, k]
+        self._disturb(sel, on & (np.abs(v[:, k]) >= self.params.device.disturb_v))
 
     def _pulse_one(self, r, c, v, w, scheme, active):
         """One pulse per chip (chips where ``active`` is False see nothing); returns energy, J."""

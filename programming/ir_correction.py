@@ -154,31 +154,45 @@ class ReadCorrection:
         current through the shared lines takes (measured on 64×64: 0.53 per step at 2 Ω, so a
         dozen plain steps left errors of 0.5 %); Anderson mixing of the last
         :data:`FIT_ANDERSON_DEPTH` steps (per chip, on log g) removes those few slow modes.
-        Stops when no estimate moves by more than ``tol`` (relative) or after ``iterations``
-        model evaluations.  ``fixed`` (same shape, S, NaN = free): cells whose conductance is
+        Each chip stops when none of its estimates moves by more than ``tol`` (relative) or after
+        ``iterations`` model evaluations; a chip that has stopped leaves the working set (its fit
+        is the same in any batch, and a large batch is not iterated until its slowest chip is
+        done).  ``fixed`` (same shape, S, NaN = free): cells whose conductance is
         known and held (their readings are ignored).  ``start`` (same shape, S): the first
         estimate (default: the readings themselves; a nearby earlier fit needs fewer steps).
-        Sets and returns :attr:`est`; :attr:`fit_steps` is the number of steps taken."""
+        Sets and returns :attr:`est`; :attr:`fit_steps` is the most steps any chip took."""
         m = np.asarray(readings, float)
         hold = None if fixed is None else np.broadcast_to(np.asarray(fixed, float), m.shape)
-        keep = (lambda g: g) if hold is None else (lambda g: np.where(np.isfinite(hold), hold, g))
+
+        def keep(g, chips):
+            return g if hold is None else np.where(np.isfinite(hold[chips]), hold[chips], g)
+
+        everyone = slice(None)
         first = m if start is None else np.asarray(start, float)
-        self.est = keep(np.clip(np.where(np.isfinite(first), first, np.nanmean(m)), 1e-9, None))
+        self.est = keep(np.clip(np.where(np.isfinite(first), first, np.nanmean(m)), 1e-9, None), everyone)
         B = m.shape[0]
         y = np.log(self.est).reshape(B, -1)
         mix = Anderson(FIT_ANDERSON_DEPTH)
         self.fit_steps = 0
+        live = np.arange(B)                 # the chips still iterating
         for _ in range(iterations):
-            self.refresh()
-            gy = np.log(keep(self._invert(m, self._a, self._c, self.est))).reshape(B, -1)
-            f = gy - y
+            self.refresh(None if live.size == B else live)
+            gy = np.log(keep(self._invert(m[live], self._a[live], self._c[live], self.est[live]), live)).reshape(
+                live.size, -1)
+            f = gy - y[live]
             self.fit_steps += 1
-            if np.max(np.abs(f), initial=0.0) <= tol:
-                y = gy
-                break
-            y = mix.step(gy, f)
-            self.est = keep(np.exp(y).reshape(m.shape))
-        self.est = keep(np.exp(y).reshape(m.shape))
+            done = np.max(np.abs(f), axis=1, initial=0.0) <= tol
+            if done.any():
+                y[live[done]] = gy[done]
+                if done.all():
+                    live = live[:0]
+                    break
+                go = ~done
+                live, gy, f = live[go], gy[go], f[go]
+                mix.keep(go)
+            y[live] = mix.step(gy, f)
+            self.est[live] = keep(np.exp(y[live]).reshape(live.size, *m.shape[1:]), live)
+        self.est = keep(np.exp(y).reshape(m.shape), everyone)
         self.refresh()
         return self.est
 

@@ -141,6 +141,17 @@ class BatchLines(LineNetwork):
             self.rho_lin = contraction(g, self.r_line, self.r_access)
         return 0
 
+    def chips(self, sl: slice) -> "BatchLines":
+        """The network of chips ``sl`` (a slice) of this batch, sharing its conductances, bounds
+        and transfer matrices (nothing is recomputed): a batch solved chip chunk by chip chunk
+        never holds the node voltages of all its operating points at once."""
+        self._transfer()
+        sub = object.__new__(BatchLines)
+        sub.__dict__.update(self.__dict__)
+        sub._g, sub.rho_lin = self._g[sl], self.rho_lin[sl]
+        sub.shape = sub._g.shape
+        return sub
+
     def _factorized(self) -> LineNetwork:
         """The factorized network of the same conductances (for a solve that would relax slowly)."""
         return LineNetwork(self._g, self.r_line, self.r_access)

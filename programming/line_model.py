@@ -201,6 +201,14 @@ class Anderson:
         x = gx - np.einsum("sm,smn->sn", gamma, Gm)
         return x if np.all(np.isfinite(x)) else gx
 
+    def keep(self, rows) -> None:
+        """Go on with the problems ``rows`` (an index or mask of the rows) only: the others left
+        (converged); their history is dropped."""
+        self._dG = [d[rows] for d in self._dG]
+        self._dF = [d[rows] for d in self._dF]
+        if self._prev is not None:
+            self._prev = (self._prev[0][rows], self._prev[1][rows])
+
 
 def init_lines(net, g, r_line: float, r_access: float) -> np.ndarray:
     """Check a line network's arguments and set what every kind of network keeps (``shape``,
