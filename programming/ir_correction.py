@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .line_batch import kept_network
+from .line_batch import BatchLines, kept_network
 from .line_model import Anderson, LineNetwork
 
 #: chips modelled at once (bounds the memory of a batch's model: 1024 chips of 8×8, ~30 MB)
@@ -36,6 +36,14 @@ MODEL_CHIPS = 1024
 #: the most sensitivities (chips × cells × (rows + cols)) :class:`ReadCorrection` keeps to follow
 #: the other cells between refreshes (a 64×64 chip needs 5·10⁵; larger batches go without)
 CROSS_MAX = 10_000_000
+
+#: tolerance of the model's adjoint solves on a relaxed network (relative to the largest node
+#: voltage; :data:`~programming.line_batch.LINEAR_TOL` is 1e-13): the sensitivities only set the
+#: slope of each cell's local inversion and the first-order follow of the other cells, so a
+#: relative error of 1e-9 in them moves a corrected reading by ~1e-9 of its change since the last
+#: refresh, while a fit's answer (the conductances whose modelled readings equal the readings) does
+#: not depend on them
+ADJOINT_TOL = 1e-9
 
 #: past steps :meth:`ReadCorrection.fit` mixes (Anderson acceleration of the joint inversion)
 FIT_ANDERSON_DEPTH = 4
@@ -87,20 +95,23 @@ class ReadCorrection:
         self._finished = 0
 
     # ----------------------------------------------------------------------------- model
-    def model(self, g):
+    def model(self, g, cross: bool = True):
         """Model readings (B, R, C), S, of every cell for conductances ``g`` and their slopes
-        d(reading)/d(own conductance) (dimensionless)."""
+        d(reading)/d(own conductance) (dimensionless); with ``cross`` also every cell's share in
+        every reading (kept as ``_model_cross`` within :data:`CROSS_MAX`)."""
         g = np.asarray(g, float)
         B, R, C = g.shape
         if B > MODEL_CHIPS:        # many chips: chunk by chunk (the model's solves hold B·R·2RC)
-            parts, cross = [], []
+            # the kept sensitivities of the whole batch, within the same bound as unchunked (a
+            # batch beyond it computes none for its chunks either)
+            whole = cross and B * R * C * (R + C) <= CROSS_MAX
+            parts, shares = [], []
             for k in range(0, B, MODEL_CHIPS):
-                parts.append(self.model(g[k:k + MODEL_CHIPS]))
-                cross.append(self._model_cross)
-            # the kept sensitivities of the whole batch, within the same bound as unchunked
-            whole = B * R * C * (R + C) <= CROSS_MAX and all(c is not None for c in cross)
-            self._model_cross = (np.concatenate([c[0] for c in cross]), np.concatenate([c[1] for c in cross]),
-                                 cross[0][2]) if whole else None
+                parts.append(self.model(g[k:k + MODEL_CHIPS], whole))
+                shares.append(self._model_cross)
+            whole = whole and all(c is not None for c in shares)
+            self._model_cross = (np.concatenate([c[0] for c in shares]), np.concatenate([c[1] for c in shares]),
+                                 shares[0][2]) if whole else None
             return tuple(np.concatenate(p) for p in zip(*parts))
         cubic = self.beta > 0 and self.scheme == "ground"
         norm = 1.0 + self.beta * self.v_ref ** 2 if cubic else 1.0
@@ -116,7 +127,10 @@ class ReadCorrection:
         # adjoint: w_j = A⁻¹ e (column j's node next to its terminal); I_j = g_term·x[that node]
         unit = np.zeros((B, C, 2, R, C))
         unit[:, np.arange(C), 1, R - 1, np.arange(C)] = 1.0
-        wr, wc = net.split(net.solve(unit.reshape(B, C, 2 * R * C)))      # (B, C, R, C)
+        unit = unit.reshape(B, C, 2 * R * C)
+        # (a relaxed network to ADJOINT_TOL: the sensitivities set the inversion's slope, not its
+        # fixed point, which the model's readings alone fix)
+        wr, wc = net.split(net.solve(unit, ADJOINT_TOL) if isinstance(net, BatchLines) else net.solve(unit))
         ii = np.arange(R)
         v_cell = xr[:, ii, ii, :] - xc[:, ii, ii, :]                       # read i, cell (i, j): (B, R, C)
         w_at = (np.diagonal(wr.transpose(0, 2, 1, 3), axis1=2, axis2=3),  # w_j at cell (i, j)'s row and
@@ -135,7 +149,7 @@ class ReadCorrection:
             v_cell = v_cell * (1.0 + self.beta * v_cell * v_cell) / norm
         slope = -net.g_term * v_cell * (w_at[0] - w_at[1]) / self.v_read  # d(I/V)/dg of cell (i, j)
         self._model_cross = None
-        if self.scheme == "ground" and B * R * C * (R + C) <= CROSS_MAX:
+        if cross and self.scheme == "ground" and B * R * C * (R + C) <= CROSS_MAX:
             # every cell's share in every reading: d(reading of (i, j))/d(g of (k, l)) is
             # −g_term·φ_i(k, l)·u_j(k, l)/V_read, φ_i the current per unit g of cell (k, l) in the
             # read of row i, u_j = w_j at its row node minus its column node (the adjoint)
@@ -200,7 +214,7 @@ class ReadCorrection:
         """Recompute the model's local inversion (a, c per cell) at the present estimate, of the
         chips ``chips`` only (an index array; default every chip)."""
         g = self.est if chips is None else self.est[chips]
-        m_hat, slope = self.model(g)
+        m_hat, slope = self.model(g, cross=chips is None or self._cross is not None)   # (none kept: none needed)
         a = np.maximum(slope, 1e-6) * g * g / (m_hat * m_hat)
         if chips is None:
             self._a, self._c = a, 1.0 / m_hat - a / g

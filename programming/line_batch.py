@@ -157,21 +157,23 @@ class BatchLines(LineNetwork):
         return LineNetwork(self._g, self.r_line, self.r_access)
 
     # ------------------------------------------------------------------------------ solves
-    def solve(self, rhs) -> np.ndarray:
+    def solve(self, rhs, tol: float = LINEAR_TOL) -> np.ndarray:
         """Node voltages (B, K, N), V, for node current injections ``rhs`` (B, K, N), A (linear
-        devices), to :data:`LINEAR_TOL` of each operating point's largest device-free node voltage."""
+        devices), to ``tol`` of each operating point's largest device-free node voltage."""
         rhs = np.asarray(rhs, float)
         B, R, C = self.shape
         if self.rho_lin.max(initial=0.0) > RHO_SOLVE:
             return self._factorized().solve(rhs)
         inj = rhs.reshape(B, rhs.shape[1], 2, R, C)
         r_t = self.r_line + self.r_access
+        # injections into the row (column) lines only need no ladder sums over the others
+        rows_fed, cols_fed = inj[:, :, 0].any(), inj[:, :, 1].any()
 
         def bases(sl):          # node voltages with no devices, chunk by chunk (bounded memory)
-            base_r = _row_t(inj[sl, :, 0], r_t, self.r_line)
-            base_c = _col_t(inj[sl, :, 1], r_t, self.r_line)
+            base_r = _row_t(inj[sl, :, 0], r_t, self.r_line) if rows_fed else np.zeros(inj[sl, :, 0].shape)
+            base_c = _col_t(inj[sl, :, 1], r_t, self.r_line) if cols_fed else np.zeros(inj[sl, :, 1].shape)
             scale = np.maximum(np.abs(base_r).max(axis=(2, 3)), np.abs(base_c).max(axis=(2, 3)))
-            return base_r, base_c, LINEAR_TOL * scale
+            return base_r, base_c, tol * scale
 
         return self._relax(self._g, None, bases, self.rho_lin[:, None], 200, rhs.shape[1])[0]
 
