@@ -142,3 +142,46 @@ def test_the_tuner_s_correction_modelled_in_chunks_of_chips_gives_the_same_run(m
     (a, ga), (b, gb) = runs
     np.testing.assert_array_equal(a.final, b.final)
     np.testing.assert_array_equal(ga, gb)
+
+
+def test_a_large_batch_is_solved_in_chunks_of_chips_bit_for_bit(monkeypatch):
+    """Pulses and reads (grounded, isolating, the full map) of a batch larger than LINE_CHIPS are
+    solved chunk by chunk of chips, and the chip ends in the same state with the same readings as
+    solved whole: the chunks hold a part of the batch's node voltages, nothing else changes."""
+    import mock_hw.sim_chip as sim_chip
+
+    def run(chunk):
+        monkeypatch.setattr(sim_chip, "LINE_CHIPS", chunk)
+        xb = sim_chip.SimulatedCrossbar(8, 8, n_chips=70, seed=3)
+        rng = np.random.default_rng(5)
+        out = []
+        for _ in range(3):
+            rows = np.array([rng.permutation(8) for _ in range(70)])
+            cols = np.array([rng.permutation(8) for _ in range(70)])
+            act = rng.random((70, 8)) < 0.7
+            amp = rng.uniform(1.1, 2.1, (70, 8)) * rng.choice([-1, 1], (70, 8))
+            res = xb.pulse(rows, cols, amp, 1e-6, "v/2", active=act)
+            out += [res.energy, res.compliance, xb.read(rows, cols, active=act).conductance,
+                    xb.read(rows[:, :3], cols[:, :3], scheme="isolate").conductance]
+        return out + [xb.read_array(), xb.true_conductance]
+
+    whole, chunked = run(10_000), run(30)
+    for a, b in zip(whole, chunked):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_joint_fit_stops_each_chip_on_its_own():
+    """A chip's fit is the same alone as beside a chip that needs more steps (each chip leaves the
+    iteration when its own estimates stop moving)."""
+    from programming.line_model import grounded_read_currents
+
+    rng = np.random.default_rng(26)
+    g = rng.uniform(50e-6, 500e-6, (2, 8, 8))
+    readings = grounded_read_currents(g, 0.2, 0.67) / 0.2
+    start = readings.copy()
+    start[1] *= 0.3                                        # far from its answer: more steps
+    both = ReadCorrection((8, 8), 2, 0.2, 0.67)
+    alone = ReadCorrection((8, 8), 1, 0.2, 0.67)
+    np.testing.assert_array_equal(both.fit(readings, start=start)[0], alone.fit(readings[:1])[0])
+    assert both.fit_steps > alone.fit_steps
+    np.testing.assert_allclose(both.est, g, rtol=1e-7)

@@ -160,14 +160,16 @@ def format_table(columns: list[str], table: dict) -> str:
     import numpy as np
 
     n = max((np.size(v) for v in table.values() if not isinstance(v, str)), default=0)
+    if not n:
+        return ""
     cols = []
     for name in columns:
         value = table.get(name, float("nan"))
         if isinstance(value, str) or np.ndim(value) == 0:
             cols.append([str(value)] * n)
-        else:
-            cols.append(np.asarray(value).astype(str).tolist())
-    return "".join(",".join(row) + "\n" for row in zip(*cols))
+        else:       # Python's str of each number (numpy's str conversion gives the same text, slower)
+            cols.append(list(map(str, np.asarray(value).tolist())))
+    return "\n".join(map(",".join, zip(*cols))) + "\n"
 
 
 class RunRefused(ValueError):
