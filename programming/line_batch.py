@@ -263,17 +263,22 @@ class BatchLines(LineNetwork):
             if gc is not None:
                 gc = gc[live]
         u = np.zeros_like(v0)
+        # working arrays reused by every step (a fresh array of a chunk's size per operation costs
+        # more than the arithmetic): the same operations in the same order, the same numbers
+        v, i, u_new, d = (np.empty_like(v0) for _ in range(4))
         for it in range(1, max_iter + 1):
-            v = v0 - u
+            np.subtract(v0, u, out=v)
             if gc is None:
-                i = gl * v
+                np.multiply(gl, v, out=i)
             else:
-                i = v * v
+                np.multiply(v, v, out=i)
                 i *= gc
                 i += gl
                 i *= v
-            u_new = i @ w
-            step = np.abs(u_new - u).max(axis=1)
+            np.matmul(i, w, out=u_new)
+            np.subtract(u_new, u, out=d)
+            np.abs(d, out=d)
+            step = d.max(axis=1)
             if not np.all(np.isfinite(step)):
                 raise RuntimeError("line relaxation diverged (non-finite node voltages)")
             done = bound * step <= atol
@@ -288,7 +293,8 @@ class BatchLines(LineNetwork):
                 live, v0, gl, bound, atol, u = live[keep], v0[keep], gl[keep], bound[keep], atol[keep], u_new[keep]
                 if gc is not None:
                     gc = gc[keep]
+                v, i, u_new, d = (np.empty_like(v0) for _ in range(4))
             else:
-                u = u_new
+                u, u_new = u_new, u
         raise RuntimeError(f"line relaxation did not converge in {max_iter} steps "
                            f"(largest error bound {float((bound * step).max()):.3e} V)")
