@@ -921,12 +921,26 @@ class SimulatedCrossbar(Crossbar):
         order = np.argsort(lane_of, kind="stable")
         bounds = np.searchsorted(lane_of[order], np.arange(on_lanes.size + 1))
         self._g = np.ascontiguousarray(self._g)
+        # lanes whose pulses disturb nothing (below disturb_v: their _disturb only restarts the
+        # selected cells' counts, no drift, no random draw) are switched together, run by run, one
+        # set per lane (switch_steps: the same states and draws as one switch_at per lane)
+        run: list = []
+
+        def switch_run():
+            if run:
+                at = np.concatenate(run)
+                written, _ = switch_steps(self._g.reshape(-1), flat[at], v_hit[at], w_hit[at],
+                                          np.cumsum([0] + [a.size for a in run]), pop, d, self._rng)
+                self._mark_written(written)
+                run.clear()
+
         for q, k in enumerate(on_lanes):
             if active[:, k].any():      # as apply_voltages_written does, on the devices the screen found
-                at = order[bounds[q]:bounds[q + 1]]
-                written = at if not at.size else switch_at(self._g.reshape(-1), flat[at], v_hit[at], w_hit[at],
-                                                           pop, d, self._rng)
-                self._pulse_lane_done(written, rows, cols, v, active, k)
+                run.append(order[bounds[q]:bounds[q + 1]])
+                if d.disturbs and (active[:, k] & (np.abs(v[:, k]) >= d.disturb_v)).any():
+                    switch_run()        # this lane's drift meets the state its pulse left
+                self._pulse_lane_done(order[:0], rows, cols, v, active, k)
+        switch_run()
         return np.where(active, energy, 0.0)
 
     def _pulse_lane_done(self, written, rows, cols, v, active, k) -> None:
