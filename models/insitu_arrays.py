@@ -49,6 +49,12 @@ import numpy as np
 
 from programming.crossbar import Crossbar, WriteScheme
 
+#: a read of varying inputs on one chip wider than this many elements (input vectors × the larger of
+#: rows and columns) goes to the chip as consecutive runs of its vectors of at most this size
+#: (:meth:`ChipArrays._currents_in_chunks`): 512 KB per input and output, memory reused call after call,
+#: where a whole evaluation set's 2 MB arrays are fresh memory on every call
+READ_CHUNK = 1 << 16
+
 
 @dataclass(frozen=True)
 class Tile:
@@ -194,18 +200,23 @@ class ChipArrays:
         tiles that split the inputs: ``Σ_i x_i G_ij`` (S), shape ``(B, N, 2·n_out)``.
         """
         fixed = self._fixed_inputs
-        drive, need, gather, v0 = self._read_layout(tuple((a, x.shape[1], id(x) if id(x) in fixed else None)
-                                                          for a, x in requests))
-        B = self.B
-        # the fixed inputs' drive (one-hot reads) in place, if any
-        v = np.zeros((B, need.shape[1] * self.xb.shape[0])) if v0 is None else v0.copy()
+        key = tuple((a, x.shape[1], id(x) if id(x) in fixed else None) for a, x in requests)
+        drive, need, gather, v0 = self._read_layout(key)
+        B, n_rows = self.B, self.xb.shape[0]
         xs = [x for a, x in requests if id(x) not in fixed]
+        x_all = None
         if xs:
             x_all = xs[0].reshape(B, -1) if len(xs) == 1 else np.concatenate([x.reshape(B, -1) for x in xs], axis=1)
-            v[:, drive[0]] = self.v_in * x_all[:, drive[1]]
-        out = self.xb.mvm(v.reshape(B, -1, self.xb.shape[0]), need=need).reshape(B, -1)
-        self.mvm_calls += 1
-        parts = out[:, gather[0]] / self.v_in     # every request's currents, one gather
+        if v0 is None and B == 1 and need.shape[1] * max(self.xb.shape) > READ_CHUNK and not self.one_at_a_time:
+            parts = self._currents_in_chunks(key, x_all)
+        else:
+            # the fixed inputs' drive (one-hot reads) in place, if any
+            v = np.zeros((B, need.shape[1] * n_rows)) if v0 is None else v0.copy()
+            if xs:
+                v[:, drive[0]] = self.v_in * x_all[:, drive[1]]
+            out = self.xb.mvm(v.reshape(B, -1, n_rows), need=need).reshape(B, -1)
+            self.mvm_calls += 1
+            parts = out[:, gather[0]] / self.v_in     # every request's currents, one gather
         results = []
         for sl, shape in gather[1]:             # (tiles splitting the inputs, N, 2·n_out) each
             part = parts[:, sl].reshape(B, *shape)
@@ -217,6 +228,33 @@ class ChipArrays:
                 s += part[:, k]
             results.append(s)
         return results
+
+    def _currents_in_chunks(self, key, x_all) -> np.ndarray:
+        """The gathered currents (divided by ``v_in``) of a large read of varying inputs on one
+        chip, as :meth:`currents` takes them from one product, taken from products of consecutive
+        runs of its input vectors, each at most :data:`READ_CHUNK` elements wide: the same currents
+        and read noise, drawn in the same order (the chip draws one per needed current, vector
+        after vector), with inputs and outputs small enough to stay in cache."""
+        drive, need, gather, _ = self._read_layout(key)
+        n_rows, n_cols = self.xb.shape
+        ck = ("chunks", key)
+        if ck not in self._tables:
+            total, size = need.shape[1], max(1, READ_CHUNK // max(n_rows, n_cols))
+            chunks = []
+            for a in range(0, total, size):
+                b = min(a + size, total)
+                d = (drive[0] >= a * n_rows) & (drive[0] < b * n_rows)
+                g = np.flatnonzero((gather[0] >= a * n_cols) & (gather[0] < b * n_cols))
+                chunks.append((a, b, drive[0][d] - a * n_rows, drive[1][d], g, gather[0][g] - a * n_cols))
+            self._tables[ck] = chunks
+        parts = np.empty((self.B, gather[0].size))
+        for a, b, d_at, d_src, g_sel, g_at in self._tables[ck]:
+            v = np.zeros((self.B, (b - a) * n_rows))
+            v[:, d_at] = self.v_in * x_all[:, d_src]
+            out = self.xb.mvm(v.reshape(self.B, -1, n_rows), need=need[:, a:b]).reshape(self.B, -1)
+            parts[:, g_sel] = out[:, g_at] / self.v_in
+            self.mvm_calls += 1
+        return parts
 
     def _read_layout(self, key):
         """For requests ``(array, N, id of a fixed x or None)``: where the inputs drive the rows

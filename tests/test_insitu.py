@@ -128,6 +128,27 @@ def test_reads_with_kept_one_hot_row_voltages_equal_reads_of_the_same_inputs_giv
     assert np.all(np.isfinite(runs[0][1])) and np.any(runs[0][1] > 0)
 
 
+def test_a_large_read_on_one_chip_in_runs_of_its_vectors_equals_one_product(monkeypatch):
+    """An evaluation-sized read on one chip goes to the chip as consecutive runs of its input
+    vectors: the same currents, bit for bit (the same read noise, drawn in the same order), one
+    ``mvm`` call per run."""
+    import models.insitu_arrays as insitu_arrays
+
+    cfg = InSituConfig(rule="tiki-taka")
+    x = np.random.default_rng(0).random((1, 900, 3))
+    x2 = np.random.default_rng(1).random((1, 900, 9))
+    runs, calls = [], []
+    for chunk in (insitu_arrays.READ_CHUNK, 1 << 62):
+        monkeypatch.setattr(insitu_arrays, "READ_CHUNK", chunk)
+        net = ChipNetwork(chip(cfg, hidden=8, seed=3), 2, 8, 1, cfg)
+        runs.append(net.io.currents([(net.vis[0], x), (net.hid[0], x), (net.vis[1], x2)]))
+        calls.append(net.io.mvm_calls)
+    assert calls[0] > 1 and calls[1] == 1
+    for chunked, whole in zip(*runs):
+        np.testing.assert_array_equal(chunked, whole)
+        assert np.all(np.isfinite(chunked))
+
+
 def test_chip_too_small_is_refused_naming_the_size(moons):
     cfg = InSituConfig(rule="tiki-taka", epochs=1)
     xb = GuardSpy(SimulatedCrossbar(16, 16, preset="asymmetric", seed=0))
