@@ -586,8 +586,10 @@ class SimulatedCrossbar(Crossbar):
         """Steps (K, n_chips, L) of :meth:`~programming.crossbar.Crossbar.pulse_steps`.  When the
         fast path's conditions hold for every step and no step can reach the compliance or switch a
         half-selected cell (:meth:`_steps_plain`, checked once for all steps), each step is only
-        its selected cells' pulses: the same stages, in the same order with the same random draws,
-        as K :meth:`pulse` calls, so the result is bit for bit theirs.  Otherwise step by step."""
+        its selected cells' pulses: the same stages, in the same order, as K :meth:`pulse` calls,
+        with each pulse's switching noise drawn at once for all steps (:func:`~mock_hw.device.
+        switch_steps`: the same independent draws in another order; without relaxation draws the
+        very stream of K calls, and the result bit for bit theirs).  Otherwise step by step."""
         K, B, L = rows.shape
         li = np.flatnonzero(active)                                     # step after step, chip after chip
         r, c, v, w = rows.take(li), cols.take(li), amplitude.take(li), width.take(li)

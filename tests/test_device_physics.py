@@ -327,8 +327,8 @@ def test_noise_free_apply_voltages_equals_clipped_switching_step():
 def test_switch_steps_equal_switching_step_set_after_set(p):
     """Sets of pulses, devices pulsed in several sets with both polarities (one polarity per
     device, as a pass sends, and mixed, as any caller may): the states after each pulse are bit for
-    bit those of switching_step applied set after set with the same draws (normal, then uniform,
-    per set), relaxation and clipping."""
+    bit those of switching_step applied set after set with the same draws (one normal per pulse of
+    every set, then one uniform per pulse), relaxation and clipping."""
     rng = np.random.default_rng(21)
     shape = (6, 10)
     pop = sample_population(shape, p, rng)
@@ -344,18 +344,20 @@ def test_switch_steps_equal_switching_step_set_after_set(p):
         g = g0.copy()
         _, after = switch_steps(g, flat, v, w, bounds, pop, p, np.random.default_rng(5))
         ref, draws, out = g0.copy(), np.random.default_rng(5), np.full(flat.size, np.nan)
+        v_eq = equivalent_voltage(v, w, p)
+        live = ((v_eq > pop.vth_set.ravel()[flat]) | (-v_eq > pop.vth_reset.ravel()[flat])) & ~pop.stuck.ravel()[flat]
+        xi, f = np.ones(flat.size), np.ones(flat.size)
+        xi[live] = c2c_noise(int(live.sum()), p, draws)              # every pulse's normal draw, then ...
+        if p.relax > 0:                                               # ... its uniform one
+            f[live] = 1.0 - p.relax * (draws.random(int(live.sum())) * 2.0)
         for a, b in zip(bounds[:-1], bounds[1:]):
-            i = flat[a:b]
-            v_eq = equivalent_voltage(v[a:b], w[a:b], p)
-            live = ((v_eq > pop.vth_set.ravel()[i]) | (-v_eq > pop.vth_reset.ravel()[i])) & ~pop.stuck.ravel()[i]
-            xi = np.ones(i.size)
-            xi[live] = c2c_noise(int(live.sum()), p, draws)          # the set's normal draws, then ...
+            i, on = flat[a:b], live[a:b]
             dg = switching_step(ref[i], v[a:b], w[a:b], pop.vth_set.ravel()[i], pop.vth_reset.ravel()[i],
-                                pop.rate.ravel()[i], p, xi)
-            if p.relax > 0:                                           # ... its uniform ones
-                dg[live] = dg[live] * (1.0 - p.relax * (draws.random(int(live.sum())) * 2.0))
-            ref[i[live]] = np.clip(ref[i] + dg, p.g_min, p.g_max)[live]
-            out[a:b][live] = ref[i[live]]
+                                pop.rate.ravel()[i], p, xi[a:b])
+            if p.relax > 0:
+                dg[on] = dg[on] * f[a:b][on]
+            ref[i[on]] = np.clip(ref[i] + dg, p.g_min, p.g_max)[on]
+            out[a:b][on] = ref[i[on]]
         np.testing.assert_array_equal(after, out)
         np.testing.assert_array_equal(g, ref)
         assert (after[~np.isnan(after)] != g0[flat][~np.isnan(after)]).mean() > 0.5

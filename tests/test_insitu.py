@@ -343,10 +343,17 @@ def test_software_sgd_baseline_solves_moons():
 @pytest.mark.parametrize("rule", ["sgd", "manhattan", "tiki-taka", "shd"])
 def test_batched_pulse_steps_equal_one_pulse_call_per_step(moons, rule):
     """The simulated chip applies a pass's pulse calls as the steps of one ``pulse_steps``; the
-    spy forwards them one ``_pulse`` at a time (the interface's default): bit for bit the same run."""
+    spy forwards them one ``_pulse`` at a time (the interface's default): bit for bit the same run.
+    (Without relaxation draws: a pass draws each pulse's noise at once, one normal draw per pulse,
+    which is then the stream of one draw per call; with them, the same independent draws in
+    another order, tested in test_sim_chip.)"""
+    from mock_hw.presets import get_preset
+
+    p = get_preset("asymmetric")
+    p = p.with_(device=p.device.with_(relax=0.0))
     cfg = InSituConfig(rule=rule, epochs=1, batch_size=20, center_cycles=4, center_fine_cycles=2, seed=5)
-    fast = train_in_situ(chip(cfg, n_chips=2, seed=6), moons, hidden=4, config=cfg)
-    ref_chip = SpyCrossbar(chip(cfg, n_chips=2, seed=6))
+    fast = train_in_situ(chip(cfg, n_chips=2, seed=6, preset=p), moons, hidden=4, config=cfg)
+    ref_chip = SpyCrossbar(chip(cfg, n_chips=2, seed=6, preset=p))
     ref = train_in_situ(ref_chip, moons, hidden=4, config=cfg)
     assert len(ref_chip.pulses) == ref.pulse_calls == fast.pulse_calls
     np.testing.assert_array_equal(fast.train_loss, ref.train_loss)

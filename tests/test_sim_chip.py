@@ -574,8 +574,10 @@ def _steps_case(case):
     rows = np.stack([np.stack([rng.permutation(8)[:4] for _ in range(2)]) for _ in range(3)])
     cols = np.stack([np.stack([rng.permutation(8)[:4] for _ in range(2)]) for _ in range(3)])
     sign = rng.choice([-1.0, 1.0], size=rows.shape)
-    if case == "plain":          # distinct lines, half-selects far below every threshold
-        return "asymmetric", rows, cols, 1.35 * sign
+    if case == "plain":          # distinct lines, half-selects far below every threshold; without
+        # relaxation draws a pass's one normal draw per pulse is the stream of one draw per step
+        p = get_preset("asymmetric")
+        return p.with_(device=p.device.with_(relax=0.0)), rows, cols, 1.35 * sign
     if case == "half-selects":   # V/2 of 2.4 V switches half-selected cells
         return "ideal", rows, cols, 2.4 * sign
     if case == "shared-lines":   # two lanes of a step on one row
@@ -604,6 +606,54 @@ def test_pulse_steps_equal_one_pulse_call_per_step(case):
     assert xb.n_pulse_ops == ref.n_pulse_ops == active.sum()
     assert not np.array_equal(xb.true_conductance, make().true_conductance)
     assert per_step.n == (0 if case == "plain" else 3), "plain steps in one go, the others step by step"
+
+
+def test_pulse_steps_draw_the_same_switching_noise_as_one_pulse_call_per_step():
+    """With relaxation on, plain steps draw every pulse's cycle-to-cycle and relaxation noise at
+    once (one normal and one uniform draw for the whole call, not per step): another order of the
+    same independent draws.  Each device pulsed once (so its step over the noise-free one is its
+    own noise factor xi·(1 − 2·relax·u)), over 400 chips: the same distribution as one pulse call
+    per step (two-sample KS, means within 4 standard errors)."""
+    from scipy.stats import ks_2samp
+
+    p = get_preset("asymmetric")
+    quiet = p.with_(device=p.device.with_(c2c_sigma=0.0, relax=0.0))
+    rng = np.random.default_rng(8)
+    n_chips, K = 400, 3
+    rows = np.zeros((K, n_chips, 3), np.intp)
+    cols = np.zeros((K, n_chips, 3), np.intp)
+    for k in range(K):                                   # three lanes per step on distinct lines
+        r = np.stack([rng.permutation(8)[:3] for _ in range(n_chips)])
+        c = np.stack([rng.permutation(8)[:3] for _ in range(n_chips)])
+        rows[k], cols[k] = r, c
+    amps = 1.35 * rng.choice([-1.0, 1.0], size=rows.shape)
+    first = np.zeros(rows.shape, bool)                   # each (chip, cell) pulsed once: its first lane
+    seen = [set() for _ in range(n_chips)]
+    for k in range(K):
+        for b in range(n_chips):
+            for lane in range(3):
+                cell = (rows[k, b, lane], cols[k, b, lane])
+                first[k, b, lane] = cell not in seen[b]
+                seen[b].add(cell)
+    make = lambda params: SimulatedCrossbar(8, 8, n_chips=n_chips, preset=params, seed=9)  # noqa: E731
+    steps, calls, nominal = make(p), make(p), make(quiet)
+    g0 = steps.true_conductance
+    steps.pulse_steps(rows, cols, amps, 1e-7, active=first)
+    for xb in (calls, nominal):
+        for k in range(K):
+            xb.pulse(rows[k], cols[k], amps[k], 1e-7, active=first[k])
+    b_idx = np.broadcast_to(np.arange(n_chips)[None, :, None], rows.shape)[first]
+    at = (b_idx, rows[first], cols[first])
+    d_nom = nominal.true_conductance[at] - g0[at]
+    moved = np.abs(d_nom) > 1e-9
+    factors = [((xb.true_conductance[at] - g0[at]) / np.where(moved, d_nom, 1.0))[moved] for xb in (steps, calls)]
+    assert moved.sum() > 2000
+    assert not np.array_equal(*factors)                  # other draws, ...
+    assert ks_2samp(*factors).pvalue > 0.01              # ... the same distribution
+    se = np.hypot(factors[0].std(), factors[1].std()) / np.sqrt(factors[0].size)
+    assert abs(factors[0].mean() - factors[1].mean()) < 4 * se
+    assert abs(factors[0].std() / factors[1].std() - 1) < 0.1
+    assert abs(factors[0].mean() - 1) < 0.05             # xi has median 1, the relaxation a few %
 
 
 def test_pulse_steps_validate_every_step_before_the_first():
