@@ -362,21 +362,30 @@ def _window_term(x, span, power, k):
     return x
 
 
-def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng) -> np.ndarray:
-    """In place: the devices ``idx`` in ``len(ends) − 1`` sets (unique within a set, every one beyond a
-    threshold; ``ends``: the sets' bounds, only their number is used) take their pulses of width-equivalent voltage ``v_eq`` (V, :func:`equivalent_voltage`),
-    set k after set k − 1: noise drawn for every pulse at once, in pulse order (cycle-to-cycle, then
-    relaxation: for one set the draws of :func:`switch_at`, for several the same independent draws
-    in another order than one call per set), each switching step on the state its device has then,
-    clipping.  A device's pulses are applied in set order, round by round (its first pulse in round
-    0, ...), so devices of different sets never wait for each other.  Returns each pulse's state
-    after it (S).
+def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng, draws_at_once=False) -> np.ndarray:
+    """In place: the devices ``idx[ends[k]:ends[k + 1]]`` (unique within a set, every one beyond a
+    threshold) take their pulses of width-equivalent voltage ``v_eq`` (V, :func:`equivalent_voltage`),
+    set k after set k − 1: noise drawn set by set (cycle-to-cycle, then relaxation; with
+    ``draws_at_once`` for every pulse at once, in pulse order: the same independent draws in
+    another order), each switching step on the state its device has then, clipping.  A device's
+    pulses are applied in set order, round by round (its first pulse in round 0, ...), so devices
+    of different sets never wait for each other.  Returns each pulse's state after it (S).
 
     The arithmetic is :func:`switching_step`'s, in its order (so the states are bit for bit its
     result), with what does not depend on the state worked out once for all rounds."""
     n = idx.size
-    z = rng.standard_normal(n)
-    u = rng.random(n) if p.relax > 0 else None   # uniform(0, 2) is 0 + 2·random(): the same numbers
+    ends = ends.tolist() if isinstance(ends, np.ndarray) else list(ends)
+    if draws_at_once or len(ends) <= 2:
+        z = rng.standard_normal(n)
+        u = rng.random(n) if p.relax > 0 else None  # uniform(0, 2) is 0 + 2·random(): the same numbers
+    else:
+        z = np.empty(n)
+        u = np.empty(n) if p.relax > 0 else None
+        for a, b in zip(ends[:-1], ends[1:]):   # the draws of one switch_at per set, in its order
+            if a < b:
+                rng.standard_normal(out=z[a:b])
+                if u is not None:
+                    rng.random(out=u[a:b])
     xi = c2c_noise(n, p, None, z)
     # switching_step's factors that do not depend on the state: k·od^power per polarity
     k_up = p.k_set * np.maximum(v_eq - vs, 0.0) ** p.od_power
@@ -434,14 +443,15 @@ def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng) ->
 
 
 def switch_steps(g_flat, flat, v, width, bounds, pop: DevicePopulation, p: DeviceParams, rng: np.random.Generator,
-                 shift=None):
+                 shift=None, draws_at_once=False):
     """:func:`switch_at` for ``len(bounds) − 1`` sets of pulses in turn: set k is the devices
     ``flat[bounds[k]:bounds[k + 1]]`` (unique within the set) with their ``v`` (V) and ``width``
-    (s; ``shift``: its :func:`equivalent_shift` when already worked out).  The physics of one
-    ``switch_at`` per set, with each pulse's noise drawn at once for all sets (one normal and one
-    uniform draw per call, not per set: the same independent draws in another order, so the states
-    are those of ``switch_at`` set after set given the same per-pulse draws); what does not depend
-    on the state (thresholds, which devices switch) is evaluated once for all sets.  Returns the flat indices written (of
+    (s; ``shift``: its :func:`equivalent_shift` when already worked out).  The same states and the
+    same random draws as one ``switch_at`` per set; with ``draws_at_once`` each pulse's noise is
+    drawn at once for all sets (one normal and one uniform draw per call, not per set: the same
+    independent draws in another order, the states those of ``switch_at`` set after set given the
+    same per-pulse draws).  What does not depend on the state (thresholds, which devices switch)
+    is evaluated once for all sets.  Returns the flat indices written (of
     every set, concatenated) and, per pulse, the device's state right after it (S; NaN where the
     pulse wrote nothing)."""
     bounds = np.asarray(bounds)
@@ -460,11 +470,13 @@ def switch_steps(g_flat, flat, v, width, bounds, pop: DevicePopulation, p: Devic
     live |= -v_eq > vr
     live &= ~pop.stuck.reshape(-1).take(flat)
     if live.all():                                          # every pulse switches its device
-        return flat, _switch_sets(g_flat, flat, v_eq, vs, vr, pop.rate.reshape(-1).take(flat), bounds, p, rng)
+        return flat, _switch_sets(g_flat, flat, v_eq, vs, vr, pop.rate.reshape(-1).take(flat), bounds, p, rng,
+                                  draws_at_once)
     after = np.full(flat.size, np.nan)
+    ends = np.concatenate([[0], np.cumsum(live)])[bounds]     # live devices before each set
     idx = flat[live]
     after[live] = _switch_sets(g_flat, idx, v_eq[live], vs[live], vr[live], pop.rate.reshape(-1)[idx],
-                               bounds, p, rng)
+                               ends, p, rng, draws_at_once)
     return idx, after
 
 

@@ -615,7 +615,7 @@ class SimulatedCrossbar(Crossbar):
             bounds = np.searchsorted(sc, np.arange(K + 1) * B)
             g0 = self._g.copy()
             written, after = switch_steps(self._g.reshape(-1), flat, v, w, bounds, self.population,
-                                          self.params.device, self._rng, shift=shift)
+                                          self.params.device, self._rng, shift=shift, draws_at_once=True)
             self._mark_written(written)
             self._n_disturb.reshape(-1)[flat] = 0.0      # not loud (_steps_plain): their counts restart
 
