@@ -44,7 +44,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from programming.crossbar import Crossbar, PulseResult, ReadResult, ReadScheme, SafetyLimits, WriteScheme
+from programming.crossbar import (Crossbar, PulseResult, ReadResult, ReadScheme, SafetyLimits, WriteScheme,
+                                  parse_write_scheme)
 
 from .base import short_reason
 from .limits import limits_for
@@ -603,9 +604,10 @@ class HardwareCrossbar(Crossbar):
         return result
 
     # ------------------------------------------------- the on-instrument loop over TSP-Link
-    def on_instrument_problem(self) -> str | None:
-        """Why this bench cannot run the on-instrument loop (one line), or None."""
-        return self.station.on_instrument_problem()
+    def on_instrument_problem(self, write_scheme: str | None = None) -> str | None:
+        """Why this bench cannot run the on-instrument loop with ``write_scheme`` (default the
+        station's) (one line), or None."""
+        return self.station.on_instrument_problem(write_scheme)
 
     def tsplink_layout(self) -> dict[str, list[str]]:
         """The 707B channels the 2600B's script closes (``instruments.keithley707b.channel_name``):
@@ -648,7 +650,9 @@ class HardwareCrossbar(Crossbar):
         script switches relays only with both SMUs off and confirmed off, reads the closed
         channels back before an output goes on, and ends — also on any error — with the outputs
         off and every relay open, confirmed.  Settings from ``config`` (a TunerConfig) as
-        :meth:`write_verify_on_instrument`; V/2 writes.  ``readings`` (S, optional): what the script
+        :meth:`write_verify_on_instrument`; writes with its ``write_scheme``: V/2, or V/3 with
+        the ``bias_cols`` channel (a B2900 on the LAN, :meth:`Station.tspnet_source`) holding the
+        unselected columns, set by the script over TSP-Net (the host does not touch it meanwhile).  ``readings`` (S, optional): what the script
         aims each cell's raw reading at instead of its target (the tuner's IR-drop mapping of the
         targets, which must lie in the programming window)."""
         from programming.tuner import TunerConfig
@@ -662,9 +666,19 @@ class HardwareCrossbar(Crossbar):
                 raise ValueError(f"target {t * 1e6:.1f} µS is outside the programming window "
                                  f"{lo * 1e6:g}–{hi * 1e6:g} µS")
         self._check_cell_list(cells)
+        problem = self.station.on_instrument_problem(cfg.write_scheme)
+        if problem:
+            raise ValueError(problem)
         inst, drive, sense, node, layout = self._on_instrument()
         aims = targets if readings is None else readings
-        results = self._guarded(inst.tune_cells, drive, sense, node, layout, cells, aims, cfg)
+        v3 = None
+        if parse_write_scheme(cfg.write_scheme) is WriteScheme.V3:
+            from .keithley707b import channel_name
+
+            st = self.station
+            address, port, ch = st.tspnet_source()
+            v3 = (address, port, ch, [channel_name(st.inputs[st.roles["bias_cols"]], p) for p in st.col_pins])
+        results = self._guarded(lambda: inst.tune_cells(drive, sense, node, layout, cells, aims, cfg, v3=v3))
         self._routed = None
         self.round_trips += 1
         for (r, c), res in zip(cells, results):

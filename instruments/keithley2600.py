@@ -78,6 +78,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import re
 import warnings
 from importlib import resources
 
@@ -419,7 +420,7 @@ class Keithley2600(TimeoutNamingMixin, ErrorQueueMixin, _PymeasureKeithley2600):
         return model
 
     def tune_cells(self, channel, sense, node: int, layout: dict, cells, targets, config=None,
-                   timeout_s: float = 600.0) -> list[dict]:
+                   timeout_s: float = 600.0, v3=None) -> list[dict]:
         """Tune a list of cells with the matrix at TSP-Link ``node[node]`` routing each one, the
         script's ``xbar_tune``: ONE call line, ONE reply for the whole list.
 
@@ -427,9 +428,13 @@ class Keithley2600(TimeoutNamingMixin, ErrorQueueMixin, _PymeasureKeithley2600):
         (:meth:`~instruments.hardware_crossbar.HardwareCrossbar.tsplink_layout`): ``drive`` (the
         drive SMU's input to each row), ``sense`` (the sense SMU's input to each column),
         ``grow`` / ``gcol`` (ground to each row / column).  Reads: drive at V_read, sense at 0 V
-        measures; writes: V/2 with shifted levels (sense at −V/2 while drive pulses +V/2).  ``cells`` are (row, col) pairs (0-based), ``targets`` their
-        conductances (S), ``config`` as :meth:`write_verify`.  Returns one dict per cell as
-        :meth:`write_verify` does."""
+        measures; writes: V/2 with shifted levels (sense at −V/2 while drive pulses +V/2), or V/3
+        when ``config``'s ``write_scheme`` is ``"v/3"``: then ``v3`` = (address, port, channel,
+        bcol) names the LAN source (a B2900 channel, reached over TSP-Net) that holds the
+        unselected columns at +V/3 through the matrix channels ``bcol`` (its input to each column)
+        while sense takes the selected column to −V/3 and drive pulses +2V/3.  ``cells`` are (row,
+        col) pairs (0-based), ``targets`` their conductances (S), ``config`` as
+        :meth:`write_verify`.  Returns one dict per cell as :meth:`write_verify` does."""
         src, bia = self.channel(channel), self.channel(sense)
         if src is bia:
             raise ValueError("the sense SMU must differ from the source SMU")
@@ -442,6 +447,7 @@ class Keithley2600(TimeoutNamingMixin, ErrorQueueMixin, _PymeasureKeithley2600):
             write_verify_settings(t, config)
         head = _cells_head(src.id, bia.id, node, layout, cells)
         args = ", ".join(f"{a:d}" if isinstance(a, int) else f"{a:.9g}" for a in settings)
+        args += _v3_arguments(_as_dict(config).get("write_scheme", "v/2"), v3, len(layout["sense"]))
         reply = self._call(f"xbar_tune({head}, {_lua_table(targets)}, {args})", timeout_s)
         parts = reply.strip().split(";")
         if len(parts) != len(cells):
@@ -606,6 +612,31 @@ def _lua_table(values) -> str:
         else:
             items.append(f"{v:d}" if isinstance(v, int) else f"{v:.9g}")
     return "{" + ",".join(items) + "}"
+
+
+def _v3_arguments(scheme, v3, n_cols: int) -> str:
+    """xbar_tune's optional V/3 arguments (``, "address", port, channel, {bcol...}``), or ``""``
+    for V/2; ValueError for any other scheme, or V/3 without its source, or a source without V/3."""
+    scheme = str(getattr(scheme, "value", scheme)).lower()
+    if scheme not in ("v/2", "v/3"):
+        raise ValueError(f"the on-instrument loop writes with V/2 or V/3, not {scheme!r}")
+    if scheme == "v/2":
+        if v3 is not None:
+            raise ValueError("a V/3 bias source was given for a V/2 write")
+        return ""
+    if v3 is None:
+        raise ValueError("V/3 on the instrument needs the unselected columns' source (v3=(address, port, "
+                         "channel, matrix channels))")
+    address, port, ch, bcol = v3
+    if not (isinstance(address, str) and re.fullmatch(r"[A-Za-z0-9.\-]{1,253}", address)):
+        raise ValueError(f"TSP-Net address {address!r} must be a host name or IP address")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"TSP-Net port {port!r} must be 1..65535")
+    if isinstance(ch, bool) or not isinstance(ch, int) or not 1 <= ch <= 4:
+        raise ValueError(f"bias source channel {ch!r} must be 1..4")
+    if len(bcol) != n_cols:
+        raise ValueError(f"{len(bcol)} bias channels for {n_cols} columns")
+    return f', "{address}", {port:d}, {ch:d}, {_lua_table(bcol)}'
 
 
 def _cells_head(src: str, sense: str, node: int, layout: dict, cells) -> str:

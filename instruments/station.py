@@ -143,11 +143,13 @@ class Station:
             raise StationError(f"station file {self.source}: {what} = 'v/3' needs distinct [routing] bias_rows and "
                                f"bias_cols channels (this station has one bias channel: use v/2)")
 
-    def on_instrument_problem(self) -> str | None:
+    def on_instrument_problem(self, write_scheme: str | None = None) -> str | None:
         """Why this station cannot run the on-instrument loop (one line), or None when it can: the
         loop runs on a Keithley 2600B (``drive`` and ``sense`` its two SMUs) that routes every cell
         itself through a Keithley 707B on its TSP-Link network (both with a ``tsplink_node``), with
-        a ``ground`` input on the matrix."""
+        a ``ground`` input on the matrix.  ``write_scheme`` (default the station's): V/2, or V/3,
+        which needs the ``bias_cols`` channel on a Keysight B2900 on the LAN (the script sets it
+        over TSP-Net: :meth:`tspnet_source`); floating writes are not served."""
         where = f"station file {self.source}"
         d_inst, s_inst = self.channel_of("drive")[0], self.channel_of("sense")[0]
         drive = self.instruments[d_inst]
@@ -163,7 +165,38 @@ class Station:
                     f"[instruments.{self.matrix}] (their TSP-Link node numbers)")
         if self.ground is None:
             return f"{where}: --on-instrument needs a [routing] ground input on the matrix (the selected column)"
+        scheme = parse_write_scheme(write_scheme or self.write_scheme).value
+        if scheme == "float":
+            return f"{where}: --on-instrument writes with V/2 or V/3 (the unselected lines held), not 'float'"
+        if scheme == "v/3":
+            source = self.tspnet_source()
+            if isinstance(source, str):
+                return f"{where}: --on-instrument V/3 {source}"
         return None
+
+    def tspnet_source(self, role: str = "bias_cols") -> tuple[str, int, int] | str:
+        """Where the on-instrument script reaches the source holding ``role``'s lines over TSP-Net
+        (2600B reference manual, ``tspnet.connect(address, port)``): (address, SCPI socket port,
+        channel), or a sentence saying why it cannot.  The source must be a Keysight B2900 (the
+        script speaks its SCPI: ``:SOUR<n>:VOLT``, ``:OUTP<n>``) on a LAN resource
+        (``TCPIP::host::port::SOCKET``, or ``TCPIP::host::...::INSTR``, whose SCPI socket is port
+        5025: B2900 user's guide, LAN interface), wired to a matrix input."""
+        if role not in self.roles:
+            return f"needs a [routing] {role} channel (the unselected columns' source)"
+        inst, _, ch = self.roles[role].partition(".")
+        spec = self.instruments[inst]
+        if spec.driver != "keysight_b2900" or not ch.isdigit():
+            return (f"needs [routing] {role} on a Keysight B2900 channel the 2600B can command over TSP-Net "
+                    f"({self.roles[role]} is on a {spec.driver})")
+        if self.roles[role] not in self.inputs:
+            return f"needs [routing] {role} ({self.roles[role]}) wired to a matrix input"
+        m = (re.fullmatch(r"TCPIP\d*::([A-Za-z0-9.\-]+)::(\d+)::SOCKET", spec.resource, re.I)
+             or re.fullmatch(r"TCPIP\d*::([A-Za-z0-9.\-]+)(?:::[A-Za-z0-9]+)?::INSTR", spec.resource, re.I))
+        if not m:
+            return (f"needs [instruments.{inst}] on the LAN (a TCPIP resource the 2600B reaches over TSP-Net), "
+                    f"not {spec.resource!r}")
+        port = int(m.group(2)) if m.lastindex == 2 else 5025
+        return m.group(1), port, int(ch)
 
     def check_read_schemes(self, what: str = "[station] read_schemes") -> None:
         """Refuse a listed read scheme the bias channels cannot serve (StationError naming

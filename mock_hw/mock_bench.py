@@ -22,7 +22,9 @@ ground             F            06              D
 
 TSP-Link: the 2636B is node 1 and the 707B node 2 of one TSP-Link network (the emulated 2636B
 runs its scripts' ``node[2].channel.*`` calls on the emulated 707B), so ``--on-instrument`` runs
-the whole loop, routing included, on the 2636B.
+the whole loop, routing included, on the 2636B.  LAN: the 2636B's scripts reach the B2902A at its
+address over TSP-Net (``tspnet.execute``), which holds the unselected columns of an on-instrument
+V/3 write.
 
 Time and aging: the bench's clock is emulated instrument time by default (``clock="emulated"``:
 integration, settling, relay and pulse durations, and explicit waits of an in-process caller,
@@ -188,6 +190,8 @@ class MockBench:
         except Exception:
             self.close()
             raise
+        # LAN: the 2636B's scripts reach the B2902A at its address over TSP-Net (V/3 on the instrument)
+        self.emulators["K2600"].lan_link(self.servers["B2900"].address, self.emulators["B2900"])
 
     # ------------------------------------------------------------------------------ naming
     def pin_707b(self, kind: str, index: int) -> str:

@@ -230,11 +230,10 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
         raise ValueError("the on-instrument write-verify loop needs a bench whose instrument runs it "
                          "(a station with a Keithley 2600B driving and sensing and a 707B on its TSP-Link)")
     problem = getattr(xb, "on_instrument_problem", None) if on_instrument else None
-    if problem is not None and problem():
-        raise ValueError(problem())
-    if on_instrument and parse_write_scheme(cfg.write_scheme) is not WriteScheme.V2:
-        raise ValueError(f"the on-instrument write-verify loop writes with V/2 (its second SMU holds every "
-                         f"unselected line at half the amplitude), not {cfg.write_scheme}")
+    if problem is not None and problem(cfg.write_scheme):
+        raise ValueError(problem(cfg.write_scheme))
+    if on_instrument and parse_write_scheme(cfg.write_scheme) not in (WriteScheme.V2, WriteScheme.V3):
+        raise ValueError(f"the on-instrument write-verify loop writes with V/2 or V/3, not {cfg.write_scheme}")
     full = (xb.n_chips, *xb.shape)
     tgt = np.asarray(targets, dtype=float)
     if tgt.shape == xb.shape:

@@ -121,3 +121,44 @@ def test_generator_writes_hold_no_level_outside_the_pulse(tmp_path, scheme, shar
             assert w.v_selected_dc <= (0.0 if scheme == "v/2" else share * v) + 1e-9, w
             assert w.v_unselected <= share * v + 1e-3, w
         assert bench.violations == [] and bench.bench.all_off()
+
+
+def test_on_instrument_v3_sets_the_unselected_columns_over_tsp_net_safely_by_construction(tmp_path):
+    """V/3 on the instrument: the script holds the unselected columns with the B2902A (over
+    TSP-Net) while the 2636B's SMUs take the selected column to −V/3 and pulse the row to +2V/3.
+    Every write and every DC state on the way keeps unselected cells within V/3 (V/2's run, the
+    same chip, reaches V/2: the check can tell them apart); cells converge as with V/2, in at most
+    3 host round trips per cell, and the bench ends with every output off and every relay open."""
+    targets = np.random.default_rng(5).uniform(150e-6, 450e-6, size=(3, 3))
+    for scheme, share in (("v/2", 1 / 2), ("v/3", 1 / 3)):
+        with MockBench(3, 3, preset="ideal", seed=3, time_scale=0.0) as bench:
+            station = load_station(bench.write_station(tmp_path / "s.toml", variant="k2600-707b-smu",
+                                                       write_scheme=scheme))
+            with HardwareCrossbar(station) as xb:
+                cfg = auto_schedule(xb, with_width(TunerConfig(seed=1, write_scheme=scheme), 1e-4))[0]
+                n0, lan0 = _replies(bench), bench.emulators["K2600"].tspnet_exchanges
+                res = tune(xb, targets, cfg, on_instrument=True)
+                trips, lan = _replies(bench) - n0, bench.emulators["K2600"].tspnet_exchanges - lan0
+            assert bench.violations == [] and bench.bench.all_off()
+            top = max(w.v_selected for w in bench.bench.writes)
+            assert bench.bench.writes_beyond(share, v_read=cfg.v_read or station.v_read) == []
+            assert bench.bench.max_unselected == pytest.approx(share * top, abs=0.02), (scheme, top)
+            assert trips <= 3 * targets.size and (lan > 2 * res.pulses.sum()) == (scheme == "v/3"), (trips, lan)
+            truth = bench.chip.true_conductance[0]
+            assert np.all(np.abs(truth - targets) <= 0.01 * targets), (scheme, truth / targets)
+
+
+def test_on_instrument_v3_needs_the_column_bias_on_the_lan(tmp_path):
+    """A V/3 on-instrument run needs the unselected columns' source on a B2900 the 2600B reaches
+    over TSP-Net: a GPIB one is refused in one line naming it; V/2 on the same station is fine."""
+    from dataclasses import replace
+
+    with MockBench(2, 2, preset="ideal", seed=0) as bench:
+        st = load_station(bench.write_station(tmp_path / "s.toml", variant="k2600-707b-smu", write_scheme="v/3"))
+    port = int(st.instruments["bias"].resource.split("::")[2])
+    assert st.on_instrument_problem("v/3") is None and st.tspnet_source() == ("127.0.0.1", port, 2)
+    gpib = replace(st, instruments={**st.instruments, "bias": replace(st.instruments["bias"], resource="GPIB0::23::INSTR")})
+    problem = gpib.on_instrument_problem("v/3")
+    assert "LAN" in problem and "GPIB0::23::INSTR" in problem and "\n" not in problem
+    assert gpib.on_instrument_problem("v/2") is None
+    assert "float" in gpib.on_instrument_problem("float")

@@ -52,12 +52,50 @@ local function xbar_wv_read(src, sense, vread, bias)
   return -i / vread
 end
 
--- one write pulse of `a` volts across the cell: with `split` (a V/2 write with shifted levels) the
--- sense SMU holds the column at -a/2 while src pulses the row to +a/2 (every other line on
--- ground: unselected cells see at most a/2, whatever order the levels change in); else src pulses
--- the row to `a` with the optional bias SMU at a/2 on every unselected line
-local function xbar_wv_fire(src, sense, bias, split, a, w)
-  if split then
+-- ------------------------------------------------ V/3: the unselected columns' source over TSP-Net
+-- `v3` = {id = a tspnet.connect() connection to a LAN SCPI source (a B2902A channel), ch = its
+-- channel}: it holds every unselected column.  Each command is confirmed by a query in the same
+-- message (tspnet.execute with a format string waits for the reply), so a level is in place
+-- before the script goes on.
+local function xbar_v3_ask(v3, command)
+  local value = tonumber(tspnet.execute(v3.id, command, "%d"))
+  if value == nil then error("xbar: no reply from the bias source to " .. command) end
+  return value
+end
+
+local function xbar_v3_level(v3, v)
+  local got = xbar_v3_ask(v3, string.format(":SOUR%d:VOLT %.6f;:SOUR%d:VOLT?", v3.ch, v, v3.ch))
+  if math.abs(got - v) > 1e-5 then error(string.format("xbar: the bias source holds %g V, not %g V", got, v)) end
+end
+
+local function xbar_v3_output(v3, on)
+  local want, word = 0, "OFF"
+  if on then want, word = 1, "ON" end
+  xbar_v3_level(v3, 0)
+  if xbar_v3_ask(v3, string.format(":OUTP%d %s;:OUTP%d?", v3.ch, word, v3.ch)) ~= want then
+    error("xbar: the bias source's output is not " .. word)
+  end
+end
+
+-- one write pulse of `a` volts across the cell:
+-- * `v3` (V/3 with shifted levels; unselected rows on ground, unselected columns on the v3
+--   source): sense takes the selected column to -a/3, then the v3 source the unselected columns
+--   to +a/3 (confirmed), then src pulses the row to +2a/3; afterwards the v3 source and sense
+--   return to 0 V.  Every state on the way puts at most |a|/3 across an unselected cell (the
+--   pulse comes only when both held levels are confirmed, and ends before either returns) and
+--   at most |a| across the selected one;
+-- * `split` (V/2 with shifted levels): the sense SMU holds the column at -a/2 while src pulses
+--   the row to +a/2 (every other line on ground: unselected cells see at most a/2, whatever
+--   order the levels change in);
+-- * else src pulses the row to `a` with the optional bias SMU at a/2 on every unselected line.
+local function xbar_wv_fire(src, sense, bias, split, a, w, v3)
+  if v3 ~= nil then
+    sense.source.levelv = -a / 3
+    xbar_v3_level(v3, a / 3)
+    xbar_wv_pulse(src, 2 * a / 3, w)
+    xbar_v3_level(v3, 0)
+    sense.source.levelv = 0
+  elseif split then
     sense.source.levelv = -a / 2
     xbar_wv_pulse(src, a / 2, w)
     sense.source.levelv = 0
@@ -69,13 +107,13 @@ end
 
 local function xbar_wv_loop(src, sense, target, tol, guard, consecutive, vset0, vreset0, vstep, vsetmax,
                             vresetmax, width0, width_ramp, width_max, vread, maxpulses, pulses_at_cap,
-                            stuck_rel, stuck_ramp, reset_v, reset_width, bias, split)
+                            stuck_rel, stuck_ramp, reset_v, reset_width, bias, split, v3)
   local pulses, reads, band, at_cap, last_pol = 0, 0, 0, 0, 0
   local amp, width, applied, g = 0, width0, 0, 0
   local g_lo, g_hi, status = nil, nil, nil
   local trace = {}
   if reset_v > 0 then
-    xbar_wv_fire(src, sense, bias, split, -reset_v, reset_width)
+    xbar_wv_fire(src, sense, bias, split, -reset_v, reset_width, v3)
     pulses = 1
     applied = -reset_v
   end
@@ -114,7 +152,7 @@ local function xbar_wv_loop(src, sense, target, tol, guard, consecutive, vset0, 
       elseif at_cap > pulses_at_cap or pulses >= maxpulses then
         status = "failed"
       else
-        xbar_wv_fire(src, sense, bias, split, pol * amp, width)
+        xbar_wv_fire(src, sense, bias, split, pol * amp, width, v3)
         pulses = pulses + 1
         last_pol = pol
         applied = pol * amp
@@ -173,12 +211,15 @@ end
 -- (drive[r], a channel of the matrix), `sense` on its column (sense[c]), every other row and
 -- column on ground (grow[i], gcol[j]).  Reads: src at vread, sense at 0 V measures the cell's
 -- current alone (grounded-unselected read).  Writes: V/2 with shifted levels (xbar_wv_fire).
--- Safety by construction: a relay changes only after both outputs are set to 0 V and off and the
--- instrument reports them off; the closed channels are read back (getclose) before an output goes
--- on; at the end, and on any error, both outputs go off (confirmed) and every relay opens
+-- V/3 (xbar_tune's optional last arguments): the unselected columns go to a LAN source's matrix
+-- input instead (bcol[j]), which the script sets over TSP-Net (tspnet.connect/execute: 2600B
+-- reference manual, TSP-Net); it sits at 0 V during reads.
+-- Safety by construction: a relay changes only after every output is set to 0 V and off and the
+-- instruments report them off; the closed channels are read back (getclose) before an output goes
+-- on; at the end, and on any error, every output goes off (confirmed) and every relay opens
 -- (confirmed: getclose("allslots") is nil), then the error is raised again.
 
-local function xbar_off(src, sense)
+local function xbar_off(src, sense, v3)
   src.source.levelv = 0
   sense.source.levelv = 0
   src.source.output = src.OUTPUT_OFF
@@ -186,17 +227,20 @@ local function xbar_off(src, sense)
   if src.source.output ~= src.OUTPUT_OFF or sense.source.output ~= sense.OUTPUT_OFF then
     error("xbar: an output is still on; no relay switched")
   end
+  if v3 ~= nil then xbar_v3_output(v3, false) end
 end
 
-local function xbar_route(src, sense, matrix, drive, sensecol, grow, gcol, r, c)
+local function xbar_route(src, sense, matrix, drive, sensecol, grow, gcol, r, c, v3, bcol)
   local route = {drive[r], sensecol[c]}
   for i, ch in ipairs(grow) do
     if i ~= r then table.insert(route, ch) end
   end
-  for j, ch in ipairs(gcol) do
+  local cols = gcol
+  if v3 ~= nil then cols = bcol end
+  for j, ch in ipairs(cols) do
     if j ~= c then table.insert(route, ch) end
   end
-  xbar_off(src, sense)
+  xbar_off(src, sense, v3)
   matrix.channel.exclusiveclose(table.concat(route, ","))
   local closed = matrix.channel.getclose("allslots")
   if closed == nil then error("xbar: no relay closed") end
@@ -208,39 +252,50 @@ local function xbar_route(src, sense, matrix, drive, sensecol, grow, gcol, r, c)
   local _, extra = string.gsub(closed, ";", ";")
   if extra + 1 ~= n then error("xbar: relays closed beyond the route") end
   xbar_wv_outputs_on(src, sense, nil)
+  if v3 ~= nil then xbar_v3_output(v3, true) end
 end
 
-local function xbar_release(src, sense, matrix)
-  xbar_off(src, sense)
+local function xbar_release(src, sense, matrix, v3)
+  xbar_off(src, sense, v3)
   matrix.channel.open("allslots")
   if matrix.channel.getclose("allslots") ~= nil then error("xbar: relays still closed") end
 end
 
-local function xbar_cells(src, sense, matrix, body)
+local function xbar_cells(src, sense, matrix, body, v3)
   local ok, err = pcall(body)
-  local safe, serr = pcall(function() xbar_release(src, sense, matrix) end)
+  local safe, serr = pcall(function() xbar_release(src, sense, matrix, v3) end)
+  if v3 ~= nil then pcall(function() tspnet.disconnect(v3.id) end) end
   if not ok then error(err, 0) end
   if not safe then error(serr, 0) end
 end
 
 -- xbar_tune(src, sense, matrix, drive, sensecol, grow, gcol, rows, cols, targets, tol, guard,
 --           consecutive, vset0, vreset0, vstep, vsetmax, vresetmax, width, width_ramp, width_max,
---           vread, maxpulses, pulses_at_cap, stuck_rel, stuck_ramp, reset_v, reset_width)
+--           vread, maxpulses, pulses_at_cap, stuck_rel, stuck_ramp, reset_v, reset_width
+--           [, v3_address, v3_port, v3_channel, bcol])
 -- tunes cell (rows[k], cols[k]) (1-based) to targets[k] for every k, with xbar_wv's loop, and
--- prints the results separated by ';' (each as xbar_wv prints it).
+-- prints the results separated by ';' (each as xbar_wv prints it).  With the four optional
+-- arguments the writes are V/3: channel v3_channel of the LAN SCPI source at v3_address:v3_port
+-- (a B2902A; reached over TSP-Net) holds the unselected columns through the matrix channels bcol.
 function xbar_tune(src, sense, matrix, drive, sensecol, grow, gcol, rows, cols, targets, tol, guard,
                    consecutive, vset0, vreset0, vstep, vsetmax, vresetmax, width0, width_ramp, width_max,
-                   vread, maxpulses, pulses_at_cap, stuck_rel, stuck_ramp, reset_v, reset_width)
-  local out = {}
+                   vread, maxpulses, pulses_at_cap, stuck_rel, stuck_ramp, reset_v, reset_width,
+                   v3_address, v3_port, v3_channel, bcol)
+  local out, v3 = {}, nil
+  if v3_address ~= nil then
+    local id = tspnet.connect(v3_address, v3_port, string.format(":SOUR%d:VOLT 0", v3_channel))
+    if id == nil then error("xbar: tspnet.connect to the bias source " .. v3_address .. " failed") end
+    v3 = {id = id, ch = v3_channel}
+  end
   xbar_cells(src, sense, matrix, function()
     for k, r in ipairs(rows) do
-      xbar_route(src, sense, matrix, drive, sensecol, grow, gcol, r, cols[k])
+      xbar_route(src, sense, matrix, drive, sensecol, grow, gcol, r, cols[k], v3, bcol)
       xbar_wv_trigger(src)
       table.insert(out, xbar_wv_loop(src, sense, targets[k], tol, guard, consecutive, vset0, vreset0, vstep,
                                      vsetmax, vresetmax, width0, width_ramp, width_max, vread, maxpulses,
-                                     pulses_at_cap, stuck_rel, stuck_ramp, reset_v, reset_width, nil, true))
+                                     pulses_at_cap, stuck_rel, stuck_ramp, reset_v, reset_width, nil, true, v3))
     end
-  end)
+  end, v3)
   print(table.concat(out, ";"))
 end
 

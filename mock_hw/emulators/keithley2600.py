@@ -37,6 +37,14 @@ regular expression (:mod:`.tsp`) and handled in Python.  Understood (one stateme
   replies what it printed.  A failing, endless or memory-hungry script is TSP error -286; the
   emulator carries on.  ``print(type(NAME))`` -> ``function`` / ``nil``.  So the packaged
   ``instruments/tsp/xbar_write_verify.lua`` is the one definition of the on-instrument loop.
+* TSP-Net (2600B reference manual, ``tspnet.connect()`` / ``tspnet.execute()``): scripts reach
+  the LAN instruments :meth:`Keithley2600Emulator.lan_link` names by address and port —
+  ``tspnet.connect(address, port, init)`` (nil when nothing answers there, or beyond the 32
+  connections a 2600B keeps), ``tspnet.execute(id, command[, format])`` (the command goes to the
+  instrument as a line it received; with a format — ``%d`` a number delimited by punctuation,
+  ``%n`` / ``%s`` / ``%t`` text — the first reply line is decoded, and a command with no reply is a
+  timeout, -286), ``tspnet.disconnect(id)``.  Each exchange takes :data:`TSPNET_EXCHANGE_S` of
+  emulated time; :attr:`Keithley2600Emulator.tspnet_exchanges` counts them.
 * TSP-Link: :meth:`Keithley2600Emulator.link` puts an emulated 707B on the network as
   ``node[N]``; ``tsplink.reset()`` brings it online, ``print(tsplink.state)``,
   ``print(node[N].model)``; scripts call ``node[N].channel.open / close / exclusiveclose /
@@ -70,6 +78,13 @@ CONSTANTS = {
 }
 _SMU_EVENTS = ("SWEEPING_EVENT_ID", "ARMED_EVENT_ID", "SOURCE_COMPLETE_EVENT_ID", "MEASURE_COMPLETE_EVENT_ID",
                "PULSE_COMPLETE_EVENT_ID", "SWEEP_COMPLETE_EVENT_ID", "IDLE_EVENT_ID")
+#: emulated time of one TSP-Net exchange (a command line and, for a query, its reply) with a LAN
+#: instrument, s: an assumed LAN round trip on a local network with a SCPI instrument answering at
+#: once (order of 1 ms; not a figure of the 2600B's or the B2900's manuals)
+TSPNET_EXCHANGE_S = 1e-3
+#: TSP-Net connections a 2600B keeps at once (2600B reference manual, tspnet.connect(): "You can
+#: simultaneously connect to a maximum of 32 remote devices")
+TSPNET_MAX = 32
 #: what the 2600B prints for an overflowed reading (e.g. a resistance with zero current)
 OVERFLOW = 9.91e37
 
@@ -187,6 +202,12 @@ class Keithley2600Emulator(TspInstrument):
         #: TSP-Link: node number -> linked emulated instrument (see :meth:`link`)
         self.tsplink: dict[int, object] = {}
         self.tsplink_state = "offline"
+        #: TSP-Net: (address, port) -> reachable emulated LAN instrument; open connections by id
+        self.lan: dict[tuple[str, int], object] = {}
+        self.tspnet_conns: dict[int, object] = {}
+        self._tspnet_next = 1
+        #: TSP-Net exchanges scripts made (instrument to instrument: not host round trips)
+        self.tspnet_exchanges = 0
         super().__init__(name)
         for ch in "ab":
             self._push_to_bench(ch)
@@ -379,6 +400,8 @@ class Keithley2600Emulator(TspInstrument):
             env.trigger = lua.runtime.table_from({"timer": make_timers(self._lua_timer_get, self._lua_timer_set)})
             env.print = self._lua_print
             env.waitcomplete = lambda *a: None
+            env.tspnet = lua.runtime.table_from({"connect": self._tspnet_connect, "execute": self._tspnet_execute,
+                                                 "disconnect": self._tspnet_disconnect})
             nodes = {n: make_node(n, self._link_call, self._link_model(n)) for n in self.tsplink}
             env.node = lua.runtime.table_from(nodes)
         return self.lua
@@ -518,6 +541,51 @@ class Keithley2600Emulator(TspInstrument):
             if name == "exclusiveclose":
                 return matrix._exclusive(channels)
             return matrix._getclose(channels)
+
+    # ----------------------------------------------------------------------------- TSP-Net
+    def lan_link(self, address: tuple[str, int], instrument) -> None:
+        """Make ``instrument`` (an emulated SCPI instrument) reachable by scripts' TSP-Net at
+        ``address`` (host, port): what a LAN cable between them does."""
+        self.lan[(str(address[0]), int(address[1]))] = instrument
+
+    def _tspnet_connect(self, address, port=None, init=None):
+        """``tspnet.connect(address[, port, init])``: the connection id, or nil."""
+        inst = self.lan.get((str(address), int(port) if port else 5025))
+        if inst is None or len(self.tspnet_conns) >= TSPNET_MAX:
+            return None
+        cid, self._tspnet_next = self._tspnet_next, self._tspnet_next + 1
+        self.tspnet_conns[cid] = inst
+        if init:
+            self._tspnet_send(inst, str(init))
+        return cid
+
+    def _tspnet_send(self, inst, command: str) -> list[str]:
+        replies = inst.process(command)
+        self.tspnet_exchanges += 1
+        self.bench.wait(TSPNET_EXCHANGE_S)
+        return replies
+
+    def _tspnet_execute(self, cid, command, fmt=None):
+        """``tspnet.execute(id, command[, format])``: see the module docstring."""
+        inst = self.tspnet_conns.get(int(cid)) if isinstance(cid, (int, float)) else None
+        if inst is None:
+            raise CommandError(-286, "TSP Runtime error: tspnet.execute: invalid connection id")
+        replies = self._tspnet_send(inst, str(command))
+        if fmt is None:
+            return None
+        m = re.fullmatch(r"%(\d*)([dnst])", str(fmt))
+        if not m:
+            raise CommandError(-286, f"TSP Runtime error: tspnet format {str(fmt)[:20]!r} is not supported here")
+        if not replies:
+            raise CommandError(-286, "TSP Runtime error: tspnet.execute: timeout waiting for the reply")
+        line = replies[0]
+        if m.group(2) != "d":
+            return line[: int(m.group(1))] if m.group(1) else line
+        field = re.split(r"[,;\s]", line.strip(), maxsplit=1)[0]
+        return float(field) if re.fullmatch(NUMBER, field) else None
+
+    def _tspnet_disconnect(self, cid):
+        self.tspnet_conns.pop(int(cid), None) if isinstance(cid, (int, float)) else None
 
     def _tsplink_reset(self) -> int:
         """``tsplink.reset()``: the network comes online with every linked node; returns the number

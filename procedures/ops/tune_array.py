@@ -101,12 +101,9 @@ class TuneProcedure(PulseScheduleMixin, LineEstimateMixin, TuneLogMixin, XbarPro
         if self.on_instrument and self.chip != "station":
             raise ValueError("--on-instrument runs the write-verify loop on a bench's 2600B: it needs --station")
         if self.on_instrument:
-            problem = load_station(self.station).on_instrument_problem()
+            problem = load_station(self.station).on_instrument_problem(self.scheme)
             if problem:
                 raise ValueError(problem)
-        if self.on_instrument and self.scheme != "v/2":
-            raise ValueError(f"--on-instrument writes with V/2 (the 2600B's second SMU holds the unselected lines), "
-                             f"not --scheme {self.scheme}")
         if self.targets != "random" and not self.resuming:   # the file, before a run folder exists
             read_targets(self.targets, self.planned_shape(), int(self.chips) if self.chip == "sim" else 1,
                          self.planned_window())
