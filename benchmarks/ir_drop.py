@@ -40,20 +40,36 @@ from programming.ir_correction import measure_line_resistance
 from programming.tuner import CONVERGED, TunerConfig, tune
 
 
-def tune_case(n: int, r_line: float, seed: int) -> dict:
+def tune_case(n: int, r_line: float, seed: int, width: float | None = None, cells: int | None = None,
+              compensation: bool = True) -> dict:
+    """One tune of an ``n``×``n`` chip at ``r_line`` Ω per segment: the line resistance measured
+    first, then tuned with the correction on that estimate.  ``width`` (s): the pulse width, with
+    the amplitude schedule ``xbar tune --width`` uses (``--schedule auto``: probed on the chip);
+    ``cells``: tune only that many random cells (NaN targets elsewhere); ``compensation``: the
+    tuner's line-compensated writes (``TunerConfig.write_compensation``)."""
+    from programming.auto_schedule import RECIPE, auto_schedule, with_width
+
     xb = SimulatedCrossbar(n, n, seed=seed, r_line=r_line)
     targets = np.random.default_rng(seed + 100).uniform(*xb.programming_window, size=(n, n))
+    if cells:
+        keep = np.zeros(n * n, bool)
+        keep[np.random.default_rng(seed + 200).permutation(n * n)[:cells]] = True
+        targets = np.where(keep.reshape(n, n), targets, np.nan)
     t0, c0 = time.perf_counter(), time.process_time()
     r_est, beta = (float(x[0]) for x in measure_line_resistance(xb)) if r_line > 0 else (0.0, 0.0)
+    cfg = TunerConfig(line_resistance=r_est, device_beta=beta, write_compensation=compensation)
+    if width is not None and width != RECIPE.width:
+        cfg = auto_schedule(xb, with_width(cfg, width))[0]
     t_cal = time.perf_counter() - t0
     t1, c1 = time.perf_counter(), time.process_time()
-    res = tune(xb, targets, TunerConfig(line_resistance=r_est, device_beta=beta))
+    res = tune(xb, targets, cfg)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    working = xb.working_mask[0]
+    working = xb.working_mask[0] & ~np.isnan(targets)
     truly = np.abs(xb.true_conductance[0] - targets) <= 0.01 * targets
     return {"r_est": r_est, "converged": float((res.status[0] == CONVERGED)[working].mean()),
             "truly": float(truly[working].mean()), "median_pulses": float(np.median(res.pulses[0][working])),
-            "wall": wall, "cpu": cpu, "calibration_s": t_cal,
+            "wall": wall, "cpu": cpu, "calibration_s": t_cal, "passes": res.passes_run,
+            "max_unselected": xb.max_unselected_v,
             "tune_wall": time.perf_counter() - t1, "tune_cpu": time.process_time() - c1}
 
 
@@ -124,6 +140,10 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=[16, 32, 64], help="array sizes (none: networks only)")
     ap.add_argument("--r", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, TIO2_3IT_R_LINE])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--width", type=float, nargs="+", default=[None],
+                    help="pulse widths, s (default the recipe's 1 us; others with the auto schedule, as xbar tune --width)")
+    ap.add_argument("--cells", type=int, default=0, help="tune only this many random cells per array (0: all)")
+    ap.add_argument("--no-compensation", action="store_true", help="uncompensated writes (for comparison)")
     ap.add_argument("--networks", nargs="*", choices=("moons", "digits"), default=None,
                     help="also deploy these networks (none named: both) at every --r")
     args = ap.parse_args()
@@ -132,15 +152,19 @@ def main() -> None:
     print(f"  (load average at the start: {load()})")
     tune_s = {}
     for n in args.sizes:
-        for r in args.r:
-            rep = tune_case(n, r, args.seed)
-            tune_s[(n, r)] = rep["tune_cpu"]
-            ratio = f"  tune {rep['tune_cpu'] / tune_s[(n, 0.0)]:5.1f}x ideal lines (CPU)" \
-                if r > 0 and (n, 0.0) in tune_s else ""
-            print(f"  {n:>2}x{n:<2} r_line {r:4.2f} ohm (measured {rep['r_est']:5.2f})  converged "
-                  f"{100 * rep['converged']:6.2f} %  truly within 1 % {100 * rep['truly']:6.2f} %  "
-                  f"median pulses {rep['median_pulses']:4.0f}  wall {rep['wall']:7.1f} s  CPU {rep['cpu']:7.1f} s "
-                  f"(calibration {rep['calibration_s']:.1f} s wall){ratio}", flush=True)
+        for width in args.width:
+            for r in args.r:
+                rep = tune_case(n, r, args.seed, width, args.cells, not args.no_compensation)
+                tune_s[(n, r, width)] = rep["tune_cpu"]
+                ratio = f"  tune {rep['tune_cpu'] / tune_s[(n, 0.0, width)]:5.1f}x ideal lines (CPU)" \
+                    if r > 0 and (n, 0.0, width) in tune_s else ""
+                what = f"{n:>2}x{n:<2}" + (f" ({args.cells} cells)" if args.cells else "") + \
+                    (f" {width * 1e6:g} us" if width else "")
+                print(f"  {what} r_line {r:4.2f} ohm (measured {rep['r_est']:5.2f})  converged "
+                      f"{100 * rep['converged']:6.2f} %  truly within 1 % {100 * rep['truly']:6.2f} %  "
+                      f"median pulses {rep['median_pulses']:4.0f}  passes {rep['passes']}  largest unselected "
+                      f"{rep['max_unselected']:.2f} V  wall {rep['wall']:7.1f} s  CPU {rep['cpu']:7.1f} s "
+                      f"(calibration {rep['calibration_s']:.1f} s wall){ratio}  load {load()}", flush=True)
     print(f"  (load average at the end: {load()})")
     if 64 in args.sizes:
         wall, cpu = read_time()

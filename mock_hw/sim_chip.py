@@ -133,6 +133,9 @@ class SimulatedCrossbar(Crossbar):
         self._n_disturb = np.zeros(full)   # disturb events each device saw since it was last programmed
         self.n_read_ops = 0
         self.n_pulse_ops = 0
+        #: the largest |voltage| across any cell but a pulse's selected one (half-selected cells
+        #: included) in any pulse so far, V: at most V/2 (V/3) of the drive under V/2 (V/3) on ideal lines
+        self.max_unselected_v = 0.0
         # resistive lines: the kept factorizations of the whole batch and of chip 0 (drive_lines)
         self._lines = nodal.LineSolver(params.r_line, d.beta, d.v_ref) if params.r_line > 0 else None
         self._lines0 = nodal.LineSolver(params.r_line, d.beta, d.v_ref) if params.r_line > 0 else None
@@ -538,6 +541,8 @@ class SimulatedCrossbar(Crossbar):
 
     # ----------------------------------------------------------------------------- pulses
     def _pulse(self, rows, cols, amplitude, width, scheme, active) -> PulseResult:
+        if self.params.r_line == 0 and scheme is not WriteScheme.FLOAT:
+            self._unselected_ideal(amplitude, scheme, active)
         if scheme is WriteScheme.V2 and self.params.r_line == 0:
             lanes = self._active_lanes(rows, cols, active)
             if self._keys_distinct(*lanes[1:4]):
@@ -561,6 +566,14 @@ class SimulatedCrossbar(Crossbar):
         self.n_pulse_ops += int(active.sum())
         duration = np.where(active, width + self.params.timing.pulse_overhead_s, 0.0)
         return PulseResult(np.where(active, energy, 0.0), duration, compliance & active)
+
+    def _unselected_ideal(self, amplitude, scheme, active) -> None:
+        """Record the largest unselected-cell voltage of pulses on ideal lines: the scheme's share
+        of the largest active amplitude (V/2: half; V/3: a third), exactly."""
+        if np.any(active):
+            share = 0.5 if scheme is WriteScheme.V2 else 1 / 3
+            top = share * float(np.abs(np.where(active, amplitude, 0.0)).max())
+            self.max_unselected_v = max(self.max_unselected_v, top)
 
     def _active_lanes(self, rows, cols, active):
         """The active lanes of a call, in lane order chip by chip: (flat lane index, chip, row,
@@ -595,6 +608,8 @@ class SimulatedCrossbar(Crossbar):
         r, c, v, w = rows.take(li), cols.take(li), amplitude.take(li), width.take(li)
         sc = li // L                                                    # step · n_chips + chip
         plain = scheme is WriteScheme.V2 and self.params.r_line == 0 and K * self._g.size <= 1 << 22
+        if plain:
+            self._unselected_ideal(amplitude, scheme, active)
         shift = equivalent_shift(w, self.params.device) if plain and li.size else None
         n_rows, n_cols = self.shape
         rows_key = sc * n_rows
@@ -898,6 +913,7 @@ class SimulatedCrossbar(Crossbar):
             # forming changes the population: lane by lane on the whole voltage maps
             sol = self._lines.solve(self._g, row_v, col_v, tol=PULSE_TOL, focus=focus)
             energy[:, on_lanes] = (sol.v_cell * sol.i_cell).sum(axis=(2, 3)) * width[:, on_lanes]
+            self._unselected_lines(sol.v_cell, lit, rows[:, on_lanes], cols[:, on_lanes])
             for q, k in enumerate(on_lanes):
                 if active[:, k].any():
                     self._g, written = apply_voltages_written(self._g, sol.v_cell[:, q], w_on[:, q], pop, d,
@@ -911,6 +927,7 @@ class SimulatedCrossbar(Crossbar):
             threshold, for every lane at once (thresholds do not change): lane, flat index,
             voltage and width of each, in lane then flat order."""
             e = (sol.v_cell * sol.i_cell).sum(axis=(2, 3)) * width[sl, on_lanes]
+            self._unselected_lines(sol.v_cell, lit[sl], rows[sl, on_lanes], cols[sl, on_lanes])
             v_eq = equivalent_voltage(sol.v_cell, w_on[sl], d)
             hit = (v_eq > pop.vth_set[sl, None]) | (-v_eq > pop.vth_reset[sl, None])
             q, b, i, j = np.nonzero(hit.transpose(1, 0, 2, 3))
@@ -956,6 +973,15 @@ class SimulatedCrossbar(Crossbar):
         sel = (chips * n_rows + rows[on, k]) * n_cols + cols[on, k]
         self._disturb(sel, on & (np.abs(v[:, k]) >= self.params.device.disturb_v))
 
+    def _unselected_lines(self, v_cell, lit, rows, cols) -> None:
+        """Record the largest |voltage| across the unselected cells of solved pulses: ``v_cell``
+        (n_chips, K, R, C), V, of lanes ``lit`` (n_chips, K) with selected cells (rows, cols)."""
+        b, k = np.nonzero(lit)
+        if b.size:
+            mag = np.abs(v_cell[b, k])                                   # (lanes, R, C)
+            mag[np.arange(b.size), rows[b, k], cols[b, k]] = 0.0
+            self.max_unselected_v = max(self.max_unselected_v, float(mag.max()))
+
     def _pulse_one(self, r, c, v, w, scheme, active):
         """One pulse per chip (chips where ``active`` is False see nothing); returns energy, J."""
         d = self.params.device
@@ -978,6 +1004,7 @@ class SimulatedCrossbar(Crossbar):
             sol = nodal.solve_network(self._g, row_v, col_v, d.beta, d.v_ref, self.params.r_line)
             v_cell, i_cell = sol.v_cell, sol.i_cell
         energy = (v_cell * i_cell).sum(axis=(1, 2)) * w
+        self._unselected_lines(np.nan_to_num(v_cell)[:, None], active[:, None], r[:, None], c[:, None])
         self._g, written = apply_voltages_written(self._g, v_cell, w[:, None, None], self.population, d, self._rng)
         self._mark_written(written)
         sel = (chips[active] * n_rows + r[active]) * n_cols + c[active]

@@ -19,6 +19,21 @@ Algorithm (per cell; the adaptive scheme of Alibart et al. 2012 as used at 3IT):
    has ramped ``stuck_ramp`` volts above the start is flagged *stuck* at once (a working device
    has switched long before; ramping on to the cap would only disturb its neighbours).
 
+Through resistive lines (an IR-drop correction, ``line_resistance`` > 0) the amplitude is what the
+selected cell is to *get*: with ``write_compensation`` each V/2 or V/3 write is driven at the
+amplitude divided by the share of the drive the tuner's line model — the measured line resistance
+and I-V curvature, the running estimate of every conductance — puts across the cell
+(:meth:`~programming.ir_correction.ReadCorrection.write_transfer`; a far cell of a 64×64 array at
+0.67 Ω gets about 2/3 of its drive).  The drive never exceeds the caps nor ``compensation_max``
+(1.95 V: below the 3IT recipe's 2.0 V initial RESET, the pulse level whose writes advance the
+relaxation of the array's programmed cells — measured by Drolet et al. 2023 as drift growing with
+every later cell programmed; on a 32×32 array at 2 Ω compensated writes up to 2.4 V left half of
+the cells drifted out of 1 %); the cap counts from where the drive stops.  The stuck rule compares
+what reached the cell, so a far cell the lines starve is not condemned for not moving.  Raising
+the drive raises what the half-selected cells next to the drivers see with it (at most the
+scheme's share of the drive, as on ideal lines); it is bounded by the same caps.  The
+on-instrument loop writes uncompensated.
+
 Cells are handed out by :class:`~programming.schedule.SlotScheduler` (``parallel`` at a time, never
 two on one line).  After each pass the array is read back and the cells that no longer *hold* —
 whose reading is off by more than the hold band ``tolerance·(1 − hold_guard)`` (0.9 % at the
@@ -88,11 +103,14 @@ class TunerConfig:
     line_resistance: float = 0.0
     access_resistance: float = 0.0
     device_beta: float = 0.0     # the devices' cubic I-V coefficient for the IR-drop correction, 1/V² (calibrate-lines)
+    write_compensation: bool = True  # with line_resistance: drive each write so the line model puts its amplitude on the cell
+    compensation_max: float = 1.95   # the largest drive of a line-compensated write, V (below the recipe's 2.0 V RESET)
     seed: int = 0
 
     def __post_init__(self):
         positive = ("tolerance", "v_set_start", "v_reset_start", "v_step", "v_set_max", "v_reset_max",
-                    "width", "width_max", "reset_amplitude", "reset_width", "stuck_rel", "stuck_ramp")
+                    "width", "width_max", "reset_amplitude", "reset_width", "stuck_rel", "stuck_ramp",
+                    "compensation_max")
         for name in positive:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
@@ -555,7 +573,17 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
     start = cfg.v_set_start if cfg.v_set_start == cfg.v_reset_start else np.where(up, cfg.v_set_start, cfg.v_reset_start)
     cap = np.where(up, cfg.v_set_max, cfg.v_reset_max)
     amp = np.where(same, np.minimum(n.amp + cfg.v_step, cap), start)
-    at_cap = same & (amp >= cap - 1e-12)
+    drive = reached = amp   # what is driven, and what reaches the cell: the amplitude on ideal lines
+    if corr is not None and cfg.write_compensation and need.any():
+        share = _SHARES.get(parse_write_scheme(cfg.write_scheme))
+        if share is not None:
+            # the line model's share of the drive across the selected cell: drive so that it gets
+            # the amplitude, never beyond the cap nor compensation_max (the cap counts from there)
+            t = corr.write_transfer(n.rows, n.cols, amp, *share)
+            cap = np.minimum(cap, cfg.compensation_max)
+            drive = np.minimum(amp / t, cap)
+            reached = drive * t
+    at_cap = same & (drive >= cap - 1e-12)
     n.at_cap += 1
     n.at_cap *= at_cap
     if cfg.width_ramp == 1:         # every width stays cfg.width
@@ -564,7 +592,7 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
         width = np.where(at_cap, np.minimum(n.width * cfg.width_ramp, cfg.width_max), cfg.width)
         np.copyto(n.width, width, where=need)
     unmoved = (n.g_hi - n.g_lo) <= cfg.stuck_rel * n.g_lo
-    stuck = need & unmoved & (amp >= start + cfg.stuck_ramp - 1e-9)
+    stuck = need & unmoved & (reached >= start + cfg.stuck_ramp - 1e-9)
     give_up = stuck | (n.at_cap > cfg.pulses_at_cap) | (n.pulses >= cfg.max_pulses)
     give_up &= need
     fire = need & ~give_up
@@ -579,7 +607,7 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
     fire_any = fire | reset
     if not fire_any.any():
         return 0
-    signed = np.where(reset, -cfg.reset_amplitude, np.where(fire, pol * amp, 0.0))
+    signed = np.where(reset, -cfg.reset_amplitude, np.where(fire, pol * drive, 0.0))
     if cfg.width_ramp == 1 and cfg.reset_width == cfg.width:
         widths = cfg.width
     else:
@@ -590,6 +618,11 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
     trace.record(n, fire_any, pass_no, 1, signed, widths, np.nan)
     n.pending_reset.fill(False)
     return int(res.compliance.sum())
+
+
+#: the shares of the drive on the unselected rows and columns of the write schemes the line model
+#: compensates (:meth:`~programming.ir_correction.ReadCorrection.write_transfer`)
+_SHARES = {WriteScheme.V2: (0.5, 0.5), WriteScheme.V3: (1 / 3, 2 / 3)}
 
 
 def _start_correction(xb, cfg: TunerConfig, rec, parallel: int, on_instrument: bool = False):
