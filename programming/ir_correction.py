@@ -196,8 +196,17 @@ class ReadCorrection:
         mix = Anderson(FIT_ANDERSON_DEPTH)
         self.fit_steps = 0
         live = np.arange(B)                 # the chips still iterating
-        for _ in range(iterations):
-            self.refresh(None if live.size == B else live)
+        if start is not None and hold is None and self._a is not None and self._a.shape[0] == B:
+            # a chip with no reading keeps its estimate (a read-back's re-reads: a few chips)
+            live = np.flatnonzero(np.isfinite(m).reshape(B, -1).any(axis=1))
+        fitted = live
+        for k in range(iterations if live.size else 0):
+            todo = live
+            if k == 0 and self._a is not None and self._a.shape[0] == B:
+                # a chip whose estimate has not moved since its last refresh keeps its model
+                todo = live[(self.est[live] != self._ref[live]).reshape(live.size, -1).any(axis=1)]
+            if todo.size:
+                self.refresh(None if todo.size == B else todo)
             gy = np.log(keep(self._invert(m[live], self._a[live], self._c[live], self.est[live]), live)).reshape(
                 live.size, -1)
             f = gy - y[live]
@@ -213,8 +222,15 @@ class ReadCorrection:
                 mix.keep(go)
             y[live] = mix.step(gy, f)
             self.est[live] = keep(np.exp(y[live]).reshape(live.size, *m.shape[1:]), live)
-        self.est = keep(np.exp(y).reshape(m.shape), everyone)
-        self.refresh()
+        if fitted.size == B:
+            self.est = keep(np.exp(y).reshape(m.shape), everyone)
+            self.refresh()
+            return self.est
+        self.est[fitted] = np.exp(y[fitted]).reshape(fitted.size, *m.shape[1:])
+        # the fitted chips' models, and any other chip's whose estimate moved since its refresh
+        stale = np.union1d(fitted, np.flatnonzero((self.est != self._ref).reshape(B, -1).any(axis=1)))
+        if stale.size:
+            self.refresh(stale)
         return self.est
 
     def refresh(self, chips=None) -> None:
