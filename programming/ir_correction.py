@@ -177,8 +177,8 @@ class ReadCorrection:
         :data:`FIT_ANDERSON_DEPTH` steps (per chip, on log g) removes those few slow modes.
         Each chip stops when none of its estimates moves by more than ``tol`` (relative) or after
         ``iterations`` model evaluations; a chip that has stopped leaves the working set (its fit
-        is the same in any batch, and a large batch is not iterated until its slowest chip is
-        done).  ``fixed`` (same shape, S, NaN = free): cells whose conductance is
+        does not depend on how many steps the others need, and a large batch is not iterated
+        until its slowest chip is done); :data:`MODEL_CHIPS` chips are fitted at a time.  ``fixed`` (same shape, S, NaN = free): cells whose conductance is
         known and held (their readings are ignored).  ``start`` (same shape, S): the first
         estimate (default: the readings themselves; a nearby earlier fit needs fewer steps).
         Sets and returns :attr:`est`; :attr:`fit_steps` is the most steps any chip took."""
@@ -192,46 +192,53 @@ class ReadCorrection:
         first = m if start is None else np.asarray(start, float)
         self.est = keep(np.clip(np.where(np.isfinite(first), first, np.nanmean(m)), 1e-9, None), everyone)
         B = m.shape[0]
-        y = np.log(self.est).reshape(B, -1)
-        mix = Anderson(FIT_ANDERSON_DEPTH)
-        self.fit_steps = 0
-        live = np.arange(B)                 # the chips still iterating
-        if start is not None and hold is None and self._a is not None and self._a.shape[0] == B:
+        live = np.arange(B)
+        if self._a is None or self._a.shape[0] != B:
+            self.refresh()                  # the first fit: every chip's model once
+        elif start is not None and hold is None:
             # a chip with no reading keeps its estimate (a read-back's re-reads: a few chips)
             live = np.flatnonzero(np.isfinite(m).reshape(B, -1).any(axis=1))
-        fitted = live
-        for k in range(iterations if live.size else 0):
-            todo = live
-            if k == 0 and self._a is not None and self._a.shape[0] == B:
-                # a chip whose estimate has not moved since its last refresh keeps its model
-                todo = live[(self.est[live] != self._ref[live]).reshape(live.size, -1).any(axis=1)]
-            if todo.size:
-                self.refresh(None if todo.size == B else todo)
-            gy = np.log(keep(self._invert(m[live], self._a[live], self._c[live], self.est[live]), live)).reshape(
-                live.size, -1)
-            f = gy - y[live]
-            self.fit_steps += 1
-            done = np.max(np.abs(f), axis=1, initial=0.0) <= tol
-            if done.any():
-                y[live[done]] = gy[done]
-                if done.all():
-                    live = live[:0]
-                    break
-                go = ~done
-                live, gy, f = live[go], gy[go], f[go]
-                mix.keep(go)
-            y[live] = mix.step(gy, f)
-            self.est[live] = keep(np.exp(y[live]).reshape(live.size, *m.shape[1:]), live)
-        if fitted.size == B:
-            self.est = keep(np.exp(y).reshape(m.shape), everyone)
-            self.refresh()
-            return self.est
-        self.est[fitted] = np.exp(y[fitted]).reshape(fitted.size, *m.shape[1:])
-        # the fitted chips' models, and any other chip's whose estimate moved since its refresh
-        stale = np.union1d(fitted, np.flatnonzero((self.est != self._ref).reshape(B, -1).any(axis=1)))
+        self.fit_steps = 0
+        for k in range(0, live.size, MODEL_CHIPS):      # chunk by chunk of chips (bounded memory)
+            self._fit_chips(m, live[k:k + MODEL_CHIPS], keep, iterations, tol)
+        # any other chip whose estimate moved since its model was refreshed
+        stale = np.ones(B, bool)
+        stale[live] = False
+        stale = np.flatnonzero(stale & (self.est != self._ref).reshape(B, -1).any(axis=1))
         if stale.size:
             self.refresh(stale)
         return self.est
+
+    def _fit_chips(self, m, chips, keep, iterations: int, tol: float) -> None:
+        """:meth:`fit`'s iteration on the chips ``chips`` (indices): each leaves it when its own
+        estimates stop moving; their estimates and models end refreshed at the answer."""
+        shape = m.shape[1:]
+        y = np.log(self.est[chips]).reshape(chips.size, -1)
+        mix = Anderson(FIT_ANDERSON_DEPTH)
+        at = np.arange(chips.size)          # the chips still iterating (positions in ``chips``)
+        live = chips
+        for k in range(iterations):
+            todo = live
+            if k == 0:      # a chip whose estimate has not moved since its last refresh keeps its model
+                todo = live[(self.est[live] != self._ref[live]).reshape(live.size, -1).any(axis=1)]
+            if todo.size:
+                self.refresh(todo)
+            gy = np.log(keep(self._invert(m[live], self._a[live], self._c[live], self.est[live]), live)).reshape(
+                live.size, -1)
+            f = gy - y[at]
+            self.fit_steps = max(self.fit_steps, k + 1)
+            done = np.max(np.abs(f), axis=1, initial=0.0) <= tol
+            if done.any():
+                y[at[done]] = gy[done]
+                if done.all():
+                    break
+                go = ~done
+                at, live, gy, f = at[go], live[go], gy[go], f[go]
+                mix.keep(go)
+            y[at] = mix.step(gy, f)
+            self.est[live] = keep(np.exp(y[at]).reshape(live.size, *shape), live)
+        self.est[chips] = keep(np.exp(y).reshape(chips.size, *shape), chips)
+        self.refresh(chips)
 
     def refresh(self, chips=None) -> None:
         """Recompute the model's local inversion (a, c per cell) at the present estimate, of the
