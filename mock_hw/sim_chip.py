@@ -608,8 +608,8 @@ class SimulatedCrossbar(Crossbar):
         r, c, v, w = rows.take(li), cols.take(li), amplitude.take(li), width.take(li)
         sc = li // L                                                    # step · n_chips + chip
         plain = scheme is WriteScheme.V2 and self.params.r_line == 0 and K * self._g.size <= 1 << 22
-        if plain:
-            self._unselected_ideal(amplitude, scheme, active)
+        if plain and li.size:                # (_unselected_ideal, from the active amplitudes taken)
+            self.max_unselected_v = max(self.max_unselected_v, 0.5 * float(np.abs(v).max()))
         shift = equivalent_shift(w, self.params.device) if plain and li.size else None
         n_rows, n_cols = self.shape
         rows_key = sc * n_rows

@@ -604,6 +604,7 @@ def test_pulse_steps_equal_one_pulse_call_per_step(case):
     np.testing.assert_array_equal(res.energy, np.stack([r.energy for r in ref_res]))
     np.testing.assert_array_equal(res.duration, np.stack([r.duration for r in ref_res]))
     assert xb.n_pulse_ops == ref.n_pulse_ops == active.sum()
+    assert xb.max_unselected_v == ref.max_unselected_v > 0      # the largest unselected-cell voltage
     assert not np.array_equal(xb.true_conductance, make().true_conductance)
     assert per_step.n == (0 if case == "plain" else 3), "plain steps in one go, the others step by step"
 
