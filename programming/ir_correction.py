@@ -262,7 +262,7 @@ class ReadCorrection:
         self.refreshes += 1
 
     def _shifted_c(self, b, rows, cols) -> np.ndarray:
-        """``c`` of cells (rows, cols) of chips ``b`` (B, L) with the other cells' estimates as
+        """``c`` of cells (rows, cols) of chips ``b`` (index arrays of one shape) with the other cells' estimates as
         they are now: the model's reading of each cell moves, to first order, by every other
         cell's change since the last refresh times its share in that reading (the kept
         sensitivities).  A cell tuned right after a neighbour on its row finished (the scheduler
@@ -276,7 +276,7 @@ class ReadCorrection:
         if not delta.any():
             return c
         phi, u, gt = self._cross
-        share = np.einsum("blkm,blkm,bkm->bl", phi[b, rows], u[b, cols], delta)
+        share = np.einsum("...km,...km,...km->...", phi[b, rows], u[b, cols], delta[b])
         share -= phi[b, rows, rows, cols] * u[b, cols, rows, cols] * delta[b, rows, cols]   # not its own
         m_hat = self._m_hat[b, rows, cols]
         moved = m_hat - gt * share / self.v_read
@@ -345,10 +345,12 @@ class ReadCorrection:
     def correct(self, rows, cols, readings, active) -> np.ndarray:
         """Corrected conductances (n_chips, L), S, of lane readings ``readings`` (S) of cells
         (rows, cols); the estimate of every active lane's cell is updated to it."""
-        b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)
-        g = self._invert(readings, self._a[b, rows, cols], self._shifted_c(b, rows, cols), self.est[b, rows, cols])
-        g = np.where(active, g, np.nan)
-        self.est[b[active], rows[active], cols[active]] = g[active]
+        b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)[active]     # the active lanes only
+        r, c = rows[active], cols[active]
+        g_on = self._invert(readings[active], self._a[b, r, c], self._shifted_c(b, r, c), self.est[b, r, c])
+        g = np.full(rows.shape, np.nan)
+        g[active] = g_on
+        self.est[b, r, c] = g_on
         return g
 
     def correct_map(self, readings) -> np.ndarray:
