@@ -24,6 +24,12 @@ interface — only what a bench can measure:
    neighbour of typical threshold stays below its switching amplitude at this width (the recipe
    at 1 µs: 1.1 V start, 2.1 V SET cap).
 
+Where the tuner compensates its writes for resistive lines (``line_resistance`` > 0 with
+``write_compensation``) its amplitudes are what a cell is to get, so each probed turn-on drive is
+taken times the share of it the tuner's line model puts across that cell (one read of every cell
+fits the model): a probed cell far from the drivers turns on at a drive the lines cut down, and
+the schedule would otherwise start that much too high for every cell.
+
 Stuck cells never turn on and are ignored; if no probed cell turns on, a ValueError says so.  The
 probe's pulses change the probed cells slightly (a few tenths of a percent each way); they are
 tuned afterwards like every other cell.
@@ -34,8 +40,9 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from .crossbar import Crossbar, parse_write_scheme, WriteScheme
-from .tuner import TunerConfig
+from .crossbar import Crossbar, parse_read_scheme, parse_write_scheme, WriteScheme
+from .ir_correction import ReadCorrection
+from .tuner import WRITE_SHARES, TunerConfig
 
 __all__ = ["ProbeSettings", "auto_schedule", "with_width", "probe_cells", "RECIPE"]
 
@@ -128,6 +135,8 @@ def auto_schedule(xb: Crossbar, cfg: TunerConfig, settings: ProbeSettings | None
         v_on[name] = on
 
     share = {WriteScheme.V2: 2.0, WriteScheme.V3: 3.0}.get(parse_write_scheme(cfg.write_scheme), np.inf)
+    drive_on = v_on
+    v_on = _reached(xb, cfg, rows, cols, v_on)
     start = {k: float(np.nanmedian(v)) for k, v in v_on.items()}
     half_safe = {k: share * v for k, v in start.items()}
 
@@ -142,5 +151,25 @@ def auto_schedule(xb: Crossbar, cfg: TunerConfig, settings: ProbeSettings | None
                                            "v_reset_max", "reset_amplitude")}
     report = {"cells": [[int(a), int(b)] for a, b in zip(r, c)], "detect": detect,
               "v_on_set": v_on["set"].tolist(), "v_on_reset": v_on["reset"].tolist(),
+              "drive_on_set": drive_on["set"].tolist(), "drive_on_reset": drive_on["reset"].tolist(),
               "probe": asdict(s), **counts, "schedule": chosen}
     return out, report
+
+
+def _reached(xb: Crossbar, cfg: TunerConfig, rows, cols, v_on: dict) -> dict:
+    """The probed turn-on amplitudes ``v_on`` (drives, V) as what reached the cells, where the tuner
+    compensates its writes for the lines (``cfg.line_resistance`` > 0 with ``write_compensation``,
+    V/2 or V/3): its amplitudes are then what a cell is to get, and a probed cell far from the
+    drivers turned on at a drive the lines cut down (on 64×64 at 0.67 Ω to 64–95 %).  Each drive
+    times the share of it the tuner's line model puts across the cell
+    (:meth:`~programming.ir_correction.ReadCorrection.write_transfer`), the model fitted to one
+    read of every cell; unchanged otherwise."""
+    shares = WRITE_SHARES.get(parse_write_scheme(cfg.write_scheme))
+    if not (cfg.line_resistance > 0 and cfg.write_compensation and shares is not None):
+        return v_on
+    scheme = parse_read_scheme(cfg.read_scheme).value
+    corr = ReadCorrection(xb.shape, xb.n_chips, cfg.v_read or xb.v_read, cfg.line_resistance,
+                          cfg.access_resistance, scheme=scheme, beta=cfg.device_beta)
+    r, c = (a.ravel() for a in np.indices(xb.shape))
+    corr.fit(xb.read(r, c, cfg.v_read, cfg.read_scheme).conductance.reshape(xb.n_chips, *xb.shape))
+    return {k: v * corr.write_transfer(rows, cols, np.nan_to_num(v, nan=1.0), *shares) for k, v in v_on.items()}

@@ -575,7 +575,7 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
     amp = np.where(same, np.minimum(n.amp + cfg.v_step, cap), start)
     drive = reached = amp   # what is driven, and what reaches the cell: the amplitude on ideal lines
     if corr is not None and cfg.write_compensation and need.any():
-        share = _SHARES.get(parse_write_scheme(cfg.write_scheme))
+        share = WRITE_SHARES.get(parse_write_scheme(cfg.write_scheme))
         if share is not None:
             # the line model's share of the drive across the selected cell: drive so that it gets
             # the amplitude, never beyond the cap nor compensation_max (the cap counts from there)
@@ -622,7 +622,7 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
 
 #: the shares of the drive on the unselected rows and columns of the write schemes the line model
 #: compensates (:meth:`~programming.ir_correction.ReadCorrection.write_transfer`)
-_SHARES = {WriteScheme.V2: (0.5, 0.5), WriteScheme.V3: (1 / 3, 2 / 3)}
+WRITE_SHARES = {WriteScheme.V2: (0.5, 0.5), WriteScheme.V3: (1 / 3, 2 / 3)}
 
 
 def _start_correction(xb, cfg: TunerConfig, rec, parallel: int, on_instrument: bool = False):

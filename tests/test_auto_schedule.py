@@ -3,6 +3,8 @@ own measured response, where they start to switch at the width the station gives
 converges there."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -87,3 +89,22 @@ def test_procedures_take_the_chips_shortest_pulse_and_the_schedule_options():
     assert EnduranceProcedure().pulse_width(bench) == 1e-4
     args = build_parser().parse_args(["form", "--amplitude-start", "1.7", "--amplitude-max", "2.5"])
     assert (args.v_start, args.v_stop) == (1.7, 2.5)
+
+
+def test_compensated_schedule_starts_at_what_reached_the_probed_cells():
+    """Through resistive lines (12×12 at 14 Ω: far cells get ~70 % of a drive) with compensated
+    writes the schedule's amplitudes are what a cell gets: each probed turn-on drive is taken times
+    the line model's share of it, so the start is below the drives' median (uncompensated: the
+    drives' median, as on ideal lines)."""
+    from programming.ir_correction import line_estimate
+
+    base = SimulatedCrossbar(12, 12, seed=0, r_line=14.0)
+    r_est, beta = line_estimate(base)
+    cfg = with_width(TunerConfig(line_resistance=r_est, device_beta=beta), 1e-4)
+    comp, rep = auto_schedule(SimulatedCrossbar(12, 12, seed=0, r_line=14.0), cfg)
+    plain, rep0 = auto_schedule(SimulatedCrossbar(12, 12, seed=0, r_line=14.0), replace(cfg, write_compensation=False))
+    assert rep["drive_on_set"] == rep0["v_on_set"]                  # the same probe, the same drives
+    assert plain.v_set_start == np.nanmedian(rep0["v_on_set"])
+    ratio = np.array(rep["v_on_set"]) / np.array(rep["drive_on_set"])
+    assert np.nanmax(ratio) <= 1.0 and np.nanmin(ratio) < 0.85     # the far probed cells got much less
+    assert comp.v_set_start == np.nanmedian(rep["v_on_set"]) < plain.v_set_start

@@ -98,7 +98,8 @@ class DeployProcedure(PulseScheduleMixin, LineEstimateMixin, _ModelMixin, TuneLo
         from programming.tuner import TunerConfig
         return DeployConfig(tolerance=float(self.tolerance), compensate=not self.no_compensate,
                             order=self.order, passes=int(self.passes), seed=int(self.seed),
-                            pulses=self.pulse_config(TunerConfig(), limits), on_instrument=bool(self.on_instrument))
+                            pulses=self.pulse_config(TunerConfig(write_compensation=not self.on_instrument), limits),
+                            on_instrument=bool(self.on_instrument))   # (the script writes uncompensated)
 
     def check_limits(self, limits) -> None:
         self.config(limits).tuner().check_limits(limits)

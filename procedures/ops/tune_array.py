@@ -92,7 +92,8 @@ class TuneProcedure(PulseScheduleMixin, LineEstimateMixin, TuneLogMixin, XbarPro
                            passes=int(self.passes), order=self.order, parallel=int(self.parallel) or None,
                            write_scheme=self.scheme, max_pulses=int(self.max_pulses), seed=int(self.seed),
                            line_resistance=float(line_resistance), access_resistance=float(self.access_estimate),
-                           device_beta=float(getattr(self, "device_beta_used", 0.0)))
+                           device_beta=float(getattr(self, "device_beta_used", 0.0)),
+                           write_compensation=not self.on_instrument)   # (the script writes uncompensated)
         return self.pulse_config(base, limits)
 
     def check(self) -> None:
