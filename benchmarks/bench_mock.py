@@ -243,14 +243,24 @@ def on_instrument_rows(rows, cols, seed, passes, time_scale) -> None:
               f"{r['wall_ms']:8.1f}ms {r['median_pulses']:10.0f} {100 * r['true_ok']:7.1f}% {r['violations']:4d} "
               f"{r['max_unsel']:11.3f} {r['max_write']:12.3f}{calib}")
     trips = ", ".join(f"{r['trips']:.2f}" for r in results)
-    share = ", ".join(f"{100 * r['true_ok']:.1f} %" for r in results)
+    # the target is the tuner's on a chip with resistive lines: with its IR-drop correction (the row
+    # without it shows why the correction is needed)
+    corrected = [r for r, run in zip(results, ran) if run[3]]
+    share = ", ".join(f"{100 * r['true_ok']:.1f} %" for r in corrected)
     ratio = ", ".join(f"{r['max_unsel'] / r['max_write']:.3f}" for r in results)
     print("on-instrument targets:")
     print(f"  [{'met' if all(r['trips'] <= 3 for r in results) else 'MISSED'}] <= 3 round trips per cell ({trips})")
-    print(f"  [{'met' if all(r['true_ok'] >= 0.99 for r in results) else 'MISSED'}] >= 99 % truly within 1 % ({share})")
+    print(f"  [{'met' if all(r['true_ok'] >= 0.99 for r in corrected) else 'MISSED'}] >= 99 % truly within 1 %, "
+          f"IR-corrected rows ({share})")
     print(f"  [{'met' if all(r['violations'] == 0 for r in results) else 'MISSED'}] 0 violations; largest unselected / "
           f"write voltage {ratio} (V/2: 0.5, V/3: 0.333)")
     v2 = [r for r, (v, w, s, c) in zip(results, ran) if (v, s, c) == ("k2600-707b-smu", "v/2", True)]
+    if v2:      # the same run with every emulator reply 2 ms late (a loaded host)
+        late = run_bench(rows, cols, seed, "k2600-707b-smu", 1e-4, "v/2", passes, time_scale, True, latency=2e-3,
+                         line_estimate=True)
+        same = np.array_equal(late["final"], v2[0]["final"]) and np.array_equal(late["truth"], v2[0]["truth"])
+        print(f"  [{'met' if same else 'MISSED'}] identical results on an idle and a loaded host (2636B, V/2, "
+              f"every reply 2 ms late)")
     v3 = [r for r, (v, w, s, c) in zip(results, ran) if (v, s, c) == ("k2600-707b-smu", "v/3", True)]
     if v2 and v3:
         ok = v3[0]["true_ok"] >= v2[0]["true_ok"] - 0.01
