@@ -1,6 +1,6 @@
 """xbarlab beside Drolet et al. 2023, like for like: trainer × evaluator × dataset (figures, not a test).
 
-Trainers (2 → 8 sigmoid → 1, one network per seed):
+Trainers (2 → 8 sigmoid → 1 unless ``--hidden`` says otherwise, one network per seed):
 
 * ``paper aware`` / ``paper regular`` — the published recipe re-implemented
   (:mod:`models.drolet2023_recipe`: 10 000 epochs of Adam at 0.1, batches of 256, weight decay 1e-4
@@ -36,7 +36,7 @@ Published: 79.5 % (aware) / 18.5 % (regular); the paper's code re-run: 76.3 ± 5
 paper datasets; under xbarlab's own pipeline ≥ 92 % (on ``moons``).
 
 Usage: nice -n 10 python benchmarks/paper_drolet2023.py [--seeds 0 1 2 3 4] [--transfers 1000]
-       [--datasets moons-paper moons-paper-clean] [--trainers NAME ...] [--json ROWS.json] [--quick]
+       [--datasets moons-paper moons-paper-clean] [--trainers NAME ...] [--hidden 8] [--json ROWS.json] [--quick]
        python benchmarks/paper_drolet2023.py --table ROWS.json ...   (one table from parts run apart)
 """
 from __future__ import annotations
@@ -66,11 +66,11 @@ XBARLAB_AWARE = dict(variability="drolet2023", transfers=16, robust_epochs=800)
 EVALUATORS = {"drolet2023": DROLET2023, "xbarlab": get_variability("tio2-3it")}
 
 
-def trained(name: str, data, seeds, epochs_scale: float):
+def trained(name: str, data, seeds, epochs_scale: float, hidden: int = 8):
     """[(model, train wall per network, train CPU per network)] of trainer ``name``, one per seed
     (CPU: this process's CPU time, s — what a loaded machine does not inflate)."""
     if name.startswith("paper"):
-        recipe = PaperRecipe(epochs=max(1, int(PaperRecipe().epochs * epochs_scale)))
+        recipe = PaperRecipe(hidden=hidden, epochs=max(1, int(PaperRecipe().epochs * epochs_scale)))
         c0 = time.process_time()
         models, wall = train_paper_recipe(data, name == "paper aware", seeds, recipe)
         cpu = time.process_time() - c0
@@ -80,7 +80,7 @@ def trained(name: str, data, seeds, epochs_scale: float):
           "xbarlab robust (tio2-3it)": dict(XBARLAB_ROBUST_TIO2), "xbarlab regular": dict(aware=False)}[name]
     out = []
     for seed in seeds:
-        cfg = TrainConfig(dataset=data.name, seed=seed, **kw)
+        cfg = TrainConfig(dataset=data.name, seed=seed, hidden=(hidden,), **kw)
         cfg.epochs = max(1, int(cfg.epochs * epochs_scale))
         for f in ("robust_epochs", "finish_epochs"):
             if getattr(cfg, f):
@@ -104,14 +104,14 @@ def trained(name: str, data, seeds, epochs_scale: float):
 _STAGES: dict = {}
 
 
-HEAD = (f"{'trainer':<28}{'dataset':<19}{'evaluator':<12}{'N':>6}{'seeds':>6}{'points >= 95 %':>17}"
+HEAD = (f"{'trainer':<28}{'net':<7}{'dataset':<19}{'evaluator':<12}{'N':>6}{'seeds':>6}{'points >= 95 %':>17}"
         f"{'mean acc.':>11}{'software':>10}{'train s/net':>12}{'CPU s/net':>10}{'eval s':>8}")
 
 
 def row_text(r: dict) -> str:
     frac = np.array(r["frac"])
     sd = 100 * frac.std(ddof=1) if len(frac) > 1 else 0.0
-    return (f"{r['trainer']:<28}{r['dataset']:<19}{r['evaluator']:<12}{r['transfers']:>6}{len(frac):>6}"
+    return (f"{r['trainer']:<28}{'2-%d-1' % r.get('hidden', 8):<7}{r['dataset']:<19}{r['evaluator']:<12}{r['transfers']:>6}{len(frac):>6}"
             f"{100 * frac.mean():9.1f} ± {sd:4.1f} %{100 * np.mean(r['acc']):10.1f} %{100 * r['software']:8.1f} %"
             f"{r['train_s']:12.1f}{r.get('train_cpu_s', float('nan')):10.1f}{r['eval_s']:8.2f}")
 
@@ -124,6 +124,7 @@ def main() -> None:
     ap.add_argument("--trainers", nargs="+", default=["paper aware", "paper regular", "xbarlab robust (drolet2023)",
                                                      "xbarlab aware (tio2-3it)", "xbarlab robust (tio2-3it)",
                                                      "xbarlab regular"])
+    ap.add_argument("--hidden", type=int, default=8, help="hidden units of every trainer's network (2-H-1)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
     ap.add_argument("--table", type=Path, nargs="+", default=None, help="print one table from these row files")
     ap.add_argument("--quick", action="store_true", help="2 seeds, 1/20 of the epochs, 200 transfers")
@@ -132,7 +133,7 @@ def main() -> None:
         rows: dict = {}
         for path in a.table:
             for r in json.loads(path.read_text()):
-                key = (r["dataset"], r["evaluator"], r["trainer"], r["transfers"])
+                key = (r["dataset"], r["evaluator"], r["trainer"], r.get("hidden", 8), r["transfers"])
                 if key in rows:
                     m, k = rows[key], len(rows[key]["frac"])
                     for f in ("software", "train_s", "train_cpu_s", "eval_s"):
@@ -148,14 +149,14 @@ def main() -> None:
     scale = 1.0
     if a.quick:
         a.seeds, a.transfers, scale = a.seeds[:2], 200, 0.05
-    print(f"Drolet et al. 2023 beside xbarlab: 2-8-1 half moons, seeds {a.seeds}, N = {a.transfers} transfers "
+    print(f"Drolet et al. 2023 beside xbarlab: 2-{a.hidden}-1 half moons, seeds {a.seeds}, N = {a.transfers} transfers "
           f"per network and evaluator")
     print(HEAD)
     rows = []
     for ds in a.datasets:
         data = load_dataset(ds)
         for name in a.trainers:
-            nets = trained(name, data, a.seeds, scale)
+            nets = trained(name, data, a.seeds, scale, a.hidden)
             soft = [float((m.eval()(data.x_test)[:, 0].detach() > 0).float().eq(data.y_test).float().mean())
                     for m, _, _ in nets]
             for ev_name, ev in EVALUATORS.items():
@@ -163,7 +164,7 @@ def main() -> None:
                 for (m, _, _), s in zip(nets, a.seeds):
                     m.scales = "output" if ev_name == "xbarlab" else m.scales   # xbarlab's pipeline
                     reps.append(evaluate_statistical(m, data, ev, a.transfers, seed=1000 + s).report())
-                rows.append({"trainer": name, "dataset": ds, "evaluator": ev_name, "transfers": a.transfers,
+                rows.append({"trainer": name, "hidden": a.hidden, "dataset": ds, "evaluator": ev_name, "transfers": a.transfers,
                              "seeds": a.seeds, "frac": [r["frac_points_ge_95"] for r in reps],
                              "acc": [r["mean_accuracy"] for r in reps], "software": float(np.mean(soft)),
                              "train_s": float(np.mean([w for _, w, _ in nets])),
