@@ -114,8 +114,11 @@ class DeviceParams:
         retention_nu_cov: device-to-device coefficient of variation of ν.
         retention_tau: time constant τ of retention loss, s.
         retention_g_rest: conductance devices relax toward, S (None: ``g_min``).
-        disturb_v: smallest write amplitude (|V| on the selected cell) that advances the
-            relaxation of every other programmed device of the array by one event, V.
+        disturb_v: smallest write amplitude that advances the relaxation of every other
+            programmed device of the array by one event, V: |V| of the pulse as driven onto the
+            selected lines (on ideal lines what the selected cell gets; through resistive lines the
+            cell gets less, and the event still counts by the drive: the measured law's events are
+            the recipe's 2.0 V RESETs as driven, whatever the lines left of them).
         disturb_sigma, disturb_sigma_power: σ of the drift after n disturb events, σ_d·n^b (S).
         disturb_mu, disturb_mu_power: its mean, μ_d·n^q (S).
         disturb_n_max: the relaxation saturates after this many events (the measured drift stops
