@@ -1,5 +1,8 @@
-"""Shared fixtures: a spy that wraps any Crossbar and records every call it forwards."""
+"""Shared fixtures: a spy that wraps any Crossbar and records every call it forwards; Python's own
+Ctrl-C handler for the session."""
 from __future__ import annotations
+
+import signal
 
 import numpy as np
 import pytest
@@ -49,6 +52,20 @@ class SpyCrossbar(Crossbar):
     def amplitudes(self) -> np.ndarray:
         """Every sourced amplitude, V."""
         return np.concatenate([a[act] for _, _, a, act in self.pulses]) if self.pulses else np.array([])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def python_ctrl_c():
+    """Python's own SIGINT handler (KeyboardInterrupt) for the session, whatever the runner left:
+    a shell without job control starts a background command with SIGINT ignored (POSIX), and
+    then the tests of Ctrl-C handling (tests/test_faults.py) would test nothing (seen: the
+    suite run as ``bash .ci/run &``).  Restored afterwards."""
+    old = signal.getsignal(signal.SIGINT)
+    if old == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if old == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, old)
 
 
 @pytest.fixture
