@@ -23,7 +23,7 @@ dI/dV any device can have in the solve), so after a step ``Δu`` the error is at
 tolerance, each point on its own: its answer does not depend on what else is in the batch).  On
 small arrays the lines barely load the devices (r·g ~ 3e-4 per segment: ρ ~ 0.02 on 8×8 at
 0.67 Ω), so a read converges to 1e-10 in about five steps.  Where ρ is not small (large arrays,
-high resistances) :func:`line_network` keeps the factorized :class:`LineNetwork`.
+high resistances) :func:`kept_network` keeps the factorized :class:`LineNetwork`.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from .blas import blas_one_thread
 from .line_model import LineNetwork, init_lines
 
 #: largest contraction bound of the linear network (devices at their small-signal conductance)
-#: for which :func:`line_network` relaxes instead of factorizing; 8×8 at 0.67 Ω and 600 µS per
+#: for which :func:`kept_network` relaxes instead of factorizing; 8×8 at 0.67 Ω and 600 µS per
 #: device is 0.03, 16×16 0.11
 RHO_BATCH = 0.05
 #: fewest chips relaxed: a few chips factorize faster than they relax (one sparse LU each)
@@ -80,30 +80,26 @@ def contraction(slope, r_line: float, r_access: float = 0.0) -> np.ndarray:
     return rho.reshape(s.shape[0], -1).max(axis=1)
 
 
-def batch_suits(g_lin, r_line: float, r_access: float = 0.0) -> bool:
+def batch_suits(g_lin, r_line: float, r_access: float = 0.0, rho=None) -> bool:
     """Whether :class:`BatchLines` solves the network of linear conductances ``g_lin`` (B, R, C),
-    S, in few steps (:data:`RHO_BATCH`) and for enough chips (:data:`BATCH_MIN_CHIPS`)."""
+    S, in few steps (:data:`RHO_BATCH`) and for enough chips (:data:`BATCH_MIN_CHIPS`); ``rho``
+    (B,): their :func:`contraction` bounds when already known."""
     g_lin = np.asarray(g_lin, float)
-    return g_lin.shape[0] >= BATCH_MIN_CHIPS and g_lin.size > 0 and \
-        float(contraction(g_lin, r_line, r_access).max()) <= RHO_BATCH
-
-
-def line_network(g_lin, r_line: float, r_access: float = 0.0) -> LineNetwork:
-    """The network of linear conductances ``g_lin`` (B, R, C), S: relaxed (:class:`BatchLines`)
-    where the lines barely load the devices, else factorized (:class:`LineNetwork`)."""
-    kind = BatchLines if batch_suits(g_lin, r_line, r_access) else LineNetwork
-    return kind(g_lin, r_line, r_access)
+    if not (g_lin.shape[0] >= BATCH_MIN_CHIPS and g_lin.size > 0):
+        return False
+    return float((contraction(g_lin, r_line, r_access) if rho is None else rho).max()) <= RHO_BATCH
 
 
 def kept_network(net: LineNetwork | None, g_lin, r_line: float, r_access: float = 0.0) -> LineNetwork:
-    """``net`` updated to the linear conductances ``g_lin`` (B, R, C), S, when it is of the kind
-    they need (:func:`line_network`: a relaxed network refers to its contraction bound, computed
-    once per set of conductances), else a new network of that kind."""
+    """The network of linear conductances ``g_lin`` (B, R, C), S: relaxed (:class:`BatchLines`)
+    where the lines barely load the devices (:func:`batch_suits`), else factorized
+    (:class:`LineNetwork`) — ``net`` updated to them when it is of that kind (a relaxed network
+    keeps its contraction bound, computed once per set of conductances), else a new one."""
     g_lin = np.asarray(g_lin, float)
     same = net is not None and net.shape == g_lin.shape and (net.r_line, net.r_access) == (r_line, r_access)
     if same and type(net) is BatchLines:
         net.update(g_lin)
-        if g_lin.shape[0] >= BATCH_MIN_CHIPS and net.rho_lin.max(initial=0.0) <= RHO_BATCH:
+        if batch_suits(g_lin, r_line, r_access, rho=net.rho_lin):
             return net
         return LineNetwork(g_lin, r_line, r_access)
     if batch_suits(g_lin, r_line, r_access):

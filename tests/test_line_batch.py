@@ -8,7 +8,7 @@ import pytest
 import mock_hw.nodal as nodal
 from programming import line_batch
 from programming.ir_correction import ReadCorrection
-from programming.line_batch import BatchLines, line_network
+from programming.line_batch import BatchLines, kept_network
 from programming.line_model import LineNetwork
 
 BETA, VREF = 0.3, 0.2
@@ -45,7 +45,7 @@ def test_linear_solves_equal_the_factorization_and_the_read_model_is_unchanged(m
     np.testing.assert_allclose(BatchLines(g, 0.67, 2.0).solve(rhs), want, rtol=0, atol=1e-12 * np.abs(want).max())
     # the tuner's IR-drop model (grounded reads with the devices' curvature, and the adjoint slopes)
     relaxed = ReadCorrection((8, 8), 4, 0.2, 0.67, beta=BETA).model(g)
-    assert isinstance(ReadCorrection((8, 8), 4, 0.2, 0.67)._net or line_network(g, 0.67), BatchLines)
+    assert isinstance(ReadCorrection((8, 8), 4, 0.2, 0.67)._net or kept_network(None, g, 0.67), BatchLines)
     monkeypatch.setattr(line_batch, "RHO_BATCH", -1.0)          # the factorized path
     factorized = ReadCorrection((8, 8), 4, 0.2, 0.67, beta=BETA).model(g)
     # the model solves to 1e-9 of the read voltage on the nodes: a reading (the small rise at the
@@ -69,11 +69,11 @@ def test_each_operating_point_is_solved_on_its_own():
 def test_dispatch_relaxes_small_arrays_and_factorizes_large_ones(monkeypatch):
     g8 = np.full((2, 8, 8), 600e-6)
     g64 = np.full((1, 64, 64), 300e-6)
-    assert type(line_network(g8, 0.67)) is BatchLines
-    assert type(line_network(g64, 0.67)) is LineNetwork
+    assert type(kept_network(None, g8, 0.67)) is BatchLines
+    assert type(kept_network(None, g64, 0.67)) is LineNetwork
     monkeypatch.setattr(line_batch, "BATCH_MIN_CHIPS", 32)      # as in a run: a few chips factorize
-    assert type(line_network(g8, 0.67)) is LineNetwork
-    assert type(line_network(np.full((32, 8, 8), 600e-6), 0.67)) is BatchLines
+    assert type(kept_network(None, g8, 0.67)) is LineNetwork
+    assert type(kept_network(None, np.full((32, 8, 8), 600e-6), 0.67)) is BatchLines
     # a solve past the relaxation's reach is handed to a factorization, same answer
     rng = np.random.default_rng(24)
     g = rng.uniform(10e-6, 600e-6, (1, 8, 8))
