@@ -63,12 +63,13 @@ MVM_BLOCKS_MIN = 1 << 19
 
 
 class _StepsResult(PulseResult):
-    """A :class:`~programming.crossbar.PulseResult` whose arrays are worked out (energies from the
-    kept states) when first read (in-situ training never reads them)."""
+    """A :class:`~programming.crossbar.PulseResult` whose energies and compliance flags are worked
+    out (energies from the kept states) when first read (in-situ training never reads them); the
+    durations are given."""
 
-    def __init__(self, energy, duration, compliance):  # each a function returning the array
-        self._of = {"energy": energy, "duration": duration, "compliance": compliance}
-        self._done = {}
+    def __init__(self, energy, duration, compliance):  # energy, compliance: functions returning the array
+        self._of = {"energy": energy, "compliance": compliance}
+        self._done = {"duration": duration}
 
     def _get(self, name):
         if name not in self._done:
@@ -542,7 +543,7 @@ class SimulatedCrossbar(Crossbar):
     # ----------------------------------------------------------------------------- pulses
     def _pulse(self, rows, cols, amplitude, width, scheme, active) -> PulseResult:
         if self.params.r_line == 0 and scheme is not WriteScheme.FLOAT:
-            self._unselected_ideal(amplitude, scheme, active)
+            self._unselected_ideal(np.broadcast_to(amplitude, active.shape)[active], scheme)
         if scheme is WriteScheme.V2 and self.params.r_line == 0:
             lanes = self._active_lanes(rows, cols, active)
             if self._keys_distinct(*lanes[1:4]):
@@ -567,13 +568,12 @@ class SimulatedCrossbar(Crossbar):
         duration = np.where(active, width + self.params.timing.pulse_overhead_s, 0.0)
         return PulseResult(np.where(active, energy, 0.0), duration, compliance & active)
 
-    def _unselected_ideal(self, amplitude, scheme, active) -> None:
-        """Record the largest unselected-cell voltage of pulses on ideal lines: the scheme's share
-        of the largest active amplitude (V/2: half; V/3: a third), exactly."""
-        if np.any(active):
+    def _unselected_ideal(self, amplitudes, scheme) -> None:
+        """Record the largest unselected-cell voltage of pulses of ``amplitudes`` (V, the active
+        lanes') on ideal lines: the scheme's share of the largest (V/2: half; V/3: a third), exactly."""
+        if amplitudes.size:
             share = 0.5 if scheme is WriteScheme.V2 else 1 / 3
-            top = share * float(np.abs(np.where(active, amplitude, 0.0)).max())
-            self.max_unselected_v = max(self.max_unselected_v, top)
+            self.max_unselected_v = max(self.max_unselected_v, share * float(np.abs(amplitudes).max()))
 
     def _active_lanes(self, rows, cols, active):
         """The active lanes of a call, in lane order chip by chip: (flat lane index, chip, row,
@@ -608,8 +608,8 @@ class SimulatedCrossbar(Crossbar):
         r, c, v, w = rows.take(li), cols.take(li), amplitude.take(li), width.take(li)
         sc = li // L                                                    # step · n_chips + chip
         plain = scheme is WriteScheme.V2 and self.params.r_line == 0 and K * self._g.size <= 1 << 22
-        if plain and li.size:                # (_unselected_ideal, from the active amplitudes taken)
-            self.max_unselected_v = max(self.max_unselected_v, 0.5 * float(np.abs(v).max()))
+        if plain:
+            self._unselected_ideal(v, scheme)
         shift = equivalent_shift(w, self.params.device) if plain and li.size else None
         n_rows, n_cols = self.shape
         rows_key = sc * n_rows
@@ -650,8 +650,7 @@ class SimulatedCrossbar(Crossbar):
                 return out
         self.n_pulse_ops += int(li.size)
         duration = np.where(active, width + self.params.timing.pulse_overhead_s, 0.0)
-        return _StepsResult(energy or (lambda: np.zeros(rows.shape)), lambda: duration,
-                            lambda: np.zeros(rows.shape, bool))
+        return _StepsResult(energy or (lambda: np.zeros(rows.shape)), duration, lambda: np.zeros(rows.shape, bool))
 
     def _steps_plain(self, sc, r, c, v, shift, rows_key, in_order) -> bool:
         """Whether, in every step of a V/2 :meth:`_pulse_steps` (its active lanes: step · n_chips +
