@@ -208,7 +208,7 @@ class ChipArrays:
         if xs:
             x_all = xs[0].reshape(B, -1) if len(xs) == 1 else np.concatenate([x.reshape(B, -1) for x in xs], axis=1)
         if v0 is None and B == 1 and need.shape[1] * max(self.xb.shape) > READ_CHUNK and not self.one_at_a_time:
-            parts = self._currents_in_chunks(key, x_all)
+            parts = self._currents_in_chunks(key, drive, need, gather, x_all)
         else:
             # the fixed inputs' drive (one-hot reads) in place, if any
             v = np.zeros((B, need.shape[1] * n_rows)) if v0 is None else v0.copy()
@@ -229,13 +229,13 @@ class ChipArrays:
             results.append(s)
         return results
 
-    def _currents_in_chunks(self, key, x_all) -> np.ndarray:
+    def _currents_in_chunks(self, key, drive, need, gather, x_all) -> np.ndarray:
         """The gathered currents (divided by ``v_in``) of a large read of varying inputs on one
         chip, as :meth:`currents` takes them from one product, taken from products of consecutive
         runs of its input vectors, each at most :data:`READ_CHUNK` elements wide: the same currents
         and read noise, drawn in the same order (the chip draws one per needed current, vector
-        after vector), with inputs and outputs small enough to stay in cache."""
-        drive, need, gather, _ = self._read_layout(key)
+        after vector), with inputs and outputs small enough to stay in cache.  ``drive``, ``need``,
+        ``gather``: the read's layout (:meth:`_read_layout` of ``key``, which also keys the runs)."""
         n_rows, n_cols = self.xb.shape
         ck = ("chunks", key)
         if ck not in self._tables:

@@ -282,7 +282,7 @@ class LineNetwork:
     def _refactor(self, g, N) -> int:
         if self._blocks is not None:
             # the kept conductances start as NaN: every chip is factorized the first time
-            todo = np.flatnonzero([not np.array_equal(g[k], self._g[k]) for k in range(self.shape[0])])
+            todo = np.flatnonzero((g != self._g).reshape(self.shape[0], -1).any(axis=1))
             if todo.size:
                 tinv, dinv = block_factor(g[todo], self.g_seg, self.g_term, *self.driven)
                 self._blocks[0][todo], self._blocks[1][todo] = tinv, dinv

@@ -585,7 +585,8 @@ class Keithley2600Emulator(TspInstrument):
         return float(field) if re.fullmatch(NUMBER, field) else None
 
     def _tspnet_disconnect(self, cid):
-        self.tspnet_conns.pop(int(cid), None) if isinstance(cid, (int, float)) else None
+        if isinstance(cid, (int, float)):
+            self.tspnet_conns.pop(int(cid), None)
 
     def _tsplink_reset(self) -> int:
         """``tsplink.reset()``: the network comes online with every linked node; returns the number
