@@ -394,8 +394,6 @@ def estimate_line_resistance(ground_readings, float_readings, cells, v_read: flo
     hold)."""
     from scipy.optimize import brentq
 
-    from .line_model import float_read_currents
-
     m = np.asarray(ground_readings, float)
     meas = np.asarray(float_readings, float)
     B = m.shape[0]
@@ -403,14 +401,7 @@ def estimate_line_resistance(ground_readings, float_readings, cells, v_read: flo
     r_min = 1e-6
     for k in range(B):
         def mismatch(r, k=k):
-            corr = ReadCorrection(m.shape[1:], 1, v_read, r, r_access)
-            est = corr.fit(m[k:k + 1])
-            if scheme == "isolate":
-                corr.scheme = "isolate"
-                model = corr.model(est)[0][0][tuple(np.array(cells).T)]
-            else:
-                model = float_read_currents(est, cells, v_read, r, r_access, beta, v_ref)[0] / v_read
-            return float(np.mean(np.log(model / meas[k])))
+            return line_mismatch(m[k:k + 1], meas[k], cells, v_read, r, r_access, beta, v_ref, scheme)
 
         # the mismatch rises with r while the fit holds; past the true value by far the fit itself
         # breaks down, so bracket the root by stepping up a geometric grid from r_min
@@ -427,6 +418,24 @@ def estimate_line_resistance(ground_readings, float_readings, cells, v_read: flo
             raise ValueError(f"chip {k}: the float readings need a line resistance above {r_max:g} Ω "
                              "(check the wiring and the read schemes)")
     return out
+
+
+def line_mismatch(ground_readings, second_readings, cells, v_read: float, r: float, r_access: float = 0.0,
+                  beta: float = 0.0, v_ref: float = 0.2, scheme: str = "float") -> float:
+    """The mean log ratio of modelled to measured second-biasing readings of ``cells`` (one chip:
+    ``ground_readings`` (1, R, C), ``second_readings`` (K,), S) for a candidate line resistance
+    ``r`` (Ω): the conductances fitted to the grounded map through the line model at ``r``, then
+    the second biasing modelled on them (:func:`estimate_line_resistance` finds its root)."""
+    from .line_model import float_read_currents
+
+    corr = ReadCorrection(np.shape(ground_readings)[1:], 1, v_read, r, r_access)
+    est = corr.fit(ground_readings)
+    if scheme == "isolate":
+        corr.scheme = "isolate"
+        model = corr.model(est)[0][0][tuple(np.array(cells).T)]
+    else:
+        model = float_read_currents(est, cells, v_read, r, r_access, beta, v_ref)[0] / v_read
+    return float(np.mean(np.log(model / np.asarray(second_readings, float))))
 
 
 def driven_read_model(g, cells, v_read: float, r_line: float, r_access: float = 0.0, beta: float = 0.0,
@@ -558,18 +567,71 @@ def calibration_cells(shape) -> list[tuple[int, int]]:
     return [(k % rows, (3 * k) % cols) for k in range(max(rows, cols))]
 
 
+#: standard errors by which a batch's median line-resistance estimate must exceed zero to count
+#: (:func:`line_estimate`): on ideal lines the median of 8 chips' estimates is noise (measured on
+#: 8×8: up to 0.0065 Ω, every chip's estimate within about 0.01 Ω of 0), and a spurious estimate
+#: switches on a correction that models lines that are not there; 3 standard errors is a one-sided
+#: false-alarm rate of about 0.1 % on Gaussian noise
+LINE_SIGNIFICANCE = 3.0
+
+
+def significant_line_resistance(r, sigma: float, z: float = LINE_SIGNIFICANCE) -> float:
+    """The median of the per-chip estimates ``r`` (Ω) if it exceeds ``z`` standard errors of a
+    median (√(π/2)·``sigma``/√n, ``sigma`` the per-chip standard uncertainty, Ω), else 0.  The
+    estimator clips a chip's estimate at 0 ("no measurable drop"), a monotone map, so the median of
+    the clipped estimates is the clipped median and the test holds for it as it stands."""
+    r = np.asarray(r, float).ravel()
+    med = float(np.median(r))
+    return med if med > z * np.sqrt(np.pi / 2) * float(sigma) / np.sqrt(r.size) else 0.0
+
+
 def line_estimate(xb, r_access: float = 0.0, max_chips: int | None = 8) -> tuple[float, float]:
     """The line resistance per segment (Ω) and device I-V coefficient β (1/V²) to correct with on
     ``xb``: measured with reads only (:func:`measure_line_resistance`), the medians over a batch's
     chips — what ``xbar tune``, ``xbar deploy`` and ``xbar evaluate --mode tuned`` use with
     ``--line-estimate auto``.  The chips of a batch share one process (same lines), so the
-    estimate is taken on the first ``max_chips`` of them (None: all)."""
-    r, beta = measure_line_resistance(xb, r_access=r_access, max_chips=max_chips)
-    return float(np.median(r)), float(np.median(beta))
+    estimate is taken on the first ``max_chips`` of them (None: all).  The resistance counts only
+    where it is significant (:func:`significant_line_resistance` with the measurement's own
+    uncertainty, :func:`line_resistance_uncertainty`): else 0 Ω, no correction."""
+    r, beta, sigma = measure_line_resistance(xb, r_access=r_access, max_chips=max_chips, uncertainty=True)
+    return significant_line_resistance(r, sigma), float(np.median(beta))
+
+
+def line_resistance_uncertainty(ground, high, second, cells, v_read: float, r_access: float = 0.0,
+                                beta: float = 0.0, scheme: str = "isolate", dr: float = 0.05) -> float:
+    """The standard uncertainty (Ω) of one chip's line-resistance estimate from the read noise,
+    both measured by :func:`measure_line_resistance`'s own reads (no assumed noise figure):
+
+    * the read noise σ (relative): the sampled cells are read twice at ``v_read`` under the same
+      grounded biasing (``ground`` (n, R, C) at ``cells`` and ``high`` (n, K), S), so the spread of
+      log(high/ground) over the n chips' K cells is σ·√2;
+    * the estimate is the root in r of :func:`line_mismatch`, the mean over K cells of the log
+      ratio of the second biasing's modelled to measured readings: its noise is about σ·√(2/K)
+      (each cell's second reading, and the grounded reading its modelled one follows), and its
+      slope in r is measured on the first chip between 0 and ``dr`` Ω;
+
+    so the uncertainty is σ·√(2/K) / slope (checked against the spread of many chips' estimates
+    at 0.67 Ω in the tests).  ``second`` (n, K): the second biasing's readings, ``scheme`` it."""
+    cells = list(cells)
+    rr = np.array([c[0] for c in cells])
+    cc = np.array([c[1] for c in cells])
+    n = len(high)
+    ratio = np.log(np.asarray(high, float) / np.asarray(ground, float)[:n, rr, cc]).ravel()
+    ratio = ratio[np.isfinite(ratio)]
+    if ratio.size < 2:
+        return 0.0
+    sigma = float(np.std(ratio, ddof=1)) / np.sqrt(2)
+    g0 = np.asarray(ground, float)[:1]
+    lo = line_mismatch(g0, second[0], cells, v_read, 1e-6, r_access, beta, v_read, scheme)
+    hi = line_mismatch(g0, second[0], cells, v_read, dr, r_access, beta, v_read, scheme)
+    slope = (hi - lo) / (dr - 1e-6)
+    if not slope > 0:
+        return np.inf
+    return sigma * np.sqrt(2.0 / len(cells)) / slope
 
 
 def measure_line_resistance(xb, v_read: float | None = None, r_access: float = 0.0, scheme: str | None = None,
-                            max_chips: int | None = None):
+                            max_chips: int | None = None, uncertainty: bool = False):
     """Measure every chip's line resistance per segment (Ω) and I-V curvature β (1/V²) on any
     :class:`~programming.crossbar.Crossbar`, with reads only (below the switching threshold): the
     grounded map, the sampled cells at half and at the read voltage (β, first guess
@@ -579,7 +641,9 @@ def measure_line_resistance(xb, v_read: float | None = None, r_access: float = 0
     at 0.5–2 Ω within 4 % where floating reads missed by up to 34 %, 16×16 alike, 3× faster),
     else floating.  ``r_access``: the known path resistance in
     series with every terminal, Ω.  ``max_chips``: estimate the first that many chips of a batch
-    only (the reads are one call for all).  Returns (r_line (n,), beta (n,)), n the chips estimated."""
+    only (the reads are one call for all).  Returns (r_line (n,), beta (n,)), n the chips estimated;
+    with ``uncertainty`` also the per-chip standard uncertainty of r_line from the same reads, Ω
+    (:func:`line_resistance_uncertainty`)."""
     v = float(v_read or xb.v_read)
     v_high = v          # never above the read voltage: a calibration sources nothing a read does not
     cells = calibration_cells(xb.shape)
@@ -602,4 +666,7 @@ def measure_line_resistance(xb, v_read: float | None = None, r_access: float = 0
     for k in np.flatnonzero(r > 0):
         r[k], beta[k] = refine_lines(both[k:k + 1], low[k], second[k], cells, v, v / 2, r[k], beta[k],
                                      r_access, scheme)
+    if uncertainty:
+        return r, beta, line_resistance_uncertainty(ground[:n], high[:n], second[:n], cells, v, r_access,
+                                                    float(np.median(beta)), scheme)
     return r, beta
