@@ -144,14 +144,14 @@ def sampled_transfers(model, transfer, k: int, generator: torch.Generator | None
 
 
 def robust_loss(model, x: torch.Tensor, y: torch.Tensor, transfer, k: int,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, share: float = SHARE) -> torch.Tensor:
     """The robust-share loss of a one-output network ``model`` (an :class:`~models.layers.MLP`) on
     the points ``x``, targets ``y`` (0/1), over the transfers of :func:`sampled_transfers`: see
     the module docstring."""
     mats, p = sampled_transfers(model, transfer, k, generator)
     m = (2 * y.to(x.dtype) - 1) * model.forward_with(x, [w.to(x.dtype) for w in mats])[..., 0]   # (R, B)
     fail = (p.to(x.dtype)[:, None] * torch.sigmoid(-m / TAU)).sum(0)
-    return torch.sigmoid((fail - (1 - SHARE)) / KAPPA).mean()
+    return torch.sigmoid((fail - (1 - share)) / KAPPA).mean()
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ from .drolet2023 import Drolet2023Model
 from .datasets import DATASETS, Dataset, load_dataset, predictions
 from .layers import ACTIVATIONS, MLP, check_scales
 from .names import LR_SCHEDULES
+from .placement import plan_placement
 from .robust_train import base_hidden, positive_output_weights, replicate_hidden, robust_loss
 from .runtime import torch_threads
 from .variability import get_variability
@@ -29,6 +30,10 @@ DATASET_DEFAULTS = {"moons": {}, "moons-paper": {}, "moons-paper-clean": {},
                                "lr_schedule": "constant"}}
 #: the cosine schedule decays the learning rate to this share of ``lr`` by the last epoch
 COSINE_FLOOR = 0.05
+#: restart r of a run seeded s is seeded s + RESTART_STRIDE·r
+RESTART_STRIDE = 1000
+#: transfers sampled to score a restart on the training points
+SELECT_TRANSFERS = 1000
 
 
 @dataclass
@@ -69,6 +74,16 @@ class TrainConfig:
         finish_epochs: its full-batch epochs (needed with ``finish_variability``, >= 1).
         finish_transfers: transfers per step of it (under ``drolet2023``: the transfers with no
             stuck device, beside every single-stuck event enumerated).
+        robust_share: the robust-share fine-tunings count a training point when it is correct in at
+            least this share of the transfers (0.95, the evaluator's; higher aims at a margin).
+        placed_drift: aware training samples each cell's neighbour drift with the drift count ``k``
+            the deployment gives it — the layers placed on the smallest array that holds them, as
+            ``xbar evaluate`` and ``--chip sim`` place them, every cell of the array counted
+            (:func:`place_drift_counts`) — instead of counting each layer's own block alone, which
+            gives the hidden layer's bias row k of 0–31 where the deployed 2-16-1 network has 29–61.
+        restarts: train this many networks, restart r seeded :func:`restart_seed` (seed, r), and keep
+            the one with the highest robust share on the *training* points (:func:`training_share`,
+            1000 transfers of the last stage's model); 1 = off.  Needs aware training.
 
     The moons defaults (3000 epochs of full-batch Adam at 0.3 with a cosine decay, weight decay
     1e-5) are what makes the hardware-aware 2-8-1 network robust: its sigmoid hidden units grow
@@ -98,6 +113,9 @@ class TrainConfig:
     finish_variability: str = ""
     finish_epochs: int = 0
     finish_transfers: int = 16
+    robust_share: float = 0.95
+    placed_drift: bool = False
+    restarts: int = 1
     seed: int = 0
 
     def __post_init__(self):
@@ -136,6 +154,15 @@ class TrainConfig:
                                  f"own variability {self.variability!r} (its layers sample that one)")
             if not self.aware:
                 raise ValueError("finish_variability needs aware training (the fine-tuning samples transfers)")
+        if self.placed_drift and (not self.aware or isinstance(get_variability(self.variability), Drolet2023Model)):
+            raise ValueError("placed_drift needs aware training against a variability model that counts drift on "
+                             f"the array (not {'regular training' if not self.aware else self.variability!r})")
+        if self.restarts < 1:
+            raise ValueError(f"restarts must be >= 1, got {self.restarts!r}")
+        if self.restarts > 1 and not self.aware:
+            raise ValueError("restarts choose by the robust share under transfers; they need aware training")
+        if not 0.5 <= self.robust_share < 1:
+            raise ValueError(f"robust_share must be a share in [0.5, 1), got {self.robust_share!r}")
         if self.finish_transfers < 1:
             raise ValueError(f"finish_transfers must be >= 1, got {self.finish_transfers!r}")
         for name in ("batch_size", "weight_decay", "kl_weight"):
@@ -172,6 +199,7 @@ class TrainResult:
     wall_s: float
     history: list[float] = field(default_factory=list)   # loss every 10 % of the epochs
     final_lr: float = float("nan")                         # the learning rate the schedule ended at
+    selection: dict | None = None                          # restarts: the one kept and every one's score
 
 
 def build_model(cfg: TrainConfig, n_features: int, n_classes: int) -> MLP:
@@ -182,6 +210,18 @@ def build_model(cfg: TrainConfig, n_features: int, n_classes: int) -> MLP:
                    variability=get_variability(cfg.variability),
                    noise=cfg.noise, transfers=cfg.transfers)
     return MLP(sizes, cfg.activation, "linear", cfg.scales)
+
+
+def place_drift_counts(model: MLP) -> None:
+    """Set every crossbar layer's drift counts to those of the deployment: the layers placed as
+    :func:`models.evaluate.evaluate_statistical` and ``--chip sim`` place them (the smallest array
+    that holds them), every block cell programmed in row order, k counted by the variability
+    model's ``drift_count`` (by default each layer's own block alone is counted)."""
+    layers = list(model.layers)
+    v = layers[0].variability
+    placement = plan_placement([layer.crossbar_shape for layer in layers])
+    for layer, k in zip(layers, placement.drift_counts(v.drift_count, "row")):
+        layer.set_drift_counts(k)
 
 
 def loss_fn(outputs: torch.Tensor, y: torch.Tensor, n_classes: int, tail: float = 1.0) -> torch.Tensor:
@@ -207,15 +247,54 @@ def accuracy(model: MLP, x: torch.Tensor, y: torch.Tensor, n_classes: int) -> fl
     return float((predictions(model(x), n_classes) == y.long()).double().mean())
 
 
+def restart_seed(seed: int, restart: int) -> int:
+    """The seed of restart ``restart`` (0, 1, ...) of a run seeded ``seed``: restart 0 is the run
+    itself."""
+    return int(seed) + RESTART_STRIDE * int(restart)
+
+
+def training_share(model: MLP, data: Dataset, transfer, n: int = SELECT_TRANSFERS, seed: int = 0) -> float:
+    """The robust share of ``model`` on the *training* points: the share of them classified
+    correctly in at least 95 % of ``n`` transfers sampled from ``transfer``, by the evaluator
+    (:func:`models.evaluate.evaluate_statistical`: the deployment's placement, scales and stuck
+    compensation).  What restarts are chosen by; no test point enters it."""
+    from .evaluate import evaluate_statistical
+
+    train_only = Dataset(data.name, data.x_train, data.y_train, data.x_train, data.y_train, data.n_classes)
+    return float(evaluate_statistical(model, train_only, transfer, n, seed=seed).report()["frac_points_ge_95"])
+
+
+def _train_restarts(cfg: TrainConfig, data: Dataset) -> TrainResult:
+    """``cfg.restarts`` networks, restart r seeded :func:`restart_seed` (cfg.seed, r), each trained
+    by ``cfg`` otherwise; keeps the one with the highest :func:`training_share` under the last
+    stage's transfer model (the first on a tie)."""
+    judge = get_variability(cfg.finish_variability or cfg.variability)
+    t0 = time.perf_counter()
+    results, shares = [], []
+    for r in range(cfg.restarts):
+        res = train(replace(cfg, restarts=1, seed=restart_seed(cfg.seed, r)), data)
+        results.append(res)
+        shares.append(training_share(res.model, data, judge, seed=cfg.seed))
+    best = max(range(cfg.restarts), key=lambda r: (shares[r], -r))
+    kept = results[best]
+    return replace(kept, config=cfg, wall_s=time.perf_counter() - t0,
+                   selection={"restart": best, "seed": restart_seed(cfg.seed, best), "judge": judge.name,
+                              "transfers": SELECT_TRANSFERS, "training_shares": shares})
+
+
 def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
     """Train the network ``cfg`` describes; deterministic for a given config."""
     data = dataset or load_dataset(cfg.dataset, cfg.data_seed)
+    if cfg.restarts > 1:
+        return _train_restarts(cfg, data)
     if (cfg.robust_epochs or cfg.finish_epochs) and data.n_classes != 1:
         raise ValueError("robust_epochs and finish_epochs train a one-output binary classifier; "
                          f"dataset {cfg.dataset!r} has {data.n_classes} classes")
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, data.n_features, data.n_classes)
+    if cfg.placed_drift:
+        place_drift_counts(model)
     history = []
     if cfg.replicas > 1:
         base = train(replace(cfg, hidden=(base_hidden(cfg.hidden[0], cfg.replicas),), aware=False, noise=0.0,
@@ -266,7 +345,7 @@ def _fit_robust(model: MLP, cfg: TrainConfig, data: Dataset, history: list, vari
     if canon:
         positive_output_weights(model)
     for epoch in range(epochs):
-        loss = robust_loss(model, x, y, transfer, transfers, gen)
+        loss = robust_loss(model, x, y, transfer, transfers, gen, share=cfg.robust_share)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

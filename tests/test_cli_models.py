@@ -199,3 +199,19 @@ def test_fit_variability_follows_the_drift_measurement_protocol(tmp_path, capsys
     assert rep["model"]["drift_count"] == "all" and rep["tuning"]["passes_run"] == 1
     # k reaches the far end of an 8x8 array: every later cell counts
     assert max(row["k"] for row in rep["figures"]["drift"]["table"]) >= 40
+
+
+def test_train_records_the_xbarlab_pipeline_recipe_options_and_refuses_bad_ones(tmp_path, capsys):
+    from models.model_io import load_model
+
+    path = tmp_path / "r.pt"
+    assert main(["train", "--hidden", "4", "--epochs", "5", "--transfers", "2", "--robust-epochs", "2",
+                 "--robust-share", "0.97", "--placed-drift", "--restarts", "2", "--seed", "3", "--out", str(path)]) == 0
+    assert "kept restart" in capsys.readouterr().out
+    _, meta = load_model(path)
+    t, sel = meta["train"], meta["metrics"]["selection"]
+    assert (t["robust_share"], t["placed_drift"], t["restarts"], t["seed"]) == (0.97, True, 2, 3)
+    assert len(sel["training_shares"]) == 2 and sel["seed"] in (3, 1003) and sel["judge"] == "tio2-3it"
+    bad = tmp_path / "bad.pt"
+    assert main(["train", "--regular", "--epochs", "1", "--placed-drift", "--out", str(bad)]) == 2
+    assert "placed_drift needs aware training" in capsys.readouterr().err and not bad.exists()

@@ -152,3 +152,60 @@ def test_finish_options_are_checked():
         TrainConfig(dataset="moons-paper", variability="drolet2023", finish_variability="tio2-3it", finish_epochs=5)
     with pytest.raises(ValueError, match="finish_transfers"):
         TrainConfig(dataset="moons-paper", finish_variability="drolet2023", finish_epochs=5, finish_transfers=0)
+
+
+def test_placed_drift_counts_are_the_deployments():
+    """``placed_drift``: each layer samples the drift counts the evaluator gives its cells on the
+    deployment's array (2-16-1: the blocks side by side, every cell counted), not its own block's."""
+    from models.deploy import map_model
+    from models.placement import plan_placement
+
+    tio2 = get_variability("tio2-3it")
+    own = train(TrainConfig(hidden=(16,), epochs=1), load_dataset("moons")).model
+    placed = train(TrainConfig(hidden=(16,), epochs=1, placed_drift=True), load_dataset("moons")).model
+    want = plan_placement([m.shape for m in map_model(placed, (tio2.g_min, tio2.g_max))]).drift_counts(tio2.drift_count)
+    for layer, k in zip(placed.layers, want):
+        assert torch.equal(layer.drift_k, torch.as_tensor(k))
+    # the bias row of the hidden layer is programmed before the output block's cells on the array
+    assert int(placed.layers[0].drift_k[2].min()) > int(own.layers[0].drift_k[2].min())
+
+
+def test_the_robust_share_aimed_at_reaches_the_loss():
+    """``share``: the same transfers, a stricter share counts more points as failing (a higher loss)."""
+    tio2 = get_variability("tio2-3it")
+    torch.manual_seed(0)
+    net = MLP([2, 8, 1], variability=tio2)
+    net.train()
+    data = load_dataset("moons")
+    x, y = data.x_train[:64], data.y_train[:64]
+    with torch.no_grad():
+        losses = [float(robust_loss(net, x, y, tio2, 16, torch.Generator().manual_seed(1), share=s)) for s in (0.95, 0.99)]
+    assert losses[1] > losses[0]
+
+
+def test_restarts_keep_the_network_with_the_best_training_share():
+    from models.train import restart_seed, training_share
+
+    data = load_dataset("moons")
+    base = dict(hidden=(4,), epochs=30, transfers=2)
+    r = train(TrainConfig(**base, restarts=3), data)
+    sel = r.selection
+    assert len(sel["training_shares"]) == 3 and sel["judge"] == "tio2-3it"
+    assert sel["training_shares"][sel["restart"]] == max(sel["training_shares"])
+    assert r.config.restarts == 3 and r.config.seed == 0 and sel["seed"] == restart_seed(0, sel["restart"])
+    kept = train(TrainConfig(**base, seed=sel["seed"]), data).model          # the kept one, trained alone
+    assert all(torch.equal(a, b) for a, b in zip(r.model.state_dict().values(), kept.state_dict().values()))
+    assert training_share(kept, data, get_variability("tio2-3it"), seed=0) == sel["training_shares"][sel["restart"]]
+
+
+def test_new_options_are_checked():
+    with pytest.raises(ValueError, match="restarts"):
+        TrainConfig(restarts=0)
+    with pytest.raises(ValueError, match="aware"):
+        TrainConfig(restarts=2, aware=False)
+    with pytest.raises(ValueError, match="robust_share"):
+        TrainConfig(robust_share=1.0)
+    with pytest.raises(ValueError, match="placed_drift"):
+        TrainConfig(placed_drift=True, variability="drolet2023")
+    with pytest.raises(ValueError, match="placed_drift"):
+        TrainConfig(placed_drift=True, aware=False)

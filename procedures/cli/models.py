@@ -88,6 +88,16 @@ def _train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--finish-epochs", type=int, default=0, metavar="N", help="epochs of that second fine-tuning")
     t.add_argument("--finish-transfers", type=int, default=16, metavar="T",
                    help="transfers per step of that second fine-tuning (default 16)")
+    t.add_argument("--robust-share", type=float, default=0.95, metavar="SHARE",
+                   help="the robust-share fine-tunings count a training point when correct in >= SHARE of the "
+                        "transfers (default 0.95, the evaluator's; higher aims at a margin)")
+    t.add_argument("--placed-drift", action="store_true",
+                   help="aware training counts drift as the deployment places the layers (the smallest array "
+                        "holding them, every cell of it counted), not each layer's block alone")
+    t.add_argument("--restarts", type=int, default=1, metavar="N",
+                   help="train N networks (restart r seeded SEED + 1000 r) and keep the one with the highest "
+                        "share of TRAINING points correct in >= 95 %% of 1000 transfers of the last stage's "
+                        "model (aware; 1 = off)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", type=Path, required=True, metavar="MODEL.pt")
     add_json_option(t, "also write the report (the configuration and the accuracies) here")
@@ -168,7 +178,8 @@ def cmd_train(args) -> int:
     kw = dict(dataset=args.dataset, hidden=args.hidden, aware=args.aware, scales=args.scales, noise=args.noise,
               variability=args.variability, kl_weight=args.kl, tail=args.tail, seed=args.seed,
               replicas=args.replicas, robust_epochs=args.robust_epochs, finish_variability=args.finish_variability,
-              finish_epochs=args.finish_epochs, finish_transfers=args.finish_transfers)
+              finish_epochs=args.finish_epochs, finish_transfers=args.finish_transfers,
+              robust_share=args.robust_share, placed_drift=args.placed_drift, restarts=args.restarts)
     for key in ("transfers", "epochs", "lr", "lr_schedule", "weight_decay"):   # None: the dataset's default
         if getattr(args, key) is not None:
             kw[key] = getattr(args, key)
@@ -179,6 +190,10 @@ def cmd_train(args) -> int:
           flush=True)
     r = train(cfg)
     metrics = {"train_accuracy": r.train_accuracy, "test_accuracy": r.test_accuracy, "wall_s": r.wall_s}
+    if r.selection:
+        metrics["selection"] = r.selection
+        print(f"  kept restart {r.selection['restart']} (seed {r.selection['seed']}): training points >= 95 %: "
+              + ", ".join(f"{100 * v:.1f} %" for v in r.selection["training_shares"]))
     path = save_model(args.out, r.model, cfg.to_dict(), metrics)
     print(f"  train accuracy {100 * r.train_accuracy:.2f} %, test accuracy {100 * r.test_accuracy:.2f} %, "
           f"{r.wall_s:.1f} s\nmodel written to {path}")
