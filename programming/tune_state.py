@@ -115,20 +115,25 @@ class TuneState:
         state.todo = np.asarray(todo, bool) & targeted
         n = len(cells.get("chip", ()))
         if n:
-            chip, row, col = (np.asarray(cells[k], np.intp) for k in ("chip", "row", "col"))
+            chip, row, col = (np.asarray(cells[k]) for k in ("chip", "row", "col"))
             if ((chip < 0) | (chip >= targets.shape[0]) | (row < 0) | (row >= targets.shape[1])
                     | (col < 0) | (col >= targets.shape[2])).any():
                 raise ValueError("journaled cells lie outside the run's array")
-            tgt = targets[chip, row, col]
+            # flat cell indices: one index array and no per-field copies where every event counts
+            # (a 10 000-chip batch journals over a million events)
+            flat = np.ravel_multi_index((chip, row, col), targets.shape)
+            del chip, row, col
+            tgt = targets.ravel()[flat]
             same = np.isfinite(tgt) & (np.abs(np.asarray(cells["target"], float) - tgt) <= rtol * np.abs(tgt))
-            p = np.asarray(cells["pass"], int)
-            chip, row, col, p = chip[same], row[same], col[same], p[same]
+            del tgt
+            pick = slice(None) if same.all() else same
+            flat = flat[pick]
             for k in CELL_FIELDS:
-                np.add.at(getattr(state, k), (chip, row, col), np.asarray(cells[k])[same])
+                np.add.at(getattr(state, k).reshape(-1), flat, np.asarray(cells[k])[pick])
             # events are in time order: the last one of a cell gives its status
-            state.status[chip, row, col] = np.asarray(cells["status"], np.int8)[same]
-            now = p == state.pass_no
-            state.todo[chip[now], row[now], col[now]] = False
+            state.status.reshape(-1)[flat] = np.asarray(cells["status"], np.int8)[pick]
+            now = np.asarray(cells["pass"])[pick] == state.pass_no
+            state.todo.reshape(-1)[flat[now]] = False
         return state
 
 

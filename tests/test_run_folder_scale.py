@@ -47,3 +47,40 @@ def test_maps_from_the_journal_in_memory_equal_those_parsed_back_and_the_trace_i
     assert set(np.unique(data.trace["chip"])) == set(range(TRACE_CHIPS))
     first = data.trace["chip"] == 0
     assert (data.trace["kind"][first] == 1).sum() == data.maps["pulses"][0].sum()
+
+
+def test_journal_folds_events_per_cell_into_the_same_state(tmp_path):
+    """The journal keeps one record per cell (sums over its events, its last status and pass), not
+    every event: the state rebuilt from it equals the one every event gives, bit for bit."""
+    from procedures.storage.journal import FileTuneLog
+
+    rng = np.random.default_rng(4)
+    shape = (5, 3, 4)
+    targets = rng.uniform(1e-4, 5e-4, shape)
+    targets[0, 0, 0] = np.nan
+    log = FileTuneLog(tmp_path, lambda *a: None)
+    journal = log.tune_kwargs("tune", targets)["journal"]
+    raw = {k: [] for k in ("pass", "chip", "row", "col", "target", "status", "pulses", "reads", "energy", "time")}
+    passes = []
+    for p in range(3):
+        todo = rng.random(shape) < 0.8
+        passes.append((p, todo))
+        journal.pass_started(p, todo)
+        for _ in range(4):                              # cells finish in blocks, some in several passes
+            k = rng.integers(1, 12)
+            flat = rng.choice(np.flatnonzero(todo & np.isfinite(targets)), size=k, replace=False)
+            chip, row, col = np.unravel_index(flat, shape)
+            ev = {"pass": np.full(k, p), "chip": chip, "row": row, "col": col, "target": targets[chip, row, col],
+                  "status": rng.integers(1, 5, k), "pulses": rng.integers(0, 50, k), "reads": rng.integers(1, 60, k),
+                  "energy": rng.uniform(0, 1e-6, k) * 10.0 ** rng.integers(-6, 2, k), "time": rng.uniform(0, 1, k)}
+            journal.cells_finished(p, chip, row, col, ev["target"], ev["status"], ev["target"], ev["pulses"],
+                                   ev["reads"], ev["energy"], ev["time"])
+            for key in raw:
+                raw[key].append(ev[key])
+    raw = {k: np.concatenate(v) for k, v in raw.items()}
+    assert len(raw["chip"]) > len(np.unique(np.ravel_multi_index((raw["chip"], raw["row"], raw["col"]), shape)))
+    folded = TuneState.from_events(targets, *journal.events(), rtol=np.inf)
+    every = TuneState.from_events(targets, passes, raw, rtol=np.inf)
+    for key in ("todo", "status", "pulses", "reads", "energy", "time"):
+        np.testing.assert_array_equal(getattr(folded, key), getattr(every, key), err_msg=key)
+    assert folded.pass_no == every.pass_no == 2
