@@ -3,25 +3,27 @@ processes, alternated in one run: the sweep in two halves of 100 points (two swe
 1, 2, 2, then 1 workers, so each worker count runs all 200 points and a load that changes during
 the run cancels in the ratios.
 
-Both clusters are started once, before the sweeps, as ``xbar sweep`` starts its embedded one
-(their start-up, and each worker's first imports, are timed and printed separately); each sweep
-then runs through ``run_sweep`` on its cluster exactly as ``xbar sweep --scheduler`` does (a fresh sweep folder, every point recorded,
-the table written).  Per sweep it prints the wall time, the points' own wall and CPU time on their
-workers, the CPU time of the worker processes and of this process (client and scheduler), and the
-overhead per point, both ways:
+Each half runs on a cluster of its own, started before it as ``xbar sweep`` starts its embedded
+one and closed after it, so only one cluster runs during a timed sweep, as with ``xbar sweep`` (an
+idle second cluster's scheduler and workers took CPU on the cores the 2-worker sweeps used).  The
+clusters' start-up, each worker's first imports and an idle cluster's background CPU are measured
+and printed on their own and are in neither sweep's time.  Each sweep then runs through
+``run_sweep`` on its cluster exactly as ``xbar sweep --scheduler`` does (a fresh sweep folder,
+every point recorded, the table written).  Per sweep it prints the wall time, the points' own wall
+and CPU time on their workers, the CPU time of the worker processes and of this process (client,
+scheduler and nannies), and the overhead per point, both ways:
 
 * wall: ``(wall × workers − Σ point wall) / points``, what the sweep machinery adds to each
   point's time on a worker (includes waiting for the scheduler and the client);
 * CPU: ``(CPU of the workers and of this process − their CPU while idle × wall − Σ point CPU) /
   points``, the machinery's own work per point, which a loaded machine does not inflate (the idle
-  clusters' background CPU, measured first, is printed on its own).
+  cluster's background CPU, measured first, is printed on its own).
 
 Then the speed-up from 1 to 2 workers: the wall-time ratio of the alternated sweeps, and, robust
 to load, the one the measured CPU times give on an idle machine (a sweep then takes the CPU time
-of its busiest worker, or all its processes' CPU time spread over the cores, whichever is more;
-this process's CPU counted without the idle clusters' background, since ``xbar sweep`` runs one).
+of its busiest worker, or all its processes' CPU time spread over the cores, whichever is more).
 Targets (issue 17): speed-up >= 1.8x, overhead <= 50 ms per point.  The machine is shared: the
-load average is printed.  About 2 minutes on an idle 2-core machine.
+load average is printed.  About 3 minutes on an idle 2-core machine.
 
     PYTHONPATH=. python benchmarks/sweep.py [--points 200] [--size 8x8] [--preset asymmetric] [--rounds 1]
 
@@ -76,59 +78,64 @@ def main() -> None:
     logging.getLogger("distributed").setLevel(logging.ERROR)     # no INFO lines when the clusters close
     begin = time.perf_counter()
     print(f"{n}-point tune sweep ({args.size}, {args.preset}), load average {os.getloadavg()[0]:.2f} at start")
-    clusters, clients = {}, {}
     stats: dict[int, list[dict]] = {1: [], 2: []}
-    try:
-        for w in (1, 2):
-            t0 = time.perf_counter()
-            clusters[w] = local_cluster(w)           # as xbar sweep's embedded cluster
-            clients[w] = Client(clusters[w])
-            started = time.perf_counter() - t0
-            cpu = clients[w].run(_warm)
-            print(f"  {w}-worker cluster: started in {started:.2f} s; each worker's first imports "
-                  f"{statistics.mean(cpu.values()):.2f} s CPU (counted in neither sweep below)")
+    idle: dict[int, tuple[float, float]] = {}       # per cluster size: (this process, workers) CPU s per s
+
+    def start(w):
+        """A cluster of ``w`` workers as xbar sweep's embedded one, its workers warmed, its idle
+        background measured the first time (not counted in any sweep)."""
         t0 = time.perf_counter()
-        c0, wc0 = _cpu(), {w: sum(clients[w].run(_cpu).values()) for w in clients}
-        time.sleep(3.0)
-        dt = time.perf_counter() - t0
-        idle = {"this": (_cpu() - c0) / dt, **{w: (sum(clients[w].run(_cpu).values()) - wc0[w]) / dt for w in clients}}
-        print(f"  idle clusters: this process (both schedulers and clients) {1e3 * idle['this']:.0f} ms CPU per s, "
-              f"workers {1e3 * idle[1]:.0f} / {1e3 * idle[2]:.0f} ms CPU per s (1 / 2 workers); the CPU "
-              f"overheads below leave this background out")
-        with tempfile.TemporaryDirectory() as tmp:
-            for i, (w, h) in enumerate([(1, 0), (2, 0), (2, 1), (1, 1)] * args.rounds):
+        cluster = local_cluster(w)
+        client = Client(cluster)
+        started = time.perf_counter() - t0
+        cpu = client.run(_warm)
+        if w not in idle:
+            t0 = time.perf_counter()
+            c0, wc0 = _cpu(), sum(client.run(_cpu).values())
+            time.sleep(3.0)
+            dt = time.perf_counter() - t0
+            idle[w] = ((_cpu() - c0) / dt, (sum(client.run(_cpu).values()) - wc0) / dt)
+            print(f"  {w}-worker cluster: started in {started:.2f} s; each worker's first imports "
+                  f"{statistics.mean(cpu.values()):.2f} s CPU; idle, this process (scheduler, nannies, client) "
+                  f"{1e3 * idle[w][0]:.0f} ms CPU per s, the workers {1e3 * idle[w][1]:.0f} (none of it counted "
+                  f"in the sweeps' overheads below)")
+        return cluster, client
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (w, h) in enumerate([(1, 0), (2, 0), (2, 1), (1, 1)] * args.rounds):
+            cluster, client = start(w)      # one cluster at a time, as xbar sweep runs
+            try:
                 folder = Path(tmp) / f"{i}-w{w}"
-                c0, wc0 = _cpu(), clients[w].run(_cpu)
+                c0, wc0 = _cpu(), client.run(_cpu)
                 t0 = time.perf_counter()
-                out = run_sweep(halves[h], folder, scheduler=clusters[w].scheduler_address, progress=False,
+                out = run_sweep(halves[h], folder, scheduler=cluster.scheduler_address, progress=False,
                                 plots=False)
                 wall = time.perf_counter() - t0
                 own = _cpu() - c0
-                wcpu = {k: v - wc0[k] for k, v in clients[w].run(_cpu).items()}
-                recs = list(load_records(folder).values())
-                m = len(recs)
-                p_wall = sum(r["point_wall_s"] for r in recs)
-                p_cpu = sum(r["point_cpu_s"] for r in recs)
-                s = {"wall": wall, "busiest": max(wcpu.values()), "cpu": own + sum(wcpu.values()),
-                     "p_wall": p_wall, "p_cpu": p_cpu, "n": m,
-                     "net": own + sum(wcpu.values()) - (idle["this"] + idle[w]) * wall - p_cpu,
-                     "busy": own - idle["this"] * wall + sum(wcpu.values())}
-                stats[w].append(s)
-                print(f"  {w} worker(s), half {h + 1}: {wall:6.2f} s wall, {out.ok} ok / {out.failed} failed; "
-                      f"points {1e3 * p_wall / m:.0f} ms wall, {1e3 * p_cpu / m:.0f} ms CPU each; CPU: workers "
-                      f"{sum(wcpu.values()):.2f} s, this process {own:.2f} s; overhead per point "
-                      f"{1e3 * (wall * w - p_wall) / m:.1f} ms wall, {1e3 * s['net'] / m:.1f} ms CPU")
-        for w in (1, 2):
-            wall = sum(s["wall"] for s in stats[w])
-            m = sum(s["n"] for s in stats[w])
-            over_wall = (wall * w - sum(s["p_wall"] for s in stats[w])) / m
-            over_cpu = sum(s["net"] for s in stats[w]) / m
-            print(f"  {m} points on {w} worker(s): {wall:.2f} s wall; overhead per point {1e3 * over_wall:.1f} ms "
-                  f"wall, {1e3 * over_cpu:.1f} ms CPU (target <= 50 ms)")
-    finally:
-        for w in clients:
-            clients[w].close()
-            clusters[w].close()
+                wcpu = {k: v - wc0[k] for k, v in client.run(_cpu).items()}
+            finally:
+                client.close()
+                cluster.close()
+            recs = list(load_records(folder).values())
+            m = len(recs)
+            p_wall = sum(r["point_wall_s"] for r in recs)
+            p_cpu = sum(r["point_cpu_s"] for r in recs)
+            s = {"wall": wall, "busiest": max(wcpu.values()), "cpu": own + sum(wcpu.values()),
+                 "p_wall": p_wall, "p_cpu": p_cpu, "n": m,
+                 "net": own + sum(wcpu.values()) - (idle[w][0] + idle[w][1]) * wall - p_cpu,
+                 "busy": own + sum(wcpu.values())}
+            stats[w].append(s)
+            print(f"  {w} worker(s), half {h + 1}: {wall:6.2f} s wall, {out.ok} ok / {out.failed} failed; "
+                  f"points {1e3 * p_wall / m:.0f} ms wall, {1e3 * p_cpu / m:.0f} ms CPU each; CPU: workers "
+                  f"{sum(wcpu.values()):.2f} s, this process {own:.2f} s; overhead per point "
+                  f"{1e3 * (wall * w - p_wall) / m:.1f} ms wall, {1e3 * s['net'] / m:.1f} ms CPU")
+    for w in (1, 2):
+        wall = sum(s["wall"] for s in stats[w])
+        m = sum(s["n"] for s in stats[w])
+        over_wall = (wall * w - sum(s["p_wall"] for s in stats[w])) / m
+        over_cpu = sum(s["net"] for s in stats[w]) / m
+        print(f"  {m} points on {w} worker(s): {wall:.2f} s wall; overhead per point {1e3 * over_wall:.1f} ms "
+              f"wall, {1e3 * over_cpu:.1f} ms CPU (target <= 50 ms)")
     pairs = [(a["wall"] / b["wall"]) for a, b in zip(stats[1], stats[2])]
     wall_ratio = sum(s["wall"] for s in stats[1]) / sum(s["wall"] for s in stats[2])
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
