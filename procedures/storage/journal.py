@@ -89,7 +89,7 @@ class FileTuneLog(TuneLog):
             passes, cells = read_events(self.run_dir, stage, np.shape(targets))
             if passes:
                 state = TuneState.from_events(targets, passes, cells)
-        journal = FileJournal(self, stage)
+        journal = FileJournal(self, stage, np.shape(targets))
         self.journals[stage] = journal
         return {"journal": journal, "resume": state, "should_stop": self.should_stop}
 
@@ -105,8 +105,8 @@ class FileTuneLog(TuneLog):
 class FileJournal(TuneJournal):
     """One stage's journal (see the module docstring)."""
 
-    def __init__(self, log: FileTuneLog, stage: str):
-        self.log, self.stage = log, stage
+    def __init__(self, log: FileTuneLog, stage: str, shape):
+        self.log, self.stage, self.shape = log, stage, tuple(shape)
         self.trace_chips = log.trace_chips
         self.passes_path = log.dir / f"passes-{stage}.jsonl"
         self.trace_path = log.dir / f"trace-{stage}.bin"
@@ -143,8 +143,7 @@ class FileJournal(TuneJournal):
         """Fold finished-cell events into the per-cell records (in time order, as
         :meth:`~programming.tune_state.TuneState.from_events` sums them)."""
         if self._cells is None:
-            shape = self._passes_seen[-1][1].shape if self._passes_seen else \
-                (int(np.max(chip)) + 1, int(np.max(row)) + 1, int(np.max(col)) + 1)
+            shape = self.shape
             self._cells = {"pass": np.full(shape, -1, np.int16), "target": np.full(shape, np.nan),
                            "status": np.zeros(shape, np.int8), "pulses": np.zeros(shape, np.int32),
                            "reads": np.zeros(shape, np.int32), "energy": np.zeros(shape),
