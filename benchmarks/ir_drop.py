@@ -5,7 +5,8 @@ For each array size (``--sizes``, default 16 32 64) and line resistance per segm
 2 Ω and the ``tio2-3it`` default), on a simulated ``tio2-3it`` chip with random targets in the
 100–500 µS window at 1 % tolerance: the line resistance is *measured* first (``xbar
 calibrate-lines``' estimator, reads only), then the chip is tuned with the IR-drop correction on
-that estimate.  Printed: the estimate, working cells converged, working cells truly within ±1 %,
+that estimate, writing with the scheme the tuner chooses from its line estimate (``--scheme auto``:
+V/2, or V/3 with held writes widened where V/2 cannot reach the cells; printed).  Printed: the estimate, working cells converged, working cells truly within ±1 %,
 median pulses per cell, wall and CPU time (calibration + tuning) and the tuning's CPU time
 against the same tune of the same chip and targets on ideal lines (0 Ω, run first in the same
 run: list 0 first in ``--r``).  Targets: ≥ 99 % truly within ±1 % at
@@ -41,12 +42,13 @@ from programming.tuner import CONVERGED, TunerConfig, tune
 
 
 def tune_case(n: int, r_line: float, seed: int, width: float | None = None, cells: int | None = None,
-              compensation: bool = True) -> dict:
+              compensation: bool = True, **tuner) -> dict:
     """One tune of an ``n``×``n`` chip at ``r_line`` Ω per segment: the line resistance measured
     first, then tuned with the correction on that estimate.  ``width`` (s): the pulse width, with
     the amplitude schedule ``xbar tune --width`` uses (``--schedule auto``: probed on the chip);
     ``cells``: tune only that many random cells (NaN targets elsewhere); ``compensation``: the
-    tuner's line-compensated writes (``TunerConfig.write_compensation``)."""
+    tuner's line-compensated writes (``TunerConfig.write_compensation``); ``tuner``: other
+    :class:`TunerConfig` settings (``write_scheme``, ``width_ramp``, ...)."""
     from programming.auto_schedule import RECIPE, auto_schedule, with_width
 
     xb = SimulatedCrossbar(n, n, seed=seed, r_line=r_line)
@@ -57,7 +59,7 @@ def tune_case(n: int, r_line: float, seed: int, width: float | None = None, cell
         targets = np.where(keep.reshape(n, n), targets, np.nan)
     t0, c0 = time.perf_counter(), time.process_time()
     r_est, beta = (float(x[0]) for x in measure_line_resistance(xb)) if r_line > 0 else (0.0, 0.0)
-    cfg = TunerConfig(line_resistance=r_est, device_beta=beta, write_compensation=compensation)
+    cfg = TunerConfig(line_resistance=r_est, device_beta=beta, write_compensation=compensation, **tuner)
     if width is not None and width != RECIPE.width:
         cfg = auto_schedule(xb, with_width(cfg, width))[0]
     t_cal = time.perf_counter() - t0
@@ -69,7 +71,7 @@ def tune_case(n: int, r_line: float, seed: int, width: float | None = None, cell
     return {"r_est": r_est, "converged": float((res.status[0] == CONVERGED)[working].mean()),
             "truly": float(truly[working].mean()), "median_pulses": float(np.median(res.pulses[0][working])),
             "wall": wall, "cpu": cpu, "calibration_s": t_cal, "passes": res.passes_run,
-            "max_unselected": xb.max_unselected_v,
+            "max_unselected": xb.max_unselected_v, "scheme": res.config.write_scheme,
             "tune_wall": time.perf_counter() - t1, "tune_cpu": time.process_time() - c1}
 
 
@@ -144,6 +146,11 @@ def main() -> None:
                     help="pulse widths, s (default the recipe's 1 us; others with the auto schedule, as xbar tune --width)")
     ap.add_argument("--cells", type=int, default=0, help="tune only this many random cells per array (0: all)")
     ap.add_argument("--no-compensation", action="store_true", help="uncompensated writes (for comparison)")
+    ap.add_argument("--scheme", default="auto",
+                    help="the tuner's write scheme (TunerConfig.write_scheme): v/2, v/3 or auto (default: V/3 with held "
+                         "writes widened where the line model says V/2 cannot reach the cells, V/2 elsewhere)")
+    ap.add_argument("--width-ramp", type=float, default=None,
+                    help="growth of a held write's width per retry at the cap (TunerConfig.width_ramp; default its own)")
     ap.add_argument("--networks", nargs="*", choices=("moons", "digits"), default=None,
                     help="also deploy these networks (none named: both) at every --r")
     args = ap.parse_args()
@@ -154,12 +161,14 @@ def main() -> None:
     for n in args.sizes:
         for width in args.width:
             for r in args.r:
-                rep = tune_case(n, r, args.seed, width, args.cells, not args.no_compensation)
+                tuner = {k: v for k, v in (("write_scheme", args.scheme), ("width_ramp", args.width_ramp))
+                         if v is not None}
+                rep = tune_case(n, r, args.seed, width, args.cells, not args.no_compensation, **tuner)
                 tune_s[(n, r, width)] = rep["tune_cpu"]
                 ratio = f"  tune {rep['tune_cpu'] / tune_s[(n, 0.0, width)]:5.1f}x ideal lines (CPU)" \
                     if r > 0 and (n, 0.0, width) in tune_s else ""
                 what = f"{n:>2}x{n:<2}" + (f" ({args.cells} cells)" if args.cells else "") + \
-                    (f" {width * 1e6:g} us" if width else "")
+                    (f" {width * 1e6:g} us" if width else "") + (f" {rep['scheme']}" if rep.get("scheme") else "")
                 print(f"  {what} r_line {r:4.2f} ohm (measured {rep['r_est']:5.2f})  converged "
                       f"{100 * rep['converged']:6.2f} %  truly within 1 % {100 * rep['truly']:6.2f} %  "
                       f"median pulses {rep['median_pulses']:4.0f}  passes {rep['passes']}  largest unselected "

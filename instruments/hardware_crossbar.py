@@ -198,6 +198,7 @@ class HardwareCrossbar(Crossbar):
         self.station = station
         self.shape = (station.rows, station.cols)
         self.read_schemes = station.read_schemes
+        self.write_schemes = station.write_schemes
         self.n_chips = 1
         self.limits = station_limits(station)
         self.v_read = station.v_read

@@ -143,6 +143,17 @@ class Station:
             raise StationError(f"station file {self.source}: {what} = 'v/3' needs distinct [routing] bias_rows and "
                                f"bias_cols channels (this station has one bias channel: use v/2)")
 
+    @property
+    def write_schemes(self) -> tuple[str, ...]:
+        """The write schemes the bias channels can serve (:meth:`check_write_scheme`)."""
+        def served(scheme):
+            try:
+                self.check_write_scheme(scheme)
+            except StationError:
+                return False
+            return True
+        return tuple(s for s in ("v/2", "v/3", "float") if served(s))
+
     def on_instrument_problem(self, write_scheme: str | None = None) -> str | None:
         """Why this station cannot run the on-instrument loop (one line), or None when it can: the
         loop runs on a Keithley 2600B (``drive`` and ``sense`` its two SMUs) that routes every cell

@@ -42,7 +42,7 @@ import numpy as np
 
 from .crossbar import Crossbar, parse_read_scheme, parse_write_scheme, WriteScheme
 from .ir_correction import ReadCorrection
-from .tuner import WRITE_SHARES, TunerConfig
+from .tuner import WRITE_SHARES, TunerConfig, choose_write_scheme
 
 __all__ = ["ProbeSettings", "auto_schedule", "with_width", "probe_cells", "RECIPE"]
 
@@ -101,6 +101,7 @@ def auto_schedule(xb: Crossbar, cfg: TunerConfig, settings: ProbeSettings | None
     cells, their turn-on amplitudes (V, NaN where a cell never turned on), the probe's pulses and
     reads, and the schedule chosen."""
     s = settings or ProbeSettings()
+    cfg = choose_write_scheme(xb, cfg)      # probed with the scheme the tune will write with
     cfg.check_limits(xb.limits)
     detect = s.detect if s.detect is not None else cfg.tolerance * (1 - cfg.guard) / 2
     r, c = probe_cells(xb.shape, s.cells)

@@ -203,6 +203,8 @@ class Crossbar(abc.ABC):
     programming_window: tuple[float, float] = (100e-6, 500e-6)
     #: the read schemes this chip's channels can apply (a station lists its own)
     read_schemes: tuple[str, ...] = ("ground", "float")
+    #: the write schemes this chip's channels can apply (a station: those its bias channels serve)
+    write_schemes: tuple[str, ...] = ("v/2", "v/3", "float")
     #: how many cells of one chip an algorithm may interleave; 1 on a bench (strictly one cell at
     #: a time, as operators expect), more on a simulated chip where interleaving is vectorized.
     preferred_parallel: int = 1

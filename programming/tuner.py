@@ -67,8 +67,13 @@ from .schedule import ORDERS, SlotScheduler, cell_rank
 from .tune_result import CONVERGED, DISTURBED, FAILED, STATUS_NAMES, STUCK, UNTARGETED, TuneResult
 from .tune_state import TuneInterrupted, TuneJournal, TuneState
 
-__all__ = ["TunerConfig", "TuneResult", "tune", "config_dict", "CONVERGED", "DISTURBED", "FAILED",
-           "STATUS_NAMES", "STUCK", "UNTARGETED", "TuneInterrupted", "TuneJournal", "TuneState"]
+__all__ = ["TunerConfig", "TuneResult", "tune", "config_dict", "choose_write_scheme", "AUTO_SCHEME", "CONVERGED",
+           "DISTURBED", "FAILED", "STATUS_NAMES", "STUCK", "UNTARGETED", "TuneInterrupted", "TuneJournal", "TuneState"]
+
+#: ``TunerConfig.write_scheme`` value that lets the tuner choose V/2 or V/3 from its line estimate
+#: (:func:`choose_write_scheme`)
+AUTO_SCHEME = "auto"
+
 
 @dataclass(frozen=True)
 class TunerConfig:
@@ -97,7 +102,7 @@ class TunerConfig:
     passes: int = 8             # at most (re-verify passes stop once every cell holds)
     order: str = "row"
     parallel: int | None = None
-    write_scheme: str = "v/2"
+    write_scheme: str = "v/2"    # or "auto": V/2 or V/3 chosen from the line estimate (choose_write_scheme)
     read_scheme: str = "ground"
     v_read: float | None = None
     line_resistance: float = 0.0
@@ -137,7 +142,8 @@ class TunerConfig:
             raise ValueError(f"TunerConfig.order must be one of {ORDERS}, got {self.order!r}")
         if self.parallel is not None and int(self.parallel) < 1:
             raise ValueError("TunerConfig.parallel must be >= 1 (or None for the chip's preference)")
-        parse_write_scheme(self.write_scheme)
+        if self.write_scheme != AUTO_SCHEME:
+            parse_write_scheme(self.write_scheme)
         parse_read_scheme(self.read_scheme)
         if not (isinstance(self.device_beta, (int, float)) and np.isfinite(self.device_beta)
                 and self.device_beta >= 0):
@@ -250,6 +256,8 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
     problem = getattr(xb, "on_instrument_problem", None) if on_instrument else None
     if problem is not None and problem(cfg.write_scheme):
         raise ValueError(problem(cfg.write_scheme))
+    if on_instrument and cfg.write_scheme == AUTO_SCHEME:
+        raise ValueError("the on-instrument write-verify loop needs its write scheme named (v/2 or v/3), not 'auto'")
     if on_instrument and parse_write_scheme(cfg.write_scheme) not in (WriteScheme.V2, WriteScheme.V3):
         raise ValueError(f"the on-instrument write-verify loop writes with V/2 or V/3, not {cfg.write_scheme}")
     full = (xb.n_chips, *xb.shape)
@@ -277,6 +285,7 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
     run = _Run(xb, tgt, rank, parallel, cfg, rec, status, trace, journal, should_stop)
     run.compliance = state.compliance
     run.corr = _start_correction(xb, cfg, rec, parallel, on_instrument)
+    cfg = run.cfg = choose_write_scheme(xb, cfg, run.corr)
     verify_reads = 0
     p, todo = state.pass_no, state.todo & targeted
     if resume is None:
@@ -623,6 +632,61 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
 #: the shares of the drive on the unselected rows and columns of the write schemes the line model
 #: compensates (:meth:`~programming.ir_correction.ReadCorrection.write_transfer`)
 WRITE_SHARES = {WriteScheme.V2: (0.5, 0.5), WriteScheme.V3: (1 / 3, 2 / 3)}
+
+
+#: ``write_scheme="auto"``: the amplitude a write is to put across its cell when the scheme is chosen
+#: — the recipe's SET start (1.1 V) and three of its steps (0.05 V): the level the first retries ask
+#: for, V
+AUTO_NEED_STEPS = 3
+#: ``write_scheme="auto"``: V/3 is chosen when the line model says V/2's compensated writes, held to
+#: ``compensation_max``, leave more than this share of the array's cells short of that amplitude
+AUTO_SHORT_SHARE = 0.01
+#: ``write_scheme="auto"``: the growth per retry of a write held at the drive limit under the V/3 it
+#: chooses (``width_ramp``, up to ``width_max``): a longer pulse stands in for the voltage the
+#: limit withholds (TiO2 switching is thermally activated: |V|_eq grows by about 0.1 V a decade of
+#: width, :func:`mock_hw.device.equivalent_voltage`'s sources).  Under V/2 the half-selected cells
+#: sit at half the drive and a widened pulse pushes them past their thresholds (measured: 32×32 at
+#: 4 Ω, V/2 84.8 % truly within 1 %, widened 84.1 %), so V/2 keeps its width
+AUTO_WIDTH_RAMP = 3.0
+def choose_write_scheme(xb, cfg: TunerConfig, corr=None) -> TunerConfig:
+    """``cfg`` with ``write_scheme="auto"`` resolved (any other scheme is returned unchanged).
+
+    On ideal lines (no line estimate, or uncompensated writes) V/2, the recipe's scheme.  Through
+    resistive lines, V/3 when the chip can bias it (``xb.write_schemes``: a station needs two bias
+    channels) and the tuner's line model — the measured line resistance and curvature, the
+    estimate of every conductance (``corr``, a fitted
+    :class:`~programming.ir_correction.ReadCorrection`; fitted here to one read of every cell if
+    not given) — says that V/2 would leave more than :data:`AUTO_SHORT_SHARE` of the array's
+    cells short of ``v_set_start + AUTO_NEED_STEPS·v_step`` at the drive limit
+    (``compensation_max``).  V/3 holds the unselected rows at a third of the drive and the
+    columns at two thirds, so the selected lines carry less of the half-selected cells' current and
+    more of the drive reaches the selected cell (on 64×64 at 1 Ω: V/2 leaves 36 % of the cells
+    short of 1.25 V, V/3 7 %).  Under the V/3 it chooses, writes held at the drive limit are
+    widened by :data:`AUTO_WIDTH_RAMP` per retry (unless ``width_ramp`` already grows them)."""
+    if cfg.write_scheme != AUTO_SCHEME:
+        return cfg
+    v2 = replace(cfg, write_scheme=WriteScheme.V2.value)
+    able = tuple(getattr(xb, "write_schemes", (WriteScheme.V2.value, WriteScheme.V3.value)))
+    if not (cfg.line_resistance > 0 and cfg.write_compensation) or WriteScheme.V3.value not in able:
+        return v2
+    if corr is None:
+        from .ir_correction import ReadCorrection
+
+        corr = ReadCorrection(xb.shape, xb.n_chips, cfg.v_read or xb.v_read, cfg.line_resistance,
+                              cfg.access_resistance, scheme=parse_read_scheme(cfg.read_scheme).value,
+                              beta=cfg.device_beta)
+        r, c = (a.ravel() for a in np.indices(xb.shape))
+        corr.fit(xb.read(r, c, cfg.v_read, cfg.read_scheme).conductance.reshape(xb.n_chips, *xb.shape))
+    need = cfg.v_set_start + AUTO_NEED_STEPS * cfg.v_step
+    rows, cols = (np.broadcast_to(a.ravel(), (xb.n_chips, a.size)) for a in np.indices(xb.shape))
+    t = corr.write_transfer(rows, cols, need, *WRITE_SHARES[WriteScheme.V2])
+    short = float(np.mean(need / t > min(cfg.compensation_max, cfg.v_set_max)))
+    if short <= AUTO_SHORT_SHARE:
+        return v2
+    if cfg.width_ramp > 1:
+        return replace(cfg, write_scheme=WriteScheme.V3.value)
+    return replace(cfg, write_scheme=WriteScheme.V3.value, width_ramp=AUTO_WIDTH_RAMP,
+                   width_max=max(cfg.width, min(cfg.width_max, xb.limits.width_max)))
 
 
 def _start_correction(xb, cfg: TunerConfig, rec, parallel: int, on_instrument: bool = False):
