@@ -110,6 +110,13 @@ def test_v3_needs_two_bias_channels():
         parse_station(text)
 
 
+def test_write_schemes_are_those_the_bias_channels_serve():
+    """What ``write_scheme="auto"`` may choose from: V/3 only with two distinct bias channels."""
+    assert parse_station(GOOD).write_schemes == ("v/2", "v/3", "float")
+    one = parse_station(GOOD.replace('bias_cols = "bias.2"', 'bias_cols = "bias.1"'))
+    assert one.write_schemes == ("v/2", "float")
+
+
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(StationError, match="cannot read"):
         load_station(tmp_path / "nope.toml")
