@@ -5,7 +5,13 @@ tuned concurrently on each) and a bench (a batch of one chip, one cell at a time
 
 Algorithm (per cell; the adaptive scheme of Alibart et al. 2012 as used at 3IT):
 
-1. optionally one RESET pulse of ``reset_amplitude`` (``initial_reset``, first pass only);
+1. optionally one RESET pulse of ``reset_amplitude`` (``initial_reset``, first pass only).  By
+   default (``reset_sweep``) every cell of the first pass gets it in one sweep of the array before
+   any cell is tuned, so no cell's initial RESET comes after another cell has been programmed
+   (pulses at ``disturb_v`` ≈ 2.0 V and above advance the relaxation of the array's programmed
+   cells: see below); ``reset_sweep=False`` resets each cell just before it is tuned, as the
+   measurement of that relaxation did (Drolet et al. 2023), and so does the on-instrument loop
+   (its script resets each cell as it starts it);
 2. read at V_read; if the reading is within the verify band ``target·(1 ± tolerance·(1 − guard))``
    count it, and stop as *converged* after ``consecutive`` in-band reads in a row (no pulse between
    them).  The guard gives hysteresis: a cell accepted inside the verify band is not thrown back by
@@ -97,6 +103,7 @@ class TunerConfig:
     stuck_rel: float = 0.02
     stuck_ramp: float = 0.6
     initial_reset: bool = True
+    reset_sweep: bool = True    # the initial RESETs as one sweep before any cell is tuned (False: each just before its cell)
     reset_amplitude: float = 2.0
     reset_width: float = 1e-6
     passes: int = 8             # at most (re-verify passes stop once every cell holds)
@@ -284,19 +291,23 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
     trace = _Trace(keep, journal)
     run = _Run(xb, tgt, rank, parallel, cfg, rec, status, trace, journal, should_stop)
     run.compliance = state.compliance
-    run.corr = _start_correction(xb, cfg, rec, parallel, on_instrument)
-    cfg = run.cfg = choose_write_scheme(xb, cfg, run.corr)
     verify_reads = 0
     p, todo = state.pass_no, state.todo & targeted
     if resume is None:
         journal.pass_started(0, todo)
+    # the host loop's RESET sweep (the on-instrument script resets each cell as it starts it)
+    sweep = cfg.initial_reset and cfg.reset_sweep and not on_instrument
+    if sweep and p == 0 and todo.any():
+        run.reset_sweep(todo, p)        # before the line model's first read: it sees the cells reset
+    run.corr = _start_correction(xb, cfg, rec, parallel, on_instrument)
+    cfg = run.cfg = choose_write_scheme(xb, cfg, run.corr)
     final = np.full(full, np.nan)
     bar = _progress(int(todo.sum()), progress, p)
     try:
         while True:
             if todo.any():
                 tune_pass = run.tune_pass_on_instrument if on_instrument else run.tune_pass
-                tune_pass(todo, cfg.initial_reset and p == 0, p, bar)
+                tune_pass(todo, cfg.initial_reset and p == 0 and not sweep, p, bar)
             # read back every targeted cell: the re-verify check (after the last pass, the final read)
             final = (_read_back_on_instrument(xb, tgt, targeted, cfg, rec, run.corr, run.read_noise()) if on_instrument
                      else _read_back(xb, tgt, targeted, cfg, rec, run.corr))
@@ -393,6 +404,8 @@ class _Run:
         self.shift = 0.0    # the relative relaxation the verify band pre-compensates (learn_relaxation)
         self.settled = np.full(tgt.shape, np.nan)   # each cell's reading when it converged in this pass, S
         self.read_pairs: list[float] = []   # relative differences of back-to-back reads with no pulse between
+        # what the RESET sweep spent on each cell, added to its records when the pass tunes it
+        self.carry = {k: np.zeros(tgt.shape, rec[k].dtype) for k in ("pulses", "energy", "time")}
 
     def read_noise(self) -> float:
         """The relative noise of one read, measured: from the differences d of back-to-back reads of
@@ -435,6 +448,45 @@ class _Run:
             self.shift = float(np.clip(-self.cfg.relax_compensation * d, -b / 2, b / 2))
         self.settled.fill(np.nan)
 
+    def reset_sweep(self, todo, pass_no: int) -> None:
+        """The initial RESET of every cell in ``todo`` as one sweep before any is tuned: one pulse of
+        ``-reset_amplitude`` for ``reset_width`` each, in priority order, ``parallel`` cells at a
+        time on distinct rows and columns (the slot scheduler's rule, so concurrent pulses never
+        half-select each other's cells).  Their pulses, energy and time count toward each cell's
+        records when the pass tunes it (:attr:`carry`)."""
+        xb, cfg = self.xb, self.cfg
+        sched = SlotScheduler(xb.shape, todo, self.rank, self.parallel)
+        n = _Slots(xb.n_chips, sched.parallel, cfg, self.half)
+        while sched.has_work():
+            if self.should_stop is not None and self.should_stop():
+                raise TuneInterrupted(TuneState(pass_no, todo.copy(), self.status.copy(),
+                                                *(v.copy() for v in self.rec.values()), self.compliance))
+            chip, slot, r, c = sched.assign(n.done)
+            if not chip.size:
+                raise RuntimeError("write-verify scheduler made no progress (internal error)")
+            n.load(chip, slot, r, c, self.tgt[chip, r, c])
+            fire = ~n.done
+            signed = np.where(fire, -cfg.reset_amplitude, 0.0)
+            # under 'auto' the scheme is chosen after the sweep, on the reset array's line model:
+            # the sweep writes with V/2 (its half-selected cells are reset or about to be)
+            scheme = WriteScheme.V2.value if cfg.write_scheme == AUTO_SCHEME else cfg.write_scheme
+            res = self.xb.pulse(n.rows, n.cols, signed, cfg.reset_width, scheme, active=fire)
+            self.compliance += int(res.compliance.sum())
+            _account_pulse(n, res, fire)
+            self.trace.record(n, fire, pass_no, 1, signed, cfg.reset_width, np.nan)
+            for key, value in self.carry.items():
+                value[chip, r, c] += getattr(n, key)[chip, slot]
+            n.done |= fire
+            sched.release(chip, r, c)
+            self.journal.step_done()
+
+    def _take_carry(self, chip, r, c) -> dict:
+        """What the RESET sweep spent on these cells (per record field), cleared once taken."""
+        out = {key: value[chip, r, c].copy() for key, value in self.carry.items()}
+        for value in self.carry.values():
+            value[chip, r, c] = 0
+        return out
+
     def tune_pass(self, todo, reset: bool, pass_no: int, bar) -> None:
         """Tune every cell in ``todo`` once; accumulates into the records and statuses."""
         xb, cfg = self.xb, self.cfg
@@ -450,6 +502,8 @@ class _Run:
                 if chip.size:
                     n.load(chip, slot, r, c, self.tgt[chip, r, c] * (1 + self.shift / 2))
                     n.pending_reset[chip, slot] = reset
+                    for key, value in self._take_carry(chip, r, c).items():
+                        getattr(n, key)[chip, slot] += value
             if n.done.all():
                 if not sched.has_work():
                     return
@@ -541,7 +595,9 @@ class _Run:
         quiet = np.flatnonzero(~fired[1:]) + 1          # reads with no pulse since the one before
         self.read_pairs += ((reads[quiet] - reads[quiet - 1]) / reads[quiet - 1]).tolist()
         status = _ON_INSTRUMENT_STATUS[out["status"]]
-        done = {"pulses": out["pulses"], "reads": out["reads"], "energy": energy, "time": took}
+        swept = self._take_carry(0, r, c)
+        done = {"pulses": out["pulses"] + int(swept["pulses"]), "reads": out["reads"],
+                "energy": energy + float(swept["energy"]), "time": took + float(swept["time"])}
         for key, value in done.items():
             self.rec[key][0, r, c] += value
         self.status[0, r, c] = status

@@ -189,12 +189,12 @@ def test_fit_variability_follows_the_drift_measurement_protocol(tmp_path, capsys
 
     args = build_parser().parse_args(["fit-variability", "--chip", "sim", "--size", "8x8", "--chips", "4",
                                       "--order", "column", "--parallel", "1", "--passes", "1", "--drift-count",
-                                      "all", "--out", str(tmp_path / "v.json"), "--json", str(tmp_path / "r.json"),
-                                      "--quiet"])
-    assert args.parallel == 1
+                                      "all", "--reset-each", "--out", str(tmp_path / "v.json"),
+                                      "--json", str(tmp_path / "r.json"), "--quiet"])
+    assert args.parallel == 1 and args.reset_each
     assert main(["fit-variability", "--chip", "sim", "--size", "8x8", "--chips", "4", "--order", "column",
-                 "--parallel", "1", "--passes", "1", "--drift-count", "all", "--out", str(tmp_path / "v.json"),
-                 "--json", str(tmp_path / "r.json"), "--quiet"]) == 0
+                 "--parallel", "1", "--passes", "1", "--drift-count", "all", "--reset-each",
+                 "--out", str(tmp_path / "v.json"), "--json", str(tmp_path / "r.json"), "--quiet"]) == 0
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["model"]["drift_count"] == "all" and rep["tuning"]["passes_run"] == 1
     # k reaches the far end of an 8x8 array: every later cell counts

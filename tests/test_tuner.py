@@ -137,6 +137,24 @@ def test_without_initial_reset_uses_fewer_pulses_and_less_energy():
         assert rep["true_within_tol"] >= 0.97
 
 
+def test_reset_sweep_resets_every_cell_before_tuning_and_spares_the_programmed_cells():
+    # the initial RESETs (2.0 V: loud enough to advance the relaxation of every programmed cell)
+    # as one sweep first leave one pass's tuned cells where they converged; reset each just
+    # before its cell and every later cell's RESET moves the cells tuned before it
+    out = {}
+    for sweep in (True, False):
+        xb = SimulatedCrossbar(8, 8, seed=7, r_line=0.0)
+        res = tune(xb, random_targets((8, 8), 7), TunerConfig(passes=1, reset_sweep=sweep), record_trace=True)
+        out[sweep] = (res.summary(xb)["true_within_tol"], res)
+    assert out[True][0] >= 0.9 and out[False][0] <= 0.5, (out[True][0], out[False][0])
+    t, res = out[True][1].trace, out[True][1]
+    pulse = t["kind"] == 1
+    reset = pulse & (t["amplitude"] == -res.config.reset_amplitude)
+    assert reset.sum() == 64 and np.flatnonzero(reset).max() < np.flatnonzero(pulse & ~reset).min()
+    assert np.unique(t["row"][reset] * 8 + t["col"][reset]).size == 64       # one each, before any tuning
+    assert (res.pulses >= 1).all() and res.pulses.sum() == pulse.sum()       # and counted in the records
+
+
 def test_reverify_passes_repair_half_select_disturbance():
     # a strong initial RESET under V/2 (V/2 = 1.2 V > 1.0 V thresholds) disturbs neighbours
     cfg = dict(reset_amplitude=2.4)
@@ -158,6 +176,11 @@ def test_sequential_mode_tunes_one_cell_at_a_time_in_order():
     res = tune(xb, random_targets((4, 4), 6), cfg, record_trace=True)
     t = res.trace
     cell = t["row"] + 4 * t["col"]  # column-major index
+    # the initial RESETs first, as one sweep in the order (reset_sweep), then each cell's tuning
+    assert (t["kind"][:16] == 1).all() and (t["amplitude"][:16] == -cfg.reset_amplitude).all()
+    assert cell[:16].tolist() == list(range(16))
+    assert not ((t["kind"][16:] == 1) & (t["amplitude"][16:] == -cfg.reset_amplitude)).any()
+    cell = cell[16:]
     first_seen = [cell[0]]
     for c in cell[1:]:
         if c != first_seen[-1]:

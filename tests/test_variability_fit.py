@@ -27,9 +27,10 @@ def sim16():
 
 
 def test_the_simulated_chip_reproduces_the_measured_drift_law():
-    # the measurement's protocol: 8x8 arrays tuned cell by cell, column-major, one pass, k = all later
-    # cells; the fit must recover the law fitted to the 3IT samples, sigma(k) = 6.78 uS k^0.26
-    _, res = _sim_run((8, 8), 48, 3, parallel=1, passes=1)
+    # the measurement's protocol: 8x8 arrays tuned cell by cell, column-major, one pass, each cell's
+    # initial RESET just before it is tuned (not the tuner's default sweep), k = all later cells;
+    # the fit must recover the law fitted to the 3IT samples, sigma(k) = 6.78 uS k^0.26
+    _, res = _sim_run((8, 8), 48, 3, parallel=1, passes=1, reset_sweep=False)
     m = fit_variability(res, drift_count="all").model
     base = get_variability("tio2-3it")
     for k in (1, 5, 15, 30):
@@ -39,7 +40,8 @@ def test_the_simulated_chip_reproduces_the_measured_drift_law():
     xb = SimulatedCrossbar(8, 8, n_chips=48, preset="tio2-3it", seed=3, r_line=0.0)
     xb.params = xb.params.with_(device=xb.params.device.with_(disturb_sigma=0.0, disturb_mu=0.0))
     targets = np.random.default_rng(3).uniform(*xb.programming_window, size=(48, 8, 8))
-    quiet = fit_variability(tune(xb, targets, TunerConfig(order="column", seed=3, parallel=1, passes=1),
+    quiet = fit_variability(tune(xb, targets, TunerConfig(order="column", seed=3, parallel=1, passes=1,
+                                                          reset_sweep=False),
                                  record_trace=True), drift_count="all").model
     assert float(quiet.drift_sigma(1)) < 0.5 * float(base.drift_sigma(1))
 
@@ -83,8 +85,9 @@ def test_fit_on_the_simulated_chip_matches_what_the_chip_shows(sim16):
 
 def test_single_pass_drift_counts_and_end_to_end_spread():
     """One cell at a time in one pass: the recovered k are drift_counts of the programming order,
-    and the fitted model reproduces the chip's final error spread."""
-    xb, res = _sim_run((8, 8), 4, 2, passes=1, parallel=1)
+    and the fitted model reproduces the chip's final error spread (each cell's initial RESET just
+    before it is tuned, as the drift law was measured)."""
+    xb, res = _sim_run((8, 8), 4, 2, passes=1, parallel=1, reset_sweep=False)
     rank = cell_rank((8, 8), "column")
     accepted = np.isin(res.status, (CONVERGED, DISTURBED))
     for mode in ("line", "all"):

@@ -132,6 +132,9 @@ def _fit_variability_args(f: argparse.ArgumentParser) -> None:
     f.add_argument("--parallel", type=int, default=None,
                    help="cells tuned at once per chip (default: the tuner's; 1 = cell by cell, as the 3IT "
                         "drift measurement)")
+    f.add_argument("--reset-each", action="store_true",
+                   help="each cell's initial RESET just before it is tuned (the 3IT drift measurement's "
+                        "protocol) instead of one sweep of the array first")
     f.add_argument("--base", default="tio2-3it", metavar="PRESET|FILE.json",
                    help="model supplying the window, the k clamp and every figure with too few samples")
     f.add_argument("--drift-count", choices=DRIFT_COUNTS, default=None,
@@ -257,7 +260,7 @@ def cmd_fit_variability(args, open_chip=_open_chip) -> int:
 
     base = get_variability(args.base)
     cfg = TunerConfig(tolerance=args.tolerance, passes=args.passes, order=args.order, seed=args.seed,
-                      parallel=args.parallel)
+                      parallel=args.parallel, reset_sweep=not args.reset_each)
     chip = f"station {args.station}" if args.station else \
         f"{args.chip} ({args.preset}, {args.size[0]}x{args.size[1]}, {args.chips} chip(s), seed {args.seed})"
     print(f"tuning on {chip} with the trace on ...", flush=True)
