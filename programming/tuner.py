@@ -704,6 +704,16 @@ AUTO_SHORT_SHARE = 0.01
 #: sit at half the drive and a widened pulse pushes them past their thresholds (measured: 32×32 at
 #: 4 Ω, V/2 84.8 % truly within 1 %, widened 84.1 %), so V/2 keeps its width
 AUTO_WIDTH_RAMP = 3.0
+#: ``write_scheme="auto"``: V/3 is also chosen when V/2's compensated writes would put more than this
+#: share of a write's amplitude on the half-selected cells next to the drivers (half of the drive
+#: ``amplitude/t``: the lines take more than a quarter of it) for more than ``AUTO_SHORT_SHARE`` of the
+#: cells.  Those cells' writes switch their low-threshold half-selected neighbours, and a full array
+#: has many: on 64×64 at 0.67 Ω (20 % of the cells past 2/3; diagnosed with the simulator's truth)
+#: V/2 left 95.6 % truly within 1 % at 1 µs and 89.2 % at 100 µs, the first pass moving the cells
+#: of the 8 columns next to the row drivers by −28 % to +76 % (10th–90th percentile) at 100 µs, where
+#: the width adds to every cell's effective voltage; V/3 (a third of the drive, 44 % of the
+#: amplitude there) 99.6 % at 100 µs.  32×32 at 0.67–2 Ω and 16×16 keep V/2 (none or < 1 % past it)
+AUTO_HALF_SELECT = 2 / 3
 def choose_write_scheme(xb, cfg: TunerConfig, corr=None) -> TunerConfig:
     """``cfg`` with ``write_scheme="auto"`` resolved (any other scheme is returned unchanged).
 
@@ -714,10 +724,12 @@ def choose_write_scheme(xb, cfg: TunerConfig, corr=None) -> TunerConfig:
     :class:`~programming.ir_correction.ReadCorrection`; fitted here to one read of every cell if
     not given) — says that V/2 would leave more than :data:`AUTO_SHORT_SHARE` of the array's
     cells short of ``v_set_start + AUTO_NEED_STEPS·v_step`` at the drive limit
-    (``compensation_max``).  V/3 holds the unselected rows at a third of the drive and the
-    columns at two thirds, so the selected lines carry less of the half-selected cells' current and
-    more of the drive reaches the selected cell (on 64×64 at 1 Ω: V/2 leaves 36 % of the cells
-    short of 1.25 V, V/3 7 %).  Under the V/3 it chooses, writes held at the drive limit are
+    (``compensation_max``), or would put more than :data:`AUTO_HALF_SELECT` of a write's amplitude
+    on its half-selected cells for more than that share of the cells.  V/3 holds the unselected
+    rows at a third of the drive and the columns at two thirds, so the selected lines carry less of
+    the half-selected cells' current and more of the drive reaches the selected cell (on 64×64 at
+    1 Ω: V/2 leaves 36 % of the cells short of 1.25 V, V/3 7 %), and no unselected cell sees more
+    than a third of the drive.  Under the V/3 it chooses, writes held at the drive limit are
     widened by :data:`AUTO_WIDTH_RAMP` per retry (unless ``width_ramp`` already grows them)."""
     if cfg.write_scheme != AUTO_SCHEME:
         return cfg
@@ -737,7 +749,8 @@ def choose_write_scheme(xb, cfg: TunerConfig, corr=None) -> TunerConfig:
     rows, cols = (np.broadcast_to(a.ravel(), (xb.n_chips, a.size)) for a in np.indices(xb.shape))
     t = corr.write_transfer(rows, cols, need, *WRITE_SHARES[WriteScheme.V2])
     short = float(np.mean(need / t > min(cfg.compensation_max, cfg.v_set_max)))
-    if short <= AUTO_SHORT_SHARE:
+    loud = float(np.mean(WRITE_SHARES[WriteScheme.V2][0] / t > AUTO_HALF_SELECT))   # half of the drive
+    if short <= AUTO_SHORT_SHARE and loud <= AUTO_SHORT_SHARE:
         return v2
     if cfg.width_ramp > 1:
         return replace(cfg, write_scheme=WriteScheme.V3.value)

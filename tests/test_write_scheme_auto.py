@@ -12,7 +12,7 @@ import pytest
 
 from mock_hw.sim_chip import SimulatedCrossbar
 from programming.ir_correction import line_estimate
-from programming.tuner import AUTO_WIDTH_RAMP, TunerConfig, choose_write_scheme, tune
+from programming.tuner import AUTO_HALF_SELECT, AUTO_WIDTH_RAMP, TunerConfig, choose_write_scheme, tune
 
 #: a 12×12 chip at 30 Ω per segment: the same line drop (r·n²) as a 64×64 one at 1 Ω, where V/2's
 #: compensated writes would need more than the 1.95 V drive limit for many cells
@@ -24,10 +24,11 @@ def _auto(xb, **kw) -> TunerConfig:
     return TunerConfig(write_scheme="auto", line_resistance=r_est, device_beta=beta, **kw)
 
 
-@pytest.mark.parametrize("r_line, scheme", [(0.0, "v/2"), (0.67, "v/2"), (14.0, "v/2"), (R_STARVED, "v/3")])
+@pytest.mark.parametrize("r_line, scheme", [(0.0, "v/2"), (0.67, "v/2"), (10.0, "v/2"), (R_STARVED, "v/3")])
 def test_auto_picks_v3_only_where_v2_cannot_reach_the_cells(r_line, scheme):
-    """Ideal lines, the default 0.67 Ω and 14 Ω (a 64×64 chip at 0.5 Ω's drop) keep the recipe's
-    V/2 and its width; at 30 Ω V/3 with held writes widened, within the chip's width limit."""
+    """Ideal lines, the default 0.67 Ω and 10 Ω (every cell within reach, no half-selected cell
+    past 2/3 of a write's amplitude) keep the recipe's V/2 and its width; at 30 Ω V/3 with held
+    writes widened, within the chip's width limit."""
     xb = SimulatedCrossbar(N, N, seed=0, r_line=r_line)
     cfg = choose_write_scheme(xb, _auto(xb))
     assert cfg.write_scheme == scheme
@@ -37,6 +38,18 @@ def test_auto_picks_v3_only_where_v2_cannot_reach_the_cells(r_line, scheme):
         assert cfg.width_ramp == AUTO_WIDTH_RAMP and cfg.width < cfg.width_max <= xb.limits.width_max
     named = replace(_auto(xb), write_scheme="v/2")
     assert choose_write_scheme(xb, named) is named                      # a named scheme is kept
+
+
+@pytest.mark.parametrize("r_line, scheme", [(10.0, "v/2"), (14.0, "v/3")])
+def test_auto_picks_v3_where_v2_would_half_select_past_two_thirds(r_line, scheme):
+    """With the drive limit out of the way (every cell within reach under V/2), V/3 is still chosen
+    where V/2's compensated writes would put more than AUTO_HALF_SELECT of the amplitude on the
+    half-selected cells for more than 1 % of the cells: 12×12 at 14 Ω (10 % of them, up to 0.70),
+    not at 10 Ω (up to 0.64)."""
+    xb = SimulatedCrossbar(N, N, seed=0, r_line=r_line)
+    assert AUTO_HALF_SELECT == pytest.approx(2 / 3)
+    cfg = choose_write_scheme(xb, _auto(xb, compensation_max=5.0, v_set_max=5.0))
+    assert cfg.write_scheme == scheme
 
 
 def test_auto_keeps_v2_where_the_channels_cannot_bias_v3():
