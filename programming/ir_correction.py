@@ -576,13 +576,16 @@ LINE_SIGNIFICANCE = 3.0
 
 
 def significant_line_resistance(r, sigma: float, z: float = LINE_SIGNIFICANCE) -> float:
-    """The median of the per-chip estimates ``r`` (Ω) if it exceeds ``z`` standard errors of a
-    median (√(π/2)·``sigma``/√n, ``sigma`` the per-chip standard uncertainty, Ω), else 0.  The
-    estimator clips a chip's estimate at 0 ("no measurable drop"), a monotone map, so the median of
-    the clipped estimates is the clipped median and the test holds for it as it stands."""
+    """The median of the per-chip estimates ``r`` (Ω) if it exceeds ``z`` standard errors of that
+    median (``sigma``/√n for one or two chips, whose median is their mean, else √(π/2)·``sigma``/√n,
+    ``sigma`` the per-chip standard uncertainty, Ω), else 0.  The estimator clips a chip's estimate
+    at 0 ("no measurable drop"), a monotone map, so the median of the clipped estimates is the
+    clipped median and the test holds for it as it stands.  (One 3×3 chip at 0.67 Ω: ``sigma``
+    about 0.46 Ω, so no single small chip's drop counts; 4×4: 0.18 Ω; 8×8: 0.01 Ω.)"""
     r = np.asarray(r, float).ravel()
     med = float(np.median(r))
-    return med if med > z * np.sqrt(np.pi / 2) * float(sigma) / np.sqrt(r.size) else 0.0
+    spread = 1.0 if r.size <= 2 else np.sqrt(np.pi / 2)
+    return med if med > z * spread * float(sigma) / np.sqrt(r.size) else 0.0
 
 
 def line_estimate(xb, r_access: float = 0.0, max_chips: int | None = 8) -> tuple[float, float]:

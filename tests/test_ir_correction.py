@@ -413,6 +413,8 @@ def test_line_estimate_counts_only_a_significant_resistance():
         assert abs(r_est / 0.67 - 1) < 0.03, r_est
     r_est = line_estimate(SimulatedCrossbar(8, 8, seed=1, r_line=0.67))[0]   # one chip (a station's)
     assert abs(r_est / 0.67 - 1) < 0.05, r_est
+    # one 3x3 chip: 0.67 ohm is within its own noise (about 0.46 ohm per chip), nothing to correct
+    assert line_estimate(SimulatedCrossbar(3, 3, seed=2, r_line=0.67))[0] == 0.0
 
 
 def test_line_resistance_uncertainty_predicts_the_spread_between_chips():
