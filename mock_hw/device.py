@@ -77,6 +77,7 @@ drawn uniformly in ``g_formed_range`` and switches normally from then on.  Popul
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -365,23 +366,31 @@ def _window_term(x, span, power, k):
     return x
 
 
+#: numpy's clip ufunc (min(max(x, lo), hi) in one pass, the same numbers as np.maximum then
+#: np.minimum on non-NaN values) without np.clip's Python wrapper: it runs once per round of pulses
+_clip = getattr(getattr(np, "_core", None), "umath", None)
+_clip = getattr(_clip, "clip", None) or (lambda x, lo, hi, out=None: np.minimum(np.maximum(x, lo, out=out), hi, out=out))
+
+
 def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng, draws_at_once=False) -> np.ndarray:
     """In place: the devices ``idx[ends[k]:ends[k + 1]]`` (unique within a set, every one beyond a
     threshold) take their pulses of width-equivalent voltage ``v_eq`` (V, :func:`equivalent_voltage`),
     set k after set k − 1: noise drawn set by set (cycle-to-cycle, then relaxation; with
     ``draws_at_once`` for every pulse at once, in pulse order: the same independent draws in
-    another order), each switching step on the state its device has then, clipping.  A device's
-    pulses are applied in set order, round by round (its first pulse in round 0, ...), so devices
-    of different sets never wait for each other.  Returns each pulse's state after it (S).
+    another order, and ``ends`` may be just the number of sets), each switching step on the state
+    its device has then, clipping.  A device's pulses are applied in set order, round by round
+    (its first pulse in round 0, ...), so devices of different sets never wait for each other.
+    Returns each pulse's state after it (S).
 
     The arithmetic is :func:`switching_step`'s, in its order (so the states are bit for bit its
     result), with what does not depend on the state worked out once for all rounds."""
     n = idx.size
-    ends = ends.tolist() if isinstance(ends, np.ndarray) else list(ends)
-    if draws_at_once or len(ends) <= 2:
+    n_sets = ends if isinstance(ends, int) else len(ends) - 1
+    if draws_at_once or n_sets <= 1:
         z = rng.standard_normal(n)
         u = rng.random(n) if p.relax > 0 else None  # uniform(0, 2) is 0 + 2·random(): the same numbers
     else:
+        ends = ends.tolist() if isinstance(ends, np.ndarray) else list(ends)
         z = np.empty(n)
         u = np.empty(n) if p.relax > 0 else None
         for a, b in zip(ends[:-1], ends[1:]):   # the draws of one switch_at per set, in its order
@@ -389,21 +398,28 @@ def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng, dr
                 rng.standard_normal(out=z[a:b])
                 if u is not None:
                     rng.random(out=u[a:b])
+    order = None                                            # one round: every device pulsed once
+    if n_sets > 1 and n > 1:
+        by_dev = np.argsort(idx, kind="stable")             # a device's pulses together, in set order
+        dev_sorted = idx.take(by_dev)
+        first = np.empty(n, bool)
+        first[0] = True
+        np.not_equal(dev_sorted[1:], dev_sorted[:-1], out=first[1:])
+        if not first.all():
+            ar = np.arange(n)
+            occ = ar - np.maximum.accumulate(np.where(first, ar, 0))
+            order = by_dev.take(np.argsort(occ, kind="stable"))   # round after round
+            cuts = [0, *itertools.accumulate(np.bincount(occ).tolist())]
+            # everything below is elementwise per pulse until the rounds: taken in round order
+            # once here (the draws stay those of the pulses, in pulse order)
+            idx, v_eq, vs, vr, rate, z = (a.take(order) for a in (idx, v_eq, vs, vr, rate, z))
+            u = None if u is None else u.take(order)
     xi = c2c_noise(n, p, None, z)
     # switching_step's factors that do not depend on the state: k·od^power per polarity
     k_up = p.k_set * np.maximum(v_eq - vs, 0.0) ** p.od_power
     k_down = p.k_reset * np.maximum(-v_eq - vr, 0.0) ** p.od_power
     relax = None if u is None else 1.0 - p.relax * (u * 2.0)
     span, g_lo, g_hi = p.g_max - p.g_min, p.g_min, p.g_max
-    order = None                                            # one round: every device pulsed once
-    if len(ends) > 2 and n > 1:
-        by_dev = np.argsort(idx, kind="stable")             # a device's pulses together, in set order
-        first = np.ones(n, bool)
-        first[1:] = idx[by_dev[1:]] != idx[by_dev[:-1]]
-        if not first.all():
-            occ = np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0))
-            order = by_dev[np.argsort(occ, kind="stable")]  # round after round
-            cuts = np.concatenate([[0], np.cumsum(np.bincount(occ, minlength=1))]).tolist()
     # one polarity per pulse (the thresholds are positive): with the same exponent for both, a
     # pulse's step is ks·clip((bound − gi)/sspan, 0, 1)^p with ks = k_up, bound = g_hi, sspan = span
     # for SET and ks = −k_down, bound = g_lo, sspan = −span for RESET, which is up − down bit for
@@ -414,18 +430,11 @@ def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng, dr
         down = ks < 0
         bound = np.where(down, g_lo, g_hi)
         sspan = np.where(down, -span, span)
-    if order is None:
-        groups = [slice(0, n)]
-    else:                                                   # in round order once: each round a slice
-        idx, k_up, k_down, rate, xi = idx[order], k_up[order], k_down[order], rate[order], xi[order]
-        relax = None if relax is None else relax[order]
-        if signed:
-            ks, bound, sspan = ks[order], bound[order], sspan[order]
-        groups = [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
+    groups = [slice(0, n)] if order is None else [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
     after = np.empty(n)
     for e in groups:
-        i, r, x = idx[e], rate[e], xi[e]
-        gi = g_flat[i]
+        i = idx[e]
+        gi = g_flat.take(i)
         # up = ku·clip((g_hi − gi)/span, 0, 1)^p_set, down likewise, dg = (up − down)·r·x(·f),
         # g_new = clip(gi + dg): the same operations in place (x^1 is x)
         if signed:
@@ -433,15 +442,16 @@ def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng, dr
         else:
             up = _window_term(g_hi - gi, span, p.p_set, k_up[e])
             up -= _window_term(gi - g_lo, span, p.p_reset, k_down[e])
-        up *= r
-        up *= x
+        up *= rate[e]
+        up *= xi[e]
         if relax is not None:
             up *= relax[e]
         up += gi
-        np.maximum(up, g_lo, out=up)
-        g_flat[i] = np.minimum(up, g_hi, out=after[e])
+        g_flat[i] = _clip(up, g_lo, g_hi, out=after[e])
     if order is not None:
-        after[order] = after.copy()                         # back in the order of the pulses
+        out = np.empty(n)
+        out[order] = after                                  # back in the order of the pulses
+        return out
     return after
 
 
@@ -453,12 +463,14 @@ def switch_steps(g_flat, flat, v, width, bounds, pop: DevicePopulation, p: Devic
     same random draws as one ``switch_at`` per set; with ``draws_at_once`` each pulse's noise is
     drawn at once for all sets (one normal and one uniform draw per call, not per set: the same
     independent draws in another order, the states those of ``switch_at`` set after set given the
-    same per-pulse draws).  What does not depend on the state (thresholds, which devices switch)
-    is evaluated once for all sets.  Returns the flat indices written (of
-    every set, concatenated) and, per pulse, the device's state right after it (S; NaN where the
-    pulse wrote nothing)."""
-    bounds = np.asarray(bounds)
+    same per-pulse draws; ``bounds`` may then be just the number of sets, the sets being in order).
+    What does not depend on the state (thresholds, which devices switch) is evaluated once for all
+    sets.  Returns the flat indices written (of every set, concatenated) and, per pulse, the
+    device's state right after it (S; NaN where the pulse wrote nothing)."""
     if pop.unformed is not None and pop.unformed.reshape(-1)[flat].any():   # forming: set by set
+        if isinstance(bounds, int):
+            raise ValueError("switch_steps needs the sets' bounds where a device is unformed")
+        bounds = np.asarray(bounds)
         after = np.full(flat.size, np.nan)
         out = [_NONE]
         for k in range(bounds.size - 1):
@@ -476,7 +488,10 @@ def switch_steps(g_flat, flat, v, width, bounds, pop: DevicePopulation, p: Devic
         return flat, _switch_sets(g_flat, flat, v_eq, vs, vr, pop.rate.reshape(-1).take(flat), bounds, p, rng,
                                   draws_at_once)
     after = np.full(flat.size, np.nan)
-    ends = np.concatenate([[0], np.cumsum(live)])[bounds]     # live devices before each set
+    if draws_at_once:
+        ends = bounds if isinstance(bounds, int) else len(bounds) - 1
+    else:
+        ends = np.concatenate([[0], np.cumsum(live)])[np.asarray(bounds)]     # live devices before each set
     idx = flat[live]
     after[live] = _switch_sets(g_flat, idx, v_eq[live], vs[live], vr[live], pop.rate.reshape(-1)[idx],
                                ends, p, rng, draws_at_once)

@@ -572,8 +572,12 @@ class SimulatedCrossbar(Crossbar):
         """Record the largest unselected-cell voltage of pulses of ``amplitudes`` (V, the active
         lanes') on ideal lines: the scheme's share of the largest (V/2: half; V/3: a third), exactly."""
         if amplitudes.size:
-            share = 0.5 if scheme is WriteScheme.V2 else 1 / 3
-            self.max_unselected_v = max(self.max_unselected_v, share * float(np.abs(amplitudes).max()))
+            self._unselected_ideal_top(float(np.abs(amplitudes).max()), scheme)
+
+    def _unselected_ideal_top(self, top: float, scheme) -> None:
+        """:meth:`_unselected_ideal` given the largest |amplitude| ``top``, V."""
+        share = 0.5 if scheme is WriteScheme.V2 else 1 / 3
+        self.max_unselected_v = max(self.max_unselected_v, share * top)
 
     def _active_lanes(self, rows, cols, active):
         """The active lanes of a call, in lane order chip by chip: (flat lane index, chip, row,
@@ -596,69 +600,102 @@ class SimulatedCrossbar(Crossbar):
         return bool(np.bincount(chip_idx * self.shape[1] + c, minlength=self.n_chips * self.shape[1]).max() <= 1)
 
     def _pulse_steps(self, rows, cols, amplitude, width, scheme, active) -> PulseResult:
-        """Steps (K, n_chips, L) of :meth:`~programming.crossbar.Crossbar.pulse_steps`.  When the
-        fast path's conditions hold for every step and no step can reach the compliance or switch a
-        half-selected cell (:meth:`_steps_plain`, checked once for all steps), each step is only
-        its selected cells' pulses: the same stages, in the same order, as K :meth:`pulse` calls,
-        with each pulse's switching noise drawn at once for all steps (:func:`~mock_hw.device.
-        switch_steps`: the same independent draws in another order; without relaxation draws the
-        very stream of K calls, and the result bit for bit theirs).  Otherwise step by step."""
+        """Steps (K, n_chips, L) of :meth:`~programming.crossbar.Crossbar.pulse_steps`: their active
+        lanes, step after step and chip after chip, go to :meth:`_steps_at_once`; where its
+        conditions do not hold, step by step (one :meth:`_pulse` each)."""
         K, B, L = rows.shape
         li = np.flatnonzero(active)                                     # step after step, chip after chip
-        r, c, v, w = rows.take(li), cols.take(li), amplitude.take(li), width.take(li)
-        sc = li // L                                                    # step · n_chips + chip
+        energy = self._steps_at_once(K, li // L, rows.take(li), cols.take(li), amplitude.take(li), width.take(li),
+                                     scheme)
+        if energy is None:                                              # (the states met: K x the chips)
+            return super()._pulse_steps(*self._park_inactive(rows, cols, active), amplitude, width, scheme, active)
+
+        def energies():
+            out = np.zeros(rows.shape)
+            out.reshape(-1)[li] = energy()
+            return out
+        duration = np.where(active, width + self.params.timing.pulse_overhead_s, 0.0)
+        return _StepsResult(energies, duration, lambda: np.zeros(rows.shape, bool))
+
+    def _pulse_list(self, K, steps, chips, rows, cols, amplitude, width, scheme, lanes=None) -> PulseResult:
+        """Pulses (P,) of :meth:`~programming.crossbar.Crossbar.pulse_list` in ``K`` steps: applied by
+        :meth:`_steps_at_once` from the list itself; where its conditions do not hold, as the lanes
+        of :meth:`_pulse_steps` (step by step)."""
+        energy = self._steps_at_once(K, steps * self.n_chips + chips, rows, cols, amplitude, width, scheme)
+        if energy is None:
+            return super()._pulse_list(K, steps, chips, rows, cols, amplitude, width, scheme, lanes)
+        return _StepsResult(energy, width + self.params.timing.pulse_overhead_s, lambda: np.zeros(rows.shape, bool))
+
+    def _steps_at_once(self, K, sc, r, c, v, w, scheme):
+        """Apply K steps' pulses, given one by one (step · n_chips + chip ``sc``, row, column,
+        amplitude V, width s; in step order, and within a step and chip in lane order), all at
+        once when the fast path's conditions hold for every step and no step can reach the
+        compliance or switch a half-selected cell (:meth:`_steps_plain`, checked once for all
+        steps): each step is then only its selected cells' pulses, the same stages, in the same
+        order, as K :meth:`pulse` calls, with each pulse's switching noise drawn at once for all
+        steps (:func:`~mock_hw.device.switch_steps`: the same independent draws in another order;
+        without relaxation draws the very stream of K calls, and the result bit for bit theirs).
+        Returns a function giving the pulses' energies (J, in the given order, worked out from the
+        kept states when called), or None, having applied nothing, where the conditions fail."""
+        B = self.n_chips
         plain = scheme is WriteScheme.V2 and self.params.r_line == 0 and K * self._g.size <= 1 << 22
-        if plain:
-            self._unselected_ideal(v, scheme)
-        shift = equivalent_shift(w, self.params.device) if plain and li.size else None
+        if not plain:
+            return None
+        if not sc.size:
+            if not self._steps_plain(sc, r, c, v, None, None, True, 0.0, 0.0):
+                return None
+            return lambda: np.zeros(0)
+        v_hi, v_lo = float(v.max()), float(v.min())
+        self._unselected_ideal_top(max(v_hi, -v_lo), scheme)
+        shift = equivalent_shift(w, self.params.device)
         n_rows, n_cols = self.shape
         rows_key = sc * n_rows
         rows_key += r                        # (step, chip, row)
-        in_order = li.size < 2 or bool((rows_key[1:] > rows_key[:-1]).all())
-        if not (plain and self._steps_plain(sc, r, c, v, shift, rows_key, in_order)):  # (the states met:
-            return super()._pulse_steps(*self._park_inactive(rows, cols, active), amplitude, width, scheme,
-                                        active)                                     # K x the chips)
-        energy = None
-        if li.size:
-            key = rows_key * n_cols
-            key += c                         # (step, chip, row, column): in a step, cell order
-            if not in_order:                 # (increasing rows: increasing keys)
-                # (as _pulse_v2_concurrent); (step, cell) pairs are distinct
-                order = np.argsort(key, kind="stable")
-                li, sc, r, c, v, w, shift, key = (x[order] for x in (li, sc, r, c, v, w, shift, key))
-            flat = key % self._g.size
-            bounds = np.searchsorted(sc, np.arange(K + 1) * B)
-            g0 = self._g.copy()
-            written, after = switch_steps(self._g.reshape(-1), flat, v, w, bounds, self.population,
-                                          self.params.device, self._rng, shift=shift, draws_at_once=True)
-            self._mark_written(written)
-            self._n_disturb.reshape(-1)[flat] = 0.0      # not loud (_steps_plain): their counts restart
+        in_order = sc.size < 2 or bool((rows_key[1:] > rows_key[:-1]).all())
+        if not self._steps_plain(sc, r, c, v, shift, rows_key, in_order, v_hi, v_lo):
+            return None
+        self.n_pulse_ops += int(sc.size)
+        key = rows_key * n_cols
+        key += c                             # (step, chip, row, column): in a step, cell order
+        order = None
+        if not in_order:                     # (increasing rows: increasing keys)
+            # (as _pulse_v2_concurrent); (step, cell) pairs are distinct
+            order = np.argsort(key, kind="stable")
+            sc, r, c, v, w, shift, key = (x[order] for x in (sc, r, c, v, w, shift, key))
+        flat = key % self._g.size
+        g0 = self._g.copy()
+        # the steps in order (sc increases): with draws_at_once only their number matters
+        written, after = switch_steps(self._g.reshape(-1), flat, v, w, int(K), self.population,
+                                      self.params.device, self._rng, shift=shift, draws_at_once=True)
+        self._mark_written(written)
+        self._n_disturb.reshape(-1)[flat] = 0.0      # not loud (_steps_plain): their counts restart
 
-            def energy():
-                """The energies, from the state each step met: the start, then each pulse's result
-                from the next step on."""
-                k_idx, chip_idx = np.divmod(sc, B)
-                last = np.full((K, g0.size), -1)
-                seen = np.flatnonzero(~np.isnan(after) & (k_idx < K - 1))
-                last[k_idx[seen] + 1, flat[seen]] = seen
-                np.maximum.accumulate(last, axis=0, out=last)
-                met = np.where(last >= 0, after[last], g0.reshape(-1)).reshape(K, *g0.shape)
-                g_sel = met[k_idx, chip_idx, r, c]
-                g_half = met[k_idx, chip_idx, r, :].sum(axis=1) + met[k_idx, chip_idx, :, c].sum(axis=1) - 2 * g_sel
-                out = np.zeros(rows.shape)
-                out.reshape(-1)[li] = self._energy_v2_of(v, w, g_sel, g_half)
-                return out
-        self.n_pulse_ops += int(li.size)
-        duration = np.where(active, width + self.params.timing.pulse_overhead_s, 0.0)
-        return _StepsResult(energy or (lambda: np.zeros(rows.shape)), duration, lambda: np.zeros(rows.shape, bool))
+        def energy():
+            """The energies, from the state each step met: the start, then each pulse's result
+            from the next step on."""
+            k_idx, chip_idx = np.divmod(sc, B)
+            last = np.full((K, g0.size), -1)
+            seen = np.flatnonzero(~np.isnan(after) & (k_idx < K - 1))
+            last[k_idx[seen] + 1, flat[seen]] = seen
+            np.maximum.accumulate(last, axis=0, out=last)
+            met = np.where(last >= 0, after[last], g0.reshape(-1)).reshape(K, *g0.shape)
+            g_sel = met[k_idx, chip_idx, r, c]
+            g_half = met[k_idx, chip_idx, r, :].sum(axis=1) + met[k_idx, chip_idx, :, c].sum(axis=1) - 2 * g_sel
+            e = self._energy_v2_of(v, w, g_sel, g_half)
+            if order is None:
+                return e
+            out = np.empty(e.size)
+            out[order] = e
+            return out
+        return energy
 
-    def _steps_plain(self, sc, r, c, v, shift, rows_key, in_order) -> bool:
+    def _steps_plain(self, sc, r, c, v, shift, rows_key, in_order, v_hi, v_lo) -> bool:
         """Whether, in every step of a V/2 :meth:`_pulse_steps` (its active lanes: step · n_chips +
         chip, row, column, amplitude V, and the width's :func:`~mock_hw.device.equivalent_shift`,
         V; ``rows_key`` = (step · n_chips + chip) · rows + row, ``in_order``: whether it increases
-        from lane to lane), the active lanes of each chip are on distinct lines, no half-select
-        reaches the lowest threshold on its line (:meth:`_half_select_screens`; no unformed
-        device), no pulse is loud enough to disturb the rest of the array, and no selected device
+        from lane to lane; ``v_hi``, ``v_lo``: the largest and smallest amplitude), the active
+        lanes of each chip are on distinct lines, no half-select reaches the lowest threshold on
+        its line (:meth:`_half_select_screens`; no unformed device), no pulse is loud enough to disturb the rest of the array, and no selected device
         can draw the compliance current even at the largest conductance any device has or can
         reach."""
         d = self.params.device
@@ -667,7 +704,6 @@ class SimulatedCrossbar(Crossbar):
             return False
         if not sc.size:
             return True
-        v_hi, v_lo = float(v.max()), float(v.min())
         v_top = max(v_hi, -v_lo)
         if d.disturbs and v_top >= d.disturb_v:              # loud: disturb draws step by step
             return False

@@ -351,7 +351,7 @@ class ChipArrays:
         largest count (a device needing n pulses is in n calls); tiles (and chips) are
         independent, so one call carries one colour of every tile, and a pass costs
         max over tiles of Σ_colours max count calls.  The calls of a pass go to the chip as the
-        steps of one :meth:`~programming.crossbar.Crossbar.pulse_steps`.  On a chip that works one cell at a time
+        steps of one :meth:`~programming.crossbar.Crossbar.pulse_list`.  On a chip that works one cell at a time
         (:attr:`one_at_a_time`) one call carries every pulse instead, device after device.
         """
         if not items:
@@ -372,72 +372,65 @@ class ChipArrays:
             rows, cols = self._tile_table(arrays)[:2]
             self._pulse_in_turn(rows, cols, counts, np.where(dev >= 0, self.amplitude, -self.amplitude))
             return
-        steps = self._color_steps(arrays, dev)
-        if steps is None:
+        pulses = self._color_list(arrays, dev)
+        if pulses is None:
             return
-        rows, cols, amp, act = steps
-        self.xb.pulse_steps(rows, cols, amp, self.width, scheme=WriteScheme.V2, active=act)
-        self.pulses += act.sum(axis=(0, 2))
-        self.pulse_calls += act.shape[0]
+        step, chip, rows, cols, amp, lanes = pulses
+        self.xb.pulse_list(step, chip, rows, cols, amp, self.width, scheme=WriteScheme.V2, lanes=lanes)
+        self.pulses += np.bincount(chip, minlength=self.B)
+        self.pulse_calls += int(step[-1]) + 1
 
     def _step_table(self, arrays: Sequence[WeightArray]):
-        """Flat-index tables of :meth:`_color_steps` for the devices of ``arrays`` concatenated (D
-        of them; :meth:`_tile_table`), with T = ``n_colors``: ``slots`` (n_tiles, T + 1, T) holds
-        the device at each (tile, colour, place in the colour), D where the colour has fewer
-        devices and in the extra colour T (a tile that has finished); ``per`` (B, n_tiles·T·T) the
-        flat positions of the colours' devices in a (B, D + 1) array; ``base`` (n_tiles, T) the
-        flat position of (tile, colour 0, place) in ``slots``; ``chip`` (B, 1, 1) the offset of
-        each chip's row in a (B, D + 1) array; chip rows and columns of the devices with (0, 0)
-        for D."""
+        """Tables of :meth:`_color_list` for the devices of ``arrays`` concatenated (D of them;
+        :meth:`_tile_table`), with T = ``n_colors``: ``per`` (B, n_tiles·T·T) the flat positions in
+        a (B, D + 1) array of the devices at each (tile, colour, place in the colour), D where the
+        colour has fewer devices; ``turn`` (D,) each device's (tile · T + colour); ``lane`` (D,)
+        its lane (:meth:`_tile_table`); chip rows and columns of the devices."""
         key = ("steps",) + tuple(a.name for a in arrays)
         if key not in self._tables:
             rows, cols, tile, color, lane, n_tiles = self._tile_table(arrays)
             T, D, B = self.n_colors, rows.size, self.B
-            slots = np.full((n_tiles, T + 1, T), D, np.intp)
+            slots = np.full((n_tiles, T, T), D, np.intp)
             slots[tile, color, lane - tile * T] = np.arange(D)
-            chip = np.arange(B)[:, None, None] * (D + 1)
-            per = (chip[:, :, 0] + slots[:, :T].reshape(1, -1))
-            base = np.arange(n_tiles)[:, None] * ((T + 1) * T) + np.arange(T)
-            self._tables[key] = (slots.ravel(), per, base, chip, np.append(rows, 0), np.append(cols, 0))
+            per = np.arange(B)[:, None] * (D + 1) + slots.reshape(1, -1)
+            self._tables[key] = (per, tile * T + color, lane, n_tiles * T, rows, cols)
         return self._tables[key]
 
-    def _steps_range(self, K: int) -> np.ndarray:
-        """``arange(K)`` shaped (K, 1, 1), cached."""
-        ks = self._tables.get("steps-range")
-        if ks is None or ks.shape[0] < K:
-            ks = self._tables["steps-range"] = np.arange(max(K, 64))[:, None, None]
-        return ks[:K]
-
-    def _color_steps(self, arrays: Sequence[WeightArray], dev: np.ndarray):
-        """The pulse calls of a pass as steps ``(K, B, L)`` of :meth:`~programming.crossbar.Crossbar.
-        pulse_steps` (None when nothing is pulsed): chip rows, chip columns, amplitudes (V) and the
-        active mask of each lane, for the signed pulse counts ``dev`` (B, D) of the devices of
-        ``arrays``.  Each tile takes its colours one after another, each for as many steps as the
-        colour's largest count on that chip; a device with n pulses is active in the first n steps
-        of its colour.  Lane ``tile · n_colors + p`` carries, in each step, the device at place p
-        of the colour its tile is working on; inactive lanes point at a device of their tile (or
-        at cell (0, 0))."""
-        slots, per, base, chip, rows, cols = self._step_table(arrays)
+    def _color_list(self, arrays: Sequence[WeightArray], dev: np.ndarray):
+        """The pulse calls of a pass as the pulse list of :meth:`~programming.crossbar.Crossbar.
+        pulse_list` (None when nothing is pulsed): step, chip, chip row, chip column, amplitude (V)
+        and lane of every pulse, for the signed pulse counts ``dev`` (B, D) of the devices of ``arrays``,
+        listed step after step, chip after chip, lane after lane.  Each tile takes its colours one
+        after another, each for as many steps as the colour's largest count on that chip; a device
+        with n pulses is in the first n steps of its colour's turn.  Lane ``tile · n_colors + p``
+        carries, in each step, the device at place p of the colour its tile is working on (so a
+        step's pulses on a chip never share a line, and lane order is row order)."""
+        per, turn, lane, L, rows, cols = self._step_table(arrays)
         B, D = dev.shape
         T = self.n_colors
-        signed = np.zeros((B, D + 1), np.int64)
-        signed[:, :D] = dev
-        n = np.abs(signed)
-        need = n.take(per).reshape(B, -1, T, T).max(axis=3)    # steps per (chip, tile, colour)
-        end = np.cumsum(need, axis=2)                          # each tile's colours one after another
-        K = int(end[:, :, -1].max())
-        if K <= 0:
+        n = np.abs(dev)
+        nz = np.flatnonzero(n)                                 # (chip, device) pairs with pulses
+        if not nz.size:
             return None
-        k = self._steps_range(K)
-        done = k[..., None] >= end                             # (K, B, tile, colour): colours finished by step k
-        colour = done.sum(axis=3)                              # the colour worked on (T: the tile is done)
-        level = k - (need * done).sum(axis=3)                  # step − that colour's first step
-        d = slots.take(colour[..., None] * T + base)           # (K, B, tile, place): the devices of that colour
-        at = d + chip
-        act = level[..., None] < n.take(at)                    # the first n steps of a device with n pulses
-        amp = np.where(signed >= 0, self.amplitude, -self.amplitude)
-        shape = (K, B, d.shape[2] * T)
-        return rows.take(d).reshape(shape), cols.take(d).reshape(shape), amp.take(at).reshape(shape), act.reshape(shape)
+        padded = np.zeros((B, D + 1), np.int64)
+        padded[:, :D] = n
+        need = padded.take(per).reshape(B, -1, T).max(axis=2)  # steps per (chip, tile · T + colour)
+        need = need.reshape(B, -1, T)
+        first = np.cumsum(need, axis=2)                        # each tile's colours one after another
+        first -= need                                          # the first step of each colour's turn
+        cnt = n.take(nz)
+        chip, d = np.divmod(nz, D)
+        start = first.reshape(-1).take(chip * (first.size // B) + turn.take(d))
+        P = int(cnt.sum())
+        at = np.repeat(np.arange(nz.size), cnt)               # each pulse's (chip, device) pair
+        step = np.arange(P) - np.repeat(np.cumsum(cnt) - cnt, cnt)    # its place among the device's pulses
+        step += start.take(at)
+        chip, d = chip.take(at), d.take(at)
+        lanes = lane.take(d)
+        order = np.argsort((step * B + chip) * L + lanes)
+        step, chip, d, lanes = step.take(order), chip.take(order), d.take(order), lanes.take(order)
+        amp = np.where(dev.reshape(-1).take(nz.take(at.take(order))) > 0, self.amplitude, -self.amplitude)
+        return step, chip, rows.take(d), cols.take(d), amp, lanes
 
     @property
     def one_at_a_time(self) -> bool:

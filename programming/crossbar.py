@@ -177,6 +177,34 @@ class PulseResult:
 
 
 
+def list_as_steps(K: int, n_chips: int, steps, chips, rows, cols, amplitude, width, lanes=None):
+    """The pulses (P,) of :meth:`Crossbar.pulse_list` as :meth:`Crossbar.pulse_steps` lanes: rows,
+    columns, amplitudes, widths and the active mask, (K, n_chips, L) each, each pulse on its lane
+    of ``lanes`` or, without them, a chip's pulses of a step in its first lanes in list order (L:
+    the most lanes any chip uses in a step; inactive lanes at cell (0, 0), 0 V, the first pulse's
+    width), and where each pulse sits, (step, chip, lane)."""
+    P = steps.size
+    if lanes is not None:
+        lane = lanes
+    else:
+        group = steps * n_chips + chips
+        order = np.argsort(group, kind="stable")          # list order within each (step, chip)
+        sorted_group = group[order]
+        first = np.ones(P, bool)
+        first[1:] = sorted_group[1:] != sorted_group[:-1]
+        lane = np.empty(P, np.intp)
+        lane[order] = np.arange(P) - np.maximum.accumulate(np.where(first, np.arange(P), 0))
+    L = int(lane.max(initial=-1)) + 1
+    shape = (K, n_chips, L)
+    at = (steps, chips, lane)
+    r, c = np.zeros(shape, np.intp), np.zeros(shape, np.intp)
+    amp = np.zeros(shape)
+    w = np.full(shape, float(width[0]) if P else 0.0)
+    act = np.zeros(shape, bool)
+    r[at], c[at], amp[at], w[at], act[at] = rows, cols, amplitude, width, True
+    return (r, c, amp, w, act), at
+
+
 def finite_nonnegative(value, what: str, unit: str) -> float:
     """``value`` as a float that is finite and >= 0, else a ValueError naming ``what`` (and its
     ``unit``, e.g. ``"seconds"``)."""
@@ -264,6 +292,59 @@ class Crossbar(abc.ABC):
         amplitude, width = steps(amplitude, "amplitude"), steps(width, "width")
         self.limits.check_pulse(amplitude[act], width[act])
         return self._pulse_steps(r, c, amplitude, width, scheme, act)
+
+    def pulse_list(self, steps, chips, rows, cols, amplitude, width, scheme="v/2", lanes=None) -> PulseResult:
+        """:meth:`pulse_steps` given pulse by pulse instead of as (K, n_chips, L) lanes: pulse ``p``
+        goes to cell ``(rows[p], cols[p])`` of chip ``chips[p]`` in step ``steps[p]``.  Step ``k``
+        is one :meth:`pulse` call whose lanes on each chip are that chip's pulses of step ``k``: in
+        list order, or on the lanes ``lanes`` (then the list must run step after step, chip after
+        chip, lane after lane).  The steps (0 … ``max(steps)``, fewer than the pulses) are applied
+        in order.  ``steps``, ``chips``, ``rows``, ``cols`` (and ``lanes``, each below rows ×
+        columns): integer arrays of one length P; amplitude (V, signed) and width (s): scalars or
+        (P,) arrays.  Every pulse is validated before the first is applied, so a bad one raises and
+        nothing is sourced.  Returns a :class:`PulseResult` of (P,) arrays, in list order.  A
+        simulated chip applies the list without building the lanes of every step."""
+        scheme = parse_write_scheme(scheme)
+        idx = [np.asarray(a) for a in (steps, chips, rows, cols)]
+        if any(a.dtype.kind not in "iu" and a.size for a in idx):
+            raise ValueError("pulse_list steps, chips, rows and columns must be integers")
+        n = idx[0].shape
+        if len(n) != 1 or any(a.shape != n for a in idx):
+            raise ValueError(f"pulse_list steps, chips, rows and columns must be 1-D arrays of one length, got "
+                             f"shapes {[a.shape for a in idx]}")
+        s, b, r, c = (a if a.dtype == np.intp else a.astype(np.intp) for a in idx)
+        if not (type(amplitude) is np.ndarray and amplitude.shape == n and amplitude.dtype == float):
+            amplitude = self._broadcast(amplitude, n, "amplitude")
+        one_width = np.ndim(width) == 0                    # one width for every pulse: checked once
+        width = np.full(n, float(width)) if one_width else self._broadcast(width, n, "width")
+        if not n[0]:
+            return PulseResult(np.zeros(0), np.zeros(0), np.zeros(0, bool))
+        # an index below 0 is, as unsigned, above every bound: one reduction per index
+        k_max = int(s.view(np.uintp).max())
+        if k_max >= n[0]:
+            raise ValueError(f"pulse_list steps must lie in [0, {n[0]}) (0 … the number of pulses − 1), got "
+                             f"{int(s.min()) if s.min() < 0 else k_max}")
+        if int(b.view(np.uintp).max()) >= self.n_chips:
+            bad = int(b[(b < 0) | (b >= self.n_chips)][0])
+            raise ValueError(f"pulse_list chip {bad} is outside the crossbar's {self.n_chips} chips")
+        if int(r.view(np.uintp).max()) >= self.shape[0] or int(c.view(np.uintp).max()) >= self.shape[1]:
+            p = int(np.flatnonzero((r < 0) | (r >= self.shape[0]) | (c < 0) | (c >= self.shape[1]))[0])
+            raise ValueError(f"cell ({r[p]}, {c[p]}) is outside the {self.shape[0]}x{self.shape[1]} array")
+        self.limits.check_pulse(amplitude, width[:1] if one_width else width)
+        if lanes is not None:
+            lanes = np.asarray(lanes)
+            if lanes.dtype.kind not in "iu" or lanes.shape != n:
+                raise ValueError(f"pulse_list lanes must be integers of the pulses' shape {n}, got {lanes.dtype} "
+                                 f"{lanes.shape}")
+            lanes = lanes.astype(np.intp, copy=False)
+            n_lanes = self.shape[0] * self.shape[1]
+            if int(lanes.view(np.uintp).max()) >= n_lanes:
+                raise ValueError(f"pulse_list lanes must lie in [0, {n_lanes}) (rows x columns)")
+            key = (s * self.n_chips + b) * n_lanes + lanes
+            if n[0] > 1 and not (key[1:] > key[:-1]).all():
+                raise ValueError("pulse_list with lanes must list the pulses step after step, chip after chip, "
+                                 "lane after lane (one pulse per lane)")
+        return self._pulse_list(k_max + 1, s, b, r, c, amplitude, width, scheme, lanes)
 
     def read_array(self, v_read: float | None = None, scheme="ground") -> np.ndarray:
         """Read every cell; returns conductances of shape (n_chips, rows, cols), S."""
@@ -356,6 +437,15 @@ class Crossbar(abc.ABC):
         if not res:
             return PulseResult(np.zeros(rows.shape), np.zeros(rows.shape), np.zeros(rows.shape, bool))
         return PulseResult(*(np.stack([getattr(x, f) for x in res]) for f in ("energy", "duration", "compliance")))
+
+    def _pulse_list(self, K: int, steps, chips, rows, cols, amplitude, width, scheme: WriteScheme,
+                    lanes=None) -> PulseResult:
+        """Validated pulses (P,) of :meth:`pulse_list`, in ``K`` steps (``lanes``: theirs, or None).
+        Default: as the lanes of :meth:`_pulse_steps` (:func:`list_as_steps`), the results taken
+        back pulse by pulse."""
+        (r, c, amp, w, act), at = list_as_steps(K, self.n_chips, steps, chips, rows, cols, amplitude, width, lanes)
+        res = self._pulse_steps(r, c, amp, w, scheme, act)
+        return PulseResult(*(getattr(res, f)[at] for f in ("energy", "duration", "compliance")))
 
     def _mvm_needed(self, v_rows: np.ndarray, need: np.ndarray) -> np.ndarray:
         """The product where ``need`` (bool, the output's shape) is True, NaN elsewhere.  Default:

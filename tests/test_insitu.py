@@ -83,7 +83,7 @@ def test_colour_steps_schedule_every_pulse_of_a_pass_in_its_colours_turn(tile, n
     io, arrays = net.io, net.hid
     rng = np.random.default_rng(4)
     dev = rng.integers(-5, 6, (n_chips, sum(a.n_in * a.n_dev for a in arrays))) * (rng.random((n_chips, 1)) < 0.9)
-    rows, cols, amp, act = io._color_steps(arrays, dev)
+    at_step, chip_of, rows, cols, amp, lanes = io._color_list(arrays, dev)
     want = {}                                             # (step, chip) -> {(row, col, amplitude)}
     r_all, c_all, tile_of, colour, _, n_tiles = io._tile_table(arrays)
     K = 0
@@ -99,14 +99,18 @@ def test_colour_steps_schedule_every_pulse_of_a_pass_in_its_colours_turn(tile, n
                         want.setdefault((step + j, b), set()).add((r_all[d], c_all[d], amp_d))
                 step += int(n.max(initial=0))
             K = max(K, step)
-    assert rows.shape[0] == K > 0
+    assert at_step[-1] + 1 == K > 0
     got = {}
-    for k, b, lane in zip(*np.nonzero(act)):
-        got.setdefault((k, b), set()).add((rows[k, b, lane], cols[k, b, lane], amp[k, b, lane]))
-    assert got == want
+    for k, b, r, c, a in zip(at_step, chip_of, rows, cols, amp):
+        got.setdefault((k, b), set()).add((r, c, a))
+    assert got == want and len(at_step) == sum(len(cells) for cells in want.values())
     for (k, b), cells in got.items():       # a step's lanes never share a line on a chip
         assert len({r for r, _, _ in cells}) == len(cells) == len({c for _, c, _ in cells})
-    assert io._color_steps(arrays, np.zeros_like(dev)) is None
+    # listed step after step, chip after chip, lane (= row) after lane
+    key = (at_step * n_chips + chip_of) * 10_000 + rows
+    assert np.all(np.diff(key) > 0)
+    assert np.all(np.diff((at_step * n_chips + chip_of) * 10_000 + lanes) > 0)
+    assert io._color_list(arrays, np.zeros_like(dev)) is None
 
 
 def test_reads_with_kept_one_hot_row_voltages_equal_reads_of_the_same_inputs_given_afresh():

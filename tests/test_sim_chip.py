@@ -671,6 +671,88 @@ def test_pulse_steps_validate_every_step_before_the_first():
     assert xb.n_pulse_ops == 0
 
 
+def _as_list(rows, cols, amps, active):
+    """The active lanes of steps (K, n_chips, L) as a pulse list, step after step, chip after chip,
+    lane after lane, and where each sits."""
+    at = np.nonzero(active)
+    return (at[0], at[1], rows[at], cols[at], amps[at]), at
+
+
+@pytest.mark.parametrize("case,lanes", [("plain", False), ("half-selects", False), ("shared-lines", False),
+                                        ("plain", True), ("half-selects", True), ("shared-lines", True),
+                                        ("loud", True)])
+@pytest.mark.parametrize("through", ["simulator", "interface default"])
+def test_pulse_list_equals_pulse_steps(case, lanes, through):
+    """A pulse list is the steps' active lanes given one by one: bit for bit the same states, later
+    random draws, energies and counters as :meth:`pulse_steps` (plain steps in one go, the others
+    step by step), on the simulator and through the interface's default (lanes rebuilt, one
+    ``_pulse`` per step, as a bench does).  Without their lanes, each chip's pulses of a step take
+    its first lanes, which on resistive lines ("loud") pairs other pulses of the chips in a lane
+    and so draws their noise in another order; with them, every case is the same."""
+    from programming.crossbar import list_as_steps
+    from tests.conftest import SpyCrossbar
+
+    preset, rows, cols, amps = _steps_case(case)
+    active = np.ones(rows.shape, bool)
+    active[2, 1, 3] = active[0, 0, 1] = False
+    make = lambda: SimulatedCrossbar(8, 8, n_chips=2, preset=preset, seed=5)  # noqa: E731
+    xb, ref = make(), make()
+    chip = xb if through == "simulator" else SpyCrossbar(xb)
+    pulses, at = _as_list(rows, cols, amps, active)
+    res = chip.pulse_list(*pulses, 1e-7, lanes=at[2] if lanes else None)
+    ref_res = ref.pulse_steps(rows, cols, amps, 1e-7, active=active)
+    np.testing.assert_array_equal(xb.true_conductance, ref.true_conductance)
+    np.testing.assert_array_equal(xb._n_disturb, ref._n_disturb)
+    np.testing.assert_array_equal(xb._t_written, ref._t_written)
+    assert xb._rng.random() == ref._rng.random()
+    np.testing.assert_array_equal(res.energy, ref_res.energy[at])
+    np.testing.assert_array_equal(res.duration, ref_res.duration[at])
+    np.testing.assert_array_equal(res.compliance, ref_res.compliance[at])
+    assert xb.n_pulse_ops == ref.n_pulse_ops == active.sum()
+    assert xb.max_unselected_v == ref.max_unselected_v > 0
+    if through != "simulator":
+        assert len(chip.pulses) == 3                     # one call per step
+    # the lanes rebuilt from the list: each chip's pulses of a step in its first lanes, in order
+    (r, c, a, w, act), where = list_as_steps(3, 2, *pulses, np.full(at[0].size, 1e-7))
+    assert act.sum() == active.sum() and act.shape == (3, 2, 4)
+    np.testing.assert_array_equal(list_as_steps(3, 2, *pulses, np.full(at[0].size, 1e-7), at[2])[0][4], active)
+    np.testing.assert_array_equal(r[where], rows[at])
+    for k in range(3):
+        for b in range(2):
+            np.testing.assert_array_equal(c[k, b][act[k, b]], cols[k, b][active[k, b]])
+            np.testing.assert_array_equal(a[k, b][act[k, b]], amps[k, b][active[k, b]])
+
+
+def test_pulse_list_validates_every_pulse_before_the_first():
+    xb = SimulatedCrossbar(8, 8, n_chips=2, preset="asymmetric", seed=5)
+    g0 = xb.true_conductance
+    ok = dict(steps=[0, 0, 1], chips=[0, 1, 1], rows=[0, 1, 2], cols=[0, 1, 3], amplitude=[1.3, -1.3, 1.3],
+              width=1e-7)
+    cases = [(dict(amplitude=[1.3, -1.3, 3.5]), LimitError, "exceeds the limit v_max"),
+             (dict(amplitude=[1.3, np.nan, 1.3]), LimitError, "not finite"),
+             (dict(width=1e-9), LimitError, "pulse width"),
+             (dict(rows=[0, 1, 8]), ValueError, "outside the 8x8 array"),
+             (dict(cols=[0, -1, 3]), ValueError, "outside the 8x8 array"),
+             (dict(chips=[0, 2, 1]), ValueError, "chip 2 is outside the crossbar's 2 chips"),
+             (dict(chips=[0, -1, 1]), ValueError, "chip -1 is outside"),
+             (dict(steps=[0, -1, 1]), ValueError, r"steps must lie in \[0, 3\)"),
+             (dict(steps=[0, 0, 3]), ValueError, r"steps must lie in \[0, 3\)"),
+             (dict(rows=[0.0, 1.0, 2.0]), ValueError, "must be integers"),
+             (dict(rows=[0, 1]), ValueError, "1-D arrays of one length"),
+             (dict(lanes=[0, 1, 64]), ValueError, r"lanes must lie in \[0, 64\)"),
+             (dict(lanes=[0, -1, 0]), ValueError, r"lanes must lie in \[0, 64\)"),
+             (dict(steps=[0, 1, 0], lanes=[0, 0, 1]), ValueError, "step after step, chip after chip"),
+             (dict(chips=[0, 0, 1], lanes=[1, 1, 0]), ValueError, "one pulse per lane")]
+    for change, err, msg in cases:
+        with pytest.raises(err, match=msg):
+            xb.pulse_list(**{**ok, **change})
+    np.testing.assert_array_equal(xb.true_conductance, g0)
+    assert xb.n_pulse_ops == 0
+    assert xb.pulse_list([], [], [], [], 1.3, 1e-7).energy.shape == (0,)
+    res = xb.pulse_list(**ok)
+    assert xb.n_pulse_ops == 3 and res.energy.shape == (3,) and np.all(res.energy > 0)
+
+
 @pytest.mark.parametrize("scheme,r_line", [("ground", 2.0), ("ground", 10.0), ("isolate", 10.0)])
 def test_line_reads_and_pulse_energies_equal_the_dense_newton_reference(scheme, r_line):
     """On resistive lines with the cubic I-V (tio2-3it devices, no read noise), the chip's reads and
