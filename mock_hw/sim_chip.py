@@ -473,12 +473,14 @@ class SimulatedCrossbar(Crossbar):
         out = self._mvm_blocks(v_rows, need) if self._lines is None else None
         if out is not None:
             return out
-        out = self._mvm_exact(v_rows)
+        exact = self._mvm_exact(v_rows)
+        at = np.flatnonzero(need.reshape(exact.shape))    # the needed currents, in the output's order
+        got = exact.reshape(-1).take(at)
         sigma = self.params.device.read_noise
         if sigma > 0:
-            mask = need.reshape(out.shape)
-            out[mask] *= 1.0 + sigma * self._rng.standard_normal(int(np.count_nonzero(mask)))
-        out = np.where(need.reshape(out.shape), out, np.nan)
+            got *= 1.0 + sigma * self._rng.standard_normal(at.size)
+        out = np.full(exact.shape, np.nan)
+        out.reshape(-1)[at] = got
         return out[:, 0, :] if v_rows.ndim == 1 else out
 
     def _mvm_blocks(self, v_rows, need) -> np.ndarray | None:

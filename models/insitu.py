@@ -230,7 +230,11 @@ class InSituResult:
 # ------------------------------------------------------------------------------------ training
 def _sr(u: np.ndarray, rng: np.random.Generator, cap: int) -> np.ndarray:
     """Stochastic rounding ⌊u + ξ⌋ (unbiased), clipped to ±cap, as integer pulse counts."""
-    return np.minimum(np.maximum(np.floor(u + rng.random(u.shape)), -cap), cap).astype(np.int64)
+    k = rng.random(u.shape)
+    k += u                                   # (u + ξ: the same sum)
+    np.floor(k, out=k)
+    np.maximum(k, -cap, out=k)
+    return np.minimum(k, cap, out=k).astype(np.int64)
 
 
 def gradient_pulses(cfg: InSituConfig, grads: list[np.ndarray], dw: np.ndarray,
