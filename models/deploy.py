@@ -17,8 +17,10 @@ Steps (:func:`deploy`):
 7. on resistive lines, **pre-distort** (``predistort``, the default): the product's accuracy is
    measured as tuned so far (the figure *without* pre-distortion), then every network cell is
    re-targeted so that the product carries the intended weights despite the lines' IR drop
-   (:func:`predistortion`) and tuned again from where it is; the accuracy is measured again
-   (*with*).  Both figures go in the report.
+   (:func:`predistortion`) and tuned again from where it is; before that, with ``data``, each
+   layer's inputs are moved to the block rows where the stuck devices hurt least
+   (:func:`stuck_row_orders`); the accuracy is measured again (*with*).  Both figures go in the
+   report.
 
 Inputs reach the rows as voltages: an augmented input ``[a, 1]`` (the 1 drives the bias row) is
 divided by ``s = max(1, max|a|)`` per example and multiplied by ``v_in`` (the chip's read voltage,
@@ -57,7 +59,10 @@ class DeployConfig:
     and ``access_resistance`` (Ω) make the tuner correct its reads for the lines and the read-back
     map be corrected the same way (``device_beta``, 1/V²: the devices' measured I-V curvature); with a line resistance, ``predistort`` (default on) then
     re-targets the network so that its matrix-vector products carry the intended weights despite
-    the lines' drop (:func:`predistortion`), measuring the accuracy before and after."""
+    the lines' drop (:func:`predistortion`), measuring the accuracy before and after; ``reorder``
+    (default on, with pre-distortion and data) first moves each layer's inputs to the block rows
+    where the devices the tuner flagged stuck hurt least (:func:`stuck_row_orders`, on the
+    training set's statistics), since pre-distortion re-tunes every cell anyway."""
 
     tolerance: float = 0.01
     compensate: bool = True
@@ -71,6 +76,7 @@ class DeployConfig:
     access_resistance: float = 0.0
     device_beta: float = 0.0
     predistort: bool = True
+    reorder: bool = True
 
     def tuner(self, **changes) -> TunerConfig:
         """The tuner's settings: ``pulses`` (the pulse width and amplitude schedule, default the
@@ -125,15 +131,22 @@ class Deployment:
                 for i, m in enumerate(self.mapped)]
 
 
-def deployment_targets(model: MLP, xb: Crossbar, window: tuple[float, float] | None = None
+def deployment_targets(model: MLP, xb: Crossbar, window: tuple[float, float] | None = None, align: str = "top"
                        ) -> tuple[list[MappedWeights], Placement, np.ndarray]:
     """The mapping, the placement on ``xb`` and the array's targets (rows, cols), S, NaN outside
-    the network's cells: what :func:`deploy` programs first (deterministic for a model and a chip).
-    ``window``: map onto this window (S) instead of the chip's (a pre-distorted deployment's
-    :attr:`Deployment.window`)."""
+    the network's cells: what :func:`deploy` programs first (deterministic for a model, a chip and
+    ``align``, :func:`alignment`).  ``window``: map onto this window (S) instead of the chip's (a
+    pre-distorted deployment's :attr:`Deployment.window`)."""
     mapped = map_model(model, xb.programming_window if window is None else window)
-    placement = plan_placement([m.shape for m in mapped], xb.shape)
+    placement = plan_placement([m.shape for m in mapped], xb.shape, align)
     return mapped, placement, placement.targets([m.targets for m in mapped])
+
+
+def alignment(cfg: DeployConfig) -> str:
+    """Where :func:`deploy` places the layer blocks (:func:`models.placement.plan_placement`): on
+    resistive lines (a line-resistance estimate) at the array's last rows, nearest the column
+    terminals, where the product's currents see the least drop; on ideal lines at its first rows."""
+    return "bottom" if cfg.line_resistance > 0 else "top"
 
 
 def map_model(model: MLP, window: tuple[float, float]) -> list[MappedWeights]:
@@ -143,6 +156,15 @@ def map_model(model: MLP, window: tuple[float, float]) -> list[MappedWeights]:
     mapping = ConductanceMapping(g_min=window[0], g_max=window[1], mode="differential", split="one-sided",
                                  per_output=model.scales == "output")
     return [mapping.encode(wb.numpy()) for wb in model.matrices()]
+
+
+#: the least range (share of the window) pre-distortion maps the weights onto: below it the boosts
+#: that do not fit the window are clipped instead
+PREDISTORT_MIN_RANGE = 0.25
+#: the mapping's top is searched (at most this many line-model inversions) until the largest boosted
+#: target lies within this share below the window's top
+PREDISTORT_SEARCH = 8
+PREDISTORT_PEAK_BAND = 0.03
 
 
 def predistortion(model: MLP, placement: Placement, xb: Crossbar, cfg: DeployConfig, g_true: np.ndarray,
@@ -157,15 +179,18 @@ def predistortion(model: MLP, placement: Placement, xb: Crossbar, cfg: DeployCon
     (``cfg.line_resistance``, ``cfg.access_resistance``) and its corrected read-back ``g_true`` of
     every cell — equal the mapped targets; the cells outside the network and the stuck devices
     (``stuck``) load the lines at their read-back values.  A boosted target must stay in the
-    programming window, so the mapping's top is lowered until the largest boosted target fits
-    (headroom: the weights map onto ``[lo, top]``, each output's gain ``scale`` grows by the same
-    factor — a digital gain after the ADC, see :mod:`programming.mapping`).  Stuck devices'
+    programming window, so the mapping's top is lowered to the largest that fits the largest
+    boosted target (searched, :data:`PREDISTORT_SEARCH`; never below :data:`PREDISTORT_MIN_RANGE`
+    of the window: the weights map onto ``[lo, top]``, each output's gain ``scale`` grows by the
+    same factor — a digital gain after the ADC, see :mod:`programming.mapping`).  The search keeps
+    the weights' range as wide as the lines allow: the tuner's tolerance is relative to each cell's
+    target, so the narrower the range, the larger the weights' error.  Stuck devices'
     partners are compensated on their *product* weight (``g_raw``, the measured grounded reads).
     Returns (mapped, targets, window)."""
     lo, hi = xb.programming_window
     full = (xb.n_chips, *xb.shape)
-    top = hi
-    for _ in range(8):
+
+    def boosted(top):
         mapped = map_model(model, (lo, top))
         tgt = np.array(np.broadcast_to(placement.targets([m.targets for m in mapped]), full))
         partner = np.zeros(full, bool)
@@ -181,10 +206,85 @@ def predistortion(model: MLP, placement: Placement, xb: Crossbar, cfg: DeployCon
         # a stuck device's partner follows the stuck value, not the mapping: clipped as without lines
         free = np.where(partner, np.nan, g)
         peak = float(np.nanmax(free)) if np.isfinite(free).any() else lo     # (every cell stuck: nothing to fit)
-        if peak <= hi * (1 + 1e-3) or top <= lo + 0.25 * (hi - lo):
+        return mapped, g, peak
+
+    floor = lo + PREDISTORT_MIN_RANGE * (hi - lo)
+    top, (mapped, g, peak) = hi, boosted(hi)
+    fits = (top, mapped, g) if peak <= hi * (1 + 1e-3) else None     # the largest top found to fit
+    over = hi                                                        # the smallest found not to
+    for _ in range(PREDISTORT_SEARCH if fits is None else 0):
+        # the peak scaled with the top, aimed just under the window's top, kept inside the bracket
+        # (the peak grows faster than the top: more current, more drop)
+        aim = lo + (top - lo) * (hi * (1 - PREDISTORT_PEAK_BAND / 2) - lo) / (peak - lo)
+        if fits is None:
+            top = max(aim, floor)
+        else:
+            top = min(max(aim, fits[0] + 0.1 * (over - fits[0])), over - 0.1 * (over - fits[0]))
+        mapped, g, peak = boosted(top)
+        if peak <= hi * (1 + 1e-3):
+            fits = (top, mapped, g)
+            if peak >= hi * (1 - PREDISTORT_PEAK_BAND):
+                break
+        elif top <= floor:
+            fits = (top, mapped, g)         # even the least range's boosts do not fit: they are clipped
             break
-        top = max(top * hi / peak, lo + 0.25 * (hi - lo))   # the peak scales with the top: one or two steps
+        else:
+            over = top
+    top, mapped, g = fits if fits is not None else (top, mapped, g)
     return mapped, np.clip(g, lo, hi), (lo, top)
+
+
+def input_moments(model: MLP, x: torch.Tensor) -> list[np.ndarray]:
+    """Per layer, the mean square of each of its input rows (its inputs, then the bias row's 1)
+    over the inputs ``x`` (B, in) — the training set: how much a weight error on that row moves
+    the layer's pre-activations (the software network's activations feed the later layers)."""
+    act = ACTIVATIONS[model.activation]
+    a = np.asarray(x, dtype=float)
+    out = []
+    for wb in model.matrices():
+        wb = wb.detach().double().numpy()
+        out.append(np.append((a ** 2).mean(axis=0), 1.0))
+        a = act(torch.as_tensor(a @ wb[:, :-1].T + wb[:, -1])).numpy()
+    return out
+
+
+def stuck_row_orders(mapped: list[MappedWeights], placement: Placement, stuck: np.ndarray, g_stuck: np.ndarray,
+                     window, moments: list[np.ndarray]) -> list[tuple[int, ...] | None]:
+    """Per layer, the block row each of its input rows goes on (None: in order) so that the
+    devices the tuner flagged ``stuck`` (n_chips, rows, cols) hurt the product least.
+
+    A stuck device's pair keeps its weight only where the partner can make up the difference in
+    the ``window`` (:func:`pair_compensation`): which weight meets the stuck device decides it.
+    Input ``i`` on block row ``r`` costs ``E[a_i²] · Σ_o (scale_o · Δg_o)²``, ``Δg`` the
+    difference left by row ``r``'s stuck devices (measured values ``g_stuck``) against input ``i``'s
+    targets, and ``E[a_i²]`` its ``moments`` (:func:`input_moments`) — a rarely driven input
+    (a border pixel) takes a stuck device for free.  The total over the batch's chips is minimized
+    over the block's row permutations (an assignment problem, solved exactly); a layer without
+    stuck devices, or whose order cannot do better, stays in order."""
+    from scipy.optimize import linear_sum_assignment
+
+    orders = []
+    for m, block, w in zip(mapped, placement.blocks, moments):
+        rs, cs = block.slices
+        st, gs = stuck[:, rs, cs], g_stuck[:, rs, cs]                  # (n_chips, rows, cols), physical rows
+        rows = np.flatnonzero(st.any(axis=(0, 2)))
+        if rows.size == 0:
+            orders.append(None)
+            continue
+        scale = np.broadcast_to(np.atleast_1d(m.scale), (m.n_out,))
+        cost = np.zeros((block.rows, block.rows))                     # (input row i, block row r)
+        t = m.targets
+        for r in rows:
+            comp = pair_compensation(t, st[:, r][:, None, :], gs[:, r][:, None, :], window)   # (n_chips, in, cols)
+            g = np.where(st[:, r][:, None, :], gs[:, r][:, None, :], np.where(np.isnan(comp), t, comp))
+            err = (g[..., 0::2] - g[..., 1::2]) - (t[:, 0::2] - t[:, 1::2])
+            cost[:, r] = w * ((scale * err) ** 2).sum(axis=(0, 2))
+        stay = np.trace(cost)
+        cost += np.where(np.eye(block.rows, dtype=bool), 0.0, 1e-9 * (cost.max() + 1e-300))   # ties: stay
+        _, order = linear_sum_assignment(cost)
+        better = cost[np.arange(block.rows), order].sum() < stay * (1 - 1e-6)
+        orders.append(tuple(int(k) for k in order) if better else None)
+    return orders
 
 
 def network_extent(model: MLP) -> tuple[int, int]:
@@ -209,13 +309,14 @@ def pair_compensation(targets: np.ndarray, stuck: np.ndarray, g_read: np.ndarray
 def chip_layer(xb: Crossbar, mapped: MappedWeights, block, a: np.ndarray, v_in: float | None = None) -> np.ndarray:
     """One layer's pre-activations ``[W|b]·[a, 1]`` measured through the chip's matrix-vector
     product: ``a`` (B, in) or (n_chips, B, in) → (n_chips, B, out).  The layer's ``block`` rows
-    are driven (at most ``v_in``, default the read voltage), every other row is held at 0 V."""
+    are driven (at most ``v_in``, default the read voltage; input ``k`` on the block's row
+    ``order[k]``), every other row is held at 0 V."""
     v = min(xb.v_read if v_in is None else float(v_in), xb.limits.v_read_max)
     a = np.asarray(a, dtype=float)
     aug = np.concatenate([a, np.ones((*a.shape[:-1], 1))], axis=-1)
     s = np.maximum(1.0, np.abs(aug).max(axis=-1, keepdims=True))
     volts = np.zeros((*aug.shape[:-1], xb.shape[0]))
-    volts[..., block.row:block.row + block.rows] = aug / s * v
+    volts[..., block.input_rows] = aug / s * v
     current = xb.mvm(volts)                                          # (n_chips, B, cols)
     ib = current[..., block.col:block.col + block.cols]
     return mapped.scale * (ib[..., 0::2] - ib[..., 1::2]) * s / v
@@ -296,7 +397,7 @@ def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: Deploy
     cfg = config or DeployConfig()
     log = log or TuneLog()
     t0 = time.perf_counter()
-    mapped, placement, targets = deployment_targets(model, xb)
+    mapped, placement, targets = deployment_targets(model, xb, align=alignment(cfg))
     full = (xb.n_chips, *xb.shape)
     result = tune(xb, targets, cfg.tuner(), progress=progress, on_instrument=cfg.on_instrument,
                   **log.tune_kwargs("main", np.broadcast_to(targets, full)))
@@ -325,6 +426,10 @@ def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: Deploy
             dep.correct["without_predistortion"] = chip_correct(xb, dep, data)
             pre.update(readback=readback_accuracy(dep, data), product_error=product_error(xb, dep, data.x_test))
         stuck = (result.status == STUCK) & ~np.isnan(result.targets)
+        if cfg.reorder and data is not None and stuck.any():    # every cell is re-tuned now: move the inputs too
+            placement = placement.with_orders(stuck_row_orders(
+                map_model(model, xb.programming_window), placement, stuck, g_raw, xb.programming_window,
+                input_moments(model, data.x_train)))
         mapped, new, window = predistortion(model, placement, xb, cfg, g_read, g_raw, stuck)
         third = tune(xb, new, cfg.tuner(initial_reset=False, seed=cfg.seed + 2), progress=progress,
                      on_instrument=cfg.on_instrument, **log.tune_kwargs("predistortion", new))
@@ -333,7 +438,8 @@ def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: Deploy
         result.status[moved] = third.status[moved]
         result.targets = np.where(moved, new, result.targets)
         g_raw, g_read = _read_back(xb, cfg)
-        dep = replace(dep, mapped=mapped, conductances=g_read, product_conductances=g_raw, window=window)
+        dep = replace(dep, mapped=mapped, placement=placement, conductances=g_read, product_conductances=g_raw,
+                      window=window)
     tgt = result.targets
     result.final = np.where(np.isnan(tgt), np.nan, g_read)
     result.rel_error = (result.final - tgt) / tgt

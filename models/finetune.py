@@ -136,13 +136,13 @@ def _reprogram(dep: Deployment, xb: Crossbar, model: MLP, mappings, stuck, dcfg:
     for i, (layer, mapping) in enumerate(zip(model.layers, mappings)):
         m = mapping.encode(layer.matrix().detach().numpy())
         dep.mapped[i] = m
-        rs, cs = p.blocks[i].slices
+        block = p.blocks[i]
         tgt = m.targets.copy()
-        st = stuck[0, rs, cs]
-        comp = pair_compensation(tgt, st, dep.conductances[0, rs, cs], xb.programming_window)
+        st = p.cut(stuck[0], i)                                      # (in the layer's row order)
+        comp = pair_compensation(tgt, st, p.cut(dep.conductances[0], i), xb.programming_window)
         tgt = np.where(np.isnan(comp), tgt, comp)
         tgt[st] = np.nan
-        new_full[rs, cs] = tgt
+        new_full[block.input_rows, block.col:block.col + block.cols] = tgt
     moved = ~np.isnan(new_full) & (np.isnan(old) | (np.abs(new_full - old) > dcfg.tolerance * new_full))
     if moved.any():
         targets = np.where(moved, new_full, np.nan)

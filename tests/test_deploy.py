@@ -9,7 +9,7 @@ from models.deploy import DeployConfig, chip_forward, deploy, pair_compensation
 from models.evaluate import evaluate_statistical, evaluate_tuned
 from models.layers import MLP
 from models.model_io import ModelError, check_model, load_model, save_model
-from models.placement import PlacementError, plan_placement
+from models.placement import Placement, PlacementError, plan_placement
 from models.train import TrainConfig, train
 from models.variability import get_variability
 
@@ -29,6 +29,75 @@ def test_placement_stacks_or_goes_side_by_side_and_names_sizes():
     assert p.arrangement == "side-by-side" and [b.col for b in p.blocks] == [0, 16]
     with pytest.raises(PlacementError, match="chip is 8x8"):
         plan_placement([(3, 16), (9, 2)], (8, 8))
+
+
+def test_placement_aligned_to_the_bottom_rows_and_read_back_from_its_dict():
+    # nearest the column terminals (row R-1): side by side every block ends on the last row,
+    # stacked the whole stack moves down; columns and order unchanged
+    p = plan_placement([(3, 16), (9, 2)], (9, 18), "bottom")
+    assert [(b.row, b.col) for b in p.blocks] == [(6, 0), (0, 16)]
+    p = plan_placement([(3, 16), (9, 2)], (14, 16), "bottom")
+    assert p.arrangement == "stacked" and [(b.row, b.col) for b in p.blocks] == [(2, 0), (5, 0)]
+    targets = p.targets([np.full((3, 16), 1.0), np.full((9, 2), 2.0)])
+    assert np.isnan(targets[:2]).all() and (targets[2:5] == 1).all() and (targets[5:, :2] == 2).all()
+    assert Placement.from_dict(p.to_dict()) == p
+    bad = p.to_dict()
+    bad["blocks"][1]["row"] = 4                                  # overlaps layer 0's block
+    with pytest.raises(PlacementError, match="overlap"):
+        Placement.from_dict(bad)
+    bad["blocks"][1]["row"] = 6                                  # past the chip's last row
+    with pytest.raises(PlacementError, match="inside the 14x16 chip"):
+        Placement.from_dict(bad)
+    with pytest.raises(PlacementError, match="alignment 'left'"):
+        plan_placement([(3, 16)], (9, 18), "left")
+
+
+def test_a_layers_inputs_reordered_on_its_block_give_the_same_product():
+    # input k driven on block row order[k]: targets, cut and the chip's product follow the order
+    from models.deploy import chip_layer, map_model
+
+    model, _ = _tiny_net([3, 4, 2])
+    xb = SimulatedCrossbar(6, 12, preset="ideal", seed=0)
+    mapped = map_model(model, xb.programming_window)
+    plain = plan_placement([m.shape for m in mapped], xb.shape, "bottom")
+    moved = plain.with_orders([(3, 0, 2, 1), None])
+    assert moved.blocks[1].order is None and Placement.from_dict(moved.to_dict()) == moved
+    t = moved.targets([m.targets for m in mapped])
+    assert np.array_equal(t[2 + 3, :8], mapped[0].targets[0]) and np.array_equal(moved.cut(t, 0), mapped[0].targets)
+    x = np.random.default_rng(0).uniform(-1, 1, (5, 3))
+    xb.set_conductances(np.where(np.isnan(t), 100e-6, t))
+    z = chip_layer(xb, mapped[0], moved.blocks[0], x)[0]
+    wb = model.matrices()[0].double().numpy()
+    assert np.allclose(z, x @ wb[:, :-1].T + wb[:, -1], rtol=1e-9, atol=1e-9)
+    with pytest.raises(PlacementError, match="permutation of its 4 rows"):
+        plain.with_orders([(0, 0, 1, 2), None])
+
+
+def test_stuck_row_orders_put_a_stuck_device_on_a_rarely_driven_input():
+    from models.deploy import input_moments, map_model, stuck_row_orders
+
+    model, _ = _tiny_net([3, 2, 2])
+    window = (100e-6, 500e-6)
+    mapped = map_model(model, window)
+    p = plan_placement([m.shape for m in mapped], (4, 8))
+    stuck = np.zeros((1, 4, 8), bool)
+    stuck[0, 0, 0] = True                          # layer 0's first input row, a G+ stuck above the window
+    g = np.full((1, 4, 8), 300e-6)
+    g[0, 0, 0] = 600e-6
+    x = torch.tensor([[1.0, 0.0, 1.0], [-1.0, 0.0, 0.5]])   # input 1 is never driven
+    moments = input_moments(model, x)
+    assert moments[0].tolist() == pytest.approx([1.0, 0.0, 0.625, 1.0])
+    orders = stuck_row_orders(mapped, p, stuck, g, window, moments)
+    assert orders[1] is None                       # no stuck device in layer 1: in order
+    assert orders[0] is not None and orders[0][1] == 0           # input 1 takes the stuck row
+    assert sorted(orders[0]) == [0, 1, 2, 3]
+    assert stuck_row_orders(mapped, p, np.zeros_like(stuck), g, window, moments) == [None, None]
+
+
+def _tiny_net(sizes):
+    torch.manual_seed(0)
+    model = MLP(sizes, "sigmoid", "linear", "output").eval()
+    return model, None
 
 
 def _with_scales(model: MLP, scales: str) -> MLP:

@@ -105,19 +105,20 @@ class DeployProcedure(PulseScheduleMixin, LineEstimateMixin, _ModelMixin, TuneLo
         self.config(limits).tuner().check_limits(limits)
 
     def run(self) -> None:
-        from models.deploy import deploy, deployment_targets
+        from models.deploy import alignment, deploy, deployment_targets
 
         model, meta, data = self.load()
         if int(self.points):
             data = replace(data, x_test=data.x_test[: int(self.points)], y_test=data.y_test[: int(self.points)])
         if not self.resuming:
             shutil.copyfile(self.model_path(), self.run_dir / MODEL_PT)
-        self.tgt = np.broadcast_to(deployment_targets(model, self.xb)[2], (self.xb.n_chips, *self.xb.shape)).copy()
         cfg = self.config(self.xb.limits)
         r_line = self.measured_line_estimate(self.xb)     # auto: measured now, reads only
         cfg = replace(cfg, pulses=self.scheduled(cfg.pulses), line_resistance=r_line,
                       access_resistance=float(self.access_estimate), predistort=not self.no_predistort,
                       device_beta=float(getattr(self, "device_beta_used", 0.0)))
+        self.tgt = np.broadcast_to(deployment_targets(model, self.xb, align=alignment(cfg))[2],
+                                   (self.xb.n_chips, *self.xb.shape)).copy()
         log = self.tune_log()
         try:
             self.dep = deploy(model, self.xb, data, cfg, progress=lambda d, t, s: self.count(d, t, stage=s), log=log)
@@ -169,23 +170,28 @@ class InferenceProcedure(_ModelMixin, XbarProcedure):
             raise ValueError("inference on the simulated chip needs --chip-from DEPLOY_RUN (the run folder "
                              "of the deployment whose chip to use)")
 
+    def deployed_report(self) -> dict:
+        """The ``chip_from`` deployment's report ({} if there is none)."""
+        path = Path(self.chip_from) / REPORT_JSON if self.chip_from else None
+        return (read_json(path) or {}) if path is not None and path.is_file() else {}
+
     def deployed_window(self) -> tuple[float, float] | None:
         """The window (S) the ``chip_from`` deployment mapped the weights onto (a pre-distorted
         deployment leaves headroom below the window's top), or None for the chip's own."""
-        path = Path(self.chip_from) / REPORT_JSON if self.chip_from else None
-        if path is None or not path.is_file():
-            return None
-        window = ((read_json(path) or {}).get("predistortion") or {}).get("mapping_window_uS")
+        window = (self.deployed_report().get("predistortion") or {}).get("mapping_window_uS")
         return None if window is None else (1e-6 * float(window[0]), 1e-6 * float(window[1]))
 
     def run(self) -> None:
         import torch
 
         from models.deploy import Deployment, chip_forward, deployment_targets, per_point_correct
+        from models.placement import Placement
         from models.datasets import predictions
 
         model, meta, data = self.load()
         mapped, placement, _ = deployment_targets(model, self.xb, self.deployed_window())
+        if self.deployed_report().get("placement"):      # where the deployment put the blocks
+            placement = Placement.from_dict(self.deployed_report()["placement"])
         dep = Deployment(model, mapped, placement, None, None, None, 0.0)
         n = int(self.points) or int(data.y_test.shape[0])
         x, y = data.x_test[:n], data.y_test[:n]
