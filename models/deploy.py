@@ -185,10 +185,12 @@ def predistortion(model: MLP, placement: Placement, xb: Crossbar, cfg: DeployCon
     same factor — a digital gain after the ADC, see :mod:`programming.mapping`).  The search keeps
     the weights' range as wide as the lines allow: the tuner's tolerance is relative to each cell's
     target, so the narrower the range, the larger the weights' error.  Stuck devices'
-    partners are compensated on their *product* weight (``g_raw``, the measured grounded reads).
+    partners are compensated on their *product* weight (``g_raw``, the measured grounded reads),
+    up to the read their cell gives at the window's top (:func:`product_reach`).
     Returns (mapped, targets, window)."""
     lo, hi = xb.programming_window
     full = (xb.n_chips, *xb.shape)
+    reach = product_reach(g_raw, g_true, hi)
 
     def boosted(top):
         mapped = map_model(model, (lo, top))
@@ -197,7 +199,7 @@ def predistortion(model: MLP, placement: Placement, xb: Crossbar, cfg: DeployCon
         if cfg.compensate and stuck.any():
             for i, block in enumerate(placement.blocks):
                 rs, cs = block.slices
-                comp = pair_compensation(tgt[:, rs, cs], stuck[:, rs, cs], g_raw[:, rs, cs], (lo, hi))
+                comp = pair_compensation(tgt[:, rs, cs], stuck[:, rs, cs], g_raw[:, rs, cs], (lo, reach[:, rs, cs]))
                 partner[:, rs, cs] = ~np.isnan(comp)
                 tgt[:, rs, cs] = np.where(partner[:, rs, cs], comp, tgt[:, rs, cs])
         tgt[stuck] = np.nan
@@ -234,6 +236,14 @@ def predistortion(model: MLP, placement: Placement, xb: Crossbar, cfg: DeployCon
     return mapped, np.clip(g, lo, hi), (lo, top)
 
 
+def product_reach(g_raw: np.ndarray, g_read: np.ndarray, hi: float) -> np.ndarray:
+    """Each cell's largest product weight (grounded read), S: a device at the window's top ``hi``
+    scaled by the cell's measured transfer, its grounded read ``g_raw`` over its (corrected)
+    conductance ``g_read`` — through resistive lines a far cell's read is a share of its conductance."""
+    ratio = np.divide(g_raw, g_read, out=np.ones(np.shape(g_raw)), where=np.asarray(g_read) > 0)
+    return hi * np.clip(ratio, 0.0, 1.0)
+
+
 def input_moments(model: MLP, x: torch.Tensor) -> list[np.ndarray]:
     """Per layer, the mean square of each of its input rows (its inputs, then the bias row's 1)
     over the inputs ``x`` (B, in) — the training set: how much a weight error on that row moves
@@ -254,7 +264,8 @@ def stuck_row_orders(mapped: list[MappedWeights], placement: Placement, stuck: n
     devices the tuner flagged ``stuck`` (n_chips, rows, cols) hurt the product least.
 
     A stuck device's pair keeps its weight only where the partner can make up the difference in
-    the ``window`` (:func:`pair_compensation`): which weight meets the stuck device decides it.
+    the ``window`` (:func:`pair_compensation`; ``hi`` may be an array of the chip's shape, each
+    device's own top): which weight meets the stuck device decides it.
     Input ``i`` on block row ``r`` costs ``E[a_i²] · Σ_o (scale_o · Δg_o)²``, ``Δg`` the
     difference left by row ``r``'s stuck devices (measured values ``g_stuck``) against input ``i``'s
     targets, and ``E[a_i²]`` its ``moments`` (:func:`input_moments`) — a rarely driven input
@@ -264,9 +275,11 @@ def stuck_row_orders(mapped: list[MappedWeights], placement: Placement, stuck: n
     from scipy.optimize import linear_sum_assignment
 
     orders = []
+    lo, hi = window
+    hi = np.broadcast_to(np.asarray(hi, float), stuck.shape)
     for m, block, w in zip(mapped, placement.blocks, moments):
         rs, cs = block.slices
-        st, gs = stuck[:, rs, cs], g_stuck[:, rs, cs]                  # (n_chips, rows, cols), physical rows
+        st, gs, top = stuck[:, rs, cs], g_stuck[:, rs, cs], hi[:, rs, cs]   # (n_chips, rows, cols), physical rows
         rows = np.flatnonzero(st.any(axis=(0, 2)))
         if rows.size == 0:
             orders.append(None)
@@ -275,7 +288,7 @@ def stuck_row_orders(mapped: list[MappedWeights], placement: Placement, stuck: n
         cost = np.zeros((block.rows, block.rows))                     # (input row i, block row r)
         t = m.targets
         for r in rows:
-            comp = pair_compensation(t, st[:, r][:, None, :], gs[:, r][:, None, :], window)   # (n_chips, in, cols)
+            comp = pair_compensation(t, st[:, r][:, None, :], gs[:, r][:, None, :], (lo, top[:, r][:, None, :]))
             g = np.where(st[:, r][:, None, :], gs[:, r][:, None, :], np.where(np.isnan(comp), t, comp))
             err = (g[..., 0::2] - g[..., 1::2]) - (t[:, 0::2] - t[:, 1::2])
             cost[:, r] = w * ((scale * err) ** 2).sum(axis=(0, 2))
@@ -287,6 +300,18 @@ def stuck_row_orders(mapped: list[MappedWeights], placement: Placement, stuck: n
     return orders
 
 
+def reordered(model: MLP, placement: Placement, xb: Crossbar, cfg: DeployConfig, g_read: np.ndarray,
+              g_raw: np.ndarray, stuck: np.ndarray, x_train: torch.Tensor) -> Placement:
+    """``placement`` with every layer's inputs reordered for the ``stuck`` devices
+    (:func:`stuck_row_orders`) on the range pre-distortion maps the weights onto (searched first,
+    in order) and the product weights the cells can reach (:func:`product_reach`); ``g_read``,
+    ``g_raw``: the corrected and the measured read-back, S; ``x_train``: the training inputs."""
+    lo, hi = xb.programming_window
+    top = predistortion(model, placement, xb, cfg, g_read, g_raw, stuck)[2][1]
+    return placement.with_orders(stuck_row_orders(map_model(model, (lo, top)), placement, stuck, g_raw,
+                                                  (lo, product_reach(g_raw, g_read, hi)), input_moments(model, x_train)))
+
+
 def network_extent(model: MLP) -> tuple[int, int]:
     """The smallest array (rows, cols) that holds the network (see :func:`plan_placement`)."""
     return plan_placement([m.shape for m in map_model(model, (100e-6, 500e-6))]).extent
@@ -295,14 +320,18 @@ def network_extent(model: MLP) -> tuple[int, int]:
 def pair_compensation(targets: np.ndarray, stuck: np.ndarray, g_read: np.ndarray, window) -> np.ndarray:
     """New targets (NaN = leave alone) for the partners of stuck devices, per pair block.
 
-    ``targets``, ``stuck``, ``g_read``: (..., rows, 2·out) block arrays (G+ even, G- odd columns).
+    ``targets``, ``stuck``, ``g_read``: (..., rows, 2·out) block arrays (G+ even, G- odd columns);
+    ``window`` (lo, hi), S: the partners' range, ``hi`` a number or a block array (each partner's
+    own top: through resistive lines the largest read a device at the window's top gives).
     """
     lo, hi = window
+    hi = np.asarray(hi, float)                  # (a block array: each partner's own top)
+    hp, hn = (hi[..., 0::2], hi[..., 1::2]) if hi.ndim else (hi, hi)
     d = targets[..., 0::2] - targets[..., 1::2]
     gp, gn, sp, sn = g_read[..., 0::2], g_read[..., 1::2], stuck[..., 0::2], stuck[..., 1::2]
     out = np.full(np.broadcast_shapes(targets.shape, stuck.shape), np.nan)
-    out[..., 1::2] = np.where(sp & ~sn, np.clip(gp - d, lo, hi), np.nan)
-    out[..., 0::2] = np.where(sn & ~sp, np.clip(gn + d, lo, hi), np.nan)
+    out[..., 1::2] = np.where(sp & ~sn, np.clip(gp - d, lo, hn), np.nan)
+    out[..., 0::2] = np.where(sn & ~sp, np.clip(gn + d, lo, hp), np.nan)
     return out
 
 
@@ -427,9 +456,7 @@ def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: Deploy
             pre.update(readback=readback_accuracy(dep, data), product_error=product_error(xb, dep, data.x_test))
         stuck = (result.status == STUCK) & ~np.isnan(result.targets)
         if cfg.reorder and data is not None and stuck.any():    # every cell is re-tuned now: move the inputs too
-            placement = placement.with_orders(stuck_row_orders(
-                map_model(model, xb.programming_window), placement, stuck, g_raw, xb.programming_window,
-                input_moments(model, data.x_train)))
+            placement = reordered(model, placement, xb, cfg, g_read, g_raw, stuck, data.x_train)
         mapped, new, window = predistortion(model, placement, xb, cfg, g_read, g_raw, stuck)
         third = tune(xb, new, cfg.tuner(initial_reset=False, seed=cfg.seed + 2), progress=progress,
                      on_instrument=cfg.on_instrument, **log.tune_kwargs("predistortion", new))

@@ -143,6 +143,9 @@ def test_pair_compensation_targets_the_partner():
     read = np.array([[560e-6, 100e-6, 100e-6, 400e-6]])
     new = pair_compensation(targets, stuck, read, (100e-6, 500e-6))
     assert new[0, 1] == pytest.approx(360e-6) and np.isnan(new[0, [0, 2, 3]]).all()
+    # each partner's own top (through lines: the read a device at the window's top gives there)
+    reach = np.array([[500e-6, 300e-6, 500e-6, 500e-6]])
+    assert pair_compensation(targets, stuck, read, (100e-6, reach))[0, 1] == pytest.approx(300e-6)
 
 
 def test_deploy_compensates_stuck_devices_on_a_chip():
