@@ -11,7 +11,8 @@ violations and the largest voltage any unselected cell saw in any write:
 * k2600-707b (the same with a 33512B pulse generator giving the write pulses): 1 µs, the 3IT recipe,
   V/2 and V/3;
 * b2900-board (B2902A drive, 2450 sense, serial board): 50 µs (the B2902A's shortest), V/2;
-* the 64×64 simulated chip at 100 µs and 50 µs (same tuner, vectorized).
+* the 64×64 simulated chip at 100 µs and 50 µs (same tuner, vectorized; the write scheme
+  ``auto``, as ``benchmarks/ir_drop.py``: V/3 there, from the tuner's line model).
 
 Every host row runs as ``xbar tune --access-estimate 1`` does: the line resistance and the
 devices' I-V curvature measured first with reads only (``--line-estimate auto``), with the bench's
@@ -56,7 +57,7 @@ from mock_hw.sim_chip import SimulatedCrossbar
 from programming.auto_schedule import auto_schedule, with_width
 from mock_hw.bench_physics import R_RELAY_PATH
 from programming.ir_correction import line_estimate as estimate_lines
-from programming.tuner import TunerConfig, tune
+from programming.tuner import TunerConfig, choose_write_scheme, tune
 
 
 def replies(bench: MockBench) -> int:
@@ -122,10 +123,13 @@ def run_bench(rows, cols, seed, variant, width, scheme, passes, time_scale, on_i
 
 def run_sim(n, seed, width, scheme, passes):
     """The simulated chip as ``xbar tune --chip sim`` tunes it: line resistance measured (reads
-    only, ``--line-estimate auto``), then the schedule at ``width``."""
+    only, ``--line-estimate auto``), then the schedule at ``width`` probed through the tuner's line
+    model (and ``scheme`` 'auto' chosen from it)."""
     xb = SimulatedCrossbar(n, n, preset="tio2-3it", seed=seed)
     r_line, beta = estimate_lines(xb)
-    cfg = replace(schedule(xb, width, scheme, passes), line_resistance=r_line, device_beta=beta)
+    cfg = with_width(TunerConfig(write_scheme=scheme, passes=passes or TunerConfig().passes, line_resistance=r_line,
+                                 device_beta=beta), width)
+    cfg = choose_write_scheme(xb, cfg if width == TunerConfig().width else auto_schedule(xb, cfg)[0])
     targets = np.random.default_rng(seed + 1).uniform(120e-6, 480e-6, size=(n, n))
     t0 = time.perf_counter()
     res = tune(xb, targets, cfg)
@@ -133,7 +137,7 @@ def run_sim(n, seed, width, scheme, passes):
     working = xb.working_mask[0]
     ok = (np.abs(xb.true_conductance[0] - targets) <= 0.01 * targets)[working]
     return dict(true_ok=float(ok.mean()), median_pulses=float(np.median(res.pulses[0][working])),
-                wall_ms=1e3 * wall / n / n, start=cfg.v_set_start)
+                wall_ms=1e3 * wall / n / n, start=cfg.v_set_start, scheme=cfg.write_scheme)
 
 
 def main() -> None:
@@ -179,8 +183,8 @@ def main() -> None:
     print(f"  idle vs loaded host (every reply 2 ms late): results {'identical' if same else 'DIFFERENT'}")
     sims = {}
     for width in (1e-4, 5e-5):
-        sims[width] = s = run_sim(args.sim_size, args.seed, width, "v/2", args.passes)
-        print(f"  simulated {args.sim_size}x{args.sim_size} {width * 1e6:4g}µs v/2  start {s['start']:.3f} V   "
+        sims[width] = s = run_sim(args.sim_size, args.seed, width, "auto", args.passes)
+        print(f"  simulated {args.sim_size}x{args.sim_size} {width * 1e6:4g}µs auto ({s['scheme']})  start {s['start']:.3f} V   "
               f"truly<1% {100 * s['true_ok']:5.1f}%   median pulses {s['median_pulses']:.0f}   "
               f"wall/cell {s['wall_ms']:.2f} ms")
     host = out.get(("k2600-707b", 1e-6, "v/2", False), out[(smu, 1e-4, "v/2", False)])

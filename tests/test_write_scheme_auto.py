@@ -45,11 +45,12 @@ def test_auto_picks_v3_where_v2_would_half_select_past_two_thirds(r_line, scheme
     """With the drive limit out of the way (every cell within reach under V/2), V/3 is still chosen
     where V/2's compensated writes would put more than AUTO_HALF_SELECT of the amplitude on the
     half-selected cells for more than 1 % of the cells: 12×12 at 14 Ω (10 % of them, up to 0.70),
-    not at 10 Ω (up to 0.64)."""
+    not at 10 Ω (up to 0.64); without widening, which stands in for withheld voltage."""
     xb = SimulatedCrossbar(N, N, seed=0, r_line=r_line)
     assert AUTO_HALF_SELECT == pytest.approx(2 / 3)
     cfg = choose_write_scheme(xb, _auto(xb, compensation_max=5.0, v_set_max=5.0))
     assert cfg.write_scheme == scheme
+    assert cfg.width_ramp == 1.0        # every cell within reach: no write is widened
 
 
 def test_auto_keeps_v2_where_the_channels_cannot_bias_v3():
