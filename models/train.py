@@ -298,7 +298,8 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
     history = []
     if cfg.replicas > 1:
         base = train(replace(cfg, hidden=(base_hidden(cfg.hidden[0], cfg.replicas),), aware=False, noise=0.0,
-                             replicas=1, robust_epochs=0, finish_variability="", finish_epochs=0), data)
+                             replicas=1, robust_epochs=0, finish_variability="", finish_epochs=0, placed_drift=False),
+                     data)
         replicate_hidden(base.model, model, cfg.replicas)
         history, final_lr = list(base.history), base.final_lr
     else:

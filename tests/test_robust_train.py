@@ -168,6 +168,9 @@ def test_placed_drift_counts_are_the_deployments():
         assert torch.equal(layer.drift_k, torch.as_tensor(k))
     # the bias row of the hidden layer is programmed before the output block's cells on the array
     assert int(placed.layers[0].drift_k[2].min()) > int(own.layers[0].drift_k[2].min())
+    # with replicas the regular base network has no transfers to place; the replicated one does
+    rep = train(TrainConfig(hidden=(16,), epochs=2, replicas=2, placed_drift=True), load_dataset("moons")).model
+    assert torch.equal(rep.layers[0].drift_k, placed.layers[0].drift_k)
 
 
 def test_the_robust_share_aimed_at_reaches_the_loss():
