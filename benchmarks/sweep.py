@@ -6,8 +6,9 @@ the run cancels in the ratios.
 Each half runs on a cluster of its own, started before it as ``xbar sweep`` starts its embedded
 one and closed after it, so only one cluster runs during a timed sweep, as with ``xbar sweep`` (an
 idle second cluster's scheduler and workers took CPU on the cores the 2-worker sweeps used).  The
-clusters' start-up, each worker's first imports and an idle cluster's background CPU are measured
-and printed on their own and are in neither sweep's time.  Each sweep then runs through
+clusters' start-up, each worker's first imports, this process's first Parquet write (its imports
+fell in the first, 1-worker sweep before) and an idle cluster's background CPU are measured and
+printed on their own and are in neither sweep's time.  Each sweep then runs through
 ``run_sweep`` on its cluster exactly as ``xbar sweep --scheduler`` does (a fresh sweep folder,
 every point recorded, the table written).  Per sweep it prints the wall time, the points' own wall
 and CPU time on their workers, the CPU time of the worker processes and of this process (client,
@@ -65,6 +66,7 @@ def main() -> None:
 
     from procedures.sweep.runner import load_records, local_cluster, run_sweep
     from procedures.sweep.spec import parse_spec
+    from procedures.sweep.table import write_table
 
     half = max(1, args.points // 40)            # seeds per half: 20 grid points x seeds = points / 2
 
@@ -102,6 +104,11 @@ def main() -> None:
         return cluster, client
 
     with tempfile.TemporaryDirectory() as tmp:
+        # this process's own first use of the Parquet writer (pandas' engine, pyarrow: about 1 s
+        # of imports) would otherwise fall in the first sweep only, a 1-worker one
+        c0 = _cpu()
+        write_table([{"point": "warm", "index": 0, "params": {}, "report": {}}], Path(tmp) / "warm.parquet")
+        print(f"  this process's first table write (imports) {_cpu() - c0:.2f} s CPU (counted in neither sweep)")
         for i, (w, h) in enumerate([(1, 0), (2, 0), (2, 1), (1, 1)] * args.rounds):
             cluster, client = start(w)      # one cluster at a time, as xbar sweep runs
             try:
