@@ -382,55 +382,63 @@ class ChipArrays:
 
     def _step_table(self, arrays: Sequence[WeightArray]):
         """Tables of :meth:`_color_list` for the devices of ``arrays`` concatenated (D of them;
-        :meth:`_tile_table`), with T = ``n_colors``: ``per`` (B, n_tiles·T·T) the flat positions in
-        a (B, D + 1) array of the devices at each (tile, colour, place in the colour), D where the
-        colour has fewer devices; ``turn`` (D,) each device's (tile · T + colour); ``lane`` (D,)
-        its lane (:meth:`_tile_table`); chip rows and columns of the devices."""
+        :meth:`_tile_table`), with T = ``n_colors`` and L = n_tiles · T lanes, over the flat
+        positions of a (B, D + 1) array (the last column never pulsed): ``per`` (B · n_tiles · T · T)
+        the position of the device at each (chip, tile, colour, place in the colour), column D
+        where the colour has fewer devices; per position, ``turn`` the flat index of its (chip,
+        tile, colour) in a (B, n_tiles, T) array, ``key`` chip · L + its lane
+        (:meth:`_tile_table`), ``lane``, chip row and chip column; and L."""
         key = ("steps",) + tuple(a.name for a in arrays)
         if key not in self._tables:
             rows, cols, tile, color, lane, n_tiles = self._tile_table(arrays)
             T, D, B = self.n_colors, rows.size, self.B
+            L = n_tiles * T
             slots = np.full((n_tiles, T, T), D, np.intp)
             slots[tile, color, lane - tile * T] = np.arange(D)
-            per = np.arange(B)[:, None] * (D + 1) + slots.reshape(1, -1)
-            self._tables[key] = (per, tile * T + color, lane, n_tiles * T, rows, cols)
+            chip = np.arange(B)[:, None]
+            per = (chip * (D + 1) + slots.reshape(1, -1)).ravel()
+            pad = lambda a: np.append(a, 0)  # noqa: E731 - column D: a pulse never lands there
+            turn = (chip * L + pad(tile * T + color)).ravel()
+            lane_key = (chip * L + pad(lane)).ravel()
+            self._tables[key] = (per, turn, lane_key, np.tile(pad(lane), B), np.tile(pad(rows), B),
+                                 np.tile(pad(cols), B), L)
         return self._tables[key]
 
     def _color_list(self, arrays: Sequence[WeightArray], dev: np.ndarray):
         """The pulse calls of a pass as the pulse list of :meth:`~programming.crossbar.Crossbar.
         pulse_list` (None when nothing is pulsed): step, chip, chip row, chip column, amplitude (V)
-        and lane of every pulse, for the signed pulse counts ``dev`` (B, D) of the devices of ``arrays``,
-        listed step after step, chip after chip, lane after lane.  Each tile takes its colours one
-        after another, each for as many steps as the colour's largest count on that chip; a device
-        with n pulses is in the first n steps of its colour's turn.  Lane ``tile · n_colors + p``
-        carries, in each step, the device at place p of the colour its tile is working on (so a
-        step's pulses on a chip never share a line, and lane order is row order)."""
-        per, turn, lane, L, rows, cols = self._step_table(arrays)
+        and lane of every pulse, for the signed pulse counts ``dev`` (B, D) of the devices of
+        ``arrays``, listed step after step, chip after chip, lane after lane.  Each tile takes its
+        colours one after another, each for as many steps as the colour's largest count on that
+        chip; a device with n pulses is in the first n steps of its colour's turn.  Lane
+        ``tile · n_colors + p`` carries, in each step, the device at place p of the colour its tile
+        is working on (so a step's pulses on a chip never share a line, and lane order is row
+        order)."""
+        per, turn, lane_key, lane, rows, cols, L = self._step_table(arrays)
         B, D = dev.shape
         T = self.n_colors
-        n = np.abs(dev)
-        nz = np.flatnonzero(n)                                 # (chip, device) pairs with pulses
-        if not nz.size:
+        signed = np.zeros((B, D + 1), np.int64)
+        signed[:, :D] = dev
+        n = np.abs(signed).reshape(-1)
+        at = np.flatnonzero(n)                                 # (chip, device) positions with pulses
+        if not at.size:
             return None
-        padded = np.zeros((B, D + 1), np.int64)
-        padded[:, :D] = n
-        need = padded.take(per).reshape(B, -1, T).max(axis=2)  # steps per (chip, tile · T + colour)
-        need = need.reshape(B, -1, T)
+        need = n.take(per).reshape(B, -1, T, T).max(axis=3)   # steps per (chip, tile, colour)
         first = np.cumsum(need, axis=2)                        # each tile's colours one after another
         first -= need                                          # the first step of each colour's turn
-        cnt = n.take(nz)
-        chip, d = np.divmod(nz, D)
-        start = first.reshape(-1).take(chip * (first.size // B) + turn.take(d))
-        P = int(cnt.sum())
-        at = np.repeat(np.arange(nz.size), cnt)               # each pulse's (chip, device) pair
-        step = np.arange(P) - np.repeat(np.cumsum(cnt) - cnt, cnt)    # its place among the device's pulses
-        step += start.take(at)
-        chip, d = chip.take(at), d.take(at)
-        lanes = lane.take(d)
-        order = np.argsort((step * B + chip) * L + lanes)
-        step, chip, d, lanes = step.take(order), chip.take(order), d.take(order), lanes.take(order)
-        amp = np.where(dev.reshape(-1).take(nz.take(at.take(order))) > 0, self.amplitude, -self.amplitude)
-        return step, chip, rows.take(d), cols.take(d), amp, lanes
+        cnt = n.take(at)
+        ends = np.cumsum(cnt)
+        # a device's pulses: its colour's first step + its place among its pulses (0, 1, ...)
+        start = first.reshape(-1).take(turn.take(at))
+        start -= ends
+        start += cnt
+        step = np.repeat(start, cnt)
+        step += np.arange(int(ends[-1]))
+        pos = np.repeat(at, cnt)
+        order = np.argsort(step * (B * L) + lane_key.take(pos))
+        pos = pos.take(order)
+        amp = np.where(signed.reshape(-1).take(pos) > 0, self.amplitude, -self.amplitude)
+        return step.take(order), pos // (D + 1), rows.take(pos), cols.take(pos), amp, lane.take(pos)
 
     @property
     def one_at_a_time(self) -> bool:
