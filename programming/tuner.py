@@ -714,6 +714,13 @@ AUTO_WIDTH_RAMP = 3.0
 #: the width adds to every cell's effective voltage; V/3 (a third of the drive, 44 % of the
 #: amplitude there) 99.6 % at 100 µs.  32×32 at 0.67–2 Ω and 16×16 keep V/2 (none or < 1 % past it)
 AUTO_HALF_SELECT = 2 / 3
+#: ``write_scheme="auto"``: where even V/3 at the drive limit leaves more than
+#: :data:`AUTO_SHORT_SHARE` of the cells short of the start amplitude itself (64×64 at 2 Ω: 37 %),
+#: held writes widen up to the chip's width limit (``limits.width_max``, 1 ms on the simulated chip
+#: and the stations' SMUs) and may take this many pulses at the limit before the cell is given up
+#: (``pulses_at_cap``).  Measured on 64×64 at 2 Ω (512 cells): 78.4 % truly within 1 % with 100 µs and
+#: 5, 85.9 % with 1 ms and 8 (median pulses 32 and 35)
+AUTO_LONG_PULSES_AT_CAP = 8
 def choose_write_scheme(xb, cfg: TunerConfig, corr=None) -> TunerConfig:
     """``cfg`` with ``write_scheme="auto"`` resolved (any other scheme is returned unchanged).
 
@@ -731,7 +738,10 @@ def choose_write_scheme(xb, cfg: TunerConfig, corr=None) -> TunerConfig:
     the half-selected cells' current and more of the drive reaches the selected cell (on 64×64 at
     1 Ω: V/2 leaves 36 % of the cells short of 1.25 V, V/3 7 %), and no unselected cell sees more
     than a third of the drive.  Under the V/3 it chooses, writes held at the drive limit are
-    widened by :data:`AUTO_WIDTH_RAMP` per retry (unless ``width_ramp`` already grows them)."""
+    widened by :data:`AUTO_WIDTH_RAMP` per retry (unless ``width_ramp`` already grows them), up to
+    ``width_max`` — or, where the model says V/3 leaves more than :data:`AUTO_SHORT_SHARE` of the
+    cells short of ``v_set_start`` itself, up to the chip's width limit with
+    :data:`AUTO_LONG_PULSES_AT_CAP` pulses there."""
     if cfg.write_scheme != AUTO_SCHEME:
         return cfg
     v2 = replace(cfg, write_scheme=WriteScheme.V2.value)
@@ -749,7 +759,8 @@ def choose_write_scheme(xb, cfg: TunerConfig, corr=None) -> TunerConfig:
     need = cfg.v_set_start + AUTO_NEED_STEPS * cfg.v_step
     rows, cols = (np.broadcast_to(a.ravel(), (xb.n_chips, a.size)) for a in np.indices(xb.shape))
     t = corr.write_transfer(rows, cols, need, *WRITE_SHARES[WriteScheme.V2])
-    short = float(np.mean(need / t > min(cfg.compensation_max, cfg.v_set_max)))
+    limit = min(cfg.compensation_max, cfg.v_set_max)
+    short = float(np.mean(need / t > limit))
     loud = float(np.mean(WRITE_SHARES[WriteScheme.V2][0] / t > AUTO_HALF_SELECT))   # half of the drive
     if short <= AUTO_SHORT_SHARE and loud <= AUTO_SHORT_SHARE:
         return v2
@@ -758,8 +769,14 @@ def choose_write_scheme(xb, cfg: TunerConfig, corr=None) -> TunerConfig:
         # the half-selected cells, whom V/3's third of a widened drive still pushes: on 64×64 at
         # 0.67 Ω at 1 µs, 97.8 % truly within 1 % after three passes widened, 99.4 % not)
         return replace(cfg, write_scheme=WriteScheme.V3.value)
-    return replace(cfg, write_scheme=WriteScheme.V3.value, width_ramp=AUTO_WIDTH_RAMP,
-                   width_max=max(cfg.width, min(cfg.width_max, xb.limits.width_max)))
+    v3 = replace(cfg, write_scheme=WriteScheme.V3.value, width_ramp=AUTO_WIDTH_RAMP,
+                 width_max=max(cfg.width, min(cfg.width_max, xb.limits.width_max)))
+    t3 = corr.write_transfer(rows, cols, cfg.v_set_start, *WRITE_SHARES[WriteScheme.V3])
+    if float(np.mean(cfg.v_set_start / t3 > limit)) <= AUTO_SHORT_SHARE:
+        return v3
+    # V/3 itself leaves cells short of the start amplitude: their writes widen up to the chip's limit
+    return replace(v3, width_max=max(cfg.width, xb.limits.width_max),
+                   pulses_at_cap=max(cfg.pulses_at_cap, AUTO_LONG_PULSES_AT_CAP))
 
 
 def _start_correction(xb, cfg: TunerConfig, rec, parallel: int, on_instrument: bool = False):

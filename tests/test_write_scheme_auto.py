@@ -12,7 +12,8 @@ import pytest
 
 from mock_hw.sim_chip import SimulatedCrossbar
 from programming.ir_correction import line_estimate
-from programming.tuner import AUTO_HALF_SELECT, AUTO_WIDTH_RAMP, TunerConfig, choose_write_scheme, tune
+from programming.tuner import (AUTO_HALF_SELECT, AUTO_LONG_PULSES_AT_CAP, AUTO_WIDTH_RAMP, TunerConfig,
+                               choose_write_scheme, tune)
 
 #: a 12×12 chip at 30 Ω per segment: the same line drop (r·n²) as a 64×64 one at 1 Ω, where V/2's
 #: compensated writes would need more than the 1.95 V drive limit for many cells
@@ -51,6 +52,20 @@ def test_auto_picks_v3_where_v2_would_half_select_past_two_thirds(r_line, scheme
     cfg = choose_write_scheme(xb, _auto(xb, compensation_max=5.0, v_set_max=5.0))
     assert cfg.write_scheme == scheme
     assert cfg.width_ramp == 1.0        # every cell within reach: no write is widened
+
+
+def test_auto_widens_to_the_chips_limit_only_where_v3_cannot_reach_the_start_amplitude():
+    """At 30 Ω V/3 gives every cell the start amplitude within the drive limit: held writes widen
+    up to the config's 100 µs, 5 pulses there.  At 45 Ω (a 64×64 chip at 2 Ω's drop) it does not:
+    up to the chip's width limit, with more pulses there."""
+    near = choose_write_scheme(SimulatedCrossbar(N, N, seed=0, r_line=R_STARVED),
+                               _auto(SimulatedCrossbar(N, N, seed=0, r_line=R_STARVED)))
+    assert (near.width_max, near.pulses_at_cap) == (TunerConfig().width_max, TunerConfig().pulses_at_cap)
+    xb = SimulatedCrossbar(N, N, seed=0, r_line=45.0)
+    far = choose_write_scheme(xb, _auto(xb))
+    assert far.write_scheme == "v/3" and far.width_max == xb.limits.width_max > near.width_max
+    assert far.pulses_at_cap == AUTO_LONG_PULSES_AT_CAP > near.pulses_at_cap
+    far.check_limits(xb.limits)
 
 
 def test_auto_keeps_v2_where_the_channels_cannot_bias_v3():
