@@ -26,6 +26,7 @@ seeds, wall time.  Target: within 1 point of software.  These are our pipeline's
 simulated chip, not a published result.
 
 Usage: python benchmarks/ir_drop.py [--sizes 16 32 64] [--r 0 0.5 1 2] [--seed 0] [--networks [moons digits]]
+       [--save-chips DIR]
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ import time
 import numpy as np
 
 from mock_hw.presets import TIO2_3IT_R_LINE
-from mock_hw.sim_chip import SimulatedCrossbar
+from mock_hw.sim_chip import SimulatedCrossbar, save_chip_state
 from programming.ir_correction import measure_line_resistance
 from programming.tuner import CONVERGED, TunerConfig, tune
 
@@ -88,18 +89,30 @@ def read_time(n: int = 64, r_line: float = 1.0, repeat: int = 3) -> tuple[float,
     return best
 
 
-def network_case(model, data, extent, r_line: float, seed: int) -> dict:
+def network_case(model, data, extent, r_line: float, seed: int, save: str | None = None) -> dict:
     """One deployment of ``model`` on a simulated ``tio2-3it`` chip of ``extent`` at ``r_line`` Ω
     per segment, as ``xbar deploy`` does it by default: the line resistance and device curvature
     measured with reads, the tuner's correction on that estimate and pre-distortion (the accuracy
-    through the chip's product measured before and after it)."""
+    through the chip's product measured before and after it).  ``save``: a path prefix; the chip's
+    state is saved before every tuning stage (``{save}_before_{stage}.npz``, with that stage's
+    targets ``{save}_targets_{stage}.npy``) and at the end (``{save}_final.npz``), so a later stage
+    can be studied again from the tuned chip (``mock_hw.chip_state.load_chip_state``)."""
     from models.deploy import DeployConfig, deploy, with_line_estimate
+    from programming.tune_state import TuneLog
+
+    class Checkpoints(TuneLog):
+        def tune_kwargs(self, stage, targets):
+            save_chip_state(xb, f"{save}_before_{stage}.npz")
+            np.save(f"{save}_targets_{stage}.npy", targets)
+            return {}
 
     t0 = time.perf_counter()
     xb = SimulatedCrossbar(*extent, seed=3000 + seed, r_line=r_line)
     cfg = with_line_estimate(DeployConfig(seed=seed), xb)
     est = cfg.line_resistance
-    dep = deploy(model, xb, data, cfg)
+    dep = deploy(model, xb, data, cfg, log=Checkpoints() if save else None)
+    if save:
+        save_chip_state(xb, f"{save}_final.npz")
     a = dep.report["accuracy"]
     return {"estimate": est, "software": a["software"], "with": a["chip_mvm"],
             "without": a.get("chip_mvm_without_predistortion", a["chip_mvm"]),
@@ -109,9 +122,10 @@ def network_case(model, data, extent, r_line: float, seed: int) -> dict:
             "wall": time.perf_counter() - t0}
 
 
-def networks(seed: int, resistances, names=("moons", "digits")) -> None:
+def networks(seed: int, resistances, names=("moons", "digits"), save: str | None = None) -> None:
     """The network rows: each network trained once (hardware-aware recipe, ``seed``), deployed at
-    every line resistance; accuracy through the chip's product without and with pre-distortion."""
+    every line resistance; accuracy through the chip's product without and with pre-distortion.
+    ``save``: a folder for the chips' states before every tuning stage (see :func:`network_case`)."""
     from models.deploy import network_extent
     from models.train import TrainConfig, train
 
@@ -122,7 +136,8 @@ def networks(seed: int, resistances, names=("moons", "digits")) -> None:
               f"{extent[0]}x{extent[1]} chips (chip seed {3000 + seed}), software {100 * r.test_accuracy:.2f} % "
               f"on {int(r.dataset.y_test.shape[0])} test points", flush=True)
         for r_line in resistances:
-            c = network_case(r.model, r.dataset, extent, r_line, seed)
+            c = network_case(r.model, r.dataset, extent, r_line, seed,
+                             None if save is None else os.path.join(save, f"{name}_{r_line:g}ohm_seed{seed}"))
             err = lambda e: "/".join(f"{100 * x:.1f}" for x in e)   # noqa: E731
             gap = 100 * (c["software"] - c["with"])
             print(f"    r_line {r_line:4.2f} ohm (measured {c['estimate']:5.3f}): chip product without pre-distortion "
@@ -153,7 +168,11 @@ def main() -> None:
                     help="growth of a held write's width per retry at the cap (TunerConfig.width_ramp; default its own)")
     ap.add_argument("--networks", nargs="*", choices=("moons", "digits"), default=None,
                     help="also deploy these networks (none named: both) at every --r")
+    ap.add_argument("--save-chips", metavar="DIR", default=None,
+                    help="save each network chip's state before every tuning stage and at the end (to study a stage again)")
     args = ap.parse_args()
+    if args.save_chips:
+        os.makedirs(args.save_chips, exist_ok=True)
     print("write-verify through line resistance (tio2-3it, random targets 100-500 uS, 1 % tolerance; "
           "line resistance measured, then corrected)")
     print(f"  (load average at the start: {load()})")
@@ -182,7 +201,7 @@ def main() -> None:
     if args.networks is not None:
         print("networks through the chip's own product (tio2-3it chips, line resistance and device curvature "
               "measured, tuner's correction, pre-distortion by default; our pipeline's figures)")
-        networks(args.seed, args.r, args.networks or ("moons", "digits"))
+        networks(args.seed, args.r, args.networks or ("moons", "digits"), args.save_chips)
 
 
 if __name__ == "__main__":
