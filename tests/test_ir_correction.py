@@ -251,6 +251,10 @@ def test_predistortion_makes_the_chips_product_carry_the_weights_through_ir_drop
     assert dep.report["predistortion"] == {"applied": True, "mapping_window_uS": [1e6 * lo, 1e6 * top]}
     tgt = dep.result.targets[~np.isnan(dep.result.targets)]
     assert (tgt >= lo).all() and (tgt <= xb.programming_window[1]).all()
+    # the widest range that fits: the largest boosted target just under its cap below the window's top
+    from models.deploy import PREDISTORT_PEAK, PREDISTORT_PEAK_BAND
+    cap = PREDISTORT_PEAK * xb.programming_window[1]
+    assert (1 - PREDISTORT_PEAK_BAND) * cap <= tgt.max() <= cap * (1 + 1e-3)
     # without a line resistance nothing is pre-distorted and the report has one figure
     ideal = deploy(model, SimulatedCrossbar(8, 8, seed=1, r_line=0.0), data, DeployConfig(seed=1))
     assert "chip_mvm_without_predistortion" not in ideal.report["accuracy"]
