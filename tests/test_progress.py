@@ -16,7 +16,10 @@ def test_tune_progress_totals_are_known_up_front_per_pass():
     calls = []
     with open_chip("sim", (6, 6), "tio2-3it", 3) as xb:
         targets = np.random.default_rng(3).uniform(120e-6, 480e-6, (6, 6))
-        result = tune(xb, targets, TunerConfig(passes=3, seed=3), progress=lambda d, t, s: calls.append((d, t, s)))
+        # each RESET just before its cell: the later cells' RESETs drift the earlier ones, so these
+        # targets need a re-verify pass (with the default sweep first, one pass holds on this chip)
+        result = tune(xb, targets, TunerConfig(passes=3, seed=3, reset_sweep=False),
+                      progress=lambda d, t, s: calls.append((d, t, s)))
     stages = list(dict.fromkeys(s for _, _, s in calls))
     assert stages[0] == "pass 1" and all(s.endswith("(re-verify)") for s in stages[1:])
     assert len(stages) == result.passes_run >= 2               # these targets need a re-verify pass
