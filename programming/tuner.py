@@ -73,7 +73,7 @@ from .schedule import ORDERS, SlotScheduler, cell_rank
 from .tune_result import CONVERGED, DISTURBED, FAILED, STATUS_NAMES, STUCK, UNTARGETED, TuneResult
 from .tune_state import TuneInterrupted, TuneJournal, TuneState
 
-__all__ = ["TunerConfig", "TuneResult", "tune", "config_dict", "choose_write_scheme", "AUTO_SCHEME", "CONVERGED",
+__all__ = ["TunerConfig", "TuneResult", "tune", "config_dict", "choose_write_scheme", "on_instrument_scheme", "AUTO_SCHEME", "CONVERGED",
            "DISTURBED", "FAILED", "STATUS_NAMES", "STUCK", "UNTARGETED", "TuneInterrupted", "TuneJournal", "TuneState"]
 
 #: ``TunerConfig.write_scheme`` value that lets the tuner choose V/2 or V/3 from its line estimate
@@ -109,7 +109,7 @@ class TunerConfig:
     passes: int = 8             # at most (re-verify passes stop once every cell holds)
     order: str = "row"
     parallel: int | None = None
-    write_scheme: str = "v/2"    # or "auto": V/2 or V/3 chosen from the line estimate (choose_write_scheme)
+    write_scheme: str = "auto"   # V/2 or V/3 chosen from the line estimate (choose_write_scheme); or "v/2", "v/3", "float"
     read_scheme: str = "ground"
     v_read: float | None = None
     line_resistance: float = 0.0
@@ -260,11 +260,11 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
     if on_instrument and not (hasattr(xb, "tune_on_instrument") and xb.n_chips == 1):
         raise ValueError("the on-instrument write-verify loop needs a bench whose instrument runs it "
                          "(a station with a Keithley 2600B driving and sensing and a 707B on its TSP-Link)")
+    if on_instrument:
+        cfg = replace(cfg, write_scheme=on_instrument_scheme(cfg.write_scheme))
     problem = getattr(xb, "on_instrument_problem", None) if on_instrument else None
     if problem is not None and problem(cfg.write_scheme):
         raise ValueError(problem(cfg.write_scheme))
-    if on_instrument and cfg.write_scheme == AUTO_SCHEME:
-        raise ValueError("the on-instrument write-verify loop needs its write scheme named (v/2 or v/3), not 'auto'")
     if on_instrument and parse_write_scheme(cfg.write_scheme) not in (WriteScheme.V2, WriteScheme.V3):
         raise ValueError(f"the on-instrument write-verify loop writes with V/2 or V/3, not {cfg.write_scheme}")
     full = (xb.n_chips, *xb.shape)
@@ -721,6 +721,15 @@ AUTO_HALF_SELECT = 2 / 3
 #: (``pulses_at_cap``).  Measured on 64×64 at 2 Ω (512 cells): 78.4 % truly within 1 % with 100 µs and
 #: 5, 85.9 % with 1 ms and 8 (median pulses 32 and 35)
 AUTO_LONG_PULSES_AT_CAP = 8
+
+
+def on_instrument_scheme(scheme: str) -> str:
+    """The scheme the on-instrument loop writes with for ``scheme``: ``"auto"`` is V/2, which is
+    what :func:`choose_write_scheme` gives uncompensated writes (the script writes uncompensated);
+    a named scheme is itself."""
+    return WriteScheme.V2.value if scheme == AUTO_SCHEME else scheme
+
+
 def choose_write_scheme(xb, cfg: TunerConfig, corr=None) -> TunerConfig:
     """``cfg`` with ``write_scheme="auto"`` resolved (any other scheme is returned unchanged).
 

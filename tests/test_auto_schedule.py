@@ -100,7 +100,7 @@ def test_compensated_schedule_starts_at_what_reached_the_probed_cells():
 
     base = SimulatedCrossbar(12, 12, seed=0, r_line=14.0)
     r_est, beta = line_estimate(base)
-    cfg = with_width(TunerConfig(line_resistance=r_est, device_beta=beta), 1e-4)
+    cfg = with_width(TunerConfig(line_resistance=r_est, device_beta=beta, write_scheme="v/2"), 1e-4)
     comp, rep = auto_schedule(SimulatedCrossbar(12, 12, seed=0, r_line=14.0), cfg)
     plain, rep0 = auto_schedule(SimulatedCrossbar(12, 12, seed=0, r_line=14.0), replace(cfg, write_compensation=False))
     assert rep["drive_on_set"] == rep0["v_on_set"]                  # the same probe, the same drives

@@ -106,11 +106,18 @@ def test_auto_tunes_a_starved_chip_that_v2_cannot():
     assert truly["auto"] >= truly["v/2"] + 0.15
 
 
-def test_auto_is_refused_on_the_instrument_loop():
-    """The on-instrument loop writes with the scheme named: 'auto' is one clear line."""
-    from programming.tuner import tune as tune_fn
+def test_auto_on_the_instrument_loop_writes_v2():
+    """The on-instrument script writes uncompensated, for which 'auto' resolves to V/2: the loop is
+    checked and run with V/2 (named schemes pass unchanged), and the default config asks for 'auto'."""
+    from programming.tuner import on_instrument_scheme, tune as tune_fn
 
+    assert TunerConfig().write_scheme == "auto"
+    assert on_instrument_scheme("auto") == "v/2"
+    assert [on_instrument_scheme(s) for s in ("v/2", "v/3", "float")] == ["v/2", "v/3", "float"]
     xb = SimulatedCrossbar(4, 4, seed=0)
     xb.tune_on_instrument = lambda *a, **k: None         # looks like a bench that runs the loop
-    with pytest.raises(ValueError, match="auto"):
-        tune_fn(xb, np.full((4, 4), 200e-6), TunerConfig(write_scheme="auto"), on_instrument=True)
+    asked = []
+    xb.on_instrument_problem = lambda scheme: asked.append(scheme) or "stop here"
+    with pytest.raises(ValueError, match="stop here"):
+        tune_fn(xb, np.full((4, 4), 200e-6), TunerConfig(), on_instrument=True)
+    assert asked and set(asked) == {"v/2"}

@@ -89,7 +89,10 @@ class DeployProcedure(PulseScheduleMixin, LineEstimateMixin, _ModelMixin, TuneLo
             raise ValueError("--on-instrument runs the write-verify loop on a bench's 2600B: it needs --station")
 
         if self.on_instrument:
-            problem = load_station(self.station).on_instrument_problem(self.config().tuner().write_scheme)
+            from programming.tuner import on_instrument_scheme
+
+            scheme = on_instrument_scheme(self.config().tuner().write_scheme)
+            problem = load_station(self.station).on_instrument_problem(scheme)
             if problem:
                 raise ValueError(problem)
 

@@ -13,7 +13,7 @@ from pymeasure.experiment import BooleanParameter, FloatParameter, IntegerParame
 
 from programming.schedule import ORDERS
 from programming.tune_result import STATUS_NAMES, TuneResult
-from programming.tuner import TunerConfig, tune
+from programming.tuner import TunerConfig, on_instrument_scheme, tune
 
 from .base import XbarProcedure
 from .calibrate_lines import LineEstimateMixin
@@ -80,7 +80,7 @@ class TuneProcedure(PulseScheduleMixin, LineEstimateMixin, TuneLogMixin, XbarPro
     passes = IntegerParameter("Passes (at most)", minimum=1, maximum=20, default=TunerConfig().passes)
     order = ListParameter("Order", choices=list(ORDERS), default="row")
     parallel = IntegerParameter("Parallel cells", minimum=0, maximum=100000, default=0)
-    scheme = ListParameter("Write scheme", choices=["v/2", "v/3", "float", "auto"], default="v/2")
+    scheme = ListParameter("Write scheme", choices=["v/2", "v/3", "float", "auto"], default=TunerConfig().write_scheme)
     max_pulses = IntegerParameter("Max pulses", minimum=1, maximum=100000, default=200)
     no_reset = BooleanParameter("No initial reset", default=False)
     on_instrument = BooleanParameter("Write-verify loop on the instrument (2600B script)", default=False)
@@ -101,10 +101,8 @@ class TuneProcedure(PulseScheduleMixin, LineEstimateMixin, TuneLogMixin, XbarPro
         self.config()                                     # TunerConfig validates its settings
         if self.on_instrument and self.chip != "station":
             raise ValueError("--on-instrument runs the write-verify loop on a bench's 2600B: it needs --station")
-        if self.on_instrument and self.scheme == "auto":
-            raise ValueError("--on-instrument writes with the scheme named: give --scheme v/2 or v/3, not auto")
         if self.on_instrument:
-            problem = load_station(self.station).on_instrument_problem(self.scheme)
+            problem = load_station(self.station).on_instrument_problem(on_instrument_scheme(self.scheme))
             if problem:
                 raise ValueError(problem)
         if self.targets != "random" and not self.resuming:   # the file, before a run folder exists
