@@ -176,7 +176,7 @@ PREDISTORT_PEAK = 0.95
 PREDISTORT_PEAK_BAND = 0.03
 
 
-def predistortion(model: MLP, placement: Placement, xb: Crossbar, cfg: DeployConfig, g_true: np.ndarray,
+def predistortion(model: MLP, placement: Placement, xb: Crossbar, cfg: DeployConfig, g_read: np.ndarray,
                   g_raw: np.ndarray, stuck: np.ndarray) -> tuple[list[MappedWeights], np.ndarray, tuple]:
     """Mapping and targets (n_chips, rows, cols), S (NaN: not tuned), that make every layer's
     matrix-vector product carry the intended weights through resistive lines.
@@ -185,7 +185,7 @@ def predistortion(model: MLP, placement: Placement, xb: Crossbar, cfg: DeployCon
     conductances (:func:`programming.ir_correction.product_targets`): a cell's current shrinks with
     the drop along its row and column.  The network's cells are re-targeted to the conductances
     whose *modelled* grounded reads — on the tuner's own line-resistance estimate
-    (``cfg.line_resistance``, ``cfg.access_resistance``) and its corrected read-back ``g_true`` of
+    (``cfg.line_resistance``, ``cfg.access_resistance``) and its corrected read-back ``g_read`` of
     every cell — equal the mapped targets; the cells outside the network and the stuck devices
     (``stuck``) load the lines at their read-back values.  A boosted target must stay in the
     programming window, so the mapping's top is lowered to the largest that keeps the largest
@@ -200,7 +200,7 @@ def predistortion(model: MLP, placement: Placement, xb: Crossbar, cfg: DeployCon
     Returns (mapped, targets, window)."""
     lo, hi = xb.programming_window
     full = (xb.n_chips, *xb.shape)
-    reach = product_reach(g_raw, g_true, hi)
+    reach = product_reach(g_raw, g_read, hi)
 
     def boosted(top):
         mapped = map_model(model, (lo, top))
@@ -213,7 +213,7 @@ def predistortion(model: MLP, placement: Placement, xb: Crossbar, cfg: DeployCon
                 partner[:, rs, cs] = ~np.isnan(comp)
                 tgt[:, rs, cs] = np.where(partner[:, rs, cs], comp, tgt[:, rs, cs])
         tgt[stuck] = np.nan
-        fixed = np.where(np.isnan(tgt), g_true, np.nan)
+        fixed = np.where(np.isnan(tgt), g_read, np.nan)
         g = product_targets(tgt, xb.v_read, cfg.line_resistance, cfg.access_resistance, fixed)
         # a stuck device's partner follows the stuck value, not the mapping: clipped as without lines
         free = np.where(partner, np.nan, g)
