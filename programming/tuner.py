@@ -758,11 +758,7 @@ def choose_write_scheme(xb, cfg: TunerConfig, corr=None) -> TunerConfig:
     if not (cfg.line_resistance > 0 and cfg.write_compensation) or WriteScheme.V3.value not in able:
         return v2
     if corr is None:
-        from .ir_correction import ReadCorrection
-
-        corr = ReadCorrection(xb.shape, xb.n_chips, cfg.v_read or xb.v_read, cfg.line_resistance,
-                              cfg.access_resistance, scheme=parse_read_scheme(cfg.read_scheme).value,
-                              beta=cfg.device_beta)
+        corr = _line_correction(xb, cfg)
         r, c = (a.ravel() for a in np.indices(xb.shape))
         corr.fit(xb.read(r, c, cfg.v_read, cfg.read_scheme).conductance.reshape(xb.n_chips, *xb.shape))
     need = cfg.v_set_start + AUTO_NEED_STEPS * cfg.v_step
@@ -788,17 +784,24 @@ def choose_write_scheme(xb, cfg: TunerConfig, corr=None) -> TunerConfig:
                    pulses_at_cap=max(cfg.pulses_at_cap, AUTO_LONG_PULSES_AT_CAP))
 
 
+def _line_correction(xb, cfg: TunerConfig, **options):
+    """The IR-drop correction (:class:`~programming.ir_correction.ReadCorrection`, not yet fitted)
+    of ``xb`` read as ``cfg`` reads it, on ``cfg``'s line-resistance estimate and I-V curvature;
+    ``options``: ReadCorrection's others (``refresh_every``)."""
+    from .ir_correction import ReadCorrection
+
+    return ReadCorrection(xb.shape, xb.n_chips, cfg.v_read or xb.v_read, cfg.line_resistance,
+                          cfg.access_resistance, scheme=parse_read_scheme(cfg.read_scheme).value,
+                          beta=cfg.device_beta, **options)
+
+
 def _start_correction(xb, cfg: TunerConfig, rec, parallel: int, on_instrument: bool = False):
     """With an estimated line resistance: read every cell once and fit the IR-drop correction's
     estimate of every conductance to those readings (:mod:`programming.ir_correction`); on the
     instrument, the reads are one call (:meth:`read_on_instrument`)."""
     if cfg.line_resistance <= 0:
         return None
-    from .ir_correction import ReadCorrection
-
-    corr = ReadCorrection(xb.shape, xb.n_chips, cfg.v_read or xb.v_read, cfg.line_resistance,
-                          cfg.access_resistance, refresh_every=max(1, parallel // 2),
-                          scheme=parse_read_scheme(cfg.read_scheme).value, beta=cfg.device_beta)
+    corr = _line_correction(xb, cfg, refresh_every=max(1, parallel // 2))
     rows, cols = (a.ravel() for a in np.indices(xb.shape))
     t0 = time.perf_counter()
     if on_instrument:
