@@ -149,6 +149,21 @@ class _Cluster:
         return False
 
 
+def _result_of(fut) -> dict:
+    """A point's result (:func:`~.point.run_point`'s dict) from its finished future, or its
+    failure as Dask reports it (e.g. KilledWorker: the point took its workers down).  A future
+    can finish, lose its result with the worker that held it and be computed again before this
+    reads it (its status is then "lost" or "pending", not "finished"): ``result()`` waits for the
+    new result.  (Reading a future that was not "finished" as failed recorded such a point with
+    the error "NoneType: None", the exception of a future that then succeeded: a point lost.
+    ``as_completed`` yields a future that finished even if it is lost afterwards, which a worker
+    killed while the sweep handles another result makes likely.)"""
+    try:
+        return fut.result()
+    except Exception as exc:  # noqa: BLE001 - run_point never raises: this is Dask's error for the point
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+
+
 def run_sweep(spec: SweepSpec, out: Path | None = None, scheduler: str | None = None,
               workers: int | None = None, progress: bool = True, plots: bool = True,
               on_result: Callable[[dict], None] | None = None) -> SweepOutcome:
@@ -185,12 +200,7 @@ def run_sweep(spec: SweepSpec, out: Path | None = None, scheduler: str | None = 
                 failed = sum(records[q.id]["status"] != "ok" for q in points if q.id in records)
                 for fut in as_completed(futures):
                     p = by_key[fut.key]
-                    if fut.status == "finished":
-                        result = fut.result()
-                    else:                            # e.g. KilledWorker: the point took its workers down
-                        exc = fut.exception()
-                        result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-                    rec = _record(p, result)
+                    rec = _record(p, _result_of(fut))
                     _write_json(folder / POINTS / f"{p.id}.json", rec)
                     failed += (rec["status"] != "ok") - (records.get(p.id, {"status": "ok"})["status"] != "ok")
                     records[p.id] = rec
