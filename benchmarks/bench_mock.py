@@ -45,7 +45,6 @@ import argparse
 import os
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -69,10 +68,12 @@ def busy(bench: MockBench) -> float:
     return sum(s.busy_s for s in bench.servers.values())
 
 
-def schedule(xb, width: float, scheme: str, passes: int | None) -> TunerConfig:
+def schedule(xb, width: float, scheme: str, passes: int | None, **lines) -> TunerConfig:
     """The tuner's defaults (``passes`` None: TunerConfig's) at ``width``, with ``xbar tune``'s
-    schedule: the recipe at 1 µs, else the auto schedule probed on the chip."""
-    cfg = with_width(TunerConfig(write_scheme=scheme, passes=passes or TunerConfig().passes), width)
+    schedule: the recipe at 1 µs, else the auto schedule probed on the chip — through the tuner's
+    line model where ``lines`` (TunerConfig's line_resistance, access_resistance, device_beta,
+    write_compensation) give it, as ``xbar tune`` probes after measuring the lines."""
+    cfg = with_width(TunerConfig(write_scheme=scheme, passes=passes or TunerConfig().passes, **lines), width)
     return cfg if width == TunerConfig().width else auto_schedule(xb, cfg)[0]
 
 
@@ -87,13 +88,15 @@ def run_bench(rows, cols, seed, variant, width, scheme, passes, time_scale, on_i
         if not lim.width_min <= width <= lim.width_max:
             return None                     # the drive instrument cannot source it
         with HardwareCrossbar(station) as xb:
-            cfg = schedule(xb, width, scheme, passes)
-            calib_trips, r_line = 0, 0.0
-            if line_estimate:               # xbar calibrate-lines (host reads), once per chip
+            calib_trips, r_line, lines = 0, 0.0, {}
+            if line_estimate:               # xbar calibrate-lines (host reads), once per chip, first
                 c0 = replies(bench)
                 r_line, beta = estimate_lines(xb, R_RELAY_PATH)
-                cfg = replace(cfg, line_resistance=r_line, access_resistance=R_RELAY_PATH, device_beta=beta)
+                # (the on-instrument script writes uncompensated: xbar tune --on-instrument)
+                lines = dict(line_resistance=r_line, access_resistance=R_RELAY_PATH, device_beta=beta,
+                             write_compensation=not on_instrument)
                 calib_trips = replies(bench) - c0
+            cfg = schedule(xb, width, scheme, passes, **lines)
             n0, t0, b0 = replies(bench), time.perf_counter(), busy(bench)
             loop0, lan0 = bench.emulators["K2600"].wv_runs, bench.emulators["K2600"].tspnet_exchanges
             res = tune(xb, targets, cfg, on_instrument=on_instrument)

@@ -633,8 +633,46 @@ def line_resistance_uncertainty(ground, high, second, cells, v_read: float, r_ac
     return sigma * np.sqrt(2.0 / len(cells)) / slope
 
 
+#: the relative error (one standard deviation) of corrected readings that the line calibration's own
+#: uncertainty may leave (:func:`measure_line_resistance`): a twentieth of the tuner's default 1 %
+#: tolerance, so that an estimate two of its standard errors off moves every corrected reading by at
+#: most 0.1 %, the margin the tuner's hold band (``hold_guard``) keeps for what a reading cannot see.
+#: Where the sampled cells' reads leave more (8×8 through floating reads, the only second biasing of
+#: a bench with one bias channel: 0.06–0.13 Ω per chip at 0.67 Ω, an estimate 0.14 Ω low biased
+#: every corrected reading of the mock B2902A bench by −0.3 % and left 3 % of its cells 1.0–1.1 %
+#: off), they are read again and averaged
+CALIBRATION_SIGMA = 5e-4
+#: the most reads of each sampled cell at each biasing the calibration averages
+#: (:data:`CALIBRATION_SIGMA`); a chip whose estimate stays more uncertain keeps it, reported by
+#: ``uncertainty``
+CALIBRATION_READS_MAX = 16
+
+
+def correction_spread(ground_readings, r_line: float, dr: float, v_read: float, r_access: float = 0.0,
+                      beta: float = 0.0) -> float:
+    """How far an error ``dr`` (Ω) of the line-resistance estimate ``r_line`` (Ω) moves the corrected
+    readings of a chip: the largest relative change of the conductances fitted to its grounded map
+    ``ground_readings`` (1, R, C), S, through the line model (:meth:`ReadCorrection.fit`) at
+    ``r_line + dr`` against ``r_line`` (on ideal-line estimates, from 1 µΩ)."""
+    m = np.asarray(ground_readings, float)[:1]
+    r0 = max(float(r_line), 1e-6)
+    a = ReadCorrection(m.shape[1:], 1, v_read, r0, r_access, beta=beta).fit(m, tol=1e-10)
+    b = ReadCorrection(m.shape[1:], 1, v_read, r0 + abs(float(dr)), r_access, beta=beta).fit(m, start=a, tol=1e-10)
+    return float(np.max(np.abs(np.log(b / a))))
+
+
+def calibration_reads(spread: float, target: float = CALIBRATION_SIGMA, most: int = CALIBRATION_READS_MAX) -> int:
+    """Reads of each sampled cell at each biasing that bring a correction ``spread`` (relative, one
+    standard deviation of the estimate: :func:`correction_spread` of one read each) down to
+    ``target``: the error falls as one over the square root of the reads averaged; 1 to ``most``
+    (an infinite spread: ``most``)."""
+    if not np.isfinite(spread):
+        return int(most)
+    return int(np.clip(np.ceil((spread / target) ** 2 - 1e-9), 1, most))
+
+
 def measure_line_resistance(xb, v_read: float | None = None, r_access: float = 0.0, scheme: str | None = None,
-                            max_chips: int | None = None, uncertainty: bool = False):
+                            max_chips: int | None = None, uncertainty: bool = False, reads: int | None = None):
     """Measure every chip's line resistance per segment (Ω) and I-V curvature β (1/V²) on any
     :class:`~programming.crossbar.Crossbar`, with reads only (below the switching threshold): the
     grounded map, the sampled cells at half and at the read voltage (β, first guess
@@ -644,21 +682,65 @@ def measure_line_resistance(xb, v_read: float | None = None, r_access: float = 0
     at 0.5–2 Ω within 4 % where floating reads missed by up to 34 %, 16×16 alike, 3× faster),
     else floating.  ``r_access``: the known path resistance in
     series with every terminal, Ω.  ``max_chips``: estimate the first that many chips of a batch
-    only (the reads are one call for all).  Returns (r_line (n,), beta (n,)), n the chips estimated;
-    with ``uncertainty`` also the per-chip standard uncertainty of r_line from the same reads, Ω
-    (:func:`line_resistance_uncertainty`)."""
+    only (the reads are one call for all).
+
+    ``reads``: rounds of reads averaged (each round the grounded map and the sampled cells at their
+    three biasings; every other round in reverse order, so that a chip drifting steadily while it is
+    read biases no biasing against another).  By default (None) one, then as many as
+    :func:`calibration_reads` asks to bring the estimate's effect on corrected readings down to
+    :data:`CALIBRATION_SIGMA` (the uncertainty of the first estimate,
+    :func:`line_resistance_uncertainty`, through :func:`correction_spread` on the first chip),
+    in whole pairs of rounds, and the estimate is made again on the averages.  Measured: the mock
+    B2902A bench's 8×8 (floating reads) 10–16 rounds, a simulated 4×4 chip 8; the isolating reads
+    of simulated 8×8, 16×16 and 64×64 chips and of the mock 2636B bench's 8×8, one.
+
+    Returns (r_line (n,), beta (n,)), n the chips estimated; with ``uncertainty`` also the per-chip
+    standard uncertainty of r_line from the same reads, Ω (:func:`line_resistance_uncertainty`,
+    divided by the square root of the reads averaged)."""
     v = float(v_read or xb.v_read)
     v_high = v          # never above the read voltage: a calibration sources nothing a read does not
     cells = calibration_cells(xb.shape)
     rr = np.array([c[0] for c in cells])
     cc = np.array([c[1] for c in cells])
-    ground = xb.read_array(v, "ground")
-    low = xb.read(rr, cc, v / 2, "ground").conductance
-    high = xb.read(rr, cc, v_high, "ground").conductance
     if scheme is None:      # the isolating read where the chip's channels allow it
         scheme = "isolate" if "isolate" in getattr(xb, "read_schemes", ()) else "float"
-    second = xb.read(rr, cc, v, scheme).conductance
     n = xb.n_chips if max_chips is None else max(1, min(int(max_chips), xb.n_chips))
+    sums = [np.zeros((xb.n_chips, *xb.shape))] + [np.zeros((xb.n_chips, len(cells))) for _ in range(3)]
+    steps = [lambda: xb.read_array(v, "ground")] + [
+        (lambda level=level, how=how: xb.read(rr, cc, level, how).conductance)
+        for level, how in ((v / 2, "ground"), (v_high, "ground"), (v, scheme))]
+
+    def read_rounds(first: int, last: int) -> int:
+        # every other round in reverse order (the map last): the reads of a pair of rounds have one
+        # mean time, so a chip that drifts steadily while it is read (a bench's freshly written
+        # cells relax) biases no biasing against another
+        for k in range(first, last):
+            order = range(len(steps)) if k % 2 == 0 else reversed(range(len(steps)))
+            for i in order:
+                sums[i] += steps[i]()
+        return last
+
+    done = read_rounds(0, 1 if reads is None else max(1, int(reads)))
+    first = [x.copy() for x in sums]            # one read each: the read noise (the uncertainty)
+    r, beta = _line_fit(*(x / done for x in sums), cells, v, v_high, r_access, scheme, n)
+    sigma = line_resistance_uncertainty(first[0][:n], first[2][:n], first[3][:n], cells, v, r_access,
+                                        float(np.median(beta)), scheme) if uncertainty or reads is None else 0.0
+    if reads is None and np.any(r > 0):
+        more = calibration_reads(correction_spread(first[0][:1], float(np.median(r[r > 0])), sigma, v, r_access,
+                                                   float(np.median(beta))))
+        if more > done:
+            done = read_rounds(done, more + more % 2)     # whole pairs of rounds
+            r, beta = _line_fit(*(x / done for x in sums), cells, v, v_high, r_access, scheme, n)
+    if uncertainty:
+        return r, beta, sigma / np.sqrt(done)
+    return r, beta
+
+
+def _line_fit(ground, low, high, second, cells, v, v_high, r_access, scheme, n):
+    """:func:`measure_line_resistance`'s estimate of the first ``n`` chips from its reads (each
+    the mean of the rounds read)."""
+    rr = np.array([c[0] for c in cells])
+    cc = np.array([c[1] for c in cells])
     beta = np.array([max(estimate_beta(low[k], high[k], v / 2, v_high), 0.0) for k in range(n)])
     r = np.array([estimate_line_resistance(ground[k:k + 1], second[k:k + 1], cells, v, r_access,
                                            beta=beta[k], v_ref=v, scheme=scheme)[0] for k in range(n)])
@@ -669,7 +751,4 @@ def measure_line_resistance(xb, v_read: float | None = None, r_access: float = 0
     for k in np.flatnonzero(r > 0):
         r[k], beta[k] = refine_lines(both[k:k + 1], low[k], second[k], cells, v, v / 2, r[k], beta[k],
                                      r_access, scheme)
-    if uncertainty:
-        return r, beta, line_resistance_uncertainty(ground[:n], high[:n], second[:n], cells, v, r_access,
-                                                    float(np.median(beta)), scheme)
     return r, beta
