@@ -690,8 +690,11 @@ def measure_line_resistance(xb, v_read: float | None = None, r_access: float = 0
     :func:`calibration_reads` asks to bring the estimate's effect on corrected readings down to
     :data:`CALIBRATION_SIGMA` (the uncertainty of the first estimate,
     :func:`line_resistance_uncertainty`, through :func:`correction_spread` on the first chip),
-    in whole pairs of rounds, and the estimate is made again on the averages.  Measured: the mock
-    B2902A bench's 8×8 (floating reads) 10–16 rounds, a simulated 4×4 chip 8; the isolating reads
+    in whole pairs of rounds, and the estimate is made again on the averages — where the first
+    round's estimate is significant (:func:`significant_line_resistance`: a correction will be
+    made; a drop lost in one round's noise, as 0.67 Ω on a 3×3 chip, is left uncorrected as
+    before).  Measured: the mock
+    B2902A bench's 8×8 (floating reads) 10–16 rounds; the isolating reads
     of simulated 8×8, 16×16 and 64×64 chips and of the mock 2636B bench's 8×8, one.
 
     Returns (r_line (n,), beta (n,)), n the chips estimated; with ``uncertainty`` also the per-chip
@@ -725,7 +728,7 @@ def measure_line_resistance(xb, v_read: float | None = None, r_access: float = 0
     r, beta = _line_fit(*(x / done for x in sums), cells, v, v_high, r_access, scheme, n)
     sigma = line_resistance_uncertainty(first[0][:n], first[2][:n], first[3][:n], cells, v, r_access,
                                         float(np.median(beta)), scheme) if uncertainty or reads is None else 0.0
-    if reads is None and np.any(r > 0):
+    if reads is None and significant_line_resistance(r, sigma) > 0:
         more = calibration_reads(correction_spread(first[0][:1], float(np.median(r[r > 0])), sigma, v, r_access,
                                                    float(np.median(beta))))
         if more > done:
