@@ -160,10 +160,11 @@ def record_workload(rows: int, cols: int, chips: int, seed: int, r_line: float =
         return read(rows_, cols_, v, scheme, active)
 
     def rec_pulse(rows_, cols_, amplitude, width, scheme="v/2", active=None):
-        f, chip = flat(rows_, cols_, active)
-        amp = np.broadcast_to(amplitude, rows_.shape)[active]
-        wid = np.broadcast_to(width, rows_.shape)[active]
-        w.pulses[-1] = (f, chip, rows_[active], cols_[active], amp, wid)
+        if inside["on"]:        # a step's pulse (the RESET sweep before the first step is no step)
+            f, chip = flat(rows_, cols_, active)
+            amp = np.broadcast_to(amplitude, rows_.shape)[active]
+            wid = np.broadcast_to(width, rows_.shape)[active]
+            w.pulses[-1] = (f, chip, rows_[active], cols_[active], amp, wid)
         return pulse(rows_, cols_, amplitude, width, scheme, active)
 
     def rec_step(xb_, n, *args):
