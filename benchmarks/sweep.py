@@ -24,9 +24,20 @@ Then the speed-up from 1 to 2 workers: the wall-time ratio of the alternated swe
 to load, the one the measured CPU times give on an idle machine (a sweep then takes the CPU time
 of its busiest worker, or all its processes' CPU time spread over the cores, whichever is more).
 Targets (issue 17): speed-up >= 1.8x, overhead <= 50 ms per point.  The machine is shared: the
-load average is printed.  About 3 minutes on an idle 2-core machine.
+load average is printed.
 
-    PYTHONPATH=. python benchmarks/sweep.py [--points 200] [--size 8x8] [--preset asymmetric] [--rounds 1]
+One pair's ratio moves by tens of per cent on a shared machine (idle runs gave pairs of 1.50x to
+2.18x), so ``--rounds`` (default 2) repeats the (1, 2, 2, 1) alternation and the speed-up is
+printed per pair, as the median and range of the pairs and from the total times.  Beside each
+sweep the same points run in plain processes without Dask (``--reference``, on by default: a
+``concurrent.futures`` pool of 1 or 2 warmed processes with the environment Dask's nanny gives
+its workers, one BLAS/OpenMP thread each), alternated the same way: the machine's own speed-up for
+these points, the ceiling the sweep's can reach here (two points running at once take more CPU
+each than one alone when the cores share a cache, a memory bus or a host core).  The sweep's
+speed-up is printed as measured, and beside it its ratio to the reference's.  About 3 minutes per
+round on an idle 2-core machine (half of it the reference).
+
+    PYTHONPATH=. python benchmarks/sweep.py [--points 200] [--size 8x8] [--preset asymmetric] [--rounds 2] [--no-reference]
 
 (``asymmetric``: the preset with ideal lines, ~0.3 s of CPU per 8x8 point; the default ``tio2-3it``
 chip's resistive lines make a point ~4x dearer and the run too long.)
@@ -55,12 +66,33 @@ def _cpu() -> float:
     return time.process_time()
 
 
+def _reference_pool(n: int):
+    """``n`` warmed plain worker processes (spawned, no Dask) with the environment Dask's nanny
+    gives its workers (one BLAS/OpenMP thread each: ``distributed.nanny.pre-spawn-environ``)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, wait
+
+    import dask
+
+    saved = dict(os.environ)
+    os.environ.update({k: str(v) for k, v in (dask.config.get("distributed.nanny.pre-spawn-environ") or {}).items()})
+    try:
+        pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+        wait([pool.submit(_warm) for _ in range(2 * n)])       # every process started and warmed
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return pool
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--points", type=int, default=200, help="points (a multiple of 40)")
     ap.add_argument("--size", default="8x8")
     ap.add_argument("--preset", default="asymmetric", help="chip preset of every point")
-    ap.add_argument("--rounds", type=int, default=1, help="rounds of the (1, 2, 2, 1)-worker half sweeps")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of the (1, 2, 2, 1)-worker half sweeps")
+    ap.add_argument("--no-reference", dest="reference", action="store_false",
+                    help="skip the same points in plain processes (the machine's own speed-up)")
     args = ap.parse_args()
     from distributed import Client
 
@@ -81,6 +113,7 @@ def main() -> None:
     begin = time.perf_counter()
     print(f"{n}-point tune sweep ({args.size}, {args.preset}), load average {os.getloadavg()[0]:.2f} at start")
     stats: dict[int, list[dict]] = {1: [], 2: []}
+    plain: dict[int, list[float]] = {1: [], 2: []}     # the reference: wall s per half in plain processes
     idle: dict[int, tuple[float, float]] = {}       # per cluster size: (this process, workers) CPU s per s
 
     def start(w):
@@ -136,6 +169,21 @@ def main() -> None:
                   f"points {1e3 * p_wall / m:.0f} ms wall, {1e3 * p_cpu / m:.0f} ms CPU each; CPU: workers "
                   f"{sum(wcpu.values()):.2f} s, this process {own:.2f} s; overhead per point "
                   f"{1e3 * (wall * w - p_wall) / m:.1f} ms wall, {1e3 * s['net'] / m:.1f} ms CPU")
+            if args.reference:          # the same points in plain processes, right after
+                from procedures.sweep.point import run_point
+
+                pool = _reference_pool(w)
+                try:
+                    t0 = time.perf_counter()
+                    done = list(pool.map(run_point, [list(p.argv) for p in halves[h].expand()]))
+                    plain[w].append(time.perf_counter() - t0)
+                finally:
+                    pool.shutdown()
+                bad = sum(r["status"] != "ok" for r in done)
+                print(f"  {w} plain process(es), half {h + 1}: {plain[w][-1]:6.2f} s wall; points "
+                      f"{1e3 * sum(r['cpu_s'] for r in done) / len(done):.0f} ms CPU each (as on the workers: "
+                      f"two points at once take more CPU each than one alone where the machine shares them)"
+                      + (f"; {bad} failed" if bad else ""))
     for w in (1, 2):
         wall = sum(s["wall"] for s in stats[w])
         m = sum(s["n"] for s in stats[w])
@@ -145,14 +193,24 @@ def main() -> None:
               f"wall, {1e3 * over_cpu:.1f} ms CPU (target <= 50 ms)")
     pairs = [(a["wall"] / b["wall"]) for a, b in zip(stats[1], stats[2])]
     wall_ratio = sum(s["wall"] for s in stats[1]) / sum(s["wall"] for s in stats[2])
+
+    def spread(r):
+        return f"median {statistics.median(r):.2f}x, range {min(r):.2f}-{max(r):.2f}x over {len(r)} pairs"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
     def idle_time(w):   # a sweep's time on an idle machine: its busiest process, or all its CPU time on the cores
         return sum(max(s["busiest"], s["busy"] / cores) for s in stats[w])
     cpu_ratio = idle_time(1) / idle_time(2)
     print(f"  speed-up 1 -> 2 workers: {wall_ratio:.2f}x in wall time (alternated pairs: "
-          f"{', '.join(f'{r:.2f}x' for r in pairs)}); {cpu_ratio:.2f}x from the CPU times on an idle "
-          f"{cores}-core machine (target >= 1.8x)")
+          f"{', '.join(f'{r:.2f}x' for r in pairs)}; {spread(pairs)}); {cpu_ratio:.2f}x from the CPU times on "
+          f"an idle {cores}-core machine (target >= 1.8x)")
+    if args.reference:
+        ref_pairs = [a / b for a, b in zip(plain[1], plain[2])]
+        ref_ratio = sum(plain[1]) / sum(plain[2])
+        print(f"  the same points in plain processes (no Dask), 1 -> 2: {ref_ratio:.2f}x in wall time (pairs: "
+              f"{', '.join(f'{r:.2f}x' for r in ref_pairs)}; {spread(ref_pairs)}): the machine's own speed-up "
+              f"here; the sweep's is {wall_ratio / ref_ratio:.2f} of it (pair by pair: median "
+              f"{statistics.median([a / b for a, b in zip(pairs, ref_pairs)]):.2f})")
     print(f"  {time.perf_counter() - begin:.0f} s in all; load average {os.getloadavg()[0]:.2f} at end")
 
 
