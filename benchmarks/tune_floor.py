@@ -72,7 +72,8 @@ def config_for(r_line: float) -> TunerConfig:
 @dataclass
 class Workload:
     """One tune's steps: per step the flat cell indices read, and the cells pulsed (flat index,
-    chip, row, column, signed amplitude V, width s); plus the chip it ran on (at the start)."""
+    chip, row, column, signed amplitude V, width s); plus the chip it ran on (at the first step,
+    after the tuner's RESET sweep)."""
 
     shape: tuple[int, int, int]
     params: object
@@ -168,6 +169,8 @@ def record_workload(rows: int, cols: int, chips: int, seed: int, r_line: float =
         return pulse(rows_, cols_, amplitude, width, scheme, active)
 
     def rec_step(xb_, n, *args):
+        if not w.pulses:            # the steps start from the chip the RESET sweep left
+            w.g0 = xb_.true_conductance.ravel().copy()
         inside["on"] = True
         w.pulses.append(None)
         w.refreshes.append(0)
