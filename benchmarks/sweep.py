@@ -181,8 +181,7 @@ def main() -> None:
                     pool.shutdown()
                 bad = sum(r["status"] != "ok" for r in done)
                 print(f"  {w} plain process(es), half {h + 1}: {plain[w][-1]:6.2f} s wall; points "
-                      f"{1e3 * sum(r['cpu_s'] for r in done) / len(done):.0f} ms CPU each (as on the workers: "
-                      f"two points at once take more CPU each than one alone where the machine shares them)"
+                      f"{1e3 * sum(r['cpu_s'] for r in done) / len(done):.0f} ms CPU each"
                       + (f"; {bad} failed" if bad else ""))
     for w in (1, 2):
         wall = sum(s["wall"] for s in stats[w])
