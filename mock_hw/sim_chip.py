@@ -140,6 +140,7 @@ class SimulatedCrossbar(Crossbar):
         # resistive lines: the kept factorizations of the whole batch and of chip 0 (drive_lines)
         self._lines = nodal.LineSolver(params.r_line, d.beta, d.v_ref) if params.r_line > 0 else None
         self._lines0 = nodal.LineSolver(params.r_line, d.beta, d.v_ref) if params.r_line > 0 else None
+        self._rows_kept = None      # relaxed lines' grounded reads of unchanged chips (_kept_rows)
         n = max(self.shape)
         self._focus = params.r_line * float(np.mean(params.programming_window)) * n * (n + 1) / 2 >= FOCUS_MIN_DROP
 
@@ -324,15 +325,14 @@ class SimulatedCrossbar(Crossbar):
             current, _ = read_conductance(self._g[b, rows, cols], v_read, d, None)
         elif scheme is ReadScheme.ISOLATE:
             current = self._isolated_reads(rows, cols, v_read, active)
+        elif scheme is ReadScheme.GROUND and self._lines.relaxed(self._g):
+            current = self._relaxed_reads(rows, cols, v_read, active)
         elif scheme is ReadScheme.GROUND:
             # a grounded read depends only on the driven row: with more lanes than rows, solve every
-            # row once; else one solve per lane — all on the kept factorization (nodal.LineSolver);
-            # relaxed lines solve per lane (a lane idle on a chip costs nothing there) unless the
-            # chips read more cells than they have rows
+            # row once; else one solve per lane — all on the kept factorization (nodal.LineSolver)
             n_rows = self.shape[0]
             on_lanes = np.flatnonzero(active.any(axis=0))
-            if on_lanes.size >= n_rows and (not self._lines.relaxed(self._g)
-                                            or np.count_nonzero(active) >= self.n_chips * n_rows):
+            if on_lanes.size >= n_rows:
                 current = self._grounded_rows(v_read)[b, rows, cols]
             elif not on_lanes.size:
                 current = np.zeros(rows.shape)
@@ -376,9 +376,69 @@ class SimulatedCrossbar(Crossbar):
         duration.put(li, self.params.timing.read_s)
         return ReadResult(conductance, out, duration)
 
+    def _relaxed_reads(self, rows, cols, v_read, active) -> np.ndarray:
+        """Noise-free currents (n_chips, L), A, of grounded reads of cells (rows, cols) where
+        ``active``, on relaxed lines (many small chips, :mod:`programming.line_batch`): one
+        operating point per lane (a lane idle on a chip costs nothing there), or every row once
+        where the chips read more cells than they have rows.  A chip whose conductances have not
+        changed since a row's last read reuses that read's currents (:meth:`_kept_rows`): a
+        relaxed operating point's answer is its own, bit for bit, whatever else is solved with it,
+        so the currents are those a new solve would give."""
+        n_rows = self.shape[0]
+        cur, have = self._kept_rows(v_read)
+        b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)
+        need = active & ~have[b, rows]
+        on_lanes = np.flatnonzero(need.any(axis=0))
+        if on_lanes.size >= n_rows and np.count_nonzero(need) >= self.n_chips * n_rows:
+            self._grounded_rows(v_read)
+        elif on_lanes.size:        # the lanes to solve on some chip, one right-hand side each
+            r_on = rows[:, on_lanes]
+            lit = need[:, on_lanes]
+            lane = np.broadcast_to(np.arange(on_lanes.size), r_on.shape)
+            row_v = np.zeros((self.n_chips, on_lanes.size, n_rows))
+            row_v[b[:, on_lanes], lane, r_on] = np.where(lit, v_read, 0.0)
+            got, = self._line_solve(row_v, np.zeros((*r_on.shape, self.shape[1])), READ_TOL,
+                                    self._focus_of(np.where(lit, r_on, -1), -1), lambda sol, sl: (sol.col_current,))
+            bb, kk = np.nonzero(lit)
+            cur[bb, r_on[bb, kk]] = got[bb, kk]
+            have[bb, r_on[bb, kk]] = True
+        return np.where(active, cur[b, rows, cols], 0.0)
+
+    def _kept_rows(self, v_read):
+        """The kept noise-free grounded-read currents (n_chips, rows, cols), A — row i's at
+        ``v_read`` in ``[b, i]`` — and which (chip, row) are current (n_chips, rows): a chip's
+        rows are dropped when its conductances change (compared with the state they were read
+        on; any change, by pulses, drift or retention, counts), and every row when ``v_read``
+        (V) differs from the kept reads'.  Updated by the caller after a solve."""
+        kept = self._rows_kept
+        if kept is None or kept[0] != v_read:
+            n_rows, n_cols = self.shape
+            kept = self._rows_kept = (float(v_read), self._g.copy(), np.zeros((self.n_chips, n_rows, n_cols)),
+                                      np.zeros((self.n_chips, n_rows), bool))
+        else:
+            changed = np.flatnonzero((self._g != kept[1]).reshape(self.n_chips, -1).any(axis=1))
+            if changed.size:
+                kept[1][changed] = self._g[changed]
+                kept[3][changed] = False
+        return kept[2], kept[3]
+
     def _grounded_rows(self, v_read) -> np.ndarray:
         """Noise-free grounded-read currents (n_chips, rows, cols), A, of every cell (resistive
-        lines): row i driven at ``v_read`` for the cells of row i, every other line at 0 V."""
+        lines): row i driven at ``v_read`` for the cells of row i, every other line at 0 V.  On
+        relaxed lines the rows kept from earlier reads of unchanged chips are reused
+        (:meth:`_relaxed_reads`) and only the others solved."""
+        if self._lines.relaxed(self._g):
+            cur, have = self._kept_rows(v_read)
+            if have.all():
+                return cur.copy()
+            n_rows, n_cols = self.shape
+            row_v = np.where(have[:, :, None], 0.0, np.eye(n_rows) * v_read)      # kept rows: idle
+            rows = np.broadcast_to(np.arange(n_rows), (self.n_chips, n_rows))
+            got = self._line_solve(row_v, np.zeros((self.n_chips, n_rows, n_cols)), READ_TOL,
+                                   self._focus_of(np.where(have, -1, rows), -1), lambda sol, sl: (sol.col_current,))[0]
+            np.copyto(cur, got, where=~have[:, :, None])
+            have[:] = True
+            return cur.copy()
         n_rows, n_cols = self.shape
         row_v = np.broadcast_to(np.eye(n_rows) * v_read, (self.n_chips, n_rows, n_rows))
         return self._line_solve(row_v, np.zeros((self.n_chips, n_rows, n_cols)), READ_TOL,

@@ -185,3 +185,42 @@ def test_the_joint_fit_stops_each_chip_on_its_own():
     np.testing.assert_array_equal(both.fit(readings, start=start)[0], alone.fit(readings[:1])[0])
     assert both.fit_steps > alone.fit_steps
     np.testing.assert_allclose(both.est, g, rtol=1e-7)
+
+
+def test_reads_of_unchanged_chips_reuse_their_rows_bit_for_bit(monkeypatch):
+    """Grounded reads on relaxed lines solve only the rows of the chips whose conductances changed
+    since the row was last read; the others' currents are the kept ones, bit for bit what a new
+    solve gives (each operating point is relaxed on its own).  A read at another voltage, or a
+    chip changed in any way, solves again."""
+    import mock_hw.sim_chip as sim_chip
+    B = 6
+    xb = sim_chip.SimulatedCrossbar(8, 8, n_chips=B, seed=7)
+    rng = np.random.default_rng(8)
+    rows = np.array([rng.permutation(8) for _ in range(B)])
+    cols = np.array([rng.permutation(8) for _ in range(B)])
+    every = np.ones((B, 8), bool)
+    first = xb._relaxed_reads(rows, cols, xb.v_read, every)
+    solved = []
+    line_solve = xb._line_solve
+
+    def counting(row_v, *args, **kw):
+        solved.append(int((np.abs(row_v).max(axis=2) > 0).sum()))     # operating points with a drive
+        return line_solve(row_v, *args, **kw)
+    monkeypatch.setattr(xb, "_line_solve", counting)
+    np.testing.assert_array_equal(xb._relaxed_reads(rows, cols, xb.v_read, every), first)
+    assert solved == []                                                # nothing changed: nothing solved
+    hit = np.zeros((B, 8), bool)
+    hit[[0, 3], 0] = True                                              # one cell of chips 0 and 3
+    xb.pulse(rows, cols, np.full((B, 8), 1.4), 1e-6, "v/2", active=hit)
+    solved.clear()
+    got = xb._relaxed_reads(rows, cols, xb.v_read, every)
+    assert solved == [16]                                              # the 8 rows of the two pulsed chips
+    assert not np.array_equal(got[[0, 3]], first[[0, 3]])
+    np.testing.assert_array_equal(got[[1, 2, 4, 5]], first[[1, 2, 4, 5]])
+    xb._rows_kept = None                                               # every row solved anew
+    np.testing.assert_array_equal(xb._relaxed_reads(rows, cols, xb.v_read, every), got)
+    solved.clear()
+    xb._relaxed_reads(rows, cols, 0.5 * xb.v_read, every)
+    assert solved == [B * 8]
+    # the full map reuses them too, and equals the lanes' reads
+    np.testing.assert_array_equal(xb._grounded_rows(xb.v_read)[np.arange(B)[:, None], rows, cols], got)
