@@ -119,6 +119,7 @@ def network_case(model, data, extent, r_line: float, seed: int, save: str | None
             "error_with": a["product_error"], "error_without": a.get("product_error_without_predistortion",
                                                                       a["product_error"]),
             "top_uS": dep.report["predistortion"]["mapping_window_uS"][1], "points": a["test_points"],
+            "stuck": {k: dep.report["tuning"][k] for k in ("stuck_flagged", "stuck_detected", "stuck_true")},
             "wall": time.perf_counter() - t0}
 
 
@@ -143,7 +144,9 @@ def networks(seed: int, resistances, names=("moons", "digits"), save: str | None
             print(f"    r_line {r_line:4.2f} ohm (measured {c['estimate']:5.3f}): chip product without pre-distortion "
                   f"{100 * c['without']:6.2f} %, with {100 * c['with']:6.2f} % ({gap:+.2f} points below software; "
                   f"target <= 1) | product error per layer {err(c['error_without'])} -> {err(c['error_with'])} % "
-                  f"| weights mapped up to {c['top_uS']:.0f} uS | {c['points']} points | wall {c['wall']:.0f} s "
+                  f"| weights mapped up to {c['top_uS']:.0f} uS | stuck flagged {c['stuck']['stuck_flagged']} "
+                  f"({c['stuck']['stuck_detected']} of the {c['stuck']['stuck_true']} truly stuck: simulator's truth, "
+                  f"analysis) | {c['points']} points | wall {c['wall']:.0f} s "
                   f"| load {load()}", flush=True)
 
 

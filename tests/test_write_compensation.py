@@ -93,6 +93,35 @@ def test_far_cells_converge_with_compensated_writes_and_are_condemned_without():
     assert out[False][1] >= 4 and out[False][0] <= 0.75
 
 
+def test_stuck_devices_the_lines_starve_are_flagged_at_the_drive_limit():
+    """Compensated drives stop at ``compensation_max`` (1.95 V), so through lines that give a cell
+    less than 1.7/1.95 of its drive the stuck rule's full ramp (1.7 V) never reaches it.  On a 16×16
+    chip at 4 Ω with 20 % stuck devices, a stuck device given up at the limit without moving is
+    flagged stuck all the same (``STUCK_HELD_RAMP``; before the rule 12 of the 45 ended *failed*),
+    and no working cell is."""
+    from mock_hw.presets import get_preset
+
+    params = get_preset("tio2-3it")
+    params = params.with_(device=params.device.with_(stuck_lrs_frac=0.1, stuck_hrs_frac=0.1))
+    xb = SimulatedCrossbar(16, 16, preset=params, seed=1, r_line=4.0)
+    tg = np.random.default_rng(5).uniform(100e-6, 500e-6, (16, 16))
+    r_est, beta = line_estimate(xb)
+    res = tune(xb, tg, TunerConfig(line_resistance=r_est, device_beta=beta, passes=1), record_trace=True)
+    stuck = ~xb.working_mask[0]
+    off = stuck & (np.abs(xb.true_conductance[0] - tg) > 0.01 * tg)
+    assert off.sum() >= 30
+    assert (res.status[0][off] == STUCK).all()
+    assert not (res.status[0][~stuck] == STUCK).any()
+    # some of them were flagged at the limit: their last write was driven there
+    tr = res.trace
+    last = {}
+    for r, c, kind, amp in zip(tr["row"], tr["col"], tr["kind"], tr["amplitude"]):
+        if kind == 1:
+            last[(r, c)] = abs(amp)
+    at_limit = [last[(r, c)] >= TunerConfig().compensation_max - 1e-9 for r, c in zip(*np.nonzero(off))]
+    assert sum(at_limit) >= 5
+
+
 def test_compensation_is_off_without_a_line_correction():
     """On ideal lines (no correction) a run is the same with and without ``write_compensation``."""
     tg = np.random.default_rng(2).uniform(150e-6, 450e-6, (6, 6))
