@@ -391,17 +391,18 @@ class SimulatedCrossbar(Crossbar):
         on_lanes = np.flatnonzero(need.any(axis=0))
         if on_lanes.size >= n_rows and np.count_nonzero(need) >= self.n_chips * n_rows:
             self._grounded_rows(v_read)
-        elif on_lanes.size:        # the lanes to solve on some chip, one right-hand side each
-            r_on = rows[:, on_lanes]
-            lit = need[:, on_lanes]
+        elif on_lanes.size:        # the lanes to solve on the chips that need one, one right-hand side each
+            chips = np.flatnonzero(need.any(axis=1))
+            r_on = rows[chips][:, on_lanes]
+            lit = need[chips][:, on_lanes]
             lane = np.broadcast_to(np.arange(on_lanes.size), r_on.shape)
-            row_v = np.zeros((self.n_chips, on_lanes.size, n_rows))
-            row_v[b[:, on_lanes], lane, r_on] = np.where(lit, v_read, 0.0)
-            got, = self._line_solve(row_v, np.zeros((*r_on.shape, self.shape[1])), READ_TOL,
-                                    self._focus_of(np.where(lit, r_on, -1), -1), lambda sol, sl: (sol.col_current,))
+            row_v = np.zeros((chips.size, on_lanes.size, n_rows))
+            row_v[np.arange(chips.size)[:, None], lane, r_on] = np.where(lit, v_read, 0.0)
+            got, = self._relaxed_chips_solve(chips, row_v, np.zeros((*r_on.shape, self.shape[1])), READ_TOL,
+                                             lambda sol, idx: (sol.col_current,))
             bb, kk = np.nonzero(lit)
-            cur[bb, r_on[bb, kk]] = got[bb, kk]
-            have[bb, r_on[bb, kk]] = True
+            cur[chips[bb], r_on[bb, kk]] = got[bb, kk]
+            have[chips[bb], r_on[bb, kk]] = True
         return np.where(active, cur[b, rows, cols], 0.0)
 
     def _kept_rows(self, v_read):
@@ -432,11 +433,11 @@ class SimulatedCrossbar(Crossbar):
             if have.all():
                 return cur.copy()
             n_rows, n_cols = self.shape
-            row_v = np.where(have[:, :, None], 0.0, np.eye(n_rows) * v_read)      # kept rows: idle
-            rows = np.broadcast_to(np.arange(n_rows), (self.n_chips, n_rows))
-            got = self._line_solve(row_v, np.zeros((self.n_chips, n_rows, n_cols)), READ_TOL,
-                                   self._focus_of(np.where(have, -1, rows), -1), lambda sol, sl: (sol.col_current,))[0]
-            np.copyto(cur, got, where=~have[:, :, None])
+            chips = np.flatnonzero(~have.all(axis=1))
+            row_v = np.where(have[chips, :, None], 0.0, np.eye(n_rows) * v_read)      # kept rows: idle
+            got = self._relaxed_chips_solve(chips, row_v, np.zeros((chips.size, n_rows, n_cols)), READ_TOL,
+                                            lambda sol, idx: (sol.col_current,))[0]
+            cur[chips] = np.where(have[chips, :, None], cur[chips], got)
             have[:] = True
             return cur.copy()
         n_rows, n_cols = self.shape
@@ -464,6 +465,20 @@ class SimulatedCrossbar(Crossbar):
             sl = slice(b0, b0 + LINE_CHIPS)
             f = None if focus is None else tuple(x[sl] if np.ndim(x) else x for x in focus)
             parts.append(take(self._lines.solve(self._g, row_v[sl], col_v[sl], tol=tol, focus=f, chips=sl), sl))
+        return tuple(np.concatenate(p) for p in zip(*parts))
+
+    def _relaxed_chips_solve(self, chips, row_v, col_v, tol, take):
+        """:meth:`_line_solve` on relaxed lines of the chips ``chips`` only (sorted indices; the
+        others source nothing in the call), their operating points ``row_v`` (len(chips), K, R) /
+        ``col_v`` (len(chips), K, C), V: ``take(solution, chip indices)`` concatenated over those
+        chips, :data:`LINE_CHIPS` at a time.  The answers are those of a solve of the whole batch
+        bit for bit (each chip's relaxation is its own); a batch of many chips with a few at work
+        (a re-verify pass) no longer carries the others through the solve."""
+        parts = []
+        for j0 in range(0, chips.size, LINE_CHIPS):
+            idx = chips[j0:j0 + LINE_CHIPS]
+            sl = slice(j0, j0 + LINE_CHIPS)
+            parts.append(take(self._lines.solve(self._g, row_v[sl], col_v[sl], tol=tol, chips=idx), idx))
         return tuple(np.concatenate(p) for p in zip(*parts))
 
     def _isolated_reads(self, rows, cols, v_read, active) -> np.ndarray:
@@ -1023,16 +1038,22 @@ class SimulatedCrossbar(Crossbar):
             """The chips' energies (chips, K) and the devices each lane's voltages reach beyond a
             threshold, for every lane at once (thresholds do not change): lane, flat index,
             voltage and width of each, in lane then flat order."""
-            e = (sol.v_cell * sol.i_cell).sum(axis=(2, 3)) * width[sl, on_lanes]
-            self._unselected_lines(sol.v_cell, lit[sl], rows[sl, on_lanes], cols[sl, on_lanes])
+            e = (sol.v_cell * sol.i_cell).sum(axis=(2, 3)) * width[sl][:, on_lanes]      # (sl: a slice or indices)
+            self._unselected_lines(sol.v_cell, lit[sl], rows[sl][:, on_lanes], cols[sl][:, on_lanes])
             v_eq = equivalent_voltage(sol.v_cell, w_on[sl], d)
             hit = (v_eq > pop.vth_set[sl, None]) | (-v_eq > pop.vth_reset[sl, None])
             q, b, i, j = np.nonzero(hit.transpose(1, 0, 2, 3))
-            return (e, q, (b + (sl.start or 0)) * per_chip + i * n_cols + j,
+            return (e, q, np.arange(self.n_chips)[sl][b] * per_chip + i * n_cols + j,
                     sol.v_cell[b, q, i, j], w_on[sl][b, q, 0, 0])
 
-        e, lane_of, flat, v_hit, w_hit = self._line_solve(row_v, col_v, PULSE_TOL, focus, take)
-        energy[:, on_lanes] = e
+        if self._lines.relaxed(self._g):        # the chips with a lit lane only (the others source nothing)
+            live = np.flatnonzero(lit.any(axis=1))
+            e_live, lane_of, flat, v_hit, w_hit = self._relaxed_chips_solve(live, row_v[live], col_v[live],
+                                                                            PULSE_TOL, take)
+            energy[np.ix_(live, on_lanes)] = e_live
+        else:
+            e, lane_of, flat, v_hit, w_hit = self._line_solve(row_v, col_v, PULSE_TOL, focus, take)
+            energy[:, on_lanes] = e
         # each lane's devices in flat order (the chunks come in chip order)
         order = np.argsort(lane_of, kind="stable")
         bounds = np.searchsorted(lane_of[order], np.arange(on_lanes.size + 1))

@@ -189,9 +189,9 @@ def test_the_joint_fit_stops_each_chip_on_its_own():
 
 def test_reads_of_unchanged_chips_reuse_their_rows_bit_for_bit(monkeypatch):
     """Grounded reads on relaxed lines solve only the rows of the chips whose conductances changed
-    since the row was last read; the others' currents are the kept ones, bit for bit what a new
-    solve gives (each operating point is relaxed on its own).  A read at another voltage, or a
-    chip changed in any way, solves again."""
+    since the row was last read, and only those chips go through the solve; the others' currents
+    are the kept ones, bit for bit what a new solve gives (each operating point is relaxed on its
+    own).  A read at another voltage, or a chip changed in any way, solves again."""
     import mock_hw.sim_chip as sim_chip
     B = 6
     xb = sim_chip.SimulatedCrossbar(8, 8, n_chips=B, seed=7)
@@ -201,12 +201,12 @@ def test_reads_of_unchanged_chips_reuse_their_rows_bit_for_bit(monkeypatch):
     every = np.ones((B, 8), bool)
     first = xb._relaxed_reads(rows, cols, xb.v_read, every)
     solved = []
-    line_solve = xb._line_solve
+    line_solve = xb._lines.solve
 
-    def counting(row_v, *args, **kw):
-        solved.append(int((np.abs(row_v).max(axis=2) > 0).sum()))     # operating points with a drive
-        return line_solve(row_v, *args, **kw)
-    monkeypatch.setattr(xb, "_line_solve", counting)
+    def counting(g, row_v, *args, **kw):
+        solved.append((len(row_v), int((np.abs(row_v).max(axis=2) > 0).sum())))   # chips, points with a drive
+        return line_solve(g, row_v, *args, **kw)
+    monkeypatch.setattr(xb._lines, "solve", counting)
     np.testing.assert_array_equal(xb._relaxed_reads(rows, cols, xb.v_read, every), first)
     assert solved == []                                                # nothing changed: nothing solved
     hit = np.zeros((B, 8), bool)
@@ -214,13 +214,50 @@ def test_reads_of_unchanged_chips_reuse_their_rows_bit_for_bit(monkeypatch):
     xb.pulse(rows, cols, np.full((B, 8), 1.4), 1e-6, "v/2", active=hit)
     solved.clear()
     got = xb._relaxed_reads(rows, cols, xb.v_read, every)
-    assert solved == [16]                                              # the 8 rows of the two pulsed chips
+    assert solved == [(2, 16)]                             # the 8 rows of the two pulsed chips, alone
     assert not np.array_equal(got[[0, 3]], first[[0, 3]])
     np.testing.assert_array_equal(got[[1, 2, 4, 5]], first[[1, 2, 4, 5]])
     xb._rows_kept = None                                               # every row solved anew
     np.testing.assert_array_equal(xb._relaxed_reads(rows, cols, xb.v_read, every), got)
     solved.clear()
     xb._relaxed_reads(rows, cols, 0.5 * xb.v_read, every)
-    assert solved == [B * 8]
+    assert solved == [(B, B * 8)]
     # the full map reuses them too, and equals the lanes' reads
     np.testing.assert_array_equal(xb._grounded_rows(xb.v_read)[np.arange(B)[:, None], rows, cols], got)
+
+
+def test_only_the_chips_at_work_go_through_a_relaxed_solve_bit_for_bit(monkeypatch):
+    """Pulses and reads on relaxed lines solve only the chips with a lane at work in the call; the
+    chip ends in the same state, with the same energies and readings, bit for bit, as when every
+    chip of the batch is carried through the solve (the idle ones source nothing)."""
+    import mock_hw.sim_chip as sim_chip
+    B = 6
+    solve_chips = sim_chip.SimulatedCrossbar._relaxed_chips_solve
+
+    def every_chip(self, chips, row_v, col_v, tol, take):
+        full_r, full_c = np.zeros((B, *row_v.shape[1:])), np.zeros((B, *col_v.shape[1:]))
+        full_r[chips], full_c[chips] = row_v, col_v
+        out = solve_chips(self, np.arange(B), full_r, full_c, tol, take)
+        return (out[0][chips], *out[1:])                 # the per-chip part first (energies, currents)
+
+    def run():
+        xb = sim_chip.SimulatedCrossbar(8, 8, n_chips=B, seed=9)
+        assert xb._lines.relaxed(xb._g)
+        rng = np.random.default_rng(10)
+        out = []
+        for step in range(4):
+            rows = np.array([rng.permutation(8) for _ in range(B)])
+            cols = np.array([rng.permutation(8) for _ in range(B)])
+            act = np.zeros((B, 8), bool)
+            act[[1, 4] if step % 2 else [0, 2, 5]] = rng.random(8) < 0.6
+            amp = rng.uniform(1.1, 2.1, (B, 8)) * rng.choice([-1, 1], (B, 8))
+            res = xb.pulse(rows, cols, amp, 1e-6, "v/2", active=act)
+            out += [res.energy, xb.read(rows, cols, active=act[::-1]).conductance, xb.true_conductance]
+        return out + [xb.read_array(), np.array(xb.max_unselected_v)]
+
+    alone = run()
+    with monkeypatch.context() as m:
+        m.setattr(sim_chip.SimulatedCrossbar, "_relaxed_chips_solve", every_chip)
+        carried = run()
+    for a, b in zip(alone, carried):
+        np.testing.assert_array_equal(a, b)
