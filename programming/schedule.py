@@ -13,16 +13,22 @@ from __future__ import annotations
 
 import numpy as np
 
-ORDERS = ("row", "column", "diagonal", "random")
+ORDERS = ("row", "column", "diagonal", "random", "reach")
 _NO_RANK = np.iinfo(np.int64).max      # the key of a cell that cannot be picked
 
 
-def cell_rank(shape: tuple[int, int], order: str = "row", rng: np.random.Generator | None = None) -> np.ndarray:
+def cell_rank(shape: tuple[int, int], order: str = "row", rng: np.random.Generator | None = None,
+              need=None) -> np.ndarray:
     """Priority of every cell (0 = first), shape ``shape``: row-major, column-major, by diagonal
-    ((col − row) mod cols, then row) or random."""
+    ((col − row) mod cols, then row), random, or by ``reach``: the cells with the largest ``need``
+    (shape ``shape``: the drive a write needs per volt across the cell, from the tuner's line model)
+    first, row-major among equals; without ``need`` (ideal lines) row-major."""
     n_rows, n_cols = shape
     rr, cc = np.indices(shape)
-    if order == "row":
+    if order == "reach" and need is not None:
+        key = np.lexsort(((rr * n_cols + cc).ravel(), -np.asarray(need, float).ravel()))
+        key = np.argsort(key).reshape(shape)
+    elif order in ("row", "reach"):
         key = rr * n_cols + cc
     elif order == "column":
         key = cc * n_rows + rr

@@ -305,6 +305,8 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
         run.reset_sweep(todo, p)        # before the line model's first read: it sees the cells reset
     run.corr = _start_correction(xb, cfg, rec, parallel, on_instrument)
     cfg = run.cfg = choose_write_scheme(xb, cfg, run.corr)
+    if cfg.order == "reach":
+        run.rank = cell_rank(xb.shape, "reach", need=_write_need(xb, cfg, run.corr))
     final = np.full(full, np.nan)
     bar = _progress(int(todo.sum()), progress, p)
     try:
@@ -799,6 +801,18 @@ def choose_write_scheme(xb, cfg: TunerConfig, corr=None) -> TunerConfig:
     # V/3 itself leaves cells short of the start amplitude: their writes widen up to the chip's limit
     return replace(v3, width_max=max(cfg.width, xb.limits.width_max),
                    pulses_at_cap=max(cfg.pulses_at_cap, AUTO_LONG_PULSES_AT_CAP))
+
+
+def _write_need(xb, cfg: TunerConfig, corr=None):
+    """The drive per volt across the cell that each cell's writes need under ``cfg``'s write
+    scheme, from the tuner's line model (the inverse of
+    :meth:`~programming.ir_correction.ReadCorrection.write_transfer` at the SET start amplitude,
+    averaged over the chips): shape ``xb.shape``; None without a line model (ideal lines)."""
+    share = WRITE_SHARES.get(parse_write_scheme(cfg.write_scheme)) if cfg.write_scheme != AUTO_SCHEME else None
+    if corr is None or share is None:
+        return None
+    rows, cols = (np.broadcast_to(a.ravel(), (xb.n_chips, a.size)) for a in np.indices(xb.shape))
+    return (1.0 / corr.write_transfer(rows, cols, cfg.v_set_start, *share)).mean(axis=0).reshape(xb.shape)
 
 
 def _line_correction(xb, cfg: TunerConfig, **options):

@@ -65,3 +65,11 @@ def test_parallel_is_capped_and_validated():
     assert SlotScheduler((4, 6), np.ones((1, 4, 6), bool), cell_rank((4, 6)), 99).parallel == 4
     with pytest.raises(ValueError, match="parallel"):
         SlotScheduler((4, 6), np.ones((1, 4, 6), bool), cell_rank((4, 6)), 0)
+
+
+def test_reach_order_puts_the_cells_that_need_most_drive_first():
+    """``reach``: the largest need first, row-major among equals; without a need, row-major."""
+    need = np.array([[1.0, 2.0, 3.0], [1.0, 3.0, 1.5]])
+    rows, cols = np.unravel_index(np.argsort(cell_rank(need.shape, "reach", need=need), axis=None), need.shape)
+    assert list(zip(rows, cols)) == [(0, 2), (1, 1), (0, 1), (1, 2), (0, 0), (1, 0)]
+    assert (cell_rank((2, 3), "reach") == cell_rank((2, 3), "row")).all()

@@ -121,3 +121,19 @@ def test_auto_on_the_instrument_loop_writes_v2():
     with pytest.raises(ValueError, match="stop here"):
         tune_fn(xb, np.full((4, 4), 200e-6), TunerConfig(), on_instrument=True)
     assert asked and set(asked) == {"v/2"}
+
+
+def test_reach_order_tunes_the_cells_the_lines_starve_most_first():
+    """``order="reach"``: cells are tuned in decreasing drive need by the tuner's line model, so the
+    cell far from both terminals (row 0 from the column terminals, the last column from the row
+    drivers) comes first, before cells each next to one terminal that row-major order takes first;
+    without a line estimate the order is row-major."""
+    tg = np.full((N, N), np.nan)
+    for r, c in ((0, 0), (N - 1, N - 1), (0, N - 1)):
+        tg[r, c] = 300e-6
+    for lines, first in ((R_STARVED, (0, N - 1)), (0.0, (0, 0))):
+        xb = SimulatedCrossbar(N, N, seed=0, r_line=lines)
+        cfg = replace(_auto(xb), order="reach", parallel=1, passes=1)
+        tr = tune(xb, tg, cfg, record_trace=True).trace
+        tuned = (tr["kind"] == 0) & (tr["pass"] == 0)                    # the reads of pass 1, in order
+        assert (int(tr["row"][tuned][0]), int(tr["col"][tuned][0])) == first
