@@ -77,11 +77,16 @@ class SlotScheduler:
         self._major = np.minimum(self._major, self.n_major - 1)
         self._rank = np.where(self._valid, rank[self._major, self._minor], _NO_RANK)
         self.busy_minor = np.zeros((self.n_chips, self.n_minor), bool)
+        # each candidate's flat index within its chip's (major, minor) plane, for flat gathers
+        self._cell = self._major * self.n_minor + self._minor
         # cells left on each slot's lines: a slot with none is never searched again
         per_major = np.zeros((self.n_chips, k * self.parallel), np.int64)
         per_major[:, :self.n_major] = self.remaining.sum(axis=2)
         self.slot_left = per_major.reshape(self.n_chips, k, self.parallel).sum(axis=1)
         self.left = int(self.slot_left.sum())
+        # the idle slots the last assign searched and could not serve, while nothing changed since
+        # (no release, no slot losing a line to another): searching them again gives nothing
+        self._searched = None
 
     def has_work(self) -> bool:
         return self.left > 0
@@ -89,13 +94,19 @@ class SlotScheduler:
     def assign(self, idle: np.ndarray):
         """Pick cells for the ``idle`` slots (bool (n_chips, P)).  Returns (chip, slot, row, col)
         index arrays of the slots that got a cell; marks those cells taken and their lines busy.
-        Only idle slots with cells left on their lines are searched (the others could get none)."""
-        chip, slot = np.nonzero(idle & (self.slot_left > 0))
+        Only idle slots with cells left on their lines are searched (the others could get none),
+        and none at all when they were all searched in vain since the last :meth:`release`."""
+        want = idle & (self.slot_left > 0)
+        if self._searched is not None and not (want > self._searched).any():
+            return (np.empty(0, np.intp),) * 4      # the same search on the same state: nothing
+        chip, slot = np.nonzero(want)
         if chip.size == 0:
             return (np.empty(0, np.intp),) * 4
-        maj = self._major[slot]                         # (n, k*minor)
-        mnr = self._minor[slot]
-        ok = self._valid[slot] & self.remaining[chip[:, None], maj, mnr] & ~self.busy_minor[chip[:, None], mnr]
+        # (n, k*minor) candidates: left to tune, their minor line free (flat gathers of the chip's plane)
+        base = chip[:, None] * self.n_minor
+        ok = self.remaining.reshape(-1).take(self._cell[slot] + base * self.n_major)
+        ok &= self._valid[slot]
+        ok &= ~self.busy_minor.reshape(-1).take(self._minor[slot] + base)
         key = np.where(ok, self._rank[slot], _NO_RANK)
         pick = key.argmin(axis=1)
         got = ok[np.arange(chip.size), pick]
@@ -108,7 +119,13 @@ class SlotScheduler:
             first = np.ones(order.size, bool)
             first[1:] = (chip[order][1:] != chip[order][:-1]) | (mnr[order][1:] != mnr[order][:-1])
             keep = order[first]
+            lost = keep.size < chip.size
             chip, slot, maj, mnr = chip[keep], slot[keep], maj[keep], mnr[keep]
+        else:
+            lost = False
+        # unless a slot lost its pick to another (it may take its next cell at once), the slots
+        # left idle stay unservable until a release frees a line
+        self._searched = None if lost else want
         self.remaining[chip, maj, mnr] = False
         self.busy_minor[chip, mnr] = True
         self.slot_left[chip, slot] -= 1
@@ -118,4 +135,5 @@ class SlotScheduler:
 
     def release(self, chip: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
         """The slots tuning these cells are done with them: free their minor lines."""
+        self._searched = None
         self.busy_minor[chip, cols if self.major_is_row else rows] = False

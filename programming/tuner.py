@@ -217,16 +217,21 @@ class _Slots:
         self.g_lo, self.g_hi = np.full(shape, np.inf), np.full(shape, -np.inf)
         self.last = np.full(shape, np.nan)  # last reading, S
 
-    def load(self, chip, slot, rows, cols, target) -> None:
+    def load(self, chip, slot, rows, cols, target, carry: dict | None = None, reset: bool = False) -> None:
         """Start tuning cell (rows, cols) of ``chip`` in ``slot`` toward ``target`` (S), accepting
-        readings within ``target·(1 ± half)``."""
-        self.rows[chip, slot] = rows
-        self.cols[chip, slot] = cols
-        self.target[chip, slot] = target
-        self.done[chip, slot] = False
-        self.width[chip, slot] = self.width0
+        readings within ``target·(1 ± half)``; ``carry``: what the cells' records start from (per
+        record field, else 0); ``reset``: the cells get their initial RESET first."""
+        k = chip * self.done.shape[1] + slot      # flat slot indices (every array is C-contiguous)
+        self.rows.put(k, rows)
+        self.cols.put(k, cols)
+        self.target.put(k, target)
+        self.done.put(k, False)
+        self.width.put(k, self.width0)
+        self.pending_reset.put(k, reset)
         for name, value in self._RESET:
-            getattr(self, name)[chip, slot] = value
+            getattr(self, name).put(k, value)
+        for name, value in (carry or {}).items():
+            getattr(self, name).put(k, value)
 
 
 def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=False,
@@ -412,6 +417,7 @@ class _Run:
         self.read_pairs: list[float] = []   # relative differences of back-to-back reads with no pulse between
         # what the RESET sweep spent on each cell, added to its records when the pass tunes it
         self.carry = {k: np.zeros(tgt.shape, rec[k].dtype) for k in ("pulses", "energy", "time")}
+        self.swept = False  # the RESET sweep ran: :attr:`carry` holds what it spent
 
     def read_noise(self) -> float:
         """The relative noise of one read, measured: from the differences d of back-to-back reads of
@@ -463,6 +469,7 @@ class _Run:
         xb, cfg = self.xb, self.cfg
         sched = SlotScheduler(xb.shape, todo, self.rank, self.parallel)
         n = _Slots(xb.n_chips, sched.parallel, cfg, self.half)
+        self.swept = True
         while sched.has_work():
             if self.should_stop is not None and self.should_stop():
                 raise TuneInterrupted(TuneState(pass_no, todo.copy(), self.status.copy(),
@@ -499,33 +506,34 @@ class _Run:
         sched = SlotScheduler(xb.shape, todo, self.rank, self.parallel)
         n = _Slots(xb.n_chips, sched.parallel, cfg, self.half)
         remaining = todo.copy()
+        rows, cols = xb.shape
         while True:
             if self.should_stop is not None and self.should_stop():
                 raise TuneInterrupted(TuneState(pass_no, remaining, self.status.copy(),
                                                 *(v.copy() for v in self.rec.values()), self.compliance))
-            if sched.has_work() and n.done.any():
+            if sched.has_work():
                 chip, slot, r, c = sched.assign(n.done)
                 if chip.size:
-                    n.load(chip, slot, r, c, self.tgt[chip, r, c] * (1 + self.shift / 2))
-                    n.pending_reset[chip, slot] = reset
-                    for key, value in self._take_carry(chip, r, c).items():
-                        getattr(n, key)[chip, slot] += value
+                    n.load(chip, slot, r, c, self.tgt[chip, r, c] * (1 + self.shift / 2),
+                           self._take_carry(chip, r, c) if self.swept else None, reset)
             if n.done.all():
                 if not sched.has_work():
                     return
                 raise RuntimeError("write-verify scheduler made no progress (internal error)")
             self.compliance += _step(xb, n, cfg, pass_no, self.trace, self.corr)
-            if n.finished.any():
-                chip, slot = np.nonzero(n.finished)
-                r, c = n.rows[chip, slot], n.cols[chip, slot]
-                done = [getattr(n, key)[chip, slot] for key in self.rec]
+            k = np.flatnonzero(n.finished)      # flat slot indices (the slot arrays are C-contiguous)
+            if k.size:
+                chip = k // n.done.shape[1]
+                r, c = n.rows.take(k), n.cols.take(k)
+                cell = (chip * rows + r) * cols + c     # flat cell indices (the records are C-contiguous)
+                done = [getattr(n, key).take(k) for key in self.rec]
                 for key, value in zip(self.rec, done):
-                    self.rec[key][chip, r, c] += value
-                status = n.status[chip, slot]
-                self.status[chip, r, c] = status
-                self.settled[chip, r, c] = np.where(status == CONVERGED, n.last[chip, slot], np.nan)
-                remaining[chip, r, c] = False
-                self.journal.cells_finished(pass_no, chip, r, c, self.tgt[chip, r, c], status, n.last[chip, slot], *done)
+                    self.rec[key].reshape(-1)[cell] += value
+                status, last = n.status.take(k), n.last.take(k)
+                self.status.put(cell, status)
+                self.settled.put(cell, np.where(status == CONVERGED, last, np.nan))
+                remaining.put(cell, False)
+                self.journal.cells_finished(pass_no, chip, r, c, self.tgt.take(cell), status, last, *done)
                 sched.release(chip, r, c)
                 bar.update(int(chip.size))
                 if self.corr is not None:
