@@ -620,7 +620,8 @@ class SimulatedCrossbar(Crossbar):
     # ----------------------------------------------------------------------------- pulses
     def _pulse(self, rows, cols, amplitude, width, scheme, active) -> PulseResult:
         if self.params.r_line == 0 and scheme is not WriteScheme.FLOAT:
-            self._unselected_ideal(np.broadcast_to(amplitude, active.shape)[active], scheme)
+            self._unselected_ideal((amplitude if amplitude.shape == active.shape
+                                    else np.broadcast_to(amplitude, active.shape))[active], scheme)
         if scheme is WriteScheme.V2 and self.params.r_line == 0:
             lanes = self._active_lanes(rows, cols, active)
             if self._keys_distinct(*lanes[1:4]):
@@ -882,6 +883,7 @@ class SimulatedCrossbar(Crossbar):
         half_eq = equivalent_voltage(half, w, d)   # thresholds are compared with the width-equivalent voltage
         pop = self.population
         screens = self._half_select_screens()
+        by_pol = screens.get("by_pol")
         lowest = screens.get("lowest")         # below the chip's lowest thresholds: no line is read
         quiet = lowest is not None and screens["row"][2] is None and half_eq.max(initial=0.0) <= lowest[0] \
             and -half_eq.min(initial=0.0) <= lowest[1]
@@ -899,12 +901,16 @@ class SimulatedCrossbar(Crossbar):
             q = np.flatnonzero(cand)
             cb, cr, cc = chip_idx[q], r[q], c[q]
             # thresholds of every cell on each candidate lane's row (or column), for its polarity
-            if line_of == "row":
-                vs, vr, stuck = pop.vth_set[cb, cr, :], pop.vth_reset[cb, cr, :], pop.stuck[cb, cr, :]
-            else:
-                vs, vr, stuck = pop.vth_set[cb, :, cc], pop.vth_reset[cb, :, cc], pop.stuck[cb, :, cc]
             h = half_eq[q, None]
-            live = ((h > vs) | (-h > vr)) & ~stuck
+            if by_pol is not None:      # one gather: the thresholds of each lane's polarity
+                neg = (h[:, 0] < 0).view(np.int8)
+                live = np.abs(h) > (by_pol[neg, cb, cr, :] if line_of == "row" else by_pol[neg, cb, :, cc])
+            else:
+                if line_of == "row":
+                    vs, vr, stuck = pop.vth_set[cb, cr, :], pop.vth_reset[cb, cr, :], pop.stuck[cb, cr, :]
+                else:
+                    vs, vr, stuck = pop.vth_set[cb, :, cc], pop.vth_reset[cb, :, cc], pop.stuck[cb, :, cc]
+                live = ((h > vs) | (-h > vr)) & ~stuck
             if pop.unformed is not None:  # a half-select that reaches a forming voltage
                 uf, vf = (pop.unformed[cb, cr, :], pop.v_form[cb, cr, :]) if line_of == "row" else \
                     (pop.unformed[cb, :, cc], pop.v_form[cb, :, cc])
@@ -953,7 +959,8 @@ class SimulatedCrossbar(Crossbar):
         if pop.unformed is not None and pop.unformed.any():
             vf = np.where(pop.unformed, pop.v_form, np.inf)
             form_row, form_col = vf.min(axis=2), vf.min(axis=1)
-        return {"row": (rs, rr, form_row), "col": (cs, cr, form_col), "lowest": table["lowest"]}
+        return {"row": (rs, rr, form_row), "col": (cs, cr, form_col), "lowest": table["lowest"],
+                "by_pol": table["by_pol"]}
 
     def _screen_table(self) -> dict:
         """The thresholds of :meth:`_half_select_screens` without the forming screen, cached."""
@@ -964,8 +971,12 @@ class SimulatedCrossbar(Crossbar):
             key = (pop.vth_set, pop.vth_reset, pop.stuck)
             vs = np.where(pop.stuck, np.inf, pop.vth_set)
             vr = np.where(pop.stuck, np.inf, pop.vth_reset)
+            # every device's SET and RESET threshold (infinite where stuck), stacked by polarity: where
+            # no threshold is negative, a half-select h switches a device iff |h| > the threshold of
+            # h's polarity (h > vth_set, or -h > vth_reset)
+            by_pol = np.stack([vs, vr]) if min(float(pop.vth_set.min()), float(pop.vth_reset.min())) >= 0 else None
             cache = (key, {"row": (vs.min(axis=2), vr.min(axis=2)), "col": (vs.min(axis=1), vr.min(axis=1)),
-                           "lowest": (float(vs.min()), float(vr.min()))})
+                           "lowest": (float(vs.min()), float(vr.min())), "by_pol": by_pol})
             self._screen_cache = cache
         return cache[1]
 

@@ -461,6 +461,8 @@ class Crossbar(abc.ABC):
         arr = np.asarray(value, dtype=dtype)
         if arr.ndim == 0:                          # one value for every lane
             return np.full(shape, arr, dtype)
+        if arr.shape == shape:                     # one value per lane already: a copy
+            return arr.astype(dtype)
         try:
             return np.broadcast_to(arr, shape).astype(dtype)
         except ValueError:
