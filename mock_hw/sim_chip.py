@@ -887,6 +887,11 @@ class SimulatedCrossbar(Crossbar):
         lowest = screens.get("lowest")         # below the chip's lowest thresholds: no line is read
         quiet = lowest is not None and screens["row"][2] is None and half_eq.max(initial=0.0) <= lowest[0] \
             and -half_eq.min(initial=0.0) <= lowest[1]
+        by_line = screens.get("by_line")
+        if not quiet and by_line is not None and screens["row"][2] is None and pop.unformed is None:
+            self._half_hits_square(by_line, screens, chip_idx, r, c, half, half_eq, w, lane_idx,
+                                   (hit_b, hit_r, hit_c, hit_v, hit_w, hit_lane))
+            quiet = True        # listed
         for axis_len, line_of in (() if quiet else ((n_cols, "row"), (n_rows, "col"))):
             # only lanes whose half-select reaches the lowest threshold on their line can switch a
             # half-selected cell: the others' lines are not read at all (usually every lane)
@@ -945,6 +950,40 @@ class SimulatedCrossbar(Crossbar):
         duration = np.where(active, width + self.params.timing.pulse_overhead_s, 0.0)
         return PulseResult(energy, duration, compliance)
 
+    @staticmethod
+    def _half_hits_square(by_line, screens, chip_idx, r, c, half, half_eq, w, lane_idx, hits) -> None:
+        """The half-selected devices V/2 pulses switch on a square formed array, rows and columns in
+        one pass (what the screened loop of :meth:`_pulse_v2_concurrent` lists axis by axis: the
+        same hits, appended to ``hits`` — their order does not matter, they are sorted by cell and
+        lane).  ``by_line``: the thresholds by line (:meth:`_screen_table`)."""
+        keys = []
+        for line, line_of in ((r, "row"), (c, "col")):
+            lo_set, lo_reset, _ = screens[line_of]
+            key = chip_idx * lo_set.shape[1] + line
+            keys.append(np.flatnonzero((half_eq > lo_set.take(key)) | (-half_eq > lo_reset.take(key))))
+        n_row = keys[0].size
+        q = np.concatenate(keys)
+        if not q.size:
+            return
+        on_col = np.zeros(q.size, np.intp)
+        on_col[n_row:] = 1
+        cr, cc = r.take(q), c.take(q)
+        h = half_eq.take(q)
+        neg = (h < 0).view(np.int8)
+        live = np.abs(h)[:, None] > by_line[on_col, neg, chip_idx.take(q), np.where(on_col, cc, cr), :]
+        live[np.arange(q.size), np.where(on_col, cr, cc)] = False      # the selected cell: no half-select
+        k, pos = np.nonzero(live)
+        if k.size:
+            col_k = on_col.take(k).astype(bool)
+            k = q.take(k)
+            hit_b, hit_r, hit_c, hit_v, hit_w, hit_lane = hits
+            hit_b.append(chip_idx.take(k))
+            hit_r.append(np.where(col_k, pos, r.take(k)))
+            hit_c.append(np.where(col_k, c.take(k), pos))
+            hit_v.append(half.take(k))
+            hit_w.append(w.take(k))
+            hit_lane.append(lane_idx.take(k))
+
     def _half_select_screens(self) -> dict:
         """Per line (``"row"``: (n_chips, rows), ``"col"``: (n_chips, cols)), the lowest SET and
         RESET thresholds of its devices that can switch (stuck ones excluded), and the lowest
@@ -960,7 +999,7 @@ class SimulatedCrossbar(Crossbar):
             vf = np.where(pop.unformed, pop.v_form, np.inf)
             form_row, form_col = vf.min(axis=2), vf.min(axis=1)
         return {"row": (rs, rr, form_row), "col": (cs, cr, form_col), "lowest": table["lowest"],
-                "by_pol": table["by_pol"]}
+                "by_pol": table["by_pol"], "by_line": table["by_line"]}
 
     def _screen_table(self) -> dict:
         """The thresholds of :meth:`_half_select_screens` without the forming screen, cached."""
@@ -975,8 +1014,14 @@ class SimulatedCrossbar(Crossbar):
             # no threshold is negative, a half-select h switches a device iff |h| > the threshold of
             # h's polarity (h > vth_set, or -h > vth_reset)
             by_pol = np.stack([vs, vr]) if min(float(pop.vth_set.min()), float(pop.vth_reset.min())) >= 0 else None
+            # on a square array, the same by line: [0] along each row, [1] along each column (one
+            # gather serves the rows and the columns of every pulse)
+            by_line = None
+            if by_pol is not None and self.shape[0] == self.shape[1]:
+                by_line = np.stack([by_pol, by_pol.transpose(0, 1, 3, 2)])
+                by_pol = by_line[0]
             cache = (key, {"row": (vs.min(axis=2), vr.min(axis=2)), "col": (vs.min(axis=1), vr.min(axis=1)),
-                           "lowest": (float(vs.min()), float(vr.min())), "by_pol": by_pol})
+                           "lowest": (float(vs.min()), float(vr.min())), "by_pol": by_pol, "by_line": by_line})
             self._screen_cache = cache
         return cache[1]
 
