@@ -84,9 +84,9 @@ class SlotScheduler:
         per_major[:, :self.n_major] = self.remaining.sum(axis=2)
         self.slot_left = per_major.reshape(self.n_chips, k, self.parallel).sum(axis=1)
         self.left = int(self.slot_left.sum())
-        # the idle slots the last assign searched and could not serve, while nothing changed since
-        # (no release, no slot losing a line to another): searching them again gives nothing
-        self._searched = None
+        # slots searched in vain: every cell left on their lines sits on a busy minor line, so a
+        # search gives them nothing until a release frees one of those lines
+        self._vain = np.zeros((self.n_chips, self.parallel), bool)
 
     def has_work(self) -> bool:
         return self.left > 0
@@ -95,10 +95,10 @@ class SlotScheduler:
         """Pick cells for the ``idle`` slots (bool (n_chips, P)).  Returns (chip, slot, row, col)
         index arrays of the slots that got a cell; marks those cells taken and their lines busy.
         Only idle slots with cells left on their lines are searched (the others could get none),
-        and none at all when they were all searched in vain since the last :meth:`release`."""
+        and not those searched in vain since (:meth:`release` frees them when it frees a minor line
+        one of their cells is on): what a search of every idle slot would give."""
         want = idle & (self.slot_left > 0)
-        if self._searched is not None and not (want > self._searched).any():
-            return (np.empty(0, np.intp),) * 4      # the same search on the same state: nothing
+        want &= ~self._vain
         chip, slot = np.nonzero(want)
         if chip.size == 0:
             return (np.empty(0, np.intp),) * 4
@@ -110,6 +110,7 @@ class SlotScheduler:
         key = np.where(ok, self._rank[slot], _NO_RANK)
         pick = key.argmin(axis=1)
         got = ok[np.arange(chip.size), pick]
+        self._vain[chip[~got], slot[~got]] = True
         chip, slot, pick, key = chip[got], slot[got], pick[got], key[got, pick[got]]
         maj = self._major[slot, pick]
         mnr = self._minor[slot, pick]
@@ -119,13 +120,7 @@ class SlotScheduler:
             first = np.ones(order.size, bool)
             first[1:] = (chip[order][1:] != chip[order][:-1]) | (mnr[order][1:] != mnr[order][:-1])
             keep = order[first]
-            lost = keep.size < chip.size
             chip, slot, maj, mnr = chip[keep], slot[keep], maj[keep], mnr[keep]
-        else:
-            lost = False
-        # unless a slot lost its pick to another (it may take its next cell at once), the slots
-        # left idle stay unservable until a release frees a line
-        self._searched = None if lost else want
         self.remaining[chip, maj, mnr] = False
         self.busy_minor[chip, mnr] = True
         self.slot_left[chip, slot] -= 1
@@ -135,5 +130,9 @@ class SlotScheduler:
 
     def release(self, chip: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
         """The slots tuning these cells are done with them: free their minor lines."""
-        self._searched = None
-        self.busy_minor[chip, cols if self.major_is_row else rows] = False
+        minor = cols if self.major_is_row else rows
+        self.busy_minor[chip, minor] = False
+        # the slots with a cell left on a freed minor line may be served again
+        i, major = np.nonzero(self.remaining[chip, :, minor])
+        if i.size:
+            self._vain[chip[i], major % self.parallel] = False
