@@ -864,8 +864,6 @@ class SimulatedCrossbar(Crossbar):
         d = self.params.device
         n_rows, n_cols = self.shape
         li, chip_idx, r, c, sel = lanes
-        L = active.shape[1]
-        lane_idx = li - chip_idx * L
         v, w = amplitude.take(li), width.take(li)
         g_flat = self._g.reshape(-1)
         g_sel = g_flat.take(sel)
@@ -878,7 +876,9 @@ class SimulatedCrossbar(Crossbar):
             compliance.put(li[over], True)
         energy = np.zeros(active.shape)
         energy.put(li, self._energy_v2(chip_idx, r, c, v, w, g_sel))
-        hit_b, hit_r, hit_c, hit_v, hit_w, hit_lane = [chip_idx], [r], [c], [v], [w], [lane_idx]
+        # every hit: the flat cell, the active lane's index j (chip by chip in lane order) and the
+        # voltage (the selected cells first, each hit by its own lane)
+        hit_flat, hit_j, hit_v = [sel], [np.arange(li.size)], [v]
         half = v / 2
         half_eq = equivalent_voltage(half, w, d)   # thresholds are compared with the width-equivalent voltage
         pop = self.population
@@ -889,8 +889,8 @@ class SimulatedCrossbar(Crossbar):
             and -half_eq.min(initial=0.0) <= lowest[1]
         by_line = screens.get("by_line")
         if not quiet and by_line is not None and screens["row"][2] is None and pop.unformed is None:
-            self._half_hits_square(by_line, screens, chip_idx, r, c, half, half_eq, w, lane_idx,
-                                   (hit_b, hit_r, hit_c, hit_v, hit_w, hit_lane))
+            self._half_hits_square(by_line, screens, chip_idx, r, c, sel, half, half_eq, n_cols,
+                                   (hit_flat, hit_j, hit_v))
             quiet = True        # listed
         for axis_len, line_of in (() if quiet else ((n_cols, "row"), (n_rows, "col"))):
             # only lanes whose half-select reaches the lowest threshold on their line can switch a
@@ -924,20 +924,19 @@ class SimulatedCrossbar(Crossbar):
             k, pos = np.nonzero(live & other)
             if k.size:
                 k = q[k]
-                hit_b.append(chip_idx[k])
-                hit_r.append(r[k] if line_of == "row" else pos)
-                hit_c.append(pos if line_of == "row" else c[k])
+                hit_flat.append((chip_idx[k] * n_rows + (r[k] if line_of == "row" else pos)) * n_cols
+                                + (pos if line_of == "row" else c[k]))
+                hit_j.append(k)
                 hit_v.append(half[k])
-                hit_w.append(w[k])
-                hit_lane.append(lane_idx[k])
-        if len(hit_b) == 1:                     # the selected cells only: one hit each, in cell order
+        if len(hit_flat) == 1:                     # the selected cells only: one hit each, in cell order
             order = np.argsort(sel, kind="stable")
             self._mark_written(switch_at(g_flat, sel[order], v[order], w[order], pop, d, self._rng))
         else:
-            b, rr, cc, vv, ww, lane = (np.concatenate(x) for x in (hit_b, hit_r, hit_c, hit_v, hit_w, hit_lane))
-            flat = (b * n_rows + rr) * n_cols + cc
-            order = np.lexsort((lane, flat))
-            flat, vv, ww = flat[order], vv[order], ww[order]
+            flat, j, vv = (np.concatenate(x) for x in (hit_flat, hit_j, hit_v))
+            # by cell, then by lane (a cell's hits are of one chip, whose lanes j orders as they are);
+            # no cell has two hits of one lane, so the keys are distinct
+            order = np.argsort(flat * li.size + j)
+            flat, vv, ww = flat.take(order), vv.take(order), w.take(j.take(order))
             first = np.ones(flat.size, bool)
             first[1:] = flat[1:] != flat[:-1]
             self._mark_written(switch_at(g_flat, flat[first], vv[first], ww[first], pop, d, self._rng))
@@ -951,7 +950,7 @@ class SimulatedCrossbar(Crossbar):
         return PulseResult(energy, duration, compliance)
 
     @staticmethod
-    def _half_hits_square(by_line, screens, chip_idx, r, c, half, half_eq, w, lane_idx, hits) -> None:
+    def _half_hits_square(by_line, screens, chip_idx, r, c, sel, half, half_eq, n_cols, hits) -> None:
         """The half-selected devices V/2 pulses switch on a square formed array, rows and columns in
         one pass (what the screened loop of :meth:`_pulse_v2_concurrent` lists axis by axis: the
         same hits, appended to ``hits`` — their order does not matter, they are sorted by cell and
@@ -976,13 +975,12 @@ class SimulatedCrossbar(Crossbar):
         if k.size:
             col_k = on_col.take(k).astype(bool)
             k = q.take(k)
-            hit_b, hit_r, hit_c, hit_v, hit_w, hit_lane = hits
-            hit_b.append(chip_idx.take(k))
-            hit_r.append(np.where(col_k, pos, r.take(k)))
-            hit_c.append(np.where(col_k, c.take(k), pos))
+            hit_flat, hit_j, hit_v = hits
+            # the cell at position pos of the lane's row (sel − c + pos) or column (sel + (pos − r)·cols)
+            sel_k = sel.take(k)
+            hit_flat.append(np.where(col_k, sel_k + (pos - r.take(k)) * n_cols, sel_k - c.take(k) + pos))
+            hit_j.append(k)
             hit_v.append(half.take(k))
-            hit_w.append(w.take(k))
-            hit_lane.append(lane_idx.take(k))
 
     def _half_select_screens(self) -> dict:
         """Per line (``"row"``: (n_chips, rows), ``"col"``: (n_chips, cols)), the lowest SET and
