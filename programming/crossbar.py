@@ -501,8 +501,8 @@ class Crossbar(abc.ABC):
 
     def _check_cells(self, r, c, act) -> None:
         n_rows, n_cols = self.shape
-        if r.size and r.min() >= 0 and c.min() >= 0 and r.max() < n_rows and c.max() < n_cols:
-            return                                   # every lane (active or not) addresses the array
+        if r.size and r.view(np.uintp).max() < n_rows and c.view(np.uintp).max() < n_cols:
+            return      # every lane (active or not) addresses the array (a negative index reads huge unsigned)
         bad = act & ((r < 0) | (r >= n_rows) | (c < 0) | (c >= n_cols))
         if bad.any():
             b, l = np.argwhere(bad)[0]

@@ -109,9 +109,10 @@ class SlotScheduler:
         ok &= ~self.busy_minor.reshape(-1).take(self._minor[slot] + base)
         key = np.where(ok, self._rank[slot], _NO_RANK)
         pick = key.argmin(axis=1)
-        got = ok[np.arange(chip.size), pick]
+        key = key.min(axis=1)           # the pick's key: _NO_RANK where the slot has no candidate
+        got = key < _NO_RANK
         self._vain[chip[~got], slot[~got]] = True
-        chip, slot, pick, key = chip[got], slot[got], pick[got], key[got, pick[got]]
+        chip, slot, pick, key = chip[got], slot[got], pick[got], key[got]
         maj = self._major[slot, pick]
         mnr = self._minor[slot, pick]
         if chip.size > 1:

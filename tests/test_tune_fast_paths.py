@@ -4,6 +4,8 @@ line, the line check sorting, the energy summing the whole array, the relaxation
 activity evaluating the drift law over the whole batch)."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -145,3 +147,17 @@ def test_drift_increment_table_gives_the_drift_law_numbers(n_max):
     i = np.minimum(n, mean.shape[0] - 1).astype(np.intp)
     out = np.clip(g + mean[i, events] + sd[i, events] * np.random.default_rng(2).standard_normal(5000), d.g_min, d.g_max)
     np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("rows, cols, bad", [([[-1, 0], [0, 0]], [[0, 0], [0, 0]], "(-1, 0)"),
+                                             ([[0, 0], [0, 0]], [[0, 4], [0, 0]], "(0, 4)"),
+                                             ([[0, 0], [0, 3]], [[0, 0], [-2, 0]], "(0, -2)")])
+def test_lane_address_check_refuses_negative_and_too_large_indices(rows, cols, bad):
+    # the shortcut reads the indices as unsigned: a negative one must still be refused
+    xb = SimulatedCrossbar(4, 4, n_chips=2, seed=0, r_line=0.0)
+    r, c = np.array(rows, np.intp), np.array(cols, np.intp)
+    with pytest.raises(ValueError, match=f"cell {re.escape(bad)} is outside the 4x4 array"):
+        xb.read(r, c)
+    with pytest.raises(ValueError, match=f"cell {re.escape(bad)} is outside the 4x4 array"):
+        xb.pulse(r, c, 1.2, 1e-6)
+    assert xb.read(np.array([[0, 3], [3, 0]], np.intp), np.array([[0, 3], [1, 2]], np.intp)).conductance.shape == (2, 2)
