@@ -120,7 +120,8 @@ def test_out_of_window_error_names_cell_and_value():
 
 
 @pytest.mark.parametrize("field, value", [("tolerance", -0.01), ("v_step", 0.0), ("passes", 0),
-                                          ("order", "spiral"), ("write_scheme", "v/4"), ("guard", 1.0)])
+                                          ("order", "spiral"), ("write_scheme", "v/4"), ("guard", 1.0),
+                                          ("quiet_passes", -1)])
 def test_invalid_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=field.split("_")[0] if field == "write_scheme" else field):
         TunerConfig(**{field: value})

@@ -12,8 +12,8 @@ import pytest
 
 from mock_hw.sim_chip import SimulatedCrossbar
 from programming.ir_correction import line_estimate
-from programming.tuner import (AUTO_HALF_SELECT, AUTO_LONG_PULSES_AT_CAP, AUTO_WIDTH_RAMP, TunerConfig,
-                               choose_write_scheme, tune)
+from programming.tuner import (AUTO_HALF_SELECT, AUTO_LONG_PULSES_AT_CAP, AUTO_QUIET_PASSES, AUTO_WIDTH_RAMP,
+                               TunerConfig, choose_write_scheme, tune)
 
 #: a 12×12 chip at 30 Ω per segment: the same line drop (r·n²) as a 64×64 one at 1 Ω, where V/2's
 #: compensated writes would need more than the 1.95 V drive limit for many cells
@@ -102,6 +102,11 @@ def test_auto_tunes_a_starved_chip_that_v2_cannot():
         if scheme == "auto":
             assert res.config.write_scheme == "v/3" and res.config.width_ramp == AUTO_WIDTH_RAMP
             assert tr["width"][pulse].max() > cfg.width                # held writes were widened
+            # ... but never in the last quiet passes of the budget (a low-disturbance trim)
+            assert res.config.quiet_passes == AUTO_QUIET_PASSES and res.config.order == "reach"
+            quiet = pulse & (tr["pass"] >= cfg.passes - AUTO_QUIET_PASSES)
+            assert res.passes_run == cfg.passes and quiet.any()
+            assert tr["width"][quiet].max() == cfg.width
     assert truly["auto"] >= 0.90
     assert truly["auto"] >= truly["v/2"] + 0.15
 
