@@ -223,7 +223,8 @@ class ReadCorrection:
                 todo = live[(self.est[live] != self._ref[live]).reshape(live.size, -1).any(axis=1)]
             if todo.size:
                 self.refresh(todo)
-            gy = np.log(keep(self._invert(m[live], self._a[live], self._c[live], self.est[live]), live)).reshape(
+            gy = np.log(keep(self._invert(m[live], self._a[live], self._c[live], self.est[live], self._ref[live],
+                                          self._m_hat[live]), live)).reshape(
                 live.size, -1)
             f = gy - y[at]
             self.fit_steps = max(self.fit_steps, k + 1)
@@ -283,9 +284,22 @@ class ReadCorrection:
         return c + 1.0 / np.where(moved > 0, moved, m_hat) - 1.0 / m_hat
 
     @staticmethod
-    def _invert(m, a, c, fallback):
-        den = 1.0 / np.where(np.isfinite(m) & (m > 0), m, np.nan) - c
+    def _invert(m, a, c, fallback, ref=None, m_hat=None):
+        """Conductances of readings ``m`` by the local inversion ``g = a/(1/m − c)`` (S); where it
+        gives nothing (no reading, or a reading at or beyond its pole 1/c), ``fallback``.  With
+        ``ref`` and ``m_hat`` (the conductances the inversion was linearized at and their model
+        readings), a reading beyond the pole is inverted along the model's tangent there instead,
+        ``ref + (m − m_hat)/slope``: the pole lies close above a cell linearized near the window's
+        bottom (64×64 at 0.67 Ω, a cell at 10 µS: 1/c ≈ 35 µS), so a cell that one pulse takes
+        past it would otherwise keep its stale estimate at every read and every later fit (it
+        never moves, is ramped to the drive limit and flagged stuck at 600 µS, and its row and
+        column are corrected against a 10 µS neighbour: 1–2 % low)."""
+        read = np.isfinite(m) & (m > 0)
+        den = 1.0 / np.where(read, m, np.nan) - c
         g = a / den
+        if ref is not None:
+            tangent = ref + (m - m_hat) * (ref * ref) / (a * m_hat * m_hat)
+            fallback = np.where(read & (den <= 0) & (tangent > 0), tangent, fallback)
         return np.where(np.isfinite(g) & (g > 0), g, fallback)
 
     def cells_finished(self, count: int, chips=None) -> None:
@@ -347,7 +361,10 @@ class ReadCorrection:
         (rows, cols); the estimate of every active lane's cell is updated to it."""
         b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)[active]     # the active lanes only
         r, c = rows[active], cols[active]
-        g_on = self._invert(readings[active], self._a[b, r, c], self._shifted_c(b, r, c), self.est[b, r, c])
+        c_on = self._shifted_c(b, r, c)
+        c_ref = self._c[b, r, c]
+        m_hat = 1.0 / (1.0 / self._m_hat[b, r, c] + (c_on - c_ref))      # the model's reading, shifted as c
+        g_on = self._invert(readings[active], self._a[b, r, c], c_on, self.est[b, r, c], self._ref[b, r, c], m_hat)
         g = np.full(rows.shape, np.nan)
         g[active] = g_on
         self.est[b, r, c] = g_on

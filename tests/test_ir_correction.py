@@ -64,6 +64,24 @@ def test_correction_follows_neighbours_tuned_since_the_last_refresh():
     assert abs(got[0, 0] / g[0, 3, 20] - 1) < 2e-4
 
 
+def test_a_reading_beyond_the_local_inversions_pole_moves_the_estimate():
+    # a cell linearized near the window's bottom (10 uS, as the RESET sweep leaves some) whose next
+    # reading is past the local inversion's pole 1/c: it was kept at its stale estimate at every read
+    # and every fit (64x64 at 0.67 ohm, 100 us: such cells were ramped to 600 uS and flagged stuck)
+    n = 32
+    g = np.random.default_rng(0).uniform(100e-6, 500e-6, (1, n, n))
+    g[0, 16, 16] = 10e-6
+    corr = ReadCorrection((n, n), 1, 0.2, r_line=2.0, beta=0.3)
+    corr.fit(corr.model(g)[0])
+    g[0, 16, 16] = 70e-6
+    m = corr.model(g)[0]
+    assert m[0, 16, 16] > 1 / corr._c[0, 16, 16]            # the reading lies beyond the pole
+    got = corr.correct(np.array([[16]]), np.array([[16]]), m[:, 16, 16][:, None], np.ones((1, 1), bool))
+    assert got[0, 0] == pytest.approx(70e-6, rel=0.01)
+    corr.fit(corr.model(np.where(np.arange(n * n).reshape(1, n, n) == 16 * n + 16, 10e-6, g))[0])
+    assert corr.correct_map(m)[0, 16, 16] == pytest.approx(70e-6, rel=1e-6)
+
+
 def test_read_back_reads_every_cell_when_correcting(monkeypatch):
     """Untargeted cells load the same lines and drift: with a correction the read-back reads them
     too, so the joint inversion sees them as they are."""
