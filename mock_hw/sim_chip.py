@@ -399,7 +399,8 @@ class SimulatedCrossbar(Crossbar):
             row_v = np.zeros((chips.size, on_lanes.size, n_rows))
             row_v[np.arange(chips.size)[:, None], lane, r_on] = np.where(lit, v_read, 0.0)
             got, = self._relaxed_chips_solve(chips, row_v, np.zeros((*r_on.shape, self.shape[1])), READ_TOL,
-                                             lambda sol, idx: (sol.col_current,))
+                                             lambda sol, idx: (sol.col_current,),
+                                             self._focus_of(np.where(lit, r_on, -1), -1))
             bb, kk = np.nonzero(lit)
             cur[chips[bb], r_on[bb, kk]] = got[bb, kk]
             have[chips[bb], r_on[bb, kk]] = True
@@ -460,25 +461,22 @@ class SimulatedCrossbar(Crossbar):
         B = self.n_chips
         if B <= LINE_CHIPS or not self._lines.relaxed(self._g):
             return take(self._lines.solve(self._g, row_v, col_v, tol=tol, focus=focus), slice(None))
-        parts = []
-        for b0 in range(0, B, LINE_CHIPS):
-            sl = slice(b0, b0 + LINE_CHIPS)
-            f = None if focus is None else tuple(x[sl] if np.ndim(x) else x for x in focus)
-            parts.append(take(self._lines.solve(self._g, row_v[sl], col_v[sl], tol=tol, focus=f, chips=sl), sl))
-        return tuple(np.concatenate(p) for p in zip(*parts))
+        return self._relaxed_chips_solve(np.arange(B), row_v, col_v, tol, take, focus)
 
-    def _relaxed_chips_solve(self, chips, row_v, col_v, tol, take):
+    def _relaxed_chips_solve(self, chips, row_v, col_v, tol, take, focus=None):
         """:meth:`_line_solve` on relaxed lines of the chips ``chips`` only (sorted indices; the
         others source nothing in the call), their operating points ``row_v`` (len(chips), K, R) /
-        ``col_v`` (len(chips), K, C), V: ``take(solution, chip indices)`` concatenated over those
-        chips, :data:`LINE_CHIPS` at a time.  The answers are those of a solve of the whole batch
-        bit for bit (each chip's relaxation is its own); a batch of many chips with a few at work
-        (a re-verify pass) no longer carries the others through the solve."""
+        ``col_v`` (len(chips), K, C), V, and ``focus`` (those chips', as :meth:`_focus_of` gives
+        it): ``take(solution, chip indices)`` concatenated over those chips, :data:`LINE_CHIPS` at
+        a time.  The answers are those of a solve of the whole batch bit for bit (each chip's
+        relaxation is its own); a batch of many chips with a few at work (a re-verify pass) no
+        longer carries the others through the solve."""
         parts = []
         for j0 in range(0, chips.size, LINE_CHIPS):
             idx = chips[j0:j0 + LINE_CHIPS]
             sl = slice(j0, j0 + LINE_CHIPS)
-            parts.append(take(self._lines.solve(self._g, row_v[sl], col_v[sl], tol=tol, chips=idx), idx))
+            f = None if focus is None else tuple(x[sl] if np.ndim(x) else x for x in focus)
+            parts.append(take(self._lines.solve(self._g, row_v[sl], col_v[sl], tol=tol, focus=f, chips=idx), idx))
         return tuple(np.concatenate(p) for p in zip(*parts))
 
     def _isolated_reads(self, rows, cols, v_read, active) -> np.ndarray:
@@ -1102,8 +1100,8 @@ class SimulatedCrossbar(Crossbar):
 
         if self._lines.relaxed(self._g):        # the chips with a lit lane only (the others source nothing)
             live = np.flatnonzero(lit.any(axis=1))
-            e_live, lane_of, flat, v_hit, w_hit = self._relaxed_chips_solve(live, row_v[live], col_v[live],
-                                                                            PULSE_TOL, take)
+            e_live, lane_of, flat, v_hit, w_hit = self._relaxed_chips_solve(
+                live, row_v[live], col_v[live], PULSE_TOL, take, None if focus is None else tuple(x[live] for x in focus))
             energy[np.ix_(live, on_lanes)] = e_live
         else:
             e, lane_of, flat, v_hit, w_hit = self._line_solve(row_v, col_v, PULSE_TOL, focus, take)

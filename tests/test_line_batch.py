@@ -234,10 +234,16 @@ def test_only_the_chips_at_work_go_through_a_relaxed_solve_bit_for_bit(monkeypat
     B = 6
     solve_chips = sim_chip.SimulatedCrossbar._relaxed_chips_solve
 
-    def every_chip(self, chips, row_v, col_v, tol, take):
+    def every_chip(self, chips, row_v, col_v, tol, take, focus=None):
         full_r, full_c = np.zeros((B, *row_v.shape[1:])), np.zeros((B, *col_v.shape[1:]))
         full_r[chips], full_c[chips] = row_v, col_v
-        out = solve_chips(self, np.arange(B), full_r, full_c, tol, take)
+        if focus is not None:       # the idle chips' operating points have no focus line (-1)
+            full_f = [np.full((B, *np.shape(x)[1:]), -1) if np.ndim(x) else x for x in focus]
+            for f, x in zip(full_f, focus):
+                if np.ndim(x):
+                    f[chips] = x
+            focus = tuple(full_f)
+        out = solve_chips(self, np.arange(B), full_r, full_c, tol, take, focus)
         return (out[0][chips], *out[1:])                 # the per-chip part first (energies, currents)
 
     def run():
