@@ -414,6 +414,21 @@ def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng, dr
             # once here (the draws stay those of the pulses, in pulse order)
             idx, v_eq, vs, vr, rate, z = (a.take(order) for a in (idx, v_eq, vs, vr, rate, z))
             u = None if u is None else u.take(order)
+    after = _switch_rounds(g_flat, idx, v_eq, vs, vr, rate, z, u, None if order is None else cuts, p)
+    if order is not None:
+        out = np.empty(n)
+        out[order] = after                                  # back in the order of the pulses
+        return out
+    return after
+
+
+def _switch_rounds(g_flat, idx, v_eq, vs, vr, rate, z, u, cuts, p: DeviceParams) -> np.ndarray:
+    """In place: the pulses of :func:`_switch_sets` given round by round (``cuts``: the bounds of
+    the rounds, a device at most once in a round and its pulses in round order; None: one round),
+    with their devices ``idx``, width-equivalent voltages ``v_eq`` (V), thresholds, rate factors and
+    standard normal (``z``) and uniform (``u``, None without relaxation) draws.  Returns each
+    pulse's state after it (S), in the given order."""
+    n = idx.size
     xi = c2c_noise(n, p, None, z)
     # switching_step's factors that do not depend on the state: k·od^power per polarity
     k_up = p.k_set * np.maximum(v_eq - vs, 0.0) ** p.od_power
@@ -430,7 +445,7 @@ def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng, dr
         down = ks < 0
         bound = np.where(down, g_lo, g_hi)
         sspan = np.where(down, -span, span)
-    groups = [slice(0, n)] if order is None else [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
+    groups = [slice(0, n)] if cuts is None else [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
     after = np.empty(n)
     for e in groups:
         i = idx[e]
@@ -448,10 +463,6 @@ def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng, dr
             up *= relax[e]
         up += gi
         g_flat[i] = _clip(up, g_lo, g_hi, out=after[e])
-    if order is not None:
-        out = np.empty(n)
-        out[order] = after                                  # back in the order of the pulses
-        return out
     return after
 
 

@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from programming.colour_plan import ColourPlan, PassResult
 from programming.crossbar import Crossbar, PulseResult, ReadResult, ReadScheme, SafetyLimits, WriteScheme
 
 from . import nodal
 from .aging import retention_relax, sample_forming_voltage, sample_retention_nu
 from .chip_state import chip_state_dict, load_chip_state, load_chip_state_dict, save_chip_state
 from .device import (DevicePopulation, apply_voltages_written, disturb_increments, equivalent_shift, equivalent_voltage,
-                     initial_state, iv_current, read_conductance, sample_population, switch_at, switch_steps)
+                     initial_state, iv_current, read_conductance, sample_population, switch_at, switch_steps,
+                     _switch_rounds)
 from .presets import DEFAULT_PRESET, ChipParams, get_preset
 
 __all__ = ["SimulatedCrossbar", "save_chip_state", "load_chip_state"]
@@ -701,6 +703,94 @@ class SimulatedCrossbar(Crossbar):
         if energy is None:
             return super()._pulse_list(K, steps, chips, rows, cols, amplitude, width, scheme, lanes)
         return _StepsResult(energy, width + self.params.timing.pulse_overhead_s, lambda: np.zeros(rows.shape, bool))
+
+    def _pulse_counts(self, plan: ColourPlan, counts) -> PassResult:
+        """A pass of :meth:`~programming.crossbar.Crossbar.pulse_counts` worked out from the counts
+        themselves: the pulses of its list (:meth:`~programming.colour_plan.ColourPlan.pulse_list`)
+        as :meth:`_steps_at_once` applies that list, bit for bit (the same draws, in the same order,
+        to the same pulses; the same stages), without the list or its checks (made once with the
+        plan, :meth:`_plan_table`).  Where the conditions of :meth:`_steps_at_once` may not hold,
+        through the list."""
+        tab = self._plan_table(plan)
+        pop, d = self.population, self.params.device
+        if tab is None or (pop.unformed is not None and pop.unformed.any()):
+            return super()._pulse_counts(plan, counts)
+        got = plan.schedule(counts)
+        if got is None:
+            return PassResult(0, np.zeros(self.n_chips, np.int64))
+        signed, at, cnt, pos, step = got
+        K = int(step.max()) + 1
+        g_top = max(float(self._g.max()), d.g_max)          # as _steps_plain: the compliance at the largest state
+        if K * self._g.size > 1 << 22 or float(np.abs(iv_current(g_top, plan.amplitude, d.beta, d.v_ref))) \
+                > self.limits.i_compliance:
+            return super()._pulse_counts(plan, counts)
+        B, n_rows = self.n_chips, self.shape[0]
+        P = pos.size
+        self._unselected_ideal_top(plan.amplitude, plan.scheme)
+        self.n_pulse_ops += P
+        ti = at * 2
+        ti += signed.take(at) > 0                            # each device's row of the table (its polarity)
+        live = tab["live"].take(ti)
+        # the list's order (step, chip, row: _steps_at_once's, lane order being row order or not)
+        order = np.argsort(step * (B * n_rows) + tab["row_key"].take(pos))
+        ends = np.cumsum(cnt)
+        j = np.arange(P) - np.repeat(ends - cnt, cnt)       # each pulse's place among its device's (its round)
+        tp = np.repeat(ti, cnt)
+        if not live.all():                                   # pulses below threshold or on stuck devices draw nothing
+            order = order[np.repeat(live, cnt).take(order)]
+        by_round = np.argsort(j.take(order), kind="stable")  # round after round, in list order within a round
+        src = order.take(by_round)
+        z = self._rng.standard_normal(order.size)            # drawn in list order, as switch_steps draws them
+        u = self._rng.random(order.size) if d.relax > 0 else None
+        z = z.take(by_round)
+        u = None if u is None else u.take(by_round)
+        cuts = [0, *np.cumsum(np.bincount(j.take(src))).tolist()]
+        rows = tp.take(src)
+        idx = tab["flat"].take(rows)
+        _switch_rounds(self._g.reshape(-1), idx, tab["v_eq"].take(rows), tab["vs"].take(rows), tab["vr"].take(rows),
+                       tab["rate"].take(rows), z, u, cuts, d)
+        self._mark_written(idx)
+        self._n_disturb.reshape(-1)[tab["flat"].take(ti)] = 0.0      # not loud: their counts restart
+        per_chip = np.bincount(at // (plan.size + 1), weights=cnt, minlength=B).astype(np.int64)
+        return PassResult(K, per_chip)
+
+    def _plan_table(self, plan: ColourPlan):
+        """Per flat position of a (n_chips, D + 1) array (column D: cell (0, 0), never pulsed) and
+        polarity (row ``2·position + (count > 0)``) of ``plan``: the device's flat index, its
+        pulse's width-equivalent voltage (V), thresholds, rate factor and whether the pulse switches
+        it (:func:`~mock_hw.device.switch_steps`'s test), and ``row_key`` chip · rows + row per
+        position; kept for the plan and the chip's population.  None where :meth:`_steps_at_once`
+        would not apply a pass at once whatever its counts: not V/2, resistive lines, loud pulses,
+        or half-selects that may reach the lowest threshold (:meth:`_steps_plain`)."""
+        pop, d = self.population, self.params.device
+        key = (pop.vth_set, pop.vth_reset, pop.stuck, pop.rate, d, self.params.r_line)
+        cache = self.__dict__.setdefault("_plan_tables", {})
+        kept = cache.get(plan)
+        if kept is not None and len(kept[0]) == len(key) and all(a is b for a, b in zip(kept[0], key)):
+            return kept[1]
+        if len(cache) > 64:
+            cache.clear()
+        tab = None
+        amp = plan.amplitude
+        if plan.scheme is WriteScheme.V2 and self.params.r_line == 0 and not (d.disturbs and amp >= d.disturb_v):
+            shift = equivalent_shift(np.full(2, plan.width), d)
+            half_eq = equivalent_voltage(np.array([amp, -amp]) / 2, None, d, shift=shift)
+            low_set, low_reset = self._lowest_screen()
+            if half_eq[0] <= low_set and -half_eq[1] <= low_reset:
+                n_rows, n_cols = self.shape
+                B, D = self.n_chips, plan.size
+                cell = np.append(plan.rows * n_cols + plan.cols, 0)
+                flat = np.repeat((np.arange(B)[:, None] * (n_rows * n_cols) + cell).ravel(), 2)
+                v_eq = np.tile(equivalent_voltage(np.array([-amp, amp]), None, d, shift=shift), B * (D + 1))
+                vs, vr = pop.vth_set.reshape(-1).take(flat), pop.vth_reset.reshape(-1).take(flat)
+                live = v_eq > vs
+                live |= -v_eq > vr
+                live &= ~pop.stuck.reshape(-1).take(flat)
+                row_key = (np.arange(B)[:, None] * n_rows + np.append(plan.rows, 0)).ravel()
+                tab = {"flat": flat, "v_eq": v_eq, "vs": vs, "vr": vr, "rate": pop.rate.reshape(-1).take(flat),
+                       "live": live, "row_key": row_key}
+        cache[plan] = (key, tab)
+        return tab
 
     def _steps_at_once(self, K, sc, r, c, v, w, scheme):
         """Apply K steps' pulses, given one by one (step · n_chips + chip ``sc``, row, column,

@@ -350,8 +350,9 @@ class ChipArrays:
         Each tile works through its colours one after another, a colour as many times as its
         largest count (a device needing n pulses is in n calls); tiles (and chips) are
         independent, so one call carries one colour of every tile, and a pass costs
-        max over tiles of Σ_colours max count calls.  The calls of a pass go to the chip as the
-        steps of one :meth:`~programming.crossbar.Crossbar.pulse_list`.  On a chip that works one cell at a time
+        max over tiles of Σ_colours max count calls.  A pass goes to the chip as one
+        :meth:`~programming.crossbar.Crossbar.pulse_counts` over the arrays' colour plan
+        (:mod:`programming.colour_plan`).  On a chip that works one cell at a time
         (:attr:`one_at_a_time`) one call carries every pulse instead, device after device.
         """
         if not items:
@@ -372,73 +373,20 @@ class ChipArrays:
             rows, cols = self._tile_table(arrays)[:2]
             self._pulse_in_turn(rows, cols, counts, np.where(dev >= 0, self.amplitude, -self.amplitude))
             return
-        pulses = self._color_list(arrays, dev)
-        if pulses is None:
-            return
-        step, chip, rows, cols, amp, lanes = pulses
-        self.xb.pulse_list(step, chip, rows, cols, amp, self.width, scheme=WriteScheme.V2, lanes=lanes)
-        self.pulses += np.bincount(chip, minlength=self.B)
-        self.pulse_calls += int(step[-1]) + 1
+        done = self.xb.pulse_counts(self._plan(arrays), dev)
+        self.pulses += done.pulses
+        self.pulse_calls += done.steps
 
-    def _step_table(self, arrays: Sequence[WeightArray]):
-        """Tables of :meth:`_color_list` for the devices of ``arrays`` concatenated (D of them;
-        :meth:`_tile_table`), with T = ``n_colors`` and L = n_tiles · T lanes, over the flat
-        positions of a (B, D + 1) array (the last column never pulsed): ``per`` (B · n_tiles · T · T)
-        the position of the device at each (chip, tile, colour, place in the colour), column D
-        where the colour has fewer devices; per position, ``turn`` the flat index of its (chip,
-        tile, colour) in a (B, n_tiles, T) array, ``key`` chip · L + its lane
-        (:meth:`_tile_table`), ``lane``, chip row and chip column; and L."""
-        key = ("steps",) + tuple(a.name for a in arrays)
+    def _plan(self, arrays: Sequence[WeightArray]):
+        """The :meth:`~programming.crossbar.Crossbar.colour_plan` of the devices of ``arrays``
+        concatenated (:meth:`_tile_table`: each tile takes its colours one after another; lane
+        order is row order) for the pulse in use (kept per arrays and pulse)."""
+        key = ("plan", self.amplitude, self.width) + tuple(a.name for a in arrays)
         if key not in self._tables:
-            rows, cols, tile, color, lane, n_tiles = self._tile_table(arrays)
-            T, D, B = self.n_colors, rows.size, self.B
-            L = n_tiles * T
-            slots = np.full((n_tiles, T, T), D, np.intp)
-            slots[tile, color, lane - tile * T] = np.arange(D)
-            chip = np.arange(B)[:, None]
-            per = (chip * (D + 1) + slots.reshape(1, -1)).ravel()
-            pad = lambda a: np.append(a, 0)  # noqa: E731 - column D: a pulse never lands there
-            turn = (chip * L + pad(tile * T + color)).ravel()
-            lane_key = (chip * L + pad(lane)).ravel()
-            self._tables[key] = (per, turn, lane_key, np.tile(pad(lane), B), np.tile(pad(rows), B),
-                                 np.tile(pad(cols), B), L)
+            rows, cols, tile, color = self._tile_table(arrays)[:4]
+            self._tables[key] = self.xb.colour_plan(rows, cols, tile, color, self.amplitude, self.width,
+                                                    scheme=WriteScheme.V2)
         return self._tables[key]
-
-    def _color_list(self, arrays: Sequence[WeightArray], dev: np.ndarray):
-        """The pulse calls of a pass as the pulse list of :meth:`~programming.crossbar.Crossbar.
-        pulse_list` (None when nothing is pulsed): step, chip, chip row, chip column, amplitude (V)
-        and lane of every pulse, for the signed pulse counts ``dev`` (B, D) of the devices of
-        ``arrays``, listed step after step, chip after chip, lane after lane.  Each tile takes its
-        colours one after another, each for as many steps as the colour's largest count on that
-        chip; a device with n pulses is in the first n steps of its colour's turn.  Lane
-        ``tile · n_colors + p`` carries, in each step, the device at place p of the colour its tile
-        is working on (so a step's pulses on a chip never share a line, and lane order is row
-        order)."""
-        per, turn, lane_key, lane, rows, cols, L = self._step_table(arrays)
-        B, D = dev.shape
-        T = self.n_colors
-        signed = np.zeros((B, D + 1), np.int64)
-        signed[:, :D] = dev
-        n = np.abs(signed).reshape(-1)
-        at = np.flatnonzero(n)                                 # (chip, device) positions with pulses
-        if not at.size:
-            return None
-        need = n.take(per).reshape(B, -1, T, T).max(axis=3)   # steps per (chip, tile, colour)
-        first = np.cumsum(need, axis=2)                        # each tile's colours one after another
-        first -= need                                          # the first step of each colour's turn
-        cnt = n.take(at)
-        ends = np.cumsum(cnt)
-        # a device's pulses: its colour's first step + its place among its pulses (0, 1, ...)
-        start = first.reshape(-1).take(turn.take(at))
-        start -= ends
-        start += cnt
-        step = np.repeat(start, cnt)
-        step += np.arange(int(ends[-1]))
-        pos = np.repeat(at, cnt)
-        order = np.argsort(step * (B * L) + lane_key.take(pos))
-        pos = pos.take(order)
-        amp = np.where(signed.reshape(-1).take(pos) > 0, self.amplitude, -self.amplitude)
-        return step.take(order), pos // (D + 1), rows.take(pos), cols.take(pos), amp, lane.take(pos)
 
     @property
     def one_at_a_time(self) -> bool:

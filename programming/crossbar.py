@@ -32,6 +32,8 @@ from enum import Enum
 
 import numpy as np
 
+from programming.colour_plan import ColourPlan, PassResult
+
 
 class LimitError(ValueError):
     """A request exceeds the chip's safe operating limits; nothing was sourced."""
@@ -346,6 +348,64 @@ class Crossbar(abc.ABC):
                                  "lane after lane (one pulse per lane)")
         return self._pulse_list(k_max + 1, s, b, r, c, amplitude, width, scheme, lanes)
 
+    def colour_plan(self, rows, cols, tiles, colours, amplitude: float, width: float, scheme="v/2") -> ColourPlan:
+        """A :class:`~programming.colour_plan.ColourPlan` of the cells ``(rows[d], cols[d])`` (the same on
+        every chip) in tiles ``tiles`` with colours ``colours`` (integers >= 0, one per cell), for passes
+        of pulses of ``amplitude`` (V, magnitude: ``+amplitude`` SET, ``−amplitude`` RESET) and
+        ``width`` (s) under ``scheme`` (:meth:`pulse_counts`).  Everything a pass can source is checked
+        here, once: the cells address the array and are distinct, the cells of one colour of one tile
+        share no row and no column, cells of different tiles share no line (so the pulses of a step
+        never share one), and the amplitude and width are within :attr:`limits`.  ValueError (a
+        :class:`LimitError` for the limits) names what is wrong."""
+        scheme = parse_write_scheme(scheme)
+        idx = [np.asarray(a) for a in (rows, cols, tiles, colours)]
+        if any(a.dtype.kind not in "iu" and a.size for a in idx):
+            raise ValueError("colour_plan rows, columns, tiles and colours must be integers")
+        n = idx[0].shape
+        if len(n) != 1 or any(a.shape != n for a in idx):
+            raise ValueError(f"colour_plan rows, columns, tiles and colours must be 1-D arrays of one length, got "
+                             f"shapes {[a.shape for a in idx]}")
+        r, c, t, k = (a.astype(np.intp) for a in idx)
+        n_rows, n_cols = self.shape
+        if n[0] and (int(r.view(np.uintp).max()) >= n_rows or int(c.view(np.uintp).max()) >= n_cols):
+            p = int(np.flatnonzero((r < 0) | (r >= n_rows) | (c < 0) | (c >= n_cols))[0])
+            raise ValueError(f"cell ({r[p]}, {c[p]}) is outside the {n_rows}x{n_cols} array")
+        if n[0] and min(int(t.min()), int(k.min())) < 0:
+            raise ValueError("colour_plan tiles and colours must be >= 0")
+        cell = r * n_cols + c
+        if np.unique(cell).size != cell.size:
+            raise ValueError("colour_plan lists a cell twice")
+        n_colours = int(k.max(initial=-1)) + 1
+        group = t * max(n_colours, 1) + k
+        for line, size in ((r, n_rows), (c, n_cols)):
+            if np.unique(group * size + line).size != line.size:
+                raise ValueError("colour_plan: two cells of one colour of one tile share a line")
+            if np.unique(line * (int(t.max(initial=0)) + 1) + t).size != np.unique(line).size:
+                raise ValueError("colour_plan: two tiles share a line")
+        amp = float(amplitude)
+        if not amp > 0:
+            raise ValueError(f"colour_plan amplitude must be a positive magnitude, V, got {amplitude!r}")
+        self.limits.check_pulse(np.array([amp, -amp]), np.array([float(width)]))
+        return ColourPlan(r, c, t, k, n_colours, amp, float(width), scheme, tuple(self.shape), int(self.n_chips),
+                          self.limits)
+
+    def pulse_counts(self, plan: ColourPlan, counts) -> PassResult:
+        """Apply a pass of signed pulse counts ``counts`` (n_chips, D) integers over the cells of
+        ``plan`` (:meth:`colour_plan`, made for this chip): the same pulses, steps and order as
+        ``pulse_list(*plan.pulse_list(counts)[:5], plan.width, plan.scheme, lanes=...)`` (see
+        :mod:`programming.colour_plan`), with the cells and pulse checked once, when the plan was made.
+        Returns the steps taken and the pulses per chip (:class:`~programming.colour_plan.PassResult`);
+        :meth:`pulse_list` gives the energies.  A simulated chip applies the pass without building its
+        list."""
+        if plan.shape != tuple(self.shape) or plan.n_chips != self.n_chips or (
+                plan.limits is not self.limits and plan.limits != self.limits):
+            raise ValueError("pulse_counts needs a colour plan made for this chip (its shape, chips and limits)")
+        counts = np.asarray(counts)
+        if counts.dtype.kind not in "iu" or counts.shape != (self.n_chips, plan.size):
+            raise ValueError(f"pulse_counts counts must be integers of shape {(self.n_chips, plan.size)}, got "
+                             f"{counts.dtype} {counts.shape}")
+        return self._pulse_counts(plan, counts)
+
     def read_array(self, v_read: float | None = None, scheme="ground") -> np.ndarray:
         """Read every cell; returns conductances of shape (n_chips, rows, cols), S."""
         v = self.v_read if v_read is None else float(v_read)
@@ -446,6 +506,18 @@ class Crossbar(abc.ABC):
         (r, c, amp, w, act), at = list_as_steps(K, self.n_chips, steps, chips, rows, cols, amplitude, width, lanes)
         res = self._pulse_steps(r, c, amp, w, scheme, act)
         return PulseResult(*(getattr(res, f)[at] for f in ("energy", "duration", "compliance")))
+
+    def _pulse_counts(self, plan: ColourPlan, counts: np.ndarray) -> PassResult:
+        """A checked pass of :meth:`pulse_counts`.  Default: its pulse list
+        (:meth:`~programming.colour_plan.ColourPlan.pulse_list`, valid by the plan's checks) through
+        :meth:`_pulse_list`."""
+        got = plan.pulse_list(counts)
+        if got is None:
+            return PassResult(0, np.zeros(self.n_chips, np.int64))
+        steps, chips, rows, cols, amp, lanes = got
+        K = int(steps[-1]) + 1
+        self._pulse_list(K, steps, chips, rows, cols, amp, np.full(steps.size, plan.width), plan.scheme, lanes)
+        return PassResult(K, np.bincount(chips, minlength=self.n_chips))
 
     def _mvm_needed(self, v_rows: np.ndarray, need: np.ndarray) -> np.ndarray:
         """The product where ``need`` (bool, the output's shape) is True, NaN elsewhere.  Default:

@@ -83,7 +83,8 @@ def test_colour_steps_schedule_every_pulse_of_a_pass_in_its_colours_turn(tile, n
     io, arrays = net.io, net.hid
     rng = np.random.default_rng(4)
     dev = rng.integers(-5, 6, (n_chips, sum(a.n_in * a.n_dev for a in arrays))) * (rng.random((n_chips, 1)) < 0.9)
-    at_step, chip_of, rows, cols, amp, lanes = io._color_list(arrays, dev)
+    plan = io._plan(arrays)
+    at_step, chip_of, rows, cols, amp, lanes = plan.pulse_list(dev)
     want = {}                                             # (step, chip) -> {(row, col, amplitude)}
     r_all, c_all, tile_of, colour, _, n_tiles = io._tile_table(arrays)
     K = 0
@@ -110,7 +111,7 @@ def test_colour_steps_schedule_every_pulse_of_a_pass_in_its_colours_turn(tile, n
     key = (at_step * n_chips + chip_of) * 10_000 + rows
     assert np.all(np.diff(key) > 0)
     assert np.all(np.diff((at_step * n_chips + chip_of) * 10_000 + lanes) > 0)
-    assert io._color_list(arrays, np.zeros_like(dev)) is None
+    assert plan.pulse_list(np.zeros_like(dev)) is None
 
 
 def test_reads_with_kept_one_hot_row_voltages_equal_reads_of_the_same_inputs_given_afresh():
