@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from programming.colour_plan import ColourPlan, PassResult
+from programming.read_plan import ReadPlan
 from programming.crossbar import Crossbar, PulseResult, ReadResult, ReadScheme, SafetyLimits, WriteScheme
 
 from . import nodal
@@ -557,6 +558,72 @@ class SimulatedCrossbar(Crossbar):
         out = np.full(exact.shape, np.nan)
         out.reshape(-1)[at] = got
         return out[:, 0, :] if v_rows.ndim == 1 else out
+
+    def _mvm_plan(self, plan: ReadPlan, v_rows) -> np.ndarray:
+        """The needed currents of a read plan's product (:meth:`~programming.crossbar.Crossbar.mvm_plan`)
+        on ideal lines, bit for bit those of :meth:`_mvm_needed` on the whole product (the same
+        read noise, drawn in the same order), without the whole product: the varying vectors (the
+        first ones) as the leading rows of the product, the fixed vectors, each driving at most
+        one row (the one-hot reads of a layout), as that row's products f(v)·G (the product's sum
+        of one term and zeros, exactly).  Through the whole product where that does not hold
+        (resistive lines, a product large enough for :meth:`_mvm_blocks`, fixed vectors driving
+        more rows, varying vectors after fixed ones)."""
+        n_rows, n_cols = self.shape
+        tab = None
+        if self._lines is None and plan.leading and plan.n_vectors * n_rows * n_cols < MVM_BLOCKS_MIN:
+            tab = self._read_table(plan)
+        if tab is None:
+            return super()._mvm_plan(plan, v_rows)
+        d = self.params.device
+        B, M, m_var = self.n_chips, plan.size, tab["m_var"]
+        out = np.empty((B, M))
+        if m_var:
+            prod = nodal.mvm_currents(self._g, v_rows, d.beta, d.v_ref)
+            out[:, :m_var] = prod.reshape(B, -1).take(tab["at_var"], axis=1)
+        if M > m_var:
+            np.multiply(tab["f_fixed"], self._g.reshape(-1).take(tab["cells_fixed"]), out=out[:, m_var:])
+        sigma = d.read_noise
+        if sigma > 0:       # as _mvm_needed: one draw per needed current, chip after chip, in order
+            noise = self._rng.standard_normal(B * M)
+            noise *= sigma
+            noise += 1.0
+            out *= noise.reshape(B, M)
+        return out
+
+    def _read_table(self, plan: ReadPlan):
+        """For :meth:`_mvm_plan`: the number of needed currents of the varying vectors and their
+        flat positions in the varying vectors' product; for those of the fixed vectors, the driven
+        row's f(v) = v·(1 + βv²)/(1 + βv_ref²) (as :func:`~mock_hw.nodal.mvm_currents`; 0 for a
+        vector at 0 V) and the flat index of the cell it meets, (n_chips, M_fixed) each; kept per
+        plan and device.  None if a fixed vector drives more than one row."""
+        d = self.params.device
+        cache = self.__dict__.setdefault("_read_tables", {})
+        kept = cache.get(plan)
+        if kept is not None and kept[0] is d:
+            return kept[1]
+        if len(cache) > 64:
+            cache.clear()
+        n_rows, n_cols = self.shape
+        B = self.n_chips
+        m_var = int(np.searchsorted(plan.at, plan.n_varying * n_cols))
+        tab = {"m_var": m_var, "at_var": plan.at[:m_var]}
+        if plan.size > m_var:
+            on = plan.fixed != 0
+            if (on.sum(axis=2) > 1).any():
+                tab = None
+            else:
+                vec, col = np.divmod(plan.at[m_var:], n_cols)
+                row = on.argmax(axis=2)                                    # (B, N): the driven row, or 0
+                v = np.take_along_axis(plan.fixed, row[:, :, None], axis=2)[:, :, 0]
+                f = d.beta * v                                             # nodal.mvm_currents' f, in its order
+                f *= v
+                f += 1.0
+                f /= 1.0 + d.beta * d.v_ref * d.v_ref
+                f *= v
+                tab["f_fixed"] = np.ascontiguousarray(f[:, vec])
+                tab["cells_fixed"] = (np.arange(B)[:, None] * (n_rows * n_cols) + row[:, vec] * n_cols + col)
+        cache[plan] = (d, tab)
+        return tab
 
     def _mvm_blocks(self, v_rows, need) -> np.ndarray | None:
         """:meth:`_mvm_needed` of a large product on ideal lines whose inputs come in runs that each

@@ -210,13 +210,14 @@ class ChipArrays:
         if v0 is None and B == 1 and need.shape[1] * max(self.xb.shape) > READ_CHUNK and not self.one_at_a_time:
             parts = self._currents_in_chunks(key, drive, need, gather, x_all)
         else:
-            # the fixed inputs' drive (one-hot reads) in place, if any
-            v = np.zeros((B, need.shape[1] * n_rows)) if v0 is None else v0.copy()
+            # the varying inputs' drive; the fixed ones (one-hot reads) are in the read plan
+            plan, n_var, drive_var, gather_at = self._read_plan(key)
+            v = np.zeros((B, n_var * n_rows))
             if xs:
-                v[:, drive[0]] = self.v_in * x_all[:, drive[1]]
-            out = self.xb.mvm(v.reshape(B, -1, n_rows), need=need).reshape(B, -1)
+                v[:, drive_var] = self.v_in * x_all[:, drive[1]]
+            out = self.xb.mvm_plan(plan, v.reshape(B, n_var, n_rows))
             self.mvm_calls += 1
-            parts = out[:, gather[0]] / self.v_in     # every request's currents, one gather
+            parts = out[:, gather_at] / self.v_in     # every request's currents, one gather
         results = []
         for sl, shape in gather[1]:             # (tiles splitting the inputs, N, 2·n_out) each
             part = parts[:, sl].reshape(B, *shape)
@@ -255,6 +256,24 @@ class ChipArrays:
             parts[:, g_sel] = out[:, g_at] / self.v_in
             self.mvm_calls += 1
         return parts
+
+    def _read_plan(self, key):
+        """The :meth:`~programming.crossbar.Crossbar.read_plan` of a read's layout (:meth:`_read_layout`
+        of ``key``): its needed currents, its fixed inputs' row voltages and which vectors vary;
+        with the number of varying vectors, where their inputs drive the rows (flat positions in
+        their (vectors, rows) plane) and where the gathered currents sit among the plan's needed
+        currents (kept per key)."""
+        pk = ("read plan", key)
+        if pk not in self._tables:
+            drive, need, gather, v0 = self._read_layout(key)
+            n_rows = self.xb.shape[0]
+            varying = np.concatenate([np.full(n * len(a.tiles), fixed is None) for a, n, fixed in key])
+            fixed = None if v0 is None else v0.reshape(self.B, -1, n_rows)
+            plan = self.xb.read_plan(need[0], fixed=fixed, varying=varying)
+            rank = np.cumsum(varying) - 1                       # each vector's place among the varying ones
+            drive_var = None if drive is None else rank[drive[0] // n_rows] * n_rows + drive[0] % n_rows
+            self._tables[pk] = (plan, int(varying.sum()), drive_var, np.searchsorted(plan.at, gather[0]))
+        return self._tables[pk]
 
     def _read_layout(self, key):
         """For requests ``(array, N, id of a fixed x or None)``: where the inputs drive the rows

@@ -33,6 +33,7 @@ from enum import Enum
 import numpy as np
 
 from programming.colour_plan import ColourPlan, PassResult
+from programming.read_plan import ReadPlan
 
 
 class LimitError(ValueError):
@@ -446,6 +447,52 @@ class Crossbar(abc.ABC):
             return self._mvm(v)
         return self._mvm_needed(v, mask)
 
+    def read_plan(self, need, fixed=None, varying=None) -> ReadPlan:
+        """A :class:`~programming.read_plan.ReadPlan` for products (:meth:`mvm_plan`) of N input
+        vectors of which the currents ``need`` (bool (N, cols), the same on every chip) are wanted;
+        ``fixed`` (n_chips, N, rows), V, the row voltages of the vectors that never change and
+        ``varying`` (bool (N,)) the vectors given with each product (default: every vector when
+        ``fixed`` is None, else none).  The fixed voltages are checked here, once (finite, within
+        ``v_read_max``).  ValueError (a :class:`LimitError` for the limits) names what is wrong."""
+        need = np.asarray(need)
+        if need.dtype != bool or need.ndim != 2 or need.shape[1] != self.shape[1]:
+            raise ValueError(f"read_plan need must be a boolean mask of shape (N, {self.shape[1]}), got "
+                             f"{need.dtype} {need.shape}")
+        n = need.shape[0]
+        if varying is None:
+            varying = np.full(n, fixed is None)
+        varying = np.asarray(varying)
+        if varying.dtype != bool or varying.shape != (n,):
+            raise ValueError(f"read_plan varying must be a boolean mask of shape ({n},), got {varying.dtype} "
+                             f"{varying.shape}")
+        if varying.all():
+            fixed = None
+        elif fixed is None:
+            raise ValueError("read_plan needs the fixed vectors' voltages (fixed) where not every vector varies")
+        else:
+            fixed = np.array(np.broadcast_to(np.asarray(fixed, dtype=float), (self.n_chips, n, self.shape[0])))
+            fixed[:, varying] = 0.0
+            self.limits.check_read(fixed, "matrix-vector input voltage")
+        k = int(varying.sum())
+        return ReadPlan(need.copy(), varying.copy(), fixed, np.flatnonzero(need), bool(varying[:k].all()),
+                        tuple(self.shape), int(self.n_chips), self.limits)
+
+    def mvm_plan(self, plan: ReadPlan, v_rows) -> np.ndarray:
+        """The needed currents (A), shape (n_chips, M), in (vector, column) order, of the product of
+        ``plan`` (:meth:`read_plan`, made for this chip) whose varying vectors are driven at
+        ``v_rows`` (n_chips, n_varying, rows), V, and its fixed vectors at theirs: what
+        ``mvm(input, need=plan.need)`` gives at the needed currents, with the fixed part checked
+        once, when the plan was made.  A simulated chip need not build the whole product."""
+        if plan.shape != tuple(self.shape) or plan.n_chips != self.n_chips or (
+                plan.limits is not self.limits and plan.limits != self.limits):
+            raise ValueError("mvm_plan needs a read plan made for this chip (its shape, chips and limits)")
+        v = np.asarray(v_rows, dtype=float)
+        if v.shape != (self.n_chips, plan.n_varying, self.shape[0]):
+            raise ValueError(f"mvm_plan input must have shape {(self.n_chips, plan.n_varying, self.shape[0])} "
+                             f"(n_chips, varying vectors, rows), got {v.shape}")
+        self.limits.check_read(v, "matrix-vector input voltage")
+        return self._mvm_plan(plan, v)
+
     def _need_mask(self, need, v: np.ndarray) -> np.ndarray:
         """``need`` checked and broadcast to the output shape of :meth:`mvm` for input ``v``."""
         out_shape = (self.n_chips, self.shape[1]) if v.ndim == 1 else (self.n_chips, v.shape[-2], self.shape[1])
@@ -523,6 +570,12 @@ class Crossbar(abc.ABC):
         """The product where ``need`` (bool, the output's shape) is True, NaN elsewhere.  Default:
         the whole product, masked."""
         return np.where(need, self._mvm(v_rows), np.nan)
+
+    def _mvm_plan(self, plan: ReadPlan, v_rows: np.ndarray) -> np.ndarray:
+        """Checked inputs of :meth:`mvm_plan`.  Default: the whole product through
+        :meth:`_mvm_needed`, its needed currents taken."""
+        out = self._mvm_needed(plan.product_input(v_rows), plan.need_mask())
+        return out.reshape(self.n_chips, -1).take(plan.at, axis=1)
 
     def _wait(self, seconds: float) -> None:
         """Let validated ``seconds`` pass (default: sleep)."""
