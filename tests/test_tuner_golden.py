@@ -1,7 +1,10 @@
 """The tuner's outcome on seeded ideal-line runs is pinned bit for bit: statuses, pulse and read
 counts, energies, instrument times, final readings, the chip's true conductances afterwards and
 every read and pulse (the trace), hashed.  The digests were taken on the tree before the step's
-overhead was cut (main at bbd6164, issue 17 item 1); a change to the tuner's
+overhead was cut (main at bbd6164, issue 17 item 1), and re-pinned for '12x20 ramps', '40 x 8x8' and
+'20 x 8x8 trace' when the relaxation compensation came to be learnt from every pass's moves instead of
+the last pass's alone (issue 13: the same shares within 1 %, 0.1-0.4 % fewer pulses in the 8x8 batches,
+one pass fewer in '12x20 ramps'); a change to the tuner's
 bookkeeping that alters any number fails here.  (A change of the physics or of numpy's random
 streams changes them too: then re-pin, stating why.)"""
 from __future__ import annotations
@@ -41,7 +44,7 @@ CASES = {
     "20 x 8x8 trace": ((8, 8, 20, 5, True), {"parallel": 3}),
 }
 PINNED = {'16x16': 'db785bc46ae63310', '16x16 trace': '126ccd9573f3ad34', '16x16 reset per cell': '60f48ce022cefbb8',
-          '12x20 ramps': 'e4d2920d7214f813', '40 x 8x8': 'dff4eb99d94beaab', '20 x 8x8 trace': 'aca837660830eefb'}
+          '12x20 ramps': '6aa3adefd7f7ecab', '40 x 8x8': '73d8623bb94830f6', '20 x 8x8 trace': '6d2c78f6b5e9ce48'}
 
 
 @pytest.mark.parametrize("name", list(CASES))
