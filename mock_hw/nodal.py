@@ -263,7 +263,7 @@ class LineSolver:
         return isinstance(self.network(g), BatchLines)
 
     def solve(self, g, row_v, col_v, tol: float = 1e-12, max_iter: int = 200, focus=None,
-              chips: slice | None = None) -> DrivenSolution:
+              chips: slice | None = None, checked: bool = False) -> DrivenSolution:
         """Solve ``K`` operating points per chip: ``row_v`` (B, K, R) and ``col_v`` (B, K, C), V,
         all finite.  Converged when the last chord step moved no node by more than ``tol`` times
         the largest terminal voltage.  ``focus``: optional (rows, cols), (B, K) ints (−1: none),
@@ -272,16 +272,18 @@ class LineSolver:
         every iteration (:meth:`~programming.line_model.LineNetwork.solve_cubic`), the same
         solution in fewer substitutions.  ``chips``: solve only the chips ``chips`` (a slice) of
         the batch ``g`` on its kept network, relaxed (:meth:`relaxed`) — ``row_v``, ``col_v`` and
-        ``focus`` are then those chips' (a large batch solved chunk by chunk)."""
+        ``focus`` are then those chips' (a large batch solved chunk by chunk).  ``checked``: the
+        caller has brought the kept network to ``g`` in this call (:meth:`network`), so a batch
+        solved chunk by chunk is not compared whole with the kept conductances for every chunk."""
         with blas_one_thread():  # one pinning for every substitution of the iteration
-            return self._solve(g, row_v, col_v, tol, max_iter, focus, chips)
+            return self._solve(g, row_v, col_v, tol, max_iter, focus, chips, checked)
 
-    def _solve(self, g, row_v, col_v, tol, max_iter, focus=None, chips=None) -> DrivenSolution:
+    def _solve(self, g, row_v, col_v, tol, max_iter, focus=None, chips=None, checked=False) -> DrivenSolution:
         g = np.asarray(g, float)
         row_v, col_v = np.asarray(row_v, float), np.asarray(col_v, float)
         if not (np.all(np.isfinite(row_v)) and np.all(np.isfinite(col_v))):
             raise ValueError("LineSolver needs every terminal driven (finite voltages)")
-        net = self.network(g)
+        net = self.net if checked and self.net is not None else self.network(g)
         if chips is not None:
             net, g = net.chips(chips), g[chips]
         if focus is not None:

@@ -475,11 +475,13 @@ class SimulatedCrossbar(Crossbar):
         relaxation is its own); a batch of many chips with a few at work (a re-verify pass) no
         longer carries the others through the solve."""
         parts = []
+        self._lines.network(self._g)        # brought to the conductances once for every chunk
         for j0 in range(0, chips.size, LINE_CHIPS):
             idx = chips[j0:j0 + LINE_CHIPS]
             sl = slice(j0, j0 + LINE_CHIPS)
             f = None if focus is None else tuple(x[sl] if np.ndim(x) else x for x in focus)
-            parts.append(take(self._lines.solve(self._g, row_v[sl], col_v[sl], tol=tol, focus=f, chips=idx), idx))
+            parts.append(take(self._lines.solve(self._g, row_v[sl], col_v[sl], tol=tol, focus=f, chips=idx,
+                                                checked=True), idx))
         return tuple(np.concatenate(p) for p in zip(*parts))
 
     def _isolated_reads(self, rows, cols, v_read, active) -> np.ndarray:

@@ -132,9 +132,16 @@ class BatchLines(LineNetwork):
         g = np.asarray(g, dtype=float)
         if g.shape != self.shape:
             raise ValueError(f"conductances of shape {g.shape}, network built for {self.shape}")
-        if getattr(self, "_g", None) is None or not np.array_equal(g, self._g):
+        if getattr(self, "_g", None) is None:
             self._g = g.copy()
             self.rho_lin = contraction(g, self.r_line, self.r_access)
+        else:
+            # only the chips whose conductances changed (a chip's bound is its own): a large batch
+            # with a few chips at work is not bounded anew whole at every call
+            changed = np.flatnonzero((g != self._g).reshape(g.shape[0], -1).any(axis=1))
+            if changed.size:
+                self._g[changed] = g[changed]
+                self.rho_lin[changed] = contraction(g[changed], self.r_line, self.r_access)
         return 0
 
     def chips(self, sl: slice) -> "BatchLines":
