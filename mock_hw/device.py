@@ -414,7 +414,8 @@ def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng, dr
             # once here (the draws stay those of the pulses, in pulse order)
             idx, v_eq, vs, vr, rate, z = (a.take(order) for a in (idx, v_eq, vs, vr, rate, z))
             u = None if u is None else u.take(order)
-    after = _switch_rounds(g_flat, idx, v_eq, vs, vr, rate, z, u, None if order is None else cuts, p)
+    after = _switch_rounds(g_flat, idx, _switch_factors(v_eq, vs, vr, p), rate, z, u, None if order is None else cuts,
+                           p)
     if order is not None:
         out = np.empty(n)
         out[order] = after                                  # back in the order of the pulses
@@ -422,29 +423,40 @@ def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng, dr
     return after
 
 
-def _switch_rounds(g_flat, idx, v_eq, vs, vr, rate, z, u, cuts, p: DeviceParams) -> np.ndarray:
-    """In place: the pulses of :func:`_switch_sets` given round by round (``cuts``: the bounds of
-    the rounds, a device at most once in a round and its pulses in round order; None: one round),
-    with their devices ``idx``, width-equivalent voltages ``v_eq`` (V), thresholds, rate factors and
-    standard normal (``z``) and uniform (``u``, None without relaxation) draws.  Returns each
-    pulse's state after it (S), in the given order."""
-    n = idx.size
-    xi = c2c_noise(n, p, None, z)
-    # switching_step's factors that do not depend on the state: k·od^power per polarity
+def _switch_factors(v_eq, vs, vr, p: DeviceParams) -> tuple:
+    """:func:`switching_step`'s factors of pulses of width-equivalent voltages ``v_eq`` (V) on
+    devices of thresholds ``vs``, ``vr`` that do not depend on the state: with one polarity per pulse
+    and the same window exponent for SET and RESET, ``(True, ks, bound, sspan)`` (a pulse's step is
+    ks·clip((bound − g)/sspan, 0, 1)^p), else ``(False, k_up, k_down)``; elementwise per pulse."""
     k_up = p.k_set * np.maximum(v_eq - vs, 0.0) ** p.od_power
     k_down = p.k_reset * np.maximum(-v_eq - vr, 0.0) ** p.od_power
-    relax = None if u is None else 1.0 - p.relax * (u * 2.0)
-    span, g_lo, g_hi = p.g_max - p.g_min, p.g_min, p.g_max
     # one polarity per pulse (the thresholds are positive): with the same exponent for both, a
     # pulse's step is ks·clip((bound − gi)/sspan, 0, 1)^p with ks = k_up, bound = g_hi, sspan = span
     # for SET and ks = −k_down, bound = g_lo, sspan = −span for RESET, which is up − down bit for
     # bit (a zero term drops out exactly; negation and the division by ±span are exact)
-    signed = p.p_set == p.p_reset and not np.minimum(k_up, k_down).max(initial=0.0) > 0
-    if signed:
+    if p.p_set == p.p_reset and not np.minimum(k_up, k_down).max(initial=0.0) > 0:
+        span = p.g_max - p.g_min
         ks = k_up - k_down                                  # k_up, or −k_down (the other is +0)
         down = ks < 0
-        bound = np.where(down, g_lo, g_hi)
-        sspan = np.where(down, -span, span)
+        return True, ks, np.where(down, p.g_min, p.g_max), np.where(down, -span, span)
+    return False, k_up, k_down
+
+
+def _switch_rounds(g_flat, idx, factors, rate, z, u, cuts, p: DeviceParams) -> np.ndarray:
+    """In place: the pulses of :func:`_switch_sets` given round by round (``cuts``: the bounds of
+    the rounds, a device at most once in a round and its pulses in round order; None: one round),
+    with their devices ``idx``, :func:`_switch_factors` ``factors``, rate factors and standard
+    normal (``z``) and uniform (``u``, None without relaxation) draws.  Returns each pulse's state
+    after it (S), in the given order."""
+    n = idx.size
+    xi = c2c_noise(n, p, None, z)
+    relax = None if u is None else 1.0 - p.relax * (u * 2.0)
+    span, g_lo, g_hi = p.g_max - p.g_min, p.g_min, p.g_max
+    signed = factors[0]
+    if signed:
+        ks, bound, sspan = factors[1:]
+    else:
+        k_up, k_down = factors[1:]
     groups = [slice(0, n)] if cuts is None else [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
     after = np.empty(n)
     for e in groups:

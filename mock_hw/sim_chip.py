@@ -36,7 +36,7 @@ from .aging import retention_relax, sample_forming_voltage, sample_retention_nu
 from .chip_state import chip_state_dict, load_chip_state, load_chip_state_dict, save_chip_state
 from .device import (DevicePopulation, apply_voltages_written, disturb_increments, equivalent_shift, equivalent_voltage,
                      initial_state, iv_current, read_conductance, sample_population, switch_at, switch_steps,
-                     _switch_rounds)
+                     _switch_factors, _switch_rounds)
 from .presets import DEFAULT_PRESET, ChipParams, get_preset
 
 __all__ = ["SimulatedCrossbar", "save_chip_state", "load_chip_state"]
@@ -574,13 +574,17 @@ class SimulatedCrossbar(Crossbar):
         tab = None
         if self._lines is None and plan.leading and plan.n_vectors * n_rows * n_cols < MVM_BLOCKS_MIN:
             tab = self._read_table(plan)
+        elif self._lines is None and plan.fixed is None and plan.drive is not None:
+            runs = self._block_runs(plan)
+            if runs is not None:
+                return self._mvm_plan_blocks(plan, runs, v_rows)
         if tab is None:
             return super()._mvm_plan(plan, v_rows)
         d = self.params.device
         B, M, m_var = self.n_chips, plan.size, tab["m_var"]
         out = np.empty((B, M))
         if m_var:
-            prod = nodal.mvm_currents(self._g, v_rows, d.beta, d.v_ref)
+            prod = nodal.mvm_currents(self._g, plan.varying_input(v_rows), d.beta, d.v_ref)
             out[:, :m_var] = prod.reshape(B, -1).take(tab["at_var"], axis=1)
         if M > m_var:
             np.multiply(tab["f_fixed"], self._g.reshape(-1).take(tab["cells_fixed"]), out=out[:, m_var:])
@@ -590,6 +594,71 @@ class SimulatedCrossbar(Crossbar):
             noise *= sigma
             noise += 1.0
             out *= noise.reshape(B, M)
+        return out
+
+    def _block_runs(self, plan: ReadPlan):
+        """The runs of :meth:`_mvm_blocks` in a plan's product (varying vectors only, given at
+        ``plan.drive``), kept per plan: per run of consecutive vectors needing the same columns,
+        (its needed columns, the rows its vectors drive (ascending), the positions of their
+        voltages in the plan's input as (vectors, rows), and its slice of the needed currents).
+        None where :meth:`_mvm_blocks` would not take the product, or a run's vectors do not all
+        drive the same rows."""
+        cache = self.__dict__.setdefault("_block_tables", {})
+        if plan in cache:
+            return cache[plan]
+        if len(cache) > 64:
+            cache.clear()
+        n_rows, n_cols = self.shape
+        n = plan.n_vectors
+        runs = None
+        if n * n_rows * n_cols >= MVM_BLOCKS_MIN:
+            cols_of = plan.need                                             # as _mvm_blocks
+            starts = np.unique(np.flatnonzero(cols_of[1:] != cols_of[:-1]) // n_cols) + 1
+            if starts.size + 1 <= n // 64:
+                bounds = [0, *starts.tolist(), n]
+                vec, row = np.divmod(plan.drive, n_rows)
+                by = np.lexsort((row, vec))                                 # vector after vector, rows ascending
+                vec, row, pos = vec[by], row[by], by
+                runs, o = [], 0
+                for a, b in zip(bounds[:-1], bounds[1:]):
+                    cols = np.flatnonzero(cols_of[a])
+                    lo, hi = np.searchsorted(vec, [a, b])
+                    h = (hi - lo) // (b - a)
+                    r = row[lo:hi].reshape(b - a, h) if h * (b - a) == hi - lo else None
+                    if r is None or (r != r[:1]).any():
+                        runs = None
+                        break
+                    runs.append((cols, r[0], pos[lo:hi].reshape(b - a, h), slice(o, o + (b - a) * cols.size)))
+                    o += (b - a) * cols.size
+        cache[plan] = runs
+        return runs
+
+    def _mvm_plan_blocks(self, plan: ReadPlan, runs, v) -> np.ndarray:
+        """:meth:`_mvm_blocks` of a plan's product, from its drive voltages ``v`` (n_chips, P) and
+        :meth:`_block_runs`: the same runs, rows, blocks and read noise, bit for bit, with only the
+        needed currents built (in their order)."""
+        d = self.params.device
+        B, M = self.n_chips, plan.size
+        sigma = d.read_noise
+        if sigma > 0:       # one draw for every needed current, chip after chip, in order (as _mvm_blocks)
+            noise = self._rng.standard_normal(B * M).reshape(B, M)
+            noise *= sigma
+            noise += 1.0
+        out = np.empty((B, M))
+        for cols, rows, at, sl in runs:
+            if not cols.size:
+                continue
+            vr = v[:, at]                                                   # (B, vectors, driven rows)
+            on = (vr != 0).any(axis=(0, 1))
+            if not on.all():                                                # as _mvm_blocks: rows at 0 V left out
+                rows, vr = rows[on], vr[:, :, on]
+            if rows.size:
+                block = nodal.mvm_currents(self._g[:, rows][:, :, cols], vr, d.beta, d.v_ref)
+            else:
+                block = np.zeros((B, at.shape[0], cols.size))
+            if sigma > 0:
+                block *= noise[:, sl].reshape(block.shape)
+            out[:, sl] = block.reshape(B, -1)
         return out
 
     def _read_table(self, plan: ReadPlan):
@@ -787,11 +856,10 @@ class SimulatedCrossbar(Crossbar):
         got = plan.schedule(counts)
         if got is None:
             return PassResult(0, np.zeros(self.n_chips, np.int64))
-        signed, at, cnt, pos, step = got
+        signed, at, cnt, ends, pos, step = got
         K = int(step.max()) + 1
         g_top = max(float(self._g.max()), d.g_max)          # as _steps_plain: the compliance at the largest state
-        if K * self._g.size > 1 << 22 or float(np.abs(iv_current(g_top, plan.amplitude, d.beta, d.v_ref))) \
-                > self.limits.i_compliance:
+        if K * self._g.size > 1 << 22 or abs(iv_current(g_top, plan.amplitude, d.beta, d.v_ref)) > self.limits.i_compliance:
             return super()._pulse_counts(plan, counts)
         B, n_rows = self.n_chips, self.shape[0]
         P = pos.size
@@ -802,22 +870,22 @@ class SimulatedCrossbar(Crossbar):
         live = tab["live"].take(ti)
         # the list's order (step, chip, row: _steps_at_once's, lane order being row order or not)
         order = np.argsort(step * (B * n_rows) + tab["row_key"].take(pos))
-        ends = np.cumsum(cnt)
         j = np.arange(P) - np.repeat(ends - cnt, cnt)       # each pulse's place among its device's (its round)
         tp = np.repeat(ti, cnt)
         if not live.all():                                   # pulses below threshold or on stuck devices draw nothing
             order = order[np.repeat(live, cnt).take(order)]
-        by_round = np.argsort(j.take(order), kind="stable")  # round after round, in list order within a round
+        j = j.take(order)
+        by_round = np.argsort(j, kind="stable")              # round after round, in list order within a round
         src = order.take(by_round)
         z = self._rng.standard_normal(order.size)            # drawn in list order, as switch_steps draws them
         u = self._rng.random(order.size) if d.relax > 0 else None
         z = z.take(by_round)
         u = None if u is None else u.take(by_round)
-        cuts = [0, *np.cumsum(np.bincount(j.take(src))).tolist()]
+        cuts = [0, *np.cumsum(np.bincount(j)).tolist()]
         rows = tp.take(src)
         idx = tab["flat"].take(rows)
-        _switch_rounds(self._g.reshape(-1), idx, tab["v_eq"].take(rows), tab["vs"].take(rows), tab["vr"].take(rows),
-                       tab["rate"].take(rows), z, u, cuts, d)
+        factors = (tab["factors"][0], *(f.take(rows) for f in tab["factors"][1:]))
+        _switch_rounds(self._g.reshape(-1), idx, factors, tab["rate"].take(rows), z, u, cuts, d)
         self._mark_written(idx)
         self._n_disturb.reshape(-1)[tab["flat"].take(ti)] = 0.0      # not loud: their counts restart
         per_chip = np.bincount(at // (plan.size + 1), weights=cnt, minlength=B).astype(np.int64)
@@ -826,8 +894,8 @@ class SimulatedCrossbar(Crossbar):
     def _plan_table(self, plan: ColourPlan):
         """Per flat position of a (n_chips, D + 1) array (column D: cell (0, 0), never pulsed) and
         polarity (row ``2·position + (count > 0)``) of ``plan``: the device's flat index, its
-        pulse's width-equivalent voltage (V), thresholds, rate factor and whether the pulse switches
-        it (:func:`~mock_hw.device.switch_steps`'s test), and ``row_key`` chip · rows + row per
+        pulse's switching factors (:func:`~mock_hw.device._switch_factors`), rate factor and whether
+        the pulse switches it (:func:`~mock_hw.device.switch_steps`'s test), and ``row_key`` chip · rows + row per
         position; kept for the plan and the chip's population.  None where :meth:`_steps_at_once`
         would not apply a pass at once whatever its counts: not V/2, resistive lines, loud pulses,
         or half-selects that may reach the lowest threshold (:meth:`_steps_plain`)."""
@@ -856,7 +924,7 @@ class SimulatedCrossbar(Crossbar):
                 live |= -v_eq > vr
                 live &= ~pop.stuck.reshape(-1).take(flat)
                 row_key = (np.arange(B)[:, None] * n_rows + np.append(plan.rows, 0)).ravel()
-                tab = {"flat": flat, "v_eq": v_eq, "vs": vs, "vr": vr, "rate": pop.rate.reshape(-1).take(flat),
+                tab = {"flat": flat, "factors": _switch_factors(v_eq, vs, vr, d), "rate": pop.rate.reshape(-1).take(flat),
                        "live": live, "row_key": row_key}
         cache[plan] = (key, tab)
         return tab

@@ -210,12 +210,10 @@ class ChipArrays:
         if v0 is None and B == 1 and need.shape[1] * max(self.xb.shape) > READ_CHUNK and not self.one_at_a_time:
             parts = self._currents_in_chunks(key, drive, need, gather, x_all)
         else:
-            # the varying inputs' drive; the fixed ones (one-hot reads) are in the read plan
-            plan, n_var, drive_var, gather_at = self._read_plan(key)
-            v = np.zeros((B, n_var * n_rows))
-            if xs:
-                v[:, drive_var] = self.v_in * x_all[:, drive[1]]
-            out = self.xb.mvm_plan(plan, v.reshape(B, n_var, n_rows))
+            # the varying inputs at their drive positions; the fixed ones (one-hot reads) are in the read plan
+            plan, gather_at = self._read_plan(key)
+            v = self.v_in * x_all[:, drive[1]] if xs else np.zeros((B, 0))
+            out = self.xb.mvm_plan(plan, v)
             self.mvm_calls += 1
             parts = out[:, gather_at] / self.v_in     # every request's currents, one gather
         results = []
@@ -250,29 +248,30 @@ class ChipArrays:
             self._tables[ck] = chunks
         parts = np.empty((self.B, gather[0].size))
         for a, b, d_at, d_src, g_sel, g_at in self._tables[ck]:
-            v = np.zeros((self.B, (b - a) * n_rows))
-            v[:, d_at] = self.v_in * x_all[:, d_src]
-            out = self.xb.mvm(v.reshape(self.B, -1, n_rows), need=need[:, a:b]).reshape(self.B, -1)
-            parts[:, g_sel] = out[:, g_at] / self.v_in
+            pk = ("chunk plan", key, a)
+            if pk not in self._tables:
+                self._tables[pk] = self.xb.read_plan(need[0, a:b], drive=d_at)
+            plan = self._tables[pk]
+            out = self.xb.mvm_plan(plan, self.v_in * x_all[:, d_src])
+            parts[:, g_sel] = out[:, np.searchsorted(plan.at, g_at)] / self.v_in
             self.mvm_calls += 1
         return parts
 
     def _read_plan(self, key):
         """The :meth:`~programming.crossbar.Crossbar.read_plan` of a read's layout (:meth:`_read_layout`
-        of ``key``): its needed currents, its fixed inputs' row voltages and which vectors vary;
-        with the number of varying vectors, where their inputs drive the rows (flat positions in
-        their (vectors, rows) plane) and where the gathered currents sit among the plan's needed
-        currents (kept per key)."""
+        of ``key``): its needed currents, its fixed inputs' row voltages, which vectors vary and
+        where their inputs drive the rows; with where the gathered currents sit among the plan's
+        needed currents (kept per key)."""
         pk = ("read plan", key)
         if pk not in self._tables:
             drive, need, gather, v0 = self._read_layout(key)
             n_rows = self.xb.shape[0]
             varying = np.concatenate([np.full(n * len(a.tiles), fixed is None) for a, n, fixed in key])
             fixed = None if v0 is None else v0.reshape(self.B, -1, n_rows)
-            plan = self.xb.read_plan(need[0], fixed=fixed, varying=varying)
             rank = np.cumsum(varying) - 1                       # each vector's place among the varying ones
-            drive_var = None if drive is None else rank[drive[0] // n_rows] * n_rows + drive[0] % n_rows
-            self._tables[pk] = (plan, int(varying.sum()), drive_var, np.searchsorted(plan.at, gather[0]))
+            drive_var = np.zeros(0, np.intp) if drive is None else rank[drive[0] // n_rows] * n_rows + drive[0] % n_rows
+            plan = self.xb.read_plan(need[0], fixed=fixed, varying=varying, drive=drive_var)
+            self._tables[pk] = (plan, np.searchsorted(plan.at, gather[0]))
         return self._tables[pk]
 
     def _read_layout(self, key):

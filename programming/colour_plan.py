@@ -92,10 +92,10 @@ class ColourPlan:
 
     def schedule(self, counts: np.ndarray):
         """The pulses of a pass of signed counts ``counts`` (n_chips, D), integers, device by
-        device: ``(signed, at, cnt, pos, step)`` with ``signed`` the counts over the flat
+        device: ``(signed, at, cnt, ends, pos, step)`` with ``signed`` the counts over the flat
         positions of a (n_chips, D + 1) array, ``at`` the positions with pulses, ``cnt`` their
-        pulse counts, and per pulse its position ``pos`` (a position's pulses together, in step
-        order) and ``step``; None when nothing is pulsed."""
+        pulse counts and ``ends`` its cumulative sum, and per pulse its position ``pos`` (a
+        position's pulses together, in step order) and ``step``; None when nothing is pulsed."""
         t = self._tables()
         B, D = counts.shape
         T, S = t["T"], t["S"]
@@ -117,7 +117,7 @@ class ColourPlan:
         start += cnt
         step = np.repeat(start, cnt)
         step += np.arange(int(ends[-1]))
-        return signed, at, cnt, np.repeat(at, cnt), step
+        return signed, at, cnt, ends, np.repeat(at, cnt), step
 
     def pulse_list(self, counts: np.ndarray):
         """A pass of signed counts ``counts`` (n_chips, D) as the pulses of
@@ -128,7 +128,7 @@ class ColourPlan:
         if got is None:
             return None
         t = self._tables()
-        signed, _, _, pos, step = got
+        signed, _, _, _, pos, step = got
         order = np.argsort(step * (self.n_chips * t["L"]) + t["lane_key"].take(pos))
         pos = pos.take(order)
         amp = np.where(signed.take(pos) > 0, self.amplitude, -self.amplitude)

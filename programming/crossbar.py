@@ -447,13 +447,16 @@ class Crossbar(abc.ABC):
             return self._mvm(v)
         return self._mvm_needed(v, mask)
 
-    def read_plan(self, need, fixed=None, varying=None) -> ReadPlan:
+    def read_plan(self, need, fixed=None, varying=None, drive=None) -> ReadPlan:
         """A :class:`~programming.read_plan.ReadPlan` for products (:meth:`mvm_plan`) of N input
         vectors of which the currents ``need`` (bool (N, cols), the same on every chip) are wanted;
         ``fixed`` (n_chips, N, rows), V, the row voltages of the vectors that never change and
         ``varying`` (bool (N,)) the vectors given with each product (default: every vector when
-        ``fixed`` is None, else none).  The fixed voltages are checked here, once (finite, within
-        ``v_read_max``).  ValueError (a :class:`LimitError` for the limits) names what is wrong."""
+        ``fixed`` is None, else none); ``drive`` (optional, distinct integers) the flat positions in
+        the varying vectors' (n_varying, rows) plane their inputs may drive, the others held at 0 V
+        (then each product takes only those voltages).  The fixed voltages are checked here, once
+        (finite, within ``v_read_max``).  ValueError (a :class:`LimitError` for the limits) names
+        what is wrong."""
         need = np.asarray(need)
         if need.dtype != bool or need.ndim != 2 or need.shape[1] != self.shape[1]:
             raise ValueError(f"read_plan need must be a boolean mask of shape (N, {self.shape[1]}), got "
@@ -474,22 +477,33 @@ class Crossbar(abc.ABC):
             fixed[:, varying] = 0.0
             self.limits.check_read(fixed, "matrix-vector input voltage")
         k = int(varying.sum())
+        if drive is not None:
+            drive = np.asarray(drive)
+            if drive.dtype.kind not in "iu" or drive.ndim != 1:
+                raise ValueError("read_plan drive must be a 1-D array of integer positions")
+            drive = drive.astype(np.intp)
+            if drive.size and int(drive.view(np.uintp).max()) >= k * self.shape[0]:
+                raise ValueError(f"read_plan drive positions must lie in [0, {k * self.shape[0]}) (varying vectors x rows)")
+            if np.unique(drive).size != drive.size:
+                raise ValueError("read_plan drive lists a position twice")
         return ReadPlan(need.copy(), varying.copy(), fixed, np.flatnonzero(need), bool(varying[:k].all()),
-                        tuple(self.shape), int(self.n_chips), self.limits)
+                        drive, tuple(self.shape), int(self.n_chips), self.limits)
 
     def mvm_plan(self, plan: ReadPlan, v_rows) -> np.ndarray:
         """The needed currents (A), shape (n_chips, M), in (vector, column) order, of the product of
         ``plan`` (:meth:`read_plan`, made for this chip) whose varying vectors are driven at
-        ``v_rows`` (n_chips, n_varying, rows), V, and its fixed vectors at theirs: what
+        ``v_rows`` (n_chips, n_varying, rows), V, or, for a plan with ``drive`` positions, at
+        ``v_rows`` (n_chips, P) there and 0 V elsewhere, and its fixed vectors at theirs: what
         ``mvm(input, need=plan.need)`` gives at the needed currents, with the fixed part checked
         once, when the plan was made.  A simulated chip need not build the whole product."""
         if plan.shape != tuple(self.shape) or plan.n_chips != self.n_chips or (
                 plan.limits is not self.limits and plan.limits != self.limits):
             raise ValueError("mvm_plan needs a read plan made for this chip (its shape, chips and limits)")
         v = np.asarray(v_rows, dtype=float)
-        if v.shape != (self.n_chips, plan.n_varying, self.shape[0]):
-            raise ValueError(f"mvm_plan input must have shape {(self.n_chips, plan.n_varying, self.shape[0])} "
-                             f"(n_chips, varying vectors, rows), got {v.shape}")
+        want = (self.n_chips, plan.n_varying, self.shape[0]) if plan.drive is None else (self.n_chips, plan.drive.size)
+        if v.shape != want:
+            raise ValueError(f"mvm_plan input must have shape {want} (n_chips, "
+                             f"{'varying vectors, rows' if plan.drive is None else 'drive positions'}), got {v.shape}")
         self.limits.check_read(v, "matrix-vector input voltage")
         return self._mvm_plan(plan, v)
 

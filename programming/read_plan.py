@@ -21,13 +21,16 @@ class ReadPlan:
     ``need`` (N, cols) bool; ``varying`` (N,) bool, the vectors given with each product (in order);
     ``fixed`` (n_chips, N, rows) the row voltages (V) of the others (zero on the varying ones), None
     when every vector varies; ``at`` (M,) the flat positions in the (N, cols) plane of the needed
-    currents, in order; ``leading``: whether the varying vectors are the first ones."""
+    currents, in order; ``leading``: whether the varying vectors are the first ones; ``drive``
+    (P,) the flat positions in the varying vectors' (n_varying, rows) plane that their inputs may
+    drive (the rest at 0 V; None: any)."""
 
     need: np.ndarray
     varying: np.ndarray
     fixed: np.ndarray | None
     at: np.ndarray
     leading: bool
+    drive: np.ndarray | None
     shape: tuple
     n_chips: int
     limits: object
@@ -46,9 +49,20 @@ class ReadPlan:
         """M, the number of needed currents per chip."""
         return int(self.at.size)
 
-    def product_input(self, v_rows: np.ndarray) -> np.ndarray:
-        """The whole product's input (n_chips, N, rows), V: the fixed vectors and ``v_rows``
-        (n_chips, n_varying, rows) on the varying ones."""
+    def varying_input(self, v: np.ndarray) -> np.ndarray:
+        """The varying vectors' row voltages (n_chips, n_varying, rows), V, from the input ``v`` of
+        :meth:`~programming.crossbar.Crossbar.mvm_plan` (with :attr:`drive`: the voltages at those
+        positions, 0 V elsewhere)."""
+        if self.drive is None:
+            return v
+        full = np.zeros((self.n_chips, self.n_varying * self.shape[0]))
+        full[:, self.drive] = v
+        return full.reshape(self.n_chips, self.n_varying, self.shape[0])
+
+    def product_input(self, v: np.ndarray) -> np.ndarray:
+        """The whole product's input (n_chips, N, rows), V: the fixed vectors and the varying ones
+        from the input ``v`` of :meth:`~programming.crossbar.Crossbar.mvm_plan`."""
+        v_rows = self.varying_input(v)
         if self.fixed is None:
             return v_rows
         v = self.fixed.copy()

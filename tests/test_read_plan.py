@@ -80,7 +80,10 @@ def test_read_plan_and_mvm_plan_refuse_bad_layouts_and_inputs():
              (dict(varying=varying[:3]), ValueError, r"varying must be a boolean mask of shape \(16,\)"),
              (dict(fixed=None), ValueError, "needs the fixed vectors' voltages"),
              (dict(fixed=np.where(fixed > 0, 0.7, 0.0)), LimitError, "exceeds the limit v_read_max"),
-             (dict(fixed=np.where(fixed > 0, np.nan, 0.0)), LimitError, "not finite")]
+             (dict(fixed=np.where(fixed > 0, np.nan, 0.0)), LimitError, "not finite"),
+             (dict(drive=[0, 1, 80]), ValueError, r"drive positions must lie in \[0, 80\)"),
+             (dict(drive=[0, 1, 1]), ValueError, "drive lists a position twice"),
+             (dict(drive=[0.0, 1.0]), ValueError, "integer positions")]
     for change, err, msg in cases:
         with pytest.raises(err, match=msg):
             xb.read_plan(**{**dict(need=need, fixed=fixed, varying=varying), **change})
@@ -91,3 +94,38 @@ def test_read_plan_and_mvm_plan_refuse_bad_layouts_and_inputs():
         xb.mvm_plan(plan, np.full((2, 8, 10), 0.6))
     with pytest.raises(ValueError, match="made for this chip"):
         SimulatedCrossbar(10, 12, preset="asymmetric").mvm_plan(plan, np.zeros((1, 8, 10)))
+    with pytest.raises(ValueError, match=r"shape \(2, 3\) \(n_chips, drive positions\)"):
+        xb.mvm_plan(xb.read_plan(need, fixed=fixed, varying=varying, drive=[0, 1, 2]), np.zeros((2, 8, 10)))
+
+
+@pytest.mark.parametrize("n_chips, per_run", [(1, 1200), (2, 1300), (1, 20)])
+@pytest.mark.parametrize("through", ["simulator", "interface default"])
+def test_mvm_plan_of_inputs_at_their_drive_positions_equals_the_whole_product(n_chips, per_run, through):
+    """Varying vectors given only at the rows they drive (four runs of vectors, each driving its own
+    block of rows and needing its own block of columns; in one run a row held at 0 V throughout):
+    large products (worked out run by run as :meth:`_mvm_blocks` does) and small ones give the needed
+    currents of the whole product bit for bit, with the same read noise."""
+    rng = np.random.default_rng(8)
+    make = lambda: SimulatedCrossbar(10, 12, n_chips=n_chips, preset="asymmetric", seed=4)  # noqa: E731
+    xb, ref = make(), make()
+    chip = xb if through == "simulator" else SpyCrossbar(xb)
+    blocks = [(range(0, 3), range(0, 4)), (range(3, 6), range(4, 7)), (range(6, 8), range(7, 12)),
+              (range(8, 10), range(0, 3))]
+    n = 4 * per_run
+    need = np.zeros((n, 12), bool)
+    drive = []
+    for k, (rows, cols) in enumerate(blocks):
+        need[k * per_run:(k + 1) * per_run, cols.start:cols.stop] = True
+        drive += [(k * per_run + j) * 10 + r for j in range(per_run) for r in rows]
+    drive = np.array(drive)
+    plan = chip.read_plan(need, drive=drive)
+    for _ in range(2):
+        v = 0.3 * rng.random((n_chips, drive.size))
+        v[:, (drive % 10) == 4] = 0.0                       # row 4 at 0 V in its run
+        whole = np.zeros((n_chips, n * 10))
+        whole[:, drive] = v
+        got = chip.mvm_plan(plan, v)
+        want = ref.mvm(whole.reshape(n_chips, n, 10), need=need)[:, need]
+        np.testing.assert_array_equal(got, want)
+    assert xb._rng.random() == ref._rng.random()
+    assert (xb._block_runs(plan) is not None) == (per_run > 100)     # the run-by-run path where it applies
