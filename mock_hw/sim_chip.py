@@ -488,25 +488,31 @@ class SimulatedCrossbar(Crossbar):
         """Noise-free currents (n_chips, L), A, of isolating reads on resistive lines: per lane,
         row r at ``v_read``, column c at 0 V, the other rows at 0 V and the other columns at
         ``v_read`` (inactive lanes source nothing); every terminal is driven, so each lane is one
-        right-hand side on the kept factorization, ``ISOLATE_CHUNK`` lanes per solve."""
+        right-hand side on the kept factorization, ``ISOLATE_CHUNK`` lanes per solve.  On relaxed
+        lines only the chips with an active lane are solved (a line calibration reads a few chips
+        of a large batch)."""
         n_rows, n_cols = self.shape
-        L = rows.shape[1]
         out = np.zeros(rows.shape)
         on_lanes = np.flatnonzero(active.any(axis=0))     # the others source nothing
+        relaxed = on_lanes.size > 0 and self._lines.relaxed(self._g)
+        chips = np.flatnonzero(active.any(axis=1)) if relaxed else np.arange(self.n_chips)
         for k0 in range(0, on_lanes.size, ISOLATE_CHUNK):
             q = on_lanes[k0:k0 + ISOLATE_CHUNK]
-            r, c, on = rows[:, q], cols[:, q], active[:, q]
-            b = np.broadcast_to(np.arange(self.n_chips)[:, None], r.shape)
+            r, c, on = rows[chips][:, q], cols[chips][:, q], active[chips][:, q]
+            b = np.broadcast_to(np.arange(chips.size)[:, None], r.shape)
             lane = np.broadcast_to(np.arange(r.shape[1]), r.shape)
             v = np.where(on, v_read, 0.0)
             row_v = np.zeros((*r.shape, n_rows))
             row_v[b, lane, r] = v
             col_v = np.repeat(v[..., None], n_cols, axis=2)
             col_v[b, lane, c] = 0.0
-            out[:, q], = self._line_solve(row_v, col_v, READ_TOL,
-                                          self._focus_of(np.where(on, r, -1), np.where(on, c, -1)),
-                                          lambda sol, sl: (np.take_along_axis(sol.col_current, c[sl, :, None],
-                                                                              axis=2)[:, :, 0],))
+            focus = self._focus_of(np.where(on, r, -1), np.where(on, c, -1))
+            if relaxed:
+                got, = self._relaxed_chips_solve(chips, row_v, col_v, READ_TOL, lambda sol, idx: (sol.col_current,),
+                                                 focus)
+            else:
+                got, = self._line_solve(row_v, col_v, READ_TOL, focus, lambda sol, sl: (sol.col_current,))
+            out[np.ix_(chips, q)] = np.take_along_axis(got, c[:, :, None], axis=2)[:, :, 0]
         return out
 
     def _read_lines(self, r, c, v, scheme):

@@ -726,9 +726,21 @@ def measure_line_resistance(xb, v_read: float | None = None, r_access: float = 0
         scheme = "isolate" if "isolate" in getattr(xb, "read_schemes", ()) else "float"
     n = xb.n_chips if max_chips is None else max(1, min(int(max_chips), xb.n_chips))
     sums = [np.zeros((xb.n_chips, *xb.shape))] + [np.zeros((xb.n_chips, len(cells))) for _ in range(3)]
-    steps = [lambda: xb.read_array(v, "ground")] + [
-        (lambda level=level, how=how: xb.read(rr, cc, level, how).conductance)
-        for level, how in ((v / 2, "ground"), (v_high, "ground"), (v, scheme))]
+    if n == xb.n_chips:
+        steps = [lambda: xb.read_array(v, "ground")] + [
+            (lambda level=level, how=how: xb.read(rr, cc, level, how).conductance)
+            for level, how in ((v / 2, "ground"), (v_high, "ground"), (v, scheme))]
+    else:
+        # the first n chips of a batch only (the others are not estimated): the map as every cell's
+        # grounded read, the same reading as read_array's (a simulated batch draws its read noise
+        # for every chip either way)
+        on = np.arange(xb.n_chips) < n
+        every = np.indices(xb.shape).reshape(2, -1)
+        steps = [lambda: xb.read(every[0], every[1], v, "ground", active=np.repeat(on[:, None], every.shape[1], 1))
+                 .conductance.reshape(xb.n_chips, *xb.shape)] + [
+            (lambda level=level, how=how: xb.read(rr, cc, level, how,
+                                                  active=np.repeat(on[:, None], rr.size, 1)).conductance)
+            for level, how in ((v / 2, "ground"), (v_high, "ground"), (v, scheme))]
 
     def read_rounds(first: int, last: int) -> int:
         # every other round in reverse order (the map last): the reads of a pair of rounds have one
