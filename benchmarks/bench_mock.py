@@ -84,6 +84,8 @@ def run_bench(rows, cols, seed, variant, width, scheme, passes, time_scale, on_i
         for emu in bench.emulators.values():
             emu.faults.latency_s = latency
         station = load_station(bench.write_station(Path(tmp) / "s.toml", variant=variant, write_scheme=scheme))
+        if on_instrument:                   # the script writes with the 2636B, never the 33512B (xbar tune
+            station = station.without_pulse_generator()     # --on-instrument): its widths, probe, routing
         lim = station_limits(station)
         if not lim.width_min <= width <= lim.width_max:
             return None                     # the drive instrument cannot source it
@@ -246,6 +248,8 @@ def on_instrument_rows(rows, cols, seed, passes, time_scale) -> None:
         calib = f"  (line calibration {r['calib_trips'] / rows / cols:.1f} trips/cell, {r['r_line']:.2f} Ω)" if corr else ""
         if r["lan_per_cell"]:
             calib += f"  (2636B-B2902A TSP-Net exchanges {r['lan_per_cell']:.0f}/cell, not host round trips)"
+        if variant == "k2600-707b":
+            calib += "  (the 33512B idle: the script writes with the 2636B)"
         print(f"  {variant:<14} {width * 1e6:4g}µs {scheme:<6} {'yes' if corr else 'no':<8} {r['trips']:10.2f} "
               f"{r['wall_ms']:8.1f}ms {r['median_pulses']:10.0f} {100 * r['true_ok']:7.1f}% {r['violations']:4d} "
               f"{r['max_unsel']:11.3f} {r['max_write']:12.3f}{calib}")

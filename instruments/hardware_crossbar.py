@@ -582,7 +582,7 @@ class HardwareCrossbar(Crossbar):
 
         cfg = config or TunerConfig()
         cfg = replace(cfg, v_read=cfg.v_read or self.v_read)   # None: the station's read voltage
-        cfg.check_limits(self.limits)
+        cfg.check_limits(self.on_instrument_limits)
         lo, hi = self.programming_window
         if not lo <= target <= hi:
             raise ValueError(f"target {target * 1e6:.1f} µS is outside the programming window "
@@ -605,6 +605,13 @@ class HardwareCrossbar(Crossbar):
         return result
 
     # ------------------------------------------------- the on-instrument loop over TSP-Link
+    @property
+    def on_instrument_limits(self) -> SafetyLimits:
+        """The limits of the on-instrument loop's writes: the 2600B's SMU gives them, never a pulse
+        generator (:meth:`~instruments.station.Station.without_pulse_generator`): on a station with
+        a generator, pulse widths from the 2600B's 100 µs, not the generator's 16 ns."""
+        return station_limits(self.station.without_pulse_generator())
+
     def on_instrument_problem(self, write_scheme: str | None = None) -> str | None:
         """Why this bench cannot run the on-instrument loop with ``write_scheme`` (default the
         station's) (one line), or None."""
@@ -660,7 +667,7 @@ class HardwareCrossbar(Crossbar):
 
         cfg = config or TunerConfig()
         cfg = replace(cfg, v_read=cfg.v_read or self.v_read)
-        cfg.check_limits(self.limits)
+        cfg.check_limits(self.on_instrument_limits)
         lo, hi = self.programming_window
         for t in targets:
             if not lo <= t <= hi:

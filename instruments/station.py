@@ -52,7 +52,7 @@ from __future__ import annotations
 import importlib
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from programming.crossbar import SafetyLimits, parse_read_scheme, parse_write_scheme
@@ -153,6 +153,22 @@ class Station:
                 return False
             return True
         return tuple(s for s in ("v/2", "v/3", "float") if served(s))
+
+    def without_pulse_generator(self) -> "Station":
+        """The station the on-instrument loop runs on: the 2600B's script writes with its own SMU
+        (``drive``), so a pulse generator (the ``pulse`` / ``pulse_col`` roles) takes no part in it,
+        and is left out with its matrix inputs (its relays are never closed).  Its pulse widths,
+        the auto schedule's probe pulses and the routing are then the SMU's, as the script's
+        writes are: a generator's 1 µs would otherwise pass the station's limits and reach the
+        2600B, whose pulses are specified from 100 µs.  The station itself when it has none."""
+        gens = {self.roles[r].partition(".")[0] for r in PULSE_ROLES if r in self.roles}
+        if not gens:
+            return self
+        used = {spec.partition(".")[0] for role, spec in self.roles.items() if role not in PULSE_ROLES}
+        drop = gens - used - {self.matrix}
+        return replace(self, roles={r: spec for r, spec in self.roles.items() if r not in PULSE_ROLES},
+                       inputs={spec: i for spec, i in self.inputs.items() if spec.partition(".")[0] not in drop},
+                       instruments={n: s for n, s in self.instruments.items() if n not in drop})
 
     def on_instrument_problem(self, write_scheme: str | None = None) -> str | None:
         """Why this station cannot run the on-instrument loop (one line), or None when it can: the

@@ -269,7 +269,8 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
             loop's.
     """
     cfg = config or TunerConfig()
-    cfg.check_limits(xb.limits)
+    # on the instrument the 2600B's SMU writes (never a station's pulse generator): its limits
+    cfg.check_limits(getattr(xb, "on_instrument_limits", xb.limits) if on_instrument else xb.limits)
     if on_instrument and not (hasattr(xb, "tune_on_instrument") and xb.n_chips == 1):
         raise ValueError("the on-instrument write-verify loop needs a bench whose instrument runs it "
                          "(a station with a Keithley 2600B driving and sensing and a 707B on its TSP-Link)")

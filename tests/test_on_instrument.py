@@ -162,3 +162,34 @@ def test_on_instrument_v3_needs_the_column_bias_on_the_lan(tmp_path):
     assert "LAN" in problem and "GPIB0::23::INSTR" in problem and "\n" not in problem
     assert gpib.on_instrument_problem("v/2") is None
     assert "float" in gpib.on_instrument_problem("float")
+
+
+def test_on_a_station_with_a_pulse_generator_the_script_writes_with_the_2600b(tmp_path, capsys):
+    """The script pulses with the 2636B's SMU, never the 33512B: a 1 µs write (the generator's) is
+    refused in one line before anything is sent or a run folder exists, where it used to pass the
+    generator's limits and reach the 2636B; ``xbar tune --on-instrument`` defaults to the 2636B's
+    100 µs and probes its schedule with the 2636B's pulses (the generator is never addressed)."""
+    from procedures.ops.chips import planned_limits
+
+    with MockBench(2, 2, preset="ideal", seed=0, time_scale=0.0) as bench:
+        path = bench.write_station(tmp_path / "gen.toml", variant="k2600-707b")
+        st = load_station(path)
+        assert planned_limits(station=st).width_min < 1e-6                  # the host loop: the generator's
+        assert planned_limits(station=st, on_instrument=True).width_min == pytest.approx(1e-4)
+        assert "fgen" not in st.without_pulse_generator().instruments
+        n0 = _replies(bench)
+        assert main(["tune", "--station", str(path), "--on-instrument", "--width", "1e-6", "--quiet",
+                     "--no-plots", "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "width" in err[0], err
+        assert _replies(bench) == n0, "nothing was sent"
+        assert not (tmp_path / "run").exists()
+        with HardwareCrossbar(st) as xb:        # the API: refused before the first read
+            with pytest.raises(ValueError, match="pulse widths"):
+                tune(xb, np.full((2, 2), 200e-6), TunerConfig(), on_instrument=True)
+        assert bench.bench.writes == []
+        gen0 = bench.servers["FGEN"].replies
+        assert main(["tune", "--station", str(path), "--on-instrument", "--passes", "2", "--quiet", "--no-plots",
+                     "--out", str(tmp_path / "ok")]) == 0
+        assert bench.servers["FGEN"].replies == gen0, "the generator was addressed"
+        assert bench.bench.writes and bench.violations == []

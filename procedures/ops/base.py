@@ -141,8 +141,10 @@ class XbarProcedure(Procedure):
 
     def planned_limits(self):
         """The limits of the chip this run will open, known before opening it: the preset's, or
-        the station file's (pulse widths narrowed to what its drive instrument sources)."""
-        return planned_limits(self.preset, self.station if self.chip == "station" else None)
+        the station file's (pulse widths narrowed to what its drive instrument sources; with
+        ``--on-instrument``, to the 2600B's whose script writes)."""
+        return planned_limits(self.preset, self.station if self.chip == "station" else None,
+                              on_instrument=bool(getattr(self, "on_instrument", False)))
 
     def validate(self) -> None:
         """Every check that needs no chip: the parameters, then the planned chip's limits (and on
@@ -162,8 +164,9 @@ class XbarProcedure(Procedure):
                 setattr(self, key, params[key])
 
     def chip_overrides(self) -> dict:
-        """Extra keyword arguments for :func:`procedures.ops.chips.open_chip` (e.g. a compliance)."""
-        return {}
+        """Extra keyword arguments for :func:`procedures.ops.chips.open_chip` (e.g. a compliance;
+        with ``--on-instrument``, the bench of the 2600B's script)."""
+        return {"on_instrument": True} if getattr(self, "on_instrument", False) else {}
 
     # ------------------------------------------------------------------------- chip lifetime
     def open_crossbar(self) -> Crossbar:

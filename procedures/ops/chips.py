@@ -106,14 +106,16 @@ def load_station(path: str | Path):
     return _load(path)
 
 
-def planned_limits(preset: str | None = None, station=None):
+def planned_limits(preset: str | None = None, station=None, on_instrument: bool = False):
     """The :class:`~programming.crossbar.SafetyLimits` of the chip a run will open, known before
     opening it: the ``station``'s (a file or a loaded station; pulse widths narrowed to what its
-    drive instrument sources), else the simulated ``preset``'s."""
+    drive instrument sources; ``on_instrument``: the 2600B's, whose script writes, never a pulse
+    generator's), else the simulated ``preset``'s."""
     if station is not None:
         from instruments.hardware_crossbar import station_limits
 
-        return station_limits(station if hasattr(station, "limits") else load_station(station))
+        st = station if hasattr(station, "limits") else load_station(station)
+        return station_limits(st.without_pulse_generator() if on_instrument else st)
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known presets: {', '.join(sorted(PRESETS))}")
     return PRESETS[preset].limits
@@ -121,11 +123,14 @@ def planned_limits(preset: str | None = None, station=None):
 
 def open_chip(chip: str, size: tuple[int, int], preset: str, seed: int, n_chips: int = 1,
               r_line: float | None = None, station: str | Path | None = None, pristine: bool = False,
-              i_compliance: float | None = None) -> Crossbar:
+              i_compliance: float | None = None, on_instrument: bool = False) -> Crossbar:
     """A crossbar: ``--station FILE`` opens the bench it describes (a real one, or the mock bench);
     otherwise ``--chip sim`` is the simulated TiO2 chip (the embedded default).  ``pristine``: a
     simulated chip whose devices still need forming.  ``i_compliance`` (A) lowers the current
-    compliance below the chip's or station's limit (never raises it)."""
+    compliance below the chip's or station's limit (never raises it).  ``on_instrument``: the
+    bench for the 2600B's write-verify script, which writes with its SMU: a station's pulse
+    generator is left out (:meth:`~instruments.station.Station.without_pulse_generator`), so the
+    widths, the schedule's probe pulses and the routing are the SMU's."""
     if i_compliance is not None and not (np.isfinite(i_compliance) and i_compliance > 0):
         raise ValueError(f"compliance must be a positive current in A, got {i_compliance!r}")
     if r_line is not None and not (np.isfinite(r_line) and r_line >= 0):
@@ -136,6 +141,8 @@ def open_chip(chip: str, size: tuple[int, int], preset: str, seed: int, n_chips:
         from instruments.hardware_crossbar import HardwareCrossbar
 
         st = load_station(station)
+        if on_instrument:
+            st = st.without_pulse_generator()
         if size[0] > st.rows or size[1] > st.cols:
             raise ValueError(f"--size {size[0]}x{size[1]} is larger than the station's {st.rows}x{st.cols} array")
         if i_compliance is not None:
