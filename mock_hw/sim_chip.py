@@ -873,13 +873,15 @@ class SimulatedCrossbar(Crossbar):
         self.n_pulse_ops += P
         ti = at * 2
         ti += signed.take(at) > 0                            # each device's row of the table (its polarity)
-        live = tab["live"].take(ti)
+        live = None if tab["all_live"] else tab["live"].take(ti)
         # the list's order (step, chip, row: _steps_at_once's, lane order being row order or not)
         order = np.argsort(step * (B * n_rows) + tab["row_key"].take(pos))
         j = np.arange(P) - np.repeat(ends - cnt, cnt)       # each pulse's place among its device's (its round)
         tp = np.repeat(ti, cnt)
-        if not live.all():                                   # pulses below threshold or on stuck devices draw nothing
+        if live is not None and not live.all():              # pulses below threshold or on stuck devices draw nothing
             order = order[np.repeat(live, cnt).take(order)]
+        else:
+            live = None
         j = j.take(order)
         by_round = np.argsort(j, kind="stable")              # round after round, in list order within a round
         src = order.take(by_round)
@@ -890,12 +892,14 @@ class SimulatedCrossbar(Crossbar):
         cuts = [0, *np.cumsum(np.bincount(j)).tolist()]
         rows = tp.take(src)
         idx = tab["flat"].take(rows)
-        factors = (tab["factors"][0], *(f.take(rows) for f in tab["factors"][1:]))
-        _switch_rounds(self._g.reshape(-1), idx, factors, tab["rate"].take(rows), z, u, cuts, d)
+        *factors, rate = tab["factors_rate"].take(rows, axis=1)
+        _switch_rounds(self._g.reshape(-1), idx, (tab["signed"], *factors), rate, z, u, cuts, d)
         self._mark_written(idx)
-        self._n_disturb.reshape(-1)[tab["flat"].take(ti)] = 0.0      # not loud: their counts restart
-        per_chip = np.bincount(at // (plan.size + 1), weights=cnt, minlength=B).astype(np.int64)
-        return PassResult(K, per_chip)
+        # not loud: their counts restart (every pulsed device's, switched or not)
+        self._n_disturb.reshape(-1)[idx if live is None else tab["flat"].take(ti)] = 0.0
+        if B == 1:
+            return PassResult(K, np.array([P], np.int64))
+        return PassResult(K, np.bincount(at // (plan.size + 1), weights=cnt, minlength=B).astype(np.int64))
 
     def _plan_table(self, plan: ColourPlan):
         """Per flat position of a (n_chips, D + 1) array (column D: cell (0, 0), never pulsed) and
@@ -930,8 +934,9 @@ class SimulatedCrossbar(Crossbar):
                 live |= -v_eq > vr
                 live &= ~pop.stuck.reshape(-1).take(flat)
                 row_key = (np.arange(B)[:, None] * n_rows + np.append(plan.rows, 0)).ravel()
-                tab = {"flat": flat, "factors": _switch_factors(v_eq, vs, vr, d), "rate": pop.rate.reshape(-1).take(flat),
-                       "live": live, "row_key": row_key}
+                signed, *factors = _switch_factors(v_eq, vs, vr, d)
+                tab = {"flat": flat, "signed": signed, "factors_rate": np.stack([*factors, pop.rate.reshape(-1).take(flat)]),
+                       "live": live, "all_live": bool(live.all()), "row_key": row_key}
         cache[plan] = (key, tab)
         return tab
 

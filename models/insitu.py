@@ -237,6 +237,19 @@ def _sr(u: np.ndarray, rng: np.random.Generator, cap: int) -> np.ndarray:
     return np.minimum(k, cap, out=k).astype(np.int64)
 
 
+def _sr_each(us: list[np.ndarray], rng: np.random.Generator, cap: int) -> list[np.ndarray]:
+    """:func:`_sr` of each array of ``us`` in turn, worked out at once: the same draws (one uniform
+    per element, array after array) and the same counts."""
+    if len(us) == 1:
+        return [_sr(us[0], rng, cap)]
+    flat = _sr(np.concatenate([u.reshape(-1) for u in us]), rng, cap)
+    out, a = [], 0
+    for u in us:
+        out.append(flat[a:a + u.size].reshape(u.shape))
+        a += u.size
+    return out
+
+
 def gradient_pulses(cfg: InSituConfig, grads: list[np.ndarray], dw: np.ndarray,
                     rng: np.random.Generator) -> list[np.ndarray]:
     """Signed push-pull pulse counts of one gradient step, per layer (B, n_in, n_out): Manhattan
@@ -244,7 +257,7 @@ def gradient_pulses(cfg: InSituConfig, grads: list[np.ndarray], dw: np.ndarray,
     SGD, onto A / P for Tiki-Taka / SHD).  ``dw`` (B,) is the weight step of one pulse."""
     if cfg.rule == "manhattan":
         return [(-cfg.manhattan_pulses * np.sign(g)).astype(np.int64) for g in grads]
-    return [_sr(-cfg.eta * g / dw[:, None, None], rng, cfg.max_pulses) for g in grads]
+    return _sr_each([-cfg.eta * g / dw[:, None, None] for g in grads], rng, cfg.max_pulses)
 
 
 def transfer_pulses(want: list[np.ndarray], residual: list[np.ndarray] | None, rng: np.random.Generator,
@@ -252,7 +265,7 @@ def transfer_pulses(want: list[np.ndarray], residual: list[np.ndarray] | None, r
     """Pulse counts of a transfer ``λa/dw`` (pulse units) per layer: stochastic rounding, or with
     ``residual`` (updated in place) the rounded value of residual + want, the rest kept."""
     if residual is None:
-        return [_sr(u, rng, cap) for u in want]
+        return _sr_each(want, rng, cap)
     out = []
     for res, u in zip(residual, want):
         res += u
