@@ -201,17 +201,16 @@ class ChipArrays:
         """
         fixed = self._fixed_inputs
         key = tuple((a, x.shape[1], id(x) if id(x) in fixed else None) for a, x in requests)
-        drive, need, gather, v0 = self._read_layout(key)
-        B, n_rows = self.B, self.xb.shape[0]
+        B = self.B
         xs = [x for a, x in requests if id(x) not in fixed]
         x_all = None
         if xs:
             x_all = xs[0].reshape(B, -1) if len(xs) == 1 else np.concatenate([x.reshape(B, -1) for x in xs], axis=1)
-        if v0 is None and B == 1 and need.shape[1] * max(self.xb.shape) > READ_CHUNK and not self.one_at_a_time:
-            parts = self._currents_in_chunks(key, drive, need, gather, x_all)
+        drive, gather, plan, gather_at = self._read_plan(key)
+        if plan is None:               # a large read of varying inputs on one chip: in runs of its vectors
+            parts = self._currents_in_chunks(key, drive, gather, x_all)
         else:
             # the varying inputs at their drive positions; the fixed ones (one-hot reads) are in the read plan
-            plan, gather_at = self._read_plan(key)
             v = self.v_in * x_all[:, drive[1]] if xs else np.zeros((B, 0))
             out = self.xb.mvm_plan(plan, v)
             self.mvm_calls += 1
@@ -228,50 +227,54 @@ class ChipArrays:
             results.append(s)
         return results
 
-    def _currents_in_chunks(self, key, drive, need, gather, x_all) -> np.ndarray:
+    def _currents_in_chunks(self, key, drive, gather, x_all) -> np.ndarray:
         """The gathered currents (divided by ``v_in``) of a large read of varying inputs on one
         chip, as :meth:`currents` takes them from one product, taken from products of consecutive
         runs of its input vectors, each at most :data:`READ_CHUNK` elements wide: the same currents
         and read noise, drawn in the same order (the chip draws one per needed current, vector
         after vector), with inputs and outputs small enough to stay in cache.  ``drive``, ``need``,
-        ``gather``: the read's layout (:meth:`_read_layout` of ``key``, which also keys the runs)."""
+        ``gather``: the read's layout (:meth:`_read_layout` of ``key``, which also keys the runs),
+        each run's products through its read plan."""
         n_rows, n_cols = self.xb.shape
         ck = ("chunks", key)
         if ck not in self._tables:
-            total, size = need.shape[1], max(1, READ_CHUNK // max(n_rows, n_cols))
+            need = self._read_layout(key)[1][0]
+            total, size = need.shape[0], max(1, READ_CHUNK // max(n_rows, n_cols))
             chunks = []
             for a in range(0, total, size):
                 b = min(a + size, total)
                 d = (drive[0] >= a * n_rows) & (drive[0] < b * n_rows)
                 g = np.flatnonzero((gather[0] >= a * n_cols) & (gather[0] < b * n_cols))
-                chunks.append((a, b, drive[0][d] - a * n_rows, drive[1][d], g, gather[0][g] - a * n_cols))
+                plan = self.xb.read_plan(need[a:b], drive=drive[0][d] - a * n_rows)
+                chunks.append((plan, drive[1][d], g, np.searchsorted(plan.at, gather[0][g] - a * n_cols)))
             self._tables[ck] = chunks
         parts = np.empty((self.B, gather[0].size))
-        for a, b, d_at, d_src, g_sel, g_at in self._tables[ck]:
-            pk = ("chunk plan", key, a)
-            if pk not in self._tables:
-                self._tables[pk] = self.xb.read_plan(need[0, a:b], drive=d_at)
-            plan = self._tables[pk]
+        for plan, d_src, g_sel, g_at in self._tables[ck]:
             out = self.xb.mvm_plan(plan, self.v_in * x_all[:, d_src])
-            parts[:, g_sel] = out[:, np.searchsorted(plan.at, g_at)] / self.v_in
+            parts[:, g_sel] = out[:, g_at] / self.v_in
             self.mvm_calls += 1
         return parts
 
     def _read_plan(self, key):
-        """The :meth:`~programming.crossbar.Crossbar.read_plan` of a read's layout (:meth:`_read_layout`
-        of ``key``): its needed currents, its fixed inputs' row voltages, which vectors vary and
-        where their inputs drive the rows; with where the gathered currents sit among the plan's
-        needed currents (kept per key)."""
+        """A read's layout (:meth:`_read_layout` of ``key``: where its inputs drive the rows and where
+        its currents are gathered), with its :meth:`~programming.crossbar.Crossbar.read_plan` (its
+        needed currents, its fixed inputs' row voltages, which vectors vary and where their inputs
+        drive the rows) and where the gathered currents sit among the plan's needed currents; the
+        plan None for a large read of varying inputs on one chip, read in runs of its vectors
+        (:meth:`_currents_in_chunks`).  Kept per key."""
         pk = ("read plan", key)
         if pk not in self._tables:
             drive, need, gather, v0 = self._read_layout(key)
             n_rows = self.xb.shape[0]
+            if v0 is None and self.B == 1 and need.shape[1] * max(self.xb.shape) > READ_CHUNK and not self.one_at_a_time:
+                self._tables[pk] = (drive, gather, None, None)          # in runs (_currents_in_chunks)
+                return self._tables[pk]
             varying = np.concatenate([np.full(n * len(a.tiles), fixed is None) for a, n, fixed in key])
             fixed = None if v0 is None else v0.reshape(self.B, -1, n_rows)
             rank = np.cumsum(varying) - 1                       # each vector's place among the varying ones
             drive_var = np.zeros(0, np.intp) if drive is None else rank[drive[0] // n_rows] * n_rows + drive[0] % n_rows
             plan = self.xb.read_plan(need[0], fixed=fixed, varying=varying, drive=drive_var)
-            self._tables[pk] = (plan, np.searchsorted(plan.at, gather[0]))
+            self._tables[pk] = (drive, gather, plan, np.searchsorted(plan.at, gather[0]))
         return self._tables[pk]
 
     def _read_layout(self, key):
