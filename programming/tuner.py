@@ -62,7 +62,10 @@ Each read-back also measures how far the cells that converged in the pass moved 
 converging read (a bench's fresh cells relax: retention) and later passes compensate the median
 move of every pass so far (``relax_compensation``, :meth:`_Run.learn_relaxation`): they accept a
 cell only in the part of the verify band away from where cells move, and re-tune the cells read
-that close to the hold band's edge.
+that close to the hold band's edge.  Devices relax at their own rates: a cell measured twice in a
+row to move beyond its pass's median by more than the cells' spread (the mock bench's seed-3 chip
+has a device whose retention exponent is 2.9× the median) gets its own shift in the host loop,
+and, read within it of the hold band's edge, is re-tuned in a pass of its own.
 """
 from __future__ import annotations
 
@@ -208,7 +211,7 @@ class _Slots:
         self.rows = np.zeros(shape, np.intp)
         self.cols = np.zeros(shape, np.intp)
         self.target = np.full(shape, np.nan)
-        self.half = half    # the verify band's relative half-width (one for every cell of a pass)
+        self.half = np.full(shape, half)    # each slot's verify band relative half-width (load)
         self.done = np.ones(shape, bool)
         self.finished = np.zeros(shape, bool)
         self.pending_reset = np.zeros(shape, bool)
@@ -221,14 +224,18 @@ class _Slots:
         self.g_lo, self.g_hi = np.full(shape, np.inf), np.full(shape, -np.inf)
         self.last = np.full(shape, np.nan)  # last reading, S
 
-    def load(self, chip, slot, rows, cols, target, carry: dict | None = None, reset: bool = False) -> None:
+    def load(self, chip, slot, rows, cols, target, carry: dict | None = None, reset: bool = False,
+             half=None) -> None:
         """Start tuning cell (rows, cols) of ``chip`` in ``slot`` toward ``target`` (S), accepting
-        readings within ``target·(1 ± half)``; ``carry``: what the cells' records start from (per
-        record field, else 0); ``reset``: the cells get their initial RESET first."""
+        readings within ``target·(1 ± half)`` (``half``: per cell, else the one the slots were made
+        with); ``carry``: what the cells' records start from (per record field, else 0); ``reset``:
+        the cells get their initial RESET first."""
         k = chip * self.done.shape[1] + slot      # flat slot indices (every array is C-contiguous)
         self.rows.put(k, rows)
         self.cols.put(k, cols)
         self.target.put(k, target)
+        if half is not None:
+            self.half.put(k, half)
         self.done.put(k, False)
         self.width.put(k, self.width0)
         self.pending_reset.put(k, reset)
@@ -303,7 +310,7 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
     keep = {k: [] for k in ("chip", "row", "col", "pass", "kind", "amplitude", "width", "reading")} \
         if record_trace else None
     trace = _Trace(keep, journal)
-    run = _Run(xb, tgt, rank, parallel, cfg, rec, status, trace, journal, should_stop)
+    run = _Run(xb, tgt, rank, parallel, cfg, rec, status, trace, journal, should_stop, per_cell=not on_instrument)
     run.compliance = state.compliance
     verify_reads = 0
     p, todo = state.pass_no, state.todo & targeted
@@ -334,9 +341,11 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
             journal.step_done()
             run.learn_relaxation(final)
             todo = targeted & (status != STUCK) & (np.abs(final - tgt) > cfg.hold_band * tgt)
-            if not todo.any() or p + 1 >= cfg.passes:
+            risky = targeted & (status != STUCK) & run.at_risk(final)
+            # a cell out of the hold band runs another pass, and so does a fast-relaxing one at risk
+            if not (todo | (risky & run.fast)).any() or p + 1 >= cfg.passes:
                 break
-            todo |= targeted & (status != STUCK) & run.at_risk(final)
+            todo |= risky
             p += 1
             journal.pass_started(p, todo)
             bar.close()
@@ -355,6 +364,10 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
 #: the fewest measured moves (cells converged and read back, over the run's passes so far) from
 #: which the relaxation compensation is learnt
 RELAX_MIN_CELLS = 8
+#: a cell whose move after converging exceeds its pass's median move by at least this many spreads
+#: of the pass's moves (1.4826·MAD), at two read-backs in a row, gets its own shift
+#: (:meth:`_Run.learn_relaxation`)
+RELAX_OUTLIER = 2.0
 #: cells per call of the on-instrument loop (one call line, one reply each; the journal records the
 #: cells of a call when it returns, so an interrupted run loses at most this many cells' work)
 ON_INSTRUMENT_BATCH = 16
@@ -414,7 +427,7 @@ class _Trace:
 class _Run:
     """One write-verify run's shared state across its passes."""
 
-    def __init__(self, xb, tgt, rank, parallel, cfg, rec, status, trace, journal, should_stop):
+    def __init__(self, xb, tgt, rank, parallel, cfg, rec, status, trace, journal, should_stop, per_cell=True):
         self.xb, self.tgt, self.rank, self.parallel, self.cfg = xb, tgt, rank, parallel, cfg
         self.rec, self.status, self.trace, self.journal = rec, status, trace, journal
         self.should_stop = should_stop
@@ -422,6 +435,12 @@ class _Run:
         self.corr = None    # the IR-drop read correction (programming.ir_correction), if any
         self.shift = 0.0    # the relative relaxation the verify band pre-compensates (learn_relaxation)
         self.seen_moves: list[float] = []   # every converged cell's relative move to the next read-back, all passes
+        # the cells' own shifts where they relax faster than the learnt one (NaN: the learnt one);
+        # the host loop's (the on-instrument script takes one band per call)
+        self.own = np.full(tgt.shape, np.nan)
+        self.excess = np.full(tgt.shape, np.nan)     # each cell's last move beyond its pass's median, in spreads
+        self.per_cell = per_cell
+        self.moves = (0.0, 0.0)     # a pass's median move and their spread (learn_relaxation)
         self.settled = np.full(tgt.shape, np.nan)   # each cell's reading when it converged in this pass, S
         self.read_pairs: list[float] = []   # relative differences of back-to-back reads with no pulse between
         # what the RESET sweep spent on each cell, added to its records when the pass tunes it
@@ -442,14 +461,24 @@ class _Run:
         the side the cells relax toward and narrows on the other by the shift."""
         return self.cfg.verify_band - abs(self.shift) / 2
 
+    @property
+    def fast(self) -> np.ndarray:
+        """The cells with their own shift (they relaxed faster than the learnt shift)."""
+        return ~np.isnan(self.own)
+
+    @property
+    def shifts(self) -> np.ndarray:
+        """Each cell's shift: its own where it has one, else the learnt one."""
+        return np.where(self.fast, self.own, self.shift)
+
     def at_risk(self, back) -> np.ndarray:
-        """Cells a re-verify pass re-tunes although they hold (it runs anyway for the others): those
-        read within the learnt relaxation of the hold band's edge they relax toward, likely to cross
-        it before the run ends."""
-        if self.shift == 0:
-            return np.zeros(back.shape, bool)
-        rel = (back - self.tgt) / self.tgt * np.sign(self.shift)
-        return rel < -(self.cfg.hold_band - abs(self.shift))
+        """Cells a re-verify pass re-tunes although they hold: those read within their shift (their
+        own or the learnt one) of the hold band's edge they relax toward, likely to cross it before
+        the run ends.  A fast-relaxing cell at risk runs a pass of its own; the others join a pass
+        that runs anyway."""
+        s = self.shifts
+        rel = (back - self.tgt) / self.tgt * np.sign(s)
+        return (s != 0) & (rel < -(self.cfg.hold_band - np.abs(s)))
 
     def learn_relaxation(self, back) -> None:
         """Learn from a read-back ``back`` (S) how far cells move between converging and the next
@@ -467,13 +496,36 @@ class _Run:
         cells relax after every write (TiO2 retention; on the mock bench
         :func:`mock_hw.aging.retention_relax`, a few tenths of a % in the first seconds) and drift
         under later cells' loud pulses: measured here from the cells' own readings, never from a
-        model."""
+        model.
+
+        Devices relax at their own rates (retention exponents spread from device to device), so
+        in the host loop a cell whose move exceeds its pass's median move, in its direction, by at
+        least :data:`RELAX_OUTLIER` spreads of the pass's moves (1.4826·MAD; a pass with fewer
+        than :data:`RELAX_MIN_CELLS` converged cells is judged by the last pass with enough) at
+        two read-backs in a row gets its own shift, ``−relax_compensation`` times its last move
+        (bounded as the learnt one): a device that relaxes fast does so after every write,
+        whereas a cell knocked by a neighbour's pulse once is not marked.  Measured again and not
+        beyond, it takes the learnt shift again.  (The on-instrument script takes one band per call: it keeps the
+        learnt shift.)"""
         moved = ~np.isnan(self.settled) & ~np.isnan(back)
-        self.seen_moves += ((back[moved] - self.settled[moved]) / self.settled[moved]).tolist()
+        rel = (back[moved] - self.settled[moved]) / self.settled[moved]
+        b = self.cfg.verify_band
+        self.seen_moves += rel.tolist()
         if len(self.seen_moves) >= RELAX_MIN_CELLS:
             d = float(np.median(self.seen_moves))
-            b = self.cfg.verify_band
             self.shift = float(np.clip(-self.cfg.relax_compensation * d, -b / 2, b / 2))
+        if rel.size >= RELAX_MIN_CELLS:
+            # the pass's own median move and spread: a move grows with the time a cell waits for
+            # the read-back (a longer pass, a longer wait), so a cell is judged against its pass's
+            d = float(np.median(rel))
+            self.moves = (d, float(1.4826 * np.median(np.abs(rel - d))))
+        if self.per_cell and self.shift != 0 and self.moves[1] > 0:
+            d, spread = self.moves
+            # how far beyond the pass's median move, in its direction, in spreads of the cells' moves
+            z = (rel - d) * np.sign(d) / spread
+            fast = (z >= RELAX_OUTLIER) & (self.excess[moved] >= RELAX_OUTLIER)
+            self.excess[moved] = z
+            self.own[moved] = np.where(fast, np.clip(-self.cfg.relax_compensation * rel, -b / 2, b / 2), np.nan)
         self.settled.fill(np.nan)
 
     def reset_sweep(self, todo, pass_no: int) -> None:
@@ -521,6 +573,7 @@ class _Run:
         xb, cfg = self.xb, self.cfg
         sched = SlotScheduler(xb.shape, todo, self.rank, self.parallel)
         n = _Slots(xb.n_chips, sched.parallel, cfg, self.half)
+        shifts = self.shifts    # each cell's, for the pass (its verify band: aim and half-width)
         remaining = todo.copy()
         rows, cols = xb.shape
         while True:
@@ -530,8 +583,10 @@ class _Run:
             if sched.has_work():
                 chip, slot, r, c = sched.assign(n.done)
                 if chip.size:
-                    n.load(chip, slot, r, c, self.tgt[chip, r, c] * (1 + self.shift / 2),
-                           self._take_carry(chip, r, c) if self.swept else None, reset)
+                    s = shifts[chip, r, c]
+                    n.load(chip, slot, r, c, self.tgt[chip, r, c] * (1 + s / 2),
+                           self._take_carry(chip, r, c) if self.swept else None, reset,
+                           half=cfg.verify_band - np.abs(s) / 2)
             if n.done.all():
                 if not sched.has_work():
                     return

@@ -372,6 +372,47 @@ def test_relaxation_is_learnt_from_every_pass_not_a_late_handful():
     assert run.shift == 0.0
 
 
+class _Aging(SpyCrossbar):
+    """A chip that ages while a bench works on it: every read or pulse of a cell takes ``op_s``
+    of bench time (one cell after another, as a switch-matrix bench: relays, settling, the
+    measurement), during which every device relaxes by its own retention exponent
+    (:func:`mock_hw.aging.retention_relax`, as on the mock bench)."""
+
+    def __init__(self, inner, op_s=0.02):
+        super().__init__(inner)
+        self.op_s = op_s
+
+    def _read(self, rows, cols, v_read, scheme, active):
+        res = super()._read(rows, cols, v_read, scheme, active)
+        self.inner.wait(self.op_s * float(np.sum(active)))
+        return res
+
+    def _pulse(self, rows, cols, amplitude, width, scheme, active):
+        res = super()._pulse(rows, cols, amplitude, width, scheme, active)
+        self.inner.wait(self.op_s * float(np.sum(active)))
+        return res
+
+
+def test_a_fast_relaxing_cell_gets_its_own_compensation():
+    """One cell's retention exponent is 3x the others' (ν 0.004 ± 30 %; the mock bench's seed-3
+    chip has such a device, 2.9x the median): it relaxes several times the learnt shift after
+    every acceptance.  Measured twice beyond the cells' spread (its own re-reads), it gets its own
+    shift and is re-tuned in a pass of its own, and ends within tolerance with the others.  With
+    the one shift learnt from the median cell it ended at −1.03 % (the tree before)."""
+    p = get_preset("ideal")
+    p = p.with_(device=p.device.with_(retention_nu=0.004))
+    inner = SimulatedCrossbar(6, 6, preset=p, seed=5, r_line=0.0)
+    rng = np.random.default_rng(5)
+    nu = 0.004 * rng.uniform(0.7, 1.3, size=(1, 6, 6))
+    nu[0, 1, 2] = 3 * 0.004
+    inner.population.nu = nu
+    targets = rng.uniform(150e-6, 450e-6, size=(6, 6))
+    res = tune(_Aging(inner), targets, TunerConfig(initial_reset=False, parallel=1))
+    err = inner.true_conductance[0] / targets - 1
+    assert np.abs(err).max() <= 0.01, (err[1, 2], np.abs(err).max())
+    assert np.all(res.status == CONVERGED)
+
+
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "1"])
 def test_relax_compensation_is_a_share(bad):
     with pytest.raises(ValueError, match="relax_compensation"):
