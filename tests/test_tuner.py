@@ -372,6 +372,41 @@ def test_relaxation_is_learnt_from_every_pass_not_a_late_handful():
     assert run.shift == 0.0
 
 
+def test_a_cell_moving_beyond_the_others_twice_gets_its_own_shift():
+    """A cell gets its own shift only when it moves beyond its pass's median by 2 spreads at two
+    read-backs in a row (a device's fast relaxation recurs; a knock by a neighbour's pulse does
+    not); the shift is its move then, grows with a larger one up to the whole verify band, and is
+    kept after a short pass showed less; its at-risk test uses it, the others' the learnt one."""
+    from programming.tuner import _Run
+
+    tgt = np.full((1, 8, 8), 300e-6)
+    rec = {k: np.zeros(tgt.shape) for k in ("pulses", "energy", "time")}
+    run = _Run(None, tgt, None, 1, TunerConfig(), rec, None, None, None, None)
+    rng = np.random.default_rng(0)
+
+    def read_back(fast=None, knocked=None):
+        moves = -0.003 + 0.0005 * rng.standard_normal(tgt.shape)    # the cells relax 0.3 ± 0.05 %
+        if fast is not None:
+            moves[0, 2, 2] = fast
+        if knocked is not None:
+            moves[0, 1, 1] = knocked
+        run.settled[:] = tgt
+        run.learn_relaxation(tgt * (1 + moves))
+
+    read_back(fast=-0.012, knocked=-0.02)
+    assert not run.fast.any(), "one move beyond the others marks no cell"
+    read_back(fast=-0.006)
+    assert np.argwhere(run.fast).tolist() == [[0, 2, 2]], "the knocked cell moved like the others"
+    assert run.own[0, 2, 2] == pytest.approx(0.006), "its move when marked"
+    read_back(fast=-0.003)
+    assert run.fast[0, 2, 2] and run.own[0, 2, 2] == pytest.approx(0.006), "kept after a short pass"
+    read_back(fast=-0.012)
+    assert run.own[0, 2, 2] == pytest.approx(TunerConfig().verify_band), "a larger move: at most the band"
+    assert run.shifts[0, 0, 0] == run.shift == pytest.approx(0.003, abs=3e-4)
+    risk = run.at_risk(tgt * (1 - 0.002))
+    assert np.argwhere(risk).tolist() == [[0, 2, 2]], "-0.2 %: within its own shift of the hold edge"
+
+
 class _Aging(SpyCrossbar):
     """A chip that ages while a bench works on it: every read or pulse of a cell takes ``op_s``
     of bench time (one cell after another, as a switch-matrix bench: relays, settling, the
