@@ -71,6 +71,8 @@ def tune_case(n: int, r_line: float, seed: int, width: float | None = None, cell
     truly = np.abs(xb.true_conductance[0] - targets) <= 0.01 * targets
     return {"r_est": r_est, "converged": float((res.status[0] == CONVERGED)[working].mean()),
             "truly": float(truly[working].mean()), "median_pulses": float(np.median(res.pulses[0][working])),
+            "mean_pulses": float(res.pulses[0][working].mean()),
+            "mean_error": float((np.abs(xb.true_conductance[0] - targets) / targets)[working].mean()),
             "wall": wall, "cpu": cpu, "calibration_s": t_cal, "passes": res.passes_run,
             "max_unselected": xb.max_unselected_v, "scheme": res.config.write_scheme,
             "tune_wall": time.perf_counter() - t1, "tune_cpu": time.process_time() - c1}

@@ -243,18 +243,41 @@ class LineSolver:
         r_line: line resistance per segment, Ω (> 0).
         beta, v_ref: device I-V nonlinearity (1/V²) and reference voltage (V).
         r_access: series resistance between each terminal and its line, Ω.
+        stale: keep a block factorization across conductance changes that cost the chord
+            iteration at most this much contraction (0: refactor on every change); the solves
+            carry the change as a current and reach the same solution to their tolerance.
     """
 
-    def __init__(self, r_line: float, beta: float, v_ref: float, r_access: float = 0.0):
+    def __init__(self, r_line: float, beta: float, v_ref: float, r_access: float = 0.0, stale: float = 0.0):
         self.r_line, self.beta, self.v_ref, self.r_access = float(r_line), float(beta), float(v_ref), float(r_access)
+        self.stale = float(stale)
         self._norm = 1.0 + self.beta * self.v_ref ** 2
         self.net: LineNetwork | None = None
 
     def network(self, g) -> LineNetwork:
-        """The factorized linear network of conductances ``g`` (B, R, C), S (kept if unchanged)."""
+        """The factorized linear network of conductances ``g`` (B, R, C), S (kept if unchanged;
+        with ``stale`` > 0, a block factorization is kept while the conductances' change since
+        it costs the chord iteration at most ``stale`` of contraction:
+        :meth:`~programming.line_model.LineNetwork.keep_stale`)."""
         gl = np.asarray(g, float) / self._norm
+        if self.stale > 0 and type(self.net) is LineNetwork and self.net.keep_stale(gl, self.stale):
+            return self.net
         self.net = kept_network(self.net, gl, self.r_line, self.r_access)   # relaxed where the lines load little
         return self.net
+
+    def kept_state(self) -> np.ndarray | None:
+        """The linear conductances (B, R, C), S, of the block factorization a stale solver keeps
+        (None where it keeps none): :meth:`restore` of them makes another solver give the same
+        answers bit for bit (a kept factorization's answers depend on where it was made)."""
+        net = self.net
+        if self.stale > 0 and type(net) is LineNetwork and net._blocks is not None:
+            return net._g.copy()
+        return None
+
+    def restore(self, g_lin) -> None:
+        """Factorize at the linear conductances ``g_lin`` (B, R, C), S, of :meth:`kept_state`
+        (None: keep nothing; the next solve factorizes its own)."""
+        self.net = None if g_lin is None else LineNetwork(np.asarray(g_lin, float), self.r_line, self.r_access)
 
     def relaxed(self, g) -> bool:
         """Whether solves on conductances ``g`` relax the lines (many small arrays,

@@ -370,3 +370,64 @@ def test_line_solver_on_64x64_equals_the_newton_reference(r_access):
         ref = solve_network(g, row_v[:, k], col_v[:, k], BETA, VREF, r_line=0.67, newton=True, r_access=r_access)
         for got, want in ((fast.col_current[:, k], ref.col_current), (fast.v_cell[:, k], ref.v_cell)):
             np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
+
+
+def test_a_kept_stale_factorization_solves_the_changed_network():
+    """A line solver that keeps its block factorization across small conductance changes (``stale``)
+    solves pulses and reads of the changed conductances as a fresh factorization does (the dense
+    Newton reference), without refactoring; a change beyond the bound refactors."""
+    rng = np.random.default_rng(19)
+    B, K, R, C = 2, 4, 12, 10
+    g = rand_g(rng, (B, R, C))
+    row_v, col_v, focus = _pulse_and_read_sets(rng, B, K, R, C, 2.0)
+    ls = nodal.LineSolver(1.0, BETA, VREF, stale=0.25)
+    ls.solve(g, row_v, col_v, focus=focus)
+    net, done = ls.net, ls.net.factorizations
+    g2 = g.copy()
+    g2[0, 3, 4] += 20e-6             # a pulse's change on chip 0, a smaller one on chip 1
+    g2[1, 7, 2] -= 5e-6
+    fast = ls.solve(g2, row_v, col_v, focus=focus)
+    assert ls.net is net and net.factorizations == done and net._g_now is not None
+    for k in range(K):
+        ref = solve_network(g2, row_v[:, k], col_v[:, k], BETA, VREF, r_line=1.0, newton=True)
+        for got, want in ((fast.col_current[:, k], ref.col_current), (fast.v_cell[:, k], ref.v_cell)):
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
+    g3 = g2 * 1.5                    # far beyond the bound: refactored, and the same answers
+    fast = ls.solve(g3, row_v, col_v, focus=focus)
+    assert net.factorizations == done + B and net._g_now is None
+    fresh = nodal.LineSolver(1.0, BETA, VREF).solve(g3, row_v, col_v, focus=focus)
+    np.testing.assert_allclose(fast.v_cell, fresh.v_cell, rtol=0, atol=1e-11)
+    # a linear solve on kept conductances refactors first (it carries no change)
+    g4 = g3.copy()
+    g4[1, 0, 0] += 5e-6
+    ls.solve(g4, row_v, col_v, focus=focus)
+    assert net._g_now is not None
+    net.solve(net.injection(row_v, col_v))
+    assert net._g_now is None and np.array_equal(net._g, g4 / ls._norm)
+
+
+@pytest.mark.parametrize("r_line", [0.67, 2.0])
+def test_factorized_solve_tolerance_bounds_the_error(r_line):
+    """Reads and pulses on a factorized 64×64 network solved to the simulator's factorized
+    tolerances (kept across a pulse's change, as the simulator keeps it) are within that
+    tolerance of the Newton reference: cell voltages within tol × the drive, read currents
+    within tol relative (a tenth of the 0.1 % read noise)."""
+    from mock_hw.sim_chip import FACTORED_PULSE_TOL, FACTORED_READ_TOL, LINE_STALE
+    rng = np.random.default_rng(20)
+    R = C = 64
+    g = rand_g(rng, (1, R, C))
+    ls = nodal.LineSolver(r_line, BETA, VREF, stale=LINE_STALE)
+    ls.solve(g, np.zeros((1, 1, R)), np.zeros((1, 1, C)))
+    g[0, 40, 9] += 10e-6                                # a pulse's change since the factorization
+    pulse_r, pulse_c = np.full((1, 1, R), 1.0), np.full((1, 1, C), 1.0)
+    pulse_r[0, 0, 50], pulse_c[0, 0, 3] = 2.0, 0.0
+    read_r, read_c = np.zeros((1, 1, R)), np.zeros((1, 1, C))
+    read_r[0, 0, 5] = 0.2
+    for row_v, col_v, focus, tol, v in ((pulse_r, pulse_c, (np.array([[50]]), np.array([[3]])), FACTORED_PULSE_TOL, 2.0),
+                                        (read_r, read_c, (np.array([[5]]), np.array([[-1]])), FACTORED_READ_TOL, 0.2)):
+        got = ls.solve(g, row_v, col_v, tol=tol, focus=focus)
+        ref = solve_network(g, row_v[:, 0], col_v[:, 0], BETA, VREF, r_line=r_line, newton=True)
+        assert np.abs(got.v_cell[:, 0] - ref.v_cell).max() <= tol * v
+        if v == 0.2:
+            assert np.abs(got.col_current[:, 0] / ref.col_current - 1).max() <= tol
+    assert ls.net.factorizations == 1
