@@ -68,6 +68,13 @@ FACTORED_TOL_CELLS = 1024
 #: 64×64 tune at 0.67 Ω: 144 factorizations in the first 400 solves instead of 424, the same
 #: substitutions per solve (2.6)
 LINE_STALE = 0.25
+#: on relaxed lines (many small chips, :mod:`programming.line_batch`) each operating point stops at
+#: its own proven bound, and a decade costs a relaxation step of the whole batch.  Pulses there to
+#: 1e-6: every cell voltage within 1e-6 of the drive (2 µV at 2 V, against threshold spreads of tens
+#: of mV and 30 % cycle-to-cycle noise).  Reads keep 1e-10: a reading is the sum of its column's
+#: currents at the last iterate but one, whose proven error is the bound over ρ, so a reading's is
+#: only bounded by tol·V_read/r_line (relative, tol/(r_line·g): 1.5e-5 for a 10 µS cell at 0.67 Ω)
+RELAXED_TOL = {PULSE_TOL: 1e-6}
 #: isolating reads on resistive lines solved per call (each its own operating point): bounds memory
 ISOLATE_CHUNK = 64
 #: chips a relaxed line solve (many small chips, :mod:`programming.line_batch`) works at once: the
@@ -490,6 +497,7 @@ class SimulatedCrossbar(Crossbar):
                 tol = {READ_TOL: FACTORED_READ_TOL, PULSE_TOL: FACTORED_PULSE_TOL}.get(tol, tol)
             return take(self._lines.solve(self._g, row_v, col_v, tol=tol, focus=focus), slice(None))
         if B <= LINE_CHIPS:
+            tol = RELAXED_TOL.get(tol, tol)
             return take(self._lines.solve(self._g, row_v, col_v, tol=tol, focus=focus), slice(None))
         return self._relaxed_chips_solve(np.arange(B), row_v, col_v, tol, take, focus)
 
@@ -502,6 +510,7 @@ class SimulatedCrossbar(Crossbar):
         relaxation is its own); a batch of many chips with a few at work (a re-verify pass) no
         longer carries the others through the solve."""
         parts = []
+        tol = RELAXED_TOL.get(tol, tol)
         self._lines.network(self._g)        # brought to the conductances once for every chunk
         for j0 in range(0, chips.size, LINE_CHIPS):
             idx = chips[j0:j0 + LINE_CHIPS]
@@ -1340,7 +1349,8 @@ class SimulatedCrossbar(Crossbar):
         row_v, col_v = row_v[:, on_lanes], col_v[:, on_lanes]
         if pop.unformed is not None and pop.unformed.any():
             # forming changes the population: lane by lane on the whole voltage maps
-            sol = self._lines.solve(self._g, row_v, col_v, tol=PULSE_TOL, focus=focus)
+            tol = RELAXED_TOL[PULSE_TOL] if self._lines.relaxed(self._g) else PULSE_TOL
+            sol = self._lines.solve(self._g, row_v, col_v, tol=tol, focus=focus)
             energy[:, on_lanes] = (sol.v_cell * sol.i_cell).sum(axis=(2, 3)) * width[:, on_lanes]
             self._unselected_lines(sol.v_cell, lit, rows[:, on_lanes], cols[:, on_lanes])
             for q, k in enumerate(on_lanes):

@@ -229,47 +229,64 @@ class BatchLines(LineNetwork):
         return x.reshape(B, K, 2 * R * C), steps
 
     def _transfer(self):
-        """The drop and rise matrices (R·C, R·C), Ω, and their sum: ``i_flat @ W_row`` is L_r⁻¹ i
-        and ``i_flat @ W_col`` is L_c⁻¹ i for currents ``i`` (n, R, C) flattened row-major; the sum
-        relaxes every node at once as one matrix product (BLAS).  Computed once per network."""
+        """The ladders' resistance matrices, Ω: ``m_row`` (C, C) with ``m_row[m, k]`` the drop at
+        node k of a row line per ampere drawn at its node m (``r_t + r·min(k, m)``, terminal at
+        k = 0), and ``m_col_t`` (R, R) with ``m_col_t[k, m]`` the rise at row k of a column line per
+        ampere fed in at row m (``r_t + r·(R − 1 − max(k, m))``, terminal at k = R − 1).  Every row
+        line is the same ladder and so is every column line, so for the currents ``I`` (n, R, C) of
+        ``n`` operating points ``L_r⁻¹ I`` is the one product ``I.reshape(n·R, C) @ m_row`` and
+        ``L_c⁻¹ I`` the stacked products ``m_col_t @ I``: 2·(R + C) multiply-adds per node, against
+        2·R·C for the dense (R·C)² transfer of the whole array.  Computed once per network."""
         cached = getattr(self, "_w", None)
         if cached is None:
             _, R, C = self.shape
             r, r_t = self.r_line, self.r_line + self.r_access
-            # unit currents at each node: the drop/rise they cause everywhere
-            eye = np.eye(R * C).reshape(R * C, R, C)
-            w_row, w_col = (m.reshape(R * C, R * C) for m in (_row_t(eye, r_t, r), _col_t(eye, r_t, r)))
-            cached = self._w = (w_row, w_col, w_row + w_col)
+            m_row = _row_t(np.eye(C).reshape(C, 1, C), r_t, r).reshape(C, C)     # [m, k]
+            m_col = _col_t(np.eye(R).reshape(R, R, 1), r_t, r).reshape(R, R)     # [m, k]
+            cached = self._w = (m_row, np.ascontiguousarray(m_col.T))
         return cached
 
     def _relax_chunk(self, g_lin, g_cub, base_r, base_c, rho, atol, max_iter, out) -> int:
-        """One chunk of :meth:`_relax`, written into ``out`` (P, K, 2, R, C); the points that have
-        converged leave the working set (their answers are final)."""
+        """One chunk of :meth:`_relax`, written into ``out`` (P, K, 2, R, C).  A point's answer is
+        the drop and rise of the step at which its own error bound is met (each point on its own:
+        the same in any batch); the points that have converged leave the working set once they
+        are half of it (before, they are carried along and their later steps discarded: fewer
+        copies of the working arrays)."""
         P, K, R, C = base_r.shape
-        w_row, w_col, w = self._transfer()
-        v0 = (base_r - base_c).reshape(P * K, R * C)
-        gl = np.repeat(g_lin.reshape(P, R * C), K, axis=0)
-        gc = None if g_cub is None else np.repeat(g_cub.reshape(P, R * C), K, axis=0)
-        bound = np.broadcast_to(rho / (1.0 - rho), (P, K)).reshape(P * K)   # error per unit step
-        atol = np.broadcast_to(atol, (P, K)).reshape(P * K)
-        outf = out.reshape(P * K, 2, R * C)
-        br, bc = base_r.reshape(P * K, R * C), base_c.reshape(P * K, R * C)
-        # a point whose devices all see 0 V carries no current: its lines stay at their terminals'
-        live = np.flatnonzero(np.any(v0 != 0.0, axis=1))      # points still relaxing
-        if live.size < P * K:
-            idle = np.ones(P * K, bool)
-            idle[live] = False
-            outf[idle, 0], outf[idle, 1] = br[idle], bc[idle]
-            if not live.size:
-                return 1
-            v0, gl, bound, atol = v0[live], gl[live], bound[live], atol[live]
-            if gc is not None:
-                gc = gc[live]
+        n = P * K
+        m_row, m_col_t = self._transfer()
+        v0 = (base_r - base_c).reshape(n, R, C)
+        gl = np.repeat(g_lin, K, axis=0)
+        gc = None if g_cub is None else np.repeat(g_cub, K, axis=0)
+        bound = np.broadcast_to(rho / (1.0 - rho), (P, K)).reshape(n)        # error per unit step
+        atol = np.broadcast_to(atol, (P, K)).reshape(n)
+        # every point's drop along its row lines and rise along its column lines: a point whose
+        # devices all see 0 V carries no current, so its lines stay at their terminals'
+        drop, rise = np.zeros((n, R, C)), np.zeros((n, R, C))
+        live = np.flatnonzero(np.any(v0.reshape(n, R * C) != 0.0, axis=1))      # points still relaxing
+        steps = 1
+        if live.size:
+            if live.size < n:
+                v0, gl, bound, atol = v0[live], gl[live], bound[live], atol[live]
+                if gc is not None:
+                    gc = gc[live]
+            steps = self._relax_points(v0, gl, gc, bound, atol, live, max_iter, m_row, m_col_t, drop, rise)
+        outf = out.reshape(n, 2, R, C)
+        np.subtract(base_r.reshape(n, R, C), drop, out=outf[:, 0])
+        np.add(base_c.reshape(n, R, C), rise, out=outf[:, 1])
+        return steps
+
+    @staticmethod
+    def _relax_points(v0, gl, gc, bound, atol, live, max_iter, m_row, m_col_t, drop, rise) -> int:
+        """:meth:`_relax_chunk`'s iteration ``u ← (L_r⁻¹ + L_c⁻¹) I(v0 − u)`` from ``u = 0`` on the
+        points ``live`` (their cell voltages on ideal lines ``v0``, linear and cubic device
+        coefficients ``gl``, ``gc`` (None: linear), each (m, R, C); ``bound`` the error per unit
+        step and ``atol`` the error each must reach, (m,)); writes each point's drop and rise
+        at convergence into ``drop[p]``, ``rise[p]``.  Returns the most steps taken."""
+        m, R, C = v0.shape
         u = np.zeros_like(v0)
-        # working arrays reused by every step (no fresh chunk-sized arrays per operation; measured
-        # no faster than allocating, but the working set stays fixed): the same operations in the
-        # same order, the same numbers
-        v, i, u_new, d = (np.empty_like(v0) for _ in range(4))
+        v, i, ur, uc, d = (np.empty((m, R, C)) for _ in range(5))
+        finished = np.zeros(m, bool)        # converged, still carried along
         for it in range(1, max_iter + 1):
             np.subtract(v0, u, out=v)
             if gc is None:
@@ -279,26 +296,33 @@ class BatchLines(LineNetwork):
                 i *= gc
                 i += gl
                 i *= v
-            np.matmul(i, w, out=u_new)
-            np.subtract(u_new, u, out=d)
-            np.abs(d, out=d)
-            step = d.max(axis=1)
+            np.matmul(i.reshape(m * R, C), m_row, out=ur.reshape(m * R, C))    # the drop along each row line
+            np.matmul(m_col_t, i, out=uc)                                      # the rise along each column line
+            np.add(ur, uc, out=d)                 # the new u
+            np.subtract(d, u, out=v)
+            np.abs(v, out=v)
+            step = v.reshape(m, R * C).max(axis=1)
             if not np.all(np.isfinite(step)):
                 raise RuntimeError("line relaxation diverged (non-finite node voltages)")
             done = bound * step <= atol
-            if done.any():
-                q = live[done]
-                i_done = i[done]
-                outf[q, 0] = br[q] - i_done @ w_row
-                outf[q, 1] = bc[q] + i_done @ w_col
-                if done.all():
+            new = done & ~finished
+            if new.any():
+                q = live[new]
+                drop[q] = ur[new]
+                rise[q] = uc[new]
+                finished |= new
+                if finished.all():
                     return it
-                keep = ~done
-                live, v0, gl, bound, atol, u = live[keep], v0[keep], gl[keep], bound[keep], atol[keep], u_new[keep]
-                if gc is not None:
-                    gc = gc[keep]
-                v, i, u_new, d = (np.empty_like(v0) for _ in range(4))
-            else:
-                u, u_new = u_new, u
+                if 2 * np.count_nonzero(finished) >= m:        # half of them done: leave the set
+                    keep = ~finished
+                    live, bound, atol = live[keep], bound[keep], atol[keep]
+                    v0, gl, u = v0[keep], gl[keep], d[keep]
+                    if gc is not None:
+                        gc = gc[keep]
+                    m = live.size
+                    finished = np.zeros(m, bool)
+                    v, i, ur, uc, d = (np.empty((m, R, C)) for _ in range(5))
+                    continue
+            u, d = d, u
         raise RuntimeError(f"line relaxation did not converge in {max_iter} steps "
                            f"(largest error bound {float((bound * step).max()):.3e} V)")

@@ -267,3 +267,33 @@ def test_only_the_chips_at_work_go_through_a_relaxed_solve_bit_for_bit(monkeypat
         carried = run()
     for a, b in zip(alone, carried):
         np.testing.assert_array_equal(a, b)
+
+
+def test_relaxed_pulses_stay_within_their_stated_error_bound(monkeypatch):
+    """On relaxed lines pulses stop at RELAXED_TOL[PULSE_TOL] (looser than the factorized path's
+    PULSE_TOL): every cell voltage of a pulse is within that tolerance times its drive of a solve to
+    1e-14, and the chip's pulse path solves to it (reads keep READ_TOL)."""
+    import mock_hw.sim_chip as sim_chip
+    B = 40
+    xb = sim_chip.SimulatedCrossbar(8, 8, n_chips=B, seed=11)
+    rng = np.random.default_rng(12)
+    xb.set_conductances(rng.uniform(10e-6, 600e-6, (B, 8, 8)))
+    g = xb.true_conductance
+    amp = rng.uniform(1.0, 2.0, (B, 1))
+    row_v, col_v = np.repeat(amp[:, :, None] / 2, 8, 2), np.repeat(amp[:, :, None] / 2, 8, 2)
+    row_v[:, 0, 2], col_v[:, 0, 6] = amp[:, 0], 0.0
+    tol = sim_chip.RELAXED_TOL[sim_chip.PULSE_TOL]
+    assert tol > sim_chip.PULSE_TOL and sim_chip.READ_TOL not in sim_chip.RELAXED_TOL
+    sol = {t: xb._lines.solve(g, row_v, col_v, tol=t) for t in (tol, 1e-14)}
+    err = np.abs(sol[tol].v_cell - sol[1e-14].v_cell).max(axis=(1, 2, 3))
+    assert np.all(err <= tol * amp[:, 0]) and err.max() > 0
+    tols = []
+    solve = xb._lines.solve
+
+    def spy(*args, tol=None, **kw):
+        tols.append(tol)
+        return solve(*args, tol=tol, **kw)
+    monkeypatch.setattr(xb._lines, "solve", spy)
+    xb.pulse(np.zeros((B, 1), int) + 2, np.zeros((B, 1), int) + 6, amp, 1e-6, "v/2")
+    xb.read(np.zeros((B, 1), int), np.zeros((B, 1), int))
+    assert tols == [tol, sim_chip.READ_TOL]
