@@ -691,9 +691,10 @@ class SimulatedCrossbar(Crossbar):
             if not cols.size:
                 continue
             vr = v[:, at]                                                   # (B, vectors, driven rows)
-            on = (vr != 0).any(axis=(0, 1))
-            if not on.all():                                                # as _mvm_blocks: rows at 0 V left out
-                rows, vr = rows[on], vr[:, :, on]
+            if not vr.all():                                                # as _mvm_blocks: rows at 0 V left out
+                on = (vr != 0).any(axis=(0, 1))
+                if not on.all():
+                    rows, vr = rows[on], vr[:, :, on]
             if rows.size:
                 block = nodal.mvm_currents(self._g[:, rows][:, :, cols], vr, d.beta, d.v_ref)
             else:
