@@ -379,22 +379,33 @@ def solve_network(g, row_v, col_v, beta: float, v_ref: float, r_line: float = 0.
     return NetworkSolution(v_cell, i_cell, col_current, row_current, int(it), vr, vc)
 
 
+def row_drive(v_rows, beta: float, v_ref: float) -> np.ndarray:
+    """Current per siemens, A/S, of a cell at ``v_rows`` (V) on ideal lines:
+    f = iv_current(1.0, v, ...) = v·((1 + β·v·v)/(1 + β·v_ref²)), worked out in place (0 at 0 V)."""
+    f = beta * v_rows
+    f *= v_rows
+    f += 1.0
+    f /= 1.0 + beta * v_ref * v_ref
+    f *= v_rows
+    return f
+
+
+def drive_product(f, g) -> np.ndarray:
+    """Column currents (B, N, C), A, of row drives ``f`` (B, N, R) (:func:`row_drive`) on ``g``
+    (B, R, C), S: I_j = Σ_i g_ij f_i, BLAS on one thread for large products."""
+    if f.shape[-2] * g.shape[-2] * g.shape[-1] < BLAS_ONE_THREAD_MIN or blas_held():
+        return np.matmul(f, g)
+    with blas_one_thread():
+        return np.matmul(f, g)
+
+
 def mvm_currents(g, v_rows, beta: float, v_ref: float, r_line: float = 0.0) -> np.ndarray:
     """Column currents (B, N, C), A, for ``N`` input vectors ``v_rows`` (B, N, R), V, applied to the
     rows with every column held at 0 V.  ``g``: (B, R, C), S; ``r_line``: ohm per segment."""
     g = np.asarray(g, dtype=float)
     v_rows = np.asarray(v_rows, dtype=float)
     if r_line == 0:  # cell voltage = row voltage: I_j = sum_i g_ij f(v_i)
-        # f = iv_current(1.0, v_rows, ...) = v·((1 + β·v·v)/(1 + β·v_ref²)), in place (same bits)
-        f = beta * v_rows
-        f *= v_rows
-        f += 1.0
-        f /= 1.0 + beta * v_ref * v_ref
-        f *= v_rows
-        if f.shape[-2] * g.shape[-2] * g.shape[-1] < BLAS_ONE_THREAD_MIN or blas_held():
-            return np.matmul(f, g)
-        with blas_one_thread():
-            return np.matmul(f, g)
+        return drive_product(row_drive(v_rows, beta, v_ref), g)
     B, n, _ = v_rows.shape
     return LineSolver(r_line, beta, v_ref).solve(g, v_rows, np.zeros((B, n, g.shape[2]))).col_current
 

@@ -626,7 +626,12 @@ class SimulatedCrossbar(Crossbar):
         B, M, m_var = self.n_chips, plan.size, tab["m_var"]
         out = np.empty((B, M))
         if m_var:
-            prod = nodal.mvm_currents(self._g, plan.varying_input(v_rows), d.beta, d.v_ref)
+            if plan.drive is None:
+                prod = nodal.mvm_currents(self._g, v_rows, d.beta, d.v_ref)
+            else:           # the row drives of the driven positions only (0 at 0 V), then the product
+                f = np.zeros((B, plan.n_varying * n_rows))
+                f[:, plan.drive] = nodal.row_drive(v_rows, d.beta, d.v_ref)
+                prod = nodal.drive_product(f.reshape(B, plan.n_varying, n_rows), self._g)
             out[:, :m_var] = prod.reshape(B, -1).take(tab["at_var"], axis=1)
         if M > m_var:
             np.multiply(tab["f_fixed"], self._g.reshape(-1).take(tab["cells_fixed"]), out=out[:, m_var:])
@@ -707,9 +712,9 @@ class SimulatedCrossbar(Crossbar):
     def _read_table(self, plan: ReadPlan):
         """For :meth:`_mvm_plan`: the number of needed currents of the varying vectors and their
         flat positions in the varying vectors' product; for those of the fixed vectors, the driven
-        row's f(v) = v·(1 + βv²)/(1 + βv_ref²) (as :func:`~mock_hw.nodal.mvm_currents`; 0 for a
-        vector at 0 V) and the flat index of the cell it meets, (n_chips, M_fixed) each; kept per
-        plan and device.  None if a fixed vector drives more than one row."""
+        row's f(v) (:func:`~mock_hw.nodal.row_drive`; 0 for a vector at 0 V) and the flat index of
+        the cell it meets, (n_chips, M_fixed) each; kept per plan and device.  None if a fixed
+        vector drives more than one row."""
         d = self.params.device
         cache = self.__dict__.setdefault("_read_tables", {})
         kept = cache.get(plan)
@@ -729,11 +734,7 @@ class SimulatedCrossbar(Crossbar):
                 vec, col = np.divmod(plan.at[m_var:], n_cols)
                 row = on.argmax(axis=2)                                    # (B, N): the driven row, or 0
                 v = np.take_along_axis(plan.fixed, row[:, :, None], axis=2)[:, :, 0]
-                f = d.beta * v                                             # nodal.mvm_currents' f, in its order
-                f *= v
-                f += 1.0
-                f /= 1.0 + d.beta * d.v_ref * d.v_ref
-                f *= v
+                f = nodal.row_drive(v, d.beta, d.v_ref)
                 tab["f_fixed"] = np.ascontiguousarray(f[:, vec])
                 tab["cells_fixed"] = (np.arange(B)[:, None] * (n_rows * n_cols) + row[:, vec] * n_cols + col)
         cache[plan] = (d, tab)
@@ -902,7 +903,8 @@ class SimulatedCrossbar(Crossbar):
         signed, at, cnt, ends, pos, step = got
         K = int(step.max()) + 1
         g_top = max(float(self._g.max()), d.g_max)          # as _steps_plain: the compliance at the largest state
-        if K * self._g.size > 1 << 22 or abs(iv_current(g_top, plan.amplitude, d.beta, d.v_ref)) > self.limits.i_compliance:
+        i_top = abs(iv_current(g_top, plan.amplitude, d.beta, d.v_ref))
+        if K * self._g.size > 1 << 22 or i_top > self.limits.i_compliance:
             return super()._pulse_counts(plan, counts)
         B, n_rows = self.n_chips, self.shape[0]
         P = pos.size
@@ -972,8 +974,8 @@ class SimulatedCrossbar(Crossbar):
                 live &= ~pop.stuck.reshape(-1).take(flat)
                 row_key = (np.arange(B)[:, None] * n_rows + np.append(plan.rows, 0)).ravel()
                 signed, *factors = _switch_factors(v_eq, vs, vr, d)
-                tab = {"flat": flat, "signed": signed, "factors_rate": np.stack([*factors, pop.rate.reshape(-1).take(flat)]),
-                       "live": live, "all_live": bool(live.all()), "row_key": row_key}
+                tab = {"flat": flat, "signed": signed, "live": live, "all_live": bool(live.all()), "row_key": row_key,
+                       "factors_rate": np.stack([*factors, pop.rate.reshape(-1).take(flat)])}
         cache[plan] = (key, tab)
         return tab
 

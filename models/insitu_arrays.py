@@ -266,7 +266,8 @@ class ChipArrays:
         if pk not in self._tables:
             drive, need, gather, v0 = self._read_layout(key)
             n_rows = self.xb.shape[0]
-            if v0 is None and self.B == 1 and need.shape[1] * max(self.xb.shape) > READ_CHUNK and not self.one_at_a_time:
+            large = need.shape[1] * max(self.xb.shape) > READ_CHUNK
+            if v0 is None and self.B == 1 and large and not self.one_at_a_time:
                 self._tables[pk] = (drive, gather, None, None)          # in runs (_currents_in_chunks)
                 return self._tables[pk]
             varying = np.concatenate([np.full(n * len(a.tiles), fixed is None) for a, n, fixed in key])

@@ -483,7 +483,8 @@ class Crossbar(abc.ABC):
                 raise ValueError("read_plan drive must be a 1-D array of integer positions")
             drive = drive.astype(np.intp)
             if drive.size and int(drive.view(np.uintp).max()) >= k * self.shape[0]:
-                raise ValueError(f"read_plan drive positions must lie in [0, {k * self.shape[0]}) (varying vectors x rows)")
+                raise ValueError(f"read_plan drive positions must lie in [0, {k * self.shape[0]}) "
+                                 "(varying vectors x rows)")
             if np.unique(drive).size != drive.size:
                 raise ValueError("read_plan drive lists a position twice")
         return ReadPlan(need.copy(), varying.copy(), fixed, np.flatnonzero(need), bool(varying[:k].all()),
