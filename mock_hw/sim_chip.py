@@ -915,21 +915,25 @@ class SimulatedCrossbar(Crossbar):
         live = None if tab["all_live"] else tab["live"].take(ti)
         # the list's order (step, chip, row: _steps_at_once's, lane order being row order or not)
         order = np.argsort(step * (B * n_rows) + tab["row_key"].take(pos))
-        j = np.arange(P) - np.repeat(ends - cnt, cnt)       # each pulse's place among its device's (its round)
-        tp = np.repeat(ti, cnt)
+        one = P == at.size                                   # one pulse per device: one round, in list order
         if live is not None and not live.all():              # pulses below threshold or on stuck devices draw nothing
-            order = order[np.repeat(live, cnt).take(order)]
+            order = order[(live if one else np.repeat(live, cnt)).take(order)]
         else:
             live = None
-        j = j.take(order)
-        by_round = np.argsort(j, kind="stable")              # round after round, in list order within a round
-        src = order.take(by_round)
+        if one:
+            src, cuts = order, None
+        else:
+            j = np.arange(P) - np.repeat(ends - cnt, cnt)   # each pulse's place among its device's (its round)
+            j = j.take(order)
+            by_round = np.argsort(j, kind="stable")          # round after round, in list order within a round
+            src = order.take(by_round)
+            cuts = [0, *np.cumsum(np.bincount(j)).tolist()]
         z = self._rng.standard_normal(order.size)            # drawn in list order, as switch_steps draws them
         u = self._rng.random(order.size) if d.relax > 0 else None
-        z = z.take(by_round)
-        u = None if u is None else u.take(by_round)
-        cuts = [0, *np.cumsum(np.bincount(j)).tolist()]
-        rows = tp.take(src)
+        if not one:
+            z = z.take(by_round)
+            u = None if u is None else u.take(by_round)
+        rows = ti.take(src) if one else np.repeat(ti, cnt).take(src)
         idx = tab["flat"].take(rows)
         *factors, rate = tab["factors_rate"].take(rows, axis=1)
         _switch_rounds(self._g.reshape(-1), idx, (tab["signed"], *factors), rate, z, u, cuts, d)

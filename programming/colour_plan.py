@@ -113,6 +113,8 @@ class ColourPlan:
         ends = np.cumsum(cnt)
         # a cell's pulses: its colour's first step + its place among its pulses (0, 1, ...)
         start = first.reshape(-1).take(t["turn"].take(at))
+        if int(ends[-1]) == at.size:                           # one pulse per cell
+            return signed, at, cnt, ends, at, start
         start -= ends
         start += cnt
         step = np.repeat(start, cnt)

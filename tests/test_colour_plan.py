@@ -37,13 +37,15 @@ def _preset(case):
     return p, 1.35
 
 
-@pytest.mark.parametrize("case", ["plain", "stuck", "near-threshold", "two-exponents", "half-selects"])
+@pytest.mark.parametrize("case, top", [("plain", 4), ("plain", 1), ("stuck", 4), ("near-threshold", 4),
+                                       ("near-threshold", 1), ("two-exponents", 4), ("half-selects", 4)])
 @pytest.mark.parametrize("through", ["simulator", "interface default"])
-def test_pulse_counts_equal_the_plans_pulse_list(case, through, monkeypatch):
+def test_pulse_counts_equal_the_plans_pulse_list(case, top, through, monkeypatch):
     """Passes of random counts (3 chips, most cells several pulses of either polarity, some none):
     the same states, later random draws, age and disturb bookkeeping and counters as
-    ``pulse_list`` of the plan's list, pass after pass; the same steps and pulses per chip.  On the
-    simulator and through the interface's default (the list, one ``_pulse`` per step, as a bench)."""
+    ``pulse_list`` of the plan's list, pass after pass; the same steps and pulses per chip (counts up
+    to ``top``; with 1, every device pulsed once).  On the simulator and through the interface's
+    default (the list, one ``_pulse`` per step, as a bench)."""
     preset, amp = _preset(case)
     make = lambda: SimulatedCrossbar(12, 12, n_chips=3, preset=preset, seed=7)  # noqa: E731
     xb, ref = make(), make()
@@ -55,7 +57,7 @@ def test_pulse_counts_equal_the_plans_pulse_list(case, through, monkeypatch):
                         lambda self, *a: (listed.append(self is xb), steps_at_once(self, *a))[1])
     rng = np.random.default_rng(3)
     for _ in range(4):
-        counts = rng.integers(-4, 5, (3, plan.size)) * (rng.random((3, plan.size)) < 0.8)
+        counts = rng.integers(-top, top + 1, (3, plan.size)) * (rng.random((3, plan.size)) < 0.8)
         done = chip.pulse_counts(plan, counts)
         steps, chips, rows, cols, amps, lanes = plan.pulse_list(counts)
         ref_chip.pulse_list(steps, chips, rows, cols, amps, plan.width, lanes=lanes)
