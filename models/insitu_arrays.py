@@ -1,8 +1,8 @@
 """Weight arrays on a crossbar for in-situ training: layout, analog reads and pulsed writes.
 
 Everything here talks to the chip through the public :class:`~programming.crossbar.Crossbar` API
-only (``mvm`` to read, ``pulse`` to write); the conductances are never set any other way.  Units
-are SI: siemens, volts, seconds.
+only (``mvm_plan`` over a read plan to read, ``pulse_counts`` over a colour plan or ``pulse`` to
+write); the conductances are never set any other way.  Units are SI: siemens, volts, seconds.
 
 Weight encoding (differential pairs)
 ------------------------------------
@@ -24,18 +24,23 @@ Tiles and layout
 Each device matrix is cut into tiles of at most ``tile × tile`` devices, and every tile of every
 array gets its own rows and its own columns of the chip (tiles sit block-diagonally).  Hence:
 
-* a read drives only one tile's rows per input vector (all tiles' vectors go in one ``mvm`` call),
-  so unused devices elsewhere on those lines never add current; partial sums of tiles that split
-  an array's inputs are added in the periphery;
+* a read drives only one tile's rows per input vector (all tiles' vectors go in one product, an
+  ``mvm_plan`` over the layout's read plan: its needed currents, the fixed one-hot inputs and the
+  rows the varying inputs drive, :mod:`programming.read_plan`), so unused devices elsewhere on
+  those lines never add current; partial sums of tiles that split an array's inputs are added in
+  the periphery;
 * within a tile the devices split into ``tile`` *colours* ``(col − row) mod tile`` (tile-local
   indices) that share no row and no column, and distinct tiles share no line at all.  So one
   ``pulse`` call can carry one colour of every tile (each tile, and each chip, at its own point in
   its list of colours), the lanes of a call never share a line, and the simulated chip takes its
   fast V/2 path.  A device needing n pulses appears in n calls; a pass costs, over the tiles, the
   largest sum over colours of the colour's largest pulse count (``tile`` calls for one pulse each).
+  A pass goes to the chip as one ``pulse_counts`` over the arrays' colour plan
+  (:mod:`programming.colour_plan`), whose cells and pulse are checked once.
 * a bench (``xb.preferred_parallel == 1``) works one cell at a time and switches relays whenever
   the cell changes: there one call carries every pulse of a pass, device after device, and a read
-  passes ``xb.mvm`` a ``need`` mask of the tiles' columns, so the bench measures only those cells.
+  passes the ``need`` mask of the tiles' columns (the read plan's), so the bench measures only
+  those cells.
 
 V/2 biasing: half-selected devices see ±amplitude/2, which must stay below the switching
 thresholds (about ±1.0 V on the TiO2 presets, so amplitudes up to ~1.8 V).
@@ -157,8 +162,8 @@ def check_pulse_settings(limits, *, v_in: float | None, amplitude: float, width:
 
 
 class ChipArrays:
-    """The periphery of the weight arrays: analog reads through ``xb.mvm`` and push-pull writes
-    through ``xb.pulse``.
+    """The periphery of the weight arrays: analog reads through ``xb.mvm_plan`` and push-pull writes
+    through ``xb.pulse_counts`` (``xb.pulse`` on a chip that works one cell at a time).
 
     Args:
         xb: the chip (all ``xb.n_chips`` chips are driven in lockstep, one network each).
@@ -192,7 +197,8 @@ class ChipArrays:
 
     # ---------------------------------------------------------------------------------- reads
     def currents(self, requests: Sequence[tuple[WeightArray, np.ndarray]]) -> list[np.ndarray]:
-        """Analog products of inputs and device conductances, in one ``mvm`` call.
+        """Analog products of inputs and device conductances, in one product (``mvm_plan``; a large
+        read of varying inputs on one chip in runs of its vectors).
 
         Each request is ``(array, x)`` with inputs ``x`` in [0, 1] of shape ``(B, N, n_in)``; the
         rows of each tile are driven at ``v_in · x`` (one input vector per tile, other rows at
