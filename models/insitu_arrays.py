@@ -459,9 +459,11 @@ class ChipArrays:
             g = np.concatenate([np.full((B, 2 * np.size(k) // B), np.nan) if g is None else np.asarray(g).reshape(B, -1)
                                 for _, k, g in items], axis=1)
             lo, hi = self.window
-            # no SET at or above the window, no RESET at or below it (NaN: not known, not held)
-            np.maximum(dev, np.where(g <= lo, 0, dev), out=dev)
-            np.minimum(dev, np.where(g >= hi, 0, dev), out=dev)
+            # no SET at or above the window, no RESET at or below it (NaN: not known, not held);
+            # nothing to hold where every device is inside it
+            if not (float(g.min()) > lo and float(g.max()) < hi):
+                np.maximum(dev, np.where(g <= lo, 0, dev), out=dev)
+                np.minimum(dev, np.where(g >= hi, 0, dev), out=dev)
         self._pulse_signed([a for a, _, _ in items], dev)
 
     def center(self, arrays: Sequence[WeightArray], cycles: int, coarse_width: float, fine_cycles: int) -> None:
