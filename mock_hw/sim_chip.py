@@ -609,9 +609,10 @@ class SimulatedCrossbar(Crossbar):
         read noise, drawn in the same order), without the whole product: the varying vectors (the
         first ones) as the leading rows of the product, the fixed vectors, each driving at most
         one row (the one-hot reads of a layout), as that row's products f(v)·G (the product's sum
-        of one term and zeros, exactly).  Through the whole product where that does not hold
-        (resistive lines, a product large enough for :meth:`_mvm_blocks`, fixed vectors driving
-        more rows, varying vectors after fixed ones)."""
+        of one term and zeros, exactly).  A product large enough for :meth:`_mvm_blocks`, of
+        varying vectors given at their drive positions, as :meth:`_mvm_plan_blocks`.  Through the
+        whole product where none of this holds (resistive lines, fixed vectors driving more rows,
+        varying vectors after fixed ones, a large product :meth:`_mvm_blocks` would not take)."""
         n_rows, n_cols = self.shape
         tab = None
         if self._lines is None and plan.leading and plan.n_vectors * n_rows * n_cols < MVM_BLOCKS_MIN:
@@ -948,8 +949,8 @@ class SimulatedCrossbar(Crossbar):
         """Per flat position of a (n_chips, D + 1) array (column D: cell (0, 0), never pulsed) and
         polarity (row ``2·position + (count > 0)``) of ``plan``: the device's flat index, its
         pulse's switching factors (:func:`~mock_hw.device._switch_factors`), rate factor and whether
-        the pulse switches it (:func:`~mock_hw.device.switch_steps`'s test), and ``row_key`` chip · rows + row per
-        position; kept for the plan and the chip's population.  None where :meth:`_steps_at_once`
+        the pulse switches it (:func:`~mock_hw.device.switch_steps`'s test), and ``row_key``
+        chip · rows + row per position; kept for the plan and the chip's population.  None where :meth:`_steps_at_once`
         would not apply a pass at once whatever its counts: not V/2, resistive lines, loud pulses,
         or half-selects that may reach the lowest threshold (:meth:`_steps_plain`)."""
         pop, d = self.population, self.params.device
