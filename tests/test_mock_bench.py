@@ -3,6 +3,7 @@ crossbar physics — and a fault-injection test for every safety rule."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from mock_hw.sim_chip import SimulatedCrossbar
 from procedures.cli import main
 from programming.crossbar import LimitError
 from programming.ir_correction import measure_line_resistance
+from programming.auto_schedule import auto_schedule, with_width
 from programming.tuner import TunerConfig, tune
 
 
@@ -298,19 +300,25 @@ def test_realistic_timing_slows_reads():
 
 def test_on_instrument_write_verify_one_round_trip_per_cell(bench, station):
     servers = bench.servers.values()
-    with HardwareCrossbar(load_station(station)) as xb:
+    with HardwareCrossbar(load_station(station).without_pulse_generator()) as xb:
         xb.drivers["smu"].load_write_verify()
         t = targets(seed=9)
+        # the 2600B's script writes with its own SMU: pulses from its 100 µs (on_instrument_limits),
+        # amplitudes from the cells' own response at that width, as `xbar tune --on-instrument`
+        cfg = auto_schedule(xb, with_width(TunerConfig(initial_reset=False, seed=1), 1e-4))[0]
         for r, c in ((0, 0), (1, 2), (3, 1)):
             xb._route(r, c, bias="on-instrument")   # routing first, so only the loop is counted
             n0 = sum(s.replies for s in servers)
-            res = xb.write_verify_on_instrument(r, c, float(t[r, c]), TunerConfig(initial_reset=False))
+            res = xb.write_verify_on_instrument(r, c, float(t[r, c]), cfg)
             assert sum(s.replies for s in servers) - n0 == 1
             assert res["status"] == "converged"
+            assert abs(res["final"] - t[r, c]) <= 0.01 * t[r, c]   # the script's own verify read
+            # its raw reads go through the relay path and the lines (the host's IR-drop correction
+            # is tested in test_on_instrument): on this 4x4 they read up to ~0.8 % low
             true = bench.chip.true_conductance[0, r, c]
-            assert abs(true - t[r, c]) <= 0.012 * t[r, c]  # exact read: within tolerance (+ noise)
+            assert abs(true - t[r, c]) <= 0.02 * t[r, c]
         with pytest.raises(ValueError, match="exceeds the chip limit"):
-            xb.write_verify_on_instrument(0, 0, 300e-6, TunerConfig(v_reset_max=2.6, reset_amplitude=2.6))
+            xb.write_verify_on_instrument(0, 0, 300e-6, replace(cfg, v_reset_max=2.6, reset_amplitude=2.6))
     assert bench.violations == []
     assert_safe(bench)
 
