@@ -323,10 +323,13 @@ def apply_voltages_written(g, v, width, pop: DevicePopulation, p: DeviceParams, 
     return g, switch_at(g.reshape(-1), flat, v.reshape(-1)[flat], w, pop, p, rng)
 
 
-def switch_at(g_flat, flat, v, width, pop: DevicePopulation, p: DeviceParams, rng: np.random.Generator):
+def switch_at(g_flat, flat, v, width, pop: DevicePopulation, p: DeviceParams, rng: np.random.Generator,
+              shift=None):
     """In place: devices at flat indices ``flat`` of ``g_flat`` (a flat view of the state, S) see
     pulses of ``v`` (V) for ``width`` (s), one each.  Indices must be unique.  Same physics as
     :func:`apply_voltages` (thresholds, noise, relaxation, clipping, stuck devices, forming).
+    ``shift``: the pulses' :func:`equivalent_shift` when already worked out (``width`` is then not
+    used).
 
     Unformed devices (``pop.unformed``) do not switch; one that sees at least its forming voltage
     forms: it takes an as-formed state uniform in ``g_formed_range`` and ``pop.unformed`` is
@@ -335,7 +338,7 @@ def switch_at(g_flat, flat, v, width, pop: DevicePopulation, p: DeviceParams, rn
     """
     vs = pop.vth_set.reshape(-1)[flat]
     vr = pop.vth_reset.reshape(-1)[flat]
-    v_eq = equivalent_voltage(v, width, p)
+    v_eq = equivalent_voltage(v, width, p, shift)
     live = ((v_eq > vs) | (-v_eq > vr)) & ~pop.stuck.reshape(-1)[flat]
     formed = _NONE
     if pop.unformed is not None:
@@ -347,11 +350,13 @@ def switch_at(g_flat, flat, v, width, pop: DevicePopulation, p: DeviceParams, rn
             if formed.size:
                 g_flat[formed] = rng.uniform(*p.g_formed_range, size=formed.size)
                 pop.unformed.flat[formed] = False
-    if not live.any():
+    n_live = np.count_nonzero(live)
+    if not n_live:
         return formed
-    idx = flat[live]
-    _switch_sets(g_flat, idx, v_eq[live], vs[live], vr[live], pop.rate.reshape(-1)[idx], [0, idx.size], p, rng)
-    return np.concatenate([formed, idx]) if formed.size else idx
+    if n_live < live.size:
+        flat, v_eq, vs, vr = flat[live], v_eq[live], vs[live], vr[live]
+    _switch_sets(g_flat, flat, v_eq, vs, vr, pop.rate.reshape(-1).take(flat), [0, flat.size], p, rng)
+    return np.concatenate([formed, flat]) if formed.size else flat
 
 
 def _window_term(x, span, power, k):
@@ -379,7 +384,8 @@ def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng, dr
     ``draws_at_once`` for every pulse at once, in pulse order: the same independent draws in
     another order, and ``ends`` may be just the number of sets), each switching step on the state
     its device has then, clipping.  A device's pulses are applied in set order, round by round
-    (its first pulse in round 0, ...), so devices of different sets never wait for each other.
+    (its first pulse in round 0, ...), so devices of different sets never wait for each other;
+    two sets are applied one after the other (the same states: a device's pulses in set order).
     Returns each pulse's state after it (S).
 
     The arithmetic is :func:`switching_step`'s, in its order (so the states are bit for bit its
@@ -399,7 +405,10 @@ def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng, dr
                 if u is not None:
                     rng.random(out=u[a:b])
     order = None                                            # one round: every device pulsed once
-    if n_sets > 1 and n > 1:
+    two = n_sets == 2 and not isinstance(ends, int) and n > 1
+    if two:         # two sets, one after the other (as cheap as two rounds, and nothing to sort)
+        cuts = [int(b) for b in ends]
+    elif n_sets > 1 and n > 1:
         by_dev = np.argsort(idx, kind="stable")             # a device's pulses together, in set order
         dev_sorted = idx.take(by_dev)
         first = np.empty(n, bool)
@@ -414,8 +423,8 @@ def _switch_sets(g_flat, idx, v_eq, vs, vr, rate, ends, p: DeviceParams, rng, dr
             # once here (the draws stay those of the pulses, in pulse order)
             idx, v_eq, vs, vr, rate, z = (a.take(order) for a in (idx, v_eq, vs, vr, rate, z))
             u = None if u is None else u.take(order)
-    after = _switch_rounds(g_flat, idx, _switch_factors(v_eq, vs, vr, p), rate, z, u, None if order is None else cuts,
-                           p)
+    after = _switch_rounds(g_flat, idx, _switch_factors(v_eq, vs, vr, p), rate, z, u,
+                           cuts if two or order is not None else None, p)
     if order is not None:
         out = np.empty(n)
         out[order] = after                                  # back in the order of the pulses
@@ -514,7 +523,9 @@ def switch_steps(g_flat, flat, v, width, bounds, pop: DevicePopulation, p: Devic
     if draws_at_once:
         ends = bounds if isinstance(bounds, int) else len(bounds) - 1
     else:
-        ends = np.concatenate([[0], np.cumsum(live)])[np.asarray(bounds)]     # live devices before each set
+        ends = np.zeros(live.size + 1, np.intp)                    # live devices before each set
+        live.cumsum(out=ends[1:])
+        ends = ends.take(bounds)
     idx = flat[live]
     after[live] = _switch_sets(g_flat, idx, v_eq[live], vs[live], vr[live], pop.rate.reshape(-1)[idx],
                                ends, p, rng, draws_at_once)

@@ -242,9 +242,9 @@ class SimulatedCrossbar(Crossbar):
         d = self.params.device
         n_flat = self._n_disturb.reshape(-1)
         n_flat[selected] = 0.0
-        loud = np.asarray(loud)
-        if not d.disturbs or not loud.any():
+        if not d.disturbs or not np.count_nonzero(loud):
             return
+        loud = np.asarray(loud)
         chips = np.flatnonzero(loud)
         per = self.shape[0] * self.shape[1]
         cells = (chips[:, None] * per + np.arange(per)).ravel()
@@ -803,11 +803,10 @@ class SimulatedCrossbar(Crossbar):
     # ----------------------------------------------------------------------------- pulses
     def _pulse(self, rows, cols, amplitude, width, scheme, active) -> PulseResult:
         if self.params.r_line == 0 and scheme is not WriteScheme.FLOAT:
-            self._unselected_ideal((amplitude if amplitude.shape == active.shape
-                                    else np.broadcast_to(amplitude, active.shape))[active], scheme)
-        if scheme is WriteScheme.V2 and self.params.r_line == 0:
             lanes = self._active_lanes(rows, cols, active)
-            if self._keys_distinct(*lanes[1:4]):
+            lane_amp = amplitude if amplitude.shape == active.shape else np.broadcast_to(amplitude, active.shape)
+            self._unselected_ideal(lane_amp.take(lanes[0]), scheme)
+            if scheme is WriteScheme.V2 and self._keys_distinct(*lanes[1:4]):
                 # lanes on distinct lines never touch each other's selected cells: the compliance
                 # of every lane can be evaluated on the state at the start of the call
                 return self._pulse_v2_concurrent(lanes, amplitude, width, active)
@@ -843,22 +842,36 @@ class SimulatedCrossbar(Crossbar):
     def _active_lanes(self, rows, cols, active):
         """The active lanes of a call, in lane order chip by chip: (flat lane index, chip, row,
         column, flat cell index)."""
-        li = np.flatnonzero(active)
-        chip_idx = li // rows.shape[1]
+        li = active.reshape(-1).nonzero()[0]
+        chips, cells = self._lane_map(rows.shape)
         r, c = rows.take(li), cols.take(li)
-        flat = chip_idx * self.shape[0]
-        flat += r
-        flat *= self.shape[1]
+        flat = r * self.shape[1]
         flat += c
-        return li, chip_idx, r, c, flat
+        flat += cells.take(li)
+        return li, chips.take(li), r, c, flat
+
+    def _lane_map(self, shape):
+        """Each flat lane's chip, and its chip's first flat cell, for lanes of ``shape``
+        (n_chips, L) (cached per L)."""
+        cache = getattr(self, "_lane_cache", None)
+        if cache is None or cache[0] != shape:
+            chips = np.repeat(np.arange(shape[0]), shape[1])
+            self._lane_cache = cache = (shape, chips, chips * (self.shape[0] * self.shape[1]))
+        return cache[1], cache[2]
 
     def _keys_distinct(self, chip_idx, r, c) -> bool:
-        """No row and no column of a chip carries two of these lanes (occupancy counts)."""
+        """No row and no column of a chip carries two of these lanes (each line marked once: as many
+        lines marked as lanes)."""
         if chip_idx.size <= 1:
             return True
-        if np.bincount(chip_idx * self.shape[0] + r, minlength=self.n_chips * self.shape[0]).max() > 1:
-            return False
-        return bool(np.bincount(chip_idx * self.shape[1] + c, minlength=self.n_chips * self.shape[1]).max() <= 1)
+        for line, n_lines in ((r, self.shape[0]), (c, self.shape[1])):
+            mark = np.zeros(self.n_chips * n_lines, bool)
+            key = chip_idx * n_lines
+            key += line
+            mark[key] = True
+            if np.count_nonzero(mark) < key.size:
+                return False
+        return True
 
     def _pulse_steps(self, rows, cols, amplitude, width, scheme, active) -> PulseResult:
         """Steps (K, n_chips, L) of :meth:`~programming.crossbar.Crossbar.pulse_steps`: their active
@@ -1148,19 +1161,22 @@ class SimulatedCrossbar(Crossbar):
         g_flat = self._g.reshape(-1)
         g_sel = g_flat.take(sel)
         # the source's compliance: the amplitude drops to where the device carries i_compliance
-        over = np.abs(iv_current(g_sel, v, d.beta, d.v_ref)) > self.limits.i_compliance
+        i_sel = iv_current(g_sel, v, d.beta, d.v_ref)
+        over = np.abs(i_sel) > self.limits.i_compliance
         compliance = np.zeros(active.shape, bool)
         if over.any():
             v = v.copy()
             v[over] = self._compliance_voltage(g_sel[over], v[over])
             compliance.put(li[over], True)
+            i_sel = iv_current(g_sel, v, d.beta, d.v_ref)
         energy = np.zeros(active.shape)
-        energy.put(li, self._energy_v2(chip_idx, r, c, v, w, g_sel))
+        energy.put(li, self._energy_v2(chip_idx, r, c, v, w, g_sel, i_sel))
         # every hit: the flat cell, the active lane's index j (chip by chip in lane order) and the
         # voltage (the selected cells first, each hit by its own lane)
         hit_flat, hit_j, hit_v = [sel], [np.arange(li.size)], [v]
         half = v / 2
-        half_eq = equivalent_voltage(half, w, d)   # thresholds are compared with the width-equivalent voltage
+        shift = equivalent_shift(w, d)             # each lane's width term, for its hits too
+        half_eq = equivalent_voltage(half, w, d, shift)   # thresholds are compared with the width-equivalent voltage
         pop = self.population
         screens = self._half_select_screens()
         by_pol = screens.get("by_pol")
@@ -1210,23 +1226,30 @@ class SimulatedCrossbar(Crossbar):
                 hit_v.append(half[k])
         if len(hit_flat) == 1:                     # the selected cells only: one hit each, in cell order
             order = np.argsort(sel, kind="stable")
-            self._mark_written(switch_at(g_flat, sel[order], v[order], w[order], pop, d, self._rng))
+            self._mark_written(switch_at(g_flat, sel.take(order), v.take(order), None, pop, d, self._rng,
+                                         shift.take(order)))
         else:
             flat, j, vv = (np.concatenate(x) for x in (hit_flat, hit_j, hit_v))
             # by cell, then by lane (a cell's hits are of one chip, whose lanes j orders as they are);
             # no cell has two hits of one lane, so the keys are distinct
             order = np.argsort(flat * li.size + j)
-            flat, vv, ww = flat.take(order), vv.take(order), w.take(j.take(order))
-            first = np.ones(flat.size, bool)
-            first[1:] = flat[1:] != flat[:-1]
-            self._mark_written(switch_at(g_flat, flat[first], vv[first], ww[first], pop, d, self._rng))
-            if not first.all():
-                second = ~first
-                self._mark_written(switch_at(g_flat, flat[second], vv[second], ww[second], pop, d, self._rng))
+            by_cell = flat.take(order)
+            second = np.zeros(flat.size, bool)
+            np.equal(by_cell[1:], by_cell[:-1], out=second[1:])
+            n_first = flat.size - np.count_nonzero(second)
+            if n_first < flat.size:         # the cells hit twice: their second hits after every first one
+                order = np.concatenate([order[~second], order[second]])
+            j = j.take(order)
+            # the first hits, then the second ones: one switch_at each (switch_steps: the same draws)
+            written, _ = switch_steps(g_flat, flat.take(order), vv.take(order), w.take(j),
+                                      [0, n_first] if n_first == flat.size else [0, n_first, flat.size],
+                                      pop, d, self._rng, shift=shift.take(j))
+            self._mark_written(written)
         loud = np.abs(v) >= d.disturb_v
         self._disturb(sel, np.bincount(chip_idx[loud], minlength=self.n_chips) if loud.any() else ())
         self.n_pulse_ops += li.size
-        duration = np.where(active, width + self.params.timing.pulse_overhead_s, 0.0)
+        duration = np.zeros(active.shape)
+        duration.put(li, w + self.params.timing.pulse_overhead_s)
         return PulseResult(energy, duration, compliance)
 
     @staticmethod
@@ -1239,7 +1262,7 @@ class SimulatedCrossbar(Crossbar):
         for line, line_of in ((r, "row"), (c, "col")):
             lo_set, lo_reset, _ = screens[line_of]
             key = chip_idx * lo_set.shape[1] + line
-            keys.append(np.flatnonzero((half_eq > lo_set.take(key)) | (-half_eq > lo_reset.take(key))))
+            keys.append(((half_eq > lo_set.take(key)) | (-half_eq > lo_reset.take(key))).nonzero()[0])
         n_row = keys[0].size
         q = np.concatenate(keys)
         if not q.size:
@@ -1271,9 +1294,11 @@ class SimulatedCrossbar(Crossbar):
         objects (a state load replaces them); the forming screen follows ``unformed`` each call."""
         pop = self.population
         table = self._screen_table()
+        if pop.unformed is None:            # a formed chip: no forming screen (kept with the table)
+            return table["formed"]
         (rs, rr), (cs, cr) = table["row"], table["col"]
         form_row = form_col = None
-        if pop.unformed is not None and pop.unformed.any():
+        if pop.unformed.any():
             vf = np.where(pop.unformed, pop.v_form, np.inf)
             form_row, form_col = vf.min(axis=2), vf.min(axis=1)
         return {"row": (rs, rr, form_row), "col": (cs, cr, form_col), "lowest": table["lowest"],
@@ -1298,8 +1323,11 @@ class SimulatedCrossbar(Crossbar):
             if by_pol is not None and self.shape[0] == self.shape[1]:
                 by_line = np.stack([by_pol, by_pol.transpose(0, 1, 3, 2)])
                 by_pol = by_line[0]
-            cache = (key, {"row": (vs.min(axis=2), vr.min(axis=2)), "col": (vs.min(axis=1), vr.min(axis=1)),
-                           "lowest": (float(vs.min()), float(vr.min())), "by_pol": by_pol, "by_line": by_line})
+            table = {"row": (vs.min(axis=2), vr.min(axis=2)), "col": (vs.min(axis=1), vr.min(axis=1)),
+                     "lowest": (float(vs.min()), float(vr.min())), "by_pol": by_pol, "by_line": by_line}
+            table["formed"] = {"row": (*table["row"], None), "col": (*table["col"], None), "lowest": table["lowest"],
+                               "by_pol": by_pol, "by_line": by_line}
+            cache = (key, table)
             self._screen_cache = cache
         return cache[1]
 
@@ -1307,7 +1335,7 @@ class SimulatedCrossbar(Crossbar):
         """The chip's lowest SET and RESET thresholds of devices that can switch, V (cached)."""
         return self._screen_table()["lowest"]
 
-    def _energy_v2(self, chip_idx, r, c, v, width, g_sel):
+    def _energy_v2(self, chip_idx, r, c, v, width, g_sel, i_sel=None):
         """Energy (J) of V/2 pulses ``v`` (V), ``width`` (s) on cells (r, c) of chips ``chip_idx``
         whose selected devices are ``g_sel`` (S), over the whole array (selected + half-selected
         cells).
@@ -1316,15 +1344,18 @@ class SimulatedCrossbar(Crossbar):
         times the sum of their conductances: row and column sums, no per-cell work."""
         # the pulsed lines only (not the whole array)
         g_half = self._g[chip_idx, r, :].sum(axis=1) + self._g[chip_idx, :, c].sum(axis=1) - 2 * g_sel
-        return self._energy_v2_of(v, width, g_sel, g_half)
+        return self._energy_v2_of(v, width, g_sel, g_half, i_sel)
 
-    def _energy_v2_of(self, v, width, g_sel, g_half):
+    def _energy_v2_of(self, v, width, g_sel, g_half, i_sel=None):
         """Energy (J) of V/2 pulses ``v`` (V), ``width`` (s) on selected devices ``g_sel`` whose
-        half-selected devices sum to ``g_half`` (S)."""
+        half-selected devices sum to ``g_half`` (S); ``i_sel``: their currents at ``v`` when already
+        worked out (:func:`~mock_hw.device.iv_current`)."""
         d = self.params.device
         half = v / 2
         p_half = half * half * (1 + d.beta * half * half) / (1 + d.beta * d.v_ref ** 2) * g_half
-        return (v * iv_current(g_sel, v, d.beta, d.v_ref) + p_half) * width
+        if i_sel is None:
+            i_sel = iv_current(g_sel, v, d.beta, d.v_ref)
+        return (v * i_sel + p_half) * width
 
     def _pulse_lines(self, rows, cols, amplitude, width, scheme, active):
         """V/2 or V/3 pulses on resistive lines.  The network of every lane is solved at once on

@@ -75,7 +75,15 @@ class ReadScheme(str, Enum):
     ISOLATE = "isolate"
 
 
+#: each scheme by its value as spelled (what callers pass on every call)
+_MEMBERS = {cls: {m.value: m for m in cls} for cls in (WriteScheme, ReadScheme)}
+
+
 def _parse_enum(cls, value, what: str):
+    if type(value) is str:
+        member = _MEMBERS[cls].get(value)
+        if member is not None:
+            return member
     if isinstance(value, cls):
         return value
     try:
@@ -256,8 +264,10 @@ class Crossbar(abc.ABC):
         scheme = parse_write_scheme(scheme)
         rows, cols, active = self._lanes(rows, cols, active)
         amplitude = self._broadcast(amplitude, rows.shape, "amplitude")
+        one_width = type(width) is float or np.ndim(width) == 0     # one width for every lane: checked once
         width = self._broadcast(width, rows.shape, "width")
-        self.limits.check_pulse(amplitude[active], width[active])
+        on = active.reshape(-1).nonzero()[0]
+        self.limits.check_pulse(amplitude.take(on), width.take(on[:1] if one_width else on))
         return self._pulse(rows, cols, amplitude, width, scheme, active)
 
     def pulse_steps(self, rows, cols, amplitude, width, scheme="v/2", active=None) -> PulseResult:

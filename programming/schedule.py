@@ -77,8 +77,14 @@ class SlotScheduler:
         self._major = np.minimum(self._major, self.n_major - 1)
         self._rank = np.where(self._valid, rank[self._major, self._minor], _NO_RANK)
         self.busy_minor = np.zeros((self.n_chips, self.n_minor), bool)
-        # each candidate's flat index within its chip's (major, minor) plane, for flat gathers
-        self._cell = self._major * self.n_minor + self._minor
+        # each chip's slots' candidates as flat indices into remaining and busy_minor, by flat slot
+        # (chip·P + slot), for one gather each
+        cell = self._major * self.n_minor + self._minor
+        chip = np.arange(self.n_chips)[:, None, None]
+        self._cell = (chip * (self.n_major * self.n_minor) + cell).reshape(-1, cell.shape[1])
+        self._line = (chip * self.n_minor + self._minor).reshape(-1, cell.shape[1])
+        self._chip_of = np.repeat(np.arange(self.n_chips), self.parallel)     # by flat slot
+        self._slot_of = np.tile(np.arange(self.parallel), self.n_chips)
         # cells left on each slot's lines: a slot with none is never searched again
         per_major = np.zeros((self.n_chips, k * self.parallel), np.int64)
         per_major[:, :self.n_major] = self.remaining.sum(axis=2)
@@ -99,32 +105,36 @@ class SlotScheduler:
         one of their cells is on): what a search of every idle slot would give."""
         want = idle & (self.slot_left > 0)
         want &= ~self._vain
-        chip, slot = np.nonzero(want)
-        if chip.size == 0:
+        flat = want.reshape(-1).nonzero()[0]    # chip·P + slot (the slot arrays are C-contiguous)
+        if flat.size == 0:
             return (np.empty(0, np.intp),) * 4
-        # (n, k*minor) candidates: left to tune, their minor line free (flat gathers of the chip's plane)
-        base = chip[:, None] * self.n_minor
-        ok = self.remaining.reshape(-1).take(self._cell[slot] + base * self.n_major)
-        ok &= self._valid[slot]
-        ok &= ~self.busy_minor.reshape(-1).take(self._minor[slot] + base)
+        slot = self._slot_of.take(flat)
+        # (n, k*minor) candidates: left to tune, their minor line free (the padding's rank is _NO_RANK)
+        ok = self.remaining.reshape(-1).take(self._cell[flat])
+        ok &= ~self.busy_minor.reshape(-1).take(self._line[flat])
         key = np.where(ok, self._rank[slot], _NO_RANK)
         pick = key.argmin(axis=1)
         key = key.min(axis=1)           # the pick's key: _NO_RANK where the slot has no candidate
         got = key < _NO_RANK
-        self._vain[chip[~got], slot[~got]] = True
-        chip, slot, pick, key = chip[got], slot[got], pick[got], key[got]
-        maj = self._major[slot, pick]
-        mnr = self._minor[slot, pick]
+        if not got.all():
+            self._vain.reshape(-1)[flat[~got]] = True
+            flat, slot, pick, key = flat[got], slot[got], pick[got], key[got]
+        chip = self._chip_of.take(flat)
+        at = slot * self._major.shape[1]
+        at += pick
+        maj = self._major.reshape(-1).take(at)
+        mnr = self._minor.reshape(-1).take(at)
         if chip.size > 1:
             # two slots of a chip wanting the same minor line: the higher-priority cell wins
             order = np.lexsort((key, mnr, chip))
+            cs, ms = chip.take(order), mnr.take(order)
             first = np.ones(order.size, bool)
-            first[1:] = (chip[order][1:] != chip[order][:-1]) | (mnr[order][1:] != mnr[order][:-1])
+            first[1:] = (cs[1:] != cs[:-1]) | (ms[1:] != ms[:-1])
             keep = order[first]
-            chip, slot, maj, mnr = chip[keep], slot[keep], maj[keep], mnr[keep]
+            chip, slot, maj, mnr, flat = chip[keep], slot[keep], maj[keep], mnr[keep], flat[keep]
         self.remaining[chip, maj, mnr] = False
         self.busy_minor[chip, mnr] = True
-        self.slot_left[chip, slot] -= 1
+        self.slot_left.reshape(-1)[flat] -= 1       # (one cell per slot)
         self.left -= chip.size
         rows, cols = (maj, mnr) if self.major_is_row else (mnr, maj)
         return chip, slot, rows, cols

@@ -219,7 +219,7 @@ class _Slots:
         self.target = np.full(shape, np.nan)
         self.half = np.full(shape, half)    # each slot's verify band relative half-width (load)
         self.done = np.ones(shape, bool)
-        self.finished = np.zeros(shape, bool)
+        self.finished = np.zeros(0, np.intp)   # flat indices of the slots whose cell finished in the last step
         self.pending_reset = np.zeros(shape, bool)
         self.width = np.full(shape, cfg.width)
         self.status = np.zeros(shape, np.int8)
@@ -229,6 +229,7 @@ class _Slots:
         self.pulses, self.reads = np.zeros(shape, np.int32), np.zeros(shape, np.int32)
         self.g_lo, self.g_hi = np.full(shape, np.inf), np.full(shape, -np.inf)
         self.last = np.full(shape, np.nan)  # last reading, S
+        self.chip_of = np.repeat(np.arange(n_chips), n_slots)     # each flat slot's chip
 
     def load(self, chip, slot, rows, cols, target, carry: dict | None = None, reset: bool = False,
              half=None) -> None:
@@ -245,10 +246,9 @@ class _Slots:
         self.done.put(k, False)
         self.width.put(k, self.width0)
         self.pending_reset.put(k, reset)
+        carry = carry or {}
         for name, value in self._RESET:
-            getattr(self, name).put(k, value)
-        for name, value in (carry or {}).items():
-            getattr(self, name).put(k, value)
+            getattr(self, name).put(k, carry.get(name, value))
 
 
 def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=False,
@@ -573,7 +573,7 @@ class _Run:
             scheme = WriteScheme.V2.value if cfg.write_scheme == AUTO_SCHEME else cfg.write_scheme
             res = self.xb.pulse(n.rows, n.cols, signed, cfg.reset_width, scheme, active=fire)
             self.compliance += int(res.compliance.sum())
-            _account_pulse(n, res, fire)
+            _account_pulse(n, res, np.flatnonzero(fire))
             self.trace.record(n, fire, pass_no, 1, signed, cfg.reset_width, np.nan)
             for key, value in self.carry.items():
                 value[chip, r, c] += getattr(n, key)[chip, slot]
@@ -581,55 +581,76 @@ class _Run:
             sched.release(chip, r, c)
             self.journal.step_done()
 
-    def _take_carry(self, chip, r, c) -> dict:
-        """What the RESET sweep spent on these cells (per record field), cleared once taken."""
-        out = {key: value[chip, r, c].copy() for key, value in self.carry.items()}
-        for value in self.carry.values():
-            value[chip, r, c] = 0
+    def _take_carry(self, cell) -> dict:
+        """What the RESET sweep spent on the cells at flat indices ``cell`` (per record field; the
+        arrays are C-contiguous), cleared once taken."""
+        out = {}
+        for key, value in self.carry.items():
+            flat = value.reshape(-1)
+            out[key] = flat.take(cell)
+            flat[cell] = 0
         return out
 
     def tune_pass(self, todo, reset: bool, pass_no: int, bar) -> None:
-        """Tune every cell in ``todo`` once; accumulates into the records and statuses."""
+        """Tune every cell in ``todo`` once; accumulates into the records and statuses (those of the
+        cells finished in the pass together, when it ends or is interrupted: a cell finishes once a
+        pass)."""
         xb, cfg = self.xb, self.cfg
         sched = SlotScheduler(xb.shape, todo, self.rank, self.parallel)
         n = _Slots(xb.n_chips, sched.parallel, cfg, self.half)
         shifts = self.shifts    # each cell's, for the pass (its verify band: aim and half-width)
         remaining = todo.copy()
         rows, cols = xb.shape
-        while True:
-            if self.should_stop is not None and self.should_stop():
-                raise TuneInterrupted(TuneState(pass_no, remaining, self.status.copy(),
-                                                *(v.copy() for v in self.rec.values()), self.compliance))
-            if sched.has_work():
-                chip, slot, r, c = sched.assign(n.done)
-                if chip.size:
-                    s = shifts[chip, r, c]
-                    n.load(chip, slot, r, c, self.tgt[chip, r, c] * (1 + s / 2),
-                           self._take_carry(chip, r, c) if self.swept else None, reset,
-                           half=cfg.verify_band - np.abs(s) / 2)
-            if n.done.all():
-                if not sched.has_work():
-                    return
-                raise RuntimeError("write-verify scheduler made no progress (internal error)")
-            self.compliance += _step(xb, n, cfg, pass_no, self.trace, self.corr)
-            k = np.flatnonzero(n.finished)      # flat slot indices (the slot arrays are C-contiguous)
-            if k.size:
-                chip = k // n.done.shape[1]
-                r, c = n.rows.take(k), n.cols.take(k)
-                cell = (chip * rows + r) * cols + c     # flat cell indices (the records are C-contiguous)
-                done = [getattr(n, key).take(k) for key in self.rec]
-                for key, value in zip(self.rec, done):
-                    self.rec[key].reshape(-1)[cell] += value
-                status, last = n.status.take(k), n.last.take(k)
-                self.status.put(cell, status)
-                self.settled.put(cell, np.where(status == CONVERGED, last, np.nan))
-                remaining.put(cell, False)
-                self.journal.cells_finished(pass_no, chip, r, c, self.tgt.take(cell), status, last, *done)
-                sched.release(chip, r, c)
-                bar.update(int(chip.size))
-                if self.corr is not None:
-                    self.corr.cells_finished(int(chip.size), chip)     # each chip's own count
-            self.journal.step_done()
+        finished = []       # per step with finished cells: (flat cells, statuses, last readings, records)
+        try:
+            while True:
+                if self.should_stop is not None and self.should_stop():
+                    self._pass_finished(finished, remaining)
+                    raise TuneInterrupted(TuneState(pass_no, remaining, self.status.copy(),
+                                                    *(v.copy() for v in self.rec.values()), self.compliance))
+                if sched.has_work():
+                    chip, slot, r, c = sched.assign(n.done)
+                    if chip.size:
+                        cell = (chip * rows + r) * cols + c     # flat cell indices
+                        s = shifts.take(cell)
+                        n.load(chip, slot, r, c, self.tgt.take(cell) * (1 + s / 2),
+                               self._take_carry(cell) if self.swept else None, reset,
+                               half=cfg.verify_band - np.abs(s) / 2)
+                if n.done.all():
+                    if not sched.has_work():
+                        return
+                    raise RuntimeError("write-verify scheduler made no progress (internal error)")
+                self.compliance += _step(xb, n, cfg, pass_no, self.trace, self.corr)
+                k = n.finished      # flat slot indices (the slot arrays are C-contiguous)
+                if k.size:
+                    chip = n.chip_of.take(k)
+                    r, c = n.rows.take(k), n.cols.take(k)
+                    cell = (chip * rows + r) * cols + c     # flat cell indices
+                    done = [getattr(n, key).take(k) for key in self.rec]
+                    status, last = n.status.take(k), n.last.take(k)
+                    finished.append((cell, status, last, done))
+                    self.journal.cells_finished(pass_no, chip, r, c, self.tgt.take(cell), status, last, *done)
+                    sched.release(chip, r, c)
+                    bar.update(int(chip.size))
+                    if self.corr is not None:
+                        self.corr.cells_finished(int(chip.size), chip)     # each chip's own count
+                self.journal.step_done()
+        finally:
+            self._pass_finished(finished, remaining)
+
+    def _pass_finished(self, finished, remaining) -> None:
+        """Add what the cells finished so far in a pass spent to their records, set their statuses
+        and converging readings, and mark them done in ``remaining``; ``finished`` is emptied."""
+        if not finished:
+            return
+        cell = np.concatenate([f[0] for f in finished])
+        status, last = (np.concatenate([f[i] for f in finished]) for i in (1, 2))
+        for i, key in enumerate(self.rec):
+            self.rec[key].put(cell, self.rec[key].take(cell) + np.concatenate([f[3][i] for f in finished]))
+        self.status.put(cell, status)
+        self.settled.put(cell, np.where(status == CONVERGED, last, np.nan))
+        remaining.put(cell, False)
+        finished.clear()
 
 
     def tune_pass_on_instrument(self, todo, reset: bool, pass_no: int, bar) -> None:
@@ -700,7 +721,7 @@ class _Run:
         quiet = np.flatnonzero(~fired[1:]) + 1          # reads with no pulse since the one before
         self.read_pairs += ((reads[quiet] - reads[quiet - 1]) / reads[quiet - 1]).tolist()
         status = _ON_INSTRUMENT_STATUS[out["status"]]
-        swept = self._take_carry(0, r, c)
+        swept = self._take_carry(r * self.tgt.shape[2] + c)      # (chip 0)
         done = {"pulses": out["pulses"] + int(swept["pulses"]), "reads": out["reads"],
                 "energy": energy + float(swept["energy"]), "time": took + float(swept["time"])}
         for key, value in done.items():
@@ -714,92 +735,119 @@ class _Run:
 
 
 def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace, corr=None) -> int:
-    """One read of every busy slot, then one pulse for those out of band; sets ``n.finished``.
-    Returns the number of compliance events.  The slots' state is updated in place (masked
-    ufuncs), with the arithmetic of the rule as written in the module docstring."""
+    """One read of every busy slot, then one pulse for those out of band; sets ``n.finished`` (the
+    flat indices of the slots whose cell finished).  Returns the number of compliance events.  The
+    rule works on the slots read (gathered by flat index, the slot arrays being C-contiguous: a
+    batch of chips has most slots idle) with the arithmetic of the rule as written in the module
+    docstring; their state is scattered back.  The other slots' counters are not touched: an idle
+    slot's are reset when a cell is loaded into it."""
+    pending = n.pending_reset.any()     # cells loaded this step that get their initial RESET first
     run = ~n.done
-    run &= ~n.pending_reset
-    if run.any():
+    if pending:
+        run &= ~n.pending_reset
+    li = run.reshape(-1).nonzero()[0]   # the slots read (flat)
+    target = n.target.take(li)
+    if li.size:
         rd = xb.read(n.rows, n.cols, cfg.v_read, cfg.read_scheme, active=run)
-        g = rd.conductance if corr is None else corr.correct(n.rows, n.cols, rd.conductance, run)
-        n.reads += run
-        n.time += rd.duration
-        np.fmin(n.g_lo, g, out=n.g_lo, where=run)
-        np.fmax(n.g_hi, g, out=n.g_hi, where=run)
+        lanes = rd.conductance if corr is None else corr.correct(n.rows, n.cols, rd.conductance, run)
+        g = lanes.take(li)
+        n.reads.reshape(-1)[li] = n.reads.take(li) + 1
+        n.time.reshape(-1)[li] = n.time.take(li) + rd.duration.take(li)
+        lo, hi = n.g_lo.take(li), n.g_hi.take(li)
+        np.fmin(lo, g, out=lo)
+        np.fmax(hi, g, out=hi)
+        n.g_lo.reshape(-1)[li] = lo
+        n.g_hi.reshape(-1)[li] = hi
         if cfg.held_progress:   # how far the last pulse moved each cell toward its target (NaN at a first read)
-            toward = (g - n.last) * np.sign(n.target - n.last)
-        np.copyto(n.last, g, where=run)
+            last = n.last.take(li)
+            toward = (g - last) * np.sign(target - last)
+        n.last.reshape(-1)[li] = g
+        trace.record(n, run, pass_no, 0, xb.v_read if cfg.v_read is None else cfg.v_read, 0.0, lanes)  # a read: its voltage
     else:
-        g = toward = np.full(run.shape, np.nan)
-    trace.record(n, run, pass_no, 0, xb.v_read if cfg.v_read is None else cfg.v_read, 0.0, g)  # a read: its voltage
+        g = lo = hi = toward = np.empty(0)
 
-    in_band = np.abs(g - n.target) <= n.half * n.target
-    in_band &= run
-    n.band += 1
-    n.band *= in_band
-    converged = in_band & (n.band >= cfg.consecutive)
-    need = run & ~in_band
-    up = g < n.target
-    pol = np.where(up, np.int8(1), np.int8(-1))
-    same = need & (pol == n.last_pol)
+    half = n.half.take(li)
+    in_band = np.abs(g - target) <= half * target
+    band = n.band.take(li)
+    band += 1
+    band *= in_band
+    n.band.reshape(-1)[li] = band
+    converged = in_band & (band >= cfg.consecutive)
+    need = ~in_band
+    up = g < target
+    pol = up.view(np.int8) * 2 - 1      # +1 SET, −1 RESET (int8)
+    same = need & (pol == n.last_pol.take(li))
     start = cfg.v_set_start if cfg.v_set_start == cfg.v_reset_start else np.where(up, cfg.v_set_start, cfg.v_reset_start)
     cap = np.where(up, cfg.v_set_max, cfg.v_reset_max)
-    amp = np.where(same, np.minimum(n.amp + cfg.v_step, cap), start)
+    amp = np.where(same, np.minimum(n.amp.take(li) + cfg.v_step, cap), start)
     drive = reached = amp   # what is driven, and what reaches the cell: the amplitude on ideal lines
     if corr is not None and cfg.write_compensation and need.any():
         share = WRITE_SHARES.get(parse_write_scheme(cfg.write_scheme))
         if share is not None:
             # the line model's share of the drive across the selected cell: drive so that it gets
             # the amplitude, never beyond the cap nor compensation_max (the cap counts from there)
-            t = corr.write_transfer(n.rows, n.cols, amp, *share)
+            lane_amp = np.zeros(n.rows.shape)
+            lane_amp.reshape(-1)[li] = amp
+            t = corr.write_transfer(n.rows, n.cols, lane_amp, *share).take(li)
             cap = np.minimum(cap, cfg.compensation_max)
             drive = np.minimum(amp / t, cap)
             reached = drive * t
     at_cap = same & (drive >= cap - 1e-12)
+    held = n.at_cap.take(li)
     if cfg.held_progress:
         # a write held at the full limit (the cap and, where writes widen, width_max) counts toward
         # giving up only where the pulse before it did not move the cell toward its target by the
         # verify band
-        full = at_cap if cfg.width_ramp == 1 else at_cap & (np.minimum(n.width * cfg.width_ramp, cfg.width_max)
-                                                            >= cfg.width_max)
-        n.at_cap += full & ~(toward > n.half * n.target)
+        full = at_cap if cfg.width_ramp == 1 else at_cap & (np.minimum(n.width.take(li) * cfg.width_ramp,
+                                                                       cfg.width_max) >= cfg.width_max)
+        held += full & ~(toward > half * target)
     else:
-        n.at_cap += 1
-    n.at_cap *= at_cap
-    if cfg.width_ramp == 1:         # every width stays cfg.width
-        width = n.width
-    else:
-        width = np.where(at_cap, np.minimum(n.width * cfg.width_ramp, cfg.width_max), cfg.width)
-        np.copyto(n.width, width, where=need)
-    unmoved = (n.g_hi - n.g_lo) <= cfg.stuck_rel * np.maximum(n.g_lo, xb.programming_window[0])
-    held = n.at_cap > cfg.pulses_at_cap
+        held += 1
+    held *= at_cap
+    n.at_cap.reshape(-1)[li] = held
+    if cfg.width_ramp != 1:         # (else every width stays cfg.width)
+        width = np.where(at_cap, np.minimum(n.width.take(li) * cfg.width_ramp, cfg.width_max), cfg.width)
+        n.width.reshape(-1)[li[need]] = width[need]
+    unmoved = (hi - lo) <= cfg.stuck_rel * np.maximum(lo, xb.programming_window[0])
+    held = held > cfg.pulses_at_cap
     stuck = need & unmoved & ((reached >= start + cfg.stuck_ramp - 1e-9)
                               | (held & (reached >= start + STUCK_HELD_RAMP * cfg.stuck_ramp - 1e-9)))
-    give_up = stuck | held | (n.pulses >= cfg.max_pulses)
+    give_up = stuck | held | (n.pulses.take(li) >= cfg.max_pulses)
     give_up &= need
     fire = need & ~give_up
-    np.copyto(n.amp, amp, where=need)
-    np.copyto(n.status, FAILED, where=give_up)
-    np.copyto(n.status, STUCK, where=stuck)
-    np.copyto(n.status, CONVERGED, where=converged)
-    n.finished = converged | give_up
-    n.done |= n.finished
-    # cells loaded this step get their initial RESET in the same call as the others' pulses
-    reset = n.pending_reset
-    fire_any = fire | reset
-    if not fire_any.any():
+    n.amp.reshape(-1)[li[need]] = amp[need]
+    status = n.status.take(li)
+    status[give_up] = FAILED
+    status[stuck] = STUCK
+    status[converged] = CONVERGED
+    n.status.reshape(-1)[li] = status
+    n.finished = li[converged | give_up]
+    n.done.reshape(-1)[n.finished] = True
+    k = li[fire]                    # the slots pulsed toward their targets
+    if not (k.size or pending):
         return 0
-    signed = np.where(reset, -cfg.reset_amplitude, np.where(fire, pol * drive, 0.0))
+    signed = np.zeros(n.rows.shape)
+    signed.reshape(-1)[k] = pol[fire] * drive[fire]
+    fire_any = np.zeros(n.rows.shape, bool)
+    fire_any.reshape(-1)[k] = True
     if cfg.width_ramp == 1 and cfg.reset_width == cfg.width:
         widths = cfg.width
     else:
-        widths = np.where(reset, cfg.reset_width, np.where(fire, width, cfg.width))
+        widths = np.full(n.rows.shape, cfg.width)
+        if cfg.width_ramp != 1:
+            widths.reshape(-1)[k] = width[fire]
+    if pending:                     # their RESETs in the same call as the others' pulses
+        np.copyto(signed, -cfg.reset_amplitude, where=n.pending_reset)
+        if type(widths) is np.ndarray:
+            np.copyto(widths, cfg.reset_width, where=n.pending_reset)
+        fire_any |= n.pending_reset
     res = xb.pulse(n.rows, n.cols, signed, widths, cfg.write_scheme, active=fire_any)
-    _account_pulse(n, res, fire_any)
-    np.copyto(n.last_pol, pol, where=fire)
+    _account_pulse(n, res, np.flatnonzero(fire_any) if pending else k)
+    n.last_pol.reshape(-1)[k] = pol[fire]
     trace.record(n, fire_any, pass_no, 1, signed, widths, np.nan)
-    n.pending_reset.fill(False)
-    return int(res.compliance.sum())
+    if pending:
+        n.pending_reset.fill(False)
+    return int(np.count_nonzero(res.compliance))
 
 
 #: a cell given up at the drive limit (``pulses_at_cap`` pulses there) whose readings never moved is
@@ -1040,9 +1088,11 @@ def _read_back_on_instrument(xb, tgt, targeted, cfg: TunerConfig, rec, corr=None
 
 
 def _account_pulse(n: _Slots, res, fired):
-    n.pulses += fired
-    n.energy += res.energy
-    n.time += res.duration
+    """Count the pulses of the slots at flat indices ``fired`` (ascending) and add their energy
+    and time (the slot arrays are C-contiguous)."""
+    n.pulses.reshape(-1)[fired] = n.pulses.take(fired) + 1
+    n.energy.reshape(-1)[fired] = n.energy.take(fired) + res.energy.take(fired)
+    n.time.reshape(-1)[fired] = n.time.take(fired) + res.duration.take(fired)
 
 
 class _NoBar:

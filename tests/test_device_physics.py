@@ -322,10 +322,11 @@ def test_noise_free_apply_voltages_equals_clipped_switching_step():
     assert np.any(dg != 0) and np.any(dg == 0)
 
 
+@pytest.mark.parametrize("n_sets", [7, 2], ids=["7-sets", "2-sets"])   # (two sets are applied one after the other)
 @pytest.mark.parametrize("at_once", [False, True], ids=["draws-per-set", "draws-at-once"])
 @pytest.mark.parametrize("p", [ASYM, TIO2.with_(relax=0.05), ASYM.with_(p_set=1.5, p_reset=0.8)],
                          ids=["asymmetric", "tio2-relax", "unequal-exponents"])
-def test_switch_steps_equal_switching_step_set_after_set(p, at_once):
+def test_switch_steps_equal_switching_step_set_after_set(p, at_once, n_sets):
     """Sets of pulses, devices pulsed in several sets with both polarities (one polarity per
     device, as a pass sends, and mixed, as any caller may): the states after each pulse are bit for
     bit those of switching_step applied set after set with the same draws (normal, then uniform,
@@ -338,7 +339,7 @@ def test_switch_steps_equal_switching_step_set_after_set(p, at_once):
     g0 = rng.uniform(p.g_min, p.g_max, shape).ravel()
     polarity = rng.choice([-1.0, 1.0], g0.size)
     for mixed in (False, True):
-        sets = [rng.permutation(g0.size)[:rng.integers(5, 40)] for _ in range(7)]
+        sets = [rng.permutation(g0.size)[:rng.integers(5, 40)] for _ in range(n_sets)]
         flat = np.concatenate([np.sort(s) for s in sets])
         v = 1.6 * (rng.choice([-1.0, 1.0], flat.size) if mixed else polarity[flat])
         w = np.full(flat.size, 1e-6)

@@ -39,7 +39,7 @@ def test_screened_v2_pulses_and_line_sums_give_bit_identical_tuning(monkeypatch,
         return np.unique(chip_idx * self.shape[0] + r).size == chip_idx.size \
             and np.unique(chip_idx * self.shape[1] + c).size == chip_idx.size
 
-    def whole_sums(self, chip_idx, r, c, v, width, g_sel):
+    def whole_sums(self, chip_idx, r, c, v, width, g_sel, i_sel=None):     # (the current worked out again)
         d = self.params.device
         g_sel = self._g[chip_idx, r, c]
         g_half = self._g.sum(axis=2)[chip_idx, r] + self._g.sum(axis=1)[chip_idx, c] - 2 * g_sel
@@ -48,7 +48,7 @@ def test_screened_v2_pulses_and_line_sums_give_bit_identical_tuning(monkeypatch,
         return (v * sim_chip.iv_current(g_sel, v, d.beta, d.v_ref) + p_half) * width
 
     hits = {"cells": 0, "drifted": 0}
-    switch_at = sim_chip.switch_at
+    switch_at, switch_steps = sim_chip.switch_at, sim_chip.switch_steps
 
     def full_disturb(self, selected, loud):       # the drift law over the whole batch, no table
         d = self.params.device
@@ -66,15 +66,20 @@ def test_screened_v2_pulses_and_line_sums_give_bit_identical_tuning(monkeypatch,
         g_flat[cells] = disturb_drift(g_flat[cells], n_flat[cells], ev[cells], d, self._rng)
         n_flat[cells] += ev[cells]
 
-    def counted(g_flat, flat, *args):
+    def counted(g_flat, flat, *args, **kwargs):
         hits["cells"] += flat.size
-        return switch_at(g_flat, flat, *args)
+        return switch_at(g_flat, flat, *args, **kwargs)
+
+    def counted_steps(g_flat, flat, *args, **kwargs):
+        hits["cells"] += flat.size
+        return switch_steps(g_flat, flat, *args, **kwargs)
 
     monkeypatch.setattr(SimulatedCrossbar, "_half_select_screens", open_screens)
     monkeypatch.setattr(SimulatedCrossbar, "_keys_distinct", sorted_check)
     monkeypatch.setattr(SimulatedCrossbar, "_energy_v2", whole_sums)
     monkeypatch.setattr(SimulatedCrossbar, "_disturb", full_disturb)
     monkeypatch.setattr(sim_chip, "switch_at", counted)
+    monkeypatch.setattr(sim_chip, "switch_steps", counted_steps)
     ref_xb, ref = _tune(preset, 4, pristine)
 
     assert hits["cells"] > ref_xb.n_pulse_ops          # half-selected cells did switch in this run
