@@ -172,5 +172,5 @@ def _reached(xb: Crossbar, cfg: TunerConfig, rows, cols, v_on: dict) -> dict:
     corr = ReadCorrection(xb.shape, xb.n_chips, cfg.v_read or xb.v_read, cfg.line_resistance,
                           cfg.access_resistance, scheme=scheme, beta=cfg.device_beta)
     r, c = (a.ravel() for a in np.indices(xb.shape))
-    corr.fit(xb.read(r, c, cfg.v_read, cfg.read_scheme).conductance.reshape(xb.n_chips, *xb.shape))
+    corr.correct_map(xb.read(r, c, cfg.v_read, cfg.read_scheme).conductance.reshape(xb.n_chips, *xb.shape))
     return {k: v * corr.write_transfer(rows, cols, np.nan_to_num(v, nan=1.0), *shares) for k, v in v_on.items()}

@@ -959,7 +959,7 @@ def choose_write_scheme(xb, cfg: TunerConfig, corr=None) -> TunerConfig:
     if corr is None:
         corr = _line_correction(xb, cfg)
         r, c = (a.ravel() for a in np.indices(xb.shape))
-        corr.fit(xb.read(r, c, cfg.v_read, cfg.read_scheme).conductance.reshape(xb.n_chips, *xb.shape))
+        corr.correct_map(xb.read(r, c, cfg.v_read, cfg.read_scheme).conductance.reshape(xb.n_chips, *xb.shape))
     need = cfg.v_set_start + AUTO_NEED_STEPS * cfg.v_step
     rows, cols = (np.broadcast_to(a.ravel(), (xb.n_chips, a.size)) for a in np.indices(xb.shape))
     t = corr.write_transfer(rows, cols, need, *WRITE_SHARES[WriteScheme.V2])
@@ -1025,7 +1025,7 @@ def _start_correction(xb, cfg: TunerConfig, rec, parallel: int, on_instrument: b
         rec["time"] += first.duration.reshape(rec["time"].shape)
         g = first.conductance.reshape(xb.n_chips, *xb.shape)
     rec["reads"] += 1
-    corr.fit(g)
+    corr.correct_map(g)
     return corr
 
 
