@@ -227,6 +227,19 @@ def finite_nonnegative(value, what: str, unit: str) -> float:
         raise ValueError(f"{what} must be a finite number of {unit} >= 0, got {value!r}")
     return number
 
+
+def _index_arrays(what: str, arrays) -> tuple[list[np.ndarray], tuple]:
+    """``arrays`` as numpy arrays and their common 1-D shape; ValueError naming ``what`` unless
+    they are integer (or empty) 1-D arrays of one length."""
+    idx = [np.asarray(a) for a in arrays]
+    if any(a.dtype.kind not in "iu" and a.size for a in idx):
+        raise ValueError(f"{what} must be integers")
+    n = idx[0].shape
+    if len(n) != 1 or any(a.shape != n for a in idx):
+        raise ValueError(f"{what} must be 1-D arrays of one length, got shapes {[a.shape for a in idx]}")
+    return idx, n
+
+
 class Crossbar(abc.ABC):
     """Abstract crossbar: ``n_chips`` independent chips of ``shape`` = (rows, cols).
 
@@ -318,13 +331,7 @@ class Crossbar(abc.ABC):
         nothing is sourced.  Returns a :class:`PulseResult` of (P,) arrays, in list order.  A
         simulated chip applies the list without building the lanes of every step."""
         scheme = parse_write_scheme(scheme)
-        idx = [np.asarray(a) for a in (steps, chips, rows, cols)]
-        if any(a.dtype.kind not in "iu" and a.size for a in idx):
-            raise ValueError("pulse_list steps, chips, rows and columns must be integers")
-        n = idx[0].shape
-        if len(n) != 1 or any(a.shape != n for a in idx):
-            raise ValueError(f"pulse_list steps, chips, rows and columns must be 1-D arrays of one length, got "
-                             f"shapes {[a.shape for a in idx]}")
+        idx, n = _index_arrays("pulse_list steps, chips, rows and columns", (steps, chips, rows, cols))
         s, b, r, c = (a if a.dtype == np.intp else a.astype(np.intp) for a in idx)
         if not (type(amplitude) is np.ndarray and amplitude.shape == n and amplitude.dtype == float):
             amplitude = self._broadcast(amplitude, n, "amplitude")
@@ -369,13 +376,7 @@ class Crossbar(abc.ABC):
         never share one), and the amplitude and width are within :attr:`limits`.  ValueError (a
         :class:`LimitError` for the limits) names what is wrong."""
         scheme = parse_write_scheme(scheme)
-        idx = [np.asarray(a) for a in (rows, cols, tiles, colours)]
-        if any(a.dtype.kind not in "iu" and a.size for a in idx):
-            raise ValueError("colour_plan rows, columns, tiles and colours must be integers")
-        n = idx[0].shape
-        if len(n) != 1 or any(a.shape != n for a in idx):
-            raise ValueError(f"colour_plan rows, columns, tiles and colours must be 1-D arrays of one length, got "
-                             f"shapes {[a.shape for a in idx]}")
+        idx, n = _index_arrays("colour_plan rows, columns, tiles and colours", (rows, cols, tiles, colours))
         r, c, t, k = (a.astype(np.intp) for a in idx)
         n_rows, n_cols = self.shape
         if n[0] and (int(r.view(np.uintp).max()) >= n_rows or int(c.view(np.uintp).max()) >= n_cols):
