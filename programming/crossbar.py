@@ -347,9 +347,7 @@ class Crossbar(abc.ABC):
         if int(b.view(np.uintp).max()) >= self.n_chips:
             bad = int(b[(b < 0) | (b >= self.n_chips)][0])
             raise ValueError(f"pulse_list chip {bad} is outside the crossbar's {self.n_chips} chips")
-        if int(r.view(np.uintp).max()) >= self.shape[0] or int(c.view(np.uintp).max()) >= self.shape[1]:
-            p = int(np.flatnonzero((r < 0) | (r >= self.shape[0]) | (c < 0) | (c >= self.shape[1]))[0])
-            raise ValueError(f"cell ({r[p]}, {c[p]}) is outside the {self.shape[0]}x{self.shape[1]} array")
+        self._check_inside(r, c)
         self.limits.check_pulse(amplitude, width[:1] if one_width else width)
         if lanes is not None:
             lanes = np.asarray(lanes)
@@ -379,9 +377,7 @@ class Crossbar(abc.ABC):
         idx, n = _index_arrays("colour_plan rows, columns, tiles and colours", (rows, cols, tiles, colours))
         r, c, t, k = (a.astype(np.intp) for a in idx)
         n_rows, n_cols = self.shape
-        if n[0] and (int(r.view(np.uintp).max()) >= n_rows or int(c.view(np.uintp).max()) >= n_cols):
-            p = int(np.flatnonzero((r < 0) | (r >= n_rows) | (c < 0) | (c >= n_cols))[0])
-            raise ValueError(f"cell ({r[p]}, {c[p]}) is outside the {n_rows}x{n_cols} array")
+        self._check_inside(r, c)
         if n[0] and min(int(t.min()), int(k.min())) < 0:
             raise ValueError("colour_plan tiles and colours must be >= 0")
         cell = r * n_cols + c
@@ -409,9 +405,7 @@ class Crossbar(abc.ABC):
         Returns the steps taken and the pulses per chip (:class:`~programming.colour_plan.PassResult`);
         :meth:`pulse_list` gives the energies.  A simulated chip applies the pass without building its
         list."""
-        if plan.shape != tuple(self.shape) or plan.n_chips != self.n_chips or (
-                plan.limits is not self.limits and plan.limits != self.limits):
-            raise ValueError("pulse_counts needs a colour plan made for this chip (its shape, chips and limits)")
+        self._check_plan(plan, "pulse_counts needs a colour plan")
         counts = np.asarray(counts)
         if counts.dtype.kind not in "iu" or counts.shape != (self.n_chips, plan.size):
             raise ValueError(f"pulse_counts counts must be integers of shape {(self.n_chips, plan.size)}, got "
@@ -508,9 +502,7 @@ class Crossbar(abc.ABC):
         ``v_rows`` (n_chips, P) there and 0 V elsewhere, and its fixed vectors at theirs: what
         ``mvm(input, need=plan.need)`` gives at the needed currents, with the fixed part checked
         once, when the plan was made.  A simulated chip need not build the whole product."""
-        if plan.shape != tuple(self.shape) or plan.n_chips != self.n_chips or (
-                plan.limits is not self.limits and plan.limits != self.limits):
-            raise ValueError("mvm_plan needs a read plan made for this chip (its shape, chips and limits)")
+        self._check_plan(plan, "mvm_plan needs a read plan")
         v = np.asarray(v_rows, dtype=float)
         want = (self.n_chips, plan.n_varying, self.shape[0]) if plan.drive is None else (self.n_chips, plan.drive.size)
         if v.shape != want:
@@ -518,6 +510,20 @@ class Crossbar(abc.ABC):
                              f"{'varying vectors, rows' if plan.drive is None else 'drive positions'}), got {v.shape}")
         self.limits.check_read(v, "matrix-vector input voltage")
         return self._mvm_plan(plan, v)
+
+    def _check_inside(self, r: np.ndarray, c: np.ndarray) -> None:
+        """ValueError naming the first cell of intp arrays ``r``, ``c`` outside the array (one
+        unsigned reduction each: an index below 0 is, as unsigned, above every bound)."""
+        n_rows, n_cols = self.shape
+        if r.size and (int(r.view(np.uintp).max()) >= n_rows or int(c.view(np.uintp).max()) >= n_cols):
+            p = int(np.flatnonzero((r < 0) | (r >= n_rows) | (c < 0) | (c >= n_cols))[0])
+            raise ValueError(f"cell ({r[p]}, {c[p]}) is outside the {n_rows}x{n_cols} array")
+
+    def _check_plan(self, plan, what: str) -> None:
+        """ValueError ``what`` unless ``plan`` (a colour or read plan) was made for this chip."""
+        if plan.shape != tuple(self.shape) or plan.n_chips != self.n_chips or (
+                plan.limits is not self.limits and plan.limits != self.limits):
+            raise ValueError(f"{what} made for this chip (its shape, chips and limits)")
 
     def _need_mask(self, need, v: np.ndarray) -> np.ndarray:
         """``need`` checked and broadcast to the output shape of :meth:`mvm` for input ``v``."""
