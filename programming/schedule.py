@@ -73,9 +73,9 @@ class SlotScheduler:
         major = np.arange(k * self.parallel).reshape(k, self.parallel).T  # slot s owns s, s+P, ...
         self._major = np.repeat(major, self.n_minor, axis=1)               # (P, k*minor)
         self._minor = np.tile(np.arange(self.n_minor), k)[None, :].repeat(self.parallel, 0)
-        self._valid = self._major < self.n_major
+        valid = self._major < self.n_major     # the padding beyond the last major line: never a candidate
         self._major = np.minimum(self._major, self.n_major - 1)
-        self._rank = np.where(self._valid, rank[self._major, self._minor], _NO_RANK)
+        self._rank = np.where(valid, rank[self._major, self._minor], _NO_RANK)
         self.busy_minor = np.zeros((self.n_chips, self.n_minor), bool)
         # each chip's slots' candidates as flat indices into remaining and busy_minor, by flat slot
         # (chip·P + slot), for one gather each
