@@ -15,10 +15,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .tune_result import UNTARGETED
+from .tune_result import CONVERGED, UNTARGETED
 
 #: record fields of a finished cell, as the tuner reports them (per pass, not cumulative)
 CELL_FIELDS = ("pulses", "reads", "energy", "time")
+#: what a run has learnt of its cells' relaxation (``programming.tuner._Run.learn_relaxation``):
+#: the learnt shift, the pass's median move and spread, every measured move so far, each cell's
+#: own shift and last excess (NaN where none), and each cell's converging reading in the pass in
+#: progress (NaN where none; not journaled: a resume rebuilds it from the finished cells' readings)
+RELAXATION_FIELDS = ("shift", "moves", "seen_moves", "own", "excess", "settled")
 
 
 class TuneInterrupted(Exception):
@@ -55,6 +60,12 @@ class TuneJournal:
     def read_back(self, pass_no: int, final: np.ndarray) -> None:
         """The read-back after pass ``pass_no``: conductances (S), NaN where untargeted."""
 
+    def relaxation(self, pass_no: int, state: dict) -> None:
+        """What the run has learnt of its cells' relaxation when pass ``pass_no`` (>= 1) starts
+        (:data:`RELAXATION_FIELDS`; the learnt shift, the measured moves and each cell's own
+        shift), told just before :meth:`pass_started`: a resumed run restores it
+        (:attr:`TuneState.relaxation`) and compensates as the uninterrupted run would."""
+
     def step_done(self) -> None:
         """A tuner step ended (a point where the chip and the records agree): a journal may flush."""
 
@@ -69,6 +80,8 @@ class TuneState:
         status: status codes so far (see :mod:`programming.tune_result`).
         pulses, reads, energy, time: per-cell records summed over what is finished (J, s).
         compliance: compliance events so far.
+        relaxation: what the run had learnt of its cells' relaxation (:data:`RELAXATION_FIELDS`),
+            None if nothing (a run resumed without it compensates from what it measures anew).
     """
 
     pass_no: int
@@ -79,6 +92,7 @@ class TuneState:
     energy: np.ndarray
     time: np.ndarray
     compliance: int = 0
+    relaxation: dict | None = None
 
     @classmethod
     def fresh(cls, targeted: np.ndarray) -> "TuneState":
@@ -92,15 +106,19 @@ class TuneState:
 
     @classmethod
     def from_events(cls, targets: np.ndarray, passes: list[tuple[int, np.ndarray]], cells: dict,
-                    rtol: float = 1e-3) -> "TuneState":
+                    rtol: float = 1e-3, relaxation: dict | None = None) -> "TuneState":
         """Rebuild the state from journal events.
 
         Args:
             targets: the run's targets (n_chips, rows, cols), S, NaN where untargeted.
             passes: ``(pass_no, todo)`` for every pass started, in order.
             cells: finished-cell events as equal-length 1-D arrays ``pass, chip, row, col, target,
-                status`` and the :data:`CELL_FIELDS`.  A cell whose journaled target differs from
-                ``targets`` by more than ``rtol`` (relative) counts as not finished.
+                status`` and the :data:`CELL_FIELDS` (and ``reading``, S, for the relaxation).  A
+                cell whose journaled target differs from ``targets`` by more than ``rtol``
+                (relative) counts as not finished.
+            relaxation: the relaxation state journaled when a pass started
+                (:meth:`TuneJournal.relaxation`, with its ``pass``): kept if that pass is the one
+                in progress, with the converging readings of the cells it finished (``settled``).
         """
         targets = np.asarray(targets, float)
         targeted = ~np.isnan(targets)
@@ -134,6 +152,15 @@ class TuneState:
             state.status.reshape(-1)[flat] = np.asarray(cells["status"], np.int8)[pick]
             now = np.asarray(cells["pass"])[pick] == state.pass_no
             state.todo.reshape(-1)[flat[now]] = False
+        if relaxation is not None and int(relaxation["pass"]) == state.pass_no:
+            state.relaxation = {k: relaxation[k] for k in RELAXATION_FIELDS if k != "settled"}
+            settled = np.full(targets.shape, np.nan)
+            if n and "reading" in cells:
+                # the cells the pass in progress finished converged, at their last reading (events in
+                # time order: a cell finishes once a pass)
+                conv = now & (np.asarray(cells["status"], np.int8)[pick] == CONVERGED)
+                settled.reshape(-1)[flat[conv]] = np.asarray(cells["reading"], float)[pick][conv]
+            state.relaxation["settled"] = settled
         return state
 
 

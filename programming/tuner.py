@@ -321,6 +321,8 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
     trace = _Trace(keep, journal)
     run = _Run(xb, tgt, rank, parallel, cfg, rec, status, trace, journal, should_stop, per_cell=not on_instrument)
     run.compliance = state.compliance
+    if state.relaxation is not None:
+        run.restore_relaxation(state.relaxation)
     verify_reads = 0
     p, todo = state.pass_no, state.todo & targeted
     if resume is None:
@@ -357,6 +359,7 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
                 break
             todo |= risky if todo.any() else risky & run.fast
             p += 1
+            journal.relaxation(p, run.relaxation_state())
             journal.pass_started(p, todo)
             bar.close()
             bar = _progress(int(todo.sum()), progress, p)
@@ -548,6 +551,25 @@ class _Run:
             self.own[moved] = np.where(mark, np.sign(own) * np.fmax(np.abs(prev), np.abs(own)), prev)
         self.settled.fill(np.nan)
 
+    def relaxation_state(self) -> dict:
+        """What the run has learnt of its cells' relaxation
+        (:data:`~programming.tune_state.RELAXATION_FIELDS`; copies)."""
+        return {"shift": self.shift, "moves": np.array(self.moves), "seen_moves": np.array(self.seen_moves),
+                "own": self.own.copy(), "excess": self.excess.copy(), "settled": self.settled.copy()}
+
+    def restore_relaxation(self, state: dict) -> None:
+        """Continue from :meth:`relaxation_state` (a resumed run: the same compensation as the
+        uninterrupted one)."""
+        for key in ("own", "excess", "settled"):
+            value = np.asarray(state[key], float)
+            if value.shape != self.tgt.shape:
+                raise ValueError(f"resume state's relaxation {key} has shape {value.shape}, the run has "
+                                 f"{self.tgt.shape}")
+            setattr(self, key, value.copy())
+        self.shift = float(state["shift"])
+        self.moves = tuple(float(x) for x in state["moves"])
+        self.seen_moves = np.asarray(state["seen_moves"], float).tolist()
+
     def reset_sweep(self, todo, pass_no: int) -> None:
         """The initial RESET of every cell in ``todo`` as one sweep before any is tuned: one pulse of
         ``-reset_amplitude`` for ``reset_width`` each, in priority order, ``parallel`` cells at a
@@ -561,7 +583,8 @@ class _Run:
         while sched.has_work():
             if self.should_stop is not None and self.should_stop():
                 raise TuneInterrupted(TuneState(pass_no, todo.copy(), self.status.copy(),
-                                                *(v.copy() for v in self.rec.values()), self.compliance))
+                                                *(v.copy() for v in self.rec.values()), self.compliance,
+                                                self.relaxation_state()))
             chip, slot, r, c = sched.assign(n.done)
             if not chip.size:
                 raise RuntimeError("write-verify scheduler made no progress (internal error)")
@@ -607,7 +630,8 @@ class _Run:
                 if self.should_stop is not None and self.should_stop():
                     self._pass_finished(finished, remaining)
                     raise TuneInterrupted(TuneState(pass_no, remaining, self.status.copy(),
-                                                    *(v.copy() for v in self.rec.values()), self.compliance))
+                                                    *(v.copy() for v in self.rec.values()), self.compliance,
+                                                    self.relaxation_state()))
                 if sched.has_work():
                     chip, slot, r, c = sched.assign(n.done)
                     if chip.size:
@@ -685,7 +709,8 @@ class _Run:
         for k in range(0, len(order), ON_INSTRUMENT_BATCH):
             if self.should_stop is not None and self.should_stop():
                 raise TuneInterrupted(TuneState(pass_no, remaining, self.status.copy(),
-                                                *(v.copy() for v in self.rec.values()), self.compliance))
+                                                *(v.copy() for v in self.rec.values()), self.compliance,
+                                                self.relaxation_state()))
             batch = order[k:k + ON_INSTRUMENT_BATCH]
             t0 = time.perf_counter()
             aims = np.clip([script_tgt[0, r, c] * (1 + self.shift / 2) for r, c in batch], *xb.programming_window)

@@ -10,7 +10,10 @@ from programming.tuner import TunerConfig, tune
 
 class MemoryJournal(TuneJournal):
     def __init__(self):
-        self.passes, self.cells, self.trace_chunks, self.read_backs = [], [], [], []
+        self.passes, self.cells, self.trace_chunks, self.read_backs, self.relax = [], [], [], [], []
+
+    def relaxation(self, pass_no, state):
+        self.relax.append(dict(state, **{"pass": pass_no}))
 
     def pass_started(self, pass_no, todo):
         self.passes.append((pass_no, todo.copy()))
@@ -28,7 +31,7 @@ class MemoryJournal(TuneJournal):
         self.read_backs.append((pass_no, final.copy()))
 
     def events(self):
-        keys = ("chip", "row", "col", "target", "status", "pulses", "reads", "energy", "time")
+        keys = ("chip", "row", "col", "target", "status", "reading", "pulses", "reads", "energy", "time")
         cells = {k: np.array([c[k] for c in self.cells]) for k in keys}
         cells["pass"] = np.array([c["pass_"] for c in self.cells], int)
         return cells
@@ -117,3 +120,58 @@ def test_resume_state_of_another_shape_is_refused():
     st = TuneState.fresh(np.ones((1, 3, 3), bool))
     with pytest.raises(ValueError, match="shape"):
         tune(xb, _targets((4, 4)), resume=st)
+
+
+def _same_relaxation(a, b):
+    from programming.tune_state import RELAXATION_FIELDS
+    for key in RELAXATION_FIELDS:
+        np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=key)
+
+
+def test_a_resumed_run_keeps_what_it_had_learnt_of_the_relaxation():
+    """The learnt shift, the measured moves, each cell's own shift and the converging readings of
+    the pass in progress survive an interruption: journaled when a pass starts, rebuilt with the
+    finished cells' readings, restored by the resumed run (which starts from them, not from zero)."""
+    tg = _targets((8, 8), seed=5)
+    cfg = TunerConfig(seed=4, parallel=3)
+    xb = SimulatedCrossbar(8, 8, seed=4)
+    j = MemoryJournal()
+    with pytest.raises(TuneInterrupted) as info:
+        tune(xb, tg, cfg, journal=j,
+             should_stop=lambda: len(j.passes) > 1 and sum(c["pass_"] == j.passes[-1][0] for c in j.cells) >= 3)
+    state = info.value.state
+    assert state.pass_no >= 1 and state.relaxation["shift"] != 0, "something was learnt before the stop"
+    assert np.isfinite(state.relaxation["settled"]).any(), "cells converged in the pass in progress"
+    assert [r["pass"] for r in j.relax] == [p for p, _ in j.passes[1:]], "journaled as each re-verify pass starts"
+    rebuilt = TuneState.from_events(np.broadcast_to(tg, (1, 8, 8)), j.passes, j.events(), relaxation=j.relax[-1])
+    _same_relaxation(rebuilt.relaxation, state.relaxation)
+    # the resumed run restores it: stopped before its first step, it hands back the same state
+    with pytest.raises(TuneInterrupted) as again:
+        tune(xb, tg, cfg, resume=rebuilt, should_stop=lambda: True)
+    _same_relaxation(again.value.state.relaxation, state.relaxation)
+    # a state journaled at another pass's start is not taken for this one's
+    older = TuneState.from_events(np.broadcast_to(tg, (1, 8, 8)), j.passes, j.events(),
+                                  relaxation=dict(j.relax[-1], **{"pass": state.pass_no - 1}))
+    assert older.relaxation is None
+
+
+def test_the_run_folder_journal_keeps_the_relaxation_of_each_pass(tmp_path):
+    """``journal/relax-<stage>-<pass>.npz`` is written when a pass starts; a resume of that pass
+    gets it back (the shared shift, each cell's own shift) through the run folder's tune log."""
+    from procedures.storage.journal import FileTuneLog, read_relaxation
+
+    shape = (1, 4, 4)
+    tg = np.full(shape, 300e-6)
+    own = np.full(shape, np.nan)
+    own[0, 1, 2] = 0.006
+    state = {"shift": 0.0025, "moves": np.array([-0.002, 0.001]), "seen_moves": np.linspace(-0.004, 0, 16),
+             "own": own, "excess": np.where(np.isnan(own), np.nan, 3.0), "settled": np.full(shape, np.nan)}
+    log = FileTuneLog(tmp_path, lambda *a: None)
+    journal = log.tune_kwargs("tune", tg)["journal"]
+    journal.pass_started(0, np.ones(shape, bool))
+    journal.relaxation(1, state)
+    journal.pass_started(1, np.zeros(shape, bool) | (own > 0))
+    assert read_relaxation(tmp_path, "tune", 0) is None
+    resumed = FileTuneLog(tmp_path, lambda *a: None, resume=True).tune_kwargs("tune", tg)["resume"]
+    assert resumed.pass_no == 1
+    _same_relaxation(resumed.relaxation, state)

@@ -6,7 +6,10 @@ What goes where (all append-only, flushed as the run goes):
   pass — stage, pass, chip, row, col, target, status, last reading, and the pass's pulses, reads,
   energy and instrument time;
 * ``journal/passes-<stage>.jsonl``: every pass started, with the cells it will tune;
-* ``journal/trace-<stage>.bin``: every read and pulse (fixed-size binary records, :data:`TRACE_DTYPE`).
+* ``journal/trace-<stage>.bin``: every read and pulse (fixed-size binary records, :data:`TRACE_DTYPE`);
+* ``journal/relax-<stage>-<pass>.npz``: what the run had learnt of its cells' relaxation when each
+  re-verify pass started (:meth:`~programming.tune_state.TuneJournal.relaxation`), written
+  atomically before the pass's start record, so a resume compensates as the uninterrupted run.
 
 Ordering makes a crash lose at most the cells in progress: on the simulated chip the chip's state
 is saved first (atomically), then the records it already contains are appended; on a bench the
@@ -25,7 +28,7 @@ import numpy as np
 
 from programming.durable import fsync
 from programming.tune_result import STATUS_NAMES
-from programming.tune_state import TuneJournal, TuneLog, TuneState
+from programming.tune_state import RELAXATION_FIELDS, TuneJournal, TuneLog, TuneState
 
 from .run_data import DATA_CSV, JOURNAL_DIR, read_data_csv
 
@@ -88,7 +91,9 @@ class FileTuneLog(TuneLog):
         if self.resume:
             passes, cells = read_events(self.run_dir, stage, np.shape(targets))
             if passes:
-                state = TuneState.from_events(targets, passes, cells)
+                state = TuneState.from_events(targets, passes, cells,
+                                              relaxation=read_relaxation(self.run_dir, stage,
+                                                                         max(p for p, _ in passes)))
         journal = FileJournal(self, stage, np.shape(targets))
         self.journals[stage] = journal
         return {"journal": journal, "resume": state, "should_stop": self.should_stop}
@@ -181,6 +186,16 @@ class FileJournal(TuneJournal):
 
     def read_back(self, pass_no, final):
         self.final = final.copy()
+
+    def relaxation(self, pass_no, state):
+        path = self.log.dir / f"relax-{self.stage}-{int(pass_no)}.npz"
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **{"pass": int(pass_no)},
+                                **{k: np.asarray(state[k]) for k in RELAXATION_FIELDS if k != "settled"})
+            f.flush()
+            fsync(f.fileno())
+        os.replace(tmp, path)
 
     def step_done(self):
         if time.monotonic() - self._last >= self._wait:
@@ -349,6 +364,7 @@ def read_events(run_dir: Path, stage: str, shape) -> tuple[list, dict]:
                  "row": df["Row"].to_numpy(int), "col": df["Col"].to_numpy(int),
                  "target": df["Target (S)"].to_numpy(float),
                  "status": df["Status"].map(_STATUS_CODES).to_numpy(np.int8),
+                 "reading": df["Reading (S)"].to_numpy(float),
                  "pulses": df["Pulses"].fillna(0).to_numpy(int), "reads": df["Reads"].fillna(0).to_numpy(int),
                  "energy": df["Energy (J)"].fillna(0).to_numpy(float),
                  "time": df["Instrument time (s)"].fillna(0).to_numpy(float)}
@@ -359,6 +375,20 @@ def read_events(run_dir: Path, stage: str, shape) -> tuple[list, dict]:
         passes.append((int(p), np.ones(tuple(shape), bool)))
     passes.sort(key=lambda p: p[0])
     return passes, cells
+
+
+def read_relaxation(run_dir: Path, stage: str, pass_no: int) -> dict | None:
+    """The relaxation state journaled when pass ``pass_no`` of ``stage`` started (with its
+    ``pass``), or None if none was (the first pass, a run journaled before it was kept, a file
+    a crash left unreadable)."""
+    path = Path(run_dir) / JOURNAL_DIR / f"relax-{stage}-{int(pass_no)}.npz"
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            return {k: z[k] for k in ("pass", *RELAXATION_FIELDS) if k != "settled"}
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def read_trace(run_dir: Path, stages: list[str]) -> dict | None:
