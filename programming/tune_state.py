@@ -46,7 +46,8 @@ class TuneJournal:
 
     def pass_started(self, pass_no: int, todo: np.ndarray) -> None:
         """Pass ``pass_no`` (0-based) starts and will tune the cells where ``todo`` (bool,
-        (n_chips, rows, cols)) is True."""
+        (n_chips, rows, cols)) is True.  Told again with the same ``pass_no`` when cells join the
+        pass as it goes (``TunerConfig.far_first``): ``todo`` is then every cell of the pass."""
 
     def cells_finished(self, pass_no: int, chip, row, col, target, status, reading, pulses, reads,
                        energy, time) -> None:
@@ -125,7 +126,10 @@ class TuneState:
         state = cls.fresh(targeted)
         if not passes:
             return state
-        pass_no, todo = max(passes, key=lambda p: p[0])
+        # the last todo journaled for the latest pass (a pass can be joined by more cells as it goes:
+        # TunerConfig.far_first's read-back between its far cells and the others)
+        pass_no = max(int(p) for p, _ in passes)
+        todo = [t for p, t in passes if int(p) == pass_no][-1]
         if np.asarray(todo).shape != targets.shape:
             raise ValueError(f"journaled pass {pass_no} covers shape {np.asarray(todo).shape}, "
                              f"the run's targets have shape {targets.shape}")

@@ -66,6 +66,7 @@ def test_auto_widens_to_the_chips_limit_only_where_v3_cannot_reach_the_start_amp
     assert far.write_scheme == "v/3" and far.width_max == xb.limits.width_max > near.width_max
     assert far.pulses_at_cap == AUTO_LONG_PULSES_AT_CAP > near.pulses_at_cap
     assert far.held_progress and not near.held_progress and not TunerConfig().held_progress
+    assert far.far_first and not near.far_first and not TunerConfig().far_first
     far.check_limits(xb.limits)
 
 
@@ -173,10 +174,71 @@ def test_reach_order_tunes_the_cells_the_lines_starve_most_first():
         assert (int(tr["row"][tuned][0]), int(tr["col"][tuned][0])) == first
 
 
-def test_held_progress_is_refused_on_the_instrument_loop():
-    """The on-instrument script gives up after ``pulses_at_cap`` pulses at the cap: the host-loop
-    rule is refused there, before anything is sourced."""
+@pytest.mark.parametrize("rule", ["held_progress", "far_first"])
+def test_host_loop_rules_are_refused_on_the_instrument_loop(rule):
+    """The on-instrument script gives up after ``pulses_at_cap`` pulses at the cap and tunes its
+    cells in priority order: the host-loop rules are refused there, before anything is sourced."""
     xb = SimulatedCrossbar(4, 4, seed=0)
     xb.tune_on_instrument = lambda *a, **k: None         # looks like a bench that runs the loop
-    with pytest.raises(ValueError, match="held_progress"):
-        tune(xb, np.full((4, 4), 200e-6), TunerConfig(held_progress=True), on_instrument=True)
+    with pytest.raises(ValueError, match=rule):
+        tune(xb, np.full((4, 4), 200e-6), TunerConfig(**{rule: True}), on_instrument=True)
+
+
+def test_far_first_tunes_the_far_cells_first_then_the_others_after_a_read_back(monkeypatch):
+    """``far_first`` (set by 'auto' where held writes widen to the chip's width limit): in every pass
+    the far cells (the line model leaves them short of the start amplitude at the drive limit) are
+    all tuned before any other cell is pulsed, and the array is read back between the two (a
+    read-back more than the passes); the cells that read-back finds out of the hold band join the
+    pass, journaled as the pass's cells again, so an interrupted run rebuilds its state from the
+    journal.  12×12 at 45 Ω (a 64×64 chip at 2 Ω's drop)."""
+    import programming.tuner as tuner_module
+    from programming.tune_state import TuneInterrupted, TuneJournal, TuneState
+
+    far_seen, real = [], tuner_module._far_cells
+
+    def spy(*args, **kwargs):         # the far cells the tuner chose
+        far_seen.append(real(*args, **kwargs))
+        return far_seen[-1]
+
+    monkeypatch.setattr(tuner_module, "_far_cells", spy)
+    tg = np.random.default_rng(100).uniform(100e-6, 500e-6, (N, N))
+    xb = SimulatedCrossbar(N, N, seed=0, r_line=45.0)
+    cfg = choose_write_scheme(xb, _auto(xb))
+    assert cfg.far_first
+    res = tune(xb, tg, cfg, record_trace=True)
+    far = far_seen[0][0]
+    assert 0 < far.sum() < N * N // 2
+    tr = res.trace
+    sweep = N * N        # pass 0 starts with every cell's initial RESET, in one sweep
+    for p in range(res.passes_run):
+        pulses = np.flatnonzero((tr["kind"] == 1) & (tr["pass"] == p))[sweep if p == 0 else 0:]
+        is_far = far[tr["row"][pulses], tr["col"][pulses]]
+        if is_far.any() and (~is_far).any():
+            assert np.flatnonzero(is_far).max() < np.flatnonzero(~is_far).min()
+    assert res.verify_reads > res.passes_run
+    work = xb.working_mask[0]
+    assert float((np.abs(xb.true_conductance[0] - tg) <= 0.01 * tg)[work].mean()) >= 0.95
+
+    class Journal(TuneJournal):
+        def __init__(self):
+            self.passes, self.cells = [], []
+
+        def pass_started(self, pass_no, todo):
+            self.passes.append((pass_no, todo.copy()))
+
+        def cells_finished(self, pass_no, chip, row, col, target, status, reading, pulses, reads, energy, time):
+            self.cells.append((np.full(len(chip), pass_no), chip, row, col, target, status, pulses, reads,
+                               energy, time))
+
+    j = Journal()
+    joined = lambda: len(j.passes) >= 2 and j.passes[-1][0] == j.passes[-2][0]   # noqa: E731
+    xb = SimulatedCrossbar(N, N, seed=0, r_line=45.0)
+    with pytest.raises(TuneInterrupted) as info:
+        tune(xb, tg, cfg, journal=j, should_stop=joined)
+    state = info.value.state
+    keys = ("pass", "chip", "row", "col", "target", "status", "pulses", "reads", "energy", "time")
+    cells = {k: np.concatenate([c[i] for c in j.cells]) for i, k in enumerate(keys)}
+    rebuilt = TuneState.from_events(np.broadcast_to(tg, (1, N, N)), j.passes, cells)
+    assert rebuilt.pass_no == state.pass_no
+    assert (j.passes[-1][1] & ~j.passes[-2][1]).any()          # cells joined the pass
+    np.testing.assert_array_equal(rebuilt.todo, state.todo)
