@@ -21,9 +21,11 @@ from .tune_result import CONVERGED, UNTARGETED
 CELL_FIELDS = ("pulses", "reads", "energy", "time")
 #: what a run has learnt of its cells' relaxation (``programming.tuner._Run.learn_relaxation``):
 #: the learnt shift, the pass's median move and spread, every measured move so far, each cell's
-#: own shift and last excess (NaN where none), and each cell's converging reading in the pass in
-#: progress (NaN where none; not journaled: a resume rebuilds it from the finished cells' readings)
-RELAXATION_FIELDS = ("shift", "moves", "seen_moves", "own", "excess", "settled")
+#: own shift and last excess (NaN where none), its reading when it last converged (NaN: never) and
+#: how many read-backs found it relaxed out of the hold band since, and each cell's converging
+#: reading in the pass in progress (NaN where none; not journaled: a resume rebuilds it from the
+#: finished cells' readings)
+RELAXATION_FIELDS = ("shift", "moves", "seen_moves", "own", "excess", "anchor", "outs", "settled")
 
 
 class TuneInterrupted(Exception):
