@@ -70,11 +70,13 @@ FACTORED_TOL_CELLS = 1024
 LINE_STALE = 0.25
 #: on relaxed lines (many small chips, :mod:`programming.line_batch`) each operating point stops at
 #: its own proven bound, and a decade costs a relaxation step of the whole batch.  Pulses there to
-#: 1e-6: every cell voltage within 1e-6 of the drive (2 µV at 2 V, against threshold spreads of tens
-#: of mV and 30 % cycle-to-cycle noise).  Reads keep 1e-10: a reading is the sum of its column's
-#: currents at the last iterate but one, whose proven error is the bound over ρ, so a reading's is
-#: only bounded by tol·V_read/r_line (relative, tol/(r_line·g): 1.5e-5 for a 10 µS cell at 0.67 Ω)
-RELAXED_TOL = {PULSE_TOL: 1e-6}
+#: the factorized path's FACTORED_PULSE_TOL (1e-4 of the drive, 0.2 mV at 2 V: its reasons above;
+#: on 8×8 at 0.67 Ω two steps where 1e-6 took three).  Reads keep 1e-10: a reading is the sum of
+#: its column's currents at the last iterate but one, whose proven error is the bound over ρ, so a
+#: reading's is only bounded by tol·V_read/r_line (relative, tol/(r_line·g): 1.5e-5 for a 10 µS cell
+#: at 0.67 Ω).  (A stop on a proven bound of every column current, 1e-5, took 2–3 steps instead of
+#: 4–5 but was no faster: the test and the currents of the last iterate cost what the steps saved.)
+RELAXED_TOL = {PULSE_TOL: FACTORED_PULSE_TOL}
 #: isolating reads on resistive lines solved per call (each its own operating point): bounds memory
 ISOLATE_CHUNK = 64
 #: chips a relaxed line solve (many small chips, :mod:`programming.line_batch`) works at once: the
@@ -82,6 +84,9 @@ ISOLATE_CHUNK = 64
 #: operating points of 8×8: 8 MB), never for the whole batch (10 000 chips: 82 MB, and the pulse's
 #: cell voltages, currents and threshold screens ~300 MB)
 LINE_CHIPS = 1024
+#: operating points a relaxed line solve of single points (:meth:`SimulatedCrossbar._relaxed_points_solve`:
+#: the busy lanes of many chips) works at once: the node voltages of 8192 points of 8×8 (8 MB)
+LINE_POINTS = 8 * LINE_CHIPS
 #: reads and pulses on resistive lines take a Newton step on their selected lines in every chord
 #: iteration (``focus`` of :meth:`mock_hw.nodal.LineSolver.solve`) where a line's own IR drop,
 #: estimated as r_line·ḡ·n(n + 1)/2 (n cells fed from one end, ḡ the middle of the programming
@@ -424,19 +429,15 @@ class SimulatedCrossbar(Crossbar):
         on_lanes = np.flatnonzero(need.any(axis=0))
         if on_lanes.size >= n_rows and np.count_nonzero(need) >= self.n_chips * n_rows:
             self._grounded_rows(v_read)
-        elif on_lanes.size:        # the lanes to solve on the chips that need one, one right-hand side each
-            chips = np.flatnonzero(need.any(axis=1))
-            r_on = rows[chips][:, on_lanes]
-            lit = need[chips][:, on_lanes]
-            lane = np.broadcast_to(np.arange(on_lanes.size), r_on.shape)
-            row_v = np.zeros((chips.size, on_lanes.size, n_rows))
-            row_v[np.arange(chips.size)[:, None], lane, r_on] = np.where(lit, v_read, 0.0)
-            got, = self._relaxed_chips_solve(chips, row_v, np.zeros((*r_on.shape, self.shape[1])), READ_TOL,
-                                             lambda sol, idx: (sol.col_current,),
-                                             self._focus_of(np.where(lit, r_on, -1), -1))
-            bb, kk = np.nonzero(lit)
-            cur[chips[bb], r_on[bb, kk]] = got[bb, kk]
-            have[chips[bb], r_on[bb, kk]] = True
+        elif on_lanes.size:        # the lanes to solve, one operating point each
+            pc, pk = np.nonzero(need)
+            pr = rows[pc, pk]
+            row_v = np.zeros((pc.size, n_rows))
+            row_v[np.arange(pc.size), pr] = v_read
+            got, = self._relaxed_points_solve(pc, row_v, np.zeros((pc.size, self.shape[1])), READ_TOL,
+                                              lambda sol, sl: (sol.col_current[:, 0],))
+            cur[pc, pr] = got
+            have[pc, pr] = True
         return np.where(active, cur[b, rows, cols], 0.0)
 
     def _kept_rows(self, v_read):
@@ -518,6 +519,23 @@ class SimulatedCrossbar(Crossbar):
             f = None if focus is None else tuple(x[sl] if np.ndim(x) else x for x in focus)
             parts.append(take(self._lines.solve(self._g, row_v[sl], col_v[sl], tol=tol, focus=f, chips=idx,
                                                 checked=True), idx))
+        return tuple(np.concatenate(p) for p in zip(*parts))
+
+    def _relaxed_points_solve(self, chip, row_v, col_v, tol, take):
+        """Line solves on relaxed lines of single operating points: point ``p`` on chip
+        ``chip[p]`` (a chip may carry several) at terminals ``row_v[p]`` (R,) and ``col_v[p]``
+        (C,), V; ``take(solution, points)`` (the solution of the points ``points``, a slice, as
+        chips of one operating point each) concatenated over the points, :data:`LINE_POINTS` at
+        a time.  The same answers as :meth:`_relaxed_chips_solve` of those points bit for bit
+        (each point is relaxed on its own); the lanes idle on a chip are not carried (a call's
+        lanes are busy on a sixth of the chips in a tune of many)."""
+        parts = []
+        tol = RELAXED_TOL.get(tol, tol)
+        self._lines.network(self._g)        # brought to the conductances once for every chunk
+        for p0 in range(0, chip.size, LINE_POINTS):
+            sl = slice(p0, p0 + LINE_POINTS)
+            parts.append(take(self._lines.solve(self._g, row_v[sl, None], col_v[sl, None], tol=tol, chips=chip[sl],
+                                                checked=True), sl))
         return tuple(np.concatenate(p) for p in zip(*parts))
 
     def _isolated_reads(self, rows, cols, v_read, active) -> np.ndarray:
@@ -1412,11 +1430,26 @@ class SimulatedCrossbar(Crossbar):
             return (e, q, np.arange(self.n_chips)[sl][b] * per_chip + i * n_cols + j,
                     sol.v_cell[b, q, i, j], w_on[sl][b, q, 0, 0])
 
-        if self._lines.relaxed(self._g):        # the chips with a lit lane only (the others source nothing)
-            live = np.flatnonzero(lit.any(axis=1))
-            e_live, lane_of, flat, v_hit, w_hit = self._relaxed_chips_solve(
-                live, row_v[live], col_v[live], PULSE_TOL, take, None if focus is None else tuple(x[live] for x in focus))
-            energy[np.ix_(live, on_lanes)] = e_live
+        if self._lines.relaxed(self._g):        # the lit lanes only, one operating point each (chip-major)
+            pc, pk = np.nonzero(lit)
+            w_p = w_on[pc, pk, 0, 0]
+
+            def take_points(sol, sl):
+                """:func:`take` of the points ``sl``: their energies and the devices beyond a threshold
+                (lane, flat index, voltage, width) in point then flat order."""
+                c, k = pc[sl], pk[sl]
+                v_cell = sol.v_cell[:, 0]
+                e = (v_cell * sol.i_cell[:, 0]).sum(axis=(1, 2)) * w_p[sl]
+                self._unselected_lines(v_cell[:, None], np.ones((c.size, 1), bool), rows[c, on_lanes[k]][:, None],
+                                       cols[c, on_lanes[k]][:, None])
+                v_eq = equivalent_voltage(v_cell, w_p[sl, None, None], d)
+                hit = (v_eq > pop.vth_set[c]) | (-v_eq > pop.vth_reset[c])
+                q, i, j = np.nonzero(hit)
+                return e, k[q], c[q] * per_chip + i * n_cols + j, v_cell[q, i, j], w_p[sl][q]
+
+            e_p, lane_of, flat, v_hit, w_hit = self._relaxed_points_solve(pc, row_v[pc, pk], col_v[pc, pk], PULSE_TOL,
+                                                                          take_points)
+            energy[pc, on_lanes[pk]] = e_p
         else:
             e, lane_of, flat, v_hit, w_hit = self._line_solve(row_v, col_v, PULSE_TOL, focus, take)
             energy[:, on_lanes] = e
