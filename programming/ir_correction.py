@@ -128,7 +128,10 @@ class ReadCorrection:
         row_v = np.broadcast_to(np.eye(R) * self.v_read, (B, R, R))
         col_v = np.zeros((B, R, C))
         if cubic:           # the devices' own I-V around the linear network of their small-signal g
-            x = net.solve_cubic(g, self.beta, self.v_ref, row_v, col_v, tol=1e-9)[0]
+            # (factorized: each read's driven row as its focus line, one substitution fewer to 1e-9)
+            focus = None if isinstance(net, BatchLines) else (np.broadcast_to(np.arange(R), (B, R)),
+                                                               np.full((B, R), -1))
+            x = net.solve_cubic(g, self.beta, self.v_ref, row_v, col_v, tol=1e-9, focus=focus)[0]
         else:
             x = net.solve(net.injection(row_v, col_v))
         xr, xc = net.split(x)                                              # (B, R reads, R, C)

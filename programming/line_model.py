@@ -362,9 +362,11 @@ class LineNetwork:
         ``x ← A⁻¹ (b − n(x))``, ``n`` the devices' current beyond the linear part, on the kept
         factorization, started from the cubic part at the cell voltages of ideal lines (every terminal
         driven) and accelerated by Anderson mixing of the last ``ANDERSON_DEPTH`` iterates.
-        Converged when the last chord step moved no node by more than ``tol`` times the largest
-        terminal voltage, or when the error bound ρ/(1 − ρ)·step (ρ the contraction measured on the
-        first two steps, < 0.5) is below it (RuntimeError after ``max_iter`` steps).
+        Each operating point (chip, right-hand side) has converged when its last chord step moved
+        none of its nodes by more than ``tol`` times the largest terminal voltage, or when its error
+        bound ρ/(1 − ρ)·step (ρ its contraction measured on its first two steps, < 0.5) is below
+        it; it keeps that answer, and a right-hand side converged on every chip leaves the later
+        substitutions (RuntimeError after ``max_iter`` steps).
 
         ``focus``: optional (rows, cols), each (B, K) ints (−1: none), the row line and the column
         line of each operating point that carry its strongly nonlinear devices (a pulse's selected
@@ -389,19 +391,24 @@ class LineNetwork:
         # ones, carried as each cell's current Δg·v beside the devices' nonlinear part
         delta = None if self._g_now is None else (self._g_now - self._g).reshape(B, 1, n_c)
 
+        # the operating points still iterated: their lanes (right-hand sides) and those lanes'
+        # injections, terminal voltages and focus lines (every lane at first)
+        cur = {"b": b, "row_v": row_v, "col_v": col_v, "focus": focus}
+
         def chord(v):       # A⁻¹ (b − n): node voltages for the devices' current beyond the linear part at v
+            bl = cur["b"]
             e = v * v       # v: (B, K, R·C) cell voltages
             e *= v
             if self._blocks is not None:        # b is zero away from the terminals' nodes
                 e *= neg_gc
                 if delta is not None:
                     e -= delta * v
-                return block_solve(self._g, *self._blocks, self.g_seg, b, cell=e)
+                return block_solve(self._g, *self._blocks, self.g_seg, bl, cell=e)
             e *= gc
-            out = np.empty(b.shape)
+            out = np.empty(bl.shape)
             np.negative(e, out=out[..., :n_c])
             out[..., n_c:] = e
-            out[..., t] += b[..., t]
+            out[..., t] += bl[..., t]
             return self.solve(out)
 
         def cells(x):       # row node minus column node of every cell, (B, K, R·C)
@@ -412,7 +419,8 @@ class LineNetwork:
             raise ValueError("solve_cubic: focus lines need every terminal driven")
 
         def fix(x):         # the focus lines' Newton step, in place (none without focus)
-            return x if focus is None else self.line_newton(x, g, beta, v_ref, row_v, col_v, *focus, copy=False)
+            f = cur["focus"]
+            return x if f is None else self.line_newton(x, g, beta, v_ref, cur["row_v"], cur["col_v"], *f, copy=False)
 
         if rd.all() and cd.all():
             # start from the cubic part at the cell voltages of ideal lines (terminal differences),
@@ -429,27 +437,55 @@ class LineNetwork:
         else:
             x = self.solve(b)
         # Anderson acceleration (depth ANDERSON_DEPTH) of the chord map G(x) = A⁻¹ (b − n(x)), each
-        # operating point (chip, right-hand side) with its own mixing coefficients
-        shape = x.shape
-        S = shape[0] * shape[1]
+        # operating point (chip, right-hand side) with its own mixing coefficients.  Each operating
+        # point stops on its own test; a lane (right-hand side) leaves the substitutions once it has
+        # stopped on every chip (a converged point of a lane still iterated keeps its answer).
+        K = x.shape[1]
+        out = None                                  # the answers of the points converged so far
+        lanes = np.arange(K)
+        live = np.ones((B, K), bool)                # (chip, lane) not yet converged
         mix = Anderson(ANDERSON_DEPTH)
-        rho = err_first = 1.0
+        rho = err_first = None
+        lim = tol * v_scale
         for it in range(2, max_iter + 2):
             gx = fix(chord(cells(x)))
             f = gx - x
-            err = max(f.max(initial=0.0), -f.min(initial=0.0))
-            if not np.isfinite(err):
+            err = np.maximum(f.max(axis=2, initial=0.0), -f.min(axis=2, initial=0.0))     # (B, lanes)
+            if not np.all(np.isfinite(err)):
                 raise RuntimeError("line solve diverged (non-finite node voltages)")
-            if it == 3:     # two plain chord steps so far: their ratio is the map's contraction ρ
-                rho = min(err / err_first, 1.0) if err_first > 0 else 0.0
-            elif it == 2:
-                err_first = err
             # G(x) is within ρ/(1 − ρ)·|G(x) − x| of the solution (a contraction); before ρ is
             # known, and for a slow contraction, the step itself must be below the tolerance
-            if err <= tol * v_scale or (rho < 0.5 and err * rho / (1.0 - rho) <= tol * v_scale):
+            if it == 2:
+                err_first = err
+            elif it == 3:   # two plain chord steps so far: their ratio is the map's contraction ρ
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    rho = np.where(err_first > 0, np.minimum(err / err_first, 1.0), 0.0)
+            done = err <= lim
+            if rho is not None:
+                done |= (rho < 0.5) & (err * rho <= lim * (1.0 - rho))
+            if out is None and done.all():          # every point at once (no lane has left)
                 return gx, it
-            x = mix.step(gx.reshape(S, -1), f.reshape(S, -1)).reshape(shape)
-        raise RuntimeError(f"line solve did not converge in {max_iter} chord iterations (last step {err:.3e} V)")
+            now = done & live[:, lanes]
+            if now.any():
+                if out is None:                     # (every lane is still here)
+                    out = np.empty((B, K, gx.shape[2]))
+                bb, kk = np.nonzero(now)
+                out[bb, lanes[kk]] = gx[bb, kk]
+                live[bb, lanes[kk]] = False
+            going = live[:, lanes].any(axis=0)
+            if not going.any():
+                return out, it
+            S = B * lanes.size
+            x = mix.step(gx.reshape(S, -1), f.reshape(S, -1)).reshape(gx.shape)
+            if not going.all():                     # the lanes done on every chip leave
+                mix.keep(np.broadcast_to(going, (B, lanes.size)).ravel())
+                x, err_first, lanes = x[:, going], err_first[:, going], lanes[going]
+                if rho is not None:
+                    rho = rho[:, going]
+                cur["b"], cur["row_v"], cur["col_v"] = b[:, lanes], row_v[:, lanes], col_v[:, lanes]
+                if focus is not None:
+                    cur["focus"] = tuple(fl[:, lanes] for fl in focus)
+        raise RuntimeError(f"line solve did not converge in {max_iter} chord iterations (last step {err.max():.3e} V)")
 
     def line_newton(self, x, g, beta: float, v_ref: float, row_v, col_v, rows, cols, copy: bool = True) -> np.ndarray:
         """Node voltages ``x`` (B, K, N), V, after one Newton step of KCL on row line ``rows[b, k]``

@@ -431,3 +431,37 @@ def test_factorized_solve_tolerance_bounds_the_error(r_line):
         if v == 0.2:
             assert np.abs(got.col_current[:, 0] / ref.col_current - 1).max() <= tol
     assert ls.net.factorizations == 1
+
+
+def test_each_operating_point_stops_on_its_own_and_leaves_the_substitutions(monkeypatch):
+    """A grounded read and a 2 V pulse solved together on a factorized 64×64 network: the read
+    converges a substitution before the pulse and leaves the later substitutions (they carry the
+    pulse alone); each answer is within the tolerance of the Newton reference, and equal within a
+    hundredth of it to the answer it gets solved alone."""
+    import programming.line_model as line_model
+    rng = np.random.default_rng(21)
+    R = C = 64
+    g = rand_g(rng, (1, R, C))
+    row_v, col_v = np.zeros((1, 2, R)), np.zeros((1, 2, C))
+    row_v[0, 0, 5] = 0.2                                # grounded read of row 5
+    row_v[0, 1], col_v[0, 1] = 2.0 / 3, 4.0 / 3         # V/3 pulse of 2 V on cell (50, 3)
+    row_v[0, 1, 50], col_v[0, 1, 3] = 2.0, 0.0
+    focus = (np.array([[5, 50]]), np.array([[-1, 3]]))
+    tol = 1e-4
+    ls = nodal.LineSolver(0.67, BETA, VREF)
+    ls.network(g)
+    widths = []
+    solve = line_model.block_solve
+
+    def counted(*args, **kw):
+        widths.append(args[4].shape[1])
+        return solve(*args, **kw)
+
+    monkeypatch.setattr(line_model, "block_solve", counted)
+    both = ls.solve(g, row_v, col_v, tol=tol, focus=focus)
+    assert widths[0] == 2 and widths[-1] == 1 and len(widths) >= 3      # the read left before the pulse
+    for k, v in ((0, 0.2), (1, 2.0)):
+        ref = solve_network(g, row_v[:, k], col_v[:, k], BETA, VREF, r_line=0.67, newton=True)
+        assert np.abs(both.v_cell[:, k] - ref.v_cell).max() <= tol * v
+        alone = ls.solve(g, row_v[:, k:k + 1], col_v[:, k:k + 1], tol=tol, focus=tuple(f[:, k:k + 1] for f in focus))
+        assert np.abs(both.v_cell[:, k] - alone.v_cell[:, 0]).max() <= 0.01 * tol * v
