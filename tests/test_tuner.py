@@ -429,12 +429,10 @@ class _Aging(SpyCrossbar):
         return res
 
 
-def test_a_fast_relaxing_cell_gets_its_own_compensation():
-    """One cell's retention exponent is 3x the others' (ν 0.004 ± 30 %; the mock bench's seed-3
-    chip has such a device, 2.9x the median): it relaxes several times the learnt shift after
-    every acceptance.  Measured twice beyond the cells' spread (its own re-reads), it gets its own
-    shift and is re-tuned in a pass of its own, and ends within tolerance with the others.  With
-    the one shift learnt from the median cell it ended at −1.03 % (the tree before)."""
+def _fast_cell_chip():
+    """A 6×6 chip on ideal lines whose cells relax with retention exponents 0.004 ± 30 %, but
+    cell (1, 2) at 3× (the mock bench's seed-3 chip has such a device, 2.9× the median), and
+    random targets: the chip (unwrapped) and the targets."""
     p = get_preset("ideal")
     p = p.with_(device=p.device.with_(retention_nu=0.004))
     inner = SimulatedCrossbar(6, 6, preset=p, seed=5, r_line=0.0)
@@ -442,7 +440,16 @@ def test_a_fast_relaxing_cell_gets_its_own_compensation():
     nu = 0.004 * rng.uniform(0.7, 1.3, size=(1, 6, 6))
     nu[0, 1, 2] = 3 * 0.004
     inner.population.nu = nu
-    targets = rng.uniform(150e-6, 450e-6, size=(6, 6))
+    return inner, rng.uniform(150e-6, 450e-6, size=(6, 6))
+
+
+def test_a_fast_relaxing_cell_gets_its_own_compensation():
+    """One cell's retention exponent is 3x the others' (ν 0.004 ± 30 %; the mock bench's seed-3
+    chip has such a device, 2.9x the median): it relaxes several times the learnt shift after
+    every acceptance.  Measured twice beyond the cells' spread (its own re-reads), it gets its own
+    shift and is re-tuned in a pass of its own, and ends within tolerance with the others.  With
+    the one shift learnt from the median cell it ended at −1.03 % (the tree before)."""
+    inner, targets = _fast_cell_chip()
     res = tune(_Aging(inner), targets, TunerConfig(initial_reset=False, parallel=1))
     err = inner.true_conductance[0] / targets - 1
     assert np.abs(err).max() <= 0.01, (err[1, 2], np.abs(err).max())
@@ -495,14 +502,7 @@ def test_every_cell_at_risk_joins_the_pass_a_fast_cell_runs():
     started (no cell out of the band); they were left out before, to drift on while it ran."""
     from programming.tuner import _Run
 
-    p = get_preset("ideal")
-    p = p.with_(device=p.device.with_(retention_nu=0.004))
-    inner = SimulatedCrossbar(6, 6, preset=p, seed=5, r_line=0.0)
-    rng = np.random.default_rng(5)
-    nu = 0.004 * rng.uniform(0.7, 1.3, size=(1, 6, 6))
-    nu[0, 1, 2] = 3 * 0.004
-    inner.population.nu = nu
-    targets = rng.uniform(150e-6, 450e-6, size=(6, 6))
+    inner, targets = _fast_cell_chip()
     cfg = TunerConfig(initial_reset=False, parallel=1)
 
     class Journal(TuneJournal):
