@@ -502,23 +502,23 @@ class SimulatedCrossbar(Crossbar):
             return take(self._lines.solve(self._g, row_v, col_v, tol=tol, focus=focus), slice(None))
         return self._relaxed_chips_solve(np.arange(B), row_v, col_v, tol, take, focus)
 
-    def _relaxed_chips_solve(self, chips, row_v, col_v, tol, take, focus=None):
-        """:meth:`_line_solve` on relaxed lines of the chips ``chips`` only (sorted indices; the
-        others source nothing in the call), their operating points ``row_v`` (len(chips), K, R) /
+    def _relaxed_chips_solve(self, chips, row_v, col_v, tol, take, focus=None, per=LINE_CHIPS, by_slice=False):
+        """:meth:`_line_solve` on relaxed lines of the chips ``chips`` only (indices; the others
+        source nothing in the call), their operating points ``row_v`` (len(chips), K, R) /
         ``col_v`` (len(chips), K, C), V, and ``focus`` (those chips', as :meth:`_focus_of` gives
-        it): ``take(solution, chip indices)`` concatenated over those chips, :data:`LINE_CHIPS` at
-        a time.  The answers are those of a solve of the whole batch bit for bit (each chip's
-        relaxation is its own); a batch of many chips with a few at work (a re-verify pass) no
-        longer carries the others through the solve."""
+        it): ``take(solution, chip indices)`` (``by_slice``: the slice of ``chips``) concatenated
+        over those chips, ``per`` at a time.  The answers are those of a solve of the whole batch
+        bit for bit (each chip's relaxation is its own); a batch of many chips with a few at work
+        (a re-verify pass) no longer carries the others through the solve."""
         parts = []
         tol = RELAXED_TOL.get(tol, tol)
         self._lines.network(self._g)        # brought to the conductances once for every chunk
-        for j0 in range(0, chips.size, LINE_CHIPS):
-            idx = chips[j0:j0 + LINE_CHIPS]
-            sl = slice(j0, j0 + LINE_CHIPS)
+        for j0 in range(0, chips.size, per):
+            sl = slice(j0, j0 + per)
+            idx = chips[sl]
             f = None if focus is None else tuple(x[sl] if np.ndim(x) else x for x in focus)
             parts.append(take(self._lines.solve(self._g, row_v[sl], col_v[sl], tol=tol, focus=f, chips=idx,
-                                                checked=True), idx))
+                                                checked=True), sl if by_slice else idx))
         return tuple(np.concatenate(p) for p in zip(*parts))
 
     def _relaxed_points_solve(self, chip, row_v, col_v, tol, take):
@@ -529,14 +529,8 @@ class SimulatedCrossbar(Crossbar):
         a time.  The same answers as :meth:`_relaxed_chips_solve` of those points bit for bit
         (each point is relaxed on its own); the lanes idle on a chip are not carried (a call's
         lanes are busy on a sixth of the chips in a tune of many)."""
-        parts = []
-        tol = RELAXED_TOL.get(tol, tol)
-        self._lines.network(self._g)        # brought to the conductances once for every chunk
-        for p0 in range(0, chip.size, LINE_POINTS):
-            sl = slice(p0, p0 + LINE_POINTS)
-            parts.append(take(self._lines.solve(self._g, row_v[sl, None], col_v[sl, None], tol=tol, chips=chip[sl],
-                                                checked=True), sl))
-        return tuple(np.concatenate(p) for p in zip(*parts))
+        return self._relaxed_chips_solve(chip, row_v[:, None], col_v[:, None], tol, take, per=LINE_POINTS,
+                                         by_slice=True)
 
     def _isolated_reads(self, rows, cols, v_read, active) -> np.ndarray:
         """Noise-free currents (n_chips, L), A, of isolating reads on resistive lines: per lane,
