@@ -26,6 +26,8 @@ CELL_FIELDS = ("pulses", "reads", "energy", "time")
 #: reading in the pass in progress (NaN where none; not journaled: a resume rebuilds it from the
 #: finished cells' readings)
 RELAXATION_FIELDS = ("shift", "moves", "seen_moves", "own", "excess", "anchor", "outs", "settled")
+#: the :data:`RELAXATION_FIELDS` a journal keeps (all but ``settled``, which a resume rebuilds)
+JOURNALED_RELAXATION = tuple(k for k in RELAXATION_FIELDS if k != "settled")
 
 
 class TuneInterrupted(Exception):
@@ -159,7 +161,7 @@ class TuneState:
             now = np.asarray(cells["pass"])[pick] == state.pass_no
             state.todo.reshape(-1)[flat[now]] = False
         if relaxation is not None and int(relaxation["pass"]) == state.pass_no:
-            state.relaxation = {k: relaxation[k] for k in RELAXATION_FIELDS if k != "settled"}
+            state.relaxation = {k: relaxation[k] for k in JOURNALED_RELAXATION}
             settled = np.full(targets.shape, np.nan)
             if n and "reading" in cells:
                 # the cells the pass in progress finished converged, at their last reading (events in

@@ -28,7 +28,7 @@ import numpy as np
 
 from programming.durable import fsync
 from programming.tune_result import STATUS_NAMES
-from programming.tune_state import RELAXATION_FIELDS, TuneJournal, TuneLog, TuneState
+from programming.tune_state import JOURNALED_RELAXATION, TuneJournal, TuneLog, TuneState
 
 from .run_data import DATA_CSV, JOURNAL_DIR, read_data_csv
 
@@ -192,7 +192,7 @@ class FileJournal(TuneJournal):
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **{"pass": int(pass_no)},
-                                **{k: np.asarray(state[k]) for k in RELAXATION_FIELDS if k != "settled"})
+                                **{k: np.asarray(state[k]) for k in JOURNALED_RELAXATION})
             f.flush()
             fsync(f.fileno())
         os.replace(tmp, path)
@@ -386,7 +386,7 @@ def read_relaxation(run_dir: Path, stage: str, pass_no: int) -> dict | None:
         return None
     try:
         with np.load(path) as z:
-            return {k: z[k] for k in ("pass", *RELAXATION_FIELDS) if k != "settled"}
+            return {k: z[k] for k in ("pass", *JOURNALED_RELAXATION)}
     except (OSError, ValueError, KeyError):
         return None
 
