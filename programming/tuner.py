@@ -602,6 +602,12 @@ class _Run:
                 "own": self.own.copy(), "excess": self.excess.copy(), "anchor": self.anchor.copy(),
                 "outs": self.outs.copy(), "settled": self.settled.copy()}
 
+    def _interrupted(self, pass_no: int, todo) -> TuneInterrupted:
+        """The stop a ``should_stop`` asked for in pass ``pass_no`` with the cells ``todo`` left:
+        the state a resume continues from (statuses, records, compliance, relaxation; copies)."""
+        return TuneInterrupted(TuneState(pass_no, todo, self.status.copy(), *(v.copy() for v in self.rec.values()),
+                                         self.compliance, self.relaxation_state()))
+
     def restore_relaxation(self, state: dict) -> None:
         """Continue from :meth:`relaxation_state` (a resumed run: the same compensation as the
         uninterrupted one)."""
@@ -627,9 +633,7 @@ class _Run:
         self.swept = True
         while sched.has_work():
             if self.should_stop is not None and self.should_stop():
-                raise TuneInterrupted(TuneState(pass_no, todo.copy(), self.status.copy(),
-                                                *(v.copy() for v in self.rec.values()), self.compliance,
-                                                self.relaxation_state()))
+                raise self._interrupted(pass_no, todo.copy())
             chip, slot, r, c = sched.assign(n.done)
             if not chip.size:
                 raise RuntimeError("write-verify scheduler made no progress (internal error)")
@@ -700,9 +704,7 @@ class _Run:
         while True:
             if self.should_stop is not None and self.should_stop():
                 self._pass_finished(finished, remaining)
-                raise TuneInterrupted(TuneState(pass_no, remaining, self.status.copy(),
-                                                *(v.copy() for v in self.rec.values()), self.compliance,
-                                                self.relaxation_state()))
+                raise self._interrupted(pass_no, remaining)
             if sched.has_work():
                 chip, slot, r, c = sched.assign(n.done)
                 if chip.size:
@@ -777,9 +779,7 @@ class _Run:
                  for f in np.argsort(rank, axis=None)[: int(todo[0].sum())]]
         for k in range(0, len(order), ON_INSTRUMENT_BATCH):
             if self.should_stop is not None and self.should_stop():
-                raise TuneInterrupted(TuneState(pass_no, remaining, self.status.copy(),
-                                                *(v.copy() for v in self.rec.values()), self.compliance,
-                                                self.relaxation_state()))
+                raise self._interrupted(pass_no, remaining)
             batch = order[k:k + ON_INSTRUMENT_BATCH]
             t0 = time.perf_counter()
             aims = np.clip([script_tgt[0, r, c] * (1 + self.shift / 2) for r, c in batch], *xb.programming_window)
