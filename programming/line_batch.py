@@ -2,8 +2,9 @@
 
 The same network as :class:`programming.line_model.LineNetwork` (every terminal driven; row i's
 terminal at its column-0 end, column j's at its row-(R−1) end; ``r_line`` per segment, ``r_access``
-in series with each terminal), solved by relaxation of the lines against the devices, vectorized
-over chips and right-hand sides: memory O(B·K·R·C) in chunks of chips, no per-chip objects and no
+in series with each terminal), solved by relaxation of the lines against the devices, each
+operating point on its own in a compiled kernel (:mod:`programming.relax_kernels`, numba, imported
+only when a relaxed solve runs): memory O(B·K·R·C) in chunks of chips, no per-chip objects and no
 Python loop over chips.
 
 With the terminals at ``V_r`` (rows) and ``V_c`` (columns) every row node sits at its terminal's
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .blas import blas_one_thread
 from .line_model import LineNetwork, init_lines
 
 #: largest contraction bound of the linear network (devices at their small-signal conductance)
@@ -42,10 +42,10 @@ BATCH_MIN_CHIPS = 32
 #: handed to a factorized :class:`LineNetwork` (relaxation would need too many steps); the bound
 #: is pessimistic (6×7 at 3 Ω and 2 V: bound 0.47, 14 steps to 1e-12)
 RHO_SOLVE = 0.8
-#: node values (chips × right-hand sides × R × C) relaxed per chunk: bounds memory and keeps the
-#: working arrays in cache (256 operating points of 8×8, 128 kB per working array: the simulator's
-#: relaxed reads and pulses of 1000 × 8×8 chips took 15–30 % less time than at 1 << 16)
-CHUNK = 1 << 14
+#: node values (chips × right-hand sides × R × C) relaxed per call of the compiled kernel: bounds
+#: the memory of a linear solve's device-free node voltages (1024 operating points of 8×8, 512 kB
+#: per array); each point relaxes in its own few kB
+CHUNK = 1 << 16
 #: tolerance of the linear solves (:meth:`BatchLines.solve`), relative to the largest voltage the
 #: injections give the nodes; the factorized network's substitution is exact to rounding
 LINEAR_TOL = 1e-13
@@ -147,10 +147,9 @@ class BatchLines(LineNetwork):
 
     def chips(self, sl: slice) -> "BatchLines":
         """The network of chips ``sl`` (a slice, or indices: a chip may repeat, one network per
-        operating point) of this batch, sharing its conductances, bounds and transfer matrices
-        (nothing is recomputed): a batch solved chip chunk by chip chunk never holds the node
-        voltages of all its operating points at once."""
-        self._transfer()
+        operating point) of this batch, sharing its conductances and bounds (nothing is
+        recomputed): a batch solved chip chunk by chip chunk never holds the node voltages of all
+        its operating points at once."""
         sub = object.__new__(BatchLines)
         sub.__dict__.update(self.__dict__)
         sub._g, sub.rho_lin = self._g[sl], self.rho_lin[sl]
@@ -211,120 +210,38 @@ class BatchLines(LineNetwork):
                            rho, max_iter, row_v.shape[1])
 
     def _relax(self, g_lin, g_cub, bases, rho, max_iter: int, K: int):
-        """Relax every chip's ``K`` operating points, chunk by chunk of chips: ``bases(chips)``
+        """Relax every chip's ``K`` operating points, each on its own (the compiled
+        :func:`programming.relax_kernels.relax_points`), chunk by chunk of chips: ``bases(chips)``
         gives their row / column node voltages without devices, V (broadcastable to
         (chips, K, R, C)), and the error bound each point must reach, V (chips, K); ``g_cub`` None
-        for linear devices; ``rho`` (B, 1) or (B, K) the contraction bound.  Returns node voltages
-        (B, K, N) and the most steps any point took."""
+        for linear devices; ``rho`` (B, 1) or (B, K) the contraction bound.  A point's answer is
+        the drop and rise of the step at which its own error bound ``ρ/(1 − ρ)·max|Δu|`` is met
+        (the same in any batch); a point whose devices all see 0 V carries no current, so its
+        lines stay at their terminals'.  Returns node voltages (B, K, N) and the most steps any
+        point took."""
+        from .relax_kernels import relax_points     # numba: only where a relaxed solve runs
+
         B, R, C = self.shape
         x = np.empty((B, K, 2, R, C))
         per_chip = max(1, CHUNK // max(1, K * R * C))
+        bound = np.broadcast_to(rho / (1.0 - rho), (B, K))        # error per unit step
+        g_lin = np.ascontiguousarray(g_lin, dtype=float)
+        cubic = g_cub is not None
+        g_cub = np.ascontiguousarray(g_cub, dtype=float) if cubic else g_lin
+        r_t = self.r_line + self.r_access
         steps = 1
-        with blas_one_thread():             # small products: threads only slow them
-            for b0 in range(0, B, per_chip):
-                sl = slice(b0, b0 + per_chip)
-                base_r, base_c, atol = bases(sl)
-                br = np.broadcast_to(base_r, (min(B, b0 + per_chip) - b0, K, R, C))
-                bc = np.broadcast_to(base_c, br.shape)
-                steps = max(steps, self._relax_chunk(g_lin[sl], None if g_cub is None else g_cub[sl], br, bc,
-                                                     rho[sl], atol, max_iter, x[sl]))
-        return x.reshape(B, K, 2 * R * C), steps
-
-    def _transfer(self):
-        """The ladders' resistance matrices, Ω: ``m_row`` (C, C) with ``m_row[m, k]`` the drop at
-        node k of a row line per ampere drawn at its node m (``r_t + r·min(k, m)``, terminal at
-        k = 0), and ``m_col_t`` (R, R) with ``m_col_t[k, m]`` the rise at row k of a column line per
-        ampere fed in at row m (``r_t + r·(R − 1 − max(k, m))``, terminal at k = R − 1).  Every row
-        line is the same ladder and so is every column line, so for the currents ``I`` (n, R, C) of
-        ``n`` operating points ``L_r⁻¹ I`` is the one product ``I.reshape(n·R, C) @ m_row`` and
-        ``L_c⁻¹ I`` the stacked products ``m_col_t @ I``: 2·(R + C) multiply-adds per node, against
-        2·R·C for the dense (R·C)² transfer of the whole array.  Computed once per network."""
-        cached = getattr(self, "_w", None)
-        if cached is None:
-            _, R, C = self.shape
-            r, r_t = self.r_line, self.r_line + self.r_access
-            m_row = _row_t(np.eye(C).reshape(C, 1, C), r_t, r).reshape(C, C)     # [m, k]
-            m_col = _col_t(np.eye(R).reshape(R, R, 1), r_t, r).reshape(R, R)     # [m, k]
-            cached = self._w = (m_row, np.ascontiguousarray(m_col.T))
-        return cached
-
-    def _relax_chunk(self, g_lin, g_cub, base_r, base_c, rho, atol, max_iter, out) -> int:
-        """One chunk of :meth:`_relax`, written into ``out`` (P, K, 2, R, C).  A point's answer is
-        the drop and rise of the step at which its own error bound is met (each point on its own:
-        the same in any batch); the points that have converged leave the working set once they
-        are half of it (before, they are carried along and their later steps discarded: fewer
-        copies of the working arrays)."""
-        P, K, R, C = base_r.shape
-        n = P * K
-        m_row, m_col_t = self._transfer()
-        v0 = (base_r - base_c).reshape(n, R, C)
-        gl = np.repeat(g_lin, K, axis=0)
-        gc = None if g_cub is None else np.repeat(g_cub, K, axis=0)
-        bound = np.broadcast_to(rho / (1.0 - rho), (P, K)).reshape(n)        # error per unit step
-        atol = np.broadcast_to(atol, (P, K)).reshape(n)
-        # every point's drop along its row lines and rise along its column lines: a point whose
-        # devices all see 0 V carries no current, so its lines stay at their terminals'
-        drop, rise = np.zeros((n, R, C)), np.zeros((n, R, C))
-        live = np.flatnonzero(np.any(v0.reshape(n, R * C) != 0.0, axis=1))      # points still relaxing
-        steps = 1
-        if live.size:
-            if live.size < n:
-                v0, gl, bound, atol = v0[live], gl[live], bound[live], atol[live]
-                if gc is not None:
-                    gc = gc[live]
-            steps = self._relax_points(v0, gl, gc, bound, atol, live, max_iter, m_row, m_col_t, drop, rise)
-        outf = out.reshape(n, 2, R, C)
-        np.subtract(base_r.reshape(n, R, C), drop, out=outf[:, 0])
-        np.add(base_c.reshape(n, R, C), rise, out=outf[:, 1])
-        return steps
-
-    @staticmethod
-    def _relax_points(v0, gl, gc, bound, atol, live, max_iter, m_row, m_col_t, drop, rise) -> int:
-        """:meth:`_relax_chunk`'s iteration ``u ← (L_r⁻¹ + L_c⁻¹) I(v0 − u)`` from ``u = 0`` on the
-        points ``live`` (their cell voltages on ideal lines ``v0``, linear and cubic device
-        coefficients ``gl``, ``gc`` (None: linear), each (m, R, C); ``bound`` the error per unit
-        step and ``atol`` the error each must reach, (m,)); writes each point's drop and rise
-        at convergence into ``drop[p]``, ``rise[p]``.  Returns the most steps taken."""
-        m, R, C = v0.shape
-        u = np.zeros_like(v0)
-        v, i, ur, uc, d = (np.empty((m, R, C)) for _ in range(5))
-        finished = np.zeros(m, bool)        # converged, still carried along
-        for it in range(1, max_iter + 1):
-            np.subtract(v0, u, out=v)
-            if gc is None:
-                np.multiply(gl, v, out=i)
-            else:
-                np.multiply(v, v, out=i)
-                i *= gc
-                i += gl
-                i *= v
-            np.matmul(i.reshape(m * R, C), m_row, out=ur.reshape(m * R, C))    # the drop along each row line
-            np.matmul(m_col_t, i, out=uc)                                      # the rise along each column line
-            np.add(ur, uc, out=d)                 # the new u
-            np.subtract(d, u, out=v)
-            np.abs(v, out=v)
-            step = v.reshape(m, R * C).max(axis=1)
-            if not np.all(np.isfinite(step)):
+        for b0 in range(0, B, per_chip):
+            sl = slice(b0, b0 + per_chip)
+            n = min(B, b0 + per_chip) - b0
+            base_r, base_c, atol = bases(sl)
+            shape = (n, K, R, C)
+            took, status, worst = relax_points(np.broadcast_to(base_r, shape), np.broadcast_to(base_c, shape),
+                                               g_lin[sl], g_cub[sl], cubic, bound[sl], np.broadcast_to(atol, (n, K)),
+                                               r_t, self.r_line, max_iter, x[sl])
+            if status == 1:
                 raise RuntimeError("line relaxation diverged (non-finite node voltages)")
-            done = bound * step <= atol
-            new = done & ~finished
-            if new.any():
-                q = live[new]
-                drop[q] = ur[new]
-                rise[q] = uc[new]
-                finished |= new
-                if finished.all():
-                    return it
-                if 2 * np.count_nonzero(finished) >= m:        # half of them done: leave the set
-                    keep = ~finished
-                    live, bound, atol = live[keep], bound[keep], atol[keep]
-                    v0, gl, u = v0[keep], gl[keep], d[keep]
-                    if gc is not None:
-                        gc = gc[keep]
-                    m = live.size
-                    finished = np.zeros(m, bool)
-                    v, i, ur, uc, d = (np.empty((m, R, C)) for _ in range(5))
-                    continue
-            u, d = d, u
-        raise RuntimeError(f"line relaxation did not converge in {max_iter} steps "
-                           f"(largest error bound {float((bound * step).max()):.3e} V)")
+            if status == 2:
+                raise RuntimeError(f"line relaxation did not converge in {max_iter} steps "
+                                   f"(largest error bound {worst:.3e} V)")
+            steps = max(steps, took)
+        return x.reshape(B, K, 2 * R * C), steps
