@@ -12,9 +12,9 @@ reads it back):
   ``unformed`` (bool; all False on a formed chip), ``nu``;
 * ``n_read_ops``, ``n_pulse_ops`` — op counters (0-d int64);
 * ``rng_state`` — 0-d unicode array, JSON of the run-time RNG's bit-generator state;
-* ``line_g`` — only on resistive lines with a kept line factorization: the linear conductances
-  (S) it was made at (a kept factorization's solves depend on where it was made, to their
-  tolerance: :meth:`mock_hw.nodal.LineSolver.kept_state`).
+* ``warm_chip``, ``warm_row``, ``warm_col``, ``warm_scale``, ``warm_x`` — only on resistive lines
+  solved by line sweeps: the warm starts the line solver keeps (a swept solve's answer depends on
+  its start, to its tolerance: :meth:`mock_hw.nodal.LineSolver.kept_state`).
 
 After :func:`load_chip_state_dict` the chip produces exactly the reads, pulses and waits the saved
 chip would have.  :func:`save_chip_state` writes atomically (``path.tmp``, fsync, ``os.replace``).
@@ -55,9 +55,8 @@ def chip_state_dict(xb, copy: bool = True) -> dict[str, np.ndarray]:
         if name == "unformed" and value is None:
             value = np.zeros(xb._g.shape, bool)
         out[name] = take(value)
-    line_g = None if xb._lines is None else xb._lines.kept_state()
-    if line_g is not None:
-        out["line_g"] = line_g
+    if xb._lines is not None:
+        out.update(xb._lines.kept_state())
     return out
 
 
@@ -91,12 +90,12 @@ def load_chip_state_dict(xb, state: dict) -> None:
         arrays[name] = np.array(arr, dtype=bool if name in ("stuck", "unformed") else float, copy=True, order="C")
     if not isinstance(rng_state, dict) or rng_state.get("bit_generator") != xb._rng.bit_generator.state["bit_generator"]:
         raise ValueError("chip state's RNG state is for a different bit generator")
-    line_g = state.get("line_g")
-    if line_g is not None:
-        line_g = np.array(line_g, dtype=float, copy=True)
-        if line_g.shape != full or xb._lines is None:
-            raise ValueError(f"chip state's line factorization has shape {line_g.shape}, expected {full} "
-                             "on resistive lines")
+    warm = {k: np.asarray(v) for k, v in state.items() if k.startswith("warm_")}
+    if warm:
+        x = warm.get("warm_x")
+        if xb._lines is None or x is None or x.ndim != 4 or tuple(x.shape[1:]) != (2, *full[1:]):
+            raise ValueError(f"chip state's line warm starts have shape {None if x is None else x.shape}, "
+                             f"expected (n, 2, {full[1]}, {full[2]}) on resistive lines")
     # validated: apply
     xb._rng.bit_generator.state = rng_state
     xb._g, xb._t_written, xb._n_disturb = arrays.pop("g"), arrays.pop("t_written"), arrays.pop("n_disturb")
@@ -106,7 +105,7 @@ def load_chip_state_dict(xb, state: dict) -> None:
         setattr(xb.population, name, value)
     xb._clock = float(np.asarray(state["clock"]))
     if xb._lines is not None:
-        xb._lines.restore(line_g)
+        xb._lines.restore(warm)
     xb.n_read_ops = int(np.asarray(state["n_read_ops"]))
     xb.n_pulse_ops = int(np.asarray(state["n_pulse_ops"]))
 

@@ -12,12 +12,11 @@ linear (beta = 0) solution.  Lines in a part of the network with no conductive p
 terminal carry no current; they are pinned at 0 V so the equations stay non-singular.
 
 Fast path (:class:`LineSolver`): with resistive lines and every terminal driven (grounded reads,
-V/2 and V/3 writes, matrix-vector products) the linear part of the network is the same for every
-operation on the same conductances, whatever the terminal voltages.  Its factorization
-(:class:`programming.line_model.LineNetwork`) is kept and reused — refactored only for the chips
-whose conductances changed — and the device nonlinearity is solved by a chord iteration on it,
-many terminal-voltage sets (reads of different rows, lanes of a pulse call, input vectors) at once
-as the columns of one right-hand side.
+V/2 and V/3 writes, matrix-vector products) many small chips are relaxed together
+(:mod:`programming.line_batch`); every other chip is solved by line sweeps in compiled code
+(:mod:`programming.line_sweep`: block Gauss-Seidel over the row and column lines, each line's
+Newton step a tridiagonal solve, stopped on a proven bound of every node voltage's error), each
+operating point from its own last solution (a read of the same row, a pulse of the same cell).
 """
 from __future__ import annotations
 
@@ -30,8 +29,8 @@ from scipy.sparse.linalg import splu
 
 from mock_hw.device import iv_current, iv_slope
 from programming.blas import BLAS_ONE_THREAD_MIN, blas_held, blas_one_thread
-from programming.line_batch import BatchLines, kept_network
-from programming.line_model import LineNetwork
+from programming.line_batch import BatchLines
+from programming.line_sweep import WarmStarts, relaxed_network, sweep_solve
 
 DENSE_MAX = 512  # largest node count (r_line > 0) solved as a batched dense system
 
@@ -231,82 +230,83 @@ class DrivenSolution:
 
 
 class LineSolver:
-    """Crossbars with resistive lines and every terminal driven, solved on a kept factorization.
+    """Crossbars with resistive lines and every terminal driven.
 
-    The linear network (devices at their small-signal conductance g / (1 + β v_ref²), lines, the
-    terminals' access resistance) is factorized once per set of conductances and reused by every
-    call until a chip's conductances change (then only that chip is refactored).  The cubic part of
-    the device current is solved by the chord iteration ``x ← A⁻¹ (b − n(x))`` (``n``: the devices'
-    current beyond the linear part), which converges to the same KCL solution as Newton.
+    Where the lines barely load the devices (many small chips, :func:`~programming.line_batch.batch_suits`)
+    the network is relaxed (:class:`~programming.line_batch.BatchLines`).  Otherwise every operating
+    point is solved by line sweeps (:func:`~programming.line_sweep.sweep_solve`: block Gauss-Seidel
+    over the row and column lines, each line's Newton step a tridiagonal solve, in compiled code)
+    until every node voltage is proven within the tolerance of the solution, starting from the
+    point's last solution (:class:`~programming.line_sweep.WarmStarts`: a read of the same row, a
+    pulse of the same cell at another amplitude) — no factorization.
 
     Args:
         r_line: line resistance per segment, Ω (> 0).
-        beta, v_ref: device I-V nonlinearity (1/V²) and reference voltage (V).
+        beta, v_ref: device I-V nonlinearity (1/V², ≥ 0) and reference voltage (V).
         r_access: series resistance between each terminal and its line, Ω.
-        stale: keep a block factorization across conductance changes that cost the chord
-            iteration at most this much contraction (0: refactor on every change); the solves
-            carry the change as a current and reach the same solution to their tolerance.
+        warm: keep each swept operating point's solution as the start of its next solve (else
+            every solve starts at its terminals' voltages, and its answer depends on nothing
+            earlier).
     """
 
-    def __init__(self, r_line: float, beta: float, v_ref: float, r_access: float = 0.0, stale: float = 0.0):
+    def __init__(self, r_line: float, beta: float, v_ref: float, r_access: float = 0.0, warm: bool = False):
         self.r_line, self.beta, self.v_ref, self.r_access = float(r_line), float(beta), float(v_ref), float(r_access)
-        self.stale = float(stale)
         self._norm = 1.0 + self.beta * self.v_ref ** 2
-        self.net: LineNetwork | None = None
+        self.net: BatchLines | None = None     # the relaxed network, where the lines relax
+        self.warm = bool(warm)
+        self._warm: WarmStarts | None = None
 
-    def network(self, g) -> LineNetwork:
-        """The factorized linear network of conductances ``g`` (B, R, C), S (kept if unchanged;
-        with ``stale`` > 0, a block factorization is kept while the conductances' change since
-        it costs the chord iteration at most ``stale`` of contraction:
-        :meth:`~programming.line_model.LineNetwork.keep_stale`)."""
-        gl = np.asarray(g, float) / self._norm
-        if self.stale > 0 and type(self.net) is LineNetwork and self.net.keep_stale(gl, self.stale):
-            return self.net
-        self.net = kept_network(self.net, gl, self.r_line, self.r_access)   # relaxed where the lines load little
+    def network(self, g) -> BatchLines | None:
+        """The relaxed network of conductances ``g`` (B, R, C), S (kept, updated to them) where
+        the lines relax, else None (the solves sweep the lines)."""
+        self.net = relaxed_network(self.net, np.asarray(g, float) / self._norm, self.r_line, self.r_access)
         return self.net
 
-    def kept_state(self) -> np.ndarray | None:
-        """The linear conductances (B, R, C), S, of the block factorization a stale solver keeps
-        (None where it keeps none): :meth:`restore` of them makes another solver give the same
-        answers bit for bit (a kept factorization's answers depend on where it was made)."""
-        net = self.net
-        if self.stale > 0 and type(net) is LineNetwork and net._blocks is not None:
-            return net._g.copy()
-        return None
+    def kept_state(self) -> dict[str, np.ndarray]:
+        """The warm starts this solver keeps, as plain arrays (:meth:`restore` of them makes
+        another solver give the same answers bit for bit: a swept solve's answer depends on its
+        start, to its tolerance); empty where it keeps none."""
+        return {} if self._warm is None else self._warm.state()
 
-    def restore(self, g_lin) -> None:
-        """Factorize at the linear conductances ``g_lin`` (B, R, C), S, of :meth:`kept_state`
-        (None: keep nothing; the next solve factorizes its own)."""
-        self.net = None if g_lin is None else LineNetwork(np.asarray(g_lin, float), self.r_line, self.r_access)
+    def restore(self, state) -> None:
+        """Take the warm starts of :meth:`kept_state` (an empty or None state: none)."""
+        self._warm = None
+        if state:
+            self._warm = WarmStarts.from_state(state)
 
     def relaxed(self, g) -> bool:
         """Whether solves on conductances ``g`` relax the lines (many small arrays,
         :mod:`programming.line_batch`: an operating point costs only while it has current) rather
-        than substitute in a factorization (any right-hand side costs the same)."""
-        return isinstance(self.network(g), BatchLines)
+        than sweep them."""
+        return self.network(g) is not None
 
     def solve(self, g, row_v, col_v, tol: float = 1e-12, max_iter: int = 200, focus=None,
-              chips: slice | None = None, checked: bool = False) -> DrivenSolution:
+              chips: slice | None = None, checked: bool = False, currents: bool = True) -> DrivenSolution:
         """Solve ``K`` operating points per chip: ``row_v`` (B, K, R) and ``col_v`` (B, K, C), V,
-        all finite.  Converged when the last chord step moved no node by more than ``tol`` times
-        the largest terminal voltage.  ``focus``: optional (rows, cols), (B, K) ints (−1: none),
-        the line of each operating point whose devices carry the strong nonlinearity (a pulse's
-        selected row and column, a read's driven row): solved by a Newton step on those lines in
-        every iteration (:meth:`~programming.line_model.LineNetwork.solve_cubic`), the same
-        solution in fewer substitutions.  ``chips``: solve only the chips ``chips`` (a slice) of
-        the batch ``g`` on its kept network, relaxed (:meth:`relaxed`) — ``row_v``, ``col_v`` and
-        ``focus`` are then those chips' (a large batch solved chunk by chunk).  ``checked``: the
-        caller has brought the kept network to ``g`` in this call (:meth:`network`), so a batch
-        solved chunk by chunk is not compared whole with the kept conductances for every chunk."""
+        all finite, to ``tol`` times each point's largest terminal voltage (swept lines: every
+        node voltage proven within it, and with ``currents`` every terminal current within ``tol``
+        times that voltage times the chip's mean conductance — a reading's bound; relaxed lines:
+        their proven bound).  ``focus``: optional
+        (rows, cols), (B, K) ints (−1: none), the lines of each operating point whose devices
+        carry the strong nonlinearity, for a relaxed network's factorized fallback
+        (:meth:`~programming.line_model.LineNetwork.solve_cubic`).  ``chips``: solve only the
+        chips ``chips`` (a slice) of the batch ``g`` on its kept relaxed network — ``row_v``,
+        ``col_v`` and ``focus`` are then those chips' (a large batch solved chunk by chunk).
+        ``checked``: the caller has brought the kept network to ``g`` in this call
+        (:meth:`network`), so a batch solved chunk by chunk is not compared whole with the kept
+        conductances for every chunk."""
         with blas_one_thread():  # one pinning for every substitution of the iteration
-            return self._solve(g, row_v, col_v, tol, max_iter, focus, chips, checked)
+            return self._solve(g, row_v, col_v, tol, max_iter, focus, chips, checked, currents)
 
-    def _solve(self, g, row_v, col_v, tol, max_iter, focus=None, chips=None, checked=False) -> DrivenSolution:
+    def _solve(self, g, row_v, col_v, tol, max_iter, focus=None, chips=None, checked=False,
+               currents=True) -> DrivenSolution:
         g = np.asarray(g, float)
         row_v, col_v = np.asarray(row_v, float), np.asarray(col_v, float)
         if not (np.all(np.isfinite(row_v)) and np.all(np.isfinite(col_v))):
             raise ValueError("LineSolver needs every terminal driven (finite voltages)")
         net = self.net if checked and self.net is not None else self.network(g)
+        if net is None:
+            return self._swept(g, row_v, col_v, tol, currents)
         if chips is not None:
             net, g = net.chips(chips), g[chips]
         if focus is not None:
@@ -315,6 +315,31 @@ class LineSolver:
         vr, vc = net.split(x)
         row_current, col_current = net.terminal_currents(vr, vc, row_v, col_v)
         return DrivenSolution(vr, vc, row_current, col_current, it, g, self.beta, self.v_ref)
+
+    def _swept(self, g, row_v, col_v, tol, currents) -> DrivenSolution:
+        """:meth:`solve` by line sweeps from the kept warm starts (which it updates)."""
+        B, R, C = g.shape
+        K = row_v.shape[1]
+        chip = np.repeat(np.arange(B), K)
+        rv, cv = row_v.reshape(B * K, R), col_v.reshape(B * K, C)
+        x = np.empty((B * K, 2, R, C))
+        if self.warm:
+            if self._warm is None or self._warm.shape != (R, C):
+                self._warm = WarmStarts((R, C))
+            keys = self._warm.start(x, chip, rv, cv)
+        else:
+            x[:, 0], x[:, 1] = rv[:, :, None], cv[:, None, :]
+        scale = np.maximum(np.abs(rv).max(axis=1, initial=0.0), np.abs(cv).max(axis=1, initial=0.0))
+        i_tol = tol * scale * g.reshape(B, -1).mean(axis=1)[chip] if currents else np.inf
+        sweeps = sweep_solve(g, self.beta, self.v_ref, self.r_line, self.r_access, chip, rv, cv, x, tol * scale, i_tol)
+        if self.warm:
+            self._warm.keep(keys, x)
+        x = x.reshape(B, K, 2, R, C)
+        vr, vc = x[:, :, 0], x[:, :, 1]
+        g_term = 1.0 / (self.r_line + self.r_access)
+        row_current = g_term * (row_v - vr[..., :, 0])
+        col_current = g_term * (vc[..., -1, :] - col_v)
+        return DrivenSolution(vr, vc, row_current, col_current, int(sweeps.max(initial=0)), g, self.beta, self.v_ref)
 
 
 def solve_network(g, row_v, col_v, beta: float, v_ref: float, r_line: float = 0.0,

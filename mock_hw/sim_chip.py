@@ -41,33 +41,24 @@ from .presets import DEFAULT_PRESET, ChipParams, get_preset
 
 __all__ = ["SimulatedCrossbar", "save_chip_state", "load_chip_state"]
 
-#: convergence of the line solves (largest node-voltage step relative to the largest terminal
-#: voltage): reads and products to 1e-10, far below the 0.1 % read noise; pulses to 1e-7 (0.2 µV
-#: at 2 V, far below the spread of the switching thresholds)
+#: convergence of the line solves, relative to each operating point's largest terminal voltage:
+#: reads and products to 1e-10, far below the 0.1 % read noise; pulses to 1e-7 (0.2 µV at 2 V, far
+#: below the spread of the switching thresholds).  On swept lines (:func:`programming.line_sweep.sweep_solve`:
+#: every chip that does not relax) a proven bound on every node voltage's error
 READ_TOL, PULSE_TOL = 1e-10, 1e-7
-#: the same on a factorized line network (:class:`~programming.line_model.LineNetwork`: a chip
-#: whose lines load its devices too much to relax) of at least ``FACTORED_TOL_CELLS`` cells (32×32
-#: and up), where every chord iteration is a substitution costing ~1M multiply-adds per operating
-#: point: reads and pulses to 1e-4 of the largest terminal voltage
-#: (20 µV on a 0.2 V read, a current error ≤ 1e-4 relative: a tenth of the 0.1 % read noise and a
-#: hundredth of a 1 % tuning band; 0.2 mV on a 2 V pulse, a two-thousandth of the 0.1 V spread of the
-#: switching thresholds and of the 0.1 V per decade of the width law, ~0.4 % of the switching
-#: step at 0.1 V overdrive against its 30 % cycle-to-cycle noise).  A solve stops when its last
-#: chord step is below that (the step bounds the error while the chord contracts by ≤ 1/2 a step;
-#: measured on 64×64 at 0.67 Ω: ~7e-4 for reads, 0.02–0.05 for pulses, so the error left is
-#: ~1e-8 of a read and ~1e-5 of a pulse): a read stops at its second substitution instead of
-#: its third.  Statistical check (same chips, seeds and targets, tolerances against 1e-10 / 1e-7):
+#: the same on swept lines of at least ``FACTORED_TOL_CELLS`` cells (32×32 and up; the names are
+#: those of the factorized solver the sweeps replaced), where a decade costs about a sweep
+#: (~8·10⁴ node updates per operating point): reads with every node voltage proven within 1e-5 of
+#: the read voltage and every reading within 1e-5 of the read voltage times the chip's mean
+#: conductance (2 µV and 0.6 nA at 0.2 V and 300 µS: a hundredth of the 0.1 % read noise of a mean
+#: cell; the error left is far smaller, ~1e-7 of a reading measured on 64×64); pulses with every
+#: node voltage within 1e-4 of the drive (0.2 mV at 2 V, a five-hundredth of the 0.1 V spread of
+#: the switching thresholds and of the 0.1 V per decade of the width law, ~0.4 % of the switching
+#: step at 0.1 V overdrive against its 30 % cycle-to-cycle noise; the error left is ~1/100 of the
+#: bound).  Statistical check (same chips, seeds and targets, tolerances against 1e-10 / 1e-7):
 #: ``benchmarks/ir_speed.py --evidence``
-FACTORED_READ_TOL, FACTORED_PULSE_TOL = 1e-4, 1e-4
+FACTORED_READ_TOL, FACTORED_PULSE_TOL = 1e-5, 1e-4
 FACTORED_TOL_CELLS = 1024
-#: the factorized line network is kept across conductance changes (pulses, drift) while they cost
-#: its chord iteration at most this much contraction per step (``stale`` of
-#: :class:`mock_hw.nodal.LineSolver`; a bound, the change seen is far smaller): each solve carries
-#: the change as a current and reaches the same solution to its tolerance, and the contraction
-#: stays below the 1/2 the tolerances above take (pulses measured at 0.02–0.05 on 64×64).  On a
-#: 64×64 tune at 0.67 Ω: 144 factorizations in the first 400 solves instead of 424, the same
-#: substitutions per solve (2.6)
-LINE_STALE = 0.25
 #: on relaxed lines (many small chips, :mod:`programming.line_batch`) each operating point stops at
 #: its own proven bound, and a decade costs a relaxation step of the whole batch.  Pulses there to
 #: the factorized path's FACTORED_PULSE_TOL (1e-4 of the drive, 0.2 mV at 2 V: its reasons above;
@@ -87,7 +78,8 @@ LINE_CHIPS = 1024
 #: operating points a relaxed line solve of single points (:meth:`SimulatedCrossbar._relaxed_points_solve`:
 #: the busy lanes of many chips) works at once: the node voltages of 8192 points of 8×8 (8 MB)
 LINE_POINTS = 8 * LINE_CHIPS
-#: reads and pulses on resistive lines take a Newton step on their selected lines in every chord
+#: reads and pulses on resistive lines that fall back to a factorized chord iteration (relaxed
+#: lines too resistive to relax) take a Newton step on their selected lines in every chord
 #: iteration (``focus`` of :meth:`mock_hw.nodal.LineSolver.solve`) where a line's own IR drop,
 #: estimated as r_line·ḡ·n(n + 1)/2 (n cells fed from one end, ḡ the middle of the programming
 #: window), reaches this fraction of its drive.  Below it the chord iteration needs no more
@@ -175,8 +167,8 @@ class SimulatedCrossbar(Crossbar):
         #: the largest |voltage| across any cell but a pulse's selected one (half-selected cells
         #: included) in any pulse so far, V: at most V/2 (V/3) of the drive under V/2 (V/3) on ideal lines
         self.max_unselected_v = 0.0
-        # resistive lines: the kept factorizations of the whole batch and of chip 0 (drive_lines)
-        self._lines = nodal.LineSolver(params.r_line, d.beta, d.v_ref, stale=LINE_STALE) if params.r_line > 0 else None
+        # resistive lines: the line solvers of the whole batch (its warm starts kept) and of chip 0 (drive_lines)
+        self._lines = nodal.LineSolver(params.r_line, d.beta, d.v_ref, warm=True) if params.r_line > 0 else None
         self._lines0 = nodal.LineSolver(params.r_line, d.beta, d.v_ref) if params.r_line > 0 else None
         self._rows_kept = None      # relaxed lines' grounded reads of unchanged chips (_kept_rows)
         n = max(self.shape)
@@ -493,10 +485,11 @@ class SimulatedCrossbar(Crossbar):
         the batch is large, :data:`LINE_CHIPS` chips at a time (the same answers: each chip's
         relaxation is its own), so the whole batch's node voltages are never held."""
         B = self.n_chips
-        if not self._lines.relaxed(self._g):        # factorized: large ones to the factorized tolerances
+        if not self._lines.relaxed(self._g):        # swept: large ones to the FACTORED_* tolerances
+            sensed = tol != PULSE_TOL       # reads and products: their terminal currents are the answer
             if self.shape[0] * self.shape[1] >= FACTORED_TOL_CELLS:
                 tol = {READ_TOL: FACTORED_READ_TOL, PULSE_TOL: FACTORED_PULSE_TOL}.get(tol, tol)
-            return take(self._lines.solve(self._g, row_v, col_v, tol=tol, focus=focus), slice(None))
+            return take(self._lines.solve(self._g, row_v, col_v, tol=tol, focus=focus, currents=sensed), slice(None))
         if B <= LINE_CHIPS:
             tol = RELAXED_TOL.get(tol, tol)
             return take(self._lines.solve(self._g, row_v, col_v, tol=tol, focus=focus), slice(None))
@@ -1401,7 +1394,7 @@ class SimulatedCrossbar(Crossbar):
         if pop.unformed is not None and pop.unformed.any():
             # forming changes the population: lane by lane on the whole voltage maps
             tol = RELAXED_TOL[PULSE_TOL] if self._lines.relaxed(self._g) else PULSE_TOL
-            sol = self._lines.solve(self._g, row_v, col_v, tol=tol, focus=focus)
+            sol = self._lines.solve(self._g, row_v, col_v, tol=tol, focus=focus, currents=False)
             energy[:, on_lanes] = (sol.v_cell * sol.i_cell).sum(axis=(2, 3)) * width[:, on_lanes]
             self._unselected_lines(sol.v_cell, lit, rows[:, on_lanes], cols[:, on_lanes])
             for q, k in enumerate(on_lanes):

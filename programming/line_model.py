@@ -263,10 +263,6 @@ class LineNetwork:
         # dense blocks (block_factor) where they fit, else one sparse LU per chip
         self._blocks = None if B * R * C * C > BLOCK_MAX else (np.empty((B, R, C, C)), np.empty((B, R, C, C)))
         self._g = np.full(g.shape, np.nan)
-        self._g_now = None      # conductances taken without refactoring (keep_stale), else None
-        # the largest resistance a cell sees into the lines alone, terminal to terminal, Ω: its row
-        # line from its column 0 end, its column line from its row R−1 end
-        self._z_max = 2.0 / self.g_term + self.r_line * (R + C - 2)
         self.factorizations = 0
         self.update(g)
 
@@ -281,26 +277,7 @@ class LineNetwork:
         with blas_one_thread():
             done = self._refactor(g, N)
         self.factorizations += done
-        self._g_now = None
         return done
-
-    def keep_stale(self, g, limit: float) -> bool:
-        """Take conductances ``g`` (B, R, C), S, without refactoring, if every chip's block
-        factorization is kept and the change since it was factorized costs the chord iteration of
-        :meth:`solve_cubic` at most ``limit`` of contraction: ``z·Σ|Δg|`` ≤ ``limit`` on each
-        chip, ``z`` the largest resistance a cell sees into the lines alone (the devices only
-        lower it, and no transfer resistance between two cells exceeds both their own).  The
-        solves then carry the change as the current ``Δg·v`` of each cell (``v`` its voltage) and
-        converge to the same solution, to their tolerance.  Returns whether it did; if not,
-        nothing changed (:meth:`update` refactors)."""
-        g = np.asarray(g, dtype=float)
-        if self._blocks is None or g.shape != self.shape:
-            return False
-        bound = self._z_max * np.abs(g - self._g).reshape(self.shape[0], -1).sum(axis=1)
-        if not np.all(bound <= limit):         # NaN: a chip never factorized
-            return False
-        self._g_now = g.copy() if bound.any() else None
-        return True
 
     def _refactor(self, g, N) -> int:
         if self._blocks is not None:
@@ -339,10 +316,7 @@ class LineNetwork:
         return rhs.reshape(B, K, 2 * R * C)
 
     def solve(self, rhs) -> np.ndarray:
-        """Node voltages (B, K, N), V, for node current injections ``rhs`` (B, K, N), A (on
-        conductances taken by :meth:`keep_stale`, refactored first)."""
-        if self._g_now is not None:
-            self.update(self._g_now)
+        """Node voltages (B, K, N), V, for node current injections ``rhs`` (B, K, N), A."""
         rhs = np.asarray(rhs, float)
         with blas_one_thread():  # small products, and SuperLU's substitutions: threads only slow them
             if self._blocks is not None:
@@ -387,9 +361,6 @@ class LineNetwork:
         gc = np.asarray(g, float).reshape(B, 1, n_c) * c
         neg_gc = -gc
         t = self._t
-        # conductances taken without refactoring (keep_stale): their change from the factorized
-        # ones, carried as each cell's current Δg·v beside the devices' nonlinear part
-        delta = None if self._g_now is None else (self._g_now - self._g).reshape(B, 1, n_c)
 
         # the operating points still iterated: their lanes (right-hand sides) and those lanes'
         # injections, terminal voltages and focus lines (every lane at first)
@@ -401,8 +372,6 @@ class LineNetwork:
             e *= v
             if self._blocks is not None:        # b is zero away from the terminals' nodes
                 e *= neg_gc
-                if delta is not None:
-                    e -= delta * v
                 return block_solve(self._g, *self._blocks, self.g_seg, bl, cell=e)
             e *= gc
             out = np.empty(bl.shape)

@@ -1,0 +1,331 @@
+"""Line sweeps: the nonlinear crossbar network with every terminal driven, solved by block
+Gauss-Seidel over its lines in compiled code (numba), from a warm start (SI units: S, V, A, Ω).
+
+The network is :class:`programming.line_model.LineNetwork`'s (row i's terminal at its column-0
+end, column j's at its row-(R−1) end, ``r_line`` per segment, ``r_access`` in series with each
+terminal, device (i, j) between row node (i, j) and column node (i, j) with the cubic I-V
+``I = g·V·(1 + β V²)/(1 + β v_ref²)``).  A sweep takes one Newton step of KCL on every row line
+with the column nodes held (each line a tridiagonal system: its segments, its terminal and the
+slopes of its devices; every row at once by the Thomas algorithm), then on every column line with
+the row nodes held.  On a 64×64 chip at 0.67 Ω a sweep gains a factor ~15 (the lines' own drop is
+solved exactly by their Newton steps; what is left is the weak coupling of a line to the others
+through the devices), and it costs ~8·10⁴ node updates, against ~10⁶ multiply-adds per operating
+point for a substitution in the block factorization — and no factorization at all.
+
+**Stop, a proven bound.**  Before each sweep the KCL residual ``F`` of every node is evaluated; a
+point stops when ``z·Σ|F| ≤ tol``, ``z = r_line + r_access + r_line·(max(R, C) − 1)``.  Why it
+bounds the error of every node voltage: ``F(x) = J̄ (x − x*)`` with ``J̄`` the mean of the KCL
+Jacobians along the segment from ``x`` to the solution ``x*``; each is a conductance matrix (line
+segments, terminal paths to the driven terminals, devices at their slopes dI/dV > 0 for β ≥ 0), a
+symmetric M-matrix, so ``J̄⁻¹`` is entrywise positive and its largest entry of column k is its
+diagonal (a current fed into one node raises no node above it) ≤ the resistance from node k to its
+own line's terminal along the line alone (every other path only lowers it), at most ``z``.  Hence
+``|x − x*|_m ≤ Σ_k (J̄⁻¹)_mk |F_k| ≤ z·Σ|F|``.  The bound is pessimistic (the residual is spread
+over many nodes whose transfer resistances to one another are far below ``z``): measured on 64×64
+at 0.67 Ω the node error left is ~1/100 of it.
+
+**Warm starts.**  A solve starts from the caller's node voltages (``x`` in and out): the solution
+of the same operating point on the conductances of an earlier call, scaled to the new drive, sits
+within a few 1e-5 of the new one when only a few cells changed (a tuner's next read of a cell after
+one pulse, its next pulse a ramp step higher), so one or two sweeps reach the tolerance.
+:class:`WarmStarts` keeps them.
+
+numba is imported when a solve is first made (never on the command line's ``--help`` path); the
+kernel is compiled once and cached on disk (``cache=True``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .line_batch import BatchLines, batch_suits, kept_network
+
+_KERNEL = {}
+#: rounding of a node's KCL residual relative to g_seg times the largest terminal voltage (a few
+#: double-precision roundings of its terms): the floor of the proven stop
+ROUNDING = 8 * np.finfo(float).eps
+
+
+def _kernel():
+    """The compiled sweep kernel (compiled on first use, cached on disk by numba)."""
+    if "sweep" not in _KERNEL:
+        from numba import njit
+
+        # reassociation and contraction let the compiler vectorize the lines' sums across the
+        # lines (the same machine code every run: deterministic); NaN and infinity keep their meaning
+        @njit(cache=True, fastmath={"reassoc", "contract", "arcp", "nsz"})
+        def sweep_points(gl, gc, chip, g_seg, g_term, row_v, col_v, x, lim, lim_i, z, max_sweeps, sweeps):  # pragma: no cover - compiled
+            """Solve each point p (chip ``chip[p]``, terminals ``row_v[p]`` (R,) / ``col_v[p]``
+            (C,)) from ``x[p]`` (2, R, C), in place, until ``z·Σ|F| ≤ lim[p]`` and
+            ``Σ|F| ≤ lim_i[p]``; ``gl``, ``gc``
+            (B, R, C): the devices' linear and cubic coefficients (I = v·(gl + gc·v²)).  Writes the
+            sweeps taken into ``sweeps[p]`` (−1: not converged in ``max_sweeps``).  The row lines
+            are worked on in a transposed copy (the row index contiguous) and the column lines in
+            place (the column index contiguous), so that both solve their lines side by side."""
+            P = x.shape[0]
+            R, C = x.shape[2], x.shape[3]
+            n = max(R, C)
+            cp, dp = np.empty((C, R)), np.empty((C, R))      # row lines' Thomas pivots and steps (transposed)
+            cq, dq = np.empty((R, C)), np.empty((R, C))      # column lines'
+            vrT, vcT = np.empty((C, R)), np.empty((C, R))
+            glT, gcT = np.empty((C, R)), np.empty((C, R))
+            F, D = np.empty(n), np.empty(n)
+            last = -1
+            for p in range(P):
+                b = chip[p]
+                vr, vc = x[p, 0], x[p, 1]
+                gl_b, gc_b = gl[b], gc[b]
+                rv, cv = row_v[p], col_v[p]
+                if b != last:
+                    for i in range(R):
+                        for j in range(C):
+                            glT[j, i] = gl_b[i, j]
+                            gcT[j, i] = gc_b[i, j]
+                    last = b
+                for i in range(R):
+                    for j in range(C):
+                        vrT[j, i] = vr[i, j]
+                        vcT[j, i] = vc[i, j]
+                sweeps[p] = -1
+                for it in range(max_sweeps + 1):
+                    # every row node's KCL residual (summed as |F|) and its line's Newton step
+                    res = 0.0
+                    for j in range(C):
+                        for i in range(R):
+                            v = vrT[j, i] - vcT[j, i]
+                            a = glT[j, i]
+                            c3 = gcT[j, i] * v * v
+                            F[i] = v * (a + c3)
+                            D[i] = a + 3.0 * c3
+                        if j == 0:
+                            for i in range(R):
+                                F[i] += g_term * (vrT[0, i] - rv[i])
+                                D[i] += g_term
+                        else:
+                            for i in range(R):
+                                F[i] += g_seg * (vrT[j, i] - vrT[j - 1, i])
+                                D[i] += g_seg
+                        if j < C - 1:
+                            for i in range(R):
+                                F[i] += g_seg * (vrT[j, i] - vrT[j + 1, i])
+                                D[i] += g_seg
+                        for i in range(R):
+                            res += abs(F[i])
+                        if j == 0:
+                            for i in range(R):
+                                cp[0, i] = -g_seg / D[i]
+                                dp[0, i] = -F[i] / D[i]
+                        else:
+                            for i in range(R):
+                                m = 1.0 / (D[i] + g_seg * cp[j - 1, i])
+                                cp[j, i] = -g_seg * m
+                                dp[j, i] = (g_seg * dp[j - 1, i] - F[i]) * m
+                    # every column node's residual at the same state
+                    for i in range(R):
+                        for j in range(C):
+                            v = vr[i, j] - vc[i, j]
+                            F[j] = -v * (gl_b[i, j] + gc_b[i, j] * v * v)
+                        if i > 0:
+                            for j in range(C):
+                                F[j] += g_seg * (vc[i, j] - vc[i - 1, j])
+                        if i < R - 1:
+                            for j in range(C):
+                                F[j] += g_seg * (vc[i, j] - vc[i + 1, j])
+                        else:
+                            for j in range(C):
+                                F[j] += g_term * (vc[i, j] - cv[j])
+                        for j in range(C):
+                            res += abs(F[j])
+                    if z * res <= lim[p] and res <= lim_i[p]:
+                        sweeps[p] = it
+                        break
+                    if it == max_sweeps:
+                        break
+                    # the row lines' step (back substitution), into both copies
+                    for j in range(C - 2, -1, -1):
+                        for i in range(R):
+                            dp[j, i] -= cp[j, i] * dp[j + 1, i]
+                    for j in range(C):
+                        for i in range(R):
+                            vrT[j, i] += dp[j, i]
+                    for i in range(R):
+                        for j in range(C):
+                            vr[i, j] += dp[j, i]
+                    # every column line's Newton step with the row nodes held
+                    for i in range(R):
+                        for j in range(C):
+                            v = vr[i, j] - vc[i, j]
+                            a = gl_b[i, j]
+                            c3 = gc_b[i, j] * v * v
+                            F[j] = -v * (a + c3)
+                            D[j] = a + 3.0 * c3
+                        if i > 0:
+                            for j in range(C):
+                                F[j] += g_seg * (vc[i, j] - vc[i - 1, j])
+                                D[j] += g_seg
+                        if i < R - 1:
+                            for j in range(C):
+                                F[j] += g_seg * (vc[i, j] - vc[i + 1, j])
+                                D[j] += g_seg
+                        else:
+                            for j in range(C):
+                                F[j] += g_term * (vc[i, j] - cv[j])
+                                D[j] += g_term
+                        if i == 0:
+                            for j in range(C):
+                                cq[0, j] = -g_seg / D[j]
+                                dq[0, j] = -F[j] / D[j]
+                        else:
+                            for j in range(C):
+                                m = 1.0 / (D[j] + g_seg * cq[i - 1, j])
+                                cq[i, j] = -g_seg * m
+                                dq[i, j] = (g_seg * dq[i - 1, j] - F[j]) * m
+                    for i in range(R - 2, -1, -1):
+                        for j in range(C):
+                            dq[i, j] -= cq[i, j] * dq[i + 1, j]
+                    for i in range(R):
+                        for j in range(C):
+                            vc[i, j] += dq[i, j]
+                    for j in range(C):
+                        for i in range(R):
+                            vcT[j, i] += dq[i, j]
+
+        _KERNEL["sweep"] = sweep_points
+    return _KERNEL["sweep"]
+
+
+def error_scale(shape, r_line: float, r_access: float = 0.0) -> float:
+    """``z`` (Ω) of the proven stop: the largest resistance from any node to its own line's terminal
+    along that line, ``r_line + r_access + r_line·(max(R, C) − 1)``; a state's node voltages are
+    within ``z·Σ|F|`` of the solution (``F`` its KCL residuals)."""
+    R, C = shape[-2:]
+    return float(r_line) + float(r_access) + float(r_line) * (max(R, C) - 1)
+
+
+def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, chip, row_v, col_v, x, tol,
+                i_tol=np.inf, max_sweeps: int = 500) -> np.ndarray:
+    """Solve operating points in place by line sweeps: point p on chip ``chip[p]`` of the devices
+    ``g`` (B, R, C), S (cubic I-V with ``beta`` ≥ 0, 1/V², around ``v_ref``, V), terminals at
+    ``row_v`` (P, R) and ``col_v`` (P, C), V, from the node voltages ``x`` (P, 2, R, C) (row nodes,
+    column nodes; overwritten with the solution) until every node voltage is proven within
+    ``tol`` (V, (P,) or a scalar) of the solution, and every terminal current within ``i_tol`` (A,
+    (P,) or a scalar; default: no bound).  Returns the sweeps each point took.  Raises
+    RuntimeError if a point does not get there in ``max_sweeps``.
+
+    A terminal current is ``g_term`` times its terminal node's voltage difference to the terminal,
+    and that node's transfer resistance to any node is at most its own driving-point resistance,
+    at most ``1/g_term`` (its path to the terminal alone): its error is at most ``Σ|F|`` itself.
+    A reading needs this bound: it is ~1/(r·g) times more sensitive to its terminal node than a
+    cell's voltage is to its nodes, and a warm start whose node voltages already meet ``tol`` still
+    carries the whole change of a cell's current since (a read right after a small pulse)."""
+    if not beta >= 0:
+        raise ValueError(f"line sweeps need a device I-V coefficient beta >= 0 1/V^2, got {beta}")
+    g = np.ascontiguousarray(g, dtype=float)
+    norm = 1.0 + beta * v_ref * v_ref
+    gl = g / norm
+    gc = g * (beta / norm)
+    P = x.shape[0]
+    g_seg, g_term = 1.0 / r_line, 1.0 / (r_line + r_access)
+    # the rounding of the residuals (each node's KCL terms ~ g_seg·V with V the largest terminal
+    # voltage, eps relative, a few terms per node) floors what the bound can show: a tolerance
+    # below it is raised to it (64×64 at 0.67 Ω: ~2e-10 of the drive; the node voltages are then
+    # far closer than that, the iteration having contracted through it)
+    z = error_scale(g.shape, r_line, r_access)
+    v = np.maximum(np.abs(row_v).max(axis=-1, initial=0.0), np.abs(col_v).max(axis=-1, initial=0.0))
+    floor = ROUNDING * z * (2 * g.shape[1] * g.shape[2]) * max(g_seg, g_term) * v
+    lim = np.ascontiguousarray(np.maximum(np.broadcast_to(np.asarray(tol, float), (P,)), floor))
+    lim_i = np.ascontiguousarray(np.maximum(np.broadcast_to(np.asarray(i_tol, float), (P,)), floor / z))
+    sweeps = np.empty(P, np.int64)
+    _kernel()(gl, gc, np.ascontiguousarray(chip, dtype=np.int64), g_seg, g_term,
+              np.ascontiguousarray(row_v, dtype=float), np.ascontiguousarray(col_v, dtype=float), x, lim, lim_i,
+              z, int(max_sweeps), sweeps)
+    if np.any(sweeps < 0):
+        raise RuntimeError(f"line sweeps did not converge in {max_sweeps} sweeps")
+    return sweeps
+
+
+#: bytes of node voltages :class:`WarmStarts` keeps (64 MB: 1024 operating points of a 64×64 chip)
+WARM_BYTES = 64 << 20
+
+
+class WarmStarts:
+    """The last solution of each operating point (chip, terminal voltages up to their scale) a
+    :func:`sweep_solve` caller has solved, as the start of its next solve of that point: a read of
+    the same row, a pulse of the same cell under the same scheme at another amplitude (its node
+    voltages scaled by the new amplitude over the old: exact for the linear part of the network).
+    The points solved longest ago leave first, beyond :data:`WARM_BYTES`.  A point never solved
+    starts at its terminals' voltages (ideal lines)."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)           # (R, C)
+        R, C = self.shape
+        self.most = max(16, WARM_BYTES // (16 * R * C))
+        self._kept: dict = {}               # key -> (scale, x (2, R, C)); insertion order = age
+
+    @staticmethod
+    def keys(chip, row_v, col_v) -> list:
+        """(key, scale) of each point (``chip`` (P,), ``row_v`` (P, R), ``col_v`` (P, C), V): its
+        chip and its terminal voltages over their largest magnitude (rounded to 12 digits: a V/3
+        drive's thirds at any amplitude give one key); a point with every terminal at 0 V has none."""
+        scale = np.maximum(np.abs(row_v).max(axis=1, initial=0.0), np.abs(col_v).max(axis=1, initial=0.0))
+        inv = 1.0 / np.where(scale > 0, scale, 1.0)
+        rn = np.round(row_v * inv[:, None], 12) + 0.0          # + 0.0: no negative zeros
+        cn = np.round(col_v * inv[:, None], 12) + 0.0
+        return [((int(chip[p]), rn[p].tobytes(), cn[p].tobytes()) if scale[p] > 0 else None, float(scale[p]))
+                for p in range(scale.size)]
+
+    def start(self, x, chip, row_v, col_v) -> list:
+        """Fill ``x`` (P, 2, R, C) with the start of each point (``chip`` (P,), ``row_v`` (P, R),
+        ``col_v`` (P, C), V); returns the points' keys and scales (for :meth:`keep`)."""
+        keys = self.keys(chip, row_v, col_v)
+        for p, (k, s) in enumerate(keys):
+            got = self._kept.get(k) if k is not None else None
+            if got is not None:
+                np.multiply(got[1], s / got[0], out=x[p])
+            else:
+                x[p, 0] = row_v[p][:, None]
+                x[p, 1] = col_v[p][None, :]
+        return keys
+
+    def keep(self, keys, x) -> None:
+        """Keep the solutions ``x`` (P, 2, R, C) of the points ``keys`` (from :meth:`start`)."""
+        for p, (k, s) in enumerate(keys):
+            if k is None:
+                continue
+            self._kept.pop(k, None)
+            self._kept[k] = (s, x[p].copy())
+        while len(self._kept) > self.most:
+            del self._kept[next(iter(self._kept))]
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The kept starts as plain arrays, oldest first (:meth:`from_state`)."""
+        R, C = self.shape
+        n = len(self._kept)
+        out = {"warm_chip": np.empty(n, np.int64), "warm_row": np.empty((n, R)), "warm_col": np.empty((n, C)),
+               "warm_scale": np.empty(n), "warm_x": np.empty((n, 2, R, C))}
+        for q, ((chip, rb, cb), (s, x)) in enumerate(self._kept.items()):
+            out["warm_chip"][q], out["warm_scale"][q], out["warm_x"][q] = chip, s, x
+            out["warm_row"][q], out["warm_col"][q] = np.frombuffer(rb), np.frombuffer(cb)
+        return out
+
+    @classmethod
+    def from_state(cls, state) -> "WarmStarts":
+        """The starts of :meth:`state` (the same keys, ages and node voltages)."""
+        x = np.asarray(state["warm_x"], float)
+        warm = cls(x.shape[2:])
+        for chip, row, col, s, xq in zip(state["warm_chip"], state["warm_row"], state["warm_col"],
+                                         state["warm_scale"], x):
+            warm._kept[(int(chip), np.asarray(row, float).tobytes(), np.asarray(col, float).tobytes())] = \
+                (float(s), xq.copy())
+        return warm
+
+
+def relaxed_network(net, g_lin, r_line: float, r_access: float = 0.0) -> BatchLines | None:
+    """The relaxed network (:class:`~programming.line_batch.BatchLines`, ``net`` kept and updated
+    when it is one) of the linear conductances ``g_lin`` (B, R, C), S, where the lines relax
+    (:func:`~programming.line_batch.batch_suits`: many small chips); else None, the solves sweep
+    the lines (:func:`sweep_solve`)."""
+    if type(net) is BatchLines or batch_suits(g_lin, r_line, r_access):
+        net = kept_network(net, g_lin, r_line, r_access)
+        if type(net) is BatchLines:
+            return net
+    return None
