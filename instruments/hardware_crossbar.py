@@ -323,6 +323,16 @@ class HardwareCrossbar(Crossbar):
                 self._closed = True
                 close_instruments(self.drivers)
 
+    def bench_time(self) -> float | None:
+        """The bench's time, s: the drive instrument's timer where its driver reads one (a 2600B's
+        ``timer.measure.t()``: on the mock bench the emulated instrument time the chip ages by,
+        on a real bench the instrument's own), one round trip; else None."""
+        inst = getattr(self.ch["drive"], "parent", self.ch["drive"])
+        if not hasattr(inst, "elapsed_time"):
+            return None
+        self.round_trips += 1
+        return float(self._guarded(inst.elapsed_time))
+
     def _wait(self, seconds: float) -> None:
         """Between operations the cell stays routed with outputs on at 0 V: put the bench in its
         safe idle state (outputs off and confirmed, relays open and confirmed) before sleeping.

@@ -327,6 +327,15 @@ class Keithley2600(TimeoutNamingMixin, ErrorQueueMixin, _PymeasureKeithley2600):
             super().__init__(adapter_for(resource, timeout_ms), name, **kw)
         self._wv_loaded = False
 
+    def elapsed_time(self) -> float:
+        """Seconds on the instrument's timer (``timer.measure.t()``: since ``timer.reset()`` or
+        power-on; 2600B reference manual): the bench's time, one round trip."""
+        reply = self.ask("print(timer.measure.t())").strip()
+        try:
+            return float(reply)
+        except ValueError:
+            raise InstrumentError(f"{self.name}: timer reading {reply[:40]!r} is not a number") from None
+
     # -------------------------------------------------------------------------- Identified
     def channel(self, which) -> SmuChannel:
         """``"a"``, ``"b"``, ``"smua"``, ``"smub"`` or one of this instrument's channels."""

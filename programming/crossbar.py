@@ -546,6 +546,11 @@ class Crossbar(abc.ABC):
         infinite duration."""
         self._wait(finite_nonnegative(seconds, "wait duration", "seconds"))
 
+    def bench_time(self) -> float | None:
+        """The bench's time, s, as the host reads it (an instrument's timer), or None where the
+        host has no such clock (the default).  Only differences between its readings mean anything."""
+        return None
+
     def close(self) -> None:
         """Leave the chip safe (outputs off, relays open).  Idempotent."""
 

@@ -24,8 +24,12 @@ CELL_FIELDS = ("pulses", "reads", "energy", "time")
 #: own shift and last excess (NaN where none), its reading when it last converged (NaN: never) and
 #: how many read-backs found it relaxed out of the hold band since, and each cell's converging
 #: reading in the pass in progress (NaN where none; not journaled: a resume rebuilds it from the
-#: finished cells' readings)
-RELAXATION_FIELDS = ("shift", "moves", "seen_moves", "own", "excess", "anchor", "outs", "settled")
+#: finished cells' readings); with a bench clock (``_Run.learn_retention``) the bench time each cell
+#: last converged (NaN: unknown; a resume forgets it for the cells the pass in progress finished)
+#: and the sums Σ L², Σ L·d of its measured moves in log-time, when the last read-back ended; the relative differences of
+#: back-to-back reads the read noise is measured from (``_Run.read_noise``, the on-instrument loop)
+RELAXATION_FIELDS = ("shift", "moves", "seen_moves", "own", "excess", "anchor", "outs", "born", "sxx", "sxy",
+                     "t_back", "read_pairs", "settled")
 #: the :data:`RELAXATION_FIELDS` a journal keeps (all but ``settled``, which a resume rebuilds)
 JOURNALED_RELAXATION = tuple(k for k in RELAXATION_FIELDS if k != "settled")
 
@@ -161,7 +165,12 @@ class TuneState:
             now = np.asarray(cells["pass"])[pick] == state.pass_no
             state.todo.reshape(-1)[flat[now]] = False
         if relaxation is not None and int(relaxation["pass"]) == state.pass_no:
-            state.relaxation = {k: relaxation[k] for k in JOURNALED_RELAXATION}
+            # (a journal of an earlier version lacks the later fields: the run learns them anew)
+            state.relaxation = {k: relaxation[k] for k in JOURNALED_RELAXATION if k in relaxation}
+            if n and "born" in state.relaxation:    # the pass in progress tuned these again: since when, unknown
+                born = np.array(state.relaxation["born"], float)
+                born.reshape(-1)[flat[now]] = np.nan
+                state.relaxation["born"] = born
             settled = np.full(targets.shape, np.nan)
             if n and "reading" in cells:
                 # the cells the pass in progress finished converged, at their last reading (events in

@@ -78,7 +78,12 @@ row to move beyond its pass's median by more than the cells' spread (the mock be
 has a device whose retention exponent is 2.9× the median), or found relaxed out of the hold band
 at two read-backs since it converged (seed 2's, 3.4×), gets its own shift in the host loop (up
 to the whole verify band), and, read within it of the hold band's edge, is re-tuned in a pass of
-its own, which every cell at risk joins.
+its own, which every cell at risk joins.  Where the host reads the bench's clock
+(:meth:`~programming.crossbar.Crossbar.bench_time`: a 2600B's timer) the host loop also measures
+each cell's relaxation rate in log-time since it converged (:meth:`_Run.learn_retention`): a
+cell relaxing at least twice as fast as the median one gets its own shift from its rate, and is
+re-tuned where it is predicted out of the hold band by the end of the read-back that read it
+inside (it was read early), instead of whenever it reads within its shift of the edge.
 """
 from __future__ import annotations
 
@@ -360,6 +365,7 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
                 tune_pass = run.tune_pass_on_instrument if on_instrument else run.tune_pass
                 verify_reads += bool(tune_pass(todo, cfg.initial_reset and p == 0 and not sweep, p, bar))
             # read back every targeted cell: the re-verify check (after the last pass, the final read)
+            t_read = run.now()
             final = (_read_back_on_instrument(xb, tgt, targeted, cfg, rec, run.corr, run.read_noise()) if on_instrument
                      else _read_back(xb, tgt, targeted, cfg, rec, run.corr))
             verify_reads += 1
@@ -367,10 +373,13 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
             journal.step_done()
             run.learn_relaxation(final)
             todo = targeted & (status != STUCK) & (np.abs(final - tgt) > cfg.hold_band * tgt)
-            risky = targeted & (status != STUCK) & run.at_risk(final)
+            # cells whose own relaxation rate takes them out of the hold band by the read-back's end
+            todo |= targeted & (status != STUCK) & run.learn_retention(final, t_read, run.now())
+            risky = targeted & (status != STUCK) & (run.at_risk(final) | run.risk_next)
             # a cell out of the hold band runs another pass, and so does a fast-relaxing cell at
-            # risk; every cell at risk joins it (the pass prolongs the run for all of them)
-            if not (todo | (risky & run.fast)).any() or p + 1 >= cfg.passes:
+            # risk (on the bench's clock: the cells predicted out, in todo already); every cell at
+            # risk joins it (the pass prolongs the run for all of them)
+            if not (todo | (risky & run.fast & ~run.timed)).any() or p + 1 >= cfg.passes:
                 break
             todo |= risky
             p += 1
@@ -396,6 +405,15 @@ RELAX_MIN_CELLS = 8
 #: of the pass's moves (1.4826·MAD), at two read-backs in a row, gets its own shift
 #: (:meth:`_Run.learn_relaxation`)
 RELAX_OUTLIER = 2.0
+#: the time (s) after a write from which the tuner's law of relaxation is linear in log-time:
+#: L = ln(1 + age/RELAX_ONSET) (:meth:`_Run.learn_retention`)
+RELAX_ONSET = 1.0
+#: the weight (in Σ L² of a cell's measured moves) of the median rate toward which each cell's own
+#: relaxation rate is pulled (:meth:`_Run.learn_retention`)
+RELAX_PRIOR = 1.0
+#: a cell whose relaxation rate (pulled toward the median) is at least this many times the median
+#: one gets its own shift (:meth:`_Run.learn_retention`)
+RELAX_FAST = 2.0
 #: cells per call of the on-instrument loop (one call line, one reply each; the journal records the
 #: cells of a call when it returns, so an interrupted run loses at most this many cells' work)
 ON_INSTRUMENT_BATCH = 16
@@ -477,6 +495,14 @@ class _Run:
         self.carry = {k: np.zeros(tgt.shape, rec[k].dtype) for k in ("pulses", "energy", "time")}
         self.swept = False  # the RESET sweep ran: :attr:`carry` holds what it spent
         self.far = None     # far_first: the cells tuned first in every pass (_far_cells), else None
+        # the bench's clock (Crossbar.bench_time) where the host reads one: each cell's relaxation rate
+        # in log-time (learn_retention); the host loop's
+        self.timed = per_cell and hasattr(xb, "bench_time") and xb.bench_time() is not None
+        self.born = np.full(tgt.shape, np.nan)  # bench time each cell last converged, s (NaN: not since its last tuning)
+        self.sxx = np.zeros(tgt.shape)      # Σ L² and Σ L·d over each cell's measured moves d after
+        self.sxy = np.zeros(tgt.shape)      # converging, L the log-time since (learn_retention)
+        self.t_back = np.nan    # bench time the last read-back ended, s (learn_retention)
+        self.risk_next = np.zeros(tgt.shape, bool)  # predicted out of the hold band after another pass (learn_retention)
         self.progress = False   # tune()'s progress argument (a pass's second group gets its own bar)
 
     def read_noise(self) -> float:
@@ -595,12 +621,90 @@ class _Run:
             self.own = np.where(twice, np.sign(own) * np.fmax(np.abs(self.own), np.abs(own)), self.own)
         self.settled.fill(np.nan)
 
+    def now(self) -> float:
+        """The bench's time (s) where the run reads one (:attr:`timed`), else NaN."""
+        return float(self.xb.bench_time()) if self.timed else np.nan
+
+    def learn_retention(self, back, t0: float, t1: float) -> np.ndarray:
+        """Each cell's relaxation rate on the bench's clock, from a read-back ``back`` (S) made
+        from bench time ``t0`` to ``t1`` (s; NaN: no clock, nothing learnt); returns the cells it
+        predicts out of the hold band by ``t1`` although they read within it (re-tuned: they start
+        a pass), and sets :attr:`risk_next` (they join any pass).
+
+        A TiO2 device relaxes linearly in log-time after a write (power-law retention), each at
+        its own rate.  A cell's relative move d since it last converged (its :attr:`anchor`, at
+        bench time :attr:`born`) is measured at each read-back against L = ln(1 + a/``RELAX_ONSET``),
+        a its age then; its rate k is the least-squares slope of d on L over every move measured
+        since it was first tuned (its device's exponent does not change when it is re-tuned),
+        pulled toward the median rate of the cells by :data:`RELAX_PRIOR` (a move or two of a few
+        tenths of a % is at the level of two reads' noise).  The reads of a read-back are taken as
+        evenly spaced between ``t0`` and ``t1`` (one cell after the other, in flat order; the
+        confirming reads of the cells out of the hold band at the end).
+
+        Only the cells relaxing :data:`RELAX_FAST` times as fast as the median one or more, in its
+        direction (a neighbour's write knocks a cell either way, once), are judged by their rate;
+        the others keep the learnt shift (:meth:`learn_relaxation`).  Such a cell gets its own
+        shift: what it relaxes in the time a pass and its read-back took, −k·L(wait), at most the
+        whole verify band.  Read early in a read-back, it keeps relaxing until the read-back ends:
+        predicted out of the hold band then (its reading plus k·(L(t1) − L(its read))), it is
+        re-tuned; predicted out after one more pass as long as the last and its read-back, it
+        joins any pass that runs.  On the mock bench's seed-3 chip (33512B, 1 µs, V/3) the device
+        with 2.9× the median exponent read −0.89 % early in the last read-back, with no rule
+        marking it, and ended truly at −1.08 %; its measured rate was 2.7× the median.  On the
+        bench's clock these predictions replace the rule that a fast cell at risk (:meth:`at_risk`)
+        starts a pass of its own (every cell the rate marks would have been at risk, most of them
+        not predicted out: passes that changed nothing)."""
+        late = np.zeros(self.tgt.shape, bool)
+        self.risk_next = late.copy()
+        if not (self.timed and np.isfinite(t0) and np.isfinite(t1)):
+            return late
+        # re-tuned in the next pass, a cell waits the rest of it and a read-back: as long as the
+        # pass just ended (from the read-back before; the run's start for the first) and this one
+        wait = t1 - (self.t_back if np.isfinite(self.t_back) else t0)
+        self.t_back = t1
+        read = ~np.isnan(self.tgt) if self.corr is None else np.ones(self.tgt.shape, bool)   # (as _read_back)
+        order = np.cumsum(read.reshape(-1)).reshape(self.tgt.shape)     # each read cell's place
+        out = ~np.isnan(self.tgt) & (np.abs(back - self.tgt) > self.cfg.hold_band * self.tgt)
+        total = read.sum() + out.sum() * (self.cfg.consecutive - 1)
+        t_read = t0 + order * (t1 - t0) / max(total, 1)
+        age = t_read - self.born
+        ok = ~np.isnan(back) & ~np.isnan(self.anchor) & ~np.isnan(self.born) & (age > 0)
+        L = np.log1p(np.where(ok, age, 0.0) / RELAX_ONSET)
+        d = np.where(ok, (back - self.anchor) / np.where(ok, self.anchor, 1.0), 0.0)
+        self.sxx += np.where(ok, L * L, 0.0)
+        self.sxy += np.where(ok, L * d, 0.0)
+        seen = self.sxx > 0
+        if not seen.any():
+            return late
+        own_k = self.sxy[seen] / self.sxx[seen]
+        k_med = float(np.median(own_k))
+        k = np.where(seen, (self.sxy + RELAX_PRIOR * k_med) / (self.sxx + RELAX_PRIOR), 0.0)
+        end = np.log1p(np.fmax(t1 - self.born, 0.0) / RELAX_ONSET)
+        rel = (back - self.tgt) / self.tgt
+        pred = rel + k * (end - L)
+        band = self.cfg.hold_band
+        # the cells relaxing at least RELAX_FAST times as fast as the median one, in its direction
+        # (a knock by a neighbour's write moves a cell either way, once)
+        way = np.sign(k_med)
+        fast = seen & (k * way >= RELAX_FAST * abs(k_med))
+        late = ok & fast & (np.abs(rel) <= band) & (pred * way > band)
+        b = self.cfg.verify_band
+        # where another pass runs (as long as this one and its read-back), a cell predicted out of
+        # the hold band at its end joins it (at risk, :meth:`at_risk`)
+        after = np.log1p(np.fmax(t1 + wait - self.born, 0.0) / RELAX_ONSET)
+        self.risk_next = ok & fast & (np.abs(rel) <= band) & ((rel + k * (after - L)) * way > band)
+        own = np.clip(-k * np.log1p(wait / RELAX_ONSET), -b, b)
+        self.own = np.where(fast, np.sign(own) * np.fmax(np.abs(self.own), np.abs(own)), self.own)
+        return late
+
     def relaxation_state(self) -> dict:
         """What the run has learnt of its cells' relaxation
         (:data:`~programming.tune_state.RELAXATION_FIELDS`; copies)."""
         return {"shift": self.shift, "moves": np.array(self.moves), "seen_moves": np.array(self.seen_moves),
                 "own": self.own.copy(), "excess": self.excess.copy(), "anchor": self.anchor.copy(),
-                "outs": self.outs.copy(), "settled": self.settled.copy()}
+                "outs": self.outs.copy(), "born": self.born.copy(), "sxx": self.sxx.copy(), "sxy": self.sxy.copy(),
+                "t_back": self.t_back,
+                "read_pairs": np.array(self.read_pairs, float), "settled": self.settled.copy()}
 
     def _interrupted(self, pass_no: int, todo) -> TuneInterrupted:
         """The stop a ``should_stop`` asked for in pass ``pass_no`` with the cells ``todo`` left:
@@ -611,7 +715,9 @@ class _Run:
     def restore_relaxation(self, state: dict) -> None:
         """Continue from :meth:`relaxation_state` (a resumed run: the same compensation as the
         uninterrupted one)."""
-        for key in ("own", "excess", "anchor", "outs", "settled"):
+        for key in ("own", "excess", "anchor", "outs", "born", "sxx", "sxy", "settled"):
+            if key not in state:    # a journal of an earlier version: learnt anew
+                continue
             value = np.asarray(state[key], float)
             if value.shape != self.tgt.shape:
                 raise ValueError(f"resume state's relaxation {key} has shape {value.shape}, the run has "
@@ -620,6 +726,8 @@ class _Run:
         self.shift = float(state["shift"])
         self.moves = tuple(float(x) for x in state["moves"])
         self.seen_moves = np.asarray(state["seen_moves"], float).tolist()
+        self.read_pairs = np.asarray(state.get("read_pairs", []), float).tolist()
+        self.t_back = float(state.get("t_back", np.nan))
 
     def reset_sweep(self, todo, pass_no: int) -> None:
         """The initial RESET of every cell in ``todo`` as one sweep before any is tuned: one pulse of
@@ -726,6 +834,8 @@ class _Run:
                 done = [getattr(n, key).take(k) for key in self.rec]
                 status, last = n.status.take(k), n.last.take(k)
                 finished.append((cell, status, last, done))
+                if self.timed:      # when they converged (a cell tuned again and not converged: unknown)
+                    self.born.put(cell, np.where(status == CONVERGED, self.xb.bench_time(), np.nan))
                 self.journal.cells_finished(pass_no, chip, r, c, self.tgt.take(cell), status, last, *done)
                 sched.release(chip, r, c)
                 bar.update(int(chip.size))

@@ -313,3 +313,25 @@ def test_cli_clock_option_reaches_the_bench(tmp_path, capsys, monkeypatch):
     assert main(base) == 0 and main([*base, "--clock", "wall"]) == 0
     assert isinstance(seen[0], EmulatedClock) and seen[1] is time.monotonic
     assert "wall clock" in capsys.readouterr().out
+
+
+def test_the_host_reads_the_benchs_clock_from_the_2600bs_timer(tmp_path):
+    """``HardwareCrossbar.bench_time`` is the drive 2600B's ``timer.measure.t()``: on the mock
+    bench the emulated instrument time its chip ages by (a read moves it by the read's instrument
+    durations, whatever the host did meanwhile), one round trip.  A station whose drive has no
+    timer the driver reads (the B2902A of ``b2900-board``) gives None: the tuner then learns no
+    relaxation rates (``programming.tuner._Run.learn_retention``)."""
+    from instruments.hardware_crossbar import HardwareCrossbar
+    from instruments.station import load_station
+
+    with mock_bench.MockBench(2, 2, preset=PRESET, seed=SEED) as bench:
+        clock = bench.bench.clock
+        with HardwareCrossbar(load_station(bench.write_station(tmp_path / "k.toml", variant="k2600-707b-smu"))) as xb:
+            trips, t0 = xb.round_trips, xb.bench_time()
+            assert xb.round_trips == trips + 1 and t0 == pytest.approx(clock(), abs=1e-5)
+            xb.read(np.array([0]), np.array([1]))
+            t1 = xb.bench_time()
+            assert t1 == pytest.approx(clock(), abs=1e-5) and t1 > t0 + 1e-3, "the read's relays and measurement"
+    with mock_bench.MockBench(2, 2, preset=PRESET, seed=SEED) as bench:
+        with HardwareCrossbar(load_station(bench.write_station(tmp_path / "b.toml", variant="b2900-board"))) as xb:
+            assert xb.bench_time() is None

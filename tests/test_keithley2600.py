@@ -98,6 +98,14 @@ def test_property_get(prop, query, reply, value):
             else getattr(inst.smub, prop) == value
 
 
+def test_elapsed_time_reads_the_instruments_timer():
+    with expected_protocol(Keithley2600, [("print(timer.measure.t())", "1.23456e+01")]) as inst:
+        assert inst.elapsed_time() == pytest.approx(12.3456)
+    with expected_protocol(Keithley2600, [("print(timer.measure.t())", "nil")]) as inst:
+        with pytest.raises(InstrumentError, match="timer reading 'nil'"):
+            inst.elapsed_time()
+
+
 @pytest.mark.parametrize("prop, value", [
     ("source_voltage", 200.5), ("source_voltage", -201), ("source_voltage", float("nan")), ("compliance_current", 0), ("compliance_current", 2.0),
     ("current_nplc", 0.0001), ("current_nplc", 30), ("source_enabled", "on"), ("source_enabled", 3), ("source_mode", "resistance"),

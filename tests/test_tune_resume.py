@@ -166,7 +166,8 @@ def test_the_run_folder_journal_keeps_the_relaxation_of_each_pass(tmp_path):
     own[0, 1, 2] = 0.006
     state = {"shift": 0.0025, "moves": np.array([-0.002, 0.001]), "seen_moves": np.linspace(-0.004, 0, 16),
              "own": own, "excess": np.where(np.isnan(own), np.nan, 3.0), "anchor": np.full(shape, 299e-6),
-             "outs": (own > 0) * 2.0, "settled": np.full(shape, np.nan)}
+             "outs": (own > 0) * 2.0, "born": np.where(np.isnan(own), 3.5, 7.25), "sxx": np.full(shape, 0.5),
+             "sxy": np.full(shape, -0.0015), "t_back": 9.5, "read_pairs": np.linspace(-0.002, 0.002, 9), "settled": np.full(shape, np.nan)}
     log = FileTuneLog(tmp_path, lambda *a: None)
     journal = log.tune_kwargs("tune", tg)["journal"]
     journal.pass_started(0, np.ones(shape, bool))

@@ -22,6 +22,8 @@ regular expression (:mod:`.tsp`) and handled in Python.  Understood (one stateme
 * trigger model: ``smuX.trigger.source.listv({v, ...})``, ``smuX.trigger.source.linearv(a, b, n)``,
   ``trigger.timer[N].delay / count / passthrough / stimulus`` (also printed), ``trigger.timer[N].reset()``,
   ``smuX.trigger.initiate()``, ``waitcomplete()``.
+* the instrument timer: ``print(timer.measure.t())`` (seconds of the bench clock since ``timer.reset()``,
+  or since the bench started).
 * the IEEE 488.2 common commands, ``print(errorqueue.next())``, ``errorqueue.clear()``,
   ``print(errorqueue.count)``, ``print(localnode.model)``, ``print(localnode.linefreq)`` (base
   class, :mod:`.tsp`); ``print(a, b, ...)`` prints its values tab-separated, as QCoDeS's driver
@@ -194,6 +196,7 @@ class Keithley2600Emulator(TspInstrument):
             raise ValueError("a 2636B has channels 'a' and 'b': sources must map both")
         self.smu = {ch: SmuState() for ch in "ab"}
         self.timers = {n: {k: v for k, (v, _) in TIMER_ATTRIBUTES.items()} for n in range(1, 9)}
+        self.timer_zero = 0.0   # bench-clock time of the last timer.reset(), s
         #: calls of functions that loaded scripts defined (each one call line, one reply)
         self.wv_runs = 0
         #: the sandboxed Lua running loaded scripts (made on first use)
@@ -239,6 +242,10 @@ class Keithley2600Emulator(TspInstrument):
         ex(r"trigger\.timer\[(\d)\]\.(delay|count|passthrough|stimulus)",
            lambda m: self._timer(int(m.group(1)))[m.group(2)])
         st(r"trigger\.timer\[(\d)\]\.reset\(\)", lambda m: self._reset_timer(int(m.group(1))))
+        # the instrument's timer (2600B reference manual, timer.measure.t() / timer.reset()): the
+        # bench clock's seconds since the last reset (emulated instrument time on an emulated bench)
+        ex(r"timer\.measure\.t\(\)", lambda m: float(self.bench.clock()) - self.timer_zero)
+        st(r"timer\.reset\(\)", lambda m: setattr(self, "timer_zero", float(self.bench.clock())))
 
         ex(r"tsplink\.state", lambda m: self.tsplink_state)
         ex(r"tsplink\.reset\(\)", lambda m: self._tsplink_reset())

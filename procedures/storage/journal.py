@@ -386,7 +386,7 @@ def read_relaxation(run_dir: Path, stage: str, pass_no: int) -> dict | None:
         return None
     try:
         with np.load(path) as z:
-            return {k: z[k] for k in ("pass", *JOURNALED_RELAXATION)}
+            return {k: z[k] for k in ("pass", *JOURNALED_RELAXATION) if k in z.files or k == "pass"}
     except (OSError, ValueError, KeyError):
         return None
 
