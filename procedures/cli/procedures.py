@@ -150,9 +150,9 @@ def add_procedure_arguments(p: argparse.ArgumentParser, name: str, size_default:
                             positional: tuple[str, ...] = ()) -> None:
     """The options of ``xbar NAME``: the procedure's parameters (``positional`` ones are
     arguments, e.g. ``xbar deploy MODEL.pt``)."""
+    cls = procedure_class(name)         # first: procedures.ops defers pandas before pymeasure imports it
     from pymeasure.experiment import BooleanParameter, FloatParameter, IntegerParameter, ListParameter
 
-    cls = procedure_class(name)
     p.description = (cls.__doc__ or "").strip().split("\n")[0]
     params = cls().parameter_objects()
     add_chip_options(p, size_default, params)
