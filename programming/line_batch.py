@@ -179,7 +179,7 @@ class BatchLines(LineNetwork):
             scale = np.maximum(np.abs(base_r).max(axis=(2, 3)), np.abs(base_c).max(axis=(2, 3)))
             return base_r, base_c, tol * scale
 
-        return self._relax(self._g, None, bases, self.rho_lin[:, None], 200, rhs.shape[1])[0]
+        return self._relax(self._g, 0.0, bases, self.rho_lin[:, None], 200, rhs.shape[1])[0]
 
     def solve_cubic(self, g, beta: float, v_ref: float, row_v, col_v, tol: float = 1e-12,
                     max_iter: int = 200, focus=None):
@@ -194,7 +194,6 @@ class BatchLines(LineNetwork):
         g = np.asarray(g, float)
         norm = 1.0 + beta * v_ref * v_ref
         g_lin = g / norm
-        g_cub = g * (beta / norm) if beta != 0 else None
         v_scale = np.maximum(np.abs(row_v).max(axis=2, initial=0.0), np.abs(col_v).max(axis=2, initial=0.0))
         # the largest cell voltage of the solution is its terminals' span (a network of monotone
         # devices has its node voltages between its terminals'), 1 % margin for the iterates; the
@@ -206,15 +205,15 @@ class BatchLines(LineNetwork):
         if rho.max(initial=0.0) > RHO_SOLVE:
             return self._factorized().solve_cubic(g, beta, v_ref, row_v, col_v, tol, max_iter, focus=focus)
         atol = tol * v_scale
-        return self._relax(g_lin, g_cub, lambda sl: (row_v[sl, :, :, None], col_v[sl, :, None, :], atol[sl]),
+        return self._relax(g_lin, beta, lambda sl: (row_v[sl, :, :, None], col_v[sl, :, None, :], atol[sl]),
                            rho, max_iter, row_v.shape[1])
 
-    def _relax(self, g_lin, g_cub, bases, rho, max_iter: int, K: int):
+    def _relax(self, g_lin, beta: float, bases, rho, max_iter: int, K: int):
         """Relax every chip's ``K`` operating points, each on its own (the compiled
         :func:`programming.relax_kernels.relax_points`), chunk by chunk of chips: ``bases(chips)``
         gives their row / column node voltages without devices, V (broadcastable to
-        (chips, K, R, C)), and the error bound each point must reach, V (chips, K); ``g_cub`` None
-        for linear devices; ``rho`` (B, 1) or (B, K) the contraction bound.  A point's answer is
+        (chips, K, R, C)), and the error bound each point must reach, V (chips, K); the devices
+        carry ``I = g_lin·v·(1 + β v²)`` (``beta`` 0: linear); ``rho`` (B, 1) or (B, K) the contraction bound.  A point's answer is
         the drop and rise of the step at which its own error bound ``ρ/(1 − ρ)·max|Δu|`` is met
         (the same in any batch); a point whose devices all see 0 V carries no current, so its
         lines stay at their terminals'.  Returns node voltages (B, K, N) and the most steps any
@@ -226,8 +225,6 @@ class BatchLines(LineNetwork):
         per_chip = max(1, CHUNK // max(1, K * R * C))
         bound = np.broadcast_to(rho / (1.0 - rho), (B, K))        # error per unit step
         g_lin = np.ascontiguousarray(g_lin, dtype=float)
-        cubic = g_cub is not None
-        g_cub = np.ascontiguousarray(g_cub, dtype=float) if cubic else g_lin
         r_t = self.r_line + self.r_access
         steps = 1
         for b0 in range(0, B, per_chip):
@@ -236,7 +233,7 @@ class BatchLines(LineNetwork):
             base_r, base_c, atol = bases(sl)
             shape = (n, K, R, C)
             took, status, worst = relax_points(np.broadcast_to(base_r, shape), np.broadcast_to(base_c, shape),
-                                               g_lin[sl], g_cub[sl], cubic, bound[sl], np.broadcast_to(atol, (n, K)),
+                                               g_lin[sl], float(beta), bound[sl], np.broadcast_to(atol, (n, K)),
                                                r_t, self.r_line, max_iter, x[sl])
             if status == 1:
                 raise RuntimeError("line relaxation diverged (non-finite node voltages)")

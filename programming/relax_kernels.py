@@ -22,20 +22,19 @@ _IN = {n: types.Array(types.float64, n, "A", readonly=True) for n in (2, 3, 4)}
 #: one compiled signature for every call (broadcast views, slices and contiguous arrays alike):
 #: a new layout or read-only flag would otherwise compile the kernel again (~4 s each)
 _SIGNATURE = types.Tuple((types.int64, types.int64, types.float64))(
-    _IN[4], _IN[4], _IN[3], _IN[3], types.boolean, _IN[2], _IN[2], types.float64, types.float64, types.int64,
+    _IN[4], _IN[4], _IN[3], types.float64, _IN[2], _IN[2], types.float64, types.float64, types.int64,
     types.Array(types.float64, 5, "A"))
 
 
 @njit(_SIGNATURE, cache=True, nogil=True)
-def relax_points(base_r, base_c, g_lin, g_cub, cubic, bound, atol, r_t, r, max_iter, out):
+def relax_points(base_r, base_c, g_lin, beta, bound, atol, r_t, r, max_iter, out):
     """Relax each operating point (p, k) on its own and write its row and column node voltages.
 
     Args:
         base_r, base_c: (P, K, R, C) row / column node voltages with no devices, V (may be
             broadcast views).
-        g_lin, g_cub: (P, R, C) the devices' linear and cubic coefficients, S and S/V²
-            (``I = (g_cub·v² + g_lin)·v``; ``g_cub`` ignored unless ``cubic``).
-        cubic: whether the devices carry the cubic term.
+        g_lin: (P, R, C) the devices' linear conductances, S; beta: their cubic coefficient, 1/V²
+            (``I = g_lin·v·(1 + β v²)``; 0: linear devices).
         bound: (P, K) error per unit step, ρ/(1 − ρ); atol: (P, K) the error each point must reach, V.
         r_t, r: terminal-to-first-node and segment resistance of every line, Ω.
         max_iter: most steps.
@@ -51,7 +50,7 @@ def relax_points(base_r, base_c, g_lin, g_cub, cubic, bound, atol, r_t, r, max_i
     # one point's working arrays, flat (cell (i, j) at i·C + j): its cell voltages on ideal lines,
     # the drop plus rise u, the currents, the drop and the rise; its chip's coefficients
     v0, u, cur, drop, rise = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
-    gl, gc = np.empty(n), np.empty(n)
+    gl = np.empty(n)
     acc_r, first_r, acc_c, last_c = np.empty(R), np.empty(R), np.empty(C), np.empty(C)
     steps = 1
     r0 = r_t - r
@@ -59,7 +58,6 @@ def relax_points(base_r, base_c, g_lin, g_cub, cubic, bound, atol, r_t, r, max_i
         for i in range(R):
             for j in range(C):
                 gl[i * C + j] = g_lin[p, i, j]
-                gc[i * C + j] = g_cub[p, i, j] if cubic else 0.0
         for k in range(K):
             live = False
             for i in range(R):
@@ -79,13 +77,9 @@ def relax_points(base_r, base_c, g_lin, g_cub, cubic, bound, atol, r_t, r, max_i
             it = 0
             while True:
                 it += 1
-                if cubic:
-                    for q in range(n):
-                        v = v0[q] - u[q]
-                        cur[q] = (v * v * gc[q] + gl[q]) * v
-                else:
-                    for q in range(n):
-                        cur[q] = gl[q] * (v0[q] - u[q])
+                for q in range(n):
+                    v = v0[q] - u[q]
+                    cur[q] = gl[q] * (v * (1.0 + beta * v * v))
                 # the drop along each row line (terminal at column 0): (r_t − r)·S₀ + r·Σ_{s≤k} S_s,
                 # S_s = Σ_{m≥s} i_m (the rows' sums side by side: independent chains)
                 for i in range(R):
