@@ -214,7 +214,7 @@ def test_retention_through_the_instruments_matches_the_simulated_chip(tmp_path, 
     np.testing.assert_allclose(on_bench.series["maps"], on_sim.series["maps"], rtol=5e-3)
 
 
-def _tune_on_bench(tmp_path, variant: str, width: float, slow: dict[str, tuple[float, float]]):
+def _tune_on_bench(tmp_path, variant: str, width: float, slow: dict[str, tuple[float, float]], scheme: str = "v/2"):
     """Tune a 2x2 bench (aging on: time_scale 1) at ``width`` pulses with the instruments in ``slow``
     (emulator name -> (s before handling each message, s before each reply)) slow, as on a loaded
     host; returns the readings, the chip's true conductances, its age and the write records."""
@@ -227,10 +227,10 @@ def _tune_on_bench(tmp_path, variant: str, width: float, slow: dict[str, tuple[f
         for name, (delay, latency) in slow.items():
             bench.emulators[name].faults.delay_s = delay
             bench.emulators[name].faults.latency_s = latency
-        path = bench.write_station(tmp_path / "st.toml", variant=variant, timeout_ms=10000)
+        path = bench.write_station(tmp_path / "st.toml", variant=variant, timeout_ms=10000, write_scheme=scheme)
         targets = np.random.default_rng(2).uniform(150e-6, 450e-6, (2, 2))
         cfg = with_width(TunerConfig(v_set_start=0.8, v_reset_start=0.8, v_set_max=1.6, v_reset_max=1.9,
-                                     reset_amplitude=1.5, passes=1), width)
+                                     reset_amplitude=1.5, passes=1, write_scheme=scheme), width)
         with HardwareCrossbar(load_station(path)) as xb:
             res = tune(xb, targets, cfg)
         return res.final, bench.chip.true_conductance, bench.bench.age_chip(), bench.bench.writes
@@ -251,6 +251,35 @@ def test_bench_results_are_bit_identical_whatever_the_hosts_timing(tmp_path):
         assert prompt[3] == late[3], "the same writes with the same voltages"
     age = prompt[2]
     assert 0.05 < age < 30, f"the run's instrument time ages the chip ({age} s)"
+
+
+def test_v3_levels_reach_the_array_in_one_order_whatever_the_hosts_timing(tmp_path, monkeypatch):
+    """V/3 from the 2636B station holds the selected column at -V/3 on the 2636B and the
+    unselected columns at +V/3 on the B2902A: the host sets and confirms one instrument's levels
+    before the other's, so the array sees every level change in one order however slow either
+    instrument is, and the same tune gives bit-identical results.  Set together and confirmed
+    after, the order (and the level held alone between them, 50 µs of DC stress) followed the
+    threads' timing: the mock bench's 2636B V/3 row gave 222-241 round trips per cell on one seed."""
+    from mock_hw import bench_physics
+
+    events, real = [], bench_physics.PhysicalBench.set_source
+
+    def logged(self, name, level=None, on=None, compliance=None):
+        real(self, name, level, on, compliance)
+        if level:
+            events.append((name, level))
+
+    monkeypatch.setattr(bench_physics.PhysicalBench, "set_source", logged)
+    prompt = _tune_on_bench(tmp_path / "prompt", "k2600-707b-smu", 1e-4, {}, scheme="v/3")
+    order = list(events)
+    assert {n for n, _ in order} >= {"K2600.b", "B2900.2"}, "both instruments hold V/3 levels"
+    for k, slow in enumerate(({"B2900": (5e-4, 0.0)}, {"K2600": (5e-4, 0.0)})):
+        events.clear()
+        late = _tune_on_bench(tmp_path / f"late{k}", "k2600-707b-smu", 1e-4, slow, scheme="v/3")
+        assert events == order, slow
+        for a, b in zip(prompt[:3], late[:3]):
+            np.testing.assert_array_equal(a, b)
+        assert prompt[3] == late[3], "the same writes with the same voltages"
 
 
 def test_emulated_clock_counts_instrument_durations_and_explicit_waits_only(monkeypatch):
