@@ -51,34 +51,12 @@ CHUNK = 1 << 16
 LINEAR_TOL = 1e-13
 
 
-def _row_t(i, r_t: float, r: float):
-    """L_r⁻¹ i along the last axis (rows: terminal at index 0): the drop (V) the currents ``i``
-    (A, drawn from the row nodes) cause, ``(r_t − r)·S₀ + r·Σ_{s≤k} S_s`` with ``S_s = Σ_{m≥s} i_m``."""
-    s = np.cumsum(i[..., ::-1], axis=-1)[..., ::-1]
-    out = np.cumsum(s, axis=-1)
-    out *= r
-    out += (r_t - r) * s[..., :1]
-    return out
-
-
-def _col_t(i, r_t: float, r: float):
-    """L_c⁻¹ i along the second-last axis (columns: terminal at index R−1): the rise (V) the
-    currents ``i`` (A, into the column nodes) cause, ``(r_t − r)·P_{R−1} + r·Σ_{s≥k} P_s`` with
-    ``P_s = Σ_{m≤s} i_m``."""
-    p = np.cumsum(i, axis=-2)
-    out = np.cumsum(p[..., ::-1, :], axis=-2)[..., ::-1, :]
-    out *= r
-    out += (r_t - r) * p[..., -1:, :]
-    return out
-
-
 def contraction(slope, r_line: float, r_access: float = 0.0) -> np.ndarray:
     """Contraction bound ρ (B,) of the relaxation on chips whose devices have slopes dI/dV of at
     most ``slope`` (B, R, C), S: the largest row sum of ``(L_r⁻¹ + L_c⁻¹)·diag(slope)``."""
-    s = np.asarray(slope, float)
-    r_t = float(r_line) + float(r_access)
-    rho = _row_t(s, r_t, float(r_line)) + _col_t(s, r_t, float(r_line))
-    return rho.reshape(s.shape[0], -1).max(axis=1)
+    from .relax_kernels import ladder_bound     # numba: only where relaxed lines are considered
+
+    return ladder_bound(np.asarray(slope, float), float(r_line) + float(r_access), float(r_line))
 
 
 def batch_suits(g_lin, r_line: float, r_access: float = 0.0, rho=None) -> bool:
@@ -168,18 +146,17 @@ class BatchLines(LineNetwork):
         B, R, C = self.shape
         if self.rho_lin.max(initial=0.0) > RHO_SOLVE:
             return self._factorized().solve(rhs)
+        from .relax_kernels import device_free
+
         inj = rhs.reshape(B, rhs.shape[1], 2, R, C)
         r_t = self.r_line + self.r_access
-        # injections into the row (column) lines only need no ladder sums over the others
-        rows_fed, cols_fed = inj[:, :, 0].any(), inj[:, :, 1].any()
 
         def bases(sl):          # node voltages with no devices, chunk by chunk (bounded memory)
-            base_r = _row_t(inj[sl, :, 0], r_t, self.r_line) if rows_fed else np.zeros(inj[sl, :, 0].shape)
-            base_c = _col_t(inj[sl, :, 1], r_t, self.r_line) if cols_fed else np.zeros(inj[sl, :, 1].shape)
-            scale = np.maximum(np.abs(base_r).max(axis=(2, 3)), np.abs(base_c).max(axis=(2, 3)))
-            return base_r, base_c, tol * scale
+            base = np.empty(inj[sl].shape)
+            device_free(inj[sl], r_t, self.r_line, base)
+            return base[:, :, 0], base[:, :, 1]
 
-        return self._relax(self._g, 0.0, bases, self.rho_lin[:, None], 200, rhs.shape[1])[0]
+        return self._relax(self._g, 0.0, bases, tol, 200, rhs.shape[1])[0]
 
     def solve_cubic(self, g, beta: float, v_ref: float, row_v, col_v, tol: float = 1e-12,
                     max_iter: int = 200, focus=None):
@@ -193,48 +170,47 @@ class BatchLines(LineNetwork):
         row_v, col_v = np.asarray(row_v, float), np.asarray(col_v, float)
         g = np.asarray(g, float)
         norm = 1.0 + beta * v_ref * v_ref
-        g_lin = g / norm
-        v_scale = np.maximum(np.abs(row_v).max(axis=2, initial=0.0), np.abs(col_v).max(axis=2, initial=0.0))
-        # the largest cell voltage of the solution is its terminals' span (a network of monotone
-        # devices has its node voltages between its terminals'), 1 % margin for the iterates; the
-        # bound is linear in the slopes g_lin·(1 + 3·β·v²) (this network's conductances are g_lin),
-        # so per operating point (B, K)
-        span = 1.01 * (np.maximum(row_v.max(axis=2), col_v.max(axis=2)) - np.minimum(row_v.min(axis=2),
-                                                                                    col_v.min(axis=2)))
-        rho = self.rho_lin[:, None] * (1.0 + 3.0 * abs(beta) * span ** 2)
-        if rho.max(initial=0.0) > RHO_SOLVE:
-            return self._factorized().solve_cubic(g, beta, v_ref, row_v, col_v, tol, max_iter, focus=focus)
-        atol = tol * v_scale
-        return self._relax(g_lin, beta, lambda sl: (row_v[sl, :, :, None], col_v[sl, :, None, :], atol[sl]),
-                           rho, max_iter, row_v.shape[1])
+        # each point's bound is linear in the slopes g_lin·(1 + 3·β·v²) at its largest cell voltage,
+        # its terminals' span (a network of monotone devices has its node voltages between its
+        # terminals'), 1 % margin for the iterates (relax_points works it out per point); the
+        # largest of them, from the call's whole span, decides whether any point would relax slowly
+        rho_top = 0.0
+        if row_v.size and self.rho_lin.size:
+            hi, lo = max(row_v.max(), col_v.max(initial=-np.inf)), min(row_v.min(), col_v.min(initial=np.inf))
+            rho_top = self.rho_lin.max() * (1.0 + 3.0 * abs(beta) * (1.01 * (hi - lo)) ** 2)
+        if rho_top > RHO_SOLVE:
+            span = 1.01 * (np.maximum(row_v.max(axis=2), col_v.max(axis=2))
+                           - np.minimum(row_v.min(axis=2), col_v.min(axis=2)))
+            if (self.rho_lin[:, None] * (1.0 + 3.0 * abs(beta) * span ** 2)).max(initial=0.0) > RHO_SOLVE:
+                return self._factorized().solve_cubic(g, beta, v_ref, row_v, col_v, tol, max_iter, focus=focus)
+        return self._relax(g / norm, beta, lambda sl: (row_v[sl, :, :, None], col_v[sl, :, None, :]), tol,
+                           max_iter, row_v.shape[1])
 
-    def _relax(self, g_lin, beta: float, bases, rho, max_iter: int, K: int):
+    def _relax(self, g_lin, beta: float, bases, tol: float, max_iter: int, K: int):
         """Relax every chip's ``K`` operating points, each on its own (the compiled
         :func:`programming.relax_kernels.relax_points`), chunk by chunk of chips: ``bases(chips)``
         gives their row / column node voltages without devices, V (broadcastable to
-        (chips, K, R, C)), and the error bound each point must reach, V (chips, K); the devices
-        carry ``I = g_lin·v·(1 + β v²)`` (``beta`` 0: linear); ``rho`` (B, 1) or (B, K) the contraction bound.  A point's answer is
-        the drop and rise of the step at which its own error bound ``ρ/(1 − ρ)·max|Δu|`` is met
-        (the same in any batch); a point whose devices all see 0 V carries no current, so its
-        lines stay at their terminals'.  Returns node voltages (B, K, N) and the most steps any
-        point took."""
+        (chips, K, R, C)); each point stops when its proven error bound is ``tol`` times its largest
+        device-free node voltage (the devices carry ``I = g_lin·v·(1 + β v²)``, ``beta`` 0:
+        linear).  A point's answer is the drop and rise of the step at which its own bound is met
+        (the same in any batch); a point whose devices all see 0 V carries no current, so its lines
+        stay at their terminals'.  Returns node voltages (B, K, N) and the most steps any point
+        took."""
         from .relax_kernels import relax_points     # numba: only where a relaxed solve runs
 
         B, R, C = self.shape
         x = np.empty((B, K, 2, R, C))
         per_chip = max(1, CHUNK // max(1, K * R * C))
-        bound = np.broadcast_to(rho / (1.0 - rho), (B, K))        # error per unit step
         g_lin = np.ascontiguousarray(g_lin, dtype=float)
         r_t = self.r_line + self.r_access
         steps = 1
         for b0 in range(0, B, per_chip):
             sl = slice(b0, b0 + per_chip)
-            n = min(B, b0 + per_chip) - b0
-            base_r, base_c, atol = bases(sl)
-            shape = (n, K, R, C)
+            shape = (min(B, b0 + per_chip) - b0, K, R, C)
+            base_r, base_c = bases(sl)
             took, status, worst = relax_points(np.broadcast_to(base_r, shape), np.broadcast_to(base_c, shape),
-                                               g_lin[sl], float(beta), bound[sl], np.broadcast_to(atol, (n, K)),
-                                               r_t, self.r_line, max_iter, x[sl])
+                                               g_lin[sl], float(beta), self.rho_lin[sl], float(tol), r_t, self.r_line,
+                                               int(max_iter), x[sl])
             if status == 1:
                 raise RuntimeError("line relaxation diverged (non-finite node voltages)")
             if status == 2:

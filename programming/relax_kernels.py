@@ -1,45 +1,139 @@
-"""Compiled kernel of the relaxed line solve (:mod:`programming.line_batch`), one operating point at a time.
+"""Compiled kernels of the relaxed line solve (:mod:`programming.line_batch`): the ladders' sums and
+the relaxation of each operating point on its own.
 
-numba is imported here, and this module only by :meth:`programming.line_batch.BatchLines._relax`
-when a relaxed solve runs (never on ``xbar --help``'s path).  Compiled once and cached on disk
-(``cache=True``); no ``parallel`` (results are deterministic, and the machines it runs on share their
-cores).
+numba is imported here, and this module only by :mod:`programming.line_batch` when a relaxed
+network is built or solved (never on ``xbar --help``'s path).  Compiled once and cached on disk
+(``cache=True``, one explicit signature per kernel); no ``parallel`` (results are deterministic,
+and the machines it runs on share their cores).
 
+A line is a ladder: node k (counted from its terminal) and node m share the path
+``r_t + r·min(k, m)`` (``r_t = r_line + r_access``), so the drop currents ``i`` drawn along a row
+line cause, and the rise currents fed into a column line cause, are two cumulative sums:
+
+* rows (terminal at column 0): ``drop_k = (r_t − r)·S₀ + r·Σ_{s≤k} S_s``, ``S_s = Σ_{m≥s} i_m``;
+* columns (terminal at row R − 1): ``rise_k = (r_t − r)·P_{R−1} + r·Σ_{s≥k} P_s``, ``P_s = Σ_{m≤s} i_m``.
+
+:func:`_row_drop` and :func:`_col_rise` are those sums (the one definition: the relaxation, the
+contraction bound and the device-free node voltages of a linear solve all use them).
 :func:`relax_points` is the iteration :mod:`programming.line_batch` states,
-``u ← (L_r⁻¹ + L_c⁻¹) I(v0 − u)`` from ``u = 0``, for every operating point on its own: a point's
-node voltages (2·R·C numbers) and currents stay in the cache while it relaxes, where the numpy
-iteration it replaces streamed each step of a chunk of points through memory (bound by numpy's
-element-wise throughput: ~0.3 µs per point per step on 8×8).  ``L⁻¹ I`` is the ladders' two
-cumulative sums along each line (:func:`programming.line_batch._row_t`, ``_col_t``: O(R·C) per
-point, where the transfer matrices' products were O(R·C·(R + C))).
+``u ← (L_r⁻¹ + L_c⁻¹) I(v0 − u)`` from ``u = 0``, each point's 2·R·C node values staying in the
+cache while it relaxes (the numpy iteration it replaced streamed each step of a chunk of points
+through memory, ~0.3 µs per point per step on 8×8).
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, types
 
-_IN = {n: types.Array(types.float64, n, "A", readonly=True) for n in (2, 3, 4)}
-#: one compiled signature for every call (broadcast views, slices and contiguous arrays alike):
-#: a new layout or read-only flag would otherwise compile the kernel again (~4 s each)
-_SIGNATURE = types.Tuple((types.int64, types.int64, types.float64))(
-    _IN[4], _IN[4], _IN[3], types.float64, _IN[2], _IN[2], types.float64, types.float64, types.int64,
-    types.Array(types.float64, 5, "A"))
+_IN = {n: types.Array(types.float64, n, "A", readonly=True) for n in (1, 2, 3, 4, 5)}
+_OUT = {n: types.Array(types.float64, n, "A") for n in (1, 4, 5)}
+_F, _I = types.float64, types.int64
 
 
-@njit(_SIGNATURE, cache=True, nogil=True)
-def relax_points(base_r, base_c, g_lin, beta, bound, atol, r_t, r, max_iter, out):
+@njit(inline="always")
+def _row_drop(cur, R, C, r0, r, acc, first, drop):  # pragma: no cover - compiled
+    """``drop`` (R·C, flat) of the currents ``cur`` (R·C) along every row line (the rows' sums side
+    by side: independent chains); ``r0 = r_t − r``; ``acc``, ``first``: (R,) work arrays."""
+    for i in range(R):
+        acc[i] = 0.0
+    for j in range(C - 1, -1, -1):
+        for i in range(R):
+            acc[i] += cur[i * C + j]
+            drop[i * C + j] = acc[i]
+    for i in range(R):
+        first[i] = r0 * acc[i]
+        acc[i] = 0.0
+    for j in range(C):
+        for i in range(R):
+            acc[i] += drop[i * C + j]
+            drop[i * C + j] = r * acc[i] + first[i]
+
+
+@njit(inline="always")
+def _col_rise(cur, R, C, r0, r, acc, last, rise):  # pragma: no cover - compiled
+    """``rise`` (R·C, flat) of the currents ``cur`` (R·C) along every column line; ``acc``,
+    ``last``: (C,) work arrays."""
+    for j in range(C):
+        acc[j] = 0.0
+    for i in range(R):
+        for j in range(C):
+            acc[j] += cur[i * C + j]
+            rise[i * C + j] = acc[j]
+    for j in range(C):
+        last[j] = r0 * acc[j]
+        acc[j] = 0.0
+    for i in range(R - 1, -1, -1):
+        for j in range(C):
+            acc[j] += rise[i * C + j]
+            rise[i * C + j] = r * acc[j] + last[j]
+
+
+@njit(_F[:](_IN[3], _F, _F), cache=True, nogil=True)
+def ladder_bound(slope, r_t, r):  # pragma: no cover - compiled
+    """Per chip the largest node value of ``(L_r⁻¹ + L_c⁻¹)·slope`` (``slope`` (B, R, C), S):
+    the contraction bound of :func:`programming.line_batch.contraction`."""
+    B, R, C = slope.shape
+    n = R * C
+    s, drop, rise = np.empty(n), np.empty(n), np.empty(n)
+    acc_r, first, acc_c, last = np.empty(R), np.empty(R), np.empty(C), np.empty(C)
+    out = np.empty(B)
+    for b in range(B):
+        for i in range(R):
+            for j in range(C):
+                s[i * C + j] = slope[b, i, j]
+        _row_drop(s, R, C, r_t - r, r, acc_r, first, drop)
+        _col_rise(s, R, C, r_t - r, r, acc_c, last, rise)
+        top = -np.inf
+        for q in range(n):
+            x = drop[q] + rise[q]
+            if x > top:
+                top = x
+        out[b] = top
+    return out
+
+
+@njit(types.void(_IN[5], _F, _F, _OUT[5]), cache=True, nogil=True)
+def device_free(inj, r_t, r, out):  # pragma: no cover - compiled
+    """Node voltages with no devices, V, of node current injections ``inj`` (P, K, 2, R, C), A
+    (row nodes, column nodes): the row injections' drop and the column injections' rise."""
+    P, K, _, R, C = inj.shape
+    n = R * C
+    a, b, drop, rise = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    acc_r, first, acc_c, last = np.empty(R), np.empty(R), np.empty(C), np.empty(C)
+    for p in range(P):
+        for k in range(K):
+            for i in range(R):
+                for j in range(C):
+                    a[i * C + j] = inj[p, k, 0, i, j]
+                    b[i * C + j] = inj[p, k, 1, i, j]
+            _row_drop(a, R, C, r_t - r, r, acc_r, first, drop)
+            _col_rise(b, R, C, r_t - r, r, acc_c, last, rise)
+            for i in range(R):
+                for j in range(C):
+                    out[p, k, 0, i, j] = drop[i * C + j]
+                    out[p, k, 1, i, j] = rise[i * C + j]
+
+
+@njit(types.Tuple((_I, _I, _F))(_IN[4], _IN[4], _IN[3], _F, _IN[1], _F, _F, _F, _I, _OUT[5]),
+      cache=True, nogil=True)
+def relax_points(base_r, base_c, g_lin, beta, rho_lin, tol, r_t, r, max_iter, out):  # pragma: no cover - compiled
     """Relax each operating point (p, k) on its own and write its row and column node voltages.
 
     Args:
         base_r, base_c: (P, K, R, C) row / column node voltages with no devices, V (may be
-            broadcast views).
+            broadcast views: a cubic solve's terminal voltages).
         g_lin: (P, R, C) the devices' linear conductances, S; beta: their cubic coefficient, 1/V²
             (``I = g_lin·v·(1 + β v²)``; 0: linear devices).
-        bound: (P, K) error per unit step, ρ/(1 − ρ); atol: (P, K) the error each point must reach, V.
+        rho_lin: (P,) each chip's contraction bound at the conductances ``g_lin``.
+        tol: each point's error bound, relative to its largest device-free node voltage.
         r_t, r: terminal-to-first-node and segment resistance of every line, Ω.
         max_iter: most steps.
-        out: (P, K, 2, R, C) written: base_r minus the drop, base_c plus the rise, at the step
-            where the point's error bound ``bound·max|Δu|`` is at most ``atol``.
+        out: (P, K, 2, R, C) written: base_r minus the drop, base_c plus the rise, at the first
+            step where the point's error bound ``ρ/(1 − ρ)·max|Δu|`` is at most ``tol`` times its
+            largest |device-free node voltage|.  ρ is the chip's bound with the devices' slopes
+            at the largest cell voltage the point can have: ``rho_lin·(1 + 3|β|·span²)``, span its
+            device-free node voltages' spread plus 1 % (a network of monotone devices keeps its
+            node voltages between its terminals'; the margin covers the iterates).
 
     Returns:
         (steps, status, worst): the most steps any point took; 0 converged, 1 non-finite node
@@ -47,69 +141,47 @@ def relax_points(base_r, base_c, g_lin, beta, bound, atol, r_t, r, max_iter, out
     """
     P, K, R, C = base_r.shape
     n = R * C
-    # one point's working arrays, flat (cell (i, j) at i·C + j): its cell voltages on ideal lines,
-    # the drop plus rise u, the currents, the drop and the rise; its chip's coefficients
-    v0, u, cur, drop, rise = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
-    gl = np.empty(n)
-    acc_r, first_r, acc_c, last_c = np.empty(R), np.empty(R), np.empty(C), np.empty(C)
-    steps = 1
     r0 = r_t - r
+    # one point's working arrays, flat (cell (i, j) at i·C + j): its cell voltages on ideal lines,
+    # the drop plus rise u, the currents, the drop and the rise; its chip's conductances
+    v0, u, cur, drop, rise, gl = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    acc_r, first, acc_c, last = np.empty(R), np.empty(R), np.empty(C), np.empty(C)
+    steps = 1
     for p in range(P):
         for i in range(R):
             for j in range(C):
                 gl[i * C + j] = g_lin[p, i, j]
         for k in range(K):
             live = False
+            hi, lo, scale = -np.inf, np.inf, 0.0
             for i in range(R):
                 for j in range(C):
-                    x = base_r[p, k, i, j] - base_c[p, k, i, j]
+                    a, c = base_r[p, k, i, j], base_c[p, k, i, j]
+                    x = a - c
                     v0[i * C + j] = x
                     u[i * C + j] = 0.0
                     if x != 0.0:
                         live = True
+                    hi = max(hi, a, c)
+                    lo = min(lo, a, c)
+                    scale = max(scale, abs(a), abs(c))
             if not live:            # no device sees a voltage: the lines stay at their terminals'
                 for i in range(R):
                     for j in range(C):
                         out[p, k, 0, i, j] = base_r[p, k, i, j]
                         out[p, k, 1, i, j] = base_c[p, k, i, j]
                 continue
-            b, tol = bound[p, k], atol[p, k]
+            span = 1.01 * (hi - lo)
+            rho = rho_lin[p] * (1.0 + 3.0 * abs(beta) * span * span)
+            b, atol = rho / (1.0 - rho), tol * scale
             it = 0
             while True:
                 it += 1
                 for q in range(n):
                     v = v0[q] - u[q]
                     cur[q] = gl[q] * (v * (1.0 + beta * v * v))
-                # the drop along each row line (terminal at column 0): (r_t − r)·S₀ + r·Σ_{s≤k} S_s,
-                # S_s = Σ_{m≥s} i_m (the rows' sums side by side: independent chains)
-                for i in range(R):
-                    acc_r[i] = 0.0
-                for j in range(C - 1, -1, -1):
-                    for i in range(R):
-                        acc_r[i] += cur[i * C + j]
-                        drop[i * C + j] = acc_r[i]
-                for i in range(R):
-                    first_r[i] = r0 * acc_r[i]
-                    acc_r[i] = 0.0
-                for j in range(C):
-                    for i in range(R):
-                        acc_r[i] += drop[i * C + j]
-                        drop[i * C + j] = r * acc_r[i] + first_r[i]
-                # the rise along each column line (terminal at row R − 1): (r_t − r)·P_{R−1} +
-                # r·Σ_{s≥k} P_s, P_s = Σ_{m≤s} i_m
-                for j in range(C):
-                    acc_c[j] = 0.0
-                for i in range(R):
-                    for j in range(C):
-                        acc_c[j] += cur[i * C + j]
-                        rise[i * C + j] = acc_c[j]
-                for j in range(C):
-                    last_c[j] = r0 * acc_c[j]
-                    acc_c[j] = 0.0
-                for i in range(R - 1, -1, -1):
-                    for j in range(C):
-                        acc_c[j] += rise[i * C + j]
-                        rise[i * C + j] = r * acc_c[j] + last_c[j]
+                _row_drop(cur, R, C, r0, r, acc_r, first, drop)
+                _col_rise(cur, R, C, r0, r, acc_c, last, rise)
                 # the largest move of u, and a sum that is finite only if every node is
                 step = 0.0
                 tot = 0.0
@@ -120,7 +192,7 @@ def relax_points(base_r, base_c, g_lin, beta, bound, atol, r_t, r, max_iter, out
                     u[q] = new
                 if not (tot - tot == 0.0 and step < np.inf):
                     return steps, 1, step
-                if b * step <= tol:
+                if b * step <= atol:
                     for i in range(R):
                         for j in range(C):
                             out[p, k, 0, i, j] = base_r[p, k, i, j] - drop[i * C + j]
