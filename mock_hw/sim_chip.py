@@ -1372,28 +1372,32 @@ class SimulatedCrossbar(Crossbar):
         Returns the energy of each lane, J."""
         d = self.params.device
         n_rows, n_cols = self.shape
-        L = rows.shape[1]
-        b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)
-        lane = np.broadcast_to(np.arange(L), rows.shape)
         v = np.where(active, amplitude, 0.0)
         frac_row, frac_col = (0.5, 0.5) if scheme is WriteScheme.V2 else (1 / 3, 2 / 3)
-        row_v = np.repeat((v * frac_row)[:, :, None], n_rows, axis=2)
-        col_v = np.repeat((v * frac_col)[:, :, None], n_cols, axis=2)
-        row_v[b, lane, rows] = v
-        col_v[b, lane, cols] = 0.0
         # only the lanes active on some chip are solved (the others source nothing)
         on_lanes = np.flatnonzero(active.any(axis=0))
         if not on_lanes.size:
             return np.zeros(rows.shape)
         lit = active[:, on_lanes]           # the selected row and column of each lit lane carry its nonlinearity
-        focus = self._focus_of(np.where(lit, rows[:, on_lanes], -1), np.where(lit, cols[:, on_lanes], -1))
         energy = np.zeros(rows.shape)
         pop = self.population
-        w_on = np.where(active[:, on_lanes], width[:, on_lanes], 0.0)[:, :, None, None]    # (n_chips, K, 1, 1)
-        row_v, col_v = row_v[:, on_lanes], col_v[:, on_lanes]
+        w_on = np.where(lit, width[:, on_lanes], 0.0)[:, :, None, None]    # (n_chips, K, 1, 1)
+
+        def terminals(v, sel_r, sel_c):
+            """Row and column terminal voltages (..., R), (..., C) of lanes at ``v`` (V, 0 where
+            idle) selecting rows ``sel_r`` and columns ``sel_c`` (same shape as ``v``)."""
+            row_v = np.repeat((v * frac_row)[..., None], n_rows, axis=-1)
+            col_v = np.repeat((v * frac_col)[..., None], n_cols, axis=-1)
+            np.put_along_axis(row_v, sel_r[..., None], v[..., None], axis=-1)
+            np.put_along_axis(col_v, sel_c[..., None], 0.0, axis=-1)
+            return row_v, col_v
+
+        relaxed = self._lines.relaxed(self._g)
         if pop.unformed is not None and pop.unformed.any():
             # forming changes the population: lane by lane on the whole voltage maps
-            tol = RELAXED_TOL[PULSE_TOL] if self._lines.relaxed(self._g) else PULSE_TOL
+            row_v, col_v = terminals(v[:, on_lanes], rows[:, on_lanes], cols[:, on_lanes])
+            focus = self._focus_of(np.where(lit, rows[:, on_lanes], -1), np.where(lit, cols[:, on_lanes], -1))
+            tol = RELAXED_TOL[PULSE_TOL] if relaxed else PULSE_TOL
             sol = self._lines.solve(self._g, row_v, col_v, tol=tol, focus=focus, currents=False)
             energy[:, on_lanes] = (sol.v_cell * sol.i_cell).sum(axis=(2, 3)) * width[:, on_lanes]
             self._unselected_lines(sol.v_cell, lit, rows[:, on_lanes], cols[:, on_lanes])
@@ -1417,9 +1421,11 @@ class SimulatedCrossbar(Crossbar):
             return (e, q, np.arange(self.n_chips)[sl][b] * per_chip + i * n_cols + j,
                     sol.v_cell[b, q, i, j], w_on[sl][b, q, 0, 0])
 
-        if self._lines.relaxed(self._g):        # the lit lanes only, one operating point each (chip-major)
+        if relaxed:        # the lit lanes only, one operating point each (chip-major)
             pc, pk = np.nonzero(lit)
             w_p = w_on[pc, pk, 0, 0]
+            lane_p = on_lanes[pk]
+            row_p, col_p = terminals(v[pc, lane_p], rows[pc, lane_p], cols[pc, lane_p])
 
             def take_points(sol, sl):
                 """:func:`take` of the points ``sl``: their energies and the devices beyond a threshold
@@ -1434,10 +1440,11 @@ class SimulatedCrossbar(Crossbar):
                 q, i, j = np.nonzero(hit)
                 return e, k[q], c[q] * per_chip + i * n_cols + j, v_cell[q, i, j], w_p[sl][q]
 
-            e_p, lane_of, flat, v_hit, w_hit = self._relaxed_points_solve(pc, row_v[pc, pk], col_v[pc, pk], PULSE_TOL,
-                                                                          take_points)
+            e_p, lane_of, flat, v_hit, w_hit = self._relaxed_points_solve(pc, row_p, col_p, PULSE_TOL, take_points)
             energy[pc, on_lanes[pk]] = e_p
         else:
+            row_v, col_v = terminals(v[:, on_lanes], rows[:, on_lanes], cols[:, on_lanes])
+            focus = self._focus_of(np.where(lit, rows[:, on_lanes], -1), np.where(lit, cols[:, on_lanes], -1))
             e, lane_of, flat, v_hit, w_hit = self._line_solve(row_v, col_v, PULSE_TOL, focus, take)
             energy[:, on_lanes] = e
         # each lane's devices in flat order (the chunks come in chip order)
