@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .line_batch import BatchLines, kept_network
+from .line_batch import BatchLines
 from .line_model import Anderson, LineNetwork
+from .line_sweep import WarmStarts, relaxed_network, sweep_solve
 
 #: chips modelled at once (bounds the memory of a batch's model: 1024 chips of 8×8, ~30 MB)
 MODEL_CHIPS = 1024
@@ -45,13 +46,17 @@ CROSS_MAX = 10_000_000
 #: not depend on them
 ADJOINT_TOL = 1e-9
 
-#: tolerance of the model's grounded reads on a factorized network (:meth:`ReadCorrection.model`:
-#: each read's row in focus; relative to the read voltage, as the simulator's
-#: :data:`~mock_hw.sim_chip.FACTORED_READ_TOL`): they stop at their second substitution, whose
-#: readings and slopes are within 2e-6 relative of the exact solution (measured on 8×8 to 64×64 at
-#: 0.67 and 2 Ω: at most 1.2e-6, 64×64 at 2 Ω), two thousandths of the 0.1 % read noise and
-#: 1/5000 of a 1 % band, instead of a third substitution to 1e-9
-MODEL_READ_TOL = 1e-4
+#: tolerance of the model's grounded reads on swept lines (:meth:`ReadCorrection.model`, every
+#: chip whose lines do not relax: :func:`~programming.line_sweep.sweep_solve`, each from the
+#: model's last solution of the same read): every node voltage proven within this fraction of the
+#: read voltage, as the simulator's :data:`~mock_hw.sim_chip.FACTORED_READ_TOL`; readings and
+#: slopes within 2e-6 relative of the exact solution (measured on 8×8 to 64×64 at 0.67 and 2 Ω),
+#: two thousandths of the 0.1 % read noise and 1/5000 of a 1 % band
+MODEL_READ_TOL = 1e-6
+#: the same for the model's adjoint solves on swept lines (relative to the ``1/g_term`` of a unit
+#: current at a column's terminal node): they only set each cell's inversion slope and the
+#: first-order follow of the others (see :data:`ADJOINT_TOL`)
+ADJOINT_SWEPT_TOL = 1e-6
 
 #: past steps :meth:`ReadCorrection.fit` mixes (Anderson acceleration of the joint inversion)
 FIT_ANDERSON_DEPTH = 4
@@ -101,7 +106,8 @@ class ReadCorrection:
         self.v_read = float(v_read)
         self.r_line, self.r_access = float(r_line), float(r_access)
         self.est: np.ndarray | None = None       # estimated device conductances (B, R, C), S
-        self._net: LineNetwork | None = None
+        self._net: BatchLines | None = None      # the relaxed network, where the lines relax
+        self._warm: WarmStarts | None = None     # the swept solves' last solutions (swept lines)
         self._a = self._c = None
         self._m_hat = self._ref = self._cross = self._model_cross = None
         self._write = self._model_write = None   # the write-transfer maps (write_transfer)
@@ -110,10 +116,11 @@ class ReadCorrection:
         self._finished = 0
 
     # ----------------------------------------------------------------------------- model
-    def model(self, g, cross: bool = True):
+    def model(self, g, cross: bool = True, ids=None):
         """Model readings (B, R, C), S, of every cell for conductances ``g`` and their slopes
         d(reading)/d(own conductance) (dimensionless); with ``cross`` also every cell's share in
-        every reading (kept as ``_model_cross`` within :data:`CROSS_MAX`)."""
+        every reading (kept as ``_model_cross`` within :data:`CROSS_MAX`).  ``ids``: the chips of
+        the batch ``g`` is (default 0..B−1), whose own last solutions start swept solves."""
         g = np.asarray(g, float)
         B, R, C = g.shape
         if B > MODEL_CHIPS:        # many chips: chunk by chunk (the model's solves hold B·R·2RC)
@@ -122,7 +129,8 @@ class ReadCorrection:
             whole = cross and B * R * C * (R + C) <= CROSS_MAX
             parts, shares, write = [], [], []
             for k in range(0, B, MODEL_CHIPS):
-                parts.append(self.model(g[k:k + MODEL_CHIPS], whole))
+                parts.append(self.model(g[k:k + MODEL_CHIPS], whole,
+                                        np.arange(k, min(B, k + MODEL_CHIPS)) if ids is None else ids[k:k + MODEL_CHIPS]))
                 shares.append(self._model_cross)
                 write.append(self._model_write)
             self._model_write = tuple(np.concatenate(m) for m in zip(*write))
@@ -132,39 +140,39 @@ class ReadCorrection:
             return tuple(np.concatenate(p) for p in zip(*parts))
         cubic = self.beta > 0 and self.scheme == "ground"
         norm = 1.0 + self.beta * self.v_ref ** 2 if cubic else 1.0
-        net = self._net = kept_network(self._net, g / norm, self.r_line, self.r_access)
+        net = self._net = relaxed_network(self._net, g / norm, self.r_line, self.r_access)
         row_v = np.broadcast_to(np.eye(R) * self.v_read, (B, R, R))
         col_v = np.zeros((B, R, C))
-        if cubic:           # the devices' own I-V around the linear network of their small-signal g
-            # (factorized: each read's driven row as its focus line, to MODEL_READ_TOL)
-            relaxed = isinstance(net, BatchLines)
-            focus = None if relaxed else (np.broadcast_to(np.arange(R), (B, R)), np.full((B, R), -1))
-            x = net.solve_cubic(g, self.beta, self.v_ref, row_v, col_v, tol=1e-9 if relaxed else MODEL_READ_TOL,
-                                focus=focus)[0]
+        if net is None:     # swept lines, each solve from the model's own last one (its estimates')
+            xr, xc, wr, wc, g_term = self._swept_model(g, cubic, norm, np.arange(B) if ids is None else ids)
+            i_sense = g_term * xc[:, :, R - 1, :]                          # (B, R reads, C)
         else:
-            x = net.solve(net.injection(row_v, col_v))
-        xr, xc = net.split(x)                                              # (B, R reads, R, C)
-        i_sense = net.terminal_currents(xr, xc, row_v, col_v)[1]         # (B, R reads, C)
-        # adjoint: w_j = A⁻¹ e (column j's node next to its terminal); I_j = g_term·x[that node]
-        unit = np.zeros((B, C, 2, R, C))
-        unit[:, np.arange(C), 1, R - 1, np.arange(C)] = 1.0
-        unit = unit.reshape(B, C, 2 * R * C)
-        # (a relaxed network to ADJOINT_TOL: the sensitivities set the inversion's slope, not its
-        # fixed point, which the model's readings alone fix)
-        wr, wc = net.split(net.solve(unit, ADJOINT_TOL) if isinstance(net, BatchLines) else net.solve(unit))
+            if cubic:       # the devices' own I-V around the linear network of their small-signal g
+                x = net.solve_cubic(g, self.beta, self.v_ref, row_v, col_v, tol=1e-9)[0]
+            else:
+                x = net.solve(net.injection(row_v, col_v))
+            xr, xc = net.split(x)                                          # (B, R reads, R, C)
+            i_sense = net.terminal_currents(xr, xc, row_v, col_v)[1]     # (B, R reads, C)
+            # adjoint: w_j = A⁻¹ e (column j's node next to its terminal); I_j = g_term·x[that node]
+            # (to ADJOINT_TOL: the sensitivities set the inversion's slope, not its fixed point,
+            # which the model's readings alone fix)
+            unit = np.zeros((B, C, 2, R, C))
+            unit[:, np.arange(C), 1, R - 1, np.arange(C)] = 1.0
+            wr, wc = net.split(net.solve(unit.reshape(B, C, 2 * R * C), ADJOINT_TOL))
+            g_term = net.g_term
         ii = np.arange(R)
         v_cell = xr[:, ii, ii, :] - xc[:, ii, ii, :]                       # read i, cell (i, j): (B, R, C)
         w_at = (np.diagonal(wr.transpose(0, 2, 1, 3), axis1=2, axis2=3),  # w_j at cell (i, j)'s row and
                 np.diagonal(wc.transpose(0, 2, 1, 3), axis1=2, axis2=3))  # column nodes: (B, R, C) each
         # the write-transfer maps (write_transfer): a cell's voltage per volt on its own row's
         # terminal, per volt on its own column's, and per volt on every row terminal at once
-        self._model_write = (v_cell / self.v_read, net.g_term * (w_at[0] - w_at[1]),
+        self._model_write = (v_cell / self.v_read, g_term * (w_at[0] - w_at[1]),
                              (xr - xc).sum(axis=1) / self.v_read)
         if self.scheme == "isolate":
             # cell (i, j) read with the other columns at V as well: by superposition the grounded
             # read of row i plus every column at V minus column j at V; a column terminal at 1 V
             # gives the node voltages g_term·w_j (A is symmetric)
-            gt = net.g_term
+            gt = g_term
             w_term = wc[:, :, R - 1, :]                                    # w_j at column k's terminal node
             all_r, all_c = gt * wr.sum(axis=1), gt * wc.sum(axis=1)        # every column at 1 V: (B, R, C)
             i_sense = i_sense + self.v_read * gt * (gt * w_term.sum(axis=1)[:, None, :]
@@ -172,7 +180,7 @@ class ReadCorrection:
             v_cell = v_cell + self.v_read * ((all_r - all_c) - gt * (w_at[0] - w_at[1]))
         if cubic:           # a device's current per unit g at its own voltage
             v_cell = v_cell * (1.0 + self.beta * v_cell * v_cell) / norm
-        slope = -net.g_term * v_cell * (w_at[0] - w_at[1]) / self.v_read  # d(I/V)/dg of cell (i, j)
+        slope = -g_term * v_cell * (w_at[0] - w_at[1]) / self.v_read  # d(I/V)/dg of cell (i, j)
         self._model_cross = None
         if cross and self.scheme == "ground" and B * R * C * (R + C) <= CROSS_MAX:
             # every cell's share in every reading: d(reading of (i, j))/d(g of (k, l)) is
@@ -181,8 +189,40 @@ class ReadCorrection:
             phi = xr - xc
             if cubic:
                 phi = phi * (1.0 + self.beta * phi * phi) / norm
-            self._model_cross = (phi, wr - wc, net.g_term)
+            self._model_cross = (phi, wr - wc, g_term)
         return i_sense / self.v_read, slope
+
+    def _swept_model(self, g, cubic: bool, norm: float, ids):
+        """The grounded reads of every row and the adjoints of every column of the chips ``ids``
+        with conductances ``g`` (B, R, C), S, by line sweeps (:func:`~programming.line_sweep.sweep_solve`)
+        from this model's last solutions of the same chips (its own estimates' network): the reads'
+        node voltages ``xr``, ``xc`` (B, R reads, R, C) to :data:`MODEL_READ_TOL` of the read
+        voltage (their terminal currents, the readings, to that fraction of the read voltage times
+        the chip's mean conductance), the adjoints ``wr``, ``wc`` (B, C columns, R, C) to :data:`ADJOINT_SWEPT_TOL` of
+        their terminal's ``1/g_term`` (a unit current into column j's node next to its terminal),
+        and ``g_term``, S."""
+        B, R, C = g.shape
+        g_term = 1.0 / (self.r_line + self.r_access)
+        if self._warm is None:
+            self._warm = WarmStarts((R, C))
+        chip = np.repeat(np.asarray(ids), R)
+        reads_r = np.broadcast_to(np.eye(R) * self.v_read, (B, R, R)).reshape(B * R, R)
+        x = np.empty((B * R, 2, R, C))
+        keys = self._warm.start(x, chip, reads_r, np.zeros((B * R, C)))
+        g_mean = np.repeat(g.reshape(B, -1).mean(axis=1), R)
+        sweep_solve(g, self.beta if cubic else 0.0, self.v_ref, self.r_line, self.r_access, np.repeat(np.arange(B), R),
+                    reads_r, np.zeros((B * R, C)), x, MODEL_READ_TOL * self.v_read,
+                    MODEL_READ_TOL * self.v_read * g_mean)
+        self._warm.keep(keys, x)
+        chip = np.repeat(np.asarray(ids), C)
+        adj_c = np.broadcast_to(np.eye(C) / g_term, (B, C, C)).reshape(B * C, C)
+        w = np.empty((B * C, 2, R, C))
+        keys = self._warm.start(w, chip, np.zeros((B * C, R)), adj_c)
+        sweep_solve(g / norm, 0.0, self.v_ref, self.r_line, self.r_access, np.repeat(np.arange(B), C),
+                    np.zeros((B * C, R)), adj_c, w, ADJOINT_SWEPT_TOL / g_term)
+        self._warm.keep(keys, w)
+        x, w = x.reshape(B, R, 2, R, C), w.reshape(B, C, 2, R, C)
+        return x[:, :, 0], x[:, :, 1], w[:, :, 0], w[:, :, 1], g_term
 
     def fit(self, readings, iterations: int = 60, fixed=None, start=None, tol: float = 1e-8) -> np.ndarray:
         """Estimate every cell's conductance from a full map of grounded ``readings`` (B, R, C),
@@ -265,7 +305,7 @@ class ReadCorrection:
         """Recompute the model's local inversion (a, c per cell) at the present estimate, of the
         chips ``chips`` only (an index array; default every chip)."""
         g = self.est if chips is None else self.est[chips]
-        m_hat, slope = self.model(g, cross=chips is None or self._cross is not None)   # (none kept: none needed)
+        m_hat, slope = self.model(g, cross=chips is None or self._cross is not None, ids=chips)   # (none kept: none needed)
         a = np.maximum(slope, 1e-6) * g * g / (m_hat * m_hat)
         if chips is None:
             self._a, self._c = a, 1.0 / m_hat - a / g

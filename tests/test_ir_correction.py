@@ -20,7 +20,15 @@ def truly_within(xb, tgt, tol=0.01) -> float:
     return float(ok[xb.working_mask].mean())
 
 
-def test_correction_inverts_the_line_model_exactly():
+def _exact_model(monkeypatch):
+    """The read correction's swept model solved to rounding (its tolerances are a test of their own)."""
+    import programming.ir_correction as ir
+    monkeypatch.setattr(ir, "MODEL_READ_TOL", 1e-14)
+    monkeypatch.setattr(ir, "ADJOINT_SWEPT_TOL", 1e-14)
+
+
+def test_correction_inverts_the_line_model_exactly(monkeypatch):
+    _exact_model(monkeypatch)
     rng = np.random.default_rng(0)
     g = rng.uniform(100e-6, 500e-6, (2, 6, 7))
     corr = ReadCorrection((6, 7), 2, 0.2, r_line=2.0)
@@ -35,9 +43,10 @@ def test_correction_inverts_the_line_model_exactly():
     assert abs(got[1, 0] / g2[1, 2, 3] - 1) < 1e-4 and np.isnan(got[0, 0])
 
 
-def test_fit_is_joint_where_the_lines_couple_every_cell_of_a_row():
+def test_fit_is_joint_where_the_lines_couple_every_cell_of_a_row(monkeypatch):
     """On 32×32 at 5 Ω a reading is half its device's current: inverting each cell with the others
     held converges slowly (a dozen plain steps leave 1e-4); the joint fit reaches 1e-7."""
+    _exact_model(monkeypatch)
     rng = np.random.default_rng(1)
     g = rng.uniform(100e-6, 500e-6, (1, 32, 32))
     readings = grounded_read_currents(g, 0.2, 5.0) / 0.2
@@ -359,12 +368,13 @@ def test_isolating_read_on_the_mock_bench_matches_the_line_model(tmp_path):
         load_station(tmp_path / "one.toml")
 
 
-def test_isolating_read_model_and_its_sensitivity():
-    """The correction's model of isolating reads (superposed unit responses: R + C substitutions
-    for the whole array) equals a solve of every cell's own biasing, and its slope the finite
-    difference; the simulated chip reads the same through its nonlinear devices on ideal lines."""
+def test_isolating_read_model_and_its_sensitivity(monkeypatch):
+    """The correction's model of isolating reads (superposed unit responses: R + C solves for the
+    whole array) equals a solve of every cell's own biasing, and its slope the finite difference;
+    the simulated chip reads the same through its nonlinear devices on ideal lines."""
     from programming.line_model import LineNetwork
 
+    _exact_model(monkeypatch)
     rng = np.random.default_rng(0)
     R, C, r, ra, V = 5, 7, 2.0, 1.0, 0.2
     g = rng.uniform(100e-6, 500e-6, (1, R, C))
@@ -488,14 +498,22 @@ def test_line_calibration_through_floating_reads_reads_until_its_correction_is_c
 
 @pytest.mark.parametrize("n,r_line", [(8, 2.0), (32, 0.67), (64, 0.67), (64, 2.0)])
 def test_the_models_reads_to_their_tolerance_are_within_two_millionths(n, r_line, monkeypatch):
-    """The read correction's model of grounded reads with the devices' cubic I-V, solved on a
-    factorized network to MODEL_READ_TOL (two substitutions), gives every reading and slope
-    within 2e-6 relative (two thousandths of the 0.1 % read noise) of the model solved to 1e-13."""
+    """The read correction's model of grounded reads with the devices' cubic I-V, swept to
+    MODEL_READ_TOL (cold, and warm from the model of conductances before a cell moved), gives every
+    reading and slope within 2e-6 relative (two thousandths of the 0.1 % read noise) of the model
+    solved to rounding."""
     import programming.ir_correction as ir
     rng = np.random.default_rng(40)
     g = rng.uniform(100e-6, 500e-6, (1, n, n))
     got = ReadCorrection((n, n), 1, 0.2, r_line, beta=0.3).model(g)
-    monkeypatch.setattr(ir, "MODEL_READ_TOL", 1e-13)
+    warm = ReadCorrection((n, n), 1, 0.2, r_line, beta=0.3)
+    warm.model(g)
+    g2 = g.copy()
+    g2[0, n // 2, n // 3] *= 1.01                          # one cell moves by 1 %
+    moved = warm.model(g2)
+    monkeypatch.setattr(ir, "MODEL_READ_TOL", 1e-14)
+    monkeypatch.setattr(ir, "ADJOINT_SWEPT_TOL", 1e-14)
     want = ReadCorrection((n, n), 1, 0.2, r_line, beta=0.3).model(g)
-    for a, b in zip(got, want):
+    want2 = ReadCorrection((n, n), 1, 0.2, r_line, beta=0.3).model(g2)
+    for a, b in zip(got + moved, want + want2):
         assert np.abs(a / b - 1).max() <= 2e-6
