@@ -40,6 +40,9 @@ import numpy as np
 from .line_batch import BatchLines, batch_suits, kept_network
 
 _KERNEL = {}
+#: sweeps after which a point whose residual fell less than 2× in its last four sweeps leaves the
+#: sweeps for the factorized chord iteration (:func:`sweep_solve`)
+SLOW_AFTER = 8
 #: rounding of a node's KCL residual relative to g_seg times the largest terminal voltage (a few
 #: double-precision roundings of its terms): the floor of the proven stop
 ROUNDING = 8 * np.finfo(float).eps
@@ -69,6 +72,7 @@ def _kernel():
             vrT, vcT = np.empty((C, R)), np.empty((C, R))
             glT, gcT = np.empty((C, R)), np.empty((C, R))
             F, D = np.empty(n), np.empty(n)
+            hist = np.empty(4)
             last = -1
             for p in range(P):
                 b = chip[p]
@@ -138,8 +142,11 @@ def _kernel():
                     if z * res <= lim[p] and res <= lim_i[p]:
                         sweeps[p] = it
                         break
-                    if it == max_sweeps:
+                    # too slow for sweeps (lines too resistive against their devices): less than
+                    # half the residual gone in four sweeps; the caller factorizes instead
+                    if it == max_sweeps or (it >= SLOW_AFTER and res > 0.5 * hist[it % 4]):
                         break
+                    hist[it % 4] = res
                     # the row lines' step (back substitution), into both copies
                     for j in range(C - 2, -1, -1):
                         for i in range(R):
@@ -202,14 +209,15 @@ def error_scale(shape, r_line: float, r_access: float = 0.0) -> float:
 
 
 def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, chip, row_v, col_v, x, tol,
-                i_tol=np.inf, max_sweeps: int = 500) -> np.ndarray:
+                i_tol=np.inf, max_sweeps: int = 200) -> np.ndarray:
     """Solve operating points in place by line sweeps: point p on chip ``chip[p]`` of the devices
     ``g`` (B, R, C), S (cubic I-V with ``beta`` ≥ 0, 1/V², around ``v_ref``, V), terminals at
     ``row_v`` (P, R) and ``col_v`` (P, C), V, from the node voltages ``x`` (P, 2, R, C) (row nodes,
     column nodes; overwritten with the solution) until every node voltage is proven within
     ``tol`` (V, (P,) or a scalar) of the solution, and every terminal current within ``i_tol`` (A,
-    (P,) or a scalar; default: no bound).  Returns the sweeps each point took.  Raises
-    RuntimeError if a point does not get there in ``max_sweeps``.
+    (P,) or a scalar; default: no bound).  Returns the sweeps each point took.  A point the sweeps
+    do not bring there (``max_sweeps``, or less than half its residual gone in four sweeps after
+    :data:`SLOW_AFTER`) is solved by the factorized network instead (``max_sweeps`` returned).
 
     A terminal current is ``g_term`` times its terminal node's voltage difference to the terminal,
     and that node's transfer resistance to any node is at most its own driving-point resistance,
@@ -238,9 +246,28 @@ def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, ch
     _kernel()(gl, gc, np.ascontiguousarray(chip, dtype=np.int64), g_seg, g_term,
               np.ascontiguousarray(row_v, dtype=float), np.ascontiguousarray(col_v, dtype=float), x, lim, lim_i,
               z, int(max_sweeps), sweeps)
-    if np.any(sweeps < 0):
-        raise RuntimeError(f"line sweeps did not converge in {max_sweeps} sweeps")
+    slow = np.flatnonzero(sweeps < 0)
+    if slow.size:
+        _factorized(g, beta, v_ref, r_line, r_access, chip, row_v, col_v, x, slow, lim / np.maximum(v, 1e-300))
+        sweeps[slow] = max_sweeps
     return sweeps
+
+
+def _factorized(g, beta, v_ref, r_line, r_access, chip, row_v, col_v, x, points, rel) -> None:
+    """Solve the ``points`` the sweeps left (lines too resistive against their devices: a tuner's
+    trial fit can put hundreds of siemens in a cell) by the factorized network's chord iteration
+    (:meth:`~programming.line_model.LineNetwork.solve_cubic`), each chip's at once, to a
+    hundredth of their relative tolerance ``rel`` (its stop is on the step, not a bound); into ``x``."""
+    from .line_model import LineNetwork
+
+    R, C = g.shape[1:]
+    norm = 1.0 + beta * v_ref * v_ref
+    for b in np.unique(chip[points]):
+        pts = points[chip[points] == b]
+        net = LineNetwork(g[b:b + 1] / norm, r_line, r_access)
+        got = net.solve_cubic(g[b:b + 1], beta, v_ref, row_v[pts][None], col_v[pts][None],
+                              tol=0.01 * float(rel[pts].min()), max_iter=500)[0]
+        x[pts] = got[0].reshape(pts.size, 2, R, C)
 
 
 #: bytes of node voltages :class:`WarmStarts` keeps (64 MB: 1024 operating points of a 64×64 chip)
