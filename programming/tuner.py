@@ -56,7 +56,9 @@ width limit) every pass tunes the *far* cells first — those the line model lea
 then reads the whole array back (the line model's estimates fitted anew to it) and only then tunes
 the other cells, joined by every other cell that read-back finds out of the hold band: the far
 cells' long writes switch half-selected cells near the drivers, whose stale estimates bias the
-correction of every verify read on their lines (:data:`AUTO_FAR_FIRST`).  After each pass the
+correction of every verify read on their lines (:data:`AUTO_FAR_FIRST`).  With ``refit_every``
+a pass also reads every cell and fits the line model anew after every that many cells finished in
+it (:func:`_refit`): the same stale estimates bias the verify reads between the read-backs.  After each pass the
 array is read back and the cells that no longer *hold* —
 whose reading is off by more than the hold band ``tolerance·(1 − hold_guard)`` (0.9 % at the
 defaults), knocked out by later cells' pulses or relaxed since they converged — are re-tuned in a
@@ -136,6 +138,7 @@ class TunerConfig:
     passes: int = 8             # at most (re-verify passes stop once every cell holds)
     quiet_passes: int = 0       # the last this many passes of the budget never widen a write (width_ramp 1)
     far_first: bool = False     # with a line model: the cells it leaves short of v_set_start go first in every pass (docstring)
+    refit_every: int = 0        # with a line model: after this many cells finish in a pass, read every cell and refit (docstring); 0: never
     order: str = "row"
     parallel: int | None = None
     write_scheme: str = "auto"   # V/2 or V/3 chosen from the line estimate (choose_write_scheme); or "v/2", "v/3", "float"
@@ -156,6 +159,8 @@ class TunerConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
                 raise ValueError(f"TunerConfig.{name} must be a positive number, got {value!r}")
+        if not (isinstance(self.refit_every, (int, np.integer)) and self.refit_every >= 0):
+            raise ValueError(f"TunerConfig.refit_every is a number of cells >= 0, got {self.refit_every!r}")
         for name in ("consecutive", "max_pulses", "pulses_at_cap", "passes"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TunerConfig.{name} must be >= 1, got {getattr(self, name)!r}")
@@ -809,6 +814,8 @@ class _Run:
         n = _Slots(xb.n_chips, sched.parallel, cfg, self.half)
         shifts = self.shifts    # each cell's, for the pass (its verify band: aim and half-width)
         rows, cols = xb.shape
+        refit = cfg.refit_every if self.corr is not None else 0
+        since = 0           # cells finished since the last refit (refit_every)
         while True:
             if self.should_stop is not None and self.should_stop():
                 self._pass_finished(finished, remaining)
@@ -841,6 +848,10 @@ class _Run:
                 bar.update(int(chip.size))
                 if self.corr is not None:
                     self.corr.cells_finished(int(chip.size), chip)     # each chip's own count
+                since += int(chip.size)
+                if refit and since >= refit and sched.has_work():
+                    since = 0
+                    _refit(xb, cfg, self.rec, self.corr)
             self.journal.step_done()
 
     def _pass_finished(self, finished, remaining) -> None:
@@ -1259,6 +1270,18 @@ def _start_correction(xb, cfg: TunerConfig, rec, parallel: int, on_instrument: b
     rec["reads"] += 1
     corr.correct_map(g)
     return corr
+
+
+def _refit(xb, cfg: TunerConfig, rec, corr) -> None:
+    """``refit_every``: in the middle of a pass, read every cell once and fit the line model's
+    estimate of every conductance anew to those readings (the joint inversion of a read-back,
+    :meth:`~programming.ir_correction.ReadCorrection.correct_map`).  Nothing is decided on these
+    readings: the cells being tuned go on, with every verify read corrected on the fresh fit."""
+    rows, cols = (a.ravel() for a in np.indices(xb.shape))
+    back = xb.read(rows, cols, cfg.v_read, cfg.read_scheme)
+    rec["reads"] += 1
+    rec["time"] += back.duration.reshape(rec["time"].shape)
+    corr.correct_map(back.conductance.reshape(rec["time"].shape))
 
 
 def _read_back(xb, tgt, targeted, cfg: TunerConfig, rec, corr=None) -> np.ndarray:
