@@ -156,7 +156,7 @@ class BatchLines(LineNetwork):
             device_free(inj[sl], r_t, self.r_line, base)
             return base[:, :, 0], base[:, :, 1]
 
-        return self._relax(self._g, 0.0, bases, tol, 200, rhs.shape[1])[0]
+        return self._relax(self._g, 0.0, tol, 200, rhs.shape[1], bases=bases)[0]
 
     def solve_cubic(self, g, beta: float, v_ref: float, row_v, col_v, tol: float = 1e-12,
                     max_iter: int = 200, focus=None):
@@ -183,20 +183,19 @@ class BatchLines(LineNetwork):
                            - np.minimum(row_v.min(axis=2), col_v.min(axis=2)))
             if (self.rho_lin[:, None] * (1.0 + 3.0 * abs(beta) * span ** 2)).max(initial=0.0) > RHO_SOLVE:
                 return self._factorized().solve_cubic(g, beta, v_ref, row_v, col_v, tol, max_iter, focus=focus)
-        return self._relax(g / norm, beta, lambda sl: (row_v[sl, :, :, None], col_v[sl, :, None, :]), tol,
-                           max_iter, row_v.shape[1])
+        return self._relax(g / norm, beta, tol, max_iter, row_v.shape[1], terminals=(row_v, col_v))
 
-    def _relax(self, g_lin, beta: float, bases, tol: float, max_iter: int, K: int):
+    def _relax(self, g_lin, beta: float, tol: float, max_iter: int, K: int, bases=None, terminals=None):
         """Relax every chip's ``K`` operating points, each on its own (the compiled
-        :func:`programming.relax_kernels.relax_points`), chunk by chunk of chips: ``bases(chips)``
-        gives their row / column node voltages without devices, V (broadcastable to
-        (chips, K, R, C)); each point stops when its proven error bound is ``tol`` times its largest
-        device-free node voltage (the devices carry ``I = g_lin·v·(1 + β v²)``, ``beta`` 0:
-        linear).  A point's answer is the drop and rise of the step at which its own bound is met
-        (the same in any batch); a point whose devices all see 0 V carries no current, so its lines
-        stay at their terminals'.  Returns node voltages (B, K, N) and the most steps any point
-        took."""
-        from .relax_kernels import relax_points     # numba: only where a relaxed solve runs
+        :mod:`programming.relax_kernels`), chunk by chunk of chips: their row / column node
+        voltages without devices, V, are ``bases(chips)`` (broadcastable to (chips, K, R, C)) or
+        those of the terminal voltages ``terminals`` = (row_v (B, K, R), col_v (B, K, C)); each
+        point stops when its proven error bound is ``tol`` times its largest device-free node
+        voltage (the devices carry ``I = g_lin·v·(1 + β v²)``, ``beta`` 0: linear).  A point's
+        answer is the drop and rise of the step at which its own bound is met (the same in any
+        batch); a point whose devices all see 0 V carries no current, so its lines stay at their
+        terminals'.  Returns node voltages (B, K, N) and the most steps any point took."""
+        from .relax_kernels import relax_points, relax_terminals   # numba: only where a relaxed solve runs
 
         B, R, C = self.shape
         x = np.empty((B, K, 2, R, C))
@@ -206,11 +205,14 @@ class BatchLines(LineNetwork):
         steps = 1
         for b0 in range(0, B, per_chip):
             sl = slice(b0, b0 + per_chip)
-            shape = (min(B, b0 + per_chip) - b0, K, R, C)
-            base_r, base_c = bases(sl)
-            took, status, worst = relax_points(np.broadcast_to(base_r, shape), np.broadcast_to(base_c, shape),
-                                               g_lin[sl], float(beta), self.rho_lin[sl], float(tol), r_t, self.r_line,
-                                               int(max_iter), x[sl])
+            args = (g_lin[sl], float(beta), self.rho_lin[sl], float(tol), r_t, self.r_line, int(max_iter), x[sl])
+            if terminals is not None:
+                took, status, worst = relax_terminals(terminals[0][sl], terminals[1][sl], *args)
+            else:
+                shape = (min(B, b0 + per_chip) - b0, K, R, C)
+                base_r, base_c = bases(sl)
+                took, status, worst = relax_points(np.broadcast_to(base_r, shape), np.broadcast_to(base_c, shape),
+                                                   *args)
             if status == 1:
                 raise RuntimeError("line relaxation diverged (non-finite node voltages)")
             if status == 2:

@@ -27,6 +27,8 @@ from numba import njit, types
 
 _IN = {n: types.Array(types.float64, n, "A", readonly=True) for n in (1, 2, 3, 4, 5)}
 _OUT = {n: types.Array(types.float64, n, "A") for n in (1, 4, 5)}
+_C = {n: types.Array(types.float64, n, "C", readonly=True) for n in (3,)}
+_OUTC = {n: types.Array(types.float64, n, "C") for n in (5,)}
 _F, _I = types.float64, types.int64
 
 
@@ -114,14 +116,45 @@ def device_free(inj, r_t, r, out):  # pragma: no cover - compiled
                     out[p, k, 1, i, j] = rise[i * C + j]
 
 
-@njit(types.Tuple((_I, _I, _F))(_IN[4], _IN[4], _IN[3], _F, _IN[1], _F, _F, _F, _I, _OUT[5]),
+@njit(inline="always")
+def _relax_one(v0, gl, beta, b, atol, r0, r, max_iter, n, R, C, u, cur, drop, rise, acc_r, first, acc_c, last):  # pragma: no cover - compiled
+    """Relax one point from ``u = 0`` (its cell voltages on ideal lines ``v0``, its devices'
+    linear conductances ``gl``, flat R·C) until ``b·max|Δu| <= atol``; leaves its drop and rise
+    in ``drop`` and ``rise``.  Returns (steps, status, worst) as :func:`relax_points`."""
+    for q in range(n):
+        u[q] = 0.0
+    it = 0
+    while True:
+        it += 1
+        for q in range(n):
+            v = v0[q] - u[q]
+            cur[q] = gl[q] * (v * (1.0 + beta * v * v))
+        _row_drop(cur, R, C, r0, r, acc_r, first, drop)
+        _col_rise(cur, R, C, r0, r, acc_c, last, rise)
+        # the largest move of u, and a sum that is finite only if every node is
+        step = 0.0
+        tot = 0.0
+        for q in range(n):
+            new = drop[q] + rise[q]
+            step = max(step, abs(new - u[q]))
+            tot += new
+            u[q] = new
+        if not (tot - tot == 0.0 and step < np.inf):
+            return it, 1, step
+        if b * step <= atol:
+            return it, 0, 0.0
+        if it >= max_iter:
+            return it, 2, b * step
+
+
+@njit(types.Tuple((_I, _I, _F))(_IN[4], _IN[4], _C[3], _F, _IN[1], _F, _F, _F, _I, _OUTC[5]),
       cache=True, nogil=True)
 def relax_points(base_r, base_c, g_lin, beta, rho_lin, tol, r_t, r, max_iter, out):  # pragma: no cover - compiled
     """Relax each operating point (p, k) on its own and write its row and column node voltages.
 
     Args:
         base_r, base_c: (P, K, R, C) row / column node voltages with no devices, V (may be
-            broadcast views: a cubic solve's terminal voltages).
+            broadcast views).
         g_lin: (P, R, C) the devices' linear conductances, S; beta: their cubic coefficient, 1/V²
             (``I = g_lin·v·(1 + β v²)``; 0: linear devices).
         rho_lin: (P,) each chip's contraction bound at the conductances ``g_lin``.
@@ -141,7 +174,6 @@ def relax_points(base_r, base_c, g_lin, beta, rho_lin, tol, r_t, r, max_iter, ou
     """
     P, K, R, C = base_r.shape
     n = R * C
-    r0 = r_t - r
     # one point's working arrays, flat (cell (i, j) at i·C + j): its cell voltages on ideal lines,
     # the drop plus rise u, the currents, the drop and the rise; its chip's conductances
     v0, u, cur, drop, rise, gl = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
@@ -159,7 +191,6 @@ def relax_points(base_r, base_c, g_lin, beta, rho_lin, tol, r_t, r, max_iter, ou
                     a, c = base_r[p, k, i, j], base_c[p, k, i, j]
                     x = a - c
                     v0[i * C + j] = x
-                    u[i * C + j] = 0.0
                     if x != 0.0:
                         live = True
                     hi = max(hi, a, c)
@@ -173,33 +204,67 @@ def relax_points(base_r, base_c, g_lin, beta, rho_lin, tol, r_t, r, max_iter, ou
                 continue
             span = 1.01 * (hi - lo)
             rho = rho_lin[p] * (1.0 + 3.0 * abs(beta) * span * span)
-            b, atol = rho / (1.0 - rho), tol * scale
-            it = 0
-            while True:
-                it += 1
-                for q in range(n):
-                    v = v0[q] - u[q]
-                    cur[q] = gl[q] * (v * (1.0 + beta * v * v))
-                _row_drop(cur, R, C, r0, r, acc_r, first, drop)
-                _col_rise(cur, R, C, r0, r, acc_c, last, rise)
-                # the largest move of u, and a sum that is finite only if every node is
-                step = 0.0
-                tot = 0.0
-                for q in range(n):
-                    new = drop[q] + rise[q]
-                    step = max(step, abs(new - u[q]))
-                    tot += new
-                    u[q] = new
-                if not (tot - tot == 0.0 and step < np.inf):
-                    return steps, 1, step
-                if b * step <= atol:
-                    for i in range(R):
-                        for j in range(C):
-                            out[p, k, 0, i, j] = base_r[p, k, i, j] - drop[i * C + j]
-                            out[p, k, 1, i, j] = base_c[p, k, i, j] + rise[i * C + j]
-                    break
-                if it >= max_iter:
-                    return steps, 2, b * step
-            if it > steps:
-                steps = it
+            it, status, worst = _relax_one(v0, gl, beta, rho / (1.0 - rho), tol * scale, r_t - r, r, max_iter, n,
+                                           R, C, u, cur, drop, rise, acc_r, first, acc_c, last)
+            if status:
+                return max(steps, it), status, worst
+            for i in range(R):
+                for j in range(C):
+                    out[p, k, 0, i, j] = base_r[p, k, i, j] - drop[i * C + j]
+                    out[p, k, 1, i, j] = base_c[p, k, i, j] + rise[i * C + j]
+            steps = max(steps, it)
+    return steps, 0, 0.0
+
+
+@njit(types.Tuple((_I, _I, _F))(_IN[3], _IN[3], _C[3], _F, _IN[1], _F, _F, _F, _I, _OUTC[5]),
+      cache=True, nogil=True)
+def relax_terminals(row_v, col_v, g_lin, beta, rho_lin, tol, r_t, r, max_iter, out):  # pragma: no cover - compiled
+    """:func:`relax_points` of terminal voltages ``row_v`` (P, K, R) and ``col_v`` (P, K, C), V
+    (every row node of row i at ``row_v[..., i]`` and every column node of column j at
+    ``col_v[..., j]`` with no devices): the same answers bit for bit, without reading R·C
+    device-free values per point."""
+    P, K, R = row_v.shape
+    C = col_v.shape[2]
+    n = R * C
+    v0, u, cur, drop, rise, gl = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    acc_r, first, acc_c, last = np.empty(R), np.empty(R), np.empty(C), np.empty(C)
+    steps = 1
+    for p in range(P):
+        for i in range(R):
+            for j in range(C):
+                gl[i * C + j] = g_lin[p, i, j]
+        for k in range(K):
+            live = False
+            hi, lo, scale = -np.inf, np.inf, 0.0
+            for i in range(R):
+                a = row_v[p, k, i]
+                hi, lo, scale = max(hi, a), min(lo, a), max(scale, abs(a))
+            for j in range(C):
+                c = col_v[p, k, j]
+                hi, lo, scale = max(hi, c), min(lo, c), max(scale, abs(c))
+            for i in range(R):
+                a = row_v[p, k, i]
+                for j in range(C):
+                    x = a - col_v[p, k, j]
+                    v0[i * C + j] = x
+                    if x != 0.0:
+                        live = True
+            if not live:
+                for i in range(R):
+                    for j in range(C):
+                        out[p, k, 0, i, j] = row_v[p, k, i]
+                        out[p, k, 1, i, j] = col_v[p, k, j]
+                continue
+            span = 1.01 * (hi - lo)
+            rho = rho_lin[p] * (1.0 + 3.0 * abs(beta) * span * span)
+            it, status, worst = _relax_one(v0, gl, beta, rho / (1.0 - rho), tol * scale, r_t - r, r, max_iter, n,
+                                           R, C, u, cur, drop, rise, acc_r, first, acc_c, last)
+            if status:
+                return max(steps, it), status, worst
+            for i in range(R):
+                a = row_v[p, k, i]
+                for j in range(C):
+                    out[p, k, 0, i, j] = a - drop[i * C + j]
+                    out[p, k, 1, i, j] = col_v[p, k, j] + rise[i * C + j]
+            steps = max(steps, it)
     return steps, 0, 0.0
