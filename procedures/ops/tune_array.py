@@ -161,6 +161,9 @@ class TuneProcedure(PulseScheduleMixin, LineEstimateMixin, TuneLogMixin, XbarPro
                            line_estimate_source=getattr(self, "line_estimate_source", None))
         if getattr(self, "schedule_report", None):
             self.report["schedule"] = self.schedule_report
+        # the simulated chip's truth served the summary only: released before the run folder's
+        # maps and plots are written (10 000 chips of 8x8: ~80 MB)
+        self.xb_for_summary = None
 
     def shutdown(self):
         self.xb_for_summary = self.xb if hasattr(self.xb, "true_conductance") else None

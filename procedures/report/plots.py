@@ -44,9 +44,6 @@ def _label(value) -> str:
     return str(int(f)) if f.is_integer() else str(value)
 
 
-def _columns(data, *names) -> bool:
-    return hasattr(data, "columns") and len(data) > 0 and all(n in data.columns for n in names)
-
 
 def _chip0_trace(trace: dict) -> dict | None:
     """The chip-0 entries of a trace as float arrays, or None if it is unusable."""
@@ -264,14 +261,13 @@ def _jobs(run: RunData, out_dir: Path) -> list[tuple[str, object]]:
     jobs = map_plots(run.maps, params, out_dir)
     if run.trace:
         jobs.append(("traces.png", lambda: plot_traces(run.trace, run.maps, out_dir)))
-    data = run.data
-    if _columns(data, "Voltage (V)", "Current (A)"):
-        jobs.append(("iv.png", lambda: plot_iv(data, params, out_dir)))
+    if run.has_columns("Voltage (V)", "Current (A)"):
+        jobs.append(("iv.png", lambda: plot_iv(run.data, params, out_dir)))
     if "times" in run.series and "maps" in run.series:
         log = str(params.get("log", "")).strip().lower() in ("true", "1", "yes")
         jobs.append(("retention.png", lambda: plot_retention(run.series["times"], run.series["maps"], out_dir, log)))
-    if _columns(data, "Cycle", "G SET (S)", "G RESET (S)"):
-        jobs.append(("endurance.png", lambda: plot_endurance(data, out_dir)))
+    if run.has_columns("Cycle", "G SET (S)", "G RESET (S)"):
+        jobs.append(("endurance.png", lambda: plot_endurance(run.data, out_dir)))
     return jobs
 
 

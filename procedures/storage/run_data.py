@@ -23,6 +23,7 @@ All values in files are SI (S, V, A, s, J); µS appear only in plots and termina
 """
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import os
@@ -68,7 +69,9 @@ class RunData:
         path: the folder.
         meta: ``run.json`` (procedure name under ``"procedure"``, parameters under ``"parameters"``).
         data: the rows of ``data.csv`` as a pandas DataFrame (columns named with units, e.g.
-            ``"Conductance (S)"``); empty if the run wrote none.
+            ``"Conductance (S)"``); empty if the run wrote none.  Read when first used (a tune of
+            10 000 chips writes 640 000 rows its plots never read: pandas and the frame would be
+            ~130 MB at the end of the run); :meth:`has_columns` reads only the header.
         maps: ``run.h5`` ``maps/*`` arrays, (n_chips, rows, cols).
         trace: ``run.h5`` ``trace/*`` 1-D arrays of equal length, or None.
         series: ``run.h5`` ``series/*`` arrays.
@@ -77,11 +80,37 @@ class RunData:
 
     path: Path
     meta: dict
-    data: "object"
     maps: dict = field(default_factory=dict)
     trace: dict | None = None
     series: dict = field(default_factory=dict)
     report: dict | None = None
+    _data: object = field(default=None, repr=False)
+
+    @property
+    def data(self):
+        if self._data is None:
+            self._data = read_data_csv(Path(self.path) / DATA_CSV)
+        return self._data
+
+    def has_columns(self, *names: str) -> bool:
+        """Whether ``data.csv`` has data rows with every column ``names`` (its header and first
+        data line only, unless :attr:`data` is loaded already)."""
+        if self._data is not None:
+            return len(self._data) > 0 and all(n in self._data.columns for n in names)
+        header = rows = None
+        try:
+            with open(Path(self.path) / DATA_CSV, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    if line.startswith("#") or not line.strip():
+                        continue
+                    if header is None:
+                        header = [c.strip() for c in next(csv.reader([line]))]
+                    else:
+                        rows = True
+                        break
+        except OSError:
+            return False
+        return bool(rows) and all(n in header for n in names)
 
     @property
     def procedure(self) -> str:
@@ -263,7 +292,6 @@ def load_run(path: str | Path) -> RunData:
     if not (path / RUN_JSON).is_file():
         raise RunFolderError(f"{path} is not a run folder (no {RUN_JSON})")
     meta = read_json(path / RUN_JSON)
-    data = read_data_csv(path / DATA_CSV)
     maps, trace, series = read_h5(path / RUN_H5) if (path / RUN_H5).is_file() else ({}, None, {})
     report = read_json(path / REPORT_JSON) if (path / REPORT_JSON).is_file() else None
-    return RunData(path, meta, data, maps, trace, series, report)
+    return RunData(path, meta, maps, trace, series, report)
