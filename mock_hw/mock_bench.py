@@ -62,6 +62,8 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from .bench_physics import GROUND, BenchTiming, EmulatedClock, PhysicalBench, check_time_scale
 from .emulators.base import InstrumentServer
 from .presets import DEFAULT_PRESET
@@ -117,6 +119,37 @@ SLOTS_707B, CARDS_B2200 = 6, 4
 def _cards(lines: int) -> int:
     """12-pin cards (707B slots, B2200 modules) needed for ``lines`` crossbar lines."""
     return -(-lines // 12)
+
+
+def warm_solver(rows: int, cols: int, preset: str, seed: int, pristine: bool, r_access: float) -> None:
+    """Build the line solver's compiled kernels (numba) before any instrument answers.
+
+    On a cold numba cache (a fresh clone, a new install) the first solve of a chip with
+    resistive lines compiles its kernels: seconds of CPU, more on a loaded machine, and inside
+    an emulator's reply that can outlast a query's VISA timeout (seen at load 13 with the 20 s
+    timeout).  A throwaway chip of the bench's preset, size, seed and formedness is driven the ways
+    a bench drives one (a read with the other lines grounded, V/2 and V/3 half-select levels, a
+    floating line) without a pulse: the same solver branches and argument types, so every kernel
+    the bench's chip will call is compiled (or loaded from numba's cache) here.  The bench's own
+    chip is not touched: its state, age and random draws are as if this never ran."""
+    twin = SimulatedCrossbar(rows, cols, preset=preset, seed=seed, pristine=pristine)
+    if twin.params.r_line <= 0:
+        return                                     # ideal lines: no line solve, nothing compiled
+    v = 0.2
+    read_r = np.zeros(rows)
+    read_r[0] = v
+    half_r = np.full(rows, v / 2)
+    half_r[0] = v
+    third_r = np.full(rows, v / 3)
+    third_r[0] = v
+    third_c = np.full(cols, 2 * v / 3)
+    third_c[0] = 0.0
+    half_c = np.full(cols, v / 2)
+    half_c[0] = 0.0
+    float_r = read_r.copy()
+    float_r[-1] = np.nan
+    for row_v, col_v in ((read_r, np.zeros(cols)), (half_r, half_c), (third_r, third_c), (float_r, np.zeros(cols))):
+        twin.drive_lines(row_v, col_v, r_access=r_access)
 
 
 class MockBench:
@@ -183,6 +216,7 @@ class MockBench:
                 if self.has_b2200:
                     bench.wire_pin("B2200", self.pin_b2200(kind, i), (kind, i))
                 bench.wire_pin("BOARD", f"{board}{i}", (kind, i))
+        warm_solver(rows, cols, preset, seed, pristine, bench.r_access)
         self.servers = {}
         try:
             for name, emu in self.emulators.items():
