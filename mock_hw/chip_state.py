@@ -12,7 +12,7 @@ reads it back):
   ``unformed`` (bool; all False on a formed chip), ``nu``;
 * ``n_read_ops``, ``n_pulse_ops`` — op counters (0-d int64);
 * ``rng_state`` — 0-d unicode array, JSON of the run-time RNG's bit-generator state;
-* ``warm_chip``, ``warm_row``, ``warm_col``, ``warm_scale``, ``warm_x`` — only on resistive lines
+* ``warm_chip``, ``warm_pattern``, ``warm_scale``, ``warm_x`` — only on resistive lines
   solved by line sweeps: the warm starts the line solver keeps (a swept solve's answer depends on
   its start, to its tolerance: :meth:`mock_hw.nodal.LineSolver.kept_state`).
 
@@ -93,7 +93,8 @@ def load_chip_state_dict(xb, state: dict) -> None:
     warm = {k: np.asarray(v) for k, v in state.items() if k.startswith("warm_")}
     if warm:
         x = warm.get("warm_x")
-        if xb._lines is None or x is None or x.ndim != 4 or tuple(x.shape[1:]) != (2, *full[1:]):
+        if xb._lines is None or x is None or x.ndim != 4 or tuple(x.shape[1:]) != (2, *full[1:]) or \
+                any(warm.get(k) is None or len(warm[k]) != len(x) for k in ("warm_chip", "warm_pattern", "warm_scale")):
             raise ValueError(f"chip state's line warm starts have shape {None if x is None else x.shape}, "
                              f"expected (n, 2, {full[1]}, {full[2]}) on resistive lines")
     # validated: apply

@@ -270,8 +270,8 @@ def _factorized(g, beta, v_ref, r_line, r_access, chip, row_v, col_v, x, points,
         x[pts] = got[0].reshape(pts.size, 2, R, C)
 
 
-#: bytes of node voltages :class:`WarmStarts` keeps (64 MB: 1024 operating points of a 64×64 chip)
-WARM_BYTES = 64 << 20
+#: bytes of node voltages :class:`WarmStarts` keeps (16 MB: 256 operating points of a 64×64 chip)
+WARM_BYTES = 16 << 20
 
 
 class WarmStarts:
@@ -279,14 +279,17 @@ class WarmStarts:
     :func:`sweep_solve` caller has solved, as the start of its next solve of that point: a read of
     the same row, a pulse of the same cell under the same scheme at another amplitude (its node
     voltages scaled by the new amplitude over the old: exact for the linear part of the network).
-    The points solved longest ago leave first, beyond :data:`WARM_BYTES`.  A point never solved
-    starts at its terminals' voltages (ideal lines)."""
+    The points solved longest ago leave first, beyond :data:`WARM_BYTES` (one preallocated pool).
+    A point never solved starts at its terminals' voltages (ideal lines)."""
 
     def __init__(self, shape):
         self.shape = tuple(shape)           # (R, C)
         R, C = self.shape
         self.most = max(16, WARM_BYTES // (16 * R * C))
-        self._kept: dict = {}               # key -> (scale, x (2, R, C)); insertion order = age
+        self._slot: dict = {}               # key -> pool slot; insertion order = age
+        self._pool = None                   # (most, 2, R, C) node voltages, allocated when first kept
+        self._scale = np.zeros(self.most)   # the largest terminal voltage each slot was solved at
+        self._used = 0                      # slots handed out so far
 
     @staticmethod
     def keys(chip, row_v, col_v) -> list:
@@ -295,43 +298,60 @@ class WarmStarts:
         drive's thirds at any amplitude give one key); a point with every terminal at 0 V has none."""
         scale = np.maximum(np.abs(row_v).max(axis=1, initial=0.0), np.abs(col_v).max(axis=1, initial=0.0))
         inv = 1.0 / np.where(scale > 0, scale, 1.0)
-        rn = np.round(row_v * inv[:, None], 12) + 0.0          # + 0.0: no negative zeros
-        cn = np.round(col_v * inv[:, None], 12) + 0.0
-        return [((int(chip[p]), rn[p].tobytes(), cn[p].tobytes()) if scale[p] > 0 else None, float(scale[p]))
-                for p in range(scale.size)]
+        pattern = np.round(np.concatenate([row_v, col_v], axis=1) * inv[:, None], 12) + 0.0   # no negative zeros
+        return [((int(c), pattern[p].tobytes()) if s > 0 else None, float(s))
+                for p, (c, s) in enumerate(zip(chip.tolist(), scale.tolist()))]
 
     def start(self, x, chip, row_v, col_v) -> list:
         """Fill ``x`` (P, 2, R, C) with the start of each point (``chip`` (P,), ``row_v`` (P, R),
         ``col_v`` (P, C), V); returns the points' keys and scales (for :meth:`keep`)."""
         keys = self.keys(chip, row_v, col_v)
-        for p, (k, s) in enumerate(keys):
-            got = self._kept.get(k) if k is not None else None
-            if got is not None:
-                np.multiply(got[1], s / got[0], out=x[p])
-            else:
-                x[p, 0] = row_v[p][:, None]
-                x[p, 1] = col_v[p][None, :]
+        slots = np.array([self._slot.get(k, -1) if k is not None else -1 for k, _ in keys], np.intp)
+        hit = slots >= 0
+        if not hit.all():
+            cold = np.flatnonzero(~hit)
+            x[cold, 0] = row_v[cold][:, :, None]
+            x[cold, 1] = col_v[cold][:, None, :]
+        if hit.any():
+            at = np.flatnonzero(hit)
+            ratio = np.array([keys[p][1] for p in at]) / self._scale[slots[at]]
+            x[at] = self._pool[slots[at]] * ratio[:, None, None, None]
         return keys
 
     def keep(self, keys, x) -> None:
         """Keep the solutions ``x`` (P, 2, R, C) of the points ``keys`` (from :meth:`start`)."""
+        if self._pool is None:
+            self._pool = np.empty((self.most, 2, *self.shape))
+        slots, points = [], []
         for p, (k, s) in enumerate(keys):
             if k is None:
                 continue
-            self._kept.pop(k, None)
-            self._kept[k] = (s, x[p].copy())
-        while len(self._kept) > self.most:
-            del self._kept[next(iter(self._kept))]
+            slot = self._slot.pop(k, None)
+            if slot is None:
+                slot = self._free_slot()
+            self._slot[k] = slot
+            self._scale[slot] = s
+            slots.append(slot)
+            points.append(p)
+        if points:
+            self._pool[slots] = x[points]
+
+    def _free_slot(self) -> int:
+        """A pool slot for a new point: an unused one, else the oldest point's (which leaves)."""
+        if self._used < self.most:
+            self._used += 1
+            return self._used - 1
+        return self._slot.pop(next(iter(self._slot)))
 
     def state(self) -> dict[str, np.ndarray]:
         """The kept starts as plain arrays, oldest first (:meth:`from_state`)."""
         R, C = self.shape
-        n = len(self._kept)
-        out = {"warm_chip": np.empty(n, np.int64), "warm_row": np.empty((n, R)), "warm_col": np.empty((n, C)),
+        n = len(self._slot)
+        out = {"warm_chip": np.empty(n, np.int64), "warm_pattern": np.empty((n, R + C)),
                "warm_scale": np.empty(n), "warm_x": np.empty((n, 2, R, C))}
-        for q, ((chip, rb, cb), (s, x)) in enumerate(self._kept.items()):
-            out["warm_chip"][q], out["warm_scale"][q], out["warm_x"][q] = chip, s, x
-            out["warm_row"][q], out["warm_col"][q] = np.frombuffer(rb), np.frombuffer(cb)
+        for q, ((chip, pattern), slot) in enumerate(self._slot.items()):
+            out["warm_chip"][q], out["warm_scale"][q], out["warm_x"][q] = chip, self._scale[slot], self._pool[slot]
+            out["warm_pattern"][q] = np.frombuffer(pattern)
         return out
 
     @classmethod
@@ -339,10 +359,9 @@ class WarmStarts:
         """The starts of :meth:`state` (the same keys, ages and node voltages)."""
         x = np.asarray(state["warm_x"], float)
         warm = cls(x.shape[2:])
-        for chip, row, col, s, xq in zip(state["warm_chip"], state["warm_row"], state["warm_col"],
-                                         state["warm_scale"], x):
-            warm._kept[(int(chip), np.asarray(row, float).tobytes(), np.asarray(col, float).tobytes())] = \
-                (float(s), xq.copy())
+        keys = [((int(chip), np.asarray(pattern, float).tobytes()), float(s))
+                for chip, pattern, s in zip(state["warm_chip"], state["warm_pattern"], state["warm_scale"])]
+        warm.keep(keys, x)
         return warm
 
 
