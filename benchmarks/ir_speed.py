@@ -9,11 +9,11 @@ against the same chip with ideal lines:
   the target checks and the read correction's first fit), measured alternately in this run so
   the machine's load cancels, and their ratio (issue 18's target: a 64×64 tune with IR drop within
   10× of the same tune on ideal lines);
-* the CPU time of a 64×64 full-array read with IR drop (every cell, grounded reads: one factorization
-  and one multi-column solve; target ≤ 0.2 s), alternated with its read on ideal lines.
+* the CPU time of a 64×64 full-array read with IR drop (every cell, grounded reads: one swept solve
+  of every row's read, cold; target ≤ 0.2 s), alternated with its read on ideal lines.
 
-With ``--evidence SIZE:R_LINE ...`` it prints instead the statistical check of the factorized
-line network's solve tolerances (``mock_hw.sim_chip.FACTORED_READ_TOL`` / ``FACTORED_PULSE_TOL``):
+With ``--evidence SIZE:R_LINE ...`` it prints instead the statistical check of the large arrays'
+line solve tolerances (``mock_hw.sim_chip.FACTORED_READ_TOL`` / ``FACTORED_PULSE_TOL``, swept lines):
 for each case and each of ``--seeds`` seeds, the same chip and targets tuned (``ir_drop.tune_case``:
 line resistance measured, the tuner's correction, ``auto`` scheme) with the line solves to those
 tolerances and to the strict ones (``READ_TOL`` / ``PULSE_TOL``), alternated: the share truly within
@@ -80,7 +80,7 @@ def evidence(cases, seeds: int) -> None:
 
 
 def timed_read(size: int, seed: int, r_line: float) -> float:
-    """CPU s of one full-array read of a fresh ``size``×``size`` chip (factorization included)."""
+    """CPU s of one full-array read of a fresh ``size``×``size`` chip (cold solves: no warm start)."""
     xb = SimulatedCrossbar(size, size, seed=seed, r_line=r_line)
     t0 = time.process_time()
     xb.read_array()

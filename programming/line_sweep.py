@@ -91,7 +91,7 @@ def _kernel():
                         vcT[j, i] = vc[i, j]
                 sweeps[p] = -1
                 for it in range(max_sweeps + 1):
-                    # every row node's KCL residual (summed as |F|) and its line's Newton step
+                    # every node's KCL residual (summed as |F|), and the row lines' Newton step
                     res = 0.0
                     for j in range(C):
                         for i in range(R):
@@ -100,6 +100,15 @@ def _kernel():
                             c3 = gcT[j, i] * v * v
                             F[i] = v * (a + c3)
                             D[i] = a + 3.0 * c3
+                        # the column nodes of this row of crosspoints (column j's line runs along i)
+                        if R == 1:
+                            res += abs(g_term * (vcT[j, 0] - cv[j]) - F[0])
+                        else:
+                            res += abs(g_seg * (vcT[j, 0] - vcT[j, 1]) - F[0])
+                            for i in range(1, R - 1):
+                                res += abs(g_seg * (2.0 * vcT[j, i] - vcT[j, i - 1] - vcT[j, i + 1]) - F[i])
+                            res += abs(g_seg * (vcT[j, R - 1] - vcT[j, R - 2]) + g_term * (vcT[j, R - 1] - cv[j])
+                                       - F[R - 1])
                         if j == 0:
                             for i in range(R):
                                 F[i] += g_term * (vrT[0, i] - rv[i])
@@ -123,22 +132,6 @@ def _kernel():
                                 m = 1.0 / (D[i] + g_seg * cp[j - 1, i])
                                 cp[j, i] = -g_seg * m
                                 dp[j, i] = (g_seg * dp[j - 1, i] - F[i]) * m
-                    # every column node's residual at the same state
-                    for i in range(R):
-                        for j in range(C):
-                            v = vr[i, j] - vc[i, j]
-                            F[j] = -v * (gl_b[i, j] + gc_b[i, j] * v * v)
-                        if i > 0:
-                            for j in range(C):
-                                F[j] += g_seg * (vc[i, j] - vc[i - 1, j])
-                        if i < R - 1:
-                            for j in range(C):
-                                F[j] += g_seg * (vc[i, j] - vc[i + 1, j])
-                        else:
-                            for j in range(C):
-                                F[j] += g_term * (vc[i, j] - cv[j])
-                        for j in range(C):
-                            res += abs(F[j])
                     if z * res <= lim[p] and res <= lim_i[p]:
                         sweeps[p] = it
                         break
