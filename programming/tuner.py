@@ -20,7 +20,12 @@ Algorithm (per cell; the adaptive scheme of Alibart et al. 2012 as used at 3IT):
    amplitude starts at ``v_set_start`` / ``v_reset_start`` and grows by ``v_step`` on each retry of
    the same polarity up to ``v_set_max`` / ``v_reset_max``; it falls back to the start when the
    polarity flips.  At the cap the width may grow by ``width_ramp`` per retry (up to ``width_max``),
-   except in the last ``quiet_passes`` passes of the budget (a low-disturbance trim);
+   except in the last ``quiet_passes`` passes of the budget (a low-disturbance trim).  With
+   ``step_control`` (host loop) each cell's level follows its own measured response: a pulse that
+   moved the cell by at least that share of the distance left is repeated at the same amplitude and
+   width instead of one level more, and a polarity starts — after a flip, or in a later pass — at
+   the lowest level that has moved the cell in it, not from the start at the base width
+   (:func:`_step_control`);
 4. give up after ``pulses_at_cap`` pulses at the cap or ``max_pulses`` in all, and flag the cell
    *failed* — with ``held_progress``, only the pulses held at the full limit (the cap and, where
    writes widen, ``width_max``) count, and not one after a pulse that moved the cell toward its
@@ -139,6 +144,7 @@ class TunerConfig:
     quiet_passes: int = 0       # the last this many passes of the budget never widen a write (width_ramp 1)
     far_first: bool = False     # with a line model: the cells it leaves short of v_set_start go first in every pass (docstring)
     refit_every: int = 0        # with a line model: after this many cells finish in a pass, read every cell and refit (docstring); 0: never
+    step_control: float = 0.0   # share of the remaining distance a pulse's move must reach to hold its level (docstring); 0: off
     order: str = "row"
     parallel: int | None = None
     write_scheme: str = "auto"   # V/2 or V/3 chosen from the line estimate (choose_write_scheme); or "v/2", "v/3", "float"
@@ -166,6 +172,9 @@ class TunerConfig:
                 raise ValueError(f"TunerConfig.{name} must be >= 1, got {getattr(self, name)!r}")
         if int(self.quiet_passes) < 0:
             raise ValueError(f"TunerConfig.quiet_passes must be >= 0, got {self.quiet_passes!r}")
+        if not (isinstance(self.step_control, (int, float)) and 0 <= self.step_control <= 1):
+            raise ValueError(f"TunerConfig.step_control is a share of the remaining distance in [0, 1], got "
+                             f"{self.step_control!r}")
         if not 0 <= self.guard < 1:
             raise ValueError(f"TunerConfig.guard is a fraction of the tolerance in [0, 1), got {self.guard!r}")
         if not (isinstance(self.relax_compensation, (int, float)) and 0 <= self.relax_compensation <= 1):
@@ -228,7 +237,8 @@ class _Slots:
 
     _RESET = (("status", 0), ("amp", 0.0), ("last_pol", 0), ("band", 0), ("at_cap", 0), ("pulses", 0),
               ("reads", 0), ("energy", 0.0), ("time", 0.0), ("g_lo", np.inf), ("g_hi", -np.inf),
-              ("last", np.nan))
+              ("last", np.nan), ("reached", np.nan), ("up_amp", np.nan), ("up_width", np.nan),
+              ("down_amp", np.nan), ("down_width", np.nan))
 
     def __init__(self, n_chips: int, n_slots: int, cfg: TunerConfig, half: float):
         shape = (n_chips, n_slots)
@@ -248,6 +258,11 @@ class _Slots:
         self.pulses, self.reads = np.zeros(shape, np.int32), np.zeros(shape, np.int32)
         self.g_lo, self.g_hi = np.full(shape, np.inf), np.full(shape, -np.inf)
         self.last = np.full(shape, np.nan)  # last reading, S
+        # step_control: the amplitude that reached the cell at its last pulse (V), and per polarity
+        # the lowest level that moved it: amplitude reached (V) and width (s) (NaN: none yet)
+        self.reached = np.full(shape, np.nan)
+        self.up_amp, self.up_width = np.full(shape, np.nan), np.full(shape, np.nan)
+        self.down_amp, self.down_width = np.full(shape, np.nan), np.full(shape, np.nan)
         self.chip_of = np.repeat(np.arange(n_chips), n_slots)     # each flat slot's chip
 
     def load(self, chip, slot, rows, cols, target, carry: dict | None = None, reset: bool = False,
@@ -309,6 +324,9 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
     if on_instrument and cfg.held_progress:
         raise ValueError("TunerConfig.held_progress is a rule of the host loop; the on-instrument script gives up "
                          "after pulses_at_cap pulses at the cap")
+    if on_instrument and cfg.step_control:
+        raise ValueError("TunerConfig.step_control is a rule of the host loop; the on-instrument script ramps as "
+                         "the recipe does")
     if on_instrument and cfg.far_first:
         raise ValueError("TunerConfig.far_first is a rule of the host loop; the on-instrument script tunes its cells "
                          "in priority order")
@@ -508,6 +526,9 @@ class _Run:
         self.sxy = np.zeros(tgt.shape)      # converging, L the log-time since (learn_retention)
         self.t_back = np.nan    # bench time the last read-back ended, s (learn_retention)
         self.risk_next = np.zeros(tgt.shape, bool)  # predicted out of the hold band after another pass (learn_retention)
+        # step_control: each cell's remembered levels, kept from pass to pass (not journaled: a
+        # resumed run remembers them again as its cells move)
+        self.step_levels = {k: np.full(tgt.shape, np.nan) for k in STEP_LEVELS}
         self.progress = False   # tune()'s progress argument (a pass's second group gets its own bar)
 
     def read_noise(self) -> float:
@@ -825,8 +846,11 @@ class _Run:
                 if chip.size:
                     cell = (chip * rows + r) * cols + c     # flat cell indices
                     s = shifts.take(cell)
+                    carry = self._take_carry(cell) if self.swept else None
+                    if cfg.step_control:
+                        carry = dict(carry or {}, **{k: v.take(cell) for k, v in self.step_levels.items()})
                     n.load(chip, slot, r, c, self.tgt.take(cell) * (1 + s / 2),
-                           self._take_carry(cell) if self.swept else None, reset,
+                           carry, reset,
                            half=cfg.verify_band - np.abs(s) / 2)
             if n.done.all():
                 if not sched.has_work():
@@ -839,6 +863,9 @@ class _Run:
                 r, c = n.rows.take(k), n.cols.take(k)
                 cell = (chip * rows + r) * cols + c     # flat cell indices
                 done = [getattr(n, key).take(k) for key in self.rec]
+                if cfg.step_control:
+                    for key, v in self.step_levels.items():
+                        v.put(cell, getattr(n, key).take(k))
                 status, last = n.status.take(k), n.last.take(k)
                 finished.append((cell, status, last, done))
                 if self.timed:      # when they converged (a cell tuned again and not converged: unknown)
@@ -973,7 +1000,7 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
         np.fmax(hi, g, out=hi)
         n.g_lo.reshape(-1)[li] = lo
         n.g_hi.reshape(-1)[li] = hi
-        if cfg.held_progress:   # how far the last pulse moved each cell toward its target (NaN at a first read)
+        if cfg.held_progress or cfg.step_control:   # how far the last pulse moved each cell toward its target (NaN at a first read)
             last = n.last.take(li)
             toward = (g - last) * np.sign(target - last)
         n.last.reshape(-1)[li] = g
@@ -995,6 +1022,9 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
     start = cfg.v_set_start if cfg.v_set_start == cfg.v_reset_start else np.where(up, cfg.v_set_start, cfg.v_reset_start)
     cap = np.where(up, cfg.v_set_max, cfg.v_reset_max)
     amp = np.where(same, np.minimum(n.amp.take(li) + cfg.v_step, cap), start)
+    if cfg.step_control:
+        hold, restart, restart_width = _step_control(n, li, cfg, g, target, toward, same, need, up, start)
+        amp = np.where(hold, n.amp.take(li), np.fmax(amp, restart))    # (restart NaN: none)
     drive = reached = amp   # what is driven, and what reaches the cell: the amplitude on ideal lines
     if corr is not None and cfg.write_compensation and need.any():
         share = WRITE_SHARES.get(parse_write_scheme(cfg.write_scheme))
@@ -1022,6 +1052,8 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
     n.at_cap.reshape(-1)[li] = held
     if cfg.width_ramp != 1:         # (else every width stays cfg.width)
         width = np.where(at_cap, np.minimum(n.width.take(li) * cfg.width_ramp, cfg.width_max), cfg.width)
+        if cfg.step_control:
+            width = np.where(hold, n.width.take(li), np.fmax(width, restart_width))
         n.width.reshape(-1)[li[need]] = width[need]
     unmoved = (hi - lo) <= cfg.stuck_rel * np.maximum(lo, xb.programming_window[0])
     held = held > cfg.pulses_at_cap
@@ -1031,6 +1063,8 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
     give_up &= need
     fire = need & ~give_up
     n.amp.reshape(-1)[li[need]] = amp[need]
+    if cfg.step_control:
+        n.reached.reshape(-1)[li[fire]] = reached[fire]
     status = n.status.take(li)
     status[give_up] = FAILED
     status[stuck] = STUCK
@@ -1063,6 +1097,47 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
     if pending:
         n.pending_reset.fill(False)
     return int(np.count_nonzero(res.compliance))
+
+
+def _step_control(n: _Slots, li, cfg: TunerConfig, g, target, toward, same, need, up, start):
+    """``step_control``: each cell's write level from its own measured response (the slots ``li``
+    read this step: readings ``g`` and targets, S; ``toward``: how far the last pulse moved the cell
+    toward its target, S; ``same``/``need``/``up`` as in :func:`_step`; ``start``: the recipe's
+    start amplitudes, V).
+
+    Per polarity, each cell remembers the lowest level — the narrowest width, then the smallest
+    amplitude that reached the cell by the line model — of the pulses that moved it by more than
+    :data:`STEP_MOVED` of its verify band (kept across passes, :attr:`_Run.step_levels`).  Returns
+    ``hold`` (bool: the cell keeps its last pulse's amplitude and width, that pulse having moved it
+    by at least ``step_control`` of the distance left: one level more would likely overshoot),
+    ``restart`` (V, NaN where none) and ``restart_width`` (s): the first pulse of a polarity — after
+    a flip, or a pass's first — starts at that polarity's remembered level instead of the recipe's
+    start at the base width (at least the start amplitude)."""
+    pol_prev = n.last_pol.take(li)
+    moved = toward > STEP_MOVED * n.half.take(li) * target
+    width_now, amp_now = n.width.take(li), n.reached.take(li)
+    for sign, amp_mem, width_mem in ((1, n.up_amp, n.up_width), (-1, n.down_amp, n.down_width)):
+        w_old, a_old = width_mem.take(li), amp_mem.take(li)
+        lower = ~(w_old <= width_now * (1 + 1e-9)) | ((w_old >= width_now * (1 - 1e-9)) & ~(a_old <= amp_now))
+        k = li[moved & (pol_prev == sign) & lower]           # (NaN compares False: none remembered yet)
+        amp_mem.reshape(-1)[k] = n.reached.take(k)
+        width_mem.reshape(-1)[k] = n.width.take(k)
+    hold = same & need & (toward >= cfg.step_control * np.abs(target - g))
+    first = need & ~same
+    mem_amp = np.where(up, n.up_amp.take(li), n.down_amp.take(li))
+    mem_width = np.where(up, n.up_width.take(li), n.down_width.take(li))
+    restart = np.where(first, np.fmax(start, mem_amp), np.nan)
+    restart_width = np.where(first & (mem_width > cfg.width), mem_width, cfg.width)
+    return hold, restart, restart_width
+
+
+#: ``step_control``: a pulse counts as having moved its cell (its level remembered) when the next
+#: reading is closer to the target by at least this share of the verify band (0.4 % at the
+#: defaults: four read noises of the simulated chip, 2.8 of the difference of two reads)
+STEP_MOVED = 0.5
+#: the slot fields of ``step_control``'s remembered levels (V, s; NaN: none yet), kept per cell
+#: across passes in :attr:`_Run.step_levels`
+STEP_LEVELS = ("up_amp", "up_width", "down_amp", "down_width")
 
 
 #: a cell given up at the drive limit (``pulses_at_cap`` pulses there) whose readings never moved is
