@@ -471,3 +471,23 @@ def test_each_operating_point_stops_on_its_own_and_leaves_the_substitutions(monk
         assert np.abs(both.v_cell[:, k] - ref.v_cell).max() <= tol * v
         alone = _chord(g, 0.67, row_v[:, k:k + 1], col_v[:, k:k + 1], tol=tol, focus=tuple(f[:, k:k + 1] for f in focus))
         assert np.abs(both.v_cell[:, k] - alone.v_cell[:, 0]).max() <= 0.01 * tol * v
+
+
+def test_line_sweeps_hand_a_network_they_barely_contract_to_the_factorization():
+    """A cell of 100 S (a tuner's runaway trial estimate) ties its row and column lines: sweeps
+    barely contract, so the point leaves them for the factorized chord iteration (reported as
+    ``max_sweeps``) and gets the Newton reference's answer; a normal chip's point stays swept."""
+    from programming.line_sweep import sweep_solve
+    rng = np.random.default_rng(23)
+    R = C = 8
+    g = rand_g(rng, (2, R, C))
+    g[1, 3, 4] = 100.0
+    row_v, col_v = np.zeros((2, R)), np.zeros((2, C))
+    row_v[:, 3] = 0.2
+    x = np.empty((2, 2, R, C))
+    x[:, 0], x[:, 1] = row_v[:, :, None], col_v[:, None, :]
+    sweeps = sweep_solve(g, BETA, VREF, 1.0, 0.0, np.arange(2), row_v, col_v, x, 1e-12 * 0.2, max_sweeps=200)
+    assert sweeps[0] < 50 and sweeps[1] == 200
+    for b in range(2):
+        ref = solve_network(g[b:b + 1], row_v[b:b + 1], col_v[b:b + 1], BETA, VREF, r_line=1.0, newton=True)
+        np.testing.assert_allclose(x[b, 0] - x[b, 1], ref.v_cell[0], rtol=1e-9, atol=1e-9 * 0.2)
