@@ -12,8 +12,8 @@ import pytest
 
 from mock_hw.sim_chip import SimulatedCrossbar
 from programming.ir_correction import line_estimate
-from programming.tuner import (AUTO_HALF_SELECT, AUTO_LONG_PULSES_AT_CAP, AUTO_QUIET_PASSES, AUTO_WIDTH_RAMP,
-                               TunerConfig, choose_write_scheme, tune)
+from programming.tuner import (AUTO_HALF_SELECT, AUTO_LONG_PULSES_AT_CAP, AUTO_QUIET_PASSES, AUTO_REFIT_EVERY,
+                               AUTO_STEP_CONTROL, AUTO_WIDTH_RAMP, TunerConfig, choose_write_scheme, tune)
 
 #: a 12×12 chip at 30 Ω per segment: the same line drop (r·n²) as a 64×64 one at 1 Ω, where V/2's
 #: compensated writes would need more than the 1.95 V drive limit for many cells
@@ -67,6 +67,8 @@ def test_auto_widens_to_the_chips_limit_only_where_v3_cannot_reach_the_start_amp
     assert far.pulses_at_cap == AUTO_LONG_PULSES_AT_CAP > near.pulses_at_cap
     assert far.held_progress and not near.held_progress and not TunerConfig().held_progress
     assert far.far_first and not near.far_first and not TunerConfig().far_first
+    assert (far.refit_every, far.step_control) == (AUTO_REFIT_EVERY, AUTO_STEP_CONTROL)
+    assert near.refit_every == TunerConfig().refit_every == 0 and near.step_control == TunerConfig().step_control == 0
     far.check_limits(xb.limits)
 
 
@@ -262,7 +264,8 @@ def _converging_truth(xb, tg, cfg, pass_no=0):
 
 
 def test_refit_every_keeps_the_verify_reads_true_through_a_pass(monkeypatch):
-    """``refit_every``: after every that many cells finished in a pass the whole array is read and the line model refitted
+    """``refit_every`` (set by 'auto' where held writes widen to the chip's width limit): after
+    every that many cells finished in a pass the whole array is read and the line model refitted
     to it.  The held and widened writes switch unread half-selected cells, whose stale estimates
     bias the correction of every verify read on their lines: on 12×12 at 45 Ω (a 64×64 chip at
     2 Ω's drop) the readings pass 1's cells converged on are off by 4.7 % rms without it (judged
@@ -299,7 +302,7 @@ def _idle_pulses(tr, cfg) -> int:
 
 
 def test_step_control_sets_each_cells_level_from_its_own_response():
-    """``step_control``: a pulse
+    """``step_control`` (set by 'auto' where held writes widen to the chip's width limit): a pulse
     that moved its cell by at least that share of the distance left is repeated at its level, and
     a polarity starts — after a flip, in a later pass — at the lowest level (width, then amplitude)
     that has moved the cell in it, instead of at 1.1 V and 1 µs: a far cell's flip no longer
@@ -308,10 +311,10 @@ def test_step_control_sets_each_cells_level_from_its_own_response():
     such pulses and 18 % fewer pulses in all, as many cells truly within 1 % (± one)."""
     tg = np.random.default_rng(100).uniform(100e-6, 500e-6, (N, N))
     idle, total, truly = {}, {}, {}
-    on = 0.4
+    on = AUTO_STEP_CONTROL
     for share in (0.0, on):
         xb = SimulatedCrossbar(N, N, seed=0, r_line=45.0)
-        cfg = replace(choose_write_scheme(xb, _auto(xb)), step_control=share)
+        cfg = replace(choose_write_scheme(xb, _auto(xb)), step_control=share, refit_every=0)
         res = tune(xb, tg, cfg, record_trace=True)
         work = xb.working_mask[0]
         idle[share], total[share] = _idle_pulses(res.trace, cfg), int(res.pulses[0][work].sum())
