@@ -46,6 +46,10 @@ SLOW_AFTER = 8
 #: rounding of a node's KCL residual relative to g_seg times the largest terminal voltage (a few
 #: double-precision roundings of its terms): the floor of the proven stop
 ROUNDING = 8 * np.finfo(float).eps
+#: the largest share of a reading (its chip's mean conductance times the point's voltage) the
+#: rounding floor of the current bound may reach before a point is solved by the factorized
+#: network instead (:func:`sweep_solve`): a thousandth of the 0.1 % read noise
+FLOOR_REL = 1e-6
 
 
 def _kernel():
@@ -233,20 +237,21 @@ def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, ch
     z = error_scale(g.shape, r_line, r_access)
     v = np.maximum(np.abs(row_v).max(axis=-1, initial=0.0), np.abs(col_v).max(axis=-1, initial=0.0))
     floor = ROUNDING * z * (2 * g.shape[1] * g.shape[2]) * max(g_seg, g_term) * v
-    tol_p = np.broadcast_to(np.asarray(tol, float), (P,))
-    i_tol_p = np.broadcast_to(np.asarray(i_tol, float), (P,))
-    lim = np.ascontiguousarray(np.maximum(tol_p, floor))
-    lim_i = np.ascontiguousarray(np.maximum(i_tol_p, floor / z))
+    lim = np.ascontiguousarray(np.maximum(np.broadcast_to(np.asarray(tol, float), (P,)), floor))
+    lim_i = np.ascontiguousarray(np.maximum(np.broadcast_to(np.asarray(i_tol, float), (P,)), floor / z))
     sweeps = np.empty(P, np.int64)
     _kernel()(gl, gc, np.ascontiguousarray(chip, dtype=np.int64), g_seg, g_term,
               np.ascontiguousarray(row_v, dtype=float), np.ascontiguousarray(col_v, dtype=float), x, lim, lim_i,
               z, int(max_sweeps), sweeps)
-    # where the floor hides the request, the bound proves nothing about it: lines far less
-    # resistive than the path to their terminals (a line calibration's trial 1e-6 Ω behind a 1 Ω
-    # relay path puts the current bound's floor at ~1e-3 of an 8×8 chip's readings, and its
-    # joint fits, iterated to 1e-8, drifted off to 3x the conductances: 0 Ω measured on a mock
-    # bench).  Those points are solved by the factorized network as well
-    slow = np.flatnonzero((sweeps < 0) | (tol_p < floor) | (i_tol_p < floor / z))
+    # where the floor of the current bound exceeds FLOOR_REL of a reading (the chip's mean
+    # conductance at the point's voltage), a stop on it may leave readings that far off: lines far
+    # less resistive than the path to their terminals (a line calibration's trial 1e-6 Ω behind a
+    # 1 Ω relay path puts it at ~1e-3 of an 8×8 chip's readings, whose joint fits, iterated to
+    # 1e-8, drifted to 3x the conductances: 0 Ω measured on a mock bench).  Those points are
+    # solved by the factorized network as well (at 0.67 Ω the floor is ~1e-9 of a reading on 8×8,
+    # ~1e-7 on 64×64: never)
+    g_mean = g.reshape(g.shape[0], -1).mean(axis=1)[np.asarray(chip)]
+    slow = np.flatnonzero((sweeps < 0) | (floor / z > FLOOR_REL * v * g_mean))
     if slow.size:
         _factorized(g, beta, v_ref, r_line, r_access, chip, row_v, col_v, x, slow, lim / np.maximum(v, 1e-300))
         sweeps[slow] = max_sweeps
