@@ -29,7 +29,7 @@ from scipy.sparse.linalg import splu
 
 from mock_hw.device import iv_current, iv_slope
 from programming.blas import BLAS_ONE_THREAD_MIN, blas_held, blas_one_thread
-from programming.line_batch import BatchLines
+from programming.line_batch import BatchLines, batch_suits
 from programming.line_sweep import WarmStarts, relaxed_network, sweep_solve
 
 DENSE_MAX = 512  # largest node count (r_line > 0) solved as a batched dense system
@@ -253,14 +253,44 @@ class LineSolver:
         self.r_line, self.beta, self.v_ref, self.r_access = float(r_line), float(beta), float(v_ref), float(r_access)
         self._norm = 1.0 + self.beta * self.v_ref ** 2
         self.net: BatchLines | None = None     # the relaxed network, where the lines relax
+        self._seen: np.ndarray | None = None   # the conductances it was last brought to (network)
+        self._versions = np.zeros(0, np.int64)
+        self._epoch = 0
         self.warm = bool(warm)
         self._warm: WarmStarts | None = None
 
     def network(self, g) -> BatchLines | None:
         """The relaxed network of conductances ``g`` (B, R, C), S (kept, updated to them) where
-        the lines relax, else None (the solves sweep the lines)."""
-        self.net = relaxed_network(self.net, np.asarray(g, float) / self._norm, self.r_line, self.r_access)
+        the lines relax, else None (the solves sweep the lines).  A kept relaxed network is brought
+        to ``g`` chip by chip: only the chips whose conductances differ from those it last saw
+        (one compiled pass) are divided out and bounded again, and their :attr:`versions` counted
+        up (a chip's version names the conductances it was solved on: :meth:`versions`)."""
+        g = np.asarray(g, float)
+        net = self.net
+        if type(net) is BatchLines and self._seen is not None and self._seen.shape == g.shape:
+            from programming.relax_kernels import changed_chips     # numba: the network is relaxed
+
+            changed = changed_chips(g, self._seen)
+            net.update_chips(changed, g[changed] / self._norm)
+            self._versions[changed] += 1
+            if batch_suits(net._g, self.r_line, self.r_access, rho=net.rho_lin):
+                return net
+            self.net = None             # too resistive now: the factorized or swept solves take over
+        else:
+            self.net = relaxed_network(net, g / self._norm, self.r_line, self.r_access)
+        self._seen = g.copy() if self.net is not None else None
+        self._versions = np.zeros(g.shape[0], np.int64)
+        self._epoch += 1
         return self.net
+
+    def versions(self, g) -> tuple[int, np.ndarray] | None:
+        """The relaxed network brought to conductances ``g`` (:meth:`network`), and then
+        (epoch, versions (B,)): a chip whose epoch and version are those of an earlier call has the
+        same conductances as then (bit for bit: any change counts its version up; a new network
+        starts a new epoch).  None where the lines do not relax."""
+        if self.network(g) is None:
+            return None
+        return self._epoch, self._versions
 
     def kept_state(self) -> dict[str, np.ndarray]:
         """The warm starts this solver keeps, as plain arrays (:meth:`restore` of them makes
@@ -279,6 +309,20 @@ class LineSolver:
         :mod:`programming.line_batch`: an operating point costs only while it has current) rather
         than sweep them."""
         return self.network(g) is not None
+
+    def read_points(self, g, chip, row, v_read: float, tol: float) -> np.ndarray:
+        """Grounded reads of single rows on the relaxed network (:meth:`relaxed` of ``g`` true in
+        this call: the network is not compared with ``g`` again): current (P, C), A, out of every
+        column of chip ``chip[p]`` when its row ``row[p]`` is at ``v_read`` (V), every other line at
+        0 V (:meth:`~programming.line_batch.BatchLines.read_points`)."""
+        return (self.net or self.network(g)).read_points(g, self.beta, self.v_ref, chip, row, v_read, tol)
+
+    def pulse_points(self, g, chip, sel_r, sel_c, v, fracs, shift, vth, tol: float):
+        """Pulses of single cells on the relaxed network (as :meth:`read_points`): power, the
+        devices beyond a threshold and the largest unselected cell voltage
+        (:meth:`~programming.line_batch.BatchLines.pulse_points`)."""
+        return (self.net or self.network(g)).pulse_points(g, self.beta, self.v_ref, chip, sel_r, sel_c, v, fracs, shift,
+                                                          vth, tol)
 
     def solve(self, g, row_v, col_v, tol: float = 1e-12, max_iter: int = 200, focus=None,
               chips: slice | None = None, checked: bool = False, currents: bool = True) -> DrivenSolution:

@@ -75,8 +75,9 @@ ISOLATE_CHUNK = 64
 #: operating points of 8×8: 8 MB), never for the whole batch (10 000 chips: 82 MB, and the pulse's
 #: cell voltages, currents and threshold screens ~300 MB)
 LINE_CHIPS = 1024
-#: operating points a relaxed line solve of single points (:meth:`SimulatedCrossbar._relaxed_points_solve`:
-#: the busy lanes of many chips) works at once: the node voltages of 8192 points of 8×8 (8 MB)
+#: pulses of single cells on relaxed lines (the busy lanes of many chips) worked out per call of the
+#: compiled kernel (:meth:`mock_hw.nodal.LineSolver.pulse_points`): bounds its buffers of devices
+#: beyond a threshold (8192 points of 8×8: 12 MB of address space, the few written resident)
 LINE_POINTS = 8 * LINE_CHIPS
 #: reads and pulses on resistive lines that fall back to a factorized chord iteration (relaxed
 #: lines too resistive to relax) take a Newton step on their selected lines in every chord
@@ -424,29 +425,28 @@ class SimulatedCrossbar(Crossbar):
         elif on_lanes.size:        # the lanes to solve, one operating point each
             pc, pk = np.nonzero(need)
             pr = rows[pc, pk]
-            row_v = np.zeros((pc.size, n_rows))
-            row_v[np.arange(pc.size), pr] = v_read
-            got, = self._relaxed_points_solve(pc, row_v, np.zeros((pc.size, self.shape[1])), READ_TOL,
-                                              lambda sol, sl: (sol.col_current[:, 0],))
-            cur[pc, pr] = got
+            cur[pc, pr] = self._lines.read_points(self._g, pc, pr, v_read, READ_TOL)
             have[pc, pr] = True
         return np.where(active, cur[b, rows, cols], 0.0)
 
     def _kept_rows(self, v_read):
         """The kept noise-free grounded-read currents (n_chips, rows, cols), A — row i's at
         ``v_read`` in ``[b, i]`` — and which (chip, row) are current (n_chips, rows): a chip's
-        rows are dropped when its conductances change (compared with the state they were read
-        on; any change, by pulses, drift or retention, counts), and every row when ``v_read``
-        (V) differs from the kept reads'.  Updated by the caller after a solve."""
+        rows are dropped when its conductances change (the relaxed network's chip versions,
+        :meth:`mock_hw.nodal.LineSolver.versions`, compared with those they were read on; any
+        change, by pulses, drift or retention, counts), and every row when ``v_read`` (V) differs
+        from the kept reads' or the network is new.  Relaxed lines only; updated by the caller
+        after a solve."""
+        epoch, versions = self._lines.versions(self._g)
         kept = self._rows_kept
-        if kept is None or kept[0] != v_read:
+        if kept is None or kept[0] != (float(v_read), epoch):
             n_rows, n_cols = self.shape
-            kept = self._rows_kept = (float(v_read), self._g.copy(), np.zeros((self.n_chips, n_rows, n_cols)),
+            kept = self._rows_kept = ((float(v_read), epoch), versions.copy(), np.zeros((self.n_chips, n_rows, n_cols)),
                                       np.zeros((self.n_chips, n_rows), bool))
         else:
-            changed = np.flatnonzero((self._g != kept[1]).reshape(self.n_chips, -1).any(axis=1))
+            changed = np.flatnonzero(versions != kept[1])
             if changed.size:
-                kept[1][changed] = self._g[changed]
+                kept[1][changed] = versions[changed]
                 kept[3][changed] = False
         return kept[2], kept[3]
 
@@ -459,12 +459,8 @@ class SimulatedCrossbar(Crossbar):
             cur, have = self._kept_rows(v_read)
             if have.all():
                 return cur.copy()
-            n_rows, n_cols = self.shape
-            chips = np.flatnonzero(~have.all(axis=1))
-            row_v = np.where(have[chips, :, None], 0.0, np.eye(n_rows) * v_read)      # kept rows: idle
-            got = self._relaxed_chips_solve(chips, row_v, np.zeros((chips.size, n_rows, n_cols)), READ_TOL,
-                                            lambda sol, idx: (sol.col_current,))[0]
-            cur[chips] = np.where(have[chips, :, None], cur[chips], got)
+            pc, pr = np.nonzero(~have)
+            cur[pc, pr] = self._lines.read_points(self._g, pc, pr, v_read, READ_TOL)
             have[:] = True
             return cur.copy()
         n_rows, n_cols = self.shape
@@ -513,17 +509,6 @@ class SimulatedCrossbar(Crossbar):
             parts.append(take(self._lines.solve(self._g, row_v[sl], col_v[sl], tol=tol, focus=f, chips=idx,
                                                 checked=True), sl if by_slice else idx))
         return tuple(np.concatenate(p) for p in zip(*parts))
-
-    def _relaxed_points_solve(self, chip, row_v, col_v, tol, take):
-        """Line solves on relaxed lines of single operating points: point ``p`` on chip
-        ``chip[p]`` (a chip may carry several) at terminals ``row_v[p]`` (R,) and ``col_v[p]``
-        (C,), V; ``take(solution, points)`` (the solution of the points ``points``, a slice, as
-        chips of one operating point each) concatenated over the points, :data:`LINE_POINTS` at
-        a time.  The same answers as :meth:`_relaxed_chips_solve` of those points bit for bit
-        (each point is relaxed on its own); the lanes idle on a chip are not carried (a call's
-        lanes are busy on a sixth of the chips in a tune of many)."""
-        return self._relaxed_chips_solve(chip, row_v[:, None], col_v[:, None], tol, take, per=LINE_POINTS,
-                                         by_slice=True)
 
     def _isolated_reads(self, rows, cols, v_read, active) -> np.ndarray:
         """Noise-free currents (n_chips, L), A, of isolating reads on resistive lines: per lane,
@@ -1421,27 +1406,24 @@ class SimulatedCrossbar(Crossbar):
             return (e, q, np.arange(self.n_chips)[sl][b] * per_chip + i * n_cols + j,
                     sol.v_cell[b, q, i, j], w_on[sl][b, q, 0, 0])
 
-        if relaxed:        # the lit lanes only, one operating point each (chip-major)
+        if relaxed:        # the lit lanes only, one operating point each (chip-major), LINE_POINTS at a time
             pc, pk = np.nonzero(lit)
             w_p = w_on[pc, pk, 0, 0]
             lane_p = on_lanes[pk]
-            row_p, col_p = terminals(v[pc, lane_p], rows[pc, lane_p], cols[pc, lane_p])
-
-            def take_points(sol, sl):
-                """:func:`take` of the points ``sl``: their energies and the devices beyond a threshold
-                (lane, flat index, voltage, width) in point then flat order."""
-                c, k = pc[sl], pk[sl]
-                v_cell = sol.v_cell[:, 0]
-                e = (v_cell * sol.i_cell[:, 0]).sum(axis=(1, 2)) * w_p[sl]
-                self._unselected_lines(v_cell[:, None], np.ones((c.size, 1), bool), rows[c, on_lanes[k]][:, None],
-                                       cols[c, on_lanes[k]][:, None])
-                v_eq = equivalent_voltage(v_cell, w_p[sl, None, None], d)
-                hit = (v_eq > pop.vth_set[c]) | (-v_eq > pop.vth_reset[c])
-                q, i, j = np.nonzero(hit)
-                return e, k[q], c[q] * per_chip + i * n_cols + j, v_cell[q, i, j], w_p[sl][q]
-
-            e_p, lane_of, flat, v_hit, w_hit = self._relaxed_points_solve(pc, row_p, col_p, PULSE_TOL, take_points)
-            energy[pc, on_lanes[pk]] = e_p
+            v_p, shift_p = v[pc, lane_p], equivalent_shift(w_p, d)
+            parts = []
+            for p0 in range(0, pc.size, LINE_POINTS):
+                sl = slice(p0, p0 + LINE_POINTS)
+                # each pulse's power, the devices its cell voltages reach beyond a threshold (in point
+                # then flat order) and the largest unselected cell voltage, in one compiled pass
+                e, hit_p, hit_f, v_at, top = self._lines.pulse_points(
+                    self._g, pc[sl], rows[pc[sl], lane_p[sl]], cols[pc[sl], lane_p[sl]], v_p[sl], (frac_row, frac_col),
+                    shift_p[sl], (pop.vth_set, pop.vth_reset), RELAXED_TOL[PULSE_TOL])
+                energy[pc[sl], lane_p[sl]] = e * w_p[sl]
+                self.max_unselected_v = max(self.max_unselected_v, top)
+                hit_p += p0
+                parts.append((pk[hit_p], pc[hit_p] * per_chip + hit_f, v_at, w_p[hit_p]))
+            lane_of, flat, v_hit, w_hit = (np.concatenate(x) for x in zip(*parts))
         else:
             row_v, col_v = terminals(v[:, on_lanes], rows[:, on_lanes], cols[:, on_lanes])
             focus = self._focus_of(np.where(lit, rows[:, on_lanes], -1), np.where(lit, cols[:, on_lanes], -1))

@@ -89,6 +89,14 @@ def kept_network(net: LineNetwork | None, g_lin, r_line: float, r_access: float 
     return LineNetwork(g_lin, r_line, r_access)
 
 
+def _raise_on(status: int, worst: float, max_iter: int) -> None:
+    """The error of a relaxation kernel's status (0: converged)."""
+    if status == 1:
+        raise RuntimeError("line relaxation diverged (non-finite node voltages)")
+    if status == 2:
+        raise RuntimeError(f"line relaxation did not converge in {max_iter} steps (largest error bound {worst:.3e} V)")
+
+
 class BatchLines(LineNetwork):
     """:class:`LineNetwork`'s interface (every terminal driven) solved by relaxation: keeps the
     conductances only (B·R·C numbers), never a factorization per chip.
@@ -118,10 +126,15 @@ class BatchLines(LineNetwork):
             # only the chips whose conductances changed (a chip's bound is its own): a large batch
             # with a few chips at work is not bounded anew whole at every call
             changed = np.flatnonzero((g != self._g).reshape(g.shape[0], -1).any(axis=1))
-            if changed.size:
-                self._g[changed] = g[changed]
-                self.rho_lin[changed] = contraction(g[changed], self.r_line, self.r_access)
+            self.update_chips(changed, g[changed])
         return 0
+
+    def update_chips(self, changed, g_new) -> None:
+        """Take new conductances ``g_new`` (len(changed), R, C), S, of the chips ``changed``
+        (indices), and their contraction bounds."""
+        if changed.size:
+            self._g[changed] = g_new
+            self.rho_lin[changed] = contraction(g_new, self.r_line, self.r_access)
 
     def chips(self, sl: slice) -> "BatchLines":
         """The network of chips ``sl`` (a slice, or indices: a chip may repeat, one network per
@@ -185,6 +198,97 @@ class BatchLines(LineNetwork):
                 return self._factorized().solve_cubic(g, beta, v_ref, row_v, col_v, tol, max_iter, focus=focus)
         return self._relax(g / norm, beta, tol, max_iter, row_v.shape[1], terminals=(row_v, col_v))
 
+    def _slow(self, chip, beta: float, span) -> np.ndarray:
+        """Which points on chips ``chip`` whose terminals span ``span`` (V) would relax slowly: their
+        bound with the devices' cubic slope (as :func:`~programming.relax_kernels._relax_one` works
+        it out) above :data:`RHO_SOLVE` (they are solved on a factorization instead)."""
+        return self.rho_lin[chip] * (1.0 + 3.0 * abs(beta) * (1.01 * np.asarray(span, float)) ** 2) > RHO_SOLVE
+
+    def _factorized_points(self, g, beta: float, v_ref: float, chip, row_v, col_v, tol: float, max_iter: int):
+        """Row and column node voltages (P, R, C) each, V, of single operating points (point p on chip
+        ``chip[p]`` at terminals ``row_v[p]`` (R,), ``col_v[p]`` (C,)) on the factorized network of
+        their chips' conductances (:meth:`solve_cubic`'s fallback)."""
+        sub = self.chips(chip)
+        x, _ = sub._factorized().solve_cubic(g[chip], beta, v_ref, row_v[:, None], col_v[:, None], tol, max_iter)
+        vr, vc = sub.split(x)
+        return vr[:, 0], vc[:, 0]
+
+    def read_points(self, g, beta: float, v_ref: float, chip, row, v_read: float, tol: float,
+                    max_iter: int = 200) -> np.ndarray:
+        """Grounded reads of single rows: current (P, C), A, out of every column into its driver when
+        row ``row[p]`` of chip ``chip[p]`` is at ``v_read`` (V) and every other line at 0 V, on
+        devices ``I = g·V·(1 + β V²)/(1 + β v_ref²)`` (``g`` (B, R, C), S: the whole batch's).  Each
+        read relaxed on its own (:func:`~programming.relax_kernels.relax_reads`) to :meth:`solve_cubic`'s
+        bound ``tol`` (relative to ``v_read``), the same answers bit for bit; a read whose bound is
+        above :data:`RHO_SOLVE` is solved on a factorization."""
+        from .relax_kernels import relax_reads      # numba: only where a relaxed solve runs
+
+        g = np.asarray(g, float)
+        chip, row = np.asarray(chip, np.int64), np.asarray(row, np.int64)
+        B, R, C = self.shape
+        out = np.empty((chip.size, C))
+        slow = self._slow(chip, beta, abs(v_read))
+        if slow.any():
+            idx = np.flatnonzero(slow)
+            row_v = np.zeros((idx.size, R))
+            row_v[np.arange(idx.size), row[idx]] = v_read
+            col_v = np.zeros((idx.size, C))
+            vr, vc = self._factorized_points(g, beta, v_ref, chip[idx], row_v, col_v, tol, max_iter)
+            out[idx] = self.g_term * (vc[:, -1, :] - col_v)
+            chip, row, out_fast = chip[~slow], row[~slow], np.empty((chip.size - idx.size, C))
+        else:
+            out_fast = out
+        status, worst = 0, 0.0
+        if chip.size:
+            _, status, worst = relax_reads(g, 1.0 + beta * v_ref * v_ref, chip, row, float(v_read), float(beta),
+                                           self.rho_lin, float(tol), self.r_line + self.r_access, self.r_line,
+                                           self.g_term, int(max_iter), out_fast)
+        _raise_on(status, worst, max_iter)
+        if out_fast is not out:
+            out[~slow] = out_fast
+        return out
+
+    def pulse_points(self, g, beta: float, v_ref: float, chip, sel_r, sel_c, v, fracs, shift, vth, tol: float,
+                     max_iter: int = 200):
+        """V/2 or V/3 pulses of single cells, each relaxed on its own
+        (:func:`~programming.relax_kernels.relax_pulses`, to :meth:`solve_cubic`'s bound ``tol``,
+        the same cell voltages bit for bit; a pulse whose bound is above :data:`RHO_SOLVE` solved on
+        a factorization): pulse p on chip ``chip[p]`` drives row ``sel_r[p]`` at ``v[p]`` (V) and
+        column ``sel_c[p]`` at 0 V, the other rows and columns at ``fracs`` (row, column) of
+        ``v[p]``; devices as :meth:`read_points`.  ``shift`` (P,): each pulse's width term of the
+        equivalent voltage, V; ``vth`` = (vth_set, vth_reset) (B, R, C), V.
+
+        Returns:
+            power (P,), W; the devices some pulse's cell voltage reaches beyond a threshold, in
+            pulse then flat order: their pulse (H,), flat index in their chip (H,) and cell voltage
+            (H,), V; and the largest |cell voltage| of any unselected cell, V.
+        """
+        from .relax_kernels import relax_pulses      # numba: only where a relaxed solve runs
+
+        g = np.asarray(g, float)
+        chip, sel_r, sel_c = (np.asarray(a, np.int64) for a in (chip, sel_r, sel_c))
+        v = np.asarray(v, float)
+        B, R, C = self.shape
+        P = chip.size
+        given = np.empty((0, 2, R, C))
+        slow = self._slow(chip, beta, np.abs(v))
+        if slow.any():
+            # every pulse solved on the factorization where one would relax slowly (its node
+            # voltages given to the kernel, which then only works out what the caller needs)
+            row_v = np.repeat((v * fracs[0])[:, None], R, axis=1)
+            col_v = np.repeat((v * fracs[1])[:, None], C, axis=1)
+            row_v[np.arange(P), sel_r] = v
+            col_v[np.arange(P), sel_c] = 0.0
+            given = np.stack(self._factorized_points(g, beta, v_ref, chip, row_v, col_v, tol, max_iter), axis=1)
+        energy = np.empty(P)
+        hit_p, hit_f, hit_v = np.empty(P * R * C, np.int64), np.empty(P * R * C, np.int64), np.empty(P * R * C)
+        _, status, worst, n, top = relax_pulses(g, 1.0 + beta * v_ref * v_ref, chip, sel_r, sel_c, v, float(fracs[0]),
+                                                float(fracs[1]), np.asarray(shift, float), vth[0], vth[1], float(beta),
+                                                self.rho_lin, float(tol), self.r_line + self.r_access, self.r_line,
+                                                int(max_iter), given, energy, hit_p, hit_f, hit_v)
+        _raise_on(status, worst, max_iter)
+        return energy, hit_p[:n].copy(), hit_f[:n].copy(), hit_v[:n].copy(), top
+
     def _relax(self, g_lin, beta: float, tol: float, max_iter: int, K: int, bases=None, terminals=None):
         """Relax every chip's ``K`` operating points, each on its own (the compiled
         :mod:`programming.relax_kernels`), chunk by chunk of chips: their row / column node
@@ -195,7 +299,7 @@ class BatchLines(LineNetwork):
         answer is the drop and rise of the step at which its own bound is met (the same in any
         batch); a point whose devices all see 0 V carries no current, so its lines stay at their
         terminals'.  Returns node voltages (B, K, N) and the most steps any point took."""
-        from .relax_kernels import relax_points, relax_terminals   # numba: only where a relaxed solve runs
+        from .relax_kernels import relax_points      # numba: only where a relaxed solve runs
 
         B, R, C = self.shape
         x = np.empty((B, K, 2, R, C))
@@ -205,18 +309,14 @@ class BatchLines(LineNetwork):
         steps = 1
         for b0 in range(0, B, per_chip):
             sl = slice(b0, b0 + per_chip)
-            args = (g_lin[sl], float(beta), self.rho_lin[sl], float(tol), r_t, self.r_line, int(max_iter), x[sl])
-            if terminals is not None:
-                took, status, worst = relax_terminals(terminals[0][sl], terminals[1][sl], *args)
+            shape = (min(B, b0 + per_chip) - b0, K, R, C)
+            if terminals is not None:       # every row node of row i at row_v[..., i], every column node at col_v
+                base_r, base_c = terminals[0][sl][..., :, None], terminals[1][sl][..., None, :]
             else:
-                shape = (min(B, b0 + per_chip) - b0, K, R, C)
                 base_r, base_c = bases(sl)
-                took, status, worst = relax_points(np.broadcast_to(base_r, shape), np.broadcast_to(base_c, shape),
-                                                   *args)
-            if status == 1:
-                raise RuntimeError("line relaxation diverged (non-finite node voltages)")
-            if status == 2:
-                raise RuntimeError(f"line relaxation did not converge in {max_iter} steps "
-                                   f"(largest error bound {worst:.3e} V)")
+            took, status, worst = relax_points(np.broadcast_to(base_r, shape), np.broadcast_to(base_c, shape),
+                                               g_lin[sl], float(beta), self.rho_lin[sl], float(tol), r_t, self.r_line,
+                                               int(max_iter), x[sl])
+            _raise_on(status, worst, max_iter)
             steps = max(steps, took)
         return x.reshape(B, K, 2 * R * C), steps

@@ -202,12 +202,12 @@ def test_reads_of_unchanged_chips_reuse_their_rows_bit_for_bit(monkeypatch):
     every = np.ones((B, 8), bool)
     first = xb._relaxed_reads(rows, cols, xb.v_read, every)
     solved = []
-    line_solve = xb._lines.solve
+    read_points = xb._lines.read_points
 
-    def counting(g, row_v, *args, **kw):
-        solved.append((len(row_v), int((np.abs(row_v).max(axis=2) > 0).sum())))   # chips, points with a drive
-        return line_solve(g, row_v, *args, **kw)
-    monkeypatch.setattr(xb._lines, "solve", counting)
+    def counting(g, chip, row, *args, **kw):
+        solved.append((len(chip), sorted(set(chip.tolist()))))          # points (each a driven row), chips
+        return read_points(g, chip, row, *args, **kw)
+    monkeypatch.setattr(xb._lines, "read_points", counting)
     np.testing.assert_array_equal(xb._relaxed_reads(rows, cols, xb.v_read, every), first)
     assert solved == []                                                # nothing changed: nothing solved
     hit = np.zeros((B, 8), bool)
@@ -215,14 +215,14 @@ def test_reads_of_unchanged_chips_reuse_their_rows_bit_for_bit(monkeypatch):
     xb.pulse(rows, cols, np.full((B, 8), 1.4), 1e-6, "v/2", active=hit)
     solved.clear()
     got = xb._relaxed_reads(rows, cols, xb.v_read, every)
-    assert solved == [(16, 16)]                     # the 8 rows of the two pulsed chips, alone (one point each)
+    assert solved == [(16, [0, 3])]                 # the 8 rows of the two pulsed chips, alone (one point each)
     assert not np.array_equal(got[[0, 3]], first[[0, 3]])
     np.testing.assert_array_equal(got[[1, 2, 4, 5]], first[[1, 2, 4, 5]])
     xb._rows_kept = None                                               # every row solved anew
     np.testing.assert_array_equal(xb._relaxed_reads(rows, cols, xb.v_read, every), got)
     solved.clear()
     xb._relaxed_reads(rows, cols, 0.5 * xb.v_read, every)
-    assert solved == [(B, B * 8)]
+    assert solved == [(B * 8, list(range(B)))]
     # the full map reuses them too, and equals the lanes' reads
     np.testing.assert_array_equal(xb._grounded_rows(xb.v_read)[np.arange(B)[:, None], rows, cols], got)
 
@@ -289,12 +289,11 @@ def test_relaxed_pulses_stay_within_their_stated_error_bound(monkeypatch):
     err = np.abs(sol[tol].v_cell - sol[1e-14].v_cell).max(axis=(1, 2, 3))
     assert np.all(err <= tol * amp[:, 0]) and err.max() > 0
     tols = []
-    solve = xb._lines.solve
-
-    def spy(*args, tol=None, **kw):
-        tols.append(tol)
-        return solve(*args, tol=tol, **kw)
-    monkeypatch.setattr(xb._lines, "solve", spy)
+    for name in ("pulse_points", "read_points"):
+        def spy(*args, _f=getattr(xb._lines, name)):
+            tols.append(args[-1])                               # the tolerance, last
+            return _f(*args)
+        monkeypatch.setattr(xb._lines, name, spy)
     xb.pulse(np.zeros((B, 1), int) + 2, np.zeros((B, 1), int) + 6, amp, 1e-6, "v/2")
     xb.read(np.zeros((B, 1), int), np.zeros((B, 1), int))
     assert tols == [tol, sim_chip.READ_TOL]
@@ -327,3 +326,57 @@ def test_relaxed_pulses_switch_as_a_strict_solve_far_within_the_cycle_noise(monk
     assert moved.sum() >= B * 4
     assert np.array_equal(np.abs(loose) > 1e-9, moved)
     np.testing.assert_allclose(loose[moved], strict[moved], rtol=1e-2)
+
+
+def test_fused_pulse_and_read_kernels_equal_the_node_voltage_solve(monkeypatch):
+    """A relaxed pulse's power, threshold hits and largest unselected cell voltage from the fused
+    kernel are those worked out from the same points' node voltages (the relaxed solve, itself
+    tested against the dense Newton reference above): hits and voltages bit for bit, power to
+    rounding; a read's column currents bit for bit.  Points whose bound is above RHO_SOLVE go to the
+    factorized network and give the same answers to the tolerance."""
+    from mock_hw.device import DeviceParams, equivalent_shift, equivalent_voltage, iv_current
+
+    rng = np.random.default_rng(41)
+    B, R, C, P = 7, 6, 5, 40
+    g = rng.uniform(10e-6, 600e-6, (B, R, C))
+    chip, sel_r, sel_c = rng.integers(0, B, P), rng.integers(0, R, P), rng.integers(0, C, P)
+    v = rng.uniform(0.8, 2.4, P) * rng.choice([-1, 1], P)
+    v[3] = 0.0                                                         # an idle point
+    width = rng.choice([1e-7, 1e-6, 1e-5], P)
+    d = DeviceParams()
+    vth = (rng.normal(1.0, 0.15, (B, R, C)), rng.normal(1.0, 0.15, (B, R, C)))
+    fracs = (1 / 3, 2 / 3)
+    ls = nodal.LineSolver(0.67, BETA, VREF)
+    assert ls.relaxed(g)
+    row_v = np.repeat((v * fracs[0])[:, None], R, 1)
+    col_v = np.repeat((v * fracs[1])[:, None], C, 1)
+    row_v[np.arange(P), sel_r], col_v[np.arange(P), sel_c] = v, 0.0
+    sol = ls.solve(g, row_v[:, None], col_v[:, None], tol=1e-4, chips=chip, checked=True)
+    v_cell = sol.v_cell[:, 0]
+    v_eq = equivalent_voltage(v_cell, width[:, None, None], d)
+    hit = (v_eq > vth[0][chip]) | (-v_eq > vth[1][chip])
+    q, i, j = np.nonzero(hit)
+    mag = np.abs(v_cell)
+    mag[np.arange(P), sel_r, sel_c] = 0.0
+    power, hp, hf, hv, top = ls.pulse_points(g, chip, sel_r, sel_c, v, fracs, equivalent_shift(width, d), vth, 1e-4)
+    assert q.size > P // 2 and top == mag.max()
+    np.testing.assert_array_equal(hp, q)
+    np.testing.assert_array_equal(hf, i * C + j)
+    np.testing.assert_array_equal(hv, v_cell[q, i, j])
+    np.testing.assert_allclose(power, (v_cell * iv_current(g[chip], v_cell, BETA, VREF)).sum(axis=(1, 2)), rtol=1e-13)
+    assert power[3] == 0.0
+    # reads: the column currents of the same rows solved as node voltages
+    rows = rng.integers(0, R, P)
+    rv = np.zeros((P, 1, R))
+    rv[np.arange(P), 0, rows] = 0.2
+    want = ls.solve(g, rv, np.zeros((P, 1, C)), tol=1e-10, chips=chip, checked=True).col_current[:, 0]
+    np.testing.assert_array_equal(ls.read_points(g, chip, rows, 0.2, 1e-10), want)
+    # every point past RHO_SOLVE: the factorized network's answers, within the tolerances
+    monkeypatch.setattr(line_batch, "RHO_SOLVE", -1.0)
+    f_power, f_hp, f_hf, f_hv, f_top = ls.pulse_points(g, chip, sel_r, sel_c, v, fracs, equivalent_shift(width, d),
+                                                       vth, 1e-12)
+    np.testing.assert_array_equal(f_hp, q)
+    np.testing.assert_allclose(f_hv, hv, rtol=0, atol=1e-4 * 2.4)
+    np.testing.assert_allclose(f_power, power, rtol=1e-3)
+    # (a relaxed reading's proven bound: its 1e-10 node tolerance times the read voltage over r_line)
+    np.testing.assert_allclose(ls.read_points(g, chip, rows, 0.2, 1e-12), want, rtol=0, atol=1e-10 * 0.2 / 0.67)
