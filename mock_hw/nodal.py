@@ -367,17 +367,17 @@ class LineSolver:
         chip = np.repeat(np.arange(B), K)
         rv, cv = row_v.reshape(B * K, R), col_v.reshape(B * K, C)
         x = np.empty((B * K, 2, R, C))
+        starts = None
         if self.warm:
             if self._warm is None or self._warm.shape != (R, C):
                 self._warm = WarmStarts((R, C))
-            keys = self._warm.start(x, chip, rv, cv)
+            starts = self._warm
         else:
             x[:, 0], x[:, 1] = rv[:, :, None], cv[:, None, :]
         scale = np.maximum(np.abs(rv).max(axis=1, initial=0.0), np.abs(cv).max(axis=1, initial=0.0))
         i_tol = tol * scale * g.reshape(B, -1).mean(axis=1)[chip] if currents else np.inf
-        sweeps = sweep_solve(g, self.beta, self.v_ref, self.r_line, self.r_access, chip, rv, cv, x, tol * scale, i_tol)
-        if self.warm:
-            self._warm.keep(keys, x)
+        sweeps = sweep_solve(g, self.beta, self.v_ref, self.r_line, self.r_access, chip, rv, cv, x, tol * scale, i_tol,
+                             starts=starts, sharp=True)
         x = x.reshape(B, K, 2, R, C)
         vr, vc = x[:, :, 0], x[:, :, 1]
         g_term = 1.0 / (self.r_line + self.r_access)

@@ -51,12 +51,12 @@ READ_TOL, PULSE_TOL = 1e-10, 1e-7
 #: (~8·10⁴ node updates per operating point): reads with every node voltage proven within 1e-5 of
 #: the read voltage and every reading within 1e-5 of the read voltage times the chip's mean
 #: conductance (2 µV and 0.6 nA at 0.2 V and 300 µS: a hundredth of the 0.1 % read noise of a mean
-#: cell; the error left is far smaller, ~1e-7 of a reading measured on 64×64); pulses with every
-#: node voltage within 1e-4 of the drive (0.2 mV at 2 V, a five-hundredth of the 0.1 V spread of
-#: the switching thresholds and of the 0.1 V per decade of the width law, ~0.4 % of the switching
-#: step at 0.1 V overdrive against its 30 % cycle-to-cycle noise; the error left is ~1/100 of the
-#: bound).  Statistical check (same chips, seeds and targets, tolerances against 1e-10 / 1e-7):
-#: ``benchmarks/ir_speed.py --evidence``
+#: cell); pulses with every node voltage within 1e-4 of the drive (0.2 mV at 2 V, a five-hundredth
+#: of the 0.1 V spread of the switching thresholds and of the 0.1 V per decade of the width law,
+#: ~0.4 % of the switching step at 0.1 V overdrive against its 30 % cycle-to-cycle noise).  The
+#: sweeps stop on the lines' bound (``sharp``), so the error left reaches up to these (measured on
+#: a 64×64 tune: up to 0.8 of the reading bound, 0.6 of the pulse bound).  Statistical check (same
+#: chips, seeds and targets, tolerances against 1e-10 / 1e-7): ``benchmarks/ir_speed.py --evidence``
 FACTORED_READ_TOL, FACTORED_PULSE_TOL = 1e-5, 1e-4
 FACTORED_TOL_CELLS = 1024
 #: on relaxed lines (many small chips, :mod:`programming.line_batch`) each operating point stops at

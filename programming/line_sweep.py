@@ -24,6 +24,23 @@ own line's terminal along the line alone (every other path only lowers it), at m
 over many nodes whose transfer resistances to one another are far below ``z``): measured on 64×64
 at 0.67 Ω the node error left is ~1/100 of it.
 
+**The lines' bound** (``sharp``: the simulator's solves), ~1/70 of the global one and within ~1.3×
+of the error left (a sweep less per point on 64×64).  Line l's rows of ``J̄ e = F`` (``e = x − x*``)
+read ``(L_l + D_l) e_l = F_l + D_l e'_l``: ``L_l`` the line alone (its segments and its terminal
+path), ``D_l`` the diagonal of its devices' mean slopes ``d̄``, ``e'_l`` the errors of the crossing
+lines' nodes at its devices.  ``L_l`` is a nonsingular M-matrix and ``L_l + D_l ≥ L_l`` a Z-matrix,
+so ``0 ≤ (L_l + D_l)⁻¹ ≤ L_l⁻¹`` (M-matrix comparison), and ``(L_l⁻¹)_mk = r_t + r·min(p_m, p_k) ≤ z_k``
+(``p`` the position from the terminal, ``r_t = r_line + r_access``, ``z_k = r_t + r·p_k``).  With
+``E_l`` the largest error on line l: ``E_l ≤ A_l + Σ_{k∈l} z_k d̄_k E_cross(k)``, ``A_l = Σ_{k∈l} z_k|F_k|``.
+With ``κ_l = Σ_{k∈l} z_k d̄_k``, the largest row error ``M_R ≤ max A_R + max κ_R · M_C`` and likewise
+``M_C``; where ``max κ_R · max κ_C < 1``: ``M_R ≤ (max A_R + max κ_R · max A_C)/(1 − max κ_R · max κ_C)``,
+``M_C ≤ max A_C + max κ_C · M_R``.  A terminal current's error is ``g_term`` times its terminal
+node's and ``(L_l⁻¹)_{0k} = r_t``: at most ``Σ_{k∈l}|F_k| + Σ_{k∈l} d̄_k E_cross(k)``.  The slopes:
+``d̄ = g·(1 + 3β v²)/(1 + β v_ref²)`` at some ``v`` between a cell's voltage now and at the
+solution, which differ by at most twice the global bound ``z·Σ|F|``.  The answers' errors then
+reach up to the tolerance (with the global bound alone ~1/100 of it): the tuner's line model,
+whose fits compare evaluations far below their tolerance, keeps the global bound.
+
 **Warm starts.**  A solve starts from the caller's node voltages (``x`` in and out): the solution
 of the same operating point on the conductances of an earlier call, scaled to the new drive, sits
 within a few 1e-5 of the new one when only a few cells changed (a tuner's next read of a cell after
@@ -60,10 +77,12 @@ def _kernel():
         # reassociation and contraction let the compiler vectorize the lines' sums across the
         # lines (the same machine code every run: deterministic); NaN and infinity keep their meaning
         @njit(cache=True, fastmath={"reassoc", "contract", "arcp", "nsz"})
-        def sweep_points(gl, gc, chip, g_seg, g_term, row_v, col_v, x, lim, lim_i, z, max_sweeps, sweeps):  # pragma: no cover - compiled
+        def sweep_points(gl, gc, chip, g_seg, g_term, row_v, col_v, x, pool, slot_in, ratio, slot_out, lim, lim_i,
+                         lim_l, lim_il, z, max_sweeps, sweeps):  # pragma: no cover - compiled
             """Solve each point p (chip ``chip[p]``, terminals ``row_v[p]`` (R,) / ``col_v[p]``
-            (C,)) from ``x[p]`` (2, R, C), in place, until ``z·Σ|F| ≤ lim[p]`` and
-            ``Σ|F| ≤ lim_i[p]``; ``gl``, ``gc``
+            (C,)) from ``x[p]`` (2, R, C), in place, until every node voltage is proven within
+            ``lim[p]`` and every terminal current within ``lim_i[p]`` (the global bound
+            ``z·Σ|F|``, ``Σ|F|``, or the lines' bound: :func:`sweep_solve`); ``gl``, ``gc``
             (B, R, C): the devices' linear and cubic coefficients (I = v·(gl + gc·v²)).  Writes the
             sweeps taken into ``sweeps[p]`` (−1: not converged in ``max_sweeps``).  The row lines
             are worked on in a transposed copy (the row index contiguous) and the column lines in
@@ -76,6 +95,15 @@ def _kernel():
             vrT, vcT = np.empty((C, R)), np.empty((C, R))
             glT, gcT = np.empty((C, R)), np.empty((C, R))
             F, D = np.empty(n), np.empty(n)
+            # each node's resistance to its own line's terminal along that line
+            r_seg, r_t = 1.0 / g_seg, 1.0 / g_term
+            zr, zc = np.empty(C), np.empty(R)
+            for j in range(C):
+                zr[j] = r_t + r_seg * j
+            for i in range(R):
+                zc[i] = r_t + r_seg * (R - 1 - i)
+            AR, SR, KR, GR = np.empty(R), np.empty(R), np.empty(R), np.empty(R)     # per row line
+            AC, SC, KC, GC = np.empty(C), np.empty(C), np.empty(C), np.empty(C)     # per column line
             hist = np.empty(4)
             last = -1
             for p in range(P):
@@ -89,14 +117,30 @@ def _kernel():
                             glT[j, i] = gl_b[i, j]
                             gcT[j, i] = gc_b[i, j]
                     last = b
+                s_in = slot_in[p]
+                if s_in >= 0:           # a kept solution, scaled to this drive
+                    q = ratio[p]
+                    for i in range(R):
+                        for j in range(C):
+                            vr[i, j] = pool[s_in, 0, i, j] * q
+                            vc[i, j] = pool[s_in, 1, i, j] * q
+                elif s_in == -2:        # the terminals' voltages (ideal lines)
+                    for i in range(R):
+                        for j in range(C):
+                            vr[i, j] = rv[i]
+                            vc[i, j] = cv[j]
                 for i in range(R):
                     for j in range(C):
                         vrT[j, i] = vr[i, j]
                         vcT[j, i] = vc[i, j]
                 sweeps[p] = -1
                 for it in range(max_sweeps + 1):
-                    # every node's KCL residual (summed as |F|), and the row lines' Newton step
-                    res = 0.0
+                    # every node's KCL residual: |F| summed per line, plain (S) and weighted by
+                    # the node's resistance to its terminal (A); the devices' slopes; and the row
+                    # lines' Newton step
+                    for i in range(R):
+                        AR[i] = 0.0
+                        SR[i] = 0.0
                     for j in range(C):
                         for i in range(R):
                             v = vrT[j, i] - vcT[j, i]
@@ -106,13 +150,20 @@ def _kernel():
                             D[i] = a + 3.0 * c3
                         # the column nodes of this row of crosspoints (column j's line runs along i)
                         if R == 1:
-                            res += abs(g_term * (vcT[j, 0] - cv[j]) - F[0])
+                            t = abs(g_term * (vcT[j, 0] - cv[j]) - F[0])
+                            s_c, a_c = t, zc[0] * t
                         else:
-                            res += abs(g_seg * (vcT[j, 0] - vcT[j, 1]) - F[0])
+                            t = abs(g_seg * (vcT[j, 0] - vcT[j, 1]) - F[0])
+                            s_c, a_c = t, zc[0] * t
                             for i in range(1, R - 1):
-                                res += abs(g_seg * (2.0 * vcT[j, i] - vcT[j, i - 1] - vcT[j, i + 1]) - F[i])
-                            res += abs(g_seg * (vcT[j, R - 1] - vcT[j, R - 2]) + g_term * (vcT[j, R - 1] - cv[j])
-                                       - F[R - 1])
+                                t = abs(g_seg * (2.0 * vcT[j, i] - vcT[j, i - 1] - vcT[j, i + 1]) - F[i])
+                                s_c += t
+                                a_c += zc[i] * t
+                            t = abs(g_seg * (vcT[j, R - 1] - vcT[j, R - 2]) + g_term * (vcT[j, R - 1] - cv[j])
+                                    - F[R - 1])
+                            s_c += t
+                            a_c += zc[R - 1] * t
+                        SC[j], AC[j] = s_c, a_c
                         if j == 0:
                             for i in range(R):
                                 F[i] += g_term * (vrT[0, i] - rv[i])
@@ -125,8 +176,11 @@ def _kernel():
                             for i in range(R):
                                 F[i] += g_seg * (vrT[j, i] - vrT[j + 1, i])
                                 D[i] += g_seg
+                        zj = zr[j]
                         for i in range(R):
-                            res += abs(F[i])
+                            t = abs(F[i])
+                            SR[i] += t
+                            AR[i] += zj * t
                         if j == 0:
                             for i in range(R):
                                 cp[0, i] = -g_seg / D[i]
@@ -136,7 +190,51 @@ def _kernel():
                                 m = 1.0 / (D[i] + g_seg * cp[j - 1, i])
                                 cp[j, i] = -g_seg * m
                                 dp[j, i] = (g_seg * dp[j - 1, i] - F[i]) * m
-                    if z * res <= lim[p] and res <= lim_i[p]:
+                    res = 0.0
+                    ar, sr, ac, sc = 0.0, 0.0, 0.0, 0.0
+                    for i in range(R):
+                        res += SR[i]
+                        ar = max(ar, AR[i])
+                        sr = max(sr, SR[i])
+                    for j in range(C):
+                        res += SC[j]
+                        ac = max(ac, AC[j])
+                        sc = max(sc, SC[j])
+                    done = z * res <= lim[p] and res <= lim_i[p]
+                    if not done and max(ar, ac) <= lim_l[p] and max(sr, sc) <= lim_il[p]:
+                        # the lines' bound (sweep_solve): each line's coupling κ (Σ z·slope) and
+                        # Σ slope over its devices, their slopes bounded along the way to the
+                        # solution (each cell's voltage within 2·z·Σ|F| of the iterate's)
+                        e0 = z * res
+                        for i in range(R):
+                            KR[i] = 0.0
+                            GR[i] = 0.0
+                        for j in range(C):
+                            k_c, s_d = 0.0, 0.0
+                            zj = zr[j]
+                            for i in range(R):
+                                v = abs(vrT[j, i] - vcT[j, i]) + 2.0 * e0
+                                d_ = glT[j, i] + 3.0 * gcT[j, i] * v * v
+                                k_c += zc[i] * d_
+                                s_d += d_
+                                KR[i] += zj * d_
+                                GR[i] += d_
+                            KC[j], GC[j] = k_c, s_d
+                        kr, kc = 0.0, 0.0
+                        for i in range(R):
+                            kr = max(kr, KR[i])
+                        for j in range(C):
+                            kc = max(kc, KC[j])
+                        if kr * kc < 1.0:
+                            m_r = (ar + kr * ac) / (1.0 - kr * kc)
+                            m_c = ac + kc * m_r
+                            i_max = 0.0
+                            for i in range(R):
+                                i_max = max(i_max, SR[i] + GR[i] * m_c)
+                            for j in range(C):
+                                i_max = max(i_max, SC[j] + GC[j] * m_r)
+                            done = max(m_r, m_c) <= lim_l[p] and i_max <= lim_il[p]
+                    if done:
                         sweeps[p] = it
                         break
                     # too slow for sweeps (lines too resistive against their devices): less than
@@ -192,6 +290,15 @@ def _kernel():
                     for j in range(C):
                         for i in range(R):
                             vcT[j, i] += dq[i, j]
+            # the solutions kept as the starts of the points' next solves (after every point has
+            # read its start: a point twice in the call starts from the same kept solution)
+            for p in range(P):
+                s_out = slot_out[p]
+                if s_out >= 0:
+                    for i in range(R):
+                        for j in range(C):
+                            pool[s_out, 0, i, j] = x[p, 0, i, j]
+                            pool[s_out, 1, i, j] = x[p, 1, i, j]
 
         _KERNEL["sweep"] = sweep_points
     return _KERNEL["sweep"]
@@ -206,7 +313,7 @@ def error_scale(shape, r_line: float, r_access: float = 0.0) -> float:
 
 
 def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, chip, row_v, col_v, x, tol,
-                i_tol=np.inf, max_sweeps: int = 200) -> np.ndarray:
+                i_tol=np.inf, max_sweeps: int = 200, starts: "WarmStarts | None" = None, sharp: bool = False) -> np.ndarray:
     """Solve operating points in place by line sweeps: point p on chip ``chip[p]`` of the devices
     ``g`` (B, R, C), S (cubic I-V with ``beta`` ≥ 0, 1/V², around ``v_ref``, V), terminals at
     ``row_v`` (P, R) and ``col_v`` (P, C), V, from the node voltages ``x`` (P, 2, R, C) (row nodes,
@@ -215,6 +322,10 @@ def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, ch
     (P,) or a scalar; default: no bound).  Returns the sweeps each point took.  A point the sweeps
     do not bring there (``max_sweeps``, or less than half its residual gone in four sweeps after
     :data:`SLOW_AFTER`) is solved by the factorized network instead (``max_sweeps`` returned).
+    ``starts``: a :class:`WarmStarts` each point starts from (its kept solution of the same point,
+    else its terminals' voltages) and keeps its solution in; ``x`` is then only written.
+    ``sharp``: stop on the lines' bound as well (module docstring): about a sweep fewer per point,
+    answers whose errors reach up to the tolerances (the global bound alone leaves ~1/100 of them).
 
     A terminal current is ``g_term`` times its terminal node's voltage difference to the terminal,
     and that node's transfer resistance to any node is at most its own driving-point resistance,
@@ -239,10 +350,23 @@ def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, ch
     floor = ROUNDING * z * (2 * g.shape[1] * g.shape[2]) * max(g_seg, g_term) * v
     lim = np.ascontiguousarray(np.maximum(np.broadcast_to(np.asarray(tol, float), (P,)), floor))
     lim_i = np.ascontiguousarray(np.maximum(np.broadcast_to(np.asarray(i_tol, float), (P,)), floor / z))
+    # the lines' bound sums a line's residuals, not all of them: its floor is that of 2·max(R, C) nodes
+    if sharp:
+        floor_l = floor * max(g.shape[1], g.shape[2]) / (g.shape[1] * g.shape[2])
+        lim_l = np.ascontiguousarray(np.maximum(np.broadcast_to(np.asarray(tol, float), (P,)), floor_l))
+        lim_il = np.ascontiguousarray(np.maximum(np.broadcast_to(np.asarray(i_tol, float), (P,)), floor_l / z))
+    else:                   # the global bound alone
+        lim_l = lim_il = np.full(P, -1.0)
     sweeps = np.empty(P, np.int64)
+    if starts is None:      # from x as given, nothing kept
+        pool = np.empty((0, 2) + x.shape[2:])
+        slot_in, ratio, slot_out = np.full(P, -1, np.int64), np.ones(P), np.full(P, -1, np.int64)
+    else:
+        slot_in, ratio, slot_out = starts.assign(chip, row_v, col_v)
+        pool = starts.pool()
     _kernel()(gl, gc, np.ascontiguousarray(chip, dtype=np.int64), g_seg, g_term,
-              np.ascontiguousarray(row_v, dtype=float), np.ascontiguousarray(col_v, dtype=float), x, lim, lim_i,
-              z, int(max_sweeps), sweeps)
+              np.ascontiguousarray(row_v, dtype=float), np.ascontiguousarray(col_v, dtype=float), x, pool, slot_in,
+              ratio, slot_out, lim, lim_i, lim_l, lim_il, z, int(max_sweeps), sweeps)
     # where the floor of the current bound exceeds FLOOR_REL of a reading (the chip's mean
     # conductance at the point's voltage), a stop on it may leave readings that far off: lines far
     # less resistive than the path to their terminals (a line calibration's trial 1e-6 Ω behind a
@@ -255,6 +379,8 @@ def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, ch
     if slow.size:
         _factorized(g, beta, v_ref, r_line, r_access, chip, row_v, col_v, x, slow, lim / np.maximum(v, 1e-300))
         sweeps[slow] = max_sweeps
+        if starts is not None:
+            starts.keep(slot_out[slow], x[slow])
     return sweeps
 
 
@@ -307,46 +433,86 @@ class WarmStarts:
         return [((int(c), pattern[p].tobytes()) if s > 0 else None, float(s))
                 for p, (c, s) in enumerate(zip(chip.tolist(), scale.tolist()))]
 
-    def start(self, x, chip, row_v, col_v) -> list:
-        """Fill ``x`` (P, 2, R, C) with the start of each point (``chip`` (P,), ``row_v`` (P, R),
-        ``col_v`` (P, C), V); returns the points' keys and scales (for :meth:`keep`)."""
-        keys = self.keys(chip, row_v, col_v)
-        slots = np.array([self._slot.get(k, -1) if k is not None else -1 for k, _ in keys], np.intp)
-        hit = slots >= 0
-        if not hit.all():
-            cold = np.flatnonzero(~hit)
-            x[cold, 0] = row_v[cold][:, :, None]
-            x[cold, 1] = col_v[cold][:, None, :]
-        if hit.any():
-            at = np.flatnonzero(hit)
-            ratio = np.array([keys[p][1] for p in at]) / self._scale[slots[at]]
-            x[at] = self._pool[slots[at]] * ratio[:, None, None, None]
-        return keys
+    def assign(self, chip, row_v, col_v):
+        """The slots of points (``chip`` (P,), ``row_v`` (P, R), ``col_v`` (P, C), V), for a solve
+        that reads and writes the pool itself (:func:`sweep_solve`): see :meth:`_assign`."""
+        return self._assign(self.keys(chip, row_v, col_v))
 
-    def keep(self, keys, x) -> None:
-        """Keep the solutions ``x`` (P, 2, R, C) of the points ``keys`` (from :meth:`start`)."""
+    def _assign(self, keys):
+        """For points ``keys`` (:meth:`keys`): the slot each starts from (−2: none, it starts at
+        its terminals' voltages), its drive over that slot's (the start's scale), and the slot its
+        solution is kept in (−1: none) — a kept point's own, a new point's a free one or the
+        oldest's not solved in this call (which leaves); the kept points of this call become the
+        newest, in point order, then the new ones.  No slot a point starts from is given to
+        another point's solution (the pool's keys stay one per slot); :func:`sweep_solve` writes
+        the solutions after every point has read its start, as :meth:`start` and :meth:`keep` do."""
+        P = len(keys)
+        slot_in = np.full(P, -2, np.int64)
+        slot_out = np.full(P, -1, np.int64)
+        ratio = np.ones(P)
         if self._pool is None:
             self._pool = np.empty((self.most, 2, *self.shape))
-        slots, points = [], []
+        mine = set()
         for p, (k, s) in enumerate(keys):
-            if k is None:
-                continue
-            slot = self._slot.pop(k, None)
-            if slot is None:
-                slot = self._free_slot()
-            self._slot[k] = slot
-            self._scale[slot] = s
-            slots.append(slot)
-            points.append(p)
-        if points:
-            self._pool[slots] = x[points]
+            if k is not None:
+                slot = self._slot.pop(k, None)
+                if slot is not None:
+                    self._slot[k] = slot
+                    slot_in[p] = slot_out[p] = slot
+                    ratio[p] = s / self._scale[slot]
+                    mine.add(slot)
+        for p, (k, s) in enumerate(keys):
+            if k is not None and slot_out[p] < 0:
+                slot = self._slot.get(k)            # a point new to the pool twice in this call
+                if slot is None:
+                    slot = self._free_slot(mine)
+                    if slot < 0:                    # every slot holds a start of this call
+                        continue
+                    self._slot[k] = slot
+                    mine.add(slot)
+                slot_out[p] = slot
+        for p, (k, s) in enumerate(keys):
+            if slot_out[p] >= 0:
+                self._scale[slot_out[p]] = s
+        return slot_in, ratio, slot_out
 
-    def _free_slot(self) -> int:
-        """A pool slot for a new point: an unused one, else the oldest point's (which leaves)."""
+    def start(self, x, chip, row_v, col_v) -> np.ndarray:
+        """Fill ``x`` (P, 2, R, C) with the start of each point (``chip`` (P,), ``row_v`` (P, R),
+        ``col_v`` (P, C), V); returns the slots their solutions go to (for :meth:`keep`)."""
+        slot_in, ratio, slot_out = self.assign(chip, row_v, col_v)
+        cold = slot_in < 0
+        if cold.any():
+            at = np.flatnonzero(cold)
+            x[at, 0] = row_v[at][:, :, None]
+            x[at, 1] = col_v[at][:, None, :]
+        if not cold.all():
+            at = np.flatnonzero(~cold)
+            x[at] = self._pool[slot_in[at]] * ratio[at, None, None, None]
+        return slot_out
+
+    def keep(self, slots, x) -> None:
+        """Keep the solutions ``x`` (P, 2, R, C) in their ``slots`` (from :meth:`start`)."""
+        at = np.flatnonzero(slots >= 0)
+        if at.size:
+            self._pool[slots[at]] = x[at]
+
+    def pool(self) -> np.ndarray:
+        """The kept node voltages (slots, 2, R, C), as :func:`sweep_solve` reads and writes them."""
+        if self._pool is None:
+            self._pool = np.empty((self.most, 2, *self.shape))
+        return self._pool
+
+    def _free_slot(self, busy) -> int:
+        """A pool slot for a new point: an unused one, else the oldest point's whose slot is not
+        in ``busy`` (which leaves); −1 where there is none."""
         if self._used < self.most:
             self._used += 1
             return self._used - 1
-        return self._slot.pop(next(iter(self._slot)))
+        for k, slot in self._slot.items():
+            if slot not in busy:
+                del self._slot[k]
+                return slot
+        return -1
 
     def state(self) -> dict[str, np.ndarray]:
         """The kept starts as plain arrays, oldest first (:meth:`from_state`)."""
@@ -366,7 +532,7 @@ class WarmStarts:
         warm = cls(x.shape[2:])
         keys = [((int(chip), np.asarray(pattern, float).tobytes()), float(s))
                 for chip, pattern, s in zip(state["warm_chip"], state["warm_pattern"], state["warm_scale"])]
-        warm.keep(keys, x)
+        warm.keep(warm._assign(keys)[2], x)
         return warm
 
 

@@ -491,3 +491,114 @@ def test_line_sweeps_hand_a_network_they_barely_contract_to_the_factorization():
     for b in range(2):
         ref = solve_network(g[b:b + 1], row_v[b:b + 1], col_v[b:b + 1], BETA, VREF, r_line=1.0, newton=True)
         np.testing.assert_allclose(x[b, 0] - x[b, 1], ref.v_cell[0], rtol=1e-9, atol=1e-9 * 0.2)
+
+
+def _newton_x(g, row_v, col_v, r_line, r_access=0.0):
+    """The Newton reference's node voltages (P, 2, R, C) of one chip's points ``row_v`` (P, R) / ``col_v`` (P, C)."""
+    out = []
+    for rv, cv in zip(row_v, col_v):
+        ref = solve_network(g, rv[None], cv[None], BETA, VREF, r_line=r_line, newton=True, r_access=r_access)
+        out.append(np.stack([ref.v_row[0], ref.v_col[0]]))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("r_line, r_access, g_hi, top", [(0.67, 0.0, 500e-6, 2.0), (2.0, 4.0, 1e-3, 3.0),
+                                                         (0.67, 0.0, 3e-3, 3.0)])
+def test_the_lines_bound_holds_wherever_it_stops_a_solve(r_line, r_access, g_hi, top):
+    """Reads and V/2 pulses on a 24×24 chip, warm started from the solutions before a pulse's change
+    (and cold), each stopped at a tolerance from 1e-3 to 1e-7 of its drive with the lines' bound
+    (``sharp``): every node voltage within the tolerance of the Newton reference and every terminal
+    current within its current tolerance — on lines whose devices couple them weakly (κ ~ 0.1), on
+    resistive lines with access resistance and devices up to 1 mS at 3 V, and with devices up to
+    3 mS (κ of a half-selected line above 1: the global bound alone)."""
+    from programming.line_sweep import sweep_solve
+    rng = np.random.default_rng(31)
+    R = C = 24
+    g = rng.uniform(20e-6, g_hi, (1, R, C))
+    rows, cols = rng.integers(0, R, 6), rng.integers(0, C, 6)
+    row_v, col_v = np.zeros((12, R)), np.zeros((12, C))
+    for k, (i, j) in enumerate(zip(rows, cols)):
+        v = rng.uniform(0.5, top)
+        row_v[k], col_v[k] = v / 2, v / 2                   # V/2 pulse of cell (i, j)
+        row_v[k, i], col_v[k, j] = v, 0.0
+        row_v[6 + k, i] = 0.2                               # grounded read of row i
+    g_before = g.copy()
+    g_before[0, rows, cols] *= rng.uniform(0.9, 1.1, 6)
+    warm = _newton_x(g_before, row_v, col_v, r_line, r_access)
+    ref = _newton_x(g, row_v, col_v, r_line, r_access)
+    g_term = 1.0 / (r_line + r_access)
+    chip = np.zeros(12, np.int64)
+    scale = np.abs(row_v).max(axis=1)
+    for rel in (1e-3, 1e-5, 1e-7):
+        for start in (warm, None):
+            x = warm.copy() if start is not None else np.concatenate(
+                [np.broadcast_to(row_v[:, None, :, None], (12, 1, R, C)),
+                 np.broadcast_to(col_v[:, None, None, :], (12, 1, R, C))], axis=1).copy()
+            tol, i_tol = rel * scale, rel * scale * g.mean()
+            sweep_solve(g, BETA, VREF, r_line, r_access, chip, row_v, col_v, x, tol, i_tol, sharp=True)
+            err = np.abs(x - ref).reshape(12, -1).max(axis=1)
+            assert (err <= tol).all(), (rel, err / tol)
+            i_err = g_term * np.maximum(np.abs(x[:, 0, :, 0] - ref[:, 0, :, 0]).max(axis=1),
+                                        np.abs(x[:, 1, -1, :] - ref[:, 1, -1, :]).max(axis=1))
+            assert (i_err <= i_tol).all(), (rel, i_err / i_tol)
+
+
+def test_the_lines_bound_stops_a_warm_64x64_read_a_sweep_earlier():
+    """A 64×64 chip's grounded read, warm started from its solution before one cell's 2 % change (a
+    tuner's read after a pulse), to the simulator's read tolerances: the lines' bound stops it at
+    least a sweep before the global bound alone, both within their tolerances of the Newton
+    reference (the lines' answer nearer its tolerance: the global bound leaves ~1/100 of it)."""
+    from mock_hw.sim_chip import FACTORED_READ_TOL
+    from programming.line_sweep import sweep_solve
+    rng = np.random.default_rng(32)
+    R = C = 64
+    g = rand_g(rng, (1, R, C))
+    row_v, col_v = np.zeros((1, R)), np.zeros((1, C))
+    row_v[0, 9] = 0.2
+    warm = _newton_x(g, row_v, col_v, 0.67)
+    g[0, 9, 30] *= 1.02
+    ref = _newton_x(g, row_v, col_v, 0.67)
+    tol, i_tol = FACTORED_READ_TOL * 0.2, FACTORED_READ_TOL * 0.2 * g.mean()
+    got = {}
+    for sharp in (True, False):
+        x = warm.copy()
+        sweeps = sweep_solve(g, BETA, VREF, 0.67, 0.0, np.zeros(1, np.int64), row_v, col_v, x, tol, i_tol, sharp=sharp)
+        reading = (x[0, 1, -1, :] - 0.0) / 0.67
+        err = np.abs(reading - ref[0, 1, -1, :] / 0.67).max()
+        assert np.abs(x - ref).max() <= tol and err <= i_tol
+        got[sharp] = (int(sweeps[0]), err)
+    assert got[True][0] <= got[False][0] - 1
+    assert got[False][1] < got[True][1]
+
+
+def test_warm_starts_read_and_kept_in_the_kernel_equal_the_numpy_starts(monkeypatch):
+    """A warm-start pool of 16 points (its smallest) worked by the sweep kernel itself (starts read
+    from it, solutions written into it) gives the same answers and keeps the same state, bit for
+    bit, as the same pool filled and kept by numpy around the kernel, over calls that hit, add
+    and evict points — a call of more points than the pool holds included (its newest ones are
+    not kept: no point starts from a slot another point of the call has overwritten)."""
+    import programming.line_sweep as line_sweep
+    monkeypatch.setattr(line_sweep, "WARM_BYTES", 1)
+    rng = np.random.default_rng(33)
+    R, C = 6, 5
+    g = rand_g(rng, (2, R, C))
+    kernel, numpy_ = line_sweep.WarmStarts((R, C)), line_sweep.WarmStarts((R, C))
+    assert kernel.most == 16
+    for call in range(8):
+        P = (5, 12, 20, 7, 16, 3, 18, 9)[call]
+        chip = rng.integers(0, 2, P)
+        cells = rng.integers(0, 6, P)               # a few operating points, met again and again
+        amp = rng.uniform(0.5, 2.0, P)
+        row_v = np.where(np.arange(R)[None] == cells[:, None] % R, amp[:, None], amp[:, None] / 2)
+        col_v = np.where(np.arange(C)[None] == cells[:, None] % C, 0.0, amp[:, None] / 2)
+        g = g * rng.uniform(0.999, 1.001, g.shape)
+        x1, x2 = np.empty((P, 2, R, C)), np.empty((P, 2, R, C))
+        line_sweep.sweep_solve(g, BETA, VREF, 1.0, 0.0, chip, row_v, col_v, x1, 1e-9, starts=kernel, sharp=True)
+        slots = numpy_.start(x2, chip, row_v, col_v)
+        line_sweep.sweep_solve(g, BETA, VREF, 1.0, 0.0, chip, row_v, col_v, x2, 1e-9, sharp=True)
+        numpy_.keep(slots, x2)
+        np.testing.assert_array_equal(x1, x2)
+        a, b = kernel.state(), numpy_.state()
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
