@@ -311,18 +311,22 @@ class LineSolver:
         return self.network(g) is not None
 
     def read_points(self, g, chip, row, v_read: float, tol: float) -> np.ndarray:
-        """Grounded reads of single rows on the relaxed network (:meth:`relaxed` of ``g`` true in
-        this call: the network is not compared with ``g`` again): current (P, C), A, out of every
+        """Grounded reads of single rows on the relaxed network, which the caller has brought to
+        ``g`` in this call (:meth:`relaxed`, :meth:`network` or :meth:`versions` of ``g``; the
+        kernel reads its linear conductances, not compared with ``g`` again): current (P, C), A, out of every
         column of chip ``chip[p]`` when its row ``row[p]`` is at ``v_read`` (V), every other line at
         0 V (:meth:`~programming.line_batch.BatchLines.read_points`)."""
-        return (self.net or self.network(g)).read_points(g, self.beta, self.v_ref, chip, row, v_read, tol)
+        return self._net_of(g).read_points(g, self.beta, self.v_ref, chip, row, v_read, tol)
 
     def pulse_points(self, g, chip, sel_r, sel_c, v, fracs, shift, vth, tol: float):
         """Pulses of single cells on the relaxed network (as :meth:`read_points`): power, the
         devices beyond a threshold and the largest unselected cell voltage
         (:meth:`~programming.line_batch.BatchLines.pulse_points`)."""
-        return (self.net or self.network(g)).pulse_points(g, self.beta, self.v_ref, chip, sel_r, sel_c, v, fracs, shift,
-                                                          vth, tol)
+        return self._net_of(g).pulse_points(g, self.beta, self.v_ref, chip, sel_r, sel_c, v, fracs, shift, vth, tol)
+
+    def _net_of(self, g) -> BatchLines:
+        """The kept relaxed network (brought to ``g`` where none is kept yet)."""
+        return self.net if self.net is not None else self.network(g)
 
     def solve(self, g, row_v, col_v, tol: float = 1e-12, max_iter: int = 200, focus=None,
               chips: slice | None = None, checked: bool = False, currents: bool = True) -> DrivenSolution:

@@ -217,7 +217,8 @@ class BatchLines(LineNetwork):
                     max_iter: int = 200) -> np.ndarray:
         """Grounded reads of single rows: current (P, C), A, out of every column into its driver when
         row ``row[p]`` of chip ``chip[p]`` is at ``v_read`` (V) and every other line at 0 V, on
-        devices ``I = g·V·(1 + β V²)/(1 + β v_ref²)`` (``g`` (B, R, C), S: the whole batch's).  Each
+        devices ``I = g·V·(1 + β V²)/(1 + β v_ref²)`` (``g`` (B, R, C), S: the whole batch's, whose
+        linear parts ``g/(1 + β v_ref²)`` this network holds: brought to them by :meth:`update`).  Each
         read relaxed on its own (:func:`~programming.relax_kernels.relax_reads`) to :meth:`solve_cubic`'s
         bound ``tol`` (relative to ``v_read``), the same answers bit for bit; a read whose bound is
         above :data:`RHO_SOLVE` is solved on a factorization."""
@@ -240,7 +241,7 @@ class BatchLines(LineNetwork):
             out_fast = out
         status, worst = 0, 0.0
         if chip.size:
-            _, status, worst = relax_reads(g, 1.0 + beta * v_ref * v_ref, chip, row, float(v_read), float(beta),
+            _, status, worst = relax_reads(self._g, chip, row, float(v_read), float(beta),
                                            self.rho_lin, float(tol), self.r_line + self.r_access, self.r_line,
                                            self.g_term, int(max_iter), out_fast)
         _raise_on(status, worst, max_iter)
@@ -282,10 +283,11 @@ class BatchLines(LineNetwork):
             given = np.stack(self._factorized_points(g, beta, v_ref, chip, row_v, col_v, tol, max_iter), axis=1)
         energy = np.empty(P)
         hit_p, hit_f, hit_v = np.empty(P * R * C, np.int64), np.empty(P * R * C, np.int64), np.empty(P * R * C)
-        _, status, worst, n, top = relax_pulses(g, 1.0 + beta * v_ref * v_ref, chip, sel_r, sel_c, v, float(fracs[0]),
-                                                float(fracs[1]), np.asarray(shift, float), vth[0], vth[1], float(beta),
-                                                self.rho_lin, float(tol), self.r_line + self.r_access, self.r_line,
-                                                int(max_iter), given, energy, hit_p, hit_f, hit_v)
+        _, status, worst, n, top = relax_pulses(g, self._g, 1.0 + beta * v_ref * v_ref, chip, sel_r, sel_c, v,
+                                                float(fracs[0]), float(fracs[1]), np.asarray(shift, float), vth[0],
+                                                vth[1], float(beta), self.rho_lin, float(tol),
+                                                self.r_line + self.r_access, self.r_line, int(max_iter), given, energy,
+                                                hit_p, hit_f, hit_v)
         _raise_on(status, worst, max_iter)
         return energy, hit_p[:n].copy(), hit_f[:n].copy(), hit_v[:n].copy(), top
 

@@ -41,9 +41,10 @@ _F, _I = types.float64, types.int64
 
 @njit(inline="always")
 def _row_drop(cur, R, C, r0, r, acc, first, drop):  # pragma: no cover - compiled
-    """``drop`` (R·C, flat) of the currents ``cur`` (R·C) along every row line (the rows' sums side
-    by side: independent chains); ``r0 = r_t − r``; ``acc``, ``first``: (R,) work arrays."""
-    for i in range(R):      # each row's two scans along its contiguous nodes (rows overlap in the pipeline)
+    """``drop`` (R·C, flat) of the currents ``cur`` (R·C) along every row line (each row's two scans
+    along its contiguous nodes; the rows' chains overlap in the pipeline); ``r0 = r_t − r``; ``acc``,
+    ``first``: (R,) work arrays (not needed by the scans)."""
+    for i in range(R):
         a = 0.0
         for j in range(C - 1, -1, -1):
             a += cur[i * C + j]
@@ -247,15 +248,15 @@ def relax_points(base_r, base_c, g_lin, beta, rho_lin, tol, r_t, r, max_iter, ou
     return steps, 0, 0.0
 
 
-@njit(types.Tuple((_I, _I, _F))(_IN[3], _F, _INI[1], _INI[1], _F, _F, _IN[1], _F, _F, _F, _F, _I, _OUT[2]),
+@njit(types.Tuple((_I, _I, _F))(_IN[3], _INI[1], _INI[1], _F, _F, _IN[1], _F, _F, _F, _F, _I, _OUT[2]),
       cache=True, nogil=True)
-def relax_reads(g, norm, chip, row, v_read, beta, rho_lin, tol, r_t, r, g_term, max_iter, out):  # pragma: no cover - compiled
+def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, g_term, max_iter, out):  # pragma: no cover - compiled
     """Grounded reads, each relaxed on its own as :func:`relax_points` relaxes it (bit for bit):
     read ``p`` drives row ``row[p]`` of chip ``chip[p]`` at ``v_read``, V, every other line at
-    0 V, on devices ``I = g·v·(1 + β v²)/norm`` (``g`` (B, R, C), S: the chips' read
-    conductances; ``rho_lin`` (B,) their bounds); writes the current out of every column into its
-    driver, A, ``out`` (P, C): ``g_term`` (S) times its terminal node's rise."""
-    B, R, C = g.shape
+    0 V, on devices ``I = g_lin·v·(1 + β v²)`` (``g_lin`` (B, R, C), S: the chips' linear
+    conductances, the relaxed network's; ``rho_lin`` (B,) their bounds); writes the current out of
+    every column into its driver, A, ``out`` (P, C): ``g_term`` (S) times its terminal node's rise."""
+    B, R, C = g_lin.shape
     P = chip.shape[0]
     w = _work(R, C)
     v0, gl, rise = w[0], w[1], w[5]
@@ -267,7 +268,7 @@ def relax_reads(g, norm, chip, row, v_read, beta, rho_lin, tol, r_t, r, g_term, 
             a = v_read if i == rr else 0.0
             for j in range(C):
                 v0[i * C + j] = a - 0.0
-                gl[i * C + j] = g[c, i, j] / norm
+                gl[i * C + j] = g_lin[c, i, j]
         if v_read != 0.0:
             it, status, worst = _relax_one(beta, rho_lin[c], hi, lo, tol * scale, r_t, r, max_iter, R, C, w)
             if status:
@@ -280,18 +281,19 @@ def relax_reads(g, norm, chip, row, v_read, beta, rho_lin, tol, r_t, r, g_term, 
     return steps, 0, 0.0
 
 
-@njit(types.Tuple((_I, _I, _F, _I, _F))(_IN[3], _F, _INI[1], _INI[1], _INI[1], _IN[1], _F, _F, _IN[1], _IN[3],
+@njit(types.Tuple((_I, _I, _F, _I, _F))(_IN[3], _IN[3], _F, _INI[1], _INI[1], _INI[1], _IN[1], _F, _F, _IN[1], _IN[3],
                                         _IN[3], _F, _IN[1], _F, _F, _F, _I, _IN[4], _OUT[1], _OUTI[1],
                                         _OUTI[1], _OUT[1]),
       cache=True, nogil=True)
-def relax_pulses(g, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shift, vth_set, vth_reset, beta, rho_lin, tol,
+def relax_pulses(g, g_lin, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shift, vth_set, vth_reset, beta, rho_lin, tol,
                  r_t, r, max_iter, given, energy, hit_point, hit_flat, hit_v):  # pragma: no cover - compiled
     """V/2 or V/3 pulses, each relaxed on its own as :func:`relax_points` relaxes it (bit for bit),
     and what the caller needs of each, in one pass (no node voltages kept).
 
     Pulse ``p`` on chip ``chip[p]`` drives row ``sel_r[p]`` at ``v[p]`` and column ``sel_c[p]`` at
     0 V, every other row at ``frac_row·v[p]`` and column at ``frac_col·v[p]``, V, on devices
-    ``I = g·v·(1 + β v²)/norm`` (``g`` (B, R, C), S; ``rho_lin`` (B,) the chips' bounds).
+    ``I = g·v·(1 + β v²)/norm`` (``g`` (B, R, C), S: the chips' read conductances, and
+    ``g_lin = g/norm`` the relaxed network's; ``rho_lin`` (B,) the chips' bounds).
     ``given``: (P, 2, R, C) row / column node voltages of the pulses solved elsewhere (a
     factorized solve, where the relaxation would be slow), used instead of relaxing; (0, 2, R, C)
     to relax.  Writes ``energy`` (P,): each pulse's power Σ v_cell·i_cell, W; and, in pulse then
@@ -326,7 +328,7 @@ def relax_pulses(g, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shift, vth_
             for j in range(C):
                 x = a_t[i] - c_t[j]
                 v0[i * C + j] = x
-                gl[i * C + j] = g[c, i, j] / norm
+                gl[i * C + j] = g_lin[c, i, j]
                 if x != 0.0:
                     live = True
         if solved:
