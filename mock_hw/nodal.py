@@ -215,6 +215,7 @@ class DrivenSolution:
         self.iterations = iterations
         self._g, self._beta, self._v_ref = g, beta, v_ref
         self._v_cell = self._i_cell = None
+        self.nodes = None       # swept lines: (B, K, 2, R, C) row and column node voltages together
 
     @property
     def v_cell(self) -> np.ndarray:
@@ -329,12 +330,13 @@ class LineSolver:
         return self.net if self.net is not None else self.network(g)
 
     def solve(self, g, row_v, col_v, tol: float = 1e-12, max_iter: int = 200, focus=None,
-              chips: slice | None = None, checked: bool = False, currents: bool = True) -> DrivenSolution:
+              chips: slice | None = None, checked: bool = False, currents: bool | str = True) -> DrivenSolution:
         """Solve ``K`` operating points per chip: ``row_v`` (B, K, R) and ``col_v`` (B, K, C), V,
         all finite, to ``tol`` times each point's largest terminal voltage (swept lines: every
         node voltage proven within it, and with ``currents`` every terminal current within ``tol``
-        times that voltage times the chip's mean conductance — a reading's bound; relaxed lines:
-        their proven bound).  ``focus``: optional
+        times that voltage times the chip's mean conductance — a reading's bound; ``"columns"``:
+        the column terminals' currents only, a grounded read's readings; relaxed lines: their
+        proven bound).  ``focus``: optional
         (rows, cols), (B, K) ints (−1: none), the lines of each operating point whose devices
         carry the strong nonlinearity, for a relaxed network's factorized fallback
         (:meth:`~programming.line_model.LineNetwork.solve_cubic`).  ``chips``: solve only the
@@ -381,13 +383,15 @@ class LineSolver:
         scale = np.maximum(np.abs(rv).max(axis=1, initial=0.0), np.abs(cv).max(axis=1, initial=0.0))
         i_tol = tol * scale * g.reshape(B, -1).mean(axis=1)[chip] if currents else np.inf
         sweeps = sweep_solve(g, self.beta, self.v_ref, self.r_line, self.r_access, chip, rv, cv, x, tol * scale, i_tol,
-                             starts=starts, sharp=True)
+                             starts=starts, sharp=True, rows_i=currents != "columns")
         x = x.reshape(B, K, 2, R, C)
         vr, vc = x[:, :, 0], x[:, :, 1]
         g_term = 1.0 / (self.r_line + self.r_access)
         row_current = g_term * (row_v - vr[..., :, 0])
         col_current = g_term * (vc[..., -1, :] - col_v)
-        return DrivenSolution(vr, vc, row_current, col_current, int(sweeps.max(initial=0)), g, self.beta, self.v_ref)
+        sol = DrivenSolution(vr, vc, row_current, col_current, int(sweeps.max(initial=0)), g, self.beta, self.v_ref)
+        sol.nodes = x           # (B, K, 2, R, C): row and column node voltages together
+        return sol
 
 
 def solve_network(g, row_v, col_v, beta: float, v_ref: float, r_line: float = 0.0,

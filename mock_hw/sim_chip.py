@@ -482,7 +482,9 @@ class SimulatedCrossbar(Crossbar):
         relaxation is its own), so the whole batch's node voltages are never held."""
         B = self.n_chips
         if not self._lines.relaxed(self._g):        # swept: large ones to the FACTORED_* tolerances
-            sensed = tol != PULSE_TOL       # reads and products: their terminal currents are the answer
+            # reads and products: their column terminals' currents are the answer (every caller
+            # takes col_current)
+            sensed = "columns" if tol != PULSE_TOL else False
             if self.shape[0] * self.shape[1] >= FACTORED_TOL_CELLS:
                 tol = {READ_TOL: FACTORED_READ_TOL, PULSE_TOL: FACTORED_PULSE_TOL}.get(tol, tol)
             return take(self._lines.solve(self._g, row_v, col_v, tol=tol, focus=focus, currents=sensed), slice(None))
@@ -787,7 +789,8 @@ class SimulatedCrossbar(Crossbar):
             return nodal.mvm_currents(self._g, v, d.beta, d.v_ref)
         # every input vector as one column of the right-hand side, in chunks
         return np.concatenate([self._lines.solve(self._g, v[:, k:k + 256], np.zeros((*v[:, k:k + 256].shape[:2],
-                                                                                  self.shape[1])), tol=READ_TOL)
+                                                                                  self.shape[1])), tol=READ_TOL,
+                                                 currents="columns")
                                .col_current for k in range(0, v.shape[1], 256)], axis=1)
 
     # ----------------------------------------------------------------------------- pulses
@@ -1397,14 +1400,31 @@ class SimulatedCrossbar(Crossbar):
         def take(sol, sl):
             """The chips' energies (chips, K) and the devices each lane's voltages reach beyond a
             threshold, for every lane at once (thresholds do not change): lane, flat index,
-            voltage and width of each, in lane then flat order."""
-            e = (sol.v_cell * sol.i_cell).sum(axis=(2, 3)) * width[sl][:, on_lanes]      # (sl: a slice or indices)
-            self._unselected_lines(sol.v_cell, lit[sl], rows[sl][:, on_lanes], cols[sl][:, on_lanes])
-            v_eq = equivalent_voltage(sol.v_cell, w_on[sl], d)
-            hit = (v_eq > pop.vth_set[sl, None]) | (-v_eq > pop.vth_reset[sl, None])
-            q, b, i, j = np.nonzero(hit.transpose(1, 0, 2, 3))
-            return (e, q, np.arange(self.n_chips)[sl][b] * per_chip + i * n_cols + j,
-                    sol.v_cell[b, q, i, j], w_on[sl][b, q, 0, 0])
+            voltage and width of each, in lane then chip then flat order; from the swept
+            solution's node voltages in one compiled pass (the relaxed pulses' own,
+            :func:`~programming.relax_kernels.relax_pulses` with the voltages given)."""
+            from programming.relax_kernels import relax_pulses
+
+            chips = np.arange(self.n_chips)[sl]
+            nodes = sol.nodes                   # (chips, K, 2, R, C)
+            nb, K = nodes.shape[:2]
+            P = nb * K                          # lane-major points: p = lane·nb + chip
+            given = nodes.transpose(1, 0, 2, 3, 4).reshape(P, 2, n_rows, n_cols)
+            lane_chip = (slice(None), on_lanes)
+            sel_r, sel_c = rows[sl][lane_chip].T.ravel(), cols[sl][lane_chip].T.ravel()
+            w_p = w_on[sl][:, :, 0, 0].T.ravel()
+            power = np.empty(P)
+            hit_p, hit_f, hit_v = np.empty(P * per_chip, np.int64), np.empty(P * per_chip, np.int64), np.empty(P * per_chip)
+            _, _, _, n, top = relax_pulses(self._g, 1.0 + d.beta * d.v_ref ** 2, np.tile(chips, K).astype(np.int64),
+                                           sel_r.astype(np.int64), sel_c.astype(np.int64), v[sl][lane_chip].T.ravel(),
+                                           frac_row, frac_col, equivalent_shift(w_p, d), pop.vth_set, pop.vth_reset,
+                                           float(d.beta), np.zeros(self.n_chips), 0.0, 1.0, 1.0, 0, given, power,
+                                           hit_p, hit_f, hit_v)
+            self.max_unselected_v = max(self.max_unselected_v, top)
+            hit_p = hit_p[:n]
+            b = hit_p % nb
+            return (power.reshape(K, nb).T * width[sl][:, on_lanes], hit_p // nb, chips[b] * per_chip + hit_f[:n],
+                    hit_v[:n].copy(), w_p[hit_p])
 
         if relaxed:        # the lit lanes only, one operating point each (chip-major), LINE_POINTS at a time
             pc, pk = np.nonzero(lit)

@@ -34,8 +34,13 @@ so ``0 ≤ (L_l + D_l)⁻¹ ≤ L_l⁻¹`` (M-matrix comparison), and ``(L_l⁻�
 ``E_l`` the largest error on line l: ``E_l ≤ A_l + Σ_{k∈l} z_k d̄_k E_cross(k)``, ``A_l = Σ_{k∈l} z_k|F_k|``.
 With ``κ_l = Σ_{k∈l} z_k d̄_k``, the largest row error ``M_R ≤ max A_R + max κ_R · M_C`` and likewise
 ``M_C``; where ``max κ_R · max κ_C < 1``: ``M_R ≤ (max A_R + max κ_R · max A_C)/(1 − max κ_R · max κ_C)``,
-``M_C ≤ max A_C + max κ_C · M_R``.  A terminal current's error is ``g_term`` times its terminal
-node's and ``(L_l⁻¹)_{0k} = r_t``: at most ``Σ_{k∈l}|F_k| + Σ_{k∈l} d̄_k E_cross(k)``.  The slopes:
+``M_C ≤ max A_C + max κ_C · M_R``.  Then each line through the crossing lines' own ``A``:
+``E_C,j ≤ A_C,j + Σ_i z_i d̄_ij (A_R,i + κ_R,i M_C) ≤ A_C,j + B_C,j + max κ_R · κ_C,j · M_C``
+(``B_C,j = Σ_i z_i d̄_ij A_R,i``), likewise ``E_R,i``; a read's residual sits on a few lines (its
+own row, its changed cells'), which the maxima alone spread over every line.  A terminal current's
+error is ``g_term`` times its terminal node's and ``(L_l⁻¹)_{0k} = r_t``: at most
+``Σ_{k∈l}|F_k| + Σ_{k∈l} d̄_k E_cross(k) ≤ S_l + Σ_k d̄_k A_cross(k) + max κ_cross · max E_l' · Σ_k d̄_k``
+(``rows_i`` False: the column terminals' only, a grounded read's readings).  The slopes:
 ``d̄ = g·(1 + 3β v²)/(1 + β v_ref²)`` at some ``v`` between a cell's voltage now and at the
 solution, which differ by at most twice the global bound ``z·Σ|F|``.  The answers' errors then
 reach up to the tolerance (with the global bound alone ~1/100 of it): the tuner's line model,
@@ -78,7 +83,7 @@ def _kernel():
         # lines (the same machine code every run: deterministic); NaN and infinity keep their meaning
         @njit(cache=True, fastmath={"reassoc", "contract", "arcp", "nsz"})
         def sweep_points(gl, gc, chip, g_seg, g_term, row_v, col_v, x, pool, slot_in, ratio, slot_out, lim, lim_i,
-                         lim_l, lim_il, z, max_sweeps, sweeps):  # pragma: no cover - compiled
+                         lim_l, lim_il, rows_i, z, max_sweeps, sweeps):  # pragma: no cover - compiled
             """Solve each point p (chip ``chip[p]``, terminals ``row_v[p]`` (R,) / ``col_v[p]``
             (C,)) from ``x[p]`` (2, R, C), in place, until every node voltage is proven within
             ``lim[p]`` and every terminal current within ``lim_i[p]`` (the global bound
@@ -102,8 +107,8 @@ def _kernel():
                 zr[j] = r_t + r_seg * j
             for i in range(R):
                 zc[i] = r_t + r_seg * (R - 1 - i)
-            AR, SR, KR, GR = np.empty(R), np.empty(R), np.empty(R), np.empty(R)     # per row line
-            AC, SC, KC, GC = np.empty(C), np.empty(C), np.empty(C), np.empty(C)     # per column line
+            AR, KR, GR, BR, HR = np.empty(R), np.empty(R), np.empty(R), np.empty(R), np.empty(R)
+            AC, SC, KC, GC, BC, HC = np.empty(C), np.empty(C), np.empty(C), np.empty(C), np.empty(C), np.empty(C)
             hist = np.empty(4)
             last = -1
             for p in range(P):
@@ -135,12 +140,12 @@ def _kernel():
                         vcT[j, i] = vc[i, j]
                 sweeps[p] = -1
                 for it in range(max_sweeps + 1):
-                    # every node's KCL residual: |F| summed per line, plain (S) and weighted by
-                    # the node's resistance to its terminal (A); the devices' slopes; and the row
-                    # lines' Newton step
+                    # every node's KCL residual (|F| summed per column line, plain (S) and weighted
+                    # by the node's resistance to its terminal (A); per row line weighted only: a
+                    # row's S is at most its A / r_t), and the row lines' Newton step (forward)
+                    res = 0.0
                     for i in range(R):
                         AR[i] = 0.0
-                        SR[i] = 0.0
                     for j in range(C):
                         for i in range(R):
                             v = vrT[j, i] - vcT[j, i]
@@ -164,76 +169,100 @@ def _kernel():
                             s_c += t
                             a_c += zc[R - 1] * t
                         SC[j], AC[j] = s_c, a_c
-                        if j == 0:
-                            for i in range(R):
-                                F[i] += g_term * (vrT[0, i] - rv[i])
-                                D[i] += g_term
-                        else:
-                            for i in range(R):
-                                F[i] += g_seg * (vrT[j, i] - vrT[j - 1, i])
-                                D[i] += g_seg
-                        if j < C - 1:
-                            for i in range(R):
-                                F[i] += g_seg * (vrT[j, i] - vrT[j + 1, i])
-                                D[i] += g_seg
+                        res += s_c
+                        # the row nodes: their segments (or terminal) on both sides, their residuals
+                        # summed, and the Thomas elimination along the rows
                         zj = zr[j]
-                        for i in range(R):
-                            t = abs(F[i])
-                            SR[i] += t
-                            AR[i] += zj * t
+                        s_r = 0.0
                         if j == 0:
+                            g_right = g_seg if C > 1 else 0.0
                             for i in range(R):
-                                cp[0, i] = -g_seg / D[i]
-                                dp[0, i] = -F[i] / D[i]
+                                f = F[i] + g_term * (vrT[0, i] - rv[i])
+                                if C > 1:
+                                    f += g_seg * (vrT[0, i] - vrT[1, i])
+                                d = D[i] + g_term + g_right
+                                t = abs(f)
+                                s_r += t
+                                AR[i] += zj * t
+                                cp[0, i] = -g_seg / d
+                                dp[0, i] = -f / d
+                        elif j < C - 1:
+                            for i in range(R):
+                                f = F[i] + g_seg * (2.0 * vrT[j, i] - vrT[j - 1, i] - vrT[j + 1, i])
+                                t = abs(f)
+                                s_r += t
+                                AR[i] += zj * t
+                                m = 1.0 / (D[i] + 2.0 * g_seg + g_seg * cp[j - 1, i])
+                                cp[j, i] = -g_seg * m
+                                dp[j, i] = (g_seg * dp[j - 1, i] - f) * m
                         else:
                             for i in range(R):
-                                m = 1.0 / (D[i] + g_seg * cp[j - 1, i])
+                                f = F[i] + g_seg * (vrT[j, i] - vrT[j - 1, i])
+                                t = abs(f)
+                                s_r += t
+                                AR[i] += zj * t
+                                m = 1.0 / (D[i] + g_seg + g_seg * cp[j - 1, i])
                                 cp[j, i] = -g_seg * m
-                                dp[j, i] = (g_seg * dp[j - 1, i] - F[i]) * m
-                    res = 0.0
+                                dp[j, i] = (g_seg * dp[j - 1, i] - f) * m
+                        res += s_r
                     ar, sr, ac, sc = 0.0, 0.0, 0.0, 0.0
                     for i in range(R):
-                        res += SR[i]
                         ar = max(ar, AR[i])
-                        sr = max(sr, SR[i])
+                    sr = ar * g_term
                     for j in range(C):
-                        res += SC[j]
                         ac = max(ac, AC[j])
                         sc = max(sc, SC[j])
                     done = z * res <= lim[p] and res <= lim_i[p]
-                    if not done and max(ar, ac) <= lim_l[p] and max(sr, sc) <= lim_il[p]:
-                        # the lines' bound (sweep_solve): each line's coupling κ (Σ z·slope) and
-                        # Σ slope over its devices, their slopes bounded along the way to the
-                        # solution (each cell's voltage within 2·z·Σ|F| of the iterate's)
+                    if not done and max(ar, ac) <= lim_l[p] and (sr if rows_i else 0.0) <= lim_il[p] \
+                            and sc <= lim_il[p]:
+                        # the lines' bound (sweep_solve): each line's coupling κ (Σ z·slope), Σ slope,
+                        # and the crossing lines' A through its devices (Σ z·slope·A, Σ slope·A),
+                        # the slopes bounded along the way to the solution (each cell's voltage
+                        # within 2·z·Σ|F| of the iterate's)
                         e0 = z * res
                         for i in range(R):
                             KR[i] = 0.0
                             GR[i] = 0.0
+                            BR[i] = 0.0
+                            HR[i] = 0.0
                         for j in range(C):
-                            k_c, s_d = 0.0, 0.0
-                            zj = zr[j]
+                            k_c, s_d, b_c, h_c = 0.0, 0.0, 0.0, 0.0
+                            zj, a_j = zr[j], AC[j]
                             for i in range(R):
                                 v = abs(vrT[j, i] - vcT[j, i]) + 2.0 * e0
                                 d_ = glT[j, i] + 3.0 * gcT[j, i] * v * v
                                 k_c += zc[i] * d_
                                 s_d += d_
+                                b_c += zc[i] * d_ * AR[i]
+                                h_c += d_ * AR[i]
                                 KR[i] += zj * d_
                                 GR[i] += d_
-                            KC[j], GC[j] = k_c, s_d
+                                BR[i] += zj * d_ * a_j
+                                HR[i] += d_ * a_j
+                            KC[j], GC[j], BC[j], HC[j] = k_c, s_d, b_c, h_c
                         kr, kc = 0.0, 0.0
                         for i in range(R):
                             kr = max(kr, KR[i])
                         for j in range(C):
                             kc = max(kc, KC[j])
                         if kr * kc < 1.0:
+                            # the largest row and column errors, then each line's through the
+                            # crossing lines' own A
                             m_r = (ar + kr * ac) / (1.0 - kr * kc)
                             m_c = ac + kc * m_r
-                            i_max = 0.0
+                            m_r2, m_c2 = 0.0, 0.0
                             for i in range(R):
-                                i_max = max(i_max, SR[i] + GR[i] * m_c)
+                                m_r2 = max(m_r2, AR[i] + BR[i] + m_r * kc * KR[i])
                             for j in range(C):
-                                i_max = max(i_max, SC[j] + GC[j] * m_r)
-                            done = max(m_r, m_c) <= lim_l[p] and i_max <= lim_il[p]
+                                m_c2 = max(m_c2, AC[j] + BC[j] + m_c * kr * KC[j])
+                            m_r2, m_c2 = min(m_r, m_r2), min(m_c, m_c2)
+                            i_max = 0.0
+                            if rows_i:
+                                for i in range(R):
+                                    i_max = max(i_max, AR[i] * g_term + HR[i] + m_r2 * kc * GR[i])
+                            for j in range(C):
+                                i_max = max(i_max, SC[j] + HC[j] + m_c2 * kr * GC[j])
+                            done = max(m_r2, m_c2) <= lim_l[p] and i_max <= lim_il[p]
                     if done:
                         sweeps[p] = it
                         break
@@ -313,7 +342,8 @@ def error_scale(shape, r_line: float, r_access: float = 0.0) -> float:
 
 
 def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, chip, row_v, col_v, x, tol,
-                i_tol=np.inf, max_sweeps: int = 200, starts: "WarmStarts | None" = None, sharp: bool = False) -> np.ndarray:
+                i_tol=np.inf, max_sweeps: int = 200, starts: "WarmStarts | None" = None, sharp: bool = False,
+                rows_i: bool = True) -> np.ndarray:
     """Solve operating points in place by line sweeps: point p on chip ``chip[p]`` of the devices
     ``g`` (B, R, C), S (cubic I-V with ``beta`` ≥ 0, 1/V², around ``v_ref``, V), terminals at
     ``row_v`` (P, R) and ``col_v`` (P, C), V, from the node voltages ``x`` (P, 2, R, C) (row nodes,
@@ -326,6 +356,9 @@ def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, ch
     else its terminals' voltages) and keeps its solution in; ``x`` is then only written.
     ``sharp``: stop on the lines' bound as well (module docstring): about a sweep fewer per point,
     answers whose errors reach up to the tolerances (the global bound alone leaves ~1/100 of them).
+    ``rows_i``: ``i_tol`` bounds the row terminals' currents too (else, on the lines' bound, the
+    column terminals' only: the readings of a grounded or isolating read; the global bound holds
+    every terminal to it).
 
     A terminal current is ``g_term`` times its terminal node's voltage difference to the terminal,
     and that node's transfer resistance to any node is at most its own driving-point resistance,
@@ -366,7 +399,7 @@ def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, ch
         pool = starts.pool()
     _kernel()(gl, gc, np.ascontiguousarray(chip, dtype=np.int64), g_seg, g_term,
               np.ascontiguousarray(row_v, dtype=float), np.ascontiguousarray(col_v, dtype=float), x, pool, slot_in,
-              ratio, slot_out, lim, lim_i, lim_l, lim_il, z, int(max_sweeps), sweeps)
+              ratio, slot_out, lim, lim_i, lim_l, lim_il, bool(rows_i), z, int(max_sweeps), sweeps)
     # where the floor of the current bound exceeds FLOOR_REL of a reading (the chip's mean
     # conductance at the point's voltage), a stop on it may leave readings that far off: lines far
     # less resistive than the path to their terminals (a line calibration's trial 1e-6 Ω behind a

@@ -508,7 +508,8 @@ def test_the_lines_bound_holds_wherever_it_stops_a_solve(r_line, r_access, g_hi,
     """Reads and V/2 pulses on a 24×24 chip, warm started from the solutions before a pulse's change
     (and cold), each stopped at a tolerance from 1e-3 to 1e-7 of its drive with the lines' bound
     (``sharp``): every node voltage within the tolerance of the Newton reference and every terminal
-    current within its current tolerance — on lines whose devices couple them weakly (κ ~ 0.1), on
+    current (or every column terminal's, ``rows_i`` False) within its current tolerance — on lines
+    whose devices couple them weakly (κ ~ 0.1), on
     resistive lines with access resistance and devices up to 1 mS at 3 V, and with devices up to
     3 mS (κ of a half-selected line above 1: the global bound alone)."""
     from programming.line_sweep import sweep_solve
@@ -530,24 +531,26 @@ def test_the_lines_bound_holds_wherever_it_stops_a_solve(r_line, r_access, g_hi,
     chip = np.zeros(12, np.int64)
     scale = np.abs(row_v).max(axis=1)
     for rel in (1e-3, 1e-5, 1e-7):
-        for start in (warm, None):
+        for start, rows_i in ((warm, True), (None, True), (warm, False)):
             x = warm.copy() if start is not None else np.concatenate(
                 [np.broadcast_to(row_v[:, None, :, None], (12, 1, R, C)),
                  np.broadcast_to(col_v[:, None, None, :], (12, 1, R, C))], axis=1).copy()
             tol, i_tol = rel * scale, rel * scale * g.mean()
-            sweep_solve(g, BETA, VREF, r_line, r_access, chip, row_v, col_v, x, tol, i_tol, sharp=True)
+            sweep_solve(g, BETA, VREF, r_line, r_access, chip, row_v, col_v, x, tol, i_tol, sharp=True, rows_i=rows_i)
             err = np.abs(x - ref).reshape(12, -1).max(axis=1)
             assert (err <= tol).all(), (rel, err / tol)
-            i_err = g_term * np.maximum(np.abs(x[:, 0, :, 0] - ref[:, 0, :, 0]).max(axis=1),
-                                        np.abs(x[:, 1, -1, :] - ref[:, 1, -1, :]).max(axis=1))
-            assert (i_err <= i_tol).all(), (rel, i_err / i_tol)
+            i_err = g_term * np.abs(x[:, 1, -1, :] - ref[:, 1, -1, :]).max(axis=1)       # the column terminals
+            if rows_i:
+                i_err = np.maximum(i_err, g_term * np.abs(x[:, 0, :, 0] - ref[:, 0, :, 0]).max(axis=1))
+            assert (i_err <= i_tol).all(), (rel, rows_i, i_err / i_tol)
 
 
 def test_the_lines_bound_stops_a_warm_64x64_read_a_sweep_earlier():
     """A 64×64 chip's grounded read, warm started from its solution before one cell's 2 % change (a
-    tuner's read after a pulse), to the simulator's read tolerances: the lines' bound stops it at
-    least a sweep before the global bound alone, both within their tolerances of the Newton
-    reference (the lines' answer nearer its tolerance: the global bound leaves ~1/100 of it)."""
+    tuner's read after a pulse), to the simulator's read tolerances: the lines' bound on the
+    column terminals' currents (its readings, as the simulator asks) stops it at least a sweep
+    before the global bound alone, both within their tolerances of the Newton reference (the
+    lines' answer nearer its tolerance: the global bound leaves ~1/100 of it)."""
     from mock_hw.sim_chip import FACTORED_READ_TOL
     from programming.line_sweep import sweep_solve
     rng = np.random.default_rng(32)
@@ -562,7 +565,8 @@ def test_the_lines_bound_stops_a_warm_64x64_read_a_sweep_earlier():
     got = {}
     for sharp in (True, False):
         x = warm.copy()
-        sweeps = sweep_solve(g, BETA, VREF, 0.67, 0.0, np.zeros(1, np.int64), row_v, col_v, x, tol, i_tol, sharp=sharp)
+        sweeps = sweep_solve(g, BETA, VREF, 0.67, 0.0, np.zeros(1, np.int64), row_v, col_v, x, tol, i_tol, sharp=sharp,
+                             rows_i=not sharp)
         reading = (x[0, 1, -1, :] - 0.0) / 0.67
         err = np.abs(reading - ref[0, 1, -1, :] / 0.67).max()
         assert np.abs(x - ref).max() <= tol and err <= i_tol
