@@ -1415,7 +1415,8 @@ class SimulatedCrossbar(Crossbar):
             w_p = w_on[sl][:, :, 0, 0].T.ravel()
             power = np.empty(P)
             hit_p, hit_f, hit_v = np.empty(P * per_chip, np.int64), np.empty(P * per_chip, np.int64), np.empty(P * per_chip)
-            _, _, _, n, top = relax_pulses(self._g, 1.0 + d.beta * d.v_ref ** 2, np.tile(chips, K).astype(np.int64),
+            norm = 1.0 + d.beta * d.v_ref ** 2
+            _, _, _, n, top = relax_pulses(self._g, self._g / norm, norm, np.tile(chips, K).astype(np.int64),
                                            sel_r.astype(np.int64), sel_c.astype(np.int64), v[sl][lane_chip].T.ravel(),
                                            frac_row, frac_col, equivalent_shift(w_p, d), pop.vth_set, pop.vth_reset,
                                            float(d.beta), np.zeros(self.n_chips), 0.0, 1.0, 1.0, 0, given, power,
