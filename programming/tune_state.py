@@ -73,7 +73,8 @@ class TuneJournal:
         """What the run has learnt of its cells' relaxation when pass ``pass_no`` (>= 1) starts
         (:data:`RELAXATION_FIELDS`; the learnt shift, the measured moves and each cell's own
         shift), told just before :meth:`pass_started`: a resumed run restores it
-        (:attr:`TuneState.relaxation`) and compensates as the uninterrupted run would."""
+        (:attr:`TuneState.relaxation`) and compensates as the uninterrupted run would.  The arrays
+        are the run's own, valid during the call: a journal that keeps them copies them."""
 
     def step_done(self) -> None:
         """A tuner step ended (a point where the chip and the records agree): a journal may flush."""

@@ -353,8 +353,9 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
     rank = cell_rank(xb.shape, cfg.order, np.random.default_rng(cfg.seed))
     parallel = int(cfg.parallel or xb.preferred_parallel)
     state = TuneState.fresh(targeted) if resume is None else resume
-    rec = {k: v.copy() for k, v in state.records.items()}
-    status = state.status.copy()
+    # a fresh state's arrays are this run's own (no copies: 10 000 chips of 8x8 hold 16 MB of them)
+    rec = state.records if resume is None else {k: v.copy() for k, v in state.records.items()}
+    status = state.status if resume is None else state.status.copy()
     journal = journal or TuneJournal()
     keep = {k: [] for k in ("chip", "row", "col", "pass", "kind", "amplitude", "width", "reading")} \
         if record_trace else None
@@ -378,7 +379,6 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
     if cfg.far_first and not on_instrument:
         run.far = _far_cells(xb, cfg, run.corr)
     run.progress = progress
-    final = np.full(full, np.nan)
     bar = _progress(int(todo.sum()), progress, p)
     try:
         while True:
@@ -387,7 +387,9 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
                 run.cfg = cfg if p < cfg.passes - cfg.quiet_passes else replace(cfg, width_ramp=1.0)
                 tune_pass = run.tune_pass_on_instrument if on_instrument else run.tune_pass
                 verify_reads += bool(tune_pass(todo, cfg.initial_reset and p == 0 and not sweep, p, bar))
+                run.carry, run.swept = None, False      # the pass took all the sweep spent
             # read back every targeted cell: the re-verify check (after the last pass, the final read)
+            final = None        # (the last read-back's conductances: not held through this one)
             t_read = run.now()
             final = (_read_back_on_instrument(xb, tgt, targeted, cfg, rec, run.corr, run.read_noise()) if on_instrument
                      else _read_back(xb, tgt, targeted, cfg, rec, run.corr))
@@ -406,7 +408,7 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
                 break
             todo |= risky
             p += 1
-            journal.relaxation(p, run.relaxation_state())
+            journal.relaxation(p, run.relaxation_state(copy=False))
             journal.pass_started(p, todo)
             bar.close()
             bar = _progress(int(todo.sum()), progress, p)
@@ -450,6 +452,17 @@ EDGE_REPEATS = 4
 NOISE_MIN_PAIRS = 8
 #: the on-instrument script's statuses, as the tuner's codes
 _ON_INSTRUMENT_STATUS = {"converged": CONVERGED, "failed": FAILED, "stuck": STUCK}
+
+
+def _per_cell(shape, fill: float, used: bool) -> np.ndarray:
+    """A per-cell array filled with ``fill``; where it is not ``used`` (not written yet), a
+    read-only view of the one value (no memory per cell; :func:`_whole` makes it an array)."""
+    return np.full(shape, fill) if used else np.broadcast_to(np.float64(fill), shape)
+
+
+def _whole(a: np.ndarray) -> np.ndarray:
+    """``a`` itself where it can be written, else (a :func:`_per_cell` view) an array of its values."""
+    return a if a.flags.writeable else np.array(a)
 
 
 class _Trace:
@@ -503,33 +516,44 @@ class _Run:
         self.compliance = 0
         self.corr = None    # the IR-drop read correction (programming.ir_correction), if any
         self.shift = 0.0    # the relative relaxation the verify band pre-compensates (learn_relaxation)
-        self.seen_moves: list[float] = []   # every converged cell's relative move to the next read-back, all passes
+        self.seen_moves = np.zeros(0)   # every converged cell's relative move to the next read-back, all passes
         # the cells' own shifts where they relax faster than the others (NaN: the learnt one);
         # the host loop's (the on-instrument script takes one band per call)
-        self.own = np.full(tgt.shape, np.nan)
-        self.excess = np.full(tgt.shape, np.nan)     # each cell's last move beyond its pass's median, in spreads
+        # (these per-cell arrays start as read-only views of their one value, made whole when first
+        # written: 10 000 chips of 8x8 hold none of them through the RESET sweep and the first pass)
+        self.own = _per_cell(tgt.shape, np.nan, False)
+        self.excess = _per_cell(tgt.shape, np.nan, False)     # each cell's last move beyond its pass's median, in spreads
         self.per_cell = per_cell
         self.moves = (0.0, 0.0)     # a pass's median move and their spread (learn_relaxation)
-        self.settled = np.full(tgt.shape, np.nan)   # each cell's reading when it converged in this pass, S
-        self.anchor = np.full(tgt.shape, np.nan)    # each cell's reading when it last converged (any pass), S
-        self.outs = np.zeros(tgt.shape)     # read-backs that found the cell relaxed out of the hold band
+        self.settled = _per_cell(tgt.shape, np.nan, False)   # each cell's reading when it converged in this pass, S
+        self.anchor = _per_cell(tgt.shape, np.nan, False)    # each cell's reading when it last converged (any pass), S
+        self.outs = _per_cell(tgt.shape, 0.0, False)     # read-backs that found the cell relaxed out of the hold band
         self.read_pairs: list[float] = []   # relative differences of back-to-back reads with no pulse between
         # what the RESET sweep spent on each cell, added to its records when the pass tunes it
-        self.carry = {k: np.zeros(tgt.shape, rec[k].dtype) for k in ("pulses", "energy", "time")}
+        # (made by the sweep, released once its pass took it all)
+        self.carry: dict | None = None
         self.swept = False  # the RESET sweep ran: :attr:`carry` holds what it spent
         self.far = None     # far_first: the cells tuned first in every pass (_far_cells), else None
         # the bench's clock (Crossbar.bench_time) where the host reads one: each cell's relaxation rate
         # in log-time (learn_retention); the host loop's
         self.timed = per_cell and hasattr(xb, "bench_time") and xb.bench_time() is not None
-        self.born = np.full(tgt.shape, np.nan)  # bench time each cell last converged, s (NaN: not since its last tuning)
-        self.sxx = np.zeros(tgt.shape)      # Σ L² and Σ L·d over each cell's measured moves d after
-        self.sxy = np.zeros(tgt.shape)      # converging, L the log-time since (learn_retention)
+        # (without a clock they stay NaN and 0: read-only views, no memory per cell)
+        self.born = _per_cell(tgt.shape, np.nan, self.timed)  # bench time each cell last converged, s (NaN: not since its last tuning)
+        self.sxx = _per_cell(tgt.shape, 0.0, self.timed)      # Σ L² and Σ L·d over each cell's measured moves d after
+        self.sxy = _per_cell(tgt.shape, 0.0, self.timed)      # converging, L the log-time since (learn_retention)
         self.t_back = np.nan    # bench time the last read-back ended, s (learn_retention)
         self.risk_next = np.zeros(tgt.shape, bool)  # predicted out of the hold band after another pass (learn_retention)
         # step_control: each cell's remembered levels, kept from pass to pass (not journaled: a
-        # resumed run remembers them again as its cells move)
-        self.step_levels = {k: np.full(tgt.shape, np.nan) for k in STEP_LEVELS}
+        # resumed run remembers them again as its cells move); made when step_control first uses them
+        self._step_levels = None
         self.progress = False   # tune()'s progress argument (a pass's second group gets its own bar)
+
+    @property
+    def step_levels(self) -> dict:
+        """step_control's remembered levels per cell (:data:`STEP_LEVELS`; NaN: none yet)."""
+        if self._step_levels is None:
+            self._step_levels = {k: np.full(self.tgt.shape, np.nan) for k in STEP_LEVELS}
+        return self._step_levels
 
     def read_noise(self) -> float:
         """The relative noise of one read, measured: from the differences d of back-to-back reads of
@@ -613,7 +637,7 @@ class _Run:
         moved = ~np.isnan(self.settled) & ~np.isnan(back)
         rel = (back[moved] - self.settled[moved]) / self.settled[moved]
         b = self.cfg.verify_band
-        self.seen_moves += rel.tolist()
+        self.seen_moves = np.concatenate([self.seen_moves, rel])
         if len(self.seen_moves) >= RELAX_MIN_CELLS:
             d = float(np.median(self.seen_moves))
             self.shift = float(np.clip(-self.cfg.relax_compensation * d, -b / 2, b / 2))
@@ -631,9 +655,12 @@ class _Run:
             # device keeps the largest shift it has shown (its exponent does not change; a short
             # wait for the read-back shows less of it)
             mark = (z >= RELAX_OUTLIER) & ((self.excess[moved] >= RELAX_OUTLIER) | ~np.isnan(prev))
+            self.excess = _whole(self.excess)
             self.excess[moved] = z
-            own = np.clip(-self.cfg.relax_compensation * rel, -b, b)
-            self.own[moved] = np.where(mark, np.sign(own) * np.fmax(np.abs(prev), np.abs(own)), prev)
+            if mark.any():      # (else every moved cell keeps its own shift as it is)
+                own = np.clip(-self.cfg.relax_compensation * rel, -b, b)
+                self.own = _whole(self.own)
+                self.own[moved] = np.where(mark, np.sign(own) * np.fmax(np.abs(prev), np.abs(own)), prev)
         self.anchor = np.where(np.isnan(self.settled), self.anchor, self.settled)
         if self.per_cell and self.shift != 0:
             # relaxed out of the hold band since it last converged, in the cells' direction: found
@@ -641,11 +668,14 @@ class _Run:
             way = -np.sign(self.shift)
             drift = (back - self.anchor) / self.anchor
             out = ((back - self.tgt) / self.tgt * way > self.cfg.hold_band) & (drift * way > 0)
-            self.outs += out
+            if out.any():
+                self.outs = _whole(self.outs)
+                self.outs += out
             twice = out & (self.outs >= 2)
-            own = np.clip(-self.cfg.relax_compensation * drift, -b, b)
-            self.own = np.where(twice, np.sign(own) * np.fmax(np.abs(self.own), np.abs(own)), self.own)
-        self.settled.fill(np.nan)
+            if twice.any():
+                own = np.clip(-self.cfg.relax_compensation * drift, -b, b)
+                self.own = np.where(twice, np.sign(own) * np.fmax(np.abs(self.own), np.abs(own)), self.own)
+        self.settled = _per_cell(self.tgt.shape, np.nan, False)     # (until the next pass's cells converge)
 
     def now(self) -> float:
         """The bench's time (s) where the run reads one (:attr:`timed`), else NaN."""
@@ -723,14 +753,16 @@ class _Run:
         self.own = np.where(fast, np.sign(own) * np.fmax(np.abs(self.own), np.abs(own)), self.own)
         return late
 
-    def relaxation_state(self) -> dict:
+    def relaxation_state(self, copy: bool = True) -> dict:
         """What the run has learnt of its cells' relaxation
-        (:data:`~programming.tune_state.RELAXATION_FIELDS`; copies)."""
-        return {"shift": self.shift, "moves": np.array(self.moves), "seen_moves": np.array(self.seen_moves),
-                "own": self.own.copy(), "excess": self.excess.copy(), "anchor": self.anchor.copy(),
-                "outs": self.outs.copy(), "born": self.born.copy(), "sxx": self.sxx.copy(), "sxy": self.sxy.copy(),
+        (:data:`~programming.tune_state.RELAXATION_FIELDS`; copies, or with ``copy=False`` the
+        run's own arrays, for a caller done with them before the run goes on)."""
+        own = np.array if copy else np.asarray
+        return {"shift": self.shift, "moves": np.array(self.moves), "seen_moves": own(self.seen_moves),
+                "own": own(self.own), "excess": own(self.excess), "anchor": own(self.anchor),
+                "outs": own(self.outs), "born": own(self.born), "sxx": own(self.sxx), "sxy": own(self.sxy),
                 "t_back": self.t_back,
-                "read_pairs": np.array(self.read_pairs, float), "settled": self.settled.copy()}
+                "read_pairs": np.array(self.read_pairs, float), "settled": own(self.settled)}
 
     def _interrupted(self, pass_no: int, todo) -> TuneInterrupted:
         """The stop a ``should_stop`` asked for in pass ``pass_no`` with the cells ``todo`` left:
@@ -751,7 +783,7 @@ class _Run:
             setattr(self, key, value.copy())
         self.shift = float(state["shift"])
         self.moves = tuple(float(x) for x in state["moves"])
-        self.seen_moves = np.asarray(state["seen_moves"], float).tolist()
+        self.seen_moves = np.array(state["seen_moves"], float).reshape(-1)
         self.read_pairs = np.asarray(state.get("read_pairs", []), float).tolist()
         self.t_back = float(state.get("t_back", np.nan))
 
@@ -765,6 +797,8 @@ class _Run:
         sched = SlotScheduler(xb.shape, todo, self.rank, self.parallel)
         n = _Slots(xb.n_chips, sched.parallel, cfg, self.half)
         self.swept = True
+        if self.carry is None:
+            self.carry = {k: np.zeros(self.tgt.shape, self.rec[k].dtype) for k in ("pulses", "energy", "time")}
         while sched.has_work():
             if self.should_stop is not None and self.should_stop():
                 raise self._interrupted(pass_no, todo.copy())
@@ -789,7 +823,9 @@ class _Run:
 
     def _take_carry(self, cell) -> dict:
         """What the RESET sweep spent on the cells at flat indices ``cell`` (per record field; the
-        arrays are C-contiguous), cleared once taken."""
+        arrays are C-contiguous), cleared once taken (nothing: zeros)."""
+        if self.carry is None:
+            return {k: np.zeros(np.shape(cell), self.rec[k].dtype) for k in ("pulses", "energy", "time")}
         out = {}
         for key, value in self.carry.items():
             flat = value.reshape(-1)
@@ -798,9 +834,10 @@ class _Run:
         return out
 
     def tune_pass(self, todo, reset: bool, pass_no: int, bar) -> bool:
-        """Tune every cell in ``todo`` once; accumulates into the records and statuses (those of the
-        cells finished in the pass together, when it ends or is interrupted: a cell finishes once a
-        pass).  With ``far_first`` (:attr:`far`) the far cells of ``todo`` go first, all of them;
+        """Tune every cell in ``todo`` once; accumulates into the records and statuses as cells
+        finish (with ``refit_every``, whose reads add to every cell's records within the pass, those
+        of the cells finished in the pass together, when it ends or is interrupted: the same sums in
+        the same order; a cell finishes once a pass).  With ``far_first`` (:attr:`far`) the far cells of ``todo`` go first, all of them;
         then the whole array is read back (:func:`_read_back`: every estimate of the line model
         fitted anew) and the other cells of ``todo`` go, joined by every other cell that read-back
         finds out of the hold band.  Returns whether that read-back was made."""
@@ -871,6 +908,8 @@ class _Run:
                 if self.timed:      # when they converged (a cell tuned again and not converged: unknown)
                     self.born.put(cell, np.where(status == CONVERGED, self.xb.bench_time(), np.nan))
                 self.journal.cells_finished(pass_no, chip, r, c, self.tgt.take(cell), status, last, *done)
+                if not refit:       # nothing else adds to the records in a pass: added now, not kept to its end
+                    self._pass_finished(finished, remaining)
                 sched.release(chip, r, c)
                 bar.update(int(chip.size))
                 if self.corr is not None:
@@ -891,6 +930,7 @@ class _Run:
         for i, key in enumerate(self.rec):
             self.rec[key].put(cell, self.rec[key].take(cell) + np.concatenate([f[3][i] for f in finished]))
         self.status.put(cell, status)
+        self.settled = _whole(self.settled)
         self.settled.put(cell, np.where(status == CONVERGED, last, np.nan))
         remaining.put(cell, False)
         finished.clear()
@@ -969,6 +1009,7 @@ class _Run:
         for key, value in done.items():
             self.rec[key][0, r, c] += value
         self.status[0, r, c] = status
+        self.settled = _whole(self.settled)
         self.settled[0, r, c] = out["final"] if status == CONVERGED else np.nan
         remaining[0, r, c] = False
         one = np.zeros(1, np.intp)

@@ -12,8 +12,9 @@ class MemoryJournal(TuneJournal):
     def __init__(self):
         self.passes, self.cells, self.trace_chunks, self.read_backs, self.relax = [], [], [], [], []
 
-    def relaxation(self, pass_no, state):
-        self.relax.append(dict(state, **{"pass": pass_no}))
+    def relaxation(self, pass_no, state):     # (the run's own arrays: copied to keep)
+        self.relax.append({**{k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in state.items()},
+                           "pass": pass_no})
 
     def pass_started(self, pass_no, todo):
         self.passes.append((pass_no, todo.copy()))
@@ -177,3 +178,37 @@ def test_the_run_folder_journal_keeps_the_relaxation_of_each_pass(tmp_path):
     resumed = FileTuneLog(tmp_path, lambda *a: None, resume=True).tune_kwargs("tune", tg)["resume"]
     assert resumed.pass_no == 1
     _same_relaxation(resumed.relaxation, state)
+
+
+def test_relaxation_journal_stores_mostly_empty_fields_compactly_and_reads_them_back_exactly(tmp_path):
+    """Per-cell fields mostly NaN (no own shift) or 0 (no read-back found the cell out) are journaled
+    as their other entries only; read back they are the same arrays bit for bit (a signed zero
+    and tiny values included), and a dense field is stored as it is."""
+    from procedures.storage.journal import FileTuneLog, read_relaxation
+    from programming.tune_state import JOURNALED_RELAXATION
+
+    rng = np.random.default_rng(7)
+    shape = (40, 8, 8)
+    own = np.full(shape, np.nan)
+    own.reshape(-1)[rng.choice(own.size, 30, replace=False)] = rng.normal(0, 3e-3, 30)
+    outs = np.zeros(shape)
+    outs.reshape(-1)[[3, 77, 500]] = [1.0, 2.0, -0.0]          # a negative zero is not the fill
+    anchor = rng.uniform(1e-4, 5e-4, shape)                     # dense
+    state = {"shift": 0.001, "moves": np.array([-0.002, 0.0005]), "seen_moves": rng.normal(0, 1e-3, 900),
+             "own": own, "excess": np.where(np.isnan(own), np.nan, 2.5), "anchor": anchor, "outs": outs,
+             "born": np.full(shape, np.nan), "sxx": np.zeros(shape), "sxy": np.full(shape, 5e-324),
+             "t_back": np.nan, "read_pairs": np.array([]), "settled": np.full(shape, np.nan)}
+    log = FileTuneLog(tmp_path, lambda *a: None)
+    journal = log.tune_kwargs("tune", np.full(shape, 3e-4))["journal"]
+    journal.relaxation(1, state)
+    with np.load(tmp_path / "journal" / "relax-tune-1.npz") as z:
+        assert "own.at" in z.files and "own" not in z.files and z["own.at"].size == 30
+        assert "anchor" in z.files and "sxy" in z.files          # dense: as they are
+        assert z["born.at"].size == 0 and z["outs.at"].size == 3
+    back = read_relaxation(tmp_path, "tune", 1)
+    assert int(back["pass"]) == 1
+    for key in JOURNALED_RELAXATION:
+        got, want = np.asarray(back[key]), np.asarray(state[key])
+        assert got.shape == want.shape and got.dtype == want.dtype, key
+        assert np.array_equal(got, want, equal_nan=True) and np.array_equal(np.signbit(got), np.signbit(want)), key
+    assert np.signbit(back["outs"].reshape(-1)[500])

@@ -357,18 +357,18 @@ def test_relaxation_is_learnt_from_every_pass_not_a_late_handful():
     tgt = np.full((1, 8, 8), 300e-6)
     rec = {k: np.zeros(tgt.shape) for k in ("pulses", "energy", "time")}
     run = _Run(None, tgt, None, 1, TunerConfig(), rec, None, None, None, None)
-    run.settled[:] = tgt
+    run.settled = tgt.copy()        # (the run's per-cell arrays are set whole: they may be read-only views)
     run.learn_relaxation(tgt * (1 - 0.003))
     assert run.shift == pytest.approx(0.003)
     noise = np.array([1.0, -1.0, 0.5, -0.5, 0.2, -0.2, 0.0, 0.1]) * 1e-3       # median +0.005 %
     assert noise.size == RELAX_MIN_CELLS
     late = np.full(tgt.shape, np.nan)
     late[0, 0] = tgt[0, 0]
-    run.settled[:] = late
+    run.settled = late.copy()
     run.learn_relaxation(np.where(np.isnan(late), 280e-6, late * (1 + np.r_[noise][None, :])))
     assert run.shift == pytest.approx(0.003), "8 cells at the read noise outweighed 64 that relaxed"
     for _ in range(8):                   # 8 x 8 more re-tuned cells, all still: 136 still, 64 relaxed
-        run.settled[:] = late
+        run.settled = late.copy()
         run.learn_relaxation(late)
     assert run.shift == 0.0
 
@@ -391,7 +391,7 @@ def test_a_cell_moving_beyond_the_others_twice_gets_its_own_shift():
             moves[0, 2, 2] = fast
         if knocked is not None:
             moves[0, 1, 1] = knocked
-        run.settled[:] = tgt
+        run.settled = tgt.copy()
         run.learn_relaxation(tgt * (1 + moves))
 
     read_back(fast=-0.012, knocked=-0.02)
@@ -470,7 +470,7 @@ def test_a_cell_relaxed_out_of_the_hold_band_twice_gets_its_own_shift():
     slow, knocked, up = (0, 2, 2), (0, 1, 1), (0, 5, 5)
 
     def read_back(settled, back):
-        run.settled[:] = np.nan
+        run.settled = np.full(tgt.shape, np.nan)
         for cell, value in settled.items():
             run.settled[cell] = tgt[cell] * (1 + value)
         run.learn_relaxation(tgt * (1 + back))
@@ -518,8 +518,8 @@ def test_on_the_benchs_clock_a_fast_cell_read_early_is_predicted_out_by_the_read
 
     def run_of(xb):
         run = _Run(xb, tgt, None, 1, TunerConfig(), rec, None, None, None, None)
-        run.settled[:] = tgt            # every cell converged at its target at bench time 0
-        run.born[:] = 0.0
+        run.settled = tgt.copy()        # every cell converged at its target at bench time 0
+        run.born = np.zeros(tgt.shape)
         return run
 
     def read_back(run, t0, t1, extra=None):
@@ -537,6 +537,7 @@ def test_on_the_benchs_clock_a_fast_cell_read_early_is_predicted_out_by_the_read
         back, late = read_back(run, 3.0, 4.0)       # the fast cell about -2 %: out, re-tuned
         assert not late.any()
         # re-tuned at bench time 5 (the up one and the noisy one too), converged at the target
+        run.settled, run.born = np.array(run.settled), np.array(run.born)
         for cell in (fast, noisy, up):
             run.settled[cell], run.born[cell] = tgt[cell], 5.0
         back, late = read_back(run, 5.5, 6.5, extra={noisy: -0.006})
@@ -566,7 +567,7 @@ def test_every_cell_at_risk_joins_the_pass_a_fast_cell_runs():
             self.passes.append(todo.copy())
 
         def relaxation(self, pass_no, state):
-            self.relax.append(state)
+            self.relax.append({k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in state.items()})
 
         def read_back(self, pass_no, final):
             self.backs.append(final.copy())

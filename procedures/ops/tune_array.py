@@ -1,7 +1,7 @@
 """Tune array: write-verify every cell of the array (or the top-left block) to its target.
 
 Records: one ``data.csv`` row per cell and pass (see :mod:`procedures.storage.journal`); ``run.h5`` maps
-``before`` (the array read before tuning), ``targets``, ``final`` (the last read-back), ``status``,
+``before`` (the array read before tuning, also in ``before.npy``), ``targets`` (``targets.npy``), ``final`` (the last read-back), ``status``,
 ``pulses``, ``reads``, ``rel_error`` and the trace of every read and pulse.  Resumable: after
 Ctrl-C, a crash, ``kill -9`` or an instrument timeout, ``xbar tune --resume RUN_DIR`` continues
 without re-pulsing finished cells of the pass in progress.
@@ -22,6 +22,8 @@ from .pulse_schedule import PulseScheduleMixin
 from ..storage.journal import TUNE_COLUMNS, FileTuneLog, read_events, read_trace, repair_tails
 
 TARGETS_NPY = "targets.npy"
+#: the array read before tuning (S), kept in the run folder while the run goes
+BEFORE_NPY = "before.npy"
 
 
 class TuneLogMixin:
@@ -123,7 +125,9 @@ class TuneProcedure(PulseScheduleMixin, LineEstimateMixin, TuneLogMixin, XbarPro
         cfg = self.scheduled(self.config(xb.limits, r_line))
         if not (self.resuming and saved.is_file()):
             np.save(saved, tgt)
-            self.maps["before"] = xb.read_array()
+            np.save(self.run_dir / BEFORE_NPY, xb.read_array())
+        if (self.run_dir / BEFORE_NPY).is_file():      # (mapped, not held: read when run.h5 is written)
+            self.maps["before"] = np.load(self.run_dir / BEFORE_NPY, mmap_mode="r")
         self.tgt = tgt
         log = self.tune_log()
         try:

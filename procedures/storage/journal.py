@@ -9,7 +9,8 @@ What goes where (all append-only, flushed as the run goes):
 * ``journal/trace-<stage>.bin``: every read and pulse (fixed-size binary records, :data:`TRACE_DTYPE`);
 * ``journal/relax-<stage>-<pass>.npz``: what the run had learnt of its cells' relaxation when each
   re-verify pass started (:meth:`~programming.tune_state.TuneJournal.relaxation`), written
-  atomically before the pass's start record, so a resume compensates as the uninterrupted run.
+  atomically before the pass's start record, so a resume compensates as the uninterrupted run
+  (per-cell fields mostly NaN or 0 as their other entries only, :func:`_compact`).
 
 Ordering makes a crash lose at most the cells in progress: on the simulated chip the chip's state
 is saved first (atomically), then the records it already contains are appended; on a bench the
@@ -37,7 +38,10 @@ from .run_data import DATA_CSV, JOURNAL_DIR, read_data_csv
 #: every cell (0.9 GB for 10 000 chips of 8x8)
 TRACE_CHIPS = 16
 #: a simulated chip's state is saved at most every SNAPSHOT_RATIO x the time the last save took
-SNAPSHOT_RATIO = 20
+#: (with the records it holds), so that saving takes at most 2 % of a run's time: a crash loses at
+#: most that interval's work (~3 s for 10 000 chips of 8x8, whose state is ~46 MB), which the resume
+#: redoes
+SNAPSHOT_RATIO = 50
 TRACE_DTYPE = np.dtype([("chip", "<i4"), ("row", "<i4"), ("col", "<i4"), ("pass", "<i2"), ("kind", "i1"),
                         ("amplitude", "<f8"), ("width", "<f8"), ("reading", "<f8")])
 
@@ -94,7 +98,7 @@ class FileTuneLog(TuneLog):
                 state = TuneState.from_events(targets, passes, cells,
                                               relaxation=read_relaxation(self.run_dir, stage,
                                                                          max(p for p, _ in passes)))
-        journal = FileJournal(self, stage, np.shape(targets))
+        journal = FileJournal(self, stage, targets)
         self.journals[stage] = journal
         return {"journal": journal, "resume": state, "should_stop": self.should_stop}
 
@@ -108,28 +112,29 @@ class FileTuneLog(TuneLog):
 
 
 class FileJournal(TuneJournal):
-    """One stage's journal (see the module docstring)."""
+    """One stage's journal (see the module docstring); ``targets``: the stage's (n_chips, rows,
+    cols), S, which its cells are tuned to (not copied)."""
 
-    def __init__(self, log: FileTuneLog, stage: str, shape):
-        self.log, self.stage, self.shape = log, stage, tuple(shape)
+    def __init__(self, log: FileTuneLog, stage: str, targets):
+        self.targets = np.asarray(targets)
+        self.log, self.stage, self.shape = log, stage, self.targets.shape
         self.trace_chips = log.trace_chips
         self.passes_path = log.dir / f"passes-{stage}.jsonl"
         self.trace_path = log.dir / f"trace-{stage}.bin"
         self._rows: list[dict] = []           # blocks of cells: column -> array
         self._wait = log.interval
         # what this process journaled, kept for :meth:`events` (no need to parse data.csv back):
-        # per cell, its records summed over its events, its last status, target and pass (a
-        # 10 000-chip batch of 8x8 finishes about 1.2 million cell events: 22 MB per cell instead
-        # of 56 MB per event)
+        # per cell, its records summed over its events, its last status and pass (a 10 000-chip
+        # batch of 8x8 finishes about 1.2 million cell events: 17 MB per cell instead of 56 MB per
+        # event); its target is the stage's
         self._cells: dict[str, np.ndarray] | None = None
-        self._passes_seen: list[tuple[int, np.ndarray]] = []
+        self._passes_seen: list[tuple[int, np.ndarray]] = []     # (pass, its todo's bits: np.packbits)
         self._passes: list[str] = []
         self._trace: list[np.ndarray] = []
         self._last = time.monotonic()
-        self.final: np.ndarray | None = None
 
     def pass_started(self, pass_no, todo):
-        self._passes_seen.append((int(pass_no), np.array(todo, bool)))
+        self._passes_seen.append((int(pass_no), np.packbits(np.asarray(todo, bool).ravel())))
         self._passes.append(json.dumps({"pass": int(pass_no), "shape": list(todo.shape), "todo": _pack(todo)}))
         self.flush()
 
@@ -149,14 +154,13 @@ class FileJournal(TuneJournal):
         :meth:`~programming.tune_state.TuneState.from_events` sums them)."""
         if self._cells is None:
             shape = self.shape
-            self._cells = {"pass": np.full(shape, -1, np.int16), "target": np.full(shape, np.nan),
+            self._cells = {"pass": np.full(shape, -1, np.int16),
                            "status": np.zeros(shape, np.int8), "pulses": np.zeros(shape, np.int32),
                            "reads": np.zeros(shape, np.int32), "energy": np.zeros(shape),
                            "time": np.zeros(shape)}
         c = self._cells
         at = (np.asarray(chip, np.intp), np.asarray(row, np.intp), np.asarray(col, np.intp))
         c["pass"][at] = int(pass_no)
-        c["target"][at] = target
         c["status"][at] = status
         for key, value in (("pulses", pulses), ("reads", reads), ("energy", energy), ("time", time_s)):
             np.add.at(c[key], at, value)
@@ -164,19 +168,24 @@ class FileJournal(TuneJournal):
     def events(self) -> tuple[list, dict]:
         """(passes, cells) this journal recorded, for
         :meth:`~programming.tune_state.TuneState.from_events`: one event per finished cell, its
-        records summed over the cell's events in this stage, its last pass, status and target (a
-        stage tunes each cell to one target, so the state rebuilt is the one :func:`read_events`'
-        every event of data.csv gives)."""
+        records summed over the cell's events in this stage, its last pass and status, and its
+        target (a stage tunes each cell to one target, so the state rebuilt is the one
+        :func:`read_events`' every event of data.csv gives)."""
         keys = ("pass", "chip", "row", "col", "target", "status", "pulses", "reads", "energy", "time")
         if self._cells is None:
-            return list(self._passes_seen), {k: np.array([]) for k in keys}
+            return self._passes_started(), {k: np.array([]) for k in keys}
         c = self._cells
         seen = c["pass"] >= 0
         chip, row, col = (a.astype(np.int32) for a in np.nonzero(seen))
-        cells = {"chip": chip, "row": row, "col": col}
-        for key in ("pass", "target", "status", "pulses", "reads", "energy", "time"):
+        cells = {"chip": chip, "row": row, "col": col, "target": np.asarray(self.targets, float)[seen]}
+        for key in ("pass", "status", "pulses", "reads", "energy", "time"):
             cells[key] = c[key][seen]
-        return list(self._passes_seen), {k: cells[k] for k in keys}
+        return self._passes_started(), {k: cells[k] for k in keys}
+
+    def _passes_started(self) -> list[tuple[int, np.ndarray]]:
+        """Every (pass, todo) this journal was told of."""
+        size = int(np.prod(self.shape))
+        return [(p, np.unpackbits(bits, count=size).astype(bool).reshape(self.shape)) for p, bits in self._passes_seen]
 
     def trace(self, chunk):
         rec = np.empty(len(chunk["chip"]), TRACE_DTYPE)
@@ -184,15 +193,14 @@ class FileJournal(TuneJournal):
             rec[name] = chunk[name]
         self._trace.append(rec)
 
-    def read_back(self, pass_no, final):
-        self.final = final.copy()
-
     def relaxation(self, pass_no, state):
         path = self.log.dir / f"relax-{self.stage}-{int(pass_no)}.npz"
         tmp = path.with_name(path.name + ".tmp")
+        arrays = {"pass": np.array(int(pass_no))}
+        for k in JOURNALED_RELAXATION:
+            arrays.update(_compact(k, state[k]))
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **{"pass": int(pass_no)},
-                                **{k: np.asarray(state[k]) for k in JOURNALED_RELAXATION})
+            np.savez(f, **arrays)        # (written at once, not compressed: most fields are compact)
             f.flush()
             fsync(f.fileno())
         os.replace(tmp, path)
@@ -229,6 +237,39 @@ class FileJournal(TuneJournal):
             with open(self.passes_path, "a", encoding="utf-8") as f:
                 f.write("".join(line + "\n" for line in self._passes))
             self._passes.clear()
+
+
+#: a per-cell field of a relaxation state is journaled as its entries that differ from its most
+#: common value (NaN: none, or 0: nothing counted) when they are at most this share of its cells
+#: (most are: each cell's own shift, its read-backs found out of band, the bench-clock sums)
+SPARSE_SHARE = 0.25
+
+
+def _compact(name: str, value) -> dict[str, np.ndarray]:
+    """``name``'s array for a ``.npz``: as it is, or (a float array of cells mostly NaN or +0)
+    as ``name.shape``, ``name.fill``, and the flat indices ``name.at`` and values ``name.val`` of
+    the other entries; :func:`_expand` rebuilds it (the same values; NaN as ``np.nan``)."""
+    a = np.asarray(value)
+    if a.ndim == 0 or a.size < 64 or a.dtype.kind != "f":
+        return {name: a}
+    for fill in (np.nan, 0.0):
+        other = ~np.isnan(a) if fill != fill else (a != 0) | np.signbit(a)
+        n = int(np.count_nonzero(other))
+        if n <= SPARSE_SHARE * a.size:
+            at = np.flatnonzero(other)
+            return {f"{name}.shape": np.array(a.shape, np.int64), f"{name}.fill": np.array(fill),
+                    f"{name}.at": at.astype(np.int32 if a.size < 2**31 else np.int64),
+                    f"{name}.val": a[np.unravel_index(at, a.shape)]}     # (a view of one value: no copy)
+    return {name: a}
+
+
+def _expand(z, name: str):
+    """The array :func:`_compact` stored as ``name`` in the open ``.npz`` ``z`` (KeyError: none)."""
+    if name in z.files:
+        return z[name]
+    out = np.full(tuple(z[f"{name}.shape"]), float(z[f"{name}.fill"]))
+    out.reshape(-1)[z[f"{name}.at"]] = z[f"{name}.val"]
+    return out
 
 
 def _scalar(value):
@@ -386,7 +427,11 @@ def read_relaxation(run_dir: Path, stage: str, pass_no: int) -> dict | None:
         return None
     try:
         with np.load(path) as z:
-            return {k: z[k] for k in ("pass", *JOURNALED_RELAXATION) if k in z.files or k == "pass"}
+            out = {"pass": z["pass"]}
+            for k in JOURNALED_RELAXATION:
+                if k in z.files or f"{k}.shape" in z.files:   # (a journal of an earlier version lacks some)
+                    out[k] = _expand(z, k)
+            return out
     except (OSError, ValueError, KeyError):
         return None
 
