@@ -25,7 +25,10 @@ from mock_hw.presets import DEFAULT_PRESET, PRESETS
 from programming.crossbar import Crossbar
 
 from .chips import check_memory, load_station, open_chip, parse_size, planned_limits
+from ..deferred import defer_units
 from ..storage.run_data import JOURNAL_DIR, RUN_JSON, read_json
+
+defer_units()       # data columns' units parsed with pint when one is needed, not for every run
 
 CHIP_STATE = "chip_state.npz"
 #: the parameters that define the chip (taken over from the run named by ``chip_from``)
