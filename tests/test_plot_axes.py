@@ -123,3 +123,23 @@ def test_endurance_legend_outside_and_log_cycles(figures, tmp_path):
     ax = figures["endurance.png"]["axes"][0]
     assert (ax["x"], ax["y"]) == ("cycle (log scale)", "conductance (µS)") and ax["xscale"] == "log"
     assert ax["legend_outside"] is True and "8 cell(s)" in ax["title"]
+
+
+def test_target_vs_achieved_draws_at_most_scatter_max_cells_of_a_status_and_counts_them_all(tmp_path, monkeypatch):
+    """A batch of many chips: each status's scatter draws at most SCATTER_MAX cells, evenly spread over
+    them (a rare status all of its cells), while the legend counts every cell."""
+    monkeypatch.setattr(plot_maps, "SCATTER_MAX", 50)
+    drawn = {}
+    real = plot_maps.save
+
+    def capture(fig, path):
+        ax = fig.axes[0]
+        drawn.update({c.get_label(): len(c.get_offsets()) for c in ax.collections})
+        drawn["title"] = ax.get_title()
+        return real(fig, path)
+    monkeypatch.setattr(plot_maps, "save", capture)
+    maps = _maps(np.random.default_rng(3), shape=(30, 4, 5))
+    maps["status"][:2] = 3                                      # 40 stuck cells, 560 converged
+    plot_maps.plot_target_vs_achieved(maps, tmp_path)
+    assert drawn["converged (560)"] == 50 and drawn["stuck (40)"] == 40
+    assert "600 targeted cells" in drawn["title"] and "at most 50" in drawn["title"]
