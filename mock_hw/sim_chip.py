@@ -556,7 +556,11 @@ class SimulatedCrossbar(Crossbar):
     def _noisy(self, current):
         sigma = self.params.device.read_noise
         if sigma > 0:
-            current = current * (1.0 + sigma * self._rng.standard_normal(np.shape(current)))
+            factor = self._rng.standard_normal(np.shape(current))
+            factor *= sigma
+            factor += 1.0
+            factor *= current                   # current·(1 + σ·z), in place
+            current = factor
         return current
 
     def _read_array(self, v_read, scheme) -> np.ndarray:
@@ -1116,13 +1120,19 @@ class SimulatedCrossbar(Crossbar):
         ``i_compliance`` (:meth:`_compliance_voltage`)."""
         d = self.params.device
         i_c = self.limits.i_compliance
-        b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)
-        g_sel = self._g[b, rows, cols]
-        over = active & (np.abs(iv_current(g_sel, amplitude, d.beta, d.v_ref)) > i_c)
-        if not over.any():
+        lanes = np.broadcast_to(amplitude, rows.shape)
+        li = np.flatnonzero(active)                                     # the active lanes only
+        n_rows, n_cols = self.shape
+        flat = (li // rows.shape[1] * n_rows + rows.reshape(-1).take(li)) * n_cols + cols.reshape(-1).take(li)
+        g_sel = self._g.reshape(-1).take(flat)
+        amp = lanes.reshape(-1).take(li)
+        hit = np.abs(iv_current(g_sel, amp, d.beta, d.v_ref)) > i_c
+        over = np.zeros(rows.shape, bool)
+        if not hit.any():
             return amplitude, over
-        amplitude = amplitude.copy()
-        amplitude[over] = self._compliance_voltage(g_sel[over], amplitude[over])
+        over.reshape(-1)[li[hit]] = True
+        amplitude = np.array(lanes)
+        amplitude.reshape(-1)[li[hit]] = self._compliance_voltage(g_sel[hit], amp[hit])
         return amplitude, over
 
     def _compliance_voltage(self, g, amplitude):
@@ -1456,25 +1466,46 @@ class SimulatedCrossbar(Crossbar):
         self._g = np.ascontiguousarray(self._g)
         # lanes whose pulses disturb nothing (below disturb_v: their _disturb only restarts the
         # selected cells' counts, no drift, no random draw) are switched together, run by run, one
-        # set per lane (switch_steps: the same states and draws as one switch_at per lane)
-        run: list = []
-
-        def switch_run():
-            if run:
-                at = np.concatenate(run)
-                written, _ = switch_steps(self._g.reshape(-1), flat[at], v_hit[at], w_hit[at],
-                                          np.cumsum([0] + [a.size for a in run]), pop, d, self._rng)
-                self._mark_written(written)
-                run.clear()
-
-        for q, k in enumerate(on_lanes):
-            if active[:, k].any():      # as apply_voltages_written does, on the devices the screen found
-                run.append(order[bounds[q]:bounds[q + 1]])
-                if d.disturbs and (active[:, k] & (np.abs(v[:, k]) >= d.disturb_v)).any():
-                    switch_run()        # this lane's drift meets the state its pulse left
-                self._pulse_lane_done(order[:0], rows, cols, v, active, k)
-        switch_run()
+        # set per lane (switch_steps: the same states and draws as one switch_at per lane), and
+        # their counts restart together (:meth:`_pulse_lanes_done`); a loud lane ends a run: the
+        # run is switched, then its drift meets the state its pulse left
+        self._pulse_lanes_done(rows, cols, v, active, on_lanes, order, bounds, flat, v_hit, w_hit)
         return np.where(active, energy, 0.0)
+
+    def _pulse_lanes_done(self, rows, cols, v, active, on_lanes, order, bounds, flat, v_hit, w_hit) -> None:
+        """:meth:`_pulse_lines`' switching and bookkeeping of the lanes ``on_lanes`` (each active on
+        some chip), in lane order: lane q's devices beyond a threshold are ``order[bounds[q]:bounds[q
+        + 1]]`` of ``flat`` (flat indices), ``v_hit`` (V) and ``w_hit`` (s).  The lanes below
+        ``disturb_v`` on every chip are switched together run by run (:func:`~mock_hw.device.switch_steps`,
+        one set per lane: the same states and draws as lane by lane), and their selected cells'
+        disturb counts restart at once (all a quiet lane's :meth:`_disturb` does); each loud lane
+        (:meth:`_pulse_lane_done`) ends a run: the run, itself included, is switched first, then its
+        drift — the same states, counts and draws, in the same order, as one call per lane."""
+        d, pop = self.params.device, self.population
+        n_rows, n_cols = self.shape
+        g_flat = self._g.reshape(-1)
+        n_flat = self._n_disturb.reshape(-1)
+        loud = np.zeros(on_lanes.size, bool)
+        if d.disturbs:
+            loud = (active[:, on_lanes] & (np.abs(v[:, on_lanes]) >= d.disturb_v)).any(axis=0)
+        lit = active[:, on_lanes]
+        chip, q = np.nonzero(lit.T)[::-1]                   # lane by lane, chips in order
+        sel = (chip * n_rows + rows[chip, on_lanes[q]]) * n_cols + cols[chip, on_lanes[q]]
+        per_lane = np.zeros(on_lanes.size + 1, np.intp)     # each lane's selected cells in sel
+        np.cumsum(lit.sum(axis=0), out=per_lane[1:])
+        start = 0
+        for end in [*np.flatnonzero(loud).tolist(), None]:
+            stop = on_lanes.size if end is None else end
+            n_flat[sel[per_lane[start]:per_lane[stop]]] = 0.0       # the quiet lanes' counts restart
+            last = stop if end is None else end + 1                  # the run: these lanes and the loud one
+            if last > start:
+                at = order[bounds[start]:bounds[last]]
+                written, _ = switch_steps(g_flat, flat[at], v_hit[at], w_hit[at], bounds[start:last + 1] - bounds[start],
+                                          pop, d, self._rng)
+                self._mark_written(written)
+            if end is not None:
+                self._pulse_lane_done(order[:0], rows, cols, v, active, on_lanes[end])
+            start = last
 
     def _pulse_lane_done(self, written, rows, cols, v, active, k) -> None:
         """After lane ``k`` of a resistive-line pulse: the devices it wrote (flat indices) restart
@@ -1491,10 +1522,19 @@ class SimulatedCrossbar(Crossbar):
         """Record the largest |voltage| across the unselected cells of solved pulses: ``v_cell``
         (n_chips, K, R, C), V, of lanes ``lit`` (n_chips, K) with selected cells (rows, cols)."""
         b, k = np.nonzero(lit)
-        if b.size:
+        if not b.size:
+            return
+        r, c = rows[b, k], cols[b, k]
+        if b.size == lit.size:      # every lane lit: v_cell itself, its selected cells at 0 V meanwhile
+            sel = v_cell[b, k, r, c]
+            v_cell[b, k, r, c] = 0.0
+            top = max(float(v_cell.max()), -float(v_cell.min()))
+            v_cell[b, k, r, c] = sel
+        else:
             mag = np.abs(v_cell[b, k])                                   # (lanes, R, C)
-            mag[np.arange(b.size), rows[b, k], cols[b, k]] = 0.0
-            self.max_unselected_v = max(self.max_unselected_v, float(mag.max()))
+            mag[np.arange(b.size), r, c] = 0.0
+            top = float(mag.max())
+        self.max_unselected_v = max(self.max_unselected_v, top)
 
     def _pulse_one(self, r, c, v, w, scheme, active):
         """One pulse per chip (chips where ``active`` is False see nothing); returns energy, J."""
