@@ -109,6 +109,8 @@ class ReadCorrection:
         self._net: BatchLines | None = None      # the relaxed network, where the lines relax
         self._warm: WarmStarts | None = None     # the swept solves' last solutions (swept lines)
         self._a = self._c = None
+        self._unit = None                        # each cell's current per unit g in its own read (refresh)
+        self._stale = None                       # chips whose slopes lag their last refresh (refresh)
         self._m_hat = self._ref = self._cross = self._model_cross = None
         self._write = self._model_write = None   # the write-transfer maps (write_transfer)
         self.refreshes = 0
@@ -116,35 +118,48 @@ class ReadCorrection:
         self._finished = 0
 
     # ----------------------------------------------------------------------------- model
-    def model(self, g, cross: bool = True, ids=None):
+    def model(self, g, cross: bool = True, ids=None, slopes: bool = True):
         """Model readings (B, R, C), S, of every cell for conductances ``g`` and their slopes
         d(reading)/d(own conductance) (dimensionless); with ``cross`` also every cell's share in
         every reading (kept as ``_model_cross`` within :data:`CROSS_MAX`).  ``ids``: the chips of
-        the batch ``g`` is (default 0..B−1), whose own last solutions start swept solves."""
+        the batch ``g`` is (default 0..B−1), whose own last solutions start swept solves.
+
+        Without ``slopes`` (grounded reads only) the adjoint solves are left out: the slopes come
+        back None, and so do the parts of the kept sensitivities and write-transfer maps that
+        need them (``u`` of ``_model_cross``, ψ of ``_model_write``): the readings alone, the
+        half of the model's solves that a fit's fixed point depends on."""
         g = np.asarray(g, float)
         B, R, C = g.shape
+        slopes = slopes or self.scheme != "ground"      # an isolating read is modelled through the adjoints
         if B > MODEL_CHIPS:        # many chips: chunk by chunk (the model's solves hold B·R·2RC)
             # the kept sensitivities of the whole batch, within the same bound as unchunked (a
             # batch beyond it computes none for its chunks either)
             whole = cross and B * R * C * (R + C) <= CROSS_MAX
-            parts, shares, write = [], [], []
+            parts, shares, write, unit = [], [], [], []
             for k in range(0, B, MODEL_CHIPS):
                 parts.append(self.model(g[k:k + MODEL_CHIPS], whole,
-                                        np.arange(k, min(B, k + MODEL_CHIPS)) if ids is None else ids[k:k + MODEL_CHIPS]))
+                                        np.arange(k, min(B, k + MODEL_CHIPS)) if ids is None else ids[k:k + MODEL_CHIPS],
+                                        slopes))
                 shares.append(self._model_cross)
                 write.append(self._model_write)
-            self._model_write = tuple(np.concatenate(m) for m in zip(*write))
+                unit.append(self._model_unit)
+            self._model_unit = np.concatenate(unit)
+
+            def joined(parts):
+                return None if parts[0] is None else np.concatenate(parts)
+            self._model_write = tuple(joined(m) for m in zip(*write))
             whole = whole and all(c is not None for c in shares)
-            self._model_cross = (np.concatenate([c[0] for c in shares]), np.concatenate([c[1] for c in shares]),
+            self._model_cross = (np.concatenate([c[0] for c in shares]), joined([c[1] for c in shares]),
                                  shares[0][2]) if whole else None
-            return tuple(np.concatenate(p) for p in zip(*parts))
+            return tuple(joined(p) for p in zip(*parts))
         cubic = self.beta > 0 and self.scheme == "ground"
         norm = 1.0 + self.beta * self.v_ref ** 2 if cubic else 1.0
         net = self._net = relaxed_network(self._net, g / norm, self.r_line, self.r_access)
         row_v = np.broadcast_to(np.eye(R) * self.v_read, (B, R, R))
         col_v = np.zeros((B, R, C))
+        ids = np.arange(B) if ids is None else ids
         if net is None:     # swept lines, each solve from the model's own last one (its estimates')
-            xr, xc, wr, wc, g_term = self._swept_model(g, cubic, norm, np.arange(B) if ids is None else ids)
+            xr, xc, g_term = self._swept_reads(g, cubic, ids)
             i_sense = g_term * xc[:, :, R - 1, :]                          # (B, R reads, C)
         else:
             if cubic:       # the devices' own I-V around the linear network of their small-signal g
@@ -153,21 +168,25 @@ class ReadCorrection:
                 x = net.solve(net.injection(row_v, col_v))
             xr, xc = net.split(x)                                          # (B, R reads, R, C)
             i_sense = net.terminal_currents(xr, xc, row_v, col_v)[1]     # (B, R reads, C)
-            # adjoint: w_j = A⁻¹ e (column j's node next to its terminal); I_j = g_term·x[that node]
-            # (to ADJOINT_TOL: the sensitivities set the inversion's slope, not its fixed point,
-            # which the model's readings alone fix)
-            unit = np.zeros((B, C, 2, R, C))
-            unit[:, np.arange(C), 1, R - 1, np.arange(C)] = 1.0
-            wr, wc = net.split(net.solve(unit.reshape(B, C, 2 * R * C), ADJOINT_TOL))
             g_term = net.g_term
         ii = np.arange(R)
         v_cell = xr[:, ii, ii, :] - xc[:, ii, ii, :]                       # read i, cell (i, j): (B, R, C)
+        phi = xr - xc                                                      # every cell's voltage in every read
+        # the write-transfer maps (write_transfer): a cell's voltage per volt on its own row's
+        # terminal, per volt on its own column's (None without the adjoints), and per volt on
+        # every row terminal at once
+        self._model_write = (v_cell / self.v_read, None, phi.sum(axis=1) / self.v_read)
+        if not slopes:
+            if cubic:
+                phi = phi * (1.0 + self.beta * phi * phi) / norm
+                v_cell = v_cell * (1.0 + self.beta * v_cell * v_cell) / norm
+            self._model_unit = v_cell
+            self._model_cross = (phi, None, g_term) if (cross and B * R * C * (R + C) <= CROSS_MAX) else None
+            return i_sense / self.v_read, None
+        wr, wc = self._adjoints(g, norm, net, ids)
         w_at = (np.diagonal(wr.transpose(0, 2, 1, 3), axis1=2, axis2=3),  # w_j at cell (i, j)'s row and
                 np.diagonal(wc.transpose(0, 2, 1, 3), axis1=2, axis2=3))  # column nodes: (B, R, C) each
-        # the write-transfer maps (write_transfer): a cell's voltage per volt on its own row's
-        # terminal, per volt on its own column's, and per volt on every row terminal at once
-        self._model_write = (v_cell / self.v_read, g_term * (w_at[0] - w_at[1]),
-                             (xr - xc).sum(axis=1) / self.v_read)
+        self._model_write = (self._model_write[0], g_term * (w_at[0] - w_at[1]), self._model_write[2])
         if self.scheme == "isolate":
             # cell (i, j) read with the other columns at V as well: by superposition the grounded
             # read of row i plus every column at V minus column j at V; a column terminal at 1 V
@@ -180,27 +199,25 @@ class ReadCorrection:
             v_cell = v_cell + self.v_read * ((all_r - all_c) - gt * (w_at[0] - w_at[1]))
         if cubic:           # a device's current per unit g at its own voltage
             v_cell = v_cell * (1.0 + self.beta * v_cell * v_cell) / norm
+        self._model_unit = v_cell
         slope = -g_term * v_cell * (w_at[0] - w_at[1]) / self.v_read  # d(I/V)/dg of cell (i, j)
         self._model_cross = None
         if cross and self.scheme == "ground" and B * R * C * (R + C) <= CROSS_MAX:
             # every cell's share in every reading: d(reading of (i, j))/d(g of (k, l)) is
             # −g_term·φ_i(k, l)·u_j(k, l)/V_read, φ_i the current per unit g of cell (k, l) in the
             # read of row i, u_j = w_j at its row node minus its column node (the adjoint)
-            phi = xr - xc
             if cubic:
                 phi = phi * (1.0 + self.beta * phi * phi) / norm
             self._model_cross = (phi, wr - wc, g_term)
         return i_sense / self.v_read, slope
 
-    def _swept_model(self, g, cubic: bool, norm: float, ids):
-        """The grounded reads of every row and the adjoints of every column of the chips ``ids``
-        with conductances ``g`` (B, R, C), S, by line sweeps (:func:`~programming.line_sweep.sweep_solve`)
-        from this model's last solutions of the same chips (its own estimates' network): the reads'
-        node voltages ``xr``, ``xc`` (B, R reads, R, C) to :data:`MODEL_READ_TOL` of the read
-        voltage (their terminal currents, the readings, to that fraction of the read voltage times
-        the chip's mean conductance), the adjoints ``wr``, ``wc`` (B, C columns, R, C) to :data:`ADJOINT_SWEPT_TOL` of
-        their terminal's ``1/g_term`` (a unit current into column j's node next to its terminal),
-        and ``g_term``, S."""
+    def _swept_reads(self, g, cubic: bool, ids):
+        """The grounded reads of every row of the chips ``ids`` with conductances ``g`` (B, R, C),
+        S, by line sweeps (:func:`~programming.line_sweep.sweep_solve`) from this model's last
+        solutions of the same reads (its own estimates' network): their node voltages ``xr``, ``xc``
+        (B, R reads, R, C) to :data:`MODEL_READ_TOL` of the read voltage (their terminal currents,
+        the readings, to that fraction of the read voltage times the chip's mean conductance), and
+        ``g_term``, S."""
         B, R, C = g.shape
         g_term = 1.0 / (self.r_line + self.r_access)
         if self._warm is None:
@@ -214,6 +231,25 @@ class ReadCorrection:
                     reads_r, np.zeros((B * R, C)), x, MODEL_READ_TOL * self.v_read,
                     MODEL_READ_TOL * self.v_read * g_mean)
         self._warm.keep(keys, x)
+        x = x.reshape(B, R, 2, R, C)
+        return x[:, :, 0], x[:, :, 1], g_term
+
+    def _adjoints(self, g, norm: float, net, ids):
+        """The adjoints of every column of the chips ``ids`` with conductances ``g`` (B, R, C), S
+        (the linear network of ``g/norm``; ``net`` its relaxed network, None on swept lines):
+        ``wr``, ``wc`` (B, C columns, R, C), the node voltages of a unit current into column j's
+        node next to its terminal — A⁻¹e, A symmetric, so a reading's sensitivity to every cell.
+        Relaxed: to :data:`ADJOINT_TOL`; swept: to :data:`ADJOINT_SWEPT_TOL` of the terminal's
+        ``1/g_term``, each from this model's last solution of the same column (the sensitivities
+        set the inversion's slope, not its fixed point, which the model's readings alone fix)."""
+        B, R, C = g.shape
+        if net is not None:
+            unit = np.zeros((B, C, 2, R, C))
+            unit[:, np.arange(C), 1, R - 1, np.arange(C)] = 1.0
+            return net.split(net.solve(unit.reshape(B, C, 2 * R * C), ADJOINT_TOL))
+        g_term = 1.0 / (self.r_line + self.r_access)
+        if self._warm is None:
+            self._warm = WarmStarts((R, C))
         chip = np.repeat(np.asarray(ids), C)
         adj_c = np.broadcast_to(np.eye(C) / g_term, (B, C, C)).reshape(B * C, C)
         w = np.empty((B * C, 2, R, C))
@@ -221,8 +257,8 @@ class ReadCorrection:
         sweep_solve(g / norm, 0.0, self.v_ref, self.r_line, self.r_access, np.repeat(np.arange(B), C),
                     np.zeros((B * C, R)), adj_c, w, ADJOINT_SWEPT_TOL / g_term)
         self._warm.keep(keys, w)
-        x, w = x.reshape(B, R, 2, R, C), w.reshape(B, C, 2, R, C)
-        return x[:, :, 0], x[:, :, 1], w[:, :, 0], w[:, :, 1], g_term
+        w = w.reshape(B, C, 2, R, C)
+        return w[:, :, 0], w[:, :, 1]
 
     def fit(self, readings, iterations: int = 60, fixed=None, start=None, tol: float = 1e-8) -> np.ndarray:
         """Estimate every cell's conductance from a full map of grounded ``readings`` (B, R, C),
@@ -251,6 +287,8 @@ class ReadCorrection:
         self.est = keep(np.clip(np.where(np.isfinite(first), first, np.nanmean(m)), 1e-9, None), everyone)
         B = m.shape[0]
         live = np.arange(B)
+        # a warm fit (_fit_chips): from a given estimate, on a model fitted before (a read-back's)
+        warm = start is not None and self._a is not None and self._a.shape[0] == B
         if self._a is None or self._a.shape[0] != B:
             self.refresh()                  # the first fit: every chip's model once
         elif start is not None and hold is None:
@@ -258,7 +296,7 @@ class ReadCorrection:
             live = np.flatnonzero(np.isfinite(m).reshape(B, -1).any(axis=1))
         self.fit_steps = 0
         for k in range(0, live.size, MODEL_CHIPS):      # chunk by chunk of chips (bounded memory)
-            self._fit_chips(m, live[k:k + MODEL_CHIPS], keep, iterations, tol)
+            self._fit_chips(m, live[k:k + MODEL_CHIPS], keep, iterations, tol, warm)
         # any other chip whose estimate moved since its model was refreshed
         stale = np.ones(B, bool)
         stale[live] = False
@@ -267,10 +305,20 @@ class ReadCorrection:
             self.refresh(stale)
         return self.est
 
-    def _fit_chips(self, m, chips, keep, iterations: int, tol: float) -> None:
+    def _fit_chips(self, m, chips, keep, iterations: int, tol: float, warm: bool = False) -> None:
         """:meth:`fit`'s iteration on the chips ``chips`` (indices): each leaves it when its own
         estimates stop moving; their estimates end at the answer, their models linearized at the
-        last iterate (within ``tol`` of it)."""
+        last iterate (within ``tol`` of it).  A ``warm`` fit (from the estimate of an earlier fit
+        and its model, a read-back's) evaluates the model's readings only at each iteration (:meth:`refresh` without slopes: the
+        adjoint solves, half a model evaluation, set how fast a fit converges, not where; each
+        cell keeps its ``a`` from its chip's last refresh, so the map iterated does not change),
+        and the slopes once, at the last iterate (:meth:`_refresh_slopes`): the fit ends with the
+        model one whole refresh there gives (8×8 chips' read-back fits take 3–4 iterations).  A
+        first fit (from the readings themselves, or a start of its own) takes the slopes at every
+        iteration: its estimates travel
+        tens of %, and a cell's ``a`` moves with its own conductance (64×64 at 0.67 Ω: up to 40 %
+        for a cell set elsewhere in the window; from the readings of a 2 Ω 64×64 chip at a trial
+        3 Ω the iteration on the first slopes diverged)."""
         shape = m.shape[1:]
         y = np.log(self.est[chips]).reshape(chips.size, -1)
         mix = Anderson(FIT_ANDERSON_DEPTH)
@@ -280,8 +328,8 @@ class ReadCorrection:
             todo = live
             if k == 0:      # a chip whose estimate has not moved since its last refresh keeps its model
                 todo = live[(self.est[live] != self._ref[live]).reshape(live.size, -1).any(axis=1)]
-            if todo.size:
-                self.refresh(todo)
+            if todo.size:   # a warm fit: the readings only (the slopes set how fast it gets there)
+                self.refresh(todo, slopes=not warm)
             gy = np.log(keep(self._invert(m[live], self._a[live], self._c[live], self.est[live], self._ref[live],
                                           self._m_hat[live]), live)).reshape(
                 live.size, -1)
@@ -298,29 +346,76 @@ class ReadCorrection:
             y[at] = mix.step(gy, f)
             self.est[live] = keep(np.exp(y[at]).reshape(live.size, *shape), live)
         # the model stays linearized at the last iterate, within ``tol`` of the answer (no model
-        # evaluation more per fit): an inversion around it is off by that distance squared
+        # evaluation more per fit): an inversion around it is off by that distance squared; it is
+        # taken as linearized at the answer (off by ``tol``, a millionth), so that the cells that
+        # move after the fit are the only ones whose shares the verify reads follow (_shifted_c)
         self.est[chips] = keep(np.exp(y).reshape(chips.size, *shape), chips)
+        stale = chips[self._stale[chips]]
+        if stale.size:      # the slopes at the last iterate: the model whole there, as one refresh
+            self._refresh_slopes(stale)
+        est = self.est[chips]
+        near = np.abs(np.log(est / self._ref[chips])).reshape(chips.size, -1).max(axis=1, initial=0.0) <= tol
+        self._ref[chips[near]] = est[near]
 
-    def refresh(self, chips=None) -> None:
+    def refresh(self, chips=None, slopes: bool = True) -> None:
         """Recompute the model's local inversion (a, c per cell) at the present estimate, of the
-        chips ``chips`` only (an index array; default every chip)."""
+        chips ``chips`` only (an index array; default every chip).  Without ``slopes`` (``chips``
+        given, grounded reads) the model's readings only (:meth:`model`): ``c`` puts each cell's
+        inversion through its new reading, so a reading equal to the model's still maps to the
+        estimate exactly, with the cell's last ``a`` (and the kept sensitivities' adjoint part, the
+        write transfers' ψ) until :meth:`_refresh_slopes` takes them at the same estimate."""
+        if chips is None or self._a is None:
+            slopes = True
         g = self.est if chips is None else self.est[chips]
-        m_hat, slope = self.model(g, cross=chips is None or self._cross is not None, ids=chips)   # (none kept: none needed)
-        a = np.maximum(slope, 1e-6) * g * g / (m_hat * m_hat)
+        m_hat, slope = self.model(g, cross=chips is None or self._cross is not None, ids=chips,   # (none kept: none needed)
+                                  slopes=slopes)
+        new_write, new_cross = self._model_write, self._model_cross
         if chips is None:
+            a = np.maximum(slope, 1e-6) * g * g / (m_hat * m_hat)
             self._a, self._c = a, 1.0 / m_hat - a / g
-            self._m_hat, self._ref, self._cross = m_hat, g.copy(), self._model_cross
-            self._write = self._model_write
+            self._m_hat, self._ref, self._cross = m_hat, g.copy(), new_cross
+            self._write, self._unit = new_write, self._model_unit
+            self._stale = np.zeros(g.shape[0], bool)
         else:
+            a = self._a[chips] if slope is None else np.maximum(slope, 1e-6) * g * g / (m_hat * m_hat)
             self._a[chips], self._c[chips] = a, 1.0 / m_hat - a / g
-            self._m_hat[chips], self._ref[chips] = m_hat, g
-            for kept, new in zip(self._write, self._model_write):
-                kept[chips] = new
-            if self._cross is not None and self._model_cross is not None:
-                self._cross[0][chips], self._cross[1][chips] = self._model_cross[:2]
+            self._m_hat[chips], self._ref[chips], self._unit[chips] = m_hat, g, self._model_unit
+            self._stale[chips] = slope is None
+            for kept, new in zip(self._write, new_write):
+                if new is not None:
+                    kept[chips] = new
+            if self._cross is not None and new_cross is not None:
+                self._cross[0][chips] = new_cross[0]
+                if new_cross[1] is not None:
+                    self._cross[1][chips] = new_cross[1]
             else:
                 self._cross = None
         self.refreshes += 1
+
+    def _refresh_slopes(self, chips) -> None:
+        """The adjoint half of :meth:`refresh` for the chips ``chips`` (indices) whose last refresh
+        took the readings only: their slopes, ``a``, ``c``, the kept sensitivities' adjoint part and
+        the write transfers' ψ at the estimate that refresh was made at (:attr:`_ref`), with its
+        readings — the same inversion as one whole refresh there."""
+        R, C = self.shape
+        cubic = self.beta > 0 and self.scheme == "ground"
+        norm = 1.0 + self.beta * self.v_ref ** 2 if cubic else 1.0
+        for k in range(0, chips.size, MODEL_CHIPS):
+            part = chips[k:k + MODEL_CHIPS]
+            g = self._ref[part]
+            net = self._net = relaxed_network(self._net, g / norm, self.r_line, self.r_access)
+            wr, wc = self._adjoints(g, norm, net, part)
+            g_term = 1.0 / (self.r_line + self.r_access) if net is None else net.g_term
+            u_at = (np.diagonal(wr.transpose(0, 2, 1, 3), axis1=2, axis2=3)
+                    - np.diagonal(wc.transpose(0, 2, 1, 3), axis1=2, axis2=3))
+            slope = -g_term * self._unit[part] * u_at / self.v_read
+            m_hat = self._m_hat[part]
+            a = np.maximum(slope, 1e-6) * g * g / (m_hat * m_hat)
+            self._a[part], self._c[part] = a, 1.0 / m_hat - a / g
+            self._write[1][part] = g_term * u_at
+            if self._cross is not None:
+                self._cross[1][part] = wr - wc
+            self._stale[part] = False
 
     def _shifted_c(self, b, rows, cols) -> np.ndarray:
         """``c`` of cells (rows, cols) of chips ``b`` (index arrays of one shape) with the other cells' estimates as
@@ -337,8 +432,24 @@ class ReadCorrection:
         if not delta.any():
             return c
         phi, u, gt = self._cross
-        share = np.einsum("...km,...km,...km->...", phi[b, rows], u[b, cols], delta[b])
-        share -= phi[b, rows, rows, cols] * u[b, cols, rows, cols] * delta[b, rows, cols]   # not its own
+        bb, kk, mm = np.nonzero(delta)      # the cells moved since (few between refreshes: the lanes')
+        if 4 * bb.size > delta.size:        # most moved (a fit's last iterate): every cell at once
+            share = np.einsum("...km,...km,...km->...", phi[b, rows], u[b, cols], delta[b])
+            share -= phi[b, rows, rows, cols] * u[b, cols, rows, cols] * delta[b, rows, cols]   # not its own
+        else:                               # each lane against its chip's moved cells only
+            R, C = self.shape
+            per = np.bincount(bb, minlength=delta.shape[0])
+            first = np.cumsum(per) - per
+            n = per.take(b)
+            lane = np.repeat(np.arange(b.size), n)
+            at = np.arange(lane.size) - np.repeat(np.cumsum(n) - n, n) + np.repeat(first.take(b), n)
+            cell = (kk * C + mm).take(at)                                   # the moved cell, in its chip
+            own = rows * C + cols
+            term = phi.reshape(-1).take(np.repeat((b * R + rows) * (R * C), n) + cell)
+            term *= u.reshape(-1).take(np.repeat((b * C + cols) * (R * C), n) + cell)
+            term *= delta.reshape(-1).take(np.repeat(b * (R * C), n) + cell)
+            term[cell == np.repeat(own, n)] = 0.0                          # not its own
+            share = np.bincount(lane, term, minlength=b.size)
         m_hat = self._m_hat[b, rows, cols]
         moved = m_hat - gt * share / self.v_read
         return c + 1.0 / np.where(moved > 0, moved, m_hat) - 1.0 / m_hat
@@ -382,7 +493,7 @@ class ReadCorrection:
             self.refresh()
 
     # --------------------------------------------------------------------------- writes
-    def write_transfer(self, rows, cols, amplitude, row_share: float, col_share: float) -> np.ndarray:
+    def write_transfer(self, rows, cols, amplitude, row_share: float, col_share: float, lanes=None) -> np.ndarray:
         """The share of a write's drive that the model puts across its selected cell: (n_chips, L)
         for lanes (rows, cols) driven at ``amplitude`` (V, the selected cell's intended voltage:
         the transfer is evaluated at the devices' currents it implies) under a scheme that holds the
@@ -402,11 +513,20 @@ class ReadCorrection:
         ``1/t_lin − 1`` of a voltage divider grows by ``s``: ``t = 1/(1 + s·(1/t_lin − 1))``.
         Checked against the simulator's nonlinear solve on 32×32 at 2 Ω (transfers 0.66–1):
         within 0.8 % at 1.1 V and 2.7 % at 2.4 V, V/2 and V/3 alike, where the linear transfer
-        is off by up to 6 %."""
+        is off by up to 6 %.
+
+        ``lanes``: flat indices of the (n_chips, L) lanes wanted (a step's few pulsed lanes of a
+        batch of many chips); ``amplitude`` is then theirs, and so is the result, (lanes.size,)."""
         phi, psi, sigma = self._write
         a, b = float(row_share), float(col_share)
-        chip = np.broadcast_to(np.arange(self.n_chips)[:, None], np.shape(rows))
-        t_lin = (a - b) * sigma[chip, rows, cols] + (1 - a) * phi[chip, rows, cols] - b * psi[chip, rows, cols]
+        if lanes is None:
+            chip = np.broadcast_to(np.arange(self.n_chips)[:, None], np.shape(rows))
+            cell = (chip * self.shape[0] + rows) * self.shape[1] + cols
+        else:
+            R, C = self.shape
+            cell = (lanes // np.shape(rows)[-1] * R + rows.reshape(-1).take(lanes)) * C + cols.reshape(-1).take(lanes)
+        t_lin = ((a - b) * sigma.reshape(-1).take(cell) + (1 - a) * phi.reshape(-1).take(cell)
+                 - b * psi.reshape(-1).take(cell))
         t_lin = np.clip(t_lin, 1e-3, 1.0)
         t = t_lin
         for _ in range(2):
@@ -585,7 +705,7 @@ def refine_lines(ground_readings, low_readings, second_readings, cells, v_read: 
             sec = float_read_currents(g, cells, v_read, r, r_access, b, v_read)[0] / v_read
         else:
             sec = driven_read_model(g, cells, v_read, r, r_access, b, v_read, scheme)[0]
-        lo = ReadCorrection(shape, 1, v_low, r, r_access, beta=b, v_ref=v_read).model(g)[0][0][idx]
+        lo = ReadCorrection(shape, 1, v_low, r, r_access, beta=b, v_ref=v_read).model(g, slopes=False)[0][0][idx]
         return np.array([np.mean(np.log(sec / second)), np.mean(np.log(lo / low))])
 
     x = np.array([np.log(r_line), beta])

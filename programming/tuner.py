@@ -1072,9 +1072,7 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
         if share is not None:
             # the line model's share of the drive across the selected cell: drive so that it gets
             # the amplitude, never beyond the cap nor compensation_max (the cap counts from there)
-            lane_amp = np.zeros(n.rows.shape)
-            lane_amp.reshape(-1)[li] = amp
-            t = corr.write_transfer(n.rows, n.cols, lane_amp, *share).take(li)
+            t = corr.write_transfer(n.rows, n.cols, amp, *share, lanes=li)
             cap = np.minimum(cap, cfg.compensation_max)
             drive = np.minimum(amp / t, cap)
             reached = drive * t

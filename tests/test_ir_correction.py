@@ -73,6 +73,57 @@ def test_correction_follows_neighbours_tuned_since_the_last_refresh():
     assert abs(got[0, 0] / g[0, 3, 20] - 1) < 2e-4
 
 
+def test_neighbours_shares_over_the_moved_cells_only_equal_the_whole_sum():
+    """The first-order follow of the other cells (:meth:`ReadCorrection._shifted_c`) sums each
+    lane's shares over its chip's moved cells only: the same as over every cell (to rounding), for
+    lanes of several chips, a lane whose own cell moved, and a chip with none moved."""
+    rng = np.random.default_rng(5)
+    g = rng.uniform(100e-6, 500e-6, (3, 9, 7))
+    corr = ReadCorrection((9, 7), 3, 0.2, r_line=1.5)
+    corr.fit(grounded_read_currents(g, 0.2, 1.5) / 0.2)
+    corr.refresh()                                                  # linearized at the estimate itself
+    moved = [(0, 1, 2), (0, 4, 6), (2, 8, 0), (0, 3, 3)]
+    for b, i, j in moved:
+        corr.est[b, i, j] *= 1.3
+    b = np.array([0, 0, 1, 2, 2, 0])
+    rows, cols = np.array([3, 5, 2, 8, 1, 4]), np.array([3, 0, 4, 6, 0, 6])
+    got = corr._shifted_c(b, rows, cols)
+    phi, u, gt = corr._cross
+    delta = corr.est - corr._ref
+    share = np.einsum("...km,...km,...km->...", phi[b, rows], u[b, cols], delta[b])
+    share -= phi[b, rows, rows, cols] * u[b, cols, rows, cols] * delta[b, rows, cols]
+    m_hat = corr._m_hat[b, rows, cols]
+    want = corr._c[b, rows, cols] + 1 / (m_hat - gt * share / 0.2) - 1 / m_hat
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert np.abs(got - corr._c[b, rows, cols]).max() > 0          # the moved cells do shift some lanes
+    assert got[2] == corr._c[1, 2, 4]                               # chip 1: nothing moved
+
+
+@pytest.mark.parametrize("n, r_line, chips", [(32, 1.0, 1), (6, 2.0, 3)])
+def test_a_fit_ends_with_the_whole_model_at_its_answer(n, r_line, chips, monkeypatch):
+    """A fit evaluates the model's readings only while it iterates and the slopes once at its end:
+    its inversion ends as one whole refresh at the answer makes it (slopes, a, c, the kept
+    sensitivities, the write transfers), on swept lines (32×32) and relaxed ones (6×6 chips)."""
+    _exact_model(monkeypatch)
+    rng = np.random.default_rng(7)
+    g = rng.uniform(100e-6, 500e-6, (chips, n, n))
+    corr = ReadCorrection((n, n), chips, 0.2, r_line=r_line, beta=0.3)
+    m = corr.model(g)[0]
+    corr.fit(m * np.exp(0.01 * rng.standard_normal(m.shape)), tol=1e-10)       # the first fit
+    corr.fit(m, start=corr.est, tol=1e-10)                                    # a read-back's
+    assert not corr._stale.any()
+    whole = ReadCorrection((n, n), chips, 0.2, r_line=r_line, beta=0.3)
+    whole.est = corr._ref.copy()
+    whole.refresh()
+    for got, want in [(corr._a, whole._a), (corr._m_hat, whole._m_hat),
+                      *zip(corr._write, whole._write), *zip(corr._cross[:2], whole._cross[:2])]:
+        np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-12 * np.abs(want).max())
+    # c = 1/m_hat - a/g is the difference of two terms ~300x larger, each as close as the solves
+    # (their rounding floor on 32x32: ~1e-10 of the drive): to 1e-8 of them
+    np.testing.assert_allclose(corr._c, whole._c, rtol=0, atol=1e-8 / whole._m_hat.min())
+    np.testing.assert_allclose(corr.est, g, rtol=1e-8)
+
+
 def test_a_reading_beyond_the_local_inversions_pole_moves_the_estimate():
     # a cell linearized near the window's bottom (10 uS, as the RESET sweep leaves some) whose next
     # reading is past the local inversion's pole 1/c: it was kept at its stale estimate at every read
