@@ -718,7 +718,7 @@ class _Run:
         # pass just ended (from the read-back before; the run's start for the first) and this one
         wait = t1 - (self.t_back if np.isfinite(self.t_back) else t0)
         self.t_back = t1
-        read = ~np.isnan(self.tgt) if self.corr is None else np.ones(self.tgt.shape, bool)   # (as _read_back)
+        read = _read_mask(~np.isnan(self.tgt), self.corr)     # what the read-back read
         order = np.cumsum(read.reshape(-1)).reshape(self.tgt.shape)     # each read cell's place
         out = ~np.isnan(self.tgt) & (np.abs(back - self.tgt) > self.cfg.hold_band * self.tgt)
         total = read.sum() + out.sum() * (self.cfg.consecutive - 1)
@@ -1414,37 +1414,39 @@ def _refit(xb, cfg: TunerConfig, rec, corr) -> None:
     estimate of every conductance anew to those readings (the joint inversion of a read-back,
     :meth:`~programming.ir_correction.ReadCorrection.correct_map`).  Nothing is decided on these
     readings: the cells being tuned go on, with every verify read corrected on the fresh fit."""
+    corr.correct_map(_read_map(xb, cfg, rec, np.ones(rec["time"].shape, bool)))
+
+
+def _read_mask(targeted, corr=None) -> np.ndarray:
+    """The cells a read-back reads: the targeted ones; with an IR-drop correction every cell (the
+    untargeted ones load the same lines and drift under the others' pulses: their stale estimates
+    biased a 64×64 chip's corrected read-back of 512 tuned cells by 0.85 % rms)."""
+    return targeted if corr is None else np.ones(np.shape(targeted), bool)
+
+
+def _read_map(xb, cfg: TunerConfig, rec, read) -> np.ndarray:
+    """Read the cells ``read`` (bool, (n_chips, rows, cols)) once, as ``cfg`` reads, counting the
+    reads and their time in the records ``rec``: their readings (S), NaN where not read."""
     rows, cols = (a.ravel() for a in np.indices(xb.shape))
-    back = xb.read(rows, cols, cfg.v_read, cfg.read_scheme)
-    rec["reads"] += 1
-    rec["time"] += back.duration.reshape(rec["time"].shape)
-    corr.correct_map(back.conductance.reshape(rec["time"].shape))
+    back = xb.read(rows, cols, cfg.v_read, cfg.read_scheme, active=read.reshape(xb.n_chips, -1))
+    rec["reads"] += read
+    rec["time"] += back.duration.reshape(read.shape)
+    return back.conductance.reshape(read.shape)
 
 
 def _read_back(xb, tgt, targeted, cfg: TunerConfig, rec, corr=None) -> np.ndarray:
     """Read every targeted cell once; re-read those out of tolerance ``consecutive − 1`` more times
     and keep the mean.  Returns the conductances (S), NaN where untargeted.  With an IR-drop
-    correction every cell is read (the untargeted ones load the same lines and drift under the
-    others' pulses: their stale estimates biased a 64×64 chip's corrected read-back of 512 tuned
-    cells by 0.85 % rms) and the map is inverted jointly."""
-    full = tgt.shape
-    rows, cols = (a.ravel() for a in np.indices(xb.shape))
-    read = targeted if corr is None else np.ones(full, bool)
-    back = xb.read(rows, cols, cfg.v_read, cfg.read_scheme, active=read.reshape(xb.n_chips, -1))
-    rec["reads"] += read
-    rec["time"] += back.duration.reshape(full)
-    final = back.conductance.reshape(full)
+    correction every cell is read (:func:`_read_mask`) and the map is inverted jointly."""
+    final = _read_map(xb, cfg, rec, _read_mask(targeted, corr))
     if corr is not None:
         final = np.where(targeted, corr.correct_map(final), np.nan)
     doubt = targeted & (np.abs(final - tgt) > cfg.hold_band * tgt)
     if doubt.any() and cfg.consecutive > 1:
         total = np.where(doubt, final, 0.0)
         for _ in range(cfg.consecutive - 1):
-            again = xb.read(rows, cols, cfg.v_read, cfg.read_scheme, active=doubt.reshape(xb.n_chips, -1))
-            g = again.conductance.reshape(full) if corr is None else corr.correct_map(again.conductance.reshape(full))
-            total += np.where(doubt, g, 0.0)
-            rec["reads"] += doubt
-            rec["time"] += again.duration.reshape(full)
+            again = _read_map(xb, cfg, rec, doubt)
+            total += np.where(doubt, again if corr is None else corr.correct_map(again), 0.0)
         final = np.where(doubt, total / cfg.consecutive, final)
     return final
 
@@ -1457,7 +1459,7 @@ def _read_back_on_instrument(xb, tgt, targeted, cfg: TunerConfig, rec, corr=None
     :meth:`_Run.read_noise`): the same call also re-reads the cells read within ``2·noise`` of the
     hold band's edge, :data:`EDGE_REPEATS` times (at least ``consecutive − 1``), and their mean
     decides — more reads only where one read cannot tell whether the cell holds."""
-    read = targeted if corr is None else np.ones(tgt.shape, bool)      # (as _read_back)
+    read = _read_mask(targeted, corr)
     cells = [(int(r), int(c)) for r, c in zip(*np.nonzero(read[0]))]
     raw = np.full(tgt.shape, np.nan)
     t0 = time.perf_counter()

@@ -725,3 +725,24 @@ def test_on_instrument_read_back_averages_only_the_cells_near_the_hold_edge():
         if noise:
             assert np.all(rec["reads"][~bad] == 1) and np.all(rec["reads"][bad] == 1 + EDGE_REPEATS)
     assert passed[0.0] >= 5 and passed[0.001] == 0, passed
+
+
+@pytest.mark.parametrize("r_line", [0.0, 0.67])
+def test_a_whole_map_read_with_an_all_true_mask_is_the_unmasked_read(r_line):
+    """``_read_map`` reads a whole map through an all-true ``active`` mask where the refit read
+    without one: the same readings, read noise draws included, and the same records."""
+    from programming.tuner import _read_map, _read_mask
+
+    a = SimulatedCrossbar(6, 5, n_chips=3, seed=4, r_line=r_line)
+    b = SimulatedCrossbar(6, 5, n_chips=3, seed=4, r_line=r_line)
+    cfg = TunerConfig()
+    rows, cols = (x.ravel() for x in np.indices(a.shape))
+    plain = a.read(rows, cols, cfg.v_read, cfg.read_scheme)
+    rec = {"reads": np.zeros((3, 6, 5), np.int64), "time": np.zeros((3, 6, 5))}
+    got = _read_map(b, cfg, rec, _read_mask(np.zeros((3, 6, 5), bool), corr=object()))
+    np.testing.assert_array_equal(got, plain.conductance.reshape(3, 6, 5))
+    assert (rec["reads"] == 1).all()
+    np.testing.assert_array_equal(rec["time"], plain.duration.reshape(3, 6, 5))
+    again = a.read(rows, cols, cfg.v_read, cfg.read_scheme)         # the streams are still together
+    np.testing.assert_array_equal(_read_map(b, cfg, rec, np.ones((3, 6, 5), bool)),
+                                  again.conductance.reshape(3, 6, 5))
