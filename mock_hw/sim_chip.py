@@ -53,9 +53,10 @@ READ_TOL, PULSE_TOL = 1e-10, 1e-7
 #: conductance (2 µV and 0.6 nA at 0.2 V and 300 µS: a hundredth of the 0.1 % read noise of a mean
 #: cell); pulses with every node voltage within 1e-4 of the drive (0.2 mV at 2 V, a five-hundredth
 #: of the 0.1 V spread of the switching thresholds and of the 0.1 V per decade of the width law,
-#: ~0.4 % of the switching step at 0.1 V overdrive against its 30 % cycle-to-cycle noise).  The
-#: sweeps stop on the lines' bound (``sharp``), so the error left reaches up to these (measured on
-#: a 64×64 tune: up to 0.8 of the reading bound, 0.6 of the pulse bound).  Statistical check (same
+#: ~0.4 % of the switching step at 0.1 V overdrive against its 30 % cycle-to-cycle noise).  Reads
+#: stop on the global bound (the error left ~1e-7 of a reading measured on 64×64: a line
+#: calibration averages readings far below their tolerance); pulses on the lines' bound (``sharp``:
+#: the error left reaches up to theirs, measured 0.6 of it on a 64×64 tune).  Statistical check (same
 #: chips, seeds and targets, tolerances against 1e-10 / 1e-7): ``benchmarks/ir_speed.py --evidence``
 FACTORED_READ_TOL, FACTORED_PULSE_TOL = 1e-5, 1e-4
 FACTORED_TOL_CELLS = 1024

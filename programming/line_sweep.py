@@ -24,7 +24,7 @@ own line's terminal along the line alone (every other path only lowers it), at m
 over many nodes whose transfer resistances to one another are far below ``z``): measured on 64×64
 at 0.67 Ω the node error left is ~1/100 of it.
 
-**The lines' bound** (``sharp``: the simulator's solves), ~1/70 of the global one and within ~1.3×
+**The lines' bound** (``sharp``: the simulator's pulses), ~1/70 of the global one and within ~1.3×
 of the error left (a sweep less per point on 64×64).  Line l's rows of ``J̄ e = F`` (``e = x − x*``)
 read ``(L_l + D_l) e_l = F_l + D_l e'_l``: ``L_l`` the line alone (its segments and its terminal
 path), ``D_l`` the diagonal of its devices' mean slopes ``d̄``, ``e'_l`` the errors of the crossing
@@ -43,8 +43,9 @@ error is ``g_term`` times its terminal node's and ``(L_l⁻¹)_{0k} = r_t``: at 
 (``rows_i`` False: the column terminals' only, a grounded read's readings).  The slopes:
 ``d̄ = g·(1 + 3β v²)/(1 + β v_ref²)`` at some ``v`` between a cell's voltage now and at the
 solution, which differ by at most twice the global bound ``z·Σ|F|``.  The answers' errors then
-reach up to the tolerance (with the global bound alone ~1/100 of it): the tuner's line model,
-whose fits compare evaluations far below their tolerance, keeps the global bound.
+reach up to the tolerance (with the global bound alone ~1/100 of it), which readings cannot
+afford: a line calibration averages a chip's readings far below their tolerance (and the tuner's
+line model's fits compare evaluations far below theirs), so reads keep the global bound.
 
 **Warm starts.**  A solve starts from the caller's node voltages (``x`` in and out): the solution
 of the same operating point on the conductances of an earlier call, scaled to the new drive, sits

@@ -548,7 +548,7 @@ def test_the_lines_bound_holds_wherever_it_stops_a_solve(r_line, r_access, g_hi,
 def test_the_lines_bound_stops_a_warm_64x64_read_a_sweep_earlier():
     """A 64×64 chip's grounded read, warm started from its solution before one cell's 2 % change (a
     tuner's read after a pulse), to the simulator's read tolerances: the lines' bound on the
-    column terminals' currents (its readings, as the simulator asks) stops it at least a sweep
+    column terminals' currents (its readings; the simulator's reads keep the global bound) stops it at least a sweep
     before the global bound alone, both within their tolerances of the Newton reference (the
     lines' answer nearer its tolerance: the global bound leaves ~1/100 of it)."""
     from mock_hw.sim_chip import FACTORED_READ_TOL
