@@ -224,19 +224,8 @@ class DevicePopulation:
 
 
 def iv_current(g, v, beta: float, v_ref: float):
-    """Current through devices of read conductance ``g`` (S) at voltage ``v`` (V), A:
-    ``g·v·((1 + β v²)/(1 + β v_ref²))`` (worked out in place, in that order)."""
-    v = np.asarray(v, dtype=float)
-    shape = np.broadcast_shapes(np.shape(g), v.shape)
-    if not shape:
-        return g * v * ((1.0 + beta * v * v) / (1.0 + beta * v_ref * v_ref))
-    f = beta * v
-    f *= v
-    f += 1.0
-    f /= 1.0 + beta * v_ref * v_ref
-    out = np.multiply(g, v)
-    out *= f
-    return out
+    """Current through devices of read conductance ``g`` (S) at voltage ``v`` (V), A."""
+    return g * v * ((1.0 + beta * v * v) / (1.0 + beta * v_ref * v_ref))
 
 
 def iv_slope(g, v, beta: float, v_ref: float):
@@ -284,14 +273,7 @@ def equivalent_voltage(v, width, p: DeviceParams, shift=None):
     v = np.asarray(v, dtype=float)
     if shift is None:
         shift = equivalent_shift(width, p)
-    out = np.add(np.abs(v), shift)
-    if not out.shape:
-        return np.sign(v) * np.maximum(out, 0.0)
-    np.maximum(out, 0.0, out=out)
-    np.copysign(out, v, out=out)                    # sign(v)·out, but for v = 0
-    if np.max(shift, initial=0.0) > 0:
-        out *= v != 0                               # 0 V acts as 0 V
-    return out
+    return np.sign(v) * np.maximum(np.abs(v) + shift, 0.0)
 
 
 def switching_step(g, v, width, vth_set, vth_reset, rate, p: DeviceParams, xi):
