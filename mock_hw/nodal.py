@@ -284,12 +284,14 @@ class LineSolver:
         self._epoch += 1
         return self.net
 
-    def versions(self, g) -> tuple[int, np.ndarray] | None:
+    def versions(self, g, brought: bool = False) -> tuple[int, np.ndarray] | None:
         """The relaxed network brought to conductances ``g`` (:meth:`network`), and then
         (epoch, versions (B,)): a chip whose epoch and version are those of an earlier call has the
         same conductances as then (bit for bit: any change counts its version up; a new network
-        starts a new epoch).  None where the lines do not relax."""
-        if self.network(g) is None:
+        starts a new epoch).  None where the lines do not relax.  ``brought``: the caller brought
+        the network to ``g`` in this call (:meth:`relaxed` or :meth:`network` of the same, unchanged
+        ``g``): not compared again (a pass over the whole batch's conductances)."""
+        if (self.net if brought else self.network(g)) is None:
             return None
         return self._epoch, self._versions
 

@@ -358,7 +358,7 @@ class SimulatedCrossbar(Crossbar):
         elif scheme is ReadScheme.ISOLATE:
             current = self._isolated_reads(rows, cols, v_read, active)
         elif scheme is ReadScheme.GROUND and self._lines.relaxed(self._g):
-            current = self._relaxed_reads(rows, cols, v_read, active)
+            current = self._relaxed_reads(rows, cols, v_read, active, brought=True)
         elif scheme is ReadScheme.GROUND:
             # a grounded read depends only on the driven row: with more lanes than rows, solve every
             # row once; else one solve per lane — all on the kept factorization (nodal.LineSolver)
@@ -408,21 +408,22 @@ class SimulatedCrossbar(Crossbar):
         duration.put(li, self.params.timing.read_s)
         return ReadResult(conductance, out, duration)
 
-    def _relaxed_reads(self, rows, cols, v_read, active) -> np.ndarray:
+    def _relaxed_reads(self, rows, cols, v_read, active, brought: bool = False) -> np.ndarray:
         """Noise-free currents (n_chips, L), A, of grounded reads of cells (rows, cols) where
         ``active``, on relaxed lines (many small chips, :mod:`programming.line_batch`): one
         operating point per lane (a lane idle on a chip costs nothing there), or every row once
         where the chips read more cells than they have rows.  A chip whose conductances have not
         changed since a row's last read reuses that read's currents (:meth:`_kept_rows`): a
         relaxed operating point's answer is its own, bit for bit, whatever else is solved with it,
-        so the currents are those a new solve would give."""
+        so the currents are those a new solve would give.  ``brought``: the caller brought the
+        relaxed network to the chips' conductances in this call (:meth:`_kept_rows`)."""
         n_rows = self.shape[0]
-        cur, have = self._kept_rows(v_read)
+        cur, have = self._kept_rows(v_read, brought)
         b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)
         need = active & ~have[b, rows]
         on_lanes = np.flatnonzero(need.any(axis=0))
         if on_lanes.size >= n_rows and np.count_nonzero(need) >= self.n_chips * n_rows:
-            self._grounded_rows(v_read)
+            self._grounded_rows(v_read, brought=True)     # (brought by _kept_rows)
         elif on_lanes.size:        # the lanes to solve, one operating point each
             pc, pk = np.nonzero(need)
             pr = rows[pc, pk]
@@ -430,15 +431,16 @@ class SimulatedCrossbar(Crossbar):
             have[pc, pr] = True
         return np.where(active, cur[b, rows, cols], 0.0)
 
-    def _kept_rows(self, v_read):
+    def _kept_rows(self, v_read, brought: bool = False):
         """The kept noise-free grounded-read currents (n_chips, rows, cols), A — row i's at
         ``v_read`` in ``[b, i]`` — and which (chip, row) are current (n_chips, rows): a chip's
         rows are dropped when its conductances change (the relaxed network's chip versions,
         :meth:`mock_hw.nodal.LineSolver.versions`, compared with those they were read on; any
         change, by pulses, drift or retention, counts), and every row when ``v_read`` (V) differs
         from the kept reads' or the network is new.  Relaxed lines only; updated by the caller
-        after a solve."""
-        epoch, versions = self._lines.versions(self._g)
+        after a solve.  ``brought``: the caller brought the network to the chips' conductances in
+        this call (:meth:`mock_hw.nodal.LineSolver.relaxed`; not compared again)."""
+        epoch, versions = self._lines.versions(self._g, brought=brought)
         kept = self._rows_kept
         if kept is None or kept[0] != (float(v_read), epoch):
             n_rows, n_cols = self.shape
@@ -451,13 +453,14 @@ class SimulatedCrossbar(Crossbar):
                 kept[3][changed] = False
         return kept[2], kept[3]
 
-    def _grounded_rows(self, v_read) -> np.ndarray:
+    def _grounded_rows(self, v_read, brought: bool = False) -> np.ndarray:
         """Noise-free grounded-read currents (n_chips, rows, cols), A, of every cell (resistive
         lines): row i driven at ``v_read`` for the cells of row i, every other line at 0 V.  On
         relaxed lines the rows kept from earlier reads of unchanged chips are reused
-        (:meth:`_relaxed_reads`) and only the others solved."""
-        if self._lines.relaxed(self._g):
-            cur, have = self._kept_rows(v_read)
+        (:meth:`_relaxed_reads`) and only the others solved.  ``brought``: the caller brought the
+        relaxed network to the chips' conductances in this call (:meth:`_kept_rows`)."""
+        if brought or self._lines.relaxed(self._g):
+            cur, have = self._kept_rows(v_read, brought=brought)
             if have.all():
                 return cur.copy()
             pc, pr = np.nonzero(~have)

@@ -315,31 +315,30 @@ def relax_pulses(g, g_lin, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shif
     steps, n_hit, top = 1, 0, 0.0
     for p in range(P):
         c, sr, sc, vp = chip[p], sel_r[p], sel_c[p], v[p]
-        a_un, c_un = vp * frac_row, vp * frac_col
-        hi, lo, scale = -np.inf, np.inf, 0.0
-        for i in range(R):
-            a_t[i] = vp if i == sr else a_un
-            hi, lo, scale = max(hi, a_t[i]), min(lo, a_t[i]), max(scale, abs(a_t[i]))
-        for j in range(C):
-            c_t[j] = 0.0 if j == sc else c_un
-            hi, lo, scale = max(hi, c_t[j]), min(lo, c_t[j]), max(scale, abs(c_t[j]))
-        live = False
-        for i in range(R):
+        if not solved:      # the relaxation's terminals, cell voltages on ideal lines and conductances
+            a_un, c_un = vp * frac_row, vp * frac_col
+            hi, lo, scale = -np.inf, np.inf, 0.0
+            for i in range(R):
+                a_t[i] = vp if i == sr else a_un
+                hi, lo, scale = max(hi, a_t[i]), min(lo, a_t[i]), max(scale, abs(a_t[i]))
             for j in range(C):
-                x = a_t[i] - c_t[j]
-                v0[i * C + j] = x
-                gl[i * C + j] = g_lin[c, i, j]
-                if x != 0.0:
-                    live = True
-        if solved:
-            pass
-        elif live:
-            it, status, worst = _relax_one(beta, rho_lin[c], hi, lo, tol * scale, r_t, r, max_iter, R, C, w)
-            if status:
-                return max(steps, it), status, worst, n_hit, top
-            steps = max(steps, it)
-        else:
-            _idle(R, C, w)
+                c_t[j] = 0.0 if j == sc else c_un
+                hi, lo, scale = max(hi, c_t[j]), min(lo, c_t[j]), max(scale, abs(c_t[j]))
+            live = False
+            for i in range(R):
+                for j in range(C):
+                    x = a_t[i] - c_t[j]
+                    v0[i * C + j] = x
+                    gl[i * C + j] = g_lin[c, i, j]
+                    if x != 0.0:
+                        live = True
+            if live:
+                it, status, worst = _relax_one(beta, rho_lin[c], hi, lo, tol * scale, r_t, r, max_iter, R, C, w)
+                if status:
+                    return max(steps, it), status, worst, n_hit, top
+                steps = max(steps, it)
+            else:
+                _idle(R, C, w)
         e = 0.0
         s = shift[p]
         for i in range(R):

@@ -92,6 +92,8 @@ class TuneState:
         compliance: compliance events so far.
         relaxation: what the run had learnt of its cells' relaxation (:data:`RELAXATION_FIELDS`),
             None if nothing (a run resumed without it compensates from what it measures anew).
+        pass_chips: bool (n_chips,), the chips in that pass (the others had finished: they are not
+            read back again), or None if unknown (every chip is read back after the pass).
     """
 
     pass_no: int
@@ -103,6 +105,7 @@ class TuneState:
     time: np.ndarray
     compliance: int = 0
     relaxation: dict | None = None
+    pass_chips: np.ndarray | None = None
 
     @classmethod
     def fresh(cls, targeted: np.ndarray) -> "TuneState":
@@ -144,6 +147,7 @@ class TuneState:
                              f"the run's targets have shape {targets.shape}")
         state.pass_no = int(pass_no)
         state.todo = np.asarray(todo, bool) & targeted
+        state.pass_chips = state.todo.any(axis=(1, 2))      # (a chip in a pass has a cell of it to tune)
         n = len(cells.get("chip", ()))
         if n:
             chip, row, col = (np.asarray(cells[k]) for k in ("chip", "row", "col"))

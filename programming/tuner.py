@@ -366,6 +366,10 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
         run.restore_relaxation(state.relaxation)
     verify_reads = 0
     p, todo = state.pass_no, state.todo & targeted
+    # the chips in the pass (each chip's run is its own: a chip whose cells all hold leaves the run,
+    # its last read-back its final readings); a resumed pass's from its journal (unknown: every chip)
+    run.on = (todo.any(axis=(1, 2)) if resume is None
+              else np.ones(xb.n_chips, bool) if resume.pass_chips is None else np.asarray(resume.pass_chips, bool))
     if resume is None:
         journal.pass_started(0, todo)
     # the host loop's RESET sweep (the on-instrument script resets each cell as it starts it)
@@ -379,6 +383,7 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
     if cfg.far_first and not on_instrument:
         run.far = _far_cells(xb, cfg, run.corr)
     run.progress = progress
+    final = np.full(full, np.nan)   # each chip's last read-back
     bar = _progress(int(todo.sum()), progress, p)
     try:
         while True:
@@ -388,25 +393,31 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
                 tune_pass = run.tune_pass_on_instrument if on_instrument else run.tune_pass
                 verify_reads += bool(tune_pass(todo, cfg.initial_reset and p == 0 and not sweep, p, bar))
                 run.carry, run.swept = None, False      # the pass took all the sweep spent
-            # read back every targeted cell: the re-verify check (after the last pass, the final read)
-            final = None        # (the last read-back's conductances: not held through this one)
+            # read back every targeted cell of the pass's chips: the re-verify check (after a chip's
+            # last pass, its final read); NaN on the chips that have left
             t_read = run.now()
-            final = (_read_back_on_instrument(xb, tgt, targeted, cfg, rec, run.corr, run.read_noise()) if on_instrument
-                     else _read_back(xb, tgt, targeted, cfg, rec, run.corr))
+            back = (_read_back_on_instrument(xb, tgt, targeted, cfg, rec, run.corr, run.read_noise()) if on_instrument
+                    else _read_back(xb, tgt, targeted, cfg, rec, run.corr, chips=run.on))
+            np.copyto(final, back, where=run.on[:, None, None])
             verify_reads += 1
             journal.read_back(p, final)
             journal.step_done()
-            run.learn_relaxation(final)
-            todo = targeted & (status != STUCK) & (np.abs(final - tgt) > cfg.hold_band * tgt)
+            run.learn_relaxation(back)
+            todo = targeted & (status != STUCK) & (np.abs(back - tgt) > cfg.hold_band * tgt)
             # cells whose own relaxation rate takes them out of the hold band by the read-back's end
-            todo |= targeted & (status != STUCK) & run.learn_retention(final, t_read, run.now())
-            risky = targeted & (status != STUCK) & (run.at_risk(final) | run.risk_next)
-            # a cell out of the hold band runs another pass, and so does a fast-relaxing cell at
-            # risk (on the bench's clock: the cells predicted out, in todo already); every cell at
-            # risk joins it (the pass prolongs the run for all of them)
-            if not (todo | (risky & run.fast & ~run.timed)).any() or p + 1 >= cfg.passes:
+            todo |= targeted & (status != STUCK) & run.learn_retention(back, t_read, run.now())
+            risky = targeted & (status != STUCK) & (run.at_risk(back) | run.risk_next)
+            del back
+            # a cell out of the hold band runs another pass of its chip, and so does a fast-relaxing
+            # cell at risk (on the bench's clock: the cells predicted out, in todo already); every
+            # cell at risk on a chip that goes on joins it (the pass prolongs its chip's run for all
+            # of them); a chip with neither has finished: it leaves the later passes and read-backs
+            # (a chip's outcome does not depend on the batch it is tuned in)
+            go = (todo | (risky & run.fast & ~run.timed)).any(axis=(1, 2))
+            if not go.any() or p + 1 >= cfg.passes:
                 break
-            todo |= risky
+            run.on = go
+            todo |= risky & go[:, None, None]
             p += 1
             journal.relaxation(p, run.relaxation_state(copy=False))
             journal.pass_started(p, todo)
@@ -547,6 +558,7 @@ class _Run:
         # resumed run remembers them again as its cells move); made when step_control first uses them
         self._step_levels = None
         self.progress = False   # tune()'s progress argument (a pass's second group gets its own bar)
+        self.on = None          # the chips in the pass (bool (n_chips,)): the others have finished (tune)
 
     @property
     def step_levels(self) -> dict:
@@ -718,7 +730,7 @@ class _Run:
         # pass just ended (from the read-back before; the run's start for the first) and this one
         wait = t1 - (self.t_back if np.isfinite(self.t_back) else t0)
         self.t_back = t1
-        read = _read_mask(~np.isnan(self.tgt), self.corr)     # what the read-back read
+        read = _read_mask(~np.isnan(self.tgt), self.corr, self.on)     # what the read-back read
         order = np.cumsum(read.reshape(-1)).reshape(self.tgt.shape)     # each read cell's place
         out = ~np.isnan(self.tgt) & (np.abs(back - self.tgt) > self.cfg.hold_band * self.tgt)
         total = read.sum() + out.sum() * (self.cfg.consecutive - 1)
@@ -768,7 +780,8 @@ class _Run:
         """The stop a ``should_stop`` asked for in pass ``pass_no`` with the cells ``todo`` left:
         the state a resume continues from (statuses, records, compliance, relaxation; copies)."""
         return TuneInterrupted(TuneState(pass_no, todo, self.status.copy(), *(v.copy() for v in self.rec.values()),
-                                         self.compliance, self.relaxation_state()))
+                                         self.compliance, self.relaxation_state(),
+                                         None if self.on is None else self.on.copy()))
 
     def restore_relaxation(self, state: dict) -> None:
         """Continue from :meth:`relaxation_state` (a resumed run: the same compensation as the
@@ -849,7 +862,7 @@ class _Run:
             if first is not None and first.any():
                 self._tune_cells(first, reset, pass_no, bar, remaining, finished)
                 self._pass_finished(finished, remaining)
-                back = _read_back(self.xb, self.tgt, ~np.isnan(self.tgt), self.cfg, self.rec, self.corr)
+                back = _read_back(self.xb, self.tgt, ~np.isnan(self.tgt), self.cfg, self.rec, self.corr, chips=self.on)
                 between = True
                 more = ~self.far & (self.status != STUCK) & (np.abs(back - self.tgt) > self.cfg.hold_band * self.tgt)
                 if (more & ~remaining).any():
@@ -1417,11 +1430,15 @@ def _refit(xb, cfg: TunerConfig, rec, corr) -> None:
     corr.correct_map(_read_map(xb, cfg, rec, np.ones(rec["time"].shape, bool)))
 
 
-def _read_mask(targeted, corr=None) -> np.ndarray:
+def _read_mask(targeted, corr=None, chips=None) -> np.ndarray:
     """The cells a read-back reads: the targeted ones; with an IR-drop correction every cell (the
     untargeted ones load the same lines and drift under the others' pulses: their stale estimates
-    biased a 64×64 chip's corrected read-back of 512 tuned cells by 0.85 % rms)."""
-    return targeted if corr is None else np.ones(np.shape(targeted), bool)
+    biased a 64×64 chip's corrected read-back of 512 tuned cells by 0.85 % rms).  ``chips`` (bool
+    (n_chips,), default every chip): of these chips only (the chips still in the run)."""
+    if chips is None:
+        return targeted if corr is None else np.ones(np.shape(targeted), bool)
+    on = np.asarray(chips, bool)[:, None, None]
+    return targeted & on if corr is None else np.broadcast_to(on, np.shape(targeted))
 
 
 def _read_map(xb, cfg: TunerConfig, rec, read) -> np.ndarray:
@@ -1434,11 +1451,13 @@ def _read_map(xb, cfg: TunerConfig, rec, read) -> np.ndarray:
     return back.conductance.reshape(read.shape)
 
 
-def _read_back(xb, tgt, targeted, cfg: TunerConfig, rec, corr=None) -> np.ndarray:
+def _read_back(xb, tgt, targeted, cfg: TunerConfig, rec, corr=None, chips=None) -> np.ndarray:
     """Read every targeted cell once; re-read those out of tolerance ``consecutive − 1`` more times
     and keep the mean.  Returns the conductances (S), NaN where untargeted.  With an IR-drop
-    correction every cell is read (:func:`_read_mask`) and the map is inverted jointly."""
-    final = _read_map(xb, cfg, rec, _read_mask(targeted, corr))
+    correction every cell is read (:func:`_read_mask`) and the map is inverted jointly.  ``chips``
+    (bool (n_chips,), default every chip): these chips only (NaN on the others; their line model
+    keeps its estimates)."""
+    final = _read_map(xb, cfg, rec, _read_mask(targeted, corr, chips))
     if corr is not None:
         final = np.where(targeted, corr.correct_map(final), np.nan)
     doubt = targeted & (np.abs(final - tgt) > cfg.hold_band * tgt)

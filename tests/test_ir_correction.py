@@ -152,8 +152,8 @@ def test_read_back_reads_every_cell_when_correcting(monkeypatch):
     seen = []
     original = tuner_mod._read_back
 
-    def spy(xb_, tgt_, targeted, cfg, rec, corr=None):
-        out = original(xb_, tgt_, targeted, cfg, rec, corr)
+    def spy(xb_, tgt_, targeted, cfg, rec, corr=None, **kw):
+        out = original(xb_, tgt_, targeted, cfg, rec, corr, **kw)
         seen.append(rec["reads"].copy())
         return out
 
