@@ -220,19 +220,31 @@ class ReadCorrection:
         ``g_term``, S."""
         B, R, C = g.shape
         g_term = 1.0 / (self.r_line + self.r_access)
-        if self._warm is None:
-            self._warm = WarmStarts((R, C))
-        chip = np.repeat(np.asarray(ids), R)
         reads_r = np.broadcast_to(np.eye(R) * self.v_read, (B, R, R)).reshape(B * R, R)
         x = np.empty((B * R, 2, R, C))
-        keys = self._warm.start(x, chip, reads_r, np.zeros((B * R, C)))
         g_mean = np.repeat(g.reshape(B, -1).mean(axis=1), R)
-        sweep_solve(g, self.beta if cubic else 0.0, self.v_ref, self.r_line, self.r_access, np.repeat(np.arange(B), R),
-                    reads_r, np.zeros((B * R, C)), x, MODEL_READ_TOL * self.v_read,
+        self._sweep(g, self.beta if cubic else 0.0, ids, reads_r, np.zeros((B * R, C)), x, MODEL_READ_TOL * self.v_read,
                     MODEL_READ_TOL * self.v_read * g_mean)
-        self._warm.keep(keys, x)
         x = x.reshape(B, R, 2, R, C)
         return x[:, :, 0], x[:, :, 1], g_term
+
+    def _sweep(self, g, beta: float, ids, row_v, col_v, x, tol, i_tol=np.inf) -> None:
+        """:func:`~programming.line_sweep.sweep_solve` of the chips ``ids`` (conductances ``g`` (B, R, C),
+        S), ``row_v.shape[0] // B`` points each (in chip order), each from this model's last solution
+        of the same point of the same chip (kept and read inside the sweeps' kernel: :class:`WarmStarts`,
+        keyed by the chip's index in the whole batch), into ``x``."""
+        B, R, C = g.shape
+        if self._warm is None:
+            self._warm = WarmStarts((R, C))
+        ids = np.asarray(ids)
+        per = row_v.shape[0] // B
+        if not np.array_equal(ids, np.arange(B)):
+            # the kernel indexes the conductances by the chips' own indices (which key the starts)
+            whole = np.zeros((int(ids.max()) + 1, R, C))
+            whole[ids] = g
+            g = whole
+        sweep_solve(g, beta, self.v_ref, self.r_line, self.r_access, np.repeat(ids, per), row_v, col_v, x, tol, i_tol,
+                    starts=self._warm)
 
     def _adjoints(self, g, norm: float, net, ids):
         """The adjoints of every column of the chips ``ids`` with conductances ``g`` (B, R, C), S
@@ -248,15 +260,9 @@ class ReadCorrection:
             unit[:, np.arange(C), 1, R - 1, np.arange(C)] = 1.0
             return net.split(net.solve(unit.reshape(B, C, 2 * R * C), ADJOINT_TOL))
         g_term = 1.0 / (self.r_line + self.r_access)
-        if self._warm is None:
-            self._warm = WarmStarts((R, C))
-        chip = np.repeat(np.asarray(ids), C)
         adj_c = np.broadcast_to(np.eye(C) / g_term, (B, C, C)).reshape(B * C, C)
         w = np.empty((B * C, 2, R, C))
-        keys = self._warm.start(w, chip, np.zeros((B * C, R)), adj_c)
-        sweep_solve(g / norm, 0.0, self.v_ref, self.r_line, self.r_access, np.repeat(np.arange(B), C),
-                    np.zeros((B * C, R)), adj_c, w, ADJOINT_SWEPT_TOL / g_term)
-        self._warm.keep(keys, w)
+        self._sweep(g / norm, 0.0, ids, np.zeros((B * C, R)), adj_c, w, ADJOINT_SWEPT_TOL / g_term)
         w = w.reshape(B, C, 2, R, C)
         return w[:, :, 0], w[:, :, 1]
 
@@ -417,42 +423,45 @@ class ReadCorrection:
                 self._cross[1][part] = wr - wc
             self._stale[part] = False
 
-    def _shifted_c(self, b, rows, cols) -> np.ndarray:
+    def _shifted_c(self, b, rows, cols, cell=None) -> np.ndarray:
         """``c`` of cells (rows, cols) of chips ``b`` (index arrays of one shape) with the other cells' estimates as
         they are now: the model's reading of each cell moves, to first order, by every other
         cell's change since the last refresh times its share in that reading (the kept
         sensitivities).  A cell tuned right after a neighbour on its row finished (the scheduler
         loads the next cell of a freed row at once) is then not read against the neighbour's
         state before it was tuned (on 64×64 at 0.67 Ω one neighbour's swing across the window
-        moves a reading by ~0.4 %)."""
-        c = self._c[b, rows, cols]
+        moves a reading by ~0.4 %).  ``cell``: their flat indices in the batch, where worked out."""
+        R, C = self.shape
+        if cell is None:
+            cell = (b * R + rows) * C + cols
+        c = self._c.reshape(-1).take(cell)
         if self._cross is None:
             return c
         delta = self.est - self._ref
-        if not delta.any():
+        moved = np.flatnonzero(delta)
+        if not moved.size:
             return c
         phi, u, gt = self._cross
-        bb, kk, mm = np.nonzero(delta)      # the cells moved since (few between refreshes: the lanes')
+        bb, km = np.divmod(moved, R * C)    # the cells moved since (few between refreshes: the lanes')
         if 4 * bb.size > delta.size:        # most moved (a fit's last iterate): every cell at once
             share = np.einsum("...km,...km,...km->...", phi[b, rows], u[b, cols], delta[b])
             share -= phi[b, rows, rows, cols] * u[b, cols, rows, cols] * delta[b, rows, cols]   # not its own
         else:                               # each lane against its chip's moved cells only
-            R, C = self.shape
             per = np.bincount(bb, minlength=delta.shape[0])
             first = np.cumsum(per) - per
             n = per.take(b)
             lane = np.repeat(np.arange(b.size), n)
             at = np.arange(lane.size) - np.repeat(np.cumsum(n) - n, n) + np.repeat(first.take(b), n)
-            cell = (kk * C + mm).take(at)                                   # the moved cell, in its chip
+            other = km.take(at)                                             # the moved cell, in its chip
             own = rows * C + cols
-            term = phi.reshape(-1).take(np.repeat((b * R + rows) * (R * C), n) + cell)
-            term *= u.reshape(-1).take(np.repeat((b * C + cols) * (R * C), n) + cell)
-            term *= delta.reshape(-1).take(np.repeat(b * (R * C), n) + cell)
-            term[cell == np.repeat(own, n)] = 0.0                          # not its own
+            term = phi.reshape(-1).take(np.repeat((b * R + rows) * (R * C), n) + other)
+            term *= u.reshape(-1).take(np.repeat((b * C + cols) * (R * C), n) + other)
+            term *= delta.reshape(-1).take(np.repeat(b * (R * C), n) + other)
+            term[other == np.repeat(own, n)] = 0.0                         # not its own
             share = np.bincount(lane, term, minlength=b.size)
-        m_hat = self._m_hat[b, rows, cols]
-        moved = m_hat - gt * share / self.v_read
-        return c + 1.0 / np.where(moved > 0, moved, m_hat) - 1.0 / m_hat
+        m_hat = self._m_hat.reshape(-1).take(cell)
+        m_now = m_hat - gt * share / self.v_read
+        return c + 1.0 / np.where(m_now > 0, m_now, m_hat) - 1.0 / m_hat
 
     @staticmethod
     def _invert(m, a, c, fallback, ref=None, m_hat=None):
@@ -539,15 +548,19 @@ class ReadCorrection:
     def correct(self, rows, cols, readings, active) -> np.ndarray:
         """Corrected conductances (n_chips, L), S, of lane readings ``readings`` (S) of cells
         (rows, cols); the estimate of every active lane's cell is updated to it."""
-        b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)[active]     # the active lanes only
-        r, c = rows[active], cols[active]
-        c_on = self._shifted_c(b, r, c)
-        c_ref = self._c[b, r, c]
-        m_hat = 1.0 / (1.0 / self._m_hat[b, r, c] + (c_on - c_ref))      # the model's reading, shifted as c
-        g_on = self._invert(readings[active], self._a[b, r, c], c_on, self.est[b, r, c], self._ref[b, r, c], m_hat)
+        R, C = self.shape
+        act = np.flatnonzero(active)                                    # the active lanes only
+        b = act // rows.shape[-1]
+        r, c = rows.reshape(-1).take(act), cols.reshape(-1).take(act)
+        cell = (b * R + r) * C + c
+        c_on = self._shifted_c(b, r, c, cell)
+        c_ref = self._c.reshape(-1).take(cell)
+        m_hat = 1.0 / (1.0 / self._m_hat.reshape(-1).take(cell) + (c_on - c_ref))   # the model's reading, shifted as c
+        g_on = self._invert(readings.reshape(-1).take(act), self._a.reshape(-1).take(cell), c_on,
+                            self.est.reshape(-1).take(cell), self._ref.reshape(-1).take(cell), m_hat)
         g = np.full(rows.shape, np.nan)
-        g[active] = g_on
-        self.est[b, r, c] = g_on
+        g.reshape(-1)[act] = g_on
+        self.est.put(cell, g_on)
         return g
 
     def correct_map(self, readings) -> np.ndarray:
