@@ -66,6 +66,15 @@ FIT_ANDERSON_DEPTH = 4
 #: readings carry and a ten-thousandth of a 1 % tuning band; each decade is a model evaluation of
 #: every chip (300 × 8×8 on the default lines: the same statuses and pulses as at 1e-8, 17 % less CPU)
 MAP_FIT_TOL = 1e-6
+#: relative tolerance of the line calibration's joint fits (:func:`line_mismatch`,
+#: :func:`refine_lines`, :func:`correction_spread`): the tolerance the model's own grounded reads
+#: are solved to (:data:`MODEL_READ_TOL`: readings within 2e-6 of the exact solution), below which
+#: a fit's steps only wander.  Measured on an 8×8 chip at 0.67 Ω: a fit asked for 1e-8 ran all of
+#: its 60 model evaluations and ended 1.7e-7 from the one that stops at 1e-6 after 3 (200 more
+#: moved it another 1.7e-7); at 0.3 Ω both took 3.  In the line's estimate a fit's 1e-6 is a
+#: mismatch's (the root's slope about 0.035 per Ω on 8×8): ~3e-5 Ω, a three-hundredth of one
+#: chip's uncertainty from the read noise (0.01 Ω) and a third of the root's own tolerance
+CALIBRATION_FIT_TOL = 1e-6
 
 
 class ReadCorrection:
@@ -611,8 +620,12 @@ def estimate_line_resistance(ground_readings, float_readings, cells, v_read: flo
     out = np.zeros(B)
     r_min = 1e-6
     for k in range(B):
-        def mismatch(r, k=k):
-            return line_mismatch(m[k:k + 1], meas[k], cells, v_read, r, r_access, beta, v_ref, scheme)
+        seen = {}       # (brentq evaluates the bracket's ends again: the grid's values)
+
+        def mismatch(r, k=k, seen=seen):
+            if r not in seen:
+                seen[r] = line_mismatch(m[k:k + 1], meas[k], cells, v_read, r, r_access, beta, v_ref, scheme)
+            return seen[r]
 
         # the mismatch rises with r while the fit holds; past the true value by far the fit itself
         # breaks down, so bracket the root by stepping up a geometric grid from r_min
@@ -640,7 +653,7 @@ def line_mismatch(ground_readings, second_readings, cells, v_read: float, r: flo
     from .line_model import float_read_currents
 
     corr = ReadCorrection(np.shape(ground_readings)[1:], 1, v_read, r, r_access)
-    est = corr.fit(ground_readings)
+    est = corr.fit(ground_readings, tol=CALIBRATION_FIT_TOL)
     if scheme == "isolate":
         corr.scheme = "isolate"
         model = corr.model(est)[0][0][tuple(np.array(cells).T)]
@@ -712,7 +725,7 @@ def refine_lines(ground_readings, low_readings, second_readings, cells, v_read: 
     def mismatch(x):
         r, b = float(np.exp(x[0])), float(x[1])
         corr = ReadCorrection(shape, 1, v_read, r, r_access, beta=b)
-        g = corr.fit(m, start=est[0], tol=1e-10)
+        g = corr.fit(m, start=est[0], tol=CALIBRATION_FIT_TOL)
         est[0] = g
         if scheme == "float":
             sec = float_read_currents(g, cells, v_read, r, r_access, b, v_read)[0] / v_read
@@ -867,8 +880,9 @@ def correction_spread(ground_readings, r_line: float, dr: float, v_read: float, 
     ``r_line + dr`` against ``r_line`` (on ideal-line estimates, from 1 µΩ)."""
     m = np.asarray(ground_readings, float)[:1]
     r0 = max(float(r_line), 1e-6)
-    a = ReadCorrection(m.shape[1:], 1, v_read, r0, r_access, beta=beta).fit(m, tol=1e-10)
-    b = ReadCorrection(m.shape[1:], 1, v_read, r0 + abs(float(dr)), r_access, beta=beta).fit(m, start=a, tol=1e-10)
+    a = ReadCorrection(m.shape[1:], 1, v_read, r0, r_access, beta=beta).fit(m, tol=CALIBRATION_FIT_TOL)
+    b = ReadCorrection(m.shape[1:], 1, v_read, r0 + abs(float(dr)), r_access, beta=beta).fit(
+        m, start=a, tol=CALIBRATION_FIT_TOL)
     return float(np.max(np.abs(np.log(b / a))))
 
 
