@@ -332,13 +332,12 @@ class LineSolver:
         return self.net if self.net is not None else self.network(g)
 
     def solve(self, g, row_v, col_v, tol: float = 1e-12, max_iter: int = 200, focus=None,
-              chips: slice | None = None, checked: bool = False, currents: bool | str = True) -> DrivenSolution:
+              chips: slice | None = None, checked: bool = False, currents: bool = True) -> DrivenSolution:
         """Solve ``K`` operating points per chip: ``row_v`` (B, K, R) and ``col_v`` (B, K, C), V,
         all finite, to ``tol`` times each point's largest terminal voltage (swept lines: every
         node voltage proven within it, and with ``currents`` every terminal current within ``tol``
-        times that voltage times the chip's mean conductance — a reading's bound; ``"columns"``:
-        the column terminals' currents only, a grounded read's readings; relaxed lines: their
-        proven bound).  ``focus``: optional
+        times that voltage times the chip's mean conductance — a reading's bound; relaxed lines:
+        their proven bound).  ``focus``: optional
         (rows, cols), (B, K) ints (−1: none), the lines of each operating point whose devices
         carry the strong nonlinearity, for a relaxed network's factorized fallback
         (:meth:`~programming.line_model.LineNetwork.solve_cubic`).  ``chips``: solve only the
@@ -389,7 +388,7 @@ class LineSolver:
         # readings down to ~1e-5 and fits the I-V's cubic term on them (on the lines' bound, readings
         # off by up to 1.5e-5, a 32x32 chip at 2 ohm measured beta 0 instead of 0.32 and tuned 68.9 %)
         sweeps = sweep_solve(g, self.beta, self.v_ref, self.r_line, self.r_access, chip, rv, cv, x, tol * scale, i_tol,
-                             starts=starts, sharp=not currents, rows_i=currents != "columns")
+                             starts=starts, sharp=not currents)
         x = x.reshape(B, K, 2, R, C)
         vr, vc = x[:, :, 0], x[:, :, 1]
         g_term = 1.0 / (self.r_line + self.r_access)

@@ -488,7 +488,7 @@ class SimulatedCrossbar(Crossbar):
         if not self._lines.relaxed(self._g):        # swept: large ones to the FACTORED_* tolerances
             # reads and products: their column terminals' currents are the answer (every caller
             # takes col_current)
-            sensed = "columns" if tol != PULSE_TOL else False
+            sensed = tol != PULSE_TOL
             if self.shape[0] * self.shape[1] >= FACTORED_TOL_CELLS:
                 tol = {READ_TOL: FACTORED_READ_TOL, PULSE_TOL: FACTORED_PULSE_TOL}.get(tol, tol)
             return take(self._lines.solve(self._g, row_v, col_v, tol=tol, focus=focus, currents=sensed), slice(None))
@@ -797,8 +797,7 @@ class SimulatedCrossbar(Crossbar):
             return nodal.mvm_currents(self._g, v, d.beta, d.v_ref)
         # every input vector as one column of the right-hand side, in chunks
         return np.concatenate([self._lines.solve(self._g, v[:, k:k + 256], np.zeros((*v[:, k:k + 256].shape[:2],
-                                                                                  self.shape[1])), tol=READ_TOL,
-                                                 currents="columns")
+                                                                                  self.shape[1])), tol=READ_TOL)
                                .col_current for k in range(0, v.shape[1], 256)], axis=1)
 
     # ----------------------------------------------------------------------------- pulses

@@ -39,8 +39,8 @@ With ``κ_l = Σ_{k∈l} z_k d̄_k``, the largest row error ``M_R ≤ max A_R + 
 (``B_C,j = Σ_i z_i d̄_ij A_R,i``), likewise ``E_R,i``; a read's residual sits on a few lines (its
 own row, its changed cells'), which the maxima alone spread over every line.  A terminal current's
 error is ``g_term`` times its terminal node's and ``(L_l⁻¹)_{0k} = r_t``: at most
-``Σ_{k∈l}|F_k| + Σ_{k∈l} d̄_k E_cross(k) ≤ S_l + Σ_k d̄_k A_cross(k) + max κ_cross · max E_l' · Σ_k d̄_k``
-(``rows_i`` False: the column terminals' only, a grounded read's readings).  The slopes:
+``Σ_{k∈l}|F_k| + Σ_{k∈l} d̄_k E_cross(k) ≤ S_l + Σ_k d̄_k A_cross(k) + max κ_cross · max E_l' · Σ_k d̄_k``.
+The slopes:
 ``d̄ = g·(1 + 3β v²)/(1 + β v_ref²)`` at some ``v`` between a cell's voltage now and at the
 solution, which differ by at most twice the global bound ``z·Σ|F|``.  The answers' errors then
 reach up to the tolerance (with the global bound alone ~1/100 of it), which readings cannot
@@ -81,10 +81,13 @@ def _kernel():
         from numba import njit
 
         # reassociation and contraction let the compiler vectorize the lines' sums across the
-        # lines (the same machine code every run: deterministic); NaN and infinity keep their meaning
-        @njit(cache=True, fastmath={"reassoc", "contract", "arcp", "nsz"})
+        # lines (the same machine code every run: deterministic); NaN and infinity keep their meaning.
+        # error_model "numpy": a division is IEEE's (never a raised ZeroDivisionError, whose test
+        # kept every Thomas division scalar: ~10 % of the kernel; the pivots are positive anyway,
+        # each line's matrix an M-matrix), the same answers bit for bit
+        @njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "arcp", "nsz"})
         def sweep_points(gl, gc, chip, g_seg, g_term, row_v, col_v, x, pool, slot_in, ratio, slot_out, lim, lim_i,
-                         lim_l, lim_il, rows_i, z, max_sweeps, sweeps):  # pragma: no cover - compiled
+                         lim_l, lim_il, z, max_sweeps, sweeps):  # pragma: no cover - compiled
             """Solve each point p (chip ``chip[p]``, terminals ``row_v[p]`` (R,) / ``col_v[p]``
             (C,)) from ``x[p]`` (2, R, C), in place, until every node voltage is proven within
             ``lim[p]`` and every terminal current within ``lim_i[p]`` (the global bound
@@ -214,7 +217,7 @@ def _kernel():
                         ac = max(ac, AC[j])
                         sc = max(sc, SC[j])
                     done = z * res <= lim[p] and res <= lim_i[p]
-                    if not done and max(ar, ac) <= lim_l[p] and (sr if rows_i else 0.0) <= lim_il[p] \
+                    if not done and max(ar, ac) <= lim_l[p] and sr <= lim_il[p] \
                             and sc <= lim_il[p]:
                         # the lines' bound (sweep_solve): each line's coupling κ (Σ z·slope), Σ slope,
                         # and the crossing lines' A through its devices (Σ z·slope·A, Σ slope·A),
@@ -258,9 +261,8 @@ def _kernel():
                                 m_c2 = max(m_c2, AC[j] + BC[j] + m_c * kr * KC[j])
                             m_r2, m_c2 = min(m_r, m_r2), min(m_c, m_c2)
                             i_max = 0.0
-                            if rows_i:
-                                for i in range(R):
-                                    i_max = max(i_max, AR[i] * g_term + HR[i] + m_r2 * kc * GR[i])
+                            for i in range(R):
+                                i_max = max(i_max, AR[i] * g_term + HR[i] + m_r2 * kc * GR[i])
                             for j in range(C):
                                 i_max = max(i_max, SC[j] + HC[j] + m_c2 * kr * GC[j])
                             done = max(m_r2, m_c2) <= lim_l[p] and i_max <= lim_il[p]
@@ -343,8 +345,8 @@ def error_scale(shape, r_line: float, r_access: float = 0.0) -> float:
 
 
 def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, chip, row_v, col_v, x, tol,
-                i_tol=np.inf, max_sweeps: int = 200, starts: "WarmStarts | None" = None, sharp: bool = False,
-                rows_i: bool = True) -> np.ndarray:
+                i_tol=np.inf, max_sweeps: int = 200, starts: "WarmStarts | None" = None,
+                sharp: bool = False) -> np.ndarray:
     """Solve operating points in place by line sweeps: point p on chip ``chip[p]`` of the devices
     ``g`` (B, R, C), S (cubic I-V with ``beta`` ≥ 0, 1/V², around ``v_ref``, V), terminals at
     ``row_v`` (P, R) and ``col_v`` (P, C), V, from the node voltages ``x`` (P, 2, R, C) (row nodes,
@@ -357,9 +359,6 @@ def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, ch
     else its terminals' voltages) and keeps its solution in; ``x`` is then only written.
     ``sharp``: stop on the lines' bound as well (module docstring): about a sweep fewer per point,
     answers whose errors reach up to the tolerances (the global bound alone leaves ~1/100 of them).
-    ``rows_i``: ``i_tol`` bounds the row terminals' currents too (else, on the lines' bound, the
-    column terminals' only: the readings of a grounded or isolating read; the global bound holds
-    every terminal to it).
 
     A terminal current is ``g_term`` times its terminal node's voltage difference to the terminal,
     and that node's transfer resistance to any node is at most its own driving-point resistance,
@@ -396,11 +395,11 @@ def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, ch
         pool = np.empty((0, 2) + x.shape[2:])
         slot_in, ratio, slot_out = np.full(P, -1, np.int64), np.ones(P), np.full(P, -1, np.int64)
     else:
-        slot_in, ratio, slot_out = starts.assign(chip, row_v, col_v)
+        slot_in, ratio, slot_out = starts.assign(chip, row_v, col_v, v)
         pool = starts.pool()
     _kernel()(gl, gc, np.ascontiguousarray(chip, dtype=np.int64), g_seg, g_term,
               np.ascontiguousarray(row_v, dtype=float), np.ascontiguousarray(col_v, dtype=float), x, pool, slot_in,
-              ratio, slot_out, lim, lim_i, lim_l, lim_il, bool(rows_i), z, int(max_sweeps), sweeps)
+              ratio, slot_out, lim, lim_i, lim_l, lim_il, z, int(max_sweeps), sweeps)
     # where the floor of the current bound exceeds FLOOR_REL of a reading (the chip's mean
     # conductance at the point's voltage), a stop on it may leave readings that far off: lines far
     # less resistive than the path to their terminals (a line calibration's trial 1e-6 Ω behind a
@@ -435,6 +434,13 @@ def _factorized(g, beta, v_ref, r_line, r_access, chip, row_v, col_v, x, points,
         x[pts] = got[0].reshape(pts.size, 2, R, C)
 
 
+def _splitmix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer of uint64 words (a bijection; wraps modulo 2⁶⁴)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
 #: bytes of node voltages :class:`WarmStarts` keeps (16 MB: 256 operating points of a 64×64 chip)
 WARM_BYTES = 16 << 20
 
@@ -451,63 +457,92 @@ class WarmStarts:
         self.shape = tuple(shape)           # (R, C)
         R, C = self.shape
         self.most = max(16, WARM_BYTES // (16 * R * C))
-        self._slot: dict = {}               # key -> pool slot; insertion order = age
+        self._slot: dict = {}               # key (:meth:`keys`) -> pool slot; insertion order = age
         self._pool = None                   # (most, 2, R, C) node voltages, allocated when first kept
         self._scale = np.zeros(self.most)   # the largest terminal voltage each slot was solved at
+        self._chip = np.zeros(self.most, np.int64)          # each slot's chip and rounded pattern
+        self._pattern = np.zeros((self.most, R + C))
+        self._mix = None                    # the hash's offsets (:meth:`_hash`)
         self._used = 0                      # slots handed out so far
 
-    @staticmethod
-    def keys(chip, row_v, col_v) -> list:
-        """(key, scale) of each point (``chip`` (P,), ``row_v`` (P, R), ``col_v`` (P, C), V): its
-        chip and its terminal voltages over their largest magnitude (rounded to 12 digits: a V/3
-        drive's thirds at any amplitude give one key); a point with every terminal at 0 V has none."""
-        scale = np.maximum(np.abs(row_v).max(axis=1, initial=0.0), np.abs(col_v).max(axis=1, initial=0.0))
+    def keys(self, chip, row_v, col_v, scale=None):
+        """(keys, patterns, scales) of points (``chip`` (P,), ``row_v`` (P, R), ``col_v`` (P, C), V):
+        each point's terminal voltages over their largest magnitude (``scales``), rounded to 12
+        digits (``patterns`` (P, R + C): a V/3 drive's thirds at any amplitude give one pattern),
+        and its key, an integer naming its chip and pattern (a 64-bit hash of the pattern's bits,
+        :meth:`_hash`, for every point at once; −1: a point with every terminal at 0 V, which has
+        none).  Two patterns sharing a hash (odds ~P²/2⁶⁴) would only give a point
+        another's start: every answer is proven from wherever it starts.  ``scale``: the points'
+        largest terminal voltages where the caller has them."""
+        if scale is None:
+            scale = np.maximum(np.abs(row_v).max(axis=1, initial=0.0), np.abs(col_v).max(axis=1, initial=0.0))
         inv = 1.0 / np.where(scale > 0, scale, 1.0)
         pattern = np.round(np.concatenate([row_v, col_v], axis=1) * inv[:, None], 12) + 0.0   # no negative zeros
-        return [((int(c), pattern[p].tobytes()) if s > 0 else None, float(s))
-                for p, (c, s) in enumerate(zip(chip.tolist(), scale.tolist()))]
+        return np.where(scale > 0, self._hash(chip, pattern), -1), pattern, scale
 
-    def assign(self, chip, row_v, col_v):
+    def _hash(self, chip, pattern) -> np.ndarray:
+        """The keys (P,) int64 ≥ 0 of points on chips ``chip`` (P,) with rounded terminal
+        ``pattern`` (P, R + C): each terminal's bits offset by a fixed 64-bit word of its own
+        (seeded) and mixed (splitmix64's finalizer: every input bit moves about half the output
+        bits; a pattern's bits alone, as 1.0's, would reach only the top 12 of a product), summed
+        modulo 2⁶⁴ with the chip's word."""
+        R, C = self.shape
+        if self._mix is None:
+            self._mix = np.random.default_rng(18).integers(0, 2 ** 63, R + C + 1, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            key = _splitmix(np.ascontiguousarray(pattern).view(np.uint64) + self._mix[:-1]).sum(axis=1, dtype=np.uint64)
+            key += _splitmix(np.asarray(chip).astype(np.uint64) + self._mix[-1])
+            return (_splitmix(key) >> np.uint64(1)).astype(np.int64)
+
+    def assign(self, chip, row_v, col_v, scale=None):
         """The slots of points (``chip`` (P,), ``row_v`` (P, R), ``col_v`` (P, C), V), for a solve
         that reads and writes the pool itself (:func:`sweep_solve`): see :meth:`_assign`."""
-        return self._assign(self.keys(chip, row_v, col_v))
+        return self._assign(chip, *self.keys(chip, row_v, col_v, scale))
 
-    def _assign(self, keys):
-        """For points ``keys`` (:meth:`keys`): the slot each starts from (−2: none, it starts at
-        its terminals' voltages), its drive over that slot's (the start's scale), and the slot its
-        solution is kept in (−1: none) — a kept point's own, a new point's a free one or the
-        oldest's not solved in this call (which leaves); the kept points of this call become the
-        newest, in point order, then the new ones.  No slot a point starts from is given to
-        another point's solution (the pool's keys stay one per slot); :func:`sweep_solve` writes
-        the solutions after every point has read its start, as :meth:`start` and :meth:`keep` do."""
+    def _assign(self, chip, keys, patterns, scales):
+        """For points on chips ``chip`` of ``keys``, ``patterns`` and ``scales`` (:meth:`keys`): the slot each starts
+        from (−2: none, it starts at its terminals' voltages), its drive over that slot's (the
+        start's scale), and the slot its solution is kept in (−1: none) — a kept point's own, a
+        new point's a free one or the oldest's not solved in this call (which leaves); the kept
+        points of this call become the newest, in point order, then the new ones.  No slot a point
+        starts from is given to another point's solution (the pool's keys stay one per slot);
+        :func:`sweep_solve` writes the solutions after every point has read its start, as
+        :meth:`start` and :meth:`keep` do."""
         P = len(keys)
         slot_in = np.full(P, -2, np.int64)
         slot_out = np.full(P, -1, np.int64)
-        ratio = np.ones(P)
         if self._pool is None:
             self._pool = np.empty((self.most, 2, *self.shape))
+        key_list = keys.tolist()
+        table = self._slot
         mine = set()
-        for p, (k, s) in enumerate(keys):
-            if k is not None:
-                slot = self._slot.pop(k, None)
+        new = []
+        for p, k in enumerate(key_list):
+            if k >= 0:
+                slot = table.pop(k, None)
                 if slot is not None:
-                    self._slot[k] = slot
+                    table[k] = slot
                     slot_in[p] = slot_out[p] = slot
-                    ratio[p] = s / self._scale[slot]
                     mine.add(slot)
-        for p, (k, s) in enumerate(keys):
-            if k is not None and slot_out[p] < 0:
-                slot = self._slot.get(k)            # a point new to the pool twice in this call
-                if slot is None:
-                    slot = self._free_slot(mine)
-                    if slot < 0:                    # every slot holds a start of this call
-                        continue
-                    self._slot[k] = slot
-                    mine.add(slot)
-                slot_out[p] = slot
-        for p, (k, s) in enumerate(keys):
-            if slot_out[p] >= 0:
-                self._scale[slot_out[p]] = s
+                else:
+                    new.append(p)
+        ratio = np.ones(P)
+        hit = np.flatnonzero(slot_in >= 0)
+        ratio[hit] = scales[hit] / self._scale[slot_in[hit]]
+        for p in new:
+            k = key_list[p]
+            slot = table.get(k)                     # a point new to the pool twice in this call
+            if slot is None:
+                slot = self._free_slot(mine)
+                if slot < 0:                        # every slot holds a start of this call
+                    continue
+                table[k] = slot
+                mine.add(slot)
+            slot_out[p] = slot
+        out = np.flatnonzero(slot_out >= 0)
+        self._scale[slot_out[out]] = scales[out]
+        self._pattern[slot_out[out]] = patterns[out]
+        self._chip[slot_out[out]] = np.asarray(chip)[out]
         return slot_in, ratio, slot_out
 
     def start(self, x, chip, row_v, col_v) -> np.ndarray:
@@ -550,23 +585,18 @@ class WarmStarts:
 
     def state(self) -> dict[str, np.ndarray]:
         """The kept starts as plain arrays, oldest first (:meth:`from_state`)."""
-        R, C = self.shape
-        n = len(self._slot)
-        out = {"warm_chip": np.empty(n, np.int64), "warm_pattern": np.empty((n, R + C)),
-               "warm_scale": np.empty(n), "warm_x": np.empty((n, 2, R, C))}
-        for q, ((chip, pattern), slot) in enumerate(self._slot.items()):
-            out["warm_chip"][q], out["warm_scale"][q], out["warm_x"][q] = chip, self._scale[slot], self._pool[slot]
-            out["warm_pattern"][q] = np.frombuffer(pattern)
-        return out
+        slots = np.fromiter(self._slot.values(), np.int64, len(self._slot))
+        return {"warm_chip": self._chip[slots], "warm_pattern": self._pattern[slots], "warm_scale": self._scale[slots],
+                "warm_x": self._pool[slots] if slots.size else np.empty((0, 2, *self.shape))}
 
     @classmethod
     def from_state(cls, state) -> "WarmStarts":
         """The starts of :meth:`state` (the same keys, ages and node voltages)."""
         x = np.asarray(state["warm_x"], float)
         warm = cls(x.shape[2:])
-        keys = [((int(chip), np.asarray(pattern, float).tobytes()), float(s))
-                for chip, pattern, s in zip(state["warm_chip"], state["warm_pattern"], state["warm_scale"])]
-        warm.keep(warm._assign(keys)[2], x)
+        chip = np.asarray(state["warm_chip"], np.int64)
+        pattern = np.asarray(state["warm_pattern"], float).reshape(chip.size, -1)
+        warm.keep(warm._assign(chip, warm._hash(chip, pattern), pattern, np.asarray(state["warm_scale"], float))[2], x)
         return warm
 
 

@@ -508,7 +508,7 @@ def test_the_lines_bound_holds_wherever_it_stops_a_solve(r_line, r_access, g_hi,
     """Reads and V/2 pulses on a 24×24 chip, warm started from the solutions before a pulse's change
     (and cold), each stopped at a tolerance from 1e-3 to 1e-7 of its drive with the lines' bound
     (``sharp``): every node voltage within the tolerance of the Newton reference and every terminal
-    current (or every column terminal's, ``rows_i`` False) within its current tolerance — on lines
+    current within its current tolerance — on lines
     whose devices couple them weakly (κ ~ 0.1), on
     resistive lines with access resistance and devices up to 1 mS at 3 V, and with devices up to
     3 mS (κ of a half-selected line above 1: the global bound alone)."""
@@ -531,48 +531,17 @@ def test_the_lines_bound_holds_wherever_it_stops_a_solve(r_line, r_access, g_hi,
     chip = np.zeros(12, np.int64)
     scale = np.abs(row_v).max(axis=1)
     for rel in (1e-3, 1e-5, 1e-7):
-        for start, rows_i in ((warm, True), (None, True), (warm, False)):
+        for start in (warm, None):
             x = warm.copy() if start is not None else np.concatenate(
                 [np.broadcast_to(row_v[:, None, :, None], (12, 1, R, C)),
                  np.broadcast_to(col_v[:, None, None, :], (12, 1, R, C))], axis=1).copy()
             tol, i_tol = rel * scale, rel * scale * g.mean()
-            sweep_solve(g, BETA, VREF, r_line, r_access, chip, row_v, col_v, x, tol, i_tol, sharp=True, rows_i=rows_i)
+            sweep_solve(g, BETA, VREF, r_line, r_access, chip, row_v, col_v, x, tol, i_tol, sharp=True)
             err = np.abs(x - ref).reshape(12, -1).max(axis=1)
             assert (err <= tol).all(), (rel, err / tol)
-            i_err = g_term * np.abs(x[:, 1, -1, :] - ref[:, 1, -1, :]).max(axis=1)       # the column terminals
-            if rows_i:
-                i_err = np.maximum(i_err, g_term * np.abs(x[:, 0, :, 0] - ref[:, 0, :, 0]).max(axis=1))
-            assert (i_err <= i_tol).all(), (rel, rows_i, i_err / i_tol)
-
-
-def test_the_lines_bound_stops_a_warm_64x64_read_a_sweep_earlier():
-    """A 64×64 chip's grounded read, warm started from its solution before one cell's 2 % change (a
-    tuner's read after a pulse), to the simulator's read tolerances: the lines' bound on the
-    column terminals' currents (its readings; the simulator's reads keep the global bound) stops it at least a sweep
-    before the global bound alone, both within their tolerances of the Newton reference (the
-    lines' answer nearer its tolerance: the global bound leaves ~1/100 of it)."""
-    from mock_hw.sim_chip import FACTORED_READ_TOL
-    from programming.line_sweep import sweep_solve
-    rng = np.random.default_rng(32)
-    R = C = 64
-    g = rand_g(rng, (1, R, C))
-    row_v, col_v = np.zeros((1, R)), np.zeros((1, C))
-    row_v[0, 9] = 0.2
-    warm = _newton_x(g, row_v, col_v, 0.67)
-    g[0, 9, 30] *= 1.02
-    ref = _newton_x(g, row_v, col_v, 0.67)
-    tol, i_tol = FACTORED_READ_TOL * 0.2, FACTORED_READ_TOL * 0.2 * g.mean()
-    got = {}
-    for sharp in (True, False):
-        x = warm.copy()
-        sweeps = sweep_solve(g, BETA, VREF, 0.67, 0.0, np.zeros(1, np.int64), row_v, col_v, x, tol, i_tol, sharp=sharp,
-                             rows_i=not sharp)
-        reading = (x[0, 1, -1, :] - 0.0) / 0.67
-        err = np.abs(reading - ref[0, 1, -1, :] / 0.67).max()
-        assert np.abs(x - ref).max() <= tol and err <= i_tol
-        got[sharp] = (int(sweeps[0]), err)
-    assert got[True][0] <= got[False][0] - 1
-    assert got[False][1] < got[True][1]
+            i_err = np.maximum(g_term * np.abs(x[:, 1, -1, :] - ref[:, 1, -1, :]).max(axis=1),     # the column
+                               g_term * np.abs(x[:, 0, :, 0] - ref[:, 0, :, 0]).max(axis=1))       # and row terminals
+            assert (i_err <= i_tol).all(), (rel, i_err / i_tol)
 
 
 def test_warm_starts_read_and_kept_in_the_kernel_equal_the_numpy_starts(monkeypatch):
@@ -606,3 +575,48 @@ def test_warm_starts_read_and_kept_in_the_kernel_equal_the_numpy_starts(monkeypa
         assert a.keys() == b.keys()
         for k in a:
             np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_warm_start_keys_name_a_point_by_its_chip_and_its_drive_up_to_scale():
+    """A V/3 pulse of a cell at another amplitude has the key of its kept start; another cell,
+    another chip or another scheme has another key; a point with every terminal at 0 V has none.
+    The kept starts' state gives a pool with the same keys, ages and node voltages."""
+    from programming.line_sweep import WarmStarts
+    R, C = 4, 3
+
+    def v3(i, j, v):
+        row_v, col_v = np.full(R, v / 3), np.full(C, 2 * v / 3)
+        row_v[i], col_v[j] = v, 0.0
+        return row_v, col_v
+
+    pts = [v3(1, 2, 2.0), v3(1, 2, 1.3), v3(2, 2, 2.0), v3(1, 2, 2.0), (np.zeros(R), np.zeros(C)),
+           (np.r_[2.0, np.full(R - 1, 1.0)], np.r_[0.0, np.full(C - 1, 1.0)])]
+    chip = np.array([0, 0, 0, 1, 0, 0])
+    row_v, col_v = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+    warm = WarmStarts((R, C))
+    keys, _, scale = warm.keys(chip, row_v, col_v)
+    assert keys[0] == keys[1] and len({keys[0], keys[2], keys[3], keys[5]}) == 4 and keys[4] == -1
+    np.testing.assert_allclose(scale, [2.0, 1.3, 2.0, 2.0, 0.0, 2.0])
+    slot_in, ratio, slot_out = warm.assign(chip, row_v, col_v)
+    assert (slot_in == -2).all() and slot_out[0] == slot_out[1] >= 0 and slot_out[4] == -1
+    x = np.random.default_rng(34).uniform(0, 2, (6, 2, R, C))
+    warm.keep(slot_out, x)
+    slot_in, ratio, _ = warm.assign(chip[:1], row_v[1:2], col_v[1:2])        # the pulse at 1.3 V again
+    assert slot_in[0] == slot_out[0] and ratio[0] == 1.0
+    again = WarmStarts.from_state(warm.state())
+    for k, v in warm.state().items():
+        np.testing.assert_array_equal(again.state()[k], v)
+    assert again.assign(chip[:1], row_v[:1], col_v[:1])[0][0] >= 0
+    # the patterns of a tuner's points, whose bits are mostly those of 0, 1 and a third: every
+    # grounded read of every row on 40 chips and every V/2 and V/3 pulse of every cell of a
+    # 16×16 chip have keys of their own (a plain multiply-sum of their bits collided)
+    n = 16
+    w16 = WarmStarts((n, n))
+    reads = np.concatenate([w16.keys(np.full(n, b), 0.2 * np.eye(n), np.zeros((n, n)))[0] for b in range(40)])
+    pulses = []
+    for f in (0.5, 1 / 3):
+        row_v, col_v = np.full((n, n, n), f), np.full((n, n, n), 1 - f if f < 0.5 else f)
+        row_v[np.arange(n), :, np.arange(n)] = 1.0                 # cell (i, j): row i at v, column j at 0
+        col_v[:, np.arange(n), np.arange(n)] = 0.0
+        pulses.append(w16.keys(np.zeros(n * n, np.int64), row_v.reshape(-1, n), col_v.reshape(-1, n))[0])
+    assert np.unique(reads).size == 40 * n and np.unique(np.concatenate(pulses)).size == 2 * n * n
