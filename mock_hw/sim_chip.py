@@ -415,21 +415,24 @@ class SimulatedCrossbar(Crossbar):
         where the chips read more cells than they have rows.  A chip whose conductances have not
         changed since a row's last read reuses that read's currents (:meth:`_kept_rows`): a
         relaxed operating point's answer is its own, bit for bit, whatever else is solved with it,
-        so the currents are those a new solve would give.  ``brought``: the caller brought the
-        relaxed network to the chips' conductances in this call (:meth:`_kept_rows`)."""
-        n_rows = self.shape[0]
+        so the currents are those a new solve would give; lanes of a chip on one row (more lanes
+        than rows) share its operating point.  ``brought``: the caller brought the relaxed network
+        to the chips' conductances in this call (:meth:`_kept_rows`)."""
+        n_rows, n_cols = self.shape
         cur, have = self._kept_rows(v_read, brought)
-        b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)
-        need = active & ~have[b, rows]
+        at = rows + (np.arange(self.n_chips) * n_rows)[:, None]     # each lane's (chip, row), flat
+        need = active & ~have.reshape(-1).take(at)
         on_lanes = np.flatnonzero(need.any(axis=0))
         if on_lanes.size >= n_rows and np.count_nonzero(need) >= self.n_chips * n_rows:
             self._grounded_rows(v_read, brought=True)     # (brought by _kept_rows)
-        elif on_lanes.size:        # the lanes to solve, one operating point each
-            pc, pk = np.nonzero(need)
-            pr = rows[pc, pk]
-            cur[pc, pr] = self._lines.read_points(self._g, pc, pr, v_read, READ_TOL)
-            have[pc, pr] = True
-        return np.where(active, cur[b, rows, cols], 0.0)
+        elif on_lanes.size:        # the (chip, row) points to solve, one operating point each
+            todo = at[need]
+            if rows.shape[1] > n_rows:      # (lanes of a chip on one row: one point)
+                todo = np.unique(todo)
+            pc, pr = np.divmod(todo, n_rows)
+            cur.reshape(-1, n_cols)[todo] = self._lines.read_points(self._g, pc, pr, v_read, READ_TOL)
+            have.reshape(-1)[todo] = True
+        return np.where(active, cur.reshape(-1).take(at * n_cols + cols), 0.0)
 
     def _kept_rows(self, v_read, brought: bool = False):
         """The kept noise-free grounded-read currents (n_chips, rows, cols), A — row i's at
