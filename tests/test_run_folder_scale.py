@@ -9,8 +9,8 @@ from pymeasure.experiment import Results
 from procedures.cli import main
 from procedures.ops.tune_array import TuneProcedure
 from procedures.storage.journal import TRACE_CHIPS, read_events
-from procedures.storage.run_data import load_run
-from procedures.storage.runner import format_table
+from procedures.storage.run_data import load_run, write_h5, write_json
+from procedures.storage.runner import format_table, table_parts
 from programming.tune_state import TuneState
 
 
@@ -29,6 +29,30 @@ def test_block_of_records_is_written_as_pymeasure_writes_its_rows(tmp_path):
              for k, v in block.items()} for i in range(n)]
     expected = "".join(results.format(r) + "\n" for r in rows)
     assert format_table(results.formatter.columns, block) == expected
+    # a part at a time (the runner's: a large block's rows are not all held as strings at once)
+    parts = list(table_parts(block, rows=7))
+    assert [len(p["Chip"]) for p in parts] == [7] * 7 + [1] and parts[3]["Stage"] == "tune"
+    assert "".join(format_table(results.formatter.columns, p) for p in parts) == expected
+
+
+def test_plots_at_the_end_of_a_run_see_the_arrays_run_h5_holds(tmp_path):
+    rng = np.random.default_rng(1)
+    maps = {"targets": rng.uniform(1e-5, 1e-4, (3, 4, 4)), "status": rng.integers(0, 5, (3, 4, 4)).astype(np.int8),
+            "pulses": rng.integers(0, 9, (3, 4, 4)), "before": np.load(_saved(tmp_path, rng), mmap_mode="r")}
+    trace = {"chip": np.zeros(5, np.int32), "reading": rng.uniform(size=5), "kind": np.ones(5, np.int8)}
+    write_json(tmp_path / "run.json", {"procedure": "tune", "parameters": {}})
+    write_h5(tmp_path / "run.h5", maps, trace, {})
+    read, given = load_run(tmp_path), load_run(tmp_path, (maps, trace, {}))
+    for a, b in ((read.maps, given.maps), (read.trace, given.trace)):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and np.array_equal(a[k], b[k]), k
+    assert given.series == read.series == {} and load_run(tmp_path, ({}, None, {})).trace is None
+
+
+def _saved(tmp_path, rng):
+    np.save(tmp_path / "before.npy", rng.uniform(1e-5, 1e-4, (3, 4, 4)))
+    return tmp_path / "before.npy"
 
 
 def test_maps_from_the_journal_in_memory_equal_those_parsed_back_and_the_trace_is_bounded(tmp_path):

@@ -165,9 +165,12 @@ class TuneProcedure(PulseScheduleMixin, LineEstimateMixin, TuneLogMixin, XbarPro
                            line_estimate_source=getattr(self, "line_estimate_source", None))
         if getattr(self, "schedule_report", None):
             self.report["schedule"] = self.schedule_report
-        # the simulated chip's truth served the summary only: released before the run folder's
-        # maps and plots are written (10 000 chips of 8x8: ~80 MB)
-        self.xb_for_summary = None
+        # the simulated chip's truth served the summary only, the result and the journal's per-cell
+        # sums the maps and report: released before the run folder's maps and plots are written
+        # (10 000 chips of 8x8: ~80 MB, ~30 MB and ~17 MB)
+        self.xb_for_summary = self.result = None
+        if getattr(self, "log", None) is not None:
+            self.log.journals.clear()
 
     def shutdown(self):
         self.xb_for_summary = self.xb if hasattr(self.xb, "true_conductance") else None

@@ -289,12 +289,14 @@ def make_plots(run: RunData) -> list[Path]:
     return images
 
 
-def plot_run(path: str | Path) -> tuple[list[Path], Path]:
+def plot_run(path: str | Path, arrays: tuple[dict, dict | None, dict] | None = None) -> tuple[list[Path], Path]:
     """Load a run folder, write its plots and ``report.html``; return (images, html path).
+    ``arrays``: the (maps, trace, series) its ``run.h5`` was just written from (the runner's, at
+    the end of a run: not read back; see :func:`~procedures.storage.run_data.load_run`).
 
     Raises :class:`procedures.storage.run_data.RunFolderError` if ``path`` is not a run folder."""
     from .report_html import write_report_html
 
-    run = load_run(path)
+    run = load_run(path, arrays)
     images = make_plots(run)
     return images, write_report_html(run, images)

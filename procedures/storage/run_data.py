@@ -284,14 +284,20 @@ def read_data_csv(path: Path):
                              f"--resume keeps its valid records") from None
 
 
-def load_run(path: str | Path) -> RunData:
-    """Reload a run folder for analysis; a clear :class:`RunFolderError` if it is not one."""
+def load_run(path: str | Path, arrays: tuple[dict, dict | None, dict] | None = None) -> RunData:
+    """Reload a run folder for analysis; a clear :class:`RunFolderError` if it is not one.
+    ``arrays``: the (maps, trace, series) just written to its ``run.h5`` by :func:`write_h5` (the
+    runner's own, at the end of a run: the same arrays, not read back from the file)."""
     path = Path(path)
     if not path.is_dir():
         raise RunFolderError(f"run folder {path} does not exist")
     if not (path / RUN_JSON).is_file():
         raise RunFolderError(f"{path} is not a run folder (no {RUN_JSON})")
     meta = read_json(path / RUN_JSON)
-    maps, trace, series = read_h5(path / RUN_H5) if (path / RUN_H5).is_file() else ({}, None, {})
+    if arrays is not None:
+        maps, trace, series = ({k: np.asarray(v) for k, v in (c or {}).items()} for c in arrays)
+        trace = trace or None
+    else:
+        maps, trace, series = read_h5(path / RUN_H5) if (path / RUN_H5).is_file() else ({}, None, {})
     report = read_json(path / REPORT_JSON) if (path / REPORT_JSON).is_file() else None
     return RunData(path, meta, maps, trace, series, report)

@@ -172,6 +172,25 @@ def format_table(columns: list[str], table: dict) -> str:
     return "\n".join(map(",".join, zip(*cols))) + "\n"
 
 
+#: the most rows of a results table formatted at once (:func:`table_parts`): a pass of 10 000 chips
+#: of 8x8 finishes up to 80 000 cells in one step, whose rows as Python strings (before they are
+#: joined) would take ~60 MB
+TABLE_ROWS = 8192
+
+
+def table_parts(table: dict, rows: int = TABLE_ROWS):
+    """``table`` (as :func:`format_table` takes it) in consecutive parts of at most ``rows`` rows
+    (views: one value for every row stays as it is)."""
+    import numpy as np
+
+    n = max((np.size(v) for v in table.values() if not isinstance(v, str)), default=0)
+    if n <= rows:
+        yield table
+        return
+    for a in range(0, n, rows):
+        yield {k: v if isinstance(v, str) or np.ndim(v) == 0 else v[a:a + rows] for k, v in table.items()}
+
+
 class RunRefused(ValueError):
     """The run did not start (nothing sourced, the run folder's records untouched): bad
     parameters, a folder another process is writing, a folder that cannot be written."""
@@ -274,13 +293,14 @@ def _run_locked(proc, run_dir, resume, progress, command, plots) -> RunOutcome:
             written[0] += 1
             after_record(written[0])
         elif topic == "results_table":
-            text = format_table(results.formatter.columns, record)
-            lines = text.splitlines(keepends=True) if os.environ.get(KILL_AFTER_ENV) else [text]
-            for chunk in lines:             # row by row only when a test kill point is set
-                data_file.write(chunk)
-                data_file.flush()
-                written[0] += chunk.count("\n")
-                after_record(written[0])
+            for part in table_parts(record):
+                text = format_table(results.formatter.columns, part)
+                lines = text.splitlines(keepends=True) if os.environ.get(KILL_AFTER_ENV) else [text]
+                for chunk in lines:             # row by row only when a test kill point is set
+                    data_file.write(chunk)
+                    data_file.flush()
+                    written[0] += chunk.count("\n")
+                    after_record(written[0])
         elif topic == "count":
             bar.update(*record)
 
@@ -364,9 +384,27 @@ def _finish(proc, run_dir, meta, status, error, plots) -> None:
     if plots and not problems:
         try:
             from ..report.plots import plot_run
-            plot_run(run_dir)
+            give_back_memory()
+            plot_run(run_dir, (proc.maps, proc.trace, proc.series))     # (what run.h5 was just written from)
         except Exception as exc:  # noqa: BLE001 - plots are a convenience; the data is saved
             print(f"warning: plots not made: {exc}", file=sys.stderr)
+
+
+def give_back_memory() -> None:
+    """Return the free pages of the process's heap to the system (glibc's ``malloc_trim``; nothing
+    elsewhere).  glibc keeps freed blocks of up to its dynamic mmap threshold (32 MiB) in the heap,
+    so a large batch's freed temporaries would stay in the resident set while a run's plots are
+    drawn."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
 
 
 def resume_hint(outcome: RunOutcome, command: str) -> str:
