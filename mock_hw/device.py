@@ -519,7 +519,6 @@ def switch_steps(g_flat, flat, v, width, bounds, pop: DevicePopulation, p: Devic
     if live.all():                                          # every pulse switches its device
         return flat, _switch_sets(g_flat, flat, v_eq, vs, vr, pop.rate.reshape(-1).take(flat), bounds, p, rng,
                                   draws_at_once)
-    after = np.full(flat.size, np.nan)
     if draws_at_once:
         ends = bounds if isinstance(bounds, int) else len(bounds) - 1
     else:
@@ -527,8 +526,10 @@ def switch_steps(g_flat, flat, v, width, bounds, pop: DevicePopulation, p: Devic
         live.cumsum(out=ends[1:])
         ends = ends.take(bounds)
     idx = flat[live]
-    after[live] = _switch_sets(g_flat, idx, v_eq[live], vs[live], vr[live], pop.rate.reshape(-1)[idx],
-                               ends, p, rng, draws_at_once)
+    v_eq, vs, vr = v_eq[live], vs[live], vr[live]           # (the whole ones released: a large batch's)
+    states = _switch_sets(g_flat, idx, v_eq, vs, vr, pop.rate.reshape(-1)[idx], ends, p, rng, draws_at_once)
+    after = np.full(flat.size, np.nan)
+    after[live] = states
     return idx, after
 
 

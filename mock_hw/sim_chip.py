@@ -1239,20 +1239,29 @@ class SimulatedCrossbar(Crossbar):
                                          shift.take(order)))
         else:
             flat, j, vv = (np.concatenate(x) for x in (hit_flat, hit_j, hit_v))
+            # (each temporary below is released once used: a RESET sweep of 10 000 chips of 8x8 lists
+            # ~0.5 M half-select hits per pulse, 4 MB per array)
+            del hit_flat[1:], hit_j[1:], hit_v[1:]
             # by cell, then by lane (a cell's hits are of one chip, whose lanes j orders as they are);
             # no cell has two hits of one lane, so the keys are distinct
             order = np.argsort(flat * li.size + j)
             by_cell = flat.take(order)
             second = np.zeros(flat.size, bool)
             np.equal(by_cell[1:], by_cell[:-1], out=second[1:])
-            n_first = flat.size - np.count_nonzero(second)
-            if n_first < flat.size:         # the cells hit twice: their second hits after every first one
+            del by_cell
+            n_hits = flat.size
+            n_first = n_hits - np.count_nonzero(second)
+            if n_first < n_hits:            # the cells hit twice: their second hits after every first one
                 order = np.concatenate([order[~second], order[second]])
+            del second
             j = j.take(order)
+            flat, vv = flat.take(order), vv.take(order)
+            del order
+            w_j, shift_j = w.take(j), shift.take(j)
+            del j
             # the first hits, then the second ones: one switch_at each (switch_steps: the same draws)
-            written, _ = switch_steps(g_flat, flat.take(order), vv.take(order), w.take(j),
-                                      [0, n_first] if n_first == flat.size else [0, n_first, flat.size],
-                                      pop, d, self._rng, shift=shift.take(j))
+            written, _ = switch_steps(g_flat, flat, vv, w_j, [0, n_first] if n_first == n_hits else [0, n_first, n_hits],
+                                      pop, d, self._rng, shift=shift_j)
             self._mark_written(written)
         loud = np.abs(v) >= d.disturb_v
         self._disturb(sel, np.bincount(chip_idx[loud], minlength=self.n_chips) if loud.any() else ())
