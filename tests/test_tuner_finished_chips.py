@@ -1,6 +1,7 @@
 """A batch of chips is tuned as that many runs of one chip: a chip whose cells all hold leaves the
-run (it is never read back or pulsed again; its last read-back is its final reading), a chip with a
-cell out of the hold band goes on (issue 17: 10 000 × 8×8 chips read back every chip at every pass)."""
+run after one more read-back confirms it (it is then never read back or pulsed again; its last
+read-back is its final reading), a chip with a cell out of the hold band goes on (issue 17: 10 000 ×
+8×8 chips read back every chip at every pass)."""
 from __future__ import annotations
 
 import numpy as np
@@ -62,7 +63,7 @@ def _targets(chips, seed):
 
 
 @pytest.mark.parametrize("r_line", [0.0, 0.67])
-def test_a_chip_whose_cells_all_hold_is_never_read_or_pulsed_again(r_line):
+def test_a_finished_chip_is_read_back_once_more_then_never_read_or_pulsed_again(r_line):
     chips, seed = 40, 4
     tg = _targets(chips, seed)
     j = _Events()
@@ -70,34 +71,45 @@ def test_a_chip_whose_cells_all_hold_is_never_read_or_pulsed_again(r_line):
     cfg = TunerConfig(line_resistance=r_line)
     res = tune(xb, tg, cfg, journal=j)
     targeted = ~np.isnan(tg)
-    passes = [on for kind, *rest in j.log if kind == "pass" for on in rest[1:]]
-    assert len(passes) == res.passes_run >= 3
-    # each read and pulse after a pass started touches that pass's chips only
-    on = None
+    # the log per pass: the chips it tunes (journaled), the chips its pulses and whole-array reads touch
+    passes = []
     for kind, *rest in j.log:
         if kind == "pass":
-            on = rest[1]
-        elif on is not None:
-            assert not (rest[0] & ~on).any(), f"a {kind} of a chip that had left"
-    # pass k's chips: those whose read-back k − 1 found a cell out of the hold band, and no other
-    # (these chips have no cell relaxing fast enough to run a pass of its own: no bench clock, a shift)
-    left_early = went_on = 0
+            passes.append({"tuned": rest[1], "pulsed": np.zeros(chips, bool), "reads": []})
+        elif passes:
+            if kind == "pulse":
+                passes[-1]["pulsed"] |= rest[0]
+            else:
+                passes[-1]["reads"].append(rest[0])
+    assert len(passes) == res.passes_run >= 3
+    # pass k tunes the chips whose read-back k - 1 found a cell out of the hold band; its read-back
+    # reads those and the chips that read-back found finished for the first time in a row
+    read = passes[0]["reads"][0]
+    np.testing.assert_array_equal(read, targeted.any(axis=(1, 2)))
+    confirming = np.zeros(chips, bool)
+    confirmed_then_left = went_on = 0
     for k in range(1, len(passes)):
         back = j.backs[k - 1][1]
         out = targeted & (res.status != STUCK) & (np.abs(back - tg) > cfg.hold_band * tg)
-        was_on = passes[k - 1]
-        np.testing.assert_array_equal(passes[k], out.any(axis=(1, 2)) & was_on)
-        left_early += int((was_on & ~passes[k]).sum())
-        went_on += int(passes[k].sum())
-    assert left_early > 0 and went_on > 0, "the seed should have chips that finish early and chips that go on"
+        tuned = out.any(axis=(1, 2)) & read
+        np.testing.assert_array_equal(passes[k]["tuned"], tuned)
+        assert not (passes[k]["pulsed"] & ~tuned).any(), "a pulse on a chip not tuned in the pass"
+        left = read & ~tuned & confirming             # found finished at two read-backs in a row
+        confirming = read & ~tuned & ~confirming
+        read = tuned | confirming
+        np.testing.assert_array_equal(passes[k]["reads"][0], read)
+        for r in passes[k]["reads"][1:]:              # the read-back's re-reads: its own chips only
+            assert not (r & ~read).any()
+        confirmed_then_left += int(left.sum())
+        went_on += int(tuned.sum())
+    assert confirmed_then_left > 0 and went_on > 0, "the seed should have chips that finish early and chips that go on"
     # a chip's final readings are its last read-back's; its reads count no read-back after it
     last = np.zeros(chips, int)
-    for k, on in enumerate(passes):
-        last[on] = k
+    for k in range(len(passes)):
+        last[passes[k]["reads"][0]] = k
     for b in range(chips):
         np.testing.assert_array_equal(res.final[b], j.backs[last[b]][1][b])
     assert (res.reads[targeted] >= 1).all()
-    # and every chip ends within tolerance where it converged, as a run of its own would
     assert res.summary(xb)["true_within_tol"] == 1.0
 
 
