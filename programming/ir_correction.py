@@ -172,8 +172,7 @@ class ReadCorrection:
             self._model_cross = (np.concatenate([c[0] for c in shares]), joined([c[1] for c in shares]),
                                  shares[0][2]) if whole else None
             return tuple(joined(p) for p in zip(*parts))
-        cubic = self.beta > 0 and self.scheme == "ground"
-        norm = 1.0 + self.beta * self.v_ref ** 2 if cubic else 1.0
+        cubic, norm = self._device_norm()
         net = self._net = relaxed_network(self._net, g / norm, self.r_line, self.r_access)
         row_v = np.broadcast_to(np.eye(R) * self.v_read, (B, R, R))
         col_v = np.zeros((B, R, C))
@@ -204,9 +203,8 @@ class ReadCorrection:
             self._model_cross = (phi, None, g_term) if (cross and B * R * C * (R + C) <= CROSS_MAX) else None
             return i_sense / self.v_read, None
         wr, wc = self._adjoints(g, norm, net, ids, sharp)
-        w_at = (np.diagonal(wr.transpose(0, 2, 1, 3), axis1=2, axis2=3),  # w_j at cell (i, j)'s row and
-                np.diagonal(wc.transpose(0, 2, 1, 3), axis1=2, axis2=3))  # column nodes: (B, R, C) each
-        self._model_write = (self._model_write[0], g_term * (w_at[0] - w_at[1]), self._model_write[2])
+        u_at = self._own_adjoint(wr, wc)
+        self._model_write = (self._model_write[0], g_term * u_at, self._model_write[2])
         if self.scheme == "isolate":
             # cell (i, j) read with the other columns at V as well: by superposition the grounded
             # read of row i plus every column at V minus column j at V; a column terminal at 1 V
@@ -216,11 +214,11 @@ class ReadCorrection:
             all_r, all_c = gt * wr.sum(axis=1), gt * wc.sum(axis=1)        # every column at 1 V: (B, R, C)
             i_sense = i_sense + self.v_read * gt * (gt * w_term.sum(axis=1)[:, None, :]
                                                     - gt * np.diagonal(w_term, axis1=1, axis2=2)[:, None, :])
-            v_cell = v_cell + self.v_read * ((all_r - all_c) - gt * (w_at[0] - w_at[1]))
+            v_cell = v_cell + self.v_read * ((all_r - all_c) - gt * u_at)
         if cubic:           # a device's current per unit g at its own voltage
             v_cell = v_cell * (1.0 + self.beta * v_cell * v_cell) / norm
         self._model_unit = v_cell
-        slope = -g_term * v_cell * (w_at[0] - w_at[1]) / self.v_read  # d(I/V)/dg of cell (i, j)
+        slope = -g_term * v_cell * u_at / self.v_read  # d(I/V)/dg of cell (i, j)
         self._model_cross = None
         if cross and self.scheme == "ground" and B * R * C * (R + C) <= CROSS_MAX:
             # every cell's share in every reading: d(reading of (i, j))/d(g of (k, l)) is
@@ -398,14 +396,13 @@ class ReadCorrection:
                                   slopes=slopes, sharp=sharp)
         new_write, new_cross = self._model_write, self._model_cross
         if chips is None:
-            a = np.maximum(slope, 1e-6) * g * g / (m_hat * m_hat)
-            self._a, self._c = a, 1.0 / m_hat - a / g
+            self._a, self._c = self._linearized(g, m_hat, slope)
             self._m_hat, self._ref, self._cross = m_hat, g.copy(), new_cross
             self._write, self._unit = new_write, self._model_unit
             self._stale = np.zeros(g.shape[0], bool)
         else:
-            a = self._a[chips] if slope is None else np.maximum(slope, 1e-6) * g * g / (m_hat * m_hat)
-            self._a[chips], self._c[chips] = a, 1.0 / m_hat - a / g
+            a_kept = self._a[chips] if slope is None else None      # (a readings-only refresh)
+            self._a[chips], self._c[chips] = self._linearized(g, m_hat, slope, a_kept)
             self._m_hat[chips], self._ref[chips], self._unit[chips] = m_hat, g, self._model_unit
             self._stale[chips] = slope is None
             for kept, new in zip(self._write, new_write):
@@ -424,21 +421,16 @@ class ReadCorrection:
         took the readings only: their slopes, ``a``, ``c``, the kept sensitivities' adjoint part and
         the write transfers' ψ at the estimate that refresh was made at (:attr:`_ref`), with its
         readings — the same inversion as one whole refresh there."""
-        R, C = self.shape
-        cubic = self.beta > 0 and self.scheme == "ground"
-        norm = 1.0 + self.beta * self.v_ref ** 2 if cubic else 1.0
+        _, norm = self._device_norm()
         for k in range(0, chips.size, MODEL_CHIPS):
             part = chips[k:k + MODEL_CHIPS]
             g = self._ref[part]
             net = self._net = relaxed_network(self._net, g / norm, self.r_line, self.r_access)
             wr, wc = self._adjoints(g, norm, net, part)
             g_term = 1.0 / (self.r_line + self.r_access) if net is None else net.g_term
-            u_at = (np.diagonal(wr.transpose(0, 2, 1, 3), axis1=2, axis2=3)
-                    - np.diagonal(wc.transpose(0, 2, 1, 3), axis1=2, axis2=3))
+            u_at = self._own_adjoint(wr, wc)
             slope = -g_term * self._unit[part] * u_at / self.v_read
-            m_hat = self._m_hat[part]
-            a = np.maximum(slope, 1e-6) * g * g / (m_hat * m_hat)
-            self._a[part], self._c[part] = a, 1.0 / m_hat - a / g
+            self._a[part], self._c[part] = self._linearized(g, self._m_hat[part], slope)
             self._write[1][part] = g_term * u_at
             if self._cross is not None:
                 self._cross[1][part] = wr - wc
@@ -483,6 +475,31 @@ class ReadCorrection:
         m_hat = self._m_hat.reshape(-1).take(cell)
         m_now = m_hat - gt * share / self.v_read
         return c + 1.0 / np.where(m_now > 0, m_now, m_hat) - 1.0 / m_hat
+
+    def _device_norm(self) -> tuple[bool, float]:
+        """(cubic, norm): whether the model's devices carry the cubic I-V (grounded reads with
+        β > 0) and the I-V's normalization ``1 + β v_ref²`` (1 without it); the linear network is
+        that of ``g/norm``."""
+        cubic = self.beta > 0 and self.scheme == "ground"
+        return cubic, 1.0 + self.beta * self.v_ref ** 2 if cubic else 1.0
+
+    @staticmethod
+    def _own_adjoint(wr, wc) -> np.ndarray:
+        """``u`` (B, R, C) of the adjoints ``wr``, ``wc`` (B, C columns, R, C): column j's adjoint
+        at cell (i, j)'s row node minus at its column node (a reading's sensitivity to its own cell
+        is ``−g_term·φ·u/V_read``)."""
+        return (np.diagonal(wr.transpose(0, 2, 1, 3), axis1=2, axis2=3)
+                - np.diagonal(wc.transpose(0, 2, 1, 3), axis1=2, axis2=3))
+
+    @staticmethod
+    def _linearized(g, m_hat, slope, a=None) -> tuple[np.ndarray, np.ndarray]:
+        """``(a, c)`` of the local inversion ``g = a/(1/m − c)`` (:meth:`_invert`) linearized at
+        conductances ``g`` (S) with model readings ``m_hat`` (S) and slopes ``slope``
+        (d(reading)/d(own conductance), floored at 1e-6); ``a`` given (a refresh of the readings
+        only): kept, ``c`` then putting the inversion through the new readings."""
+        if a is None:
+            a = np.maximum(slope, 1e-6) * g * g / (m_hat * m_hat)
+        return a, 1.0 / m_hat - a / g
 
     @staticmethod
     def _invert(m, a, c, fallback, ref=None, m_hat=None):
