@@ -189,7 +189,10 @@ class ReadCorrection:
             i_sense = net.terminal_currents(xr, xc, row_v, col_v)[1]     # (B, R reads, C)
             g_term = net.g_term
         ii = np.arange(R)
-        v_cell = xr[:, ii, ii, :] - xc[:, ii, ii, :]                       # read i, cell (i, j): (B, R, C)
+        # read i, cell (i, j): (B, R, C), C-contiguous (the gathers' result is a transposed view, and
+        # every map of a cell derived from it — the write transfers, the inversion's a, the unit
+        # currents — would be too: each flat ``reshape(-1)`` of them a copy of the whole map)
+        v_cell = np.ascontiguousarray(xr[:, ii, ii, :] - xc[:, ii, ii, :])
         phi = xr - xc                                                      # every cell's voltage in every read
         # the write-transfer maps (write_transfer): a cell's voltage per volt on its own row's
         # terminal, per volt on its own column's (None without the adjoints), and per volt on
@@ -488,8 +491,8 @@ class ReadCorrection:
         """``u`` (B, R, C) of the adjoints ``wr``, ``wc`` (B, C columns, R, C): column j's adjoint
         at cell (i, j)'s row node minus at its column node (a reading's sensitivity to its own cell
         is ``−g_term·φ·u/V_read``)."""
-        return (np.diagonal(wr.transpose(0, 2, 1, 3), axis1=2, axis2=3)
-                - np.diagonal(wc.transpose(0, 2, 1, 3), axis1=2, axis2=3))
+        return np.ascontiguousarray(np.diagonal(wr.transpose(0, 2, 1, 3), axis1=2, axis2=3)
+                                    - np.diagonal(wc.transpose(0, 2, 1, 3), axis1=2, axis2=3))   # (C order: as v_cell)
 
     @staticmethod
     def _linearized(g, m_hat, slope, a=None) -> tuple[np.ndarray, np.ndarray]:
