@@ -39,8 +39,8 @@ With ``κ_l = Σ_{k∈l} z_k d̄_k``, the largest row error ``M_R ≤ max A_R + 
 (``B_C,j = Σ_i z_i d̄_ij A_R,i``), likewise ``E_R,i``; a read's residual sits on a few lines (its
 own row, its changed cells'), which the maxima alone spread over every line.  A terminal current's
 error is ``g_term`` times its terminal node's and ``(L_l⁻¹)_{0k} = r_t``: at most
-``Σ_{k∈l}|F_k| + Σ_{k∈l} d̄_k E_cross(k) ≤ S_l + Σ_k d̄_k A_cross(k) + max κ_cross · max E_l' · Σ_k d̄_k``.
-The slopes:
+``Σ_{k∈l}|F_k| + Σ_{k∈l} d̄_k E_cross(k) ≤ S_l + Σ_k d̄_k A_cross(k) + max κ_cross · max E_l' · Σ_k d̄_k``
+(``row_currents`` False: the column terminals' only, a grounded read's readings).  The slopes:
 ``d̄ = g·(1 + 3β v²)/(1 + β v_ref²)`` at some ``v`` between a cell's voltage now and at the
 solution, which differ by at most twice the global bound ``z·Σ|F|``.  The answers' errors then
 reach up to the tolerance (with the global bound alone ~1/100 of it), which readings cannot
@@ -87,11 +87,12 @@ def _kernel():
         # each line's matrix an M-matrix), the same answers bit for bit
         @njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "arcp", "nsz"})
         def sweep_points(gl, gc, chip, g_seg, g_term, row_v, col_v, x, pool, slot_in, ratio, slot_out, lim, lim_i,
-                         lim_l, lim_il, z, max_sweeps, sweeps):  # pragma: no cover - compiled
+                         lim_l, lim_il, rows_i, z, max_sweeps, sweeps):  # pragma: no cover - compiled
             """Solve each point p (chip ``chip[p]``, terminals ``row_v[p]`` (R,) / ``col_v[p]``
             (C,)) from ``x[p]`` (2, R, C), in place, until every node voltage is proven within
             ``lim[p]`` and every terminal current within ``lim_i[p]`` (the global bound
-            ``z·Σ|F|``, ``Σ|F|``, or the lines' bound: :func:`sweep_solve`); ``gl``, ``gc``
+            ``z·Σ|F|``, ``Σ|F|``, or the lines' bound, on the row terminals' currents too where
+            ``rows_i``: :func:`sweep_solve`); ``gl``, ``gc``
             (B, R, C): the devices' linear and cubic coefficients (I = v·(gl + gc·v²)).  Writes the
             sweeps taken into ``sweeps[p]`` (−1: not converged in ``max_sweeps``).  The row lines
             are worked on in a transposed copy (the row index contiguous) and the column lines in
@@ -217,7 +218,7 @@ def _kernel():
                         ac = max(ac, AC[j])
                         sc = max(sc, SC[j])
                     done = z * res <= lim[p] and res <= lim_i[p]
-                    if not done and max(ar, ac) <= lim_l[p] and sr <= lim_il[p] \
+                    if not done and max(ar, ac) <= lim_l[p] and (sr if rows_i else 0.0) <= lim_il[p] \
                             and sc <= lim_il[p]:
                         # the lines' bound (sweep_solve): each line's coupling κ (Σ z·slope), Σ slope,
                         # and the crossing lines' A through its devices (Σ z·slope·A, Σ slope·A),
@@ -261,8 +262,9 @@ def _kernel():
                                 m_c2 = max(m_c2, AC[j] + BC[j] + m_c * kr * KC[j])
                             m_r2, m_c2 = min(m_r, m_r2), min(m_c, m_c2)
                             i_max = 0.0
-                            for i in range(R):
-                                i_max = max(i_max, AR[i] * g_term + HR[i] + m_r2 * kc * GR[i])
+                            if rows_i:
+                                for i in range(R):
+                                    i_max = max(i_max, AR[i] * g_term + HR[i] + m_r2 * kc * GR[i])
                             for j in range(C):
                                 i_max = max(i_max, SC[j] + HC[j] + m_c2 * kr * GC[j])
                             done = max(m_r2, m_c2) <= lim_l[p] and i_max <= lim_il[p]
@@ -346,7 +348,7 @@ def error_scale(shape, r_line: float, r_access: float = 0.0) -> float:
 
 def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, chip, row_v, col_v, x, tol,
                 i_tol=np.inf, max_sweeps: int = 200, starts: "WarmStarts | None" = None,
-                sharp: bool = False) -> np.ndarray:
+                sharp: bool = False, row_currents: bool = True) -> np.ndarray:
     """Solve operating points in place by line sweeps: point p on chip ``chip[p]`` of the devices
     ``g`` (B, R, C), S (cubic I-V with ``beta`` ≥ 0, 1/V², around ``v_ref``, V), terminals at
     ``row_v`` (P, R) and ``col_v`` (P, C), V, from the node voltages ``x`` (P, 2, R, C) (row nodes,
@@ -359,6 +361,10 @@ def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, ch
     else its terminals' voltages) and keeps its solution in; ``x`` is then only written.
     ``sharp``: stop on the lines' bound as well (module docstring): about a sweep fewer per point,
     answers whose errors reach up to the tolerances (the global bound alone leaves ~1/100 of them).
+    ``row_currents``: on the lines' bound, ``i_tol`` holds the row terminals' currents too (False:
+    the column terminals' only — the readings of a grounded or isolating read, all the tuner's line
+    model takes from its reads; its node voltages stay within ``tol``); the global bound holds
+    every terminal to it either way.
 
     A terminal current is ``g_term`` times its terminal node's voltage difference to the terminal,
     and that node's transfer resistance to any node is at most its own driving-point resistance,
@@ -399,7 +405,7 @@ def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, ch
         pool = starts.pool()
     _kernel()(gl, gc, np.ascontiguousarray(chip, dtype=np.int64), g_seg, g_term,
               np.ascontiguousarray(row_v, dtype=float), np.ascontiguousarray(col_v, dtype=float), x, pool, slot_in,
-              ratio, slot_out, lim, lim_i, lim_l, lim_il, z, int(max_sweeps), sweeps)
+              ratio, slot_out, lim, lim_i, lim_l, lim_il, bool(row_currents), z, int(max_sweeps), sweeps)
     # where the floor of the current bound exceeds FLOOR_REL of a reading (the chip's mean
     # conductance at the point's voltage), a stop on it may leave readings that far off: lines far
     # less resistive than the path to their terminals (a line calibration's trial 1e-6 Ω behind a
