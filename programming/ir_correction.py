@@ -62,10 +62,11 @@ ADJOINT_SWEPT_TOL = 1e-6
 #: the lines' bound as well (:func:`~programming.line_sweep.sweep_solve`'s ``sharp``): readings and
 #: slopes still within :data:`MODEL_READ_TOL` / :data:`ADJOINT_SWEPT_TOL` (the error left reaches up
 #: to them, where the global bound leaves ~1/100), a millionth of a reading against the 1 % band the
-#: verify reads decide on; their adjoints take 1.7 sweeps per point instead of 2.9 on the 64×64 tune
-#: (their reads stop on the current bound of every terminal, as before).  The fits' own evaluations
-#: keep the global bound: a fit compares evaluations far below their tolerance (stop 20: 64 chips'
-#: line calibrations spread 0.15 Ω instead of 0.012 Ω with readings on the lines' bound)
+#: verify reads decide on; their adjoints take 1.7 sweeps per point instead of 2.9 on the 64×64 tune,
+#: and their reads bound the column terminals' currents only (the readings: ``row_currents``
+#: False).  The fits' own evaluations keep the global bound: a fit compares evaluations far below
+#: their tolerance (stop 20: 64 chips' line calibrations spread 0.15 Ω instead of 0.012 Ω with
+#: readings on the lines' bound)
 SHARP_REFRESH = True
 
 #: past steps :meth:`ReadCorrection.fit` mixes (Anderson acceleration of the joint inversion)
@@ -238,23 +239,26 @@ class ReadCorrection:
         solutions of the same reads (its own estimates' network): their node voltages ``xr``, ``xc``
         (B, R reads, R, C) to :data:`MODEL_READ_TOL` of the read voltage (their terminal currents,
         the readings, to that fraction of the read voltage times the chip's mean conductance), and
-        ``g_term``, S."""
+        ``g_term``, S.  On the lines' bound (``sharp``) the readings' current bound holds the
+        column terminals only (the row terminals' currents are never used)."""
         B, R, C = g.shape
         g_term = 1.0 / (self.r_line + self.r_access)
         reads_r = np.broadcast_to(np.eye(R) * self.v_read, (B, R, R)).reshape(B * R, R)
         x = np.empty((B * R, 2, R, C))
         g_mean = np.repeat(g.reshape(B, -1).mean(axis=1), R)
         self._sweep(g, self.beta if cubic else 0.0, ids, reads_r, np.zeros((B * R, C)), x, MODEL_READ_TOL * self.v_read,
-                    MODEL_READ_TOL * self.v_read * g_mean, sharp)
+                    MODEL_READ_TOL * self.v_read * g_mean, sharp, row_currents=False)
         x = x.reshape(B, R, 2, R, C)
         return x[:, :, 0], x[:, :, 1], g_term
 
-    def _sweep(self, g, beta: float, ids, row_v, col_v, x, tol, i_tol=np.inf, sharp: bool = False) -> None:
+    def _sweep(self, g, beta: float, ids, row_v, col_v, x, tol, i_tol=np.inf, sharp: bool = False,
+               row_currents: bool = True) -> None:
         """:func:`~programming.line_sweep.sweep_solve` of the chips ``ids`` (conductances ``g`` (B, R, C),
         S), ``row_v.shape[0] // B`` points each (in chip order), each from this model's last solution
         of the same point of the same chip (kept and read inside the sweeps' kernel: :class:`WarmStarts`,
         keyed by the chip's index in the whole batch), into ``x``; ``sharp``: stopping on the lines'
-        bound as well."""
+        bound as well (``row_currents`` False: holding the column terminals' currents only to
+        ``i_tol`` there, a grounded read's readings)."""
         B, R, C = g.shape
         if self._warm is None:
             self._warm = WarmStarts((R, C))
@@ -266,7 +270,7 @@ class ReadCorrection:
             whole[ids] = g
             g = whole
         sweep_solve(g, beta, self.v_ref, self.r_line, self.r_access, np.repeat(ids, per), row_v, col_v, x, tol, i_tol,
-                    starts=self._warm, sharp=sharp)
+                    starts=self._warm, sharp=sharp, row_currents=row_currents)
 
     def _adjoints(self, g, norm: float, net, ids, sharp: bool = False):
         """The adjoints of every column of the chips ``ids`` with conductances ``g`` (B, R, C), S
