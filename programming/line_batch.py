@@ -200,7 +200,7 @@ class BatchLines(LineNetwork):
 
     def _slow(self, chip, beta: float, span) -> np.ndarray:
         """Which points on chips ``chip`` whose terminals span ``span`` (V) would relax slowly: their
-        bound with the devices' cubic slope (as :func:`~programming.relax_kernels._relax_one` works
+        bound with the devices' cubic slope (as :func:`~programming.relax_kernels._take` works
         it out) above :data:`RHO_SOLVE` (they are solved on a factorization instead)."""
         return self.rho_lin[chip] * (1.0 + 3.0 * abs(beta) * (1.01 * np.asarray(span, float)) ** 2) > RHO_SOLVE
 

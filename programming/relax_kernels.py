@@ -39,156 +39,233 @@ _OUTC = {n: types.Array(types.float64, n, "C") for n in (5,)}
 _F, _I = types.float64, types.int64
 
 
-@njit(inline="always")
-def _row_drop(cur, R, C, r0, r, acc, first, drop):  # pragma: no cover - compiled
-    """``drop`` (R·C, flat) of the currents ``cur`` (R·C) along every row line (each row's two scans
-    along its contiguous nodes; the rows' chains overlap in the pipeline); ``r0 = r_t − r``; ``acc``,
-    ``first``: (R,) work arrays (not needed by the scans)."""
-    for i in range(R):
-        a = 0.0
-        for j in range(C - 1, -1, -1):
-            a += cur[i * C + j]
-            drop[i * C + j] = a
-        f = r0 * a
-        a = 0.0
-        for j in range(C):
-            a += drop[i * C + j]
-            drop[i * C + j] = r * a + f
+#: operating points relaxed side by side, one per SIMD lane: every working array holds a node's
+#: value for ``W`` points contiguously (node (i, j) of lane l at ``(i·C + j)·W + l``), so each loop
+#: of the iteration — the devices' currents, the ladders' scans, the error bound — runs over
+#: contiguous lanes in vector registers (the row scans on a transposed copy, node (i, j) at
+#: ``(j·R + i)·W + l``, so that they too run along contiguous memory).  Each lane performs exactly
+#: the scalar iteration of its own point (the same operations in the same order: the same answer
+#: bit for bit, and no lane's answer depends on its neighbours'); a lane whose point has converged
+#: takes the next point.  8: one AVX-512 register, and a working set of 8×8 chips (6 arrays of
+#: 4 kB) that stays in the L1 cache (the copies between the layouts are written for 8)
+W = 8
 
 
 @njit(inline="always")
-def _col_rise(cur, R, C, r0, r, acc, last, rise):  # pragma: no cover - compiled
-    """``rise`` (R·C, flat) of the currents ``cur`` (R·C) along every column line; ``acc``,
-    ``last``: (C,) work arrays."""
-    for j in range(C):
-        acc[j] = 0.0
+def _copy_w(src, o, dst, p):  # pragma: no cover - compiled
+    """``dst[p:p + W] = src[o:o + W]`` (W = 8), every load before any store: the compiler
+    then moves the lanes as one vector (loads and stores interleaved, it cannot: the arrays
+    might overlap)."""
+    x0, x1, x2, x3 = src[o], src[o + 1], src[o + 2], src[o + 3]
+    x4, x5, x6, x7 = src[o + 4], src[o + 5], src[o + 6], src[o + 7]
+    dst[p], dst[p + 1], dst[p + 2], dst[p + 3] = x0, x1, x2, x3
+    dst[p + 4], dst[p + 5], dst[p + 6], dst[p + 7] = x4, x5, x6, x7
+
+
+@njit(inline="always")
+def _row_drop(cur, R, C, r0, r, acc, first, by_col, drop):  # pragma: no cover - compiled
+    """``drop`` (R·C·W, lane-interleaved) of the currents ``cur`` along every row line of every
+    lane: per row a suffix sum ``S_s`` (from column C − 1 down), then ``r·Σ_{s≤k} S_s + r0·S₀``;
+    ``r0 = r_t − r``.  Worked on ``by_col`` (R·C·W: ``cur`` transposed, each column's rows and
+    lanes contiguous); ``acc``, ``first``: (R·W,) work arrays."""
+    RW = R * W
     for i in range(R):
         for j in range(C):
-            acc[j] += cur[i * C + j]
-            rise[i * C + j] = acc[j]
+            _copy_w(cur, (i * C + j) * W, by_col, (j * R + i) * W)
+    for x in range(RW):
+        acc[x] = 0.0
+    for j in range(C - 1, -1, -1):
+        cj = by_col[j * RW:(j + 1) * RW]
+        for x in range(RW):
+            a = acc[x] + cj[x]
+            acc[x] = a
+            cj[x] = a
+    for x in range(RW):
+        first[x] = r0 * acc[x]
+        acc[x] = 0.0
     for j in range(C):
-        last[j] = r0 * acc[j]
-        acc[j] = 0.0
+        cj = by_col[j * RW:(j + 1) * RW]
+        for x in range(RW):
+            a = acc[x] + cj[x]
+            acc[x] = a
+            cj[x] = r * a + first[x]
+    for i in range(R):
+        for j in range(C):
+            _copy_w(by_col, (j * R + i) * W, drop, (i * C + j) * W)
+
+
+@njit(inline="always")
+def _col_rise(cur, R, C, r0, r, acc, last):  # pragma: no cover - compiled
+    """The rise (R·C·W, lane-interleaved) of the currents ``cur`` along every column line of every
+    lane, written over ``cur``; ``acc``, ``last``: (C·W,) work arrays."""
+    CW = C * W
+    for q in range(CW):
+        acc[q] = 0.0
+    for i in range(R):
+        ci = cur[i * CW:(i + 1) * CW]
+        for q in range(CW):
+            a = acc[q] + ci[q]
+            acc[q] = a
+            ci[q] = a
+    for q in range(CW):
+        last[q] = r0 * acc[q]
+        acc[q] = 0.0
     for i in range(R - 1, -1, -1):
-        for j in range(C):
-            acc[j] += rise[i * C + j]
-            rise[i * C + j] = r * acc[j] + last[j]
+        ci = cur[i * CW:(i + 1) * CW]
+        for q in range(CW):
+            a = acc[q] + ci[q]
+            acc[q] = a
+            ci[q] = r * a + last[q]
+
+
+@njit(inline="always")
+def _ladders(R, C):  # pragma: no cover - compiled
+    """The ladders' work arrays for W lanes: (R·W,) ×2, (C·W,) ×2, and the transposed copy (R·C·W,)."""
+    return np.empty(R * W), np.empty(R * W), np.empty(C * W), np.empty(C * W), np.empty(R * C * W)
 
 
 @njit(_F[:](_IN[3], _F, _F), cache=True, nogil=True)
 def ladder_bound(slope, r_t, r):  # pragma: no cover - compiled
     """Per chip the largest node value of ``(L_r⁻¹ + L_c⁻¹)·slope`` (``slope`` (B, R, C), S):
-    the contraction bound of :func:`programming.line_batch.contraction`."""
+    the contraction bound of :func:`programming.line_batch.contraction` (W chips at a time)."""
     B, R, C = slope.shape
     n = R * C
-    s, drop, rise = np.empty(n), np.empty(n), np.empty(n)
-    acc_r, first, acc_c, last = np.empty(R), np.empty(R), np.empty(C), np.empty(C)
+    s, drop = np.zeros(n * W), np.empty(n * W)
+    acc_r, first, acc_c, last, by_col = _ladders(R, C)
     out = np.empty(B)
-    for b in range(B):
-        for i in range(R):
-            for j in range(C):
-                s[i * C + j] = slope[b, i, j]
-        _row_drop(s, R, C, r_t - r, r, acc_r, first, drop)
-        _col_rise(s, R, C, r_t - r, r, acc_c, last, rise)
-        top = -np.inf
-        for q in range(n):
-            x = drop[q] + rise[q]
-            if x > top:
-                top = x
-        out[b] = top
+    for b0 in range(0, B, W):
+        m = min(W, B - b0)
+        for ln in range(m):
+            for i in range(R):
+                for j in range(C):
+                    s[(i * C + j) * W + ln] = slope[b0 + ln, i, j]
+        _row_drop(s, R, C, r_t - r, r, acc_r, first, by_col, drop)
+        _col_rise(s, R, C, r_t - r, r, acc_c, last)       # (s is the rise now)
+        for ln in range(m):
+            top = -np.inf
+            for q in range(n):
+                x = drop[q * W + ln] + s[q * W + ln]
+                if x > top:
+                    top = x
+            out[b0 + ln] = top
     return out
 
 
 @njit(types.void(_IN[5], _F, _F, _OUT[5]), cache=True, nogil=True)
 def device_free(inj, r_t, r, out):  # pragma: no cover - compiled
     """Node voltages with no devices, V, of node current injections ``inj`` (P, K, 2, R, C), A
-    (row nodes, column nodes): the row injections' drop and the column injections' rise."""
+    (row nodes, column nodes): the row injections' drop and the column injections' rise (W
+    points at a time)."""
     P, K, _, R, C = inj.shape
     n = R * C
-    a, b, drop, rise = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
-    acc_r, first, acc_c, last = np.empty(R), np.empty(R), np.empty(C), np.empty(C)
-    for p in range(P):
-        for k in range(K):
+    a, b, drop = np.zeros(n * W), np.zeros(n * W), np.empty(n * W)
+    acc_r, first, acc_c, last, by_col = _ladders(R, C)
+    for t0 in range(0, P * K, W):
+        m = min(W, P * K - t0)
+        for ln in range(m):
+            p, k = divmod(t0 + ln, K)
             for i in range(R):
                 for j in range(C):
-                    a[i * C + j] = inj[p, k, 0, i, j]
-                    b[i * C + j] = inj[p, k, 1, i, j]
-            _row_drop(a, R, C, r_t - r, r, acc_r, first, drop)
-            _col_rise(b, R, C, r_t - r, r, acc_c, last, rise)
+                    a[(i * C + j) * W + ln] = inj[p, k, 0, i, j]
+                    b[(i * C + j) * W + ln] = inj[p, k, 1, i, j]
+        _row_drop(a, R, C, r_t - r, r, acc_r, first, by_col, drop)
+        _col_rise(b, R, C, r_t - r, r, acc_c, last)       # (b is the rise now)
+        for ln in range(m):
+            p, k = divmod(t0 + ln, K)
             for i in range(R):
                 for j in range(C):
-                    out[p, k, 0, i, j] = drop[i * C + j]
-                    out[p, k, 1, i, j] = rise[i * C + j]
+                    out[p, k, 0, i, j] = drop[(i * C + j) * W + ln]
+                    out[p, k, 1, i, j] = b[(i * C + j) * W + ln]
 
 
 @njit(inline="always")
 def _work(R, C):  # pragma: no cover - compiled
-    """One point's working arrays (flat, cell (i, j) at i·C + j): its cell voltages on ideal lines
-    ``v0``, its devices' linear conductances ``gl``, the drop plus rise ``u``, the currents, the drop
-    and the rise; and the ladders' (R,) / (C,) accumulators."""
-    n = R * C
-    return (np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n),
-            np.empty(R), np.empty(R), np.empty(C), np.empty(C), np.empty(C), np.empty(C))
+    """The lanes' working arrays (R·C·W each, lane-interleaved: node (i, j) of lane l at
+    ``(i·C + j)·W + l``): cell voltages on ideal lines ``v0``, the devices' linear conductances
+    ``gl``, the drop plus rise ``u``, the currents and then (written over them) the rise, and the
+    drop (a lane that never took a point holds zeros: no current; a lane whose point has left
+    goes on relaxing it, unread); the ladders' work arrays; per column and lane the largest move
+    and the sum of ``u`` (C·W); and per lane (W,) its point (−1: free), its steps, its bound's
+    factor ``ρ/(1 − ρ)``, its tolerance (V), its largest move and its sum."""
+    n = R * C * W
+    acc_r, first, acc_c, last, by_col = _ladders(R, C)
+    return (np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n),
+            acc_r, first, acc_c, last, np.empty(C * W), np.empty(C * W),
+            np.full(W, -1, np.int64), np.zeros(W, np.int64), np.zeros(W), np.zeros(W), np.zeros(W), np.zeros(W),
+            by_col)
 
 
 @njit(inline="always")
-def _relax_one(beta, rho_lin, hi, lo, atol, r_t, r, max_iter, R, C, w):  # pragma: no cover - compiled
-    """Relax one point (its ideal-line cell voltages ``v0`` and conductances ``gl`` in ``w``, as
-    :func:`_work` lays it out) from ``u = 0`` until its error bound ``ρ/(1 − ρ)·max|Δu|`` is at
-    most ``atol``, V: ρ its chip's bound ``rho_lin`` with the devices' slopes at the largest cell
-    voltage it can have, ``rho_lin·(1 + 3|β|·span²)``, span its terminals' spread ``hi − lo`` plus
-    1 % (a network of monotone devices keeps its node voltages between its terminals'; the margin
-    covers the iterates).  Leaves its drop and rise in ``w``.  Returns (steps, status, worst) as
-    :func:`relax_points`."""
-    v0, gl, u, cur, drop, rise, acc_r, first, acc_c, last, top, tots = w
-    n = R * C
-    r0 = r_t - r
+def _take(w, ln, p, beta, rho_lin, hi, lo, atol, R, C):  # pragma: no cover - compiled
+    """Lane ``ln`` takes point ``p`` (its ``v0`` and ``gl`` already written) from ``u = 0``: its
+    bound ``ρ = rho_lin·(1 + 3|β|·span²)``, span its terminals' spread ``hi − lo`` plus 1 % (a
+    network of monotone devices keeps its node voltages between its terminals'; the margin covers
+    the iterates), and its tolerance ``atol``, V."""
+    u, point, steps, fac, tol = w[2], w[12], w[13], w[14], w[15]
     span = 1.01 * (hi - lo)
     rho = rho_lin * (1.0 + 3.0 * abs(beta) * span * span)
-    b = rho / (1.0 - rho)
-    for q in range(n):
-        u[q] = 0.0
-    it = 0
-    while True:
-        it += 1
-        for q in range(n):
-            v = v0[q] - u[q]
-            cur[q] = gl[q] * (v * (1.0 + beta * v * v))
-        _row_drop(cur, R, C, r0, r, acc_r, first, drop)
-        _col_rise(cur, R, C, r0, r, acc_c, last, rise)
-        # the largest move of u, and a sum that is finite only if every node is
-        # kept per column (independent lanes the compiler vectorizes; a max is exact in any order)
-        for j in range(C):
-            top[j] = 0.0
-            tots[j] = 0.0
-        for i in range(R):
-            for j in range(C):
-                q = i * C + j
-                new = drop[q] + rise[q]
-                d = abs(new - u[q])
-                top[j] = d if d > top[j] else top[j]
-                tots[j] += new
-                u[q] = new
-        step = 0.0
-        tot = 0.0
-        for j in range(C):
-            step = max(step, top[j])
-            tot += tots[j]
-        if not (tot - tot == 0.0 and step < np.inf):
-            return it, 1, step
-        if b * step <= atol:
-            return it, 0, 0.0
-        if it >= max_iter:
-            return it, 2, b * step
+    for q in range(R * C):
+        u[q * W + ln] = 0.0
+    point[ln], steps[ln], fac[ln], tol[ln] = p, 0, rho / (1.0 - rho), atol
 
 
 @njit(inline="always")
-def _idle(R, C, w):  # pragma: no cover - compiled
-    """A point whose devices all see 0 V carries no current: no drop, no rise."""
-    drop, rise = w[4], w[5]
-    for q in range(R * C):
-        drop[q] = 0.0
-        rise[q] = 0.0
+def _free(w, ln):  # pragma: no cover - compiled
+    """Lane ``ln`` leaves its point (it goes on relaxing it, unread, until it takes another)."""
+    w[12][ln] = -1
+
+
+@njit(inline="always")
+def _step(w, beta, r_t, r, R, C):  # pragma: no cover - compiled
+    """One relaxation step of every lane, ``u ← (L_r⁻¹ + L_c⁻¹) I(v0 − u)`` (devices
+    ``I = gl·v·(1 + β v²)``), leaving the step's drop and rise in ``w`` and per lane its largest
+    move of ``u`` and a sum that is finite only if every node is (per column, then over the columns:
+    a max is exact in any order)."""
+    v0, gl, u, rise, drop, _, acc_r, first, acc_c, last, top, tots = w[:12]
+    move, total, by_col = w[16], w[17], w[18]
+    n = R * C
+    CW = C * W
+    for q in range(n * W):
+        v = v0[q] - u[q]
+        rise[q] = gl[q] * (v * (1.0 + beta * v * v))     # the currents
+    _row_drop(rise, R, C, r_t - r, r, acc_r, first, by_col, drop)
+    _col_rise(rise, R, C, r_t - r, r, acc_c, last)
+    for q in range(CW):
+        top[q] = 0.0
+        tots[q] = 0.0
+    for i in range(R):
+        di, ri, ui = drop[i * CW:(i + 1) * CW], rise[i * CW:(i + 1) * CW], u[i * CW:(i + 1) * CW]
+        for q in range(CW):
+            new = di[q] + ri[q]
+            d = abs(new - ui[q])
+            t = top[q]
+            top[q] = d if d > t else t
+            tots[q] += new
+            ui[q] = new
+    for ln in range(W):
+        move[ln] = 0.0
+        total[ln] = 0.0
+    for j in range(C):
+        for ln in range(W):
+            move[ln] = max(move[ln], top[j * W + ln])
+            total[ln] += tots[j * W + ln]
+
+
+@njit(inline="always")
+def _settle(w, ln, max_iter):  # pragma: no cover - compiled
+    """After a step, lane ``ln``'s state: 0 converged (its error bound ``ρ/(1 − ρ)·max|Δu|`` at
+    most its tolerance), 1 non-finite node voltages, 2 not converged in ``max_iter`` steps, 3 going
+    on; and its error bound, V."""
+    steps, fac, tol, move, total = w[13], w[14], w[15], w[16], w[17]
+    steps[ln] += 1
+    step, tot = move[ln], total[ln]
+    if not (tot - tot == 0.0 and step < np.inf):
+        return 1, step
+    if fac[ln] * step <= tol[ln]:
+        return 0, 0.0
+    if steps[ln] >= max_iter:
+        return 2, fac[ln] * step
+    return 3, 0.0
 
 
 @njit(types.Tuple((_I, _I, _F))(_IN[4], _IN[4], _C[3], _F, _IN[1], _F, _F, _F, _I, _OUTC[5]),
@@ -206,7 +283,7 @@ def relax_points(base_r, base_c, g_lin, beta, rho_lin, tol, r_t, r, max_iter, ou
         r_t, r: terminal-to-first-node and segment resistance of every line, Ω.
         max_iter: most steps.
         out: (P, K, 2, R, C) written: base_r minus the drop, base_c plus the rise, at the first
-            step where the point's error bound (:func:`_relax_one`, span its device-free node
+            step where the point's error bound (:func:`_take`, span its device-free node
             voltages' spread) is at most ``tol`` times its largest |device-free node voltage|.
 
     Returns:
@@ -215,37 +292,55 @@ def relax_points(base_r, base_c, g_lin, beta, rho_lin, tol, r_t, r, max_iter, ou
     """
     P, K, R, C = base_r.shape
     w = _work(R, C)
-    v0, gl, drop, rise = w[0], w[1], w[4], w[5]
-    steps = 1
-    for p in range(P):
-        for i in range(R):
-            for j in range(C):
-                gl[i * C + j] = g_lin[p, i, j]
-        for k in range(K):
-            live = False
-            hi, lo, scale = -np.inf, np.inf, 0.0
+    v0, gl, rise, drop, point, steps_of = w[0], w[1], w[3], w[4], w[12], w[13]
+    steps, nxt, busy = 1, 0, 0
+    while True:
+        for ln in range(W):         # free lanes take the next points (a point with no voltage at once)
+            while point[ln] < 0 and nxt < P * K:
+                p, k = divmod(nxt, K)
+                hi, lo, scale, live = -np.inf, np.inf, 0.0, False
+                for i in range(R):
+                    for j in range(C):
+                        a, c = base_r[p, k, i, j], base_c[p, k, i, j]
+                        hi = max(hi, a, c)
+                        lo = min(lo, a, c)
+                        scale = max(scale, abs(a), abs(c))
+                        if a - c != 0.0:
+                            live = True
+                if live:
+                    for i in range(R):
+                        for j in range(C):
+                            q = (i * C + j) * W + ln
+                            v0[q] = base_r[p, k, i, j] - base_c[p, k, i, j]
+                            gl[q] = g_lin[p, i, j]
+                    _take(w, ln, nxt, beta, rho_lin[p], hi, lo, tol * scale, R, C)
+                    busy += 1
+                else:       # no device sees a voltage: the lines stay at their terminals'
+                    for i in range(R):
+                        for j in range(C):
+                            out[p, k, 0, i, j] = base_r[p, k, i, j] - 0.0
+                            out[p, k, 1, i, j] = base_c[p, k, i, j] + 0.0
+                nxt += 1
+        if busy == 0:
+            return steps, 0, 0.0
+        _step(w, beta, r_t, r, R, C)
+        for ln in range(W):
+            if point[ln] < 0:
+                continue
+            status, worst = _settle(w, ln, max_iter)
+            if status == 3:
+                continue
+            steps = max(steps, steps_of[ln])
+            if status:
+                return steps, status, worst
+            p, k = divmod(point[ln], K)
             for i in range(R):
                 for j in range(C):
-                    a, c = base_r[p, k, i, j], base_c[p, k, i, j]
-                    x = a - c
-                    v0[i * C + j] = x
-                    if x != 0.0:
-                        live = True
-                    hi = max(hi, a, c)
-                    lo = min(lo, a, c)
-                    scale = max(scale, abs(a), abs(c))
-            if live:
-                it, status, worst = _relax_one(beta, rho_lin[p], hi, lo, tol * scale, r_t, r, max_iter, R, C, w)
-                if status:
-                    return max(steps, it), status, worst
-                steps = max(steps, it)
-            else:               # no device sees a voltage: the lines stay at their terminals'
-                _idle(R, C, w)
-            for i in range(R):
-                for j in range(C):
-                    out[p, k, 0, i, j] = base_r[p, k, i, j] - drop[i * C + j]
-                    out[p, k, 1, i, j] = base_c[p, k, i, j] + rise[i * C + j]
-    return steps, 0, 0.0
+                    q = (i * C + j) * W + ln
+                    out[p, k, 0, i, j] = base_r[p, k, i, j] - drop[q]
+                    out[p, k, 1, i, j] = base_c[p, k, i, j] + rise[q]
+            _free(w, ln)
+            busy -= 1
 
 
 @njit(types.Tuple((_I, _I, _F))(_IN[3], _INI[1], _INI[1], _F, _F, _IN[1], _F, _F, _F, _F, _I, _OUT[2]),
@@ -258,27 +353,74 @@ def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, g_term, ma
     every column into its driver, A, ``out`` (P, C): ``g_term`` (S) times its terminal node's rise."""
     B, R, C = g_lin.shape
     P = chip.shape[0]
-    w = _work(R, C)
-    v0, gl, rise = w[0], w[1], w[5]
-    hi, lo, scale = max(v_read, 0.0), min(v_read, 0.0), abs(v_read)
-    steps = 1
-    for p in range(P):
-        c, rr = chip[p], row[p]
-        for i in range(R):
-            a = v_read if i == rr else 0.0
+    if v_read == 0.0:       # no device sees a voltage: no current
+        for p in range(P):
             for j in range(C):
-                v0[i * C + j] = a - 0.0
-                gl[i * C + j] = g_lin[c, i, j]
-        if v_read != 0.0:
-            it, status, worst = _relax_one(beta, rho_lin[c], hi, lo, tol * scale, r_t, r, max_iter, R, C, w)
+                out[p, j] = g_term * ((0.0 + 0.0) - 0.0)
+        return 1, 0, 0.0
+    w = _work(R, C)
+    v0, gl, rise, point, steps_of = w[0], w[1], w[3], w[12], w[13]
+    hi, lo, scale = max(v_read, 0.0), min(v_read, 0.0), abs(v_read)
+    steps, nxt, busy = 1, 0, 0
+    while True:
+        for ln in range(W):
+            if point[ln] < 0 and nxt < P:
+                c, rr = chip[nxt], row[nxt]
+                for i in range(R):
+                    a = v_read if i == rr else 0.0
+                    for j in range(C):
+                        q = (i * C + j) * W + ln
+                        v0[q] = a - 0.0
+                        gl[q] = g_lin[c, i, j]
+                _take(w, ln, nxt, beta, rho_lin[c], hi, lo, tol * scale, R, C)
+                busy += 1
+                nxt += 1
+        if busy == 0:
+            return steps, 0, 0.0
+        _step(w, beta, r_t, r, R, C)
+        for ln in range(W):
+            if point[ln] < 0:
+                continue
+            status, worst = _settle(w, ln, max_iter)
+            if status == 3:
+                continue
+            steps = max(steps, steps_of[ln])
             if status:
-                return max(steps, it), status, worst
-            steps = max(steps, it)
-        else:
-            _idle(R, C, w)
+                return steps, status, worst
+            p = point[ln]
+            for j in range(C):
+                out[p, j] = g_term * ((0.0 + rise[((R - 1) * C + j) * W + ln]) - 0.0)
+            _free(w, ln)
+            busy -= 1
+
+
+@njit(inline="always")
+def _pulse_done(p, ln, solved, g, chip, sel_r, sel_c, norm, shift, vth_set, vth_reset, beta, given, a_t, c_t,
+                drop, rise, R, C, energy, hit_point, hit_flat, hit_v, n_hit, top):  # pragma: no cover - compiled
+    """What :func:`relax_pulses` keeps of pulse ``p`` (its node voltages ``given``, or its terminals
+    ``a_t``, ``c_t`` (R·W, C·W) and the drop and rise of lane ``ln``): its power into ``energy``
+    and its devices beyond a threshold from ``n_hit`` on, in cell order; returns the new ``n_hit``
+    and ``top``."""
+    c, sr, sc = chip[p], sel_r[p], sel_c[p]
+    e = 0.0
+    s = shift[p]
+    for i in range(R):
         for j in range(C):
-            out[p, j] = g_term * ((0.0 + rise[(R - 1) * C + j]) - 0.0)
-    return steps, 0, 0.0
+            q = i * C + j
+            if solved:
+                x = given[p, 0, i, j] - given[p, 1, i, j]
+            else:
+                x = (a_t[i * W + ln] - drop[q * W + ln]) - (c_t[j * W + ln] + rise[q * W + ln])
+            e += x * (g[c, i, j] * x * ((1.0 + beta * x * x) / norm))
+            if i != sr or j != sc:
+                top = max(top, abs(x))
+            m = max(abs(x) + s, 0.0)
+            v_eq = m if x > 0.0 else (-m if x < 0.0 else 0.0)
+            if v_eq > vth_set[c, i, j] or -v_eq > vth_reset[c, i, j]:
+                hit_point[n_hit], hit_flat[n_hit], hit_v[n_hit] = p, q, x
+                n_hit += 1
+    energy[p] = e
+    return n_hit, top
 
 
 @njit(types.Tuple((_I, _I, _F, _I, _F))(_IN[3], _IN[3], _F, _INI[1], _INI[1], _INI[1], _IN[1], _F, _F, _IN[1], _IN[3],
@@ -309,54 +451,84 @@ def relax_pulses(g, g_lin, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shif
     B, R, C = g.shape
     P = chip.shape[0]
     w = _work(R, C)
-    v0, gl, drop, rise = w[0], w[1], w[4], w[5]
-    a_t, c_t = np.empty(R), np.empty(C)
-    solved = given.shape[0] == P and P > 0
-    steps, n_hit, top = 1, 0, 0.0
-    for p in range(P):
-        c, sr, sc, vp = chip[p], sel_r[p], sel_c[p], v[p]
-        if not solved:      # the relaxation's terminals, cell voltages on ideal lines and conductances
-            a_un, c_un = vp * frac_row, vp * frac_col
-            hi, lo, scale = -np.inf, np.inf, 0.0
-            for i in range(R):
-                a_t[i] = vp if i == sr else a_un
-                hi, lo, scale = max(hi, a_t[i]), min(lo, a_t[i]), max(scale, abs(a_t[i]))
-            for j in range(C):
-                c_t[j] = 0.0 if j == sc else c_un
-                hi, lo, scale = max(hi, c_t[j]), min(lo, c_t[j]), max(scale, abs(c_t[j]))
-            live = False
-            for i in range(R):
+    v0, gl, rise, drop, point, steps_of = w[0], w[1], w[3], w[4], w[12], w[13]
+    a_t, c_t = np.zeros(R * W), np.zeros(C * W)
+    n_hit, top = 0, 0.0
+    if given.shape[0] == P and P > 0:
+        for p in range(P):
+            n_hit, top = _pulse_done(p, 0, True, g, chip, sel_r, sel_c, norm, shift, vth_set, vth_reset, beta, given,
+                                     a_t, c_t, drop, rise, R, C, energy, hit_point, hit_flat, hit_v, n_hit, top)
+        return 1, 0, 0.0, n_hit, top
+    # lanes finish out of order: each pulse's devices are written where it finishes, then put in
+    # pulse order (first, count: where its run of devices starts and how many)
+    first, count = np.empty(P, np.int64), np.zeros(P, np.int64)
+    steps, nxt, busy, in_order, last = 1, 0, 0, True, -1
+    while True:
+        for ln in range(W):
+            while point[ln] < 0 and nxt < P:
+                p = nxt
+                c, sr, sc, vp = chip[p], sel_r[p], sel_c[p], v[p]
+                a_un, c_un = vp * frac_row, vp * frac_col
+                hi, lo, scale = -np.inf, np.inf, 0.0
+                for i in range(R):
+                    x = vp if i == sr else a_un
+                    a_t[i * W + ln] = x
+                    hi, lo, scale = max(hi, x), min(lo, x), max(scale, abs(x))
                 for j in range(C):
-                    x = a_t[i] - c_t[j]
-                    v0[i * C + j] = x
-                    gl[i * C + j] = g_lin[c, i, j]
-                    if x != 0.0:
-                        live = True
-            if live:
-                it, status, worst = _relax_one(beta, rho_lin[c], hi, lo, tol * scale, r_t, r, max_iter, R, C, w)
-                if status:
-                    return max(steps, it), status, worst, n_hit, top
-                steps = max(steps, it)
-            else:
-                _idle(R, C, w)
-        e = 0.0
-        s = shift[p]
-        for i in range(R):
-            for j in range(C):
-                q = i * C + j
-                if solved:
-                    x = given[p, 0, i, j] - given[p, 1, i, j]
-                else:
-                    x = (a_t[i] - drop[q]) - (c_t[j] + rise[q])
-                e += x * (g[c, i, j] * x * ((1.0 + beta * x * x) / norm))
-                if i != sr or j != sc:
-                    top = max(top, abs(x))
-                m = max(abs(x) + s, 0.0)
-                v_eq = m if x > 0.0 else (-m if x < 0.0 else 0.0)
-                if v_eq > vth_set[c, i, j] or -v_eq > vth_reset[c, i, j]:
-                    hit_point[n_hit], hit_flat[n_hit], hit_v[n_hit] = p, q, x
-                    n_hit += 1
-        energy[p] = e
+                    x = 0.0 if j == sc else c_un
+                    c_t[j * W + ln] = x
+                    hi, lo, scale = max(hi, x), min(lo, x), max(scale, abs(x))
+                live = False
+                for i in range(R):
+                    for j in range(C):
+                        x = a_t[i * W + ln] - c_t[j * W + ln]
+                        q = (i * C + j) * W + ln
+                        v0[q] = x
+                        gl[q] = g_lin[c, i, j]
+                        if x != 0.0:
+                            live = True
+                nxt += 1
+                if live:
+                    _take(w, ln, p, beta, rho_lin[c], hi, lo, tol * scale, R, C)
+                    busy += 1
+                else:       # no device sees a voltage: no drop, no rise
+                    for q in range(R * C):
+                        drop[q * W + ln] = 0.0
+                        rise[q * W + ln] = 0.0
+                    in_order = in_order and p > last
+                    last, first[p] = p, n_hit
+                    n_hit, top = _pulse_done(p, ln, False, g, chip, sel_r, sel_c, norm, shift, vth_set, vth_reset,
+                                             beta, given, a_t, c_t, drop, rise, R, C, energy, hit_point, hit_flat,
+                                             hit_v, n_hit, top)
+                    count[p] = n_hit - first[p]
+                    _free(w, ln)
+        if busy == 0:
+            break
+        _step(w, beta, r_t, r, R, C)
+        for ln in range(W):
+            if point[ln] < 0:
+                continue
+            status, worst = _settle(w, ln, max_iter)
+            if status == 3:
+                continue
+            steps = max(steps, steps_of[ln])
+            if status:
+                return steps, status, worst, n_hit, top
+            p = point[ln]
+            in_order = in_order and p > last
+            last, first[p] = p, n_hit
+            n_hit, top = _pulse_done(p, ln, False, g, chip, sel_r, sel_c, norm, shift, vth_set, vth_reset, beta,
+                                     given, a_t, c_t, drop, rise, R, C, energy, hit_point, hit_flat, hit_v, n_hit, top)
+            count[p] = n_hit - first[p]
+            _free(w, ln)
+            busy -= 1
+    if not in_order:        # the devices in pulse then cell order
+        hp, hf, hv = hit_point[:n_hit].copy(), hit_flat[:n_hit].copy(), hit_v[:n_hit].copy()
+        at = 0
+        for p in range(P):
+            for h in range(first[p], first[p] + count[p]):
+                hit_point[at], hit_flat[at], hit_v[at] = hp[h], hf[h], hv[h]
+                at += 1
     return steps, 0, 0.0, n_hit, top
 
 
