@@ -15,11 +15,12 @@ line cause, and the rise currents fed into a column line cause, are two cumulati
 
 :func:`_row_drop` and :func:`_col_rise` are those sums (the one definition: the relaxation, the
 contraction bound and the device-free node voltages of a linear solve all use them).
-:func:`_relax_one` is the iteration :mod:`programming.line_batch` states,
-``u ← (L_r⁻¹ + L_c⁻¹) I(v0 − u)`` from ``u = 0``, each point's 2·R·C node values staying in the
-cache while it relaxes (the numpy iteration it replaced streamed each step of a chunk of points
-through memory, ~0.3 µs per point per step on 8×8).  Its entries differ only in what they read
-and write around it: :func:`relax_points` node voltages of any device-free voltages (a solve's
+:func:`_step` is the iteration :mod:`programming.line_batch` states,
+``u ← (L_r⁻¹ + L_c⁻¹) I(v0 − u)`` from ``u = 0`` (:func:`_take`) until each point's own proven
+bound (:func:`_settle`), for :data:`W` points side by side, their node values staying in the cache
+while they relax (8×8 at 0.67 Ω: ~0.12 µs per point per step; one point at a time, ~0.24 µs;
+the numpy iteration before that streamed each step of a chunk of points through memory,
+~0.3 µs).  Its entries differ only in what they read and write around it: :func:`relax_points` node voltages of any device-free voltages (a solve's
 terminals as broadcast views); :func:`relax_reads` a grounded read's column currents and
 :func:`relax_pulses` a pulse's power, threshold hits and largest unselected cell voltage, read from
 the whole batch's arrays by chip index (no per-point node voltages written: the simulated chip's
