@@ -415,9 +415,11 @@ def _pulse_done(p, ln, solved, g, chip, sel_r, sel_c, norm, shift, vth_set, vth_
             e += x * (g[c, i, j] * x * ((1.0 + beta * x * x) / norm))
             if i != sr or j != sc:
                 top = max(top, abs(x))
+            # beyond a threshold: v_eq = sign(x)·m above vth_set or below −vth_reset; with positive
+            # thresholds (as every population draws them) the same test as on v_eq, without the
+            # branches on the sign of x that the unselected cells' near-0 V mispredict
             m = max(abs(x) + s, 0.0)
-            v_eq = m if x > 0.0 else (-m if x < 0.0 else 0.0)
-            if v_eq > vth_set[c, i, j] or -v_eq > vth_reset[c, i, j]:
+            if ((x > 0.0) & (m > vth_set[c, i, j])) | ((x < 0.0) & (m > vth_reset[c, i, j])):
                 hit_point[n_hit], hit_flat[n_hit], hit_v[n_hit] = p, q, x
                 n_hit += 1
     energy[p] = e
@@ -442,8 +444,8 @@ def relax_pulses(g, g_lin, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shif
     to relax.  Writes ``energy`` (P,): each pulse's power Σ v_cell·i_cell, W; and, in pulse then
     cell order, each device the pulse's cell voltage reaches beyond a threshold — ``v_eq > vth_set``
     or ``−v_eq > vth_reset`` of its chip (``v_eq = sign(v)·max(|v| + shift[p], 0)``: the equivalent
-    voltage of :func:`mock_hw.device.equivalent_voltage`, ``shift`` its width term) — as its
-    pulse, its flat index in its chip (i·C + j) and its cell voltage, V.
+    voltage of :func:`mock_hw.device.equivalent_voltage`, ``shift`` its width term; thresholds
+    positive) — as its pulse, its flat index in its chip (i·C + j) and its cell voltage, V.
 
     Returns:
         (steps, status, worst, hits, top): as :func:`relax_points`, the number of devices
