@@ -332,7 +332,7 @@ class LineSolver:
         return self.net if self.net is not None else self.network(g)
 
     def solve(self, g, row_v, col_v, tol: float = 1e-12, max_iter: int = 200, focus=None,
-              chips: slice | None = None, checked: bool = False, currents: bool = True) -> DrivenSolution:
+              chips: slice | None = None, checked: bool = False, currents: bool = True, cells=None) -> DrivenSolution:
         """Solve ``K`` operating points per chip: ``row_v`` (B, K, R) and ``col_v`` (B, K, C), V,
         all finite, to ``tol`` times each point's largest terminal voltage (swept lines: every
         node voltage proven within it, and with ``currents`` every terminal current within ``tol``
@@ -345,19 +345,21 @@ class LineSolver:
         ``col_v`` and ``focus`` are then those chips' (a large batch solved chunk by chunk).
         ``checked``: the caller has brought the kept network to ``g`` in this call
         (:meth:`network`), so a batch solved chunk by chunk is not compared whole with the kept
-        conductances for every chunk."""
+        conductances for every chunk.  ``cells``: optional (B, K) ints, each operating point's focus
+        cell (its chip's flat cell index, −1: none) for swept lines' warm starts (``cells`` of
+        :func:`~programming.line_sweep.sweep_solve`)."""
         with blas_one_thread():  # one pinning for every substitution of the iteration
-            return self._solve(g, row_v, col_v, tol, max_iter, focus, chips, checked, currents)
+            return self._solve(g, row_v, col_v, tol, max_iter, focus, chips, checked, currents, cells)
 
     def _solve(self, g, row_v, col_v, tol, max_iter, focus=None, chips=None, checked=False,
-               currents=True) -> DrivenSolution:
+               currents=True, cells=None) -> DrivenSolution:
         g = np.asarray(g, float)
         row_v, col_v = np.asarray(row_v, float), np.asarray(col_v, float)
         if not (np.all(np.isfinite(row_v)) and np.all(np.isfinite(col_v))):
             raise ValueError("LineSolver needs every terminal driven (finite voltages)")
         net = self.net if checked and self.net is not None else self.network(g)
         if net is None:
-            return self._swept(g, row_v, col_v, tol, currents)
+            return self._swept(g, row_v, col_v, tol, currents, cells)
         if chips is not None:
             net, g = net.chips(chips), g[chips]
         if focus is not None:
@@ -367,7 +369,7 @@ class LineSolver:
         row_current, col_current = net.terminal_currents(vr, vc, row_v, col_v)
         return DrivenSolution(vr, vc, row_current, col_current, it, g, self.beta, self.v_ref)
 
-    def _swept(self, g, row_v, col_v, tol, currents) -> DrivenSolution:
+    def _swept(self, g, row_v, col_v, tol, currents, cells=None) -> DrivenSolution:
         """:meth:`solve` by line sweeps from the kept warm starts (which it updates)."""
         B, R, C = g.shape
         K = row_v.shape[1]
@@ -388,7 +390,8 @@ class LineSolver:
         # readings down to ~1e-5 and fits the I-V's cubic term on them (on the lines' bound, readings
         # off by up to 1.5e-5, a 32x32 chip at 2 ohm measured beta 0 instead of 0.32 and tuned 68.9 %)
         sweeps = sweep_solve(g, self.beta, self.v_ref, self.r_line, self.r_access, chip, rv, cv, x, tol * scale, i_tol,
-                             starts=starts, sharp=not currents)
+                             starts=starts, sharp=not currents,
+                             cells=None if cells is None else np.broadcast_to(cells, (B, K)).reshape(B * K))
         x = x.reshape(B, K, 2, R, C)
         vr, vc = x[:, :, 0], x[:, :, 1]
         g_term = 1.0 / (self.r_line + self.r_access)

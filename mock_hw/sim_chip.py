@@ -378,7 +378,8 @@ class SimulatedCrossbar(Crossbar):
                 current[:, on_lanes], = self._line_solve(
                     row_v, np.zeros((*r_on.shape, self.shape[1])), READ_TOL,
                     self._focus_of(np.where(active[:, on_lanes], r_on, -1), -1),
-                    lambda sol, sl: (np.take_along_axis(sol.col_current, c_on[sl, :, None], axis=2)[:, :, 0],))
+                    lambda sol, sl: (np.take_along_axis(sol.col_current, c_on[sl, :, None], axis=2)[:, :, 0],),
+                    cells=np.where(active[:, on_lanes], r_on * self.shape[1] + c_on, -1))
         else:
             current = np.zeros(rows.shape)
             for lane in range(rows.shape[1]):
@@ -481,12 +482,14 @@ class SimulatedCrossbar(Crossbar):
         −1: none), or None where the lines are too short for the focus to pay (:data:`FOCUS_MIN_DROP`)."""
         return (rows, cols) if self._focus else None
 
-    def _line_solve(self, row_v, col_v, tol, focus, take):
+    def _line_solve(self, row_v, col_v, tol, focus, take, cells=None):
         """``take(solution, chips)`` of the line solve (:class:`~mock_hw.nodal.LineSolver`) of
         every chip's operating points ``row_v`` (B, K, R) / ``col_v`` (B, K, C), V (``focus`` as
         :meth:`_focus_of` gives it): a tuple of arrays over the chips.  Where the lines relax and
         the batch is large, :data:`LINE_CHIPS` chips at a time (the same answers: each chip's
-        relaxation is its own), so the whole batch's node voltages are never held."""
+        relaxation is its own), so the whole batch's node voltages are never held.  ``cells``
+        (B, K): each point's focus cell (flat within its chip, −1: none: its sensed or selected
+        cell), whose changes the swept lines' warm starts follow (:func:`~programming.line_sweep.sweep_solve`)."""
         B = self.n_chips
         if not self._lines.relaxed(self._g):        # swept: large ones to the FACTORED_* tolerances
             # reads and products: their column terminals' currents are the answer (every caller
@@ -494,7 +497,8 @@ class SimulatedCrossbar(Crossbar):
             sensed = tol != PULSE_TOL
             if self.shape[0] * self.shape[1] >= FACTORED_TOL_CELLS:
                 tol = {READ_TOL: FACTORED_READ_TOL, PULSE_TOL: FACTORED_PULSE_TOL}.get(tol, tol)
-            return take(self._lines.solve(self._g, row_v, col_v, tol=tol, focus=focus, currents=sensed), slice(None))
+            return take(self._lines.solve(self._g, row_v, col_v, tol=tol, focus=focus, currents=sensed, cells=cells),
+                        slice(None))
         if B <= LINE_CHIPS:
             tol = RELAXED_TOL.get(tol, tol)
             return take(self._lines.solve(self._g, row_v, col_v, tol=tol, focus=focus), slice(None))
