@@ -11,6 +11,12 @@ pymeasure also parses every data column's unit with pint whenever a procedure or
 file is made (``Procedure.parse_columns``): loading pint's unit registry costs ~27 MB and ~0.2 s of
 CPU that a run writing plain numbers never uses.  :func:`defer_units` makes the units parsed when
 one is first asked for (a value that is not a number, written to a column with a unit).
+
+``pymeasure.experiment`` and pint also import, at their top, modules for what a terminal run never
+does: IPython (pymeasure's plots in a notebook), zmq (a live window publishing over TCP) and dask
+(pint's dask arrays), about 250 modules and 14 MB of the resident set.
+:func:`import_pymeasure_experiment` imports pymeasure.experiment with stand-ins bound in their
+place, each loading its module when first used.
 """
 from __future__ import annotations
 
@@ -24,9 +30,15 @@ from collections.abc import MutableMapping
 
 class _Deferred(types.ModuleType):
     """Stands in ``sys.modules`` for a module not imported yet; the first attribute read that it
-    does not hold imports the module (in its place) and is answered by it, as is every later one."""
+    does not hold imports the module (in its place) and is answered by it, as is every later one.
+    A stand-in of a module that is not a package (``_module``) has no ``__path__`` (the import
+    statement asks for it to tell a package's ``from m import name``)."""
+
+    _module = False
 
     def __getattr__(self, name):
+        if name == "__path__" and self._module:
+            raise AttributeError(name)
         real = sys.modules.get(self.__name__)
         if real is None or real is self:
             sys.modules.pop(self.__name__, None)
@@ -46,6 +58,60 @@ def defer(name: str) -> None:
     stand_in = _Deferred(name)
     stand_in.__spec__ = None        # a module being imported, for the import statement: none
     sys.modules[name] = stand_in
+
+
+#: what ``pymeasure.experiment`` (and pint, which it imports) take at their top for what a terminal
+#: run never does, as (module, is a package, names taken with ``from module import name``: a
+#: package's sub-modules, a module's functions)
+PYMEASURE_UNUSED = (("IPython", True, ("display",)), ("zmq", True, ()),
+                    ("dask.base", False, ("compute", "persist", "visualize")))
+
+
+def import_pymeasure_experiment() -> None:
+    """Import ``pymeasure.experiment`` with stand-ins bound where it and pint import the modules of
+    :data:`PYMEASURE_UNUSED` (those installed and not imported yet): each stand-in imports its module
+    when first used (a sub-module's stand-in, when an attribute of it is read; a function's, when
+    it is called).  The stand-ins leave ``sys.modules`` once pymeasure is imported: a later
+    ``import`` of those modules imports them as usual."""
+    if "pymeasure.experiment" in sys.modules:
+        return
+    placed = []
+    for name, package, names in PYMEASURE_UNUSED:
+        top = name.partition(".")[0]
+        spec = None if top in sys.modules else importlib.util.find_spec(top)    # (imports nothing)
+        if name in sys.modules or spec is None:
+            continue
+        stand_in = _Deferred(name)
+        stand_in.__spec__ = None
+        stand_in._module = not package
+        if package:         # (its own __path__: ``from name import sub`` takes the sub-module's stand-in)
+            stand_in.__path__ = list(spec.submodule_search_locations or ())
+            for sub in names:
+                member = _Deferred(f"{name}.{sub}")
+                member.__spec__, member._module = None, True
+                setattr(stand_in, sub, member)
+        else:
+            for fn in names:
+                setattr(stand_in, fn, _deferred_function(name, fn))
+        sys.modules[name] = stand_in
+        placed.append((name, stand_in))
+    try:
+        importlib.import_module("pymeasure.experiment")
+    finally:
+        for name, stand_in in placed:
+            if sys.modules.get(name) is stand_in:
+                del sys.modules[name]
+
+
+def _deferred_function(module: str, name: str):
+    """A function that imports ``module`` when first called and calls its function ``name``."""
+
+    def call(*args, **kwargs):
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"{module}.{name}, imported when first called"
+    return call
 
 
 #: pymeasure's pattern of a column's unit (``"Voltage (V)"``), as ``Procedure.parse_columns`` has it

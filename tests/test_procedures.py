@@ -173,3 +173,27 @@ def test_every_procedures_data_columns_parse_with_pint_though_a_run_parses_none(
     assert str(units.get("Voltage (V)")) == "volt" and units.get("Chip") is None
     with pytest.raises(ValueError, match="not defined in Pint"):
         dict(Procedure.parse_columns(["Bad (furlongsz)"]))
+
+
+def test_pymeasure_is_imported_without_ipython_zmq_or_dask_which_load_when_used():
+    """procedures.ops imports pymeasure.experiment with stand-ins where it and pint import IPython,
+    zmq and dask at their top (a notebook's display, a live window's TCP publishing, pint's dask
+    arrays: ~14 MB a run never uses; procedures.deferred.import_pymeasure_experiment): none of them
+    is imported, each stand-in answers with its module when first used, and a later import of
+    those modules is the usual one."""
+    import subprocess
+    import sys
+
+    code = "\n".join([
+        "import sys, procedures.ops",
+        "unused = ('IPython', 'zmq', 'dask')",
+        "print(sorted(m for m in unused if m in sys.modules))",
+        "import pymeasure.experiment.experiment as e, pymeasure.experiment.workers as w, pint.compat as c",
+        "assert e.display.HTML is sys.modules['IPython.display'].HTML",
+        "assert w.zmq.Context is sys.modules['zmq'].Context",
+        "assert c.HAS_DASK and c.compute(1, 2) == (1, 2)",      # (dask's compute of plain values)
+        "import dask",
+        "assert dask.compute is sys.modules['dask.base'].compute and type(sys.modules['dask']).__name__ == 'module'",
+        "print(sorted(m for m in unused if m in sys.modules))"])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "['IPython', 'dask', 'zmq']"]
