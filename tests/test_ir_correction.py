@@ -74,7 +74,7 @@ def test_correction_follows_neighbours_tuned_since_the_last_refresh():
 
 
 def test_neighbours_shares_over_the_moved_cells_only_equal_the_whole_sum():
-    """The first-order follow of the other cells (:meth:`ReadCorrection._shifted_c`) sums each
+    """The first-order follow of the other cells (:meth:`ReadCorrection._shifted_m`) sums each
     lane's shares over its chip's moved cells only: the same as over every cell (to rounding), for
     lanes of several chips, a lane whose own cell moved, and a chip with none moved."""
     rng = np.random.default_rng(5)
@@ -87,16 +87,16 @@ def test_neighbours_shares_over_the_moved_cells_only_equal_the_whole_sum():
         corr.est[b, i, j] *= 1.3
     b = np.array([0, 0, 1, 2, 2, 0])
     rows, cols = np.array([3, 5, 2, 8, 1, 4]), np.array([3, 0, 4, 6, 0, 6])
-    got = corr._shifted_c(b, rows, cols)
+    got = corr._shifted_m(b, rows, cols)
     phi, u, gt = corr._cross
     delta = corr.est - corr._ref
     share = np.einsum("...km,...km,...km->...", phi[b, rows], u[b, cols], delta[b])
     share -= phi[b, rows, rows, cols] * u[b, cols, rows, cols] * delta[b, rows, cols]
     m_hat = corr._m_hat[b, rows, cols]
-    want = corr._c[b, rows, cols] + 1 / (m_hat - gt * share / 0.2) - 1 / m_hat
+    want = m_hat - gt * share / 0.2
     np.testing.assert_allclose(got, want, rtol=1e-12)
-    assert np.abs(got - corr._c[b, rows, cols]).max() > 0          # the moved cells do shift some lanes
-    assert got[2] == corr._c[1, 2, 4]                               # chip 1: nothing moved
+    assert np.abs(got - m_hat).max() > 0                            # the moved cells do shift some lanes
+    assert got[2] == corr._m_hat[1, 2, 4]                           # chip 1: nothing moved
 
 
 @pytest.mark.parametrize("n, r_line, chips", [(32, 1.0, 1), (6, 2.0, 3)])
@@ -118,28 +118,34 @@ def test_a_fit_ends_with_the_whole_model_at_its_answer(n, r_line, chips, monkeyp
     for got, want in [(corr._a, whole._a), (corr._m_hat, whole._m_hat),
                       *zip(corr._write, whole._write), *zip(corr._cross[:2], whole._cross[:2])]:
         np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-12 * np.abs(want).max())
-    # c = 1/m_hat - a/g is the difference of two terms ~300x larger, each as close as the solves
-    # (their rounding floor on 32x32: ~1e-10 of the drive): to 1e-8 of them
-    np.testing.assert_allclose(corr._c, whole._c, rtol=0, atol=1e-8 / whole._m_hat.min())
+    np.testing.assert_allclose(corr._c, whole._c, rtol=1e-7)       # (the port's resistance at the estimate)
     np.testing.assert_allclose(corr.est, g, rtol=1e-8)
 
 
-def test_a_reading_beyond_the_local_inversions_pole_moves_the_estimate():
-    # a cell linearized near the window's bottom (10 uS, as the RESET sweep leaves some) whose next
-    # reading is past the local inversion's pole 1/c: it was kept at its stale estimate at every read
-    # and every fit (64x64 at 0.67 ohm, 100 us: such cells were ramped to 600 uS and flagged stuck)
-    n = 32
+@pytest.mark.parametrize("n, r_line, cell", [(32, 2.0, (16, 16)), (64, 0.67, (2, 60)), (64, 0.67, (60, 3))])
+def test_a_cell_tuned_far_from_its_linearization_is_corrected_within_a_percent(n, r_line, cell):
+    """A cell linearized at the window's bottom (10 µS, as the RESET sweep leaves it), then read by
+    the model at 70, 300 and 600 µS (a cell tuned to its target between two refreshes): corrected
+    within 1 % of the conductance (the 64×64 far corner within 1.1 %), 30 % up within 1e-4.  (The
+    form ``1/m = a/g + c`` of a cell in series with a fixed resistance missed these by up to 90 %:
+    it puts the reading of the cell at 0 S at 0, where the other cells leave ~10 µS; its pole lay
+    at ~35 µS.)"""
     g = np.random.default_rng(0).uniform(100e-6, 500e-6, (1, n, n))
-    g[0, 16, 16] = 10e-6
-    corr = ReadCorrection((n, n), 1, 0.2, r_line=2.0, beta=0.3)
+    i, j = cell
+    g[0, i, j] = 10e-6
+    corr = ReadCorrection((n, n), 1, 0.2, r_line=r_line, beta=0.3)
     corr.fit(corr.model(g)[0])
-    g[0, 16, 16] = 70e-6
-    m = corr.model(g)[0]
-    assert m[0, 16, 16] > 1 / corr._c[0, 16, 16]            # the reading lies beyond the pole
-    got = corr.correct(np.array([[16]]), np.array([[16]]), m[:, 16, 16][:, None], np.ones((1, 1), bool))
-    assert got[0, 0] == pytest.approx(70e-6, rel=0.01)
-    corr.fit(corr.model(np.where(np.arange(n * n).reshape(1, n, n) == 16 * n + 16, 10e-6, g))[0])
-    assert corr.correct_map(m)[0, 16, 16] == pytest.approx(70e-6, rel=1e-6)
+    for g1, rel in ((13e-6, 1e-4), (70e-6, 0.01), (300e-6, 0.01), (600e-6, 0.011)):
+        moved = g.copy()
+        moved[0, i, j] = g1
+        m = ReadCorrection((n, n), 1, 0.2, r_line=r_line, beta=0.3).model(moved)[0]
+        got = corr._invert(m[0, i, j], corr._a[0, i, j], corr._c[0, i, j], np.nan, corr._ref[0, i, j],
+                           corr._m_hat[0, i, j])
+        assert got == pytest.approx(g1, rel=rel)
+    got = corr.correct(np.array([[i]]), np.array([[j]]), m[:, i, j][:, None], np.ones((1, 1), bool))
+    assert got[0, 0] == pytest.approx(600e-6, rel=0.011) and corr.est[0, i, j] == got[0, 0]
+    corr.fit(corr.model(g)[0])                              # a read-back's joint fit from there
+    assert corr.correct_map(m)[0, i, j] == pytest.approx(600e-6, rel=1e-6)
 
 
 def test_read_back_reads_every_cell_when_correcting(monkeypatch):
