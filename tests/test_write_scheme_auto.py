@@ -268,8 +268,9 @@ def test_refit_every_keeps_the_verify_reads_true_through_a_pass(monkeypatch):
     every that many cells finished in a pass the whole array is read and the line model refitted
     to it.  The held and widened writes switch unread half-selected cells, whose stale estimates
     bias the correction of every verify read on their lines: on 12×12 at 45 Ω (a 64×64 chip at
-    2 Ω's drop) the readings pass 1's cells converged on are off by 4.7 % rms without it (judged
-    with the simulator's truth), by 1.7 % with a refit every 4 cells (about 35 refits in pass 1)."""
+    2 Ω's drop) the readings pass 1's cells converged on are off by 2.2 % rms without it (judged
+    with the simulator's truth), by 0.5 % with a refit every 4 cells (about 35 refits in pass 1;
+    4.7 % and 1.7 % with the local inversion of a cell behind a fixed series resistance, stop 21)."""
     import programming.tuner as tuner_module
 
     calls, real = [], tuner_module._refit
@@ -283,8 +284,8 @@ def test_refit_every_keeps_the_verify_reads_true_through_a_pass(monkeypatch):
         res, err = _converging_truth(xb, tg, cfg)
         rms[every] = float(np.sqrt(np.mean(err ** 2)))
         assert (len(calls) >= (N * N) // every // 2) if every else not calls
-    assert rms[0] > 0.03
-    assert rms[4] < 0.5 * rms[0]
+    assert rms[0] > 0.015
+    assert rms[4] < 0.4 * rms[0]
     with pytest.raises(ValueError, match="refit_every"):
         TunerConfig(refit_every=-1)
 
