@@ -652,9 +652,10 @@ class Crossbar(abc.ABC):
         c2 = np.atleast_1d(c)
         lanes = max(r2.shape[-1], c2.shape[-1])
         shape = (self.n_chips, lanes)
-        try:
-            r2 = np.broadcast_to(r2, shape).astype(np.intp)
-            c2 = np.broadcast_to(c2, shape).astype(np.intp)
+        try:       # (lanes the same on every chip, e.g. a whole-array read: read-only views, not copies
+            #          of n_chips rows each: 10 MB for 10 000 chips of 8x8)
+            r2 = np.broadcast_to(r2.astype(np.intp, copy=False), shape)
+            c2 = np.broadcast_to(c2.astype(np.intp, copy=False), shape)
         except ValueError:
             raise ValueError(f"rows {r.shape} and cols {c.shape} do not broadcast to (n_chips, L)") from None
         act = np.ones(shape, bool) if active is None else np.broadcast_to(np.asarray(active, bool), shape)
