@@ -90,6 +90,31 @@ def _kernel():
     if "sweep" not in _KERNEL:
         from numba import njit
 
+        @njit(cache=True, error_model="numpy")
+        def keep(p, s_out, x, pool, delta, cells, chip, gl, slot_in, ratio, k_cell, k_g, k_dg):  # pragma: no cover
+            """Keep point p's solution ``x[p]`` in pool slot ``s_out``, with its change since the
+            slot's last solve where its focus cell is the same (``delta``, ``k_dg``; else none
+            known), the focus cell and that cell's linear coefficient now."""
+            R, C = x.shape[2], x.shape[3]
+            cell = cells[p]
+            g_now = gl[chip[p], cell // C, cell % C] if cell >= 0 else 0.0
+            if cell >= 0 and slot_in[p] == s_out and k_cell[s_out] == cell:
+                # the change of the point's solution since its last solve, at this drive
+                q = ratio[p]
+                for i in range(R):
+                    for j in range(C):
+                        delta[s_out, 0, i, j] = x[p, 0, i, j] - q * pool[s_out, 0, i, j]
+                        delta[s_out, 1, i, j] = x[p, 1, i, j] - q * pool[s_out, 1, i, j]
+                k_dg[s_out] = g_now - k_g[s_out]
+            else:
+                k_dg[s_out] = 0.0
+            k_cell[s_out] = cell
+            k_g[s_out] = g_now
+            for i in range(R):
+                for j in range(C):
+                    pool[s_out, 0, i, j] = x[p, 0, i, j]
+                    pool[s_out, 1, i, j] = x[p, 1, i, j]
+
         # reassociation and contraction let the compiler vectorize the lines' sums across the
         # lines (the same machine code every run: deterministic); NaN and infinity keep their meaning.
         # error_model "numpy": a division is IEEE's (never a raised ZeroDivisionError, whose test
@@ -106,7 +131,11 @@ def _kernel():
             (B, R, C): the devices' linear and cubic coefficients (I = v·(gl + gc·v²)).  Writes the
             sweeps taken into ``sweeps[p]`` (−1: not converged in ``max_sweeps``).  The row lines
             are worked on in a transposed copy (the row index contiguous) and the column lines in
-            place (the column index contiguous), so that both solve their lines side by side."""
+            place (the column index contiguous), so that both solve their lines side by side.
+            ``cells[p]``: the flat index of point p's focus cell (−1: none), along whose last change
+            of conductance its kept start's last change ``delta`` is extrapolated (``k_cell``,
+            ``k_g``, ``k_dg``: each slot's focus cell, that cell's linear coefficient when kept and
+            its change since the slot's solve before: :class:`WarmStarts`)."""
             P = x.shape[0]
             R, C = x.shape[2], x.shape[3]
             n = max(R, C)
@@ -125,6 +154,15 @@ def _kernel():
             AR, KR, GR, BR, HR = np.empty(R), np.empty(R), np.empty(R), np.empty(R), np.empty(R)
             AC, SC, KC, GC, BC, HC = np.empty(C), np.empty(C), np.empty(C), np.empty(C), np.empty(C), np.empty(C)
             hist = np.empty(4)
+            # a point whose kept slot no other point of the call starts from or keeps in keeps its
+            # solution as soon as it is solved (while its node voltages are in cache); the others
+            # after every point has read its start, in point order
+            uses = np.zeros(pool.shape[0], np.int64)
+            for p in range(P):
+                if slot_in[p] >= 0:
+                    uses[slot_in[p]] += 1
+                if slot_out[p] >= 0 and slot_out[p] != slot_in[p]:
+                    uses[slot_out[p]] += 1
             last = -1
             for p in range(P):
                 b = chip[p]
@@ -344,29 +382,13 @@ def _kernel():
                     for j in range(C):
                         for i in range(R):
                             vcT[j, i] += dq[i, j]
-            # the solutions kept as the starts of the points' next solves (after every point has
-            # read its start: a point twice in the call starts from the same kept solution)
+                s_out = slot_out[p]
+                if s_out >= 0 and uses[s_out] == 1:
+                    keep(p, s_out, x, pool, delta, cells, chip, gl, slot_in, ratio, k_cell, k_g, k_dg)
             for p in range(P):
                 s_out = slot_out[p]
-                if s_out >= 0:
-                    cell = cells[p]
-                    g_now = gl[chip[p], cell // C, cell % C] if cell >= 0 else 0.0
-                    if cell >= 0 and slot_in[p] == s_out and k_cell[s_out] == cell:
-                        # the change of the point's solution since its last solve, at this drive
-                        q = ratio[p]
-                        for i in range(R):
-                            for j in range(C):
-                                delta[s_out, 0, i, j] = x[p, 0, i, j] - q * pool[s_out, 0, i, j]
-                                delta[s_out, 1, i, j] = x[p, 1, i, j] - q * pool[s_out, 1, i, j]
-                        k_dg[s_out] = g_now - k_g[s_out]
-                    else:
-                        k_dg[s_out] = 0.0
-                    k_cell[s_out] = cell
-                    k_g[s_out] = g_now
-                    for i in range(R):
-                        for j in range(C):
-                            pool[s_out, 0, i, j] = x[p, 0, i, j]
-                            pool[s_out, 1, i, j] = x[p, 1, i, j]
+                if s_out >= 0 and uses[s_out] != 1:
+                    keep(p, s_out, x, pool, delta, cells, chip, gl, slot_in, ratio, k_cell, k_g, k_dg)
 
         _KERNEL["sweep"] = sweep_points
     return _KERNEL["sweep"]
@@ -609,7 +631,9 @@ class WarmStarts:
 
     def start(self, x, chip, row_v, col_v) -> np.ndarray:
         """Fill ``x`` (P, 2, R, C) with the start of each point (``chip`` (P,), ``row_v`` (P, R),
-        ``col_v`` (P, C), V); returns the slots their solutions go to (for :meth:`keep`)."""
+        ``col_v`` (P, C), V) as :func:`sweep_solve` without ``cells`` starts it (the kept
+        solution, scaled; no change extrapolated); returns the slots their solutions go to (for
+        :meth:`keep`)."""
         slot_in, ratio, slot_out = self.assign(chip, row_v, col_v)
         cold = slot_in < 0
         if cold.any():
