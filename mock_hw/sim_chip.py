@@ -422,22 +422,26 @@ class SimulatedCrossbar(Crossbar):
         to the chips' conductances in this call (:meth:`_kept_rows`)."""
         n_rows, n_cols = self.shape
         cur, have = self._kept_rows(v_read, brought)
-        at = rows + (np.arange(self.n_chips) * n_rows)[:, None]     # each lane's (chip, row), flat
-        need = active & ~have.reshape(-1).take(at)
-        on_lanes = np.flatnonzero(need.any(axis=0))
-        if on_lanes.size >= n_rows and np.count_nonzero(need) >= self.n_chips * n_rows:
+        lanes = rows.shape[1]
+        act = np.flatnonzero(active)        # the active lanes only (a batch of many chips has most idle)
+        at = act // lanes                   # each active lane's (chip, row), flat (in place; the lane
+        at *= n_rows                        # indices may be broadcast views: gathered through .flat, not copied)
+        at += rows.flat[act]
+        need = ~have.reshape(-1).take(at)
+        todo = at[need]
+        if todo.size >= self.n_chips * n_rows and np.unique(act[need] % lanes).size >= n_rows:
             self._grounded_rows(v_read, brought=True)     # (brought by _kept_rows)
-        elif on_lanes.size:        # the (chip, row) points to solve, one operating point each
-            todo = at[need]
-            if rows.shape[1] > n_rows:      # (lanes of a chip on one row: one point)
+        elif todo.size:            # the (chip, row) points to solve, one operating point each
+            if lanes > n_rows:      # (lanes of a chip on one row: one point)
                 todo = np.unique(todo)
             pc, pr = np.divmod(todo, n_rows)
             cur.reshape(-1, n_cols)[todo] = self._lines.read_points(self._g, pc, pr, v_read, READ_TOL)
             have.reshape(-1)[todo] = True
-        at *= n_cols        # each lane's cell, flat (in place, and the currents zeroed in place: a
-        at += cols          # whole batch's read holds two lane-sized arrays fewer, 10 MB at 10 000 chips of 8x8)
-        current = cur.reshape(-1).take(at)
-        current[~active] = 0.0
+        del need, todo
+        at *= n_cols                        # each active lane's cell, flat
+        at += cols.flat[act]
+        current = np.zeros(rows.shape)      # (the idle lanes: 0)
+        current.put(act, cur.reshape(-1).take(at))
         return current
 
     def _kept_rows(self, v_read, brought: bool = False):
