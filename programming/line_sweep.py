@@ -70,6 +70,7 @@ import numpy as np
 from .line_batch import BatchLines, batch_suits, kept_network
 
 _KERNEL = {}
+_keep = None        # the sweep kernel's compiled keep of a solution (:func:`_kernel`)
 #: sweeps after which a point whose residual fell less than 2× in its last four sweeps leaves the
 #: sweeps for the factorized chord iteration (:func:`sweep_solve`)
 SLOW_AFTER = 8
@@ -90,8 +91,10 @@ def _kernel():
     if "sweep" not in _KERNEL:
         from numba import njit
 
+        global _keep            # a module global, not a closure cell: numba caches what calls it
+
         @njit(cache=True, error_model="numpy")
-        def keep(p, s_out, x, pool, delta, cells, chip, gl, slot_in, ratio, k_cell, k_g, k_dg):  # pragma: no cover
+        def _keep(p, s_out, x, pool, delta, cells, chip, gl, slot_in, ratio, k_cell, k_g, k_dg):  # pragma: no cover
             """Keep point p's solution ``x[p]`` in pool slot ``s_out``, with its change since the
             slot's last solve where its focus cell is the same (``delta``, ``k_dg``; else none
             known), the focus cell and that cell's linear coefficient now."""
@@ -384,11 +387,11 @@ def _kernel():
                             vcT[j, i] += dq[i, j]
                 s_out = slot_out[p]
                 if s_out >= 0 and uses[s_out] == 1:
-                    keep(p, s_out, x, pool, delta, cells, chip, gl, slot_in, ratio, k_cell, k_g, k_dg)
+                    _keep(p, s_out, x, pool, delta, cells, chip, gl, slot_in, ratio, k_cell, k_g, k_dg)
             for p in range(P):
                 s_out = slot_out[p]
                 if s_out >= 0 and uses[s_out] != 1:
-                    keep(p, s_out, x, pool, delta, cells, chip, gl, slot_in, ratio, k_cell, k_g, k_dg)
+                    _keep(p, s_out, x, pool, delta, cells, chip, gl, slot_in, ratio, k_cell, k_g, k_dg)
 
         _KERNEL["sweep"] = sweep_points
     return _KERNEL["sweep"]
