@@ -306,14 +306,12 @@ def relax_points(base_r, base_c, g_lin, beta, rho_lin, tol, r_t, r, max_iter, ou
                         hi = max(hi, a, c)
                         lo = min(lo, a, c)
                         scale = max(scale, abs(a), abs(c))
+                        q = (i * C + j) * W + ln
+                        v0[q] = a - c
+                        gl[q] = g_lin[p, i, j]
                         if a - c != 0.0:
                             live = True
                 if live:
-                    for i in range(R):
-                        for j in range(C):
-                            q = (i * C + j) * W + ln
-                            v0[q] = base_r[p, k, i, j] - base_c[p, k, i, j]
-                            gl[q] = g_lin[p, i, j]
                     _take(w, ln, nxt, beta, rho_lin[p], hi, lo, tol * scale, R, C)
                     busy += 1
                 else:       # no device sees a voltage: the lines stay at their terminals'
