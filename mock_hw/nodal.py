@@ -271,6 +271,7 @@ class LineSolver:
         if type(net) is BatchLines and self._seen is not None and self._seen.shape == g.shape:
             from programming.relax_kernels import changed_chips     # numba: the network is relaxed
 
+            g = np.ascontiguousarray(g)        # (the kernel's layout; a batch's own g already is)
             changed = changed_chips(g, self._seen)
             net.update_chips(changed, g[changed] / self._norm)
             self._versions[changed] += 1

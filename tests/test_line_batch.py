@@ -227,6 +227,36 @@ def test_reads_of_unchanged_chips_reuse_their_rows_bit_for_bit(monkeypatch):
     np.testing.assert_array_equal(xb._grounded_rows(xb.v_read)[np.arange(B)[:, None], rows, cols], got)
 
 
+def test_changed_chips_names_every_chip_with_any_value_changed_and_brings_it_up_to_date():
+    """The compiled compare of a batch's conductances with those last seen: every chip with a
+    value changed anywhere (its first, last or a middle cell; by the least step; to NaN), in
+    ascending order, and only those; their seen values brought to the new ones, the others
+    untouched.  Non-contiguous conductances are taken through LineSolver.network."""
+    from programming.relax_kernels import changed_chips
+
+    rng = np.random.default_rng(3)
+    g = rng.uniform(10e-6, 600e-6, (9, 8, 8))
+    seen = g.copy()
+    assert changed_chips(g, seen).size == 0
+    new = g.copy()
+    new[1, 0, 0] = np.nextafter(new[1, 0, 0], 1.0)
+    new[4, 7, 7] *= 1.5
+    new[5, 3, 2] = np.nan
+    new[8, 2, 6] = 0.0
+    before = seen.copy()
+    np.testing.assert_array_equal(changed_chips(new, seen), [1, 4, 5, 8])
+    np.testing.assert_array_equal(seen[[1, 4, 8]], new[[1, 4, 8]])
+    assert np.isnan(seen[5, 3, 2])
+    np.testing.assert_array_equal(seen[[0, 2, 3, 6, 7]], before[[0, 2, 3, 6, 7]])
+    ls = nodal.LineSolver(0.67, BETA, VREF)
+    ls.network(g)
+    wide = np.zeros((9, 8, 16))
+    wide[:, :, ::2] = g
+    wide[2, 5, 4] *= 2.0                    # (chip 2's cell (5, 2))
+    ls.network(wide[:, :, ::2])
+    np.testing.assert_array_equal(ls.versions(wide[:, :, ::2], brought=True)[1], [0, 0, 1, 0, 0, 0, 0, 0, 0])
+
+
 def test_relaxed_pulses_and_reads_solve_each_busy_lane_on_its_own_bit_for_bit(monkeypatch):
     """Pulses and reads on relaxed lines solve one operating point per busy lane (the lanes idle
     on a chip cost nothing); the chip ends in the same state, with the same energies and readings,
