@@ -660,8 +660,6 @@ def estimate_line_resistance(ground_readings, float_readings, cells, v_read: flo
     read (``float_readings`` are then isolating reads of ``cells``), modelled through the same line
     network (its reverse-biased cells sit at the read voltage, where the fitted chord conductances
     hold)."""
-    from scipy.optimize import brentq
-
     m = np.asarray(ground_readings, float)
     meas = np.asarray(float_readings, float)
     B = m.shape[0]
@@ -690,6 +688,61 @@ def estimate_line_resistance(ground_readings, float_readings, cells, v_read: flo
             raise ValueError(f"chip {k}: the float readings need a line resistance above {r_max:g} Ω "
                              "(check the wiring and the read schemes)")
     return out
+
+
+def brentq(f, a: float, b: float, xtol: float, rtol: float, maxiter: int = 100) -> float:
+    """A root of ``f`` in [``a``, ``b``] (``f(a)``, ``f(b)`` of opposite signs) by Brent's method
+    (R. P. Brent, *Algorithms for Minimization without Derivatives*, 1973, ch. 4): the step of
+    scipy's ``scipy.optimize.brentq`` (``scipy/optimize/Zeros/brentq.c``, BSD-3), line for line in
+    IEEE doubles, so every estimate is the one scipy gives to the bit (tests/test_ir_correction.py
+    compares them).  Here rather than imported: ``scipy.optimize`` loads ~170 modules (scipy.spatial,
+    scipy.special, scipy.fft ...) and ~18 MB of the resident set that every simulated tune, which
+    calibrates its lines through this, would otherwise hold for one 1-D root.  Stops where
+    ``|half the bracket| < (xtol + rtol·|x|)/2`` or ``f(x) == 0``; raises ``ValueError`` on a
+    bracket without a sign change or a NaN value, ``RuntimeError`` after ``maxiter`` steps."""
+    def value(x):
+        fx = f(x)
+        if np.isnan(fx):
+            raise ValueError(f"the function value at x={x:f} is NaN; the root search cannot continue")
+        return fx
+
+    xpre, xcur = float(a), float(b)
+    xblk = fblk = spre = scur = 0.0
+    fpre, fcur = value(xpre), value(xcur)
+    if fpre == 0:
+        return xpre
+    if fcur == 0:
+        return xcur
+    if np.signbit(fpre) == np.signbit(fcur):
+        raise ValueError("f(a) and f(b) must have different signs")
+    for _ in range(maxiter):
+        if fpre != 0 and fcur != 0 and np.signbit(fpre) != np.signbit(fcur):
+            xblk, fblk = xpre, fpre
+            spre = scur = xcur - xpre
+        if abs(fblk) < abs(fcur):
+            xpre, xcur, xblk = xcur, xblk, xcur
+            fpre, fcur, fblk = fcur, fblk, fcur
+        delta = (xtol + rtol * abs(xcur)) / 2
+        sbis = (xblk - xcur) / 2
+        if fcur == 0 or abs(sbis) < delta:
+            return xcur
+        if abs(spre) > delta and abs(fcur) < abs(fpre):
+            if xpre == xblk:        # interpolate
+                stry = -fcur * (xcur - xpre) / (fcur - fpre)
+            else:                   # extrapolate (inverse quadratic)
+                dpre = (fpre - fcur) / (xpre - xcur)
+                dblk = (fblk - fcur) / (xblk - xcur)
+                stry = -fcur * (fblk * dblk - fpre * dpre) / (dblk * dpre * (fblk - fpre))
+            if 2 * abs(stry) < min(abs(spre), 3 * abs(sbis) - delta):
+                spre, scur = scur, stry     # a good short step
+            else:
+                spre = scur = sbis          # bisect
+        else:
+            spre = scur = sbis              # bisect
+        xpre, fpre = xcur, fcur
+        xcur += scur if abs(scur) > delta else (delta if sbis > 0 else -delta)
+        fcur = value(xcur)
+    raise RuntimeError(f"Brent's method did not converge in {maxiter} steps")
 
 
 def line_mismatch(ground_readings, second_readings, cells, v_read: float, r: float, r_access: float = 0.0,

@@ -594,3 +594,31 @@ def test_fit_through_nearly_ideal_lines_behind_a_relay_path():
         m = ir.driven_read_model(g, cells, 0.2, r, 1.0, scheme="ground").reshape(g.shape)
         est = ir.ReadCorrection((8, 8), 1, 0.2, r, 1.0).fit(m)
         np.testing.assert_allclose(est, g, rtol=2e-5)      # the model to MODEL_READ_TOL: 8e-6 seen
+
+
+def test_brent_root_is_scipy_s_brentq_to_the_bit():
+    """The line estimate's root (``brentq``, not imported from scipy.optimize to spare the tune its
+    ~18 MB) takes scipy's steps: the same points evaluated, the same root, bit for bit."""
+    from scipy.optimize import brentq as scipy_brentq
+
+    from programming.ir_correction import brentq
+
+    rng = np.random.default_rng(5)
+    cases = [(lambda x: np.log(x / 0.67), 1e-6, 50.0), (lambda x: x ** 3 - 2 * x - 5, 2.0, 3.0),
+             (lambda x: np.tanh(40 * (x - 0.3)), -1.0, 1.0), (lambda x: np.exp(x) - 10, 0.0, 5.0),
+             (lambda x: x - 1.0, 1.0, 2.0)]                   # a root at an end of the bracket
+    for _ in range(40):
+        c = rng.normal(size=4)
+        root = rng.uniform(0.1, 0.9)
+        cases.append((lambda x, c=c, root=root: (x - root) * (1 + c[0] ** 2 + c[1] ** 2 * (x - root) ** 2)
+                      + abs(c[2]) * (x - root) ** 3, 0.0, 1.0 + abs(c[3])))
+    for f, a, b in cases:
+        for xtol, rtol in ((1e-4, 1e-4), (2e-12, 8.9e-16), (1e-2, 1e-6)):
+            mine, theirs = [], []
+            got = brentq(lambda x: mine.append(x) or float(f(x)), a, b, xtol=xtol, rtol=rtol)
+            want = scipy_brentq(lambda x: theirs.append(x) or float(f(x)), a, b, xtol=xtol, rtol=rtol)
+            assert got == want and mine == theirs
+    with pytest.raises(ValueError, match="different signs"):
+        brentq(lambda x: x * x + 1, -1.0, 1.0, xtol=1e-4, rtol=1e-4)
+    with pytest.raises(RuntimeError, match="converge"):
+        brentq(lambda x: np.tanh(40 * (x - 0.3)), -1.0, 1.0, xtol=1e-12, rtol=1e-12, maxiter=3)
