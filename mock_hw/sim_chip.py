@@ -349,6 +349,8 @@ class SimulatedCrossbar(Crossbar):
         d = self.params.device
         if scheme is ReadScheme.GROUND and self.params.r_line == 0:
             return self._read_ideal(rows, cols, v_read, active)
+        if scheme is ReadScheme.GROUND and self._lines.relaxed(self._g):
+            return self._read_relaxed(rows, cols, v_read, active)
         rows, cols = self._park_inactive(rows, cols, active)
         b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)
         if scheme is not ReadScheme.FLOAT and self.params.r_line == 0:
@@ -357,8 +359,6 @@ class SimulatedCrossbar(Crossbar):
             current, _ = read_conductance(self._g[b, rows, cols], v_read, d, None)
         elif scheme is ReadScheme.ISOLATE:
             current = self._isolated_reads(rows, cols, v_read, active)
-        elif scheme is ReadScheme.GROUND and self._lines.relaxed(self._g):
-            current = self._relaxed_reads(rows, cols, v_read, active, brought=True)
         elif scheme is ReadScheme.GROUND:
             # a grounded read depends only on the driven row: with more lanes than rows, solve every
             # row once; else one solve per lane — all on the kept factorization (nodal.LineSolver)
@@ -410,6 +410,29 @@ class SimulatedCrossbar(Crossbar):
         duration.put(li, self.params.timing.read_s)
         return ReadResult(conductance, out, duration)
 
+    def _read_relaxed(self, rows, cols, v_read, active) -> ReadResult:
+        """Grounded reads on relaxed lines (many small chips, :meth:`_relaxed_reads`; the caller
+        brought the relaxed network to the chips' conductances), worked on the active lanes only
+        (as :meth:`_read_ideal`): the read noise is drawn for every lane, as :meth:`_noisy` draws
+        it, and applied with its arithmetic, so the random stream and the readings are the same."""
+        li = np.flatnonzero(active)
+        current = self._relaxed_lane_reads(rows, cols, v_read, li, brought=True)
+        sigma = self.params.device.read_noise
+        if sigma > 0:
+            factor = self._rng.standard_normal(rows.shape).take(li)
+            factor *= sigma
+            factor += 1.0
+            factor *= current                   # current·(1 + σ·z), as _noisy
+            current = factor
+        self.n_read_ops += li.size
+        out = np.full(rows.shape, np.nan)
+        out.put(li, current)
+        conductance = np.full(rows.shape, np.nan)
+        conductance.put(li, current / v_read)
+        duration = np.zeros(rows.shape)
+        duration.put(li, self.params.timing.read_s)
+        return ReadResult(conductance, out, duration)
+
     def _relaxed_reads(self, rows, cols, v_read, active, brought: bool = False) -> np.ndarray:
         """Noise-free currents (n_chips, L), A, of grounded reads of cells (rows, cols) where
         ``active``, on relaxed lines (many small chips, :mod:`programming.line_batch`): one
@@ -420,10 +443,16 @@ class SimulatedCrossbar(Crossbar):
         so the currents are those a new solve would give; lanes of a chip on one row (more lanes
         than rows) share its operating point.  ``brought``: the caller brought the relaxed network
         to the chips' conductances in this call (:meth:`_kept_rows`)."""
+        act = np.flatnonzero(active)        # the active lanes only (a batch of many chips has most idle)
+        current = np.zeros(rows.shape)      # (the idle lanes: 0)
+        current.put(act, self._relaxed_lane_reads(rows, cols, v_read, act, brought))
+        return current
+
+    def _relaxed_lane_reads(self, rows, cols, v_read, act, brought: bool = False) -> np.ndarray:
+        """:meth:`_relaxed_reads`' currents of the lanes ``act`` (flat indices into ``rows``, ascending), A."""
         n_rows, n_cols = self.shape
         cur, have = self._kept_rows(v_read, brought)
         lanes = rows.shape[1]
-        act = np.flatnonzero(active)        # the active lanes only (a batch of many chips has most idle)
         at = act // lanes                   # each active lane's (chip, row), flat (in place; the lane
         at *= n_rows                        # indices may be broadcast views: gathered through .flat, not copied)
         at += rows.flat[act]
@@ -440,9 +469,7 @@ class SimulatedCrossbar(Crossbar):
         del need, todo
         at *= n_cols                        # each active lane's cell, flat
         at += cols.flat[act]
-        current = np.zeros(rows.shape)      # (the idle lanes: 0)
-        current.put(act, cur.reshape(-1).take(at))
-        return current
+        return cur.reshape(-1).take(at)
 
     def _kept_rows(self, v_read, brought: bool = False):
         """The kept noise-free grounded-read currents (n_chips, rows, cols), A — row i's at

@@ -783,3 +783,25 @@ def test_line_reads_and_pulse_energies_equal_the_dense_newton_reference(scheme, 
         row_v[rows[b, k]], col_v[cols[b, k]] = amp[b, k], 0.0
         ref = solve_network(g[b:b + 1], row_v, col_v, d.beta, d.v_ref, r_line=r_line, newton=True)
         np.testing.assert_allclose(out.energy[b, k], (ref.v_cell * ref.i_cell).sum() * W, rtol=1e-6)
+
+
+def test_relaxed_reads_of_the_active_lanes_only_give_the_whole_batch_readings_bit_for_bit():
+    """Grounded reads on relaxed lines (many small chips) are worked on the active lanes only:
+    the readings, currents and durations bit for bit those of the whole-batch formula (noise-free
+    currents of every lane, the read noise drawn and applied to every lane, NaN where idle), and
+    the random stream left where that formula leaves it."""
+    a, b = (SimulatedCrossbar(8, 8, n_chips=40, seed=3) for _ in range(2))
+    rng = np.random.default_rng(4)
+    rows = np.array([rng.permutation(8) for _ in range(40)])
+    cols = np.array([rng.permutation(8) for _ in range(40)])
+    active = rng.random((40, 8)) < 0.3
+    assert a._lines.relaxed(a._g)
+    got = a.read(rows, cols, active=active)
+    assert b._lines.relaxed(b._g)
+    noisy = b._noisy(b._relaxed_reads(rows, cols, b.v_read, active))
+    current = np.where(active, noisy, np.nan)
+    np.testing.assert_array_equal(got.current, current)
+    np.testing.assert_array_equal(got.conductance, current / b.v_read)
+    np.testing.assert_array_equal(got.duration, np.where(active, b.params.timing.read_s, 0.0))
+    assert a.n_read_ops == active.sum()
+    np.testing.assert_array_equal(a._rng.standard_normal(4), b._rng.standard_normal(4))
