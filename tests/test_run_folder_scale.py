@@ -35,6 +35,28 @@ def test_block_of_records_is_written_as_pymeasure_writes_its_rows(tmp_path):
     assert "".join(format_table(results.formatter.columns, p) for p in parts) == expected
 
 
+def test_columns_of_repeating_numbers_are_written_as_pymeasure_writes_them(tmp_path):
+    """A large block whose columns repeat a few values (a tune's instrument times, pulse and read
+    counts, passes) has each distinct value formatted once: the same text, value for value,
+    -0.0 apart from 0.0 and NaN as nan; columns of distinct values beside them."""
+    rng = np.random.default_rng(2)
+    n = 3000
+    few = np.array([0.0, -0.0, np.nan, 0.009406999999999999, 1e-7, 2.5, 1e16, 3e-5])
+    block = {"Stage": "tune", "Pass": rng.integers(0, 8, n).astype(np.int16), "Chip": rng.integers(0, 9000, n),
+             "Row": rng.integers(0, 8, n), "Col": rng.integers(0, 8, n), "Target (S)": rng.uniform(1e-4, 5e-4, n),
+             "Status": np.array(["converged", "stuck", "failed"] * (n // 3), dtype=object),
+             "Reading (S)": rng.uniform(1e-4, 5e-4, n), "Pulses": rng.integers(0, 13, n).astype(np.int32),
+             "Reads": rng.integers(-3, 13, n), "Energy (J)": rng.uniform(0, 1e-6, n),
+             "Instrument time (s)": few[rng.integers(0, few.size, n)]}
+    results = Results(TuneProcedure(), str(tmp_path / "data.csv"))
+    rows = [{k: v if np.ndim(v) == 0 else v[i].item() if isinstance(v[i], np.generic) else v[i]
+             for k, v in block.items()} for i in range(n)]
+    expected = "".join(results.format(r) + "\n" for r in rows)
+    text = format_table(results.formatter.columns, block)
+    assert text == expected
+    assert {"0.0", "-0.0", "nan", "1e+16"} <= {line.split(",")[-1] for line in text.splitlines()}
+
+
 def test_plots_at_the_end_of_a_run_see_the_arrays_run_h5_holds(tmp_path):
     rng = np.random.default_rng(1)
     maps = {"targets": rng.uniform(1e-5, 1e-4, (3, 4, 4)), "status": rng.integers(0, 5, (3, 4, 4)).astype(np.int8),
