@@ -387,8 +387,10 @@ def format_deploy(r: dict) -> str:
     a = r.get("accuracy")
     if a:
         pd = "chip_mvm_without_predistortion" in a
+        applied = (r.get("predistortion") or {}).get("applied", pd)
         lines.append(f"  accuracy    software {100 * a['software']:.2f} %, chip (analog MVM) {100 * a['chip_mvm']:.2f} %"
-                     + (" with pre-distortion" if pd else "")
+                     + ((" with pre-distortion" if applied else " (pre-distortion not applied: the line model expected "
+                         "no smaller product error than the chip's as tuned)") if pd else "")
                      + f", read-back weights {100 * a['readback']:.2f} %  ({a['test_points']} test points)")
         err = ", ".join(f"{100 * e:.2f} %" for e in a["product_error"])
         if pd:
