@@ -1434,7 +1434,10 @@ class SimulatedCrossbar(Crossbar):
         lit = active[:, on_lanes]           # the selected row and column of each lit lane carry its nonlinearity
         energy = np.zeros(rows.shape)
         pop = self.population
-        w_on = np.where(lit, width[:, on_lanes], 0.0)[:, :, None, None]    # (n_chips, K, 1, 1)
+        relaxed = self._lines.relaxed(self._g)
+        forming = pop.unformed is not None and pop.unformed.any()
+        # (n_chips, K, 1, 1); the relaxed pulses take their lit lanes' widths directly
+        w_on = np.where(lit, width[:, on_lanes], 0.0)[:, :, None, None] if forming or not relaxed else None
 
         def terminals(v, sel_r, sel_c):
             """Row and column terminal voltages (..., R), (..., C) of lanes at ``v`` (V, 0 where
@@ -1445,8 +1448,7 @@ class SimulatedCrossbar(Crossbar):
             np.put_along_axis(col_v, sel_c[..., None], 0.0, axis=-1)
             return row_v, col_v
 
-        relaxed = self._lines.relaxed(self._g)
-        if pop.unformed is not None and pop.unformed.any():
+        if forming:
             # forming changes the population: lane by lane on the whole voltage maps
             row_v, col_v = terminals(v[:, on_lanes], rows[:, on_lanes], cols[:, on_lanes])
             focus = self._focus_of(np.where(lit, rows[:, on_lanes], -1), np.where(lit, cols[:, on_lanes], -1))
@@ -1493,9 +1495,9 @@ class SimulatedCrossbar(Crossbar):
                     hit_v[:n].copy(), w_p[hit_p])
 
         if relaxed:        # the lit lanes only, one operating point each (chip-major), LINE_POINTS at a time
-            pc, pk = np.nonzero(lit)
-            w_p = w_on[pc, pk, 0, 0]
+            pc, pk = np.divmod(np.flatnonzero(lit), lit.shape[1])     # (np.nonzero(lit), without its 2-D cost)
             lane_p = on_lanes[pk]
+            w_p = width[pc, lane_p]
             v_p, shift_p = v[pc, lane_p], equivalent_shift(w_p, d)
             parts = []
             for p0 in range(0, pc.size, LINE_POINTS):
@@ -1525,7 +1527,7 @@ class SimulatedCrossbar(Crossbar):
         # their counts restart together (:meth:`_pulse_lanes_done`); a loud lane ends a run: the
         # run is switched, then its drift meets the state its pulse left
         self._pulse_lanes_done(rows, cols, v, active, on_lanes, order, bounds, flat, v_hit, w_hit)
-        return np.where(active, energy, 0.0)
+        return energy if relaxed else np.where(active, energy, 0.0)      # (relaxed: put at the lit lanes only)
 
     def _pulse_lanes_done(self, rows, cols, v, active, on_lanes, order, bounds, flat, v_hit, w_hit) -> None:
         """:meth:`_pulse_lines`' switching and bookkeeping of the lanes ``on_lanes`` (each active on
@@ -1540,12 +1542,14 @@ class SimulatedCrossbar(Crossbar):
         n_rows, n_cols = self.shape
         g_flat = self._g.reshape(-1)
         n_flat = self._n_disturb.reshape(-1)
-        loud = np.zeros(on_lanes.size, bool)
-        if d.disturbs:
-            loud = (active[:, on_lanes] & (np.abs(v[:, on_lanes]) >= d.disturb_v)).any(axis=0)
         lit = active[:, on_lanes]
-        chip, q = np.nonzero(lit.T)[::-1]                   # lane by lane, chips in order
-        sel = (chip * n_rows + rows[chip, on_lanes[q]]) * n_cols + cols[chip, on_lanes[q]]
+        # lane by lane, chips in order (np.nonzero(lit.T)[::-1], without its 2-D cost)
+        q, chip = np.divmod(np.flatnonzero(np.ascontiguousarray(lit.T)), lit.shape[0])
+        lane_q = on_lanes[q]
+        loud = np.zeros(on_lanes.size, bool)
+        if d.disturbs:          # the lanes with a lit chip at or beyond disturb_v
+            loud[q[np.abs(v[chip, lane_q]) >= d.disturb_v]] = True
+        sel = (chip * n_rows + rows[chip, lane_q]) * n_cols + cols[chip, lane_q]
         per_lane = np.zeros(on_lanes.size + 1, np.intp)     # each lane's selected cells in sel
         np.cumsum(lit.sum(axis=0), out=per_lane[1:])
         start = 0
