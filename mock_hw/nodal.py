@@ -23,9 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
-from scipy.sparse.linalg import splu
 
 from mock_hw.device import iv_current, iv_slope
 from programming.blas import BLAS_ONE_THREAD_MIN, blas_held, blas_one_thread
@@ -65,6 +62,9 @@ def _pin_isolated(g, row_v, col_v):
     row_v, col_v = row_v.copy(), col_v.copy()
     if np.all(g > 0):  # complete bipartite graph: everything reaches a driven terminal
         return row_v, col_v
+    import scipy.sparse as sp       # (here: many small chips never take a sparse path; ~5 MB of RSS)
+    from scipy.sparse.csgraph import connected_components
+
     for b in range(B):
         i, j = np.nonzero(g[b] > 0)
         adj = sp.csr_matrix((np.ones(i.size), (i, R + j)), shape=(R + C, R + C))
@@ -186,6 +186,9 @@ def _solve_lines(g, rv, cv, beta, v_ref, r_line, tol, max_iter, scales, r_access
         # (chord Newton); refactor at the current point otherwise.
         err = np.max(np.abs(F))
         if not lus or err > 0.05 * last_err[0]:
+            import scipy.sparse as sp
+            from scipy.sparse.linalg import splu
+
             lus.clear()
             for k in range(B):
                 J = sp.csc_matrix((vals[k], (I_idx, J_idx)), shape=(N, N))

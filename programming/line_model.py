@@ -27,11 +27,9 @@ large for dense blocks (:data:`BLOCK_MAX`) keep the sparse LU.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.linalg.lapack import dgetrf as getrf
 from scipy.linalg.lapack import dgetri as getri
 from scipy.linalg.lapack import dgtsv as gtsv
-from scipy.sparse.linalg import splu
 
 from .blas import blas_one_thread
 
@@ -288,6 +286,9 @@ class LineNetwork:
                 self._blocks[0][todo], self._blocks[1][todo] = tinv, dinv
                 self._g[todo] = g[todo]
             return int(todo.size)
+        import scipy.sparse as sp       # (here: many small chips never take a sparse path; ~5 MB of RSS)
+        from scipy.sparse.linalg import splu
+
         done = 0
         for k in range(self.shape[0]):
             if self._lu[k] is not None and np.array_equal(g[k], self._g[k]):
