@@ -94,6 +94,12 @@ MAP_FIT_TOL = 1e-6
 CALIBRATION_FIT_TOL = 1e-6
 
 
+def _batch_of(maps, B: int) -> tuple:
+    """Uninitialized arrays for ``B`` chips of the shape and type of each of a chunk's ``maps``
+    (None stays None): :meth:`ReadCorrection.model` writes each chunk's part in place."""
+    return tuple(None if m is None else np.empty((B, *np.shape(m)[1:]), np.asarray(m).dtype) for m in maps)
+
+
 class ReadCorrection:
     """Inverts grounded reads of ``n_chips`` chips of ``shape`` through a line model.
 
@@ -162,23 +168,29 @@ class ReadCorrection:
             # the kept sensitivities of the whole batch, within the same bound as unchunked (a
             # batch beyond it computes none for its chunks either)
             whole = cross and B * R * C * (R + C) <= CROSS_MAX
-            parts, shares, write, unit = [], [], [], []
+            # each chunk's maps written into the whole batch's as they come (not kept, then joined:
+            # 10 000 chips of 8x8 held every map twice, ~30 MB, at the end of a whole refresh)
+            out = write = unit = share = g_term = None
             for k in range(0, B, MODEL_CHIPS):
-                parts.append(self.model(g[k:k + MODEL_CHIPS], whole,
-                                        np.arange(k, min(B, k + MODEL_CHIPS)) if ids is None else ids[k:k + MODEL_CHIPS],
-                                        slopes, sharp))
-                shares.append(self._model_cross)
-                write.append(self._model_write)
-                unit.append(self._model_unit)
-            self._model_unit = np.concatenate(unit)
-
-            def joined(parts):
-                return None if parts[0] is None else np.concatenate(parts)
-            self._model_write = tuple(joined(m) for m in zip(*write))
-            whole = whole and all(c is not None for c in shares)
-            self._model_cross = (np.concatenate([c[0] for c in shares]), joined([c[1] for c in shares]),
-                                 shares[0][2]) if whole else None
-            return tuple(joined(p) for p in zip(*parts))
+                at = slice(k, min(B, k + MODEL_CHIPS))
+                part = self.model(g[at], whole, np.arange(at.start, at.stop) if ids is None else ids[at], slopes, sharp)
+                if out is None:
+                    out, write, unit = _batch_of(part, B), _batch_of(self._model_write, B), _batch_of((self._model_unit,), B)
+                    if whole and self._model_cross is not None:
+                        share, g_term = _batch_of(self._model_cross[:2], B), self._model_cross[2]
+                for kept, new in zip(out + write + unit, part + self._model_write + (self._model_unit,)):
+                    if kept is not None:
+                        kept[at] = new
+                if share is not None and self._model_cross is not None:
+                    for kept, new in zip(share, self._model_cross[:2]):
+                        if kept is not None:
+                            kept[at] = new
+                else:
+                    share = None
+                del part
+            self._model_unit, self._model_write = unit[0], write
+            self._model_cross = (*share, g_term) if share is not None else None
+            return out
         cubic, norm = self._device_norm()
         net = self._net = relaxed_network(self._net, g / norm, self.r_line, self.r_access)
         row_v = np.broadcast_to(np.eye(R) * self.v_read, (B, R, R))

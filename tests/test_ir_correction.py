@@ -678,3 +678,34 @@ def test_brent_root_is_scipy_s_brentq_to_the_bit():
         brentq(lambda x: x * x + 1, -1.0, 1.0, xtol=1e-4, rtol=1e-4)
     with pytest.raises(RuntimeError, match="converge"):
         brentq(lambda x: np.tanh(40 * (x - 0.3)), -1.0, 1.0, xtol=1e-12, rtol=1e-12, maxiter=3)
+
+
+@pytest.mark.parametrize("r_line", [0.67, 40.0])        # relaxed lines; lines too resistive to relax (swept)
+def test_a_chunked_model_is_its_chunks_models_written_in_place(r_line, monkeypatch):
+    """A model of more than MODEL_CHIPS chips is each chunk's model, bit for bit, written into the
+    batch's maps (readings, slopes, write transfers, unit currents, kept sensitivities), with no
+    map held twice: the chunks' own arrays are not the batch's."""
+    import programming.ir_correction as ir
+
+    rng = np.random.default_rng(3)
+    g = rng.uniform(5e-6, 1e-4, (5, 6, 7))
+
+    def fresh():
+        return ReadCorrection((6, 7), 5, 0.2, r_line=r_line, beta=0.3)
+
+    monkeypatch.setattr(ir, "MODEL_CHIPS", 2)
+    corr = fresh()
+    got = corr.model(g, cross=True)
+    maps = (*got, *corr._model_write, corr._model_unit, *corr._model_cross[:2])
+    monkeypatch.setattr(ir, "MODEL_CHIPS", 1024)
+    chunks = []
+    for k in range(0, 5, 2):
+        c = fresh()
+        part = c.model(g[k:k + 2], True, np.arange(k, min(5, k + 2)))
+        chunks.append((*part, *c._model_write, c._model_unit, *c._model_cross[:2]))
+    for i, m in enumerate(maps):
+        if m is None:
+            assert all(ch[i] is None for ch in chunks)
+            continue
+        assert m.shape[0] == 5 and m.flags.c_contiguous and m.base is None      # the batch's own array
+        np.testing.assert_array_equal(m, np.concatenate([ch[i] for ch in chunks]))
