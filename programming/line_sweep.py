@@ -511,11 +511,67 @@ def _factorized(g, beta, v_ref, r_line, r_access, chip, row_v, col_v, x, points,
         x[pts] = got[0].reshape(pts.size, 2, R, C)
 
 
-def _splitmix(z: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer of uint64 words (a bijection; wraps modulo 2⁶⁴)."""
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+def _key_kernels():
+    """The compiled keys of :class:`WarmStarts` (compiled on first use, cached on disk by numba):
+    ``keys_of`` (each point's pattern, scale and key from its terminal voltages) and ``hash_of``
+    (the keys of given patterns), sharing one hash (``_hash_row``)."""
+    if "keys" not in _KERNEL:
+        from numba import njit
+
+        global _splitmix, _hash_row     # module globals, not closure cells: numba caches what calls them
+
+        @njit(cache=True)
+        def _splitmix(z):  # pragma: no cover - compiled
+            """splitmix64's finalizer of a uint64 word (a bijection; wraps modulo 2⁶⁴)."""
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            return z ^ (z >> np.uint64(31))
+
+        @njit(cache=True)
+        def _hash_row(chip, bits, mix):  # pragma: no cover - compiled
+            """The key (int64 ≥ 0) of one point on chip ``chip`` whose rounded pattern's bits are
+            ``bits`` (uint64, R + C): each terminal's bits offset by its own word of ``mix`` and
+            mixed, summed modulo 2⁶⁴ with the chip's mixed word, mixed once more, top bit dropped."""
+            key = np.uint64(0)
+            for k in range(bits.size):
+                key += _splitmix(bits[k] + mix[k])
+            key += _splitmix(np.uint64(chip) + mix[bits.size])
+            return np.int64(_splitmix(key) >> np.uint64(1))
+
+        @njit(cache=True)
+        def hash_of(chip, pattern, mix, keys):  # pragma: no cover - compiled
+            """``keys[p]`` of points on chips ``chip`` (P,) with rounded patterns ``pattern`` (P, R + C)."""
+            bits = pattern.view(np.uint64)
+            for p in range(pattern.shape[0]):
+                keys[p] = _hash_row(chip[p], bits[p], mix)
+
+        @njit(cache=True)
+        def keys_of(chip, row_v, col_v, mix, keys, pattern, top):  # pragma: no cover - compiled
+            """Each point's terminal voltages (``row_v`` (P, R), ``col_v`` (P, C)) over the first of
+            largest magnitude (``top[p]``, signed), rounded to 12 digits as numpy rounds (times 1e12,
+            to the nearest even integer, over 1e12), no negative zeros (``pattern`` (P, R + C)), and
+            its key (``keys[p]``, −1 where every terminal is at 0 V)."""
+            R, C = row_v.shape[1], col_v.shape[1]
+            bits = pattern.view(np.uint64)
+            for p in range(row_v.shape[0]):
+                t, m = 0.0, -1.0
+                for k in range(R):
+                    if abs(row_v[p, k]) > m:
+                        t, m = row_v[p, k], abs(row_v[p, k])
+                for k in range(C):
+                    if abs(col_v[p, k]) > m:
+                        t, m = col_v[p, k], abs(col_v[p, k])
+                top[p] = t
+                inv = 1.0 / (t if t != 0 else 1.0)
+                for k in range(R):
+                    pattern[p, k] = np.rint(row_v[p, k] * inv * 1e12) / 1e12 + 0.0
+                for k in range(C):
+                    pattern[p, R + k] = np.rint(col_v[p, k] * inv * 1e12) / 1e12 + 0.0
+                keys[p] = _hash_row(chip[p], bits[p], mix) if t != 0 else -1
+
+        _KERNEL["keys"] = keys_of
+        _KERNEL["hash"] = hash_of
+    return _KERNEL["keys"], _KERNEL["hash"]
 
 
 #: bytes of node voltages :class:`WarmStarts` keeps (16 MB: 256 operating points of a 64×64 chip)
@@ -561,11 +617,11 @@ class WarmStarts:
         point at once; −1: a point with every terminal at 0 V, which has none).  Two patterns
         sharing a hash (odds ~P²/2⁶⁴) would only give a point another's start: every answer is
         proven from wherever it starts."""
-        values = np.concatenate([row_v, col_v], axis=1)
-        top = values[np.arange(values.shape[0]), np.abs(values).argmax(axis=1)] if values.size else np.zeros(0)
-        inv = 1.0 / np.where(top != 0, top, 1.0)
-        pattern = np.round(values * inv[:, None], 12) + 0.0   # no negative zeros
-        return np.where(top != 0, self._hash(chip, pattern), -1), pattern, top
+        row_v, col_v = np.asarray(row_v, float), np.asarray(col_v, float)
+        P = row_v.shape[0]
+        keys, pattern, top = np.empty(P, np.int64), np.empty((P, row_v.shape[1] + col_v.shape[1])), np.empty(P)
+        _key_kernels()[0](np.ascontiguousarray(chip, dtype=np.int64), row_v, col_v, self._words(), keys, pattern, top)
+        return keys, pattern, top
 
     def _hash(self, chip, pattern) -> np.ndarray:
         """The keys (P,) int64 ≥ 0 of points on chips ``chip`` (P,) with rounded terminal
@@ -573,13 +629,17 @@ class WarmStarts:
         (seeded) and mixed (splitmix64's finalizer: every input bit moves about half the output
         bits; a pattern's bits alone, as 1.0's, would reach only the top 12 of a product), summed
         modulo 2⁶⁴ with the chip's word."""
-        R, C = self.shape
+        keys = np.empty(len(chip), np.int64)
+        _key_kernels()[1](np.ascontiguousarray(chip, dtype=np.int64), np.ascontiguousarray(pattern, dtype=float),
+                          self._words(), keys)
+        return keys
+
+    def _words(self) -> np.ndarray:
+        """The hash's offsets (:meth:`_hash`): one fixed (seeded) 64-bit word per terminal and one for the chip."""
         if self._mix is None:
+            R, C = self.shape
             self._mix = np.random.default_rng(18).integers(0, 2 ** 63, R + C + 1, dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            key = _splitmix(np.ascontiguousarray(pattern).view(np.uint64) + self._mix[:-1]).sum(axis=1, dtype=np.uint64)
-            key += _splitmix(np.asarray(chip).astype(np.uint64) + self._mix[-1])
-            return (_splitmix(key) >> np.uint64(1)).astype(np.int64)
+        return self._mix
 
     def assign(self, chip, row_v, col_v):
         """The slots of points (``chip`` (P,), ``row_v`` (P, R), ``col_v`` (P, C), V), for a solve
@@ -596,23 +656,25 @@ class WarmStarts:
         :func:`sweep_solve` writes the solutions after every point has read its start, as
         :meth:`start` and :meth:`keep` do."""
         P = len(keys)
-        slot_in = np.full(P, -2, np.int64)
-        slot_out = np.full(P, -1, np.int64)
         if self._pool is None:
             self._pool = np.empty((self.most, 2, *self.shape))
         key_list = keys.tolist()
         table = self._slot
-        mine = set()
+        pop = table.pop
+        held = [-2] * P                     # (plain lists: a point's slot set without numpy's per-item cost)
         new = []
         for p, k in enumerate(key_list):
             if k >= 0:
-                slot = table.pop(k, None)
+                slot = pop(k, None)
                 if slot is not None:
                     table[k] = slot
-                    slot_in[p] = slot_out[p] = slot
-                    mine.add(slot)
+                    held[p] = slot
                 else:
                     new.append(p)
+        slot_in = np.array(held, np.int64)
+        slot_out = np.where(slot_in >= 0, slot_in, -1)
+        mine = set(held)
+        mine.discard(-2)
         ratio = np.ones(P)
         hit = np.flatnonzero(slot_in >= 0)
         ratio[hit] = scales[hit] / self._scale[slot_in[hit]]
