@@ -51,6 +51,9 @@ CROSS_MAX = 10_000_000
 #: refresh, while a fit's answer (the conductances whose modelled readings equal the readings) does
 #: not depend on them
 ADJOINT_TOL = 1e-9
+#: bytes of node voltages a relaxed adjoint solve works out at once (:meth:`ReadCorrection._adjoints`:
+#: that many columns' unit injections and answers at a time)
+ADJOINT_BYTES = 2 << 20
 
 #: tolerance of the model's grounded reads on swept lines (:meth:`ReadCorrection.model`, every
 #: chip whose lines do not relax: :func:`~programming.line_sweep.sweep_solve`, each from the
@@ -300,9 +303,21 @@ class ReadCorrection:
         set the inversion's slope, not its fixed point, which the model's readings alone fix)."""
         B, R, C = g.shape
         if net is not None:
-            unit = np.zeros((B, C, 2, R, C))
-            unit[:, np.arange(C), 1, R - 1, np.arange(C)] = 1.0
-            return net.split(net.solve(unit.reshape(B, C, 2 * R * C), ADJOINT_TOL))
+            # a few columns at a time (each point's answer is its own in any batch): the unit
+            # injections and their solve's node voltages of every column at once were two more
+            # arrays the size of the answer (8 MB each for 1024 chips of 8x8, at the peak of a
+            # 10 000-chip tune's read-back)
+            w = np.empty((B, C, 2 * R * C))
+            cols = max(1, min(C, ADJOINT_BYTES // max(1, 8 * B * 2 * R * C)))
+            if not net.relaxes():       # (a factorized solve: every column in one call, as before)
+                cols = C
+            for j0 in range(0, C, cols):
+                k = np.arange(j0, min(C, j0 + cols))
+                unit = np.zeros((B, k.size, 2, R, C))
+                unit[:, np.arange(k.size), 1, R - 1, k] = 1.0
+                w[:, k[0]:k[-1] + 1] = net.solve(unit.reshape(B, k.size, 2 * R * C), ADJOINT_TOL)
+                del unit
+            return net.split(w)
         g_term = 1.0 / (self.r_line + self.r_access)
         adj_c = np.broadcast_to(np.eye(C) / g_term, (B, C, C)).reshape(B * C, C)
         w = np.empty((B * C, 2, R, C))

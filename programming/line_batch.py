@@ -152,12 +152,17 @@ class BatchLines(LineNetwork):
         return LineNetwork(self._g, self.r_line, self.r_access)
 
     # ------------------------------------------------------------------------------ solves
+    def relaxes(self) -> bool:
+        """Whether :meth:`solve` relaxes (each point's answer its own, in any batch) rather than
+        handing the call to the factorized network (lines too resistive to relax fast)."""
+        return not self.rho_lin.max(initial=0.0) > RHO_SOLVE
+
     def solve(self, rhs, tol: float = LINEAR_TOL) -> np.ndarray:
         """Node voltages (B, K, N), V, for node current injections ``rhs`` (B, K, N), A (linear
         devices), to ``tol`` of each operating point's largest device-free node voltage."""
         rhs = np.asarray(rhs, float)
         B, R, C = self.shape
-        if self.rho_lin.max(initial=0.0) > RHO_SOLVE:
+        if not self.relaxes():
             return self._factorized().solve(rhs)
         from .relax_kernels import device_free
 

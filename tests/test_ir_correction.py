@@ -709,3 +709,26 @@ def test_a_chunked_model_is_its_chunks_models_written_in_place(r_line, monkeypat
             continue
         assert m.shape[0] == 5 and m.flags.c_contiguous and m.base is None      # the batch's own array
         np.testing.assert_array_equal(m, np.concatenate([ch[i] for ch in chunks]))
+
+
+def test_relaxed_adjoints_a_few_columns_at_a_time_are_every_column_at_once_bit_for_bit(monkeypatch):
+    """The relaxed adjoint solves work a few columns at a time (ADJOINT_BYTES): each column's node
+    voltages are those of one call with every column, bit for bit."""
+    import programming.ir_correction as ir
+
+    from programming.line_batch import BATCH_MIN_CHIPS
+
+    B = BATCH_MIN_CHIPS
+    rng = np.random.default_rng(4)
+    g = rng.uniform(5e-6, 1e-4, (B, 5, 7))
+    corr = ReadCorrection((5, 7), B, 0.2, r_line=0.67)
+    _, norm = corr._device_norm()
+    net = ir.relaxed_network(None, g / norm, corr.r_line, corr.r_access)
+    assert net is not None and net.relaxes()
+    monkeypatch.setattr(ir, "ADJOINT_BYTES", 1 << 40)
+    whole = corr._adjoints(g, norm, net, np.arange(B))
+    monkeypatch.setattr(ir, "ADJOINT_BYTES", 8 * B * 2 * 5 * 7 * 3)       # three columns a call
+    parts = corr._adjoints(g, norm, net, np.arange(B))
+    for a, b in zip(whole, parts):
+        np.testing.assert_array_equal(a, b)
+        assert np.abs(a).max() > 0
