@@ -181,9 +181,14 @@ PREDISTORT_PEAK = 0.95
 #: once no conductance moves by more than :data:`PREDISTORT_FIT_TOL` (relative) in a step (digits
 #: 65×84 at 2 Ω: 5–8 steps, the lines' coupling contracting by about half a step)
 PREDISTORT_FIT_STEPS = 40
-#: pre-distortion keeps a cell the tuner gave up on within the reach its read-back shows
-#: (:func:`reach_bounds`)
+#: pre-distortion's first round keeps a cell the tuner gave up on within the reach its read-back
+#: shows (:func:`reach_bounds`); the later rounds always do, with the last round's tune
 PREDISTORT_REACH = True
+#: the tuning stages of pre-distortion's rounds (:func:`deploy`): each round fits the targets again
+#: from the read-back of the last, the cells the last tune gave up on within their reach, and is
+#: tuned only where the line model expects a smaller product error than measured; no round follows
+#: one whose cells all landed
+PREDISTORT_STAGES = ("predistortion", "predistortion_2")
 PREDISTORT_FIT_TOL = 1e-5
 
 
@@ -534,27 +539,32 @@ def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: Deploy
         if data is not None and not log.started("predistortion"):
             dep.correct["without_predistortion"] = chip_correct(xb, dep, data)
             pre.update(readback=readback_accuracy(dep, data), product_error=product_error(xb, dep, data.x_test))
-        stuck = (result.status == STUCK) & ~np.isnan(result.targets)
-        bounds = reach_bounds(result, g_read, xb.programming_window) if PREDISTORT_REACH else None
         moments = input_moments(model, data.x_train) if data is not None else None
-        # as tuned, the product's error as the grounded reads measure it (the same figure the
-        # line model gives of the corrected read-back)
-        as_tuned = modelled_product_error(mapped, placement, g_raw, moments)
-        moved_placement = placement
-        if cfg.reorder and data is not None and stuck.any():    # every cell is re-tuned now: move the inputs too
-            moved_placement = reordered(model, placement, xb, cfg, g_read, g_raw, stuck, data.x_train, bounds)
-        new_mapped, new, window, expected = predistortion(model, moved_placement, xb, cfg, g_read, g_raw, stuck,
-                                                          bounds, moments)
-        # applied only where the line model expects a smaller product error than the chip's as tuned
-        # (measured): else re-tuning would make the deployment worse
-        applied = float(np.sum(np.square(expected))) < float(np.sum(np.square(as_tuned)))
-        applied = applied or log.started("predistortion")     # resumed within it: the chip is part way there
-        pre.update(modelled={"as_tuned": as_tuned, "predistorted": expected}, applied=applied,
-                   considered_window_uS=[1e6 * w for w in window])
-        if applied:
+        rounds = []
+        for rnd, stage in enumerate(PREDISTORT_STAGES):
+            stuck = (result.status == STUCK) & ~np.isnan(result.targets)
+            # the reach of the cells the last tune gave up on (the first round's from the tuning as
+            # mapped: with PREDISTORT_REACH)
+            bounds = reach_bounds(result, g_read, xb.programming_window) if (rnd or PREDISTORT_REACH) else None
+            # as tuned, the product's error as the grounded reads measure it (the same figure the
+            # line model gives of the corrected read-back)
+            as_tuned = modelled_product_error(mapped, placement, g_raw, moments)
+            moved_placement = placement
+            if rnd == 0 and cfg.reorder and data is not None and stuck.any():   # every cell is re-tuned: move the inputs too
+                moved_placement = reordered(model, placement, xb, cfg, g_read, g_raw, stuck, data.x_train, bounds)
+            new_mapped, new, window, expected = predistortion(model, moved_placement, xb, cfg, g_read, g_raw, stuck,
+                                                              bounds, moments)
+            # applied only where the line model expects a smaller product error than the chip's as
+            # tuned (measured): else re-tuning would make the deployment worse
+            applied = float(np.sum(np.square(expected))) < float(np.sum(np.square(as_tuned)))
+            applied = applied or log.started(stage)     # resumed within it: the chip is part way there
+            rounds.append({"as_tuned": as_tuned, "predistorted": expected, "applied": bool(applied),
+                           "window_uS": [1e6 * w for w in window]})
+            if not applied:
+                break
             mapped, placement = new_mapped, moved_placement
-            third = tune(xb, new, cfg.tuner(initial_reset=False, seed=cfg.seed + 2), progress=progress,
-                         on_instrument=cfg.on_instrument, **log.tune_kwargs("predistortion", new))
+            third = tune(xb, new, cfg.tuner(initial_reset=False, seed=cfg.seed + 2 + rnd), progress=progress,
+                         on_instrument=cfg.on_instrument, **log.tune_kwargs(stage, new))
             _add_costs(result, third)
             moved = ~np.isnan(new)
             result.status[moved] = third.status[moved]
@@ -562,6 +572,10 @@ def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: Deploy
             g_raw, g_read = _read_back(xb, cfg)
             dep = replace(dep, mapped=mapped, placement=placement, conductances=g_read, product_conductances=g_raw,
                           window=window)
+            if not ((third.status == FAILED) | (third.status == STUCK))[moved].any():
+                break                   # every cell landed: nothing for another round to bound
+        pre.update(modelled={"as_tuned": rounds[0]["as_tuned"], "predistorted": rounds[0]["predistorted"]},
+                   applied=rounds[0]["applied"], considered_window_uS=rounds[0]["window_uS"], rounds=rounds)
     tgt = result.targets
     result.final = np.where(np.isnan(tgt), np.nan, g_read)
     result.rel_error = (result.final - tgt) / tgt
@@ -577,7 +591,7 @@ def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: Deploy
     }
     if "modelled" in pre:       # the line model's figures that decided it (relative rms product error per layer)
         report["predistortion"].update(modelled_product_error=pre["modelled"],
-                                       considered_window_uS=pre["considered_window_uS"])
+                                       considered_window_uS=pre["considered_window_uS"], rounds=pre["rounds"])
     if xb.n_chips == 1:
         bad = np.argwhere(~np.isnan(tgt[0]) & (result.status[0] != CONVERGED))
         report["unconverged_cells"] = [

@@ -337,6 +337,8 @@ def test_predistortion_makes_the_chips_product_carry_the_weights_through_ir_drop
     # applied because the line model expected less error than the chip's product as tuned
     modelled = rep["modelled_product_error"]
     assert sum(e ** 2 for e in modelled["predistorted"]) < sum(e ** 2 for e in modelled["as_tuned"])
+    # every cell of the first round landed: no second round
+    assert [r["applied"] for r in rep["rounds"]] == [True] and dep.result.summary()["failed"] == 0
     from models.deploy import PREDISTORT_PEAK
     tgt = dep.result.targets[~np.isnan(dep.result.targets)]
     assert (tgt >= lo).all() and (tgt <= PREDISTORT_PEAK * xb.programming_window[1] * (1 + 1e-9)).all()

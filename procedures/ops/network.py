@@ -65,7 +65,7 @@ class DeployProcedure(PulseScheduleMixin, LineEstimateMixin, _ModelMixin, TuneLo
 
     NAME = "deploy"
     RESUMABLE = True
-    STAGES = ("main", "compensation", "predistortion")
+    STAGES = ("main", "compensation", "predistortion", "predistortion_2")
     DATA_COLUMNS = TUNE_COLUMNS
 
     model = Parameter("Model file", default="")
