@@ -309,14 +309,17 @@ def _kernel():
                                 cp[0, i] = -g_seg / d
                                 dp[0, i] = -f / d
                         elif j < C - 1 and sharp_p:
+                            # (the weighted sums in a loop of their own, their residuals worked out
+                            # again: the Thomas loop then stores only its pivots and steps, and
+                            # vectorizes; the same values)
                             for i in range(R):
                                 f = F[i] + g_seg * (2.0 * vrT[j, i] - vrT[j - 1, i] - vrT[j + 1, i])
-                                t = abs(f)
-                                s_r += t
-                                AR[i] += zj * t
+                                s_r += abs(f)
                                 m = 1.0 / (D[i] + 2.0 * g_seg + g_seg * cp[j - 1, i])
                                 cp[j, i] = -g_seg * m
                                 dp[j, i] = (g_seg * dp[j - 1, i] - f) * m
+                            for i in range(R):
+                                AR[i] += zj * abs(F[i] + g_seg * (2.0 * vrT[j, i] - vrT[j - 1, i] - vrT[j + 1, i]))
                         elif j < C - 1:
                             for i in range(R):
                                 f = F[i] + g_seg * (2.0 * vrT[j, i] - vrT[j - 1, i] - vrT[j + 1, i])
