@@ -853,11 +853,17 @@ class SimulatedCrossbar(Crossbar):
                 # lanes on distinct lines never touch each other's selected cells: the compliance
                 # of every lane can be evaluated on the state at the start of the call
                 return self._pulse_v2_concurrent(lanes, amplitude, width, active)
-        rows, cols = self._park_inactive(rows, cols, active)
         if self._lines is not None and scheme is not WriteScheme.FLOAT:
+            pop = self.population
+            # (a call with no active lane sources nothing: the network is not brought to the chips)
+            relaxed = bool(active.any()) and self._lines.relaxed(self._g)
+            if relaxed and not (pop.unformed is not None and pop.unformed.any()):
+                return self._pulse_relaxed(rows, cols, amplitude, width, scheme, active)
+            rows, cols = self._park_inactive(rows, cols, active)
             amplitude, compliance = self._apply_compliance(rows, cols, amplitude, active)
-            energy = self._pulse_lines(rows, cols, amplitude, width, scheme, active)
+            energy = self._pulse_lines(rows, cols, amplitude, width, scheme, active, relaxed)
         else:
+            rows, cols = self._park_inactive(rows, cols, active)
             energy = np.zeros(rows.shape)
             compliance = np.zeros(rows.shape, bool)
             for lane in range(rows.shape[1]):
@@ -1415,8 +1421,72 @@ class SimulatedCrossbar(Crossbar):
             i_sel = iv_current(g_sel, v, d.beta, d.v_ref)
         return (v * i_sel + p_half) * width
 
-    def _pulse_lines(self, rows, cols, amplitude, width, scheme, active):
-        """V/2 or V/3 pulses on resistive lines.  The network of every lane is solved at once on
+    def _pulse_relaxed(self, rows, cols, amplitude, width, scheme, active) -> PulseResult:
+        """V/2 or V/3 pulses on relaxed lines (many small chips; the caller brought the relaxed
+        network to the chips' conductances, and no chip forms), worked on the active lanes only (as
+        :meth:`_read_relaxed`): the source's compliance (:meth:`_apply_compliance`'s arithmetic),
+        then one operating point per active lane, chip-major, :data:`LINE_POINTS` at a time, each
+        pulse's power, the devices its cell voltages reach beyond a threshold (in point then flat
+        order) and the largest unselected cell voltage in one compiled pass
+        (:meth:`~mock_hw.nodal.LineSolver.pulse_points`, solved on the conductances at the start of
+        the call, as :meth:`_pulse_lines`); then the switching and bookkeeping lane by lane
+        (:meth:`_pulse_lanes_done`).  No pass over the idle lanes but the results' zeros."""
+        d, pop = self.params.device, self.population
+        n_rows, n_cols = self.shape
+        per_chip = n_rows * n_cols
+        frac_row, frac_col = (0.5, 0.5) if scheme is WriteScheme.V2 else (1 / 3, 2 / 3)
+        li = np.flatnonzero(active)                 # chip-major: chip by chip, lanes in order
+        pc, lane = np.divmod(li, rows.shape[1])
+        # (the lanes may be broadcast views: gathered through .flat, not copied whole)
+        r, c, v, w = (a.take(li) if a.flags.c_contiguous else a.flat[li] for a in (rows, cols, amplitude, width))
+        flat = pc * n_rows
+        flat += r
+        flat *= n_cols
+        flat += c
+        g_sel = self._g.reshape(-1).take(flat)
+        over = np.abs(iv_current(g_sel, v, d.beta, d.v_ref)) > self.limits.i_compliance
+        compliance = np.zeros(rows.shape, bool)
+        if over.any():
+            compliance.put(li[over], True)
+            v[over] = self._compliance_voltage(g_sel[over], v[over])
+        # the lanes active on some chip, and each point's lane among them
+        present = np.bincount(lane, minlength=rows.shape[1]) > 0
+        n_on = int(np.count_nonzero(present))
+        q = (np.cumsum(present) - 1).take(lane)
+        shift = equivalent_shift(w, d)
+        energy_p = np.empty(li.size)
+        parts = []
+        for p0 in range(0, li.size, LINE_POINTS):
+            sl = slice(p0, p0 + LINE_POINTS)
+            e, hit_p, hit_f, v_at, top = self._lines.pulse_points(
+                self._g, pc[sl], r[sl], c[sl], v[sl], (frac_row, frac_col), shift[sl],
+                (pop.vth_set, pop.vth_reset), RELAXED_TOL[PULSE_TOL])
+            energy_p[sl] = e * w[sl]
+            self.max_unselected_v = max(self.max_unselected_v, top)
+            hit_p += p0
+            parts.append((q[hit_p], pc[hit_p] * per_chip + hit_f, v_at, w[hit_p]))
+        lane_of, hit_flat, v_hit, w_hit = (np.concatenate(x) for x in zip(*parts))
+        # each lane's devices in flat order (the chunks come in chip order); the lanes as bytes
+        # where they fit (the stable order is the same: numpy sorts them by radix, not merging)
+        key = np.uint8 if n_on <= 256 else np.intp
+        order = np.argsort(lane_of.astype(key), kind="stable")
+        bounds = np.searchsorted(lane_of[order], np.arange(n_on + 1))
+        self._g = np.ascontiguousarray(self._g)
+        by_lane = np.argsort(q.astype(key), kind="stable")      # the active lanes lane by lane, chips in order
+        self._pulse_lanes_done(q.take(by_lane), flat.take(by_lane), v.take(by_lane), n_on, order, bounds, hit_flat,
+                               v_hit, w_hit)
+        self.n_pulse_ops += li.size
+        energy = np.zeros(rows.shape)
+        energy.put(li, energy_p)
+        duration = np.zeros(rows.shape)
+        duration.put(li, w + self.params.timing.pulse_overhead_s)
+        return PulseResult(energy, duration, compliance)
+
+    def _pulse_lines(self, rows, cols, amplitude, width, scheme, active, relaxed: bool):
+        """V/2 or V/3 pulses on resistive lines where the chips form (any lines) or the lines are
+        swept (``relaxed``: :meth:`~mock_hw.nodal.LineSolver.relaxed`, which the caller evaluated
+        on the chips' conductances; relaxed lines without forming: :meth:`_pulse_relaxed`, the
+        same arithmetic on the active lanes).  The network of every lane is solved at once on
         the conductances at the start of the call (one factorization, one right-hand side per
         lane); the switching is then applied lane by lane, in lane order, on the evolving state.
         A lane's cell voltages thus ignore how earlier lanes of the same call changed other cells'
@@ -1434,10 +1504,8 @@ class SimulatedCrossbar(Crossbar):
         lit = active[:, on_lanes]           # the selected row and column of each lit lane carry its nonlinearity
         energy = np.zeros(rows.shape)
         pop = self.population
-        relaxed = self._lines.relaxed(self._g)
         forming = pop.unformed is not None and pop.unformed.any()
-        # (n_chips, K, 1, 1); the relaxed pulses take their lit lanes' widths directly
-        w_on = np.where(lit, width[:, on_lanes], 0.0)[:, :, None, None] if forming or not relaxed else None
+        w_on = np.where(lit, width[:, on_lanes], 0.0)[:, :, None, None]      # (n_chips, K, 1, 1)
 
         def terminals(v, sel_r, sel_c):
             """Row and column terminal voltages (..., R), (..., C) of lanes at ``v`` (V, 0 where
@@ -1494,29 +1562,10 @@ class SimulatedCrossbar(Crossbar):
             return (power.reshape(K, nb).T * width[sl][:, on_lanes], hit_p // nb, chips[b] * per_chip + hit_f[:n],
                     hit_v[:n].copy(), w_p[hit_p])
 
-        if relaxed:        # the lit lanes only, one operating point each (chip-major), LINE_POINTS at a time
-            pc, pk = np.divmod(np.flatnonzero(lit), lit.shape[1])     # (np.nonzero(lit), without its 2-D cost)
-            lane_p = on_lanes[pk]
-            w_p = width[pc, lane_p]
-            v_p, shift_p = v[pc, lane_p], equivalent_shift(w_p, d)
-            parts = []
-            for p0 in range(0, pc.size, LINE_POINTS):
-                sl = slice(p0, p0 + LINE_POINTS)
-                # each pulse's power, the devices its cell voltages reach beyond a threshold (in point
-                # then flat order) and the largest unselected cell voltage, in one compiled pass
-                e, hit_p, hit_f, v_at, top = self._lines.pulse_points(
-                    self._g, pc[sl], rows[pc[sl], lane_p[sl]], cols[pc[sl], lane_p[sl]], v_p[sl], (frac_row, frac_col),
-                    shift_p[sl], (pop.vth_set, pop.vth_reset), RELAXED_TOL[PULSE_TOL])
-                energy[pc[sl], lane_p[sl]] = e * w_p[sl]
-                self.max_unselected_v = max(self.max_unselected_v, top)
-                hit_p += p0
-                parts.append((pk[hit_p], pc[hit_p] * per_chip + hit_f, v_at, w_p[hit_p]))
-            lane_of, flat, v_hit, w_hit = (np.concatenate(x) for x in zip(*parts))
-        else:
-            row_v, col_v = terminals(v[:, on_lanes], rows[:, on_lanes], cols[:, on_lanes])
-            focus = self._focus_of(np.where(lit, rows[:, on_lanes], -1), np.where(lit, cols[:, on_lanes], -1))
-            e, lane_of, flat, v_hit, w_hit = self._line_solve(row_v, col_v, PULSE_TOL, focus, take)
-            energy[:, on_lanes] = e
+        row_v, col_v = terminals(v[:, on_lanes], rows[:, on_lanes], cols[:, on_lanes])
+        focus = self._focus_of(np.where(lit, rows[:, on_lanes], -1), np.where(lit, cols[:, on_lanes], -1))
+        e, lane_of, flat, v_hit, w_hit = self._line_solve(row_v, col_v, PULSE_TOL, focus, take)
+        energy[:, on_lanes] = e
         # each lane's devices in flat order (the chunks come in chip order)
         order = np.argsort(lane_of, kind="stable")
         bounds = np.searchsorted(lane_of[order], np.arange(on_lanes.size + 1))
@@ -1526,35 +1575,36 @@ class SimulatedCrossbar(Crossbar):
         # set per lane (switch_steps: the same states and draws as one switch_at per lane), and
         # their counts restart together (:meth:`_pulse_lanes_done`); a loud lane ends a run: the
         # run is switched, then its drift meets the state its pulse left
-        self._pulse_lanes_done(rows, cols, v, active, on_lanes, order, bounds, flat, v_hit, w_hit)
-        return energy if relaxed else np.where(active, energy, 0.0)      # (relaxed: put at the lit lanes only)
-
-    def _pulse_lanes_done(self, rows, cols, v, active, on_lanes, order, bounds, flat, v_hit, w_hit) -> None:
-        """:meth:`_pulse_lines`' switching and bookkeeping of the lanes ``on_lanes`` (each active on
-        some chip), in lane order: lane q's devices beyond a threshold are ``order[bounds[q]:bounds[q
-        + 1]]`` of ``flat`` (flat indices), ``v_hit`` (V) and ``w_hit`` (s).  The lanes below
-        ``disturb_v`` on every chip are switched together run by run (:func:`~mock_hw.device.switch_steps`,
-        one set per lane: the same states and draws as lane by lane), and their selected cells'
-        disturb counts restart at once (all a quiet lane's :meth:`_disturb` does); each loud lane
-        (:meth:`_pulse_lane_done`) ends a run: the run, itself included, is switched first, then its
-        drift — the same states, counts and draws, in the same order, as one call per lane."""
-        d, pop = self.params.device, self.population
-        n_rows, n_cols = self.shape
-        g_flat = self._g.reshape(-1)
-        n_flat = self._n_disturb.reshape(-1)
-        lit = active[:, on_lanes]
-        # lane by lane, chips in order (np.nonzero(lit.T)[::-1], without its 2-D cost)
+        # the active lanes lane by lane, chips in order (np.nonzero(lit.T)[::-1], without its 2-D cost)
         q, chip = np.divmod(np.flatnonzero(np.ascontiguousarray(lit.T)), lit.shape[0])
         lane_q = on_lanes[q]
-        loud = np.zeros(on_lanes.size, bool)
-        if d.disturbs:          # the lanes with a lit chip at or beyond disturb_v
-            loud[q[np.abs(v[chip, lane_q]) >= d.disturb_v]] = True
         sel = (chip * n_rows + rows[chip, lane_q]) * n_cols + cols[chip, lane_q]
-        per_lane = np.zeros(on_lanes.size + 1, np.intp)     # each lane's selected cells in sel
-        np.cumsum(lit.sum(axis=0), out=per_lane[1:])
+        self._pulse_lanes_done(q, sel, v[chip, lane_q], on_lanes.size, order, bounds, flat, v_hit, w_hit)
+        return np.where(active, energy, 0.0)
+
+    def _pulse_lanes_done(self, q, sel, v_sel, n_lanes, order, bounds, flat, v_hit, w_hit) -> None:
+        """The switching and bookkeeping of a resistive-line pulse's ``n_lanes`` lanes (each active
+        on some chip), in lane order.  The active lanes lane by lane, chips in order: each one's lane
+        ``q`` (0 … n_lanes − 1), selected cell ``sel`` (flat index) and voltage ``v_sel`` (V).  Lane
+        q's devices beyond a threshold are ``order[bounds[q]:bounds[q + 1]]`` of ``flat`` (flat
+        indices), ``v_hit`` (V) and ``w_hit`` (s).  The lanes below ``disturb_v`` on every chip are
+        switched together run by run (:func:`~mock_hw.device.switch_steps`, one set per lane: the same
+        states and draws as lane by lane), and their selected cells' disturb counts restart at once
+        (all a quiet lane's :meth:`_disturb` does); each loud lane ends a run: the run, itself
+        included, is switched first, then its drift (:meth:`_disturb`) — the same states, counts and
+        draws, in the same order, as one call per lane."""
+        d, pop = self.params.device, self.population
+        per_chip = self.shape[0] * self.shape[1]
+        g_flat = self._g.reshape(-1)
+        n_flat = self._n_disturb.reshape(-1)
+        loud = np.zeros(n_lanes, bool)
+        if d.disturbs:          # the lanes with a lit chip at or beyond disturb_v
+            loud[q[np.abs(v_sel) >= d.disturb_v]] = True
+        per_lane = np.zeros(n_lanes + 1, np.intp)     # each lane's selected cells in sel
+        np.cumsum(np.bincount(q, minlength=n_lanes), out=per_lane[1:])
         start = 0
         for end in [*np.flatnonzero(loud).tolist(), None]:
-            stop = on_lanes.size if end is None else end
+            stop = n_lanes if end is None else end
             n_flat[sel[per_lane[start]:per_lane[stop]]] = 0.0       # the quiet lanes' counts restart
             last = stop if end is None else end + 1                  # the run: these lanes and the loud one
             if last > start:
@@ -1562,8 +1612,12 @@ class SimulatedCrossbar(Crossbar):
                 written, _ = switch_steps(g_flat, flat[at], v_hit[at], w_hit[at], bounds[start:last + 1] - bounds[start],
                                           pop, d, self._rng)
                 self._mark_written(written)
-            if end is not None:
-                self._pulse_lane_done(order[:0], rows, cols, v, active, on_lanes[end])
+            if end is not None:     # the loud lane's drift: the other devices of its loud chips
+                s = slice(per_lane[end], per_lane[end + 1])
+                chips = sel[s][np.abs(v_sel[s]) >= d.disturb_v] // per_chip
+                on = np.zeros(self.n_chips, bool)
+                on[chips] = True
+                self._disturb(sel[s], on)
             start = last
 
     def _pulse_lane_done(self, written, rows, cols, v, active, k) -> None:
