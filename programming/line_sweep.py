@@ -540,6 +540,9 @@ def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, ch
         k_cell, k_g, k_dg = starts.changes()
     cells = np.full(P, -1, np.int64) if cells is None or starts is None else \
         np.ascontiguousarray(np.broadcast_to(cells, (P,)), dtype=np.int64)
+    # (each point's chip's mean conductance, for the test after the sweeps: worked out before them,
+    # as the same pass right after the kernel took ~55 us a call in a 64x64 tune, ~12 us before it)
+    g_mean = g.reshape(g.shape[0], -1).mean(axis=1)[np.asarray(chip)]
     _kernel()(gl, gc, np.ascontiguousarray(chip, dtype=np.int64), g_seg, g_term,
               np.ascontiguousarray(row_v, dtype=float), np.ascontiguousarray(col_v, dtype=float), x, pool, slot_in,
               ratio, slot_out, lim, lim_i, lim_l, lim_il, bool(row_currents), z, int(max_sweeps), sweeps, cells, delta,
@@ -551,7 +554,6 @@ def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, ch
     # 1e-8, drifted to 3x the conductances: 0 Ω measured on a mock bench).  Those points are
     # solved by the factorized network as well (at 0.67 Ω the floor is ~1e-9 of a reading on 8×8,
     # ~1e-7 on 64×64: never)
-    g_mean = g.reshape(g.shape[0], -1).mean(axis=1)[np.asarray(chip)]
     slow = np.flatnonzero((sweeps < 0) | (floor / z > FLOOR_REL * v * g_mean))
     if slow.size:
         _factorized(g, beta, v_ref, r_line, r_access, chip, row_v, col_v, x, slow, lim / np.maximum(v, 1e-300))
