@@ -746,3 +746,24 @@ def test_a_whole_map_read_with_an_all_true_mask_is_the_unmasked_read(r_line):
     again = a.read(rows, cols, cfg.v_read, cfg.read_scheme)         # the streams are still together
     np.testing.assert_array_equal(_read_map(b, cfg, rec, np.ones((3, 6, 5), bool)),
                                   again.conductance.reshape(3, 6, 5))
+
+
+def test_the_run_keeps_a_read_only_targets_array_as_it_is_and_copies_any_other():
+    """The targets a run keeps (TuneResult.targets) are its own: a copy of a writable array or a
+    view, but a read-only array holding its own memory is taken as it is (no one can write it;
+    10 000 chips of 8x8 saved 5 MB of a copy held through the run)."""
+    tg = np.broadcast_to(random_targets((4, 4), 1), (2, 4, 4)).copy()
+    writable = tg.copy()
+    res = tune(SimulatedCrossbar(4, 4, preset="ideal", seed=3, n_chips=2), writable)
+    assert not np.shares_memory(res.targets, writable)
+    np.testing.assert_array_equal(res.targets, tg)
+    frozen = tg.copy()
+    frozen.flags.writeable = False
+    res2 = tune(SimulatedCrossbar(4, 4, preset="ideal", seed=3, n_chips=2), frozen)
+    assert res2.targets is frozen
+    np.testing.assert_array_equal(res2.status, res.status)
+    np.testing.assert_array_equal(res2.final, res.final)
+    view = tg.copy()[:]                 # read-only, but a view of a writable array: copied
+    view.flags.writeable = False
+    res3 = tune(SimulatedCrossbar(4, 4, preset="ideal", seed=3, n_chips=2), view)
+    assert not np.shares_memory(res3.targets, view)

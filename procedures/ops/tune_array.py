@@ -121,6 +121,7 @@ class TuneProcedure(PulseScheduleMixin, LineEstimateMixin, TuneLogMixin, XbarPro
             tgt = read_npy(saved, "the run's saved targets", ((xb.n_chips, *xb.shape),))
         else:                   # (a bad targets file is refused here, before anything is read)
             tgt = make_targets(self.targets, xb, int(self.seed), block=self.array_size)
+        tgt.flags.writeable = False     # (the tuner takes a read-only array as it is: no copy)
         r_line = self.measured_line_estimate(xb)     # auto: measured now, reads only
         cfg = self.scheduled(self.config(xb.limits, r_line))
         if not (self.resuming and saved.is_file()):
