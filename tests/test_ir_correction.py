@@ -654,32 +654,43 @@ def test_fit_through_nearly_ideal_lines_behind_a_relay_path():
         np.testing.assert_allclose(est, g, rtol=2e-5)      # the model to MODEL_READ_TOL: 8e-6 seen
 
 
-def test_brent_root_is_scipy_s_brentq_to_the_bit():
-    """The line estimate's root (``brentq``, not imported from scipy.optimize to spare the tune its
-    ~18 MB) takes scipy's steps: the same points evaluated, the same root, bit for bit."""
-    from scipy.optimize import brentq as scipy_brentq
-
-    from programming.ir_correction import brentq
+def test_the_line_estimate_s_root_search_is_within_tolerance_in_bisection_s_count():
+    """The line estimate's root search (:func:`bracketed_root`, ITP; not imported from
+    scipy.optimize to spare the tune ~18 MB): on smooth, steep and flat functions, every root within
+    ``(xtol + rtol·|x|)/2`` of the true one, never more evaluations than bisection's count plus
+    one (the method's guarantee) and, on the smooth monotone functions the line calibration meets
+    (a bracket from its geometric grid), superlinear: a fraction of bisection's count."""
+    from programming.ir_correction import bracketed_root
 
     rng = np.random.default_rng(5)
-    cases = [(lambda x: np.log(x / 0.67), 1e-6, 50.0), (lambda x: x ** 3 - 2 * x - 5, 2.0, 3.0),
-             (lambda x: np.tanh(40 * (x - 0.3)), -1.0, 1.0), (lambda x: np.exp(x) - 10, 0.0, 5.0),
-             (lambda x: x - 1.0, 1.0, 2.0)]                   # a root at an end of the bracket
+    cases = [(lambda x: np.log(x / 0.67), 1e-6, 50.0, 0.67), (lambda x: np.exp(x) - 10, 0.0, 5.0, np.log(10)),
+             (lambda x: np.tanh(40 * (x - 0.3)), -1.0, 1.0, 0.3), (lambda x: (x - 0.4) ** 3, 0.0, 1.0, 0.4),
+             (lambda x: 1.0 - x, 0.5, 2.0, 1.0)]                 # decreasing
     for _ in range(40):
         c = rng.normal(size=4)
         root = rng.uniform(0.1, 0.9)
         cases.append((lambda x, c=c, root=root: (x - root) * (1 + c[0] ** 2 + c[1] ** 2 * (x - root) ** 2)
-                      + abs(c[2]) * (x - root) ** 3, 0.0, 1.0 + abs(c[3])))
-    for f, a, b in cases:
-        for xtol, rtol in ((1e-4, 1e-4), (2e-12, 8.9e-16), (1e-2, 1e-6)):
-            mine, theirs = [], []
-            got = brentq(lambda x: mine.append(x) or float(f(x)), a, b, xtol=xtol, rtol=rtol)
-            want = scipy_brentq(lambda x: theirs.append(x) or float(f(x)), a, b, xtol=xtol, rtol=rtol)
-            assert got == want and mine == theirs
+                      + abs(c[2]) * (x - root) ** 3, 0.0, 1.0 + abs(c[3]), root))
+    for f, a, b, root in cases:
+        for xtol, rtol in ((1e-4, 1e-4), (2e-12, 1e-15), (1e-2, 1e-6)):
+            seen = []
+            got = bracketed_root(lambda x: seen.append(x) or f(x), a, b, xtol=xtol, rtol=rtol)
+            assert abs(got - root) <= (xtol + rtol * abs(root)) / 2 * (1 + 1e-9) + 1e-15
+            assert len(seen) <= 2 + np.ceil(np.log2((b - a) / xtol)) + 1
+    for r_true in (0.3, 0.67, 1.0, 2.0):                         # the calibration's brackets: grid neighbours
+        grid = np.geomspace(0.05, 50.0, 16)
+        hi = grid[np.searchsorted(grid, r_true)]
+        lo = grid[np.searchsorted(grid, r_true) - 1]
+        seen = []
+        got = bracketed_root(lambda x: seen.append(x) or np.log(x / r_true) + 0.1 * (x - r_true) ** 2, lo, hi,
+                             xtol=1e-4, rtol=1e-4)
+        assert abs(got - r_true) <= 1e-4 and len(seen) <= 8 < 2 + np.ceil(np.log2((hi - lo) / 1e-4))
     with pytest.raises(ValueError, match="different signs"):
-        brentq(lambda x: x * x + 1, -1.0, 1.0, xtol=1e-4, rtol=1e-4)
+        bracketed_root(lambda x: x * x + 1, -1.0, 1.0, xtol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="NaN"):
+        bracketed_root(lambda x: np.nan if 0 < x < 1 else x - 0.5, -1.0, 2.0, xtol=1e-4, rtol=1e-4)
     with pytest.raises(RuntimeError, match="converge"):
-        brentq(lambda x: np.tanh(40 * (x - 0.3)), -1.0, 1.0, xtol=1e-12, rtol=1e-12, maxiter=3)
+        bracketed_root(lambda x: np.tanh(40 * (x - 0.3)), -1.0, 1.0, xtol=1e-12, rtol=1e-12, maxiter=3)
 
 
 @pytest.mark.parametrize("r_line", [0.67, 40.0])        # relaxed lines; lines too resistive to relax (swept)
