@@ -401,12 +401,17 @@ class SimulatedCrossbar(Crossbar):
         current = iv_current(self._g.reshape(-1).take(flat), v_read, d.beta, d.v_ref)
         if d.read_noise > 0:
             current = current * (1.0 + d.read_noise * self._rng.standard_normal(rows.shape).take(li))
+        return self._lane_reads(rows.shape, li, current, v_read)
+
+    def _lane_reads(self, shape, li, current, v_read) -> ReadResult:
+        """The :class:`ReadResult` of grounded reads of the lanes ``li`` (flat indices into
+        ``shape``) that gave ``current`` (A, noise applied): NaN and no time on every other lane."""
         self.n_read_ops += li.size
-        out = np.full(rows.shape, np.nan)
+        out = np.full(shape, np.nan)
         out.put(li, current)
-        conductance = np.full(rows.shape, np.nan)
+        conductance = np.full(shape, np.nan)
         conductance.put(li, current / v_read)
-        duration = np.zeros(rows.shape)
+        duration = np.zeros(shape)
         duration.put(li, self.params.timing.read_s)
         return ReadResult(conductance, out, duration)
 
@@ -424,14 +429,7 @@ class SimulatedCrossbar(Crossbar):
             factor += 1.0
             factor *= current                   # current·(1 + σ·z), as _noisy
             current = factor
-        self.n_read_ops += li.size
-        out = np.full(rows.shape, np.nan)
-        out.put(li, current)
-        conductance = np.full(rows.shape, np.nan)
-        conductance.put(li, current / v_read)
-        duration = np.zeros(rows.shape)
-        duration.put(li, self.params.timing.read_s)
-        return ReadResult(conductance, out, duration)
+        return self._lane_reads(rows.shape, li, current, v_read)
 
     def _relaxed_reads(self, rows, cols, v_read, active, brought: bool = False) -> np.ndarray:
         """Noise-free currents (n_chips, L), A, of grounded reads of cells (rows, cols) where
