@@ -1168,22 +1168,32 @@ class SimulatedCrossbar(Crossbar):
         """Where the selected device would draw more than the compliance current, the source
         limits it: the amplitude drops to the voltage at which the device carries exactly
         ``i_compliance`` (:meth:`_compliance_voltage`)."""
-        d = self.params.device
-        i_c = self.limits.i_compliance
         lanes = np.broadcast_to(amplitude, rows.shape)
         li = np.flatnonzero(active)                                     # the active lanes only
         n_rows, n_cols = self.shape
         flat = (li // rows.shape[1] * n_rows + rows.reshape(-1).take(li)) * n_cols + cols.reshape(-1).take(li)
-        g_sel = self._g.reshape(-1).take(flat)
-        amp = lanes.reshape(-1).take(li)
-        hit = np.abs(iv_current(g_sel, amp, d.beta, d.v_ref)) > i_c
+        amp, hit, _ = self._lane_compliance(self._g.reshape(-1).take(flat), lanes.reshape(-1).take(li))
         over = np.zeros(rows.shape, bool)
         if not hit.any():
             return amplitude, over
         over.reshape(-1)[li[hit]] = True
         amplitude = np.array(lanes)
-        amplitude.reshape(-1)[li[hit]] = self._compliance_voltage(g_sel[hit], amp[hit])
+        amplitude.reshape(-1)[li[hit]] = amp[hit]
         return amplitude, over
+
+    def _lane_compliance(self, g_sel, v):
+        """The source's compliance on the active lanes: their amplitudes ``v`` (V), lowered where
+        the selected device ``g_sel`` (S) would draw more than ``i_compliance`` to the voltage at
+        which it carries exactly that (:meth:`_compliance_voltage`).  Returns (the amplitudes:
+        ``v`` itself where none is limited, else a new array; which are limited; each device's
+        current at ``v``, before the limit, A)."""
+        d = self.params.device
+        i_sel = iv_current(g_sel, v, d.beta, d.v_ref)
+        over = np.abs(i_sel) > self.limits.i_compliance
+        if over.any():
+            v = v.copy()
+            v[over] = self._compliance_voltage(g_sel[over], v[over])
+        return v, over, i_sel
 
     def _compliance_voltage(self, g, amplitude):
         """The signed voltage at which devices ``g`` (S) pulsed at ``amplitude`` (V) carry exactly
@@ -1214,12 +1224,9 @@ class SimulatedCrossbar(Crossbar):
         g_flat = self._g.reshape(-1)
         g_sel = g_flat.take(sel)
         # the source's compliance: the amplitude drops to where the device carries i_compliance
-        i_sel = iv_current(g_sel, v, d.beta, d.v_ref)
-        over = np.abs(i_sel) > self.limits.i_compliance
+        v, over, i_sel = self._lane_compliance(g_sel, v)
         compliance = np.zeros(active.shape, bool)
         if over.any():
-            v = v.copy()
-            v[over] = self._compliance_voltage(g_sel[over], v[over])
             compliance.put(li[over], True)
             i_sel = iv_current(g_sel, v, d.beta, d.v_ref)
         energy = np.zeros(active.shape)
@@ -1422,7 +1429,7 @@ class SimulatedCrossbar(Crossbar):
     def _pulse_relaxed(self, rows, cols, amplitude, width, scheme, active) -> PulseResult:
         """V/2 or V/3 pulses on relaxed lines (many small chips; the caller brought the relaxed
         network to the chips' conductances, and no chip forms), worked on the active lanes only (as
-        :meth:`_read_relaxed`): the source's compliance (:meth:`_apply_compliance`'s arithmetic),
+        :meth:`_read_relaxed`): the source's compliance (:meth:`_lane_compliance`),
         then one operating point per active lane, chip-major, :data:`LINE_POINTS` at a time, each
         pulse's power, the devices its cell voltages reach beyond a threshold (in point then flat
         order) and the largest unselected cell voltage in one compiled pass
@@ -1441,12 +1448,10 @@ class SimulatedCrossbar(Crossbar):
         flat += r
         flat *= n_cols
         flat += c
-        g_sel = self._g.reshape(-1).take(flat)
-        over = np.abs(iv_current(g_sel, v, d.beta, d.v_ref)) > self.limits.i_compliance
+        v, over, _ = self._lane_compliance(self._g.reshape(-1).take(flat), v)
         compliance = np.zeros(rows.shape, bool)
         if over.any():
             compliance.put(li[over], True)
-            v[over] = self._compliance_voltage(g_sel[over], v[over])
         # the lanes active on some chip, and each point's lane among them
         present = np.bincount(lane, minlength=rows.shape[1]) > 0
         n_on = int(np.count_nonzero(present))
