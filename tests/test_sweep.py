@@ -81,7 +81,11 @@ def dask_cluster(tmp_path):
     """A real scheduler and two single-thread workers (no nanny: a killed worker stays dead)."""
     from distributed import Client
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    # the workers' temporary point folders live under tmp_path: a killed worker cannot delete its own
+    tmp = tmp_path / "worker-tmp"
+    tmp.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "TMPDIR": str(tmp)}
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     logs = [open(tmp_path / f"dask-{k}.log", "w") for k in range(3)]
