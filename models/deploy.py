@@ -263,7 +263,7 @@ def modelled_product_error(mapped: list[MappedWeights], placement: Placement, re
 
 
 def predistortion(model: MLP, placement: Placement, xb: Crossbar, cfg: DeployConfig, g_read: np.ndarray,
-                  g_raw: np.ndarray, stuck: np.ndarray, bounds=None, moments: list[np.ndarray] | None = None
+                  stuck: np.ndarray, bounds=None, moments: list[np.ndarray] | None = None
                   ) -> tuple[list[MappedWeights], np.ndarray, tuple, list[float]]:
     """Mapping and targets (n_chips, rows, cols), S (NaN: not tuned), that make every layer's
     matrix-vector product carry the intended weights through resistive lines as closely as the
@@ -283,8 +283,7 @@ def predistortion(model: MLP, placement: Placement, xb: Crossbar, cfg: DeployCon
     ``bounds`` (low, high), arrays of the chip's shape or numbers (default the window): each cell's
     range (a cell the tuner gave up on below its target cannot be set above its read-back);
     free cells never above :data:`PREDISTORT_PEAK` of the window's top.  ``moments``: the input
-    rows' weights (:func:`input_moments`).  ``g_raw`` (the measured grounded reads) is not used by
-    the fit (kept for the callers).  Returns (mapped, targets, window, modelled error)."""
+    rows' weights (:func:`input_moments`).  Returns (mapped, targets, window, modelled error)."""
     lo, hi = xb.programming_window
     low, high = (lo, PREDISTORT_PEAK * hi) if bounds is None else bounds
     low = np.where(stuck, g_read, np.broadcast_to(low, g_read.shape))
@@ -375,7 +374,7 @@ def reordered(model: MLP, placement: Placement, xb: Crossbar, cfg: DeployConfig,
     ``x_train``: the training inputs."""
     lo, hi = xb.programming_window
     moments = input_moments(model, x_train)
-    top = predistortion(model, placement, xb, cfg, g_read, g_raw, stuck, bounds, moments)[2][1]
+    top = predistortion(model, placement, xb, cfg, g_read, stuck, bounds, moments)[2][1]
     return placement.with_orders(stuck_row_orders(map_model(model, (lo, top)), placement, stuck, g_raw,
                                                   (lo, product_reach(g_raw, g_read, hi)), moments))
 
@@ -552,7 +551,7 @@ def deploy(model: MLP, xb: Crossbar, data: Dataset | None = None, config: Deploy
             moved_placement = placement
             if rnd == 0 and cfg.reorder and data is not None and stuck.any():   # every cell is re-tuned: move the inputs too
                 moved_placement = reordered(model, placement, xb, cfg, g_read, g_raw, stuck, data.x_train, bounds)
-            new_mapped, new, window, expected = predistortion(model, moved_placement, xb, cfg, g_read, g_raw, stuck,
+            new_mapped, new, window, expected = predistortion(model, moved_placement, xb, cfg, g_read, stuck,
                                                               bounds, moments)
             # applied only where the line model expects a smaller product error than the chip's as
             # tuned (measured): else re-tuning would make the deployment worse
