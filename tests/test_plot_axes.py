@@ -143,3 +143,29 @@ def test_target_vs_achieved_draws_at_most_scatter_max_cells_of_a_status_and_coun
     plot_maps.plot_target_vs_achieved(maps, tmp_path)
     assert drawn["converged (560)"] == 50 and drawn["stuck (40)"] == 40
     assert "600 targeted cells" in drawn["title"] and "at most 50" in drawn["title"]
+
+
+def test_map_plots_fixed_margins_keep_every_label_inside_the_figure(tmp_path, monkeypatch):
+    """The heat maps, the target-vs-achieved scatter and the histograms are drawn in fixed margins
+    (no layout engine): their tick labels, axis labels, colour bar label, legend and titles (two lines
+    on a batch) still lie inside the figure, for a batch with six-digit counts."""
+    inside = {}
+    real = plot_maps.save
+
+    def capture(fig, path):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        box = fig.bbox
+        extents = [ax.get_tightbbox(renderer) for ax in fig.axes]          # what each axes draws, its text too
+        extents += [ax.get_legend().get_window_extent(renderer) for ax in fig.axes if ax.get_legend() is not None]
+        inside[path.name] = all(e.x0 >= box.x0 - 0.5 and e.x1 <= box.x1 + 0.5 and e.y0 >= box.y0 - 0.5
+                                and e.y1 <= box.y1 + 0.5 for e in extents)
+        return real(fig, path)
+    monkeypatch.setattr(plot_maps, "save", capture)
+    maps = _maps(np.random.default_rng(4), shape=(20000, 4, 5))         # 400 000 cells: counts up to 6 digits
+    maps["status"][:100] = 3
+    for _, job in plot_maps.map_plots(maps, {"tolerance": 0.01}, tmp_path):
+        job()
+    assert set(inside) == {"map_before.png", "map_final.png", "map_targets.png", "target_vs_achieved.png",
+                           "error_hist.png", "pulses_hist.png"}
+    assert all(inside.values()), inside

@@ -159,11 +159,14 @@ class FileJournal(TuneJournal):
                            "reads": np.zeros(shape, np.int32), "energy": np.zeros(shape),
                            "time": np.zeros(shape)}
         c = self._cells
-        at = (np.asarray(chip, np.intp), np.asarray(row, np.intp), np.asarray(col, np.intp))
-        c["pass"][at] = int(pass_no)
-        c["status"][at] = status
+        # flat indices, each value in its record's dtype: ``np.add.at``'s fast path (the same sums;
+        # on 3-D indices or values to cast it took ~10x longer: 0.2 s of a 10 000-chip tune)
+        at = np.ravel_multi_index((np.asarray(chip, np.intp), np.asarray(row, np.intp), np.asarray(col, np.intp)),
+                                  self.shape)
+        c["pass"].reshape(-1)[at] = int(pass_no)
+        c["status"].reshape(-1)[at] = status
         for key, value in (("pulses", pulses), ("reads", reads), ("energy", energy), ("time", time_s)):
-            np.add.at(c[key], at, value)
+            np.add.at(c[key].reshape(-1), at, np.asarray(value, c[key].dtype))
 
     def events(self) -> tuple[list, dict]:
         """(passes, cells) this journal recorded, for
