@@ -352,18 +352,18 @@ class LineSolver:
         conductances for every chunk.  ``cells``: optional (B, K) ints, each operating point's focus
         cell (its chip's flat cell index, −1: none) for swept lines' warm starts (``cells`` of
         :func:`~programming.line_sweep.sweep_solve`)."""
-        with blas_one_thread():  # one pinning for every substitution of the iteration
-            return self._solve(g, row_v, col_v, tol, max_iter, focus, chips, checked, currents, cells)
-
-    def _solve(self, g, row_v, col_v, tol, max_iter, focus=None, chips=None, checked=False,
-               currents=True, cells=None) -> DrivenSolution:
         g = np.asarray(g, float)
         row_v, col_v = np.asarray(row_v, float), np.asarray(col_v, float)
-        if not (np.all(np.isfinite(row_v)) and np.all(np.isfinite(col_v))):
+        if not (np.isfinite(row_v).all() and np.isfinite(col_v).all()):
             raise ValueError("LineSolver needs every terminal driven (finite voltages)")
         net = self.net if checked and self.net is not None else self.network(g)
-        if net is None:
+        if net is None:     # swept lines: compiled sweeps, no BLAS (sweep_solve pins it for its rare factorized points)
             return self._swept(g, row_v, col_v, tol, currents, cells)
+        with blas_one_thread():  # one pinning for every substitution of the iteration
+            return self._solve(g, row_v, col_v, tol, max_iter, focus, chips, net)
+
+    def _solve(self, g, row_v, col_v, tol, max_iter, focus, chips, net) -> DrivenSolution:
+        """:meth:`solve` on the kept relaxed network ``net`` (brought to ``g``)."""
         if chips is not None:
             net, g = net.chips(chips), g[chips]
         if focus is not None:

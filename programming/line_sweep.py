@@ -459,6 +459,35 @@ def _kernel():
                 if s_out >= 0 and uses[s_out] != 1:
                     _keep(p, s_out, x, pool, delta, cells, chip, gl, slot_in, ratio, k_cell, k_g, k_dg)
 
+        @njit(cache=True)
+        def limits(row_v, col_v, tol, i_tol, c_floor, z, c_line, sharp, g_mean, chip, lim, lim_i, lim_l, lim_il,
+                   factor):  # pragma: no cover - compiled
+            """Each point's stops (:func:`sweep_solve`): ``lim`` / ``lim_i`` its tolerances ``tol`` /
+            ``i_tol`` ((P,) or (1,)) raised to the rounding floor ``c_floor`` times its largest terminal
+            |voltage| (``/ z`` for the currents), ``lim_l`` / ``lim_il`` the lines' bound's (that floor
+            times ``c_line``; −1 where not ``sharp``), and ``factor[p]`` whether the current floor
+            exceeds FLOOR_REL of its reading (its chip's mean conductance ``g_mean[chip[p]]`` at that
+            voltage) — as numpy's operations of the same order did, bit for bit."""
+            for p in range(row_v.shape[0]):
+                v = 0.0
+                for k in range(row_v.shape[1]):
+                    v = max(v, abs(row_v[p, k]))
+                for k in range(col_v.shape[1]):
+                    v = max(v, abs(col_v[p, k]))
+                floor = c_floor * v
+                t = tol[0] if tol.size == 1 else tol[p]
+                t_i = i_tol[0] if i_tol.size == 1 else i_tol[p]
+                lim[p] = np.maximum(t, floor)
+                lim_i[p] = np.maximum(t_i, floor / z)
+                if sharp:
+                    floor_l = floor * c_line[0] / c_line[1]
+                    lim_l[p] = np.maximum(t, floor_l)
+                    lim_il[p] = np.maximum(t_i, floor_l / z)
+                else:
+                    lim_l[p] = lim_il[p] = -1.0
+                factor[p] = floor / z > FLOOR_REL * v * g_mean[chip[p]]
+
+        _KERNEL["limits"] = limits
         _KERNEL["sweep"] = sweep_points
     return _KERNEL["sweep"]
 
@@ -514,19 +543,29 @@ def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, ch
     # the rounding of the residuals (each node's KCL terms ~ g_seg·V with V the largest terminal
     # voltage, eps relative, a few terms per node) floors what the bound can show: a tolerance
     # below it is raised to it (64×64 at 0.67 Ω: ~2e-10 of the drive; the node voltages are then
-    # far closer than that, the iteration having contracted through it)
+    # far closer than that, the iteration having contracted through it); the lines' bound sums a
+    # line's residuals, not all of them: its floor is that of 2·max(R, C) nodes.  Where the floor of
+    # the current bound exceeds FLOOR_REL of a reading (the chip's mean conductance at the point's
+    # voltage), a stop on it may leave readings that far off: lines far less resistive than the
+    # path to their terminals (a line calibration's trial 1e-6 Ω behind a 1 Ω relay path puts it at
+    # ~1e-3 of an 8×8 chip's readings, whose joint fits, iterated to 1e-8, drifted to 3x the
+    # conductances: 0 Ω measured on a mock bench).  Those points are solved by the factorized
+    # network after the sweeps as well (at 0.67 Ω the floor is ~1e-9 of a reading on 8×8, ~1e-7 on
+    # 64×64: never).  Every point's stops and that test in one compiled pass (``limits``), instead
+    # of ~30 numpy operations a call (~5000 calls in a 64×64 tune)
     z = error_scale(g.shape, r_line, r_access)
-    v = np.maximum(np.abs(row_v).max(axis=-1, initial=0.0), np.abs(col_v).max(axis=-1, initial=0.0))
-    floor = ROUNDING * z * (2 * g.shape[1] * g.shape[2]) * max(g_seg, g_term) * v
-    lim = np.ascontiguousarray(np.maximum(np.broadcast_to(np.asarray(tol, float), (P,)), floor))
-    lim_i = np.ascontiguousarray(np.maximum(np.broadcast_to(np.asarray(i_tol, float), (P,)), floor / z))
-    # the lines' bound sums a line's residuals, not all of them: its floor is that of 2·max(R, C) nodes
-    if sharp:
-        floor_l = floor * max(g.shape[1], g.shape[2]) / (g.shape[1] * g.shape[2])
-        lim_l = np.ascontiguousarray(np.maximum(np.broadcast_to(np.asarray(tol, float), (P,)), floor_l))
-        lim_il = np.ascontiguousarray(np.maximum(np.broadcast_to(np.asarray(i_tol, float), (P,)), floor_l / z))
-    else:                   # the global bound alone
-        lim_l = lim_il = np.full(P, -1.0)
+    chip = np.ascontiguousarray(chip, dtype=np.int64)
+    row_v, col_v = np.ascontiguousarray(row_v, dtype=float), np.ascontiguousarray(col_v, dtype=float)
+    kernel = _kernel()
+    lim, lim_i, lim_l, lim_il = np.empty(P), np.empty(P), np.empty(P), np.empty(P)
+    factored = np.empty(P, np.bool_)
+    R, C = g.shape[1], g.shape[2]
+    tol, i_tol = np.asarray(tol, float).reshape(-1), np.asarray(i_tol, float).reshape(-1)
+    if tol.size not in (1, P) or i_tol.size not in (1, P):
+        raise ValueError(f"tol and i_tol: a scalar or one per point ({P}), got {tol.size} and {i_tol.size}")
+    _KERNEL["limits"](row_v, col_v, tol, i_tol,
+                      ROUNDING * z * (2 * R * C) * max(g_seg, g_term), z, np.array([max(R, C), R * C], float),
+                      bool(sharp), g.reshape(g.shape[0], -1).mean(axis=1), chip, lim, lim_i, lim_l, lim_il, factored)
     sweeps = np.empty(P, np.int64)
     if starts is None:      # from x as given, nothing kept
         pool = delta = np.empty((0, 2) + x.shape[2:])
@@ -540,23 +579,15 @@ def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, ch
         k_cell, k_g, k_dg = starts.changes()
     cells = np.full(P, -1, np.int64) if cells is None or starts is None else \
         np.ascontiguousarray(np.broadcast_to(cells, (P,)), dtype=np.int64)
-    # (each point's chip's mean conductance, for the test after the sweeps: worked out before them,
-    # as the same pass right after the kernel took ~55 us a call in a 64x64 tune, ~12 us before it)
-    g_mean = g.reshape(g.shape[0], -1).mean(axis=1)[np.asarray(chip)]
-    _kernel()(gl, gc, np.ascontiguousarray(chip, dtype=np.int64), g_seg, g_term,
-              np.ascontiguousarray(row_v, dtype=float), np.ascontiguousarray(col_v, dtype=float), x, pool, slot_in,
-              ratio, slot_out, lim, lim_i, lim_l, lim_il, bool(row_currents), z, int(max_sweeps), sweeps, cells, delta,
-              k_cell, k_g, k_dg)
-    # where the floor of the current bound exceeds FLOOR_REL of a reading (the chip's mean
-    # conductance at the point's voltage), a stop on it may leave readings that far off: lines far
-    # less resistive than the path to their terminals (a line calibration's trial 1e-6 Ω behind a
-    # 1 Ω relay path puts it at ~1e-3 of an 8×8 chip's readings, whose joint fits, iterated to
-    # 1e-8, drifted to 3x the conductances: 0 Ω measured on a mock bench).  Those points are
-    # solved by the factorized network as well (at 0.67 Ω the floor is ~1e-9 of a reading on 8×8,
-    # ~1e-7 on 64×64: never)
-    slow = np.flatnonzero((sweeps < 0) | (floor / z > FLOOR_REL * v * g_mean))
+    kernel(gl, gc, chip, g_seg, g_term, row_v, col_v, x, pool, slot_in, ratio, slot_out, lim, lim_i, lim_l, lim_il,
+           bool(row_currents), z, int(max_sweeps), sweeps, cells, delta, k_cell, k_g, k_dg)
+    slow = np.flatnonzero((sweeps < 0) | factored)
     if slow.size:
-        _factorized(g, beta, v_ref, r_line, r_access, chip, row_v, col_v, x, slow, lim / np.maximum(v, 1e-300))
+        from .blas import blas_one_thread
+
+        v = np.maximum(np.abs(row_v).max(axis=-1, initial=0.0), np.abs(col_v).max(axis=-1, initial=0.0))
+        with blas_one_thread():         # (LineSolver pins BLAS only around relaxed solves)
+            _factorized(g, beta, v_ref, r_line, r_access, chip, row_v, col_v, x, slow, lim / np.maximum(v, 1e-300))
         sweeps[slow] = max_sweeps
         if starts is not None:
             starts.keep(slot_out[slow], x[slow])
