@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import line_batch
 from .line_batch import BatchLines
 from .line_model import Anderson, LineNetwork
 from .line_sweep import WarmStarts, relaxed_network, sweep_solve
@@ -195,7 +196,7 @@ class ReadCorrection:
             self._model_cross = (*share, g_term) if share is not None else None
             return out
         cubic, norm = self._device_norm()
-        net = self._net = relaxed_network(self._net, g / norm, self.r_line, self.r_access)
+        net = self._relaxed(g / norm)
         row_v = np.broadcast_to(np.eye(R) * self.v_read, (B, R, R))
         col_v = np.zeros((B, R, C))
         ids = np.arange(B) if ids is None else ids
@@ -253,6 +254,20 @@ class ReadCorrection:
                 phi = phi * (1.0 + self.beta * phi * phi) / norm
             self._model_cross = (phi, wr - wc, g_term)
         return i_sense / self.v_read, slope
+
+    def _relaxed(self, g_lin):
+        """The relaxed network of the linear conductances ``g_lin`` (B, R, C), S, of some of the
+        batch's chips (kept as ``_net``), or None where the model's solves sweep the lines.  A batch
+        of many small chips (at least :data:`~programming.line_batch.BATCH_MIN_CHIPS`, whose whole
+        refreshes and fits relax) relaxes its refreshes of a few chips too: its chips finish their
+        cells a few at a time near the end of a pass (10 000 × 8×8 on the default lines: 238 of
+        its 444 refreshes between cells had under 32 chips, 1256 chips in all, which swept at
+        ~0.45 ms a chip against ~0.02 ms relaxed), and each chip's model is then solved the same way
+        whatever chips it is refreshed with (a relaxed point's answer is its own in any batch).  A
+        smaller batch (a few chips, a line calibration's one) keeps the sweeps below that count."""
+        few = 1 if self.n_chips >= line_batch.BATCH_MIN_CHIPS else None
+        self._net = relaxed_network(self._net, g_lin, self.r_line, self.r_access, min_chips=few)
+        return self._net
 
     def _swept_reads(self, g, cubic: bool, ids, sharp: bool = False):
         """The grounded reads of every row of the chips ``ids`` with conductances ``g`` (B, R, C),
@@ -465,7 +480,7 @@ class ReadCorrection:
         for k in range(0, chips.size, MODEL_CHIPS):
             part = chips[k:k + MODEL_CHIPS]
             g = self._ref[part]
-            net = self._net = relaxed_network(self._net, g / norm, self.r_line, self.r_access)
+            net = self._relaxed(g / norm)
             wr, wc = self._adjoints(g, norm, net, part)
             g_term = 1.0 / (self.r_line + self.r_access) if net is None else net.g_term
             u_at = self._own_adjoint(wr, wc)

@@ -59,29 +59,30 @@ def contraction(slope, r_line: float, r_access: float = 0.0) -> np.ndarray:
     return ladder_bound(np.asarray(slope, float), float(r_line) + float(r_access), float(r_line))
 
 
-def batch_suits(g_lin, r_line: float, r_access: float = 0.0, rho=None) -> bool:
+def batch_suits(g_lin, r_line: float, r_access: float = 0.0, rho=None, min_chips: int | None = None) -> bool:
     """Whether :class:`BatchLines` solves the network of linear conductances ``g_lin`` (B, R, C),
-    S, in few steps (:data:`RHO_BATCH`) and for enough chips (:data:`BATCH_MIN_CHIPS`); ``rho``
-    (B,): their :func:`contraction` bounds when already known."""
+    S, in few steps (:data:`RHO_BATCH`) and for enough chips (``min_chips``, default
+    :data:`BATCH_MIN_CHIPS`); ``rho`` (B,): their :func:`contraction` bounds when already known."""
     g_lin = np.asarray(g_lin, float)
-    if not (g_lin.shape[0] >= BATCH_MIN_CHIPS and g_lin.size > 0):
+    if not (g_lin.shape[0] >= (BATCH_MIN_CHIPS if min_chips is None else min_chips) and g_lin.size > 0):
         return False
     return float((contraction(g_lin, r_line, r_access) if rho is None else rho).max()) <= RHO_BATCH
 
 
-def kept_network(net: LineNetwork | None, g_lin, r_line: float, r_access: float = 0.0) -> LineNetwork:
+def kept_network(net: LineNetwork | None, g_lin, r_line: float, r_access: float = 0.0,
+                 min_chips: int | None = None) -> LineNetwork:
     """The network of linear conductances ``g_lin`` (B, R, C), S: relaxed (:class:`BatchLines`)
-    where the lines barely load the devices (:func:`batch_suits`), else factorized
-    (:class:`LineNetwork`) — ``net`` updated to them when it is of that kind (a relaxed network
-    keeps its contraction bound, computed once per set of conductances), else a new one."""
+    where the lines barely load the devices (:func:`batch_suits`, from ``min_chips`` chips), else
+    factorized (:class:`LineNetwork`) — ``net`` updated to them when it is of that kind (a relaxed
+    network keeps its contraction bound, computed once per set of conductances), else a new one."""
     g_lin = np.asarray(g_lin, float)
     same = net is not None and net.shape == g_lin.shape and (net.r_line, net.r_access) == (r_line, r_access)
     if same and type(net) is BatchLines:
         net.update(g_lin)
-        if batch_suits(g_lin, r_line, r_access, rho=net.rho_lin):
+        if batch_suits(g_lin, r_line, r_access, rho=net.rho_lin, min_chips=min_chips):
             return net
         return LineNetwork(g_lin, r_line, r_access)
-    if batch_suits(g_lin, r_line, r_access):
+    if batch_suits(g_lin, r_line, r_access, min_chips=min_chips):
         return BatchLines(g_lin, r_line, r_access)
     if same and type(net) is LineNetwork:
         net.update(g_lin)

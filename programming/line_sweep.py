@@ -882,13 +882,15 @@ class WarmStarts:
         return warm
 
 
-def relaxed_network(net, g_lin, r_line: float, r_access: float = 0.0) -> BatchLines | None:
+def relaxed_network(net, g_lin, r_line: float, r_access: float = 0.0,
+                    min_chips: int | None = None) -> BatchLines | None:
     """The relaxed network (:class:`~programming.line_batch.BatchLines`, ``net`` kept and updated
     when it is one) of the linear conductances ``g_lin`` (B, R, C), S, where the lines relax
-    (:func:`~programming.line_batch.batch_suits`: many small chips); else None, the solves sweep
-    the lines (:func:`sweep_solve`)."""
-    if type(net) is BatchLines or batch_suits(g_lin, r_line, r_access):
-        net = kept_network(net, g_lin, r_line, r_access)
+    (:func:`~programming.line_batch.batch_suits`: small chips, from ``min_chips`` chips, by
+    default :data:`~programming.line_batch.BATCH_MIN_CHIPS`); else None, the solves sweep the
+    lines (:func:`sweep_solve`)."""
+    if type(net) is BatchLines or batch_suits(g_lin, r_line, r_access, min_chips=min_chips):
+        net = kept_network(net, g_lin, r_line, r_access, min_chips)
         if type(net) is BatchLines:
             return net
     return None

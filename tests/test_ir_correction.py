@@ -99,6 +99,33 @@ def test_neighbours_shares_over_the_moved_cells_only_equal_the_whole_sum():
     assert got[2] == corr._m_hat[1, 2, 4]                           # chip 1: nothing moved
 
 
+def test_a_large_batch_relaxes_its_refreshes_of_a_few_chips():
+    """A batch of many small chips relaxes its model's refreshes of fewer than BATCH_MIN_CHIPS
+    chips too (no sweeps, no kept sweep starts), and a chip's refreshed model is then the same,
+    bit for bit, whatever chips it is refreshed with; a batch of a few chips keeps its sweeps."""
+    from programming.line_batch import BATCH_MIN_CHIPS
+
+    rng = np.random.default_rng(12)
+    B = BATCH_MIN_CHIPS + 8
+    g = rng.uniform(5e-6, 500e-6, (B, 8, 8))
+    m = grounded_read_currents(g, 0.2, 0.67) / 0.2
+    models = []
+    for chips in (np.array([5]), np.arange(B)):
+        corr = ReadCorrection((8, 8), B, 0.2, r_line=0.67, beta=0.3)
+        corr.fit(m, tol=1e-6)
+        corr.est[5, 2, 3] *= 1.2
+        corr.refresh(chips)
+        assert corr._net is not None and corr._warm is None
+        models.append((corr._m_hat[5].copy(), corr._a[5].copy()))
+    for a, b in zip(*models):
+        np.testing.assert_array_equal(a, b)
+    few = ReadCorrection((8, 8), 4, 0.2, r_line=0.67, beta=0.3)
+    few.fit(m[:4], tol=1e-6)
+    few.est[1, 2, 3] *= 1.2
+    few.refresh(np.array([1]))
+    assert few._net is None and few._warm is not None
+
+
 @pytest.mark.parametrize("n, r_line, chips", [(32, 1.0, 1), (6, 2.0, 3)])
 def test_a_fit_ends_with_the_whole_model_at_its_answer(n, r_line, chips, monkeypatch):
     """A fit evaluates the model's readings only while it iterates and the slopes once at its end:
