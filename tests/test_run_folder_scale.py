@@ -57,6 +57,22 @@ def test_columns_of_repeating_numbers_are_written_as_pymeasure_writes_them(tmp_p
     assert {"0.0", "-0.0", "nan", "1e+16"} <= {line.split(",")[-1] for line in text.splitlines()}
 
 
+def test_integer_columns_from_the_table_of_texts_read_as_python_writes_them(monkeypatch):
+    """Columns of small non-negative integers take their texts from a table made once and grown
+    to the largest value seen; other integers (negative, beyond the table, a short column) are
+    formatted one by one: the same text either way."""
+    from procedures.storage import runner
+
+    monkeypatch.setattr(runner, "_int_texts", [])
+    rng = np.random.default_rng(5)
+    columns = [rng.integers(0, 8, 600), rng.integers(0, 900, 600).astype(np.uint16),      # table of 1024
+               rng.integers(0, 5000, 600).astype(np.int32),                               # grown
+               rng.integers(0, runner.INT_TEXTS + 10, 600), rng.integers(-2, 3, 600), np.arange(10)]
+    for a in columns:
+        assert runner._number_texts(a) == list(map(str, a.tolist()))
+    assert 5000 <= len(runner._int_texts[0]) <= runner.INT_TEXTS
+
+
 def test_plots_at_the_end_of_a_run_see_the_arrays_run_h5_holds(tmp_path):
     rng = np.random.default_rng(1)
     maps = {"targets": rng.uniform(1e-5, 1e-4, (3, 4, 4)), "status": rng.integers(0, 5, (3, 4, 4)).astype(np.int8),
