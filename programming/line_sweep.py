@@ -772,6 +772,12 @@ class WarmStarts:
                 else:
                     new.append(p)
         slot_in = np.array(held, np.int64)
+        if not new and -2 not in held:     # every point kept already (a tuner's step of reads): the same, fewer passes
+            ratio = scales / self._scale[slot_in]
+            self._scale[slot_in] = scales
+            self._pattern[slot_in] = patterns
+            self._chip[slot_in] = chip
+            return slot_in, ratio, slot_in.copy()
         slot_out = np.where(slot_in >= 0, slot_in, -1)
         mine = set(held)
         mine.discard(-2)
