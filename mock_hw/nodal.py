@@ -263,19 +263,22 @@ class LineSolver:
         self.warm = bool(warm)
         self._warm: WarmStarts | None = None
 
-    def network(self, g) -> BatchLines | None:
+    def network(self, g, among=None) -> BatchLines | None:
         """The relaxed network of conductances ``g`` (B, R, C), S (kept, updated to them) where
         the lines relax, else None (the solves sweep the lines).  A kept relaxed network is brought
         to ``g`` chip by chip: only the chips whose conductances differ from those it last saw
         (one compiled pass) are divided out and bounded again, and their :attr:`versions` counted
-        up (a chip's version names the conductances it was solved on: :meth:`versions`)."""
+        up (a chip's version names the conductances it was solved on: :meth:`versions`).
+        ``among``: optional chip indices (int64, ascending), the only chips whose conductances may
+        differ from those the kept network last saw (the caller knows every other chip unchanged
+        since): only those are compared."""
         g = np.asarray(g, float)
         net = self.net
         if type(net) is BatchLines and self._seen is not None and self._seen.shape == g.shape:
             from programming.relax_kernels import changed_chips     # numba: the network is relaxed
 
             g = np.ascontiguousarray(g)        # (the kernel's layout; a batch's own g already is)
-            changed = changed_chips(g, self._seen)
+            changed = changed_chips(g, self._seen, np.arange(g.shape[0]) if among is None else among)
             net.update_chips(changed, g[changed] / self._norm)
             self._versions[changed] += 1
             if batch_suits(net._g, self.r_line, self.r_access, rho=net.rho_lin):
@@ -311,11 +314,11 @@ class LineSolver:
         if state:
             self._warm = WarmStarts.from_state(state)
 
-    def relaxed(self, g) -> bool:
+    def relaxed(self, g, among=None) -> bool:
         """Whether solves on conductances ``g`` relax the lines (many small arrays,
         :mod:`programming.line_batch`: an operating point costs only while it has current) rather
-        than sweep them."""
-        return self.network(g) is not None
+        than sweep them (the network brought to ``g``; ``among``: as :meth:`network`)."""
+        return self.network(g, among) is not None
 
     def read_points(self, g, chip, row, v_read: float, tol: float) -> np.ndarray:
         """Grounded reads of single rows on the relaxed network, which the caller has brought to

@@ -25,6 +25,8 @@ needed to resume a chip exactly (:mod:`mock_hw.chip_state`).
 """
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from programming.colour_plan import ColourPlan, PassResult
@@ -173,6 +175,11 @@ class SimulatedCrossbar(Crossbar):
         self._lines = nodal.LineSolver(params.r_line, d.beta, d.v_ref, warm=True) if params.r_line > 0 else None
         self._lines0 = nodal.LineSolver(params.r_line, d.beta, d.v_ref) if params.r_line > 0 else None
         self._rows_kept = None      # relaxed lines' grounded reads of unchanged chips (_kept_rows)
+        # the chips written (_mark_written) or drifted (_disturb) since _lines_relaxed last brought the
+        # relaxed network to the conductances (n_chips bool), valid while _touched_of names the same _g
+        # object (any other write of the conductances replaces it): the only chips compared next time
+        self._touched = np.zeros(self.n_chips, bool)
+        self._touched_of = None
         n = max(self.shape)
         self._focus = params.r_line * float(np.mean(params.programming_window)) * n * (n + 1) / 2 >= FOCUS_MIN_DROP
 
@@ -228,8 +235,22 @@ class SimulatedCrossbar(Crossbar):
         self._clock = t1
 
     def _mark_written(self, flat) -> None:
-        """Reset the age of the devices at flat indices ``flat`` (just written by a pulse)."""
+        """Reset the age of the devices at flat indices ``flat`` (just written by a pulse; every
+        write of a device's conductance in place is marked here or in :meth:`_disturb`), and
+        count their chips as touched (:meth:`_lines_relaxed`)."""
         self._t_written.reshape(-1)[flat] = self._clock
+        self._touched[np.asarray(flat) // (self.shape[0] * self.shape[1])] = True
+
+    def _lines_relaxed(self) -> bool:
+        """Whether the lines relax (:meth:`~mock_hw.nodal.LineSolver.relaxed`), the network brought
+        to the chips' conductances: where every write since the last call was marked
+        (:attr:`_touched`, the same conductance array), only the chips touched are compared."""
+        of = self._touched_of
+        among = np.flatnonzero(self._touched) if of is not None and of() is self._g else None
+        relaxed = self._lines.relaxed(self._g, among)
+        self._touched.fill(False)
+        self._touched_of = weakref.ref(self._g)
+        return relaxed
 
     def _disturb(self, selected, loud) -> None:
         """Relaxation under programming activity (:func:`~mock_hw.device.disturb_drift`): the
@@ -246,6 +267,7 @@ class SimulatedCrossbar(Crossbar):
         loud = np.asarray(loud)
         chips = np.flatnonzero(loud)
         per = self.shape[0] * self.shape[1]
+        self._touched[chips] = True
         cells = (chips[:, None] * per + np.arange(per)).ravel()
         mark = self._scratch_mask()
         mark[selected] = True
@@ -349,7 +371,7 @@ class SimulatedCrossbar(Crossbar):
         d = self.params.device
         if scheme is ReadScheme.GROUND and self.params.r_line == 0:
             return self._read_ideal(rows, cols, v_read, active)
-        if scheme is ReadScheme.GROUND and self._lines.relaxed(self._g):
+        if scheme is ReadScheme.GROUND and self._lines_relaxed():
             return self._read_relaxed(rows, cols, v_read, active)
         rows, cols = self._park_inactive(rows, cols, active)
         b = np.broadcast_to(np.arange(self.n_chips)[:, None], rows.shape)
@@ -854,7 +876,7 @@ class SimulatedCrossbar(Crossbar):
         if self._lines is not None and scheme is not WriteScheme.FLOAT:
             pop = self.population
             # (a call with no active lane sources nothing: the network is not brought to the chips)
-            relaxed = bool(active.any()) and self._lines.relaxed(self._g)
+            relaxed = bool(active.any()) and self._lines_relaxed()
             if relaxed and not (pop.unformed is not None and pop.unformed.any()):
                 return self._pulse_relaxed(rows, cols, amplitude, width, scheme, active)
             rows, cols = self._park_inactive(rows, cols, active)

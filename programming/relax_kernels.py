@@ -533,18 +533,19 @@ def relax_pulses(g, g_lin, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shif
     return steps, 0, 0.0, n_hit, top
 
 
-@njit(types.Array(types.int64, 1, "C")(_C[3], _OUTC[3]), cache=True, nogil=True)
-def changed_chips(g, seen):  # pragma: no cover - compiled
-    """The chips (indices, ascending) whose values ``g`` (B, R, C) differ anywhere from ``seen``
-    (same shape), whose chips are then brought to ``g``: one pass, no whole-batch temporaries.
-    Both C-contiguous: each chip's values are compared as one flat run, counting the differing
-    ones (a reduction the compiler vectorizes; 4x faster than a flag set per value)."""
+@njit(types.Array(types.int64, 1, "C")(_C[3], _OUTC[3], _INI[1]), cache=True, nogil=True)
+def changed_chips(g, seen, chips):  # pragma: no cover - compiled
+    """The chips among ``chips`` (indices, ascending; every other chip is known to be unchanged)
+    whose values ``g`` (B, R, C) differ anywhere from ``seen`` (same shape), in that order; their
+    chips of ``seen`` are then brought to ``g``: one pass, no whole-batch temporaries.  Both
+    C-contiguous: each chip's values are compared as one flat run, counting the differing ones (a
+    reduction the compiler vectorizes; 4x faster than a flag set per value)."""
     B, R, C = g.shape
     n_ = R * C
     gf, sf = g.reshape(B * n_), seen.reshape(B * n_)
-    out = np.empty(B, np.int64)
+    out = np.empty(chips.size, np.int64)
     n = 0
-    for b in range(B):
+    for b in chips:
         o = b * n_
         nd = 0
         for q in range(n_):

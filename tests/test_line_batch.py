@@ -237,14 +237,19 @@ def test_changed_chips_names_every_chip_with_any_value_changed_and_brings_it_up_
     rng = np.random.default_rng(3)
     g = rng.uniform(10e-6, 600e-6, (9, 8, 8))
     seen = g.copy()
-    assert changed_chips(g, seen).size == 0
+    every = np.arange(9)
+    assert changed_chips(g, seen, every).size == 0
     new = g.copy()
     new[1, 0, 0] = np.nextafter(new[1, 0, 0], 1.0)
     new[4, 7, 7] *= 1.5
     new[5, 3, 2] = np.nan
     new[8, 2, 6] = 0.0
     before = seen.copy()
-    np.testing.assert_array_equal(changed_chips(new, seen), [1, 4, 5, 8])
+    # only the chips named are compared (and brought up to date)
+    np.testing.assert_array_equal(changed_chips(new, seen, np.array([0, 4, 7])), [4])
+    np.testing.assert_array_equal(seen[[1, 8]], before[[1, 8]])
+    seen[4] = before[4]
+    np.testing.assert_array_equal(changed_chips(new, seen, every), [1, 4, 5, 8])
     np.testing.assert_array_equal(seen[[1, 4, 8]], new[[1, 4, 8]])
     assert np.isnan(seen[5, 3, 2])
     np.testing.assert_array_equal(seen[[0, 2, 3, 6, 7]], before[[0, 2, 3, 6, 7]])
@@ -255,6 +260,53 @@ def test_changed_chips_names_every_chip_with_any_value_changed_and_brings_it_up_
     wide[2, 5, 4] *= 2.0                    # (chip 2's cell (5, 2))
     ls.network(wide[:, :, ::2])
     np.testing.assert_array_equal(ls.versions(wide[:, :, ::2], brought=True)[1], [0, 0, 1, 0, 0, 0, 0, 0, 0])
+
+
+def test_the_simulator_compares_only_the_chips_it_touched_and_misses_none(monkeypatch):
+    """A relaxed batch brings its network to the chips' conductances comparing only the chips
+    written (pulses, quiet and loud) or drifted since the last time (SimulatedCrossbar._lines_relaxed):
+    through a tune, reads and retention waits, every chip whose conductances changed since the
+    network last saw them is among those; after a write the simulator does not mark (a new
+    conductance array), every chip is compared."""
+    import mock_hw.sim_chip as sim_chip
+    from programming.tuner import tune
+    B = 12
+    seen = {"among": 0, "fewer": 0, "all": 0}
+    network = nodal.LineSolver.network
+
+    def checked(self, g, among=None):
+        if type(self.net) is BatchLines and self._seen is not None and self._seen.shape == np.shape(g):
+            changed = np.flatnonzero((np.asarray(g) != self._seen).reshape(len(g), -1).any(axis=1))
+            if among is None:
+                seen["all"] += 1
+            else:
+                assert np.isin(changed, among).all(), (changed, among)
+                seen["among"] += 1
+                seen["fewer"] += among.size < B
+        return network(self, g, among)
+    monkeypatch.setattr(nodal.LineSolver, "network", checked)
+    xb = sim_chip.SimulatedCrossbar(8, 8, n_chips=B, seed=4)
+    targets = np.random.default_rng(5).uniform(100e-6, 500e-6, (B, 8, 8))
+    tune(xb, targets)
+    assert seen["among"] > 50 and seen["fewer"] > 10
+    xb.wait(1e3)                            # retention: a new conductance array
+    xb.set_conductances(np.full((B, 8, 8), 200e-6))
+    before = seen["all"]
+    xb.read(np.zeros((B, 1), np.intp), np.zeros((B, 1), np.intp), active=np.ones((B, 1), bool))
+    assert seen["all"] == before + 1
+    tune(xb, targets[::-1])
+    assert seen["among"] > 100
+    # a loud pulse on a stuck device: nothing written, the other devices of its chip drift
+    b, r, c = np.argwhere(xb.stuck_mask)[0]
+    rows, cols, on = np.full((B, 1), r), np.full((B, 1), c), np.zeros((B, 1), bool)
+    on[b] = True
+    g0 = xb.true_conductance
+    xb.pulse(rows, cols, np.full((B, 1), -2.2), 1e-6, "v/3", active=on)    # (V/3: no half-select switching)
+    drifted = np.flatnonzero((xb.true_conductance != g0).reshape(B, -1).any(axis=1))
+    assert drifted.tolist() == [b]
+    before = seen["among"]
+    xb.read(rows, cols, active=on)
+    assert seen["among"] == before + 1
 
 
 def test_relaxed_pulses_and_reads_solve_each_busy_lane_on_its_own_bit_for_bit(monkeypatch):
