@@ -256,7 +256,8 @@ class SimulatedCrossbar(Crossbar):
         """Relaxation under programming activity (:func:`~mock_hw.device.disturb_drift`): the
         devices at flat indices ``selected`` were just programmed (their event count restarts);
         every other working device of chip ``b`` sees ``loud[b]`` more events (the pulses of
-        amplitude >= ``disturb_v`` on that chip).  Only the loud chips' devices are visited, in
+        amplitude >= ``disturb_v`` on that chip).  Only the loud chips' devices are visited, chip
+        by chip as one block (a run of consecutive chips: a view of the batch), the drawn ones in
         flat order, and the drift increments come from a table of whole event counts
         (:func:`~mock_hw.device.disturb_increments`): the numbers of ``disturb_drift`` itself."""
         d = self.params.device
@@ -266,31 +267,35 @@ class SimulatedCrossbar(Crossbar):
             return
         loud = np.asarray(loud)
         chips = np.flatnonzero(loud)
-        per = self.shape[0] * self.shape[1]
         self._touched[chips] = True
-        cells = (chips[:, None] * per + np.arange(per)).ravel()
+        per = self.shape[0] * self.shape[1]
+        # the loud chips' rows of the (n_chips, per) maps: a slice (views) where they are consecutive
+        at = slice(int(chips[0]), int(chips[-1]) + 1) if chips[-1] - chips[0] + 1 == chips.size else chips
         mark = self._scratch_mask()
         mark[selected] = True
-        keep = self._working_flat().take(cells) & ~mark.take(cells)
+        keep = ~mark.reshape(-1, per)[at]
         mark[selected] = False
-        cells = cells[keep]
+        keep &= self._working_flat().reshape(-1, per)[at]
         ev = loud.take(chips)
-        if (ev == ev[0]).all():              # one count for every loud chip (usually 1)
-            events = int(ev[0])
-        else:
-            events = np.repeat(ev, per)[keep].astype(np.intp)
         mean, sd = self._disturb_table(int(ev.max()))
-        n = n_flat.take(cells)
+        n = self._n_disturb.reshape(-1, per)[at]
         ti = np.minimum(n, mean.shape[0] - 1).astype(np.intp)
         ti *= mean.shape[1]
+        events = int(ev[0]) if (ev == ev[0]).all() else ev.astype(np.intp)[:, None]   # (usually 1 for every chip)
         ti += events
-        g_flat = self._g.reshape(-1)
-        g = g_flat.take(cells)
-        g += mean.take(ti)
-        g += sd.take(ti) * self._rng.standard_normal(cells.size)
-        np.clip(g, d.g_min, d.g_max, out=g)
-        g_flat[cells] = g
-        n_flat[cells] = n + events
+        g_rows = self._g.reshape(-1, per)
+        g = g_rows[at]
+        drift = g + mean.take(ti)
+        z = np.zeros(ti.shape)
+        z[keep] = self._rng.standard_normal(np.count_nonzero(keep))
+        z *= sd.take(ti)
+        drift += z
+        np.clip(drift, d.g_min, d.g_max, out=drift)
+        np.copyto(g, drift, where=keep)
+        np.add(n, events, out=n, where=keep)
+        if type(at) is not slice:           # (gathered copies: put back)
+            g_rows[at] = g
+            self._n_disturb.reshape(-1, per)[at] = n
 
     def _disturb_table(self, max_events: int):
         """The drift increments (mean, std) by event count (at least ``max_events`` more), cached."""
