@@ -445,13 +445,14 @@ class SimulatedCrossbar(Crossbar):
     def _read_relaxed(self, rows, cols, v_read, active) -> ReadResult:
         """Grounded reads on relaxed lines (many small chips, :meth:`_relaxed_reads`; the caller
         brought the relaxed network to the chips' conductances), worked on the active lanes only
-        (as :meth:`_read_ideal`): the read noise is drawn for every lane, as :meth:`_noisy` draws
-        it, and applied with its arithmetic, so the random stream and the readings are the same."""
+        (as :meth:`_read_ideal`): the read noise is drawn for the active lanes only, in lane order
+        chip by chip (a batch of many chips has most lanes idle), and applied with
+        :meth:`_noisy`'s arithmetic."""
         li = np.flatnonzero(active)
         current = self._relaxed_lane_reads(rows, cols, v_read, li, brought=True)
         sigma = self.params.device.read_noise
         if sigma > 0:
-            factor = self._rng.standard_normal(rows.shape).take(li)
+            factor = self._rng.standard_normal(li.size)
             factor *= sigma
             factor += 1.0
             factor *= current                   # current·(1 + σ·z), as _noisy

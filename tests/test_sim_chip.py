@@ -788,8 +788,8 @@ def test_line_reads_and_pulse_energies_equal_the_dense_newton_reference(scheme, 
 def test_relaxed_reads_of_the_active_lanes_only_give_the_whole_batch_readings_bit_for_bit():
     """Grounded reads on relaxed lines (many small chips) are worked on the active lanes only:
     the readings, currents and durations bit for bit those of the whole-batch formula (noise-free
-    currents of every lane, the read noise drawn and applied to every lane, NaN where idle), and
-    the random stream left where that formula leaves it."""
+    currents of every lane, NaN where idle) with the read noise of the active lanes drawn in lane
+    order chip by chip, and the random stream left where those draws leave it."""
     a, b = (SimulatedCrossbar(8, 8, n_chips=40, seed=3) for _ in range(2))
     rng = np.random.default_rng(4)
     rows = np.array([rng.permutation(8) for _ in range(40)])
@@ -798,8 +798,8 @@ def test_relaxed_reads_of_the_active_lanes_only_give_the_whole_batch_readings_bi
     assert a._lines.relaxed(a._g)
     got = a.read(rows, cols, active=active)
     assert b._lines.relaxed(b._g)
-    noisy = b._noisy(b._relaxed_reads(rows, cols, b.v_read, active))
-    current = np.where(active, noisy, np.nan)
+    current = np.full(active.shape, np.nan)
+    current[active] = b._noisy(b._relaxed_reads(rows, cols, b.v_read, active)[active])
     np.testing.assert_array_equal(got.current, current)
     np.testing.assert_array_equal(got.conductance, current / b.v_read)
     np.testing.assert_array_equal(got.duration, np.where(active, b.params.timing.read_s, 0.0))
