@@ -1474,7 +1474,8 @@ def _read_map(xb, cfg: TunerConfig, rec, read) -> np.ndarray:
 def _read_back(xb, tgt, targeted, cfg: TunerConfig, rec, corr=None, chips=None) -> np.ndarray:
     """Read every targeted cell once; re-read those out of tolerance ``consecutive − 1`` more times
     and keep the mean.  Returns the conductances (S), NaN where untargeted.  With an IR-drop
-    correction every cell is read (:func:`_read_mask`) and the map is inverted jointly.  ``chips``
+    correction every cell is read (:func:`_read_mask`) and the map is inverted jointly (its re-reads
+    cell by cell on that fit: :meth:`~programming.ir_correction.ReadCorrection.correct_cells`).  ``chips``
     (bool (n_chips,), default every chip): these chips only (NaN on the others; their line model
     keeps its estimates)."""
     final = _read_map(xb, cfg, rec, _read_mask(targeted, corr, chips))
@@ -1485,7 +1486,7 @@ def _read_back(xb, tgt, targeted, cfg: TunerConfig, rec, corr=None, chips=None) 
         total = np.where(doubt, final, 0.0)
         for _ in range(cfg.consecutive - 1):
             again = _read_map(xb, cfg, rec, doubt)
-            total += np.where(doubt, again if corr is None else corr.correct_map(again), 0.0)
+            total += np.where(doubt, again if corr is None else corr.correct_cells(again), 0.0)
         final = np.where(doubt, total / cfg.consecutive, final)
     return final
 
