@@ -340,6 +340,20 @@ def test_case4_deleted_chip_state_refuses_the_resume(tmp_path, stop_after, capsy
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted", "the run is left as it was"
 
 
+def test_case4_deleted_population_file_refuses_the_resume_in_one_line(tmp_path, stop_after, capsys):
+    out = tmp_path / "run"
+    stop_after(40)
+    assert _tune(tmp_path, out) == 130
+    stop_after(None)
+    [pop] = out.glob("chip_state.population-*.npz")
+    pop.unlink()
+    capsys.readouterr()
+    assert _resume(out) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"population ({pop.name}) is missing" in err and "continue with" not in err, err
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted", "the run is left as it was"
+
+
 def test_case4_two_processes_on_one_run_folder(tmp_path, stop_after, capsys):
     from procedures.storage.runner import run_lock
 

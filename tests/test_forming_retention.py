@@ -223,6 +223,87 @@ def test_save_load_round_trip_resumes_exactly(tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
+def _population_files(folder):
+    return sorted(p.name for p in folder.iterdir() if ".population-" in p.name)
+
+
+def test_the_population_is_written_once_and_again_when_it_changes(tmp_path):
+    """The static population goes to its own file, written only when its arrays changed (by
+    content: an edit in place counts); the file it replaces is removed."""
+    a = SimulatedCrossbar(5, 6, n_chips=2, seed=15, pristine=True)
+    path = tmp_path / "chip.npz"
+    save_chip_state(a, path)
+    [first] = _population_files(tmp_path)
+    stat = (tmp_path / first).stat()
+    form_by_ramp(a, v_stop=2.2)                 # forming changes ``unformed`` only: in chip.npz
+    save_chip_state(a, path)
+    assert _population_files(tmp_path) == [first]
+    assert (tmp_path / first).stat().st_mtime_ns == stat.st_mtime_ns and (tmp_path / first).stat().st_ino == stat.st_ino
+    a.population.vth_set[0, 1, 2] += 0.01       # an edit in place
+    save_chip_state(a, path)
+    [second] = _population_files(tmp_path)
+    assert second != first and not list(tmp_path.glob("*.tmp"))
+    expected = session(a)
+    b = SimulatedCrossbar(5, 6, n_chips=2, seed=99)
+    load_chip_state(b, path)
+    assert b.population.vth_set[0, 1, 2] == a.population.vth_set[0, 1, 2]
+    for x, y in zip(expected, session(b)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_a_crash_between_the_two_writes_leaves_the_previous_state(tmp_path, monkeypatch):
+    """Killed after the new population file and before the main file: the old main file still
+    loads, with its own population, the chip it described; the next save cleans up."""
+    import mock_hw.chip_state as cs
+
+    a = SimulatedCrossbar(5, 6, n_chips=2, seed=16, pristine=True)
+    form_by_ramp(a, v_stop=2.2)
+    path = tmp_path / "chip.npz"
+    save_chip_state(a, path)
+    before = a.state_dict()
+    a.wait(10.0)
+    a.population.vth_set[1, 0, 0] += 0.01
+    write = cs._write_npz
+
+    def crash_on_main(target, arrays):
+        if target == path:
+            raise KeyboardInterrupt("killed")
+        write(target, arrays)
+
+    monkeypatch.setattr(cs, "_write_npz", crash_on_main)
+    with pytest.raises(KeyboardInterrupt):
+        save_chip_state(a, path)
+    assert len(_population_files(tmp_path)) == 2    # the new one written, the old one kept
+    monkeypatch.undo()
+    b = SimulatedCrossbar(5, 6, n_chips=2, seed=98)
+    load_chip_state(b, path)
+    c = SimulatedCrossbar(5, 6, n_chips=2, seed=97)
+    c.load_state_dict(before)
+    for x, y in zip(session(c), session(b)):
+        np.testing.assert_array_equal(x, y)
+    save_chip_state(a, path)
+    assert len(_population_files(tmp_path)) == 1
+
+
+def test_a_missing_or_foreign_population_file_is_refused(tmp_path):
+    a = SimulatedCrossbar(5, 6, n_chips=2, seed=17)
+    other = SimulatedCrossbar(5, 6, n_chips=2, seed=18)
+    (tmp_path / "a").mkdir()
+    save_chip_state(a, tmp_path / "a" / "chip.npz")
+    save_chip_state(other, tmp_path / "chip.npz")
+    [mine] = _population_files(tmp_path / "a")
+    [theirs] = _population_files(tmp_path)
+    b = SimulatedCrossbar(5, 6, n_chips=2, seed=19)
+    g = b.true_conductance
+    (tmp_path / theirs).replace(tmp_path / "a" / mine)       # another chip's population under its name
+    with pytest.raises(ValueError, match="does not hold the population saved"):
+        load_chip_state(b, tmp_path / "a" / "chip.npz")
+    (tmp_path / "a" / mine).unlink()
+    with pytest.raises(ValueError, match=f"population file {mine} is missing"):
+        load_chip_state(b, tmp_path / "a" / "chip.npz")
+    np.testing.assert_array_equal(b.true_conductance, g)    # nothing changed
+
+
 @pytest.mark.parametrize("other, match", [
     (dict(rows=5, cols=5), "shape"),
     (dict(n_chips=1), "n_chips"),

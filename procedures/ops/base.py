@@ -201,6 +201,12 @@ class XbarProcedure(Procedure):
                              f"cells already tuned cannot be continued on the same chip; start a new run")
         for folder in (own, (Path(self.chip_from) if self.chip_from else None)):
             if folder is not None and (folder / CHIP_STATE).is_file():
+                if self.chip == "sim":
+                    from mock_hw.chip_state import missing_population_file
+                    lost = missing_population_file(folder / CHIP_STATE)
+                    if lost is not None:
+                        raise ValueError(f"{folder / CHIP_STATE}: the simulated chip's saved population ({lost}) is "
+                                         f"missing, so the chip cannot be restored; start a new run")
                 return folder / CHIP_STATE
         if self.chip_from and self.chip == "sim":
             raise ValueError(f"--chip-from {self.chip_from}: the run saved no simulated chip state ({CHIP_STATE})")
