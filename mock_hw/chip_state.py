@@ -28,7 +28,8 @@ whose population has the digests of a file already there writes only ``path``; a
 (forming changes ``unformed``, which stays in ``path``; anything that replaces or edits a
 population array) gets a new file, written before ``path``, so a crash between the two writes
 leaves the old ``path`` with its own population file; files no longer named by ``path`` are
-removed after it is replaced.  :func:`load_chip_state` checks the population file's digests.
+removed after it is replaced.  :func:`load_chip_state` checks the population file's digests, and
+still reads format 1 (one file holding the population too).
 """
 from __future__ import annotations
 
@@ -42,6 +43,10 @@ import numpy as np
 from programming.durable import fsync
 
 FORMAT_VERSION = 2
+#: the formats :func:`load_chip_state` reads: 1 (before stop 24: the population inside the one
+#: file, as :func:`chip_state_dict` returns it) stays readable, so run folders saved by earlier
+#: versions still resume and serve as ``--chip-from``
+READABLE_VERSIONS = (1, FORMAT_VERSION)
 _POPULATION = ("vth_set", "vth_reset", "rate", "stuck", "stuck_g", "v_form", "unformed", "nu")
 #: the population arrays saved in their own file (``unformed`` changes as devices form: in the main one)
 _STATIC = tuple(n for n in _POPULATION if n != "unformed")
@@ -88,8 +93,9 @@ def load_chip_state_dict(xb, state: dict) -> None:
     except (json.JSONDecodeError, TypeError) as exc:
         raise ValueError(f"chip state metadata is unreadable: {exc}") from None
     mine = _meta(xb)
-    if meta.get("version") != FORMAT_VERSION:
-        raise ValueError(f"chip state format {meta.get('version')!r}, expected {FORMAT_VERSION}")
+    if meta.get("version") not in READABLE_VERSIONS:
+        raise ValueError(f"chip state format {meta.get('version')!r}, expected one of "
+                         f"{', '.join(map(str, READABLE_VERSIONS))}")
     for key, what in (("preset", "preset"), ("shape", "shape"), ("n_chips", "n_chips")):
         if meta.get(key) != mine[key]:
             raise ValueError(f"chip state is for {what} {meta.get(key)!r}, this chip has {mine[key]!r}")

@@ -223,6 +223,27 @@ def test_save_load_round_trip_resumes_exactly(tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
+def test_a_format_1_state_still_loads(tmp_path):
+    """A run folder saved before format 2 (one file, the population inside) still resumes exactly."""
+    import json
+
+    a = SimulatedCrossbar(5, 6, n_chips=2, seed=14, pristine=True)
+    form_by_ramp(a, v_stop=2.2)
+    state = a.state_dict()
+    meta = json.loads(str(state["meta"][()]))
+    state["meta"] = np.array(json.dumps({**meta, "version": 1}))
+    np.savez(tmp_path / "chip.npz", **state)
+    expected = session(a)
+    b = SimulatedCrossbar(5, 6, n_chips=2, seed=99)
+    load_chip_state(b, tmp_path / "chip.npz")
+    for x, y in zip(expected, session(b)):
+        np.testing.assert_array_equal(x, y)
+    state["meta"] = np.array(json.dumps({**meta, "version": 3}))
+    np.savez(tmp_path / "chip3.npz", **state)
+    with pytest.raises(ValueError, match="chip state format 3, expected one of 1, 2"):
+        load_chip_state(b, tmp_path / "chip3.npz")
+
+
 def _population_files(folder):
     return sorted(p.name for p in folder.iterdir() if ".population-" in p.name)
 
