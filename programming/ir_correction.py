@@ -82,6 +82,13 @@ SHARP_REFRESH = True
 #: past steps :meth:`ReadCorrection.fit` mixes (Anderson acceleration of the joint inversion)
 FIT_ANDERSON_DEPTH = 4
 
+#: the largest first step (in log g: 1 %) after which :meth:`ReadCorrection.fit` takes its measured
+#: contraction as a bound (:meth:`ReadCorrection._fit_chips`): a read-back's estimates move by
+#: about the read noise (0.1 %); a cell whose estimate crosses the window (64×64 at 0.67 Ω, 10 →
+#: 600 µS) makes the map far from linear over the step, and its two-step ratio no bound (9e-5 of
+#: its conductance left after two steps)
+FIT_LINEAR_STEP = 1e-2
+
 #: relative tolerance of the tuner's joint fits of read maps (its first map, its read-backs:
 #: :meth:`ReadCorrection.correct_map`): a millionth, a thousandth of the 0.1 % read noise the
 #: readings carry and a ten-thousandth of a 1 % tuning band; each decade is a model evaluation of
@@ -415,14 +422,25 @@ class ReadCorrection:
                 live.size, -1)
             f = gy - y[at]
             self.fit_steps = max(self.fit_steps, k + 1)
-            done = np.max(np.abs(f), axis=1, initial=0.0) <= tol
+            err = np.max(np.abs(f), axis=1, initial=0.0)
+            done = err <= tol
+            if k == 1:
+                # two plain steps so far (Anderson's first is one): where the first moved every
+                # estimate by less than FIT_LINEAR_STEP (the map about linear over the path), their
+                # ratio is the map's contraction ρ near the answer, and the new value is within
+                # ρ/(1 − ρ) of its step of the answer: below ``tol``, it is the answer (a read-back's
+                # fit of 8×8 chips then takes 2 model evaluations instead of 3)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    rho = np.where(err_first > 0, np.minimum(err / err_first, 1.0), 0.0)
+                done |= (err_first <= FIT_LINEAR_STEP) & (rho < 0.5) & (err * rho <= tol * (1.0 - rho))
             if done.any():
                 y[at[done]] = gy[done]
                 if done.all():
                     break
                 go = ~done
-                at, live, gy, f = at[go], live[go], gy[go], f[go]
+                at, live, gy, f, err = at[go], live[go], gy[go], f[go], err[go]
                 mix.keep(go)
+            err_first = err
             y[at] = mix.step(gy, f)
             self.est[live] = keep(np.exp(y[at]).reshape(live.size, *shape), live)
         # the model stays linearized at the last iterate, within ``tol`` of the answer (no model

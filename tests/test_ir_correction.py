@@ -153,6 +153,26 @@ def test_re_reads_of_a_few_cells_are_corrected_cell_by_cell_as_the_joint_fit(n, 
     np.testing.assert_array_equal(corr.est[~doubt], before[~doubt])
 
 
+def test_a_read_back_fit_of_small_chips_stops_on_its_contraction_bound():
+    """A read-back's fit of 8×8 chips (cells moved by ~0.3 % since the last fit) stops after two
+    model evaluations, where its measured contraction proves the new value within the tolerance of
+    the answer, and lands there (checked against the true conductances and a fit to 1e-12)."""
+    import copy
+
+    rng = np.random.default_rng(14)
+    g = rng.uniform(20e-6, 500e-6, (6, 8, 8))
+    corr = ReadCorrection((8, 8), 6, 0.2, r_line=0.67)
+    corr.correct_map(grounded_read_currents(g, 0.2, 0.67) / 0.2)
+    g *= rng.uniform(0.997, 1.003, g.shape)
+    m = grounded_read_currents(g, 0.2, 0.67) / 0.2
+    strict = copy.deepcopy(corr)
+    got = corr.correct_map(m)
+    assert corr.fit_steps == 2
+    want = strict.fit(m, start=strict.est, tol=1e-12)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(got, g, rtol=1e-6)
+
+
 @pytest.mark.parametrize("n, r_line, chips", [(32, 1.0, 1), (6, 2.0, 3)])
 def test_a_fit_ends_with_the_whole_model_at_its_answer(n, r_line, chips, monkeypatch):
     """A fit evaluates the model's readings only while it iterates and the slopes once at its end:
