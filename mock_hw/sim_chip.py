@@ -115,6 +115,20 @@ class _StepsResult(PulseResult):
     compliance = property(lambda self: self._get("compliance"))
 
 
+def _lane_sort(lanes, n_lanes: int) -> np.ndarray:
+    """The stable order of ``lanes`` (ints in [0, ``n_lanes``)): lane by lane, each lane's entries
+    in their order.  The lanes are sorted as bytes where they fit: numpy sorts those by radix, not
+    merging, faster, and a stable order is the same whatever the sort."""
+    return np.argsort(lanes.astype(np.uint8 if n_lanes <= 256 else np.intp, copy=False), kind="stable")
+
+
+def _lane_runs(lane_of, n_lanes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(order, bounds): lane q's entries of ``lane_of`` are ``order[bounds[q]:bounds[q + 1]]``, in
+    their order (:func:`_lane_sort`)."""
+    order = _lane_sort(lane_of, n_lanes)
+    return order, np.searchsorted(lane_of[order], np.arange(n_lanes + 1))
+
+
 class SimulatedCrossbar(Crossbar):
     """``n_chips`` simulated chips of ``rows`` × ``cols`` devices.
 
@@ -239,7 +253,8 @@ class SimulatedCrossbar(Crossbar):
         write of a device's conductance in place is marked here or in :meth:`_disturb`), and
         count their chips as touched (:meth:`_lines_relaxed`)."""
         self._t_written.reshape(-1)[flat] = self._clock
-        self._touched[np.asarray(flat) // (self.shape[0] * self.shape[1])] = True
+        if self._lines is not None:         # (only resistive lines keep a network to bring up to date)
+            self._touched[np.asarray(flat) // (self.shape[0] * self.shape[1])] = True
 
     def _lines_relaxed(self) -> bool:
         """Whether the lines relax (:meth:`~mock_hw.nodal.LineSolver.relaxed`), the network brought
@@ -267,7 +282,8 @@ class SimulatedCrossbar(Crossbar):
             return
         loud = np.asarray(loud)
         chips = np.flatnonzero(loud)
-        self._touched[chips] = True
+        if self._lines is not None:
+            self._touched[chips] = True
         per = self.shape[0] * self.shape[1]
         # the loud chips' rows of the (n_chips, per) maps: a slice (views) where they are consecutive
         at = slice(int(chips[0]), int(chips[-1]) + 1) if chips[-1] - chips[0] + 1 == chips.size else chips
@@ -1497,13 +1513,9 @@ class SimulatedCrossbar(Crossbar):
             hit_p += p0
             parts.append((q[hit_p], pc[hit_p] * per_chip + hit_f, v_at, w[hit_p]))
         lane_of, hit_flat, v_hit, w_hit = (np.concatenate(x) for x in zip(*parts))
-        # each lane's devices in flat order (the chunks come in chip order); the lanes as bytes
-        # where they fit (the stable order is the same: numpy sorts them by radix, not merging)
-        key = np.uint8 if n_on <= 256 else np.intp
-        order = np.argsort(lane_of.astype(key), kind="stable")
-        bounds = np.searchsorted(lane_of[order], np.arange(n_on + 1))
+        order, bounds = _lane_runs(lane_of, n_on)   # each lane's devices in flat order (the chunks come in chip order)
         self._g = np.ascontiguousarray(self._g)
-        by_lane = np.argsort(q.astype(key), kind="stable")      # the active lanes lane by lane, chips in order
+        by_lane = _lane_sort(q, n_on)               # the active lanes lane by lane, chips in order
         self._pulse_lanes_done(q.take(by_lane), flat.take(by_lane), v.take(by_lane), n_on, order, bounds, hit_flat,
                                v_hit, w_hit)
         self.n_pulse_ops += li.size
@@ -1597,9 +1609,7 @@ class SimulatedCrossbar(Crossbar):
         focus = self._focus_of(np.where(lit, rows[:, on_lanes], -1), np.where(lit, cols[:, on_lanes], -1))
         e, lane_of, flat, v_hit, w_hit = self._line_solve(row_v, col_v, PULSE_TOL, focus, take)
         energy[:, on_lanes] = e
-        # each lane's devices in flat order (the chunks come in chip order)
-        order = np.argsort(lane_of, kind="stable")
-        bounds = np.searchsorted(lane_of[order], np.arange(on_lanes.size + 1))
+        order, bounds = _lane_runs(lane_of, on_lanes.size)   # each lane's devices in flat order (chunks in chip order)
         self._g = np.ascontiguousarray(self._g)
         # lanes whose pulses disturb nothing (below disturb_v: their _disturb only restarts the
         # selected cells' counts, no drift, no random draw) are switched together, run by run, one
