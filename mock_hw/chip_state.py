@@ -143,6 +143,12 @@ def _digests(arrays: dict) -> dict[str, str]:
     return out
 
 
+def _plain_name(name) -> bool:
+    """Whether ``name``, a population file's name read from a saved state, names a file in the
+    state's own folder (a string without a path separator: nothing elsewhere is opened)."""
+    return isinstance(name, str) and "/" not in name and "\\" not in name
+
+
 def _population_name(path: Path, digests: dict) -> str:
     return f"{path.stem}{_POP_TAG}{zlib.crc32(json.dumps(digests, sort_keys=True).encode()):08x}.npz"
 
@@ -213,7 +219,7 @@ def missing_population_file(path) -> str | None:
         name = ref["file"]
     except Exception:  # noqa: BLE001 - an unreadable state is reported by load_chip_state
         return None
-    if not isinstance(name, str) or "/" in name or "\\" in name:
+    if not _plain_name(name):
         return None
     return None if (path.parent / name).is_file() else name
 
@@ -230,7 +236,7 @@ def load_chip_state(xb, path) -> None:
         ref = None
     if isinstance(ref, dict):
         name, digests = ref.get("file"), ref.get("crc32")
-        if not isinstance(name, str) or "/" in name or "\\" in name or not isinstance(digests, dict):
+        if not _plain_name(name) or not isinstance(digests, dict):
             raise ValueError("chip state's population reference is unreadable")
         side = path.parent / name
         if not side.is_file():
