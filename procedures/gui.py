@@ -133,6 +133,58 @@ def _classes() -> dict:
 
     from .ops.tune_array import TuneProcedure
 
+    class LiveResults(Results):
+        """pymeasure's ``Results`` whose ``data`` parses complete lines only.
+
+        pymeasure's reader parses whatever bytes the file holds when the plot's timer fires, so
+        a row the ``Recorder`` thread is still writing is read half-written (its missing fields
+        NaN) and, counted as read, never read again: the trace and the map lose that record for
+        good.  This reader keeps the byte offset of the last complete line and reads on from it
+        (linear in the file).  The header is compared on every read; a change (``store_metadata``
+        rewrites it after ``startup``) starts the reading over."""
+
+        def __init__(self, procedure, data_filename):
+            super().__init__(procedure, data_filename)
+            self._head, self._offset = b"", 0
+            self._data = self._empty()
+
+        def _empty(self):
+            import pandas as pd
+            return pd.DataFrame(columns=self.procedure.DATA_COLUMNS)
+
+        def reload(self):
+            self._head, self._offset, self._data = b"", 0, self._empty()
+            return self.data
+
+        @property
+        def data(self):
+            import io
+
+            import pandas as pd
+            try:
+                with open(self.data_filename, "rb") as f:
+                    if f.read(len(self._head)) != self._head:     # the header was rewritten
+                        self._head, self._offset, self._data = b"", 0, self._empty()
+                    f.seek(self._offset)
+                    new = f.read()
+            except OSError:
+                return self._data
+            end = new.rfind(b"\n") + 1                     # complete lines only
+            start = 0
+            if not self._head:                             # the comment lines, then the column labels
+                while start < end and new.startswith(b"#", start):
+                    start = new.index(b"\n", start) + 1
+                if start >= end:
+                    return self._data                      # the labels line is not complete yet
+                start = new.index(b"\n", start) + 1
+                self._head = new[:start]
+            if end > start:
+                rows = pd.read_csv(io.BytesIO(new[start:end]), header=None, names=self.procedure.DATA_COLUMNS,
+                                   comment=Results.COMMENT, encoding=Results.ENCODING)
+                self._data = rows if len(self._data) == 0 else pd.concat([self._data, rows], ignore_index=True)
+            self._offset += end
+            return self._data
+
     class TraceCurve(ResultsCurve):
         """Every record as a dot (cells do not come in the order of any column)."""
 
@@ -243,7 +295,7 @@ def _classes() -> dict:
             procedure.validate()
             run_dir = new_run_dir(procedure.NAME)
             attach_run(procedure, run_dir, plots=self.plots)
-            results = Results(procedure, str(run_dir / DATA_CSV))
+            results = LiveResults(procedure, str(run_dir / DATA_CSV))
             experiment = self.new_experiment(results)
             experiment.browser_item.setText(1, run_dir.name)
             self.manager.queue(experiment)
@@ -262,11 +314,11 @@ def _classes() -> dict:
             logging.getLogger().removeHandler(self.log_widget.handler)
             super().closeEvent(event)
 
-    return {"TraceCurve": TraceCurve, "MapImage": MapImage, "TuneWindow": TuneWindow}
+    return {"TraceCurve": TraceCurve, "MapImage": MapImage, "TuneWindow": TuneWindow, "LiveResults": LiveResults}
 
 
 def __getattr__(name: str):
-    if name in ("TuneWindow", "MapImage", "TraceCurve"):
+    if name in ("TuneWindow", "MapImage", "TraceCurve", "LiveResults"):
         return _classes()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -96,6 +96,39 @@ def test_bad_parameters_are_refused_before_a_run_folder_is_made(app, window, tmp
     assert list(tmp_path.iterdir()) == []
 
 
+def test_live_results_read_complete_rows_only_and_start_over_when_the_header_changes(app, tmp_path):
+    """The window's reader against the writer's in-between states: a row half-written when the
+    plot's timer fires is left for the next read (pymeasure's reader parsed it with NaN fields
+    and never read it again: the abort test's plot then lost records), and ``store_metadata``
+    rewriting the header makes it read the file over."""
+    proc = TuneProcedure(size="4x4")
+    path = tmp_path / DATA_CSV
+    results = gui.LiveResults(proc, str(path))
+    assert len(results.data) == 0
+    row = results.format({c: 0.5 for c in proc.DATA_COLUMNS} | {"Stage": "tune", "Row": 1, "Col": 2,
+                                                              "Reading (S)": 1.25e-4}) + "\n"
+    cut = row.index("0.000125") + 4                          # mid-number: "0.00" of 0.000125
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(row[:cut])
+    assert len(results.data) == 0                            # the half row is not read
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(row[cut:] + row)
+    data = results.data
+    assert len(data) == 2 and list(data["Reading (S)"]) == [1.25e-4, 1.25e-4]
+    assert list(data["Row"]) == [1, 1] and list(data["Stage"]) == ["tune", "tune"]
+    assert len(results.data) == 2                            # nothing new: nothing added
+
+    proc.chip_id = "sim/xyz"                                 # the Worker stores the metadata after startup
+    proc.evaluate_metadata()
+    results.store_metadata()
+    assert "sim/xyz" in path.read_text()
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(row)
+    data = results.data
+    assert len(data) == 3 and list(data["Col"]) == [2, 2, 2]
+    np.testing.assert_array_equal(data.to_numpy(), read_data_csv(path).to_numpy())
+
+
 def test_abort_stops_the_tune_closes_the_chip_and_keeps_the_rows(app, window):
     from pymeasure.experiment import Procedure
 
