@@ -273,6 +273,11 @@ def _classes() -> dict:
             self.browser_widget.browser.measured_quantities.update(["Target (S)", "Reading (S)"])
             self.inputs.set_parameters(procedure_class(size="16x16").parameter_objects())
             logging.getLogger().addHandler(self.log_widget.handler)
+            # pymeasure's Worker would publish every record (pickled) on tcp://*:5888 (ZMQ): all
+            # interfaces, a fixed port (a second window, or a second test process, collides) and
+            # 0.3 s of sleep per run; nothing here listens to it.  No publisher: the window serves
+            # nothing on the network.
+            self.manager.port = None
             self.manager.failed.connect(self._ended)
             self.manager.abort_returned.connect(self._ended)
             self.setWindowTitle(f"xbar — live {procedure_class.NAME}")

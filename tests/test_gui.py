@@ -23,10 +23,17 @@ def test_without_qt_the_module_imports_and_the_window_says_what_to_install(monke
 
 
 @pytest.fixture(scope="module")
-def app():
+def app(tmp_path_factory):
     pytest.importorskip("qtpy.QtWidgets")
     pytest.importorskip("pyqtgraph")
     from qtpy import QtWidgets
+
+    from procedures.cli import main
+    # the line kernels compiled (or loaded from numba's cache) here, with no deadline: on a cold
+    # cache (a fresh CI checkout) the first tune compiles them, over a minute of a loaded machine,
+    # and that must not count against the safety net of wait()
+    out = tmp_path_factory.mktemp("warm") / "run"
+    assert main(["tune", "--chip", "sim", "--size", "4x4", "--seed", "5", "--quiet", "--no-plots", "--out", str(out)]) == 0
     return QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
 
 
@@ -40,20 +47,31 @@ def window(app, tmp_path, monkeypatch):
     app.processEvents()
 
 
-def wait(app, cond, timeout=60.0):
+def wait(app, cond, what: str, timeout=300.0):
+    """Run the Qt event loop until ``cond()`` holds.  The code guarantees it will (a run ends);
+    ``timeout`` is only a safety net against a hang, far above a run's time on a loaded machine."""
     t0 = time.monotonic()
     while not cond():
-        assert time.monotonic() - t0 < timeout, "timed out"
+        assert time.monotonic() - t0 < timeout, f"still waiting after {timeout:.0f} s for {what}"
         app.processEvents()
         time.sleep(0.01)
+
+
+def _listening() -> set:
+    """The TCP addresses this process listens on."""
+    import psutil
+
+    return {c.laddr for c in psutil.Process().net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
 
 
 def test_queued_tune_updates_trace_and_map_and_writes_the_run_folder(app, window, tmp_path):
     from pymeasure.experiment import Procedure
 
     assert window.inputs.size.value() == "16x16"           # the terminal's tune default
+    before = _listening()
     exp = window.queue(TuneProcedure(size="4x4", seed=5, tolerance=0.02))
-    wait(app, lambda: not window.manager.is_running())
+    assert _listening() == before                          # the run publishes nothing (no ZMQ on *:5888)
+    wait(app, lambda: not window.manager.is_running(), "the queued tune to end")
     proc = exp.procedure
     assert proc.status == Procedure.FINISHED
     assert proc.xb is None                                 # chip closed by shutdown
@@ -129,15 +147,33 @@ def test_live_results_read_complete_rows_only_and_start_over_when_the_header_cha
     np.testing.assert_array_equal(data.to_numpy(), read_data_csv(path).to_numpy())
 
 
-def test_abort_stops_the_tune_closes_the_chip_and_keeps_the_rows(app, window):
-    from pymeasure.experiment import Procedure
+def test_abort_stops_the_tune_closes_the_chip_and_keeps_the_rows(app, window, monkeypatch):
+    """The Worker holds after its first record until the abort is clicked: the abort lands mid-tune
+    whatever the machine's speed (polling the file for a first row let a fast Worker, or a slow
+    main thread, finish all 256 cells before the click)."""
+    import threading
 
+    from pymeasure.experiment import Procedure, workers
+
+    first, clicked = threading.Event(), threading.Event()
+    handle_record = workers.Worker.handle_record
+
+    def held(self, record):
+        handle_record(self, record)
+        if not first.is_set():
+            first.set()
+            clicked.wait(600)                              # safety net: the test sets it in any case
+
+    monkeypatch.setattr(workers.Worker, "handle_record", held)
     exp = window.queue(TuneProcedure(size="16x16", seed=1, parallel=1))
     csv = exp.procedure.run_dir / DATA_CSV
-    wait(app, lambda: len(read_data_csv(csv)) > 0, timeout=30)
-    assert window.abort_button.isEnabled()
-    window.abort_button.click()
-    wait(app, lambda: not window.manager.is_running())
+    try:
+        wait(app, first.is_set, "the tune's first record")
+        assert window.abort_button.isEnabled()
+        window.abort_button.click()
+    finally:
+        clicked.set()
+    wait(app, lambda: not window.manager.is_running(), "the aborted tune to end")
 
     proc = exp.procedure
     assert proc.status == Procedure.ABORTED
@@ -166,7 +202,7 @@ def test_a_failing_run_is_recorded_as_failed(app, window, tmp_path, monkeypatch)
 
     monkeypatch.setattr(tune_array, "make_targets", broken)       # a failure once the run is under way
     exp = window.queue(TuneProcedure(size="4x4"))
-    wait(app, lambda: not window.manager.is_running())
+    wait(app, lambda: not window.manager.is_running(), "the failing tune to end")
     proc = exp.procedure
     assert proc.status == Procedure.FAILED and proc.xb is None
     meta = json.loads((proc.run_dir / RUN_JSON).read_text())
