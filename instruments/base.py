@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import re
 
 from pymeasure.adapters import SerialAdapter, VISAAdapter
@@ -88,6 +89,21 @@ class TimeoutNamingMixin:
         if reply == "" and isinstance(getattr(self, "adapter", None), SerialAdapter):
             raise InstrumentTimeout(self._timeout_message())
         return reply
+
+    @contextlib.contextmanager
+    def _timeout(self, seconds: float):
+        """Temporarily set the read timeout of a VISA or serial adapter (others: unchanged)."""
+        conn = getattr(self.adapter, "connection", None)
+        old = getattr(conn, "timeout", None) if conn is not None else None
+        if not isinstance(old, (int, float)):
+            yield
+            return
+        visa = type(self.adapter).__name__ == "VISAAdapter"
+        conn.timeout = seconds * 1000 if visa else seconds
+        try:
+            yield
+        finally:
+            conn.timeout = old
 
     def _timeout_message(self) -> str:
         return f"{getattr(self, 'name', type(self).__name__)}: no reply to {self._last_command!r} (timeout)"

@@ -75,7 +75,6 @@ Strings sent (channel ``a`` shown; ``b`` the same with ``smub`` and trigger time
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import re
@@ -501,21 +500,6 @@ class Keithley2600(TimeoutNamingMixin, ErrorQueueMixin, _PymeasureKeithley2600):
             if errors:
                 raise InstrumentError(f"{self.name}: {command.partition('(')[0]} failed: {errors}") from exc
             raise
-
-    @contextlib.contextmanager
-    def _timeout(self, seconds: float):
-        """Temporarily set the read timeout of a VISA or serial adapter (others: unchanged)."""
-        conn = getattr(self.adapter, "connection", None)
-        old = getattr(conn, "timeout", None) if conn is not None else None
-        if not isinstance(old, (int, float)):
-            yield
-            return
-        visa = type(self.adapter).__name__ == "VISAAdapter"
-        conn.timeout = seconds * 1000 if visa else seconds
-        try:
-            yield
-        finally:
-            conn.timeout = old
 
 
 def _as_dict(config) -> dict:

@@ -13,6 +13,9 @@ import warnings
 
 import pytest
 
+# replies wait for the host: the mock bench's timeout (20 s), not the speed of the machine; a test of a dropped
+# reply waits for a short one of its own
+from mock_hw.mock_bench import MOCK_TIMEOUT_MS as REPLY_MS
 from mock_hw.bench_physics import GROUND, PhysicalBench
 from mock_hw.emulators.base import InstrumentServer
 from mock_hw.emulators.keithley2450 import Keithley2450Emulator
@@ -223,7 +226,7 @@ def test_pymeasure_drivers_read_errors_back(serve):
 
     bench = one_cell("K2450")
     pm = Keithley2450(serve(Keithley2450Emulator(bench, source="K2450")), visa_library="@py",
-                      read_termination="\n", write_termination="\n", timeout=2000)
+                      read_termination="\n", write_termination="\n", timeout=REPLY_MS)
     try:
         pm.write(":SOUR:VOLT 1e6")
         assert pm.check_errors()[0][0] == -222
@@ -244,7 +247,7 @@ def test_pymeasure_drivers_read_errors_back(serve):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         pm = Keithley2600(serve(emu), visa_library="@py", read_termination="\n", write_termination="\n",
-                          timeout=2000)
+                          timeout=REPLY_MS)
     try:
         pm.write("smua.source.levelv = nope")
         assert pm.next_error[0] == -285

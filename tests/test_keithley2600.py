@@ -14,6 +14,9 @@ from instruments.keithley2600 import (
     write_verify_arguments, write_verify_command, write_verify_script,
 )
 from instruments.roles import Identified, InstrumentError, InstrumentTimeout, SourceChannel
+# replies wait for the host: the mock bench's timeout (20 s), not the speed of the machine; a test of a dropped
+# reply waits for a short one of its own
+from mock_hw.mock_bench import MOCK_TIMEOUT_MS as REPLY_MS
 from mock_hw.bench_physics import PhysicalBench
 from mock_hw.emulators.base import InstrumentServer
 from mock_hw.emulators.keithley2600 import Keithley2600Emulator
@@ -563,7 +566,7 @@ def served(emu):
 @pytest.fixture
 def k2600(served):
     emu, server = served
-    inst = Keithley2600(f"TCPIP::127.0.0.1::{server.port}::SOCKET", timeout_ms=2000)
+    inst = Keithley2600(f"TCPIP::127.0.0.1::{server.port}::SOCKET", timeout_ms=REPLY_MS)
     yield inst
     inst.adapter.close()
 

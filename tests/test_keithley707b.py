@@ -6,6 +6,9 @@ from pymeasure.test import expected_protocol
 
 from instruments.keithley707b import Keithley707B, parse_getclose, validate_channel_list
 from instruments.roles import Identified, InstrumentError, InstrumentTimeout, Matrix
+# replies wait for the host: the mock bench's timeout (20 s), not the speed of the machine; a test of a dropped
+# reply waits for a short one of its own
+from mock_hw.mock_bench import MOCK_TIMEOUT_MS as REPLY_MS
 from mock_hw.bench_physics import PhysicalBench
 from mock_hw.emulators.base import InstrumentServer
 from mock_hw.emulators.keithley707b import Keithley707BEmulator
@@ -146,7 +149,7 @@ def test_emulator_rejects_without_acting(bench, cmd):
 def rig(bench):
     emu = Keithley707BEmulator(bench, name="M707B", slots=2)
     server = InstrumentServer(emu)
-    inst = Keithley707B(f"TCPIP::127.0.0.1::{server.port}::SOCKET", name="M707B", timeout_ms=300)
+    inst = Keithley707B(f"TCPIP::127.0.0.1::{server.port}::SOCKET", name="M707B", timeout_ms=REPLY_MS)
     yield bench, emu, inst
     inst.adapter.close()
     server.close()
@@ -185,7 +188,7 @@ def hot_rig():
     bench = PhysicalBench(SimulatedCrossbar(4, 4, preset="ideal", seed=0), dc_stress=False)
     emu = Keithley707BEmulator(bench, name="M707B")
     server = InstrumentServer(emu)
-    inst = Keithley707B(f"TCPIP::127.0.0.1::{server.port}::SOCKET", name="M707B", timeout_ms=300)
+    inst = Keithley707B(f"TCPIP::127.0.0.1::{server.port}::SOCKET", name="M707B", timeout_ms=REPLY_MS)
     yield bench, emu, inst
     inst.adapter.close()
     server.close()
@@ -226,7 +229,7 @@ def test_stuck_relay_not_reported(rig):
 def test_no_reply_times_out_naming_instrument_and_command(rig):
     bench, emu, inst = rig
     emu.faults.no_reply_next = 1
-    with pytest.raises(InstrumentTimeout) as info:
+    with inst._timeout(0.3), pytest.raises(InstrumentTimeout) as info:   # the wait for the dropped reply
         inst.closed()
     assert "M707B" in str(info.value) and "getclose" in str(info.value)
     assert inst.closed() == set()  # the next exchange works

@@ -6,6 +6,9 @@ from pymeasure.test import expected_protocol
 
 from instruments.keysight_b2200 import KeysightB2200, parse_channel_list
 from instruments.roles import Identified, InstrumentError, InstrumentTimeout, Matrix
+# replies wait for the host: the mock bench's timeout (20 s), not the speed of the machine; a test of a dropped
+# reply waits for a short one of its own
+from mock_hw.mock_bench import MOCK_TIMEOUT_MS as REPLY_MS
 from mock_hw.bench_physics import PhysicalBench
 from mock_hw.emulators.base import InstrumentServer
 from mock_hw.emulators.keysight_b2200 import KeysightB2200Emulator
@@ -135,7 +138,7 @@ def test_emulator_rejects_without_acting(bench, cmd, code):
 def _rig(bench, name="B2200"):
     emu = KeysightB2200Emulator(bench, name=name)
     server = InstrumentServer(emu)
-    inst = KeysightB2200(f"TCPIP::127.0.0.1::{server.port}::SOCKET", name=name, timeout_ms=300)
+    inst = KeysightB2200(f"TCPIP::127.0.0.1::{server.port}::SOCKET", name=name, timeout_ms=REPLY_MS)
     return emu, server, inst
 
 
@@ -218,7 +221,7 @@ def test_stuck_relay_not_reported(rig):
 def test_no_reply_times_out_naming_instrument_and_command(rig):
     bench, emu, inst = rig
     emu.faults.no_reply_next = 1
-    with pytest.raises(InstrumentTimeout) as info:
+    with inst._timeout(0.3), pytest.raises(InstrumentTimeout) as info:   # the wait for the dropped reply
         inst.closed()
     assert "B2200" in str(info.value) and ":ROUT:CLOS:CARD? ALL" in str(info.value)
     assert inst.identity() == IDN  # the next exchange works

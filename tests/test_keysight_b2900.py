@@ -9,6 +9,9 @@ from instruments.keysight_b2900 import KeysightB2900, KeysightB2900Channel
 from instruments.base import parse_scpi_error as parse_error
 from instruments.roles import InstrumentError
 from instruments.roles import Identified, InstrumentTimeout, SourceChannel
+# replies wait for the host: the mock bench's timeout (20 s), not the speed of the machine; a test of a dropped
+# reply waits for a short one of its own
+from mock_hw.mock_bench import MOCK_TIMEOUT_MS as REPLY_MS
 from mock_hw.bench_physics import PhysicalBench
 from mock_hw.emulators.base import InstrumentServer
 from mock_hw.emulators.keysight_b2900 import KeysightB2900Emulator
@@ -310,7 +313,7 @@ def served():
 
 @pytest.fixture
 def driver(served):
-    drv = KeysightB2900(served[3], timeout_ms=1000)
+    drv = KeysightB2900(served[3], timeout_ms=REPLY_MS)
     try:
         yield drv
     finally:

@@ -9,7 +9,7 @@ import pytest
 from instruments.hardware_crossbar import HardwareCrossbar
 from instruments.keithley2600 import Keithley2600
 from instruments.station import load_station
-from mock_hw.mock_bench import MockBench
+from mock_hw.mock_bench import MOCK_TIMEOUT_MS as REPLY_MS, MockBench
 from procedures.cli import main
 from programming.auto_schedule import auto_schedule, with_width
 from programming.tuner import TunerConfig, tune
@@ -52,7 +52,7 @@ def test_a_runaway_script_is_stopped_with_the_2600b_error_and_the_server_survive
     with MockBench(2, 2, preset="ideal", seed=0) as bench:
         emu = bench.emulators["K2600"]
         emu._sandbox().max_instructions = 2_000_000            # a small budget: the test stays quick
-        inst = Keithley2600(bench.resource("K2600"), timeout_ms=2000)
+        inst = Keithley2600(bench.resource("K2600"), timeout_ms=REPLY_MS)
         try:
             for line in ("loadscript spin", "function spin_f() while true do end end",
                          "function hog_f() local t = {} local i = 0 while true do i = i + 1 "

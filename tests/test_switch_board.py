@@ -6,6 +6,9 @@ from pymeasure.test import expected_protocol
 
 from instruments.roles import Identified, InstrumentError, InstrumentTimeout, Matrix
 from instruments.switch_board import SwitchBoard, parse_state
+# replies wait for the host: the mock bench's timeout (20 s), not the speed of the machine; a test of a dropped
+# reply waits for a short one of its own
+from mock_hw.mock_bench import MOCK_TIMEOUT_MS as REPLY_MS
 from mock_hw.bench_physics import PhysicalBench
 from mock_hw.emulators.base import InstrumentServer
 from mock_hw.emulators.switch_board import SwitchBoardEmulator
@@ -131,7 +134,7 @@ def link():
     """One server and one serial connection for the module (pyserial's socket:// close() sleeps
     0.3 s); each test attaches a fresh emulator on a fresh bench to the server."""
     server = InstrumentServer(SwitchBoardEmulator(PhysicalBench(SimulatedCrossbar(4, 4, preset="ideal", seed=0))))
-    inst = SwitchBoard(f"socket://127.0.0.1:{server.port}", name="BOARD", timeout_ms=300)
+    inst = SwitchBoard(f"socket://127.0.0.1:{server.port}", name="BOARD", timeout_ms=REPLY_MS)
     yield server, inst
     inst.adapter.close()
     server.close()
@@ -218,7 +221,7 @@ def test_stuck_relay_not_reported(rig):
 def test_no_reply_times_out_naming_instrument_and_command(rig):
     bench, emu, inst = rig
     emu.faults.no_reply_next = 1
-    with pytest.raises(InstrumentTimeout) as info:
+    with inst._timeout(0.3), pytest.raises(InstrumentTimeout) as info:   # the wait for the dropped reply
         inst.close([("A", "R0")])
     assert "BOARD" in str(info.value) and "CONN A R0" in str(info.value)
     assert inst.identity() == IDN  # the next exchange works
