@@ -347,7 +347,7 @@ def test_relaxed_pulses_and_reads_solve_each_busy_lane_on_its_own_bit_for_bit(mo
     got = xb._relaxed_reads(rows, cols, xb.v_read, act)
     row_v = np.zeros((B, 8, 8))
     row_v[np.arange(B)[:, None], np.arange(8), rows] = np.where(act, xb.v_read, 0.0)
-    dense = xb._relaxed_chips_solve(np.arange(B), row_v, np.zeros((B, 8, 8)), sim_chip.READ_TOL,
+    dense = xb._relaxed_chips_solve(np.arange(B), row_v, np.zeros((B, 8, 8)), sim_chip.RELAXED_READ_TOL,
                                     lambda sol, idx: (sol.col_current,))[0]
     np.testing.assert_array_equal(got, np.where(act, np.take_along_axis(dense, cols[:, :, None], 2)[:, :, 0], 0.0))
 
@@ -355,7 +355,7 @@ def test_relaxed_pulses_and_reads_solve_each_busy_lane_on_its_own_bit_for_bit(mo
 def test_relaxed_pulses_stay_within_their_stated_error_bound(monkeypatch):
     """On relaxed lines pulses stop at RELAXED_TOL[PULSE_TOL] (looser than the factorized path's
     PULSE_TOL): every cell voltage of a pulse is within that tolerance times its drive of a solve to
-    1e-14, and the chip's pulse path solves to it (reads keep READ_TOL)."""
+    1e-14, and the chip's pulse path solves to it (reads to RELAXED_READ_TOL)."""
     import mock_hw.sim_chip as sim_chip
     B = 40
     xb = sim_chip.SimulatedCrossbar(8, 8, n_chips=B, seed=11)
@@ -378,7 +378,29 @@ def test_relaxed_pulses_stay_within_their_stated_error_bound(monkeypatch):
         monkeypatch.setattr(xb._lines, name, spy)
     xb.pulse(np.zeros((B, 1), int) + 2, np.zeros((B, 1), int) + 6, amp, 1e-6, "v/2")
     xb.read(np.zeros((B, 1), int), np.zeros((B, 1), int))
-    assert tols == [tol, sim_chip.READ_TOL]
+    assert tols == [tol, sim_chip.RELAXED_READ_TOL]
+
+
+def test_relaxed_reads_stay_within_their_stated_error_bound():
+    """Grounded reads on relaxed lines stop at RELAXED_READ_TOL (looser than READ_TOL): every
+    reading is within the bound stated with it (tol·V_read/r_line of current: relative
+    tol/(r_line·g)) of a solve to 1e-14, that bound is at most a fifth of the 0.1 % read noise
+    for a cell at the programming window's bottom (the lowest target), and the tolerance is used
+    (the readings differ)."""
+    import mock_hw.sim_chip as sim_chip
+    B = 200
+    xb = sim_chip.SimulatedCrossbar(8, 8, n_chips=B, seed=21)
+    rng = np.random.default_rng(22)
+    xb.set_conductances(rng.uniform(10e-6, 600e-6, (B, 8, 8)))
+    g = xb.true_conductance
+    assert xb._lines.relaxed(g)
+    pc, pr = np.divmod(np.arange(B * 8), 8)
+    r_line, v = xb.params.r_line, xb.v_read
+    tol = sim_chip.RELAXED_READ_TOL
+    assert sim_chip.READ_TOL < tol <= 0.2 * xb.params.device.read_noise * r_line * xb.params.programming_window[0]
+    cur = {t: xb._lines.read_points(g, pc, pr, v, t) for t in (tol, 1e-14)}
+    err = np.abs(cur[tol] - cur[1e-14])
+    assert np.all(err <= tol * v / r_line) and err.max() > 0
 
 
 def test_relaxed_pulses_switch_as_a_strict_solve_far_within_the_cycle_noise(monkeypatch):
