@@ -1590,8 +1590,8 @@ class SimulatedCrossbar(Crossbar):
             threshold, for every lane at once (thresholds do not change): lane, flat index,
             voltage and width of each, in lane then chip then flat order; from the swept
             solution's node voltages in one compiled pass (the relaxed pulses' own,
-            :func:`~programming.relax_kernels.relax_pulses` with the voltages given)."""
-            from programming.relax_kernels import relax_pulses
+            :func:`~programming.relax_kernels.given_pulses`)."""
+            from programming.relax_kernels import given_pulses
 
             chips = np.arange(self.n_chips)[sl]
             nodes = sol.nodes                   # (chips, K, 2, R, C)
@@ -1603,12 +1603,11 @@ class SimulatedCrossbar(Crossbar):
             w_p = w_on[sl][:, :, 0, 0].T.ravel()
             power = np.empty(P)
             hit_p, hit_f, hit_v = np.empty(P * per_chip, np.int64), np.empty(P * per_chip, np.int64), np.empty(P * per_chip)
-            norm = 1.0 + d.beta * d.v_ref ** 2
-            _, _, _, n, top = relax_pulses(self._g, self._g / norm, norm, np.tile(chips, K).astype(np.int64),
-                                           sel_r.astype(np.int64), sel_c.astype(np.int64), v[sl][lane_chip].T.ravel(),
-                                           frac_row, frac_col, equivalent_shift(w_p, d), pop.vth_set, pop.vth_reset,
-                                           float(d.beta), np.zeros(self.n_chips), 0.0, 1.0, 1.0, 0, given, power,
-                                           hit_p, hit_f, hit_v)
+            n, top = given_pulses(np.ascontiguousarray(self._g), np.tile(chips, K).astype(np.int64),
+                                  sel_r.astype(np.int64), sel_c.astype(np.int64), 1.0 + d.beta * d.v_ref ** 2,
+                                  equivalent_shift(w_p, d), np.ascontiguousarray(pop.vth_set),
+                                  np.ascontiguousarray(pop.vth_reset), float(d.beta), np.ascontiguousarray(given),
+                                  power, hit_p, hit_f, hit_v)
             self.max_unselected_v = max(self.max_unselected_v, top)
             hit_p = hit_p[:n]
             b = hit_p % nb
