@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -70,10 +69,22 @@ def test_points_seeds_are_derived_from_the_sweep_seed_and_the_point(tmp_path):
     assert points[0].argv[-2:] == ("--seed", str(points[0].seed))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _scheduler_address(path: Path, scheduler: subprocess.Popen, log: Path, timeout: float = 300.0) -> str:
+    """The address the scheduler writes to its ``--scheduler-file`` once it listens (it picks its
+    own free port: a port picked here and handed over could be taken by another process in between).
+    ``timeout`` is only a safety net: the scheduler writes the file or exits."""
+    import json
+    import time
+
+    t0 = time.monotonic()
+    while True:
+        try:
+            return json.loads(path.read_text())["address"]
+        except (OSError, ValueError, KeyError):        # not written yet, or not completely
+            pass
+        assert scheduler.poll() is None, f"the dask scheduler exited ({scheduler.returncode}): {log.read_text()[-2000:]}"
+        assert time.monotonic() - t0 < timeout, f"no address from the dask scheduler in {timeout:.0f} s: {log.read_text()[-2000:]}"
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -86,13 +97,15 @@ def dask_cluster(tmp_path):
     tmp.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "TMPDIR": str(tmp)}
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
     logs = [open(tmp_path / f"dask-{k}.log", "w") for k in range(3)]
     local = ["--no-dashboard", "--dashboard-address", "127.0.0.1:0"]    # its HTTP server too: loopback only
-    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port",
-                               str(port), *local], env=env, stdout=logs[0], stderr=subprocess.STDOUT)]
+    scheduler_file = tmp_path / "scheduler.json"
+    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--scheduler-file", str(scheduler_file), *local],
+                              env=env, stdout=logs[0], stderr=subprocess.STDOUT)]
     try:
+        address = _scheduler_address(scheduler_file, procs[0], tmp_path / "dask-0.log")
+        assert address.startswith("tcp://127.0.0.1:"), address
         for k in (1, 2):
             procs.append(subprocess.Popen([sys.executable, "-m", "dask", "worker", address, "--host", "127.0.0.1",
                                            "--nthreads", "1", "--no-nanny", *local, "--name", f"w{k}"],
