@@ -13,6 +13,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 #: Chromium as root in a container: no sandbox, no GPU, nothing fetched from the network
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
+#: Playwright's deadlines, ms: far above the page's time on a loaded machine
+SAFETY_MS = 300_000
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +23,9 @@ def browser():
         pytest.skip("Chromium is not installed (Debian: apt-get install -y chromium; .ci/run installs it)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra)")
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        # Playwright's 30 s default deadlines (launch, load, each query) are only a safety net here:
+        # a loaded CI machine must not fail the test by being slow
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, timeout=SAFETY_MS)
         yield b
         b.close()
 
@@ -30,6 +34,7 @@ def test_tune_report_renders_with_headline_images_and_no_overflow(browser, tmp_p
     out = tmp_path / "tune"
     assert main(["tune", "--size", "6x6", "--seed", "1", "--quiet", "--out", str(out)]) == 0
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(SAFETY_MS)
     page.goto((out / "report.html").as_uri())
     page.wait_for_load_state("load")
     head = page.locator("#headline")
