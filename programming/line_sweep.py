@@ -590,8 +590,12 @@ def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, ch
     # 64×64: never).  Every point's stops and that test in one compiled pass (``limits``), instead
     # of ~30 numpy operations a call (~5000 calls in a 64×64 tune)
     z = error_scale(g.shape, r_line, r_access)
-    chip = np.ascontiguousarray(chip, dtype=np.int64)
-    row_v, col_v = np.ascontiguousarray(row_v, dtype=float), np.ascontiguousarray(col_v, dtype=float)
+    # writable C arrays whatever the caller passes (a broadcast view is read-only): numba compiles a
+    # kernel once per argument type, read-only included, and a process loads each from the disk
+    # cache on first use (~0.1 s each for the sweep kernel's 0.7 MB of code: a 64×64 tune's
+    # callers made four of it, three of limits and of the keys kernel)
+    chip = np.require(chip, np.int64, ("C", "W"))
+    row_v, col_v = np.require(row_v, float, ("C", "W")), np.require(col_v, float, ("C", "W"))
     kernel = _kernel()
     lim, lim_i, lim_l, lim_il = np.empty(P), np.empty(P), np.empty(P), np.empty(P)
     factored = np.empty(P, np.bool_)
@@ -614,7 +618,7 @@ def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, ch
         delta = starts.deltas() if cells is not None else np.empty((0, 2) + x.shape[2:])
         k_cell, k_g, k_dg = starts.changes()
     cells = np.full(P, -1, np.int64) if cells is None or starts is None else \
-        np.ascontiguousarray(np.broadcast_to(cells, (P,)), dtype=np.int64)
+        np.require(np.broadcast_to(cells, (P,)), np.int64, ("C", "W"))
     kernel(gl, gc, chip, g_seg, g_term, row_v, col_v, x, pool, slot_in, ratio, slot_out, lim, lim_i, lim_l, lim_il,
            bool(row_currents), z, int(max_sweeps), sweeps, cells, delta, k_cell, k_g, k_dg)
     slow = np.flatnonzero((sweeps < 0) | factored)
