@@ -79,7 +79,7 @@ def test_deploy_and_infer_on_the_bench(bench, station, tmp_path, loop):
     assert len(inf.data) == 20 and inf.report["accuracy"] == pytest.approx(inf.data["Correct"].mean())
 
 
-def test_instrument_timeout_mid_tune_is_resumed(bench, fault_station, tmp_path, capsys, monkeypatch):
+def test_instrument_timeout_mid_tune_is_resumed(bench, fault_station, station, tmp_path, capsys, monkeypatch):
     """An instrument that stops answering fails the run safely (outputs off, relays open — as
     confirmed by the instruments and said so — data kept, a resume hint); --resume continues on
     the same bench.  The fault is injected right after the third data.csv record (the runner's
@@ -102,7 +102,8 @@ def test_instrument_timeout_mid_tune_is_resumed(bench, fault_station, tmp_path, 
     assert "--resume" in err and "confirmed smu outputs off (a, b), bias outputs off (1, 2), fgen outputs off (1, 2), matrix relays open" in err
     r = load_run(out)
     assert r.status == "failed" and "Timeout" in r.meta["error"] and len(r.data) >= 3
-    code, _ = run_on(bench, fault_station, ["tune", "--resume", str(out)], tmp_path, "unused")
+    # the resume drops no reply: the station's long timeout (the short one only for the run that waits for it)
+    code, _ = run_on(bench, station, ["tune", "--resume", str(out)], tmp_path, "unused")
     assert code == 0
     r = load_run(out)
     p0 = r.data[r.data["Pass"] == 0]
