@@ -30,3 +30,25 @@ def test_run_h5_carries_units_legends_and_read_voltages(tmp_path):
     assert v_read > 0 and (kind == 0).any() and (kind == 1).any()
     np.testing.assert_allclose(amplitude[kind == 0], v_read)        # reads: the read voltage, not 0 V
     assert np.all(amplitude[kind == 1] != 0)
+
+
+def test_data_csv_is_read_up_to_its_last_complete_line(tmp_path):
+    """``xbar show`` of a running run reads data.csv while the run appends to it: a row half-written
+    (cut mid-number, fields missing) is not read, and is read whole once its newline is there."""
+    from procedures.storage.run_data import load_run, read_data_csv
+
+    assert main(["tune", "--size", "3x3", "--seed", "1", "--quiet", "--no-plots", "--out", str(tmp_path / "run")]) == 0
+    path = tmp_path / "run" / "data.csv"
+    whole = read_data_csv(path)
+    text = path.read_bytes()
+    assert len(whole) >= 9 and text.endswith(b"\n")
+    last = text.rstrip(b"\n").rfind(b"\n") + 1               # the last row starts here
+    for cut in (last + 1, (last + len(text)) // 2, len(text) - 2):   # one character, half, all but a digit
+        path.write_bytes(text[:cut])
+        part = read_data_csv(path)
+        assert part.equals(whole.iloc[:-1])                   # the rows before it, every value as written
+    assert load_run(tmp_path / "run").data.equals(whole.iloc[:-1])
+    path.write_bytes(text)
+    assert read_data_csv(path).equals(whole)
+    path.write_bytes(text[:text.index(b"Stage,Pass,") + 8])    # not even the labels line complete yet
+    assert len(read_data_csv(path)) == 0

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -273,15 +274,56 @@ def read_h5(path: Path) -> tuple[dict, dict | None, dict]:
     return maps, (trace or None), series
 
 
+class _Head(io.RawIOBase):
+    """The first ``n`` bytes of the binary file ``f`` (from its current position), read through."""
+
+    def __init__(self, f, n: int):
+        self.f, self.left = f, int(n)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self.left <= 0:
+            return 0
+        k = self.f.readinto(memoryview(b)[:self.left])
+        self.left -= k
+        return k
+
+
+def _complete_lines_end(f) -> int:
+    """The offset just after the last newline of the binary file ``f`` (0: no complete line)."""
+    end = f.seek(0, os.SEEK_END)
+    while end > 0:
+        step = min(end, 1 << 16)
+        f.seek(end - step)
+        k = f.read(step).rfind(b"\n")
+        if k >= 0:
+            return end - step + k + 1
+        end -= step
+    return 0
+
+
 def read_data_csv(path: Path):
-    """The data rows of a pymeasure results CSV as a DataFrame (the commented header skipped)."""
+    """The data rows of a pymeasure results CSV as a DataFrame (the commented header skipped).
+
+    Complete lines only, as they were when the read began: a last line without its newline is a
+    row still being written (``xbar show`` of a running run) or cut short by a crash, which pandas
+    read with its missing fields NaN or a number cut short (0.000125 as 0.00); rows appended while
+    pandas parses are not read either (the file is read up to that newline, without a copy)."""
     import pandas as pd
 
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:
         return pd.DataFrame()
     try:
-        return pd.read_csv(path, comment="#", on_bad_lines="skip", encoding_errors="replace")
+        with open(path, "rb") as f:
+            end = _complete_lines_end(f)
+            if end == 0:
+                return pd.DataFrame()
+            f.seek(0)
+            return pd.read_csv(io.BufferedReader(_Head(f, end)), comment="#", on_bad_lines="skip",
+                               encoding_errors="replace")
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
     except (ValueError, OSError, pd.errors.ParserError) as exc:   # corrupt bytes (a resume repairs them)
