@@ -39,6 +39,9 @@ DISPLAYS = ("chip", "preset", "size", "seed", "targets", "tolerance", "passes")
 #: parameter inputs first (the rest follow in the procedure's order)
 INPUT_ORDER = ("chip", "station", "chip_from", "preset", "size", "chips", "seed", "pristine", "targets", "tolerance",
                "passes", "order", "parallel", "scheme", "max_pulses", "no_reset")
+#: longest wait, s, for a running run to end when the window closes (its shutdown is bounded by the
+#: instruments' reply timeouts)
+CLOSE_WAIT_S = 300.0
 MAP_COLUMNS = ["Reading (S)", "Target (S)", "Pulses", "Reads", "Energy (J)", "Instrument time (s)", "Pass"]
 
 
@@ -314,8 +317,20 @@ def _classes() -> dict:
 
         def closeEvent(self, event):
             if self.manager.is_running():
+                # a run in progress is stopped and its end awaited: outputs off, relays open and
+                # the run folder written before the window goes.  (pymeasure's Worker.join(t)
+                # waits for the stop request, not for the thread: the run was still shutting down,
+                # reporting to a window and a Manager that were gone.)  The Manager says the run
+                # ended on the event loop, so a local one runs until then.
+                loop = QtCore.QEventLoop()
+                for ended in (self.manager.abort_returned, self.manager.finished, self.manager.failed):
+                    ended.connect(loop.quit)
+                QtCore.QTimer.singleShot(int(CLOSE_WAIT_S * 1000), loop.quit)
                 self.manager.abort()
-                self.manager._worker.join(30)
+                if self.manager.is_running():
+                    loop.exec()
+                if self.manager.is_running():
+                    log.warning("the run did not end within %.0f s of the window closing", CLOSE_WAIT_S)
             logging.getLogger().removeHandler(self.log_widget.handler)
             super().closeEvent(event)
 

@@ -207,3 +207,33 @@ def test_a_failing_run_is_recorded_as_failed(app, window, tmp_path, monkeypatch)
     assert proc.status == Procedure.FAILED and proc.xb is None
     meta = json.loads((proc.run_dir / RUN_JSON).read_text())
     assert meta["status"] == "failed" and "targets generator broke" in meta["error"]
+
+
+def test_closing_the_window_mid_run_stops_the_run_and_waits_for_its_end(app, window, monkeypatch):
+    """Closing the window while a tune runs stops it and returns once it has ended: chip closed,
+    run folder written (pymeasure's Worker.join waited for the stop request only, so the run was
+    still shutting down after the window had gone).  The Worker holds after its first record
+    until the close asks it to stop: the close lands mid-tune whatever the machine's speed."""
+    import threading
+
+    from pymeasure.experiment import Procedure, workers
+
+    first = threading.Event()
+    handle_record = workers.Worker.handle_record
+
+    def held(self, record):
+        handle_record(self, record)
+        if not first.is_set():
+            first.set()
+            self._should_stop.wait(600)                    # the close's stop request ends this
+
+    monkeypatch.setattr(workers.Worker, "handle_record", held)
+    exp = window.queue(TuneProcedure(size="16x16", seed=1, parallel=1))
+    wait(app, first.is_set, "the tune's first record")
+    worker = window.manager._worker
+    window.close()
+    assert not worker.is_alive()
+    proc = exp.procedure
+    assert proc.status == Procedure.ABORTED and proc.xb is None
+    assert json.loads((proc.run_dir / RUN_JSON).read_text())["status"] == "interrupted"
+    assert (proc.run_dir / REPORT_JSON).is_file()
