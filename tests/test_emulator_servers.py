@@ -12,7 +12,7 @@ from mock_hw.emulators.base import (
     SEND_TIMEOUT_S, MessageLog, ascii_text, split_args,
 )
 from mock_hw.emulators.probe import LineClient, probe_for
-from mock_hw.mock_bench import MockBench
+from mock_hw.mock_bench import MOCK_TIMEOUT_MS, MockBench
 
 SCPI = ("K2450", "B2900", "B2200")
 TSP = ("K2600", "M707B")
@@ -26,7 +26,9 @@ def mock():
 
 
 def client(mock, name) -> LineClient:
-    return LineClient(mock.servers[name].port)
+    """A connection whose replies may take the mock bench's timeout (20 s; LineClient's own is 5 s):
+    they wait for the host's scheduler, not only for the server."""
+    return LineClient(mock.servers[name].port, timeout=MOCK_TIMEOUT_MS / 1000)
 
 
 def drain_errors(emu) -> None:
@@ -145,12 +147,12 @@ def test_ascii_text():
 
 def test_dead_connections_are_pruned_and_connections_bounded(mock):
     server = mock.servers["M707B"]
-    assert server.wait_connections(0, timeout=10)
+    assert server.wait_connections(0, timeout=120)        # a safety net: the server's thread prunes them
     for _ in range(3 * MAX_CONNECTIONS):
         with client(mock, "M707B") as c:
             c.send(b"print(localnode.model)\n")
             assert c.readline() == "707B"
-    assert server.wait_connections(0, timeout=10), "closed connections are pruned"
+    assert server.wait_connections(0, timeout=120), "closed connections are pruned"
     conns = [client(mock, "M707B") for _ in range(MAX_CONNECTIONS)]
     try:
         for c in conns:
@@ -160,7 +162,7 @@ def test_dead_connections_are_pruned_and_connections_bounded(mock):
         with pytest.raises(TimeoutError):
             extra.readline()                      # waits in the backlog: the server is full ...
         conns.pop().close()
-        extra.sock.settimeout(10)
+        extra.sock.settimeout(MOCK_TIMEOUT_MS / 1000)
         assert extra.readline() == mock.emulators["M707B"].idn      # ... until a client leaves
         extra.close()
     finally:
