@@ -96,17 +96,27 @@ class Workload:
 
 
 def run_tuner(xb, targets, r_line: float = 0.0, max_steps: int | None = None) -> None:
-    """Tune (the benchmark's settings), stopping after ``max_steps`` steps if given."""
+    """Tune (the benchmark's settings), stopping after ``max_steps`` steps if given (tuner steps,
+    counted at the tuner's ``_step``: ``should_stop`` is also asked during the set-up, the line
+    estimate and the first fit, which on resistive lines took all of a small ``max_steps`` before
+    the first step)."""
     count = [0]
+    step = tuner_module._step
+
+    def counted(*args):
+        count[0] += 1
+        return step(*args)
 
     def stop():
-        count[0] += 1
-        return max_steps is not None and count[0] > max_steps
+        return max_steps is not None and count[0] >= max_steps
 
+    tuner_module._step = counted
     try:
         tune(xb, targets, config_for(r_line), should_stop=stop)
     except TuneInterrupted:
         pass
+    finally:
+        tuner_module._step = step
 
 
 def timed_tune(rows: int, cols: int, chips: int, seed: int, r_line: float = 0.0,
@@ -146,10 +156,10 @@ def record_workload(rows: int, cols: int, chips: int, seed: int, r_line: float =
     step, read, pulse, refresh = tuner_module._step, xb.read, xb.pulse, ReadCorrection.refresh
     inside = {"on": False}
 
-    def rec_refresh(self):      # after a step (cells finished, read-backs): counted with it
+    def rec_refresh(self, *args, **kwargs):      # after a step (cells finished, read-backs): counted with it
         if w.refreshes:
             w.refreshes[-1] += 1
-        return refresh(self)
+        return refresh(self, *args, **kwargs)
 
     def flat(rows_, cols_, active):
         chip = np.broadcast_to(np.arange(chips)[:, None], rows_.shape)[active]
