@@ -95,15 +95,17 @@ class Workload:
         return float(np.mean([r.size for r in self.reads]))
 
 
-def run_tuner(xb, targets, r_line: float = 0.0, max_steps: int | None = None) -> None:
+def run_tuner(xb, targets, r_line: float = 0.0, max_steps: int | None = None, started=None) -> int:
     """Tune (the benchmark's settings), stopping after ``max_steps`` steps if given (tuner steps,
     counted at the tuner's ``_step``: ``should_stop`` is also asked during the set-up, the line
     estimate and the first fit, which on resistive lines took all of a small ``max_steps`` before
-    the first step)."""
+    the first step); ``started``: called just before the first step.  Returns the steps taken."""
     count = [0]
     step = tuner_module._step
 
     def counted(*args):
+        if count[0] == 0 and started is not None:
+            started()
         count[0] += 1
         return step(*args)
 
@@ -117,6 +119,7 @@ def run_tuner(xb, targets, r_line: float = 0.0, max_steps: int | None = None) ->
         pass
     finally:
         tuner_module._step = step
+    return count[0]
 
 
 def timed_tune(rows: int, cols: int, chips: int, seed: int, r_line: float = 0.0,
@@ -124,24 +127,12 @@ def timed_tune(rows: int, cols: int, chips: int, seed: int, r_line: float = 0.0,
     """(CPU s per tuner step timed from the first step, CPU s of the whole call, steps) of one tune
     (its first ``max_steps`` steps if given); the per-step figure leaves out the one-time set-up
     (target checks, the read correction's first fit)."""
-    count = {"steps": 0, "t0": None}
-    step = tuner_module._step
-
-    def counted(*args):
-        if count["t0"] is None:
-            count["t0"] = time.process_time()
-        count["steps"] += 1
-        return step(*args)
-
+    first = []
     xb, targets = make_run(rows, cols, chips, seed, r_line)
-    tuner_module._step = counted
-    try:
-        t0 = time.process_time()
-        run_tuner(xb, targets, r_line, max_steps)
-        t1 = time.process_time()
-    finally:
-        tuner_module._step = step
-    return (t1 - count["t0"]) / max(count["steps"], 1), t1 - t0, count["steps"]
+    t0 = time.process_time()
+    steps = run_tuner(xb, targets, r_line, max_steps, started=lambda: first.append(time.process_time()))
+    t1 = time.process_time()
+    return (t1 - (first[0] if first else t1)) / max(steps, 1), t1 - t0, steps
 
 
 def record_workload(rows: int, cols: int, chips: int, seed: int, r_line: float = 0.0,
