@@ -566,3 +566,138 @@ def read_conductance(g, v, p: DeviceParams, rng: np.random.Generator | None):
     if rng is not None and p.read_noise > 0:
         i = i * (1.0 + p.read_noise * rng.standard_normal(np.shape(i)))
     return i, i / v
+
+
+_LANES_KERNEL = {}
+
+
+def _lanes_kernel():
+    """The compiled pass of :func:`switch_drift_lanes` (compiled on first use, cached on disk by
+    numba; numba is imported only here, by the resistive-line simulator's pulses, whose line solves
+    load it anyway)."""
+    if "lanes" not in _LANES_KERNEL:
+        from numba import njit
+
+        @njit(cache=True)
+        def lanes(g, n_ev, idx, hit_end, ks, bound, sspan, rate, xi, rlx, sel, sel_end, loud_sel, loud_lane,
+                  working, zd, mean, sd, per_chip, g_lo, g_hi, touched):  # pragma: no cover - compiled
+            """:func:`switch_drift_lanes`' state updates, lane after lane (module functions' arithmetic
+            in their order: each comparison as numpy's maximum / minimum / clip make it)."""
+            n_rows_t, n_cols_t = mean.shape
+            mean_f, sd_f = mean.reshape(-1), sd.reshape(-1)
+            h, s0, k = 0, 0, 0
+            for q in range(loud_lane.size):
+                s1 = sel_end[q]
+                for s in range(s0, s1):             # the lane's selected cells: their counts restart
+                    n_ev[sel[s]] = 0.0
+                h1 = hit_end[q]
+                for t in range(h, h1):              # _switch_rounds' signed step (window exponent 1)
+                    i = idx[t]
+                    gi = g[i]
+                    x = bound[t] - gi
+                    x /= sspan[t]
+                    x = x if x >= 0.0 else 0.0
+                    x = x if x <= 1.0 else 1.0
+                    x *= ks[t]
+                    x *= rate[t]
+                    x *= xi[t]
+                    x *= rlx[t]
+                    x += gi
+                    x = x if x > g_lo else g_lo
+                    g[i] = x if x < g_hi else g_hi
+                h = h1
+                if loud_lane[q]:                    # the drift of its loud chips' other working devices
+                    for s in range(s0, s1):
+                        if not loud_sel[s]:
+                            continue
+                        c_sel = sel[s]
+                        b = c_sel // per_chip
+                        touched[b] = True
+                        for c in range(b * per_chip, (b + 1) * per_chip):
+                            if c == c_sel or not working[c]:
+                                continue
+                            nc = n_ev[c]
+                            ti = int(nc if nc <= n_rows_t - 1 else n_rows_t - 1) * n_cols_t + 1
+                            x = g[c] + mean_f[ti]
+                            x += zd[k] * sd_f[ti]
+                            k += 1
+                            x = x if x > g_lo else g_lo
+                            g[c] = x if x < g_hi else g_hi
+                            n_ev[c] = nc + 1.0
+                s0 = s1
+
+        _LANES_KERNEL["lanes"] = lanes
+    return _LANES_KERNEL["lanes"]
+
+
+def lanes_compiled(pop: DevicePopulation, p: DeviceParams) -> bool:
+    """Whether :func:`switch_drift_lanes` applies: no unformed device, one window exponent of 1 for
+    both polarities (its compiled step skips the power, as :func:`_window_term` does)."""
+    return (pop.unformed is None or not pop.unformed.any()) and p.p_set == p.p_reset == 1
+
+
+def switch_drift_lanes(g_flat, n_flat, flat, v, width, hit_bounds, sel, sel_bounds, loud_sel, loud_lane, working,
+                       per_chip: int, drift_table, touched, pop: DevicePopulation, p: DeviceParams,
+                       rng: np.random.Generator) -> np.ndarray:
+    """In place, lane after lane (the simulated chip's pulses of many lanes, :func:`lanes_compiled`
+    true): lane q's selected cells ``sel[sel_bounds[q]:sel_bounds[q + 1]]`` (flat indices, one per
+    chip, chips in order) restart their disturb counts (``n_flat``); its devices beyond a threshold
+    ``flat[hit_bounds[q]:hit_bounds[q + 1]]`` (unique within the lane) take their pulses of ``v``
+    (V) for ``width`` (s) as :func:`switch_steps` gives them, one set per lane; where
+    ``loud_lane[q]``, every other ``working`` device of each chip whose selected cell is
+    ``loud_sel`` sees one disturb event (:func:`disturb_drift` through ``drift_table`` =
+    :func:`disturb_increments`' (mean, std), as the simulated chip's drift; those chips marked in
+    ``touched``).  The same states, counts and random draws, in the same order, as one
+    :func:`switch_steps` call per lane followed, for a loud lane, by its drift; the arithmetic that
+    depends on the state in one compiled pass, the rest (thresholds, noise factors) as the numpy
+    functions work it out.  Returns the flat indices written (in lane order)."""
+    n_lanes = loud_lane.size
+    vs = pop.vth_set.reshape(-1).take(flat)
+    vr = pop.vth_reset.reshape(-1).take(flat)
+    v_eq = equivalent_voltage(v, width, p)
+    live = v_eq > vs
+    live |= -v_eq > vr
+    live &= ~pop.stuck.reshape(-1).take(flat)
+    ends = np.zeros(live.size + 1, np.intp)                  # live devices before each lane
+    live.cumsum(out=ends[1:])
+    hit_end = ends.take(hit_bounds[1:])
+    if not live.all():
+        flat, v_eq, vs, vr = flat[live], v_eq[live], vs[live], vr[live]
+    factors = _switch_factors(v_eq, vs, vr, p)
+    if not factors[0]:
+        raise ValueError("switch_drift_lanes needs one polarity per pulse and one window exponent")
+    ks, bound, sspan = factors[1:]
+    # the draws, in the order of one switch_steps (normals, then uniforms) per lane and then its
+    # drift's normals (the loud chips' other working devices, in flat order)
+    n_drift = np.zeros(n_lanes, np.intp)
+    if loud_lane.any():
+        w_rows = working.reshape(-1, per_chip)
+        s_lane = np.repeat(np.arange(n_lanes), np.diff(sel_bounds))
+        on = loud_sel & loud_lane.take(s_lane)
+        chips = sel[on] // per_chip
+        n_drift = np.bincount(s_lane[on], np.count_nonzero(w_rows[chips], axis=1) - working.take(sel[on]),
+                              minlength=n_lanes).astype(np.intp)
+    z = np.empty(flat.size)
+    u = np.empty(flat.size) if p.relax > 0 else None
+    zd = np.empty(int(n_drift.sum()))
+    h0, k0 = 0, 0
+    for q in np.flatnonzero((np.diff(np.concatenate(([0], hit_end))) > 0) | (n_drift > 0)).tolist():
+        h0, h1 = (int(hit_end[q - 1]) if q else 0), int(hit_end[q])
+        if h1 > h0:
+            rng.standard_normal(out=z[h0:h1])
+            if u is not None:
+                rng.random(out=u[h0:h1])
+        if n_drift[q]:
+            k1 = k0 + int(n_drift[q])
+            rng.standard_normal(out=zd[k0:k1])
+            k0 = k1
+    xi = c2c_noise(z.size, p, None, z)
+    rlx = np.ones(z.size) if u is None else 1.0 - p.relax * (u * 2.0)
+    mean, sd = drift_table
+    _lanes_kernel()(g_flat, n_flat, np.ascontiguousarray(flat, np.int64), hit_end.astype(np.int64), ks, bound,
+                    np.ascontiguousarray(sspan, float), pop.rate.reshape(-1).take(flat), xi, rlx,
+                    np.ascontiguousarray(sel, np.int64), np.ascontiguousarray(sel_bounds[1:], np.int64),
+                    np.ascontiguousarray(loud_sel), np.ascontiguousarray(loud_lane), working, zd,
+                    np.ascontiguousarray(mean), np.ascontiguousarray(sd), int(per_chip), float(p.g_min),
+                    float(p.g_max), touched)
+    return flat

@@ -37,7 +37,8 @@ from . import nodal
 from .aging import retention_relax, sample_forming_voltage, sample_retention_nu
 from .chip_state import chip_state_dict, load_chip_state, load_chip_state_dict, save_chip_state
 from .device import (DevicePopulation, apply_voltages_written, disturb_increments, equivalent_shift, equivalent_voltage,
-                     initial_state, iv_current, read_conductance, sample_population, switch_at, switch_steps,
+                     initial_state, iv_current, lanes_compiled, read_conductance, sample_population, switch_at,
+                     switch_drift_lanes, switch_steps,
                      _switch_factors, _switch_rounds)
 from .presets import DEFAULT_PRESET, ChipParams, get_preset
 
@@ -1648,10 +1649,18 @@ class SimulatedCrossbar(Crossbar):
         g_flat = self._g.reshape(-1)
         n_flat = self._n_disturb.reshape(-1)
         loud = np.zeros(n_lanes, bool)
+        loud_sel = np.abs(v_sel) >= d.disturb_v
         if d.disturbs:          # the lanes with a lit chip at or beyond disturb_v
-            loud[q[np.abs(v_sel) >= d.disturb_v]] = True
+            loud[q[loud_sel]] = True
         per_lane = np.zeros(n_lanes + 1, np.intp)     # each lane's selected cells in sel
         np.cumsum(np.bincount(q, minlength=n_lanes), out=per_lane[1:])
+        if lanes_compiled(pop, d):      # every lane in one compiled pass: the same states, counts and draws
+            touched = self._touched if self._lines is not None else np.zeros(self.n_chips, bool)
+            written = switch_drift_lanes(g_flat, n_flat, flat.take(order), v_hit.take(order), w_hit.take(order),
+                                         bounds, sel, per_lane, loud_sel, loud, self._working_flat(), per_chip,
+                                         self._disturb_table(1), touched, pop, d, self._rng)
+            self._mark_written(written)
+            return
         start = 0
         for end in [*np.flatnonzero(loud).tolist(), None]:
             stop = n_lanes if end is None else end

@@ -805,3 +805,41 @@ def test_relaxed_reads_of_the_active_lanes_only_give_the_whole_batch_readings_bi
     np.testing.assert_array_equal(got.duration, np.where(active, b.params.timing.read_s, 0.0))
     assert a.n_read_ops == active.sum()
     np.testing.assert_array_equal(a._rng.standard_normal(4), b._rng.standard_normal(4))
+
+
+@pytest.mark.parametrize("shape, chips", [((24, 24), 1), ((8, 8), 40)])
+def test_resistive_pulse_lanes_compiled_equal_the_lane_by_lane_definition(monkeypatch, shape, chips):
+    """Resistive-line pulses switch their lanes and drift the loud lanes' chips in one compiled pass
+    (:func:`mock_hw.device.switch_drift_lanes`): the same conductances, disturb counts, write times and
+    random stream, bit for bit, as the numpy path (one switch_steps per run of quiet lanes, each loud
+    lane's drift after its run), for quiet lanes, loud ones (2 V RESETs, at disturb_v) and a mix, on
+    swept lines (one 24x24 chip) and relaxed ones (a batch of 8x8 chips)."""
+    import mock_hw.device as device
+    import mock_hw.sim_chip as sim_chip
+
+    used = []
+
+    def run(compiled):
+        def gate(pop, d):
+            used.append(compiled)
+            return compiled and device.lanes_compiled(pop, d)
+
+        monkeypatch.setattr(sim_chip, "lanes_compiled", gate)
+        xb = SimulatedCrossbar(*shape, n_chips=chips, seed=3, r_line=0.67)
+        rng = np.random.default_rng(7)
+        R, C = shape
+        L = 4
+        for amps in ([-2.0, -2.0, -2.0, -2.0], [1.7, -1.8, 1.9, -1.6], [-2.0, 1.8, -2.0, 1.9], [1.9, 1.9, -2.0, 1.9],
+                     [-1.8, -2.0, 1.9, 1.95]):
+            rows = np.stack([rng.permutation(R)[:L] for _ in range(chips)])
+            cols = np.stack([rng.permutation(C)[:L] for _ in range(chips)])
+            active = rng.random((chips, L)) < 0.8
+            active[0] = True
+            xb.pulse(rows, cols, np.array(amps), rng.choice([1e-6, 1e-4], L), "v/2", active)
+        return xb.true_conductance, xb._n_disturb.copy(), xb._t_written.copy(), xb._rng.standard_normal(3)
+
+    fast, plain = run(True), run(False)
+    assert used and all(u is False for u in used[used.index(False):]) and used[0] is True
+    assert fast[1].max() >= 2             # loud lanes drifted the other devices (their counts grew)
+    for a, b in zip(fast, plain):
+        np.testing.assert_array_equal(a, b)
