@@ -50,10 +50,11 @@ def new_figure(width: float = 6.4, height: float = 4.8, layout: str | None = "co
 
 
 def save(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` as a PNG at ``path`` and release it."""
+    """Write ``fig`` as a PNG at ``path``.  The figure is not cleared after (the garbage collector
+    frees it with its last reference): ``Figure.clear`` clears each axes, which builds its axis
+    and ticks anew (~30 ms of an 8x8 heat map's ~140 ms, ~80 ms of a tune's traces)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
-    fig.clear()
     return path
 
 
