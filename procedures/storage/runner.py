@@ -162,6 +162,11 @@ def format_table(columns: list[str], table: dict) -> str:
     n = max((np.size(v) for v in table.values() if not isinstance(v, str)), default=0)
     if not n:
         return ""
+    if n >= COMPILED_MIN and "numba" in sys.modules:
+        compiled = _compiled_columns(columns, table, n)
+        if compiled is not None:
+            from .csv_text import table_text
+            return table_text(n, compiled)
     cols = []
     for name in columns:
         value = table.get(name, float("nan"))
@@ -186,11 +191,38 @@ INT_TEXTS = 1 << 16
 _int_texts: list = []         # [the table as an object array] once made, grown to the largest value seen
 
 
-#: :func:`_number_texts` writes a column of at least FLOAT_TEXTS_MIN distinct floats with the compiled
-#: :func:`~procedures.storage.float_text.float_texts` (~0.1 us a value instead of ~0.7-1 us) when
-#: numba is loaded already (a simulated chip's line solver loads it; loading it costs ~0.7 s of CPU,
-#: the repr of a million floats, which a bench's table of one chip never pays back)
-FLOAT_TEXTS_MIN = 256
+#: :func:`format_table` writes a table of at least COMPILED_MIN rows with the compiled
+#: :func:`~procedures.storage.csv_text.table_text`, and :func:`_number_texts` a column of as many
+#: floats with :func:`~procedures.storage.csv_text.float_texts` (~0.1 us a float instead of
+#: ~0.7-1 us: 27 -> ~3 ms per 8192 rows of a tune), when numba is loaded already (a simulated chip's
+#: line solver loads it; loading it costs ~0.7 s of CPU, the repr of a million floats, which a
+#: bench's table of one chip never pays back).  The same text either way.
+COMPILED_MIN = 256
+
+
+def _compiled_columns(columns: list[str], table: dict, n: int) -> list | None:
+    """``table``'s columns as :func:`~procedures.storage.csv_text.table_text` takes them, or None
+    when an array column is not 1-D of ``n`` values (the rows are then zipped as they are)."""
+    import numpy as np
+
+    from .csv_text import CONST, FLOAT, INT, TEXT
+
+    out = []
+    for name in columns:
+        value = table.get(name, float("nan"))
+        if isinstance(value, str) or np.ndim(value) == 0:
+            out.append((CONST, str(value)))
+            continue
+        a = np.asarray(value)
+        if a.ndim != 1 or a.size != n:
+            return None
+        if a.dtype.kind == "f" and a.dtype.itemsize <= 8:
+            out.append((FLOAT, a))
+        elif a.dtype.kind == "i" or (a.dtype.kind == "u" and a.dtype.itemsize <= 4):
+            out.append((INT, a))
+        else:                                   # (text, bools, uint64: Python's str of each)
+            out.append((TEXT, _number_texts(a)))
+    return out
 
 
 def _number_texts(a) -> list[str]:
@@ -198,7 +230,7 @@ def _number_texts(a) -> list[str]:
     a column of repeating values has each distinct value (bit pattern: -0.0 and 0.0, NaNs kept
     apart) formatted once (a float's shortest repr is ~0.5 us, a tenth of a row), a column of small
     non-negative integers taken from a table (:data:`INT_TEXTS`), a long column of floats compiled
-    (:data:`FLOAT_TEXTS_MIN`)."""
+    (:data:`COMPILED_MIN`)."""
     import numpy as np
 
     if a.ndim == 1 and a.dtype.kind in "iu" and a.size >= REPEATS_SAMPLE:
@@ -214,9 +246,9 @@ def _number_texts(a) -> list[str]:
             _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
             if first.size * 4 <= a.size:
                 return np.array(list(map(str, a[first].tolist())), dtype=object)[inv].tolist()
-    if a.ndim == 1 and a.dtype.kind == "f" and a.dtype.itemsize <= 8 and a.size >= FLOAT_TEXTS_MIN \
+    if a.ndim == 1 and a.dtype.kind == "f" and a.dtype.itemsize <= 8 and a.size >= COMPILED_MIN \
             and "numba" in sys.modules:
-        from .float_text import float_texts
+        from .csv_text import float_texts
         return float_texts(a)
     return list(map(str, a.tolist()))
 

@@ -1,15 +1,16 @@
-"""The compiled float formatter of a results table writes each float as Python's ``repr`` does,
-character for character, on the values where shortest-digit algorithms go wrong: zeros of either
-sign, NaNs (any sign or payload), infinities, subnormals, the extremes, powers of two and of ten
-and their neighbours (interval bounds, exact ties), decimals of 15-17 digits and the doubles next
-to them, and every exponent's layout boundary (1e-05 / 0.0001, 1e+16 / 1000000000000000.0)."""
+"""The compiled text of a results table is Python's, character for character: each float as
+``repr`` writes it on the values where shortest-digit algorithms go wrong (zeros of either sign,
+NaNs of any sign or payload, infinities, subnormals, the extremes, powers of two and of ten and
+their neighbours (interval bounds, exact ties), decimals of 1-17 digits and the doubles next to
+them, every exponent's layout boundary: 1e-05 / 0.0001, 1e+16 / 1000000000000000.0), each integer
+as ``str`` (int64's extremes), and whole tables of mixed columns as pymeasure writes their rows."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from procedures.storage import runner
-from procedures.storage.float_text import float_texts
+from procedures.storage.csv_text import CONST, FLOAT, INT, TEXT, float_texts, table_text
 
 
 def _python(a) -> list[str]:
@@ -102,5 +103,66 @@ def test_table_column_text_is_the_same_compiled_or_not(monkeypatch):
     a = rng.uniform(1e-5, 5e-4, 5000)
     a[::7], a[::11], a[::13] = np.nan, -0.0, np.inf
     compiled = runner._number_texts(a)
-    monkeypatch.setattr(runner, "FLOAT_TEXTS_MIN", 10 ** 9)
+    monkeypatch.setattr(runner, "COMPILED_MIN", 10 ** 9)
     assert compiled == runner._number_texts(a) == _python(a)
+
+
+def _adversarial_floats(rng, n: int) -> np.ndarray:
+    pool = np.concatenate([[0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf, 5e-324, 1.7976931348623157e308, 1e-300,
+                            1e-5, 1e-4, 1e15, 1e16, 0.1, 2.0, 0.009406999999999999],
+                           _neighbours(10.0 ** np.arange(-30, 30)), rng.uniform(1e-5, 5e-4, 200)])
+    return pool[rng.integers(0, pool.size, n)]
+
+
+def test_rows_of_mixed_columns_compiled_are_the_rows_zipped_in_python(monkeypatch, tmp_path):
+    """Every kind of column a table may hold, the compiled rows against the zipped texts (and a
+    tune's table against pymeasure's row-by-row formatter)."""
+    import numba  # noqa: F401 - the compiled path is taken when numba is loaded
+    from pymeasure.experiment import Results
+
+    from procedures.ops.tune_array import TuneProcedure
+
+    rng = np.random.default_rng(7)
+    n = 3000
+    with np.errstate(over="ignore"):                    # (doubles beyond float32: inf)
+        f32 = _adversarial_floats(rng, n).astype(np.float32)
+    ints64 = rng.integers(-2 ** 63, 2 ** 63 - 1, n, dtype=np.int64, endpoint=True)
+    ints64[:2] = -2 ** 63, 2 ** 63 - 1
+    table = {"const": "tune", "int scalar": 3, "np scalar": np.int16(-7), "float scalar": 0.1, "0-d": np.array(2.5),
+             "i64": ints64, "i8": rng.integers(-128, 128, n).astype(np.int8), "u8": rng.integers(0, 256, n).astype(np.uint8),
+             "u32": rng.integers(0, 2 ** 32, n).astype(np.uint32), "small": rng.integers(0, 9, n),
+             "u64": rng.integers(0, 2 ** 64, n, dtype=np.uint64), "bool": rng.random(n) < 0.5,
+             "f64": _adversarial_floats(rng, n), "f32": f32,
+             "repeats": np.array([0.0, -0.0, np.nan, 1e-7])[rng.integers(0, 4, n)],
+             "status": np.array(["converged", "stuck", "échoué", ""], dtype=object)[rng.integers(0, 4, n)],
+             "unicode": np.array(["a", "µS", "x,y"])[rng.integers(0, 3, n)]}
+    columns = list(table) + ["missing"]
+    compiled = runner.format_table(columns, table)
+    monkeypatch.setattr(runner, "COMPILED_MIN", 10 ** 9)
+    python = runner.format_table(columns, table)
+    assert compiled == python
+    assert compiled.splitlines()[0].startswith("tune,3,-7,0.1,2.5,-9223372036854775808,") and python.endswith(",nan\n")
+    monkeypatch.undo()
+    # a column of another length (rows zipped to the shortest) and a 2-D one: the Python path
+    table["short"] = np.arange(n - 5)
+    assert runner.format_table(columns + ["short"], table).count("\n") == n - 5
+
+    tune = {"Stage": "tune", "Pass": 2, "Chip": rng.integers(0, 9000, n), "Row": rng.integers(0, 8, n),
+            "Col": rng.integers(0, 8, n), "Target (S)": rng.uniform(1e-4, 5e-4, n),
+            "Status": np.array(["converged", "stuck"] * (n // 2), dtype=object),
+            "Reading (S)": _adversarial_floats(rng, n), "Pulses": rng.integers(0, 200, n),
+            "Reads": rng.integers(-3, 300, n), "Energy (J)": rng.uniform(0, 1e-6, n) * 10.0 ** rng.integers(-8, 3, n),
+            "Instrument time (s)": rng.uniform(0, 2, n)}
+    results = Results(TuneProcedure(), str(tmp_path / "data.csv"))
+    rows = [{k: v if np.ndim(v) == 0 else v[i].item() if isinstance(v[i], np.generic) else v[i]
+             for k, v in tune.items()} for i in range(n)]
+    assert runner.format_table(results.formatter.columns, tune) == "".join(results.format(r) + "\n" for r in rows)
+
+
+def test_table_text_refuses_columns_of_the_wrong_kind_or_length():
+    assert table_text(2, [(CONST, "a"), (INT, np.array([1, 2])), (FLOAT, np.array([0.5, 1e-9])),
+                          (TEXT, ["x", "é"])]) == "a,1,0.5,x\na,2,1e-09,é\n"
+    for bad in ([(FLOAT, np.arange(2))], [(INT, np.zeros(2))], [(INT, np.zeros(2, np.uint64))],
+                [(FLOAT, np.zeros(3))], [(TEXT, ["x"])]):
+        with pytest.raises(TypeError):
+            table_text(2, bad)
