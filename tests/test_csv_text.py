@@ -166,3 +166,29 @@ def test_table_text_refuses_columns_of_the_wrong_kind_or_length():
                 [(FLOAT, np.zeros(3))], [(TEXT, ["x"])]):
         with pytest.raises(TypeError):
             table_text(2, bad)
+
+
+def test_a_new_process_loads_the_kernels_from_the_disk_cache():
+    """Both kernels have one explicit signature and ``cache=True``: after a first process (which
+    fills a cold cache), a new one compiles neither (a compile is ~6 s of CPU per kernel, which
+    every simulated tune would pay)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = "\n".join([
+        "import json, numba, numpy as np",
+        "from procedures.storage import csv_text as t",
+        "t.float_texts(np.array([1.5])); t.table_text(1, [(t.FLOAT, np.array([0.5])), (t.INT, np.array([3]))])",
+        "print(json.dumps({n: [sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values())]"
+        " for n, f in (('texts', t._write_texts), ('table', t._write_table))}))"])
+    root = Path(__file__).resolve().parents[1]
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    run()
+    stats = run()
+    assert all(hits and not misses for hits, misses in stats.values()), stats
