@@ -636,22 +636,55 @@ def lanes_compiled(pop: DevicePopulation, p: DeviceParams) -> bool:
     return (pop.unformed is None or not pop.unformed.any()) and p.p_set == p.p_reset == 1
 
 
-def switch_drift_lanes(g_flat, n_flat, flat, v, width, hit_bounds, sel, sel_bounds, loud_sel, loud_lane, working,
-                       per_chip: int, drift_table, touched, pop: DevicePopulation, p: DeviceParams,
+#: the pulses and drift draws :func:`switch_drift_lanes` works out at once, at most (whole lanes,
+#: at least one): its working arrays stay those of a few lanes (a batch's loud lane drifts every
+#: device of its chips: 10 000 8×8 chips, 5 MB of draws a lane)
+LANES_CHUNK = 1 << 16
+
+
+def switch_drift_lanes(g_flat, n_flat, flat, v, width, order, hit_bounds, sel, sel_bounds, loud_sel, loud_lane,
+                       working, per_chip: int, drift_table, touched, pop: DevicePopulation, p: DeviceParams,
                        rng: np.random.Generator) -> np.ndarray:
     """In place, lane after lane (the simulated chip's pulses of many lanes, :func:`lanes_compiled`
     true): lane q's selected cells ``sel[sel_bounds[q]:sel_bounds[q + 1]]`` (flat indices, one per
     chip, chips in order) restart their disturb counts (``n_flat``); its devices beyond a threshold
-    ``flat[hit_bounds[q]:hit_bounds[q + 1]]`` (unique within the lane) take their pulses of ``v``
-    (V) for ``width`` (s) as :func:`switch_steps` gives them, one set per lane; where
+    ``flat[o]``, ``o = order[hit_bounds[q]:hit_bounds[q + 1]]`` (unique within the lane), take their
+    pulses of ``v[o]`` (V) for ``width[o]`` (s) as :func:`switch_steps` gives them, one set per lane; where
     ``loud_lane[q]``, every other ``working`` device of each chip whose selected cell is
     ``loud_sel`` sees one disturb event (:func:`disturb_drift` through ``drift_table`` =
     :func:`disturb_increments`' (mean, std), as the simulated chip's drift; those chips marked in
     ``touched``).  The same states, counts and random draws, in the same order, as one
     :func:`switch_steps` call per lane followed, for a loud lane, by its drift; the arithmetic that
     depends on the state in one compiled pass, the rest (thresholds, noise factors) as the numpy
-    functions work it out.  Returns the flat indices written (in lane order)."""
+    functions work it out, :data:`LANES_CHUNK` pulses and draws at a time.  Returns the flat indices
+    written (in lane order)."""
     n_lanes = loud_lane.size
+    n_drift = np.zeros(n_lanes, np.intp)         # each lane's drift draws
+    if loud_lane.any():
+        s_lane = np.repeat(np.arange(n_lanes), np.diff(sel_bounds))
+        on = loud_sel & loud_lane.take(s_lane)
+        per = np.count_nonzero(working.reshape(-1, per_chip), axis=1)
+        n_drift = np.bincount(s_lane[on], per.take(sel[on] // per_chip) - working.take(sel[on]),
+                              minlength=n_lanes).astype(np.intp)
+    cost = np.cumsum(np.diff(hit_bounds) + n_drift)
+    written = []
+    a = 0
+    while a < n_lanes:
+        b = max(int(np.searchsorted(cost, (cost[a - 1] if a else 0) + LANES_CHUNK, "right")), a + 1)
+        o = order[hit_bounds[a]:hit_bounds[b]]
+        written.append(_switch_drift_chunk(g_flat, n_flat, flat.take(o), v.take(o), width.take(o),
+                                           hit_bounds[a:b + 1] - hit_bounds[a], sel[sel_bounds[a]:sel_bounds[b]],
+                                           sel_bounds[a + 1:b + 1] - sel_bounds[a],
+                                           loud_sel[sel_bounds[a]:sel_bounds[b]], loud_lane[a:b], n_drift[a:b],
+                                           working, per_chip, drift_table, touched, pop, p, rng))
+        a = b
+    return np.concatenate(written) if len(written) != 1 else written[0]
+
+
+def _switch_drift_chunk(g_flat, n_flat, flat, v, width, hit_bounds, sel, sel_end, loud_sel, loud_lane, n_drift,
+                        working, per_chip, drift_table, touched, pop, p, rng) -> np.ndarray:
+    """:func:`switch_drift_lanes` of some consecutive lanes (``hit_bounds`` and ``sel_end``, the
+    ends of each lane's selected cells, relative to them; ``n_drift`` each lane's drift draws)."""
     vs = pop.vth_set.reshape(-1).take(flat)
     vr = pop.vth_reset.reshape(-1).take(flat)
     v_eq = equivalent_voltage(v, width, p)
@@ -669,19 +702,11 @@ def switch_drift_lanes(g_flat, n_flat, flat, v, width, hit_bounds, sel, sel_boun
     ks, bound, sspan = factors[1:]
     # the draws, in the order of one switch_steps (normals, then uniforms) per lane and then its
     # drift's normals (the loud chips' other working devices, in flat order)
-    n_drift = np.zeros(n_lanes, np.intp)
-    if loud_lane.any():
-        w_rows = working.reshape(-1, per_chip)
-        s_lane = np.repeat(np.arange(n_lanes), np.diff(sel_bounds))
-        on = loud_sel & loud_lane.take(s_lane)
-        chips = sel[on] // per_chip
-        n_drift = np.bincount(s_lane[on], np.count_nonzero(w_rows[chips], axis=1) - working.take(sel[on]),
-                              minlength=n_lanes).astype(np.intp)
     z = np.empty(flat.size)
     u = np.empty(flat.size) if p.relax > 0 else None
     zd = np.empty(int(n_drift.sum()))
-    h0, k0 = 0, 0
-    for q in np.flatnonzero((np.diff(np.concatenate(([0], hit_end))) > 0) | (n_drift > 0)).tolist():
+    k0 = 0
+    for q in np.flatnonzero((np.diff(hit_end, prepend=0) > 0) | (n_drift > 0)).tolist():
         h0, h1 = (int(hit_end[q - 1]) if q else 0), int(hit_end[q])
         if h1 > h0:
             rng.standard_normal(out=z[h0:h1])
@@ -696,7 +721,7 @@ def switch_drift_lanes(g_flat, n_flat, flat, v, width, hit_bounds, sel, sel_boun
     mean, sd = drift_table
     _lanes_kernel()(g_flat, n_flat, np.ascontiguousarray(flat, np.int64), hit_end.astype(np.int64), ks, bound,
                     np.ascontiguousarray(sspan, float), pop.rate.reshape(-1).take(flat), xi, rlx,
-                    np.ascontiguousarray(sel, np.int64), np.ascontiguousarray(sel_bounds[1:], np.int64),
+                    np.ascontiguousarray(sel, np.int64), np.ascontiguousarray(sel_end, np.int64),
                     np.ascontiguousarray(loud_sel), np.ascontiguousarray(loud_lane), working, zd,
                     np.ascontiguousarray(mean), np.ascontiguousarray(sd), int(per_chip), float(p.g_min),
                     float(p.g_max), touched)

@@ -1656,9 +1656,9 @@ class SimulatedCrossbar(Crossbar):
         np.cumsum(np.bincount(q, minlength=n_lanes), out=per_lane[1:])
         if lanes_compiled(pop, d):      # every lane in one compiled pass: the same states, counts and draws
             touched = self._touched if self._lines is not None else np.zeros(self.n_chips, bool)
-            written = switch_drift_lanes(g_flat, n_flat, flat.take(order), v_hit.take(order), w_hit.take(order),
-                                         bounds, sel, per_lane, loud_sel, loud, self._working_flat(), per_chip,
-                                         self._disturb_table(1), touched, pop, d, self._rng)
+            written = switch_drift_lanes(g_flat, n_flat, flat, v_hit, w_hit, order, bounds, sel, per_lane, loud_sel,
+                                         loud, self._working_flat(), per_chip, self._disturb_table(1), touched, pop,
+                                         d, self._rng)
             self._mark_written(written)
             return
         start = 0

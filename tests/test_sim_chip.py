@@ -807,15 +807,20 @@ def test_relaxed_reads_of_the_active_lanes_only_give_the_whole_batch_readings_bi
     np.testing.assert_array_equal(a._rng.standard_normal(4), b._rng.standard_normal(4))
 
 
+@pytest.mark.parametrize("chunk", [None, 50])
 @pytest.mark.parametrize("shape, chips", [((24, 24), 1), ((8, 8), 40)])
-def test_resistive_pulse_lanes_compiled_equal_the_lane_by_lane_definition(monkeypatch, shape, chips):
+def test_resistive_pulse_lanes_compiled_equal_the_lane_by_lane_definition(monkeypatch, shape, chips, chunk):
     """Resistive-line pulses switch their lanes and drift the loud lanes' chips in one compiled pass
     (:func:`mock_hw.device.switch_drift_lanes`): the same conductances, disturb counts, write times and
     random stream, bit for bit, as the numpy path (one switch_steps per run of quiet lanes, each loud
     lane's drift after its run), for quiet lanes, loud ones (2 V RESETs, at disturb_v) and a mix, on
-    swept lines (one 24x24 chip) and relaxed ones (a batch of 8x8 chips)."""
+    swept lines (one 24x24 chip) and relaxed ones (a batch of 8x8 chips); with the lanes worked out a
+    few at a time too (a chunk of 50 pulses and draws: one lane each, mostly)."""
     import mock_hw.device as device
     import mock_hw.sim_chip as sim_chip
+
+    if chunk is not None:
+        monkeypatch.setattr(device, "LANES_CHUNK", chunk)
 
     used = []
 
