@@ -1566,8 +1566,9 @@ class SimulatedCrossbar(Crossbar):
             idle) selecting rows ``sel_r`` and columns ``sel_c`` (same shape as ``v``)."""
             row_v = np.repeat((v * frac_row)[..., None], n_rows, axis=-1)
             col_v = np.repeat((v * frac_col)[..., None], n_cols, axis=-1)
-            np.put_along_axis(row_v, sel_r[..., None], v[..., None], axis=-1)
-            np.put_along_axis(col_v, sel_c[..., None], 0.0, axis=-1)
+            at = np.arange(v.size) * n_rows + sel_r.reshape(-1)      # each lane's selected row, flat
+            row_v.reshape(-1)[at] = v.reshape(-1)
+            col_v.reshape(-1)[np.arange(v.size) * n_cols + sel_c.reshape(-1)] = 0.0
             return row_v, col_v
 
         if forming:

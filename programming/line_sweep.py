@@ -118,21 +118,25 @@ def _kernel():
             cell = cells[p]
             g_now = gl[chip[p], cell // C, cell % C] if cell >= 0 else 0.0
             if cell >= 0 and slot_in[p] == s_out and k_cell[s_out] == cell:
-                # the change of the point's solution since its last solve, at this drive
+                # the change of the point's solution since its last solve, at this drive, and the
+                # solution kept, in one pass over the slot
                 q = ratio[p]
                 for i in range(R):
                     for j in range(C):
-                        delta[s_out, 0, i, j] = x[p, 0, i, j] - q * pool[s_out, 0, i, j]
-                        delta[s_out, 1, i, j] = x[p, 1, i, j] - q * pool[s_out, 1, i, j]
+                        x0, x1 = x[p, 0, i, j], x[p, 1, i, j]
+                        delta[s_out, 0, i, j] = x0 - q * pool[s_out, 0, i, j]
+                        delta[s_out, 1, i, j] = x1 - q * pool[s_out, 1, i, j]
+                        pool[s_out, 0, i, j] = x0
+                        pool[s_out, 1, i, j] = x1
                 k_dg[s_out] = g_now - k_g[s_out]
             else:
                 k_dg[s_out] = 0.0
+                for i in range(R):
+                    for j in range(C):
+                        pool[s_out, 0, i, j] = x[p, 0, i, j]
+                        pool[s_out, 1, i, j] = x[p, 1, i, j]
             k_cell[s_out] = cell
             k_g[s_out] = g_now
-            for i in range(R):
-                for j in range(C):
-                    pool[s_out, 0, i, j] = x[p, 0, i, j]
-                    pool[s_out, 1, i, j] = x[p, 1, i, j]
 
         # reassociation and contraction let the compiler vectorize the lines' sums across the
         # lines (the same machine code every run: deterministic); NaN and infinity keep their meaning.
