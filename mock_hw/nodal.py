@@ -234,6 +234,34 @@ class DrivenSolution:
         return self._i_cell
 
 
+class SweptSolution(DrivenSolution):
+    """:class:`DrivenSolution` of swept lines (:meth:`LineSolver._swept`): its node voltages ``nodes``
+    (B, K, 2, R, C) together, and its terminal currents worked out when first read, from the
+    terminal nodes, the terminals' voltages ``row_v`` / ``col_v`` and their conductance ``g_term``
+    (a pulse's caller reads neither; a read's only the columns')."""
+
+    def __init__(self, nodes, row_v, col_v, g_term, iterations, g, beta, v_ref):
+        self.nodes = nodes
+        self.v_row, self.v_col = nodes[:, :, 0], nodes[:, :, 1]
+        self._row_v, self._col_v, self._g_term = row_v, col_v, g_term
+        self._row_current = self._col_current = None
+        self.iterations = iterations
+        self._g, self._beta, self._v_ref = g, beta, v_ref
+        self._v_cell = self._i_cell = None
+
+    @property
+    def row_current(self) -> np.ndarray:
+        if self._row_current is None:
+            self._row_current = self._g_term * (self._row_v - self.v_row[..., :, 0])
+        return self._row_current
+
+    @property
+    def col_current(self) -> np.ndarray:
+        if self._col_current is None:
+            self._col_current = self._g_term * (self.v_col[..., -1, :] - self._col_v)
+        return self._col_current
+
+
 class LineSolver:
     """Crossbars with resistive lines and every terminal driven.
 
@@ -393,23 +421,19 @@ class LineSolver:
             starts = self._warm
         else:
             x[:, 0], x[:, 1] = rv[:, :, None], cv[:, None, :]
-        scale = np.maximum(np.abs(rv).max(axis=1, initial=0.0), np.abs(cv).max(axis=1, initial=0.0))
-        i_tol = tol * scale * g.reshape(B, -1).mean(axis=1)[chip] if currents else np.inf
+        scale = np.abs(np.concatenate((rv, cv), axis=1)).max(axis=1)     # each point's largest |terminal voltage|
+        g_mean = g.reshape(B, -1).mean(axis=1)
+        i_tol = tol * scale * g_mean[chip] if currents else np.inf
         # pulses stop on the lines' bound (their error reaches up to the tolerance); reads keep the
         # global bound, whose answers are ~1/100 of it off: a line calibration averages a chip's
         # readings down to ~1e-5 and fits the I-V's cubic term on them (on the lines' bound, readings
         # off by up to 1.5e-5, a 32x32 chip at 2 ohm measured beta 0 instead of 0.32 and tuned 68.9 %)
         sweeps = sweep_solve(g, self.beta, self.v_ref, self.r_line, self.r_access, chip, rv, cv, x, tol * scale, i_tol,
                              starts=starts, sharp=not currents,
-                             cells=None if cells is None else np.broadcast_to(cells, (B, K)).reshape(B * K))
-        x = x.reshape(B, K, 2, R, C)
-        vr, vc = x[:, :, 0], x[:, :, 1]
-        g_term = 1.0 / (self.r_line + self.r_access)
-        row_current = g_term * (row_v - vr[..., :, 0])
-        col_current = g_term * (vc[..., -1, :] - col_v)
-        sol = DrivenSolution(vr, vc, row_current, col_current, int(sweeps.max(initial=0)), g, self.beta, self.v_ref)
-        sol.nodes = x           # (B, K, 2, R, C): row and column node voltages together
-        return sol
+                             cells=None if cells is None else np.broadcast_to(cells, (B, K)).reshape(B * K),
+                             g_mean=g_mean)
+        return SweptSolution(x.reshape(B, K, 2, R, C), row_v, col_v, 1.0 / (self.r_line + self.r_access),
+                             int(sweeps.max(initial=0)), g, self.beta, self.v_ref)
 
 
 def solve_network(g, row_v, col_v, beta: float, v_ref: float, r_line: float = 0.0,

@@ -586,8 +586,9 @@ class SimulatedCrossbar(Crossbar):
             sensed = tol != PULSE_TOL
             if self.shape[0] * self.shape[1] >= FACTORED_TOL_CELLS:
                 tol = {READ_TOL: FACTORED_READ_TOL, PULSE_TOL: FACTORED_PULSE_TOL}.get(tol, tol)
-            return take(self._lines.solve(self._g, row_v, col_v, tol=tol, focus=focus, currents=sensed, cells=cells),
-                        slice(None))
+            # (LineSolver.solve's checks done: the lines just found swept, the terminals' voltages
+            # built finite here)
+            return take(self._lines._swept(self._g, row_v, col_v, tol, sensed, cells), slice(None))
         if B <= LINE_CHIPS:
             tol = RELAXED_TOL.get(tol, tol)
             return take(self._lines.solve(self._g, row_v, col_v, tol=tol, focus=focus), slice(None))

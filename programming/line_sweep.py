@@ -542,7 +542,7 @@ def error_scale(shape, r_line: float, r_access: float = 0.0) -> float:
 
 def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, chip, row_v, col_v, x, tol,
                 i_tol=np.inf, max_sweeps: int = 200, starts: "WarmStarts | None" = None,
-                sharp: bool = False, row_currents: bool = True, cells=None) -> np.ndarray:
+                sharp: bool = False, row_currents: bool = True, cells=None, g_mean=None) -> np.ndarray:
     """Solve operating points in place by line sweeps: point p on chip ``chip[p]`` of the devices
     ``g`` (B, R, C), S (cubic I-V with ``beta`` ≥ 0, 1/V², around ``v_ref``, V), terminals at
     ``row_v`` (P, R) and ``col_v`` (P, C), V, from the node voltages ``x`` (P, 2, R, C) (row nodes,
@@ -565,6 +565,7 @@ def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, ch
     solves starts from its kept solution plus the change between them times that cell's change
     since over its change then (:class:`WarmStarts`), and from the other points' focus cells'
     changes on those cells' two lines (module docstring).
+    ``g_mean``: each chip's mean conductance (B,), S, where the caller has it (else worked out here).
 
     A terminal current is ``g_term`` times its terminal node's voltage difference to the terminal,
     and that node's transfer resistance to any node is at most its own driving-point resistance,
@@ -609,7 +610,8 @@ def sweep_solve(g, beta: float, v_ref: float, r_line: float, r_access: float, ch
         raise ValueError(f"tol and i_tol: a scalar or one per point ({P}), got {tol.size} and {i_tol.size}")
     _KERNEL["limits"](row_v, col_v, tol, i_tol,
                       ROUNDING * z * (2 * R * C) * max(g_seg, g_term), z, np.array([max(R, C), R * C], float),
-                      bool(sharp), g.reshape(g.shape[0], -1).mean(axis=1), chip, lim, lim_i, lim_l, lim_il, factored)
+                      bool(sharp), g.reshape(g.shape[0], -1).mean(axis=1) if g_mean is None else g_mean, chip, lim,
+                      lim_i, lim_l, lim_il, factored)
     sweeps = np.empty(P, np.int64)
     if starts is None:      # from x as given, nothing kept
         pool = delta = np.empty((0, 2) + x.shape[2:])
