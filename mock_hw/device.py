@@ -705,17 +705,22 @@ def _switch_drift_chunk(g_flat, n_flat, flat, v, width, hit_bounds, sel, sel_end
     z = np.empty(flat.size)
     u = np.empty(flat.size) if p.relax > 0 else None
     zd = np.empty(int(n_drift.sum()))
-    k0 = 0
-    for q in np.flatnonzero((np.diff(hit_end, prepend=0) > 0) | (n_drift > 0)).tolist():
-        h0, h1 = (int(hit_end[q - 1]) if q else 0), int(hit_end[q])
-        if h1 > h0:
-            rng.standard_normal(out=z[h0:h1])
+    # (a lane of one pulse, the usual, draws by the scalar calls: the same numbers, less overhead)
+    normal, uniform = rng.standard_normal, rng.random
+    k0, h0 = 0, 0
+    for h1, m in zip(hit_end.tolist(), n_drift.tolist()):
+        if h1 == h0 + 1:
+            z[h0] = normal()
             if u is not None:
-                rng.random(out=u[h0:h1])
-        if n_drift[q]:
-            k1 = k0 + int(n_drift[q])
-            rng.standard_normal(out=zd[k0:k1])
-            k0 = k1
+                u[h0] = uniform()
+        elif h1 > h0:
+            normal(out=z[h0:h1])
+            if u is not None:
+                uniform(out=u[h0:h1])
+        h0 = h1
+        if m:
+            normal(out=zd[k0:k0 + m])
+            k0 += m
     xi = c2c_noise(z.size, p, None, z)
     rlx = np.ones(z.size) if u is None else 1.0 - p.relax * (u * 2.0)
     mean, sd = drift_table
