@@ -347,10 +347,7 @@ class ReadCorrection:
                 cols = C
             for j0 in range(0, C, cols):
                 k = np.arange(j0, min(C, j0 + cols))
-                unit = np.zeros((B, k.size, 2, R, C))
-                unit[:, np.arange(k.size), 1, R - 1, k] = 1.0
-                w[:, k[0]:k[-1] + 1] = net.solve(unit.reshape(B, k.size, 2 * R * C), ADJOINT_TOL)
-                del unit
+                w[:, k[0]:k[-1] + 1] = net.solve_column_units(k, ADJOINT_TOL)
             return net.split(w)
         g_term = 1.0 / (self.r_line + self.r_access)
         adj_c = np.broadcast_to(np.eye(C) / g_term, (B, C, C)).reshape(B * C, C)

@@ -177,6 +177,31 @@ class BatchLines(LineNetwork):
 
         return self._relax(self._g, 0.0, tol, 200, rhs.shape[1], bases=bases)[0]
 
+    def solve_column_units(self, cols, tol: float = LINEAR_TOL) -> np.ndarray:
+        """:meth:`solve` of a unit current (1 A) into column ``cols[k]``'s node next to its
+        terminal (row R − 1) as right-hand side k of every chip: node voltages (B, K, N), V,
+        the same bit for bit, without building the injections or passing them through the
+        device-free ladders (:func:`~programming.relax_kernels.device_free`): that current rises
+        every node of its column by ``(r_t − r)·1 + r·1`` (the column ladder's sums, as the kernel
+        works them out: ``r_t`` the terminal path, ``r`` a segment) and leaves every other node
+        at 0 V (the line model's adjoints, :meth:`~programming.ir_correction.ReadCorrection._adjoints`)."""
+        cols = np.asarray(cols, np.intp)
+        B, R, C = self.shape
+        if not self.relaxes():
+            unit = np.zeros((B, cols.size, 2, R, C))
+            unit[:, np.arange(cols.size), 1, R - 1, cols] = 1.0
+            return self.solve(unit.reshape(B, cols.size, 2 * R * C), tol)
+        r_t = self.r_line + self.r_access
+        rise = self.r_line * 1.0 + (r_t - self.r_line) * 1.0
+        base_c = np.zeros((cols.size, R, C))
+        base_c[np.arange(cols.size), :, cols] = rise
+        base_r = np.zeros((1, 1, 1, 1))
+
+        def bases(sl):          # (every chip's the same: broadcast views)
+            return base_r, base_c[None]
+
+        return self._relax(self._g, 0.0, tol, 200, cols.size, bases=bases)[0]
+
     def solve_cubic(self, g, beta: float, v_ref: float, row_v, col_v, tol: float = 1e-12,
                     max_iter: int = 200, focus=None):
         """:meth:`LineNetwork.solve_cubic` by relaxation: node voltages (B, K, N), V, and steps, of

@@ -54,6 +54,28 @@ def test_linear_solves_equal_the_factorization_and_the_read_model_is_unchanged(m
         np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
+def test_unit_column_currents_solve_as_their_injections_bit_for_bit(monkeypatch):
+    """The line model's adjoints (a unit current into a column's node next to its terminal) from
+    their device-free node voltages worked out in closed form: the solve of the injections
+    themselves, bit for bit, with and without an access path, for any subset of columns; and the
+    factorized fallback where the lines relax slowly."""
+    rng = np.random.default_rng(24)
+    for B, R, C, r_line, r_access in ((40, 8, 8, 0.67, 0.0), (35, 6, 9, 0.5, 0.3), (33, 7, 5, 3.0, 1.0)):
+        g = rng.uniform(10e-6, 600e-6, (B, R, C))
+        net = BatchLines(g, r_line, r_access)
+        for cols in (np.arange(C), np.array([1, 3])):
+            unit = np.zeros((B, cols.size, 2, R, C))
+            unit[:, np.arange(cols.size), 1, R - 1, cols] = 1.0
+            want = net.solve(unit.reshape(B, cols.size, -1), 1e-9)
+            assert want[:, :, R * C:].max() > 0       # (a rise on every column node of the unit's column)
+            np.testing.assert_array_equal(net.solve_column_units(cols, 1e-9), want)
+    monkeypatch.setattr(line_batch, "RHO_SOLVE", -1.0)          # the factorized fallback
+    unit = np.zeros((B, 2, 2, R, C))
+    unit[:, [0, 1], 1, R - 1, [0, 2]] = 1.0
+    np.testing.assert_array_equal(net.solve_column_units(np.array([0, 2]), 1e-9),
+                                  net.solve(unit.reshape(B, 2, -1), 1e-9))
+
+
 def test_each_operating_point_is_solved_on_its_own():
     """A chip's answer does not depend on the other chips or right-hand sides of the call."""
     rng = np.random.default_rng(23)
