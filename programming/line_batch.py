@@ -229,11 +229,19 @@ class BatchLines(LineNetwork):
                 return self._factorized().solve_cubic(g, beta, v_ref, row_v, col_v, tol, max_iter, focus=focus)
         return self._relax(g / norm, beta, tol, max_iter, row_v.shape[1], terminals=(row_v, col_v))
 
-    def _slow(self, chip, beta: float, span) -> np.ndarray:
+    def _slow(self, chip, beta: float, span) -> np.ndarray | None:
         """Which points on chips ``chip`` whose terminals span ``span`` (V) would relax slowly: their
         bound with the devices' cubic slope (as :func:`~programming.relax_kernels._take` works
-        it out) above :data:`RHO_SOLVE` (they are solved on a factorization instead)."""
-        return self.rho_lin[chip] * (1.0 + 3.0 * abs(beta) * (1.01 * np.asarray(span, float)) ** 2) > RHO_SOLVE
+        it out) above :data:`RHO_SOLVE` (they are solved on a factorization instead); None where
+        none can be: the same bound of the network's largest ``rho_lin`` at the largest span is
+        at most RHO_SOLVE (every operation of the bound is monotone, so no point's exceeds it; a
+        call of many points on a large batch is then not bounded point by point)."""
+        span = np.asarray(span, float)
+        if span.size and self.rho_lin.size:
+            top = self.rho_lin.max() * (1.0 + 3.0 * abs(beta) * (1.01 * span.max()) ** 2)
+            if top <= RHO_SOLVE:
+                return None
+        return self.rho_lin[chip] * (1.0 + 3.0 * abs(beta) * (1.01 * span) ** 2) > RHO_SOLVE
 
     def _factorized_points(self, g, beta: float, v_ref: float, chip, row_v, col_v, tol: float, max_iter: int):
         """Row and column node voltages (P, R, C) each, V, of single operating points (point p on chip
@@ -260,7 +268,7 @@ class BatchLines(LineNetwork):
         B, R, C = self.shape
         out = np.empty((chip.size, C))
         slow = self._slow(chip, beta, abs(v_read))
-        if slow.any():
+        if slow is not None and slow.any():
             idx = np.flatnonzero(slow)
             row_v = np.zeros((idx.size, R))
             row_v[np.arange(idx.size), row[idx]] = v_read
@@ -304,7 +312,7 @@ class BatchLines(LineNetwork):
         P = chip.size
         given = np.empty((0, 2, R, C))
         slow = self._slow(chip, beta, np.abs(v))
-        if slow.any():
+        if slow is not None and slow.any():
             # every pulse solved on the factorization where one would relax slowly (its node
             # voltages given to the kernel, which then only works out what the caller needs)
             row_v = np.repeat((v * fracs[0])[:, None], R, axis=1)

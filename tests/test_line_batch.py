@@ -76,6 +76,27 @@ def test_unit_column_currents_solve_as_their_injections_bit_for_bit(monkeypatch)
                                   net.solve(unit.reshape(B, 2, -1), 1e-9))
 
 
+def test_the_slow_points_screen_misses_none():
+    """BatchLines._slow skips the per-point bound only where no point can exceed RHO_SOLVE: across
+    networks from fast to slow, with spans around the edge, the per-point bound then names none."""
+    rng = np.random.default_rng(25)
+    skipped = named = 0
+    for r_line in (0.67, 5.0, 20.0, 60.0):
+        net = BatchLines(rng.uniform(10e-6, 600e-6, (40, 8, 8)), r_line)
+        chip = rng.integers(0, 40, 200)
+        for top in (0.2, 1.0, 2.0, 4.0):
+            span = rng.uniform(0.0, top, 200)
+            direct = net.rho_lin[chip] * (1.0 + 3.0 * BETA * (1.01 * span) ** 2) > line_batch.RHO_SOLVE
+            slow = net._slow(chip, BETA, span)
+            if slow is None:
+                skipped += 1
+                assert not direct.any()
+            else:
+                named += int(slow.any())
+                np.testing.assert_array_equal(slow, direct)
+    assert skipped and named        # (both outcomes seen)
+
+
 def test_each_operating_point_is_solved_on_its_own():
     """A chip's answer does not depend on the other chips or right-hand sides of the call."""
     rng = np.random.default_rng(23)
