@@ -129,9 +129,11 @@ def warm_solver(rows: int, cols: int, preset: str, seed: int, pristine: bool, r_
     an emulator's reply that can outlast a query's VISA timeout (seen at load 13 with the 20 s
     timeout).  A throwaway chip of the bench's preset, size, seed and formedness is driven the ways
     a bench drives one (a read with the other lines grounded, V/2 and V/3 half-select levels, a
-    floating line) without a pulse: the same solver branches and argument types, so every kernel
-    the bench's chip will call is compiled (or loaded from numba's cache) here.  The bench's own
-    chip is not touched: its state, age and random draws are as if this never ran."""
+    floating line) and pulsed once, at the read voltage: the same solver branches and argument
+    types, so every kernel the bench's chip will call is compiled (or loaded from numba's cache)
+    here, the pulse's too (the pulse solve, what the simulator keeps of it, the lanes' switching:
+    ~30 s of CPU on a cold cache).  The bench's own chip is not touched: its state, age and random
+    draws are as if this never ran."""
     twin = SimulatedCrossbar(rows, cols, preset=preset, seed=seed, pristine=pristine)
     if twin.params.r_line <= 0:
         return                                     # ideal lines: no line solve, nothing compiled
@@ -150,6 +152,7 @@ def warm_solver(rows: int, cols: int, preset: str, seed: int, pristine: bool, r_
     float_r[-1] = np.nan
     for row_v, col_v in ((read_r, np.zeros(cols)), (half_r, half_c), (third_r, third_c), (float_r, np.zeros(cols))):
         twin.drive_lines(row_v, col_v, r_access=r_access)
+    twin.pulse(np.zeros(1, int), np.zeros(1, int), v, twin.limits.width_min)
 
 
 class MockBench:

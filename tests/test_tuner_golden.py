@@ -22,8 +22,9 @@ AVX-512 loops (Intel's SVML), whose last bits differ from the C library's that e
 uses; those bits reach the true conductances and energies.  So each case has two pinned digests,
 one per class, and the test compares with the one of the CPU it runs on; a change to the tuner
 alters both.  The second class's digests were taken on an AMD EPYC without AVX-512 (numpy 2.4.6,
-X86_V3) at 9c98db4, whose code gave the AVX-512 digests on stop 25's AVX-512 machine; disabling
-numpy's AVX2 loops there (``NPY_DISABLE_CPU_FEATURES=X86_V3``) leaves them as they are."""
+X86_V3) at 9c98db4, bit for bit the code of cb93402, which gave the AVX-512 digests on stop 25's
+AVX-512 machine; disabling numpy's AVX2 loops there (``NPY_DISABLE_CPU_FEATURES=X86_V3``) leaves
+them as they are."""
 from __future__ import annotations
 
 import hashlib
