@@ -487,6 +487,20 @@ def _switch_rounds(g_flat, idx, factors, rate, z, u, cuts, p: DeviceParams) -> n
     return after
 
 
+def _beyond_thresholds(flat, v, width, pop: DevicePopulation, p: DeviceParams, shift=None) -> tuple:
+    """Pulses of ``v`` (V) for ``width`` (s) on the devices ``flat`` (flat indices; ``shift``: the
+    widths' :func:`equivalent_shift` when already worked out): their width-equivalent voltages
+    (V), SET and RESET thresholds (V), and which of them switch their device (beyond a threshold,
+    the device not stuck)."""
+    vs = pop.vth_set.reshape(-1).take(flat)
+    vr = pop.vth_reset.reshape(-1).take(flat)
+    v_eq = equivalent_voltage(v, width, p, shift)
+    live = v_eq > vs
+    live |= -v_eq > vr
+    live &= ~pop.stuck.reshape(-1).take(flat)
+    return v_eq, vs, vr, live
+
+
 def switch_steps(g_flat, flat, v, width, bounds, pop: DevicePopulation, p: DeviceParams, rng: np.random.Generator,
                  shift=None, draws_at_once=False):
     """:func:`switch_at` for ``len(bounds) − 1`` sets of pulses in turn: set k is the devices
@@ -510,12 +524,7 @@ def switch_steps(g_flat, flat, v, width, bounds, pop: DevicePopulation, p: Devic
             out.append(switch_at(g_flat, flat[s], v[s], width[s], pop, p, rng))
             after[s] = np.where(np.isin(flat[s], out[-1]), g_flat[flat[s]], np.nan)
         return np.concatenate(out), after
-    vs = pop.vth_set.reshape(-1).take(flat)
-    vr = pop.vth_reset.reshape(-1).take(flat)
-    v_eq = equivalent_voltage(v, width, p, shift)
-    live = v_eq > vs
-    live |= -v_eq > vr
-    live &= ~pop.stuck.reshape(-1).take(flat)
+    v_eq, vs, vr, live = _beyond_thresholds(flat, v, width, pop, p, shift)
     if live.all():                                          # every pulse switches its device
         return flat, _switch_sets(g_flat, flat, v_eq, vs, vr, pop.rate.reshape(-1).take(flat), bounds, p, rng,
                                   draws_at_once)
@@ -685,12 +694,7 @@ def _switch_drift_chunk(g_flat, n_flat, flat, v, width, hit_bounds, sel, sel_end
                         working, per_chip, drift_table, touched, pop, p, rng) -> np.ndarray:
     """:func:`switch_drift_lanes` of some consecutive lanes (``hit_bounds`` and ``sel_end``, the
     ends of each lane's selected cells, relative to them; ``n_drift`` each lane's drift draws)."""
-    vs = pop.vth_set.reshape(-1).take(flat)
-    vr = pop.vth_reset.reshape(-1).take(flat)
-    v_eq = equivalent_voltage(v, width, p)
-    live = v_eq > vs
-    live |= -v_eq > vr
-    live &= ~pop.stuck.reshape(-1).take(flat)
+    v_eq, vs, vr, live = _beyond_thresholds(flat, v, width, pop, p)
     ends = np.zeros(live.size + 1, np.intp)                  # live devices before each lane
     live.cumsum(out=ends[1:])
     hit_end = ends.take(hit_bounds[1:])

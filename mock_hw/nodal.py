@@ -26,8 +26,7 @@ import numpy as np
 
 from mock_hw.device import iv_current, iv_slope
 from programming.blas import BLAS_ONE_THREAD_MIN, blas_held, blas_one_thread
-import programming.line_batch as line_batch
-from programming.line_batch import BatchLines, batch_suits
+from programming.line_batch import BatchLines, batch_suits, enough_chips
 from programming.line_sweep import WarmStarts, relaxed_network, sweep_solve
 
 DENSE_MAX = 512  # largest node count (r_line > 0) solved as a batched dense system
@@ -313,7 +312,7 @@ class LineSolver:
             if batch_suits(net._g, self.r_line, self.r_access, rho=net.rho_lin):
                 return net
             self.net = None             # too resistive now: the factorized or swept solves take over
-        elif net is None and g.shape[0] < line_batch.BATCH_MIN_CHIPS:
+        elif net is None and not enough_chips(g.shape[0]):
             self.net = None             # too few chips to relax (batch_suits' first test): swept, nothing divided out
         else:
             self.net = relaxed_network(net, g / self._norm, self.r_line, self.r_access)

@@ -59,12 +59,18 @@ def contraction(slope, r_line: float, r_access: float = 0.0) -> np.ndarray:
     return ladder_bound(np.asarray(slope, float), float(r_line) + float(r_access), float(r_line))
 
 
+def enough_chips(n_chips: int, min_chips: int | None = None) -> bool:
+    """Whether a batch of ``n_chips`` chips is large enough to relax (:func:`batch_suits`' first
+    test: ``min_chips``, default :data:`BATCH_MIN_CHIPS`)."""
+    return n_chips >= (BATCH_MIN_CHIPS if min_chips is None else min_chips)
+
+
 def batch_suits(g_lin, r_line: float, r_access: float = 0.0, rho=None, min_chips: int | None = None) -> bool:
     """Whether :class:`BatchLines` solves the network of linear conductances ``g_lin`` (B, R, C),
     S, in few steps (:data:`RHO_BATCH`) and for enough chips (``min_chips``, default
     :data:`BATCH_MIN_CHIPS`); ``rho`` (B,): their :func:`contraction` bounds when already known."""
     g_lin = np.asarray(g_lin, float)
-    if not (g_lin.shape[0] >= (BATCH_MIN_CHIPS if min_chips is None else min_chips) and g_lin.size > 0):
+    if not (enough_chips(g_lin.shape[0], min_chips) and g_lin.size > 0):
         return False
     return float((contraction(g_lin, r_line, r_access) if rho is None else rho).max()) <= RHO_BATCH
 
@@ -236,12 +242,13 @@ class BatchLines(LineNetwork):
         none can be: the same bound of the network's largest ``rho_lin`` at the largest span is
         at most RHO_SOLVE (every operation of the bound is monotone, so no point's exceeds it; a
         call of many points on a large batch is then not bounded point by point)."""
+        def bound(rho, s):
+            return rho * (1.0 + 3.0 * abs(beta) * (1.01 * s) ** 2)
+
         span = np.asarray(span, float)
-        if span.size and self.rho_lin.size:
-            top = self.rho_lin.max() * (1.0 + 3.0 * abs(beta) * (1.01 * span.max()) ** 2)
-            if top <= RHO_SOLVE:
-                return None
-        return self.rho_lin[chip] * (1.0 + 3.0 * abs(beta) * (1.01 * span) ** 2) > RHO_SOLVE
+        if span.size and self.rho_lin.size and bound(self.rho_lin.max(), span.max()) <= RHO_SOLVE:
+            return None
+        return bound(self.rho_lin[chip], span) > RHO_SOLVE
 
     def _factorized_points(self, g, beta: float, v_ref: float, chip, row_v, col_v, tol: float, max_iter: int):
         """Row and column node voltages (P, R, C) each, V, of single operating points (point p on chip
