@@ -1529,13 +1529,13 @@ class SimulatedCrossbar(Crossbar):
             energy_p[sl] = e * w[sl]
             self.max_unselected_v = max(self.max_unselected_v, top)
             hit_p += p0
-            parts.append((q[hit_p], pc[hit_p] * per_chip + hit_f, v_at, w[hit_p]))
-        lane_of, hit_flat, v_hit, w_hit = (np.concatenate(x) for x in zip(*parts))
+            parts.append((q[hit_p], pc[hit_p] * per_chip + hit_f, v_at, shift[hit_p]))
+        lane_of, hit_flat, v_hit, shift_hit = (np.concatenate(x) for x in zip(*parts))
         order, bounds = _lane_runs(lane_of, n_on)   # each lane's devices in flat order (the chunks come in chip order)
         self._g = np.ascontiguousarray(self._g)
         by_lane = _lane_sort(q, n_on)               # the active lanes lane by lane, chips in order
         self._pulse_lanes_done(q.take(by_lane), flat.take(by_lane), v.take(by_lane), n_on, order, bounds, hit_flat,
-                               v_hit, w_hit)
+                               v_hit, None, shift_hit)
         self.n_pulse_ops += li.size
         energy = np.zeros(rows.shape)
         energy.put(li, energy_p)
@@ -1641,12 +1641,13 @@ class SimulatedCrossbar(Crossbar):
         self._pulse_lanes_done(q, sel, v[chip, lane_q], on_lanes.size, order, bounds, flat, v_hit, w_hit)
         return np.where(active, energy, 0.0)
 
-    def _pulse_lanes_done(self, q, sel, v_sel, n_lanes, order, bounds, flat, v_hit, w_hit) -> None:
+    def _pulse_lanes_done(self, q, sel, v_sel, n_lanes, order, bounds, flat, v_hit, w_hit, shift_hit=None) -> None:
         """The switching and bookkeeping of a resistive-line pulse's ``n_lanes`` lanes (each active
         on some chip), in lane order.  The active lanes lane by lane, chips in order: each one's lane
         ``q`` (0 … n_lanes − 1), selected cell ``sel`` (flat index) and voltage ``v_sel`` (V).  Lane
         q's devices beyond a threshold are ``order[bounds[q]:bounds[q + 1]]`` of ``flat`` (flat
-        indices), ``v_hit`` (V) and ``w_hit`` (s).  The lanes below ``disturb_v`` on every chip are
+        indices), ``v_hit`` (V) and ``w_hit`` (s; or their :func:`~mock_hw.device.equivalent_shift`
+        ``shift_hit``, the relaxed pulses' already worked out, and ``w_hit`` None: no device forms there).  The lanes below ``disturb_v`` on every chip are
         switched together run by run (:func:`~mock_hw.device.switch_steps`, one set per lane: the same
         states and draws as lane by lane), and their selected cells' disturb counts restart at once
         (all a quiet lane's :meth:`_disturb` does); each loud lane ends a run: the run, itself
@@ -1666,7 +1667,7 @@ class SimulatedCrossbar(Crossbar):
             touched = self._touched if self._lines is not None else np.zeros(self.n_chips, bool)
             written = switch_drift_lanes(g_flat, n_flat, flat, v_hit, w_hit, order, bounds, sel, per_lane, loud_sel,
                                          loud, self._working_flat(), per_chip, self._disturb_table(1), touched, pop,
-                                         d, self._rng)
+                                         d, self._rng, shift_hit)
             self._mark_written(written)
             return
         start = 0
@@ -1676,8 +1677,9 @@ class SimulatedCrossbar(Crossbar):
             last = stop if end is None else end + 1                  # the run: these lanes and the loud one
             if last > start:
                 at = order[bounds[start]:bounds[last]]
-                written, _ = switch_steps(g_flat, flat[at], v_hit[at], w_hit[at], bounds[start:last + 1] - bounds[start],
-                                          pop, d, self._rng)
+                written, _ = switch_steps(g_flat, flat[at], v_hit[at], None if w_hit is None else w_hit[at],
+                                          bounds[start:last + 1] - bounds[start], pop, d, self._rng,
+                                          None if shift_hit is None else shift_hit[at])
                 self._mark_written(written)
             if end is not None:     # the loud lane's drift: the other devices of its loud chips
                 s = slice(per_lane[end], per_lane[end + 1])
