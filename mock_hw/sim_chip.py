@@ -133,13 +133,6 @@ def _lane_sort(lanes, n_lanes: int) -> np.ndarray:
     return np.argsort(lanes.astype(np.uint8 if n_lanes <= 256 else np.intp, copy=False), kind="stable")
 
 
-def _at_lanes(a, li) -> np.ndarray:
-    """The entries of ``a`` (a lane map, e.g. (n_chips, L)) at the flat indices ``li``: gathered by
-    ``take`` where ``a`` is C-contiguous (a tenth of the CPU of ``a.flat[li]``), through ``.flat``
-    where it may be a broadcast view (not copied whole)."""
-    return a.take(li) if a.flags.c_contiguous else a.flat[li]
-
-
 def _lane_runs(lane_of, n_lanes: int) -> tuple[np.ndarray, np.ndarray]:
     """(order, bounds): lane q's entries of ``lane_of`` are ``order[bounds[q]:bounds[q + 1]]``, in
     their order (:func:`_lane_sort`)."""
@@ -207,6 +200,8 @@ class SimulatedCrossbar(Crossbar):
         self._lines = nodal.LineSolver(params.r_line, d.beta, d.v_ref, warm=True) if params.r_line > 0 else None
         self._lines0 = nodal.LineSolver(params.r_line, d.beta, d.v_ref) if params.r_line > 0 else None
         self._rows_kept = None      # relaxed lines' grounded reads of unchanged chips (_kept_rows)
+        self._starts_loaded = None  # relaxed lines' warm starts of a loaded state, for the network (_relaxed_starts)
+        self._rows_loaded = None    # a loaded state's kept grounded reads, for _kept_rows
         # the chips written (_mark_written) or drifted (_disturb) since _lines_relaxed last brought the
         # relaxed network to the conductances (n_chips bool), valid while _touched_of names the same _g
         # object (any other write of the conductances replaces it): the only chips compared next time
@@ -355,6 +350,38 @@ class SimulatedCrossbar(Crossbar):
         if mark is None or mark.size != self._g.size:
             self._scratch = mark = np.zeros(self._g.size, bool)
         return mark
+
+    def _relaxed_starts(self) -> dict[str, np.ndarray]:
+        """The relaxed lines' warm starts (:meth:`programming.line_batch.BatchLines.kept_starts`: a
+        relaxed point's answer depends on its start, to its tolerance) and the grounded reads kept
+        for chips unchanged since (:meth:`_kept_rows`: ``relaxed_rows_v``, ``_current``, ``_kept``),
+        as a chip state keeps them; those of a loaded state (:meth:`_load_relaxed_starts`) are first
+        handed to the relaxed network, if one is kept (else they wait for it: the network is built
+        at the first relaxed solve, which takes them first)."""
+        net = self._lines.net if self._lines is not None else None
+        loaded = self._starts_loaded
+        if loaded is not None and net is not None:
+            net.restore_starts(loaded[0])
+            self._starts_loaded = loaded = None
+        if loaded is not None:
+            return dict(loaded[0], **loaded[1])
+        out = net.kept_starts() if net is not None else {}
+        kept = self._rows_kept
+        if kept is not None and net is not None and self._lines.versions(self._g) is not None:
+            cur, have = self._kept_rows(kept[0][0], brought=True)      # (only the rows still current)
+            out.update(relaxed_rows_v=np.array(kept[0][0]), relaxed_rows_current=cur, relaxed_rows_kept=have)
+        return out
+
+    def _load_relaxed_starts(self, state: dict) -> None:
+        """Take a chip state's relaxed warm starts (``relaxed_*``: none, every point cold) and kept
+        grounded reads (valid while their chips keep the conductances loaded: :meth:`_kept_rows`)."""
+        rows = {k: state[k] for k in ("relaxed_rows_v", "relaxed_rows_current", "relaxed_rows_kept") if k in state}
+        starts = {k: v for k, v in state.items() if k.startswith("relaxed_") and k not in rows}
+        self._starts_loaded = (starts, rows)
+        self._rows_kept = None
+        self._rows_loaded = (float(rows["relaxed_rows_v"]), np.array(rows["relaxed_rows_current"], float),
+                             np.array(rows["relaxed_rows_kept"], bool), self._g.copy()) if rows else None
+        self._relaxed_starts()
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to resume this chip exactly (see :mod:`mock_hw.chip_state`)."""
@@ -513,9 +540,9 @@ class SimulatedCrossbar(Crossbar):
         n_rows, n_cols = self.shape
         cur, have = self._kept_rows(v_read, brought)
         lanes = rows.shape[1]
-        at = act // lanes                   # each active lane's (chip, row), flat (in place)
-        at *= n_rows
-        at += _at_lanes(rows, act)
+        at = act // lanes                   # each active lane's (chip, row), flat (in place; the lane
+        at *= n_rows                        # indices may be broadcast views: gathered through .flat, not copied)
+        at += rows.flat[act]
         need = ~have.reshape(-1).take(at)
         todo = at[need]
         if todo.size >= self.n_chips * n_rows and np.unique(act[need] % lanes).size >= n_rows:
@@ -528,7 +555,7 @@ class SimulatedCrossbar(Crossbar):
             have.reshape(-1)[todo] = True
         del need, todo
         at *= n_cols                        # each active lane's cell, flat
-        at += _at_lanes(cols, act)
+        at += cols.flat[act]
         return cur.reshape(-1).take(at)
 
     def _kept_rows(self, v_read, brought: bool = False):
@@ -546,6 +573,10 @@ class SimulatedCrossbar(Crossbar):
             n_rows, n_cols = self.shape
             kept = self._rows_kept = ((float(v_read), epoch), versions.copy(), np.zeros((self.n_chips, n_rows, n_cols)),
                                       np.zeros((self.n_chips, n_rows), bool))
+            loaded, self._rows_loaded = self._rows_loaded, None
+            if loaded is not None and loaded[0] == float(v_read):   # a loaded state's, for chips unchanged since
+                same = (loaded[3] == self._g).reshape(self.n_chips, -1).all(axis=1)
+                kept[2][same], kept[3][same] = loaded[1][same], loaded[2][same]
         else:
             changed = np.flatnonzero(versions != kept[1])
             if changed.size:
@@ -1505,7 +1536,8 @@ class SimulatedCrossbar(Crossbar):
         frac_row, frac_col = (0.5, 0.5) if scheme is WriteScheme.V2 else (1 / 3, 2 / 3)
         li = np.flatnonzero(active)                 # chip-major: chip by chip, lanes in order
         pc, lane = np.divmod(li, rows.shape[1])
-        r, c, v, w = (_at_lanes(a, li) for a in (rows, cols, amplitude, width))
+        # (the lanes may be broadcast views: gathered through .flat, not copied whole)
+        r, c, v, w = (a.take(li) if a.flags.c_contiguous else a.flat[li] for a in (rows, cols, amplitude, width))
         flat = pc * n_rows
         flat += r
         flat *= n_cols
@@ -1521,6 +1553,7 @@ class SimulatedCrossbar(Crossbar):
         shift = equivalent_shift(w, d)
         energy_p = np.empty(li.size)
         parts = []
+        self._relaxed_starts()          # (a loaded state's warm starts to the network)
         for p0 in range(0, li.size, LINE_POINTS):
             sl = slice(p0, p0 + LINE_POINTS)
             e, hit_p, hit_f, v_at, top = self._lines.pulse_points(
@@ -1529,13 +1562,13 @@ class SimulatedCrossbar(Crossbar):
             energy_p[sl] = e * w[sl]
             self.max_unselected_v = max(self.max_unselected_v, top)
             hit_p += p0
-            parts.append((q[hit_p], pc[hit_p] * per_chip + hit_f, v_at, shift[hit_p]))
-        lane_of, hit_flat, v_hit, shift_hit = (np.concatenate(x) for x in zip(*parts))
+            parts.append((q[hit_p], pc[hit_p] * per_chip + hit_f, v_at, w[hit_p]))
+        lane_of, hit_flat, v_hit, w_hit = (np.concatenate(x) for x in zip(*parts))
         order, bounds = _lane_runs(lane_of, n_on)   # each lane's devices in flat order (the chunks come in chip order)
         self._g = np.ascontiguousarray(self._g)
         by_lane = _lane_sort(q, n_on)               # the active lanes lane by lane, chips in order
         self._pulse_lanes_done(q.take(by_lane), flat.take(by_lane), v.take(by_lane), n_on, order, bounds, hit_flat,
-                               v_hit, None, shift_hit)
+                               v_hit, w_hit)
         self.n_pulse_ops += li.size
         energy = np.zeros(rows.shape)
         energy.put(li, energy_p)
@@ -1641,13 +1674,12 @@ class SimulatedCrossbar(Crossbar):
         self._pulse_lanes_done(q, sel, v[chip, lane_q], on_lanes.size, order, bounds, flat, v_hit, w_hit)
         return np.where(active, energy, 0.0)
 
-    def _pulse_lanes_done(self, q, sel, v_sel, n_lanes, order, bounds, flat, v_hit, w_hit, shift_hit=None) -> None:
+    def _pulse_lanes_done(self, q, sel, v_sel, n_lanes, order, bounds, flat, v_hit, w_hit) -> None:
         """The switching and bookkeeping of a resistive-line pulse's ``n_lanes`` lanes (each active
         on some chip), in lane order.  The active lanes lane by lane, chips in order: each one's lane
         ``q`` (0 … n_lanes − 1), selected cell ``sel`` (flat index) and voltage ``v_sel`` (V).  Lane
         q's devices beyond a threshold are ``order[bounds[q]:bounds[q + 1]]`` of ``flat`` (flat
-        indices), ``v_hit`` (V) and ``w_hit`` (s; or their :func:`~mock_hw.device.equivalent_shift`
-        ``shift_hit``, the relaxed pulses' already worked out, and ``w_hit`` None: no device forms there).  The lanes below ``disturb_v`` on every chip are
+        indices), ``v_hit`` (V) and ``w_hit`` (s).  The lanes below ``disturb_v`` on every chip are
         switched together run by run (:func:`~mock_hw.device.switch_steps`, one set per lane: the same
         states and draws as lane by lane), and their selected cells' disturb counts restart at once
         (all a quiet lane's :meth:`_disturb` does); each loud lane ends a run: the run, itself
@@ -1667,7 +1699,7 @@ class SimulatedCrossbar(Crossbar):
             touched = self._touched if self._lines is not None else np.zeros(self.n_chips, bool)
             written = switch_drift_lanes(g_flat, n_flat, flat, v_hit, w_hit, order, bounds, sel, per_lane, loud_sel,
                                          loud, self._working_flat(), per_chip, self._disturb_table(1), touched, pop,
-                                         d, self._rng, shift_hit)
+                                         d, self._rng)
             self._mark_written(written)
             return
         start = 0
@@ -1677,9 +1709,8 @@ class SimulatedCrossbar(Crossbar):
             last = stop if end is None else end + 1                  # the run: these lanes and the loud one
             if last > start:
                 at = order[bounds[start]:bounds[last]]
-                written, _ = switch_steps(g_flat, flat[at], v_hit[at], None if w_hit is None else w_hit[at],
-                                          bounds[start:last + 1] - bounds[start], pop, d, self._rng,
-                                          None if shift_hit is None else shift_hit[at])
+                written, _ = switch_steps(g_flat, flat[at], v_hit[at], w_hit[at], bounds[start:last + 1] - bounds[start],
+                                          pop, d, self._rng)
                 self._mark_written(written)
             if end is not None:     # the loud lane's drift: the other devices of its loud chips
                 s = slice(per_lane[end], per_lane[end + 1])
