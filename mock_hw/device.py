@@ -653,7 +653,7 @@ LANES_CHUNK = 1 << 16
 
 def switch_drift_lanes(g_flat, n_flat, flat, v, width, order, hit_bounds, sel, sel_bounds, loud_sel, loud_lane,
                        working, per_chip: int, drift_table, touched, pop: DevicePopulation, p: DeviceParams,
-                       rng: np.random.Generator) -> np.ndarray:
+                       rng: np.random.Generator, shift=None) -> np.ndarray:
     """In place, lane after lane (the simulated chip's pulses of many lanes, :func:`lanes_compiled`
     true): lane q's selected cells ``sel[sel_bounds[q]:sel_bounds[q + 1]]`` (flat indices, one per
     chip, chips in order) restart their disturb counts (``n_flat``); its devices beyond a threshold
@@ -666,7 +666,8 @@ def switch_drift_lanes(g_flat, n_flat, flat, v, width, order, hit_bounds, sel, s
     :func:`switch_steps` call per lane followed, for a loud lane, by its drift; the arithmetic that
     depends on the state in one compiled pass, the rest (thresholds, noise factors) as the numpy
     functions work it out, :data:`LANES_CHUNK` pulses and draws at a time.  Returns the flat indices
-    written (in lane order)."""
+    written (in lane order).  ``shift``: the widths' :func:`equivalent_shift` when already worked
+    out (``width`` is then not used)."""
     n_lanes = loud_lane.size
     n_drift = np.zeros(n_lanes, np.intp)         # each lane's drift draws
     if loud_lane.any():
@@ -681,7 +682,8 @@ def switch_drift_lanes(g_flat, n_flat, flat, v, width, order, hit_bounds, sel, s
     while a < n_lanes:
         b = max(int(np.searchsorted(cost, (cost[a - 1] if a else 0) + LANES_CHUNK, "right")), a + 1)
         o = order[hit_bounds[a]:hit_bounds[b]]
-        written.append(_switch_drift_chunk(g_flat, n_flat, flat.take(o), v.take(o), width.take(o),
+        w, s = (width.take(o), None) if shift is None else (None, shift.take(o))
+        written.append(_switch_drift_chunk(g_flat, n_flat, flat.take(o), v.take(o), w, s,
                                            hit_bounds[a:b + 1] - hit_bounds[a], sel[sel_bounds[a]:sel_bounds[b]],
                                            sel_bounds[a + 1:b + 1] - sel_bounds[a],
                                            loud_sel[sel_bounds[a]:sel_bounds[b]], loud_lane[a:b], n_drift[a:b],
@@ -690,11 +692,12 @@ def switch_drift_lanes(g_flat, n_flat, flat, v, width, order, hit_bounds, sel, s
     return np.concatenate(written) if len(written) != 1 else written[0]
 
 
-def _switch_drift_chunk(g_flat, n_flat, flat, v, width, hit_bounds, sel, sel_end, loud_sel, loud_lane, n_drift,
+def _switch_drift_chunk(g_flat, n_flat, flat, v, width, shift, hit_bounds, sel, sel_end, loud_sel, loud_lane, n_drift,
                         working, per_chip, drift_table, touched, pop, p, rng) -> np.ndarray:
     """:func:`switch_drift_lanes` of some consecutive lanes (``hit_bounds`` and ``sel_end``, the
-    ends of each lane's selected cells, relative to them; ``n_drift`` each lane's drift draws)."""
-    v_eq, vs, vr, live = _beyond_thresholds(flat, v, width, pop, p)
+    ends of each lane's selected cells, relative to them; ``n_drift`` each lane's drift draws;
+    ``shift``: the pulses' :func:`equivalent_shift`, or None to work it out from ``width``)."""
+    v_eq, vs, vr, live = _beyond_thresholds(flat, v, width, pop, p, shift)
     ends = np.zeros(live.size + 1, np.intp)                  # live devices before each lane
     live.cumsum(out=ends[1:])
     hit_end = ends.take(hit_bounds[1:])

@@ -133,6 +133,13 @@ def _lane_sort(lanes, n_lanes: int) -> np.ndarray:
     return np.argsort(lanes.astype(np.uint8 if n_lanes <= 256 else np.intp, copy=False), kind="stable")
 
 
+def _at_lanes(a, li) -> np.ndarray:
+    """The entries of ``a`` (a lane map, e.g. (n_chips, L)) at the flat indices ``li``: gathered by
+    ``take`` where ``a`` is C-contiguous (a tenth of the CPU of ``a.flat[li]``), through ``.flat``
+    where it may be a broadcast view (not copied whole)."""
+    return a.take(li) if a.flags.c_contiguous else a.flat[li]
+
+
 def _lane_runs(lane_of, n_lanes: int) -> tuple[np.ndarray, np.ndarray]:
     """(order, bounds): lane q's entries of ``lane_of`` are ``order[bounds[q]:bounds[q + 1]]``, in
     their order (:func:`_lane_sort`)."""
@@ -540,9 +547,9 @@ class SimulatedCrossbar(Crossbar):
         n_rows, n_cols = self.shape
         cur, have = self._kept_rows(v_read, brought)
         lanes = rows.shape[1]
-        at = act // lanes                   # each active lane's (chip, row), flat (in place; the lane
-        at *= n_rows                        # indices may be broadcast views: gathered through .flat, not copied)
-        at += rows.flat[act]
+        at = act // lanes                   # each active lane's (chip, row), flat (in place)
+        at *= n_rows
+        at += _at_lanes(rows, act)
         need = ~have.reshape(-1).take(at)
         todo = at[need]
         if todo.size >= self.n_chips * n_rows and np.unique(act[need] % lanes).size >= n_rows:
@@ -555,7 +562,7 @@ class SimulatedCrossbar(Crossbar):
             have.reshape(-1)[todo] = True
         del need, todo
         at *= n_cols                        # each active lane's cell, flat
-        at += cols.flat[act]
+        at += _at_lanes(cols, act)
         return cur.reshape(-1).take(at)
 
     def _kept_rows(self, v_read, brought: bool = False):
@@ -1536,8 +1543,7 @@ class SimulatedCrossbar(Crossbar):
         frac_row, frac_col = (0.5, 0.5) if scheme is WriteScheme.V2 else (1 / 3, 2 / 3)
         li = np.flatnonzero(active)                 # chip-major: chip by chip, lanes in order
         pc, lane = np.divmod(li, rows.shape[1])
-        # (the lanes may be broadcast views: gathered through .flat, not copied whole)
-        r, c, v, w = (a.take(li) if a.flags.c_contiguous else a.flat[li] for a in (rows, cols, amplitude, width))
+        r, c, v, w = (_at_lanes(a, li) for a in (rows, cols, amplitude, width))
         flat = pc * n_rows
         flat += r
         flat *= n_cols
@@ -1562,13 +1568,13 @@ class SimulatedCrossbar(Crossbar):
             energy_p[sl] = e * w[sl]
             self.max_unselected_v = max(self.max_unselected_v, top)
             hit_p += p0
-            parts.append((q[hit_p], pc[hit_p] * per_chip + hit_f, v_at, w[hit_p]))
-        lane_of, hit_flat, v_hit, w_hit = (np.concatenate(x) for x in zip(*parts))
+            parts.append((q[hit_p], pc[hit_p] * per_chip + hit_f, v_at, shift[hit_p]))
+        lane_of, hit_flat, v_hit, shift_hit = (np.concatenate(x) for x in zip(*parts))
         order, bounds = _lane_runs(lane_of, n_on)   # each lane's devices in flat order (the chunks come in chip order)
         self._g = np.ascontiguousarray(self._g)
         by_lane = _lane_sort(q, n_on)               # the active lanes lane by lane, chips in order
         self._pulse_lanes_done(q.take(by_lane), flat.take(by_lane), v.take(by_lane), n_on, order, bounds, hit_flat,
-                               v_hit, w_hit)
+                               v_hit, None, shift_hit)
         self.n_pulse_ops += li.size
         energy = np.zeros(rows.shape)
         energy.put(li, energy_p)
@@ -1674,12 +1680,13 @@ class SimulatedCrossbar(Crossbar):
         self._pulse_lanes_done(q, sel, v[chip, lane_q], on_lanes.size, order, bounds, flat, v_hit, w_hit)
         return np.where(active, energy, 0.0)
 
-    def _pulse_lanes_done(self, q, sel, v_sel, n_lanes, order, bounds, flat, v_hit, w_hit) -> None:
+    def _pulse_lanes_done(self, q, sel, v_sel, n_lanes, order, bounds, flat, v_hit, w_hit, shift_hit=None) -> None:
         """The switching and bookkeeping of a resistive-line pulse's ``n_lanes`` lanes (each active
         on some chip), in lane order.  The active lanes lane by lane, chips in order: each one's lane
         ``q`` (0 … n_lanes − 1), selected cell ``sel`` (flat index) and voltage ``v_sel`` (V).  Lane
         q's devices beyond a threshold are ``order[bounds[q]:bounds[q + 1]]`` of ``flat`` (flat
-        indices), ``v_hit`` (V) and ``w_hit`` (s).  The lanes below ``disturb_v`` on every chip are
+        indices), ``v_hit`` (V) and ``w_hit`` (s; or their :func:`~mock_hw.device.equivalent_shift`
+        ``shift_hit``, the relaxed pulses' already worked out, and ``w_hit`` None: no device forms there).  The lanes below ``disturb_v`` on every chip are
         switched together run by run (:func:`~mock_hw.device.switch_steps`, one set per lane: the same
         states and draws as lane by lane), and their selected cells' disturb counts restart at once
         (all a quiet lane's :meth:`_disturb` does); each loud lane ends a run: the run, itself
@@ -1699,7 +1706,7 @@ class SimulatedCrossbar(Crossbar):
             touched = self._touched if self._lines is not None else np.zeros(self.n_chips, bool)
             written = switch_drift_lanes(g_flat, n_flat, flat, v_hit, w_hit, order, bounds, sel, per_lane, loud_sel,
                                          loud, self._working_flat(), per_chip, self._disturb_table(1), touched, pop,
-                                         d, self._rng)
+                                         d, self._rng, shift_hit)
             self._mark_written(written)
             return
         start = 0
@@ -1709,8 +1716,9 @@ class SimulatedCrossbar(Crossbar):
             last = stop if end is None else end + 1                  # the run: these lanes and the loud one
             if last > start:
                 at = order[bounds[start]:bounds[last]]
-                written, _ = switch_steps(g_flat, flat[at], v_hit[at], w_hit[at], bounds[start:last + 1] - bounds[start],
-                                          pop, d, self._rng)
+                written, _ = switch_steps(g_flat, flat[at], v_hit[at], None if w_hit is None else w_hit[at],
+                                          bounds[start:last + 1] - bounds[start], pop, d, self._rng,
+                                          None if shift_hit is None else shift_hit[at])
                 self._mark_written(written)
             if end is not None:     # the loud lane's drift: the other devices of its loud chips
                 s = slice(per_lane[end], per_lane[end + 1])

@@ -68,6 +68,63 @@ MODEL_READ_TOL = 1e-6
 #: first-order follow of the others (see :data:`ADJOINT_TOL`)
 ADJOINT_SWEPT_TOL = 1e-6
 
+
+_KERNELS = {}
+
+
+def _kernels() -> dict:
+    """The line model's compiled passes over cells (:meth:`ReadCorrection.write_transfer`'s
+    transfers, :meth:`ReadCorrection._invert`'s inversion), compiled on first use with one explicit
+    signature each and cached on disk by numba; numba is imported only here (the line model runs on
+    resistive lines only, whose solves load it anyway).  Each does the numpy formula's operations
+    in its order, element by element (no fastmath: the same numbers)."""
+    if not _KERNELS:
+        from numba import float64, int64, njit, void
+
+        @njit(void(int64[::1], float64[::1], float64[::1], float64[::1], float64[::1], float64, float64, float64,
+                   float64, float64, float64, float64[::1]), cache=True)
+        def transfer(cell, amplitude, phi, psi, sigma, ab, oa, b, half, beta, norm, out):  # pragma: no cover - compiled
+            """write_transfer's t of each cell ``cell[i]`` (flat into the maps) driven at
+            ``amplitude[i]``: ``ab`` = a − b, ``oa`` = 1 − a, ``half`` = max(1 − b, a), ``norm`` = 1 + β·V_read²."""
+            for i in range(cell.size):
+                k = cell[i]
+                t_lin = ab * sigma[k] + oa * phi[k]
+                t_lin -= b * psi[k]
+                t_lin = t_lin if not t_lin < 1e-3 else 1e-3          # np.clip (NaN kept)
+                t_lin = t_lin if not t_lin > 1.0 else 1.0
+                t = t_lin
+                v = amplitude[i]
+                for _ in range(2):
+                    x = v * (1.0 + 1.0 / t) / 2.0 * half
+                    s = (1.0 + beta * x * x) / norm
+                    t = 1.0 / (1.0 + s * (1.0 / t_lin - 1.0))
+                out[i] = t
+
+        @njit(void(int64[::1], float64[::1], float64[::1], float64[::1], float64[::1], float64[::1], float64[::1],
+                   float64[::1]), cache=True)
+        def invert(cell, m, m_hat, a, c, fallback, ref, out):  # pragma: no cover - compiled
+            """_invert of readings ``m[i]`` (model readings ``m_hat[i]``) of the cells ``cell[i]``
+            (flat into ``a``, ``c``, ``fallback`` and ``ref``)."""
+            for i in range(cell.size):
+                k = cell[i]
+                x = m[i]
+                g = fallback[k]
+                if np.isfinite(x) and x > 0.0:
+                    d = x - m_hat[i]
+                    den = a[k] - c[k] * d
+                    h = ref[k] + d / den
+                    if den > 0.0 and h > 0.0:
+                        g = h
+                out[i] = g
+
+        _KERNELS.update(transfer=transfer, invert=invert)
+    return _KERNELS
+
+
+def _flat(x, dtype=float) -> np.ndarray:
+    """``x`` flat, C-contiguous and writable, of ``dtype`` (the kernels' one signature; a view where it is)."""
+    return np.require(np.asarray(x, dtype), dtype, ("C", "W")).reshape(-1)
+
 #: the refreshes between cells (:meth:`ReadCorrection.cells_finished`) stop their swept solves on
 #: the lines' bound as well (:func:`~programming.line_sweep.sweep_solve`'s ``sharp``): readings and
 #: slopes still within :data:`MODEL_READ_TOL` / :data:`ADJOINT_SWEPT_TOL` (the error left reaches up
@@ -614,11 +671,12 @@ class ReadCorrection:
         c·Δ)``, so ``g = ref + (m − m_hat)/(a − c·(m − m_hat))``; where it gives nothing (no reading,
         a reading beyond the pole ``m_hat + a/c``, ~10 mS above the window on 64×64, or g ≤ 0: a
         reading below what the model gives for the cell at 0 S), ``fallback``."""
-        read = np.isfinite(m) & (m > 0)
-        d = np.where(read, m, np.nan) - m_hat
-        den = a - c * d
-        g = ref + d / den
-        return np.where(read & (den > 0) & (g > 0), g, fallback)
+        m, a, c, fallback, ref, m_hat = np.broadcast_arrays(*(np.asarray(x, float) for x in (m, a, c, fallback, ref,
+                                                                                          m_hat)))
+        g = np.empty(m.shape)
+        _kernels()["invert"](np.arange(m.size), _flat(m), _flat(m_hat), _flat(a), _flat(c), _flat(fallback), _flat(ref),
+                             g.reshape(-1))
+        return g if g.ndim else g[()]
 
     def cells_finished(self, count: int, chips=None) -> None:
         """``count`` more cells finished tuning: refresh the model every ``refresh_every``.  With
@@ -672,14 +730,14 @@ class ReadCorrection:
         else:
             R, C = self.shape
             cell = (lanes // np.shape(rows)[-1] * R + rows.reshape(-1).take(lanes)) * C + cols.reshape(-1).take(lanes)
-        t_lin = ((a - b) * sigma.reshape(-1).take(cell) + (1 - a) * phi.reshape(-1).take(cell)
-                 - b * psi.reshape(-1).take(cell))
-        t_lin = np.clip(t_lin, 1e-3, 1.0)
-        t = t_lin
-        for _ in range(2):
-            x = np.asarray(amplitude, float) * (1 + 1 / t) / 2 * max(1 - b, a)      # the half-selected cells' voltage
-            s = (1.0 + self.beta * x * x) / (1.0 + self.beta * self.v_ref ** 2)
-            t = 1.0 / (1.0 + s * (1.0 / t_lin - 1.0))
+        # t_lin = (a − b)·Σ + (1 − a)·φ − b·ψ clipped to [1e-3, 1]; then twice: x = amplitude·(1 + 1/t)/2·
+        # max(1 − b, a) (the half-selected cells' voltage), s = (1 + β x²)/(1 + β V_read²),
+        # t = 1/(1 + s·(1/t_lin − 1)); in one compiled pass over the cells (_kernels' transfer)
+        cell = np.asarray(cell)
+        amp = np.broadcast_to(np.asarray(amplitude, float), cell.shape)
+        t = np.empty(cell.shape)
+        _kernels()["transfer"](_flat(cell, np.int64), _flat(amp), _flat(phi), _flat(psi), _flat(sigma), a - b, 1 - a, b,
+                               max(1 - b, a), float(self.beta), float(1.0 + self.beta * self.v_ref ** 2), t.reshape(-1))
         return t
 
     # ------------------------------------------------------------------------- readings
@@ -699,9 +757,9 @@ class ReadCorrection:
         (flat indices ``cell`` in the batch): each by its own local inversion at the model's
         linearization, the other cells followed (:meth:`_shifted_m`); their estimates are updated."""
         m_now = self._shifted_m(b, r, c, cell)          # the model's reading, the other cells followed
-        g_on = self._invert(readings, self._a.reshape(-1).take(cell),
-                            self._c.reshape(-1).take(cell), self.est.reshape(-1).take(cell),
-                            self._ref.reshape(-1).take(cell), m_now)
+        g_on = np.empty(np.shape(cell))                 # (_invert's kernel, gathering the cells' maps itself)
+        _kernels()["invert"](_flat(cell, np.int64), _flat(readings), _flat(m_now), _flat(self._a), _flat(self._c),
+                             _flat(self.est), _flat(self._ref), g_on.reshape(-1))
         self.est.put(cell, g_on)
         return g_on
 

@@ -849,3 +849,42 @@ def test_relaxed_adjoints_a_few_columns_at_a_time_are_every_column_at_once_bit_f
     for a, b in zip(whole, parts):
         np.testing.assert_array_equal(a, b)
         assert np.abs(a).max() > 0
+
+
+def test_compiled_transfer_and_inversion_equal_the_numpy_formulas():
+    """The line model's write transfers and local inversions are worked out cell by cell in compiled
+    passes (:func:`programming.ir_correction._kernels`): the same numbers, bit for bit, as the formulas
+    written with numpy (those of 85103a2, where they were), on a fitted 8×8 batch's maps at random
+    lanes and amplitudes, V/2 and V/3 shares, and at readings that hit each of the inversion's
+    fallbacks (NaN, 0, negative, beyond the pole, far below the model's reading at 0 S)."""
+    rng = np.random.default_rng(3)
+    g = rng.uniform(20e-6, 500e-6, (5, 8, 8))
+    corr = ReadCorrection((8, 8), 5, 0.2, r_line=0.67, beta=0.3)
+    corr.fit(corr.model(g)[0])
+    rows, cols = rng.integers(0, 8, (5, 6)), rng.integers(0, 8, (5, 6))
+    phi, psi, sigma = corr._write
+    for a, b in ((0.5, 0.5), (1 / 3, 2 / 3)):
+        amp = rng.uniform(0.5, 3.0, rows.shape)
+        cell = (np.arange(5)[:, None] * 8 + rows) * 8 + cols
+        t_lin = np.clip((a - b) * sigma.reshape(-1)[cell] + (1 - a) * phi.reshape(-1)[cell]
+                        - b * psi.reshape(-1)[cell], 1e-3, 1.0)
+        want = t_lin
+        for _ in range(2):
+            x = amp * (1 + 1 / want) / 2 * max(1 - b, a)
+            want = 1.0 / (1.0 + (1.0 + corr.beta * x * x) / (1.0 + corr.beta * corr.v_ref ** 2) * (1.0 / t_lin - 1.0))
+        assert np.array_equal(corr.write_transfer(rows, cols, amp, a, b), want)
+        lanes = np.array([0, 7, 12, 29])
+        assert np.array_equal(corr.write_transfer(rows, cols, amp.reshape(-1)[lanes], a, b, lanes=lanes),
+                              want.reshape(-1)[lanes])
+        assert np.array_equal(corr.write_transfer(rows, cols, 1.2, a, b).shape, rows.shape)
+    m_hat, a_, c_, ref = corr._m_hat, corr._a, corr._c, corr._ref.copy()
+    m = m_hat * rng.uniform(0.9, 1.1, m_hat.shape)
+    m[0, 0, :5] = [np.nan, 0.0, -1e-6, np.inf, 1.0]     # no reading, none, negative, beyond the pole
+    ref[1, 2, 3], m[1, 2, 3] = 1e-9, m_hat[1, 2, 3] / 2  # far below a linearization near 0 S: g <= 0
+    fallback = rng.uniform(1e-6, 1e-3, m.shape)
+    read = np.isfinite(m) & (m > 0)
+    d = np.where(read, m, np.nan) - m_hat
+    den = a_ - c_ * d
+    want = np.where(read & (den > 0) & (ref + d / den > 0), ref + d / den, fallback)
+    assert (want == fallback).sum() >= 6
+    assert np.array_equal(corr._invert(m, a_, c_, fallback, ref, m_hat), want)

@@ -11,7 +11,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # drives a swept (32×32) and a small chip's lines the ways a bench does and pulses each once
-# (mock_bench.warm_solver), then prints each cached kernel's (cache hits, cache misses) in this process
+# (mock_bench.warm_solver), loads the line model's kernels (eager: one signature each), then prints each cached
+# kernel's (cache hits, cache misses) in this process
 _PROBE = "\n".join([
     "import json",
     "from numba.core.registry import CPUDispatcher",
@@ -23,6 +24,8 @@ _PROBE = "\n".join([
     "import mock_hw.device as device",
     "kernels = dict(line_sweep._KERNEL)",
     "kernels.update(device._LANES_KERNEL)",
+    "import programming.ir_correction as ir_correction",
+    "kernels.update(ir_correction._kernels())",
     "kernels.update((n, f) for n, f in vars(rk).items() if isinstance(f, CPUDispatcher) and f.stats.cache_path)",
     "print(json.dumps({n: [sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values())]"
     " for n, f in kernels.items()}))",
@@ -37,7 +40,7 @@ def _probe() -> dict:
 def test_a_new_process_loads_every_line_kernel_from_the_disk_cache():
     _probe()                               # a cold cache (a fresh clone) is filled here
     stats = _probe()
-    used = {"sweep", "relax_reads", "relax_pulses", "relax_points", "given_pulses", "lanes"}
+    used = {"sweep", "relax_reads", "relax_pulses", "relax_points", "given_pulses", "lanes", "transfer", "invert"}
     assert used <= set(stats)
     # every kernel the probe called came from the cache ('hash', built with 'keys', runs only when
     # a saved chip state's warm starts are restored: never called here, so neither hit nor missed)

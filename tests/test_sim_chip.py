@@ -848,3 +848,41 @@ def test_resistive_pulse_lanes_compiled_equal_the_lane_by_lane_definition(monkey
     assert fast[1].max() >= 2             # loud lanes drifted the other devices (their counts grew)
     for a, b in zip(fast, plain):
         np.testing.assert_array_equal(a, b)
+
+
+def test_switch_drift_lanes_given_the_widths_shift_equals_given_the_widths(monkeypatch):
+    """The relaxed pulses hand :func:`mock_hw.device.switch_drift_lanes` their hits' equivalent_shift
+    (worked out once per point) instead of the widths: the same states, disturb counts, written
+    devices and random stream as given the widths, bit for bit, whole and a chunk at a time."""
+    import mock_hw.device as device
+
+    xb = SimulatedCrossbar(8, 8, n_chips=30, seed=2, r_line=0.67)
+    pop, d = xb.population, xb.params.device
+    rng = np.random.default_rng(5)
+    n_lanes, per = 4, 64
+    sel = np.concatenate([np.arange(30) * per + rng.integers(0, per, 30) for _ in range(n_lanes)])
+    sel_bounds = np.arange(n_lanes + 1) * 30
+    flat = np.concatenate([rng.choice(30 * per, 150, replace=False) for _ in range(n_lanes)])   # unique in a lane
+    lane_of = np.repeat(np.arange(n_lanes), 150)
+    order = np.concatenate([np.flatnonzero(lane_of == q)[np.argsort(flat[lane_of == q], kind="stable")]
+                            for q in range(n_lanes)])
+    hit_bounds = np.searchsorted(lane_of, np.arange(n_lanes + 1))
+    v = rng.choice([-2.0, -1.8, 1.7, 1.9], 600)
+    width = rng.choice([1e-6, 1e-4], 600)
+    v_sel = np.where(np.arange(sel.size) // 30 == 1, -2.0, 1.8)
+    loud_sel = np.abs(v_sel) >= d.disturb_v
+    loud = np.array([False, True, False, False])
+    for chunk in (None, 50):
+        runs = []
+        for shift in (None, device.equivalent_shift(width, d)):
+            g, n_ev = xb._g.reshape(-1).copy(), xb._n_disturb.reshape(-1).copy()
+            touched, r = np.zeros(30, bool), np.random.default_rng(9)
+            if chunk is not None:
+                monkeypatch.setattr(device, "LANES_CHUNK", chunk)
+            written = device.switch_drift_lanes(g, n_ev, flat, v, None if shift is not None else width, order,
+                                                hit_bounds, sel, sel_bounds, loud_sel, loud, xb._working_flat(),
+                                                per, xb._disturb_table(1), touched, pop, d, r, shift)
+            runs.append((g, n_ev, touched, written, r.standard_normal(3)))
+        assert runs[0][3].size > 100 and runs[0][2].any()
+        for a, b in zip(*runs):
+            np.testing.assert_array_equal(a, b)
