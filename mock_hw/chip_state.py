@@ -14,12 +14,7 @@ reads it back):
 * ``rng_state`` — 0-d unicode array, JSON of the run-time RNG's bit-generator state;
 * ``warm_chip``, ``warm_pattern``, ``warm_scale``, ``warm_x`` — only on resistive lines
   solved by line sweeps: the warm starts the line solver keeps (a swept solve's answer depends on
-  its start, to its tolerance: :meth:`mock_hw.nodal.LineSolver.kept_state`);
-* ``relaxed_read_*``, ``relaxed_pulse_*`` — only on relaxed lines (many small chips) after a read
-  or pulse: their warm starts (:meth:`programming.line_batch.BatchLines.kept_starts`, for the same
-  reason); ``relaxed_rows_v``, ``relaxed_rows_current``, ``relaxed_rows_kept``: the grounded
-  reads kept for chips unchanged since (:meth:`mock_hw.sim_chip.SimulatedCrossbar._kept_rows`: a
-  kept reading is reused where a new solve, from another start, would differ in its last bits).
+  its start, to its tolerance: :meth:`mock_hw.nodal.LineSolver.kept_state`).
 
 After :func:`load_chip_state_dict` the chip produces exactly the reads, pulses and waits the saved
 chip would have.
@@ -82,7 +77,6 @@ def chip_state_dict(xb, copy: bool = True) -> dict[str, np.ndarray]:
         out[name] = take(value)
     if xb._lines is not None:
         out.update(xb._lines.kept_state())
-        out.update({k: take(v) for k, v in xb._relaxed_starts().items()})
     return out
 
 
@@ -124,16 +118,6 @@ def load_chip_state_dict(xb, state: dict) -> None:
                 any(warm.get(k) is None or len(warm[k]) != len(x) for k in ("warm_chip", "warm_pattern", "warm_scale")):
             raise ValueError(f"chip state's line warm starts have shape {None if x is None else x.shape}, "
                              f"expected (n, 2, {full[1]}, {full[2]}) on resistive lines")
-    relaxed = {k: np.asarray(v) for k, v in state.items() if k.startswith("relaxed_")}
-    if relaxed:
-        from programming.line_batch import BatchLines
-
-        want = dict(BatchLines.starts_shapes(full), relaxed_rows_v=(), relaxed_rows_current=full,
-                    relaxed_rows_kept=full[:2])
-        bad = {k: v.shape for k, v in relaxed.items() if want.get(k) != v.shape}
-        if xb._lines is None or bad:
-            raise ValueError(f"chip state's relaxed lines' starts and kept reads have shapes {bad}, expected "
-                             f"{ {k: want.get(k) for k in bad} } on resistive lines")
     # validated: apply
     xb._rng.bit_generator.state = rng_state
     xb._g, xb._t_written, xb._n_disturb = arrays.pop("g"), arrays.pop("t_written"), arrays.pop("n_disturb")
@@ -144,7 +128,6 @@ def load_chip_state_dict(xb, state: dict) -> None:
     xb._clock = float(np.asarray(state["clock"]))
     if xb._lines is not None:
         xb._lines.restore(warm)
-        xb._load_relaxed_starts(state)
     xb.n_read_ops = int(np.asarray(state["n_read_ops"]))
     xb.n_pulse_ops = int(np.asarray(state["n_pulse_ops"]))
 

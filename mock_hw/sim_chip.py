@@ -207,8 +207,6 @@ class SimulatedCrossbar(Crossbar):
         self._lines = nodal.LineSolver(params.r_line, d.beta, d.v_ref, warm=True) if params.r_line > 0 else None
         self._lines0 = nodal.LineSolver(params.r_line, d.beta, d.v_ref) if params.r_line > 0 else None
         self._rows_kept = None      # relaxed lines' grounded reads of unchanged chips (_kept_rows)
-        self._starts_loaded = None  # relaxed lines' warm starts of a loaded state, for the network (_relaxed_starts)
-        self._rows_loaded = None    # a loaded state's kept grounded reads, for _kept_rows
         # the chips written (_mark_written) or drifted (_disturb) since _lines_relaxed last brought the
         # relaxed network to the conductances (n_chips bool), valid while _touched_of names the same _g
         # object (any other write of the conductances replaces it): the only chips compared next time
@@ -357,38 +355,6 @@ class SimulatedCrossbar(Crossbar):
         if mark is None or mark.size != self._g.size:
             self._scratch = mark = np.zeros(self._g.size, bool)
         return mark
-
-    def _relaxed_starts(self) -> dict[str, np.ndarray]:
-        """The relaxed lines' warm starts (:meth:`programming.line_batch.BatchLines.kept_starts`: a
-        relaxed point's answer depends on its start, to its tolerance) and the grounded reads kept
-        for chips unchanged since (:meth:`_kept_rows`: ``relaxed_rows_v``, ``_current``, ``_kept``),
-        as a chip state keeps them; those of a loaded state (:meth:`_load_relaxed_starts`) are first
-        handed to the relaxed network, if one is kept (else they wait for it: the network is built
-        at the first relaxed solve, which takes them first)."""
-        net = self._lines.net if self._lines is not None else None
-        loaded = self._starts_loaded
-        if loaded is not None and net is not None:
-            net.restore_starts(loaded[0])
-            self._starts_loaded = loaded = None
-        if loaded is not None:
-            return dict(loaded[0], **loaded[1])
-        out = net.kept_starts() if net is not None else {}
-        kept = self._rows_kept
-        if kept is not None and net is not None and self._lines.versions(self._g) is not None:
-            cur, have = self._kept_rows(kept[0][0], brought=True)      # (only the rows still current)
-            out.update(relaxed_rows_v=np.array(kept[0][0]), relaxed_rows_current=cur, relaxed_rows_kept=have)
-        return out
-
-    def _load_relaxed_starts(self, state: dict) -> None:
-        """Take a chip state's relaxed warm starts (``relaxed_*``: none, every point cold) and kept
-        grounded reads (valid while their chips keep the conductances loaded: :meth:`_kept_rows`)."""
-        rows = {k: state[k] for k in ("relaxed_rows_v", "relaxed_rows_current", "relaxed_rows_kept") if k in state}
-        starts = {k: v for k, v in state.items() if k.startswith("relaxed_") and k not in rows}
-        self._starts_loaded = (starts, rows)
-        self._rows_kept = None
-        self._rows_loaded = (float(rows["relaxed_rows_v"]), np.array(rows["relaxed_rows_current"], float),
-                             np.array(rows["relaxed_rows_kept"], bool), self._g.copy()) if rows else None
-        self._relaxed_starts()
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to resume this chip exactly (see :mod:`mock_hw.chip_state`)."""
@@ -580,10 +546,6 @@ class SimulatedCrossbar(Crossbar):
             n_rows, n_cols = self.shape
             kept = self._rows_kept = ((float(v_read), epoch), versions.copy(), np.zeros((self.n_chips, n_rows, n_cols)),
                                       np.zeros((self.n_chips, n_rows), bool))
-            loaded, self._rows_loaded = self._rows_loaded, None
-            if loaded is not None and loaded[0] == float(v_read):   # a loaded state's, for chips unchanged since
-                same = (loaded[3] == self._g).reshape(self.n_chips, -1).all(axis=1)
-                kept[2][same], kept[3][same] = loaded[1][same], loaded[2][same]
         else:
             changed = np.flatnonzero(versions != kept[1])
             if changed.size:
@@ -1559,7 +1521,6 @@ class SimulatedCrossbar(Crossbar):
         shift = equivalent_shift(w, d)
         energy_p = np.empty(li.size)
         parts = []
-        self._relaxed_starts()          # (a loaded state's warm starts to the network)
         for p0 in range(0, li.size, LINE_POINTS):
             sl = slice(p0, p0 + LINE_POINTS)
             e, hit_p, hit_f, v_at, top = self._lines.pulse_points(

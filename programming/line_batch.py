@@ -21,10 +21,7 @@ so ``L⁻¹ I`` is two cumulative sums along the line.  Only the sum of the drop
 constant ρ ≤ max over nodes of ``(L_r⁻¹ + L_c⁻¹)·s`` (:func:`contraction`, ``s`` the largest slope
 dI/dV any device can have in the solve), so after a step ``Δu`` the error is at most
 ``ρ/(1 − ρ)·|Δu|``: each operating point stops when that bound is below the tolerance (a proven
-tolerance, each point on its own: its answer does not depend on what else is in the batch; a
-relaxed pulse may start from its chip's last pulse of the same cell instead of ``u = 0``, a
-grounded read from its row's last read (:meth:`BatchLines.pulse_points`, :meth:`BatchLines.read_points`:
-the same bound holds from any start).  On
+tolerance, each point on its own: its answer does not depend on what else is in the batch).  On
 small arrays the lines barely load the devices (r·g ~ 3e-4 per segment: ρ ~ 0.02 on 8×8 at
 0.67 Ω), so a read converges to 1e-10 in about five steps.  Where ρ is not small (large arrays,
 high resistances) :func:`kept_network` keeps the factorized :class:`LineNetwork`.
@@ -155,8 +152,6 @@ class BatchLines(LineNetwork):
         sub.__dict__.update(self.__dict__)
         sub._g, sub.rho_lin = self._g[sl], self.rho_lin[sl]
         sub.shape = sub._g.shape
-        sub.__dict__.pop("pulse_starts", None)      # (the batch's, by its chip indices: not the sub-network's)
-        sub.__dict__.pop("read_starts", None)
         return sub
 
     def _factorized(self) -> LineNetwork:
@@ -265,16 +260,14 @@ class BatchLines(LineNetwork):
         return vr[:, 0], vc[:, 0]
 
     def read_points(self, g, beta: float, v_ref: float, chip, row, v_read: float, tol: float,
-                    max_iter: int = 200, warm: bool = True) -> np.ndarray:
+                    max_iter: int = 200) -> np.ndarray:
         """Grounded reads of single rows: current (P, C), A, out of every column into its driver when
         row ``row[p]`` of chip ``chip[p]`` is at ``v_read`` (V) and every other line at 0 V, on
         devices ``I = g·V·(1 + β V²)/(1 + β v_ref²)`` (``g`` (B, R, C), S: the whole batch's, whose
         linear parts ``g/(1 + β v_ref²)`` this network holds: brought to them by :meth:`update`).  Each
         read relaxed on its own (:func:`~programming.relax_kernels.relax_reads`) to :meth:`solve_cubic`'s
-        bound ``tol`` (relative to ``v_read``), from ``u = 0`` the same answers bit for bit; a read
-        whose bound is above :data:`RHO_SOLVE` is solved on a factorization.  ``warm``: each read
-        starts from its chip's row's last relaxed read, scaled by the read voltages' ratio
-        (:attr:`read_starts`; the same proven bound), else from ``u = 0``."""
+        bound ``tol`` (relative to ``v_read``), the same answers bit for bit; a read whose bound is
+        above :data:`RHO_SOLVE` is solved on a factorization."""
         from .relax_kernels import relax_reads      # numba: only where a relaxed solve runs
 
         g = np.asarray(g, float)
@@ -294,28 +287,23 @@ class BatchLines(LineNetwork):
             out_fast = out
         status, worst = 0, 0.0
         if chip.size:
-            start, scale = self._read_starts() if warm else (np.empty((0, 0, 0), np.int16), np.empty((0, 0)))
             _, status, worst = relax_reads(self._g, chip, row, float(v_read), float(beta),
                                            self.rho_lin, float(tol), self.r_line + self.r_access, self.r_line,
-                                           self.g_term, int(max_iter), out_fast, start, scale)
+                                           self.g_term, int(max_iter), out_fast)
         _raise_on(status, worst, max_iter)
         if out_fast is not out:
             out[~slow] = out_fast
         return out
 
     def pulse_points(self, g, beta: float, v_ref: float, chip, sel_r, sel_c, v, fracs, shift, vth, tol: float,
-                     max_iter: int = 200, warm: bool = True):
+                     max_iter: int = 200):
         """V/2 or V/3 pulses of single cells, each relaxed on its own
         (:func:`~programming.relax_kernels.relax_pulses`, to :meth:`solve_cubic`'s bound ``tol``,
-        from ``u = 0`` the same cell voltages bit for bit; a pulse whose bound is above :data:`RHO_SOLVE` solved on
+        the same cell voltages bit for bit; a pulse whose bound is above :data:`RHO_SOLVE` solved on
         a factorization): pulse p on chip ``chip[p]`` drives row ``sel_r[p]`` at ``v[p]`` (V) and
         column ``sel_c[p]`` at 0 V, the other rows and columns at ``fracs`` (row, column) of
         ``v[p]``; devices as :meth:`read_points`.  ``shift`` (P,): each pulse's width term of the
-        equivalent voltage, V; ``vth`` = (vth_set, vth_reset) (B, R, C), V.  ``warm``: each pulse
-        starts from the last relaxed pulse of its chip on the same selected cell and biasing
-        fractions, scaled by the amplitude ratio (:attr:`pulse_starts`: one per chip and selected
-        row; :func:`~programming.relax_kernels._warm_start` states why the proven bound
-        still holds), else from ``u = 0`` (the answer then its own, as :meth:`solve_cubic` gives it).
+        equivalent voltage, V; ``vth`` = (vth_set, vth_reset) (B, R, C), V.
 
         Returns:
             power (P,), W; the devices some pulse's cell voltage reaches beyond a threshold, in
@@ -341,89 +329,13 @@ class BatchLines(LineNetwork):
             given = np.stack(self._factorized_points(g, beta, v_ref, chip, row_v, col_v, tol, max_iter), axis=1)
         energy = np.empty(P)
         hit_p, hit_f, hit_v = np.empty(P * R * C, np.int64), np.empty(P * R * C, np.int64), np.empty(P * R * C)
-        start, scale, start_col = (self._pulse_starts(fracs) if warm and P else
-                                   (np.empty((0, 0, 0), np.int16), np.empty((0, 0)), np.empty((0, 0), np.int64)))
         _, status, worst, n, top = relax_pulses(g, self._g, 1.0 + beta * v_ref * v_ref, chip, sel_r, sel_c, v,
                                                 float(fracs[0]), float(fracs[1]), np.asarray(shift, float), vth[0],
                                                 vth[1], float(beta), self.rho_lin, float(tol),
                                                 self.r_line + self.r_access, self.r_line, int(max_iter), given, energy,
-                                                hit_p, hit_f, hit_v, start, scale, start_col)
+                                                hit_p, hit_f, hit_v)
         _raise_on(status, worst, max_iter)
         return energy, hit_p[:n].copy(), hit_f[:n].copy(), hit_v[:n].copy(), top
-
-    # ------------------------------------------------------------------------------ warm starts
-    #: the grounded reads' warm starts (:meth:`read_points`): (start (B, R, R·C) int16, scale (B, R)),
-    #: one per chip and driven row, per volt of the read voltage (scale 0: none), or None before
-    #: the first warm read (:func:`~programming.relax_kernels._keep_start`)
-    read_starts = None
-    #: the pulses' warm starts (:meth:`pulse_points`): (fractions, start, scale, selected column (B, R)
-    #: int64, −1: none), one per chip and selected row, or None before the first warm pulse
-    pulse_starts = None
-    _STARTS = {"relaxed_read_start": np.int16, "relaxed_read_scale": float, "relaxed_pulse_fracs": float,
-               "relaxed_pulse_start": np.int16, "relaxed_pulse_scale": float, "relaxed_pulse_col": np.int64}
-
-    def _new_starts(self):
-        B, R, C = self.shape
-        return np.zeros((B, R, R * C), np.int16), np.zeros((B, R))
-
-    def _read_starts(self):
-        """The reads' warm starts, made (every one cold) where none are kept."""
-        if self.read_starts is None:
-            self.read_starts = self._new_starts()
-        return self.read_starts
-
-    def _pulse_starts(self, fracs):
-        """The pulses' warm starts of biasing ``fracs`` (row, column), made (every one cold) where none
-        are kept or those kept are of other fractions."""
-        fracs = (float(fracs[0]), float(fracs[1]))
-        kept = self.pulse_starts
-        if kept is None or kept[0] != fracs:
-            if kept is not None:
-                kept[3].fill(-1)
-                kept = (fracs, *kept[1:])
-            else:
-                kept = (fracs, *self._new_starts(), np.full(self.shape[:2], -1, np.int64))
-            self.pulse_starts = kept
-        return kept[1:]
-
-    def kept_starts(self) -> dict[str, np.ndarray]:
-        """The warm starts this network keeps, as plain arrays (``relaxed_read_start``,
-        ``relaxed_read_scale``, ``relaxed_pulse_fracs`` (2,), ``relaxed_pulse_start``,
-        ``relaxed_pulse_scale``, ``relaxed_pulse_col``; those of the kinds it keeps none of left
-        out): a relaxed point's answer depends on its start, to its tolerance, so a chip's saved
-        state carries them (:meth:`restore_starts` of them gives the same answers bit for bit)."""
-        out = {}
-        if self.read_starts is not None:
-            out.update(relaxed_read_start=self.read_starts[0], relaxed_read_scale=self.read_starts[1])
-        if self.pulse_starts is not None:
-            fr, start, scale, col = self.pulse_starts
-            out.update(relaxed_pulse_fracs=np.array(fr), relaxed_pulse_start=start, relaxed_pulse_scale=scale,
-                       relaxed_pulse_col=col)
-        return out
-
-    @classmethod
-    def starts_shapes(cls, shape) -> dict[str, tuple]:
-        """The shapes of :meth:`kept_starts`' arrays on a network of ``shape`` (B, R, C)."""
-        B, R, C = shape
-        kept, per = (B, R, R * C), (B, R)
-        return {"relaxed_read_start": kept, "relaxed_read_scale": per, "relaxed_pulse_fracs": (2,),
-                "relaxed_pulse_start": kept, "relaxed_pulse_scale": per, "relaxed_pulse_col": per}
-
-    def restore_starts(self, state) -> None:
-        """Take the warm starts of :meth:`kept_starts` (copies; an empty state: none kept)."""
-        state = state or {}
-        want = self.starts_shapes(self.shape)
-        got = {k: np.array(state[k], self._STARTS[k], order="C") for k in want if k in state}
-        for k, a in got.items():
-            if a.shape != want[k]:
-                raise ValueError(f"relaxed starts {k} of shape {a.shape}, network {self.shape}")
-        self.read_starts = self.pulse_starts = None
-        if "relaxed_read_start" in got:
-            self.read_starts = (got["relaxed_read_start"], got["relaxed_read_scale"])
-        if "relaxed_pulse_start" in got:
-            fr = got["relaxed_pulse_fracs"]
-            self.pulse_starts = ((float(fr[0]), float(fr[1])), got["relaxed_pulse_start"],
-                                 got["relaxed_pulse_scale"], got["relaxed_pulse_col"])
 
     def _relax(self, g_lin, beta: float, tol: float, max_iter: int, K: int, bases=None, terminals=None):
         """Relax every chip's ``K`` operating points, each on its own (the compiled

@@ -35,9 +35,7 @@ from numba import njit, types
 _IN = {n: types.Array(types.float64, n, "A", readonly=True) for n in (1, 2, 3, 4, 5)}
 _INI = {n: types.Array(types.int64, n, "A", readonly=True) for n in (1,)}
 _OUT = {n: types.Array(types.float64, n, "A") for n in (1, 2, 3, 4, 5)}
-_OUTI = {n: types.Array(types.int64, n, "A") for n in (1, 2)}
-_OUT16 = {n: types.Array(types.int16, n, "C") for n in (3,)}
-_OUTC2 = types.Array(types.float64, 2, "C")
+_OUTI = {n: types.Array(types.int64, n, "A") for n in (1,)}
 _C = {n: types.Array(types.float64, n, "C", readonly=True) for n in (3, 4)}
 _OUTC = {n: types.Array(types.float64, n, "C") for n in (3, 5)}
 _F, _I = types.float64, types.int64
@@ -345,68 +343,14 @@ def relax_points(base_r, base_c, g_lin, beta, rho_lin, tol, r_t, r, max_iter, ou
             busy -= 1
 
 
-#: a warm start's node values are kept as int16 multiples of a per-start scale (its largest |value|
-#: over 32767: 1.5e-5 of it, far below what a pulse or a conductance change moves them), half the
-#: memory of float32 (10 000 chips × 8 rows × 64 nodes: 10 MB)
-KEEP_LEVELS = 32767.0
-
-
-@njit(inline="always")
-def _warm_start(u, ln, kept, scale, vp, n):  # pragma: no cover - compiled
-    """Lane ``ln`` starts from ``u = vp·scale·kept`` (``kept`` (n,) int16, ``scale`` per volt:
-    :func:`_keep_start` of the converged ``u`` of an earlier point of the same terminals per volt
-    of their drive ``vp``, V; a scale of 0, nothing kept, leaves ``_take``'s ``u = 0``).
-
-    The relaxation's bound (:func:`_settle`) holds from any start: the map is a contraction with
-    constant ρ wherever the cell voltages stay within the terminals' span plus its margin
-    (:func:`_take`), and then the error of the iterate after a step is at most ``ρ/(1 − ρ)·|Δu|``
-    (Banach's a-posteriori bound: it uses only the contraction and the step, not the start).  This
-    start keeps the cell voltages there: the point's terminals are ``vp`` times the kept point's
-    per volt (a read of the same row; a pulse of the same cell and biasing fractions), so the kept
-    node voltages scaled by the drive lie within the terminals' span as the kept ones lay within
-    theirs (devices odd, ``I(−v) = −I(v)``: a change of sign scales the same), to the kept answer's
-    tolerance and the rounding of ``kept`` (1.5e-5 of its largest value), both far inside the 1 %
-    margin.  The start differs from the answer by what changed since (a pulsed cell's conductance,
-    the devices' cubic term at another amplitude): reads of a row whose cell was just pulsed stop
-    after 2–3 steps where ``u = 0`` takes 4 (8×8 at 0.67 Ω, 1e-8), pulses after 1–2 where 2–3."""
-    f = vp * scale
-    if f != 0.0:
-        for q in range(n):
-            u[q * W + ln] = f * kept[q]
-
-
-@njit(inline="always")
-def _keep_start(u, ln, kept, vp, n):  # pragma: no cover - compiled
-    """Keep lane ``ln``'s converged ``u`` per volt of its drive ``vp`` (V, nonzero) into ``kept``
-    (n,) int16; returns its scale (the largest |value| per volt over :data:`KEEP_LEVELS`, 0 where
-    every value is 0)."""
-    inv = 1.0 / vp
-    top = 0.0
-    for q in range(n):
-        top = max(top, abs(u[q * W + ln] * inv))
-    if not top > 0.0 or not top < np.inf:
-        for q in range(n):
-            kept[q] = 0
-        return 0.0
-    scale = top / KEEP_LEVELS
-    to = inv / scale
-    for q in range(n):
-        kept[q] = np.int16(np.rint(u[q * W + ln] * to))
-    return scale
-
-
-@njit(types.Tuple((_I, _I, _F))(_IN[3], _INI[1], _INI[1], _F, _F, _IN[1], _F, _F, _F, _F, _I, _OUT[2], _OUT16[3], _OUTC2),
+@njit(types.Tuple((_I, _I, _F))(_IN[3], _INI[1], _INI[1], _F, _F, _IN[1], _F, _F, _F, _F, _I, _OUT[2]),
       cache=True, nogil=True)
-def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, g_term, max_iter, out, start, unit):  # pragma: no cover - compiled
+def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, g_term, max_iter, out):  # pragma: no cover - compiled
     """Grounded reads, each relaxed on its own as :func:`relax_points` relaxes it (bit for bit):
     read ``p`` drives row ``row[p]`` of chip ``chip[p]`` at ``v_read``, V, every other line at
     0 V, on devices ``I = g_lin·v·(1 + β v²)`` (``g_lin`` (B, R, C), S: the chips' linear
     conductances, the relaxed network's; ``rho_lin`` (B,) their bounds); writes the current out of
-    every column into its driver, A, ``out`` (P, C): ``g_term`` (S) times its terminal node's rise.
-    ``start`` (B, R, R·C) int16 and ``unit`` (B, R): warm starts, their scales, one per chip and driven row,
-    per volt of the read voltage (unit 0: ``u = 0``), read, and written where a read converges
-    (:func:`_warm_start`: the same proven bound from any start); (0, 0, 0) and (0, 0): every read
-    from ``u = 0`` (its answer then :func:`relax_points`' bit for bit)."""
+    every column into its driver, A, ``out`` (P, C): ``g_term`` (S) times its terminal node's rise."""
     B, R, C = g_lin.shape
     P = chip.shape[0]
     if v_read == 0.0:       # no device sees a voltage: no current
@@ -417,7 +361,6 @@ def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, g_term, ma
     w = _work(R, C)
     v0, gl, rise, point, steps_of = w[0], w[1], w[3], w[12], w[13]
     hi, lo, scale = max(v_read, 0.0), min(v_read, 0.0), abs(v_read)
-    warm = start.shape[0] > 0
     steps, nxt, busy = 1, 0, 0
     while True:
         for ln in range(W):
@@ -430,8 +373,6 @@ def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, g_term, ma
                         v0[q] = a - 0.0
                         gl[q] = g_lin[c, i, j]
                 _take(w, ln, nxt, beta, rho_lin[c], hi, lo, tol * scale, R, C)
-                if warm:
-                    _warm_start(w[2], ln, start[c, rr], unit[c, rr], v_read, R * C)
                 busy += 1
                 nxt += 1
         if busy == 0:
@@ -449,8 +390,6 @@ def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, g_term, ma
             p = point[ln]
             for j in range(C):
                 out[p, j] = g_term * ((0.0 + rise[((R - 1) * C + j) * W + ln]) - 0.0)
-            if warm:
-                unit[chip[p], row[p]] = _keep_start(w[2], ln, start[chip[p], row[p]], v_read, R * C)
             _free(w, ln)
             busy -= 1
 
@@ -553,13 +492,12 @@ def given_pulses(g, chip, sel_r, sel_c, norm, shift, vth_set, vth_reset, beta, g
 
 @njit(types.Tuple((_I, _I, _F, _I, _F))(_IN[3], _IN[3], _F, _INI[1], _INI[1], _INI[1], _IN[1], _F, _F, _IN[1], _IN[3],
                                         _IN[3], _F, _IN[1], _F, _F, _F, _I, _IN[4], _OUT[1], _OUTI[1],
-                                        _OUTI[1], _OUT[1], _OUT16[3], _OUTC2, _OUTI[2]),
+                                        _OUTI[1], _OUT[1]),
       cache=True, nogil=True)
 def relax_pulses(g, g_lin, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shift, vth_set, vth_reset, beta, rho_lin, tol,
-                 r_t, r, max_iter, given, energy, hit_point, hit_flat, hit_v, start, unit, start_col):  # pragma: no cover - compiled
-    """V/2 or V/3 pulses, each relaxed on its own as :func:`relax_points` relaxes it (bit for bit
-    from ``u = 0``; from a warm start, to the same proven bound), and what the caller needs of
-    each, in one pass (no node voltages kept).
+                 r_t, r, max_iter, given, energy, hit_point, hit_flat, hit_v):  # pragma: no cover - compiled
+    """V/2 or V/3 pulses, each relaxed on its own as :func:`relax_points` relaxes it (bit for bit),
+    and what the caller needs of each, in one pass (no node voltages kept).
 
     Pulse ``p`` on chip ``chip[p]`` drives row ``sel_r[p]`` at ``v[p]`` and column ``sel_c[p]`` at
     0 V, every other row at ``frac_row·v[p]`` and column at ``frac_col·v[p]``, V, on devices
@@ -567,11 +505,7 @@ def relax_pulses(g, g_lin, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shif
     ``g_lin = g/norm`` the relaxed network's; ``rho_lin`` (B,) the chips' bounds).
     ``given``: (P, 2, R, C) row / column node voltages of the pulses solved elsewhere (a
     factorized solve, where the relaxation would be slow), used instead of relaxing; (0, 2, R, C)
-    to relax.  ``start`` (B, R, R·C) int16, ``unit`` (its scales) and ``start_col`` (B, R): warm starts, one
-    per chip and selected row (:func:`_warm_start`), read where ``start_col`` names the pulse's
-    selected column and written (with it) where a pulse converges; (0, 0, 0), (0, 0), (0, 0): every
-    pulse from ``u = 0`` (its answer then its own, as :func:`relax_points` gives it, bit for bit).
-    Writes ``energy`` (P,): each pulse's power Σ v_cell·i_cell, W; and, in pulse then
+    to relax.  Writes ``energy`` (P,): each pulse's power Σ v_cell·i_cell, W; and, in pulse then
     cell order, each device the pulse's cell voltage reaches beyond a threshold — ``v_eq > vth_set``
     or ``−v_eq > vth_reset`` of its chip (``v_eq = sign(v)·max(|v| + shift[p], 0)``: the equivalent
     voltage of :func:`mock_hw.device.equivalent_voltage`, ``shift`` its width term; thresholds
@@ -592,7 +526,6 @@ def relax_pulses(g, g_lin, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shif
     w = _work(R, C)
     v0, gl, rise, drop, point, steps_of = w[0], w[1], w[3], w[4], w[12], w[13]
     a_t, c_t = np.zeros(R * W), np.zeros(C * W)
-    warm = start.shape[0] > 0
     # lanes finish out of order: each pulse's devices are written where it finishes, then put in
     # pulse order (first, count: where its run of devices starts and how many)
     first, count = np.empty(P, np.int64), np.zeros(P, np.int64)
@@ -624,8 +557,6 @@ def relax_pulses(g, g_lin, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shif
                 nxt += 1
                 if live:
                     _take(w, ln, p, beta, rho_lin[c], hi, lo, tol * scale, R, C)
-                    if warm and start_col[c, sr] == sc:
-                        _warm_start(w[2], ln, start[c, sr], unit[c, sr], vp, R * C)
                     busy += 1
                 else:       # no device sees a voltage: no drop, no rise
                     for q in range(R * C):
@@ -651,9 +582,6 @@ def relax_pulses(g, g_lin, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shif
             if status:
                 return steps, status, worst, n_hit, top
             p = point[ln]
-            if warm:
-                unit[chip[p], sel_r[p]] = _keep_start(w[2], ln, start[chip[p], sel_r[p]], v[p], R * C)
-                start_col[chip[p], sel_r[p]] = sel_c[p]
             in_order = in_order and p > last
             last, first[p] = p, n_hit
             n_hit, top = _pulse_done(p, ln, g, chip, sel_r, sel_c, norm, shift, vth_set, vth_reset, beta,

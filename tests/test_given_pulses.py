@@ -64,8 +64,7 @@ def test_given_pulses_keep_what_one_cell_at_a_time_keeps_bit_for_bit():
         wide[..., ::2] = given
         _, status, _, k2, t2 = relax_pulses(g, g / norm, norm, chip, sel_r, sel_c, np.zeros(P), 0.0, 0.0, shift,
                                             vth_set, vth_reset, BETA, np.zeros(g.shape[0]), 0.0, 1.0, 1.0, 0,
-                                            wide[..., ::2], e2, hp2, hf2, hv2, np.empty((0, 0, 0), np.int16),
-                                            np.empty((0, 0)), np.empty((0, 0), np.int64))
+                                            wide[..., ::2], e2, hp2, hf2, hv2)
         assert status == 0 and k2 == k and t2 == t
         assert e2.tolist() == power
         assert list(zip(hp2[:k2].tolist(), hf2[:k2].tolist(), hv2[:k2].tolist())) == hits
