@@ -1646,10 +1646,11 @@ class SimulatedCrossbar(Crossbar):
         on some chip), in lane order.  The active lanes lane by lane, chips in order: each one's lane
         ``q`` (0 … n_lanes − 1), selected cell ``sel`` (flat index) and voltage ``v_sel`` (V).  Lane
         q's devices beyond a threshold are ``order[bounds[q]:bounds[q + 1]]`` of ``flat`` (flat
-        indices), ``v_hit`` (V) and ``w_hit`` (s; or their :func:`~mock_hw.device.equivalent_shift`
-        ``shift_hit``, the relaxed pulses' already worked out, and ``w_hit`` None: no device forms there).  The lanes below ``disturb_v`` on every chip are
-        switched together run by run (:func:`~mock_hw.device.switch_steps`, one set per lane: the same
-        states and draws as lane by lane), and their selected cells' disturb counts restart at once
+        indices), ``v_hit`` (V) and ``w_hit`` (s), or, with ``w_hit`` None, their
+        :func:`~mock_hw.device.equivalent_shift` ``shift_hit`` (the relaxed pulses work it out
+        already).  The lanes below ``disturb_v`` on every chip are switched together run by run
+        (:func:`~mock_hw.device.switch_steps`, one set per lane: the same states and draws as lane
+        by lane), and their selected cells' disturb counts restart at once
         (all a quiet lane's :meth:`_disturb` does); each loud lane ends a run: the run, itself
         included, is switched first, then its drift (:meth:`_disturb`) — the same states, counts and
         draws, in the same order, as one call per lane."""

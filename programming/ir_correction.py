@@ -85,7 +85,8 @@ def _kernels() -> dict:
                    float64, float64, float64, float64[::1]), cache=True)
         def transfer(cell, amplitude, phi, psi, sigma, ab, oa, b, half, beta, norm, out):  # pragma: no cover - compiled
             """write_transfer's t of each cell ``cell[i]`` (flat into the maps) driven at
-            ``amplitude[i]``: ``ab`` = a − b, ``oa`` = 1 − a, ``half`` = max(1 − b, a), ``norm`` = 1 + β·V_read²."""
+            ``amplitude[i]``: ``ab`` = a − b, ``oa`` = 1 − a, ``half`` = max(1 − b, a),
+            ``norm`` = 1 + β·V_read²."""
             for i in range(cell.size):
                 k = cell[i]
                 t_lin = ab * sigma[k] + oa * phi[k]
