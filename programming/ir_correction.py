@@ -53,7 +53,7 @@ CROSS_MAX = 10_000_000
 #: not depend on them
 ADJOINT_TOL = 1e-9
 #: bytes of node voltages a relaxed adjoint solve works out at once (:meth:`ReadCorrection._adjoints`:
-#: that many columns' unit injections and answers at a time)
+#: that many chips' answers at a time, every column of each)
 ADJOINT_BYTES = 2 << 20
 
 #: tolerance of the model's grounded reads on swept lines (:meth:`ReadCorrection.model`, every
@@ -286,24 +286,28 @@ class ReadCorrection:
             else:
                 x = net.solve(net.injection(row_v, col_v))
             xr, xc = net.split(x)                                          # (B, R reads, R, C)
-            i_sense = net.terminal_currents(xr, xc, row_v, col_v)[1]     # (B, R reads, C)
             g_term = net.g_term
+            # the column terminals' currents (net.terminal_currents' second half: every terminal
+            # of a relaxed network is driven; the rows' currents are never used)
+            i_sense = g_term * (xc[:, :, R - 1, :] - col_v)               # (B, R reads, C)
         ii = np.arange(R)
         # read i, cell (i, j): (B, R, C), C-contiguous (the gathers' result is a transposed view, and
         # every map of a cell derived from it — the write transfers, the inversion's a, the unit
         # currents — would be too: each flat ``reshape(-1)`` of them a copy of the whole map)
-        v_cell = np.ascontiguousarray(xr[:, ii, ii, :] - xc[:, ii, ii, :])
         phi = xr - xc                                                      # every cell's voltage in every read
+        v_cell = np.ascontiguousarray(phi[:, ii, ii, :])
         # the write-transfer maps (write_transfer): a cell's voltage per volt on its own row's
         # terminal, per volt on its own column's (None without the adjoints), and per volt on
         # every row terminal at once
         self._model_write = (v_cell / self.v_read, None, phi.sum(axis=1) / self.v_read)
         if not slopes:
+            keep_cross = cross and B * R * C * (R + C) <= CROSS_MAX
             if cubic:
-                phi = phi * (1.0 + self.beta * phi * phi) / norm
+                if keep_cross:          # (every cell's current per unit g: only where the shares are kept)
+                    phi = phi * (1.0 + self.beta * phi * phi) / norm
                 v_cell = v_cell * (1.0 + self.beta * v_cell * v_cell) / norm
             self._model_unit = v_cell
-            self._model_cross = (phi, None, g_term) if (cross and B * R * C * (R + C) <= CROSS_MAX) else None
+            self._model_cross = (phi, None, g_term) if keep_cross else None
             return i_sense / self.v_read, None
         wr, wc = self._adjoints(g, norm, net, ids, sharp)
         u_at = self._own_adjoint(wr, wc)
@@ -395,17 +399,19 @@ class ReadCorrection:
         set the inversion's slope, not its fixed point, which the model's readings alone fix)."""
         B, R, C = g.shape
         if net is not None:
-            # a few columns at a time (each point's answer is its own in any batch): the unit
-            # injections and their solve's node voltages of every column at once were two more
-            # arrays the size of the answer (8 MB each for 1024 chips of 8x8, at the peak of a
-            # 10 000-chip tune's read-back)
+            # a few chips at a time, every column of each written in place (each point's answer is
+            # its own in any batch): the unit injections and their solve's node voltages of every
+            # chip at once were two more arrays the size of the answer (8 MB each for 1024 chips of
+            # 8x8, at the peak of a 10 000-chip tune's read-back), and a few columns of every chip
+            # at a time were copied into it
             w = np.empty((B, C, 2 * R * C))
-            cols = max(1, min(C, ADJOINT_BYTES // max(1, 8 * B * 2 * R * C)))
             if not net.relaxes():       # (a factorized solve: every column in one call, as before)
-                cols = C
-            for j0 in range(0, C, cols):
-                k = np.arange(j0, min(C, j0 + cols))
-                w[:, k[0]:k[-1] + 1] = net.solve_column_units(k, ADJOINT_TOL)
+                w[:] = net.solve_column_units(np.arange(C), ADJOINT_TOL)
+                return net.split(w)
+            chips = max(1, ADJOINT_BYTES // (8 * C * 2 * R * C))
+            for b0 in range(0, B, chips):
+                at = slice(b0, min(B, b0 + chips))
+                net.chips(at).solve_column_units(np.arange(C), ADJOINT_TOL, out=w[at])
             return net.split(w)
         g_term = 1.0 / (self.r_line + self.r_access)
         adj_c = np.broadcast_to(np.eye(C) / g_term, (B, C, C)).reshape(B * C, C)

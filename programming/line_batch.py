@@ -183,14 +183,15 @@ class BatchLines(LineNetwork):
 
         return self._relax(self._g, 0.0, tol, 200, rhs.shape[1], bases=bases)[0]
 
-    def solve_column_units(self, cols, tol: float = LINEAR_TOL) -> np.ndarray:
+    def solve_column_units(self, cols, tol: float = LINEAR_TOL, out=None) -> np.ndarray:
         """:meth:`solve` of a unit current (1 A) into column ``cols[k]``'s node next to its
         terminal (row R − 1) as right-hand side k of every chip: node voltages (B, K, N), V,
         the same bit for bit, without building the injections or passing them through the
         device-free ladders (:func:`~programming.relax_kernels.device_free`): that current rises
         every node of its column by ``(r_t − r)·1 + r·1`` (the column ladder's sums, as the kernel
         works them out: ``r_t`` the terminal path, ``r`` a segment) and leaves every other node
-        at 0 V (the line model's adjoints, :meth:`~programming.ir_correction.ReadCorrection._adjoints`)."""
+        at 0 V (the line model's adjoints, :meth:`~programming.ir_correction.ReadCorrection._adjoints`).
+        ``out``: a C-contiguous (B, K, N) array the relaxed answer is written into (and returned)."""
         cols = np.asarray(cols, np.intp)
         B, R, C = self.shape
         if not self.relaxes():
@@ -206,7 +207,7 @@ class BatchLines(LineNetwork):
         def bases(sl):          # (every chip's the same: broadcast views)
             return base_r, base_c[None]
 
-        return self._relax(self._g, 0.0, tol, 200, cols.size, bases=bases)[0]
+        return self._relax(self._g, 0.0, tol, 200, cols.size, bases=bases, out=out)[0]
 
     def solve_cubic(self, g, beta: float, v_ref: float, row_v, col_v, tol: float = 1e-12,
                     max_iter: int = 200, focus=None):
@@ -337,7 +338,7 @@ class BatchLines(LineNetwork):
         _raise_on(status, worst, max_iter)
         return energy, hit_p[:n].copy(), hit_f[:n].copy(), hit_v[:n].copy(), top
 
-    def _relax(self, g_lin, beta: float, tol: float, max_iter: int, K: int, bases=None, terminals=None):
+    def _relax(self, g_lin, beta: float, tol: float, max_iter: int, K: int, bases=None, terminals=None, out=None):
         """Relax every chip's ``K`` operating points, each on its own (the compiled
         :mod:`programming.relax_kernels`), chunk by chunk of chips: their row / column node
         voltages without devices, V, are ``bases(chips)`` (broadcastable to (chips, K, R, C)) or
@@ -346,11 +347,12 @@ class BatchLines(LineNetwork):
         voltage (the devices carry ``I = g_lin·v·(1 + β v²)``, ``beta`` 0: linear).  A point's
         answer is the drop and rise of the step at which its own bound is met (the same in any
         batch); a point whose devices all see 0 V carries no current, so its lines stay at their
-        terminals'.  Returns node voltages (B, K, N) and the most steps any point took."""
+        terminals'.  Returns node voltages (B, K, N) (written into ``out``, a C-contiguous array of
+        that shape, where given) and the most steps any point took."""
         from .relax_kernels import relax_points      # numba: only where a relaxed solve runs
 
         B, R, C = self.shape
-        x = np.empty((B, K, 2, R, C))
+        x = np.empty((B, K, 2, R, C)) if out is None else out.reshape(B, K, 2, R, C)
         per_chip = max(1, CHUNK // max(1, K * R * C))
         g_lin = np.ascontiguousarray(g_lin, dtype=float)
         r_t = self.r_line + self.r_access
