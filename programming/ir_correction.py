@@ -45,13 +45,6 @@ MODEL_CHIPS = 1024
 #: the other cells between refreshes (a 64×64 chip needs 5·10⁵; larger batches go without)
 CROSS_MAX = 10_000_000
 
-#: tolerance of the model's adjoint solves on a relaxed network (relative to the largest node
-#: voltage; :data:`~programming.line_batch.LINEAR_TOL` is 1e-13): the sensitivities only set the
-#: slope of each cell's local inversion and the first-order follow of the other cells, so a
-#: relative error of 1e-9 in them moves a corrected reading by ~1e-9 of its change since the last
-#: refresh, while a fit's answer (the conductances whose modelled readings equal the readings) does
-#: not depend on them
-ADJOINT_TOL = 1e-9
 #: bytes of node voltages a relaxed adjoint solve works out at once (:meth:`ReadCorrection._adjoints`:
 #: that many chips' answers at a time, every column of each)
 ADJOINT_BYTES = 2 << 20
@@ -63,10 +56,15 @@ ADJOINT_BYTES = 2 << 20
 #: slopes within 2e-6 relative of the exact solution (measured on 8×8 to 64×64 at 0.67 and 2 Ω),
 #: two thousandths of the 0.1 % read noise and 1/5000 of a 1 % band
 MODEL_READ_TOL = 1e-6
-#: the same for the model's adjoint solves on swept lines (relative to the ``1/g_term`` of a unit
-#: current at a column's terminal node): they only set each cell's inversion slope and the
-#: first-order follow of the others (see :data:`ADJOINT_TOL`)
-ADJOINT_SWEPT_TOL = 1e-6
+#: tolerance of the model's adjoint solves, swept and relaxed: every node voltage proven within this
+#: fraction of the ``1/g_term`` by which a unit current at a column's terminal node raises it (a
+#: relaxed solve's largest node voltage without devices).  The sensitivities only set the slope of
+#: each cell's local inversion and the first-order follow of the other cells, so a relative error
+#: of 1e-6 in them moves a corrected reading by ~1e-6 of its change since the last refresh, while
+#: a fit's answer (the conductances whose modelled readings equal the readings) does not depend on
+#: them.  (Relaxed lines solved them to 1e-9 until stop 28: 4 relaxation steps per column on
+#: 10 000 x 8x8 at 0.67 ohm, 3 at 1e-6.)
+ADJOINT_TOL = 1e-6
 
 
 _KERNELS = {}
@@ -128,7 +126,7 @@ def _flat(x, dtype=float) -> np.ndarray:
 
 #: the refreshes between cells (:meth:`ReadCorrection.cells_finished`) stop their swept solves on
 #: the lines' bound as well (:func:`~programming.line_sweep.sweep_solve`'s ``sharp``): readings and
-#: slopes still within :data:`MODEL_READ_TOL` / :data:`ADJOINT_SWEPT_TOL` (the error left reaches up
+#: slopes still within :data:`MODEL_READ_TOL` / :data:`ADJOINT_TOL` (the error left reaches up
 #: to them, where the global bound leaves ~1/100), a millionth of a reading against the 1 % band the
 #: verify reads decide on; their adjoints take 1.7 sweeps per point instead of 2.9 on the 64×64 tune,
 #: and their reads bound the column terminals' currents only (the readings: ``row_currents``
@@ -394,8 +392,8 @@ class ReadCorrection:
         (the linear network of ``g/norm``; ``net`` its relaxed network, None on swept lines):
         ``wr``, ``wc`` (B, C columns, R, C), the node voltages of a unit current into column j's
         node next to its terminal — A⁻¹e, A symmetric, so a reading's sensitivity to every cell.
-        Relaxed: to :data:`ADJOINT_TOL`; swept: to :data:`ADJOINT_SWEPT_TOL` of the terminal's
-        ``1/g_term``, each from this model's last solution of the same column (the sensitivities
+        To :data:`ADJOINT_TOL` of the terminal's ``1/g_term`` (swept: each from this model's last
+        solution of the same column) (the sensitivities
         set the inversion's slope, not its fixed point, which the model's readings alone fix)."""
         B, R, C = g.shape
         if net is not None:
@@ -416,7 +414,7 @@ class ReadCorrection:
         g_term = 1.0 / (self.r_line + self.r_access)
         adj_c = np.broadcast_to(np.eye(C) / g_term, (B, C, C)).reshape(B * C, C)
         w = np.empty((B * C, 2, R, C))
-        self._sweep(g / norm, 0.0, ids, np.zeros((B * C, R)), adj_c, w, ADJOINT_SWEPT_TOL / g_term, sharp=sharp)
+        self._sweep(g / norm, 0.0, ids, np.zeros((B * C, R)), adj_c, w, ADJOINT_TOL / g_term, sharp=sharp)
         w = w.reshape(B, C, 2, R, C)
         return w[:, :, 0], w[:, :, 1]
 
