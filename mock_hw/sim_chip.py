@@ -74,14 +74,15 @@ FACTORED_TOL_CELLS = 1024
 RELAXED_TOL = {PULSE_TOL: FACTORED_PULSE_TOL}
 #: grounded reads on relaxed lines (:meth:`SimulatedCrossbar._relaxed_lane_reads`,
 #: :meth:`SimulatedCrossbar._grounded_rows`: a tune's verify reads and maps of many small chips)
-#: stop at 1e-8 instead of READ_TOL's 1e-10: a reading's proven bound (tol·V_read/r_line of
-#: current, above) is then 1.5e-4 relative for a cell at the bottom of the programming window
-#: (100 µS at 0.67 Ω), a seventh of the 0.1 % read noise the simulator adds, where the tuner's
-#: decisions are made (its targets lie in the window; a cell read far below it, 10 µS: 1.5e-3).
-#: Measured on 10 000 × 8×8 at 0.67 Ω, every row read once against 1e-10: with conductances
-#: across the window readings within 5.8e-6 relative (p99 2.7e-6), the reads' kernel 20 % faster
-#: (min of 7; 1e-9: 9.6e-7, 8 %); the chips as made (10–940 µS) within 1.9e-5 (p99 2e-6)
-RELAXED_READ_TOL = 1e-8
+#: stop on a proven bound of their readings themselves (:func:`programming.relax_kernels.relax_reads`:
+#: every reading within this fraction of the read voltage times its chip's mean conductance, the
+#: swept path's FACTORED_READ_TOL on readings; 0.6 nA at 0.2 V and 300 µS, a thirtieth of the
+#: 0.1 % read noise of a cell at the bottom of a 100 µS programming window).  Each read starts
+#: from its own row's network (the sneak paths left to the relaxation) and mostly proves that in
+#: one step.  Measured on 256 640 reads of a 10 000 × 8×8 tune at 0.67 Ω against a solve to
+#: 1e-14: readings within 3.2e-6 of V_read·ḡ (p99 1.1e-6; the node bound 1e-8 they replace gave
+#: 5.9e-6, p99 2.4e-6), 1.0 step each against 3.1, ~0.42 against ~0.59 µs a read
+RELAXED_READ_TOL = FACTORED_READ_TOL
 #: isolating reads on resistive lines solved per call (each its own operating point): bounds memory
 ISOLATE_CHUNK = 64
 #: chips a relaxed line solve (many small chips, :mod:`programming.line_batch`) works at once: the

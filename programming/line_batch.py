@@ -23,8 +23,10 @@ dI/dV any device can have in the solve), so after a step ``Δu`` the error is at
 ``ρ/(1 − ρ)·|Δu|``: each operating point stops when that bound is below the tolerance (a proven
 tolerance, each point on its own: its answer does not depend on what else is in the batch).  On
 small arrays the lines barely load the devices (r·g ~ 3e-4 per segment: ρ ~ 0.02 on 8×8 at
-0.67 Ω), so a read converges to 1e-10 in about five steps.  Where ρ is not small (large arrays,
-high resistances) :func:`kept_network` keeps the factorized :class:`LineNetwork`.
+0.67 Ω), so a point converges to 1e-10 in about five steps from ``u = 0`` (a grounded read,
+started from its row's own network and stopped on its readings' bound, mostly in one).  Where ρ
+is not small (large arrays, high resistances) :func:`kept_network` keeps the factorized
+:class:`LineNetwork`.
 """
 from __future__ import annotations
 
@@ -96,12 +98,13 @@ def kept_network(net: LineNetwork | None, g_lin, r_line: float, r_access: float 
     return LineNetwork(g_lin, r_line, r_access)
 
 
-def _raise_on(status: int, worst: float, max_iter: int) -> None:
-    """The error of a relaxation kernel's status (0: converged)."""
+def _raise_on(status: int, worst: float, max_iter: int, unit: str = "V") -> None:
+    """The error of a relaxation kernel's status (0: converged); ``worst`` in ``unit``."""
     if status == 1:
         raise RuntimeError("line relaxation diverged (non-finite node voltages)")
     if status == 2:
-        raise RuntimeError(f"line relaxation did not converge in {max_iter} steps (largest error bound {worst:.3e} V)")
+        raise RuntimeError(f"line relaxation did not converge in {max_iter} steps "
+                           f"(largest error bound {worst:.3e} {unit})")
 
 
 class BatchLines(LineNetwork):
@@ -265,10 +268,12 @@ class BatchLines(LineNetwork):
         """Grounded reads of single rows: current (P, C), A, out of every column into its driver when
         row ``row[p]`` of chip ``chip[p]`` is at ``v_read`` (V) and every other line at 0 V, on
         devices ``I = g·V·(1 + β V²)/(1 + β v_ref²)`` (``g`` (B, R, C), S: the whole batch's, whose
-        linear parts ``g/(1 + β v_ref²)`` this network holds: brought to them by :meth:`update`).  Each
-        read relaxed on its own (:func:`~programming.relax_kernels.relax_reads`) to :meth:`solve_cubic`'s
-        bound ``tol`` (relative to ``v_read``), the same answers bit for bit; a read whose bound is
-        above :data:`RHO_SOLVE` is solved on a factorization."""
+        linear parts ``g/(1 + β v_ref²)`` this network holds: brought to them by :meth:`update`).
+        Every reading within ``tol`` times ``|v_read|`` times its chip's mean linear conductance (a
+        proven bound): each read relaxed on its own from its row's own network
+        (:func:`~programming.relax_kernels.relax_reads`); a read whose bound is above
+        :data:`RHO_SOLVE` solved on a factorization, its node voltages to the tolerance that bounds
+        its readings as much (a reading is ``g_term`` times its column's terminal node's rise)."""
         from .relax_kernels import relax_reads      # numba: only where a relaxed solve runs
 
         g = np.asarray(g, float)
@@ -281,17 +286,18 @@ class BatchLines(LineNetwork):
             row_v = np.zeros((idx.size, R))
             row_v[np.arange(idx.size), row[idx]] = v_read
             col_v = np.zeros((idx.size, C))
-            vr, vc = self._factorized_points(g, beta, v_ref, chip[idx], row_v, col_v, tol, max_iter)
+            g_mean = self._g[chip[idx]].reshape(idx.size, -1).mean(axis=1).min()
+            vr, vc = self._factorized_points(g, beta, v_ref, chip[idx], row_v, col_v, tol * g_mean / self.g_term,
+                                             max_iter)
             out[idx] = self.g_term * (vc[:, -1, :] - col_v)
             chip, row, out_fast = chip[~slow], row[~slow], np.empty((chip.size - idx.size, C))
         else:
             out_fast = out
         status, worst = 0, 0.0
         if chip.size:
-            _, status, worst = relax_reads(self._g, chip, row, float(v_read), float(beta),
-                                           self.rho_lin, float(tol), self.r_line + self.r_access, self.r_line,
-                                           self.g_term, int(max_iter), out_fast)
-        _raise_on(status, worst, max_iter)
+            _, status, worst = relax_reads(self._g, chip, row, float(v_read), float(beta), self.rho_lin, float(tol),
+                                           self.r_line + self.r_access, self.r_line, int(max_iter), out_fast)
+        _raise_on(status, worst, max_iter, "A")
         if out_fast is not out:
             out[~slow] = out_fast
         return out

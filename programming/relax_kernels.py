@@ -20,12 +20,14 @@ contraction bound and the device-free node voltages of a linear solve all use th
 bound (:func:`_settle`), for :data:`W` points side by side, their node values staying in the cache
 while they relax (8×8 at 0.67 Ω: ~0.12 µs per point per step; one point at a time, ~0.24 µs;
 the numpy iteration before that streamed each step of a chunk of points through memory,
-~0.3 µs).  Its entries differ only in what they read and write around it: :func:`relax_points` node voltages of any device-free voltages (a solve's
-terminals as broadcast views); :func:`relax_reads` a grounded read's column currents and
-:func:`relax_pulses` a pulse's power, threshold hits and largest unselected cell voltage, read from
-the whole batch's arrays by chip index (no per-point node voltages written: the simulated chip's
-reads and pulses on many small chips).  :func:`given_pulses` keeps the same of pulses whose node
-voltages a swept solve gave (the simulated chip's large arrays), on contiguous arrays.
+~0.3 µs).  Its entries differ only in what they read and write around it: :func:`relax_points`
+node voltages of any device-free voltages (a solve's terminals as broadcast views);
+:func:`relax_reads` a grounded read's column currents (from its row's own network, until its
+readings are proven) and :func:`relax_pulses` a pulse's power, threshold hits and largest
+unselected cell voltage, read from the whole batch's arrays by chip index (no per-point node
+voltages written: the simulated chip's reads and pulses on many small chips).
+:func:`given_pulses` keeps the same of pulses whose node voltages a swept solve gave (the
+simulated chip's large arrays), on contiguous arrays.
 """
 from __future__ import annotations
 
@@ -343,55 +345,150 @@ def relax_points(base_r, base_c, g_lin, beta, rho_lin, tol, r_t, r, max_iter, ou
             busy -= 1
 
 
-@njit(types.Tuple((_I, _I, _F))(_IN[3], _INI[1], _INI[1], _F, _F, _IN[1], _F, _F, _F, _F, _I, _OUT[2]),
+#: relaxations of the network in which only the read row's devices carry current that start a
+#: grounded read (:func:`relax_reads`): each takes that row's ladder and its cells' column paths
+#: one contraction further (~1e-3 a pass on 8×8 at 0.67 Ω), three leave the sneak paths' share
+#: (~1 % of the IR drop) to the relaxation, which then mostly proves a reading in one step
+READ_START_PASSES = 3
+
+
+@njit(types.Tuple((_I, _I, _F))(_IN[3], _INI[1], _INI[1], _F, _F, _IN[1], _F, _F, _F, _I, _OUT[2]),
       cache=True, nogil=True)
-def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, g_term, max_iter, out):  # pragma: no cover - compiled
-    """Grounded reads, each relaxed on its own as :func:`relax_points` relaxes it (bit for bit):
-    read ``p`` drives row ``row[p]`` of chip ``chip[p]`` at ``v_read``, V, every other line at
-    0 V, on devices ``I = g_lin·v·(1 + β v²)`` (``g_lin`` (B, R, C), S: the chips' linear
-    conductances, the relaxed network's; ``rho_lin`` (B,) their bounds); writes the current out of
-    every column into its driver, A, ``out`` (P, C): ``g_term`` (S) times its terminal node's rise."""
+def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, max_iter, out):  # pragma: no cover - compiled
+    """Grounded reads, each relaxed on its own until its readings are proven: read ``p`` drives row
+    ``row[p]`` of chip ``chip[p]`` at ``v_read``, V, every other line at 0 V, on devices
+    ``I = g_lin·v·(1 + β v²)`` (``g_lin`` (B, R, C), S: the chips' linear conductances, the relaxed
+    network's; ``rho_lin`` (B,) their bounds); writes the current out of every column into its
+    driver, A, ``out`` (P, C).
+
+    Each read starts from the solution of the network in which only its row's devices carry
+    current (:data:`READ_START_PASSES` relaxations of that row's ladder, each cell through its
+    column's path ``r_t + r·(R − 1 − row)``: what the sneak paths leave out is ~1 % of the IR drop),
+    then takes the steps ``u ← (L_r⁻¹ + L_c⁻¹) I(v0 − u)`` of :func:`_step` until its readings'
+    bound holds, and reads each column as the sum of its devices' currents at the last iterate.
+    Bound: with the step's largest move ``|Δu|`` and the contraction ``ρ = rho_lin·k``
+    (``k = 1 + 3|β|·span²``, the devices' largest slope over their linear one for cell voltages
+    within the terminals' spread plus 1 %), the iterate is within ``ρ/(1 − ρ)·|Δu|`` of the
+    solution at every node, so column j's reading within ``Σ_i g_ij·k·ρ/(1 − ρ)·|Δu|`` (mean-value
+    theorem); a read stops when that is at most ``tol`` times ``|v_read|`` times its chip's mean
+    ``g_lin`` for every column (the swept path's bound on readings, FACTORED_READ_TOL).  The reads
+    run W at a time, side by side (their starts' row scans and their readings worked across the
+    lanes at once); each read's answer is its own (its own start and steps: the same in any batch).
+
+    Returns:
+        (steps, status, worst): the most steps any read took; 0 proven, 1 non-finite node
+        voltages, 2 a read not proven in ``max_iter`` steps (``worst`` its last reading bound, A).
+    """
     B, R, C = g_lin.shape
     P = chip.shape[0]
     if v_read == 0.0:       # no device sees a voltage: no current
         for p in range(P):
             for j in range(C):
-                out[p, j] = g_term * ((0.0 + 0.0) - 0.0)
+                out[p, j] = 0.0
         return 1, 0, 0.0
     w = _work(R, C)
-    v0, gl, rise, point, steps_of = w[0], w[1], w[3], w[12], w[13]
-    hi, lo, scale = max(v_read, 0.0), min(v_read, 0.0), abs(v_read)
-    steps, nxt, busy = 1, 0, 0
-    while True:
+    v0, gl, u, move, total = w[0], w[1], w[2], w[16], w[17]
+    span = 1.01 * abs(v_read)
+    k_dev = 1.0 + 3.0 * abs(beta) * span * span
+    rr_of, fac, lim, done = np.zeros(W, np.int64), np.zeros(W), np.zeros(W), np.zeros(W, np.bool_)
+    rc, cur, drop = np.zeros(W), np.zeros(C * W), np.zeros(C * W)
+    c_of, g_col, rd = np.zeros(W, np.int64), np.zeros(C * W), np.zeros(C * W)
+    r0 = r_t - r
+    steps = 1
+    for p0 in range(0, P, W):
+        m = min(W, P - p0)
         for ln in range(W):
-            if point[ln] < 0 and nxt < P:
-                c, rr = chip[nxt], row[nxt]
+            if ln < m:
+                c_of[ln], rr_of[ln], done[ln] = chip[p0 + ln], row[p0 + ln], False
+            else:           # an idle lane: no device, no voltage, nothing to prove
+                c_of[ln], rr_of[ln], done[ln] = -1, 0, True
+        for ln in range(W):         # every lane's devices (an idle lane's: none)
+            c = c_of[ln]
+            if c >= 0:
                 for i in range(R):
-                    a = v_read if i == rr else 0.0
                     for j in range(C):
-                        q = (i * C + j) * W + ln
-                        v0[q] = a - 0.0
-                        gl[q] = g_lin[c, i, j]
-                _take(w, ln, nxt, beta, rho_lin[c], hi, lo, tol * scale, R, C)
-                busy += 1
-                nxt += 1
-        if busy == 0:
-            return steps, 0, 0.0
-        _step(w, beta, r_t, r, R, C)
-        for ln in range(W):
-            if point[ln] < 0:
-                continue
-            status, worst = _settle(w, ln, max_iter)
-            if status == 3:
-                continue
-            steps = max(steps, steps_of[ln])
-            if status:
-                return steps, status, worst
-            p = point[ln]
+                        gl[(i * C + j) * W + ln] = g_lin[c, i, j]
+            else:
+                for q in range(R * C):
+                    gl[q * W + ln] = 0.0
+        for x in range(C * W):
+            g_col[x] = 0.0
+        for i in range(R):          # their terminals' voltages and column sums, lane by lane within a node
             for j in range(C):
-                out[p, j] = g_term * ((0.0 + rise[((R - 1) * C + j) * W + ln]) - 0.0)
-            _free(w, ln)
-            busy -= 1
+                for ln in range(W):
+                    q = (i * C + j) * W + ln
+                    v0[q] = v_read if (i == rr_of[ln] and c_of[ln] >= 0) else 0.0
+                    g_col[j * W + ln] += gl[q]
+        for ln in range(W):
+            rc[ln] = r_t + r * (R - 1 - rr_of[ln])
+            if ln >= m:
+                fac[ln], lim[ln] = 0.0, 1.0
+                continue
+            top_g, tot_g = 0.0, 0.0
+            for j in range(C):
+                top_g = max(top_g, g_col[j * W + ln])
+                tot_g += g_col[j * W + ln]
+            rho = rho_lin[c_of[ln]] * k_dev
+            fac[ln] = k_dev * top_g * rho / (1.0 - rho)
+            lim[ln] = tol * abs(v_read) * (tot_g / (R * C))
+        # the starts: the read rows' own network relaxed, every lane at once
+        for x in range(C * W):
+            cur[x] = 0.0
+            drop[x] = 0.0
+        for _ in range(READ_START_PASSES):
+            for j in range(C):
+                for ln in range(W):
+                    x = v_read - drop[j * W + ln] - rc[ln] * cur[j * W + ln]
+                    cur[j * W + ln] = gl[(rr_of[ln] * C + j) * W + ln] * (x * (1.0 + beta * x * x))
+            for ln in range(W):
+                drop[(C - 1) * W + ln] = cur[(C - 1) * W + ln]
+            for j in range(C - 2, -1, -1):     # suffix sums S_j
+                for ln in range(W):
+                    drop[j * W + ln] = drop[(j + 1) * W + ln] + cur[j * W + ln]
+            for ln in range(W):
+                first = r0 * drop[ln]
+                acc = 0.0
+                for j in range(C):
+                    acc += drop[j * W + ln]
+                    drop[j * W + ln] = r * acc + first
+        for i in range(R):
+            for j in range(C):
+                for ln in range(W):
+                    tail = r0 + r * (R - max(i, rr_of[ln]))     # column j's rise at row i per unit current
+                    q = (i * C + j) * W + ln
+                    u[q] = tail * cur[j * W + ln] + (drop[j * W + ln] if i == rr_of[ln] else 0.0)
+        n_left, n = m, 0
+        while n_left:
+            _step(w, beta, r_t, r, R, C)
+            n += 1
+            fresh = False
+            for ln in range(m):
+                if done[ln]:
+                    continue
+                tot, step = total[ln], move[ln]
+                if not (tot - tot == 0.0 and step < np.inf):
+                    return max(steps, n), 1, step
+                bound = fac[ln] * step
+                if bound > lim[ln]:
+                    if n >= max_iter:
+                        return max(steps, n), 2, bound
+                    continue
+                done[ln] = True
+                n_left -= 1
+                if not fresh:       # every lane's readings at this iterate, at once
+                    fresh = True
+                    for x in range(C * W):
+                        rd[x] = 0.0
+                    for i in range(R):
+                        for j in range(C):
+                            for l2 in range(W):
+                                q = (i * C + j) * W + l2
+                                x = v0[q] - u[q]
+                                rd[j * W + l2] += gl[q] * (x * (1.0 + beta * x * x))
+                for j in range(C):
+                    out[p0 + ln, j] = rd[j * W + ln]
+        steps = max(steps, n)
+    return steps, 0, 0.0
 
 
 @njit(inline="always")
