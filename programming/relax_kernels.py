@@ -508,11 +508,26 @@ def _beyond(x, s, vs, vr):  # pragma: no cover - compiled
 
 
 @njit(inline="always")
-def _pulse_done(p, ln, g, chip, sel_r, sel_c, norm, shift, vth_set, vth_reset, beta, a_t, c_t,
-                drop, rise, R, C, energy, hit_point, hit_flat, hit_v, n_hit, top):  # pragma: no cover - compiled
+def _lowest(vth_set, vth_reset, c, R, C):  # pragma: no cover - compiled
+    """The lowest threshold of chip ``c`` (SET or RESET, V; +inf if none is a number): a cell voltage
+    whose ``max(|x| + s, 0)`` is at most it is beyond no threshold of the chip (:func:`_beyond`)."""
+    lo = np.inf
+    for i in range(R):
+        for j in range(C):
+            t = min(vth_set[c, i, j], vth_reset[c, i, j])
+            if t < lo:          # (a NaN threshold is beyond no voltage: never the lowest)
+                lo = t
+    return lo
+
+
+@njit(inline="always")
+def _pulse_done(p, ln, g, chip, sel_r, sel_c, norm, shift, vth_set, vth_reset, beta, a_t, c_t, drop, rise, R, C,
+                energy, hit_point, hit_flat, hit_v, n_hit, top, lowest):  # pragma: no cover - compiled
     """What :func:`relax_pulses` keeps of pulse ``p`` relaxed in lane ``ln`` (its terminals ``a_t``,
     ``c_t`` (R·W, C·W) and the lane's drop and rise): its power into ``energy`` and its devices
-    beyond a threshold from ``n_hit`` on, in cell order; returns the new ``n_hit`` and ``top``."""
+    beyond a threshold from ``n_hit`` on, in cell order; returns the new ``n_hit`` and ``top``.
+    ``lowest``: the chip's lowest threshold (:func:`_lowest`), so that only the cells that reach
+    it (the selected cell and a few half-selected ones) load their own two thresholds."""
     c, sr, sc = chip[p], sel_r[p], sel_c[p]
     e = 0.0
     s = shift[p]
@@ -523,7 +538,7 @@ def _pulse_done(p, ln, g, chip, sel_r, sel_c, norm, shift, vth_set, vth_reset, b
             e += _cell_power(x, g[c, i, j], beta, norm)
             if i != sr or j != sc:
                 top = max(top, abs(x))
-            if _beyond(x, s, vth_set[c, i, j], vth_reset[c, i, j]):
+            if max(abs(x) + s, 0.0) > lowest and _beyond(x, s, vth_set[c, i, j], vth_reset[c, i, j]):
                 hit_point[n_hit], hit_flat[n_hit], hit_v[n_hit] = p, q, x
                 n_hit += 1
     energy[p] = e
@@ -623,6 +638,7 @@ def relax_pulses(g, g_lin, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shif
     w = _work(R, C)
     v0, gl, rise, drop, point, steps_of = w[0], w[1], w[3], w[4], w[12], w[13]
     a_t, c_t = np.zeros(R * W), np.zeros(C * W)
+    lowest, low_chip, low = np.empty(W), -1, np.inf      # per lane its chip's lowest threshold
     # lanes finish out of order: each pulse's devices are written where it finishes, then put in
     # pulse order (first, count: where its run of devices starts and how many)
     first, count = np.empty(P, np.int64), np.zeros(P, np.int64)
@@ -632,6 +648,9 @@ def relax_pulses(g, g_lin, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shif
             while point[ln] < 0 and nxt < P:
                 p = nxt
                 c, sr, sc, vp = chip[p], sel_r[p], sel_c[p], v[p]
+                if c != low_chip:       # (pulses come chip by chip: once per chip, mostly)
+                    low_chip, low = c, _lowest(vth_set, vth_reset, c, R, C)
+                lowest[ln] = low
                 a_un, c_un = vp * frac_row, vp * frac_col
                 hi, lo, scale = -np.inf, np.inf, 0.0
                 for i in range(R):
@@ -663,7 +682,7 @@ def relax_pulses(g, g_lin, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shif
                     last, first[p] = p, n_hit
                     n_hit, top = _pulse_done(p, ln, g, chip, sel_r, sel_c, norm, shift, vth_set, vth_reset,
                                              beta, a_t, c_t, drop, rise, R, C, energy, hit_point, hit_flat,
-                                             hit_v, n_hit, top)
+                                             hit_v, n_hit, top, lowest[ln])
                     count[p] = n_hit - first[p]
                     _free(w, ln)
         if busy == 0:
@@ -682,7 +701,8 @@ def relax_pulses(g, g_lin, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shif
             in_order = in_order and p > last
             last, first[p] = p, n_hit
             n_hit, top = _pulse_done(p, ln, g, chip, sel_r, sel_c, norm, shift, vth_set, vth_reset, beta,
-                                     a_t, c_t, drop, rise, R, C, energy, hit_point, hit_flat, hit_v, n_hit, top)
+                                     a_t, c_t, drop, rise, R, C, energy, hit_point, hit_flat, hit_v, n_hit, top,
+                                     lowest[ln])
             count[p] = n_hit - first[p]
             _free(w, ln)
             busy -= 1

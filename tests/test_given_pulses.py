@@ -68,3 +68,48 @@ def test_given_pulses_keep_what_one_cell_at_a_time_keeps_bit_for_bit():
         assert status == 0 and k2 == k and t2 == t
         assert e2.tolist() == power
         assert list(zip(hp2[:k2].tolist(), hf2[:k2].tolist(), hv2[:k2].tolist())) == hits
+
+
+def test_relaxed_pulses_keep_what_their_node_voltages_give_bit_for_bit(monkeypatch):
+    """The relaxed pulses' pass (each chip's lowest threshold screening the cells whose own two
+    thresholds are tested) keeps what the definition keeps of the same node voltages (a relaxed
+    solve's, the same bits): power, devices beyond a threshold and the largest unselected |voltage|,
+    bit for bit.  Chips whose lowest threshold is far below the drive (hits in every row), ordinary,
+    with thresholds that are not numbers, or out of reach; V/2 and V/3, idle points, and enough
+    pulses that the lanes finish out of order."""
+    import mock_hw.nodal as nodal
+    from programming import line_batch
+
+    monkeypatch.setattr(line_batch, "BATCH_MIN_CHIPS", 1)
+    rng = np.random.default_rng(5)
+    B, R, C, P = 5, 6, 7, 90
+    g = rng.uniform(10e-6, 600e-6, (B, R, C))
+    vth_set, vth_reset = rng.uniform(0.7, 1.3, (B, R, C)), rng.uniform(0.7, 1.3, (B, R, C))
+    vth_set[0], vth_reset[0] = rng.uniform(0.05, 0.3, (R, C)), rng.uniform(0.05, 0.3, (R, C))  # every row hits
+    vth_set[2, 1, :3], vth_reset[2, 4, 2:], vth_set[2, -1, -1], vth_reset[2, -1, -1] = np.nan, np.nan, np.nan, np.nan
+    vth_set[3], vth_reset[3] = np.inf, np.inf
+    vth_reset[4, 2, 3] = 0.45                                 # one low threshold: half-selected cells tested
+    chip = np.sort(rng.integers(0, B, P))
+    sel_r, sel_c = rng.integers(0, R, P), rng.integers(0, C, P)
+    v = rng.uniform(0.8, 2.2, P) * rng.choice([-1.0, 1.0], P)
+    v[[7, 40, 41]] = 0.0                                       # idle points
+    shift = rng.uniform(-0.05, 0.1, P)
+    ls = nodal.LineSolver(0.67, BETA, V_REF)
+    assert ls.relaxed(g)
+    seen_hit_rows = set()
+    for fracs in ((0.5, 0.5), (1 / 3, 2 / 3)):
+        power, hp, hf, hv, top = ls.pulse_points(g, chip, sel_r, sel_c, v, fracs, shift, (vth_set, vth_reset), 1e-4)
+        row_v = np.repeat((v * fracs[0])[:, None], R, 1)
+        col_v = np.repeat((v * fracs[1])[:, None], C, 1)
+        row_v[np.arange(P), sel_r], col_v[np.arange(P), sel_c] = v, 0.0
+        sol = ls.solve(g, row_v[:, None], col_v[:, None], tol=1e-4, chips=chip, checked=True)
+        given = np.ascontiguousarray(np.stack([sol.v_row[:, 0], sol.v_col[:, 0]], axis=1))
+        n = R * C
+        e, hp2, hf2, hv2 = np.empty(P), np.empty(P * n, np.int64), np.empty(P * n, np.int64), np.empty(P * n)
+        k, t = given_pulses(g, chip, sel_r, sel_c, 1.0 + BETA * V_REF ** 2, shift, vth_set, vth_reset, BETA, given,
+                            e, hp2, hf2, hv2)
+        assert power.view(np.int64).tolist() == e.view(np.int64).tolist() and top == t
+        assert (hp.tolist(), hf.tolist(), hv.tolist()) == (hp2[:k].tolist(), hf2[:k].tolist(), hv2[:k].tolist())
+        assert set(chip[hp]) == {0, 1, 2, 4} and power[[7, 40, 41]].tolist() == [0.0] * 3
+        seen_hit_rows |= {(int(p), int(f) // C) for p, f in zip(hp, hf) if chip[p] == 0}
+    assert {r for _, r in seen_hit_rows} == set(range(R))
