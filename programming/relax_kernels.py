@@ -205,11 +205,19 @@ def _take(w, ln, p, beta, rho_lin, hi, lo, atol, R, C):  # pragma: no cover - co
     bound ``ρ = rho_lin·(1 + 3|β|·span²)``, span its terminals' spread ``hi − lo`` plus 1 % (a
     network of monotone devices keeps its node voltages between its terminals'; the margin covers
     the iterates), and its tolerance ``atol``, V."""
-    u, point, steps, fac, tol = w[2], w[12], w[13], w[14], w[15]
-    span = 1.01 * (hi - lo)
-    rho = rho_lin * (1.0 + 3.0 * abs(beta) * span * span)
+    u = w[2]
     for q in range(R * C):
         u[q * W + ln] = 0.0
+    _take_bound(w, ln, p, beta, rho_lin, hi, lo, atol)
+
+
+@njit(inline="always")
+def _take_bound(w, ln, p, beta, rho_lin, hi, lo, atol):  # pragma: no cover - compiled
+    """:func:`_take` of a lane whose ``u`` the caller has zeroed (:func:`relax_pulses`, in the same
+    pass over the lane's nodes as its ``v0`` and ``gl``: one strided pass fewer per point)."""
+    point, steps, fac, tol = w[12], w[13], w[14], w[15]
+    span = 1.01 * (hi - lo)
+    rho = rho_lin * (1.0 + 3.0 * abs(beta) * span * span)
     point[ln], steps[ln], fac[ln], tol[ln] = p, 0, rho / (1.0 - rho), atol
 
 
@@ -636,7 +644,7 @@ def relax_pulses(g, g_lin, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shif
                                    hit_point, hit_flat, hit_v)
         return 1, 0, 0.0, n_hit, top
     w = _work(R, C)
-    v0, gl, rise, drop, point, steps_of = w[0], w[1], w[3], w[4], w[12], w[13]
+    v0, gl, u, rise, drop, point, steps_of = w[0], w[1], w[2], w[3], w[4], w[12], w[13]
     a_t, c_t = np.zeros(R * W), np.zeros(C * W)
     lowest, low_chip, low = np.empty(W), -1, np.inf      # per lane its chip's lowest threshold
     # lanes finish out of order: each pulse's devices are written where it finishes, then put in
@@ -663,16 +671,18 @@ def relax_pulses(g, g_lin, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shif
                     hi, lo, scale = max(hi, x), min(lo, x), max(scale, abs(x))
                 live = False
                 for i in range(R):
+                    a = a_t[i * W + ln]
                     for j in range(C):
-                        x = a_t[i * W + ln] - c_t[j * W + ln]
+                        x = a - c_t[j * W + ln]
                         q = (i * C + j) * W + ln
                         v0[q] = x
                         gl[q] = g_lin[c, i, j]
+                        u[q] = 0.0
                         if x != 0.0:
                             live = True
                 nxt += 1
                 if live:
-                    _take(w, ln, p, beta, rho_lin[c], hi, lo, tol * scale, R, C)
+                    _take_bound(w, ln, p, beta, rho_lin[c], hi, lo, tol * scale)
                     busy += 1
                 else:       # no device sees a voltage: no drop, no rise
                     for q in range(R * C):
