@@ -283,15 +283,20 @@ class ReadCorrection:
             xr, xc, g_term = self._swept_reads(g, cubic, ids, sharp)
             i_sense = g_term * xc[:, :, R - 1, :]                          # (B, R reads, C)
         else:
+            g_term = net.g_term
             if cubic:       # the devices' own I-V around the linear network of their small-signal g
-                x = net.solve_cubic(g, self.beta, self.v_ref, row_v, col_v, tol=1e-9)[0]
+                # (each read from its row's own network, to the swept reads' tolerances: node
+                # voltages within MODEL_READ_TOL of the read voltage, readings within MODEL_READ_TOL
+                # of it times the chip's mean conductance)
+                x, i_sense = net.read_rows(g, self.beta, self.v_ref, self.v_read, MODEL_READ_TOL,
+                                           MODEL_READ_TOL * self.v_read * g.reshape(B, -1).mean(axis=1))
+                xr, xc = net.split(x)                                      # (B, R reads, R, C)
             else:
                 x = net.solve(net.injection(row_v, col_v))
-            xr, xc = net.split(x)                                          # (B, R reads, R, C)
-            g_term = net.g_term
-            # the column terminals' currents (net.terminal_currents' second half: every terminal
-            # of a relaxed network is driven; the rows' currents are never used)
-            i_sense = g_term * (xc[:, :, R - 1, :] - col_v)               # (B, R reads, C)
+                xr, xc = net.split(x)                                      # (B, R reads, R, C)
+                # the column terminals' currents (net.terminal_currents' second half: every
+                # terminal of a relaxed network is driven; the rows' currents are never used)
+                i_sense = g_term * (xc[:, :, R - 1, :] - col_v)           # (B, R reads, C)
         ii = np.arange(R)
         # read i, cell (i, j): (B, R, C), C-contiguous (the gathers' result is a transposed view, and
         # every map of a cell derived from it — the write transfers, the inversion's a, the unit

@@ -239,6 +239,34 @@ class BatchLines(LineNetwork):
                 return self._factorized().solve_cubic(g, beta, v_ref, row_v, col_v, tol, max_iter, focus=focus)
         return self._relax(g / norm, beta, tol, max_iter, row_v.shape[1], terminals=(row_v, col_v))
 
+    def read_rows(self, g, beta: float, v_ref: float, v_read: float, tol: float, i_tol):
+        """The grounded reads of every row of every chip (read k drives row k at ``v_read``, V, every
+        other line at 0 V) on devices ``I = g·V·(1 + β V²)/(1 + β v_ref²)`` (``g`` (B, R, C), S,
+        whose linear parts this network holds): node voltages (B, R, N), V, and column currents
+        (B, R, C), A (into each column's driver), each read relaxed on its own from its row's own
+        network (:func:`~programming.relax_kernels.relax_rows`) until its node voltages are within
+        ``tol`` of ``|v_read|`` and its currents within ``i_tol`` (B,), A, of the solution's (both
+        proven); where the lines would relax slowly, :meth:`solve_cubic`'s factorized solve to
+        ``tol`` and its terminal currents."""
+        g = np.asarray(g, float)
+        B, R, C = self.shape
+        k = 1.0 + 3.0 * abs(beta) * (1.01 * abs(v_read)) ** 2
+        if self.rho_lin.max(initial=0.0) * k > RHO_SOLVE:
+            row_v = np.broadcast_to(np.eye(R) * v_read, (B, R, R))
+            col_v = np.zeros((B, R, C))
+            x = self.solve_cubic(g, beta, v_ref, row_v, col_v, tol)[0]
+            xr, xc = self.split(x)
+            return x, self.terminal_currents(xr, xc, row_v, col_v)[1]
+        from .relax_kernels import relax_rows      # numba: only where a relaxed solve runs
+
+        x = np.empty((B, R, 2, R, C))
+        reads = np.empty((B, R, C))
+        _, status, worst = relax_rows(self._g, float(beta), self.rho_lin, float(v_read), float(tol),
+                                      np.asarray(i_tol, float), self.r_line + self.r_access, self.r_line, 200, x,
+                                      reads)
+        _raise_on(status, worst, 200)
+        return x.reshape(B, R, 2 * R * C), reads
+
     def _slow(self, chip, beta: float, span) -> np.ndarray | None:
         """Which points on chips ``chip`` whose terminals span ``span`` (V) would relax slowly: their
         bound with the devices' cubic slope (as :func:`~programming.relax_kernels._take` works

@@ -360,6 +360,132 @@ def relax_points(base_r, base_c, g_lin, beta, rho_lin, tol, r_t, r, max_iter, ou
 READ_START_PASSES = 3
 
 
+@njit(inline="always")
+def _row_start(w, ln, rr, v_read, beta, r_t, r, passes, cur, drop, R, C):  # pragma: no cover - compiled
+    """Lane ``ln``'s ``u`` (its ``gl`` written) set to the solution of the network in which only row
+    ``rr``'s devices carry current, ``passes`` relaxations of that row's ladder (as
+    :func:`relax_reads` starts a read): each cell of row ``rr`` at ``v_read`` minus its row's drop
+    minus its column's rise ``(r_t + r·(R − 1 − rr))·I_j``; every column's rise below and at that row
+    from its one current.  ``cur``, ``drop``: (C,) work arrays."""
+    gl, u = w[1], w[2]
+    r0 = r_t - r
+    rc = r_t + r * (R - 1 - rr)
+    for j in range(C):
+        cur[j] = 0.0
+        drop[j] = 0.0
+    for _ in range(passes):
+        for j in range(C):
+            x = v_read - drop[j] - rc * cur[j]
+            cur[j] = gl[(rr * C + j) * W + ln] * (x * (1.0 + beta * x * x))
+        acc = 0.0
+        for j in range(C - 1, -1, -1):      # suffix sums S_j, then the ladder's drop
+            acc += cur[j]
+            drop[j] = acc
+        first = r0 * drop[0]
+        acc = 0.0
+        for j in range(C):
+            acc += drop[j]
+            drop[j] = r * acc + first
+    for i in range(R):
+        for j in range(C):
+            tail = r0 + r * (R - max(i, rr))     # column j's rise at row i per unit current
+            u[(i * C + j) * W + ln] = tail * cur[j] + (drop[j] if i == rr else 0.0)
+
+
+#: relaxations of the read row's own network that start each of :func:`relax_rows`' reads (as
+#: :data:`READ_START_PASSES`)
+ROWS_START_PASSES = 3
+
+
+@njit(types.Tuple((_I, _I, _F))(_C[3], _F, _IN[1], _F, _F, _IN[1], _F, _F, _I, _OUTC[5], _OUTC[3]),
+      cache=True, nogil=True)
+def relax_rows(g_lin, beta, rho_lin, v_read, tol, i_tol, r_t, r, max_iter, out, reads):  # pragma: no cover - compiled
+    """The grounded reads of every row of every chip (the line model's readings,
+    :meth:`~programming.ir_correction.ReadCorrection.model`), each relaxed on its own: read k of
+    chip b drives row k at ``v_read``, V, every other line at 0 V, on devices
+    ``I = g_lin·v·(1 + β v²)`` (``g_lin`` (B, R, C), S; ``rho_lin`` (B,) their bounds).
+
+    Each read starts from the network in which only its row's devices carry current
+    (:func:`_row_start`), takes the steps of :func:`_step` and stops at the first iterate ``u``
+    within ``tol·|v_read|`` of the solution at every node (bound ``ρ/(1 − ρ)·|Δu|``, as
+    :func:`relax_points`) whose readings are within ``i_tol[b]``, A: each column's reading, the sum
+    of its devices' currents at that iterate, is within ``Σ_i g_ij·k·ρ/(1 − ρ)·|Δu|`` of the
+    solution's (mean-value theorem; ``k = 1 + 3|β|·span²`` the devices' largest slope over their
+    linear one, ``ρ = rho_lin·k``), so the node bound at most ``i_tol/(k·G)`` holds it (``G`` the
+    chip's largest column sum of ``g_lin``).  Writes ``out`` (B, R, 2, R, C): each read's row and
+    column node voltages (``−drop``, ``+rise``), and ``reads`` (B, R, C): its column currents, A.
+
+    Returns:
+        (steps, status, worst): as :func:`relax_points`.
+    """
+    B, R, C = g_lin.shape
+    P = B * R
+    w = _work(R, C)
+    v0, gl, u, rise, drop, point, steps_of = w[0], w[1], w[2], w[3], w[4], w[12], w[13]
+    cur, rdrop = np.zeros(C), np.zeros(C)
+    span = 1.01 * abs(v_read)
+    k_dev = 1.0 + 3.0 * abs(beta) * span * span
+    hi, lo = max(v_read, 0.0), min(v_read, 0.0)
+    steps, nxt, busy = 1, 0, 0
+    while True:
+        for ln in range(W):         # free lanes take the next reads
+            while point[ln] < 0 and nxt < P:
+                b, k = divmod(nxt, R)
+                top = 0.0
+                for j in range(C):
+                    s = 0.0
+                    for i in range(R):
+                        s += g_lin[b, i, j]
+                    top = max(top, s)
+                for i in range(R):
+                    a = v_read if i == k else 0.0
+                    for j in range(C):
+                        q = (i * C + j) * W + ln
+                        v0[q] = a
+                        gl[q] = g_lin[b, i, j]
+                atol = tol * abs(v_read)
+                if top > 0.0:
+                    atol = min(atol, i_tol[b] / (k_dev * top))
+                if v_read != 0.0:
+                    _take(w, ln, nxt, beta, rho_lin[b], hi, lo, atol, R, C)
+                    _row_start(w, ln, k, v_read, beta, r_t, r, ROWS_START_PASSES, cur, rdrop, R, C)
+                    busy += 1
+                else:       # no device sees a voltage: the lines stay at 0 V, no current
+                    for i in range(R):
+                        for j in range(C):
+                            out[b, k, 0, i, j] = 0.0
+                            out[b, k, 1, i, j] = 0.0
+                    for j in range(C):
+                        reads[b, k, j] = 0.0
+                nxt += 1
+        if busy == 0:
+            return steps, 0, 0.0
+        _step(w, beta, r_t, r, R, C)
+        for ln in range(W):
+            if point[ln] < 0:
+                continue
+            status, worst = _settle(w, ln, max_iter)
+            if status == 3:
+                continue
+            steps = max(steps, steps_of[ln])
+            if status:
+                return steps, status, worst
+            b, k = divmod(point[ln], R)
+            for j in range(C):
+                cur[j] = 0.0
+            for i in range(R):
+                for j in range(C):
+                    q = (i * C + j) * W + ln
+                    out[b, k, 0, i, j] = (v_read if i == k else 0.0) - drop[q]
+                    out[b, k, 1, i, j] = 0.0 + rise[q]
+                    x = v0[q] - u[q]
+                    cur[j] += gl[q] * (x * (1.0 + beta * x * x))
+            for j in range(C):
+                reads[b, k, j] = cur[j]
+            _free(w, ln)
+            busy -= 1
+
+
 @njit(types.Tuple((_I, _I, _F))(_IN[3], _INI[1], _INI[1], _F, _F, _IN[1], _F, _F, _F, _I, _OUT[2]),
       cache=True, nogil=True)
 def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, max_iter, out):  # pragma: no cover - compiled
