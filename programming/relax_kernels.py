@@ -757,6 +757,12 @@ def relax_pulses(g, g_lin, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shif
     voltage of :func:`mock_hw.device.equivalent_voltage`, ``shift`` its width term; thresholds
     positive) — as its pulse, its flat index in its chip (i·C + j) and its cell voltage, V.
 
+    The pulses relax W at a time in lockstep: a group's lanes are set up together, stepped until
+    every one of them is proven (each stops being read at its own first proven step), then the
+    next W (pulses mostly all stop after the same 1-2 steps; lanes that each took the next pulse
+    as they finished spent more on their bookkeeping than the few steps they saved: measured on
+    105 captured calls of a 10 000 × 8×8 tune, 0.649 against 0.740 µs a pulse, best of 11).
+
     Returns:
         (steps, status, worst, hits, top): as :func:`relax_points`, the number of devices
         written, and the largest |cell voltage| of any unselected cell, V (0 without pulses).
@@ -770,78 +776,89 @@ def relax_pulses(g, g_lin, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shif
                                    hit_point, hit_flat, hit_v)
         return 1, 0, 0.0, n_hit, top
     w = _work(R, C)
-    v0, gl, u, rise, drop, point, steps_of = w[0], w[1], w[2], w[3], w[4], w[12], w[13]
+    v0, gl, u, rise, drop, move, total = w[0], w[1], w[2], w[3], w[4], w[16], w[17]
     a_t, c_t = np.zeros(R * W), np.zeros(C * W)
     lowest, low_chip, low = np.empty(W), -1, np.inf      # per lane its chip's lowest threshold
+    fac, lim, done = np.zeros(W), np.zeros(W), np.zeros(W, np.bool_)
     # lanes finish out of order: each pulse's devices are written where it finishes, then put in
     # pulse order (first, count: where its run of devices starts and how many)
     first, count = np.empty(P, np.int64), np.zeros(P, np.int64)
-    steps, nxt, busy, in_order, last = 1, 0, 0, True, -1
-    while True:
+    steps, in_order, last = 1, True, -1
+    for p0 in range(0, P, W):       # W pulses side by side, each from u = 0 until it is proven
+        m = min(W, P - p0)
+        n_left = 0
         for ln in range(W):
-            while point[ln] < 0 and nxt < P:
-                p = nxt
-                c, sr, sc, vp = chip[p], sel_r[p], sel_c[p], v[p]
-                if c != low_chip:       # (pulses come chip by chip: once per chip, mostly)
-                    low_chip, low = c, _lowest(vth_set, vth_reset, c, R, C)
-                lowest[ln] = low
-                a_un, c_un = vp * frac_row, vp * frac_col
-                hi, lo, scale = -np.inf, np.inf, 0.0
-                for i in range(R):
-                    x = vp if i == sr else a_un
-                    a_t[i * W + ln] = x
-                    hi, lo, scale = max(hi, x), min(lo, x), max(scale, abs(x))
+            done[ln] = True
+            if ln >= m:         # an idle lane: no device, no voltage
+                for q in range(R * C):
+                    v0[q * W + ln] = 0.0
+                    gl[q * W + ln] = 0.0
+                    u[q * W + ln] = 0.0
+                continue
+            p = p0 + ln
+            c, sr, sc, vp = chip[p], sel_r[p], sel_c[p], v[p]
+            if c != low_chip:       # (pulses come chip by chip: once per chip, mostly)
+                low_chip, low = c, _lowest(vth_set, vth_reset, c, R, C)
+            lowest[ln] = low
+            a_un, c_un = vp * frac_row, vp * frac_col
+            hi, lo, scale = -np.inf, np.inf, 0.0
+            for i in range(R):
+                x = vp if i == sr else a_un
+                a_t[i * W + ln] = x
+                hi, lo, scale = max(hi, x), min(lo, x), max(scale, abs(x))
+            for j in range(C):
+                x = 0.0 if j == sc else c_un
+                c_t[j * W + ln] = x
+                hi, lo, scale = max(hi, x), min(lo, x), max(scale, abs(x))
+            live = False
+            for i in range(R):
                 for j in range(C):
-                    x = 0.0 if j == sc else c_un
-                    c_t[j * W + ln] = x
-                    hi, lo, scale = max(hi, x), min(lo, x), max(scale, abs(x))
-                live = False
-                for i in range(R):
-                    a = a_t[i * W + ln]
-                    for j in range(C):
-                        x = a - c_t[j * W + ln]
-                        q = (i * C + j) * W + ln
-                        v0[q] = x
-                        gl[q] = g_lin[c, i, j]
-                        u[q] = 0.0
-                        if x != 0.0:
-                            live = True
-                nxt += 1
-                if live:
-                    _take_bound(w, ln, p, beta, rho_lin[c], hi, lo, tol * scale)
-                    busy += 1
-                else:       # no device sees a voltage: no drop, no rise
-                    for q in range(R * C):
-                        drop[q * W + ln] = 0.0
-                        rise[q * W + ln] = 0.0
-                    in_order = in_order and p > last
-                    last, first[p] = p, n_hit
-                    n_hit, top = _pulse_done(p, ln, g, chip, sel_r, sel_c, norm, shift, vth_set, vth_reset,
-                                             beta, a_t, c_t, drop, rise, R, C, energy, hit_point, hit_flat,
-                                             hit_v, n_hit, top, lowest[ln])
-                    count[p] = n_hit - first[p]
-                    _free(w, ln)
-        if busy == 0:
-            break
-        _step(w, beta, r_t, r, R, C)
-        for ln in range(W):
-            if point[ln] < 0:
+                    x = a_t[i * W + ln] - c_t[j * W + ln]
+                    q = (i * C + j) * W + ln
+                    v0[q] = x
+                    gl[q] = g_lin[c, i, j]
+                    u[q] = 0.0
+                    if x != 0.0:
+                        live = True
+            if live:
+                span = 1.01 * (hi - lo)         # (as _take: the terminals' spread, 1 % margin)
+                rho = rho_lin[c] * (1.0 + 3.0 * abs(beta) * span * span)
+                fac[ln], lim[ln], done[ln] = rho / (1.0 - rho), tol * scale, False
+                n_left += 1
                 continue
-            status, worst = _settle(w, ln, max_iter)
-            if status == 3:
-                continue
-            steps = max(steps, steps_of[ln])
-            if status:
-                return steps, status, worst, n_hit, top
-            p = point[ln]
+            for q in range(R * C):      # no device sees a voltage: no drop, no rise
+                drop[q * W + ln] = 0.0
+                rise[q * W + ln] = 0.0
             in_order = in_order and p > last
             last, first[p] = p, n_hit
-            n_hit, top = _pulse_done(p, ln, g, chip, sel_r, sel_c, norm, shift, vth_set, vth_reset, beta,
-                                     a_t, c_t, drop, rise, R, C, energy, hit_point, hit_flat, hit_v, n_hit, top,
-                                     lowest[ln])
+            n_hit, top = _pulse_done(p, ln, g, chip, sel_r, sel_c, norm, shift, vth_set, vth_reset,
+                                     beta, a_t, c_t, drop, rise, R, C, energy, hit_point, hit_flat,
+                                     hit_v, n_hit, top, lowest[ln])
             count[p] = n_hit - first[p]
-            _free(w, ln)
-            busy -= 1
+        n = 0
+        while n_left:
+            _step(w, beta, r_t, r, R, C)
+            n += 1
+            for ln in range(m):
+                if done[ln]:
+                    continue
+                tot, step = total[ln], move[ln]
+                if not (tot - tot == 0.0 and step < np.inf):
+                    return max(steps, n), 1, step, n_hit, top
+                if not fac[ln] * step <= lim[ln]:
+                    if n >= max_iter:
+                        return max(steps, n), 2, fac[ln] * step, n_hit, top
+                    continue
+                p = p0 + ln
+                in_order = in_order and p > last
+                last, first[p] = p, n_hit
+                n_hit, top = _pulse_done(p, ln, g, chip, sel_r, sel_c, norm, shift, vth_set, vth_reset, beta,
+                                         a_t, c_t, drop, rise, R, C, energy, hit_point, hit_flat, hit_v, n_hit, top,
+                                         lowest[ln])
+                count[p] = n_hit - first[p]
+                done[ln] = True
+                n_left -= 1
+        steps = max(steps, n)
     if not in_order:        # the devices in pulse then cell order
         hp, hf, hv = hit_point[:n_hit].copy(), hit_flat[:n_hit].copy(), hit_v[:n_hit].copy()
         at = 0
