@@ -418,7 +418,7 @@ class ReadCorrection:
             chips = max(1, ADJOINT_BYTES // (8 * C * 2 * R * C))
             for b0 in range(0, B, chips):
                 at = slice(b0, min(B, b0 + chips))
-                net.chips(at).solve_column_units(np.arange(C), ADJOINT_TOL, out=w[at])
+                net.chips(at).column_units(ADJOINT_TOL, out=w[at])     # (each from its column's own network)
             return net.split(w)
         g_term = 1.0 / (self.r_line + self.r_access)
         adj_c = np.broadcast_to(np.eye(C) / g_term, (B, C, C)).reshape(B * C, C)

@@ -212,6 +212,27 @@ class BatchLines(LineNetwork):
 
         return self._relax(self._g, 0.0, tol, 200, cols.size, bases=bases, out=out)[0]
 
+    def column_units(self, tol: float, out=None) -> np.ndarray:
+        """:meth:`solve_column_units` of every column (right-hand side j a unit current into column
+        j's node next to its terminal; node voltages (B, C, N), V, into ``out`` where given), each
+        relaxed from the network in which only its column's devices carry current
+        (:func:`~programming.relax_kernels.relax_columns`) to the same proven bound ``tol``; where
+        the lines would relax slowly, :meth:`solve_column_units`."""
+        B, R, C = self.shape
+        if not self.relaxes():
+            x = self.solve_column_units(np.arange(C), tol)
+            if out is not None:
+                out[...] = x
+                return out
+            return x
+        from .relax_kernels import relax_columns      # numba: only where a relaxed solve runs
+
+        x = np.empty((B, C, 2, R, C)) if out is None else out.reshape(B, C, 2, R, C)
+        _, status, worst = relax_columns(self._g, self.rho_lin, float(tol), self.r_line + self.r_access, self.r_line,
+                                         200, x)
+        _raise_on(status, worst, 200)
+        return x.reshape(B, C, 2 * R * C)
+
     def solve_cubic(self, g, beta: float, v_ref: float, row_v, col_v, tol: float = 1e-12,
                     max_iter: int = 200, focus=None):
         """:meth:`LineNetwork.solve_cubic` by relaxation: node voltages (B, K, N), V, and steps, of

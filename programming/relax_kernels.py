@@ -486,6 +486,88 @@ def relax_rows(g_lin, beta, rho_lin, v_read, tol, i_tol, r_t, r, max_iter, out, 
             busy -= 1
 
 
+@njit(inline="always")
+def _column_start(w, ln, cj, v_col, r_t, r, passes, cur, rise, R, C):  # pragma: no cover - compiled
+    """Lane ``ln``'s ``u`` (its ``v0`` and ``gl`` written; linear devices) set to the solution of
+    the network in which only column ``cj``'s devices carry current, ``passes`` relaxations of that
+    column's ladder (:func:`_row_start` with rows and columns exchanged): each cell of column
+    ``cj`` at ``v_col`` (its voltage with no devices) minus its row's drop ``(r_t + r·cj)·I_i`` minus
+    its column's rise; every row's drop from its one current.  ``cur``, ``rise``: (R,) work arrays."""
+    gl, u = w[1], w[2]
+    r0 = r_t - r
+    rr = r_t + r * cj
+    for i in range(R):
+        cur[i] = 0.0
+        rise[i] = 0.0
+    for _ in range(passes):
+        for i in range(R):
+            cur[i] = gl[(i * C + cj) * W + ln] * (v_col - rise[i] - rr * cur[i])
+        acc = 0.0
+        for i in range(R):                  # prefix sums P_i, then the ladder's rise
+            acc += cur[i]
+            rise[i] = acc
+        last = r0 * rise[R - 1]
+        acc = 0.0
+        for i in range(R - 1, -1, -1):
+            acc += rise[i]
+            rise[i] = r * acc + last
+    for i in range(R):
+        for j in range(C):
+            tail = r0 + r * (min(j, cj) + 1)     # row i's drop at column j per unit current
+            u[(i * C + j) * W + ln] = tail * cur[i] + (rise[i] if j == cj else 0.0)
+
+
+@njit(types.Tuple((_I, _I, _F))(_C[3], _IN[1], _F, _F, _F, _I, _OUTC[5]), cache=True, nogil=True)
+def relax_columns(g_lin, rho_lin, tol, r_t, r, max_iter, out):  # pragma: no cover - compiled
+    """:meth:`~programming.line_batch.BatchLines.solve_column_units` of every column of every chip
+    (the line model's adjoints): point j of chip b a unit current (1 A) into column j's node next
+    to its terminal, linear devices ``g_lin`` (B, R, C), S (``rho_lin`` (B,) their bounds); each
+    relaxed on its own from the network in which only its column's devices carry current
+    (:func:`_column_start`) until its node voltages are proven within ``tol`` of their largest
+    value with no devices (``r_t``·1 A), as :func:`relax_points`.  Writes ``out`` (B, C, 2, R, C):
+    row and column node voltages, V.  Returns (steps, status, worst) as :func:`relax_points`."""
+    B, R, C = g_lin.shape
+    P = B * C
+    w = _work(R, C)
+    v0, gl, rise, drop, point, steps_of = w[0], w[1], w[3], w[4], w[12], w[13]
+    cur, crise = np.zeros(R), np.zeros(R)
+    unit = r * 1.0 + (r_t - r) * 1.0                      # the column's rise with no devices (solve_column_units')
+    steps, nxt, busy = 1, 0, 0
+    while True:
+        for ln in range(W):
+            while point[ln] < 0 and nxt < P:
+                b, cj = divmod(nxt, C)
+                for i in range(R):
+                    for j in range(C):
+                        q = (i * C + j) * W + ln
+                        v0[q] = 0.0 - (unit if j == cj else 0.0)
+                        gl[q] = g_lin[b, i, j]
+                _take(w, ln, nxt, 0.0, rho_lin[b], max(unit, 0.0), min(unit, 0.0), tol * abs(unit), R, C)
+                _column_start(w, ln, cj, -unit, r_t, r, ROWS_START_PASSES, cur, crise, R, C)
+                busy += 1
+                nxt += 1
+        if busy == 0:
+            return steps, 0, 0.0
+        _step(w, 0.0, r_t, r, R, C)
+        for ln in range(W):
+            if point[ln] < 0:
+                continue
+            status, worst = _settle(w, ln, max_iter)
+            if status == 3:
+                continue
+            steps = max(steps, steps_of[ln])
+            if status:
+                return steps, status, worst
+            b, cj = divmod(point[ln], C)
+            for i in range(R):
+                for j in range(C):
+                    q = (i * C + j) * W + ln
+                    out[b, cj, 0, i, j] = 0.0 - drop[q]
+                    out[b, cj, 1, i, j] = (unit if j == cj else 0.0) + rise[q]
+            _free(w, ln)
+            busy -= 1
+
+
 @njit(types.Tuple((_I, _I, _F))(_IN[3], _INI[1], _INI[1], _F, _F, _IN[1], _F, _F, _F, _I, _OUT[2]),
       cache=True, nogil=True)
 def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, max_iter, out):  # pragma: no cover - compiled

@@ -593,3 +593,28 @@ def test_the_line_models_row_reads_stay_within_their_stated_bounds(r_line, beta)
             alone = net.chips(slice(b, b + 1)).read_rows(g[b:b + 1], beta, 0.2, 0.2, tol, i_tol[b:b + 1])
             np.testing.assert_array_equal(alone[0], x[b:b + 1])
             np.testing.assert_array_equal(alone[1], reads[b:b + 1])
+
+
+@pytest.mark.parametrize("r_line, r_access", [(0.67, 0.0), (1.0, 0.5)])
+def test_every_columns_unit_solve_from_its_columns_own_network_stays_within_its_bound(r_line, r_access):
+    """The line model's adjoints (BatchLines.column_units: a unit current into every column's node
+    next to its terminal, each relaxed from the network in which only that column's devices carry
+    current) are within ``tol`` of the 1/g_term that current raises its column by, at every node,
+    of a solve to 1e-14, for loose and tight tolerances (the bound used); each chip's are the same
+    bit for bit alone as in the batch."""
+    B, R, C = 40, 8, 8
+    rng = np.random.default_rng(32)
+    g = rng.uniform(5e-6, 400e-6, (B, R, C))
+    net = BatchLines(g, r_line, r_access)
+    assert net.relaxes()
+    strict = net.solve_column_units(np.arange(C), 1e-14)
+    r_t = r_line + r_access
+    for tol in (1e-5, 1e-6, 1e-9):
+        x = net.column_units(tol)
+        err = np.abs(x - strict)
+        assert err.max() <= tol * r_t and err.max() > 1e-4 * tol * r_t
+        out = np.empty_like(x)
+        assert np.shares_memory(net.column_units(tol, out=out), out)       # written in place
+        np.testing.assert_array_equal(out, x)
+        for b in (0, 23):
+            np.testing.assert_array_equal(net.chips(slice(b, b + 1)).column_units(tol), x[b:b + 1])
