@@ -205,19 +205,11 @@ def _take(w, ln, p, beta, rho_lin, hi, lo, atol, R, C):  # pragma: no cover - co
     bound ``ρ = rho_lin·(1 + 3|β|·span²)``, span its terminals' spread ``hi − lo`` plus 1 % (a
     network of monotone devices keeps its node voltages between its terminals'; the margin covers
     the iterates), and its tolerance ``atol``, V."""
-    u = w[2]
-    for q in range(R * C):
-        u[q * W + ln] = 0.0
-    _take_bound(w, ln, p, beta, rho_lin, hi, lo, atol)
-
-
-@njit(inline="always")
-def _take_bound(w, ln, p, beta, rho_lin, hi, lo, atol):  # pragma: no cover - compiled
-    """:func:`_take` of a lane whose ``u`` the caller has zeroed (:func:`relax_pulses`, in the same
-    pass over the lane's nodes as its ``v0`` and ``gl``: one strided pass fewer per point)."""
-    point, steps, fac, tol = w[12], w[13], w[14], w[15]
+    u, point, steps, fac, tol = w[2], w[12], w[13], w[14], w[15]
     span = 1.01 * (hi - lo)
     rho = rho_lin * (1.0 + 3.0 * abs(beta) * span * span)
+    for q in range(R * C):
+        u[q * W + ln] = 0.0
     point[ln], steps[ln], fac[ln], tol[ln] = p, 0, rho / (1.0 - rho), atol
 
 
