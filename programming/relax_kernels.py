@@ -346,47 +346,53 @@ def relax_points(base_r, base_c, g_lin, beta, rho_lin, tol, r_t, r, max_iter, ou
 
 
 #: relaxations of the network in which only the read row's devices carry current that start a
-#: grounded read (:func:`relax_reads`): each takes that row's ladder and its cells' column paths
-#: one contraction further (~1e-3 a pass on 8×8 at 0.67 Ω), three leave the sneak paths' share
-#: (~1 % of the IR drop) to the relaxation, which then mostly proves a reading in one step
+#: grounded read (:func:`relax_reads`, :func:`relax_rows`; a column's adjoint, :func:`relax_columns`,
+#: alike): each takes that row's ladder and its cells' column paths one contraction further (~1e-3
+#: a pass on 8×8 at 0.67 Ω), three leave the sneak paths' share (~1 % of the IR drop) to the
+#: relaxation, which then mostly proves a reading in one step
 READ_START_PASSES = 3
 
 
 @njit(inline="always")
-def _row_start(w, ln, rr, v_read, beta, r_t, r, passes, cur, drop, R, C):  # pragma: no cover - compiled
-    """Lane ``ln``'s ``u`` (its ``gl`` written) set to the solution of the network in which only row
-    ``rr``'s devices carry current, ``passes`` relaxations of that row's ladder (as
-    :func:`relax_reads` starts a read): each cell of row ``rr`` at ``v_read`` minus its row's drop
-    minus its column's rise ``(r_t + r·(R − 1 − rr))·I_j``; every column's rise below and at that row
-    from its one current.  ``cur``, ``drop``: (C,) work arrays."""
+def _row_starts(w, rr_of, lo, hi, v_read, beta, r_t, r, passes, cur, drop, R, C):  # pragma: no cover - compiled
+    """Lanes ``lo`` to ``hi − 1``'s ``u`` (their ``gl`` written) set to the solution of the network in
+    which only row ``rr_of[ln]``'s devices carry current, ``passes`` relaxations of that row's ladder:
+    each cell of the row at ``v_read`` minus its row's drop minus its column's rise
+    ``(r_t + r·(R − 1 − rr))·I_j``; every column's rise below and at that row from its one current
+    (what the sneak paths add, ~1 % of the IR drop on 8×8 at 0.67 Ω, is left to the relaxation).
+    The start of a grounded read (:func:`relax_reads`: every lane at once, worked across the lanes;
+    :func:`relax_rows`: one lane as it takes a read).  ``cur``, ``drop``: (C·W,) work arrays."""
     gl, u = w[1], w[2]
     r0 = r_t - r
-    rc = r_t + r * (R - 1 - rr)
     for j in range(C):
-        cur[j] = 0.0
-        drop[j] = 0.0
+        for ln in range(lo, hi):
+            cur[j * W + ln] = 0.0
+            drop[j * W + ln] = 0.0
     for _ in range(passes):
         for j in range(C):
-            x = v_read - drop[j] - rc * cur[j]
-            cur[j] = gl[(rr * C + j) * W + ln] * (x * (1.0 + beta * x * x))
-        acc = 0.0
-        for j in range(C - 1, -1, -1):      # suffix sums S_j, then the ladder's drop
-            acc += cur[j]
-            drop[j] = acc
-        first = r0 * drop[0]
-        acc = 0.0
-        for j in range(C):
-            acc += drop[j]
-            drop[j] = r * acc + first
+            for ln in range(lo, hi):
+                rr = rr_of[ln]
+                x = v_read - drop[j * W + ln] - (r_t + r * (R - 1 - rr)) * cur[j * W + ln]
+                cur[j * W + ln] = gl[(rr * C + j) * W + ln] * (x * (1.0 + beta * x * x))
+        for ln in range(lo, hi):        # suffix sums S_j
+            drop[(C - 1) * W + ln] = 0.0 + cur[(C - 1) * W + ln]
+        for j in range(C - 2, -1, -1):
+            for ln in range(lo, hi):
+                drop[j * W + ln] = drop[(j + 1) * W + ln] + cur[j * W + ln]
+        for ln in range(lo, hi):        # the ladder's drop, r·Σ_{s≤j} S_s + (r_t − r)·S_0
+            first = r0 * drop[ln]
+            acc = 0.0
+            for j in range(C):
+                acc += drop[j * W + ln]
+                drop[j * W + ln] = r * acc + first
     for i in range(R):
         for j in range(C):
-            tail = r0 + r * (R - max(i, rr))     # column j's rise at row i per unit current
-            u[(i * C + j) * W + ln] = tail * cur[j] + (drop[j] if i == rr else 0.0)
+            for ln in range(lo, hi):
+                rr = rr_of[ln]
+                tail = r0 + r * (R - max(i, rr))     # column j's rise at row i per unit current
+                u[(i * C + j) * W + ln] = tail * cur[j * W + ln] + (drop[j * W + ln] if i == rr else 0.0)
 
 
-#: relaxations of the read row's own network that start each of :func:`relax_rows`' reads (as
-#: :data:`READ_START_PASSES`)
-ROWS_START_PASSES = 3
 
 
 @njit(types.Tuple((_I, _I, _F))(_C[3], _F, _IN[1], _F, _F, _IN[1], _F, _F, _I, _OUTC[5], _OUTC[3]),
@@ -398,7 +404,7 @@ def relax_rows(g_lin, beta, rho_lin, v_read, tol, i_tol, r_t, r, max_iter, out, 
     ``I = g_lin·v·(1 + β v²)`` (``g_lin`` (B, R, C), S; ``rho_lin`` (B,) their bounds).
 
     Each read starts from the network in which only its row's devices carry current
-    (:func:`_row_start`), takes the steps of :func:`_step` and stops at the first iterate ``u``
+    (:func:`_row_starts`), takes the steps of :func:`_step` and stops at the first iterate ``u``
     within ``tol·|v_read|`` of the solution at every node (bound ``ρ/(1 − ρ)·|Δu|``, as
     :func:`relax_points`) whose readings are within ``i_tol[b]``, A: each column's reading, the sum
     of its devices' currents at that iterate, is within ``Σ_i g_ij·k·ρ/(1 − ρ)·|Δu|`` of the
@@ -414,7 +420,7 @@ def relax_rows(g_lin, beta, rho_lin, v_read, tol, i_tol, r_t, r, max_iter, out, 
     P = B * R
     w = _work(R, C)
     v0, gl, u, rise, drop, point, steps_of = w[0], w[1], w[2], w[3], w[4], w[12], w[13]
-    cur, rdrop = np.zeros(C), np.zeros(C)
+    cur, rdrop, rr_of = np.zeros(C * W), np.zeros(C * W), np.zeros(W, np.int64)
     span = 1.01 * abs(v_read)
     k_dev = 1.0 + 3.0 * abs(beta) * span * span
     hi, lo = max(v_read, 0.0), min(v_read, 0.0)
@@ -440,7 +446,8 @@ def relax_rows(g_lin, beta, rho_lin, v_read, tol, i_tol, r_t, r, max_iter, out, 
                     atol = min(atol, i_tol[b] / (k_dev * top))
                 if v_read != 0.0:
                     _take(w, ln, nxt, beta, rho_lin[b], hi, lo, atol, R, C)
-                    _row_start(w, ln, k, v_read, beta, r_t, r, ROWS_START_PASSES, cur, rdrop, R, C)
+                    rr_of[ln] = k
+                    _row_starts(w, rr_of, ln, ln + 1, v_read, beta, r_t, r, READ_START_PASSES, cur, rdrop, R, C)
                     busy += 1
                 else:       # no device sees a voltage: the lines stay at 0 V, no current
                     for i in range(R):
@@ -482,7 +489,7 @@ def relax_rows(g_lin, beta, rho_lin, v_read, tol, i_tol, r_t, r, max_iter, out, 
 def _column_start(w, ln, cj, v_col, r_t, r, passes, cur, rise, R, C):  # pragma: no cover - compiled
     """Lane ``ln``'s ``u`` (its ``v0`` and ``gl`` written; linear devices) set to the solution of
     the network in which only column ``cj``'s devices carry current, ``passes`` relaxations of that
-    column's ladder (:func:`_row_start` with rows and columns exchanged): each cell of column
+    column's ladder (:func:`_row_starts` with rows and columns exchanged): each cell of column
     ``cj`` at ``v_col`` (its voltage with no devices) minus its row's drop ``(r_t + r·cj)·I_i`` minus
     its column's rise; every row's drop from its one current.  ``cur``, ``rise``: (R,) work arrays."""
     gl, u = w[1], w[2]
@@ -535,7 +542,7 @@ def relax_columns(g_lin, rho_lin, tol, r_t, r, max_iter, out):  # pragma: no cov
                         v0[q] = 0.0 - (unit if j == cj else 0.0)
                         gl[q] = g_lin[b, i, j]
                 _take(w, ln, nxt, 0.0, rho_lin[b], max(unit, 0.0), min(unit, 0.0), tol * abs(unit), R, C)
-                _column_start(w, ln, cj, -unit, r_t, r, ROWS_START_PASSES, cur, crise, R, C)
+                _column_start(w, ln, cj, -unit, r_t, r, READ_START_PASSES, cur, crise, R, C)
                 busy += 1
                 nxt += 1
         if busy == 0:
@@ -599,9 +606,8 @@ def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, max_iter, 
     span = 1.01 * abs(v_read)
     k_dev = 1.0 + 3.0 * abs(beta) * span * span
     rr_of, fac, lim, done = np.zeros(W, np.int64), np.zeros(W), np.zeros(W), np.zeros(W, np.bool_)
-    rc, cur, drop = np.zeros(W), np.zeros(C * W), np.zeros(C * W)
+    cur, drop = np.zeros(C * W), np.zeros(C * W)
     c_of, g_col, rd = np.zeros(W, np.int64), np.zeros(C * W), np.zeros(C * W)
-    r0 = r_t - r
     steps = 1
     for p0 in range(0, P, W):
         m = min(W, P - p0)
@@ -628,7 +634,6 @@ def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, max_iter, 
                     v0[q] = v_read if (i == rr_of[ln] and c_of[ln] >= 0) else 0.0
                     g_col[j * W + ln] += gl[q]
         for ln in range(W):
-            rc[ln] = r_t + r * (R - 1 - rr_of[ln])
             if ln >= m:
                 fac[ln], lim[ln] = 0.0, 1.0
                 continue
@@ -640,31 +645,7 @@ def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, max_iter, 
             fac[ln] = k_dev * top_g * rho / (1.0 - rho)
             lim[ln] = tol * abs(v_read) * (tot_g / (R * C))
         # the starts: the read rows' own network relaxed, every lane at once
-        for x in range(C * W):
-            cur[x] = 0.0
-            drop[x] = 0.0
-        for _ in range(READ_START_PASSES):
-            for j in range(C):
-                for ln in range(W):
-                    x = v_read - drop[j * W + ln] - rc[ln] * cur[j * W + ln]
-                    cur[j * W + ln] = gl[(rr_of[ln] * C + j) * W + ln] * (x * (1.0 + beta * x * x))
-            for ln in range(W):
-                drop[(C - 1) * W + ln] = cur[(C - 1) * W + ln]
-            for j in range(C - 2, -1, -1):     # suffix sums S_j
-                for ln in range(W):
-                    drop[j * W + ln] = drop[(j + 1) * W + ln] + cur[j * W + ln]
-            for ln in range(W):
-                first = r0 * drop[ln]
-                acc = 0.0
-                for j in range(C):
-                    acc += drop[j * W + ln]
-                    drop[j * W + ln] = r * acc + first
-        for i in range(R):
-            for j in range(C):
-                for ln in range(W):
-                    tail = r0 + r * (R - max(i, rr_of[ln]))     # column j's rise at row i per unit current
-                    q = (i * C + j) * W + ln
-                    u[q] = tail * cur[j * W + ln] + (drop[j * W + ln] if i == rr_of[ln] else 0.0)
+        _row_starts(w, rr_of, 0, W, v_read, beta, r_t, r, READ_START_PASSES, cur, drop, R, C)
         n_left, n = m, 0
         while n_left:
             _step(w, beta, r_t, r, R, C)
