@@ -272,6 +272,32 @@ def _settle(w, ln, max_iter):  # pragma: no cover - compiled
     return 3, 0.0
 
 
+@njit(inline="always")
+def _step_settled(w, busy, beta, r_t, r, R, C, max_iter, steps, fin):  # pragma: no cover - compiled
+    """The lanes' next step where ``busy`` of them hold a point: one :func:`_step` of every lane,
+    then every busy lane's state (:func:`_settle`), the lanes whose points it proved listed in
+    ``fin`` (W,), in lane order.  Returns (their count, the most steps any point took, status,
+    worst): status 1 or 2 of the first lane that failed (:func:`_settle`); −1 with no busy lane
+    (no step: the caller is done); else 0."""
+    if busy == 0:
+        return 0, steps, -1, 0.0
+    point, steps_of = w[12], w[13]
+    _step(w, beta, r_t, r, R, C)
+    n = 0
+    for ln in range(W):
+        if point[ln] < 0:
+            continue
+        status, worst = _settle(w, ln, max_iter)
+        if status == 3:
+            continue
+        steps = max(steps, steps_of[ln])
+        if status:
+            return n, steps, status, worst
+        fin[n] = ln
+        n += 1
+    return n, steps, 0, 0.0
+
+
 @njit(types.Tuple((_I, _I, _F))(_IN[4], _IN[4], _C[3], _F, _IN[1], _F, _F, _F, _I, _OUTC[5]),
       cache=True, nogil=True)
 def relax_points(base_r, base_c, g_lin, beta, rho_lin, tol, r_t, r, max_iter, out):  # pragma: no cover - compiled
@@ -296,6 +322,7 @@ def relax_points(base_r, base_c, g_lin, beta, rho_lin, tol, r_t, r, max_iter, ou
     """
     P, K, R, C = base_r.shape
     w = _work(R, C)
+    fin = np.zeros(W, np.int64)         # the lanes a step proved
     v0, gl, rise, drop, point, steps_of = w[0], w[1], w[3], w[4], w[12], w[13]
     steps, nxt, busy = 1, 0, 0
     while True:
@@ -323,18 +350,10 @@ def relax_points(base_r, base_c, g_lin, beta, rho_lin, tol, r_t, r, max_iter, ou
                             out[p, k, 0, i, j] = base_r[p, k, i, j] - 0.0
                             out[p, k, 1, i, j] = base_c[p, k, i, j] + 0.0
                 nxt += 1
-        if busy == 0:
-            return steps, 0, 0.0
-        _step(w, beta, r_t, r, R, C)
-        for ln in range(W):
-            if point[ln] < 0:
-                continue
-            status, worst = _settle(w, ln, max_iter)
-            if status == 3:
-                continue
-            steps = max(steps, steps_of[ln])
-            if status:
-                return steps, status, worst
+        n_fin, steps, status, worst = _step_settled(w, busy, beta, r_t, r, R, C, max_iter, steps, fin)
+        if status:      # (−1: every point done)
+            return steps, max(status, 0), worst
+        for ln in fin[:n_fin]:
             p, k = divmod(point[ln], K)
             for i in range(R):
                 for j in range(C):
@@ -419,6 +438,7 @@ def relax_rows(g_lin, beta, rho_lin, v_read, tol, i_tol, r_t, r, max_iter, out, 
     B, R, C = g_lin.shape
     P = B * R
     w = _work(R, C)
+    fin = np.zeros(W, np.int64)         # the lanes a step proved
     v0, gl, u, rise, drop, point, steps_of = w[0], w[1], w[2], w[3], w[4], w[12], w[13]
     cur, rdrop, rr_of = np.zeros(C * W), np.zeros(C * W), np.zeros(W, np.int64)
     span = 1.01 * abs(v_read)
@@ -457,18 +477,10 @@ def relax_rows(g_lin, beta, rho_lin, v_read, tol, i_tol, r_t, r, max_iter, out, 
                     for j in range(C):
                         reads[b, k, j] = 0.0
                 nxt += 1
-        if busy == 0:
-            return steps, 0, 0.0
-        _step(w, beta, r_t, r, R, C)
-        for ln in range(W):
-            if point[ln] < 0:
-                continue
-            status, worst = _settle(w, ln, max_iter)
-            if status == 3:
-                continue
-            steps = max(steps, steps_of[ln])
-            if status:
-                return steps, status, worst
+        n_fin, steps, status, worst = _step_settled(w, busy, beta, r_t, r, R, C, max_iter, steps, fin)
+        if status:      # (−1: every point done)
+            return steps, max(status, 0), worst
+        for ln in fin[:n_fin]:
             b, k = divmod(point[ln], R)
             for j in range(C):
                 cur[j] = 0.0
@@ -528,6 +540,7 @@ def relax_columns(g_lin, rho_lin, tol, r_t, r, max_iter, out):  # pragma: no cov
     B, R, C = g_lin.shape
     P = B * C
     w = _work(R, C)
+    fin = np.zeros(W, np.int64)         # the lanes a step proved
     v0, gl, rise, drop, point, steps_of = w[0], w[1], w[3], w[4], w[12], w[13]
     cur, crise = np.zeros(R), np.zeros(R)
     unit = r * 1.0 + (r_t - r) * 1.0                      # the column's rise with no devices (solve_column_units')
@@ -545,18 +558,10 @@ def relax_columns(g_lin, rho_lin, tol, r_t, r, max_iter, out):  # pragma: no cov
                 _column_start(w, ln, cj, -unit, r_t, r, READ_START_PASSES, cur, crise, R, C)
                 busy += 1
                 nxt += 1
-        if busy == 0:
-            return steps, 0, 0.0
-        _step(w, 0.0, r_t, r, R, C)
-        for ln in range(W):
-            if point[ln] < 0:
-                continue
-            status, worst = _settle(w, ln, max_iter)
-            if status == 3:
-                continue
-            steps = max(steps, steps_of[ln])
-            if status:
-                return steps, status, worst
+        n_fin, steps, status, worst = _step_settled(w, busy, 0.0, r_t, r, R, C, max_iter, steps, fin)
+        if status:      # (−1: every point done)
+            return steps, max(status, 0), worst
+        for ln in fin[:n_fin]:
             b, cj = divmod(point[ln], C)
             for i in range(R):
                 for j in range(C):
