@@ -714,12 +714,13 @@ def test_the_models_reads_to_their_tolerance_are_within_two_millionths(n, r_line
 @pytest.mark.parametrize("beta", [0.0, 0.3])
 @pytest.mark.parametrize("r_line", [0.67, 1.5])
 def test_the_relaxed_models_reads_and_adjoints_are_within_two_millionths(r_line, beta, monkeypatch):
-    """The model of a batch of many small chips (relaxed lines: its grounded reads to a node bound
-    of 1e-9 of the read voltage, its adjoints to ADJOINT_TOL of 1/g_term) gives every reading
-    within 2e-6 of its chip's mean conductance of the model solved to rounding (swept, a few chips
-    at a time), every slope within 2e-6 relative, and the write transfers' maps (each cell's
-    voltage per volt on its own row's and its own column's terminal and on every row's) and the
-    V/2 and V/3 transfers built from them within 2e-6 (measured: up to 6.8e-7, 5.5e-7, 5.5e-7)."""
+    """The model of a batch of many small chips (relaxed lines: its grounded reads from their row's
+    own network to MODEL_READ_TOL on nodes and readings, linear devices by the linear solve; its
+    adjoints from their column's own network to ADJOINT_TOL of 1/g_term) gives every reading within
+    2e-6 of its chip's mean conductance of the model solved to rounding (swept, a few chips at a
+    time), every slope within 2e-6 relative, and the write transfers' maps (each cell's voltage per
+    volt on its own row's and its own column's terminal and on every row's) and the V/2 and V/3
+    transfers built from them within 2e-6 (measured: up to 6.8e-7, 5.5e-7, 5.5e-7)."""
     import programming.ir_correction as ir
     from programming.line_batch import BATCH_MIN_CHIPS
 
