@@ -200,14 +200,21 @@ def _work(R, C):  # pragma: no cover - compiled
 
 
 @njit(inline="always")
+def _slope_bound(beta, hi, lo):  # pragma: no cover - compiled
+    """``1 + 3|β|·span²``: the devices' largest slope over their linear one for cell voltages within
+    ``span``, the terminals' spread ``hi − lo`` plus 1 % (a network of monotone devices keeps its
+    node voltages between its terminals'; the margin covers the iterates).  A point's contraction
+    bound is its chip's ``rho_lin`` times it."""
+    span = 1.01 * (hi - lo)
+    return 1.0 + 3.0 * abs(beta) * span * span
+
+
+@njit(inline="always")
 def _take(w, ln, p, beta, rho_lin, hi, lo, atol, R, C):  # pragma: no cover - compiled
     """Lane ``ln`` takes point ``p`` (its ``v0`` and ``gl`` already written) from ``u = 0``: its
-    bound ``ρ = rho_lin·(1 + 3|β|·span²)``, span its terminals' spread ``hi − lo`` plus 1 % (a
-    network of monotone devices keeps its node voltages between its terminals'; the margin covers
-    the iterates), and its tolerance ``atol``, V."""
+    bound ``ρ = rho_lin·``:func:`_slope_bound` and its tolerance ``atol``, V."""
     u, point, steps, fac, tol = w[2], w[12], w[13], w[14], w[15]
-    span = 1.01 * (hi - lo)
-    rho = rho_lin * (1.0 + 3.0 * abs(beta) * span * span)
+    rho = rho_lin * _slope_bound(beta, hi, lo)
     for q in range(R * C):
         u[q * W + ln] = 0.0
     point[ln], steps[ln], fac[ln], tol[ln] = p, 0, rho / (1.0 - rho), atol
@@ -441,9 +448,8 @@ def relax_rows(g_lin, beta, rho_lin, v_read, tol, i_tol, r_t, r, max_iter, out, 
     fin = np.zeros(W, np.int64)         # the lanes a step proved
     v0, gl, u, rise, drop, point, steps_of = w[0], w[1], w[2], w[3], w[4], w[12], w[13]
     cur, rdrop, rr_of = np.zeros(C * W), np.zeros(C * W), np.zeros(W, np.int64)
-    span = 1.01 * abs(v_read)
-    k_dev = 1.0 + 3.0 * abs(beta) * span * span
     hi, lo = max(v_read, 0.0), min(v_read, 0.0)
+    k_dev = _slope_bound(beta, hi, lo)
     steps, nxt, busy = 1, 0, 0
     while True:
         for ln in range(W):         # free lanes take the next reads
@@ -608,8 +614,7 @@ def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, max_iter, 
         return 1, 0, 0.0
     w = _work(R, C)
     v0, gl, u, move, total = w[0], w[1], w[2], w[16], w[17]
-    span = 1.01 * abs(v_read)
-    k_dev = 1.0 + 3.0 * abs(beta) * span * span
+    k_dev = _slope_bound(beta, max(v_read, 0.0), min(v_read, 0.0))
     rr_of, fac, lim, done = np.zeros(W, np.int64), np.zeros(W), np.zeros(W), np.zeros(W, np.bool_)
     cur, drop = np.zeros(C * W), np.zeros(C * W)
     c_of, g_col, rd = np.zeros(W, np.int64), np.zeros(C * W), np.zeros(C * W)
@@ -638,10 +643,7 @@ def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, max_iter, 
                     q = (i * C + j) * W + ln
                     v0[q] = v_read if (i == rr_of[ln] and c_of[ln] >= 0) else 0.0
                     g_col[j * W + ln] += gl[q]
-        for ln in range(W):
-            if ln >= m:
-                fac[ln], lim[ln] = 0.0, 1.0
-                continue
+        for ln in range(m):         # (an idle lane is never checked)
             top_g, tot_g = 0.0, 0.0
             for j in range(C):
                 top_g = max(top_g, g_col[j * W + ln])
@@ -881,8 +883,7 @@ def relax_pulses(g, g_lin, norm, chip, sel_r, sel_c, v, frac_row, frac_col, shif
                     if x != 0.0:
                         live = True
             if live:
-                span = 1.01 * (hi - lo)         # (as _take: the terminals' spread, 1 % margin)
-                rho = rho_lin[c] * (1.0 + 3.0 * abs(beta) * span * span)
+                rho = rho_lin[c] * _slope_bound(beta, hi, lo)
                 fac[ln], lim[ln], done[ln] = rho / (1.0 - rho), tol * scale, False
                 n_left += 1
                 continue
