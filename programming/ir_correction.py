@@ -401,8 +401,8 @@ class ReadCorrection:
         (the linear network of ``g/norm``; ``net`` its relaxed network, None on swept lines):
         ``wr``, ``wc`` (B, C columns, R, C), the node voltages of a unit current into column j's
         node next to its terminal — A⁻¹e, A symmetric, so a reading's sensitivity to every cell.
-        To :data:`ADJOINT_TOL` of the terminal's ``1/g_term`` (swept: each from this model's last
-        solution of the same column) (the sensitivities
+        To :data:`ADJOINT_TOL` of the terminal's ``1/g_term``: relaxed, each from its column's own
+        network; swept, each from this model's last solution of the same column (the sensitivities
         set the inversion's slope, not its fixed point, which the model's readings alone fix)."""
         B, R, C = g.shape
         if net is not None:
