@@ -120,7 +120,34 @@ def _kernels() -> dict:
                         g = h
                 out[i] = g
 
-        _KERNELS.update(transfer=transfer, invert=invert)
+        @njit(void(float64[:, :, :, :], float64[:, :, :, :], float64[:, :, ::1], float64[:, :, ::1]), cache=True)
+        def cell_maps(xr, xc, v_cell, sigma):  # pragma: no cover - compiled
+            """:meth:`ReadCorrection.model`'s two maps of the cells' voltages ``φ = xr − xc`` (B, R
+            reads, R, C) of every cell in every grounded read, without ``φ`` itself: ``v_cell``
+            (B, R, C) each cell's in its own row's read (``φ[:, i, i, :]``) and ``sigma`` (B, R, C)
+            their sum over the reads (``φ.sum(axis=1)``: numpy adds the reads in their order, the
+            first as the start, as here)."""
+            B, R, _, C = xr.shape
+            for b in range(B):
+                for j in range(R):
+                    for c in range(C):
+                        v_cell[b, j, c] = xr[b, j, j, c] - xc[b, j, j, c]
+                        sigma[b, j, c] = xr[b, 0, j, c] - xc[b, 0, j, c]
+                for i in range(1, R):
+                    for j in range(R):
+                        for c in range(C):
+                            sigma[b, j, c] += xr[b, i, j, c] - xc[b, i, j, c]
+
+        @njit(void(float64[:, :, :, :], float64[:, :, :, :], float64[:, :, ::1]), cache=True)
+        def own_adjoint(wr, wc, u):  # pragma: no cover - compiled
+            """:meth:`ReadCorrection._own_adjoint`: ``u[b, i, j] = wr[b, j, i, j] − wc[b, j, i, j]``."""
+            B, C, R, _ = wr.shape
+            for b in range(B):
+                for i in range(R):
+                    for j in range(C):
+                        u[b, i, j] = wr[b, j, i, j] - wc[b, j, i, j]
+
+        _KERNELS.update(transfer=transfer, invert=invert, cell_maps=cell_maps, own_adjoint=own_adjoint)
     return _KERNELS
 
 
@@ -276,8 +303,6 @@ class ReadCorrection:
             return out
         cubic, norm = self._device_norm()
         net = self._relaxed(g / norm)
-        row_v = np.broadcast_to(np.eye(R) * self.v_read, (B, R, R))
-        col_v = np.zeros((B, R, C))
         ids = np.arange(B) if ids is None else ids
         if net is None:     # swept lines, each solve from the model's own last one (its estimates')
             xr, xc, g_term = self._swept_reads(g, cubic, ids, sharp)
@@ -292,23 +317,30 @@ class ReadCorrection:
                                            MODEL_READ_TOL * self.v_read * g.reshape(B, -1).mean(axis=1))
                 xr, xc = net.split(x)                                      # (B, R reads, R, C)
             else:
+                row_v = np.broadcast_to(np.eye(R) * self.v_read, (B, R, R))
+                col_v = np.zeros((B, R, C))
                 x = net.solve(net.injection(row_v, col_v))
                 xr, xc = net.split(x)                                      # (B, R reads, R, C)
                 # the column terminals' currents (net.terminal_currents' second half: every
                 # terminal of a relaxed network is driven; the rows' currents are never used)
                 i_sense = g_term * (xc[:, :, R - 1, :] - col_v)           # (B, R reads, C)
-        ii = np.arange(R)
+        # every cell's share in every reading is kept (_model_cross) for grounded reads within CROSS_MAX
+        keep_cross = cross and self.scheme == "ground" and B * R * C * (R + C) <= CROSS_MAX
         # read i, cell (i, j): (B, R, C), C-contiguous (the gathers' result is a transposed view, and
         # every map of a cell derived from it — the write transfers, the inversion's a, the unit
         # currents — would be too: each flat ``reshape(-1)`` of them a copy of the whole map)
-        phi = xr - xc                                                      # every cell's voltage in every read
-        v_cell = np.ascontiguousarray(phi[:, ii, ii, :])
+        v_cell, sigma = np.empty((B, R, C)), np.empty((B, R, C))
+        if keep_cross:
+            phi = xr - xc                                                  # every cell's voltage in every read
+            v_cell[:] = phi[:, np.arange(R), np.arange(R), :]
+            np.sum(phi, axis=1, out=sigma)
+        else:               # the same two maps in one compiled pass, without φ (B·R times their size)
+            _kernels()["cell_maps"](xr, xc, v_cell, sigma)
         # the write-transfer maps (write_transfer): a cell's voltage per volt on its own row's
         # terminal, per volt on its own column's (None without the adjoints), and per volt on
         # every row terminal at once
-        self._model_write = (v_cell / self.v_read, None, phi.sum(axis=1) / self.v_read)
+        self._model_write = (v_cell / self.v_read, None, sigma / self.v_read)
         if not slopes:
-            keep_cross = cross and B * R * C * (R + C) <= CROSS_MAX
             if cubic:
                 if keep_cross:          # (every cell's current per unit g: only where the shares are kept)
                     phi = phi * (1.0 + self.beta * phi * phi) / norm
@@ -334,7 +366,7 @@ class ReadCorrection:
         self._model_unit = v_cell
         slope = -g_term * v_cell * u_at / self.v_read  # d(I/V)/dg of cell (i, j)
         self._model_cross = None
-        if cross and self.scheme == "ground" and B * R * C * (R + C) <= CROSS_MAX:
+        if keep_cross:
             # every cell's share in every reading: d(reading of (i, j))/d(g of (k, l)) is
             # −g_term·φ_i(k, l)·u_j(k, l)/V_read, φ_i the current per unit g of cell (k, l) in the
             # read of row i, u_j = w_j at its row node minus its column node (the adjoint)
@@ -652,8 +684,10 @@ class ReadCorrection:
         """``u`` (B, R, C) of the adjoints ``wr``, ``wc`` (B, C columns, R, C): column j's adjoint
         at cell (i, j)'s row node minus at its column node (a reading's sensitivity to its own cell
         is ``−g_term·φ·u/V_read``)."""
-        return np.ascontiguousarray(np.diagonal(wr.transpose(0, 2, 1, 3), axis1=2, axis2=3)
-                                    - np.diagonal(wc.transpose(0, 2, 1, 3), axis1=2, axis2=3))   # (C order: as v_cell)
+        B, C, R, _ = wr.shape
+        u = np.empty((B, R, C))                 # (C order: as v_cell; one compiled pass over the cells)
+        _kernels()["own_adjoint"](wr, wc, u)
+        return u
 
     def _port_lines(self) -> np.ndarray:
         """(R, C), Ω: each cell's resistance to its row's and its column's terminals along the

@@ -927,3 +927,37 @@ def test_compiled_transfer_and_inversion_equal_the_numpy_formulas():
     want = np.where(read & (den > 0) & (ref + d / den > 0), ref + d / den, fallback)
     assert (want == fallback).sum() >= 6
     assert np.array_equal(corr._invert(m, a_, c_, fallback, ref, m_hat), want)
+
+
+@pytest.mark.parametrize("B, shape, r_line", [(40, (8, 8), 0.67), (2, (6, 9), 1.0)])
+def test_compiled_cell_maps_equal_the_numpy_formulas(B, shape, r_line):
+    """Without the kept shares (a batch beyond CROSS_MAX, as 10 000 × 8×8) the model's cell maps —
+    each cell's voltage in its own row's read, their sum over the reads, and each cell's own adjoint
+    — come from compiled passes (:func:`programming.ir_correction._kernels`' ``cell_maps``,
+    ``own_adjoint``) instead of the whole ``φ = xr − xc`` of every cell in every read: the same
+    numbers, bit for bit, as the numpy formulas (those of 4e7a1b6), on relaxed (40 chips) and swept
+    (2 chips, a non-square array) lines; and the model's maps equal those with the shares kept."""
+    import programming.ir_correction as ir
+
+    R, C = shape
+    rng = np.random.default_rng(11)
+    g = rng.uniform(10e-6, 400e-6, (B, R, C))
+    corr = ReadCorrection(shape, B, 0.2, r_line=r_line, beta=0.3)
+    _, norm = corr._device_norm()
+    net = corr._relaxed(g / norm)
+    assert (net is not None) == (B >= 32)
+    xr, xc, _ = corr._swept_reads(g, True, np.arange(B)) if net is None else (
+        *net.split(net.read_rows(g, 0.3, 0.2, 0.2, 1e-6, np.full(B, 1e-12))[0]), None)
+    phi = xr - xc
+    v_cell, sigma = np.empty((B, R, C)), np.empty((B, R, C))
+    ir._kernels()["cell_maps"](xr, xc, v_cell, sigma)
+    assert np.array_equal(v_cell, phi[:, np.arange(R), np.arange(R), :])
+    assert np.array_equal(sigma, phi.sum(axis=1))
+    wr, wc = corr._adjoints(g, norm, net, np.arange(B))
+    assert np.array_equal(corr._own_adjoint(wr, wc), np.diagonal(wr.transpose(0, 2, 1, 3), axis1=2, axis2=3)
+                          - np.diagonal(wc.transpose(0, 2, 1, 3), axis1=2, axis2=3))
+    kept, alone = ReadCorrection(shape, B, 0.2, r_line, beta=0.3), ReadCorrection(shape, B, 0.2, r_line, beta=0.3)
+    want, got = kept.model(g, cross=True), alone.model(g, cross=False)
+    assert kept._model_cross is not None and alone._model_cross is None
+    for a, b in zip((*want, *kept._model_write, kept._model_unit), (*got, *alone._model_write, alone._model_unit)):
+        assert np.array_equal(a, b)
