@@ -249,6 +249,7 @@ class ReadCorrection:
         self.r_line, self.r_access = float(r_line), float(r_access)
         self.est: np.ndarray | None = None       # estimated device conductances (B, R, C), S
         self._net: BatchLines | None = None      # the relaxed network, where the lines relax
+        self._bounds: BatchLines | None = None   # every chip's linear conductances and bound (_relaxed)
         self._warm: WarmStarts | None = None     # the swept solves' last solutions (swept lines)
         self._a = self._c = None
         self._unit = None                        # each cell's current per unit g in its own read (refresh)
@@ -302,8 +303,8 @@ class ReadCorrection:
             self._model_cross = (*share, g_term) if share is not None else None
             return out
         cubic, norm = self._device_norm()
-        net = self._relaxed(g / norm)
         ids = np.arange(B) if ids is None else ids
+        net = self._relaxed(g / norm, ids)
         if net is None:     # swept lines, each solve from the model's own last one (its estimates')
             xr, xc, g_term = self._swept_reads(g, cubic, ids, sharp)
             i_sense = g_term * xc[:, :, R - 1, :]                          # (B, R reads, C)
@@ -375,18 +376,34 @@ class ReadCorrection:
             self._model_cross = (phi, wr - wc, g_term)
         return i_sense / self.v_read, slope
 
-    def _relaxed(self, g_lin):
-        """The relaxed network of the linear conductances ``g_lin`` (B, R, C), S, of some of the
-        batch's chips (kept as ``_net``), or None where the model's solves sweep the lines.  A batch
+    def _relaxed(self, g_lin, ids):
+        """The relaxed network of the linear conductances ``g_lin`` (B, R, C), S, of the batch's
+        chips ``ids`` (kept as ``_net``), or None where the model's solves sweep the lines.  A batch
         of many small chips (at least :data:`~programming.line_batch.BATCH_MIN_CHIPS`, whose whole
         refreshes and fits relax) relaxes its refreshes of a few chips too: its chips finish their
         cells a few at a time near the end of a pass (10 000 × 8×8 on the default lines: 238 of
         its 444 refreshes between cells had under 32 chips, 1256 chips in all, which swept at
         ~0.45 ms a chip against ~0.02 ms relaxed), and each chip's model is then solved the same way
         whatever chips it is refreshed with (a relaxed point's answer is its own in any batch).  A
-        smaller batch (a few chips, a line calibration's one) keeps the sweeps below that count."""
-        few = 1 if self.n_chips >= line_batch.BATCH_MIN_CHIPS else None
-        self._net = relaxed_network(self._net, g_lin, self.r_line, self.r_access, min_chips=few)
+        smaller batch (a few chips, a line calibration's one) keeps the sweeps below that count.
+
+        Such a batch keeps every chip's conductances and contraction bound (:attr:`_bounds`, one
+        network of the whole batch) and takes the chips' network from it
+        (:meth:`~programming.line_batch.BatchLines.chips`): only the chips whose conductances
+        changed since their last model are bounded again, once (a network of a new set of chips
+        was bounded twice, by :func:`~programming.line_batch.batch_suits` and by its own
+        construction, every chip of it) — the same bounds, so the same choice: relaxed where the
+        chips' largest is at most :data:`~programming.line_batch.RHO_BATCH`, else swept."""
+        if self.n_chips < line_batch.BATCH_MIN_CHIPS:
+            self._net = relaxed_network(self._net, g_lin, self.r_line, self.r_access)
+            return self._net
+        ids = np.asarray(ids)
+        if self._bounds is None:
+            self._bounds = BatchLines(np.zeros((self.n_chips, *self.shape)), self.r_line, self.r_access)
+        whole = self._bounds
+        changed = (g_lin != whole._g[ids]).reshape(ids.size, -1).any(axis=1)
+        whole.update_chips(ids[changed], g_lin[changed])
+        self._net = whole.chips(ids) if g_lin.size and whole.rho_lin[ids].max() <= line_batch.RHO_BATCH else None
         return self._net
 
     def _swept_reads(self, g, cubic: bool, ids, sharp: bool = False):
@@ -621,7 +638,7 @@ class ReadCorrection:
         for k in range(0, chips.size, MODEL_CHIPS):
             part = chips[k:k + MODEL_CHIPS]
             g = self._ref[part]
-            net = self._relaxed(g / norm)
+            net = self._relaxed(g / norm, part)
             wr, wc = self._adjoints(g, norm, net, part)
             g_term = 1.0 / (self.r_line + self.r_access) if net is None else net.g_term
             u_at = self._own_adjoint(wr, wc)

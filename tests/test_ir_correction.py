@@ -944,7 +944,7 @@ def test_compiled_cell_maps_equal_the_numpy_formulas(B, shape, r_line):
     g = rng.uniform(10e-6, 400e-6, (B, R, C))
     corr = ReadCorrection(shape, B, 0.2, r_line=r_line, beta=0.3)
     _, norm = corr._device_norm()
-    net = corr._relaxed(g / norm)
+    net = corr._relaxed(g / norm, np.arange(B))
     assert (net is not None) == (B >= 32)
     xr, xc, _ = corr._swept_reads(g, True, np.arange(B)) if net is None else (
         *net.split(net.read_rows(g, 0.3, 0.2, 0.2, 1e-6, np.full(B, 1e-12))[0]), None)
@@ -961,3 +961,35 @@ def test_compiled_cell_maps_equal_the_numpy_formulas(B, shape, r_line):
     assert kept._model_cross is not None and alone._model_cross is None
     for a, b in zip((*want, *kept._model_write, kept._model_unit), (*got, *alone._model_write, alone._model_unit)):
         assert np.array_equal(a, b)
+
+
+def test_a_large_batch_bounds_each_chip_once_per_change(monkeypatch):
+    """A batch of at least BATCH_MIN_CHIPS chips keeps every chip's contraction bound: a network of
+    some of its chips holds their conductances and the same bounds, bit for bit, as a new network of
+    them (:func:`~programming.line_sweep.relaxed_network`), makes the same choice (relaxed, or swept
+    above RHO_BATCH), and bounds again only the chips whose conductances changed, once each."""
+    import programming.line_batch as lb
+    from programming.line_sweep import relaxed_network
+
+    bounded = []
+    real = lb.contraction
+    monkeypatch.setattr(lb, "contraction", lambda g, *a, **k: bounded.append(len(g)) or real(g, *a, **k))
+    rng = np.random.default_rng(4)
+    B = lb.BATCH_MIN_CHIPS + 8
+    g = rng.uniform(10e-6, 400e-6, (B, 8, 8))
+    corr = ReadCorrection((8, 8), B, 0.2, r_line=0.67, beta=0.3)
+    for ids in (np.array([3, 5, 7]), np.arange(B), np.array([5])):
+        bounded.clear()
+        net = corr._relaxed(g[ids], ids)
+        new = relaxed_network(None, g[ids], 0.67, min_chips=1)
+        assert type(net) is type(new) is lb.BatchLines and net.shape == new.shape
+        assert np.array_equal(net._g, new._g) and np.array_equal(net.rho_lin, new.rho_lin)
+    bounded.clear()
+    corr._relaxed(g[[3, 5, 7]], np.array([3, 5, 7]))
+    assert bounded == []                                       # nothing changed: nothing bounded
+    g[5, 1, 1] *= 2
+    corr._relaxed(g[[3, 5, 7]], np.array([3, 5, 7]))
+    assert bounded == [1]                                      # chip 5 only, once
+    steep = ReadCorrection((8, 8), B, 0.2, r_line=20.0)         # lines too resistive to relax
+    assert steep._relaxed(g[:4], np.arange(4)) is None
+    assert relaxed_network(None, g[:4], 20.0, min_chips=1) is None
