@@ -169,3 +169,35 @@ def test_map_plots_fixed_margins_keep_every_label_inside_the_figure(tmp_path, mo
     assert set(inside) == {"map_before.png", "map_final.png", "map_targets.png", "target_vs_achieved.png",
                            "error_hist.png", "pulses_hist.png"}
     assert all(inside.values()), inside
+
+
+def _pixels(path):
+    from matplotlib.image import imread
+    return imread(path)
+
+
+@pytest.mark.parametrize("case", ["plain", "offset", "twin_power_of_ten", "ticks_on_top"])
+def test_pinned_titles_give_the_pixels_matplotlib_places_them_at(case, tmp_path):
+    """save() places the titles of a figure in fixed margins itself where nothing can lift them
+    (plot_maps.pin_titles); where something can (a y axis's offset or power of ten, its twin's,
+    x ticks on top) matplotlib still places them: the same pixels as matplotlib's own placement."""
+    def build():
+        fig = plot_maps.new_figure(6.0, 4.0, margins=(0.9, 0.9, 0.6, 0.6))
+        ax = fig.add_subplot()
+        y = {"offset": [1e7 + 1, 1e7 + 3, 1e7 + 2], "twin_power_of_ten": [1, 3, 2]}.get(case, [1.0, 3.0, 2.0])
+        ax.plot([0, 1, 2], y, "o-")
+        if case == "twin_power_of_ten":
+            twin = ax.twinx()
+            twin.plot([0, 1, 2], [2e-7, 5e-7, 1e-7], color="tab:red")
+        if case == "ticks_on_top":
+            ax.xaxis.tick_top()
+        ax.set_title("a title long enough to reach over the whole width of the axes, offset text included")
+        return fig, ax
+
+    fig, ax = build()
+    plot_maps.save(fig, tmp_path / "pinned.png")
+    ref, ref_ax = build()
+    ref.savefig(tmp_path / "reference.png", format="png")
+    assert np.array_equal(_pixels(tmp_path / "pinned.png"), _pixels(tmp_path / "reference.png"))
+    lifted = ref_ax.title.get_position()[1] > 1.0          # matplotlib's own placement, after its draw
+    assert lifted == (case != "plain")

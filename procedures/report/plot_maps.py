@@ -52,10 +52,41 @@ def new_figure(width: float = 6.4, height: float = 4.8, layout: str | None = "co
 def save(fig: Figure, path: Path) -> Path:
     """Write ``fig`` as a PNG at ``path``.  The figure is not cleared after (the garbage collector
     frees it with its last reference): ``Figure.clear`` clears each axes, which builds its axis
-    and ticks anew (~30 ms of an 8x8 heat map's ~140 ms, ~80 ms of a tune's traces)."""
+    and ticks anew (~30 ms of an 8x8 heat map's ~140 ms, ~80 ms of a tune's traces).  Titles that
+    nothing can lift are placed before drawing (:func:`pin_titles`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    pin_titles(fig)
     fig.savefig(path, format="png")
     return path
+
+
+def pin_titles(fig: Figure) -> None:
+    """Give each axes' title of a figure in fixed margins (no layout engine) the place matplotlib
+    would find for it, the top of its frame, wherever nothing can lift it from there: its x axes
+    (and its twins') keep their ticks and label at the bottom, and none of their y axes shows an
+    offset or a power of ten (an offset text drawn above the frame, which matplotlib lifts the
+    title over).  matplotlib otherwise works out every y axis's ticks and tick-label extents of
+    the axes and its twins to look for such text before each title is drawn: ~0.3 s of the seven
+    plots of a tune (a third of its traces' drawing, 12 axes), for the same pixels."""
+    if fig.get_layout_engine() is not None:     # (a layout engine resizes the axes as it draws)
+        return
+    for ax in fig.axes:
+        if ax.get_title(loc="left") or ax.get_title(loc="right") or not ax.get_title() or ax.child_axes:
+            continue
+        siblings = set(ax.get_shared_x_axes().get_siblings(ax)) | set(ax.get_shared_y_axes().get_siblings(ax))
+        if all(_title_stays(s) for s in siblings):
+            ax.set_title(ax.get_title(), y=1.0, fontsize=ax.title.get_fontsize())   # (y given: not moved)
+
+
+def _title_stays(ax) -> bool:
+    """Whether nothing of ``ax`` can lift a title above its frame (:func:`pin_titles`)."""
+    if ax.xaxis.get_ticks_position() in ("top", "unknown") or ax.xaxis.get_label_position() == "top":
+        return False
+    if not ax.yaxis.offsetText.get_visible():
+        return True
+    formatter = ax.yaxis.get_major_formatter()
+    formatter.set_locs(ax.yaxis.get_majorticklocs())      # (as drawing the axis does: its offset)
+    return not formatter.get_offset()
 
 
 def legend_outside(ax, **kw) -> None:
