@@ -135,7 +135,9 @@ def test_rows_of_mixed_columns_compiled_are_the_rows_zipped_in_python(monkeypatc
              "f64": _adversarial_floats(rng, n), "f32": f32,
              "repeats": np.array([0.0, -0.0, np.nan, 1e-7])[rng.integers(0, 4, n)],
              "status": np.array(["converged", "stuck", "échoué", ""], dtype=object)[rng.integers(0, 4, n)],
-             "unicode": np.array(["a", "µS", "x,y"])[rng.integers(0, 3, n)]}
+             "unicode": np.array(["a", "µS", "x,y"])[rng.integers(0, 3, n)],
+             "ascii": np.array(["converged", "", "x,y", "stuck"])[rng.integers(0, 4, n)],      # (fixed width, as is)
+             "strided": np.array(["disturbed", "a", ""])[rng.integers(0, 3, 2 * n)][::2]}
     columns = list(table) + ["missing"]
     compiled = runner.format_table(columns, table)
     monkeypatch.setattr(runner, "COMPILED_MIN", 10 ** 9)
@@ -149,7 +151,7 @@ def test_rows_of_mixed_columns_compiled_are_the_rows_zipped_in_python(monkeypatc
 
     tune = {"Stage": "tune", "Pass": 2, "Chip": rng.integers(0, 9000, n), "Row": rng.integers(0, 8, n),
             "Col": rng.integers(0, 8, n), "Target (S)": rng.uniform(1e-4, 5e-4, n),
-            "Status": np.array(["converged", "stuck"] * (n // 2), dtype=object),
+            "Status": np.array(["converged", "stuck"] * (n // 2)),          # (as the journal gives them)
             "Reading (S)": _adversarial_floats(rng, n), "Pulses": rng.integers(0, 200, n),
             "Reads": rng.integers(-3, 300, n), "Energy (J)": rng.uniform(0, 1e-6, n) * 10.0 ** rng.integers(-8, 3, n),
             "Instrument time (s)": rng.uniform(0, 2, n)}
@@ -162,8 +164,9 @@ def test_rows_of_mixed_columns_compiled_are_the_rows_zipped_in_python(monkeypatc
 def test_table_text_refuses_columns_of_the_wrong_kind_or_length():
     assert table_text(2, [(CONST, "a"), (INT, np.array([1, 2])), (FLOAT, np.array([0.5, 1e-9])),
                           (TEXT, ["x", "é"])]) == "a,1,0.5,x\na,2,1e-09,é\n"
+    assert table_text(2, [(TEXT, np.array(["ab", ""])), (TEXT, np.array(["é", "x"]))]) == "ab,é\n,x\n"
     for bad in ([(FLOAT, np.arange(2))], [(INT, np.zeros(2))], [(INT, np.zeros(2, np.uint64))],
-                [(FLOAT, np.zeros(3))], [(TEXT, ["x"])]):
+                [(FLOAT, np.zeros(3))], [(TEXT, ["x"])], [(TEXT, np.array(["x"]))]):
         with pytest.raises(TypeError):
             table_text(2, bad)
 

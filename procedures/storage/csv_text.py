@@ -328,13 +328,13 @@ _I2 = types.Array(types.int64, 2, "C", readonly=True)
 
 
 @njit(types.int64(types.int64, _I1, _I1, types.Array(types.uint64, 2, "C", readonly=True), _I2,
-                  types.Array(types.uint8, 1, "C", readonly=True), _I2, _I2,
+                  types.Array(types.uint8, 1, "C", readonly=True), _I2, _I2, _I2,
                   types.Array(types.uint64, 2, "C", readonly=True), types.Array(types.uint64, 2, "C", readonly=True),
                   types.Array(types.uint8, 1, "C")), cache=True, nogil=True)
-def _write_table(n, kinds, index, floats, ints, buf, text_at, const_at, pow5, pow5_inv, out):
+def _write_table(n, kinds, index, floats, ints, buf, text_start, text_stop, const_at, pow5, pow5_inv, out):
     """Write ``n`` rows: column c of row r is, by ``kinds[c]``, the repr of ``floats[index[c], r]``
-    (IEEE-754 bits), the str of ``ints[index[c], r]``, the bytes ``buf[text_at[index[c], r]:
-    text_at[index[c], r + 1]]`` or ``buf[const_at[index[c], 0]:const_at[index[c], 1]]``; columns
+    (IEEE-754 bits), the str of ``ints[index[c], r]``, the bytes ``buf[text_start[index[c], r]:
+    text_stop[index[c], r]]`` or ``buf[const_at[index[c], 0]:const_at[index[c], 1]]``; columns
     joined by ``,``, each row ended by ``\\n``.  Returns the bytes written."""
     digits = np.empty(20, np.uint8)
     pos = 0
@@ -350,7 +350,7 @@ def _write_table(n, kinds, index, floats, ints, buf, text_at, const_at, pow5, po
                 pos = _write_int(ints[j, r], out, pos, digits)
             else:
                 if kind == 2:
-                    a, b = text_at[j, r], text_at[j, r + 1]
+                    a, b = text_start[j, r], text_stop[j, r]
                 else:
                     a, b = const_at[j, 0], const_at[j, 1]
                 for i in range(a, b):
@@ -361,11 +361,33 @@ def _write_table(n, kinds, index, floats, ints, buf, text_at, const_at, pow5, po
     return pos
 
 
+def _text_column(value, n: int) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """A :data:`TEXT` column as (its bytes, where each value starts in them, where it stops).  A
+    numpy array of strings (``U``) whose texts are ASCII is taken as it is, fixed width, without a
+    Python string per value (a tune's statuses: a quarter of its ``data.csv`` text's CPU as
+    strings); else each value's text (UTF-8) one after the other."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "U" and value.shape == (n,):
+        value = np.ascontiguousarray(value)
+        points = value.view(np.uint32)              # (each character's code point, fixed width)
+        if points.size and points.max() < 128:      # ASCII: one byte each
+            starts = np.arange(n, dtype=np.int64) * (value.dtype.itemsize // 4)
+            return points.astype(np.uint8).tobytes(), starts, starts + np.char.str_len(value).astype(np.int64)
+        value = value.tolist()
+    if len(value) != n:
+        raise TypeError(f"a text column of {n} values expected, not {len(value)}")
+    data = "".join(value).encode("utf-8")
+    sizes = np.fromiter(map(len, value), np.int64, n)
+    if len(data) != int(sizes.sum()):               # (not ASCII: the sizes in bytes)
+        sizes = np.fromiter((len(t.encode("utf-8")) for t in value), np.int64, n)
+    stops = np.cumsum(sizes)
+    return data, stops - sizes, stops
+
+
 def table_text(n: int, columns: list[tuple[int, object]]) -> str:
     """The ``n`` rows of a table as text: ``columns`` in order, each (:data:`FLOAT`, a 1-D float
     array of ``n``: float64 or narrower), (:data:`INT`, a 1-D integer array of ``n`` that fits
-    int64), (:data:`TEXT`, a list of ``n`` strings) or (:data:`CONST`, one string for every row);
-    fields joined by ``,``, rows ended by a newline."""
+    int64), (:data:`TEXT`, a list of ``n`` strings, or a 1-D numpy array of ``n`` strings) or
+    (:data:`CONST`, one string for every row); fields joined by ``,``, rows ended by a newline."""
     kinds = np.array([k for k, _ in columns], np.int64)
     index = np.zeros(len(columns), np.int64)
     floats, ints, texts, consts = [], [], [], []
@@ -387,22 +409,19 @@ def table_text(n: int, columns: list[tuple[int, object]]) -> str:
             ints.append(a)
             width += 20
         elif kind == TEXT:
-            if len(value) != n:
-                raise TypeError(f"a text column of {n} values expected, not {len(value)}")
-            data = "".join(value).encode("utf-8")
-            sizes = np.fromiter(map(len, value), np.int64, n) if len(data) == sum(map(len, value)) else \
-                np.fromiter((len(t.encode("utf-8")) for t in value), np.int64, n)
-            texts.append((data, sizes))
-            width += int(sizes.max(initial=0))
+            data, starts, stops = _text_column(value, n)
+            texts.append((data, starts, stops))
+            width += int((stops - starts).max(initial=0))
         else:
             data = str(value).encode("utf-8")
             consts.append(data)
             width += len(data)
     parts, at = [], 0
-    text_at = np.zeros((len(texts), n + 1), np.int64)
-    for j, (data, sizes) in enumerate(texts):
-        np.cumsum(sizes, out=text_at[j, 1:])
-        text_at[j] += at
+    text_start = np.zeros((len(texts), n), np.int64)
+    text_stop = np.zeros((len(texts), n), np.int64)
+    for j, (data, starts, stops) in enumerate(texts):
+        np.add(starts, at, out=text_start[j])
+        np.add(stops, at, out=text_stop[j])
         parts.append(data)
         at += len(data)
     const_at = np.zeros((len(consts), 2), np.int64)
@@ -414,5 +433,6 @@ def table_text(n: int, columns: list[tuple[int, object]]) -> str:
     float_bits = np.ascontiguousarray(np.stack(floats) if floats else np.zeros((0, n))).view(np.uint64)
     int_values = np.ascontiguousarray(np.stack(ints).astype(np.int64, copy=False) if ints else np.zeros((0, n), np.int64))
     out = np.empty(n * width, np.uint8)
-    size = _write_table(n, kinds, index, float_bits, int_values, buf, text_at, const_at, _POW5, _POW5_INV, out)
+    size = _write_table(n, kinds, index, float_bits, int_values, buf, text_start, text_stop, const_at, _POW5,
+                        _POW5_INV, out)
     return out[:size].tobytes().decode("utf-8")

@@ -49,6 +49,9 @@ TRACE_DTYPE = np.dtype([("chip", "<i4"), ("row", "<i4"), ("col", "<i4"), ("pass"
 TUNE_COLUMNS = ["Stage", "Pass", "Chip", "Row", "Col", "Target (S)", "Status", "Reading (S)", "Pulses",
                 "Reads", "Energy (J)", "Instrument time (s)"]
 _STATUS_CODES = {name: code for code, name in STATUS_NAMES.items()}
+#: each status code's name, a numpy array of strings (a block's statuses are an array of them: the
+#: table's text takes them as they are, no Python string each; see procedures.storage.csv_text)
+_STATUS_TEXTS = np.array([STATUS_NAMES[c] for c in range(max(STATUS_NAMES) + 1)], dtype=str)
 
 
 def _pack(mask: np.ndarray) -> str:
@@ -140,11 +143,10 @@ class FileJournal(TuneJournal):
 
     def cells_finished(self, pass_no, chip, row, col, target, status, reading, pulses, reads, energy, time_s):
         self._add_cells(pass_no, chip, row, col, target, status, pulses, reads, energy, time_s)
-        names = np.array([STATUS_NAMES[c] for c in range(max(STATUS_NAMES) + 1)], dtype=object)
         self._rows.append({
             "Stage": self.stage, "Pass": int(pass_no), "Chip": np.array(chip, np.int64),
             "Row": np.array(row, np.int64), "Col": np.array(col, np.int64),
-            "Target (S)": np.array(target, float), "Status": names[np.asarray(status, np.intp)],
+            "Target (S)": np.array(target, float), "Status": _STATUS_TEXTS[np.asarray(status, np.intp)],
             "Reading (S)": np.array(reading, float), "Pulses": np.array(pulses, np.int64),
             "Reads": np.array(reads, np.int64), "Energy (J)": np.array(energy, float),
             "Instrument time (s)": np.array(time_s, float)})

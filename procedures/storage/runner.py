@@ -220,7 +220,9 @@ def _compiled_columns(columns: list[str], table: dict, n: int) -> list | None:
             out.append((FLOAT, a))
         elif a.dtype.kind == "i" or (a.dtype.kind == "u" and a.dtype.itemsize <= 4):
             out.append((INT, a))
-        else:                                   # (text, bools, uint64: Python's str of each)
+        elif a.dtype.kind == "U":               # (strings: as they are, see csv_text._text_column)
+            out.append((TEXT, a))
+        else:                                   # (objects, bools, uint64: Python's str of each)
             out.append((TEXT, _number_texts(a)))
     return out
 
