@@ -69,13 +69,23 @@ class SlotScheduler:
         rank = rank if self.major_is_row else rank.T
         self.n_chips, self.n_major, self.n_minor = self.remaining.shape
         k = -(-self.n_major // self.parallel)  # major lines per slot (padded)
-        # candidate table per slot: (slot, k*minor) → (major, minor) and rank
+        # candidate table per slot: (slot, k*minor) → (major, minor) and rank, each slot's
+        # candidates in priority order (so a search takes the first one free)
         major = np.arange(k * self.parallel).reshape(k, self.parallel).T  # slot s owns s, s+P, ...
-        self._major = np.repeat(major, self.n_minor, axis=1)               # (P, k*minor)
-        self._minor = np.tile(np.arange(self.n_minor), k)[None, :].repeat(self.parallel, 0)
-        valid = self._major < self.n_major     # the padding beyond the last major line: never a candidate
-        self._major = np.minimum(self._major, self.n_major - 1)
-        self._rank = np.where(valid, rank[self._major, self._minor], _NO_RANK)
+        major = np.repeat(major, self.n_minor, axis=1)                      # (P, k*minor)
+        minor = np.tile(np.arange(self.n_minor), k)[None, :].repeat(self.parallel, 0)
+        valid = major < self.n_major           # the padding beyond the last major line: never a candidate
+        major = np.minimum(major, self.n_major - 1)
+        rank = np.where(valid, rank[major, minor], _NO_RANK)
+        by_rank = np.argsort(rank, axis=1, kind="stable")      # (the padding last)
+        self._major, self._minor, self._rank = (np.take_along_axis(a, by_rank, axis=1) for a in (major, minor, rank))
+        # where the slots' lines are padded, the padding's candidates (never free)
+        self._valid = None if valid.all() else np.take_along_axis(valid, by_rank, axis=1)
+        # the span of the candidates' priorities: (chip, minor line, priority) as one sort key
+        # (None where it would not fit in an int64: sorted by the three keys)
+        span = int(rank[valid].max(initial=0)) + 1
+        fits = rank[valid].min(initial=0) >= 0 and self.n_chips * self.n_minor * span < 2 ** 62
+        self._span = span if fits else None
         self.busy_minor = np.zeros((self.n_chips, self.n_minor), bool)
         # each chip's slots' candidates as flat indices into remaining and busy_minor, by flat slot
         # (chip·P + slot), for one gather each
@@ -109,24 +119,29 @@ class SlotScheduler:
         if flat.size == 0:
             return (np.empty(0, np.intp),) * 4
         slot = self._slot_of.take(flat)
-        # (n, k*minor) candidates: left to tune, their minor line free (the padding's rank is _NO_RANK)
+        # (n, k*minor) candidates in priority order: left to tune, their minor line free; each
+        # slot takes its first (argmax: the first True), where it has one
         ok = self.remaining.reshape(-1).take(self._cell[flat])
         ok &= ~self.busy_minor.reshape(-1).take(self._line[flat])
-        key = np.where(ok, self._rank[slot], _NO_RANK)
-        pick = key.argmin(axis=1)
-        key = key.min(axis=1)           # the pick's key: _NO_RANK where the slot has no candidate
-        got = key < _NO_RANK
-        if not got.all():
-            self._vain.reshape(-1)[flat[~got]] = True
-            flat, slot, pick, key = flat[got], slot[got], pick[got], key[got]
-        chip = self._chip_of.take(flat)
+        if self._valid is not None:
+            ok &= self._valid[slot]
+        pick = ok.argmax(axis=1)
         at = slot * self._major.shape[1]
         at += pick
+        got = ok.reshape(-1).take(np.arange(0, ok.size, ok.shape[1]) + pick)
+        if not got.all():
+            self._vain.reshape(-1)[flat[~got]] = True
+            flat, slot, at = flat[got], slot[got], at[got]
+        key = self._rank.reshape(-1).take(at)   # the pick's priority
+        chip = self._chip_of.take(flat)
         maj = self._major.reshape(-1).take(at)
         mnr = self._minor.reshape(-1).take(at)
         if chip.size > 1:
             # two slots of a chip wanting the same minor line: the higher-priority cell wins
-            order = np.lexsort((key, mnr, chip))
+            if self._span is None:
+                order = np.lexsort((key, mnr, chip))
+            else:       # (the same order: one key)
+                order = np.argsort((chip * self.n_minor + mnr) * self._span + key, kind="stable")
             cs, ms = chip.take(order), mnr.take(order)
             first = np.ones(order.size, bool)
             first[1:] = (cs[1:] != cs[:-1]) | (ms[1:] != ms[:-1])
