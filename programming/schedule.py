@@ -128,8 +128,8 @@ class SlotScheduler:
         pick = ok.argmax(axis=1)
         at = slot * self._major.shape[1]
         at += pick
-        got = ok.reshape(-1).take(np.arange(0, ok.size, ok.shape[1]) + pick)
-        if not got.all():
+        got = np.logical_or.reduce(ok, axis=1)
+        if np.count_nonzero(got) < got.size:
             self._vain.reshape(-1)[flat[~got]] = True
             flat, slot, at = flat[got], slot[got], at[got]
         key = self._rank.reshape(-1).take(at)   # the pick's priority
