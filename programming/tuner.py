@@ -250,6 +250,7 @@ class _Slots:
         self.done = np.ones(shape, bool)
         self.finished = np.zeros(0, np.intp)   # flat indices of the slots whose cell finished in the last step
         self.pending_reset = np.zeros(shape, bool)
+        self.pending = False    # a slot has its pending_reset set
         self.width = np.full(shape, cfg.width)
         self.status = np.zeros(shape, np.int8)
         self.last_pol = np.zeros(shape, np.int8)
@@ -260,10 +261,15 @@ class _Slots:
         self.last = np.full(shape, np.nan)  # last reading, S
         # step_control: the amplitude that reached the cell at its last pulse (V), and per polarity
         # the lowest level that moved it: amplitude reached (V) and width (s) (NaN: none yet)
-        self.reached = np.full(shape, np.nan)
-        self.up_amp, self.up_width = np.full(shape, np.nan), np.full(shape, np.nan)
-        self.down_amp, self.down_width = np.full(shape, np.nan), np.full(shape, np.nan)
+        # (only step_control reads them: None without it)
+        levels = (lambda: np.full(shape, np.nan)) if cfg.step_control else (lambda: None)
+        self.reached = levels()
+        self.up_amp, self.up_width = levels(), levels()
+        self.down_amp, self.down_width = levels(), levels()
         self.chip_of = np.repeat(np.arange(n_chips), n_slots)     # each flat slot's chip
+        # the fields a load resets, with their values (those step_control alone reads: with it only)
+        self._reset = [(name, getattr(self, name), value) for name, value in self._RESET
+                       if getattr(self, name) is not None]
 
     def load(self, chip, slot, rows, cols, target, carry: dict | None = None, reset: bool = False,
              half=None) -> None:
@@ -280,9 +286,11 @@ class _Slots:
         self.done.put(k, False)
         self.width.put(k, self.width0)
         self.pending_reset.put(k, reset)
+        if (reset if type(reset) is bool else np.any(reset)) and k.size:
+            self.pending = True
         carry = carry or {}
-        for name, value in self._RESET:
-            getattr(self, name).put(k, carry.get(name, value))
+        for name, field, value in self._reset:
+            field.put(k, carry.get(name, value))
 
 
 def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=False,
@@ -918,7 +926,7 @@ class _Run:
                     n.load(chip, slot, r, c, self.tgt.take(cell) * (1 + s / 2),
                            carry, reset,
                            half=cfg.verify_band - np.abs(s) / 2)
-            if n.done.all():
+            if np.count_nonzero(n.done) == n.done.size:     # (cheaper than all() on a few slots)
                 if not sched.has_work():
                     return
                 raise RuntimeError("write-verify scheduler made no progress (internal error)")
@@ -954,10 +962,14 @@ class _Run:
         and converging readings, and mark them done in ``remaining``; ``finished`` is emptied."""
         if not finished:
             return
-        cell = np.concatenate([f[0] for f in finished])
-        status, last = (np.concatenate([f[i] for f in finished]) for i in (1, 2))
-        for i, key in enumerate(self.rec):
-            self.rec[key].put(cell, self.rec[key].take(cell) + np.concatenate([f[3][i] for f in finished]))
+        if len(finished) == 1:      # (one step's cells: nothing to join)
+            cell, status, last, done = finished[0]
+        else:
+            cell = np.concatenate([f[0] for f in finished])
+            status, last = (np.concatenate([f[i] for f in finished]) for i in (1, 2))
+            done = [np.concatenate([f[3][i] for f in finished]) for i in range(len(self.rec))]
+        for key, spent in zip(self.rec, done):
+            self.rec[key].put(cell, self.rec[key].take(cell) + spent)
         self.status.put(cell, status)
         self.settled = _whole(self.settled)
         self.settled.put(cell, np.where(status == CONVERGED, last, np.nan))
@@ -1053,7 +1065,7 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
     batch of chips has most slots idle) with the arithmetic of the rule as written in the module
     docstring; their state is scattered back.  The other slots' counters are not touched: an idle
     slot's are reset when a cell is loaded into it."""
-    pending = n.pending_reset.any()     # cells loaded this step that get their initial RESET first
+    pending = n.pending     # cells loaded this step that get their initial RESET first
     run = ~n.done
     if pending:
         run &= ~n.pending_reset
@@ -1096,7 +1108,7 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
         hold, restart, restart_width = _step_control(n, li, cfg, g, target, toward, same, need, up, start)
         amp = np.where(hold, n.amp.take(li), np.fmax(amp, restart))    # (restart NaN: none)
     drive = reached = amp   # what is driven, and what reaches the cell: the amplitude on ideal lines
-    if corr is not None and cfg.write_compensation and need.any():
+    if corr is not None and cfg.write_compensation and np.count_nonzero(need):
         share = WRITE_SHARES.get(parse_write_scheme(cfg.write_scheme))
         if share is not None:
             # the line model's share of the drive across the selected cell: drive so that it gets
@@ -1123,10 +1135,14 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
         if cfg.step_control:
             width = np.where(hold, n.width.take(li), np.fmax(width, restart_width))
         n.width.reshape(-1)[li[need]] = width[need]
-    unmoved = (hi - lo) <= cfg.stuck_rel * np.maximum(lo, xb.programming_window[0])
     held = held > cfg.pulses_at_cap
-    stuck = need & unmoved & ((reached >= start + cfg.stuck_ramp - 1e-9)
-                              | (held & (reached >= start + STUCK_HELD_RAMP * cfg.stuck_ramp - 1e-9)))
+    # (STUCK_HELD_RAMP < 1: no cell is stuck until the lower of the two ramps reached it)
+    near = reached >= start + STUCK_HELD_RAMP * cfg.stuck_ramp - 1e-9
+    if np.count_nonzero(near):
+        unmoved = (hi - lo) <= cfg.stuck_rel * np.maximum(lo, xb.programming_window[0])
+        stuck = need & unmoved & ((reached >= start + cfg.stuck_ramp - 1e-9) | (held & near))
+    else:
+        stuck = near
     give_up = stuck | held | (n.pulses.take(li) >= cfg.max_pulses)
     give_up &= need
     fire = need & ~give_up
@@ -1164,6 +1180,7 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
     trace.record(n, fire_any, pass_no, 1, signed, widths, np.nan)
     if pending:
         n.pending_reset.fill(False)
+        n.pending = False
     return int(np.count_nonzero(res.compliance))
 
 
