@@ -993,3 +993,30 @@ def test_a_large_batch_bounds_each_chip_once_per_change(monkeypatch):
     steep = ReadCorrection((8, 8), B, 0.2, r_line=20.0)         # lines too resistive to relax
     assert steep._relaxed(g[:4], np.arange(4)) is None
     assert relaxed_network(None, g[:4], 20.0, min_chips=1) is None
+
+
+@pytest.mark.parametrize("scheme", ["isolate", "float"])
+def test_a_batch_brackets_its_line_resistances_together_as_each_chip_alone(scheme):
+    """estimate_line_resistance steps every chip of a batch up the bracketing grid at once (one fit
+    of the chips still stepping per trial resistance, in groups below BATCH_MIN_CHIPS): each chip's
+    estimate, bit for bit, what it gets alone — one with a missing reading (fitted alone), one whose
+    second readings need no line resistance (0 Ω), and per-chip curvatures."""
+    from programming.ir_correction import calibration_cells, estimate_line_resistance, line_mismatches
+
+    xb = SimulatedCrossbar(8, 8, n_chips=4, seed=3, r_line=0.67)
+    cells = calibration_cells(xb.shape)
+    rr, cc = np.array(cells).T
+    ground = xb.read_array(xb.v_read, "ground")
+    second = xb.read(rr, cc, xb.v_read, scheme).conductance
+    second[2] *= 0.5                                            # no line resistance needed: 0 Ω
+    ground[3, 4, 5] = np.nan                                     # a missing reading
+    beta = np.array([0.3, 0.25, 0.3, 0.35])
+    both = estimate_line_resistance(ground, second, cells, xb.v_read, beta=beta, v_ref=xb.v_read, scheme=scheme)
+    alone = [estimate_line_resistance(ground[k:k + 1], second[k:k + 1], cells, xb.v_read, beta=beta[k],
+                                      v_ref=xb.v_read, scheme=scheme)[0] for k in range(4)]
+    assert np.array_equal(both, alone)
+    assert both[2] == 0 and (both[[0, 1, 3]] > 0).all()
+    each = [line_mismatches(ground[k:k + 1], second[k:k + 1], cells, xb.v_read, 0.3, beta=beta[k],
+                            v_ref=xb.v_read, scheme=scheme)[0] for k in range(4)]
+    assert np.array_equal(line_mismatches(ground, second, cells, xb.v_read, 0.3, beta=beta, v_ref=xb.v_read,
+                                          scheme=scheme), each)
