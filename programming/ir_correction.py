@@ -103,6 +103,21 @@ def _kernels() -> dict:
                     t = 1.0 / (1.0 + s * (1.0 / t_lin - 1.0))
                 out[i] = t
 
+        @njit(float64(float64, float64, float64, float64, float64, float64), cache=True)
+        def invert_one(x, m_hat, a, c, ref, fallback):  # pragma: no cover - compiled
+            """_invert of one reading ``x`` (model reading ``m_hat``) of a cell linearized at ``ref``
+            with ``a``, ``c``; ``fallback`` where it gives nothing."""
+            if np.isfinite(x) and x > 0.0:
+                d = x - m_hat
+                den = a - c * d
+                h = ref + d / den
+                if den > 0.0 and h > 0.0:
+                    return h
+            return fallback
+
+        global _invert_one          # (the kernels below call it as a module global: cached with them)
+        _invert_one = invert_one
+
         @njit(void(int64[::1], float64[::1], float64[::1], float64[::1], float64[::1], float64[::1], float64[::1],
                    float64[::1]), cache=True)
         def invert(cell, m, m_hat, a, c, fallback, ref, out):  # pragma: no cover - compiled
@@ -110,15 +125,25 @@ def _kernels() -> dict:
             (flat into ``a``, ``c``, ``fallback`` and ``ref``)."""
             for i in range(cell.size):
                 k = cell[i]
-                x = m[i]
-                g = fallback[k]
-                if np.isfinite(x) and x > 0.0:
-                    d = x - m_hat[i]
-                    den = a[k] - c[k] * d
-                    h = ref[k] + d / den
-                    if den > 0.0 and h > 0.0:
-                        g = h
-                out[i] = g
+                out[i] = _invert_one(m[i], m_hat[i], a[k], c[k], ref[k], fallback[k])
+
+        @njit(void(int64[::1], int64, int64, int64, int64[::1], int64[::1], float64[::1], float64[::1], float64[::1],
+                   float64[::1], float64[::1], float64[::1], float64[::1]), cache=True)
+        def correct_lanes(act, L, R, C, rows, cols, m, m_hat, a, c, est, ref, out):  # pragma: no cover - compiled
+            """:meth:`ReadCorrection.correct` where the model keeps no shares: the lanes ``act`` (flat
+            into the (B, L) lanes' ``rows``, ``cols``, readings ``m`` and ``out``), each lane's cell
+            ``(b·R + row)·C + col`` (flat into the maps), inverted at the model's reading ``m_hat``
+            of it with its estimate as the fallback, into ``out``; then the estimates updated (as
+            est.put after every inversion)."""
+            g = np.empty(act.size)
+            for i in range(act.size):
+                q = act[i]
+                k = ((q // L) * R + rows[q]) * C + cols[q]
+                g[i] = _invert_one(m[q], m_hat[k], a[k], c[k], ref[k], est[k])
+            for i in range(act.size):
+                q = act[i]
+                est[((q // L) * R + rows[q]) * C + cols[q]] = g[i]
+                out[q] = g[i]
 
         @njit(void(float64[:, :, :, :], float64[:, :, :, :], float64[:, :, ::1], float64[:, :, ::1]), cache=True)
         def cell_maps(xr, xc, v_cell, sigma):  # pragma: no cover - compiled
@@ -147,7 +172,8 @@ def _kernels() -> dict:
                     for j in range(C):
                         u[b, i, j] = wr[b, j, i, j] - wc[b, j, i, j]
 
-        _KERNELS.update(transfer=transfer, invert=invert, cell_maps=cell_maps, own_adjoint=own_adjoint)
+        _KERNELS.update(transfer=transfer, invert_one=invert_one, invert=invert, correct_lanes=correct_lanes,
+                        cell_maps=cell_maps, own_adjoint=own_adjoint)
     return _KERNELS
 
 
@@ -811,6 +837,12 @@ class ReadCorrection:
         (rows, cols); the estimate of every active lane's cell is updated to it."""
         R, C = self.shape
         act = np.flatnonzero(active)                                    # the active lanes only
+        if self._cross is None and self.est.flags.c_contiguous:   # (each lane at the model's own reading: one compiled pass)
+            g = np.full(rows.shape, np.nan)
+            _kernels()["correct_lanes"](act.astype(np.int64, copy=False), rows.shape[-1], R, C, _flat(rows, np.int64),
+                                        _flat(cols, np.int64), _flat(readings), _flat(self._m_hat), _flat(self._a),
+                                        _flat(self._c), _flat(self.est), _flat(self._ref), g.reshape(-1))
+            return g
         b = act // rows.shape[-1]
         r, c = rows.reshape(-1).take(act), cols.reshape(-1).take(act)
         g = np.full(rows.shape, np.nan)

@@ -1020,3 +1020,35 @@ def test_a_batch_brackets_its_line_resistances_together_as_each_chip_alone(schem
                             v_ref=xb.v_read, scheme=scheme)[0] for k in range(4)]
     assert np.array_equal(line_mismatches(ground, second, cells, xb.v_read, 0.3, beta=beta, v_ref=xb.v_read,
                                           scheme=scheme), each)
+
+
+def test_lanes_corrected_in_one_compiled_pass_as_cell_by_cell(monkeypatch):
+    """Where the model keeps no shares (a batch beyond CROSS_MAX, as 10 000 × 8×8), correct()
+    inverts its lanes in one compiled pass (``correct_lanes``): the same conductances and estimates,
+    bit for bit, as each lane's cell inverted by :meth:`ReadCorrection._correct_at` — inactive lanes
+    NaN, and readings at the inversion's fallbacks (NaN, 0, negative) keeping the estimate."""
+    import copy
+
+    import programming.ir_correction as ir
+
+    monkeypatch.setattr(ir, "CROSS_MAX", 0)                       # no shares kept
+    rng = np.random.default_rng(8)
+    B, L = 6, 5
+    g = rng.uniform(20e-6, 500e-6, (B, 8, 8))
+    corr = ReadCorrection((8, 8), B, 0.2, r_line=0.67, beta=0.3)
+    corr.fit(corr.model(g)[0], tol=1e-6)
+    assert corr._cross is None
+    rows, cols = rng.integers(0, 8, (B, L)), rng.integers(0, 8, (B, L))
+    active = rng.random((B, L)) < 0.7
+    readings = g[np.arange(B)[:, None], rows, cols] * rng.uniform(0.9, 1.1, (B, L))
+    readings[0, :3] = [np.nan, 0.0, -1e-6]
+    active[0, :3] = True
+    ref = copy.deepcopy(corr)
+    got = corr.correct(rows, cols, readings, active)
+    act = np.flatnonzero(active)
+    b, r, c = act // L, rows.reshape(-1)[act], cols.reshape(-1)[act]
+    want = np.full((B, L), np.nan)
+    want.reshape(-1)[act] = ref._correct_at(b, r, c, (b * 8 + r) * 8 + c, readings.reshape(-1)[act])
+    assert np.array_equal(got, want, equal_nan=True)
+    assert np.array_equal(corr.est, ref.est)
+    assert np.isnan(got[~active]).all() and np.array_equal(got[0, :3], ref.est[0, rows[0, :3], cols[0, :3]])

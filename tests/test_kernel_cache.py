@@ -41,7 +41,7 @@ def test_a_new_process_loads_every_line_kernel_from_the_disk_cache():
     _probe()                               # a cold cache (a fresh clone) is filled here
     stats = _probe()
     used = {"sweep", "relax_reads", "relax_pulses", "relax_points", "given_pulses", "lanes", "transfer", "invert",
-            "cell_maps", "own_adjoint"}
+            "cell_maps", "own_adjoint", "invert_one", "correct_lanes"}
     assert used <= set(stats)
     # every kernel the probe called came from the cache ('hash', built with 'keys', runs only when
     # a saved chip state's warm starts are restored: never called here, so neither hit nor missed)
