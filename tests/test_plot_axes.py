@@ -201,3 +201,16 @@ def test_pinned_titles_give_the_pixels_matplotlib_places_them_at(case, tmp_path)
     assert np.array_equal(_pixels(tmp_path / "pinned.png"), _pixels(tmp_path / "reference.png"))
     lifted = ref_ax.title.get_position()[1] > 1.0          # matplotlib's own placement, after its draw
     assert lifted == (case != "plain")
+
+
+def test_saved_png_has_the_pixels_of_matplotlibs_default_png(tmp_path):
+    """save() writes its PNG at a faster deflate level: the same pixels as matplotlib's default."""
+    def build():
+        fig = plot_maps.new_figure(4.0, 3.0, margins=(0.8, 0.3, 0.5, 0.4))
+        ax = fig.add_subplot()
+        ax.imshow(np.random.default_rng(1).random((8, 8)), interpolation="nearest")
+        ax.set_title("map")
+        return fig
+    plot_maps.save(build(), tmp_path / "fast.png")
+    build().savefig(tmp_path / "default.png", format="png")
+    assert np.array_equal(_pixels(tmp_path / "fast.png"), _pixels(tmp_path / "default.png"))

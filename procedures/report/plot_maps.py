@@ -56,8 +56,14 @@ def save(fig: Figure, path: Path) -> Path:
     nothing can lift are placed before drawing (:func:`pin_titles`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     pin_titles(fig)
-    fig.savefig(path, format="png")
+    fig.savefig(path, format="png", pil_kwargs={"compress_level": PNG_LEVEL})
     return path
+
+
+#: the deflate level of the PNGs (zlib's 1, its fastest, instead of Pillow's default 6): the same
+#: pixels, ~10 % larger files (a 10 000 x 8x8 tune's seven: 332 -> 364 KB), ~45 ms less CPU
+#: encoding them (a twelfth of their drawing and encoding)
+PNG_LEVEL = 1
 
 
 def pin_titles(fig: Figure) -> None:
