@@ -214,3 +214,21 @@ def test_saved_png_has_the_pixels_of_matplotlibs_default_png(tmp_path):
     plot_maps.save(build(), tmp_path / "fast.png")
     build().savefig(tmp_path / "default.png", format="png")
     assert np.array_equal(_pixels(tmp_path / "fast.png"), _pixels(tmp_path / "default.png"))
+
+
+def test_heat_maps_redrawn_in_one_figure_have_the_pixels_of_figures_of_their_own(tmp_path):
+    """A run's heat maps share one figure (plot_map's ``reuse``): each PNG has the pixels of the map
+    drawn in a figure of its own (values, colour scale, colour bar ticks, title), NaNs (untargeted
+    cells) and two-line titles included."""
+    rng = np.random.default_rng(5)
+    maps = _maps(rng, shape=(3, 6, 7))
+    maps["targets"][0, 1:3, 2:5] = np.nan
+    maps["final"] = maps["final"] * 40.0                       # another range: other colour bar ticks
+    shared, alone = tmp_path / "shared", tmp_path / "alone"
+    reuse: dict = {}
+    for name in ("before", "targets", "final"):
+        plot_maps.plot_map(name, maps[name], shared, reuse)
+        plot_maps.plot_map(name, maps[name], alone)
+    assert "heat map" in reuse
+    for name in ("before", "targets", "final"):
+        assert np.array_equal(_pixels(shared / f"map_{name}.png"), _pixels(alone / f"map_{name}.png")), name
