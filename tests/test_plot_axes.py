@@ -232,3 +232,40 @@ def test_heat_maps_redrawn_in_one_figure_have_the_pixels_of_figures_of_their_own
     assert "heat map" in reuse
     for name in ("before", "targets", "final"):
         assert np.array_equal(_pixels(shared / f"map_{name}.png"), _pixels(alone / f"map_{name}.png")), name
+
+
+@pytest.mark.parametrize("case", ["pulses", "errors", "few"])
+def test_histogram_bars_in_one_collection_are_the_bars_of_ax_hist(case, tmp_path):
+    """plot_maps.hist_bars draws what ``ax.hist(..., edgecolor="white")`` draws (one collection
+    instead of a patch per bin): the same counts, bar corners, limits, and all but a few pixels
+    (a bar's edge on the neighbouring pixel: its corners computed in another order)."""
+    rng = np.random.default_rng(11)
+    values, bins = {"pulses": (rng.integers(0, 40, 200000).astype(float), np.arange(0, 42) - 0.5),
+                    "errors": (rng.normal(0, 0.3, 200000), 50), "few": (rng.normal(0, 1, 30), 10)}[case]
+
+    def build(collection: bool):
+        fig = plot_maps.new_figure(margins=plot_maps.HIST_MARGINS)
+        ax = fig.add_subplot()
+        if collection:
+            counts = plot_maps.hist_bars(ax, values, bins)
+        else:
+            counts = ax.hist(values, bins=bins, color="tab:blue", edgecolor="white")[0]
+        ax.axvline(float(np.median(values)), color="black", linestyle=":", label="median")
+        plot_maps.legend_outside(ax)
+        ax.set_title("a histogram")
+        return fig, ax, counts
+
+    fig, ax, counts = build(True)
+    ref, ref_ax, ref_counts = build(False)
+    assert np.array_equal(counts, ref_counts)
+    corners = ax.collections[0].get_paths()
+    assert len(corners) == len(ref_ax.patches)
+    for path, patch in zip(corners, ref_ax.patches):
+        box = patch.get_bbox()
+        np.testing.assert_allclose(path.vertices[:4].min(0), [box.x0, box.y0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(path.vertices[:4].max(0), [box.x1, box.y1], rtol=1e-12, atol=1e-12)
+    plot_maps.save(fig, tmp_path / "bars.png")
+    plot_maps.save(ref, tmp_path / "hist.png")
+    assert ax.get_xlim() == ref_ax.get_xlim() and ax.get_ylim() == ref_ax.get_ylim()
+    mine, theirs = _pixels(tmp_path / "bars.png"), _pixels(tmp_path / "hist.png")
+    assert mine.shape == theirs.shape and (mine != theirs).any(-1).mean() < 1e-3
