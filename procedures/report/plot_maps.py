@@ -303,7 +303,7 @@ def plot_forming(maps: dict, out_dir: Path) -> Path | None:
     fig = new_figure()
     ax = fig.add_subplot()
     if formed.size:
-        ax.hist(formed, bins=min(40, max(5, int(np.sqrt(formed.size)))), color="tab:blue", edgecolor="white")
+        hist_bars(ax, formed, min(40, max(5, int(np.sqrt(formed.size)))))
     else:
         ax.text(0.5, 0.5, "no cell formed", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("forming voltage (V)")
