@@ -456,6 +456,10 @@ def tune(xb: Crossbar, targets, config: TunerConfig | None = None, progress=Fals
                       rel_error, cfg, time.perf_counter() - t0, run.compliance, p + 1, verify_reads, kept)
 
 
+#: without ``refit_every``, the cells finished in a pass are added to the records (and their statuses
+#: set) once this many steps have finished cells, or a step this many (one concatenation and one put
+#: per record field for them all, instead of one a step)
+FINISHED_BATCH = 32
 #: the fewest measured moves (cells converged and read back, over the run's passes so far) from
 #: which the relaxation compensation is learnt
 RELAX_MIN_CELLS = 8
@@ -945,7 +949,9 @@ class _Run:
                 if self.timed:      # when they converged (a cell tuned again and not converged: unknown)
                     self.born.put(cell, np.where(status == CONVERGED, self.xb.bench_time(), np.nan))
                 self.journal.cells_finished(pass_no, chip, r, c, self.tgt.take(cell), status, last, *done)
-                if not refit:       # nothing else adds to the records in a pass: added now, not kept to its end
+                if not refit and (len(finished) >= FINISHED_BATCH or int(chip.size) >= FINISHED_BATCH):
+                    # nothing else adds to the records in a pass (a cell finishes once in it): added
+                    # a batch of steps at a time, not kept to its end
                     self._pass_finished(finished, remaining)
                 sched.release(chip, r, c)
                 bar.update(int(chip.size))
