@@ -912,6 +912,9 @@ class _Run:
         sched = SlotScheduler(xb.shape, todo, self.rank, self.parallel)
         n = _Slots(xb.n_chips, sched.parallel, cfg, self.half)
         shifts = self.shifts    # each cell's, for the pass (its verify band: aim and half-width)
+        shifted = bool(np.any(shifts))     # (none: every cell aims at its target, with the slots' band)
+        # the journal's record of finished cells (the base journal's does nothing: not called)
+        tell = type(self.journal).cells_finished is not TuneJournal.cells_finished
         rows, cols = xb.shape
         refit = cfg.refit_every if self.corr is not None else 0
         since = 0           # cells finished since the last refit (refit_every)
@@ -923,13 +926,15 @@ class _Run:
                 chip, slot, r, c = sched.assign(n.done)
                 if chip.size:
                     cell = (chip * rows + r) * cols + c     # flat cell indices
-                    s = shifts.take(cell)
                     carry = self._take_carry(cell) if self.swept else None
                     if cfg.step_control:
                         carry = dict(carry or {}, **{k: v.take(cell) for k, v in self.step_levels.items()})
-                    n.load(chip, slot, r, c, self.tgt.take(cell) * (1 + s / 2),
-                           carry, reset,
-                           half=cfg.verify_band - np.abs(s) / 2)
+                    if shifted:
+                        s = shifts.take(cell)
+                        n.load(chip, slot, r, c, self.tgt.take(cell) * (1 + s / 2), carry, reset,
+                               half=cfg.verify_band - np.abs(s) / 2)
+                    else:       # (the same numbers: a shift of 0)
+                        n.load(chip, slot, r, c, self.tgt.take(cell), carry, reset)
             if np.count_nonzero(n.done) == n.done.size:     # (cheaper than all() on a few slots)
                 if not sched.has_work():
                     return
@@ -948,7 +953,8 @@ class _Run:
                 finished.append((cell, status, last, done))
                 if self.timed:      # when they converged (a cell tuned again and not converged: unknown)
                     self.born.put(cell, np.where(status == CONVERGED, self.xb.bench_time(), np.nan))
-                self.journal.cells_finished(pass_no, chip, r, c, self.tgt.take(cell), status, last, *done)
+                if tell:
+                    self.journal.cells_finished(pass_no, chip, r, c, self.tgt.take(cell), status, last, *done)
                 if not refit and (len(finished) >= FINISHED_BATCH or int(chip.size) >= FINISHED_BATCH):
                     # nothing else adds to the records in a pass (a cell finishes once in it): added
                     # a batch of steps at a time, not kept to its end
@@ -1155,18 +1161,17 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
     n.amp.reshape(-1)[li[need]] = amp[need]
     if cfg.step_control:
         n.reached.reshape(-1)[li[fire]] = reached[fire]
-    status = n.status.take(li)
-    status[give_up] = FAILED
-    status[stuck] = STUCK
-    status[converged] = CONVERGED
-    n.status.reshape(-1)[li] = status
-    n.finished = li[converged | give_up]
+    # the finished lanes' statuses (a busy slot's is read only once its cell finishes)
+    finished = converged | give_up
+    n.finished = li[finished]
+    n.status.reshape(-1)[n.finished] = np.where(converged, CONVERGED, np.where(stuck, STUCK, FAILED))[finished]
     n.done.reshape(-1)[n.finished] = True
     k = li[fire]                    # the slots pulsed toward their targets
     if not (k.size or pending):
         return 0
     signed = np.zeros(n.rows.shape)
-    signed.reshape(-1)[k] = pol[fire] * drive[fire]
+    pol = pol[fire]
+    signed.reshape(-1)[k] = pol * drive[fire]
     fire_any = np.zeros(n.rows.shape, bool)
     fire_any.reshape(-1)[k] = True
     if cfg.width_ramp == 1 and cfg.reset_width == cfg.width:
@@ -1182,7 +1187,7 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
         fire_any |= n.pending_reset
     res = xb.pulse(n.rows, n.cols, signed, widths, cfg.write_scheme, active=fire_any)
     _account_pulse(n, res, np.flatnonzero(fire_any) if pending else k)
-    n.last_pol.reshape(-1)[k] = pol[fire]
+    n.last_pol.reshape(-1)[k] = pol
     trace.record(n, fire_any, pass_no, 1, signed, widths, np.nan)
     if pending:
         n.pending_reset.fill(False)
