@@ -75,6 +75,9 @@ class ReadScheme(str, Enum):
     ISOLATE = "isolate"
 
 
+#: the unsigned integer of an index's width (an index below 0 reads as one above every bound)
+_UNSIGNED = np.dtype(np.uintp)
+
 #: each scheme by its value as spelled (what callers pass on every call)
 _MEMBERS = {cls: {m.value: m for m in cls} for cls in (WriteScheme, ReadScheme)}
 
@@ -512,11 +515,21 @@ class Crossbar(abc.ABC):
         self.limits.check_read(v, "matrix-vector input voltage")
         return self._mvm_plan(plan, v)
 
-    def _check_inside(self, r: np.ndarray, c: np.ndarray) -> None:
-        """ValueError naming the first cell of intp arrays ``r``, ``c`` outside the array (one
-        unsigned reduction each: an index below 0 is, as unsigned, above every bound)."""
+    def _inside(self, r: np.ndarray, c: np.ndarray) -> bool:
+        """Whether intp arrays ``r``, ``c`` (one shape) address only cells of the array: one unsigned
+        reduction each (an index below 0 is, as unsigned, above every bound); on a few lanes first
+        one of both, of ``r | c`` (as unsigned no smaller than either: below the smaller bound, both are inside)."""
         n_rows, n_cols = self.shape
-        if r.size and (int(r.view(np.uintp).max()) >= n_rows or int(c.view(np.uintp).max()) >= n_cols):
+        if not r.size:
+            return True
+        if r.size <= 4096 and int(np.bitwise_or(r, c).view(_UNSIGNED).max()) < min(n_rows, n_cols):
+            return True
+        return int(r.view(_UNSIGNED).max()) < n_rows and int(c.view(_UNSIGNED).max()) < n_cols
+
+    def _check_inside(self, r: np.ndarray, c: np.ndarray) -> None:
+        """ValueError naming the first cell of intp arrays ``r``, ``c`` outside the array."""
+        n_rows, n_cols = self.shape
+        if not self._inside(r, c):
             p = int(np.flatnonzero((r < 0) | (r >= n_rows) | (c < 0) | (c >= n_cols))[0])
             raise ValueError(f"cell ({r[p]}, {c[p]}) is outside the {n_rows}x{n_cols} array")
 
@@ -674,8 +687,8 @@ class Crossbar(abc.ABC):
 
     def _check_cells(self, r, c, act) -> None:
         n_rows, n_cols = self.shape
-        if r.size and r.view(np.uintp).max() < n_rows and c.view(np.uintp).max() < n_cols:
-            return      # every lane (active or not) addresses the array (a negative index reads huge unsigned)
+        if r.size and self._inside(r, c):
+            return      # every lane (active or not) addresses the array
         bad = act & ((r < 0) | (r >= n_rows) | (c < 0) | (c >= n_cols))
         if bad.any():
             b, l = np.argwhere(bad)[0]
