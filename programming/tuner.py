@@ -1164,7 +1164,8 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
     # the finished lanes' statuses (a busy slot's is read only once its cell finishes)
     finished = converged | give_up
     n.finished = li[finished]
-    n.status.reshape(-1)[n.finished] = np.where(converged, CONVERGED, np.where(stuck, STUCK, FAILED))[finished]
+    n.status.reshape(-1)[n.finished] = np.where(converged[finished], CONVERGED,
+                                                np.where(stuck[finished], STUCK, FAILED))
     n.done.reshape(-1)[n.finished] = True
     k = li[fire]                    # the slots pulsed toward their targets
     if not (k.size or pending):
