@@ -166,3 +166,24 @@ def test_lane_address_check_refuses_negative_and_too_large_indices(rows, cols, b
     with pytest.raises(ValueError, match=f"cell {re.escape(bad)} is outside the 4x4 array"):
         xb.pulse(r, c, 1.2, 1e-6)
     assert xb.read(np.array([[0, 3], [3, 0]], np.intp), np.array([[0, 3], [1, 2]], np.intp)).conductance.shape == (2, 2)
+
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_lane_address_check_shortcuts_accept_and_refuse_as_the_plain_rule(dense):
+    # rows | columns below the smaller bound accepts at once, else the per-index check decides
+    # (10x3: 8 | 2 = 10 is inside, 0 | 5 = 5 is not); a batch with one lane in four or fewer active
+    # checks only theirs (an inactive lane may hold anything)
+    xb = SimulatedCrossbar(10, 3, n_chips=8, seed=0, r_line=0.0)
+    assert xb.read(np.full((8, 2), 8, np.intp), np.full((8, 2), 2, np.intp)).conductance.shape == (8, 2)
+    for bad_r, bad_c, name in ((10, 0, "(10, 0)"), (9, 3, "(9, 3)"), (0, 5, "(0, 5)"), (-1, 1, "(-1, 1)")):
+        r, c = np.zeros((8, 2), np.intp), np.zeros((8, 2), np.intp)
+        r[5, 1], c[5, 1] = bad_r, bad_c
+        active = np.ones((8, 2), bool) if dense else np.eye(8, 2, dtype=bool)
+        active[5, 1] = False
+        xb.pulse(r, c, 1.2, 1e-6, active=active)      # the bad lane is inactive: nothing refused
+        active[5, 1] = True
+        with pytest.raises(ValueError, match=f"cell {re.escape(name)} is outside the 10x3 array"):
+            xb.pulse(r, c, 1.2, 1e-6, active=active)
+        with pytest.raises(ValueError, match=f"cell {re.escape(name)} is outside the 10x3 array"):
+            xb.read(r, c, active=active)
