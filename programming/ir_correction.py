@@ -79,19 +79,22 @@ def _kernels() -> dict:
     if not _KERNELS:
         from numba import float64, int64, njit, void
 
-        @njit(void(int64[::1], float64[::1], float64[::1], float64[::1], float64[::1], float64, float64, float64,
-                   float64, float64, float64, float64[::1]), cache=True)
-        def transfer(cell, amplitude, phi, psi, sigma, ab, oa, b, half, beta, norm, out):  # pragma: no cover - compiled
-            """write_transfer's t of each cell ``cell[i]`` (flat into the maps) driven at
+        @njit(void(int64[::1], int64, int64, int64, int64[::1], int64[::1], float64[::1], float64[::1], float64[::1],
+                   float64[::1], float64, float64, float64, float64, float64, float64, float64[::1]), cache=True)
+        def transfer(lanes, L, R, C, rows, cols, amplitude, phi, psi, sigma, ab, oa, b, half, beta,
+                     norm, out):  # pragma: no cover - compiled
+            """write_transfer's t of each lane ``lanes[i]`` (flat into the (B, L) lanes' ``rows`` and
+            ``cols``: its cell ``(b·R + row)·C + col`` flat into the maps) driven at
             ``amplitude[i]``: ``ab`` = a − b, ``oa`` = 1 − a, ``half`` = max(1 − b, a),
             ``norm`` = 1 + β·V_read².  The maps' values gathered first (into ``out``), then the
             divisions over contiguous values, which the compiler vectorizes (a loop gathering and
             dividing at once stays scalar: 27 against 20 ns a cell)."""
-            for i in range(cell.size):
-                k = cell[i]
+            for i in range(lanes.size):
+                q = lanes[i]
+                k = ((q // L) * R + rows[q]) * C + cols[q]
                 t_lin = ab * sigma[k] + oa * phi[k]
                 out[i] = t_lin - b * psi[k]
-            for i in range(cell.size):
+            for i in range(lanes.size):
                 t_lin = out[i]
                 t_lin = t_lin if not t_lin < 1e-3 else 1e-3          # np.clip (NaN kept)
                 t_lin = t_lin if not t_lin > 1.0 else 1.0
@@ -815,20 +818,21 @@ class ReadCorrection:
         batch of many chips); ``amplitude`` is then theirs, and so is the result, (lanes.size,)."""
         phi, psi, sigma = self._write
         a, b = float(row_share), float(col_share)
-        if lanes is None:
-            chip = np.broadcast_to(np.arange(self.n_chips)[:, None], np.shape(rows))
-            cell = (chip * self.shape[0] + rows) * self.shape[1] + cols
+        if lanes is None:           # every lane
+            rows, cols = np.broadcast_arrays(rows, cols)
+            shape, lanes = rows.shape, np.arange(rows.size)
         else:
-            R, C = self.shape
-            cell = (lanes // np.shape(rows)[-1] * R + rows.reshape(-1).take(lanes)) * C + cols.reshape(-1).take(lanes)
+            shape = np.shape(lanes)
         # t_lin = (a − b)·Σ + (1 − a)·φ − b·ψ clipped to [1e-3, 1]; then twice: x = amplitude·(1 + 1/t)/2·
         # max(1 − b, a) (the half-selected cells' voltage), s = (1 + β x²)/(1 + β V_read²),
-        # t = 1/(1 + s·(1/t_lin − 1)); in one compiled pass over the cells (_kernels' transfer)
-        cell = np.asarray(cell)
-        amp = np.broadcast_to(np.asarray(amplitude, float), cell.shape)
-        t = np.empty(cell.shape)
-        _kernels()["transfer"](_flat(cell, np.int64), _flat(amp), _flat(phi), _flat(psi), _flat(sigma), a - b, 1 - a, b,
-                               max(1 - b, a), float(self.beta), float(1.0 + self.beta * self.v_ref ** 2), t.reshape(-1))
+        # t = 1/(1 + s·(1/t_lin − 1)); in one compiled pass over the lanes, each lane's cell worked out
+        # there (_kernels' transfer)
+        amp = np.broadcast_to(np.asarray(amplitude, float), shape)
+        t = np.empty(shape)
+        _kernels()["transfer"](_flat(lanes, np.int64), rows.shape[-1], *self.shape, _flat(rows, np.int64),
+                               _flat(cols, np.int64), _flat(amp), _flat(phi), _flat(psi),
+                               _flat(sigma), a - b, 1 - a, b, max(1 - b, a), float(self.beta),
+                               float(1.0 + self.beta * self.v_ref ** 2), t.reshape(-1))
         return t
 
     # ------------------------------------------------------------------------- readings
