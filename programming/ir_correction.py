@@ -283,6 +283,9 @@ class ReadCorrection:
         self._a = self._c = None
         self._unit = None                        # each cell's current per unit g in its own read (refresh)
         self._stale = None                       # chips whose slopes lag their last refresh (refresh)
+        # the model work a fit leaves owed (_defer): chips whose slopes are owed at _lag_g (their
+        # _ref when the fit ended), chips owed a whole refresh at their estimate (_owed)
+        self._lag = self._lag_g = self._owed = None
         self._m_hat = self._ref = self._cross = self._model_cross = None
         self._write = self._model_write = None   # the write-transfer maps (write_transfer)
         self.refreshes = 0
@@ -529,7 +532,11 @@ class ReadCorrection:
 
         everyone = slice(None)
         first = m if start is None else np.asarray(start, float)
-        self.est = keep(np.clip(np.where(np.isfinite(first), first, np.nanmean(m)), 1e-9, None), everyone)
+        est = keep(np.clip(np.where(np.isfinite(first), first, np.nanmean(m)), 1e-9, None), everyone)
+        if self._lag is not None and self.est is not None and self.est.shape == est.shape:
+            # the model work owed to a chip is done at the estimate it was owed at
+            self._settle(np.flatnonzero((est != self.est).reshape(est.shape[0], -1).any(axis=1)))
+        self.est = est
         B = m.shape[0]
         live = np.arange(B)
         # a warm fit (_fit_chips): from a given estimate, on a model fitted before (a read-back's)
@@ -540,15 +547,58 @@ class ReadCorrection:
             # a chip with no reading keeps its estimate (a read-back's re-reads: a few chips)
             live = np.flatnonzero(np.isfinite(m).reshape(B, -1).any(axis=1))
         self.fit_steps = 0
+        self._settle(live)
         for k in range(0, live.size, MODEL_CHIPS):      # chunk by chunk of chips (bounded memory)
             self._fit_chips(m, live[k:k + MODEL_CHIPS], keep, iterations, tol, warm)
         # any other chip whose estimate moved since its model was refreshed
         stale = np.ones(B, bool)
         stale[live] = False
+        if self._owed is not None:
+            stale &= ~self._owed                        # (owed one already, at the same estimate)
         stale = np.flatnonzero(stale & (self.est != self._ref).reshape(B, -1).any(axis=1))
         if stale.size:
-            self.refresh(stale)
+            if self._defer(stale, self.est[stale]):      # (when the chips are next used)
+                self._owed[stale] = True
+            else:
+                self.refresh(stale)
         return self.est
+
+    def _defer(self, chips, g) -> bool:
+        """Whether the model work a fit ends with for the chips ``chips`` (conductances ``g``, S) is
+        left owed until they are next used (:meth:`_settle`), with the same numbers: in a batch of
+        many chips whose model keeps no shares (10 000 × 8×8), where every one of them relaxes —
+        each relaxed chip's model is its own in any batch and at any time, nothing of it kept
+        between solves.  A read-back's chips that leave the tuner's run (most of a batch's, over
+        its last passes) are then never modelled again: the slopes of their last fit and the whole
+        refresh the next fit gave them, for an estimate no reading will need."""
+        if self._cross is not None or self.n_chips < line_batch.BATCH_MIN_CHIPS:
+            return False
+        if self._relaxed(g / self._device_norm()[1], chips) is None:
+            return False
+        if self._lag is None:
+            self._lag, self._owed = np.zeros(self.n_chips, bool), np.zeros(self.n_chips, bool)
+            self._lag_g = np.empty_like(self.est)
+        return True
+
+    def _settle(self, chips=None) -> None:
+        """Do the model work owed to the chips ``chips`` (indices, may repeat; default every chip)
+        before they are used (:meth:`_defer`): their slopes at the estimate their fit ended at, or
+        the whole refresh at their estimate that supersedes them."""
+        if self._lag is None:
+            return
+        if chips is None:
+            chips = np.arange(self.n_chips)
+        chips = np.asarray(chips)
+        if not (self._lag.take(chips).any() or self._owed.take(chips).any()):
+            return
+        chips = np.unique(chips)
+        owed = chips[self._owed[chips]]
+        lag = chips[self._lag[chips] & ~self._owed[chips]]
+        self._owed[owed] = self._lag[owed] = self._lag[lag] = False
+        if lag.size:
+            self._refresh_slopes(lag, self._lag_g)
+        if owed.size:
+            self.refresh(owed)
 
     def _fit_chips(self, m, chips, keep, iterations: int, tol: float, warm: bool = False) -> None:
         """:meth:`fit`'s iteration on the chips ``chips`` (indices): each leaves it when its own
@@ -619,7 +669,11 @@ class ReadCorrection:
         self.est[chips] = keep(np.exp(y).reshape(chips.size, *shape), chips)
         stale = chips[self._stale[chips]]
         if stale.size:      # the slopes at the last iterate: the model whole there, as one refresh
-            self._refresh_slopes(stale)
+            if self._defer(stale, self._ref[stale]):            # (when the chips are next used)
+                self._lag[stale] = True
+                self._lag_g[stale] = self._ref[stale]
+            else:
+                self._refresh_slopes(stale)
         est = self.est[chips]
         near = np.abs(np.log(est / self._ref[chips])).reshape(chips.size, -1).max(axis=1, initial=0.0) <= tol
         self._ref[chips[near]] = est[near]
@@ -631,6 +685,7 @@ class ReadCorrection:
         goes through its new reading (and ``c`` at the new estimate), so a reading equal to the model's still maps to the
         estimate exactly, with the cell's last ``a`` (and the kept sensitivities' adjoint part, the
         write transfers' ψ) until :meth:`_refresh_slopes` takes them at the same estimate."""
+        self._settle(chips)
         if chips is None or self._a is None:
             slopes = True
         g = self.est if chips is None else self.est[chips]
@@ -658,15 +713,16 @@ class ReadCorrection:
                 self._cross = None
         self.refreshes += 1
 
-    def _refresh_slopes(self, chips) -> None:
+    def _refresh_slopes(self, chips, at=None) -> None:
         """The adjoint half of :meth:`refresh` for the chips ``chips`` (indices) whose last refresh
         took the readings only: their slopes, ``a``, ``c``, the kept sensitivities' adjoint part and
-        the write transfers' ψ at the estimate that refresh was made at (:attr:`_ref`), with its
-        readings — the same inversion as one whole refresh there."""
+        the write transfers' ψ at the estimate that refresh was made at (:attr:`_ref`, or ``at``
+        (B, R, C) where kept there), with its readings — the same inversion as one whole refresh there."""
         _, norm = self._device_norm()
+        at = self._ref if at is None else at
         for k in range(0, chips.size, MODEL_CHIPS):
             part = chips[k:k + MODEL_CHIPS]
-            g = self._ref[part]
+            g = at[part]
             net = self._relaxed(g / norm, part)
             wr, wc = self._adjoints(g, norm, net, part)
             g_term = 1.0 / (self.r_line + self.r_access) if net is None else net.g_term
@@ -816,6 +872,7 @@ class ReadCorrection:
 
         ``lanes``: flat indices of the (n_chips, L) lanes wanted (a step's few pulsed lanes of a
         batch of many chips); ``amplitude`` is then theirs, and so is the result, (lanes.size,)."""
+        self._settle(None if lanes is None else np.asarray(lanes) // np.shape(rows)[-1])
         phi, psi, sigma = self._write
         a, b = float(row_share), float(col_share)
         if lanes is None:           # every lane
@@ -841,6 +898,7 @@ class ReadCorrection:
         (rows, cols); the estimate of every active lane's cell is updated to it."""
         R, C = self.shape
         act = np.flatnonzero(active)                                    # the active lanes only
+        self._settle(act // rows.shape[-1])
         if self._cross is None and self.est.flags.c_contiguous:   # (each lane at the model's own reading: one compiled pass)
             g = np.full(rows.shape, np.nan)
             _kernels()["correct_lanes"](act.astype(np.int64, copy=False), rows.shape[-1], R, C, _flat(rows, np.int64),
@@ -857,6 +915,7 @@ class ReadCorrection:
         """Corrected conductances (S) of ``readings`` (S) of cells (``r``, ``c``) of chips ``b``
         (flat indices ``cell`` in the batch): each by its own local inversion at the model's
         linearization, the other cells followed (:meth:`_shifted_m`); their estimates are updated."""
+        self._settle(b)
         m_now = self._shifted_m(b, r, c, cell)          # the model's reading, the other cells followed
         g_on = np.empty(np.shape(cell))                 # (_invert's kernel, gathering the cells' maps itself)
         _kernels()["invert"](_flat(cell, np.int64), _flat(readings), _flat(m_now), _flat(self._a), _flat(self._c),

@@ -1052,3 +1052,50 @@ def test_lanes_corrected_in_one_compiled_pass_as_cell_by_cell(monkeypatch):
     assert np.array_equal(got, want, equal_nan=True)
     assert np.array_equal(corr.est, ref.est)
     assert np.isnan(got[~active]).all() and np.array_equal(got[0, :3], ref.est[0, rows[0, :3], cols[0, :3]])
+
+
+def test_a_fit_leaves_the_model_work_of_its_chips_owed_until_they_are_used(monkeypatch):
+    """In a batch of many relaxed chips whose model keeps no shares (10 000 × 8×8), a fit leaves the
+    slopes of its last iterate and the whole refresh of a chip it did not read (a read-back's chips
+    that have left the run) owed until the chip is next used: then its corrections, write transfers
+    and model are those of doing the work at once, bit for bit; a chip never used again costs
+    nothing."""
+    import programming.ir_correction as ir
+    from programming.line_batch import BATCH_MIN_CHIPS
+
+    monkeypatch.setattr(ir, "CROSS_MAX", 0)
+    rng = np.random.default_rng(21)
+    B, L = BATCH_MIN_CHIPS + 4, 4
+    g = rng.uniform(20e-6, 400e-6, (B, 8, 8))
+    m = grounded_read_currents(g, 0.2, 0.67) / 0.2
+    lazy = ReadCorrection((8, 8), B, 0.2, r_line=0.67, beta=0.3)
+    eager = ReadCorrection((8, 8), B, 0.2, r_line=0.67, beta=0.3)
+    monkeypatch.setattr(eager, "_defer", lambda chips, g: False)
+    rows, cols = rng.integers(0, 8, (B, L)), rng.integers(0, 8, (B, L))
+    for corr in (lazy, eager):
+        corr.fit(m, tol=1e-6)
+        corr.correct(rows, cols, m[np.arange(B)[:, None], rows, cols] * 1.01, np.ones((B, L), bool))
+    back = m * rng.uniform(0.999, 1.001, m.shape)
+    back[:3] = np.nan                                            # chips 0-2 have left: not read back
+    for corr in (lazy, eager):
+        corr.correct_map(back)
+    assert lazy._owed[:3].all() and not lazy._owed[3:].any() and lazy._lag[3:].all()
+    assert lazy.refreshes == eager.refreshes - 1                  # (the refresh of chips 0-2: owed)
+    active = np.zeros((B, L), bool)
+    active[[0, 5]] = True                                        # chip 0 (owed) and chip 5 (its slopes owed)
+    again = m[np.arange(B)[:, None], rows, cols] * 0.99
+    assert np.array_equal(lazy.correct(rows, cols, again, active), eager.correct(rows, cols, again, active),
+                          equal_nan=True)
+    lanes = np.array([4 * L + 1, 7 * L + 2, 1 * L])               # chips 4, 7 (slopes owed), 1 (owed)
+    for share in ((0.5, 0.5), (1 / 3, 2 / 3)):
+        assert np.array_equal(lazy.write_transfer(rows, cols, np.full(3, 1.5), *share, lanes=lanes),
+                              eager.write_transfer(rows, cols, np.full(3, 1.5), *share, lanes=lanes))
+    done = [0, 1, 4, 5, 7]
+    assert not lazy._owed[done].any() and not lazy._lag[done].any() and lazy._owed[2]
+    for name in ("est", "_a", "_c", "_m_hat", "_ref", "_unit"):
+        assert np.array_equal(getattr(lazy, name)[done], getattr(eager, name)[done]), name
+    lazy.refresh()                                               # everything owed is done first
+    eager.refresh()
+    assert not lazy._owed.any() and not lazy._lag.any()
+    for name in ("est", "_a", "_c", "_m_hat", "_ref", "_unit"):
+        assert np.array_equal(getattr(lazy, name), getattr(eager, name)), name
