@@ -380,43 +380,64 @@ READ_START_PASSES = 3
 
 
 @njit(inline="always")
-def _row_starts(w, rr_of, lo, hi, v_read, beta, r_t, r, passes, cur, drop, R, C):  # pragma: no cover - compiled
-    """Lanes ``lo`` to ``hi − 1``'s ``u`` (their ``gl`` written) set to the solution of the network in
+def _row_starts(w, rr_of, on, v_read, beta, r_t, r, passes, cur, drop, grow, lw, R, C):  # pragma: no cover - compiled
+    """The lanes ``on`` (W,)'s ``u`` (their ``gl`` written) set to the solution of the network in
     which only row ``rr_of[ln]``'s devices carry current, ``passes`` relaxations of that row's ladder:
     each cell of the row at ``v_read`` minus its row's drop minus its column's rise
     ``(r_t + r·(R − 1 − rr))·I_j``; every column's rise below and at that row from its one current
     (what the sneak paths add, ~1 % of the IR drop on 8×8 at 0.67 Ω, is left to the relaxation).
     The start of a grounded read (:func:`relax_reads`: every lane at once, worked across the lanes;
-    :func:`relax_rows`: one lane as it takes a read).  ``cur``, ``drop``: (C·W,) work arrays."""
+    :func:`relax_rows`: the lanes that took a read in one refill).  ``cur``, ``drop``, ``grow``: (C·W,) and ``lw``
+    (2·C·W + W,) work arrays: each lane's row of devices and column paths are gathered once, and
+    the passes run over every lane's values as one run of contiguous memory (a lane not ``on``
+    relaxes whatever its arrays hold, unread; each lane's arithmetic is its own, in
+    the same order as lane by lane: the same answers bit for bit, and on 23 calls captured from a
+    10 000 × 8×8 tune the reads 0.435 → 0.39 µs each, with the rise written row by row)."""
     gl, u = w[1], w[2]
     r0 = r_t - r
-    for j in range(C):
-        for ln in range(lo, hi):
-            cur[j * W + ln] = 0.0
-            drop[j * W + ln] = 0.0
+    CW = C * W
+    colr, pre = lw[:CW], lw[CW:]
+    for ln in range(W):
+        if not on[ln]:
+            continue
+        rr = rr_of[ln]
+        cr = r_t + r * (R - 1 - rr)             # the read row's cells' column paths to their terminals
+        for j in range(C):
+            grow[j * W + ln] = gl[(rr * C + j) * W + ln]
+            colr[j * W + ln] = cr
+    for k in range(CW):
+        cur[k] = 0.0
+        drop[k] = 0.0
     for _ in range(passes):
-        for j in range(C):
-            for ln in range(lo, hi):
-                rr = rr_of[ln]
-                x = v_read - drop[j * W + ln] - (r_t + r * (R - 1 - rr)) * cur[j * W + ln]
-                cur[j * W + ln] = gl[(rr * C + j) * W + ln] * (x * (1.0 + beta * x * x))
-        for ln in range(lo, hi):        # suffix sums S_j
-            drop[(C - 1) * W + ln] = 0.0 + cur[(C - 1) * W + ln]
-        for j in range(C - 2, -1, -1):
-            for ln in range(lo, hi):
-                drop[j * W + ln] = drop[(j + 1) * W + ln] + cur[j * W + ln]
-        for ln in range(lo, hi):        # the ladder's drop, r·Σ_{s≤j} S_s + (r_t − r)·S_0
-            first = r0 * drop[ln]
-            acc = 0.0
-            for j in range(C):
-                acc += drop[j * W + ln]
-                drop[j * W + ln] = r * acc + first
-    for i in range(R):
-        for j in range(C):
-            for ln in range(lo, hi):
-                rr = rr_of[ln]
-                tail = r0 + r * (R - max(i, rr))     # column j's rise at row i per unit current
-                u[(i * C + j) * W + ln] = tail * cur[j * W + ln] + (drop[j * W + ln] if i == rr else 0.0)
+        for k in range(CW):
+            x = v_read - drop[k] - colr[k] * cur[k]
+            cur[k] = grow[k] * (x * (1.0 + beta * x * x))
+        for k in range(CW - W, CW):             # suffix sums S_j
+            drop[k] = 0.0 + cur[k]
+        for k in range(CW - W - 1, -1, -1):
+            drop[k] = drop[k + W] + cur[k]
+        for k in range(W):                      # the ladder's drop, r·Σ_{s≤j} S_s + (r_t − r)·S_0
+            pre[CW + k] = r0 * drop[k]
+        for k in range(W):
+            a = 0.0 + drop[k]
+            pre[k] = a
+            drop[k] = r * a + pre[CW + k]
+        for k in range(W, CW):
+            a = pre[k - W] + drop[k]
+            pre[k] = a
+            drop[k] = r * a + pre[CW + k % W]
+    for ln in range(W):
+        if not on[ln]:
+            continue
+        rr = rr_of[ln]
+        for i in range(R):
+            tail = r0 + r * (R - max(i, rr))     # column j's rise at row i per unit current
+            if i == rr:
+                for j in range(C):
+                    u[(i * C + j) * W + ln] = tail * cur[j * W + ln] + drop[j * W + ln]
+            else:
+                for j in range(C):
+                    u[(i * C + j) * W + ln] = tail * cur[j * W + ln] + 0.0
 
 
 
@@ -448,6 +469,8 @@ def relax_rows(g_lin, beta, rho_lin, v_read, tol, i_tol, r_t, r, max_iter, out, 
     fin = np.zeros(W, np.int64)         # the lanes a step proved
     v0, gl, u, rise, drop, point, steps_of = w[0], w[1], w[2], w[3], w[4], w[12], w[13]
     cur, rdrop, rr_of = np.zeros(C * W), np.zeros(C * W), np.zeros(W, np.int64)
+    grow, lw = np.zeros(C * W), np.zeros(2 * C * W + W)      # (:func:`_row_starts`' work arrays)
+    start = np.zeros(W, np.bool_)       # the lanes that took a read since the last step
     hi, lo = max(v_read, 0.0), min(v_read, 0.0)
     k_dev = _slope_bound(beta, hi, lo)
     steps, nxt, busy = 1, 0, 0
@@ -473,7 +496,7 @@ def relax_rows(g_lin, beta, rho_lin, v_read, tol, i_tol, r_t, r, max_iter, out, 
                 if v_read != 0.0:
                     _take(w, ln, nxt, beta, rho_lin[b], hi, lo, atol, R, C)
                     rr_of[ln] = k
-                    _row_starts(w, rr_of, ln, ln + 1, v_read, beta, r_t, r, READ_START_PASSES, cur, rdrop, R, C)
+                    start[ln] = True
                     busy += 1
                 else:       # no device sees a voltage: the lines stay at 0 V, no current
                     for i in range(R):
@@ -483,6 +506,9 @@ def relax_rows(g_lin, beta, rho_lin, v_read, tol, i_tol, r_t, r, max_iter, out, 
                     for j in range(C):
                         reads[b, k, j] = 0.0
                 nxt += 1
+        if start.any():     # the reads just taken start together (their passes across the lanes at once)
+            _row_starts(w, rr_of, start, v_read, beta, r_t, r, READ_START_PASSES, cur, rdrop, grow, lw, R, C)
+            start[:] = False
         n_fin, steps, status, worst = _step_settled(w, busy, beta, r_t, r, R, C, max_iter, steps, fin)
         if status:      # (−1: every point done)
             return steps, max(status, 0), worst
@@ -617,7 +643,9 @@ def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, max_iter, 
     k_dev = _slope_bound(beta, max(v_read, 0.0), min(v_read, 0.0))
     rr_of, fac, lim, done = np.zeros(W, np.int64), np.zeros(W), np.zeros(W), np.zeros(W, np.bool_)
     cur, drop = np.zeros(C * W), np.zeros(C * W)
+    grow, lw = np.zeros(C * W), np.zeros(2 * C * W + W)      # (:func:`_row_starts`' work arrays)
     c_of, g_col, rd = np.zeros(W, np.int64), np.zeros(C * W), np.zeros(C * W)
+    every = np.ones(W, np.bool_)        # (every lane starts: an idle one has no device, no voltage)
     steps = 1
     for p0 in range(0, P, W):
         m = min(W, P - p0)
@@ -652,7 +680,7 @@ def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, max_iter, 
             fac[ln] = k_dev * top_g * rho / (1.0 - rho)
             lim[ln] = tol * abs(v_read) * (tot_g / (R * C))
         # the starts: the read rows' own network relaxed, every lane at once
-        _row_starts(w, rr_of, 0, W, v_read, beta, r_t, r, READ_START_PASSES, cur, drop, R, C)
+        _row_starts(w, rr_of, every, v_read, beta, r_t, r, READ_START_PASSES, cur, drop, grow, lw, R, C)
         n_left, n = m, 0
         while n_left:
             _step(w, beta, r_t, r, R, C)
