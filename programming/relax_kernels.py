@@ -663,14 +663,19 @@ def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, max_iter, 
             else:
                 for q in range(R * C):
                     gl[q * W + ln] = 0.0
-        for x in range(C * W):
+        CW = C * W
+        for x in range(CW):
             g_col[x] = 0.0
-        for i in range(R):          # their terminals' voltages and column sums, lane by lane within a node
-            for j in range(C):
-                for ln in range(W):
-                    q = (i * C + j) * W + ln
-                    v0[q] = v_read if (i == rr_of[ln] and c_of[ln] >= 0) else 0.0
-                    g_col[j * W + ln] += gl[q]
+        for i in range(R):          # their column sums, every lane's row at once
+            gi = gl[i * CW:(i + 1) * CW]
+            for x in range(CW):
+                g_col[x] += gi[x]
+        for x in range(R * CW):     # their terminals' voltages: v_read on each lane's read row
+            v0[x] = 0.0
+        for ln in range(W):
+            if c_of[ln] >= 0:
+                for j in range(C):
+                    v0[(rr_of[ln] * C + j) * W + ln] = v_read
         for ln in range(m):         # (an idle lane is never checked)
             top_g, tot_g = 0.0, 0.0
             for j in range(C):
@@ -701,14 +706,13 @@ def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, max_iter, 
                 n_left -= 1
                 if not fresh:       # every lane's readings at this iterate, at once
                     fresh = True
-                    for x in range(C * W):
+                    for x in range(CW):
                         rd[x] = 0.0
                     for i in range(R):
-                        for j in range(C):
-                            for l2 in range(W):
-                                q = (i * C + j) * W + l2
-                                x = v0[q] - u[q]
-                                rd[j * W + l2] += gl[q] * (x * (1.0 + beta * x * x))
+                        vi, ui, gi = v0[i * CW:(i + 1) * CW], u[i * CW:(i + 1) * CW], gl[i * CW:(i + 1) * CW]
+                        for x in range(CW):
+                            y = vi[x] - ui[x]
+                            rd[x] += gi[x] * (y * (1.0 + beta * y * y))
                 for j in range(C):
                     out[p0 + ln, j] = rd[j * W + ln]
         steps = max(steps, n)
