@@ -73,8 +73,9 @@ def test_given_pulses_keep_what_one_cell_at_a_time_keeps_bit_for_bit():
 def test_relaxed_pulses_keep_what_their_node_voltages_give_bit_for_bit(monkeypatch):
     """The relaxed pulses' pass (each chip's lowest threshold screening the cells whose own two
     thresholds are tested) keeps what the definition keeps of the same node voltages (a relaxed
-    solve's, the same bits): power, devices beyond a threshold and the largest unselected |voltage|,
-    bit for bit.  Chips whose lowest threshold is far below the drive (hits in every row), ordinary,
+    solve's, the same bits): devices beyond a threshold and the largest unselected |voltage| bit
+    for bit, and the power to rounding (the relaxed pass sums every lane's devices' power across
+    the lanes at once, from the relaxation's own currents: the same sum, rounded otherwise).  Chips whose lowest threshold is far below the drive (hits in every row), ordinary,
     with thresholds that are not numbers, or out of reach; V/2 and V/3, idle points, and enough
     pulses that the lanes finish out of order."""
     import mock_hw.nodal as nodal
@@ -108,7 +109,8 @@ def test_relaxed_pulses_keep_what_their_node_voltages_give_bit_for_bit(monkeypat
         e, hp2, hf2, hv2 = np.empty(P), np.empty(P * n, np.int64), np.empty(P * n, np.int64), np.empty(P * n)
         k, t = given_pulses(g, chip, sel_r, sel_c, 1.0 + BETA * V_REF ** 2, shift, vth_set, vth_reset, BETA, given,
                             e, hp2, hf2, hv2)
-        assert power.view(np.int64).tolist() == e.view(np.int64).tolist() and top == t
+        assert top == t and not np.array_equal(power, 0.0 * power)
+        np.testing.assert_allclose(power, e, rtol=1e-13, atol=0.0)
         assert (hp.tolist(), hf.tolist(), hv.tolist()) == (hp2[:k].tolist(), hf2[:k].tolist(), hv2[:k].tolist())
         assert set(chip[hp]) == {0, 1, 2, 4} and power[[7, 40, 41]].tolist() == [0.0] * 3
         seen_hit_rows |= {(int(p), int(f) // C) for p, f in zip(hp, hf) if chip[p] == 0}
