@@ -305,6 +305,25 @@ def _step_settled(w, busy, beta, r_t, r, R, C, max_iter, steps, fin):  # pragma:
     return n, steps, 0, 0.0
 
 
+@njit(inline="always")
+def _lanes_sums(w, beta, by_power, out, R, C):  # pragma: no cover - compiled
+    """Per column and lane (C·W, into ``out``) the sum over the rows of every lane's devices'
+    currents at its iterate (cell voltages ``x = v0 − u``, the relaxation's device currents
+    ``I = gl·x·(1 + β x²)``: a grounded read's readings), or with ``by_power`` of their powers
+    ``x·I``; worked across the lanes at once, each row's nodes as one run of contiguous memory (as
+    :func:`_step`), the rows in order."""
+    v0, gl, u = w[0], w[1], w[2]
+    CW = C * W
+    for k in range(CW):
+        out[k] = 0.0
+    for i in range(R):
+        vi, ui, gi = v0[i * CW:(i + 1) * CW], u[i * CW:(i + 1) * CW], gl[i * CW:(i + 1) * CW]
+        for k in range(CW):
+            x = vi[k] - ui[k]
+            cur = gi[k] * (x * (1.0 + beta * x * x))
+            out[k] += x * cur if by_power else cur
+
+
 @njit(types.Tuple((_I, _I, _F))(_IN[4], _IN[4], _C[3], _F, _IN[1], _F, _F, _F, _I, _OUTC[5]),
       cache=True, nogil=True)
 def relax_points(base_r, base_c, g_lin, beta, rho_lin, tol, r_t, r, max_iter, out):  # pragma: no cover - compiled
@@ -706,13 +725,7 @@ def relax_reads(g_lin, chip, row, v_read, beta, rho_lin, tol, r_t, r, max_iter, 
                 n_left -= 1
                 if not fresh:       # every lane's readings at this iterate, at once
                     fresh = True
-                    for x in range(CW):
-                        rd[x] = 0.0
-                    for i in range(R):
-                        vi, ui, gi = v0[i * CW:(i + 1) * CW], u[i * CW:(i + 1) * CW], gl[i * CW:(i + 1) * CW]
-                        for x in range(CW):
-                            y = vi[x] - ui[x]
-                            rd[x] += gi[x] * (y * (1.0 + beta * y * y))
+                    _lanes_sums(w, beta, False, rd, R, C)
                 for j in range(C):
                     out[p0 + ln, j] = rd[j * W + ln]
         steps = max(steps, n)
@@ -772,22 +785,12 @@ def _pulse_done(p, ln, chip, sel_r, sel_c, shift, vth_set, vth_reset, a_t, c_t, 
 
 @njit(inline="always")
 def _lanes_power(w, beta, pw, e_of, R, C):  # pragma: no cover - compiled
-    """Every lane's power into its devices at its iterate, ``Σ x·I(x)`` over its cells (cell
-    voltages ``x = v0 − u``, the relaxation's device currents ``I = gl·x·(1 + β x²)``), into
-    ``e_of`` (W,), W: worked across the lanes at once, each row's nodes as one run of contiguous
-    memory (as :func:`_step`), the sums per column and lane and then over the columns; ``pw``
-    (C·W,) a work array.  (The power cell by cell in each pulse's own scalar pass cost ~0.1 µs of
-    a 0.66 µs pulse on 8×8 chips; this pass, ~0.05 µs: 105 calls captured from a 10 000 × 8×8
-    tune, best of 11.  The sum differs from that one's only in its rounding, ~1e-15 relative.)"""
-    v0, gl, u = w[0], w[1], w[2]
-    CW = C * W
-    for k in range(CW):
-        pw[k] = 0.0
-    for i in range(R):
-        vi, ui, gi = v0[i * CW:(i + 1) * CW], u[i * CW:(i + 1) * CW], gl[i * CW:(i + 1) * CW]
-        for k in range(CW):
-            x = vi[k] - ui[k]
-            pw[k] += x * (gi[k] * (x * (1.0 + beta * x * x)))
+    """Every lane's power into its devices at its iterate, ``Σ x·I(x)`` over its cells
+    (:func:`_lanes_sums` by power, then over the columns), into ``e_of`` (W,), W; ``pw`` (C·W,) a
+    work array.  (The power cell by cell in each pulse's own scalar pass cost ~0.1 µs of a 0.66 µs
+    pulse on 8×8 chips; this pass, ~0.05 µs: 105 calls captured from a 10 000 × 8×8 tune, best of
+    11.  The sum differs from that one's only in its rounding, ~1e-15 relative.)"""
+    _lanes_sums(w, beta, True, pw, R, C)
     for ln in range(W):
         e_of[ln] = 0.0
     for j in range(C):
