@@ -406,8 +406,9 @@ def _row_starts(w, rr_of, on, v_read, beta, r_t, r, passes, cur, drop, grow, lw,
     ``(r_t + r·(R − 1 − rr))·I_j``; every column's rise below and at that row from its one current
     (what the sneak paths add, ~1 % of the IR drop on 8×8 at 0.67 Ω, is left to the relaxation).
     The start of a grounded read (:func:`relax_reads`: every lane at once, worked across the lanes;
-    :func:`relax_rows`: the lanes that took a read in one refill).  ``cur``, ``drop``, ``grow``: (C·W,) and ``lw``
-    (2·C·W + W,) work arrays: each lane's row of devices and column paths are gathered once, and
+    :func:`relax_rows`: the lanes that took a read in one refill).  ``cur``, ``drop``, ``grow``:
+    (C·W,) and ``lw`` (2·C·W + W,: each lane's column paths, the ladder's prefix sums and its
+    first term) work arrays: each lane's row of devices and column paths are gathered once, and
     the passes run over every lane's values as one run of contiguous memory (a lane not ``on``
     relaxes whatever its arrays hold, unread; each lane's arithmetic is its own, in
     the same order as lane by lane: the same answers bit for bit, and on 23 calls captured from a
@@ -415,7 +416,7 @@ def _row_starts(w, rr_of, on, v_read, beta, r_t, r, passes, cur, drop, grow, lw,
     gl, u = w[1], w[2]
     r0 = r_t - r
     CW = C * W
-    colr, pre = lw[:CW], lw[CW:]
+    colr, pre, first = lw[:CW], lw[CW:2 * CW], lw[2 * CW:]
     for ln in range(W):
         if not on[ln]:
             continue
@@ -436,15 +437,15 @@ def _row_starts(w, rr_of, on, v_read, beta, r_t, r, passes, cur, drop, grow, lw,
         for k in range(CW - W - 1, -1, -1):
             drop[k] = drop[k + W] + cur[k]
         for k in range(W):                      # the ladder's drop, r·Σ_{s≤j} S_s + (r_t − r)·S_0
-            pre[CW + k] = r0 * drop[k]
+            first[k] = r0 * drop[k]
         for k in range(W):
             a = 0.0 + drop[k]
             pre[k] = a
-            drop[k] = r * a + pre[CW + k]
+            drop[k] = r * a + first[k]
         for k in range(W, CW):
             a = pre[k - W] + drop[k]
             pre[k] = a
-            drop[k] = r * a + pre[CW + k % W]
+            drop[k] = r * a + first[k % W]
     for ln in range(W):
         if not on[ln]:
             continue
