@@ -1148,13 +1148,14 @@ def _step(xb: Crossbar, n: _Slots, cfg: TunerConfig, pass_no: int, trace: _Trace
             width = np.where(hold, n.width.take(li), np.fmax(width, restart_width))
         n.width.reshape(-1)[li[need]] = width[need]
     held = held > cfg.pulses_at_cap
-    # (STUCK_HELD_RAMP < 1: no cell is stuck until the lower of the two ramps reached it)
+    # no cell is stuck until the lower of its two ramps reached it: the rule's arrays only then
     near = reached >= start + STUCK_HELD_RAMP * cfg.stuck_ramp - 1e-9
-    if np.count_nonzero(near):
+    ramped = reached >= start + cfg.stuck_ramp - 1e-9 if STUCK_HELD_RAMP > 1 else near
+    if np.count_nonzero(ramped):
         unmoved = (hi - lo) <= cfg.stuck_rel * np.maximum(lo, xb.programming_window[0])
         stuck = need & unmoved & ((reached >= start + cfg.stuck_ramp - 1e-9) | (held & near))
     else:
-        stuck = near
+        stuck = ramped
     give_up = stuck | held | (n.pulses.take(li) >= cfg.max_pulses)
     give_up &= need
     fire = need & ~give_up
